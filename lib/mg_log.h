@@ -1,0 +1,51 @@
+/* mg_log: logfmt lines on stderr.
+ *
+ *   ts=2026-11-28T21:40:00.123Z level=info comp=core msg="shard done" batch=b1 shard=3
+ *
+ * Call as mg_log(MG_LOG_INFO, "core", "shard done batch=%s shard=%d", ...):
+ * the formatted text up to the first " key=" is the message (quoted and
+ * escaped), the rest is appended as key=value pairs as written. Quote values
+ * that may hold spaces yourself: err="%s". The level is checked before the
+ * arguments are evaluated. Any thread may log; each line is one write(2). */
+#ifndef MG_LOG_H
+#define MG_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+enum mg_log_level {
+	MG_LOG_ERROR = 0,
+	MG_LOG_WARN = 1,
+	MG_LOG_INFO = 2,
+	MG_LOG_DEBUG = 3,
+};
+
+extern int mg_log_level_current;
+
+#define mg_log(level, comp, ...) \
+	do { \
+		if ((int)(level) <= mg_log_level_current) \
+			mg_log_write((level), (comp), __VA_ARGS__); \
+	} while (0)
+
+void mg_log_write(int level, const char *comp, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void mg_log_writev(int level, const char *comp, const char *fmt, va_list ap);
+
+/* "error", "warn", "info", "debug" (or 0..3) -> level; -EINVAL otherwise. */
+int mg_log_level_parse(const char *s);
+const char *mg_log_level_name(int level);
+void mg_log_set_level(int level);
+/* Sets the level from $MARGIN_LOG_LEVEL when present; -EINVAL if it is bad. */
+int mg_log_init_from_env(void);
+/* Send lines to fd instead of stderr (tests); returns the previous fd. */
+int mg_log_set_fd(int fd);
+/* Reopen the log target: a path (append) or NULL for stderr. For SIGHUP. */
+int mg_log_reopen(const char *path);
+
+/* Formats one logfmt line (no trailing newline) into buf; used by the
+ * writer and by tests. Returns the length that was written. */
+int mg_log_format_line(char *buf, size_t len, long long wall_ns, int level,
+		       const char *comp, const char *text);
+
+#endif

@@ -1,0 +1,65 @@
+/* Shared main() for the CUnit test executables: see cu_main.h. */
+#include "cu_main.h"
+#include "margin_config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cu_main(int argc, char **argv, const cu_suite_t *suites)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	for (const cu_suite_t *s = suites; s->name; s++) {
+		int wanted = argc < 2;
+		for (int i = 1; i < argc; i++)
+			if (strcmp(argv[i], s->name) == 0)
+				wanted = 1;
+		if (!wanted)
+			continue;
+		CU_pSuite cs = CU_add_suite(s->name, s->init, s->cleanup);
+		if (cs == NULL)
+			goto fail;
+		for (const cu_test_t *t = s->tests; t->name; t++)
+			if (CU_add_test(cs, t->name, t->fn) == NULL)
+				goto fail;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	unsigned suites_failed = CU_get_number_of_suites_failed();
+	CU_cleanup_registry();
+	return (failed || suites_failed) ? 1 : 0;
+fail:
+	fprintf(stderr, "CUnit registry error: %s\n", CU_get_error_msg());
+	CU_cleanup_registry();
+	return 1;
+}
+
+const char *cu_shared_path(const char *rel)
+{
+	static char buf[8][PATH_MAX];
+	static int slot;
+	char *out = buf[slot++ % 8];
+	const char *base = getenv("MARGIN_SHARED_DIR");
+	if (base == NULL || *base == '\0')
+		base = MARGIN_SHARED_DIR;
+	if (base == NULL || *base == '\0')
+		base = MARGIN_SOURCE_ROOT "/../shared";
+	snprintf(out, PATH_MAX, "%s/%s", base, rel);
+	return out;
+}
+
+const char *cu_tmpdir(void)
+{
+	static char dir[PATH_MAX];
+	if (dir[0] == '\0') {
+		const char *t = getenv("TMPDIR");
+		snprintf(dir, sizeof(dir), "%s/margin-test-XXXXXX", t && *t ? t : "/tmp");
+		if (mkdtemp(dir) == NULL)
+			return NULL;
+	}
+	return dir;
+}

@@ -1,0 +1,33 @@
+/* Shared main() for the CUnit test executables.
+ *
+ * Each test executable defines a table of suites and calls
+ * cu_main(argc, argv, suites). The exit status is non-zero when any test
+ * failed (CU_basic_run_tests() alone returns success even then), 77 when
+ * the suite skipped itself (see cu_skip). */
+#ifndef CU_MAIN_H
+#define CU_MAIN_H
+
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+
+typedef struct cu_test {
+	const char *name;
+	void (*fn)(void);
+} cu_test_t;
+
+typedef struct cu_suite {
+	const char *name;
+	const cu_test_t *tests;	/* terminated by { NULL, NULL } */
+	int (*init)(void);
+	int (*cleanup)(void);
+} cu_suite_t;
+
+/* Runs every suite (or only those named on the command line). */
+int cu_main(int argc, char **argv, const cu_suite_t *suites);
+
+/* Path of a file under ../shared (or $MARGIN_SHARED_DIR): "models/x.gguf". */
+const char *cu_shared_path(const char *rel);
+/* A fresh temporary directory for the test (removed by the OS tmp cleaner). */
+const char *cu_tmpdir(void);
+
+#endif
