@@ -1,0 +1,117 @@
+/* engine: continuous batching over `slots` sequences of one model.
+ *
+ * The caller (the worker's engine thread, `run`, `bench`, tests) submits
+ * requests, then calls engine_step() until idle, collecting finished
+ * requests with engine_take(). Each step: free slots admit queued requests
+ * (tokenize, chat template, KV cache from the slot), prompts are prefilled
+ * in chunks of at most `prefill_chunk` tokens, and every decoding sequence
+ * advances by one token — all in one batched model_forward(), one sgemm
+ * per weight matrix. A finished sequence leaves at once; its slot is
+ * reused in the next step.
+ *
+ * Accounting: each step's wall time (ns) is split among the sequences in it
+ * in proportion to their FLOPs with the largest-remainder method, in
+ * integers, so the parts sum exactly to the step; a request's busy_ns is the
+ * sum of its parts over the steps it took part in.
+ *
+ * An engine_t is used by one thread at a time. */
+#ifndef ENGINE_H
+#define ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct engine engine_t;
+
+typedef struct engine_opts {
+	int slots;		/* sequences in flight (default 8) */
+	int n_ctx;		/* KV cache per slot, tokens (default min(model n_ctx, 2048)) */
+	int prefill_chunk;	/* max prompt tokens per sequence per step (default 128) */
+	int max_step_tokens;	/* max tokens in one forward (default slots + prefill_chunk) */
+	int threads;		/* attention + BLAS threads (default: online cores) */
+} engine_opts_t;
+
+typedef struct engine_msg {
+	const char *role;	/* "system", "user", "assistant" */
+	const char *content;
+} engine_msg_t;
+
+typedef struct engine_req {
+	uint64_t id;		/* caller's handle, returned in engine_out_t */
+	const char *prompt;	/* completions: the prompt text (NUL-terminated) */
+	const engine_msg_t *messages;	/* chat: formatted by the model's template */
+	size_t n_messages;
+	const int32_t *prompt_ids;	/* or ready token ids (bench, tests); BOS not added */
+	size_t n_prompt_ids;
+	uint32_t max_tokens;	/* 0 = until the context is full */
+	float temperature;	/* 0 = greedy */
+	float top_p;		/* 0 or 1 = off */
+	uint32_t top_k;		/* 0 = off */
+	uint64_t seed;
+	const char *const *stop;	/* stop strings */
+	size_t n_stop;
+	bool ignore_eos;	/* keep generating past EOS (reference tests, bench) */
+} engine_req_t;
+
+typedef struct engine_out {
+	uint64_t id;
+	char *text;		/* owned: generated text (stop string excluded) */
+	size_t text_len;
+	int32_t *ids;		/* owned: generated ids */
+	size_t n_ids;
+	int32_t *prompt_ids;	/* owned: the ids fed to the model */
+	size_t n_prompt_ids;
+	const char *finish_reason;	/* static: "stop", "length", or NULL on error */
+	int error;		/* 0 or negative errno */
+	char error_code[48];	/* e.g. "context_length_exceeded" */
+	char error_msg[256];
+	uint64_t busy_ns;	/* this request's share of the steps it was in */
+	uint64_t flops;
+	uint64_t queue_ns;	/* submit -> first step */
+	uint64_t first_token_ns;	/* first step -> first sampled token */
+	uint32_t steps;
+} engine_out_t;
+
+/* Totals since engine_new (or the last engine_stats_reset). */
+typedef struct engine_stats {
+	uint64_t steps;
+	uint64_t wall_ns;	/* sum of step wall times */
+	uint64_t flops;
+	uint64_t prefill_tokens;
+	uint64_t decode_tokens;
+	uint32_t max_batch;	/* most sequences in one step */
+} engine_stats_t;
+
+/* m is borrowed and must outlive the engine. */
+int engine_new(const model_t *m, const engine_opts_t *o, engine_t **ret, char *err, size_t errlen);
+void engine_destroy(engine_t **e);
+
+/* Copies everything it needs from r. -ENOMEM; the request's own problems
+ * (too long, bad template) come back as an engine_out_t with error set. */
+int engine_submit(engine_t *e, const engine_req_t *r);
+/* Drop queued and running requests with this id (they come back with
+ * error -ECANCELED). */
+int engine_cancel(engine_t *e, uint64_t id);
+/* Runs one step. Returns the number of sequences that took part (0 when
+ * there was nothing to do), or a negative errno. */
+int engine_step(engine_t *e);
+/* Number of requests queued or running. */
+int engine_pending(const engine_t *e);
+/* Takes one finished request (caller frees with engine_out_free), or NULL. */
+engine_out_t *engine_take(engine_t *e);
+void engine_out_free(engine_out_t **o);
+
+void engine_get_stats(const engine_t *e, engine_stats_t *ret);
+void engine_stats_reset(engine_t *e);
+/* Bytes of KV cache held by the slots. */
+size_t engine_kv_bytes(const engine_t *e);
+
+/* Split total among n parts in proportion to weights, largest remainder,
+ * ties to the lower index: the parts sum exactly to total. If every weight
+ * is 0 the split is even. Exposed for the metering service and tests. */
+void engine_split(uint64_t total, const uint64_t *weights, size_t n, uint64_t *ret_parts);
+
+#endif

@@ -1,0 +1,143 @@
+/* gguf: read (mmap) and write GGUF v2/v3 files.
+ *
+ * Reader: gguf_open() maps the file and validates everything before it
+ * returns: header, every metadata key/value (string lengths, array counts,
+ * nesting), every tensor info (name, n_dims <= 4, each ne > 0, element count
+ * without overflow, type known, row size a multiple of the block size, data
+ * offset aligned and inside the file, tensors not overlapping). Nothing
+ * afterwards reads outside the mapping. Errors: -EBADMSG for a corrupt or
+ * hostile file, -ENOTSUP for a valid file with something we do not handle
+ * (tensor type, version), -errno for I/O; err then holds a sentence that
+ * names what (key, tensor, offset) is wrong.
+ *
+ * The gguf_t and everything borrowed from it (strings, arrays, tensor data)
+ * live until gguf_close(). A gguf_t is read-only after open: any thread may
+ * read it concurrently.
+ *
+ * Writer: gguf_writer_* builds a file in memory (metadata + tensor infos),
+ * then streams it out with the tensor data aligned to general.alignment. */
+#ifndef GGUF_H
+#define GGUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* metadata value types, as in the GGUF specification */
+enum gguf_vtype {
+	GGUF_VTYPE_UINT8 = 0,
+	GGUF_VTYPE_INT8 = 1,
+	GGUF_VTYPE_UINT16 = 2,
+	GGUF_VTYPE_INT16 = 3,
+	GGUF_VTYPE_UINT32 = 4,
+	GGUF_VTYPE_INT32 = 5,
+	GGUF_VTYPE_FLOAT32 = 6,
+	GGUF_VTYPE_BOOL = 7,
+	GGUF_VTYPE_STRING = 8,
+	GGUF_VTYPE_ARRAY = 9,
+	GGUF_VTYPE_UINT64 = 10,
+	GGUF_VTYPE_INT64 = 11,
+	GGUF_VTYPE_FLOAT64 = 12,
+};
+
+/* tensor types (ggml_type numbering); only these four are loaded */
+enum gguf_ttype {
+	GGUF_TTYPE_F32 = 0,
+	GGUF_TTYPE_F16 = 1,
+	GGUF_TTYPE_Q8_0 = 8,
+	GGUF_TTYPE_BF16 = 30,
+};
+
+#define GGUF_MAX_DIMS 4
+#define GGUF_DEFAULT_ALIGNMENT 32
+
+typedef struct gguf gguf_t;
+
+typedef struct gguf_str {
+	uint64_t len;
+	const char *data;	/* borrowed, NOT NUL-terminated */
+} gguf_str_t;
+
+typedef struct gguf_tensor {
+	const char *name;	/* borrowed, NUL-terminated copy owned by gguf_t */
+	uint32_t type;		/* enum gguf_ttype */
+	uint32_t n_dims;
+	uint64_t ne[GGUF_MAX_DIMS];	/* ne[0] innermost; unused dims are 1 */
+	uint64_t n_elements;
+	uint64_t offset;	/* from the start of the data section */
+	uint64_t nbytes;
+	const void *data;	/* borrowed: points into the mapping */
+} gguf_tensor_t;
+
+/* Open and validate. *ret is owned by the caller (gguf_close). */
+int gguf_open(const char *path, gguf_t **ret, char *err, size_t errlen);
+/* Same over a caller's buffer (fuzzing, tests); buf must outlive the gguf_t. */
+int gguf_open_buffer(const void *buf, size_t size, gguf_t **ret, char *err, size_t errlen);
+void gguf_close(gguf_t **g);
+
+uint32_t gguf_version(const gguf_t *g);
+uint64_t gguf_n_kv(const gguf_t *g);
+uint64_t gguf_n_tensors(const gguf_t *g);
+size_t gguf_file_size(const gguf_t *g);
+
+/* Metadata. Keys are looked up by exact name. Index-based access for
+ * listing (inspect): */
+const char *gguf_kv_key(const gguf_t *g, uint64_t i);	/* NUL-terminated, borrowed */
+enum gguf_vtype gguf_kv_type(const gguf_t *g, uint64_t i);
+int64_t gguf_find_kv(const gguf_t *g, const char *key);	/* index or -1 */
+
+/* Typed getters: 0 on success, -ENOENT if absent, -EINVAL if the stored type
+ * differs. Integer getters accept any integer type whose value fits. */
+int gguf_get_u32(const gguf_t *g, const char *key, uint32_t *ret);
+int gguf_get_i32(const gguf_t *g, const char *key, int32_t *ret);
+int gguf_get_u64(const gguf_t *g, const char *key, uint64_t *ret);
+int gguf_get_f32(const gguf_t *g, const char *key, float *ret);	/* f32 or f64 */
+int gguf_get_bool(const gguf_t *g, const char *key, bool *ret);
+int gguf_get_str(const gguf_t *g, const char *key, gguf_str_t *ret);
+/* Arrays: element type and count. Numeric arrays: *ret_data points at the
+ * packed little-endian elements inside the mapping (may be unaligned: use
+ * memcpy). String arrays: use gguf_get_arr_str. */
+int gguf_get_arr(const gguf_t *g, const char *key, enum gguf_vtype *ret_type,
+		 uint64_t *ret_n, const void **ret_data);
+/* i-th string of a string array (validated at open; O(1): offsets are indexed). */
+int gguf_get_arr_str(const gguf_t *g, const char *key, uint64_t i, gguf_str_t *ret);
+/* Same by kv index (for inspect). */
+int gguf_kv_arr_info(const gguf_t *g, uint64_t kv, enum gguf_vtype *ret_type, uint64_t *ret_n);
+
+/* Tensors. */
+const gguf_tensor_t *gguf_tensor(const gguf_t *g, uint64_t i);
+const gguf_tensor_t *gguf_find_tensor(const gguf_t *g, const char *name);	/* or NULL */
+/* Convert a tensor (F32, F16, BF16, Q8_0) to f32. dst holds n_elements.
+ * -ENOTSUP for other types. */
+int gguf_tensor_to_f32(const gguf_tensor_t *t, float *dst);
+const char *gguf_ttype_name(uint32_t type);	/* "F32", "Q4_K", ... or "unknown" */
+const char *gguf_vtype_name(enum gguf_vtype t);
+
+/* Half-precision helpers (also used by the synthetic models). */
+float gguf_f16_to_f32(uint16_t h);
+uint16_t gguf_f32_to_f16(float f);
+float gguf_bf16_to_f32(uint16_t h);
+
+/* --- writer --- */
+typedef struct gguf_writer gguf_writer_t;
+
+gguf_writer_t *gguf_writer_new(void);
+void gguf_writer_destroy(gguf_writer_t **w);
+/* Values are copied. */
+int gguf_writer_set_u32(gguf_writer_t *w, const char *key, uint32_t v);
+int gguf_writer_set_i32(gguf_writer_t *w, const char *key, int32_t v);
+int gguf_writer_set_u64(gguf_writer_t *w, const char *key, uint64_t v);
+int gguf_writer_set_f32(gguf_writer_t *w, const char *key, float v);
+int gguf_writer_set_bool(gguf_writer_t *w, const char *key, bool v);
+int gguf_writer_set_str(gguf_writer_t *w, const char *key, const char *v);
+/* Numeric array of n elements of type t (packed little-endian in data). */
+int gguf_writer_set_arr(gguf_writer_t *w, const char *key, enum gguf_vtype t,
+			const void *data, uint64_t n);
+int gguf_writer_set_arr_str(gguf_writer_t *w, const char *key, const char *const *v, uint64_t n);
+/* Tensor data is borrowed until gguf_writer_write() returns. ne[0] innermost. */
+int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, uint32_t type,
+			   uint32_t n_dims, const uint64_t *ne, const void *data, uint64_t nbytes);
+/* Writes a GGUF v3 file (via a temporary file + rename). */
+int gguf_writer_write(gguf_writer_t *w, const char *path, char *err, size_t errlen);
+
+#endif

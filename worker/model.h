@@ -1,0 +1,107 @@
+/* model: a LLaMA / Qwen2 transformer in three parts, as in llama2.c:
+ * hyper-parameters (model_config_t), weights (f32, owned or viewed from the
+ * GGUF mapping), and per-step activations (model_scratch_t, owned by the
+ * caller). model_forward() is pure with respect to the model: it reads the
+ * weights, reads/writes only the KV caches and scratch it is given, and
+ * logs nothing.
+ *
+ * Batched forward: one call processes n tokens that may belong to different
+ * sequences (a prefill chunk of one sequence, one decode token of each of
+ * many, or a mix). Every weight matrix is applied to all n rows with one
+ * BLAS call. Attention is computed per sequence, so a sequence's logits do
+ * not depend on which others share the step (batch invariance: the row
+ * reduction order is fixed whatever n is; see ops.h). */
+#ifndef MODEL_H
+#define MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "tok.h"
+
+typedef enum model_arch {
+	MODEL_ARCH_LLAMA = 0,
+	MODEL_ARCH_QWEN2 = 1,
+} model_arch_t;
+
+typedef struct model_config {
+	model_arch_t arch;
+	char arch_name[16];	/* "llama", "qwen2" */
+	char name[64];		/* general.name or preset name */
+	int dim;		/* embedding_length */
+	int n_layers;		/* block_count */
+	int n_heads;		/* attention.head_count */
+	int n_kv_heads;		/* attention.head_count_kv */
+	int head_dim;		/* dim / n_heads */
+	int ffn_dim;		/* feed_forward_length */
+	int vocab_size;
+	int n_ctx;		/* context_length (training context) */
+	int rope_dim;		/* rope.dimension_count (<= head_dim) */
+	float rope_base;	/* rope.freq_base, 10000 if absent */
+	float norm_eps;		/* attention.layer_norm_rms_epsilon */
+	bool rope_neox;		/* false: rotate pairs (2i, 2i+1) (llama);
+				   true: rotate (i, i + rope_dim/2) (qwen2) */
+	bool qkv_bias;		/* qwen2: q/k/v projections carry biases */
+	bool tied_output;	/* output matrix is the token embedding */
+} model_config_t;
+
+typedef struct model model_t;
+typedef struct model_kv model_kv_t;
+typedef struct model_scratch model_scratch_t;
+
+/* Load a GGUF model file (weights converted to f32 at load). *ret owned by
+ * the caller. -EBADMSG/-ENOTSUP/-errno with err naming the key/tensor. */
+int model_load(const char *path, model_t **ret, char *err, size_t errlen);
+/* A synthetic model from an architecture preset (see synth.h). n_layers_override
+ * > 0 builds only that many layers (benchmarks scale the rest). */
+int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
+		    char *err, size_t errlen);
+void model_destroy(model_t **m);
+
+const model_config_t *model_config(const model_t *m);
+/* Borrowed: owned by the model. */
+const tok_t *model_tok(const model_t *m);
+/* Parameters of the whole model (embedding + layers + norms + output; a
+ * tied output counted once). */
+uint64_t model_n_params(const model_t *m);
+/* Parameters read per decoded token (layers + output head; no embedding
+ * table). 2 x this = matmul FLOPs per token. */
+uint64_t model_n_params_per_token(const model_t *m);
+/* Bytes of f32 weights the model holds. */
+uint64_t model_weight_bytes(const model_t *m);
+
+/* One sequence's KV cache: [n_layers][n_ctx][n_kv_heads * head_dim] for K and
+ * for V, allocated up front. -ENOMEM fails the request, not the process. */
+int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret);
+void model_kv_destroy(model_kv_t **kv);
+size_t model_kv_bytes(const model_t *m, int n_ctx);
+int model_kv_n_ctx(const model_kv_t *kv);
+
+/* Activations for up to max_tokens tokens in one step; threads is the
+ * number of attention threads (and of BLAS threads the caller set). */
+int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scratch_t **ret);
+void model_scratch_destroy(model_scratch_t **s);
+
+typedef struct model_batch {
+	int n;			/* tokens in this step, 1..max_tokens */
+	const int32_t *tokens;	/* [n] */
+	const int32_t *pos;	/* [n] position in its sequence; tokens of one
+				   sequence are contiguous with ascending pos */
+	model_kv_t *const *kv;	/* [n] the cache of each token's sequence */
+	const bool *logits_wanted;	/* [n], NULL = only the last token of each sequence */
+	float *logits;		/* out: [n_wanted][vocab_size], in token order */
+	uint64_t *flops;	/* out, may be NULL: [n] FLOPs attributed to each
+				   token (matrix products + its attention) */
+} model_batch_t;
+
+/* Run one step. Returns the number of logits rows written, or -EINVAL
+ * (bad token id, position >= the kv's n_ctx, n > max_tokens). */
+int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b);
+
+/* FLOPs of one token at position pos (0-based) through the whole model,
+ * with or without the output head: the accounting formula. */
+uint64_t model_token_flops(const model_t *m, int pos, bool with_logits);
+
+#endif
