@@ -7,8 +7,19 @@
  * offset aligned and inside the file, tensors not overlapping). Nothing
  * afterwards reads outside the mapping. Errors: -EBADMSG for a corrupt or
  * hostile file, -ENOTSUP for a valid file with something we do not handle
- * (tensor type, version), -errno for I/O; err then holds a sentence that
- * names what (key, tensor, offset) is wrong.
+ * (version 1 or a future version, big-endian files, arrays of arrays,
+ * tensor types ggml has removed), -errno for I/O; err then holds a sentence
+ * that names what (key, tensor, offset) is wrong.
+ *
+ * Tensor types: open accepts every type of ggml's numbering whose block
+ * layout is known (Q4_K, Q6_K, ...), so inspect can list any model. Only
+ * F32, F16, BF16 and Q8_0 can be loaded: a loader calls
+ * gguf_check_loadable() (or gguf_tensor_check_loadable() per tensor) to get
+ * -ENOTSUP with a message naming the tensor and its type.
+ *
+ * Only little-endian hosts are supported (checked at compile time). If the
+ * file is truncated by someone else while it is mapped, reads fault (SIGBUS):
+ * mmap cannot guard against that.
  *
  * The gguf_t and everything borrowed from it (strings, arrays, tensor data)
  * live until gguf_close(). A gguf_t is read-only after open: any thread may
@@ -40,13 +51,16 @@ enum gguf_vtype {
 	GGUF_VTYPE_FLOAT64 = 12,
 };
 
-/* tensor types (ggml_type numbering); only these four are loaded */
+/* tensor types (ggml_type numbering); only these four are loaded. Other
+ * ggml types (Q4_K = 12, ...) are parsed and listed but not loadable. */
 enum gguf_ttype {
 	GGUF_TTYPE_F32 = 0,
 	GGUF_TTYPE_F16 = 1,
 	GGUF_TTYPE_Q8_0 = 8,
 	GGUF_TTYPE_BF16 = 30,
 };
+#define GGUF_Q8_0_BLOCK 32	/* elements per Q8_0 block: f16 scale d + 32 x int8 */
+#define GGUF_Q8_0_BYTES 34
 
 #define GGUF_MAX_DIMS 4
 #define GGUF_DEFAULT_ALIGNMENT 32
@@ -79,6 +93,8 @@ uint32_t gguf_version(const gguf_t *g);
 uint64_t gguf_n_kv(const gguf_t *g);
 uint64_t gguf_n_tensors(const gguf_t *g);
 size_t gguf_file_size(const gguf_t *g);
+uint32_t gguf_alignment(const gguf_t *g);	/* general.alignment or 32 */
+size_t gguf_data_offset(const gguf_t *g);	/* file offset of the tensor data section */
 
 /* Metadata. Keys are looked up by exact name. Index-based access for
  * listing (inspect): */
@@ -87,22 +103,34 @@ enum gguf_vtype gguf_kv_type(const gguf_t *g, uint64_t i);
 int64_t gguf_find_kv(const gguf_t *g, const char *key);	/* index or -1 */
 
 /* Typed getters: 0 on success, -ENOENT if absent, -EINVAL if the stored type
- * differs. Integer getters accept any integer type whose value fits. */
+ * differs. Integer getters accept any integer type whose value fits, and
+ * return -ERANGE when it does not (e.g. u32 4294967295 read as i32). */
 int gguf_get_u32(const gguf_t *g, const char *key, uint32_t *ret);
 int gguf_get_i32(const gguf_t *g, const char *key, int32_t *ret);
 int gguf_get_u64(const gguf_t *g, const char *key, uint64_t *ret);
+int gguf_get_i64(const gguf_t *g, const char *key, int64_t *ret);
 int gguf_get_f32(const gguf_t *g, const char *key, float *ret);	/* f32 or f64 */
+int gguf_get_f64(const gguf_t *g, const char *key, double *ret);	/* f32 or f64 */
 int gguf_get_bool(const gguf_t *g, const char *key, bool *ret);
 int gguf_get_str(const gguf_t *g, const char *key, gguf_str_t *ret);
 /* Arrays: element type and count. Numeric arrays: *ret_data points at the
  * packed little-endian elements inside the mapping (may be unaligned: use
- * memcpy). String arrays: use gguf_get_arr_str. */
+ * memcpy). String arrays: *ret_data is NULL, use gguf_get_arr_str.
+ * Any ret_* may be NULL. -EINVAL if the key is not an array. */
 int gguf_get_arr(const gguf_t *g, const char *key, enum gguf_vtype *ret_type,
 		 uint64_t *ret_n, const void **ret_data);
-/* i-th string of a string array (validated at open; O(1): offsets are indexed). */
+/* i-th string of a string array (validated at open; O(1): offsets are indexed).
+ * -ERANGE if i is past the end, -EINVAL if not a string array. */
 int gguf_get_arr_str(const gguf_t *g, const char *key, uint64_t i, gguf_str_t *ret);
 /* Same by kv index (for inspect). */
 int gguf_kv_arr_info(const gguf_t *g, uint64_t kv, enum gguf_vtype *ret_type, uint64_t *ret_n);
+int gguf_kv_arr_data(const gguf_t *g, uint64_t kv, const void **ret_data);	/* numeric arrays */
+int gguf_kv_arr_str(const gguf_t *g, uint64_t kv, uint64_t i, gguf_str_t *ret);
+/* Raw scalar value of kv i by index (for inspect): *ret points at the packed
+ * little-endian value (gguf_vtype_size bytes; may be unaligned). Strings:
+ * use gguf_kv_str. -EINVAL for arrays and strings. */
+int gguf_kv_scalar(const gguf_t *g, uint64_t kv, const void **ret);
+int gguf_kv_str(const gguf_t *g, uint64_t kv, gguf_str_t *ret);
 
 /* Tensors. */
 const gguf_tensor_t *gguf_tensor(const gguf_t *g, uint64_t i);
@@ -110,34 +138,59 @@ const gguf_tensor_t *gguf_find_tensor(const gguf_t *g, const char *name);	/* or 
 /* Convert a tensor (F32, F16, BF16, Q8_0) to f32. dst holds n_elements.
  * -ENOTSUP for other types. */
 int gguf_tensor_to_f32(const gguf_tensor_t *t, float *dst);
+/* Whether margin can load tensor t / every tensor of g: 0, or -ENOTSUP with
+ * "tensor blk.0.attn_q.weight has type Q4_K; margin loads F32, F16, BF16, Q8_0". */
+int gguf_tensor_check_loadable(const gguf_tensor_t *t, char *err, size_t errlen);
+int gguf_check_loadable(const gguf_t *g, char *err, size_t errlen);
+bool gguf_ttype_loadable(uint32_t type);
 const char *gguf_ttype_name(uint32_t type);	/* "F32", "Q4_K", ... or "unknown" */
-const char *gguf_vtype_name(enum gguf_vtype t);
+/* Block layout of a ggml type: elements per block and bytes per block;
+ * 0 for unknown or removed types. */
+uint32_t gguf_ttype_block_size(uint32_t type);
+uint32_t gguf_ttype_type_size(uint32_t type);
+/* Bytes of a tensor of n_elements (n_elements a multiple of the block
+ * size), or 0 when unknown type, partial block or overflow. */
+uint64_t gguf_ttype_nbytes(uint32_t type, uint64_t n_elements);
+const char *gguf_vtype_name(enum gguf_vtype t);	/* "uint32", "string", ... or "unknown" */
+size_t gguf_vtype_size(enum gguf_vtype t);	/* bytes of a numeric/bool value; 0 for string, array, unknown */
 
 /* Half-precision helpers (also used by the synthetic models). */
 float gguf_f16_to_f32(uint16_t h);
 uint16_t gguf_f32_to_f16(float f);
 float gguf_bf16_to_f32(uint16_t h);
+/* Round to nearest even; NaN stays NaN (quiet), overflow becomes inf. */
+uint16_t gguf_f32_to_bf16(float f);
 
 /* --- writer --- */
 typedef struct gguf_writer gguf_writer_t;
 
 gguf_writer_t *gguf_writer_new(void);
 void gguf_writer_destroy(gguf_writer_t **w);
-/* Values are copied. */
+/* Values are copied. Keys must be non-empty, at most 65535 bytes, and not
+ * already set (-EEXIST); general.alignment must be a u32 power of two. */
 int gguf_writer_set_u32(gguf_writer_t *w, const char *key, uint32_t v);
 int gguf_writer_set_i32(gguf_writer_t *w, const char *key, int32_t v);
 int gguf_writer_set_u64(gguf_writer_t *w, const char *key, uint64_t v);
 int gguf_writer_set_f32(gguf_writer_t *w, const char *key, float v);
 int gguf_writer_set_bool(gguf_writer_t *w, const char *key, bool v);
 int gguf_writer_set_str(gguf_writer_t *w, const char *key, const char *v);
+/* Any numeric or bool scalar type t, *v packed little-endian (gguf_vtype_size(t) bytes). */
+int gguf_writer_set_val(gguf_writer_t *w, const char *key, enum gguf_vtype t, const void *v);
 /* Numeric array of n elements of type t (packed little-endian in data). */
 int gguf_writer_set_arr(gguf_writer_t *w, const char *key, enum gguf_vtype t,
 			const void *data, uint64_t n);
 int gguf_writer_set_arr_str(gguf_writer_t *w, const char *key, const char *const *v, uint64_t n);
-/* Tensor data is borrowed until gguf_writer_write() returns. ne[0] innermost. */
+/* Tensor data is borrowed until gguf_writer_write() returns. ne[0] innermost.
+ * nbytes must equal gguf_ttype_nbytes(type, product of ne); names are unique,
+ * 1..64 bytes. -EINVAL / -EEXIST otherwise. */
 int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, uint32_t type,
 			   uint32_t n_dims, const uint64_t *ne, const void *data, uint64_t nbytes);
-/* Writes a GGUF v3 file (via a temporary file + rename). */
+/* Writes a GGUF v3 file: keys in insertion order, tensor data in insertion
+ * order, each tensor aligned to general.alignment (32 unless set). Writes a
+ * temporary file next to path, fsyncs it, then renames it over path, so a
+ * reader never sees a half-written file. On failure (e.g. ENOSPC) returns
+ * -errno, removes the temporary file and err names the path. May be called
+ * more than once. */
 int gguf_writer_write(gguf_writer_t *w, const char *path, char *err, size_t errlen);
 
 #endif
