@@ -670,7 +670,7 @@ static int parse(gguf_t *g, rd_t *r)
 		return seterr(r->err, r->errlen, -ENOTSUP,
 			      "GGUF version 1 is not supported (margin reads versions 2 and 3; re-convert the model)");
 	if (g->version != 2 && g->version != 3) {
-		if ((g->version & 0xffffu) == 0)
+		if (g->version != 0 && (g->version & 0xffffu) == 0)
 			return seterr(r->err, r->errlen, -ENOTSUP,
 				      "GGUF version field 0x%08x looks byte-swapped: big-endian GGUF files are not supported",
 				      g->version);
