@@ -30,7 +30,8 @@ typedef struct engine_opts {
 	int slots;		/* sequences in flight (default 8) */
 	int n_ctx;		/* KV cache per slot, tokens (default min(model n_ctx, 2048)) */
 	int prefill_chunk;	/* max prompt tokens per sequence per step (default 128) */
-	int max_step_tokens;	/* max tokens in one forward (default slots + prefill_chunk) */
+	int max_step_tokens;	/* max tokens in one forward (default slots + prefill_chunk;
+				   raised to slots so every decoder fits a step) */
 	int threads;		/* attention + BLAS threads (default: online cores) */
 } engine_opts_t;
 
@@ -108,6 +109,8 @@ void engine_get_stats(const engine_t *e, engine_stats_t *ret);
 void engine_stats_reset(engine_t *e);
 /* Bytes of KV cache held by the slots. */
 size_t engine_kv_bytes(const engine_t *e);
+/* The options in effect (defaults filled in). Borrowed. */
+const engine_opts_t *engine_opts(const engine_t *e);
 
 /* Split total among n parts in proportion to weights, largest remainder,
  * ties to the lower index: the parts sum exactly to total. If every weight

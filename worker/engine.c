@@ -1,0 +1,743 @@
+/* engine: continuous batching with per-step cost accounting (see engine.h).
+ *
+ * Everything a step needs is allocated in engine_new: the slots' KV caches,
+ * samplers and id buffers, the batch arrays (max_step_tokens entries) and
+ * the logits rows (one per slot). A step therefore allocates nothing except
+ * when a request's text outgrows its buffer (amortized doubling) and when
+ * a finished request is handed out.
+ *
+ * Batch layout of one step, in slot order: a decoding slot contributes its
+ * last sampled token (logits wanted); a prefilling slot contributes the next
+ * chunk of its prompt (logits wanted only for the prompt's last token).
+ * Decoding slots are served first, then the prefill budget
+ * (max_step_tokens - decoders) is handed out in slot order, at most
+ * prefill_chunk tokens each. Which slot a request lands in and who shares
+ * its step never changes its tokens: the model's numerics are
+ * batch-invariant and each request samples from its own generator. */
+#include "engine.h"
+
+#include "mg_clock.h"
+#include "sampler.h"
+#include "tok.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct req {
+	struct req *next;
+	uint64_t id;
+	int32_t *prompt;	/* owned: [n_prompt] ids fed to the model */
+	size_t n_prompt;
+	uint32_t max_gen;	/* after clamping to the slot's context */
+	bool ignore_eos;
+	sampler_params_t sp;
+	sampler_stop_t stop;	/* owned: stop strings and the text so far */
+	int64_t submit_ns;
+} req_t;
+
+typedef struct slot {
+	req_t *req;		/* owned while busy; NULL = free */
+	model_kv_t *kv;		/* owned: [n_ctx] positions */
+	sampler_t *smp;		/* owned */
+	int32_t *gen;		/* owned: [n_ctx] generated ids */
+	size_t n_gen;
+	int n_past;		/* positions filled in kv */
+	int32_t next_tok;	/* sampled, to be fed at position n_past */
+	uint64_t busy_ns;
+	uint64_t flops;
+	uint32_t steps;
+	int64_t first_step_ns;	/* 0 = not yet in a step */
+	int64_t first_token_ns;
+	const char *finish;	/* set when the request ends in this step */
+	/* this step */
+	int b_first, b_n;	/* its tokens in the batch */
+	int row;		/* its logits row, -1 none */
+} slot_t;
+
+typedef struct done {
+	engine_out_t out;	/* first: engine_take returns &d->out */
+	struct done *next;
+} done_t;
+
+struct engine {
+	const model_t *m;	/* borrowed */
+	const tok_t *tok;	/* borrowed: owned by the model */
+	engine_opts_t o;
+	int n_vocab;
+	slot_t *slots;		/* owned: [o.slots] */
+	model_scratch_t *scratch;	/* owned */
+	/* batch arrays, [max_step_tokens] */
+	int32_t *b_tok, *b_pos;
+	model_kv_t **b_kv;
+	bool *b_want;
+	uint64_t *b_flops;
+	float *logits;		/* [slots][n_vocab] */
+	/* accounting scratch, [slots] */
+	uint64_t *w, *parts;
+	int *in_step;
+	char *piece;		/* owned: [piece_cap] */
+	size_t piece_cap;
+	req_t *q_head, *q_tail;	/* owned: FIFO of queued requests */
+	int n_queued;
+	done_t *d_head, *d_tail;	/* owned: finished, not yet taken */
+	engine_stats_t st;
+};
+
+/* --- accounting ----------------------------------------------------------- */
+
+typedef unsigned __int128 u128;
+
+/* Remainder order of the largest-remainder method: bigger remainder
+ * first, then lower index. key(i) = (total * w_i) mod W. */
+static inline bool rem_before(u128 ra, size_t a, u128 rb, size_t b)
+{
+	return ra > rb || (ra == rb && a < b);
+}
+
+static void sift_idx(uint64_t *h, size_t n, size_t i, uint64_t total, const uint64_t *w, bool even, u128 W)
+{
+	uint64_t x = h[i];
+	u128 rx = (u128)total * (even ? 1 : w[x]) % W;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		u128 rc = (u128)total * (even ? 1 : w[h[c]]) % W;
+		if (c + 1 < n) {
+			u128 r1 = (u128)total * (even ? 1 : w[h[c + 1]]) % W;
+			if (rem_before(r1, h[c + 1], rc, h[c])) {
+				c++;
+				rc = r1;
+			}
+		}
+		if (!rem_before(rc, h[c], rx, x))
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	h[i] = x;
+}
+
+void engine_split(uint64_t total, const uint64_t *weights, size_t n, uint64_t *ret_parts)
+{
+	if (n == 0)
+		return;
+	u128 W = 0;
+	for (size_t i = 0; i < n; i++)
+		W += weights[i];
+	bool even = W == 0;
+	if (even)
+		W = n;
+	/* floor parts sum to total - d with 0 <= d < n */
+	u128 given = 0;
+	for (size_t i = 0; i < n; i++)
+		given += (u128)total * (even ? 1 : weights[i]) / W;
+	uint64_t d = (uint64_t)((u128)total - given);
+	if (d == 0) {
+		for (size_t i = 0; i < n; i++)
+			ret_parts[i] = (uint64_t)((u128)total * (even ? 1 : weights[i]) / W);
+		return;
+	}
+	/* Find the d-th index in remainder order without allocating: heap-select
+	 * over indices kept in ret_parts (a max-heap in remainder order, popped
+	 * d times), then rewrite ret_parts with the values. */
+	for (size_t i = 0; i < n; i++)
+		ret_parts[i] = i;
+	for (size_t i = n / 2; i-- > 0;)
+		sift_idx(ret_parts, n, i, total, weights, even, W);
+	uint64_t last = 0;
+	size_t hn = n;
+	for (uint64_t k = 0; k < d; k++) {
+		last = ret_parts[0];
+		ret_parts[0] = ret_parts[--hn];
+		if (hn > 1)
+			sift_idx(ret_parts, hn, 0, total, weights, even, W);
+	}
+	u128 rlast = (u128)total * (even ? 1 : weights[last]) % W;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t wi = even ? 1 : weights[i];
+		u128 r = (u128)total * wi % W;
+		bool extra = r > rlast || (r == rlast && i <= last);
+		ret_parts[i] = (uint64_t)((u128)total * wi / W) + (extra ? 1 : 0);
+	}
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+static void req_free(req_t **pr)
+{
+	if (*pr == NULL)
+		return;
+	free((*pr)->prompt);
+	sampler_stop_done(&(*pr)->stop);
+	free(*pr);
+	*pr = NULL;
+}
+
+static void push_done(engine_t *e, done_t *d)
+{
+	d->next = NULL;
+	if (e->d_tail != NULL)
+		e->d_tail->next = d;
+	else
+		e->d_head = d;
+	e->d_tail = d;
+}
+
+/* An answer for a request that never ran (or failed): error set, no text.
+ * Takes the prompt ids. */
+static int push_error(engine_t *e, uint64_t id, int32_t **prompt, size_t n_prompt, int error,
+		      const char *code, const char *msg)
+{
+	done_t *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return -ENOMEM;
+	d->out.id = id;
+	d->out.text = strdup("");
+	if (d->out.text == NULL) {
+		free(d);
+		return -ENOMEM;
+	}
+	if (prompt != NULL) {
+		d->out.prompt_ids = *prompt;
+		d->out.n_prompt_ids = n_prompt;
+		*prompt = NULL;
+	}
+	d->out.error = error;
+	snprintf(d->out.error_code, sizeof(d->out.error_code), "%s", code);
+	snprintf(d->out.error_msg, sizeof(d->out.error_msg), "%s", msg);
+	push_done(e, d);
+	return 0;
+}
+
+static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *ret_n)
+{
+	if (r->prompt_ids != NULL) {
+		int32_t *ids = malloc((r->n_prompt_ids ? r->n_prompt_ids : 1) * sizeof(*ids));
+		if (ids == NULL)
+			return -ENOMEM;
+		memcpy(ids, r->prompt_ids, r->n_prompt_ids * sizeof(*ids));
+		*ret = ids;
+		*ret_n = r->n_prompt_ids;
+		return 0;
+	}
+	if (r->messages != NULL)
+		return -ENOTSUP;
+	if (r->prompt == NULL || e->tok == NULL)
+		return -EINVAL;
+	/* As llama.cpp's server: BOS as the vocabulary asks, control-token text
+	 * in the prompt becomes those tokens. */
+	return tok_encode(e->tok, r->prompt, strlen(r->prompt), true, true, ret, ret_n);
+}
+
+int engine_submit(engine_t *e, const engine_req_t *r)
+{
+	int32_t *ids = NULL;
+	size_t n = 0;
+	char msg[256];
+	int rc = tokenize(e, r, &ids, &n);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "request %llu: %s",
+			 (unsigned long long)r->id,
+			 rc == -ENOTSUP ? "chat messages need a chat template, and this model has none"
+					: "no prompt, or a prompt the tokenizer rejects");
+		return push_error(e, r->id, &ids, n, rc, "invalid_prompt", msg);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] < 0 || ids[i] >= e->n_vocab) {
+			snprintf(msg, sizeof(msg), "request %llu: prompt token %zu is id %d, outside the vocabulary of %d",
+				 (unsigned long long)r->id, i, (int)ids[i], e->n_vocab);
+			return push_error(e, r->id, &ids, n, -EINVAL, "invalid_prompt", msg);
+		}
+	}
+	if (n == 0) {
+		snprintf(msg, sizeof(msg), "request %llu: the prompt is empty (no tokens to start from)",
+			 (unsigned long long)r->id);
+		return push_error(e, r->id, &ids, n, -EINVAL, "invalid_prompt", msg);
+	}
+	if (n + 1 > (size_t)e->o.n_ctx) {
+		snprintf(msg, sizeof(msg),
+			 "request %llu: the prompt has %zu tokens, but a slot's context holds %d "
+			 "(prompt + at least 1 generated token must fit)",
+			 (unsigned long long)r->id, n, e->o.n_ctx);
+		return push_error(e, r->id, &ids, n, -E2BIG, "context_length_exceeded", msg);
+	}
+	req_t *q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		free(ids);
+		return -ENOMEM;
+	}
+	q->id = r->id;
+	q->prompt = ids;
+	q->n_prompt = n;
+	uint32_t room = (uint32_t)((size_t)e->o.n_ctx - n);
+	q->max_gen = (r->max_tokens == 0 || r->max_tokens > room) ? room : r->max_tokens;
+	q->ignore_eos = r->ignore_eos;
+	q->sp = (sampler_params_t){ r->temperature, r->top_p, r->top_k, r->seed };
+	q->submit_ns = mg_clock_now_ns();
+	if (sampler_stop_init(&q->stop, r->stop, r->n_stop) < 0) {
+		req_free(&q);
+		return -ENOMEM;
+	}
+	if (e->q_tail != NULL)
+		e->q_tail->next = q;
+	else
+		e->q_head = q;
+	e->q_tail = q;
+	e->n_queued++;
+	return 0;
+}
+
+/* --- lifetime ------------------------------------------------------------- */
+
+int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char *err, size_t errlen)
+{
+	const model_config_t *cfg = model_config(m);
+	engine_opts_t o = opts != NULL ? *opts : (engine_opts_t){ 0 };
+	if (o.slots <= 0)
+		o.slots = 8;
+	if (o.n_ctx <= 0)
+		o.n_ctx = cfg->n_ctx > 0 && cfg->n_ctx < 2048 ? cfg->n_ctx : 2048;
+	if (o.prefill_chunk <= 0)
+		o.prefill_chunk = 128;
+	if (o.max_step_tokens <= 0)
+		o.max_step_tokens = o.slots + o.prefill_chunk;
+	/* every decoding slot must fit in a step, or one could starve */
+	if (o.max_step_tokens < o.slots)
+		o.max_step_tokens = o.slots;
+	if (o.threads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o.threads = n > 0 ? (int)n : 1;
+	}
+	if (o.slots > 4096 || o.max_step_tokens > (1 << 20)) {
+		snprintf(err, errlen, "engine: %d slots / %d tokens per step is more than supported (4096 / 1048576)",
+			 o.slots, o.max_step_tokens);
+		return -EINVAL;
+	}
+
+	engine_t *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		goto nomem;
+	e->m = m;
+	e->tok = model_tok(m);
+	e->o = o;
+	e->n_vocab = cfg->vocab_size;
+	/* BLAS and attention share the same cores in turn, never at once. */
+	openblas_set_num_threads(o.threads);
+
+	size_t S = (size_t)o.slots, T = (size_t)o.max_step_tokens;
+	e->slots = calloc(S, sizeof(*e->slots));
+	e->b_tok = malloc(T * sizeof(*e->b_tok));
+	e->b_pos = malloc(T * sizeof(*e->b_pos));
+	e->b_kv = malloc(T * sizeof(*e->b_kv));
+	e->b_want = malloc(T * sizeof(*e->b_want));
+	e->b_flops = malloc(T * sizeof(*e->b_flops));
+	e->logits = malloc(S * (size_t)e->n_vocab * sizeof(*e->logits));
+	e->w = malloc(S * sizeof(*e->w));
+	e->parts = malloc(S * sizeof(*e->parts));
+	e->in_step = malloc(S * sizeof(*e->in_step));
+	e->piece_cap = 256;
+	e->piece = malloc(e->piece_cap);
+	if (e->slots == NULL || e->b_tok == NULL || e->b_pos == NULL || e->b_kv == NULL ||
+	    e->b_want == NULL || e->b_flops == NULL || e->logits == NULL || e->w == NULL ||
+	    e->parts == NULL || e->in_step == NULL || e->piece == NULL)
+		goto nomem;
+	for (size_t i = 0; i < S; i++) {
+		slot_t *s = &e->slots[i];
+		if (model_kv_new(m, o.n_ctx, &s->kv) < 0) {
+			snprintf(err, errlen, "engine: cannot allocate the KV cache of slot %zu (%zu bytes for %d positions)",
+				 i, model_kv_bytes(m, o.n_ctx), o.n_ctx);
+			engine_destroy(&e);
+			return -ENOMEM;
+		}
+		if (sampler_new(e->n_vocab, &s->smp) < 0)
+			goto nomem;
+		s->gen = malloc((size_t)o.n_ctx * sizeof(*s->gen));
+		if (s->gen == NULL)
+			goto nomem;
+	}
+	int rc = model_scratch_new(m, o.max_step_tokens, o.threads, &e->scratch);
+	if (rc < 0) {
+		snprintf(err, errlen, "engine: cannot allocate activations for %d tokens per step", o.max_step_tokens);
+		engine_destroy(&e);
+		return rc;
+	}
+	*ret = e;
+	return 0;
+nomem:
+	snprintf(err, errlen, "engine: out of memory for %d slots of %d positions", o.slots, o.n_ctx);
+	engine_destroy(&e);
+	return -ENOMEM;
+}
+
+void engine_destroy(engine_t **pe)
+{
+	if (pe == NULL || *pe == NULL)
+		return;
+	engine_t *e = *pe;
+	if (e->slots != NULL) {
+		for (int i = 0; i < e->o.slots; i++) {
+			slot_t *s = &e->slots[i];
+			model_kv_destroy(&s->kv);
+			sampler_destroy(&s->smp);
+			free(s->gen);
+			req_free(&s->req);
+		}
+		free(e->slots);
+	}
+	while (e->q_head != NULL) {
+		req_t *q = e->q_head;
+		e->q_head = q->next;
+		req_free(&q);
+	}
+	while (e->d_head != NULL) {
+		done_t *d = e->d_head;
+		e->d_head = d->next;
+		engine_out_t *o = &d->out;
+		engine_out_free(&o);
+	}
+	model_scratch_destroy(&e->scratch);
+	free(e->b_tok);
+	free(e->b_pos);
+	free(e->b_kv);
+	free(e->b_want);
+	free(e->b_flops);
+	free(e->logits);
+	free(e->w);
+	free(e->parts);
+	free(e->in_step);
+	free(e->piece);
+	free(e);
+	*pe = NULL;
+}
+
+/* --- steps ---------------------------------------------------------------- */
+
+static void admit(engine_t *e)
+{
+	for (int i = 0; i < e->o.slots && e->q_head != NULL; i++) {
+		slot_t *s = &e->slots[i];
+		if (s->req != NULL)
+			continue;
+		req_t *q = e->q_head;
+		e->q_head = q->next;
+		if (e->q_head == NULL)
+			e->q_tail = NULL;
+		e->n_queued--;
+		q->next = NULL;
+		s->req = q;
+		s->n_gen = 0;
+		s->n_past = 0;
+		s->busy_ns = 0;
+		s->flops = 0;
+		s->steps = 0;
+		s->first_step_ns = 0;
+		s->first_token_ns = 0;
+		s->finish = NULL;
+		sampler_reset(s->smp, &q->sp);
+	}
+}
+
+/* Hand out a slot's request (finished, failed or cancelled) and free it. */
+static int finish_slot(engine_t *e, slot_t *s, int error, const char *code, const char *msg)
+{
+	req_t *q = s->req;
+	done_t *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return -ENOMEM;
+	engine_out_t *o = &d->out;
+	o->ids = malloc((s->n_gen ? s->n_gen : 1) * sizeof(*o->ids));
+	if (o->ids == NULL) {
+		free(d);
+		return -ENOMEM;
+	}
+	memcpy(o->ids, s->gen, s->n_gen * sizeof(*o->ids));
+	o->n_ids = s->n_gen;
+	if (q->stop.text != NULL) {
+		o->text = q->stop.text;
+		o->text_len = q->stop.len;
+		q->stop.text = NULL;
+	} else {
+		o->text = strdup("");
+		if (o->text == NULL) {
+			free(o->ids);
+			free(d);
+			return -ENOMEM;
+		}
+	}
+	o->id = q->id;
+	o->prompt_ids = q->prompt;
+	o->n_prompt_ids = q->n_prompt;
+	q->prompt = NULL;
+	o->finish_reason = error ? NULL : s->finish;
+	o->error = error;
+	if (code != NULL)
+		snprintf(o->error_code, sizeof(o->error_code), "%s", code);
+	if (msg != NULL)
+		snprintf(o->error_msg, sizeof(o->error_msg), "%s", msg);
+	o->busy_ns = s->busy_ns;
+	o->flops = s->flops;
+	o->steps = s->steps;
+	if (s->first_step_ns != 0) {
+		o->queue_ns = (uint64_t)(s->first_step_ns - q->submit_ns);
+		if (s->first_token_ns != 0)
+			o->first_token_ns = (uint64_t)(s->first_token_ns - s->first_step_ns);
+	} else {
+		o->queue_ns = (uint64_t)(mg_clock_now_ns() - q->submit_ns);
+	}
+	push_done(e, d);
+	req_free(&s->req);
+	return 0;
+}
+
+/* The text of one token, into e->piece (grown if a piece is longer). */
+static int piece_of(engine_t *e, int32_t id, size_t *ret_len)
+{
+	int n = tok_piece(e->tok, id, false, e->piece, e->piece_cap);
+	if (n >= 0 && (size_t)n > e->piece_cap) {
+		char *p = realloc(e->piece, (size_t)n);
+		if (p == NULL)
+			return -ENOMEM;
+		e->piece = p;
+		e->piece_cap = (size_t)n;
+		n = tok_piece(e->tok, id, false, e->piece, e->piece_cap);
+	}
+	if (n < 0)
+		return n;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+/* Takes a sampled token: records it and decides whether the request ends. */
+static int accept_token(engine_t *e, slot_t *s, int32_t t)
+{
+	req_t *q = s->req;
+	s->gen[s->n_gen++] = t;
+	bool eog = e->tok != NULL && tok_is_eog(e->tok, t);
+	if (eog && !q->ignore_eos) {
+		s->finish = "stop";
+		return 0;
+	}
+	if (e->tok != NULL) {
+		size_t len = 0;
+		int rc = piece_of(e, t, &len);
+		if (rc < 0)
+			return rc;
+		rc = sampler_stop_feed(&q->stop, e->piece, len);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			s->finish = "stop";
+			return 0;
+		}
+	}
+	if (s->n_gen >= q->max_gen)
+		s->finish = "length";
+	else
+		s->next_tok = t;
+	return 0;
+}
+
+int engine_step(engine_t *e)
+{
+	int64_t t0 = mg_clock_now_ns();
+	admit(e);
+
+	int S = e->o.slots, n_dec = 0;
+	for (int i = 0; i < S; i++) {
+		slot_t *s = &e->slots[i];
+		s->b_n = 0;
+		s->row = -1;
+		if (s->req != NULL && (size_t)s->n_past >= s->req->n_prompt)
+			n_dec++;
+	}
+	int budget = e->o.max_step_tokens - n_dec, n = 0, rows = 0, n_seq = 0;
+	uint64_t prefill = 0, decode = 0;
+	for (int i = 0; i < S; i++) {
+		slot_t *s = &e->slots[i];
+		req_t *q = s->req;
+		if (q == NULL)
+			continue;
+		int take;
+		bool want_last;
+		if ((size_t)s->n_past >= q->n_prompt) {
+			e->b_tok[n] = s->next_tok;
+			take = 1;
+			want_last = true;
+			decode++;
+		} else {
+			size_t left = q->n_prompt - (size_t)s->n_past;
+			take = left < (size_t)e->o.prefill_chunk ? (int)left : e->o.prefill_chunk;
+			if (take > budget)
+				take = budget;
+			if (take == 0)
+				continue;
+			budget -= take;
+			memcpy(e->b_tok + n, q->prompt + s->n_past, (size_t)take * sizeof(int32_t));
+			want_last = (size_t)take == left;
+			prefill += (uint64_t)take;
+		}
+		s->b_first = n;
+		s->b_n = take;
+		for (int j = 0; j < take; j++) {
+			e->b_pos[n + j] = s->n_past + j;
+			e->b_kv[n + j] = s->kv;
+			e->b_want[n + j] = false;
+		}
+		if (want_last) {
+			e->b_want[n + take - 1] = true;
+			s->row = rows++;
+		}
+		n += take;
+		e->in_step[n_seq++] = i;
+	}
+	if (n == 0)
+		return 0;
+
+	model_batch_t b = {
+		.n = n, .tokens = e->b_tok, .pos = e->b_pos, .kv = e->b_kv,
+		.logits_wanted = e->b_want, .logits = e->logits, .flops = e->b_flops,
+	};
+	int rc = model_forward(e->m, e->scratch, &b);
+	if (rc < 0)
+		return rc;
+	if (rc != rows)
+		return -EPROTO;
+
+	for (int k = 0; k < n_seq; k++) {
+		slot_t *s = &e->slots[e->in_step[k]];
+		uint64_t f = 0;
+		for (int j = 0; j < s->b_n; j++)
+			f += e->b_flops[s->b_first + j];
+		e->w[k] = f;
+		s->n_past += s->b_n;
+		if (s->first_step_ns == 0)
+			s->first_step_ns = t0;
+		if (s->row >= 0) {
+			int32_t t = sampler_sample(s->smp, e->logits + (size_t)s->row * (size_t)e->n_vocab);
+			rc = accept_token(e, s, t);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	int64_t t1 = mg_clock_now_ns();
+	uint64_t wall = (uint64_t)(t1 - t0), flops = 0;
+	engine_split(wall, e->w, (size_t)n_seq, e->parts);
+	for (int k = 0; k < n_seq; k++) {
+		slot_t *s = &e->slots[e->in_step[k]];
+		s->busy_ns += e->parts[k];
+		s->flops += e->w[k];
+		s->steps++;
+		flops += e->w[k];
+		if (s->row >= 0 && s->first_token_ns == 0)
+			s->first_token_ns = t1;
+	}
+	e->st.steps++;
+	e->st.wall_ns += wall;
+	e->st.flops += flops;
+	e->st.prefill_tokens += prefill;
+	e->st.decode_tokens += decode;
+	if ((uint32_t)n_seq > e->st.max_batch)
+		e->st.max_batch = (uint32_t)n_seq;
+
+	for (int k = 0; k < n_seq; k++) {
+		slot_t *s = &e->slots[e->in_step[k]];
+		if (s->finish != NULL && (rc = finish_slot(e, s, 0, NULL, NULL)) < 0)
+			return rc;
+	}
+	return n_seq;
+}
+
+/* --- the rest of the interface -------------------------------------------- */
+
+int engine_cancel(engine_t *e, uint64_t id)
+{
+	int n = 0;
+	char msg[256];
+	snprintf(msg, sizeof(msg), "request %llu was cancelled", (unsigned long long)id);
+	for (req_t **pq = &e->q_head; *pq != NULL;) {
+		req_t *q = *pq;
+		if (q->id != id) {
+			pq = &q->next;
+			continue;
+		}
+		int rc = push_error(e, q->id, &q->prompt, q->n_prompt, -ECANCELED, "cancelled", msg);
+		if (rc < 0)
+			return rc;
+		*pq = q->next;
+		e->n_queued--;
+		req_free(&q);
+		n++;
+	}
+	e->q_tail = NULL;
+	for (req_t *q = e->q_head; q != NULL; q = q->next)
+		e->q_tail = q;
+	for (int i = 0; i < e->o.slots; i++) {
+		slot_t *s = &e->slots[i];
+		if (s->req == NULL || s->req->id != id)
+			continue;
+		int rc = finish_slot(e, s, -ECANCELED, "cancelled", msg);
+		if (rc < 0)
+			return rc;
+		n++;
+	}
+	return n;
+}
+
+int engine_pending(const engine_t *e)
+{
+	int n = e->n_queued;
+	for (int i = 0; i < e->o.slots; i++)
+		n += e->slots[i].req != NULL;
+	return n;
+}
+
+engine_out_t *engine_take(engine_t *e)
+{
+	done_t *d = e->d_head;
+	if (d == NULL)
+		return NULL;
+	e->d_head = d->next;
+	if (e->d_head == NULL)
+		e->d_tail = NULL;
+	d->next = NULL;
+	return &d->out;
+}
+
+void engine_out_free(engine_out_t **po)
+{
+	if (po == NULL || *po == NULL)
+		return;
+	engine_out_t *o = *po;
+	free(o->text);
+	free(o->ids);
+	free(o->prompt_ids);
+	free(o);	/* o is the first member of its done_t */
+	*po = NULL;
+}
+
+void engine_get_stats(const engine_t *e, engine_stats_t *ret)
+{
+	*ret = e->st;
+}
+
+void engine_stats_reset(engine_t *e)
+{
+	memset(&e->st, 0, sizeof(e->st));
+}
+
+size_t engine_kv_bytes(const engine_t *e)
+{
+	return (size_t)e->o.slots * model_kv_bytes(e->m, e->o.n_ctx);
+}
+
+const engine_opts_t *engine_opts(const engine_t *e)
+{
+	return &e->o;
+}
