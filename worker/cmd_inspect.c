@@ -1,0 +1,396 @@
+/* margin-worker inspect FILE.gguf [--json]: a GGUF file's metadata and
+ * tensor table. Arrays are summarised (element type, count, first values),
+ * long strings are cut in the human form; --json gives every scalar in full
+ * and the first values of each array. Lists every ggml tensor type, also
+ * those margin cannot load (marked "not loadable"). */
+#include "cmds.h"
+#include "gguf.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STR_CUT 64	/* bytes of a string shown in the human form */
+#define ARR_HEAD 5	/* array elements shown in the human form */
+#define JSON_ARR_HEAD 8
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: margin-worker inspect FILE.gguf [--json]\n\n"
+		   "Print a GGUF file's metadata (arrays summarised) and its tensor table\n"
+		   "(name, type, shape, offset, bytes) with the total parameter count.\n\n"
+		   "  --json    one JSON object instead of text\n"
+		   "  --help    this text\n");
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_len(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t len;
+	uint32_t cp;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+/* Quoted, escaped, cut at max bytes (0 = no cut). */
+static void print_str(FILE *f, gguf_str_t s, size_t max)
+{
+	const uint8_t *p = (const uint8_t *)s.data;
+	size_t n = (size_t)s.len, shown = (max && n > max) ? max : n;
+	fputc('"', f);
+	for (size_t i = 0; i < shown;) {
+		uint8_t c = p[i];
+		size_t l = utf8_len(p + i, n - i);
+		if (c == '"' || c == '\\') {
+			fprintf(f, "\\%c", c);
+		} else if (c == '\n') {
+			fputs("\\n", f);
+		} else if (c == '\t') {
+			fputs("\\t", f);
+		} else if (c < 0x20 || c == 0x7f || l == 0) {
+			fprintf(f, "\\x%02x", c);
+		} else {
+			fwrite(p + i, 1, l, f);
+			i += l;
+			continue;
+		}
+		i++;
+	}
+	fputc('"', f);
+	if (shown < n)
+		fprintf(f, "... (%zu bytes)", n);
+}
+
+/* Prints one numeric/bool element of type t at p (unaligned). */
+static void print_num(FILE *f, enum gguf_vtype t, const uint8_t *p)
+{
+	union {
+		uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32;
+		float f32; uint64_t u64; int64_t i64; double f64;
+	} v;
+	memcpy(&v, p, gguf_vtype_size(t));
+	switch (t) {
+	case GGUF_VTYPE_UINT8: fprintf(f, "%u", v.u8); break;
+	case GGUF_VTYPE_INT8: fprintf(f, "%d", v.i8); break;
+	case GGUF_VTYPE_UINT16: fprintf(f, "%u", v.u16); break;
+	case GGUF_VTYPE_INT16: fprintf(f, "%d", v.i16); break;
+	case GGUF_VTYPE_UINT32: fprintf(f, "%" PRIu32, v.u32); break;
+	case GGUF_VTYPE_INT32: fprintf(f, "%" PRId32, v.i32); break;
+	case GGUF_VTYPE_FLOAT32: fprintf(f, "%.9g", v.f32); break;
+	case GGUF_VTYPE_BOOL: fputs(v.u8 ? "true" : "false", f); break;
+	case GGUF_VTYPE_UINT64: fprintf(f, "%" PRIu64, v.u64); break;
+	case GGUF_VTYPE_INT64: fprintf(f, "%" PRId64, v.i64); break;
+	case GGUF_VTYPE_FLOAT64: fprintf(f, "%.17g", v.f64); break;
+	default: fputs("?", f); break;
+	}
+}
+
+static json_t *json_num(enum gguf_vtype t, const uint8_t *p)
+{
+	union {
+		uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32;
+		float f32; uint64_t u64; int64_t i64; double f64;
+	} v;
+	memcpy(&v, p, gguf_vtype_size(t));
+	switch (t) {
+	case GGUF_VTYPE_UINT8: return json_integer(v.u8);
+	case GGUF_VTYPE_INT8: return json_integer(v.i8);
+	case GGUF_VTYPE_UINT16: return json_integer(v.u16);
+	case GGUF_VTYPE_INT16: return json_integer(v.i16);
+	case GGUF_VTYPE_UINT32: return json_integer(v.u32);
+	case GGUF_VTYPE_INT32: return json_integer(v.i32);
+	case GGUF_VTYPE_FLOAT32: return json_real(v.f32);
+	case GGUF_VTYPE_BOOL: return json_boolean(v.u8);
+	case GGUF_VTYPE_UINT64:
+		if (v.u64 <= INT64_MAX)
+			return json_integer((json_int_t)v.u64);
+		/* JSON numbers past int64 are not portable: give the digits */
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%" PRIu64, v.u64);
+		return json_string(buf);
+	case GGUF_VTYPE_INT64: return json_integer(v.i64);
+	case GGUF_VTYPE_FLOAT64: return json_real(v.f64);
+	default: return json_null();
+	}
+}
+
+/* JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
+static json_t *json_str(gguf_str_t s)
+{
+	json_t *j = json_stringn(s.data, (size_t)s.len);
+	if (j != NULL)
+		return j;
+	const uint8_t *p = (const uint8_t *)s.data;
+	size_t n = (size_t)s.len;
+	char *b = malloc(n * 3 + 1);
+	if (b == NULL)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_len(p + i, n - i);
+		if (l == 0) {
+			memcpy(b + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(b + o, p + i, l);
+			o += l;
+			i += l;
+		}
+	}
+	j = json_stringn(b, o);
+	free(b);
+	return j;
+}
+
+/* "64 x 512" (ne[0] first, as ggml lists shapes) */
+static void format_shape(const gguf_tensor_t *t, char *buf, size_t len)
+{
+	size_t o = 0;
+	buf[0] = '\0';
+	for (uint32_t d = 0; d < t->n_dims && o < len; d++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%" PRIu64, d ? " x " : "", t->ne[d]);
+}
+
+static int print_text(const char *path, const gguf_t *g)
+{
+	uint64_t n_kv = gguf_n_kv(g), n_t = gguf_n_tensors(g);
+	printf("%s: GGUF v%u, %zu bytes, %" PRIu64 " keys, %" PRIu64 " tensors, alignment %u, data at offset %zu\n",
+	       path, gguf_version(g), gguf_file_size(g), n_kv, n_t, gguf_alignment(g), gguf_data_offset(g));
+	printf("\nmetadata:\n");
+	size_t w = 0;
+	for (uint64_t i = 0; i < n_kv; i++) {
+		size_t l = strlen(gguf_kv_key(g, i));
+		if (l > w)
+			w = l;
+	}
+	if (w > 48)
+		w = 48;
+	for (uint64_t i = 0; i < n_kv; i++) {
+		enum gguf_vtype t = gguf_kv_type(g, i);
+		printf("  %-*s  ", (int)w, gguf_kv_key(g, i));
+		if (t == GGUF_VTYPE_STRING) {
+			gguf_str_t s;
+			gguf_kv_str(g, i, &s);
+			printf("%-8s ", "string");
+			print_str(stdout, s, STR_CUT);
+		} else if (t == GGUF_VTYPE_ARRAY) {
+			enum gguf_vtype et;
+			uint64_t n;
+			gguf_kv_arr_info(g, i, &et, &n);
+			char head[32];
+			snprintf(head, sizeof(head), "[%s x %" PRIu64 "]", gguf_vtype_name(et), n);
+			printf("%-8s ", head);
+			const void *data = NULL;
+			gguf_kv_arr_data(g, i, &data);
+			for (uint64_t k = 0; k < n && k < ARR_HEAD; k++) {
+				if (k > 0)
+					fputs(", ", stdout);
+				if (et == GGUF_VTYPE_STRING) {
+					gguf_str_t s;
+					gguf_kv_arr_str(g, i, k, &s);
+					print_str(stdout, s, STR_CUT / 2);
+				} else {
+					print_num(stdout, et, (const uint8_t *)data + k * gguf_vtype_size(et));
+				}
+			}
+			if (n > ARR_HEAD)
+				fputs(", ...", stdout);
+		} else {
+			const void *v;
+			gguf_kv_scalar(g, i, &v);
+			printf("%-8s ", gguf_vtype_name(t));
+			print_num(stdout, t, v);
+		}
+		putchar('\n');
+	}
+
+	printf("\ntensors:\n");
+	size_t nw = 4;
+	for (uint64_t i = 0; i < n_t; i++) {
+		size_t l = strlen(gguf_tensor(g, i)->name);
+		if (l > nw)
+			nw = l;
+	}
+	printf("  %-*s  %-7s  %-22s  %12s  %12s\n", (int)nw, "name", "type", "shape", "offset", "bytes");
+	uint64_t params = 0, bytes = 0, not_loadable = 0;
+	for (uint64_t i = 0; i < n_t; i++) {
+		const gguf_tensor_t *t = gguf_tensor(g, i);
+		char shape[128];
+		format_shape(t, shape, sizeof(shape));
+		printf("  %-*s  %-7s  %-22s  %12" PRIu64 "  %12" PRIu64 "%s\n", (int)nw, t->name,
+		       gguf_ttype_name(t->type), shape, t->offset, t->nbytes,
+		       gguf_ttype_loadable(t->type) ? "" : "  (not loadable)");
+		params += t->n_elements;
+		bytes += t->nbytes;
+		not_loadable += !gguf_ttype_loadable(t->type);
+	}
+	printf("\ntotal: %" PRIu64 " tensors, %" PRIu64 " parameters, %" PRIu64 " bytes of tensor data\n",
+	       n_t, params, bytes);
+	if (not_loadable > 0)
+		printf("note: %" PRIu64 " tensors have types margin cannot load (it loads F32, F16, BF16, Q8_0)\n",
+		       not_loadable);
+	return 0;
+}
+
+static int print_json(const char *path, const gguf_t *g)
+{
+	int rc = -ENOMEM;
+	json_t *root = json_object(), *meta = json_array(), *tens = json_array();
+	if (root == NULL || meta == NULL || tens == NULL)
+		goto fail;
+	json_object_set_new(root, "file", json_string(path));
+	json_object_set_new(root, "version", json_integer(gguf_version(g)));
+	json_object_set_new(root, "size", json_integer((json_int_t)gguf_file_size(g)));
+	json_object_set_new(root, "alignment", json_integer(gguf_alignment(g)));
+	json_object_set_new(root, "data_offset", json_integer((json_int_t)gguf_data_offset(g)));
+	for (uint64_t i = 0; i < gguf_n_kv(g); i++) {
+		enum gguf_vtype t = gguf_kv_type(g, i);
+		json_t *e = json_object();
+		if (e == NULL)
+			goto fail;
+		json_array_append_new(meta, e);
+		json_object_set_new(e, "key", json_string(gguf_kv_key(g, i)));
+		json_object_set_new(e, "type", json_string(gguf_vtype_name(t)));
+		if (t == GGUF_VTYPE_STRING) {
+			gguf_str_t s;
+			gguf_kv_str(g, i, &s);
+			json_object_set_new(e, "value", json_str(s));
+		} else if (t == GGUF_VTYPE_ARRAY) {
+			enum gguf_vtype et;
+			uint64_t n;
+			const void *data = NULL;
+			gguf_kv_arr_info(g, i, &et, &n);
+			gguf_kv_arr_data(g, i, &data);
+			json_object_set_new(e, "element_type", json_string(gguf_vtype_name(et)));
+			json_object_set_new(e, "count", json_integer((json_int_t)n));
+			json_t *head = json_array();
+			if (head == NULL)
+				goto fail;
+			json_object_set_new(e, "head", head);
+			for (uint64_t k = 0; k < n && k < JSON_ARR_HEAD; k++) {
+				if (et == GGUF_VTYPE_STRING) {
+					gguf_str_t s;
+					gguf_kv_arr_str(g, i, k, &s);
+					json_array_append_new(head, json_str(s));
+				} else {
+					json_array_append_new(head, json_num(et, (const uint8_t *)data + k * gguf_vtype_size(et)));
+				}
+			}
+		} else {
+			const void *v;
+			gguf_kv_scalar(g, i, &v);
+			json_object_set_new(e, "value", json_num(t, v));
+		}
+	}
+	uint64_t params = 0, bytes = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const gguf_tensor_t *t = gguf_tensor(g, i);
+		json_t *e = json_object(), *shape = json_array();
+		if (e == NULL || shape == NULL) {
+			json_decref(e);
+			json_decref(shape);
+			goto fail;
+		}
+		json_array_append_new(tens, e);
+		json_object_set_new(e, "name", json_string(t->name));
+		json_object_set_new(e, "type", json_string(gguf_ttype_name(t->type)));
+		for (uint32_t d = 0; d < t->n_dims; d++)
+			json_array_append_new(shape, json_integer((json_int_t)t->ne[d]));
+		json_object_set_new(e, "shape", shape);
+		json_object_set_new(e, "offset", json_integer((json_int_t)t->offset));
+		json_object_set_new(e, "bytes", json_integer((json_int_t)t->nbytes));
+		json_object_set_new(e, "loadable", json_boolean(gguf_ttype_loadable(t->type)));
+		params += t->n_elements;
+		bytes += t->nbytes;
+	}
+	json_object_set_new(root, "metadata", meta);
+	json_object_set_new(root, "tensors", tens);
+	meta = tens = NULL;
+	json_object_set_new(root, "n_tensors", json_integer((json_int_t)gguf_n_tensors(g)));
+	json_object_set_new(root, "n_params", json_integer((json_int_t)params));
+	json_object_set_new(root, "tensor_bytes", json_integer((json_int_t)bytes));
+	if (json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER) < 0) {
+		rc = -EIO;
+		goto fail;
+	}
+	putchar('\n');
+	json_decref(root);
+	return 0;
+fail:
+	json_decref(meta);
+	json_decref(tens);
+	json_decref(root);
+	return rc;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool as_json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			as_json = true;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			fprintf(stderr, "margin-worker inspect: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		} else if (path == NULL) {
+			path = argv[i];
+		} else {
+			fprintf(stderr, "margin-worker inspect: one file at a time ('%s' and '%s')\n", path, argv[i]);
+			return 2;
+		}
+	}
+	if (path == NULL) {
+		fprintf(stderr, "margin-worker inspect: no file given\n");
+		usage(stderr);
+		return 2;
+	}
+	gguf_t *g = NULL;
+	char err[512];
+	int rc = gguf_open(path, &g, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "margin-worker inspect: %s\n", err);
+		return 1;
+	}
+	rc = as_json ? print_json(path, g) : print_text(path, g);
+	gguf_close(&g);
+	if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
+		rc = -EIO;
+	if (rc < 0) {
+		fprintf(stderr, "margin-worker inspect: %s: %s\n", path, strerror(-rc));
+		return 1;
+	}
+	return 0;
+}
