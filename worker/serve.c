@@ -1,0 +1,1740 @@
+/* serve: see serve.h; the state machines are drawn in docs/protocol.md.
+ *
+ * Layout of this file: options and model info (controlling thread), the
+ * pipe between the two threads, the engine thread, the I/O thread, then
+ * the lifetime functions. */
+#include "serve.h"
+
+#include "engine.h"
+#include "gguf.h"
+#include "mg_clock.h"
+#include "mg_log.h"
+#include "mg_wire.h"
+#include "model.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* TEMPORARY while model.c lands: weak references keep engine.o (which
+ * needs the model) out of links that use only --fake. */
+#pragma weak model_load
+#pragma weak model_new_synth
+#pragma weak model_destroy
+#pragma weak model_config
+#pragma weak model_n_params
+#pragma weak engine_new
+#pragma weak engine_destroy
+#pragma weak engine_submit
+#pragma weak engine_cancel
+#pragma weak engine_step
+#pragma weak engine_pending
+#pragma weak engine_take
+#pragma weak engine_out_free
+
+#define COMP "serve"
+#define PAIR_ENDPOINT "inproc://serve-engine"
+/* How long close() may keep flushing a Bye or a last Result. */
+#define LINGER_MS 500
+/* Frames taken from one socket per wake-up, so timers stay on time. */
+#define DRAIN_MAX 256
+
+/* ---- messages between the threads ------------------------------------ */
+
+/* Frame 0 of every pipe message, by value; frame 1 (when present) is a
+ * protobuf frame: the Assign or Cancel as margind sent it, or a packed
+ * Msg{Result} ready to go on the wire. */
+enum pipe_kind {
+	PIPE_ASSIGN = 1,	/* io -> engine, + Msg{Assign} */
+	PIPE_CANCEL,		/* io -> engine, + Msg{Cancel} */
+	PIPE_QUIT,		/* io -> engine */
+	PIPE_RESULT,		/* engine -> io, + Msg{Result} */
+	PIPE_PROGRESS,		/* engine -> io: n_left of a shard went down */
+	PIPE_DROPPED,		/* engine -> io: shard given up (out of memory), no Result */
+};
+
+typedef struct pipe_msg {
+	uint32_t kind;
+	uint32_t attempt;
+	uint64_t shard_id;
+	uint32_t n_left;	/* PROGRESS: requests of the shard not finished */
+	uint32_t n_requests;	/* RESULT: outputs in it */
+} pipe_msg_t;
+
+struct serve {
+	/* options; the strings are owned copies */
+	serve_opts_t o;
+	char *scheduler, *model_path, *arch, *name, *hardware;
+	char model_name[128];
+	char model_arch[16];
+	uint64_t n_params;
+	uint32_t n_ctx, n_vocab;
+	int slots, threads;
+	uint64_t instance_id;	/* random per serve_new: a restart, not a reconnect */
+
+	model_t *model;		/* owned; only the engine thread uses it once started */
+	engine_t *engine;	/* owned; same; NULL with fake */
+
+	void *zctx;		/* owned */
+	void *io_pair;		/* owned; the I/O thread's end once started */
+	void *eng_pair;		/* owned; the engine thread's end once started */
+	int ctl[2];		/* self-pipe: serve_stop() writes, the I/O thread reads */
+	atomic_int stop_mode;
+	atomic_bool io_done;
+
+	pthread_t io_thr, eng_thr;
+	bool started, joined;
+	/* Written by the I/O thread before it ends, read after the join. */
+	int status;
+	char status_msg[256];
+
+	struct {
+		atomic_uint_fast64_t connects, welcomes, shards_done, results_sent, acks,
+			dropped_frames;
+	} st;
+};
+
+static int pipe_send(void *sock, const pipe_msg_t *pm, const void *body, size_t len, int flags)
+{
+	if (zmq_send(sock, pm, sizeof(*pm), flags | (body ? ZMQ_SNDMORE : 0)) < 0)
+		return -zmq_errno();
+	if (body != NULL && zmq_send(sock, body, len, flags) < 0)
+		return -zmq_errno();
+	return 0;
+}
+
+/* Receives one pipe message: *pm, and frame 1 into body (zmq_msg_init'ed by
+ * the caller; left empty when absent). -EAGAIN when nothing is waiting. */
+static int pipe_recv(void *sock, pipe_msg_t *pm, zmq_msg_t *body, int flags)
+{
+	zmq_msg_t f;
+	zmq_msg_init(&f);
+	if (zmq_msg_recv(&f, sock, flags) < 0) {
+		int e = zmq_errno();
+		zmq_msg_close(&f);
+		return -e;
+	}
+	bool ok = zmq_msg_size(&f) == sizeof(*pm);
+	if (ok)
+		memcpy(pm, zmq_msg_data(&f), sizeof(*pm));
+	bool more = zmq_msg_more(&f);
+	zmq_msg_close(&f);
+	if (more && zmq_msg_recv(body, sock, 0) < 0)
+		return -zmq_errno();
+	/* the pipe is ours: a malformed message is a programming error */
+	assert(ok);
+	return ok ? 0 : -EPROTO;
+}
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : 8;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*arr, n * elem);
+	if (p == NULL)
+		return -ENOMEM;
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+	unsigned c = p[0];
+	size_t n;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (left < n)
+		return 0;
+	unsigned cp = c & (0x7f >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* A NUL-terminated copy of text[0..len) that is valid UTF-8 (a proto3
+ * string must be): each invalid byte becomes U+FFFD, as decoders do with a
+ * sequence cut by max_tokens in the middle of a character. NULs become
+ * U+FFFD too, since protobuf-c sends strings up to the first NUL. */
+static char *utf8_clean(const char *text, size_t len)
+{
+	char *out = malloc(len * 3 + 1);
+	if (out == NULL)
+		return NULL;
+	const unsigned char *p = (const unsigned char *)text;
+	size_t i = 0, o = 0;
+	while (i < len) {
+		size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+		if (n == 0) {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(out + o, p + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static uint64_t fnv1a64(const char *s, uint64_t h)
+{
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* ---- the engine thread ------------------------------------------------ */
+
+/* One request of a shard and, once finished, its output. */
+typedef struct ereq {
+	uint64_t line_no;
+	char *custom_id;	/* owned */
+	size_t prompt_bytes;	/* prompt, or the message contents together */
+	uint32_t max_tokens;
+	uint64_t seed;
+	bool done;
+	char *text;		/* owned, valid UTF-8 */
+	const char *finish;	/* static */
+	bool failed;
+	char err_code[48];
+	char err_msg[256];
+	uint32_t prompt_tokens, completion_tokens;
+	uint64_t busy_ns, flops, queue_ns, first_token_ns;
+} ereq_t;
+
+typedef struct eshard {
+	char *batch_id;		/* owned */
+	uint64_t shard_id;
+	uint32_t attempt;
+	uint64_t base_id;	/* engine ids base_id .. base_id + n - 1 */
+	uint32_t n, n_left;
+	ereq_t *reqs;		/* owned, [n] */
+	int64_t arrival_ns;
+	bool cancelled;
+	bool progressed;	/* n_left went down since the last PROGRESS */
+	/* totals of the engine steps while the shard had requests in the engine */
+	uint64_t steps, wall_ns;
+	uint32_t max_batch;
+	struct eshard *next;
+} eshard_t;
+
+typedef struct eng {
+	serve_t *s;
+	bool stalled;		/* the last step had nothing to run though requests are pending */
+	void *pair;		/* borrowed: s->eng_pair */
+	engine_t *engine;	/* borrowed: s->engine (NULL with fake) */
+	eshard_t *head;		/* owned list, in arrival order */
+	uint64_t next_id;
+	bool quit;
+} eng_t;
+
+static void eshard_free(eshard_t *sh)
+{
+	if (sh == NULL)
+		return;
+	for (uint32_t i = 0; sh->reqs && i < sh->n; i++) {
+		free(sh->reqs[i].custom_id);
+		free(sh->reqs[i].text);
+	}
+	free(sh->reqs);
+	free(sh->batch_id);
+	free(sh);
+}
+
+static void req_fail(ereq_t *r, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void req_fail(ereq_t *r, const char *code, const char *fmt, ...)
+{
+	r->failed = true;
+	r->finish = NULL;
+	snprintf(r->err_code, sizeof(r->err_code), "%s", code);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->err_msg, sizeof(r->err_msg), fmt, ap);
+	va_end(ap);
+}
+
+static void req_finish(eshard_t *sh, ereq_t *r)
+{
+	if (r->done)
+		return;
+	r->done = true;
+	sh->n_left--;
+	sh->progressed = true;
+}
+
+/* Packs Msg{Result} of a finished shard. An output that would push the
+ * frame over the cap is replaced by a "result_too_large" error, so the
+ * shard is still answered. */
+static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, size_t *ret_len)
+{
+	int rc = -ENOMEM;
+	size_t n = sh->n;
+	Margin__V1__Output *outs = calloc(n ? n : 1, sizeof(*outs));
+	Margin__V1__Output **pouts = calloc(n ? n : 1, sizeof(*pouts));
+	Margin__V1__Error *errs = calloc(n ? n : 1, sizeof(*errs));
+	Margin__V1__Usage *usage = calloc(n ? n : 1, sizeof(*usage));
+	if (!outs || !pouts || !errs || !usage)
+		goto fail;
+	Margin__V1__StepStats ss = MARGIN__V1__STEP_STATS__INIT;
+	ss.steps = sh->steps;
+	ss.wall_ns = sh->wall_ns;
+	ss.max_batch = sh->max_batch;
+	for (size_t i = 0; i < n; i++) {
+		const ereq_t *r = &sh->reqs[i];
+		Margin__V1__Output *o = &outs[i];
+		margin__v1__output__init(o);
+		margin__v1__error__init(&errs[i]);
+		margin__v1__usage__init(&usage[i]);
+		o->line_no = r->line_no;
+		o->custom_id = r->custom_id ? r->custom_id : "";
+		o->prompt_tokens = r->prompt_tokens;
+		o->completion_tokens = r->completion_tokens;
+		usage[i].busy_ns = r->busy_ns;
+		usage[i].flops = r->flops;
+		usage[i].queue_ns = r->queue_ns;
+		usage[i].first_token_ns = r->first_token_ns;
+		o->usage = &usage[i];
+		if (r->failed || strip_text) {
+			errs[i].code = strip_text ? "result_too_large" : (char *)r->err_code;
+			errs[i].message = strip_text ? "the shard's outputs exceed the frame cap" :
+				(char *)r->err_msg;
+			o->error = &errs[i];
+			o->text = "";
+			o->finish_reason = "";
+		} else {
+			o->text = r->text ? r->text : "";
+			o->finish_reason = (char *)(r->finish ? r->finish : "");
+		}
+		ss.busy_ns += r->busy_ns;
+		ss.flops += r->flops;
+		ss.tokens += (uint64_t)r->prompt_tokens + r->completion_tokens;
+		pouts[i] = o;
+	}
+	Margin__V1__Result res = MARGIN__V1__RESULT__INIT;
+	res.batch_id = sh->batch_id;
+	res.shard_id = sh->shard_id;
+	res.attempt = sh->attempt;
+	res.n_outputs = n;
+	res.outputs = pouts;
+	res.step_stats = &ss;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_RESULT;
+	m.result = &res;
+	rc = mg_wire_pack(&m, MG_WIRE_MAX_FRAME, ret_buf, ret_len);
+fail:
+	free(outs);
+	free(pouts);
+	free(errs);
+	free(usage);
+	return rc;
+}
+
+/* A shard is complete (a cancelled one too): its Result to the I/O thread. */
+static void eng_complete(eng_t *g, eshard_t *sh)
+{
+	pipe_msg_t pm = { .attempt = sh->attempt, .shard_id = sh->shard_id, .n_requests = sh->n };
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = pack_result(sh, false, &buf, &len);
+	if (r == -EMSGSIZE) {
+		mg_log(MG_LOG_ERROR, COMP, "result exceeds the frame cap, sending errors batch=%s shard=%llu cap=%u",
+		       sh->batch_id, (unsigned long long)sh->shard_id, MG_WIRE_MAX_FRAME);
+		r = pack_result(sh, true, &buf, &len);
+	}
+	if (r < 0) {
+		/* Out of memory: no Result; the daemon re-dispatches the shard
+		 * when it is not answered. DROPPED frees the credit. */
+		mg_log(MG_LOG_ERROR, COMP, "cannot pack result batch=%s shard=%llu err=\"%s\"",
+		       sh->batch_id, (unsigned long long)sh->shard_id, strerror(-r));
+		pm.kind = PIPE_DROPPED;
+		pipe_send(g->pair, &pm, NULL, 0, 0);
+		return;
+	}
+	pm.kind = PIPE_RESULT;
+	pipe_send(g->pair, &pm, buf, len, 0);
+	free(buf);
+	atomic_fetch_add(&g->s->st.shards_done, 1);
+
+	uint64_t tokens = 0, busy = 0;
+	uint32_t failed = 0;
+	for (uint32_t i = 0; i < sh->n; i++) {
+		tokens += (uint64_t)sh->reqs[i].prompt_tokens + sh->reqs[i].completion_tokens;
+		busy += sh->reqs[i].busy_ns;
+		failed += sh->reqs[i].failed;
+	}
+	mg_log(MG_LOG_INFO, COMP,
+	       "shard done batch=%s shard=%llu attempt=%u requests=%u failed=%u tokens=%llu busy_ms=%.1f steps=%llu wall_ms=%.1f",
+	       sh->batch_id, (unsigned long long)sh->shard_id, sh->attempt, sh->n, failed,
+	       (unsigned long long)tokens, busy / 1e6, (unsigned long long)sh->steps, sh->wall_ns / 1e6);
+}
+
+/* Sends PROGRESS / RESULT / DROPPED for shards that moved, and unlinks the
+ * complete ones. */
+static void eng_flush(eng_t *g)
+{
+	eshard_t **pp = &g->head;
+	while (*pp) {
+		eshard_t *sh = *pp;
+		if (sh->n_left == 0) {
+			eng_complete(g, sh);
+			*pp = sh->next;
+			eshard_free(sh);
+			continue;
+		}
+		if (sh->progressed) {
+			pipe_msg_t pm = { .kind = PIPE_PROGRESS, .attempt = sh->attempt,
+					  .shard_id = sh->shard_id, .n_left = sh->n_left };
+			pipe_send(g->pair, &pm, NULL, 0, 0);
+		}
+		sh->progressed = false;
+		pp = &sh->next;
+	}
+}
+
+static eshard_t *eng_find_id(eng_t *g, uint64_t id)
+{
+	for (eshard_t *sh = g->head; sh; sh = sh->next)
+		if (id >= sh->base_id && id < sh->base_id + sh->n)
+			return sh;
+	return NULL;
+}
+
+/* Collects every finished request from the engine. */
+static void eng_take(eng_t *g)
+{
+	engine_out_t *o;
+	while (g->engine && (o = engine_take(g->engine)) != NULL) {
+		eshard_t *sh = eng_find_id(g, o->id);
+		if (sh == NULL || sh->reqs[o->id - sh->base_id].done) {
+			engine_out_free(&o);
+			continue;
+		}
+		ereq_t *r = &sh->reqs[o->id - sh->base_id];
+		r->prompt_tokens = (uint32_t)o->n_prompt_ids;
+		r->completion_tokens = (uint32_t)o->n_ids;
+		r->busy_ns = o->busy_ns;
+		r->flops = o->flops;
+		r->queue_ns = o->queue_ns;
+		r->first_token_ns = o->first_token_ns;
+		if (o->error == -ECANCELED && sh->cancelled) {
+			req_fail(r, "cancelled", "batch %s was cancelled", sh->batch_id);
+		} else if (o->error != 0) {
+			const char *code = o->error_code[0] ? o->error_code :
+				o->error == -ECANCELED ? "cancelled" : "engine_error";
+			if (o->error_msg[0])
+				req_fail(r, code, "%s", o->error_msg);
+			else
+				req_fail(r, code, "engine: %s", strerror(-o->error));
+		} else {
+			r->text = utf8_clean(o->text ? o->text : "", o->text ? o->text_len : 0);
+			r->finish = o->finish_reason ? o->finish_reason : "stop";
+			if (r->text == NULL)
+				req_fail(r, "out_of_memory", "worker out of memory for the output text");
+		}
+		engine_out_free(&o);
+		req_finish(sh, r);
+	}
+}
+
+/* --fake: the text is a function of (custom_id, seed) only, so a
+ * re-dispatched shard answers byte for byte the same. */
+static void fake_answer(eshard_t *sh)
+{
+	static const char *const words[16] = {
+		"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+		"india", "juliett", "kilo", "lima", "mike", "november", "oscar", "papa",
+	};
+	for (uint32_t i = 0; i < sh->n; i++) {
+		ereq_t *r = &sh->reqs[i];
+		if (r->done)
+			continue;
+		uint64_t h = fnv1a64(r->custom_id, 0xcbf29ce484222325ULL) ^
+			(r->seed * 0x9e3779b97f4a7c15ULL);
+		char buf[128];
+		size_t o = 0;
+		for (int w = 0; w < 8; w++, h >>= 4)
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", w ? " " : "",
+					      words[h & 15]);
+		r->text = strdup(buf);
+		if (r->text == NULL) {
+			req_fail(r, "out_of_memory", "worker out of memory for the output text");
+		} else {
+			r->finish = "length";
+			r->prompt_tokens = (uint32_t)(r->prompt_bytes / 4 ? r->prompt_bytes / 4 : 1);
+			r->completion_tokens = r->max_tokens ? r->max_tokens : 16;
+			r->queue_ns = (uint64_t)(mg_clock_now_ns() - sh->arrival_ns);
+		}
+		req_finish(sh, r);
+	}
+}
+
+/* Submits the requests of a new shard to the engine. */
+static void eng_submit(eng_t *g, eshard_t *sh, const Margin__V1__Assign *a)
+{
+	for (uint32_t i = 0; i < sh->n; i++) {
+		const Margin__V1__Request *q = a->requests[i];
+		ereq_t *r = &sh->reqs[i];
+		engine_msg_t *msgs = NULL;
+		engine_req_t er = { 0 };
+		er.id = sh->base_id + i;
+		er.max_tokens = q->max_tokens;
+		er.temperature = q->temperature;
+		er.top_p = q->top_p;
+		er.top_k = q->top_k;
+		er.seed = q->seed;
+		er.stop = (const char *const *)q->stop;
+		er.n_stop = q->n_stop;
+		if (q->chat || q->n_messages > 0) {
+			msgs = calloc(q->n_messages ? q->n_messages : 1, sizeof(*msgs));
+			if (msgs == NULL) {
+				req_fail(r, "out_of_memory", "worker out of memory submitting the request");
+				req_finish(sh, r);
+				continue;
+			}
+			for (size_t k = 0; k < q->n_messages; k++) {
+				msgs[k].role = q->messages[k]->role;
+				msgs[k].content = q->messages[k]->content;
+			}
+			er.messages = msgs;
+			er.n_messages = q->n_messages;
+		} else {
+			er.prompt = q->prompt ? q->prompt : "";
+		}
+		int rc = engine_submit(g->engine, &er);
+		free(msgs);
+		if (rc < 0) {
+			req_fail(r, "out_of_memory", "engine cannot take the request: %s", strerror(-rc));
+			req_finish(sh, r);
+		}
+	}
+}
+
+static void eng_on_assign(eng_t *g, const zmq_msg_t *frame)
+{
+	serve_t *s = g->s;
+	mg_msg_t *m = NULL;
+	char err[160];
+	/* the I/O thread decoded this frame already */
+	if (mg_wire_unpack(zmq_msg_data((zmq_msg_t *)frame), zmq_msg_size(frame), MG_WIRE_MAX_FRAME,
+			   &m, err, sizeof(err)) < 0 || m->body_case != MARGIN__V1__MSG__BODY_ASSIGN) {
+		mg_wire_free(&m);
+		return;
+	}
+	const Margin__V1__Assign *a = m->assign;
+	eshard_t *sh = calloc(1, sizeof(*sh));
+	if (sh == NULL)
+		goto oom;
+	sh->n = sh->n_left = (uint32_t)a->n_requests;
+	sh->shard_id = a->shard_id;
+	sh->attempt = a->attempt;
+	sh->arrival_ns = mg_clock_now_ns();
+	sh->batch_id = strdup(a->batch_id ? a->batch_id : "");
+	sh->reqs = calloc(sh->n ? sh->n : 1, sizeof(*sh->reqs));
+	if (sh->batch_id == NULL || sh->reqs == NULL)
+		goto oom;
+	sh->base_id = g->next_id;
+	g->next_id += sh->n;
+	for (uint32_t i = 0; i < sh->n; i++) {
+		const Margin__V1__Request *q = a->requests[i];
+		ereq_t *r = &sh->reqs[i];
+		r->line_no = q->line_no;
+		r->custom_id = strdup(q->custom_id ? q->custom_id : "");
+		if (r->custom_id == NULL)
+			goto oom;
+		r->max_tokens = q->max_tokens;
+		r->seed = q->seed;
+		r->prompt_bytes = q->prompt ? strlen(q->prompt) : 0;
+		for (size_t k = 0; k < q->n_messages; k++)
+			r->prompt_bytes += q->messages[k]->content ? strlen(q->messages[k]->content) : 0;
+	}
+	/* link at the tail: arrival order is the order shards are served */
+	eshard_t **pp = &g->head;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = sh;
+
+	if (a->model && a->model[0] && strcmp(a->model, s->model_name) != 0) {
+		for (uint32_t i = 0; i < sh->n; i++) {
+			req_fail(&sh->reqs[i], "model_not_found",
+				 "worker %s serves model \"%s\", not \"%s\"",
+				 s->name, s->model_name, a->model);
+			req_finish(sh, &sh->reqs[i]);
+		}
+	} else if (g->engine != NULL) {
+		eng_submit(g, sh, a);
+	}
+	/* fake shards are answered in order by eng_main, after later
+	 * messages (a Cancel) had their chance */
+	mg_wire_free(&m);
+	return;
+oom:
+	/* Nothing was linked: the shard is not answered and the daemon
+	 * re-dispatches it; DROPPED frees the credit. */
+	mg_log(MG_LOG_ERROR, COMP, "out of memory taking a shard batch=%s shard=%llu",
+	       a->batch_id, (unsigned long long)a->shard_id);
+	pipe_msg_t pm = { .kind = PIPE_DROPPED, .attempt = a->attempt, .shard_id = a->shard_id };
+	pipe_send(g->pair, &pm, NULL, 0, 0);
+	eshard_free(sh);
+	mg_wire_free(&m);
+}
+
+static void eng_on_cancel(eng_t *g, const zmq_msg_t *frame)
+{
+	mg_msg_t *m = NULL;
+	char err[160];
+	if (mg_wire_unpack(zmq_msg_data((zmq_msg_t *)frame), zmq_msg_size(frame), MG_WIRE_MAX_FRAME,
+			   &m, err, sizeof(err)) < 0 || m->body_case != MARGIN__V1__MSG__BODY_CANCEL) {
+		mg_wire_free(&m);
+		return;
+	}
+	const char *batch = m->cancel->batch_id ? m->cancel->batch_id : "";
+	for (eshard_t *sh = g->head; sh; sh = sh->next) {
+		if (sh->cancelled || strcmp(sh->batch_id, batch) != 0)
+			continue;
+		sh->cancelled = true;
+		for (uint32_t i = 0; i < sh->n; i++) {
+			ereq_t *r = &sh->reqs[i];
+			if (r->done)
+				continue;
+			/* the engine hands cancelled requests back through
+			 * engine_take(); without one they end here */
+			if (g->engine == NULL || engine_cancel(g->engine, sh->base_id + i) < 0) {
+				req_fail(r, "cancelled", "batch %s was cancelled", batch);
+				req_finish(sh, r);
+			}
+		}
+	}
+	mg_wire_free(&m);
+}
+
+/* Handles every message waiting on the pipe (all of them, so a Cancel that
+ * arrived during a long step is seen before the next step). */
+static void eng_drain(eng_t *g, int flags)
+{
+	for (;;) {
+		pipe_msg_t pm;
+		zmq_msg_t body;
+		zmq_msg_init(&body);
+		int r = pipe_recv(g->pair, &pm, &body, flags);
+		if (r < 0) {
+			zmq_msg_close(&body);
+			if (r != -EAGAIN && r != -EINTR)
+				g->quit = true;
+			return;
+		}
+		flags = ZMQ_DONTWAIT;
+		switch (pm.kind) {
+		case PIPE_ASSIGN: eng_on_assign(g, &body); break;
+		case PIPE_CANCEL: eng_on_cancel(g, &body); break;
+		case PIPE_QUIT: g->quit = true; break;
+		default: break;
+		}
+		zmq_msg_close(&body);
+		if (g->quit)
+			return;
+	}
+}
+
+static void eng_drain_wait(eng_t *g, int ms)
+{
+	zmq_pollitem_t it = { .socket = g->pair, .events = ZMQ_POLLIN };
+	zmq_poll(&it, 1, ms);
+	eng_drain(g, ZMQ_DONTWAIT);
+}
+
+static bool eng_busy(const eng_t *g)
+{
+	if (g->engine != NULL)
+		return engine_pending(g->engine) > 0;
+	for (const eshard_t *sh = g->head; sh; sh = sh->next)
+		if (sh->n_left > 0)
+			return true;
+	return false;
+}
+
+/* One unit of work: an engine step, or answering the oldest fake shard. */
+static void eng_work(eng_t *g)
+{
+	if (g->engine == NULL) {
+		eshard_t *sh = g->head;
+		while (sh && sh->n_left == 0)
+			sh = sh->next;
+		if (sh == NULL)
+			return;
+		if (g->s->o.fake_delay_ns > 0)
+			mg_clock_sleep_ns(g->s->o.fake_delay_ns);
+		fake_answer(sh);
+		return;
+	}
+	int64_t t0 = mg_clock_now_ns();
+	int n = engine_step(g->engine);
+	uint64_t dt = (uint64_t)(mg_clock_now_ns() - t0);
+	g->stalled = n == 0;
+	if (n < 0) {
+		/* A step that fails fails the requests in the engine, not the
+		 * worker: cancel them so they come back through engine_take(). */
+		mg_log(MG_LOG_ERROR, COMP, "engine step failed err=\"%s\"", strerror(-n));
+		for (eshard_t *sh = g->head; sh; sh = sh->next)
+			for (uint32_t i = 0; i < sh->n; i++)
+				if (!sh->reqs[i].done && engine_cancel(g->engine, sh->base_id + i) < 0) {
+					req_fail(&sh->reqs[i], "engine_error", "engine step failed: %s",
+						 strerror(-n));
+					req_finish(sh, &sh->reqs[i]);
+				}
+		return;
+	}
+	/* Shards with requests still in the engine (queued or running) are
+	 * charged the step: see StepStats in docs/protocol.md. */
+	for (eshard_t *sh = g->head; sh && n > 0; sh = sh->next) {
+		if (sh->n_left == 0)
+			continue;
+		sh->steps++;
+		sh->wall_ns += dt;
+		if ((uint32_t)n > sh->max_batch)
+			sh->max_batch = (uint32_t)n;
+	}
+}
+
+static void *eng_main(void *arg)
+{
+	eng_t g = { .s = arg };
+	g.pair = g.s->eng_pair;
+	g.engine = g.s->engine;
+	g.next_id = 1;
+	while (!g.quit) {
+		if (!eng_busy(&g))
+			eng_drain(&g, 0);	/* idle: block until a message */
+		else if (g.stalled)
+			eng_drain_wait(&g, 10);	/* do not spin on an engine that cannot progress */
+		else
+			eng_drain(&g, ZMQ_DONTWAIT);
+		if (g.quit)
+			break;
+		eng_take(&g);	/* cancelled ones come back at once */
+		eng_flush(&g);
+		if (eng_busy(&g)) {
+			eng_work(&g);
+			eng_take(&g);
+			eng_flush(&g);
+		}
+	}
+	while (g.head) {
+		eshard_t *sh = g.head;
+		g.head = sh->next;
+		eshard_free(sh);
+	}
+	return NULL;
+}
+
+/* ---- the I/O thread --------------------------------------------------- */
+
+enum io_state {
+	IO_HELLO,	/* socket connected (or connecting), Hello sent or pending, no Welcome yet */
+	IO_READY,	/* welcomed: work flows */
+	IO_BACKOFF,	/* no socket; reconnect at backoff_until */
+};
+
+typedef struct held {
+	uint64_t shard_id;
+	uint32_t attempt;
+	uint32_t n_left;	/* requests not finished, from PROGRESS */
+} held_t;
+
+typedef struct unacked {
+	uint64_t shard_id;
+	uint32_t attempt;
+	uint8_t *buf;		/* owned: the packed Msg{Result} */
+	size_t len;
+	int64_t sent_ns;	/* last send, 0 = never */
+} unacked_t;
+
+typedef struct io {
+	serve_t *s;
+	void *dealer;		/* owned; NULL in IO_BACKOFF */
+	void *pair;		/* borrowed: s->io_pair */
+	enum io_state st;
+	bool hello_pending;	/* Hello not accepted by the socket yet (no connection) */
+	int64_t hb_ns;
+	int liveness;
+	int64_t last_in, last_out;	/* last valid frame received / any frame sent */
+	int64_t hello_deadline;	/* IO_HELLO: give up on this connection */
+	int64_t backoff_ns, backoff_until;
+	uint32_t credit;	/* granted and not yet used by an Assign */
+	uint32_t est;		/* requests per shard, from the last Assign */
+	held_t *held;		/* owned: assigned, not finished, in arrival order */
+	size_t n_held, cap_held;
+	unacked_t *un;		/* owned: finished, not acknowledged */
+	size_t n_un, cap_un;
+	bool stopping;
+	int64_t stop_deadline;
+	bool quit;
+	char worker_id[64];
+} io_t;
+
+static int io_send(io_t *io, const mg_msg_t *m)
+{
+	if (io->dealer == NULL)
+		return -ENOTCONN;
+	int r = mg_wire_send(io->dealer, m, ZMQ_DONTWAIT);
+	if (r == 0)
+		io->last_out = mg_clock_now_ns();
+	return r;
+}
+
+static int io_send_hello(io_t *io)
+{
+	serve_t *s = io->s;
+	Margin__V1__ModelInfo mi = MARGIN__V1__MODEL_INFO__INIT, *mis[1] = { &mi };
+	mi.name = s->model_name;
+	mi.arch = s->model_arch;
+	mi.n_params = s->n_params;
+	mi.n_ctx = s->n_ctx;
+	mi.n_vocab = s->n_vocab;
+	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
+	h.proto_version = MG_PROTO_VERSION;
+	h.worker_name = s->name;
+	h.n_models = 1;
+	h.models = mis;
+	h.slots = (uint32_t)s->slots;
+	h.threads = (uint32_t)s->threads;
+	h.hardware_profile = s->hardware;
+	h.build = "margin-worker " MARGIN_VERSION;
+	h.instance_id = s->instance_id;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_HELLO;
+	m.hello = &h;
+	int r = io_send(io, &m);
+	if (r == 0) {
+		io->hello_pending = false;
+		atomic_fetch_add(&s->st.connects, 1);
+		mg_log(MG_LOG_DEBUG, COMP, "hello sent scheduler=%s instance=%016llx", s->scheduler,
+		       (unsigned long long)s->instance_id);
+	}
+	return r;
+}
+
+static void io_send_bye(io_t *io, const char *reason)
+{
+	Margin__V1__Bye b = MARGIN__V1__BYE__INIT;
+	b.reason = (char *)reason;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_BYE;
+	m.bye = &b;
+	io_send(io, &m);
+}
+
+static int io_connect(io_t *io)
+{
+	serve_t *s = io->s;
+	void *d = zmq_socket(s->zctx, ZMQ_DEALER);
+	if (d == NULL)
+		return -zmq_errno();
+	int one = 1, linger = LINGER_MS;
+	int64_t maxmsg = MG_WIRE_MAX_FRAME;
+	int rc = 0;
+	/* IMMEDIATE: queue nothing until the connection is up, so a Hello
+	 * is sent on a live connection, never on a stale queue. */
+	if (zmq_setsockopt(d, ZMQ_IMMEDIATE, &one, sizeof(one)) < 0 ||
+	    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+	    zmq_setsockopt(d, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) < 0)
+		goto zfail;
+	if (s->o.curve) {
+		char pub[SERVE_KEY_LEN + 1];
+		if (zmq_curve_public(pub, s->o.curve_secret) < 0 ||
+		    zmq_setsockopt(d, ZMQ_CURVE_SERVERKEY, s->o.curve_server, SERVE_KEY_LEN) < 0 ||
+		    zmq_setsockopt(d, ZMQ_CURVE_PUBLICKEY, pub, SERVE_KEY_LEN) < 0 ||
+		    zmq_setsockopt(d, ZMQ_CURVE_SECRETKEY, s->o.curve_secret, SERVE_KEY_LEN) < 0)
+			goto zfail;
+	}
+	if (zmq_connect(d, s->scheduler) < 0)
+		goto zfail;
+	int64_t now = mg_clock_now_ns();
+	io->dealer = d;
+	io->st = IO_HELLO;
+	io->hello_pending = true;
+	io->credit = 0;
+	io->last_in = now;
+	io->hello_deadline = now + io->hb_ns * io->liveness;
+	return 0;
+zfail:
+	rc = -zmq_errno();
+	zmq_close(d);
+	return rc;
+}
+
+/* Paranoid Pirate: drop the socket, wait, connect again. The held shards
+ * keep running; their Results go out after the next Welcome. */
+static void io_disconnect(io_t *io, const char *why)
+{
+	serve_t *s = io->s;
+	if (io->dealer) {
+		int zero = 0;
+		zmq_setsockopt(io->dealer, ZMQ_LINGER, &zero, sizeof(zero));
+		zmq_close(io->dealer);
+		io->dealer = NULL;
+	}
+	int64_t now = mg_clock_now_ns();
+	io->st = IO_BACKOFF;
+	io->credit = 0;
+	io->backoff_until = now + io->backoff_ns;
+	mg_log(MG_LOG_WARN, COMP, "connection lost, reconnecting scheduler=%s reason=\"%s\" retry_ms=%lld held=%zu unacked=%zu",
+	       s->scheduler, why, (long long)(io->backoff_ns / MG_NS_PER_MS), io->n_held, io->n_un);
+	io->backoff_ns *= 2;
+	if (io->backoff_ns > s->o.reconnect_max_ns)
+		io->backoff_ns = s->o.reconnect_max_ns;
+	/* after a silence, the daemon's heartbeat settings are re-learned */
+	io->hb_ns = s->o.heartbeat_ns;
+	io->liveness = s->o.liveness;
+}
+
+static void io_send_result(io_t *io, unacked_t *u, int64_t now)
+{
+	zmq_msg_t f;
+	if (zmq_msg_init_size(&f, u->len) < 0)
+		return;
+	memcpy(zmq_msg_data(&f), u->buf, u->len);
+	u->sent_ns = now;
+	if (zmq_msg_send(&f, io->dealer, ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&f);
+		return;	/* re-sent at the next interval */
+	}
+	io->last_out = now;
+	atomic_fetch_add(&io->s->st.results_sent, 1);
+}
+
+static held_t *io_find_held(io_t *io, uint64_t shard_id, uint32_t attempt, size_t *ret_i)
+{
+	for (size_t i = 0; i < io->n_held; i++)
+		if (io->held[i].shard_id == shard_id && io->held[i].attempt == attempt) {
+			if (ret_i)
+				*ret_i = i;
+			return &io->held[i];
+		}
+	return NULL;
+}
+
+static void io_drop_held(io_t *io, uint64_t shard_id, uint32_t attempt)
+{
+	size_t i;
+	if (io_find_held(io, shard_id, attempt, &i) == NULL)
+		return;
+	memmove(&io->held[i], &io->held[i + 1], (io->n_held - i - 1) * sizeof(*io->held));
+	io->n_held--;
+}
+
+static unacked_t *io_find_unacked(io_t *io, uint64_t shard_id, uint32_t attempt, size_t *ret_i)
+{
+	for (size_t i = 0; i < io->n_un; i++)
+		if (io->un[i].shard_id == shard_id && io->un[i].attempt == attempt) {
+			if (ret_i)
+				*ret_i = i;
+			return &io->un[i];
+		}
+	return NULL;
+}
+
+/* Credit: see "Flow control" in docs/protocol.md.
+ *   want = shards to fill the slots (the held ones in arrival order by their
+ *          unfinished requests, then new ones of est requests each)
+ *        + queued_shards
+ *   send Credit{want - held - credit} when positive. */
+static void io_credit(io_t *io)
+{
+	serve_t *s = io->s;
+	if (io->st != IO_READY || io->stopping)
+		return;
+	uint64_t fill = 0, want = 0;
+	for (size_t i = 0; i < io->n_held && fill < (uint64_t)s->slots; i++) {
+		fill += io->held[i].n_left;
+		want++;
+	}
+	if (fill < (uint64_t)s->slots) {
+		uint64_t est = io->est ? io->est : 1;
+		want += ((uint64_t)s->slots - fill + est - 1) / est;
+	}
+	want += (uint64_t)s->o.queued_shards;
+	uint64_t have = io->n_held + io->credit;
+	if (want <= have)
+		return;
+	Margin__V1__Credit c = MARGIN__V1__CREDIT__INIT;
+	c.n = (uint32_t)(want - have);
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_CREDIT;
+	m.credit = &c;
+	if (io_send(io, &m) == 0) {
+		io->credit += c.n;
+		mg_log(MG_LOG_DEBUG, COMP, "credit n=%u held=%zu outstanding=%u", c.n, io->n_held, io->credit);
+	}
+}
+
+static void io_on_assign(io_t *io, const void *data, size_t len, const Margin__V1__Assign *a)
+{
+	serve_t *s = io->s;
+	if (io->credit > 0)
+		io->credit--;
+	if (io->stopping) {
+		/* The Bye that ends the stop tells the daemon to re-dispatch it. */
+		mg_log(MG_LOG_WARN, COMP, "stopping, shard not taken batch=%s shard=%llu attempt=%u",
+		       a->batch_id, (unsigned long long)a->shard_id, a->attempt);
+		return;
+	}
+	unacked_t *u = io_find_unacked(io, a->shard_id, a->attempt, NULL);
+	if (u != NULL) {
+		io_send_result(io, u, mg_clock_now_ns());
+		return;
+	}
+	if (io_find_held(io, a->shard_id, a->attempt, NULL) != NULL)
+		return;	/* a duplicate of a shard being computed */
+	if (grow((void **)&io->held, &io->cap_held, io->n_held + 1, sizeof(*io->held)) < 0) {
+		mg_log(MG_LOG_ERROR, COMP, "out of memory, shard not taken batch=%s shard=%llu",
+		       a->batch_id, (unsigned long long)a->shard_id);
+		return;
+	}
+	pipe_msg_t pm = { .kind = PIPE_ASSIGN, .attempt = a->attempt, .shard_id = a->shard_id };
+	if (pipe_send(io->pair, &pm, data, len, ZMQ_DONTWAIT) < 0) {
+		mg_log(MG_LOG_ERROR, COMP, "cannot hand shard to the engine thread batch=%s shard=%llu",
+		       a->batch_id, (unsigned long long)a->shard_id);
+		return;
+	}
+	io->held[io->n_held++] = (held_t){ .shard_id = a->shard_id, .attempt = a->attempt,
+					   .n_left = (uint32_t)a->n_requests };
+	if (a->n_requests > 0)
+		io->est = (uint32_t)a->n_requests;
+	mg_log(MG_LOG_DEBUG, COMP, "assign batch=%s shard=%llu attempt=%u requests=%zu model=%s",
+	       a->batch_id, (unsigned long long)a->shard_id, a->attempt, a->n_requests, a->model);
+	(void)s;
+}
+
+static void io_on_welcome(io_t *io, const Margin__V1__Welcome *w)
+{
+	serve_t *s = io->s;
+	int64_t now = mg_clock_now_ns();
+	if (w->heartbeat_ms > 0)
+		io->hb_ns = (int64_t)w->heartbeat_ms * MG_NS_PER_MS;
+	if (w->liveness > 0)
+		io->liveness = (int)w->liveness;
+	snprintf(io->worker_id, sizeof(io->worker_id), "%s", w->worker_id ? w->worker_id : "");
+	if (io->st == IO_READY)
+		return;
+	io->st = IO_READY;
+	io->backoff_ns = s->o.reconnect_min_ns;
+	atomic_fetch_add(&s->st.welcomes, 1);
+	mg_log(MG_LOG_INFO, COMP, "connected scheduler=%s worker=%s model=%s slots=%d heartbeat_ms=%lld liveness=%d unacked=%zu",
+	       s->scheduler, io->worker_id, s->model_name, s->slots,
+	       (long long)(io->hb_ns / MG_NS_PER_MS), io->liveness, io->n_un);
+	/* what the old connection may have lost */
+	for (size_t i = 0; i < io->n_un; i++)
+		io_send_result(io, &io->un[i], now);
+}
+
+/* One frame from margind. Only frames that decode count as traffic. */
+static void io_on_frame(io_t *io, zmq_msg_t *f)
+{
+	serve_t *s = io->s;
+	mg_msg_t *m = NULL;
+	char err[160];
+	int r = mg_wire_unpack(zmq_msg_data(f), zmq_msg_size(f), MG_WIRE_MAX_FRAME, &m, err, sizeof(err));
+	if (r < 0) {
+		atomic_fetch_add(&s->st.dropped_frames, 1);
+		mg_log(MG_LOG_WARN, COMP, "dropped a frame from the scheduler scheduler=%s err=\"%s\"",
+		       s->scheduler, err);
+		return;
+	}
+	io->last_in = mg_clock_now_ns();
+	switch (m->body_case) {
+	case MARGIN__V1__MSG__BODY_WELCOME:
+		io_on_welcome(io, m->welcome);
+		break;
+	case MARGIN__V1__MSG__BODY_BYE:
+		if (io->st != IO_READY) {
+			/* An answer to our Hello: the daemon will not have this
+			 * worker (protocol version, model, key). Retrying
+			 * cannot help. */
+			s->status = -ECONNREFUSED;
+			snprintf(s->status_msg, sizeof(s->status_msg), "scheduler %s refused this worker: %s",
+				 s->scheduler, m->bye->reason ? m->bye->reason : "");
+			mg_log(MG_LOG_ERROR, COMP, "scheduler refused hello scheduler=%s reason=\"%s\"",
+			       s->scheduler, m->bye->reason);
+			io->quit = true;
+		} else {
+			mg_log(MG_LOG_WARN, COMP, "scheduler said bye scheduler=%s reason=\"%s\"",
+			       s->scheduler, m->bye->reason);
+			io_disconnect(io, "bye");
+			/* a Bye is an orderly goodbye: reconnect without the
+			 * doubled wait */
+			io->backoff_until = mg_clock_now_ns() + s->o.reconnect_min_ns;
+			io->backoff_ns = s->o.reconnect_min_ns;
+		}
+		break;
+	case MARGIN__V1__MSG__BODY_HEARTBEAT:
+		break;
+	case MARGIN__V1__MSG__BODY_ASSIGN:
+		if (io->st == IO_READY)
+			io_on_assign(io, zmq_msg_data(f), zmq_msg_size(f), m->assign);
+		else
+			mg_log(MG_LOG_WARN, COMP, "assign before welcome dropped shard=%llu",
+			       (unsigned long long)m->assign->shard_id);
+		break;
+	case MARGIN__V1__MSG__BODY_ACK: {
+		size_t i;
+		if (io_find_unacked(io, m->ack->shard_id, m->ack->attempt, &i) != NULL) {
+			free(io->un[i].buf);
+			memmove(&io->un[i], &io->un[i + 1], (io->n_un - i - 1) * sizeof(*io->un));
+			io->n_un--;
+			atomic_fetch_add(&s->st.acks, 1);
+		}
+		break;
+	}
+	case MARGIN__V1__MSG__BODY_CANCEL: {
+		pipe_msg_t pm = { .kind = PIPE_CANCEL };
+		mg_log(MG_LOG_INFO, COMP, "cancel batch=%s", m->cancel->batch_id);
+		pipe_send(io->pair, &pm, zmq_msg_data(f), zmq_msg_size(f), ZMQ_DONTWAIT);
+		break;
+	}
+	default:
+		/* worker-to-daemon messages (Hello, Credit, Result) */
+		atomic_fetch_add(&s->st.dropped_frames, 1);
+		mg_log(MG_LOG_WARN, COMP, "dropped an unexpected message from the scheduler scheduler=%s type=%s",
+		       s->scheduler, mg_wire_body_name(m));
+		break;
+	}
+	mg_wire_free(&m);
+}
+
+static void io_drain_dealer(io_t *io)
+{
+	for (int k = 0; k < DRAIN_MAX && io->dealer && !io->quit; k++) {
+		zmq_msg_t f;
+		zmq_msg_init(&f);
+		if (zmq_msg_recv(&f, io->dealer, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&f);
+			return;
+		}
+		bool more = zmq_msg_more(&f);
+		if (!more) {
+			io_on_frame(io, &f);
+			zmq_msg_close(&f);
+			continue;
+		}
+		/* one message = one frame; a multi-part message is garbage */
+		zmq_msg_close(&f);
+		while (more) {
+			zmq_msg_init(&f);
+			if (zmq_msg_recv(&f, io->dealer, 0) < 0) {
+				zmq_msg_close(&f);
+				break;
+			}
+			more = zmq_msg_more(&f);
+			zmq_msg_close(&f);
+		}
+		atomic_fetch_add(&io->s->st.dropped_frames, 1);
+		mg_log(MG_LOG_WARN, COMP, "dropped a multi-part message from the scheduler scheduler=%s",
+		       io->s->scheduler);
+	}
+}
+
+static void io_drain_pair(io_t *io)
+{
+	for (int k = 0; k < DRAIN_MAX; k++) {
+		pipe_msg_t pm;
+		zmq_msg_t body;
+		zmq_msg_init(&body);
+		if (pipe_recv(io->pair, &pm, &body, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&body);
+			return;
+		}
+		held_t *h;
+		switch (pm.kind) {
+		case PIPE_PROGRESS:
+			h = io_find_held(io, pm.shard_id, pm.attempt, NULL);
+			if (h)
+				h->n_left = pm.n_left;
+			break;
+		case PIPE_DROPPED:
+			io_drop_held(io, pm.shard_id, pm.attempt);
+			break;
+		case PIPE_RESULT: {
+			io_drop_held(io, pm.shard_id, pm.attempt);
+			uint8_t *buf = malloc(zmq_msg_size(&body));
+			if (buf == NULL || grow((void **)&io->un, &io->cap_un, io->n_un + 1, sizeof(*io->un)) < 0) {
+				free(buf);
+				mg_log(MG_LOG_ERROR, COMP, "out of memory keeping a result shard=%llu",
+				       (unsigned long long)pm.shard_id);
+				break;
+			}
+			memcpy(buf, zmq_msg_data(&body), zmq_msg_size(&body));
+			unacked_t *u = &io->un[io->n_un++];
+			*u = (unacked_t){ .shard_id = pm.shard_id, .attempt = pm.attempt,
+					  .buf = buf, .len = zmq_msg_size(&body) };
+			if (io->st == IO_READY)
+				io_send_result(io, u, mg_clock_now_ns());
+			break;
+		}
+		default:
+			break;
+		}
+		zmq_msg_close(&body);
+	}
+}
+
+static void io_on_stop(io_t *io)
+{
+	serve_t *s = io->s;
+	char buf[64];
+	while (read(s->ctl[0], buf, sizeof(buf)) > 0)
+		;
+	int mode = atomic_load(&s->stop_mode);
+	if (mode == SERVE_STOP_NOW) {
+		mg_log(MG_LOG_INFO, COMP, "stopping now held=%zu unacked=%zu", io->n_held, io->n_un);
+		if (io->st == IO_READY)
+			io_send_bye(io, "worker stopping");
+		io->quit = true;
+	} else if (mode == SERVE_STOP_GRACEFUL && !io->stopping) {
+		io->stopping = true;
+		io->stop_deadline = mg_clock_now_ns() + s->o.grace_ns;
+		mg_log(MG_LOG_INFO, COMP, "stopping, finishing in-flight shards held=%zu unacked=%zu grace_ms=%lld",
+		       io->n_held, io->n_un, (long long)(s->o.grace_ns / MG_NS_PER_MS));
+	}
+}
+
+/* Timers: liveness, heartbeat, re-sends, back-off, the stop deadline. */
+static void io_timers(io_t *io, int64_t now)
+{
+	serve_t *s = io->s;
+	if (io->stopping) {
+		bool drained = io->n_held == 0 && io->n_un == 0;
+		if (drained || now >= io->stop_deadline) {
+			if (!drained)
+				mg_log(MG_LOG_WARN, COMP, "grace period over, leaving work to the scheduler held=%zu unacked=%zu",
+				       io->n_held, io->n_un);
+			if (io->st == IO_READY)
+				io_send_bye(io, "worker stopping");
+			io->quit = true;
+			return;
+		}
+	}
+	switch (io->st) {
+	case IO_BACKOFF:
+		if (now >= io->backoff_until) {
+			int r = io_connect(io);
+			if (r < 0) {
+				mg_log(MG_LOG_ERROR, COMP, "cannot connect scheduler=%s err=\"%s\"", s->scheduler,
+				       zmq_strerror(-r));
+				io_disconnect(io, "connect failed");
+			}
+		}
+		break;
+	case IO_HELLO:
+		if (now >= io->hello_deadline)
+			io_disconnect(io, io->hello_pending ? "no connection" : "no welcome");
+		break;
+	case IO_READY:
+		if (now - io->last_in >= io->hb_ns * io->liveness) {
+			io_disconnect(io, "scheduler silent");
+			break;
+		}
+		for (size_t i = 0; i < io->n_un; i++)
+			if (now - io->un[i].sent_ns >= s->o.resend_ns)
+				io_send_result(io, &io->un[i], now);
+		if (now - io->last_out >= io->hb_ns) {
+			Margin__V1__Heartbeat hb = MARGIN__V1__HEARTBEAT__INIT;
+			mg_msg_t m = MARGIN__V1__MSG__INIT;
+			m.body_case = MARGIN__V1__MSG__BODY_HEARTBEAT;
+			m.heartbeat = &hb;
+			if (io_send(io, &m) < 0)
+				io->last_out = now;	/* not ready: try again an interval later */
+		}
+		break;
+	}
+}
+
+static int64_t io_next_deadline(const io_t *io)
+{
+	const serve_t *s = io->s;
+	int64_t d = INT64_MAX;
+	if (io->stopping)
+		d = io->stop_deadline;
+	switch (io->st) {
+	case IO_BACKOFF:
+		if (io->backoff_until < d)
+			d = io->backoff_until;
+		break;
+	case IO_HELLO:
+		if (io->hello_deadline < d)
+			d = io->hello_deadline;
+		break;
+	case IO_READY: {
+		int64_t t = io->last_in + io->hb_ns * io->liveness;
+		if (t < d)
+			d = t;
+		t = io->last_out + io->hb_ns;
+		if (t < d)
+			d = t;
+		for (size_t i = 0; i < io->n_un; i++) {
+			t = io->un[i].sent_ns + s->o.resend_ns;
+			if (t < d)
+				d = t;
+		}
+		break;
+	}
+	}
+	return d;
+}
+
+static void *io_main(void *arg)
+{
+	serve_t *s = arg;
+	io_t io = { .s = s, .pair = s->io_pair };
+	io.hb_ns = s->o.heartbeat_ns;
+	io.liveness = s->o.liveness;
+	io.backoff_ns = s->o.reconnect_min_ns;
+	io.est = (uint32_t)s->slots;	/* until an Assign shows the shard size */
+	io.st = IO_BACKOFF;
+	io.backoff_until = 0;	/* connect at once */
+
+	/* A stop requested before the thread started is already in the pipe. */
+	while (!io.quit) {
+		int64_t now = mg_clock_now_ns();
+		io_timers(&io, now);
+		if (io.quit)
+			break;
+		io_credit(&io);
+
+		zmq_pollitem_t items[3] = {
+			{ .socket = io.pair, .events = ZMQ_POLLIN },
+			{ .fd = s->ctl[0], .events = ZMQ_POLLIN },
+			{ .socket = io.dealer, .events = ZMQ_POLLIN | (io.hello_pending ? ZMQ_POLLOUT : 0) },
+		};
+		int n = io.dealer ? 3 : 2;
+		int64_t d = io_next_deadline(&io);
+		now = mg_clock_now_ns();
+		long timeout_ms = d == INT64_MAX ? -1 :
+			d <= now ? 0 : (long)((d - now + MG_NS_PER_MS - 1) / MG_NS_PER_MS);
+		if (timeout_ms > INT_MAX)
+			timeout_ms = INT_MAX;
+		int r = zmq_poll(items, n, timeout_ms);
+		if (r < 0) {
+			if (zmq_errno() == EINTR)
+				continue;
+			s->status = -zmq_errno();
+			snprintf(s->status_msg, sizeof(s->status_msg), "zmq_poll: %s", zmq_strerror(zmq_errno()));
+			mg_log(MG_LOG_ERROR, COMP, "poll failed err=\"%s\"", zmq_strerror(zmq_errno()));
+			break;
+		}
+		if (items[1].revents & ZMQ_POLLIN)
+			io_on_stop(&io);
+		if (io.quit)
+			break;
+		if (n == 3 && (items[2].revents & ZMQ_POLLIN))
+			io_drain_dealer(&io);
+		if (io.dealer && io.hello_pending && io.st == IO_HELLO)
+			io_send_hello(&io);	/* EAGAIN until the connection is up */
+		if (items[0].revents & ZMQ_POLLIN)
+			io_drain_pair(&io);
+	}
+
+	pipe_msg_t pm = { .kind = PIPE_QUIT };
+	pipe_send(io.pair, &pm, NULL, 0, 0);
+	if (io.dealer)
+		zmq_close(io.dealer);	/* lingers LINGER_MS to flush a Bye */
+	for (size_t i = 0; i < io.n_un; i++)
+		free(io.un[i].buf);
+	free(io.un);
+	free(io.held);
+	atomic_store(&s->io_done, true);
+	return NULL;
+}
+
+/* ---- options, model info, lifetime ------------------------------------ */
+
+void serve_opts_init(serve_opts_t *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->slots = 8;
+	o->heartbeat_ns = 1 * MG_NS_PER_S;
+	o->liveness = 3;
+	o->resend_ns = 5 * MG_NS_PER_S;
+	o->reconnect_min_ns = 1 * MG_NS_PER_S;
+	o->reconnect_max_ns = 32 * MG_NS_PER_S;
+	o->grace_ns = 30 * MG_NS_PER_S;
+	o->queued_shards = 1;
+}
+
+static bool z85_key_ok(const char *k)
+{
+	uint8_t bin[32];
+	return k && strlen(k) == SERVE_KEY_LEN && zmq_z85_decode(bin, k) != NULL;
+}
+
+int serve_read_key(const char *path, char ret[SERVE_KEY_LEN + 1], char *err, size_t errlen)
+{
+	char alt[PATH_MAX];
+	FILE *f = fopen(path, "r");
+	const char *cred = getenv("CREDENTIALS_DIRECTORY");
+	if (f == NULL && errno == ENOENT && path[0] != '/' && cred && *cred) {
+		snprintf(alt, sizeof(alt), "%s/%s", cred, path);
+		f = fopen(alt, "r");
+	}
+	if (f == NULL) {
+		int e = errno;
+		snprintf(err, errlen, "cannot read CURVE key file %s: %s", path, strerror(e));
+		return -e;
+	}
+	char line[512];
+	int lineno = 0, rc = -EBADMSG;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *p = line;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '#')
+			continue;
+		char *q = strchr(p, '"');
+		if (q != NULL && strstr(p, "-key") != NULL) {	/* zcert: public-key = "..." */
+			p = q + 1;
+			q = strchr(p, '"');
+			if (q == NULL)
+				continue;
+			*q = '\0';
+		} else {
+			q = p + strcspn(p, " \t\r\n");
+			*q = '\0';
+		}
+		if (*p == '\0')
+			continue;
+		if (z85_key_ok(p)) {
+			memcpy(ret, p, SERVE_KEY_LEN + 1);
+			rc = 0;
+			break;
+		}
+		snprintf(err, errlen, "%s:%d: not a CURVE key (expected 40 Z85 characters, got %zu)",
+			 path, lineno, strlen(p));
+		fclose(f);
+		return -EBADMSG;
+	}
+	fclose(f);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: no CURVE key in the file (expected 40 Z85 characters)", path);
+	return rc;
+}
+
+/* The name margind routes on: see "Model name" in docs/protocol.md. */
+static void derive_model_name(serve_t *s)
+{
+	if (s->o.model_name && s->o.model_name[0]) {
+		snprintf(s->model_name, sizeof(s->model_name), "%s", s->o.model_name);
+		return;
+	}
+	if (s->arch) {
+		snprintf(s->model_name, sizeof(s->model_name), "%s", s->arch);
+		return;
+	}
+	const char *base = strrchr(s->model_path, '/');
+	base = base ? base + 1 : s->model_path;
+	size_t n = strlen(base);
+	if (n > 5 && strcmp(base + n - 5, ".gguf") == 0)
+		n -= 5;
+	snprintf(s->model_name, sizeof(s->model_name), "%.*s", (int)n, base);
+}
+
+/* --fake with a preset: what Hello says, without building the weights. */
+static void fake_preset_info(serve_t *s)
+{
+	snprintf(s->model_arch, sizeof(s->model_arch), "%s", "");
+}
+
+/* --fake with a file: what Hello says, from the metadata alone. */
+static int fake_file_info(serve_t *s, char *err, size_t errlen)
+{
+	gguf_t *g = NULL;
+	int r = gguf_open(s->model_path, &g, err, errlen);
+	if (r < 0)
+		return r;
+	gguf_str_t a;
+	if (gguf_get_str(g, "general.architecture", &a) == 0)
+		snprintf(s->model_arch, sizeof(s->model_arch), "%.*s", (int)a.len, a.data);
+	char key[64];
+	uint32_t u;
+	snprintf(key, sizeof(key), "%s.context_length", s->model_arch);
+	if (gguf_get_u32(g, key, &u) == 0)
+		s->n_ctx = u;
+	s->n_params = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++)
+		s->n_params += gguf_tensor(g, i)->n_elements;
+	gguf_close(&g);
+	return 0;
+}
+
+int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
+{
+	int rc = -EINVAL;
+	serve_t *s = NULL;
+	if (o->scheduler == NULL || o->scheduler[0] == '\0') {
+		snprintf(err, errlen, "no scheduler endpoint (tcp://HOST:PORT)");
+		return -EINVAL;
+	}
+	if ((o->model_path == NULL) == (o->arch == NULL)) {
+		snprintf(err, errlen, "give exactly one of a model file and an architecture preset");
+		return -EINVAL;
+	}
+	if (o->slots < 1 || o->slots > 4096 || o->threads < 0 || o->liveness < 1 ||
+	    o->heartbeat_ns <= 0 || o->resend_ns <= 0 || o->reconnect_min_ns <= 0 ||
+	    o->reconnect_max_ns < o->reconnect_min_ns || o->grace_ns < 0 || o->queued_shards < 0 ||
+	    o->fake_delay_ns < 0) {
+		snprintf(err, errlen, "bad serve options: slots 1..4096, positive intervals, reconnect max >= min");
+		return -EINVAL;
+	}
+	if (o->curve && (!z85_key_ok(o->curve_server) || !z85_key_ok(o->curve_secret))) {
+		snprintf(err, errlen, "CURVE keys must be 40 Z85 characters");
+		return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	s->ctl[0] = s->ctl[1] = -1;
+	s->o = *o;
+	s->scheduler = xstrdup(o->scheduler);
+	s->model_path = xstrdup(o->model_path);
+	s->arch = xstrdup(o->arch);
+	char host[256] = "worker";
+	if (o->name == NULL || o->name[0] == '\0') {
+		gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+	}
+	s->name = strdup(o->name && o->name[0] ? o->name : host);
+	s->hardware = strdup(o->hardware ? o->hardware : "");
+	/* the pointers in s->o would dangle: only the copies are used */
+	s->o.scheduler = s->o.model_path = s->o.arch = s->o.name = s->o.hardware = NULL;
+	derive_model_name(s);
+	s->o.model_name = NULL;
+	if (!s->scheduler || (o->model_path && !s->model_path) || (o->arch && !s->arch) ||
+	    !s->name || !s->hardware) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	s->slots = o->slots;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	s->threads = o->threads > 0 ? o->threads : (int)(ncpu > 0 ? ncpu : 1);
+	if (getrandom(&s->instance_id, sizeof(s->instance_id), 0) != sizeof(s->instance_id))
+		s->instance_id = (uint64_t)mg_clock_wall_ns() ^ ((uint64_t)getpid() << 32);
+	if (s->instance_id == 0)
+		s->instance_id = 1;
+
+	if (o->fake) {
+		if (s->model_path) {
+			rc = fake_file_info(s, err, errlen);
+			if (rc < 0)
+				goto fail;
+		} else {
+			fake_preset_info(s);
+		}
+	} else {
+		char merr[256] = "";
+		if (model_load == NULL || engine_new == NULL) {
+			snprintf(err, errlen, "this build has no model runtime: use --fake");
+			rc = -ENOTSUP;
+			goto fail;
+		}
+		if (s->model_path)
+			rc = model_load(s->model_path, &s->model, merr, sizeof(merr));
+		else
+			rc = model_new_synth(s->arch, 0, &s->model, merr, sizeof(merr));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s", merr);
+			goto fail;
+		}
+		const model_config_t *c = model_config(s->model);
+		snprintf(s->model_arch, sizeof(s->model_arch), "%s", c->arch_name);
+		s->n_params = model_n_params(s->model);
+		s->n_ctx = (uint32_t)c->n_ctx;
+		s->n_vocab = (uint32_t)c->vocab_size;
+		engine_opts_t eo = { .slots = s->slots, .n_ctx = o->n_ctx, .threads = s->threads };
+		rc = engine_new(s->model, &eo, &s->engine, merr, sizeof(merr));
+		if (rc < 0) {
+			snprintf(err, errlen, "engine: %s", merr);
+			goto fail;
+		}
+	}
+
+	if (pipe2(s->ctl, O_NONBLOCK | O_CLOEXEC) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	*ret = s;
+	return 0;
+fail:
+	serve_destroy(&s);
+	return rc;
+}
+
+int serve_start(serve_t *s)
+{
+	int rc;
+	if (s->started)
+		return -EALREADY;
+	s->zctx = zmq_ctx_new();
+	if (s->zctx == NULL)
+		return -zmq_errno();
+	s->io_pair = zmq_socket(s->zctx, ZMQ_PAIR);
+	s->eng_pair = zmq_socket(s->zctx, ZMQ_PAIR);
+	/* no high-water mark: the I/O thread must never block on a busy
+	 * engine thread; what crosses is bounded by credit */
+	int zero = 0;
+	if (s->io_pair == NULL || s->eng_pair == NULL ||
+	    zmq_setsockopt(s->io_pair, ZMQ_SNDHWM, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(s->io_pair, ZMQ_RCVHWM, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(s->eng_pair, ZMQ_SNDHWM, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(s->eng_pair, ZMQ_RCVHWM, &zero, sizeof(zero)) < 0 ||
+	    zmq_bind(s->io_pair, PAIR_ENDPOINT) < 0 || zmq_connect(s->eng_pair, PAIR_ENDPOINT) < 0)
+		return -zmq_errno();
+
+	/* The threads take no signals: the controlling thread handles them
+	 * and calls serve_stop(). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&s->eng_thr, NULL, eng_main, s);
+	if (rc == 0) {
+		rc = -pthread_create(&s->io_thr, NULL, io_main, s);
+		if (rc < 0) {
+			pipe_msg_t pm = { .kind = PIPE_QUIT };
+			pipe_send(s->io_pair, &pm, NULL, 0, 0);
+			pthread_join(s->eng_thr, NULL);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0)
+		return rc;
+	s->started = true;
+	return 0;
+}
+
+void serve_stop(serve_t *s, serve_stop_mode_t mode)
+{
+	if (s == NULL)
+		return;
+	int cur = atomic_load(&s->stop_mode);
+	while ((int)mode > cur && !atomic_compare_exchange_weak(&s->stop_mode, &cur, (int)mode))
+		;
+	/* async-signal-safe: a byte in a non-blocking pipe */
+	int saved = errno;
+	if (s->ctl[1] >= 0 && write(s->ctl[1], "x", 1) < 0) {
+		/* full pipe: a wake-up is already pending */
+	}
+	errno = saved;
+}
+
+int serve_wait(serve_t *s, char *err, size_t errlen)
+{
+	if (!s->started)
+		return -EINVAL;
+	if (!s->joined) {
+		pthread_join(s->io_thr, NULL);
+		pthread_join(s->eng_thr, NULL);
+		s->joined = true;
+	}
+	if (s->status < 0 && err != NULL)
+		snprintf(err, errlen, "%s", s->status_msg);
+	return s->status;
+}
+
+bool serve_finished(const serve_t *s)
+{
+	return atomic_load(&((serve_t *)s)->io_done);
+}
+
+void serve_get_stats(const serve_t *s, serve_stats_t *ret)
+{
+	serve_t *w = (serve_t *)s;
+	ret->connects = atomic_load(&w->st.connects);
+	ret->welcomes = atomic_load(&w->st.welcomes);
+	ret->shards_done = atomic_load(&w->st.shards_done);
+	ret->results_sent = atomic_load(&w->st.results_sent);
+	ret->acks = atomic_load(&w->st.acks);
+	ret->dropped_frames = atomic_load(&w->st.dropped_frames);
+}
+
+const char *serve_model_name(const serve_t *s)
+{
+	return s->model_name;
+}
+
+void serve_destroy(serve_t **p)
+{
+	if (p == NULL || *p == NULL)
+		return;
+	serve_t *s = *p;
+	if (s->started && !s->joined) {
+		serve_stop(s, SERVE_STOP_NOW);
+		serve_wait(s, NULL, 0);
+	}
+	if (s->io_pair)
+		zmq_close(s->io_pair);
+	if (s->eng_pair)
+		zmq_close(s->eng_pair);
+	if (s->zctx)
+		zmq_ctx_term(s->zctx);
+	if (s->engine)
+		engine_destroy(&s->engine);
+	if (s->model)
+		model_destroy(&s->model);
+	if (s->ctl[0] >= 0)
+		close(s->ctl[0]);
+	if (s->ctl[1] >= 0)
+		close(s->ctl[1]);
+	free(s->scheduler);
+	free(s->model_path);
+	free(s->arch);
+	free(s->name);
+	free(s->hardware);
+	free(s);
+	*p = NULL;
+}
