@@ -87,4 +87,13 @@ int tok_decode(const tok_t *t, const int32_t *ids, size_t n, bool special, char 
 /* The token's text as stored in the vocabulary (borrowed), NULL if bad id. */
 const char *tok_text(const tok_t *t, int32_t id);
 
+/* The id whose stored text is exactly text[0..len), or -1. */
+int32_t tok_find(const tok_t *t, const char *text, size_t len);
+/* enum tok_type of id as the tokenizer uses it (llama.cpp's rule: a token
+ * whose text marks an end of turn, e.g. <|im_end|>, counts as CONTROL), or
+ * -EINVAL for a bad id. */
+int tok_type(const tok_t *t, int32_t id);
+/* The BPE pre-tokenizer in use: "gpt2", "llama-bpe" or "qwen2"; NULL for SPM. */
+const char *tok_pre(const tok_t *t);
+
 #endif
