@@ -1,0 +1,353 @@
+/* ops: the fast kernels against the plain-C reference, on odd shapes; the
+ * packed matmul bit for bit against its definition (an fma chain per
+ * element), which is what makes the forward batch-invariant. */
+#include "cu_main.h"
+#include "ops.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state;
+
+static float frand(void)	/* uniform in [-1, 1) */
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (float)((double)(rng_state >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
+}
+
+static float *rand_vec(size_t n, float scale)
+{
+	float *v = malloc(n * sizeof(float) + 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = frand() * scale;
+	return v;
+}
+
+static double max_rel_err(const float *a, const float *b, size_t n)
+{
+	double scale = 1e-6, err = 0.0;
+	for (size_t i = 0; i < n; i++)
+		if (fabs(b[i]) > scale)
+			scale = fabs(b[i]);
+	for (size_t i = 0; i < n; i++) {
+		double e = fabs((double)a[i] - b[i]) / scale;
+		if (!(e <= err))	/* NaN counts as an error */
+			err = e > err ? e : INFINITY;
+	}
+	return err;
+}
+
+static const int shapes[][3] = {	/* n, N, K */
+	{ 1, 1, 1 }, { 1, 64, 64 }, { 3, 65, 17 }, { 7, 130, 100 }, { 13, 200, 33 },
+	{ 6, 64, 768 }, { 1, 172, 64 }, { 12, 32, 64 }, { 5, 512, 64 }, { 19, 129, 16 },
+	{ 2, 63, 15 }, { 37, 96, 48 },
+};
+#define N_SHAPES (sizeof(shapes) / sizeof(shapes[0]))
+
+static void check_matmul_layout(enum ops_layout layout, ops_pool_t *pool)
+{
+	rng_state = 42;
+	for (size_t s = 0; s < N_SHAPES; s++) {
+		int n = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+		float *x = rand_vec((size_t)n * K, 1.0f);
+		float *wr = rand_vec((size_t)N * K, 0.1f);
+		float *y = malloc((size_t)n * N * sizeof(float));
+		float *ref = malloc((size_t)n * N * sizeof(float));
+		float *chain = malloc((size_t)n * N * sizeof(float));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(chain);
+		ops_w_t w;
+		CU_ASSERT_EQUAL_FATAL(ops_w_alloc(&w, layout, N, K), 0);
+		ops_w_set_rows(&w, 0, N, wr);
+		ops_matmul(pool, y, (size_t)N, x, (size_t)K, &w, n);
+		ops_ref_matmul(ref, x, wr, n, N, K);
+		double e = max_rel_err(y, ref, (size_t)n * N);
+		if (e > 1e-5)
+			fprintf(stderr, "\nmatmul layout %d n=%d N=%d K=%d rel err %g\n", layout, n, N, K, e);
+		CU_ASSERT(e <= 1e-5);
+		if (layout == OPS_W_PACKED) {
+			ops_ref_matmul_chain(chain, x, wr, n, N, K);
+			CU_ASSERT(memcmp(y, chain, (size_t)n * N * sizeof(float)) == 0);
+		}
+		ops_w_free(&w);
+		free(x);
+		free(wr);
+		free(y);
+		free(ref);
+		free(chain);
+	}
+}
+
+static void test_matmul_packed(void)
+{
+	check_matmul_layout(OPS_W_PACKED, NULL);
+	ops_pool_t *p = NULL;
+	CU_ASSERT_EQUAL_FATAL(ops_pool_new(3, &p), 0);
+	check_matmul_layout(OPS_W_PACKED, p);
+	ops_pool_destroy(&p);
+	CU_ASSERT_PTR_NULL(p);
+}
+
+static void test_matmul_blas(void)
+{
+	check_matmul_layout(OPS_W_ROWMAJOR, NULL);
+}
+
+/* Rows computed alone, in a batch of any size, with any thread count and
+ * with strided input/output are the same bits. */
+static void test_matmul_batch_invariant(void)
+{
+	rng_state = 7;
+	int n = 33, N = 300, K = 200;
+	size_t ldx = K + 5, ldy = N + 3;
+	float *x = rand_vec((size_t)n * ldx, 1.0f);
+	float *wr = rand_vec((size_t)N * K, 0.1f);
+	float *all = calloc((size_t)n * ldy, sizeof(float));
+	float *part = calloc((size_t)n * ldy, sizeof(float));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(all);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(part);
+	ops_w_t w;
+	CU_ASSERT_EQUAL_FATAL(ops_w_alloc(&w, OPS_W_PACKED, N, K), 0);
+	ops_w_set_rows(&w, 0, N, wr);
+	ops_pool_t *p2 = NULL;
+	CU_ASSERT_EQUAL_FATAL(ops_pool_new(2, &p2), 0);
+	ops_matmul(NULL, all, ldy, x, ldx, &w, n);
+	int sizes[] = { 1, 2, 5, 6, 7, 12 };
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		memset(part, 0, (size_t)n * ldy * sizeof(float));
+		for (int i = 0; i < n; i += sizes[si]) {
+			int m = n - i < sizes[si] ? n - i : sizes[si];
+			ops_matmul(si % 2 ? p2 : NULL, part + (size_t)i * ldy, ldy, x + (size_t)i * ldx, ldx, &w, m);
+		}
+		for (int i = 0; i < n; i++)
+			CU_ASSERT(memcmp(part + (size_t)i * ldy, all + (size_t)i * ldy, (size_t)N * sizeof(float)) == 0);
+	}
+	ops_pool_destroy(&p2);
+	ops_w_free(&w);
+	free(x);
+	free(wr);
+	free(all);
+	free(part);
+}
+
+static void test_w_rows(void)
+{
+	rng_state = 3;
+	int N = 70, K = 9;
+	float *wr = rand_vec((size_t)N * K, 1.0f);
+	float row[9];
+	for (int layout = 0; layout < 2; layout++) {
+		ops_w_t w;
+		CU_ASSERT_EQUAL_FATAL(ops_w_alloc(&w, (enum ops_layout)layout, N, K), 0);
+		/* assembled from two pieces, as fused matrices are */
+		ops_w_set_rows(&w, 0, 40, wr);
+		ops_w_set_rows(&w, 40, 30, wr + 40 * K);
+		for (int r = 0; r < N; r++) {
+			ops_w_get_row(&w, r, row);
+			CU_ASSERT(memcmp(row, wr + (size_t)r * K, sizeof(row)) == 0);
+		}
+		ops_w_free(&w);
+	}
+	free(wr);
+}
+
+static void test_dot_order(void)
+{
+	/* The documented order: 16 fma lanes, then pairwise halving. */
+	rng_state = 11;
+	int lens[] = { 1, 15, 16, 17, 64, 100, 172 };
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int n = lens[li];
+		float *a = rand_vec((size_t)n, 1.0f), *b = rand_vec((size_t)n, 1.0f);
+		float l[16] = { 0 };
+		for (int k = 0; k < n; k++)
+			l[k % 16] = fmaf(a[k], b[k], l[k % 16]);
+		for (int w = 8; w >= 1; w /= 2)
+			for (int i = 0; i < w; i++)
+				l[i] = l[i] + l[i + w];
+		float d = ops_dot(a, b, n);
+		CU_ASSERT(memcmp(&d, &l[0], sizeof(float)) == 0);
+		double ref = 0;
+		for (int k = 0; k < n; k++)
+			ref += (double)a[k] * b[k];
+		CU_ASSERT(fabs(d - ref) < 1e-5 * n);
+		free(a);
+		free(b);
+	}
+}
+
+static void test_rmsnorm(void)
+{
+	rng_state = 5;
+	int dims[] = { 1, 7, 64, 100, 768 };
+	for (size_t i = 0; i < sizeof(dims) / sizeof(dims[0]); i++) {
+		int d = dims[i];
+		float *x = rand_vec((size_t)d, 3.0f), *g = rand_vec((size_t)d, 1.0f);
+		float *y = malloc((size_t)d * sizeof(float)), *r = malloc((size_t)d * sizeof(float));
+		ops_rmsnorm(y, x, g, d, 1e-5f);
+		ops_ref_rmsnorm(r, x, g, d, 1e-5f);
+		CU_ASSERT(max_rel_err(y, r, (size_t)d) < 1e-5);
+		/* in place */
+		ops_rmsnorm(x, x, g, d, 1e-5f);
+		CU_ASSERT(memcmp(x, y, (size_t)d * sizeof(float)) == 0);
+		free(x);
+		free(g);
+		free(y);
+		free(r);
+	}
+}
+
+static void test_rope(void)
+{
+	rng_state = 9;
+	int n_heads = 3, hd = 20;
+	int rope_dims[] = { 20, 8 };
+	int positions[] = { 0, 1, 17, 1000 };
+	for (int neox = 0; neox < 2; neox++)
+		for (size_t ri = 0; ri < 2; ri++)
+			for (size_t pi = 0; pi < 4; pi++) {
+				int rd = rope_dims[ri], pos = positions[pi];
+				float *x = rand_vec((size_t)n_heads * hd, 1.0f);
+				float *r = malloc((size_t)n_heads * hd * sizeof(float));
+				memcpy(r, x, (size_t)n_heads * hd * sizeof(float));
+				float cs[20];
+				ops_rope_table(cs, pos, rd, 10000.0f);
+				float *orig = malloc((size_t)n_heads * hd * sizeof(float));
+				memcpy(orig, x, (size_t)n_heads * hd * sizeof(float));
+				ops_rope(x, n_heads, hd, rd, neox, cs);
+				ops_ref_rope(r, n_heads, hd, rd, neox, pos, 10000.0f);
+				CU_ASSERT(max_rel_err(x, r, (size_t)n_heads * hd) < 1e-5);
+				if (pos == 0)
+					CU_ASSERT(memcmp(x, orig, (size_t)n_heads * hd * sizeof(float)) == 0);
+				/* dims past rope_dim are untouched */
+				for (int h = 0; h < n_heads; h++)
+					for (int d = rd; d < hd; d++)
+						CU_ASSERT_EQUAL(x[h * hd + d], orig[h * hd + d]);
+				free(x);
+				free(r);
+				free(orig);
+			}
+	/* the pairing: a unit vector in dim 0 rotates into dim 1 (normal) or
+	 * dim rope_dim/2 (neox) */
+	float cs[8], v[8];
+	ops_rope_table(cs, 1, 8, 10000.0f);	/* theta_0 = 1 rad */
+	memset(v, 0, sizeof(v));
+	v[0] = 1.0f;
+	ops_rope(v, 1, 8, 8, false, cs);
+	CU_ASSERT(fabs(v[0] - cos(1.0)) < 1e-6 && fabs(v[1] - sin(1.0)) < 1e-6 && v[4] == 0.0f);
+	memset(v, 0, sizeof(v));
+	v[0] = 1.0f;
+	ops_rope(v, 1, 8, 8, true, cs);
+	CU_ASSERT(fabs(v[0] - cos(1.0)) < 1e-6 && fabs(v[4] - sin(1.0)) < 1e-6 && v[1] == 0.0f);
+}
+
+static void test_softmax_swiglu(void)
+{
+	rng_state = 13;
+	int n = 300;
+	float *x = rand_vec((size_t)n, 20.0f), *r = malloc((size_t)n * sizeof(float));
+	memcpy(r, x, (size_t)n * sizeof(float));
+	ops_softmax(x, n);
+	ops_ref_softmax(r, n);
+	CU_ASSERT(max_rel_err(x, r, (size_t)n) < 1e-5);
+	double s = 0;
+	for (int i = 0; i < n; i++)
+		s += x[i];
+	CU_ASSERT(fabs(s - 1.0) < 1e-5);
+	float *g = rand_vec((size_t)n, 8.0f), *u = rand_vec((size_t)n, 2.0f);
+	ops_swiglu(x, g, u, n);
+	ops_ref_swiglu(r, g, u, n);
+	CU_ASSERT(max_rel_err(x, r, (size_t)n) < 1e-5);
+	ops_swiglu(g, g, u, n);	/* in place */
+	CU_ASSERT(memcmp(g, x, (size_t)n * sizeof(float)) == 0);
+	free(x);
+	free(r);
+	free(g);
+	free(u);
+}
+
+static void test_attention(void)
+{
+	rng_state = 17;
+	/* GQA 6 query heads over 2 kv heads, head_dim 20 (not a lane multiple) */
+	int n_heads = 6, n_kv = 2, hd = 20, kv_dim = n_kv * hd, ctx = 40;
+	float *k = rand_vec((size_t)ctx * kv_dim, 1.0f), *v = rand_vec((size_t)ctx * kv_dim, 1.0f);
+	int pos0 = 11, n_q = 5;
+	size_t ldq = (size_t)n_heads * hd + 3;
+	float *q = rand_vec((size_t)n_q * ldq, 2.0f);
+	float *out = calloc((size_t)n_q * n_heads * hd, sizeof(float));
+	float *ref = calloc((size_t)n_q * n_heads * hd, sizeof(float));
+	float scores[64];
+	ops_attn_t a = { n_heads, n_kv, hd, k, v, kv_dim };
+	ops_attention(&a, q, ldq, pos0, n_q, 0, n_heads, out, (size_t)n_heads * hd, scores);
+	ops_ref_attention(&a, q, ldq, pos0, n_q, 0, n_heads, ref, (size_t)n_heads * hd);
+	CU_ASSERT(max_rel_err(out, ref, (size_t)n_q * n_heads * hd) < 1e-5);
+	/* one token alone and a head range give the same bits */
+	float one[6 * 20];
+	ops_attention(&a, q + 2 * ldq, ldq, pos0 + 2, 1, 0, 3, one, (size_t)n_heads * hd, scores);
+	ops_attention(&a, q + 2 * ldq, ldq, pos0 + 2, 1, 3, 6, one, (size_t)n_heads * hd, scores);
+	CU_ASSERT(memcmp(one, out + 2 * n_heads * hd, sizeof(one)) == 0);
+	/* position 0 sees only its own row: out = v[0] of its kv head */
+	ops_attention(&a, q, ldq, 0, 1, 0, n_heads, one, (size_t)n_heads * hd, scores);
+	for (int h = 0; h < n_heads; h++)
+		for (int d = 0; d < hd; d++)
+			CU_ASSERT(fabs(one[h * hd + d] - v[(h / 3) * hd + d]) < 1e-6);
+	free(k);
+	free(v);
+	free(q);
+	free(out);
+	free(ref);
+}
+
+static atomic_int task_hits[1000];
+
+static void count_task(void *arg, int task, int worker)
+{
+	int *nw = arg;
+	CU_ASSERT(worker >= 0 && worker < *nw);
+	atomic_fetch_add(&task_hits[task], 1);
+}
+
+static void test_pool(void)
+{
+	for (int threads = 1; threads <= 4; threads++) {
+		ops_pool_t *p = NULL;
+		CU_ASSERT_EQUAL_FATAL(ops_pool_new(threads, &p), 0);
+		CU_ASSERT_EQUAL(ops_pool_threads(p), threads);
+		for (int region = 0; region < 200; region++) {
+			int n = (region * 37) % 1000 + 1;
+			for (int i = 0; i < n; i++)
+				atomic_store(&task_hits[i], 0);
+			ops_pool_run(p, count_task, &threads, n);
+			int bad = 0;
+			for (int i = 0; i < n; i++)
+				bad += atomic_load(&task_hits[i]) != 1;
+			CU_ASSERT_EQUAL(bad, 0);
+		}
+		ops_pool_destroy(&p);
+		CU_ASSERT_PTR_NULL(p);
+	}
+	ops_pool_destroy(NULL);
+	ops_pool_t *p = NULL;
+	CU_ASSERT_EQUAL(ops_pool_new(0, &p), -EINVAL);
+}
+
+const cu_test_t ops_tests[] = {
+	{ "matmul_packed", test_matmul_packed },
+	{ "matmul_blas", test_matmul_blas },
+	{ "matmul_batch_invariant", test_matmul_batch_invariant },
+	{ "w_rows", test_w_rows },
+	{ "dot_order", test_dot_order },
+	{ "rmsnorm", test_rmsnorm },
+	{ "rope", test_rope },
+	{ "softmax_swiglu", test_softmax_swiglu },
+	{ "attention", test_attention },
+	{ "pool", test_pool },
+	{ NULL, NULL },
+};

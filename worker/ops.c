@@ -1,0 +1,688 @@
+/* ops: fast kernels (AVX-512 where compiled for it, a portable C fallback
+ * with the same bits otherwise), the OpenBLAS opt-in path, the plain-C
+ * reference kernels and a small persistent thread pool. See ops.h for the
+ * contracts; docs/kernels.md for the measurements behind the choices. */
+#include "ops.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define OPS_AVX512 1
+#else
+#define OPS_AVX512 0
+#endif
+
+const char *ops_kernel_name(void)
+{
+	return OPS_AVX512 ? "avx512" : "generic";
+}
+
+/* ======================= thread pool ======================= */
+
+struct ops_pool {
+	int n;			/* workers including the caller */
+	pthread_t *th;		/* owned: [n - 1] */
+	int n_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	atomic_uint gen;	/* bumped once per region (and at stop) */
+	atomic_int next;	/* next task to claim */
+	atomic_int pending;	/* pool threads still inside the region */
+	atomic_int sleepers;
+	atomic_bool stop;
+	ops_task_fn fn;		/* the current region, published by gen */
+	void *arg;
+	int n_tasks;
+};
+
+struct worker_arg {
+	ops_pool_t *p;
+	int id;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Waits until gen moves past seen: a short busy spin (regions of one
+ * forward step follow each other within microseconds), then yields (the
+ * machine may have fewer free cores than threads), then sleeps. */
+static unsigned wait_gen(ops_pool_t *p, unsigned seen)
+{
+	unsigned g;
+	uint64_t t0 = 0;
+	for (unsigned i = 0;; i++) {
+		g = atomic_load_explicit(&p->gen, memory_order_acquire);
+		if (g != seen)
+			return g;
+		if (i < 2000) {
+			cpu_relax();
+			continue;
+		}
+		if (t0 == 0)
+			t0 = now_ns();
+		else if (now_ns() - t0 > 300000)
+			break;
+		sched_yield();
+	}
+	pthread_mutex_lock(&p->mu);
+	atomic_fetch_add(&p->sleepers, 1);
+	while ((g = atomic_load(&p->gen)) == seen)
+		pthread_cond_wait(&p->cv, &p->mu);
+	atomic_fetch_sub(&p->sleepers, 1);
+	pthread_mutex_unlock(&p->mu);
+	return g;
+}
+
+static void run_tasks(ops_pool_t *p, int worker)
+{
+	int t;
+	while ((t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n_tasks)
+		p->fn(p->arg, t, worker);
+}
+
+static void *worker_main(void *a)
+{
+	struct worker_arg wa = *(struct worker_arg *)a;
+	free(a);
+	ops_pool_t *p = wa.p;
+	unsigned seen = 0;
+	for (;;) {
+		seen = wait_gen(p, seen);
+		if (atomic_load(&p->stop))
+			break;
+		run_tasks(p, wa.id);
+		atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+	}
+	return NULL;
+}
+
+static void bump_gen(ops_pool_t *p)
+{
+	atomic_fetch_add(&p->gen, 1);	/* seq_cst: pairs with the sleepers check */
+	if (atomic_load(&p->sleepers) > 0) {
+		pthread_mutex_lock(&p->mu);
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+}
+
+int ops_pool_new(int threads, ops_pool_t **ret)
+{
+	if (threads < 1 || threads > 1024 || ret == NULL)
+		return -EINVAL;
+	ops_pool_t *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->n = threads;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	atomic_init(&p->gen, 0);
+	atomic_init(&p->next, 0);
+	atomic_init(&p->pending, 0);
+	atomic_init(&p->sleepers, 0);
+	atomic_init(&p->stop, false);
+	int rc = 0;
+	if (threads > 1) {
+		p->th = calloc((size_t)threads - 1, sizeof(*p->th));
+		if (p->th == NULL) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	for (int i = 1; i < threads; i++) {
+		struct worker_arg *wa = malloc(sizeof(*wa));
+		if (wa == NULL) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		wa->p = p;
+		wa->id = i;
+		int e = pthread_create(&p->th[i - 1], NULL, worker_main, wa);
+		if (e != 0) {
+			free(wa);
+			rc = -e;
+			goto fail;
+		}
+		p->n_started++;
+	}
+	*ret = p;
+	return 0;
+fail:
+	ops_pool_destroy(&p);
+	return rc;
+}
+
+void ops_pool_destroy(ops_pool_t **pp)
+{
+	if (pp == NULL || *pp == NULL)
+		return;
+	ops_pool_t *p = *pp;
+	if (p->n_started > 0) {
+		atomic_store(&p->stop, true);
+		bump_gen(p);
+		for (int i = 0; i < p->n_started; i++)
+			pthread_join(p->th[i], NULL);
+	}
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p->th);
+	free(p);
+	*pp = NULL;
+}
+
+int ops_pool_threads(const ops_pool_t *p)
+{
+	return p == NULL ? 1 : p->n;
+}
+
+void ops_pool_run(ops_pool_t *p, ops_task_fn fn, void *arg, int n_tasks)
+{
+	if (n_tasks <= 0)
+		return;
+	if (p == NULL || p->n_started == 0 || n_tasks == 1) {
+		for (int t = 0; t < n_tasks; t++)
+			fn(arg, t, 0);
+		return;
+	}
+	p->fn = fn;
+	p->arg = arg;
+	p->n_tasks = n_tasks;
+	atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+	atomic_store_explicit(&p->pending, p->n_started, memory_order_relaxed);
+	bump_gen(p);
+	run_tasks(p, 0);
+	while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+		cpu_relax();
+}
+
+/* ======================= weight matrices ======================= */
+
+static size_t n_panels(int n_out)
+{
+	return ((size_t)n_out + OPS_PANEL - 1) / OPS_PANEL;
+}
+
+size_t ops_w_floats(enum ops_layout layout, int n_out, int n_in)
+{
+	if (n_out <= 0 || n_in <= 0)
+		return 0;
+	if (layout == OPS_W_PACKED)
+		return n_panels(n_out) * OPS_PANEL * (size_t)n_in;
+	return (size_t)n_out * (size_t)n_in;
+}
+
+int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in)
+{
+	size_t nf = ops_w_floats(layout, n_out, n_in);
+	if (w == NULL || nf == 0 || nf > SIZE_MAX / sizeof(float) - 64)
+		return -EINVAL;
+	size_t bytes = (nf * sizeof(float) + 63) / 64 * 64;
+	float *d = aligned_alloc(64, bytes);
+	if (d == NULL)
+		return -ENOMEM;
+	memset(d, 0, bytes);
+	w->n_out = n_out;
+	w->n_in = n_in;
+	w->layout = layout;
+	w->data = d;
+	return 0;
+}
+
+void ops_w_free(ops_w_t *w)
+{
+	if (w == NULL)
+		return;
+	free(w->data);
+	w->data = NULL;
+}
+
+void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src)
+{
+	size_t K = (size_t)w->n_in;
+	if (w->layout == OPS_W_ROWMAJOR) {
+		memcpy(w->data + (size_t)row0 * K, src, (size_t)n_rows * K * sizeof(float));
+		return;
+	}
+	for (int r = 0; r < n_rows; r++) {
+		size_t j = (size_t)row0 + (size_t)r;
+		float *panel = w->data + (j / OPS_PANEL) * K * OPS_PANEL + j % OPS_PANEL;
+		const float *s = src + (size_t)r * K;
+		for (size_t k = 0; k < K; k++)
+			panel[k * OPS_PANEL] = s[k];
+	}
+}
+
+void ops_w_get_row(const ops_w_t *w, int r, float *dst)
+{
+	size_t K = (size_t)w->n_in;
+	if (w->layout == OPS_W_ROWMAJOR) {
+		memcpy(dst, w->data + (size_t)r * K, K * sizeof(float));
+		return;
+	}
+	const float *panel = w->data + ((size_t)r / OPS_PANEL) * K * OPS_PANEL + (size_t)r % OPS_PANEL;
+	for (size_t k = 0; k < K; k++)
+		dst[k] = panel[k * OPS_PANEL];
+}
+
+/* ======================= packed matmul ======================= */
+
+/* Rows per register tile. With 4 vectors of 16 columns per panel this keeps
+ * 24 accumulators + 4 weight vectors + 1 broadcast in the 32 zmm registers:
+ * per k step 4 loads and 6 broadcasts feed 24 FMAs. */
+#define TILE_ROWS 6
+
+#if OPS_AVX512
+/* One panel (64 columns, ncols of them real) for R rows of x. */
+static inline __attribute__((always_inline)) void
+panel_tile(const float *x, size_t ldx, const float *wp, float *y, size_t ldy, int K,
+	   int ncols, const int R)
+{
+	__m512 acc[TILE_ROWS][4];
+#pragma GCC unroll 8
+	for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < 4; v++)
+			acc[i][v] = _mm512_setzero_ps();
+	const float *w = wp;
+	for (int k = 0; k < K; k++, w += OPS_PANEL) {
+		__m512 w0 = _mm512_load_ps(w);
+		__m512 w1 = _mm512_load_ps(w + 16);
+		__m512 w2 = _mm512_load_ps(w + 32);
+		__m512 w3 = _mm512_load_ps(w + 48);
+#pragma GCC unroll 8
+		for (int i = 0; i < R; i++) {
+			__m512 xb = _mm512_set1_ps(x[(size_t)i * ldx + (size_t)k]);
+			acc[i][0] = _mm512_fmadd_ps(xb, w0, acc[i][0]);
+			acc[i][1] = _mm512_fmadd_ps(xb, w1, acc[i][1]);
+			acc[i][2] = _mm512_fmadd_ps(xb, w2, acc[i][2]);
+			acc[i][3] = _mm512_fmadd_ps(xb, w3, acc[i][3]);
+		}
+	}
+	if (ncols == OPS_PANEL) {
+#pragma GCC unroll 8
+		for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+			for (int v = 0; v < 4; v++)
+				_mm512_storeu_ps(y + (size_t)i * ldy + 16 * v, acc[i][v]);
+	} else {
+		for (int i = 0; i < R; i++)
+			for (int v = 0; v < 4; v++) {
+				int c = ncols - 16 * v;
+				if (c <= 0)
+					break;
+				__mmask16 m = c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
+				_mm512_mask_storeu_ps(y + (size_t)i * ldy + 16 * v, m, acc[i][v]);
+			}
+	}
+}
+
+static void panel_rows(const float *x, size_t ldx, const float *wp, float *y, size_t ldy,
+		       int K, int ncols, int r)
+{
+	switch (r) {
+	case 6: panel_tile(x, ldx, wp, y, ldy, K, ncols, 6); break;
+	case 5: panel_tile(x, ldx, wp, y, ldy, K, ncols, 5); break;
+	case 4: panel_tile(x, ldx, wp, y, ldy, K, ncols, 4); break;
+	case 3: panel_tile(x, ldx, wp, y, ldy, K, ncols, 3); break;
+	case 2: panel_tile(x, ldx, wp, y, ldy, K, ncols, 2); break;
+	default: panel_tile(x, ldx, wp, y, ldy, K, ncols, 1); break;
+	}
+}
+#else
+/* Portable: the same fma chain per element, so the same bits. */
+static void panel_rows(const float *x, size_t ldx, const float *wp, float *y, size_t ldy,
+		       int K, int ncols, int r)
+{
+	for (int i = 0; i < r; i++) {
+		float acc[OPS_PANEL];
+		for (int c = 0; c < OPS_PANEL; c++)
+			acc[c] = 0.0f;
+		const float *xi = x + (size_t)i * ldx;
+		for (int k = 0; k < K; k++) {
+			const float *w = wp + (size_t)k * OPS_PANEL;
+			float xv = xi[k];
+			for (int c = 0; c < OPS_PANEL; c++)
+				acc[c] = fmaf(xv, w[c], acc[c]);
+		}
+		memcpy(y + (size_t)i * ldy, acc, (size_t)ncols * sizeof(float));
+	}
+}
+#endif
+
+typedef struct mm_job {
+	float *y;
+	size_t ldy;
+	const float *x;
+	size_t ldx;
+	const ops_w_t *w;
+	int n;
+	int panels_per_task;
+	int n_panels;
+} mm_job_t;
+
+static void mm_task(void *arg, int task, int worker)
+{
+	(void)worker;
+	const mm_job_t *j = arg;
+	int K = j->w->n_in, N = j->w->n_out;
+	int p0 = task * j->panels_per_task;
+	int p1 = p0 + j->panels_per_task;
+	if (p1 > j->n_panels)
+		p1 = j->n_panels;
+	for (int p = p0; p < p1; p++) {
+		const float *wp = j->w->data + (size_t)p * (size_t)K * OPS_PANEL;
+		int ncols = N - p * OPS_PANEL < OPS_PANEL ? N - p * OPS_PANEL : OPS_PANEL;
+		float *yp = j->y + (size_t)p * OPS_PANEL;
+		int i = 0;
+		for (; i + TILE_ROWS <= j->n; i += TILE_ROWS)
+			panel_rows(j->x + (size_t)i * j->ldx, j->ldx, wp, yp + (size_t)i * j->ldy,
+				   j->ldy, K, ncols, TILE_ROWS);
+		if (i < j->n)
+			panel_rows(j->x + (size_t)i * j->ldx, j->ldx, wp, yp + (size_t)i * j->ldy,
+				   j->ldy, K, ncols, j->n - i);
+	}
+}
+
+void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
+		const ops_w_t *w, int n)
+{
+	if (n <= 0)
+		return;
+	if (w->layout == OPS_W_ROWMAJOR) {
+		/* OpenBLAS (opt-in, not batch-invariant); its own threads. */
+		if (n == 1)
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, w->n_out, w->n_in, 1.0f, w->data,
+				    w->n_in, x, 1, 0.0f, y, 1);
+		else
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w->n_out, w->n_in,
+				    1.0f, x, (int)ldx, w->data, w->n_in, 0.0f, y, (int)ldy);
+		return;
+	}
+	/* Split the panels into about 8 tasks per thread: enough for a free
+	 * core to take over from a busy one, few enough that claiming costs
+	 * nothing next to one panel (64 x K weights). */
+	int np = (int)n_panels(w->n_out);
+	int threads = ops_pool_threads(p);
+	int want = threads == 1 ? 1 : threads * 8;
+	int per = (np + want - 1) / want;
+	if (per < 1)
+		per = 1;
+	mm_job_t j = { y, ldy, x, ldx, w, n, per, np };
+	ops_pool_run(p, mm_task, &j, (np + per - 1) / per);
+}
+
+/* ======================= small kernels ======================= */
+
+float ops_dot(const float *a, const float *b, int n)
+{
+#if OPS_AVX512
+	__m512 acc = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 16 <= n; k += 16)
+		acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
+	if (k < n) {
+		__mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+		acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + k), _mm512_maskz_loadu_ps(m, b + k), acc);
+	}
+	/* lanes l + l+8, then l + l+4, l + l+2, l + l+1 */
+	__m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+	__m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+	__m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+	__m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+	return _mm_cvtss_f32(s1);
+#else
+	float l[16];
+	for (int i = 0; i < 16; i++)
+		l[i] = 0.0f;
+	for (int k = 0; k < n; k++)
+		l[k % 16] = fmaf(a[k], b[k], l[k % 16]);
+	/* an all-zero tail lane adds fma(0, 0, l) = l, as the masked step does */
+	for (int i = 0; i < 8; i++)
+		l[i] = l[i] + l[i + 8];
+	for (int i = 0; i < 4; i++)
+		l[i] = l[i] + l[i + 4];
+	for (int i = 0; i < 2; i++)
+		l[i] = l[i] + l[i + 2];
+	return l[0] + l[1];
+#endif
+}
+
+/* y[d] = fma(a, x[d], y[d]) */
+static inline void axpy(float *y, float a, const float *x, int n)
+{
+	int d = 0;
+#if OPS_AVX512
+	__m512 av = _mm512_set1_ps(a);
+	for (; d + 16 <= n; d += 16)
+		_mm512_storeu_ps(y + d, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + d), _mm512_loadu_ps(y + d)));
+#endif
+	for (; d < n; d++)
+		y[d] = fmaf(a, x[d], y[d]);
+}
+
+void ops_rmsnorm(float *y, const float *x, const float *g, int dim, float eps)
+{
+	float ss = ops_dot(x, x, dim);
+	float s = 1.0f / sqrtf(ss / (float)dim + eps);
+	for (int i = 0; i < dim; i++)
+		y[i] = x[i] * s * g[i];
+}
+
+void ops_rope_table(float *cs, int pos, int rope_dim, float base)
+{
+	for (int i = 0; i < rope_dim / 2; i++) {
+		double theta = pow((double)base, -2.0 * i / rope_dim);
+		double a = (double)pos * theta;
+		cs[2 * i] = (float)cos(a);
+		cs[2 * i + 1] = (float)sin(a);
+	}
+}
+
+void ops_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, const float *cs)
+{
+	int half = rope_dim / 2;
+	for (int h = 0; h < n_heads; h++) {
+		float *v = x + (size_t)h * head_dim;
+		for (int i = 0; i < half; i++) {
+			float c = cs[2 * i], s = cs[2 * i + 1];
+			int a = neox ? i : 2 * i;
+			int b = neox ? i + half : 2 * i + 1;
+			float x0 = v[a], x1 = v[b];
+			v[a] = x0 * c - x1 * s;
+			v[b] = x0 * s + x1 * c;
+		}
+	}
+}
+
+void ops_softmax(float *x, int n)
+{
+	float mx = x[0];
+	for (int i = 1; i < n; i++)
+		if (x[i] > mx)
+			mx = x[i];
+	float sum = 0.0f;
+	for (int i = 0; i < n; i++) {
+		x[i] = expf(x[i] - mx);
+		sum += x[i];
+	}
+	float inv = 1.0f / sum;
+	for (int i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+void ops_swiglu(float *h, const float *g, const float *u, int n)
+{
+	for (int i = 0; i < n; i++) {
+		float v = g[i];
+		h[i] = v / (1.0f + expf(-v)) * u[i];
+	}
+}
+
+void ops_add(float *y, const float *x, int n)
+{
+	for (int i = 0; i < n; i++)
+		y[i] += x[i];
+}
+
+void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
+		   int h0, int h1, float *out, size_t ldo, float *scores)
+{
+	int hd = a->head_dim;
+	int group = a->n_heads / a->n_kv_heads;
+	float scale = 1.0f / sqrtf((float)hd);
+	for (int t = 0; t < n_q; t++) {
+		int n_kv = pos0 + t + 1;
+		for (int h = h0; h < h1; h++) {
+			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
+			const float *kh = a->k + (size_t)(h / group) * hd;
+			const float *vh = a->v + (size_t)(h / group) * hd;
+			float mx = -INFINITY;
+			for (int p = 0; p < n_kv; p++) {
+				float s = ops_dot(qh, kh + (size_t)p * a->kv_dim, hd) * scale;
+				scores[p] = s;
+				if (s > mx)
+					mx = s;
+			}
+			float sum = 0.0f;
+			for (int p = 0; p < n_kv; p++) {
+				scores[p] = expf(scores[p] - mx);
+				sum += scores[p];
+			}
+			float *o = out + (size_t)t * ldo + (size_t)h * hd;
+			memset(o, 0, (size_t)hd * sizeof(float));
+			for (int p = 0; p < n_kv; p++)
+				axpy(o, scores[p], vh + (size_t)p * a->kv_dim, hd);
+			float inv = 1.0f / sum;
+			for (int d = 0; d < hd; d++)
+				o[d] *= inv;
+		}
+	}
+}
+
+/* ======================= reference kernels ======================= */
+
+void ops_ref_matmul(float *y, const float *x, const float *w, int n, int n_out, int n_in)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n_out; j++) {
+			double s = 0.0;
+			for (int k = 0; k < n_in; k++)
+				s += (double)x[(size_t)i * n_in + k] * (double)w[(size_t)j * n_in + k];
+			y[(size_t)i * n_out + j] = (float)s;
+		}
+}
+
+void ops_ref_matmul_chain(float *y, const float *x, const float *w, int n, int n_out, int n_in)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n_out; j++) {
+			float s = 0.0f;
+			for (int k = 0; k < n_in; k++)
+				s = fmaf(x[(size_t)i * n_in + k], w[(size_t)j * n_in + k], s);
+			y[(size_t)i * n_out + j] = s;
+		}
+}
+
+void ops_ref_rmsnorm(float *y, const float *x, const float *g, int dim, float eps)
+{
+	double ss = 0.0;
+	for (int i = 0; i < dim; i++)
+		ss += (double)x[i] * x[i];
+	double s = 1.0 / sqrt(ss / dim + eps);
+	for (int i = 0; i < dim; i++)
+		y[i] = (float)(x[i] * s * g[i]);
+}
+
+void ops_ref_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, int pos, float base)
+{
+	int half = rope_dim / 2;
+	for (int h = 0; h < n_heads; h++) {
+		float *v = x + (size_t)h * head_dim;
+		for (int i = 0; i < half; i++) {
+			double a = pos * pow((double)base, -2.0 * i / rope_dim);
+			int ia = neox ? i : 2 * i;
+			int ib = neox ? i + half : 2 * i + 1;
+			double x0 = v[ia], x1 = v[ib];
+			v[ia] = (float)(x0 * cos(a) - x1 * sin(a));
+			v[ib] = (float)(x0 * sin(a) + x1 * cos(a));
+		}
+	}
+}
+
+void ops_ref_softmax(float *x, int n)
+{
+	double mx = x[0], sum = 0.0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > mx)
+			mx = x[i];
+	for (int i = 0; i < n; i++)
+		sum += exp(x[i] - mx);
+	for (int i = 0; i < n; i++)
+		x[i] = (float)(exp(x[i] - mx) / sum);
+}
+
+void ops_ref_swiglu(float *h, const float *g, const float *u, int n)
+{
+	for (int i = 0; i < n; i++) {
+		double v = g[i];
+		h[i] = (float)(v / (1.0 + exp(-v)) * u[i]);
+	}
+}
+
+void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
+		       int h0, int h1, float *out, size_t ldo)
+{
+	int hd = a->head_dim;
+	int group = a->n_heads / a->n_kv_heads;
+	for (int t = 0; t < n_q; t++) {
+		int n_kv = pos0 + t + 1;
+		for (int h = h0; h < h1; h++) {
+			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
+			const float *kh = a->k + (size_t)(h / group) * hd;
+			const float *vh = a->v + (size_t)(h / group) * hd;
+			double mx = -INFINITY, sum = 0.0;
+			double *s = malloc((size_t)n_kv * sizeof(double));
+			if (s == NULL)
+				return;
+			for (int p = 0; p < n_kv; p++) {
+				double d = 0.0;
+				for (int i = 0; i < hd; i++)
+					d += (double)qh[i] * kh[(size_t)p * a->kv_dim + i];
+				s[p] = d / sqrt((double)hd);
+				if (s[p] > mx)
+					mx = s[p];
+			}
+			for (int p = 0; p < n_kv; p++) {
+				s[p] = exp(s[p] - mx);
+				sum += s[p];
+			}
+			for (int i = 0; i < hd; i++) {
+				double o = 0.0;
+				for (int p = 0; p < n_kv; p++)
+					o += s[p] * vh[(size_t)p * a->kv_dim + i];
+				out[(size_t)t * ldo + (size_t)h * hd + i] = (float)(o / sum);
+			}
+			free(s);
+		}
+	}
+}

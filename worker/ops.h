@@ -1,0 +1,148 @@
+/* ops: the numeric kernels of the forward pass, each in two versions:
+ *
+ *   ops_ref_*  plain C, simple loops, double accumulation: the oracle the
+ *              tests compare the fast kernels against. Never used by the
+ *              model.
+ *   ops_*      the fast path the model runs.
+ *
+ * Matrix product. A weight matrix W is [N x K] row-major as GGUF stores it
+ * (N output features, K input features) and a step multiplies n activation
+ * rows at once: Y[n x N] = X[n x K] . W^T. Two kernels:
+ *
+ *   OPS_W_PACKED (default): our own AVX-512 kernel over W repacked at load
+ *     into panels of OPS_PANEL columns, [N/64][K][64]. Every output element
+ *     is one sequential fused multiply-add chain over k = 0..K-1, started
+ *     from +0:  y = fma(x[k], w[k], y). Which tile, thread or batch size
+ *     computes it changes nothing, so a row's result is bit-identical
+ *     whatever else shares the step (batch invariance, DESIGN.md
+ *     "Determinism") and whatever the thread count. ops_ref_matmul_chain
+ *     is that definition written as a scalar loop; the tests require the
+ *     kernel to equal it bit for bit.
+ *   OPS_W_ROWMAJOR: OpenBLAS, cblas_sgemv for n == 1 and cblas_sgemm
+ *     (RowMajor, NoTrans, Trans) otherwise. Measured NOT batch-invariant:
+ *     OpenBLAS 0.3.21's sgemm gives different bits for the same row
+ *     depending on M (its tail kernels and thread split), and sgemv differs
+ *     from sgemm. Opt-in only (docs/kernels.md has the figures).
+ *
+ * Every other kernel works row by row (or per token and head) with a fixed
+ * order, so it is batch-invariant by construction.
+ *
+ * Threads: the fast kernels take an ops_pool_t (persistent threads; the
+ * caller's thread takes part). NULL runs on the caller's thread alone. */
+#ifndef OPS_H
+#define OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define OPS_PANEL 64	/* columns per packed panel */
+
+/* ---- thread pool ---- */
+
+typedef struct ops_pool ops_pool_t;
+
+/* One task of a parallel region: task in [0, n_tasks), worker in
+ * [0, threads) (the caller is worker 0). */
+typedef void (*ops_task_fn)(void *arg, int task, int worker);
+
+/* threads >= 1 workers in all (threads - 1 new pthreads). -EINVAL, -ENOMEM,
+ * -errno from pthread_create. *ret owned by the caller. */
+int ops_pool_new(int threads, ops_pool_t **ret);
+/* Stops and joins the threads. NULL-safe; sets *p = NULL. */
+void ops_pool_destroy(ops_pool_t **p);
+int ops_pool_threads(const ops_pool_t *p);	/* 1 for NULL */
+/* Runs fn for every task (claimed in order by whichever worker is free)
+ * and returns when all are done. One region at a time: only the owner's
+ * thread calls this. p may be NULL (runs inline). */
+void ops_pool_run(ops_pool_t *p, ops_task_fn fn, void *arg, int n_tasks);
+
+/* ---- weight matrices ---- */
+
+enum ops_layout {
+	OPS_W_PACKED = 0,	/* [ceil(N/64)][K][64], zero-padded columns */
+	OPS_W_ROWMAJOR = 1,	/* [N][K], as in GGUF; OpenBLAS kernels */
+};
+
+typedef struct ops_w {
+	int n_out;		/* N */
+	int n_in;		/* K */
+	enum ops_layout layout;
+	float *data;		/* owned by whoever called ops_w_alloc */
+} ops_w_t;
+
+/* Floats the data of an [N x K] matrix takes in this layout. */
+size_t ops_w_floats(enum ops_layout layout, int n_out, int n_in);
+/* Allocates w->data (64-byte aligned, zeroed). -EINVAL, -ENOMEM. */
+int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in);
+void ops_w_free(ops_w_t *w);
+/* Stores rows [row0, row0 + n_rows) of W from src[n_rows][K] row-major.
+ * Fused matrices (q|k|v, gate|up) are assembled from several tensors so. */
+void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src);
+/* Copies row r of W (K floats) to dst: an embedding lookup in a tied
+ * output matrix. */
+void ops_w_get_row(const ops_w_t *w, int r, float *dst);
+
+/* ---- fast kernels ---- */
+
+/* Y[n][ldy] (first N columns written) = X[n][ldx] (first K columns) . W^T. */
+void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
+		const ops_w_t *w, int n);
+/* y[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], one row of dim. y may be x. */
+void ops_rmsnorm(float *y, const float *x, const float *g, int dim, float eps);
+/* Rotary embedding of one token's heads in place: x[n_heads][head_dim],
+ * the first rope_dim dims of each head rotated by angles pos * theta_i,
+ * theta_i = base^(-2i / rope_dim). neox = false rotates (2i, 2i+1)
+ * (llama "normal" mode), true rotates (i, i + rope_dim/2) (qwen2).
+ * cs[rope_dim] = cos/sin pairs from ops_rope_table. */
+void ops_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, const float *cs);
+/* cs[2i] = cos(pos * theta_i), cs[2i+1] = sin(...), i < rope_dim/2, computed
+ * in double and rounded once. */
+void ops_rope_table(float *cs, int pos, int rope_dim, float base);
+/* In place over n values: exp(x - max) / sum. */
+void ops_softmax(float *x, int n);
+/* h[i] = silu(g[i]) * u[i], silu(v) = v / (1 + exp(-v)). h may be g. */
+void ops_swiglu(float *h, const float *g, const float *u, int n);
+/* y[i] += x[i] */
+void ops_add(float *y, const float *x, int n);
+/* Dot product in the fixed order the attention uses: 16 lanes over k, then
+ * the lanes summed pairwise (l + l+8, l + l+4, l + l+2, l + l+1). */
+float ops_dot(const float *a, const float *b, int n);
+
+/* Attention of query tokens of ONE sequence over its KV cache, for heads
+ * [h0, h1). Query t (t < n_q) sits at position pos0 + t and attends to
+ * cache rows 0..pos0+t (the cache already holds them, its own included).
+ *   q   [n_q][ldq], head h at q + h*head_dim
+ *   k,v cache rows [..][kv_dim], kv_dim = n_kv_heads * head_dim; query head
+ *       h reads kv head h / (n_heads / n_kv_heads) (GQA)
+ *   out [n_q][ldo], head h at out + h*head_dim
+ *   scores: pos0 + n_q floats of scratch
+ * Scale 1/sqrt(head_dim). Per (token, head) fixed order: invariant. */
+typedef struct ops_attn {
+	int n_heads, n_kv_heads, head_dim;
+	const float *k, *v;	/* cache of this layer: row p at k + p*kv_dim */
+	int kv_dim;
+} ops_attn_t;
+void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
+		   int h0, int h1, float *out, size_t ldo, float *scores);
+
+/* Whether the fast kernels were compiled with AVX-512 ("avx512") or are
+ * the portable C fallback ("generic"); both compute the same bits. */
+const char *ops_kernel_name(void);
+
+/* ---- reference kernels (oracle) ---- */
+
+/* Y[n][N] = X[n][K] . W^T, W row-major [N][K], double accumulation. */
+void ops_ref_matmul(float *y, const float *x, const float *w, int n, int n_out, int n_in);
+/* The packed kernel's definition: each element a float fma chain over k
+ * from +0. Equal bit for bit to ops_matmul on OPS_W_PACKED. */
+void ops_ref_matmul_chain(float *y, const float *x, const float *w, int n, int n_out, int n_in);
+void ops_ref_rmsnorm(float *y, const float *x, const float *g, int dim, float eps);
+/* Angles recomputed from pos and base in double. */
+void ops_ref_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, int pos, float base);
+void ops_ref_softmax(float *x, int n);
+void ops_ref_swiglu(float *h, const float *g, const float *u, int n);
+void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
+		       int h0, int h1, float *out, size_t ldo);
+
+#endif
