@@ -1,8 +1,11 @@
 /* gguf: the reference model and vocab files read back as documented in
  * shared/models/README.md; the writer round-trips every value and tensor
  * type; hostile files built from a valid one are errors, never crashes. */
+#include "cmds.h"
 #include "cu_main.h"
 #include "gguf.h"
+
+#include <jansson.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -985,6 +988,152 @@ static void test_hostile_stories(void)
 	free(buf);
 }
 
+/* ---- margin-worker inspect ---- */
+
+static char *slurp(const char *path)
+{
+	uint8_t *b = NULL;
+	size_t n = 0;
+	if (read_file(path, &b, &n) < 0)
+		return NULL;
+	char *s = realloc(b, n + 1);
+	if (s == NULL) {
+		free(b);
+		return NULL;
+	}
+	s[n] = '\0';
+	return s;
+}
+
+/* Runs cmd_inspect with stdout and stderr captured; returns its status. */
+static int run_inspect(int argc, char **argv, char **ret_out, char **ret_err)
+{
+	const char *po = tmp_path("inspect.out"), *pe = tmp_path("inspect.err");
+	fflush(stdout);
+	fflush(stderr);
+	int so = dup(1), se = dup(2);
+	int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dup2(fo, 1);
+	dup2(fe, 2);
+	close(fo);
+	close(fe);
+	int rc = cmd_inspect(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(so, 1);
+	dup2(se, 2);
+	close(so);
+	close(se);
+	*ret_out = slurp(po);
+	*ret_err = slurp(pe);
+	return rc;
+}
+
+static void test_inspect(void)
+{
+	char *out = NULL, *err = NULL;
+	char model[512];
+	snprintf(model, sizeof(model), "%s", cu_shared_path("models/stories260K.gguf"));
+	char *a1[] = { "inspect", model, NULL };
+	CU_ASSERT_EQUAL(run_inspect(2, a1, &out, &err), 0);
+	CU_ASSERT_FATAL(out != NULL && err != NULL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "GGUF v3, 1185376 bytes, 19 keys, 48 tensors"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "total: 48 tensors, 292800 parameters"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[string x 512] \"<unk>\", \"<s>\", \"</s>\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "llama.block_count"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "4294967295"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "blk.0.ffn_down.weight"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "172 x 64"));
+	CU_ASSERT_EQUAL(err[0], '\0');
+	free(out);
+	free(err);
+
+	char *a2[] = { "inspect", "--json", model, NULL };
+	CU_ASSERT_EQUAL(run_inspect(3, a2, &out, &err), 0);
+	json_error_t je;
+	json_t *j = json_loads(out, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "n_params")), 292800);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "version")), 3);
+	json_t *tens = json_object_get(j, "tensors");
+	CU_ASSERT_EQUAL_FATAL(json_array_size(tens), 48);
+	json_t *t0 = json_array_get(tens, 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(t0, "name")), "token_embd.weight");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(t0, "type")), "F32");
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(t0, "shape"), 1)), 512);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(t0, "bytes")), 131072);
+	json_t *meta = json_object_get(j, "metadata");
+	int seen = 0;
+	for (size_t i = 0; i < json_array_size(meta); i++) {
+		json_t *e = json_array_get(meta, i);
+		const char *k = json_string_value(json_object_get(e, "key"));
+		if (strcmp(k, "llama.embedding_length") == 0) {
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "uint32");
+			CU_ASSERT_EQUAL(json_integer_value(json_object_get(e, "value")), 64);
+			seen++;
+		} else if (strcmp(k, "tokenizer.ggml.tokens") == 0) {
+			CU_ASSERT_EQUAL(json_integer_value(json_object_get(e, "count")), 512);
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_array_get(json_object_get(e, "head"), 0)), "<unk>");
+			seen++;
+		}
+	}
+	CU_ASSERT_EQUAL(seen, 2);
+	json_decref(j);
+	free(out);
+	free(err);
+
+	/* a file with a type margin cannot load is still listed; long strings cut */
+	gguf_writer_t *w = gguf_writer_new();
+	char longs[301];
+	memset(longs, 'x', 300);
+	longs[300] = '\0';
+	CU_ASSERT_EQUAL(gguf_writer_set_str(w, "general.description", longs), 0);
+	static uint8_t q6k[210];
+	uint64_t ne[1] = { 256 };
+	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "blk.0.ffn_up.weight", 14, 1, ne, q6k, sizeof(q6k)), 0);
+	const char *path = tmp_path("q6k.gguf");
+	char e2[512];
+	CU_ASSERT_EQUAL_FATAL(gguf_writer_write(w, path, e2, sizeof(e2)), 0);
+	gguf_writer_destroy(&w);
+	char *a3[] = { "inspect", (char *)path, NULL };
+	CU_ASSERT_EQUAL(run_inspect(2, a3, &out, &err), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "Q6_K"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "not loadable"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "... (300 bytes)"));
+	CU_ASSERT_PTR_NULL(strstr(out, longs));
+	free(out);
+	free(err);
+
+	/* a bad file: the reason on stderr, exit 1 */
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	CU_ASSERT_EQUAL_FATAL(read_file(model, &buf, &len), 0);
+	const char *cut = tmp_path("cut.gguf");
+	FILE *f = fopen(cut, "wb");
+	CU_ASSERT_FATAL(f != NULL);
+	fwrite(buf, 1, 5000, f);
+	fclose(f);
+	free(buf);
+	char *a4[] = { "inspect", (char *)cut, NULL };
+	CU_ASSERT_EQUAL(run_inspect(2, a4, &out, &err), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, cut));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "tokenizer.ggml.tokens"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cut off"));
+	free(out);
+	free(err);
+
+	char *a5[] = { "inspect", NULL };
+	CU_ASSERT_EQUAL(run_inspect(1, a5, &out, &err), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "usage"));
+	free(out);
+	free(err);
+	char *a6[] = { "inspect", "--help", NULL };
+	CU_ASSERT_EQUAL(run_inspect(2, a6, &out, &err), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage"));
+	free(out);
+	free(err);
+}
+
 const cu_test_t gguf_tests[] = {
 	{ "stories260k", test_stories260k },
 	{ "stories260k_matches_bin", test_stories260k_matches_bin },
@@ -998,5 +1147,6 @@ const cu_test_t gguf_tests[] = {
 	{ "hostile_base_valid", test_hostile_base_valid },
 	{ "hostile_cases", test_hostile_cases },
 	{ "hostile_stories", test_hostile_stories },
+	{ "inspect", test_inspect },
 	{ NULL, NULL },
 };
