@@ -1,15 +1,18 @@
 /* tok: llama.cpp's tokenizer test vectors (shared/testdata/vocab) on the
  * three reference vocabularies, stories260K's prompts, and the rules users
  * rely on (BOS by vocabulary, special tokens, end of generation). */
+#include "cmds.h"
 #include "cu_main.h"
 #include "gguf.h"
 #include "tok.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern const cu_test_t tok_tests[];
 
@@ -542,6 +545,65 @@ static void test_long_roundtrip(void)
 	free(inp);
 }
 
+/* Runs cmd_tokenize with stdout and stderr captured; returns its status. */
+static int run_tokenize(char **argv, int argc, char **ret_out)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/tokenize.out", cu_tmpdir());
+	fflush(stdout);
+	fflush(stderr);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	int so = dup(1), se = dup(2);
+	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	int status = cmd_tokenize(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(so, 1);
+	dup2(se, 2);
+	close(so);
+	close(se);
+	close(fd);
+	size_t len;
+	*ret_out = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(*ret_out);
+	return status;
+}
+
+/* margin-worker tokenize --json prints exactly {"ids":[...]}: the .out ids
+ * of "Hello world" (case 11) for llama-spm; bad usage exits 2. */
+static void test_cmd_tokenize(void)
+{
+	size_t len;
+	char *out = slurp(cu_shared_path("testdata/vocab/ggml-vocab-llama-spm.gguf.out"), &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	char *line = out;
+	for (int i = 0; i < 11; i++)
+		line = strchr(line, '\n') + 1;
+	*strchr(line, '\n') = '\0';
+	char want[256] = "{\"ids\":[";
+	for (char *q = line + 1; *q; q++)
+		strncat(want, *q == ' ' ? "," : (char[]){ *q, 0 }, sizeof(want) - strlen(want) - 1);
+	strncat(want, "]}\n", sizeof(want) - strlen(want) - 1);
+
+	char *model = (char *)cu_shared_path("testdata/vocab/ggml-vocab-llama-spm.gguf");
+	char *argv[] = { "tokenize", "--model", model, "--text", "Hello world", "--json", NULL };
+	char *got = NULL;
+	CU_ASSERT_EQUAL(run_tokenize(argv, 6, &got), 0);
+	CU_ASSERT_STRING_EQUAL(got, want);
+	free(got);
+	char *bad[] = { "tokenize", "--model", model, NULL };
+	CU_ASSERT_EQUAL(run_tokenize(bad, 3, &got), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(got, "--text"));
+	free(got);
+	char *missing[] = { "tokenize", "--model", "/nonexistent.gguf", "--text", "x", NULL };
+	CU_ASSERT_EQUAL(run_tokenize(missing, 5, &got), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(got, "/nonexistent.gguf"));
+	free(got);
+	free(out);
+}
+
 const cu_test_t tok_tests[] = {
 	{ "vocab_llama_spm", test_vocab_llama_spm },
 	{ "vocab_llama_bpe", test_vocab_llama_bpe },
@@ -555,5 +617,6 @@ const cu_test_t tok_tests[] = {
 	{ "bad_vocab", test_bad_vocab },
 	{ "bos_and_eog", test_bos_and_eog },
 	{ "long_roundtrip", test_long_roundtrip },
+	{ "cmd_tokenize", test_cmd_tokenize },
 	{ NULL, NULL },
 };
