@@ -546,7 +546,7 @@ static int parse_tensor_info(gguf_t *g, rd_t *r, uint64_t i)
 	if (name.len == 0 || name.len > MAX_NAME_LEN)
 		return BAD(r, "tensor #%llu at offset %zu: name length %llu (expected 1..%u)",
 			   (unsigned long long)i, at, (unsigned long long)name.len, MAX_NAME_LEN);
-	char *nm;
+	char *nm = NULL;
 	if ((rc = dup_name(r, &name, &nm, "tensor name", at)) < 0)
 		return rc;
 	t->name = nm;
@@ -636,7 +636,7 @@ static int parse_tensors(gguf_t *g, rd_t *r)
 		t->data = r->p + g->data_offset + t->offset;
 	}
 
-	uint64_t *by_off;
+	uint64_t *by_off = NULL;
 	if ((rc = sort_index(&by_off, g->n_tensors, cmp_t_off, g->tensors)) < 0)
 		return seterr(r->err, r->errlen, rc, "out of memory");
 	rc = 0;

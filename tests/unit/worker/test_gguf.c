@@ -831,6 +831,15 @@ static void test_hostile_base_valid(void)
 	CU_ASSERT_EQUAL(out[0], -2.5f);
 	CU_ASSERT_EQUAL(out[31], 5.25f);
 	gguf_close(&g);
+	/* version 2 has the same little-endian layout */
+	knobs_t k2 = knobs_default();
+	k2.version = 2;
+	bld_t m2 = build(&k2);
+	CU_ASSERT_EQUAL(gguf_open_buffer(m2.b, m2.n, &g, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(gguf_version(g), 2);
+	CU_ASSERT_EQUAL(gguf_n_tensors(g), 2);
+	gguf_close(&g);
+	free(m2.b);
 	/* every shorter prefix is an error with a message, never a crash */
 	for (size_t len = 0; len < m.n; len++) {
 		err[0] = '\0';
