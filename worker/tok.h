@@ -52,8 +52,19 @@ typedef struct tok_vocab {
 	const char *chat_template;	/* tokenizer.chat_template or NULL */
 } tok_vocab_t;
 
+/* *ret is owned by the caller (tok_destroy). -EINVAL for an inconsistent
+ * vocabulary (special id outside it, ...), -ENOTSUP for an unknown
+ * pre-tokenizer name; err says which. pre: "gpt2"/"default"/NULL,
+ * "llama-bpe" (also "llama3", "llama-v3", "falcon3"), "qwen2" (also
+ * "deepseek-r1-qwen"). */
 int tok_new(const tok_vocab_t *v, tok_t **ret, char *err, size_t errlen);
-/* Reads tokenizer.ggml.* from a GGUF. -EBADMSG with err naming the key. */
+/* Reads tokenizer.ggml.* (model, pre, tokens, scores, token_type, merges,
+ * bos/eos/unknown/padding/eot/eom ids, add_bos_token, add_eos_token,
+ * add_space_prefix) and tokenizer.chat_template from a GGUF; copies what it
+ * keeps, so g may be closed afterwards. -EBADMSG with err naming the key
+ * (missing or mistyped), -ENOTSUP for a tokenizer model or pre-tokenizer
+ * not handled. Ids outside the vocabulary (4294967295 = none) keep
+ * llama.cpp's defaults (SPM: bos 1, eos 2, unk 0; BPE: none). */
 int tok_new_from_gguf(const gguf_t *g, tok_t **ret, char *err, size_t errlen);
 void tok_destroy(tok_t **t);
 
@@ -71,7 +82,10 @@ const char *tok_chat_template(const tok_t *t);
 /* Encode text (len bytes, need not be NUL-terminated). add_special: prepend
  * BOS (and append EOS) as the vocabulary asks; parse_special: turn the text
  * of control tokens into those tokens. User-defined tokens are always
- * matched. *ret_ids is a new array (free()) of *ret_n ids. */
+ * matched. *ret_ids is a new array (free()) of *ret_n ids. Invalid UTF-8
+ * reads as U+FFFD in BPE (as in llama.cpp) and falls back to byte tokens in
+ * SPM. -ENOMEM, or -EILSEQ where an SPM byte has neither a <0xNN> token nor
+ * <unk> to stand for it. O(n log n) in len; any thread. */
 int tok_encode(const tok_t *t, const char *text, size_t len, bool add_special,
 	       bool parse_special, int32_t **ret_ids, size_t *ret_n);
 
