@@ -60,14 +60,45 @@ int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
 		    char *err, size_t errlen);
 void model_destroy(model_t **m);
 
+/* Load options (NULL = defaults). */
+typedef struct model_opts {
+	/* false (default): weights packed for the batch-invariant kernel
+	 * (ops.h). true: row-major weights and OpenBLAS sgemv/sgemm: NOT
+	 * batch-invariant (a sequence's logits change in the last bits with the
+	 * batch it shares); the caller sets the BLAS threads with
+	 * openblas_set_num_threads. See docs/kernels.md. */
+	bool blas;
+} model_opts_t;
+int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
+		    char *err, size_t errlen);
+int model_new_synth_opts(const char *preset, int n_layers_override, const model_opts_t *o,
+			 model_t **ret, char *err, size_t errlen);
+/* Whether the model runs the OpenBLAS (non-invariant) kernels. */
+bool model_uses_blas(const model_t *m);
+
+/* The tensors a model of this configuration has, with GGUF names and
+ * shapes (ne[0] innermost): what model_load requires and synth writes.
+ * Fills up to max specs; returns the total count. */
+typedef struct model_tensor_spec {
+	char name[48];
+	uint32_t n_dims;	/* 1 or 2 */
+	uint64_t ne[2];
+} model_tensor_spec_t;
+int model_tensor_specs(const model_config_t *c, model_tensor_spec_t *ret, int max);
+/* Parameter counts of a configuration, without building it. */
+uint64_t model_config_n_params(const model_config_t *c);
+uint64_t model_config_n_params_per_token(const model_config_t *c);
+
 const model_config_t *model_config(const model_t *m);
 /* Borrowed: owned by the model. */
 const tok_t *model_tok(const model_t *m);
 /* Parameters of the whole model (embedding + layers + norms + output; a
  * tied output counted once). */
 uint64_t model_n_params(const model_t *m);
-/* Parameters read per decoded token (layers + output head; no embedding
- * table). 2 x this = matmul FLOPs per token. */
+/* Parameters read per decoded token: the layers (matrices, norms, biases),
+ * the final norm and the output head; not the embedding table (a row is
+ * copied, not multiplied). llama-110m: 109,529,856. 2 x the matrix part is
+ * the matmul FLOPs of a token (model_token_flops). */
 uint64_t model_n_params_per_token(const model_t *m);
 /* Bytes of f32 weights the model holds. */
 uint64_t model_weight_bytes(const model_t *m);
@@ -101,7 +132,15 @@ typedef struct model_batch {
 int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b);
 
 /* FLOPs of one token at position pos (0-based) through the whole model,
- * with or without the output head: the accounting formula. */
+ * with or without the output head: the accounting formula.
+ *
+ *   matmuls   2 * n_layers * dim * (q_dim + 2*kv_dim + q_dim + 3*ffn_dim)
+ *   attention 4 * n_layers * n_heads * head_dim * (pos + 1)
+ *             (q.k and p.v over the pos + 1 cached positions)
+ *   head      2 * dim * vocab_size, only with_logits
+ *
+ * q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim. Norms, rope,
+ * softmax, biases and activations (O(dim) per token) are left out. */
 uint64_t model_token_flops(const model_t *m, int pos, bool with_logits);
 
 #endif

@@ -1,0 +1,470 @@
+/* model: the forward pass against llama.cpp's greedy reference for
+ * stories260K (shared/testdata/stories260K_greedy.json), prefill in one
+ * batch vs token by token, batch invariance across mixed batches and
+ * thread counts, and load errors that name what is wrong. */
+#include "cu_main.h"
+#include "gguf.h"
+#include "model.h"
+#include "ops.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define N_PREDICT 48
+
+static model_t *stories(void)
+{
+	static model_t *m;
+	if (m == NULL) {
+		char err[256];
+		int rc = model_load(cu_shared_path("models/stories260K.gguf"), &m, err, sizeof(err));
+		if (rc < 0)
+			fprintf(stderr, "\nmodel_load: %s\n", err);
+	}
+	return m;
+}
+
+static int argmax(const float *x, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+/* Feeds ids[0..n) in chunks of at most chunk tokens, then generates
+ * n_gen greedy tokens one at a time into out. first_logits (optional,
+ * [vocab]) receives the logits after the prompt. */
+static int generate(const model_t *m, int threads, const int32_t *ids, int n, int chunk,
+		    int n_gen, int32_t *out, float *first_logits)
+{
+	const model_config_t *c = model_config(m);
+	model_kv_t *kv = NULL;
+	model_scratch_t *s = NULL;
+	float *logits = malloc((size_t)c->vocab_size * sizeof(float));
+	int32_t *pos = malloc((size_t)(n + n_gen) * sizeof(int32_t));
+	model_kv_t **kvs = malloc((size_t)(n + n_gen) * sizeof(*kvs));
+	int rc = -ENOMEM;
+	if (logits == NULL || pos == NULL || kvs == NULL)
+		goto done;
+	if ((rc = model_kv_new(m, n + n_gen, &kv)) < 0 ||
+	    (rc = model_scratch_new(m, chunk, threads, &s)) < 0)
+		goto done;
+	for (int i = 0; i < n + n_gen; i++) {
+		pos[i] = i;
+		kvs[i] = kv;
+	}
+	for (int i = 0; i < n; i += chunk) {
+		int k = n - i < chunk ? n - i : chunk;
+		model_batch_t b = { .n = k, .tokens = ids + i, .pos = pos + i, .kv = kvs + i,
+				    .logits = logits };
+		if ((rc = model_forward(m, s, &b)) != 1) {
+			rc = rc < 0 ? rc : -EPROTO;
+			goto done;
+		}
+	}
+	if (first_logits != NULL)
+		memcpy(first_logits, logits, (size_t)c->vocab_size * sizeof(float));
+	for (int g = 0; g < n_gen; g++) {
+		out[g] = argmax(logits, c->vocab_size);
+		if (g == n_gen - 1)
+			break;
+		model_batch_t b = { .n = 1, .tokens = out + g, .pos = pos + n + g, .kv = kvs,
+				    .logits = logits };
+		if ((rc = model_forward(m, s, &b)) != 1) {
+			rc = rc < 0 ? rc : -EPROTO;
+			goto done;
+		}
+	}
+	rc = 0;
+done:
+	model_kv_destroy(&kv);
+	model_scratch_destroy(&s);
+	free(logits);
+	free(pos);
+	free(kvs);
+	return rc;
+}
+
+static json_t *load_reference(void)
+{
+	json_error_t je;
+	json_t *root = json_load_file(cu_shared_path("testdata/stories260K_greedy.json"), 0, &je);
+	if (root == NULL)
+		fprintf(stderr, "\nreference: %s line %d\n", je.text, je.line);
+	return root;
+}
+
+static int32_t *json_ids(json_t *arr, size_t *n)
+{
+	*n = json_array_size(arr);
+	int32_t *ids = malloc((*n + 1) * sizeof(int32_t));
+	for (size_t i = 0; ids != NULL && i < *n; i++)
+		ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+	return ids;
+}
+
+static void test_config(void)
+{
+	model_t *m = stories();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	const model_config_t *c = model_config(m);
+	CU_ASSERT_EQUAL(c->arch, MODEL_ARCH_LLAMA);
+	CU_ASSERT_EQUAL(c->dim, 64);
+	CU_ASSERT_EQUAL(c->n_layers, 5);
+	CU_ASSERT_EQUAL(c->n_heads, 8);
+	CU_ASSERT_EQUAL(c->n_kv_heads, 4);
+	CU_ASSERT_EQUAL(c->head_dim, 8);
+	CU_ASSERT_EQUAL(c->ffn_dim, 172);
+	CU_ASSERT_EQUAL(c->vocab_size, 512);
+	CU_ASSERT_EQUAL(c->n_ctx, 512);
+	CU_ASSERT_EQUAL(c->rope_dim, 8);
+	CU_ASSERT(c->rope_base == 10000.0f);
+	CU_ASSERT(fabsf(c->norm_eps - 1e-5f) < 1e-9f);
+	CU_ASSERT_FALSE(c->rope_neox);
+	CU_ASSERT_FALSE(c->qkv_bias);
+	CU_ASSERT_FALSE(c->tied_output);	/* the file has its own output.weight */
+	CU_ASSERT_PTR_NOT_NULL(model_tok(m));
+	/* 512*64 embd + 5*(64*64*2 + 64*32*2 + 3*64*172 + 2*64) + 64 + 512*64 output */
+	uint64_t layer = 64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172 + 2 * 64;
+	CU_ASSERT_EQUAL(model_n_params(m), 512 * 64 * 2 + 5 * layer + 64);
+	CU_ASSERT_EQUAL(model_n_params_per_token(m), 512 * 64 + 5 * layer + 64);
+	uint64_t mm = 64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172;
+	CU_ASSERT_EQUAL(model_token_flops(m, 0, false), 2 * 5 * mm + 4 * 5 * 8 * 8);
+	CU_ASSERT_EQUAL(model_token_flops(m, 9, true), 2 * 5 * mm + 4 * 5 * 8 * 8 * 10 + 2 * 64 * 512);
+}
+
+/* Every reference case: 48 greedy tokens exactly, first top-5 and logits. */
+static void check_reference(int threads, bool blas)
+{
+	json_t *root = load_reference();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	model_t *m = stories();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	model_t *mb = NULL;
+	if (blas) {
+		char err[256];
+		model_opts_t o = { .blas = true };
+		CU_ASSERT_EQUAL_FATAL(model_load_opts(cu_shared_path("models/stories260K.gguf"), &o, &mb,
+						      err, sizeof(err)), 0);
+		CU_ASSERT(model_uses_blas(mb));
+		m = mb;
+	}
+	json_t *cases = json_object_get(root, "cases");
+	CU_ASSERT_FATAL(json_array_size(cases) >= 8);
+	float logits[512];
+	for (size_t ci = 0; ci < json_array_size(cases); ci++) {
+		json_t *cs = json_array_get(cases, ci);
+		size_t np, no;
+		int32_t *prompt = json_ids(json_object_get(cs, "prompt_tokens"), &np);
+		int32_t *want = json_ids(json_object_get(cs, "output_tokens"), &no);
+		CU_ASSERT_EQUAL_FATAL(no, N_PREDICT);
+		int32_t got[N_PREDICT];
+		CU_ASSERT_EQUAL_FATAL(generate(m, threads, prompt, (int)np, (int)np, N_PREDICT, got, logits), 0);
+		int same = memcmp(got, want, sizeof(got)) == 0;
+		if (!same)
+			fprintf(stderr, "\ncase %s: greedy tokens differ from llama.cpp's\n",
+				json_string_value(json_object_get(cs, "id")));
+		CU_ASSERT(same);
+		json_t *top = json_object_get(cs, "first_top5");
+		json_t *tl = json_object_get(cs, "first_top5_logits");
+		/* our top 5 by logit, ties to the lower id */
+		int ours[5];
+		for (int r = 0; r < 5; r++) {
+			int best = -1;
+			for (int v = 0; v < 512; v++) {
+				bool used = false;
+				for (int u = 0; u < r; u++)
+					used |= ours[u] == v;
+				if (!used && (best < 0 || logits[v] > logits[best]))
+					best = v;
+			}
+			ours[r] = best;
+		}
+		for (int r = 0; r < 5; r++) {
+			int id = (int)json_integer_value(json_array_get(top, (size_t)r));
+			double ref = json_real_value(json_array_get(tl, (size_t)r));
+			CU_ASSERT_EQUAL(ours[r], id);
+			CU_ASSERT(fabs(logits[id] - ref) < 0.05);
+		}
+		free(prompt);
+		free(want);
+	}
+	model_destroy(&mb);
+	json_decref(root);
+}
+
+static void test_reference_greedy(void)
+{
+	check_reference(1, false);
+}
+
+static void test_reference_greedy_threads(void)
+{
+	check_reference(2, false);
+}
+
+static void test_reference_greedy_blas(void)
+{
+	check_reference(1, true);
+}
+
+/* The prompt in one batch, in chunks, or token by token: same tokens, and
+ * the first logits to the bit (batch invariance within a sequence). */
+static void test_prefill_chunks(void)
+{
+	model_t *m = stories();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	int32_t prompt[40];
+	for (int i = 0; i < 40; i++)
+		prompt[i] = (int32_t)(i == 0 ? 1 : 259 + (i * 37) % 250);
+	float l_all[512], l_chunk[512], l_one[512];
+	int32_t g_all[16], g_chunk[16], g_one[16];
+	CU_ASSERT_EQUAL_FATAL(generate(m, 2, prompt, 40, 40, 16, g_all, l_all), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(m, 1, prompt, 40, 7, 16, g_chunk, l_chunk), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(m, 2, prompt, 40, 1, 16, g_one, l_one), 0);
+	CU_ASSERT(memcmp(g_all, g_one, sizeof(g_all)) == 0);
+	CU_ASSERT(memcmp(g_all, g_chunk, sizeof(g_all)) == 0);
+	CU_ASSERT(memcmp(l_all, l_one, sizeof(l_all)) == 0);
+	CU_ASSERT(memcmp(l_all, l_chunk, sizeof(l_all)) == 0);
+}
+
+/* Several sequences in one step — prefill chunks and decode tokens mixed,
+ * all logits wanted — give each sequence bit-identical logits to running
+ * it alone, whatever the thread count. */
+static void test_batch_invariance(void)
+{
+	model_t *m = stories();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	enum { NSEQ = 4, LEN = 12 };
+	int32_t toks[NSEQ][LEN];
+	for (int sq = 0; sq < NSEQ; sq++)
+		for (int i = 0; i < LEN; i++)
+			toks[sq][i] = (int32_t)(i == 0 ? 1 : 259 + (sq * 101 + i * 13) % 250);
+	/* alone: each sequence token by token, all logits kept */
+	static float alone[NSEQ][LEN][512];
+	model_scratch_t *s = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, NSEQ * LEN, 1, &s), 0);
+	for (int sq = 0; sq < NSEQ; sq++) {
+		model_kv_t *kv = NULL;
+		CU_ASSERT_EQUAL_FATAL(model_kv_new(m, LEN, &kv), 0);
+		for (int i = 0; i < LEN; i++) {
+			int32_t pos = i;
+			model_batch_t b = { .n = 1, .tokens = &toks[sq][i], .pos = &pos, .kv = &kv,
+					    .logits = alone[sq][i] };
+			CU_ASSERT_EQUAL(model_forward(m, s, &b), 1);
+		}
+		model_kv_destroy(&kv);
+	}
+	model_scratch_destroy(&s);
+
+	/* together: steps of different shapes over 4 caches, 2 threads */
+	for (int threads = 1; threads <= 2; threads++) {
+		model_kv_t *kv[NSEQ] = { 0 };
+		for (int sq = 0; sq < NSEQ; sq++)
+			CU_ASSERT_EQUAL_FATAL(model_kv_new(m, LEN, &kv[sq]), 0);
+		CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, NSEQ * LEN, threads, &s), 0);
+		int done[NSEQ] = { 0 };
+		/* per step, how many tokens each sequence advances */
+		static const int plan[][NSEQ] = {
+			{ 5, 1, 0, 3 }, { 1, 4, 2, 1 }, { 6, 1, 1, 1 }, { 0, 6, 9, 7 }, { 0, 0, 0, 0 },
+		};
+		static float out[NSEQ * LEN][512];
+		for (size_t st = 0; st < sizeof(plan) / sizeof(plan[0]); st++) {
+			int32_t tk[NSEQ * LEN], ps[NSEQ * LEN];
+			model_kv_t *kvs[NSEQ * LEN];
+			bool want[NSEQ * LEN];
+			int who[NSEQ * LEN], at[NSEQ * LEN];
+			int n = 0;
+			for (int sq = 0; sq < NSEQ; sq++) {
+				int k = plan[st][sq];
+				if (st == 4)
+					k = LEN - done[sq];	/* finish */
+				for (int j = 0; j < k && done[sq] < LEN; j++, n++) {
+					tk[n] = toks[sq][done[sq]];
+					ps[n] = done[sq];
+					kvs[n] = kv[sq];
+					want[n] = true;
+					who[n] = sq;
+					at[n] = done[sq]++;
+				}
+			}
+			if (n == 0)
+				continue;
+			model_batch_t b = { .n = n, .tokens = tk, .pos = ps, .kv = kvs,
+					    .logits_wanted = want, .logits = out[0] };
+			CU_ASSERT_EQUAL_FATAL(model_forward(m, s, &b), n);
+			for (int i = 0; i < n; i++)
+				CU_ASSERT(memcmp(out[i], alone[who[i]][at[i]], sizeof(out[i])) == 0);
+		}
+		for (int sq = 0; sq < NSEQ; sq++) {
+			CU_ASSERT_EQUAL(done[sq], LEN);
+			model_kv_destroy(&kv[sq]);
+		}
+		model_scratch_destroy(&s);
+	}
+}
+
+/* Default logits: only the last token of each sequence; flops per token. */
+static void test_wanted_and_flops(void)
+{
+	model_t *m = stories();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	model_kv_t *a = NULL, *b2 = NULL;
+	model_scratch_t *s = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 16, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 16, &b2), 0);
+	CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, 8, 2, &s), 0);
+	int32_t tk[5] = { 1, 300, 301, 1, 302 }, ps[5] = { 0, 1, 2, 0, 1 };
+	model_kv_t *kvs[5] = { a, a, a, b2, b2 };
+	float logits[2][512];
+	uint64_t flops[5];
+	model_batch_t b = { .n = 5, .tokens = tk, .pos = ps, .kv = kvs, .logits = logits[0],
+			    .flops = flops };
+	CU_ASSERT_EQUAL(model_forward(m, s, &b), 2);
+	for (int i = 0; i < 5; i++) {
+		bool last = i == 2 || i == 4;
+		CU_ASSERT_EQUAL(flops[i], model_token_flops(m, ps[i], last));
+	}
+	/* bad inputs */
+	int32_t bad_tok = 512, p0 = 0, p16 = 16;
+	model_batch_t e1 = { .n = 1, .tokens = &bad_tok, .pos = &p0, .kv = kvs, .logits = logits[0] };
+	CU_ASSERT_EQUAL(model_forward(m, s, &e1), -EINVAL);
+	model_batch_t e2 = { .n = 1, .tokens = tk, .pos = &p16, .kv = kvs, .logits = logits[0] };
+	CU_ASSERT_EQUAL(model_forward(m, s, &e2), -EINVAL);
+	model_batch_t e3 = { .n = 9, .tokens = tk, .pos = ps, .kv = kvs, .logits = logits[0] };
+	CU_ASSERT_EQUAL(model_forward(m, s, &e3), -EINVAL);
+	model_kv_t *big = NULL;
+	CU_ASSERT_EQUAL(model_kv_new(m, 513, &big), -EINVAL);
+	CU_ASSERT_EQUAL(model_kv_bytes(m, 16), 2 * 5 * 16 * 32 * sizeof(float));
+	CU_ASSERT_EQUAL(model_kv_n_ctx(a), 16);
+	model_kv_destroy(&a);
+	model_kv_destroy(&b2);
+	model_scratch_destroy(&s);
+	CU_ASSERT_PTR_NULL(a);
+	CU_ASSERT_PTR_NULL(s);
+	model_kv_destroy(NULL);
+	model_scratch_destroy(NULL);
+}
+
+/* Copy of stories260K with one tensor's shape or one key broken. */
+static int write_variant(const char *path, const char *drop_tensor, const char *shrink_tensor,
+			 const char *drop_key)
+{
+	gguf_t *g = NULL;
+	char err[256];
+	int rc = gguf_open(cu_shared_path("models/stories260K.gguf"), &g, err, sizeof(err));
+	if (rc < 0)
+		return rc;
+	gguf_writer_t *w = gguf_writer_new();
+	for (uint64_t i = 0; i < gguf_n_kv(g); i++) {
+		const char *key = gguf_kv_key(g, i);
+		if (drop_key != NULL && strcmp(key, drop_key) == 0)
+			continue;
+		enum gguf_vtype t = gguf_kv_type(g, i);
+		if (t == GGUF_VTYPE_STRING) {
+			gguf_str_t s;
+			gguf_kv_str(g, i, &s);
+			char *z = strndup(s.data, s.len);
+			gguf_writer_set_str(w, key, z);
+			free(z);
+		} else if (t == GGUF_VTYPE_ARRAY) {
+			enum gguf_vtype et;
+			uint64_t n;
+			gguf_kv_arr_info(g, i, &et, &n);
+			if (et == GGUF_VTYPE_STRING) {
+				char **v = calloc(n, sizeof(*v));
+				for (uint64_t j = 0; j < n; j++) {
+					gguf_str_t s;
+					gguf_kv_arr_str(g, i, j, &s);
+					v[j] = strndup(s.data, s.len);
+				}
+				gguf_writer_set_arr_str(w, key, (const char *const *)v, n);
+				for (uint64_t j = 0; j < n; j++)
+					free(v[j]);
+				free(v);
+			} else {
+				const void *d;
+				gguf_kv_arr_data(g, i, &d);
+				gguf_writer_set_arr(w, key, et, d, n);
+			}
+		} else {
+			const void *v;
+			gguf_kv_scalar(g, i, &v);
+			gguf_writer_set_val(w, key, t, v);
+		}
+	}
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const gguf_tensor_t *t = gguf_tensor(g, i);
+		if (drop_tensor != NULL && strcmp(t->name, drop_tensor) == 0)
+			continue;
+		uint64_t ne[4] = { t->ne[0], t->ne[1], t->ne[2], t->ne[3] };
+		uint64_t nb = t->nbytes;
+		if (shrink_tensor != NULL && strcmp(t->name, shrink_tensor) == 0) {
+			ne[1] -= 1;
+			nb = ne[0] * ne[1] * 4;
+		}
+		gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, ne, t->data, nb);
+	}
+	rc = gguf_writer_write(w, path, err, sizeof(err));
+	gguf_writer_destroy(&w);
+	gguf_close(&g);
+	return rc;
+}
+
+static void expect_load_error(const char *path, int want_rc, const char *needle)
+{
+	model_t *m = NULL;
+	char err[256] = "";
+	int rc = model_load(path, &m, err, sizeof(err));
+	CU_ASSERT_EQUAL(rc, want_rc);
+	CU_ASSERT_PTR_NULL(m);
+	if (strstr(err, needle) == NULL)
+		fprintf(stderr, "\nerror text '%s' lacks '%s'\n", err, needle);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+}
+
+static void test_load_errors(void)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/broken.gguf", cu_tmpdir());
+	CU_ASSERT_EQUAL_FATAL(write_variant(path, "blk.2.ffn_up.weight", NULL, NULL), 0);
+	expect_load_error(path, -EBADMSG, "blk.2.ffn_up.weight");
+	CU_ASSERT_EQUAL_FATAL(write_variant(path, NULL, "blk.1.attn_k.weight", NULL), 0);
+	expect_load_error(path, -EBADMSG, "blk.1.attn_k.weight");
+	CU_ASSERT_EQUAL_FATAL(write_variant(path, NULL, NULL, "llama.block_count"), 0);
+	expect_load_error(path, -EBADMSG, "llama.block_count");
+	/* without output.weight the head is tied to the embedding */
+	CU_ASSERT_EQUAL_FATAL(write_variant(path, "output.weight", NULL, NULL), 0);
+	model_t *m = NULL;
+	char err[256];
+	CU_ASSERT_EQUAL_FATAL(model_load(path, &m, err, sizeof(err)), 0);
+	CU_ASSERT(model_config(m)->tied_output);
+	/* stories' output.weight is a copy of the embedding: same greedy text */
+	int32_t prompt[5] = { 1, 403, 407, 261, 378 }, a[8], b[8];
+	CU_ASSERT_EQUAL(generate(m, 1, prompt, 5, 5, 8, a, NULL), 0);
+	CU_ASSERT_EQUAL(generate(stories(), 1, prompt, 5, 5, 8, b, NULL), 0);
+	CU_ASSERT(memcmp(a, b, sizeof(a)) == 0);
+	model_destroy(&m);
+	unlink(path);
+	expect_load_error("/nonexistent/x.gguf", -ENOENT, "/nonexistent/x.gguf");
+}
+
+
+const cu_test_t model_tests[] = {
+	{ "config", test_config },
+	{ "reference_greedy", test_reference_greedy },
+	{ "reference_greedy_2_threads", test_reference_greedy_threads },
+	{ "reference_greedy_blas", test_reference_greedy_blas },
+	{ "prefill_chunks", test_prefill_chunks },
+	{ "batch_invariance", test_batch_invariance },
+	{ "wanted_and_flops", test_wanted_and_flops },
+	{ "load_errors", test_load_errors },
+	{ NULL, NULL },
+};

@@ -1,0 +1,907 @@
+/* model: LLaMA / Qwen2 weights (from GGUF or a synthetic preset), KV caches,
+ * scratch, and the batched forward pass. See model.h for the contract and
+ * ops.h for the kernels and why they are batch-invariant. */
+#include "model.h"
+
+#include "ops.h"
+#include "synth.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One transformer block. Matrices are [N out][K in] as in GGUF; q|k|v and
+ * gate|up are fused so each is one kernel call over all rows of a step. */
+typedef struct layer {
+	float *attn_norm;	/* owned: [dim] */
+	float *ffn_norm;	/* owned: [dim] */
+	ops_w_t wqkv;		/* owned: [q_dim + 2*kv_dim][dim] = attn_q | attn_k | attn_v */
+	float *bqkv;		/* owned: [q_dim + 2*kv_dim] biases (qwen2) or NULL */
+	ops_w_t wo;		/* owned: [dim][q_dim] attn_output */
+	ops_w_t w13;		/* owned: [2*ffn][dim] = ffn_gate | ffn_up */
+	ops_w_t w2;		/* owned: [dim][ffn] ffn_down */
+} layer_t;
+
+struct model {
+	model_config_t cfg;
+	enum ops_layout layout;
+	int q_dim, kv_dim, qkv_dim;
+	tok_t *tok;		/* owned */
+	float *tok_embd;	/* owned: [vocab][dim], NULL when tied (rows come from output) */
+	ops_w_t output;		/* owned: [vocab][dim] */
+	float *output_norm;	/* owned: [dim] */
+	layer_t *layers;	/* owned: [n_layers] */
+	uint64_t weight_bytes;
+};
+
+struct model_kv {
+	int n_ctx;
+	int n_layers;
+	int kv_dim;
+	float *k;		/* owned: [n_layers][n_ctx][kv_dim] */
+	float *v;		/* owned: same */
+};
+
+/* A run of tokens of one sequence with consecutive positions (at most
+ * BLOCK_TOKENS): the unit of attention work, times the heads. */
+#define BLOCK_TOKENS 16
+typedef struct attn_block {
+	int first;		/* index of its first token in the batch */
+	int n;
+	int pos0;
+	model_kv_t *kv;
+} attn_block_t;
+
+struct model_scratch {
+	int max_tokens;
+	int threads;
+	int n_ctx;		/* scores capacity per worker */
+	ops_pool_t *pool;	/* owned: threads - 1 pthreads */
+	float *x;		/* owned: [T][dim] residual stream */
+	float *xb;		/* owned: [T][dim] normed input / projection output */
+	float *qkv;		/* owned: [T][qkv_dim] */
+	float *att;		/* owned: [T][q_dim] attention output */
+	float *hb;		/* owned: [T][2*ffn] gate | up; swiglu written over gate */
+	float *rope;		/* owned: [T][rope_dim] cos/sin pairs */
+	float *scores;		/* owned: [threads][n_ctx] */
+	attn_block_t *blocks;	/* owned: [T] */
+	int *wanted;		/* owned: [T] */
+};
+
+static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err != NULL && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+/* ---------------- configuration ---------------- */
+
+static void dims(const model_config_t *c, uint64_t *q, uint64_t *kv)
+{
+	*q = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
+	*kv = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+}
+
+static uint64_t layer_matmul_params(const model_config_t *c)
+{
+	uint64_t q, kv, d = (uint64_t)c->dim, f = (uint64_t)c->ffn_dim;
+	dims(c, &q, &kv);
+	return d * (q + 2 * kv) + q * d + 3 * d * f;
+}
+
+uint64_t model_config_n_params_per_token(const model_config_t *c)
+{
+	uint64_t q, kv, d = (uint64_t)c->dim;
+	dims(c, &q, &kv);
+	uint64_t per_layer = layer_matmul_params(c) + 2 * d + (c->qkv_bias ? q + 2 * kv : 0);
+	return (uint64_t)c->n_layers * per_layer + d + d * (uint64_t)c->vocab_size;
+}
+
+uint64_t model_config_n_params(const model_config_t *c)
+{
+	uint64_t embd = (uint64_t)c->dim * (uint64_t)c->vocab_size;
+	return model_config_n_params_per_token(c) + (c->tied_output ? 0 : embd);
+}
+
+/* Checks the hyper-parameters are sane and consistent; fills head_dim and
+ * rope_dim defaults beforehand. */
+static int check_config(const model_config_t *c, char *err, size_t errlen)
+{
+	if (c->dim <= 0 || c->dim > 65536 || c->n_layers <= 0 || c->n_layers > 1024 ||
+	    c->n_heads <= 0 || c->n_heads > 1024 || c->n_kv_heads <= 0 ||
+	    c->ffn_dim <= 0 || c->ffn_dim > 1 << 20 || c->vocab_size <= 0 ||
+	    c->vocab_size > 1 << 24 || c->n_ctx <= 0 || c->n_ctx > 1 << 24 ||
+	    c->head_dim <= 0 || c->head_dim > 4096)
+		return seterr(err, errlen, -EBADMSG,
+			      "hyper-parameters out of range: dim %d, layers %d, heads %d/%d, "
+			      "head_dim %d, ffn %d, vocab %d, ctx %d", c->dim, c->n_layers, c->n_heads,
+			      c->n_kv_heads, c->head_dim, c->ffn_dim, c->vocab_size, c->n_ctx);
+	if (c->n_heads % c->n_kv_heads != 0)
+		return seterr(err, errlen, -EBADMSG, "head_count %d is not a multiple of head_count_kv %d",
+			      c->n_heads, c->n_kv_heads);
+	if (c->rope_dim <= 0 || c->rope_dim > c->head_dim || c->rope_dim % 2 != 0)
+		return seterr(err, errlen, -EBADMSG, "rope.dimension_count %d must be even and <= head dim %d",
+			      c->rope_dim, c->head_dim);
+	if (!(c->rope_base > 0.0f) || !isfinite(c->rope_base))
+		return seterr(err, errlen, -EBADMSG, "rope.freq_base %g is not a positive number",
+			      (double)c->rope_base);
+	if (!(c->norm_eps >= 0.0f) || !isfinite(c->norm_eps))
+		return seterr(err, errlen, -EBADMSG, "layer_norm_rms_epsilon %g is not valid",
+			      (double)c->norm_eps);
+	return 0;
+}
+
+int model_tensor_specs(const model_config_t *c, model_tensor_spec_t *ret, int max)
+{
+	uint64_t q, kv, d = (uint64_t)c->dim, f = (uint64_t)c->ffn_dim;
+	dims(c, &q, &kv);
+	int n = 0;
+#define SPEC(nd, a, b, ...) do { \
+		if (n < max) { \
+			snprintf(ret[n].name, sizeof(ret[n].name), __VA_ARGS__); \
+			ret[n].n_dims = (nd); \
+			ret[n].ne[0] = (a); \
+			ret[n].ne[1] = (b); \
+		} \
+		n++; \
+	} while (0)
+	SPEC(2, d, (uint64_t)c->vocab_size, "token_embd.weight");
+	for (int l = 0; l < c->n_layers; l++) {
+		SPEC(1, d, 1, "blk.%d.attn_norm.weight", l);
+		SPEC(2, d, q, "blk.%d.attn_q.weight", l);
+		SPEC(2, d, kv, "blk.%d.attn_k.weight", l);
+		SPEC(2, d, kv, "blk.%d.attn_v.weight", l);
+		if (c->qkv_bias) {
+			SPEC(1, q, 1, "blk.%d.attn_q.bias", l);
+			SPEC(1, kv, 1, "blk.%d.attn_k.bias", l);
+			SPEC(1, kv, 1, "blk.%d.attn_v.bias", l);
+		}
+		SPEC(2, q, d, "blk.%d.attn_output.weight", l);
+		SPEC(1, d, 1, "blk.%d.ffn_norm.weight", l);
+		SPEC(2, d, f, "blk.%d.ffn_gate.weight", l);
+		SPEC(2, d, f, "blk.%d.ffn_up.weight", l);
+		SPEC(2, f, d, "blk.%d.ffn_down.weight", l);
+	}
+	SPEC(1, d, 1, "output_norm.weight");
+	if (!c->tied_output)
+		SPEC(2, d, (uint64_t)c->vocab_size, "output.weight");
+#undef SPEC
+	return n;
+}
+
+/* ---------------- tensor sources ---------------- */
+
+/* Where weights come from: a GGUF file or the synthetic generator. */
+typedef struct src {
+	const gguf_t *g;	/* borrowed, or NULL: synthetic */
+	const model_config_t *cfg;
+	float *buf;		/* owned: conversion buffer, CHUNK_ROWS x max K */
+} src_t;
+
+#define CHUNK_ROWS 256
+
+/* Checks tensor name exists with shape [ne1][ne0] (1: absent and optional). */
+static int src_check(src_t *s, const char *name, uint64_t ne0, uint64_t ne1, bool optional,
+		     char *err, size_t errlen)
+{
+	if (s->g == NULL)
+		return 0;
+	const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
+	if (t == NULL) {
+		if (optional)
+			return 1;
+		return seterr(err, errlen, -EBADMSG, "tensor %s is missing", name);
+	}
+	int rc = gguf_tensor_check_loadable(t, err, errlen);
+	if (rc < 0)
+		return rc;
+	bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
+	if (!ok)
+		return seterr(err, errlen, -EBADMSG,
+			      "tensor %s has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu] "
+			      "from the hyper-parameters", name, (unsigned long long)t->ne[0],
+			      (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
+			      (unsigned long long)t->ne[3], (unsigned long long)ne0,
+			      (unsigned long long)ne1);
+	return 0;
+}
+
+/* Rows [row0, row0 + n) of a checked tensor [ne1][ne0] as f32 into dst. */
+static int src_rows(src_t *s, const char *name, uint64_t ne0, uint64_t row0, uint64_t n,
+		    float *dst, char *err, size_t errlen)
+{
+	int rc;
+	if (s->g == NULL) {
+		rc = synth_tensor_rows(s->cfg, name, row0, n, dst);
+		if (rc < 0)
+			return seterr(err, errlen, rc, "synthetic tensor %s: cannot generate", name);
+		return 0;
+	}
+	const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
+	/* A view of the row range: every loadable type stores whole rows
+	 * (ne0 is a multiple of the block size). */
+	uint64_t row_bytes = gguf_ttype_nbytes(t->type, ne0);
+	gguf_tensor_t part = *t;
+	part.data = (const uint8_t *)t->data + row0 * row_bytes;
+	part.n_dims = 2;
+	part.ne[1] = n;
+	part.n_elements = ne0 * n;
+	part.nbytes = row_bytes * n;
+	rc = gguf_tensor_to_f32(&part, dst);
+	if (rc < 0)
+		return seterr(err, errlen, rc, "tensor %s: cannot convert %s to f32", name,
+			      gguf_ttype_name(t->type));
+	return 0;
+}
+
+static int load_vec(src_t *s, const char *name, uint64_t n, float **ret, bool optional,
+		    char *err, size_t errlen)
+{
+	int rc = src_check(s, name, n, 1, optional, err, errlen);
+	if (rc != 0)
+		return rc;
+	float *v = malloc(n * sizeof(float));
+	if (v == NULL)
+		return seterr(err, errlen, -ENOMEM, "tensor %s: out of memory", name);
+	rc = src_rows(s, name, n, 0, 1, v, err, errlen);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Loads tensor name [rows][K] into rows [row0, row0 + rows) of w. */
+static int load_rows(src_t *s, const char *name, ops_w_t *w, int row0, int rows,
+		     char *err, size_t errlen)
+{
+	int rc = src_check(s, name, (uint64_t)w->n_in, (uint64_t)rows, false, err, errlen);
+	if (rc != 0)
+		return rc;
+	for (int r = 0; r < rows; r += CHUNK_ROWS) {
+		int n = rows - r < CHUNK_ROWS ? rows - r : CHUNK_ROWS;
+		rc = src_rows(s, name, (uint64_t)w->n_in, (uint64_t)r, (uint64_t)n, s->buf, err, errlen);
+		if (rc < 0)
+			return rc;
+		ops_w_set_rows(w, row0 + r, n, s->buf);
+	}
+	return 0;
+}
+
+static int alloc_w(model_t *m, ops_w_t *w, int n_out, int n_in, const char *what,
+		   char *err, size_t errlen)
+{
+	int rc = ops_w_alloc(w, m->layout, n_out, n_in);
+	if (rc < 0)
+		return seterr(err, errlen, rc, "%s [%d x %d]: cannot allocate", what, n_out, n_in);
+	m->weight_bytes += ops_w_floats(m->layout, n_out, n_in) * sizeof(float);
+	return 0;
+}
+
+static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
+{
+	const model_config_t *c = &m->cfg;
+	int d = c->dim, f = c->ffn_dim, q = m->q_dim, kv = m->kv_dim;
+	char name[64];
+	int rc;
+
+	int max_k = d > f ? d : f;
+	if (q > max_k)
+		max_k = q;
+	s->buf = malloc((size_t)CHUNK_ROWS * (size_t)max_k * sizeof(float));
+	if (s->buf == NULL)
+		return seterr(err, errlen, -ENOMEM, "out of memory");
+
+	/* token_embd: the embedding table; also the output head when tied */
+	rc = src_check(s, "output.weight", (uint64_t)d, (uint64_t)c->vocab_size, true, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (s->g != NULL)
+		m->cfg.tied_output = rc == 1;
+	if ((rc = alloc_w(m, &m->output, c->vocab_size, d, "output", err, errlen)) < 0)
+		return rc;
+	if (c->tied_output) {
+		if ((rc = load_rows(s, "token_embd.weight", &m->output, 0, c->vocab_size, err, errlen)) < 0)
+			return rc;
+	} else {
+		if ((rc = load_rows(s, "output.weight", &m->output, 0, c->vocab_size, err, errlen)) < 0)
+			return rc;
+		ops_w_t e;
+		if ((rc = src_check(s, "token_embd.weight", (uint64_t)d, (uint64_t)c->vocab_size,
+				    false, err, errlen)) < 0)
+			return rc;
+		if ((rc = ops_w_alloc(&e, OPS_W_ROWMAJOR, c->vocab_size, d)) < 0)
+			return seterr(err, errlen, rc, "token_embd.weight: cannot allocate");
+		m->tok_embd = e.data;
+		m->weight_bytes += (size_t)c->vocab_size * (size_t)d * sizeof(float);
+		if ((rc = load_rows(s, "token_embd.weight", &e, 0, c->vocab_size, err, errlen)) < 0)
+			return rc;
+	}
+	if ((rc = load_vec(s, "output_norm.weight", (uint64_t)d, &m->output_norm, false, err, errlen)) < 0)
+		return rc;
+	m->weight_bytes += (size_t)d * sizeof(float);
+
+	m->layers = calloc((size_t)c->n_layers, sizeof(*m->layers));
+	if (m->layers == NULL)
+		return seterr(err, errlen, -ENOMEM, "out of memory");
+	for (int l = 0; l < c->n_layers; l++) {
+		layer_t *L = &m->layers[l];
+#define NAME(fmt) (snprintf(name, sizeof(name), "blk.%d." fmt, l), name)
+		if ((rc = load_vec(s, NAME("attn_norm.weight"), (uint64_t)d, &L->attn_norm, false, err, errlen)) < 0 ||
+		    (rc = load_vec(s, NAME("ffn_norm.weight"), (uint64_t)d, &L->ffn_norm, false, err, errlen)) < 0)
+			return rc;
+		m->weight_bytes += 2 * (size_t)d * sizeof(float);
+		if ((rc = alloc_w(m, &L->wqkv, m->qkv_dim, d, NAME("attn_qkv"), err, errlen)) < 0 ||
+		    (rc = load_rows(s, NAME("attn_q.weight"), &L->wqkv, 0, q, err, errlen)) < 0 ||
+		    (rc = load_rows(s, NAME("attn_k.weight"), &L->wqkv, q, kv, err, errlen)) < 0 ||
+		    (rc = load_rows(s, NAME("attn_v.weight"), &L->wqkv, q + kv, kv, err, errlen)) < 0)
+			return rc;
+		if (c->qkv_bias) {
+			float *bq = NULL, *bk = NULL, *bv = NULL;
+			L->bqkv = malloc((size_t)m->qkv_dim * sizeof(float));
+			if (L->bqkv == NULL)
+				return seterr(err, errlen, -ENOMEM, "out of memory");
+			if ((rc = load_vec(s, NAME("attn_q.bias"), (uint64_t)q, &bq, false, err, errlen)) == 0 &&
+			    (rc = load_vec(s, NAME("attn_k.bias"), (uint64_t)kv, &bk, false, err, errlen)) == 0 &&
+			    (rc = load_vec(s, NAME("attn_v.bias"), (uint64_t)kv, &bv, false, err, errlen)) == 0) {
+				memcpy(L->bqkv, bq, (size_t)q * sizeof(float));
+				memcpy(L->bqkv + q, bk, (size_t)kv * sizeof(float));
+				memcpy(L->bqkv + q + kv, bv, (size_t)kv * sizeof(float));
+			}
+			free(bq);
+			free(bk);
+			free(bv);
+			if (rc < 0)
+				return rc;
+			m->weight_bytes += (size_t)m->qkv_dim * sizeof(float);
+		}
+		if ((rc = alloc_w(m, &L->wo, d, q, NAME("attn_output.weight"), err, errlen)) < 0 ||
+		    (rc = load_rows(s, NAME("attn_output.weight"), &L->wo, 0, d, err, errlen)) < 0)
+			return rc;
+		if ((rc = alloc_w(m, &L->w13, 2 * f, d, NAME("ffn_gate_up"), err, errlen)) < 0 ||
+		    (rc = load_rows(s, NAME("ffn_gate.weight"), &L->w13, 0, f, err, errlen)) < 0 ||
+		    (rc = load_rows(s, NAME("ffn_up.weight"), &L->w13, f, f, err, errlen)) < 0)
+			return rc;
+		if ((rc = alloc_w(m, &L->w2, d, f, NAME("ffn_down.weight"), err, errlen)) < 0 ||
+		    (rc = load_rows(s, NAME("ffn_down.weight"), &L->w2, 0, d, err, errlen)) < 0)
+			return rc;
+#undef NAME
+	}
+	return 0;
+}
+
+static void set_derived(model_t *m)
+{
+	m->q_dim = m->cfg.n_heads * m->cfg.head_dim;
+	m->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
+	m->qkv_dim = m->q_dim + 2 * m->kv_dim;
+}
+
+/* ---------------- GGUF ---------------- */
+
+static int get_u32_key(const gguf_t *g, const char *arch, const char *suffix, bool required,
+		       uint32_t dflt, int *ret, char *err, size_t errlen)
+{
+	char key[96];
+	snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+	uint32_t v;
+	int rc = gguf_get_u32(g, key, &v);
+	if (rc == -ENOENT && !required)
+		v = dflt;
+	else if (rc == -ENOENT)
+		return seterr(err, errlen, -EBADMSG, "metadata key %s is missing", key);
+	else if (rc < 0 || v > INT32_MAX)
+		return seterr(err, errlen, -EBADMSG, "metadata key %s is not an unsigned integer "
+			      "that fits in 32 bits", key);
+	*ret = (int)v;
+	return 0;
+}
+
+static int get_f32_key(const gguf_t *g, const char *arch, const char *suffix, float dflt,
+		       float *ret, char *err, size_t errlen)
+{
+	char key[96];
+	snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+	int rc = gguf_get_f32(g, key, ret);
+	if (rc == -ENOENT) {
+		*ret = dflt;
+		return 0;
+	}
+	if (rc < 0)
+		return seterr(err, errlen, -EBADMSG, "metadata key %s is not a float", key);
+	return 0;
+}
+
+static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	gguf_str_t s;
+	int rc = gguf_get_str(g, "general.architecture", &s);
+	if (rc < 0)
+		return seterr(err, errlen, -EBADMSG, "metadata key general.architecture is %s",
+			      rc == -ENOENT ? "missing" : "not a string");
+	if (s.len == 5 && memcmp(s.data, "llama", 5) == 0) {
+		c->arch = MODEL_ARCH_LLAMA;
+		c->rope_neox = false;
+	} else if (s.len == 5 && memcmp(s.data, "qwen2", 5) == 0) {
+		c->arch = MODEL_ARCH_QWEN2;
+		c->rope_neox = true;
+		c->qkv_bias = true;
+	} else {
+		return seterr(err, errlen, -ENOTSUP, "architecture '%.*s' is not supported "
+			      "(margin runs llama and qwen2)", (int)(s.len > 64 ? 64 : s.len), s.data);
+	}
+	memcpy(c->arch_name, s.data, s.len);
+	const char *arch = c->arch_name;
+	if (gguf_get_str(g, "general.name", &s) == 0) {
+		size_t n = s.len < sizeof(c->name) - 1 ? s.len : sizeof(c->name) - 1;
+		memcpy(c->name, s.data, n);
+		c->name[n] = '\0';
+	} else {
+		snprintf(c->name, sizeof(c->name), "%s", arch);
+	}
+	int key_len = 0, rope_dim = 0;
+	if ((rc = get_u32_key(g, arch, "embedding_length", true, 0, &c->dim, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "block_count", true, 0, &c->n_layers, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "attention.head_count", true, 0, &c->n_heads, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "feed_forward_length", true, 0, &c->ffn_dim, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "context_length", false, 2048, &c->n_ctx, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "attention.head_count_kv", false, (uint32_t)c->n_heads,
+			      &c->n_kv_heads, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "attention.key_length", false, 0, &key_len, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "rope.dimension_count", false, 0, &rope_dim, err, errlen)) < 0 ||
+	    (rc = get_f32_key(g, arch, "rope.freq_base", 10000.0f, &c->rope_base, err, errlen)) < 0 ||
+	    (rc = get_f32_key(g, arch, "attention.layer_norm_rms_epsilon",
+			      c->arch == MODEL_ARCH_QWEN2 ? 1e-6f : 1e-5f, &c->norm_eps, err, errlen)) < 0)
+		return rc;
+	if (c->n_heads <= 0)
+		return seterr(err, errlen, -EBADMSG, "%s.attention.head_count is 0", arch);
+	c->head_dim = key_len > 0 ? key_len : c->dim / c->n_heads;
+	if (key_len == 0 && c->dim % c->n_heads != 0)
+		return seterr(err, errlen, -EBADMSG, "%s.embedding_length %d is not a multiple of "
+			      "the head count %d", arch, c->dim, c->n_heads);
+	c->rope_dim = rope_dim > 0 ? rope_dim : c->head_dim;
+	const gguf_tensor_t *te = gguf_find_tensor(g, "token_embd.weight");
+	if (te == NULL)
+		return seterr(err, errlen, -EBADMSG, "tensor token_embd.weight is missing");
+	if (te->ne[1] == 0 || te->ne[1] > (1u << 24))
+		return seterr(err, errlen, -EBADMSG, "tensor token_embd.weight has %llu rows, "
+			      "not a vocabulary size", (unsigned long long)te->ne[1]);
+	c->vocab_size = (int)te->ne[1];
+	return check_config(c, err, errlen);
+}
+
+static int model_alloc(const model_config_t *c, const model_opts_t *o, model_t **ret)
+{
+	model_t *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return -ENOMEM;
+	m->cfg = *c;
+	m->layout = o != NULL && o->blas ? OPS_W_ROWMAJOR : OPS_W_PACKED;
+	set_derived(m);
+	*ret = m;
+	return 0;
+}
+
+int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
+		    char *err, size_t errlen)
+{
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (path == NULL || ret == NULL)
+		return seterr(err, errlen, -EINVAL, "no model path");
+	gguf_t *g = NULL;
+	model_t *m = NULL;
+	src_t s = { 0 };
+	model_config_t c;
+	char sub[256];
+	int rc = gguf_open(path, &g, sub, sizeof(sub));
+	if (rc < 0) {
+		seterr(err, errlen, rc, "%s", sub);
+		goto fail;
+	}
+	if ((rc = read_config(g, &c, sub, sizeof(sub))) < 0) {
+		seterr(err, errlen, rc, "%s: %s", path, sub);
+		goto fail;
+	}
+	if ((rc = model_alloc(&c, o, &m)) < 0) {
+		seterr(err, errlen, rc, "%s: out of memory", path);
+		goto fail;
+	}
+	s.g = g;
+	s.cfg = &m->cfg;
+	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0) {
+		seterr(err, errlen, rc, "%s: %s", path, sub);
+		goto fail;
+	}
+	if ((rc = tok_new_from_gguf(g, &m->tok, sub, sizeof(sub))) < 0) {
+		seterr(err, errlen, rc, "%s: tokenizer: %s", path, sub);
+		goto fail;
+	}
+	if (tok_n_vocab(m->tok) > (uint32_t)m->cfg.vocab_size) {
+		rc = seterr(err, errlen, -EBADMSG, "%s: the tokenizer has %u tokens but "
+			    "token_embd.weight only %d rows", path, tok_n_vocab(m->tok), m->cfg.vocab_size);
+		goto fail;
+	}
+	free(s.buf);
+	gguf_close(&g);
+	*ret = m;
+	return 0;
+fail:
+	free(s.buf);
+	model_destroy(&m);
+	gguf_close(&g);
+	return rc;
+}
+
+int model_load(const char *path, model_t **ret, char *err, size_t errlen)
+{
+	return model_load_opts(path, NULL, ret, err, errlen);
+}
+
+int model_new_synth_opts(const char *preset, int n_layers_override, const model_opts_t *o,
+			 model_t **ret, char *err, size_t errlen)
+{
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	const synth_preset_t *p = preset != NULL ? synth_preset_find(preset) : NULL;
+	if (p == NULL || ret == NULL) {
+		size_t len = 0;
+		char list[256] = "";
+		for (size_t i = 0; i < synth_n_presets() && len < sizeof(list); i++)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+						synth_preset_at(i)->name);
+		return seterr(err, errlen, -EINVAL, "unknown preset '%s' (presets: %s)",
+			      preset != NULL ? preset : "", list);
+	}
+	model_config_t c = p->cfg;
+	if (n_layers_override > 0)
+		c.n_layers = n_layers_override;
+	int rc = check_config(&c, err, errlen);
+	if (rc < 0)
+		return rc;
+	model_t *m = NULL;
+	src_t s = { 0 };
+	if ((rc = model_alloc(&c, o, &m)) < 0)
+		return seterr(err, errlen, rc, "preset %s: out of memory", preset);
+	s.cfg = &m->cfg;
+	char sub[200];
+	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0) {
+		seterr(err, errlen, rc, "preset %s: %s", preset, sub);
+		goto fail;
+	}
+	if ((rc = synth_tok_new((uint32_t)c.vocab_size, &m->tok, sub, sizeof(sub))) < 0) {
+		seterr(err, errlen, rc, "preset %s: tokenizer: %s", preset, sub);
+		goto fail;
+	}
+	free(s.buf);
+	*ret = m;
+	return 0;
+fail:
+	free(s.buf);
+	model_destroy(&m);
+	return rc;
+}
+
+int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
+		    char *err, size_t errlen)
+{
+	return model_new_synth_opts(preset, n_layers_override, NULL, ret, err, errlen);
+}
+
+void model_destroy(model_t **pm)
+{
+	if (pm == NULL || *pm == NULL)
+		return;
+	model_t *m = *pm;
+	if (m->layers != NULL) {
+		for (int l = 0; l < m->cfg.n_layers; l++) {
+			layer_t *L = &m->layers[l];
+			free(L->attn_norm);
+			free(L->ffn_norm);
+			free(L->bqkv);
+			ops_w_free(&L->wqkv);
+			ops_w_free(&L->wo);
+			ops_w_free(&L->w13);
+			ops_w_free(&L->w2);
+		}
+		free(m->layers);
+	}
+	ops_w_free(&m->output);
+	free(m->output_norm);
+	free(m->tok_embd);
+	tok_destroy(&m->tok);
+	free(m);
+	*pm = NULL;
+}
+
+const model_config_t *model_config(const model_t *m)
+{
+	return &m->cfg;
+}
+
+const tok_t *model_tok(const model_t *m)
+{
+	return m->tok;
+}
+
+bool model_uses_blas(const model_t *m)
+{
+	return m->layout == OPS_W_ROWMAJOR;
+}
+
+uint64_t model_n_params(const model_t *m)
+{
+	return model_config_n_params(&m->cfg);
+}
+
+uint64_t model_n_params_per_token(const model_t *m)
+{
+	return model_config_n_params_per_token(&m->cfg);
+}
+
+uint64_t model_weight_bytes(const model_t *m)
+{
+	return m->weight_bytes;
+}
+
+uint64_t model_token_flops(const model_t *m, int pos, bool with_logits)
+{
+	const model_config_t *c = &m->cfg;
+	uint64_t f = 2 * (uint64_t)c->n_layers * layer_matmul_params(c);
+	f += 4 * (uint64_t)c->n_layers * (uint64_t)c->n_heads * (uint64_t)c->head_dim *
+	     (uint64_t)(pos + 1);
+	if (with_logits)
+		f += 2 * (uint64_t)c->dim * (uint64_t)c->vocab_size;
+	return f;
+}
+
+/* ---------------- KV cache and scratch ---------------- */
+
+size_t model_kv_bytes(const model_t *m, int n_ctx)
+{
+	if (n_ctx <= 0)
+		return 0;
+	return 2 * (size_t)m->cfg.n_layers * (size_t)n_ctx * (size_t)m->kv_dim * sizeof(float);
+}
+
+int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret)
+{
+	if (m == NULL || ret == NULL || n_ctx <= 0 || n_ctx > m->cfg.n_ctx)
+		return -EINVAL;
+	size_t per = (size_t)m->cfg.n_layers * (size_t)n_ctx * (size_t)m->kv_dim;
+	if (per > SIZE_MAX / 2 / sizeof(float))
+		return -ENOMEM;
+	model_kv_t *kv = calloc(1, sizeof(*kv));
+	if (kv == NULL)
+		return -ENOMEM;
+	kv->n_ctx = n_ctx;
+	kv->n_layers = m->cfg.n_layers;
+	kv->kv_dim = m->kv_dim;
+	/* calloc: large caches come as untouched zero pages, paid as used */
+	kv->k = calloc(per, sizeof(float));
+	kv->v = calloc(per, sizeof(float));
+	if (kv->k == NULL || kv->v == NULL) {
+		model_kv_destroy(&kv);
+		return -ENOMEM;
+	}
+	*ret = kv;
+	return 0;
+}
+
+void model_kv_destroy(model_kv_t **pkv)
+{
+	if (pkv == NULL || *pkv == NULL)
+		return;
+	free((*pkv)->k);
+	free((*pkv)->v);
+	free(*pkv);
+	*pkv = NULL;
+}
+
+int model_kv_n_ctx(const model_kv_t *kv)
+{
+	return kv->n_ctx;
+}
+
+static void *alloc_floats(size_t a, size_t b, bool *fail)
+{
+	if (a != 0 && b > SIZE_MAX / sizeof(float) / a) {
+		*fail = true;
+		return NULL;
+	}
+	void *p = aligned_alloc(64, (a * b * sizeof(float) + 63) / 64 * 64);
+	if (p == NULL)
+		*fail = true;
+	return p;
+}
+
+int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scratch_t **ret)
+{
+	if (m == NULL || ret == NULL || max_tokens <= 0 || max_tokens > 1 << 20 || threads <= 0 ||
+	    threads > 1024)
+		return -EINVAL;
+	model_scratch_t *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	const model_config_t *c = &m->cfg;
+	size_t T = (size_t)max_tokens;
+	bool fail = false;
+	s->max_tokens = max_tokens;
+	s->threads = threads;
+	s->n_ctx = c->n_ctx;
+	s->x = alloc_floats(T, (size_t)c->dim, &fail);
+	s->xb = alloc_floats(T, (size_t)c->dim, &fail);
+	s->qkv = alloc_floats(T, (size_t)m->qkv_dim, &fail);
+	s->att = alloc_floats(T, (size_t)m->q_dim, &fail);
+	s->hb = alloc_floats(T, 2 * (size_t)c->ffn_dim, &fail);
+	s->rope = alloc_floats(T, (size_t)c->rope_dim, &fail);
+	s->scores = alloc_floats((size_t)threads, (size_t)c->n_ctx, &fail);
+	s->blocks = calloc(T, sizeof(*s->blocks));
+	s->wanted = calloc(T, sizeof(*s->wanted));
+	int rc = -ENOMEM;
+	if (fail || s->blocks == NULL || s->wanted == NULL)
+		goto fail;
+	if ((rc = ops_pool_new(threads, &s->pool)) < 0)
+		goto fail;
+	*ret = s;
+	return 0;
+fail:
+	model_scratch_destroy(&s);
+	return rc;
+}
+
+void model_scratch_destroy(model_scratch_t **ps)
+{
+	if (ps == NULL || *ps == NULL)
+		return;
+	model_scratch_t *s = *ps;
+	ops_pool_destroy(&s->pool);
+	free(s->x);
+	free(s->xb);
+	free(s->qkv);
+	free(s->att);
+	free(s->hb);
+	free(s->rope);
+	free(s->scores);
+	free(s->blocks);
+	free(s->wanted);
+	free(s);
+	*ps = NULL;
+}
+
+/* ---------------- forward ---------------- */
+
+typedef struct attn_job {
+	const model_t *m;
+	model_scratch_t *s;
+	int layer;
+	int n_heads;
+} attn_job_t;
+
+/* Task = (block, head): attention of up to BLOCK_TOKENS consecutive tokens
+ * of one sequence for one head, over that sequence's cache. */
+static void attn_task(void *arg, int task, int worker)
+{
+	const attn_job_t *j = arg;
+	const model_t *m = j->m;
+	model_scratch_t *s = j->s;
+	const attn_block_t *b = &s->blocks[task / j->n_heads];
+	int h = task % j->n_heads;
+	size_t layer_off = (size_t)j->layer * (size_t)b->kv->n_ctx * (size_t)m->kv_dim;
+	ops_attn_t a = {
+		.n_heads = m->cfg.n_heads,
+		.n_kv_heads = m->cfg.n_kv_heads,
+		.head_dim = m->cfg.head_dim,
+		.k = b->kv->k + layer_off,
+		.v = b->kv->v + layer_off,
+		.kv_dim = m->kv_dim,
+	};
+	ops_attention(&a, s->qkv + (size_t)b->first * m->qkv_dim, (size_t)m->qkv_dim, b->pos0, b->n,
+		      h, h + 1, s->att + (size_t)b->first * m->q_dim, (size_t)m->q_dim,
+		      s->scores + (size_t)worker * s->n_ctx);
+}
+
+int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
+{
+	if (m == NULL || s == NULL || b == NULL || b->n <= 0 || b->n > s->max_tokens ||
+	    b->tokens == NULL || b->pos == NULL || b->kv == NULL || b->logits == NULL ||
+	    s->n_ctx < m->cfg.n_ctx)
+		return -EINVAL;
+	const model_config_t *c = &m->cfg;
+	int n = b->n, d = c->dim, f = c->ffn_dim;
+	int q = m->q_dim, kvd = m->kv_dim, qkvd = m->qkv_dim;
+
+	/* validate, and find the wanted rows and the attention blocks */
+	int n_wanted = 0, n_blocks = 0;
+	for (int i = 0; i < n; i++) {
+		model_kv_t *kv = b->kv[i];
+		if (b->tokens[i] < 0 || b->tokens[i] >= c->vocab_size || kv == NULL ||
+		    kv->n_layers != c->n_layers || kv->kv_dim != kvd || b->pos[i] < 0 ||
+		    b->pos[i] >= kv->n_ctx)
+			return -EINVAL;
+		bool last = i == n - 1 || b->kv[i + 1] != kv;
+		if (b->logits_wanted != NULL ? b->logits_wanted[i] : last)
+			s->wanted[n_wanted++] = i;
+		attn_block_t *blk = n_blocks > 0 ? &s->blocks[n_blocks - 1] : NULL;
+		if (blk != NULL && blk->kv == kv && blk->pos0 + blk->n == b->pos[i] &&
+		    blk->n < BLOCK_TOKENS) {
+			blk->n++;
+		} else {
+			s->blocks[n_blocks++] = (attn_block_t){ i, 1, b->pos[i], kv };
+		}
+	}
+
+	/* embeddings and the rope angles of each token */
+	for (int i = 0; i < n; i++) {
+		float *x = s->x + (size_t)i * d;
+		if (m->tok_embd != NULL)
+			memcpy(x, m->tok_embd + (size_t)b->tokens[i] * d, (size_t)d * sizeof(float));
+		else
+			ops_w_get_row(&m->output, b->tokens[i], x);
+		ops_rope_table(s->rope + (size_t)i * c->rope_dim, b->pos[i], c->rope_dim, c->rope_base);
+	}
+
+	for (int l = 0; l < c->n_layers; l++) {
+		const layer_t *L = &m->layers[l];
+		/* attention: xb = norm(x); qkv = xb . Wqkv^T (+ b) */
+		for (int i = 0; i < n; i++)
+			ops_rmsnorm(s->xb + (size_t)i * d, s->x + (size_t)i * d, L->attn_norm, d, c->norm_eps);
+		ops_matmul(s->pool, s->qkv, (size_t)qkvd, s->xb, (size_t)d, &L->wqkv, n);
+		for (int i = 0; i < n; i++) {
+			float *qkv = s->qkv + (size_t)i * qkvd;
+			if (L->bqkv != NULL)
+				ops_add(qkv, L->bqkv, qkvd);
+			const float *cs = s->rope + (size_t)i * c->rope_dim;
+			ops_rope(qkv, c->n_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
+			ops_rope(qkv + q, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
+			model_kv_t *kv = b->kv[i];
+			size_t off = ((size_t)l * kv->n_ctx + (size_t)b->pos[i]) * (size_t)kvd;
+			memcpy(kv->k + off, qkv + q, (size_t)kvd * sizeof(float));
+			memcpy(kv->v + off, qkv + q + kvd, (size_t)kvd * sizeof(float));
+		}
+		attn_job_t aj = { m, s, l, c->n_heads };
+		ops_pool_run(s->pool, attn_task, &aj, n_blocks * c->n_heads);
+		/* x += att . Wo^T */
+		ops_matmul(s->pool, s->xb, (size_t)d, s->att, (size_t)q, &L->wo, n);
+		for (int i = 0; i < n; i++) {
+			float *x = s->x + (size_t)i * d;
+			ops_add(x, s->xb + (size_t)i * d, d);
+			ops_rmsnorm(s->xb + (size_t)i * d, x, L->ffn_norm, d, c->norm_eps);
+		}
+		/* ffn: x += (silu(xb . Wg^T) * (xb . Wu^T)) . Wd^T */
+		ops_matmul(s->pool, s->hb, 2 * (size_t)f, s->xb, (size_t)d, &L->w13, n);
+		for (int i = 0; i < n; i++) {
+			float *h = s->hb + (size_t)i * 2 * f;
+			ops_swiglu(h, h, h + f, f);
+		}
+		ops_matmul(s->pool, s->xb, (size_t)d, s->hb, 2 * (size_t)f, &L->w2, n);
+		for (int i = 0; i < n; i++)
+			ops_add(s->x + (size_t)i * d, s->xb + (size_t)i * d, d);
+	}
+
+	/* logits of the wanted rows only: gather, norm, output head */
+	for (int w = 0; w < n_wanted; w++)
+		ops_rmsnorm(s->xb + (size_t)w * d, s->x + (size_t)s->wanted[w] * d, m->output_norm, d,
+			    c->norm_eps);
+	ops_matmul(s->pool, b->logits, (size_t)c->vocab_size, s->xb, (size_t)d, &m->output, n_wanted);
+
+	if (b->flops != NULL) {
+		for (int i = 0; i < n; i++)
+			b->flops[i] = model_token_flops(m, b->pos[i], false);
+		for (int w = 0; w < n_wanted; w++)
+			b->flops[s->wanted[w]] += 2 * (uint64_t)d * (uint64_t)c->vocab_size;
+	}
+	return n_wanted;
+}

@@ -1,0 +1,347 @@
+/* synth: architecture presets, counter-based pseudo-random weights, the
+ * synthetic SentencePiece vocabulary and the GGUF writer of all that. */
+#include "synth.h"
+
+#include "gguf.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err != NULL && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+#define LLAMA(dim_, layers, heads, kv, ffn, vocab, ctx, base) \
+	{ .arch = MODEL_ARCH_LLAMA, .arch_name = "llama", .dim = dim_, .n_layers = layers, \
+	  .n_heads = heads, .n_kv_heads = kv, .head_dim = (dim_) / (heads), .ffn_dim = ffn, \
+	  .vocab_size = vocab, .n_ctx = ctx, .rope_dim = (dim_) / (heads), .rope_base = base, \
+	  .norm_eps = 1e-5f, .rope_neox = false, .qkv_bias = false, .tied_output = false }
+#define QWEN2(dim_, layers, heads, kv, ffn, vocab, ctx, tied) \
+	{ .arch = MODEL_ARCH_QWEN2, .arch_name = "qwen2", .dim = dim_, .n_layers = layers, \
+	  .n_heads = heads, .n_kv_heads = kv, .head_dim = (dim_) / (heads), .ffn_dim = ffn, \
+	  .vocab_size = vocab, .n_ctx = ctx, .rope_dim = (dim_) / (heads), .rope_base = 1e6f, \
+	  .norm_eps = 1e-6f, .rope_neox = true, .qkv_bias = true, .tied_output = tied }
+
+static const synth_preset_t presets[] = {
+	{ "tiny", "test model: dim 64, 2 layers, GQA 4/2, vocab 512",
+	  LLAMA(64, 2, 4, 2, 160, 512, 256, 10000.0f) },
+	{ "tiny-qwen2", "test model: qwen2 layout (qkv biases, neox rope, tied), dim 64, 2 layers",
+	  QWEN2(64, 2, 4, 2, 160, 512, 256, true) },
+	{ "llama-110m", "llama2.c 110M shape: dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000",
+	  LLAMA(768, 12, 12, 12, 2048, 32000, 1024, 10000.0f) },
+	{ "qwen2-0.5b", "Qwen2-0.5B shape: dim 896, 24 layers, GQA 14/2, ffn 4864, vocab 151936, tied",
+	  QWEN2(896, 24, 14, 2, 4864, 151936, 32768, true) },
+	{ "llama2-7b", "Llama-2-7B shape: dim 4096, 32 layers, 32 heads, ffn 11008, vocab 32000",
+	  LLAMA(4096, 32, 32, 32, 11008, 32000, 4096, 10000.0f) },
+	{ "llama3-8b", "Llama-3-8B shape: dim 4096, 32 layers, GQA 32/8, ffn 14336, vocab 128256",
+	  LLAMA(4096, 32, 32, 8, 14336, 128256, 8192, 500000.0f) },
+	{ "qwen2-7b", "Qwen2-7B shape: dim 3584, 28 layers, GQA 28/4, ffn 18944, vocab 152064",
+	  QWEN2(3584, 28, 28, 4, 18944, 152064, 32768, false) },
+};
+#define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
+
+const synth_preset_t *synth_preset_find(const char *name)
+{
+	for (size_t i = 0; name != NULL && i < N_PRESETS; i++)
+		if (strcmp(presets[i].name, name) == 0)
+			return &presets[i];
+	return NULL;
+}
+
+size_t synth_n_presets(void)
+{
+	return N_PRESETS;
+}
+
+const synth_preset_t *synth_preset_at(size_t i)
+{
+	return i < N_PRESETS ? &presets[i] : NULL;
+}
+
+/* ---------------- weights ---------------- */
+
+static uint64_t mix64(uint64_t z)	/* splitmix64 finalizer */
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t name_hash(const char *s)	/* FNV-1a */
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+	return h;
+}
+
+int synth_tensor_rows(const model_config_t *cfg, const char *name, uint64_t row0,
+		      uint64_t n_rows, float *dst)
+{
+	/* find the tensor among the configuration's (fan-in = ne0) */
+	int n = model_tensor_specs(cfg, NULL, 0);
+	model_tensor_spec_t *specs = malloc((size_t)n * sizeof(*specs));
+	if (specs == NULL)
+		return -ENOMEM;
+	model_tensor_specs(cfg, specs, n);
+	int found = -1;
+	for (int i = 0; i < n && found < 0; i++)
+		if (strcmp(specs[i].name, name) == 0)
+			found = i;
+	uint64_t ne0 = found >= 0 ? specs[found].ne[0] : 0, ne1 = found >= 0 ? specs[found].ne[1] : 0;
+	free(specs);
+	if (found < 0 || row0 + n_rows > ne1)
+		return -EINVAL;
+	size_t len = strlen(name);
+	bool is_norm = len > 12 && strcmp(name + len - 12, "_norm.weight") == 0;
+	bool is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
+	if (is_norm) {
+		for (uint64_t i = 0; i < n_rows * ne0; i++)
+			dst[i] = 1.0f;
+		return 0;
+	}
+	float a = is_bias ? 0.1f : (float)sqrt(3.0 / (double)ne0);
+	uint64_t key = mix64(SYNTH_SEED ^ name_hash(name));
+	for (uint64_t r = 0; r < n_rows; r++)
+		for (uint64_t k = 0; k < ne0; k++) {
+			uint64_t idx = (row0 + r) * ne0 + k;
+			uint64_t h = mix64(key + idx * 0x9e3779b97f4a7c15ULL);
+			/* 24 random bits: exactly representable, uniform in [-1, 1) */
+			float u = (float)(int32_t)(h >> 40) * (1.0f / 8388608.0f) - 1.0f;
+			dst[r * ne0 + k] = u * a;
+		}
+	return 0;
+}
+
+/* ---------------- vocabulary ---------------- */
+
+/* "a".."z", "aa".. : bijective base 26 of m + 1 */
+static size_t word(uint64_t m, char *out)
+{
+	char tmp[16];
+	size_t n = 0;
+	m += 1;
+	while (m > 0 && n < sizeof(tmp)) {
+		m -= 1;
+		tmp[n++] = (char)('a' + m % 26);
+		m /= 26;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+int synth_vocab_init(synth_vocab_t *v, uint32_t n)
+{
+	memset(v, 0, sizeof(*v));
+	if (n < 260)
+		return -EINVAL;
+	v->n = n;
+	v->tokens = calloc(n, sizeof(*v->tokens));
+	v->scores = calloc(n, sizeof(*v->scores));
+	v->types = calloc(n, sizeof(*v->types));
+	v->pool = malloc((size_t)n * 24);
+	if (v->tokens == NULL || v->scores == NULL || v->types == NULL || v->pool == NULL) {
+		synth_vocab_done(v);
+		return -ENOMEM;
+	}
+	char *p = v->pool;
+	for (uint32_t i = 0; i < n; i++) {
+		v->tokens[i] = p;
+		if (i == 0) {
+			p += sprintf(p, "<unk>");
+			v->types[i] = TOK_TYPE_UNKNOWN;
+		} else if (i == 1 || i == 2) {
+			p += sprintf(p, i == 1 ? "<s>" : "</s>");
+			v->types[i] = TOK_TYPE_CONTROL;
+		} else if (i < 259) {
+			p += sprintf(p, "<0x%02X>", i - 3);
+			v->types[i] = TOK_TYPE_BYTE;
+		} else {
+			uint64_t j = i - 259;
+			if (j == 0 || j % 2 == 1) {
+				memcpy(p, "\xe2\x96\x81", 3);	/* U+2581 */
+				p += 3;
+			}
+			if (j > 0)
+				p += word((j - 1) / 2, p);
+			v->types[i] = TOK_TYPE_NORMAL;
+			v->scores[i] = -(float)(i - 259);
+		}
+		*p++ = '\0';
+	}
+	return 0;
+}
+
+void synth_vocab_done(synth_vocab_t *v)
+{
+	if (v == NULL)
+		return;
+	free(v->tokens);
+	free(v->scores);
+	free(v->types);
+	free(v->pool);
+	memset(v, 0, sizeof(*v));
+}
+
+int synth_tok_new(uint32_t n_tokens, tok_t **ret, char *err, size_t errlen)
+{
+	synth_vocab_t sv;
+	int rc = synth_vocab_init(&sv, n_tokens);
+	if (rc < 0)
+		return seterr(err, errlen, rc, "synthetic vocabulary of %u tokens: %s", n_tokens,
+			      rc == -EINVAL ? "needs at least 260" : "out of memory");
+	tok_vocab_t v = {
+		.kind = TOK_KIND_SPM,
+		.n_tokens = sv.n,
+		.tokens = (const char *const *)sv.tokens,
+		.scores = sv.scores,
+		.types = sv.types,
+		.bos = 1, .eos = 2, .unk = 0, .pad = -1,
+		.add_bos = 1, .add_eos = 0,
+	};
+	rc = tok_new(&v, ret, err, errlen);
+	synth_vocab_done(&sv);
+	return rc;
+}
+
+/* ---------------- GGUF ---------------- */
+
+static int set_keys(gguf_writer_t *w, const synth_preset_t *p, const model_config_t *c,
+		    uint32_t type, const synth_vocab_t *sv)
+{
+	char key[96];
+	const char *a = c->arch_name;
+	int rc = 0;
+#define K(suffix) (snprintf(key, sizeof(key), "%s.%s", a, suffix), key)
+	if ((rc = gguf_writer_set_str(w, "general.architecture", a)) < 0 ||
+	    (rc = gguf_writer_set_str(w, "general.name", p->name)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, "general.file_type", type == GGUF_TTYPE_F16 ? 1 : 0)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("context_length"), (uint32_t)c->n_ctx)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("embedding_length"), (uint32_t)c->dim)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("block_count"), (uint32_t)c->n_layers)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("feed_forward_length"), (uint32_t)c->ffn_dim)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("attention.head_count"), (uint32_t)c->n_heads)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("attention.head_count_kv"), (uint32_t)c->n_kv_heads)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("rope.dimension_count"), (uint32_t)c->rope_dim)) < 0 ||
+	    (rc = gguf_writer_set_f32(w, K("rope.freq_base"), c->rope_base)) < 0 ||
+	    (rc = gguf_writer_set_f32(w, K("attention.layer_norm_rms_epsilon"), c->norm_eps)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, K("vocab_size"), (uint32_t)c->vocab_size)) < 0)
+		return rc;
+#undef K
+	if ((rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama")) < 0 ||
+	    (rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)sv->tokens,
+					  sv->n)) < 0 ||
+	    (rc = gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_VTYPE_FLOAT32, sv->scores,
+				      sv->n)) < 0 ||
+	    (rc = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VTYPE_INT32, sv->types,
+				      sv->n)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0)) < 0 ||
+	    (rc = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true)) < 0 ||
+	    (rc = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false)) < 0)
+		return rc;
+	return 0;
+}
+
+/* Generates one tensor in the file's type: rows in chunks, converted. */
+static int gen_tensor(const model_config_t *c, const model_tensor_spec_t *t, uint32_t type,
+		      void *dst)
+{
+	uint64_t ne0 = t->ne[0], ne1 = t->ne[1];
+	uint64_t chunk = (1u << 20) / ne0 + 1;
+	float *buf = malloc(chunk * ne0 * sizeof(float));
+	if (buf == NULL)
+		return -ENOMEM;
+	int rc = 0;
+	for (uint64_t r = 0; r < ne1 && rc == 0; r += chunk) {
+		uint64_t n = ne1 - r < chunk ? ne1 - r : chunk;
+		rc = synth_tensor_rows(c, t->name, r, n, buf);
+		if (rc < 0)
+			break;
+		if (type == GGUF_TTYPE_F32) {
+			memcpy((float *)dst + r * ne0, buf, n * ne0 * sizeof(float));
+		} else {
+			uint16_t *h = (uint16_t *)dst + r * ne0;
+			for (uint64_t i = 0; i < n * ne0; i++)
+				h[i] = gguf_f32_to_f16(buf[i]);
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
+		     const char *path, char *err, size_t errlen)
+{
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	const synth_preset_t *p = synth_preset_find(preset);
+	if (p == NULL)
+		return seterr(err, errlen, -EINVAL, "unknown preset '%s'", preset ? preset : "");
+	if (type != GGUF_TTYPE_F32 && type != GGUF_TTYPE_F16)
+		return seterr(err, errlen, -EINVAL, "synthetic models are written as F32 or F16");
+	model_config_t c = p->cfg;
+	if (n_layers_override > 0)
+		c.n_layers = n_layers_override;
+	int n = model_tensor_specs(&c, NULL, 0);
+	model_tensor_spec_t *specs = calloc((size_t)n, sizeof(*specs));
+	void **data = calloc((size_t)n, sizeof(*data));
+	gguf_writer_t *w = gguf_writer_new();
+	synth_vocab_t sv;
+	memset(&sv, 0, sizeof(sv));
+	int rc = -ENOMEM;
+	if (specs == NULL || data == NULL || w == NULL) {
+		seterr(err, errlen, rc, "%s: out of memory", path);
+		goto done;
+	}
+	model_tensor_specs(&c, specs, n);
+	if ((rc = synth_vocab_init(&sv, (uint32_t)c.vocab_size)) < 0 ||
+	    (rc = set_keys(w, p, &c, type, &sv)) < 0) {
+		seterr(err, errlen, rc, "%s: cannot build the metadata", path);
+		goto done;
+	}
+	/* The writer borrows tensor data until it writes, so each tensor is
+	 * generated once in the file's type and freed after the write. */
+	size_t esz = type == GGUF_TTYPE_F16 ? 2 : 4;
+	for (int i = 0; i < n; i++) {
+		const model_tensor_spec_t *t = &specs[i];
+		uint64_t nb = t->ne[0] * t->ne[1] * esz;
+		uint32_t tt = t->n_dims == 1 ? GGUF_TTYPE_F32 : type;	/* norms, biases stay F32 */
+		if (t->n_dims == 1)
+			nb = t->ne[0] * 4;
+		if ((data[i] = malloc(nb)) == NULL) {
+			rc = seterr(err, errlen, -ENOMEM, "%s: tensor %s: out of memory", path, t->name);
+			goto done;
+		}
+		if ((rc = gen_tensor(&c, t, tt, data[i])) < 0 ||
+		    (rc = gguf_writer_add_tensor(w, t->name, tt, t->n_dims, t->ne, data[i], nb)) < 0) {
+			seterr(err, errlen, rc, "%s: tensor %s: cannot generate", path, t->name);
+			goto done;
+		}
+	}
+	rc = gguf_writer_write(w, path, err, errlen);
+done:
+	if (data != NULL)
+		for (int i = 0; i < n; i++)
+			free(data[i]);
+	free(data);
+	free(specs);
+	synth_vocab_done(&sv);
+	gguf_writer_destroy(&w);
+	return rc;
+}

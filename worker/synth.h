@@ -1,0 +1,67 @@
+/* synth: synthetic models from architecture presets — the throughput and
+ * cost of a model shape without its weights.
+ *
+ * Weights are pseudo-random and deterministic: element i of tensor NAME is
+ * a function of (SYNTH_SEED, hash(NAME), i) alone (splitmix64 finalizer of
+ * a counter), so any tensor, or any rows of it, can be generated
+ * independently and in any order — a 7B model is never held twice. Values
+ * are uniform in [-a, a) with a = sqrt(3 / fan_in) (variance 1/fan_in, as a
+ * real initialization, so activations stay near unit scale), norm weights
+ * are 1 and biases uniform in [-0.1, 0.1).
+ *
+ * The vocabulary is SentencePiece-style, built in memory: <unk>, <s>, </s>
+ * (ids 0, 1, 2), the 256 byte tokens <0x00>..<0xFF> (ids 3..258), "▁"
+ * (259), then generated pieces: alternately "▁" + word and word, where word
+ * runs a, b, ..., z, aa, ab, ... (bijective base 26); score -(id - 259). */
+#ifndef SYNTH_H
+#define SYNTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "tok.h"
+
+#define SYNTH_SEED 0x6d617267696e2d31ULL	/* "margin-1" */
+
+typedef struct synth_preset {
+	const char *name;
+	const char *about;
+	model_config_t cfg;
+} synth_preset_t;
+
+/* Presets: "tiny", "tiny-qwen2", "llama-110m", "qwen2-0.5b", "llama2-7b", "llama3-8b",
+ * "qwen2-7b". Static, borrowed. NULL if unknown. */
+const synth_preset_t *synth_preset_find(const char *name);
+size_t synth_n_presets(void);
+const synth_preset_t *synth_preset_at(size_t i);
+
+/* Rows [row0, row0 + n_rows) of tensor name (a model_tensor_specs() name
+ * of cfg, shape [ne1 rows][ne0]) into dst[n_rows][ne0]. -EINVAL for a name
+ * the configuration does not have. */
+int synth_tensor_rows(const model_config_t *cfg, const char *name, uint64_t row0,
+		      uint64_t n_rows, float *dst);
+
+/* The synthetic vocabulary of cfg->vocab_size tokens (>= 260). Arrays are
+ * owned by the synth_vocab_t. */
+typedef struct synth_vocab {
+	uint32_t n;
+	char **tokens;		/* [n] NUL-terminated */
+	float *scores;		/* [n] */
+	int32_t *types;		/* [n] enum tok_type */
+	char *pool;		/* storage of the strings */
+} synth_vocab_t;
+int synth_vocab_init(synth_vocab_t *v, uint32_t n_tokens);
+void synth_vocab_done(synth_vocab_t *v);
+/* A tokenizer over the synthetic vocabulary (BOS 1 added, EOS 2). */
+int synth_tok_new(uint32_t n_tokens, tok_t **ret, char *err, size_t errlen);
+
+/* Writes the preset (n_layers_override > 0: that many layers) as a GGUF v3
+ * file with llama.cpp's key and tensor names, tensors in type (GGUF_TTYPE_F32
+ * or GGUF_TTYPE_F16), generated one tensor at a time while the file is
+ * written. */
+int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
+		     const char *path, char *err, size_t errlen);
+
+#endif
