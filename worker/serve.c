@@ -100,7 +100,7 @@ struct serve {
 	char status_msg[256];
 
 	struct {
-		atomic_uint_fast64_t connects, welcomes, shards_done, results_sent, acks,
+		atomic_uint_fast64_t connects, welcomes, shards_taken, shards_done, results_sent, acks,
 			dropped_frames;
 	} st;
 };
@@ -1047,9 +1047,9 @@ static void io_on_assign(io_t *io, const void *data, size_t len, const Margin__V
 					   .n_left = (uint32_t)a->n_requests };
 	if (a->n_requests > 0)
 		io->est = (uint32_t)a->n_requests;
+	atomic_fetch_add(&s->st.shards_taken, 1);
 	mg_log(MG_LOG_DEBUG, COMP, "assign batch=%s shard=%llu attempt=%u requests=%zu model=%s",
 	       a->batch_id, (unsigned long long)a->shard_id, a->attempt, a->n_requests, a->model);
-	(void)s;
 }
 
 static void io_on_welcome(io_t *io, const Margin__V1__Welcome *w)
@@ -1427,40 +1427,29 @@ int serve_read_key(const char *path, char ret[SERVE_KEY_LEN + 1], char *err, siz
 		snprintf(err, errlen, "cannot read CURVE key file %s: %s", path, strerror(e));
 		return -e;
 	}
+	/* the first line that is not blank or a comment holds the key */
 	char line[512];
 	int lineno = 0, rc = -EBADMSG;
-	while (fgets(line, sizeof(line), f)) {
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
 		lineno++;
-		char *p = line;
-		while (*p == ' ' || *p == '\t')
-			p++;
+		char *p = line + strspn(line, " \t");
 		if (*p == '#')
 			continue;
-		char *q = strchr(p, '"');
-		if (q != NULL && strstr(p, "-key") != NULL) {	/* zcert: public-key = "..." */
-			p = q + 1;
-			q = strchr(p, '"');
-			if (q == NULL)
-				continue;
-			*q = '\0';
-		} else {
-			q = p + strcspn(p, " \t\r\n");
-			*q = '\0';
-		}
+		p[strcspn(p, " \t\r\n")] = '\0';
 		if (*p == '\0')
 			continue;
+		found = true;
 		if (z85_key_ok(p)) {
 			memcpy(ret, p, SERVE_KEY_LEN + 1);
 			rc = 0;
-			break;
+		} else {
+			snprintf(err, errlen, "%s:%d: not a CURVE key (expected 40 Z85 characters, got %zu)",
+				 path, lineno, strlen(p));
 		}
-		snprintf(err, errlen, "%s:%d: not a CURVE key (expected 40 Z85 characters, got %zu)",
-			 path, lineno, strlen(p));
-		fclose(f);
-		return -EBADMSG;
 	}
 	fclose(f);
-	if (rc < 0)
+	if (!found)
 		snprintf(err, errlen, "%s: no CURVE key in the file (expected 40 Z85 characters)", path);
 	return rc;
 }
@@ -1696,6 +1685,7 @@ void serve_get_stats(const serve_t *s, serve_stats_t *ret)
 	serve_t *w = (serve_t *)s;
 	ret->connects = atomic_load(&w->st.connects);
 	ret->welcomes = atomic_load(&w->st.welcomes);
+	ret->shards_taken = atomic_load(&w->st.shards_taken);
 	ret->shards_done = atomic_load(&w->st.shards_done);
 	ret->results_sent = atomic_load(&w->st.results_sent);
 	ret->acks = atomic_load(&w->st.acks);

@@ -70,6 +70,7 @@ typedef enum serve_stop_mode {
 typedef struct serve_stats {
 	uint64_t connects;		/* Hello sent (first connection + reconnections) */
 	uint64_t welcomes;
+	uint64_t shards_taken;		/* Assigns handed to the engine thread */
 	uint64_t shards_done;		/* Results produced by the engine thread */
 	uint64_t results_sent;		/* Result frames sent, re-sends included */
 	uint64_t acks;
@@ -111,13 +112,12 @@ const char *serve_model_name(const serve_t *s);
  * NULL-safe; sets *s = NULL. */
 void serve_destroy(serve_t **s);
 
-/* Reads a CURVE key file: a Z85 key of 40 characters, alone on a line
- * ("marginctl keygen" writes NAME.key and NAME.pub so) or as the quoted
- * value of a `public-key = "..."` / `secret-key = "..."` line (czmq's zcert
- * files). Lines starting with '#' are comments. A relative path that does
- * not exist is also looked up in $CREDENTIALS_DIRECTORY (systemd
- * LoadCredential=). ret gets the key and a NUL. -ENOENT/-EACCES,
- * -EBADMSG when no valid key is found; err names the file. */
+/* Reads a CURVE key file as "marginctl keygen" writes NAME.key and
+ * NAME.pub: the 40-character Z85 key on the first line that is neither
+ * blank nor a '#' comment; surrounding blanks are ignored. A relative path
+ * that does not exist is also looked up in $CREDENTIALS_DIRECTORY (systemd
+ * LoadCredential=). ret gets the key and a NUL. -ENOENT/-EACCES, -EBADMSG
+ * when the line is not a valid key; err names the file and line. */
 int serve_read_key(const char *path, char ret[SERVE_KEY_LEN + 1], char *err, size_t errlen);
 
 #endif

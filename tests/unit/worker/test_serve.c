@@ -1,0 +1,796 @@
+/* serve: the worker's I/O and engine threads against a ROUTER socket in
+ * the test that plays margind on 127.0.0.1 (a random port), over the real
+ * protocol. Waits are bounded by a generous guard (a hang fails, a slow
+ * machine does not); nothing asserts on durations. */
+#include "cu_main.h"
+#include "mg_clock.h"
+#include "mg_wire.h"
+#include "serve.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define GUARD_MS 20000	/* only a hang reaches this */
+
+typedef struct faked {
+	void *ctx;
+	void *router;
+	char endpoint[128];
+	/* what was skipped while waiting for something else */
+	int heartbeats, credits;
+	uint32_t credit_total;
+} faked_t;
+
+/* One message from a worker: its routing id and the decoded frame. */
+typedef struct rx {
+	uint8_t id[256];
+	size_t id_len;
+	mg_msg_t *m;
+	uint8_t *raw;		/* the frame as received */
+	size_t raw_len;
+} rx_t;
+
+static void rx_done(rx_t *r)
+{
+	mg_wire_free(&r->m);
+	free(r->raw);
+	r->raw = NULL;
+}
+
+static void faked_open(faked_t *d, const char *curve_secret)
+{
+	memset(d, 0, sizeof(*d));
+	d->ctx = zmq_ctx_new();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d->ctx);
+	d->router = zmq_socket(d->ctx, ZMQ_ROUTER);
+	int zero = 0, one = 1;
+	zmq_setsockopt(d->router, ZMQ_LINGER, &zero, sizeof(zero));
+	if (curve_secret) {
+		zmq_setsockopt(d->router, ZMQ_CURVE_SERVER, &one, sizeof(one));
+		zmq_setsockopt(d->router, ZMQ_CURVE_SECRETKEY, curve_secret, 40);
+	}
+	CU_ASSERT_EQUAL_FATAL(zmq_bind(d->router, "tcp://127.0.0.1:*"), 0);
+	size_t len = sizeof(d->endpoint);
+	CU_ASSERT_EQUAL_FATAL(zmq_getsockopt(d->router, ZMQ_LAST_ENDPOINT, d->endpoint, &len), 0);
+}
+
+static void faked_close(faked_t *d)
+{
+	zmq_close(d->router);
+	zmq_ctx_term(d->ctx);
+}
+
+/* Next message within timeout_ms: 0, or -EAGAIN. Garbage fails the test. */
+static int faked_recv(faked_t *d, int timeout_ms, rx_t *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	zmq_pollitem_t it = { .socket = d->router, .events = ZMQ_POLLIN };
+	if (zmq_poll(&it, 1, timeout_ms) <= 0)
+		return -EAGAIN;
+	int n = zmq_recv(d->router, ret->id, sizeof(ret->id), 0);
+	CU_ASSERT_FATAL(n > 0);
+	ret->id_len = (size_t)n;
+	zmq_msg_t f;
+	zmq_msg_init(&f);
+	CU_ASSERT_FATAL(zmq_msg_recv(&f, d->router, 0) >= 0);
+	CU_ASSERT_FALSE(zmq_msg_more(&f));
+	ret->raw_len = zmq_msg_size(&f);
+	ret->raw = malloc(ret->raw_len ? ret->raw_len : 1);
+	memcpy(ret->raw, zmq_msg_data(&f), ret->raw_len);
+	zmq_msg_close(&f);
+	char err[256];
+	int r = mg_wire_unpack(ret->raw, ret->raw_len, MG_WIRE_MAX_FRAME, &ret->m, err, sizeof(err));
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	return 0;
+}
+
+/* Waits for a message of the given type, counting the heartbeats and
+ * credits that come first (any other type fails the test). */
+static int faked_expect(faked_t *d, int body, int timeout_ms, rx_t *ret)
+{
+	int64_t end = mg_clock_now_ns() + (int64_t)timeout_ms * MG_NS_PER_MS;
+	for (;;) {
+		int64_t left = (end - mg_clock_now_ns()) / MG_NS_PER_MS;
+		if (left < 0 || faked_recv(d, (int)left, ret) < 0)
+			return -EAGAIN;
+		if ((int)ret->m->body_case == body)
+			return 0;
+		if (ret->m->body_case == MARGIN__V1__MSG__BODY_HEARTBEAT) {
+			d->heartbeats++;
+		} else if (ret->m->body_case == MARGIN__V1__MSG__BODY_CREDIT) {
+			d->credits++;
+			d->credit_total += ret->m->credit->n;
+		} else {
+			CU_FAIL("unexpected message type");
+			fprintf(stderr, "\n  got %s while waiting\n", mg_wire_body_name(ret->m));
+		}
+		rx_done(ret);
+	}
+}
+
+static void faked_send(faked_t *d, const rx_t *to, const mg_msg_t *m)
+{
+	CU_ASSERT_EQUAL(mg_wire_send_to(d->router, to->id, to->id_len, m, 0), 0);
+}
+
+static void faked_send_raw(faked_t *d, const rx_t *to, const void *buf, size_t len)
+{
+	zmq_send(d->router, to->id, to->id_len, ZMQ_SNDMORE);
+	zmq_send(d->router, buf, len, 0);
+}
+
+static void send_welcome(faked_t *d, const rx_t *to, uint32_t hb_ms, uint32_t liveness)
+{
+	Margin__V1__Welcome w = MARGIN__V1__WELCOME__INIT;
+	w.worker_id = "wk-test";
+	w.heartbeat_ms = hb_ms;
+	w.liveness = liveness;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_WELCOME;
+	m.welcome = &w;
+	faked_send(d, to, &m);
+}
+
+static void send_ack(faked_t *d, const rx_t *to, uint64_t shard, uint32_t attempt)
+{
+	Margin__V1__Ack a = MARGIN__V1__ACK__INIT;
+	a.shard_id = shard;
+	a.attempt = attempt;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ACK;
+	m.ack = &a;
+	faked_send(d, to, &m);
+}
+
+static void send_cancel(faked_t *d, const rx_t *to, const char *batch)
+{
+	Margin__V1__Cancel c = MARGIN__V1__CANCEL__INIT;
+	c.batch_id = (char *)batch;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_CANCEL;
+	m.cancel = &c;
+	faked_send(d, to, &m);
+}
+
+/* Assign of n completion requests "<batch>-<i>", line_no 100 + i. */
+static void send_assign_ex(faked_t *d, const rx_t *to, const char *model, const char *batch,
+			   uint64_t shard, uint32_t attempt, int n, uint32_t max_tokens, uint64_t seed,
+			   const char *const *prompts)
+{
+	Margin__V1__Request *rq = calloc((size_t)n, sizeof(*rq));
+	Margin__V1__Request **prq = calloc((size_t)n, sizeof(*prq));
+	char (*ids)[32] = calloc((size_t)n, sizeof(*ids));
+	for (int i = 0; i < n; i++) {
+		margin__v1__request__init(&rq[i]);
+		snprintf(ids[i], sizeof(ids[i]), "%s-%d", batch, i);
+		rq[i].line_no = 100 + (uint64_t)i;
+		rq[i].custom_id = ids[i];
+		rq[i].prompt = (char *)(prompts ? prompts[i] : "Once upon a time, in a land far away");
+		rq[i].max_tokens = max_tokens;
+		rq[i].temperature = 0;
+		rq[i].top_p = 1;
+		rq[i].seed = seed;
+		prq[i] = &rq[i];
+	}
+	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
+	a.batch_id = (char *)batch;
+	a.shard_id = shard;
+	a.attempt = attempt;
+	a.model = (char *)model;
+	a.n_requests = (size_t)n;
+	a.requests = prq;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
+	m.assign = &a;
+	faked_send(d, to, &m);
+	free(rq);
+	free(prq);
+	free(ids);
+}
+
+static void send_assign(faked_t *d, const rx_t *to, const char *batch, uint64_t shard, int n)
+{
+	send_assign_ex(d, to, "tiny", batch, shard, 1, n, 12, 42, NULL);
+}
+
+/* Checks that a Result answers send_assign(batch, shard, n): every
+ * custom_id exactly once, with its line_no. */
+static void check_result_ids(const Margin__V1__Result *r, const char *batch, uint64_t shard, int n)
+{
+	CU_ASSERT_STRING_EQUAL(r->batch_id, batch);
+	CU_ASSERT_EQUAL(r->shard_id, shard);
+	CU_ASSERT_EQUAL_FATAL(r->n_outputs, (size_t)n);
+	int *seen = calloc((size_t)n, sizeof(int));
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		const Margin__V1__Output *o = r->outputs[i];
+		int k = -1;
+		char want[32];
+		for (int j = 0; j < n; j++) {
+			snprintf(want, sizeof(want), "%s-%d", batch, j);
+			if (strcmp(o->custom_id, want) == 0)
+				k = j;
+		}
+		CU_ASSERT_FATAL(k >= 0);
+		seen[k]++;
+		CU_ASSERT_EQUAL(o->line_no, 100 + (uint64_t)k);
+	}
+	for (int j = 0; j < n; j++)
+		CU_ASSERT_EQUAL(seen[j], 1);
+	free(seen);
+}
+
+/* Polls until the worker matched n Acks (bounded by the guard). */
+static void wait_acks(serve_t *s, uint64_t n)
+{
+	serve_stats_t st;
+	for (int i = 0; i < GUARD_MS / 5; i++) {
+		serve_get_stats(s, &st);
+		if (st.acks >= n)
+			return;
+		mg_clock_sleep_ns(5 * MG_NS_PER_MS);
+	}
+	CU_FAIL("acks not seen");
+}
+
+static void base_opts(serve_opts_t *o, const faked_t *d)
+{
+	serve_opts_init(o);
+	o->scheduler = d->endpoint;
+	o->arch = "tiny";
+	o->fake = true;
+	o->slots = 4;
+	o->threads = 2;
+	o->name = "w-test";
+	o->hardware = "cpu-test";
+	o->reconnect_min_ns = 20 * MG_NS_PER_MS;
+	o->reconnect_max_ns = 80 * MG_NS_PER_MS;
+	o->grace_ns = 5 * MG_NS_PER_S;
+}
+
+static serve_t *start(const serve_opts_t *o)
+{
+	serve_t *s = NULL;
+	char err[256] = "";
+	int r = serve_new(o, &s, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "\n  serve_new: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	CU_ASSERT_EQUAL_FATAL(serve_start(s), 0);
+	return s;
+}
+
+/* Hello -> Welcome (liveness long enough that the test's own pauses never
+ * look like a dead daemon) -> the first Credit. */
+static void handshake(faked_t *d, rx_t *hello, uint32_t hb_ms, uint32_t liveness)
+{
+	CU_ASSERT_EQUAL_FATAL(faked_expect(d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, hello), 0);
+	send_welcome(d, hello, hb_ms, liveness);
+	rx_t c;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(d, MARGIN__V1__MSG__BODY_CREDIT, GUARD_MS, &c), 0);
+	d->credits++;
+	d->credit_total += c.m->credit->n;
+	rx_done(&c);
+}
+
+static void test_hello_and_credit(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	serve_t *s = start(&o);
+
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	const Margin__V1__Hello *hm = h.m->hello;
+	CU_ASSERT_EQUAL(hm->proto_version, MG_PROTO_VERSION);
+	CU_ASSERT_STRING_EQUAL(hm->worker_name, "w-test");
+	CU_ASSERT_EQUAL_FATAL(hm->n_models, 1);
+	CU_ASSERT_STRING_EQUAL(hm->models[0]->name, "tiny");
+	CU_ASSERT_EQUAL(hm->slots, 4);
+	CU_ASSERT_EQUAL(hm->threads, 2);
+	CU_ASSERT_STRING_EQUAL(hm->hardware_profile, "cpu-test");
+	CU_ASSERT_PTR_NOT_NULL(strstr(hm->build, MARGIN_VERSION));
+	CU_ASSERT_NOT_EQUAL(hm->instance_id, 0);
+
+	/* Welcome -> credit for one slot-filling shard + one queued (the
+	 * shard size is unknown until the first Assign) */
+	send_welcome(&d, &h, 1000, 20);
+	rx_t c;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_CREDIT, GUARD_MS, &c), 0);
+	CU_ASSERT_EQUAL(c.m->credit->n, 2);
+	rx_done(&c);
+
+	rx_done(&h);
+	serve_destroy(&s);
+	CU_ASSERT_PTR_NULL(s);
+	faked_close(&d);
+}
+
+static void test_credit_formula(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.fake_delay_ns = 400 * MG_NS_PER_MS;	/* the shard stays held meanwhile */
+	serve_t *s = start(&o);
+	rx_t h;
+	handshake(&d, &h, 1000, 20);
+	CU_ASSERT_EQUAL(d.credit_total, 2);
+
+	/* held: 1 shard of 1 request; est = 1: want = 1 + ceil(3/1) + 1 = 5;
+	 * have = 1 held + 1 credit left -> Credit{3} */
+	send_assign(&d, &h, "b1", 1, 1);
+	rx_t c;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_CREDIT, GUARD_MS, &c), 0);
+	CU_ASSERT_EQUAL(c.m->credit->n, 3);
+	rx_done(&c);
+
+	/* a shard of 8 requests fills the 4 slots on its own; with it held,
+	 * want = 1 (b1) + 1 (b2 fills) + 1 queued = 3; have = 2 held + 3
+	 * granted: no Credit until shards finish */
+	send_assign(&d, &h, "b2", 2, 8);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	CU_ASSERT_EQUAL(r.m->result->shard_id, 1);
+	CU_ASSERT_EQUAL(d.credits, 1);	/* none arrived before b1's Result */
+	rx_done(&r);
+
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_assign_result(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	serve_t *s = start(&o);
+	rx_t h;
+	handshake(&d, &h, 1000, 20);
+
+	const char *prompts[5] = { "", "abcd", "abcdefgh", "a longer prompt of 32 bytes.....", "x" };
+	send_assign_ex(&d, &h, "tiny", "b1", 7, 2, 5, 12, 42, prompts);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	const Margin__V1__Result *res = r.m->result;
+	check_result_ids(res, "b1", 7, 5);
+	CU_ASSERT_EQUAL(res->attempt, 2);
+	for (size_t i = 0; i < res->n_outputs; i++) {
+		const Margin__V1__Output *out = res->outputs[i];
+		size_t k = out->line_no - 100;
+		CU_ASSERT_PTR_NULL(out->error);
+		CU_ASSERT(strlen(out->text) > 0);
+		CU_ASSERT_STRING_EQUAL(out->finish_reason, "length");
+		CU_ASSERT_EQUAL(out->completion_tokens, 12);
+		size_t want_pt = strlen(prompts[k]) / 4 ? strlen(prompts[k]) / 4 : 1;
+		CU_ASSERT_EQUAL(out->prompt_tokens, want_pt);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(out->usage);
+		CU_ASSERT_EQUAL(out->usage->busy_ns, 0);
+	}
+	CU_ASSERT_PTR_NOT_NULL(res->step_stats);
+	char text0[256];
+	snprintf(text0, sizeof(text0), "%s", res->outputs[0]->text);
+	send_ack(&d, &h, 7, 2);
+	rx_done(&r);
+
+	/* same (custom_id, seed) in another shard: the same text; another
+	 * seed: another text */
+	send_assign_ex(&d, &h, "tiny", "b1", 8, 1, 1, 12, 42, NULL);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	CU_ASSERT_EQUAL(r.m->result->shard_id, 8);
+	CU_ASSERT_STRING_EQUAL(r.m->result->outputs[0]->text, text0);
+	send_ack(&d, &h, 8, 1);
+	rx_done(&r);
+	send_assign_ex(&d, &h, "tiny", "b1", 9, 1, 1, 12, 43, NULL);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	CU_ASSERT_STRING_NOT_EQUAL(r.m->result->outputs[0]->text, text0);
+	send_ack(&d, &h, 9, 1);
+	rx_done(&r);
+
+	/* a model this worker does not serve: every request fails */
+	send_assign_ex(&d, &h, "other-model", "b2", 10, 1, 3, 12, 1, NULL);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	check_result_ids(r.m->result, "b2", 10, 3);
+	for (size_t i = 0; i < r.m->result->n_outputs; i++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(r.m->result->outputs[i]->error);
+		CU_ASSERT_STRING_EQUAL(r.m->result->outputs[i]->error->code, "model_not_found");
+	}
+	send_ack(&d, &h, 10, 1);
+	rx_done(&r);
+
+	/* every Ack was matched to its Result */
+	wait_acks(s, 4);
+	serve_stats_t st;
+	serve_get_stats(s, &st);
+	CU_ASSERT_EQUAL(st.acks, 4);
+	CU_ASSERT_EQUAL(st.shards_done, 4);
+
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_resend_until_ack(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.resend_ns = 50 * MG_NS_PER_MS;
+	serve_t *s = start(&o);
+	rx_t h;
+	handshake(&d, &h, 1000, 20);
+
+	send_assign(&d, &h, "b1", 3, 2);
+	rx_t r1, r2;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r1), 0);
+	/* no Ack: it comes again, byte for byte */
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r2), 0);
+	CU_ASSERT_EQUAL_FATAL(r1.raw_len, r2.raw_len);
+	CU_ASSERT_EQUAL(memcmp(r1.raw, r2.raw, r1.raw_len), 0);
+	send_ack(&d, &h, 3, 1);
+	wait_acks(s, 1);
+	/* acknowledged: no more re-sends, though four intervals pass */
+	serve_stats_t st;
+	serve_get_stats(s, &st);
+	uint64_t sent = st.results_sent;
+	mg_clock_sleep_ns(200 * MG_NS_PER_MS);
+	serve_get_stats(s, &st);
+	CU_ASSERT_EQUAL(st.results_sent, sent);
+	rx_done(&r1);
+	rx_done(&r2);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_heartbeats_while_busy(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	/* the engine thread is held for 20 heartbeat intervals */
+	o.fake_delay_ns = 1000 * MG_NS_PER_MS;
+	serve_t *s = start(&o);
+	rx_t h;
+	handshake(&d, &h, 50, 1000);
+
+	send_assign(&d, &h, "b1", 1, 1);
+	d.heartbeats = 0;
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	/* ~20 expected; a handful proves they did not wait for the engine */
+	CU_ASSERT(d.heartbeats >= 5);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_silence_reconnect(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	serve_t *s = start(&o);
+	rx_t h1, h2;
+	handshake(&d, &h1, 1000, 20);
+	uint64_t instance = h1.m->hello->instance_id;
+
+	/* a Result the daemon never acknowledges */
+	send_assign(&d, &h1, "b1", 5, 3);
+	rx_t r1;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r1), 0);
+
+	/* a second Welcome shortens the heartbeat, then silence: after
+	 * 3 x 50 ms the worker drops the socket and says
+	 * Hello again, from the same process */
+	send_welcome(&d, &h1, 50, 3);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h2), 0);
+	CU_ASSERT_EQUAL(h2.m->hello->instance_id, instance);
+	/* a new socket, a new routing id */
+	CU_ASSERT(h2.id_len != h1.id_len || memcmp(h2.id, h1.id, h1.id_len) != 0);
+
+	/* after the Welcome the unacknowledged Result goes out again */
+	send_welcome(&d, &h2, 1000, 20);
+	rx_t r2;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r2), 0);
+	CU_ASSERT_EQUAL(r2.id_len, h2.id_len);
+	CU_ASSERT_EQUAL(memcmp(r2.id, h2.id, h2.id_len), 0);
+	CU_ASSERT_EQUAL_FATAL(r2.raw_len, r1.raw_len);
+	CU_ASSERT_EQUAL(memcmp(r2.raw, r1.raw, r1.raw_len), 0);
+	check_result_ids(r2.m->result, "b1", 5, 3);
+
+	serve_stats_t st;
+	serve_get_stats(s, &st);
+	CU_ASSERT(st.connects >= 2);
+	CU_ASSERT_EQUAL(st.welcomes, 2);	/* the repeated Welcome is not a new session */
+	rx_done(&r1);
+	rx_done(&r2);
+	rx_done(&h1);
+	rx_done(&h2);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_daemon_bye_reconnects(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	serve_t *s = start(&o);
+	rx_t h1, h2;
+	handshake(&d, &h1, 1000, 20);
+	Margin__V1__Bye b = MARGIN__V1__BYE__INIT;
+	b.reason = "daemon shutting down";
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_BYE;
+	m.bye = &b;
+	faked_send(&d, &h1, &m);
+	/* after Welcome a Bye means "come back later", not "go away" */
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h2), 0);
+	CU_ASSERT_FALSE(serve_finished(s));
+	rx_done(&h1);
+	rx_done(&h2);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_refused(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	serve_t *s = start(&o);
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	Margin__V1__Bye b = MARGIN__V1__BYE__INIT;
+	b.reason = "protocol version 1 not supported (want 2)";
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_BYE;
+	m.bye = &b;
+	faked_send(&d, &h, &m);
+	/* the threads end by themselves; the reason reaches the caller */
+	char err[256] = "";
+	CU_ASSERT_EQUAL(serve_wait(s, err, sizeof(err)), -ECONNREFUSED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "protocol version 1 not supported"));
+	CU_ASSERT(serve_finished(s));
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_garbage_dropped(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	serve_t *s = start(&o);
+	rx_t h;
+	handshake(&d, &h, 1000, 20);
+
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02 };
+	faked_send_raw(&d, &h, junk, sizeof(junk));		/* not protobuf */
+	faked_send_raw(&d, &h, "", 0);				/* empty */
+	zmq_send(d.router, h.id, h.id_len, ZMQ_SNDMORE);	/* two frames */
+	zmq_send(d.router, "a", 1, ZMQ_SNDMORE);
+	zmq_send(d.router, "b", 1, 0);
+	static const uint8_t nobody[] = { 0x78, 0x01 };	/* a Msg with only an unknown field */
+	faked_send_raw(&d, &h, nobody, sizeof(nobody));
+	Margin__V1__Credit c = MARGIN__V1__CREDIT__INIT;	/* a worker's message */
+	c.n = 99;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_CREDIT;
+	m.credit = &c;
+	faked_send(&d, &h, &m);
+	Margin__V1__Ack a = MARGIN__V1__ACK__INIT;		/* an Ack for nothing */
+	a.shard_id = 12345;
+	m.body_case = MARGIN__V1__MSG__BODY_ACK;
+	m.ack = &a;
+	faked_send(&d, &h, &m);
+
+	/* still serving, on the same connection */
+	send_assign(&d, &h, "b1", 1, 2);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	check_result_ids(r.m->result, "b1", 1, 2);
+	CU_ASSERT_EQUAL(r.id_len, h.id_len);
+	CU_ASSERT_EQUAL(memcmp(r.id, h.id, h.id_len), 0);
+	serve_stats_t st;
+	serve_get_stats(s, &st);
+	CU_ASSERT_EQUAL(st.dropped_frames, 5);
+	CU_ASSERT_EQUAL(st.connects, 1);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_cancel(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.fake_delay_ns = 500 * MG_NS_PER_MS;
+	serve_t *s = start(&o);
+	rx_t h;
+	handshake(&d, &h, 1000, 20);
+
+	/* A occupies the engine thread; B waits behind it and is cancelled */
+	send_assign(&d, &h, "ba", 1, 2);
+	send_assign(&d, &h, "bb", 2, 3);
+	send_cancel(&d, &h, "bb");
+	rx_t r1, r2;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r1), 0);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r2), 0);
+	const Margin__V1__Result *ra = r1.m->result->shard_id == 1 ? r1.m->result : r2.m->result;
+	const Margin__V1__Result *rb = r1.m->result->shard_id == 1 ? r2.m->result : r1.m->result;
+	check_result_ids(ra, "ba", 1, 2);
+	check_result_ids(rb, "bb", 2, 3);
+	for (size_t i = 0; i < ra->n_outputs; i++)
+		CU_ASSERT_PTR_NULL(ra->outputs[i]->error);
+	for (size_t i = 0; i < rb->n_outputs; i++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(rb->outputs[i]->error);
+		CU_ASSERT_STRING_EQUAL(rb->outputs[i]->error->code, "cancelled");
+		CU_ASSERT_STRING_EQUAL(rb->outputs[i]->text, "");
+	}
+	rx_done(&r1);
+	rx_done(&r2);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_graceful_stop(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.fake_delay_ns = 300 * MG_NS_PER_MS;
+	serve_t *s = start(&o);
+	rx_t h;
+	handshake(&d, &h, 1000, 20);
+
+	send_assign(&d, &h, "b1", 1, 2);
+	/* once the shard is in the engine, ask the worker to stop */
+	serve_stats_t st;
+	for (int i = 0; i < GUARD_MS / 5; i++) {
+		serve_get_stats(s, &st);
+		if (st.shards_taken == 1)
+			break;
+		mg_clock_sleep_ns(5 * MG_NS_PER_MS);
+	}
+	CU_ASSERT_EQUAL_FATAL(st.shards_taken, 1);
+	serve_stop(s, SERVE_STOP_GRACEFUL);
+	/* the running shard is finished and delivered; no more credit */
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	check_result_ids(r.m->result, "b1", 1, 2);
+	int credits = d.credits;
+	send_ack(&d, &h, 1, 1);
+	rx_t b;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_BYE, GUARD_MS, &b), 0);
+	CU_ASSERT_EQUAL(d.credits, credits);
+	char err[64];
+	CU_ASSERT_EQUAL(serve_wait(s, err, sizeof(err)), 0);
+	rx_done(&b);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_curve(void)
+{
+	char srv_pub[41], srv_sec[41], cli_pub[41], cli_sec[41];
+	CU_ASSERT_EQUAL_FATAL(zmq_curve_keypair(srv_pub, srv_sec), 0);
+	CU_ASSERT_EQUAL_FATAL(zmq_curve_keypair(cli_pub, cli_sec), 0);
+
+	/* key files as marginctl keygen writes them, one with a comment */
+	char kpath[512], ppath[512], cpath[512], bad[512];
+	snprintf(kpath, sizeof(kpath), "%s/w1.key", cu_tmpdir());
+	snprintf(ppath, sizeof(ppath), "%s/margind.pub", cu_tmpdir());
+	snprintf(cpath, sizeof(cpath), "%s/commented.pub", cu_tmpdir());
+	snprintf(bad, sizeof(bad), "%s/bad.key", cu_tmpdir());
+	FILE *f = fopen(kpath, "w");
+	fprintf(f, "%s\n", cli_sec);
+	fclose(f);
+	f = fopen(ppath, "w");
+	fprintf(f, "%s\n", srv_pub);
+	fclose(f);
+	f = fopen(cpath, "w");
+	fprintf(f, "# margind public key\n\n  %s  \r\n", srv_pub);
+	fclose(f);
+	f = fopen(bad, "w");
+	fprintf(f, "# a secret key\n%.39s\n", cli_sec);	/* one character short */
+	fclose(f);
+
+	char k[41], err[256];
+	CU_ASSERT_EQUAL(serve_read_key(cpath, k, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(k, srv_pub);
+	CU_ASSERT_EQUAL(serve_read_key(bad, k, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad.key:2"));
+	CU_ASSERT_EQUAL(serve_read_key("/nonexistent/x.key", k, err, sizeof(err)), -ENOENT);
+
+	faked_t d;
+	faked_open(&d, srv_sec);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.curve = true;
+	CU_ASSERT_EQUAL_FATAL(serve_read_key(kpath, o.curve_secret, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(serve_read_key(ppath, o.curve_server, err, sizeof(err)), 0);
+	serve_t *s = start(&o);
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	CU_ASSERT_STRING_EQUAL(h.m->hello->worker_name, "w-test");
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
+static void test_bad_options(void)
+{
+	serve_opts_t o;
+	serve_t *s = NULL;
+	char err[256];
+	serve_opts_init(&o);
+	o.arch = "tiny";
+	o.fake = true;
+	CU_ASSERT_EQUAL(serve_new(&o, &s, err, sizeof(err)), -EINVAL);	/* no scheduler */
+	o.scheduler = "tcp://127.0.0.1:1";
+	o.model_path = "x.gguf";
+	CU_ASSERT_EQUAL(serve_new(&o, &s, err, sizeof(err)), -EINVAL);	/* both models */
+	o.model_path = NULL;
+	o.slots = 0;
+	CU_ASSERT_EQUAL(serve_new(&o, &s, err, sizeof(err)), -EINVAL);
+	o.slots = 4;
+	o.curve = true;
+	strcpy(o.curve_secret, "short");
+	CU_ASSERT_EQUAL(serve_new(&o, &s, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NULL(s);
+	o.curve = false;
+	o.model_name = "served-as";
+	CU_ASSERT_EQUAL_FATAL(serve_new(&o, &s, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(serve_model_name(s), "served-as");
+	serve_destroy(&s);	/* never started */
+	serve_destroy(&s);
+	/* a file's model name is its stem */
+	o.arch = NULL;
+	o.model_name = NULL;
+	o.model_path = cu_shared_path("models/stories260K.gguf");
+	CU_ASSERT_EQUAL_FATAL(serve_new(&o, &s, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(serve_model_name(s), "stories260K");
+	serve_destroy(&s);
+}
+
+const cu_test_t serve_tests[] = {
+	{ "hello_and_credit", test_hello_and_credit },
+	{ "credit_formula", test_credit_formula },
+	{ "assign_result", test_assign_result },
+	{ "resend_until_ack", test_resend_until_ack },
+	{ "heartbeats_while_busy", test_heartbeats_while_busy },
+	{ "silence_reconnect", test_silence_reconnect },
+	{ "daemon_bye_reconnects", test_daemon_bye_reconnects },
+	{ "refused", test_refused },
+	{ "garbage_dropped", test_garbage_dropped },
+	{ "cancel", test_cancel },
+	{ "graceful_stop", test_graceful_stop },
+	{ "curve", test_curve },
+	{ "bad_options", test_bad_options },
+	{ NULL, NULL },
+};
