@@ -16,6 +16,7 @@
  * batch-invariant and each request samples from its own generator. */
 #include "engine.h"
 
+#include "chat.h"
 #include "mg_clock.h"
 #include "sampler.h"
 #include "tok.h"
@@ -214,7 +215,10 @@ static int push_error(engine_t *e, uint64_t id, int32_t **prompt, size_t n_promp
 	return 0;
 }
 
-static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *ret_n)
+/* The request's prompt ids: given, or the prompt text / chat messages
+ * tokenized. A problem of the request itself fills msg and returns < 0
+ * (-ENOMEM is the engine's problem, not the request's). */
+static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *ret_n, char *msg, size_t msglen)
 {
 	if (r->prompt_ids != NULL) {
 		int32_t *ids = malloc((r->n_prompt_ids ? r->n_prompt_ids : 1) * sizeof(*ids));
@@ -225,30 +229,52 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 		*ret_n = r->n_prompt_ids;
 		return 0;
 	}
-	if (r->messages != NULL)
-		return -ENOTSUP;
-	if (r->prompt == NULL || e->tok == NULL)
+	if (e->tok == NULL) {
+		snprintf(msg, msglen, "request %llu: the model has no tokenizer; send prompt ids",
+			 (unsigned long long)r->id);
 		return -EINVAL;
+	}
+	char *text = NULL;
+	const char *p = r->prompt;
+	if (r->messages != NULL) {
+		chat_msg_t *cm = malloc((r->n_messages ? r->n_messages : 1) * sizeof(*cm));
+		if (cm == NULL)
+			return -ENOMEM;
+		for (size_t i = 0; i < r->n_messages; i++)
+			cm[i] = (chat_msg_t){ r->messages[i].role, r->messages[i].content };
+		char cerr[192] = "";
+		int rc = chat_format(tok_chat_template(e->tok), cm, r->n_messages, true, &text, cerr, sizeof(cerr));
+		free(cm);
+		if (rc < 0) {
+			snprintf(msg, msglen, "request %llu: %s", (unsigned long long)r->id, cerr);
+			return rc;
+		}
+		p = text;
+	}
+	if (p == NULL) {
+		snprintf(msg, msglen, "request %llu: no prompt, messages or prompt ids", (unsigned long long)r->id);
+		return -EINVAL;
+	}
 	/* As llama.cpp's server: BOS as the vocabulary asks, control-token text
-	 * in the prompt becomes those tokens. */
-	return tok_encode(e->tok, r->prompt, strlen(r->prompt), true, true, ret, ret_n);
+	 * (also the chat template's) becomes those tokens. */
+	int rc = tok_encode(e->tok, p, strlen(p), true, true, ret, ret_n);
+	free(text);
+	if (rc < 0 && rc != -ENOMEM)
+		snprintf(msg, msglen, "request %llu: the tokenizer rejected the prompt (%s)",
+			 (unsigned long long)r->id, strerror(-rc));
+	return rc;
 }
 
 int engine_submit(engine_t *e, const engine_req_t *r)
 {
 	int32_t *ids = NULL;
 	size_t n = 0;
-	char msg[256];
-	int rc = tokenize(e, r, &ids, &n);
+	char msg[256] = "";
+	int rc = tokenize(e, r, &ids, &n, msg, sizeof(msg));
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc < 0) {
-		snprintf(msg, sizeof(msg), "request %llu: %s",
-			 (unsigned long long)r->id,
-			 rc == -ENOTSUP ? "chat messages need a chat template, and this model has none"
-					: "no prompt, or a prompt the tokenizer rejects");
+	if (rc < 0)
 		return push_error(e, r->id, &ids, n, rc, "invalid_prompt", msg);
-	}
 	for (size_t i = 0; i < n; i++) {
 		if (ids[i] < 0 || ids[i] >= e->n_vocab) {
 			snprintf(msg, sizeof(msg), "request %llu: prompt token %zu is id %d, outside the vocabulary of %d",
