@@ -34,15 +34,22 @@ struct ops_pool {
 	int n_started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	atomic_uint gen;	/* bumped once per region (and at stop) */
-	atomic_int next;	/* next task to claim */
-	atomic_int pending;	/* pool threads still inside the region */
+	/* The region word: generation (high 32 bits) and the next task to
+	 * claim (low 32; CLOSED while the caller rewrites the region). Tasks
+	 * are claimed by compare-and-swap on it, so a worker that wakes late
+	 * can never run a task of a region that is over, and the caller never
+	 * waits for a worker that did not take part (on a loaded machine a
+	 * pool thread may not get a core for milliseconds). */
+	_Atomic uint64_t state;
+	atomic_int done;	/* tasks finished in the current region */
 	atomic_int sleepers;
 	atomic_bool stop;
-	ops_task_fn fn;		/* the current region, published by gen */
-	void *arg;
-	int n_tasks;
+	_Atomic(ops_task_fn) fn;	/* the current region */
+	_Atomic(void *) arg;
+	atomic_int n_tasks;
 };
+
+#define CLOSED 0xffffffffu
 
 struct worker_arg {
 	ops_pool_t *p;
@@ -63,15 +70,20 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Waits until gen moves past seen: a short busy spin (regions of one
- * forward step follow each other within microseconds), then yields (the
- * machine may have fewer free cores than threads), then sleeps. */
-static unsigned wait_gen(ops_pool_t *p, unsigned seen)
+static uint32_t gen_of(uint64_t s)
 {
-	unsigned g;
+	return (uint32_t)(s >> 32);
+}
+
+/* Waits until the generation moves past seen: a short busy spin (regions
+ * of one forward step follow each other within microseconds), then yields
+ * (the machine may have fewer free cores than threads), then sleeps. */
+static uint32_t wait_gen(ops_pool_t *p, uint32_t seen)
+{
+	uint32_t g;
 	uint64_t t0 = 0;
 	for (unsigned i = 0;; i++) {
-		g = atomic_load_explicit(&p->gen, memory_order_acquire);
+		g = gen_of(atomic_load(&p->state));
 		if (g != seen)
 			return g;
 		if (i < 2000) {
@@ -86,18 +98,27 @@ static unsigned wait_gen(ops_pool_t *p, unsigned seen)
 	}
 	pthread_mutex_lock(&p->mu);
 	atomic_fetch_add(&p->sleepers, 1);
-	while ((g = atomic_load(&p->gen)) == seen)
+	while ((g = gen_of(atomic_load(&p->state))) == seen)
 		pthread_cond_wait(&p->cv, &p->mu);
 	atomic_fetch_sub(&p->sleepers, 1);
 	pthread_mutex_unlock(&p->mu);
 	return g;
 }
 
-static void run_tasks(ops_pool_t *p, int worker)
+/* Claims and runs tasks of region g until none is left or g is over. */
+static void run_tasks(ops_pool_t *p, uint32_t g, int worker)
 {
-	int t;
-	while ((t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n_tasks)
-		p->fn(p->arg, t, worker);
+	for (;;) {
+		uint64_t s = atomic_load(&p->state);
+		uint32_t i = (uint32_t)s;
+		if (gen_of(s) != g || i == CLOSED || (int64_t)i >= atomic_load(&p->n_tasks))
+			return;
+		if (!atomic_compare_exchange_weak(&p->state, &s, s + 1))
+			continue;
+		ops_task_fn fn = atomic_load(&p->fn);
+		fn(atomic_load(&p->arg), (int)i, worker);
+		atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+	}
 }
 
 static void *worker_main(void *a)
@@ -105,20 +126,20 @@ static void *worker_main(void *a)
 	struct worker_arg wa = *(struct worker_arg *)a;
 	free(a);
 	ops_pool_t *p = wa.p;
-	unsigned seen = 0;
+	uint32_t seen = 0;
 	for (;;) {
 		seen = wait_gen(p, seen);
 		if (atomic_load(&p->stop))
 			break;
-		run_tasks(p, wa.id);
-		atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+		run_tasks(p, seen, wa.id);
 	}
 	return NULL;
 }
 
-static void bump_gen(ops_pool_t *p)
+/* Publishes state (a new generation) and wakes sleeping workers. */
+static void publish(ops_pool_t *p, uint64_t state)
 {
-	atomic_fetch_add(&p->gen, 1);	/* seq_cst: pairs with the sleepers check */
+	atomic_store(&p->state, state);	/* seq_cst: pairs with the sleepers check */
 	if (atomic_load(&p->sleepers) > 0) {
 		pthread_mutex_lock(&p->mu);
 		pthread_cond_broadcast(&p->cv);
@@ -136,11 +157,13 @@ int ops_pool_new(int threads, ops_pool_t **ret)
 	p->n = threads;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	atomic_init(&p->gen, 0);
-	atomic_init(&p->next, 0);
-	atomic_init(&p->pending, 0);
+	atomic_init(&p->state, CLOSED);
+	atomic_init(&p->done, 0);
 	atomic_init(&p->sleepers, 0);
 	atomic_init(&p->stop, false);
+	atomic_init(&p->fn, NULL);
+	atomic_init(&p->arg, NULL);
+	atomic_init(&p->n_tasks, 0);
 	int rc = 0;
 	if (threads > 1) {
 		p->th = calloc((size_t)threads - 1, sizeof(*p->th));
@@ -179,7 +202,8 @@ void ops_pool_destroy(ops_pool_t **pp)
 	ops_pool_t *p = *pp;
 	if (p->n_started > 0) {
 		atomic_store(&p->stop, true);
-		bump_gen(p);
+		uint32_t g = gen_of(atomic_load(&p->state)) + 1;
+		publish(p, (uint64_t)g << 32 | CLOSED);
 		for (int i = 0; i < p->n_started; i++)
 			pthread_join(p->th[i], NULL);
 	}
@@ -204,15 +228,24 @@ void ops_pool_run(ops_pool_t *p, ops_task_fn fn, void *arg, int n_tasks)
 			fn(arg, t, 0);
 		return;
 	}
-	p->fn = fn;
-	p->arg = arg;
-	p->n_tasks = n_tasks;
-	atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-	atomic_store_explicit(&p->pending, p->n_started, memory_order_relaxed);
-	bump_gen(p);
-	run_tasks(p, 0);
-	while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-		cpu_relax();
+	/* Close the old region before rewriting its description: a late
+	 * worker's claim on it now fails (see run_tasks). */
+	uint32_t g = gen_of(atomic_load(&p->state));
+	atomic_store(&p->state, (uint64_t)g << 32 | CLOSED);
+	atomic_store(&p->fn, fn);
+	atomic_store(&p->arg, arg);
+	atomic_store(&p->n_tasks, n_tasks);
+	atomic_store(&p->done, 0);
+	g++;
+	publish(p, (uint64_t)g << 32);
+	run_tasks(p, g, 0);
+	/* Wait for tasks other workers are still running. */
+	for (unsigned i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; i++) {
+		if (i < 4000)
+			cpu_relax();
+		else
+			sched_yield();
+	}
 }
 
 /* ======================= weight matrices ======================= */
