@@ -11,6 +11,7 @@
 #include "mg_log.h"
 #include "mg_wire.h"
 #include "model.h"
+#include "synth.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -26,22 +27,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include <zmq.h>
-
-/* TEMPORARY while model.c lands: weak references keep engine.o (which
- * needs the model) out of links that use only --fake. */
-#pragma weak model_load
-#pragma weak model_new_synth
-#pragma weak model_destroy
-#pragma weak model_config
-#pragma weak model_n_params
-#pragma weak engine_new
-#pragma weak engine_destroy
-#pragma weak engine_submit
-#pragma weak engine_cancel
-#pragma weak engine_step
-#pragma weak engine_pending
-#pragma weak engine_take
-#pragma weak engine_out_free
 
 #define COMP "serve"
 #define PAIR_ENDPOINT "inproc://serve-engine"
@@ -245,6 +230,10 @@ typedef struct ereq {
 	char err_msg[256];
 	uint32_t prompt_tokens, completion_tokens;
 	uint64_t busy_ns, flops, queue_ns, first_token_ns;
+	/* when it was in the engine's steps (engine path; ran = it took part
+	 * in at least one): from its first step to when it was taken */
+	bool ran;
+	int64_t start_ns, end_ns;
 } ereq_t;
 
 typedef struct eshard {
@@ -254,14 +243,21 @@ typedef struct eshard {
 	uint64_t base_id;	/* engine ids base_id .. base_id + n - 1 */
 	uint32_t n, n_left;
 	ereq_t *reqs;		/* owned, [n] */
-	int64_t arrival_ns;
+	int64_t arrival_ns;	/* the engine thread got the Assign */
+	int64_t submit_ns;	/* its requests went into the engine */
 	bool cancelled;
 	bool progressed;	/* n_left went down since the last PROGRESS */
-	/* totals of the engine steps while the shard had requests in the engine */
+	/* totals of the engine steps its requests took part in (step_stats) */
 	uint64_t steps, wall_ns;
 	uint32_t max_batch;
 	struct eshard *next;
 } eshard_t;
+
+/* One engine step as the engine thread timed it. */
+typedef struct step_rec {
+	int64_t t0, t1;
+	uint32_t n;		/* sequences in it */
+} step_rec_t;
 
 typedef struct eng {
 	serve_t *s;
@@ -270,6 +266,10 @@ typedef struct eng {
 	engine_t *engine;	/* borrowed: s->engine (NULL with fake) */
 	eshard_t *head;		/* owned list, in arrival order */
 	uint64_t next_id;
+	/* owned: the steps since the oldest held shard arrived, to charge
+	 * each shard exactly the steps its requests were in */
+	step_rec_t *steps;
+	size_t n_steps, cap_steps;
 	bool quit;
 } eng_t;
 
@@ -376,9 +376,32 @@ fail:
 	return rc;
 }
 
+/* StepStats of a finished shard: every logged step that overlaps the time
+ * one of its requests was active. Steps it only waited through (queued
+ * behind full slots) are not its own. */
+static void eng_step_stats(const eng_t *g, eshard_t *sh)
+{
+	for (size_t k = 0; k < g->n_steps; k++) {
+		const step_rec_t *st = &g->steps[k];
+		if (st->t1 < sh->arrival_ns)
+			continue;
+		for (uint32_t i = 0; i < sh->n; i++) {
+			const ereq_t *r = &sh->reqs[i];
+			if (r->ran && st->t0 <= r->end_ns && st->t1 >= r->start_ns) {
+				sh->steps++;
+				sh->wall_ns += (uint64_t)(st->t1 - st->t0);
+				if (st->n > sh->max_batch)
+					sh->max_batch = st->n;
+				break;
+			}
+		}
+	}
+}
+
 /* A shard is complete (a cancelled one too): its Result to the I/O thread. */
 static void eng_complete(eng_t *g, eshard_t *sh)
 {
+	eng_step_stats(g, sh);
 	pipe_msg_t pm = { .attempt = sh->attempt, .shard_id = sh->shard_id, .n_requests = sh->n };
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -461,8 +484,12 @@ static void eng_take(eng_t *g)
 		r->completion_tokens = (uint32_t)o->n_ids;
 		r->busy_ns = o->busy_ns;
 		r->flops = o->flops;
-		r->queue_ns = o->queue_ns;
+		/* Usage.queue_ns counts from the shard's arrival */
+		r->queue_ns = (uint64_t)(sh->submit_ns - sh->arrival_ns) + o->queue_ns;
 		r->first_token_ns = o->first_token_ns;
+		r->ran = o->steps > 0;
+		r->start_ns = sh->submit_ns + (int64_t)o->queue_ns;
+		r->end_ns = mg_clock_now_ns();
 		if (o->error == -ECANCELED && sh->cancelled) {
 			req_fail(r, "cancelled", "batch %s was cancelled", sh->batch_id);
 		} else if (o->error != 0) {
@@ -518,6 +545,7 @@ static void fake_answer(eshard_t *sh)
 /* Submits the requests of a new shard to the engine. */
 static void eng_submit(eng_t *g, eshard_t *sh, const Margin__V1__Assign *a)
 {
+	sh->submit_ns = mg_clock_now_ns();
 	for (uint32_t i = 0; i < sh->n; i++) {
 		const Margin__V1__Request *q = a->requests[i];
 		ereq_t *r = &sh->reqs[i];
@@ -730,16 +758,22 @@ static void eng_work(eng_t *g)
 				}
 		return;
 	}
-	/* Shards with requests still in the engine (queued or running) are
-	 * charged the step: see StepStats in docs/protocol.md. */
-	for (eshard_t *sh = g->head; sh && n > 0; sh = sh->next) {
-		if (sh->n_left == 0)
-			continue;
-		sh->steps++;
-		sh->wall_ns += dt;
-		if ((uint32_t)n > sh->max_batch)
-			sh->max_batch = (uint32_t)n;
-	}
+	if (n > 0 && grow((void **)&g->steps, &g->cap_steps, g->n_steps + 1, sizeof(*g->steps)) == 0)
+		g->steps[g->n_steps++] = (step_rec_t){ .t0 = t0, .t1 = t0 + (int64_t)dt, .n = (uint32_t)n };
+}
+
+/* Forgets the steps no held shard can have been in. */
+static void eng_trim_steps(eng_t *g)
+{
+	int64_t oldest = INT64_MAX;
+	for (const eshard_t *sh = g->head; sh; sh = sh->next)
+		if (sh->arrival_ns < oldest)
+			oldest = sh->arrival_ns;
+	size_t k = 0;
+	while (k < g->n_steps && g->steps[k].t1 < oldest)
+		k++;
+	memmove(g->steps, g->steps + k, (g->n_steps - k) * sizeof(*g->steps));
+	g->n_steps -= k;
 }
 
 static void *eng_main(void *arg)
@@ -763,8 +797,10 @@ static void *eng_main(void *arg)
 			eng_work(&g);
 			eng_take(&g);
 			eng_flush(&g);
+			eng_trim_steps(&g);
 		}
 	}
+	free(g.steps);
 	while (g.head) {
 		eshard_t *sh = g.head;
 		g.head = sh->next;
@@ -1474,9 +1510,24 @@ static void derive_model_name(serve_t *s)
 }
 
 /* --fake with a preset: what Hello says, without building the weights. */
-static void fake_preset_info(serve_t *s)
+static int fake_preset_info(serve_t *s, char *err, size_t errlen)
 {
-	snprintf(s->model_arch, sizeof(s->model_arch), "%s", "");
+	const synth_preset_t *p = synth_preset_find(s->arch);
+	if (p == NULL) {
+		size_t o = (size_t)snprintf(err, errlen, "unknown architecture preset \"%s\" (known:", s->arch);
+		for (size_t i = 0; i < synth_n_presets() && o < errlen; i++)
+			o += (size_t)snprintf(err + o, errlen - o, " %s", synth_preset_at(i)->name);
+		if (o < errlen)
+			snprintf(err + o, errlen - o, ")");
+		return -EINVAL;
+	}
+	snprintf(s->model_arch, sizeof(s->model_arch), "%s", p->cfg.arch_name);
+	s->n_params = model_config_n_params(&p->cfg);
+	s->n_ctx = (uint32_t)p->cfg.n_ctx;
+	if (s->o.n_ctx > 0 && (uint32_t)s->o.n_ctx < s->n_ctx)
+		s->n_ctx = (uint32_t)s->o.n_ctx;
+	s->n_vocab = (uint32_t)p->cfg.vocab_size;
+	return 0;
 }
 
 /* --fake with a file: what Hello says, from the metadata alone. */
@@ -1494,6 +1545,11 @@ static int fake_file_info(serve_t *s, char *err, size_t errlen)
 	snprintf(key, sizeof(key), "%s.context_length", s->model_arch);
 	if (gguf_get_u32(g, key, &u) == 0)
 		s->n_ctx = u;
+	uint64_t nv = 0;
+	if (gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &nv, NULL) == 0)
+		s->n_vocab = (uint32_t)nv;
+	if (s->o.n_ctx > 0 && (uint32_t)s->o.n_ctx < s->n_ctx)
+		s->n_ctx = (uint32_t)s->o.n_ctx;
 	s->n_params = 0;
 	for (uint64_t i = 0; i < gguf_n_tensors(g); i++)
 		s->n_params += gguf_tensor(g, i)->n_elements;
@@ -1562,15 +1618,12 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 			if (rc < 0)
 				goto fail;
 		} else {
-			fake_preset_info(s);
+			rc = fake_preset_info(s, err, errlen);
+			if (rc < 0)
+				goto fail;
 		}
 	} else {
 		char merr[256] = "";
-		if (model_load == NULL || engine_new == NULL) {
-			snprintf(err, errlen, "this build has no model runtime: use --fake");
-			rc = -ENOTSUP;
-			goto fail;
-		}
 		if (s->model_path)
 			rc = model_load(s->model_path, &s->model, merr, sizeof(merr));
 		else
@@ -1590,6 +1643,8 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 			snprintf(err, errlen, "engine: %s", merr);
 			goto fail;
 		}
+		/* what a request can use: the slot's context, not the training one */
+		s->n_ctx = (uint32_t)engine_opts(s->engine)->n_ctx;
 	}
 
 	if (pipe2(s->ctl, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -1712,10 +1767,8 @@ void serve_destroy(serve_t **p)
 		zmq_close(s->eng_pair);
 	if (s->zctx)
 		zmq_ctx_term(s->zctx);
-	if (s->engine)
-		engine_destroy(&s->engine);
-	if (s->model)
-		model_destroy(&s->model);
+	engine_destroy(&s->engine);
+	model_destroy(&s->model);
 	if (s->ctl[0] >= 0)
 		close(s->ctl[0]);
 	if (s->ctl[1] >= 0)

@@ -5,9 +5,12 @@
 #include "cu_main.h"
 #include "mg_clock.h"
 #include "mg_wire.h"
+#include "model.h"
 #include "serve.h"
+#include "tok.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -778,6 +781,97 @@ static void test_bad_options(void)
 	serve_destroy(&s);
 }
 
+/* The engine path on the reference model: two shards of four reference
+ * prompts through four slots (the second shard queues behind the first and
+ * joins as slots free up). Each text must be exactly the first 16 greedy
+ * tokens of the reference continuation. */
+static void test_engine_stories260K(void)
+{
+	json_error_t je;
+	json_t *ref = json_load_file(cu_shared_path("testdata/stories260K_greedy.json"), 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+	json_t *cases = json_object_get(ref, "cases");
+	CU_ASSERT_FATAL(json_array_size(cases) >= 8);
+	model_t *m = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL_FATAL(model_load(cu_shared_path("models/stories260K.gguf"), &m, err, sizeof(err)), 0);
+	const tok_t *tok = model_tok(m);
+
+	enum { N = 8, MAXT = 16 };
+	const char *prompts[N];
+	char *want[N];
+	size_t want_prompt[N];
+	for (size_t c = 0; c < N; c++) {
+		json_t *jc = json_array_get(cases, c);
+		prompts[c] = json_string_value(json_object_get(jc, "prompt"));
+		want_prompt[c] = json_array_size(json_object_get(jc, "prompt_tokens"));
+		int32_t ids[MAXT];
+		for (size_t j = 0; j < MAXT; j++)
+			ids[j] = (int32_t)json_integer_value(json_array_get(json_object_get(jc, "output_tokens"), j));
+		size_t len;
+		CU_ASSERT_EQUAL_FATAL(tok_decode(tok, ids, MAXT, false, &want[c], &len), 0);
+	}
+
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.fake = false;
+	o.arch = NULL;
+	o.model_path = cu_shared_path("models/stories260K.gguf");
+	o.n_ctx = 256;
+	serve_t *s = start(&o);
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	const Margin__V1__ModelInfo *mi = h.m->hello->models[0];
+	CU_ASSERT_STRING_EQUAL(mi->name, "stories260K");
+	CU_ASSERT_STRING_EQUAL(mi->arch, "llama");
+	CU_ASSERT_EQUAL(mi->n_params, model_n_params(m));
+	CU_ASSERT_EQUAL(mi->n_ctx, 256);
+	CU_ASSERT_EQUAL(mi->n_vocab, 512);
+	send_welcome(&d, &h, 1000, 20);
+
+	send_assign_ex(&d, &h, "stories260K", "ref", 1, 1, 4, MAXT, 7, prompts);
+	send_assign_ex(&d, &h, "stories260K", "ref", 2, 1, 4, MAXT, 7, prompts + 4);
+	for (int k = 0; k < 2; k++) {
+		rx_t r;
+		CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+		const Margin__V1__Result *res = r.m->result;
+		CU_ASSERT_FATAL(res->shard_id == 1 || res->shard_id == 2);
+		check_result_ids(res, "ref", res->shard_id, 4);
+		uint64_t busy = 0;
+		for (size_t i = 0; i < res->n_outputs; i++) {
+			const Margin__V1__Output *out = res->outputs[i];
+			size_t c = (res->shard_id - 1) * 4 + (out->line_no - 100);
+			CU_ASSERT_PTR_NULL(out->error);
+			CU_ASSERT_STRING_EQUAL(out->finish_reason, "length");
+			CU_ASSERT_EQUAL(out->completion_tokens, MAXT);
+			CU_ASSERT_EQUAL(out->prompt_tokens, want_prompt[c]);
+			CU_ASSERT_STRING_EQUAL(out->text, want[c]);
+			CU_ASSERT(out->usage->busy_ns > 0 && out->usage->flops > 0);
+			busy += out->usage->busy_ns;
+		}
+		const Margin__V1__StepStats *ss = res->step_stats;
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ss);
+		/* each decode is a step of its own; the steps shard 2 waited
+		 * through behind full slots are not charged to it */
+		CU_ASSERT(ss->steps >= MAXT && ss->steps < 2 * MAXT);
+		CU_ASSERT(ss->max_batch >= 1 && ss->max_batch <= 4);
+		CU_ASSERT_EQUAL(ss->busy_ns, busy);
+		CU_ASSERT(ss->wall_ns >= busy);	/* its requests' shares of the steps it was in */
+		send_ack(&d, &h, res->shard_id, 1);
+		rx_done(&r);
+	}
+
+	for (size_t c = 0; c < N; c++)
+		free(want[c]);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+	model_destroy(&m);
+	json_decref(ref);
+}
+
 const cu_test_t serve_tests[] = {
 	{ "hello_and_credit", test_hello_and_credit },
 	{ "credit_formula", test_credit_formula },
@@ -792,5 +886,6 @@ const cu_test_t serve_tests[] = {
 	{ "graceful_stop", test_graceful_stop },
 	{ "curve", test_curve },
 	{ "bad_options", test_bad_options },
+	{ "engine_stories260K", test_engine_stories260K },
 	{ NULL, NULL },
 };
