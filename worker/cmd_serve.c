@@ -234,7 +234,7 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "margin-worker serve: out of memory\n");
 		goto out;
 	}
-	optind = 1;
+	optind = 0;	/* glibc: a full reset, cmd_serve may run more than once */
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {

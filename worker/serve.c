@@ -772,6 +772,8 @@ static void eng_trim_steps(eng_t *g)
 	size_t k = 0;
 	while (k < g->n_steps && g->steps[k].t1 < oldest)
 		k++;
+	if (k == 0)
+		return;
 	memmove(g->steps, g->steps + k, (g->n_steps - k) * sizeof(*g->steps));
 	g->n_steps -= k;
 }

@@ -2,6 +2,7 @@
  * the test that plays margind on 127.0.0.1 (a random port), over the real
  * protocol. Waits are bounded by a generous guard (a hang fails, a slow
  * machine does not); nothing asserts on durations. */
+#include "cmds.h"
 #include "cu_main.h"
 #include "mg_clock.h"
 #include "mg_wire.h"
@@ -11,6 +12,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +75,11 @@ static int faked_recv(faked_t *d, int timeout_ms, rx_t *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	zmq_pollitem_t it = { .socket = d->router, .events = ZMQ_POLLIN };
-	if (zmq_poll(&it, 1, timeout_ms) <= 0)
+	int rc;
+	do	/* a signal test may interrupt the poll */
+		rc = zmq_poll(&it, 1, timeout_ms);
+	while (rc < 0 && zmq_errno() == EINTR);
+	if (rc <= 0)
 		return -EAGAIN;
 	int n = zmq_recv(d->router, ret->id, sizeof(ret->id), 0);
 	CU_ASSERT_FATAL(n > 0);
@@ -872,6 +879,91 @@ static void test_engine_stories260K(void)
 	json_decref(ref);
 }
 
+static int run_cmd(int argc, char **argv)
+{
+	return cmd_serve(argc, argv);
+}
+
+typedef struct cmd_thread {
+	int argc;
+	char **argv;
+	int status;
+} cmd_thread_t;
+
+static void *cmd_main(void *arg)
+{
+	cmd_thread_t *c = arg;
+	c->status = run_cmd(c->argc, c->argv);
+	return NULL;
+}
+
+/* margin-worker serve: usage errors exit 2 before anything connects. */
+static void test_cmd_usage(void)
+{
+	char *help[] = { "serve", "--help", NULL };
+	CU_ASSERT_EQUAL(run_cmd(2, help), 0);
+	/* no CURVE keys and no --no-curve: refused */
+	char *nocurve[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--fake", NULL };
+	CU_ASSERT_EQUAL(run_cmd(6, nocurve), 2);
+	char *both[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--model", "x.gguf",
+			 "--no-curve", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, both), 2);
+	char *noshed[] = { "serve", "--arch", "tiny", "--no-curve", NULL };
+	CU_ASSERT_EQUAL(run_cmd(4, noshed), 2);
+	char *slots[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+			  "--slots", "0", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, slots), 2);
+	char *mixed[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+			  "--curve-secret", "w.key", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, mixed), 2);
+	char *unknown[] = { "serve", "--arch", "no-such-preset", "--scheduler", "tcp://127.0.0.1:1",
+			    "--no-curve", "--fake", NULL };
+	CU_ASSERT_EQUAL(run_cmd(7, unknown), 2);
+	char *badkey[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--fake",
+			   "--curve-secret", "/nonexistent/w.key", "--curve-server", "/nonexistent/d.pub", NULL };
+	CU_ASSERT_EQUAL(run_cmd(10, badkey), 1);
+}
+
+/* The [worker] section of a config file, flags over it, and SIGTERM:
+ * Hello shows which value won; the stop sends Bye and exits 0. */
+static void test_cmd_config_and_sigterm(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/worker.conf", cu_tmpdir());
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "[worker]\nscheduler = %s\narch = llama-110m\nname = from-file\nslots = 3\n"
+		"hardware = file-hw\ncurve = no\nfake = yes\nshutdown_grace = 5s\n", d.endpoint);
+	fclose(f);
+	char *argv[] = { "serve", "--config", path, "--arch", "tiny", "--name", "from-flag", NULL };
+	cmd_thread_t c = { .argc = 7, .argv = argv, .status = -1 };
+	pthread_t t;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, cmd_main, &c), 0);
+
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	CU_ASSERT_STRING_EQUAL(h.m->hello->worker_name, "from-flag");
+	CU_ASSERT_STRING_EQUAL(h.m->hello->models[0]->name, "tiny");
+	CU_ASSERT_EQUAL(h.m->hello->slots, 3);
+	CU_ASSERT_STRING_EQUAL(h.m->hello->hardware_profile, "file-hw");
+	send_welcome(&d, &h, 1000, 20);
+	rx_t cr;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_CREDIT, GUARD_MS, &cr), 0);
+	rx_done(&cr);
+
+	/* the command's handler turns SIGTERM into a graceful stop */
+	kill(getpid(), SIGTERM);
+	rx_t b;
+	CU_ASSERT_EQUAL(faked_expect(&d, MARGIN__V1__MSG__BODY_BYE, GUARD_MS, &b), 0);
+	rx_done(&b);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(c.status, 0);
+	rx_done(&h);
+	faked_close(&d);
+}
+
 const cu_test_t serve_tests[] = {
 	{ "hello_and_credit", test_hello_and_credit },
 	{ "credit_formula", test_credit_formula },
@@ -887,5 +979,7 @@ const cu_test_t serve_tests[] = {
 	{ "curve", test_curve },
 	{ "bad_options", test_bad_options },
 	{ "engine_stories260K", test_engine_stories260K },
+	{ "cmd_usage", test_cmd_usage },
+	{ "cmd_config_and_sigterm", test_cmd_config_and_sigterm },
 	{ NULL, NULL },
 };
