@@ -1,0 +1,23 @@
+/* marginctl: shared declarations of the subcommands.
+ *
+ * Each command is `int cmd_<name>(int argc, char **argv)` (argv[0] is the
+ * command name) returning the exit status: 0 success, 2 bad usage, 1 any
+ * other failure with the reason on stderr. main.c holds the table; add a
+ * command by writing cmd_<name>.c, declaring it here and adding one table
+ * row (the symbol is weak there, so the table may list commands whose file
+ * has not landed yet). */
+#ifndef CLI_H
+#define CLI_H
+
+/* Global options (before the command), for the HTTP commands. */
+typedef struct cli_globals {
+	const char *url;	/* --url, $MARGIN_URL, default http://127.0.0.1:8080 */
+	const char *api_key;	/* --api-key, $MARGIN_API_KEY, or NULL */
+} cli_globals_t;
+
+extern cli_globals_t cli_globals;
+
+int cmd_keygen(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+
+#endif

@@ -1,0 +1,430 @@
+/* marginctl job: jobs through a margind's control socket on this host
+ * (ipc://STATE_DIR/ctl.sock, JSON requests; see docs/control.md).
+ *
+ *   marginctl job [--state-dir DIR | --ctl ENDPOINT] [--timeout SECONDS] SUBCOMMAND ...
+ *     submit FILE [--id ID] [--endpoint URL] [--inline] [--metadata JSON]
+ *     status ID | cancel ID
+ *     wait ID [--max SECONDS]        until completed/failed/cancelled (exit 0 only if completed)
+ *     results ID [--after LINE] [--limit N]   one JSON object per line, in line order
+ *     list [--limit N] | workers | health
+ *     raw JSON                       send a request as is, print the reply
+ *
+ * The state directory comes from --state-dir, $MARGIN_STATE_DIR, or
+ * /var/lib/margin. Replies are printed as one line of JSON; an error reply
+ * goes to stderr with exit status 1. */
+#include "cli.h"
+#include "mg_clock.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+typedef struct client {
+	void *ctx;		/* owned */
+	void *sock;		/* owned: DEALER */
+	char endpoint[PATH_MAX + 8];
+	int timeout_ms;
+} client_t;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: marginctl job [--state-dir DIR | --ctl ENDPOINT] [--timeout SECONDS] SUBCOMMAND ...\n"
+		"  submit FILE [--id ID] [--endpoint URL] [--inline] [--metadata JSON]\n"
+		"                       FILE is a JSONL batch input; margind reads it from its path\n"
+		"                       (--inline sends the lines in the request instead)\n"
+		"  status ID            the job's state and counts\n"
+		"  wait ID [--max S]    poll until it ends; exit 0 only when it completed\n"
+		"  results ID [--after LINE] [--limit N]  outputs, one JSON object per line\n"
+		"  cancel ID\n"
+		"  list [--limit N]     newest first\n"
+		"  workers | health\n"
+		"  raw JSON             send a control request as is\n"
+		"The state directory defaults to $MARGIN_STATE_DIR or /var/lib/margin.\n");
+}
+
+static void client_close(client_t *c)
+{
+	if (c->sock)
+		zmq_close(c->sock);
+	if (c->ctx)
+		zmq_ctx_term(c->ctx);
+	c->sock = c->ctx = NULL;
+}
+
+static int client_open(client_t *c, const char *state_dir, const char *ctl, int timeout_ms)
+{
+	memset(c, 0, sizeof(*c));
+	c->timeout_ms = timeout_ms;
+	if (ctl != NULL) {
+		snprintf(c->endpoint, sizeof(c->endpoint), "%s", ctl);
+	} else {
+		if (state_dir == NULL)
+			state_dir = getenv("MARGIN_STATE_DIR");
+		if (state_dir == NULL || *state_dir == '\0')
+			state_dir = "/var/lib/margin";
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/ctl.sock", state_dir);
+		struct stat st;
+		if (stat(path, &st) < 0) {
+			fprintf(stderr, "marginctl job: %s: %s (is margind running with --state-dir %s?)\n",
+				path, strerror(errno), state_dir);
+			return -errno;
+		}
+		snprintf(c->endpoint, sizeof(c->endpoint), "ipc://%s", path);
+	}
+	c->ctx = zmq_ctx_new();
+	if (c->ctx == NULL)
+		return -ENOMEM;
+	c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+	int linger = 0;
+	if (c->sock == NULL || zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &c->timeout_ms, sizeof(c->timeout_ms)) < 0 ||
+	    zmq_connect(c->sock, c->endpoint) < 0) {
+		fprintf(stderr, "marginctl job: %s: %s\n", c->endpoint, zmq_strerror(zmq_errno()));
+		client_close(c);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Sends req (consumed) and returns the reply object (caller decrefs), or
+ * NULL with the reason on stderr. */
+static json_t *call(client_t *c, json_t *req)
+{
+	char *txt = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (txt == NULL) {
+		fprintf(stderr, "marginctl job: out of memory\n");
+		return NULL;
+	}
+	int r = zmq_send(c->sock, txt, strlen(txt), 0);
+	free(txt);
+	if (r < 0) {
+		fprintf(stderr, "marginctl job: sending to %s: %s\n", c->endpoint, zmq_strerror(zmq_errno()));
+		return NULL;
+	}
+	zmq_msg_t m;
+	zmq_msg_init(&m);
+	if (zmq_msg_recv(&m, c->sock, 0) < 0) {
+		int e = zmq_errno();
+		zmq_msg_close(&m);
+		if (e == EAGAIN)
+			fprintf(stderr, "marginctl job: no answer from margind at %s within %d s (is it running?)\n",
+				c->endpoint, c->timeout_ms / 1000);
+		else
+			fprintf(stderr, "marginctl job: %s: %s\n", c->endpoint, zmq_strerror(e));
+		return NULL;
+	}
+	json_error_t je;
+	json_t *reply = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, &je);
+	zmq_msg_close(&m);
+	if (reply == NULL)
+		fprintf(stderr, "marginctl job: the reply is not JSON: %s\n", je.text);
+	return reply;
+}
+
+/* 0 when reply is not an error reply; else prints it and returns 1. */
+static int check(json_t *reply)
+{
+	json_t *e = json_object_get(reply, "error");
+	if (e == NULL)
+		return 0;
+	fprintf(stderr, "marginctl job: %s: %s\n", json_string_value(json_object_get(e, "code")),
+		json_string_value(json_object_get(e, "message")));
+	return 1;
+}
+
+static int print_reply(json_t *reply)
+{
+	if (reply == NULL)
+		return 1;
+	int rc = check(reply);
+	if (rc == 0) {
+		char *t = json_dumps(reply, JSON_COMPACT);
+		if (t)
+			puts(t);
+		free(t);
+	}
+	json_decref(reply);
+	return rc;
+}
+
+static json_t *cmd_req(const char *cmd, const char *id)
+{
+	return id ? json_pack("{s:s, s:s}", "cmd", cmd, "id", id) : json_pack("{s:s}", "cmd", cmd);
+}
+
+static int do_submit(client_t *c, int argc, char **argv)
+{
+	const char *file = NULL, *id = NULL, *endpoint = NULL, *meta = NULL;
+	bool inl = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--inline") == 0)
+			inl = true;
+		else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
+			id = argv[++i];
+		else if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc)
+			endpoint = argv[++i];
+		else if (strcmp(argv[i], "--metadata") == 0 && i + 1 < argc)
+			meta = argv[++i];
+		else if (argv[i][0] != '-' && file == NULL)
+			file = argv[i];
+		else {
+			fprintf(stderr, "marginctl job submit: unexpected %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (file == NULL) {
+		fprintf(stderr, "marginctl job submit: missing FILE\n");
+		return 2;
+	}
+	json_t *req = json_pack("{s:s}", "cmd", "submit");
+	if (id)
+		json_object_set_new(req, "id", json_string(id));
+	if (endpoint)
+		json_object_set_new(req, "endpoint", json_string(endpoint));
+	if (meta) {
+		json_error_t je;
+		json_t *m = json_loads(meta, 0, &je);
+		if (!json_is_object(m)) {
+			fprintf(stderr, "marginctl job submit: --metadata: expected a JSON object\n");
+			json_decref(m);
+			json_decref(req);
+			return 2;
+		}
+		json_object_set_new(req, "metadata", m);
+	}
+	if (inl) {
+		FILE *f = fopen(file, "r");
+		if (f == NULL) {
+			fprintf(stderr, "marginctl job submit: %s: %s\n", file, strerror(errno));
+			json_decref(req);
+			return 1;
+		}
+		json_t *arr = json_array();
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t n;
+		long lno = 0;
+		int rc = 0;
+		while ((n = getline(&line, &cap, f)) > 0) {
+			lno++;
+			while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+				line[--n] = '\0';
+			if (n == 0)
+				continue;
+			json_error_t je;
+			json_t *o = json_loadb(line, (size_t)n, 0, &je);
+			if (o == NULL) {
+				fprintf(stderr, "marginctl job submit: %s:%ld: not JSON: %s\n", file, lno, je.text);
+				rc = 1;
+				break;
+			}
+			json_array_append_new(arr, o);
+		}
+		free(line);
+		fclose(f);
+		if (rc) {
+			json_decref(arr);
+			json_decref(req);
+			return rc;
+		}
+		json_object_set_new(req, "requests", arr);
+	} else {
+		char abs[PATH_MAX];
+		if (realpath(file, abs) == NULL) {
+			fprintf(stderr, "marginctl job submit: %s: %s\n", file, strerror(errno));
+			json_decref(req);
+			return 1;
+		}
+		json_object_set_new(req, "input_path", json_string(abs));
+	}
+	return print_reply(call(c, req));
+}
+
+static bool terminal(const char *state)
+{
+	return state && (strcmp(state, "completed") == 0 || strcmp(state, "failed") == 0 ||
+			 strcmp(state, "cancelled") == 0);
+}
+
+static int do_wait(client_t *c, const char *id, double max_s)
+{
+	int64_t deadline = max_s > 0 ? mg_clock_now_ns() + (int64_t)(max_s * 1e9) : INT64_MAX;
+	bool tty = isatty(2);
+	for (;;) {
+		json_t *r = call(c, cmd_req("status", id));
+		if (r == NULL)
+			return 1;
+		if (check(r)) {
+			json_decref(r);
+			return 1;
+		}
+		const char *state = json_string_value(json_object_get(r, "state"));
+		json_t *cn = json_object_get(r, "counts");
+		long long total = json_integer_value(json_object_get(cn, "total"));
+		long long done = json_integer_value(json_object_get(cn, "done"));
+		long long failed = json_integer_value(json_object_get(cn, "failed"));
+		if (tty)
+			fprintf(stderr, "\r%s: %s %lld/%lld done, %lld failed   ", id, state, done, total, failed);
+		if (terminal(state)) {
+			if (tty)
+				fputc('\n', stderr);
+			char *t = json_dumps(r, JSON_COMPACT);
+			if (t)
+				puts(t);
+			free(t);
+			int rc = strcmp(state, "completed") == 0 ? 0 : 1;
+			json_decref(r);
+			return rc;
+		}
+		json_decref(r);
+		if (mg_clock_now_ns() >= deadline) {
+			fprintf(stderr, "%smarginctl job wait: %s still %s after %.0f s\n", tty ? "\n" : "",
+				id, state, max_s);
+			return 1;
+		}
+		mg_clock_sleep_ns(200 * MG_NS_PER_MS);
+	}
+}
+
+static int do_results(client_t *c, const char *id, long long after, long long limit)
+{
+	long long printed = 0;
+	for (;;) {
+		long long page = 1000;
+		if (limit > 0 && limit - printed < page)
+			page = limit - printed;
+		if (page <= 0)
+			return 0;
+		json_t *req = json_pack("{s:s, s:s, s:I, s:I}", "cmd", "results", "id", id,
+					"after", (json_int_t)after, "limit", (json_int_t)page);
+		json_t *r = call(c, req);
+		if (r == NULL)
+			return 1;
+		if (check(r)) {
+			json_decref(r);
+			return 1;
+		}
+		json_t *arr = json_object_get(r, "results"), *o;
+		size_t i;
+		json_array_foreach(arr, i, o) {
+			char *t = json_dumps(o, JSON_COMPACT);
+			if (t)
+				puts(t);
+			free(t);
+			printed++;
+		}
+		bool more = json_is_true(json_object_get(r, "has_more"));
+		json_t *last = json_object_get(r, "last_line");
+		if (json_is_integer(last))
+			after = json_integer_value(last);
+		json_decref(r);
+		if (!more)
+			return 0;
+	}
+}
+
+int cmd_job(int argc, char **argv)
+{
+	const char *state_dir = NULL, *ctl = getenv("MARGIN_CTL");
+	double timeout_s = 30;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "marginctl job: %s needs a value\n", argv[i]);
+			return 2;
+		}
+		if (strcmp(argv[i], "--state-dir") == 0) {
+			state_dir = argv[++i];
+			ctl = NULL;
+		} else if (strcmp(argv[i], "--ctl") == 0) {
+			ctl = argv[++i];
+		} else if (strcmp(argv[i], "--timeout") == 0) {
+			timeout_s = atof(argv[++i]);
+		} else {
+			fprintf(stderr, "marginctl job: unknown option %s\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (ctl != NULL && *ctl == '\0')
+		ctl = NULL;
+	const char *sub = argv[i];
+	int sargc = argc - i;
+	char **sargv = argv + i;
+	const char *id = sargc > 1 && sargv[1][0] != '-' ? sargv[1] : NULL;
+	bool needs_id = strcmp(sub, "status") == 0 || strcmp(sub, "cancel") == 0 ||
+			strcmp(sub, "wait") == 0 || strcmp(sub, "results") == 0;
+	if (needs_id && id == NULL) {
+		fprintf(stderr, "marginctl job %s: missing the job ID\n", sub);
+		return 2;
+	}
+	static const char *const known[] = { "submit", "status", "cancel", "wait", "results", "list",
+					      "workers", "health", "raw" };
+	bool ok = false;
+	for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+		ok |= strcmp(sub, known[k]) == 0;
+	if (!ok) {
+		fprintf(stderr, "marginctl job: unknown subcommand '%s'\n", sub);
+		usage(stderr);
+		return 2;
+	}
+	client_t c;
+	if (client_open(&c, state_dir, ctl, (int)(timeout_s * 1000)) < 0)
+		return 1;
+	int rc;
+	if (strcmp(sub, "submit") == 0) {
+		rc = do_submit(&c, sargc, sargv);
+	} else if (strcmp(sub, "wait") == 0) {
+		double max_s = 0;
+		for (int k = 2; k + 1 < sargc; k++)
+			if (strcmp(sargv[k], "--max") == 0)
+				max_s = atof(sargv[k + 1]);
+		rc = do_wait(&c, id, max_s);
+	} else if (strcmp(sub, "results") == 0) {
+		long long after = 0, limit = 0;
+		for (int k = 2; k + 1 < sargc; k++) {
+			if (strcmp(sargv[k], "--after") == 0)
+				after = atoll(sargv[k + 1]);
+			else if (strcmp(sargv[k], "--limit") == 0)
+				limit = atoll(sargv[k + 1]);
+		}
+		rc = do_results(&c, id, after, limit);
+	} else if (strcmp(sub, "list") == 0) {
+		json_t *req = cmd_req("list", NULL);
+		for (int k = 1; k + 1 < sargc; k++)
+			if (strcmp(sargv[k], "--limit") == 0)
+				json_object_set_new(req, "limit", json_integer(atoll(sargv[k + 1])));
+		rc = print_reply(call(&c, req));
+	} else if (strcmp(sub, "raw") == 0) {
+		json_error_t je;
+		json_t *req = sargc > 1 ? json_loads(sargv[1], 0, &je) : NULL;
+		if (req == NULL) {
+			fprintf(stderr, "marginctl job raw: expected a JSON request\n");
+			rc = 2;
+		} else {
+			rc = print_reply(call(&c, req));
+		}
+	} else {
+		rc = print_reply(call(&c, cmd_req(sub, id)));
+	}
+	client_close(&c);
+	return rc;
+}

@@ -1,0 +1,47 @@
+/* auth: margind's ZAP handler (RFC 27) for CURVE on the worker endpoint.
+ *
+ * libzmq 4.3.4 admits ANY client key to a CURVE server unless a ZAP handler
+ * answers on inproc://zeromq.zap.01 in the same context, so this one is
+ * mandatory with CURVE. It is a REP socket polled by the core loop (no
+ * thread): a worker is allowed when its public key is one of the DIR/NAME.pub
+ * files (Z85 text, as `marginctl keygen` writes them), and the key file's
+ * name (without .pub) becomes the connection's ZAP user id, which margind
+ * reads back as the "User-Id" property of the worker's messages.
+ * Refusals are logged with the Z85 key and the peer address.
+ *
+ * Why not czmq's zauth: it loads ZPL certificates (zcert_save format), not
+ * the bare Z85 .pub files of our command-line contract; it needs czmq's
+ * global zsys context (and zsys installs its own SIGINT/SIGTERM handlers,
+ * which fight the daemon's signalfd); and it is one more thread and one
+ * more library for ~150 lines of protocol. Core thread only. */
+#ifndef AUTH_H
+#define AUTH_H
+
+#include <stddef.h>
+
+#define AUTH_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define AUTH_DOMAIN "margin"
+
+typedef struct auth auth_t;
+
+/* Binds the ZAP socket in zctx (call before the CURVE server binds) and
+ * loads allow_dir. *ret owned by the caller. */
+int auth_new(void *zctx, const char *allow_dir, auth_t **ret, char *err, size_t errlen);
+/* NULL-safe; closes the socket. */
+void auth_destroy(auth_t **a);
+
+/* The socket to poll for ZMQ_POLLIN. */
+void *auth_socket(const auth_t *a);
+/* Answers every pending ZAP request (non-blocking). */
+void auth_handle(auth_t *a);
+/* Reads the directory again (SIGHUP); keeps the old set on error. */
+int auth_reload(auth_t *a, char *err, size_t errlen);
+size_t auth_count(const auth_t *a);
+
+/* Reads a key file: 40 Z85 characters, surrounding whitespace ignored.
+ * ret_z85 gets 41 bytes (NUL-terminated), ret_bin (may be NULL) the 32
+ * decoded bytes. -EINVAL with err when the file is not a Z85 key. */
+int auth_key_load(const char *path, char ret_z85[41], unsigned char ret_bin[32],
+		  char *err, size_t errlen);
+
+#endif

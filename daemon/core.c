@@ -1,0 +1,564 @@
+/* core: see core.h. */
+#include "core.h"
+#include "auth.h"
+#include "ctl.h"
+#include "htab.h"
+#include "journal.h"
+#include "mg_clock.h"
+#include "mg_log.h"
+#include "mg_wire.h"
+#include "notify.h"
+#include "sched.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define MONITOR_ENDPOINT "inproc://margind-worker-monitor"
+#define WORKER_BATCH 4096	/* worker messages per loop iteration */
+#define CTL_BATCH 64
+#define STATUS_PERIOD_NS (5 * MG_NS_PER_S)
+
+struct core {
+	const opts_t *o;	/* borrowed */
+	void *zctx;		/* borrowed */
+	journal_t *j;		/* owned */
+	sched_t *s;		/* owned */
+	auth_t *auth;		/* owned; NULL without CURVE */
+	void *workers;		/* owned: ROUTER */
+	void *ctl;		/* owned: ROUTER */
+	void *mon;		/* owned: PAIR reading the worker socket's monitor */
+	int sfd;		/* owned: signalfd */
+	htab_t *peers;		/* owned: fd -> malloc'ed "ip:port" (monitor logs) */
+	char workers_ep[256];	/* the bound endpoint (port resolved) */
+	char ctl_ipc[PATH_MAX];
+	bool draining, stop;
+	int64_t drain_deadline, next_tick, next_wd, wd_period, next_status;
+	uint64_t answered_at_status;
+	int64_t status_at;
+};
+
+static int send_worker(void *user, const uint8_t *ident, size_t len, const mg_msg_t *m)
+{
+	core_t *c = user;
+	return mg_wire_send_to(c->workers, ident, len, m, ZMQ_DONTWAIT);
+}
+
+static int set_int(void *sock, int opt, int v)
+{
+	return zmq_setsockopt(sock, opt, &v, sizeof(v));
+}
+
+static int read_secret(const char *path, char z85[41], char *err, size_t errlen)
+{
+	return auth_key_load(path, z85, NULL, err, errlen);
+}
+
+static int write_endpoints(core_t *c)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/endpoints", c->o->state_dir);
+	snprintf(tmp, sizeof(tmp), "%s/endpoints.tmp", c->o->state_dir);
+	FILE *f = fopen(tmp, "we");
+	if (f == NULL)
+		return -errno;
+	fprintf(f, "workers=%s\nctl=%s\n", c->workers_ep, c->ctl_ipc[0] ? c->ctl_ipc : "");
+	if (fclose(f) != 0 || rename(tmp, path) < 0)
+		return -errno;
+	return 0;
+}
+
+static int bind_workers(core_t *c, char *err, size_t errlen)
+{
+	const opts_t *o = c->o;
+	int r;
+	c->workers = zmq_socket(c->zctx, ZMQ_ROUTER);
+	if (c->workers == NULL)
+		goto zfail;
+	/* Frames above max_frame are read, logged with the sender and
+	 * dropped; above twice that libzmq closes the connection instead of
+	 * buffering them (memory bound). */
+	int64_t maxmsg = (int64_t)o->max_frame * 2;
+	if (set_int(c->workers, ZMQ_ROUTER_MANDATORY, 1) < 0 ||
+	    set_int(c->workers, ZMQ_ROUTER_HANDOVER, 1) < 0 ||
+	    set_int(c->workers, ZMQ_LINGER, 0) < 0 ||
+	    set_int(c->workers, ZMQ_SNDHWM, 100000) < 0 ||
+	    set_int(c->workers, ZMQ_RCVHWM, 100000) < 0 ||
+	    zmq_setsockopt(c->workers, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) < 0)
+		goto zfail;
+	if (o->curve) {
+		char z85[41], pub[41];
+		if ((r = read_secret(o->curve_secret, z85, err, errlen)) < 0)
+			return r;
+		if (zmq_curve_public(pub, z85) < 0) {
+			snprintf(err, errlen, "%s: not a CURVE secret key", o->curve_secret);
+			return -EINVAL;
+		}
+		/* The ZAP handler must be bound before the CURVE server binds. */
+		if ((r = auth_new(c->zctx, o->curve_allow, &c->auth, err, errlen)) < 0)
+			return r;
+		if (set_int(c->workers, ZMQ_CURVE_SERVER, 1) < 0 ||
+		    zmq_setsockopt(c->workers, ZMQ_CURVE_SECRETKEY, z85, 40) < 0 ||
+		    zmq_setsockopt(c->workers, ZMQ_ZAP_DOMAIN, AUTH_DOMAIN, strlen(AUTH_DOMAIN)) < 0)
+			goto zfail;
+		memset(z85, 0, sizeof(z85));
+		mg_log(MG_LOG_INFO, "core", "CURVE on the worker endpoint server_key=%s allowed_keys=%zu allow_dir=%s",
+		       pub, auth_count(c->auth), o->curve_allow);
+	} else {
+		mg_log(MG_LOG_WARN, "core", "CURVE is off (--no-curve): worker traffic is plain TCP, unencrypted, and any peer that reaches the endpoint can take work endpoint=%s",
+		       o->workers);
+	}
+	if (zmq_socket_monitor(c->workers, MONITOR_ENDPOINT,
+			       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+			       ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+			       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) < 0)
+		goto zfail;
+	c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+	if (c->mon == NULL || set_int(c->mon, ZMQ_LINGER, 0) < 0 ||
+	    zmq_connect(c->mon, MONITOR_ENDPOINT) < 0)
+		goto zfail;
+	if (zmq_bind(c->workers, o->workers) < 0) {
+		r = -zmq_errno();
+		snprintf(err, errlen, "--workers %s: cannot bind: %s", o->workers, zmq_strerror(-r));
+		return r;
+	}
+	size_t len = sizeof(c->workers_ep);
+	if (zmq_getsockopt(c->workers, ZMQ_LAST_ENDPOINT, c->workers_ep, &len) < 0)
+		snprintf(c->workers_ep, sizeof(c->workers_ep), "%s", o->workers);
+	return 0;
+zfail:
+	r = -zmq_errno();
+	snprintf(err, errlen, "worker socket: %s", zmq_strerror(-r));
+	return r;
+}
+
+static int bind_ctl(core_t *c, char *err, size_t errlen)
+{
+	int r;
+	c->ctl = zmq_socket(c->zctx, ZMQ_ROUTER);
+	if (c->ctl == NULL || set_int(c->ctl, ZMQ_LINGER, 0) < 0 ||
+	    set_int(c->ctl, ZMQ_ROUTER_MANDATORY, 0) < 0) {
+		r = -zmq_errno();
+		snprintf(err, errlen, "control socket: %s", zmq_strerror(-r));
+		return r;
+	}
+	int64_t maxmsg = CTL_MAX_REQUEST;
+	zmq_setsockopt(c->ctl, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	if (zmq_bind(c->ctl, CTL_INPROC_ENDPOINT) < 0) {
+		r = -zmq_errno();
+		snprintf(err, errlen, "control socket: cannot bind %s: %s", CTL_INPROC_ENDPOINT, zmq_strerror(-r));
+		return r;
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/ctl.sock", c->o->state_dir);
+	/* 108 bytes is the limit of an AF_UNIX path. */
+	if (strlen(path) >= 100) {
+		mg_log(MG_LOG_WARN, "core", "state directory path too long for an ipc control socket; only inproc control path=%s",
+		       path);
+		return 0;
+	}
+	/* We hold the state directory's lock: a socket file left there is stale. */
+	unlink(path);
+	snprintf(c->ctl_ipc, sizeof(c->ctl_ipc), "ipc://%s", path);
+	if (zmq_bind(c->ctl, c->ctl_ipc) < 0) {
+		r = -zmq_errno();
+		snprintf(err, errlen, "control socket: cannot bind %s: %s", c->ctl_ipc, zmq_strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+int core_new(void *zctx, const opts_t *o, core_t **ret, char *err, size_t errlen)
+{
+	core_t *c = calloc(1, sizeof(*c));
+	int r;
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c->o = o;
+	c->zctx = zctx;
+	c->sfd = -1;
+	c->peers = htab_new();
+	if (c->peers == NULL) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	c->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (c->sfd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "signalfd: %s", strerror(-r));
+		goto fail;
+	}
+	if ((r = journal_open(o->state_dir, o->journal_sync, &c->j, err, errlen)) < 0)
+		goto fail;
+	int64_t now = mg_clock_now_ns();
+	if ((r = sched_new(c->j, &o->sched, send_worker, c, now, &c->s, err, errlen)) < 0)
+		goto fail;
+	if ((r = bind_ctl(c, err, errlen)) < 0)
+		goto fail;
+	if ((r = bind_workers(c, err, errlen)) < 0)
+		goto fail;
+	if (write_endpoints(c) < 0)
+		mg_log(MG_LOG_WARN, "core", "cannot write %s/endpoints", o->state_dir);
+	*ret = c;
+	return 0;
+fail:
+	core_destroy(&c);
+	return r;
+}
+
+static int free_peer(void *user, const void *key, size_t len, void *val)
+{
+	free(val);
+	return 0;
+}
+
+void core_destroy(core_t **p)
+{
+	if (p == NULL || *p == NULL)
+		return;
+	core_t *c = *p;
+	if (c->workers) {
+		zmq_socket_monitor(c->workers, NULL, 0);
+		zmq_close(c->workers);
+	}
+	if (c->mon)
+		zmq_close(c->mon);
+	if (c->ctl)
+		zmq_close(c->ctl);
+	if (c->ctl_ipc[0])
+		unlink(c->ctl_ipc + strlen("ipc://"));
+	auth_destroy(&c->auth);
+	sched_destroy(&c->s);
+	journal_destroy(&c->j);
+	if (c->sfd >= 0)
+		close(c->sfd);
+	if (c->peers) {
+		htab_foreach(c->peers, free_peer, NULL);
+		htab_destroy(&c->peers);
+	}
+	free(c);
+	*p = NULL;
+}
+
+/* --- input ------------------------------------------------------------ */
+
+static void read_workers(core_t *c, int64_t now)
+{
+	for (int i = 0; i < WORKER_BATCH; i++) {
+		zmq_msg_t id, data;
+		zmq_msg_init(&id);
+		if (zmq_msg_recv(&id, c->workers, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&id);
+			return;
+		}
+		if (!zmq_msg_more(&id)) {
+			zmq_msg_close(&id);
+			continue;
+		}
+		zmq_msg_init(&data);
+		if (zmq_msg_recv(&data, c->workers, 0) < 0) {
+			zmq_msg_close(&data);
+			zmq_msg_close(&id);
+			continue;
+		}
+		const uint8_t *ident = zmq_msg_data(&id);
+		size_t ident_len = zmq_msg_size(&id);
+		if (zmq_msg_more(&data)) {
+			int parts = 2;
+			while (zmq_msg_more(&data)) {
+				zmq_msg_close(&data);
+				zmq_msg_init(&data);
+				if (zmq_msg_recv(&data, c->workers, 0) < 0)
+					break;
+				parts++;
+			}
+			char what[96];
+			snprintf(what, sizeof(what), "a message of %d frames (the protocol sends one frame per message)",
+				 parts - 1);
+			sched_on_garbage(c->s, ident, ident_len, what, now);
+		} else {
+			/* With CURVE, the ZAP handler named the connection's key. */
+			const char *key = c->auth ? zmq_msg_gets(&data, "User-Id") : NULL;
+			sched_on_frame(c->s, ident, ident_len, zmq_msg_data(&data), zmq_msg_size(&data),
+				       c->o->max_frame, key, now);
+		}
+		zmq_msg_close(&data);
+		zmq_msg_close(&id);
+	}
+}
+
+static void read_ctl(core_t *c, int64_t now)
+{
+	enum { MAX_FRAMES = 8 };
+	for (int i = 0; i < CTL_BATCH; i++) {
+		zmq_msg_t f[MAX_FRAMES];
+		int n = 0;
+		bool more = true, overflow = false;
+		while (more) {
+			zmq_msg_t m;
+			zmq_msg_init(&m);
+			if (zmq_msg_recv(&m, c->ctl, n == 0 && !overflow ? ZMQ_DONTWAIT : 0) < 0) {
+				zmq_msg_close(&m);
+				break;
+			}
+			more = zmq_msg_more(&m);
+			if (n < MAX_FRAMES) {
+				f[n++] = m;
+			} else {
+				overflow = true;
+				zmq_msg_close(&m);
+			}
+		}
+		if (n == 0)
+			return;
+		if (n >= 2 && !overflow) {
+			/* Everything before the last frame is the envelope (routing id,
+			 * and the empty delimiter a REQ client adds): echo it back. */
+			size_t rlen = 0;
+			const char *req = zmq_msg_data(&f[n - 1]);
+			size_t len = zmq_msg_size(&f[n - 1]);
+			char *reply = len > CTL_MAX_REQUEST ? NULL : ctl_handle(c->s, req, len, now, &rlen);
+			static const char too_big[] = "{\"error\":{\"code\":\"too_large\",\"message\":\"request too large\"}}";
+			static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+			const char *out = reply ? reply : len > CTL_MAX_REQUEST ? too_big : oom;
+			size_t olen = reply ? rlen : strlen(out);
+			for (int k = 0; k < n - 1; k++)
+				zmq_send(c->ctl, zmq_msg_data(&f[k]), zmq_msg_size(&f[k]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+			zmq_send(c->ctl, out, olen, ZMQ_DONTWAIT);
+			free(reply);
+		}
+		for (int k = 0; k < n; k++)
+			zmq_msg_close(&f[k]);
+	}
+}
+
+static void read_monitor(core_t *c)
+{
+	for (int i = 0; i < 256; i++) {
+		zmq_msg_t ev, addr;
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return;
+		}
+		zmq_msg_init(&addr);
+		if (zmq_msg_more(&ev))
+			zmq_msg_recv(&addr, c->mon, 0);
+		if (zmq_msg_size(&ev) < 6) {
+			zmq_msg_close(&ev);
+			zmq_msg_close(&addr);
+			continue;
+		}
+		const uint8_t *d = zmq_msg_data(&ev);
+		uint16_t event;
+		uint32_t value;
+		memcpy(&event, d, 2);
+		memcpy(&value, d + 2, 4);
+		int fd = (int)value;
+		char *peer;
+		switch (event) {
+		case ZMQ_EVENT_ACCEPTED: {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			char host[INET6_ADDRSTRLEN] = "?", buf[80];
+			int port = 0;
+			if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+				if (ss.ss_family == AF_INET) {
+					struct sockaddr_in *sa = (struct sockaddr_in *)&ss;
+					inet_ntop(AF_INET, &sa->sin_addr, host, sizeof(host));
+					port = ntohs(sa->sin_port);
+				} else if (ss.ss_family == AF_INET6) {
+					struct sockaddr_in6 *sa = (struct sockaddr_in6 *)&ss;
+					inet_ntop(AF_INET6, &sa->sin6_addr, host, sizeof(host));
+					port = ntohs(sa->sin6_port);
+				}
+			}
+			snprintf(buf, sizeof(buf), "%s:%d", host, port);
+			peer = strdup(buf);
+			free(htab_remove(c->peers, &fd, sizeof(fd)));
+			if (peer != NULL && htab_put(c->peers, &fd, sizeof(fd), peer) < 0)
+				free(peer);
+			mg_log(MG_LOG_DEBUG, "core", "worker connection accepted peer=%s", buf);
+			break;
+		}
+		case ZMQ_EVENT_DISCONNECTED:
+			peer = htab_remove(c->peers, &fd, sizeof(fd));
+			mg_log(MG_LOG_INFO, "core", "worker connection closed peer=%s", peer ? peer : "?");
+			free(peer);
+			break;
+		case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+			mg_log(MG_LOG_WARN, "core", "refused a worker connection: ZMTP handshake failed protocol_error=0x%x reason=\"%s\"",
+			       value, value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ?
+			       (c->auth ? "no CURVE key (a plain connection to a CURVE endpoint)" :
+				"the peer wants CURVE but this endpoint runs --no-curve") :
+			       "malformed handshake (not a ZeroMQ peer, or bad keys)");
+			break;
+		case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+			mg_log(MG_LOG_WARN, "core", "refused a worker connection: authentication failed zap_status=%u", value);
+			break;
+		case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+			mg_log(MG_LOG_WARN, "core", "a worker connection failed its handshake err=\"%s\"",
+			       zmq_strerror((int)value));
+			break;
+		default:
+			break;
+		}
+		zmq_msg_close(&ev);
+		zmq_msg_close(&addr);
+	}
+}
+
+static void start_drain(core_t *c, int64_t now, const char *why)
+{
+	sched_stats_t st;
+	sched_get_stats(c->s, &st);
+	c->draining = true;
+	c->drain_deadline = now + c->o->drain_timeout_ns;
+	sched_set_draining(c->s, true);
+	notify_send("STOPPING=1");
+	mg_log(MG_LOG_INFO, "core", "draining: no new shards, waiting for the shards in flight signal=%s shards=%lld timeout_ms=%lld",
+	       why, (long long)st.shards_in_flight, (long long)(c->o->drain_timeout_ns / MG_NS_PER_MS));
+}
+
+static void reload(core_t *c)
+{
+	notify_send("RELOADING=1");
+	int r = mg_log_reopen(c->o->log_file);
+	if (r < 0)
+		mg_log(MG_LOG_ERROR, "core", "cannot reopen the log file path=%s err=\"%s\"",
+		       c->o->log_file, strerror(-r));
+	if (c->auth != NULL) {
+		char err[512];
+		if (auth_reload(c->auth, err, sizeof(err)) < 0)
+			mg_log(MG_LOG_ERROR, "core", "cannot reload the CURVE allow directory; keeping the old keys err=\"%s\"", err);
+		else
+			mg_log(MG_LOG_INFO, "core", "reloaded allowed_keys=%zu", auth_count(c->auth));
+	}
+	mg_log(MG_LOG_INFO, "core", "SIGHUP: log reopened");
+	notify_send("READY=1");
+}
+
+static void read_signals(core_t *c, int64_t now)
+{
+	struct signalfd_siginfo si;
+	while (read(c->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			reload(c);
+		} else if (!c->draining) {
+			start_drain(c, now, si.ssi_signo == SIGTERM ? "TERM" : "INT");
+		} else {
+			mg_log(MG_LOG_WARN, "core", "second signal: stopping without waiting for the shards in flight");
+			c->stop = true;
+		}
+	}
+}
+
+static void status(core_t *c, int64_t now)
+{
+	sched_stats_t st;
+	sched_get_stats(c->s, &st);
+	double dt = (double)(now - c->status_at) / 1e9;
+	double rate = dt > 0 ? (double)(st.requests_answered - c->answered_at_status) / dt : 0;
+	c->answered_at_status = st.requests_answered;
+	c->status_at = now;
+	notify_status("%s%zu batches active, %zu workers, %lld requests in flight, %.0f requests/s",
+		      st.draining ? "draining: " : "", st.jobs_active, st.workers,
+		      (long long)st.requests_in_flight, rate);
+}
+
+int core_run(core_t *c)
+{
+	int64_t now = mg_clock_now_ns();
+	c->next_tick = now;
+	c->status_at = now;
+	c->next_status = now + STATUS_PERIOD_NS;
+	c->wd_period = notify_watchdog_ns() / 2;
+	c->next_wd = now;
+	sched_stats_t st;
+	sched_get_stats(c->s, &st);
+	mg_log(MG_LOG_INFO, "core", "margind ready version=%s state_dir=%s workers=%s ctl=%s curve=%s jobs_active=%zu",
+	       MARGIN_VERSION, c->o->state_dir, c->workers_ep, c->ctl_ipc[0] ? c->ctl_ipc : CTL_INPROC_ENDPOINT,
+	       c->auth ? "on" : "off", st.jobs_active);
+	notify_send("READY=1");
+	status(c, now);
+
+	zmq_pollitem_t items[] = {
+		{ c->workers, 0, ZMQ_POLLIN, 0 },
+		{ c->ctl, 0, ZMQ_POLLIN, 0 },
+		{ c->mon, 0, ZMQ_POLLIN, 0 },
+		{ NULL, c->sfd, ZMQ_POLLIN, 0 },
+		{ c->auth ? auth_socket(c->auth) : NULL, 0, ZMQ_POLLIN, 0 },
+	};
+	int n_items = c->auth ? 5 : 4;
+	bool ingesting = false;
+	while (!c->stop) {
+		now = mg_clock_now_ns();
+		int64_t next = c->next_tick;
+		if (c->next_status < next)
+			next = c->next_status;
+		if (c->wd_period > 0 && c->next_wd < next)
+			next = c->next_wd;
+		if (c->draining && c->drain_deadline < next)
+			next = c->drain_deadline;
+		long timeout = ingesting ? 0 : next <= now ? 0 : (long)((next - now + MG_NS_PER_MS - 1) / MG_NS_PER_MS);
+		if (timeout > 1000)
+			timeout = 1000;
+		if (zmq_poll(items, n_items, timeout) < 0 && zmq_errno() != EINTR) {
+			mg_log(MG_LOG_ERROR, "core", "zmq_poll failed err=\"%s\"", zmq_strerror(zmq_errno()));
+			return 1;
+		}
+		now = mg_clock_now_ns();
+		if (items[3].revents & ZMQ_POLLIN)
+			read_signals(c, now);
+		if (c->auth && (items[4].revents & ZMQ_POLLIN))
+			auth_handle(c->auth);
+		if (items[2].revents & ZMQ_POLLIN)
+			read_monitor(c);
+		if (items[1].revents & ZMQ_POLLIN)
+			read_ctl(c, now);
+		if (items[0].revents & ZMQ_POLLIN)
+			read_workers(c, now);
+		ingesting = !c->draining && sched_ingest(c->s, now) > 0;
+		sched_dispatch(c->s, now);
+		if (now >= c->next_tick)
+			c->next_tick = sched_tick(c->s, now);
+		if (c->wd_period > 0 && now >= c->next_wd) {
+			notify_send("WATCHDOG=1");
+			c->next_wd = now + c->wd_period;
+		}
+		if (now >= c->next_status) {
+			status(c, now);
+			c->next_status = now + STATUS_PERIOD_NS;
+		}
+		if (c->draining) {
+			sched_get_stats(c->s, &st);
+			if (st.shards_in_flight == 0) {
+				mg_log(MG_LOG_INFO, "core", "drained: no shards in flight");
+				break;
+			}
+			if (now >= c->drain_deadline) {
+				mg_log(MG_LOG_WARN, "core", "drain timeout: stopping with shards in flight (they are requeued at the next start) shards=%lld",
+				       (long long)st.shards_in_flight);
+				break;
+			}
+		}
+	}
+	mg_log(MG_LOG_INFO, "core", "margind stopped");
+	return 0;
+}

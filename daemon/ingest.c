@@ -1,0 +1,478 @@
+/* ingest: see ingest.h. */
+#include "ingest.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STOP_MAX 4
+#define MESSAGES_MAX 4096
+
+uint64_t ingest_seed(const char *job, const char *custom_id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const unsigned char *p = (const unsigned char *)job; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	h = (h ^ 0) * 0x100000001b3ULL;
+	for (const unsigned char *p = (const unsigned char *)custom_id; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	h += 0x9e3779b97f4a7c15ULL;
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	return h ^ (h >> 31);
+}
+
+void ingest_line_done(ingest_line_t *l)
+{
+	if (l == NULL)
+		return;
+	free(l->custom_id);
+	free(l->model);
+	free(l->body);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Content of a chat message: a string, or an array of parts of which the
+ * "text" ones are concatenated (images and audio are refused). Returns a
+ * new string reference or NULL with err set. */
+static json_t *message_text(json_t *content, size_t i, char *err, size_t errlen)
+{
+	if (json_is_string(content))
+		return json_incref(content);
+	if (!json_is_array(content)) {
+		snprintf(err, errlen, "body.messages[%zu].content: expected a string or an array of text parts", i);
+		return NULL;
+	}
+	size_t n = 0, k;
+	json_t *part;
+	json_array_foreach(content, k, part) {
+		json_t *t = json_object_get(part, "text");
+		const char *type = json_string_value(json_object_get(part, "type"));
+		if (!json_is_object(part) || type == NULL || strcmp(type, "text") != 0 || !json_is_string(t)) {
+			snprintf(err, errlen, "body.messages[%zu].content[%zu]: only {\"type\":\"text\",\"text\":\"...\"} parts are supported",
+				 i, k);
+			return NULL;
+		}
+		n += json_string_length(t);
+	}
+	char *buf = malloc(n + 1);
+	if (buf == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	size_t off = 0;
+	json_array_foreach(content, k, part) {
+		json_t *t = json_object_get(part, "text");
+		memcpy(buf + off, json_string_value(t), json_string_length(t));
+		off += json_string_length(t);
+	}
+	json_t *s = json_stringn_nocheck(buf, n);
+	free(buf);
+	if (s == NULL)
+		snprintf(err, errlen, "out of memory");
+	return s;
+}
+
+static int get_number(json_t *body, const char *key, double lo, double hi, double *v,
+		      char *err, size_t errlen)
+{
+	json_t *x = json_object_get(body, key);
+	if (x == NULL || json_is_null(x))
+		return 0;
+	if (!json_is_number(x) || json_number_value(x) < lo || json_number_value(x) > hi) {
+		snprintf(err, errlen, "body.%s: expected a number from %g to %g", key, lo, hi);
+		return -EINVAL;
+	}
+	*v = json_number_value(x);
+	return 0;
+}
+
+static int get_int(json_t *body, const char *key, json_int_t lo, json_int_t hi, json_int_t *v,
+		   char *err, size_t errlen)
+{
+	json_t *x = json_object_get(body, key);
+	if (x == NULL || json_is_null(x))
+		return 0;
+	if (!json_is_integer(x) || json_integer_value(x) < lo || json_integer_value(x) > hi) {
+		snprintf(err, errlen, "body.%s: expected an integer from %lld to %lld", key,
+			 (long long)lo, (long long)hi);
+		return -EINVAL;
+	}
+	*v = json_integer_value(x);
+	return 1;
+}
+
+int ingest_line_parse_json(json_t *obj, const ingest_params_t *p, ingest_line_t *ret,
+			   char *err, size_t errlen)
+{
+	ingest_line_t l = { 0 };
+	json_t *norm = NULL, *msgs = NULL, *stops = NULL;
+	int r = -EINVAL;
+	int64_t text_bytes = 0;
+
+	if (!json_is_object(obj)) {
+		snprintf(err, errlen, "expected a JSON object");
+		goto fail;
+	}
+	json_t *cid = json_object_get(obj, "custom_id");
+	if (!json_is_string(cid) || json_string_length(cid) == 0 ||
+	    json_string_length(cid) > INGEST_CUSTOM_ID_MAX ||
+	    strlen(json_string_value(cid)) != json_string_length(cid)) {
+		snprintf(err, errlen, "custom_id: expected a non-empty string of at most %d bytes",
+			 INGEST_CUSTOM_ID_MAX);
+		goto fail;
+	}
+	json_t *method = json_object_get(obj, "method");
+	if (method != NULL && (!json_is_string(method) || strcmp(json_string_value(method), "POST") != 0)) {
+		snprintf(err, errlen, "method: expected \"POST\"");
+		goto fail;
+	}
+	const char *url = json_string_value(json_object_get(obj, "url"));
+	bool chat;
+	if (url != NULL && strcmp(url, "/v1/chat/completions") == 0) {
+		chat = true;
+		l.endpoint = "/v1/chat/completions";
+	} else if (url != NULL && strcmp(url, "/v1/completions") == 0) {
+		chat = false;
+		l.endpoint = "/v1/completions";
+	} else {
+		snprintf(err, errlen, "url: expected \"/v1/chat/completions\" or \"/v1/completions\"");
+		goto fail;
+	}
+	json_t *body = json_object_get(obj, "body");
+	if (!json_is_object(body)) {
+		snprintf(err, errlen, "body: expected an object");
+		goto fail;
+	}
+	const char *model = json_string_value(json_object_get(body, "model"));
+	if (model == NULL || *model == '\0' || strlen(model) >= 256) {
+		snprintf(err, errlen, "body.model: expected a non-empty string");
+		goto fail;
+	}
+	json_t *stream = json_object_get(body, "stream");
+	if (json_is_true(stream)) {
+		snprintf(err, errlen, "body.stream: streaming is not available in a batch");
+		goto fail;
+	}
+	json_int_t n = 1;
+	if (get_int(body, "n", 1, 1, &n, err, errlen) < 0)
+		goto fail;
+
+	norm = json_object();
+	if (norm == NULL)
+		goto nomem;
+	json_object_set_new(norm, "chat", json_boolean(chat));
+	if (chat) {
+		json_t *m = json_object_get(body, "messages");
+		if (!json_is_array(m) || json_array_size(m) == 0 || json_array_size(m) > MESSAGES_MAX) {
+			snprintf(err, errlen, "body.messages: expected a non-empty array of messages");
+			goto fail;
+		}
+		msgs = json_array();
+		if (msgs == NULL)
+			goto nomem;
+		size_t i;
+		json_t *msg;
+		json_array_foreach(m, i, msg) {
+			const char *role = json_string_value(json_object_get(msg, "role"));
+			if (role == NULL || *role == '\0') {
+				snprintf(err, errlen, "body.messages[%zu].role: expected a string", i);
+				goto fail;
+			}
+			json_t *text = message_text(json_object_get(msg, "content"), i, err, errlen);
+			if (text == NULL)
+				goto fail;
+			text_bytes += (int64_t)json_string_length(text) + 16;
+			json_t *o = json_pack("{s:s, s:o}", "role", role, "content", text);
+			if (o == NULL || json_array_append_new(msgs, o) < 0)
+				goto nomem;
+		}
+		json_object_set_new(norm, "messages", msgs);
+		msgs = NULL;
+	} else {
+		json_t *pr = json_object_get(body, "prompt");
+		if (json_is_array(pr) && json_array_size(pr) == 1)
+			pr = json_array_get(pr, 0);
+		if (!json_is_string(pr)) {
+			snprintf(err, errlen, "body.prompt: expected a string");
+			goto fail;
+		}
+		text_bytes = (int64_t)json_string_length(pr);
+		json_object_set(norm, "prompt", pr);
+	}
+
+	json_int_t max_tokens = p->default_max_tokens;
+	int g = get_int(body, "max_completion_tokens", 1, p->max_tokens_cap, &max_tokens, err, errlen);
+	if (g < 0 || (g == 0 && get_int(body, "max_tokens", 1, p->max_tokens_cap, &max_tokens, err, errlen) < 0))
+		goto fail;
+	double temperature = 1.0, top_p = 1.0;
+	if (get_number(body, "temperature", 0, 2, &temperature, err, errlen) < 0 ||
+	    get_number(body, "top_p", 0, 1, &top_p, err, errlen) < 0)
+		goto fail;
+	json_int_t top_k = 0, seed = 0;
+	if (get_int(body, "top_k", 0, 1 << 20, &top_k, err, errlen) < 0)
+		goto fail;
+	g = get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, err, errlen);
+	if (g < 0)
+		goto fail;
+	uint64_t useed = g > 0 ? (uint64_t)seed : ingest_seed(p->job, json_string_value(cid));
+
+	stops = json_array();
+	if (stops == NULL)
+		goto nomem;
+	json_t *st = json_object_get(body, "stop");
+	if (json_is_string(st)) {
+		json_array_append(stops, st);
+	} else if (json_is_array(st)) {
+		size_t i;
+		json_t *s;
+		if (json_array_size(st) > STOP_MAX) {
+			snprintf(err, errlen, "body.stop: at most %d stop strings", STOP_MAX);
+			goto fail;
+		}
+		json_array_foreach(st, i, s) {
+			if (!json_is_string(s) || json_string_length(s) == 0) {
+				snprintf(err, errlen, "body.stop[%zu]: expected a non-empty string", i);
+				goto fail;
+			}
+			json_array_append(stops, s);
+		}
+	} else if (st != NULL && !json_is_null(st)) {
+		snprintf(err, errlen, "body.stop: expected a string or an array of strings");
+		goto fail;
+	}
+	if (json_object_set_new(norm, "max_tokens", json_integer(max_tokens)) < 0 ||
+	    json_object_set_new(norm, "temperature", json_real(temperature)) < 0 ||
+	    json_object_set_new(norm, "top_p", json_real(top_p)) < 0 ||
+	    json_object_set_new(norm, "top_k", json_integer(top_k)) < 0 ||
+	    json_object_set_new(norm, "seed", json_integer((json_int_t)useed)) < 0 ||
+	    json_object_set_new(norm, "stop", stops) < 0) {
+		stops = NULL;
+		goto nomem;
+	}
+	stops = NULL;
+
+	l.custom_id = strdup(json_string_value(cid));
+	l.model = strdup(model);
+	l.body = json_dumps(norm, JSON_COMPACT | JSON_REAL_PRECISION(9));
+	if (l.custom_id == NULL || l.model == NULL || l.body == NULL)
+		goto nomem;
+	/* A rough token count: ~4 bytes a token for prompts, plus the budget. */
+	l.est_tokens = text_bytes / 4 + 1 + max_tokens;
+	json_decref(norm);
+	*ret = l;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	r = -ENOMEM;
+fail:
+	json_decref(norm);
+	json_decref(msgs);
+	json_decref(stops);
+	ingest_line_done(&l);
+	return r;
+}
+
+int ingest_line_parse(const char *text, size_t len, const ingest_params_t *p,
+		      ingest_line_t *ret, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (obj == NULL) {
+		snprintf(err, errlen, "not valid JSON at column %d: %s", je.column, je.text);
+		return -EINVAL;
+	}
+	int r = ingest_line_parse_json(obj, p, ret, err, errlen);
+	json_decref(obj);
+	return r;
+}
+
+void ingest_req_done(ingest_req_t *r)
+{
+	if (r == NULL)
+		return;
+	json_decref(r->root);
+	free(r->custom_id);
+	free(r->msgs);
+	free(r->msgp);
+	free(r->stop);
+	memset(r, 0, sizeof(*r));
+}
+
+int ingest_req_fill(ingest_req_t *r, int64_t line_no, const char *custom_id, const char *body)
+{
+	memset(r, 0, sizeof(*r));
+	margin__v1__request__init(&r->pb);
+	r->root = json_loads(body, 0, NULL);
+	r->custom_id = strdup(custom_id);
+	if (r->root == NULL || r->custom_id == NULL || !json_is_object(r->root))
+		goto bad;
+	json_t *root = r->root;
+	r->pb.line_no = (uint64_t)line_no;
+	r->pb.custom_id = r->custom_id;
+	r->pb.chat = json_is_true(json_object_get(root, "chat"));
+	r->pb.max_tokens = (uint32_t)json_integer_value(json_object_get(root, "max_tokens"));
+	r->pb.temperature = (float)json_number_value(json_object_get(root, "temperature"));
+	r->pb.top_p = (float)json_number_value(json_object_get(root, "top_p"));
+	r->pb.top_k = (uint32_t)json_integer_value(json_object_get(root, "top_k"));
+	r->pb.seed = (uint64_t)json_integer_value(json_object_get(root, "seed"));
+	if (r->pb.chat) {
+		json_t *m = json_object_get(root, "messages");
+		size_t n = json_array_size(m), i;
+		if (n == 0)
+			goto bad;
+		r->msgs = calloc(n, sizeof(*r->msgs));
+		r->msgp = calloc(n, sizeof(*r->msgp));
+		if (r->msgs == NULL || r->msgp == NULL)
+			goto bad;
+		json_t *msg;
+		json_array_foreach(m, i, msg) {
+			margin__v1__chat_message__init(&r->msgs[i]);
+			const char *role = json_string_value(json_object_get(msg, "role"));
+			const char *content = json_string_value(json_object_get(msg, "content"));
+			if (role == NULL || content == NULL)
+				goto bad;
+			r->msgs[i].role = (char *)role;
+			r->msgs[i].content = (char *)content;
+			r->msgp[i] = &r->msgs[i];
+		}
+		r->pb.n_messages = n;
+		r->pb.messages = r->msgp;
+	} else {
+		const char *prompt = json_string_value(json_object_get(root, "prompt"));
+		if (prompt == NULL)
+			goto bad;
+		r->pb.prompt = (char *)prompt;
+	}
+	json_t *st = json_object_get(root, "stop");
+	size_t ns = json_array_size(st);
+	if (ns > 0) {
+		r->stop = calloc(ns, sizeof(*r->stop));
+		if (r->stop == NULL)
+			goto bad;
+		for (size_t i = 0; i < ns; i++) {
+			const char *s = json_string_value(json_array_get(st, i));
+			if (s == NULL)
+				goto bad;
+			r->stop[i] = (char *)s;
+		}
+		r->pb.n_stop = ns;
+		r->pb.stop = r->stop;
+	}
+	return 0;
+bad:
+	ingest_req_done(r);
+	return -EBADMSG;
+}
+
+/* --- input files ------------------------------------------------------ */
+
+struct ingest_file {
+	FILE *f;		/* owned */
+	char *buf;		/* owned: the current line */
+	size_t cap;
+	int64_t offset, line;
+};
+
+int ingest_file_open(const char *path, int64_t offset, int64_t line, ingest_file_t **ret,
+		     char *err, size_t errlen)
+{
+	ingest_file_t *f = calloc(1, sizeof(*f));
+	if (f == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	f->f = fopen(path, "re");
+	if (f->f == NULL) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		free(f);
+		return -e;
+	}
+	if (offset > 0 && fseeko(f->f, offset, SEEK_SET) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: cannot seek to byte %lld: %s", path, (long long)offset,
+			 strerror(e));
+		ingest_file_close(&f);
+		return -e;
+	}
+	f->offset = offset;
+	f->line = line;
+	*ret = f;
+	return 0;
+}
+
+void ingest_file_close(ingest_file_t **p)
+{
+	if (p == NULL || *p == NULL)
+		return;
+	if ((*p)->f)
+		fclose((*p)->f);
+	free((*p)->buf);
+	free(*p);
+	*p = NULL;
+}
+
+int64_t ingest_file_offset(const ingest_file_t *f) { return f->offset; }
+int64_t ingest_file_line(const ingest_file_t *f) { return f->line; }
+
+static bool blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+int ingest_file_next(ingest_file_t *f, const char **ret_text, size_t *ret_len,
+		     int64_t *ret_line_no)
+{
+	for (;;) {
+		size_t n = 0;
+		bool too_long = false, got = false;
+		int c;
+		while ((c = getc_unlocked(f->f)) != EOF) {
+			got = true;
+			f->offset++;
+			if (c == '\n')
+				break;
+			if (too_long)
+				continue;
+			if (n + 1 >= f->cap) {
+				size_t nc = f->cap ? f->cap * 2 : 4096;
+				if (nc > INGEST_LINE_MAX + 2)
+					nc = INGEST_LINE_MAX + 2;
+				if (n + 1 >= nc) {
+					too_long = true;
+					continue;
+				}
+				char *nb = realloc(f->buf, nc);
+				if (nb == NULL)
+					return -ENOMEM;
+				f->buf = nb;
+				f->cap = nc;
+			}
+			f->buf[n++] = (char)c;
+		}
+		if (ferror(f->f))
+			return -EIO;
+		if (!got)
+			return 0;
+		f->line++;
+		if (too_long) {
+			*ret_line_no = f->line;
+			return -EFBIG;
+		}
+		if (blank(f->buf, n))
+			continue;
+		while (n > 0 && f->buf[n - 1] == '\r')
+			n--;
+		f->buf[n] = '\0';
+		*ret_text = f->buf;
+		*ret_len = n;
+		*ret_line_no = f->line;
+		return 1;
+	}
+}

@@ -1,0 +1,970 @@
+/* journal: see journal.h. */
+#include "journal.h"
+#include "mg_clock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS jobs ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE,"
+	" endpoint TEXT NOT NULL,"
+	" model TEXT NOT NULL DEFAULT '',"
+	" state TEXT NOT NULL,"
+	" input_path TEXT NOT NULL DEFAULT '',"
+	" ingest_offset INTEGER NOT NULL DEFAULT 0,"
+	" ingest_line INTEGER NOT NULL DEFAULT 0,"
+	" metadata TEXT,"
+	" errors TEXT,"
+	" n_total INTEGER NOT NULL DEFAULT 0,"
+	" n_done INTEGER NOT NULL DEFAULT 0,"
+	" n_failed INTEGER NOT NULL DEFAULT 0,"
+	" n_cancelled INTEGER NOT NULL DEFAULT 0,"
+	" next_line INTEGER NOT NULL DEFAULT 1,"
+	" max_line INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL,"
+	" in_progress_at INTEGER NOT NULL DEFAULT 0,"
+	" completed_at INTEGER NOT NULL DEFAULT 0,"
+	" failed_at INTEGER NOT NULL DEFAULT 0,"
+	" cancelling_at INTEGER NOT NULL DEFAULT 0,"
+	" cancelled_at INTEGER NOT NULL DEFAULT 0);"
+	/* rid = job << 32 | line_no: a job's requests are one contiguous,
+	 * line-ordered range of the table's own B-tree. */
+	"CREATE TABLE IF NOT EXISTS requests ("
+	" rid INTEGER PRIMARY KEY,"
+	" job INTEGER NOT NULL,"
+	" line_no INTEGER NOT NULL,"
+	" custom_id TEXT NOT NULL,"
+	" body TEXT NOT NULL,"
+	" est_tokens INTEGER NOT NULL,"
+	" state TEXT NOT NULL DEFAULT 'queued',"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" output TEXT,"
+	" finish_reason TEXT,"
+	" prompt_tokens INTEGER,"
+	" completion_tokens INTEGER,"
+	" error_code TEXT,"
+	" error_message TEXT);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS requests_custom_id ON requests(job, custom_id);"
+	"CREATE TABLE IF NOT EXISTS shards ("
+	" id INTEGER PRIMARY KEY,"
+	" job INTEGER NOT NULL,"
+	" first_line INTEGER NOT NULL,"
+	" last_line INTEGER NOT NULL,"
+	" n_requests INTEGER NOT NULL,"
+	" state TEXT NOT NULL,"
+	" attempt INTEGER NOT NULL DEFAULT 0,"
+	" fails INTEGER NOT NULL DEFAULT 0,"
+	" worker TEXT NOT NULL DEFAULT '',"
+	" dispatched_at INTEGER NOT NULL DEFAULT 0,"
+	" steps INTEGER, wall_ns INTEGER, busy_ns INTEGER, flops INTEGER,"
+	" tokens INTEGER, max_batch INTEGER);"
+	"CREATE INDEX IF NOT EXISTS shards_job_state ON shards(job, state);"
+	"CREATE TABLE IF NOT EXISTS workers ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL,"
+	" instance_id INTEGER NOT NULL,"
+	" hardware_profile TEXT NOT NULL,"
+	" build TEXT NOT NULL,"
+	" models TEXT NOT NULL,"
+	" slots INTEGER NOT NULL,"
+	" threads INTEGER NOT NULL,"
+	" key TEXT NOT NULL,"
+	" joined_at INTEGER NOT NULL,"
+	" left_at INTEGER NOT NULL DEFAULT 0,"
+	" left_reason TEXT);"
+	/* One row per answered call. The cost columns are written by the
+	 * meter's hook (journal_set_cost_fn) in the Result's transaction. */
+	"CREATE TABLE IF NOT EXISTS ledger ("
+	" id INTEGER PRIMARY KEY,"
+	" job TEXT NOT NULL,"
+	" custom_id TEXT NOT NULL,"
+	" line_no INTEGER NOT NULL,"
+	" model TEXT NOT NULL,"
+	" worker TEXT NOT NULL,"
+	" worker_name TEXT NOT NULL,"
+	" hardware_profile TEXT NOT NULL,"
+	" shard INTEGER NOT NULL,"
+	" prompt_tokens INTEGER NOT NULL,"
+	" completion_tokens INTEGER NOT NULL,"
+	" busy_ns INTEGER NOT NULL,"
+	" flops INTEGER NOT NULL,"
+	" queue_ns INTEGER NOT NULL,"
+	" first_token_ns INTEGER NOT NULL,"
+	" cost_marginal_micros INTEGER NOT NULL DEFAULT 0,"
+	" cost_loaded_micros INTEGER NOT NULL DEFAULT 0,"
+	" answered_at_ns INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job);";
+
+#define JOB_COLS "id, name, endpoint, model, state, input_path, ingest_offset, ingest_line," \
+	" n_total, n_done, n_failed, n_cancelled, next_line, max_line, created_at," \
+	" in_progress_at, completed_at, failed_at, cancelling_at, cancelled_at"
+#define SHARD_COLS "id, job, first_line, last_line, n_requests, state, attempt, fails, worker," \
+	" dispatched_at"
+
+enum stmt {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_JOB_INSERT, ST_JOB_UPDATE, ST_JOB_ERRORS, ST_JOB_FIND, ST_JOB_TEXTS, ST_JOBS_ACTIVE,
+	ST_JOBS_PAGE,
+	ST_REQ_INSERT, ST_REQ_DELETE, ST_REQ_QUEUED, ST_REQ_FINISH, ST_REQ_BUMP, ST_REQ_ANSWER,
+	ST_REQ_LINES, ST_RESULTS_PAGE,
+	ST_SHARD_INSERT, ST_SHARD_UPDATE, ST_SHARD_STATS, ST_SHARDS_PENDING,
+	ST_WORKER_JOIN, ST_WORKER_LEAVE,
+	ST_LEDGER_INSERT, ST_LEDGER_COUNT,
+	N_STMT
+};
+
+static const char *const stmt_sql[N_STMT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_JOB_INSERT] = "INSERT INTO jobs (name, endpoint, model, state, input_path, ingest_offset,"
+		" ingest_line, n_total, next_line, max_line, created_at, metadata)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	[ST_JOB_UPDATE] = "UPDATE jobs SET model = ?2, state = ?3, ingest_offset = ?4, ingest_line = ?5,"
+		" n_total = ?6, n_done = ?7, n_failed = ?8, n_cancelled = ?9, next_line = ?10,"
+		" max_line = ?11, in_progress_at = ?12, completed_at = ?13, failed_at = ?14,"
+		" cancelling_at = ?15, cancelled_at = ?16 WHERE id = ?1",
+	[ST_JOB_ERRORS] = "UPDATE jobs SET errors = ?2 WHERE id = ?1",
+	[ST_JOB_FIND] = "SELECT " JOB_COLS " FROM jobs WHERE name = ?1",
+	[ST_JOB_TEXTS] = "SELECT metadata, errors FROM jobs WHERE id = ?1",
+	[ST_JOBS_ACTIVE] = "SELECT " JOB_COLS " FROM jobs"
+		" WHERE state IN ('validating', 'in_progress', 'cancelling') ORDER BY id",
+	[ST_JOBS_PAGE] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+	[ST_REQ_INSERT] = "INSERT INTO requests (rid, job, line_no, custom_id, body, est_tokens)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_REQ_DELETE] = "DELETE FROM requests WHERE rid BETWEEN ?1 AND ?2",
+	[ST_REQ_QUEUED] = "SELECT line_no, custom_id, body, est_tokens FROM requests"
+		" WHERE rid BETWEEN ?1 AND ?2 AND state = 'queued' ORDER BY rid",
+	[ST_REQ_FINISH] = "UPDATE requests SET state = ?2, error_code = ?3, error_message = ?4"
+		" WHERE rid = ?1 AND state = 'queued'",
+	[ST_REQ_BUMP] = "UPDATE requests SET attempts = attempts + 1"
+		" WHERE rid BETWEEN ?1 AND ?2 AND state = 'queued'",
+	[ST_REQ_ANSWER] = "UPDATE requests SET state = ?3, output = ?4, finish_reason = ?5,"
+		" prompt_tokens = ?6, completion_tokens = ?7, error_code = ?8, error_message = ?9,"
+		" attempts = attempts + 1"
+		" WHERE rid = ?1 AND custom_id = ?2 AND state = 'queued'",
+	[ST_REQ_LINES] = "SELECT line_no FROM requests WHERE rid BETWEEN ?1 AND ?2"
+		" AND state = 'queued' ORDER BY rid",
+	[ST_RESULTS_PAGE] = "SELECT line_no, custom_id, state, output, finish_reason, prompt_tokens,"
+		" completion_tokens, attempts, error_code, error_message FROM requests"
+		" WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid LIMIT ?3",
+	[ST_SHARD_INSERT] = "INSERT INTO shards (job, first_line, last_line, n_requests, state, attempt,"
+		" fails, worker, dispatched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[ST_SHARD_UPDATE] = "UPDATE shards SET state = ?2, attempt = ?3, fails = ?4, worker = ?5,"
+		" dispatched_at = ?6, n_requests = ?7 WHERE id = ?1",
+	[ST_SHARD_STATS] = "UPDATE shards SET steps = ?2, wall_ns = ?3, busy_ns = ?4, flops = ?5,"
+		" tokens = ?6, max_batch = ?7 WHERE id = ?1",
+	[ST_SHARDS_PENDING] = "SELECT " SHARD_COLS " FROM shards"
+		" WHERE job = ?1 AND state IN ('queued', 'inflight') ORDER BY id",
+	[ST_WORKER_JOIN] = "INSERT INTO workers (name, instance_id, hardware_profile, build, models,"
+		" slots, threads, key, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[ST_WORKER_LEAVE] = "UPDATE workers SET left_at = ?2, left_reason = ?3 WHERE id = ?1",
+	[ST_LEDGER_INSERT] = "INSERT INTO ledger (job, custom_id, line_no, model, worker, worker_name,"
+		" hardware_profile, shard, prompt_tokens, completion_tokens, busy_ns, flops, queue_ns,"
+		" first_token_ns, cost_marginal_micros, cost_loaded_micros, answered_at_ns)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+	[ST_LEDGER_COUNT] = "SELECT count(*) FROM ledger WHERE job = ?1",
+};
+
+struct journal {
+	sqlite3 *db;		/* owned */
+	sqlite3_stmt *st[N_STMT];	/* owned, prepared at open */
+	int lock_fd;		/* owned: flock'ed STATE_DIR/lock */
+	int sync;
+	bool in_tx;
+	bool durable;		/* this transaction runs with synchronous=FULL */
+	journal_cost_fn cost_fn;
+	void *cost_user;	/* borrowed */
+};
+
+static int64_t rid_of(int64_t job, int64_t line)
+{
+	return (job << 32) | (line & JOURNAL_LINE_MAX);
+}
+
+/* SQLite result code -> negative errno. */
+static int sq_err(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return 0;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_CONSTRAINT: return -EEXIST;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_READONLY: case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+	case SQLITE_CORRUPT: case SQLITE_NOTADB: return -EBADMSG;
+	default: return -EIO;
+	}
+}
+
+/* Run a prepared statement that returns no rows, then reset it. */
+static int step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sq_err(rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s == NULL)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+static void copy_col(char *dst, size_t cap, sqlite3_stmt *st, int col)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+	snprintf(dst, cap, "%s", s ? (const char *)s : "");
+}
+
+static int take_lock(const char *dir, int *ret_fd, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		int e = errno;
+		snprintf(err, errlen, "state directory %s: cannot create: %s", dir, strerror(e));
+		return -e;
+	}
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "state directory %s: cannot open %s: %s", dir, path, strerror(e));
+		return -e;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK) {
+			snprintf(err, errlen, "state directory %s is in use by another margind (pid %s, lock %s)",
+				 dir, pid[0] ? pid : "unknown", path);
+			return -EBUSY;
+		}
+		snprintf(err, errlen, "state directory %s: cannot lock %s: %s", dir, path, strerror(e));
+		return -e;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		/* The lock is what matters; the pid is a courtesy for the message. */
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+static int exec_sql(journal_t *j, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(j->db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return sq_err(rc);
+	}
+	return 0;
+}
+
+int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, size_t errlen)
+{
+	char path[PATH_MAX], e2[512];
+	int r;
+	journal_t *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	j->lock_fd = -1;
+	j->sync = sync;
+	r = take_lock(state_dir, &j->lock_fd, err, errlen);
+	if (r < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/margin.db", state_dir);
+	int rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				 SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: cannot open: %s", path,
+			 j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc));
+		r = sq_err(rc);
+		goto fail;
+	}
+	sqlite3_busy_timeout(j->db, 5000);
+	r = exec_sql(j, sync == JOURNAL_SYNC_FULL ?
+		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" :
+		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", e2, sizeof(e2));
+	if (r == 0)
+		/* 32 MiB of page cache: the custom_id index of a big job stays hot. */
+		r = exec_sql(j, "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"
+			     " PRAGMA journal_size_limit=67108864;", e2, sizeof(e2));
+	if (r < 0) {
+		snprintf(err, errlen, "%s: %s", path, e2);
+		goto fail;
+	}
+	sqlite3_stmt *v;
+	int version = 0;
+	if (sqlite3_prepare_v2(j->db, "PRAGMA user_version", -1, &v, NULL) == SQLITE_OK) {
+		if (sqlite3_step(v) == SQLITE_ROW)
+			version = sqlite3_column_int(v, 0);
+		sqlite3_finalize(v);
+	}
+	if (version > SCHEMA_VERSION) {
+		snprintf(err, errlen, "%s: schema version %d is newer than this margind's (%d)",
+			 path, version, SCHEMA_VERSION);
+		r = -EPROTO;
+		goto fail;
+	}
+	r = exec_sql(j, "BEGIN", e2, sizeof(e2));
+	if (r == 0)
+		r = exec_sql(j, schema_sql, e2, sizeof(e2));
+	if (r == 0)
+		r = exec_sql(j, "PRAGMA user_version=1; COMMIT", e2, sizeof(e2));
+	if (r < 0) {
+		snprintf(err, errlen, "%s: creating the schema: %s", path, e2);
+		goto fail;
+	}
+	for (int i = 0; i < N_STMT; i++) {
+		rc = sqlite3_prepare_v3(j->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->st[i], NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(err, errlen, "%s: preparing statement %d: %s", path, i, sqlite3_errmsg(j->db));
+			r = sq_err(rc);
+			goto fail;
+		}
+	}
+	*ret = j;
+	return 0;
+fail:
+	journal_destroy(&j);
+	return r < 0 ? r : -EIO;
+}
+
+void journal_destroy(journal_t **p)
+{
+	if (p == NULL || *p == NULL)
+		return;
+	journal_t *j = *p;
+	if (j->in_tx)
+		journal_rollback(j);
+	for (int i = 0; i < N_STMT; i++)
+		sqlite3_finalize(j->st[i]);
+	if (j->db)
+		sqlite3_close(j->db);
+	if (j->lock_fd >= 0)
+		close(j->lock_fd);	/* releases the flock */
+	free(j);
+	*p = NULL;
+}
+
+const char *journal_errmsg(const journal_t *j)
+{
+	return j->db ? sqlite3_errmsg(j->db) : "no database";
+}
+
+static void set_sync(journal_t *j, const char *pragma)
+{
+	char *msg = NULL;
+	sqlite3_exec(j->db, pragma, NULL, NULL, &msg);
+	sqlite3_free(msg);
+}
+
+int journal_begin(journal_t *j)
+{
+	int r = step_done(j->st[ST_BEGIN]);
+	if (r == 0)
+		j->in_tx = true;
+	return r;
+}
+
+int journal_begin_durable(journal_t *j)
+{
+	/* synchronous cannot change inside a transaction: raise it for this
+	 * one, journal_commit() lowers it again. */
+	if (j->sync != JOURNAL_SYNC_FULL) {
+		set_sync(j, "PRAGMA synchronous=FULL");
+		j->durable = true;
+	}
+	int r = journal_begin(j);
+	if (r < 0 && j->durable) {
+		set_sync(j, "PRAGMA synchronous=NORMAL");
+		j->durable = false;
+	}
+	return r;
+}
+
+static void end_tx(journal_t *j)
+{
+	j->in_tx = false;
+	if (j->durable) {
+		set_sync(j, "PRAGMA synchronous=NORMAL");
+		j->durable = false;
+	}
+}
+
+int journal_commit(journal_t *j)
+{
+	int r = step_done(j->st[ST_COMMIT]);
+	if (r == 0)
+		end_tx(j);
+	else
+		journal_rollback(j);
+	return r;
+}
+
+void journal_rollback(journal_t *j)
+{
+	if (sqlite3_get_autocommit(j->db) == 0)
+		step_done(j->st[ST_ROLLBACK]);
+	end_tx(j);
+}
+
+bool journal_in_tx(const journal_t *j)
+{
+	return j->in_tx;
+}
+
+void journal_set_cost_fn(journal_t *j, journal_cost_fn fn, void *user)
+{
+	j->cost_fn = fn;
+	j->cost_user = user;
+}
+
+/* --- jobs ------------------------------------------------------------- */
+
+static void read_job(sqlite3_stmt *st, journal_job_t *job)
+{
+	memset(job, 0, sizeof(*job));
+	job->id = sqlite3_column_int64(st, 0);
+	copy_col(job->name, sizeof(job->name), st, 1);
+	copy_col(job->endpoint, sizeof(job->endpoint), st, 2);
+	copy_col(job->model, sizeof(job->model), st, 3);
+	copy_col(job->state, sizeof(job->state), st, 4);
+	copy_col(job->input_path, sizeof(job->input_path), st, 5);
+	job->ingest_offset = sqlite3_column_int64(st, 6);
+	job->ingest_line = sqlite3_column_int64(st, 7);
+	job->n_total = sqlite3_column_int64(st, 8);
+	job->n_done = sqlite3_column_int64(st, 9);
+	job->n_failed = sqlite3_column_int64(st, 10);
+	job->n_cancelled = sqlite3_column_int64(st, 11);
+	job->next_line = sqlite3_column_int64(st, 12);
+	job->max_line = sqlite3_column_int64(st, 13);
+	job->created_at = sqlite3_column_int64(st, 14);
+	job->in_progress_at = sqlite3_column_int64(st, 15);
+	job->completed_at = sqlite3_column_int64(st, 16);
+	job->failed_at = sqlite3_column_int64(st, 17);
+	job->cancelling_at = sqlite3_column_int64(st, 18);
+	job->cancelled_at = sqlite3_column_int64(st, 19);
+}
+
+int journal_job_create(journal_t *j, journal_job_t *job, const char *metadata_json)
+{
+	sqlite3_stmt *st = j->st[ST_JOB_INSERT];
+	bind_text(st, 1, job->name);
+	bind_text(st, 2, job->endpoint);
+	bind_text(st, 3, job->model);
+	bind_text(st, 4, job->state);
+	bind_text(st, 5, job->input_path);
+	sqlite3_bind_int64(st, 6, job->ingest_offset);
+	sqlite3_bind_int64(st, 7, job->ingest_line);
+	sqlite3_bind_int64(st, 8, job->n_total);
+	sqlite3_bind_int64(st, 9, job->next_line);
+	sqlite3_bind_int64(st, 10, job->max_line);
+	sqlite3_bind_int64(st, 11, job->created_at);
+	bind_text(st, 12, metadata_json);
+	int r = step_done(st);
+	if (r == 0)
+		job->id = sqlite3_last_insert_rowid(j->db);
+	return r;
+}
+
+int journal_job_update(journal_t *j, const journal_job_t *job)
+{
+	sqlite3_stmt *st = j->st[ST_JOB_UPDATE];
+	sqlite3_bind_int64(st, 1, job->id);
+	bind_text(st, 2, job->model);
+	bind_text(st, 3, job->state);
+	sqlite3_bind_int64(st, 4, job->ingest_offset);
+	sqlite3_bind_int64(st, 5, job->ingest_line);
+	sqlite3_bind_int64(st, 6, job->n_total);
+	sqlite3_bind_int64(st, 7, job->n_done);
+	sqlite3_bind_int64(st, 8, job->n_failed);
+	sqlite3_bind_int64(st, 9, job->n_cancelled);
+	sqlite3_bind_int64(st, 10, job->next_line);
+	sqlite3_bind_int64(st, 11, job->max_line);
+	sqlite3_bind_int64(st, 12, job->in_progress_at);
+	sqlite3_bind_int64(st, 13, job->completed_at);
+	sqlite3_bind_int64(st, 14, job->failed_at);
+	sqlite3_bind_int64(st, 15, job->cancelling_at);
+	sqlite3_bind_int64(st, 16, job->cancelled_at);
+	return step_done(st);
+}
+
+int journal_job_set_errors(journal_t *j, int64_t job, const char *errors_json)
+{
+	sqlite3_stmt *st = j->st[ST_JOB_ERRORS];
+	sqlite3_bind_int64(st, 1, job);
+	bind_text(st, 2, errors_json);
+	return step_done(st);
+}
+
+int journal_job_find(journal_t *j, const char *name, journal_job_t *ret)
+{
+	sqlite3_stmt *st = j->st[ST_JOB_FIND];
+	bind_text(st, 1, name);
+	int rc = sqlite3_step(st), r;
+	if (rc == SQLITE_ROW) {
+		read_job(st, ret);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : sq_err(rc);
+	}
+	sqlite3_reset(st);
+	return r;
+}
+
+static char *dup_col(sqlite3_stmt *st, int col)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+	return s ? strdup((const char *)s) : NULL;
+}
+
+int journal_job_texts(journal_t *j, int64_t job, char **ret_metadata, char **ret_errors)
+{
+	sqlite3_stmt *st = j->st[ST_JOB_TEXTS];
+	sqlite3_bind_int64(st, 1, job);
+	int rc = sqlite3_step(st), r = 0;
+	char *m = NULL, *e = NULL;
+	if (rc == SQLITE_ROW) {
+		m = dup_col(st, 0);
+		e = dup_col(st, 1);
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : sq_err(rc);
+	}
+	sqlite3_reset(st);
+	if (r == 0) {
+		*ret_metadata = m;
+		*ret_errors = e;
+	}
+	return r;
+}
+
+static int each_job(sqlite3_stmt *st, int (*fn)(void *user, const journal_job_t *job), void *user)
+{
+	journal_job_t *job = malloc(sizeof(*job));
+	int rc, r = 0, n = 0;
+	if (job == NULL) {
+		sqlite3_reset(st);
+		return -ENOMEM;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		read_job(st, job);
+		r = fn(user, job);
+		if (r < 0)
+			break;
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_reset(st);
+	free(job);
+	return r < 0 ? r : n;
+}
+
+int journal_jobs_active(journal_t *j, int (*fn)(void *user, const journal_job_t *job), void *user)
+{
+	return each_job(j->st[ST_JOBS_ACTIVE], fn, user);
+}
+
+int journal_jobs_page(journal_t *j, int64_t before_id, int limit,
+		      int (*fn)(void *user, const journal_job_t *job), void *user)
+{
+	sqlite3_stmt *st = j->st[ST_JOBS_PAGE];
+	sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
+	sqlite3_bind_int(st, 2, limit);
+	return each_job(st, fn, user);
+}
+
+/* --- requests --------------------------------------------------------- */
+
+int journal_request_insert(journal_t *j, int64_t job, int64_t line_no, const char *custom_id,
+			   const char *body, int64_t est_tokens)
+{
+	if (line_no < 1 || line_no > JOURNAL_LINE_MAX)
+		return -ERANGE;
+	sqlite3_stmt *st = j->st[ST_REQ_INSERT];
+	sqlite3_bind_int64(st, 1, rid_of(job, line_no));
+	sqlite3_bind_int64(st, 2, job);
+	sqlite3_bind_int64(st, 3, line_no);
+	bind_text(st, 4, custom_id);
+	bind_text(st, 5, body);
+	sqlite3_bind_int64(st, 6, est_tokens);
+	return step_done(st);
+}
+
+int journal_requests_delete(journal_t *j, int64_t job)
+{
+	sqlite3_stmt *st = j->st[ST_REQ_DELETE];
+	sqlite3_bind_int64(st, 1, rid_of(job, 0));
+	sqlite3_bind_int64(st, 2, rid_of(job, JOURNAL_LINE_MAX));
+	return step_done(st);
+}
+
+int journal_requests_queued(journal_t *j, int64_t job, int64_t first, int64_t last, int limit,
+			    journal_req_fn fn, void *user)
+{
+	sqlite3_stmt *st = j->st[ST_REQ_QUEUED];
+	sqlite3_bind_int64(st, 1, rid_of(job, first));
+	sqlite3_bind_int64(st, 2, rid_of(job, last > JOURNAL_LINE_MAX ? JOURNAL_LINE_MAX : last));
+	int rc, n = 0, r = 0;
+	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *body = (const char *)sqlite3_column_text(st, 2);
+		r = fn(user, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+		       body ? body : "{}", sqlite3_column_int64(st, 3));
+		if (r != 0)
+			break;
+		n++;
+	}
+	if (n < limit && r == 0 && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_reset(st);
+	return r < 0 ? r : n;
+}
+
+int journal_request_finish(journal_t *j, int64_t job, int64_t line_no, const char *state,
+			   const char *code, const char *message)
+{
+	sqlite3_stmt *st = j->st[ST_REQ_FINISH];
+	sqlite3_bind_int64(st, 1, rid_of(job, line_no));
+	bind_text(st, 2, state);
+	bind_text(st, 3, code);
+	bind_text(st, 4, message);
+	int r = step_done(st);
+	if (r == 0 && sqlite3_changes(j->db) != 1)
+		r = -ENOENT;
+	return r;
+}
+
+int journal_requests_bump_attempts(journal_t *j, int64_t job, int64_t first, int64_t last)
+{
+	sqlite3_stmt *st = j->st[ST_REQ_BUMP];
+	sqlite3_bind_int64(st, 1, rid_of(job, first));
+	sqlite3_bind_int64(st, 2, rid_of(job, last));
+	return step_done(st);
+}
+
+int journal_queued_lines(journal_t *j, int64_t job, int64_t first, int64_t last,
+			 int64_t **ret_lines)
+{
+	sqlite3_stmt *st = j->st[ST_REQ_LINES];
+	sqlite3_bind_int64(st, 1, rid_of(job, first));
+	sqlite3_bind_int64(st, 2, rid_of(job, last));
+	int64_t *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			int64_t *nv = realloc(v, nc * sizeof(*nv));
+			if (nv == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		v[n++] = sqlite3_column_int64(st, 0);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_reset(st);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*ret_lines = v;
+	return (int)n;
+}
+
+int journal_results_page(journal_t *j, int64_t job, int64_t after_line, int limit,
+			 int (*fn)(void *user, const journal_row_t *row), void *user)
+{
+	sqlite3_stmt *st = j->st[ST_RESULTS_PAGE];
+	sqlite3_bind_int64(st, 1, rid_of(job, after_line + 1));
+	sqlite3_bind_int64(st, 2, rid_of(job, JOURNAL_LINE_MAX));
+	sqlite3_bind_int(st, 3, limit);
+	int rc, n = 0, r = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		journal_row_t row = {
+			.line_no = sqlite3_column_int64(st, 0),
+			.custom_id = (const char *)sqlite3_column_text(st, 1),
+			.state = (const char *)sqlite3_column_text(st, 2),
+			.output = (const char *)sqlite3_column_text(st, 3),
+			.finish_reason = (const char *)sqlite3_column_text(st, 4),
+			.prompt_tokens = sqlite3_column_int64(st, 5),
+			.completion_tokens = sqlite3_column_int64(st, 6),
+			.attempts = sqlite3_column_int64(st, 7),
+			.error_code = (const char *)sqlite3_column_text(st, 8),
+			.error_message = (const char *)sqlite3_column_text(st, 9),
+		};
+		r = fn(user, &row);
+		if (r < 0)
+			break;
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_reset(st);
+	return r < 0 ? r : n;
+}
+
+/* --- results and the ledger ------------------------------------------- */
+
+/* The one place a ledger row is written: the meter's hook prices it here,
+ * inside the Result's transaction. */
+static int ledger_book(journal_t *j, const journal_call_t *c)
+{
+	int64_t marginal = 0, loaded = 0;
+	if (j->cost_fn != NULL) {
+		int r = j->cost_fn(j->cost_user, c, &marginal, &loaded);
+		if (r < 0)
+			return r;
+	}
+	sqlite3_stmt *st = j->st[ST_LEDGER_INSERT];
+	bind_text(st, 1, c->job);
+	bind_text(st, 2, c->custom_id);
+	sqlite3_bind_int64(st, 3, c->line_no);
+	bind_text(st, 4, c->model);
+	bind_text(st, 5, c->worker);
+	bind_text(st, 6, c->worker_name);
+	bind_text(st, 7, c->hardware_profile);
+	sqlite3_bind_int64(st, 8, (int64_t)c->shard_id);
+	sqlite3_bind_int64(st, 9, c->prompt_tokens);
+	sqlite3_bind_int64(st, 10, c->completion_tokens);
+	sqlite3_bind_int64(st, 11, (int64_t)c->busy_ns);
+	sqlite3_bind_int64(st, 12, (int64_t)c->flops);
+	sqlite3_bind_int64(st, 13, (int64_t)c->queue_ns);
+	sqlite3_bind_int64(st, 14, (int64_t)c->first_token_ns);
+	sqlite3_bind_int64(st, 15, marginal);
+	sqlite3_bind_int64(st, 16, loaded);
+	sqlite3_bind_int64(st, 17, c->answered_at_ns);
+	return step_done(st);
+}
+
+int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
+			 const Margin__V1__Result *res, journal_counts_t *ret,
+			 char *err, size_t errlen)
+{
+	const journal_shard_t *sh = ctx->shard;
+	const journal_job_t *job = ctx->job;
+	journal_counts_t c = { 0, 0, 0 };
+	int64_t now = mg_clock_wall_ns();
+	if ((int64_t)res->n_outputs != sh->n_requests) {
+		snprintf(err, errlen, "result has %zu outputs, the shard has %lld requests",
+			 res->n_outputs, (long long)sh->n_requests);
+		return -EBADMSG;
+	}
+	for (size_t i = 0; i < res->n_outputs; i++) {
+		const Margin__V1__Output *o = res->outputs[i];
+		int64_t line = (int64_t)o->line_no;
+		if (line < sh->first_line || line > sh->last_line) {
+			snprintf(err, errlen, "output %zu: line %lld is outside the shard's lines %lld-%lld",
+				 i, (long long)line, (long long)sh->first_line, (long long)sh->last_line);
+			return -EBADMSG;
+		}
+		const char *state = "done", *code = NULL, *msg = NULL;
+		if (o->error != NULL && (o->error->code[0] || o->error->message[0])) {
+			code = o->error->code[0] ? o->error->code : "worker_error";
+			msg = o->error->message;
+			state = strcmp(code, "cancelled") == 0 ? "cancelled" : "failed";
+		}
+		sqlite3_stmt *st = j->st[ST_REQ_ANSWER];
+		sqlite3_bind_int64(st, 1, rid_of(job->id, line));
+		bind_text(st, 2, o->custom_id);
+		bind_text(st, 3, state);
+		if (code == NULL) {
+			sqlite3_bind_text(st, 4, o->text, -1, SQLITE_STATIC);
+			bind_text(st, 5, o->finish_reason);
+		} else {
+			sqlite3_bind_null(st, 4);
+			sqlite3_bind_null(st, 5);
+		}
+		sqlite3_bind_int64(st, 6, o->prompt_tokens);
+		sqlite3_bind_int64(st, 7, o->completion_tokens);
+		bind_text(st, 8, code);
+		bind_text(st, 9, msg);
+		int r = step_done(st);
+		if (r < 0) {
+			snprintf(err, errlen, "output %zu (line %lld): %s", i, (long long)line,
+				 sqlite3_errmsg(j->db));
+			return r;
+		}
+		if (sqlite3_changes(j->db) != 1) {
+			snprintf(err, errlen, "output %zu: line %lld custom_id \"%s\" is not a pending request of the shard (wrong custom_id or answered twice)",
+				 i, (long long)line, o->custom_id);
+			return -EBADMSG;
+		}
+		if (code != NULL) {
+			if (state[0] == 'c')
+				c.cancelled++;
+			else
+				c.failed++;
+			continue;
+		}
+		c.done++;
+		const Margin__V1__Usage *u = o->usage;
+		journal_call_t call = {
+			.job = job->name, .custom_id = o->custom_id, .line_no = line,
+			.model = job->model, .worker = ctx->worker, .worker_name = ctx->worker_name,
+			.hardware_profile = ctx->hardware_profile, .shard_id = (uint64_t)sh->id,
+			.prompt_tokens = o->prompt_tokens, .completion_tokens = o->completion_tokens,
+			.busy_ns = u ? u->busy_ns : 0, .flops = u ? u->flops : 0,
+			.queue_ns = u ? u->queue_ns : 0, .first_token_ns = u ? u->first_token_ns : 0,
+			.answered_at_ns = now,
+		};
+		r = ledger_book(j, &call);
+		if (r < 0) {
+			snprintf(err, errlen, "output %zu (line %lld): booking the ledger row: %s", i,
+				 (long long)line, r == -EIO ? sqlite3_errmsg(j->db) : strerror(-r));
+			return r;
+		}
+	}
+	ret->done += c.done;
+	ret->failed += c.failed;
+	ret->cancelled += c.cancelled;
+	return 0;
+}
+
+int64_t journal_ledger_count(journal_t *j, const char *job_name)
+{
+	sqlite3_stmt *st = j->st[ST_LEDGER_COUNT];
+	bind_text(st, 1, job_name);
+	int64_t n = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return n;
+}
+
+/* --- shards ----------------------------------------------------------- */
+
+int journal_shard_insert(journal_t *j, journal_shard_t *s)
+{
+	sqlite3_stmt *st = j->st[ST_SHARD_INSERT];
+	sqlite3_bind_int64(st, 1, s->job);
+	sqlite3_bind_int64(st, 2, s->first_line);
+	sqlite3_bind_int64(st, 3, s->last_line);
+	sqlite3_bind_int64(st, 4, s->n_requests);
+	bind_text(st, 5, s->state);
+	sqlite3_bind_int64(st, 6, s->attempt);
+	sqlite3_bind_int64(st, 7, s->fails);
+	bind_text(st, 8, s->worker);
+	sqlite3_bind_int64(st, 9, s->dispatched_at);
+	int r = step_done(st);
+	if (r == 0)
+		s->id = sqlite3_last_insert_rowid(j->db);
+	return r;
+}
+
+int journal_shard_update(journal_t *j, const journal_shard_t *s)
+{
+	sqlite3_stmt *st = j->st[ST_SHARD_UPDATE];
+	sqlite3_bind_int64(st, 1, s->id);
+	bind_text(st, 2, s->state);
+	sqlite3_bind_int64(st, 3, s->attempt);
+	sqlite3_bind_int64(st, 4, s->fails);
+	bind_text(st, 5, s->worker);
+	sqlite3_bind_int64(st, 6, s->dispatched_at);
+	sqlite3_bind_int64(st, 7, s->n_requests);
+	return step_done(st);
+}
+
+int journal_shard_stats(journal_t *j, int64_t shard, const Margin__V1__StepStats *s)
+{
+	if (s == NULL)
+		return 0;
+	sqlite3_stmt *st = j->st[ST_SHARD_STATS];
+	sqlite3_bind_int64(st, 1, shard);
+	sqlite3_bind_int64(st, 2, (int64_t)s->steps);
+	sqlite3_bind_int64(st, 3, (int64_t)s->wall_ns);
+	sqlite3_bind_int64(st, 4, (int64_t)s->busy_ns);
+	sqlite3_bind_int64(st, 5, (int64_t)s->flops);
+	sqlite3_bind_int64(st, 6, (int64_t)s->tokens);
+	sqlite3_bind_int64(st, 7, s->max_batch);
+	return step_done(st);
+}
+
+int journal_shards_pending(journal_t *j, int64_t job,
+			   int (*fn)(void *user, const journal_shard_t *s), void *user)
+{
+	sqlite3_stmt *st = j->st[ST_SHARDS_PENDING];
+	sqlite3_bind_int64(st, 1, job);
+	int rc, r = 0, n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		journal_shard_t s;
+		memset(&s, 0, sizeof(s));
+		s.id = sqlite3_column_int64(st, 0);
+		s.job = sqlite3_column_int64(st, 1);
+		s.first_line = sqlite3_column_int64(st, 2);
+		s.last_line = sqlite3_column_int64(st, 3);
+		s.n_requests = sqlite3_column_int64(st, 4);
+		copy_col(s.state, sizeof(s.state), st, 5);
+		s.attempt = (uint32_t)sqlite3_column_int64(st, 6);
+		s.fails = (uint32_t)sqlite3_column_int64(st, 7);
+		copy_col(s.worker, sizeof(s.worker), st, 8);
+		s.dispatched_at = sqlite3_column_int64(st, 9);
+		r = fn(user, &s);
+		if (r < 0)
+			break;
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_reset(st);
+	return r < 0 ? r : n;
+}
+
+/* --- workers ---------------------------------------------------------- */
+
+int journal_worker_join(journal_t *j, const char *name, uint64_t instance_id,
+			const char *hardware_profile, const char *build, const char *models_json,
+			uint32_t slots, uint32_t threads, const char *key, int64_t *ret_id)
+{
+	sqlite3_stmt *st = j->st[ST_WORKER_JOIN];
+	bind_text(st, 1, name);
+	sqlite3_bind_int64(st, 2, (int64_t)instance_id);
+	bind_text(st, 3, hardware_profile);
+	bind_text(st, 4, build);
+	bind_text(st, 5, models_json);
+	sqlite3_bind_int64(st, 6, slots);
+	sqlite3_bind_int64(st, 7, threads);
+	bind_text(st, 8, key);
+	sqlite3_bind_int64(st, 9, mg_clock_wall_ns() / 1000000000LL);
+	int r = step_done(st);
+	if (r == 0)
+		*ret_id = sqlite3_last_insert_rowid(j->db);
+	return r;
+}
+
+int journal_worker_leave(journal_t *j, int64_t id, const char *reason)
+{
+	sqlite3_stmt *st = j->st[ST_WORKER_LEAVE];
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, mg_clock_wall_ns() / 1000000000LL);
+	bind_text(st, 3, reason);
+	return step_done(st);
+}

@@ -1,0 +1,215 @@
+/* journal: the daemon's durable state in one SQLite file, STATE_DIR/margin.db.
+ *
+ * Tables: jobs, requests, shards, workers, ledger (schema in journal.c).
+ * The core thread owns the one journal_t (the write connection); nothing
+ * here is thread-safe. Every statement is prepared once at open.
+ *
+ * Transactions are composed by the caller: journal_begin(), a number of
+ * writes, journal_commit() (or journal_rollback()). A shard's outputs, its
+ * state change, its ledger rows and its job's counters go into ONE
+ * transaction (see sched.c), so after a crash either all of a Result is
+ * there or none of it.
+ *
+ * Durability: WAL with synchronous=NORMAL by default. A commit then reaches
+ * the OS before journal_commit() returns (safe against kill -9 of the
+ * daemon) and the disk at the next checkpoint; a power loss can roll back
+ * the last few Results, which only means they are computed again (the
+ * outputs are deterministic and the ledger rows went with them).
+ * Accepting a job is not repeatable that way, so that transaction runs
+ * with synchronous=FULL (journal_begin_durable). `journal_sync = full` in
+ * the config makes every commit FULL.
+ *
+ * Line numbers are the 1-based physical lines of the input; a request's
+ * primary key is (job id << 32) | line_no so one B-tree keeps a job's
+ * requests in line order. */
+#ifndef JOURNAL_H
+#define JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mg_wire.h"
+
+typedef struct journal journal_t;
+
+#define JOURNAL_NAME_MAX 80
+#define JOURNAL_MODEL_MAX 256
+#define JOURNAL_PATH_MAX 4096
+#define JOURNAL_LINE_MAX 0xffffffffLL
+
+enum journal_sync {
+	JOURNAL_SYNC_NORMAL = 0,
+	JOURNAL_SYNC_FULL = 1,
+};
+
+/* One job as stored. Strings are NUL-terminated arrays (no ownership). */
+typedef struct journal_job {
+	int64_t id;			/* rowid */
+	char name[JOURNAL_NAME_MAX];	/* "batch_…", the id clients see */
+	char endpoint[32];		/* "/v1/chat/completions" | "/v1/completions" */
+	char model[JOURNAL_MODEL_MAX];	/* from the first line; "" until then */
+	char state[16];			/* validating in_progress cancelling completed failed cancelled */
+	char input_path[JOURNAL_PATH_MAX];	/* "" for an inline job */
+	int64_t ingest_offset;		/* bytes of input_path consumed */
+	int64_t ingest_line;		/* physical lines consumed */
+	int64_t n_total, n_done, n_failed, n_cancelled;
+	int64_t next_line;		/* lines below are in shards already */
+	int64_t max_line;		/* highest line_no of a request */
+	int64_t created_at, in_progress_at, completed_at, failed_at, cancelling_at, cancelled_at;
+					/* unix seconds, 0 = not yet */
+} journal_job_t;
+
+typedef struct journal_shard {
+	int64_t id;			/* rowid = Assign.shard_id */
+	int64_t job;
+	int64_t first_line, last_line;	/* inclusive */
+	int64_t n_requests;		/* queued requests of the range at dispatch */
+	char state[12];			/* queued inflight done split failed cancelled */
+	uint32_t attempt;		/* dispatches so far */
+	uint32_t fails;			/* dispatches that ended without a Result */
+	char worker[64];		/* worker id of the last dispatch */
+	int64_t dispatched_at;		/* unix ns of the last dispatch */
+} journal_shard_t;
+
+/* One answered call, as the ledger books it and the meter prices it. */
+typedef struct journal_call {
+	const char *job;		/* batch name */
+	const char *custom_id;
+	int64_t line_no;
+	const char *model;
+	const char *worker;		/* worker id */
+	const char *worker_name;
+	const char *hardware_profile;
+	uint64_t shard_id;
+	uint32_t prompt_tokens, completion_tokens;
+	uint64_t busy_ns, flops, queue_ns, first_token_ns;
+	int64_t answered_at_ns;		/* unix ns */
+} journal_call_t;
+
+/* The meter's hook: price one call. Returns 0 or a negative errno, which
+ * rolls the whole Result back. Without a hook both costs are 0. */
+typedef int (*journal_cost_fn)(void *user, const journal_call_t *call,
+			       int64_t *ret_marginal_micros, int64_t *ret_loaded_micros);
+
+/* Per-request totals of one applied Result. */
+typedef struct journal_counts {
+	int64_t done, failed, cancelled;
+} journal_counts_t;
+
+/* What sched knows about the shard a Result answers. */
+typedef struct journal_result_ctx {
+	const journal_job_t *job;
+	const journal_shard_t *shard;
+	const char *worker;		/* worker id */
+	const char *worker_name;
+	const char *hardware_profile;
+} journal_result_ctx_t;
+
+/* Opens (creating) STATE_DIR/margin.db. First takes an exclusive flock on
+ * STATE_DIR/lock (creating STATE_DIR with mode 0700 if missing): -EBUSY
+ * with "state directory DIR is in use by another margind (pid N)" in err
+ * when another process holds it. *ret owned by the caller. */
+int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, size_t errlen);
+/* NULL-safe: rolls back an open transaction, closes, releases the lock. */
+void journal_destroy(journal_t **j);
+
+/* Text of the last SQLite error (borrowed, until the next call). */
+const char *journal_errmsg(const journal_t *j);
+
+int journal_begin(journal_t *j);
+/* Begin a transaction whose commit waits for the disk (synchronous=FULL
+ * for this one transaction): for accepting a job. */
+int journal_begin_durable(journal_t *j);
+/* On failure the transaction is rolled back. */
+int journal_commit(journal_t *j);
+void journal_rollback(journal_t *j);
+bool journal_in_tx(const journal_t *j);
+
+void journal_set_cost_fn(journal_t *j, journal_cost_fn fn, void *user);
+
+/* Jobs. create: -EEXIST when the name is taken; sets job->id. */
+int journal_job_create(journal_t *j, journal_job_t *job, const char *metadata_json);
+/* Writes every mutable field of job (by job->id). */
+int journal_job_update(journal_t *j, const journal_job_t *job);
+int journal_job_set_errors(journal_t *j, int64_t job, const char *errors_json);
+/* -ENOENT when absent. */
+int journal_job_find(journal_t *j, const char *name, journal_job_t *ret);
+/* metadata and errors JSON texts of a job (malloc'ed, caller frees; NULL if none). */
+int journal_job_texts(journal_t *j, int64_t job, char **ret_metadata, char **ret_errors);
+/* Calls fn for jobs in states validating, in_progress, cancelling (by id). */
+int journal_jobs_active(journal_t *j, int (*fn)(void *user, const journal_job_t *job), void *user);
+/* Jobs newest first, starting below before_id (0 = from the newest);
+ * at most limit. Returns the number passed to fn. */
+int journal_jobs_page(journal_t *j, int64_t before_id, int limit,
+		      int (*fn)(void *user, const journal_job_t *job), void *user);
+
+/* Requests. insert: -EEXIST on a duplicate custom_id within the job. */
+int journal_request_insert(journal_t *j, int64_t job, int64_t line_no, const char *custom_id,
+			   const char *body, int64_t est_tokens);
+/* Deletes every request of a job (a job that failed validation). */
+int journal_requests_delete(journal_t *j, int64_t job);
+
+/* fn gets each queued request of lines [first, last] in order: return 0 to
+ * take it and go on, 1 to stop before it, < 0 to abort with that error.
+ * At most limit are taken. Returns the number taken. */
+typedef int (*journal_req_fn)(void *user, int64_t line_no, const char *custom_id,
+			      const char *body, int64_t est_tokens);
+int journal_requests_queued(journal_t *j, int64_t job, int64_t first, int64_t last, int limit,
+			    journal_req_fn fn, void *user);
+/* Answers one queued request without a worker (poison request, cancel):
+ * state "failed" or "cancelled", with an error code and message. 0, or
+ * -ENOENT when it is not queued. */
+int journal_request_finish(journal_t *j, int64_t job, int64_t line_no, const char *state,
+			   const char *code, const char *message);
+/* attempts += 1 for the queued requests of a range (a dispatch that failed). */
+int journal_requests_bump_attempts(journal_t *j, int64_t job, int64_t first, int64_t last);
+
+/* Applies a Result's outputs: each output must name a queued request of
+ * the shard's range with the same custom_id, exactly once, and there must
+ * be shard->n_requests of them; otherwise -EBADMSG with the reason in err
+ * (the caller rolls back). Writes outputs, request states, and one ledger
+ * row per output without an error. Adds to *ret (done/failed/cancelled).
+ * Must run inside a transaction. */
+int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
+			 const Margin__V1__Result *res, journal_counts_t *ret,
+			 char *err, size_t errlen);
+
+/* Shards. insert sets s->id. */
+int journal_shard_insert(journal_t *j, journal_shard_t *s);
+/* Writes state, attempt, fails, worker, dispatched_at (by s->id). */
+int journal_shard_update(journal_t *j, const journal_shard_t *s);
+/* Writes a finished shard's step statistics. */
+int journal_shard_stats(journal_t *j, int64_t shard, const Margin__V1__StepStats *st);
+/* Calls fn for the job's shards in state queued or inflight, by id. */
+int journal_shards_pending(journal_t *j, int64_t job,
+			   int (*fn)(void *user, const journal_shard_t *s), void *user);
+/* Line numbers of the queued requests of [first, last] (for splitting a
+ * shard); *ret_lines malloc'ed, caller frees. Returns the count. */
+int journal_queued_lines(journal_t *j, int64_t job, int64_t first, int64_t last,
+			 int64_t **ret_lines);
+
+/* Workers (history; the live registry is in memory). */
+int journal_worker_join(journal_t *j, const char *name, uint64_t instance_id,
+			const char *hardware_profile, const char *build, const char *models_json,
+			uint32_t slots, uint32_t threads, const char *key, int64_t *ret_id);
+int journal_worker_leave(journal_t *j, int64_t id, const char *reason);
+
+/* One page of a job's requests in line order after after_line: calls fn
+ * with each row. Returns the count. */
+typedef struct journal_row {
+	int64_t line_no;
+	const char *custom_id;
+	const char *state;
+	const char *output;		/* NULL unless answered */
+	const char *finish_reason;
+	int64_t prompt_tokens, completion_tokens, attempts;
+	const char *error_code, *error_message;
+} journal_row_t;
+int journal_results_page(journal_t *j, int64_t job, int64_t after_line, int limit,
+			 int (*fn)(void *user, const journal_row_t *row), void *user);
+
+/* Number of ledger rows of a job (tests, status). */
+int64_t journal_ledger_count(journal_t *j, const char *job_name);
+
+#endif

@@ -1,0 +1,57 @@
+/* opts: margind's settings from the INI config file and the command line.
+ *
+ *   margind [--config FILE] --state-dir DIR --http HOST:PORT --workers tcp://HOST:PORT
+ *           [--api-keys FILE] [--curve-secret FILE --curve-allow DIR | --no-curve]
+ *           [--log-level LEVEL] [--log-file FILE] [--set SECTION.KEY=VALUE]...
+ *
+ * The file is read first; every flag then overrides its key (a flag is the
+ * same as `--set section.key=value`). Keys (section: key = default):
+ *
+ *   [scheduler] state_dir, workers, heartbeat = 1s, liveness = 3,
+ *               shard_requests = 64, shard_tokens = 65536, max_attempts = 3,
+ *               default_max_tokens = 256, max_tokens_cap = 1048576,
+ *               cancel_grace = 30s, shard_timeout = 0 (off), drain_timeout = 30s,
+ *               ingest_chunk = 2048, inline_max = 10000, max_credit = 1024,
+ *               max_frame = 67108864 (bytes), journal_sync = normal | full
+ *   [http]      listen, api_keys
+ *   [curve]     enabled = yes, secret, allow
+ *   [log]       level = info, file (default: stderr)
+ *
+ * A relative [curve] secret is looked up in $CREDENTIALS_DIRECTORY when set
+ * (systemd LoadCredential=). */
+#ifndef OPTS_H
+#define OPTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mg_config.h"
+#include "sched.h"
+
+typedef struct opts {
+	mg_config_t *cfg;		/* owned: the merged settings */
+	/* Strings below are borrowed from cfg (or NULL). */
+	const char *state_dir;
+	const char *workers;		/* ZeroMQ endpoint for workers */
+	const char *http;		/* HOST:PORT for the HTTP API */
+	const char *api_keys;
+	const char *log_file;
+	int log_level;
+	bool curve;
+	char curve_secret[4096];	/* resolved path */
+	const char *curve_allow;
+	sched_params_t sched;
+	int64_t drain_timeout_ns;
+	uint64_t max_frame;
+	int journal_sync;		/* enum journal_sync */
+} opts_t;
+
+/* Returns 0 with *o filled, 1 when --help or --version was printed (exit
+ * 0), -EINVAL for bad usage with the reason in err (exit 2), another
+ * negative errno when the config file cannot be read (exit 1). */
+int opts_parse(opts_t *o, int argc, char **argv, char *err, size_t errlen);
+void opts_done(opts_t *o);
+void opts_usage(FILE *f);
+
+#endif

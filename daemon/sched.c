@@ -1,0 +1,1557 @@
+/* sched: see sched.h. */
+#include "sched.h"
+#include "htab.h"
+#include "ingest.h"
+#include "mg_clock.h"
+#include "mg_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define ERRORS_MAX 100
+
+typedef struct sched_job sched_job_t;
+
+typedef struct sched_shard {
+	journal_shard_t js;
+	sched_job_t *job;		/* borrowed: the active job it belongs to */
+	reg_worker_t *worker;		/* borrowed: holder while in flight, else NULL */
+	int64_t sent_ns;		/* monotonic time of the last dispatch */
+	struct sched_shard *next, *prev;	/* in worker->shards or the job's retry queue */
+} sched_shard_t;
+
+struct sched_job {
+	journal_job_t j;		/* the persisted row, kept current */
+	sched_shard_t *retry_head, *retry_tail;	/* owned: shards queued for re-dispatch */
+	int64_t n_retry;
+	int64_t inflight_requests, inflight_shards;
+	ingest_file_t *in;		/* owned: the input while validating */
+	json_t *errors;			/* owned: validation errors ([{code,line,message}]) */
+	int64_t cancel_deadline;	/* monotonic; while cancelling */
+	bool warned_no_worker;
+};
+
+struct sched {
+	journal_t *j;			/* borrowed */
+	sched_params_t p;
+	sched_send_fn send;
+	void *user;			/* borrowed: send's context */
+	registry_t *reg;		/* owned */
+	htab_t *inflight;		/* owned table of owned shards, by id */
+	sched_job_t **jobs;		/* owned: active jobs, oldest first */
+	size_t n_jobs, cap_jobs;
+	size_t rr;			/* round-robin cursor into jobs */
+	bool draining;
+	int64_t inflight_requests, inflight_shards;
+	uint64_t requests_answered, shards_committed;
+	int64_t next_check_ns;		/* periodic checks (workers for idle jobs) */
+	int64_t garbage_window_ns;	/* rate limit of "dropped frame" lines */
+	unsigned garbage_in_window, garbage_suppressed;
+};
+
+void sched_params_default(sched_params_t *p)
+{
+	*p = (sched_params_t){
+		.heartbeat_ns = 1000 * MG_NS_PER_MS,
+		.liveness = 3,
+		.shard_max_requests = 64,
+		.shard_max_tokens = 65536,
+		.max_attempts = 3,
+		.default_max_tokens = 256,
+		.max_tokens_cap = 1u << 20,
+		.cancel_grace_ns = 30 * MG_NS_PER_S,
+		.shard_timeout_ns = 0,
+		.ingest_chunk = 2048,
+		.inline_max = 10000,
+		.max_credit = 1024,
+	};
+}
+
+static int64_t wall_s(void)
+{
+	return mg_clock_wall_ns() / MG_NS_PER_S;
+}
+
+static void set_state(journal_job_t *j, const char *state)
+{
+	snprintf(j->state, sizeof(j->state), "%s", state);
+}
+
+static bool job_terminal(const sched_job_t *job)
+{
+	const char *st = job->j.state;
+	return strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
+	       strcmp(st, "cancelled") == 0;
+}
+
+static bool job_has_work(const sched_job_t *job)
+{
+	return strcmp(job->j.state, "in_progress") == 0 &&
+	       (job->retry_head != NULL || job->j.next_line <= job->j.max_line);
+}
+
+static sched_job_t *find_job(const sched_t *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_jobs; i++)
+		if (strcmp(s->jobs[i]->j.name, name) == 0)
+			return s->jobs[i];
+	return NULL;
+}
+
+/* --- transactions ----------------------------------------------------- */
+
+/* Open a transaction unless the caller already has one; tx_end commits
+ * only what tx_begin opened. */
+static bool tx_begin(sched_t *s)
+{
+	if (journal_in_tx(s->j))
+		return false;
+	if (journal_begin(s->j) < 0) {
+		mg_log(MG_LOG_ERROR, "sched", "journal: cannot begin a transaction err=\"%s\"",
+		       journal_errmsg(s->j));
+		return false;
+	}
+	return true;
+}
+
+static void tx_end(sched_t *s, bool opened)
+{
+	if (opened && journal_commit(s->j) < 0)
+		mg_log(MG_LOG_ERROR, "sched", "journal: commit failed err=\"%s\"", journal_errmsg(s->j));
+}
+
+/* --- shard lists ------------------------------------------------------ */
+
+static void retry_push(sched_job_t *job, sched_shard_t *sh, bool front)
+{
+	sh->worker = NULL;
+	sh->prev = sh->next = NULL;
+	if (front) {
+		sh->next = job->retry_head;
+		if (job->retry_head)
+			job->retry_head->prev = sh;
+		else
+			job->retry_tail = sh;
+		job->retry_head = sh;
+	} else {
+		sh->prev = job->retry_tail;
+		if (job->retry_tail)
+			job->retry_tail->next = sh;
+		else
+			job->retry_head = sh;
+		job->retry_tail = sh;
+	}
+	job->n_retry++;
+}
+
+static sched_shard_t *retry_pop(sched_job_t *job)
+{
+	sched_shard_t *sh = job->retry_head;
+	if (sh == NULL)
+		return NULL;
+	job->retry_head = sh->next;
+	if (job->retry_head)
+		job->retry_head->prev = NULL;
+	else
+		job->retry_tail = NULL;
+	sh->next = sh->prev = NULL;
+	job->n_retry--;
+	return sh;
+}
+
+static void worker_attach(reg_worker_t *w, sched_shard_t *sh)
+{
+	sh->worker = w;
+	sh->prev = NULL;
+	sh->next = w->shards;
+	if (w->shards)
+		w->shards->prev = sh;
+	w->shards = sh;
+	w->n_shards++;
+}
+
+/* Takes an in-flight shard out of its worker, the in-flight table and the
+ * job's counters; the caller then owns it. */
+static void inflight_detach(sched_t *s, sched_shard_t *sh)
+{
+	reg_worker_t *w = sh->worker;
+	if (w != NULL) {
+		if (sh->prev)
+			sh->prev->next = sh->next;
+		else
+			w->shards = sh->next;
+		if (sh->next)
+			sh->next->prev = sh->prev;
+		w->n_shards--;
+	}
+	sh->worker = NULL;
+	sh->next = sh->prev = NULL;
+	htab_remove_u64(s->inflight, (uint64_t)sh->js.id);
+	sh->job->inflight_requests -= sh->js.n_requests;
+	sh->job->inflight_shards--;
+	s->inflight_requests -= sh->js.n_requests;
+	s->inflight_shards--;
+}
+
+static void shard_save(sched_t *s, const sched_shard_t *sh)
+{
+	if (journal_shard_update(s->j, &sh->js) < 0)
+		mg_log(MG_LOG_ERROR, "sched", "journal: shard update failed batch=%s shard=%lld err=\"%s\"",
+		       sh->job->j.name, (long long)sh->js.id, journal_errmsg(s->j));
+}
+
+static void job_save(sched_t *s, const sched_job_t *job)
+{
+	if (journal_job_update(s->j, &job->j) < 0)
+		mg_log(MG_LOG_ERROR, "sched", "journal: job update failed batch=%s err=\"%s\"",
+		       job->j.name, journal_errmsg(s->j));
+}
+
+/* --- job lifecycle ---------------------------------------------------- */
+
+static void job_free(sched_job_t *job)
+{
+	if (job == NULL)
+		return;
+	sched_shard_t *sh;
+	while ((sh = retry_pop(job)) != NULL)
+		free(sh);
+	ingest_file_close(&job->in);
+	json_decref(job->errors);
+	free(job);
+}
+
+static int jobs_push(sched_t *s, sched_job_t *job)
+{
+	if (s->n_jobs == s->cap_jobs) {
+		size_t nc = s->cap_jobs ? s->cap_jobs * 2 : 16;
+		sched_job_t **nv = realloc(s->jobs, nc * sizeof(*nv));
+		if (nv == NULL)
+			return -ENOMEM;
+		s->jobs = nv;
+		s->cap_jobs = nc;
+	}
+	s->jobs[s->n_jobs++] = job;
+	return 0;
+}
+
+/* Drop finished jobs with nothing in flight from the active list. */
+static void reap_jobs(sched_t *s)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < s->n_jobs; i++) {
+		sched_job_t *job = s->jobs[i];
+		if (job_terminal(job) && job->inflight_shards == 0) {
+			if (i < s->rr && s->rr > 0)
+				s->rr--;
+			job_free(job);
+			continue;
+		}
+		s->jobs[k++] = job;
+	}
+	s->n_jobs = k;
+	if (s->rr >= s->n_jobs)
+		s->rr = 0;
+}
+
+static void finish_cancel(sched_t *s, sched_job_t *job)
+{
+	journal_job_t *j = &job->j;
+	int64_t rest = j->n_total - j->n_done - j->n_failed - j->n_cancelled;
+	if (rest > 0)
+		j->n_cancelled += rest;
+	set_state(j, "cancelled");
+	j->cancelled_at = wall_s();
+	job_save(s, job);
+	mg_log(MG_LOG_INFO, "sched", "batch cancelled batch=%s done=%lld failed=%lld cancelled=%lld",
+	       j->name, (long long)j->n_done, (long long)j->n_failed, (long long)j->n_cancelled);
+}
+
+/* After a job's counters moved: completed or cancelled when nothing is left. */
+static void job_check_done(sched_t *s, sched_job_t *job)
+{
+	journal_job_t *j = &job->j;
+	if (strcmp(j->state, "cancelling") == 0 && job->inflight_shards == 0) {
+		finish_cancel(s, job);
+		return;
+	}
+	if (strcmp(j->state, "in_progress") == 0 &&
+	    j->n_done + j->n_failed + j->n_cancelled >= j->n_total) {
+		set_state(j, "completed");
+		j->completed_at = wall_s();
+		mg_log(MG_LOG_INFO, "sched", "batch completed batch=%s total=%lld done=%lld failed=%lld",
+		       j->name, (long long)j->n_total, (long long)j->n_done, (long long)j->n_failed);
+	}
+}
+
+/* --- workers ---------------------------------------------------------- */
+
+static int send_to(sched_t *s, const reg_worker_t *w, const mg_msg_t *m)
+{
+	return s->send(s->user, w->ident, w->ident_len, m);
+}
+
+static void send_bye(sched_t *s, const uint8_t *ident, size_t len, const char *reason)
+{
+	Margin__V1__Bye bye = MARGIN__V1__BYE__INIT;
+	bye.reason = (char *)reason;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_BYE;
+	m.bye = &bye;
+	s->send(s->user, ident, len, &m);
+}
+
+static void send_ack(sched_t *s, const uint8_t *ident, size_t len, uint64_t shard, uint32_t attempt)
+{
+	Margin__V1__Ack ack = MARGIN__V1__ACK__INIT;
+	ack.shard_id = shard;
+	ack.attempt = attempt;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ACK;
+	m.ack = &ack;
+	s->send(s->user, ident, len, &m);
+}
+
+/* A dispatch of sh ended without a Result. Requeue it, split it, or answer
+ * its single request with an error. Caller detached it from its worker. */
+static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason)
+{
+	sched_job_t *job = sh->job;
+	bool opened = tx_begin(s);
+	if (strcmp(job->j.state, "in_progress") != 0) {
+		/* cancelling: nothing more to do for it. */
+		snprintf(sh->js.state, sizeof(sh->js.state), "cancelled");
+		shard_save(s, sh);
+		free(sh);
+		job_check_done(s, job);
+		tx_end(s, opened);
+		return;
+	}
+	sh->js.fails++;
+	sh->js.worker[0] = '\0';
+	journal_requests_bump_attempts(s->j, job->j.id, sh->js.first_line, sh->js.last_line);
+	if (sh->js.n_requests <= 1 && sh->js.fails >= s->p.max_attempts) {
+		char msg[384];
+		snprintf(msg, sizeof(msg), "request failed %u attempts; the last one: %s",
+			 sh->js.fails, reason);
+		int r = journal_request_finish(s->j, job->j.id, sh->js.first_line, "failed",
+					       "worker_failed", msg);
+		snprintf(sh->js.state, sizeof(sh->js.state), "failed");
+		shard_save(s, sh);
+		if (r == 0)
+			job->j.n_failed++;
+		mg_log(MG_LOG_WARN, "sched", "request failed for good batch=%s shard=%lld line=%lld attempts=%u reason=\"%s\"",
+		       job->j.name, (long long)sh->js.id, (long long)sh->js.first_line, sh->js.fails, reason);
+		free(sh);
+		job_check_done(s, job);
+		job_save(s, job);
+		tx_end(s, opened);
+		return;
+	}
+	if (sh->js.n_requests > 1 && sh->js.fails >= SCHED_SPLIT_AFTER) {
+		int64_t *lines = NULL;
+		int n = journal_queued_lines(s->j, job->j.id, sh->js.first_line, sh->js.last_line, &lines);
+		if (n >= 0) {
+			snprintf(sh->js.state, sizeof(sh->js.state), "split");
+			shard_save(s, sh);
+			mg_log(MG_LOG_WARN, "sched", "shard split into single requests batch=%s shard=%lld lines=%lld-%lld fails=%u reason=\"%s\"",
+			       job->j.name, (long long)sh->js.id, (long long)sh->js.first_line,
+			       (long long)sh->js.last_line, sh->js.fails, reason);
+			for (int i = 0; i < n; i++) {
+				sched_shard_t *one = calloc(1, sizeof(*one));
+				if (one == NULL)
+					break;
+				one->job = job;
+				one->js.job = job->j.id;
+				one->js.first_line = one->js.last_line = lines[i];
+				one->js.n_requests = 1;
+				one->js.fails = sh->js.fails;
+				snprintf(one->js.state, sizeof(one->js.state), "queued");
+				if (journal_shard_insert(s->j, &one->js) < 0) {
+					free(one);
+					break;
+				}
+				retry_push(job, one, false);
+			}
+			free(lines);
+			free(sh);
+			tx_end(s, opened);
+			return;
+		}
+	}
+	snprintf(sh->js.state, sizeof(sh->js.state), "queued");
+	shard_save(s, sh);
+	mg_log(MG_LOG_INFO, "sched", "shard requeued batch=%s shard=%lld attempt=%u fails=%u reason=\"%s\"",
+	       job->j.name, (long long)sh->js.id, sh->js.attempt, sh->js.fails, reason);
+	retry_push(job, sh, true);
+	tx_end(s, opened);
+}
+
+/* w is gone: every shard it held is a failed attempt; it leaves the registry. */
+static void worker_lost(sched_t *s, reg_worker_t **pw, const char *reason)
+{
+	reg_worker_t *w = *pw;
+	mg_log(MG_LOG_WARN, "sched", "worker lost worker=%s name=%s shards=%u reason=\"%s\"",
+	       w->id, w->name, w->n_shards, reason);
+	bool opened = tx_begin(s);
+	while (w->shards != NULL) {
+		sched_shard_t *sh = w->shards;
+		inflight_detach(s, sh);
+		shard_failed(s, sh, reason);
+	}
+	journal_worker_leave(s->j, w->db_id, reason);
+	tx_end(s, opened);
+	registry_remove(s->reg, pw);
+}
+
+static void send_welcome(sched_t *s, reg_worker_t *w)
+{
+	Margin__V1__Welcome wl = MARGIN__V1__WELCOME__INIT;
+	wl.worker_id = w->id;
+	wl.heartbeat_ms = (uint32_t)(s->p.heartbeat_ns / MG_NS_PER_MS);
+	wl.liveness = s->p.liveness;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_WELCOME;
+	m.welcome = &wl;
+	send_to(s, w, &m);
+}
+
+static char *models_json(const Margin__V1__Hello *h)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < h->n_models; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:i}",
+			"name", h->models[i]->name, "arch", h->models[i]->arch,
+			"n_params", (json_int_t)h->models[i]->n_params,
+			"n_ctx", (int)h->models[i]->n_ctx));
+	char *t = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	return t;
+}
+
+static void on_hello(sched_t *s, const uint8_t *ident, size_t len, const Margin__V1__Hello *h,
+		     const char *key, int64_t now)
+{
+	char idbuf[80];
+	const char *peer = registry_ident_str(ident, len, idbuf, sizeof(idbuf));
+	reg_worker_t *w = registry_find(s->reg, ident, len);
+	if (h->proto_version != MG_PROTO_VERSION) {
+		char reason[160];
+		snprintf(reason, sizeof(reason), "protocol version %u is not supported: margind speaks version %u",
+			 h->proto_version, MG_PROTO_VERSION);
+		mg_log(MG_LOG_WARN, "sched", "refused a worker peer=%s name=%s reason=\"%s\"", peer,
+		       h->worker_name, reason);
+		if (w != NULL)
+			worker_lost(s, &w, reason);
+		send_bye(s, ident, len, reason);
+		return;
+	}
+	if (h->n_models == 0) {
+		mg_log(MG_LOG_WARN, "sched", "refused a worker peer=%s name=%s reason=\"no models in Hello\"",
+		       peer, h->worker_name);
+		if (w != NULL)
+			worker_lost(s, &w, "Hello without models");
+		send_bye(s, ident, len, "Hello lists no models");
+		return;
+	}
+	bool reconnect = false;
+	if (w != NULL && w->instance_id != h->instance_id) {
+		worker_lost(s, &w, "the worker restarted (new instance)");
+	} else if (w != NULL) {
+		reconnect = true;
+	} else {
+		w = registry_find_instance(s->reg, h->instance_id);
+		if (w != NULL) {
+			if (registry_rebind(s->reg, w, ident, len) < 0) {
+				worker_lost(s, &w, "out of memory");
+			} else {
+				reconnect = true;
+			}
+		}
+	}
+	const char **names = calloc(h->n_models ? h->n_models : 1, sizeof(*names));
+	if (names == NULL)
+		return;
+	for (size_t i = 0; i < h->n_models; i++)
+		names[i] = h->models[i]->name;
+	if (w == NULL) {
+		w = registry_add(s->reg, ident, len);
+		if (w == NULL) {
+			free(names);
+			mg_log(MG_LOG_ERROR, "sched", "cannot register a worker peer=%s (out of memory or identity too long)", peer);
+			return;
+		}
+		char *mj = models_json(h);
+		int r = journal_worker_join(s->j, h->worker_name, h->instance_id, h->hardware_profile,
+					    h->build, mj ? mj : "[]", h->slots, h->threads,
+					    key ? key : "", &w->db_id);
+		free(mj);
+		if (r < 0)
+			mg_log(MG_LOG_ERROR, "sched", "journal: worker join failed err=\"%s\"", journal_errmsg(s->j));
+		snprintf(w->id, sizeof(w->id), "w%lld", (long long)w->db_id);
+		w->joined_ns = now;
+	}
+	registry_set_models(w, names, h->n_models);
+	free(names);
+	snprintf(w->name, sizeof(w->name), "%s", h->worker_name);
+	snprintf(w->hardware_profile, sizeof(w->hardware_profile), "%s", h->hardware_profile);
+	snprintf(w->build, sizeof(w->build), "%s", h->build);
+	snprintf(w->key, sizeof(w->key), "%s", key ? key : "");
+	w->slots = h->slots;
+	w->threads = h->threads;
+	w->instance_id = h->instance_id;
+	w->credit = 0;		/* the worker sends Credit after Welcome */
+	w->last_seen_ns = now;
+	w->expiry_ns = now + s->p.heartbeat_ns * s->p.liveness;
+	w->next_hb_ns = now + s->p.heartbeat_ns;
+	send_welcome(s, w);
+	for (size_t i = 0; i < s->n_jobs; i++)
+		if (registry_serves(w, s->jobs[i]->j.model))
+			s->jobs[i]->warned_no_worker = false;
+	mg_log(MG_LOG_INFO, "sched", "%s worker=%s name=%s peer=%s model=%s slots=%u hardware=%s key=%s shards=%u",
+	       reconnect ? "worker reconnected" : "worker joined", w->id, w->name, peer,
+	       w->n_models ? w->models[0] : "", w->slots, w->hardware_profile,
+	       w->key[0] ? w->key : "-", w->n_shards);
+}
+
+/* --- results ---------------------------------------------------------- */
+
+static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t len,
+		      const Margin__V1__Result *res, int64_t now)
+{
+	sched_shard_t *sh = htab_find_u64(s->inflight, res->shard_id);
+	if (sh == NULL || w == NULL || sh->worker != w || sh->js.attempt != res->attempt ||
+	    strcmp(sh->job->j.name, res->batch_id) != 0) {
+		/* A duplicate, a stale attempt, a shard given to someone else or
+		 * finished: Ack so the worker stops re-sending, commit nothing. */
+		mg_log(MG_LOG_DEBUG, "sched", "ignored a result batch=%s shard=%llu attempt=%u worker=%s current_attempt=%u",
+		       res->batch_id, (unsigned long long)res->shard_id, res->attempt,
+		       w ? w->id : "unregistered", sh ? sh->js.attempt : 0);
+		send_ack(s, ident, len, res->shard_id, res->attempt);
+		return;
+	}
+	sched_job_t *job = sh->job;
+	journal_job_t saved = job->j;
+	journal_counts_t c = { 0, 0, 0 };
+	char err[512];
+	int r = journal_begin(s->j);
+	if (r == 0) {
+		journal_result_ctx_t ctx = { &job->j, &sh->js, w->id, w->name, w->hardware_profile };
+		r = journal_result_apply(s->j, &ctx, res, &c, err, sizeof(err));
+	} else {
+		snprintf(err, sizeof(err), "%s", journal_errmsg(s->j));
+	}
+	if (r == -EBADMSG) {
+		journal_rollback(s->j);
+		mg_log(MG_LOG_WARN, "sched", "malformed result batch=%s shard=%lld attempt=%u worker=%s err=\"%s\"",
+		       job->j.name, (long long)sh->js.id, res->attempt, w->id, err);
+		send_ack(s, ident, len, res->shard_id, res->attempt);
+		inflight_detach(s, sh);
+		shard_failed(s, sh, "malformed result");
+		return;
+	}
+	if (r == 0) {
+		job->j.n_done += c.done;
+		job->j.n_failed += c.failed;
+		job->j.n_cancelled += c.cancelled;
+		snprintf(sh->js.state, sizeof(sh->js.state), "done");
+		r = journal_shard_update(s->j, &sh->js);
+		if (r == 0)
+			r = journal_shard_stats(s->j, sh->js.id, res->step_stats);
+		/* inflight_shards still counts sh: job_check_done sees 1 for a
+		 * cancelling job, so look at it after the shard is detached. */
+		if (r == 0 && strcmp(job->j.state, "in_progress") == 0)
+			job_check_done(s, job);
+		if (r == 0)
+			r = journal_job_update(s->j, &job->j);
+		if (r == 0)
+			r = journal_commit(s->j);
+		if (r < 0)
+			snprintf(err, sizeof(err), "%s", journal_errmsg(s->j));
+	}
+	if (r < 0) {
+		/* The journal refused (disk full, I/O): no Ack, so the worker
+		 * sends the Result again and we retry the commit then. */
+		journal_rollback(s->j);
+		job->j = saved;
+		snprintf(sh->js.state, sizeof(sh->js.state), "inflight");
+		mg_log(MG_LOG_ERROR, "sched", "cannot commit a result batch=%s shard=%lld worker=%s err=\"%s\"",
+		       job->j.name, (long long)sh->js.id, w->id, err);
+		return;
+	}
+	send_ack(s, ident, len, res->shard_id, res->attempt);
+	int64_t n = sh->js.n_requests;
+	inflight_detach(s, sh);
+	w->shards_done++;
+	w->requests_done += (uint64_t)n;
+	s->shards_committed++;
+	s->requests_answered += (uint64_t)n;
+	mg_log(MG_LOG_DEBUG, "sched", "shard done batch=%s shard=%lld attempt=%u worker=%s requests=%lld done=%lld failed=%lld",
+	       job->j.name, (long long)sh->js.id, sh->js.attempt, w->id, (long long)n,
+	       (long long)c.done, (long long)c.failed);
+	free(sh);
+	if (strcmp(job->j.state, "cancelling") == 0 && job->inflight_shards == 0) {
+		bool opened = tx_begin(s);
+		finish_cancel(s, job);
+		tx_end(s, opened);
+	}
+	(void)now;
+}
+
+/* --- frames ----------------------------------------------------------- */
+
+static void log_garbage(sched_t *s, const uint8_t *ident, size_t len, const char *what, int64_t now)
+{
+	char idbuf[80];
+	if (now - s->garbage_window_ns >= MG_NS_PER_S) {
+		if (s->garbage_suppressed > 0)
+			mg_log(MG_LOG_WARN, "sched", "dropped more frames from the worker endpoint count=%u",
+			       s->garbage_suppressed);
+		s->garbage_window_ns = now;
+		s->garbage_in_window = 0;
+		s->garbage_suppressed = 0;
+	}
+	if (++s->garbage_in_window > 20) {
+		s->garbage_suppressed++;
+		return;
+	}
+	mg_log(MG_LOG_WARN, "sched", "dropped a frame from the worker endpoint peer=%s err=\"%s\"",
+	       registry_ident_str(ident, len, idbuf, sizeof(idbuf)), what);
+}
+
+void sched_on_garbage(sched_t *s, const uint8_t *ident, size_t ident_len, const char *what,
+		      int64_t now)
+{
+	log_garbage(s, ident, ident_len, what, now);
+}
+
+void sched_on_frame(sched_t *s, const uint8_t *ident, size_t ident_len, const void *data,
+		    size_t len, size_t max_frame, const char *key, int64_t now)
+{
+	mg_msg_t *m = NULL;
+	char err[256];
+	if (mg_wire_unpack(data, len, max_frame, &m, err, sizeof(err)) < 0) {
+		log_garbage(s, ident, ident_len, err, now);
+		return;
+	}
+	reg_worker_t *w = registry_find(s->reg, ident, ident_len);
+	if (w != NULL) {
+		w->last_seen_ns = now;
+		w->expiry_ns = now + s->p.heartbeat_ns * s->p.liveness;
+	}
+	switch (m->body_case) {
+	case MARGIN__V1__MSG__BODY_HELLO:
+		on_hello(s, ident, ident_len, m->hello, key, now);
+		break;
+	case MARGIN__V1__MSG__BODY_CREDIT:
+		if (w != NULL) {
+			uint64_t c = (uint64_t)w->credit + m->credit->n;
+			w->credit = c > s->p.max_credit ? s->p.max_credit : (uint32_t)c;
+		}
+		break;
+	case MARGIN__V1__MSG__BODY_HEARTBEAT:
+		break;
+	case MARGIN__V1__MSG__BODY_RESULT:
+		on_result(s, w, ident, ident_len, m->result, now);
+		break;
+	case MARGIN__V1__MSG__BODY_BYE:
+		if (w != NULL) {
+			char reason[300];
+			snprintf(reason, sizeof(reason), "worker said bye: %s", m->bye->reason);
+			worker_lost(s, &w, reason);
+		}
+		break;
+	default: {
+		char what[96];
+		snprintf(what, sizeof(what), "unexpected %s message (daemon -> worker only)",
+			 mg_wire_body_name(m));
+		log_garbage(s, ident, ident_len, what, now);
+		break;
+	}
+	}
+	mg_wire_free(&m);
+}
+
+/* --- dispatch --------------------------------------------------------- */
+
+struct fill {
+	const sched_params_t *p;
+	ingest_req_t *reqs;
+	int n, cap;
+	uint64_t tokens;
+	bool cut;		/* a new shard: stop at the token budget */
+};
+
+static int on_row(void *user, int64_t line, const char *cid, const char *body, int64_t est)
+{
+	struct fill *f = user;
+	if (f->n >= f->cap)
+		return 1;
+	if (f->cut && f->n > 0 && f->tokens + (uint64_t)est > f->p->shard_max_tokens)
+		return 1;
+	int r = ingest_req_fill(&f->reqs[f->n], line, cid, body);
+	if (r < 0)
+		return r;
+	f->n++;
+	f->tokens += (uint64_t)est;
+	return 0;
+}
+
+/* Cut (or take from the retry queue) one shard of job and send it to w.
+ * Returns 1 when a shard went out, 0 when the job had nothing after all,
+ * < 0 when w cannot take it (then w is dropped or out of credit). */
+static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t now)
+{
+	reg_worker_t *w = *pw;
+	bool fresh = false;
+	sched_shard_t *sh = retry_pop(job);
+	int cap = (int)s->p.shard_max_requests;
+	if (sh == NULL) {
+		sh = calloc(1, sizeof(*sh));
+		if (sh == NULL)
+			return -ENOMEM;
+		sh->job = job;
+		sh->js.job = job->j.id;
+		sh->js.first_line = job->j.next_line;
+		sh->js.last_line = JOURNAL_LINE_MAX;
+		fresh = true;
+	} else if (sh->js.n_requests > cap) {
+		cap = (int)sh->js.n_requests;
+	}
+	struct fill f = { &s->p, calloc((size_t)cap, sizeof(ingest_req_t)), 0, cap, 0, fresh };
+	Margin__V1__Request **ptrs = calloc((size_t)cap, sizeof(*ptrs));
+	int r = -ENOMEM;
+	if (f.reqs == NULL || ptrs == NULL)
+		goto fail;
+	r = journal_requests_queued(s->j, job->j.id, sh->js.first_line, sh->js.last_line, cap,
+				    on_row, &f);
+	if (r < 0) {
+		mg_log(MG_LOG_ERROR, "sched", "journal: cannot read requests batch=%s lines=%lld- err=\"%s\"",
+		       job->j.name, (long long)sh->js.first_line,
+		       r == -EBADMSG ? "a stored body is corrupt" : journal_errmsg(s->j));
+		goto fail;
+	}
+	if (f.n == 0) {
+		/* Nothing queued there any more. */
+		if (fresh) {
+			job->j.next_line = job->j.max_line + 1;
+			free(sh);
+		} else {
+			snprintf(sh->js.state, sizeof(sh->js.state), "done");
+			shard_save(s, sh);
+			free(sh);
+		}
+		r = 0;
+		goto out;
+	}
+	if (fresh) {
+		sh->js.first_line = (int64_t)f.reqs[0].pb.line_no;
+		sh->js.last_line = (int64_t)f.reqs[f.n - 1].pb.line_no;
+		job->j.next_line = sh->js.last_line + 1;
+	}
+	sh->js.n_requests = f.n;
+	sh->js.attempt++;
+	snprintf(sh->js.state, sizeof(sh->js.state), "inflight");
+	snprintf(sh->js.worker, sizeof(sh->js.worker), "%s", w->id);
+	sh->js.dispatched_at = mg_clock_wall_ns();
+	sh->sent_ns = now;
+	r = fresh ? journal_shard_insert(s->j, &sh->js) : journal_shard_update(s->j, &sh->js);
+	if (r == 0 && fresh)
+		r = journal_job_update(s->j, &job->j);
+	if (r < 0) {
+		mg_log(MG_LOG_ERROR, "sched", "journal: cannot record a dispatch batch=%s err=\"%s\"",
+		       job->j.name, journal_errmsg(s->j));
+		if (fresh)
+			job->j.next_line = sh->js.first_line;
+		goto fail;
+	}
+
+	Margin__V1__Assign as = MARGIN__V1__ASSIGN__INIT;
+	as.batch_id = job->j.name;
+	as.shard_id = (uint64_t)sh->js.id;
+	as.attempt = sh->js.attempt;
+	as.model = job->j.model;
+	for (int i = 0; i < f.n; i++)
+		ptrs[i] = &f.reqs[i].pb;
+	as.n_requests = (size_t)f.n;
+	as.requests = ptrs;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
+	m.assign = &as;
+	r = send_to(s, w, &m);
+	if (r < 0) {
+		/* It never reached the worker: not a failed attempt. */
+		sh->js.attempt--;
+		sh->js.worker[0] = '\0';
+		snprintf(sh->js.state, sizeof(sh->js.state), "queued");
+		shard_save(s, sh);
+		retry_push(job, sh, true);
+		if (r == -EHOSTUNREACH)
+			worker_lost(s, pw, "unreachable (disconnected)");
+		else
+			w->credit = 0;	/* its queue is full: wait for more Credit */
+		goto out;
+	}
+	w->credit--;
+	worker_attach(w, sh);
+	htab_put_u64(s->inflight, (uint64_t)sh->js.id, sh);
+	job->inflight_requests += f.n;
+	job->inflight_shards++;
+	s->inflight_requests += f.n;
+	s->inflight_shards++;
+	mg_log(MG_LOG_DEBUG, "sched", "shard assigned batch=%s shard=%lld attempt=%u worker=%s lines=%lld-%lld requests=%d",
+	       job->j.name, (long long)sh->js.id, sh->js.attempt, w->id,
+	       (long long)sh->js.first_line, (long long)sh->js.last_line, f.n);
+	r = 1;
+	goto out;
+fail:
+	if (fresh)
+		free(sh);
+	else
+		retry_push(job, sh, true);
+out:
+	for (int i = 0; i < f.n; i++)
+		ingest_req_done(&f.reqs[i]);
+	free(f.reqs);
+	free(ptrs);
+	return r;
+}
+
+/* The next job (round-robin) with work that w can serve. */
+static sched_job_t *next_job_for(sched_t *s, const reg_worker_t *w)
+{
+	for (size_t k = 0; k < s->n_jobs; k++) {
+		size_t i = (s->rr + k) % s->n_jobs;
+		sched_job_t *job = s->jobs[i];
+		if (job_has_work(job) && registry_serves(w, job->j.model)) {
+			s->rr = (i + 1) % s->n_jobs;
+			return job;
+		}
+	}
+	return NULL;
+}
+
+int sched_dispatch(sched_t *s, int64_t now)
+{
+	if (s->draining || s->n_jobs == 0)
+		return 0;
+	int sent = 0;
+	bool opened = false, progress = true;
+	while (progress) {
+		progress = false;
+		reg_worker_t *next;
+		for (reg_worker_t *w = registry_first(s->reg); w != NULL; w = next) {
+			next = w->next;
+			if (w->credit == 0)
+				continue;
+			sched_job_t *job = next_job_for(s, w);
+			if (job == NULL)
+				continue;
+			if (!opened)
+				opened = tx_begin(s);
+			int r = dispatch_one(s, &w, job, now);
+			if (r > 0)
+				sent++;
+			if (r >= 0 || w == NULL)
+				progress = true;
+			if (r < 0 && r != -EHOSTUNREACH && w != NULL && r != -EAGAIN)
+				goto done;	/* journal trouble: try again next iteration */
+		}
+	}
+done:
+	tx_end(s, opened);
+	return sent;
+}
+
+/* --- timers ----------------------------------------------------------- */
+
+static void check_idle_jobs(sched_t *s)
+{
+	for (size_t i = 0; i < s->n_jobs; i++) {
+		sched_job_t *job = s->jobs[i];
+		if (job->warned_no_worker || !job_has_work(job) || job->inflight_shards > 0)
+			continue;
+		bool any = false;
+		for (reg_worker_t *w = registry_first(s->reg); w && !any; w = w->next)
+			any = registry_serves(w, job->j.model);
+		if (!any) {
+			mg_log(MG_LOG_WARN, "sched", "no worker serves the model of a waiting batch batch=%s model=%s",
+			       job->j.name, job->j.model);
+			job->warned_no_worker = true;
+		}
+	}
+}
+
+int64_t sched_tick(sched_t *s, int64_t now)
+{
+	int64_t next = now + MG_NS_PER_S;
+	reg_worker_t *nw;
+	for (reg_worker_t *w = registry_first(s->reg); w != NULL; w = nw) {
+		nw = w->next;
+		if (now >= w->expiry_ns) {
+			char reason[128];
+			snprintf(reason, sizeof(reason), "heartbeat timeout: silent for %lld ms",
+				 (long long)((now - w->last_seen_ns) / MG_NS_PER_MS));
+			uint8_t ident[REGISTRY_IDENT_MAX];
+			size_t len = w->ident_len;
+			memcpy(ident, w->ident, len);
+			worker_lost(s, &w, reason);
+			/* If it is only slow, it learns it must say Hello again. */
+			send_bye(s, ident, len, reason);
+			continue;
+		}
+		if (s->p.shard_timeout_ns > 0) {
+			sched_shard_t *nsh;
+			for (sched_shard_t *sh = w->shards; sh != NULL; sh = nsh) {
+				nsh = sh->next;
+				if (now - sh->sent_ns < s->p.shard_timeout_ns)
+					continue;
+				inflight_detach(s, sh);
+				shard_failed(s, sh, "shard timeout");
+			}
+		}
+		if (now >= w->next_hb_ns) {
+			Margin__V1__Heartbeat hb = MARGIN__V1__HEARTBEAT__INIT;
+			mg_msg_t m = MARGIN__V1__MSG__INIT;
+			m.body_case = MARGIN__V1__MSG__BODY_HEARTBEAT;
+			m.heartbeat = &hb;
+			w->next_hb_ns = now + s->p.heartbeat_ns;
+			if (send_to(s, w, &m) == -EHOSTUNREACH) {
+				worker_lost(s, &w, "unreachable (disconnected)");
+				continue;
+			}
+		}
+		if (w->next_hb_ns < next)
+			next = w->next_hb_ns;
+		if (w->expiry_ns < next)
+			next = w->expiry_ns;
+	}
+	for (size_t i = 0; i < s->n_jobs; i++) {
+		sched_job_t *job = s->jobs[i];
+		if (strcmp(job->j.state, "cancelling") != 0)
+			continue;
+		if (now < job->cancel_deadline) {
+			if (job->cancel_deadline < next)
+				next = job->cancel_deadline;
+			continue;
+		}
+		/* The grace is over: stop waiting for the shards still out. */
+		bool opened = tx_begin(s);
+		for (reg_worker_t *w = registry_first(s->reg); w != NULL; w = w->next) {
+			sched_shard_t *nsh;
+			for (sched_shard_t *sh = w->shards; sh != NULL; sh = nsh) {
+				nsh = sh->next;
+				if (sh->job != job)
+					continue;
+				inflight_detach(s, sh);
+				snprintf(sh->js.state, sizeof(sh->js.state), "cancelled");
+				shard_save(s, sh);
+				free(sh);
+			}
+		}
+		finish_cancel(s, job);
+		tx_end(s, opened);
+	}
+	if (now >= s->next_check_ns) {
+		check_idle_jobs(s);
+		s->next_check_ns = now + 10 * MG_NS_PER_S;
+	}
+	reap_jobs(s);
+	return next;
+}
+
+void sched_set_draining(sched_t *s, bool on)
+{
+	s->draining = on;
+}
+
+/* --- submission and validation ----------------------------------------- */
+
+static bool valid_name(const char *n)
+{
+	size_t len = strlen(n);
+	if (len == 0 || len >= 65)
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '-' || *p == '.'))
+			return false;
+	return true;
+}
+
+static int make_name(const char *want, char *out, char *err, size_t errlen)
+{
+	if (want != NULL) {
+		if (!valid_name(want)) {
+			snprintf(err, errlen, "id \"%s\": expected 1-64 characters of [A-Za-z0-9_.-]", want);
+			return -EINVAL;
+		}
+		snprintf(out, JOURNAL_NAME_MAX, "%s", want);
+		return 0;
+	}
+	uint8_t rnd[12];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		snprintf(err, errlen, "getrandom failed");
+		return -EIO;
+	}
+	int n = snprintf(out, JOURNAL_NAME_MAX, "batch_");
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		n += snprintf(out + n, JOURNAL_NAME_MAX - (size_t)n, "%02x", rnd[i]);
+	return 0;
+}
+
+static int check_endpoint(const char *ep, char *err, size_t errlen)
+{
+	if (ep == NULL || strcmp(ep, "/v1/chat/completions") == 0 || strcmp(ep, "/v1/completions") == 0)
+		return 0;
+	snprintf(err, errlen, "endpoint \"%s\": expected \"/v1/chat/completions\" or \"/v1/completions\"", ep);
+	return -EINVAL;
+}
+
+static sched_job_t *job_alloc(const char *name, const char *endpoint, const char *path)
+{
+	sched_job_t *job = calloc(1, sizeof(*job));
+	if (job == NULL)
+		return NULL;
+	snprintf(job->j.name, sizeof(job->j.name), "%s", name);
+	snprintf(job->j.endpoint, sizeof(job->j.endpoint), "%s", endpoint ? endpoint : "");
+	snprintf(job->j.input_path, sizeof(job->j.input_path), "%s", path ? path : "");
+	job->j.next_line = 1;
+	job->j.created_at = wall_s();
+	return job;
+}
+
+/* A validated line joins the job: one endpoint and one model per job. */
+static int accept_line(sched_t *s, sched_job_t *job, int64_t line_no, const ingest_line_t *l,
+		       char *err, size_t errlen)
+{
+	journal_job_t *j = &job->j;
+	if (j->endpoint[0] == '\0')
+		snprintf(j->endpoint, sizeof(j->endpoint), "%s", l->endpoint);
+	else if (strcmp(j->endpoint, l->endpoint) != 0) {
+		snprintf(err, errlen, "url \"%s\" differs from the batch's endpoint \"%s\"", l->endpoint,
+			 j->endpoint);
+		return -EINVAL;
+	}
+	if (j->model[0] == '\0')
+		snprintf(j->model, sizeof(j->model), "%s", l->model);
+	else if (strcmp(j->model, l->model) != 0) {
+		snprintf(err, errlen, "body.model \"%s\" differs from the batch's model \"%s\" (one model per batch)",
+			 l->model, j->model);
+		return -EINVAL;
+	}
+	int r = journal_request_insert(s->j, j->id, line_no, l->custom_id, l->body, l->est_tokens);
+	if (r == -EEXIST) {
+		snprintf(err, errlen, "custom_id \"%s\" is used by an earlier line", l->custom_id);
+		return -EINVAL;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		return r;
+	}
+	j->n_total++;
+	j->max_line = line_no;
+	return 0;
+}
+
+static ingest_params_t ingest_params(const sched_t *s, const char *job)
+{
+	return (ingest_params_t){ job, s->p.default_max_tokens, s->p.max_tokens_cap };
+}
+
+int sched_submit_inline(sched_t *s, const char *name, const char *endpoint,
+			const char *metadata, json_t *lines, int64_t now, char *ret_name,
+			char *err, size_t errlen)
+{
+	char jname[JOURNAL_NAME_MAX], e2[400];
+	int r = make_name(name, jname, err, errlen);
+	if (r < 0)
+		return r;
+	if ((r = check_endpoint(endpoint, err, errlen)) < 0)
+		return r;
+	if (!json_is_array(lines) || json_array_size(lines) == 0) {
+		snprintf(err, errlen, "requests: expected a non-empty array of request objects");
+		return -EINVAL;
+	}
+	if (json_array_size(lines) > s->p.inline_max) {
+		snprintf(err, errlen, "requests: %zu requests; an inline submit takes at most %u (use input_path)",
+			 json_array_size(lines), s->p.inline_max);
+		return -E2BIG;
+	}
+	if (journal_in_tx(s->j)) {
+		snprintf(err, errlen, "internal: a transaction is open");
+		return -EBUSY;
+	}
+	sched_job_t *job = job_alloc(jname, endpoint, NULL);
+	if (job == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ingest_params_t ip = ingest_params(s, jname);
+	if ((r = journal_begin_durable(s->j)) < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		goto fail;
+	}
+	set_state(&job->j, "in_progress");
+	job->j.in_progress_at = job->j.created_at;
+	r = journal_job_create(s->j, &job->j, metadata);
+	if (r == -EEXIST) {
+		snprintf(err, errlen, "a batch with id \"%s\" exists", jname);
+		goto fail_tx;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		goto fail_tx;
+	}
+	size_t i;
+	json_t *obj;
+	json_array_foreach(lines, i, obj) {
+		ingest_line_t l;
+		r = ingest_line_parse_json(obj, &ip, &l, e2, sizeof(e2));
+		if (r == 0) {
+			r = accept_line(s, job, (int64_t)i + 1, &l, e2, sizeof(e2));
+			ingest_line_done(&l);
+		}
+		if (r < 0) {
+			snprintf(err, errlen, "line %zu: %s", i + 1, e2);
+			goto fail_tx;
+		}
+	}
+	if ((r = journal_job_update(s->j, &job->j)) < 0 || (r = journal_commit(s->j)) < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		goto fail_tx;
+	}
+	if ((r = jobs_push(s, job)) < 0) {
+		/* Journaled: a restart picks it up. */
+		snprintf(err, errlen, "out of memory");
+		job_free(job);
+		return r;
+	}
+	snprintf(ret_name, JOURNAL_NAME_MAX, "%s", jname);
+	mg_log(MG_LOG_INFO, "sched", "batch accepted batch=%s requests=%lld model=%s endpoint=%s",
+	       jname, (long long)job->j.n_total, job->j.model, job->j.endpoint);
+	(void)now;
+	return 0;
+fail_tx:
+	journal_rollback(s->j);
+fail:
+	job_free(job);
+	return r < 0 ? r : -EIO;
+}
+
+int sched_submit_file(sched_t *s, const char *name, const char *endpoint,
+		      const char *metadata, const char *path, int64_t now, char *ret_name,
+		      char *err, size_t errlen)
+{
+	char jname[JOURNAL_NAME_MAX];
+	int r = make_name(name, jname, err, errlen);
+	if (r < 0)
+		return r;
+	if ((r = check_endpoint(endpoint, err, errlen)) < 0)
+		return r;
+	if (path == NULL || path[0] != '/' || strlen(path) >= JOURNAL_PATH_MAX) {
+		snprintf(err, errlen, "input_path: expected an absolute path");
+		return -EINVAL;
+	}
+	sched_job_t *job = job_alloc(jname, endpoint, path);
+	if (job == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r = ingest_file_open(path, 0, 0, &job->in, err, errlen);
+	if (r < 0)
+		goto fail;
+	if ((r = journal_begin_durable(s->j)) < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		goto fail;
+	}
+	set_state(&job->j, "validating");
+	r = journal_job_create(s->j, &job->j, metadata);
+	if (r == 0)
+		r = journal_commit(s->j);
+	else
+		journal_rollback(s->j);
+	if (r == -EEXIST) {
+		snprintf(err, errlen, "a batch with id \"%s\" exists", jname);
+		goto fail;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		goto fail;
+	}
+	if ((r = jobs_push(s, job)) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	snprintf(ret_name, JOURNAL_NAME_MAX, "%s", jname);
+	mg_log(MG_LOG_INFO, "sched", "batch accepted batch=%s input=\"%s\" state=validating", jname, path);
+	(void)now;
+	return 0;
+fail:
+	job_free(job);
+	return r;
+}
+
+static void add_error(sched_job_t *job, int64_t line, const char *msg)
+{
+	if (job->errors == NULL)
+		job->errors = json_array();
+	if (job->errors == NULL || json_array_size(job->errors) >= ERRORS_MAX)
+		return;
+	json_t *e = line > 0 ?
+		json_pack("{s:s, s:I, s:s}", "code", "invalid_request", "line", (json_int_t)line,
+			  "message", msg) :
+		json_pack("{s:s, s:n, s:s}", "code", "invalid_request", "line", "message", msg);
+	if (e != NULL)
+		json_array_append_new(job->errors, e);
+}
+
+static void fail_validation(sched_t *s, sched_job_t *job)
+{
+	journal_job_t *j = &job->j;
+	char *txt = job->errors ? json_dumps(job->errors, JSON_COMPACT) : NULL;
+	journal_requests_delete(s->j, j->id);
+	journal_job_set_errors(s->j, j->id, txt);
+	j->n_total = 0;
+	j->max_line = 0;
+	set_state(j, "failed");
+	j->failed_at = wall_s();
+	json_t *first = json_array_get(job->errors, 0);
+	mg_log(MG_LOG_WARN, "sched", "batch failed validation batch=%s errors=%zu first_line=%lld first=\"%s\"",
+	       j->name, json_array_size(job->errors),
+	       (long long)json_integer_value(json_object_get(first, "line")),
+	       json_string_value(json_object_get(first, "message")));
+	free(txt);
+}
+
+int sched_ingest(sched_t *s, int64_t now)
+{
+	sched_job_t *job = NULL;
+	for (size_t i = 0; i < s->n_jobs && job == NULL; i++)
+		if (s->jobs[i]->in != NULL)
+			job = s->jobs[i];
+	if (job == NULL)
+		return 0;
+	if (journal_in_tx(s->j) || journal_begin(s->j) < 0)
+		return 1;
+	ingest_params_t ip = ingest_params(s, job->j.name);
+	bool eof = false;
+	char e2[400];
+	for (uint32_t i = 0; i < s->p.ingest_chunk; i++) {
+		const char *text;
+		size_t len;
+		int64_t line = 0;
+		int r = ingest_file_next(job->in, &text, &len, &line);
+		if (r == 0) {
+			eof = true;
+			break;
+		}
+		if (r == -EFBIG) {
+			snprintf(e2, sizeof(e2), "the line is longer than %u bytes", INGEST_LINE_MAX);
+			add_error(job, line, e2);
+			continue;
+		}
+		if (r < 0) {
+			snprintf(e2, sizeof(e2), "reading %.200s: %s", job->j.input_path, strerror(-r));
+			add_error(job, 0, e2);
+			eof = true;
+			break;
+		}
+		if (line > JOURNAL_LINE_MAX) {
+			add_error(job, line, "too many lines");
+			eof = true;
+			break;
+		}
+		ingest_line_t l;
+		r = ingest_line_parse(text, len, &ip, &l, e2, sizeof(e2));
+		if (r == 0 && job->errors == NULL)
+			r = accept_line(s, job, line, &l, e2, sizeof(e2));
+		ingest_line_done(&l);
+		if (r < 0) {
+			add_error(job, line, e2);
+			if (json_array_size(job->errors) >= ERRORS_MAX) {
+				eof = true;
+				break;
+			}
+		}
+	}
+	job->j.ingest_offset = ingest_file_offset(job->in);
+	job->j.ingest_line = ingest_file_line(job->in);
+	if (eof) {
+		ingest_file_close(&job->in);
+		if (job->errors == NULL && job->j.n_total == 0)
+			add_error(job, 0, "the input file has no requests");
+		if (job->errors != NULL) {
+			fail_validation(s, job);
+		} else {
+			set_state(&job->j, "in_progress");
+			job->j.in_progress_at = wall_s();
+			mg_log(MG_LOG_INFO, "sched", "batch validated batch=%s requests=%lld model=%s endpoint=%s",
+			       job->j.name, (long long)job->j.n_total, job->j.model, job->j.endpoint);
+		}
+	}
+	job_save(s, job);
+	if (journal_commit(s->j) < 0)
+		mg_log(MG_LOG_ERROR, "sched", "journal: commit failed while validating batch=%s err=\"%s\"",
+		       job->j.name, journal_errmsg(s->j));
+	if (eof)
+		reap_jobs(s);
+	(void)now;
+	for (size_t i = 0; i < s->n_jobs; i++)
+		if (s->jobs[i]->in != NULL)
+			return 1;
+	return 0;
+}
+
+int sched_cancel(sched_t *s, const char *name, int64_t now)
+{
+	sched_job_t *job = find_job(s, name);
+	if (job == NULL || job_terminal(job)) {
+		journal_job_t tmp;
+		if (job == NULL && journal_job_find(s->j, name, &tmp) < 0)
+			return -ENOENT;
+		return -EALREADY;
+	}
+	journal_job_t *j = &job->j;
+	if (strcmp(j->state, "cancelling") == 0)
+		return 0;
+	bool opened = tx_begin(s);
+	j->cancelling_at = wall_s();
+	if (strcmp(j->state, "validating") == 0) {
+		ingest_file_close(&job->in);
+		finish_cancel(s, job);
+		tx_end(s, opened);
+		reap_jobs(s);
+		return 0;
+	}
+	sched_shard_t *sh;
+	while ((sh = retry_pop(job)) != NULL) {
+		snprintf(sh->js.state, sizeof(sh->js.state), "cancelled");
+		shard_save(s, sh);
+		free(sh);
+	}
+	if (job->inflight_shards == 0) {
+		finish_cancel(s, job);
+		tx_end(s, opened);
+		reap_jobs(s);
+		return 0;
+	}
+	set_state(j, "cancelling");
+	job->cancel_deadline = now + s->p.cancel_grace_ns;
+	job_save(s, job);
+	tx_end(s, opened);
+	Margin__V1__Cancel c = MARGIN__V1__CANCEL__INIT;
+	c.batch_id = j->name;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_CANCEL;
+	m.cancel = &c;
+	for (reg_worker_t *w = registry_first(s->reg); w != NULL; w = w->next)
+		for (sched_shard_t *x = w->shards; x != NULL; x = x->next)
+			if (x->job == job) {
+				send_to(s, w, &m);
+				break;
+			}
+	mg_log(MG_LOG_INFO, "sched", "batch cancelling batch=%s shards_in_flight=%lld", j->name,
+	       (long long)job->inflight_shards);
+	return 0;
+}
+
+/* --- recovery --------------------------------------------------------- */
+
+static int on_active_row(void *user, const journal_job_t *row)
+{
+	sched_t *s = user;
+	sched_job_t *job = calloc(1, sizeof(*job));
+	if (job == NULL)
+		return -ENOMEM;
+	job->j = *row;
+	if (jobs_push(s, job) < 0) {
+		free(job);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+struct recover_ctx {
+	sched_t *s;
+	sched_job_t *job;
+	int64_t requeued;
+};
+
+static int on_pending_shard(void *user, const journal_shard_t *row)
+{
+	struct recover_ctx *rc = user;
+	sched_shard_t *sh = calloc(1, sizeof(*sh));
+	if (sh == NULL)
+		return -ENOMEM;
+	sh->js = *row;
+	sh->job = rc->job;
+	retry_push(rc->job, sh, false);
+	rc->requeued++;
+	return 0;
+}
+
+static int recover(sched_t *s, char *err, size_t errlen)
+{
+	int r = journal_jobs_active(s->j, on_active_row, s);
+	if (r < 0) {
+		snprintf(err, errlen, "journal: reading the active batches: %s", journal_errmsg(s->j));
+		return r;
+	}
+	if ((r = journal_begin(s->j)) < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		return r;
+	}
+	for (size_t i = 0; i < s->n_jobs; i++) {
+		sched_job_t *job = s->jobs[i];
+		journal_job_t *j = &job->j;
+		struct recover_ctx rc = { s, job, 0 };
+		r = journal_shards_pending(s->j, j->id, on_pending_shard, &rc);
+		if (r < 0) {
+			snprintf(err, errlen, "journal: reading the shards of batch %s: %s", j->name,
+				 journal_errmsg(s->j));
+			goto fail;
+		}
+		/* Shards that were at workers are queued again, their attempt kept:
+		 * the next dispatch is attempt+1, so a late Result of the old one is
+		 * recognized as stale. */
+		for (sched_shard_t *sh = job->retry_head; sh != NULL; sh = sh->next) {
+			snprintf(sh->js.state, sizeof(sh->js.state), "%s",
+				 strcmp(j->state, "in_progress") == 0 ? "queued" : "cancelled");
+			sh->js.worker[0] = '\0';
+			shard_save(s, sh);
+		}
+		if (strcmp(j->state, "validating") == 0) {
+			/* Validation errors lived in memory: start the file over. */
+			journal_requests_delete(s->j, j->id);
+			j->n_total = j->max_line = j->ingest_offset = j->ingest_line = 0;
+			j->model[0] = '\0';
+			j->next_line = 1;
+			char e2[512];
+			if (ingest_file_open(j->input_path, 0, 0, &job->in, e2, sizeof(e2)) < 0) {
+				add_error(job, 0, e2);
+				fail_validation(s, job);
+			}
+			job_save(s, job);
+		} else if (strcmp(j->state, "cancelling") == 0) {
+			sched_shard_t *sh;
+			while ((sh = retry_pop(job)) != NULL)
+				free(sh);
+			finish_cancel(s, job);
+		}
+		mg_log(MG_LOG_INFO, "sched", "batch resumed batch=%s state=%s total=%lld done=%lld failed=%lld shards_requeued=%lld",
+		       j->name, j->state, (long long)j->n_total, (long long)j->n_done,
+		       (long long)j->n_failed, (long long)rc.requeued);
+	}
+	if ((r = journal_commit(s->j)) < 0) {
+		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
+		return r;
+	}
+	reap_jobs(s);
+	return 0;
+fail:
+	journal_rollback(s->j);
+	return r;
+}
+
+/* --- construction and queries ------------------------------------------ */
+
+int sched_new(journal_t *j, const sched_params_t *p, sched_send_fn send, void *user,
+	      int64_t now, sched_t **ret, char *err, size_t errlen)
+{
+	sched_t *s = calloc(1, sizeof(*s));
+	int r = -ENOMEM;
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->j = j;
+	s->p = *p;
+	if (s->p.liveness == 0)
+		s->p.liveness = 1;
+	if (s->p.shard_max_requests == 0)
+		s->p.shard_max_requests = 1;
+	if (s->p.max_attempts == 0)
+		s->p.max_attempts = 1;
+	if (s->p.ingest_chunk == 0)
+		s->p.ingest_chunk = 1;
+	s->send = send;
+	s->user = user;
+	s->reg = registry_new();
+	s->inflight = htab_new();
+	if (s->reg == NULL || s->inflight == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->next_check_ns = now + 10 * MG_NS_PER_S;
+	if ((r = recover(s, err, errlen)) < 0)
+		goto fail;
+	*ret = s;
+	return 0;
+fail:
+	sched_destroy(&s);
+	return r;
+}
+
+static int free_shard(void *user, const void *key, size_t len, void *val)
+{
+	free(val);
+	return 0;
+}
+
+void sched_destroy(sched_t **p)
+{
+	if (p == NULL || *p == NULL)
+		return;
+	sched_t *s = *p;
+	if (s->inflight) {
+		htab_foreach(s->inflight, free_shard, NULL);
+		htab_destroy(&s->inflight);
+	}
+	for (size_t i = 0; i < s->n_jobs; i++)
+		job_free(s->jobs[i]);
+	free(s->jobs);
+	registry_destroy(&s->reg);
+	free(s);
+	*p = NULL;
+}
+
+void sched_job_live(const sched_t *s, const char *name, sched_job_live_t *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	sched_job_t *job = find_job(s, name);
+	if (job == NULL)
+		return;
+	ret->in_flight = job->inflight_requests;
+	ret->shards_in_flight = job->inflight_shards;
+	ret->shards_queued = job->n_retry;
+}
+
+void sched_get_stats(const sched_t *s, sched_stats_t *ret)
+{
+	ret->workers = registry_count(s->reg);
+	ret->jobs_active = s->n_jobs;
+	ret->shards_in_flight = s->inflight_shards;
+	ret->requests_in_flight = s->inflight_requests;
+	ret->requests_answered = s->requests_answered;
+	ret->shards_committed = s->shards_committed;
+	ret->draining = s->draining;
+}
+
+const registry_t *sched_registry(const sched_t *s)
+{
+	return s->reg;
+}
+
+journal_t *sched_journal(const sched_t *s)
+{
+	return s->j;
+}
+
+const sched_params_t *sched_params(const sched_t *s)
+{
+	return &s->p;
+}
