@@ -1,0 +1,810 @@
+/* report: see report.h. */
+#include "report.h"
+#include "cost.h"
+#include "meter_priv.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const group_names[] = {
+	[REPORT_BY_CALL] = "call", [REPORT_BY_BATCH] = "batch", [REPORT_BY_MODEL] = "model",
+	[REPORT_BY_WORKER] = "worker", [REPORT_BY_DAY] = "day",
+};
+
+const char *report_group_name(enum report_group g)
+{
+	return (unsigned)g <= REPORT_BY_DAY ? group_names[g] : "?";
+}
+
+int report_group_parse(const char *s, enum report_group *ret)
+{
+	for (int g = REPORT_BY_CALL; g <= REPORT_BY_DAY; g++)
+		if (strcmp(s, group_names[g]) == 0) {
+			*ret = (enum report_group)g;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static void row_done(report_row_t *r)
+{
+	free(r->key);
+	free(r->model);
+	free(r->worker);
+	free(r->api_micros);
+}
+
+void report_destroy(report_t **p)
+{
+	if (p == NULL || *p == NULL)
+		return;
+	report_t *r = *p;
+	for (size_t i = 0; i < r->n_rows; i++)
+		row_done(&r->rows[i]);
+	free(r->rows);
+	row_done(&r->total);
+	for (size_t i = 0; i < r->n_refs; i++)
+		free(r->refs[i]);
+	free(r->refs);
+	free(r->hardware);
+	free(r->prices_name);
+	free(r->sale);
+	free(r);
+	*p = NULL;
+}
+
+/* --- conversion of a cost column into the report currency --- */
+
+static int convert_column(const ledger_row_t *rows, size_t n, const int64_t *src, const char *to,
+			  const pricetab_t *prices, int64_t *dst, char *err, size_t errlen)
+{
+	bool *done = calloc(n ? n : 1, sizeof(*done));
+	size_t *idx = malloc((n ? n : 1) * sizeof(*idx));
+	uint64_t *w = malloc((n ? n : 1) * sizeof(*w));
+	int64_t *parts = malloc((n ? n : 1) * sizeof(*parts));
+	int r = -ENOMEM;
+	if (done == NULL || idx == NULL || w == NULL || parts == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		const char *cur = rows[i].currency;
+		size_t k = 0;
+		meter_i128 sum = 0;
+		for (size_t j = i; j < n; j++)
+			if (!done[j] && strcmp(rows[j].currency, cur) == 0) {
+				done[j] = true;
+				idx[k] = j;
+				w[k] = (uint64_t)src[j];	/* checked >= 0 by the caller */
+				sum += src[j];
+				k++;
+			}
+		if (strcmp(cur, to) == 0) {
+			for (size_t m = 0; m < k; m++)
+				dst[idx[m]] = src[idx[m]];
+			continue;
+		}
+		int64_t total, conv;
+		if (sum > INT64_MAX) {
+			snprintf(err, errlen, "report: %s costs overflow", cur);
+			r = -ERANGE;
+			goto fail;
+		}
+		total = (int64_t)sum;
+		if ((r = pricetab_convert(prices, total, cur, to, &conv, err, errlen)) < 0)
+			goto fail;
+		if ((r = meter_allocate(conv, w, k, parts)) < 0)
+			goto fail;
+		for (size_t m = 0; m < k; m++)
+			dst[idx[m]] = parts[m];
+	}
+	r = 0;
+fail:
+	free(done);
+	free(idx);
+	free(w);
+	free(parts);
+	return r;
+}
+
+/* --- grouping --- */
+
+struct keyed {
+	const char *key;
+	size_t i;
+};
+
+static int cmp_keyed(const void *pa, const void *pb)
+{
+	const struct keyed *a = pa, *b = pb;
+	int c = strcmp(a->key, b->key);
+	if (c != 0)
+		return c;
+	return a->i < b->i ? -1 : (a->i > b->i);
+}
+
+static int add_u64(uint64_t *acc, uint64_t v)
+{
+	return __builtin_add_overflow(*acc, v, acc) ? -ERANGE : 0;
+}
+
+static int add_i64(int64_t *acc, int64_t v)
+{
+	return __builtin_add_overflow(*acc, v, acc) ? -ERANGE : 0;
+}
+
+/* acc += one ledger row (with its converted costs and prices). */
+static int accumulate(report_row_t *acc, const ledger_row_t *row, int64_t marg, int64_t load, const int64_t *api,
+		      size_t n_refs, int64_t sale)
+{
+	int r = 0;
+	r |= add_u64(&acc->calls, 1);
+	r |= add_u64(&acc->prompt_tokens, row->prompt_tokens);
+	r |= add_u64(&acc->completion_tokens, row->completion_tokens);
+	r |= add_u64(&acc->busy_ns, row->busy_ns);
+	r |= add_u64(&acc->idle_ns, row->idle_ns);
+	r |= add_u64(&acc->flops, row->flops);
+	r |= add_i64(&acc->cost_marginal_micros, marg);
+	r |= add_i64(&acc->cost_loaded_micros, load);
+	for (size_t k = 0; k < n_refs; k++)
+		r |= add_i64(&acc->api_micros[k], api[k]);
+	r |= add_i64(&acc->sale_micros, sale);
+	return r ? -ERANGE : 0;
+}
+
+static int accumulate_row(report_row_t *acc, const report_row_t *src, size_t n_refs)
+{
+	int r = 0;
+	r |= add_u64(&acc->calls, src->calls);
+	r |= add_u64(&acc->prompt_tokens, src->prompt_tokens);
+	r |= add_u64(&acc->completion_tokens, src->completion_tokens);
+	r |= add_u64(&acc->busy_ns, src->busy_ns);
+	r |= add_u64(&acc->idle_ns, src->idle_ns);
+	r |= add_u64(&acc->flops, src->flops);
+	r |= add_i64(&acc->cost_marginal_micros, src->cost_marginal_micros);
+	r |= add_i64(&acc->cost_loaded_micros, src->cost_loaded_micros);
+	for (size_t k = 0; k < n_refs; k++)
+		r |= add_i64(&acc->api_micros[k], src->api_micros[k]);
+	r |= add_i64(&acc->sale_micros, src->sale_micros);
+	return r ? -ERANGE : 0;
+}
+
+static void day_key(int64_t wall_ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(wall_ns / 1000000000LL);
+	if (wall_ns < 0 && wall_ns % 1000000000LL != 0)
+		t--;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d", &tm);
+}
+
+static int join_hardware(const ledger_row_t *rows, size_t n, char **ret)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (f == NULL)
+		return -ENOMEM;
+	size_t written = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(rows[j].hardware, rows[i].hardware) == 0;
+		if (seen)
+			continue;
+		fprintf(f, "%s%s", written++ ? "," : "", rows[i].hardware);
+	}
+	if (fclose(f) != 0) {
+		free(out);
+		return -ENOMEM;
+	}
+	*ret = out;
+	return 0;
+}
+
+int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const report_opts_t *o, report_t **ret,
+	       char *err, size_t errlen)
+{
+	report_opts_t none = { 0 };
+	report_t *rep = calloc(1, sizeof(*rep));
+	const pricetab_entry_t **refs = NULL, *sale = NULL;
+	int64_t *marg = NULL, *load = NULL, *src_m = NULL, *src_l = NULL, *api = NULL, *sales = NULL;
+	struct keyed *keys = NULL;
+	char (*days)[16] = NULL;
+	int r = -ENOMEM;
+	size_t nn = n ? n : 1;
+
+	if (o == NULL)
+		o = &none;
+	if (rep == NULL)
+		goto fail;
+	rep->group = g;
+	const char *cur = o->currency ? o->currency : (n > 0 ? rows[0].currency : "USD");
+	if (!meter_currency_valid(cur)) {
+		snprintf(err, errlen, "report: currency \"%s\": expected an ISO 4217 code", cur);
+		r = -EINVAL;
+		goto fail;
+	}
+	snprintf(rep->currency, sizeof(rep->currency), "%s", cur);
+	if ((rep->prices_name = strdup(o->prices ? pricetab_name(o->prices) : "")) == NULL)
+		goto fail;
+	if ((r = join_hardware(rows, n, &rep->hardware)) < 0)
+		goto fail;
+	r = -ENOMEM;
+
+	/* Reference prices. */
+	rep->n_refs = o->n_refs;
+	if (o->n_refs > 0) {
+		if ((refs = calloc(o->n_refs, sizeof(*refs))) == NULL ||
+		    (rep->refs = calloc(o->n_refs, sizeof(*rep->refs))) == NULL)
+			goto fail;
+		for (size_t k = 0; k < o->n_refs; k++) {
+			refs[k] = o->prices ? pricetab_find(o->prices, o->refs[k]) : NULL;
+			if (refs[k] == NULL) {
+				snprintf(err, errlen, "report: no price \"%s\" in table %s", o->refs[k],
+					 o->prices ? pricetab_name(o->prices) : "(none)");
+				r = -ENOENT;
+				goto fail;
+			}
+			if ((rep->refs[k] = strdup(o->refs[k])) == NULL)
+				goto fail;
+		}
+	}
+	if (o->sale != NULL) {
+		sale = o->prices ? pricetab_find(o->prices, o->sale) : NULL;
+		if (sale == NULL) {
+			snprintf(err, errlen, "report: no sale price \"%s\" in table %s", o->sale,
+				 o->prices ? pricetab_name(o->prices) : "(none)");
+			r = -ENOENT;
+			goto fail;
+		}
+		rep->has_sale = true;
+		if ((rep->sale = strdup(o->sale)) == NULL)
+			goto fail;
+	}
+
+	/* Per ledger row: converted costs, API equivalents, sale revenue. */
+	if ((marg = malloc(nn * sizeof(*marg))) == NULL || (load = malloc(nn * sizeof(*load))) == NULL ||
+	    (src_m = malloc(nn * sizeof(*src_m))) == NULL || (src_l = malloc(nn * sizeof(*src_l))) == NULL ||
+	    (api = calloc(nn * (o->n_refs ? o->n_refs : 1), sizeof(*api))) == NULL ||
+	    (sales = calloc(nn, sizeof(*sales))) == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		const ledger_row_t *w = &rows[i];
+		if (w->cost_marginal_micros < 0 || w->cost_loaded_micros < 0) {
+			snprintf(err, errlen, "report: batch %s line %lld: negative cost", w->batch_id,
+				 (long long)w->line_no);
+			r = -EINVAL;
+			goto fail;
+		}
+		if (!meter_currency_valid(w->currency)) {
+			snprintf(err, errlen, "report: batch %s line %lld: currency \"%s\" is not an ISO 4217 code",
+				 w->batch_id, (long long)w->line_no, w->currency);
+			r = -EINVAL;
+			goto fail;
+		}
+		src_m[i] = w->cost_marginal_micros;
+		src_l[i] = w->cost_loaded_micros;
+		for (size_t k = 0; k < o->n_refs; k++)
+			if ((r = cost_api_equivalent(o->prices, refs[k], w->prompt_tokens, w->completion_tokens,
+						     w->via_batch, cur, &api[i * o->n_refs + k], err, errlen)) < 0)
+				goto fail;
+		if (sale != NULL &&
+		    (r = cost_api_equivalent(o->prices, sale, w->prompt_tokens, w->completion_tokens, w->via_batch,
+					     cur, &sales[i], err, errlen)) < 0)
+			goto fail;
+	}
+	if ((r = convert_column(rows, n, src_m, cur, o->prices, marg, err, errlen)) < 0 ||
+	    (r = convert_column(rows, n, src_l, cur, o->prices, load, err, errlen)) < 0)
+		goto fail;
+	r = -ENOMEM;
+
+	/* Group keys; by call keeps the ledger order. */
+	if ((keys = malloc(nn * sizeof(*keys))) == NULL)
+		goto fail;
+	if (g == REPORT_BY_DAY && (days = malloc(nn * sizeof(*days))) == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		const ledger_row_t *w = &rows[i];
+		keys[i].i = i;
+		switch (g) {
+		case REPORT_BY_CALL: keys[i].key = w->custom_id; break;
+		case REPORT_BY_BATCH: keys[i].key = w->batch_id; break;
+		case REPORT_BY_MODEL: keys[i].key = w->model; break;
+		case REPORT_BY_WORKER: keys[i].key = w->worker; break;
+		case REPORT_BY_DAY:
+			day_key(w->booked_at_ns, days[i], sizeof(days[i]));
+			keys[i].key = days[i];
+			break;
+		}
+	}
+	if (g != REPORT_BY_CALL)
+		qsort(keys, n, sizeof(*keys), cmp_keyed);
+	if ((rep->rows = calloc(nn, sizeof(*rep->rows))) == NULL)
+		goto fail;
+	for (size_t a = 0; a < n;) {
+		size_t b = a + 1;
+		if (g != REPORT_BY_CALL)
+			while (b < n && strcmp(keys[b].key, keys[a].key) == 0)
+				b++;
+		report_row_t *row = &rep->rows[rep->n_rows++];
+		if ((row->key = strdup(keys[a].key)) == NULL ||
+		    (row->api_micros = calloc(o->n_refs ? o->n_refs : 1, sizeof(int64_t))) == NULL)
+			goto fail;
+		if (g == REPORT_BY_CALL &&
+		    ((row->model = strdup(rows[keys[a].i].model)) == NULL ||
+		     (row->worker = strdup(rows[keys[a].i].worker)) == NULL))
+			goto fail;
+		for (size_t m = a; m < b; m++) {
+			size_t i = keys[m].i;
+			if ((r = accumulate(row, &rows[i], marg[i], load[i], &api[i * o->n_refs], o->n_refs,
+					    sales[i])) < 0) {
+				snprintf(err, errlen, "report: sums overflow in %s", row->key);
+				goto fail;
+			}
+		}
+		r = -ENOMEM;
+		a = b;
+	}
+	/* The total is the sum of the rows, so it matches them exactly. */
+	if ((rep->total.key = strdup("total")) == NULL ||
+	    (rep->total.api_micros = calloc(o->n_refs ? o->n_refs : 1, sizeof(int64_t))) == NULL)
+		goto fail;
+	for (size_t i = 0; i < rep->n_rows; i++)
+		if ((r = accumulate_row(&rep->total, &rep->rows[i], o->n_refs)) < 0) {
+			snprintf(err, errlen, "report: total overflows");
+			goto fail;
+		}
+	*ret = rep;
+	rep = NULL;
+	r = 0;
+fail:
+	free(refs);
+	free(marg);
+	free(load);
+	free(src_m);
+	free(src_l);
+	free(api);
+	free(sales);
+	free(keys);
+	free(days);
+	report_destroy(&rep);
+	return r;
+}
+
+/* --- derived figures --- */
+
+int report_per_call(int64_t micros, uint64_t calls, int64_t *ret)
+{
+	if (calls == 0)
+		return -EDOM;
+	*ret = (int64_t)meter_div_round(micros, (meter_i128)calls);
+	return 0;
+}
+
+int report_per_1m_tokens(int64_t micros, uint64_t tokens, int64_t *ret)
+{
+	if (tokens == 0)
+		return -EDOM;
+	meter_i128 v = meter_div_round((meter_i128)micros * 1000000, (meter_i128)tokens);
+	if (v > INT64_MAX || v < INT64_MIN)
+		return -ERANGE;
+	*ret = (int64_t)v;
+	return 0;
+}
+
+int report_utilization_ppm(uint64_t busy_ns, uint64_t idle_ns, int64_t *ret)
+{
+	unsigned __int128 wall = (unsigned __int128)busy_ns + idle_ns;
+	if (wall == 0)
+		return -EDOM;
+	*ret = (int64_t)meter_div_round((meter_i128)busy_ns * METER_PPM, (meter_i128)wall);
+	return 0;
+}
+
+/* --- JSON --- */
+
+static json_t *jint_or_null(int rc, int64_t v)
+{
+	return rc < 0 ? json_null() : json_integer(v);
+}
+
+static int set(json_t *o, const char *k, json_t *v)
+{
+	return v == NULL ? -ENOMEM : (json_object_set_new(o, k, v) < 0 ? -ENOMEM : 0);
+}
+
+static json_t *row_json(const report_t *rep, const report_row_t *row, bool is_total)
+{
+	json_t *o = json_object(), *api = json_object();
+	int64_t v;
+	int r = 0;
+	if (o == NULL || api == NULL)
+		goto fail;
+	if (rep->group == REPORT_BY_CALL) {
+		if (!is_total) {
+			r |= set(o, "custom_id", json_string(row->key));
+			r |= set(o, "model", json_string(row->model));
+			r |= set(o, "worker", json_string(row->worker));
+		}
+	} else {
+		if (!is_total)
+			r |= set(o, "key", json_string(row->key));
+		r |= set(o, "calls", json_integer((json_int_t)row->calls));
+	}
+	r |= set(o, "prompt_tokens", json_integer((json_int_t)row->prompt_tokens));
+	r |= set(o, "completion_tokens", json_integer((json_int_t)row->completion_tokens));
+	r |= set(o, "busy_ns", json_integer((json_int_t)row->busy_ns));
+	if (rep->group != REPORT_BY_CALL)
+		r |= set(o, "idle_ns", json_integer((json_int_t)row->idle_ns));
+	r |= set(o, "flops", json_integer((json_int_t)row->flops));
+	r |= set(o, "cost_marginal_micros", json_integer(row->cost_marginal_micros));
+	r |= set(o, "cost_loaded_micros", json_integer(row->cost_loaded_micros));
+	for (size_t k = 0; k < rep->n_refs; k++)
+		r |= set(api, rep->refs[k], json_integer(row->api_micros[k]));
+	r |= set(o, "api_equivalent_micros", api);
+	api = NULL;
+	if (rep->has_sale)
+		r |= set(o, "sale_micros", json_integer(row->sale_micros));
+	if (rep->group != REPORT_BY_CALL) {
+		uint64_t tok = row->prompt_tokens + row->completion_tokens;
+		int rc;
+		rc = report_per_call(row->cost_marginal_micros, row->calls, &v);
+		r |= set(o, "marginal_per_call_micros", jint_or_null(rc, v));
+		rc = report_per_call(row->cost_loaded_micros, row->calls, &v);
+		r |= set(o, "loaded_per_call_micros", jint_or_null(rc, v));
+		rc = report_per_1m_tokens(row->cost_marginal_micros, tok, &v);
+		r |= set(o, "marginal_per_1m_tokens_micros", jint_or_null(rc, v));
+		rc = report_per_1m_tokens(row->cost_loaded_micros, tok, &v);
+		r |= set(o, "loaded_per_1m_tokens_micros", jint_or_null(rc, v));
+		rc = report_utilization_ppm(row->busy_ns, row->idle_ns, &v);
+		r |= set(o, "utilization_ppm", jint_or_null(rc, v));
+		json_t *per = json_object(), *gm = json_object();
+		if (per == NULL || gm == NULL) {
+			json_decref(per);
+			json_decref(gm);
+			goto fail;
+		}
+		for (size_t k = 0; k < rep->n_refs; k++) {
+			rc = report_per_1m_tokens(row->api_micros[k], tok, &v);
+			r |= set(per, rep->refs[k], jint_or_null(rc, v));
+			rc = meter_gross_margin_ppm(row->api_micros[k], row->cost_loaded_micros, &v);
+			r |= set(gm, rep->refs[k], jint_or_null(rc, v));
+		}
+		r |= set(o, "api_per_1m_tokens_micros", per);
+		r |= set(o, "gross_margin_ppm_at_api_price", gm);
+		if (rep->has_sale) {
+			rc = meter_gross_margin_ppm(row->sale_micros, row->cost_loaded_micros, &v);
+			r |= set(o, "gross_margin_ppm", jint_or_null(rc, v));
+		}
+	}
+	if (r != 0)
+		goto fail;
+	return o;
+fail:
+	json_decref(api);
+	json_decref(o);
+	return NULL;
+}
+
+int report_format_json(const report_t *rep, char **ret_text)
+{
+	json_t *root = json_object(), *rows = json_array();
+	int r = 0;
+	if (root == NULL || rows == NULL)
+		goto fail;
+	r |= set(root, "currency", json_string(rep->currency));
+	r |= set(root, "hardware", json_string(rep->hardware));
+	if (rep->group != REPORT_BY_CALL) {
+		r |= set(root, "group", json_string(report_group_name(rep->group)));
+		r |= set(root, "prices", json_string(rep->prices_name));
+	}
+	for (size_t i = 0; i < rep->n_rows; i++) {
+		json_t *row = row_json(rep, &rep->rows[i], false);
+		if (row == NULL || json_array_append_new(rows, row) < 0)
+			goto fail;
+	}
+	r |= set(root, "rows", rows);
+	rows = NULL;
+	r |= set(root, "total", row_json(rep, &rep->total, true));
+	if (r != 0)
+		goto fail;
+	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	if (s == NULL)
+		return -ENOMEM;
+	/* json_dumps memory comes from malloc (jansson's default allocator):
+	 * hand it over with a trailing newline. */
+	size_t l = strlen(s);
+	char *t = realloc(s, l + 2);
+	if (t == NULL) {
+		free(s);
+		return -ENOMEM;
+	}
+	t[l] = '\n';
+	t[l + 1] = '\0';
+	*ret_text = t;
+	return 0;
+fail:
+	json_decref(rows);
+	json_decref(root);
+	return -ENOMEM;
+}
+
+/* --- CSV --- */
+
+static void csv_field(FILE *f, const char *s)
+{
+	if (strpbrk(s, ",\"\r\n") == NULL) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static void csv_opt(FILE *f, int rc, int64_t v)
+{
+	if (rc >= 0)
+		fprintf(f, ",%lld", (long long)v);
+	else
+		fputc(',', f);
+}
+
+static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool is_total)
+{
+	if (rep->group == REPORT_BY_CALL) {
+		csv_field(f, is_total ? "total" : row->key);
+		fputc(',', f);
+		csv_field(f, is_total ? "" : row->model);
+		fputc(',', f);
+		csv_field(f, is_total ? "" : row->worker);
+		fprintf(f, ",%llu,%llu,%llu,%llu,%lld,%lld", (unsigned long long)row->prompt_tokens,
+			(unsigned long long)row->completion_tokens, (unsigned long long)row->busy_ns,
+			(unsigned long long)row->flops, (long long)row->cost_marginal_micros,
+			(long long)row->cost_loaded_micros);
+		for (size_t k = 0; k < rep->n_refs; k++)
+			fprintf(f, ",%lld", (long long)row->api_micros[k]);
+		if (rep->has_sale)
+			fprintf(f, ",%lld", (long long)row->sale_micros);
+		fputc('\n', f);
+		return;
+	}
+	int64_t v;
+	uint64_t tok = row->prompt_tokens + row->completion_tokens;
+	csv_field(f, is_total ? "total" : row->key);
+	fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%lld,%lld", (unsigned long long)row->calls,
+		(unsigned long long)row->prompt_tokens, (unsigned long long)row->completion_tokens,
+		(unsigned long long)row->busy_ns, (unsigned long long)row->idle_ns, (unsigned long long)row->flops,
+		(long long)row->cost_marginal_micros, (long long)row->cost_loaded_micros);
+	csv_opt(f, report_per_call(row->cost_loaded_micros, row->calls, &v), v);
+	csv_opt(f, report_per_1m_tokens(row->cost_marginal_micros, tok, &v), v);
+	csv_opt(f, report_per_1m_tokens(row->cost_loaded_micros, tok, &v), v);
+	csv_opt(f, report_utilization_ppm(row->busy_ns, row->idle_ns, &v), v);
+	for (size_t k = 0; k < rep->n_refs; k++) {
+		fprintf(f, ",%lld", (long long)row->api_micros[k]);
+		csv_opt(f, report_per_1m_tokens(row->api_micros[k], tok, &v), v);
+		csv_opt(f, meter_gross_margin_ppm(row->api_micros[k], row->cost_loaded_micros, &v), v);
+	}
+	if (rep->has_sale) {
+		fprintf(f, ",%lld", (long long)row->sale_micros);
+		csv_opt(f, meter_gross_margin_ppm(row->sale_micros, row->cost_loaded_micros, &v), v);
+	}
+	fputc('\n', f);
+}
+
+/* open_memstream() updates *bufp at fclose(): read it only after. */
+static int finish(FILE *f, char **bufp, char **ret_text)
+{
+	if (fclose(f) != 0) {
+		free(*bufp);
+		return -ENOMEM;
+	}
+	*ret_text = *bufp;
+	return 0;
+}
+
+int report_format_csv(const report_t *rep, char **ret_text)
+{
+	char *buf = NULL, h[300];
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (f == NULL)
+		return -ENOMEM;
+	if (rep->group == REPORT_BY_CALL) {
+		fputs("custom_id,model,worker,prompt_tokens,completion_tokens,busy_ns,flops,cost_marginal_micros,"
+		      "cost_loaded_micros", f);
+		for (size_t k = 0; k < rep->n_refs; k++) {
+			snprintf(h, sizeof(h), "api_equivalent_micros:%s", rep->refs[k]);
+			fputc(',', f);
+			csv_field(f, h);
+		}
+		if (rep->has_sale)
+			fputs(",sale_micros", f);
+	} else {
+		fprintf(f, "%s,calls,prompt_tokens,completion_tokens,busy_ns,idle_ns,flops,cost_marginal_micros,"
+			   "cost_loaded_micros,loaded_per_call_micros,marginal_per_1m_tokens_micros,"
+			   "loaded_per_1m_tokens_micros,utilization_ppm", report_group_name(rep->group));
+		for (size_t k = 0; k < rep->n_refs; k++) {
+			static const char *const cols[] = { "api_equivalent_micros", "api_per_1m_tokens_micros",
+							    "gross_margin_ppm_at_api_price" };
+			for (int c = 0; c < 3; c++) {
+				snprintf(h, sizeof(h), "%s:%s", cols[c], rep->refs[k]);
+				fputc(',', f);
+				csv_field(f, h);
+			}
+		}
+		if (rep->has_sale)
+			fputs(",sale_micros,gross_margin_ppm", f);
+	}
+	fputc('\n', f);
+	for (size_t i = 0; i < rep->n_rows; i++)
+		csv_row(f, rep, &rep->rows[i], false);
+	csv_row(f, rep, &rep->total, true);
+	return finish(f, &buf, ret_text);
+}
+
+/* --- text --- */
+
+static void text_row(FILE *f, const report_t *rep, const report_row_t *row)
+{
+	char a[40], b[40], c[40], d[40];
+	int64_t v;
+	uint64_t tok = row->prompt_tokens + row->completion_tokens;
+	fprintf(f, "%-24.24s %8llu %12llu %10.3f %16s", row->key, (unsigned long long)row->calls,
+		(unsigned long long)tok, (double)row->busy_ns / 1e9,
+		meter_format_micros(row->cost_loaded_micros, a, sizeof(a)));
+	fprintf(f, " %14s", report_per_1m_tokens(row->cost_loaded_micros, tok, &v) == 0 ?
+			       meter_format_micros(v, b, sizeof(b)) : "-");
+	for (size_t k = 0; k < rep->n_refs; k++) {
+		int rc = report_per_1m_tokens(row->api_micros[k], tok, &v);
+		fprintf(f, " %14s", rc == 0 ? meter_format_micros(v, c, sizeof(c)) : "-");
+		rc = meter_gross_margin_ppm(row->api_micros[k], row->cost_loaded_micros, &v);
+		fprintf(f, " %9s", rc == 0 ? meter_format_ppm_pct(v, d, sizeof(d)) : "-inf");
+	}
+	fputc('\n', f);
+}
+
+int report_format_text(const report_t *rep, char **ret_text)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (f == NULL)
+		return -ENOMEM;
+	fprintf(f, "cost by %s, %s, hardware %s%s%s\n", report_group_name(rep->group), rep->currency,
+		rep->hardware, rep->prices_name[0] ? ", prices " : "", rep->prices_name);
+	fprintf(f, "%-24s %8s %12s %10s %16s %14s", report_group_name(rep->group), "calls", "tokens", "busy_s",
+		"loaded_cost", "loaded/1M");
+	for (size_t k = 0; k < rep->n_refs; k++)
+		fprintf(f, " %14.14s %9s", rep->refs[k], "GM@ref");
+	fputc('\n', f);
+	for (size_t i = 0; i < rep->n_rows; i++)
+		text_row(f, rep, &rep->rows[i]);
+	text_row(f, rep, &rep->total);
+	fprintf(f, "(/1M: per million prompt+completion tokens; GM@ref: gross margin if sold at that API's price, "
+		   "(price - loaded cost) / price)\n");
+	return finish(f, &buf, ret_text);
+}
+
+/* --- what-if --- */
+
+static int cmp_batch(const void *pa, const void *pb)
+{
+	return cmp_keyed(pa, pb);
+}
+
+int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_t time_scale, ledger_row_t *out,
+		  char *err, size_t errlen)
+{
+	if (time_scale.num <= 0 || time_scale.den <= 0) {
+		snprintf(err, errlen, "what-if: time scale must be positive");
+		return -EINVAL;
+	}
+	struct keyed *keys = malloc((n ? n : 1) * sizeof(*keys));
+	cost_call_t *calls = malloc((n ? n : 1) * sizeof(*calls));
+	uint64_t *busy = malloc((n ? n : 1) * sizeof(*busy));
+	int r = -ENOMEM;
+	if (keys == NULL || calls == NULL || busy == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		keys[i] = (struct keyed){ in[i].batch_id, i };
+	qsort(keys, n, sizeof(*keys), cmp_batch);
+	for (size_t a = 0; a < n;) {
+		size_t b = a + 1;
+		while (b < n && strcmp(keys[b].key, keys[a].key) == 0)
+			b++;
+		unsigned __int128 idle = 0;
+		for (size_t m = a; m < b; m++) {
+			const ledger_row_t *w = &in[keys[m].i];
+			int64_t bs, is;
+			if (w->busy_ns > INT64_MAX || w->idle_ns > INT64_MAX ||
+			    meter_scale((int64_t)w->busy_ns, time_scale, &bs) < 0 ||
+			    meter_scale((int64_t)w->idle_ns, time_scale, &is) < 0) {
+				snprintf(err, errlen, "what-if: batch %s line %lld: time out of range", w->batch_id,
+					 (long long)w->line_no);
+				r = -ERANGE;
+				goto fail;
+			}
+			calls[m - a] = (cost_call_t){ .busy_ns = (uint64_t)bs };
+			busy[m - a] = (uint64_t)bs;
+			idle += (uint64_t)is;
+		}
+		if (idle > INT64_MAX ||
+		    (r = cost_book_rates(hw->rate_busy_micros_per_hour, hw->rate_idle_micros_per_hour,
+					 (uint64_t)idle, calls, b - a)) < 0) {
+			snprintf(err, errlen, "what-if: batch %s: cost out of range", keys[a].key);
+			r = -ERANGE;
+			goto fail;
+		}
+		for (size_t m = a; m < b; m++) {
+			size_t i = keys[m].i;
+			out[i] = in[i];
+			out[i].hardware = hw->name;
+			out[i].currency = hw->currency;
+			out[i].rate_busy_micros_per_hour = hw->rate_busy_micros_per_hour;
+			out[i].rate_idle_micros_per_hour = hw->rate_idle_micros_per_hour;
+			out[i].busy_ns = busy[m - a];
+			out[i].idle_ns = calls[m - a].idle_ns;
+			out[i].cost_marginal_micros = calls[m - a].cost_marginal_micros;
+			out[i].cost_loaded_micros = calls[m - a].cost_loaded_micros;
+		}
+		a = b;
+	}
+	r = 0;
+fail:
+	free(keys);
+	free(calls);
+	free(busy);
+	return r;
+}
+
+/* --- break-even --- */
+
+int report_breakeven(const report_breakeven_in_t *in, report_breakeven_t *ret)
+{
+	if (in->calls == 0 || in->busy_ns == 0)
+		return -EINVAL;
+	report_breakeven_t b = { 0 };
+	int r = meter_cost_of_ns(in->rate_idle_micros_per_hour, (uint64_t)METER_NS_PER_DAY, &b.fixed_per_day_micros);
+	if (r < 0)
+		return r;
+	b.busy_ns_per_call = (double)in->busy_ns / (double)in->calls;
+	b.api_per_call_micros = (double)in->api_micros / (double)in->calls;
+	b.extra_per_call_micros = (double)(in->rate_busy_micros_per_hour - in->rate_idle_micros_per_hour) *
+				  b.busy_ns_per_call / (double)METER_NS_PER_HOUR;
+	b.capacity_calls_per_day = (double)METER_NS_PER_DAY / b.busy_ns_per_call;
+	double margin_per_call = b.api_per_call_micros - b.extra_per_call_micros;
+	if (margin_per_call > 0) {
+		b.breakeven_calls_per_day = (double)b.fixed_per_day_micros / margin_per_call;
+		b.breakeven_utilization = b.breakeven_calls_per_day * b.busy_ns_per_call / (double)METER_NS_PER_DAY;
+		b.reachable = b.breakeven_calls_per_day <= b.capacity_calls_per_day;
+	} else {
+		b.breakeven_calls_per_day = INFINITY;
+		b.breakeven_utilization = INFINITY;
+		b.reachable = false;
+	}
+	b.calls_per_day = in->calls_per_day > 0 ? in->calls_per_day : b.capacity_calls_per_day;
+	if (b.calls_per_day > b.capacity_calls_per_day)
+		b.calls_per_day = b.capacity_calls_per_day;
+	b.saving_per_day_micros = b.calls_per_day * margin_per_call - (double)b.fixed_per_day_micros;
+	if (in->one_off_micros <= 0)
+		b.days_to_recover = 0;
+	else if (b.saving_per_day_micros > 0)
+		b.days_to_recover = (double)in->one_off_micros / b.saving_per_day_micros;
+	else
+		b.days_to_recover = INFINITY;
+	*ret = b;
+	return 0;
+}

@@ -1,0 +1,139 @@
+/* report: cost reports over ledger rows (pure functions; the rows come
+ * from ledger_select() or from the daemon's memory).
+ *
+ * A report has one row per call (REPORT_BY_CALL: the shape of
+ * `marginctl cost --batch ID --format json`) or per batch, model, worker or
+ * UTC day, and a total that is the exact sum of its rows.
+ *
+ * Money is in one report currency. Ledger costs in another currency are
+ * converted per currency group: the group's total is converted once
+ * (rounded half away from zero) and spread back over its rows in proportion
+ * to their original amounts (meter_allocate), so converted rows still sum to
+ * the converted total. Closed-API equivalents are priced per call
+ * (cost_api_equivalent: one rounding per call) and summed.
+ *
+ * Derived figures (per call, per 1M tokens, utilization, gross margin at a
+ * reference price) are computed from the integer sums at format time, each
+ * rounded once, half away from zero.
+ *
+ * Any thread; a report_t is immutable after report_new(). */
+#ifndef REPORT_H
+#define REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hwprof.h"
+#include "ledger.h"
+#include "pricetab.h"
+
+enum report_group {
+	REPORT_BY_CALL,
+	REPORT_BY_BATCH,
+	REPORT_BY_MODEL,
+	REPORT_BY_WORKER,
+	REPORT_BY_DAY,		/* UTC day of booked_at_ns, "YYYY-MM-DD" */
+};
+
+typedef struct report_opts {
+	const char *currency;		/* report currency; NULL = the first row's */
+	const pricetab_t *prices;	/* reference prices and exchange rates (borrowed; may be NULL
+					 * when there are no refs and no conversion) */
+	const char *const *refs;	/* price entry names, in output order */
+	size_t n_refs;
+	const char *sale;		/* optional entry name: our sale price, for gross margin */
+} report_opts_t;
+
+typedef struct report_row {
+	char *key;			/* owned: custom_id, batch id, model, worker or day */
+	char *model, *worker;		/* owned, REPORT_BY_CALL only (else NULL) */
+	uint64_t calls, prompt_tokens, completion_tokens, busy_ns, idle_ns, flops;
+	int64_t cost_marginal_micros, cost_loaded_micros;
+	int64_t *api_micros;		/* owned: [n_refs] closed-API equivalents */
+	int64_t sale_micros;		/* revenue at the sale price (when has_sale) */
+} report_row_t;
+
+typedef struct report {
+	enum report_group group;
+	char currency[4];
+	char *hardware;			/* owned: distinct profile names, comma-separated */
+	char *prices_name;		/* owned: the price table's name ("" without one) */
+	size_t n_refs;
+	char **refs;			/* owned: [n_refs] */
+	bool has_sale;
+	char *sale;			/* owned */
+	report_row_t *rows;		/* owned: [n_rows], sorted by key (by call: ledger order) */
+	size_t n_rows;
+	report_row_t total;		/* exact sums of the rows */
+} report_t;
+
+/* Builds a report. -ENOENT naming an unknown reference price or a missing
+ * exchange rate, -EINVAL (negative cost in a row), -ERANGE, -ENOMEM. */
+int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const report_opts_t *o, report_t **ret,
+	       char *err, size_t errlen);
+void report_destroy(report_t **r);
+/* "call", "batch", "model", "worker", "day"; and back (-EINVAL). */
+const char *report_group_name(enum report_group g);
+int report_group_parse(const char *s, enum report_group *ret);
+
+/* Text renderings; *ret_text is malloc'd, NUL-terminated, caller frees.
+ * JSON by call: {"currency","hardware","rows":[{"custom_id","model","worker",
+ * "prompt_tokens","completion_tokens","busy_ns","flops","cost_marginal_micros",
+ * "cost_loaded_micros","api_equivalent_micros":{REF:..}}],"total":{same keys}}.
+ * By group, rows carry "key", "calls", "idle_ns" and the derived figures
+ * too. CSV: a header, the rows, then a "total" row. */
+int report_format_json(const report_t *r, char **ret_text);
+int report_format_csv(const report_t *r, char **ret_text);
+/* An aligned table for people, with per-call and per-1M figures. */
+int report_format_text(const report_t *r, char **ret_text);
+
+/* Derived figures of a row (or the total), micros rounded once.
+ * -EDOM when the divisor is 0 (then *ret is untouched). */
+int report_per_call(int64_t micros, uint64_t calls, int64_t *ret);
+int report_per_1m_tokens(int64_t micros, uint64_t tokens, int64_t *ret);
+/* busy / (busy + idle), ppm. */
+int report_utilization_ppm(uint64_t busy_ns, uint64_t idle_ns, int64_t *ret);
+
+/* What-if: rows recomputed under another hardware profile, from their
+ * stored busy_ns and idle_ns alone (no rerun). time_scale multiplies both
+ * (1 = same speed; 1/3 = hardware three times faster at the same
+ * utilization). Calls are booked per batch_id as cost_book() does, so each
+ * batch's new costs sum exactly to the new node cost of its time. out[i]
+ * copies in[i] (strings borrowed from in) with hardware, currency, rates,
+ * busy/idle and costs replaced. For another price table, build a report
+ * with other report_opts.prices. */
+int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_t time_scale, ledger_row_t *out,
+		  char *err, size_t errlen);
+
+/* Break-even between a self-hosted node and a closed API, from measured
+ * calls. Self-hosted cost per day of N calls on one node:
+ *   fixed (rate_idle * 24 h) + N * (rate_busy - rate_idle) * busy per call;
+ * the API costs N * api per call. */
+typedef struct report_breakeven_in {
+	int64_t rate_busy_micros_per_hour, rate_idle_micros_per_hour;	/* report currency */
+	uint64_t calls;			/* measured calls ... */
+	uint64_t busy_ns;		/* ... their total busy time ... */
+	int64_t api_micros;		/* ... and their total closed-API price */
+	int64_t one_off_micros;		/* a one-off cost to recover (0 = none) */
+	double calls_per_day;		/* planned volume for the recovery (0 = node capacity) */
+} report_breakeven_in_t;
+
+typedef struct report_breakeven {
+	double busy_ns_per_call;
+	double api_per_call_micros;
+	double extra_per_call_micros;		/* power at load above idle */
+	int64_t fixed_per_day_micros;		/* one node, 24 h at rate_idle */
+	double capacity_calls_per_day;		/* one node fully busy */
+	double breakeven_calls_per_day;		/* INFINITY: the API is always cheaper */
+	double breakeven_utilization;		/* of one node */
+	bool reachable;				/* break-even <= capacity */
+	double calls_per_day;			/* volume used for the saving */
+	double saving_per_day_micros;		/* API cost - self-hosted cost at that volume */
+	double days_to_recover;			/* one_off / saving; INFINITY when saving <= 0 */
+} report_breakeven_t;
+
+/* -EINVAL when calls or busy_ns is 0. */
+int report_breakeven(const report_breakeven_in_t *in, report_breakeven_t *ret);
+
+#endif

@@ -1,0 +1,155 @@
+/* pricetab: the shipped tables load with a source and date for every
+ * number; batch prices; exchange rates; errors name file, section, key. */
+#include "tests.h"
+#include "pricetab.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static pricetab_t *load(const char *const *files, size_t n)
+{
+	pricetab_t *t = pricetab_new();
+	char err[512] = "";
+	for (size_t i = 0; i < n; i++) {
+		int r = pricetab_load(t, files[i], err, sizeof(err));
+		if (r < 0)
+			fprintf(stderr, "%s\n", err);
+		CU_ASSERT_EQUAL(r, 0);
+	}
+	return t;
+}
+
+static bool q_is(meter_q_t q, int64_t num, int64_t den)
+{
+	return meter_q_cmp(q, METER_Q(num, den)) == 0;
+}
+
+static void test_shipped_tables(void)
+{
+	const char *files[] = { DEPLOY("prices/fx.conf"), DEPLOY("prices/closed-2024.conf"),
+				DEPLOY("prices/cn-2024-05-before.conf"), DEPLOY("prices/cn-2024-05-after.conf"),
+				DEPLOY("prices/cn-2024-late.conf") };
+	for (size_t f = 0; f < 5; f++) {
+		pricetab_t *t = load(&files[f], 1);
+		/* Every number resolves to a source and a date. */
+		for (size_t i = 0; i < pricetab_count(t); i++) {
+			const pricetab_entry_t *e = pricetab_at(t, i);
+			CU_ASSERT(strlen(e->in_source) > 5 && strlen(e->in_date) >= 4);
+			CU_ASSERT(strlen(e->out_source) > 5 && strlen(e->out_date) >= 4);
+			CU_ASSERT(strlen(e->batch_source) > 5 && strlen(e->batch_date) >= 4);
+			CU_ASSERT(meter_q_cmp(e->out_per_1m, e->in_per_1m) >= 0);
+		}
+		CU_ASSERT_EQUAL(pricetab_warning_count(t), 0);
+		pricetab_destroy(&t);
+	}
+	pricetab_t *t = load(files, 5);
+	const pricetab_entry_t *e = pricetab_find(t, "gpt-4o");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT(q_is(e->in_per_1m, 5, 2) && q_is(e->out_per_1m, 10, 1));
+	CU_ASSERT(e->has_batch && q_is(e->batch_in_per_1m, 5, 4) && q_is(e->batch_out_per_1m, 5, 1));
+	CU_ASSERT(q_is(e->batch_discount, 1, 2));
+	e = pricetab_find(t, "gpt-4-turbo");	/* batch price from a 50% discount */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT(q_is(e->batch_in_per_1m, 5, 1) && q_is(e->batch_out_per_1m, 15, 1));
+	/* The later file wins for a name in several: cn-2024-late's qwen-max. */
+	e = pricetab_find(t, "qwen-max");
+	CU_ASSERT(q_is(e->in_per_1m, 20, 1) && q_is(e->out_per_1m, 60, 1));
+	const pricetab_fx_t *fx = pricetab_find_fx(t, "CNY");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fx);
+	CU_ASSERT(q_is(fx->per_usd, 36, 5));
+	pricetab_destroy(&t);
+
+	/* Before and after the May 2024 cuts (economics.md 1c). */
+	t = load(&files[2], 1);
+	e = pricetab_find(t, "qwen-long");
+	CU_ASSERT(q_is(e->in_per_1m, 20, 1));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e->out_source, "not verified"));
+	pricetab_destroy(&t);
+	t = load(&files[3], 1);
+	e = pricetab_find(t, "qwen-long");
+	CU_ASSERT(q_is(e->in_per_1m, 1, 2) && q_is(e->out_per_1m, 2, 1));
+	CU_ASSERT_STRING_EQUAL(e->in_date, "2024-05-21");
+	e = pricetab_find(t, "ernie-speed-8k");
+	CU_ASSERT(q_is(e->in_per_1m, 0, 1) && q_is(e->out_per_1m, 0, 1));
+	e = pricetab_find(t, "doubao-pro-32k");
+	CU_ASSERT(q_is(e->in_per_1m, 4, 5));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e->out_source, "not verified"));
+	CU_ASSERT_STRING_EQUAL(pricetab_name(t), "cn-2024-05-after");
+	pricetab_destroy(&t);
+}
+
+static void test_fx(void)
+{
+	pricetab_t *t = pricetab_new();
+	char err[256] = "";
+	int64_t v;
+	CU_ASSERT_EQUAL(pricetab_load(t, DEPLOY("prices/fx.conf"), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(pricetab_convert(t, 7200000, "CNY", "USD", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 1000000);
+	CU_ASSERT_EQUAL(pricetab_convert(t, 1, "USD", "CNY", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 7);	/* 7.2 rounds to 7 */
+	CU_ASSERT_EQUAL(pricetab_convert(t, 5, "CNY", "CNY", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 5);
+	CU_ASSERT_EQUAL(pricetab_convert(t, 5, "EUR", "USD", &v, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "EUR_per_USD"));
+	pricetab_destroy(&t);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+	pricetab_t *t = pricetab_new();
+	char err[512] = "";
+	CU_ASSERT_EQUAL(pricetab_load_string(t, "bad.conf", "[price.ok]\ncurrency = USD\ninput_per_1m = 1\n"
+					     "output_per_1m = 2\nsource = s\ndate = d\n", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(pricetab_load_string(t, "bad.conf", text, err, sizeof(err)), -EINVAL);
+	if (strstr(err, needle) == NULL)
+		fprintf(stderr, "\nexpected \"%s\" in: %s\n", needle, err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad.conf"));
+	CU_ASSERT_EQUAL(pricetab_count(t), 1);	/* a failed load changes nothing */
+	pricetab_destroy(&t);
+}
+
+static void test_errors(void)
+{
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\noutput_per_1m = 2\n", "input_per_1m: no source");
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\noutput_per_1m = 2\nsource = s\n", "no date");
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\nsource = s\ndate = d\n", "output_per_1m");
+	expect_error("[prcie.a]\ncurrency = USD\n", "[prcie.a]");
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\noutput_per_1m = 2\nsource = s\ndate = d\n"
+		     "inptu_per_1m = 3\n", "inptu_per_1m");
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = -1\noutput_per_1m = 2\nsource = s\ndate = d\n",
+		     "negative");
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\noutput_per_1m = 2\nsource = s\ndate = d\n"
+		     "batch_discount = 1.5\n", "batch_discount");
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\noutput_per_1m = 2\nsource = s\ndate = d\n"
+		     "batch_discount = 0.5\nbatch_input_per_1m = 0.5\nbatch_output_per_1m = 1\n", "not both");
+	expect_error("[price.a]\ncurrency = usd\n", "ISO 4217");
+	expect_error("[fx]\nCNY_per_USD = 7.2\nCNY_per_USD_source = s\n", "CNY_per_USD_date");
+	expect_error("[fx]\nCNY_per_USD = seven\nCNY_per_USD_source = s\nCNY_per_USD_date = d\n", "CNY_per_USD");
+}
+
+static void test_warning_and_no_batch(void)
+{
+	pricetab_t *t = pricetab_new();
+	char err[256];
+	CU_ASSERT_EQUAL(pricetab_load_string(t, "w.conf", "[price.typo]\ncurrency = USD\ninput_per_1m = 3.5\n"
+					     "output_per_1m = 1.05\nsource = s\ndate = d\n", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_warning_count(t), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(pricetab_warning_at(t, 0), "typo"));
+	const pricetab_entry_t *e = pricetab_find(t, "typo");
+	CU_ASSERT(!e->has_batch);
+	meter_q_t pin, pout;
+	CU_ASSERT_EQUAL(pricetab_prices(e, 10, true, &pin, &pout), 0);	/* no batch tier: list price */
+	CU_ASSERT(q_is(pin, 7, 2));
+	pricetab_destroy(&t);
+}
+
+const cu_test_t pricetab_tests[] = {
+	{ "shipped_tables", test_shipped_tables },
+	{ "fx", test_fx },
+	{ "errors", test_errors },
+	{ "warning_and_no_batch", test_warning_and_no_batch },
+	{ NULL, NULL },
+};

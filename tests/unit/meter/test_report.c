@@ -1,0 +1,349 @@
+/* report: totals equal the sums of the rows exactly (every column, every
+ * grouping, every format, across a currency conversion); what-if
+ * reproduces a ledger under its own profile; gross margin; break-even. */
+#include "tests.h"
+#include "cost.h"
+#include "report.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_ROWS 11
+#define DAY1 1716249600000000000LL	/* 2024-05-21T00:00:00Z */
+
+static hwprof_t cpu;
+static pricetab_t *prices;
+static ledger_row_t rows[N_ROWS];
+static char ids[N_ROWS][32];
+static const char *const refs[] = { "gpt-4o", "gpt-4o-mini", "qwen-long" };
+
+/* Two batches on two workers and days, booked per batch with cost_book(). */
+static void fixture(void)
+{
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/cpu-2vcpu.conf"), &cpu, err, sizeof(err)), 0);
+	prices = pricetab_new();
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(prices, DEPLOY("prices/fx.conf"), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(prices, DEPLOY("prices/closed-2024.conf"), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(prices, DEPLOY("prices/cn-2024-05-after.conf"), err, sizeof(err)), 0);
+	unsigned long long s = 7;
+	cost_call_t calls[N_ROWS];
+	for (int i = 0; i < N_ROWS; i++) {
+		bool a = i < 6;
+		snprintf(ids[i], sizeof(ids[i]), "req-%d", i);
+		rows[i] = (ledger_row_t){
+			.batch_id = a ? "batch_a" : "batch_b", .shard_id = a ? 0 : 1, .line_no = i, .custom_id = ids[i],
+			.model = a ? "llama-110m" : "qwen2-0.5b", .worker = a ? "w1" : "w2", .hardware = cpu.name,
+			.prompt_tokens = 20 + test_rand(&s) % 2000, .completion_tokens = 1 + test_rand(&s) % 500,
+			.busy_ns = i == 3 ? 0 : 1000000 + test_rand(&s) % 4000000000ULL, .flops = test_rand(&s) % (1ULL << 45),
+			.currency = cpu.currency, .rate_busy_micros_per_hour = cpu.rate_busy_micros_per_hour,
+			.rate_idle_micros_per_hour = cpu.rate_idle_micros_per_hour, .via_batch = i % 3 != 0,
+			.booked_at_ns = (a ? DAY1 : DAY1 + METER_NS_PER_DAY) + (int64_t)i * 1000000000LL,
+		};
+		calls[i].busy_ns = rows[i].busy_ns;
+	}
+	CU_ASSERT_EQUAL_FATAL(cost_book(&cpu, 9000000000ULL, calls, 6), 0);
+	CU_ASSERT_EQUAL_FATAL(cost_book(&cpu, 2500000000ULL, calls + 6, N_ROWS - 6), 0);
+	for (int i = 0; i < N_ROWS; i++) {
+		rows[i].idle_ns = calls[i].idle_ns;
+		rows[i].cost_marginal_micros = calls[i].cost_marginal_micros;
+		rows[i].cost_loaded_micros = calls[i].cost_loaded_micros;
+	}
+}
+
+static void done(void)
+{
+	pricetab_destroy(&prices);
+}
+
+static report_t *make(enum report_group g, const char *currency)
+{
+	report_opts_t o = { .currency = currency, .prices = prices, .refs = refs, .n_refs = 3 };
+	report_t *r = NULL;
+	char err[512] = "";
+	int rc = report_new(rows, N_ROWS, g, &o, &r, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	return r;
+}
+
+static void check_sums(const report_t *r)
+{
+	report_row_t s = { 0 };
+	int64_t api[3] = { 0 };
+	for (size_t i = 0; i < r->n_rows; i++) {
+		const report_row_t *x = &r->rows[i];
+		s.calls += x->calls;
+		s.prompt_tokens += x->prompt_tokens;
+		s.completion_tokens += x->completion_tokens;
+		s.busy_ns += x->busy_ns;
+		s.idle_ns += x->idle_ns;
+		s.flops += x->flops;
+		s.cost_marginal_micros += x->cost_marginal_micros;
+		s.cost_loaded_micros += x->cost_loaded_micros;
+		for (int k = 0; k < 3; k++)
+			api[k] += x->api_micros[k];
+	}
+	CU_ASSERT_EQUAL(s.calls, N_ROWS);
+	CU_ASSERT_EQUAL(r->total.calls, s.calls);
+	CU_ASSERT_EQUAL(r->total.prompt_tokens, s.prompt_tokens);
+	CU_ASSERT_EQUAL(r->total.completion_tokens, s.completion_tokens);
+	CU_ASSERT_EQUAL(r->total.busy_ns, s.busy_ns);
+	CU_ASSERT_EQUAL(r->total.idle_ns, s.idle_ns);
+	CU_ASSERT_EQUAL(r->total.flops, s.flops);
+	CU_ASSERT_EQUAL(r->total.cost_marginal_micros, s.cost_marginal_micros);
+	CU_ASSERT_EQUAL(r->total.cost_loaded_micros, s.cost_loaded_micros);
+	for (int k = 0; k < 3; k++)
+		CU_ASSERT_EQUAL(r->total.api_micros[k], api[k]);
+}
+
+static void test_totals_all_groupings(void)
+{
+	fixture();
+	int64_t ledger_m = 0, ledger_l = 0;
+	for (int i = 0; i < N_ROWS; i++) {
+		ledger_m += rows[i].cost_marginal_micros;
+		ledger_l += rows[i].cost_loaded_micros;
+	}
+	static const size_t want_rows[] = { N_ROWS, 2, 2, 2, 2 };
+	for (int g = REPORT_BY_CALL; g <= REPORT_BY_DAY; g++) {
+		report_t *r = make((enum report_group)g, NULL);
+		CU_ASSERT_STRING_EQUAL(r->currency, "CNY");
+		CU_ASSERT_EQUAL(r->n_rows, want_rows[g]);
+		check_sums(r);
+		CU_ASSERT_EQUAL(r->total.cost_marginal_micros, ledger_m);	/* same currency: unchanged */
+		CU_ASSERT_EQUAL(r->total.cost_loaded_micros, ledger_l);
+		if (g == REPORT_BY_DAY) {
+			CU_ASSERT_STRING_EQUAL(r->rows[0].key, "2024-05-21");
+			CU_ASSERT_STRING_EQUAL(r->rows[1].key, "2024-05-22");
+		}
+		report_destroy(&r);
+		CU_ASSERT_PTR_NULL(r);
+	}
+	/* The API equivalent of one call, by hand from the price table:
+	 * gpt-4o list (row 0 is not via batch) 2.50 / 10.00 USD per 1M at 7.2. */
+	report_t *r = make(REPORT_BY_CALL, NULL);
+	int64_t want = llround((double)(rows[0].prompt_tokens * 25 + rows[0].completion_tokens * 100) / 10 * 7.2);
+	CU_ASSERT_EQUAL(r->rows[0].api_micros[0], want);
+	CU_ASSERT_STRING_EQUAL(r->rows[0].key, "req-0");
+	report_destroy(&r);
+	done();
+}
+
+static void test_conversion_exact(void)
+{
+	fixture();
+	report_t *r = make(REPORT_BY_MODEL, "USD");
+	check_sums(r);
+	int64_t cny = 0, usd;
+	char err[256];
+	for (int i = 0; i < N_ROWS; i++)
+		cny += rows[i].cost_loaded_micros;
+	CU_ASSERT_EQUAL(pricetab_convert(prices, cny, "CNY", "USD", &usd, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(r->total.cost_loaded_micros, usd);	/* converted once, spread exactly */
+	report_destroy(&r);
+	done();
+}
+
+static int64_t jint(const json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+static void test_json_shape(void)
+{
+	fixture();
+	report_t *r = make(REPORT_BY_CALL, NULL);
+	char *text = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+	json_error_t je;
+	json_t *root = json_loads(text, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(root, "currency")), "CNY");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(root, "hardware")), "cpu-2vcpu");
+	json_t *jrows = json_object_get(root, "rows"), *total = json_object_get(root, "total");
+	CU_ASSERT_EQUAL_FATAL(json_array_size(jrows), N_ROWS);
+	static const char *const keys[] = { "custom_id", "model", "worker", "prompt_tokens", "completion_tokens",
+					    "busy_ns", "flops", "cost_marginal_micros", "cost_loaded_micros",
+					    "api_equivalent_micros" };
+	static const char *const sums[] = { "prompt_tokens", "completion_tokens", "busy_ns", "flops",
+					    "cost_marginal_micros", "cost_loaded_micros" };
+	CU_ASSERT_EQUAL(json_object_size(json_array_get(jrows, 0)), 10);	/* exactly the keys */
+	for (int k = 0; k < 10; k++)
+		CU_ASSERT_PTR_NOT_NULL(json_object_get(json_array_get(jrows, 0), keys[k]));
+	CU_ASSERT_EQUAL(json_object_size(total), 7);	/* the numeric keys */
+	for (int k = 0; k < 6; k++) {
+		int64_t s = 0;
+		for (size_t i = 0; i < json_array_size(jrows); i++)
+			s += jint(json_array_get(jrows, i), sums[k]);
+		CU_ASSERT_EQUAL(jint(total, sums[k]), s);
+	}
+	for (int k = 0; k < 3; k++) {
+		int64_t s = 0;
+		for (size_t i = 0; i < json_array_size(jrows); i++)
+			s += jint(json_object_get(json_array_get(jrows, i), "api_equivalent_micros"), refs[k]);
+		CU_ASSERT_EQUAL(jint(json_object_get(total, "api_equivalent_micros"), refs[k]), s);
+		CU_ASSERT(s > 0);
+	}
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(jrows, 7), "worker")), "w2");
+	json_decref(root);
+	free(text);
+	report_destroy(&r);
+
+	/* By model: derived figures agree with the integers they come from. */
+	r = make(REPORT_BY_MODEL, NULL);
+	CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+	root = json_loads(text, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	json_t *g = json_array_get(json_object_get(root, "rows"), 0);
+	const report_row_t *x = &r->rows[0];
+	int64_t v;
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(g, "key")), "llama-110m");
+	CU_ASSERT_EQUAL(jint(g, "calls"), 6);
+	CU_ASSERT_EQUAL(report_per_1m_tokens(x->cost_loaded_micros, x->prompt_tokens + x->completion_tokens, &v), 0);
+	CU_ASSERT_EQUAL(jint(g, "loaded_per_1m_tokens_micros"), v);
+	CU_ASSERT_EQUAL(meter_gross_margin_ppm(x->api_micros[2], x->cost_loaded_micros, &v), 0);
+	CU_ASSERT_EQUAL(jint(json_object_get(g, "gross_margin_ppm_at_api_price"), "qwen-long"), v);
+	CU_ASSERT_EQUAL(report_utilization_ppm(x->busy_ns, x->idle_ns, &v), 0);
+	CU_ASSERT_EQUAL(jint(g, "utilization_ppm"), v);
+	CU_ASSERT(v > 0 && v < 1000000);
+	json_decref(root);
+	free(text);
+	report_destroy(&r);
+	done();
+}
+
+static void test_csv_and_text(void)
+{
+	fixture();
+	report_t *r = make(REPORT_BY_CALL, NULL);
+	char *text = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
+	/* header + rows + total; column 9 is cost_loaded_micros. */
+	int lines = 0;
+	int64_t s = 0, total = -1;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
+		char *p = line;
+		for (int c = 0; c < 8; c++)
+			p = strchr(p, ',') + 1;
+		if (lines == 0) {
+			CU_ASSERT(strncmp(p, "cost_loaded_micros,api_equivalent_micros:gpt-4o", 47) == 0);
+		} else if (strncmp(line, "total,", 6) == 0)
+			total = strtoll(p, NULL, 10);
+		else
+			s += strtoll(p, NULL, 10);
+	}
+	CU_ASSERT_EQUAL(lines, N_ROWS + 2);
+	CU_ASSERT_EQUAL(total, s);
+	free(text);
+	report_destroy(&r);
+	r = make(REPORT_BY_WORKER, NULL);
+	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
+	CU_ASSERT(strncmp(text, "worker,calls,", 13) == 0);
+	free(text);
+	CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "total"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "w2"));
+	free(text);
+	report_destroy(&r);
+	/* An unknown reference is an error that names it. */
+	const char *bad[] = { "gpt-5-turbo-max" };
+	report_opts_t o = { .prices = prices, .refs = bad, .n_refs = 1 };
+	char err[256] = "";
+	CU_ASSERT_EQUAL(report_new(rows, N_ROWS, REPORT_BY_CALL, &o, &r, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "gpt-5-turbo-max"));
+	done();
+}
+
+static void test_whatif(void)
+{
+	fixture();
+	ledger_row_t out[N_ROWS];
+	char err[256];
+	/* Under its own profile the ledger is reproduced to the micro. */
+	CU_ASSERT_EQUAL_FATAL(report_whatif(rows, N_ROWS, &cpu, METER_Q(1, 1), out, err, sizeof(err)), 0);
+	for (int i = 0; i < N_ROWS; i++) {
+		CU_ASSERT_EQUAL(out[i].cost_marginal_micros, rows[i].cost_marginal_micros);
+		CU_ASSERT_EQUAL(out[i].cost_loaded_micros, rows[i].cost_loaded_micros);
+		CU_ASSERT_EQUAL(out[i].idle_ns, rows[i].idle_ns);
+	}
+	/* On the 8xH100 profile, twice as fast: each batch's new costs sum to
+	 * the new node cost of its (halved) time. */
+	hwprof_t h100;
+	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/8xh100.conf"), &h100, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(report_whatif(rows, N_ROWS, &h100, METER_Q(1, 2), out, err, sizeof(err)), 0);
+	for (int b = 0; b < 2; b++) {
+		int lo = b ? 6 : 0, hi = b ? N_ROWS : 6;
+		uint64_t busy = 0, idle = 0, old_busy = 0;
+		int64_t m = 0, l = 0, want;
+		for (int i = lo; i < hi; i++) {
+			busy += out[i].busy_ns;
+			idle += out[i].idle_ns;
+			old_busy += rows[i].busy_ns;
+			m += out[i].cost_marginal_micros;
+			l += out[i].cost_loaded_micros;
+			CU_ASSERT_STRING_EQUAL(out[i].hardware, "8xh100");
+			CU_ASSERT_STRING_EQUAL(out[i].custom_id, rows[i].custom_id);
+		}
+		CU_ASSERT(busy + 3 >= old_busy / 2 && busy <= old_busy / 2 + 3);
+		CU_ASSERT_EQUAL(meter_cost_of_ns(h100.rate_busy_micros_per_hour, busy, &want), 0);
+		CU_ASSERT_EQUAL(m, want);
+		CU_ASSERT_EQUAL(meter_cost_of_period(h100.rate_busy_micros_per_hour, busy, h100.rate_idle_micros_per_hour,
+						     idle, &want), 0);
+		CU_ASSERT_EQUAL(l, want);
+	}
+	CU_ASSERT_EQUAL(report_whatif(rows, N_ROWS, &h100, METER_Q(0, 1), out, err, sizeof(err)), -EINVAL);
+	done();
+}
+
+static void test_breakeven(void)
+{
+	/* economics.md 5.6: a 500,000-yuan deployment and a saving of 10,000,
+	 * 20,000 or 50,000 yuan per day: 50, 25, 10 days. Here the saving comes
+	 * from 10,000 / 20,000 / 50,000 calls a day, each 1 yuan cheaper than the
+	 * API on a node whose own cost is not counted (rates 0). */
+	static const double calls[] = { 10000, 20000, 50000 }, days[] = { 50, 25, 10 };
+	for (int i = 0; i < 3; i++) {
+		report_breakeven_in_t in = { .calls = 100, .busy_ns = 100 * 1000000000ULL,
+					     .api_micros = 100 * METER_MICROS, .one_off_micros = 500000 * METER_MICROS,
+					     .calls_per_day = calls[i] };
+		report_breakeven_t b;
+		CU_ASSERT_EQUAL_FATAL(report_breakeven(&in, &b), 0);
+		CU_ASSERT_DOUBLE_EQUAL(b.saving_per_day_micros, calls[i] * METER_MICROS, 1e-3);
+		CU_ASSERT_DOUBLE_EQUAL(b.days_to_recover, days[i], 1e-9);
+	}
+	/* At the break-even volume, self-hosting and the API cost the same. */
+	report_breakeven_in_t in = { .rate_busy_micros_per_hour = 67493836, .rate_idle_micros_per_hour = 60000000,
+				     .calls = 1000, .busy_ns = 1000 * 2000000000ULL, .api_micros = 1000 * 50000 };
+	report_breakeven_t b;
+	CU_ASSERT_EQUAL_FATAL(report_breakeven(&in, &b), 0);
+	double n = b.breakeven_calls_per_day;
+	double self = (double)b.fixed_per_day_micros + n * b.extra_per_call_micros, api = n * b.api_per_call_micros;
+	CU_ASSERT(isfinite(n) && fabs(self - api) < 1e-6 * api);
+	CU_ASSERT_DOUBLE_EQUAL(b.capacity_calls_per_day, 43200, 1e-9);	/* 2 s a call */
+	CU_ASSERT(b.reachable == (n <= 43200));
+	CU_ASSERT_DOUBLE_EQUAL(b.breakeven_utilization, n / 43200, 1e-12);
+	CU_ASSERT_EQUAL(b.fixed_per_day_micros, 60000000LL * 24);
+	/* An API cheaper than the extra power of a call: never. */
+	in.api_micros = 1;
+	CU_ASSERT_EQUAL_FATAL(report_breakeven(&in, &b), 0);
+	CU_ASSERT(isinf(b.breakeven_calls_per_day) && !b.reachable);
+	in.calls = 0;
+	CU_ASSERT_EQUAL(report_breakeven(&in, &b), -EINVAL);
+}
+
+const cu_test_t report_tests[] = {
+	{ "totals_all_groupings", test_totals_all_groupings },
+	{ "conversion_exact", test_conversion_exact },
+	{ "json_shape", test_json_shape },
+	{ "csv_and_text", test_csv_and_text },
+	{ "whatif", test_whatif },
+	{ "breakeven", test_breakeven },
+	{ NULL, NULL },
+};
