@@ -261,7 +261,6 @@ typedef struct step_rec {
 
 typedef struct eng {
 	serve_t *s;
-	bool stalled;		/* the last step had nothing to run though requests are pending */
 	void *pair;		/* borrowed: s->eng_pair */
 	engine_t *engine;	/* borrowed: s->engine (NULL with fake) */
 	eshard_t *head;		/* owned list, in arrival order */
@@ -270,6 +269,7 @@ typedef struct eng {
 	 * each shard exactly the steps its requests were in */
 	step_rec_t *steps;
 	size_t n_steps, cap_steps;
+	bool stalled;		/* the last step ran nothing though requests are pending */
 	bool quit;
 } eng_t;
 
@@ -309,9 +309,10 @@ static void req_finish(eshard_t *sh, ereq_t *r)
 	sh->progressed = true;
 }
 
-/* Packs Msg{Result} of a finished shard. An output that would push the
- * frame over the cap is replaced by a "result_too_large" error, so the
- * shard is still answered. */
+/* Packs Msg{Result} of a finished shard into *ret_buf (owned by the
+ * caller). strip_text: for a Result over the frame cap, every output
+ * becomes a "result_too_large" error without text, so the shard is still
+ * answered (and re-dispatch will not help, which the daemon sees). */
 static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, size_t *ret_len)
 {
 	int rc = -ENOMEM;
@@ -412,8 +413,8 @@ static void eng_complete(eng_t *g, eshard_t *sh)
 		r = pack_result(sh, true, &buf, &len);
 	}
 	if (r < 0) {
-		/* Out of memory: no Result; the daemon re-dispatches the shard
-		 * when it is not answered. DROPPED frees the credit. */
+		/* Out of memory: no Result (the daemon requeues the shard when
+		 * it gives up on it or on this worker); DROPPED frees the credit. */
 		mg_log(MG_LOG_ERROR, COMP, "cannot pack result batch=%s shard=%llu err=\"%s\"",
 		       sh->batch_id, (unsigned long long)sh->shard_id, strerror(-r));
 		pm.kind = PIPE_DROPPED;
@@ -643,8 +644,9 @@ static void eng_on_assign(eng_t *g, const zmq_msg_t *frame)
 	mg_wire_free(&m);
 	return;
 oom:
-	/* Nothing was linked: the shard is not answered and the daemon
-	 * re-dispatches it; DROPPED frees the credit. */
+	/* Nothing was linked: the shard is not answered (the daemon
+	 * requeues it when it gives up on it or on this worker); DROPPED
+	 * frees its credit. */
 	mg_log(MG_LOG_ERROR, COMP, "out of memory taking a shard batch=%s shard=%llu",
 	       a->batch_id, (unsigned long long)a->shard_id);
 	pipe_msg_t pm = { .kind = PIPE_DROPPED, .attempt = a->attempt, .shard_id = a->shard_id };
@@ -1311,7 +1313,7 @@ static void io_timers(io_t *io, int64_t now)
 		break;
 	case IO_HELLO:
 		if (now >= io->hello_deadline)
-			io_disconnect(io, io->hello_pending ? "no connection" : "no welcome");
+			io_disconnect(io, io->hello_pending ? "no connection (scheduler down, or CURVE keys refused)" : "no welcome");
 		break;
 	case IO_READY:
 		if (now - io->last_in >= io->hb_ns * io->liveness) {
