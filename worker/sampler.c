@@ -56,17 +56,35 @@ double sampler_rng_uniform(sampler_rng_t *r)
 
 /* --- selection ---------------------------------------------------------- */
 
+/* GCC/clang vector extensions: AVX-512 registers here, split into smaller
+ * ones (or scalars) elsewhere, with the same IEEE results. */
+typedef float vf16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+/* Tokens are binned by their distance below the best logit, 1/8 logit per
+ * bin, so top-k and top-p only have to sort out the one bin where their
+ * boundary falls. */
+#define SAMPLER_BUCKETS 1024
+#define BUCKET_SCALE 8.0f
+
 typedef struct cand {
-	float logit;
+	float logit;		/* NaN already replaced by -inf */
 	int32_t id;
+	float w;		/* exp(logit - max) at temperature 1 (top-p) */
 } cand_t;
 
 struct sampler {
 	int n_vocab;
 	sampler_params_t p;
 	sampler_rng_t rng;
-	cand_t *cand;		/* owned: [n_vocab] heap / kept candidates */
-	double *prob;		/* owned: [n_vocab] weights of the kept candidates */
+	/* workspace, [n_vocab] each, owned; touched only by non-greedy draws */
+	cand_t *cand;		/* selection */
+	float *x;		/* exponents */
+	float *w;		/* their exp */
+	int32_t *kid;		/* kept ids, in id order */
+	uint16_t *bucket;	/* each token's bucket (see sampler_sample) */
+	uint32_t bcount[SAMPLER_BUCKETS];
+	double bmass[SAMPLER_BUCKETS];
 };
 
 int sampler_new(int n_vocab, sampler_t **ret)
@@ -77,9 +95,13 @@ int sampler_new(int n_vocab, sampler_t **ret)
 	if (s == NULL)
 		return -ENOMEM;
 	s->n_vocab = n_vocab;
-	s->cand = malloc((size_t)n_vocab * sizeof(*s->cand));
-	s->prob = malloc((size_t)n_vocab * sizeof(*s->prob));
-	if (s->cand == NULL || s->prob == NULL) {
+	size_t V = (size_t)n_vocab;
+	s->cand = malloc(V * sizeof(*s->cand));
+	s->x = malloc(V * sizeof(*s->x));
+	s->w = malloc(V * sizeof(*s->w));
+	s->kid = malloc(V * sizeof(*s->kid));
+	s->bucket = malloc(V * sizeof(*s->bucket));
+	if (s->cand == NULL || s->x == NULL || s->w == NULL || s->kid == NULL || s->bucket == NULL) {
 		sampler_destroy(&s);
 		return -ENOMEM;
 	}
@@ -93,7 +115,10 @@ void sampler_destroy(sampler_t **ps)
 	if (ps == NULL || *ps == NULL)
 		return;
 	free((*ps)->cand);
-	free((*ps)->prob);
+	free((*ps)->x);
+	free((*ps)->w);
+	free((*ps)->kid);
+	free((*ps)->bucket);
 	free(*ps);
 	*ps = NULL;
 }
@@ -106,135 +131,289 @@ void sampler_reset(sampler_t *s, const sampler_params_t *p)
 
 int32_t sampler_argmax(const float *x, int n)
 {
-	int32_t best = -1;
-	float bv = 0;
-	for (int i = 0; i < n; i++) {
-		if (isnan(x[i]))
-			continue;
-		if (best < 0 || x[i] > bv) {
-			best = i;
-			bv = x[i];
+	/* the largest value (NaN never wins a comparison), then its first
+	 * index: two cheap passes instead of one branchy one */
+	size_t N = n > 0 ? (size_t)n : 0, i = 0;
+	const vf16 zero = { 0 }, ninf = zero - (float)INFINITY;
+	vf16 m = ninf;
+	for (; i + 16 <= N; i += 16) {
+		vf16 v;
+		memcpy(&v, x + i, sizeof(v));
+		vi16 gt = v > m;
+		m = (vf16)(((vi16)v & gt) | ((vi16)m & ~gt));
+	}
+	float mx = -INFINITY;
+	for (int k = 0; k < 16; k++)
+		if (m[k] > mx)
+			mx = m[k];
+	for (; i < N; i++)
+		if (x[i] > mx)
+			mx = x[i];
+	for (i = 0; i < N; i++)
+		if (x[i] == mx)
+			return (int32_t)i;
+	return 0;	/* every value NaN */
+}
+
+/* e^x for x <= 0 from a fixed sequence of float operations (no libm; one
+ * operation per statement, so no compiler fuses a multiply-add): the same
+ * bits on every machine, in the scalar and the vector version alike.
+ *   n = round-to-nearest(x log2 e) by adding and subtracting 1.5 x 2^23
+ *   r = x - n ln2 (ln2 split in two so the first product is exact)
+ *   e^r by its Taylor polynomial to degree 7 (relative error < 1e-7)
+ *   times 2^n built in the exponent bits.
+ * x <= -87 (and NaN) gives 0; x is never positive here. */
+#define EXP_MAGIC 12582912.0f	/* 1.5 x 2^23 */
+#define EXP_LOG2E 1.44269504f
+#define EXP_LN2_HI 0.693145751953125f
+#define EXP_LN2_LO 1.42860682e-6f
+static const float exp_c[8] = { 1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f };
+
+static float exp_neg(float x)
+{
+	if (!(x > -87.0f))
+		return 0.0f;
+	float t = x * EXP_LOG2E;
+	float n = t + EXP_MAGIC;
+	n = n - EXP_MAGIC;
+	float hi = n * EXP_LN2_HI;
+	float lo = n * EXP_LN2_LO;
+	float r = x - hi;
+	r = r - lo;
+	float p = exp_c[0];
+	for (int i = 1; i < 8; i++) {
+		p = p * r;
+		p = p + exp_c[i];
+	}
+	int32_t bits = ((int32_t)n + 127) << 23;	/* n in [-126, 0] */
+	float scale;
+	memcpy(&scale, &bits, sizeof(scale));
+	return p * scale;
+}
+
+/* y[i] = exp_neg(x[i]), sixteen at a time. */
+static void exp_neg_n(const float *x, float *y, size_t n)
+{
+	size_t i = 0;
+	const vf16 zero = { 0 }, lim = zero - 87.0f;
+	for (; i + 16 <= n; i += 16) {
+		vf16 v;
+		memcpy(&v, x + i, sizeof(v));
+		vi16 live = v > lim;	/* -1 where x > -87; NaN compares false */
+		v = (vf16)(((vi16)v & live) | ((vi16)lim & ~live));
+		vf16 t = v * EXP_LOG2E;
+		vf16 nf = t + EXP_MAGIC;
+		nf = nf - EXP_MAGIC;
+		vf16 hi = nf * EXP_LN2_HI;
+		vf16 lo = nf * EXP_LN2_LO;
+		vf16 r = v - hi;
+		r = r - lo;
+		vf16 p = zero + exp_c[0];
+		for (int k = 1; k < 8; k++) {
+			p = p * r;
+			p = p + exp_c[k];
+		}
+		vi16 bits = (__builtin_convertvector(nf, vi16) + 127) << 23;
+		vf16 out = p * (vf16)bits;
+		out = (vf16)((vi16)out & live);
+		memcpy(y + i, &out, sizeof(out));
+	}
+	for (; i < n; i++)
+		y[i] = exp_neg(x[i]);
+}
+
+/* Selection order: higher logit first, then lower id. A total order. */
+static inline bool before(float la, int32_t ia, float lb, int32_t ib)
+{
+	return la > lb || (la == lb && ia < ib);
+}
+
+static inline bool cbefore(const cand_t *a, const cand_t *b)
+{
+	return before(a->logit, a->id, b->logit, b->id);
+}
+
+static inline void cswap(cand_t *c, size_t i, size_t j)
+{
+	cand_t t = c[i];
+	c[i] = c[j];
+	c[j] = t;
+}
+
+/* Partitions c[lo..hi) (hi - lo >= 2) around the median of its first,
+ * middle and last elements; returns the pivot's index p: c[lo..p) come
+ * before it, c[p+1..hi) after. */
+static size_t partition(cand_t *c, size_t lo, size_t hi)
+{
+	size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+	if (cbefore(&c[mid], &c[lo]))
+		cswap(c, mid, lo);
+	if (cbefore(&c[last], &c[lo]))
+		cswap(c, last, lo);
+	if (cbefore(&c[last], &c[mid]))
+		cswap(c, last, mid);
+	cswap(c, mid, last);
+	cand_t pv = c[last];
+	size_t st = lo;
+	for (size_t i = lo; i < last; i++)
+		if (cbefore(&c[i], &pv))
+			cswap(c, i, st++);
+	cswap(c, st, last);
+	return st;
+}
+
+/* Quickselect: afterwards c[0..k) are the k first in selection order
+ * (in no particular order among themselves). 0 < k < n. */
+static void select_first(cand_t *c, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n;
+	while (hi - lo > 1) {
+		size_t p = partition(c, lo, hi);
+		if (p == k || p + 1 == k)
+			return;
+		if (k < p)
+			hi = p;
+		else
+			lo = p + 1;
+	}
+}
+
+/* The shortest prefix (in selection order) of c[0..n) whose mass reaches
+ * target: moved to c[0..m), m returned (>= 1). Expected O(n). */
+static size_t select_mass(cand_t *c, size_t n, double target)
+{
+	size_t lo = 0, hi = n;
+	double above = 0;	/* mass of c[0..lo), all kept */
+	while (lo < hi) {
+		if (hi - lo == 1)
+			return lo + 1;
+		size_t p = partition(c, lo, hi);
+		double m = above;
+		for (size_t i = lo; i < p; i++)
+			m += c[i].w;
+		if (m >= target) {
+			hi = p;
+		} else if (m + c[p].w >= target) {
+			return p + 1;
+		} else {
+			above = m + c[p].w;
+			lo = p + 1;
 		}
 	}
-	return best < 0 ? 0 : best;
-}
-
-/* Heap order: higher logit first, then lower id. */
-static inline bool before(cand_t a, cand_t b)
-{
-	return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-}
-
-static void sift_down(cand_t *h, size_t n, size_t i)
-{
-	cand_t x = h[i];
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && before(h[c + 1], h[c]))
-			c++;
-		if (!before(h[c], x))
-			break;
-		h[i] = h[c];
-		i = c;
-	}
-	h[i] = x;
-}
-
-/* Moves the best of h[0..n-1] to h[n-1]; the heap is then h[0..n-2]. */
-static void heap_pop(cand_t *h, size_t n)
-{
-	cand_t top = h[0];
-	h[0] = h[n - 1];
-	h[n - 1] = top;
-	if (n > 2)
-		sift_down(h, n - 1, 0);
+	/* rounding left the target above the total: keep everything */
+	return lo > 0 ? lo : 1;
 }
 
 int32_t sampler_sample(sampler_t *s, const float *logits)
 {
 	const sampler_params_t *p = &s->p;
 	size_t V = (size_t)s->n_vocab;
+	int32_t best = sampler_argmax(logits, s->n_vocab);
 	if (!(p->temperature > 0) || p->top_k == 1)
-		return sampler_argmax(logits, s->n_vocab);
+		return best;
+	float lmax = logits[best];
+	if (isnan(lmax) || lmax == -INFINITY)
+		return best;	/* no token has any weight */
 
-	cand_t *c = s->cand;
-	for (size_t i = 0; i < V; i++) {
-		float l = logits[i];
-		c[i] = (cand_t){ isnan(l) ? -INFINITY : l, (int32_t)i };
-	}
+	/* top-k and top-p decide the kept set; it is then named by its last
+	 * member in selection order (the boundary). Both work on the bins:
+	 * whole bins are in or out, and only the bin holding the boundary is
+	 * selected element by element (bins follow the selection order). */
 	bool use_k = p->top_k > 0 && p->top_k < V;
 	bool use_p = p->top_p > 0 && p->top_p < 1;
-
-	/* kept: the candidates that survive, in draw order. With top-k or top-p
-	 * they are popped off a max-heap, which leaves them at the end of c in
-	 * ascending order; reverse that run so it reads best first. */
-	cand_t *kept = c;
-	size_t m = V;
-	if (use_k || use_p) {
-		for (size_t i = V / 2; i-- > 0;)
-			sift_down(c, V, i);
-		double lmax = c[0].logit;
-		size_t popped = 0;
+	bool bounded = use_k || use_p;
+	cand_t bound = { 0 };
+	if (bounded) {
+		cand_t *c = s->cand;
+		memset(s->bcount, 0, sizeof(s->bcount));
+		for (size_t i = 0; i < V; i++) {
+			float l = isnan(logits[i]) ? -INFINITY : logits[i];
+			float d = (lmax - l) * BUCKET_SCALE;
+			uint16_t b = d < (float)(SAMPLER_BUCKETS - 1) ? (uint16_t)d : SAMPLER_BUCKETS - 1;
+			s->bucket[i] = b;
+			s->bcount[b]++;
+		}
+		size_t n = 0;
 		if (use_k) {
-			for (; popped < p->top_k; popped++)
-				heap_pop(c, V - popped);
-		}
-		if (use_p) {
-			/* Mass at temperature 1 over what top-k kept (or the whole
-			 * vocabulary): Z, then the shortest prefix reaching p·Z. */
+			/* bins wholly inside the top k, then the bin that straddles */
+			size_t cum = 0;
+			uint16_t bk = 0;
+			while (cum + s->bcount[bk] < p->top_k)
+				cum += s->bcount[bk++];
+			for (size_t i = 0; i < V; i++)
+				if (s->bucket[i] < bk)
+					c[n++] = (cand_t){ logits[i], (int32_t)i, 0 };
+			size_t n0 = n;
+			for (size_t i = 0; i < V; i++)
+				if (s->bucket[i] == bk)
+					c[n++] = (cand_t){ isnan(logits[i]) ? -INFINITY : logits[i], (int32_t)i, 0 };
+			if (p->top_k - n0 < n - n0)
+				select_first(c + n0, n - n0, p->top_k - n0);
+			n = p->top_k;
+			if (use_p) {
+				/* top-p over the k kept, at temperature 1 */
+				for (size_t j = 0; j < n; j++)
+					s->x[j] = c[j].logit - lmax;
+				exp_neg_n(s->x, s->w, n);
+				double z = 0;
+				for (size_t j = 0; j < n; j++)
+					z += (c[j].w = s->w[j]);
+				n = select_mass(c, n, (double)p->top_p * z);
+			}
+		} else {
+			/* top-p over the vocabulary: bin masses, then the bin where
+			 * the cumulative mass reaches p of the total */
+			for (size_t i = 0; i < V; i++)
+				s->x[i] = (isnan(logits[i]) ? -INFINITY : logits[i]) - lmax;
+			exp_neg_n(s->x, s->w, V);
+			memset(s->bmass, 0, sizeof(s->bmass));
+			for (size_t i = 0; i < V; i++)
+				s->bmass[s->bucket[i]] += s->w[i];
 			double z = 0;
-			if (use_k) {
-				for (size_t j = 0; j < popped; j++)
-					z += exp((double)c[V - 1 - j].logit - lmax);
-			} else {
-				for (size_t i = 0; i < V; i++)
-					z += exp((double)c[i].logit - lmax);
-			}
-			double target = (double)p->top_p * z, cum = 0;
-			size_t j = 0;
-			for (;;) {
-				if (!use_k)
-					heap_pop(c, V - j);
-				cum += exp((double)c[V - 1 - j].logit - lmax);
-				j++;
-				if (cum >= target || j == (use_k ? popped : V))
-					break;
-			}
-			popped = j;
+			for (int b = 0; b < SAMPLER_BUCKETS; b++)
+				z += s->bmass[b];
+			double target = (double)p->top_p * z, above = 0;
+			int bp = 0;
+			while (bp < SAMPLER_BUCKETS - 1 && (s->bcount[bp] == 0 || above + s->bmass[bp] < target))
+				above += s->bmass[bp++];
+			while (s->bcount[bp] == 0)	/* rounding ran past the end */
+				bp--;
+			for (size_t i = 0; i < V; i++)
+				if (s->bucket[i] == bp)
+					c[n++] = (cand_t){ isnan(logits[i]) ? -INFINITY : logits[i], (int32_t)i, s->w[i] };
+			n = select_mass(c, n, target - above);
 		}
-		m = popped;
-		kept = c + (V - m);
-		for (size_t a = 0, b = m - 1; a < b; a++, b--) {
-			cand_t t = kept[a];
-			kept[a] = kept[b];
-			kept[b] = t;
-		}
+		bound = c[0];
+		for (size_t j = 1; j < n; j++)
+			if (cbefore(&bound, &c[j]))
+				bound = c[j];
 	}
 
-	double lmax = -INFINITY;
-	for (size_t j = 0; j < m; j++)
-		if (kept[j].logit > lmax)
-			lmax = kept[j].logit;
-	if (lmax == -INFINITY)
-		return kept[0].id;	/* nothing has any mass: first in order */
-	double inv_t = 1.0 / (double)p->temperature, total = 0;
-	for (size_t j = 0; j < m; j++) {
-		s->prob[j] = exp(((double)kept[j].logit - lmax) * inv_t);
-		total += s->prob[j];
+	/* The kept tokens in id order, their weights at temperature T. */
+	float inv_t = 1.0f / p->temperature;
+	size_t m = 0;
+	for (size_t i = 0; i < V; i++) {
+		float l = isnan(logits[i]) ? -INFINITY : logits[i];
+		if (bounded && before(bound.logit, bound.id, l, (int32_t)i))
+			continue;
+		float d = l - lmax;
+		s->kid[m] = (int32_t)i;
+		s->x[m++] = d * inv_t;
 	}
+	exp_neg_n(s->x, s->w, m);
+	double total = 0;
+	for (size_t j = 0; j < m; j++)
+		total += s->w[j];
 	double u = sampler_rng_uniform(&s->rng) * total, cum = 0;
 	for (size_t j = 0; j < m; j++) {
-		cum += s->prob[j];
+		cum += s->w[j];
 		if (cum > u)
-			return kept[j].id;
+			return s->kid[j];
 	}
-	/* u rounds to total: the last candidate with any mass. */
-	for (size_t j = m; j-- > 0;)
-		if (s->prob[j] > 0)
-			return kept[j].id;
-	return kept[0].id;
+	for (size_t j = m; j-- > 0;)	/* u rounded up to total */
+		if (s->w[j] > 0)
+			return s->kid[j];
+	return best;
 }
 
 /* --- stop strings ------------------------------------------------------- */

@@ -214,6 +214,92 @@ static void test_nan_logits(void)
 	sampler_destroy(&s);
 }
 
+/* Oracle for the kept set: sort everything by (logit desc, id asc). */
+typedef struct ol {
+	float l;
+	int id;
+} ol_t;
+
+static int ol_cmp(const void *a, const void *b)
+{
+	const ol_t *x = a, *y = b;
+	if (x->l != y->l)
+		return x->l > y->l ? -1 : 1;
+	return x->id - y->id;
+}
+
+/* top-k / top-p against a plain full-sort oracle, on a vocabulary that is
+ * not a multiple of the vector width, with many tied logits (ties at the
+ * boundary go to the lower id). */
+static void test_kept_set_oracle(void)
+{
+	enum { N = 1000 };
+	float l[N];
+	sampler_rng_t r;
+	sampler_rng_seed(&r, 99);
+	for (int i = 0; i < N; i++) {
+		double u1 = sampler_rng_uniform(&r) + 1e-12, u2 = sampler_rng_uniform(&r);
+		l[i] = (float)(round(2.0 * sqrt(-2 * log(u1)) * cos(6.283185307 * u2) * 4) / 4);
+	}
+	ol_t o[N];
+	for (int i = 0; i < N; i++)
+		o[i] = (ol_t){ l[i], i };
+	qsort(o, N, sizeof(o[0]), ol_cmp);
+	double w[N], z = 0;
+	for (int i = 0; i < N; i++)
+		z += (w[i] = exp((double)o[i].l - o[0].l));
+	static const struct {
+		uint32_t k;
+		float p;
+	} cfg[] = { { 5, 0 }, { 17, 0 }, { 300, 0 }, { 0, 0.3f }, { 0, 0.8f }, { 0, 0.97f }, { 50, 0.5f }, { 9, 0.9f } };
+	for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+		/* the oracle's kept count; p nudged until the boundary is clear
+		 * of float-vs-double rounding */
+		size_t n = cfg[c].k ? cfg[c].k : N;
+		float pp = cfg[c].p;
+		if (pp > 0) {
+			double zk = 0;
+			for (size_t j = 0; j < n; j++)
+				zk += w[j];
+			for (int tries = 0;; tries++) {
+				CU_ASSERT_FATAL(tries < 100);
+				double cum = 0;
+				size_t j = 0;
+				while (j < n && cum < pp * zk)
+					cum += w[j++];
+				if (fabs(cum - pp * zk) > 1e-4 * zk && fabs(cum - w[j - 1] - pp * zk) > 1e-4 * zk) {
+					n = j;
+					break;
+				}
+				pp += 0.001f;
+			}
+		}
+		char kept[N] = { 0 };
+		for (size_t j = 0; j < n; j++)
+			kept[o[j].id] = 1;
+		sampler_t *s = NULL;
+		CU_ASSERT_EQUAL_FATAL(sampler_new(N, &s), 0);
+		sampler_reset(s, &(sampler_params_t){ 1.0f, pp, cfg[c].k, 3 });
+		int seen[N] = { 0 }, outside = 0;
+		for (int it = 0; it < 4000; it++) {
+			int32_t t = sampler_sample(s, l);
+			CU_ASSERT_FATAL(t >= 0 && t < N);
+			outside += !kept[t];
+			seen[t]++;
+		}
+		CU_ASSERT_EQUAL(outside, 0);
+		/* every kept token that should come up often did */
+		double zk = 0;
+		for (size_t j = 0; j < n; j++)
+			zk += w[j];
+		int missing = 0;
+		for (size_t j = 0; j < n; j++)
+			missing += w[j] / zk > 0.005 && seen[o[j].id] == 0;
+		CU_ASSERT_EQUAL(missing, 0);
+		sampler_destroy(&s);
+	}
+}
+
 static int feed(sampler_stop_t *st, const char *piece)
 {
 	return sampler_stop_feed(st, piece, strlen(piece));
@@ -288,6 +374,7 @@ const cu_test_t sampler_tests[] = {
 	{ "greedy limits", test_greedy_limits },
 	{ "distribution", test_distribution },
 	{ "nan logits", test_nan_logits },
+	{ "kept set vs oracle", test_kept_set_oracle },
 	{ "stop strings", test_stop_strings },
 	{ "stop utf8 holdback", test_stop_utf8_holdback },
 	{ NULL, NULL },
