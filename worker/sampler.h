@@ -8,20 +8,24 @@
  * double in [0, 1) is the top 53 bits of one output times 2^-53.
  *
  * Selection, in the order llama.cpp's sampler chain applies them:
- *   temperature <= 0  -> greedy: argmax of the raw logits, ties to the lowest id
- *   otherwise         -> top-k (k > 0): keep the k largest logits
- *                     -> top-p (0 < p < 1): keep the smallest prefix of the
- *                        candidates sorted by probability (softmax at
- *                        temperature 1 over what top-k kept) whose mass
- *                        reaches p; at least one token is kept
- *                     -> temperature: divide the kept logits by T
- *                     -> draw one token from their softmax with one uniform
- *                        number u: the first candidate (probability order,
- *                        ties to the lowest id) whose cumulative mass
- *                        exceeds u x total.
- * Candidates are selected with a binary heap (O(V + m log V) for m kept
- * tokens), never a full sort of the vocabulary; greedy is one pass.
- * NaN logits count as -infinity.
+ *   temperature <= 0  -> greedy: argmax of the raw logits, ties to the
+ *   (or top_k == 1)      lowest id; no random number is drawn
+ *   otherwise         -> top-k (k > 0): keep the k first tokens in selection
+ *                        order (higher logit first, ties to the lower id)
+ *                     -> top-p (0 < p < 1): keep the shortest prefix, in
+ *                        selection order, of what top-k kept (or of the
+ *                        vocabulary) whose mass at temperature 1 reaches p
+ *                        of its total; at least one token
+ *                     -> temperature: weights exp((l - l_max) / T)
+ *                     -> draw: one uniform u; the kept tokens are walked in
+ *                        id order, summing their weights in double, and the
+ *                        first whose running sum exceeds u x total is chosen.
+ * Weights use the sampler's own exp (a fixed float polynomial, sampler.c),
+ * not libm, so they are the same bits on every machine; tokens whose
+ * weight underflows (more than 87 below the best after scaling) are never
+ * drawn. Cost: O(V) per draw with no sort — bins of 1/8 logit below the
+ * best narrow top-k/top-p to the one bin holding the boundary, where a
+ * quickselect finishes. NaN logits count as -infinity.
  *
  * Stop strings (sampler_stop_t): the generated text is matched against the
  * stop strings after every token, including matches that span token
