@@ -533,6 +533,42 @@ static void test_silence_reconnect(void)
 	faked_close(&d);
 }
 
+/* A shard running when the connection is lost keeps running; its Result
+ * goes out on the new connection, and the new credit counts it as held. */
+static void test_shard_survives_reconnect(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.fake_delay_ns = 1500 * MG_NS_PER_MS;
+	serve_t *s = start(&o);
+	rx_t h1, h2;
+	handshake(&d, &h1, 1000, 20);
+	send_assign(&d, &h1, "b1", 6, 1);
+	rx_t c;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_CREDIT, GUARD_MS, &c), 0);
+	rx_done(&c);
+	send_welcome(&d, &h1, 50, 3);	/* then silence */
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h2), 0);
+	send_welcome(&d, &h2, 1000, 20);
+	/* slots 4, one 1-request shard held: 1 + ceil(3/1) + 1 queued = 5
+	 * shards wanted, 1 held, the old credit forgotten -> 4 */
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_CREDIT, GUARD_MS, &c), 0);
+	CU_ASSERT_EQUAL(c.m->credit->n, 4);
+	rx_done(&c);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	CU_ASSERT_EQUAL(r.id_len, h2.id_len);
+	CU_ASSERT_EQUAL(memcmp(r.id, h2.id, h2.id_len), 0);
+	check_result_ids(r.m->result, "b1", 6, 1);
+	rx_done(&r);
+	rx_done(&h1);
+	rx_done(&h2);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
 static void test_daemon_bye_reconnects(void)
 {
 	faked_t d;
@@ -971,6 +1007,7 @@ const cu_test_t serve_tests[] = {
 	{ "resend_until_ack", test_resend_until_ack },
 	{ "heartbeats_while_busy", test_heartbeats_while_busy },
 	{ "silence_reconnect", test_silence_reconnect },
+	{ "shard_survives_reconnect", test_shard_survives_reconnect },
 	{ "daemon_bye_reconnects", test_daemon_bye_reconnects },
 	{ "refused", test_refused },
 	{ "garbage_dropped", test_garbage_dropped },
