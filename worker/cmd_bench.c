@@ -1,27 +1,31 @@
 /* margin-worker bench: prefill and decode throughput of the batched engine
- * against this machine's ceilings (calib.h).
+ * against this machine's ceilings (calib.h). docs/bench.md has the method
+ * and measured figures.
  *
- * Method, per batch size B and repetition:
- *   prefill  B requests of prompt-len random token ids, max_tokens 1, all
+ * Per batch size B and repetition:
+ *   prefill  B requests of prompt-len pseudo-random token ids, max_tokens 1,
  *            submitted at once; tokens/s = B x prompt-len / the summed wall
  *            time of the engine steps (the one sampled token included).
  *   decode   B requests of prompt-len ids generating together; only steps in
  *            which all B sequences decode and none prefills are timed, and
  *            the run stops after gen-len such steps. tokens/s = B x steps /
  *            their wall time; GFLOP/s = the engine's FLOP count of those
- *            steps / their wall time.
- * Medians over --reps repetitions (after one untimed prefill pass).
+ *            steps (model_token_flops) / their wall time.
+ * One untimed repetition first (page faults of the KV cache and
+ * activations), then --reps timed ones; the figures are their medians.
  *
- *   roofline_pct   tokens/s over sgemm GFLOP/s / (2 x params per token)
- *   bandwidth_pct  bytes of weights streamed per second (one pass per step:
+ *   roofline_pct   tokens/s over sgemm GFLOP/s / (2 x params read per token)
+ *   bandwidth_pct  weight bytes streamed per second (one pass per step:
  *                  decode tokens/s / B x 4 x params per token) over the
- *                  read bandwidth; at B = 1 this is the batch-1 bound.
+ *                  read bandwidth; at B = 1 the batch-1 bound.
  *
- * --layers K (synthetic presets): builds K layers and then 2K (or all L)
- * and extrapolates every time per token/step linearly in the number of
- * layers to L: each layer of a shape costs the same, and what does not
- * scale (embedding, output head, sampling, engine) is in both measurements
- * as it is. */
+ * --layers K (synthetic presets): builds the preset with K layers and with
+ * min(2K, L) layers, measures both back to back in every repetition (so
+ * both see the same machine state), and extrapolates each time per token
+ * or per step linearly in the layer count to L: every layer of a shape
+ * costs the same, and what does not scale (embedding, output head,
+ * sampling, engine) is in both measurements as it is. Parameter counts of
+ * the whole model come from its configuration. */
 #include "cmds.h"
 
 #include "calib.h"
@@ -56,12 +60,13 @@ typedef struct bench_args {
 	int slots;
 	int reps;
 	int prefill_chunk;
+	int ctx;		/* slot context; 0 = just what a run needs */
 	bool json;
 	const char *calib_path;
 	bool recalibrate;
 } bench_args_t;
 
-/* One measurement (medians over reps) of one model at one batch size. */
+/* One repetition's figures of one model at one batch size. */
 typedef struct fig {
 	double prefill_s_per_tok;	/* wall seconds per prompt token */
 	double decode_s_per_step;	/* wall seconds per decode step of B tokens */
@@ -74,7 +79,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET) [--layers K]\n"
 		"       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
-		"       [--slots N] [--reps 3] [--prefill-chunk N] [--calib FILE] [--recalibrate] [--json]\n\n"
+		"       [--slots N] [--ctx N] [--reps 3] [--prefill-chunk N] [--calib FILE] [--recalibrate] [--json]\n\n"
 		"Measure prefill and decode throughput of the batched engine and compare them\n"
 		"with this machine's sgemm and memory-bandwidth ceilings (measured once and\n"
 		"cached, see --calib). Figures are medians over --reps repetitions.\n\n"
@@ -87,6 +92,8 @@ static void usage(FILE *f)
 		"  --gen-len N       decode steps timed per sequence (default 64)\n"
 		"  --threads N       compute threads (default: online cores)\n"
 		"  --slots N         engine slots (default: the largest batch)\n"
+		"  --ctx N           KV context per slot (default: what the run needs; its pages\n"
+		"                    are touched only as far as the run fills them)\n"
 		"  --reps R          repetitions per figure (default 3)\n"
 		"  --prefill-chunk N prompt tokens per sequence per step (default min(prompt-len, 256))\n"
 		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
@@ -122,7 +129,7 @@ static int parse_batches(const char *s, bench_args_t *a)
 static int parse_args(int argc, char **argv, bench_args_t *a)
 {
 	enum { O_MODEL = 1, O_ARCH, O_LAYERS, O_BATCH, O_PLEN, O_GLEN, O_THREADS, O_SLOTS, O_REPS,
-	       O_CHUNK, O_CALIB, O_RECAL, O_JSON, O_HELP };
+	       O_CHUNK, O_CTX, O_CALIB, O_RECAL, O_JSON, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "arch", required_argument, NULL, O_ARCH },
@@ -134,6 +141,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		{ "slots", required_argument, NULL, O_SLOTS },
 		{ "reps", required_argument, NULL, O_REPS },
 		{ "prefill-chunk", required_argument, NULL, O_CHUNK },
+		{ "ctx", required_argument, NULL, O_CTX },
 		{ "calib", required_argument, NULL, O_CALIB },
 		{ "recalibrate", no_argument, NULL, O_RECAL },
 		{ "json", no_argument, NULL, O_JSON },
@@ -159,6 +167,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		case O_SLOTS: rc = parse_int(optarg, 1, 4096, &a->slots); break;
 		case O_REPS: rc = parse_int(optarg, 1, 1000, &a->reps); break;
 		case O_CHUNK: rc = parse_int(optarg, 1, 1 << 16, &a->prefill_chunk); break;
+		case O_CTX: rc = parse_int(optarg, 2, 1 << 24, &a->ctx); break;
 		case O_CALIB: a->calib_path = optarg; break;
 		case O_RECAL: a->recalibrate = true; break;
 		case O_JSON: a->json = true; break;
@@ -300,65 +309,73 @@ static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int
 	return 0;
 }
 
-/* Measures one model at every batch size: figs[n_batch]. */
-static int measure_model(const model_t *m, const bench_args_t *a, fig_t *figs, double *rss, char *err, size_t errlen)
+/* A model under test and its engine. */
+typedef struct bench_model {
+	model_t *m;		/* owned */
+	engine_t *e;		/* owned */
+	int layers;
+} bench_model_t;
+
+/* max_tokens of a decode pass: gen_len + the steps the prefill of the
+ * largest batch may take, so that gen_len steps of all B sequences remain
+ * after the last prompt is in. */
+static uint32_t decode_max_tokens(const bench_args_t *a)
 {
-	int maxb = a->slots;
-	/* A decode pass submits max_tokens = gen_len + the steps the prefill of
-	 * B prompts may take, so that gen_len steps of all B remain after the
-	 * last prompt is in. */
 	int step_tokens = a->slots + a->prefill_chunk;
-	int prefill_steps = (int)(((int64_t)maxb * a->prompt_len + (step_tokens - maxb) - 1) / (step_tokens - maxb)) + 1;
-	uint32_t max_tokens = (uint32_t)(a->gen_len + prefill_steps + 1);
-	engine_opts_t o = { .slots = a->slots, .n_ctx = a->prompt_len + (int)max_tokens + 1,
-			    .prefill_chunk = a->prefill_chunk, .max_step_tokens = step_tokens,
-			    .threads = a->threads };
-	engine_t *e = NULL;
-	int rc = engine_new(m, &o, &e, err, errlen);
+	int64_t room = step_tokens - a->slots;
+	int64_t prefill_steps = ((int64_t)a->slots * a->prompt_len + room - 1) / room + 1;
+	return (uint32_t)(a->gen_len + prefill_steps + 1);
+}
+
+static int open_model(bench_model_t *bm, const bench_args_t *a, int layers_override, char *err, size_t errlen)
+{
+	int rc;
+	if (a->arch != NULL)
+		rc = model_new_synth(a->arch, layers_override, &bm->m, err, errlen);
+	else
+		rc = model_load(a->model_path, &bm->m, err, errlen);
 	if (rc < 0)
 		return rc;
-	int vocab = model_config(m)->vocab_size;
-	int32_t *prompts = malloc((size_t)maxb * (size_t)a->prompt_len * sizeof(*prompts));
-	double *pre = malloc((size_t)a->reps * sizeof(double)), *dec = malloc((size_t)a->reps * sizeof(double));
-	if (prompts == NULL || pre == NULL || dec == NULL) {
-		rc = -ENOMEM;
-		snprintf(err, errlen, "bench: out of memory for the prompts");
-		goto out;
+	bm->layers = model_config(bm->m)->n_layers;
+	if (a->ctx > model_config(bm->m)->n_ctx) {
+		snprintf(err, errlen, "bench: --ctx %d is above the model's context of %d", a->ctx,
+			 model_config(bm->m)->n_ctx);
+		return -EINVAL;
 	}
-	make_prompts(prompts, maxb * a->prompt_len, vocab, 42);
-	for (int bi = 0; bi < a->n_batch; bi++) {
-		int B = a->batch[bi];
-		double s, f, pf = 0, df = 0;
-		int steps = 0;
-		/* untimed: first touch of the KV pages and activations */
-		if ((rc = prefill_pass(e, prompts, B, a->prompt_len, &s, &f)) < 0)
-			goto step_fail;
-		for (int r = 0; r < a->reps; r++) {
-			if ((rc = prefill_pass(e, prompts, B, a->prompt_len, &s, &pf)) < 0)
-				goto step_fail;
-			pre[r] = s / ((double)B * a->prompt_len);
-			rc = decode_pass(e, prompts, B, a->prompt_len, a->gen_len, max_tokens, &s, &f, &steps);
-			if (rc < 0)
-				goto step_fail;
-			dec[r] = s / steps;
-			df = f / steps;
-		}
-		figs[bi].prefill_s_per_tok = median(pre, a->reps);
-		figs[bi].decode_s_per_step = median(dec, a->reps);
-		figs[bi].decode_flops_per_step = df;
-		figs[bi].prefill_flops_per_tok = pf / ((double)B * a->prompt_len);
-		rss[bi] = peak_rss_mb();
+	uint32_t max_tokens = decode_max_tokens(a);
+	int need = a->prompt_len + (int)max_tokens + 1;
+	if (a->ctx > 0 && a->ctx < need) {
+		snprintf(err, errlen, "bench: --ctx %d is too small: the run needs %d positions per slot", a->ctx, need);
+		return -EINVAL;
 	}
-	rc = 0;
-	goto out;
-step_fail:
-	snprintf(err, errlen, "bench: an engine step failed: %s", strerror(-rc));
-out:
-	free(prompts);
-	free(pre);
-	free(dec);
-	engine_destroy(&e);
-	return rc;
+	engine_opts_t o = { .slots = a->slots, .n_ctx = a->ctx > 0 ? a->ctx : need,
+			    .prefill_chunk = a->prefill_chunk, .max_step_tokens = a->slots + a->prefill_chunk,
+			    .threads = a->threads };
+	return engine_new(bm->m, &o, &bm->e, err, errlen);
+}
+
+static void close_model(bench_model_t *bm)
+{
+	engine_destroy(&bm->e);
+	model_destroy(&bm->m);
+}
+
+/* One repetition of both passes at batch B. */
+static int measure_once(bench_model_t *bm, const bench_args_t *a, int B, const int32_t *prompts, fig_t *ret)
+{
+	double s, f;
+	int steps = 0;
+	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, &s, &f);
+	if (rc < 0)
+		return rc;
+	ret->prefill_s_per_tok = s / ((double)B * a->prompt_len);
+	ret->prefill_flops_per_tok = f / ((double)B * a->prompt_len);
+	rc = decode_pass(bm->e, prompts, B, a->prompt_len, a->gen_len, decode_max_tokens(a), &s, &f, &steps);
+	if (rc < 0)
+		return rc;
+	ret->decode_s_per_step = s / steps;
+	ret->decode_flops_per_step = f / steps;
+	return 0;
 }
 
 /* x(L) from x(k1) and x(k2), linear in the layer count; the per-layer
@@ -373,6 +390,115 @@ static double extrapolate(double x1, double x2, int k1, int k2, int L)
 	return x1 + slope * (L - k1);
 }
 
+static fig_t extrapolate_fig(const fig_t *f1, const fig_t *f2, int k1, int k2, int L)
+{
+	return (fig_t){
+		.prefill_s_per_tok = extrapolate(f1->prefill_s_per_tok, f2->prefill_s_per_tok, k1, k2, L),
+		.decode_s_per_step = extrapolate(f1->decode_s_per_step, f2->decode_s_per_step, k1, k2, L),
+		.decode_flops_per_step = extrapolate(f1->decode_flops_per_step, f2->decode_flops_per_step, k1, k2, L),
+		.prefill_flops_per_tok = extrapolate(f1->prefill_flops_per_tok, f2->prefill_flops_per_tok, k1, k2, L),
+	};
+}
+
+typedef struct result {
+	int batch;
+	double prefill_tok_s, decode_tok_s, gflops, prefill_gflops;
+	double roofline_pct, prefill_roofline_pct, bandwidth_pct, peak_rss_mb;
+} result_t;
+
+/* Every batch size: reps repetitions, each measuring every model back to
+ * back (in scaled mode the two layer counts see the same machine state),
+ * extrapolated per repetition, then medians. */
+static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a, const calib_t *cal,
+		   double ppt_full, result_t *res, char *err, size_t errlen)
+{
+	int maxb = a->slots, rc = 0;
+	int32_t *prompts = malloc((size_t)maxb * (size_t)a->prompt_len * sizeof(*prompts));
+	double *v[4];
+	for (int i = 0; i < 4; i++)
+		v[i] = malloc((size_t)a->reps * sizeof(double));
+	if (prompts == NULL || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL) {
+		snprintf(err, errlen, "bench: out of memory for %d prompts of %d tokens", maxb, a->prompt_len);
+		rc = -ENOMEM;
+		goto out;
+	}
+	make_prompts(prompts, maxb * a->prompt_len, model_config(bm[0].m)->vocab_size, 42);
+	double roof_tok_s = cal->sgemm_gflops * 1e9 / (2.0 * ppt_full);
+	double bw_steps_s = cal->bandwidth_gbs * 1e9 / (4.0 * ppt_full);
+	for (int bi = 0; bi < a->n_batch; bi++) {
+		int B = a->batch[bi];
+		fig_t f[2];
+		/* untimed: first touch of the KV pages and activations */
+		for (int mi = 0; mi < n_models; mi++)
+			if ((rc = measure_once(&bm[mi], a, B, prompts, &f[mi])) < 0)
+				goto step_fail;
+		for (int r = 0; r < a->reps; r++) {
+			for (int mi = 0; mi < n_models; mi++)
+				if ((rc = measure_once(&bm[mi], a, B, prompts, &f[mi])) < 0)
+					goto step_fail;
+			fig_t x = n_models == 2 ? extrapolate_fig(&f[0], &f[1], bm[0].layers, bm[1].layers, L) : f[0];
+			v[0][r] = 1.0 / x.prefill_s_per_tok;
+			v[1][r] = B / x.decode_s_per_step;
+			v[2][r] = x.decode_flops_per_step / x.decode_s_per_step / 1e9;
+			v[3][r] = x.prefill_flops_per_tok / x.prefill_s_per_tok / 1e9;
+		}
+		result_t *o = &res[bi];
+		o->batch = B;
+		o->prefill_tok_s = median(v[0], a->reps);
+		o->decode_tok_s = median(v[1], a->reps);
+		o->gflops = median(v[2], a->reps);
+		o->prefill_gflops = median(v[3], a->reps);
+		o->roofline_pct = 100.0 * o->decode_tok_s / roof_tok_s;
+		o->prefill_roofline_pct = 100.0 * o->prefill_tok_s / roof_tok_s;
+		o->bandwidth_pct = 100.0 * (o->decode_tok_s / B) / bw_steps_s;
+		o->peak_rss_mb = peak_rss_mb();
+	}
+	goto out;
+step_fail:
+	snprintf(err, errlen, "bench: an engine step failed: %s", strerror(-rc));
+out:
+	free(prompts);
+	for (int i = 0; i < 4; i++)
+		free(v[i]);
+	return rc;
+}
+
+static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, const char *name,
+		      const model_config_t *cfg, double params_full, double ppt_full, int layers_run, int L,
+		      bool scaled, int ctx, double kv_bytes, const result_t *res)
+{
+	json_t *runs = json_array();
+	for (int bi = 0; bi < a->n_batch && runs != NULL; bi++) {
+		const result_t *o = &res[bi];
+		json_array_append_new(runs, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+			"batch", o->batch, "prefill_tok_s", o->prefill_tok_s, "decode_tok_s", o->decode_tok_s,
+			"gflops", o->gflops, "roofline_pct", o->roofline_pct, "bandwidth_pct", o->bandwidth_pct,
+			"peak_rss_mb", o->peak_rss_mb, "prefill_gflops", o->prefill_gflops,
+			"prefill_roofline_pct", o->prefill_roofline_pct));
+	}
+	json_t *root = json_pack("{s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
+				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:I}, s:o}",
+		"machine", "sgemm_gflops", cal->sgemm_gflops, "bandwidth_gbs", cal->bandwidth_gbs,
+			"threads", cal->threads, "calibrated_now", measured,
+		"model", "name", name, "arch", cfg->arch_name,
+			"n_params", (json_int_t)llround(params_full),
+			"params_per_token", (json_int_t)llround(ppt_full),
+			"layers_run", layers_run, "n_layers", L, "scaled", scaled,
+		"settings", "prompt_len", a->prompt_len, "gen_len", a->gen_len, "reps", a->reps,
+			"slots", a->slots, "prefill_chunk", a->prefill_chunk, "ctx", ctx,
+			"kv_bytes", (json_int_t)llround(kv_bytes),
+		"runs", runs);
+	if (root == NULL)
+		return -ENOMEM;
+	char *s = json_dumps(root, JSON_REAL_PRECISION(6));
+	json_decref(root);
+	if (s == NULL)
+		return -ENOMEM;
+	puts(s);
+	free(s);
+	return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	bench_args_t a;
@@ -384,6 +510,24 @@ int cmd_bench(int argc, char **argv)
 		return 2;
 	}
 	char err[512] = "";
+	int status = 1;
+
+	/* The layer counts to run: all, or K and min(2K, L). */
+	int L = 0, n_models = 1, k2 = 0;
+	model_config_t full = { 0 };
+	if (a.arch != NULL) {
+		const synth_preset_t *pr = synth_preset_find(a.arch);
+		if (pr == NULL) {
+			fprintf(stderr, "margin-worker bench: unknown preset '%s'\n", a.arch);
+			return 2;
+		}
+		full = pr->cfg;
+		L = full.n_layers;
+		if (a.layers > 0 && a.layers < L) {
+			k2 = 2 * a.layers < L ? 2 * a.layers : L;
+			n_models = 2;
+		}
+	}
 
 	/* The machine first, in a child process: its buffers must not count
 	 * in this process's peak RSS. */
@@ -395,131 +539,73 @@ int cmd_bench(int argc, char **argv)
 		return 1;
 	}
 
-	/* The layer counts to run: all, or K and min(2K, L). */
-	int L = 0, k[2] = { 0, 0 }, n_models = 1;
-	if (a.arch != NULL) {
-		const synth_preset_t *pr = synth_preset_find(a.arch);
-		L = pr != NULL ? pr->cfg.n_layers : 0;
-		if (L <= 0) {
-			fprintf(stderr, "margin-worker bench: unknown preset '%s'\n", a.arch);
-			return 2;
-		}
-		k[0] = a.layers > 0 && a.layers < L ? a.layers : L;
-		if (k[0] < L) {
-			k[1] = 2 * k[0] < L ? 2 * k[0] : L;
-			n_models = 2;
+	bench_model_t bm[2] = { 0 };
+	result_t res[MAX_B];
+	for (int mi = 0; mi < n_models; mi++) {
+		int override = n_models == 2 ? (mi == 0 ? a.layers : k2) : 0;
+		if (override == L)
+			override = 0;
+		if ((rc = open_model(&bm[mi], &a, override, err, sizeof(err))) < 0) {
+			fprintf(stderr, "margin-worker bench: %s\n", err);
+			goto out;
 		}
 	}
-	fig_t figs[2][MAX_B];
-	double rss[MAX_B] = { 0 }, rss1[MAX_B];
-	uint64_t n_params[2] = { 0 }, ppt[2] = { 0 };
-	model_config_t cfg = { 0 };
-	for (int mi = 0; mi < n_models; mi++) {
-		model_t *m = NULL;
-		if (a.arch != NULL)
-			rc = model_new_synth(a.arch, k[mi] < L ? k[mi] : 0, &m, err, sizeof(err));
-		else
-			rc = model_load(a.model_path, &m, err, sizeof(err));
-		if (rc < 0) {
-			fprintf(stderr, "margin-worker bench: %s\n", err);
-			return 1;
-		}
-		if (mi == 0)
-			cfg = *model_config(m);
-		if (a.arch == NULL)
-			L = k[0] = model_config(m)->n_layers;
-		n_params[mi] = model_n_params(m);
-		ppt[mi] = model_n_params_per_token(m);
-		rc = measure_model(m, &a, figs[mi], rss1, err, sizeof(err));
-		model_destroy(&m);
-		if (rc < 0) {
-			fprintf(stderr, "margin-worker bench: %s\n", err);
-			return 1;
-		}
-		for (int bi = 0; bi < a.n_batch; bi++)
-			if (rss1[bi] > rss[bi])
-				rss[bi] = rss1[bi];
+	if (a.arch == NULL) {
+		full = *model_config(bm[0].m);
+		L = full.n_layers;
 	}
 	bool scaled = n_models == 2;
-	/* whole-model parameter counts: linear in the layers, exactly */
-	double params_full = (double)n_params[0], ppt_full = (double)ppt[0];
-	if (scaled) {
-		params_full = extrapolate((double)n_params[0], (double)n_params[1], k[0], k[1], L);
-		ppt_full = extrapolate((double)ppt[0], (double)ppt[1], k[0], k[1], L);
-	}
+	/* KV is all per layer: the whole model's is exactly L/K times */
+	const engine_opts_t *eo = engine_opts(bm[0].e);
+	double kv_full = (double)engine_kv_bytes(bm[0].e) / bm[0].layers * L;
+	/* Whole-model counts from the configuration: nothing extrapolated. */
+	double params_full = (double)model_config_n_params(&full);
+	double ppt_full = (double)model_config_n_params_per_token(&full);
+	const char *name = a.arch ? a.arch : full.name;
 
-	json_t *runs = json_array();
-	double roof_tok_s = cal.sgemm_gflops * 1e9 / (2.0 * ppt_full);
-	double bw_steps_s = cal.bandwidth_gbs * 1e9 / (4.0 * ppt_full);
-	if (!a.json) {
-		printf("machine: sgemm %.1f GFLOP/s, read bandwidth %.1f GB/s, %d threads (%s)\n",
-		       cal.sgemm_gflops, cal.bandwidth_gbs, cal.threads, measured ? "measured now" : "cached calibration");
-		printf("model: %s (%s), %.1fM parameters, %.1fM per token, %d layers\n",
-		       a.arch ? a.arch : cfg.name, cfg.arch_name, params_full / 1e6, ppt_full / 1e6, L);
-		if (scaled)
-			printf("       (scaled from %d of %d layers: measured with %d and %d layers, extrapolated per layer)\n",
-			       k[0], L, k[0], k[1]);
-		printf("ceilings: %.0f tok/s at sgemm peak (2 x %.1fM FLOP per token), %.1f steps/s at read bandwidth (%.0f MB per step)\n",
-		       roof_tok_s, ppt_full / 1e6, bw_steps_s, 4.0 * ppt_full / 1e6);
-		printf("prompt %d, gen %d, prefill chunk %d, %d slots, medians of %d reps\n\n",
-		       a.prompt_len, a.gen_len, a.prefill_chunk, a.slots, a.reps);
-		printf("%6s %14s %9s %13s %9s %9s %11s %11s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
-		       "GFLOP/s", "roofline", "bandwidth", "peak RSS MB");
-	}
-	for (int bi = 0; bi < a.n_batch; bi++) {
-		int B = a.batch[bi];
-		fig_t f = figs[0][bi];
-		if (scaled) {
-			const fig_t *g = &figs[1][bi];
-			f.prefill_s_per_tok = extrapolate(f.prefill_s_per_tok, g->prefill_s_per_tok, k[0], k[1], L);
-			f.decode_s_per_step = extrapolate(f.decode_s_per_step, g->decode_s_per_step, k[0], k[1], L);
-			f.decode_flops_per_step = extrapolate(f.decode_flops_per_step, g->decode_flops_per_step, k[0], k[1], L);
-			f.prefill_flops_per_tok = extrapolate(f.prefill_flops_per_tok, g->prefill_flops_per_tok, k[0], k[1], L);
-		}
-		double prefill_tok_s = 1.0 / f.prefill_s_per_tok;
-		double decode_tok_s = B / f.decode_s_per_step;
-		double gflops = f.decode_flops_per_step / f.decode_s_per_step / 1e9;
-		double prefill_gflops = f.prefill_flops_per_tok * prefill_tok_s / 1e9;
-		double roof = 100.0 * decode_tok_s / roof_tok_s;
-		double proof = 100.0 * prefill_tok_s / roof_tok_s;
-		double bw = 100.0 * (decode_tok_s / B) / bw_steps_s;
-		if (a.json) {
-			json_array_append_new(runs, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
-				"batch", B, "prefill_tok_s", prefill_tok_s, "decode_tok_s", decode_tok_s,
-				"gflops", gflops, "roofline_pct", roof, "bandwidth_pct", bw, "peak_rss_mb", rss[bi],
-				"prefill_gflops", prefill_gflops, "prefill_roofline_pct", proof));
-		} else {
-			printf("%6d %14.1f %8.1f%% %13.1f %9.1f %8.1f%% %10.1f%% %11.0f\n", B, prefill_tok_s, proof,
-			       decode_tok_s, gflops, roof, bw, rss[bi]);
-		}
+	if ((rc = run_all(bm, n_models, L, &a, &cal, ppt_full, res, err, sizeof(err))) < 0) {
+		fprintf(stderr, "margin-worker bench: %s\n", err);
+		goto out;
 	}
 	if (a.json) {
-		json_t *root = json_pack("{s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
-					 "s:{s:i, s:i, s:i, s:i, s:i}, s:o}",
-			"machine", "sgemm_gflops", cal.sgemm_gflops, "bandwidth_gbs", cal.bandwidth_gbs,
-				"threads", cal.threads, "calibrated_now", measured,
-			"model", "name", a.arch ? a.arch : cfg.name, "arch", cfg.arch_name,
-				"n_params", (json_int_t)llround(params_full),
-				"params_per_token", (json_int_t)llround(ppt_full),
-				"layers_run", k[0], "n_layers", L, "scaled", scaled,
-			"settings", "prompt_len", a.prompt_len, "gen_len", a.gen_len, "reps", a.reps,
-				"slots", a.slots, "prefill_chunk", a.prefill_chunk,
-			"runs", runs);
-		if (root == NULL) {
-			fprintf(stderr, "margin-worker bench: cannot build the JSON output\n");
-			return 1;
+		if (print_json(&a, &cal, measured, name, &full, params_full, ppt_full, bm[0].layers, L, scaled,
+			       eo->n_ctx, kv_full, res) < 0) {
+			fprintf(stderr, "margin-worker bench: out of memory for the JSON output\n");
+			goto out;
 		}
-		char *s = json_dumps(root, JSON_REAL_PRECISION(6));
-		json_decref(root);
-		if (s == NULL)
-			return 1;
-		puts(s);
-		free(s);
-	} else {
-		json_decref(runs);
-		if (scaled)
-			printf("\n(scaled from %d of %d layers; peak RSS is this process's, with %d layers built)\n",
-			       k[0], L, k[1]);
+		status = 0;
+		goto out;
 	}
-	return 0;
+	printf("machine: sgemm %.1f GFLOP/s, read bandwidth %.1f GB/s, %d threads (%s)\n", cal.sgemm_gflops,
+	       cal.bandwidth_gbs, cal.threads, measured ? "measured now" : "cached calibration");
+	printf("model: %s (%s), %.1fM parameters, %.1fM read per token, %d layers\n", name, full.arch_name,
+	       params_full / 1e6, ppt_full / 1e6, L);
+	if (scaled)
+		printf("       (scaled from %d of %d layers: measured with %d and %d layers back to back,\n"
+		       "        extrapolated linearly in the layer count)\n",
+		       bm[0].layers, L, bm[0].layers, bm[1].layers);
+	printf("ceilings: %.0f tok/s at the sgemm peak (2 x %.1fM FLOP per token); batch 1: %.1f tok/s at the read\n"
+	       "          bandwidth (%.0f MB of weights per step)\n",
+	       cal.sgemm_gflops * 1e9 / (2.0 * ppt_full), ppt_full / 1e6,
+	       cal.bandwidth_gbs * 1e9 / (4.0 * ppt_full), 4.0 * ppt_full / 1e6);
+	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a.prompt_len, a.gen_len,
+	       a.prefill_chunk, a.threads, a.reps);
+	printf("KV cache: %d slots x %d positions = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
+	       a.slots, eo->n_ctx, kv_full / 1e6, scaled ? " for the whole model" : "");
+	printf("%6s %14s %9s %13s %9s %9s %10s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
+	       "GFLOP/s", "roofline", "bandwidth", "peak RSS MB");
+	for (int bi = 0; bi < a.n_batch; bi++) {
+		const result_t *o = &res[bi];
+		printf("%6d %14.1f %8.1f%% %13.1f %9.1f %8.1f%% %9.1f%% %12.0f\n", o->batch, o->prefill_tok_s,
+		       o->prefill_roofline_pct, o->decode_tok_s, o->gflops, o->roofline_pct, o->bandwidth_pct,
+		       o->peak_rss_mb);
+	}
+	if (scaled)
+		printf("\n(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
+		       bm[0].layers, L, bm[0].layers, bm[1].layers);
+	status = 0;
+out:
+	for (int mi = 0; mi < 2; mi++)
+		close_model(&bm[mi]);
+	return status;
 }

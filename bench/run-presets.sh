@@ -1,0 +1,74 @@
+#!/bin/sh
+# bench/run-presets.sh: `margin-worker bench` for the synthetic presets.
+#
+#   bench/run-presets.sh [PRESET ...]        (default: every preset below)
+#
+# Writes one JSON file per preset (the bench's --json output) and a Markdown
+# table of all of them into bench/results/<host>-<UTC date>/, and prints the
+# table. Figures are medians of REPS repetitions; the machine calibration is
+# measured once and cached (see `margin-worker bench --help`).
+#
+# Environment: MARGIN_WORKER (the binary; default build/worker/margin-worker),
+# THREADS (default: online cores), REPS (default 3), OUT (result directory),
+# RECALIBRATE=1 (measure the machine again first).
+#
+# Big presets run a few layers (--layers) and are scaled to the whole model;
+# their prompt and batch sizes are smaller so a run stays within minutes on
+# a 2-core machine. Run on a quiet machine: other work lowers every figure.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+worker=${MARGIN_WORKER:-$root/build/worker/margin-worker}
+threads=${THREADS:-$(nproc)}
+reps=${REPS:-3}
+out=${OUT:-$root/bench/results/$(hostname -s)-$(date -u +%Y%m%dT%H%M%SZ)}
+
+# preset | arguments
+presets='
+llama-110m|--batch 1,8,32 --prompt-len 128 --gen-len 64
+qwen2-0.5b|--layers 4 --batch 1,8,32 --prompt-len 128 --gen-len 32
+llama2-7b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 16
+llama3-8b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 16
+qwen2-7b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 16
+'
+
+if [ ! -x "$worker" ]; then
+	echo "run-presets.sh: $worker not found; build first (ninja -C build)" >&2
+	exit 1
+fi
+mkdir -p "$out"
+wanted="$*"
+recal=
+[ "${RECALIBRATE:-0}" = 1 ] && recal=--recalibrate
+
+echo "$presets" | while IFS='|' read -r name args; do
+	[ -n "$name" ] || continue
+	if [ -n "$wanted" ]; then
+		case " $wanted " in *" $name "*) ;; *) continue ;; esac
+	fi
+	echo "== $name: margin-worker bench --arch $name $args --threads $threads --reps $reps" >&2
+	# shellcheck disable=SC2086 # $args is a list of options
+	"$worker" bench --arch "$name" $args --threads "$threads" --reps "$reps" $recal --json \
+		>"$out/$name.json"
+	recal=
+done
+
+table="$out/bench.md"
+{
+	echo "| model | layers run | batch | prefill tok/s | prefill % roofline | decode tok/s | GFLOP/s | % roofline | % bandwidth | peak RSS MB |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	for f in "$out"/*.json; do
+		[ -e "$f" ] || continue
+		if command -v jq >/dev/null 2>&1; then
+			jq -r '. as $r | .runs[] | "| \($r.model.name) | \($r.model.layers_run) of \($r.model.n_layers)\(if $r.model.scaled then " (scaled)" else "" end) | \(.batch) | \(.prefill_tok_s|floor) | \(.prefill_roofline_pct|floor)% | \(.decode_tok_s*10|floor/10) | \(.gflops*10|floor/10) | \(.roofline_pct|floor)% | \(.bandwidth_pct|floor)% | \(.peak_rss_mb|floor) |"' "$f"
+		else
+			echo "| $(basename "$f" .json) | (install jq for the table; see the JSON) |||||||||"
+		fi
+	done
+	if command -v jq >/dev/null 2>&1; then
+		f=$(ls "$out"/*.json | head -n 1)
+		jq -r '"\nmachine: sgemm \(.machine.sgemm_gflops*10|floor/10) GFLOP/s, read bandwidth \(.machine.bandwidth_gbs*10|floor/10) GB/s, \(.machine.threads) threads"' "$f"
+	fi
+} >"$table"
+cat "$table"
+echo "results in $out" >&2
