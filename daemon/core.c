@@ -222,6 +222,11 @@ fail:
 	return r;
 }
 
+sched_t *core_sched(core_t *c)
+{
+	return c->s;
+}
+
 static int free_peer(void *user, const void *key, size_t len, void *val)
 {
 	free(val);

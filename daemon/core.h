@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "opts.h"
+#include "sched.h"
 
 typedef struct core core_t;
 
@@ -28,6 +29,8 @@ int core_new(void *zctx, const opts_t *o, core_t **ret, char *err, size_t errlen
 /* Runs until drained after SIGTERM/SIGINT (or a second signal). Returns
  * the process exit status (0 after a drain). */
 int core_run(core_t *c);
+/* The scheduler (borrowed), e.g. to set an observer before core_run(). */
+sched_t *core_sched(core_t *c);
 /* NULL-safe: closes sockets (linger 0), the journal and the lock. */
 void core_destroy(core_t **c);
 

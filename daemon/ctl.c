@@ -55,7 +55,8 @@ static json_t *job_json(sched_t *s, const journal_job_t *j)
 	if (queued < 0)
 		queued = 0;
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:o, s:o, s:o, s:o, s:o, s:o,"
-			      " s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:o, s:o}",
+			      " s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+			      " s:b, s:o, s:o}",
 		"id", j->name, "object", "batch", "endpoint", j->endpoint, "model", j->model,
 		"state", j->state, "input_path", j->input_path[0] ? j->input_path : NULL,
 		"created_at", ts(j->created_at), "in_progress_at", ts(j->in_progress_at),
@@ -64,6 +65,13 @@ static json_t *job_json(sched_t *s, const journal_job_t *j)
 		"counts", "total", (json_int_t)j->n_total, "done", (json_int_t)j->n_done,
 		"failed", (json_int_t)j->n_failed, "cancelled", (json_int_t)j->n_cancelled,
 		"in_flight", (json_int_t)live.in_flight, "queued", (json_int_t)queued,
+		"usage", "calls", (json_int_t)j->usage.calls,
+		"prompt_tokens", (json_int_t)j->usage.prompt_tokens,
+		"completion_tokens", (json_int_t)j->usage.completion_tokens,
+		"busy_ns", (json_int_t)j->usage.busy_ns, "flops", (json_int_t)j->usage.flops,
+		"cost_marginal_micros", (json_int_t)j->usage.cost_marginal_micros,
+		"cost_loaded_micros", (json_int_t)j->usage.cost_loaded_micros,
+		"priority", j->priority > 0,
 		"errors", ej ? ej : json_null(), "metadata", mj ? mj : json_null());
 	return o;
 }
@@ -263,7 +271,10 @@ static json_t *cmd_workers(sched_t *s, json_t *req, int64_t now)
 	for (const reg_worker_t *w = registry_first(sched_registry(s)); w != NULL; w = w->next) {
 		json_t *models = json_array();
 		for (size_t i = 0; models && i < w->n_models; i++)
-			json_array_append_new(models, json_string(w->models[i]));
+			json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:i, s:i}",
+				"name", w->models[i].name, "arch", w->models[i].arch,
+				"n_params", (json_int_t)w->models[i].n_params,
+				"n_ctx", (int)w->models[i].n_ctx, "n_vocab", (int)w->models[i].n_vocab));
 		json_t *o = json_pack("{s:s, s:s, s:o, s:i, s:i, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I}",
 			"id", w->id, "name", w->name, "models", models ? models : json_array(),
 			"slots", (int)w->slots, "threads", (int)w->threads,
@@ -304,6 +315,24 @@ static const struct {
 	{ "health", cmd_health },
 };
 
+static struct {
+	const char *prefix;	/* borrowed: static text of the caller */
+	ctl_ext_fn fn;
+	void *user;
+} extensions[CTL_MAX_EXTENSIONS];
+static size_t n_extensions;
+
+int ctl_add_extension(const char *prefix, ctl_ext_fn fn, void *user)
+{
+	if (n_extensions == CTL_MAX_EXTENSIONS)
+		return -ENOSPC;
+	extensions[n_extensions].prefix = prefix;
+	extensions[n_extensions].fn = fn;
+	extensions[n_extensions].user = user;
+	n_extensions++;
+	return 0;
+}
+
 char *ctl_handle(sched_t *s, const char *req, size_t len, int64_t now, size_t *ret_len)
 {
 	json_error_t je;
@@ -316,7 +345,15 @@ char *ctl_handle(sched_t *s, const char *req, size_t len, int64_t now, size_t *r
 		reply = error_reply("invalid_request", "expected an object with \"cmd\"");
 	} else {
 		const char *cmd = json_string_value(json_object_get(o, "cmd"));
-		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		for (size_t i = 0; i < n_extensions && reply == NULL; i++)
+			if (strncmp(cmd, extensions[i].prefix, strlen(extensions[i].prefix)) == 0) {
+				int r = extensions[i].fn(extensions[i].user, s, cmd, o, now, &reply);
+				if (r < 0 || reply == NULL) {
+					json_decref(reply);
+					reply = error_reply("internal", "%s failed: %s", cmd, strerror(r < 0 ? -r : EIO));
+				}
+			}
+		for (size_t i = 0; reply == NULL && i < sizeof(commands) / sizeof(commands[0]); i++)
 			if (strcmp(cmd, commands[i].name) == 0) {
 				reply = commands[i].fn(s, o, now);
 				if (reply == NULL)

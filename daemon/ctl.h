@@ -9,6 +9,7 @@
 #ifndef CTL_H
 #define CTL_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,5 +27,15 @@
  * or NULL when out of memory. Never fails on bad input: that is an
  * {"error":{"code":..,"message":..}} reply. */
 char *ctl_handle(sched_t *s, const char *req, size_t len, int64_t now, size_t *ret_len);
+
+/* An extension of the command table: a request whose "cmd" starts with
+ * prefix (e.g. "api.") goes to fn, in the core thread, with the decoded
+ * request (borrowed); fn sets *ret_reply to a new object (the reply) and
+ * returns 0, or returns a negative errno (an "internal" error reply).
+ * Register before core_run(); at most CTL_MAX_EXTENSIONS. -ENOSPC. */
+#define CTL_MAX_EXTENSIONS 8
+typedef int (*ctl_ext_fn)(void *user, sched_t *s, const char *cmd, json_t *req, int64_t now,
+			  json_t **ret_reply);
+int ctl_add_extension(const char *prefix, ctl_ext_fn fn, void *user);
 
 #endif

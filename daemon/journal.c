@@ -38,7 +38,15 @@ static const char schema_sql[] =
 	" completed_at INTEGER NOT NULL DEFAULT 0,"
 	" failed_at INTEGER NOT NULL DEFAULT 0,"
 	" cancelling_at INTEGER NOT NULL DEFAULT 0,"
-	" cancelled_at INTEGER NOT NULL DEFAULT 0);"
+	" cancelled_at INTEGER NOT NULL DEFAULT 0,"
+	" priority INTEGER NOT NULL DEFAULT 0,"
+	" u_calls INTEGER NOT NULL DEFAULT 0,"
+	" u_prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+	" u_completion_tokens INTEGER NOT NULL DEFAULT 0,"
+	" u_busy_ns INTEGER NOT NULL DEFAULT 0,"
+	" u_flops INTEGER NOT NULL DEFAULT 0,"
+	" u_cost_marginal_micros INTEGER NOT NULL DEFAULT 0,"
+	" u_cost_loaded_micros INTEGER NOT NULL DEFAULT 0);"
 	/* rid = job << 32 | line_no: a job's requests are one contiguous,
 	 * line-ordered range of the table's own B-tree. */
 	"CREATE TABLE IF NOT EXISTS requests ("
@@ -109,7 +117,9 @@ static const char schema_sql[] =
 
 #define JOB_COLS "id, name, endpoint, model, state, input_path, ingest_offset, ingest_line," \
 	" n_total, n_done, n_failed, n_cancelled, next_line, max_line, created_at," \
-	" in_progress_at, completed_at, failed_at, cancelling_at, cancelled_at"
+	" in_progress_at, completed_at, failed_at, cancelling_at, cancelled_at, priority, u_calls," \
+	" u_prompt_tokens, u_completion_tokens, u_busy_ns, u_flops, u_cost_marginal_micros," \
+	" u_cost_loaded_micros"
 #define SHARD_COLS "id, job, first_line, last_line, n_requests, state, attempt, fails, worker," \
 	" dispatched_at"
 
@@ -130,12 +140,14 @@ static const char *const stmt_sql[N_STMT] = {
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_JOB_INSERT] = "INSERT INTO jobs (name, endpoint, model, state, input_path, ingest_offset,"
-		" ingest_line, n_total, next_line, max_line, created_at, metadata)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-	[ST_JOB_UPDATE] = "UPDATE jobs SET model = ?2, state = ?3, ingest_offset = ?4, ingest_line = ?5,"
+		" ingest_line, n_total, next_line, max_line, created_at, metadata, priority)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[ST_JOB_UPDATE] = "UPDATE jobs SET endpoint = ?24, model = ?2, state = ?3, ingest_offset = ?4, ingest_line = ?5,"
 		" n_total = ?6, n_done = ?7, n_failed = ?8, n_cancelled = ?9, next_line = ?10,"
 		" max_line = ?11, in_progress_at = ?12, completed_at = ?13, failed_at = ?14,"
-		" cancelling_at = ?15, cancelled_at = ?16 WHERE id = ?1",
+		" cancelling_at = ?15, cancelled_at = ?16, u_calls = ?17, u_prompt_tokens = ?18,"
+		" u_completion_tokens = ?19, u_busy_ns = ?20, u_flops = ?21,"
+		" u_cost_marginal_micros = ?22, u_cost_loaded_micros = ?23 WHERE id = ?1",
 	[ST_JOB_ERRORS] = "UPDATE jobs SET errors = ?2 WHERE id = ?1",
 	[ST_JOB_FIND] = "SELECT " JOB_COLS " FROM jobs WHERE name = ?1",
 	[ST_JOB_TEXTS] = "SELECT metadata, errors FROM jobs WHERE id = ?1",
@@ -469,6 +481,14 @@ static void read_job(sqlite3_stmt *st, journal_job_t *job)
 	job->failed_at = sqlite3_column_int64(st, 17);
 	job->cancelling_at = sqlite3_column_int64(st, 18);
 	job->cancelled_at = sqlite3_column_int64(st, 19);
+	job->priority = sqlite3_column_int(st, 20);
+	job->usage.calls = sqlite3_column_int64(st, 21);
+	job->usage.prompt_tokens = sqlite3_column_int64(st, 22);
+	job->usage.completion_tokens = sqlite3_column_int64(st, 23);
+	job->usage.busy_ns = sqlite3_column_int64(st, 24);
+	job->usage.flops = sqlite3_column_int64(st, 25);
+	job->usage.cost_marginal_micros = sqlite3_column_int64(st, 26);
+	job->usage.cost_loaded_micros = sqlite3_column_int64(st, 27);
 }
 
 int journal_job_create(journal_t *j, journal_job_t *job, const char *metadata_json)
@@ -486,6 +506,7 @@ int journal_job_create(journal_t *j, journal_job_t *job, const char *metadata_js
 	sqlite3_bind_int64(st, 10, job->max_line);
 	sqlite3_bind_int64(st, 11, job->created_at);
 	bind_text(st, 12, metadata_json);
+	sqlite3_bind_int(st, 13, job->priority);
 	int r = step_done(st);
 	if (r == 0)
 		job->id = sqlite3_last_insert_rowid(j->db);
@@ -511,6 +532,14 @@ int journal_job_update(journal_t *j, const journal_job_t *job)
 	sqlite3_bind_int64(st, 14, job->failed_at);
 	sqlite3_bind_int64(st, 15, job->cancelling_at);
 	sqlite3_bind_int64(st, 16, job->cancelled_at);
+	sqlite3_bind_int64(st, 17, job->usage.calls);
+	sqlite3_bind_int64(st, 18, job->usage.prompt_tokens);
+	sqlite3_bind_int64(st, 19, job->usage.completion_tokens);
+	sqlite3_bind_int64(st, 20, job->usage.busy_ns);
+	sqlite3_bind_int64(st, 21, job->usage.flops);
+	sqlite3_bind_int64(st, 22, job->usage.cost_marginal_micros);
+	sqlite3_bind_int64(st, 23, job->usage.cost_loaded_micros);
+	bind_text(st, 24, job->endpoint);
 	return step_done(st);
 }
 
@@ -534,6 +563,18 @@ int journal_job_find(journal_t *j, const char *name, journal_job_t *ret)
 		r = rc == SQLITE_DONE ? -ENOENT : sq_err(rc);
 	}
 	sqlite3_reset(st);
+	return r;
+}
+
+int journal_job_usage(journal_t *j, const char *name, journal_usage_t *ret)
+{
+	journal_job_t *job = malloc(sizeof(*job));
+	if (job == NULL)
+		return -ENOMEM;
+	int r = journal_job_find(j, name, job);
+	if (r == 0)
+		*ret = job->usage;
+	free(job);
 	return r;
 }
 
@@ -736,13 +777,16 @@ int journal_results_page(journal_t *j, int64_t job, int64_t after_line, int limi
 
 /* The one place a ledger row is written: the meter's hook prices it here,
  * inside the Result's transaction. */
-static int ledger_book(journal_t *j, const journal_call_t *c)
+static int ledger_book(journal_t *j, const journal_call_t *c, journal_usage_t *sum,
+		       bool *ret_hook_failed)
 {
 	int64_t marginal = 0, loaded = 0;
 	if (j->cost_fn != NULL) {
 		int r = j->cost_fn(j->cost_user, c, &marginal, &loaded);
-		if (r < 0)
+		if (r < 0) {
+			*ret_hook_failed = true;
 			return r;
+		}
 	}
 	sqlite3_stmt *st = j->st[ST_LEDGER_INSERT];
 	bind_text(st, 1, c->job);
@@ -762,7 +806,17 @@ static int ledger_book(journal_t *j, const journal_call_t *c)
 	sqlite3_bind_int64(st, 15, marginal);
 	sqlite3_bind_int64(st, 16, loaded);
 	sqlite3_bind_int64(st, 17, c->answered_at_ns);
-	return step_done(st);
+	int r = step_done(st);
+	if (r == 0) {
+		sum->calls++;
+		sum->prompt_tokens += c->prompt_tokens;
+		sum->completion_tokens += c->completion_tokens;
+		sum->busy_ns += (int64_t)c->busy_ns;
+		sum->flops += (int64_t)c->flops;
+		sum->cost_marginal_micros += marginal;
+		sum->cost_loaded_micros += loaded;
+	}
+	return r;
 }
 
 int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
@@ -771,7 +825,8 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 {
 	const journal_shard_t *sh = ctx->shard;
 	const journal_job_t *job = ctx->job;
-	journal_counts_t c = { 0, 0, 0 };
+	journal_counts_t c;
+	memset(&c, 0, sizeof(c));
 	int64_t now = mg_clock_wall_ns();
 	if ((int64_t)res->n_outputs != sh->n_requests) {
 		snprintf(err, errlen, "result has %zu outputs, the shard has %lld requests",
@@ -836,16 +891,29 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 			.queue_ns = u ? u->queue_ns : 0, .first_token_ns = u ? u->first_token_ns : 0,
 			.answered_at_ns = now,
 		};
-		r = ledger_book(j, &call);
+		bool hook_failed = false;
+		r = ledger_book(j, &call, &c.usage, &hook_failed);
+		if (r < 0 && hook_failed) {
+			snprintf(err, errlen, "output %zu (line %lld): the cost hook failed: %s", i,
+				 (long long)line, strerror(-r));
+			return r;
+		}
 		if (r < 0) {
 			snprintf(err, errlen, "output %zu (line %lld): booking the ledger row: %s", i,
-				 (long long)line, r == -EIO ? sqlite3_errmsg(j->db) : strerror(-r));
+				 (long long)line, sqlite3_errmsg(j->db));
 			return r;
 		}
 	}
 	ret->done += c.done;
 	ret->failed += c.failed;
 	ret->cancelled += c.cancelled;
+	ret->usage.calls += c.usage.calls;
+	ret->usage.prompt_tokens += c.usage.prompt_tokens;
+	ret->usage.completion_tokens += c.usage.completion_tokens;
+	ret->usage.busy_ns += c.usage.busy_ns;
+	ret->usage.flops += c.usage.flops;
+	ret->usage.cost_marginal_micros += c.usage.cost_marginal_micros;
+	ret->usage.cost_loaded_micros += c.usage.cost_loaded_micros;
 	return 0;
 }
 

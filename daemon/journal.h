@@ -43,6 +43,15 @@ enum journal_sync {
 	JOURNAL_SYNC_FULL = 1,
 };
 
+/* Sums over a job's answered calls (the ledger rows), kept in the job's
+ * row by every Result's transaction, so reading them is O(1). */
+typedef struct journal_usage {
+	int64_t calls;			/* ledger rows */
+	int64_t prompt_tokens, completion_tokens;
+	int64_t busy_ns, flops;
+	int64_t cost_marginal_micros, cost_loaded_micros;
+} journal_usage_t;
+
 /* One job as stored. Strings are NUL-terminated arrays (no ownership). */
 typedef struct journal_job {
 	int64_t id;			/* rowid */
@@ -58,6 +67,8 @@ typedef struct journal_job {
 	int64_t max_line;		/* highest line_no of a request */
 	int64_t created_at, in_progress_at, completed_at, failed_at, cancelling_at, cancelled_at;
 					/* unix seconds, 0 = not yet */
+	int priority;			/* > 0: dispatched before ordinary jobs */
+	journal_usage_t usage;
 } journal_job_t;
 
 typedef struct journal_shard {
@@ -95,6 +106,7 @@ typedef int (*journal_cost_fn)(void *user, const journal_call_t *call,
 /* Per-request totals of one applied Result. */
 typedef struct journal_counts {
 	int64_t done, failed, cancelled;
+	journal_usage_t usage;		/* of the ledger rows it booked */
 } journal_counts_t;
 
 /* What sched knows about the shard a Result answers. */
@@ -135,6 +147,8 @@ int journal_job_update(journal_t *j, const journal_job_t *job);
 int journal_job_set_errors(journal_t *j, int64_t job, const char *errors_json);
 /* -ENOENT when absent. */
 int journal_job_find(journal_t *j, const char *name, journal_job_t *ret);
+/* The usage sums of a job by name. -ENOENT when absent. */
+int journal_job_usage(journal_t *j, const char *name, journal_usage_t *ret);
 /* metadata and errors JSON texts of a job (malloc'ed, caller frees; NULL if none). */
 int journal_job_texts(journal_t *j, int64_t job, char **ret_metadata, char **ret_errors);
 /* Calls fn for jobs in states validating, in_progress, cancelling (by id). */

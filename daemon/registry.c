@@ -28,8 +28,10 @@ registry_t *registry_new(void)
 
 static void free_models(reg_worker_t *w)
 {
-	for (size_t i = 0; i < w->n_models; i++)
-		free(w->models[i]);
+	for (size_t i = 0; i < w->n_models; i++) {
+		free(w->models[i].name);
+		free(w->models[i].arch);
+	}
 	free(w->models);
 	w->models = NULL;
 	w->n_models = 0;
@@ -122,16 +124,22 @@ void registry_remove(registry_t *r, reg_worker_t **p)
 	*p = NULL;
 }
 
-int registry_set_models(reg_worker_t *w, const char *const *names, size_t n)
+int registry_set_models(reg_worker_t *w, Margin__V1__ModelInfo *const *m, size_t n)
 {
-	char **v = calloc(n ? n : 1, sizeof(*v));
+	reg_model_t *v = calloc(n ? n : 1, sizeof(*v));
 	if (v == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		v[i] = strdup(names[i] ? names[i] : "");
-		if (v[i] == NULL) {
-			while (i-- > 0)
-				free(v[i]);
+		v[i].name = strdup(m[i]->name ? m[i]->name : "");
+		v[i].arch = strdup(m[i]->arch ? m[i]->arch : "");
+		v[i].n_params = m[i]->n_params;
+		v[i].n_ctx = m[i]->n_ctx;
+		v[i].n_vocab = m[i]->n_vocab;
+		if (v[i].name == NULL || v[i].arch == NULL) {
+			for (size_t k = 0; k <= i; k++) {
+				free(v[k].name);
+				free(v[k].arch);
+			}
 			free(v);
 			return -ENOMEM;
 		}
@@ -142,12 +150,17 @@ int registry_set_models(reg_worker_t *w, const char *const *names, size_t n)
 	return 0;
 }
 
-bool registry_serves(const reg_worker_t *w, const char *model)
+const reg_model_t *registry_model(const reg_worker_t *w, const char *name)
 {
 	for (size_t i = 0; i < w->n_models; i++)
-		if (strcmp(w->models[i], model) == 0)
-			return true;
-	return false;
+		if (strcmp(w->models[i].name, name) == 0)
+			return &w->models[i];
+	return NULL;
+}
+
+bool registry_serves(const reg_worker_t *w, const char *model)
+{
+	return registry_model(w, model) != NULL;
 }
 
 reg_worker_t *registry_first(const registry_t *r)

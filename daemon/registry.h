@@ -13,9 +13,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mg_wire.h"
+
 #define REGISTRY_IDENT_MAX 256
 
 struct sched_shard;
+
+/* A model a worker serves, as its Hello described it. */
+typedef struct reg_model {
+	char *name;			/* owned: what jobs route on (body.model) */
+	char *arch;			/* owned */
+	uint64_t n_params;
+	uint32_t n_ctx;			/* tokens per engine slot: prompt + completion */
+	uint32_t n_vocab;
+} reg_model_t;
 
 typedef struct reg_worker {
 	uint8_t ident[REGISTRY_IDENT_MAX];	/* ROUTER routing id of its connection */
@@ -26,7 +37,7 @@ typedef struct reg_worker {
 	char hardware_profile[128];
 	char build[64];
 	char key[64];			/* CURVE key name (ZAP user id) or "" */
-	char **models;			/* owned: n_models names */
+	reg_model_t *models;		/* owned: n_models */
 	size_t n_models;
 	uint32_t slots, threads;
 	uint64_t instance_id;
@@ -36,6 +47,7 @@ typedef struct reg_worker {
 	int64_t next_hb_ns;		/* next Heartbeat we send */
 	struct sched_shard *shards;	/* borrowed: in-flight shards (sched owns them) */
 	uint32_t n_shards;
+	uint32_t n_isolated;		/* suspect shards it holds (then it holds nothing else) */
 	uint64_t shards_done, requests_done;
 	struct reg_worker *next, *prev;	/* registry order (join order) */
 } reg_worker_t;
@@ -57,8 +69,10 @@ reg_worker_t *registry_find_instance(const registry_t *r, uint64_t instance_id);
 int registry_rebind(registry_t *r, reg_worker_t *w, const uint8_t *ident, size_t len);
 /* Unlinks and frees w. */
 void registry_remove(registry_t *r, reg_worker_t **w);
-/* Replaces w's model list (copies). -ENOMEM. */
-int registry_set_models(reg_worker_t *w, const char *const *names, size_t n);
+/* Replaces w's model list with copies of Hello's. -ENOMEM. */
+int registry_set_models(reg_worker_t *w, Margin__V1__ModelInfo *const *m, size_t n);
+/* The model of w called name, or NULL (borrowed). */
+const reg_model_t *registry_model(const reg_worker_t *w, const char *name);
 bool registry_serves(const reg_worker_t *w, const char *model);
 
 reg_worker_t *registry_first(const registry_t *r);

@@ -26,7 +26,8 @@ typedef struct sched_shard {
 struct sched_job {
 	journal_job_t j;		/* the persisted row, kept current */
 	sched_shard_t *retry_head, *retry_tail;	/* owned: shards queued for re-dispatch */
-	int64_t n_retry;
+	sched_shard_t *suspect_head, *suspect_tail;	/* owned: suspects, run in isolation */
+	int64_t n_retry;		/* in both queues */
 	int64_t inflight_requests, inflight_shards;
 	ingest_file_t *in;		/* owned: the input while validating */
 	json_t *errors;			/* owned: validation errors ([{code,line,message}]) */
@@ -43,8 +44,12 @@ struct sched {
 	htab_t *inflight;		/* owned table of owned shards, by id */
 	sched_job_t **jobs;		/* owned: active jobs, oldest first */
 	size_t n_jobs, cap_jobs;
-	size_t rr;			/* round-robin cursor into jobs */
+	size_t rr;			/* round-robin cursor: the job after the last one served
+					   (may equal n_jobs: a job added since is next) */
+	size_t n_priority;		/* active jobs with priority > 0 */
 	bool draining;
+	sched_observer_t obs;
+	void *obs_user;			/* borrowed */
 	int64_t inflight_requests, inflight_shards;
 	uint64_t requests_answered, shards_committed;
 	int64_t next_check_ns;		/* periodic checks (workers for idle jobs) */
@@ -87,10 +92,26 @@ static bool job_terminal(const sched_job_t *job)
 	       strcmp(st, "cancelled") == 0;
 }
 
+/* A shard that failed SPLIT_AFTER times (after the split: a single request
+ * that was in crashed dispatches) may be the poison: it runs alone. */
+static bool suspect(const sched_shard_t *sh)
+{
+	return sh->js.fails >= SCHED_SPLIT_AFTER;
+}
+
 static bool job_has_work(const sched_job_t *job)
 {
 	return strcmp(job->j.state, "in_progress") == 0 &&
-	       (job->retry_head != NULL || job->j.next_line <= job->j.max_line);
+	       (job->retry_head != NULL || job->suspect_head != NULL ||
+		job->j.next_line <= job->j.max_line);
+}
+
+/* Work that w may take now: suspects only on an empty worker. */
+static bool job_has_work_for(const sched_job_t *job, const reg_worker_t *w)
+{
+	return strcmp(job->j.state, "in_progress") == 0 &&
+	       (job->retry_head != NULL || job->j.next_line <= job->j.max_line ||
+		(job->suspect_head != NULL && w->n_shards == 0));
 }
 
 static sched_job_t *find_job(const sched_t *s, const char *name)
@@ -125,41 +146,68 @@ static void tx_end(sched_t *s, bool opened)
 
 /* --- shard lists ------------------------------------------------------ */
 
-static void retry_push(sched_job_t *job, sched_shard_t *sh, bool front)
+static void queue_push(sched_shard_t **head, sched_shard_t **tail, sched_shard_t *sh, bool front)
 {
 	sh->worker = NULL;
 	sh->prev = sh->next = NULL;
 	if (front) {
-		sh->next = job->retry_head;
-		if (job->retry_head)
-			job->retry_head->prev = sh;
+		sh->next = *head;
+		if (*head)
+			(*head)->prev = sh;
 		else
-			job->retry_tail = sh;
-		job->retry_head = sh;
+			*tail = sh;
+		*head = sh;
 	} else {
-		sh->prev = job->retry_tail;
-		if (job->retry_tail)
-			job->retry_tail->next = sh;
+		sh->prev = *tail;
+		if (*tail)
+			(*tail)->next = sh;
 		else
-			job->retry_head = sh;
-		job->retry_tail = sh;
+			*head = sh;
+		*tail = sh;
 	}
+}
+
+static sched_shard_t *queue_pop(sched_shard_t **head, sched_shard_t **tail)
+{
+	sched_shard_t *sh = *head;
+	if (sh == NULL)
+		return NULL;
+	*head = sh->next;
+	if (*head)
+		(*head)->prev = NULL;
+	else
+		*tail = NULL;
+	sh->next = sh->prev = NULL;
+	return sh;
+}
+
+/* Queue sh for re-dispatch: suspects into their own queue. */
+static void retry_push(sched_job_t *job, sched_shard_t *sh, bool front)
+{
+	if (suspect(sh))
+		queue_push(&job->suspect_head, &job->suspect_tail, sh, front);
+	else
+		queue_push(&job->retry_head, &job->retry_tail, sh, front);
 	job->n_retry++;
 }
 
+/* The next shard to re-dispatch; suspects only when isolated is allowed. */
+static sched_shard_t *retry_pop2(sched_job_t *job, bool isolated)
+{
+	sched_shard_t *sh = NULL;
+	if (isolated)
+		sh = queue_pop(&job->suspect_head, &job->suspect_tail);
+	if (sh == NULL)
+		sh = queue_pop(&job->retry_head, &job->retry_tail);
+	if (sh != NULL)
+		job->n_retry--;
+	return sh;
+}
+
+/* Any queued shard (teardown, cancel). */
 static sched_shard_t *retry_pop(sched_job_t *job)
 {
-	sched_shard_t *sh = job->retry_head;
-	if (sh == NULL)
-		return NULL;
-	job->retry_head = sh->next;
-	if (job->retry_head)
-		job->retry_head->prev = NULL;
-	else
-		job->retry_tail = NULL;
-	sh->next = sh->prev = NULL;
-	job->n_retry--;
-	return sh;
+	return retry_pop2(job, true);
 }
 
 static void worker_attach(reg_worker_t *w, sched_shard_t *sh)
@@ -186,6 +234,8 @@ static void inflight_detach(sched_t *s, sched_shard_t *sh)
 		if (sh->next)
 			sh->next->prev = sh->prev;
 		w->n_shards--;
+		if (suspect(sh))
+			w->n_isolated--;
 	}
 	sh->worker = NULL;
 	sh->next = sh->prev = NULL;
@@ -235,6 +285,8 @@ static int jobs_push(sched_t *s, sched_job_t *job)
 		s->cap_jobs = nc;
 	}
 	s->jobs[s->n_jobs++] = job;
+	if (job->j.priority > 0)
+		s->n_priority++;
 	return 0;
 }
 
@@ -247,13 +299,15 @@ static void reap_jobs(sched_t *s)
 		if (job_terminal(job) && job->inflight_shards == 0) {
 			if (i < s->rr && s->rr > 0)
 				s->rr--;
+			if (job->j.priority > 0)
+				s->n_priority--;
 			job_free(job);
 			continue;
 		}
 		s->jobs[k++] = job;
 	}
 	s->n_jobs = k;
-	if (s->rr >= s->n_jobs)
+	if (s->rr > s->n_jobs)
 		s->rr = 0;
 }
 
@@ -316,8 +370,11 @@ static void send_ack(sched_t *s, const uint8_t *ident, size_t len, uint64_t shar
 }
 
 /* A dispatch of sh ended without a Result. Requeue it, split it, or answer
- * its single request with an error. Caller detached it from its worker. */
-static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason)
+ * its single request with an error. Caller detached it from its worker.
+ * blame: the attempt counts as a failure (the worker died or sent garbage);
+ * false when the worker left in order (Bye), which says nothing about the
+ * requests. */
+static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason, bool blame)
 {
 	sched_job_t *job = sh->job;
 	bool opened = tx_begin(s);
@@ -330,10 +387,12 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason)
 		tx_end(s, opened);
 		return;
 	}
-	sh->js.fails++;
 	sh->js.worker[0] = '\0';
-	journal_requests_bump_attempts(s->j, job->j.id, sh->js.first_line, sh->js.last_line);
-	if (sh->js.n_requests <= 1 && sh->js.fails >= s->p.max_attempts) {
+	if (blame) {
+		sh->js.fails++;
+		journal_requests_bump_attempts(s->j, job->j.id, sh->js.first_line, sh->js.last_line);
+	}
+	if (blame && sh->js.n_requests <= 1 && sh->js.fails >= s->p.max_attempts) {
 		char msg[384];
 		snprintf(msg, sizeof(msg), "request failed %u attempts; the last one: %s",
 			 sh->js.fails, reason);
@@ -351,7 +410,7 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason)
 		tx_end(s, opened);
 		return;
 	}
-	if (sh->js.n_requests > 1 && sh->js.fails >= SCHED_SPLIT_AFTER) {
+	if (blame && sh->js.n_requests > 1 && sh->js.fails >= SCHED_SPLIT_AFTER) {
 		int64_t *lines = NULL;
 		int n = journal_queued_lines(s->j, job->j.id, sh->js.first_line, sh->js.last_line, &lines);
 		if (n >= 0) {
@@ -390,8 +449,9 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason)
 	tx_end(s, opened);
 }
 
-/* w is gone: every shard it held is a failed attempt; it leaves the registry. */
-static void worker_lost(sched_t *s, reg_worker_t **pw, const char *reason)
+/* w is gone: every shard it held goes back (a failed attempt when blame);
+ * it leaves the registry. */
+static void worker_lost(sched_t *s, reg_worker_t **pw, const char *reason, bool blame)
 {
 	reg_worker_t *w = *pw;
 	mg_log(MG_LOG_WARN, "sched", "worker lost worker=%s name=%s shards=%u reason=\"%s\"",
@@ -400,7 +460,7 @@ static void worker_lost(sched_t *s, reg_worker_t **pw, const char *reason)
 	while (w->shards != NULL) {
 		sched_shard_t *sh = w->shards;
 		inflight_detach(s, sh);
-		shard_failed(s, sh, reason);
+		shard_failed(s, sh, reason, blame);
 	}
 	journal_worker_leave(s->j, w->db_id, reason);
 	tx_end(s, opened);
@@ -445,7 +505,7 @@ static void on_hello(sched_t *s, const uint8_t *ident, size_t len, const Margin_
 		mg_log(MG_LOG_WARN, "sched", "refused a worker peer=%s name=%s reason=\"%s\"", peer,
 		       h->worker_name, reason);
 		if (w != NULL)
-			worker_lost(s, &w, reason);
+			worker_lost(s, &w, reason, false);
 		send_bye(s, ident, len, reason);
 		return;
 	}
@@ -453,34 +513,28 @@ static void on_hello(sched_t *s, const uint8_t *ident, size_t len, const Margin_
 		mg_log(MG_LOG_WARN, "sched", "refused a worker peer=%s name=%s reason=\"no models in Hello\"",
 		       peer, h->worker_name);
 		if (w != NULL)
-			worker_lost(s, &w, "Hello without models");
+			worker_lost(s, &w, "Hello without models", false);
 		send_bye(s, ident, len, "Hello lists no models");
 		return;
 	}
 	bool reconnect = false;
 	if (w != NULL && w->instance_id != h->instance_id) {
-		worker_lost(s, &w, "the worker restarted (new instance)");
+		worker_lost(s, &w, "the worker restarted (new instance)", true);
 	} else if (w != NULL) {
 		reconnect = true;
 	} else {
 		w = registry_find_instance(s->reg, h->instance_id);
 		if (w != NULL) {
 			if (registry_rebind(s->reg, w, ident, len) < 0) {
-				worker_lost(s, &w, "out of memory");
+				worker_lost(s, &w, "out of memory", false);
 			} else {
 				reconnect = true;
 			}
 		}
 	}
-	const char **names = calloc(h->n_models ? h->n_models : 1, sizeof(*names));
-	if (names == NULL)
-		return;
-	for (size_t i = 0; i < h->n_models; i++)
-		names[i] = h->models[i]->name;
 	if (w == NULL) {
 		w = registry_add(s->reg, ident, len);
 		if (w == NULL) {
-			free(names);
 			mg_log(MG_LOG_ERROR, "sched", "cannot register a worker peer=%s (out of memory or identity too long)", peer);
 			return;
 		}
@@ -494,8 +548,10 @@ static void on_hello(sched_t *s, const uint8_t *ident, size_t len, const Margin_
 		snprintf(w->id, sizeof(w->id), "w%lld", (long long)w->db_id);
 		w->joined_ns = now;
 	}
-	registry_set_models(w, names, h->n_models);
-	free(names);
+	if (registry_set_models(w, h->models, h->n_models) < 0) {
+		worker_lost(s, &w, "out of memory", false);
+		return;
+	}
 	snprintf(w->name, sizeof(w->name), "%s", h->worker_name);
 	snprintf(w->hardware_profile, sizeof(w->hardware_profile), "%s", h->hardware_profile);
 	snprintf(w->build, sizeof(w->build), "%s", h->build);
@@ -513,7 +569,7 @@ static void on_hello(sched_t *s, const uint8_t *ident, size_t len, const Margin_
 			s->jobs[i]->warned_no_worker = false;
 	mg_log(MG_LOG_INFO, "sched", "%s worker=%s name=%s peer=%s model=%s slots=%u hardware=%s key=%s shards=%u",
 	       reconnect ? "worker reconnected" : "worker joined", w->id, w->name, peer,
-	       w->n_models ? w->models[0] : "", w->slots, w->hardware_profile,
+	       w->n_models ? w->models[0].name : "", w->slots, w->hardware_profile,
 	       w->key[0] ? w->key : "-", w->n_shards);
 }
 
@@ -535,7 +591,8 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 	}
 	sched_job_t *job = sh->job;
 	journal_job_t saved = job->j;
-	journal_counts_t c = { 0, 0, 0 };
+	journal_counts_t c;
+	memset(&c, 0, sizeof(c));
 	char err[512];
 	int r = journal_begin(s->j);
 	if (r == 0) {
@@ -550,13 +607,21 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 		       job->j.name, (long long)sh->js.id, res->attempt, w->id, err);
 		send_ack(s, ident, len, res->shard_id, res->attempt);
 		inflight_detach(s, sh);
-		shard_failed(s, sh, "malformed result");
+		shard_failed(s, sh, "malformed result", true);
 		return;
 	}
 	if (r == 0) {
 		job->j.n_done += c.done;
 		job->j.n_failed += c.failed;
 		job->j.n_cancelled += c.cancelled;
+		journal_usage_t *u = &job->j.usage;
+		u->calls += c.usage.calls;
+		u->prompt_tokens += c.usage.prompt_tokens;
+		u->completion_tokens += c.usage.completion_tokens;
+		u->busy_ns += c.usage.busy_ns;
+		u->flops += c.usage.flops;
+		u->cost_marginal_micros += c.usage.cost_marginal_micros;
+		u->cost_loaded_micros += c.usage.cost_loaded_micros;
 		snprintf(sh->js.state, sizeof(sh->js.state), "done");
 		r = journal_shard_update(s->j, &sh->js);
 		if (r == 0)
@@ -583,6 +648,8 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 		return;
 	}
 	send_ack(s, ident, len, res->shard_id, res->attempt);
+	if (s->obs.on_result != NULL)
+		s->obs.on_result(s->obs_user, job->j.name, job->j.model, w->name, res, now);
 	int64_t n = sh->js.n_requests;
 	inflight_detach(s, sh);
 	w->shards_done++;
@@ -598,7 +665,6 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 		finish_cancel(s, job);
 		tx_end(s, opened);
 	}
-	(void)now;
 }
 
 /* --- frames ----------------------------------------------------------- */
@@ -661,7 +727,7 @@ void sched_on_frame(sched_t *s, const uint8_t *ident, size_t ident_len, const vo
 		if (w != NULL) {
 			char reason[300];
 			snprintf(reason, sizeof(reason), "worker said bye: %s", m->bye->reason);
-			worker_lost(s, &w, reason);
+			worker_lost(s, &w, reason, false);
 		}
 		break;
 	default: {
@@ -707,7 +773,7 @@ static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t
 {
 	reg_worker_t *w = *pw;
 	bool fresh = false;
-	sched_shard_t *sh = retry_pop(job);
+	sched_shard_t *sh = retry_pop2(job, w->n_shards == 0);
 	int cap = (int)s->p.shard_max_requests;
 	if (sh == NULL) {
 		sh = calloc(1, sizeof(*sh));
@@ -790,13 +856,18 @@ static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t
 		shard_save(s, sh);
 		retry_push(job, sh, true);
 		if (r == -EHOSTUNREACH)
-			worker_lost(s, pw, "unreachable (disconnected)");
+			worker_lost(s, pw, "unreachable (disconnected)", true);
 		else
 			w->credit = 0;	/* its queue is full: wait for more Credit */
 		goto out;
 	}
 	w->credit--;
 	worker_attach(w, sh);
+	if (suspect(sh)) {
+		w->n_isolated++;
+		mg_log(MG_LOG_INFO, "sched", "suspect shard dispatched alone batch=%s shard=%lld line=%lld worker=%s fails=%u",
+		       job->j.name, (long long)sh->js.id, (long long)sh->js.first_line, w->id, sh->js.fails);
+	}
 	htab_put_u64(s->inflight, (uint64_t)sh->js.id, sh);
 	job->inflight_requests += f.n;
 	job->inflight_shards++;
@@ -820,14 +891,20 @@ out:
 	return r;
 }
 
-/* The next job (round-robin) with work that w can serve. */
+/* The next job (round-robin) with work that w can serve; priority jobs
+ * before the others. */
 static sched_job_t *next_job_for(sched_t *s, const reg_worker_t *w)
 {
-	for (size_t k = 0; k < s->n_jobs; k++) {
-		size_t i = (s->rr + k) % s->n_jobs;
-		sched_job_t *job = s->jobs[i];
-		if (job_has_work(job) && registry_serves(w, job->j.model)) {
-			s->rr = (i + 1) % s->n_jobs;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 0 && s->n_priority == 0)
+			continue;
+		for (size_t k = 0; k < s->n_jobs; k++) {
+			size_t i = (s->rr + k) % s->n_jobs;
+			sched_job_t *job = s->jobs[i];
+			if ((pass == 0 && job->j.priority <= 0) || !job_has_work_for(job, w) ||
+			    !registry_serves(w, job->j.model))
+				continue;
+			s->rr = i + 1;
 			return job;
 		}
 	}
@@ -845,7 +922,7 @@ int sched_dispatch(sched_t *s, int64_t now)
 		reg_worker_t *next;
 		for (reg_worker_t *w = registry_first(s->reg); w != NULL; w = next) {
 			next = w->next;
-			if (w->credit == 0)
+			if (w->credit == 0 || w->n_isolated > 0)
 				continue;
 			sched_job_t *job = next_job_for(s, w);
 			if (job == NULL)
@@ -898,7 +975,7 @@ int64_t sched_tick(sched_t *s, int64_t now)
 			uint8_t ident[REGISTRY_IDENT_MAX];
 			size_t len = w->ident_len;
 			memcpy(ident, w->ident, len);
-			worker_lost(s, &w, reason);
+			worker_lost(s, &w, reason, true);
 			/* If it is only slow, it learns it must say Hello again. */
 			send_bye(s, ident, len, reason);
 			continue;
@@ -910,7 +987,7 @@ int64_t sched_tick(sched_t *s, int64_t now)
 				if (now - sh->sent_ns < s->p.shard_timeout_ns)
 					continue;
 				inflight_detach(s, sh);
-				shard_failed(s, sh, "shard timeout");
+				shard_failed(s, sh, "shard timeout", true);
 			}
 		}
 		if (now >= w->next_hb_ns) {
@@ -920,7 +997,7 @@ int64_t sched_tick(sched_t *s, int64_t now)
 			m.heartbeat = &hb;
 			w->next_hb_ns = now + s->p.heartbeat_ns;
 			if (send_to(s, w, &m) == -EHOSTUNREACH) {
-				worker_lost(s, &w, "unreachable (disconnected)");
+				worker_lost(s, &w, "unreachable (disconnected)", true);
 				continue;
 			}
 		}
@@ -1066,6 +1143,13 @@ int sched_submit_inline(sched_t *s, const char *name, const char *endpoint,
 			const char *metadata, json_t *lines, int64_t now, char *ret_name,
 			char *err, size_t errlen)
 {
+	return sched_submit_inline2(s, name, endpoint, metadata, lines, 0, now, ret_name, err, errlen);
+}
+
+int sched_submit_inline2(sched_t *s, const char *name, const char *endpoint,
+			 const char *metadata, json_t *lines, unsigned flags, int64_t now,
+			 char *ret_name, char *err, size_t errlen)
+{
 	char jname[JOURNAL_NAME_MAX], e2[400];
 	int r = make_name(name, jname, err, errlen);
 	if (r < 0)
@@ -1097,6 +1181,7 @@ int sched_submit_inline(sched_t *s, const char *name, const char *endpoint,
 	}
 	set_state(&job->j, "in_progress");
 	job->j.in_progress_at = job->j.created_at;
+	job->j.priority = (flags & SCHED_SUBMIT_PRIORITY) ? 1 : 0;
 	r = journal_job_create(s->j, &job->j, metadata);
 	if (r == -EEXIST) {
 		snprintf(err, errlen, "a batch with id \"%s\" exists", jname);
@@ -1517,6 +1602,15 @@ void sched_destroy(sched_t **p)
 	registry_destroy(&s->reg);
 	free(s);
 	*p = NULL;
+}
+
+void sched_set_observer(sched_t *s, const sched_observer_t *obs, void *user)
+{
+	if (obs != NULL)
+		s->obs = *obs;
+	else
+		memset(&s->obs, 0, sizeof(s->obs));
+	s->obs_user = user;
 }
 
 void sched_job_live(const sched_t *s, const char *name, sched_job_live_t *ret)

@@ -15,13 +15,16 @@
  *   flight, never by a job's size.
  * - Fair share: dispatch goes round-robin over the jobs that have work, one
  *   shard at a time, so a small job behind a huge one starts at once.
+ *   Priority jobs (SCHED_SUBMIT_PRIORITY: the synchronous API) go first.
  *   A job goes only to workers that serve its model, against their credit.
  * - A shard whose worker dies (liveness expired, Bye, restarted process,
  *   unreachable, malformed Result) is a failed attempt: requeued whole the
  *   first time; after SPLIT_AFTER (2) failures it is split into one shard
- *   per request, so one poison request cannot fail its neighbours; a single
- *   request that failed max_attempts times is answered with an error
- *   ("worker_failed") and the job goes on.
+ *   per request, so one poison request cannot fail its neighbours. Such a
+ *   suspect shard runs in isolation: only on a worker that holds nothing
+ *   else, which then gets nothing else until it answers, so a crash blames
+ *   exactly one request. A single request that failed max_attempts times
+ *   is answered with an error ("worker_failed") and the job goes on.
  * - The first Result of the current attempt is committed (outputs, shard
  *   state, job counters and ledger rows in one transaction) and Ack'd; any
  *   other Result (duplicate, stale attempt, unknown shard) is Ack'd and
@@ -107,6 +110,11 @@ void sched_set_draining(sched_t *s, bool on);
 int sched_submit_inline(sched_t *s, const char *name, const char *endpoint,
 			const char *metadata, json_t *lines, int64_t now, char *ret_name,
 			char *err, size_t errlen);
+/* flags for sched_submit_inline2 */
+#define SCHED_SUBMIT_PRIORITY 1u	/* dispatched before any ordinary job (sync API calls) */
+int sched_submit_inline2(sched_t *s, const char *name, const char *endpoint,
+			 const char *metadata, json_t *lines, unsigned flags, int64_t now,
+			 char *ret_name, char *err, size_t errlen);
 int sched_submit_file(sched_t *s, const char *name, const char *endpoint,
 		      const char *metadata, const char *path, int64_t now, char *ret_name,
 		      char *err, size_t errlen);
@@ -129,6 +137,15 @@ typedef struct sched_stats {
 	bool draining;
 } sched_stats_t;
 void sched_get_stats(const sched_t *s, sched_stats_t *ret);
+
+/* Called in the core thread right after a Result's transaction committed
+ * (metrics). The pointers are valid during the call only. */
+typedef struct sched_observer {
+	void (*on_result)(void *user, const char *job, const char *model, const char *worker_name,
+			  const Margin__V1__Result *res, int64_t now);
+} sched_observer_t;
+/* obs is copied; user borrowed. NULL obs removes it. */
+void sched_set_observer(sched_t *s, const sched_observer_t *obs, void *user);
 
 /* The live workers (borrowed; valid until the next sched call). */
 const registry_t *sched_registry(const sched_t *s);

@@ -41,8 +41,10 @@ struct model_kv {
 	int n_ctx;
 	int n_layers;
 	int kv_dim;
-	float *k;		/* owned: [n_layers][n_ctx][kv_dim] */
-	float *v;		/* owned: same */
+	/* [n_layers][n_kv_heads][n_ctx][head_dim]: a head's positions are
+	 * contiguous, so attention streams them */
+	float *k;		/* owned */
+	float *v;		/* owned: same layout */
 };
 
 /* A run of tokens of one sequence with consecutive positions (at most
@@ -66,7 +68,8 @@ struct model_scratch {
 	float *att;		/* owned: [T][q_dim] attention output */
 	float *hb;		/* owned: [T][2*ffn] gate | up; swiglu written over gate */
 	float *rope;		/* owned: [T][rope_dim] cos/sin pairs */
-	float *scores;		/* owned: [threads][n_ctx] */
+	float *scores;		/* owned: [threads][group][n_ctx], group = n_heads / n_kv_heads */
+	size_t scores_per_worker;
 	attn_block_t *blocks;	/* owned: [T] */
 	int *wanted;		/* owned: [T] */
 };
@@ -747,7 +750,8 @@ int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scrat
 	s->att = alloc_floats(T, (size_t)m->q_dim, &fail);
 	s->hb = alloc_floats(T, 2 * (size_t)c->ffn_dim, &fail);
 	s->rope = alloc_floats(T, (size_t)c->rope_dim, &fail);
-	s->scores = alloc_floats((size_t)threads, (size_t)c->n_ctx, &fail);
+	s->scores_per_worker = (size_t)(c->n_heads / c->n_kv_heads) * (size_t)c->n_ctx;
+	s->scores = alloc_floats((size_t)threads, s->scores_per_worker, &fail);
 	s->blocks = calloc(T, sizeof(*s->blocks));
 	s->wanted = calloc(T, sizeof(*s->wanted));
 	int rc = -ENOMEM;
@@ -787,30 +791,32 @@ typedef struct attn_job {
 	const model_t *m;
 	model_scratch_t *s;
 	int layer;
-	int n_heads;
 } attn_job_t;
 
-/* Task = (block, head): attention of up to BLOCK_TOKENS consecutive tokens
- * of one sequence for one head, over that sequence's cache. */
+/* Task = (block, kv head): attention of up to BLOCK_TOKENS consecutive
+ * tokens of one sequence for the query heads of one kv head, over that
+ * sequence's cache. */
 static void attn_task(void *arg, int task, int worker)
 {
 	const attn_job_t *j = arg;
 	const model_t *m = j->m;
 	model_scratch_t *s = j->s;
-	const attn_block_t *b = &s->blocks[task / j->n_heads];
-	int h = task % j->n_heads;
-	size_t layer_off = (size_t)j->layer * (size_t)b->kv->n_ctx * (size_t)m->kv_dim;
+	int n_kv = m->cfg.n_kv_heads, hd = m->cfg.head_dim;
+	const attn_block_t *b = &s->blocks[task / n_kv];
+	int g = task % n_kv;
+	size_t layer_off = (size_t)j->layer * (size_t)n_kv * (size_t)b->kv->n_ctx * (size_t)hd;
 	ops_attn_t a = {
 		.n_heads = m->cfg.n_heads,
-		.n_kv_heads = m->cfg.n_kv_heads,
-		.head_dim = m->cfg.head_dim,
+		.n_kv_heads = n_kv,
+		.head_dim = hd,
 		.k = b->kv->k + layer_off,
 		.v = b->kv->v + layer_off,
-		.kv_dim = m->kv_dim,
+		.head_stride = (size_t)b->kv->n_ctx * (size_t)hd,
+		.row_stride = (size_t)hd,
 	};
 	ops_attention(&a, s->qkv + (size_t)b->first * m->qkv_dim, (size_t)m->qkv_dim, b->pos0, b->n,
-		      h, h + 1, s->att + (size_t)b->first * m->q_dim, (size_t)m->q_dim,
-		      s->scores + (size_t)worker * s->n_ctx);
+		      g, g + 1, s->att + (size_t)b->first * m->q_dim, (size_t)m->q_dim,
+		      s->scores + (size_t)worker * s->scores_per_worker);
 }
 
 int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
@@ -867,12 +873,15 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 			ops_rope(qkv, c->n_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
 			ops_rope(qkv + q, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
 			model_kv_t *kv = b->kv[i];
-			size_t off = ((size_t)l * kv->n_ctx + (size_t)b->pos[i]) * (size_t)kvd;
-			memcpy(kv->k + off, qkv + q, (size_t)kvd * sizeof(float));
-			memcpy(kv->v + off, qkv + q + kvd, (size_t)kvd * sizeof(float));
+			size_t hd = (size_t)c->head_dim;
+			for (int g = 0; g < c->n_kv_heads; g++) {
+				size_t off = (((size_t)l * c->n_kv_heads + g) * kv->n_ctx + b->pos[i]) * hd;
+				memcpy(kv->k + off, qkv + q + g * hd, hd * sizeof(float));
+				memcpy(kv->v + off, qkv + q + kvd + g * hd, hd * sizeof(float));
+			}
 		}
-		attn_job_t aj = { m, s, l, c->n_heads };
-		ops_pool_run(s->pool, attn_task, &aj, n_blocks * c->n_heads);
+		attn_job_t aj = { m, s, l };
+		ops_pool_run(s->pool, attn_task, &aj, n_blocks * c->n_kv_heads);
 		/* x += att . Wo^T */
 		ops_matmul(s->pool, s->xb, (size_t)d, s->att, (size_t)q, &L->wo, n);
 		for (int i = 0; i < n; i++) {

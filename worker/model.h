@@ -103,8 +103,9 @@ uint64_t model_n_params_per_token(const model_t *m);
 /* Bytes of f32 weights the model holds. */
 uint64_t model_weight_bytes(const model_t *m);
 
-/* One sequence's KV cache: [n_layers][n_ctx][n_kv_heads * head_dim] for K and
- * for V, allocated up front. -ENOMEM fails the request, not the process. */
+/* One sequence's KV cache: [n_layers][n_kv_heads][n_ctx][head_dim] for K
+ * and for V (f32), allocated up front. n_ctx <= the model's n_ctx, else
+ * -EINVAL. -ENOMEM fails the request, not the process. */
 int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret);
 void model_kv_destroy(model_kv_t **kv);
 size_t model_kv_bytes(const model_t *m, int n_ctx);

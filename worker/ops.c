@@ -426,13 +426,17 @@ static void mm_task(void *arg, int task, int worker)
 		const float *wp = j->w->data + (size_t)p * (size_t)K * OPS_PANEL;
 		int ncols = N - p * OPS_PANEL < OPS_PANEL ? N - p * OPS_PANEL : OPS_PANEL;
 		float *yp = j->y + (size_t)p * OPS_PANEL;
-		int i = 0;
-		for (; i + TILE_ROWS <= j->n; i += TILE_ROWS)
+		/* tiles of 6 rows; a remainder under 4 shares the last 6 so no
+		 * tile is thinner than 4 rows (n = 32: 6,6,6,6,4,4) */
+		int i = 0, n = j->n;
+		while (i < n) {
+			int r = n - i;
+			if (r > TILE_ROWS)
+				r = r - TILE_ROWS < 4 && r - TILE_ROWS > 0 ? (r + 1) / 2 : TILE_ROWS;
 			panel_rows(j->x + (size_t)i * j->ldx, j->ldx, wp, yp + (size_t)i * j->ldy,
-				   j->ldy, K, ncols, TILE_ROWS);
-		if (i < j->n)
-			panel_rows(j->x + (size_t)i * j->ldx, j->ldx, wp, yp + (size_t)i * j->ldy,
-				   j->ldy, K, ncols, j->n - i);
+				   j->ldy, K, ncols, r);
+			i += r;
+		}
 	}
 }
 
@@ -577,37 +581,126 @@ void ops_add(float *y, const float *x, int n)
 		y[i] += x[i];
 }
 
+#if OPS_AVX512
+/* Scores of 16 consecutive positions: out[p] = dot(q, k_p) * scale with
+ * exactly ops_dot's order (16 fma lanes, then l+8, l+4, l+2, l+1), the 16
+ * lane reductions done together by shuffles. Position p accumulates in
+ * slot 4*(p%4) + p/4 so that the reduced lanes come out in position order. */
+static inline void scores16(const float *qh, const float *k, size_t rs, int hd, float scale,
+			    float *out)
+{
+	__m512 acc[16];
+#pragma GCC unroll 16
+	for (int i = 0; i < 16; i++)
+		acc[i] = _mm512_setzero_ps();
+	int d = 0;
+	for (; d + 16 <= hd; d += 16) {
+		__m512 qv = _mm512_loadu_ps(qh + d);
+#pragma GCC unroll 16
+		for (int p = 0; p < 16; p++)
+			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + (size_t)p * rs + d),
+								   acc[4 * (p % 4) + p / 4]);
+	}
+	if (d < hd) {
+		__mmask16 m = (__mmask16)((1u << (hd - d)) - 1);
+		__m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
+#pragma GCC unroll 16
+		for (int p = 0; p < 16; p++)
+			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + (size_t)p * rs + d),
+								   acc[4 * (p % 4) + p / 4]);
+	}
+	__m512 v1[8], v2[4], v3[2];
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++)	/* l + l+8 */
+		v1[j] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], 0x44),
+				      _mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], 0xee));
+#pragma GCC unroll 4
+	for (int j = 0; j < 4; j++)	/* l + l+4 */
+		v2[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v1[2 * j], v1[2 * j + 1], 0x88),
+				      _mm512_shuffle_f32x4(v1[2 * j], v1[2 * j + 1], 0xdd));
+#pragma GCC unroll 2
+	for (int j = 0; j < 2; j++)	/* l + l+2 */
+		v3[j] = _mm512_add_ps(_mm512_shuffle_ps(v2[2 * j], v2[2 * j + 1], 0x44),
+				      _mm512_shuffle_ps(v2[2 * j], v2[2 * j + 1], 0xee));
+	__m512 r = _mm512_add_ps(_mm512_shuffle_ps(v3[0], v3[1], 0x88),	/* l + l+1 */
+				 _mm512_shuffle_ps(v3[0], v3[1], 0xdd));
+	_mm512_storeu_ps(out, _mm512_mul_ps(r, _mm512_set1_ps(scale)));
+}
+
+/* o[NV*16] = sum_p e[p] * v_p, one fma chain per element in p order, the
+ * accumulators held in registers. */
+static inline __attribute__((always_inline)) void
+weighted_sum(float *o, const float *e, const float *v, size_t rs, int n, const int NV)
+{
+	__m512 acc[8];
+#pragma GCC unroll 8
+	for (int j = 0; j < NV; j++)
+		acc[j] = _mm512_setzero_ps();
+	for (int p = 0; p < n; p++) {
+		__m512 ep = _mm512_set1_ps(e[p]);
+		const float *vp = v + (size_t)p * rs;
+#pragma GCC unroll 8
+		for (int j = 0; j < NV; j++)
+			acc[j] = _mm512_fmadd_ps(ep, _mm512_loadu_ps(vp + 16 * j), acc[j]);
+	}
+#pragma GCC unroll 8
+	for (int j = 0; j < NV; j++)
+		_mm512_storeu_ps(o + 16 * j, acc[j]);
+}
+#endif
+
+static void weighted(float *o, const float *e, const float *v, size_t rs, int n, int hd)
+{
+#if OPS_AVX512
+	switch (hd) {
+	case 64: weighted_sum(o, e, v, rs, n, 4); return;
+	case 128: weighted_sum(o, e, v, rs, n, 8); return;
+	default: break;
+	}
+#endif
+	memset(o, 0, (size_t)hd * sizeof(float));
+	for (int p = 0; p < n; p++)
+		axpy(o, e[p], v + (size_t)p * rs, hd);
+}
+
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
-		   int h0, int h1, float *out, size_t ldo, float *scores)
+		   int g0, int g1, float *out, size_t ldo, float *scores)
 {
 	int hd = a->head_dim;
 	int group = a->n_heads / a->n_kv_heads;
+	size_t rs = a->row_stride;
 	float scale = 1.0f / sqrtf((float)hd);
 	for (int t = 0; t < n_q; t++) {
 		int n_kv = pos0 + t + 1;
-		for (int h = h0; h < h1; h++) {
-			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
-			const float *kh = a->k + (size_t)(h / group) * hd;
-			const float *vh = a->v + (size_t)(h / group) * hd;
-			float mx = -INFINITY;
-			for (int p = 0; p < n_kv; p++) {
-				float s = ops_dot(qh, kh + (size_t)p * a->kv_dim, hd) * scale;
-				scores[p] = s;
-				if (s > mx)
-					mx = s;
+		for (int g = g0; g < g1; g++) {
+			const float *K = a->k + (size_t)g * a->head_stride;
+			const float *V = a->v + (size_t)g * a->head_stride;
+			for (int hl = 0; hl < group; hl++) {
+				int h = g * group + hl;
+				const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
+				float *sc = scores + (size_t)hl * n_kv;
+				int p = 0;
+#if OPS_AVX512
+				for (; p + 16 <= n_kv; p += 16)
+					scores16(qh, K + (size_t)p * rs, rs, hd, scale, sc + p);
+#endif
+				for (; p < n_kv; p++)
+					sc[p] = ops_dot(qh, K + (size_t)p * rs, hd) * scale;
+				float mx = sc[0];
+				for (p = 1; p < n_kv; p++)
+					if (sc[p] > mx)
+						mx = sc[p];
+				float sum = 0.0f;
+				for (p = 0; p < n_kv; p++) {
+					sc[p] = expf(sc[p] - mx);
+					sum += sc[p];
+				}
+				float *o = out + (size_t)t * ldo + (size_t)h * hd;
+				weighted(o, sc, V, rs, n_kv, hd);
+				float inv = 1.0f / sum;
+				for (int d = 0; d < hd; d++)
+					o[d] *= inv;
 			}
-			float sum = 0.0f;
-			for (int p = 0; p < n_kv; p++) {
-				scores[p] = expf(scores[p] - mx);
-				sum += scores[p];
-			}
-			float *o = out + (size_t)t * ldo + (size_t)h * hd;
-			memset(o, 0, (size_t)hd * sizeof(float));
-			for (int p = 0; p < n_kv; p++)
-				axpy(o, scores[p], vh + (size_t)p * a->kv_dim, hd);
-			float inv = 1.0f / sum;
-			for (int d = 0; d < hd; d++)
-				o[d] *= inv;
 		}
 	}
 }
@@ -683,16 +776,16 @@ void ops_ref_swiglu(float *h, const float *g, const float *u, int n)
 }
 
 void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
-		       int h0, int h1, float *out, size_t ldo)
+		       int g0, int g1, float *out, size_t ldo)
 {
 	int hd = a->head_dim;
 	int group = a->n_heads / a->n_kv_heads;
 	for (int t = 0; t < n_q; t++) {
 		int n_kv = pos0 + t + 1;
-		for (int h = h0; h < h1; h++) {
+		for (int h = g0 * group; h < g1 * group; h++) {
 			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
-			const float *kh = a->k + (size_t)(h / group) * hd;
-			const float *vh = a->v + (size_t)(h / group) * hd;
+			const float *kh = a->k + (size_t)(h / group) * a->head_stride;
+			const float *vh = a->v + (size_t)(h / group) * a->head_stride;
 			double mx = -INFINITY, sum = 0.0;
 			double *s = malloc((size_t)n_kv * sizeof(double));
 			if (s == NULL)
@@ -700,7 +793,7 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			for (int p = 0; p < n_kv; p++) {
 				double d = 0.0;
 				for (int i = 0; i < hd; i++)
-					d += (double)qh[i] * kh[(size_t)p * a->kv_dim + i];
+					d += (double)qh[i] * kh[(size_t)p * a->row_stride + i];
 				s[p] = d / sqrt((double)hd);
 				if (s[p] > mx)
 					mx = s[p];
@@ -712,7 +805,7 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			for (int i = 0; i < hd; i++) {
 				double o = 0.0;
 				for (int p = 0; p < n_kv; p++)
-					o += s[p] * vh[(size_t)p * a->kv_dim + i];
+					o += s[p] * vh[(size_t)p * a->row_stride + i];
 				out[(size_t)t * ldo + (size_t)h * hd + i] = (float)(o / sum);
 			}
 			free(s);

@@ -109,22 +109,27 @@ void ops_add(float *y, const float *x, int n);
  * the lanes summed pairwise (l + l+8, l + l+4, l + l+2, l + l+1). */
 float ops_dot(const float *a, const float *b, int n);
 
-/* Attention of query tokens of ONE sequence over its KV cache, for heads
- * [h0, h1). Query t (t < n_q) sits at position pos0 + t and attends to
+/* Attention of query tokens of ONE sequence over its KV cache, for the
+ * query heads of kv heads [g0, g1) (GQA: query head h reads kv head
+ * h / (n_heads / n_kv_heads), so a kv head's rows are read once for its
+ * whole group). Query t (t < n_q) sits at position pos0 + t and attends to
  * cache rows 0..pos0+t (the cache already holds them, its own included).
  *   q   [n_q][ldq], head h at q + h*head_dim
- *   k,v cache rows [..][kv_dim], kv_dim = n_kv_heads * head_dim; query head
- *       h reads kv head h / (n_heads / n_kv_heads) (GQA)
+ *   k,v row p of kv head g at k + g*head_stride + p*row_stride
  *   out [n_q][ldo], head h at out + h*head_dim
- *   scores: pos0 + n_q floats of scratch
- * Scale 1/sqrt(head_dim). Per (token, head) fixed order: invariant. */
+ *   scores: (n_heads / n_kv_heads) * (pos0 + n_q) floats of scratch
+ * score = dot(q, k) * (1/sqrt(head_dim)) with the ops_dot order, softmax
+ * in float (max subtracted, sum in position order), out = sum_p e_p v_p in
+ * position order (one fma per element), divided by the sum. Per (token,
+ * head) a fixed order: invariant to batching and threads. */
 typedef struct ops_attn {
 	int n_heads, n_kv_heads, head_dim;
-	const float *k, *v;	/* cache of this layer: row p at k + p*kv_dim */
-	int kv_dim;
+	const float *k, *v;	/* this layer's cache */
+	size_t head_stride;	/* floats between kv heads */
+	size_t row_stride;	/* floats between positions */
 } ops_attn_t;
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
-		   int h0, int h1, float *out, size_t ldo, float *scores);
+		   int g0, int g1, float *out, size_t ldo, float *scores);
 
 /* Whether the fast kernels were compiled with AVX-512 ("avx512") or are
  * the portable C fallback ("generic"); both compute the same bits. */
@@ -143,6 +148,6 @@ void ops_ref_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, 
 void ops_ref_softmax(float *x, int n);
 void ops_ref_swiglu(float *h, const float *g, const float *u, int n);
 void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
-		       int h0, int h1, float *out, size_t ldo);
+		       int g0, int g1, float *out, size_t ldo);
 
 #endif

@@ -272,37 +272,84 @@ static void test_softmax_swiglu(void)
 	free(u);
 }
 
-static void test_attention(void)
+/* The definition in ops.h written out with ops_dot, expf and fmaf. */
+static void attention_by_definition(const ops_attn_t *a, const float *q, size_t ldq, int pos0,
+				    int n_q, float *out, size_t ldo)
 {
-	rng_state = 17;
-	/* GQA 6 query heads over 2 kv heads, head_dim 20 (not a lane multiple) */
-	int n_heads = 6, n_kv = 2, hd = 20, kv_dim = n_kv * hd, ctx = 40;
-	float *k = rand_vec((size_t)ctx * kv_dim, 1.0f), *v = rand_vec((size_t)ctx * kv_dim, 1.0f);
-	int pos0 = 11, n_q = 5;
-	size_t ldq = (size_t)n_heads * hd + 3;
+	int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+	float scale = 1.0f / sqrtf((float)hd);
+	float s[256];
+	for (int t = 0; t < n_q; t++)
+		for (int h = 0; h < a->n_heads; h++) {
+			int n = pos0 + t + 1;
+			const float *k = a->k + (size_t)(h / group) * a->head_stride;
+			const float *v = a->v + (size_t)(h / group) * a->head_stride;
+			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
+			float mx = -INFINITY, sum = 0.0f;
+			for (int p = 0; p < n; p++) {
+				s[p] = ops_dot(qh, k + (size_t)p * a->row_stride, hd) * scale;
+				mx = s[p] > mx ? s[p] : mx;
+			}
+			for (int p = 0; p < n; p++) {
+				s[p] = expf(s[p] - mx);
+				sum += s[p];
+			}
+			float *o = out + (size_t)t * ldo + (size_t)h * hd;
+			for (int d = 0; d < hd; d++) {
+				float acc = 0.0f;
+				for (int p = 0; p < n; p++)
+					acc = fmaf(s[p], v[(size_t)p * a->row_stride + d], acc);
+				o[d] = acc * (1.0f / sum);
+			}
+		}
+}
+
+static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, int n_q)
+{
+	/* cache layout [kv head][ctx][hd] with a padded row to test strides */
+	size_t rs = (size_t)hd + 4, hs = (size_t)ctx * rs;
+	float *k = rand_vec(hs * n_kv, 1.0f), *v = rand_vec(hs * n_kv, 1.0f);
+	size_t ldq = (size_t)n_heads * hd + 3, ldo = (size_t)n_heads * hd;
 	float *q = rand_vec((size_t)n_q * ldq, 2.0f);
-	float *out = calloc((size_t)n_q * n_heads * hd, sizeof(float));
-	float *ref = calloc((size_t)n_q * n_heads * hd, sizeof(float));
-	float scores[64];
-	ops_attn_t a = { n_heads, n_kv, hd, k, v, kv_dim };
-	ops_attention(&a, q, ldq, pos0, n_q, 0, n_heads, out, (size_t)n_heads * hd, scores);
-	ops_ref_attention(&a, q, ldq, pos0, n_q, 0, n_heads, ref, (size_t)n_heads * hd);
-	CU_ASSERT(max_rel_err(out, ref, (size_t)n_q * n_heads * hd) < 1e-5);
-	/* one token alone and a head range give the same bits */
-	float one[6 * 20];
-	ops_attention(&a, q + 2 * ldq, ldq, pos0 + 2, 1, 0, 3, one, (size_t)n_heads * hd, scores);
-	ops_attention(&a, q + 2 * ldq, ldq, pos0 + 2, 1, 3, 6, one, (size_t)n_heads * hd, scores);
-	CU_ASSERT(memcmp(one, out + 2 * n_heads * hd, sizeof(one)) == 0);
+	float *out = calloc((size_t)n_q * ldo, sizeof(float));
+	float *ref = calloc((size_t)n_q * ldo, sizeof(float));
+	float *def = calloc((size_t)n_q * ldo, sizeof(float));
+	float *one = calloc(ldo, sizeof(float));
+	float *scores = malloc((size_t)(n_heads / n_kv) * (size_t)(pos0 + n_q) * sizeof(float));
+	ops_attn_t a = { n_heads, n_kv, hd, k, v, hs, rs };
+	ops_attention(&a, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
+	ops_ref_attention(&a, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
+	attention_by_definition(&a, q, ldq, pos0, n_q, def, ldo);
+	CU_ASSERT(max_rel_err(out, ref, (size_t)n_q * ldo) < 1e-5);
+	CU_ASSERT(memcmp(out, def, (size_t)n_q * ldo * sizeof(float)) == 0);
+	/* the last token alone, kv heads one at a time: the same bits */
+	int t = n_q - 1;
+	for (int g = 0; g < n_kv; g++)
+		ops_attention(&a, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
+	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
 	/* position 0 sees only its own row: out = v[0] of its kv head */
-	ops_attention(&a, q, ldq, 0, 1, 0, n_heads, one, (size_t)n_heads * hd, scores);
+	ops_attention(&a, q, ldq, 0, 1, 0, n_kv, one, ldo, scores);
 	for (int h = 0; h < n_heads; h++)
 		for (int d = 0; d < hd; d++)
-			CU_ASSERT(fabs(one[h * hd + d] - v[(h / 3) * hd + d]) < 1e-6);
+			CU_ASSERT(fabs(one[h * hd + d] - v[(size_t)(h / (n_heads / n_kv)) * hs + d]) < 1e-6);
 	free(k);
 	free(v);
 	free(q);
 	free(out);
 	free(ref);
+	free(def);
+	free(one);
+	free(scores);
+}
+
+static void test_attention(void)
+{
+	rng_state = 17;
+	check_attention(6, 2, 20, 40, 11, 5);	/* GQA 3, head_dim not a lane multiple */
+	check_attention(4, 4, 64, 80, 30, 9);	/* 16-position blocks and a tail */
+	check_attention(8, 2, 128, 60, 40, 3);
+	check_attention(2, 1, 16, 40, 0, 33);
+	check_attention(7, 1, 8, 20, 2, 1);
 }
 
 static atomic_int task_hits[1000];

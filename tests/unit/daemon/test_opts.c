@@ -1,0 +1,102 @@
+/* opts: the config file, flags over it, and the refusals. */
+#include "fixture.h"
+#include "mg_clock.h"
+#include "opts.h"
+#include "tests.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static int parse(opts_t *o, char *err, size_t errlen, int argc, const char *const *argv)
+{
+	char *v[16];
+	for (int i = 0; i < argc && i < 16; i++)
+		v[i] = (char *)argv[i];
+	return opts_parse(o, argc, v, err, errlen);
+}
+
+static void test_file_and_flags(void)
+{
+	char dir[512], path[600], err[512];
+	fx_newdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/margind.conf", dir);
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "[scheduler]\nstate_dir = /from/file\nworkers = tcp://0.0.0.0:1\n"
+		   "heartbeat = 250ms\nliveness = 5\nshard_requests = 32\njournal_sync = full\n"
+		   "[curve]\nenabled = no\n[log]\nlevel = debug\n");
+	fclose(f);
+	const char *argv[] = { "margind", "--workers", "tcp://127.0.0.1:9", "--config", path,
+			       "--set", "scheduler.max_attempts=7", "--http", "127.0.0.1:8080", NULL };
+	opts_t o;
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, sizeof(err), 9, argv), 0);
+	CU_ASSERT_STRING_EQUAL(o.state_dir, "/from/file");
+	CU_ASSERT_STRING_EQUAL(o.workers, "tcp://127.0.0.1:9");	/* the flag wins, wherever it is */
+	CU_ASSERT_STRING_EQUAL(o.http, "127.0.0.1:8080");
+	CU_ASSERT_EQUAL(o.sched.heartbeat_ns, 250 * MG_NS_PER_MS);
+	CU_ASSERT_EQUAL(o.sched.liveness, 5);
+	CU_ASSERT_EQUAL(o.sched.shard_max_requests, 32);
+	CU_ASSERT_EQUAL(o.sched.max_attempts, 7);
+	CU_ASSERT_EQUAL(o.journal_sync, JOURNAL_SYNC_FULL);
+	CU_ASSERT_FALSE(o.curve);
+	CU_ASSERT_EQUAL(o.log_level, 3);
+	opts_done(&o);
+}
+
+static void test_refusals(void)
+{
+	static const struct {
+		int argc;
+		const char *argv[8];
+		int rc;
+		const char *want;
+	} cases[] = {
+		{ 3, { "margind", "--workers", "tcp://x:1" }, -EINVAL, "--state-dir" },
+		{ 4, { "margind", "--state-dir", "/s", "--no-curve" }, -EINVAL, "--workers" },
+		{ 5, { "margind", "--state-dir", "/s", "--workers", "tcp://x:1" }, -EINVAL, "--curve-secret" },
+		{ 6, { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--bogus" }, -EINVAL, "unknown option" },
+		{ 8, { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--no-curve", "--curve-allow", "/k" }, -EINVAL, "excludes" },
+		{ 8, { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--no-curve", "--set", "scheduler.heartbeat=soon" }, -EINVAL, "heartbeat" },
+		{ 8, { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--no-curve", "--set", "nodot" }, -EINVAL, "SECTION.KEY" },
+		{ 7, { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--no-curve", "extra" }, -EINVAL, "unexpected" },
+		{ 4, { "margind", "--config", "/nonexistent/margind.conf", "--no-curve" }, -ENOENT, "/nonexistent" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		opts_t o;
+		char err[512] = "";
+		int r = parse(&o, err, sizeof(err), cases[i].argc, cases[i].argv);
+		if (r != cases[i].rc || strstr(err, cases[i].want) == NULL)
+			fprintf(stderr, "case %zu: rc %d err \"%s\"\n", i, r, err);
+		CU_ASSERT_EQUAL(r, cases[i].rc);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].want));
+		opts_done(&o);
+	}
+}
+
+static void test_curve_credentials(void)
+{
+	char dir[512], err[512], key[600];
+	fx_newdir(dir, sizeof(dir));
+	snprintf(key, sizeof(key), "%s/curve.key", dir);
+	FILE *f = fopen(key, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fclose(f);
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	const char *argv[] = { "margind", "--state-dir", "/s", "--workers", "tcp://x:1",
+			       "--curve-secret", "curve.key", "--curve-allow", "/k", NULL };
+	opts_t o;
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, sizeof(err), 9, argv), 0);
+	CU_ASSERT_TRUE(o.curve);
+	CU_ASSERT_STRING_EQUAL(o.curve_secret, key);
+	CU_ASSERT_STRING_EQUAL(o.curve_allow, "/k");
+	opts_done(&o);
+	unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+const cu_test_t opts_tests[] = {
+	{ "file_and_flags", test_file_and_flags },
+	{ "refusals", test_refusals },
+	{ "curve_credentials", test_curve_credentials },
+	{ NULL, NULL },
+};

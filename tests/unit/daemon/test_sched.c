@@ -1,0 +1,771 @@
+/* sched: sharding, fairness, credit, liveness, retries and poison requests,
+ * duplicate and stale results, journal atomicity, recovery, cancel — all
+ * with a fake clock and a capturing send. */
+#include "fixture.h"
+#include "ingest.h"
+#include "tests.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ASSIGN MARGIN__V1__MSG__BODY_ASSIGN
+#define ACK MARGIN__V1__MSG__BODY_ACK
+#define BYE MARGIN__V1__MSG__BODY_BYE
+
+static sched_params_t params(uint32_t shard_requests)
+{
+	sched_params_t p;
+	sched_params_default(&p);
+	p.shard_max_requests = shard_requests;
+	return p;
+}
+
+/* Counts the requests of a job by state through the results page. */
+static int64_t count_state(fx_t *f, const char *job, const char *state);
+
+struct rows {
+	const char *state;
+	int64_t n;
+	int64_t text_ok;	/* done rows whose text is out:<custom_id> */
+};
+
+static int on_row(void *user, const journal_row_t *row)
+{
+	struct rows *r = user;
+	if (strcmp(row->state, r->state) == 0) {
+		r->n++;
+		char want[600];
+		snprintf(want, sizeof(want), "out:%s", row->custom_id);
+		if (row->output && strcmp(row->output, want) == 0)
+			r->text_ok++;
+	}
+	return 0;
+}
+
+static int64_t count_state(fx_t *f, const char *job, const char *state)
+{
+	journal_job_t j;
+	fx_job(f, job, &j);
+	struct rows r = { state, 0, 0 };
+	CU_ASSERT(journal_results_page(f->j, j.id, 0, 1000000, on_row, &r) >= 0);
+	return r.n;
+}
+
+static int64_t count_text_ok(fx_t *f, const char *job)
+{
+	journal_job_t j;
+	fx_job(f, job, &j);
+	struct rows r = { "done", 0, 0 };
+	CU_ASSERT(journal_results_page(f->j, j.id, 0, 1000000, on_row, &r) >= 0);
+	return r.text_ok;
+}
+
+static void test_sharding_by_count(void)
+{
+	fx_t f;
+	sched_params_t p = params(64);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j1", fx_lines(200, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 10);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 4);
+	size_t sizes[4] = { 64, 64, 64, 8 };
+	uint64_t expect_line = 1;
+	for (int i = 0; i < 4; i++) {
+		const mg_msg_t *m = fx_next(&f, ASSIGN, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		CU_ASSERT_EQUAL(m->assign->n_requests, sizes[i]);
+		CU_ASSERT_EQUAL(m->assign->attempt, 1);
+		CU_ASSERT_STRING_EQUAL(m->assign->model, "m");
+		CU_ASSERT_STRING_EQUAL(m->assign->batch_id, "j1");
+		for (size_t k = 0; k < m->assign->n_requests; k++)
+			CU_ASSERT_EQUAL(m->assign->requests[k]->line_no, expect_line++);
+	}
+	CU_ASSERT_PTR_NULL(fx_next(&f, ASSIGN, NULL));
+	/* Everything is out: more credit sends nothing. */
+	fx_credit(&f, "w1", 10);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
+	fx_close(&f);
+}
+
+static void test_sharding_by_tokens(void)
+{
+	fx_t f;
+	sched_params_t p = params(64);
+	p.shard_max_tokens = 2500;	/* each request estimates ~1000 */
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j1", fx_lines(7, "m", "r", 1000), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 10);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 4);
+	size_t sizes[4] = { 2, 2, 2, 1 };
+	for (int i = 0; i < 4; i++) {
+		const mg_msg_t *m = fx_next(&f, ASSIGN, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		CU_ASSERT_EQUAL(m->assign->n_requests, sizes[i]);
+		CU_ASSERT_EQUAL(m->assign->requests[0]->max_tokens, 1000);
+	}
+	fx_close(&f);
+}
+
+static void test_credit(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j1", fx_lines(100, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);	/* no credit yet */
+	fx_credit(&f, "w1", 2);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 2);
+	const mg_msg_t *a = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	fx_result(&f, "w1", a->assign);
+	/* A Result does not give credit back: only Credit does. */
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
+	fx_credit(&f, "w1", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	fx_close(&f);
+}
+
+static void test_fairness(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	p.inline_max = 100000;
+	fx_open(&f, &p);
+	char big[80], small[80];
+	fx_submit(&f, "big", fx_lines(5000, "m", "b", 16), big);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	fx_submit(&f, "small", fx_lines(15, "m", "s", 16), small);
+	fx_credit(&f, "w1", 4);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 4);
+	const char *want[] = { "big", "small", "big", "small", "big" };
+	for (int i = 0; i < 5; i++) {
+		const mg_msg_t *m = fx_next(&f, ASSIGN, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		CU_ASSERT_STRING_EQUAL(m->assign->batch_id, want[i]);
+	}
+	fx_close(&f);
+}
+
+static void test_priority_first(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char a[80], b[80], err[256];
+	fx_submit(&f, "bulk", fx_lines(100, "m", "b", 16), a);
+	json_t *lines = fx_lines(1, "m", "sync", 16);
+	CU_ASSERT_EQUAL(sched_submit_inline2(f.s, "sync1", NULL, NULL, lines, SCHED_SUBMIT_PRIORITY,
+					     f.now, b, err, sizeof(err)), 0);
+	json_decref(lines);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 2);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 2);
+	const mg_msg_t *m = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_STRING_EQUAL(m->assign->batch_id, "sync1");
+	m = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_STRING_EQUAL(m->assign->batch_id, "bulk");
+	fx_close(&f);
+}
+
+static void test_model_routing(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j2", fx_lines(5, "m2", "r", 16), job);
+	fx_hello(&f, "w1", "m1", 1);
+	fx_credit(&f, "w1", 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
+	fx_hello(&f, "w2", "m2", 2);
+	fx_credit(&f, "w2", 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	char who[64];
+	const mg_msg_t *m = fx_next(&f, ASSIGN, who);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_STRING_EQUAL(who, "w2");
+	CU_ASSERT_STRING_EQUAL(m->assign->model, "m2");
+	fx_close(&f);
+}
+
+/* w1 goes silent holding a shard: after heartbeat x liveness it is dead,
+ * told so with a Bye, and its shard goes to w2 as attempt 2. */
+static void test_liveness_expiry(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(10, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	const mg_msg_t *a1 = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a1);
+	uint64_t shard = a1->assign->shard_id;
+	fx_hello(&f, "w2", "m", 2);
+	/* 2.9 s of silence from w1 (w2 keeps talking): still alive. */
+	for (int i = 0; i < 29; i++) {
+		f.now += 100 * MG_NS_PER_MS;
+		fx_heartbeat(&f, "w2");
+		sched_tick(f.s, f.now);
+	}
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", BYE), 0);
+	CU_ASSERT(fx_count(&f, "w1", MARGIN__V1__MSG__BODY_HEARTBEAT) >= 2);
+	for (int i = 0; i < 2; i++) {
+		f.now += 100 * MG_NS_PER_MS;
+		fx_heartbeat(&f, "w2");
+		sched_tick(f.s, f.now);
+	}
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", BYE), 1);
+	fx_credit(&f, "w2", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	char who[64];
+	const mg_msg_t *a2 = fx_next(&f, ASSIGN, who);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a2);
+	CU_ASSERT_STRING_EQUAL(who, "w2");
+	CU_ASSERT_EQUAL(a2->assign->shard_id, shard);
+	CU_ASSERT_EQUAL(a2->assign->attempt, 2);
+	/* The silent worker wakes up: its late attempt-1 Result is Ack'd, not
+	 * committed; w2's attempt 2 is. */
+	fx_result(&f, "w1", a1->assign);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 1);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 0);
+	fx_result(&f, "w2", a2->assign);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 10);
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 10);
+	fx_close(&f);
+}
+
+static void test_duplicate_result(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(20, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 1);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *a = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	fx_result(&f, "w1", a->assign);
+	fx_result(&f, "w1", a->assign);
+	fx_result(&f, "w1", a->assign);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 3);
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_EQUAL(jj.n_done, 10);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 10);
+	CU_ASSERT_EQUAL(count_text_ok(&f, "j"), 10);
+	fx_close(&f);
+}
+
+static bool has_line(const Margin__V1__Assign *a, uint64_t line)
+{
+	for (size_t i = 0; i < a->n_requests; i++)
+		if (a->requests[i]->line_no == line)
+			return true;
+	return false;
+}
+
+/* One request crashes every worker it reaches. Its neighbours must be
+ * answered; it fails after max_attempts dispatches, and the job completes. */
+static void test_poison_request(void)
+{
+	fx_t f;
+	sched_params_t p = params(8);
+	p.max_attempts = 3;
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(8, "m", "r", 16), job);
+	const uint64_t poison = 5;
+	int poison_dispatches = 0, rounds = 0;
+	uint64_t instance = 100;
+	fx_hello(&f, "w", "m", instance);
+	journal_job_t jj;
+	for (;;) {
+		fx_job(&f, "j", &jj);
+		if (strcmp(jj.state, "completed") == 0 || ++rounds > 100)
+			break;
+		fx_credit(&f, "w", 16);
+		sched_dispatch(f.s, f.now);
+		const mg_msg_t *m;
+		bool crashed = false;
+		while ((m = fx_next(&f, ASSIGN, NULL)) != NULL) {
+			if (crashed)
+				continue;
+			if (has_line(m->assign, poison)) {
+				poison_dispatches++;
+				/* The process dies and comes back: a new instance. */
+				fx_hello(&f, "w", "m", ++instance);
+				crashed = true;
+			} else {
+				fx_result(&f, "w", m->assign);
+			}
+		}
+	}
+	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_EQUAL(jj.n_done, 7);
+	CU_ASSERT_EQUAL(jj.n_failed, 1);
+	CU_ASSERT_EQUAL(poison_dispatches, 3);
+	CU_ASSERT_EQUAL(count_text_ok(&f, "j"), 7);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 7);
+	fx_close(&f);
+}
+
+/* A worker that leaves in order (Bye) does not count against its shards:
+ * after three Byes the shard is still whole. */
+static void test_bye_is_not_a_failure(void)
+{
+	fx_t f;
+	sched_params_t p = params(4);
+	p.max_attempts = 2;
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(4, "m", "r", 16), job);
+	for (int i = 0; i < 3; i++) {
+		char w[16];
+		snprintf(w, sizeof(w), "w%d", i);
+		fx_hello(&f, w, "m", 10 + (uint64_t)i);
+		fx_credit(&f, w, 1);
+		CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+		fx_bye(&f, w);
+	}
+	fx_hello(&f, "last", "m", 99);
+	fx_credit(&f, "last", 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	char who[64];
+	const mg_msg_t *m, *last = NULL;
+	while ((m = fx_next(&f, ASSIGN, who)) != NULL)
+		last = m;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(last);
+	CU_ASSERT_EQUAL(last->assign->n_requests, 4);
+	CU_ASSERT_EQUAL(last->assign->attempt, 4);
+	fx_result(&f, "last", last->assign);
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_EQUAL(jj.n_done, 4);
+	fx_close(&f);
+}
+
+static void test_malformed_result(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(10, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 1);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *a = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	fx_result_opts(&f, "w1", a->assign, 1, 0);	/* one output missing */
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 1);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 0);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 0);
+	fx_credit(&f, "w1", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	const mg_msg_t *a2 = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a2);
+	CU_ASSERT_EQUAL(a2->assign->shard_id, a->assign->shard_id);
+	CU_ASSERT_EQUAL(a2->assign->attempt, 2);
+	fx_result(&f, "w1", a2->assign);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 10);
+	fx_close(&f);
+}
+
+static int cost_calls, cost_fail_at;
+
+static int cost_hook(void *user, const journal_call_t *c, int64_t *marginal, int64_t *loaded)
+{
+	if (++cost_calls == cost_fail_at)
+		return -EIO;
+	*marginal = (int64_t)c->busy_ns;
+	*loaded = 2 * (int64_t)c->busy_ns;
+	return 0;
+}
+
+/* A Result is one transaction: when booking its 3rd ledger row fails,
+ * nothing of it is visible, no Ack goes out (the worker will re-send),
+ * and the re-sent Result commits all of it. */
+static void test_result_atomic(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	journal_set_cost_fn(f.j, cost_hook, NULL);
+	cost_calls = 0;
+	cost_fail_at = 3;
+	char job[80];
+	fx_submit(&f, "j", fx_lines(10, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 1);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *a = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	fx_result(&f, "w1", a->assign);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 0);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 0);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "queued"), 10);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 0);
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_EQUAL(jj.n_done, 0);
+	CU_ASSERT_EQUAL(jj.usage.calls, 0);
+	fx_result(&f, "w1", a->assign);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 1);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 10);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 10);
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_EQUAL(jj.n_done, 10);
+	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_EQUAL(jj.usage.calls, 10);
+	CU_ASSERT_EQUAL(jj.usage.prompt_tokens, 30);
+	CU_ASSERT_EQUAL(jj.usage.cost_marginal_micros, 10 * 1000);
+	CU_ASSERT_EQUAL(jj.usage.cost_loaded_micros, 10 * 2000);
+	fx_close(&f);
+}
+
+/* The daemon dies with shards at workers and two committed: after the
+ * restart the uncommitted ones go out again (same shard ids, attempt 2),
+ * the committed ones never, and every request is answered exactly once. */
+static void test_recovery(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(100, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 5);
+	Margin__V1__Assign *old[5];
+	for (int i = 0; i < 5; i++) {
+		const mg_msg_t *m = fx_next(&f, ASSIGN, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		old[i] = m->assign;
+	}
+	fx_result(&f, "w1", old[0]);
+	fx_result(&f, "w1", old[1]);
+	uint64_t lost[3] = { old[2]->shard_id, old[3]->shard_id, old[4]->shard_id };
+	uint64_t committed[2] = { old[0]->shard_id, old[1]->shard_id };
+	/* Keep the stale Assign of shard 2 for a late Result after restart. */
+	uint8_t *stale_buf;
+	size_t stale_len;
+	mg_msg_t sm = MARGIN__V1__MSG__INIT;
+	sm.body_case = ASSIGN;
+	sm.assign = old[2];
+	CU_ASSERT_EQUAL_FATAL(mg_wire_pack(&sm, MG_WIRE_MAX_FRAME, &stale_buf, &stale_len), 0);
+
+	fx_reopen(&f);		/* kill -9 and restart */
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "in_progress");
+	CU_ASSERT_EQUAL(jj.n_done, 20);
+	fx_hello(&f, "w2", "m", 2);
+	fx_credit(&f, "w2", 100);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 8);
+	int again = 0;
+	const mg_msg_t *m;
+	while ((m = fx_next(&f, ASSIGN, NULL)) != NULL) {
+		for (int k = 0; k < 3; k++)
+			if (m->assign->shard_id == lost[k]) {
+				again++;
+				CU_ASSERT_EQUAL(m->assign->attempt, 2);
+			}
+		CU_ASSERT(m->assign->shard_id != committed[0] && m->assign->shard_id != committed[1]);
+		fx_result(&f, "w2", m->assign);
+	}
+	CU_ASSERT_EQUAL(again, 3);
+	/* The old worker's late Result for attempt 1: Ack'd, not applied. */
+	mg_msg_t *stale = NULL;
+	char err[128];
+	CU_ASSERT_EQUAL_FATAL(mg_wire_unpack(stale_buf, stale_len, MG_WIRE_MAX_FRAME, &stale, err, sizeof(err)), 0);
+	fx_hello(&f, "w1", "m", 1);
+	fx_result(&f, "w1", stale->assign);
+	mg_wire_free(&stale);
+	free(stale_buf);
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_EQUAL(jj.n_done, 100);
+	CU_ASSERT_EQUAL(count_text_ok(&f, "j"), 100);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 100);
+	fx_close(&f);
+}
+
+static void test_cancel(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(100, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 2);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 2);
+	CU_ASSERT_EQUAL(sched_cancel(f.s, "j", f.now), 0);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", MARGIN__V1__MSG__BODY_CANCEL), 1);
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "cancelling");
+	fx_credit(&f, "w1", 10);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
+	const mg_msg_t *m;
+	while ((m = fx_next(&f, ASSIGN, NULL)) != NULL)
+		fx_result(&f, "w1", m->assign);
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "cancelled");
+	CU_ASSERT_EQUAL(jj.n_done, 20);
+	CU_ASSERT_EQUAL(jj.n_cancelled, 80);
+	CU_ASSERT_EQUAL(sched_cancel(f.s, "j", f.now), -EALREADY);
+	CU_ASSERT_EQUAL(sched_cancel(f.s, "nope", f.now), -ENOENT);
+	fx_close(&f);
+}
+
+/* The cancel grace runs out while a worker sits on a shard. */
+static void test_cancel_grace(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	p.cancel_grace_ns = 2 * MG_NS_PER_S;
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(30, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 1);
+	sched_dispatch(f.s, f.now);
+	CU_ASSERT_EQUAL(sched_cancel(f.s, "j", f.now), 0);
+	for (int i = 0; i < 25; i++) {
+		f.now += 100 * MG_NS_PER_MS;
+		fx_heartbeat(&f, "w1");
+		sched_tick(f.s, f.now);
+	}
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "cancelled");
+	CU_ASSERT_EQUAL(jj.n_cancelled, 30);
+	fx_close(&f);
+}
+
+/* The same process on a new connection keeps its shards; a new process
+ * under the same connection id loses them. */
+static void test_reconnect_and_restart(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(20, "m", "r", 16), job);
+	fx_hello(&f, "a", "m", 7);
+	fx_credit(&f, "a", 1);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *a1 = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a1);
+	fx_hello(&f, "a2", "m", 7);	/* reconnect, new routing id */
+	fx_result(&f, "a2", a1->assign);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 10);
+	fx_credit(&f, "a2", 1);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *b1 = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b1);
+	fx_hello(&f, "a2", "m", 8);	/* restarted process */
+	fx_credit(&f, "a2", 1);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *b2 = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b2);
+	CU_ASSERT_EQUAL(b2->assign->shard_id, b1->assign->shard_id);
+	CU_ASSERT_EQUAL(b2->assign->attempt, 2);
+	fx_close(&f);
+}
+
+static void test_version_and_garbage(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(5, "m", "r", 16), job);
+	fx_hello_v(&f, "old", "m", 1, MG_PROTO_VERSION + 1);
+	char who[64];
+	const mg_msg_t *bye = fx_next(&f, BYE, who);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bye);
+	CU_ASSERT_STRING_EQUAL(who, "old");
+	CU_ASSERT_PTR_NOT_NULL(strstr(bye->bye->reason, "version"));
+	fx_credit(&f, "old", 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
+	CU_ASSERT_EQUAL(registry_count(sched_registry(f.s)), 0);
+	/* Garbage: not protobuf, empty, a daemon->worker message. */
+	static const char junk[] = "\xff\xff\xff\xffnot a frame";
+	fx_frame(&f, "g", junk, sizeof(junk));
+	fx_frame(&f, "g", "", 0);
+	Margin__V1__Ack ack = MARGIN__V1__ACK__INIT;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = ACK;
+	m.ack = &ack;
+	uint8_t *buf;
+	size_t len;
+	CU_ASSERT_EQUAL_FATAL(mg_wire_pack(&m, MG_WIRE_MAX_FRAME, &buf, &len), 0);
+	fx_frame(&f, "g", buf, len);
+	free(buf);
+	/* Service goes on. */
+	fx_hello(&f, "w", "m", 3);
+	fx_credit(&f, "w", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	fx_close(&f);
+}
+
+static void test_seeds(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	json_t *lines = fx_lines(2, "m", "r", 16);
+	json_object_set_new(json_object_get(json_array_get(lines, 1), "body"), "seed", json_integer(42));
+	char job[80];
+	fx_submit(&f, "jseed", lines, job);
+	fx_hello(&f, "w", "m", 1);
+	fx_credit(&f, "w", 1);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *a = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_EQUAL_FATAL(a->assign->n_requests, 2);
+	CU_ASSERT_EQUAL(a->assign->requests[0]->seed, ingest_seed("jseed", "r0"));
+	CU_ASSERT_EQUAL(a->assign->requests[1]->seed, 42);
+	CU_ASSERT_EQUAL(a->assign->requests[0]->temperature, 1.0f);
+	CU_ASSERT_TRUE(a->assign->requests[0]->chat);
+	CU_ASSERT_EQUAL_FATAL(a->assign->requests[0]->n_messages, 1);
+	CU_ASSERT_STRING_EQUAL(a->assign->requests[0]->messages[0]->content, "hello 0");
+	fx_close(&f);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void test_ingest_file(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	p.ingest_chunk = 100;
+	fx_open(&f, &p);
+	char path[600], name[80], err[512];
+	snprintf(path, sizeof(path), "%s/in.jsonl", f.dir);
+	FILE *fp = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+	for (int i = 0; i < 1050; i++) {
+		fprintf(fp, "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/completions\","
+			    "\"body\":{\"model\":\"m\",\"prompt\":\"p%d\",\"max_tokens\":4}}\n", i, i);
+		if (i == 10)
+			fputs("\n   \n", fp);	/* blank lines are skipped */
+	}
+	fclose(fp);
+	CU_ASSERT_EQUAL_FATAL(sched_submit_file(f.s, "fj", NULL, NULL, path, f.now, name, err, sizeof(err)), 0);
+	int steps = 0;
+	while (sched_ingest(f.s, f.now) > 0)
+		steps++;
+	CU_ASSERT(steps >= 10);	/* in chunks of 100 lines */
+	journal_job_t jj;
+	fx_job(&f, "fj", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "in_progress");
+	CU_ASSERT_EQUAL(jj.n_total, 1050);
+	CU_ASSERT_STRING_EQUAL(jj.endpoint, "/v1/completions");
+	CU_ASSERT_EQUAL(jj.max_line, 1052);	/* physical line numbers */
+
+	/* A bad file: errors name their lines, the job fails, nothing queued. */
+	snprintf(path, sizeof(path), "%s/bad.jsonl", f.dir);
+	write_file(path,
+		"{\"custom_id\":\"a\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":\"x\"}}\n"
+		"{\"custom_id\":\"b\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":\"x\"}}\n"
+		"{not json\n"
+		"{\"custom_id\":\"a\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":\"x\"}}\n"
+		"{\"custom_id\":\"c\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"other\",\"prompt\":\"x\"}}\n");
+	CU_ASSERT_EQUAL_FATAL(sched_submit_file(f.s, "bad", NULL, NULL, path, f.now, name, err, sizeof(err)), 0);
+	while (sched_ingest(f.s, f.now) > 0)
+		;
+	fx_job(&f, "bad", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "failed");
+	CU_ASSERT_EQUAL(jj.n_total, 0);
+	char *meta = NULL, *errs = NULL;
+	CU_ASSERT_EQUAL(journal_job_texts(f.j, jj.id, &meta, &errs), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(errs);
+	json_t *e = json_loads(errs, 0, NULL);
+	CU_ASSERT_EQUAL(json_array_size(e), 1);	/* inserting stops at the first error */
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(e, 0), "line")), 3);
+	json_decref(e);
+	free(meta);
+	free(errs);
+	CU_ASSERT_EQUAL(sched_submit_file(f.s, "bad2", NULL, NULL, "/nonexistent/x.jsonl", f.now, name,
+					  err, sizeof(err)), -ENOENT);
+	CU_ASSERT_EQUAL(sched_submit_file(f.s, "fj", NULL, NULL, path, f.now, name, err, sizeof(err)), -EEXIST);
+	fx_close(&f);
+}
+
+static void test_inline_errors(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char name[80], err[512];
+	json_t *lines = fx_lines(3, "m", "r", 16);
+	json_object_set_new(json_array_get(lines, 2), "custom_id", json_string("r0"));
+	CU_ASSERT_EQUAL(sched_submit_inline(f.s, "x", NULL, NULL, lines, f.now, name, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 3"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "r0"));
+	journal_job_t jj;
+	CU_ASSERT_EQUAL(journal_job_find(f.j, "x", &jj), -ENOENT);	/* no job left behind */
+	json_decref(lines);
+	lines = fx_lines(2, "m", "r", 16);
+	CU_ASSERT_EQUAL(sched_submit_inline(f.s, "bad id!", NULL, NULL, lines, f.now, name, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(sched_submit_inline(f.s, NULL, "/v1/embeddings", NULL, lines, f.now, name, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(sched_submit_inline(f.s, NULL, NULL, NULL, lines, f.now, name, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(strncmp(name, "batch_", 6), 0);
+	CU_ASSERT_EQUAL(strlen(name), 6 + 24);
+	json_decref(lines);
+	fx_close(&f);
+}
+
+const cu_test_t sched_tests[] = {
+	{ "sharding_by_count", test_sharding_by_count },
+	{ "sharding_by_tokens", test_sharding_by_tokens },
+	{ "credit", test_credit },
+	{ "fairness", test_fairness },
+	{ "priority_first", test_priority_first },
+	{ "model_routing", test_model_routing },
+	{ "liveness_expiry", test_liveness_expiry },
+	{ "duplicate_result", test_duplicate_result },
+	{ "poison_request", test_poison_request },
+	{ "bye_is_not_a_failure", test_bye_is_not_a_failure },
+	{ "malformed_result", test_malformed_result },
+	{ "result_atomic", test_result_atomic },
+	{ "recovery", test_recovery },
+	{ "cancel", test_cancel },
+	{ "cancel_grace", test_cancel_grace },
+	{ "reconnect_and_restart", test_reconnect_and_restart },
+	{ "version_and_garbage", test_version_and_garbage },
+	{ "seeds", test_seeds },
+	{ "ingest_file", test_ingest_file },
+	{ "inline_errors", test_inline_errors },
+	{ NULL, NULL },
+};
