@@ -4,7 +4,7 @@
 
 #define SUITE(x) extern const cu_test_t x##_tests[] __attribute__((weak));
 SUITE(gguf) SUITE(tok) SUITE(chat) SUITE(ops) SUITE(model) SUITE(sampler)
-SUITE(synth) SUITE(engine) SUITE(serve)
+SUITE(synth) SUITE(engine) SUITE(calib) SUITE(serve)
 #undef SUITE
 
 int main(int argc, char **argv)
@@ -18,6 +18,7 @@ int main(int argc, char **argv)
 		{ "sampler", sampler_tests, NULL, NULL },
 		{ "synth", synth_tests, NULL, NULL },
 		{ "engine", engine_tests, NULL, NULL },
+		{ "calib", calib_tests, NULL, NULL },
 		{ "serve", serve_tests, NULL, NULL },
 	};
 	cu_suite_t suites[sizeof(all) / sizeof(all[0]) + 1];

@@ -1,0 +1,110 @@
+/* calib: the machine figures are measured (positive, for the thread count
+ * asked), kept in a file and reused; a bad file is reported, not used. */
+#include "calib.h"
+#include "cu_main.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *tmp_path(const char *name)
+{
+	static char buf[4][512];
+	static int n;
+	char *b = buf[n++ % 4];
+	snprintf(b, 512, "%s/%s", cu_tmpdir(), name);
+	return b;
+}
+
+static void test_save_load(void)
+{
+	char err[256] = "";
+	calib_t c = { .sgemm_gflops = 123.5, .bandwidth_gbs = 41.25, .threads = 3, .measured_at_ns = 1700000000000000000LL };
+	const char *p = tmp_path("sub/dir/calib-3.json");	/* directories created */
+	CU_ASSERT_EQUAL_FATAL(calib_save(p, &c, err, sizeof(err)), 0);
+	calib_t d = { 0 };
+	CU_ASSERT_EQUAL_FATAL(calib_load(p, &d, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(d.sgemm_gflops, 123.5, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(d.bandwidth_gbs, 41.25, 1e-9);
+	CU_ASSERT_EQUAL(d.threads, 3);
+	CU_ASSERT_EQUAL(d.measured_at_ns, c.measured_at_ns);
+
+	/* reused by calib_get for the same thread count: no measurement */
+	bool measured = true;
+	calib_t e = { 0 };
+	CU_ASSERT_EQUAL(calib_get(p, 3, false, &e, &measured, err, sizeof(err)), 0);
+	CU_ASSERT_FALSE(measured);
+	CU_ASSERT_DOUBLE_EQUAL(e.sgemm_gflops, 123.5, 1e-9);
+}
+
+static void test_bad_files(void)
+{
+	char err[256] = "";
+	calib_t c;
+	CU_ASSERT_EQUAL(calib_load(tmp_path("missing.json"), &c, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "missing.json"));
+	const char *p = tmp_path("bad.json");
+	FILE *f = fopen(p, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs("{\"sgemm_gflops\": \"fast\", \"threads\": 2}", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(calib_load(p, &c, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "sgemm_gflops"));
+	f = fopen(p, "w");
+	fputs("{\"sgemm_gflops\": -1, \"bandwidth_gbs\": 40, \"threads\": 2}", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(calib_load(p, &c, err, sizeof(err)), -EBADMSG);
+	f = fopen(p, "w");
+	fputs("not json", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(calib_load(p, &c, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad.json:1"));
+}
+
+static void test_default_path(void)
+{
+	char buf[512];
+	const char *old = getenv("XDG_CACHE_HOME");
+	char *saved = old ? strdup(old) : NULL;
+	setenv("XDG_CACHE_HOME", "/var/cache/x", 1);
+	CU_ASSERT_EQUAL(calib_default_path(4, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "/var/cache/x/margin/calib-4.json");
+	CU_ASSERT_EQUAL(calib_default_path(4, buf, 10), -ENAMETOOLONG);
+	if (saved != NULL) {
+		setenv("XDG_CACHE_HOME", saved, 1);
+		free(saved);
+	} else {
+		unsetenv("XDG_CACHE_HOME");
+	}
+}
+
+/* One real measurement (about a second): in a child process, with the
+ * thread count asked, and saved where calib_get was told. */
+static void test_measure(void)
+{
+	char err[256] = "";
+	calib_t c = { 0 };
+	bool measured = false;
+	const char *p = tmp_path("calib-1.json");
+	int rc = calib_get(p, 1, true, &c, &measured, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "calib_get: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_TRUE(measured);
+	CU_ASSERT_EQUAL(c.threads, 1);
+	CU_ASSERT(c.sgemm_gflops > 0.1);
+	CU_ASSERT(c.bandwidth_gbs > 0.1);
+	calib_t d;
+	CU_ASSERT_EQUAL(calib_load(p, &d, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(d.sgemm_gflops, c.sgemm_gflops, 1e-3);
+	CU_ASSERT_EQUAL(calib_measure(0, &c, err, sizeof(err)), -EINVAL);
+}
+
+const cu_test_t calib_tests[] = {
+	{ "save and load", test_save_load },
+	{ "bad files", test_bad_files },
+	{ "default path", test_default_path },
+	{ "measure", test_measure },
+	{ NULL, NULL },
+};
