@@ -116,9 +116,14 @@ int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 	fprintf(f, "<title>");
 	esc(f, c->title);
 	fprintf(f, "</title>\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
-	fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\" font-weight=\"bold\">", ML);
+	fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"15\" font-weight=\"bold\">", ML);
 	esc(f, c->title);
 	fprintf(f, "</text>\n");
+	if (c->subtitle != NULL) {
+		fprintf(f, "<text x=\"%d\" y=\"36\" font-size=\"11\" fill=\"#555555\">", ML);
+		esc(f, c->subtitle);
+		fprintf(f, "</text>\n");
+	}
 
 	/* Grid and ticks. */
 	fprintf(f, "<g stroke=\"#dddddd\" stroke-width=\"1\">\n");
@@ -171,8 +176,7 @@ int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 	fprintf(f, "%s</text>\n", ay.log ? " (log scale)" : "");
 
 	/* Closed-API prices: dashed lines, labelled in the legend. */
-	size_t li = 0;
-	for (size_t l = 0; l < c->n_lines; l++, li++) {
+	for (size_t l = 0; l < c->n_lines; l++) {
 		const char *col = colors[(c->n_series + l) % N_COLORS];
 		double y = map(&ay, ay.log && c->lines[l].y <= 0 ? ay.lo : c->lines[l].y, py0, py1);
 		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.5\" "
@@ -212,7 +216,6 @@ int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 		fprintf(f, "</text>\n");
 	}
 	fprintf(f, "</svg>\n");
-	(void)li;
 	if (fclose(f) != 0) {
 		free(out);
 		return -ENOMEM;
@@ -259,7 +262,7 @@ int chart_cost_vs_batch(const thru_bench_t *b, const hwprof_t *hw, double u, con
 	chart_point_t *pts = calloc(b->n_runs ? b->n_runs : 1, sizeof(*pts));
 	chart_hline_t *lines = calloc(n_refs ? n_refs : 1, sizeof(*lines));
 	char (*labels)[160] = calloc(n_refs ? n_refs : 1, sizeof(*labels));
-	char title[256], ylab[64], slab[200];
+	char sub[320], ylab[64], slab[200];
 	int64_t rate;
 	int r = -ENOMEM;
 	if (pts == NULL || lines == NULL || labels == NULL)
@@ -276,12 +279,13 @@ int chart_cost_vs_batch(const thru_bench_t *b, const hwprof_t *hw, double u, con
 	}
 	if ((r = ref_lines(prices, refs, n_refs, via_batch, currency, 0, 1, lines, labels, err, errlen)) < 0)
 		goto fail;
-	snprintf(title, sizeof(title), "Cost per 1M output tokens vs batch size: %.60s on %.40s, utilization %.0f%%",
-		 b->model[0] ? b->model : "model", hw->name, u * 100);
+	snprintf(sub, sizeof(sub), "%.60s on %.40s (%.3f %s/h), utilization %.0f%%; prices %.120s",
+		 b->model[0] ? b->model : "model", hw->name, (double)rate / 1e6, currency, u * 100, pricetab_name(prices));
 	snprintf(ylab, sizeof(ylab), "%s per 1M output tokens", currency);
 	snprintf(slab, sizeof(slab), "%.40s (%.40s)", hw->name, b->origin[0] ? "bench" : "given");
 	chart_series_t s = { slab, pts, b->n_runs };
-	chart_t c = { title, "decode batch size (sequences per step)", ylab, true, &s, 1, lines, n_refs };
+	chart_t c = { "Cost per 1M output tokens vs batch size", sub, "decode batch size (sequences per step)", ylab,
+		      true, &s, 1, lines, n_refs };
 	r = chart_svg(&c, ret_svg, err, errlen);
 fail:
 	free(pts);
@@ -298,7 +302,7 @@ int chart_cost_vs_utilization(const thru_t *t, const hwprof_t *hw, double in_per
 	chart_point_t pts[NP];
 	chart_hline_t *lines = calloc(n_refs ? n_refs : 1, sizeof(*lines));
 	char (*labels)[160] = calloc(n_refs ? n_refs : 1, sizeof(*labels));
-	char title[256], ylab[64];
+	char sub[320], ylab[64];
 	int64_t rb, ri;
 	int r = -ENOMEM;
 	if (lines == NULL || labels == NULL)
@@ -319,11 +323,11 @@ int chart_cost_vs_utilization(const thru_t *t, const hwprof_t *hw, double in_per
 	if ((r = ref_lines(prices, refs, n_refs, via_batch, currency, in_per_call, out_per_call, lines, labels, err,
 			   errlen)) < 0)
 		goto fail;
-	snprintf(title, sizeof(title), "Cost per 1M tokens vs utilization: %.40s, %.0f in / %.0f out per call",
-		 hw->name, in_per_call, out_per_call);
+	snprintf(sub, sizeof(sub), "%.40s (%.3f %s/h), %.0f in / %.0f out per call; %.100s; prices %.100s", hw->name,
+		 (double)rb / 1e6, currency, in_per_call, out_per_call, t->why, pricetab_name(prices));
 	snprintf(ylab, sizeof(ylab), "%s per 1M tokens (in + out)", currency);
 	chart_series_t s = { hw->name, pts, NP };
-	chart_t c = { title, "utilization (%)", ylab, false, &s, 1, lines, n_refs };
+	chart_t c = { "Cost per 1M tokens vs utilization", sub, "utilization (%)", ylab, false, &s, 1, lines, n_refs };
 	r = chart_svg(&c, ret_svg, err, errlen);
 fail:
 	free(lines);

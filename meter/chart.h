@@ -34,7 +34,7 @@ typedef struct chart_hline {
 } chart_hline_t;
 
 typedef struct chart {
-	const char *title, *x_label, *y_label;
+	const char *title, *subtitle, *x_label, *y_label;	/* subtitle may be NULL */
 	bool log2_x;		/* x axis in powers of two (batch sizes) */
 	const chart_series_t *series;
 	size_t n_series;

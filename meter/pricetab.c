@@ -15,7 +15,7 @@ struct pricetab {
 	size_t n_fx, cap_fx;
 	char **warn;		/* owned, each owned */
 	size_t n_warn;
-	char name[128];
+	char name[256];	/* loaded tables, "+"-separated */
 };
 
 pricetab_t *pricetab_new(void)
@@ -381,7 +381,7 @@ static int parse_price(const mg_config_t *cfg, const char *sec, pricetab_entry_t
 		    meter_q_mul(e->in_per_1m, keep, &e->batch_in_per_1m) < 0 ||
 		    meter_q_mul(e->out_per_1m, keep, &e->batch_out_per_1m) < 0)
 			return kerr(cfg, sec, "batch_discount", err, errlen, "out of range");
-		e->has_batch = true;
+		e->has_batch = e->batch_discount.num > 0;	/* 0: stated "no batch tier" */
 		snprintf(e->batch_source, sizeof(e->batch_source), "%s", dsrc);
 		snprintf(e->batch_date, sizeof(e->batch_date), "%s", ddate);
 	} else if (p_bin) {
@@ -540,10 +540,12 @@ static int load_cfg(pricetab_t *t, const mg_config_t *cfg, const char *file, cha
 		if ((r = pricetab_set_fx(t, fc.out[i].currency, fc.out[i].per_usd, fc.out[i].source,
 					 fc.out[i].date)) < 0)
 			goto fail;
-	if (tname[0] != '\0')
-		snprintf(t->name, sizeof(t->name), "%s", tname);
-	else if (t->name[0] == '\0')
-		snprintf(t->name, sizeof(t->name), "%s", file);
+	/* The table's name lists what was loaded: "fx+cn-2024-05-after". */
+	const char *add = tname[0] != '\0' ? tname : file;
+	if (strstr(t->name, add) == NULL) {
+		size_t used = strlen(t->name);
+		snprintf(t->name + used, sizeof(t->name) - used, "%s%s", used ? "+" : "", add);
+	}
 	r = 0;
 fail:
 	free(fc.out);

@@ -29,7 +29,8 @@
  * the entry's `source` / `date` when those are absent; a number with
  * neither is an error. The batch price is batch_input_per_1m /
  * batch_output_per_1m, or the list price times (1 - batch_discount).
- * An entry with neither has no batch tier (batch calls pay list price).
+ * An entry with neither, or with batch_discount = 0 (a sourced "no batch
+ * tier"), has no batch tier: batch calls pay the list price.
  * LiteLLM's JSON format is read by litellm.h into the same table.
  *
  * Exchange rates: [fx] CUR_per_USD = rate (units of CUR per 1 USD); USD is
@@ -99,7 +100,8 @@ size_t pricetab_count(const pricetab_t *t);
 /* Borrowed, valid until the table changes. */
 const pricetab_entry_t *pricetab_at(const pricetab_t *t, size_t i);
 const pricetab_entry_t *pricetab_find(const pricetab_t *t, const char *name);
-/* The [table] name (or the first file's name). Borrowed. */
+/* The names of the loaded tables ([table] name, else the file name),
+ * "+"-separated in load order: "fx+cn-2024-05-after". Borrowed. */
 const char *pricetab_name(const pricetab_t *t);
 
 int pricetab_set_fx(pricetab_t *t, const char *currency, meter_q_t per_usd, const char *source,

@@ -132,7 +132,7 @@ char *pricewar_format(const pricewar_in_t *in, const pricewar_t *pw)
 		const hwprof_num_t *n = &hw->f[i];
 		if (i >= HWPROF_PEAK_FLOPS_FP32 && in->thru->source != THRU_ESTIMATED)
 			continue;
-		if (!n->given && n->source[0] == '\0')
+		if (!n->given)	/* defaults ("no salvage value"...) add nothing here */
 			continue;
 		fprintf(f, "    %-20s = %s %s [source: %s; date: %s]\n", hwprof_field_key(i),
 			meter_q_format(n->value, a, sizeof(a)), hwprof_field_unit(hw, i), n->source, n->date);

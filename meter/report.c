@@ -184,6 +184,12 @@ static void day_key(int64_t wall_ns, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%d", &tm);
 }
 
+/* Reports name a worker by its name (--name), or its id without one. */
+static const char *worker_label(const ledger_row_t *w)
+{
+	return w->worker_name != NULL && w->worker_name[0] != '\0' ? w->worker_name : w->worker;
+}
+
 static int join_hardware(const ledger_row_t *rows, size_t n, char **ret)
 {
 	char *out = NULL;
@@ -195,10 +201,10 @@ static int join_hardware(const ledger_row_t *rows, size_t n, char **ret)
 	for (size_t i = 0; i < n; i++) {
 		bool seen = false;
 		for (size_t j = 0; j < i && !seen; j++)
-			seen = strcmp(rows[j].hardware, rows[i].hardware) == 0;
+			seen = strcmp(rows[j].hardware_profile, rows[i].hardware_profile) == 0;
 		if (seen)
 			continue;
-		fprintf(f, "%s%s", written++ ? "," : "", rows[i].hardware);
+		fprintf(f, "%s%s", written++ ? "," : "", rows[i].hardware_profile);
 	}
 	if (fclose(f) != 0) {
 		free(out);
@@ -278,14 +284,14 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	for (size_t i = 0; i < n; i++) {
 		const ledger_row_t *w = &rows[i];
 		if (w->cost_marginal_micros < 0 || w->cost_loaded_micros < 0) {
-			snprintf(err, errlen, "report: batch %s line %lld: negative cost", w->batch_id,
+			snprintf(err, errlen, "report: job %s line %lld: negative cost", w->job,
 				 (long long)w->line_no);
 			r = -EINVAL;
 			goto fail;
 		}
 		if (!meter_currency_valid(w->currency)) {
-			snprintf(err, errlen, "report: batch %s line %lld: currency \"%s\" is not an ISO 4217 code",
-				 w->batch_id, (long long)w->line_no, w->currency);
+			snprintf(err, errlen, "report: job %s line %lld: currency \"%s\" is not an ISO 4217 code",
+				 w->job, (long long)w->line_no, w->currency);
 			r = -EINVAL;
 			goto fail;
 		}
@@ -315,11 +321,11 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 		keys[i].i = i;
 		switch (g) {
 		case REPORT_BY_CALL: keys[i].key = w->custom_id; break;
-		case REPORT_BY_BATCH: keys[i].key = w->batch_id; break;
+		case REPORT_BY_BATCH: keys[i].key = w->job; break;
 		case REPORT_BY_MODEL: keys[i].key = w->model; break;
-		case REPORT_BY_WORKER: keys[i].key = w->worker; break;
+		case REPORT_BY_WORKER: keys[i].key = worker_label(w); break;
 		case REPORT_BY_DAY:
-			day_key(w->booked_at_ns, days[i], sizeof(days[i]));
+			day_key(w->answered_at_ns, days[i], sizeof(days[i]));
 			keys[i].key = days[i];
 			break;
 		}
@@ -339,7 +345,7 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 			goto fail;
 		if (g == REPORT_BY_CALL &&
 		    ((row->model = strdup(rows[keys[a].i].model)) == NULL ||
-		     (row->worker = strdup(rows[keys[a].i].worker)) == NULL))
+		     (row->worker = strdup(worker_label(&rows[keys[a].i]))) == NULL))
 			goto fail;
 		for (size_t m = a; m < b; m++) {
 			size_t i = keys[m].i;
@@ -719,7 +725,7 @@ int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_
 	if (keys == NULL || calls == NULL || busy == NULL)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
-		keys[i] = (struct keyed){ in[i].batch_id, i };
+		keys[i] = (struct keyed){ in[i].job, i };
 	qsort(keys, n, sizeof(*keys), cmp_batch);
 	for (size_t a = 0; a < n;) {
 		size_t b = a + 1;
@@ -732,7 +738,7 @@ int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_
 			if (w->busy_ns > INT64_MAX || w->idle_ns > INT64_MAX ||
 			    meter_scale((int64_t)w->busy_ns, time_scale, &bs) < 0 ||
 			    meter_scale((int64_t)w->idle_ns, time_scale, &is) < 0) {
-				snprintf(err, errlen, "what-if: batch %s line %lld: time out of range", w->batch_id,
+				snprintf(err, errlen, "what-if: job %s line %lld: time out of range", w->job,
 					 (long long)w->line_no);
 				r = -ERANGE;
 				goto fail;
@@ -744,14 +750,14 @@ int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_
 		if (idle > INT64_MAX ||
 		    (r = cost_book_rates(hw->rate_busy_micros_per_hour, hw->rate_idle_micros_per_hour,
 					 (uint64_t)idle, calls, b - a)) < 0) {
-			snprintf(err, errlen, "what-if: batch %s: cost out of range", keys[a].key);
+			snprintf(err, errlen, "what-if: job %s: cost out of range", keys[a].key);
 			r = -ERANGE;
 			goto fail;
 		}
 		for (size_t m = a; m < b; m++) {
 			size_t i = keys[m].i;
 			out[i] = in[i];
-			out[i].hardware = hw->name;
+			out[i].hardware_profile = hw->name;
 			out[i].currency = hw->currency;
 			out[i].rate_busy_micros_per_hour = hw->rate_busy_micros_per_hour;
 			out[i].rate_idle_micros_per_hour = hw->rate_idle_micros_per_hour;

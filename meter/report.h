@@ -32,8 +32,8 @@ enum report_group {
 	REPORT_BY_CALL,
 	REPORT_BY_BATCH,
 	REPORT_BY_MODEL,
-	REPORT_BY_WORKER,
-	REPORT_BY_DAY,		/* UTC day of booked_at_ns, "YYYY-MM-DD" */
+	REPORT_BY_WORKER,	/* worker_name, or the worker id without one */
+	REPORT_BY_DAY,		/* UTC day of answered_at_ns, "YYYY-MM-DD" */
 };
 
 typedef struct report_opts {
@@ -98,9 +98,9 @@ int report_utilization_ppm(uint64_t busy_ns, uint64_t idle_ns, int64_t *ret);
 /* What-if: rows recomputed under another hardware profile, from their
  * stored busy_ns and idle_ns alone (no rerun). time_scale multiplies both
  * (1 = same speed; 1/3 = hardware three times faster at the same
- * utilization). Calls are booked per batch_id as cost_book() does, so each
+ * utilization). Calls are booked per job as cost_book() does, so each
  * batch's new costs sum exactly to the new node cost of its time. out[i]
- * copies in[i] (strings borrowed from in) with hardware, currency, rates,
+ * copies in[i] (strings borrowed from in) with hardware_profile, currency, rates,
  * busy/idle and costs replaced. For another price table, build a report
  * with other report_opts.prices. */
 int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_t time_scale, ledger_row_t *out,

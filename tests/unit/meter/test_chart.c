@@ -65,7 +65,7 @@ static void test_well_formed(void)
 	chart_point_t pts[4] = { { 1, 12.5 }, { 8, 3.1 }, { 64, 0.9 }, { 256, 0.41 } };
 	chart_series_t s = { "cpu <2 vCPU> & more", pts, 4 };
 	chart_hline_t lines[2] = { { "gpt-4o \"batch\"", 5.0 }, { "qwen-long", 0.28 } };
-	chart_t c = { "Cost & price", "batch", "CNY per 1M", true, &s, 1, lines, 2 };
+	chart_t c = { "Cost & price", "sub <title>", "batch", "CNY per 1M", true, &s, 1, lines, 2 };
 	char *svg = NULL, err[256];
 	CU_ASSERT_EQUAL_FATAL(chart_svg(&c, &svg, err, sizeof(err)), 0);
 	CU_ASSERT(strncmp(svg, "<svg", 4) == 0);
@@ -74,6 +74,7 @@ static void test_well_formed(void)
 	CU_ASSERT(xml_check(svg, "circle", &circles) > 0);
 	CU_ASSERT_EQUAL(circles, 4);
 	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "cpu &lt;2 vCPU&gt; &amp; more"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "sub &lt;title&gt;"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "gpt-4o &quot;batch&quot;"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "(log scale)"));	/* 0.28 .. 12.5 spans more than 20x */
 	CU_ASSERT_EQUAL(xml_check("<svg><g></svg></g>", NULL, &circles), -1);	/* the checker can fail */
@@ -81,17 +82,17 @@ static void test_well_formed(void)
 
 	chart_point_t flat[2] = { { 10, 2 }, { 20, 3 } };
 	chart_series_t s2 = { "flat", flat, 2 };
-	chart_t c2 = { "t", "x", "y", false, &s2, 1, NULL, 0 };
+	chart_t c2 = { "t", NULL, "x", "y", false, &s2, 1, NULL, 0 };
 	CU_ASSERT_EQUAL_FATAL(chart_svg(&c2, &svg, err, sizeof(err)), 0);
 	CU_ASSERT_PTR_NULL(strstr(svg, "(log scale)"));
 	CU_ASSERT(xml_check(svg, NULL, &circles) > 0);
 	free(svg);
 
-	chart_t empty = { "t", "x", "y", false, NULL, 0, NULL, 0 };
+	chart_t empty = { "t", NULL, "x", "y", false, NULL, 0, NULL, 0 };
 	CU_ASSERT_EQUAL(chart_svg(&empty, &svg, err, sizeof(err)), -EINVAL);
 	chart_point_t nan[1] = { { 1, 0.0 / 0.0 } };
 	chart_series_t s3 = { "nan", nan, 1 };
-	chart_t c3 = { "t", "x", "y", false, &s3, 1, NULL, 0 };
+	chart_t c3 = { "t", NULL, "x", "y", false, &s3, 1, NULL, 0 };
 	CU_ASSERT_EQUAL(chart_svg(&c3, &svg, err, sizeof(err)), -EINVAL);
 }
 
@@ -116,7 +117,8 @@ static void test_cost_charts(void)
 	CU_ASSERT(xml_check(svg, "circle", &circles) > 0);
 	CU_ASSERT_EQUAL(circles, 5);	/* one per bench run */
 	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "gpt-4o-mini batch"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "qwen-long"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "qwen-long ("));	/* no batch tier: not labelled batch */
+	CU_ASSERT_PTR_NULL(strstr(svg, "qwen-long batch"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(svg, "CNY per 1M output tokens"));
 	free(svg);
 

@@ -52,6 +52,7 @@ static void test_shipped_tables(void)
 	e = pricetab_find(t, "gpt-4-turbo");	/* batch price from a 50% discount */
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
 	CU_ASSERT(q_is(e->batch_in_per_1m, 5, 1) && q_is(e->batch_out_per_1m, 15, 1));
+	CU_ASSERT_STRING_EQUAL(pricetab_name(t), "fx+closed-2024+cn-2024-05-before+cn-2024-05-after+cn-2024-late");
 	/* The later file wins for a name in several: cn-2024-late's qwen-max. */
 	e = pricetab_find(t, "qwen-max");
 	CU_ASSERT(q_is(e->in_per_1m, 20, 1) && q_is(e->out_per_1m, 60, 1));
@@ -76,6 +77,7 @@ static void test_shipped_tables(void)
 	CU_ASSERT(q_is(e->in_per_1m, 4, 5));
 	CU_ASSERT_PTR_NOT_NULL(strstr(e->out_source, "not verified"));
 	CU_ASSERT_STRING_EQUAL(pricetab_name(t), "cn-2024-05-after");
+	CU_ASSERT(!e->has_batch);	/* batch_discount = 0: no batch tier */
 	pricetab_destroy(&t);
 }
 
