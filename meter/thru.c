@@ -73,6 +73,9 @@ int thru_bench_parse(const char *name, const char *text, size_t len, thru_bench_
 		if ((r = opt_num(mo, "n_params", &v, name, "model", err, errlen)) < 0)
 			goto fail;
 		b->n_params = (uint64_t)v;
+		if ((r = opt_num(mo, "params_per_token", &v, name, "model", err, errlen)) < 0)
+			goto fail;
+		b->params_per_token = (uint64_t)v;
 	}
 	const json_t *runs = json_object_get(root, "runs");
 	r = -EINVAL;
@@ -244,7 +247,9 @@ int thru_eff_from_bench(const thru_bench_t *b, const hwprof_t *here, double byte
 	}
 	thru_eff_t e;
 	e.flops = best_gflops * 1e9 / peak;
-	e.bandwidth = small->decode_tok_s * (double)b->n_params * bytes_per_param / (double)small->batch / bw;
+	/* Per decode step every weight is read once whatever the batch. */
+	double weights = (double)(b->params_per_token ? b->params_per_token : b->n_params);
+	e.bandwidth = small->decode_tok_s / (double)small->batch * weights * bytes_per_param / bw;
 	if (e.flops > 1)
 		e.flops = 1;
 	if (e.bandwidth > 1)

@@ -36,6 +36,7 @@ typedef struct thru_bench {
 	uint32_t threads;
 	char model[96];			/* model.name or model.arch, "" when absent */
 	uint64_t n_params;		/* 0 when absent */
+	uint64_t params_per_token;	/* weights read per decoded token (no embedding table); 0 when absent */
 	size_t n_runs;
 	thru_run_t runs[THRU_MAX_RUNS];
 	char origin[160];		/* file name */
@@ -81,8 +82,9 @@ int thru_tokens_per_hour(const thru_t *t, double in_per_call, double out_per_cal
 			 double *ret_out);
 
 /* Efficiency measured here: the best run's gflops / the profile's peak
- * fp32, and the smallest batch's weight traffic (decode_tok_s * n_params *
- * bytes_per_param) / the profile's mem_bandwidth. */
+ * fp32, and the smallest batch's weight traffic (decode_tok_s / batch *
+ * params_per_token (else n_params) * bytes_per_param) / the profile's
+ * mem_bandwidth. */
 int thru_eff_from_bench(const thru_bench_t *b, const hwprof_t *here, double bytes_per_param, thru_eff_t *ret,
 			char *err, size_t errlen);
 /* The same factors from machine.md (2026-11-28, this 2-vCPU node): OpenBLAS

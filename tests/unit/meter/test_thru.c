@@ -105,7 +105,31 @@ static void test_efficiency_and_estimate(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "peak_flops_fp32"));
 }
 
+/* A real `margin-worker bench --json` output (measured here on a busy
+ * machine): its extra fields are ignored, params_per_token is used. */
+static void test_real_bench_output(void)
+{
+	thru_bench_t b;
+	hwprof_t cpu;
+	thru_eff_t eff;
+	thru_t t;
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(thru_bench_load(DATA("bench_margin_worker.json"), &b, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(b.n_runs, 3);
+	CU_ASSERT_EQUAL(b.params_per_token, 109529856);
+	CU_ASSERT_STRING_EQUAL(b.model, "llama-110m");
+	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/cpu-2vcpu.conf"), &cpu, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(thru_eff_from_bench(&b, &cpu, 4.0, &eff, err, sizeof(err)), 0);
+	/* batch 1: decode_tok_s x 109.5M weights x 4 B over 43.9 GB/s. */
+	CU_ASSERT_DOUBLE_EQUAL(eff.bandwidth, b.runs[0].decode_tok_s * 109529856.0 * 4 / 43.9e9, 1e-12);
+	CU_ASSERT(eff.bandwidth > 0 && eff.bandwidth < 1 && eff.flops > 0 && eff.flops < 1);
+	CU_ASSERT_EQUAL(thru_from_bench(&b, 32, &t, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(t.decode_tok_s, b.runs[2].decode_tok_s, 1e-9);
+	CU_ASSERT(t.prefill_tok_s > 0);
+}
+
 const cu_test_t thru_tests[] = {
+	{ "real_bench_output", test_real_bench_output },
 	{ "bench", test_bench },
 	{ "tokens_per_hour", test_tokens_per_hour },
 	{ "efficiency_and_estimate", test_efficiency_and_estimate },
