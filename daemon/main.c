@@ -1,7 +1,11 @@
 /* margind: the scheduler daemon. Parses settings, blocks the signals the
  * core loop reads from a signalfd, creates the ZeroMQ context every thread
  * of the daemon shares, and runs the core loop until drained. */
+#include "apikeys.h"
 #include "core.h"
+#include "ctl_api.h"
+#include "http.h"
+#include "metrics.h"
 #include "mg_log.h"
 #include "opts.h"
 
@@ -10,6 +14,44 @@
 #include <stdio.h>
 #include <string.h>
 #include <zmq.h>
+
+/* The HTTP API: [http] settings, API keys, the metrics the core feeds
+ * (ctl_api_attach) and the HTTP threads render. An explicit --http that
+ * cannot be served is fatal; the default address (127.0.0.1:8080) only
+ * warns when taken, so a second daemon on the host still schedules. */
+static int start_http(const opts_t *o, void *zctx, core_t *core, metrics_t **ret_metrics,
+		      apikeys_t **ret_keys, http_t **ret_http, char *err, size_t errlen)
+{
+	http_config_t hc;
+	http_config_default(&hc);
+	int r = http_config_read(&hc, o->cfg, err, errlen);
+	if (r < 0)
+		return r;
+	bool explicit_listen = o->http != NULL && *o->http != '\0';
+	if (explicit_listen && strcmp(o->http, "none") == 0)
+		return 0;
+	hc.state_dir = o->state_dir;
+	if (o->api_keys != NULL && *o->api_keys != '\0') {
+		if ((r = apikeys_load(o->api_keys, ret_keys, err, errlen)) < 0)
+			return r;
+		hc.keys = *ret_keys;
+	}
+	if ((*ret_metrics = metrics_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	hc.metrics = *ret_metrics;
+	if ((r = ctl_api_attach(core_sched(core), *ret_metrics)) < 0) {
+		snprintf(err, errlen, "cannot register the api. control commands: %s", strerror(-r));
+		return r;
+	}
+	r = http_new(&hc, zctx, NULL, NULL, ret_http, err, errlen);
+	if (r == -EADDRINUSE && !explicit_listen) {
+		mg_log(MG_LOG_WARN, "main", "HTTP API not started: the default address is taken err=\"%s\"", err);
+		return 0;
+	}
+	return r;
+}
 
 int main(int argc, char **argv)
 {
@@ -63,9 +105,26 @@ int main(int argc, char **argv)
 	}
 	/* The HTTP API (daemon/http.c) starts here, in this context, and talks
 	 * to the core through CTL_INPROC_ENDPOINT; see docs/control.md. */
+	metrics_t *metrics = NULL;
+	apikeys_t *keys = NULL;
+	http_t *http = NULL;
+	if ((r = start_http(&o, zctx, core, &metrics, &keys, &http, err, sizeof(err))) < 0) {
+		mg_log(MG_LOG_ERROR, "main", "cannot start the HTTP API err=\"%s\"", err);
+		fprintf(stderr, "margind: %s\n", err);
+		core_destroy(&core);
+		zmq_ctx_term(zctx);
+		apikeys_destroy(&keys);
+		metrics_destroy(&metrics);
+		opts_done(&o);
+		return 1;
+	}
 	int rc = core_run(core);
+	/* Before the core goes: HTTP threads still waiting on it fail fast. */
+	http_destroy(&http);
 	core_destroy(&core);
 	zmq_ctx_term(zctx);
+	apikeys_destroy(&keys);
+	metrics_destroy(&metrics);
 	opts_done(&o);
 	return rc;
 }

@@ -1,0 +1,991 @@
+/* http: see http.h. The server: routes, authentication, body limits, error
+ * shapes, the control-socket client and the open endpoints (/healthz,
+ * /readyz, /metrics). */
+#include "http.h"
+#include "http_priv.h"
+#include "batchfmt.h"
+#include "mg_clock.h"
+#include "mg_log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define CTL_ENDPOINT "inproc://margind-ctl"	/* ctl.h: CTL_INPROC_ENDPOINT */
+
+/* --- config ------------------------------------------------------------ */
+
+void http_config_default(http_config_t *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->listen = HTTP_DEFAULT_LISTEN;
+	c->max_upload_bytes = 200ull << 20;	/* OpenAI's batch input limit */
+	c->max_line_bytes = 8ull << 20;		/* ingest.h INGEST_LINE_MAX */
+	c->max_body_bytes = 1ull << 20;
+	c->max_connections = 256;
+	c->ctl_timeout_ns = 30 * MG_NS_PER_S;
+	c->sync_timeout_ns = 600 * MG_NS_PER_S;
+	c->completion_window_s = 24 * 3600;
+	c->default_max_tokens = 256;
+	c->max_tokens_cap = 1u << 20;
+	c->finalize_period_ns = MG_NS_PER_S;
+}
+
+static int get_u64(const mg_config_t *cfg, const char *sec, const char *key, uint64_t lo,
+		   uint64_t hi, uint64_t *v, char *err, size_t errlen)
+{
+	uint64_t x;
+	int r = mg_config_get_u64(cfg, sec, key, &x, err, errlen);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	if (x < lo || x > hi) {
+		snprintf(err, errlen, "%s: [%s] %s = %llu: expected %llu to %llu",
+			 mg_config_origin(cfg, sec, key), sec, key, (unsigned long long)x,
+			 (unsigned long long)lo, (unsigned long long)hi);
+		return -EINVAL;
+	}
+	*v = x;
+	return 0;
+}
+
+int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t errlen)
+{
+	const char *l = mg_config_get(cfg, "http", "listen");
+	if (l != NULL && *l != '\0')
+		c->listen = l;
+	uint64_t conns = c->max_connections, dmt = c->default_max_tokens, cap = c->max_tokens_cap;
+	int r;
+	if ((r = get_u64(cfg, "http", "max_upload_bytes", 1024, 1ull << 40, &c->max_upload_bytes, err, errlen)) < 0 ||
+	    (r = get_u64(cfg, "http", "max_line_bytes", 64, 1ull << 30, &c->max_line_bytes, err, errlen)) < 0 ||
+	    (r = get_u64(cfg, "http", "max_body_bytes", 1024, 1ull << 30, &c->max_body_bytes, err, errlen)) < 0 ||
+	    (r = get_u64(cfg, "http", "max_connections", 4, 65536, &conns, err, errlen)) < 0 ||
+	    (r = get_u64(cfg, "scheduler", "default_max_tokens", 1, 1u << 24, &dmt, err, errlen)) < 0 ||
+	    (r = get_u64(cfg, "scheduler", "max_tokens_cap", 1, 1u << 30, &cap, err, errlen)) < 0)
+		return r;
+	c->max_connections = (uint32_t)conns;
+	c->default_max_tokens = (uint32_t)dmt;
+	c->max_tokens_cap = (uint32_t)cap;
+	r = mg_config_get_duration(cfg, "http", "sync_timeout", MG_NS_PER_S, &c->sync_timeout_ns, err, errlen);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (c->max_line_bytes > c->max_upload_bytes)
+		c->max_line_bytes = c->max_upload_bytes;
+	return 0;
+}
+
+/* "HOST:PORT" / "[V6]:PORT" -> host (no brackets) and port. */
+static int split_listen(const char *listen, char *host, size_t hostlen, unsigned *port)
+{
+	const char *colon;
+	if (listen == NULL)
+		return -EINVAL;
+	if (listen[0] == '[') {
+		const char *rb = strchr(listen, ']');
+		if (rb == NULL || rb[1] != ':')
+			return -EINVAL;
+		snprintf(host, hostlen, "%.*s", (int)(rb - listen - 1), listen + 1);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL || colon == listen)
+			return -EINVAL;
+		snprintf(host, hostlen, "%.*s", (int)(colon - listen), listen);
+	}
+	char *end;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || p > 65535)
+		return -EINVAL;
+	*port = (unsigned)p;
+	return 0;
+}
+
+static int resolve(const char *listen, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	char host[256];
+	unsigned port;
+	if (split_listen(listen, host, sizeof(host), &port) < 0)
+		return -EINVAL;
+	struct addrinfo hints = { .ai_flags = AI_NUMERICSERV | AI_PASSIVE, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	char ps[8];
+	snprintf(ps, sizeof(ps), "%u", port);
+	if (getaddrinfo(host[0] ? host : NULL, ps, &hints, &ai) != 0 || ai == NULL)
+		return -EADDRNOTAVAIL;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*sslen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int http_listen_is_loopback(const char *listen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int r = resolve(listen, &ss, &len);
+	if (r < 0)
+		return r;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+	}
+	return 0;
+}
+
+/* --- small helpers shared with the api modules ------------------------ */
+
+void http_random_id(const char *prefix, char *buf, size_t len)
+{
+	uint8_t rnd[12];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		/* Not expected on Linux >= 3.17; fall back to time and address bits. */
+		uint64_t t = (uint64_t)mg_clock_wall_ns() ^ (uint64_t)(uintptr_t)buf;
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			rnd[i] = (uint8_t)(t >> (8 * (i % 8))) ^ (uint8_t)(i * 131);
+	}
+	int n = snprintf(buf, len, "%s", prefix);
+	for (size_t i = 0; i < sizeof(rnd) && n > 0 && (size_t)n + 2 < len; i++)
+		n += snprintf(buf + n, len - (size_t)n, "%02x", rnd[i]);
+}
+
+int http_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+int http_write_atomic(const char *path, const char *data, size_t len)
+{
+	char tmp[4200], dir[4200];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = -errno;
+			close(fd);
+			unlink(tmp);
+			return e;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	if (rename(tmp, path) < 0) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		return http_fsync_dir(dir[0] ? dir : "/");
+	}
+	return 0;
+}
+
+/* --- control calls ----------------------------------------------------- */
+
+/* The default transport: a REQ socket per call. inproc connects are cheap
+ * and a fresh socket never inherits a timed-out exchange's state. */
+static int ctl_zmq(void *user, json_t *req, json_t **ret_reply)
+{
+	http_t *h = user;
+	char *text = json_dumps(req, JSON_COMPACT);
+	if (text == NULL)
+		return -ENOMEM;
+	int r = 0;
+	void *s = zmq_socket(h->zctx, ZMQ_REQ);
+	if (s == NULL) {
+		free(text);
+		return -zmq_errno();
+	}
+	int linger = 0;
+	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+	if (zmq_connect(s, CTL_ENDPOINT) < 0 || zmq_send(s, text, strlen(text), 0) < 0) {
+		r = -zmq_errno();
+		goto out;
+	}
+	zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
+	int64_t deadline = mg_clock_now_ns() + h->cfg.ctl_timeout_ns;
+	for (;;) {
+		int64_t left = deadline - mg_clock_now_ns();
+		if (left <= 0) {
+			r = -ETIMEDOUT;
+			goto out;
+		}
+		if (atomic_load(&h->stopping)) {
+			r = -ESHUTDOWN;
+			goto out;
+		}
+		/* Short slices: a stopping daemon does not wait out the timeout. */
+		long ms = (long)(left / MG_NS_PER_MS) + 1;
+		int n = zmq_poll(&it, 1, ms > 100 ? 100 : ms);
+		if (n < 0 && zmq_errno() == EINTR)
+			continue;
+		if (n < 0) {
+			r = -zmq_errno();
+			goto out;
+		}
+		if (n > 0)
+			break;
+	}
+	zmq_msg_t m;
+	zmq_msg_init(&m);
+	if (zmq_msg_recv(&m, s, 0) < 0) {
+		r = -zmq_errno();
+		zmq_msg_close(&m);
+		goto out;
+	}
+	json_error_t je;
+	json_t *reply = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, &je);
+	zmq_msg_close(&m);
+	if (!json_is_object(reply)) {
+		json_decref(reply);
+		r = -EPROTO;
+		goto out;
+	}
+	*ret_reply = reply;
+out:
+	zmq_close(s);
+	free(text);
+	return r;
+}
+
+static int call(http_t *h, const char *cmd, json_t *req, json_t **ret_reply)
+{
+	if (req == NULL)
+		return -ENOMEM;
+	if (json_object_set_new(req, "cmd", json_string(cmd)) < 0) {
+		json_decref(req);
+		return -ENOMEM;
+	}
+	json_t *reply = NULL;
+	int r = h->ctl(h->ctl_user, req, &reply);
+	json_decref(req);
+	if (r < 0)
+		return r;
+	*ret_reply = reply;
+	return 0;
+}
+
+static int ctl_error_errno(const char *code)
+{
+	if (code == NULL)
+		return -EIO;
+	if (strcmp(code, "not_found") == 0)
+		return -ENOENT;
+	if (strcmp(code, "invalid_request") == 0)
+		return -EINVAL;
+	if (strcmp(code, "conflict") == 0)
+		return -EEXIST;
+	if (strcmp(code, "too_large") == 0)
+		return -E2BIG;
+	if (strcmp(code, "unknown_command") == 0)
+		return -EOPNOTSUPP;
+	return -EIO;
+}
+
+int http_call_quiet(http_t *h, const char *cmd, json_t *req, json_t **ret_reply, char *err,
+		    size_t errlen)
+{
+	json_t *reply = NULL;
+	int r = call(h, cmd, req, &reply);
+	if (r < 0) {
+		snprintf(err, errlen, "the scheduler core did not answer \"%s\": %s", cmd, strerror(-r));
+		return r == -ETIMEDOUT ? r : -EIO;
+	}
+	json_t *e = json_object_get(reply, "error");
+	if (e != NULL) {
+		const char *code = json_string_value(json_object_get(e, "code"));
+		const char *msg = json_string_value(json_object_get(e, "message"));
+		snprintf(err, errlen, "%s", msg ? msg : "error");
+		json_decref(reply);
+		return ctl_error_errno(code);
+	}
+	*ret_reply = reply;
+	return 0;
+}
+
+int http_call(http_req_t *r, const char *cmd, json_t *req, json_t **ret_reply)
+{
+	char err[1024];
+	int rc = http_call_quiet(r->h, cmd, req, ret_reply, err, sizeof(err));
+	switch (rc) {
+	case 0:
+		return 0;
+	case -ENOENT:
+		http_reply_error(r, 404, "not_found", NULL, "%s", err);
+		break;
+	case -EINVAL:
+		http_reply_error(r, 400, "invalid_request", NULL, "%s", err);
+		break;
+	case -EEXIST:
+		http_reply_error(r, 409, "conflict", NULL, "%s", err);
+		http_reply_header(r, "x-should-retry", "false");
+		break;
+	case -E2BIG:
+		http_reply_error(r, 413, "too_large", NULL, "%s", err);
+		break;
+	case -ETIMEDOUT:
+		http_reply_error(r, 503, "scheduler_busy", NULL, "%s", err);
+		http_reply_header(r, "retry-after", "1");
+		break;
+	default:
+		http_reply_error(r, 500, "internal_error", NULL, "%s", err);
+		break;
+	}
+	return rc;
+}
+
+int http_models(http_t *h, http_model_t **ret, size_t *ret_n, char *err, size_t errlen)
+{
+	json_t *reply = NULL;
+	int r = http_call_quiet(h, "workers", json_object(), &reply, err, errlen);
+	if (r < 0)
+		return r;
+	http_model_t *m = NULL;
+	size_t n = 0, cap = 0, i, k;
+	json_t *w, *mo;
+	json_array_foreach(json_object_get(reply, "workers"), i, w) {
+		json_array_foreach(json_object_get(w, "models"), k, mo) {
+			/* A model is a name, or {"name","n_ctx"} where the core knows it. */
+			const char *name = json_is_string(mo) ? json_string_value(mo) :
+					   json_string_value(json_object_get(mo, "name"));
+			json_int_t ctx = json_integer_value(json_object_get(mo, "n_ctx"));
+			if (name == NULL)
+				continue;
+			size_t j = 0;
+			while (j < n && strcmp(m[j].name, name) != 0)
+				j++;
+			if (j == n) {
+				if (n == cap) {
+					size_t nc = cap ? cap * 2 : 8;
+					http_model_t *nm = realloc(m, nc * sizeof(*nm));
+					if (nm == NULL)
+						goto nomem;
+					m = nm;
+					cap = nc;
+				}
+				m[n] = (http_model_t){ strdup(name), 0, 0 };
+				if (m[n].name == NULL)
+					goto nomem;
+				n++;
+			}
+			m[j].workers++;
+			/* Workers may differ in context: the smallest one bounds a request. */
+			if (ctx > 0 && (m[j].n_ctx == 0 || (uint32_t)ctx < m[j].n_ctx))
+				m[j].n_ctx = (uint32_t)ctx;
+		}
+	}
+	json_decref(reply);
+	*ret = m;
+	*ret_n = n;
+	return 0;
+nomem:
+	json_decref(reply);
+	http_models_free(m, n);
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+void http_models_free(http_model_t *m, size_t n)
+{
+	for (size_t i = 0; m != NULL && i < n; i++)
+		free(m[i].name);
+	free(m);
+}
+
+/* --- replies ------------------------------------------------------------ */
+
+static void set_reply(http_req_t *r, unsigned status, struct MHD_Response *resp)
+{
+	if (r->resp != NULL || r->replied) {
+		if (resp != NULL)
+			MHD_destroy_response(resp);
+		return;
+	}
+	if (resp == NULL) {
+		/* Out of memory building the reply: a bare 500. */
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		status = 500;
+		if (resp == NULL)
+			return;
+	}
+	r->resp = resp;
+	r->status = status;
+}
+
+void http_reply_text(http_req_t *r, unsigned status, const char *content_type, const char *text,
+		     size_t len)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+	if (resp != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	set_reply(r, status, resp);
+}
+
+void http_reply_json(http_req_t *r, unsigned status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(body);
+	if (text == NULL) {
+		set_reply(r, 500, NULL);
+		return;
+	}
+	size_t len = strlen(text);
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer_with_free_callback(len, text, free);
+	if (resp == NULL) {
+		free(text);
+	} else {
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	}
+	set_reply(r, status, resp);
+}
+
+void http_reply_error(http_req_t *r, unsigned status, const char *code, const char *param,
+		      const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	http_reply_json(r, status, batchfmt_error_body(msg, batchfmt_error_type(status), param, code));
+}
+
+void http_reply_fd(http_req_t *r, unsigned status, const char *content_type, int fd, uint64_t size)
+{
+	struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+	if (resp == NULL)
+		close(fd);
+	else
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	set_reply(r, status, resp);
+}
+
+void http_reply_header(http_req_t *r, const char *name, const char *value)
+{
+	if (r->resp != NULL)
+		MHD_add_response_header(r->resp, name, value);
+}
+
+const char *http_query(http_req_t *r, const char *key)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *http_header(http_req_t *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* --- open endpoints and metrics ----------------------------------------- */
+
+static void on_healthz(http_req_t *r)
+{
+	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Ready: the core answers, is not draining, and a worker is connected. */
+static void on_readyz(http_req_t *r)
+{
+	json_t *h = NULL;
+	char err[512];
+	if (http_call_quiet(r->h, "health", json_object(), &h, err, sizeof(err)) < 0) {
+		http_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason", err));
+		return;
+	}
+	json_int_t workers = json_integer_value(json_object_get(h, "workers"));
+	bool draining = json_is_true(json_object_get(h, "draining"));
+	if (draining || workers < 1)
+		http_reply_json(r, 503, json_pack("{s:s, s:s, s:I}", "status", "not_ready", "reason",
+						  draining ? "draining" : "no worker is connected",
+						  "workers", workers));
+	else
+		http_reply_json(r, 200, json_pack("{s:s, s:I}", "status", "ready", "workers", workers));
+	json_decref(h);
+}
+
+/* Gauges from the core's figures, then the whole set (the counters and
+ * histograms are fed by the core's result observer, ctl_api.c). */
+static void on_metrics(http_req_t *r)
+{
+	http_t *h = r->h;
+	metrics_sched_t s = { 0 };
+	json_t *hr = NULL, *gr = NULL, *wr = NULL;
+	char err[512];
+	if (http_call_quiet(h, "health", json_object(), &hr, err, sizeof(err)) == 0) {
+		s.workers = (uint64_t)json_integer_value(json_object_get(hr, "workers"));
+		s.shards_in_flight = (uint64_t)json_integer_value(json_object_get(hr, "shards_in_flight"));
+		s.requests_running = (uint64_t)json_integer_value(json_object_get(hr, "requests_in_flight"));
+	}
+	if (http_call_quiet(h, "workers", json_object(), &wr, err, sizeof(err)) == 0) {
+		size_t i;
+		json_t *w;
+		json_array_foreach(json_object_get(wr, "workers"), i, w)
+			s.worker_slots += (uint64_t)json_integer_value(json_object_get(w, "slots"));
+	}
+	if (http_call_quiet(h, "api.gauges", json_object(), &gr, err, sizeof(err)) == 0) {
+		json_t *b = json_object_get(gr, "batches");
+		s.requests_waiting = (uint64_t)json_integer_value(json_object_get(gr, "requests_queued"));
+		s.batches_validating = (uint64_t)json_integer_value(json_object_get(b, "validating"));
+		s.batches_in_progress = (uint64_t)json_integer_value(json_object_get(b, "in_progress"));
+		s.batches_cancelling = (uint64_t)json_integer_value(json_object_get(b, "cancelling"));
+	}
+	json_decref(hr);
+	json_decref(gr);
+	json_decref(wr);
+	metrics_set_sched(h->metrics, &s);
+	char *text = NULL;
+	size_t len = 0;
+	if (metrics_format(h->metrics, &text, &len) < 0) {
+		http_reply_error(r, 500, "internal_error", NULL, "out of memory rendering metrics");
+		return;
+	}
+	struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, text, free);
+	if (resp == NULL)
+		free(text);
+	else
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+					"text/plain; version=0.0.4; charset=utf-8");
+	set_reply(r, 200, resp);
+}
+
+/* --- routing ----------------------------------------------------------- */
+
+enum {
+	R_OPEN = 1,	/* no API key needed */
+	R_JSON = 2,	/* a JSON object body is required */
+	R_STREAM = 4,	/* the body is streamed to begin/data (uploads) */
+};
+
+typedef struct route {
+	const char *method;
+	const char *pattern;		/* "{}" = one id segment */
+	unsigned flags;
+	http_handler_fn handle;
+	int (*begin)(http_req_t *r);
+	http_data_fn data;
+} route_t;
+
+static const route_t routes[] = {
+	{ "GET", "/healthz", R_OPEN, on_healthz, NULL, NULL },
+	{ "GET", "/readyz", R_OPEN, on_readyz, NULL, NULL },
+	{ "GET", "/metrics", 0, on_metrics, NULL, NULL },
+	{ "POST", "/v1/files", R_STREAM, api_files_upload, api_files_upload_begin, api_files_upload_data },
+	{ "GET", "/v1/files", 0, api_files_list, NULL, NULL },
+	{ "GET", "/v1/files/{}", 0, api_files_get, NULL, NULL },
+	{ "DELETE", "/v1/files/{}", 0, api_files_delete, NULL, NULL },
+	{ "GET", "/v1/files/{}/content", 0, api_files_content, NULL, NULL },
+	{ "POST", "/v1/batches", R_JSON, api_batches_create, NULL, NULL },
+	{ "GET", "/v1/batches", 0, api_batches_list, NULL, NULL },
+	{ "GET", "/v1/batches/{}", 0, api_batches_get, NULL, NULL },
+	{ "POST", "/v1/batches/{}/cancel", 0, api_batches_cancel, NULL, NULL },
+	{ "POST", "/v1/completions", R_JSON, api_completions_post, NULL, NULL },
+	{ "POST", "/v1/chat/completions", R_JSON, api_completions_post, NULL, NULL },
+	{ "GET", "/v1/models", 0, api_models_list, NULL, NULL },
+	{ "GET", "/v1/models/{}", 0, api_models_get, NULL, NULL },
+};
+
+/* An id segment: what file and batch ids are made of, so an id can never
+ * name a path outside the store. */
+static bool id_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-' || c == '.';
+}
+
+/* 1 when path matches pattern (params filled), 0 when not. */
+static int match(const char *pattern, const char *path, http_req_t *r)
+{
+	const char *p = pattern, *s = path;
+	int np = 0;
+	while (*p != '\0') {
+		if (p[0] == '{' && p[1] == '}') {
+			const char *e = s;
+			while (*e != '\0' && *e != '/')
+				e++;
+			size_t n = (size_t)(e - s);
+			if (n == 0 || n >= sizeof(r->param[0]) || np >= HTTP_MAX_PARAMS || s[0] == '.')
+				return 0;
+			for (const char *c = s; c < e; c++)
+				if (!id_char(*c))
+					return 0;
+			memcpy(r->param[np], s, n);
+			r->param[np][n] = '\0';
+			np++;
+			s = e;
+			p += 2;
+			continue;
+		}
+		if (*p != *s)
+			return 0;
+		p++;
+		s++;
+	}
+	/* One trailing slash is forgiven. */
+	return *s == '\0' || (s[0] == '/' && s[1] == '\0');
+}
+
+static const route_t *find_route(http_req_t *r, bool *ret_path_known)
+{
+	*ret_path_known = false;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (!match(routes[i].pattern, r->path, r))
+			continue;
+		*ret_path_known = true;
+		if (strcmp(routes[i].method, r->method) == 0)
+			return &routes[i];
+	}
+	return NULL;
+}
+
+static const char *method_label(const char *m)
+{
+	static const char *const known[] = { "GET", "POST", "DELETE", "PUT", "HEAD", "PATCH", "OPTIONS" };
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
+typedef struct conn_state {
+	http_req_t req;
+	const route_t *route;
+} conn_state_t;
+
+static enum MHD_Result queue(http_req_t *r)
+{
+	if (r->replied)
+		return MHD_YES;
+	if (r->resp == NULL)
+		http_reply_error(r, 500, "internal_error", NULL, "the handler of %s %s gave no reply",
+				 r->method, r->path);
+	if (r->resp == NULL)
+		return MHD_NO;
+	enum MHD_Result q = MHD_queue_response(r->conn, r->status, r->resp);
+	if (q == MHD_YES) {
+		MHD_destroy_response(r->resp);
+		r->resp = NULL;
+		r->replied = true;
+		metrics_on_http(r->h->metrics, method_label(r->method), r->status);
+	}
+	return q;
+}
+
+static uint64_t content_length(http_req_t *r, bool *known)
+{
+	const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	*known = false;
+	if (cl == NULL)
+		return 0;
+	char *end;
+	unsigned long long v = strtoull(cl, &end, 10);
+	if (end == cl || *end != '\0')
+		return 0;
+	*known = true;
+	return v;
+}
+
+static void too_large(http_req_t *r, uint64_t limit, const char *what, const char *key)
+{
+	http_reply_error(r, 413, "request_too_large", NULL,
+			 "%s is larger than %llu bytes (the server's [http] %s)", what,
+			 (unsigned long long)limit, key);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **con_cls)
+{
+	http_t *h = cls;
+	conn_state_t *cs = *con_cls;
+	if (cs == NULL) {
+		cs = calloc(1, sizeof(*cs));
+		if (cs == NULL)
+			return MHD_NO;
+		*con_cls = cs;
+		http_req_t *r = &cs->req;
+		r->h = h;
+		r->conn = conn;
+		r->method = method;
+		r->path = url;
+		bool known;
+		cs->route = find_route(r, &known);
+		if (cs->route == NULL) {
+			if (known)
+				http_reply_error(r, 405, "method_not_allowed", NULL, "%s is not allowed on %s",
+						 method, url);
+			else
+				http_reply_error(r, 404, "not_found", NULL, "no endpoint %s %s", method, url);
+			return queue(r);
+		}
+		if (!(cs->route->flags & R_OPEN) && h->keys != NULL &&
+		    !apikeys_check_header(h->keys, http_header(r, MHD_HTTP_HEADER_AUTHORIZATION))) {
+			bool has = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION) != NULL;
+			http_reply_error(r, 401, "invalid_api_key", NULL,
+					 has ? "Incorrect API key provided" :
+					       "You didn't provide an API key: send the header \"Authorization: Bearer KEY\"");
+			http_reply_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+			return queue(r);
+		}
+		bool cl_known;
+		uint64_t cl = content_length(r, &cl_known);
+		uint64_t limit = cs->route->flags & R_STREAM ? h->cfg.max_upload_bytes : h->cfg.max_body_bytes;
+		if (cl_known && cl > limit) {
+			too_large(r, limit, cs->route->flags & R_STREAM ? "the upload" : "the request body",
+				  cs->route->flags & R_STREAM ? "max_upload_bytes" : "max_body_bytes");
+			return queue(r);
+		}
+		if (cs->route->begin != NULL && cs->route->begin(r) < 0)
+			return queue(r);
+		return MHD_YES;
+	}
+	http_req_t *r = &cs->req;
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (r->replied || r->resp != NULL)
+			return MHD_YES;	/* an error is on its way: discard the rest */
+		r->received += n;
+		if (cs->route->flags & R_STREAM) {
+			if (r->received > h->cfg.max_upload_bytes) {
+				too_large(r, h->cfg.max_upload_bytes, "the upload", "max_upload_bytes");
+				return queue(r);
+			}
+			if (cs->route->data(r, upload_data, n) < 0)
+				return queue(r);
+			return MHD_YES;
+		}
+		if (r->received > h->cfg.max_body_bytes) {
+			too_large(r, h->cfg.max_body_bytes, "the request body", "max_body_bytes");
+			return queue(r);
+		}
+		char *nb = realloc(r->body, r->body_len + n + 1);
+		if (nb == NULL) {
+			http_reply_error(r, 500, "internal_error", NULL, "out of memory reading the body");
+			return queue(r);
+		}
+		memcpy(nb + r->body_len, upload_data, n);
+		r->body = nb;
+		r->body_len += n;
+		r->body[r->body_len] = '\0';
+		return MHD_YES;
+	}
+	if (r->replied)
+		return MHD_YES;
+	if (r->resp == NULL && (cs->route->flags & R_JSON)) {
+		json_error_t je;
+		r->json = r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je) : NULL;
+		if (r->body_len == 0)
+			http_reply_error(r, 400, "invalid_request", NULL, "%s %s needs a JSON object body",
+					 method, url);
+		else if (r->json == NULL)
+			http_reply_error(r, 400, "invalid_json", NULL,
+					 "the request body is not valid JSON (line %d, column %d): %s",
+					 je.line, je.column, je.text);
+		else if (!json_is_object(r->json))
+			http_reply_error(r, 400, "invalid_request", NULL, "the request body must be a JSON object");
+	}
+	if (r->resp == NULL)
+		cs->route->handle(r);
+	return queue(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	conn_state_t *cs = *con_cls;
+	if (cs == NULL)
+		return;
+	http_req_t *r = &cs->req;
+	if (r->cleanup != NULL)
+		r->cleanup(r);
+	if (r->resp != NULL)
+		MHD_destroy_response(r->resp);
+	json_decref(r->json);
+	free(r->body);
+	free(cs);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	mg_log(MG_LOG_WARN, "http", "libmicrohttpd: %s", msg);
+}
+
+/* --- lifetime ---------------------------------------------------------- */
+
+static int mkdir_p(const char *dir)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int http_new(const http_config_t *cfg, void *zctx, http_ctl_fn ctl, void *ctl_user, http_t **ret,
+	     char *err, size_t errlen)
+{
+	int r;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	if (cfg->state_dir == NULL || strlen(cfg->state_dir) > 3800) {
+		snprintf(err, errlen, "http: no state directory, or its path is longer than 3800 bytes");
+		return -EINVAL;
+	}
+	r = http_listen_is_loopback(cfg->listen);
+	if (r == -EINVAL) {
+		snprintf(err, errlen, "--http %s: expected HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)",
+			 cfg->listen ? cfg->listen : "(none)");
+		return r;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "--http %s: cannot resolve the host", cfg->listen);
+		return r;
+	}
+	if (r == 0 && cfg->keys == NULL) {
+		snprintf(err, errlen, "--http %s is not a loopback address: the HTTP API needs --api-keys FILE there",
+			 cfg->listen);
+		return -EPERM;
+	}
+	if (ctl == NULL && zctx == NULL) {
+		snprintf(err, errlen, "http: no way to reach the core");
+		return -EINVAL;
+	}
+	http_t *h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	h->cfg = *cfg;
+	h->listen = strdup(cfg->listen);
+	h->state_dir = strdup(cfg->state_dir);
+	h->cfg.listen = h->listen;
+	h->cfg.state_dir = h->state_dir;
+	h->keys = cfg->keys;
+	h->zctx = zctx;
+	h->ctl = ctl ? ctl : ctl_zmq;
+	h->ctl_user = ctl ? ctl_user : h;
+	if (cfg->metrics == NULL)
+		h->own_metrics = metrics_new();
+	h->metrics = cfg->metrics ? cfg->metrics : h->own_metrics;
+	if (h->listen == NULL || h->state_dir == NULL || h->metrics == NULL) {
+		snprintf(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto fail;
+	}
+	snprintf(h->files_dir, sizeof(h->files_dir), "%s/files", cfg->state_dir);
+	snprintf(h->batches_dir, sizeof(h->batches_dir), "%s/batches", cfg->state_dir);
+	if ((r = mkdir_p(cfg->state_dir)) < 0 || (r = mkdir_p(h->files_dir)) < 0 ||
+	    (r = mkdir_p(h->batches_dir)) < 0) {
+		snprintf(err, errlen, "http: cannot create %s/{files,batches}: %s", cfg->state_dir,
+			 strerror(-r));
+		goto fail;
+	}
+	api_files_sweep(h);
+	if ((r = api_batches_new(h, &h->batches, err, errlen)) < 0)
+		goto fail;
+	if ((r = resolve(cfg->listen, &ss, &sslen)) < 0) {
+		snprintf(err, errlen, "--http %s: cannot resolve the host", cfg->listen);
+		goto fail;
+	}
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			 MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)900,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				  MHD_OPTION_END);
+	if (h->mhd == NULL) {
+		snprintf(err, errlen, "http: cannot listen on %s (address in use, or not this host's?)",
+			 cfg->listen);
+		r = -EADDRINUSE;
+		goto fail;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = info ? info->port : 0;
+	char host[256], url[400], path[4200];
+	unsigned port;
+	split_listen(cfg->listen, host, sizeof(host), &port);
+	const char *uhost = host;
+	if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0')
+		uhost = "127.0.0.1";
+	int n = snprintf(url, sizeof(url), ss.ss_family == AF_INET6 ? "http://[%s]:%u\n" : "http://%s:%u\n",
+			 strcmp(host, "::") == 0 ? "::1" : uhost, (unsigned)h->port);
+	snprintf(path, sizeof(path), "%s/http", cfg->state_dir);
+	if (n > 0 && (r = http_write_atomic(path, url, (size_t)n)) < 0)
+		mg_log(MG_LOG_WARN, "http", "cannot write the base URL file path=%s err=\"%s\"", path,
+		       strerror(-r));
+	mg_log(MG_LOG_INFO, "http", "listening addr=%s port=%u auth=%s max_upload_bytes=%llu",
+	       cfg->listen, (unsigned)h->port, h->keys ? "api-keys" : "none",
+	       (unsigned long long)cfg->max_upload_bytes);
+	*ret = h;
+	return 0;
+fail:
+	http_destroy(&h);
+	return r;
+}
+
+void http_destroy(http_t **ph)
+{
+	if (ph == NULL || *ph == NULL)
+		return;
+	http_t *h = *ph;
+	atomic_store(&h->stopping, true);
+	if (h->mhd != NULL)
+		MHD_stop_daemon(h->mhd);
+	api_batches_destroy(&h->batches);
+	metrics_destroy(&h->own_metrics);
+	free(h->listen);
+	free(h->state_dir);
+	free(h);
+	*ph = NULL;
+}
+
+uint16_t http_port(const http_t *h)
+{
+	return h->port;
+}

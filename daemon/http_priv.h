@@ -1,0 +1,162 @@
+/* http_priv: what the endpoint modules (api_*.c) share with http.c.
+ *
+ * A handler gets an http_req_t (one per HTTP request, owned by http.c,
+ * alive until the request completes) and answers with one http_reply_*()
+ * call. Handlers run in libmicrohttpd's per-connection threads: they may
+ * block (control calls, file I/O) but must not keep pointers into the
+ * request after returning. */
+#ifndef HTTP_PRIV_H
+#define HTTP_PRIV_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <threads.h>
+
+#include "http.h"
+#include "metrics.h"
+
+#define HTTP_MAX_PARAMS 2
+
+typedef struct api_batches api_batches_t;
+
+struct http {
+	http_config_t cfg;		/* strings borrowed from the caller's config... */
+	char *listen, *state_dir;	/* ...except these two: owned copies */
+	char files_dir[3900];		/* STATE_DIR/files */
+	char batches_dir[3900];	/* STATE_DIR/batches */
+	const apikeys_t *keys;		/* borrowed */
+	void *zctx;			/* borrowed */
+	http_ctl_fn ctl;
+	void *ctl_user;
+	struct MHD_Daemon *mhd;		/* owned */
+	atomic_bool stopping;		/* http_destroy began: waits end early */
+	uint16_t port;
+	metrics_t *metrics;		/* cfg.metrics (borrowed) or own_metrics */
+	metrics_t *own_metrics;		/* owned, when cfg.metrics is NULL */
+	api_batches_t *batches;		/* owned: sidecars and the finalizer thread */
+};
+
+typedef struct http_req http_req_t;
+
+/* A streaming body (uploads): called for each chunk of the raw request
+ * body, then handle() runs once it is complete. Returns 0, or a negative
+ * errno after queueing an error reply with http_reply_*() (the rest of the
+ * body is then discarded). */
+typedef int (*http_data_fn)(http_req_t *r, const char *data, size_t len);
+typedef void (*http_handler_fn)(http_req_t *r);
+/* Frees what begin/data left in r->user (also when the client went away). */
+typedef void (*http_cleanup_fn)(http_req_t *r);
+
+struct http_req {
+	http_t *h;			/* borrowed */
+	struct MHD_Connection *conn;	/* borrowed: valid during the request */
+	const char *method;		/* borrowed from MHD */
+	const char *path;		/* without the query string */
+	char param[HTTP_MAX_PARAMS][256];	/* {} segments of the route, in order */
+	char *body;			/* owned: the JSON body (ROUTE_JSON), NUL-terminated */
+	size_t body_len;
+	json_t *json;			/* owned: body parsed (ROUTE_JSON) */
+	uint64_t received;		/* body bytes seen */
+	void *user;			/* owned by the route's module (cleanup) */
+	http_cleanup_fn cleanup;
+	struct MHD_Response *resp;	/* owned until queued */
+	unsigned status;
+	bool replied;			/* an error reply is queued already */
+};
+
+/* Query argument (?key=value) or NULL. */
+const char *http_query(http_req_t *r, const char *key);
+/* Request header or NULL (case-insensitive name). */
+const char *http_header(http_req_t *r, const char *name);
+
+/* Replies. Each sets r->resp/r->status (http.c queues it); a second reply
+ * for the same request is ignored. */
+void http_reply_json(http_req_t *r, unsigned status, json_t *body /* stolen */);
+void http_reply_error(http_req_t *r, unsigned status, const char *code, const char *param,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* text copied. */
+void http_reply_text(http_req_t *r, unsigned status, const char *content_type, const char *text,
+		     size_t len);
+/* Serves size bytes of fd (stolen: closed by libmicrohttpd). */
+void http_reply_fd(http_req_t *r, unsigned status, const char *content_type, int fd, uint64_t size);
+/* Adds a header to the queued reply (after an http_reply_*). */
+void http_reply_header(http_req_t *r, const char *name, const char *value);
+
+/* A control call (see http_ctl_fn): reply is a new reference. On an
+ * {"error":...} reply or a failed call, replies with the matching HTTP
+ * error (not_found 404, invalid_request 400, conflict 409, too_large 413,
+ * core unreachable 503, ...) and returns a negative errno; the caller just
+ * returns. cmd is added to req. */
+int http_call(http_req_t *r, const char *cmd, json_t *req /* stolen */, json_t **ret_reply);
+/* The same without replying (background threads): -ENOENT for not_found,
+ * -EINVAL, -EIO for other errors; err gets the core's message. */
+int http_call_quiet(http_t *h, const char *cmd, json_t *req /* stolen */, json_t **ret_reply,
+		    char *err, size_t errlen);
+
+/* Random hex id: prefix + 24 hex digits. */
+void http_random_id(const char *prefix, char *buf, size_t len);
+
+/* Writes len bytes to path atomically (path.tmp, fsync, rename, fsync of
+ * the directory). -errno. */
+int http_write_atomic(const char *path, const char *data, size_t len);
+/* fsync of a directory. */
+int http_fsync_dir(const char *dir);
+
+/* Models the connected workers serve: fills *ret (malloc'd array of
+ * malloc'd names, free with http_models_free). */
+typedef struct http_model {
+	char *name;
+	uint32_t n_ctx;			/* 0 = unknown */
+	uint32_t workers;
+} http_model_t;
+int http_models(http_t *h, http_model_t **ret, size_t *ret_n, char *err, size_t errlen);
+void http_models_free(http_model_t *m, size_t n);
+
+/* --- endpoint modules -------------------------------------------------- */
+
+/* api_files.c */
+int api_files_upload_begin(http_req_t *r);
+int api_files_upload_data(http_req_t *r, const char *data, size_t len);
+void api_files_upload(http_req_t *r);
+void api_files_list(http_req_t *r);
+void api_files_get(http_req_t *r);
+void api_files_content(http_req_t *r);
+void api_files_delete(http_req_t *r);
+/* A file's metadata: 0, -ENOENT, -EBADMSG. Strings into the caller's
+ * buffers (filename, purpose). path gets the data file. */
+typedef struct api_file {
+	char id[64];
+	char filename[256];
+	char purpose[32];
+	int64_t bytes, created_at;
+	char path[4096];
+} api_file_t;
+int api_files_find(http_t *h, const char *id, api_file_t *ret);
+/* Registers a file the daemon wrote (output/error): moves tmp_path to
+ * the store under id (replacing a file of that id: finalizing a batch
+ * twice after a crash gives the same ids) and writes its metadata. */
+int api_files_adopt(http_t *h, const char *tmp_path, const char *id, const char *filename,
+		    const char *purpose);
+/* Removes data files left without metadata by a crash. */
+void api_files_sweep(http_t *h);
+
+/* api_batches.c */
+int api_batches_new(http_t *h, api_batches_t **ret, char *err, size_t errlen);
+void api_batches_destroy(api_batches_t **b);
+void api_batches_create(http_req_t *r);
+void api_batches_get(http_req_t *r);
+void api_batches_list(http_req_t *r);
+void api_batches_cancel(http_req_t *r);
+
+/* api_completions.c */
+void api_completions_post(http_req_t *r);
+
+/* api_models.c */
+void api_models_list(http_req_t *r);
+void api_models_get(http_req_t *r);
+
+#endif
