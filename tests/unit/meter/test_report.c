@@ -340,7 +340,67 @@ static void test_breakeven(void)
 	CU_ASSERT_EQUAL(report_breakeven(&in, &b), -EINVAL);
 }
 
+/* Gross margin at our own sale price, by model: (sale - loaded) / sale. */
+static void test_sale_price(void)
+{
+	fixture();
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3, .sale = "qwen-long" };
+	report_t *r = NULL;
+	char err[256], *text = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_new(rows, N_ROWS, REPORT_BY_MODEL, &o, &r, err, sizeof(err)), 0);
+	CU_ASSERT(r->has_sale);
+	for (size_t i = 0; i < r->n_rows; i++)
+		CU_ASSERT_EQUAL(r->rows[i].sale_micros, r->rows[i].api_micros[2]);	/* same entry */
+	CU_ASSERT_EQUAL(r->total.sale_micros, r->rows[0].sale_micros + r->rows[1].sale_micros);
+	CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+	json_error_t je;
+	json_t *root = json_loads(text, 0, &je), *t = json_object_get(root, "total");
+	int64_t gm;
+	CU_ASSERT_EQUAL(meter_gross_margin_ppm(r->total.sale_micros, r->total.cost_loaded_micros, &gm), 0);
+	CU_ASSERT_EQUAL(jint(t, "gross_margin_ppm"), gm);
+	CU_ASSERT_EQUAL(jint(t, "sale_micros"), r->total.sale_micros);
+	json_decref(root);
+	free(text);
+	report_destroy(&r);
+	o.sale = "no-such-price";
+	CU_ASSERT_EQUAL(report_new(rows, N_ROWS, REPORT_BY_MODEL, &o, &r, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no-such-price"));
+	done();
+}
+
+/* Ledger rows through SQLite and back give the same report. */
+static void test_from_sqlite(void)
+{
+	fixture();
+	sqlite3 *db = NULL;
+	char err[512] = "";
+	ledger_rows_t *got = NULL;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(":memory:", &db), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(ledger_create(db, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, rows, N_ROWS, err, sizeof(err)), 0);
+	ledger_filter_t f = { .job = "batch_b" };
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &got, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(got->n, N_ROWS - 6);
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3 };
+	report_t *a = NULL, *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_new(got->v, got->n, REPORT_BY_CALL, &o, &a, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(report_new(rows + 6, N_ROWS - 6, REPORT_BY_CALL, &o, &b, err, sizeof(err)), 0);
+	char *ja = NULL, *jb = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_format_json(a, &ja), 0);
+	CU_ASSERT_EQUAL_FATAL(report_format_json(b, &jb), 0);
+	CU_ASSERT_STRING_EQUAL(ja, jb);
+	free(ja);
+	free(jb);
+	report_destroy(&a);
+	report_destroy(&b);
+	ledger_rows_destroy(&got);
+	sqlite3_close(db);
+	done();
+}
+
 const cu_test_t report_tests[] = {
+	{ "sale_price", test_sale_price },
+	{ "from_sqlite", test_from_sqlite },
 	{ "totals_all_groupings", test_totals_all_groupings },
 	{ "conversion_exact", test_conversion_exact },
 	{ "json_shape", test_json_shape },
