@@ -1146,6 +1146,8 @@ struct wtensor {
 	uint32_t type, n_dims;
 	uint64_t ne[GGUF_MAX_DIMS];
 	const void *data;	/* borrowed: caller's, until gguf_writer_write returns */
+	gguf_writer_fill_fn fill;	/* or the data comes from fill(fill_ctx, ...) */
+	void *fill_ctx;
 	uint64_t nbytes;
 	uint64_t offset;	/* in the data section, assigned at write */
 };
@@ -1334,11 +1336,12 @@ int gguf_writer_set_arr_str(gguf_writer_t *w, const char *key, const char *const
 	return add_kv(w, key, GGUF_VTYPE_ARRAY, val, len);
 }
 
-int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, uint32_t type,
-			   uint32_t n_dims, const uint64_t *ne, const void *data, uint64_t nbytes)
+static int add_tensor(gguf_writer_t *w, const char *name, uint32_t type, uint32_t n_dims,
+		      const uint64_t *ne, const void *data, uint64_t nbytes,
+		      gguf_writer_fill_fn fill, void *fill_ctx)
 {
 	if (w == NULL || name == NULL || name[0] == '\0' || strlen(name) > MAX_NAME_LEN ||
-	    n_dims < 1 || n_dims > GGUF_MAX_DIMS || ne == NULL || data == NULL)
+	    n_dims < 1 || n_dims > GGUF_MAX_DIMS || ne == NULL || (data == NULL && fill == NULL))
 		return -EINVAL;
 	uint64_t n = 1;
 	for (uint32_t d = 0; d < n_dims; d++) {
@@ -1363,9 +1366,26 @@ int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, uint32_t type,
 	for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
 		t->ne[d] = d < n_dims ? ne[d] : 1;
 	t->data = data;
+	t->fill = fill;
+	t->fill_ctx = fill_ctx;
 	t->nbytes = nbytes;
 	w->n_t++;
 	return 0;
+}
+
+int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, uint32_t type,
+			   uint32_t n_dims, const uint64_t *ne, const void *data, uint64_t nbytes)
+{
+	return add_tensor(w, name, type, n_dims, ne, data, nbytes, NULL, NULL);
+}
+
+int gguf_writer_add_tensor_fill(gguf_writer_t *w, const char *name, uint32_t type,
+				uint32_t n_dims, const uint64_t *ne, uint64_t nbytes,
+				gguf_writer_fill_fn fill, void *fill_ctx)
+{
+	if (fill == NULL)
+		return -EINVAL;
+	return add_tensor(w, name, type, n_dims, ne, NULL, nbytes, fill, fill_ctx);
 }
 
 /* Buffered output to an fd; the first error sticks in rc. */
@@ -1454,7 +1474,26 @@ static void emit(gguf_writer_t *w, wout_t *o)
 	}
 	out_pad(o, w->alignment);
 	for (size_t i = 0; i < w->n_t; i++) {
-		out(o, w->t[i].data, (size_t)w->t[i].nbytes);
+		if (w->t[i].fill == NULL) {
+			out(o, w->t[i].data, (size_t)w->t[i].nbytes);
+		} else {
+			/* produced straight into the output buffer, a piece at a time */
+			for (uint64_t done = 0; done < w->t[i].nbytes && o->rc == 0;) {
+				size_t k = sizeof(o->buf) - o->n;
+				if (k > w->t[i].nbytes - done)
+					k = (size_t)(w->t[i].nbytes - done);
+				int r = w->t[i].fill(w->t[i].fill_ctx, o->buf + o->n, done, k);
+				if (r < 0) {
+					o->rc = r;
+					break;
+				}
+				o->n += k;
+				o->pos += k;
+				done += k;
+				if (o->n == sizeof(o->buf))
+					out_flush(o);
+			}
+		}
 		out_pad(o, w->alignment);
 	}
 	out_flush(o);

@@ -185,6 +185,16 @@ int gguf_writer_set_arr_str(gguf_writer_t *w, const char *key, const char *const
  * 1..64 bytes. -EINVAL / -EEXIST otherwise. */
 int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, uint32_t type,
 			   uint32_t n_dims, const uint64_t *ne, const void *data, uint64_t nbytes);
+/* A tensor whose data is produced while the file is written, so a writer
+ * of a large model never holds it in memory: fill(fill_ctx, dst, offset,
+ * len) writes bytes [offset, offset + len) of the tensor's data to dst
+ * (calls come in order, len <= 64 KiB, pieces may split an element) and
+ * returns 0 or a negative errno that fails gguf_writer_write. fill_ctx is
+ * borrowed until gguf_writer_write returns. */
+typedef int (*gguf_writer_fill_fn)(void *fill_ctx, void *dst, uint64_t offset, size_t len);
+int gguf_writer_add_tensor_fill(gguf_writer_t *w, const char *name, uint32_t type,
+				uint32_t n_dims, const uint64_t *ne, uint64_t nbytes,
+				gguf_writer_fill_fn fill, void *fill_ctx);
 /* Writes a GGUF v3 file: keys in insertion order, tensor data in insertion
  * order, each tensor aligned to general.alignment (32 unless set). Writes a
  * temporary file next to path, fsyncs it, then renames it over path, so a

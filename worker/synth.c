@@ -88,8 +88,16 @@ static uint64_t name_hash(const char *s)	/* FNV-1a */
 	return h;
 }
 
-int synth_tensor_rows(const model_config_t *cfg, const char *name, uint64_t row0,
-		      uint64_t n_rows, float *dst)
+/* How a tensor's elements are made: element i is u(key, i) * a, or 1 for
+ * norm weights. */
+typedef struct gen {
+	uint64_t key;
+	float a;
+	bool ones;
+	uint64_t ne0, ne1;
+} gen_t;
+
+static int gen_init(const model_config_t *cfg, const char *name, gen_t *g)
 {
 	/* find the tensor among the configuration's (fan-in = ne0) */
 	int n = model_tensor_specs(cfg, NULL, 0);
@@ -101,28 +109,46 @@ int synth_tensor_rows(const model_config_t *cfg, const char *name, uint64_t row0
 	for (int i = 0; i < n && found < 0; i++)
 		if (strcmp(specs[i].name, name) == 0)
 			found = i;
-	uint64_t ne0 = found >= 0 ? specs[found].ne[0] : 0, ne1 = found >= 0 ? specs[found].ne[1] : 0;
+	if (found >= 0) {
+		g->ne0 = specs[found].ne[0];
+		g->ne1 = specs[found].ne[1];
+	}
 	free(specs);
-	if (found < 0 || row0 + n_rows > ne1)
+	if (found < 0)
 		return -EINVAL;
 	size_t len = strlen(name);
-	bool is_norm = len > 12 && strcmp(name + len - 12, "_norm.weight") == 0;
 	bool is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
-	if (is_norm) {
-		for (uint64_t i = 0; i < n_rows * ne0; i++)
+	g->ones = len > 12 && strcmp(name + len - 12, "_norm.weight") == 0;
+	g->a = is_bias ? 0.1f : (float)sqrt(3.0 / (double)g->ne0);
+	g->key = mix64(SYNTH_SEED ^ name_hash(name));
+	return 0;
+}
+
+static void gen_elems(const gen_t *g, uint64_t e0, uint64_t n, float *dst)
+{
+	if (g->ones) {
+		for (uint64_t i = 0; i < n; i++)
 			dst[i] = 1.0f;
-		return 0;
+		return;
 	}
-	float a = is_bias ? 0.1f : (float)sqrt(3.0 / (double)ne0);
-	uint64_t key = mix64(SYNTH_SEED ^ name_hash(name));
-	for (uint64_t r = 0; r < n_rows; r++)
-		for (uint64_t k = 0; k < ne0; k++) {
-			uint64_t idx = (row0 + r) * ne0 + k;
-			uint64_t h = mix64(key + idx * 0x9e3779b97f4a7c15ULL);
-			/* 24 random bits: exactly representable, uniform in [-1, 1) */
-			float u = (float)(int32_t)(h >> 40) * (1.0f / 8388608.0f) - 1.0f;
-			dst[r * ne0 + k] = u * a;
-		}
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t h = mix64(g->key + (e0 + i) * 0x9e3779b97f4a7c15ULL);
+		/* 24 random bits: exactly representable, uniform in [-1, 1) */
+		float u = (float)(int32_t)(h >> 40) * (1.0f / 8388608.0f) - 1.0f;
+		dst[i] = u * g->a;
+	}
+}
+
+int synth_tensor_rows(const model_config_t *cfg, const char *name, uint64_t row0,
+		      uint64_t n_rows, float *dst)
+{
+	gen_t g;
+	int rc = gen_init(cfg, name, &g);
+	if (rc < 0)
+		return rc;
+	if (row0 > g.ne1 || n_rows > g.ne1 - row0)
+		return -EINVAL;
+	gen_elems(&g, row0 * g.ne0, n_rows * g.ne0, dst);
 	return 0;
 }
 
@@ -258,31 +284,35 @@ static int set_keys(gguf_writer_t *w, const synth_preset_t *p, const model_confi
 	return 0;
 }
 
-/* Generates one tensor in the file's type: rows in chunks, converted. */
-static int gen_tensor(const model_config_t *c, const model_tensor_spec_t *t, uint32_t type,
-		      void *dst)
+#define FILL_MAX (64u * 1024u)	/* the writer's largest piece */
+
+/* One tensor being written: elements generated in the file's type while
+ * the writer asks for them. */
+typedef struct fill {
+	gen_t g;
+	uint32_t type;
+	float *f;		/* borrowed: shared scratch, FILL_MAX/2 + 2 floats */
+	uint8_t *bytes;		/* borrowed: shared scratch, (FILL_MAX/2 + 2) * 4 bytes */
+} fill_t;
+
+static int fill_piece(void *ctx, void *dst, uint64_t offset, size_t len)
 {
-	uint64_t ne0 = t->ne[0], ne1 = t->ne[1];
-	uint64_t chunk = (1u << 20) / ne0 + 1;
-	float *buf = malloc(chunk * ne0 * sizeof(float));
-	if (buf == NULL)
-		return -ENOMEM;
-	int rc = 0;
-	for (uint64_t r = 0; r < ne1 && rc == 0; r += chunk) {
-		uint64_t n = ne1 - r < chunk ? ne1 - r : chunk;
-		rc = synth_tensor_rows(c, t->name, r, n, buf);
-		if (rc < 0)
-			break;
-		if (type == GGUF_TTYPE_F32) {
-			memcpy((float *)dst + r * ne0, buf, n * ne0 * sizeof(float));
-		} else {
-			uint16_t *h = (uint16_t *)dst + r * ne0;
-			for (uint64_t i = 0; i < n * ne0; i++)
-				h[i] = gguf_f32_to_f16(buf[i]);
+	fill_t *f = ctx;
+	size_t esz = f->type == GGUF_TTYPE_F16 ? 2 : 4;
+	uint64_t e0 = offset / esz, e1 = (offset + len + esz - 1) / esz;
+	if (e1 - e0 > FILL_MAX / 2 + 2)
+		return -EINVAL;
+	gen_elems(&f->g, e0, e1 - e0, f->f);
+	if (esz == 4) {
+		memcpy(f->bytes, f->f, (size_t)(e1 - e0) * 4);
+	} else {
+		for (uint64_t i = 0; i < e1 - e0; i++) {
+			uint16_t h = gguf_f32_to_f16(f->f[i]);
+			memcpy(f->bytes + 2 * i, &h, 2);
 		}
 	}
-	free(buf);
-	return rc;
+	memcpy(dst, f->bytes + (offset - e0 * esz), len);
+	return 0;
 }
 
 int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
@@ -300,12 +330,14 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 		c.n_layers = n_layers_override;
 	int n = model_tensor_specs(&c, NULL, 0);
 	model_tensor_spec_t *specs = calloc((size_t)n, sizeof(*specs));
-	void **data = calloc((size_t)n, sizeof(*data));
+	fill_t *fills = calloc((size_t)n, sizeof(*fills));
+	float *fbuf = malloc((FILL_MAX / 2 + 2) * sizeof(float));
+	uint8_t *bbuf = malloc((FILL_MAX / 2 + 2) * 4);
 	gguf_writer_t *w = gguf_writer_new();
 	synth_vocab_t sv;
 	memset(&sv, 0, sizeof(sv));
 	int rc = -ENOMEM;
-	if (specs == NULL || data == NULL || w == NULL) {
+	if (specs == NULL || fills == NULL || fbuf == NULL || bbuf == NULL || w == NULL) {
 		seterr(err, errlen, rc, "%s: out of memory", path);
 		goto done;
 	}
@@ -315,31 +347,27 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 		seterr(err, errlen, rc, "%s: cannot build the metadata", path);
 		goto done;
 	}
-	/* The writer borrows tensor data until it writes, so each tensor is
-	 * generated once in the file's type and freed after the write. */
-	size_t esz = type == GGUF_TTYPE_F16 ? 2 : 4;
+	/* Tensors are generated piece by piece as the writer streams them out:
+	 * the model is never held in memory, whatever its size. */
 	for (int i = 0; i < n; i++) {
 		const model_tensor_spec_t *t = &specs[i];
-		uint64_t nb = t->ne[0] * t->ne[1] * esz;
-		uint32_t tt = t->n_dims == 1 ? GGUF_TTYPE_F32 : type;	/* norms, biases stay F32 */
-		if (t->n_dims == 1)
-			nb = t->ne[0] * 4;
-		if ((data[i] = malloc(nb)) == NULL) {
-			rc = seterr(err, errlen, -ENOMEM, "%s: tensor %s: out of memory", path, t->name);
-			goto done;
-		}
-		if ((rc = gen_tensor(&c, t, tt, data[i])) < 0 ||
-		    (rc = gguf_writer_add_tensor(w, t->name, tt, t->n_dims, t->ne, data[i], nb)) < 0) {
-			seterr(err, errlen, rc, "%s: tensor %s: cannot generate", path, t->name);
+		fill_t *f = &fills[i];
+		f->type = t->n_dims == 1 ? GGUF_TTYPE_F32 : type;	/* norms, biases stay F32 */
+		f->f = fbuf;
+		f->bytes = bbuf;
+		uint64_t nb = t->ne[0] * t->ne[1] * (f->type == GGUF_TTYPE_F16 ? 2 : 4);
+		if ((rc = gen_init(&c, t->name, &f->g)) < 0 ||
+		    (rc = gguf_writer_add_tensor_fill(w, t->name, f->type, t->n_dims, t->ne, nb,
+						      fill_piece, f)) < 0) {
+			seterr(err, errlen, rc, "%s: tensor %s: cannot add it", path, t->name);
 			goto done;
 		}
 	}
 	rc = gguf_writer_write(w, path, err, errlen);
 done:
-	if (data != NULL)
-		for (int i = 0; i < n; i++)
-			free(data[i]);
-	free(data);
+	free(fills);
+	free(fbuf);
+	free(bbuf);
 	free(specs);
 	synth_vocab_done(&sv);
 	gguf_writer_destroy(&w);
