@@ -759,6 +759,9 @@ int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scrat
 		goto fail;
 	if ((rc = ops_pool_new(threads, &s->pool)) < 0)
 		goto fail;
+	/* with OpenBLAS doing the matmuls its threads need the cores between
+	 * our attention regions */
+	ops_pool_set_spin(s->pool, m->layout != OPS_W_ROWMAJOR);
 	*ret = s;
 	return 0;
 fail:

@@ -44,6 +44,7 @@ struct ops_pool {
 	atomic_int done;	/* tasks finished in the current region */
 	atomic_int sleepers;
 	atomic_bool stop;
+	atomic_bool spin;	/* idle workers spin/yield before sleeping */
 	_Atomic(ops_task_fn) fn;	/* the current region */
 	_Atomic(void *) arg;
 	atomic_int n_tasks;
@@ -82,7 +83,8 @@ static uint32_t wait_gen(ops_pool_t *p, uint32_t seen)
 {
 	uint32_t g;
 	uint64_t t0 = 0;
-	for (unsigned i = 0;; i++) {
+	bool spin = atomic_load_explicit(&p->spin, memory_order_relaxed);
+	for (unsigned i = 0; spin; i++) {
 		g = gen_of(atomic_load(&p->state));
 		if (g != seen)
 			return g;
@@ -161,6 +163,7 @@ int ops_pool_new(int threads, ops_pool_t **ret)
 	atomic_init(&p->done, 0);
 	atomic_init(&p->sleepers, 0);
 	atomic_init(&p->stop, false);
+	atomic_init(&p->spin, true);
 	atomic_init(&p->fn, NULL);
 	atomic_init(&p->arg, NULL);
 	atomic_init(&p->n_tasks, 0);
@@ -212,6 +215,12 @@ void ops_pool_destroy(ops_pool_t **pp)
 	free(p->th);
 	free(p);
 	*pp = NULL;
+}
+
+void ops_pool_set_spin(ops_pool_t *p, bool spin)
+{
+	if (p != NULL)
+		atomic_store(&p->spin, spin);
 }
 
 int ops_pool_threads(const ops_pool_t *p)

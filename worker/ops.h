@@ -52,6 +52,11 @@ int ops_pool_new(int threads, ops_pool_t **ret);
 /* Stops and joins the threads. NULL-safe; sets *p = NULL. */
 void ops_pool_destroy(ops_pool_t **p);
 int ops_pool_threads(const ops_pool_t *p);	/* 1 for NULL */
+/* Whether idle pool threads spin (then yield) for a few hundred
+ * microseconds before sleeping (default true: regions of a forward step
+ * follow each other closely). Off when another library's threads (OpenBLAS)
+ * share the cores between our regions. */
+void ops_pool_set_spin(ops_pool_t *p, bool spin);
 /* Runs fn for every task (claimed in order by whichever worker is free)
  * and returns when all are done. One region at a time: only the owner's
  * thread calls this. p may be NULL (runs inline). */
