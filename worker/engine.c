@@ -6,12 +6,11 @@
  * when a request's text outgrows its buffer (amortized doubling) and when
  * a finished request is handed out.
  *
- * Batch layout of one step, in slot order: a decoding slot contributes its
- * last sampled token (logits wanted); a prefilling slot contributes the next
- * chunk of its prompt (logits wanted only for the prompt's last token).
- * Decoding slots are served first, then the prefill budget
- * (max_step_tokens - decoders) is handed out in slot order, at most
- * prefill_chunk tokens each. Which slot a request lands in and who shares
+ * Batch layout of one step: every decoding slot contributes its last
+ * sampled token (logits wanted), in slot order; then the prefill budget
+ * (max_step_tokens - decoders) is handed out to prefilling slots in the
+ * order they were admitted, the next chunk of at most prefill_chunk prompt
+ * tokens each (logits wanted only for the prompt's last token). Which slot a request lands in and who shares
  * its step never changes its tokens: the model's numerics are
  * batch-invariant and each request samples from its own generator. */
 #include "engine.h"
@@ -53,6 +52,7 @@ typedef struct slot {
 	uint32_t steps;
 	int64_t first_step_ns;	/* 0 = not yet in a step */
 	int64_t first_token_ns;
+	uint64_t admit_seq;	/* admission order: prefill budget goes oldest first */
 	const char *finish;	/* set when the request ends in this step */
 	/* this step */
 	int b_first, b_n;	/* its tokens in the batch */
@@ -79,7 +79,9 @@ struct engine {
 	float *logits;		/* [slots][n_vocab] */
 	/* accounting scratch, [slots] */
 	uint64_t *w, *parts;
-	int *in_step;
+	int *in_step;		/* slots in this step, batch order */
+	int *order;		/* slots to serve this step, decoders first */
+	uint64_t n_admitted;
 	char *piece;		/* owned: [piece_cap] */
 	size_t piece_cap;
 	req_t *q_head, *q_tail;	/* owned: FIFO of queued requests */
@@ -368,11 +370,12 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 	e->w = malloc(S * sizeof(*e->w));
 	e->parts = malloc(S * sizeof(*e->parts));
 	e->in_step = malloc(S * sizeof(*e->in_step));
+	e->order = malloc(S * sizeof(*e->order));
 	e->piece_cap = 256;
 	e->piece = malloc(e->piece_cap);
 	if (e->slots == NULL || e->b_tok == NULL || e->b_pos == NULL || e->b_kv == NULL ||
 	    e->b_want == NULL || e->b_flops == NULL || e->logits == NULL || e->w == NULL ||
-	    e->parts == NULL || e->in_step == NULL || e->piece == NULL)
+	    e->parts == NULL || e->in_step == NULL || e->order == NULL || e->piece == NULL)
 		goto nomem;
 	for (size_t i = 0; i < S; i++) {
 		slot_t *s = &e->slots[i];
@@ -438,6 +441,7 @@ void engine_destroy(engine_t **pe)
 	free(e->w);
 	free(e->parts);
 	free(e->in_step);
+	free(e->order);
 	free(e->piece);
 	free(e);
 	*pe = NULL;
@@ -466,6 +470,7 @@ static void admit(engine_t *e)
 		s->first_step_ns = 0;
 		s->first_token_ns = 0;
 		s->finish = NULL;
+		s->admit_seq = e->n_admitted++;
 		sampler_reset(s->smp, &q->sp);
 	}
 }
@@ -575,21 +580,34 @@ int engine_step(engine_t *e)
 	int64_t t0 = mg_clock_now_ns();
 	admit(e);
 
-	int S = e->o.slots, n_dec = 0;
+	/* Serve decoders first (one token each, always room), then prefills
+	 * oldest admission first, so a long wait is never overtaken by a
+	 * newcomer in a lower slot. */
+	int S = e->o.slots, n_dec = 0, n_ord = 0;
 	for (int i = 0; i < S; i++) {
 		slot_t *s = &e->slots[i];
 		s->b_n = 0;
 		s->row = -1;
-		if (s->req != NULL && (size_t)s->n_past >= s->req->n_prompt)
+		if (s->req != NULL && (size_t)s->n_past >= s->req->n_prompt) {
+			e->order[n_ord++] = i;
 			n_dec++;
+		}
+	}
+	for (int i = 0; i < S; i++) {
+		slot_t *s = &e->slots[i];
+		if (s->req == NULL || (size_t)s->n_past >= s->req->n_prompt)
+			continue;
+		int j = n_ord++;
+		for (; j > n_dec && e->slots[e->order[j - 1]].admit_seq > s->admit_seq; j--)
+			e->order[j] = e->order[j - 1];
+		e->order[j] = i;
 	}
 	int budget = e->o.max_step_tokens - n_dec, n = 0, rows = 0, n_seq = 0;
 	uint64_t prefill = 0, decode = 0;
-	for (int i = 0; i < S; i++) {
+	for (int k = 0; k < n_ord; k++) {
+		int i = e->order[k];
 		slot_t *s = &e->slots[i];
 		req_t *q = s->req;
-		if (q == NULL)
-			continue;
 		int take;
 		bool want_last;
 		if ((size_t)s->n_past >= q->n_prompt) {

@@ -572,6 +572,37 @@ static void test_slots_and_cancel(void)
 	model_destroy(&m);
 }
 
+/* Prefill budget goes to the oldest admission first, whatever its slot:
+ * B (slot 1, admitted first) keeps its full chunk when C lands in slot 0. */
+static void test_prefill_order(void)
+{
+	model_t *m = load_model();
+	engine_t *e = mk_engine(m, 2, 64, 4);	/* 6 tokens a step */
+	int32_t ids[30];
+	for (int i = 0; i < 30; i++)
+		ids[i] = g_cases[4].prompt_ids[i % (int)g_cases[4].n_prompt];
+	CU_ASSERT_EQUAL(engine_submit(e, &(engine_req_t){ .id = 0, .prompt_ids = ids, .n_prompt_ids = 3, .max_tokens = 1 }), 0);
+	CU_ASSERT_EQUAL(engine_submit(e, &(engine_req_t){ .id = 1, .prompt_ids = ids, .n_prompt_ids = 30, .max_tokens = 1 }), 0);
+	CU_ASSERT_EQUAL(engine_submit(e, &(engine_req_t){ .id = 2, .prompt_ids = ids, .n_prompt_ids = 30, .max_tokens = 1 }), 0);
+	/* step 1: A 3 tokens (done), B 3; then B 4 a step: 3 + 7 x 4 >= 30 at step 8 */
+	int done_at[3] = { 0 };
+	for (int step = 1; step <= 20 && engine_pending(e) > 0; step++) {
+		CU_ASSERT_FATAL(engine_step(e) > 0);
+		for (engine_out_t *o; (o = engine_take(e)) != NULL;) {
+			CU_ASSERT_FATAL(o->id < 3);
+			CU_ASSERT_EQUAL(o->error, 0);
+			done_at[o->id] = step;
+			engine_out_free(&o);
+		}
+	}
+	CU_ASSERT_EQUAL(done_at[0], 1);
+	CU_ASSERT_EQUAL(done_at[1], 8);
+	/* C: 2 a step during steps 2..8, then 4 a step: 14 + 4 x 4 >= 30 */
+	CU_ASSERT_EQUAL(done_at[2], 12);
+	engine_destroy(&e);
+	model_destroy(&m);
+}
+
 const cu_test_t engine_tests[] = {
 	{ "split basic", test_split_basic },
 	{ "split huge values", test_split_huge },
@@ -583,5 +614,6 @@ const cu_test_t engine_tests[] = {
 	{ "stop strings", test_stop_strings },
 	{ "eos", test_eos },
 	{ "slots and cancel", test_slots_and_cancel },
+	{ "prefill order", test_prefill_order },
 	{ NULL, NULL },
 };
