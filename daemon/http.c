@@ -776,6 +776,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		return MHD_YES;
 	}
 	http_req_t *r = &cs->req;
+	/* libmicrohttpd takes no response while a body is arriving: an error
+	 * found then waits in r->resp, the rest of the body is discarded
+	 * (nothing more is stored), and it goes out with the final call. */
 	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
@@ -785,20 +788,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		if (cs->route->flags & R_STREAM) {
 			if (r->received > h->cfg.max_upload_bytes) {
 				too_large(r, h->cfg.max_upload_bytes, "the upload", "max_upload_bytes");
-				return queue(r);
+				return MHD_YES;
 			}
 			if (cs->route->data(r, upload_data, n) < 0)
-				return queue(r);
+				return MHD_YES;
 			return MHD_YES;
 		}
 		if (r->received > h->cfg.max_body_bytes) {
 			too_large(r, h->cfg.max_body_bytes, "the request body", "max_body_bytes");
-			return queue(r);
+			return MHD_YES;
 		}
 		char *nb = realloc(r->body, r->body_len + n + 1);
 		if (nb == NULL) {
 			http_reply_error(r, 500, "internal_error", NULL, "out of memory reading the body");
-			return queue(r);
+			return MHD_YES;
 		}
 		memcpy(nb + r->body_len, upload_data, n);
 		r->body = nb;

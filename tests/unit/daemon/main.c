@@ -10,6 +10,10 @@ static const cu_suite_t suites[] = {
 	{ "sched", sched_tests, NULL, NULL },
 	{ "ctl", ctl_tests, NULL, NULL },
 	{ "opts", opts_tests, NULL, NULL },
+	{ "batchfmt", batchfmt_tests, NULL, NULL },
+	{ "metrics", metrics_tests, NULL, NULL },
+	{ "apikeys", apikeys_tests, NULL, NULL },
+	{ "http", http_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 
