@@ -19,5 +19,13 @@ extern cli_globals_t cli_globals;
 
 int cmd_keygen(int argc, char **argv);
 int cmd_job(int argc, char **argv);
+/* cmd_http.c: the HTTP API commands (docs/api.md) */
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
+int cmd_results(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_models(int argc, char **argv);
 
 #endif

@@ -13,6 +13,13 @@ cli_globals_t cli_globals;
  * left out of the help instead of breaking the link. */
 #pragma weak cmd_keygen
 #pragma weak cmd_job
+#pragma weak cmd_submit
+#pragma weak cmd_status
+#pragma weak cmd_wait
+#pragma weak cmd_results
+#pragma weak cmd_cancel
+#pragma weak cmd_list
+#pragma weak cmd_models
 
 static const struct {
 	const char *name;
@@ -20,6 +27,13 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{ "keygen", cmd_keygen, "write a CURVE key pair: NAME.key (secret) and NAME.pub" },
+	{ "submit", cmd_submit, "upload a JSONL batch file and create a batch (--wait: follow it)" },
+	{ "status", cmd_status, "a batch's status and counts; without ID, the server's" },
+	{ "wait", cmd_wait, "follow a batch to its end with a progress bar" },
+	{ "results", cmd_results, "download a finished batch's output (-o FILE) and errors" },
+	{ "cancel", cmd_cancel, "cancel a batch" },
+	{ "list", cmd_list, "batches, newest first" },
+	{ "models", cmd_models, "models served by the connected workers" },
 	{ "job", cmd_job, "submit, watch and read jobs through a local margind's control socket" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

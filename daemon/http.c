@@ -331,8 +331,9 @@ int http_call_quiet(http_t *h, const char *cmd, json_t *req, json_t **ret_reply,
 		const char *code = json_string_value(json_object_get(e, "code"));
 		const char *msg = json_string_value(json_object_get(e, "message"));
 		snprintf(err, errlen, "%s", msg ? msg : "error");
+		int e2 = ctl_error_errno(code);
 		json_decref(reply);
-		return ctl_error_errno(code);
+		return e2;
 	}
 	*ret_reply = reply;
 	return 0;

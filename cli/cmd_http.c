@@ -1,0 +1,809 @@
+/* marginctl's commands over margind's HTTP API (the OpenAI Files, Batches
+ * and Models endpoints; docs/api.md):
+ *
+ *   submit FILE.jsonl [--wait] [--model M] [--endpoint EP] [--metadata K=V]...
+ *   status [ID] [--json]       one batch, or the server (workers, models, active batches)
+ *   wait ID [--interval S] [--timeout S]
+ *   results ID -o FILE [--errors FILE]
+ *   cancel ID
+ *   list [--limit N] [--json]
+ *   models [--json]
+ *
+ * --url / $MARGIN_URL and --api-key / $MARGIN_API_KEY come from main.c.
+ * Machine-readable output goes to stdout (submit prints the batch id, the
+ * --json forms print the API's objects); progress and notes go to stderr.
+ * Exit status: 0 success, 2 bad usage, 1 anything else (the reason on
+ * stderr); `wait` and `submit --wait` exit 0 only when the batch completed. */
+#include "cli.h"
+#include "http_client.h"
+#include "mg_clock.h"
+#include "progress.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static http_client_t *connect_api(void)
+{
+	http_client_t *c = NULL;
+	char err[512];
+	if (http_client_new(cli_globals.url, cli_globals.api_key, &c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "marginctl: %s\n", err);
+		return NULL;
+	}
+	return c;
+}
+
+/* A call whose failure (no answer, or an error status) is reported here.
+ * Returns the body (new reference) or NULL. */
+static json_t *api(http_client_t *c, const char *method, const char *path, json_t *body)
+{
+	long status = 0;
+	json_t *reply = NULL;
+	char err[1024];
+	int r = http_client_json(c, method, path, body, &status, &reply, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "marginctl: %s%s\n", err,
+			r == -ECONNREFUSED ? " (is margind running? --url / $MARGIN_URL)" : "");
+		return NULL;
+	}
+	if (status < 200 || status >= 300) {
+		fprintf(stderr, "marginctl: %s %s: %s\n", method, path,
+			http_client_error_text(reply, status, err, sizeof(err)));
+		json_decref(reply);
+		return NULL;
+	}
+	if (reply == NULL)
+		fprintf(stderr, "marginctl: %s %s: the answer is not JSON\n", method, path);
+	return reply;
+}
+
+static const char *js(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static long long ji(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static bool terminal(const char *status)
+{
+	return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+	       strcmp(status, "cancelled") == 0 || strcmp(status, "expired") == 0;
+}
+
+static void print_json(json_t *o)
+{
+	char *t = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (t != NULL)
+		puts(t);
+	free(t);
+}
+
+/* --- wait ---------------------------------------------------------------- */
+
+static int term_width(void)
+{
+	struct winsize ws;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 80;
+}
+
+static void sample(progress_t *p, json_t *b)
+{
+	json_t *rc = json_object_get(b, "request_counts");
+	json_t *xu = json_object_get(json_object_get(b, "x_margin"), "usage");
+	json_t *u = json_object_get(b, "usage");
+	p->status = js(b, "status");
+	p->total = ji(rc, "total");
+	p->completed = ji(rc, "completed");
+	p->failed = ji(rc, "failed");
+	p->tokens = -1;
+	p->cost_micros = -1;
+	if (json_is_object(xu)) {
+		p->tokens = ji(xu, "completion_tokens");
+		if (ji(xu, "calls") > 0 && json_is_integer(json_object_get(xu, "cost_loaded_micros")) &&
+		    ji(xu, "cost_loaded_micros") > 0)
+			p->cost_micros = ji(xu, "cost_loaded_micros");
+		const char *cur = js(xu, "currency");
+		p->currency = cur[0] ? cur : NULL;
+	} else if (json_is_object(u)) {
+		p->tokens = ji(u, "output_tokens");
+	}
+}
+
+static void print_errors(json_t *b)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(json_object_get(b, "errors"), "data"), i, e) {
+		json_t *line = json_object_get(e, "line");
+		if (json_is_integer(line))
+			fprintf(stderr, "  line %lld: %s\n", (long long)json_integer_value(line), js(e, "message"));
+		else
+			fprintf(stderr, "  %s\n", js(e, "message"));
+	}
+}
+
+/* Polls until the batch ends; 0 when it completed. */
+static int wait_batch(http_client_t *c, const char *id, double interval, double timeout)
+{
+	bool tty = isatty(STDERR_FILENO);
+	char path[256], line[512], last[512] = "";
+	snprintf(path, sizeof(path), "/v1/batches/%s", id);
+	progress_t p = { .id = id, .tok_per_s = -1, .eta_s = -1 };
+	double t0 = (double)mg_clock_now_ns() / 1e9, last_print = -1e9;
+	json_t *b = NULL;
+	for (;;) {
+		json_decref(b);
+		b = api(c, "GET", path, NULL);
+		if (b == NULL)
+			return 1;
+		double now = (double)mg_clock_now_ns() / 1e9;
+		sample(&p, b);
+		progress_update(&p, now);
+		bool done = terminal(p.status);
+		if (tty) {
+			progress_format(&p, true, term_width(), line, sizeof(line));
+			fprintf(stderr, "\r%s\033[K", line);
+			if (done)
+				fputc('\n', stderr);
+		} else {
+			/* One plain line per change, and one every 30 s anyway. */
+			progress_format(&p, false, 0, line, sizeof(line));
+			char key[512];
+			snprintf(key, sizeof(key), "%s %lld %lld", p.status, (long long)p.completed,
+				 (long long)p.failed);
+			if (strcmp(key, last) != 0 || now - last_print >= 30 || done) {
+				fprintf(stderr, "%s\n", line);
+				snprintf(last, sizeof(last), "%s", key);
+				last_print = now;
+			}
+		}
+		fflush(stderr);
+		if (done)
+			break;
+		if (timeout > 0 && now - t0 > timeout) {
+			fprintf(stderr, "marginctl: batch %s is still %s after %.0f s (--timeout)\n", id, p.status,
+				timeout);
+			json_decref(b);
+			return 1;
+		}
+		mg_clock_sleep_ns((int64_t)(interval * 1e9));
+	}
+	double el = (double)mg_clock_now_ns() / 1e9 - t0;
+	int rc = strcmp(p.status, "completed") == 0 ? 0 : 1;
+	printf("%s %s: %lld/%lld completed, %lld failed", id, p.status, (long long)p.completed,
+	       (long long)p.total, (long long)p.failed);
+	if (p.tokens >= 0)
+		printf(", %lld tokens generated", (long long)p.tokens);
+	printf(" (waited %.1f s)\n", el);
+	if (json_is_string(json_object_get(b, "output_file_id")))
+		printf("output: %s\n", js(b, "output_file_id"));
+	if (json_is_string(json_object_get(b, "error_file_id")))
+		printf("errors: %s\n", js(b, "error_file_id"));
+	if (strcmp(p.status, "failed") == 0) {
+		fprintf(stderr, "marginctl: batch %s failed:\n", id);
+		print_errors(b);
+	} else if (rc != 0) {
+		fprintf(stderr, "marginctl: batch %s was %s\n", id, p.status);
+	}
+	json_decref(b);
+	return rc;
+}
+
+static void usage_wait(FILE *f)
+{
+	fprintf(f, "usage: marginctl wait ID [--interval SECONDS] [--timeout SECONDS]\n"
+		   "  polls the batch until it ends; on a terminal, a live progress bar on stderr\n"
+		   "  (done/total, failed, tokens/s, ETA, cost so far when the server books it).\n"
+		   "  Exit 0 only when the batch completed.\n");
+}
+
+static const struct option wait_opts[] = {
+	{ "interval", required_argument, NULL, 'i' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_seconds(const char *s, double *ret)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end != '\0' || !(v >= 0)) {
+		fprintf(stderr, "marginctl: \"%s\": expected a number of seconds\n", s);
+		return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
+
+int cmd_wait(int argc, char **argv)
+{
+	double interval = 0.5, timeout = 0;
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", wait_opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage_wait(stdout);
+			return 0;
+		}
+		if ((c == 'i' && parse_seconds(optarg, &interval) < 0) ||
+		    (c == 't' && parse_seconds(optarg, &timeout) < 0) || c == '?') {
+			usage_wait(stderr);
+			return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		usage_wait(stderr);
+		return 2;
+	}
+	if (interval < 0.05)
+		interval = 0.05;
+	http_client_t *cl = connect_api();
+	if (cl == NULL)
+		return 1;
+	int rc = wait_batch(cl, argv[optind], interval, timeout);
+	http_client_destroy(&cl);
+	return rc;
+}
+
+/* --- submit ------------------------------------------------------------- */
+
+static void usage_submit(FILE *f)
+{
+	fprintf(f, "usage: marginctl submit FILE.jsonl [--wait] [--model M] [--endpoint EP] [--metadata K=V]...\n"
+		   "  uploads FILE (purpose batch), creates a batch and prints its id.\n"
+		   "  --endpoint EP   /v1/completions or /v1/chat/completions (default: the first line's url)\n"
+		   "  --model M       run every line on model M (rewrites body.model before the upload)\n"
+		   "  --metadata K=V  batch metadata (up to 16 pairs)\n"
+		   "  --wait          then wait for it with a progress bar (exit 0 only when it completed)\n");
+}
+
+static const struct option submit_opts[] = {
+	{ "wait", no_argument, NULL, 'w' },
+	{ "model", required_argument, NULL, 'm' },
+	{ "endpoint", required_argument, NULL, 'e' },
+	{ "metadata", required_argument, NULL, 'M' },
+	{ "interval", required_argument, NULL, 'i' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* The url of the first request line ("" when there is none). */
+static int first_url(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	buf[0] = '\0';
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (strspn(line, " \t\r\n") == (size_t)n)
+			continue;
+		json_t *o = json_loadb(line, (size_t)n, 0, NULL);
+		snprintf(buf, len, "%s", js(o, "url"));
+		json_decref(o);
+		break;
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+/* A copy of path with body.model set to model on every request line, in
+ * a temporary file (*ret_tmp, caller unlinks). Lines that are not JSON
+ * objects are copied as they are: the server reports them. */
+static int rewrite_model(const char *path, const char *model, char *ret_tmp, size_t len)
+{
+	const char *dir = getenv("TMPDIR");
+	snprintf(ret_tmp, len, "%s/marginctl-XXXXXX", dir && *dir ? dir : "/tmp");
+	int fd = mkstemp(ret_tmp);
+	if (fd < 0)
+		return -errno;
+	FILE *out = fdopen(fd, "w");
+	FILE *in = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int r = 0;
+	if (out == NULL || in == NULL) {
+		r = -errno;
+		goto out;
+	}
+	while ((n = getline(&line, &cap, in)) > 0) {
+		json_t *o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+		json_t *body = json_object_get(o, "body");
+		if (json_is_object(body) && json_object_set_new(body, "model", json_string(model)) == 0) {
+			char *t = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			if (t == NULL || fprintf(out, "%s\n", t) < 0)
+				r = -EIO;
+			free(t);
+		} else if (fwrite(line, 1, (size_t)n, out) != (size_t)n) {
+			r = -EIO;
+		}
+		json_decref(o);
+		if (r < 0)
+			goto out;
+	}
+	if (fflush(out) != 0)
+		r = -errno;
+out:
+	free(line);
+	if (in != NULL)
+		fclose(in);
+	if (out != NULL)
+		fclose(out);
+	else
+		close(fd);
+	if (r < 0)
+		unlink(ret_tmp);
+	return r;
+}
+
+int cmd_submit(int argc, char **argv)
+{
+	bool wait = false;
+	const char *model = NULL, *endpoint = NULL;
+	double interval = 0.5;
+	json_t *meta = json_object();
+	int c, rc = 1;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", submit_opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage_submit(stdout);
+			json_decref(meta);
+			return 0;
+		case 'w': wait = true; break;
+		case 'm': model = optarg; break;
+		case 'e': endpoint = optarg; break;
+		case 'i':
+			if (parse_seconds(optarg, &interval) < 0)
+				goto usage;
+			break;
+		case 'M': {
+			const char *eq = strchr(optarg, '=');
+			if (eq == NULL || eq == optarg) {
+				fprintf(stderr, "marginctl: --metadata %s: expected KEY=VALUE\n", optarg);
+				goto usage;
+			}
+			char key[128];
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
+			json_object_set_new(meta, key, json_string(eq + 1));
+			break;
+		}
+		default:
+			goto usage;
+		}
+	}
+	if (optind + 1 != argc)
+		goto usage;
+	const char *file = argv[optind];
+	char ep[256];
+	if (endpoint == NULL) {
+		int r = first_url(file, ep, sizeof(ep));
+		if (r < 0) {
+			fprintf(stderr, "marginctl: %s: %s\n", file, strerror(-r));
+			json_decref(meta);
+			return 1;
+		}
+		if (ep[0] == '\0')
+			snprintf(ep, sizeof(ep), "/v1/completions");
+		endpoint = ep;
+	}
+	char tmp[4096] = "";
+	const char *upload = file;
+	if (model != NULL) {
+		int r = rewrite_model(file, model, tmp, sizeof(tmp));
+		if (r < 0) {
+			fprintf(stderr, "marginctl: rewriting %s for --model: %s\n", file, strerror(-r));
+			json_decref(meta);
+			return 1;
+		}
+		upload = tmp;
+	}
+	http_client_t *cl = connect_api();
+	json_t *f = NULL, *b = NULL;
+	if (cl == NULL)
+		goto out;
+	long status = 0;
+	char err[1024];
+	const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+	int r = http_client_upload(cl, upload, base, "batch", &status, &f, err, sizeof(err));
+	if (r < 0 || status != 200) {
+		fprintf(stderr, "marginctl: uploading %s: %s\n", file,
+			r < 0 ? err : http_client_error_text(f, status, err, sizeof(err)));
+		goto out;
+	}
+	fprintf(stderr, "uploaded %s as %s (%lld bytes)\n", file, js(f, "id"), ji(f, "bytes"));
+	json_t *req = json_pack("{s:s, s:s, s:s}", "input_file_id", js(f, "id"), "endpoint", endpoint,
+				"completion_window", "24h");
+	if (req != NULL && json_object_size(meta) > 0)
+		json_object_set(req, "metadata", meta);
+	b = api(cl, "POST", "/v1/batches", req);
+	json_decref(req);
+	if (b == NULL)
+		goto out;
+	printf("%s\n", js(b, "id"));
+	fflush(stdout);
+	if (ji(json_object_get(b, "x_margin"), "invalid") > 0)
+		fprintf(stderr, "note: %lld line(s) were refused and will be in the error file\n",
+			ji(json_object_get(b, "x_margin"), "invalid"));
+	rc = wait ? wait_batch(cl, js(b, "id"), interval, 0) : 0;
+out:
+	if (tmp[0] != '\0')
+		unlink(tmp);
+	json_decref(f);
+	json_decref(b);
+	json_decref(meta);
+	http_client_destroy(&cl);
+	return rc;
+usage:
+	usage_submit(stderr);
+	json_decref(meta);
+	return 2;
+}
+
+/* --- status, cancel, list, results --------------------------------------- */
+
+static void print_batch(json_t *b)
+{
+	json_t *rc = json_object_get(b, "request_counts");
+	printf("id:        %s\nstatus:    %s\nendpoint:  %s\n", js(b, "id"), js(b, "status"), js(b, "endpoint"));
+	if (js(b, "model")[0])
+		printf("model:     %s\n", js(b, "model"));
+	printf("requests:  %lld total, %lld completed, %lld failed\n", ji(rc, "total"), ji(rc, "completed"),
+	       ji(rc, "failed"));
+	json_t *u = json_object_get(b, "usage");
+	if (json_is_object(u))
+		printf("tokens:    %lld prompt, %lld generated\n", ji(u, "input_tokens"), ji(u, "output_tokens"));
+	json_t *xu = json_object_get(json_object_get(b, "x_margin"), "usage");
+	if (json_is_object(xu) && ji(xu, "calls") > 0)
+		printf("busy:      %.3f s engine time, cost %lld.%06lld (loaded)\n", (double)ji(xu, "busy_ns") / 1e9,
+		       ji(xu, "cost_loaded_micros") / 1000000, ji(xu, "cost_loaded_micros") % 1000000);
+	printf("input:     %s\n", js(b, "input_file_id"));
+	if (json_is_string(json_object_get(b, "output_file_id")))
+		printf("output:    %s\n", js(b, "output_file_id"));
+	if (json_is_string(json_object_get(b, "error_file_id")))
+		printf("errors:    %s\n", js(b, "error_file_id"));
+	static const char *const ts[] = { "created_at", "in_progress_at", "finalizing_at", "completed_at",
+					  "failed_at", "cancelling_at", "cancelled_at", "expired_at",
+					  "expires_at" };
+	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+		json_t *t = json_object_get(b, ts[i]);
+		if (!json_is_integer(t))
+			continue;
+		char buf[40];
+		mg_clock_format_iso8601(buf, sizeof(buf), (int64_t)json_integer_value(t) * MG_NS_PER_S);
+		printf("%-10s %s\n", ts[i], buf);
+	}
+	if (json_array_size(json_object_get(json_object_get(b, "errors"), "data")) > 0) {
+		printf("errors:\n");
+		fflush(stdout);
+		size_t i;
+		json_t *e;
+		json_array_foreach(json_object_get(json_object_get(b, "errors"), "data"), i, e)
+			printf("  line %lld: %s\n", ji(e, "line"), js(e, "message"));
+	}
+}
+
+/* The one ID argument: its index (>= 1), 0 when absent, -1 after --help
+ * (printed), -2 on bad usage (printed). */
+static int one_id(int argc, char **argv, bool *json, const char *usage)
+{
+	*json = false;
+	int id = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			*json = true;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("%s", usage);
+			return -1;
+		} else if (argv[i][0] == '-' || id > 0) {
+			fprintf(stderr, "%s", usage);
+			return -2;
+		} else {
+			id = i;
+		}
+	}
+	return id;
+}
+
+static int server_status(http_client_t *c, bool json)
+{
+	long st = 0;
+	json_t *ready = NULL;
+	char err[512];
+	if (http_client_json(c, "GET", "/readyz", NULL, &st, &ready, err, sizeof(err)) < 0) {
+		fprintf(stderr, "marginctl: %s (is margind running? --url / $MARGIN_URL)\n", err);
+		return 1;
+	}
+	json_t *models = api(c, "GET", "/v1/models", NULL);
+	json_t *list = api(c, "GET", "/v1/batches?limit=100", NULL);
+	if (models == NULL || list == NULL) {
+		json_decref(ready);
+		json_decref(models);
+		json_decref(list);
+		return 1;
+	}
+	if (json) {
+		json_t *o = json_pack("{s:s, s:O, s:O, s:O}", "url", cli_globals.url, "ready", ready ? ready : json_null(),
+				      "models", json_object_get(models, "data"), "batches", json_object_get(list, "data"));
+		print_json(o);
+		json_decref(o);
+	} else {
+		printf("server:    %s (%s)\n", cli_globals.url, st == 200 ? "ready" : js(ready, "reason"));
+		size_t i;
+		json_t *m;
+		json_array_foreach(json_object_get(models, "data"), i, m)
+			printf("model:     %s (%lld worker%s)\n", js(m, "id"),
+			       ji(json_object_get(m, "x_margin"), "workers"),
+			       ji(json_object_get(m, "x_margin"), "workers") == 1 ? "" : "s");
+		int active = 0;
+		json_t *b;
+		json_array_foreach(json_object_get(list, "data"), i, b)
+			if (!terminal(js(b, "status"))) {
+				json_t *rc = json_object_get(b, "request_counts");
+				printf("active:    %s %s %lld/%lld\n", js(b, "id"), js(b, "status"),
+				       ji(rc, "completed") + ji(rc, "failed"), ji(rc, "total"));
+				active++;
+			}
+		if (active == 0)
+			printf("active:    none\n");
+	}
+	json_decref(ready);
+	json_decref(models);
+	json_decref(list);
+	return 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	bool json;
+	int id = one_id(argc, argv, &json, "usage: marginctl status [ID] [--json]\n"
+					   "  a batch's status, counts, tokens, files and times;\n"
+					   "  without ID: the server, its models and the active batches\n");
+	if (id < 0)
+		return id == -1 ? 0 : 2;
+	http_client_t *c = connect_api();
+	if (c == NULL)
+		return 1;
+	int rc = 1;
+	if (id == 0) {
+		rc = server_status(c, json);
+	} else {
+		char path[300];
+		snprintf(path, sizeof(path), "/v1/batches/%s", argv[id]);
+		json_t *b = api(c, "GET", path, NULL);
+		if (b != NULL) {
+			if (json)
+				print_json(b);
+			else
+				print_batch(b);
+			rc = 0;
+		}
+		json_decref(b);
+	}
+	http_client_destroy(&c);
+	return rc;
+}
+
+int cmd_cancel(int argc, char **argv)
+{
+	bool json;
+	const char *usage = "usage: marginctl cancel ID [--json]\n";
+	int id = one_id(argc, argv, &json, usage);
+	if (id == 0)
+		fprintf(stderr, "%s", usage);
+	if (id <= 0)
+		return id == -1 ? 0 : 2;
+	http_client_t *c = connect_api();
+	if (c == NULL)
+		return 1;
+	char path[300];
+	snprintf(path, sizeof(path), "/v1/batches/%s/cancel", argv[id]);
+	json_t *b = api(c, "POST", path, NULL);
+	if (b != NULL) {
+		if (json)
+			print_json(b);
+		else
+			printf("%s %s\n", js(b, "id"), js(b, "status"));
+	}
+	int rc = b ? 0 : 1;
+	json_decref(b);
+	http_client_destroy(&c);
+	return rc;
+}
+
+int cmd_list(int argc, char **argv)
+{
+	bool json = false;
+	long limit = 20;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) {
+			char *end;
+			limit = strtol(argv[++i], &end, 10);
+			if (*end != '\0' || limit < 1 || limit > 100) {
+				fprintf(stderr, "marginctl: --limit: expected 1 to 100\n");
+				return 2;
+			}
+		} else {
+			fprintf(argv[i][0] == '-' && strcmp(argv[i], "--help") == 0 ? stdout : stderr,
+				"usage: marginctl list [--limit N] [--json]\n  batches, newest first\n");
+			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+		}
+	}
+	http_client_t *c = connect_api();
+	if (c == NULL)
+		return 1;
+	char path[64];
+	snprintf(path, sizeof(path), "/v1/batches?limit=%ld", limit);
+	json_t *l = api(c, "GET", path, NULL);
+	int rc = l ? 0 : 1;
+	if (l != NULL && json) {
+		print_json(l);
+	} else if (l != NULL) {
+		printf("%-30s %-11s %9s %7s %-20s %s\n", "ID", "STATUS", "DONE", "FAILED", "CREATED", "MODEL");
+		size_t i;
+		json_t *b;
+		json_array_foreach(json_object_get(l, "data"), i, b) {
+			json_t *rcs = json_object_get(b, "request_counts");
+			char done[32], when[40];
+			snprintf(done, sizeof(done), "%lld/%lld", ji(rcs, "completed"), ji(rcs, "total"));
+			mg_clock_format_iso8601(when, sizeof(when), (int64_t)ji(b, "created_at") * MG_NS_PER_S);
+			when[19] = '\0';
+			printf("%-30s %-11s %9s %7lld %-20s %s\n", js(b, "id"), js(b, "status"), done,
+			       ji(rcs, "failed"), when, js(b, "model"));
+		}
+	}
+	json_decref(l);
+	http_client_destroy(&c);
+	return rc;
+}
+
+static int download(http_client_t *c, const char *file_id, const char *dest)
+{
+	char path[300], err[1024];
+	snprintf(path, sizeof(path), "/v1/files/%s/content", file_id);
+	bool to_stdout = strcmp(dest, "-") == 0;
+	FILE *out = to_stdout ? stdout : fopen(dest, "w");
+	if (out == NULL) {
+		fprintf(stderr, "marginctl: %s: %s\n", dest, strerror(errno));
+		return 1;
+	}
+	long status = 0;
+	json_t *eb = NULL;
+	int r = http_client_download(c, path, out, &status, &eb, err, sizeof(err));
+	if (!to_stdout && fclose(out) != 0 && r == 0) {
+		snprintf(err, sizeof(err), "%s: %s", dest, strerror(errno));
+		r = -EIO;
+	}
+	if (r == 0 && status != 200) {
+		http_client_error_text(eb, status, err, sizeof(err));
+		r = -EIO;
+	}
+	json_decref(eb);
+	if (r < 0) {
+		fprintf(stderr, "marginctl: downloading %s: %s\n", file_id, err);
+		return 1;
+	}
+	return 0;
+}
+
+int cmd_results(int argc, char **argv)
+{
+	const char *out = NULL, *errs = NULL, *id = NULL;
+	for (int i = 1; i < argc; i++) {
+		if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && i + 1 < argc)
+			out = argv[++i];
+		else if (strcmp(argv[i], "--errors") == 0 && i + 1 < argc)
+			errs = argv[++i];
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: marginctl results ID -o FILE [--errors FILE]\n"
+			       "  downloads the batch's output file (- for stdout) and, with --errors,\n"
+			       "  its error file (refused and failed requests, with their reasons)\n");
+			return 0;
+		} else if (argv[i][0] != '-' && id == NULL)
+			id = argv[i];
+		else
+			id = NULL, i = argc;
+	}
+	if (id == NULL || (out == NULL && errs == NULL)) {
+		fprintf(stderr, "usage: marginctl results ID -o FILE [--errors FILE]\n");
+		return 2;
+	}
+	http_client_t *c = connect_api();
+	if (c == NULL)
+		return 1;
+	char path[300];
+	snprintf(path, sizeof(path), "/v1/batches/%s", id);
+	json_t *b = api(c, "GET", path, NULL);
+	int rc = 1;
+	if (b == NULL)
+		goto out;
+	const char *st = js(b, "status");
+	if (!terminal(st)) {
+		fprintf(stderr, "marginctl: batch %s is %s; its files are written when it ends (marginctl wait %s)\n",
+			id, st, id);
+		goto out;
+	}
+	rc = 0;
+	if (out != NULL) {
+		if (json_is_string(json_object_get(b, "output_file_id"))) {
+			rc |= download(c, js(b, "output_file_id"), out);
+		} else {
+			/* No request succeeded: an empty output, said so. */
+			FILE *f = strcmp(out, "-") == 0 ? NULL : fopen(out, "w");
+			if (f != NULL)
+				fclose(f);
+			fprintf(stderr, "marginctl: batch %s has no output (status %s, %lld failed)\n", id, st,
+				ji(json_object_get(b, "request_counts"), "failed"));
+		}
+	}
+	if (errs != NULL && json_is_string(json_object_get(b, "error_file_id")))
+		rc |= download(c, js(b, "error_file_id"), errs);
+	else if (errs != NULL && strcmp(errs, "-") != 0) {
+		FILE *f = fopen(errs, "w");
+		if (f != NULL)
+			fclose(f);
+	}
+	if (rc == 0 && out != NULL && strcmp(out, "-") != 0)
+		fprintf(stderr, "wrote %lld completed request(s) to %s\n",
+			ji(json_object_get(b, "request_counts"), "completed"), out);
+out:
+	json_decref(b);
+	http_client_destroy(&c);
+	return rc;
+}
+
+int cmd_models(int argc, char **argv)
+{
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else {
+			bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+			fprintf(help ? stdout : stderr, "usage: marginctl models [--json]\n"
+							"  the models the connected workers serve\n");
+			return help ? 0 : 2;
+		}
+	}
+	http_client_t *c = connect_api();
+	if (c == NULL)
+		return 1;
+	json_t *l = api(c, "GET", "/v1/models", NULL);
+	if (l != NULL && json) {
+		print_json(l);
+	} else if (l != NULL) {
+		printf("%-32s %8s %8s\n", "MODEL", "WORKERS", "CONTEXT");
+		size_t i;
+		json_t *m;
+		json_array_foreach(json_object_get(l, "data"), i, m) {
+			json_t *x = json_object_get(m, "x_margin");
+			printf("%-32s %8lld %8lld\n", js(m, "id"), ji(x, "workers"), ji(x, "n_ctx"));
+		}
+		if (json_array_size(json_object_get(l, "data")) == 0)
+			fprintf(stderr, "no worker is connected\n");
+	}
+	int rc = l ? 0 : 1;
+	json_decref(l);
+	http_client_destroy(&c);
+	return rc;
+}
