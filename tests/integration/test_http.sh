@@ -1,0 +1,323 @@
+#!/bin/sh
+# Integration scenarios of the HTTP API: a real margind and fake workers
+# (margin-worker serve --fake) on 127.0.0.1, driven with curl and
+# marginctl as users drive them.
+#
+#   test_http.sh SCENARIO     roundtrip | auth | limits | cancel | restart | not_jsonl
+#
+# Binaries come from $MARGIND, $MARGIN_WORKER, $MARGINCTL (meson sets
+# them). Every process started here is killed on exit, pass or fail; each
+# wait is bounded. JSON is checked with python3 (a dependency of the build).
+set -eu
+
+SCENARIO=${1:?usage: test_http.sh SCENARIO}
+: "${MARGIND:?run through meson test}" "${MARGIN_WORKER:?}" "${MARGINCTL:?}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/margin-http-XXXXXX")
+PIDS=""
+cleanup() {
+	rc=$?
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ $rc -ne 0 ]; then
+		for f in "$T"/*.log; do
+			[ -f "$f" ] || continue
+			echo "---- $f ----" >&2
+			tail -n 30 "$f" >&2
+		done
+	fi
+	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT INT TERM
+
+fail() { echo "FAIL [$SCENARIO]: $*" >&2; exit 1; }
+note() { echo "test_http[$SCENARIO]: $*" >&2; }
+
+# json FILE EXPR: prints python3's eval of EXPR with d = the parsed file.
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+KEY=sk-itest-$$
+printf '# test keys\n%s\n' "$KEY" > "$T/keys"
+chmod 600 "$T/keys"
+
+# daemon_start NAME [EXTRA FLAGS...]: margind on $T/NAME with the keys;
+# sets URL and WEP (worker endpoint). $WORKERS_EP reuses an endpoint.
+daemon_start() {
+	name=$1; shift
+	rm -f "$T/$name/http" "$T/$name/endpoints"
+	"$MARGIND" --state-dir "$T/$name" --http 127.0.0.1:0 --workers "${WORKERS_EP:-tcp://127.0.0.1:0}" \
+		--no-curve --api-keys "$T/keys" --set scheduler.heartbeat=500ms "$@" >> "$T/$name.log" 2>&1 &
+	DPID=$!
+	PIDS="$PIDS $DPID"
+	i=0
+	until [ -s "$T/$name/http" ] && [ -s "$T/$name/endpoints" ]; do
+		i=$((i + 1)); [ $i -lt 300 ] || fail "margind did not come up"
+		kill -0 $DPID 2>/dev/null || fail "margind exited"
+		sleep 0.05
+	done
+	URL=$(cat "$T/$name/http")
+	WEP=$(sed -n 's/^workers=//p' "$T/$name/endpoints")
+	export MARGIN_URL="$URL" MARGIN_API_KEY="$KEY"
+}
+
+# worker_start NAME [EXTRA FLAGS...]
+worker_start() {
+	name=$1; shift
+	OPENBLAS_NUM_THREADS=1 "$MARGIN_WORKER" serve --scheduler "$WEP" --name "$name" --threads 1 \
+		--arch llama-110m --fake --no-curve "$@" >> "$T/$name.log" 2>&1 &
+	PIDS="$PIDS $!"
+}
+
+# wait_ready N: /readyz says ready and N workers are connected.
+wait_ready() {
+	i=0
+	until curl -sf "$URL/readyz" -o "$T/ready.json" && [ "$(json "$T/ready.json" 'd["workers"]')" -ge "$1" ]; do
+		i=$((i + 1)); [ $i -lt 400 ] || fail "workers did not connect"
+		sleep 0.05
+	done
+}
+
+# api METHOD PATH [curl args...]: prints the HTTP status, body in $T/body.json.
+api() {
+	m=$1; p=$2; shift 2
+	curl -s -o "$T/body.json" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $KEY" "$@" "$URL$p"
+}
+
+# A batch input: N completions on llama-110m, plus the given extra lines.
+make_input() {
+	out=$1; n=$2
+	python3 - "$out" "$n" <<'EOF'
+import json, sys
+out, n = sys.argv[1], int(sys.argv[2])
+with open(out, "w") as f:
+    for i in range(n):
+        body = {"model": "llama-110m", "prompt": f"Once upon a time {i}", "max_tokens": 6}
+        if i % 3 == 0:
+            body["seed"] = 100 + i
+        f.write(json.dumps({"custom_id": f"req-{i:04d}", "method": "POST", "url": "/v1/completions", "body": body}) + "\n")
+EOF
+}
+
+# check_output OUT N: every req-0000..N-1 exactly once, status 200, usage
+# adds up, a finish_reason.
+check_output() {
+	python3 - "$1" "$2" <<'EOF' || fail "output file $1 is wrong"
+import json, sys
+path, n = sys.argv[1], int(sys.argv[2])
+seen = {}
+for line in open(path):
+    o = json.loads(line)
+    cid = o["custom_id"]
+    assert cid not in seen, f"{cid} twice"
+    r = o["response"]
+    assert r["status_code"] == 200, o
+    b = r["body"]
+    u = b["usage"]
+    assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"], u
+    assert u["completion_tokens"] > 0 and u["prompt_tokens"] > 0, u
+    assert b["choices"][0]["finish_reason"] in ("stop", "length"), b
+    assert o["error"] is None
+    seen[cid] = 1
+want = {f"req-{i:04d}" for i in range(n)}
+missing = want - set(seen)
+assert not missing, f"missing {sorted(missing)[:5]}"
+EOF
+}
+
+sc_roundtrip() {
+	daemon_start d
+	worker_start w1
+	worker_start w2
+	wait_ready 2
+	make_input "$T/in.jsonl" 30
+	# Bad lines among good ones: they go to the error file, the rest runs.
+	cat >> "$T/in.jsonl" <<'EOF'
+{"custom_id":"bad-method","method":"GET","url":"/v1/completions","body":{"model":"llama-110m","prompt":"x"}}
+{"custom_id":"bad-url","method":"POST","url":"/v1/chat/completions","body":{"model":"llama-110m","messages":[{"role":"user","content":"x"}]}}
+this is not json
+{"custom_id":"req-0001","method":"POST","url":"/v1/completions","body":{"model":"llama-110m","prompt":"dup"}}
+{"custom_id":"bad-model","method":"POST","url":"/v1/completions","body":{"model":"gpt-4o","prompt":"x"}}
+{"custom_id":"bad-ctx","method":"POST","url":"/v1/completions","body":{"model":"llama-110m","prompt":"x","max_tokens":100000}}
+EOF
+	BID=$(timeout 60 "$MARGINCTL" submit "$T/in.jsonl" --metadata team=itest --wait 2> "$T/submit.err") ||
+		{ cat "$T/submit.err" >&2; fail "marginctl submit --wait failed"; }
+	BID=$(echo "$BID" | head -n 1)
+	case $BID in batch_*) ;; *) fail "submit printed '$BID', not a batch id" ;; esac
+	grep -q "6 line(s) were refused" "$T/submit.err" || fail "submit did not report the refused lines"
+	[ "$(api GET "/v1/batches/$BID")" = 200 ] || fail "GET batch"
+	cp "$T/body.json" "$T/batch.json"
+	[ "$(json "$T/batch.json" 'd["status"]')" = completed ] || fail "status $(json "$T/batch.json" 'd["status"]')"
+	[ "$(json "$T/batch.json" 'd["request_counts"]')" = "{'total': 36, 'completed': 30, 'failed': 6}" ] ||
+		fail "request_counts $(json "$T/batch.json" 'd["request_counts"]')"
+	[ "$(json "$T/batch.json" 'd["metadata"]["team"]')" = itest ] || fail "metadata"
+	for k in created_at in_progress_at finalizing_at completed_at; do
+		[ "$(json "$T/batch.json" "d['$k'] is not None and d['$k'] >= d['created_at']")" = True ] || fail "$k"
+	done
+	[ "$(json "$T/batch.json" 'd["usage"]["output_tokens"] > 0')" = True ] || fail "batch usage"
+
+	"$MARGINCTL" results "$BID" -o "$T/out.jsonl" --errors "$T/err.jsonl" 2> /dev/null || fail "marginctl results"
+	check_output "$T/out.jsonl" 30
+	# The same bytes through the Files API.
+	OUT=$(json "$T/batch.json" 'd["output_file_id"]')
+	api GET "/v1/files/$OUT/content" > /dev/null
+	cmp -s "$T/body.json" "$T/out.jsonl" || fail "GET /v1/files/$OUT/content differs from marginctl results"
+	python3 - "$T/err.jsonl" <<'EOF' || fail "error file is wrong"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 6, len(lines)
+want = {31: "method", 32: "does not match the batch's endpoint", 33: "not valid JSON",
+        34: "is used by line 2", 35: "is not served", 36: "context"}
+for o in lines:
+    assert o["error"] is None and o["response"]["status_code"] == 400, o
+    msg = o["response"]["body"]["error"]["message"]
+    line = int(msg.split(":")[0].split()[1])
+    assert want[line] in msg, (line, msg)
+    del want[line]
+assert not want, want
+EOF
+
+	# One synchronous request through the same scheduler.
+	[ "$(api POST /v1/chat/completions -H 'content-type: application/json' \
+		-d '{"model":"llama-110m","messages":[{"role":"user","content":"Hello"}],"max_tokens":4}')" = 200 ] ||
+		fail "sync chat completion: $(cat "$T/body.json")"
+	[ "$(json "$T/body.json" 'd["object"]')" = chat.completion ] || fail "sync object"
+	[ "$(json "$T/body.json" 'd["usage"]["completion_tokens"] > 0')" = True ] || fail "sync usage"
+	# The synchronous job is not a batch.
+	api GET "/v1/batches?limit=100" > /dev/null
+	[ "$(json "$T/body.json" 'len(d["data"])')" = 1 ] || fail "batch list: $(json "$T/body.json" '[b["id"] for b in d["data"]]')"
+
+	[ "$(api GET /metrics)" = 200 ] || fail "metrics"
+	grep -q '^margin_requests_total{model_name="llama-110m",status="completed"} 31$' "$T/body.json" ||
+		fail "metrics: $(grep margin_requests_total "$T/body.json")"
+	grep -q '^margin_workers 2$' "$T/body.json" || fail "metrics: workers"
+	grep -q '^margin_generation_tokens_total{model_name="llama-110m"} ' "$T/body.json" || fail "metrics: tokens"
+	"$MARGINCTL" models | grep -q '^llama-110m ' || fail "marginctl models"
+	"$MARGINCTL" list | grep -q "^$BID  *completed" || fail "marginctl list"
+	note "ok: $BID"
+}
+
+sc_auth() {
+	daemon_start d
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")" = 200 ] || fail "healthz needs no key"
+	[ "$(curl -s -o "$T/body.json" -w '%{http_code}' "$URL/v1/batches")" = 401 ] || fail "no key: not 401"
+	[ "$(json "$T/body.json" 'd["error"]["code"]')" = invalid_api_key ] || fail "401 body"
+	[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wrong' "$URL/v1/files")" = 401 ] ||
+		fail "wrong key: not 401"
+	[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wrong' "$URL/metrics")" = 401 ] ||
+		fail "metrics with a wrong key: not 401"
+	if MARGIN_API_KEY=wrong "$MARGINCTL" list 2> "$T/ctl.err"; then fail "marginctl with a wrong key succeeded"; fi
+	grep -q "HTTP 401" "$T/ctl.err" || fail "marginctl did not report the 401: $(cat "$T/ctl.err")"
+	"$MARGINCTL" list > /dev/null || fail "marginctl with the key failed"
+	# A public address without keys: refused at start.
+	if "$MARGIND" --state-dir "$T/open" --http 0.0.0.0:0 --workers tcp://127.0.0.1:0 --no-curve \
+		> "$T/open.log" 2>&1; then fail "margind started on 0.0.0.0 without --api-keys"; fi
+	grep -q -- "--api-keys" "$T/open.log" || fail "the refusal does not say why"
+	note ok
+}
+
+sc_limits() {
+	daemon_start d --set http.max_upload_bytes=4096 --set http.max_line_bytes=512
+	head -c 10000 /dev/zero | tr '\0' 'x' > "$T/big.jsonl"
+	[ "$(api POST /v1/files -F purpose=batch -F "file=@$T/big.jsonl")" = 413 ] || fail "oversized upload: not 413"
+	[ "$(json "$T/body.json" 'd["error"]["type"]')" = invalid_request_error ] || fail "413 body"
+	if "$MARGINCTL" submit "$T/big.jsonl" 2> "$T/ctl.err"; then fail "marginctl uploaded an oversized file"; fi
+	grep -q "413" "$T/ctl.err" || fail "marginctl did not report the 413"
+	{ echo '{"a":1}'; head -c 1000 /dev/zero | tr '\0' 'y'; echo; } > "$T/long.jsonl"
+	[ "$(api POST /v1/files -F purpose=batch -F "file=@$T/long.jsonl")" = 400 ] || fail "long line: not 400"
+	grep -q "line 2 of the file is longer than 512 bytes" "$T/body.json" || fail "long line message: $(cat "$T/body.json")"
+	python3 -c 'import json,sys; json.dump({"input_file_id": "x", "pad": "z" * 2000000}, open(sys.argv[1], "w"))' "$T/bigbody.json"
+	[ "$(api POST /v1/batches -H 'content-type: application/json' --data-binary "@$T/bigbody.json")" = 413 ] ||
+		fail "oversized JSON body: not 413"
+	[ "$(ls -A "$T/d/files")" = "" ] || fail "refused uploads left files: $(ls "$T/d/files")"
+	note ok
+}
+
+sc_cancel() {
+	daemon_start d --set scheduler.shard_requests=2
+	worker_start w1 --fake-delay 250ms --slots 2
+	wait_ready 1
+	make_input "$T/in.jsonl" 40
+	BID=$("$MARGINCTL" submit "$T/in.jsonl" 2> /dev/null) || fail "submit"
+	i=0
+	until [ "$(api GET "/v1/batches/$BID")" = 200 ] && [ "$(json "$T/body.json" 'd["request_counts"]["completed"]')" -ge 4 ]; do
+		i=$((i + 1)); [ $i -lt 400 ] || fail "no progress before the cancel"
+		sleep 0.05
+	done
+	"$MARGINCTL" cancel "$BID" > "$T/cancel.out" || fail "marginctl cancel"
+	grep -Eq "^$BID (cancelling|cancelled)$" "$T/cancel.out" || fail "cancel said $(cat "$T/cancel.out")"
+	if timeout 60 "$MARGINCTL" wait "$BID" > "$T/wait.out" 2> "$T/wait.err"; then fail "wait exited 0 for a cancelled batch"; fi
+	grep -q "cancelled" "$T/wait.out" || fail "wait: $(cat "$T/wait.out")"
+	api GET "/v1/batches/$BID" > /dev/null
+	cp "$T/body.json" "$T/batch.json"
+	[ "$(json "$T/batch.json" 'd["status"]')" = cancelled ] || fail "status"
+	[ "$(json "$T/batch.json" 'd["cancelled_at"] is not None and d["cancelling_at"] is not None')" = True ] || fail "timestamps"
+	DONE=$(json "$T/batch.json" 'd["request_counts"]["completed"]')
+	[ "$DONE" -lt 40 ] || fail "the cancel came too late to test anything ($DONE done)"
+	"$MARGINCTL" results "$BID" -o "$T/out.jsonl" --errors "$T/err.jsonl" 2> /dev/null || fail "results"
+	[ "$(wc -l < "$T/out.jsonl")" -eq "$DONE" ] || fail "output has $(wc -l < "$T/out.jsonl") lines, $DONE completed"
+	python3 - "$T/out.jsonl" "$T/err.jsonl" <<'EOF' || fail "cancelled batch files"
+import json, sys
+ok = [json.loads(l) for l in open(sys.argv[1])]
+err = [json.loads(l) for l in open(sys.argv[2])]
+ids = [o["custom_id"] for o in ok + err]
+assert len(ids) == 40 and len(set(ids)) == 40, len(ids)
+for o in err:
+    assert o["response"] is None and o["error"]["code"] == "batch_cancelled", o
+EOF
+	note "ok: $DONE of 40 done before the cancel"
+}
+
+sc_restart() {
+	daemon_start d --set scheduler.shard_requests=2
+	worker_start w1 --fake-delay 100ms --slots 2
+	wait_ready 1
+	make_input "$T/in.jsonl" 30
+	[ "$(api POST /v1/files -F purpose=batch -F "file=@$T/in.jsonl")" = 200 ] || fail "upload"
+	FID=$(json "$T/body.json" 'd["id"]')
+	# Restart between the upload and the batch: the file survives.
+	WORKERS_EP=$WEP
+	kill -9 $DPID
+	wait $DPID 2>/dev/null || true
+	daemon_start d --set scheduler.shard_requests=2
+	wait_ready 1
+	[ "$(api GET "/v1/files/$FID")" = 200 ] || fail "the upload is gone after a restart"
+	[ "$(api POST /v1/batches -H 'content-type: application/json' \
+		-d "{\"input_file_id\":\"$FID\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}")" = 200 ] ||
+		fail "create: $(cat "$T/body.json")"
+	BID=$(json "$T/body.json" 'd["id"]')
+	i=0
+	until [ "$(api GET "/v1/batches/$BID")" = 200 ] && [ "$(json "$T/body.json" 'd["request_counts"]["completed"]')" -ge 6 ]; do
+		i=$((i + 1)); [ $i -lt 400 ] || fail "no progress"
+		sleep 0.05
+	done
+	# And again in the middle of the batch.
+	kill -9 $DPID
+	wait $DPID 2>/dev/null || true
+	note "killed margind with $(json "$T/body.json" 'd["request_counts"]["completed"]') of 30 done"
+	daemon_start d --set scheduler.shard_requests=2
+	timeout 90 "$MARGINCTL" wait "$BID" > "$T/wait.out" 2> "$T/wait.err" || fail "wait after the restart: $(cat "$T/wait.out" "$T/wait.err")"
+	"$MARGINCTL" results "$BID" -o "$T/out.jsonl" 2> /dev/null || fail "results"
+	check_output "$T/out.jsonl" 30
+	[ "$(wc -l < "$T/out.jsonl")" -eq 30 ] || fail "$(wc -l < "$T/out.jsonl") output lines"
+	note ok
+}
+
+sc_not_jsonl() {
+	daemon_start d
+	worker_start w1
+	wait_ready 1
+	printf 'custom_id,prompt\nreq-1,Once upon a time\n' > "$T/in.csv"
+	BID=$("$MARGINCTL" submit "$T/in.csv" --endpoint /v1/completions 2> /dev/null) || fail "submit"
+	if timeout 30 "$MARGINCTL" wait "$BID" > "$T/wait.out" 2> "$T/wait.err"; then fail "wait exited 0 for a failed batch"; fi
+	grep -q "not JSONL" "$T/wait.err" || fail "no clear error: $(cat "$T/wait.err")"
+	api GET "/v1/batches/$BID" > /dev/null
+	[ "$(json "$T/body.json" 'd["status"]')" = failed ] || fail "status"
+	[ "$(json "$T/body.json" 'd["errors"]["data"][0]["code"]')" = invalid_file ] || fail "errors"
+	note ok
+}
+
+case $SCENARIO in
+roundtrip | auth | limits | cancel | restart | not_jsonl) "sc_$SCENARIO" ;;
+*) fail "unknown scenario" ;;
+esac
