@@ -3,6 +3,7 @@
  * /readyz, /metrics). */
 #include "http.h"
 #include "http_priv.h"
+#include "api_cost.h"
 #include "batchfmt.h"
 #include "mg_clock.h"
 #include "mg_log.h"
@@ -571,6 +572,7 @@ static void on_metrics(http_req_t *r)
 	json_decref(gr);
 	json_decref(wr);
 	metrics_set_sched(h->metrics, &s);
+	api_cost_update_metrics(h->state_dir, h->metrics);
 	char *text = NULL;
 	size_t len = 0;
 	if (metrics_format(h->metrics, &text, &len) < 0) {
@@ -620,6 +622,9 @@ static const route_t routes[] = {
 	{ "POST", "/v1/chat/completions", R_JSON, api_completions_post, NULL, NULL },
 	{ "GET", "/v1/models", 0, api_models_list, NULL, NULL },
 	{ "GET", "/v1/models/{}", 0, api_models_get, NULL, NULL },
+	{ "GET", "/v1/cost", 0, api_cost_report, NULL, NULL },
+	{ "GET", "/v1/cost/ledger", 0, api_cost_ledger, NULL, NULL },
+	{ "GET", "/v1/cost/chart", 0, api_cost_chart, NULL, NULL },
 };
 
 /* An id segment: what file and batch ids are made of, so an id can never

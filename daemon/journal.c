@@ -199,6 +199,10 @@ struct journal {
 	bool durable;		/* this transaction runs with synchronous=FULL */
 	journal_cost_fn cost_fn;
 	void *cost_user;	/* borrowed */
+	journal_book_fn book_fn;
+	void *book_user;	/* borrowed */
+	journal_call_t *calls;	/* owned: a Result's calls for book_fn */
+	size_t cap_calls;
 };
 
 static int64_t rid_of(int64_t job, int64_t line)
@@ -379,6 +383,7 @@ void journal_destroy(journal_t **p)
 		sqlite3_close(j->db);
 	if (j->lock_fd >= 0)
 		close(j->lock_fd);	/* releases the flock */
+	free(j->calls);
 	free(j);
 	*p = NULL;
 }
@@ -454,6 +459,12 @@ void journal_set_cost_fn(journal_t *j, journal_cost_fn fn, void *user)
 {
 	j->cost_fn = fn;
 	j->cost_user = user;
+}
+
+void journal_set_book_fn(journal_t *j, journal_book_fn fn, void *user)
+{
+	j->book_fn = fn;
+	j->book_user = user;
 }
 
 /* --- jobs ------------------------------------------------------------- */
@@ -833,6 +844,18 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 			 res->n_outputs, (long long)sh->n_requests);
 		return -EBADMSG;
 	}
+	/* With a booking hook the calls are collected and priced together. */
+	size_t n_calls = 0;
+	uint64_t unbooked_busy = 0;
+	if (j->book_fn != NULL && res->n_outputs > j->cap_calls) {
+		journal_call_t *nc = realloc(j->calls, res->n_outputs * sizeof(*nc));
+		if (nc == NULL) {
+			snprintf(err, errlen, "out of memory for %zu calls", res->n_outputs);
+			return -ENOMEM;
+		}
+		j->calls = nc;
+		j->cap_calls = res->n_outputs;
+	}
 	for (size_t i = 0; i < res->n_outputs; i++) {
 		const Margin__V1__Output *o = res->outputs[i];
 		int64_t line = (int64_t)o->line_no;
@@ -878,6 +901,8 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 				c.cancelled++;
 			else
 				c.failed++;
+			if (o->usage != NULL)
+				unbooked_busy += o->usage->busy_ns;
 			continue;
 		}
 		c.done++;
@@ -891,6 +916,10 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 			.queue_ns = u ? u->queue_ns : 0, .first_token_ns = u ? u->first_token_ns : 0,
 			.answered_at_ns = now,
 		};
+		if (j->book_fn != NULL) {
+			j->calls[n_calls++] = call;
+			continue;
+		}
 		bool hook_failed = false;
 		r = ledger_book(j, &call, &c.usage, &hook_failed);
 		if (r < 0 && hook_failed) {
@@ -903,6 +932,12 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 				 (long long)line, sqlite3_errmsg(j->db));
 			return r;
 		}
+	}
+	if (j->book_fn != NULL) {
+		int r = j->book_fn(j->book_user, j->db, ctx, j->calls, n_calls, unbooked_busy, &c.usage,
+				   err, errlen);
+		if (r < 0)
+			return r;
 	}
 	ret->done += c.done;
 	ret->failed += c.failed;

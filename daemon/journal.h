@@ -118,6 +118,19 @@ typedef struct journal_result_ctx {
 	const char *hardware_profile;
 } journal_result_ctx_t;
 
+/* The booking hook (daemon/booking.c): prices the n answered calls of one
+ * Result together and writes their ledger rows itself, on db (this
+ * journal's connection, inside the Result's transaction), adding them to
+ * *sum. unbooked_busy_ns: engine time of the Result's outputs that get no
+ * ledger row (failed, cancelled). Called once per Result, also with n = 0.
+ * A negative errno (err says why) rolls the Result back. When set, it
+ * replaces journal_cost_fn and the journal's own ledger insert. */
+struct sqlite3;
+typedef int (*journal_book_fn)(void *user, struct sqlite3 *db, const journal_result_ctx_t *ctx,
+			       const journal_call_t *calls, size_t n, uint64_t unbooked_busy_ns,
+			       journal_usage_t *sum, char *err, size_t errlen);
+void journal_set_book_fn(journal_t *j, journal_book_fn fn, void *user);
+
 /* Opens (creating) STATE_DIR/margin.db. First takes an exclusive flock on
  * STATE_DIR/lock (creating STATE_DIR with mode 0700 if missing): -EBUSY
  * with "state directory DIR is in use by another margind (pid N)" in err

@@ -1,7 +1,9 @@
 /* margind: the scheduler daemon. Parses settings, blocks the signals the
  * core loop reads from a signalfd, creates the ZeroMQ context every thread
  * of the daemon shares, and runs the core loop until drained. */
+#include "api_cost.h"
 #include "apikeys.h"
+#include "booking.h"
 #include "core.h"
 #include "ctl_api.h"
 #include "http.h"
@@ -57,8 +59,20 @@ int main(int argc, char **argv)
 {
 	char err[1024];
 	opts_t o;
-	int r = opts_parse(&o, argc, argv, err, sizeof(err));
+	/* --hardware/--prices become [meter] keys (booking.h). */
+	char **args = NULL;
+	int nargs = 0;
+	bool help = false;
+	int r = booking_argv(argc, argv, &nargs, &args, &help, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "margind: %s\n", err);
+		return r == -EINVAL ? 2 : 1;
+	}
+	r = opts_parse(&o, nargs, args, err, sizeof(err));
+	booking_argv_free(&args);
 	if (r == 1) {
+		if (help)
+			booking_usage(stdout);
 		opts_done(&o);
 		return 0;
 	}
@@ -76,6 +90,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "margind: --log-file %s: %s\n", o.log_file, strerror(-r));
 		opts_done(&o);
 		return 1;
+	}
+	booking_conf_t meter;
+	if ((r = booking_conf_load(&meter, o.cfg, err, sizeof(err))) < 0) {
+		fprintf(stderr, "margind: %s\n", err);
+		opts_done(&o);
+		return r == -EINVAL ? 2 : 1;
 	}
 
 	/* Blocked before any thread exists (ZeroMQ's I/O threads inherit the
@@ -100,6 +120,26 @@ int main(int argc, char **argv)
 		mg_log(MG_LOG_ERROR, "main", "cannot start err=\"%s\"", err);
 		fprintf(stderr, "margind: %s\n", err);
 		zmq_ctx_term(zctx);
+		booking_conf_done(&meter);
+		opts_done(&o);
+		return 1;
+	}
+	/* The meter books every Result in the journal's transaction; its
+	 * reports read the journal on their own connections. */
+	booking_t *booking = NULL;
+	if ((r = booking_new(&meter, &booking)) < 0)
+		snprintf(err, sizeof(err), "out of memory");
+	if (r == 0)
+		r = booking_attach(booking, core_sched(core), o.state_dir, err, sizeof(err));
+	if (r == 0)
+		r = api_cost_start(&meter, o.state_dir, err, sizeof(err));
+	if (r < 0) {
+		mg_log(MG_LOG_ERROR, "main", "cannot start the meter err=\"%s\"", err);
+		fprintf(stderr, "margind: %s\n", err);
+		core_destroy(&core);
+		zmq_ctx_term(zctx);
+		booking_destroy(&booking);
+		booking_conf_done(&meter);
 		opts_done(&o);
 		return 1;
 	}
@@ -115,6 +155,8 @@ int main(int argc, char **argv)
 		zmq_ctx_term(zctx);
 		apikeys_destroy(&keys);
 		metrics_destroy(&metrics);
+		booking_destroy(&booking);
+		booking_conf_done(&meter);
 		opts_done(&o);
 		return 1;
 	}
@@ -125,6 +167,8 @@ int main(int argc, char **argv)
 	zmq_ctx_term(zctx);
 	apikeys_destroy(&keys);
 	metrics_destroy(&metrics);
+	booking_destroy(&booking);
+	booking_conf_done(&meter);
 	opts_done(&o);
 	return rc;
 }

@@ -57,6 +57,16 @@ static const metrics_def_t margin_defs[] = {
 	  METRICS_COUNTER, { "worker", NULL }, NULL, 0 },
 	{ "margin_shards_committed_total", "Shard results committed to the journal, per worker",
 	  METRICS_COUNTER, { "worker", NULL }, NULL, 0 },
+	/* The metering service (api_cost.c sets them at each scrape from the
+	 * ledger rows booked since margind started): operational estimates,
+	 * the ledger is the auditable record. Money in currency units. */
+	{ "margin_cost_per_token",
+	  "Self-hosted cost per prompt+completion token (x 1e6 = per 1M tokens) of the calls booked since margind "
+	  "started, in units of the currency label; basis marginal = engine time, loaded = with idle time",
+	  METRICS_GAUGE, { "model_name", "basis", "currency", NULL }, NULL, 0 },
+	{ "margin_gross_margin_ratio",
+	  "Gross margin (price - loaded cost) / price of the calls booked since margind started, at the "
+	  "[meter] sale_price", METRICS_GAUGE, { "model_name", NULL }, NULL, 0 },
 };
 
 typedef struct child {

@@ -1,0 +1,431 @@
+/* api_cost: see api_cost.h. */
+#include "api_cost.h"
+#include "chart.h"
+#include "cost.h"
+#include "ledger.h"
+#include "report.h"
+#include "thru.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <threads.h>
+#include <time.h>
+
+#define MAX_GAUGE_KEYS 1024
+
+/* The gauges' running sums, per (model, currency of the costs). */
+typedef struct gauge_sum {
+	char *model;			/* owned */
+	char currency[4];
+	uint64_t tokens;		/* prompt + completion */
+	int64_t marginal, loaded;	/* micros of currency */
+	int64_t sale;			/* micros of the report currency at the sale price */
+} gauge_sum_t;
+
+static struct {
+	const booking_conf_t *conf;	/* borrowed; NULL until api_cost_start */
+	mtx_t lock;			/* the gauge state below */
+	int64_t last_id;		/* highest ledger id counted */
+	gauge_sum_t *sums;		/* owned: n_sums */
+	size_t n_sums;
+} st;
+
+static int open_ro(const char *state_dir, sqlite3 **ret, char *err, size_t errlen)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/margin.db", state_dir);
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	*ret = db;
+	return 0;
+}
+
+int api_cost_start(const booking_conf_t *conf, const char *state_dir, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	int r = open_ro(state_dir, &db, err, errlen);
+	if (r < 0)
+		return r;
+	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM ledger", -1, &q, NULL) != SQLITE_OK ||
+	    sqlite3_step(q) != SQLITE_ROW) {
+		snprintf(err, errlen, "%s/margin.db: reading the ledger: %s", state_dir, sqlite3_errmsg(db));
+		r = -EIO;
+	} else {
+		if (st.conf == NULL && mtx_init(&st.lock, mtx_plain) != thrd_success) {
+			snprintf(err, errlen, "cannot create a mutex");
+			r = -ENOMEM;
+		} else {
+			st.last_id = sqlite3_column_int64(q, 0);
+			st.conf = conf;
+		}
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return r;
+}
+
+/* --- shared helpers ---------------------------------------------------- */
+
+/* "YYYY-MM-DD" -> unix ns of its 00:00 UTC. */
+static int parse_day(const char *s, int64_t *ret)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *e = strptime(s, "%Y-%m-%d", &tm);
+	if (e == NULL || *e != '\0')
+		return -EINVAL;
+	*ret = (int64_t)timegm(&tm) * 1000000000LL;
+	return 0;
+}
+
+/* Does the journal know the batch? 1 yes, 0 no, < 0 error. */
+static int batch_known(sqlite3 *db, const char *batch)
+{
+	sqlite3_stmt *q = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM jobs WHERE name = ?1", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(q, 1, batch, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Opens the journal and selects the rows of f; replies with the error and
+ * returns < 0 when it cannot. */
+static int load_rows(http_req_t *r, const ledger_filter_t *f, ledger_rows_t **ret)
+{
+	char err[1024];
+	sqlite3 *db = NULL;
+	if (st.conf == NULL) {
+		http_reply_error(r, 503, "meter_unavailable", NULL, "the metering service is not running");
+		return -EAGAIN;
+	}
+	if (open_ro(r->h->state_dir, &db, err, sizeof(err)) < 0) {
+		http_reply_error(r, 500, "internal_error", NULL, "cannot read the journal: %s", err);
+		return -EIO;
+	}
+	int k = f->job ? batch_known(db, f->job) : 1;
+	int rc = -ENOENT;
+	if (k < 0)
+		http_reply_error(r, 500, "internal_error", NULL, "cannot read the journal: %s", sqlite3_errmsg(db));
+	else if (k == 0)
+		http_reply_error(r, 404, "batch_not_found", "batch", "No batch found with id '%s'", f->job);
+	else if ((rc = ledger_select(db, f, ret, err, sizeof(err))) < 0)
+		http_reply_error(r, 500, "internal_error", NULL, "%s", err);
+	sqlite3_close(db);
+	return k == 1 ? rc : -ENOENT;
+}
+
+/* --- GET /v1/cost ------------------------------------------------------ */
+
+void api_cost_report(http_req_t *r)
+{
+	const booking_conf_t *c = st.conf;
+	const char *batch = http_query(r, "batch"), *group = http_query(r, "group");
+	const char *format = http_query(r, "format"), *cur = http_query(r, "currency");
+	const char *refs_q = http_query(r, "refs"), *from = http_query(r, "from"), *to = http_query(r, "to");
+	enum report_group g = batch ? REPORT_BY_CALL : REPORT_BY_BATCH;
+	ledger_filter_t f = { .job = batch, .model = http_query(r, "model"), .worker_name = http_query(r, "worker") };
+	char refbuf[1024], err[1024];
+	const char *refs[BOOKING_MAX_REFS];
+	size_t n_refs = 0;
+
+	if (group != NULL && report_group_parse(group, &g) < 0) {
+		http_reply_error(r, 400, "invalid_request", "group", "group=%s: expected call, batch, model, worker or day",
+				 group);
+		return;
+	}
+	if (g == REPORT_BY_CALL && batch == NULL) {
+		http_reply_error(r, 400, "invalid_request", "batch", "group=call needs batch=ID");
+		return;
+	}
+	if (format == NULL)
+		format = "json";
+	if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0 && strcmp(format, "text") != 0) {
+		http_reply_error(r, 400, "invalid_request", "format", "format=%s: expected json, csv or text", format);
+		return;
+	}
+	if (from != NULL && parse_day(from, &f.from_ns) < 0) {
+		http_reply_error(r, 400, "invalid_request", "from", "from=%s: expected a day, YYYY-MM-DD (UTC)", from);
+		return;
+	}
+	if (to != NULL && parse_day(to, &f.to_ns) < 0) {
+		http_reply_error(r, 400, "invalid_request", "to", "to=%s: expected a day, YYYY-MM-DD (UTC)", to);
+		return;
+	}
+	if (to != NULL)
+		f.to_ns += 86400LL * 1000000000LL;	/* the whole day */
+	if (c == NULL) {
+		http_reply_error(r, 503, "meter_unavailable", NULL, "the metering service is not running");
+		return;
+	}
+	f.default_currency = c->currency;
+	if (refs_q != NULL) {
+		snprintf(refbuf, sizeof(refbuf), "%s", refs_q);
+		char *save = NULL;
+		for (char *t = strtok_r(refbuf, ",", &save); t != NULL && n_refs < BOOKING_MAX_REFS;
+		     t = strtok_r(NULL, ",", &save))
+			refs[n_refs++] = t;
+	} else {
+		for (size_t i = 0; i < c->n_refs; i++)
+			refs[n_refs++] = c->refs[i];
+	}
+	ledger_rows_t *rows = NULL;
+	if (load_rows(r, &f, &rows) < 0)
+		return;
+	report_opts_t o = { .currency = cur ? cur : c->currency, .prices = c->prices, .refs = refs, .n_refs = n_refs,
+			    .sale = c->has_sale ? BOOKING_SALE_ENTRY : NULL };
+	report_t *rep = NULL;
+	int rc = report_new(rows->v, rows->n, g, &o, &rep, err, sizeof(err));
+	ledger_rows_destroy(&rows);
+	if (rc < 0) {
+		http_reply_error(r, rc == -ENOENT || rc == -EINVAL ? 400 : 500,
+				 rc == -ENOENT || rc == -EINVAL ? "invalid_request" : "internal_error", NULL, "%s", err);
+		return;
+	}
+	char *text = NULL;
+	const char *type = "application/json";
+	if (format[0] == 'j') {
+		rc = report_format_json(rep, &text);
+	} else if (format[0] == 'c') {
+		rc = report_format_csv(rep, &text);
+		type = "text/csv; charset=utf-8";
+	} else {
+		rc = report_format_text(rep, &text);
+		type = "text/plain; charset=utf-8";
+	}
+	report_destroy(&rep);
+	if (rc < 0) {
+		http_reply_error(r, 500, "internal_error", NULL, "out of memory formatting the report");
+		return;
+	}
+	http_reply_text(r, 200, type, text, strlen(text));
+	free(text);
+}
+
+/* --- GET /v1/cost/ledger ----------------------------------------------- */
+
+static json_t *row_json(const ledger_row_t *w)
+{
+	return json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+			 " s:I, s:s, s:I, s:I, s:b}",
+			 "id", (json_int_t)w->id, "job", w->job, "custom_id", w->custom_id, "line_no",
+			 (json_int_t)w->line_no, "model", w->model, "worker", w->worker, "worker_name", w->worker_name,
+			 "hardware_profile", w->hardware_profile, "shard", (json_int_t)w->shard, "prompt_tokens",
+			 (json_int_t)w->prompt_tokens, "completion_tokens", (json_int_t)w->completion_tokens, "busy_ns",
+			 (json_int_t)w->busy_ns, "flops", (json_int_t)w->flops, "queue_ns", (json_int_t)w->queue_ns,
+			 "first_token_ns", (json_int_t)w->first_token_ns, "cost_marginal_micros",
+			 (json_int_t)w->cost_marginal_micros, "cost_loaded_micros", (json_int_t)w->cost_loaded_micros,
+			 "answered_at_ns", (json_int_t)w->answered_at_ns, "idle_ns", (json_int_t)w->idle_ns, "currency",
+			 w->currency, "rate_busy_micros_per_hour", (json_int_t)w->rate_busy_micros_per_hour,
+			 "rate_idle_micros_per_hour", (json_int_t)w->rate_idle_micros_per_hour, "via_batch",
+			 (int)w->via_batch);
+}
+
+void api_cost_ledger(http_req_t *r)
+{
+	const char *batch = http_query(r, "batch");
+	if (batch == NULL) {
+		http_reply_error(r, 400, "invalid_request", "batch", "batch=ID is required");
+		return;
+	}
+	ledger_filter_t f = { .job = batch, .default_currency = st.conf ? st.conf->currency : NULL };
+	ledger_rows_t *rows = NULL;
+	if (load_rows(r, &f, &rows) < 0)
+		return;
+	json_t *data = json_array();
+	for (size_t i = 0; data != NULL && i < rows->n; i++)
+		if (json_array_append_new(data, row_json(&rows->v[i])) < 0) {
+			json_decref(data);
+			data = NULL;
+		}
+	ledger_rows_destroy(&rows);
+	if (data == NULL) {
+		http_reply_error(r, 500, "internal_error", NULL, "out of memory");
+		return;
+	}
+	http_reply_json(r, 200, json_pack("{s:s, s:s, s:s, s:o}", "object", "list", "batch", batch, "currency",
+					  st.conf->currency, "data", data));
+}
+
+/* --- GET /v1/cost/chart ------------------------------------------------ */
+
+void api_cost_chart(http_req_t *r)
+{
+	const booking_conf_t *c = st.conf;
+	const char *batch = http_query(r, "batch"), *hwq = http_query(r, "hardware");
+	char err[1024];
+	if (batch == NULL) {
+		http_reply_error(r, 400, "invalid_request", "batch", "batch=ID is required");
+		return;
+	}
+	ledger_filter_t f = { .job = batch, .default_currency = c ? c->currency : NULL };
+	ledger_rows_t *rows = NULL;
+	if (load_rows(r, &f, &rows) < 0)
+		return;
+	uint64_t prompt = 0, compl = 0, busy = 0;
+	for (size_t i = 0; i < rows->n; i++) {
+		prompt += rows->v[i].prompt_tokens;
+		compl += rows->v[i].completion_tokens;
+		busy += rows->v[i].busy_ns;
+	}
+	if (rows->n == 0 || busy == 0 || compl == 0) {
+		ledger_rows_destroy(&rows);
+		http_reply_error(r, 409, "no_measurement", "batch",
+				 "batch %s has no answered calls with engine time yet: nothing to chart", batch);
+		return;
+	}
+	/* The hardware: asked for, else the profile that priced the batch. */
+	hwprof_t hw;
+	const char *name = hwq ? hwq : rows->v[0].hardware_profile;
+	int rc;
+	if (c->has_forced && strcmp(name, c->forced.name) == 0)
+		hw = c->forced, rc = 0;
+	else if (c->has_fallback && strcmp(name, c->fallback.name) == 0)
+		hw = c->fallback, rc = 0;
+	else
+		rc = hwprof_find(c->hardware_dir, name, &hw, err, sizeof(err));
+	bool via_batch = rows->v[0].via_batch;
+	size_t n = rows->n;
+	ledger_rows_destroy(&rows);
+	if (rc < 0) {
+		http_reply_error(r, hwq ? 400 : 409, hwq ? "invalid_request" : "no_profile", "hardware", "%s", err);
+		return;
+	}
+	/* Throughput at the batch's own mix: output tokens per second of
+	 * engine time (prefill included), i.e. per node at 100% utilization. */
+	thru_t t = { .source = THRU_BENCH, .phases = false, .out_tok_s = (double)compl / ((double)busy / 1e9) };
+	snprintf(t.why, sizeof(t.why), "measured: batch %.80s, %zu calls, %llu output tokens in %.3f s of engine time",
+		 batch, n, (unsigned long long)compl, (double)busy / 1e9);
+	const char *refs[BOOKING_MAX_REFS];
+	for (size_t i = 0; i < c->n_refs; i++)
+		refs[i] = c->refs[i];
+	char *svg = NULL;
+	rc = chart_cost_vs_utilization(&t, &hw, (double)prompt / (double)n, (double)compl / (double)n, c->prices, refs,
+				       c->n_refs, via_batch, c->currency, &svg, err, sizeof(err));
+	if (rc < 0) {
+		http_reply_error(r, 500, "internal_error", NULL, "chart: %s", err);
+		return;
+	}
+	http_reply_text(r, 200, "image/svg+xml", svg, strlen(svg));
+	free(svg);
+}
+
+/* --- gauges ------------------------------------------------------------ */
+
+static gauge_sum_t *gauge_find(const char *model, const char *currency)
+{
+	for (size_t i = 0; i < st.n_sums; i++)
+		if (strcmp(st.sums[i].model, model) == 0 && strcmp(st.sums[i].currency, currency) == 0)
+			return &st.sums[i];
+	if (st.n_sums >= MAX_GAUGE_KEYS)
+		return NULL;
+	gauge_sum_t *n = realloc(st.sums, (st.n_sums + 1) * sizeof(*n));
+	if (n == NULL)
+		return NULL;
+	st.sums = n;
+	gauge_sum_t *g = &st.sums[st.n_sums];
+	memset(g, 0, sizeof(*g));
+	if ((g->model = strdup(model)) == NULL)
+		return NULL;
+	snprintf(g->currency, sizeof(g->currency), "%s", currency);
+	st.n_sums++;
+	return g;
+}
+
+/* Adds the rows booked since the last scrape. */
+static int gauge_scan(const char *state_dir)
+{
+	const booking_conf_t *c = st.conf;
+	const pricetab_entry_t *sale = c->has_sale ? pricetab_find(c->prices, BOOKING_SALE_ENTRY) : NULL;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	char err[512];
+	int r = open_ro(state_dir, &db, err, sizeof(err));
+	if (r < 0)
+		return r;
+	if (sqlite3_prepare_v2(db, "SELECT id, model, currency, prompt_tokens, completion_tokens, cost_marginal_micros,"
+			       " cost_loaded_micros, via_batch FROM ledger WHERE id > ?1 ORDER BY id", -1, &q,
+			       NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_bind_int64(q, 1, st.last_id);
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *model = (const char *)sqlite3_column_text(q, 1);
+		const char *cur = (const char *)sqlite3_column_text(q, 2);
+		uint64_t pt = (uint64_t)sqlite3_column_int64(q, 3), ct = (uint64_t)sqlite3_column_int64(q, 4);
+		gauge_sum_t *g = gauge_find(model ? model : "", cur && *cur ? cur : c->currency);
+		st.last_id = sqlite3_column_int64(q, 0);
+		if (g == NULL)
+			continue;
+		g->tokens += pt + ct;
+		g->marginal += sqlite3_column_int64(q, 5);
+		g->loaded += sqlite3_column_int64(q, 6);
+		int64_t s = 0;
+		if (sale != NULL && cost_api_equivalent(c->prices, sale, pt, ct, sqlite3_column_int(q, 7) != 0,
+							c->currency, &s, err, sizeof(err)) == 0)
+			g->sale += s;
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int api_cost_update_metrics(const char *state_dir, metrics_t *m)
+{
+	const booking_conf_t *c = st.conf;
+	if (c == NULL)
+		return 0;
+	char err[256];
+	mtx_lock(&st.lock);
+	int r = gauge_scan(state_dir);
+	/* One figure per model in the report currency: each currency's sums
+	 * converted once. */
+	for (size_t i = 0; i < st.n_sums; i++) {
+		const char *model = st.sums[i].model;
+		bool first = true;
+		for (size_t j = 0; j < i && first; j++)
+			first = strcmp(st.sums[j].model, model) != 0;
+		if (!first)
+			continue;
+		uint64_t tokens = 0;
+		int64_t marg = 0, load = 0, sale = 0, v;
+		bool ok = true;
+		for (size_t j = i; j < st.n_sums; j++) {
+			const gauge_sum_t *g = &st.sums[j];
+			if (strcmp(g->model, model) != 0)
+				continue;
+			tokens += g->tokens;
+			sale += g->sale;
+			v = 0;
+			ok &= pricetab_convert(c->prices, g->marginal, g->currency, c->currency, &v, err, sizeof(err)) == 0;
+			marg += v;
+			v = 0;
+			ok &= pricetab_convert(c->prices, g->loaded, g->currency, c->currency, &v, err, sizeof(err)) == 0;
+			load += v;
+		}
+		if (!ok || tokens == 0)
+			continue;
+		const char *lm[] = { model, "marginal", c->currency }, *ll[] = { model, "loaded", c->currency };
+		metrics_gauge_set(m, "margin_cost_per_token", lm, (double)marg / 1e6 / (double)tokens);
+		metrics_gauge_set(m, "margin_cost_per_token", ll, (double)load / 1e6 / (double)tokens);
+		if (c->has_sale && sale > 0) {
+			const char *lg[] = { model };
+			metrics_gauge_set(m, "margin_gross_margin_ratio", lg, (double)(sale - load) / (double)sale);
+		}
+	}
+	mtx_unlock(&st.lock);
+	return r;
+}
