@@ -822,6 +822,107 @@ static void attn_task(void *arg, int task, int worker)
 		      s->scores + (size_t)worker * s->scores_per_worker);
 }
 
+/* The row-wise work between the matrix products, one phase at a time;
+ * rows are independent, so a phase is split across the pool when the step
+ * is big enough to pay for the hand-off. */
+enum row_phase {
+	PH_EMBED,	/* x = embedding; rope angles */
+	PH_ATTN_IN,	/* x += xb (previous layer's ffn output, not in layer 0); xb = norm(x) */
+	PH_QKV,		/* qkv += bias; rope on q and k; k and v into the cache */
+	PH_FFN_IN,	/* x += xb (attention output); xb = norm(x) */
+	PH_SWIGLU,	/* gate = silu(gate) * up */
+	PH_OUT,		/* x += xb (last layer's ffn output) */
+};
+
+typedef struct rows_job {
+	const model_t *m;
+	model_scratch_t *s;
+	const model_batch_t *b;
+	int layer;
+	enum row_phase phase;
+	int per_task;
+} rows_job_t;
+
+static void row_work(const rows_job_t *j, int i)
+{
+	const model_t *m = j->m;
+	const model_config_t *c = &m->cfg;
+	model_scratch_t *s = j->s;
+	const model_batch_t *b = j->b;
+	int d = c->dim;
+	float *x = s->x + (size_t)i * d, *xb = s->xb + (size_t)i * d;
+	const layer_t *L = j->layer < c->n_layers ? &m->layers[j->layer] : NULL;
+	switch (j->phase) {
+	case PH_EMBED:
+		if (m->tok_embd != NULL)
+			memcpy(x, m->tok_embd + (size_t)b->tokens[i] * d, (size_t)d * sizeof(float));
+		else
+			ops_w_get_row(&m->output, b->tokens[i], x);
+		ops_rope_table(s->rope + (size_t)i * c->rope_dim, b->pos[i], c->rope_dim, c->rope_base);
+		break;
+	case PH_ATTN_IN:
+		if (j->layer > 0)
+			ops_add(x, xb, d);
+		ops_rmsnorm(xb, x, L->attn_norm, d, c->norm_eps);
+		break;
+	case PH_QKV: {
+		float *qkv = s->qkv + (size_t)i * m->qkv_dim;
+		int q = m->q_dim, kvd = m->kv_dim;
+		if (L->bqkv != NULL)
+			ops_add(qkv, L->bqkv, m->qkv_dim);
+		const float *cs = s->rope + (size_t)i * c->rope_dim;
+		ops_rope(qkv, c->n_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
+		ops_rope(qkv + q, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
+		model_kv_t *kv = b->kv[i];
+		size_t hd = (size_t)c->head_dim;
+		for (int g = 0; g < c->n_kv_heads; g++) {
+			size_t off = (((size_t)j->layer * c->n_kv_heads + g) * kv->n_ctx + b->pos[i]) * hd;
+			memcpy(kv->k + off, qkv + q + g * hd, hd * sizeof(float));
+			memcpy(kv->v + off, qkv + q + kvd + g * hd, hd * sizeof(float));
+		}
+		break;
+	}
+	case PH_FFN_IN:
+		ops_add(x, xb, d);
+		ops_rmsnorm(xb, x, L->ffn_norm, d, c->norm_eps);
+		break;
+	case PH_SWIGLU: {
+		float *h = s->hb + (size_t)i * 2 * c->ffn_dim;
+		ops_swiglu(h, h, h + c->ffn_dim, c->ffn_dim);
+		break;
+	}
+	case PH_OUT:
+		ops_add(x, xb, d);
+		break;
+	}
+}
+
+static void rows_task(void *arg, int task, int worker)
+{
+	(void)worker;
+	const rows_job_t *j = arg;
+	int i0 = task * j->per_task, i1 = i0 + j->per_task;
+	if (i1 > j->b->n)
+		i1 = j->b->n;
+	for (int i = i0; i < i1; i++)
+		row_work(j, i);
+}
+
+/* Steps below this many tokens do their row work on the caller's thread. */
+#define ROWS_PARALLEL_MIN 8
+
+static void run_rows(const model_t *m, model_scratch_t *s, const model_batch_t *b, int layer,
+		     enum row_phase phase)
+{
+	rows_job_t j = { m, s, b, layer, phase, b->n };
+	if (b->n < ROWS_PARALLEL_MIN || s->threads == 1) {
+		rows_task(&j, 0, 0);
+		return;
+	}
+	j.per_task = (b->n + 4 * s->threads - 1) / (4 * s->threads);
+	ops_pool_run(s->pool, rows_task, &j, (b->n + j.per_task - 1) / j.per_task);
+}
+
 int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 {
 	if (m == NULL || s == NULL || b == NULL || b->n <= 0 || b->n > s->max_tokens ||
@@ -852,56 +953,24 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 		}
 	}
 
-	/* embeddings and the rope angles of each token */
-	for (int i = 0; i < n; i++) {
-		float *x = s->x + (size_t)i * d;
-		if (m->tok_embd != NULL)
-			memcpy(x, m->tok_embd + (size_t)b->tokens[i] * d, (size_t)d * sizeof(float));
-		else
-			ops_w_get_row(&m->output, b->tokens[i], x);
-		ops_rope_table(s->rope + (size_t)i * c->rope_dim, b->pos[i], c->rope_dim, c->rope_base);
-	}
-
+	run_rows(m, s, b, 0, PH_EMBED);
 	for (int l = 0; l < c->n_layers; l++) {
 		const layer_t *L = &m->layers[l];
-		/* attention: xb = norm(x); qkv = xb . Wqkv^T (+ b) */
-		for (int i = 0; i < n; i++)
-			ops_rmsnorm(s->xb + (size_t)i * d, s->x + (size_t)i * d, L->attn_norm, d, c->norm_eps);
+		/* attention: xb = norm(x); qkv = xb . Wqkv^T (+ b), rope, into the cache */
+		run_rows(m, s, b, l, PH_ATTN_IN);
 		ops_matmul(s->pool, s->qkv, (size_t)qkvd, s->xb, (size_t)d, &L->wqkv, n);
-		for (int i = 0; i < n; i++) {
-			float *qkv = s->qkv + (size_t)i * qkvd;
-			if (L->bqkv != NULL)
-				ops_add(qkv, L->bqkv, qkvd);
-			const float *cs = s->rope + (size_t)i * c->rope_dim;
-			ops_rope(qkv, c->n_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
-			ops_rope(qkv + q, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
-			model_kv_t *kv = b->kv[i];
-			size_t hd = (size_t)c->head_dim;
-			for (int g = 0; g < c->n_kv_heads; g++) {
-				size_t off = (((size_t)l * c->n_kv_heads + g) * kv->n_ctx + b->pos[i]) * hd;
-				memcpy(kv->k + off, qkv + q + g * hd, hd * sizeof(float));
-				memcpy(kv->v + off, qkv + q + kvd + g * hd, hd * sizeof(float));
-			}
-		}
+		run_rows(m, s, b, l, PH_QKV);
 		attn_job_t aj = { m, s, l };
 		ops_pool_run(s->pool, attn_task, &aj, n_blocks * c->n_kv_heads);
-		/* x += att . Wo^T */
+		/* x += att . Wo^T; xb = norm(x) */
 		ops_matmul(s->pool, s->xb, (size_t)d, s->att, (size_t)q, &L->wo, n);
-		for (int i = 0; i < n; i++) {
-			float *x = s->x + (size_t)i * d;
-			ops_add(x, s->xb + (size_t)i * d, d);
-			ops_rmsnorm(s->xb + (size_t)i * d, x, L->ffn_norm, d, c->norm_eps);
-		}
-		/* ffn: x += (silu(xb . Wg^T) * (xb . Wu^T)) . Wd^T */
+		run_rows(m, s, b, l, PH_FFN_IN);
+		/* ffn: x += (silu(xb . Wg^T) * (xb . Wu^T)) . Wd^T (the add in the next phase) */
 		ops_matmul(s->pool, s->hb, 2 * (size_t)f, s->xb, (size_t)d, &L->w13, n);
-		for (int i = 0; i < n; i++) {
-			float *h = s->hb + (size_t)i * 2 * f;
-			ops_swiglu(h, h, h + f, f);
-		}
+		run_rows(m, s, b, l, PH_SWIGLU);
 		ops_matmul(s->pool, s->xb, (size_t)d, s->hb, 2 * (size_t)f, &L->w2, n);
-		for (int i = 0; i < n; i++)
-			ops_add(s->x + (size_t)i * d, s->xb + (size_t)i * d, d);
 	}
+	run_rows(m, s, b, c->n_layers, PH_OUT);
 
 	/* logits of the wanted rows only: gather, norm, output head */
 	for (int w = 0; w < n_wanted; w++)

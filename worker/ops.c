@@ -526,6 +526,77 @@ static inline void axpy(float *y, float a, const float *x, int n)
 		y[d] = fmaf(a, x[d], y[d]);
 }
 
+/* exp(x): Cephes' expf scheme. n = round(x log2 e), r = x - n ln 2 in two
+ * fma steps, a degree-5 polynomial, then 2^n exactly. About 1 ulp; the
+ * scalar and the 16-lane versions do the same operations in the same
+ * order, so they give the same bits. */
+#define EXP_LO (-87.0f)
+#define EXP_HI 88.0f
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO (-2.12194440e-4f)
+#define EXP_C5 1.9875691500e-4f
+#define EXP_C4 1.3981999507e-3f
+#define EXP_C3 8.3334519073e-3f
+#define EXP_C2 4.1665795894e-2f
+#define EXP_C1 1.6666665459e-1f
+#define EXP_C0 5.0000001201e-1f
+
+float ops_expf(float x)
+{
+	x = x < EXP_LO ? EXP_LO : x;
+	x = x > EXP_HI ? EXP_HI : x;
+	float t = x * LOG2E;
+	float n = rintf(t);
+	float r = fmaf(n, -LN2_HI, x);
+	r = fmaf(n, -LN2_LO, r);
+	float p = EXP_C5;
+	p = fmaf(p, r, EXP_C4);
+	p = fmaf(p, r, EXP_C3);
+	p = fmaf(p, r, EXP_C2);
+	p = fmaf(p, r, EXP_C1);
+	p = fmaf(p, r, EXP_C0);
+	float r2 = r * r;
+	float y = fmaf(p, r2, r);
+	y = y + 1.0f;
+	return ldexpf(y, (int)n);
+}
+
+#if OPS_AVX512
+static inline __m512 exp16(__m512 x)
+{
+	x = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
+	x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HI));
+	__m512 t = _mm512_mul_ps(x, _mm512_set1_ps(LOG2E));
+	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+	r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+	__m512 p = _mm512_set1_ps(EXP_C5);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C1));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C0));
+	__m512 r2 = _mm512_mul_ps(r, r);
+	__m512 y = _mm512_fmadd_ps(p, r2, r);
+	y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(y, n);
+}
+#endif
+
+/* x[i] = exp(x[i] - sub) */
+static void exp_sub(float *x, float sub, int n)
+{
+	int i = 0;
+#if OPS_AVX512
+	__m512 s = _mm512_set1_ps(sub);
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(x + i, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s)));
+#endif
+	for (; i < n; i++)
+		x[i] = ops_expf(x[i] - sub);
+}
+
 void ops_rmsnorm(float *y, const float *x, const float *g, int dim, float eps)
 {
 	float ss = ops_dot(x, x, dim);
@@ -566,11 +637,10 @@ void ops_softmax(float *x, int n)
 	for (int i = 1; i < n; i++)
 		if (x[i] > mx)
 			mx = x[i];
+	exp_sub(x, mx, n);
 	float sum = 0.0f;
-	for (int i = 0; i < n; i++) {
-		x[i] = expf(x[i] - mx);
+	for (int i = 0; i < n; i++)
 		sum += x[i];
-	}
 	float inv = 1.0f / sum;
 	for (int i = 0; i < n; i++)
 		x[i] *= inv;
@@ -578,9 +648,19 @@ void ops_softmax(float *x, int n)
 
 void ops_swiglu(float *h, const float *g, const float *u, int n)
 {
-	for (int i = 0; i < n; i++) {
+	int i = 0;
+#if OPS_AVX512
+	__m512 one = _mm512_set1_ps(1.0f);
+	for (; i + 16 <= n; i += 16) {
+		__m512 v = _mm512_loadu_ps(g + i);
+		__m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+		__m512 sv = _mm512_div_ps(v, _mm512_add_ps(one, e));
+		_mm512_storeu_ps(h + i, _mm512_mul_ps(sv, _mm512_loadu_ps(u + i)));
+	}
+#endif
+	for (; i < n; i++) {
 		float v = g[i];
-		h[i] = v / (1.0f + expf(-v)) * u[i];
+		h[i] = v / (1.0f + ops_expf(0.0f - v)) * u[i];
 	}
 }
 
@@ -699,11 +779,10 @@ void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, in
 				for (p = 1; p < n_kv; p++)
 					if (sc[p] > mx)
 						mx = sc[p];
+				exp_sub(sc, mx, n_kv);
 				float sum = 0.0f;
-				for (p = 0; p < n_kv; p++) {
-					sc[p] = expf(sc[p] - mx);
+				for (p = 0; p < n_kv; p++)
 					sum += sc[p];
-				}
 				float *o = out + (size_t)t * ldo + (size_t)h * hd;
 				weighted(o, sc, V, rs, n_kv, hd);
 				float inv = 1.0f / sum;

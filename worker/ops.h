@@ -104,9 +104,12 @@ void ops_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, cons
 /* cs[2i] = cos(pos * theta_i), cs[2i+1] = sin(...), i < rope_dim/2, computed
  * in double and rounded once. */
 void ops_rope_table(float *cs, int pos, int rope_dim, float base);
+/* exp(x) as every fast kernel computes it (softmax, attention, swiglu):
+ * a fixed polynomial scheme, about 1 ulp, inputs clamped to [-87, 88]. */
+float ops_expf(float x);
 /* In place over n values: exp(x - max) / sum. */
 void ops_softmax(float *x, int n);
-/* h[i] = silu(g[i]) * u[i], silu(v) = v / (1 + exp(-v)). h may be g. */
+/* h[i] = silu(g[i]) * u[i], silu(v) = v / (1 + ops_expf(-v)). h may be g. */
 void ops_swiglu(float *h, const float *g, const float *u, int n);
 /* y[i] += x[i] */
 void ops_add(float *y, const float *x, int n);
@@ -124,7 +127,7 @@ float ops_dot(const float *a, const float *b, int n);
  *   out [n_q][ldo], head h at out + h*head_dim
  *   scores: (n_heads / n_kv_heads) * (pos0 + n_q) floats of scratch
  * score = dot(q, k) * (1/sqrt(head_dim)) with the ops_dot order, softmax
- * in float (max subtracted, sum in position order), out = sum_p e_p v_p in
+ * in float (max subtracted, ops_expf, sum in position order), out = sum_p e_p v_p in
  * position order (one fma per element), divided by the sum. Per (token,
  * head) a fixed order: invariant to batching and threads. */
 typedef struct ops_attn {

@@ -247,6 +247,22 @@ static void test_rope(void)
 	CU_ASSERT(fabs(v[0] - cos(1.0)) < 1e-6 && fabs(v[4] - sin(1.0)) < 1e-6 && v[1] == 0.0f);
 }
 
+static void test_expf(void)
+{
+	/* within 2 ulp-ish of the double exp over the range softmax and silu
+	 * use; clamped outside [-87, 88] */
+	double worst = 0;
+	for (int i = -870000; i <= 880000; i += 7) {
+		float x = (float)i * 1e-4f;
+		double e = exp((double)x), r = fabs(ops_expf(x) - e) / e;
+		worst = r > worst ? r : worst;
+	}
+	CU_ASSERT(worst < 3e-7);
+	CU_ASSERT_EQUAL(ops_expf(0.0f), 1.0f);
+	CU_ASSERT(ops_expf(-1000.0f) > 0.0f && ops_expf(-1000.0f) < 1e-37f);
+	CU_ASSERT(isfinite(ops_expf(1000.0f)));
+}
+
 static void test_softmax_swiglu(void)
 {
 	rng_state = 13;
@@ -264,6 +280,11 @@ static void test_softmax_swiglu(void)
 	ops_swiglu(x, g, u, n);
 	ops_ref_swiglu(r, g, u, n);
 	CU_ASSERT(max_rel_err(x, r, (size_t)n) < 1e-5);
+	/* every element as the definition says, vector lanes and tail alike */
+	for (int i = 0; i < n; i++) {
+		float want = g[i] / (1.0f + ops_expf(0.0f - g[i])) * u[i];
+		CU_ASSERT(memcmp(&x[i], &want, sizeof(float)) == 0);
+	}
 	ops_swiglu(g, g, u, n);	/* in place */
 	CU_ASSERT(memcmp(g, x, (size_t)n * sizeof(float)) == 0);
 	free(x);
@@ -291,7 +312,7 @@ static void attention_by_definition(const ops_attn_t *a, const float *q, size_t 
 				mx = s[p] > mx ? s[p] : mx;
 			}
 			for (int p = 0; p < n; p++) {
-				s[p] = expf(s[p] - mx);
+				s[p] = ops_expf(s[p] - mx);
 				sum += s[p];
 			}
 			float *o = out + (size_t)t * ldo + (size_t)h * hd;
@@ -393,6 +414,7 @@ const cu_test_t ops_tests[] = {
 	{ "dot_order", test_dot_order },
 	{ "rmsnorm", test_rmsnorm },
 	{ "rope", test_rope },
+	{ "expf", test_expf },
 	{ "softmax_swiglu", test_softmax_swiglu },
 	{ "attention", test_attention },
 	{ "pool", test_pool },
