@@ -144,6 +144,8 @@ static int wait_batch(http_client_t *c, const char *id, double interval, double 
 	progress_t p = { .id = id, .tok_per_s = -1, .eta_s = -1 };
 	double t0 = (double)mg_clock_now_ns() / 1e9, last_print = -1e9;
 	json_t *b = NULL;
+	if (tty)
+		fprintf(stderr, "%s\n", id);
 	for (;;) {
 		json_decref(b);
 		b = api(c, "GET", path, NULL);

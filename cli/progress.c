@@ -108,7 +108,10 @@ size_t progress_format(const progress_t *p, bool bar, int width, char *buf, size
 		add(tail, sizeof(tail), &toff, "  cost %s", cost);
 	if (width < 40)
 		width = 40;
-	int cells = width - (int)strlen(p->id) - 4 - (int)toff;
+	/* The id is not on the bar line (`wait` prints it once above): the
+	 * bar gets the room. A fixed budget for the tail (not its current
+	 * length) keeps the bar's size as rates and the cost appear. */
+	int cells = width - 3 - 56;
 	if (cells > 40)
 		cells = 40;
 	if (cells < 10)
@@ -116,7 +119,7 @@ size_t progress_format(const progress_t *p, bool bar, int width, char *buf, size
 	int fill = p->total > 0 ? (int)((int64_t)cells * done / p->total) : 0;
 	if (fill > cells)
 		fill = cells;
-	add(buf, len, &off, "%s [", p->id);
+	add(buf, len, &off, "[");
 	for (int i = 0; i < cells; i++)
 		add(buf, len, &off, "%c", i < fill ? '#' : '.');
 	add(buf, len, &off, "]%s", tail);

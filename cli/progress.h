@@ -1,7 +1,8 @@
 /* progress: the line `marginctl wait` shows while a batch runs.
  *
- * On a terminal one line redrawn in place:
- *   batch_1f… [##########..........]  50%  10/20 done  1 failed  412 tok/s  ETA 0:42  cost 0.012300 USD
+ * On a terminal one line redrawn in place (the batch id is printed once
+ * above it by the caller):
+ *   [##########..........]  50%  10/20 done  1 failed  412 tok/s  ETA 0:42  cost 0.012300 USD
  * elsewhere (a pipe, a log) a plain line per change:
  *   batch_1f… in_progress: 10/20 done, 1 failed, 412 tok/s, ETA 42s, cost 0.012300 USD
  *

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="
   build-essential pkg-config meson ninja-build
-  libzmq3-dev libczmq-dev
+  libzmq3-dev libczmq-dev libsodium-dev
   protobuf-c-compiler libprotobuf-c-dev
   libopenblas-dev
   libcunit1-dev
