@@ -415,7 +415,7 @@ struct booking {
 	sched_t *s;			/* borrowed */
 	int64_t (*now)(void *user);
 	int64_t (*joined)(void *user, const char *worker);
-	void *clock_user;
+	void *now_user, *joined_user;
 };
 
 static int64_t clock_now(void *user)
@@ -444,7 +444,7 @@ int booking_new(const booking_conf_t *conf, booking_t **ret)
 	b->conf = conf;
 	b->now = clock_now;
 	b->joined = registry_joined;
-	b->clock_user = b;
+	b->joined_user = b;
 	*ret = b;
 	return 0;
 }
@@ -464,8 +464,9 @@ void booking_set_clock(booking_t *b, int64_t (*now)(void *user), int64_t (*joine
 		       void *user)
 {
 	b->now = now ? now : clock_now;
+	b->now_user = user;
 	b->joined = joined ? joined : registry_joined;
-	b->clock_user = now || joined ? user : b;
+	b->joined_user = joined ? user : b;
 }
 
 int booking_attach(booking_t *b, sched_t *s, const char *state_dir, char *err, size_t errlen)
@@ -625,7 +626,7 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 		sqlite3_free(msg);
 		return -EIO;
 	}
-	int64_t now = b->now(b->clock_user);
+	int64_t now = b->now(b->now_user);
 	for (size_t i = 0; i < n; i++)
 		busy += calls[i].busy_ns;
 
@@ -637,7 +638,7 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 		return r;
 	ws[1] += (int64_t)(busy + unbooked_busy_ns);
 	if (!found) {
-		int64_t j = b->joined(b->clock_user, worker);
+		int64_t j = b->joined(b->joined_user, worker);
 		/* Unknown: the first Result is charged no idle time. */
 		ws[0] = j >= 0 && j <= now ? j : now - ws[1];
 	}

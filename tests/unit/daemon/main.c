@@ -14,6 +14,7 @@ static const cu_suite_t suites[] = {
 	{ "metrics", metrics_tests, NULL, NULL },
 	{ "apikeys", apikeys_tests, NULL, NULL },
 	{ "http", http_tests, NULL, NULL },
+	{ "booking", booking_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 
