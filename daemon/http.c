@@ -83,6 +83,19 @@ int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t
 	r = mg_config_get_duration(cfg, "http", "sync_timeout", MG_NS_PER_S, &c->sync_timeout_ns, err, errlen);
 	if (r < 0 && r != -ENOENT)
 		return r;
+	/* The "24h" completion window, shorter for tests and operators who
+	 * want unfinished work to end sooner. */
+	int64_t expiry;
+	r = mg_config_get_duration(cfg, "http", "batch_expiry", MG_NS_PER_S, &expiry, err, errlen);
+	if (r == 0 && expiry < MG_NS_PER_S) {
+		snprintf(err, errlen, "%s: [http] batch_expiry: expected at least 1s",
+			 mg_config_origin(cfg, "http", "batch_expiry"));
+		return -EINVAL;
+	}
+	if (r == 0)
+		c->completion_window_s = expiry / MG_NS_PER_S;
+	else if (r != -ENOENT)
+		return r;
 	if (c->max_line_bytes > c->max_upload_bytes)
 		c->max_line_bytes = c->max_upload_bytes;
 	return 0;

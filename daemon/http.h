@@ -47,7 +47,7 @@ typedef struct http_config {
 	uint32_t max_connections;	/* concurrent connections (default 256) */
 	int64_t ctl_timeout_ns;		/* one control call (default 30 s) */
 	int64_t sync_timeout_ns;	/* a synchronous completion (default 10 min) */
-	int64_t completion_window_s;	/* "24h" */
+	int64_t completion_window_s;	/* "24h" ([http] batch_expiry) */
 	uint32_t default_max_tokens;	/* as the scheduler's (for validation) */
 	uint32_t max_tokens_cap;
 	int64_t finalize_period_ns;	/* how often finished batches are looked for (1 s) */
@@ -58,7 +58,7 @@ typedef struct http_config {
 /* Defaults above; listen = HTTP_DEFAULT_LISTEN, strings NULL otherwise. */
 void http_config_default(http_config_t *c);
 /* Reads the [http] keys listen, max_upload_bytes, max_line_bytes,
- * max_body_bytes, max_connections, sync_timeout and the scheduler's
+ * max_body_bytes, max_connections, sync_timeout, batch_expiry and the scheduler's
  * default_max_tokens and max_tokens_cap from cfg (absent keys keep their
  * value). -EINVAL with err naming the key. */
 int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t errlen);

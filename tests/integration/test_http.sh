@@ -3,7 +3,7 @@
 # (margin-worker serve --fake) on 127.0.0.1, driven with curl and
 # marginctl as users drive them.
 #
-#   test_http.sh SCENARIO     roundtrip | auth | limits | cancel | restart | not_jsonl
+#   test_http.sh SCENARIO     roundtrip | auth | limits | cancel | restart | expire | not_jsonl
 #
 # Binaries come from $MARGIND, $MARGIN_WORKER, $MARGINCTL (meson sets
 # them). Every process started here is killed on exit, pass or fail; each
@@ -303,6 +303,33 @@ sc_restart() {
 	note ok
 }
 
+sc_expire() {
+	# A 2 s completion window and a worker that needs ~10 s for the batch.
+	daemon_start d --set http.batch_expiry=2s --set scheduler.shard_requests=1 --set scheduler.cancel_grace=2s
+	worker_start w1 --fake-delay 400ms --slots 1
+	wait_ready 1
+	make_input "$T/in.jsonl" 25
+	BID=$("$MARGINCTL" submit "$T/in.jsonl" 2> /dev/null) || fail "submit"
+	if timeout 60 "$MARGINCTL" wait "$BID" > "$T/wait.out" 2> "$T/wait.err"; then fail "wait exited 0 for an expired batch"; fi
+	api GET "/v1/batches/$BID" > /dev/null
+	cp "$T/body.json" "$T/batch.json"
+	[ "$(json "$T/batch.json" 'd["status"]')" = expired ] || fail "status $(json "$T/batch.json" 'd["status"]')"
+	[ "$(json "$T/batch.json" 'd["expired_at"] is not None and d["expired_at"] >= d["expires_at"]')" = True ] ||
+		fail "expired_at/expires_at: $(json "$T/batch.json" '(d["expired_at"], d["expires_at"])')"
+	DONE=$(json "$T/batch.json" 'd["request_counts"]["completed"]')
+	[ "$DONE" -lt 25 ] || fail "everything finished before the expiry"
+	"$MARGINCTL" results "$BID" -o "$T/out.jsonl" --errors "$T/err.jsonl" 2> /dev/null || fail "results"
+	[ "$(wc -l < "$T/out.jsonl")" -eq "$DONE" ] || fail "output lines"
+	python3 - "$T/err.jsonl" "$DONE" <<'EOF' || fail "expired batch error file"
+import json, sys
+err = [json.loads(l) for l in open(sys.argv[1])]
+assert len(err) == 25 - int(sys.argv[2]), len(err)
+for o in err:
+    assert o["response"] is None and o["error"]["code"] == "batch_expired", o
+EOF
+	note "ok: $DONE of 25 done before the expiry"
+}
+
 sc_not_jsonl() {
 	daemon_start d
 	worker_start w1
@@ -318,6 +345,6 @@ sc_not_jsonl() {
 }
 
 case $SCENARIO in
-roundtrip | auth | limits | cancel | restart | not_jsonl) "sc_$SCENARIO" ;;
+roundtrip | auth | limits | cancel | restart | expire | not_jsonl) "sc_$SCENARIO" ;;
 *) fail "unknown scenario" ;;
 esac
