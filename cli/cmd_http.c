@@ -481,7 +481,7 @@ static void print_batch(json_t *b)
 	if (json_is_string(json_object_get(b, "output_file_id")))
 		printf("output:    %s\n", js(b, "output_file_id"));
 	if (json_is_string(json_object_get(b, "error_file_id")))
-		printf("errors:    %s\n", js(b, "error_file_id"));
+		printf("error file: %s\n", js(b, "error_file_id"));
 	static const char *const ts[] = { "created_at", "in_progress_at", "finalizing_at", "completed_at",
 					  "failed_at", "cancelling_at", "cancelled_at", "expired_at",
 					  "expires_at" };
@@ -494,7 +494,7 @@ static void print_batch(json_t *b)
 		printf("%-10s %s\n", ts[i], buf);
 	}
 	if (json_array_size(json_object_get(json_object_get(b, "errors"), "data")) > 0) {
-		printf("errors:\n");
+		printf("batch errors:\n");
 		fflush(stdout);
 		size_t i;
 		json_t *e;

@@ -123,8 +123,10 @@ void api_completions_post(http_req_t *r)
 		json_t *e = json_object_get(row, "error");
 		const char *code = json_string_value(json_object_get(e, "code"));
 		const char *msg = json_string_value(json_object_get(e, "message"));
-		http_reply_error(r, status_for(code), code ? code : "request_failed", NULL, "%s",
-				 msg && msg[0] ? msg : "the request was not answered");
+		bool no_template = msg != NULL && strstr(msg, "chat template") != NULL;
+		http_reply_error(r, status_for(code), code ? code : "request_failed", NULL, "%s%s",
+				 msg && msg[0] ? msg : "the request was not answered",
+				 no_template ? " (this model takes prompts: use /v1/completions)" : "");
 		goto out;
 	}
 	char cid[64];
