@@ -938,6 +938,8 @@ void api_batches_create(http_req_t *r)
 		unlink(sp);
 		goto out;
 	}
+	if (v.invalid > 0)
+		metrics_on_requests(h->metrics, ctx.model, "invalid", (uint64_t)v.invalid);
 	mg_log(MG_LOG_INFO, "http", "batch created batch=%s file=%s endpoint=%s lines=%lld invalid=%lld not_jsonl=%d check_ms=%lld",
 	       id, fid, ep, (long long)(v.good + v.invalid), (long long)v.invalid, v.not_jsonl,
 	       (long long)((mg_clock_now_ns() - t0) / MG_NS_PER_MS));

@@ -190,6 +190,8 @@ EOF
 	[ "$(api GET /metrics)" = 200 ] || fail "metrics"
 	grep -q '^margin_requests_total{model_name="llama-110m",status="completed"} 31$' "$T/body.json" ||
 		fail "metrics: $(grep margin_requests_total "$T/body.json")"
+	grep -q '^margin_requests_total{model_name="llama-110m",status="invalid"} 6$' "$T/body.json" ||
+		fail "metrics: refused lines"
 	grep -q '^margin_workers 2$' "$T/body.json" || fail "metrics: workers"
 	grep -q '^margin_generation_tokens_total{model_name="llama-110m"} ' "$T/body.json" || fail "metrics: tokens"
 	"$MARGINCTL" models | grep -q '^llama-110m ' || fail "marginctl models"
