@@ -27,5 +27,8 @@ int cmd_results(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+/* cmd_cost.c, cmd_economics.c: the metering reports (docs/economics.md) */
+int cmd_cost(int argc, char **argv);
+int cmd_economics(int argc, char **argv);
 
 #endif

@@ -20,6 +20,8 @@ cli_globals_t cli_globals;
 #pragma weak cmd_cancel
 #pragma weak cmd_list
 #pragma weak cmd_models
+#pragma weak cmd_cost
+#pragma weak cmd_economics
 
 static const struct {
 	const char *name;
@@ -34,6 +36,8 @@ static const struct {
 	{ "cancel", cmd_cancel, "cancel a batch" },
 	{ "list", cmd_list, "batches, newest first" },
 	{ "models", cmd_models, "models served by the connected workers" },
+	{ "cost", cmd_cost, "what a batch's calls cost: ledger report, what-if, sale margin, break-even, chart" },
+	{ "economics", cmd_economics, "the price-war check (margin before/after a cut) and cost charts, offline" },
 	{ "job", cmd_job, "submit, watch and read jobs through a local margind's control socket" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

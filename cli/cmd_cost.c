@@ -1,0 +1,855 @@
+/* marginctl cost: what a batch's calls cost, from margind's ledger.
+ *
+ *   marginctl cost --batch ID [--group call|batch|model|worker|day] [--format text|csv|json] [-o FILE]
+ *                  [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]
+ *                  [--hardware PROFILE|FILE [--speed X]] [--sale-price P|IN/OUT]
+ *                  [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]
+ *
+ * The ledger rows come from the margind at --url (GET /v1/cost/ledger) or
+ * straight from a state directory; the report is computed here with the
+ * meter library (meter/report.h), so what-if (--hardware: the same calls
+ * on other hardware, from their stored busy and idle time, no rerun;
+ * --prices: other closed-API price tables) needs nothing from the server.
+ * By call the JSON is
+ *   {"currency","hardware","rows":[{"custom_id","model","worker","prompt_tokens","completion_tokens",
+ *    "busy_ns","flops","cost_marginal_micros","cost_loaded_micros","api_equivalent_micros":{REF:..}}],
+ *    "total":{the same keys, summed}}
+ * and the total is the exact sum of the rows in every format. */
+#include "cli.h"
+#include "cmd_cost.h"
+#include "chart.h"
+#include "cost.h"
+#include "litellm.h"
+#include "meter.h"
+#include "report.h"
+
+#if __has_include(<curl/curl.h>)
+#include "http_client.h"
+#define HAVE_HTTP 1
+#else
+#define HAVE_HTTP 0
+#endif
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef MARGIN_DATADIR
+#define MARGIN_DATADIR "/usr/local/share/margin"
+#endif
+#ifndef MARGIN_SOURCE_DEPLOY
+#define MARGIN_SOURCE_DEPLOY ""
+#endif
+
+#define MAX_REFS 16
+#define MAX_PRICE_FILES 16
+
+static const char *const default_prices[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf" };
+static const char *const default_refs[] = { "gpt-4o-mini", "qwen-long" };
+
+/* --- shared helpers ---------------------------------------------------- */
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+	return p[0] != '\0' && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_file(const char *p)
+{
+	struct stat st;
+	return p[0] != '\0' && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static const char *data_dir(const char *env, const char *kind, char *buf, size_t len)
+{
+	const char *e = getenv(env);
+	if (e != NULL && *e != '\0')
+		return e;
+	char alt[4096];
+	if (snprintf(buf, len, "%s/%s", MARGIN_DATADIR, kind) < (int)len && is_dir(buf))
+		return buf;
+	if (MARGIN_SOURCE_DEPLOY[0] != '\0' &&
+	    snprintf(alt, sizeof(alt), "%s/%s", MARGIN_SOURCE_DEPLOY, kind) < (int)sizeof(alt) && is_dir(alt))
+		snprintf(buf, len, "%s", alt);
+	return buf;
+}
+
+const char *cmd_cost_hardware_dir(void)
+{
+	static char buf[4096];
+	return data_dir("MARGIN_HARDWARE_DIR", "hardware", buf, sizeof(buf));
+}
+
+const char *cmd_cost_prices_dir(void)
+{
+	static char buf[4096];
+	return data_dir("MARGIN_PRICES_DIR", "prices", buf, sizeof(buf));
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int cmd_cost_profile(const char *spec, hwprof_t *ret, char *err, size_t errlen)
+{
+	if (strchr(spec, '/') != NULL || is_file(spec))
+		return hwprof_load(spec, ret, err, errlen);
+	char name[256];
+	snprintf(name, sizeof(name), "%s", spec);
+	if (ends_with(name, ".conf"))
+		name[strlen(name) - 5] = '\0';
+	int r = hwprof_find(cmd_cost_hardware_dir(), name, ret, err, errlen);
+	if (r == -ENOENT) {
+		char e2[512];
+		snprintf(e2, sizeof(e2), "%s", err);
+		snprintf(err, errlen, "%s (hardware profiles by name come from %s; give a FILE or set $MARGIN_HARDWARE_DIR)",
+			 e2, cmd_cost_hardware_dir());
+	}
+	return r;
+}
+
+int cmd_cost_prices(pricetab_t *t, const char *spec, char *err, size_t errlen)
+{
+	char path[8300];
+	const char *dir = cmd_cost_prices_dir();
+	if (strchr(spec, '/') != NULL || is_file(spec)) {
+		snprintf(path, sizeof(path), "%s", spec);
+	} else {
+		snprintf(path, sizeof(path), "%s/%s", dir, spec);
+		if (!is_file(path))
+			snprintf(path, sizeof(path), "%s/%s.conf", dir, spec);
+	}
+	if (ends_with(path, ".json"))
+		return litellm_load(t, path, NULL, NULL, err, errlen);
+	return pricetab_load(t, path, err, errlen);
+}
+
+int cmd_cost_price_entry(const char *text, const char *name, const char *provider, const char *currency,
+			 const char *source, pricetab_entry_t *ret, char *err, size_t errlen)
+{
+	char a[64], *b;
+	meter_q_t in, out;
+	if (snprintf(a, sizeof(a), "%s", text) >= (int)sizeof(a))
+		goto bad;
+	b = strchr(a, '/');
+	if (b != NULL)
+		*b++ = '\0';
+	if (meter_q_parse(a, &in) < 0 || meter_q_parse(b ? b : a, &out) < 0 || in.num < 0 || out.num < 0)
+		goto bad;
+	if (!meter_currency_valid(currency)) {
+		snprintf(err, errlen, "price %s: currency \"%s\" is not an ISO 4217 code (--currency)", text, currency);
+		return -EINVAL;
+	}
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->name, sizeof(ret->name), "%s", name);
+	snprintf(ret->model, sizeof(ret->model), "%s", name);
+	snprintf(ret->provider, sizeof(ret->provider), "%s", provider ? provider : "");
+	snprintf(ret->mode, sizeof(ret->mode), "chat");
+	snprintf(ret->currency, sizeof(ret->currency), "%s", currency);
+	ret->in_per_1m = in;
+	ret->out_per_1m = out;
+	snprintf(ret->in_source, sizeof(ret->in_source), "%s", source);
+	snprintf(ret->out_source, sizeof(ret->out_source), "%s", source);
+	snprintf(ret->in_date, sizeof(ret->in_date), "as given");
+	snprintf(ret->out_date, sizeof(ret->out_date), "as given");
+	snprintf(ret->batch_source, sizeof(ret->batch_source), "no batch tier (one price for every call)");
+	snprintf(ret->origin, sizeof(ret->origin), "command line");
+	return 0;
+bad:
+	snprintf(err, errlen, "price \"%s\": expected P or IN/OUT, non-negative decimals per 1M tokens", text);
+	return -EINVAL;
+}
+
+int cmd_cost_micros(const char *text, int64_t *ret)
+{
+	meter_q_t q, m;
+	if (meter_q_parse(text, &q) < 0 || q.num < 0 || meter_q_mul(q, METER_Q(METER_MICROS, 1), &m) < 0)
+		return -EINVAL;
+	return meter_q_round(m, ret) < 0 ? -ERANGE : 0;
+}
+
+void cmd_cost_rows_done(cmd_cost_rows_t *r)
+{
+	if (r == NULL)
+		return;
+	if (r->db == NULL)
+		free(r->v);
+	ledger_rows_destroy(&r->db);
+	json_decref(r->json);
+	memset(r, 0, sizeof(*r));
+}
+
+static int fetch_db(const char *state_dir, const char *batch, const char *def_cur, cmd_cost_rows_t *ret, char *err,
+		    size_t errlen)
+{
+	char path[4200], e2[1024];
+	sqlite3 *db = NULL;
+	snprintf(path, sizeof(path), "%s/margin.db", state_dir);
+	if (!is_file(path)) {
+		snprintf(err, errlen, "%s: no journal there (--state-dir is margind's state directory)", path);
+		return -ENOENT;
+	}
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(ret->default_currency, sizeof(ret->default_currency), "%s", def_cur);
+	ledger_filter_t f = { .job = batch, .default_currency = ret->default_currency };
+	int r = ledger_select(db, &f, &ret->db, e2, sizeof(e2));
+	sqlite3_close(db);
+	if (r < 0) {
+		snprintf(err, errlen, "%s: %s", path, e2);
+		return r;
+	}
+	if (batch != NULL && ret->db->n == 0) {
+		snprintf(err, errlen, "batch %s has no ledger rows in %s", batch, path);
+		ledger_rows_destroy(&ret->db);
+		return -ENOENT;
+	}
+	ret->v = ret->db->v;
+	ret->n = ret->db->n;
+	return 0;
+}
+
+#if HAVE_HTTP
+static int fetch_http(const char *batch, cmd_cost_rows_t *ret, char *err, size_t errlen)
+{
+	char path[1024], e2[512];
+	int o = snprintf(path, sizeof(path), "/v1/cost/ledger?batch=");
+	for (const unsigned char *p = (const unsigned char *)batch; *p && o < (int)sizeof(path) - 4; p++) {
+		bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			     *p == '-' || *p == '_' || *p == '.' || *p == '~';
+		o += plain ? snprintf(path + o, sizeof(path) - (size_t)o, "%c", *p) :
+			     snprintf(path + o, sizeof(path) - (size_t)o, "%%%02X", *p);
+	}
+	http_client_t *c = NULL;
+	json_t *j = NULL;
+	long status = 0;
+	int r = http_client_new(cli_globals.url, cli_globals.api_key, &c, err, errlen);
+	if (r < 0)
+		return r;
+	r = http_client_json(c, "GET", path, NULL, &status, &j, err, errlen);
+	http_client_destroy(&c);
+	if (r < 0)
+		return r;
+	if (status != 200) {
+		snprintf(err, errlen, "GET %s: %s", path, http_client_error_text(j, status, e2, sizeof(e2)));
+		json_decref(j);
+		return status == 404 ? -ENOENT : -EIO;
+	}
+	json_t *data = json_object_get(j, "data");
+	const char *cur = json_string_value(json_object_get(j, "currency"));
+	if (!json_is_array(data)) {
+		snprintf(err, errlen, "GET %s: the reply has no data array", path);
+		json_decref(j);
+		return -EPROTO;
+	}
+	snprintf(ret->default_currency, sizeof(ret->default_currency), "%s", cur ? cur : "USD");
+	size_t n = json_array_size(data);
+	ret->v = calloc(n ? n : 1, sizeof(*ret->v));
+	if (ret->v == NULL) {
+		json_decref(j);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ret->json = j;
+	ret->n = n;
+	for (size_t i = 0; i < n; i++) {
+		json_t *o2 = json_array_get(data, i);
+		ledger_row_t *w = &ret->v[i];
+#define S(k) (json_string_value(json_object_get(o2, k)) ? json_string_value(json_object_get(o2, k)) : "")
+#define I(k) json_integer_value(json_object_get(o2, k))
+		w->id = I("id");
+		w->job = S("job");
+		w->custom_id = S("custom_id");
+		w->line_no = I("line_no");
+		w->model = S("model");
+		w->worker = S("worker");
+		w->worker_name = S("worker_name");
+		w->hardware_profile = S("hardware_profile");
+		w->shard = I("shard");
+		w->prompt_tokens = (uint64_t)I("prompt_tokens");
+		w->completion_tokens = (uint64_t)I("completion_tokens");
+		w->busy_ns = (uint64_t)I("busy_ns");
+		w->flops = (uint64_t)I("flops");
+		w->queue_ns = (uint64_t)I("queue_ns");
+		w->first_token_ns = (uint64_t)I("first_token_ns");
+		w->cost_marginal_micros = I("cost_marginal_micros");
+		w->cost_loaded_micros = I("cost_loaded_micros");
+		w->answered_at_ns = I("answered_at_ns");
+		w->idle_ns = (uint64_t)I("idle_ns");
+		w->currency = S("currency")[0] ? S("currency") : ret->default_currency;
+		w->rate_busy_micros_per_hour = I("rate_busy_micros_per_hour");
+		w->rate_idle_micros_per_hour = I("rate_idle_micros_per_hour");
+		w->via_batch = json_is_true(json_object_get(o2, "via_batch"));
+#undef S
+#undef I
+	}
+	return 0;
+}
+#endif
+
+int cmd_cost_fetch(const char *state_dir, const char *batch, const char *default_currency, cmd_cost_rows_t *ret,
+		   char *err, size_t errlen)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (state_dir != NULL)
+		return fetch_db(state_dir, batch, default_currency ? default_currency : "USD", ret, err, errlen);
+	if (batch == NULL) {
+		snprintf(err, errlen, "--batch ID is needed to read the ledger from a margind (or give --state-dir)");
+		return -EINVAL;
+	}
+#if HAVE_HTTP
+	return fetch_http(batch, ret, err, errlen);
+#else
+	snprintf(err, errlen, "marginctl was built without libcurl: use --state-dir");
+	return -ENOTSUP;
+#endif
+}
+
+int cmd_cost_measured(const ledger_row_t *rows, size_t n, const char *what, double time_scale, thru_t *ret,
+		      double *ret_in_per_call, double *ret_out_per_call, double *ret_utilization, char *err,
+		      size_t errlen)
+{
+	double prompt = 0, compl = 0, busy = 0, idle = 0;
+	for (size_t i = 0; i < n; i++) {
+		prompt += (double)rows[i].prompt_tokens;
+		compl += (double)rows[i].completion_tokens;
+		busy += (double)rows[i].busy_ns;
+		idle += (double)rows[i].idle_ns;
+	}
+	if (n == 0 || !(busy > 0) || !(compl > 0)) {
+		snprintf(err, errlen, "%s: no answered calls with engine time and output tokens: no throughput to measure",
+			 what);
+		return -EINVAL;
+	}
+	busy *= time_scale;
+	idle *= time_scale;
+	memset(ret, 0, sizeof(*ret));
+	ret->source = THRU_BENCH;
+	ret->out_tok_s = compl / (busy / 1e9);
+	snprintf(ret->why, sizeof(ret->why),
+		 "measured by the ledger: %s, %zu calls, %.0f output tokens in %.3f s of engine time%s", what, n, compl,
+		 busy / 1e9, time_scale != 1 ? " (scaled by --speed)" : "");
+	*ret_in_per_call = prompt / (double)n;
+	*ret_out_per_call = compl / (double)n;
+	*ret_utilization = busy / (busy + idle);
+	return 0;
+}
+
+/* --- the report -------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: marginctl cost --batch ID [--group call|batch|model|worker|day] [--format text|csv|json]\n"
+		"                      [-o FILE] [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]\n"
+		"                      [--hardware PROFILE|FILE [--speed X]] [--sale-price P|IN/OUT]\n"
+		"                      [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]\n"
+		"\n"
+		"  --batch ID          the batch (required unless --state-dir)\n"
+		"  --group G           one row per call (default), batch, model, worker or UTC day\n"
+		"  --format F          text (default), csv or json; the total is the exact sum of the rows\n"
+		"  --state-dir DIR     read margind's journal there instead of asking --url\n"
+		"  --prices FILE       closed-API price table (INI or LiteLLM .json; repeatable; a name is\n"
+		"                      looked up in %s); default: fx, closed-2024, cn-2024-05-after\n"
+		"  --ref NAME          a reference model (price entry) to compare with (repeatable;\n"
+		"                      default: gpt-4o-mini, qwen-long)\n"
+		"  --currency CUR      report currency (default: the hardware profile's)\n"
+		"  --hardware P        what-if: price the same calls on this profile (a FILE, or a name in\n"
+		"                      %s) from their busy and idle time\n"
+		"  --speed X           what-if: that hardware runs X times as fast (default 1)\n"
+		"  --sale-price P      our price per 1M tokens (P, or IN/OUT) in the report currency:\n"
+		"                      revenue and gross margin (price - loaded cost) / price\n"
+		"  --one-off AMOUNT    a one-off cost (e.g. 500000 for a deployment): days to recover it from\n"
+		"                      the saving against --breakeven-ref (default: the first --ref)\n"
+		"  --calls-per-day N   volume for that saving (default: one node's capacity)\n"
+		"  --chart FILE.svg    also write cost per 1M tokens against utilization at this batch's\n"
+		"                      measured throughput, with the reference prices as lines\n",
+		cmd_cost_prices_dir(), cmd_cost_hardware_dir());
+}
+
+typedef struct opts {
+	const char *batch, *group, *format, *out, *state_dir, *currency, *hardware, *speed, *sale, *one_off,
+		*calls_per_day, *breakeven_ref, *chart;
+	const char *prices[MAX_PRICE_FILES];
+	size_t n_prices;
+	const char *refs[MAX_REFS];
+	size_t n_refs;
+} opts_t;
+
+enum {
+	O_BATCH = 256, O_GROUP, O_FORMAT, O_STATE_DIR, O_PRICES, O_REF, O_CURRENCY, O_HARDWARE, O_SPEED, O_SALE,
+	O_ONE_OFF, O_CALLS, O_BE_REF, O_CHART, O_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "batch", required_argument, NULL, O_BATCH },
+	{ "group", required_argument, NULL, O_GROUP },
+	{ "format", required_argument, NULL, O_FORMAT },
+	{ "state-dir", required_argument, NULL, O_STATE_DIR },
+	{ "prices", required_argument, NULL, O_PRICES },
+	{ "ref", required_argument, NULL, O_REF },
+	{ "currency", required_argument, NULL, O_CURRENCY },
+	{ "hardware", required_argument, NULL, O_HARDWARE },
+	{ "speed", required_argument, NULL, O_SPEED },
+	{ "sale-price", required_argument, NULL, O_SALE },
+	{ "one-off", required_argument, NULL, O_ONE_OFF },
+	{ "calls-per-day", required_argument, NULL, O_CALLS },
+	{ "breakeven-ref", required_argument, NULL, O_BE_REF },
+	{ "chart", required_argument, NULL, O_CHART },
+	{ "help", no_argument, NULL, O_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_args(int argc, char **argv, opts_t *o)
+{
+	memset(o, 0, sizeof(*o));
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":o:h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case O_BATCH: o->batch = optarg; break;
+		case O_GROUP: o->group = optarg; break;
+		case O_FORMAT: o->format = optarg; break;
+		case 'o': o->out = optarg; break;
+		case O_STATE_DIR: o->state_dir = optarg; break;
+		case O_PRICES:
+			if (o->n_prices == MAX_PRICE_FILES) {
+				fprintf(stderr, "marginctl cost: at most %d --prices\n", MAX_PRICE_FILES);
+				return 2;
+			}
+			o->prices[o->n_prices++] = optarg;
+			break;
+		case O_REF:
+			if (o->n_refs == MAX_REFS) {
+				fprintf(stderr, "marginctl cost: at most %d --ref\n", MAX_REFS);
+				return 2;
+			}
+			o->refs[o->n_refs++] = optarg;
+			break;
+		case O_CURRENCY: o->currency = optarg; break;
+		case O_HARDWARE: o->hardware = optarg; break;
+		case O_SPEED: o->speed = optarg; break;
+		case O_SALE: o->sale = optarg; break;
+		case O_ONE_OFF: o->one_off = optarg; break;
+		case O_CALLS: o->calls_per_day = optarg; break;
+		case O_BE_REF: o->breakeven_ref = optarg; break;
+		case O_CHART: o->chart = optarg; break;
+		case 'h':
+		case O_HELP: usage(stdout); return 1;
+		case ':': fprintf(stderr, "marginctl cost: %s needs a value\n", argv[optind - 1]); return 2;
+		default: fprintf(stderr, "marginctl cost: unknown option %s\n", argv[optind - 1]); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "marginctl cost: unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	if (o->batch == NULL && o->state_dir == NULL) {
+		fprintf(stderr, "marginctl cost: --batch ID is required (marginctl cost --help)\n");
+		return 2;
+	}
+	if (o->format == NULL)
+		o->format = "text";
+	if (strcmp(o->format, "text") != 0 && strcmp(o->format, "csv") != 0 && strcmp(o->format, "json") != 0) {
+		fprintf(stderr, "marginctl cost: --format %s: expected text, csv or json\n", o->format);
+		return 2;
+	}
+	if (o->speed != NULL && o->hardware == NULL) {
+		fprintf(stderr, "marginctl cost: --speed goes with --hardware (what-if)\n");
+		return 2;
+	}
+	if ((o->calls_per_day || o->breakeven_ref) && o->one_off == NULL) {
+		fprintf(stderr, "marginctl cost: --calls-per-day and --breakeven-ref go with --one-off\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* The by-call table for people: every ledger figure of each call. */
+static char *call_table(const report_t *rep, const char *title)
+{
+	char *out = NULL, a[40], b[40], c[40];
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (f == NULL)
+		return NULL;
+	fprintf(f, "%s: by call, %s, hardware %s%s%s\n", title, rep->currency, rep->hardware,
+		rep->prices_name[0] ? ", prices " : "", rep->prices_name);
+	fprintf(f, "%-20s %-16s %-12s %8s %8s %10s %12s %14s %14s", "custom_id", "model", "worker", "prompt", "output",
+		"busy_s", "flops", "marginal", "loaded");
+	for (size_t k = 0; k < rep->n_refs; k++)
+		fprintf(f, " %14.14s", rep->refs[k]);
+	if (rep->has_sale)
+		fprintf(f, " %14s", "sale");
+	fputc('\n', f);
+	for (size_t i = 0; i <= rep->n_rows; i++) {
+		const report_row_t *r = i < rep->n_rows ? &rep->rows[i] : &rep->total;
+		fprintf(f, "%-20.20s %-16.16s %-12.12s %8llu %8llu %10.3f %12.4g %14s %14s", i < rep->n_rows ? r->key : "total",
+			r->model ? r->model : "", r->worker ? r->worker : "", (unsigned long long)r->prompt_tokens,
+			(unsigned long long)r->completion_tokens, (double)r->busy_ns / 1e9, (double)r->flops,
+			meter_format_micros(r->cost_marginal_micros, a, sizeof(a)),
+			meter_format_micros(r->cost_loaded_micros, b, sizeof(b)));
+		for (size_t k = 0; k < rep->n_refs; k++)
+			fprintf(f, " %14s", meter_format_micros(r->api_micros[k], c, sizeof(c)));
+		if (rep->has_sale)
+			fprintf(f, " %14s", meter_format_micros(r->sale_micros, c, sizeof(c)));
+		fputc('\n', f);
+	}
+	fprintf(f, "(money in %s; marginal: the node's cost of the engine time; loaded: with its idle time; "
+		   "references: the same tokens at that API's price)\n", rep->currency);
+	if (fclose(f) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Rates of the rows in the report currency: what-if profile, else one
+ * profile's rates shared by every row. */
+static int breakeven_rates(const ledger_row_t *rows, size_t n, const pricetab_t *t, const char *cur, int64_t *rb,
+			   int64_t *ri, char *err, size_t errlen)
+{
+	for (size_t i = 1; i < n; i++)
+		if (rows[i].rate_busy_micros_per_hour != rows[0].rate_busy_micros_per_hour ||
+		    rows[i].rate_idle_micros_per_hour != rows[0].rate_idle_micros_per_hour ||
+		    strcmp(rows[i].currency, rows[0].currency) != 0) {
+			snprintf(err, errlen, "the batch ran on hardware with different rates (%s, %s): give --hardware "
+				 "for the break-even", rows[0].hardware_profile, rows[i].hardware_profile);
+			return -EINVAL;
+		}
+	if (n == 0 || rows[0].rate_busy_micros_per_hour <= 0) {
+		snprintf(err, errlen, "the ledger has no node rate for this batch (booked without a hardware profile): "
+			 "give --hardware");
+		return -EINVAL;
+	}
+	int r = pricetab_convert(t, rows[0].rate_busy_micros_per_hour, rows[0].currency, cur, rb, err, errlen);
+	if (r == 0)
+		r = pricetab_convert(t, rows[0].rate_idle_micros_per_hour, rows[0].currency, cur, ri, err, errlen);
+	return r;
+}
+
+static json_t *num_or_null(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+int cmd_cost(int argc, char **argv)
+{
+	opts_t o;
+	int rc = parse_args(argc, argv, &o);
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	char err[2048];
+	int status = 1, r;
+	pricetab_t *t = pricetab_new();
+	cmd_cost_rows_t rows = { 0 };
+	ledger_row_t *whatif = NULL;
+	report_t *rep = NULL;
+	char *text = NULL, *svg = NULL;
+	json_t *root = NULL;
+	hwprof_t hw;
+	bool have_hw = false;
+	meter_q_t scale = METER_Q(1, 1);
+	FILE *out = stdout;
+	const char *refs[MAX_REFS];
+	size_t n_refs = 0;
+	if (t == NULL) {
+		fprintf(stderr, "marginctl cost: out of memory\n");
+		return 1;
+	}
+
+	/* Inputs: price tables, what-if hardware, the rows. */
+	for (size_t i = 0; i < o.n_prices; i++)
+		if ((r = cmd_cost_prices(t, o.prices[i], err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: --prices %s: %s\n", o.prices[i], err);
+			status = 2;
+			goto done;
+		}
+	if (o.n_prices == 0)
+		for (size_t i = 0; i < sizeof(default_prices) / sizeof(default_prices[0]); i++)
+			if (cmd_cost_prices(t, default_prices[i], err, sizeof(err)) < 0)
+				fprintf(stderr, "marginctl cost: warning: default price table not loaded: %s\n", err);
+	if (o.hardware != NULL) {
+		if ((r = cmd_cost_profile(o.hardware, &hw, err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: --hardware %s: %s\n", o.hardware, err);
+			status = 2;
+			goto done;
+		}
+		have_hw = true;
+		meter_q_t sp;
+		if (o.speed != NULL && (meter_q_parse(o.speed, &sp) < 0 || sp.num <= 0 ||
+					meter_q_div(METER_Q(1, 1), sp, &scale) < 0)) {
+			fprintf(stderr, "marginctl cost: --speed %s: expected a positive number\n", o.speed);
+			status = 2;
+			goto done;
+		}
+	}
+	if (o.currency != NULL && !meter_currency_valid(o.currency)) {
+		fprintf(stderr, "marginctl cost: --currency %s: expected an ISO 4217 code such as CNY or USD\n", o.currency);
+		status = 2;
+		goto done;
+	}
+	if ((r = cmd_cost_fetch(o.state_dir, o.batch, o.currency, &rows, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl cost: %s\n", err);
+		goto done;
+	}
+	const ledger_row_t *use = rows.v;
+	if (have_hw) {
+		if ((whatif = calloc(rows.n ? rows.n : 1, sizeof(*whatif))) == NULL ||
+		    (r = report_whatif(rows.v, rows.n, &hw, scale, whatif, err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: %s\n", whatif ? err : "out of memory");
+			goto done;
+		}
+		use = whatif;
+	}
+	const char *cur = o.currency ? o.currency : have_hw ? hw.currency : rows.n ? use[0].currency : rows.default_currency;
+
+	if (o.n_refs > 0) {
+		for (size_t i = 0; i < o.n_refs; i++)
+			refs[n_refs++] = o.refs[i];
+	} else {
+		for (size_t i = 0; i < sizeof(default_refs) / sizeof(default_refs[0]); i++)
+			if (pricetab_find(t, default_refs[i]) != NULL)
+				refs[n_refs++] = default_refs[i];
+	}
+	if (o.sale != NULL) {
+		pricetab_entry_t e;
+		if ((r = cmd_cost_price_entry(o.sale, "sale", "", cur, "--sale-price", &e, err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: --sale-price: %s\n", err);
+			status = 2;
+			goto done;
+		}
+		if (pricetab_add(t, &e) < 0)
+			goto nomem;
+	}
+	enum report_group g = REPORT_BY_CALL;
+	if (o.group != NULL && report_group_parse(o.group, &g) < 0) {
+		fprintf(stderr, "marginctl cost: --group %s: expected call, batch, model, worker or day\n", o.group);
+		status = 2;
+		goto done;
+	}
+	report_opts_t ro = { .currency = cur, .prices = t, .refs = refs, .n_refs = n_refs,
+			     .sale = o.sale ? "sale" : NULL };
+	if ((r = report_new(use, rows.n, g, &ro, &rep, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl cost: %s\n", err);
+		goto done;
+	}
+
+	/* The report, then what was asked on top of it. */
+	char title[200];
+	snprintf(title, sizeof(title), "batch %s%s%s", o.batch ? o.batch : "(all)", have_hw ? ", what-if on " : "",
+		 have_hw ? hw.name : "");
+	if (strcmp(o.format, "json") == 0)
+		r = report_format_json(rep, &text);
+	else if (strcmp(o.format, "csv") == 0)
+		r = report_format_csv(rep, &text);
+	else if (g == REPORT_BY_CALL)
+		r = (text = call_table(rep, title)) ? 0 : -ENOMEM;
+	else
+		r = report_format_text(rep, &text);
+	if (r < 0)
+		goto nomem;
+	bool json = strcmp(o.format, "json") == 0;
+	if (json && (o.sale || o.one_off)) {
+		if ((root = json_loads(text, JSON_DECODE_ANY, NULL)) == NULL)
+			goto nomem;
+		free(text);
+		text = NULL;
+	}
+	FILE *side = json ? NULL : strcmp(o.format, "csv") == 0 ? stderr : NULL;
+	char *extra = NULL;
+	size_t extra_len = 0;
+	FILE *ex = open_memstream(&extra, &extra_len);
+	if (ex == NULL)
+		goto nomem;
+	char a[40], b[40], c[40];
+	if (o.sale != NULL) {
+		int64_t gm = 0, gm_m = 0;
+		int d1 = meter_gross_margin_ppm(rep->total.sale_micros, rep->total.cost_loaded_micros, &gm);
+		int d2 = meter_gross_margin_ppm(rep->total.sale_micros, rep->total.cost_marginal_micros, &gm_m);
+		if (root != NULL) {
+			json_object_set_new(root, "sale", json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "price", o.sale,
+				"currency", cur, "revenue_micros", (json_int_t)rep->total.sale_micros,
+				"cost_loaded_micros", (json_int_t)rep->total.cost_loaded_micros, "cost_marginal_micros",
+				(json_int_t)rep->total.cost_marginal_micros, "gross_margin_ppm",
+				d1 == 0 ? json_integer(gm) : json_null(), "gross_margin_marginal_ppm",
+				d2 == 0 ? json_integer(gm_m) : json_null()));
+		} else {
+			fprintf(ex, "at the sale price %s %s per 1M tokens: revenue %s, loaded cost %s -> gross margin %s",
+				o.sale, cur, meter_format_micros(rep->total.sale_micros, a, sizeof(a)),
+				meter_format_micros(rep->total.cost_loaded_micros, b, sizeof(b)),
+				d1 == 0 ? meter_format_ppm_pct(gm, c, sizeof(c)) : "-infinity (no revenue)");
+			fprintf(ex, " (on the marginal cost %s)\n", d2 == 0 ? meter_format_ppm_pct(gm_m, c, sizeof(c)) : "-infinity");
+		}
+	}
+	if (o.one_off != NULL) {
+		report_breakeven_in_t bi = { 0 };
+		report_breakeven_t be;
+		const char *ref = o.breakeven_ref ? o.breakeven_ref : n_refs ? refs[0] : NULL;
+		size_t k = 0;
+		while (ref != NULL && k < n_refs && strcmp(refs[k], ref) != 0)
+			k++;
+		if (ref == NULL || k == n_refs) {
+			fprintf(stderr, "marginctl cost: --breakeven-ref %s: not one of the --ref models\n", ref ? ref : "(none)");
+			fclose(ex);
+			free(extra);
+			status = 2;
+			goto done;
+		}
+		if (cmd_cost_micros(o.one_off, &bi.one_off_micros) < 0) {
+			fprintf(stderr, "marginctl cost: --one-off %s: expected an amount of %s\n", o.one_off, cur);
+			fclose(ex);
+			free(extra);
+			status = 2;
+			goto done;
+		}
+		if (o.calls_per_day != NULL && !(sscanf(o.calls_per_day, "%lf", &bi.calls_per_day) == 1 &&
+						 bi.calls_per_day > 0)) {
+			fprintf(stderr, "marginctl cost: --calls-per-day %s: expected a positive number\n", o.calls_per_day);
+			fclose(ex);
+			free(extra);
+			status = 2;
+			goto done;
+		}
+		if (have_hw) {
+			r = pricetab_convert(t, hw.rate_busy_micros_per_hour, hw.currency, cur, &bi.rate_busy_micros_per_hour,
+					     err, sizeof(err));
+			if (r == 0)
+				r = pricetab_convert(t, hw.rate_idle_micros_per_hour, hw.currency, cur,
+						     &bi.rate_idle_micros_per_hour, err, sizeof(err));
+		} else {
+			r = breakeven_rates(use, rows.n, t, cur, &bi.rate_busy_micros_per_hour, &bi.rate_idle_micros_per_hour,
+					    err, sizeof(err));
+		}
+		bi.calls = rep->total.calls;
+		bi.busy_ns = rep->total.busy_ns;
+		bi.api_micros = rep->total.api_micros[k];
+		if (r == 0 && (r = report_breakeven(&bi, &be)) < 0)
+			snprintf(err, sizeof(err), "no calls with engine time in this batch: nothing to measure");
+		if (r < 0) {
+			fprintf(stderr, "marginctl cost: break-even: %s\n", err);
+			fclose(ex);
+			free(extra);
+			goto done;
+		}
+		if (root != NULL) {
+			json_object_set_new(root, "breakeven", json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:b, s:o, s:o, s:o}",
+				"reference", ref, "currency", cur, "one_off_micros", (json_int_t)bi.one_off_micros,
+				"rate_busy_micros_per_hour", (json_int_t)bi.rate_busy_micros_per_hour,
+				"rate_idle_micros_per_hour", (json_int_t)bi.rate_idle_micros_per_hour,
+				"busy_ns_per_call", num_or_null(be.busy_ns_per_call),
+				"api_per_call_micros", num_or_null(be.api_per_call_micros),
+				"extra_per_call_micros", num_or_null(be.extra_per_call_micros),
+				"capacity_calls_per_day", num_or_null(be.capacity_calls_per_day),
+				"fixed_per_day_micros", (json_int_t)be.fixed_per_day_micros,
+				"breakeven_calls_per_day", num_or_null(be.breakeven_calls_per_day),
+				"breakeven_utilization", num_or_null(be.breakeven_utilization),
+				"calls_per_day", num_or_null(be.calls_per_day), "reachable", be.reachable,
+				"saving_per_day_micros", num_or_null(be.saving_per_day_micros),
+				"days_to_recover", num_or_null(be.days_to_recover),
+				"note", json_string("per node: fixed = idle rate x 24 h; each call adds (busy - idle rate) x its busy time")));
+		} else {
+			fprintf(ex, "break-even against %s, one node at %s/%s %s per hour (busy/idle):\n", ref,
+				meter_format_micros(bi.rate_busy_micros_per_hour, a, sizeof(a)),
+				meter_format_micros(bi.rate_idle_micros_per_hour, b, sizeof(b)), cur);
+			fprintf(ex, "  measured: %llu calls, %.3f s of engine time per call, %s costs %.6f %s per call\n",
+				(unsigned long long)bi.calls, be.busy_ns_per_call / 1e9, ref, be.api_per_call_micros / 1e6, cur);
+			fprintf(ex, "  the node: %s %s per day whatever it does, %.6f %s more per call; at most %.0f calls per day\n",
+				meter_format_micros(be.fixed_per_day_micros, a, sizeof(a)), cur, be.extra_per_call_micros / 1e6,
+				cur, be.capacity_calls_per_day);
+			if (isfinite(be.breakeven_calls_per_day))
+				fprintf(ex, "  break-even: %.0f calls per day (%.1f%% of the node)%s\n", be.breakeven_calls_per_day,
+					be.breakeven_utilization * 100,
+					be.reachable ? "" : " - more than one node can serve: never on one node");
+			else
+				fprintf(ex, "  break-even: never (%s costs less per call than the node's extra power)\n", ref);
+			fprintf(ex, "  at %.0f calls per day: saving %.2f %s per day; the one-off %s %s: ", be.calls_per_day,
+				be.saving_per_day_micros / 1e6, cur, meter_format_micros(bi.one_off_micros, a, sizeof(a)), cur);
+			if (isfinite(be.days_to_recover))
+				fprintf(ex, "recovered in %.1f days\n", be.days_to_recover);
+			else
+				fprintf(ex, "never recovered (no saving)\n");
+		}
+	}
+	fclose(ex);
+
+	if (o.chart != NULL) {
+		thru_t th;
+		double in_pc, out_pc, util;
+		hwprof_t chw;
+		const hwprof_t *ph = &hw;
+		double ts = meter_q_to_double(scale);
+		if ((r = cmd_cost_measured(rows.v, rows.n, title, ts, &th, &in_pc, &out_pc, &util, err, sizeof(err))) < 0 ||
+		    (!have_hw && (r = cmd_cost_profile(rows.v[0].hardware_profile, &chw, err, sizeof(err))) < 0)) {
+			fprintf(stderr, "marginctl cost: --chart: %s\n", err);
+			free(extra);
+			goto done;
+		}
+		if (!have_hw)
+			ph = &chw;
+		if ((r = chart_cost_vs_utilization(&th, ph, in_pc, out_pc, t, refs, n_refs, rows.v[0].via_batch, cur, &svg,
+						   err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: --chart: %s\n", err);
+			free(extra);
+			goto done;
+		}
+		FILE *cf = fopen(o.chart, "w");
+		if (cf == NULL || fputs(svg, cf) < 0 || fclose(cf) != 0) {
+			fprintf(stderr, "marginctl cost: --chart %s: cannot write: %s\n", o.chart, strerror(errno));
+			free(extra);
+			goto done;
+		}
+	}
+
+	if (o.out != NULL && (out = fopen(o.out, "w")) == NULL) {
+		fprintf(stderr, "marginctl cost: -o %s: %s\n", o.out, strerror(errno));
+		free(extra);
+		goto done;
+	}
+	if (root != NULL) {
+		if ((text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL) {
+			free(extra);
+			goto nomem;
+		}
+		fprintf(out, "%s\n", text);
+	} else {
+		fputs(text, out);
+		if (extra_len > 0)
+			fprintf(side ? side : out, "%s%s", side ? "" : "\n", extra);
+	}
+	free(extra);
+	if (out != stdout && fclose(out) != 0) {
+		fprintf(stderr, "marginctl cost: -o %s: %s\n", o.out, strerror(errno));
+		out = stdout;
+		goto done;
+	}
+	out = stdout;
+	status = 0;
+	goto done;
+nomem:
+	fprintf(stderr, "marginctl cost: out of memory\n");
+done:
+	if (out != stdout)
+		fclose(out);
+	json_decref(root);
+	free(text);
+	free(svg);
+	report_destroy(&rep);
+	free(whatif);
+	cmd_cost_rows_done(&rows);
+	pricetab_destroy(&t);
+	return status;
+}

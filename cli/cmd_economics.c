@@ -1,0 +1,496 @@
+/* marginctl economics: the price-war claim worked through, offline.
+ *
+ *   marginctl economics check [--hardware PROFILE|FILE]
+ *       [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]
+ *        | --from-ledger BATCH [--state-dir DIR] | --estimate --params N [--bytes-per-param B]
+ *          [--batch N] [--fp16] [--eff-bench FILE.json]]
+ *       --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...
+ *       [--mix IN/OUT] [--utilization U] [--via-batch] [--json]
+ *   marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]
+ *       [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]
+ *
+ * A price P is "IN/OUT" or one number (CUR per 1M tokens), an entry of a
+ * loaded --prices table, or TABLE:ENTRY (a table file or a name in the
+ * prices directory, e.g. cn-2024-05-before:qwen-max). Every input is
+ * printed with where it comes from (pricewar_format). Only --from-ledger
+ * without --state-dir talks to a margind. */
+#include "cli.h"
+#include "cmd_cost.h"
+#include "chart.h"
+#include "meter.h"
+#include "pricewar.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FILES 16
+
+static const char *const default_refs[] = { "gpt-4o-mini", "qwen-long" };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: marginctl economics check [--hardware PROFILE|FILE]\n"
+		"           [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]\n"
+		"            | --from-ledger BATCH [--state-dir DIR] | --estimate --params N [--bytes-per-param B]\n"
+		"              [--batch N] [--fp16] [--eff-bench FILE.json]]\n"
+		"           --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...\n"
+		"           [--mix IN/OUT] [--utilization U] [--via-batch] [--json]\n"
+		"       marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]\n"
+		"           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]\n"
+		"\n"
+		"check: is serving at a provider's price before and after a cut above or below cost on this\n"
+		"hardware? Prints the gross margin at each price, the cut that takes the margin to zero and\n"
+		"whether a 90%% cut makes it negative, with every input and its source.\n"
+		"  --hardware P        a profile FILE or a name in %s (default cpu-2vcpu)\n"
+		"  --throughput TOK_S  output tokens/s per node at the call mix (a figure you give)\n"
+		"  --bench FILE.json   a `margin-worker bench --json` run (--batch N: that run; default the best)\n"
+		"  --from-ledger ID    the throughput, call mix and utilization a batch showed in margind's ledger\n"
+		"  --estimate          a roofline for --params N weights on the profile's peaks\n"
+		"  --price-before P, --price-after P   IN/OUT or P per 1M tokens in --currency, a price entry,\n"
+		"                      or TABLE:ENTRY (e.g. cn-2024-05-before:qwen-max)\n"
+		"  --mix IN/OUT        tokens per call (default 2048/2048, economics.md 6 basis A)\n"
+		"  --utilization U     0 < U <= 1 (default 0.5, economics.md 6; --from-ledger: measured)\n"
+		"  --prices FILE       price tables and exchange rates (default: fx.conf from %s)\n"
+		"chart: cost per 1M output tokens against decode batch size from a bench, with the\n"
+		"reference models' output prices as lines.\n",
+		cmd_cost_hardware_dir(), cmd_cost_prices_dir());
+}
+
+typedef struct eopts {
+	const char *hardware, *throughput, *throughput_source, *bench, *from_ledger, *state_dir, *params,
+		*bytes_per_param, *batch, *eff_bench, *before, *after, *currency, *provider, *mix, *utilization, *out;
+	bool estimate, fp16, via_batch, json;
+	const char *prices[MAX_FILES];
+	size_t n_prices;
+	const char *refs[MAX_FILES];
+	size_t n_refs;
+} eopts_t;
+
+enum {
+	E_HARDWARE = 256, E_THROUGHPUT, E_THROUGHPUT_SOURCE, E_BENCH, E_FROM_LEDGER, E_STATE_DIR, E_ESTIMATE,
+	E_PARAMS, E_BPP, E_BATCH, E_FP16, E_EFF_BENCH, E_BEFORE, E_AFTER, E_CURRENCY, E_PROVIDER, E_PRICES, E_MIX,
+	E_UTIL, E_VIA_BATCH, E_JSON, E_REF, E_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "hardware", required_argument, NULL, E_HARDWARE },
+	{ "throughput", required_argument, NULL, E_THROUGHPUT },
+	{ "throughput-source", required_argument, NULL, E_THROUGHPUT_SOURCE },
+	{ "bench", required_argument, NULL, E_BENCH },
+	{ "from-ledger", required_argument, NULL, E_FROM_LEDGER },
+	{ "state-dir", required_argument, NULL, E_STATE_DIR },
+	{ "estimate", no_argument, NULL, E_ESTIMATE },
+	{ "params", required_argument, NULL, E_PARAMS },
+	{ "bytes-per-param", required_argument, NULL, E_BPP },
+	{ "batch", required_argument, NULL, E_BATCH },
+	{ "fp16", no_argument, NULL, E_FP16 },
+	{ "eff-bench", required_argument, NULL, E_EFF_BENCH },
+	{ "price-before", required_argument, NULL, E_BEFORE },
+	{ "price-after", required_argument, NULL, E_AFTER },
+	{ "currency", required_argument, NULL, E_CURRENCY },
+	{ "provider", required_argument, NULL, E_PROVIDER },
+	{ "prices", required_argument, NULL, E_PRICES },
+	{ "mix", required_argument, NULL, E_MIX },
+	{ "utilization", required_argument, NULL, E_UTIL },
+	{ "via-batch", no_argument, NULL, E_VIA_BATCH },
+	{ "json", no_argument, NULL, E_JSON },
+	{ "ref", required_argument, NULL, E_REF },
+	{ "help", no_argument, NULL, E_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse(int argc, char **argv, eopts_t *o)
+{
+	memset(o, 0, sizeof(*o));
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":o:h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case E_HARDWARE: o->hardware = optarg; break;
+		case E_THROUGHPUT: o->throughput = optarg; break;
+		case E_THROUGHPUT_SOURCE: o->throughput_source = optarg; break;
+		case E_BENCH: o->bench = optarg; break;
+		case E_FROM_LEDGER: o->from_ledger = optarg; break;
+		case E_STATE_DIR: o->state_dir = optarg; break;
+		case E_ESTIMATE: o->estimate = true; break;
+		case E_PARAMS: o->params = optarg; break;
+		case E_BPP: o->bytes_per_param = optarg; break;
+		case E_BATCH: o->batch = optarg; break;
+		case E_FP16: o->fp16 = true; break;
+		case E_EFF_BENCH: o->eff_bench = optarg; break;
+		case E_BEFORE: o->before = optarg; break;
+		case E_AFTER: o->after = optarg; break;
+		case E_CURRENCY: o->currency = optarg; break;
+		case E_PROVIDER: o->provider = optarg; break;
+		case E_MIX: o->mix = optarg; break;
+		case E_UTIL: o->utilization = optarg; break;
+		case E_VIA_BATCH: o->via_batch = true; break;
+		case E_JSON: o->json = true; break;
+		case 'o': o->out = optarg; break;
+		case E_PRICES:
+		case E_REF:
+			if ((c == E_PRICES ? o->n_prices : o->n_refs) == MAX_FILES) {
+				fprintf(stderr, "marginctl economics: at most %d %s\n", MAX_FILES, argv[optind - 1]);
+				return 2;
+			}
+			if (c == E_PRICES)
+				o->prices[o->n_prices++] = optarg;
+			else
+				o->refs[o->n_refs++] = optarg;
+			break;
+		case 'h':
+		case E_HELP: usage(stdout); return 1;
+		case ':': fprintf(stderr, "marginctl economics: %s needs a value\n", argv[optind - 1]); return 2;
+		default: fprintf(stderr, "marginctl economics: unknown option %s\n", argv[optind - 1]); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "marginctl economics: unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+static bool parse_pos(const char *s, double *ret)
+{
+	char *e;
+	double v = s ? strtod(s, &e) : 0;
+	if (s == NULL || e == s || *e != '\0' || !(v > 0) || !isfinite(v))
+		return false;
+	*ret = v;
+	return true;
+}
+
+/* A price argument into *ret (see the header comment). */
+static int price_arg(const char *arg, const char *label, const eopts_t *o, const pricetab_t *t, const char *cur,
+		     pricetab_entry_t *ret, char *err, size_t errlen)
+{
+	char src[160];
+	const char *colon = strchr(arg, ':');
+	if (colon != NULL) {
+		char table[1024];
+		snprintf(table, sizeof(table), "%.*s", (int)(colon - arg), arg);
+		pricetab_t *tt = pricetab_new();
+		if (tt == NULL)
+			return -ENOMEM;
+		int r = cmd_cost_prices(tt, table, err, errlen);
+		const pricetab_entry_t *e = r == 0 ? pricetab_find(tt, colon + 1) : NULL;
+		if (r == 0 && e == NULL) {
+			snprintf(err, errlen, "no price \"%s\" in table %s", colon + 1, table);
+			r = -ENOENT;
+		}
+		if (e != NULL)
+			*ret = *e;
+		pricetab_destroy(&tt);
+		return r;
+	}
+	const pricetab_entry_t *e = pricetab_find(t, arg);
+	if (e != NULL) {
+		*ret = *e;
+		return 0;
+	}
+	snprintf(src, sizeof(src), "--%s %s%s%s", label, arg, o->provider ? ", provider " : "",
+		 o->provider ? o->provider : "");
+	return cmd_cost_price_entry(arg, label, o->provider, cur, src, ret, err, errlen);
+}
+
+static json_t *point_json(const pricewar_point_t *p)
+{
+	return json_pack("{s:I, s:o, s:o}", "revenue_micros_per_hour", (json_int_t)p->revenue_micros_per_hour,
+			 "gross_margin_ppm", p->defined ? json_integer(p->gm_ppm) : json_null(), "markup_ppm",
+			 p->defined ? json_integer(p->markup_ppm) : json_null());
+}
+
+static int check(const eopts_t *o)
+{
+	char err[2048], mix_src[200], util_src[200];
+	int status = 1, r;
+	hwprof_t hw;
+	thru_t th;
+	thru_bench_t *bench = NULL;
+	cmd_cost_rows_t rows = { 0 };
+	pricetab_t *t = pricetab_new();
+	char *text = NULL;
+	double in_pc = 2048, out_pc = 2048, util = 0.5;
+	snprintf(mix_src, sizeof(mix_src), "default: economics.md 6 cost basis A (2048 in / 2048 out)");
+	snprintf(util_src, sizeof(util_src), "default: economics.md 6 assumption (U = 50%%)");
+	if (t == NULL)
+		goto nomem;
+	int n_src = (o->throughput != NULL) + (o->bench != NULL) + (o->from_ledger != NULL) + o->estimate;
+	if (n_src != 1) {
+		fprintf(stderr, "marginctl economics check: give one of --throughput, --bench, --from-ledger, --estimate\n");
+		status = 2;
+		goto done;
+	}
+	if (o->before == NULL || o->after == NULL) {
+		fprintf(stderr, "marginctl economics check: --price-before and --price-after are required\n");
+		status = 2;
+		goto done;
+	}
+	if ((r = cmd_cost_profile(o->hardware ? o->hardware : "cpu-2vcpu", &hw, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl economics check: --hardware: %s\n", err);
+		status = 2;
+		goto done;
+	}
+	for (size_t i = 0; i < o->n_prices; i++)
+		if ((r = cmd_cost_prices(t, o->prices[i], err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl economics check: --prices %s: %s\n", o->prices[i], err);
+			status = 2;
+			goto done;
+		}
+	if (o->n_prices == 0 && cmd_cost_prices(t, "fx.conf", err, sizeof(err)) < 0)
+		fprintf(stderr, "marginctl economics check: warning: no exchange rates loaded: %s\n", err);
+	const char *cur = o->currency ? o->currency : hw.currency;
+	if (!meter_currency_valid(cur)) {
+		fprintf(stderr, "marginctl economics check: --currency %s: expected an ISO 4217 code\n", cur);
+		status = 2;
+		goto done;
+	}
+
+	/* Throughput, with its source. */
+	uint32_t batch = 0;
+	if (o->batch != NULL) {
+		double b;
+		if (!parse_pos(o->batch, &b) || b != floor(b) || b > 1e6) {
+			fprintf(stderr, "marginctl economics check: --batch %s: expected a positive integer\n", o->batch);
+			status = 2;
+			goto done;
+		}
+		batch = (uint32_t)b;
+	}
+	if (o->throughput != NULL) {
+		double v;
+		if (!parse_pos(o->throughput, &v)) {
+			fprintf(stderr, "marginctl economics check: --throughput %s: expected tokens per second\n",
+				o->throughput);
+			status = 2;
+			goto done;
+		}
+		th = (thru_t){ .source = THRU_GIVEN, .out_tok_s = v };
+		snprintf(th.why, sizeof(th.why), "--throughput %s%s%s", o->throughput,
+			 o->throughput_source ? ": " : " (no source given)", o->throughput_source ? o->throughput_source : "");
+	} else if (o->bench != NULL) {
+		if ((bench = malloc(sizeof(*bench))) == NULL)
+			goto nomem;
+		if ((r = thru_bench_load(o->bench, bench, err, sizeof(err))) < 0 ||
+		    (r = thru_from_bench(bench, batch, &th, err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl economics check: --bench %s: %s\n", o->bench, err);
+			goto done;
+		}
+	} else if (o->from_ledger != NULL) {
+		if ((r = cmd_cost_fetch(o->state_dir, o->from_ledger, cur, &rows, err, sizeof(err))) < 0 ||
+		    (r = cmd_cost_measured(rows.v, rows.n, o->from_ledger, 1.0, &th, &in_pc, &out_pc, &util, err,
+					   sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl economics check: --from-ledger %s: %s\n", o->from_ledger, err);
+			goto done;
+		}
+		snprintf(mix_src, sizeof(mix_src), "measured: the mean call of batch %.100s", o->from_ledger);
+		snprintf(util_src, sizeof(util_src), "measured: busy / (busy + idle) of batch %.100s", o->from_ledger);
+		if (util <= 0)
+			util = 1e-6;
+	} else {
+		double params, bpp = 2;
+		thru_eff_t eff;
+		if (!parse_pos(o->params, &params)) {
+			fprintf(stderr, "marginctl economics check: --estimate needs --params N (the model's weights)\n");
+			status = 2;
+			goto done;
+		}
+		if (o->bytes_per_param && !parse_pos(o->bytes_per_param, &bpp)) {
+			fprintf(stderr, "marginctl economics check: --bytes-per-param %s: expected a positive number\n",
+				o->bytes_per_param);
+			status = 2;
+			goto done;
+		}
+		if (o->eff_bench != NULL) {
+			hwprof_t here;
+			thru_bench_t *eb = malloc(sizeof(*eb));
+			if (eb == NULL)
+				goto nomem;
+			r = cmd_cost_profile("cpu-2vcpu", &here, err, sizeof(err));
+			if (r == 0)
+				r = thru_bench_load(o->eff_bench, eb, err, sizeof(err));
+			if (r == 0)
+				r = thru_eff_from_bench(eb, &here, bpp, &eff, err, sizeof(err));
+			free(eb);
+			if (r < 0) {
+				fprintf(stderr, "marginctl economics check: --eff-bench %s: %s\n", o->eff_bench, err);
+				goto done;
+			}
+		} else {
+			thru_eff_machine_md(&eff);
+		}
+		if ((r = thru_estimate(&hw, o->fp16, (uint64_t)params, bpp, batch ? batch : 1, &eff, &th, err,
+				       sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl economics check: --estimate: %s\n", err);
+			goto done;
+		}
+	}
+	if (o->mix != NULL) {
+		char m[64], *slash;
+		snprintf(m, sizeof(m), "%s", o->mix);
+		slash = strchr(m, '/');
+		if (slash != NULL)
+			*slash++ = '\0';
+		if (slash == NULL || !parse_pos(m, &in_pc) || !parse_pos(slash, &out_pc)) {
+			fprintf(stderr, "marginctl economics check: --mix %s: expected IN/OUT tokens per call\n", o->mix);
+			status = 2;
+			goto done;
+		}
+		snprintf(mix_src, sizeof(mix_src), "--mix %s", o->mix);
+	}
+	if (o->utilization != NULL) {
+		if (!parse_pos(o->utilization, &util) || util > 1) {
+			fprintf(stderr, "marginctl economics check: --utilization %s: expected 0 < U <= 1\n", o->utilization);
+			status = 2;
+			goto done;
+		}
+		snprintf(util_src, sizeof(util_src), "--utilization %s", o->utilization);
+	}
+
+	pricetab_entry_t before, after;
+	if ((r = price_arg(o->before, "price-before", o, t, cur, &before, err, sizeof(err))) < 0 ||
+	    (r = price_arg(o->after, "price-after", o, t, cur, &after, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl economics check: %s\n", err);
+		status = 2;
+		goto done;
+	}
+	pricewar_in_t in = { .hw = &hw, .thru = &th, .in_per_call = in_pc, .out_per_call = out_pc,
+			     .mix_source = mix_src, .utilization = util, .utilization_source = util_src, .prices = t,
+			     .before = &before, .after = &after, .via_batch = o->via_batch, .currency = cur };
+	pricewar_t pw;
+	if ((r = pricewar_check(&in, &pw, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl economics check: %s\n", err);
+		goto done;
+	}
+	if ((text = pricewar_format(&in, &pw)) == NULL)
+		goto nomem;
+	if (o->json) {
+		json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:{s:s, s:s, s:f, s:f, s:f, s:s, s:f, s:s},"
+				      " s:o, s:o, s:o, s:o, s:o, s:b, s:b, s:s}",
+				      "currency", pw.currency, "hardware", hw.name,
+				      "rate_busy_micros_per_hour", (json_int_t)hw.rate_busy_micros_per_hour,
+				      "cost_micros_per_hour", (json_int_t)pw.cost_micros_per_hour,
+				      "in_tokens_per_hour", pw.in_tokens_per_hour, "out_tokens_per_hour", pw.out_tokens_per_hour,
+				      "cost_per_1m_tokens_micros", (json_int_t)pw.cost_per_1m_tokens_micros,
+				      "inputs", "throughput_source", thru_source_name(th.source), "throughput", th.why,
+				      "in_per_call", in_pc, "out_per_call", out_pc, "utilization", util,
+				      "utilization_source", util_src, "out_tok_s", th.phases ? th.decode_tok_s : th.out_tok_s,
+				      "mix_source", mix_src,
+				      "before", point_json(&pw.before), "after", point_json(&pw.after),
+				      "at_90", point_json(&pw.at_90),
+				      "revenue_cut", isnan(pw.revenue_cut) ? json_null() : json_real(pw.revenue_cut),
+				      "zero_margin_cut", isnan(pw.zero_margin_cut) ? json_null() : json_real(pw.zero_margin_cut),
+				      "after_negative", pw.after_negative, "negative_at_90", pw.negative_at_90,
+				      "report", text);
+		char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+		json_decref(j);
+		if (s == NULL)
+			goto nomem;
+		printf("%s\n", s);
+		free(s);
+	} else {
+		fputs(text, stdout);
+	}
+	status = 0;
+	goto done;
+nomem:
+	fprintf(stderr, "marginctl economics: out of memory\n");
+done:
+	free(text);
+	free(bench);
+	cmd_cost_rows_done(&rows);
+	pricetab_destroy(&t);
+	return status;
+}
+
+static int chart(const eopts_t *o)
+{
+	char err[2048];
+	int status = 1, r;
+	hwprof_t hw;
+	thru_bench_t *b = malloc(sizeof(*b));
+	pricetab_t *t = pricetab_new();
+	char *svg = NULL;
+	const char *refs[MAX_FILES];
+	size_t n_refs = 0;
+	double util = 1;
+	if (b == NULL || t == NULL) {
+		fprintf(stderr, "marginctl economics: out of memory\n");
+		goto done;
+	}
+	if (o->bench == NULL || o->out == NULL) {
+		fprintf(stderr, "marginctl economics chart: --bench FILE.json and -o FILE.svg are required\n");
+		status = 2;
+		goto done;
+	}
+	if (o->utilization != NULL && (!parse_pos(o->utilization, &util) || util > 1)) {
+		fprintf(stderr, "marginctl economics chart: --utilization %s: expected 0 < U <= 1\n", o->utilization);
+		status = 2;
+		goto done;
+	}
+	if ((r = cmd_cost_profile(o->hardware ? o->hardware : "cpu-2vcpu", &hw, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl economics chart: --hardware: %s\n", err);
+		status = 2;
+		goto done;
+	}
+	for (size_t i = 0; i < o->n_prices; i++)
+		if ((r = cmd_cost_prices(t, o->prices[i], err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl economics chart: --prices %s: %s\n", o->prices[i], err);
+			status = 2;
+			goto done;
+		}
+	if (o->n_prices == 0) {
+		static const char *const defaults[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf" };
+		for (size_t i = 0; i < 3; i++)
+			if (cmd_cost_prices(t, defaults[i], err, sizeof(err)) < 0)
+				fprintf(stderr, "marginctl economics chart: warning: %s\n", err);
+	}
+	for (size_t i = 0; i < o->n_refs; i++)
+		refs[n_refs++] = o->refs[i];
+	if (o->n_refs == 0)
+		for (size_t i = 0; i < 2; i++)
+			if (pricetab_find(t, default_refs[i]) != NULL)
+				refs[n_refs++] = default_refs[i];
+	if ((r = thru_bench_load(o->bench, b, err, sizeof(err))) < 0 ||
+	    (r = chart_cost_vs_batch(b, &hw, util, t, refs, n_refs, o->via_batch, o->currency ? o->currency : hw.currency,
+				     &svg, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl economics chart: %s\n", err);
+		goto done;
+	}
+	FILE *f = fopen(o->out, "w");
+	if (f == NULL || fputs(svg, f) < 0 || fclose(f) != 0) {
+		fprintf(stderr, "marginctl economics chart: -o %s: %s\n", o->out, strerror(errno));
+		goto done;
+	}
+	status = 0;
+done:
+	free(svg);
+	free(b);
+	pricetab_destroy(&t);
+	return status;
+}
+
+int cmd_economics(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	eopts_t o;
+	int r = parse(argc - 1, argv + 1, &o);
+	if (r != 0)
+		return r == 1 ? 0 : r;
+	if (strcmp(argv[1], "check") == 0)
+		return check(&o);
+	if (strcmp(argv[1], "chart") == 0)
+		return chart(&o);
+	fprintf(stderr, "marginctl economics: unknown subcommand \"%s\" (check, chart)\n", argv[1]);
+	return 2;
+}
