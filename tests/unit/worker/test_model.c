@@ -353,9 +353,38 @@ static void test_wanted_and_flops(void)
 	model_scratch_destroy(NULL);
 }
 
-/* Copy of stories260K with one tensor's shape or one key broken. */
-static int write_variant(const char *path, const char *drop_tensor, const char *shrink_tensor,
-			 const char *drop_key)
+/* A matrix's f32 data stored as type (F16, BF16 or Q8_0); NULL for F32. */
+static void *convert(const float *x, uint64_t n, uint32_t type, uint64_t *ret_nbytes)
+{
+	if (type == GGUF_TTYPE_F16 || type == GGUF_TTYPE_BF16) {
+		uint16_t *h = malloc(n * 2);
+		for (uint64_t i = 0; i < n; i++)
+			h[i] = type == GGUF_TTYPE_F16 ? gguf_f32_to_f16(x[i]) : gguf_f32_to_bf16(x[i]);
+		*ret_nbytes = n * 2;
+		return h;
+	}
+	/* Q8_0: blocks of 32, d = max|x| / 127, q = round(x / d) */
+	uint64_t nb = n / GGUF_Q8_0_BLOCK;
+	uint8_t *q = malloc(nb * GGUF_Q8_0_BYTES);
+	for (uint64_t b = 0; b < nb; b++) {
+		const float *v = x + b * GGUF_Q8_0_BLOCK;
+		float amax = 0.0f;
+		for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
+			amax = fmaxf(amax, fabsf(v[j]));
+		float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+		uint16_t dh = gguf_f32_to_f16(d);
+		memcpy(q + b * GGUF_Q8_0_BYTES, &dh, 2);
+		for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
+			q[b * GGUF_Q8_0_BYTES + 2 + j] = (uint8_t)(int8_t)lrintf(v[j] * id);
+	}
+	*ret_nbytes = nb * GGUF_Q8_0_BYTES;
+	return q;
+}
+
+/* Copy of stories260K with one tensor's shape or one key broken, or its
+ * matrices (2-D tensors) stored as matrix_type. */
+static int write_variant_typed(const char *path, const char *drop_tensor, const char *shrink_tensor,
+			       const char *drop_key, uint32_t matrix_type)
 {
 	gguf_t *g = NULL;
 	char err[256];
@@ -400,22 +429,40 @@ static int write_variant(const char *path, const char *drop_tensor, const char *
 			gguf_writer_set_val(w, key, t, v);
 		}
 	}
-	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+	void *conv[64] = { 0 };
+	for (uint64_t i = 0; i < gguf_n_tensors(g) && i < 64; i++) {
 		const gguf_tensor_t *t = gguf_tensor(g, i);
 		if (drop_tensor != NULL && strcmp(t->name, drop_tensor) == 0)
 			continue;
 		uint64_t ne[4] = { t->ne[0], t->ne[1], t->ne[2], t->ne[3] };
 		uint64_t nb = t->nbytes;
+		const void *data = t->data;
+		uint32_t type = t->type;
 		if (shrink_tensor != NULL && strcmp(t->name, shrink_tensor) == 0) {
 			ne[1] -= 1;
 			nb = ne[0] * ne[1] * 4;
 		}
-		gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, ne, t->data, nb);
+		/* Q8_0 needs rows of whole 32-blocks: others stay F32, as
+		 * llama.cpp's quantizer leaves them */
+		if (matrix_type != GGUF_TTYPE_F32 && t->n_dims == 2 &&
+		    t->ne[0] % gguf_ttype_block_size(matrix_type) == 0) {
+			data = conv[i] = convert(t->data, t->n_elements, matrix_type, &nb);
+			type = matrix_type;
+		}
+		gguf_writer_add_tensor(w, t->name, type, t->n_dims, ne, data, nb);
 	}
 	rc = gguf_writer_write(w, path, err, sizeof(err));
+	for (int i = 0; i < 64; i++)
+		free(conv[i]);
 	gguf_writer_destroy(&w);
 	gguf_close(&g);
 	return rc;
+}
+
+static int write_variant(const char *path, const char *drop_tensor, const char *shrink_tensor,
+			 const char *drop_key)
+{
+	return write_variant_typed(path, drop_tensor, shrink_tensor, drop_key, GGUF_TTYPE_F32);
 }
 
 static void expect_load_error(const char *path, int want_rc, const char *needle)
@@ -428,6 +475,39 @@ static void expect_load_error(const char *path, int want_rc, const char *needle)
 	if (strstr(err, needle) == NULL)
 		fprintf(stderr, "\nerror text '%s' lacks '%s'\n", err, needle);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+}
+
+/* The same model stored as F16, BF16 and Q8_0 loads, and its first logits
+ * stay close to the F32 ones, with the same greedy start. */
+static void test_tensor_types(void)
+{
+	static const struct { uint32_t type; double tol; } types[] = {
+		{ GGUF_TTYPE_F16, 0.02 }, { GGUF_TTYPE_BF16, 0.3 }, { GGUF_TTYPE_Q8_0, 0.3 },
+	};
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/typed.gguf", cu_tmpdir());
+	int32_t prompt[5] = { 1, 403, 407, 261, 378 }, g32[4], gt[4];
+	float l32[512], lt[512];
+	CU_ASSERT_EQUAL_FATAL(generate(stories(), 1, prompt, 5, 5, 4, g32, l32), 0);
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		CU_ASSERT_EQUAL_FATAL(write_variant_typed(path, NULL, NULL, NULL, types[i].type), 0);
+		model_t *m = NULL;
+		int rc = model_load(path, &m, err, sizeof(err));
+		if (rc < 0)
+			fprintf(stderr, "\n%s: %s\n", gguf_ttype_name(types[i].type), err);
+		CU_ASSERT_EQUAL_FATAL(rc, 0);
+		CU_ASSERT_EQUAL_FATAL(generate(m, 1, prompt, 5, 5, 4, gt, lt), 0);
+		double maxd = 0;
+		for (int v = 0; v < 512; v++)
+			maxd = fmax(maxd, fabs(lt[v] - l32[v]));
+		if (maxd >= types[i].tol)
+			fprintf(stderr, "\n%s: logits differ by %g\n", gguf_ttype_name(types[i].type), maxd);
+		CU_ASSERT(maxd > 0.0);
+		CU_ASSERT(maxd < types[i].tol);
+		CU_ASSERT_EQUAL(gt[0], g32[0]);
+		model_destroy(&m);
+	}
+	unlink(path);
 }
 
 static void test_load_errors(void)
@@ -465,6 +545,7 @@ const cu_test_t model_tests[] = {
 	{ "prefill_chunks", test_prefill_chunks },
 	{ "batch_invariance", test_batch_invariance },
 	{ "wanted_and_flops", test_wanted_and_flops },
+	{ "tensor_types", test_tensor_types },
 	{ "load_errors", test_load_errors },
 	{ NULL, NULL },
 };
