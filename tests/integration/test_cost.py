@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Integration scenarios of the metering service (issue 7).
+
+    test_cost.py SCENARIO      batch | offline
+
+batch:   a real margind and two real margin-worker processes serving the tiny
+         stories260K model, a batch through the HTTP API with marginctl, then
+         every figure the meter gives checked against what the batch itself
+         shows: the output file's usage, the ledger's busy/idle times priced
+         by an independent integer oracle (Python ints: exact), the server's
+         report against marginctl's, CSV totals against their rows, what-if,
+         charts, gauges, break-even.
+offline: marginctl economics with no daemon (a dead --url): the price-war
+         check reproduces /work/shared/reference/economics.md section 6.
+
+Binaries come from $MARGIND, $MARGIN_WORKER, $MARGINCTL; the source tree's
+deploy/ from $MARGIN_DEPLOY_DIR; models from $MARGIN_SHARED_DIR (meson sets
+them). Every process started is killed at the end, pass or fail; every wait
+is bounded; nothing is timed.
+"""
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+SCENARIO = sys.argv[1] if len(sys.argv) > 1 else ""
+T = tempfile.mkdtemp(prefix="margin-cost-")
+PROCS = []
+
+
+def fail(msg):
+    sys.stderr.write("FAIL [%s]: %s\n" % (SCENARIO, msg))
+    for name in sorted(os.listdir(T)):
+        if name.endswith(".log"):
+            with open(os.path.join(T, name), errors="replace") as f:
+                lines = f.readlines()[-30:]
+            sys.stderr.write("---- %s ----\n%s" % (name, "".join(lines)))
+    raise SystemExit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def note(msg):
+    sys.stderr.write("test_cost[%s]: %s\n" % (SCENARIO, msg))
+
+
+def env(name):
+    v = os.environ.get(name, "")
+    check(v != "", "$%s is not set (run through meson test)" % name)
+    return v
+
+
+def spawn(name, argv, extra_env=None):
+    e = dict(os.environ)
+    e.update(extra_env or {})
+    log = open(os.path.join(T, name + ".log"), "ab")
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=e)
+    PROCS.append(p)
+    return p
+
+
+def run(argv, ok=(0,), extra_env=None):
+    e = dict(os.environ)
+    e.update(extra_env or {})
+    p = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=120)
+    check(p.returncode in ok, "%s exited %d (wanted %s): %s" % (" ".join(argv), p.returncode, ok, p.stderr))
+    return p
+
+
+def http(url, want=200):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            body, status, ctype = r.read(), r.status, r.headers.get("content-type", "")
+    except urllib.error.HTTPError as e:
+        body, status, ctype = e.read(), e.code, e.headers.get("content-type", "")
+    check(status == want, "GET %s: %d, wanted %d: %s" % (url, status, want, body[:300]))
+    return body, ctype
+
+
+def half_up(num, den):
+    """round(num / den), halves away from zero, for num >= 0: the meter's rule."""
+    return (2 * num + den) // (2 * den)
+
+
+def cost(rate_micros_per_hour, ns):
+    return half_up(rate_micros_per_hour * ns, 3600 * 10**9)
+
+
+def wait_until(what, cond, seconds=60):
+    end = time.monotonic() + seconds
+    while not cond():
+        check(time.monotonic() < end, "%s: not after %d s" % (what, seconds))
+        time.sleep(0.05)
+
+
+def shared_dir():
+    d = os.environ.get("MARGIN_SHARED_DIR", "")
+    if d:
+        return d
+    return os.path.join(os.path.dirname(env("MARGIN_DEPLOY_DIR")), "..", "shared")
+
+
+def profile_rate(path):
+    """The rate of a rental profile (purchase 0, power 0): fixed_per_hour in
+    micros, exactly, from the file's decimal text."""
+    vals = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"\s*(\w+)\s*=\s*(\S+)\s*$", line)
+            if m:
+                vals[m.group(1)] = m.group(2)
+    check(vals.get("purchase_price") == "0" and vals.get("power_watts_load") == "0",
+          "%s is not a plain rental profile" % path)
+    whole, _, frac = vals["fixed_per_hour"].partition(".")
+    return int(whole) * 10**6 + int((frac + "000000")[:6])
+
+
+# --- batch -----------------------------------------------------------------
+
+def sc_batch():
+    deploy = env("MARGIN_DEPLOY_DIR")
+    gguf = os.path.join(shared_dir(), "models", "stories260K.gguf")
+    check(os.access(gguf, os.R_OK), "%s is not readable" % gguf)
+    state = os.path.join(T, "d")
+    refs = ["gpt-4o-mini", "qwen-long", "doubao-pro-32k"]
+    sale = "0.8/2"
+    t_start = time.time_ns()
+    spawn("margind", [env("MARGIND"), "--state-dir", state, "--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:0",
+                      "--no-curve", "--set", "scheduler.heartbeat=500ms", "--set", "scheduler.shard_requests=6",
+                      "--set", "meter.hardware_dir=" + os.path.join(deploy, "hardware"),
+                      "--set", "meter.prices_dir=" + os.path.join(deploy, "prices"),
+                      "--prices", "fx.conf", "--prices", "closed-2024.conf", "--prices", "cn-2024-05-after.conf",
+                      "--set", "meter.refs=" + ",".join(refs), "--set", "meter.sale_price=" + sale])
+    wait_until("margind up", lambda: os.path.exists(os.path.join(state, "http"))
+               and os.path.exists(os.path.join(state, "endpoints")), 20)
+    url = open(os.path.join(state, "http")).read().strip()
+    wep = [l.split("=", 1)[1].strip() for l in open(os.path.join(state, "endpoints")) if l.startswith("workers=")][0]
+    for w in ("wA", "wB"):
+        spawn(w, [env("MARGIN_WORKER"), "serve", "--scheduler", wep, "--model", gguf, "--slots", "4", "--threads", "1",
+                  "--name", w, "--hardware", "cpu-2vcpu", "--no-curve"], {"OPENBLAS_NUM_THREADS": "1"})
+
+    def ready():
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
+                return json.load(r).get("workers", 0) >= 2
+        except (urllib.error.URLError, OSError):
+            return False
+    wait_until("two workers", ready, 30)
+
+    n = 40
+    inp = os.path.join(T, "in.jsonl")
+    with open(inp, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"custom_id": "req-%03d" % i, "method": "POST", "url": "/v1/completions",
+                                "body": {"model": "stories260K", "prompt": "Once upon a time %d" % i,
+                                         "max_tokens": 4 + i % 17, "temperature": 0}}) + "\n")
+    cli = [env("MARGINCTL"), "--url", url]
+    batch = run(cli + ["submit", inp]).stdout.split()[0]
+    run(cli + ["wait", batch, "--timeout", "120"])
+    out = os.path.join(T, "out.jsonl")
+    run(cli + ["results", batch, "-o", out])
+    t_end = time.time_ns()
+    note("batch %s done" % batch)
+
+    # The output file: what the user was told each call used.
+    usage = {}
+    for line in open(out):
+        o = json.loads(line)
+        check(o["response"]["status_code"] == 200, "%s failed: %s" % (o["custom_id"], line))
+        u = o["response"]["body"]["usage"]
+        usage[o["custom_id"]] = (u["prompt_tokens"], u["completion_tokens"])
+    check(len(usage) == n, "%d outputs for %d requests" % (len(usage), n))
+    p_sum = sum(u[0] for u in usage.values())
+    c_sum = sum(u[1] for u in usage.values())
+
+    # The server's report, by call.
+    body, ctype = http(url + "/v1/cost?batch=%s&format=json" % batch)
+    check(ctype.startswith("application/json"), "report content-type %s" % ctype)
+    rep = json.loads(body)
+    check(rep["currency"] == "CNY" and rep["hardware"] == "cpu-2vcpu", "report header %s %s" % (rep["currency"], rep["hardware"]))
+    check(len(rep["rows"]) == n, "%d report rows for %d calls" % (len(rep["rows"]), n))
+    keys = ["custom_id", "model", "worker", "prompt_tokens", "completion_tokens", "busy_ns", "flops",
+            "cost_marginal_micros", "cost_loaded_micros", "api_equivalent_micros"]
+    for row in rep["rows"]:
+        check(list(row.keys())[:len(keys)] == keys, "row keys %s" % list(row.keys()))
+        check(sorted(row["api_equivalent_micros"]) == sorted(refs), "refs of a row: %s" % row["api_equivalent_micros"])
+        check(usage.get(row["custom_id"]) == (row["prompt_tokens"], row["completion_tokens"]),
+              "%s: ledger tokens %d/%d, output file %s" % (row["custom_id"], row["prompt_tokens"],
+                                                          row["completion_tokens"], usage.get(row["custom_id"])))
+    tot = rep["total"]
+    check(tot["prompt_tokens"] == p_sum and tot["completion_tokens"] == c_sum,
+          "report tokens %d/%d, output file %d/%d" % (tot["prompt_tokens"], tot["completion_tokens"], p_sum, c_sum))
+    for k in ("prompt_tokens", "completion_tokens", "busy_ns", "flops", "cost_marginal_micros", "cost_loaded_micros",
+              "sale_micros"):
+        check(tot[k] == sum(r[k] for r in rep["rows"]), "total %s is not the sum of the rows" % k)
+    for ref in refs:
+        check(tot["api_equivalent_micros"][ref] == sum(r["api_equivalent_micros"][ref] for r in rep["rows"]),
+              "total %s is not the sum of the rows" % ref)
+
+    # The ledger itself, read-only: conservation per node to the micro.
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state, "margin.db"), uri=True)
+    rate = profile_rate(os.path.join(deploy, "hardware", "cpu-2vcpu.conf"))
+    per_worker = db.execute("SELECT worker, count(*), sum(busy_ns), sum(idle_ns), sum(cost_marginal_micros),"
+                            " sum(cost_loaded_micros), min(rate_busy_micros_per_hour), max(rate_busy_micros_per_hour),"
+                            " min(rate_idle_micros_per_hour), min(currency), max(currency), min(hardware_profile),"
+                            " min(via_batch), min(cost_loaded_micros >= cost_marginal_micros)"
+                            " FROM ledger WHERE job = ? GROUP BY worker", (batch,)).fetchall()
+    check(len(per_worker) == 2, "the batch ran on %d workers, wanted both" % len(per_worker))
+    node_busy_cost = node_total_cost = 0
+    for (w, cnt, busy, idle, marg, load, rb_lo, rb_hi, ri, cur_lo, cur_hi, hw, via, ge) in per_worker:
+        check(rb_lo == rb_hi == rate and ri == rate, "worker %s rates %d..%d/%d, profile %d" % (w, rb_lo, rb_hi, ri, rate))
+        check(cur_lo == cur_hi == "CNY" and hw == "cpu-2vcpu" and via == 1 and ge == 1,
+              "worker %s: %s %s %s via_batch %d loaded>=marginal %d" % (w, cur_lo, cur_hi, hw, via, ge))
+        check(busy > 0 and idle > 0, "worker %s busy %d idle %d" % (w, busy, idle))
+        check(marg == cost(rate, busy), "worker %s: marginal %d, node cost of %d ns busy is %d" % (w, marg, busy, cost(rate, busy)))
+        check(load - marg == cost(rate, idle), "worker %s: idle part %d, node cost of %d ns idle is %d" % (w, load - marg, idle, cost(rate, idle)))
+        check(busy + idle <= t_end - t_start, "worker %s charged %d ns, the test lasted %d" % (w, busy + idle, t_end - t_start))
+        node_busy_cost += cost(rate, busy)
+        node_total_cost += cost(rate, busy) + cost(rate, idle)
+    check(tot["cost_marginal_micros"] == node_busy_cost, "batch marginal %d, nodes' busy cost %d" % (tot["cost_marginal_micros"], node_busy_cost))
+    check(tot["cost_loaded_micros"] == node_total_cost, "batch loaded %d, nodes' cost %d" % (tot["cost_loaded_micros"], node_total_cost))
+    busy_all, idle_all = db.execute("SELECT sum(busy_ns), sum(idle_ns) FROM ledger WHERE job = ?", (batch,)).fetchone()
+    db.close()
+
+    # marginctl computes the same report from the raw rows, over HTTP and
+    # from the state directory.
+    cost_cli = cli + ["cost", "--batch", batch, "--sale-price", sale] + sum([["--ref", r] for r in refs], [])
+    mine = json.loads(run(cost_cli + ["--format", "json"]).stdout)
+    check(mine.pop("sale")["gross_margin_ppm"] is not None, "no gross margin at the sale price")
+    check(mine == rep, "marginctl's report differs from the server's")
+    offline = json.loads(run(cost_cli + ["--format", "json", "--state-dir", state]).stdout)
+    offline.pop("sale")
+    check(offline == rep, "marginctl --state-dir differs from the server's report")
+
+    # CSV: the total row is the sum of the rows, column by column.
+    table = list(csv.reader(io.StringIO(run(cost_cli + ["--format", "csv"]).stdout)))
+    head, rows, total = table[0], table[1:-1], table[-1]
+    check(len(rows) == n and total[0] == "total", "csv: %d rows, last %s" % (len(rows), total[0]))
+    for i, col in enumerate(head):
+        if i >= 3:
+            check(int(total[i]) == sum(int(r[i]) for r in rows), "csv total %s is not the sum" % col)
+    text = run(cost_cli).stdout
+    check(all(cid in text for cid in usage) and "\ntotal" in text and "gross margin" in text, "text report incomplete")
+
+    # What-if: the same calls on a node at 3.6 CNY/h = 1 micro per ms.
+    flat = os.path.join(T, "flat.conf")
+    with open(flat, "w") as f:
+        f.write("[hardware]\nname = flat\ncurrency = CNY\npricing = rental\n"
+                "purchase_price = 0\npurchase_price_source = test\npurchase_price_date = 2026\n"
+                "power_watts_load = 0\npower_watts_load_source = test\npower_watts_load_date = 2026\n"
+                "fixed_per_hour = 3.6\nfixed_per_hour_source = test\nfixed_per_hour_date = 2026\n")
+    wi = json.loads(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--format", "json"]).stdout)
+    check(wi["hardware"] == "flat", "what-if hardware %s" % wi["hardware"])
+    check(wi["total"]["cost_marginal_micros"] == half_up(busy_all, 10**6),
+          "what-if marginal %d, busy %d ns at 1 micro/ms" % (wi["total"]["cost_marginal_micros"], busy_all))
+    check(wi["total"]["cost_loaded_micros"] == half_up(busy_all + idle_all, 10**6), "what-if loaded")
+    wi2 = json.loads(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--speed", "2", "--format", "json"]).stdout)
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state, "margin.db"), uri=True)
+    halves = sum(half_up(b, 2) for (b,) in db.execute("SELECT busy_ns FROM ledger WHERE job = ?", (batch,)))
+    db.close()
+    check(wi2["total"]["cost_marginal_micros"] == half_up(halves, 10**6), "what-if at twice the speed")
+
+    # Gross margin at a sale price and break-even with a one-off cost.
+    be = json.loads(run(cli + ["cost", "--batch", batch, "--one-off", "500000", "--format", "json"]).stdout)["breakeven"]
+    check(be["reference"] == "gpt-4o-mini", "break-even reference %s" % be["reference"])
+    check(be["fixed_per_day_micros"] == cost(rate, 86400 * 10**9), "fixed per day %d" % be["fixed_per_day_micros"])
+    check(be["one_off_micros"] == 500000 * 10**6, "one-off %d" % be["one_off_micros"])
+    if be["days_to_recover"] is not None and be["saving_per_day_micros"] > 0:
+        check(math.isclose(be["days_to_recover"] * be["saving_per_day_micros"], 5e11, rel_tol=1e-9), "days x saving")
+    else:
+        check(be["saving_per_day_micros"] is None or be["saving_per_day_micros"] <= 0, "no recovery but a saving")
+
+    # Charts: from marginctl and from the server.
+    svg = os.path.join(T, "c.svg")
+    run(cli + ["cost", "--batch", batch, "--chart", svg])
+    s = open(svg).read()
+    check(s.startswith("<svg") and "gpt-4o-mini" in s and "utilization" in s, "marginctl's chart")
+    body, ctype = http(url + "/v1/cost/chart?batch=" + batch)
+    check(ctype.startswith("image/svg+xml") and body.startswith(b"<svg"), "server chart: %s" % ctype)
+
+    # Gauges: per model, since margind started (only this batch).
+    body, _ = http(url + "/metrics")
+    m = body.decode()
+
+    def gauge(name, labels):
+        g = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(labels)), m, re.M)
+        check(g is not None, "no %s{%s} in /metrics" % (name, labels))
+        return float(g.group(1))
+    tok = p_sum + c_sum
+    loaded = gauge("margin_cost_per_token", 'model_name="stories260K",basis="loaded",currency="CNY"')
+    marginal = gauge("margin_cost_per_token", 'model_name="stories260K",basis="marginal",currency="CNY"')
+    check(math.isclose(loaded, tot["cost_loaded_micros"] / 1e6 / tok, rel_tol=1e-9), "loaded gauge %g" % loaded)
+    check(math.isclose(marginal, tot["cost_marginal_micros"] / 1e6 / tok, rel_tol=1e-9), "marginal gauge %g" % marginal)
+    gm = gauge("margin_gross_margin_ratio", 'model_name="stories260K"')
+    check(math.isclose(gm, (tot["sale_micros"] - tot["cost_loaded_micros"]) / tot["sale_micros"], rel_tol=1e-9),
+          "gross margin gauge %g" % gm)
+
+    # Grouped reports and errors.
+    by_worker = json.loads(http(url + "/v1/cost?batch=%s&group=worker" % batch)[0])
+    check(sorted(r["key"] for r in by_worker["rows"]) == ["wA", "wB"], "by worker keys")
+    check(sum(r["calls"] for r in by_worker["rows"]) == n, "by worker calls")
+    http(url + "/v1/cost?batch=no-such-batch", want=404)
+    http(url + "/v1/cost?group=call", want=400)
+    p = run(cli + ["cost", "--batch", "no-such-batch"], ok=(1,))
+    check("no-such-batch" in p.stderr, "the error names the batch: %s" % p.stderr)
+
+
+# --- offline ---------------------------------------------------------------
+
+def sc_offline():
+    cli = [env("MARGINCTL"), "--url", "http://127.0.0.1:9"]   # nothing listens there
+    eco = cli + ["economics", "check", "--hardware", "8xh800-rental", "--currency", "USD", "--utilization", "0.5",
+                 "--json"]
+    # economics.md 6, cost basis A: 8 x 547 output tok/s per GPU at 2048/2048.
+    a = eco + ["--throughput", "4376", "--throughput-source", "economics.md 6 basis A", "--mix", "2048/2048"]
+    r = json.loads(run(a + ["--price-before", "cn-2024-05-before:qwen-max",
+                            "--price-after", "cn-2024-05-after:doubao-pro-32k"]).stdout)
+    pct = lambda p: p["gross_margin_ppm"] / 1e4
+    check(abs(pct(r["before"]) - 94) <= 0.5, "before: %.2f%%, economics.md: 94%%" % pct(r["before"]))
+    check(abs(pct(r["after"]) - (-422)) <= 0.5, "after: %.2f%%, economics.md: -422%%" % pct(r["after"]))
+    check(abs(pct(r["at_90"]) - 39) <= 0.5, "a 90%% cut (12/12): %.2f%%, economics.md: 39%%" % pct(r["at_90"]))
+    check(r["after_negative"] and not r["negative_at_90"], "signs after the cuts")
+    check(math.isclose(r["zero_margin_cut"], r["before"]["gross_margin_ppm"] / 1e6), "zero-margin cut = GM before")
+    for needle in ("throughput (given)", "[source:", "utilization: 50.0% [--utilization 0.5]", "exchange rate"):
+        check(needle in r["report"], "the report lacks %r" % needle)
+    # Cost basis B: 8 x 306 at 2048/128; Doubao at -77%, Qwen-Long at -161%.
+    b = eco + ["--throughput", "2448", "--mix", "2048/128", "--price-before", "cn-2024-05-before:qwen-max"]
+    for after, want in (("cn-2024-05-after:doubao-pro-32k", -77), ("cn-2024-05-after:qwen-long", -161)):
+        r = json.loads(run(b + ["--price-after", after]).stdout)
+        check(abs(pct(r["after"]) - want) <= 0.5, "basis B %s: %.2f%%, economics.md: %d%%" % (after, pct(r["after"]), want))
+    # Prices typed in, with a provider.
+    r = json.loads(run(a + ["--price-before", "120", "--price-after", "0.8/2", "--currency", "CNY",
+                            "--provider", "bytedance"]).stdout)
+    check(abs(pct(r["before"]) - 94) <= 0.5 and abs(pct(r["after"]) + 422) <= 0.5, "typed prices")
+    check("bytedance" in r["report"], "the provider is printed")
+
+    bench = os.path.join(os.path.dirname(env("MARGIN_DEPLOY_DIR")), "tests", "unit", "meter", "data",
+                         "bench_margin_worker.json")
+    txt = run(cli + ["economics", "check", "--bench", bench, "--price-before", "20", "--price-after", "0.5/2"]).stdout
+    check("throughput (bench)" in txt and bench in txt, "bench source printed")
+    txt = run(cli + ["economics", "check", "--estimate", "--hardware", "8xh100", "--params", "7e9", "--batch", "32",
+                     "--price-before", "cn-2024-05-before:qwen-max", "--price-after", "cn-2024-05-after:qwen-max"]).stdout
+    check("throughput (estimated)" in txt and "peak_flops" in txt, "estimate and the peaks it used printed")
+    svg = os.path.join(T, "b.svg")
+    run(cli + ["economics", "chart", "--bench", bench, "-o", svg])
+    check(open(svg).read().startswith("<svg"), "economics chart")
+    # Bad usage: exit 2 with the reason.
+    p = run(cli + ["economics", "check", "--throughput", "10", "--price-before", "1"], ok=(2,))
+    check("--price-after" in p.stderr, p.stderr)
+    p = run(cli + ["economics", "check", "--throughput", "10", "--bench", bench, "--price-before", "1",
+                   "--price-after", "1"], ok=(2,))
+    check("one of" in p.stderr, p.stderr)
+    run(cli + ["cost", "--format", "xml", "--batch", "x"], ok=(2,))
+
+
+def main():
+    scenarios = {"batch": sc_batch, "offline": sc_offline}
+    if SCENARIO not in scenarios:
+        sys.stderr.write("usage: test_cost.py %s\n" % "|".join(scenarios))
+        return 2
+    signal.signal(signal.SIGALRM, lambda *_: fail("scenario timed out"))
+    signal.alarm(170)
+    try:
+        scenarios[SCENARIO]()
+    finally:
+        for p in PROCS:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if not os.environ.get("KEEP_TMP"):
+            shutil.rmtree(T, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
