@@ -137,8 +137,8 @@ int cmd_run(int argc, char **argv)
 	if (threads < 1)
 		threads = 1;
 	optind = 1;
-	int c;
-	while ((c = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
+	int c, li = -1;
+	while ((c = getopt_long(argc, argv, "n:h", opts, &li)) != -1) {
 		switch (c) {
 		case 'm': model_path = optarg; break;
 		case 'a': arch = optarg; break;
@@ -338,6 +338,10 @@ done:
 	model_destroy(&m);
 	return status;
 bad_value:
-	fprintf(stderr, "margin-worker run: bad value '%s' for %s\n", optarg, argv[optind - 1]);
+	if (c == 'n')
+		fprintf(stderr, "margin-worker run: bad value '%s' for -n\n", optarg);
+	else
+		fprintf(stderr, "margin-worker run: bad value '%s' for --%s\n", optarg,
+			li >= 0 ? opts[li].name : "?");
 	return 2;
 }
