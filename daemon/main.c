@@ -158,7 +158,8 @@ int main(int argc, char **argv)
 		booking_destroy(&booking);
 		booking_conf_done(&meter);
 		opts_done(&o);
-		return 1;
+		/* A malformed --http or a public address without keys: usage. */
+		return r == -EINVAL || r == -EPERM ? 2 : 1;
 	}
 	int rc = core_run(core);
 	/* Before the core goes: HTTP threads still waiting on it fail fast. */
