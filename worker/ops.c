@@ -9,6 +9,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +260,9 @@ void ops_pool_run(ops_pool_t *p, ops_task_fn fn, void *arg, int n_tasks)
 
 /* ======================= weight matrices ======================= */
 
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_MIN ((size_t)4 << 20)
+
 static size_t n_panels(int n_out)
 {
 	return ((size_t)n_out + OPS_PANEL - 1) / OPS_PANEL;
@@ -279,9 +283,20 @@ int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in)
 	if (w == NULL || nf == 0 || nf > SIZE_MAX / sizeof(float) - 64)
 		return -EINVAL;
 	size_t bytes = (nf * sizeof(float) + 63) / 64 * 64;
-	float *d = aligned_alloc(64, bytes);
-	if (d == NULL)
+	void *d = NULL;
+	if (bytes >= HUGE_MIN) {
+		/* Big matrices in 2 MiB pages where the kernel offers them
+		 * (transparent hugepages in madvise mode): 512x fewer page
+		 * faults at load and fewer TLB misses while streaming. */
+		bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+		if (posix_memalign(&d, HUGE_PAGE, bytes) != 0)
+			return -ENOMEM;
+#ifdef MADV_HUGEPAGE
+		(void)madvise(d, bytes, MADV_HUGEPAGE);
+#endif
+	} else if ((d = aligned_alloc(64, bytes)) == NULL) {
 		return -ENOMEM;
+	}
 	memset(d, 0, bytes);
 	w->n_out = n_out;
 	w->n_in = n_in;
