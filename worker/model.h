@@ -1,16 +1,19 @@
 /* model: a LLaMA / Qwen2 transformer in three parts, as in llama2.c:
- * hyper-parameters (model_config_t), weights (f32, owned or viewed from the
- * GGUF mapping), and per-step activations (model_scratch_t, owned by the
- * caller). model_forward() is pure with respect to the model: it reads the
- * weights, reads/writes only the KV caches and scratch it is given, and
- * logs nothing.
+ * hyper-parameters (model_config_t), weights (converted to f32 at load and
+ * owned by the model, repacked for the kernel: see ops.h), and per-step
+ * activations (model_scratch_t, owned by the caller). model_forward() is
+ * pure with respect to the model: it reads the weights, reads/writes only
+ * the KV caches and scratch it is given, and logs nothing. A model_t is
+ * read-only after creation: several threads may run model_forward() on it
+ * at once, each with its own scratch and caches.
  *
  * Batched forward: one call processes n tokens that may belong to different
  * sequences (a prefill chunk of one sequence, one decode token of each of
  * many, or a mix). Every weight matrix is applied to all n rows with one
- * BLAS call. Attention is computed per sequence, so a sequence's logits do
- * not depend on which others share the step (batch invariance: the row
- * reduction order is fixed whatever n is; see ops.h). */
+ * kernel call (q|k|v and gate|up are fused matrices). Attention is computed
+ * per sequence, so a sequence's logits do not depend on which others share
+ * the step (batch invariance: every element's reduction order is fixed
+ * whatever n is; see ops.h and docs/kernels.md). */
 #ifndef MODEL_H
 #define MODEL_H
 
@@ -111,8 +114,14 @@ void model_kv_destroy(model_kv_t **kv);
 size_t model_kv_bytes(const model_t *m, int n_ctx);
 int model_kv_n_ctx(const model_kv_t *kv);
 
-/* Activations for up to max_tokens tokens in one step; threads is the
- * number of attention threads (and of BLAS threads the caller set). */
+/* Activations for up to max_tokens tokens in one step, and a pool of
+ * threads compute threads (threads - 1 new pthreads; the caller's thread
+ * is the other) that runs the matrix products, attention and, for steps of
+ * 8+ tokens, the row-wise work. Everything a step needs is allocated here:
+ * model_forward never allocates. With model_opts_t.blas the matrix
+ * products run on OpenBLAS's threads instead (the caller sets their number
+ * with openblas_set_num_threads). Owned by the caller; one thread at a
+ * time uses it. -EINVAL, -ENOMEM, -errno from pthread_create. */
 int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scratch_t **ret);
 void model_scratch_destroy(model_scratch_t **s);
 
@@ -128,8 +137,12 @@ typedef struct model_batch {
 				   token (matrix products + its attention) */
 } model_batch_t;
 
-/* Run one step. Returns the number of logits rows written, or -EINVAL
- * (bad token id, position >= the kv's n_ctx, n > max_tokens). */
+/* Run one step: writes each token's K and V into its cache at its
+ * position, and logits for the wanted tokens. A token at position p attends
+ * to positions 0..p of its cache, which earlier steps (or earlier tokens of
+ * this step) must have filled. Returns the number of logits rows written, or
+ * -EINVAL (bad token id, position >= the kv's n_ctx, a cache of another
+ * model, n > max_tokens); nothing is written then. */
 int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b);
 
 /* FLOPs of one token at position pos (0-based) through the whole model,
