@@ -263,14 +263,17 @@ void core_destroy(core_t **p)
 
 /* --- input ------------------------------------------------------------ */
 
-static void read_workers(core_t *c, int64_t now)
+/* Everything read in one pass is one group commit (sched_group_begin):
+ * one SQLite transaction for all the Results, not one each. */
+static int read_workers(core_t *c, int64_t now)
 {
+	sched_group_begin(c->s);
 	for (int i = 0; i < WORKER_BATCH; i++) {
 		zmq_msg_t id, data;
 		zmq_msg_init(&id);
 		if (zmq_msg_recv(&id, c->workers, ZMQ_DONTWAIT) < 0) {
 			zmq_msg_close(&id);
-			return;
+			break;
 		}
 		if (!zmq_msg_more(&id)) {
 			zmq_msg_close(&id);
@@ -306,6 +309,7 @@ static void read_workers(core_t *c, int64_t now)
 		zmq_msg_close(&data);
 		zmq_msg_close(&id);
 	}
+	return sched_group_end(c->s);
 }
 
 static void read_ctl(core_t *c, int64_t now)
@@ -537,8 +541,12 @@ int core_run(core_t *c)
 			read_monitor(c);
 		if (items[1].revents & ZMQ_POLLIN)
 			read_ctl(c, now);
-		if (items[0].revents & ZMQ_POLLIN)
-			read_workers(c, now);
+		if ((items[0].revents & ZMQ_POLLIN) && read_workers(c, now) < 0) {
+			/* Memory is ahead of the journal: stop, and let the restart
+			 * (systemd Restart=on-failure) resume from the journal. */
+			mg_log(MG_LOG_ERROR, "core", "stopping: the journal refused a commit");
+			return 1;
+		}
 		ingesting = !c->draining && sched_ingest(c->s, now) > 0;
 		sched_dispatch(c->s, now);
 		if (now >= c->next_tick)

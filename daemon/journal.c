@@ -124,7 +124,7 @@ static const char schema_sql[] =
 	" dispatched_at"
 
 enum stmt {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_JOB_INSERT, ST_JOB_UPDATE, ST_JOB_ERRORS, ST_JOB_FIND, ST_JOB_TEXTS, ST_JOBS_ACTIVE,
 	ST_JOBS_PAGE,
 	ST_REQ_INSERT, ST_REQ_DELETE, ST_REQ_QUEUED, ST_REQ_FINISH, ST_REQ_BUMP, ST_REQ_ANSWER,
@@ -139,6 +139,9 @@ static const char *const stmt_sql[N_STMT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT result",
+	[ST_RELEASE] = "RELEASE result",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO result",
 	[ST_JOB_INSERT] = "INSERT INTO jobs (name, endpoint, model, state, input_path, ingest_offset,"
 		" ingest_line, n_total, next_line, max_line, created_at, metadata, priority)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -327,7 +330,7 @@ int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, si
 		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", e2, sizeof(e2));
 	if (r == 0)
 		/* 32 MiB of page cache: the custom_id index of a big job stays hot. */
-		r = exec_sql(j, "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"
+		r = exec_sql(j, "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=8192;"
 			     " PRAGMA journal_size_limit=67108864;", e2, sizeof(e2));
 	if (r < 0) {
 		snprintf(err, errlen, "%s: %s", path, e2);
@@ -453,6 +456,24 @@ void journal_rollback(journal_t *j)
 bool journal_in_tx(const journal_t *j)
 {
 	return j->in_tx;
+}
+
+int journal_savepoint(journal_t *j)
+{
+	return step_done(j->st[ST_SAVEPOINT]);
+}
+
+int journal_release(journal_t *j)
+{
+	return step_done(j->st[ST_RELEASE]);
+}
+
+int journal_rollback_savepoint(journal_t *j)
+{
+	int r = step_done(j->st[ST_ROLLBACK_TO]);
+	if (r == 0)
+		r = step_done(j->st[ST_RELEASE]);
+	return r;
 }
 
 void journal_set_cost_fn(journal_t *j, journal_cost_fn fn, void *user)

@@ -150,6 +150,11 @@ int journal_begin_durable(journal_t *j);
 int journal_commit(journal_t *j);
 void journal_rollback(journal_t *j);
 bool journal_in_tx(const journal_t *j);
+/* A savepoint inside the open transaction (one at a time): one Result of a
+ * group commit. rollback_savepoint undoes what followed it and ends it. */
+int journal_savepoint(journal_t *j);
+int journal_release(journal_t *j);
+int journal_rollback_savepoint(journal_t *j);
 
 void journal_set_cost_fn(journal_t *j, journal_cost_fn fn, void *user);
 

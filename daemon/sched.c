@@ -48,6 +48,9 @@ struct sched {
 					   (may equal n_jobs: a job added since is next) */
 	size_t n_priority;		/* active jobs with priority > 0 */
 	bool draining;
+	bool group;			/* a group commit's transaction is open */
+	struct pending_ack *acks;	/* owned: Acks held until the group commits */
+	size_t n_acks, cap_acks;
 	sched_observer_t obs;
 	void *obs_user;			/* borrowed */
 	int64_t inflight_requests, inflight_shards;
@@ -369,6 +372,30 @@ static void send_ack(sched_t *s, const uint8_t *ident, size_t len, uint64_t shar
 	s->send(s->user, ident, len, &m);
 }
 
+struct pending_ack {
+	uint8_t ident[REGISTRY_IDENT_MAX];
+	size_t len;
+	uint64_t shard;
+	uint32_t attempt;
+};
+
+static void defer_ack(sched_t *s, const uint8_t *ident, size_t len, uint64_t shard, uint32_t attempt)
+{
+	if (s->n_acks == s->cap_acks) {
+		size_t nc = s->cap_acks ? s->cap_acks * 2 : 64;
+		struct pending_ack *nv = realloc(s->acks, nc * sizeof(*nv));
+		if (nv == NULL)
+			return;	/* the worker re-sends; the duplicate is Ack'd then */
+		s->acks = nv;
+		s->cap_acks = nc;
+	}
+	struct pending_ack *a = &s->acks[s->n_acks++];
+	a->len = len < sizeof(a->ident) ? len : sizeof(a->ident);
+	memcpy(a->ident, ident, a->len);
+	a->shard = shard;
+	a->attempt = attempt;
+}
+
 /* A dispatch of sh ended without a Result. Requeue it, split it, or answer
  * its single request with an error. Caller detached it from its worker.
  * blame: the attempt counts as a failure (the worker died or sent garbage);
@@ -594,7 +621,10 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 	journal_counts_t c;
 	memset(&c, 0, sizeof(c));
 	char err[512];
-	int r = journal_begin(s->j);
+	/* In a group commit this Result is a savepoint of the group's
+	 * transaction; alone it is its own transaction. */
+	bool grouped = s->group;
+	int r = grouped ? journal_savepoint(s->j) : journal_begin(s->j);
 	if (r == 0) {
 		journal_result_ctx_t ctx = { &job->j, &sh->js, w->id, w->name, w->hardware_profile };
 		r = journal_result_apply(s->j, &ctx, res, &c, err, sizeof(err));
@@ -602,7 +632,10 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 		snprintf(err, sizeof(err), "%s", journal_errmsg(s->j));
 	}
 	if (r == -EBADMSG) {
-		journal_rollback(s->j);
+		if (grouped)
+			journal_rollback_savepoint(s->j);
+		else
+			journal_rollback(s->j);
 		mg_log(MG_LOG_WARN, "sched", "malformed result batch=%s shard=%lld attempt=%u worker=%s err=\"%s\"",
 		       job->j.name, (long long)sh->js.id, res->attempt, w->id, err);
 		send_ack(s, ident, len, res->shard_id, res->attempt);
@@ -633,21 +666,27 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 		if (r == 0)
 			r = journal_job_update(s->j, &job->j);
 		if (r == 0)
-			r = journal_commit(s->j);
+			r = grouped ? journal_release(s->j) : journal_commit(s->j);
 		if (r < 0)
 			snprintf(err, sizeof(err), "%s", journal_errmsg(s->j));
 	}
 	if (r < 0) {
 		/* The journal refused (disk full, I/O): no Ack, so the worker
 		 * sends the Result again and we retry the commit then. */
-		journal_rollback(s->j);
+		if (grouped)
+			journal_rollback_savepoint(s->j);
+		else
+			journal_rollback(s->j);
 		job->j = saved;
 		snprintf(sh->js.state, sizeof(sh->js.state), "inflight");
 		mg_log(MG_LOG_ERROR, "sched", "cannot commit a result batch=%s shard=%lld worker=%s err=\"%s\"",
 		       job->j.name, (long long)sh->js.id, w->id, err);
 		return;
 	}
-	send_ack(s, ident, len, res->shard_id, res->attempt);
+	if (grouped)
+		defer_ack(s, ident, len, res->shard_id, res->attempt);
+	else
+		send_ack(s, ident, len, res->shard_id, res->attempt);
 	if (s->obs.on_result != NULL)
 		s->obs.on_result(s->obs_user, job->j.name, job->j.model, w->name, res, now);
 	int64_t n = sh->js.n_requests;
@@ -1038,6 +1077,36 @@ int64_t sched_tick(sched_t *s, int64_t now)
 	}
 	reap_jobs(s);
 	return next;
+}
+
+void sched_group_begin(sched_t *s)
+{
+	if (s->group || journal_in_tx(s->j))
+		return;
+	if (journal_begin(s->j) < 0) {
+		mg_log(MG_LOG_ERROR, "sched", "journal: cannot begin a transaction err=\"%s\"",
+		       journal_errmsg(s->j));
+		return;
+	}
+	s->group = true;
+}
+
+int sched_group_end(sched_t *s)
+{
+	if (!s->group)
+		return 0;
+	s->group = false;
+	int r = journal_commit(s->j);
+	if (r < 0) {
+		mg_log(MG_LOG_ERROR, "sched", "journal: a group commit failed; the Results in it are not Ack'd and memory is ahead of the journal results=%zu err=\"%s\"",
+		       s->n_acks, journal_errmsg(s->j));
+		s->n_acks = 0;
+		return r;
+	}
+	for (size_t i = 0; i < s->n_acks; i++)
+		send_ack(s, s->acks[i].ident, s->acks[i].len, s->acks[i].shard, s->acks[i].attempt);
+	s->n_acks = 0;
+	return 0;
 }
 
 void sched_set_draining(sched_t *s, bool on)
@@ -1599,6 +1668,7 @@ void sched_destroy(sched_t **p)
 	for (size_t i = 0; i < s->n_jobs; i++)
 		job_free(s->jobs[i]);
 	free(s->jobs);
+	free(s->acks);
 	registry_destroy(&s->reg);
 	free(s);
 	*p = NULL;

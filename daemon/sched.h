@@ -26,9 +26,10 @@
  *   exactly one request. A single request that failed max_attempts times
  *   is answered with an error ("worker_failed") and the job goes on.
  * - The first Result of the current attempt is committed (outputs, shard
- *   state, job counters and ledger rows in one transaction) and Ack'd; any
- *   other Result (duplicate, stale attempt, unknown shard) is Ack'd and
- *   ignored.
+ *   state, job counters and ledger rows in one transaction — or in one
+ *   savepoint of a group commit, see sched_group_begin) and Ack'd after the
+ *   commit; any other Result (duplicate, stale attempt, unknown shard) is
+ *   Ack'd and ignored.
  * - Recovery (sched_new): shards that were in flight when the daemon died
  *   are queued again; jobs that were validating restart validation.
  *
@@ -82,6 +83,15 @@ void sched_destroy(sched_t **s);
  * key: the CURVE key name the ZAP handler gave this connection, or NULL. */
 void sched_on_frame(sched_t *s, const uint8_t *ident, size_t ident_len, const void *data,
 		    size_t len, size_t max_frame, const char *key, int64_t now);
+/* Group commit: the Results fed between begin and end share one
+ * transaction (each in a savepoint, so a bad one still rolls back alone)
+ * and their Acks go out after its commit. end returns < 0 when the commit
+ * failed: nothing of the group is in the journal, no Ack went out, and the
+ * in-memory state is ahead of the journal — the caller should stop the
+ * daemon so a restart resumes from the journal. Without a group every
+ * Result is its own transaction. */
+void sched_group_begin(sched_t *s);
+int sched_group_end(sched_t *s);
 /* Something on the worker endpoint that is not one frame (a multipart
  * message): logged like a bad frame (rate-limited) and dropped. */
 void sched_on_garbage(sched_t *s, const uint8_t *ident, size_t ident_len, const char *what,
@@ -138,8 +148,9 @@ typedef struct sched_stats {
 } sched_stats_t;
 void sched_get_stats(const sched_t *s, sched_stats_t *ret);
 
-/* Called in the core thread right after a Result's transaction committed
- * (metrics). The pointers are valid during the call only. */
+/* Called in the core thread right after a Result was applied (in a group
+ * commit: before the group's commit; a failed group commit stops the
+ * daemon). The pointers are valid during the call only. */
 typedef struct sched_observer {
 	void (*on_result)(void *user, const char *job, const char *model, const char *worker_name,
 			  const Margin__V1__Result *res, int64_t now);

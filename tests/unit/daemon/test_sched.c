@@ -746,6 +746,59 @@ static void test_inline_errors(void)
 	fx_close(&f);
 }
 
+/* Group commit: Results share a transaction, each in a savepoint; Acks
+ * wait for the commit; a bad Result or a failing hook undoes only itself. */
+static void test_group_commit(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	journal_set_cost_fn(f.j, cost_hook, NULL);
+	cost_calls = 0;
+	cost_fail_at = 25;	/* the 5th call of the 3rd good Result */
+	char job[80];
+	fx_submit(&f, "j", fx_lines(50, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 5);
+	const mg_msg_t *a[5];
+	for (int i = 0; i < 5; i++) {
+		a[i] = fx_next(&f, ASSIGN, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(a[i]);
+	}
+	sched_group_begin(f.s);
+	fx_result(&f, "w1", a[0]->assign);
+	fx_result(&f, "w1", a[1]->assign);
+	fx_result_opts(&f, "w1", a[2]->assign, 2, 0);	/* malformed: Ack'd at once */
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 1);
+	fx_result(&f, "w1", a[3]->assign);		/* the hook fails inside it */
+	fx_result(&f, "w1", a[4]->assign);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 1);	/* the good ones wait for the commit */
+	CU_ASSERT_EQUAL(sched_group_end(f.s), 0);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 4);	/* + a0, a1, a4; not a3 */
+	journal_job_t jj;
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_EQUAL(jj.n_done, 30);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 30);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 30);
+	CU_ASSERT_EQUAL(jj.usage.calls, 30);
+	/* a3 is still in flight: its re-sent Result commits now. */
+	fx_result(&f, "w1", a[3]->assign);
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 40);
+	/* a2 went back to the queue as attempt 2. */
+	fx_credit(&f, "w1", 1);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
+	const mg_msg_t *again = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(again);
+	CU_ASSERT_EQUAL(again->assign->attempt, 2);
+	fx_result(&f, "w1", again->assign);
+	fx_job(&f, "j", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_EQUAL(count_text_ok(&f, "j"), 50);
+	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 50);
+	fx_close(&f);
+}
+
 const cu_test_t sched_tests[] = {
 	{ "sharding_by_count", test_sharding_by_count },
 	{ "sharding_by_tokens", test_sharding_by_tokens },
@@ -759,6 +812,7 @@ const cu_test_t sched_tests[] = {
 	{ "bye_is_not_a_failure", test_bye_is_not_a_failure },
 	{ "malformed_result", test_malformed_result },
 	{ "result_atomic", test_result_atomic },
+	{ "group_commit", test_group_commit },
 	{ "recovery", test_recovery },
 	{ "cancel", test_cancel },
 	{ "cancel_grace", test_cancel_grace },
