@@ -45,6 +45,7 @@ typedef struct reg_worker {
 	int64_t joined_ns, last_seen_ns;	/* monotonic */
 	int64_t expiry_ns;		/* declared dead when now passes it */
 	int64_t next_hb_ns;		/* next Heartbeat we send */
+	int64_t blocked_until_ns;	/* its send queue was full: no Assign before then */
 	struct sched_shard *shards;	/* borrowed: in-flight shards (sched owns them) */
 	uint32_t n_shards;
 	uint32_t n_isolated;		/* suspect shards it holds (then it holds nothing else) */

@@ -894,10 +894,16 @@ static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t
 		snprintf(sh->js.state, sizeof(sh->js.state), "queued");
 		shard_save(s, sh);
 		retry_push(job, sh, true);
-		if (r == -EHOSTUNREACH)
+		if (r == -EHOSTUNREACH) {
 			worker_lost(s, pw, "unreachable (disconnected)", true);
-		else
-			w->credit = 0;	/* its queue is full: wait for more Credit */
+		} else {
+			/* Its send queue is full (or the frame too big): keep the
+			 * credit — the worker re-grants only new capacity — and try
+			 * again a little later. */
+			w->blocked_until_ns = now + 100 * MG_NS_PER_MS;
+			mg_log(MG_LOG_WARN, "sched", "cannot send an Assign batch=%s shard=%lld worker=%s err=\"%s\"",
+			       job->j.name, (long long)sh->js.id, w->id, strerror(-r));
+		}
 		goto out;
 	}
 	w->credit--;
@@ -961,7 +967,7 @@ int sched_dispatch(sched_t *s, int64_t now)
 		reg_worker_t *next;
 		for (reg_worker_t *w = registry_first(s->reg); w != NULL; w = next) {
 			next = w->next;
-			if (w->credit == 0 || w->n_isolated > 0)
+			if (w->credit == 0 || w->n_isolated > 0 || now < w->blocked_until_ns)
 				continue;
 			sched_job_t *job = next_job_for(s, w);
 			if (job == NULL)
@@ -973,7 +979,7 @@ int sched_dispatch(sched_t *s, int64_t now)
 				sent++;
 			if (r >= 0 || w == NULL)
 				progress = true;
-			if (r < 0 && r != -EHOSTUNREACH && w != NULL && r != -EAGAIN)
+			if (r < 0 && w != NULL && now >= w->blocked_until_ns)
 				goto done;	/* journal trouble: try again next iteration */
 		}
 	}

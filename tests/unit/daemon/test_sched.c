@@ -799,6 +799,50 @@ static void test_group_commit(void)
 	fx_close(&f);
 }
 
+/* A full send queue keeps the worker's credit (the worker re-grants only
+ * new capacity); an unreachable worker is dropped and its shard goes on. */
+static void test_send_failures(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	char job[80];
+	fx_submit(&f, "j", fx_lines(30, "m", "r", 16), job);
+	fx_hello(&f, "w1", "m", 1);
+	fx_credit(&f, "w1", 2);
+	strcpy(f.unreach_ident, "w1");
+	f.fail_sends_to = -EAGAIN;
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
+	f.fail_sends_to = 0;
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);	/* backing off */
+	f.now += 200 * MG_NS_PER_MS;
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 2);	/* both credits still there */
+	const mg_msg_t *a = fx_next(&f, ASSIGN, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_EQUAL(a->assign->attempt, 1);		/* the failed send was no attempt */
+	CU_ASSERT_PTR_NOT_NULL(fx_next(&f, ASSIGN, NULL));	/* w1's second */
+	fx_hello(&f, "w2", "m", 2);
+	fx_credit(&f, "w2", 1);
+	f.fail_sends_to = -EHOSTUNREACH;
+	fx_credit(&f, "w1", 1);
+	sched_dispatch(f.s, f.now);
+	CU_ASSERT_EQUAL(registry_count(sched_registry(f.s)), 1);	/* w1 gone */
+	f.fail_sends_to = 0;
+	fx_credit(&f, "w2", 5);
+	sched_dispatch(f.s, f.now);
+	const mg_msg_t *m;
+	char who[64];
+	int again = 0;
+	while ((m = fx_next(&f, ASSIGN, who)) != NULL) {
+		CU_ASSERT_STRING_EQUAL(who, "w2");
+		again += m->assign->attempt == 2;
+		fx_result(&f, "w2", m->assign);
+	}
+	CU_ASSERT_EQUAL(again, 2);	/* w1's two shards, requeued */
+	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 30);
+	fx_close(&f);
+}
+
 const cu_test_t sched_tests[] = {
 	{ "sharding_by_count", test_sharding_by_count },
 	{ "sharding_by_tokens", test_sharding_by_tokens },
@@ -813,6 +857,7 @@ const cu_test_t sched_tests[] = {
 	{ "malformed_result", test_malformed_result },
 	{ "result_atomic", test_result_atomic },
 	{ "group_commit", test_group_commit },
+	{ "send_failures", test_send_failures },
 	{ "recovery", test_recovery },
 	{ "cancel", test_cancel },
 	{ "cancel_grace", test_cancel_grace },
