@@ -61,6 +61,7 @@ struct model_scratch {
 	int max_tokens;
 	int threads;
 	int n_ctx;		/* scores capacity per worker */
+	uint64_t shape;		/* shape_key() of the model the buffers are sized for */
 	ops_pool_t *pool;	/* owned: threads - 1 pthreads */
 	float *x;		/* owned: [T][dim] residual stream */
 	float *xb;		/* owned: [T][dim] normed input / projection output */
@@ -718,6 +719,18 @@ int model_kv_n_ctx(const model_kv_t *kv)
 	return kv->n_ctx;
 }
 
+/* The dimensions a scratch's buffers depend on, folded into one key. */
+static uint64_t shape_key(const model_t *m)
+{
+	const model_config_t *c = &m->cfg;
+	uint64_t k = 0;
+	int v[] = { c->dim, m->qkv_dim, m->q_dim, c->ffn_dim, c->rope_dim,
+		    c->n_heads / c->n_kv_heads, c->n_ctx };
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		k = (k ^ (uint64_t)v[i]) * 0x100000001b3ULL;
+	return k;
+}
+
 static void *alloc_floats(size_t a, size_t b, bool *fail)
 {
 	if (a != 0 && b > SIZE_MAX / sizeof(float) / a) {
@@ -744,6 +757,7 @@ int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scrat
 	s->max_tokens = max_tokens;
 	s->threads = threads;
 	s->n_ctx = c->n_ctx;
+	s->shape = shape_key(m);
 	s->x = alloc_floats(T, (size_t)c->dim, &fail);
 	s->xb = alloc_floats(T, (size_t)c->dim, &fail);
 	s->qkv = alloc_floats(T, (size_t)m->qkv_dim, &fail);
@@ -927,8 +941,8 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 {
 	if (m == NULL || s == NULL || b == NULL || b->n <= 0 || b->n > s->max_tokens ||
 	    b->tokens == NULL || b->pos == NULL || b->kv == NULL || b->logits == NULL ||
-	    s->n_ctx < m->cfg.n_ctx)
-		return -EINVAL;
+	    s->shape != shape_key(m))
+		return -EINVAL;	/* (a scratch made for a model of another shape) */
 	const model_config_t *c = &m->cfg;
 	int n = b->n, d = c->dim, f = c->ffn_dim;
 	int q = m->q_dim, kvd = m->kv_dim, qkvd = m->qkv_dim;

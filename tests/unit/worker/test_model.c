@@ -342,6 +342,21 @@ static void test_wanted_and_flops(void)
 	CU_ASSERT_EQUAL(model_forward(m, s, &e3), -EINVAL);
 	model_kv_t *big = NULL;
 	CU_ASSERT_EQUAL(model_kv_new(m, 513, &big), -EINVAL);
+	/* a scratch or a cache of another model is refused, not overrun */
+	model_t *other = NULL;
+	char err[256];
+	CU_ASSERT_EQUAL_FATAL(model_new_synth("tiny", 0, &other, err, sizeof(err)), 0);
+	model_scratch_t *os = NULL;
+	model_kv_t *okv = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_scratch_new(other, 8, 1, &os), 0);
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(other, 16, &okv), 0);
+	model_batch_t e4 = { .n = 1, .tokens = tk, .pos = &p0, .kv = kvs, .logits = logits[0] };
+	CU_ASSERT_EQUAL(model_forward(m, os, &e4), -EINVAL);
+	model_batch_t e5 = { .n = 1, .tokens = tk, .pos = &p0, .kv = &okv, .logits = logits[0] };
+	CU_ASSERT_EQUAL(model_forward(m, s, &e5), -EINVAL);
+	model_scratch_destroy(&os);
+	model_kv_destroy(&okv);
+	model_destroy(&other);
 	CU_ASSERT_EQUAL(model_kv_bytes(m, 16), 2 * 5 * 16 * 32 * sizeof(float));
 	CU_ASSERT_EQUAL(model_kv_n_ctx(a), 16);
 	model_kv_destroy(&a);
