@@ -9,11 +9,14 @@
  * reads back as the "User-Id" property of the worker's messages.
  * Refusals are logged with the Z85 key and the peer address.
  *
- * Why not czmq's zauth: it loads ZPL certificates (zcert_save format), not
- * the bare Z85 .pub files of our command-line contract; it needs czmq's
- * global zsys context (and zsys installs its own SIGINT/SIGTERM handlers,
- * which fight the daemon's signalfd); and it is one more thread and one
- * more library for ~150 lines of protocol. Core thread only. */
+ * Why not czmq's zauth: checked here (czmq 4.2.1) — it does serve a raw
+ * libzmq socket created in czmq's context (zsys_init() returns it), but it
+ * reads the allow directory as ZPL certificates (zcert_save_public), and a
+ * bare Z85 .pub file as `marginctl keygen` writes (the command-line
+ * contract) is "invalid syntax" to it: every key is denied. It also needs
+ * czmq's global context, whose zsys installs its own SIGINT/SIGTERM
+ * handlers (they fight the daemon's signalfd), and it is one more thread
+ * and library for ~150 lines of protocol. Core thread only. */
 #ifndef AUTH_H
 #define AUTH_H
 
