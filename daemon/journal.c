@@ -130,7 +130,7 @@ enum stmt {
 	ST_REQ_INSERT, ST_REQ_DELETE, ST_REQ_QUEUED, ST_REQ_FINISH, ST_REQ_BUMP, ST_REQ_ANSWER,
 	ST_REQ_LINES, ST_RESULTS_PAGE,
 	ST_SHARD_INSERT, ST_SHARD_UPDATE, ST_SHARD_STATS, ST_SHARDS_PENDING,
-	ST_WORKER_JOIN, ST_WORKER_LEAVE,
+	ST_WORKER_JOIN, ST_WORKER_LEAVE, ST_WORKERS_GONE,
 	ST_LEDGER_INSERT, ST_LEDGER_COUNT,
 	N_STMT
 };
@@ -186,6 +186,7 @@ static const char *const stmt_sql[N_STMT] = {
 	[ST_WORKER_JOIN] = "INSERT INTO workers (name, instance_id, hardware_profile, build, models,"
 		" slots, threads, key, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[ST_WORKER_LEAVE] = "UPDATE workers SET left_at = ?2, left_reason = ?3 WHERE id = ?1",
+	[ST_WORKERS_GONE] = "UPDATE workers SET left_at = ?1, left_reason = ?2 WHERE left_at = 0",
 	[ST_LEDGER_INSERT] = "INSERT INTO ledger (job, custom_id, line_no, model, worker, worker_name,"
 		" hardware_profile, shard, prompt_tokens, completion_tokens, busy_ns, flops, queue_ns,"
 		" first_token_ns, cost_marginal_micros, cost_loaded_micros, answered_at_ns)"
@@ -1082,6 +1083,14 @@ int journal_worker_join(journal_t *j, const char *name, uint64_t instance_id,
 	if (r == 0)
 		*ret_id = sqlite3_last_insert_rowid(j->db);
 	return r;
+}
+
+int journal_workers_gone(journal_t *j, const char *reason)
+{
+	sqlite3_stmt *st = j->st[ST_WORKERS_GONE];
+	sqlite3_bind_int64(st, 1, mg_clock_wall_ns() / 1000000000LL);
+	bind_text(st, 2, reason);
+	return step_done(st);
 }
 
 int journal_worker_leave(journal_t *j, int64_t id, const char *reason)

@@ -226,6 +226,8 @@ int journal_worker_join(journal_t *j, const char *name, uint64_t instance_id,
 			const char *hardware_profile, const char *build, const char *models_json,
 			uint32_t slots, uint32_t threads, const char *key, int64_t *ret_id);
 int journal_worker_leave(journal_t *j, int64_t id, const char *reason);
+/* Marks every worker still listed as present as gone (at a restart). */
+int journal_workers_gone(journal_t *j, const char *reason);
 
 /* One page of a job's requests in line order after after_line: calls fn
  * with each row. Returns the count. */

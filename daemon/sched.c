@@ -1565,6 +1565,8 @@ static int recover(sched_t *s, char *err, size_t errlen)
 		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
 		return r;
 	}
+	/* The registry starts empty: workers say Hello again. */
+	journal_workers_gone(s->j, "margind restarted");
 	for (size_t i = 0; i < s->n_jobs; i++) {
 		sched_job_t *job = s->jobs[i];
 		journal_job_t *j = &job->j;

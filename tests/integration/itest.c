@@ -1076,8 +1076,17 @@ int main(int argc, char **argv)
 			int64_t t0 = mg_clock_now_ns();
 			int rc = scenarios[i].fn();
 			kill_all();
-			note("%s passed in %.1f s (logs in %s)", argv[1], (double)(mg_clock_now_ns() - t0) / 1e9,
-			     tmp_root);
+			note("%s passed in %.1f s", argv[1], (double)(mg_clock_now_ns() - t0) / 1e9);
+			/* Logs stay only for a failure (or with $KEEP_TMP). */
+			const char *keep = getenv("KEEP_TMP");
+			if (keep == NULL || *keep == '\0') {
+				char cmd[600];
+				snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_root);
+				if (system(cmd) != 0)
+					note("could not remove %s", tmp_root);
+			} else {
+				note("logs in %s", tmp_root);
+			}
 			return rc;
 		}
 	fprintf(stderr, "itest: unknown scenario %s\n", argv[1]);
