@@ -42,7 +42,8 @@ typedef struct ingest_line {
 
 /* Parses and validates one line (text of len bytes, no newline). On error
  * returns -EINVAL and err says what is wrong ("custom_id: expected a
- * non-empty string"); the caller adds the line number. */
+ * non-empty string"); the caller adds the line number. *ret is written
+ * only on success. */
 int ingest_line_parse(const char *text, size_t len, const ingest_params_t *p,
 		      ingest_line_t *ret, char *err, size_t errlen);
 /* Same, from a decoded object (inline submit). */

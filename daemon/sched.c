@@ -1269,7 +1269,7 @@ int sched_submit_inline2(sched_t *s, const char *name, const char *endpoint,
 	size_t i;
 	json_t *obj;
 	json_array_foreach(lines, i, obj) {
-		ingest_line_t l;
+		ingest_line_t l = { 0 };
 		r = ingest_line_parse_json(obj, &ip, &l, e2, sizeof(e2));
 		if (r == 0) {
 			r = accept_line(s, job, (int64_t)i + 1, &l, e2, sizeof(e2));
@@ -1425,7 +1425,7 @@ int sched_ingest(sched_t *s, int64_t now)
 			eof = true;
 			break;
 		}
-		ingest_line_t l;
+		ingest_line_t l = { 0 };
 		r = ingest_line_parse(text, len, &ip, &l, e2, sizeof(e2));
 		if (r == 0 && job->errors == NULL)
 			r = accept_line(s, job, line, &l, e2, sizeof(e2));

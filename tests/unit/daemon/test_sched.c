@@ -716,6 +716,20 @@ static void test_ingest_file(void)
 	json_decref(e);
 	free(meta);
 	free(errs);
+	/* Not JSONL at all: the first line is already refused. */
+	snprintf(path, sizeof(path), "%s/csv.jsonl", f.dir);
+	write_file(path, "custom_id,prompt\nreq-1,Once upon a time\n");
+	CU_ASSERT_EQUAL_FATAL(sched_submit_file(f.s, "csv", NULL, NULL, path, f.now, name, err, sizeof(err)), 0);
+	while (sched_ingest(f.s, f.now) > 0)
+		;
+	fx_job(&f, "csv", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "failed");
+	CU_ASSERT_EQUAL(journal_job_texts(f.j, jj.id, &meta, &errs), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(errs);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "\"line\":1"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "not valid JSON"));
+	free(meta);
+	free(errs);
 	CU_ASSERT_EQUAL(sched_submit_file(f.s, "bad2", NULL, NULL, "/nonexistent/x.jsonl", f.now, name,
 					  err, sizeof(err)), -ENOENT);
 	CU_ASSERT_EQUAL(sched_submit_file(f.s, "fj", NULL, NULL, path, f.now, name, err, sizeof(err)), -EEXIST);
