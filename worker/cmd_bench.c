@@ -18,6 +18,9 @@
  *   bandwidth_pct  weight bytes streamed per second (one pass per step:
  *                  decode tokens/s / B x 4 x params per token) over the
  *                  read bandwidth; at B = 1 the batch-1 bound.
+ *   engine_overhead_pct  share of the decode step time spent outside
+ *                  model_forward (batch assembly, sampling, stop checks,
+ *                  accounting): the engine's own cost.
  *
  * --layers K (synthetic presets): builds the preset with K layers and with
  * min(2K, L) layers, measures both back to back in every repetition (so
@@ -72,6 +75,7 @@ typedef struct fig {
 	double decode_s_per_step;	/* wall seconds per decode step of B tokens */
 	double decode_flops_per_step;	/* engine FLOPs of one such step */
 	double prefill_flops_per_tok;
+	double decode_engine_s_per_step;	/* outside model_forward */
 } fig_t;
 
 static void usage(FILE *f)
@@ -277,12 +281,12 @@ static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, do
 
 /* gen_len steps in which all B sequences decode. */
 static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int gen_len, uint32_t max_tokens,
-		       double *ret_s, double *ret_flops, int *ret_steps)
+		       double *ret_s, double *ret_flops, double *ret_engine_s, int *ret_steps)
 {
 	engine_stats_reset(e);
 	int rc = submit_b(e, prompts, B, plen, max_tokens);
 	engine_stats_t a, b;
-	uint64_t wall = 0, flops = 0;
+	uint64_t wall = 0, flops = 0, fwd = 0;
 	int steps = 0;
 	engine_get_stats(e, &a);
 	while (rc >= 0 && steps < gen_len && engine_pending(e) > 0) {
@@ -290,6 +294,7 @@ static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int
 		engine_get_stats(e, &b);
 		if (rc == B && b.prefill_tokens == a.prefill_tokens && b.decode_tokens - a.decode_tokens == (uint64_t)B) {
 			wall += b.wall_ns - a.wall_ns;
+			fwd += b.forward_ns - a.forward_ns;
 			flops += b.flops - a.flops;
 			steps++;
 		}
@@ -305,6 +310,7 @@ static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int
 		return -EAGAIN;
 	*ret_s = (double)wall / 1e9;
 	*ret_flops = (double)flops;
+	*ret_engine_s = (double)(wall - fwd) / 1e9;
 	*ret_steps = steps;
 	return 0;
 }
@@ -363,18 +369,19 @@ static void close_model(bench_model_t *bm)
 /* One repetition of both passes at batch B. */
 static int measure_once(bench_model_t *bm, const bench_args_t *a, int B, const int32_t *prompts, fig_t *ret)
 {
-	double s, f;
+	double s, f, eng = 0;
 	int steps = 0;
 	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, &s, &f);
 	if (rc < 0)
 		return rc;
 	ret->prefill_s_per_tok = s / ((double)B * a->prompt_len);
 	ret->prefill_flops_per_tok = f / ((double)B * a->prompt_len);
-	rc = decode_pass(bm->e, prompts, B, a->prompt_len, a->gen_len, decode_max_tokens(a), &s, &f, &steps);
+	rc = decode_pass(bm->e, prompts, B, a->prompt_len, a->gen_len, decode_max_tokens(a), &s, &f, &eng, &steps);
 	if (rc < 0)
 		return rc;
 	ret->decode_s_per_step = s / steps;
 	ret->decode_flops_per_step = f / steps;
+	ret->decode_engine_s_per_step = eng / steps;
 	return 0;
 }
 
@@ -397,6 +404,7 @@ static fig_t extrapolate_fig(const fig_t *f1, const fig_t *f2, int k1, int k2, i
 		.decode_s_per_step = extrapolate(f1->decode_s_per_step, f2->decode_s_per_step, k1, k2, L),
 		.decode_flops_per_step = extrapolate(f1->decode_flops_per_step, f2->decode_flops_per_step, k1, k2, L),
 		.prefill_flops_per_tok = extrapolate(f1->prefill_flops_per_tok, f2->prefill_flops_per_tok, k1, k2, L),
+		.decode_engine_s_per_step = extrapolate(f1->decode_engine_s_per_step, f2->decode_engine_s_per_step, k1, k2, L),
 	};
 }
 
@@ -404,6 +412,7 @@ typedef struct result {
 	int batch;
 	double prefill_tok_s, decode_tok_s, gflops, prefill_gflops;
 	double roofline_pct, prefill_roofline_pct, bandwidth_pct, peak_rss_mb;
+	double engine_pct;	/* decode step time outside model_forward */
 } result_t;
 
 /* Every batch size: reps repetitions, each measuring every model back to
@@ -414,10 +423,10 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 {
 	int maxb = a->slots, rc = 0;
 	int32_t *prompts = malloc((size_t)maxb * (size_t)a->prompt_len * sizeof(*prompts));
-	double *v[4];
-	for (int i = 0; i < 4; i++)
+	double *v[5];
+	for (int i = 0; i < 5; i++)
 		v[i] = malloc((size_t)a->reps * sizeof(double));
-	if (prompts == NULL || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL) {
+	if (prompts == NULL || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL || v[4] == NULL) {
 		snprintf(err, errlen, "bench: out of memory for %d prompts of %d tokens", maxb, a->prompt_len);
 		rc = -ENOMEM;
 		goto out;
@@ -441,6 +450,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 			v[1][r] = B / x.decode_s_per_step;
 			v[2][r] = x.decode_flops_per_step / x.decode_s_per_step / 1e9;
 			v[3][r] = x.prefill_flops_per_tok / x.prefill_s_per_tok / 1e9;
+			v[4][r] = 100.0 * x.decode_engine_s_per_step / x.decode_s_per_step;
 		}
 		result_t *o = &res[bi];
 		o->batch = B;
@@ -448,6 +458,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 		o->decode_tok_s = median(v[1], a->reps);
 		o->gflops = median(v[2], a->reps);
 		o->prefill_gflops = median(v[3], a->reps);
+		o->engine_pct = median(v[4], a->reps);
 		o->roofline_pct = 100.0 * o->decode_tok_s / roof_tok_s;
 		o->prefill_roofline_pct = 100.0 * o->prefill_tok_s / roof_tok_s;
 		o->bandwidth_pct = 100.0 * (o->decode_tok_s / B) / bw_steps_s;
@@ -458,7 +469,7 @@ step_fail:
 	snprintf(err, errlen, "bench: an engine step failed: %s", strerror(-rc));
 out:
 	free(prompts);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		free(v[i]);
 	return rc;
 }
@@ -470,11 +481,11 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 	json_t *runs = json_array();
 	for (int bi = 0; bi < a->n_batch && runs != NULL; bi++) {
 		const result_t *o = &res[bi];
-		json_array_append_new(runs, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+		json_array_append_new(runs, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
 			"batch", o->batch, "prefill_tok_s", o->prefill_tok_s, "decode_tok_s", o->decode_tok_s,
 			"gflops", o->gflops, "roofline_pct", o->roofline_pct, "bandwidth_pct", o->bandwidth_pct,
 			"peak_rss_mb", o->peak_rss_mb, "prefill_gflops", o->prefill_gflops,
-			"prefill_roofline_pct", o->prefill_roofline_pct));
+			"prefill_roofline_pct", o->prefill_roofline_pct, "engine_overhead_pct", o->engine_pct));
 	}
 	json_t *root = json_pack("{s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
 				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:I}, s:o}",
@@ -592,13 +603,13 @@ int cmd_bench(int argc, char **argv)
 	       a.prefill_chunk, a.threads, a.reps);
 	printf("KV cache: %d slots x %d positions = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
 	       a.slots, eo->n_ctx, kv_full / 1e6, scaled ? " for the whole model" : "");
-	printf("%6s %14s %9s %13s %9s %9s %10s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
-	       "GFLOP/s", "roofline", "bandwidth", "peak RSS MB");
+	printf("%6s %14s %9s %13s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
+	       "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
 	for (int bi = 0; bi < a.n_batch; bi++) {
 		const result_t *o = &res[bi];
-		printf("%6d %14.1f %8.1f%% %13.1f %9.1f %8.1f%% %9.1f%% %12.0f\n", o->batch, o->prefill_tok_s,
+		printf("%6d %14.1f %8.1f%% %13.1f %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f\n", o->batch, o->prefill_tok_s,
 		       o->prefill_roofline_pct, o->decode_tok_s, o->gflops, o->roofline_pct, o->bandwidth_pct,
-		       o->peak_rss_mb);
+		       o->engine_pct, o->peak_rss_mb);
 	}
 	if (scaled)
 		printf("\n(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",

@@ -648,7 +648,9 @@ int engine_step(engine_t *e)
 		.n = n, .tokens = e->b_tok, .pos = e->b_pos, .kv = e->b_kv,
 		.logits_wanted = e->b_want, .logits = e->logits, .flops = e->b_flops,
 	};
+	int64_t f0 = mg_clock_now_ns();
 	int rc = model_forward(e->m, e->scratch, &b);
+	int64_t f1 = mg_clock_now_ns();
 	if (rc < 0)
 		return rc;
 	if (rc != rows)
@@ -684,6 +686,7 @@ int engine_step(engine_t *e)
 	}
 	e->st.steps++;
 	e->st.wall_ns += wall;
+	e->st.forward_ns += (uint64_t)(f1 - f0);
 	e->st.flops += flops;
 	e->st.prefill_tokens += prefill;
 	e->st.decode_tokens += decode;

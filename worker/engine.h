@@ -80,6 +80,8 @@ typedef struct engine_out {
 typedef struct engine_stats {
 	uint64_t steps;
 	uint64_t wall_ns;	/* sum of step wall times */
+	uint64_t forward_ns;	/* of which inside model_forward (the rest is the
+				   engine's own: batch assembly, sampling, stops) */
 	uint64_t flops;
 	uint64_t prefill_tokens;
 	uint64_t decode_tokens;

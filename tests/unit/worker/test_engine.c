@@ -368,6 +368,7 @@ static void test_batch_invariance(void)
 	/* conservation: the parts of every step sum to the step */
 	CU_ASSERT_EQUAL(busy, st.wall_ns);
 	CU_ASSERT_EQUAL(flops, st.flops);
+	CU_ASSERT(st.forward_ns > 0 && st.forward_ns <= st.wall_ns);
 	for (int i = 0; i < NB; i++) {
 		engine_out_free(&alone[i]);
 		engine_out_free(&batch[i]);
