@@ -422,8 +422,14 @@ static void read_monitor(core_t *c)
 			mg_log(MG_LOG_WARN, "core", "refused a worker connection: authentication failed zap_status=%u", value);
 			break;
 		case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-			mg_log(MG_LOG_WARN, "core", "a worker connection failed its handshake err=\"%s\"",
-			       zmq_strerror((int)value));
+			/* Which side notices a mechanism mismatch first is a race: when
+			 * the plain peer hangs up first, we only see the broken pipe. */
+			if (c->auth != NULL)
+				mg_log(MG_LOG_WARN, "core", "refused a worker connection: the peer dropped the CURVE handshake err=\"%s\" reason=\"a worker without CURVE keys, or one that does not trust this server key\"",
+				       zmq_strerror((int)value));
+			else
+				mg_log(MG_LOG_WARN, "core", "a worker connection failed its handshake err=\"%s\"",
+				       zmq_strerror((int)value));
 			break;
 		default:
 			break;
