@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void opts_usage(FILE *f)
 {
@@ -136,6 +137,20 @@ static int finish(opts_t *o, char *err, size_t errlen)
 	if (o->state_dir == NULL || *o->state_dir == '\0') {
 		snprintf(err, errlen, "missing --state-dir (or [scheduler] state_dir)");
 		return -EINVAL;
+	}
+	if (o->state_dir[0] != '/') {
+		char cwd[4096];
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			snprintf(err, errlen, "--state-dir %s: cannot resolve a relative path: %s",
+				 o->state_dir, strerror(errno));
+			return -errno;
+		}
+		int w = snprintf(o->state_dir_abs, sizeof(o->state_dir_abs), "%s/%s", cwd, o->state_dir);
+		if (w < 0 || (size_t)w >= sizeof(o->state_dir_abs)) {
+			snprintf(err, errlen, "--state-dir %s: path too long", o->state_dir);
+			return -ENAMETOOLONG;
+		}
+		o->state_dir = o->state_dir_abs;
 	}
 	if (o->workers == NULL || *o->workers == '\0') {
 		snprintf(err, errlen, "missing --workers (or [scheduler] workers), e.g. tcp://0.0.0.0:5555");

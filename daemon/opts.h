@@ -40,6 +40,8 @@ typedef struct opts {
 	int log_level;
 	bool curve;
 	char curve_secret[4096];	/* resolved path */
+	char state_dir_abs[4096];	/* state_dir made absolute: the HTTP side and
+					   the journal hand paths inside it to other threads */
 	const char *curve_allow;
 	sched_params_t sched;
 	int64_t drain_timeout_ns;
