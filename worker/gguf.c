@@ -14,6 +14,7 @@
  * values read from the file is done against "bytes left" so that a count or
  * length cannot overflow or make us allocate more than the file could hold. */
 #include "gguf.h"
+#include "mg_err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -255,21 +256,8 @@ typedef struct rd {
 	size_t errlen;
 } rd_t;
 
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err != NULL && errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-#define BAD(r, ...) seterr((r)->err, (r)->errlen, -EBADMSG, __VA_ARGS__)
+#define BAD(r, ...) mg_seterr((r)->err, (r)->errlen, -EBADMSG, __VA_ARGS__)
 
 static size_t left(const rd_t *r)
 {
@@ -367,7 +355,7 @@ static int rd_array(rd_t *r, struct kv *kv)
 	if ((rc = check_vtype(r, kv->arr_type, kv->key, at, true)) < 0)
 		return rc;
 	if (kv->arr_type == GGUF_VTYPE_ARRAY)
-		return seterr(r->err, r->errlen, -ENOTSUP,
+		return mg_seterr(r->err, r->errlen, -ENOTSUP,
 			      "key '%s': arrays of arrays (offset %zu) are not supported", kv->key, at);
 	size_t cnt_at = r->pos;
 	if ((rc = rd_u64(r, &kv->arr_n, "array count", who)) < 0)
@@ -392,7 +380,7 @@ static int rd_array(rd_t *r, struct kv *kv)
 			   kv->key, (unsigned long long)kv->arr_n, cnt_at, left(r));
 	kv->str_off = malloc((size_t)(kv->arr_n ? kv->arr_n : 1) * sizeof(uint64_t));
 	if (kv->str_off == NULL)
-		return seterr(r->err, r->errlen, -ENOMEM, "key '%s': out of memory indexing %llu strings",
+		return mg_seterr(r->err, r->errlen, -ENOMEM, "key '%s': out of memory indexing %llu strings",
 			      kv->key, (unsigned long long)kv->arr_n);
 	size_t start = r->pos;
 	for (uint64_t i = 0; i < kv->arr_n; i++) {
@@ -471,7 +459,7 @@ static int dup_name(rd_t *r, const gguf_str_t *s, char **ret, const char *what, 
 		return BAD(r, "%s at offset %zu contains a NUL byte", what, at);
 	char *c = malloc((size_t)s->len + 1);
 	if (c == NULL)
-		return seterr(r->err, r->errlen, -ENOMEM, "out of memory");
+		return mg_seterr(r->err, r->errlen, -ENOMEM, "out of memory");
 	memcpy(c, s->data, (size_t)s->len);
 	c[s->len] = '\0';
 	*ret = c;
@@ -512,7 +500,7 @@ static int parse_kvs(gguf_t *g, rd_t *r)
 			return rc;
 	}
 	if ((rc = sort_index(&g->kv_by_key, g->n_kv, cmp_kv_key, g->kv)) < 0)
-		return seterr(r->err, r->errlen, rc, "out of memory");
+		return mg_seterr(r->err, r->errlen, rc, "out of memory");
 	for (uint64_t i = 1; i < g->n_kv; i++)
 		if (strcmp(g->kv[g->kv_by_key[i - 1]].key, g->kv[g->kv_by_key[i]].key) == 0)
 			return BAD(r, "duplicate key '%s' (entries #%llu and #%llu)", g->kv[g->kv_by_key[i]].key,
@@ -581,7 +569,7 @@ static int parse_tensor_info(gguf_t *g, rd_t *r, uint64_t i)
 		return BAD(r, "tensor '%s': unknown tensor type %u at offset %zu", t->name, t->type, type_at);
 	uint32_t blck = ttypes[t->type].blck;
 	if (blck == 0)
-		return seterr(r->err, r->errlen, -ENOTSUP,
+		return mg_seterr(r->err, r->errlen, -ENOTSUP,
 			      "tensor '%s': type %s (%u) was removed from ggml and is not supported",
 			      t->name, ttypes[t->type].name, t->type);
 	if (t->ne[0] % blck != 0)
@@ -603,7 +591,7 @@ static int parse_tensors(gguf_t *g, rd_t *r)
 		if ((rc = parse_tensor_info(g, r, i)) < 0)
 			return rc;
 	if ((rc = sort_index(&g->t_by_name, g->n_tensors, cmp_t_name, g->tensors)) < 0)
-		return seterr(r->err, r->errlen, rc, "out of memory");
+		return mg_seterr(r->err, r->errlen, rc, "out of memory");
 	for (uint64_t i = 1; i < g->n_tensors; i++)
 		if (strcmp(g->tensors[g->t_by_name[i - 1]].name, g->tensors[g->t_by_name[i]].name) == 0)
 			return BAD(r, "duplicate tensor name '%s' (tensors #%llu and #%llu)",
@@ -638,7 +626,7 @@ static int parse_tensors(gguf_t *g, rd_t *r)
 
 	uint64_t *by_off = NULL;
 	if ((rc = sort_index(&by_off, g->n_tensors, cmp_t_off, g->tensors)) < 0)
-		return seterr(r->err, r->errlen, rc, "out of memory");
+		return mg_seterr(r->err, r->errlen, rc, "out of memory");
 	rc = 0;
 	for (uint64_t i = 1; i < g->n_tensors; i++) {
 		const gguf_tensor_t *p = &g->tensors[by_off[i - 1]], *q = &g->tensors[by_off[i]];
@@ -667,14 +655,14 @@ static int parse(gguf_t *g, rd_t *r)
 	if ((rc = rd_u32(r, &g->version, "version", "")) < 0)
 		return rc;
 	if (g->version == 1)
-		return seterr(r->err, r->errlen, -ENOTSUP,
+		return mg_seterr(r->err, r->errlen, -ENOTSUP,
 			      "GGUF version 1 is not supported (margin reads versions 2 and 3; re-convert the model)");
 	if (g->version != 2 && g->version != 3) {
 		if (g->version != 0 && (g->version & 0xffffu) == 0)
-			return seterr(r->err, r->errlen, -ENOTSUP,
+			return mg_seterr(r->err, r->errlen, -ENOTSUP,
 				      "GGUF version field 0x%08x looks byte-swapped: big-endian GGUF files are not supported",
 				      g->version);
-		return seterr(r->err, r->errlen, -ENOTSUP,
+		return mg_seterr(r->err, r->errlen, -ENOTSUP,
 			      "GGUF version %u is not supported (margin reads versions 2 and 3)", g->version);
 	}
 	if ((rc = rd_u64(r, &g->n_tensors, "tensor count", "")) < 0)
@@ -695,7 +683,7 @@ static int parse(gguf_t *g, rd_t *r)
 	g->kv = calloc((size_t)(g->n_kv ? g->n_kv : 1), sizeof(*g->kv));
 	g->tensors = calloc((size_t)(g->n_tensors ? g->n_tensors : 1), sizeof(*g->tensors));
 	if (g->kv == NULL || g->tensors == NULL)
-		return seterr(r->err, r->errlen, -ENOMEM, "out of memory for %llu keys and %llu tensors",
+		return mg_seterr(r->err, r->errlen, -ENOMEM, "out of memory for %llu keys and %llu tensors",
 			      (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
 	if ((rc = parse_kvs(g, r)) < 0)
 		return rc;
@@ -707,10 +695,10 @@ int gguf_open_buffer(const void *buf, size_t size, gguf_t **ret, char *err, size
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (buf == NULL && size > 0)
-		return seterr(err, errlen, -EINVAL, "no buffer");
+		return mg_seterr(err, errlen, -EINVAL, "no buffer");
 	gguf_t *g = calloc(1, sizeof(*g));
 	if (g == NULL)
-		return seterr(err, errlen, -ENOMEM, "out of memory");
+		return mg_seterr(err, errlen, -ENOMEM, "out of memory");
 	g->base = buf;
 	g->size = size;
 	rd_t r = { .p = buf, .size = size, .pos = 0, .err = err, .errlen = errlen };
@@ -734,16 +722,16 @@ int gguf_open(const char *path, gguf_t **ret, char *err, size_t errlen)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		return seterr(err, errlen, rc, "%s: %s", path, strerror(-rc));
+		return mg_seterr(err, errlen, rc, "%s: %s", path, strerror(-rc));
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
-		seterr(err, errlen, rc, "%s: %s", path, strerror(-rc));
+		mg_seterr(err, errlen, rc, "%s: %s", path, strerror(-rc));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = seterr(err, errlen, -EINVAL, "%s: not a regular file", path);
+		rc = mg_seterr(err, errlen, -EINVAL, "%s: not a regular file", path);
 		goto fail;
 	}
 	len = (size_t)st.st_size;
@@ -752,7 +740,7 @@ int gguf_open(const char *path, gguf_t **ret, char *err, size_t errlen)
 		if (map == MAP_FAILED) {
 			map = NULL;
 			rc = -errno;
-			seterr(err, errlen, rc, "%s: mmap of %zu bytes: %s", path, len, strerror(-rc));
+			mg_seterr(err, errlen, rc, "%s: mmap of %zu bytes: %s", path, len, strerror(-rc));
 			goto fail;
 		}
 	}
@@ -760,7 +748,7 @@ int gguf_open(const char *path, gguf_t **ret, char *err, size_t errlen)
 	fd = -1;
 	rc = gguf_open_buffer(map, len, &g, sub, sizeof(sub));
 	if (rc < 0) {
-		seterr(err, errlen, rc, "%s: %s", path, sub);
+		mg_seterr(err, errlen, rc, "%s: %s", path, sub);
 		goto fail;
 	}
 	g->map = map;
@@ -1080,7 +1068,7 @@ int gguf_tensor_check_loadable(const gguf_tensor_t *t, char *err, size_t errlen)
 {
 	if (gguf_ttype_loadable(t->type))
 		return 0;
-	return seterr(err, errlen, -ENOTSUP, "tensor %s has type %s; margin loads F32, F16, BF16, Q8_0",
+	return mg_seterr(err, errlen, -ENOTSUP, "tensor %s has type %s; margin loads F32, F16, BF16, Q8_0",
 		      t->name, gguf_ttype_name(t->type));
 }
 
@@ -1504,13 +1492,13 @@ int gguf_writer_write(gguf_writer_t *w, const char *path, char *err, size_t errl
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (w == NULL || path == NULL)
-		return seterr(err, errlen, -EINVAL, "no writer or path");
+		return mg_seterr(err, errlen, -EINVAL, "no writer or path");
 	int rc;
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 16);
 	wout_t *o = malloc(sizeof(*o));
 	if (tmp == NULL || o == NULL) {
-		rc = seterr(err, errlen, -ENOMEM, "%s: out of memory", path);
+		rc = mg_seterr(err, errlen, -ENOMEM, "%s: out of memory", path);
 		goto fail_free;
 	}
 	memcpy(tmp, path, plen);
@@ -1518,7 +1506,7 @@ int gguf_writer_write(gguf_writer_t *w, const char *path, char *err, size_t errl
 	o->fd = mkstemp(tmp);
 	if (o->fd < 0) {
 		rc = -errno;
-		seterr(err, errlen, rc, "cannot create a temporary file for %s: %s", path, strerror(-rc));
+		mg_seterr(err, errlen, rc, "cannot create a temporary file for %s: %s", path, strerror(-rc));
 		goto fail_free;
 	}
 	o->rc = 0;
@@ -1526,24 +1514,24 @@ int gguf_writer_write(gguf_writer_t *w, const char *path, char *err, size_t errl
 	o->pos = 0;
 	emit(w, o);
 	if ((rc = o->rc) < 0) {
-		seterr(err, errlen, rc, "cannot write %s (temporary %s): %s", path, tmp, strerror(-rc));
+		mg_seterr(err, errlen, rc, "cannot write %s (temporary %s): %s", path, tmp, strerror(-rc));
 		goto fail;
 	}
 	if (fchmod(o->fd, 0644) < 0 || fsync(o->fd) < 0) {
 		rc = -errno;
-		seterr(err, errlen, rc, "cannot write %s (temporary %s): %s", path, tmp, strerror(-rc));
+		mg_seterr(err, errlen, rc, "cannot write %s (temporary %s): %s", path, tmp, strerror(-rc));
 		goto fail;
 	}
 	int fd = o->fd;
 	o->fd = -1;
 	if (close(fd) < 0) {
 		rc = -errno;
-		seterr(err, errlen, rc, "cannot write %s (temporary %s): %s", path, tmp, strerror(-rc));
+		mg_seterr(err, errlen, rc, "cannot write %s (temporary %s): %s", path, tmp, strerror(-rc));
 		goto fail;
 	}
 	if (rename(tmp, path) < 0) {
 		rc = -errno;
-		seterr(err, errlen, rc, "cannot rename %s to %s: %s", tmp, path, strerror(-rc));
+		mg_seterr(err, errlen, rc, "cannot rename %s to %s: %s", tmp, path, strerror(-rc));
 		goto fail;
 	}
 	free(tmp);

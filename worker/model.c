@@ -2,6 +2,7 @@
  * scratch, and the batched forward pass. See model.h for the contract and
  * ops.h for the kernels and why they are batch-invariant. */
 #include "model.h"
+#include "mg_err.h"
 
 #include "ops.h"
 #include "synth.h"
@@ -75,18 +76,6 @@ struct model_scratch {
 	int *wanted;		/* owned: [T] */
 };
 
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err != NULL && errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* ---------------- configuration ---------------- */
 
@@ -126,21 +115,21 @@ static int check_config(const model_config_t *c, char *err, size_t errlen)
 	    c->ffn_dim <= 0 || c->ffn_dim > 1 << 20 || c->vocab_size <= 0 ||
 	    c->vocab_size > 1 << 24 || c->n_ctx <= 0 || c->n_ctx > 1 << 24 ||
 	    c->head_dim <= 0 || c->head_dim > 4096)
-		return seterr(err, errlen, -EBADMSG,
+		return mg_seterr(err, errlen, -EBADMSG,
 			      "hyper-parameters out of range: dim %d, layers %d, heads %d/%d, "
 			      "head_dim %d, ffn %d, vocab %d, ctx %d", c->dim, c->n_layers, c->n_heads,
 			      c->n_kv_heads, c->head_dim, c->ffn_dim, c->vocab_size, c->n_ctx);
 	if (c->n_heads % c->n_kv_heads != 0)
-		return seterr(err, errlen, -EBADMSG, "head_count %d is not a multiple of head_count_kv %d",
+		return mg_seterr(err, errlen, -EBADMSG, "head_count %d is not a multiple of head_count_kv %d",
 			      c->n_heads, c->n_kv_heads);
 	if (c->rope_dim <= 0 || c->rope_dim > c->head_dim || c->rope_dim % 2 != 0)
-		return seterr(err, errlen, -EBADMSG, "rope.dimension_count %d must be even and <= head dim %d",
+		return mg_seterr(err, errlen, -EBADMSG, "rope.dimension_count %d must be even and <= head dim %d",
 			      c->rope_dim, c->head_dim);
 	if (!(c->rope_base > 0.0f) || !isfinite(c->rope_base))
-		return seterr(err, errlen, -EBADMSG, "rope.freq_base %g is not a positive number",
+		return mg_seterr(err, errlen, -EBADMSG, "rope.freq_base %g is not a positive number",
 			      (double)c->rope_base);
 	if (!(c->norm_eps >= 0.0f) || !isfinite(c->norm_eps))
-		return seterr(err, errlen, -EBADMSG, "layer_norm_rms_epsilon %g is not valid",
+		return mg_seterr(err, errlen, -EBADMSG, "layer_norm_rms_epsilon %g is not valid",
 			      (double)c->norm_eps);
 	return 0;
 }
@@ -204,14 +193,14 @@ static int src_check(src_t *s, const char *name, uint64_t ne0, uint64_t ne1, boo
 	if (t == NULL) {
 		if (optional)
 			return 1;
-		return seterr(err, errlen, -EBADMSG, "tensor %s is missing", name);
+		return mg_seterr(err, errlen, -EBADMSG, "tensor %s is missing", name);
 	}
 	int rc = gguf_tensor_check_loadable(t, err, errlen);
 	if (rc < 0)
 		return rc;
 	bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
 	if (!ok)
-		return seterr(err, errlen, -EBADMSG,
+		return mg_seterr(err, errlen, -EBADMSG,
 			      "tensor %s has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu] "
 			      "from the hyper-parameters", name, (unsigned long long)t->ne[0],
 			      (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
@@ -228,7 +217,7 @@ static int src_rows(src_t *s, const char *name, uint64_t ne0, uint64_t row0, uin
 	if (s->g == NULL) {
 		rc = synth_tensor_rows(s->cfg, name, row0, n, dst);
 		if (rc < 0)
-			return seterr(err, errlen, rc, "synthetic tensor %s: cannot generate", name);
+			return mg_seterr(err, errlen, rc, "synthetic tensor %s: cannot generate", name);
 		return 0;
 	}
 	const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
@@ -243,7 +232,7 @@ static int src_rows(src_t *s, const char *name, uint64_t ne0, uint64_t row0, uin
 	part.nbytes = row_bytes * n;
 	rc = gguf_tensor_to_f32(&part, dst);
 	if (rc < 0)
-		return seterr(err, errlen, rc, "tensor %s: cannot convert %s to f32", name,
+		return mg_seterr(err, errlen, rc, "tensor %s: cannot convert %s to f32", name,
 			      gguf_ttype_name(t->type));
 	return 0;
 }
@@ -256,7 +245,7 @@ static int load_vec(src_t *s, const char *name, uint64_t n, float **ret, bool op
 		return rc;
 	float *v = malloc(n * sizeof(float));
 	if (v == NULL)
-		return seterr(err, errlen, -ENOMEM, "tensor %s: out of memory", name);
+		return mg_seterr(err, errlen, -ENOMEM, "tensor %s: out of memory", name);
 	rc = src_rows(s, name, n, 0, 1, v, err, errlen);
 	if (rc < 0) {
 		free(v);
@@ -288,7 +277,7 @@ static int alloc_w(model_t *m, ops_w_t *w, int n_out, int n_in, const char *what
 {
 	int rc = ops_w_alloc(w, m->layout, n_out, n_in);
 	if (rc < 0)
-		return seterr(err, errlen, rc, "%s [%d x %d]: cannot allocate", what, n_out, n_in);
+		return mg_seterr(err, errlen, rc, "%s [%d x %d]: cannot allocate", what, n_out, n_in);
 	m->weight_bytes += ops_w_floats(m->layout, n_out, n_in) * sizeof(float);
 	return 0;
 }
@@ -305,7 +294,7 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 		max_k = q;
 	s->buf = malloc((size_t)CHUNK_ROWS * (size_t)max_k * sizeof(float));
 	if (s->buf == NULL)
-		return seterr(err, errlen, -ENOMEM, "out of memory");
+		return mg_seterr(err, errlen, -ENOMEM, "out of memory");
 
 	/* token_embd: the embedding table; also the output head when tied */
 	rc = src_check(s, "output.weight", (uint64_t)d, (uint64_t)c->vocab_size, true, err, errlen);
@@ -326,7 +315,7 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 				    false, err, errlen)) < 0)
 			return rc;
 		if ((rc = ops_w_alloc(&e, OPS_W_ROWMAJOR, c->vocab_size, d)) < 0)
-			return seterr(err, errlen, rc, "token_embd.weight: cannot allocate");
+			return mg_seterr(err, errlen, rc, "token_embd.weight: cannot allocate");
 		m->tok_embd = e.data;
 		m->weight_bytes += (size_t)c->vocab_size * (size_t)d * sizeof(float);
 		if ((rc = load_rows(s, "token_embd.weight", &e, 0, c->vocab_size, err, errlen)) < 0)
@@ -338,7 +327,7 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 
 	m->layers = calloc((size_t)c->n_layers, sizeof(*m->layers));
 	if (m->layers == NULL)
-		return seterr(err, errlen, -ENOMEM, "out of memory");
+		return mg_seterr(err, errlen, -ENOMEM, "out of memory");
 	for (int l = 0; l < c->n_layers; l++) {
 		layer_t *L = &m->layers[l];
 #define NAME(fmt) (snprintf(name, sizeof(name), "blk.%d." fmt, l), name)
@@ -355,7 +344,7 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 			float *bq = NULL, *bk = NULL, *bv = NULL;
 			L->bqkv = malloc((size_t)m->qkv_dim * sizeof(float));
 			if (L->bqkv == NULL)
-				return seterr(err, errlen, -ENOMEM, "out of memory");
+				return mg_seterr(err, errlen, -ENOMEM, "out of memory");
 			if ((rc = load_vec(s, NAME("attn_q.bias"), (uint64_t)q, &bq, false, err, errlen)) == 0 &&
 			    (rc = load_vec(s, NAME("attn_k.bias"), (uint64_t)kv, &bk, false, err, errlen)) == 0 &&
 			    (rc = load_vec(s, NAME("attn_v.bias"), (uint64_t)kv, &bv, false, err, errlen)) == 0) {
@@ -404,9 +393,9 @@ static int get_u32_key(const gguf_t *g, const char *arch, const char *suffix, bo
 	if (rc == -ENOENT && !required)
 		v = dflt;
 	else if (rc == -ENOENT)
-		return seterr(err, errlen, -EBADMSG, "metadata key %s is missing", key);
+		return mg_seterr(err, errlen, -EBADMSG, "metadata key %s is missing", key);
 	else if (rc < 0 || v > INT32_MAX)
-		return seterr(err, errlen, -EBADMSG, "metadata key %s is not an unsigned integer "
+		return mg_seterr(err, errlen, -EBADMSG, "metadata key %s is not an unsigned integer "
 			      "that fits in 32 bits", key);
 	*ret = (int)v;
 	return 0;
@@ -423,7 +412,7 @@ static int get_f32_key(const gguf_t *g, const char *arch, const char *suffix, fl
 		return 0;
 	}
 	if (rc < 0)
-		return seterr(err, errlen, -EBADMSG, "metadata key %s is not a float", key);
+		return mg_seterr(err, errlen, -EBADMSG, "metadata key %s is not a float", key);
 	return 0;
 }
 
@@ -433,7 +422,7 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 	gguf_str_t s;
 	int rc = gguf_get_str(g, "general.architecture", &s);
 	if (rc < 0)
-		return seterr(err, errlen, -EBADMSG, "metadata key general.architecture is %s",
+		return mg_seterr(err, errlen, -EBADMSG, "metadata key general.architecture is %s",
 			      rc == -ENOENT ? "missing" : "not a string");
 	if (s.len == 5 && memcmp(s.data, "llama", 5) == 0) {
 		c->arch = MODEL_ARCH_LLAMA;
@@ -443,7 +432,7 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 		c->rope_neox = true;
 		c->qkv_bias = true;
 	} else {
-		return seterr(err, errlen, -ENOTSUP, "architecture '%.*s' is not supported "
+		return mg_seterr(err, errlen, -ENOTSUP, "architecture '%.*s' is not supported "
 			      "(margin runs llama and qwen2)", (int)(s.len > 64 ? 64 : s.len), s.data);
 	}
 	memcpy(c->arch_name, s.data, s.len);
@@ -470,17 +459,17 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 			      c->arch == MODEL_ARCH_QWEN2 ? 1e-6f : 1e-5f, &c->norm_eps, err, errlen)) < 0)
 		return rc;
 	if (c->n_heads <= 0)
-		return seterr(err, errlen, -EBADMSG, "%s.attention.head_count is 0", arch);
+		return mg_seterr(err, errlen, -EBADMSG, "%s.attention.head_count is 0", arch);
 	c->head_dim = key_len > 0 ? key_len : c->dim / c->n_heads;
 	if (key_len == 0 && c->dim % c->n_heads != 0)
-		return seterr(err, errlen, -EBADMSG, "%s.embedding_length %d is not a multiple of "
+		return mg_seterr(err, errlen, -EBADMSG, "%s.embedding_length %d is not a multiple of "
 			      "the head count %d", arch, c->dim, c->n_heads);
 	c->rope_dim = rope_dim > 0 ? rope_dim : c->head_dim;
 	const gguf_tensor_t *te = gguf_find_tensor(g, "token_embd.weight");
 	if (te == NULL)
-		return seterr(err, errlen, -EBADMSG, "tensor token_embd.weight is missing");
+		return mg_seterr(err, errlen, -EBADMSG, "tensor token_embd.weight is missing");
 	if (te->ne[1] == 0 || te->ne[1] > (1u << 24))
-		return seterr(err, errlen, -EBADMSG, "tensor token_embd.weight has %llu rows, "
+		return mg_seterr(err, errlen, -EBADMSG, "tensor token_embd.weight has %llu rows, "
 			      "not a vocabulary size", (unsigned long long)te->ne[1]);
 	c->vocab_size = (int)te->ne[1];
 	return check_config(c, err, errlen);
@@ -504,7 +493,7 @@ int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (path == NULL || ret == NULL)
-		return seterr(err, errlen, -EINVAL, "no model path");
+		return mg_seterr(err, errlen, -EINVAL, "no model path");
 	gguf_t *g = NULL;
 	model_t *m = NULL;
 	src_t s = { 0 };
@@ -512,29 +501,29 @@ int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 	char sub[256];
 	int rc = gguf_open(path, &g, sub, sizeof(sub));
 	if (rc < 0) {
-		seterr(err, errlen, rc, "%s", sub);
+		mg_seterr(err, errlen, rc, "%s", sub);
 		goto fail;
 	}
 	if ((rc = read_config(g, &c, sub, sizeof(sub))) < 0) {
-		seterr(err, errlen, rc, "%s: %s", path, sub);
+		mg_seterr(err, errlen, rc, "%s: %s", path, sub);
 		goto fail;
 	}
 	if ((rc = model_alloc(&c, o, &m)) < 0) {
-		seterr(err, errlen, rc, "%s: out of memory", path);
+		mg_seterr(err, errlen, rc, "%s: out of memory", path);
 		goto fail;
 	}
 	s.g = g;
 	s.cfg = &m->cfg;
 	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0) {
-		seterr(err, errlen, rc, "%s: %s", path, sub);
+		mg_seterr(err, errlen, rc, "%s: %s", path, sub);
 		goto fail;
 	}
 	if ((rc = tok_new_from_gguf(g, &m->tok, sub, sizeof(sub))) < 0) {
-		seterr(err, errlen, rc, "%s: tokenizer: %s", path, sub);
+		mg_seterr(err, errlen, rc, "%s: tokenizer: %s", path, sub);
 		goto fail;
 	}
 	if (tok_n_vocab(m->tok) > (uint32_t)m->cfg.vocab_size) {
-		rc = seterr(err, errlen, -EBADMSG, "%s: the tokenizer has %u tokens but "
+		rc = mg_seterr(err, errlen, -EBADMSG, "%s: the tokenizer has %u tokens but "
 			    "token_embd.weight only %d rows", path, tok_n_vocab(m->tok), m->cfg.vocab_size);
 		goto fail;
 	}
@@ -566,7 +555,7 @@ int model_new_synth_opts(const char *preset, int n_layers_override, const model_
 		for (size_t i = 0; i < synth_n_presets() && len < sizeof(list); i++)
 			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
 						synth_preset_at(i)->name);
-		return seterr(err, errlen, -EINVAL, "unknown preset '%s' (presets: %s)",
+		return mg_seterr(err, errlen, -EINVAL, "unknown preset '%s' (presets: %s)",
 			      preset != NULL ? preset : "", list);
 	}
 	model_config_t c = p->cfg;
@@ -578,15 +567,15 @@ int model_new_synth_opts(const char *preset, int n_layers_override, const model_
 	model_t *m = NULL;
 	src_t s = { 0 };
 	if ((rc = model_alloc(&c, o, &m)) < 0)
-		return seterr(err, errlen, rc, "preset %s: out of memory", preset);
+		return mg_seterr(err, errlen, rc, "preset %s: out of memory", preset);
 	s.cfg = &m->cfg;
 	char sub[200];
 	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0) {
-		seterr(err, errlen, rc, "preset %s: %s", preset, sub);
+		mg_seterr(err, errlen, rc, "preset %s: %s", preset, sub);
 		goto fail;
 	}
 	if ((rc = synth_tok_new((uint32_t)c.vocab_size, &m->tok, sub, sizeof(sub))) < 0) {
-		seterr(err, errlen, rc, "preset %s: tokenizer: %s", preset, sub);
+		mg_seterr(err, errlen, rc, "preset %s: tokenizer: %s", preset, sub);
 		goto fail;
 	}
 	free(s.buf);

@@ -1,6 +1,7 @@
 /* synth: architecture presets, counter-based pseudo-random weights, the
  * synthetic SentencePiece vocabulary and the GGUF writer of all that. */
 #include "synth.h"
+#include "mg_err.h"
 
 #include "gguf.h"
 
@@ -11,18 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err != NULL && errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 #define LLAMA(dim_, layers, heads, kv, ffn, vocab, ctx, base) \
 	{ .arch = MODEL_ARCH_LLAMA, .arch_name = "llama", .dim = dim_, .n_layers = layers, \
@@ -228,7 +217,7 @@ int synth_tok_new(uint32_t n_tokens, tok_t **ret, char *err, size_t errlen)
 	synth_vocab_t sv;
 	int rc = synth_vocab_init(&sv, n_tokens);
 	if (rc < 0)
-		return seterr(err, errlen, rc, "synthetic vocabulary of %u tokens: %s", n_tokens,
+		return mg_seterr(err, errlen, rc, "synthetic vocabulary of %u tokens: %s", n_tokens,
 			      rc == -EINVAL ? "needs at least 260" : "out of memory");
 	tok_vocab_t v = {
 		.kind = TOK_KIND_SPM,
@@ -322,9 +311,9 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 		err[0] = '\0';
 	const synth_preset_t *p = synth_preset_find(preset);
 	if (p == NULL)
-		return seterr(err, errlen, -EINVAL, "unknown preset '%s'", preset ? preset : "");
+		return mg_seterr(err, errlen, -EINVAL, "unknown preset '%s'", preset ? preset : "");
 	if (type != GGUF_TTYPE_F32 && type != GGUF_TTYPE_F16)
-		return seterr(err, errlen, -EINVAL, "synthetic models are written as F32 or F16");
+		return mg_seterr(err, errlen, -EINVAL, "synthetic models are written as F32 or F16");
 	model_config_t c = p->cfg;
 	if (n_layers_override > 0)
 		c.n_layers = n_layers_override;
@@ -338,13 +327,13 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 	memset(&sv, 0, sizeof(sv));
 	int rc = -ENOMEM;
 	if (specs == NULL || fills == NULL || fbuf == NULL || bbuf == NULL || w == NULL) {
-		seterr(err, errlen, rc, "%s: out of memory", path);
+		mg_seterr(err, errlen, rc, "%s: out of memory", path);
 		goto done;
 	}
 	model_tensor_specs(&c, specs, n);
 	if ((rc = synth_vocab_init(&sv, (uint32_t)c.vocab_size)) < 0 ||
 	    (rc = set_keys(w, p, &c, type, &sv)) < 0) {
-		seterr(err, errlen, rc, "%s: cannot build the metadata", path);
+		mg_seterr(err, errlen, rc, "%s: cannot build the metadata", path);
 		goto done;
 	}
 	/* Tensors are generated piece by piece as the writer streams them out:
@@ -359,7 +348,7 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 		if ((rc = gen_init(&c, t->name, &f->g)) < 0 ||
 		    (rc = gguf_writer_add_tensor_fill(w, t->name, f->type, t->n_dims, t->ne, nb,
 						      fill_piece, f)) < 0) {
-			seterr(err, errlen, rc, "%s: tensor %s: cannot add it", path, t->name);
+			mg_seterr(err, errlen, rc, "%s: tensor %s: cannot add it", path, t->name);
 			goto done;
 		}
 	}
