@@ -19,7 +19,6 @@
 #include "cmd_cost.h"
 #include "chart.h"
 #include "cost.h"
-#include "litellm.h"
 #include "meter.h"
 #include "report.h"
 
@@ -39,26 +38,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#ifndef MARGIN_DATADIR
-#define MARGIN_DATADIR "/usr/local/share/margin"
-#endif
-#ifndef MARGIN_SOURCE_DEPLOY
-#define MARGIN_SOURCE_DEPLOY ""
-#endif
-
 #define MAX_REFS 16
 #define MAX_PRICE_FILES 16
 
-static const char *const default_prices[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf" };
-static const char *const default_refs[] = { "gpt-4o-mini", "qwen-long" };
-
 /* --- shared helpers ---------------------------------------------------- */
-
-static bool is_dir(const char *p)
-{
-	struct stat st;
-	return p[0] != '\0' && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 static bool is_file(const char *p)
 {
@@ -66,18 +49,13 @@ static bool is_file(const char *p)
 	return p[0] != '\0' && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* $env when set, else the meter's default directory of kind. */
 static const char *data_dir(const char *env, const char *kind, char *buf, size_t len)
 {
 	const char *e = getenv(env);
 	if (e != NULL && *e != '\0')
 		return e;
-	char alt[4096];
-	if (snprintf(buf, len, "%s/%s", MARGIN_DATADIR, kind) < (int)len && is_dir(buf))
-		return buf;
-	if (MARGIN_SOURCE_DEPLOY[0] != '\0' &&
-	    snprintf(alt, sizeof(alt), "%s/%s", MARGIN_SOURCE_DEPLOY, kind) < (int)sizeof(alt) && is_dir(alt))
-		snprintf(buf, len, "%s", alt);
-	return buf;
+	return meter_default_dir(kind, buf, len);
 }
 
 const char *cmd_cost_hardware_dir(void)
@@ -92,22 +70,11 @@ const char *cmd_cost_prices_dir(void)
 	return data_dir("MARGIN_PRICES_DIR", "prices", buf, sizeof(buf));
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 int cmd_cost_profile(const char *spec, hwprof_t *ret, char *err, size_t errlen)
 {
-	if (strchr(spec, '/') != NULL || is_file(spec))
-		return hwprof_load(spec, ret, err, errlen);
-	char name[256];
-	snprintf(name, sizeof(name), "%s", spec);
-	if (ends_with(name, ".conf"))
-		name[strlen(name) - 5] = '\0';
-	int r = hwprof_find(cmd_cost_hardware_dir(), name, ret, err, errlen);
-	if (r == -ENOENT) {
+	int r = meter_load_profile(spec, cmd_cost_hardware_dir(), ret, err, errlen);
+	if (r == -ENOENT && strchr(spec, '/') == NULL) {
+		/* a name not found: say where names are looked up */
 		char e2[512];
 		snprintf(e2, sizeof(e2), "%s", err);
 		snprintf(err, errlen, "%s (hardware profiles by name come from %s; give a FILE or set $MARGIN_HARDWARE_DIR)",
@@ -118,54 +85,7 @@ int cmd_cost_profile(const char *spec, hwprof_t *ret, char *err, size_t errlen)
 
 int cmd_cost_prices(pricetab_t *t, const char *spec, char *err, size_t errlen)
 {
-	char path[8300];
-	const char *dir = cmd_cost_prices_dir();
-	if (strchr(spec, '/') != NULL || is_file(spec)) {
-		snprintf(path, sizeof(path), "%s", spec);
-	} else {
-		snprintf(path, sizeof(path), "%s/%s", dir, spec);
-		if (!is_file(path))
-			snprintf(path, sizeof(path), "%s/%s.conf", dir, spec);
-	}
-	if (ends_with(path, ".json"))
-		return litellm_load(t, path, NULL, NULL, err, errlen);
-	return pricetab_load(t, path, err, errlen);
-}
-
-int cmd_cost_price_entry(const char *text, const char *name, const char *provider, const char *currency,
-			 const char *source, pricetab_entry_t *ret, char *err, size_t errlen)
-{
-	char a[64], *b;
-	meter_q_t in, out;
-	if (snprintf(a, sizeof(a), "%s", text) >= (int)sizeof(a))
-		goto bad;
-	b = strchr(a, '/');
-	if (b != NULL)
-		*b++ = '\0';
-	if (meter_q_parse(a, &in) < 0 || meter_q_parse(b ? b : a, &out) < 0 || in.num < 0 || out.num < 0)
-		goto bad;
-	if (!meter_currency_valid(currency)) {
-		snprintf(err, errlen, "price %s: currency \"%s\" is not an ISO 4217 code (--currency)", text, currency);
-		return -EINVAL;
-	}
-	memset(ret, 0, sizeof(*ret));
-	snprintf(ret->name, sizeof(ret->name), "%s", name);
-	snprintf(ret->model, sizeof(ret->model), "%s", name);
-	snprintf(ret->provider, sizeof(ret->provider), "%s", provider ? provider : "");
-	snprintf(ret->mode, sizeof(ret->mode), "chat");
-	snprintf(ret->currency, sizeof(ret->currency), "%s", currency);
-	ret->in_per_1m = in;
-	ret->out_per_1m = out;
-	snprintf(ret->in_source, sizeof(ret->in_source), "%s", source);
-	snprintf(ret->out_source, sizeof(ret->out_source), "%s", source);
-	snprintf(ret->in_date, sizeof(ret->in_date), "as given");
-	snprintf(ret->out_date, sizeof(ret->out_date), "as given");
-	snprintf(ret->batch_source, sizeof(ret->batch_source), "no batch tier (one price for every call)");
-	snprintf(ret->origin, sizeof(ret->origin), "command line");
-	return 0;
-bad:
-	snprintf(err, errlen, "price \"%s\": expected P or IN/OUT, non-negative decimals per 1M tokens", text);
-	return -EINVAL;
+	return meter_load_prices(t, spec, cmd_cost_prices_dir(), NULL, err, errlen);
 }
 
 int cmd_cost_micros(const char *text, int64_t *ret)
@@ -579,8 +499,8 @@ int cmd_cost(int argc, char **argv)
 			goto done;
 		}
 	if (o.n_prices == 0)
-		for (size_t i = 0; i < sizeof(default_prices) / sizeof(default_prices[0]); i++)
-			if (cmd_cost_prices(t, default_prices[i], err, sizeof(err)) < 0)
+		for (const char *const *p = meter_default_price_tables; *p != NULL; p++)
+			if (cmd_cost_prices(t, *p, err, sizeof(err)) < 0)
 				fprintf(stderr, "marginctl cost: warning: default price table not loaded: %s\n", err);
 	if (o.hardware != NULL) {
 		if ((r = cmd_cost_profile(o.hardware, &hw, err, sizeof(err))) < 0) {
@@ -621,13 +541,11 @@ int cmd_cost(int argc, char **argv)
 		for (size_t i = 0; i < o.n_refs; i++)
 			refs[n_refs++] = o.refs[i];
 	} else {
-		for (size_t i = 0; i < sizeof(default_refs) / sizeof(default_refs[0]); i++)
-			if (pricetab_find(t, default_refs[i]) != NULL)
-				refs[n_refs++] = default_refs[i];
+		n_refs = meter_find_default_refs(t, refs, MAX_REFS);
 	}
 	if (o.sale != NULL) {
 		pricetab_entry_t e;
-		if ((r = cmd_cost_price_entry(o.sale, "sale", "", cur, "--sale-price", &e, err, sizeof(err))) < 0) {
+		if ((r = meter_parse_price_entry(o.sale, "sale", NULL, cur, "--sale-price", &e, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl cost: --sale-price: %s\n", err);
 			status = 2;
 			goto done;

@@ -3,9 +3,10 @@
  * margind or its state directory, throughput measured from them).
  *
  * Hardware profiles and price tables given by name are looked up in
- * $MARGIN_HARDWARE_DIR / $MARGIN_PRICES_DIR, else the installed
- * DATADIR/margin/{hardware,prices}, else this source tree's deploy/ (an
- * uninstalled build). Single thread. */
+ * $MARGIN_HARDWARE_DIR / $MARGIN_PRICES_DIR, else the meter's default
+ * directories (meter_default_dir: the installed
+ * DATADIR/margin/{hardware,prices}, else this source tree's deploy/).
+ * Single thread. */
 #ifndef CMD_COST_H
 #define CMD_COST_H
 
@@ -18,16 +19,15 @@
 #include "pricetab.h"
 #include "thru.h"
 
+/* The directories (borrowed: the environment's or a static buffer). */
 const char *cmd_cost_hardware_dir(void);
 const char *cmd_cost_prices_dir(void);
 
-/* spec: a file path, or a name in the directory (NAME, NAME.conf). */
+/* meter_load_profile in cmd_cost_hardware_dir(); a name not found says
+ * where names are looked up. */
 int cmd_cost_profile(const char *spec, hwprof_t *ret, char *err, size_t errlen);
-/* Adds a table: LiteLLM JSON when the file ends in ".json", else INI. */
+/* meter_load_prices in cmd_cost_prices_dir(). */
 int cmd_cost_prices(pricetab_t *t, const char *spec, char *err, size_t errlen);
-/* "P" or "IN/OUT", currency units per 1M tokens, into an entry `name`. */
-int cmd_cost_price_entry(const char *text, const char *name, const char *provider, const char *currency,
-			 const char *source, pricetab_entry_t *ret, char *err, size_t errlen);
 /* A decimal amount of currency units as exact micros ("500000" -> 5e11). */
 int cmd_cost_micros(const char *text, int64_t *ret);
 

@@ -29,8 +29,6 @@
 
 #define MAX_FILES 16
 
-static const char *const default_refs[] = { "gpt-4o-mini", "qwen-long" };
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -197,7 +195,25 @@ static int price_arg(const char *arg, const char *label, const eopts_t *o, const
 	}
 	snprintf(src, sizeof(src), "--%s %s%s%s", label, arg, o->provider ? ", provider " : "",
 		 o->provider ? o->provider : "");
-	return cmd_cost_price_entry(arg, label, o->provider, cur, src, ret, err, errlen);
+	return meter_parse_price_entry(arg, label, o->provider, cur, src, ret, err, errlen);
+}
+
+/* --hardware (default cpu-2vcpu) into *hw and the --prices tables into t
+ * for subcommand sub. A negative errno with the reason on stderr. */
+static int load_inputs(const eopts_t *o, const char *sub, hwprof_t *hw, pricetab_t *t)
+{
+	char err[2048];
+	int r;
+	if ((r = cmd_cost_profile(o->hardware ? o->hardware : "cpu-2vcpu", hw, err, sizeof(err))) < 0) {
+		fprintf(stderr, "marginctl economics %s: --hardware: %s\n", sub, err);
+		return r;
+	}
+	for (size_t i = 0; i < o->n_prices; i++)
+		if ((r = cmd_cost_prices(t, o->prices[i], err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl economics %s: --prices %s: %s\n", sub, o->prices[i], err);
+			return r;
+		}
+	return 0;
 }
 
 static json_t *point_json(const pricewar_point_t *p)
@@ -233,17 +249,10 @@ static int check(const eopts_t *o)
 		status = 2;
 		goto done;
 	}
-	if ((r = cmd_cost_profile(o->hardware ? o->hardware : "cpu-2vcpu", &hw, err, sizeof(err))) < 0) {
-		fprintf(stderr, "marginctl economics check: --hardware: %s\n", err);
+	if (load_inputs(o, "check", &hw, t) < 0) {
 		status = 2;
 		goto done;
 	}
-	for (size_t i = 0; i < o->n_prices; i++)
-		if ((r = cmd_cost_prices(t, o->prices[i], err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl economics check: --prices %s: %s\n", o->prices[i], err);
-			status = 2;
-			goto done;
-		}
 	if (o->n_prices == 0 && cmd_cost_prices(t, "fx.conf", err, sizeof(err)) < 0)
 		fprintf(stderr, "marginctl economics check: warning: no exchange rates loaded: %s\n", err);
 	const char *cur = o->currency ? o->currency : hw.currency;
@@ -435,29 +444,18 @@ static int chart(const eopts_t *o)
 		status = 2;
 		goto done;
 	}
-	if ((r = cmd_cost_profile(o->hardware ? o->hardware : "cpu-2vcpu", &hw, err, sizeof(err))) < 0) {
-		fprintf(stderr, "marginctl economics chart: --hardware: %s\n", err);
+	if (load_inputs(o, "chart", &hw, t) < 0) {
 		status = 2;
 		goto done;
 	}
-	for (size_t i = 0; i < o->n_prices; i++)
-		if ((r = cmd_cost_prices(t, o->prices[i], err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl economics chart: --prices %s: %s\n", o->prices[i], err);
-			status = 2;
-			goto done;
-		}
-	if (o->n_prices == 0) {
-		static const char *const defaults[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf" };
-		for (size_t i = 0; i < 3; i++)
-			if (cmd_cost_prices(t, defaults[i], err, sizeof(err)) < 0)
+	if (o->n_prices == 0)
+		for (const char *const *p = meter_default_price_tables; *p != NULL; p++)
+			if (cmd_cost_prices(t, *p, err, sizeof(err)) < 0)
 				fprintf(stderr, "marginctl economics chart: warning: %s\n", err);
-	}
 	for (size_t i = 0; i < o->n_refs; i++)
 		refs[n_refs++] = o->refs[i];
 	if (o->n_refs == 0)
-		for (size_t i = 0; i < 2; i++)
-			if (pricetab_find(t, default_refs[i]) != NULL)
-				refs[n_refs++] = default_refs[i];
+		n_refs = meter_find_default_refs(t, refs, MAX_FILES);
 	if ((r = thru_bench_load(o->bench, b, err, sizeof(err))) < 0 ||
 	    (r = chart_cost_vs_batch(b, &hw, util, t, refs, n_refs, o->via_batch, o->currency ? o->currency : hw.currency,
 				     &svg, err, sizeof(err))) < 0) {

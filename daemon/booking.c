@@ -2,7 +2,6 @@
 #include "booking.h"
 #include "cost.h"
 #include "ledger.h"
-#include "litellm.h"
 #include "meter.h"
 #include "mg_clock.h"
 #include "mg_log.h"
@@ -13,123 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-/* Where `meson install` puts deploy/hardware and deploy/prices, and the
- * source tree's deploy/ for a build that was never installed (both set by
- * daemon/meson.build). */
-#ifndef MARGIN_DATADIR
-#define MARGIN_DATADIR "/usr/local/share/margin"
-#endif
-#ifndef MARGIN_SOURCE_DEPLOY
-#define MARGIN_SOURCE_DEPLOY ""
-#endif
 
 /* Cached profile lookups per announced name; bounded, because names come
  * from workers. */
 #define MAX_PROFILES 256
 
-static const char *const default_prices[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf" };
-static const char *const default_refs[] = { "gpt-4o-mini", "qwen-long" };
-
 /* --- [meter] settings -------------------------------------------------- */
-
-static bool is_dir(const char *p)
-{
-	struct stat st;
-	return p[0] != '\0' && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool is_file(const char *p)
-{
-	struct stat st;
-	return p[0] != '\0' && stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The installed directory of kind ("hardware", "prices"), else the source
- * tree's, else the installed path (for the messages). */
-static void default_dir(const char *kind, char *buf, size_t len)
-{
-	char alt[BOOKING_PATH_MAX];
-	if (snprintf(buf, len, "%s/%s", MARGIN_DATADIR, kind) < (int)len && is_dir(buf))
-		return;
-	if (MARGIN_SOURCE_DEPLOY[0] != '\0' &&
-	    snprintf(alt, sizeof(alt), "%s/%s", MARGIN_SOURCE_DEPLOY, kind) < (int)sizeof(alt) && is_dir(alt))
-		snprintf(buf, len, "%s", alt);
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-int booking_load_profile(const char *spec, const char *dir, hwprof_t *ret, char *err, size_t errlen)
-{
-	if (strchr(spec, '/') != NULL || is_file(spec))
-		return hwprof_load(spec, ret, err, errlen);
-	if (dir == NULL || dir[0] == '\0') {
-		snprintf(err, errlen, "hardware profile %s: no profile directory ([meter] hardware_dir)", spec);
-		return -ENOENT;
-	}
-	char name[256];
-	snprintf(name, sizeof(name), "%s", spec);
-	if (ends_with(name, ".conf"))
-		name[strlen(name) - 5] = '\0';
-	return hwprof_find(dir, name, ret, err, errlen);
-}
-
-int booking_load_prices(pricetab_t *t, const char *spec, const char *dir, const char *date, char *err,
-			size_t errlen)
-{
-	char path[BOOKING_PATH_MAX * 2];
-	if (strchr(spec, '/') != NULL || is_file(spec) || dir == NULL || dir[0] == '\0') {
-		snprintf(path, sizeof(path), "%s", spec);
-	} else {
-		snprintf(path, sizeof(path), "%s/%s", dir, spec);
-		if (!is_file(path))
-			snprintf(path, sizeof(path), "%s/%s.conf", dir, spec);
-	}
-	if (ends_with(path, ".json"))
-		return litellm_load(t, path, date, NULL, err, errlen);
-	return pricetab_load(t, path, err, errlen);
-}
-
-int booking_price_entry(const char *text, const char *name, const char *currency, const char *source,
-			pricetab_entry_t *ret, char *err, size_t errlen)
-{
-	char a[64], *b;
-	meter_q_t in, out;
-	if (snprintf(a, sizeof(a), "%s", text) >= (int)sizeof(a))
-		goto bad;
-	b = strchr(a, '/');
-	if (b != NULL)
-		*b++ = '\0';
-	if (meter_q_parse(a, &in) < 0 || meter_q_parse(b ? b : a, &out) < 0 || in.num < 0 || out.num < 0)
-		goto bad;
-	if (!meter_currency_valid(currency)) {
-		snprintf(err, errlen, "price \"%s\": currency \"%s\" is not an ISO 4217 code", text, currency);
-		return -EINVAL;
-	}
-	memset(ret, 0, sizeof(*ret));
-	snprintf(ret->name, sizeof(ret->name), "%s", name);
-	snprintf(ret->model, sizeof(ret->model), "%s", name);
-	snprintf(ret->mode, sizeof(ret->mode), "chat");
-	snprintf(ret->currency, sizeof(ret->currency), "%s", currency);
-	ret->in_per_1m = in;
-	ret->out_per_1m = out;
-	snprintf(ret->in_source, sizeof(ret->in_source), "%s", source);
-	snprintf(ret->out_source, sizeof(ret->out_source), "%s", source);
-	snprintf(ret->in_date, sizeof(ret->in_date), "as given");
-	snprintf(ret->out_date, sizeof(ret->out_date), "as given");
-	snprintf(ret->batch_source, sizeof(ret->batch_source), "no batch tier (one price for every call)");
-	snprintf(ret->origin, sizeof(ret->origin), "%s", source);
-	return 0;
-bad:
-	snprintf(err, errlen, "price \"%s\": expected P or IN/OUT (non-negative decimals, %s per 1M tokens)", text,
-		 currency);
-	return -EINVAL;
-}
 
 /* Splits a comma-separated list in place; returns the count (at most max). */
 static size_t split_list(char *s, char **out, size_t max)
@@ -197,22 +85,22 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 	if ((v = get(cfg, "hardware_dir")) != NULL)
 		snprintf(c->hardware_dir, sizeof(c->hardware_dir), "%s", v);
 	else
-		default_dir("hardware", c->hardware_dir, sizeof(c->hardware_dir));
+		meter_default_dir("hardware", c->hardware_dir, sizeof(c->hardware_dir));
 	if ((v = get(cfg, "prices_dir")) != NULL)
 		snprintf(c->prices_dir, sizeof(c->prices_dir), "%s", v);
 	else
-		default_dir("prices", c->prices_dir, sizeof(c->prices_dir));
+		meter_default_dir("prices", c->prices_dir, sizeof(c->prices_dir));
 
 	if ((v = get(cfg, "hardware")) != NULL) {
 		snprintf(c->hardware, sizeof(c->hardware), "%s", v);
-		if ((r = booking_load_profile(v, c->hardware_dir, &c->forced, e2, sizeof(e2))) < 0) {
+		if ((r = meter_load_profile(v, c->hardware_dir, &c->forced, e2, sizeof(e2))) < 0) {
 			snprintf(err, errlen, "%s: [meter] hardware = %s: %s", mg_config_origin(cfg, "meter", "hardware"),
 				 v, e2);
 			goto fail;
 		}
 		c->has_forced = true;
 	}
-	if (booking_load_profile(BOOKING_FALLBACK_PROFILE, c->hardware_dir, &c->fallback, e2, sizeof(e2)) == 0)
+	if (meter_load_profile(BOOKING_FALLBACK_PROFILE, c->hardware_dir, &c->fallback, e2, sizeof(e2)) == 0)
 		c->has_fallback = true;
 	else if (!c->has_forced)
 		mg_log(MG_LOG_WARN, "meter", "no fallback hardware profile: workers without a known profile will be "
@@ -223,13 +111,13 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 		snprintf(list, sizeof(list), "%s", v);
 		size_t n = split_list(list, items, 64);
 		for (size_t i = 0; i < n; i++)
-			if ((r = booking_load_prices(c->prices, items[i], c->prices_dir, date, e2, sizeof(e2))) < 0) {
+			if ((r = meter_load_prices(c->prices, items[i], c->prices_dir, date, e2, sizeof(e2))) < 0) {
 				snprintf(err, errlen, "%s: [meter] prices: %s", mg_config_origin(cfg, "meter", "prices"), e2);
 				goto fail;
 			}
 	} else {
-		for (size_t i = 0; i < sizeof(default_prices) / sizeof(default_prices[0]); i++)
-			if (booking_load_prices(c->prices, default_prices[i], c->prices_dir, NULL, e2, sizeof(e2)) < 0)
+		for (const char *const *p = meter_default_price_tables; *p != NULL; p++)
+			if (meter_load_prices(c->prices, *p, c->prices_dir, NULL, e2, sizeof(e2)) < 0)
 				mg_log(MG_LOG_WARN, "meter", "default price table not loaded (set [meter] prices or "
 				       "prices_dir) err=\"%s\"", e2);
 	}
@@ -261,9 +149,10 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 				goto nomem;
 		}
 	} else {
-		for (size_t i = 0; i < sizeof(default_refs) / sizeof(default_refs[0]); i++)
-			if (pricetab_find(c->prices, default_refs[i]) != NULL &&
-			    (c->refs[c->n_refs++] = strdup(default_refs[i])) == NULL)
+		const char *refs[BOOKING_MAX_REFS];
+		size_t n = meter_find_default_refs(c->prices, refs, BOOKING_MAX_REFS);
+		for (size_t i = 0; i < n; i++)
+			if ((c->refs[c->n_refs++] = strdup(refs[i])) == NULL)
 				goto nomem;
 	}
 
@@ -271,7 +160,7 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 		pricetab_entry_t e;
 		char src[128];
 		snprintf(src, sizeof(src), "[meter] sale_price (%.100s)", mg_config_origin(cfg, "meter", "sale_price"));
-		if ((r = booking_price_entry(v, BOOKING_SALE_ENTRY, c->currency, src, &e, e2, sizeof(e2))) < 0) {
+		if ((r = meter_parse_price_entry(v, BOOKING_SALE_ENTRY, NULL, c->currency, src, &e, e2, sizeof(e2))) < 0) {
 			snprintf(err, errlen, "%s: [meter] sale_price: %s", mg_config_origin(cfg, "meter", "sale_price"), e2);
 			goto fail;
 		}

@@ -72,7 +72,8 @@
  *                                 for gross margins (the metric and reports)
  *
  * A name without '/' that is not an existing file is looked up in the
- * directory (NAME, then NAME.conf). */
+ * directory (NAME, then NAME.conf): meter_load_profile, meter_load_prices
+ * and meter_default_dir (meter.h), as marginctl does. */
 typedef struct booking_conf {
 	char hardware[BOOKING_PATH_MAX];	/* "" = each worker's own */
 	char hardware_dir[BOOKING_PATH_MAX];
@@ -98,18 +99,6 @@ typedef struct booking_conf {
  * logged. c is written in full (booking_conf_done frees it). */
 int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size_t errlen);
 void booking_conf_done(booking_conf_t *c);
-
-/* Profile and price-table lookups shared with the reports: spec is a
- * file path, or a name looked up in dir (NAME, NAME.conf). */
-int booking_load_profile(const char *spec, const char *dir, hwprof_t *ret, char *err, size_t errlen);
-/* Adds one table: LiteLLM JSON when the file ends in ".json" (date: its
- * snapshot date or NULL), else INI. */
-int booking_load_prices(pricetab_t *t, const char *spec, const char *dir, const char *date, char *err,
-			size_t errlen);
-/* Parses "P" or "IN/OUT" (currency units per 1M tokens, exact decimals)
- * into a price entry called name. -EINVAL with a message. */
-int booking_price_entry(const char *text, const char *name, const char *currency, const char *source,
-			pricetab_entry_t *ret, char *err, size_t errlen);
 
 /* margind's flags for the meter, as `--set meter.KEY=VALUE` for opts.c:
  * --hardware PROFILE|FILE -> meter.hardware, --prices FILE (repeatable)

@@ -1,12 +1,26 @@
 /* meter: see meter.h. */
 #include "meter.h"
 #include "meter_priv.h"
+#include "hwprof.h"
+#include "litellm.h"
+#include "pricetab.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* Where `meson install` puts deploy/hardware and deploy/prices, and the
+ * source tree's deploy/ for a build that was never installed (both set by
+ * meter/meson.build; "" = no source tree). */
+#ifndef MARGIN_DATADIR
+#define MARGIN_DATADIR "/usr/local/share/margin"
+#endif
+#ifndef MARGIN_SOURCE_DEPLOY
+#define MARGIN_SOURCE_DEPLOY ""
+#endif
 
 #define I128_MAX ((meter_i128)(((unsigned __int128)1 << 127) - 1))
 
@@ -438,4 +452,128 @@ bool meter_currency_valid(const char *code)
 		if (code[i] < 'A' || code[i] > 'Z')
 			return false;
 	return true;
+}
+
+/* --- data files --- */
+
+const char *const meter_default_price_tables[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf", NULL };
+const char *const meter_default_refs[] = { "gpt-4o-mini", "qwen-long", NULL };
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+	return p[0] != '\0' && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_file(const char *p)
+{
+	struct stat st;
+	return p[0] != '\0' && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* A spec names a file rather than an entry of a directory. */
+static bool is_path(const char *spec)
+{
+	return strchr(spec, '/') != NULL || is_file(spec);
+}
+
+char *meter_default_dir(const char *kind, char *buf, size_t len)
+{
+	char alt[4096];
+	if (len == 0)
+		return buf;
+	if (snprintf(buf, len, "%s/%s", MARGIN_DATADIR, kind) < (int)len && is_dir(buf))
+		return buf;
+	if (MARGIN_SOURCE_DEPLOY[0] != '\0' &&
+	    snprintf(alt, sizeof(alt), "%s/%s", MARGIN_SOURCE_DEPLOY, kind) < (int)sizeof(alt) && is_dir(alt))
+		snprintf(buf, len, "%s", alt);
+	return buf;
+}
+
+int meter_load_profile(const char *spec, const char *dir, hwprof_t *ret, char *err, size_t errlen)
+{
+	if (is_path(spec))
+		return hwprof_load(spec, ret, err, errlen);
+	if (dir == NULL || dir[0] == '\0') {
+		snprintf(err, errlen, "hardware profile %s: not a file, and no profile directory to look the name up in",
+			 spec);
+		return -ENOENT;
+	}
+	char name[256];
+	snprintf(name, sizeof(name), "%s", spec);
+	if (ends_with(name, ".conf"))
+		name[strlen(name) - 5] = '\0';
+	return hwprof_find(dir, name, ret, err, errlen);
+}
+
+int meter_load_prices(pricetab_t *t, const char *spec, const char *dir, const char *date, char *err, size_t errlen)
+{
+	char path[8192];
+	int n;
+	if (is_path(spec) || dir == NULL || dir[0] == '\0') {
+		n = snprintf(path, sizeof(path), "%s", spec);
+	} else {
+		n = snprintf(path, sizeof(path), "%s/%s", dir, spec);
+		if (n < (int)sizeof(path) && !is_file(path))
+			n = snprintf(path, sizeof(path), "%s/%s.conf", dir, spec);
+	}
+	if (n < 0 || n >= (int)sizeof(path)) {
+		snprintf(err, errlen, "price table %.200s: its path is longer than %zu bytes", spec, sizeof(path) - 1);
+		return -ENAMETOOLONG;
+	}
+	if (ends_with(path, ".json"))
+		return litellm_load(t, path, date, NULL, err, errlen);
+	return pricetab_load(t, path, err, errlen);
+}
+
+int meter_parse_price_entry(const char *text, const char *name, const char *provider, const char *currency,
+			    const char *source, pricetab_entry_t *ret, char *err, size_t errlen)
+{
+	char a[64], *b;
+	meter_q_t in, out;
+	if (snprintf(a, sizeof(a), "%s", text) >= (int)sizeof(a))
+		goto bad;
+	b = strchr(a, '/');
+	if (b != NULL)
+		*b++ = '\0';
+	if (meter_q_parse(a, &in) < 0 || meter_q_parse(b ? b : a, &out) < 0 || in.num < 0 || out.num < 0)
+		goto bad;
+	if (!meter_currency_valid(currency)) {
+		snprintf(err, errlen, "price \"%s\": currency \"%s\" is not an ISO 4217 code", text, currency);
+		return -EINVAL;
+	}
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->name, sizeof(ret->name), "%s", name);
+	snprintf(ret->model, sizeof(ret->model), "%s", name);
+	snprintf(ret->provider, sizeof(ret->provider), "%s", provider ? provider : "");
+	snprintf(ret->mode, sizeof(ret->mode), "chat");
+	snprintf(ret->currency, sizeof(ret->currency), "%s", currency);
+	ret->in_per_1m = in;
+	ret->out_per_1m = out;
+	snprintf(ret->in_source, sizeof(ret->in_source), "%s", source);
+	snprintf(ret->out_source, sizeof(ret->out_source), "%s", source);
+	snprintf(ret->in_date, sizeof(ret->in_date), "as given");
+	snprintf(ret->out_date, sizeof(ret->out_date), "as given");
+	snprintf(ret->batch_source, sizeof(ret->batch_source), "no batch tier (one price for every call)");
+	snprintf(ret->origin, sizeof(ret->origin), "%s", source);
+	return 0;
+bad:
+	snprintf(err, errlen, "price \"%s\": expected P or IN/OUT (non-negative decimals, %s per 1M tokens)", text,
+		 currency);
+	return -EINVAL;
+}
+
+size_t meter_find_default_refs(const pricetab_t *t, const char **ret, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; meter_default_refs[i] != NULL && n < max; i++)
+		if (pricetab_find(t, meter_default_refs[i]) != NULL)
+			ret[n++] = meter_default_refs[i];
+	return n;
 }

@@ -13,7 +13,9 @@
  * A price per 1M tokens in currency units is also a price per token in
  * micro-units: 2.50 USD / 1M tokens = 2.5 micro-USD per token.
  *
- * Pure functions; any thread. */
+ * Pure functions; any thread. The last section (data files) reads
+ * profiles and price tables from the file system; any thread too, no
+ * shared state. */
 #ifndef METER_H
 #define METER_H
 
@@ -95,5 +97,60 @@ char *meter_format_micros(int64_t micros, char *buf, size_t len);
 char *meter_format_ppm_pct(int64_t ppm, char *buf, size_t len);
 /* True for three upper-case ASCII letters (ISO 4217 style). */
 bool meter_currency_valid(const char *code);
+
+/* --- data files: hardware profiles and price tables --------------------
+ *
+ * How margind ([meter] settings, --hardware, --prices) and marginctl
+ * (cost, economics) resolve the profiles and price tables they are given:
+ * a spec is a file path when it contains '/' or names an existing file,
+ * else a name looked up in a directory. The structs are hwprof.h's and
+ * pricetab.h's (declared here by tag: those headers include this one). */
+
+struct hwprof;
+struct pricetab;
+struct pricetab_entry;
+
+/* What is loaded when nothing is configured (NULL-terminated, in load
+ * order): the price tables (exchange rates first) of the prices
+ * directory, and the reference models compared with. */
+extern const char *const meter_default_price_tables[];
+extern const char *const meter_default_refs[];
+
+/* The directory of a kind of data file ("hardware", "prices"):
+ * DATADIR/margin/KIND when it exists (meson install), else this source
+ * tree's deploy/KIND when that exists (a build that was never installed),
+ * else DATADIR/margin/KIND all the same, so that a message can name where
+ * a name was looked for. Both roots are fixed at build time
+ * (meter/meson.build). Returns buf. */
+char *meter_default_dir(const char *kind, char *buf, size_t len);
+
+/* A hardware profile: spec is a file (hwprof_load), or NAME or NAME.conf
+ * in dir (hwprof_find: DIR/NAME.conf, whose name must be NAME). -ENOENT
+ * with a message when spec is a name and dir is NULL or ""; otherwise
+ * hwprof_load's and hwprof_find's errors. *ret is written only on
+ * success. */
+int meter_load_profile(const char *spec, const char *dir, struct hwprof *ret, char *err, size_t errlen);
+
+/* Adds one price table to t: spec is a file, or DIR/SPEC, else
+ * DIR/SPEC.conf (dir NULL or "": spec is taken as a path). A path ending
+ * in ".json" is read as LiteLLM's format (date: the date to record for
+ * its prices, or NULL for the file's; litellm_load), anything else as INI
+ * (pricetab_load). Their errors, -ENAMETOOLONG for a path that does not
+ * fit. */
+int meter_load_prices(struct pricetab *t, const char *spec, const char *dir, const char *date, char *err,
+		      size_t errlen);
+
+/* A price given as text, "P" or "IN/OUT" (exact non-negative decimals,
+ * currency units per 1M tokens; "P" is both), into an entry called name
+ * (also its model) of provider (NULL: none), mode chat, no batch tier.
+ * source is recorded as where each price and the entry came from. -EINVAL
+ * with a message for a malformed price or a currency that is not an ISO
+ * 4217 code. *ret is written only on success. */
+int meter_parse_price_entry(const char *text, const char *name, const char *provider, const char *currency,
+			    const char *source, struct pricetab_entry *ret, char *err, size_t errlen);
+
+/* The meter_default_refs that t holds an entry for, in order, at most max
+ * of them, into ret (borrowed: static strings). Returns how many. */
+size_t meter_find_default_refs(const struct pricetab *t, const char **ret, size_t max);
 
 #endif

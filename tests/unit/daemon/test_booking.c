@@ -5,6 +5,7 @@
 #include "booking.h"
 #include "fixture.h"
 #include "ledger.h"
+#include "meter.h"
 #include "opts.h"
 #include "tests.h"
 
@@ -559,7 +560,7 @@ static void test_through_sched(void)
 	CU_ASSERT_EQUAL(s.load, jj.usage.cost_loaded_micros);
 	CU_ASSERT_EQUAL(s.busy, jj.usage.busy_ns);
 	hwprof_t hw;
-	CU_ASSERT_EQUAL_FATAL(booking_load_profile("test-hw", c.hardware_dir, &hw, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(meter_load_profile("test-hw", c.hardware_dir, &hw, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(s.rate_busy, hw.rate_busy_micros_per_hour);
 	CU_ASSERT_EQUAL(s.marg, oracle_cost(hw.rate_busy_micros_per_hour, (uint64_t)s.busy));
 	sums_of(db, "job = 'sync_1' AND via_batch = 0", &s);

@@ -3,7 +3,7 @@
 #include "cu_main.h"
 
 #define SUITE(x) extern const cu_test_t x##_tests[] __attribute__((weak));
-SUITE(meter) SUITE(hwprof) SUITE(pricetab) SUITE(litellm) SUITE(cost) SUITE(ledger)
+SUITE(meter) SUITE(meter_files) SUITE(hwprof) SUITE(pricetab) SUITE(litellm) SUITE(cost) SUITE(ledger)
 SUITE(report) SUITE(chart) SUITE(thru) SUITE(pricewar)
 #undef SUITE
 
@@ -11,6 +11,7 @@ int main(int argc, char **argv)
 {
 	cu_suite_t all[] = {
 		{ "meter", meter_tests, NULL, NULL },
+		{ "meter_files", meter_files_tests, NULL, NULL },
 		{ "hwprof", hwprof_tests, NULL, NULL },
 		{ "pricetab", pricetab_tests, NULL, NULL },
 		{ "litellm", litellm_tests, NULL, NULL },
