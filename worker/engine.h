@@ -1,18 +1,31 @@
 /* engine: continuous batching over `slots` sequences of one model.
  *
  * The caller (the worker's engine thread, `run`, `bench`, tests) submits
- * requests, then calls engine_step() until idle, collecting finished
- * requests with engine_take(). Each step: free slots admit queued requests
- * (tokenize, chat template, KV cache from the slot), prompts are prefilled
- * in chunks of at most `prefill_chunk` tokens, and every decoding sequence
- * advances by one token — all in one batched model_forward(), one sgemm
- * per weight matrix. A finished sequence leaves at once; its slot is
- * reused in the next step.
+ * requests (engine_submit tokenizes them, through the chat template for
+ * messages, and checks them against the slot context at once), then calls
+ * engine_step() until idle, collecting finished requests with
+ * engine_take(). Each step: free slots admit queued requests in FIFO order
+ * (each slot's KV cache, sampler and buffers were allocated in
+ * engine_new), every decoding sequence advances by one token and the
+ * remaining token budget prefills prompts in chunks of at most
+ * `prefill_chunk` tokens, oldest admission first — all in one batched
+ * model_forward(), one matrix product per weight matrix. A finished
+ * sequence leaves at once; its slot is reused in the next step.
+ *
+ * Greedy and sampled requests alike give the same tokens whatever shares
+ * their steps: the forward pass is batch-invariant (model.h) and every
+ * request draws from its own generator seeded with engine_req_t.seed as
+ * given (sampler.h).
  *
  * Accounting: each step's wall time (ns) is split among the sequences in it
  * in proportion to their FLOPs with the largest-remainder method, in
  * integers, so the parts sum exactly to the step; a request's busy_ns is the
- * sum of its parts over the steps it took part in.
+ * sum of its parts over the steps it took part in. Over any run, the busy_ns
+ * of all requests sum exactly to engine_stats_t.wall_ns.
+ *
+ * Threads: engine_new calls openblas_set_num_threads(threads) (used only by
+ * a model on the OpenBLAS path) and gives the model the same number of
+ * attention/matmul threads; the two never run at the same time.
  *
  * An engine_t is used by one thread at a time. */
 #ifndef ENGINE_H
