@@ -16,7 +16,7 @@ PKGS="
   libsystemd-dev
   libinih-dev
   libpcre2-dev
-  python3 curl
+  python3 python3-yaml curl
 "
 
 SUDO=
