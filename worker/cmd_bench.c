@@ -30,6 +30,7 @@
  * sampling, engine) is in both measurements as it is. Parameter counts of
  * the whole model come from its configuration. */
 #include "cmds.h"
+#include "mg_cpu.h"
 
 #include "calib.h"
 #include "engine.h"
@@ -153,8 +154,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		{ NULL, 0, NULL, 0 },
 	};
 	*a = (bench_args_t){ .batch = { 1, 8, 32 }, .n_batch = 3, .prompt_len = 128, .gen_len = 64, .reps = 3 };
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	a->threads = ncpu > 0 ? (int)ncpu : 1;
+	a->threads = mg_cpu_count();
 	optind = 1;
 	opterr = 0;
 	int c;

@@ -8,6 +8,7 @@
  *   generated ids (an end-of-generation token that stopped it included),
  *   text the generated text only. */
 #include "cmds.h"
+#include "mg_cpu.h"
 #include "mg_clock.h"
 #include "model.h"
 #include "sampler.h"
@@ -129,7 +130,7 @@ int cmd_run(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_path = NULL, *arch = NULL, *prompt = NULL;
-	long n_gen = 64, layers = 0, threads = sysconf(_SC_NPROCESSORS_ONLN), top_k = 0;
+	long n_gen = 64, layers = 0, threads = mg_cpu_count(), top_k = 0;
 	unsigned long long seed = 0;
 	float temp = 0.0f, top_p = 1.0f;
 	bool ignore_eos = false, json = false, stats = false;

@@ -14,6 +14,7 @@
  * its step never changes its tokens: the model's numerics are
  * batch-invariant and each request samples from its own generator. */
 #include "engine.h"
+#include "mg_cpu.h"
 
 #include "chat.h"
 #include "mg_clock.h"
@@ -339,10 +340,8 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 	/* every decoding slot must fit in a step, or one could starve */
 	if (o.max_step_tokens < o.slots)
 		o.max_step_tokens = o.slots;
-	if (o.threads <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o.threads = n > 0 ? (int)n : 1;
-	}
+	if (o.threads <= 0)
+		o.threads = mg_cpu_count();
 	if (o.slots > 4096 || o.max_step_tokens > (1 << 20)) {
 		snprintf(err, errlen, "engine: %d slots / %d tokens per step is more than supported (4096 / 1048576)",
 			 o.slots, o.max_step_tokens);

@@ -4,6 +4,7 @@
  * pipe between the two threads, the engine thread, the I/O thread, then
  * the lifetime functions. */
 #include "serve.h"
+#include "mg_cpu.h"
 
 #include "engine.h"
 #include "gguf.h"
@@ -1609,8 +1610,7 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		goto fail;
 	}
 	s->slots = o->slots;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	s->threads = o->threads > 0 ? o->threads : (int)(ncpu > 0 ? ncpu : 1);
+	s->threads = o->threads > 0 ? o->threads : mg_cpu_count();
 	if (getrandom(&s->instance_id, sizeof(s->instance_id), 0) != sizeof(s->instance_id))
 		s->instance_id = (uint64_t)mg_clock_wall_ns() ^ ((uint64_t)getpid() << 32);
 	if (s->instance_id == 0)
