@@ -10,6 +10,10 @@
  * meter library (meter/report.h), so what-if (--hardware: the same calls
  * on other hardware, from their stored busy and idle time, no rerun;
  * --prices: other closed-API price tables) needs nothing from the server.
+ * Closed-API equivalents are the ones booked with the calls (what they cost
+ * on that API when answered) unless --prices asks for a what-if; the
+ * report says which ("api_basis"/"api_note", a line in text, stderr for
+ * CSV).
  * By call the JSON is
  *   {"currency","hardware","rows":[{"custom_id","model","worker","prompt_tokens","completion_tokens",
  *    "busy_ns","flops","cost_marginal_micros","cost_loaded_micros","api_equivalent_micros":{REF:..}}],
@@ -102,6 +106,8 @@ void cmd_cost_rows_done(cmd_cost_rows_t *r)
 		return;
 	if (r->db == NULL)
 		free(r->v);
+	free(r->api);
+	free(r->prices);
 	ledger_rows_destroy(&r->db);
 	json_decref(r->json);
 	memset(r, 0, sizeof(*r));
@@ -175,15 +181,53 @@ static int fetch_http(const char *batch, cmd_cost_rows_t *ret, char *err, size_t
 		return -EPROTO;
 	}
 	snprintf(ret->default_currency, sizeof(ret->default_currency), "%s", cur ? cur : "USD");
-	size_t n = json_array_size(data);
+	size_t n = json_array_size(data), n_api = 0;
+	json_t *prices = json_object_get(j, "api_prices");	/* absent from an older margind */
+	for (size_t i = 0; i < n; i++)
+		n_api += json_array_size(json_object_get(json_array_get(data, i), "api_equivalents"));
+	ret->json = j;
 	ret->v = calloc(n ? n : 1, sizeof(*ret->v));
-	if (ret->v == NULL) {
-		json_decref(j);
+	ret->api = calloc(n_api ? n_api : 1, sizeof(*ret->api));
+	ret->prices = calloc(json_array_size(prices) ? json_array_size(prices) : 1, sizeof(*ret->prices));
+	if (ret->v == NULL || ret->api == NULL || ret->prices == NULL) {
+		cmd_cost_rows_done(ret);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	ret->json = j;
 	ret->n = n;
+#define S(o, k) (json_string_value(json_object_get(o, k)) ? json_string_value(json_object_get(o, k)) : "")
+	for (size_t i = 0; i < json_array_size(prices); i++) {
+		json_t *o2 = json_array_get(prices, i);
+		ret->prices[ret->n_prices++] = (ledger_api_price_t){
+			.id = json_integer_value(json_object_get(o2, "id")), .ref_model = S(o2, "ref_model"),
+			.currency = S(o2, "currency"), .price_currency = S(o2, "price_currency"),
+			.input_per_1m = S(o2, "input_per_1m"), .output_per_1m = S(o2, "output_per_1m"),
+			.fx_rate = S(o2, "fx_rate"), .fx_source = S(o2, "fx_source"), .price_table = S(o2, "price_table"),
+			.price_source = S(o2, "price_source"), .price_date = S(o2, "price_date"),
+		};
+	}
+#undef S
+	n_api = 0;
+	for (size_t i = 0; i < n; i++) {
+		json_t *eq = json_object_get(json_array_get(data, i), "api_equivalents");
+		ret->v[i].api = json_array_size(eq) ? &ret->api[n_api] : NULL;
+		for (size_t k = 0; k < json_array_size(eq); k++) {
+			json_t *e = json_array_get(eq, k);
+			json_int_t pid = json_integer_value(json_object_get(e, "price_id"));
+			size_t m = 0;
+			while (m < ret->n_prices && ret->prices[m].id != pid)
+				m++;
+			if (m == ret->n_prices) {
+				snprintf(err, errlen, "GET %s: row %zu's equivalent names pricing %lld, which api_prices lacks",
+					 path, i, (long long)pid);
+				cmd_cost_rows_done(ret);
+				return -EPROTO;
+			}
+			ret->api[n_api++] = (ledger_api_t){ .price = &ret->prices[m],
+							    .micros = json_integer_value(json_object_get(e, "micros")) };
+			ret->v[i].n_api++;
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		json_t *o2 = json_array_get(data, i);
 		ledger_row_t *w = &ret->v[i];
@@ -281,10 +325,12 @@ static void usage(FILE *f)
 		"  --group G           one row per call (default), batch, model, worker or UTC day\n"
 		"  --format F          text (default), csv or json; the total is the exact sum of the rows\n"
 		"  --state-dir DIR     read margind's journal there instead of asking --url\n"
-		"  --prices FILE       closed-API price table (INI or LiteLLM .json; repeatable; a name is\n"
-		"                      looked up in %s); default: fx, closed-2024, cn-2024-05-after\n"
+		"  --prices FILE       what-if: recompute the closed-API equivalents with this price table\n"
+		"                      (INI or LiteLLM .json; repeatable; a name is looked up in %s)\n"
+		"                      instead of the ones booked with the calls; the default tables (fx,\n"
+		"                      closed-2024, cn-2024-05-after) only price calls booked without them\n"
 		"  --ref NAME          a reference model (price entry) to compare with (repeatable;\n"
-		"                      default: gpt-4o-mini, qwen-long)\n"
+		"                      default: the ones the calls were booked with, else gpt-4o-mini, qwen-long)\n"
 		"  --currency CUR      report currency (default: the hardware profile's)\n"
 		"  --hardware P        what-if: price the same calls on this profile (a FILE, or a name in\n"
 		"                      %s) from their busy and idle time\n"
@@ -406,8 +452,10 @@ static char *call_table(const report_t *rep, const char *title)
 	FILE *f = open_memstream(&out, &len);
 	if (f == NULL)
 		return NULL;
+	char note[1024];
 	fprintf(f, "%s: by call, %s, hardware %s%s%s\n", title, rep->currency, rep->hardware,
 		rep->prices_name[0] ? ", prices " : "", rep->prices_name);
+	fprintf(f, "(%s)\n", report_api_note(rep, note, sizeof(note)));
 	fprintf(f, "%-20s %-16s %-12s %8s %8s %10s %12s %14s %14s", "custom_id", "model", "worker", "prompt", "output",
 		"busy_s", "flops", "marginal", "loaded");
 	for (size_t k = 0; k < rep->n_refs; k++)
@@ -537,12 +585,24 @@ int cmd_cost(int argc, char **argv)
 	}
 	const char *cur = o.currency ? o.currency : have_hw ? hw.currency : rows.n ? use[0].currency : rows.default_currency;
 
+	bool whatif_prices = o.n_prices > 0;
 	if (o.n_refs > 0) {
 		for (size_t i = 0; i < o.n_refs; i++)
 			refs[n_refs++] = o.refs[i];
-	} else {
-		n_refs = meter_find_default_refs(t, refs, MAX_REFS);
+	} else if (!whatif_prices) {
+		/* The references the calls were booked with, in booking order. */
+		for (size_t i = 0; i < rows.n; i++)
+			for (size_t k = 0; k < rows.v[i].n_api; k++) {
+				const char *name = rows.v[i].api[k].price->ref_model;
+				size_t m = 0;
+				while (m < n_refs && strcmp(refs[m], name) != 0)
+					m++;
+				if (m == n_refs && n_refs < MAX_REFS)
+					refs[n_refs++] = name;
+			}
 	}
+	if (n_refs == 0 && o.n_refs == 0)
+		n_refs = meter_find_default_refs(t, refs, MAX_REFS);
 	if (o.sale != NULL) {
 		pricetab_entry_t e;
 		if ((r = meter_parse_price_entry(o.sale, "sale", NULL, cur, "--sale-price", &e, err, sizeof(err))) < 0) {
@@ -560,16 +620,16 @@ int cmd_cost(int argc, char **argv)
 		goto done;
 	}
 	report_opts_t ro = { .currency = cur, .prices = t, .refs = refs, .n_refs = n_refs,
-			     .sale = o.sale ? "sale" : NULL };
+			     .sale = o.sale ? "sale" : NULL, .whatif_prices = whatif_prices };
 	if ((r = report_new(use, rows.n, g, &ro, &rep, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl cost: %s\n", err);
 		goto done;
 	}
 
 	/* The report, then what was asked on top of it. */
-	char title[200];
-	snprintf(title, sizeof(title), "batch %s%s%s", o.batch ? o.batch : "(all)", have_hw ? ", what-if on " : "",
-		 have_hw ? hw.name : "");
+	char title[300];
+	snprintf(title, sizeof(title), "batch %s%s%s%s%.120s", o.batch ? o.batch : "(all)", have_hw ? ", what-if on " : "",
+		 have_hw ? hw.name : "", whatif_prices ? ", what-if prices " : "", whatif_prices ? pricetab_name(t) : "");
 	if (strcmp(o.format, "json") == 0)
 		r = report_format_json(rep, &text);
 	else if (strcmp(o.format, "csv") == 0)
@@ -594,6 +654,10 @@ int cmd_cost(int argc, char **argv)
 	if (ex == NULL)
 		goto nomem;
 	char a[40], b[40], c[40];
+	if (side != NULL && strcmp(report_api_basis(rep), "booked") != 0 && strcmp(report_api_basis(rep), "none") != 0) {
+		char note[1024];
+		fprintf(ex, "%s\n", report_api_note(rep, note, sizeof(note)));
+	}
 	if (o.sale != NULL) {
 		int64_t gm = 0, gm_m = 0;
 		int d1 = meter_gross_margin_ppm(rep->total.sale_micros, rep->total.cost_loaded_micros, &gm);

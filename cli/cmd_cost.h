@@ -31,19 +31,24 @@ int cmd_cost_prices(pricetab_t *t, const char *spec, char *err, size_t errlen);
 /* A decimal amount of currency units as exact micros ("500000" -> 5e11). */
 int cmd_cost_micros(const char *text, int64_t *ret);
 
-/* A batch's ledger rows. */
+/* A batch's ledger rows, with their booked closed-API equivalents. */
 typedef struct cmd_cost_rows {
 	ledger_row_t *v;		/* owned array; strings borrowed from json or db */
 	size_t n;
 	json_t *json;			/* owned: the HTTP reply the strings point into */
 	ledger_rows_t *db;		/* owned: rows read from a state directory */
+	ledger_api_t *api;		/* owned (from HTTP): the rows' equivalents */
+	ledger_api_price_t *prices;	/* owned (from HTTP): what priced them; strings in json */
+	size_t n_prices;
 	char default_currency[4];	/* for rows booked without a profile */
 } cmd_cost_rows_t;
 
 /* From STATE_DIR/margin.db (read only; batch NULL = every row) when
  * state_dir is set, else GET /v1/cost/ledger?batch=ID from the margind at
  * --url (cli_globals). Rows without a currency get the server's (or, from
- * a state directory, default_currency). -ENOENT: unknown batch. */
+ * a state directory, default_currency). Each row's booked equivalents come
+ * with it (ledger_row_t.api). -ENOENT: unknown batch; -EPROTO: a reply
+ * whose equivalents name a pricing it does not list. */
 int cmd_cost_fetch(const char *state_dir, const char *batch, const char *default_currency, cmd_cost_rows_t *ret,
 		   char *err, size_t errlen);
 void cmd_cost_rows_done(cmd_cost_rows_t *r);

@@ -134,6 +134,7 @@ void api_cost_report(http_req_t *r)
 	const char *batch = http_query(r, "batch"), *group = http_query(r, "group");
 	const char *format = http_query(r, "format"), *cur = http_query(r, "currency");
 	const char *refs_q = http_query(r, "refs"), *from = http_query(r, "from"), *to = http_query(r, "to");
+	const char *prices_q = http_query(r, "prices");
 	enum report_group g = batch ? REPORT_BY_CALL : REPORT_BY_BATCH;
 	ledger_filter_t f = { .job = batch, .model = http_query(r, "model"), .worker_name = http_query(r, "worker") };
 	char refbuf[1024], err[1024];
@@ -153,6 +154,12 @@ void api_cost_report(http_req_t *r)
 		format = "json";
 	if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0 && strcmp(format, "text") != 0) {
 		http_reply_error(r, 400, "invalid_request", "format", "format=%s: expected json, csv or text", format);
+		return;
+	}
+	if (prices_q != NULL && strcmp(prices_q, "booked") != 0 && strcmp(prices_q, "current") != 0) {
+		http_reply_error(r, 400, "invalid_request", "prices",
+				 "prices=%s: expected booked (the equivalents stored with the calls) or current "
+				 "(what-if: recomputed with margind's price tables)", prices_q);
 		return;
 	}
 	if (from != NULL && parse_day(from, &f.from_ns) < 0) {
@@ -184,7 +191,8 @@ void api_cost_report(http_req_t *r)
 	if (load_rows(r, &f, &rows) < 0)
 		return;
 	report_opts_t o = { .currency = cur ? cur : c->currency, .prices = c->prices, .refs = refs, .n_refs = n_refs,
-			    .sale = c->has_sale ? BOOKING_SALE_ENTRY : NULL };
+			    .sale = c->has_sale ? BOOKING_SALE_ENTRY : NULL,
+			    .whatif_prices = prices_q != NULL && strcmp(prices_q, "current") == 0 };
 	report_t *rep = NULL;
 	int rc = report_new(rows->v, rows->n, g, &o, &rep, err, sizeof(err));
 	ledger_rows_destroy(&rows);
@@ -215,10 +223,36 @@ void api_cost_report(http_req_t *r)
 
 /* --- GET /v1/cost/ledger ----------------------------------------------- */
 
+/* A row's booked equivalents: [{"ref_model","micros","currency","price_id"}]
+ * (price_id: the top-level "api_prices" entry that says what priced it). */
+static json_t *api_json(const ledger_row_t *w)
+{
+	json_t *a = json_array();
+	for (size_t k = 0; a != NULL && k < w->n_api; k++) {
+		const ledger_api_t *e = &w->api[k];
+		if (json_array_append_new(a, json_pack("{s:s, s:I, s:s, s:I}", "ref_model", e->price->ref_model, "micros",
+						       (json_int_t)e->micros, "currency", e->price->currency,
+						       "price_id", (json_int_t)e->price->id)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static json_t *price_json(const ledger_api_price_t *p)
+{
+	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)p->id,
+			 "ref_model", p->ref_model, "currency", p->currency, "price_currency", p->price_currency,
+			 "input_per_1m", p->input_per_1m, "output_per_1m", p->output_per_1m, "fx_rate", p->fx_rate,
+			 "fx_source", p->fx_source, "price_table", p->price_table, "price_source", p->price_source,
+			 "price_date", p->price_date);
+}
+
 static json_t *row_json(const ledger_row_t *w)
 {
 	return json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-			 " s:I, s:s, s:I, s:I, s:b}",
+			 " s:I, s:s, s:I, s:I, s:b, s:o?}",
 			 "id", (json_int_t)w->id, "job", w->job, "custom_id", w->custom_id, "line_no",
 			 (json_int_t)w->line_no, "model", w->model, "worker", w->worker, "worker_name", w->worker_name,
 			 "hardware_profile", w->hardware_profile, "shard", (json_int_t)w->shard, "prompt_tokens",
@@ -229,7 +263,7 @@ static json_t *row_json(const ledger_row_t *w)
 			 "answered_at_ns", (json_int_t)w->answered_at_ns, "idle_ns", (json_int_t)w->idle_ns, "currency",
 			 w->currency, "rate_busy_micros_per_hour", (json_int_t)w->rate_busy_micros_per_hour,
 			 "rate_idle_micros_per_hour", (json_int_t)w->rate_idle_micros_per_hour, "via_batch",
-			 (int)w->via_batch);
+			 (int)w->via_batch, "api_equivalents", api_json(w));
 }
 
 void api_cost_ledger(http_req_t *r)
@@ -243,19 +277,31 @@ void api_cost_ledger(http_req_t *r)
 	ledger_rows_t *rows = NULL;
 	if (load_rows(r, &f, &rows) < 0)
 		return;
-	json_t *data = json_array();
+	json_t *data = json_array(), *prices = json_array();
 	for (size_t i = 0; data != NULL && i < rows->n; i++)
 		if (json_array_append_new(data, row_json(&rows->v[i])) < 0) {
 			json_decref(data);
 			data = NULL;
 		}
+	/* The pricings the rows name (a journal holds few). */
+	bool *used = calloc(rows->n_prices ? rows->n_prices : 1, sizeof(*used));
+	for (size_t k = 0; used != NULL && k < rows->n_api; k++)
+		used[rows->api[k].price - rows->prices] = true;
+	for (size_t i = 0; prices != NULL && i < rows->n_prices; i++)
+		if ((used == NULL || used[i]) && json_array_append_new(prices, price_json(&rows->prices[i])) < 0) {
+			json_decref(prices);
+			prices = NULL;
+		}
+	free(used);
 	ledger_rows_destroy(&rows);
-	if (data == NULL) {
+	if (data == NULL || prices == NULL) {
+		json_decref(data);
+		json_decref(prices);
 		http_reply_error(r, 500, "internal_error", NULL, "out of memory");
 		return;
 	}
-	http_reply_json(r, 200, json_pack("{s:s, s:s, s:s, s:o}", "object", "list", "batch", batch, "currency",
-					  st.conf->currency, "data", data));
+	http_reply_json(r, 200, json_pack("{s:s, s:s, s:s, s:o, s:o}", "object", "list", "batch", batch, "currency",
+					  st.conf->currency, "data", data, "api_prices", prices));
 }
 
 /* --- GET /v1/cost/chart ------------------------------------------------ */

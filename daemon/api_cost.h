@@ -2,16 +2,23 @@
  *
  *   GET /v1/cost?batch=ID&group=call|batch|model|worker|day&format=json|csv|text
  *               [&currency=CUR][&refs=A,B][&model=M][&worker=W][&from=DAY][&to=DAY]
+ *               [&prices=booked|current]
  *       a cost report (meter/report.h) over the ledger: with batch=ID its
  *       calls (group defaults to call), else every call (group defaults to
  *       batch; group=call needs a batch). DAY is YYYY-MM-DD (UTC, both
- *       ends included). Closed-API equivalents are priced with margind's
- *       [meter] price tables and refs; the sale price is [meter]
+ *       ends included). Closed-API equivalents for [meter] refs (or refs=):
+ *       the ones booked with the calls (prices=booked, the default; a call
+ *       without one is priced with margind's tables and the report says
+ *       so), or all recomputed with margind's [meter] price tables
+ *       (prices=current: a what-if, labelled). The sale price is [meter]
  *       sale_price. 404 batch_not_found for a batch the journal does not
  *       know; an unfinished batch reports the calls answered so far.
  *   GET /v1/cost/ledger?batch=ID
- *       the batch's ledger rows with every column, for clients that price
- *       them again (marginctl cost --hardware/--prices: what-if).
+ *       the batch's ledger rows with every column and their booked
+ *       equivalents ("api_equivalents": ref_model, micros, currency,
+ *       price_id), plus "api_prices": what priced them (ledger_api_price
+ *       rows), for clients that report or price them again (marginctl cost
+ *       --hardware/--prices: what-if).
  *   GET /v1/cost/chart?batch=ID[&hardware=PROFILE]
  *       image/svg+xml: cost per 1M tokens against utilization at the
  *       batch's measured throughput and call mix, on its hardware profile

@@ -139,6 +139,11 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 		snprintf(list, sizeof(list), "%s", v);
 		size_t n = split_list(list, items, BOOKING_MAX_REFS);
 		for (size_t i = 0; i < n; i++) {
+			bool dup = false;	/* one booked equivalent per (call, reference) */
+			for (size_t k = 0; k < c->n_refs && !dup; k++)
+				dup = strcmp(c->refs[k], items[i]) == 0;
+			if (dup)
+				continue;
 			if (pricetab_find(c->prices, items[i]) == NULL) {
 				snprintf(err, errlen, "%s: [meter] refs: no price \"%s\" in the loaded tables (%s)",
 					 mg_config_origin(cfg, "meter", "refs"), items[i], pricetab_name(c->prices));
@@ -296,11 +301,30 @@ typedef struct prof {
 	hwprof_t own;
 } prof_t;
 
+/* One distinct pricing of a Result's equivalents: a reference model's
+ * prices as they applied (tier, band) and the exchange factor. */
+typedef struct pricing {
+	size_t ref;			/* index in conf->refs */
+	cost_api_quote_t q;		/* micros unused: the prices and fx */
+	cost_api_source_t src;		/* their text */
+	ledger_api_price_t p;		/* points into src, conf and the Result */
+} pricing_t;
+
 struct booking {
 	const booking_conf_t *conf;	/* borrowed */
 	prof_t *profs[MAX_PROFILES];	/* owned */
 	size_t n_profs;
 	bool warned_full;
+	/* The reference models' entries (borrowed from conf->prices, which
+	 * does not change after booking_conf_load). */
+	const pricetab_entry_t *ref_entry[BOOKING_MAX_REFS];
+	bool ref_warned[BOOKING_MAX_REFS];
+	/* Scratch of one Result's equivalents, kept for the next. */
+	ledger_api_t *api;		/* owned: [n calls x n refs] */
+	size_t *api_pricing;		/* owned: index in pricings of each */
+	size_t cap_api;
+	pricing_t *pricings;		/* owned */
+	size_t n_pricings, cap_pricings;
 	sched_t *s;			/* borrowed */
 	int64_t (*now)(void *user);
 	int64_t (*joined)(void *user, const char *worker);
@@ -331,6 +355,8 @@ int booking_new(const booking_conf_t *conf, booking_t **ret)
 	if (b == NULL)
 		return -ENOMEM;
 	b->conf = conf;
+	for (size_t k = 0; k < conf->n_refs && k < BOOKING_MAX_REFS; k++)
+		b->ref_entry[k] = conf->prices ? pricetab_find(conf->prices, conf->refs[k]) : NULL;
 	b->now = clock_now;
 	b->joined = registry_joined;
 	b->joined_user = b;
@@ -345,6 +371,9 @@ void booking_destroy(booking_t **p)
 	booking_t *b = *p;
 	for (size_t i = 0; i < b->n_profs; i++)
 		free(b->profs[i]);
+	free(b->api);
+	free(b->api_pricing);
+	free(b->pricings);
 	free(b);
 	*p = NULL;
 }
@@ -378,7 +407,8 @@ int booking_attach(booking_t *b, sched_t *s, const char *state_dir, char *err, s
 		return r;
 	}
 	if (r > 0)
-		mg_log(MG_LOG_INFO, "meter", "ledger upgraded: added the meter's columns count=%d db=%s", r, path);
+		mg_log(MG_LOG_INFO, "meter", "ledger upgraded: added the meter's columns and closed-API equivalent "
+		       "tables count=%d db=%s", r, path);
 	b->s = s;
 	journal_set_book_fn(sched_journal(s), booking_book, b);
 	const booking_conf_t *c = b->conf;
@@ -496,6 +526,94 @@ static int cost_delta(int64_t rate, uint64_t before, uint64_t add, int64_t *ret)
 	return 0;
 }
 
+/* The closed-API equivalents of the Result's rows, one per (call,
+ * reference model), attached to rows[i].api for ledger_insert (same
+ * transaction as the rows). currency: the rows' (the profile's), or the
+ * report currency for rows booked without a profile. A reference that
+ * cannot price a call (no exchange rate into this currency, a prompt
+ * beyond its bands) is left out with a warning, once per reference: the
+ * Result is still booked, and reports price that call when asked and say
+ * so; failing it would stall the batch on a configuration error. */
+static int quote_rows(booking_t *b, ledger_row_t *rows, size_t n, const char *currency, char *err, size_t errlen)
+{
+	const booking_conf_t *c = b->conf;
+	size_t n_refs = c->n_refs < BOOKING_MAX_REFS ? c->n_refs : BOOKING_MAX_REFS, n_api = 0;
+	if (n_refs == 0 || n == 0)
+		return 0;
+	if (n * n_refs > b->cap_api) {
+		size_t cap = n * n_refs;
+		ledger_api_t *na = realloc(b->api, cap * sizeof(*na));
+		if (na != NULL)
+			b->api = na;
+		size_t *np = na ? realloc(b->api_pricing, cap * sizeof(*np)) : NULL;
+		if (np == NULL)
+			goto nomem;
+		b->api_pricing = np;
+		b->cap_api = cap;
+	}
+	b->n_pricings = 0;
+	for (size_t i = 0; i < n; i++) {
+		ledger_row_t *w = &rows[i];
+		size_t first = n_api;
+		for (size_t k = 0; k < n_refs; k++) {
+			const pricetab_entry_t *e = b->ref_entry[k];
+			cost_api_quote_t q;
+			char e2[512];
+			if (e == NULL || cost_api_quote(c->prices, e, w->prompt_tokens, w->completion_tokens, w->via_batch,
+							currency, &q, e2, sizeof(e2)) < 0) {
+				if (!b->ref_warned[k])
+					mg_log(MG_LOG_WARN, "meter", "closed-API equivalent not booked (reports price such "
+					       "calls when asked) batch=%s ref=%s currency=%s err=\"%s\"", w->job,
+					       c->refs[k], currency, e ? e2 : "no such price entry");
+				b->ref_warned[k] = true;
+				continue;
+			}
+			size_t j = 0;
+			while (j < b->n_pricings &&
+			       !(b->pricings[j].ref == k && b->pricings[j].q.batch_tier == q.batch_tier &&
+				 meter_q_cmp(b->pricings[j].q.in_per_1m, q.in_per_1m) == 0 &&
+				 meter_q_cmp(b->pricings[j].q.out_per_1m, q.out_per_1m) == 0 &&
+				 meter_q_cmp(b->pricings[j].q.fx, q.fx) == 0))
+				j++;
+			if (j == b->n_pricings) {
+				if (b->n_pricings == b->cap_pricings) {
+					size_t cap = b->cap_pricings ? 2 * b->cap_pricings : 8;
+					pricing_t *np = realloc(b->pricings, cap * sizeof(*np));
+					if (np == NULL)
+						goto nomem;
+					b->pricings = np;
+					b->cap_pricings = cap;
+				}
+				pricing_t *pr = &b->pricings[b->n_pricings++];
+				pr->ref = k;
+				pr->q = q;
+				cost_api_source(c->prices, e, &q, currency, w->via_batch, &pr->src);
+			}
+			b->api[n_api] = (ledger_api_t){ .micros = q.micros };
+			b->api_pricing[n_api++] = j;
+		}
+		w->n_api = n_api - first;
+		w->api = w->n_api ? &b->api[first] : NULL;
+	}
+	/* The array has stopped moving: point the pricings at their text. */
+	for (size_t j = 0; j < b->n_pricings; j++) {
+		pricing_t *pr = &b->pricings[j];
+		const pricetab_entry_t *e = b->ref_entry[pr->ref];
+		pr->p = (ledger_api_price_t){
+			.ref_model = c->refs[pr->ref], .currency = currency, .price_currency = e->currency,
+			.input_per_1m = pr->src.input_per_1m, .output_per_1m = pr->src.output_per_1m,
+			.fx_rate = pr->src.fx_rate, .fx_source = pr->src.fx_source, .price_table = pricetab_name(c->prices),
+			.price_source = pr->src.price_source, .price_date = pr->src.price_date,
+		};
+	}
+	for (size_t x = 0; x < n_api; x++)
+		b->api[x].price = &b->pricings[b->api_pricing[x]].p;
+	return 0;
+nomem:
+	snprintf(err, errlen, "booking: out of memory for the closed-API equivalents of %zu calls", n);
+	return -ENOMEM;
+}
+
 int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const journal_call_t *calls, size_t n,
 		 uint64_t unbooked_busy_ns, journal_usage_t *sum, char *err, size_t errlen)
 {
@@ -585,6 +703,8 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 				.via_batch = via_batch,
 			};
 		}
+		if ((r = quote_rows(b, rows, n, hw ? hw->currency : b->conf->currency, err, errlen)) < 0)
+			goto done;
 		if ((r = ledger_insert(db, rows, n, e2, sizeof(e2))) < 0) {
 			snprintf(err, errlen, "booking: %s", e2);
 			goto done;

@@ -35,6 +35,14 @@
  *     time, each rounded once, and loaded >= marginal on every row.
  *   - The carried sums live in TEMP tables of the journal's connection,
  *     so a Result that rolls back rolls them back too.
+ *   - Closed-API equivalents: each call is priced on every [meter] refs
+ *     model with the [meter] price tables (cost_api_quote: batch tier when
+ *     via_batch, into the row's currency, one rounding) and the result,
+ *     with what priced it, goes to ledger_api / ledger_api_price with the
+ *     call's row — same transaction, so reports show what a call cost on
+ *     the APIs when it was answered, whatever the tables say later. A
+ *     reference that cannot price a call is left out of it with one
+ *     warning (a configuration error must not stall the batch).
  *
  * Core thread only (the hook runs inside sched's Result transaction). */
 #ifndef BOOKING_H
@@ -65,7 +73,8 @@
  *                                 default fx, closed-2024, cn-2024-05-after)
  *   prices_dir = DIR              tables by name (default DATADIR/margin/prices)
  *   prices_date = DATE            the snapshot date of a LiteLLM file
- *   refs = NAME[,NAME...]         reference models (price entries) in reports
+ *   refs = NAME[,NAME...]         reference models (price entries), booked with
+ *                                 each call (ledger_api) and in reports
  *                                 (default gpt-4o-mini,qwen-long)
  *   currency = CUR                report currency (default the profile's)
  *   sale_price = P | IN/OUT       our sale price per 1M tokens in that currency,
@@ -117,9 +126,10 @@ typedef struct booking booking_t;
 int booking_new(const booking_conf_t *conf, booking_t **ret);
 void booking_destroy(booking_t **b);
 
-/* Adds the meter's columns to the ledger of STATE_DIR/margin.db
- * (ledger_upgrade, on a connection of its own, before the core runs) and
- * installs the hook on s's journal. s borrowed. */
+/* Adds the meter's columns and the tables of booked equivalents to the
+ * ledger of STATE_DIR/margin.db (ledger_upgrade, on a connection of its
+ * own, before the core runs) and installs the hook on s's journal. s
+ * borrowed. */
 int booking_attach(booking_t *b, sched_t *s, const char *state_dir, char *err, size_t errlen);
 
 /* Tests: the monotonic clock (default mg_clock_now_ns) and when a worker

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cost_book_rates(int64_t rate_busy, int64_t rate_idle, uint64_t idle_ns, cost_call_t *calls, size_t n)
 {
@@ -68,9 +69,9 @@ int cost_spread_period(int64_t rate_busy, int64_t rate_idle, uint64_t period_ns,
 	return meter_allocate(total, busy_ns, n, ret_loaded);
 }
 
-int cost_api_equivalent(const pricetab_t *t, const pricetab_entry_t *e, uint64_t prompt_tokens,
-			uint64_t completion_tokens, bool via_batch, const char *currency, int64_t *ret_micros,
-			char *err, size_t errlen)
+int cost_api_quote(const pricetab_t *t, const pricetab_entry_t *e, uint64_t prompt_tokens,
+		   uint64_t completion_tokens, bool via_batch, const char *currency, cost_api_quote_t *ret,
+		   char *err, size_t errlen)
 {
 	meter_q_t pin, pout, fx;
 	int r = pricetab_prices(e, prompt_tokens, via_batch, &pin, &pout);
@@ -84,15 +85,96 @@ int cost_api_equivalent(const pricetab_t *t, const pricetab_entry_t *e, uint64_t
 	/* (prompt * p_in + completion * p_out) * fx, exact, then one rounding.
 	 * Prices are micros per token. */
 	meter_wq_t a, b, sum;
+	int64_t micros;
 	if ((r = meter_wq_mul(meter_wq_from(pin), (meter_wq_t){ (meter_i128)prompt_tokens, 1 }, &a)) < 0 ||
 	    (r = meter_wq_mul(meter_wq_from(pout), (meter_wq_t){ (meter_i128)completion_tokens, 1 }, &b)) < 0 ||
 	    (r = meter_wq_add(a, b, &sum)) < 0 || (r = meter_wq_mul(sum, meter_wq_from(fx), &sum)) < 0 ||
-	    (r = meter_wq_round(sum, ret_micros)) < 0) {
+	    (r = meter_wq_round(sum, &micros)) < 0) {
 		snprintf(err, errlen, "%s: API price of %llu + %llu tokens out of range", e->name,
 			 (unsigned long long)prompt_tokens, (unsigned long long)completion_tokens);
 		return r;
 	}
+	*ret = (cost_api_quote_t){ .micros = micros, .in_per_1m = pin, .out_per_1m = pout,
+				   .batch_tier = via_batch && e->has_batch, .fx = fx };
 	return 0;
+}
+
+int cost_api_equivalent(const pricetab_t *t, const pricetab_entry_t *e, uint64_t prompt_tokens,
+			uint64_t completion_tokens, bool via_batch, const char *currency, int64_t *ret_micros,
+			char *err, size_t errlen)
+{
+	cost_api_quote_t q;
+	int r = cost_api_quote(t, e, prompt_tokens, completion_tokens, via_batch, currency, &q, err, errlen);
+	if (r == 0)
+		*ret_micros = q.micros;
+	return r;
+}
+
+/* Exact text of a rational: the decimal when it ends (the denominator
+ * has no prime factor but 2 and 5), else "num/den". */
+static void q_text(meter_q_t q, char *buf, size_t len)
+{
+	int64_t d = q.den;
+	while (d % 2 == 0)
+		d /= 2;
+	while (d % 5 == 0)
+		d /= 5;
+	if (d == 1)
+		meter_q_format(q, buf, len);
+	else
+		snprintf(buf, len, "%lld/%lld", (long long)q.num, (long long)q.den);
+}
+
+static void fx_text(const pricetab_t *t, const char *cur, char *buf, size_t len)
+{
+	const pricetab_fx_t *f = pricetab_find_fx(t, cur);
+	char v[48];
+	if (f == NULL) {
+		snprintf(buf, len, "%s_per_USD: none", cur);	/* the factor would have failed */
+		return;
+	}
+	q_text(f->per_usd, v, sizeof(v));
+	snprintf(buf, len, "%s_per_USD = %s (%s; %s)", cur, v, f->source, f->date);
+}
+
+void cost_api_source(const pricetab_t *t, const pricetab_entry_t *e, const cost_api_quote_t *q,
+		     const char *currency, bool via_batch, cost_api_source_t *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	q_text(q->in_per_1m, ret->input_per_1m, sizeof(ret->input_per_1m));
+	q_text(q->out_per_1m, ret->output_per_1m, sizeof(ret->output_per_1m));
+	q_text(q->fx, ret->fx_rate, sizeof(ret->fx_rate));
+	if (strcmp(e->currency, currency) != 0) {
+		/* The rates the factor came from (USD is 1 by definition). */
+		char a[PRICETAB_TEXT + 130] = "", b[PRICETAB_TEXT + 130] = "";
+		if (strcmp(e->currency, "USD") != 0)
+			fx_text(t, e->currency, a, sizeof(a));
+		if (strcmp(currency, "USD") != 0)
+			fx_text(t, currency, b, sizeof(b));
+		snprintf(ret->fx_source, sizeof(ret->fx_source), "%s -> %s: %s%s%s", e->currency, currency, a,
+			 a[0] && b[0] ? "; " : "", b);
+	}
+	/* The sources and dates of the prices that applied: the entry's list
+	 * prices (input and output may be sourced apart), or its batch tier;
+	 * a batch call at list price says why (the entry's batch note). */
+	char *ps = ret->price_source;
+	size_t cap = sizeof(ret->price_source);
+	if (q->batch_tier) {
+		snprintf(ps, cap, "%s: batch tier: %s", e->origin[0] ? e->origin : e->name, e->batch_source);
+		snprintf(ret->price_date, sizeof(ret->price_date), "%s", e->batch_date);
+		return;
+	}
+	const char *note = via_batch && e->batch_source[0] ? "; batch call at list price: " : "";
+	const char *why = note[0] ? e->batch_source : "";
+	if (strcmp(e->in_source, e->out_source) == 0)
+		snprintf(ps, cap, "%s: %s%s%s", e->origin[0] ? e->origin : e->name, e->in_source, note, why);
+	else
+		snprintf(ps, cap, "%s: input: %s; output: %s%s%s", e->origin[0] ? e->origin : e->name, e->in_source,
+			 e->out_source, note, why);
+	if (strcmp(e->in_date, e->out_date) == 0)
+		snprintf(ret->price_date, sizeof(ret->price_date), "%s", e->in_date);
+	else
+		snprintf(ret->price_date, sizeof(ret->price_date), "input %s, output %s", e->in_date, e->out_date);
 }
 
 int cost_per_1m_tokens(int64_t rate_micros_per_hour, double tok_per_s, double utilization, int64_t *ret_micros)

@@ -60,6 +60,36 @@ int cost_api_equivalent(const pricetab_t *t, const pricetab_entry_t *e, uint64_t
 			uint64_t completion_tokens, bool via_batch, const char *currency, int64_t *ret_micros,
 			char *err, size_t errlen);
 
+/* The same, with what priced it: the per-token prices that applied (in
+ * the entry's currency, batch tier and band resolved) and the exchange
+ * factor. micros is exactly cost_api_equivalent()'s. margind books one
+ * quote per (call, reference model) into the ledger (ledger_api). */
+typedef struct cost_api_quote {
+	int64_t micros;			/* (prompt * in + completion * out) * fx, rounded once */
+	meter_q_t in_per_1m, out_per_1m;	/* applied: micros of the entry's currency per token */
+	bool batch_tier;		/* the entry's batch prices applied (via_batch and it has a tier) */
+	meter_q_t fx;			/* entry currency -> the quote's currency (1 when the same) */
+} cost_api_quote_t;
+
+int cost_api_quote(const pricetab_t *t, const pricetab_entry_t *e, uint64_t prompt_tokens,
+		   uint64_t completion_tokens, bool via_batch, const char *currency, cost_api_quote_t *ret,
+		   char *err, size_t errlen);
+
+/* What priced a quote, as the text the ledger keeps (ledger_api_price_t):
+ * exact numbers ("0.075", "7.2"; "5/36" when the decimal does not end),
+ * the entry's file and sources, the dates of the prices that applied
+ * (the batch tier's when it applied) and the exchange rates used. */
+typedef struct cost_api_source {
+	char input_per_1m[48], output_per_1m[48];	/* applied, entry currency per 1M tokens */
+	char fx_rate[48];
+	char fx_source[2 * PRICETAB_TEXT + 300];	/* "" when no conversion */
+	char price_source[3 * PRICETAB_TEXT + 200];
+	char price_date[160];
+} cost_api_source_t;
+
+void cost_api_source(const pricetab_t *t, const pricetab_entry_t *e, const cost_api_quote_t *q,
+		     const char *currency, bool via_batch, cost_api_source_t *ret);
+
 /* Cost per 1M tokens at a throughput: rate / (tok_s * 3600 * utilization)
  * * 1e6, in micros (rounded half away from zero). For charts and the
  * price-war check, where throughput is a measured float. -EDOM for a

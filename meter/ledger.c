@@ -72,6 +72,30 @@ static int table_columns(sqlite3 *db, bool base[], bool opt[], int *n_cols, char
 	return 0;
 }
 
+/* 1 when the schema has an object of that type and name, 0 when not. */
+static int has_object(sqlite3 *db, const char *type, const char *name, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return sql_fail(db, "sqlite_master", err, errlen);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sql_fail(db, "sqlite_master", err, errlen);
+	return rc == SQLITE_ROW;
+}
+
+/* The objects of LEDGER_API_SCHEMA_SQL. */
+static const struct {
+	const char *type, *name;
+} api_objects[] = {
+	{ "table", "ledger_api_price" }, { "table", "ledger_api" }, { "view", "ledger_api_view" },
+};
+#define N_API_OBJECTS (sizeof(api_objects) / sizeof(api_objects[0]))
+
 int ledger_check_schema(sqlite3 *db, bool strict, char *err, size_t errlen)
 {
 	bool base[sizeof(base_cols) / sizeof(base_cols[0])] = { false }, opt[N_OPT] = { false };
@@ -93,6 +117,15 @@ int ledger_check_schema(sqlite3 *db, bool strict, char *err, size_t errlen)
 			snprintf(err, errlen, "ledger: column %s missing (ledger_upgrade() adds it)", opt_cols[i].name);
 			return -EPROTO;
 		}
+	for (size_t i = 0; strict && i < N_API_OBJECTS; i++) {
+		if ((r = has_object(db, api_objects[i].type, api_objects[i].name, err, errlen)) < 0)
+			return r;
+		if (r == 0) {
+			snprintf(err, errlen, "ledger: %s %s missing (ledger_upgrade() adds it)", api_objects[i].type,
+				 api_objects[i].name);
+			return -EPROTO;
+		}
+	}
 	return 0;
 }
 
@@ -115,7 +148,15 @@ int ledger_upgrade(sqlite3 *db, char *err, size_t errlen)
 			return sql_fail(db, sql, err, errlen);
 		added++;
 	}
-	return added;
+	int missing = 0;
+	for (size_t i = 0; i < N_API_OBJECTS; i++) {
+		if ((r = has_object(db, api_objects[i].type, api_objects[i].name, err, errlen)) < 0)
+			return r;
+		missing += r == 0;
+	}
+	if (missing > 0 && sqlite3_exec(db, LEDGER_API_SCHEMA_SQL, NULL, NULL, NULL) != SQLITE_OK)
+		return sql_fail(db, "create the ledger_api tables", err, errlen);
+	return added + missing;
 }
 
 static int check_u63(uint64_t v, const char *what, const ledger_row_t *row, char *err, size_t errlen)
@@ -124,6 +165,108 @@ static int check_u63(uint64_t v, const char *what, const ledger_row_t *row, char
 		return 0;
 	snprintf(err, errlen, "ledger: job %s line %lld: %s exceeds 2^63", row->job, (long long)row->line_no, what);
 	return -ERANGE;
+}
+
+/* Statements for the stored equivalents, prepared on the first row that
+ * has any, and the ids of the pricings seen in this call. */
+typedef struct api_ins {
+	sqlite3_stmt *price_ins, *price_sel, *api_ins;
+	const ledger_api_price_t **seen;	/* borrowed pointers ... */
+	int64_t *ids;				/* ... and their rows' ids */
+	size_t n_seen, cap;
+} api_ins_t;
+
+static void api_ins_done(api_ins_t *a)
+{
+	sqlite3_finalize(a->price_ins);
+	sqlite3_finalize(a->price_sel);
+	sqlite3_finalize(a->api_ins);
+	free(a->seen);
+	free(a->ids);
+}
+
+#define PRICE_COLS "ref_model, currency, price_currency, input_per_1m, output_per_1m, fx_rate, fx_source," \
+	" price_table, price_source, price_date"
+
+/* The id of p's ledger_api_price row, inserted when it is new. */
+static int price_id(sqlite3 *db, api_ins_t *a, const ledger_api_price_t *p, int64_t *ret, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < a->n_seen; i++)
+		if (a->seen[i] == p) {
+			*ret = a->ids[i];
+			return 0;
+		}
+	if (a->price_ins == NULL &&
+	    (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO ledger_api_price (" PRICE_COLS ") VALUES (?1, ?2, ?3, ?4,"
+				" ?5, ?6, ?7, ?8, ?9, ?10)", -1, &a->price_ins, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(db, "SELECT id FROM ledger_api_price WHERE ref_model = ?1 AND currency = ?2 AND"
+				" price_currency = ?3 AND input_per_1m = ?4 AND output_per_1m = ?5 AND fx_rate = ?6"
+				" AND fx_source = ?7 AND price_table = ?8 AND price_source = ?9 AND price_date = ?10",
+				-1, &a->price_sel, NULL) != SQLITE_OK))
+		return sql_fail(db, "prepare ledger_api_price", err, errlen);
+	const char *v[10] = { p->ref_model, p->currency, p->price_currency, p->input_per_1m, p->output_per_1m,
+			      p->fx_rate, p->fx_source, p->price_table, p->price_source, p->price_date };
+	sqlite3_stmt *st[2] = { a->price_ins, a->price_sel };
+	for (int k = 0; k < 2; k++) {
+		sqlite3_reset(st[k]);
+		for (int i = 0; i < 10; i++)
+			sqlite3_bind_text(st[k], i + 1, v[i] ? v[i] : "", -1, SQLITE_STATIC);
+	}
+	if (sqlite3_step(a->price_ins) != SQLITE_DONE)
+		return sql_fail(db, "insert ledger_api_price", err, errlen);
+	if (sqlite3_step(a->price_sel) != SQLITE_ROW)
+		return sql_fail(db, "select ledger_api_price", err, errlen);
+	int64_t id = sqlite3_column_int64(a->price_sel, 0);
+	sqlite3_reset(a->price_sel);
+	if (a->n_seen == a->cap) {
+		size_t nc = a->cap ? 2 * a->cap : 8;
+		const ledger_api_price_t **ns = realloc(a->seen, nc * sizeof(*ns));
+		if (ns != NULL)
+			a->seen = ns;
+		int64_t *ni = ns ? realloc(a->ids, nc * sizeof(*ni)) : NULL;
+		if (ni == NULL) {
+			snprintf(err, errlen, "ledger: out of memory");
+			return -ENOMEM;
+		}
+		a->ids = ni;
+		a->cap = nc;
+	}
+	a->seen[a->n_seen] = p;
+	a->ids[a->n_seen++] = id;
+	*ret = id;
+	return 0;
+}
+
+/* The stored equivalents of the row just inserted as ledger_id. */
+static int insert_api(sqlite3 *db, api_ins_t *a, const ledger_row_t *w, int64_t ledger_id, char *err, size_t errlen)
+{
+	int r;
+	if (a->api_ins == NULL && sqlite3_prepare_v2(db, "INSERT INTO ledger_api (ledger_id, ref_model, micros, price_id)"
+						     " VALUES (?1, ?2, ?3, ?4)", -1, &a->api_ins, NULL) != SQLITE_OK)
+		return sql_fail(db, "prepare ledger_api", err, errlen);
+	for (size_t k = 0; k < w->n_api; k++) {
+		const ledger_api_t *e = &w->api[k];
+		int64_t pid;
+		if (e->price == NULL || e->price->ref_model == NULL) {
+			snprintf(err, errlen, "ledger: job %s line %lld: an equivalent without its pricing", w->job,
+				 (long long)w->line_no);
+			return -EINVAL;
+		}
+		if ((r = price_id(db, a, e->price, &pid, err, errlen)) < 0)
+			return r;
+		sqlite3_reset(a->api_ins);
+		sqlite3_bind_int64(a->api_ins, 1, ledger_id);
+		sqlite3_bind_text(a->api_ins, 2, e->price->ref_model, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(a->api_ins, 3, e->micros);
+		sqlite3_bind_int64(a->api_ins, 4, pid);
+		if (sqlite3_step(a->api_ins) != SQLITE_DONE) {
+			char what[200];
+			snprintf(what, sizeof(what), "insert ledger_api job %.60s line %lld ref %.60s", w->job ? w->job : "?",
+				 (long long)w->line_no, e->price->ref_model);
+			return sql_fail(db, what, err, errlen);
+		}
+	}
+	return 0;
 }
 
 int ledger_insert(sqlite3 *db, const ledger_row_t *rows, size_t n, char *err, size_t errlen)
@@ -135,6 +278,7 @@ int ledger_insert(sqlite3 *db, const ledger_row_t *rows, size_t n, char *err, si
 		"rate_idle_micros_per_hour, via_batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
 		"?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 	sqlite3_stmt *st = NULL;
+	api_ins_t api = { 0 };
 	int r = 0;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return sql_fail(db, "prepare insert", err, errlen);
@@ -178,10 +322,13 @@ int ledger_insert(sqlite3 *db, const ledger_row_t *rows, size_t n, char *err, si
 			r = sql_fail(db, what, err, errlen);
 			goto fail;
 		}
+		if (w->n_api > 0 && (r = insert_api(db, &api, w, sqlite3_last_insert_rowid(db), err, errlen)) < 0)
+			goto fail;
 	}
 	r = 0;
 fail:
 	sqlite3_finalize(st);
+	api_ins_done(&api);
 	return r;
 }
 
@@ -191,9 +338,21 @@ void ledger_rows_destroy(ledger_rows_t **p)
 		return;
 	for (size_t i = 0; i < (*p)->n; i++)
 		free((void *)(*p)->v[i].job);	/* one block holds the row's strings */
+	for (size_t i = 0; i < (*p)->n_prices; i++)
+		free((void *)(*p)->prices[i].ref_model);	/* likewise a pricing's */
 	free((*p)->v);
+	free((*p)->api);
+	free((*p)->prices);
 	free(*p);
 	*p = NULL;
+}
+
+const ledger_api_t *ledger_row_find_api(const ledger_row_t *row, const char *ref)
+{
+	for (size_t k = 0; k < row->n_api; k++)
+		if (strcmp(row->api[k].price->ref_model, ref) == 0)
+			return &row->api[k];
+	return NULL;
 }
 
 /* Select list; the column numbers below follow it. */
@@ -237,45 +396,26 @@ static uint64_t col_u64(sqlite3_stmt *st, int c)
 	return v < 0 ? 0 : (uint64_t)v;
 }
 
-int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, char *err, size_t errlen)
+/* " AND ..." of filter f over the ledger aliased l, parameters ?1..?5. */
+static int filter_sql(const ledger_filter_t *f, char *buf, size_t len)
 {
-	ledger_filter_t none = { 0 };
-	bool base[sizeof(base_cols) / sizeof(base_cols[0])] = { false }, opt[N_OPT] = { false };
-	int n_cols, r;
-	if (f == NULL)
-		f = &none;
-	if ((r = ledger_check_schema(db, false, err, errlen)) < 0 ||
-	    (r = table_columns(db, base, opt, &n_cols, err, errlen)) < 0)
-		return r;
-	char sql[2048];
-	int o = snprintf(sql, sizeof(sql),
-			 "SELECT id, job, custom_id, line_no, model, worker, worker_name, hardware_profile, shard, "
-			 "prompt_tokens, completion_tokens, busy_ns, flops, queue_ns, first_token_ns, "
-			 "cost_marginal_micros, cost_loaded_micros, answered_at_ns");
-	for (int i = 0; i < N_OPT; i++)
-		o += snprintf(sql + o, sizeof(sql) - (size_t)o, ", %s", opt[i] ? opt_cols[i].name : opt_cols[i].absent);
-	o += snprintf(sql + o, sizeof(sql) - (size_t)o, " FROM ledger WHERE 1");
+	int o = 0;
+	buf[0] = '\0';
 	if (f->job)
-		o += snprintf(sql + o, sizeof(sql) - (size_t)o, " AND job = ?1");
+		o += snprintf(buf + o, len - (size_t)o, " AND l.job = ?1");
 	if (f->model)
-		o += snprintf(sql + o, sizeof(sql) - (size_t)o, " AND model = ?2");
+		o += snprintf(buf + o, len - (size_t)o, " AND l.model = ?2");
 	if (f->worker_name)
-		o += snprintf(sql + o, sizeof(sql) - (size_t)o, " AND worker_name = ?3");
+		o += snprintf(buf + o, len - (size_t)o, " AND l.worker_name = ?3");
 	if (f->from_ns)
-		o += snprintf(sql + o, sizeof(sql) - (size_t)o, " AND answered_at_ns >= ?4");
+		o += snprintf(buf + o, len - (size_t)o, " AND l.answered_at_ns >= ?4");
 	if (f->to_ns)
-		o += snprintf(sql + o, sizeof(sql) - (size_t)o, " AND answered_at_ns < ?5");
-	snprintf(sql + o, sizeof(sql) - (size_t)o, " ORDER BY id");
+		o += snprintf(buf + o, len - (size_t)o, " AND l.answered_at_ns < ?5");
+	return o;
+}
 
-	sqlite3_stmt *st = NULL;
-	ledger_rows_t *rows = calloc(1, sizeof(*rows));
-	size_t cap = 0;
-	if (rows == NULL)
-		return -ENOMEM;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		r = sql_fail(db, "prepare select", err, errlen);
-		goto fail;
-	}
+static void filter_bind(sqlite3_stmt *st, const ledger_filter_t *f)
+{
 	if (f->job)
 		sqlite3_bind_text(st, 1, f->job, -1, SQLITE_STATIC);
 	if (f->model)
@@ -286,6 +426,165 @@ int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, ch
 		sqlite3_bind_int64(st, 4, f->from_ns);
 	if (f->to_ns)
 		sqlite3_bind_int64(st, 5, f->to_ns);
+}
+
+static int cmp_price_id(const void *key, const void *elem)
+{
+	int64_t a = *(const int64_t *)key, b = ((const ledger_api_price_t *)elem)->id;
+	return a < b ? -1 : a > b;
+}
+
+/* Every pricing (a journal holds few: one per reference model, table,
+ * tier and currency), in id order. */
+static int select_prices(sqlite3 *db, ledger_rows_t *rows, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	int r;
+	if (sqlite3_prepare_v2(db, "SELECT id, " PRICE_COLS " FROM ledger_api_price ORDER BY id", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return sql_fail(db, "prepare select ledger_api_price", err, errlen);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		if (rows->n_prices == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			ledger_api_price_t *np = realloc(rows->prices, nc * sizeof(*np));
+			if (np == NULL)
+				goto nomem;
+			rows->prices = np;
+			cap = nc;
+		}
+		const char *src[10];
+		size_t len[10], total = 0;
+		for (int i = 0; i < 10; i++) {
+			src[i] = (const char *)sqlite3_column_text(st, 1 + i);
+			if (src[i] == NULL)
+				src[i] = "";
+			len[i] = strlen(src[i]);
+			total += len[i] + 1;
+		}
+		char *blk = malloc(total), *q = blk;
+		if (blk == NULL)
+			goto nomem;
+		ledger_api_price_t *p = &rows->prices[rows->n_prices++];
+		const char **dst[10] = { &p->ref_model, &p->currency, &p->price_currency, &p->input_per_1m,
+					 &p->output_per_1m, &p->fx_rate, &p->fx_source, &p->price_table,
+					 &p->price_source, &p->price_date };
+		for (int i = 0; i < 10; i++) {
+			memcpy(q, src[i], len[i] + 1);
+			*dst[i] = q;
+			q += len[i] + 1;
+		}
+		p->id = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : sql_fail(db, "select ledger_api_price", err, errlen);
+nomem:
+	sqlite3_finalize(st);
+	snprintf(err, errlen, "ledger: out of memory");
+	return -ENOMEM;
+}
+
+/* The stored equivalents of the selected rows (rows->v in id order), in
+ * booking order within a row. */
+static int select_api(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t *rows, char *err, size_t errlen)
+{
+	char sql[1024], where[256];
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	int r;
+	if ((r = has_object(db, "table", "ledger_api", err, errlen)) <= 0 ||
+	    (r = has_object(db, "table", "ledger_api_price", err, errlen)) <= 0)
+		return r;	/* an older journal: no equivalents stored */
+	if ((r = select_prices(db, rows, err, errlen)) < 0)
+		return r;
+	filter_sql(f, where, sizeof(where));
+	snprintf(sql, sizeof(sql), "SELECT a.ledger_id, a.micros, a.price_id FROM ledger l JOIN ledger_api a"
+		 " ON a.ledger_id = l.id WHERE 1%s ORDER BY a.ledger_id, a.price_id", where);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "prepare select ledger_api", err, errlen);
+	filter_bind(st, f);
+	int64_t *owner = NULL;	/* ledger_id of each entry */
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t pid = sqlite3_column_int64(st, 2);
+		const ledger_api_price_t *p = bsearch(&pid, rows->prices, rows->n_prices, sizeof(*rows->prices),
+						      cmp_price_id);
+		if (p == NULL) {
+			snprintf(err, errlen, "ledger: ledger_api of ledger row %lld names pricing %lld, which "
+				 "ledger_api_price does not have", (long long)sqlite3_column_int64(st, 0),
+				 (long long)pid);
+			r = -EBADMSG;
+			goto fail;
+		}
+		if (rows->n_api == cap) {
+			size_t nc = cap ? 2 * cap : 64;
+			ledger_api_t *na = realloc(rows->api, nc * sizeof(*na));
+			if (na != NULL)
+				rows->api = na;
+			int64_t *no = na ? realloc(owner, nc * sizeof(*no)) : NULL;
+			if (no == NULL) {
+				snprintf(err, errlen, "ledger: out of memory");
+				r = -ENOMEM;
+				goto fail;
+			}
+			owner = no;
+			cap = nc;
+		}
+		owner[rows->n_api] = sqlite3_column_int64(st, 0);
+		rows->api[rows->n_api++] = (ledger_api_t){ .price = p, .micros = sqlite3_column_int64(st, 1) };
+	}
+	if (r != SQLITE_DONE) {
+		r = sql_fail(db, "select ledger_api", err, errlen);
+		goto fail;
+	}
+	/* Both in id order: one merge hands each row its entries (the array
+	 * no longer moves). */
+	for (size_t i = 0, k = 0; i < rows->n; i++) {
+		ledger_row_t *w = &rows->v[i];
+		while (k < rows->n_api && owner[k] < w->id)
+			k++;
+		size_t k0 = k;
+		while (k < rows->n_api && owner[k] == w->id)
+			k++;
+		w->api = k > k0 ? &rows->api[k0] : NULL;
+		w->n_api = k - k0;
+	}
+	r = 0;
+fail:
+	free(owner);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, char *err, size_t errlen)
+{
+	ledger_filter_t none = { 0 };
+	bool base[sizeof(base_cols) / sizeof(base_cols[0])] = { false }, opt[N_OPT] = { false };
+	int n_cols, r;
+	if (f == NULL)
+		f = &none;
+	if ((r = ledger_check_schema(db, false, err, errlen)) < 0 ||
+	    (r = table_columns(db, base, opt, &n_cols, err, errlen)) < 0)
+		return r;
+	char sql[2048], where[256];
+	int o = snprintf(sql, sizeof(sql),
+			 "SELECT id, job, custom_id, line_no, model, worker, worker_name, hardware_profile, shard, "
+			 "prompt_tokens, completion_tokens, busy_ns, flops, queue_ns, first_token_ns, "
+			 "cost_marginal_micros, cost_loaded_micros, answered_at_ns");
+	for (int i = 0; i < N_OPT; i++)
+		o += snprintf(sql + o, sizeof(sql) - (size_t)o, ", %s", opt[i] ? opt_cols[i].name : opt_cols[i].absent);
+	filter_sql(f, where, sizeof(where));
+	snprintf(sql + o, sizeof(sql) - (size_t)o, " FROM ledger l WHERE 1%s ORDER BY id", where);
+
+	sqlite3_stmt *st = NULL;
+	ledger_rows_t *rows = calloc(1, sizeof(*rows));
+	size_t cap = 0;
+	if (rows == NULL)
+		return -ENOMEM;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = sql_fail(db, "prepare select", err, errlen);
+		goto fail;
+	}
+	filter_bind(st, f);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *cur = (const char *)sqlite3_column_text(st, C_CURRENCY);
 		if ((cur == NULL || *cur == '\0') && f->default_currency == NULL) {
@@ -334,6 +633,9 @@ int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, ch
 		goto fail;
 	}
 	sqlite3_finalize(st);
+	st = NULL;
+	if ((r = select_api(db, f, rows, err, errlen)) < 0)
+		goto fail;
 	*ret = rows;
 	return 0;
 fail:

@@ -54,13 +54,16 @@ void report_destroy(report_t **p)
 	free(r->hardware);
 	free(r->prices_name);
 	free(r->sale);
+	free(r->api_computed);
 	free(r);
 	*p = NULL;
 }
 
-/* --- conversion of a cost column into the report currency --- */
+/* --- conversion of a money column into the report currency --- */
 
-static int convert_column(const ledger_row_t *rows, size_t n, const int64_t *src, const char *to,
+/* dst[i] = src[i] (micros of curs[i], >= 0) in currency to: each currency
+ * group's total converted once and spread back over its members. */
+static int convert_column(const char *const *curs, size_t n, const int64_t *src, const char *to,
 			  const pricetab_t *prices, int64_t *dst, char *err, size_t errlen)
 {
 	bool *done = calloc(n ? n : 1, sizeof(*done));
@@ -73,11 +76,11 @@ static int convert_column(const ledger_row_t *rows, size_t n, const int64_t *src
 	for (size_t i = 0; i < n; i++) {
 		if (done[i])
 			continue;
-		const char *cur = rows[i].currency;
+		const char *cur = curs[i];
 		size_t k = 0;
 		meter_i128 sum = 0;
 		for (size_t j = i; j < n; j++)
-			if (!done[j] && strcmp(rows[j].currency, cur) == 0) {
+			if (!done[j] && strcmp(curs[j], cur) == 0) {
 				done[j] = true;
 				idx[k] = j;
 				w[k] = (uint64_t)src[j];	/* checked >= 0 by the caller */
@@ -96,6 +99,11 @@ static int convert_column(const ledger_row_t *rows, size_t n, const int64_t *src
 			goto fail;
 		}
 		total = (int64_t)sum;
+		if (prices == NULL) {
+			snprintf(err, errlen, "report: no exchange rates to convert %s into %s (no price table)", cur, to);
+			r = -ENOENT;
+			goto fail;
+		}
 		if ((r = pricetab_convert(prices, total, cur, to, &conv, err, errlen)) < 0)
 			goto fail;
 		if ((r = meter_allocate(conv, w, k, parts)) < 0)
@@ -221,6 +229,8 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	report_t *rep = calloc(1, sizeof(*rep));
 	const pricetab_entry_t **refs = NULL, *sale = NULL;
 	int64_t *marg = NULL, *load = NULL, *src_m = NULL, *src_l = NULL, *api = NULL, *sales = NULL;
+	int64_t *col_src = NULL, *col_dst = NULL;
+	const char **row_cur = NULL, **api_cur = NULL;
 	struct keyed *keys = NULL;
 	char (*days)[16] = NULL;
 	int r = -ENOMEM;
@@ -244,20 +254,18 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 		goto fail;
 	r = -ENOMEM;
 
-	/* Reference prices. */
+	/* Reference prices: needed only for calls priced now (refs[k] NULL
+	 * until then is not an error: every call may have it booked). */
 	rep->n_refs = o->n_refs;
+	rep->whatif_prices = o->whatif_prices;
+	if ((rep->api_computed = calloc(o->n_refs ? o->n_refs : 1, sizeof(*rep->api_computed))) == NULL)
+		goto fail;
 	if (o->n_refs > 0) {
 		if ((refs = calloc(o->n_refs, sizeof(*refs))) == NULL ||
 		    (rep->refs = calloc(o->n_refs, sizeof(*rep->refs))) == NULL)
 			goto fail;
 		for (size_t k = 0; k < o->n_refs; k++) {
 			refs[k] = o->prices ? pricetab_find(o->prices, o->refs[k]) : NULL;
-			if (refs[k] == NULL) {
-				snprintf(err, errlen, "report: no price \"%s\" in table %s", o->refs[k],
-					 o->prices ? pricetab_name(o->prices) : "(none)");
-				r = -ENOENT;
-				goto fail;
-			}
 			if ((rep->refs[k] = strdup(o->refs[k])) == NULL)
 				goto fail;
 		}
@@ -276,10 +284,12 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	}
 
 	/* Per ledger row: converted costs, API equivalents, sale revenue. */
+	size_t nr = o->n_refs ? o->n_refs : 1;
 	if ((marg = malloc(nn * sizeof(*marg))) == NULL || (load = malloc(nn * sizeof(*load))) == NULL ||
 	    (src_m = malloc(nn * sizeof(*src_m))) == NULL || (src_l = malloc(nn * sizeof(*src_l))) == NULL ||
-	    (api = calloc(nn * (o->n_refs ? o->n_refs : 1), sizeof(*api))) == NULL ||
-	    (sales = calloc(nn, sizeof(*sales))) == NULL)
+	    (api = calloc(nn * nr, sizeof(*api))) == NULL || (api_cur = calloc(nn * nr, sizeof(*api_cur))) == NULL ||
+	    (row_cur = calloc(nn, sizeof(*row_cur))) == NULL || (col_src = calloc(nn, sizeof(*col_src))) == NULL ||
+	    (col_dst = calloc(nn, sizeof(*col_dst))) == NULL || (sales = calloc(nn, sizeof(*sales))) == NULL)
 		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		const ledger_row_t *w = &rows[i];
@@ -297,18 +307,66 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 		}
 		src_m[i] = w->cost_marginal_micros;
 		src_l[i] = w->cost_loaded_micros;
-		for (size_t k = 0; k < o->n_refs; k++)
-			if ((r = cost_api_equivalent(o->prices, refs[k], w->prompt_tokens, w->completion_tokens,
-						     w->via_batch, cur, &api[i * o->n_refs + k], err, errlen)) < 0)
+		row_cur[i] = w->currency;
+		for (size_t k = 0; k < o->n_refs; k++) {
+			const ledger_api_t *b = o->whatif_prices ? NULL : ledger_row_find_api(w, o->refs[k]);
+			size_t x = i * o->n_refs + k;
+			if (b != NULL) {
+				/* As booked, in the currency it was booked in. */
+				if (b->micros < 0 || !meter_currency_valid(b->price->currency)) {
+					snprintf(err, errlen, "report: job %s line %lld: booked %s equivalent %lld %s is "
+						 "not a price", w->job, (long long)w->line_no, o->refs[k],
+						 (long long)b->micros, b->price->currency);
+					r = -EINVAL;
+					goto fail;
+				}
+				api[x] = b->micros;
+				api_cur[x] = b->price->currency;
+				rep->api_converted |= strcmp(b->price->currency, cur) != 0;
+				continue;
+			}
+			if (refs[k] == NULL) {
+				snprintf(err, errlen, "report: no price \"%s\" in table %s%s", o->refs[k],
+					 o->prices ? pricetab_name(o->prices) : "(none)",
+					 o->whatif_prices ? "" : " (a call has no booked equivalent for it)");
+				r = -ENOENT;
 				goto fail;
+			}
+			if ((r = cost_api_equivalent(o->prices, refs[k], w->prompt_tokens, w->completion_tokens,
+						     w->via_batch, cur, &api[x], err, errlen)) < 0)
+				goto fail;
+			api_cur[x] = cur;
+			rep->api_computed[k]++;
+		}
 		if (sale != NULL &&
 		    (r = cost_api_equivalent(o->prices, sale, w->prompt_tokens, w->completion_tokens, w->via_batch,
 					     cur, &sales[i], err, errlen)) < 0)
 			goto fail;
 	}
-	if ((r = convert_column(rows, n, src_m, cur, o->prices, marg, err, errlen)) < 0 ||
-	    (r = convert_column(rows, n, src_l, cur, o->prices, load, err, errlen)) < 0)
+	/* Without calls nothing above looked the references up: one that is
+	 * not in the table is still an error (a typo, as with calls). */
+	for (size_t k = 0; n == 0 && k < o->n_refs; k++)
+		if (refs[k] == NULL) {
+			snprintf(err, errlen, "report: no price \"%s\" in table %s", o->refs[k],
+				 o->prices ? pricetab_name(o->prices) : "(none)");
+			r = -ENOENT;
+			goto fail;
+		}
+	if ((r = convert_column(row_cur, n, src_m, cur, o->prices, marg, err, errlen)) < 0 ||
+	    (r = convert_column(row_cur, n, src_l, cur, o->prices, load, err, errlen)) < 0)
 		goto fail;
+	/* Booked equivalents in another currency: converted per reference
+	 * like the costs (those priced now are in cur already). */
+	for (size_t k = 0; rep->api_converted && k < o->n_refs; k++) {
+		for (size_t i = 0; i < n; i++) {
+			col_src[i] = api[i * o->n_refs + k];
+			row_cur[i] = api_cur[i * o->n_refs + k];	/* reused: this column's currencies */
+		}
+		if ((r = convert_column(row_cur, n, col_src, cur, o->prices, col_dst, err, errlen)) < 0)
+			goto fail;
+		for (size_t i = 0; i < n; i++)
+			api[i * o->n_refs + k] = col_dst[i];
+	}
 	r = -ENOMEM;
 
 	/* Group keys; by call keeps the ledger order. */
@@ -377,11 +435,59 @@ fail:
 	free(src_m);
 	free(src_l);
 	free(api);
+	free(api_cur);
+	free(row_cur);
+	free(col_src);
+	free(col_dst);
 	free(sales);
 	free(keys);
 	free(days);
 	report_destroy(&rep);
 	return r;
+}
+
+/* --- where the equivalents come from --- */
+
+const char *report_api_basis(const report_t *r)
+{
+	if (r->n_refs == 0)
+		return "none";
+	if (r->whatif_prices)
+		return "what-if";
+	uint64_t computed = 0;
+	for (size_t k = 0; k < r->n_refs; k++)
+		computed += r->api_computed[k];
+	if (computed == 0)
+		return "booked";
+	return computed == r->total.calls * r->n_refs ? "computed" : "booked+computed";
+}
+
+char *report_api_note(const report_t *r, char *buf, size_t len)
+{
+	const char *basis = report_api_basis(r);
+	const char *tables = r->prices_name[0] ? r->prices_name : "(none)";
+	if (strcmp(basis, "none") == 0) {
+		snprintf(buf, len, "no reference models");
+	} else if (strcmp(basis, "what-if") == 0) {
+		snprintf(buf, len, "what-if: closed-API equivalents recomputed from the token counts with prices %s, "
+			 "not the ones booked with the calls", tables);
+	} else if (strcmp(basis, "booked") == 0) {
+		snprintf(buf, len, "closed-API equivalents as booked with each call%s%s%s",
+			 r->api_converted ? " (converted into " : "", r->api_converted ? r->currency : "",
+			 r->api_converted ? " at the report's exchange rates)" : "");
+	} else {
+		size_t o = 0;
+		o += (size_t)snprintf(buf, len, "%s; computed now from the token counts with prices %s, for calls "
+				      "booked without one:", strcmp(basis, "computed") == 0 ?
+				      "no call has a booked closed-API equivalent" : "closed-API equivalents as booked",
+				      tables);
+		for (size_t k = 0; k < r->n_refs && o < len; k++)
+			if (r->api_computed[k] > 0)
+				o += (size_t)snprintf(buf + o, len - o, " %s %llu of %llu", r->refs[k],
+						      (unsigned long long)r->api_computed[k],
+						      (unsigned long long)r->total.calls);
+	}
+	return buf;
 }
 
 /* --- derived figures --- */
@@ -505,12 +611,19 @@ int report_format_json(const report_t *rep, char **ret_text)
 	int r = 0;
 	if (root == NULL || rows == NULL)
 		goto fail;
+	char note[1024];
+	json_t *computed = json_object();
 	r |= set(root, "currency", json_string(rep->currency));
 	r |= set(root, "hardware", json_string(rep->hardware));
 	if (rep->group != REPORT_BY_CALL) {
 		r |= set(root, "group", json_string(report_group_name(rep->group)));
 		r |= set(root, "prices", json_string(rep->prices_name));
 	}
+	r |= set(root, "api_basis", json_string(report_api_basis(rep)));
+	r |= set(root, "api_note", json_string(report_api_note(rep, note, sizeof(note))));
+	for (size_t k = 0; computed != NULL && k < rep->n_refs; k++)
+		r |= set(computed, rep->refs[k], json_integer((json_int_t)rep->api_computed[k]));
+	r |= set(root, "api_computed_calls", computed);
 	for (size_t i = 0; i < rep->n_rows; i++) {
 		json_t *row = row_json(rep, &rep->rows[i], false);
 		if (row == NULL || json_array_append_new(rows, row) < 0)
@@ -689,8 +802,10 @@ int report_format_text(const report_t *rep, char **ret_text)
 	FILE *f = open_memstream(&buf, &len);
 	if (f == NULL)
 		return -ENOMEM;
+	char note[1024];
 	fprintf(f, "cost by %s, %s, hardware %s%s%s\n", report_group_name(rep->group), rep->currency,
 		rep->hardware, rep->prices_name[0] ? ", prices " : "", rep->prices_name);
+	fprintf(f, "(%s)\n", report_api_note(rep, note, sizeof(note)));
 	fprintf(f, "%-24s %8s %12s %10s %16s %14s", report_group_name(rep->group), "calls", "tokens", "busy_s",
 		"loaded_cost", "loaded/1M");
 	for (size_t k = 0; k < rep->n_refs; k++)

@@ -9,8 +9,20 @@
  * converted per currency group: the group's total is converted once
  * (rounded half away from zero) and spread back over its rows in proportion
  * to their original amounts (meter_allocate), so converted rows still sum to
- * the converted total. Closed-API equivalents are priced per call
- * (cost_api_equivalent: one rounding per call) and summed.
+ * the converted total.
+ *
+ * Closed-API equivalents: by default the ones stored with each call at
+ * booking (ledger_row_t.api: what the call cost on that API when it was
+ * answered, with the tables margind had then), so a later change of the
+ * price tables does not change a past batch's report. A call without a
+ * stored equivalent for a reference (booked before they were stored, or a
+ * reference it was not booked with) is priced now with opts.prices, and
+ * the report counts those (api_computed) and says so (report_api_note).
+ * With opts.whatif_prices every equivalent is recomputed from the token
+ * counts with opts.prices: a what-if, and the report says that too. Either
+ * way one rounding per call (cost_api_equivalent), summed; stored
+ * equivalents in another currency are converted per currency group like
+ * the costs.
  *
  * Derived figures (per call, per 1M tokens, utilization, gross margin at a
  * reference price) are computed from the integer sums at format time, each
@@ -43,6 +55,8 @@ typedef struct report_opts {
 	const char *const *refs;	/* price entry names, in output order */
 	size_t n_refs;
 	const char *sale;		/* optional entry name: our sale price, for gross margin */
+	bool whatif_prices;		/* recompute every equivalent with prices (what-if) instead of
+					 * using the ones booked with the calls */
 } report_opts_t;
 
 typedef struct report_row {
@@ -66,10 +80,15 @@ typedef struct report {
 	report_row_t *rows;		/* owned: [n_rows], sorted by key (by call: ledger order) */
 	size_t n_rows;
 	report_row_t total;		/* exact sums of the rows */
+	bool whatif_prices;		/* every equivalent recomputed with prices_name's tables */
+	uint64_t *api_computed;		/* owned: [n_refs] calls whose equivalent was priced now, not as booked */
+	bool api_converted;		/* some booked equivalents were converted into the report currency */
 } report_t;
 
-/* Builds a report. -ENOENT naming an unknown reference price or a missing
- * exchange rate, -EINVAL (negative cost in a row), -ERANGE, -ENOMEM. */
+/* Builds a report. -ENOENT naming an unknown reference price (needed to
+ * price a call that has no booked equivalent for it, or any call in a
+ * what-if) or a missing exchange rate, -EINVAL (negative cost in a row),
+ * -ERANGE, -ENOMEM. */
 int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const report_opts_t *o, report_t **ret,
 	       char *err, size_t errlen);
 void report_destroy(report_t **r);
@@ -77,12 +96,24 @@ void report_destroy(report_t **r);
 const char *report_group_name(enum report_group g);
 int report_group_parse(const char *s, enum report_group *ret);
 
+/* Where the closed-API equivalents come from: "booked" (all stored with
+ * the calls), "what-if" (opts.whatif_prices), "computed" (none was
+ * stored: all priced now), "booked+computed" (some of each), "none" (no
+ * reference models). Static string. */
+const char *report_api_basis(const report_t *r);
+/* One sentence for people saying the same, naming the tables used for
+ * what was priced now and how many calls per reference. Returns buf. */
+char *report_api_note(const report_t *r, char *buf, size_t len);
+
 /* Text renderings; *ret_text is malloc'd, NUL-terminated, caller frees.
- * JSON by call: {"currency","hardware","rows":[{"custom_id","model","worker",
+ * JSON by call: {"currency","hardware","api_basis","api_note",
+ * "api_computed_calls":{REF:n},"rows":[{"custom_id","model","worker",
  * "prompt_tokens","completion_tokens","busy_ns","flops","cost_marginal_micros",
  * "cost_loaded_micros","api_equivalent_micros":{REF:..}}],"total":{same keys}}.
  * By group, rows carry "key", "calls", "idle_ns" and the derived figures
- * too. CSV: a header, the rows, then a "total" row. */
+ * too. CSV: a header, the rows, then a "total" row (the basis is not in
+ * it: callers print report_api_note beside it). Text: the note under the
+ * title. */
 int report_format_json(const report_t *r, char **ret_text);
 int report_format_csv(const report_t *r, char **ret_text);
 /* An aligned table for people, with per-call and per-1M figures. */

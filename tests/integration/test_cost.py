@@ -18,6 +18,7 @@ deploy/ from $MARGIN_DEPLOY_DIR; models from $MARGIN_SHARED_DIR (meson sets
 them). Every process started is killed at the end, pass or fail; every wait
 is bounded; nothing is timed.
 """
+import configparser
 import csv
 import io
 import json
@@ -33,6 +34,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
+from fractions import Fraction
 
 SCENARIO = sys.argv[1] if len(sys.argv) > 1 else ""
 T = tempfile.mkdtemp(prefix="margin-cost-")
@@ -98,6 +101,47 @@ def half_up(num, den):
 
 def cost(rate_micros_per_hour, ns):
     return half_up(rate_micros_per_hour * ns, 3600 * 10**9)
+
+
+def price_tables(paths):
+    """Exchange rates and price entries of INI price tables, later files
+    replacing earlier entries (the meter's rule); numbers as exact fractions
+    of their decimal text."""
+    fx, entries = {"USD": Fraction(1)}, {}
+    for path in paths:
+        cp = configparser.ConfigParser(interpolation=None)
+        cp.optionxform = str
+        check(cp.read(path) == [path], "cannot read %s" % path)
+        for sec in cp.sections():
+            if sec == "fx":
+                for k, v in cp[sec].items():
+                    if k.endswith("_per_USD"):
+                        fx[k[:3]] = Fraction(v)
+            elif sec.startswith("price."):
+                entries[sec[len("price."):]] = dict(cp[sec], _file=os.path.basename(path))
+    return fx, entries
+
+
+def api_prices(e, via_batch):
+    """The per-token prices (micros) a call pays: the batch tier through the
+    Batch API when the entry has one (batch prices, or a discount > 0)."""
+    pin, pout = Fraction(e["input_per_1m"]), Fraction(e["output_per_1m"])
+    if via_batch and "batch_input_per_1m" in e:
+        return Fraction(e["batch_input_per_1m"]), Fraction(e["batch_output_per_1m"]), True
+    if via_batch and Fraction(e.get("batch_discount", "0")) > 0:
+        keep = 1 - Fraction(e["batch_discount"])
+        return pin * keep, pout * keep, True
+    return pin, pout, False
+
+
+def api_equivalent(tables, ref, prompt, completion, via_batch, currency):
+    """(prompt x in + completion x out) x fx, exact, rounded once half away
+    from zero: the oracle of the booked equivalents."""
+    fx, entries = tables
+    e = entries[ref]
+    pin, pout, _ = api_prices(e, via_batch)
+    x = (prompt * pin + completion * pout) * fx[currency] / fx[e["currency"]]
+    return math.floor(x + Fraction(1, 2))
 
 
 def wait_until(what, cond, seconds=60):
@@ -234,6 +278,59 @@ def sc_batch():
     check(tot["cost_marginal_micros"] == node_busy_cost, "batch marginal %d, nodes' busy cost %d" % (tot["cost_marginal_micros"], node_busy_cost))
     check(tot["cost_loaded_micros"] == node_total_cost, "batch loaded %d, nodes' cost %d" % (tot["cost_loaded_micros"], node_total_cost))
     busy_all, idle_all = db.execute("SELECT sum(busy_ns), sum(idle_ns) FROM ledger WHERE job = ?", (batch,)).fetchone()
+
+    # Closed-API equivalents as booked: one per (call, reference) in the
+    # ledger, written with the call, each exactly the shipped tables' price
+    # of its token counts (batch tier, exchange rate 7.2, one rounding),
+    # with what priced it; the default report shows exactly those.
+    table_files = ["fx.conf", "closed-2024.conf", "cn-2024-05-after.conf"]
+    tables = price_tables([os.path.join(deploy, "prices", f) for f in table_files])
+    fx, entries = tables
+    booked = db.execute("SELECT l.custom_id, l.prompt_tokens, l.completion_tokens, l.via_batch, l.currency,"
+                        " v.ref_model, v.micros, v.currency, v.price_currency, v.input_per_1m, v.output_per_1m,"
+                        " v.fx_rate, v.price_table, v.price_date, v.price_source"
+                        " FROM ledger l JOIN ledger_api_view v ON v.ledger_id = l.id WHERE l.job = ?",
+                        (batch,)).fetchall()
+    check(len(booked) == n * len(refs), "%d booked equivalents for %d calls x %d refs" % (len(booked), n, len(refs)))
+    check(len({(b[0], b[5]) for b in booked}) == n * len(refs), "not one equivalent per (call, reference)")
+    stored = {}
+    for (cid, pt, ct, via, cur, ref, micros, acur, pcur, pin, pout, fxr, ptab, pdate, psrc) in booked:
+        e = entries[ref]
+        want = api_equivalent(tables, ref, pt, ct, via == 1, cur)
+        check(micros == want, "%s %s: booked %d, the shipped table's price of %d+%d tokens is %d"
+              % (cid, ref, micros, pt, ct, want))
+        wpin, wpout, tier = api_prices(e, via == 1)
+        check(acur == cur == "CNY" and pcur == e["currency"], "%s %s: currencies %s %s %s" % (cid, ref, acur, cur, pcur))
+        check(Fraction(pin) == wpin and Fraction(pout) == wpout, "%s %s: prices %s/%s" % (cid, ref, pin, pout))
+        check(Fraction(fxr) == fx[cur] / fx[e["currency"]], "%s %s: fx_rate %s" % (cid, ref, fxr))
+        check(ptab == "fx+closed-2024+cn-2024-05-after", "%s %s: price_table %s" % (cid, ref, ptab))
+        # The date and source of the prices that applied: NAME_date /
+        # NAME_source, else the entry's; the batch tier's when it applied.
+        def dated(key, what):
+            return e.get(key + "_" + what, e.get(what))
+        if tier:
+            tkey = "batch_input_per_1m" if "batch_input_per_1m" in e else "batch_discount"
+            want_date, want_src = dated(tkey, "date"), [dated(tkey, "source")]
+        else:
+            din, dout = dated("input_per_1m", "date"), dated("output_per_1m", "date")
+            want_date = din if din == dout else "input %s, output %s" % (din, dout)
+            want_src = [dated("input_per_1m", "source"), dated("output_per_1m", "source")]
+        check(pdate == want_date, "%s %s: price_date %r, the table says %r" % (cid, ref, pdate, want_date))
+        check(all(x in psrc for x in want_src) and e["_file"] in psrc,
+              "%s %s: price_source %r, wanted %r" % (cid, ref, psrc, want_src))
+        stored[(cid, ref)] = micros
+    check(rep["api_basis"] == "booked", "default report basis %s" % rep["api_basis"])
+    for row in rep["rows"]:
+        for ref in refs:
+            check(row["api_equivalent_micros"][ref] == stored[(row["custom_id"], ref)],
+                  "report %s %s is not the booked equivalent" % (row["custom_id"], ref))
+    lrows = json.loads(http(url + "/v1/cost/ledger?batch=" + batch)[0])
+    pids = {p["id"]: p for p in lrows["api_prices"]}
+    for row in lrows["data"]:
+        check(sorted(a["ref_model"] for a in row["api_equivalents"]) == sorted(refs), "ledger reply refs")
+        for a in row["api_equivalents"]:
+            check(a["micros"] == stored[(row["custom_id"], a["ref_model"])], "ledger reply micros")
+            check(pids[a["price_id"]]["ref_model"] == a["ref_model"], "ledger reply pricing")
     db.close()
 
     # marginctl computes the same report from the raw rows, over HTTP and
@@ -245,6 +342,51 @@ def sc_batch():
     offline = json.loads(run(cost_cli + ["--format", "json", "--state-dir", state]).stdout)
     offline.pop("sale")
     check(offline == rep, "marginctl --state-dir differs from the server's report")
+
+    # A later change of the price tables (gpt-4o-mini at twice the price in
+    # the tables marginctl loads by default) leaves the booked report as it
+    # was, over HTTP and from the state directory; asked for (--prices), the
+    # what-if recomputes from the tokens with the new tables and says so.
+    alt = os.path.join(T, "prices-alt")
+    os.mkdir(alt)
+    for f in table_files:
+        text = open(os.path.join(deploy, "prices", f)).read()
+        if f == "closed-2024.conf":
+            head, sec, rest = text.partition("[price.gpt-4o-mini]\n")
+            body, nxt, tail = rest.partition("\n[")
+            body = re.sub(r"^(\w*_per_1m)\s*=\s*(\S+)$",
+                          lambda m: "%s = %s" % (m.group(1), Decimal(m.group(2)) * 2), body, flags=re.M)
+            text = head + sec + body + nxt + tail
+        with open(os.path.join(alt, f), "w") as out_f:
+            out_f.write(text)
+    alt_tables = price_tables([os.path.join(alt, f) for f in table_files])
+    check(Fraction(alt_tables[1]["gpt-4o-mini"]["input_per_1m"]) == 2 * Fraction(entries["gpt-4o-mini"]["input_per_1m"]),
+          "the altered table")
+    envalt = {"MARGIN_PRICES_DIR": alt}
+    for where in ([], ["--state-dir", state]):
+        again = json.loads(run(cost_cli + ["--format", "json"] + where, extra_env=envalt).stdout)
+        again.pop("sale")
+        check(again == rep, "after a price-table change the default report %s changed" % (where or "over HTTP"))
+    wi_prices = json.loads(run(cost_cli + ["--format", "json", "--state-dir", state] +
+                               sum([["--prices", f] for f in table_files], []), extra_env=envalt).stdout)
+    check(wi_prices["api_basis"] == "what-if" and "what-if" in wi_prices["api_note"], "what-if not said: %s" % wi_prices["api_note"])
+    for row in wi_prices["rows"]:
+        for ref in refs:
+            want = api_equivalent(alt_tables, ref, row["prompt_tokens"], row["completion_tokens"], True, "CNY")
+            check(row["api_equivalent_micros"][ref] == want, "what-if %s %s: %d, want %d"
+                  % (row["custom_id"], ref, row["api_equivalent_micros"][ref], want))
+    check(wi_prices["total"]["api_equivalent_micros"]["gpt-4o-mini"] > tot["api_equivalent_micros"]["gpt-4o-mini"],
+          "the what-if at doubled prices is not dearer")
+    check(wi_prices["total"]["api_equivalent_micros"]["qwen-long"] == tot["api_equivalent_micros"]["qwen-long"],
+          "an unchanged price changed in the what-if")
+    txt = run(cli + ["cost", "--batch", batch, "--prices", "closed-2024", "--prices", "fx"], extra_env=envalt).stdout
+    check("what-if" in txt and "gpt-4o-mini" in txt, "the text what-if does not say so: %s" % txt[:300])
+    p = run(cost_cli + ["--prices", "closed-2024", "--prices", "fx"], ok=(1,), extra_env=envalt)
+    check("qwen-long" in p.stderr, "a what-if reference missing from the tables: %s" % p.stderr)
+    # The server's what-if with its own (unchanged) tables gives the booked figures.
+    cur_rep = json.loads(http(url + "/v1/cost?batch=%s&format=json&prices=current" % batch)[0])
+    check(cur_rep["api_basis"] == "what-if" and cur_rep["rows"] == rep["rows"], "server what-if with the booking tables")
+    http(url + "/v1/cost?batch=%s&prices=yesterday" % batch, want=400)
 
     # CSV: the total row is the sum of the rows, column by column.
     table = list(csv.reader(io.StringIO(run(cost_cli + ["--format", "csv"]).stdout)))

@@ -3,8 +3,10 @@
  * 128-bit oracle, the idle-time rule, rollback, profile fallbacks, and the
  * hook wired through the journal and sched. */
 #include "booking.h"
+#include "cost.h"
 #include "fixture.h"
 #include "ledger.h"
+#include "report.h"
 #include "meter.h"
 #include "opts.h"
 #include "tests.h"
@@ -440,7 +442,7 @@ static void test_conf(void)
 	CU_ASSERT_FALSE(c.has_sale);
 	booking_conf_done(&c);
 
-	const char *good[] = { "refs=ref-b, ref-a", "currency=CNY", "sale_price=0.8/2", NULL };
+	const char *good[] = { "refs=ref-b, ref-a,ref-b", "currency=CNY", "sale_price=0.8/2", NULL };
 	CU_ASSERT_EQUAL_FATAL(load_conf(&c, dir, good, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(c.n_refs, 2);
 	CU_ASSERT_STRING_EQUAL(c.refs[0], "ref-b");
@@ -509,6 +511,17 @@ static void test_argv(void)
 	booking_argv_free(&out);
 }
 
+static int64_t count_of(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *q = NULL;
+	int64_t n = -1;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	return n;
+}
+
 /* Through the real path: Hello, Assign, Result into the journal. The
  * rows carry the profile, rates and currency, batch jobs are via_batch,
  * synchronous ones are not, the job's usage sums equal the ledger's, and
@@ -523,7 +536,8 @@ static void test_through_sched(void)
 {
 	char err[1024], job[80], sjob[80];
 	booking_conf_t c;
-	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), NULL, err, sizeof(err)), 0);
+	const char *refs[] = { "refs=ref-b,ref-a", NULL };
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), refs, err, sizeof(err)), 0);
 	fx_t f;
 	fx_open(&f, NULL);
 	booking_t *b = NULL;
@@ -569,13 +583,234 @@ static void test_through_sched(void)
 	CU_ASSERT_EQUAL(all.n, 13);
 	CU_ASSERT_EQUAL(all.idle + all.busy, f.now - hello_at);
 	CU_ASSERT(all.load > all.marg);
+	/* The journal's own Result transaction carried the equivalents: one
+	 * per call and reference, the batch's at its batch tier. */
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 13 * 2);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger l WHERE (SELECT count(*) FROM ledger_api a"
+			     " WHERE a.ledger_id = l.id) != 2"), 0);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+			     " WHERE l.job = 'sync_1' AND v.price_source LIKE '%batch call%'"), 0);
 	sqlite3_close(db);
 	fx_close(&f);
 	booking_destroy(&b);
 	booking_conf_done(&c);
 }
 
+/* Every booked call gets one closed-API equivalent per reference model,
+ * written with its ledger row in the Result's transaction: exactly the
+ * meter's price of its tokens (batch tier when via the Batch API, the
+ * row's currency), with what priced it; a Result rolled back leaves
+ * neither rows nor equivalents nor pricings. */
+static void test_api_booked(void)
+{
+	char err[1024];
+	booking_conf_t c;
+	const char *refs[] = { "refs=ref-a,ref-b", NULL };
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), refs, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(c.n_refs, 2);
+	booking_t *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	clk_t k = { .now = 1000, .joined = { 0, 0, -1, -1 } };
+	booking_set_clock(b, clk_now, clk_joined, &k);
+	sqlite3 *db = ledger_db();
+	uint64_t busy[5] = { 10, 20, 30, 40, 50 };
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "test-hw", busy, 5, 0, NULL), 0);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 10);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger l WHERE (SELECT count(*) FROM ledger_api a"
+			     " WHERE a.ledger_id = l.id) != 2"), 0);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 2);
+
+	/* Each one is the meter's price of the call, read back as reports do. */
+	ledger_rows_t *rows = NULL;
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, NULL, &rows, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(rows->n, 5);
+	for (size_t i = 0; i < rows->n; i++) {
+		const ledger_row_t *w = &rows->v[i];
+		CU_ASSERT_EQUAL_FATAL(w->n_api, 2);
+		for (size_t r = 0; r < 2; r++) {
+			const ledger_api_t *a = ledger_row_find_api(w, c.refs[r]);
+			int64_t want = -1;
+			CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+			CU_ASSERT_EQUAL(cost_api_equivalent(c.prices, pricetab_find(c.prices, c.refs[r]), w->prompt_tokens,
+							    w->completion_tokens, w->via_batch, "CNY", &want, err,
+							    sizeof(err)), 0);
+			CU_ASSERT_EQUAL(a->micros, want);
+			CU_ASSERT_STRING_EQUAL(a->price->currency, "CNY");	/* the row's (test-hw's) */
+			CU_ASSERT_STRING_EQUAL(a->price->price_table, "t");
+			CU_ASSERT_STRING_EQUAL(a->price->price_date, "2026");
+			CU_ASSERT_PTR_NOT_NULL(strstr(a->price->price_source, "t.conf"));
+		}
+		/* 7 x 0.15 + 3 x 0.6 = 2.85 micro-USD x 7.2 = 20.52; 7 x 0.5 + 3 x 2 = 9.5 micro-CNY. */
+		CU_ASSERT_EQUAL(ledger_row_find_api(w, "ref-a")->micros, 21);
+		CU_ASSERT_STRING_EQUAL(ledger_row_find_api(w, "ref-a")->price->fx_rate, "7.2");
+		CU_ASSERT_STRING_EQUAL(ledger_row_find_api(w, "ref-a")->price->price_currency, "USD");
+		CU_ASSERT_EQUAL(ledger_row_find_api(w, "ref-b")->micros, 10);
+		CU_ASSERT_STRING_EQUAL(ledger_row_find_api(w, "ref-b")->price->fx_rate, "1");
+	}
+	ledger_rows_destroy(&rows);
+
+	/* Rolled back: a synchronous job's Result (a new pricing: no batch
+	 * call) and a batch one leave nothing behind. */
+	k.now += 1000;
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(book(b, db, "sync_1", 1, "test-hw", busy, 3, 0, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "test-hw", busy, 2, 0, NULL), 0);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 20);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 4);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger"), 5);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 10);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 2);
+	/* And booked again after the rollback, the pricing comes back. */
+	CU_ASSERT_EQUAL_FATAL(book(b, db, "sync_1", 1, "test-hw", busy, 3, 0, NULL), 0);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+			     " WHERE l.job = 'sync_1' AND v.price_source NOT LIKE '%batch call%'"), 6);
+	sqlite3_close(db);
+	booking_destroy(&b);
+	booking_conf_done(&c);
+
+	/* Without a profile the row has no currency: the equivalents are in
+	 * the report currency (what reports read such rows in). */
+	const char *none[] = { "refs=ref-a", NULL };
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(false), none, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	db = ledger_db();
+	CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "nothing", busy, 1, 0, NULL), 0);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view WHERE currency = 'USD' AND micros = 3"), 1);
+	sqlite3_close(db);
+	booking_destroy(&b);
+	booking_conf_done(&c);
+}
+
+/* Books calls of job on worker 0 with token counts that vary. */
+static void book_varied(booking_t *b, sqlite3 *db, const char *job, int n)
+{
+	journal_job_t jb;
+	memset(&jb, 0, sizeof(jb));
+	snprintf(jb.name, sizeof(jb.name), "%s", job);
+	journal_shard_t sh = { .id = 1 };
+	journal_result_ctx_t ctx = { &jb, &sh, "w0", "w0", "test-hw" };
+	journal_call_t calls[16];
+	char cids[16][16];
+	for (int i = 0; i < n; i++) {
+		snprintf(cids[i], sizeof(cids[i]), "%s-%d", job, i);
+		calls[i] = (journal_call_t){ .job = job, .custom_id = cids[i], .line_no = i + 1, .model = "m",
+					     .worker = "w0", .worker_name = "w0", .hardware_profile = "test-hw",
+					     .shard_id = 1, .prompt_tokens = 100 + 37 * (uint32_t)i,
+					     .completion_tokens = 1 + 13 * (uint32_t)i, .busy_ns = 1000, .answered_at_ns = 1 };
+	}
+	journal_usage_t sum;
+	memset(&sum, 0, sizeof(sum));
+	char err[512];
+	int r = booking_book(b, db, &ctx, calls, (size_t)n, 0, &sum, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "booking_book: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+}
+
+/* The report of a past batch, as GET /v1/cost builds it: the journal's
+ * rows, the [meter] tables and refs, by default or as a what-if. */
+static report_t *batch_report(sqlite3 *db, const booking_conf_t *c, const char *job, bool whatif)
+{
+	char err[512];
+	ledger_rows_t *rows = NULL;
+	ledger_filter_t f = { .job = job, .default_currency = c->currency };
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &rows, err, sizeof(err)), 0);
+	report_opts_t o = { .currency = "CNY", .prices = c->prices, .refs = (const char *const *)c->refs,
+			    .n_refs = c->n_refs, .whatif_prices = whatif };
+	report_t *r = NULL;
+	int rc = report_new(rows->v, rows->n, REPORT_BY_CALL, &o, &r, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "report_new: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	ledger_rows_destroy(&rows);
+	return r;
+}
+
+/* A later change of the price table margind loads (here ref-a's prices
+ * doubled and ref-b's cut) leaves a past batch's default report as it was
+ * booked; its what-if report under the new table changes, to exactly the
+ * new table's prices; a batch booked after the change carries the new
+ * prices, and both pricings stay in the journal. */
+static void test_price_change(void)
+{
+	char err[1024], p[700];
+	booking_conf_t old, cur;
+	const char *dir = data_dir(true);
+	const char *refs[] = { "refs=ref-a,ref-b", NULL }, *refs2[] = { "refs=ref-a,ref-b", "prices=t2", NULL };
+	snprintf(p, sizeof(p), "%s/prices/t2.conf", dir);
+	write_file(p, "[table]\nname = t2\n[fx]\nCNY_per_USD = 7.2\nCNY_per_USD_source = test\nCNY_per_USD_date = 2026\n"
+		      "[price.ref-a]\ncurrency = USD\ninput_per_1m = 0.3\noutput_per_1m = 1.2\nsource = test 2\n"
+		      "date = 2027\n[price.ref-b]\ncurrency = CNY\ninput_per_1m = 0.25\noutput_per_1m = 1\n"
+		      "source = test 2\ndate = 2027\n");
+	CU_ASSERT_EQUAL_FATAL(load_conf(&old, dir, refs, err, sizeof(err)), 0);
+	booking_t *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(booking_new(&old, &b), 0);
+	sqlite3 *db = ledger_db();
+	book_varied(b, db, "past", 9);
+	booking_destroy(&b);
+	report_t *before = batch_report(db, &old, "past", false);
+	CU_ASSERT_STRING_EQUAL(report_api_basis(before), "booked");
+
+	/* margind restarted with the new table. */
+	int r = load_conf(&cur, dir, refs2, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	report_t *after = batch_report(db, &cur, "past", false), *whatif = batch_report(db, &cur, "past", true);
+	CU_ASSERT_STRING_EQUAL(report_api_basis(after), "booked");
+	CU_ASSERT_STRING_EQUAL(report_api_basis(whatif), "what-if");
+	CU_ASSERT_EQUAL_FATAL(after->n_rows, 9);
+	ledger_rows_t *rows = NULL;
+	ledger_filter_t f = { .job = "past" };
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &rows, err, sizeof(err)), 0);
+	for (size_t i = 0; i < 9; i++)
+		for (size_t k = 0; k < 2; k++) {
+			int64_t was, now;
+			const ledger_row_t *w = &rows->v[i];
+			CU_ASSERT_EQUAL(cost_api_equivalent(old.prices, pricetab_find(old.prices, old.refs[k]), w->prompt_tokens,
+							    w->completion_tokens, true, "CNY", &was, err, sizeof(err)), 0);
+			CU_ASSERT_EQUAL(cost_api_equivalent(cur.prices, pricetab_find(cur.prices, cur.refs[k]), w->prompt_tokens,
+							    w->completion_tokens, true, "CNY", &now, err, sizeof(err)), 0);
+			CU_ASSERT_EQUAL(before->rows[i].api_micros[k], was);
+			CU_ASSERT_EQUAL(after->rows[i].api_micros[k], was);
+			CU_ASSERT_EQUAL(whatif->rows[i].api_micros[k], now);
+			CU_ASSERT(now != was);
+		}
+	for (size_t k = 0; k < 2; k++) {
+		CU_ASSERT_EQUAL(after->total.api_micros[k], before->total.api_micros[k]);
+		CU_ASSERT(whatif->total.api_micros[k] != before->total.api_micros[k]);
+	}
+	ledger_rows_destroy(&rows);
+	report_destroy(&before);
+	report_destroy(&after);
+	report_destroy(&whatif);
+
+	/* A batch booked under the new table gets its prices; the past one
+	 * keeps its own. */
+	CU_ASSERT_EQUAL_FATAL(booking_new(&cur, &b), 0);
+	book_varied(b, db, "new", 3);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 4);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+			     " WHERE l.job = 'new' AND v.price_table = 't2' AND v.price_date = '2027'"), 6);
+	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+			     " WHERE l.job = 'past' AND v.price_table = 't' AND v.price_date = '2026'"), 18);
+	report_t *fresh = batch_report(db, &cur, "new", false), *fresh_wi = batch_report(db, &cur, "new", true);
+	for (size_t k = 0; k < 2; k++)
+		CU_ASSERT_EQUAL(fresh->total.api_micros[k], fresh_wi->total.api_micros[k]);
+	report_destroy(&fresh);
+	report_destroy(&fresh_wi);
+	booking_destroy(&b);
+	sqlite3_close(db);
+	booking_conf_done(&old);
+	booking_conf_done(&cur);
+}
+
 const cu_test_t booking_tests[] = {
+	{ "api_booked", test_api_booked },
+	{ "price_change", test_price_change },
 	{ "conservation", test_conservation },
 	{ "idle_overlap", test_idle_overlap },
 	{ "rollback", test_rollback },

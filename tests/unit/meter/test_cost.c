@@ -108,6 +108,55 @@ static void test_api_equivalent(void)
 	pricetab_destroy(&t);
 }
 
+/* A quote is the equivalent plus what priced it: the prices that applied
+ * (batch tier or list), the exchange factor, exact, and their sources. */
+static void test_api_quote(void)
+{
+	pricetab_t *t = pricetab_new();
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/fx.conf"), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/closed-2024.conf"), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/cn-2024-05-after.conf"), err, sizeof(err)), 0);
+	const pricetab_entry_t *mini = pricetab_find(t, "gpt-4o-mini"), *ql = pricetab_find(t, "qwen-long");
+	cost_api_quote_t q;
+	cost_api_source_t src;
+	int64_t v;
+	/* Batch tier 0.075 / 0.30 USD, in CNY: (1000 x 0.075 + 500 x 0.3) x 7.2 = 1620. */
+	CU_ASSERT_EQUAL_FATAL(cost_api_quote(t, mini, 1000, 500, true, "CNY", &q, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(q.micros, 1620);
+	CU_ASSERT(q.batch_tier);
+	CU_ASSERT_EQUAL(cost_api_equivalent(t, mini, 1000, 500, true, "CNY", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, q.micros);
+	cost_api_source(t, mini, &q, "CNY", true, &src);
+	CU_ASSERT_STRING_EQUAL(src.input_per_1m, "0.075");
+	CU_ASSERT_STRING_EQUAL(src.output_per_1m, "0.3");
+	CU_ASSERT_STRING_EQUAL(src.fx_rate, "7.2");
+	CU_ASSERT_PTR_NOT_NULL(strstr(src.fx_source, "CNY_per_USD = 7.2"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(src.price_source, "closed-2024.conf"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(src.price_source, mini->batch_source));
+	CU_ASSERT_STRING_EQUAL(src.price_date, mini->batch_date);
+	/* List price, same currency: factor 1, no conversion, the list date. */
+	CU_ASSERT_EQUAL_FATAL(cost_api_quote(t, mini, 1000, 500, false, "USD", &q, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(q.micros, 450);
+	CU_ASSERT_FALSE(q.batch_tier);
+	cost_api_source(t, mini, &q, "USD", false, &src);
+	CU_ASSERT_STRING_EQUAL(src.fx_rate, "1");
+	CU_ASSERT_STRING_EQUAL(src.fx_source, "");
+	CU_ASSERT_STRING_EQUAL(src.input_per_1m, "0.15");
+	CU_ASSERT_STRING_EQUAL(src.price_date, "2024-07-25");
+	/* No batch tier: a batch call pays list price and the source says why;
+	 * CNY -> USD is 5/36, which has no finite decimal. */
+	CU_ASSERT_EQUAL_FATAL(cost_api_quote(t, ql, 1000, 500, true, "USD", &q, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(q.micros, 208);
+	CU_ASSERT_FALSE(q.batch_tier);
+	cost_api_source(t, ql, &q, "USD", true, &src);
+	CU_ASSERT_STRING_EQUAL(src.fx_rate, "5/36");
+	CU_ASSERT_PTR_NOT_NULL(strstr(src.price_source, "batch call at list price"));
+	CU_ASSERT_STRING_EQUAL(src.price_date, "2024-05-21");
+	CU_ASSERT_EQUAL(cost_api_quote(t, ql, 1, 0, false, "EUR", &q, err, sizeof(err)), -ENOENT);
+	pricetab_destroy(&t);
+}
+
 static void test_per_1m(void)
 {
 	/* economics.md 2e: a 16 USD node-hour at DeepSeek's 73.7k prefill tok/s
@@ -125,6 +174,7 @@ const cu_test_t cost_tests[] = {
 	{ "batch_conservation", test_batch_conservation },
 	{ "spread_period", test_spread_period },
 	{ "api_equivalent", test_api_equivalent },
+	{ "api_quote", test_api_quote },
 	{ "per_1m", test_per_1m },
 	{ NULL, NULL },
 };

@@ -132,18 +132,127 @@ static void test_daemon_table(void)
 	CU_ASSERT(out->v[0].via_batch && out->v[0].idle_ns == 0 && out->v[0].cost_loaded_micros == 67493836);
 	CU_ASSERT_EQUAL(out->v[0].shard, 3);
 	ledger_rows_destroy(&out);
-	CU_ASSERT_EQUAL(ledger_upgrade(db, err, sizeof(err)), 5);
+	/* Five columns, the two tables of booked equivalents and their view. */
+	CU_ASSERT_EQUAL(ledger_upgrade(db, err, sizeof(err)), 8);
 	CU_ASSERT_EQUAL(ledger_upgrade(db, err, sizeof(err)), 0);	/* idempotent */
 	CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
 	CU_ASSERT_STRING_EQUAL(out->v[0].currency, "CNY");	/* '' takes the default */
+	CU_ASSERT_EQUAL(out->v[0].n_api, 0);			/* an old row: none booked */
+	CU_ASSERT_PTR_NULL(ledger_row_find_api(&out->v[0], "gpt-4o-mini"));
 	ledger_rows_destroy(&out);
+	/* New rows of the upgraded journal keep their equivalents. */
+	ledger_api_price_t p = { .ref_model = "gpt-4o-mini", .currency = "CNY", .price_currency = "USD",
+				 .input_per_1m = "0.075", .output_per_1m = "0.3", .fx_rate = "7.2", .fx_source = "fx",
+				 .price_table = "fx+closed-2024", .price_source = "closed-2024.conf:40: LiteLLM",
+				 .price_date = "2024-07-25" };
+	ledger_api_t a = { &p, 1234 };
+	ledger_row_t w = row("batch_2", 1, "m", "w", 9);
+	w.api = &a;
+	w.n_api = 1;
+	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, &w, 1, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(out->n, 2);
+	CU_ASSERT_EQUAL(out->v[0].n_api, 0);
+	CU_ASSERT_EQUAL_FATAL(out->v[1].n_api, 1);
+	CU_ASSERT_EQUAL(out->v[1].api[0].micros, 1234);
+	ledger_rows_destroy(&out);
+	sqlite3_close(db);
+}
+
+static int64_t count(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *q = NULL;
+	int64_t n = -1;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	return n;
+}
+
+/* Booked equivalents: each row's come back with it, in booking order,
+ * with what priced them; a pricing is stored once however many calls (and
+ * inserts) use it; two equivalents of one call for the same reference are
+ * refused; a filter selects only its rows' equivalents; the view joins
+ * them for SQL tools. */
+static void test_api(void)
+{
+	sqlite3 *db = open_db();
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(ledger_create(db, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), 0);
+	ledger_api_price_t pq = { .ref_model = "qwen-long", .currency = "CNY", .price_currency = "CNY",
+				  .input_per_1m = "0.5", .output_per_1m = "2", .fx_rate = "1", .fx_source = "",
+				  .price_table = "fx+cn", .price_source = "cn.conf:8: 163.com", .price_date = "2024-05-21" };
+	ledger_api_price_t pg = { .ref_model = "gpt-4o-mini", .currency = "CNY", .price_currency = "USD",
+				  .input_per_1m = "0.075", .output_per_1m = "0.3", .fx_rate = "7.2",
+				  .fx_source = "USD -> CNY: CNY_per_USD = 7.2", .price_table = "fx+cn",
+				  .price_source = "closed.conf:40", .price_date = "2024-07-25" };
+	ledger_api_price_t pq2 = pq;	/* the same pricing by another pointer */
+	ledger_api_t a0[2] = { { &pq, 11 }, { &pg, 22 } }, a1[2] = { { &pq2, 33 }, { &pg, 44 } };
+	ledger_row_t rows[3] = { row("b1", 0, "m", "w1", 100), row("b1", 1, "m", "w1", 200), row("b2", 0, "m", "w1", 300) };
+	rows[0].api = a0;
+	rows[0].n_api = 2;
+	rows[2].api = a1;
+	rows[2].n_api = 2;	/* rows[1] has none */
+	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, rows, 3, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, rows, 1, err, sizeof(err)), 0);	/* a second call */
+	CU_ASSERT_EQUAL(count(db, "SELECT count(*) FROM ledger_api"), 6);
+	CU_ASSERT_EQUAL(count(db, "SELECT count(*) FROM ledger_api_price"), 2);
+	CU_ASSERT_EQUAL(count(db, "SELECT sum(micros) FROM ledger_api_view WHERE fx_rate = '7.2'"
+			      " AND price_date = '2024-07-25' AND price_currency = 'USD'"), 22 + 44 + 22);
+
+	ledger_rows_t *out = NULL;
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, NULL, &out, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(out->n, 4);
+	CU_ASSERT_EQUAL(out->n_prices, 2);
+	CU_ASSERT_EQUAL_FATAL(out->v[0].n_api, 2);
+	CU_ASSERT_STRING_EQUAL(out->v[0].api[0].price->ref_model, "qwen-long");	/* booking order */
+	CU_ASSERT_EQUAL(out->v[0].api[0].micros, 11);
+	CU_ASSERT_EQUAL(out->v[0].api[1].micros, 22);
+	const ledger_api_t *g = ledger_row_find_api(&out->v[0], "gpt-4o-mini");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(g->micros, 22);
+	CU_ASSERT_STRING_EQUAL(g->price->fx_rate, "7.2");
+	CU_ASSERT_STRING_EQUAL(g->price->fx_source, "USD -> CNY: CNY_per_USD = 7.2");
+	CU_ASSERT_STRING_EQUAL(g->price->input_per_1m, "0.075");
+	CU_ASSERT_STRING_EQUAL(g->price->output_per_1m, "0.3");
+	CU_ASSERT_STRING_EQUAL(g->price->price_table, "fx+cn");
+	CU_ASSERT_STRING_EQUAL(g->price->price_source, "closed.conf:40");
+	CU_ASSERT_STRING_EQUAL(g->price->price_date, "2024-07-25");
+	CU_ASSERT_STRING_EQUAL(g->price->currency, "CNY");
+	CU_ASSERT_STRING_EQUAL(g->price->price_currency, "USD");
+	CU_ASSERT(g->price->id > 0);
+	CU_ASSERT_EQUAL(out->v[1].n_api, 0);
+	CU_ASSERT_PTR_NULL(ledger_row_find_api(&out->v[1], "qwen-long"));
+	CU_ASSERT_EQUAL(out->v[2].n_api, 2);
+	CU_ASSERT_EQUAL(ledger_row_find_api(&out->v[2], "qwen-long")->micros, 33);
+	CU_ASSERT_PTR_EQUAL(ledger_row_find_api(&out->v[2], "qwen-long")->price, out->v[0].api[0].price);
+	CU_ASSERT_EQUAL(out->v[3].n_api, 2);
+	CU_ASSERT_PTR_NULL(ledger_row_find_api(&out->v[3], "gpt-4o"));
+	ledger_rows_destroy(&out);
+
+	ledger_filter_t f = { .job = "b2" };
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(out->n, 1);
+	CU_ASSERT_EQUAL(out->n_api, 2);
+	CU_ASSERT_EQUAL(ledger_row_find_api(&out->v[0], "gpt-4o-mini")->micros, 44);
+	ledger_rows_destroy(&out);
+
+	/* One reference twice for one call. */
+	ledger_api_t twice[2] = { { &pq, 1 }, { &pq2, 2 } };
+	rows[1].api = twice;
+	rows[1].n_api = 2;
+	CU_ASSERT_EQUAL(ledger_insert(db, &rows[1], 1, err, sizeof(err)), -EEXIST);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "qwen-long"));
 	sqlite3_close(db);
 }
 
 const cu_test_t ledger_tests[] = {
 	{ "daemon_table", test_daemon_table },
 	{ "roundtrip", test_roundtrip },
+	{ "api", test_api },
 	{ "schema_mismatch", test_schema_mismatch },
 	{ NULL, NULL },
 };

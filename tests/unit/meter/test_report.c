@@ -398,7 +398,199 @@ static void test_from_sqlite(void)
 	done();
 }
 
+/* Booked equivalents (what the calls cost on the APIs when they were
+ * answered, here as if with an older price table: the table's price plus a
+ * mark per row) are what a report shows by default; the what-if
+ * recomputes them all with the loaded table; a call booked without one is
+ * priced now, counted and named; totals stay the sums of the rows. */
+static ledger_api_price_t booked_price[3];
+static ledger_api_t booked[N_ROWS][3];
+
+static void book_equivalents(size_t without_mini_from)
+{
+	char err[256];
+	for (int k = 0; k < 3; k++)
+		booked_price[k] = (ledger_api_price_t){ .ref_model = refs[k], .currency = "CNY", .price_currency = "USD",
+							.input_per_1m = "?", .output_per_1m = "?", .fx_rate = "7.2",
+							.fx_source = "", .price_table = "older", .price_source = "test",
+							.price_date = "2024" };
+	for (int i = 0; i < N_ROWS; i++) {
+		size_t n = 0;
+		for (int k = 0; k < 3; k++) {
+			if (k == 1 && (size_t)i >= without_mini_from)
+				continue;
+			int64_t now;
+			CU_ASSERT_EQUAL_FATAL(cost_api_equivalent(prices, pricetab_find(prices, refs[k]), rows[i].prompt_tokens,
+								  rows[i].completion_tokens, rows[i].via_batch, "CNY", &now,
+								  err, sizeof(err)), 0);
+			booked[i][n++] = (ledger_api_t){ &booked_price[k], now + 1000 * (i + 1) + k };
+		}
+		rows[i].api = booked[i];
+		rows[i].n_api = n;
+	}
+}
+
+static report_t *make_opts(enum report_group g, const char *currency, const char *const *rf, size_t n_rf, bool whatif,
+			   int want_rc)
+{
+	report_opts_t o = { .currency = currency, .prices = prices, .refs = rf, .n_refs = n_rf,
+			    .whatif_prices = whatif };
+	report_t *r = NULL;
+	char err[512] = "";
+	int rc = report_new(rows, N_ROWS, g, &o, &r, err, sizeof(err));
+	if (rc != want_rc)
+		fprintf(stderr, "report_new: %d %s\n", rc, err);
+	CU_ASSERT_EQUAL(rc, want_rc);
+	return r;
+}
+
+static void test_booked(void)
+{
+	char err[256], note[1024];
+	fixture();
+	book_equivalents(5);	/* gpt-4o-mini booked for rows 0..4 only */
+	report_t *r = make_opts(REPORT_BY_CALL, NULL, refs, 3, false, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	for (int i = 0; i < N_ROWS; i++) {
+		int64_t now;
+		CU_ASSERT_EQUAL(r->rows[i].api_micros[0], booked[i][0].micros);
+		CU_ASSERT_EQUAL(cost_api_equivalent(prices, pricetab_find(prices, "gpt-4o-mini"), rows[i].prompt_tokens,
+						    rows[i].completion_tokens, rows[i].via_batch, "CNY", &now, err,
+						    sizeof(err)), 0);
+		CU_ASSERT_EQUAL(r->rows[i].api_micros[1], i < 5 ? booked[i][1].micros : now);
+		CU_ASSERT_EQUAL(r->rows[i].api_micros[2], booked[i][i < 5 ? 2 : 1].micros);
+	}
+	check_sums(r);
+	CU_ASSERT_EQUAL(r->api_computed[0], 0);
+	CU_ASSERT_EQUAL(r->api_computed[1], N_ROWS - 5);
+	CU_ASSERT_EQUAL(r->api_computed[2], 0);
+	CU_ASSERT_STRING_EQUAL(report_api_basis(r), "booked+computed");
+	report_api_note(r, note, sizeof(note));
+	CU_ASSERT_PTR_NOT_NULL(strstr(note, "gpt-4o-mini 6 of 11"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(note, pricetab_name(prices)));
+	char *text = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+	json_t *root = json_loads(text, 0, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(root, "api_basis")), "booked+computed");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(root, "api_note")), note);
+	CU_ASSERT_EQUAL(jint(json_object_get(root, "api_computed_calls"), "gpt-4o-mini"), N_ROWS - 5);
+	CU_ASSERT_EQUAL(jint(json_object_get(json_object_get(root, "total"), "api_equivalent_micros"), "gpt-4o"),
+			r->total.api_micros[0]);
+	json_decref(root);
+	free(text);
+	CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, note));
+	free(text);
+	report_destroy(&r);
+
+	/* Grouped the same: the rows and total add up what was booked. */
+	r = make_opts(REPORT_BY_BATCH, NULL, refs, 3, false, 0);
+	int64_t want = 0;
+	for (int i = 0; i < 6; i++)
+		want += booked[i][0].micros;
+	CU_ASSERT_EQUAL(r->rows[0].api_micros[0], want);
+	check_sums(r);
+	report_destroy(&r);
+
+	/* What-if: every call priced with the loaded table. */
+	r = make_opts(REPORT_BY_CALL, NULL, refs, 3, true, 0);
+	for (int i = 0; i < N_ROWS; i++)
+		for (int k = 0; k < 3; k++) {
+			int64_t now;
+			CU_ASSERT_EQUAL(cost_api_equivalent(prices, pricetab_find(prices, refs[k]), rows[i].prompt_tokens,
+							    rows[i].completion_tokens, rows[i].via_batch, "CNY", &now, err,
+							    sizeof(err)), 0);
+			CU_ASSERT_EQUAL(r->rows[i].api_micros[k], now);
+		}
+	check_sums(r);
+	CU_ASSERT_STRING_EQUAL(report_api_basis(r), "what-if");
+	CU_ASSERT_PTR_NOT_NULL(strstr(report_api_note(r, note, sizeof(note)), "what-if"));
+	report_destroy(&r);
+
+	/* All booked: a reference the loaded table no longer has still
+	 * reports; one call without it and it is an error naming it. */
+	for (int k = 0; k < 3; k++)
+		booked_price[k].ref_model = k == 0 ? "retired-model" : refs[k];
+	const char *retired[] = { "retired-model" };
+	r = make_opts(REPORT_BY_CALL, NULL, retired, 1, false, 0);
+	CU_ASSERT_STRING_EQUAL(report_api_basis(r), "booked");
+	CU_ASSERT_STRING_EQUAL(report_api_note(r, note, sizeof(note)), "closed-API equivalents as booked with each call");
+	CU_ASSERT_EQUAL(r->rows[3].api_micros[0], booked[3][0].micros);
+	report_destroy(&r);
+	rows[7].n_api = 0;
+	report_opts_t o = { .prices = prices, .refs = retired, .n_refs = 1 };
+	CU_ASSERT_EQUAL(report_new(rows, N_ROWS, REPORT_BY_CALL, &o, &r, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "retired-model"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no booked equivalent"));
+
+	/* Nothing booked at all: computed, and said. */
+	for (int i = 0; i < N_ROWS; i++)
+		rows[i].n_api = 0;
+	r = make_opts(REPORT_BY_CALL, NULL, refs, 3, false, 0);
+	CU_ASSERT_STRING_EQUAL(report_api_basis(r), "computed");
+	CU_ASSERT_PTR_NOT_NULL(strstr(report_api_note(r, note, sizeof(note)), "no call has a booked"));
+	report_destroy(&r);
+	done();
+}
+
+/* Booked CNY equivalents in a USD report: each reference's total is the
+ * booked total converted once, and still the sum of the rows. */
+static void test_booked_conversion(void)
+{
+	char err[256], note[1024];
+	fixture();
+	book_equivalents(N_ROWS);
+	report_t *r = make_opts(REPORT_BY_MODEL, "USD", refs, 3, false, 0);
+	check_sums(r);
+	for (int k = 0; k < 3; k++) {
+		int64_t cny = 0, usd;
+		for (int i = 0; i < N_ROWS; i++)
+			cny += booked[i][k].micros;
+		CU_ASSERT_EQUAL(pricetab_convert(prices, cny, "CNY", "USD", &usd, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(r->total.api_micros[k], usd);
+	}
+	CU_ASSERT(r->api_converted);
+	CU_ASSERT_PTR_NOT_NULL(strstr(report_api_note(r, note, sizeof(note)), "converted into USD"));
+	report_destroy(&r);
+	done();
+}
+
+/* Booked equivalents through SQLite: the same report as from memory. */
+static void test_booked_from_sqlite(void)
+{
+	fixture();
+	book_equivalents(4);
+	sqlite3 *db = NULL;
+	char err[512] = "";
+	ledger_rows_t *got = NULL;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(":memory:", &db), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(ledger_create(db, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, rows, N_ROWS, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, NULL, &got, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(got->n, N_ROWS);
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3 };
+	report_t *a = NULL, *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_new(got->v, got->n, REPORT_BY_CALL, &o, &a, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(report_new(rows, N_ROWS, REPORT_BY_CALL, &o, &b, err, sizeof(err)), 0);
+	char *ja = NULL, *jb = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_format_json(a, &ja), 0);
+	CU_ASSERT_EQUAL_FATAL(report_format_json(b, &jb), 0);
+	CU_ASSERT_STRING_EQUAL(ja, jb);
+	CU_ASSERT_EQUAL(a->api_computed[1], N_ROWS - 4);
+	free(ja);
+	free(jb);
+	report_destroy(&a);
+	report_destroy(&b);
+	ledger_rows_destroy(&got);
+	sqlite3_close(db);
+	done();
+}
+
 const cu_test_t report_tests[] = {
+	{ "booked", test_booked },
+	{ "booked_conversion", test_booked_conversion },
+	{ "booked_from_sqlite", test_booked_from_sqlite },
 	{ "sale_price", test_sale_price },
 	{ "from_sqlite", test_from_sqlite },
 	{ "totals_all_groupings", test_totals_all_groupings },
