@@ -55,19 +55,21 @@ done
 
 table="$out/bench.md"
 {
-	echo "| model | layers run | batch | prefill tok/s | prefill % roofline | decode tok/s | GFLOP/s | % roofline | % bandwidth | peak RSS MB |"
-	echo "|---|---|---|---|---|---|---|---|---|---|"
+	echo "| model | layers run | batch | prefill tok/s | prefill % roofline | decode tok/s | spread | GFLOP/s | % roofline | % bandwidth | peak RSS MB |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	for f in "$out"/*.json; do
 		[ -e "$f" ] || continue
 		if command -v jq >/dev/null 2>&1; then
-			jq -r '. as $r | .runs[] | "| \($r.model.name) | \($r.model.layers_run) of \($r.model.n_layers)\(if $r.model.scaled then " (scaled)" else "" end) | \(.batch) | \(.prefill_tok_s|floor) | \(.prefill_roofline_pct|floor)% | \(.decode_tok_s*10|floor/10) | \(.gflops*10|floor/10) | \(.roofline_pct|floor)% | \(.bandwidth_pct|floor)% | \(.peak_rss_mb|floor) |"' "$f"
+			jq -r '. as $r | .runs[] | "| \($r.model.name) | \($r.model.layers_run) of \($r.model.n_layers)\(if $r.model.scaled then " (scaled)" else "" end) | \(.batch) | \(.prefill_tok_s|floor) | \(.prefill_roofline_pct|floor)% | \(.decode_tok_s*10|floor/10)\(if .unreliable_reps > 0 then " !" else "" end) | \(.decode_spread_pct|floor)% | \(.gflops*10|floor/10) | \(.roofline_pct|floor)% | \(.bandwidth_pct|floor)% | \(.peak_rss_mb|floor) |"' "$f"
 		else
-			echo "| $(basename "$f" .json) | (install jq for the table; see the JSON) |||||||||"
+			echo "| $(basename "$f" .json) | (install jq for the table; see the JSON) ||||||||||"
 		fi
 	done
 	if command -v jq >/dev/null 2>&1; then
 		f=$(ls "$out"/*.json | head -n 1)
 		jq -r '"\nmachine: sgemm \(.machine.sgemm_gflops*10|floor/10) GFLOP/s, read bandwidth \(.machine.bandwidth_gbs*10|floor/10) GB/s, \(.machine.threads) threads"' "$f"
+		echo "spread: (max - min) / median of decode tok/s over the repetitions (large: a disturbed machine);"
+		echo "!: scaled figures where more layers were not slower in some repetition (unreliable)"
 	fi
 } >"$table"
 cat "$table"

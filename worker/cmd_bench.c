@@ -18,6 +18,8 @@
  *   bandwidth_pct  weight bytes streamed per second (one pass per step:
  *                  decode tokens/s / B x 4 x params per token) over the
  *                  read bandwidth; at B = 1 the batch-1 bound.
+ *   decode_spread_pct  (max - min) / median of decode tok/s over the reps
+ *   unreliable_reps  (scaled) reps in which the bigger model was not slower
  *   engine_overhead_pct  share of the decode step time spent outside
  *                  model_forward (batch assembly, sampling, stop checks,
  *                  accounting): the engine's own cost.
@@ -413,6 +415,8 @@ typedef struct result {
 	double prefill_tok_s, decode_tok_s, gflops, prefill_gflops;
 	double roofline_pct, prefill_roofline_pct, bandwidth_pct, peak_rss_mb;
 	double engine_pct;	/* decode step time outside model_forward */
+	double spread_pct;	/* decode tok/s over the reps: (max - min) / median */
+	int implausible;	/* scaled: reps where more layers were not slower */
 } result_t;
 
 /* Every batch size: reps repetitions, each measuring every model back to
@@ -446,6 +450,9 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 				if ((rc = measure_once(&bm[mi], a, B, prompts, &f[mi])) < 0)
 					goto step_fail;
 			fig_t x = n_models == 2 ? extrapolate_fig(&f[0], &f[1], bm[0].layers, bm[1].layers, L) : f[0];
+			if (n_models == 2 && (f[1].prefill_s_per_tok <= f[0].prefill_s_per_tok ||
+					      f[1].decode_s_per_step <= f[0].decode_s_per_step))
+				res[bi].implausible++;
 			v[0][r] = 1.0 / x.prefill_s_per_tok;
 			v[1][r] = B / x.decode_s_per_step;
 			v[2][r] = x.decode_flops_per_step / x.decode_s_per_step / 1e9;
@@ -454,11 +461,17 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 		}
 		result_t *o = &res[bi];
 		o->batch = B;
+		double lo = v[1][0], hi = v[1][0];
+		for (int r = 1; r < a->reps; r++) {
+			lo = v[1][r] < lo ? v[1][r] : lo;
+			hi = v[1][r] > hi ? v[1][r] : hi;
+		}
 		o->prefill_tok_s = median(v[0], a->reps);
 		o->decode_tok_s = median(v[1], a->reps);
 		o->gflops = median(v[2], a->reps);
 		o->prefill_gflops = median(v[3], a->reps);
 		o->engine_pct = median(v[4], a->reps);
+		o->spread_pct = 100.0 * (hi - lo) / o->decode_tok_s;
 		o->roofline_pct = 100.0 * o->decode_tok_s / roof_tok_s;
 		o->prefill_roofline_pct = 100.0 * o->prefill_tok_s / roof_tok_s;
 		o->bandwidth_pct = 100.0 * (o->decode_tok_s / B) / bw_steps_s;
@@ -481,11 +494,12 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 	json_t *runs = json_array();
 	for (int bi = 0; bi < a->n_batch && runs != NULL; bi++) {
 		const result_t *o = &res[bi];
-		json_array_append_new(runs, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+		json_array_append_new(runs, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i}",
 			"batch", o->batch, "prefill_tok_s", o->prefill_tok_s, "decode_tok_s", o->decode_tok_s,
 			"gflops", o->gflops, "roofline_pct", o->roofline_pct, "bandwidth_pct", o->bandwidth_pct,
 			"peak_rss_mb", o->peak_rss_mb, "prefill_gflops", o->prefill_gflops,
-			"prefill_roofline_pct", o->prefill_roofline_pct, "engine_overhead_pct", o->engine_pct));
+			"prefill_roofline_pct", o->prefill_roofline_pct, "engine_overhead_pct", o->engine_pct,
+			"decode_spread_pct", o->spread_pct, "unreliable_reps", o->implausible));
 	}
 	json_t *root = json_pack("{s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
 				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:I}, s:o}",
@@ -551,7 +565,7 @@ int cmd_bench(int argc, char **argv)
 	}
 
 	bench_model_t bm[2] = { 0 };
-	result_t res[MAX_B];
+	result_t res[MAX_B] = { 0 };
 	for (int mi = 0; mi < n_models; mi++) {
 		int override = n_models == 2 ? (mi == 0 ? a.layers : k2) : 0;
 		if (override == L)
@@ -603,17 +617,23 @@ int cmd_bench(int argc, char **argv)
 	       a.prefill_chunk, a.threads, a.reps);
 	printf("KV cache: %d slots x %d positions = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
 	       a.slots, eo->n_ctx, kv_full / 1e6, scaled ? " for the whole model" : "");
-	printf("%6s %14s %9s %13s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
-	       "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
+	printf("%6s %14s %9s %13s %7s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
+	       "spread", "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
 	for (int bi = 0; bi < a.n_batch; bi++) {
 		const result_t *o = &res[bi];
-		printf("%6d %14.1f %8.1f%% %13.1f %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f\n", o->batch, o->prefill_tok_s,
-		       o->prefill_roofline_pct, o->decode_tok_s, o->gflops, o->roofline_pct, o->bandwidth_pct,
-		       o->engine_pct, o->peak_rss_mb);
+		printf("%6d %14.1f %8.1f%% %13.1f %6.0f%% %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f%s\n", o->batch,
+		       o->prefill_tok_s, o->prefill_roofline_pct, o->decode_tok_s, o->spread_pct, o->gflops,
+		       o->roofline_pct, o->bandwidth_pct, o->engine_pct, o->peak_rss_mb, o->implausible ? "  !" : "");
 	}
+	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
 	if (scaled)
-		printf("\n(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
+		printf("(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
 		       bm[0].layers, L, bm[0].layers, bm[1].layers);
+	for (int bi = 0; bi < a.n_batch; bi++)
+		if (res[bi].implausible > 0)
+			printf("! batch %d: in %d of %d repetitions the %d-layer model was not slower than the %d-layer one:\n"
+			       "  the machine was disturbed and the scaled figures of this row are not reliable\n",
+			       res[bi].batch, res[bi].implausible, a.reps, bm[1].layers, bm[0].layers);
 	status = 0;
 out:
 	for (int mi = 0; mi < 2; mi++)
