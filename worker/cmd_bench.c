@@ -32,11 +32,11 @@
  * sampling, engine) is in both measurements as it is. Parameter counts of
  * the whole model come from its configuration. */
 #include "cmds.h"
-#include "mg_cpu.h"
 
 #include "calib.h"
 #include "engine.h"
 #include "mg_clock.h"
+#include "mg_cpu.h"
 #include "model.h"
 #include "sampler.h"
 #include "synth.h"
@@ -97,7 +97,7 @@ static void usage(FILE *f)
 		"  --batch LIST      batch sizes, comma-separated (default 1,8,32)\n"
 		"  --prompt-len N    prompt tokens per sequence (default 128)\n"
 		"  --gen-len N       decode steps timed per sequence (default 64)\n"
-		"  --threads N       compute threads (default: online cores)\n"
+		"  --threads N       compute threads (default: the CPUs this process may run on)\n"
 		"  --slots N         engine slots (default: the largest batch)\n"
 		"  --ctx N           KV context per slot (default: what the run needs; its pages\n"
 		"                    are touched only as far as the run fills them)\n"

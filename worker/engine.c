@@ -10,14 +10,15 @@
  * sampled token (logits wanted), in slot order; then the prefill budget
  * (max_step_tokens - decoders) is handed out to prefilling slots in the
  * order they were admitted, the next chunk of at most prefill_chunk prompt
- * tokens each (logits wanted only for the prompt's last token). Which slot a request lands in and who shares
- * its step never changes its tokens: the model's numerics are
- * batch-invariant and each request samples from its own generator. */
+ * tokens each (logits wanted only for the prompt's last token). Which slot
+ * a request lands in and who shares its step never changes its tokens: the
+ * model's numerics are batch-invariant and each request samples from its
+ * own generator. */
 #include "engine.h"
-#include "mg_cpu.h"
 
 #include "chat.h"
 #include "mg_clock.h"
+#include "mg_cpu.h"
 #include "sampler.h"
 #include "tok.h"
 

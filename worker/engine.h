@@ -45,7 +45,8 @@ typedef struct engine_opts {
 	int prefill_chunk;	/* max prompt tokens per sequence per step (default 128) */
 	int max_step_tokens;	/* max tokens in one forward (default slots + prefill_chunk;
 				   raised to slots so every decoder fits a step) */
-	int threads;		/* attention + BLAS threads (default: online cores) */
+	int threads;		/* attention + BLAS threads (default: the CPUs in
+				   this process's affinity mask, mg_cpu_count) */
 } engine_opts_t;
 
 typedef struct engine_msg {
