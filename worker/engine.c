@@ -72,13 +72,13 @@ struct engine {
 	int n_vocab;
 	slot_t *slots;		/* owned: [o.slots] */
 	model_scratch_t *scratch;	/* owned */
-	/* batch arrays, [max_step_tokens] */
+	/* owned: the batch of a step, [max_step_tokens] each */
 	int32_t *b_tok, *b_pos;
 	model_kv_t **b_kv;
 	bool *b_want;
 	uint64_t *b_flops;
-	float *logits;		/* [slots][n_vocab] */
-	/* accounting scratch, [slots] */
+	float *logits;		/* owned: [slots][n_vocab], one row per sequence */
+	/* owned: per-step scratch, [slots] each */
 	uint64_t *w, *parts;
 	int *in_step;		/* slots in this step, batch order */
 	int *order;		/* slots to serve this step, decoders first */
