@@ -44,8 +44,9 @@ struct model_kv {
 	int kv_dim;
 	/* [n_layers][n_kv_heads][n_ctx][head_dim]: a head's positions are
 	 * contiguous, so attention streams them */
-	float *k;		/* owned */
-	float *v;		/* owned: same layout */
+	float *k;		/* owned: ops_big_alloc of bytes */
+	float *v;		/* owned: same layout and size */
+	size_t bytes;		/* of k, and of v */
 };
 
 /* A run of tokens of one sequence with consecutive positions (at most
@@ -682,13 +683,20 @@ int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret)
 	kv->n_ctx = n_ctx;
 	kv->n_layers = m->cfg.n_layers;
 	kv->kv_dim = m->kv_dim;
-	/* calloc: large caches come as untouched zero pages, paid as used */
-	kv->k = calloc(per, sizeof(float));
-	kv->v = calloc(per, sizeof(float));
-	if (kv->k == NULL || kv->v == NULL) {
-		model_kv_destroy(&kv);
+	/* Untouched zero pages, in 2 MiB pages from 4 MiB on (ops_big_alloc):
+	 * the first prefill of a slot maps a whole cache of llama-110m's size
+	 * in a few faults, where 4 KiB pages faulted one by one all through
+	 * decode (each (layer, head) row block gains a page every 16
+	 * positions). */
+	kv->bytes = per * sizeof(float);
+	void *k = NULL, *v = NULL;
+	if (ops_big_alloc(kv->bytes, &k) < 0 || ops_big_alloc(kv->bytes, &v) < 0) {
+		ops_big_free(k, kv->bytes);
+		free(kv);
 		return -ENOMEM;
 	}
+	kv->k = k;
+	kv->v = v;
 	*ret = kv;
 	return 0;
 }
@@ -697,8 +705,8 @@ void model_kv_destroy(model_kv_t **pkv)
 {
 	if (pkv == NULL || *pkv == NULL)
 		return;
-	free((*pkv)->k);
-	free((*pkv)->v);
+	ops_big_free((*pkv)->k, (*pkv)->bytes);
+	ops_big_free((*pkv)->v, (*pkv)->bytes);
 	free(*pkv);
 	*pkv = NULL;
 }

@@ -88,6 +88,21 @@ void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src);
  * output matrix. */
 void ops_w_get_row(const ops_w_t *w, int r, float *dst);
 
+/* ---- large buffers ---- */
+
+/* Zero-filled memory for a big buffer that fills over time (a KV cache):
+ * a private anonymous mapping, never touched here, so its pages cost
+ * nothing until written. From 4 MiB on it is 2 MiB-aligned, its length
+ * rounded up to 2 MiB, and marked for transparent hugepages: a first write
+ * anywhere in a 2 MiB page maps all of it in one fault. In this VM a 4 KiB
+ * fault costs about 16 us, so a cache filled page by page as decode
+ * advances paid about 9 ms per batch-32 step in faults (docs/kernels.md).
+ * -EINVAL (bytes == 0), -ENOMEM. Free with ops_big_free(p, bytes) (the same
+ * bytes). Any thread. */
+int ops_big_alloc(size_t bytes, void **ret);
+/* NULL-safe. */
+void ops_big_free(void *p, size_t bytes);
+
 /* ---- fast kernels ---- */
 
 /* Y[n][ldy] (first N columns written) = X[n][ldx] (first K columns) . W^T. */

@@ -371,6 +371,37 @@ static void test_attention(void)
 	check_attention(8, 2, 128, 60, 40, 3);
 	check_attention(2, 1, 16, 40, 0, 33);
 	check_attention(7, 1, 8, 20, 2, 1);
+	/* past one block of the weighted sum (64 positions): the chains go
+	 * on from the stored partial sums */
+	check_attention(4, 2, 128, 170, 140, 2);
+	check_attention(3, 3, 20, 160, 129, 1);
+	/* a group of 18 query heads, past the 16 that share one pass */
+	check_attention(18, 1, 64, 200, 150, 3);
+}
+
+/* ops_big_alloc: zero pages, writable end to end, 2 MiB-aligned from
+ * 4 MiB (what lets a KV cache sit in transparent hugepages). */
+static void test_big_alloc(void)
+{
+	size_t sizes[] = { 1, 4096, 100000, (size_t)4 << 20, ((size_t)9 << 20) + 12345 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		void *p = NULL;
+		CU_ASSERT_EQUAL_FATAL(ops_big_alloc(sizes[i], &p), 0);
+		unsigned char *b = p;
+		size_t nz = 0;
+		for (size_t j = 0; j < sizes[i]; j += 4093)
+			nz += b[j] != 0;
+		CU_ASSERT_EQUAL(nz + (b[sizes[i] - 1] != 0), 0);
+		memset(b, 0xab, sizes[i]);
+		CU_ASSERT_EQUAL(b[sizes[i] - 1], 0xab);
+		if (sizes[i] >= ((size_t)4 << 20))
+			CU_ASSERT_EQUAL((uintptr_t)p % ((uintptr_t)2 << 20), 0);
+		ops_big_free(p, sizes[i]);
+	}
+	void *p = NULL;
+	CU_ASSERT_EQUAL(ops_big_alloc(0, &p), -EINVAL);
+	CU_ASSERT_PTR_NULL(p);
+	ops_big_free(NULL, 100);
 }
 
 static atomic_int task_hits[1000];
@@ -417,6 +448,7 @@ const cu_test_t ops_tests[] = {
 	{ "expf", test_expf },
 	{ "softmax_swiglu", test_softmax_swiglu },
 	{ "attention", test_attention },
+	{ "big_alloc", test_big_alloc },
 	{ "pool", test_pool },
 	{ NULL, NULL },
 };
