@@ -14,7 +14,10 @@
 #
 # Big presets run a few layers (--layers) and are scaled to the whole model;
 # their prompt and batch sizes are smaller so a run stays within minutes on
-# a 2-core machine. Run on a quiet machine: other work lowers every figure.
+# a 2-core machine, and they take more repetitions: the difference between
+# a 1- and a 2-layer model is small beside a large output head, so noise
+# weighs more. Run on a quiet machine: other work lowers every figure (see
+# the spread column and the ! flags).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,9 +30,9 @@ out=${OUT:-$root/bench/results/$(hostname -s)-$(date -u +%Y%m%dT%H%M%SZ)}
 presets='
 llama-110m|--batch 1,8,32 --prompt-len 128 --gen-len 64
 qwen2-0.5b|--layers 4 --batch 1,8,32 --prompt-len 128 --gen-len 32
-llama2-7b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 16
-llama3-8b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 16
-qwen2-7b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 16
+llama2-7b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 64 --reps 5
+llama3-8b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 64 --reps 5
+qwen2-7b|--layers 1 --batch 1,8 --prompt-len 64 --gen-len 64 --reps 5
 '
 
 if [ ! -x "$worker" ]; then
@@ -46,9 +49,10 @@ echo "$presets" | while IFS='|' read -r name args; do
 	if [ -n "$wanted" ]; then
 		case " $wanted " in *" $name "*) ;; *) continue ;; esac
 	fi
-	echo "== $name: margin-worker bench --arch $name $args --threads $threads --reps $reps" >&2
+	echo "== $name: margin-worker bench --arch $name --threads $threads --reps $reps $args" >&2
+	# A preset's own options come last and win (e.g. more --reps).
 	# shellcheck disable=SC2086 # $args is a list of options
-	"$worker" bench --arch "$name" $args --threads "$threads" --reps "$reps" $recal --json \
+	"$worker" bench --arch "$name" --threads "$threads" --reps "$reps" $args $recal --json \
 		>"$out/$name.json"
 	recal=
 done
