@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 /* One transformer block. Matrices are [N out][K in] as in GGUF; q|k|v and
  * gate|up are fused so each is one kernel call over all rows of a step. */
@@ -684,25 +683,24 @@ int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret)
 	kv->n_ctx = n_ctx;
 	kv->n_layers = m->cfg.n_layers;
 	kv->kv_dim = m->kv_dim;
-	/* Untouched zero pages, kept at 4 KiB (MADV_NOHUGEPAGE): memory is
-	 * paid as positions fill, so a worker's RSS follows the tokens it
-	 * holds, not slots x n_ctx. The layout is [layer][kv head][position]
-	 * [head_dim], so one position touches a page in every (layer, head)
-	 * block; with 2 MiB pages the first token of a slot made its whole
-	 * cache resident (32 llama-110m slots of 1024: 2.8 GB RSS after 12
-	 * positions, against 0.5 GB). The price is a page fault per block
-	 * every 16 positions during decode. */
+	/* Untouched zero pages, kept at 4 KiB (ops_big_alloc, huge = false):
+	 * memory is paid as positions fill, so a worker's RSS follows the
+	 * tokens it holds, not slots x n_ctx. The layout is [layer][kv head]
+	 * [position][head_dim], so one position touches a page in every
+	 * (layer, head) block; with 2 MiB pages the first token of a slot
+	 * made its whole cache resident (32 llama-110m slots of 1024: 2.8 GB
+	 * RSS after 12 positions, against 0.5 GB). The price is a page fault
+	 * per block every 16 positions the first time a slot reaches them:
+	 * about 6 ms of a 38 ms batch-32 step of llama-110m in this VM
+	 * (docs/kernels.md); a slot that held a longer sequence before
+	 * has them already. */
 	kv->bytes = per * sizeof(float);
 	void *k = NULL, *v = NULL;
-	if (ops_big_alloc(kv->bytes, &k) < 0 || ops_big_alloc(kv->bytes, &v) < 0) {
-		ops_big_free(k, kv->bytes);
+	if (ops_big_alloc(kv->bytes, false, &k) < 0 || ops_big_alloc(kv->bytes, false, &v) < 0) {
+		ops_big_free(k, kv->bytes, false);
 		free(kv);
 		return -ENOMEM;
 	}
-#ifdef MADV_NOHUGEPAGE
-	(void)madvise(k, kv->bytes, MADV_NOHUGEPAGE);
-	(void)madvise(v, kv->bytes, MADV_NOHUGEPAGE);
-#endif
 	kv->k = k;
 	kv->v = v;
 	*ret = kv;
@@ -713,8 +711,8 @@ void model_kv_destroy(model_kv_t **pkv)
 {
 	if (pkv == NULL || *pkv == NULL)
 		return;
-	ops_big_free((*pkv)->k, (*pkv)->bytes);
-	ops_big_free((*pkv)->v, (*pkv)->bytes);
+	ops_big_free((*pkv)->k, (*pkv)->bytes, false);
+	ops_big_free((*pkv)->v, (*pkv)->bytes, false);
 	free(*pkv);
 	*pkv = NULL;
 }
@@ -815,27 +813,40 @@ typedef struct attn_job {
 	int layer;
 } attn_job_t;
 
+/* The cache view of block blk for one layer. */
+static ops_attn_t attn_view(const model_t *m, const attn_block_t *blk, int layer)
+{
+	int n_kv = m->cfg.n_kv_heads, hd = m->cfg.head_dim;
+	size_t layer_off = (size_t)layer * (size_t)n_kv * (size_t)blk->kv->n_ctx * (size_t)hd;
+	return (ops_attn_t){
+		.n_heads = m->cfg.n_heads,
+		.n_kv_heads = n_kv,
+		.head_dim = hd,
+		.k = blk->kv->k + layer_off,
+		.v = blk->kv->v + layer_off,
+		.head_stride = (size_t)blk->kv->n_ctx * (size_t)hd,
+		.row_stride = (size_t)hd,
+	};
+}
+
 /* Task = (block, kv head): attention of up to BLOCK_TOKENS consecutive
  * tokens of one sequence for the query heads of one kv head, over that
- * sequence's cache. */
-static void attn_task(void *arg, int task, int worker)
+ * sequence's cache. Tasks run in shares (ops_pool_run_shares): the next
+ * task's keys are requested before this task starts, so its stream is
+ * under way when it begins. */
+static void attn_task(void *arg, int task, int next, int worker)
 {
 	const attn_job_t *j = arg;
 	const model_t *m = j->m;
 	model_scratch_t *s = j->s;
-	int n_kv = m->cfg.n_kv_heads, hd = m->cfg.head_dim;
+	int n_kv = m->cfg.n_kv_heads;
+	if (next >= 0) {
+		ops_attn_t an = attn_view(m, &s->blocks[next / n_kv], j->layer);
+		ops_attention_prefetch(&an, next % n_kv);
+	}
 	const attn_block_t *b = &s->blocks[task / n_kv];
 	int g = task % n_kv;
-	size_t layer_off = (size_t)j->layer * (size_t)n_kv * (size_t)b->kv->n_ctx * (size_t)hd;
-	ops_attn_t a = {
-		.n_heads = m->cfg.n_heads,
-		.n_kv_heads = n_kv,
-		.head_dim = hd,
-		.k = b->kv->k + layer_off,
-		.v = b->kv->v + layer_off,
-		.head_stride = (size_t)b->kv->n_ctx * (size_t)hd,
-		.row_stride = (size_t)hd,
-	};
+	ops_attn_t a = attn_view(m, b, j->layer);
 	ops_attention(&a, s->qkv + (size_t)b->first * m->qkv_dim, (size_t)m->qkv_dim, b->pos0, b->n,
 		      g, g + 1, s->att + (size_t)b->first * m->q_dim, (size_t)m->q_dim,
 		      s->scores + (size_t)worker * s->scores_per_worker);
@@ -980,7 +991,7 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 		ops_matmul(s->pool, s->qkv, (size_t)qkvd, s->xb, (size_t)d, &L->wqkv, n);
 		run_rows(m, s, b, l, PH_QKV);
 		attn_job_t aj = { m, s, l };
-		ops_pool_run(s->pool, attn_task, &aj, n_blocks * c->n_kv_heads);
+		ops_pool_run_shares(s->pool, attn_task, &aj, n_blocks * c->n_kv_heads);
 		/* x += att . Wo^T; xb = norm(x) */
 		ops_matmul(s->pool, s->xb, (size_t)d, s->att, (size_t)q, &L->wo, n);
 		run_rows(m, s, b, l, PH_FFN_IN);

@@ -258,6 +258,74 @@ void ops_pool_run(ops_pool_t *p, ops_task_fn fn, void *arg, int n_tasks)
 	}
 }
 
+#define MAX_SHARES 64
+
+typedef struct share {
+	_Alignas(64) _Atomic uint64_t v;	/* lo | hi << 32: tasks [lo, hi) left */
+} share_t;
+
+typedef struct shares_job {
+	ops_share_fn fn;
+	void *arg;
+	int n;			/* shares */
+	share_t s[MAX_SHARES];
+} shares_job_t;
+
+/* Takes the lowest (the owner) or the highest (a thief) task left in a
+ * share; -1 when none is. */
+static int share_take(share_t *sh, bool low)
+{
+	uint64_t v = atomic_load_explicit(&sh->v, memory_order_relaxed);
+	for (;;) {
+		uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+		if (lo >= hi)
+			return -1;
+		uint64_t nv = low ? v + 1 : ((uint64_t)(hi - 1) << 32 | lo);
+		if (atomic_compare_exchange_weak_explicit(&sh->v, &v, nv, memory_order_relaxed,
+							  memory_order_relaxed))
+			return low ? (int)lo : (int)(hi - 1);
+	}
+}
+
+/* The task the same walk would take next, if nobody takes it first. */
+static int share_peek(share_t *sh, bool low)
+{
+	uint64_t v = atomic_load_explicit(&sh->v, memory_order_relaxed);
+	uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+	if (lo >= hi)
+		return -1;
+	return low ? (int)lo : (int)(hi - 1);
+}
+
+static void share_task(void *arg, int share, int worker)
+{
+	shares_job_t *j = arg;
+	for (int d = 0; d < j->n; d++) {
+		share_t *sh = &j->s[(share + d) % j->n];
+		bool own = d == 0;
+		for (int t = share_take(sh, own); t >= 0; t = share_take(sh, own))
+			j->fn(j->arg, t, share_peek(sh, own), worker);
+	}
+}
+
+void ops_pool_run_shares(ops_pool_t *p, ops_share_fn fn, void *arg, int n_tasks)
+{
+	if (n_tasks <= 0)
+		return;
+	int n = ops_pool_threads(p);
+	if (n > MAX_SHARES)
+		n = MAX_SHARES;
+	if (n > n_tasks)
+		n = n_tasks;
+	shares_job_t j = { .fn = fn, .arg = arg, .n = n };
+	for (int i = 0; i < n; i++) {
+		uint64_t lo = (uint64_t)i * (uint64_t)n_tasks / (uint64_t)n;
+		uint64_t hi = (uint64_t)(i + 1) * (uint64_t)n_tasks / (uint64_t)n;
+		atomic_init(&j.s[i].v, lo | hi << 32);
+	}
+	ops_pool_run(p, share_task, &j, n);
+}
+
 /* ======================= weight matrices ======================= */
 
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -343,24 +411,28 @@ void ops_w_get_row(const ops_w_t *w, int r, float *dst)
 
 /* ======================= large buffers ======================= */
 
-static size_t big_len(size_t bytes)
+static size_t big_len(size_t bytes, bool huge)
 {
 	size_t page = 4096;
 	size_t len = (bytes + page - 1) / page * page;
-	if (len >= HUGE_MIN)
+	if (huge && len >= HUGE_MIN)
 		len = (len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
 	return len;
 }
 
-int ops_big_alloc(size_t bytes, void **ret)
+int ops_big_alloc(size_t bytes, bool huge, void **ret)
 {
 	if (bytes == 0 || bytes > SIZE_MAX / 2 || ret == NULL)
 		return -EINVAL;
-	size_t len = big_len(bytes);
-	if (len < HUGE_MIN) {
+	size_t len = big_len(bytes, huge);
+	if (!huge || len < HUGE_MIN) {
 		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
 			return -ENOMEM;
+#ifdef MADV_NOHUGEPAGE
+		if (!huge)	/* also where the system's THP mode is "always" */
+			(void)madvise(p, len, MADV_NOHUGEPAGE);
+#endif
 		*ret = p;
 		return 0;
 	}
@@ -382,10 +454,10 @@ int ops_big_alloc(size_t bytes, void **ret)
 	return 0;
 }
 
-void ops_big_free(void *p, size_t bytes)
+void ops_big_free(void *p, size_t bytes, bool huge)
 {
 	if (p != NULL && bytes > 0)
-		munmap(p, big_len(bytes));
+		munmap(p, big_len(bytes, huge));
 }
 
 /* ======================= packed matmul ======================= */
@@ -493,52 +565,49 @@ typedef struct mm_job {
 	size_t ldx;
 	const ops_w_t *w;
 	int n;
-	int panels_per_task;
-	int n_panels;
 } mm_job_t;
 
-static void mm_task(void *arg, int task, int worker)
+/* Panel p for all n rows; next (or -1) is the panel this thread computes
+ * after it. */
+static void mm_panel(const mm_job_t *j, int p, int next)
+{
+	int K = j->w->n_in, N = j->w->n_out;
+	const float *wp = j->w->data + (size_t)p * (size_t)K * OPS_PANEL;
+	int ncols = N - p * OPS_PANEL < OPS_PANEL ? N - p * OPS_PANEL : OPS_PANEL;
+	float *yp = j->y + (size_t)p * OPS_PANEL;
+	/* The next panel comes from DRAM while this one is computed: its
+	 * 4 K cache lines (256 bytes per k) are prefetched in equal shares by
+	 * this panel's row tiles, step lines per k step. Without it the
+	 * first tile of each panel waited on the whole panel (192 KiB at K =
+	 * 768) and the other tiles found it in L2: 32 rows ran at 130
+	 * GFLOP/s on one thread, 185 with it (the same as on weights already
+	 * in cache). A single tile (n <= 6) streams at the memory rate
+	 * anyway, and an extra stream only competed with it. */
+	int nt = (j->n + TILE_ROWS - 1) / TILE_ROWS;
+	int step = (4 + nt - 1) / nt;
+	const char *nx = NULL, *nx_end = NULL;
+	if (next >= 0 && nt > 1) {
+		nx = (const char *)(j->w->data + (size_t)next * (size_t)K * OPS_PANEL);
+		nx_end = nx + (size_t)K * OPS_PANEL * sizeof(float);
+	}
+	/* tiles of 6 rows, then the remainder (splitting 6 + 2 as 4 + 4
+	 * measured no different) */
+	for (int i = 0, t = 0; i < j->n; i += TILE_ROWS, t++) {
+		int r = j->n - i < TILE_ROWS ? j->n - i : TILE_ROWS;
+		pf_range_t pr = { NULL, NULL, step };
+		if (nx != NULL) {
+			pr.pf = nx + (size_t)t * (size_t)K * (size_t)step * 64;
+			pr.pf_end = nx_end;
+		}
+		panel_rows(j->x + (size_t)i * j->ldx, j->ldx, wp, yp + (size_t)i * j->ldy, j->ldy, K,
+			   ncols, r, pr);
+	}
+}
+
+static void mm_task(void *arg, int task, int next, int worker)
 {
 	(void)worker;
-	const mm_job_t *j = arg;
-	int K = j->w->n_in, N = j->w->n_out;
-	int p0 = task * j->panels_per_task;
-	int p1 = p0 + j->panels_per_task;
-	if (p1 > j->n_panels)
-		p1 = j->n_panels;
-	for (int p = p0; p < p1; p++) {
-		const float *wp = j->w->data + (size_t)p * (size_t)K * OPS_PANEL;
-		int ncols = N - p * OPS_PANEL < OPS_PANEL ? N - p * OPS_PANEL : OPS_PANEL;
-		float *yp = j->y + (size_t)p * OPS_PANEL;
-		/* The next panel comes from DRAM while this one is computed:
-		 * its 4 K cache lines (256 bytes per k) are prefetched in
-		 * equal shares by this panel's row tiles, step lines per k
-		 * step. Without it the first tile of each panel waited on the
-		 * whole panel (192 KiB at K = 768) and the other tiles found
-		 * it in L2: 32 rows ran at 130 GFLOP/s on one thread, 185
-		 * with it (the same as on weights already in cache). A single
-		 * tile (n <= 6) streams at the memory rate anyway, and an
-		 * extra stream only competed with it. */
-		int nt = (j->n + TILE_ROWS - 1) / TILE_ROWS;
-		int step = (4 + nt - 1) / nt;
-		const char *nx = NULL, *nx_end = NULL;
-		if (p + 1 < j->n_panels && nt > 1) {
-			nx = (const char *)(wp + (size_t)K * OPS_PANEL);
-			nx_end = nx + (size_t)K * OPS_PANEL * sizeof(float);
-		}
-		/* tiles of 6 rows, then the remainder (splitting 6 + 2 as 4 + 4
-		 * measured no different) */
-		for (int i = 0, t = 0; i < j->n; i += TILE_ROWS, t++) {
-			int r = j->n - i < TILE_ROWS ? j->n - i : TILE_ROWS;
-			pf_range_t pr = { NULL, NULL, step };
-			if (nx != NULL) {
-				pr.pf = nx + (size_t)t * (size_t)K * (size_t)step * 64;
-				pr.pf_end = nx_end;
-			}
-			panel_rows(j->x + (size_t)i * j->ldx, j->ldx, wp, yp + (size_t)i * j->ldy,
-				   j->ldy, K, ncols, r, pr);
-		}
-	}
+	mm_panel(arg, task, next);
 }
 
 void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
@@ -556,17 +625,11 @@ void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 				    1.0f, x, (int)ldx, w->data, w->n_in, 0.0f, y, (int)ldy);
 		return;
 	}
-	/* Split the panels into about 8 tasks per thread: enough for a free
-	 * core to take over from a busy one, few enough that claiming costs
-	 * nothing next to one panel (64 x K weights). */
-	int np = (int)n_panels(w->n_out);
-	int threads = ops_pool_threads(p);
-	int want = threads == 1 ? 1 : threads * 8;
-	int per = (np + want - 1) / want;
-	if (per < 1)
-		per = 1;
-	mm_job_t j = { y, ldy, x, ldx, w, n, per, np };
-	ops_pool_run(p, mm_task, &j, (np + per - 1) / per);
+	/* one task per panel (64 x K weights), each thread on its own run of
+	 * consecutive panels: the one it computes next is the one it
+	 * prefetches (mm_panel) */
+	mm_job_t j = { y, ldy, x, ldx, w, n };
+	ops_pool_run_shares(p, mm_task, &j, (int)n_panels(w->n_out));
 }
 
 /* ======================= small kernels ======================= */
@@ -958,6 +1021,12 @@ void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, in
 			}
 		}
 	}
+}
+
+void ops_attention_prefetch(const ops_attn_t *a, int g)
+{
+	prefetch_rows(a->k + (size_t)g * a->head_stride, a->row_stride, a->head_dim, 0, ATT_PF_ROWS,
+		      ATT_PF_ROWS);
 }
 
 /* ======================= reference kernels ======================= */

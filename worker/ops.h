@@ -62,6 +62,16 @@ void ops_pool_set_spin(ops_pool_t *p, bool spin);
  * thread calls this. p may be NULL (runs inline). */
 void ops_pool_run(ops_pool_t *p, ops_task_fn fn, void *arg, int n_tasks);
 
+/* A region whose tasks are best run in order by one thread: fn also
+ * learns the task this worker runs after this one (next, -1 if none is
+ * known) and can prefetch its data while it computes this one. */
+typedef void (*ops_share_fn)(void *arg, int task, int next, int worker);
+/* Like ops_pool_run, but the tasks are cut into one contiguous share per
+ * thread (at most 64 shares). A worker runs its share upwards, then steals
+ * single tasks from the tops of the others, downwards, so a thread that
+ * does not get a core delays the region by about one task. */
+void ops_pool_run_shares(ops_pool_t *p, ops_share_fn fn, void *arg, int n_tasks);
+
 /* ---- weight matrices ---- */
 
 enum ops_layout {
@@ -92,16 +102,18 @@ void ops_w_get_row(const ops_w_t *w, int r, float *dst);
 
 /* Zero-filled memory for a big buffer that fills over time (a KV cache):
  * a private anonymous mapping, never touched here, so its pages cost
- * nothing until written. From 4 MiB on it is 2 MiB-aligned, its length
- * rounded up to 2 MiB, and marked for transparent hugepages: a first write
- * anywhere in a 2 MiB page maps all of it in one fault. In this VM a 4 KiB
- * fault costs about 16 us, so a cache filled page by page as decode
- * advances paid about 9 ms per batch-32 step in faults (docs/kernels.md).
- * -EINVAL (bytes == 0), -ENOMEM. Free with ops_big_free(p, bytes) (the same
- * bytes). Any thread. */
-int ops_big_alloc(size_t bytes, void **ret);
+ * nothing until written, and munmap gives them back at once.
+ *   huge = false: 4 KiB pages (MADV_NOHUGEPAGE), so the resident size
+ *     follows what was written. In this VM a first write to a page costs
+ *     about 16 us.
+ *   huge = true and bytes >= 4 MiB: 2 MiB-aligned, the length rounded up
+ *     to 2 MiB, transparent hugepages (MADV_HUGEPAGE): a first write
+ *     anywhere in a 2 MiB page maps all of it in one fault.
+ * -EINVAL (bytes == 0), -ENOMEM. Free with ops_big_free(p, bytes, huge)
+ * (the same arguments). Any thread. */
+int ops_big_alloc(size_t bytes, bool huge, void **ret);
 /* NULL-safe. */
-void ops_big_free(void *p, size_t bytes);
+void ops_big_free(void *p, size_t bytes, bool huge);
 
 /* ---- fast kernels ---- */
 
@@ -153,6 +165,11 @@ typedef struct ops_attn {
 } ops_attn_t;
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
 		   int g0, int g1, float *out, size_t ldo, float *scores);
+
+/* Starts loading the first keys of kv head g (a prefetch: it changes no
+ * result). A caller that knows which head it attends over next calls it
+ * before the current one, so the next stream does not start cold. */
+void ops_attention_prefetch(const ops_attn_t *a, int g);
 
 /* Whether the fast kernels were compiled with AVX-512 ("avx512") or are
  * the portable C fallback ("generic"); both compute the same bits. */

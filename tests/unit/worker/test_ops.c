@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static uint64_t rng_state;
 
@@ -379,29 +380,55 @@ static void test_attention(void)
 	check_attention(18, 1, 64, 200, 150, 3);
 }
 
-/* ops_big_alloc: zero pages, writable end to end, 2 MiB-aligned from
- * 4 MiB (what lets a KV cache sit in transparent hugepages). */
+/* Resident 4 KiB pages of [p, p + bytes), by mincore. */
+static size_t resident_pages(void *p, size_t bytes)
+{
+	size_t n = (bytes + 4095) / 4096;
+	unsigned char *v = calloc(n, 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	size_t r = 0;
+	if (mincore(p, bytes, v) == 0)
+		for (size_t i = 0; i < n; i++)
+			r += v[i] & 1;
+	else
+		r = SIZE_MAX;
+	free(v);
+	return r;
+}
+
+/* ops_big_alloc: zero pages, writable end to end; 4 KiB pages paid as
+ * written (a KV cache's resident size follows its tokens), or 2 MiB-aligned
+ * from 4 MiB for transparent hugepages. */
 static void test_big_alloc(void)
 {
 	size_t sizes[] = { 1, 4096, 100000, (size_t)4 << 20, ((size_t)9 << 20) + 12345 };
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		void *p = NULL;
-		CU_ASSERT_EQUAL_FATAL(ops_big_alloc(sizes[i], &p), 0);
-		unsigned char *b = p;
-		size_t nz = 0;
-		for (size_t j = 0; j < sizes[i]; j += 4093)
-			nz += b[j] != 0;
-		CU_ASSERT_EQUAL(nz + (b[sizes[i] - 1] != 0), 0);
-		memset(b, 0xab, sizes[i]);
-		CU_ASSERT_EQUAL(b[sizes[i] - 1], 0xab);
-		if (sizes[i] >= ((size_t)4 << 20))
-			CU_ASSERT_EQUAL((uintptr_t)p % ((uintptr_t)2 << 20), 0);
-		ops_big_free(p, sizes[i]);
-	}
+	for (int huge = 0; huge < 2; huge++)
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			size_t n = sizes[i];
+			void *p = NULL;
+			CU_ASSERT_EQUAL_FATAL(ops_big_alloc(n, huge, &p), 0);
+			unsigned char *b = p;
+			if (!huge && n > ((size_t)1 << 20)) {
+				b[0] = 1;
+				b[n / 2] = 1;
+				CU_ASSERT_EQUAL(resident_pages(p, n), 2);
+				b[0] = 0;
+				b[n / 2] = 0;
+			}
+			size_t nz = 0;
+			for (size_t j = 0; j < n; j += 4093)
+				nz += b[j] != 0;
+			CU_ASSERT_EQUAL(nz + (b[n - 1] != 0), 0);
+			memset(b, 0xab, n);
+			CU_ASSERT_EQUAL(b[n - 1], 0xab);
+			if (huge && n >= ((size_t)4 << 20))
+				CU_ASSERT_EQUAL((uintptr_t)p % ((uintptr_t)2 << 20), 0);
+			ops_big_free(p, n, huge);
+		}
 	void *p = NULL;
-	CU_ASSERT_EQUAL(ops_big_alloc(0, &p), -EINVAL);
+	CU_ASSERT_EQUAL(ops_big_alloc(0, false, &p), -EINVAL);
 	CU_ASSERT_PTR_NULL(p);
-	ops_big_free(NULL, 100);
+	ops_big_free(NULL, 100, true);
 }
 
 static atomic_int task_hits[1000];
@@ -437,6 +464,41 @@ static void test_pool(void)
 	CU_ASSERT_EQUAL(ops_pool_new(0, &p), -EINVAL);
 }
 
+static atomic_int share_bad_next;
+
+static void count_share(void *arg, int task, int next, int worker)
+{
+	int *a = arg;	/* [0] threads, [1] tasks */
+	CU_ASSERT(worker >= 0 && worker < a[0]);
+	if (next < -1 || next >= a[1] || next == task || (a[0] == 1 && next != (task + 1 < a[1] ? task + 1 : -1)))
+		atomic_fetch_add(&share_bad_next, 1);
+	atomic_fetch_add(&task_hits[task], 1);
+}
+
+/* ops_pool_run_shares: every task exactly once, whatever the threads; the
+ * next task it names is a real one (on one thread: the following one). */
+static void test_pool_shares(void)
+{
+	for (int threads = 1; threads <= 4; threads++) {
+		ops_pool_t *p = NULL;
+		CU_ASSERT_EQUAL_FATAL(ops_pool_new(threads, &p), 0);
+		for (int region = 0; region < 200; region++) {
+			int n = (region * 37) % 1000 + 1;
+			int a[2] = { threads, n };
+			for (int i = 0; i < n; i++)
+				atomic_store(&task_hits[i], 0);
+			atomic_store(&share_bad_next, 0);
+			ops_pool_run_shares(p, count_share, a, n);
+			int bad = 0;
+			for (int i = 0; i < n; i++)
+				bad += atomic_load(&task_hits[i]) != 1;
+			CU_ASSERT_EQUAL(bad, 0);
+			CU_ASSERT_EQUAL(atomic_load(&share_bad_next), 0);
+		}
+		ops_pool_destroy(&p);
+	}
+}
+
 const cu_test_t ops_tests[] = {
 	{ "matmul_packed", test_matmul_packed },
 	{ "matmul_blas", test_matmul_blas },
@@ -450,5 +512,6 @@ const cu_test_t ops_tests[] = {
 	{ "attention", test_attention },
 	{ "big_alloc", test_big_alloc },
 	{ "pool", test_pool },
+	{ "pool_shares", test_pool_shares },
 	{ NULL, NULL },
 };
