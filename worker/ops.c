@@ -878,7 +878,7 @@ static inline void scores16(const float *qh, const float *k, size_t rs, int hd, 
  * prefetchers follow a stream but restart at every 4 KiB page and at every
  * new (sequence, head) stream; attention is a few hundred such streams of
  * a few tens of KiB per layer, all of it from DRAM at batch 32. */
-#define ATT_PF_ROWS 16		/* rows ahead: 4 KiB at head_dim 64 */
+#define ATT_PF_ROWS 32		/* rows ahead: 8 KiB at head_dim 64 */
 static inline void prefetch_rows(const float *base, size_t rs, int hd, int p0, int p1, int n)
 {
 #if OPS_AVX512
@@ -904,16 +904,19 @@ static inline void prefetch_rows(const float *base, size_t rs, int hd, int p0, i
 /* o[NV*16] (+)= sum_p e[p] * v_p over p < n: one fma chain per element in
  * p order, held in registers; first starts the chains from +0, otherwise
  * they continue from o (a float stored and reloaded is exact, so splitting
- * the positions into blocks changes no bit). pf: also prefetch the row
+ * the positions into blocks changes no bit). *sum += e[p] in p order as
+ * well: the softmax denominator, its dependent adds hidden under the loads
+ * of V instead of a pass of their own. pf: also prefetch the row
  * ATT_PF_ROWS ahead (the first head of a group to pass over this V). */
 static inline __attribute__((always_inline)) void
-weighted_sum(float *o, const float *e, const float *v, size_t rs, int n, int n_all, int p_base,
-	     bool first, bool pf, const int NV)
+weighted_sum(float *o, float *sum, const float *e, const float *v, size_t rs, int n, int n_all,
+	     int p_base, bool first, bool pf, const int NV)
 {
 	__m512 acc[8];
 #pragma GCC unroll 8
 	for (int j = 0; j < NV; j++)
 		acc[j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(o + 16 * j);
+	float sm = *sum;
 	for (int p = 0; p < n; p++) {
 		if (pf && p_base + p + ATT_PF_ROWS < n_all) {
 			const char *c = (const char *)(v + (size_t)(p + ATT_PF_ROWS) * rs);
@@ -921,35 +924,61 @@ weighted_sum(float *o, const float *e, const float *v, size_t rs, int n, int n_a
 			for (int j = 0; j < NV; j++)
 				_mm_prefetch(c + 64 * j, _MM_HINT_T0);
 		}
+		sm += e[p];
 		__m512 ep = _mm512_set1_ps(e[p]);
 		const float *vp = v + (size_t)p * rs;
 #pragma GCC unroll 8
 		for (int j = 0; j < NV; j++)
 			acc[j] = _mm512_fmadd_ps(ep, _mm512_loadu_ps(vp + 16 * j), acc[j]);
 	}
+	*sum = sm;
 #pragma GCC unroll 8
 	for (int j = 0; j < NV; j++)
 		_mm512_storeu_ps(o + 16 * j, acc[j]);
 }
 #endif
 
-/* o[hd] (+)= sum over p < n of e[p] * v_p, as weighted_sum; v and e point at
- * position p_base of n_all. */
-static void weighted(float *o, const float *e, const float *v, size_t rs, int n, int hd,
+/* o[hd] (+)= sum over p < n of e[p] * v_p and *sum += e[p], as
+ * weighted_sum; v and e point at position p_base of n_all. */
+static void weighted(float *o, float *sum, const float *e, const float *v, size_t rs, int n, int hd,
 		     int n_all, int p_base, bool first, bool pf)
 {
 #if OPS_AVX512
 	switch (hd) {
-	case 64: weighted_sum(o, e, v, rs, n, n_all, p_base, first, pf, 4); return;
-	case 128: weighted_sum(o, e, v, rs, n, n_all, p_base, first, pf, 8); return;
+	case 64: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 4); return;
+	case 128: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 8); return;
 	default: break;
 	}
 #endif
 	(void)n_all; (void)p_base; (void)pf;
 	if (first)
 		memset(o, 0, (size_t)hd * sizeof(float));
-	for (int p = 0; p < n; p++)
+	float sm = *sum;
+	for (int p = 0; p < n; p++) {
+		sm += e[p];
 		axpy(o, e[p], v + (size_t)p * rs, hd);
+	}
+	*sum = sm;
+}
+
+/* The largest of x[0..n): order-free, so vectorised without changing a
+ * bit of what follows (exp(x - max) is the same for max = +0 or -0). */
+static float max_of(const float *x, int n)
+{
+	int i = 0;
+	float mx = x[0];
+#if OPS_AVX512
+	if (n >= 16) {
+		__m512 m = _mm512_loadu_ps(x);
+		for (i = 16; i + 16 <= n; i += 16)
+			m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+		mx = _mm512_reduce_max_ps(m);
+	}
+#endif
+	for (; i < n; i++)
+		if (x[i] > mx)
+			mx = x[i];
+	return mx;
 }
 
 /* Query heads sharing one pass over K and one over V (a GQA group, in
@@ -992,24 +1021,18 @@ void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, in
 					for (int hl = 0; hl < nh; hl++)
 						scores[(size_t)hl * n_kv + p] =
 							ops_dot(qg + (size_t)hl * hd, K + (size_t)p * rs, hd) * scale;
-				/* softmax numerators; the sums in position order */
+				/* softmax numerators e_p = exp(s_p - max) */
 				for (int hl = 0; hl < nh; hl++) {
 					float *sc = scores + (size_t)hl * n_kv;
-					float mx = sc[0];
-					for (p = 1; p < n_kv; p++)
-						if (sc[p] > mx)
-							mx = sc[p];
-					exp_sub(sc, mx, n_kv);
-					float sum = 0.0f;
-					for (p = 0; p < n_kv; p++)
-						sum += sc[p];
-					sums[hl] = sum;
+					exp_sub(sc, max_of(sc, n_kv), n_kv);
+					sums[hl] = 0.0f;
 				}
-				/* out = sum_p e_p v_p, V read once */
+				/* out = sum_p e_p v_p, V read once; the sums of e_p
+				 * in position order on the way */
 				for (int pb = 0; pb < n_kv; pb += ATT_VBLOCK) {
 					int nb = n_kv - pb < ATT_VBLOCK ? n_kv - pb : ATT_VBLOCK;
 					for (int hl = 0; hl < nh; hl++)
-						weighted(og + (size_t)hl * hd, scores + (size_t)hl * n_kv + pb,
+						weighted(og + (size_t)hl * hd, &sums[hl], scores + (size_t)hl * n_kv + pb,
 							 V + (size_t)pb * rs, rs, nb, hd, n_kv, pb, pb == 0, hl == 0);
 				}
 				for (int hl = 0; hl < nh; hl++) {

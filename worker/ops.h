@@ -146,8 +146,9 @@ float ops_dot(const float *a, const float *b, int n);
 
 /* Attention of query tokens of ONE sequence over its KV cache, for the
  * query heads of kv heads [g0, g1) (GQA: query head h reads kv head
- * h / (n_heads / n_kv_heads), so a kv head's rows are read once for its
- * whole group). Query t (t < n_q) sits at position pos0 + t and attends to
+ * h / (n_heads / n_kv_heads); per token the keys and the values of a kv
+ * head are each streamed once for up to 16 heads of its group, a block
+ * of rows staying in L1 while every head uses it). Query t (t < n_q) sits at position pos0 + t and attends to
  * cache rows 0..pos0+t (the cache already holds them, its own included).
  *   q   [n_q][ldq], head h at q + h*head_dim
  *   k,v row p of kv head g at k + g*head_stride + p*row_stride
