@@ -825,13 +825,157 @@ void ops_add(float *y, const float *x, int n)
 		y[i] += x[i];
 }
 
+/* ======================= half floats ======================= */
+
+/* f32 -> f16, rounding to nearest even (F. Giesen's float_to_half_fast3_rtne),
+ * with the x86 rule for NaN (quieted, payload truncated) so that this and
+ * vcvtps2ph agree on every input. */
+static uint16_t f16_from(float f)
+{
+	const uint32_t f32_inf = 255u << 23, f16_max = (127u + 16u) << 23;
+	const uint32_t denorm_magic = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+	uint32_t x;
+	memcpy(&x, &f, sizeof(x));
+	uint32_t sign = x & 0x80000000u;
+	x ^= sign;
+	uint16_t o;
+	if (x >= f16_max) {		/* overflow, inf or NaN */
+		o = (uint16_t)(0x7c00u | (x > f32_inf ? 0x200u | ((x >> 13) & 0x3ffu) : 0u));
+	} else if (x < (113u << 23)) {	/* a subnormal half or zero: let the FPU round */
+		float fx, dm;
+		memcpy(&fx, &x, sizeof(fx));
+		memcpy(&dm, &denorm_magic, sizeof(dm));
+		fx += dm;
+		uint32_t r;
+		memcpy(&r, &fx, sizeof(r));
+		o = (uint16_t)(r - denorm_magic);
+	} else {
+		uint32_t odd = (x >> 13) & 1u;
+		x += ((uint32_t)(15 - 127) << 23) + 0xfffu + odd;
+		o = (uint16_t)(x >> 13);
+	}
+	return (uint16_t)(o | (sign >> 16));
+}
+
+/* f16 -> f32, exact (a signalling NaN comes back quiet). */
+static inline float f16_to(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+	if (e == 0) {
+		float f = (float)m * 0x1p-24f;	/* zero or a subnormal half */
+		memcpy(&x, &f, sizeof(x));
+		x |= sign;
+	} else if (e == 31) {	/* inf, or NaN made quiet as vcvtph2ps does */
+		x = sign | 0x7f800000u | ((m != 0 ? m | 0x200u : 0u) << 13);
+	} else {
+		x = sign | ((e + 112u) << 23) | (m << 13);
+	}
+	float f;
+	memcpy(&f, &x, sizeof(f));
+	return f;
+}
+
+void ops_f16_from_f32(uint16_t *dst, const float *src, int n)
+{
+	int i = 0;
+#if OPS_AVX512
+	for (; i + 16 <= n; i += 16)
+		_mm256_storeu_si256((__m256i *)(dst + i),
+				    _mm512_cvtps_ph(_mm512_loadu_ps(src + i),
+						    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+	for (; i < n; i++)
+		dst[i] = f16_from(src[i]);
+}
+
+void ops_f16_to_f32(float *dst, const uint16_t *src, int n)
+{
+	int i = 0;
+#if OPS_AVX512
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+#endif
+	for (; i < n; i++)
+		dst[i] = f16_to(src[i]);
+}
+
+/* ======================= attention ======================= */
+
+/* The kernels below read a cache row either as floats or as halves
+ * (F16, a compile-time constant in each instance) widened on load: the
+ * widening is exact, so an f16 cache gives the bits the f32 kernel gives
+ * on the widened values. */
+
+#if OPS_AVX512
+/* 16 elements of a cache row at element index i. */
+static inline __attribute__((always_inline)) __m512 kv_load(const void *base, size_t i, const bool F16)
+{
+	if (F16)
+		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)));
+	return _mm512_loadu_ps((const float *)base + i);
+}
+
+static inline __attribute__((always_inline)) __m512 kv_load_mask(const void *base, size_t i, __mmask16 m,
+								 const bool F16)
+{
+	if (F16)
+		return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)base + i));
+	return _mm512_maskz_loadu_ps(m, (const float *)base + i);
+}
+#endif
+
+static inline float kv_elem(const void *base, size_t i, bool f16)
+{
+	return f16 ? f16_to(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
+/* ops_dot(a, row) with the row in the cache's element type. */
+static inline __attribute__((always_inline)) float dot_kv(const float *a, const void *b, int n,
+							  const bool F16)
+{
+#if OPS_AVX512
+	if (!F16)
+		return ops_dot(a, b, n);
+	__m512 acc = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 16 <= n; k += 16)
+		acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), kv_load(b, (size_t)k, true), acc);
+	if (k < n) {
+		__mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+		acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + k), kv_load_mask(b, (size_t)k, m, true), acc);
+	}
+	__m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+	__m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+	__m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+	__m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+	return _mm_cvtss_f32(s1);
+#else
+	if (!F16)
+		return ops_dot(a, b, n);
+	float l[16];
+	for (int i = 0; i < 16; i++)
+		l[i] = 0.0f;
+	for (int k = 0; k < n; k++)
+		l[k % 16] = fmaf(a[k], kv_elem(b, (size_t)k, true), l[k % 16]);
+	for (int i = 0; i < 8; i++)
+		l[i] = l[i] + l[i + 8];
+	for (int i = 0; i < 4; i++)
+		l[i] = l[i] + l[i + 4];
+	for (int i = 0; i < 2; i++)
+		l[i] = l[i] + l[i + 2];
+	return l[0] + l[1];
+#endif
+}
+
 #if OPS_AVX512
 /* Scores of 16 consecutive positions: out[p] = dot(q, k_p) * scale with
  * exactly ops_dot's order (16 fma lanes, then l+8, l+4, l+2, l+1), the 16
  * lane reductions done together by shuffles. Position p accumulates in
- * slot 4*(p%4) + p/4 so that the reduced lanes come out in position order. */
-static inline void scores16(const float *qh, const float *k, size_t rs, int hd, float scale,
-			    float *out)
+ * slot 4*(p%4) + p/4 so that the reduced lanes come out in position order.
+ * k: the first of the 16 rows, rs elements apart. */
+static inline __attribute__((always_inline)) void
+scores16(const float *qh, const void *k, size_t rs, int hd, float scale, float *out, const bool F16)
 {
 	__m512 acc[16];
 #pragma GCC unroll 16
@@ -842,7 +986,7 @@ static inline void scores16(const float *qh, const float *k, size_t rs, int hd, 
 		__m512 qv = _mm512_loadu_ps(qh + d);
 #pragma GCC unroll 16
 		for (int p = 0; p < 16; p++)
-			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + (size_t)p * rs + d),
+			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(qv, kv_load(k, (size_t)p * rs + (size_t)d, F16),
 								   acc[4 * (p % 4) + p / 4]);
 	}
 	if (d < hd) {
@@ -850,8 +994,8 @@ static inline void scores16(const float *qh, const float *k, size_t rs, int hd, 
 		__m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
 #pragma GCC unroll 16
 		for (int p = 0; p < 16; p++)
-			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + (size_t)p * rs + d),
-								   acc[4 * (p % 4) + p / 4]);
+			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(
+				qv, kv_load_mask(k, (size_t)p * rs + (size_t)d, m, F16), acc[4 * (p % 4) + p / 4]);
 	}
 	__m512 v1[8], v2[4], v3[2];
 #pragma GCC unroll 8
@@ -870,33 +1014,33 @@ static inline void scores16(const float *qh, const float *k, size_t rs, int hd, 
 				 _mm512_shuffle_ps(v3[0], v3[1], 0xdd));
 	_mm512_storeu_ps(out, _mm512_mul_ps(r, _mm512_set1_ps(scale)));
 }
-
 #endif
 
-/* Software prefetch of rows [p0, p1) of a head's K or V (hd floats each,
- * rs floats apart), clipped to the rows that exist. The hardware
- * prefetchers follow a stream but restart at every 4 KiB page and at every
- * new (sequence, head) stream; attention is a few hundred such streams of
- * a few tens of KiB per layer, all of it from DRAM at batch 32. */
-#define ATT_PF_ROWS 32		/* rows ahead: 8 KiB at head_dim 64 */
-static inline void prefetch_rows(const float *base, size_t rs, int hd, int p0, int p1, int n)
+/* Software prefetch of rows [p0, p1) of a head's K or V (hd elements of
+ * esz bytes each, rs elements apart), clipped to the rows that exist. The
+ * hardware prefetchers follow a stream but restart at every 4 KiB page and
+ * at every new (sequence, head) stream; attention is a few hundred such
+ * streams of a few tens of KiB per layer, all of it from DRAM at batch 32. */
+#define ATT_PF_ROWS 32		/* rows ahead: 8 KiB at head_dim 64 in f32 */
+static inline void prefetch_rows(const void *base, size_t esz, size_t rs, int hd, int p0, int p1, int n)
 {
 #if OPS_AVX512
 	if (p1 > n)
 		p1 = n;
-	size_t row_bytes = (size_t)hd * sizeof(float);
+	size_t row_bytes = (size_t)hd * esz;
+	const char *b = base;
 	if (rs == (size_t)hd) {
-		const char *c = (const char *)(base + (size_t)p0 * rs);
-		const char *e = (const char *)(base + (size_t)p1 * rs);
+		const char *c = b + (size_t)p0 * rs * esz;
+		const char *e = b + (size_t)p1 * rs * esz;
 		for (; c < e; c += 64)
 			_mm_prefetch(c, _MM_HINT_T0);
 		return;
 	}
 	for (int p = p0; p < p1; p++)
 		for (size_t off = 0; off < row_bytes; off += 64)
-			_mm_prefetch((const char *)(base + (size_t)p * rs) + off, _MM_HINT_T0);
+			_mm_prefetch(b + (size_t)p * rs * esz + off, _MM_HINT_T0);
 #else
-	(void)base; (void)rs; (void)hd; (void)p0; (void)p1; (void)n;
+	(void)base; (void)esz; (void)rs; (void)hd; (void)p0; (void)p1; (void)n;
 #endif
 }
 
@@ -909,9 +1053,10 @@ static inline void prefetch_rows(const float *base, size_t rs, int hd, int p0, i
  * of V instead of a pass of their own. pf: also prefetch the row
  * ATT_PF_ROWS ahead (the first head of a group to pass over this V). */
 static inline __attribute__((always_inline)) void
-weighted_sum(float *o, float *sum, const float *e, const float *v, size_t rs, int n, int n_all,
-	     int p_base, bool first, bool pf, const int NV)
+weighted_sum(float *o, float *sum, const float *e, const void *v, size_t rs, int n, int n_all,
+	     int p_base, bool first, bool pf, const int NV, const bool F16)
 {
+	const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
 	__m512 acc[8];
 #pragma GCC unroll 8
 	for (int j = 0; j < NV; j++)
@@ -919,17 +1064,15 @@ weighted_sum(float *o, float *sum, const float *e, const float *v, size_t rs, in
 	float sm = *sum;
 	for (int p = 0; p < n; p++) {
 		if (pf && p_base + p + ATT_PF_ROWS < n_all) {
-			const char *c = (const char *)(v + (size_t)(p + ATT_PF_ROWS) * rs);
-#pragma GCC unroll 8
-			for (int j = 0; j < NV; j++)
+			const char *c = (const char *)v + (size_t)(p + ATT_PF_ROWS) * rs * esz;
+			for (int j = 0; j < NV * (int)esz / 4; j++)	/* the row's lines */
 				_mm_prefetch(c + 64 * j, _MM_HINT_T0);
 		}
 		sm += e[p];
 		__m512 ep = _mm512_set1_ps(e[p]);
-		const float *vp = v + (size_t)p * rs;
 #pragma GCC unroll 8
 		for (int j = 0; j < NV; j++)
-			acc[j] = _mm512_fmadd_ps(ep, _mm512_loadu_ps(vp + 16 * j), acc[j]);
+			acc[j] = _mm512_fmadd_ps(ep, kv_load(v, (size_t)p * rs + 16 * (size_t)j, F16), acc[j]);
 	}
 	*sum = sm;
 #pragma GCC unroll 8
@@ -940,13 +1083,14 @@ weighted_sum(float *o, float *sum, const float *e, const float *v, size_t rs, in
 
 /* o[hd] (+)= sum over p < n of e[p] * v_p and *sum += e[p], as
  * weighted_sum; v and e point at position p_base of n_all. */
-static void weighted(float *o, float *sum, const float *e, const float *v, size_t rs, int n, int hd,
-		     int n_all, int p_base, bool first, bool pf)
+static inline __attribute__((always_inline)) void
+weighted(float *o, float *sum, const float *e, const void *v, size_t rs, int n, int hd, int n_all,
+	 int p_base, bool first, bool pf, const bool F16)
 {
 #if OPS_AVX512
 	switch (hd) {
-	case 64: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 4); return;
-	case 128: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 8); return;
+	case 64: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 4, F16); return;
+	case 128: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 8, F16); return;
 	default: break;
 	}
 #endif
@@ -956,7 +1100,13 @@ static void weighted(float *o, float *sum, const float *e, const float *v, size_
 	float sm = *sum;
 	for (int p = 0; p < n; p++) {
 		sm += e[p];
-		axpy(o, e[p], v + (size_t)p * rs, hd);
+		if (!F16) {
+			axpy(o, e[p], (const float *)v + (size_t)p * rs, hd);
+			continue;
+		}
+		const uint16_t *vp = (const uint16_t *)v + (size_t)p * rs;
+		for (int d = 0; d < hd; d++)
+			o[d] = fmaf(e[p], f16_to(vp[d]), o[d]);
 	}
 	*sum = sm;
 }
@@ -988,18 +1138,22 @@ static float max_of(const float *x, int n)
  * its turn on a V block while it is in L1 (16 KiB at head_dim 64). */
 #define ATT_VBLOCK 64
 
-void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
-		   int g0, int g1, float *out, size_t ldo, float *scores)
+static inline __attribute__((always_inline)) void
+attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, int g0, int g1,
+	  float *out, size_t ldo, float *scores, const bool F16)
 {
 	int hd = a->head_dim;
 	int group = a->n_heads / a->n_kv_heads;
 	size_t rs = a->row_stride;
+	const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
+	const char *kc = F16 ? (const char *)a->k16 : (const char *)a->k;
+	const char *vc = F16 ? (const char *)a->v16 : (const char *)a->v;
 	float scale = 1.0f / sqrtf((float)hd);
 	for (int t = 0; t < n_q; t++) {
 		int n_kv = pos0 + t + 1;
 		for (int g = g0; g < g1; g++) {
-			const float *K = a->k + (size_t)g * a->head_stride;
-			const float *V = a->v + (size_t)g * a->head_stride;
+			const char *K = kc + (size_t)g * a->head_stride * esz;
+			const char *V = vc + (size_t)g * a->head_stride * esz;
 			for (int h0 = 0; h0 < group; h0 += ATT_HEADS) {
 				int nh = group - h0 < ATT_HEADS ? group - h0 : ATT_HEADS;
 				const float *qg = q + (size_t)t * ldq + (size_t)(g * group + h0) * hd;
@@ -1007,20 +1161,21 @@ void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, in
 				float sums[ATT_HEADS];
 				/* scores of all nh heads, K read once: a 16-row
 				 * block stays in L1 while every head uses it */
-				prefetch_rows(V, rs, hd, 0, ATT_PF_ROWS, n_kv);
+				prefetch_rows(V, esz, rs, hd, 0, ATT_PF_ROWS, n_kv);
 				int p = 0;
 #if OPS_AVX512
 				for (; p + 16 <= n_kv; p += 16) {
-					prefetch_rows(K, rs, hd, p + ATT_PF_ROWS, p + ATT_PF_ROWS + 16, n_kv);
+					prefetch_rows(K, esz, rs, hd, p + ATT_PF_ROWS, p + ATT_PF_ROWS + 16, n_kv);
 					for (int hl = 0; hl < nh; hl++)
-						scores16(qg + (size_t)hl * hd, K + (size_t)p * rs, rs, hd, scale,
-							 scores + (size_t)hl * n_kv + p);
+						scores16(qg + (size_t)hl * hd, K + (size_t)p * rs * esz, rs, hd, scale,
+							 scores + (size_t)hl * n_kv + p, F16);
 				}
 #endif
 				for (; p < n_kv; p++)
 					for (int hl = 0; hl < nh; hl++)
 						scores[(size_t)hl * n_kv + p] =
-							ops_dot(qg + (size_t)hl * hd, K + (size_t)p * rs, hd) * scale;
+							dot_kv(qg + (size_t)hl * hd, K + (size_t)p * rs * esz, hd, F16) *
+							scale;
 				/* softmax numerators e_p = exp(s_p - max) */
 				for (int hl = 0; hl < nh; hl++) {
 					float *sc = scores + (size_t)hl * n_kv;
@@ -1033,7 +1188,8 @@ void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, in
 					int nb = n_kv - pb < ATT_VBLOCK ? n_kv - pb : ATT_VBLOCK;
 					for (int hl = 0; hl < nh; hl++)
 						weighted(og + (size_t)hl * hd, &sums[hl], scores + (size_t)hl * n_kv + pb,
-							 V + (size_t)pb * rs, rs, nb, hd, n_kv, pb, pb == 0, hl == 0);
+							 V + (size_t)pb * rs * esz, rs, nb, hd, n_kv, pb, pb == 0, hl == 0,
+							 F16);
 				}
 				for (int hl = 0; hl < nh; hl++) {
 					float inv = 1.0f / sums[hl];
@@ -1046,10 +1202,22 @@ void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, in
 	}
 }
 
+void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
+		   int g0, int g1, float *out, size_t ldo, float *scores)
+{
+	if (a->k16 != NULL)
+		attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, true);
+	else
+		attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, false);
+}
+
 void ops_attention_prefetch(const ops_attn_t *a, int g)
 {
-	prefetch_rows(a->k + (size_t)g * a->head_stride, a->row_stride, a->head_dim, 0, ATT_PF_ROWS,
-		      ATT_PF_ROWS);
+	bool f16 = a->k16 != NULL;
+	size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
+	const char *k = f16 ? (const char *)a->k16 : (const char *)a->k;
+	prefetch_rows(k + (size_t)g * a->head_stride * esz, esz, a->row_stride, a->head_dim, 0,
+		      ATT_PF_ROWS, ATT_PF_ROWS);
 }
 
 /* ======================= reference kernels ======================= */
@@ -1127,12 +1295,14 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 {
 	int hd = a->head_dim;
 	int group = a->n_heads / a->n_kv_heads;
+	bool f16 = a->k16 != NULL;
+	const void *kc = f16 ? (const void *)a->k16 : (const void *)a->k;
+	const void *vc = f16 ? (const void *)a->v16 : (const void *)a->v;
 	for (int t = 0; t < n_q; t++) {
 		int n_kv = pos0 + t + 1;
 		for (int h = g0 * group; h < g1 * group; h++) {
 			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
-			const float *kh = a->k + (size_t)(h / group) * a->head_stride;
-			const float *vh = a->v + (size_t)(h / group) * a->head_stride;
+			size_t hoff = (size_t)(h / group) * a->head_stride;
 			double mx = -INFINITY, sum = 0.0;
 			double *s = malloc((size_t)n_kv * sizeof(double));
 			if (s == NULL)
@@ -1140,7 +1310,7 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			for (int p = 0; p < n_kv; p++) {
 				double d = 0.0;
 				for (int i = 0; i < hd; i++)
-					d += (double)qh[i] * kh[(size_t)p * a->row_stride + i];
+					d += (double)qh[i] * kv_elem(kc, hoff + (size_t)p * a->row_stride + (size_t)i, f16);
 				s[p] = d / sqrt((double)hd);
 				if (s[p] > mx)
 					mx = s[p];
@@ -1152,7 +1322,7 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			for (int i = 0; i < hd; i++) {
 				double o = 0.0;
 				for (int p = 0; p < n_kv; p++)
-					o += s[p] * vh[(size_t)p * a->row_stride + i];
+					o += s[p] * kv_elem(vc, hoff + (size_t)p * a->row_stride + (size_t)i, f16);
 				out[(size_t)t * ldo + (size_t)h * hd + i] = (float)(o / sum);
 			}
 			free(s);

@@ -161,8 +161,12 @@ float ops_dot(const float *a, const float *b, int n);
 typedef struct ops_attn {
 	int n_heads, n_kv_heads, head_dim;
 	const float *k, *v;	/* this layer's cache */
-	size_t head_stride;	/* floats between kv heads */
-	size_t row_stride;	/* floats between positions */
+	size_t head_stride;	/* elements between kv heads */
+	size_t row_stride;	/* elements between positions */
+	/* Non-NULL: the cache holds IEEE half floats here instead (k and v
+	 * unused). Each half is widened exactly on load, so the result is the
+	 * f32 kernel's on the widened values, bit for bit. */
+	const uint16_t *k16, *v16;
 } ops_attn_t;
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
 		   int g0, int g1, float *out, size_t ldo, float *scores);
@@ -171,6 +175,12 @@ void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, in
  * result). A caller that knows which head it attends over next calls it
  * before the current one, so the next stream does not start cold. */
 void ops_attention_prefetch(const ops_attn_t *a, int g);
+
+/* IEEE binary16 from binary32, rounded to nearest even (overflow to inf,
+ * NaN quieted with its payload truncated, as x86's vcvtps2ph), and back
+ * (exact). The vector and scalar paths give the same bits. */
+void ops_f16_from_f32(uint16_t *dst, const float *src, int n);
+void ops_f16_to_f32(float *dst, const uint16_t *src, int n);
 
 /* Whether the fast kernels were compiled with AVX-512 ("avx512") or are
  * the portable C fallback ("generic"); both compute the same bits. */

@@ -338,7 +338,7 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	float *def = calloc((size_t)n_q * ldo, sizeof(float));
 	float *one = calloc(ldo, sizeof(float));
 	float *scores = malloc((size_t)(n_heads / n_kv) * (size_t)(pos0 + n_q) * sizeof(float));
-	ops_attn_t a = { n_heads, n_kv, hd, k, v, hs, rs };
+	ops_attn_t a = { n_heads, n_kv, hd, k, v, hs, rs, NULL, NULL };
 	ops_attention(&a, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
 	ops_ref_attention(&a, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
 	attention_by_definition(&a, q, ldq, pos0, n_q, def, ldo);
@@ -354,6 +354,29 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	for (int h = 0; h < n_heads; h++)
 		for (int d = 0; d < hd; d++)
 			CU_ASSERT(fabs(one[h * hd + d] - v[(size_t)(h / (n_heads / n_kv)) * hs + d]) < 1e-6);
+	/* an f16 cache: the f32 kernel's bits on the widened values */
+	size_t nkv = hs * (size_t)n_kv;
+	uint16_t *k16 = malloc(nkv * sizeof(uint16_t)), *v16 = malloc(nkv * sizeof(uint16_t));
+	float *kw = malloc(nkv * sizeof(float)), *vw = malloc(nkv * sizeof(float));
+	CU_ASSERT_FATAL(k16 != NULL && v16 != NULL && kw != NULL && vw != NULL);
+	ops_f16_from_f32(k16, k, (int)nkv);
+	ops_f16_from_f32(v16, v, (int)nkv);
+	ops_f16_to_f32(kw, k16, (int)nkv);
+	ops_f16_to_f32(vw, v16, (int)nkv);
+	ops_attn_t ah = { n_heads, n_kv, hd, NULL, NULL, hs, rs, k16, v16 };
+	ops_attn_t aw = { n_heads, n_kv, hd, kw, vw, hs, rs, NULL, NULL };
+	ops_attention(&ah, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
+	attention_by_definition(&aw, q, ldq, pos0, n_q, def, ldo);
+	CU_ASSERT(memcmp(out, def, (size_t)n_q * ldo * sizeof(float)) == 0);
+	ops_ref_attention(&ah, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
+	CU_ASSERT(max_rel_err(out, ref, (size_t)n_q * ldo) < 1e-5);
+	for (int g = 0; g < n_kv; g++)
+		ops_attention(&ah, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
+	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
+	free(k16);
+	free(v16);
+	free(kw);
+	free(vw);
 	free(k);
 	free(v);
 	free(q);
@@ -362,6 +385,75 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	free(def);
 	free(one);
 	free(scores);
+}
+
+/* Halves: every one of the 65536 widens as the compiler's _Float16 does and
+ * narrows back to itself (NaNs quieted); f32 values narrow as _Float16
+ * rounds them (nearest even, subnormals, overflow), the 16-lane and the
+ * scalar paths alike. */
+static void test_f16(void)
+{
+	enum { N = 65536 };
+	static uint16_t h[N], back[N];
+	static float w[N];
+	for (int i = 0; i < N; i++)
+		h[i] = (uint16_t)i;
+	ops_f16_to_f32(w, h, N);
+	ops_f16_from_f32(back, w, N);
+	int bad_widen = 0, bad_back = 0, bad_scalar = 0;
+	for (int i = 0; i < N; i++) {
+		_Float16 hf;
+		memcpy(&hf, &h[i], sizeof(hf));
+		float want = (float)hf, one;
+		ops_f16_to_f32(&one, &h[i], 1);
+		bool nan = (h[i] & 0x7c00) == 0x7c00 && (h[i] & 0x3ff) != 0;
+		if (nan ? !isnan(w[i]) : memcmp(&w[i], &want, sizeof(float)) != 0)
+			bad_widen++;
+		if (memcmp(&one, &w[i], sizeof(float)) != 0)
+			bad_scalar++;
+		if (back[i] != (nan ? (h[i] | 0x200) : h[i]))
+			bad_back++;
+	}
+	CU_ASSERT_EQUAL(bad_widen, 0);
+	CU_ASSERT_EQUAL(bad_scalar, 0);
+	CU_ASSERT_EQUAL(bad_back, 0);
+
+	/* narrowing: random bit patterns, ties and the edges of the range */
+	enum { M = 1 << 16 };
+	static float x[M];
+	static uint16_t vec[M];
+	rng_state = 99;
+	for (int i = 0; i < M; i++) {
+		uint32_t u;
+		rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+		u = (uint32_t)(rng_state >> 32);
+		if (i % 4 == 1)	/* exponents that land in or near the half range */
+			u = (u & 0x807fffffu) | ((uint32_t)(100 + (u >> 23) % 45) << 23);
+		if (i % 4 == 2)	/* exact ties between two halves */
+			u = (u & 0x8fffe000u) | 0x1000u;
+		memcpy(&x[i], &u, sizeof(u));
+	}
+	float edges[] = { 65504.0f, 65519.99f, 65520.0f, 1e9f, INFINITY, -INFINITY, 0x1p-24f,
+			  0x1p-25f, 0x1.8p-25f, 0x1p-26f, 0x1p-14f, 0x1.ffcp-15f, -0.0f, 0.0f };
+	memcpy(x, edges, sizeof(edges));
+	ops_f16_from_f32(vec, x, M);
+	int bad_vec = 0, bad_sc = 0;
+	for (int i = 0; i < M; i++) {
+		uint16_t one, want;
+		ops_f16_from_f32(&one, &x[i], 1);
+		if (isnan(x[i])) {
+			uint32_t u;
+			memcpy(&u, &x[i], sizeof(u));
+			want = (uint16_t)(((u >> 16) & 0x8000u) | 0x7e00u | ((u >> 13) & 0x3ffu));
+		} else {
+			_Float16 hf = (_Float16)x[i];
+			memcpy(&want, &hf, sizeof(want));
+		}
+		bad_vec += vec[i] != want;
+		bad_sc += one != want;
+	}
+	CU_ASSERT_EQUAL(bad_vec, 0);
+	CU_ASSERT_EQUAL(bad_sc, 0);
 }
 
 static void test_attention(void)
@@ -510,6 +602,7 @@ const cu_test_t ops_tests[] = {
 	{ "expf", test_expf },
 	{ "softmax_swiglu", test_softmax_swiglu },
 	{ "attention", test_attention },
+	{ "f16", test_f16 },
 	{ "big_alloc", test_big_alloc },
 	{ "pool", test_pool },
 	{ "pool_shares", test_pool_shares },
