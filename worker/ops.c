@@ -902,48 +902,127 @@ void ops_f16_to_f32(float *dst, const uint16_t *src, int n)
 
 /* ======================= attention ======================= */
 
-/* The kernels below read a cache row either as floats or as halves
- * (F16, a compile-time constant in each instance) widened on load: the
- * widening is exact, so an f16 cache gives the bits the f32 kernel gives
- * on the widened values. */
+/* The kernels below read a cache row as floats, as halves or as q8 (T, a
+ * compile-time constant in each instance), widened on load. The widening
+ * is exact (a half is a float; a q8 value is an int8 times a half scale,
+ * at most 8 + 11 significant bits), so a compact cache gives the bits the
+ * f32 kernel gives on the widened values. A q8 row (ops_q8_row_bytes) is
+ * head_dim int8 values, then one f16 scale per block of q8_block(hd). */
+enum { KV_F32, KV_F16, KV_Q8 };
 
-#if OPS_AVX512
-/* 16 elements of a cache row at element index i. */
-static inline __attribute__((always_inline)) __m512 kv_load(const void *base, size_t i, const bool F16)
+static inline size_t kv_esz(int T)
 {
-	if (F16)
-		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)));
-	return _mm512_loadu_ps((const float *)base + i);
+	return T == KV_F32 ? sizeof(float) : T == KV_F16 ? sizeof(uint16_t) : 1;
 }
 
-static inline __attribute__((always_inline)) __m512 kv_load_mask(const void *base, size_t i, __mmask16 m,
-								 const bool F16)
+/* Elements per q8 scale: 32 when head_dim is a multiple of 32, else the
+ * whole row; a 16-element load never straddles two blocks. */
+static inline int q8_block(int hd)
 {
-	if (F16)
-		return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)base + i));
-	return _mm512_maskz_loadu_ps(m, (const float *)base + i);
+	return (hd & 31) == 0 ? 32 : hd;
+}
+
+size_t ops_q8_row_bytes(int hd)
+{
+	return (size_t)hd + 2 * (size_t)(hd / q8_block(hd));
+}
+
+/* Bytes of one cache row of hd elements. */
+static inline size_t kv_row_bytes(int hd, int T)
+{
+	return T == KV_Q8 ? ops_q8_row_bytes(hd) : (size_t)hd * kv_esz(T);
+}
+
+/* The scale of element d of a q8 row. */
+static inline uint16_t q8_scale(const char *row, int d, int hd)
+{
+	uint16_t s;
+	memcpy(&s, row + hd + 2 * (d / q8_block(hd)), sizeof(s));
+	return s;
+}
+
+#if OPS_AVX512
+/* 16 elements of a cache row from element d. */
+static inline __attribute__((always_inline)) __m512 kv_load(const char *row, int d, int hd, const int T)
+{
+	if (T == KV_F16)
+		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d)));
+	if (T == KV_Q8) {
+		__m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + d))));
+		return _mm512_mul_ps(x, _mm512_cvtph_ps(_mm256_set1_epi16((short)q8_scale(row, d, hd))));
+	}
+	return _mm512_loadu_ps((const float *)row + d);
+}
+
+static inline __attribute__((always_inline)) __m512 kv_load_mask(const char *row, int d, int hd, __mmask16 m,
+								 const int T)
+{
+	if (T == KV_F16)
+		return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + d));
+	if (T == KV_Q8) {
+		__m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, row + d)));
+		return _mm512_mul_ps(x, _mm512_cvtph_ps(_mm256_set1_epi16((short)q8_scale(row, d, hd))));
+	}
+	return _mm512_maskz_loadu_ps(m, (const float *)row + d);
 }
 #endif
 
-static inline float kv_elem(const void *base, size_t i, bool f16)
+/* Element d of a cache row, widened. */
+static inline float kv_elem(const char *row, int d, int hd, int T)
 {
-	return f16 ? f16_to(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+	if (T == KV_F16)
+		return f16_to(((const uint16_t *)row)[d]);
+	if (T == KV_Q8)
+		return (float)(int8_t)row[d] * f16_to(q8_scale(row, d, hd));
+	return ((const float *)row)[d];
+}
+
+void ops_q8_from_f32(void *dst, const float *x, int hd)
+{
+	char *row = dst;
+	int qb = q8_block(hd);
+	for (int b = 0; b < hd / qb; b++) {
+		const float *xb = x + b * qb;
+		float amax = 0.0f;
+		for (int i = 0; i < qb; i++)
+			if (fabsf(xb[i]) > amax)
+				amax = fabsf(xb[i]);
+		uint16_t d16;
+		float d = amax / 127.0f;
+		ops_f16_from_f32(&d16, &d, 1);
+		float dw = f16_to(d16);
+		float id = dw > 0.0f && isfinite(dw) ? 1.0f / dw : 0.0f;
+		for (int i = 0; i < qb; i++) {
+			float r = rintf(xb[i] * id);
+			if (!(r >= -127.0f))	/* NaN too */
+				r = r != r ? 0.0f : -127.0f;
+			if (r > 127.0f)
+				r = 127.0f;
+			row[b * qb + i] = (char)(int8_t)r;
+		}
+		memcpy(row + hd + 2 * b, &d16, sizeof(d16));
+	}
+}
+
+void ops_q8_to_f32(float *x, const void *src, int hd)
+{
+	for (int d = 0; d < hd; d++)
+		x[d] = kv_elem(src, d, hd, KV_Q8);
 }
 
 /* ops_dot(a, row) with the row in the cache's element type. */
-static inline __attribute__((always_inline)) float dot_kv(const float *a, const void *b, int n,
-							  const bool F16)
+static inline __attribute__((always_inline)) float dot_kv(const float *a, const char *row, int n, const int T)
 {
+	if (T == KV_F32)
+		return ops_dot(a, (const float *)row, n);
 #if OPS_AVX512
-	if (!F16)
-		return ops_dot(a, b, n);
 	__m512 acc = _mm512_setzero_ps();
 	int k = 0;
 	for (; k + 16 <= n; k += 16)
-		acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), kv_load(b, (size_t)k, true), acc);
+		acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), kv_load(row, k, n, T), acc);
 	if (k < n) {
 		__mmask16 m = (__mmask16)((1u << (n - k)) - 1);
-		acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + k), kv_load_mask(b, (size_t)k, m, true), acc);
+		acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + k), kv_load_mask(row, k, n, m, T), acc);
 	}
 	__m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
 	__m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -951,13 +1030,11 @@ static inline __attribute__((always_inline)) float dot_kv(const float *a, const 
 	__m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
 	return _mm_cvtss_f32(s1);
 #else
-	if (!F16)
-		return ops_dot(a, b, n);
 	float l[16];
 	for (int i = 0; i < 16; i++)
 		l[i] = 0.0f;
 	for (int k = 0; k < n; k++)
-		l[k % 16] = fmaf(a[k], kv_elem(b, (size_t)k, true), l[k % 16]);
+		l[k % 16] = fmaf(a[k], kv_elem(row, k, n, T), l[k % 16]);
 	for (int i = 0; i < 8; i++)
 		l[i] = l[i] + l[i + 8];
 	for (int i = 0; i < 4; i++)
@@ -973,9 +1050,9 @@ static inline __attribute__((always_inline)) float dot_kv(const float *a, const 
  * exactly ops_dot's order (16 fma lanes, then l+8, l+4, l+2, l+1), the 16
  * lane reductions done together by shuffles. Position p accumulates in
  * slot 4*(p%4) + p/4 so that the reduced lanes come out in position order.
- * k: the first of the 16 rows, rs elements apart. */
+ * k: the first of the 16 rows, rb bytes apart. */
 static inline __attribute__((always_inline)) void
-scores16(const float *qh, const void *k, size_t rs, int hd, float scale, float *out, const bool F16)
+scores16(const float *qh, const char *k, size_t rb, int hd, float scale, float *out, const int T)
 {
 	__m512 acc[16];
 #pragma GCC unroll 16
@@ -986,7 +1063,7 @@ scores16(const float *qh, const void *k, size_t rs, int hd, float scale, float *
 		__m512 qv = _mm512_loadu_ps(qh + d);
 #pragma GCC unroll 16
 		for (int p = 0; p < 16; p++)
-			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(qv, kv_load(k, (size_t)p * rs + (size_t)d, F16),
+			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(qv, kv_load(k + (size_t)p * rb, d, hd, T),
 								   acc[4 * (p % 4) + p / 4]);
 	}
 	if (d < hd) {
@@ -995,7 +1072,7 @@ scores16(const float *qh, const void *k, size_t rs, int hd, float scale, float *
 #pragma GCC unroll 16
 		for (int p = 0; p < 16; p++)
 			acc[4 * (p % 4) + p / 4] = _mm512_fmadd_ps(
-				qv, kv_load_mask(k, (size_t)p * rs + (size_t)d, m, F16), acc[4 * (p % 4) + p / 4]);
+				qv, kv_load_mask(k + (size_t)p * rb, d, hd, m, T), acc[4 * (p % 4) + p / 4]);
 	}
 	__m512 v1[8], v2[4], v3[2];
 #pragma GCC unroll 8
@@ -1016,31 +1093,29 @@ scores16(const float *qh, const void *k, size_t rs, int hd, float scale, float *
 }
 #endif
 
-/* Software prefetch of rows [p0, p1) of a head's K or V (hd elements of
- * esz bytes each, rs elements apart), clipped to the rows that exist. The
- * hardware prefetchers follow a stream but restart at every 4 KiB page and
- * at every new (sequence, head) stream; attention is a few hundred such
- * streams of a few tens of KiB per layer, all of it from DRAM at batch 32. */
+/* Software prefetch of rows [p0, p1) of a head's K or V (row_bytes each,
+ * rb bytes apart), clipped to the rows that exist. The hardware
+ * prefetchers follow a stream but restart at every 4 KiB page and at every
+ * new (sequence, head) stream; attention is a few hundred such streams of
+ * a few tens of KiB per layer, all of it from DRAM at batch 32. */
 #define ATT_PF_ROWS 32		/* rows ahead: 8 KiB at head_dim 64 in f32 */
-static inline void prefetch_rows(const void *base, size_t esz, size_t rs, int hd, int p0, int p1, int n)
+static inline void prefetch_rows(const char *base, size_t rb, size_t row_bytes, int p0, int p1, int n)
 {
 #if OPS_AVX512
 	if (p1 > n)
 		p1 = n;
-	size_t row_bytes = (size_t)hd * esz;
-	const char *b = base;
-	if (rs == (size_t)hd) {
-		const char *c = b + (size_t)p0 * rs * esz;
-		const char *e = b + (size_t)p1 * rs * esz;
+	if (rb == row_bytes) {
+		const char *c = base + (size_t)p0 * rb;
+		const char *e = base + (size_t)p1 * rb;
 		for (; c < e; c += 64)
 			_mm_prefetch(c, _MM_HINT_T0);
 		return;
 	}
 	for (int p = p0; p < p1; p++)
 		for (size_t off = 0; off < row_bytes; off += 64)
-			_mm_prefetch(b + (size_t)p * rs * esz + off, _MM_HINT_T0);
+			_mm_prefetch(base + (size_t)p * rb + off, _MM_HINT_T0);
 #else
-	(void)base; (void)esz; (void)rs; (void)hd; (void)p0; (void)p1; (void)n;
+	(void)base; (void)rb; (void)row_bytes; (void)p0; (void)p1; (void)n;
 #endif
 }
 
@@ -1053,10 +1128,10 @@ static inline void prefetch_rows(const void *base, size_t esz, size_t rs, int hd
  * of V instead of a pass of their own. pf: also prefetch the row
  * ATT_PF_ROWS ahead (the first head of a group to pass over this V). */
 static inline __attribute__((always_inline)) void
-weighted_sum(float *o, float *sum, const float *e, const void *v, size_t rs, int n, int n_all,
-	     int p_base, bool first, bool pf, const int NV, const bool F16)
+weighted_sum(float *o, float *sum, const float *e, const char *v, size_t rb, int n, int n_all,
+	     int p_base, bool first, bool pf, const int NV, const int T)
 {
-	const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
+	const int lines = (int)((kv_row_bytes(16 * NV, T) + 63) / 64);
 	__m512 acc[8];
 #pragma GCC unroll 8
 	for (int j = 0; j < NV; j++)
@@ -1064,15 +1139,15 @@ weighted_sum(float *o, float *sum, const float *e, const void *v, size_t rs, int
 	float sm = *sum;
 	for (int p = 0; p < n; p++) {
 		if (pf && p_base + p + ATT_PF_ROWS < n_all) {
-			const char *c = (const char *)v + (size_t)(p + ATT_PF_ROWS) * rs * esz;
-			for (int j = 0; j < NV * (int)esz / 4; j++)	/* the row's lines */
+			const char *c = v + (size_t)(p + ATT_PF_ROWS) * rb;
+			for (int j = 0; j < lines; j++)	/* the row's lines */
 				_mm_prefetch(c + 64 * j, _MM_HINT_T0);
 		}
 		sm += e[p];
 		__m512 ep = _mm512_set1_ps(e[p]);
 #pragma GCC unroll 8
 		for (int j = 0; j < NV; j++)
-			acc[j] = _mm512_fmadd_ps(ep, kv_load(v, (size_t)p * rs + 16 * (size_t)j, F16), acc[j]);
+			acc[j] = _mm512_fmadd_ps(ep, kv_load(v + (size_t)p * rb, 16 * j, 16 * NV, T), acc[j]);
 	}
 	*sum = sm;
 #pragma GCC unroll 8
@@ -1084,13 +1159,13 @@ weighted_sum(float *o, float *sum, const float *e, const void *v, size_t rs, int
 /* o[hd] (+)= sum over p < n of e[p] * v_p and *sum += e[p], as
  * weighted_sum; v and e point at position p_base of n_all. */
 static inline __attribute__((always_inline)) void
-weighted(float *o, float *sum, const float *e, const void *v, size_t rs, int n, int hd, int n_all,
-	 int p_base, bool first, bool pf, const bool F16)
+weighted(float *o, float *sum, const float *e, const char *v, size_t rb, int n, int hd, int n_all,
+	 int p_base, bool first, bool pf, const int T)
 {
 #if OPS_AVX512
 	switch (hd) {
-	case 64: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 4, F16); return;
-	case 128: weighted_sum(o, sum, e, v, rs, n, n_all, p_base, first, pf, 8, F16); return;
+	case 64: weighted_sum(o, sum, e, v, rb, n, n_all, p_base, first, pf, 4, T); return;
+	case 128: weighted_sum(o, sum, e, v, rb, n, n_all, p_base, first, pf, 8, T); return;
 	default: break;
 	}
 #endif
@@ -1100,13 +1175,13 @@ weighted(float *o, float *sum, const float *e, const void *v, size_t rs, int n, 
 	float sm = *sum;
 	for (int p = 0; p < n; p++) {
 		sm += e[p];
-		if (!F16) {
-			axpy(o, e[p], (const float *)v + (size_t)p * rs, hd);
+		const char *vp = v + (size_t)p * rb;
+		if (T == KV_F32) {
+			axpy(o, e[p], (const float *)vp, hd);
 			continue;
 		}
-		const uint16_t *vp = (const uint16_t *)v + (size_t)p * rs;
 		for (int d = 0; d < hd; d++)
-			o[d] = fmaf(e[p], f16_to(vp[d]), o[d]);
+			o[d] = fmaf(e[p], kv_elem(vp, d, hd, T), o[d]);
 	}
 	*sum = sm;
 }
@@ -1138,16 +1213,26 @@ static float max_of(const float *x, int n)
  * its turn on a V block while it is in L1 (16 KiB at head_dim 64). */
 #define ATT_VBLOCK 64
 
+static inline int kv_type(const ops_attn_t *a)
+{
+	return a->k8 != NULL ? KV_Q8 : a->k16 != NULL ? KV_F16 : KV_F32;
+}
+
+static inline void kv_bases(const ops_attn_t *a, int T, const char **k, const char **v)
+{
+	*k = T == KV_Q8 ? (const char *)a->k8 : T == KV_F16 ? (const char *)a->k16 : (const char *)a->k;
+	*v = T == KV_Q8 ? (const char *)a->v8 : T == KV_F16 ? (const char *)a->v16 : (const char *)a->v;
+}
+
 static inline __attribute__((always_inline)) void
 attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, int g0, int g1,
-	  float *out, size_t ldo, float *scores, const bool F16)
+	  float *out, size_t ldo, float *scores, const int T)
 {
 	int hd = a->head_dim;
 	int group = a->n_heads / a->n_kv_heads;
-	size_t rs = a->row_stride;
-	const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
-	const char *kc = F16 ? (const char *)a->k16 : (const char *)a->k;
-	const char *vc = F16 ? (const char *)a->v16 : (const char *)a->v;
+	const size_t esz = kv_esz(T), rb = a->row_stride * esz, row_bytes = kv_row_bytes(hd, T);
+	const char *kc, *vc;
+	kv_bases(a, T, &kc, &vc);
 	float scale = 1.0f / sqrtf((float)hd);
 	for (int t = 0; t < n_q; t++) {
 		int n_kv = pos0 + t + 1;
@@ -1161,20 +1246,20 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 				float sums[ATT_HEADS];
 				/* scores of all nh heads, K read once: a 16-row
 				 * block stays in L1 while every head uses it */
-				prefetch_rows(V, esz, rs, hd, 0, ATT_PF_ROWS, n_kv);
+				prefetch_rows(V, rb, row_bytes, 0, ATT_PF_ROWS, n_kv);
 				int p = 0;
 #if OPS_AVX512
 				for (; p + 16 <= n_kv; p += 16) {
-					prefetch_rows(K, esz, rs, hd, p + ATT_PF_ROWS, p + ATT_PF_ROWS + 16, n_kv);
+					prefetch_rows(K, rb, row_bytes, p + ATT_PF_ROWS, p + ATT_PF_ROWS + 16, n_kv);
 					for (int hl = 0; hl < nh; hl++)
-						scores16(qg + (size_t)hl * hd, K + (size_t)p * rs * esz, rs, hd, scale,
-							 scores + (size_t)hl * n_kv + p, F16);
+						scores16(qg + (size_t)hl * hd, K + (size_t)p * rb, rb, hd, scale,
+							 scores + (size_t)hl * n_kv + p, T);
 				}
 #endif
 				for (; p < n_kv; p++)
 					for (int hl = 0; hl < nh; hl++)
 						scores[(size_t)hl * n_kv + p] =
-							dot_kv(qg + (size_t)hl * hd, K + (size_t)p * rs * esz, hd, F16) *
+							dot_kv(qg + (size_t)hl * hd, K + (size_t)p * rb, hd, T) *
 							scale;
 				/* softmax numerators e_p = exp(s_p - max) */
 				for (int hl = 0; hl < nh; hl++) {
@@ -1188,8 +1273,7 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 					int nb = n_kv - pb < ATT_VBLOCK ? n_kv - pb : ATT_VBLOCK;
 					for (int hl = 0; hl < nh; hl++)
 						weighted(og + (size_t)hl * hd, &sums[hl], scores + (size_t)hl * n_kv + pb,
-							 V + (size_t)pb * rs * esz, rs, nb, hd, n_kv, pb, pb == 0, hl == 0,
-							 F16);
+							 V + (size_t)pb * rb, rb, nb, hd, n_kv, pb, pb == 0, hl == 0, T);
 				}
 				for (int hl = 0; hl < nh; hl++) {
 					float inv = 1.0f / sums[hl];
@@ -1205,19 +1289,21 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
 		   int g0, int g1, float *out, size_t ldo, float *scores)
 {
-	if (a->k16 != NULL)
-		attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, true);
-	else
-		attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, false);
+	switch (kv_type(a)) {
+	case KV_Q8: attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, KV_Q8); break;
+	case KV_F16: attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, KV_F16); break;
+	default: attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, KV_F32); break;
+	}
 }
 
 void ops_attention_prefetch(const ops_attn_t *a, int g)
 {
-	bool f16 = a->k16 != NULL;
-	size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
-	const char *k = f16 ? (const char *)a->k16 : (const char *)a->k;
-	prefetch_rows(k + (size_t)g * a->head_stride * esz, esz, a->row_stride, a->head_dim, 0,
-		      ATT_PF_ROWS, ATT_PF_ROWS);
+	int T = kv_type(a);
+	size_t esz = kv_esz(T);
+	const char *k, *v;
+	kv_bases(a, T, &k, &v);
+	prefetch_rows(k + (size_t)g * a->head_stride * esz, a->row_stride * esz,
+		      kv_row_bytes(a->head_dim, T), 0, ATT_PF_ROWS, ATT_PF_ROWS);
 }
 
 /* ======================= reference kernels ======================= */
@@ -1295,9 +1381,10 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 {
 	int hd = a->head_dim;
 	int group = a->n_heads / a->n_kv_heads;
-	bool f16 = a->k16 != NULL;
-	const void *kc = f16 ? (const void *)a->k16 : (const void *)a->k;
-	const void *vc = f16 ? (const void *)a->v16 : (const void *)a->v;
+	int T = kv_type(a);
+	size_t esz = kv_esz(T);
+	const char *kc, *vc;
+	kv_bases(a, T, &kc, &vc);
 	for (int t = 0; t < n_q; t++) {
 		int n_kv = pos0 + t + 1;
 		for (int h = g0 * group; h < g1 * group; h++) {
@@ -1310,7 +1397,7 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			for (int p = 0; p < n_kv; p++) {
 				double d = 0.0;
 				for (int i = 0; i < hd; i++)
-					d += (double)qh[i] * kv_elem(kc, hoff + (size_t)p * a->row_stride + (size_t)i, f16);
+					d += (double)qh[i] * kv_elem(kc + (hoff + (size_t)p * a->row_stride) * esz, i, hd, T);
 				s[p] = d / sqrt((double)hd);
 				if (s[p] > mx)
 					mx = s[p];
@@ -1322,7 +1409,7 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			for (int i = 0; i < hd; i++) {
 				double o = 0.0;
 				for (int p = 0; p < n_kv; p++)
-					o += s[p] * kv_elem(vc, hoff + (size_t)p * a->row_stride + (size_t)i, f16);
+					o += s[p] * kv_elem(vc + (hoff + (size_t)p * a->row_stride) * esz, i, hd, T);
 				out[(size_t)t * ldo + (size_t)h * hd + i] = (float)(o / sum);
 			}
 			free(s);

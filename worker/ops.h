@@ -167,6 +167,9 @@ typedef struct ops_attn {
 	 * unused). Each half is widened exactly on load, so the result is the
 	 * f32 kernel's on the widened values, bit for bit. */
 	const uint16_t *k16, *v16;
+	/* Non-NULL (and k16 NULL): the cache holds q8 rows here instead
+	 * (ops_q8_from_f32; the strides count bytes). Widened exactly too. */
+	const void *k8, *v8;
 } ops_attn_t;
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
 		   int g0, int g1, float *out, size_t ldo, float *scores);
@@ -181,6 +184,15 @@ void ops_attention_prefetch(const ops_attn_t *a, int g);
  * (exact). The vector and scalar paths give the same bits. */
 void ops_f16_from_f32(uint16_t *dst, const float *src, int n);
 void ops_f16_to_f32(float *dst, const uint16_t *src, int n);
+
+/* q8: a row of hd values as hd int8 q_i followed by one f16 scale d per
+ * block (32 values when hd is a multiple of 32, else the whole row), the
+ * value being q_i * d exactly: ggml's Q8_0 rounding (d = amax / 127 as a
+ * half, q = round(x / d)), the scales moved to the row's end so that the
+ * int8s of a row are contiguous. A quarter of f32's bytes plus 1/16. */
+size_t ops_q8_row_bytes(int hd);
+void ops_q8_from_f32(void *dst, const float *x, int hd);
+void ops_q8_to_f32(float *x, const void *src, int hd);
 
 /* Whether the fast kernels were compiled with AVX-512 ("avx512") or are
  * the portable C fallback ("generic"); both compute the same bits. */

@@ -338,7 +338,8 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	float *def = calloc((size_t)n_q * ldo, sizeof(float));
 	float *one = calloc(ldo, sizeof(float));
 	float *scores = malloc((size_t)(n_heads / n_kv) * (size_t)(pos0 + n_q) * sizeof(float));
-	ops_attn_t a = { n_heads, n_kv, hd, k, v, hs, rs, NULL, NULL };
+	ops_attn_t a = { .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd, .k = k, .v = v,
+			  .head_stride = hs, .row_stride = rs };
 	ops_attention(&a, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
 	ops_ref_attention(&a, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
 	attention_by_definition(&a, q, ldq, pos0, n_q, def, ldo);
@@ -363,8 +364,12 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	ops_f16_from_f32(v16, v, (int)nkv);
 	ops_f16_to_f32(kw, k16, (int)nkv);
 	ops_f16_to_f32(vw, v16, (int)nkv);
-	ops_attn_t ah = { n_heads, n_kv, hd, NULL, NULL, hs, rs, k16, v16 };
-	ops_attn_t aw = { n_heads, n_kv, hd, kw, vw, hs, rs, NULL, NULL };
+	ops_attn_t ah = a, aw = a;
+	ah.k = ah.v = NULL;
+	ah.k16 = k16;
+	ah.v16 = v16;
+	aw.k = kw;
+	aw.v = vw;
 	ops_attention(&ah, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
 	attention_by_definition(&aw, q, ldq, pos0, n_q, def, ldo);
 	CU_ASSERT(memcmp(out, def, (size_t)n_q * ldo * sizeof(float)) == 0);
@@ -373,6 +378,30 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	for (int g = 0; g < n_kv; g++)
 		ops_attention(&ah, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
 	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
+	/* a q8 cache ([kv head][ctx][row bytes], rows packed): the same */
+	size_t rb = ops_q8_row_bytes(hd);
+	char *k8 = malloc(rb * (size_t)ctx * (size_t)n_kv), *v8 = malloc(rb * (size_t)ctx * (size_t)n_kv);
+	CU_ASSERT_FATAL(k8 != NULL && v8 != NULL);
+	for (int g = 0; g < n_kv; g++)
+		for (int p = 0; p < ctx; p++) {
+			size_t src = (size_t)g * hs + (size_t)p * rs, dst = ((size_t)g * ctx + (size_t)p) * rb;
+			ops_q8_from_f32(k8 + dst, k + src, hd);
+			ops_q8_from_f32(v8 + dst, v + src, hd);
+			ops_q8_to_f32(kw + src, k8 + dst, hd);
+			ops_q8_to_f32(vw + src, v8 + dst, hd);
+		}
+	ops_attn_t a8 = { .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd, .k8 = k8, .v8 = v8,
+			  .head_stride = rb * (size_t)ctx, .row_stride = rb };
+	ops_attention(&a8, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
+	attention_by_definition(&aw, q, ldq, pos0, n_q, def, ldo);
+	CU_ASSERT(memcmp(out, def, (size_t)n_q * ldo * sizeof(float)) == 0);
+	ops_ref_attention(&a8, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
+	CU_ASSERT(max_rel_err(out, ref, (size_t)n_q * ldo) < 1e-5);
+	for (int g = 0; g < n_kv; g++)
+		ops_attention(&a8, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
+	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
+	free(k8);
+	free(v8);
 	free(k16);
 	free(v16);
 	free(kw);
@@ -454,6 +483,52 @@ static void test_f16(void)
 	}
 	CU_ASSERT_EQUAL(bad_vec, 0);
 	CU_ASSERT_EQUAL(bad_sc, 0);
+}
+
+/* q8 rows: each value comes back within half a step (d/2) of itself, the
+ * largest magnitude of a block exactly as +-127 d, the step d the block's
+ * amax/127 rounded to a half; zeros stay zeros; the scales sit after the
+ * int8s, one per 32 values (or one per row when hd is not a multiple of 32). */
+static void test_q8(void)
+{
+	int hds[] = { 8, 20, 32, 64, 128 };
+	rng_state = 5;
+	for (size_t c = 0; c < sizeof(hds) / sizeof(hds[0]); c++) {
+		int hd = hds[c], qb = hd % 32 == 0 ? 32 : hd;
+		CU_ASSERT_EQUAL(ops_q8_row_bytes(hd), (size_t)hd + 2 * (size_t)(hd / qb));
+		float *x = rand_vec((size_t)hd, 3.0f), back[128];
+		unsigned char row[128 + 8];
+		x[1] = 0.0f;
+		ops_q8_from_f32(row, x, hd);
+		ops_q8_to_f32(back, row, hd);
+		for (int b = 0; b < hd / qb; b++) {
+			float amax = 0.0f;
+			for (int i = 0; i < qb; i++)
+				amax = fmaxf(amax, fabsf(x[b * qb + i]));
+			uint16_t d16;
+			memcpy(&d16, row + hd + 2 * b, sizeof(d16));
+			float d, want = amax / 127.0f;
+			ops_f16_to_f32(&d, &d16, 1);
+			CU_ASSERT(fabsf(d - want) <= want * 0x1p-11f);
+			for (int i = 0; i < qb; i++) {
+				int q = (int8_t)row[b * qb + i];
+				CU_ASSERT(q >= -127 && q <= 127);
+				CU_ASSERT_EQUAL(back[b * qb + i], (float)q * d);
+				CU_ASSERT(fabsf(back[b * qb + i] - x[b * qb + i]) <= 0.5f * d * 1.001f);
+				if (fabsf(x[b * qb + i]) == amax)
+					CU_ASSERT_EQUAL(abs(q), 127);
+			}
+		}
+		CU_ASSERT_EQUAL(back[1], 0.0f);
+		free(x);
+	}
+	/* an all-zero row: scale 0, values 0, no NaN */
+	float z[64] = { 0 }, zb[64];
+	unsigned char zr[68];
+	ops_q8_from_f32(zr, z, 64);
+	ops_q8_to_f32(zb, zr, 64);
+	for (int i = 0; i < 64; i++)
+		CU_ASSERT_EQUAL(zb[i], 0.0f);
 }
 
 static void test_attention(void)
@@ -603,6 +678,7 @@ const cu_test_t ops_tests[] = {
 	{ "softmax_swiglu", test_softmax_swiglu },
 	{ "attention", test_attention },
 	{ "f16", test_f16 },
+	{ "q8", test_q8 },
 	{ "big_alloc", test_big_alloc },
 	{ "pool", test_pool },
 	{ "pool_shares", test_pool_shares },
