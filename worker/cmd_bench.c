@@ -66,6 +66,7 @@ typedef struct bench_args {
 	int reps;
 	int prefill_chunk;
 	int ctx;		/* slot context; 0 = just what a run needs */
+	const char *kv;		/* KV cache type; NULL = the engine's default */
 	bool json;
 	const char *calib_path;
 	bool recalibrate;
@@ -85,7 +86,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET) [--layers K]\n"
 		"       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
-		"       [--slots N] [--ctx N] [--reps 3] [--prefill-chunk N] [--calib FILE] [--recalibrate] [--json]\n\n"
+		"       [--slots N] [--ctx N] [--kv TYPE] [--reps 3] [--prefill-chunk N] [--calib FILE]\n"
+		"       [--recalibrate] [--json]\n\n"
 		"Measure prefill and decode throughput of the batched engine and compare them\n"
 		"with this machine's sgemm and memory-bandwidth ceilings (measured once and\n"
 		"cached, see --calib). Figures are medians over --reps repetitions.\n\n"
@@ -100,6 +102,7 @@ static void usage(FILE *f)
 		"  --slots N         engine slots (default: the largest batch)\n"
 		"  --ctx N           KV context per slot (default: what the run needs; its pages\n"
 		"                    are touched only as far as the run fills them)\n"
+		"  --kv TYPE         KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")\n"
 		"  --reps R          repetitions per figure (default 3)\n"
 		"  --prefill-chunk N prompt tokens per sequence per step (default min(prompt-len, 256))\n"
 		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
@@ -135,7 +138,7 @@ static int parse_batches(const char *s, bench_args_t *a)
 static int parse_args(int argc, char **argv, bench_args_t *a)
 {
 	enum { O_MODEL = 1, O_ARCH, O_LAYERS, O_BATCH, O_PLEN, O_GLEN, O_THREADS, O_SLOTS, O_REPS,
-	       O_CHUNK, O_CTX, O_CALIB, O_RECAL, O_JSON, O_HELP };
+	       O_CHUNK, O_CTX, O_KV, O_CALIB, O_RECAL, O_JSON, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "arch", required_argument, NULL, O_ARCH },
@@ -148,6 +151,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		{ "reps", required_argument, NULL, O_REPS },
 		{ "prefill-chunk", required_argument, NULL, O_CHUNK },
 		{ "ctx", required_argument, NULL, O_CTX },
+		{ "kv", required_argument, NULL, O_KV },
 		{ "calib", required_argument, NULL, O_CALIB },
 		{ "recalibrate", no_argument, NULL, O_RECAL },
 		{ "json", no_argument, NULL, O_JSON },
@@ -173,6 +177,12 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		case O_REPS: rc = parse_int(optarg, 1, 1000, &a->reps); break;
 		case O_CHUNK: rc = parse_int(optarg, 1, 1 << 16, &a->prefill_chunk); break;
 		case O_CTX: rc = parse_int(optarg, 2, 1 << 24, &a->ctx); break;
+		case O_KV: {
+			model_kv_type_t t;
+			a->kv = optarg;
+			rc = model_kv_type_parse(optarg, &t);
+			break;
+		}
 		case O_CALIB: a->calib_path = optarg; break;
 		case O_RECAL: a->recalibrate = true; break;
 		case O_JSON: a->json = true; break;
@@ -357,7 +367,7 @@ static int open_model(bench_model_t *bm, const bench_args_t *a, int layers_overr
 	}
 	engine_opts_t o = { .slots = a->slots, .n_ctx = a->ctx > 0 ? a->ctx : need,
 			    .prefill_chunk = a->prefill_chunk, .max_step_tokens = a->slots + a->prefill_chunk,
-			    .threads = a->threads };
+			    .threads = a->threads, .kv_type = a->kv };
 	return engine_new(bm->m, &o, &bm->e, err, errlen);
 }
 
@@ -488,7 +498,7 @@ out:
 
 static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, const char *name,
 		      const model_config_t *cfg, double params_full, double ppt_full, int layers_run, int L,
-		      bool scaled, int ctx, double kv_bytes, const result_t *res)
+		      bool scaled, int ctx, const char *kv_type, double kv_bytes, const result_t *res)
 {
 	json_t *runs = json_array();
 	for (int bi = 0; bi < a->n_batch && runs != NULL; bi++) {
@@ -509,7 +519,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"params_per_token", (json_int_t)llround(ppt_full),
 			"layers_run", layers_run, "n_layers", L, "scaled", scaled,
 		"settings", "prompt_len", a->prompt_len, "gen_len", a->gen_len, "reps", a->reps,
-			"slots", a->slots, "prefill_chunk", a->prefill_chunk, "ctx", ctx,
+			"slots", a->slots, "prefill_chunk", a->prefill_chunk, "ctx", ctx, "kv_type", kv_type,
 			"kv_bytes", (json_int_t)llround(kv_bytes),
 		"runs", runs);
 	if (root == NULL)
@@ -593,7 +603,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (a.json) {
 		if (print_json(&a, &cal, measured, name, &full, params_full, ppt_full, bm[0].layers, L, scaled,
-			       eo->n_ctx, kv_full, res) < 0) {
+			       eo->n_ctx, eo->kv_type, kv_full, res) < 0) {
 			fprintf(stderr, "margin-worker bench: out of memory for the JSON output\n");
 			goto out;
 		}
@@ -614,8 +624,8 @@ int cmd_bench(int argc, char **argv)
 	       cal.bandwidth_gbs * 1e9 / (4.0 * ppt_full), 4.0 * ppt_full / 1e6);
 	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a.prompt_len, a.gen_len,
 	       a.prefill_chunk, a.threads, a.reps);
-	printf("KV cache: %d slots x %d positions = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
-	       a.slots, eo->n_ctx, kv_full / 1e6, scaled ? " for the whole model" : "");
+	printf("KV cache: %d slots x %d positions of %s = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
+	       a.slots, eo->n_ctx, eo->kv_type, kv_full / 1e6, scaled ? " for the whole model" : "");
 	printf("%6s %14s %9s %13s %7s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
 	       "spread", "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
 	for (int bi = 0; bi < a.n_batch; bi++) {

@@ -30,13 +30,14 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: margin-worker run (--model FILE.gguf | --arch PRESET [--layers K]) --prompt TEXT\n"
 		"                         [-n N] [--temp T] [--top-p P] [--top-k K] [--seed S]\n"
-		"                         [--threads N] [--ignore-eos] [--blas] [--json] [--stats]\n\n"
+		"                         [--threads N] [--kv TYPE] [--ignore-eos] [--blas] [--json] [--stats]\n\n"
 		"Generate up to N tokens (default 64) after TEXT; greedy unless --temp > 0.\n\n"
 		"  --model FILE     a GGUF model (llama, qwen2)\n"
 		"  --arch PRESET    a synthetic model (tiny, llama-110m, qwen2-0.5b, ...)\n"
 		"  --layers K       build only K layers of the preset\n"
 		"  --temp T --top-p P --top-k K --seed S   sampling (seeded, reproducible)\n"
 		"  --threads N      compute threads (default: online cores)\n"
+		"  --kv TYPE        KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")\n"
 		"  --ignore-eos     keep generating past end-of-generation tokens\n"
 		"  --blas           OpenBLAS kernels: faster on some shapes, NOT batch-invariant\n"
 		"  --json           print {\"prompt_ids\":[..],\"output_ids\":[..],\"text\":\"..\"}\n"
@@ -124,6 +125,7 @@ int cmd_run(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "ignore-eos", no_argument, NULL, 'E' },
 		{ "blas", no_argument, NULL, 'B' },
+		{ "kv", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "stats", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
@@ -135,6 +137,9 @@ int cmd_run(int argc, char **argv)
 	float temp = 0.0f, top_p = 1.0f;
 	bool ignore_eos = false, json = false, stats = false;
 	model_opts_t mo = { .blas = false };
+	model_kv_type_t kvt;
+	if (model_kv_type_parse(MODEL_KV_DEFAULT, &kvt) < 0)
+		return 1;
 	if (threads < 1)
 		threads = 1;
 	optind = 1;
@@ -146,6 +151,10 @@ int cmd_run(int argc, char **argv)
 		case 'p': prompt = optarg; break;
 		case 'E': ignore_eos = true; break;
 		case 'B': mo.blas = true; break;
+		case 'k':
+			if (model_kv_type_parse(optarg, &kvt) < 0)
+				goto bad_value;
+			break;
 		case 'j': json = true; break;
 		case 's': stats = true; break;
 		case 'h': usage(stdout); return 0;
@@ -247,11 +256,11 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "margin-worker run: out of memory\n");
 		goto done;
 	}
-	if ((rc = model_kv_new(m, n_ctx, &kv)) < 0 ||
+	if ((rc = model_kv_new(m, n_ctx, kvt, &kv)) < 0 ||
 	    (rc = model_scratch_new(m, chunk, (int)threads, &s)) < 0 ||
 	    (rc = sampler_new(cfg->vocab_size, &smp)) < 0) {
 		fprintf(stderr, "margin-worker run: cannot allocate the KV cache (%zu bytes) or "
-			"buffers: %s\n", model_kv_bytes(m, n_ctx), strerror(-rc));
+			"buffers: %s\n", model_kv_bytes(m, n_ctx, kvt), strerror(-rc));
 		goto done;
 	}
 	sampler_params_t sp = { temp, top_p, (uint32_t)top_k, seed };

@@ -342,6 +342,12 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 		o.max_step_tokens = o.slots;
 	if (o.threads <= 0)
 		o.threads = mg_cpu_count();
+	model_kv_type_t kvt;
+	if (model_kv_type_parse(o.kv_type != NULL ? o.kv_type : MODEL_KV_DEFAULT, &kvt) < 0) {
+		snprintf(err, errlen, "engine: unknown KV cache type \"%s\" (f32, f16 or q8_0)", o.kv_type);
+		return -EINVAL;
+	}
+	o.kv_type = model_kv_type_name(kvt);
 	if (o.slots > 4096 || o.max_step_tokens > (1 << 20)) {
 		snprintf(err, errlen, "engine: %d slots / %d tokens per step is more than supported (4096 / 1048576)",
 			 o.slots, o.max_step_tokens);
@@ -378,9 +384,9 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 		goto nomem;
 	for (size_t i = 0; i < S; i++) {
 		slot_t *s = &e->slots[i];
-		if (model_kv_new(m, o.n_ctx, &s->kv) < 0) {
-			snprintf(err, errlen, "engine: cannot allocate the KV cache of slot %zu (%zu bytes for %d positions)",
-				 i, model_kv_bytes(m, o.n_ctx), o.n_ctx);
+		if (model_kv_new(m, o.n_ctx, kvt, &s->kv) < 0) {
+			snprintf(err, errlen, "engine: cannot allocate the KV cache of slot %zu (%zu bytes for %d positions of %s)",
+				 i, model_kv_bytes(m, o.n_ctx, kvt), o.n_ctx, o.kv_type);
 			engine_destroy(&e);
 			return -ENOMEM;
 		}
@@ -780,7 +786,7 @@ void engine_stats_reset(engine_t *e)
 
 size_t engine_kv_bytes(const engine_t *e)
 {
-	return (size_t)e->o.slots * model_kv_bytes(e->m, e->o.n_ctx);
+	return (size_t)e->o.slots * model_kv_bytes(e->m, e->o.n_ctx, model_kv_type(e->slots[0].kv));
 }
 
 const engine_opts_t *engine_opts(const engine_t *e)

@@ -47,6 +47,9 @@ typedef struct engine_opts {
 				   raised to slots so every decoder fits a step) */
 	int threads;		/* attention + BLAS threads (default: the CPUs in
 				   this process's affinity mask, mg_cpu_count) */
+	const char *kv_type;	/* KV cache element type: "f32", "f16" or "q8_0"
+				   (default MODEL_KV_DEFAULT); engine_opts gives
+				   back a static string */
 } engine_opts_t;
 
 typedef struct engine_msg {

@@ -42,10 +42,13 @@ struct model_kv {
 	int n_ctx;
 	int n_layers;
 	int kv_dim;
-	/* [n_layers][n_kv_heads][n_ctx][head_dim]: a head's positions are
-	 * contiguous, so attention streams them */
-	float *k;		/* owned: ops_big_alloc of bytes */
-	float *v;		/* owned: same layout and size */
+	model_kv_type_t type;
+	/* [n_layers][n_kv_heads][n_ctx][row]: a head's positions are
+	 * contiguous, so attention streams them. A row is head_dim floats,
+	 * halves, or a q8 row (ops_q8_row_bytes). */
+	char *k;		/* owned: ops_big_alloc of bytes */
+	char *v;		/* owned: same layout and size */
+	size_t row_bytes;
 	size_t bytes;		/* of k, and of v */
 };
 
@@ -663,19 +666,47 @@ uint64_t model_token_flops(const model_t *m, int pos, bool with_logits)
 
 /* ---------------- KV cache and scratch ---------------- */
 
-size_t model_kv_bytes(const model_t *m, int n_ctx)
+static const char *const kv_type_names[] = { "f32", "f16", "q8_0" };
+
+const char *model_kv_type_name(model_kv_type_t t)
+{
+	return (unsigned)t < 3 ? kv_type_names[t] : "?";
+}
+
+int model_kv_type_parse(const char *s, model_kv_type_t *t)
+{
+	for (int i = 0; i < 3; i++)
+		if (s != NULL && strcmp(s, kv_type_names[i]) == 0) {
+			*t = (model_kv_type_t)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static size_t kv_row_bytes(const model_t *m, model_kv_type_t t)
+{
+	size_t hd = (size_t)m->cfg.head_dim;
+	switch (t) {
+	case MODEL_KV_F16: return hd * sizeof(uint16_t);
+	case MODEL_KV_Q8: return ops_q8_row_bytes((int)hd);
+	default: return hd * sizeof(float);
+	}
+}
+
+size_t model_kv_bytes(const model_t *m, int n_ctx, model_kv_type_t type)
 {
 	if (n_ctx <= 0)
 		return 0;
-	return 2 * (size_t)m->cfg.n_layers * (size_t)n_ctx * (size_t)m->kv_dim * sizeof(float);
+	return 2 * (size_t)m->cfg.n_layers * (size_t)n_ctx * (size_t)m->cfg.n_kv_heads * kv_row_bytes(m, type);
 }
 
-int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret)
+int model_kv_new(const model_t *m, int n_ctx, model_kv_type_t type, model_kv_t **ret)
 {
-	if (m == NULL || ret == NULL || n_ctx <= 0 || n_ctx > m->cfg.n_ctx)
+	if (m == NULL || ret == NULL || n_ctx <= 0 || n_ctx > m->cfg.n_ctx || (unsigned)type > MODEL_KV_Q8)
 		return -EINVAL;
-	size_t per = (size_t)m->cfg.n_layers * (size_t)n_ctx * (size_t)m->kv_dim;
-	if (per > SIZE_MAX / 2 / sizeof(float))
+	size_t rows = (size_t)m->cfg.n_layers * (size_t)n_ctx * (size_t)m->cfg.n_kv_heads;
+	size_t rb = kv_row_bytes(m, type);
+	if (rows > SIZE_MAX / 2 / rb)
 		return -ENOMEM;
 	model_kv_t *kv = calloc(1, sizeof(*kv));
 	if (kv == NULL)
@@ -683,6 +714,8 @@ int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret)
 	kv->n_ctx = n_ctx;
 	kv->n_layers = m->cfg.n_layers;
 	kv->kv_dim = m->kv_dim;
+	kv->type = type;
+	kv->row_bytes = rb;
 	/* Untouched zero pages, kept at 4 KiB (ops_big_alloc, huge = false):
 	 * memory is paid as positions fill, so a worker's RSS follows the
 	 * tokens it holds, not slots x n_ctx. The layout is [layer][kv head]
@@ -694,7 +727,7 @@ int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret)
 	 * about 6 ms of a 38 ms batch-32 step of llama-110m in this VM
 	 * (docs/kernels.md); a slot that held a longer sequence before
 	 * has them already. */
-	kv->bytes = per * sizeof(float);
+	kv->bytes = rows * rb;
 	void *k = NULL, *v = NULL;
 	if (ops_big_alloc(kv->bytes, false, &k) < 0 || ops_big_alloc(kv->bytes, false, &v) < 0) {
 		ops_big_free(k, kv->bytes, false);
@@ -720,6 +753,11 @@ void model_kv_destroy(model_kv_t **pkv)
 int model_kv_n_ctx(const model_kv_t *kv)
 {
 	return kv->n_ctx;
+}
+
+model_kv_type_t model_kv_type(const model_kv_t *kv)
+{
+	return kv->type;
 }
 
 /* The dimensions a scratch's buffers depend on, folded into one key. */
@@ -816,17 +854,34 @@ typedef struct attn_job {
 /* The cache view of block blk for one layer. */
 static ops_attn_t attn_view(const model_t *m, const attn_block_t *blk, int layer)
 {
+	const model_kv_t *kv = blk->kv;
 	int n_kv = m->cfg.n_kv_heads, hd = m->cfg.head_dim;
-	size_t layer_off = (size_t)layer * (size_t)n_kv * (size_t)blk->kv->n_ctx * (size_t)hd;
-	return (ops_attn_t){
+	size_t off = (size_t)layer * (size_t)n_kv * (size_t)kv->n_ctx * kv->row_bytes;
+	const char *k = kv->k + off, *v = kv->v + off;
+	/* strides in elements of the row's type (bytes for q8) */
+	size_t row = kv->type == MODEL_KV_Q8 ? kv->row_bytes : (size_t)hd;
+	ops_attn_t a = {
 		.n_heads = m->cfg.n_heads,
 		.n_kv_heads = n_kv,
 		.head_dim = hd,
-		.k = blk->kv->k + layer_off,
-		.v = blk->kv->v + layer_off,
-		.head_stride = (size_t)blk->kv->n_ctx * (size_t)hd,
-		.row_stride = (size_t)hd,
+		.head_stride = (size_t)kv->n_ctx * row,
+		.row_stride = row,
 	};
+	switch (kv->type) {
+	case MODEL_KV_F16:
+		a.k16 = (const uint16_t *)k;
+		a.v16 = (const uint16_t *)v;
+		break;
+	case MODEL_KV_Q8:
+		a.k8 = k;
+		a.v8 = v;
+		break;
+	default:
+		a.k = (const float *)k;
+		a.v = (const float *)v;
+		break;
+	}
+	return a;
 }
 
 /* Task = (block, kv head): attention of up to BLOCK_TOKENS consecutive
@@ -904,11 +959,24 @@ static void row_work(const rows_job_t *j, int i)
 		ops_rope(qkv, c->n_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
 		ops_rope(qkv + q, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
 		model_kv_t *kv = b->kv[i];
-		size_t hd = (size_t)c->head_dim;
+		int hd = c->head_dim;
 		for (int g = 0; g < c->n_kv_heads; g++) {
-			size_t off = (((size_t)j->layer * c->n_kv_heads + g) * kv->n_ctx + b->pos[i]) * hd;
-			memcpy(kv->k + off, qkv + q + g * hd, hd * sizeof(float));
-			memcpy(kv->v + off, qkv + q + kvd + g * hd, hd * sizeof(float));
+			size_t off = (((size_t)j->layer * c->n_kv_heads + g) * kv->n_ctx + b->pos[i]) * kv->row_bytes;
+			const float *kr = qkv + q + g * hd, *vr = qkv + q + kvd + g * hd;
+			switch (kv->type) {
+			case MODEL_KV_F16:
+				ops_f16_from_f32((uint16_t *)(kv->k + off), kr, hd);
+				ops_f16_from_f32((uint16_t *)(kv->v + off), vr, hd);
+				break;
+			case MODEL_KV_Q8:
+				ops_q8_from_f32(kv->k + off, kr, hd);
+				ops_q8_from_f32(kv->v + off, vr, hd);
+				break;
+			default:
+				memcpy(kv->k + off, kr, (size_t)hd * sizeof(float));
+				memcpy(kv->v + off, vr, (size_t)hd * sizeof(float));
+				break;
+			}
 		}
 		break;
 	}

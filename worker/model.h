@@ -106,13 +106,31 @@ uint64_t model_n_params_per_token(const model_t *m);
 /* Bytes of f32 weights the model holds. */
 uint64_t model_weight_bytes(const model_t *m);
 
+/* The element type of a KV cache. f32 holds what the model computed;
+ * f16 (half the bytes) and q8_0 (int8 with an f16 scale per 32 values:
+ * 0.27 of the bytes) round each K and V row as it is stored. Every type is
+ * batch-invariant: a row is rounded alone, and attention widens it exactly
+ * and runs the f32 kernel's order. */
+typedef enum model_kv_type {
+	MODEL_KV_F32,
+	MODEL_KV_F16,
+	MODEL_KV_Q8,
+} model_kv_type_t;
+/* What a worker and `run` use unless told otherwise. */
+#define MODEL_KV_DEFAULT "f16"
+/* "f32", "f16", "q8_0"; parse: -EINVAL for anything else. */
+const char *model_kv_type_name(model_kv_type_t t);
+int model_kv_type_parse(const char *s, model_kv_type_t *t);
+
 /* One sequence's KV cache: [n_layers][n_kv_heads][n_ctx][head_dim] for K
- * and for V (f32), allocated up front. n_ctx <= the model's n_ctx, else
- * -EINVAL. -ENOMEM fails the request, not the process. */
-int model_kv_new(const model_t *m, int n_ctx, model_kv_t **ret);
+ * and for V in the given type, allocated up front (untouched pages: RSS
+ * grows as positions fill). n_ctx <= the model's n_ctx, else -EINVAL.
+ * -ENOMEM fails the request, not the process. */
+int model_kv_new(const model_t *m, int n_ctx, model_kv_type_t type, model_kv_t **ret);
 void model_kv_destroy(model_kv_t **kv);
-size_t model_kv_bytes(const model_t *m, int n_ctx);
+size_t model_kv_bytes(const model_t *m, int n_ctx, model_kv_type_t type);
 int model_kv_n_ctx(const model_kv_t *kv);
+model_kv_type_t model_kv_type(const model_kv_t *kv);
 
 /* Activations for up to max_tokens tokens in one step, and a pool of
  * threads compute threads (threads - 1 new pthreads; the caller's thread

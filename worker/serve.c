@@ -1641,7 +1641,8 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		s->n_params = model_n_params(s->model);
 		s->n_ctx = (uint32_t)c->n_ctx;
 		s->n_vocab = (uint32_t)c->vocab_size;
-		engine_opts_t eo = { .slots = s->slots, .n_ctx = o->n_ctx, .threads = s->threads };
+		engine_opts_t eo = { .slots = s->slots, .n_ctx = o->n_ctx, .threads = s->threads,
+				     .kv_type = o->kv_type };
 		rc = engine_new(s->model, &eo, &s->engine, merr, sizeof(merr));
 		if (rc < 0) {
 			snprintf(err, errlen, "engine: %s", merr);
@@ -1649,6 +1650,10 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		}
 		/* what a request can use: the slot's context, not the training one */
 		s->n_ctx = (uint32_t)engine_opts(s->engine)->n_ctx;
+		const engine_opts_t *ro = engine_opts(s->engine);
+		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weight_bytes=%llu threads=%d",
+		       s->model_name, ro->slots, ro->n_ctx, ro->kv_type, engine_kv_bytes(s->engine),
+		       (unsigned long long)model_weight_bytes(s->model), ro->threads);
 	}
 
 	if (pipe2(s->ctl, O_NONBLOCK | O_CLOEXEC) < 0) {

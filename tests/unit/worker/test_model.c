@@ -41,6 +41,9 @@ static int argmax(const float *x, int n)
 /* Feeds ids[0..n) in chunks of at most chunk tokens, then generates
  * n_gen greedy tokens one at a time into out. first_logits (optional,
  * [vocab]) receives the logits after the prompt. */
+/* The KV cache type generate() uses. */
+static model_kv_type_t g_kv_type = MODEL_KV_F32;
+
 static int generate(const model_t *m, int threads, const int32_t *ids, int n, int chunk,
 		    int n_gen, int32_t *out, float *first_logits)
 {
@@ -53,7 +56,7 @@ static int generate(const model_t *m, int threads, const int32_t *ids, int n, in
 	int rc = -ENOMEM;
 	if (logits == NULL || pos == NULL || kvs == NULL)
 		goto done;
-	if ((rc = model_kv_new(m, n + n_gen, &kv)) < 0 ||
+	if ((rc = model_kv_new(m, n + n_gen, g_kv_type, &kv)) < 0 ||
 	    (rc = model_scratch_new(m, chunk, threads, &s)) < 0)
 		goto done;
 	for (int i = 0; i < n + n_gen; i++) {
@@ -215,6 +218,56 @@ static void test_reference_greedy_blas(void)
 	check_reference(1, true);
 }
 
+/* An f16 cache (the worker's default) keeps every reference token and the
+ * top-5 logits within the same 0.05. */
+static void test_reference_greedy_f16(void)
+{
+	g_kv_type = MODEL_KV_F16;
+	check_reference(2, false);
+	g_kv_type = MODEL_KV_F32;
+}
+
+/* A q8_0 cache: the first logits of each reference prompt stay close to
+ * f32's (the same top token, every logit within 1.0; 0.71 measured, the
+ * top logits being 10-20) without being equal (the rounding is real), and
+ * a prompt's logits do not depend on its chunking. */
+static void test_kv_q8(void)
+{
+	model_t *m = stories();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	json_error_t je;
+	json_t *root = json_load_file(cu_shared_path("testdata/stories260K_greedy.json"), 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	json_t *cases = json_object_get(root, "cases");
+	double worst = 0.0;
+	int differ = 0;
+	for (size_t ci = 0; ci < json_array_size(cases); ci++) {
+		size_t np;
+		int32_t *prompt = json_ids(json_object_get(json_array_get(cases, ci), "prompt_tokens"), &np);
+		float l32[512], l8[512], l8c[512];
+		int32_t g32[4], g8[4], g8c[4];
+		g_kv_type = MODEL_KV_F32;
+		CU_ASSERT_EQUAL_FATAL(generate(m, 1, prompt, (int)np, (int)np, 4, g32, l32), 0);
+		g_kv_type = MODEL_KV_Q8;
+		CU_ASSERT_EQUAL_FATAL(generate(m, 2, prompt, (int)np, (int)np, 4, g8, l8), 0);
+		CU_ASSERT_EQUAL_FATAL(generate(m, 1, prompt, (int)np, 1, 4, g8c, l8c), 0);
+		g_kv_type = MODEL_KV_F32;
+		CU_ASSERT(memcmp(l8, l8c, sizeof(l8)) == 0);
+		CU_ASSERT(memcmp(g8, g8c, sizeof(g8)) == 0);
+		differ += memcmp(l8, l32, sizeof(l8)) != 0;
+		CU_ASSERT_EQUAL(argmax(l32, 512), argmax(l8, 512));
+		for (int v = 0; v < 512; v++)
+			if (fabs(l32[v] - l8[v]) > worst)
+				worst = fabs(l32[v] - l8[v]);
+		free(prompt);
+	}
+	CU_ASSERT(worst < 1.0);
+	CU_ASSERT(differ > 0);
+	fprintf(stderr, "[q8_0 KV: largest first-logit change %.4f, %d of %zu prompts changed] ", worst, differ,
+		json_array_size(cases));
+	json_decref(root);
+}
+
 /* The prompt in one batch, in chunks, or token by token: same tokens, and
  * the first logits to the bit (batch invariance within a sequence). */
 static void test_prefill_chunks(void)
@@ -237,7 +290,8 @@ static void test_prefill_chunks(void)
 
 /* Several sequences in one step — prefill chunks and decode tokens mixed,
  * all logits wanted — give each sequence bit-identical logits to running
- * it alone, whatever the thread count. */
+ * it alone, whatever the thread count. Their caches are of the three
+ * types (f32, f16, q8_0 by sequence), mixed in each step. */
 static void test_batch_invariance(void)
 {
 	model_t *m = stories();
@@ -253,7 +307,7 @@ static void test_batch_invariance(void)
 	CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, NSEQ * LEN, 1, &s), 0);
 	for (int sq = 0; sq < NSEQ; sq++) {
 		model_kv_t *kv = NULL;
-		CU_ASSERT_EQUAL_FATAL(model_kv_new(m, LEN, &kv), 0);
+		CU_ASSERT_EQUAL_FATAL(model_kv_new(m, LEN, (model_kv_type_t)(sq % 3), &kv), 0);
 		for (int i = 0; i < LEN; i++) {
 			int32_t pos = i;
 			model_batch_t b = { .n = 1, .tokens = &toks[sq][i], .pos = &pos, .kv = &kv,
@@ -268,7 +322,7 @@ static void test_batch_invariance(void)
 	for (int threads = 1; threads <= 2; threads++) {
 		model_kv_t *kv[NSEQ] = { 0 };
 		for (int sq = 0; sq < NSEQ; sq++)
-			CU_ASSERT_EQUAL_FATAL(model_kv_new(m, LEN, &kv[sq]), 0);
+			CU_ASSERT_EQUAL_FATAL(model_kv_new(m, LEN, (model_kv_type_t)(sq % 3), &kv[sq]), 0);
 		CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, NSEQ * LEN, threads, &s), 0);
 		int done[NSEQ] = { 0 };
 		/* per step, how many tokens each sequence advances */
@@ -318,8 +372,8 @@ static void test_wanted_and_flops(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
 	model_kv_t *a = NULL, *b2 = NULL;
 	model_scratch_t *s = NULL;
-	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 16, &a), 0);
-	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 16, &b2), 0);
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 16, MODEL_KV_F32, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 16, MODEL_KV_F32, &b2), 0);
 	CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, 8, 2, &s), 0);
 	int32_t tk[5] = { 1, 300, 301, 1, 302 }, ps[5] = { 0, 1, 2, 0, 1 };
 	model_kv_t *kvs[5] = { a, a, a, b2, b2 };
@@ -341,7 +395,7 @@ static void test_wanted_and_flops(void)
 	model_batch_t e3 = { .n = 9, .tokens = tk, .pos = ps, .kv = kvs, .logits = logits[0] };
 	CU_ASSERT_EQUAL(model_forward(m, s, &e3), -EINVAL);
 	model_kv_t *big = NULL;
-	CU_ASSERT_EQUAL(model_kv_new(m, 513, &big), -EINVAL);
+	CU_ASSERT_EQUAL(model_kv_new(m, 513, MODEL_KV_F32, &big), -EINVAL);
 	/* a scratch or a cache of another model is refused, not overrun */
 	model_t *other = NULL;
 	char err[256];
@@ -349,7 +403,7 @@ static void test_wanted_and_flops(void)
 	model_scratch_t *os = NULL;
 	model_kv_t *okv = NULL;
 	CU_ASSERT_EQUAL_FATAL(model_scratch_new(other, 8, 1, &os), 0);
-	CU_ASSERT_EQUAL_FATAL(model_kv_new(other, 16, &okv), 0);
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(other, 16, MODEL_KV_F32, &okv), 0);
 	model_batch_t e4 = { .n = 1, .tokens = tk, .pos = &p0, .kv = kvs, .logits = logits[0] };
 	CU_ASSERT_EQUAL(model_forward(m, os, &e4), -EINVAL);
 	model_batch_t e5 = { .n = 1, .tokens = tk, .pos = &p0, .kv = &okv, .logits = logits[0] };
@@ -357,7 +411,7 @@ static void test_wanted_and_flops(void)
 	model_scratch_destroy(&os);
 	model_kv_destroy(&okv);
 	model_destroy(&other);
-	CU_ASSERT_EQUAL(model_kv_bytes(m, 16), 2 * 5 * 16 * 32 * sizeof(float));
+	CU_ASSERT_EQUAL(model_kv_bytes(m, 16, MODEL_KV_F32), 2 * 5 * 16 * 32 * sizeof(float));
 	CU_ASSERT_EQUAL(model_kv_n_ctx(a), 16);
 	model_kv_destroy(&a);
 	model_kv_destroy(&b2);
@@ -557,6 +611,8 @@ const cu_test_t model_tests[] = {
 	{ "reference_greedy", test_reference_greedy },
 	{ "reference_greedy_2_threads", test_reference_greedy_threads },
 	{ "reference_greedy_blas", test_reference_greedy_blas },
+	{ "reference_greedy_f16", test_reference_greedy_f16 },
+	{ "kv_q8", test_kv_q8 },
 	{ "prefill_chunks", test_prefill_chunks },
 	{ "batch_invariance", test_batch_invariance },
 	{ "wanted_and_flops", test_wanted_and_flops },

@@ -120,7 +120,7 @@ static void run(const model_t *m, float *out)
 	const model_config_t *c = model_config(m);
 	model_kv_t *kv = NULL;
 	model_scratch_t *s = NULL;
-	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 32, &kv), 0);
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 32, MODEL_KV_F32, &kv), 0);
 	CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, 8, 2, &s), 0);
 	int32_t toks[8] = { 1, 300, 301, 302, 303, 304, 305, 306 }, pos[8];
 	model_kv_t *kvs[8];
