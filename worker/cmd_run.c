@@ -329,9 +329,9 @@ int cmd_run(int argc, char **argv)
 		/* the last sampled token needs no forward */
 		size_t steps = n_out > 0 ? n_out - 1 : 0;
 		fprintf(stderr, "prompt %zu tokens in %.3f s (%.1f tok/s), %zu generated in %.3f s "
-			"(%.1f tok/s), threads %ld, kernels %s\n", n_prompt, pre, (double)n_prompt / pre,
+			"(%.1f tok/s), threads %ld, kernels %s, kv %s\n", n_prompt, pre, (double)n_prompt / pre,
 			n_out, dec, dec > 0 ? (double)steps / dec : 0.0, threads,
-			model_uses_blas(m) ? "openblas" : "packed");
+			model_uses_blas(m) ? "openblas" : "packed", model_kv_type_name(kvt));
 	}
 	status = fflush(stdout) == 0 ? 0 : 1;
 done:
