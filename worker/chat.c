@@ -97,7 +97,27 @@ static int put_trimmed(struct buf *b, const char *s)
 int chat_format(const char *template_or_name, const chat_msg_t *msgs, size_t n,
 		bool add_generation_prompt, char **ret, char *err, size_t errlen)
 {
+	return chat_format_spans(template_or_name, msgs, n, add_generation_prompt, ret, NULL, NULL, err,
+				 errlen);
+}
+
+/* Appends the caller's text s (trimmed: Jinja's |trim) and records where. */
+static int put_span(struct buf *b, const char *s, bool trim, chat_span_t *spans, size_t *n_spans)
+{
+	size_t at = b->len;
+	int rc = trim ? put_trimmed(b, s) : puts_(b, s);
+	if (rc == 0 && spans != NULL)
+		spans[(*n_spans)++] = (chat_span_t){ at, b->len - at };
+	return rc;
+}
+
+int chat_format_spans(const char *template_or_name, const chat_msg_t *msgs, size_t n,
+		      bool add_generation_prompt, char **ret, chat_span_t **ret_spans, size_t *ret_n_spans,
+		      char *err, size_t errlen)
+{
 	struct buf b = { 0 };
+	chat_span_t *spans = NULL;
+	size_t n_spans = 0;
 	int rc = 0;
 
 	if (template_or_name == NULL || *template_or_name == '\0') {
@@ -120,18 +140,22 @@ int chat_format(const char *template_or_name, const chat_msg_t *msgs, size_t n,
 			       msgs[i].role == NULL ? "role" : "content");
 			return -EINVAL;
 		}
-	rc = put(&b, "", 0);
+	if (ret_spans != NULL && (spans = malloc((2 * n + 1) * sizeof(*spans))) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = put(&b, "", 0);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (tmpl == CHAT_TEMPLATE_CHATML) {
 			if ((rc = puts_(&b, "<|im_start|>")) == 0 &&
-			    (rc = puts_(&b, msgs[i].role)) == 0 && (rc = puts_(&b, "\n")) == 0 &&
-			    (rc = puts_(&b, msgs[i].content)) == 0)
+			    (rc = put_span(&b, msgs[i].role, false, spans, &n_spans)) == 0 &&
+			    (rc = puts_(&b, "\n")) == 0 &&
+			    (rc = put_span(&b, msgs[i].content, false, spans, &n_spans)) == 0)
 				rc = puts_(&b, "<|im_end|>\n");
 		} else {
 			if ((rc = puts_(&b, "<|start_header_id|>")) == 0 &&
-			    (rc = puts_(&b, msgs[i].role)) == 0 &&
+			    (rc = put_span(&b, msgs[i].role, false, spans, &n_spans)) == 0 &&
 			    (rc = puts_(&b, "<|end_header_id|>\n\n")) == 0 &&
-			    (rc = put_trimmed(&b, msgs[i].content)) == 0)
+			    (rc = put_span(&b, msgs[i].content, true, spans, &n_spans)) == 0)
 				rc = puts_(&b, "<|eot_id|>");
 		}
 	}
@@ -141,8 +165,13 @@ int chat_format(const char *template_or_name, const chat_msg_t *msgs, size_t n,
 	if (rc < 0) {
 		seterr(err, errlen, "chat: out of memory formatting %zu messages", n);
 		free(b.s);
+		free(spans);
 		return rc;
 	}
 	*ret = b.s;
+	if (ret_spans != NULL) {
+		*ret_spans = spans;
+		*ret_n_spans = n_spans;
+	}
 	return 0;
 }

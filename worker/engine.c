@@ -239,6 +239,8 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 	}
 	char *text = NULL;
 	const char *p = r->prompt;
+	chat_span_t *spans = NULL;
+	size_t n_spans = 0;
 	if (r->messages != NULL) {
 		chat_msg_t *cm = malloc((r->n_messages ? r->n_messages : 1) * sizeof(*cm));
 		if (cm == NULL)
@@ -246,7 +248,8 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 		for (size_t i = 0; i < r->n_messages; i++)
 			cm[i] = (chat_msg_t){ r->messages[i].role, r->messages[i].content };
 		char cerr[192] = "";
-		int rc = chat_format(tok_chat_template(e->tok), cm, r->n_messages, true, &text, cerr, sizeof(cerr));
+		int rc = chat_format_spans(tok_chat_template(e->tok), cm, r->n_messages, true, &text, &spans,
+					   &n_spans, cerr, sizeof(cerr));
 		free(cm);
 		if (rc < 0) {
 			snprintf(msg, msglen, "request %llu: %s", (unsigned long long)r->id, cerr);
@@ -258,10 +261,29 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 		snprintf(msg, msglen, "request %llu: no prompt, messages or prompt ids", (unsigned long long)r->id);
 		return -EINVAL;
 	}
-	/* As llama.cpp's server: BOS as the vocabulary asks, control-token text
-	 * (also the chat template's) becomes those tokens. */
-	int rc = tok_encode(e->tok, p, strlen(p), true, true, ret, ret_n);
+	/* BOS as the vocabulary asks; control-token text becomes those tokens
+	 * in a completion's prompt (the caller wrote all of it, as with
+	 * llama.cpp's server) and in a chat template's markup, but not in the
+	 * roles and contents of chat messages: there "<|im_end|>" is text, so
+	 * a message cannot close its turn or speak as another role. */
+	int rc;
+	if (text != NULL) {
+		size_t (*plain)[2] = malloc((n_spans ? n_spans : 1) * sizeof(*plain));
+		rc = -ENOMEM;
+		if (plain != NULL) {
+			for (size_t i = 0; i < n_spans; i++) {
+				plain[i][0] = spans[i].off;
+				plain[i][1] = spans[i].len;
+			}
+			rc = tok_encode_plain(e->tok, p, strlen(p), true, (const size_t (*)[2])plain, n_spans, ret,
+					      ret_n);
+			free(plain);
+		}
+	} else {
+		rc = tok_encode(e->tok, p, strlen(p), true, true, ret, ret_n);
+	}
 	free(text);
+	free(spans);
 	if (rc < 0 && rc != -ENOMEM)
 		snprintf(msg, msglen, "request %llu: the tokenizer rejected the prompt (%s)",
 			 (unsigned long long)r->id, strerror(-rc));

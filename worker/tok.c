@@ -1364,7 +1364,7 @@ static bool special_active(const tok_t *t, int32_t id, bool parse_special)
  * special), then the occurrences are taken in llama.cpp's order. *ret
  * (free()) holds the fragments in text order. */
 static int partition(const tok_t *t, const char *text, size_t len, bool parse_special,
-		     struct frag **ret, size_t *ret_n)
+		     const uint8_t *plain, struct frag **ret, size_t *ret_n)
 {
 	struct occ *occ = NULL;
 	size_t n_occ = 0, cap_occ = 0, n_taken = 0, n_frag = 0;
@@ -1379,7 +1379,9 @@ static int partition(const tok_t *t, const char *text, size_t len, bool parse_sp
 			for (size_t j = i; node >= 0;) {
 				const struct trie_node *nd = &t->trie[node];
 				if (nd->rank >= 0 &&
-				    special_active(t, t->special[nd->rank], parse_special)) {
+				    special_active(t, t->special[nd->rank], parse_special) &&
+				    (plain == NULL || t->type[t->special[nd->rank]] == TOK_TYPE_USER_DEFINED ||
+				     memchr(plain + i, 1, j + 1 - i) == NULL)) {
 					if (grow((void **)&occ, &cap_occ, n_occ + 1, sizeof(*occ)) < 0)
 						goto fail;
 					occ[n_occ++] = (struct occ){ (uint32_t)nd->rank, i };
@@ -1435,8 +1437,41 @@ fail:
 	return rc;
 }
 
+static int encode(const tok_t *t, const char *text, size_t len, bool add_special, bool parse_special,
+		  const uint8_t *plain, int32_t **ret_ids, size_t *ret_n);
+
 int tok_encode(const tok_t *t, const char *text, size_t len, bool add_special,
 	       bool parse_special, int32_t **ret_ids, size_t *ret_n)
+{
+	return encode(t, text, len, add_special, parse_special, NULL, ret_ids, ret_n);
+}
+
+int tok_encode_plain(const tok_t *t, const char *text, size_t len, bool add_special,
+		     const size_t (*plain)[2], size_t n_plain, int32_t **ret_ids, size_t *ret_n)
+{
+	if (t == NULL || (text == NULL && len > 0) || (plain == NULL && n_plain > 0))
+		return -EINVAL;
+	uint8_t *mask = NULL;
+	if (n_plain > 0 && len > 0) {
+		mask = calloc(len, 1);
+		if (mask == NULL)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < n_plain; i++) {
+		if (plain[i][0] > len || plain[i][1] > len - plain[i][0]) {
+			free(mask);
+			return -EINVAL;
+		}
+		if (plain[i][1] > 0)
+			memset(mask + plain[i][0], 1, plain[i][1]);
+	}
+	int rc = encode(t, text, len, add_special, true, mask, ret_ids, ret_n);
+	free(mask);
+	return rc;
+}
+
+static int encode(const tok_t *t, const char *text, size_t len, bool add_special, bool parse_special,
+		  const uint8_t *plain, int32_t **ret_ids, size_t *ret_n)
 {
 	struct work w = { 0 };
 	struct frag *frag = NULL;
@@ -1447,7 +1482,7 @@ int tok_encode(const tok_t *t, const char *text, size_t len, bool add_special,
 		return -EINVAL;
 	if (grow((void **)&w.out.v, &w.out.cap, 16, sizeof(int32_t)) < 0)
 		return -ENOMEM;
-	if (len > 0 && (rc = partition(t, text, len, parse_special, &frag, &n_frag)) < 0)
+	if (len > 0 && (rc = partition(t, text, len, parse_special, plain, &frag, &n_frag)) < 0)
 		goto fail;
 	if (add_special && t->add_bos && t->bos >= 0 && (rc = ids_push(&w.out, t->bos)) < 0)
 		goto fail;
