@@ -44,7 +44,30 @@ struct core {
 	int64_t drain_deadline, next_tick, next_wd, wd_period, next_status;
 	uint64_t answered_at_status;
 	int64_t status_at;
+	/* refused connections, by kind (protocol, auth, no detail), and closed
+	 * ones: the first is logged, then one line a minute with how many were
+	 * not (a misconfigured worker retries forever, a scanner faster; the
+	 * scheduler logs each worker that leaves by name) */
+	int64_t refused_logged_at[4];
+	uint64_t refused_quiet[4];
 };
+
+#define REFUSED_LOG_INTERVAL_NS (60 * MG_NS_PER_S)
+
+/* Whether to log this refused connection; *quiet: how many were not
+ * logged since the last line (to say so in this one). */
+static bool log_refused(core_t *c, int kind, uint64_t *quiet)
+{
+	int64_t now = mg_clock_now_ns();
+	if (c->refused_logged_at[kind] != 0 && now - c->refused_logged_at[kind] < REFUSED_LOG_INTERVAL_NS) {
+		c->refused_quiet[kind]++;
+		return false;
+	}
+	c->refused_logged_at[kind] = now;
+	*quiet = c->refused_quiet[kind];
+	c->refused_quiet[kind] = 0;
+	return true;
+}
 
 static int send_worker(void *user, const uint8_t *ident, size_t len, const mg_msg_t *m)
 {
@@ -407,30 +430,47 @@ static void read_monitor(core_t *c)
 			break;
 		}
 		case ZMQ_EVENT_DISCONNECTED:
+		{
+			uint64_t quiet;
 			peer = htab_remove(c->peers, &fd, sizeof(fd));
-			mg_log(MG_LOG_INFO, "core", "worker connection closed peer=%s", peer ? peer : "?");
+			if (log_refused(c, 3, &quiet))
+				mg_log(MG_LOG_INFO, "core", "worker connection closed peer=%s not_logged=%llu",
+				       peer ? peer : "?", (unsigned long long)quiet);
 			free(peer);
 			break;
-		case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-			mg_log(MG_LOG_WARN, "core", "refused a worker connection: ZMTP handshake failed protocol_error=0x%x reason=\"%s\"",
-			       value, value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ?
-			       (c->auth ? "no CURVE key (a plain connection to a CURVE endpoint)" :
-				"the peer wants CURVE but this endpoint runs --no-curve") :
-			       "malformed handshake (not a ZeroMQ peer, or bad keys)");
+		}
+		case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: {
+			uint64_t quiet;
+			if (log_refused(c, 0, &quiet))
+				mg_log(MG_LOG_WARN, "core", "refused a worker connection: ZMTP handshake failed protocol_error=0x%x reason=\"%s\" not_logged=%llu",
+				       value, value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ?
+				       (c->auth ? "no CURVE key (a plain connection to a CURVE endpoint)" :
+					"the peer wants CURVE but this endpoint runs --no-curve") :
+				       "malformed handshake (not a ZeroMQ peer, or bad keys)",
+				       (unsigned long long)quiet);
 			break;
-		case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-			mg_log(MG_LOG_WARN, "core", "refused a worker connection: authentication failed zap_status=%u", value);
+		}
+		case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: {
+			uint64_t quiet;
+			if (log_refused(c, 1, &quiet))
+				mg_log(MG_LOG_WARN, "core", "refused a worker connection: authentication failed zap_status=%u not_logged=%llu",
+				       value, (unsigned long long)quiet);
 			break;
-		case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+		}
+		case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: {
 			/* Which side notices a mechanism mismatch first is a race: when
 			 * the plain peer hangs up first, we only see the broken pipe. */
+			uint64_t quiet;
+			if (!log_refused(c, 2, &quiet))
+				break;
 			if (c->auth != NULL)
-				mg_log(MG_LOG_WARN, "core", "refused a worker connection: the peer dropped the CURVE handshake err=\"%s\" reason=\"a worker without CURVE keys, or one that does not trust this server key\"",
-				       zmq_strerror((int)value));
+				mg_log(MG_LOG_WARN, "core", "refused a worker connection: the peer dropped the CURVE handshake err=\"%s\" reason=\"a worker without CURVE keys, or one that does not trust this server key\" not_logged=%llu",
+				       zmq_strerror((int)value), (unsigned long long)quiet);
 			else
-				mg_log(MG_LOG_WARN, "core", "a worker connection failed its handshake err=\"%s\"",
-				       zmq_strerror((int)value));
+				mg_log(MG_LOG_WARN, "core", "a worker connection failed its handshake err=\"%s\" not_logged=%llu",
+				       zmq_strerror((int)value), (unsigned long long)quiet);
 			break;
+		}
 		default:
 			break;
 		}

@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -168,6 +170,22 @@ static bool log_has(const char *path, const char *needle)
 	free(line);
 	fclose(f);
 	return found;
+}
+
+/* Lines of the log holding needle. */
+static int log_count(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int n = 0;
+	while (getline(&line, &cap, f) > 0)
+		n += strstr(line, needle) != NULL;
+	free(line);
+	fclose(f);
+	return n;
 }
 
 static bool log_has_both(const char *path, const char *a, const char *b)
@@ -810,6 +828,34 @@ static int sc_garbage(void)
 		CHECK(mg_clock_now_ns() < end, "the far-oversized frame did not close its connection");
 		mg_clock_sleep_ns(20 * MG_NS_PER_MS);
 	}
+	/* 30 connections that open a ZMTP 3.0 greeting for the PLAIN
+	 * mechanism, which this NULL endpoint refuses (a misconfigured client
+	 * retrying, a scanner): each refused, one log line for them all (then
+	 * one a minute), not 30. */
+	unsigned port = 0;
+	CHECK(sscanf(d.ep, "tcp://127.0.0.1:%u", &port) == 1, "endpoint %s", d.ep);
+	unsigned char greet[64] = { 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0, 'P', 'L', 'A', 'I', 'N' };
+	for (int i = 0; i < 30; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+		inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+		CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "raw connect to %s", d.ep);
+		struct timeval tv = { .tv_sec = 1 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		CHECK(write(fd, greet, sizeof(greet)) == (ssize_t)sizeof(greet), "raw write");
+		char sink[256];
+		while (read(fd, sink, sizeof(sink)) > 0)	/* until the daemon hangs up (or 1 s) */
+			;
+		close(fd);
+	}
+	end = mg_clock_now_ns() + 5 * MG_NS_PER_S;
+	while (log_count(d.log, "handshake failed") + log_count(d.log, "failed its handshake") == 0) {
+		CHECK(mg_clock_now_ns() < end, "the non-ZMTP connections were not logged");
+		mg_clock_sleep_ns(20 * MG_NS_PER_MS);
+	}
+	mg_clock_sleep_ns(300 * MG_NS_PER_MS);
+	int lines = log_count(d.log, "handshake failed") + log_count(d.log, "failed its handshake");
+	CHECK(lines >= 1 && lines <= 2, "30 refused connections gave %d log lines", lines);
 	/* And the daemon still serves a new job. */
 	submit(&d, "job2", input);
 	wait_completed(&d, "job2", 60);
