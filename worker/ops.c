@@ -634,40 +634,6 @@ void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 
 /* ======================= small kernels ======================= */
 
-float ops_dot(const float *a, const float *b, int n)
-{
-#if OPS_AVX512
-	__m512 acc = _mm512_setzero_ps();
-	int k = 0;
-	for (; k + 16 <= n; k += 16)
-		acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
-	if (k < n) {
-		__mmask16 m = (__mmask16)((1u << (n - k)) - 1);
-		acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + k), _mm512_maskz_loadu_ps(m, b + k), acc);
-	}
-	/* lanes l + l+8, then l + l+4, l + l+2, l + l+1 */
-	__m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
-	__m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-	__m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-	__m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-	return _mm_cvtss_f32(s1);
-#else
-	float l[16];
-	for (int i = 0; i < 16; i++)
-		l[i] = 0.0f;
-	for (int k = 0; k < n; k++)
-		l[k % 16] = fmaf(a[k], b[k], l[k % 16]);
-	/* an all-zero tail lane adds fma(0, 0, l) = l, as the masked step does */
-	for (int i = 0; i < 8; i++)
-		l[i] = l[i] + l[i + 8];
-	for (int i = 0; i < 4; i++)
-		l[i] = l[i] + l[i + 4];
-	for (int i = 0; i < 2; i++)
-		l[i] = l[i] + l[i + 2];
-	return l[0] + l[1];
-#endif
-}
-
 /* y[d] = fma(a, x[d], y[d]) */
 static inline void axpy(float *y, float a, const float *x, int n)
 {
@@ -1010,11 +976,11 @@ void ops_q8_to_f32(float *x, const void *src, int hd)
 		x[d] = kv_elem(src, d, hd, KV_Q8);
 }
 
-/* ops_dot(a, row) with the row in the cache's element type. */
+/* dot(a, row) with the row in the cache's element type (KV_F32: ops_dot):
+ * 16 fma lanes, a masked last step, then lanes l + l+8, l + l+4, l + l+2,
+ * l + l+1. */
 static inline __attribute__((always_inline)) float dot_kv(const float *a, const char *row, int n, const int T)
 {
-	if (T == KV_F32)
-		return ops_dot(a, (const float *)row, n);
 #if OPS_AVX512
 	__m512 acc = _mm512_setzero_ps();
 	int k = 0;
@@ -1035,6 +1001,7 @@ static inline __attribute__((always_inline)) float dot_kv(const float *a, const 
 		l[i] = 0.0f;
 	for (int k = 0; k < n; k++)
 		l[k % 16] = fmaf(a[k], kv_elem(row, k, n, T), l[k % 16]);
+	/* an all-zero tail lane adds fma(0, 0, l) = l, as the masked step does */
 	for (int i = 0; i < 8; i++)
 		l[i] = l[i] + l[i + 8];
 	for (int i = 0; i < 4; i++)
@@ -1043,6 +1010,11 @@ static inline __attribute__((always_inline)) float dot_kv(const float *a, const 
 		l[i] = l[i] + l[i + 2];
 	return l[0] + l[1];
 #endif
+}
+
+float ops_dot(const float *a, const float *b, int n)
+{
+	return dot_kv(a, (const char *)b, n, KV_F32);
 }
 
 #if OPS_AVX512

@@ -326,6 +326,32 @@ static void attention_by_definition(const ops_attn_t *a, const float *q, size_t 
 		}
 }
 
+/* Attention over a compact cache ac (f16 or q8) gives, bit for bit, the
+ * definition's result over aw, the same cache widened to f32; the double
+ * reference agrees; the last token alone, kv head by kv head, gives the
+ * same bits. */
+static void check_compact(const ops_attn_t *ac, const ops_attn_t *aw, const float *q, size_t ldq, int pos0,
+			  int n_q, size_t ldo, float *scores)
+{
+	size_t n_out = (size_t)n_q * ldo;
+	float *out = calloc(n_out, sizeof(float)), *def = calloc(n_out, sizeof(float));
+	float *ref = calloc(n_out, sizeof(float)), *one = calloc(ldo, sizeof(float));
+	CU_ASSERT_FATAL(out != NULL && def != NULL && ref != NULL && one != NULL);
+	ops_attention(ac, q, ldq, pos0, n_q, 0, ac->n_kv_heads, out, ldo, scores);
+	attention_by_definition(aw, q, ldq, pos0, n_q, def, ldo);
+	CU_ASSERT(memcmp(out, def, n_out * sizeof(float)) == 0);
+	ops_ref_attention(ac, q, ldq, pos0, n_q, 0, ac->n_kv_heads, ref, ldo);
+	CU_ASSERT(max_rel_err(out, ref, n_out) < 1e-5);
+	int t = n_q - 1;
+	for (int g = 0; g < ac->n_kv_heads; g++)
+		ops_attention(ac, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
+	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
+	free(out);
+	free(def);
+	free(ref);
+	free(one);
+}
+
 static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, int n_q)
 {
 	/* cache layout [kv head][ctx][hd] with a padded row to test strides */
@@ -370,14 +396,7 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	ah.v16 = v16;
 	aw.k = kw;
 	aw.v = vw;
-	ops_attention(&ah, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
-	attention_by_definition(&aw, q, ldq, pos0, n_q, def, ldo);
-	CU_ASSERT(memcmp(out, def, (size_t)n_q * ldo * sizeof(float)) == 0);
-	ops_ref_attention(&ah, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
-	CU_ASSERT(max_rel_err(out, ref, (size_t)n_q * ldo) < 1e-5);
-	for (int g = 0; g < n_kv; g++)
-		ops_attention(&ah, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
-	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
+	check_compact(&ah, &aw, q, ldq, pos0, n_q, ldo, scores);
 	/* a q8 cache ([kv head][ctx][row bytes], rows packed): the same */
 	size_t rb = ops_q8_row_bytes(hd);
 	char *k8 = malloc(rb * (size_t)ctx * (size_t)n_kv), *v8 = malloc(rb * (size_t)ctx * (size_t)n_kv);
@@ -392,14 +411,7 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 		}
 	ops_attn_t a8 = { .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd, .k8 = k8, .v8 = v8,
 			  .head_stride = rb * (size_t)ctx, .row_stride = rb };
-	ops_attention(&a8, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
-	attention_by_definition(&aw, q, ldq, pos0, n_q, def, ldo);
-	CU_ASSERT(memcmp(out, def, (size_t)n_q * ldo * sizeof(float)) == 0);
-	ops_ref_attention(&a8, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
-	CU_ASSERT(max_rel_err(out, ref, (size_t)n_q * ldo) < 1e-5);
-	for (int g = 0; g < n_kv; g++)
-		ops_attention(&a8, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
-	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
+	check_compact(&a8, &aw, q, ldq, pos0, n_q, ldo, scores);
 	free(k8);
 	free(v8);
 	free(k16);
