@@ -511,7 +511,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"decode_spread_pct", o->spread_pct, "unreliable_reps", o->implausible));
 	}
 	json_t *root = json_pack("{s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
-				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:I}, s:o}",
+				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I}, s:o}",
 		"machine", "sgemm_gflops", cal->sgemm_gflops, "bandwidth_gbs", cal->bandwidth_gbs,
 			"threads", cal->threads, "calibrated_now", measured,
 		"model", "name", name, "arch", cfg->arch_name,

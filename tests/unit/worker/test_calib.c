@@ -1,12 +1,16 @@
 /* calib: the machine figures are measured (positive, for the thread count
  * asked), kept in a file and reused; a bad file is reported, not used. */
 #include "calib.h"
+#include "cmds.h"
 #include "cu_main.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *tmp_path(const char *name)
 {
@@ -101,7 +105,83 @@ static void test_measure(void)
 	CU_ASSERT_EQUAL(calib_measure(0, &c, err, sizeof(err)), -EINVAL);
 }
 
+/* Runs `margin-worker bench` in this process with stdout and stderr in a
+ * file; its exit status, and the output in *out (free()). */
+static int run_bench(char **argv, int argc, char **out)
+{
+	const char *path = tmp_path("bench.out");
+	fflush(stdout);
+	fflush(stderr);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	int so = dup(1), se = dup(2);
+	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	int status = cmd_bench(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(so, 1);
+	dup2(se, 2);
+	close(so);
+	close(se);
+	off_t len = lseek(fd, 0, SEEK_END);
+	*out = calloc(1, (size_t)len + 1);
+	CU_ASSERT_FATAL(*out != NULL && pread(fd, *out, (size_t)len, 0) == len);
+	close(fd);
+	return status;
+}
+
+/* bench --json on the tiny preset with a saved calibration: the DESIGN.md
+ * shape, the settings it ran with (the KV type among them), one run per
+ * batch size with positive figures; the table names the KV type; a bad
+ * --kv is a usage error. */
+static void test_bench_json(void)
+{
+	char err[256] = "";
+	calib_t c = { .sgemm_gflops = 100.0, .bandwidth_gbs = 20.0, .threads = 1, .measured_at_ns = 1 };
+	const char *cal = tmp_path("bench-calib-1.json");
+	CU_ASSERT_EQUAL_FATAL(calib_save(cal, &c, err, sizeof(err)), 0);
+	char *argv[] = { "bench", "--arch", "tiny", "--batch", "1,2", "--prompt-len", "4", "--gen-len", "2",
+			 "--reps", "1", "--threads", "1", "--kv", "q8_0", "--calib", (char *)cal, "--json", NULL };
+	char *out = NULL;
+	CU_ASSERT_EQUAL_FATAL(run_bench(argv, 18, &out), 0);
+	json_error_t je;
+	json_t *j = json_loads(out, 0, &je);
+	if (j == NULL)
+		fprintf(stderr, "bench --json printed: %s\n", out);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	json_t *m = json_object_get(j, "machine"), *st = json_object_get(j, "settings");
+	CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(m, "sgemm_gflops")), 100.0, 1e-9);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m, "threads")), 1);
+	CU_ASSERT(json_integer_value(json_object_get(json_object_get(j, "model"), "n_params")) > 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "kv_type")), "q8_0");
+	CU_ASSERT(json_integer_value(json_object_get(st, "kv_bytes")) > 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(st, "prompt_len")), 4);
+	json_t *runs = json_object_get(j, "runs");
+	CU_ASSERT_EQUAL_FATAL(json_array_size(runs), 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *r = json_array_get(runs, i);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "batch")), (json_int_t)i + 1);
+		CU_ASSERT(json_real_value(json_object_get(r, "decode_tok_s")) > 0);
+		CU_ASSERT(json_real_value(json_object_get(r, "prefill_tok_s")) > 0);
+		CU_ASSERT(json_real_value(json_object_get(r, "peak_rss_mb")) > 0);
+	}
+	json_decref(j);
+	free(out);
+
+	argv[17] = NULL;	/* the table */
+	CU_ASSERT_EQUAL_FATAL(run_bench(argv, 17, &out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "positions of q8_0"));
+	free(out);
+
+	argv[14] = "q4";
+	CU_ASSERT_EQUAL(run_bench(argv, 17, &out), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "bad value 'q4' for --kv"));
+	free(out);
+}
+
 const cu_test_t calib_tests[] = {
+	{ "bench json", test_bench_json },
 	{ "save and load", test_save_load },
 	{ "bad files", test_bad_files },
 	{ "default path", test_default_path },
