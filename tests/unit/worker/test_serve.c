@@ -949,6 +949,17 @@ static void test_cmd_usage(void)
 	char *slots[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
 			  "--slots", "0", NULL };
 	CU_ASSERT_EQUAL(run_cmd(8, slots), 2);
+	char *kv[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+		       "--kv", "q4", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, kv), 2);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/kv.conf", cu_tmpdir());
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "[worker]\nscheduler = tcp://127.0.0.1:1\narch = tiny\ncurve = no\nkv_type = bf8\n");
+	fclose(f);
+	char *kvconf[] = { "serve", "--config", path, NULL };
+	CU_ASSERT_EQUAL(run_cmd(3, kvconf), 2);
 	char *mixed[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
 			  "--curve-secret", "w.key", NULL };
 	CU_ASSERT_EQUAL(run_cmd(8, mixed), 2);
