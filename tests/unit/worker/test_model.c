@@ -2,12 +2,14 @@
  * stories260K (shared/testdata/stories260K_greedy.json), prefill in one
  * batch vs token by token, batch invariance across mixed batches and
  * thread counts, and load errors that name what is wrong. */
+#include "cmds.h"
 #include "cu_main.h"
 #include "gguf.h"
 #include "model.h"
 #include "ops.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -606,7 +608,76 @@ static void test_load_errors(void)
 }
 
 
+/* margin-worker run with stdout and stderr in a file: the status, and
+ * the output in *out (free()). */
+static int run_cmd(char **argv, int argc, char **out)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/run.out", cu_tmpdir());
+	fflush(stdout);
+	fflush(stderr);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	int so = dup(1), se = dup(2);
+	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	int status = cmd_run(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(so, 1);
+	dup2(se, 2);
+	close(so);
+	close(se);
+	off_t len = lseek(fd, 0, SEEK_END);
+	*out = calloc(1, (size_t)len + 1);
+	CU_ASSERT_FATAL(*out != NULL && pread(fd, *out, (size_t)len, 0) == len);
+	close(fd);
+	return status;
+}
+
+/* `run --json` on the first reference prompt gives the reference's 48
+ * tokens with the default f16 cache and with f32; --stats names the cache
+ * type; a bad --kv is a usage error. */
+static void test_cmd_run_kv(void)
+{
+	json_error_t je;
+	json_t *root = json_load_file(cu_shared_path("testdata/stories260K_greedy.json"), 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	json_t *c0 = json_array_get(json_object_get(root, "cases"), 0);
+	size_t n_want;
+	int32_t *want = json_ids(json_object_get(c0, "output_tokens"), &n_want);
+	char *model = (char *)cu_shared_path("models/stories260K.gguf");
+	char *prompt = (char *)json_string_value(json_object_get(c0, "prompt"));
+	const char *kinds[] = { "f16", "f32" };
+	for (int k = 0; k < 2; k++) {
+		char *argv[] = { "run", "--model", model, "--prompt", prompt, "-n", "48", "--ignore-eos",
+				 "--threads", "1", "--kv", (char *)kinds[k], "--json", NULL };
+		char *out = NULL;
+		CU_ASSERT_EQUAL_FATAL(run_cmd(argv, 13, &out), 0);
+		json_t *j = json_loads(out, 0, &je);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+		size_t n_got;
+		int32_t *got = json_ids(json_object_get(j, "output_ids"), &n_got);
+		CU_ASSERT(n_got == n_want && memcmp(got, want, n_want * sizeof(int32_t)) == 0);
+		free(got);
+		json_decref(j);
+		free(out);
+	}
+	char *stats[] = { "run", "--model", model, "--prompt", prompt, "-n", "4", "--kv", "q8_0", "--stats", NULL };
+	char *out = NULL;
+	CU_ASSERT_EQUAL(run_cmd(stats, 10, &out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "kv q8_0"));
+	free(out);
+	char *bad[] = { "run", "--model", model, "--prompt", prompt, "--kv", "f8", NULL };
+	CU_ASSERT_EQUAL(run_cmd(bad, 7, &out), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "bad value 'f8' for --kv"));
+	free(out);
+	free(want);
+	json_decref(root);
+}
+
 const cu_test_t model_tests[] = {
+	{ "cmd_run_kv", test_cmd_run_kv },
 	{ "config", test_config },
 	{ "reference_greedy", test_reference_greedy },
 	{ "reference_greedy_2_threads", test_reference_greedy_threads },
