@@ -31,6 +31,7 @@ static void free_models(reg_worker_t *w)
 	for (size_t i = 0; i < w->n_models; i++) {
 		free(w->models[i].name);
 		free(w->models[i].arch);
+		free(w->models[i].kv_type);
 	}
 	free(w->models);
 	w->models = NULL;
@@ -135,10 +136,14 @@ int registry_set_models(reg_worker_t *w, Margin__V1__ModelInfo *const *m, size_t
 		v[i].n_params = m[i]->n_params;
 		v[i].n_ctx = m[i]->n_ctx;
 		v[i].n_vocab = m[i]->n_vocab;
-		if (v[i].name == NULL || v[i].arch == NULL) {
+		v[i].kv_type = strdup(m[i]->kv_type ? m[i]->kv_type : "");
+		v[i].kv_bytes = m[i]->kv_bytes;
+		v[i].weight_bytes = m[i]->weight_bytes;
+		if (v[i].name == NULL || v[i].arch == NULL || v[i].kv_type == NULL) {
 			for (size_t k = 0; k <= i; k++) {
 				free(v[k].name);
 				free(v[k].arch);
+				free(v[k].kv_type);
 			}
 			free(v);
 			return -ENOMEM;

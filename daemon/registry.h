@@ -26,6 +26,9 @@ typedef struct reg_model {
 	uint64_t n_params;
 	uint32_t n_ctx;			/* tokens per engine slot: prompt + completion */
 	uint32_t n_vocab;
+	char *kv_type;			/* owned: "f16", ... or "" (not reported) */
+	uint64_t kv_bytes;		/* the slots' KV caches, reserved */
+	uint64_t weight_bytes;
 } reg_model_t;
 
 typedef struct reg_worker {

@@ -66,6 +66,8 @@ struct serve {
 	char model_arch[16];
 	uint64_t n_params;
 	uint32_t n_ctx, n_vocab;
+	const char *kv_type;	/* static; "" with fake */
+	uint64_t kv_bytes, weight_bytes;
 	int slots, threads;
 	uint64_t instance_id;	/* random per serve_new: a restart, not a reconnect */
 
@@ -878,6 +880,9 @@ static int io_send_hello(io_t *io)
 	mi.n_params = s->n_params;
 	mi.n_ctx = s->n_ctx;
 	mi.n_vocab = s->n_vocab;
+	mi.kv_type = (char *)(s->kv_type != NULL ? s->kv_type : "");
+	mi.kv_bytes = s->kv_bytes;
+	mi.weight_bytes = s->weight_bytes;
 	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
 	h.proto_version = MG_PROTO_VERSION;
 	h.worker_name = s->name;
@@ -1651,6 +1656,9 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		/* what a request can use: the slot's context, not the training one */
 		s->n_ctx = (uint32_t)engine_opts(s->engine)->n_ctx;
 		const engine_opts_t *ro = engine_opts(s->engine);
+		s->kv_type = ro->kv_type;
+		s->kv_bytes = engine_kv_bytes(s->engine);
+		s->weight_bytes = model_weight_bytes(s->model);
 		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weight_bytes=%llu threads=%d",
 		       s->model_name, ro->slots, ro->n_ctx, ro->kv_type, engine_kv_bytes(s->engine),
 		       (unsigned long long)model_weight_bytes(s->model), ro->threads);

@@ -113,6 +113,9 @@ void fx_hello_v(fx_t *f, const char *ident, const char *model, uint64_t instance
 	mi.name = (char *)model;
 	mi.arch = "llama";
 	mi.n_ctx = 512;
+	mi.kv_type = "q8_0";
+	mi.kv_bytes = 4096;
+	mi.weight_bytes = 8192;
 	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
 	h.proto_version = version;
 	h.worker_name = (char *)ident;

@@ -101,7 +101,12 @@ static void test_submit_status_results(void)
 	json_t *w0 = json_array_get(json_object_get(r, "workers"), 0);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(w0, "name")), "w");
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(w0, "requests_done")), 2);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(json_object_get(w0, "models"), 0), "name")), "m");
+	json_t *m0 = json_array_get(json_object_get(w0, "models"), 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m0, "name")), "m");
+	/* the worker's memory as its Hello reported it */
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m0, "kv_type")), "q8_0");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m0, "kv_bytes")), 4096);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m0, "weight_bytes")), 8192);
 	json_decref(r);
 	r = ask(&f, "{\"cmd\":\"health\"}");
 	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));

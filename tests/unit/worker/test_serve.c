@@ -301,6 +301,8 @@ static void test_hello_and_credit(void)
 	CU_ASSERT_STRING_EQUAL(hm->worker_name, "w-test");
 	CU_ASSERT_EQUAL_FATAL(hm->n_models, 1);
 	CU_ASSERT_STRING_EQUAL(hm->models[0]->name, "tiny");
+	CU_ASSERT_STRING_EQUAL(hm->models[0]->kv_type, "");	/* --fake: no engine, no memory */
+	CU_ASSERT_EQUAL(hm->models[0]->kv_bytes, 0);
 	CU_ASSERT_EQUAL(hm->slots, 4);
 	CU_ASSERT_EQUAL(hm->threads, 2);
 	CU_ASSERT_STRING_EQUAL(hm->hardware_profile, "cpu-test");
@@ -872,6 +874,10 @@ static void test_engine_stories260K(void)
 	CU_ASSERT_EQUAL(mi->n_params, model_n_params(m));
 	CU_ASSERT_EQUAL(mi->n_ctx, 256);
 	CU_ASSERT_EQUAL(mi->n_vocab, 512);
+	/* its memory: the default KV type, the slots' caches, the weights */
+	CU_ASSERT_STRING_EQUAL(mi->kv_type, MODEL_KV_DEFAULT);
+	CU_ASSERT_EQUAL(mi->kv_bytes, (uint64_t)o.slots * model_kv_bytes(m, 256, MODEL_KV_F16));
+	CU_ASSERT_EQUAL(mi->weight_bytes, model_weight_bytes(m));
 	send_welcome(&d, &h, 1000, 20);
 
 	send_assign_ex(&d, &h, "stories260K", "ref", 1, 1, 4, MAXT, 7, prompts);
