@@ -338,19 +338,34 @@ static size_t n_panels(int n_out)
 
 size_t ops_w_floats(enum ops_layout layout, int n_out, int n_in)
 {
-	if (n_out <= 0 || n_in <= 0)
+	if (n_out <= 0 || n_in <= 0 || layout == OPS_W_PACKED_Q8)
 		return 0;
 	if (layout == OPS_W_PACKED)
 		return n_panels(n_out) * OPS_PANEL * (size_t)n_in;
 	return (size_t)n_out * (size_t)n_in;
 }
 
+/* Q8: the int8 values, then the scales (one per 32 per column). */
+static size_t q8_values(int n_out, int n_in)
+{
+	return n_panels(n_out) * OPS_PANEL * (size_t)n_in;
+}
+
+size_t ops_w_bytes(enum ops_layout layout, int n_out, int n_in)
+{
+	if (layout != OPS_W_PACKED_Q8)
+		return ops_w_floats(layout, n_out, n_in) * sizeof(float);
+	if (n_out <= 0 || n_in <= 0 || n_in % 32 != 0)
+		return 0;
+	return q8_values(n_out, n_in) + q8_values(n_out, n_in) / 32 * sizeof(uint16_t);
+}
+
 int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in)
 {
-	size_t nf = ops_w_floats(layout, n_out, n_in);
-	if (w == NULL || nf == 0 || nf > SIZE_MAX / sizeof(float) - 64)
+	size_t nb = ops_w_bytes(layout, n_out, n_in);
+	if (w == NULL || nb == 0 || nb > SIZE_MAX / 2)
 		return -EINVAL;
-	size_t bytes = (nf * sizeof(float) + 63) / 64 * 64;
+	size_t bytes = (nb + 63) / 64 * 64;
 	void *d = NULL;
 	if (bytes >= HUGE_MIN) {
 		/* Big matrices in 2 MiB pages where the kernel offers them
@@ -370,6 +385,12 @@ int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in)
 	w->n_in = n_in;
 	w->layout = layout;
 	w->data = d;
+	w->q = NULL;
+	w->d = NULL;
+	if (layout == OPS_W_PACKED_Q8) {
+		w->q = d;
+		w->d = (uint16_t *)((int8_t *)d + q8_values(n_out, n_in));
+	}
 	return 0;
 }
 
@@ -381,9 +402,73 @@ void ops_w_free(ops_w_t *w)
 	w->data = NULL;
 }
 
+static uint16_t f16_from(float f);
+static inline float f16_to(uint16_t h);
+
+/* One q8 block of n values: d = amax / 127 as a half, q = x / d rounded to
+ * nearest even (0 for a zero or non-finite block scale, NaN as 0). */
+static void q8_quant(const float *x, int n, int8_t *q, uint16_t *d16)
+{
+	float amax = 0.0f;
+	for (int i = 0; i < n; i++)
+		if (fabsf(x[i]) > amax)
+			amax = fabsf(x[i]);
+	*d16 = f16_from(amax / 127.0f);
+	float dw = f16_to(*d16);
+	float id = dw > 0.0f && isfinite(dw) ? 1.0f / dw : 0.0f;
+	for (int i = 0; i < n; i++) {
+		float r = rintf(x[i] * id);
+		if (!(r >= -127.0f))	/* NaN too */
+			r = r != r ? 0.0f : -127.0f;
+		if (r > 127.0f)
+			r = 127.0f;
+		q[i] = (int8_t)r;
+	}
+}
+
+/* Row j's value k and its block's scale in a Q8 matrix. */
+static inline size_t q8_at(const ops_w_t *w, size_t j, size_t k)
+{
+	return (j / OPS_PANEL) * (size_t)w->n_in * OPS_PANEL + k * OPS_PANEL + j % OPS_PANEL;
+}
+
+static inline size_t q8_scale_at(const ops_w_t *w, size_t j, size_t k)
+{
+	return (j / OPS_PANEL) * ((size_t)w->n_in / 32) * OPS_PANEL + (k / 32) * OPS_PANEL + j % OPS_PANEL;
+}
+
+void ops_w_set_rows_q8(ops_w_t *w, int row0, int n_rows, const uint8_t *blocks)
+{
+	size_t K = (size_t)w->n_in, nb = K / 32;
+	for (int r = 0; r < n_rows; r++) {
+		size_t j = (size_t)row0 + (size_t)r;
+		for (size_t b = 0; b < nb; b++) {
+			const uint8_t *blk = blocks + ((size_t)r * nb + b) * 34;
+			uint16_t d16;
+			memcpy(&d16, blk, sizeof(d16));
+			w->d[q8_scale_at(w, j, b * 32)] = d16;
+			for (size_t i = 0; i < 32; i++)
+				w->q[q8_at(w, j, b * 32 + i)] = (int8_t)blk[2 + i];
+		}
+	}
+}
+
 void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src)
 {
 	size_t K = (size_t)w->n_in;
+	if (w->layout == OPS_W_PACKED_Q8) {
+		for (int r = 0; r < n_rows; r++)
+			for (size_t b = 0; b < K / 32; b++) {
+				size_t j = (size_t)row0 + (size_t)r;
+				int8_t q[32];
+				uint16_t d16;
+				q8_quant(src + (size_t)r * K + b * 32, 32, q, &d16);
+				w->d[q8_scale_at(w, j, b * 32)] = d16;
+				for (size_t i = 0; i < 32; i++)
+					w->q[q8_at(w, j, b * 32 + i)] = q[i];
+			}
+		return;
+	}
 	if (w->layout == OPS_W_ROWMAJOR) {
 		memcpy(w->data + (size_t)row0 * K, src, (size_t)n_rows * K * sizeof(float));
 		return;
@@ -400,6 +485,11 @@ void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src)
 void ops_w_get_row(const ops_w_t *w, int r, float *dst)
 {
 	size_t K = (size_t)w->n_in;
+	if (w->layout == OPS_W_PACKED_Q8) {
+		for (size_t k = 0; k < K; k++)
+			dst[k] = (float)w->q[q8_at(w, (size_t)r, k)] * f16_to(w->d[q8_scale_at(w, (size_t)r, k)]);
+		return;
+	}
 	if (w->layout == OPS_W_ROWMAJOR) {
 		memcpy(dst, w->data + (size_t)r * K, K * sizeof(float));
 		return;
@@ -475,17 +565,22 @@ typedef struct pf_range {
 } pf_range_t;
 
 #if OPS_AVX512
-/* One panel (64 columns, ncols of them real) for R rows of x. */
+/* One panel (64 columns, ncols of them real) for R rows of x. cont: the
+ * fma chains go on from the partial sums in y (a float stored and
+ * reloaded is exact, so a K split into chunks gives the same bits). */
 static inline __attribute__((always_inline)) void
 panel_tile(const float *x, size_t ldx, const float *wp, float *y, size_t ldy, int K,
-	   int ncols, pf_range_t pr, const int R)
+	   int ncols, pf_range_t pr, bool cont, const int R)
 {
 	__m512 acc[TILE_ROWS][4];
 #pragma GCC unroll 8
 	for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
-		for (int v = 0; v < 4; v++)
-			acc[i][v] = _mm512_setzero_ps();
+		for (int v = 0; v < 4; v++) {
+			int c = ncols - 16 * v;
+			__mmask16 m = c >= 16 ? (__mmask16)0xffff : c > 0 ? (__mmask16)((1u << c) - 1) : 0;
+			acc[i][v] = cont ? _mm512_maskz_loadu_ps(m, y + (size_t)i * ldy + 16 * v) : _mm512_setzero_ps();
+		}
 	const float *w = wp;
 	for (int k = 0; k < K; k++, w += OPS_PANEL) {
 		if (pr.pf < pr.pf_end) {
@@ -525,27 +620,27 @@ panel_tile(const float *x, size_t ldx, const float *wp, float *y, size_t ldy, in
 }
 
 static void panel_rows(const float *x, size_t ldx, const float *wp, float *y, size_t ldy,
-		       int K, int ncols, int r, pf_range_t pr)
+		       int K, int ncols, int r, pf_range_t pr, bool cont)
 {
 	switch (r) {
-	case 6: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, 6); break;
-	case 5: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, 5); break;
-	case 4: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, 4); break;
-	case 3: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, 3); break;
-	case 2: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, 2); break;
-	default: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, 1); break;
+	case 6: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, cont, 6); break;
+	case 5: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, cont, 5); break;
+	case 4: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, cont, 4); break;
+	case 3: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, cont, 3); break;
+	case 2: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, cont, 2); break;
+	default: panel_tile(x, ldx, wp, y, ldy, K, ncols, pr, cont, 1); break;
 	}
 }
 #else
 /* Portable: the same fma chain per element, so the same bits. */
 static void panel_rows(const float *x, size_t ldx, const float *wp, float *y, size_t ldy,
-		       int K, int ncols, int r, pf_range_t pr)
+		       int K, int ncols, int r, pf_range_t pr, bool cont)
 {
 	(void)pr;
 	for (int i = 0; i < r; i++) {
 		float acc[OPS_PANEL];
 		for (int c = 0; c < OPS_PANEL; c++)
-			acc[c] = 0.0f;
+			acc[c] = cont && c < ncols ? y[(size_t)i * ldy + (size_t)c] : 0.0f;
 		const float *xi = x + (size_t)i * ldx;
 		for (int k = 0; k < K; k++) {
 			const float *w = wp + (size_t)k * OPS_PANEL;
@@ -600,14 +695,67 @@ static void mm_panel(const mm_job_t *j, int p, int next)
 			pr.pf_end = nx_end;
 		}
 		panel_rows(j->x + (size_t)i * j->ldx, j->ldx, wp, yp + (size_t)i * j->ldy, j->ldy, K,
-			   ncols, r, pr);
+			   ncols, r, pr, false);
+	}
+}
+
+/* Rows of a Q8 panel widened at a time: 64 KiB of floats, in L2 while
+ * every row tile of the panel uses them. */
+#define Q8_CHUNK 256
+
+/* Panel p of a Q8 matrix: K in chunks of Q8_CHUNK, each widened to floats
+ * (exactly) and run through the f32 tiles, the sums carried in y. */
+static void mm_panel_q8(const mm_job_t *j, int p)
+{
+	static _Thread_local float wbuf[Q8_CHUNK * OPS_PANEL] __attribute__((aligned(64)));
+	const ops_w_t *w = j->w;
+	int K = w->n_in, N = w->n_out;
+	int ncols = N - p * OPS_PANEL < OPS_PANEL ? N - p * OPS_PANEL : OPS_PANEL;
+	const int8_t *qp = w->q + (size_t)p * (size_t)K * OPS_PANEL;
+	const uint16_t *dp = w->d + (size_t)p * (size_t)(K / 32) * OPS_PANEL;
+	float *yp = j->y + (size_t)p * OPS_PANEL;
+	pf_range_t none = { NULL, NULL, 0 };
+	for (int k0 = 0; k0 < K; k0 += Q8_CHUNK) {
+		int kc = K - k0 < Q8_CHUNK ? K - k0 : Q8_CHUNK;
+		for (int k = 0; k < kc; k += 32) {
+			const uint16_t *ds = dp + (size_t)((k0 + k) / 32) * OPS_PANEL;
+#if OPS_AVX512
+			__m512 sc[4];
+			for (int v = 0; v < 4; v++)
+				sc[v] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ds + 16 * v)));
+			for (int kk = k; kk < k + 32; kk++) {
+				const int8_t *qk = qp + (size_t)(k0 + kk) * OPS_PANEL;
+				if (kk + 64 < kc)
+					_mm_prefetch((const char *)(qk + 64 * OPS_PANEL), _MM_HINT_T0);
+				for (int v = 0; v < 4; v++) {
+					__m512 x = _mm512_cvtepi32_ps(
+						_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qk + 16 * v))));
+					_mm512_store_ps(wbuf + (size_t)kk * OPS_PANEL + 16 * v, _mm512_mul_ps(x, sc[v]));
+				}
+			}
+#else
+			for (int kk = k; kk < k + 32; kk++)
+				for (int c = 0; c < OPS_PANEL; c++)
+					wbuf[(size_t)kk * OPS_PANEL + c] =
+						(float)qp[(size_t)(k0 + kk) * OPS_PANEL + c] * f16_to(ds[c]);
+#endif
+		}
+		for (int i = 0; i < j->n; i += TILE_ROWS) {
+			int r = j->n - i < TILE_ROWS ? j->n - i : TILE_ROWS;
+			panel_rows(j->x + (size_t)i * j->ldx + k0, j->ldx, wbuf, yp + (size_t)i * j->ldy, j->ldy, kc,
+				   ncols, r, none, k0 > 0);
+		}
 	}
 }
 
 static void mm_task(void *arg, int task, int next, int worker)
 {
 	(void)worker;
-	mm_panel(arg, task, next);
+	const mm_job_t *j = arg;
+	if (j->w->layout == OPS_W_PACKED_Q8)
+		mm_panel_q8(j, task);
+	else
+		mm_panel(j, task, next);
 }
 
 void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
@@ -948,24 +1096,8 @@ void ops_q8_from_f32(void *dst, const float *x, int hd)
 	char *row = dst;
 	int qb = q8_block(hd);
 	for (int b = 0; b < hd / qb; b++) {
-		const float *xb = x + b * qb;
-		float amax = 0.0f;
-		for (int i = 0; i < qb; i++)
-			if (fabsf(xb[i]) > amax)
-				amax = fabsf(xb[i]);
 		uint16_t d16;
-		float d = amax / 127.0f;
-		ops_f16_from_f32(&d16, &d, 1);
-		float dw = f16_to(d16);
-		float id = dw > 0.0f && isfinite(dw) ? 1.0f / dw : 0.0f;
-		for (int i = 0; i < qb; i++) {
-			float r = rintf(xb[i] * id);
-			if (!(r >= -127.0f))	/* NaN too */
-				r = r != r ? 0.0f : -127.0f;
-			if (r > 127.0f)
-				r = 127.0f;
-			row[b * qb + i] = (char)(int8_t)r;
-		}
+		q8_quant(x + b * qb, qb, (int8_t *)row + b * qb, &d16);
 		memcpy(row + hd + 2 * b, &d16, sizeof(d16));
 	}
 }

@@ -77,23 +77,39 @@ void ops_pool_run_shares(ops_pool_t *p, ops_share_fn fn, void *arg, int n_tasks)
 enum ops_layout {
 	OPS_W_PACKED = 0,	/* [ceil(N/64)][K][64], zero-padded columns */
 	OPS_W_ROWMAJOR = 1,	/* [N][K], as in GGUF; OpenBLAS kernels */
+	/* Packed as OPS_W_PACKED but int8 with an f16 scale per 32 values of
+	 * a row (GGUF's Q8_0 blocks, kept as they are): q [ceil(N/64)][K][64]
+	 * int8, then d [ceil(N/64)][K/32][64] halves. K a multiple of 32. The
+	 * kernel widens each value exactly (q x d has at most 8 + 11
+	 * significant bits), so the product is, bit for bit, that of
+	 * OPS_W_PACKED holding the widened values. */
+	OPS_W_PACKED_Q8 = 2,
 };
 
 typedef struct ops_w {
 	int n_out;		/* N */
 	int n_in;		/* K */
 	enum ops_layout layout;
-	float *data;		/* owned by whoever called ops_w_alloc */
+	float *data;		/* owned by whoever called ops_w_alloc (Q8: the
+				   allocation q and d point into) */
+	int8_t *q;		/* OPS_W_PACKED_Q8 only */
+	uint16_t *d;
 } ops_w_t;
 
-/* Floats the data of an [N x K] matrix takes in this layout. */
+/* Floats the data of an [N x K] matrix takes in the f32 layouts (0 for
+ * OPS_W_PACKED_Q8), and bytes in any layout. */
 size_t ops_w_floats(enum ops_layout layout, int n_out, int n_in);
+size_t ops_w_bytes(enum ops_layout layout, int n_out, int n_in);
 /* Allocates w->data (64-byte aligned, zeroed). -EINVAL, -ENOMEM. */
 int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in);
 void ops_w_free(ops_w_t *w);
 /* Stores rows [row0, row0 + n_rows) of W from src[n_rows][K] row-major.
  * Fused matrices (q|k|v, gate|up) are assembled from several tensors so. */
 void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src);
+/* OPS_W_PACKED_Q8: rows as GGUF Q8_0 blocks (K/32 blocks of an f16 scale
+ * and 32 int8 per row), stored as they are. set_rows quantizes floats into
+ * such blocks (ops_q8_from_f32's rounding, 32 values a block). */
+void ops_w_set_rows_q8(ops_w_t *w, int row0, int n_rows, const uint8_t *blocks);
 /* Copies row r of W (K floats) to dst: an embedding lookup in a tied
  * output matrix. */
 void ops_w_get_row(const ops_w_t *w, int r, float *dst);

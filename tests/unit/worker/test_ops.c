@@ -95,6 +95,92 @@ static void test_matmul_packed(void)
 	CU_ASSERT_PTR_NULL(p);
 }
 
+/* Q8 weights: the product is, bit for bit, the fma chain over the widened
+ * weights (ops_w_get_row), with K across several 256-value chunks or
+ * under one, N past a panel, one thread or three; a row alone or in any
+ * batch gives the same bits; the values round as Q8_0 does (within half a
+ * step of the block's amax / 127); Q8_0 blocks go in as they are; the
+ * matrix takes 1.0625 bytes a value (plus panel padding). */
+static void test_matmul_q8(void)
+{
+	static const int qs[][3] = { { 1, 64, 32 }, { 7, 130, 96 }, { 13, 200, 288 }, { 33, 65, 800 },
+				     { 6, 300, 256 }, { 2, 1, 64 } };
+	rng_state = 21;
+	ops_pool_t *p3 = NULL;
+	CU_ASSERT_EQUAL_FATAL(ops_pool_new(3, &p3), 0);
+	for (size_t si = 0; si < sizeof(qs) / sizeof(qs[0]); si++) {
+		int n = qs[si][0], N = qs[si][1], K = qs[si][2];
+		float *x = rand_vec((size_t)n * K, 1.0f), *wr = rand_vec((size_t)N * K, 0.1f);
+		float *wide = malloc((size_t)N * K * sizeof(float)), *y = calloc((size_t)n * N, sizeof(float));
+		float *chain = malloc((size_t)n * N * sizeof(float)), *one = calloc((size_t)N, sizeof(float));
+		CU_ASSERT_FATAL(wide != NULL && y != NULL && chain != NULL && one != NULL);
+		ops_w_t w;
+		CU_ASSERT_EQUAL_FATAL(ops_w_alloc(&w, OPS_W_PACKED_Q8, N, K), 0);
+		CU_ASSERT_EQUAL(ops_w_bytes(OPS_W_PACKED_Q8, N, K),
+				(size_t)((N + 63) / 64 * 64) * (size_t)K * 17 / 16);
+		ops_w_set_rows(&w, 0, N, wr);
+		for (int r = 0; r < N; r++)
+			ops_w_get_row(&w, r, wide + (size_t)r * K);
+		for (int r = 0; r < N; r++)
+			for (int b = 0; b < K / 32; b++) {
+				float amax = 0;
+				for (int i = 0; i < 32; i++)
+					amax = fmaxf(amax, fabsf(wr[(size_t)r * K + b * 32 + i]));
+				for (int i = 0; i < 32; i++) {
+					size_t at = (size_t)r * K + (size_t)b * 32 + (size_t)i;
+					CU_ASSERT(fabsf(wide[at] - wr[at]) <= amax / 127.0f * 0.5f * 1.002f);
+				}
+			}
+		ops_ref_matmul_chain(chain, x, wide, n, N, K);
+		ops_matmul(si % 2 ? p3 : NULL, y, (size_t)N, x, (size_t)K, &w, n);
+		CU_ASSERT(memcmp(y, chain, (size_t)n * N * sizeof(float)) == 0);
+		ops_matmul(p3, one, (size_t)N, x + (size_t)(n - 1) * K, (size_t)K, &w, 1);
+		CU_ASSERT(memcmp(one, y + (size_t)(n - 1) * N, (size_t)N * sizeof(float)) == 0);
+		/* the same values as GGUF Q8_0 blocks: the same matrix */
+		ops_w_t w2;
+		CU_ASSERT_EQUAL_FATAL(ops_w_alloc(&w2, OPS_W_PACKED_Q8, N, K), 0);
+		uint8_t *blocks = malloc((size_t)N * (size_t)(K / 32) * 34);
+		CU_ASSERT_FATAL(blocks != NULL);
+		for (int r = 0; r < N; r++)
+			for (int b = 0; b < K / 32; b++) {
+				uint8_t *blk = blocks + ((size_t)r * (size_t)(K / 32) + (size_t)b) * 34;
+				float amax = 0;
+				for (int i = 0; i < 32; i++)
+					amax = fmaxf(amax, fabsf(wide[(size_t)r * K + b * 32 + i]));
+				float d = 0;
+				for (int i = 0; i < 32 && amax > 0; i++)	/* d from a value of magnitude amax */
+					if (fabsf(wide[(size_t)r * K + b * 32 + i]) == amax)
+						d = amax / 127.0f;
+				uint16_t d16;
+				ops_f16_from_f32(&d16, &d, 1);
+				memcpy(blk, &d16, 2);
+				float dw;
+				ops_f16_to_f32(&dw, &d16, 1);
+				for (int i = 0; i < 32; i++)
+					blk[2 + i] = (uint8_t)(int8_t)(dw > 0 ? rintf(wide[(size_t)r * K + b * 32 + i] / dw) : 0);
+			}
+		ops_w_set_rows_q8(&w2, 0, N, blocks);
+		float *y2 = calloc((size_t)n * N, sizeof(float));
+		CU_ASSERT_FATAL(y2 != NULL);
+		ops_matmul(NULL, y2, (size_t)N, x, (size_t)K, &w2, n);
+		CU_ASSERT(memcmp(y2, y, (size_t)n * N * sizeof(float)) == 0);
+		free(y2);
+		free(blocks);
+		ops_w_free(&w2);
+		ops_w_free(&w);
+		free(x);
+		free(wr);
+		free(wide);
+		free(y);
+		free(chain);
+		free(one);
+	}
+	/* K must be whole blocks */
+	ops_w_t bad;
+	CU_ASSERT_EQUAL(ops_w_alloc(&bad, OPS_W_PACKED_Q8, 64, 48), -EINVAL);
+	ops_pool_destroy(&p3);
+}
+
 static void test_matmul_blas(void)
 {
 	check_matmul_layout(OPS_W_ROWMAJOR, NULL);
@@ -680,6 +766,7 @@ static void test_pool_shares(void)
 
 const cu_test_t ops_tests[] = {
 	{ "matmul_packed", test_matmul_packed },
+	{ "matmul_q8", test_matmul_q8 },
 	{ "matmul_blas", test_matmul_blas },
 	{ "matmul_batch_invariant", test_matmul_batch_invariant },
 	{ "w_rows", test_w_rows },
