@@ -16,8 +16,10 @@
  *
  *   roofline_pct   tokens/s over sgemm GFLOP/s / (2 x params read per token)
  *   bandwidth_pct  weight bytes streamed per second (one pass per step:
- *                  decode tokens/s / B x 4 x params per token) over the
- *                  read bandwidth; at B = 1 the batch-1 bound.
+ *                  decode tokens/s / B x params per token x the bytes a
+ *                  parameter of the matrices takes, 4 in f32, about 1.06
+ *                  in Q8) over the read bandwidth; at B = 1 the batch-1
+ *                  bound.
  *   decode_spread_pct  (max - min) / median of decode tok/s over the reps
  *   unreliable_reps  (scaled) reps in which the bigger model was not slower
  *   engine_overhead_pct  share of the decode step time spent outside
@@ -67,6 +69,7 @@ typedef struct bench_args {
 	int prefill_chunk;
 	int ctx;		/* slot context; 0 = just what a run needs */
 	const char *kv;		/* KV cache type; NULL = the engine's default */
+	model_weights_t weights;
 	bool json;
 	const char *calib_path;
 	bool recalibrate;
@@ -86,8 +89,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET) [--layers K]\n"
 		"       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
-		"       [--slots N] [--ctx N] [--kv TYPE] [--reps 3] [--prefill-chunk N] [--calib FILE]\n"
-		"       [--recalibrate] [--json]\n\n"
+		"       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
+		"       [--calib FILE] [--recalibrate] [--json]\n\n"
 		"Measure prefill and decode throughput of the batched engine and compare them\n"
 		"with this machine's sgemm and memory-bandwidth ceilings (measured once and\n"
 		"cached, see --calib). Figures are medians over --reps repetitions.\n\n"
@@ -103,6 +106,8 @@ static void usage(FILE *f)
 		"  --ctx N           KV context per slot (default: what the run needs; its pages\n"
 		"                    are touched only as far as the run fills them)\n"
 		"  --kv TYPE         KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")\n"
+		"  --weights TYPE    matrices: auto (default: Q8_0 tensors stay Q8), f32, or q8_0\n"
+		"                    (quantize every matrix at load)\n"
 		"  --reps R          repetitions per figure (default 3)\n"
 		"  --prefill-chunk N prompt tokens per sequence per step (default min(prompt-len, 256))\n"
 		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
@@ -138,7 +143,7 @@ static int parse_batches(const char *s, bench_args_t *a)
 static int parse_args(int argc, char **argv, bench_args_t *a)
 {
 	enum { O_MODEL = 1, O_ARCH, O_LAYERS, O_BATCH, O_PLEN, O_GLEN, O_THREADS, O_SLOTS, O_REPS,
-	       O_CHUNK, O_CTX, O_KV, O_CALIB, O_RECAL, O_JSON, O_HELP };
+	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_JSON, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "arch", required_argument, NULL, O_ARCH },
@@ -152,6 +157,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		{ "prefill-chunk", required_argument, NULL, O_CHUNK },
 		{ "ctx", required_argument, NULL, O_CTX },
 		{ "kv", required_argument, NULL, O_KV },
+		{ "weights", required_argument, NULL, O_WEIGHTS },
 		{ "calib", required_argument, NULL, O_CALIB },
 		{ "recalibrate", no_argument, NULL, O_RECAL },
 		{ "json", no_argument, NULL, O_JSON },
@@ -177,6 +183,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		case O_REPS: rc = parse_int(optarg, 1, 1000, &a->reps); break;
 		case O_CHUNK: rc = parse_int(optarg, 1, 1 << 16, &a->prefill_chunk); break;
 		case O_CTX: rc = parse_int(optarg, 2, 1 << 24, &a->ctx); break;
+		case O_WEIGHTS: rc = model_weights_parse(optarg, &a->weights); break;
 		case O_KV: {
 			model_kv_type_t t;
 			a->kv = optarg;
@@ -347,10 +354,11 @@ static uint32_t decode_max_tokens(const bench_args_t *a)
 static int open_model(bench_model_t *bm, const bench_args_t *a, int layers_override, char *err, size_t errlen)
 {
 	int rc;
+	model_opts_t mo = { .weights = a->weights };
 	if (a->arch != NULL)
-		rc = model_new_synth(a->arch, layers_override, &bm->m, err, errlen);
+		rc = model_new_synth_opts(a->arch, layers_override, &mo, &bm->m, err, errlen);
 	else
-		rc = model_load(a->model_path, &bm->m, err, errlen);
+		rc = model_load_opts(a->model_path, &mo, &bm->m, err, errlen);
 	if (rc < 0)
 		return rc;
 	bm->layers = model_config(bm->m)->n_layers;
@@ -446,7 +454,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 	}
 	make_prompts(prompts, maxb * a->prompt_len, model_config(bm[0].m)->vocab_size, 42);
 	double roof_tok_s = cal->sgemm_gflops * 1e9 / (2.0 * ppt_full);
-	double bw_steps_s = cal->bandwidth_gbs * 1e9 / (4.0 * ppt_full);
+	double bw_steps_s = cal->bandwidth_gbs * 1e9 / (4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full);
 	for (int bi = 0; bi < a->n_batch; bi++) {
 		int B = a->batch[bi];
 		fig_t f[2];
@@ -511,7 +519,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"decode_spread_pct", o->spread_pct, "unreliable_reps", o->implausible));
 	}
 	json_t *root = json_pack("{s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
-				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I}, s:o}",
+				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s}, s:o}",
 		"machine", "sgemm_gflops", cal->sgemm_gflops, "bandwidth_gbs", cal->bandwidth_gbs,
 			"threads", cal->threads, "calibrated_now", measured,
 		"model", "name", name, "arch", cfg->arch_name,
@@ -520,7 +528,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"layers_run", layers_run, "n_layers", L, "scaled", scaled,
 		"settings", "prompt_len", a->prompt_len, "gen_len", a->gen_len, "reps", a->reps,
 			"slots", a->slots, "prefill_chunk", a->prefill_chunk, "ctx", ctx, "kv_type", kv_type,
-			"kv_bytes", (json_int_t)llround(kv_bytes),
+			"kv_bytes", (json_int_t)llround(kv_bytes), "weights", model_weights_name(a->weights),
 		"runs", runs);
 	if (root == NULL)
 		return -ENOMEM;
@@ -621,7 +629,8 @@ int cmd_bench(int argc, char **argv)
 	printf("ceilings: %.0f tok/s at the sgemm peak (2 x %.1fM FLOP per token); batch 1: %.1f tok/s at the read\n"
 	       "          bandwidth (%.0f MB of weights per step)\n",
 	       cal.sgemm_gflops * 1e9 / (2.0 * ppt_full), ppt_full / 1e6,
-	       cal.bandwidth_gbs * 1e9 / (4.0 * ppt_full), 4.0 * ppt_full / 1e6);
+	       cal.bandwidth_gbs * 1e9 / (4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full),
+	       4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full / 1e6);
 	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a.prompt_len, a.gen_len,
 	       a.prefill_chunk, a.threads, a.reps);
 	printf("KV cache: %d slots x %d positions of %s = %.0f MB reserved%s (pages count in RSS once filled)\n\n",

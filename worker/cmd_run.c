@@ -30,7 +30,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: margin-worker run (--model FILE.gguf | --arch PRESET [--layers K]) --prompt TEXT\n"
 		"                         [-n N] [--temp T] [--top-p P] [--top-k K] [--seed S]\n"
-		"                         [--threads N] [--kv TYPE] [--ignore-eos] [--blas] [--json] [--stats]\n\n"
+		"                         [--threads N] [--kv TYPE] [--weights TYPE] [--ignore-eos] [--blas]\n"
+		"                         [--json] [--stats]\n\n"
 		"Generate up to N tokens (default 64) after TEXT; greedy unless --temp > 0.\n\n"
 		"  --model FILE     a GGUF model (llama, qwen2)\n"
 		"  --arch PRESET    a synthetic model (tiny, llama-110m, qwen2-0.5b, ...)\n"
@@ -38,6 +39,8 @@ static void usage(FILE *f)
 		"  --temp T --top-p P --top-k K --seed S   sampling (seeded, reproducible)\n"
 		"  --threads N      compute threads (default: online cores)\n"
 		"  --kv TYPE        KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")\n"
+		"  --weights TYPE   matrices: auto (Q8_0 tensors stay Q8, the rest f32), f32, or\n"
+		"                   q8_0 (quantize every matrix at load)\n"
 		"  --ignore-eos     keep generating past end-of-generation tokens\n"
 		"  --blas           OpenBLAS kernels: faster on some shapes, NOT batch-invariant\n"
 		"  --json           print {\"prompt_ids\":[..],\"output_ids\":[..],\"text\":\"..\"}\n"
@@ -126,6 +129,7 @@ int cmd_run(int argc, char **argv)
 		{ "ignore-eos", no_argument, NULL, 'E' },
 		{ "blas", no_argument, NULL, 'B' },
 		{ "kv", required_argument, NULL, 'k' },
+		{ "weights", required_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "stats", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
@@ -153,6 +157,10 @@ int cmd_run(int argc, char **argv)
 		case 'B': mo.blas = true; break;
 		case 'k':
 			if (model_kv_type_parse(optarg, &kvt) < 0)
+				goto bad_value;
+			break;
+		case 'W':
+			if (model_weights_parse(optarg, &mo.weights) < 0)
 				goto bad_value;
 			break;
 		case 'j': json = true; break;

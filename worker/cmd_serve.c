@@ -28,7 +28,7 @@
 static const char usage_text[] =
 	"usage: margin-worker serve [--config FILE] --scheduler tcp://HOST:PORT\n"
 	"           (--model FILE.gguf | --arch PRESET) [--slots N] [--threads N]\n"
-	"           [--ctx N] [--kv TYPE]\n"
+	"           [--ctx N] [--kv TYPE] [--weights TYPE]\n"
 	"           [--name NAME] [--hardware PROFILE]\n"
 	"           [--curve-secret FILE --curve-server FILE.pub | --no-curve]\n"
 	"           [--fake] [--model-name NAME]\n"
@@ -48,6 +48,8 @@ static const char usage_text[] =
 	"  --ctx N              KV cache per slot in tokens           (ctx)\n"
 	"  --kv TYPE            KV cache type: f16 (default), q8_0 (0.53 of f16's\n"
 	"                       bytes, slightly less exact) or f32  (kv_type)\n"
+	"  --weights TYPE       matrices: auto (Q8_0 tensors of the file stay Q8,\n"
+	"                       the rest f32), f32, or q8_0 (quantize all) (weights)\n"
 	"  --name NAME          worker name (default: host name)      (name)\n"
 	"  --hardware PROFILE   hardware profile for the meter        (hardware)\n"
 	"  --curve-secret FILE  this worker's secret key (NAME.key from marginctl keygen;\n"
@@ -78,7 +80,7 @@ static void on_signal(int sig)
 
 enum {
 	OPT_CONFIG = 256, OPT_SCHEDULER, OPT_MODEL, OPT_ARCH, OPT_MODEL_NAME, OPT_SLOTS,
-	OPT_THREADS, OPT_CTX, OPT_KV, OPT_NAME, OPT_HARDWARE, OPT_CURVE_SECRET, OPT_CURVE_SERVER,
+	OPT_THREADS, OPT_CTX, OPT_KV, OPT_WEIGHTS, OPT_NAME, OPT_HARDWARE, OPT_CURVE_SECRET, OPT_CURVE_SERVER,
 	OPT_NO_CURVE, OPT_FAKE, OPT_FAKE_DELAY, OPT_RESEND, OPT_GRACE, OPT_HELP,
 };
 
@@ -90,7 +92,8 @@ static const struct {
 } flag_keys[] = {
 	{ OPT_SCHEDULER, "scheduler" }, { OPT_MODEL, "model" }, { OPT_ARCH, "arch" },
 	{ OPT_MODEL_NAME, "model_name" }, { OPT_SLOTS, "slots" }, { OPT_THREADS, "threads" },
-	{ OPT_CTX, "ctx" }, { OPT_KV, "kv_type" }, { OPT_NAME, "name" }, { OPT_HARDWARE, "hardware" },
+	{ OPT_CTX, "ctx" }, { OPT_KV, "kv_type" }, { OPT_WEIGHTS, "weights" },
+	{ OPT_NAME, "name" }, { OPT_HARDWARE, "hardware" },
 	{ OPT_CURVE_SECRET, "curve_secret" }, { OPT_CURVE_SERVER, "curve_server" },
 	{ OPT_FAKE_DELAY, "fake_delay" }, { OPT_RESEND, "resend_interval" },
 	{ OPT_GRACE, "shutdown_grace" },
@@ -146,6 +149,13 @@ static int opts_from_config(const mg_config_t *c, serve_opts_t *o)
 	o->name = get_str(c, "name");
 	o->hardware = get_str(c, "hardware");
 	o->kv_type = get_str(c, "kv_type");
+	o->weights = get_str(c, "weights");
+	model_weights_t wt;
+	if (o->weights != NULL && model_weights_parse(o->weights, &wt) < 0) {
+		fprintf(stderr, "margin-worker serve: [%s] weights = %s (from %s): not auto, f32 or q8_0\n", SECTION,
+			o->weights, mg_config_origin(c, SECTION, "weights"));
+		return 2;
+	}
 	model_kv_type_t kvt;
 	if (o->kv_type != NULL && model_kv_type_parse(o->kv_type, &kvt) < 0) {
 		fprintf(stderr, "margin-worker serve: [%s] kv_type = %s (from %s): not a KV cache type "
@@ -220,6 +230,7 @@ int cmd_serve(int argc, char **argv)
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "ctx", required_argument, NULL, OPT_CTX },
 		{ "kv", required_argument, NULL, OPT_KV },
+		{ "weights", required_argument, NULL, OPT_WEIGHTS },
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "hardware", required_argument, NULL, OPT_HARDWARE },
 		{ "curve-secret", required_argument, NULL, OPT_CURVE_SECRET },

@@ -28,7 +28,8 @@ typedef struct layer {
 
 struct model {
 	model_config_t cfg;
-	enum ops_layout layout;
+	enum ops_layout layout;	/* of f32 matrices: packed, or row-major (BLAS) */
+	model_weights_t weights;	/* which matrices become Q8 */
 	int q_dim, kv_dim, qkv_dim;
 	tok_t *tok;		/* owned */
 	float *tok_embd;	/* owned: [vocab][dim], NULL when tied (rows come from output) */
@@ -36,6 +37,9 @@ struct model {
 	float *output_norm;	/* owned: [dim] */
 	layer_t *layers;	/* owned: [n_layers] */
 	uint64_t weight_bytes;
+	/* the matrices read every step (all but an untied embedding table),
+	 * as stored and as they would be in f32 */
+	uint64_t step_bytes, step_bytes_f32;
 };
 
 struct model_kv {
@@ -276,13 +280,61 @@ static int load_rows(src_t *s, const char *name, ops_w_t *w, int row0, int rows,
 	return 0;
 }
 
-static int alloc_w(model_t *m, ops_w_t *w, int n_out, int n_in, const char *what,
+/* load_rows for a Q8 matrix from a Q8_0 tensor: the blocks as they are. */
+static int load_rows_q8(src_t *s, const char *name, ops_w_t *w, int row0, int rows, char *err, size_t errlen)
+{
+	int rc = src_check(s, name, (uint64_t)w->n_in, (uint64_t)rows, false, err, errlen);
+	if (rc != 0)
+		return rc;
+	const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
+	ops_w_set_rows_q8(w, row0, rows, t->data);
+	return 0;
+}
+
+/* Rows of w from tensor name, kept in Q8_0 where both are. */
+static int load_into(src_t *s, const char *name, ops_w_t *w, int row0, int rows, char *err, size_t errlen)
+{
+	const gguf_tensor_t *t = s->g != NULL ? gguf_find_tensor(s->g, name) : NULL;
+	if (w->layout == OPS_W_PACKED_Q8 && t != NULL && t->type == GGUF_TTYPE_Q8_0)
+		return load_rows_q8(s, name, w, row0, rows, err, errlen);
+	return load_rows(s, name, w, row0, rows, err, errlen);
+}
+
+/* The layout of a matrix with n_in columns assembled from the tensors
+ * blk.l.SUFFIX (l < 0: SUFFIX) of sfx[0..n): Q8 when asked for, or (auto)
+ * when every source is a Q8_0 tensor, whose blocks are then kept as they
+ * are; Q8 needs whole blocks per row and the packed kernel. */
+static enum ops_layout layout_for(const model_t *m, const src_t *s, int n_in, int l, const char *const *sfx,
+				  int n)
+{
+	if (m->layout != OPS_W_PACKED || n_in % 32 != 0 || m->weights == MODEL_WEIGHTS_F32)
+		return m->layout;
+	if (m->weights == MODEL_WEIGHTS_Q8)
+		return OPS_W_PACKED_Q8;
+	if (s->g == NULL)
+		return m->layout;
+	for (int i = 0; i < n; i++) {
+		char name[96];
+		if (l >= 0)
+			snprintf(name, sizeof(name), "blk.%d.%s", l, sfx[i]);
+		else
+			snprintf(name, sizeof(name), "%s", sfx[i]);
+		const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
+		if (t == NULL || t->type != GGUF_TTYPE_Q8_0)
+			return m->layout;
+	}
+	return OPS_W_PACKED_Q8;
+}
+
+static int alloc_w(model_t *m, ops_w_t *w, enum ops_layout layout, int n_out, int n_in, const char *what,
 		   char *err, size_t errlen)
 {
-	int rc = ops_w_alloc(w, m->layout, n_out, n_in);
+	int rc = ops_w_alloc(w, layout, n_out, n_in);
 	if (rc < 0)
 		return mg_seterr(err, errlen, rc, "%s [%d x %d]: cannot allocate", what, n_out, n_in);
-	m->weight_bytes += ops_w_floats(m->layout, n_out, n_in) * sizeof(float);
+	m->weight_bytes += ops_w_bytes(layout, n_out, n_in);
+	m->step_bytes += ops_w_bytes(layout, n_out, n_in);
+	m->step_bytes_f32 += ops_w_bytes(OPS_W_PACKED, n_out, n_in);
 	return 0;
 }
 
@@ -306,13 +358,15 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 		return rc;
 	if (s->g != NULL)
 		m->cfg.tied_output = rc == 1;
-	if ((rc = alloc_w(m, &m->output, c->vocab_size, d, "output", err, errlen)) < 0)
+	static const char *const head_tied[] = { "token_embd.weight" }, *const head[] = { "output.weight" };
+	if ((rc = alloc_w(m, &m->output, layout_for(m, s, d, -1, c->tied_output ? head_tied : head, 1),
+			  c->vocab_size, d, "output", err, errlen)) < 0)
 		return rc;
 	if (c->tied_output) {
-		if ((rc = load_rows(s, "token_embd.weight", &m->output, 0, c->vocab_size, err, errlen)) < 0)
+		if ((rc = load_into(s, "token_embd.weight", &m->output, 0, c->vocab_size, err, errlen)) < 0)
 			return rc;
 	} else {
-		if ((rc = load_rows(s, "output.weight", &m->output, 0, c->vocab_size, err, errlen)) < 0)
+		if ((rc = load_into(s, "output.weight", &m->output, 0, c->vocab_size, err, errlen)) < 0)
 			return rc;
 		ops_w_t e;
 		if ((rc = src_check(s, "token_embd.weight", (uint64_t)d, (uint64_t)c->vocab_size,
@@ -339,10 +393,15 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 		    (rc = load_vec(s, NAME("ffn_norm.weight"), (uint64_t)d, &L->ffn_norm, false, err, errlen)) < 0)
 			return rc;
 		m->weight_bytes += 2 * (size_t)d * sizeof(float);
-		if ((rc = alloc_w(m, &L->wqkv, m->qkv_dim, d, NAME("attn_qkv"), err, errlen)) < 0 ||
-		    (rc = load_rows(s, NAME("attn_q.weight"), &L->wqkv, 0, q, err, errlen)) < 0 ||
-		    (rc = load_rows(s, NAME("attn_k.weight"), &L->wqkv, q, kv, err, errlen)) < 0 ||
-		    (rc = load_rows(s, NAME("attn_v.weight"), &L->wqkv, q + kv, kv, err, errlen)) < 0)
+		static const char *const qkv_src[] = { "attn_q.weight", "attn_k.weight", "attn_v.weight" };
+		static const char *const wo_src[] = { "attn_output.weight" };
+		static const char *const w13_src[] = { "ffn_gate.weight", "ffn_up.weight" };
+		static const char *const w2_src[] = { "ffn_down.weight" };
+		if ((rc = alloc_w(m, &L->wqkv, layout_for(m, s, d, l, qkv_src, 3), m->qkv_dim, d, NAME("attn_qkv"),
+				  err, errlen)) < 0 ||
+		    (rc = load_into(s, NAME("attn_q.weight"), &L->wqkv, 0, q, err, errlen)) < 0 ||
+		    (rc = load_into(s, NAME("attn_k.weight"), &L->wqkv, q, kv, err, errlen)) < 0 ||
+		    (rc = load_into(s, NAME("attn_v.weight"), &L->wqkv, q + kv, kv, err, errlen)) < 0)
 			return rc;
 		if (c->qkv_bias) {
 			float *bq = NULL, *bk = NULL, *bv = NULL;
@@ -363,15 +422,18 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 				return rc;
 			m->weight_bytes += (size_t)m->qkv_dim * sizeof(float);
 		}
-		if ((rc = alloc_w(m, &L->wo, d, q, NAME("attn_output.weight"), err, errlen)) < 0 ||
-		    (rc = load_rows(s, NAME("attn_output.weight"), &L->wo, 0, d, err, errlen)) < 0)
+		if ((rc = alloc_w(m, &L->wo, layout_for(m, s, q, l, wo_src, 1), d, q, NAME("attn_output.weight"),
+				  err, errlen)) < 0 ||
+		    (rc = load_into(s, NAME("attn_output.weight"), &L->wo, 0, d, err, errlen)) < 0)
 			return rc;
-		if ((rc = alloc_w(m, &L->w13, 2 * f, d, NAME("ffn_gate_up"), err, errlen)) < 0 ||
-		    (rc = load_rows(s, NAME("ffn_gate.weight"), &L->w13, 0, f, err, errlen)) < 0 ||
-		    (rc = load_rows(s, NAME("ffn_up.weight"), &L->w13, f, f, err, errlen)) < 0)
+		if ((rc = alloc_w(m, &L->w13, layout_for(m, s, d, l, w13_src, 2), 2 * f, d, NAME("ffn_gate_up"),
+				  err, errlen)) < 0 ||
+		    (rc = load_into(s, NAME("ffn_gate.weight"), &L->w13, 0, f, err, errlen)) < 0 ||
+		    (rc = load_into(s, NAME("ffn_up.weight"), &L->w13, f, f, err, errlen)) < 0)
 			return rc;
-		if ((rc = alloc_w(m, &L->w2, d, f, NAME("ffn_down.weight"), err, errlen)) < 0 ||
-		    (rc = load_rows(s, NAME("ffn_down.weight"), &L->w2, 0, d, err, errlen)) < 0)
+		if ((rc = alloc_w(m, &L->w2, layout_for(m, s, f, l, w2_src, 1), d, f, NAME("ffn_down.weight"),
+				  err, errlen)) < 0 ||
+		    (rc = load_into(s, NAME("ffn_down.weight"), &L->w2, 0, d, err, errlen)) < 0)
 			return rc;
 #undef NAME
 	}
@@ -486,6 +548,7 @@ static int model_alloc(const model_config_t *c, const model_opts_t *o, model_t *
 		return -ENOMEM;
 	m->cfg = *c;
 	m->layout = o != NULL && o->blas ? OPS_W_ROWMAJOR : OPS_W_PACKED;
+	m->weights = o != NULL ? o->weights : MODEL_WEIGHTS_AUTO;
 	set_derived(m);
 	*ret = m;
 	return 0;
@@ -653,6 +716,11 @@ uint64_t model_weight_bytes(const model_t *m)
 	return m->weight_bytes;
 }
 
+double model_matrix_bytes_ratio(const model_t *m)
+{
+	return m->step_bytes_f32 > 0 ? (double)m->step_bytes / (double)m->step_bytes_f32 : 1.0;
+}
+
 uint64_t model_token_flops(const model_t *m, int pos, bool with_logits)
 {
 	const model_config_t *c = &m->cfg;
@@ -665,6 +733,23 @@ uint64_t model_token_flops(const model_t *m, int pos, bool with_logits)
 }
 
 /* ---------------- KV cache and scratch ---------------- */
+
+static const char *const weights_names[] = { "auto", "f32", "q8_0" };
+
+int model_weights_parse(const char *s, model_weights_t *ret)
+{
+	for (int i = 0; i < 3; i++)
+		if (s != NULL && strcmp(s, weights_names[i]) == 0) {
+			*ret = (model_weights_t)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *model_weights_name(model_weights_t w)
+{
+	return (unsigned)w < 3 ? weights_names[w] : "?";
+}
 
 static const char *const kv_type_names[] = { "f32", "f16", "q8_0" };
 

@@ -64,6 +64,15 @@ int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
 void model_destroy(model_t **m);
 
 /* Load options (NULL = defaults). */
+typedef enum model_weights {
+	MODEL_WEIGHTS_AUTO,
+	MODEL_WEIGHTS_F32,
+	MODEL_WEIGHTS_Q8,
+} model_weights_t;
+/* "auto", "f32", "q8_0": -EINVAL for anything else. */
+int model_weights_parse(const char *s, model_weights_t *ret);
+const char *model_weights_name(model_weights_t w);
+
 typedef struct model_opts {
 	/* false (default): weights packed for the batch-invariant kernel
 	 * (ops.h). true: row-major weights and OpenBLAS sgemv/sgemm: NOT
@@ -71,6 +80,15 @@ typedef struct model_opts {
 	 * batch it shares); the caller sets the BLAS threads with
 	 * openblas_set_num_threads. See docs/kernels.md. */
 	bool blas;
+	/* Matrices in f32 or in Q8 (int8 with an f16 scale per 32 values, a
+	 * quarter of the bytes; ops.h OPS_W_PACKED_Q8). AUTO (default): Q8
+	 * where every tensor of a matrix is Q8_0 in the file (the blocks are
+	 * kept, so the logits are those of the f32 widening, bit for bit, in
+	 * 0.27 of the memory), f32 otherwise. Q8: every packed matrix whose
+	 * rows are whole blocks, quantized at load if the file has other
+	 * types (the values change). F32: everything widened. Unused with
+	 * blas. */
+	model_weights_t weights;
 } model_opts_t;
 int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 		    char *err, size_t errlen);
@@ -103,8 +121,12 @@ uint64_t model_n_params(const model_t *m);
  * copied, not multiplied). llama-110m: 109,529,856. 2 x the matrix part is
  * the matmul FLOPs of a token (model_token_flops). */
 uint64_t model_n_params_per_token(const model_t *m);
-/* Bytes of f32 weights the model holds. */
+/* Bytes of weights the model holds (f32, Q8 matrices where model_opts_t
+ * weights asked for them). */
 uint64_t model_weight_bytes(const model_t *m);
+/* Bytes of the matrices a step reads, over what they take in f32: 1 with
+ * f32 weights, about 0.27 with Q8. */
+double model_matrix_bytes_ratio(const model_t *m);
 
 /* The element type of a KV cache. f32 holds what the model computed;
  * f16 (half the bytes) and q8_0 (int8 with an f16 scale per 32 values:

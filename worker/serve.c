@@ -1633,10 +1633,16 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		}
 	} else {
 		char merr[256] = "";
+		model_opts_t mo = { .weights = MODEL_WEIGHTS_AUTO };
+		if (o->weights != NULL && model_weights_parse(o->weights, &mo.weights) < 0) {
+			snprintf(err, errlen, "weights = %s: not auto, f32 or q8_0", o->weights);
+			rc = -EINVAL;
+			goto fail;
+		}
 		if (s->model_path)
-			rc = model_load(s->model_path, &s->model, merr, sizeof(merr));
+			rc = model_load_opts(s->model_path, &mo, &s->model, merr, sizeof(merr));
 		else
-			rc = model_new_synth(s->arch, 0, &s->model, merr, sizeof(merr));
+			rc = model_new_synth_opts(s->arch, 0, &mo, &s->model, merr, sizeof(merr));
 		if (rc < 0) {
 			snprintf(err, errlen, "%s", merr);
 			goto fail;
@@ -1659,9 +1665,9 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		s->kv_type = ro->kv_type;
 		s->kv_bytes = engine_kv_bytes(s->engine);
 		s->weight_bytes = model_weight_bytes(s->model);
-		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weight_bytes=%llu threads=%d",
+		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weights=%s weight_bytes=%llu threads=%d",
 		       s->model_name, ro->slots, ro->n_ctx, ro->kv_type, engine_kv_bytes(s->engine),
-		       (unsigned long long)model_weight_bytes(s->model), ro->threads);
+		       model_weights_name(mo.weights), (unsigned long long)model_weight_bytes(s->model), ro->threads);
 	}
 
 	if (pipe2(s->ctl, O_NONBLOCK | O_CLOEXEC) < 0) {

@@ -42,6 +42,7 @@ typedef struct serve_opts {
 	int threads;			/* engine threads (0: online cores) */
 	int n_ctx;			/* KV cache per slot (0: the engine's default) */
 	const char *kv_type;		/* KV cache type (NULL: the engine's default) */
+	const char *weights;		/* "auto" (NULL), "f32", "q8_0": model_opts_t */
 	const char *name;		/* worker name (NULL: the host name) */
 	const char *hardware;		/* hardware profile name (NULL: "") */
 	bool curve;			/* false: plain TCP */

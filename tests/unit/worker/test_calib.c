@@ -155,6 +155,7 @@ static void test_bench_json(void)
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m, "threads")), 1);
 	CU_ASSERT(json_integer_value(json_object_get(json_object_get(j, "model"), "n_params")) > 0);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "kv_type")), "q8_0");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "weights")), "auto");
 	CU_ASSERT(json_integer_value(json_object_get(st, "kv_bytes")) > 0);
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(st, "prompt_len")), 4);
 	json_t *runs = json_object_get(j, "runs");

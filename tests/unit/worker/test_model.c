@@ -581,6 +581,54 @@ static void test_tensor_types(void)
 	unlink(path);
 }
 
+/* Q8_0 weights: a Q8_0 file keeps its blocks (weights = auto, the
+ * default): the logits are those of the same file widened to f32, bit for
+ * bit, from a quarter of the matrix bytes. weights = q8_0 quantizes an f32
+ * file at load: close to f32's logits, not equal, and still the same
+ * logits for a prompt in one step or token by token. */
+static void test_weights_q8(void)
+{
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/q8.gguf", cu_tmpdir());
+	CU_ASSERT_EQUAL_FATAL(write_variant_typed(path, NULL, NULL, NULL, GGUF_TTYPE_Q8_0), 0);
+	int32_t prompt[5] = { 1, 403, 407, 261, 378 }, ga[4], gb[4], gc[4];
+	float la[512], lb[512], lc[512];
+	model_opts_t wide = { .weights = MODEL_WEIGHTS_F32 }, keep = { .weights = MODEL_WEIGHTS_AUTO };
+	model_t *mw = NULL, *mq = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &wide, &mw, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &keep, &mq, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(mw, 1, prompt, 5, 5, 4, ga, la), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(mq, 2, prompt, 5, 5, 4, gb, lb), 0);
+	CU_ASSERT(memcmp(la, lb, sizeof(la)) == 0);
+	CU_ASSERT(memcmp(ga, gb, sizeof(ga)) == 0);
+	/* stories260K: the 64-wide matrices are Q8 (ffn_down, 172 wide, is
+	 * not whole blocks and stays f32), about 1.06 / 4 of their bytes */
+	fprintf(stderr, "[weights: f32 %llu bytes, q8 %llu] ", (unsigned long long)model_weight_bytes(mw),
+		(unsigned long long)model_weight_bytes(mq));
+	CU_ASSERT(model_weight_bytes(mq) < model_weight_bytes(mw) * 6 / 10);
+	model_destroy(&mw);
+	model_destroy(&mq);
+	unlink(path);
+
+	model_opts_t q8 = { .weights = MODEL_WEIGHTS_Q8 };
+	model_t *m8 = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_load_opts(cu_shared_path("models/stories260K.gguf"), &q8, &m8, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(m8, 2, prompt, 5, 5, 4, gb, lb), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(m8, 1, prompt, 5, 1, 4, gc, lc), 0);
+	CU_ASSERT(memcmp(lb, lc, sizeof(lb)) == 0);
+	CU_ASSERT_EQUAL_FATAL(generate(stories(), 1, prompt, 5, 5, 4, ga, la), 0);
+	double maxd = 0;
+	for (int v = 0; v < 512; v++)
+		maxd = fmax(maxd, fabs(la[v] - lb[v]));
+	CU_ASSERT(maxd > 0.0 && maxd < 0.3);
+	CU_ASSERT_EQUAL(ga[0], gb[0]);
+	model_destroy(&m8);
+	model_weights_t wt;
+	CU_ASSERT_EQUAL(model_weights_parse("q8_0", &wt), 0);
+	CU_ASSERT_EQUAL(wt, MODEL_WEIGHTS_Q8);
+	CU_ASSERT_EQUAL(model_weights_parse("q4_0", &wt), -EINVAL);
+}
+
 static void test_load_errors(void)
 {
 	char path[512];
@@ -688,6 +736,7 @@ const cu_test_t model_tests[] = {
 	{ "batch_invariance", test_batch_invariance },
 	{ "wanted_and_flops", test_wanted_and_flops },
 	{ "tensor_types", test_tensor_types },
+	{ "weights_q8", test_weights_q8 },
 	{ "load_errors", test_load_errors },
 	{ NULL, NULL },
 };
