@@ -616,6 +616,16 @@ static void test_weights_q8(void)
 	CU_ASSERT_EQUAL_FATAL(generate(m8, 2, prompt, 5, 5, 4, gb, lb), 0);
 	CU_ASSERT_EQUAL_FATAL(generate(m8, 1, prompt, 5, 1, 4, gc, lc), 0);
 	CU_ASSERT(memcmp(lb, lc, sizeof(lb)) == 0);
+	/* 40 prompt tokens in one step (widened through memory) or one at a
+	 * time (widened in registers): the same bits */
+	int32_t long_prompt[40], g40a[4], g40b[4];
+	float l40a[512], l40b[512];
+	for (int i = 0; i < 40; i++)
+		long_prompt[i] = (int32_t)(i == 0 ? 1 : 259 + (i * 37) % 250);
+	CU_ASSERT_EQUAL_FATAL(generate(m8, 2, long_prompt, 40, 40, 4, g40a, l40a), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(m8, 1, long_prompt, 40, 1, 4, g40b, l40b), 0);
+	CU_ASSERT(memcmp(l40a, l40b, sizeof(l40a)) == 0);
+	CU_ASSERT(memcmp(g40a, g40b, sizeof(g40a)) == 0);
 	CU_ASSERT_EQUAL_FATAL(generate(stories(), 1, prompt, 5, 5, 4, ga, la), 0);
 	double maxd = 0;
 	for (int v = 0; v < 512; v++)

@@ -104,7 +104,8 @@ static void test_matmul_packed(void)
 static void test_matmul_q8(void)
 {
 	static const int qs[][3] = { { 1, 64, 32 }, { 7, 130, 96 }, { 13, 200, 288 }, { 33, 65, 800 },
-				     { 6, 300, 256 }, { 2, 1, 64 } };
+				     { 6, 300, 256 }, { 2, 1, 64 }, { 4, 100, 320 }, { 3, 64, 768 },
+				     { 5, 70, 64 }, { 16, 128, 96 }, { 17, 64, 64 } };
 	rng_state = 21;
 	ops_pool_t *p3 = NULL;
 	CU_ASSERT_EQUAL_FATAL(ops_pool_new(3, &p3), 0);
