@@ -14,13 +14,13 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: margin-worker synth --arch PRESET [--layers K] [--type f32|f16] -o FILE.gguf\n"
+		"usage: margin-worker synth --arch PRESET [--layers K] [--type f32|f16|q8_0] -o FILE.gguf\n"
 		"       margin-worker synth --list\n\n"
 		"Write the synthetic model PRESET (deterministic pseudo-random weights, the\n"
 		"same as --arch PRESET elsewhere) as a GGUF file.\n\n"
 		"  --arch PRESET   the preset (--list shows them)\n"
 		"  --layers K      only K transformer blocks\n"
-		"  --type T        f32 (default) or f16 matrices; norms and biases stay f32\n"
+		"  --type T        f32 (default), f16 or q8_0 matrices; norms and biases stay f32\n"
 		"  -o FILE         output path (written to a temporary file, then renamed)\n"
 		"  --list          the presets and their shapes\n");
 }
@@ -71,8 +71,10 @@ int cmd_synth(int argc, char **argv)
 				type = GGUF_TTYPE_F32;
 			} else if (strcmp(optarg, "f16") == 0 || strcmp(optarg, "F16") == 0) {
 				type = GGUF_TTYPE_F16;
+			} else if (strcmp(optarg, "q8_0") == 0 || strcmp(optarg, "Q8_0") == 0) {
+				type = GGUF_TTYPE_Q8_0;
 			} else {
-				fprintf(stderr, "margin-worker synth: bad --type '%s' (f32 or f16)\n", optarg);
+				fprintf(stderr, "margin-worker synth: bad --type '%s' (f32, f16 or q8_0)\n", optarg);
 				return 2;
 			}
 			break;

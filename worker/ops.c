@@ -407,7 +407,7 @@ static inline float f16_to(uint16_t h);
 
 /* One q8 block of n values: d = amax / 127 as a half, q = x / d rounded to
  * nearest even (0 for a zero or non-finite block scale, NaN as 0). */
-static void q8_quant(const float *x, int n, int8_t *q, uint16_t *d16)
+void ops_q8_block(const float *x, int n, int8_t *q, uint16_t *d16)
 {
 	float amax = 0.0f;
 	for (int i = 0; i < n; i++)
@@ -462,7 +462,7 @@ void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src)
 				size_t j = (size_t)row0 + (size_t)r;
 				int8_t q[32];
 				uint16_t d16;
-				q8_quant(src + (size_t)r * K + b * 32, 32, q, &d16);
+				ops_q8_block(src + (size_t)r * K + b * 32, 32, q, &d16);
 				w->d[q8_scale_at(w, j, b * 32)] = d16;
 				for (size_t i = 0; i < 32; i++)
 					w->q[q8_at(w, j, b * 32 + i)] = q[i];
@@ -1170,7 +1170,7 @@ void ops_q8_from_f32(void *dst, const float *x, int hd)
 	int qb = q8_block(hd);
 	for (int b = 0; b < hd / qb; b++) {
 		uint16_t d16;
-		q8_quant(x + b * qb, qb, (int8_t *)row + b * qb, &d16);
+		ops_q8_block(x + b * qb, qb, (int8_t *)row + b * qb, &d16);
 		memcpy(row + hd + 2 * b, &d16, sizeof(d16));
 	}
 }

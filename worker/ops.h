@@ -207,6 +207,9 @@ void ops_f16_to_f32(float *dst, const uint16_t *src, int n);
  * half, q = round(x / d)), the scales moved to the row's end so that the
  * int8s of a row are contiguous. A quarter of f32's bytes plus 1/16. */
 size_t ops_q8_row_bytes(int hd);
+/* One block of n values: *d16 = amax / 127 as a half, q = x / d rounded to
+ * nearest even (all 0 when d is 0 or not finite; NaN as 0). */
+void ops_q8_block(const float *x, int n, int8_t *q, uint16_t *d16);
 void ops_q8_from_f32(void *dst, const float *x, int hd);
 void ops_q8_to_f32(float *x, const void *src, int hd);
 

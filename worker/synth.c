@@ -4,6 +4,7 @@
 #include "mg_err.h"
 
 #include "gguf.h"
+#include "ops.h"
 
 #include <errno.h>
 #include <math.h>
@@ -244,7 +245,8 @@ static int set_keys(gguf_writer_t *w, const synth_preset_t *p, const model_confi
 #define K(suffix) (snprintf(key, sizeof(key), "%s.%s", a, suffix), key)
 	if ((rc = gguf_writer_set_str(w, "general.architecture", a)) < 0 ||
 	    (rc = gguf_writer_set_str(w, "general.name", p->name)) < 0 ||
-	    (rc = gguf_writer_set_u32(w, "general.file_type", type == GGUF_TTYPE_F16 ? 1 : 0)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, "general.file_type",
+				       type == GGUF_TTYPE_F16 ? 1 : type == GGUF_TTYPE_Q8_0 ? 7 : 0)) < 0 ||
 	    (rc = gguf_writer_set_u32(w, K("context_length"), (uint32_t)c->n_ctx)) < 0 ||
 	    (rc = gguf_writer_set_u32(w, K("embedding_length"), (uint32_t)c->dim)) < 0 ||
 	    (rc = gguf_writer_set_u32(w, K("block_count"), (uint32_t)c->n_layers)) < 0 ||
@@ -287,6 +289,20 @@ typedef struct fill {
 static int fill_piece(void *ctx, void *dst, uint64_t offset, size_t len)
 {
 	fill_t *f = ctx;
+	if (f->type == GGUF_TTYPE_Q8_0) {	/* blocks of an f16 scale and 32 int8 */
+		uint64_t b0 = offset / GGUF_Q8_0_BYTES, b1 = (offset + len + GGUF_Q8_0_BYTES - 1) / GGUF_Q8_0_BYTES;
+		if ((b1 - b0) * GGUF_Q8_0_BLOCK > FILL_MAX + 64)
+			return -EINVAL;
+		gen_elems(&f->g, b0 * GGUF_Q8_0_BLOCK, (b1 - b0) * GGUF_Q8_0_BLOCK, f->f);
+		for (uint64_t b = 0; b < b1 - b0; b++) {
+			uint8_t *blk = f->bytes + b * GGUF_Q8_0_BYTES;
+			uint16_t d16;
+			ops_q8_block(f->f + b * GGUF_Q8_0_BLOCK, GGUF_Q8_0_BLOCK, (int8_t *)blk + 2, &d16);
+			memcpy(blk, &d16, sizeof(d16));
+		}
+		memcpy(dst, f->bytes + (offset - b0 * GGUF_Q8_0_BYTES), len);
+		return 0;
+	}
 	size_t esz = f->type == GGUF_TTYPE_F16 ? 2 : 4;
 	uint64_t e0 = offset / esz, e1 = (offset + len + esz - 1) / esz;
 	if (e1 - e0 > FILL_MAX / 2 + 2)
@@ -312,16 +328,16 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 	const synth_preset_t *p = synth_preset_find(preset);
 	if (p == NULL)
 		return mg_seterr(err, errlen, -EINVAL, "unknown preset '%s'", preset ? preset : "");
-	if (type != GGUF_TTYPE_F32 && type != GGUF_TTYPE_F16)
-		return mg_seterr(err, errlen, -EINVAL, "synthetic models are written as F32 or F16");
+	if (type != GGUF_TTYPE_F32 && type != GGUF_TTYPE_F16 && type != GGUF_TTYPE_Q8_0)
+		return mg_seterr(err, errlen, -EINVAL, "synthetic models are written as F32, F16 or Q8_0");
 	model_config_t c = p->cfg;
 	if (n_layers_override > 0)
 		c.n_layers = n_layers_override;
 	int n = model_tensor_specs(&c, NULL, 0);
 	model_tensor_spec_t *specs = calloc((size_t)n, sizeof(*specs));
 	fill_t *fills = calloc((size_t)n, sizeof(*fills));
-	float *fbuf = malloc((FILL_MAX / 2 + 2) * sizeof(float));
-	uint8_t *bbuf = malloc((FILL_MAX / 2 + 2) * 4);
+	float *fbuf = malloc((FILL_MAX + 64) * sizeof(float));
+	uint8_t *bbuf = malloc((FILL_MAX + 64) * 4);
 	gguf_writer_t *w = gguf_writer_new();
 	synth_vocab_t sv;
 	memset(&sv, 0, sizeof(sv));
@@ -341,10 +357,14 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 	for (int i = 0; i < n; i++) {
 		const model_tensor_spec_t *t = &specs[i];
 		fill_t *f = &fills[i];
-		f->type = t->n_dims == 1 ? GGUF_TTYPE_F32 : type;	/* norms, biases stay F32 */
+		/* norms and biases stay F32, and so do rows that are not whole
+		 * Q8_0 blocks */
+		f->type = t->n_dims == 1 || (type == GGUF_TTYPE_Q8_0 && t->ne[0] % GGUF_Q8_0_BLOCK != 0)
+				  ? GGUF_TTYPE_F32 : type;
 		f->f = fbuf;
 		f->bytes = bbuf;
-		uint64_t nb = t->ne[0] * t->ne[1] * (f->type == GGUF_TTYPE_F16 ? 2 : 4);
+		uint64_t nb = f->type == GGUF_TTYPE_Q8_0 ? t->ne[0] * t->ne[1] / GGUF_Q8_0_BLOCK * GGUF_Q8_0_BYTES
+			      : t->ne[0] * t->ne[1] * (f->type == GGUF_TTYPE_F16 ? 2 : 4);
 		if ((rc = gen_init(&c, t->name, &f->g)) < 0 ||
 		    (rc = gguf_writer_add_tensor_fill(w, t->name, f->type, t->n_dims, t->ne, nb,
 						      fill_piece, f)) < 0) {
