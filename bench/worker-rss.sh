@@ -1,18 +1,20 @@
 #!/bin/sh
 # Peak memory of a real worker: margind and one `margin-worker serve` of
-# the llama-110m preset with SLOTS slots of CTX positions and a KV cache
-# of type KV, fed a batch of N completions whose prompt + completion fill
-# nearly all of a slot's context, so every slot's cache fills at once. It
-# prints the worker's peak RSS (VmHWM of /proc/PID/status) and what the
-# requests held, then stops what it started.
+# the llama-110m preset with SLOTS slots of CTX positions, a KV cache of
+# type KV and matrices as WEIGHTS (auto = f32 for a preset, f32, q8_0),
+# fed a batch of N completions whose prompt + completion fill nearly all of
+# a slot's context, so every slot's cache fills at once. It prints the
+# worker's peak RSS (VmHWM of /proc/PID/status) and what the requests
+# held, then stops what it started.
 #   bench/worker-rss.sh [BUILD_DIR]      (or ninja -C BUILD_DIR bench-worker-rss)
-#   SLOTS=32 CTX=1024 KV=q8_0 N=32 THREADS=2 bench/worker-rss.sh build
+#   SLOTS=32 CTX=1024 KV=q8_0 WEIGHTS=auto N=32 THREADS=2 bench/worker-rss.sh build
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${1:-${MESON_BUILD_ROOT:-build}}
 SLOTS=${SLOTS:-32}
 CTX=${CTX:-1024}
 KV=${KV:-q8_0}
+WEIGHTS=${WEIGHTS:-auto}
 N=${N:-$SLOTS}
 THREADS=${THREADS:-2}
 # prompt tokens: CTX - GEN - a margin for the tokenizer's rounding
@@ -51,7 +53,7 @@ export MARGIN_URL
 WORKERS_EP=$(sed -n 's/^workers=//p' "$RUN/state/endpoints")
 
 "$WORKER" serve --scheduler "$WORKERS_EP" --arch llama-110m --name rss --threads "$THREADS" \
-	--slots "$SLOTS" --ctx "$CTX" --kv "$KV" --no-curve > "$RUN/worker.log" 2>&1 &
+	--slots "$SLOTS" --ctx "$CTX" --kv "$KV" --weights "$WEIGHTS" --no-curve > "$RUN/worker.log" 2>&1 &
 WPID=$!
 PIDS="$WPID $PIDS"
 i=0
@@ -87,10 +89,10 @@ done
 end=$(date +%s.%N)
 hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$WPID/status")
 "$CTL" results "$BID" -o "$RUN/out.jsonl" > /dev/null 2>&1
-python3 - "$RUN/out.jsonl" "$idle" "$hwm" "$start" "$end" "$SLOTS" "$CTX" "$KV" "$RUN/worker.log" <<'EOF'
+python3 - "$RUN/out.jsonl" "$idle" "$hwm" "$start" "$end" "$SLOTS" "$CTX" "$KV" "$RUN/worker.log" "$WEIGHTS" <<'EOF'
 import json, re, sys
 out, idle, hwm, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-slots, ctx, kv, log = int(sys.argv[6]), int(sys.argv[7]), sys.argv[8], sys.argv[9]
+slots, ctx, kv, log, weights = int(sys.argv[6]), int(sys.argv[7]), sys.argv[8], sys.argv[9], sys.argv[10]
 held, ok, comp = [], 0, 0
 for line in open(out):
     o = json.loads(line)
@@ -103,9 +105,9 @@ for line in open(out):
 ready = ""
 for line in open(log):
     if 'msg="engine ready"' in line:
-        m = re.search(r"kv_bytes=(\d+) weight_bytes=(\d+)", line)
+        m = re.search(r"kv_bytes=(\d+) .*weight_bytes=(\d+)", line)
         ready = f"KV reserved {int(m.group(1)) / 2**20:.0f} MiB, weights {int(m.group(2)) / 2**20:.0f} MiB"
-print(f"worker: llama-110m, {slots} slots x {ctx} positions, kv_type {kv}; {ready}")
+print(f"worker: llama-110m, {slots} slots x {ctx} positions, kv_type {kv}, weights {weights}; {ready}")
 print(f"requests: {ok} ok; positions held per request {min(held)}-{max(held)} "
       f"(of {ctx}); {comp} tokens generated in {t1 - t0:.1f} s")
 print(f"worker RSS: {idle / 1024:.0f} MiB connected and idle, peak {hwm / 1024:.0f} MiB "
