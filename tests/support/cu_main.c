@@ -2,6 +2,7 @@
 #include "cu_main.h"
 #include "margin_config.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,4 +63,29 @@ const char *cu_tmpdir(void)
 			return NULL;
 	}
 	return dir;
+}
+
+int cu_run_captured(int (*fn)(int, char **), int argc, char **argv, char **out)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/captured.out", cu_tmpdir());
+	fflush(stdout);
+	fflush(stderr);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	int so = dup(1), se = dup(2);
+	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	int status = fn(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(so, 1);
+	dup2(se, 2);
+	close(so);
+	close(se);
+	off_t len = lseek(fd, 0, SEEK_END);
+	*out = calloc(1, (size_t)(len > 0 ? len : 0) + 1);
+	CU_ASSERT_FATAL(*out != NULL && (len <= 0 || pread(fd, *out, (size_t)len, 0) == len));
+	close(fd);
+	return status;
 }

@@ -30,4 +30,9 @@ const char *cu_shared_path(const char *rel);
 /* A fresh temporary directory for the test (removed by the OS tmp cleaner). */
 const char *cu_tmpdir(void);
 
+/* Runs a command's entry point (cmd_bench, cmd_run, ...) in this process
+ * with its stdout and stderr going to one file; returns its exit status
+ * and sets *out to what it printed (NUL-terminated, free()). */
+int cu_run_captured(int (*fn)(int, char **), int argc, char **argv, char **out);
+
 #endif

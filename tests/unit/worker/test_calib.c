@@ -5,12 +5,10 @@
 #include "cu_main.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *tmp_path(const char *name)
 {
@@ -105,30 +103,9 @@ static void test_measure(void)
 	CU_ASSERT_EQUAL(calib_measure(0, &c, err, sizeof(err)), -EINVAL);
 }
 
-/* Runs `margin-worker bench` in this process with stdout and stderr in a
- * file; its exit status, and the output in *out (free()). */
 static int run_bench(char **argv, int argc, char **out)
 {
-	const char *path = tmp_path("bench.out");
-	fflush(stdout);
-	fflush(stderr);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	int so = dup(1), se = dup(2);
-	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
-	dup2(fd, 1);
-	dup2(fd, 2);
-	int status = cmd_bench(argc, argv);
-	fflush(stdout);
-	fflush(stderr);
-	dup2(so, 1);
-	dup2(se, 2);
-	close(so);
-	close(se);
-	off_t len = lseek(fd, 0, SEEK_END);
-	*out = calloc(1, (size_t)len + 1);
-	CU_ASSERT_FATAL(*out != NULL && pread(fd, *out, (size_t)len, 0) == len);
-	close(fd);
-	return status;
+	return cu_run_captured(cmd_bench, argc, argv, out);
 }
 
 /* bench --json on the tiny preset with a saved calibration: the DESIGN.md

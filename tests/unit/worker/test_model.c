@@ -9,7 +9,6 @@
 #include "ops.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -666,31 +665,9 @@ static void test_load_errors(void)
 }
 
 
-/* margin-worker run with stdout and stderr in a file: the status, and
- * the output in *out (free()). */
 static int run_cmd(char **argv, int argc, char **out)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s/run.out", cu_tmpdir());
-	fflush(stdout);
-	fflush(stderr);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	int so = dup(1), se = dup(2);
-	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
-	dup2(fd, 1);
-	dup2(fd, 2);
-	int status = cmd_run(argc, argv);
-	fflush(stdout);
-	fflush(stderr);
-	dup2(so, 1);
-	dup2(se, 2);
-	close(so);
-	close(se);
-	off_t len = lseek(fd, 0, SEEK_END);
-	*out = calloc(1, (size_t)len + 1);
-	CU_ASSERT_FATAL(*out != NULL && pread(fd, *out, (size_t)len, 0) == len);
-	close(fd);
-	return status;
+	return cu_run_captured(cmd_run, argc, argv, out);
 }
 
 /* `run --json` on the first reference prompt gives the reference's 48

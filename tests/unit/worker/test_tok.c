@@ -548,27 +548,7 @@ static void test_long_roundtrip(void)
 /* Runs cmd_tokenize with stdout and stderr captured; returns its status. */
 static int run_tokenize(char **argv, int argc, char **ret_out)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s/tokenize.out", cu_tmpdir());
-	fflush(stdout);
-	fflush(stderr);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	int so = dup(1), se = dup(2);
-	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
-	dup2(fd, 1);
-	dup2(fd, 2);
-	int status = cmd_tokenize(argc, argv);
-	fflush(stdout);
-	fflush(stderr);
-	dup2(so, 1);
-	dup2(se, 2);
-	close(so);
-	close(se);
-	close(fd);
-	size_t len;
-	*ret_out = slurp(path, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(*ret_out);
-	return status;
+	return cu_run_captured(cmd_tokenize, argc, argv, ret_out);
 }
 
 /* margin-worker tokenize --json prints exactly {"ids":[...]}: the .out ids
