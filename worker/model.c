@@ -32,7 +32,8 @@ struct model {
 	model_weights_t weights;	/* which matrices become Q8 */
 	int q_dim, kv_dim, qkv_dim;
 	tok_t *tok;		/* owned */
-	float *tok_embd;	/* owned: [vocab][dim], NULL when tied (rows come from output) */
+	ops_w_t tok_embd;	/* owned: [vocab][dim] row-major f32 or Q8; data NULL when
+				   tied (rows come from output) */
 	ops_w_t output;		/* owned: [vocab][dim] */
 	float *output_norm;	/* owned: [dim] */
 	layer_t *layers;	/* owned: [n_layers] */
@@ -368,15 +369,18 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 	} else {
 		if ((rc = load_into(s, "output.weight", &m->output, 0, c->vocab_size, err, errlen)) < 0)
 			return rc;
-		ops_w_t e;
+		/* one row read per token: row-major in f32, or Q8 as the other
+		 * matrices (a row widened exactly) */
 		if ((rc = src_check(s, "token_embd.weight", (uint64_t)d, (uint64_t)c->vocab_size,
 				    false, err, errlen)) < 0)
 			return rc;
-		if ((rc = ops_w_alloc(&e, OPS_W_ROWMAJOR, c->vocab_size, d)) < 0)
+		enum ops_layout el = layout_for(m, s, d, -1, head_tied, 1);
+		if (el != OPS_W_PACKED_Q8)
+			el = OPS_W_ROWMAJOR;
+		if ((rc = ops_w_alloc(&m->tok_embd, el, c->vocab_size, d)) < 0)
 			return mg_seterr(err, errlen, rc, "token_embd.weight: cannot allocate");
-		m->tok_embd = e.data;
-		m->weight_bytes += (size_t)c->vocab_size * (size_t)d * sizeof(float);
-		if ((rc = load_rows(s, "token_embd.weight", &e, 0, c->vocab_size, err, errlen)) < 0)
+		m->weight_bytes += ops_w_bytes(el, c->vocab_size, d);
+		if ((rc = load_into(s, "token_embd.weight", &m->tok_embd, 0, c->vocab_size, err, errlen)) < 0)
 			return rc;
 	}
 	if ((rc = load_vec(s, "output_norm.weight", (uint64_t)d, &m->output_norm, false, err, errlen)) < 0)
@@ -680,7 +684,7 @@ void model_destroy(model_t **pm)
 	}
 	ops_w_free(&m->output);
 	free(m->output_norm);
-	free(m->tok_embd);
+	ops_w_free(&m->tok_embd);
 	tok_destroy(&m->tok);
 	free(m);
 	*pm = NULL;
@@ -1024,10 +1028,7 @@ static void row_work(const rows_job_t *j, int i)
 	const layer_t *L = j->layer < c->n_layers ? &m->layers[j->layer] : NULL;
 	switch (j->phase) {
 	case PH_EMBED:
-		if (m->tok_embd != NULL)
-			memcpy(x, m->tok_embd + (size_t)b->tokens[i] * d, (size_t)d * sizeof(float));
-		else
-			ops_w_get_row(&m->output, b->tokens[i], x);
+		ops_w_get_row(m->tok_embd.data != NULL ? &m->tok_embd : &m->output, b->tokens[i], x);
 		ops_rope_table(s->rope + (size_t)i * c->rope_dim, b->pos[i], c->rope_dim, c->rope_base);
 		break;
 	case PH_ATTN_IN:
