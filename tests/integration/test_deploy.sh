@@ -47,29 +47,8 @@ SRC=$MARGIN_SOURCE_ROOT
 SHARED=${MARGIN_SHARED_DIR:-}
 [ -n "$SHARED" ] || SHARED=$SRC/../shared
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/margin-deploy-XXXXXX")
-PIDS=""
-cleanup() {
-	rc=$?
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ $rc -ne 0 ]; then
-		for f in "$T"/*.log; do
-			[ -f "$f" ] || continue
-			echo "---- $f ----" >&2
-			tail -n 30 "$f" >&2
-		done
-	fi
-	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
-	exit $rc
-}
-trap cleanup EXIT INT TERM
-
-fail() { echo "FAIL [$SCENARIO]: $*" >&2; exit 1; }
-note() { echo "test_deploy[$SCENARIO]: $*" >&2; }
-
-# json FILE EXPR: python3's eval of EXPR with d = the parsed file.
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+NAME=deploy
+. "$(dirname "$0")/lib.sh"
 
 # daemon_wait STATE PID: margind wrote STATE/http and STATE/endpoints;
 # sets URL and WEP (the worker endpoint).

@@ -13,29 +13,8 @@ set -eu
 SCENARIO=${1:?usage: test_http.sh SCENARIO}
 : "${MARGIND:?run through meson test}" "${MARGIN_WORKER:?}" "${MARGINCTL:?}"
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/margin-http-XXXXXX")
-PIDS=""
-cleanup() {
-	rc=$?
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ $rc -ne 0 ]; then
-		for f in "$T"/*.log; do
-			[ -f "$f" ] || continue
-			echo "---- $f ----" >&2
-			tail -n 30 "$f" >&2
-		done
-	fi
-	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
-	exit $rc
-}
-trap cleanup EXIT INT TERM
-
-fail() { echo "FAIL [$SCENARIO]: $*" >&2; exit 1; }
-note() { echo "test_http[$SCENARIO]: $*" >&2; }
-
-# json FILE EXPR: prints python3's eval of EXPR with d = the parsed file.
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+NAME=http
+. "$(dirname "$0")/lib.sh"
 
 KEY=sk-itest-$$
 printf '# test keys\n%s\n' "$KEY" > "$T/keys"

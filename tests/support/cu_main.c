@@ -65,17 +65,28 @@ const char *cu_tmpdir(void)
 	return dir;
 }
 
-int cu_run_captured(int (*fn)(int, char **), int argc, char **argv, char **out)
+/* What fd holds, from its start, as a new string. */
+static char *read_back(int fd)
 {
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/captured.out", cu_tmpdir());
+	off_t len = lseek(fd, 0, SEEK_END);
+	char *s = calloc(1, (size_t)(len > 0 ? len : 0) + 1);
+	CU_ASSERT_FATAL(s != NULL && (len <= 0 || pread(fd, s, (size_t)len, 0) == len));
+	return s;
+}
+
+int cu_run_captured(int (*fn)(int, char **), int argc, char **argv, char **out, char **err)
+{
+	char po[PATH_MAX], pe[PATH_MAX];
+	snprintf(po, sizeof(po), "%s/captured.out", cu_tmpdir());
+	snprintf(pe, sizeof(pe), "%s/captured.err", cu_tmpdir());
 	fflush(stdout);
 	fflush(stderr);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	int fo = open(po, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	int fe = err != NULL ? open(pe, O_RDWR | O_CREAT | O_TRUNC, 0600) : fo;
 	int so = dup(1), se = dup(2);
-	CU_ASSERT_FATAL(fd >= 0 && so >= 0 && se >= 0);
-	dup2(fd, 1);
-	dup2(fd, 2);
+	CU_ASSERT_FATAL(fo >= 0 && fe >= 0 && so >= 0 && se >= 0);
+	dup2(fo, 1);
+	dup2(fe, 2);
 	int status = fn(argc, argv);
 	fflush(stdout);
 	fflush(stderr);
@@ -83,9 +94,11 @@ int cu_run_captured(int (*fn)(int, char **), int argc, char **argv, char **out)
 	dup2(se, 2);
 	close(so);
 	close(se);
-	off_t len = lseek(fd, 0, SEEK_END);
-	*out = calloc(1, (size_t)(len > 0 ? len : 0) + 1);
-	CU_ASSERT_FATAL(*out != NULL && (len <= 0 || pread(fd, *out, (size_t)len, 0) == len));
-	close(fd);
+	*out = read_back(fo);
+	close(fo);
+	if (err != NULL) {
+		*err = read_back(fe);
+		close(fe);
+	}
 	return status;
 }

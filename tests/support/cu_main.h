@@ -31,8 +31,9 @@ const char *cu_shared_path(const char *rel);
 const char *cu_tmpdir(void);
 
 /* Runs a command's entry point (cmd_bench, cmd_run, ...) in this process
- * with its stdout and stderr going to one file; returns its exit status
- * and sets *out to what it printed (NUL-terminated, free()). */
-int cu_run_captured(int (*fn)(int, char **), int argc, char **argv, char **out);
+ * with its output in files; returns its exit status. *out gets what it
+ * printed on stdout, and on stderr too when err is NULL; else *err gets
+ * stderr (NUL-terminated strings, free()). */
+int cu_run_captured(int (*fn)(int, char **), int argc, char **argv, char **out, char **err);
 
 #endif

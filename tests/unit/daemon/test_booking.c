@@ -4,6 +4,7 @@
  * hook wired through the journal and sched. */
 #include "booking.h"
 #include "cost.h"
+#include "cu_sql.h"
 #include "fixture.h"
 #include "ledger.h"
 #include "report.h"
@@ -511,17 +512,6 @@ static void test_argv(void)
 	booking_argv_free(&out);
 }
 
-static int64_t count_of(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *q = NULL;
-	int64_t n = -1;
-	CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	return n;
-}
-
 /* Through the real path: Hello, Assign, Result into the journal. The
  * rows carry the profile, rates and currency, batch jobs are via_batch,
  * synchronous ones are not, the job's usage sums equal the ledger's, and
@@ -585,10 +575,10 @@ static void test_through_sched(void)
 	CU_ASSERT(all.load > all.marg);
 	/* The journal's own Result transaction carried the equivalents: one
 	 * per call and reference, the batch's at its batch tier. */
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 13 * 2);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger l WHERE (SELECT count(*) FROM ledger_api a"
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api"), 13 * 2);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger l WHERE (SELECT count(*) FROM ledger_api a"
 			     " WHERE a.ledger_id = l.id) != 2"), 0);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
 			     " WHERE l.job = 'sync_1' AND v.price_source LIKE '%batch call%'"), 0);
 	sqlite3_close(db);
 	fx_close(&f);
@@ -617,10 +607,10 @@ static void test_api_booked(void)
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "test-hw", busy, 5, 0, NULL), 0);
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 10);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger l WHERE (SELECT count(*) FROM ledger_api a"
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api"), 10);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger l WHERE (SELECT count(*) FROM ledger_api a"
 			     " WHERE a.ledger_id = l.id) != 2"), 0);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 2);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_price"), 2);
 
 	/* Each one is the meter's price of the call, read back as reports do. */
 	ledger_rows_t *rows = NULL;
@@ -657,15 +647,15 @@ static void test_api_booked(void)
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	CU_ASSERT_EQUAL_FATAL(book(b, db, "sync_1", 1, "test-hw", busy, 3, 0, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "test-hw", busy, 2, 0, NULL), 0);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 20);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 4);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api"), 20);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_price"), 4);
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger"), 5);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api"), 10);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 2);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger"), 5);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api"), 10);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_price"), 2);
 	/* And booked again after the rollback, the pricing comes back. */
 	CU_ASSERT_EQUAL_FATAL(book(b, db, "sync_1", 1, "test-hw", busy, 3, 0, NULL), 0);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
 			     " WHERE l.job = 'sync_1' AND v.price_source NOT LIKE '%batch call%'"), 6);
 	sqlite3_close(db);
 	booking_destroy(&b);
@@ -678,7 +668,7 @@ static void test_api_booked(void)
 	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
 	db = ledger_db();
 	CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "nothing", busy, 1, 0, NULL), 0);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view WHERE currency = 'USD' AND micros = 3"), 1);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_view WHERE currency = 'USD' AND micros = 3"), 1);
 	sqlite3_close(db);
 	booking_destroy(&b);
 	booking_conf_done(&c);
@@ -792,10 +782,10 @@ static void test_price_change(void)
 	 * keeps its own. */
 	CU_ASSERT_EQUAL_FATAL(booking_new(&cur, &b), 0);
 	book_varied(b, db, "new", 3);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_price"), 4);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_price"), 4);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
 			     " WHERE l.job = 'new' AND v.price_table = 't2' AND v.price_date = '2027'"), 6);
-	CU_ASSERT_EQUAL(count_of(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
 			     " WHERE l.job = 'past' AND v.price_table = 't' AND v.price_date = '2026'"), 18);
 	report_t *fresh = batch_report(db, &cur, "new", false), *fresh_wi = batch_report(db, &cur, "new", true);
 	for (size_t k = 0; k < 2; k++)

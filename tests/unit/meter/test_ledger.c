@@ -1,6 +1,7 @@
 /* ledger: the schema the meter expects, insert and select round trips,
  * filters, and a clear error for a table that does not match. */
 #include "tests.h"
+#include "cu_sql.h"
 #include "ledger.h"
 
 #include <errno.h>
@@ -160,17 +161,6 @@ static void test_daemon_table(void)
 	sqlite3_close(db);
 }
 
-static int64_t count(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *q = NULL;
-	int64_t n = -1;
-	CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	return n;
-}
-
 /* Booked equivalents: each row's come back with it, in booking order,
  * with what priced them; a pricing is stored once however many calls (and
  * inserts) use it; two equivalents of one call for the same reference are
@@ -198,9 +188,9 @@ static void test_api(void)
 	rows[2].n_api = 2;	/* rows[1] has none */
 	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, rows, 3, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, rows, 1, err, sizeof(err)), 0);	/* a second call */
-	CU_ASSERT_EQUAL(count(db, "SELECT count(*) FROM ledger_api"), 6);
-	CU_ASSERT_EQUAL(count(db, "SELECT count(*) FROM ledger_api_price"), 2);
-	CU_ASSERT_EQUAL(count(db, "SELECT sum(micros) FROM ledger_api_view WHERE fx_rate = '7.2'"
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api"), 6);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_price"), 2);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT sum(micros) FROM ledger_api_view WHERE fx_rate = '7.2'"
 			      " AND price_date = '2024-07-25' AND price_currency = 'USD'"), 22 + 44 + 22);
 
 	ledger_rows_t *out = NULL;

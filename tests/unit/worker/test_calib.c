@@ -105,7 +105,7 @@ static void test_measure(void)
 
 static int run_bench(char **argv, int argc, char **out)
 {
-	return cu_run_captured(cmd_bench, argc, argv, out);
+	return cu_run_captured(cmd_bench, argc, argv, out, NULL);
 }
 
 /* bench --json on the tiny preset with a saved calibration: the DESIGN.md

@@ -999,43 +999,10 @@ static void test_hostile_stories(void)
 
 /* ---- margin-worker inspect ---- */
 
-static char *slurp(const char *path)
-{
-	uint8_t *b = NULL;
-	size_t n = 0;
-	if (read_file(path, &b, &n) < 0)
-		return NULL;
-	char *s = realloc(b, n + 1);
-	if (s == NULL) {
-		free(b);
-		return NULL;
-	}
-	s[n] = '\0';
-	return s;
-}
-
 /* Runs cmd_inspect with stdout and stderr captured; returns its status. */
 static int run_inspect(int argc, char **argv, char **ret_out, char **ret_err)
 {
-	const char *po = tmp_path("inspect.out"), *pe = tmp_path("inspect.err");
-	fflush(stdout);
-	fflush(stderr);
-	int so = dup(1), se = dup(2);
-	int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	dup2(fo, 1);
-	dup2(fe, 2);
-	close(fo);
-	close(fe);
-	int rc = cmd_inspect(argc, argv);
-	fflush(stdout);
-	fflush(stderr);
-	dup2(so, 1);
-	dup2(se, 2);
-	close(so);
-	close(se);
-	*ret_out = slurp(po);
-	*ret_err = slurp(pe);
-	return rc;
+	return cu_run_captured(cmd_inspect, argc, argv, ret_out, ret_err);
 }
 
 static void test_inspect(void)

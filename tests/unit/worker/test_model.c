@@ -667,7 +667,7 @@ static void test_load_errors(void)
 
 static int run_cmd(char **argv, int argc, char **out)
 {
-	return cu_run_captured(cmd_run, argc, argv, out);
+	return cu_run_captured(cmd_run, argc, argv, out, NULL);
 }
 
 /* `run --json` on the first reference prompt gives the reference's 48

@@ -548,7 +548,7 @@ static void test_long_roundtrip(void)
 /* Runs cmd_tokenize with stdout and stderr captured; returns its status. */
 static int run_tokenize(char **argv, int argc, char **ret_out)
 {
-	return cu_run_captured(cmd_tokenize, argc, argv, ret_out);
+	return cu_run_captured(cmd_tokenize, argc, argv, ret_out, NULL);
 }
 
 /* margin-worker tokenize --json prints exactly {"ids":[...]}: the .out ids
