@@ -27,6 +27,9 @@
 #define CTL_BATCH 64
 #define STATUS_PERIOD_NS (5 * MG_NS_PER_S)
 
+/* The kinds of connection events logged at most once a minute. */
+enum conn_log { CONN_REFUSED_PROTOCOL, CONN_REFUSED_AUTH, CONN_REFUSED_NO_DETAIL, CONN_CLOSED, N_CONN_LOGS };
+
 struct core {
 	const opts_t *o;	/* borrowed */
 	void *zctx;		/* borrowed */
@@ -48,15 +51,15 @@ struct core {
 	 * ones: the first is logged, then one line a minute with how many were
 	 * not (a misconfigured worker retries forever, a scanner faster; the
 	 * scheduler logs each worker that leaves by name) */
-	int64_t refused_logged_at[4];
-	uint64_t refused_quiet[4];
+	int64_t refused_logged_at[N_CONN_LOGS];
+	uint64_t refused_quiet[N_CONN_LOGS];
 };
 
 #define REFUSED_LOG_INTERVAL_NS (60 * MG_NS_PER_S)
 
 /* Whether to log this refused connection; *quiet: how many were not
  * logged since the last line (to say so in this one). */
-static bool log_refused(core_t *c, int kind, uint64_t *quiet)
+static bool log_refused(core_t *c, enum conn_log kind, uint64_t *quiet)
 {
 	int64_t now = mg_clock_now_ns();
 	if (c->refused_logged_at[kind] != 0 && now - c->refused_logged_at[kind] < REFUSED_LOG_INTERVAL_NS) {
@@ -433,7 +436,7 @@ static void read_monitor(core_t *c)
 		{
 			uint64_t quiet;
 			peer = htab_remove(c->peers, &fd, sizeof(fd));
-			if (log_refused(c, 3, &quiet))
+			if (log_refused(c, CONN_CLOSED, &quiet))
 				mg_log(MG_LOG_INFO, "core", "worker connection closed peer=%s not_logged=%llu",
 				       peer ? peer : "?", (unsigned long long)quiet);
 			free(peer);
@@ -441,7 +444,7 @@ static void read_monitor(core_t *c)
 		}
 		case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: {
 			uint64_t quiet;
-			if (log_refused(c, 0, &quiet))
+			if (log_refused(c, CONN_REFUSED_PROTOCOL, &quiet))
 				mg_log(MG_LOG_WARN, "core", "refused a worker connection: ZMTP handshake failed protocol_error=0x%x reason=\"%s\" not_logged=%llu",
 				       value, value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ?
 				       (c->auth ? "no CURVE key (a plain connection to a CURVE endpoint)" :
@@ -452,7 +455,7 @@ static void read_monitor(core_t *c)
 		}
 		case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: {
 			uint64_t quiet;
-			if (log_refused(c, 1, &quiet))
+			if (log_refused(c, CONN_REFUSED_AUTH, &quiet))
 				mg_log(MG_LOG_WARN, "core", "refused a worker connection: authentication failed zap_status=%u not_logged=%llu",
 				       value, (unsigned long long)quiet);
 			break;
@@ -461,7 +464,7 @@ static void read_monitor(core_t *c)
 			/* Which side notices a mechanism mismatch first is a race: when
 			 * the plain peer hangs up first, we only see the broken pipe. */
 			uint64_t quiet;
-			if (!log_refused(c, 2, &quiet))
+			if (!log_refused(c, CONN_REFUSED_NO_DETAIL, &quiet))
 				break;
 			if (c->auth != NULL)
 				mg_log(MG_LOG_WARN, "core", "refused a worker connection: the peer dropped the CURVE handshake err=\"%s\" reason=\"a worker without CURVE keys, or one that does not trust this server key\" not_logged=%llu",

@@ -359,8 +359,8 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 		return rc;
 	if (s->g != NULL)
 		m->cfg.tied_output = rc == 1;
-	static const char *const head_tied[] = { "token_embd.weight" }, *const head[] = { "output.weight" };
-	if ((rc = alloc_w(m, &m->output, layout_for(m, s, d, -1, c->tied_output ? head_tied : head, 1),
+	static const char *const embd_src[] = { "token_embd.weight" }, *const head[] = { "output.weight" };
+	if ((rc = alloc_w(m, &m->output, layout_for(m, s, d, -1, c->tied_output ? embd_src : head, 1),
 			  c->vocab_size, d, "output", err, errlen)) < 0)
 		return rc;
 	if (c->tied_output) {
@@ -374,7 +374,7 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 		if ((rc = src_check(s, "token_embd.weight", (uint64_t)d, (uint64_t)c->vocab_size,
 				    false, err, errlen)) < 0)
 			return rc;
-		enum ops_layout el = layout_for(m, s, d, -1, head_tied, 1);
+		enum ops_layout el = layout_for(m, s, d, -1, embd_src, 1);
 		if (el != OPS_W_PACKED_Q8)
 			el = OPS_W_ROWMAJOR;
 		if ((rc = ops_w_alloc(&m->tok_embd, el, c->vocab_size, d)) < 0)

@@ -336,28 +336,24 @@ static size_t n_panels(int n_out)
 	return ((size_t)n_out + OPS_PANEL - 1) / OPS_PANEL;
 }
 
-size_t ops_w_floats(enum ops_layout layout, int n_out, int n_in)
-{
-	if (n_out <= 0 || n_in <= 0 || layout == OPS_W_PACKED_Q8)
-		return 0;
-	if (layout == OPS_W_PACKED)
-		return n_panels(n_out) * OPS_PANEL * (size_t)n_in;
-	return (size_t)n_out * (size_t)n_in;
-}
-
-/* Q8: the int8 values, then the scales (one per 32 per column). */
-static size_t q8_values(int n_out, int n_in)
+/* Values a packed matrix holds: its rows padded to whole panels. */
+static size_t packed_values(int n_out, int n_in)
 {
 	return n_panels(n_out) * OPS_PANEL * (size_t)n_in;
 }
 
 size_t ops_w_bytes(enum ops_layout layout, int n_out, int n_in)
 {
-	if (layout != OPS_W_PACKED_Q8)
-		return ops_w_floats(layout, n_out, n_in) * sizeof(float);
-	if (n_out <= 0 || n_in <= 0 || n_in % 32 != 0)
+	if (n_out <= 0 || n_in <= 0)
 		return 0;
-	return q8_values(n_out, n_in) + q8_values(n_out, n_in) / 32 * sizeof(uint16_t);
+	switch (layout) {
+	case OPS_W_PACKED: return packed_values(n_out, n_in) * sizeof(float);
+	case OPS_W_ROWMAJOR: return (size_t)n_out * (size_t)n_in * sizeof(float);
+	default:	/* Q8: the int8 values, then a half scale per 32 of them */
+		if (n_in % 32 != 0)
+			return 0;
+		return packed_values(n_out, n_in) + packed_values(n_out, n_in) / 32 * sizeof(uint16_t);
+	}
 }
 
 int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in)
@@ -389,7 +385,7 @@ int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in)
 	w->d = NULL;
 	if (layout == OPS_W_PACKED_Q8) {
 		w->q = d;
-		w->d = (uint16_t *)((int8_t *)d + q8_values(n_out, n_in));
+		w->d = (uint16_t *)((int8_t *)d + packed_values(n_out, n_in));
 	}
 	return 0;
 }

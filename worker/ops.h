@@ -96,9 +96,8 @@ typedef struct ops_w {
 	uint16_t *d;
 } ops_w_t;
 
-/* Floats the data of an [N x K] matrix takes in the f32 layouts (0 for
- * OPS_W_PACKED_Q8), and bytes in any layout. */
-size_t ops_w_floats(enum ops_layout layout, int n_out, int n_in);
+/* Bytes the data of an [N x K] matrix takes in a layout (0: not
+ * possible, e.g. Q8 rows that are not whole blocks). */
 size_t ops_w_bytes(enum ops_layout layout, int n_out, int n_in);
 /* Allocates w->data (64-byte aligned, zeroed). -EINVAL, -ENOMEM. */
 int ops_w_alloc(ops_w_t *w, enum ops_layout layout, int n_out, int n_in);
