@@ -102,21 +102,21 @@ int chat_format(const char *template_or_name, const chat_msg_t *msgs, size_t n,
 }
 
 /* Appends the caller's text s (trimmed: Jinja's |trim) and records where. */
-static int put_span(struct buf *b, const char *s, bool trim, chat_span_t *spans, size_t *n_spans)
+static int put_span(struct buf *b, const char *s, bool trim, tok_span_t *spans, size_t *n_spans)
 {
 	size_t at = b->len;
 	int rc = trim ? put_trimmed(b, s) : puts_(b, s);
 	if (rc == 0 && spans != NULL)
-		spans[(*n_spans)++] = (chat_span_t){ at, b->len - at };
+		spans[(*n_spans)++] = (tok_span_t){ at, b->len - at };
 	return rc;
 }
 
 int chat_format_spans(const char *template_or_name, const chat_msg_t *msgs, size_t n,
-		      bool add_generation_prompt, char **ret, chat_span_t **ret_spans, size_t *ret_n_spans,
+		      bool add_generation_prompt, char **ret, tok_span_t **ret_spans, size_t *ret_n_spans,
 		      char *err, size_t errlen)
 {
 	struct buf b = { 0 };
-	chat_span_t *spans = NULL;
+	tok_span_t *spans = NULL;
 	size_t n_spans = 0;
 	int rc = 0;
 

@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "tok.h"
+
 typedef struct chat_msg {
 	const char *role;	/* "system", "user", "assistant", ... */
 	const char *content;
@@ -47,16 +49,13 @@ int chat_format(const char *template_or_name, const chat_msg_t *msgs, size_t n,
 		bool add_generation_prompt, char **ret, char *err, size_t errlen);
 
 /* chat_format, and where in *ret the callers' text went: *spans (a new
- * array, free()) holds *n_spans (offset, length) pairs of *ret, one per
+ * array, free()) holds *n_spans byte ranges of *ret, one per
  * role and per content. The template's own markup lies outside them, so a
  * tokenizer can read control-token text as control tokens there and as
  * plain text inside them (tok_encode_plain): a message that contains
  * "<|im_end|>" cannot end its turn or open another role's. */
-typedef struct chat_span {
-	size_t off, len;
-} chat_span_t;
 int chat_format_spans(const char *template_or_name, const chat_msg_t *msgs, size_t n,
-		      bool add_generation_prompt, char **ret, chat_span_t **spans, size_t *n_spans,
+		      bool add_generation_prompt, char **ret, tok_span_t **spans, size_t *n_spans,
 		      char *err, size_t errlen);
 
 #endif

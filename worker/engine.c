@@ -239,7 +239,7 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 	}
 	char *text = NULL;
 	const char *p = r->prompt;
-	chat_span_t *spans = NULL;
+	tok_span_t *spans = NULL;
 	size_t n_spans = 0;
 	if (r->messages != NULL) {
 		chat_msg_t *cm = malloc((r->n_messages ? r->n_messages : 1) * sizeof(*cm));
@@ -266,22 +266,8 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 	 * llama.cpp's server) and in a chat template's markup, but not in the
 	 * roles and contents of chat messages: there "<|im_end|>" is text, so
 	 * a message cannot close its turn or speak as another role. */
-	int rc;
-	if (text != NULL) {
-		size_t (*plain)[2] = malloc((n_spans ? n_spans : 1) * sizeof(*plain));
-		rc = -ENOMEM;
-		if (plain != NULL) {
-			for (size_t i = 0; i < n_spans; i++) {
-				plain[i][0] = spans[i].off;
-				plain[i][1] = spans[i].len;
-			}
-			rc = tok_encode_plain(e->tok, p, strlen(p), true, (const size_t (*)[2])plain, n_spans, ret,
-					      ret_n);
-			free(plain);
-		}
-	} else {
-		rc = tok_encode(e->tok, p, strlen(p), true, true, ret, ret_n);
-	}
+	int rc = text != NULL ? tok_encode_plain(e->tok, p, strlen(p), true, spans, n_spans, ret, ret_n)
+			      : tok_encode(e->tok, p, strlen(p), true, true, ret, ret_n);
 	free(text);
 	free(spans);
 	if (rc < 0 && rc != -ENOMEM)

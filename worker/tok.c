@@ -1447,7 +1447,7 @@ int tok_encode(const tok_t *t, const char *text, size_t len, bool add_special,
 }
 
 int tok_encode_plain(const tok_t *t, const char *text, size_t len, bool add_special,
-		     const size_t (*plain)[2], size_t n_plain, int32_t **ret_ids, size_t *ret_n)
+		     const tok_span_t *plain, size_t n_plain, int32_t **ret_ids, size_t *ret_n)
 {
 	if (t == NULL || (text == NULL && len > 0) || (plain == NULL && n_plain > 0))
 		return -EINVAL;
@@ -1458,12 +1458,12 @@ int tok_encode_plain(const tok_t *t, const char *text, size_t len, bool add_spec
 			return -ENOMEM;
 	}
 	for (size_t i = 0; i < n_plain; i++) {
-		if (plain[i][0] > len || plain[i][1] > len - plain[i][0]) {
+		if (plain[i].off > len || plain[i].len > len - plain[i].off) {
 			free(mask);
 			return -EINVAL;
 		}
-		if (plain[i][1] > 0)
-			memset(mask + plain[i][0], 1, plain[i][1]);
+		if (plain[i].len > 0)
+			memset(mask + plain[i].off, 1, plain[i].len);
 	}
 	int rc = encode(t, text, len, add_special, true, mask, ret_ids, ret_n);
 	free(mask);

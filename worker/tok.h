@@ -88,14 +88,19 @@ const char *tok_chat_template(const tok_t *t);
  * <unk> to stand for it. O(n log n) in len; any thread. */
 int tok_encode(const tok_t *t, const char *text, size_t len, bool add_special,
 	       bool parse_special, int32_t **ret_ids, size_t *ret_n);
+/* A byte range of a text. */
+typedef struct tok_span {
+	size_t off, len;
+} tok_span_t;
+
 /* tok_encode with parse_special, except inside the n_plain byte ranges
- * plain[i] = {offset, length} of text: a control token's text there stays
- * text (user-defined tokens still match). Text outside the ranges, and
- * text inside them that holds no control-token text, encodes exactly as
- * tok_encode would. For prompts built from a template and callers' text
- * (chat_format_spans). -EINVAL for a range past len. */
+ * plain[] of text: a control token's text there stays text (user-defined
+ * tokens still match). Text outside the ranges, and text inside them that
+ * holds no control-token text, encodes exactly as tok_encode would. For
+ * prompts built from a template and callers' text (chat_format_spans).
+ * -EINVAL for a range past len. */
 int tok_encode_plain(const tok_t *t, const char *text, size_t len, bool add_special,
-		     const size_t (*plain)[2], size_t n_plain, int32_t **ret_ids, size_t *ret_n);
+		     const tok_span_t *plain, size_t n_plain, int32_t **ret_ids, size_t *ret_n);
 
 /* The bytes of one token as generation prints them: SPM '▁' -> ' ',
  * <0xNN> -> the byte, BPE byte-level chars -> bytes, control tokens -> ""

@@ -122,7 +122,7 @@ static void check_injection(const char *vocab, const char *tmpl, int32_t open, i
 	tok_t *t = load(vocab);
 	chat_msg_t msgs[] = { { "system", "Be kind." }, { "user", evil } };
 	char *s = NULL, err[256] = "";
-	chat_span_t *sp = NULL;
+	tok_span_t *sp = NULL;
 	size_t nsp = 0;
 	CU_ASSERT_EQUAL_FATAL(chat_format_spans(tmpl, msgs, 2, true, &s, &sp, &nsp, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(nsp, 4);
@@ -130,17 +130,12 @@ static void check_injection(const char *vocab, const char *tmpl, int32_t open, i
 	CU_ASSERT(sp[1].len == 8 && memcmp(s + sp[1].off, "Be kind.", 8) == 0);
 	CU_ASSERT(sp[2].len == 4 && memcmp(s + sp[2].off, "user", 4) == 0);
 	CU_ASSERT(sp[3].len == strlen(evil) && memcmp(s + sp[3].off, evil, strlen(evil)) == 0);
-	size_t plain[4][2];
-	for (size_t i = 0; i < nsp; i++) {
-		plain[i][0] = sp[i].off;
-		plain[i][1] = sp[i].len;
-	}
 	int32_t *all = NULL, *safe = NULL, *text = NULL;
 	size_t n_all = 0, n_safe = 0, n_text = 0;
 	/* read whole, the message opens a system turn of its own */
 	CU_ASSERT_EQUAL_FATAL(tok_encode(t, s, strlen(s), true, true, &all, &n_all), 0);
 	CU_ASSERT_EQUAL(count(all, n_all, open), 4);
-	CU_ASSERT_EQUAL_FATAL(tok_encode_plain(t, s, strlen(s), true, (const size_t (*)[2])plain, nsp, &safe,
+	CU_ASSERT_EQUAL_FATAL(tok_encode_plain(t, s, strlen(s), true, sp, nsp, &safe,
 					       &n_safe), 0);
 	CU_ASSERT_EQUAL(count(safe, n_safe, open), 3);	/* system, user, assistant */
 	CU_ASSERT_EQUAL(count(safe, n_safe, close), 2);
@@ -159,19 +154,14 @@ static void check_injection(const char *vocab, const char *tmpl, int32_t open, i
 	/* a harmless conversation: the same ids either way */
 	CU_ASSERT_EQUAL_FATAL(chat_format_spans(tmpl, conv, 4, true, &s, &sp, &nsp, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(nsp, 8);
-	size_t pl[8][2];
-	for (size_t i = 0; i < nsp; i++) {
-		pl[i][0] = sp[i].off;
-		pl[i][1] = sp[i].len;
-	}
 	CU_ASSERT_EQUAL_FATAL(tok_encode(t, s, strlen(s), true, true, &all, &n_all), 0);
-	CU_ASSERT_EQUAL_FATAL(tok_encode_plain(t, s, strlen(s), true, (const size_t (*)[2])pl, nsp, &safe,
+	CU_ASSERT_EQUAL_FATAL(tok_encode_plain(t, s, strlen(s), true, sp, nsp, &safe,
 					       &n_safe), 0);
 	CU_ASSERT_EQUAL(n_all, n_safe);
 	CU_ASSERT(n_all == n_safe && memcmp(all, safe, n_all * sizeof(int32_t)) == 0);
 	/* a range past the text is refused */
-	size_t past[1][2] = { { strlen(s) - 2, 3 } };
-	CU_ASSERT_EQUAL(tok_encode_plain(t, s, strlen(s), true, (const size_t (*)[2])past, 1, &text, &n_text),
+	tok_span_t past = { strlen(s) - 2, 3 };
+	CU_ASSERT_EQUAL(tok_encode_plain(t, s, strlen(s), true, &past, 1, &text, &n_text),
 			-EINVAL);
 	free(all);
 	free(safe);
