@@ -16,7 +16,7 @@ PKGS="
   libsystemd-dev
   libinih-dev
   libpcre2-dev
-  python3 python3-yaml curl
+  python3 python3-yaml python3-numpy curl
 "
 
 SUDO=

@@ -14,6 +14,7 @@
  * values read from the file is done against "bytes left" so that a count or
  * length cannot overflow or make us allocate more than the file could hold. */
 #include "gguf.h"
+#include "quant.h"
 #include "mg_err.h"
 
 #include <errno.h>
@@ -125,7 +126,7 @@ uint64_t gguf_ttype_nbytes(uint32_t type, uint64_t n_elements)
 bool gguf_ttype_loadable(uint32_t type)
 {
 	return type == GGUF_TTYPE_F32 || type == GGUF_TTYPE_F16 ||
-	       type == GGUF_TTYPE_BF16 || type == GGUF_TTYPE_Q8_0;
+	       type == GGUF_TTYPE_BF16 || quant_supported(type);
 }
 
 static const char *const vtype_names[] = {
@@ -1068,7 +1069,7 @@ int gguf_tensor_check_loadable(const gguf_tensor_t *t, char *err, size_t errlen)
 {
 	if (gguf_ttype_loadable(t->type))
 		return 0;
-	return mg_seterr(err, errlen, -ENOTSUP, "tensor %s has type %s; margin loads F32, F16, BF16, Q8_0",
+	return mg_seterr(err, errlen, -ENOTSUP, "tensor %s has type %s; margin loads " GGUF_LOADABLE_TYPES,
 		      t->name, gguf_ttype_name(t->type));
 }
 
@@ -1104,19 +1105,10 @@ int gguf_tensor_to_f32(const gguf_tensor_t *t, float *dst)
 			dst[i] = gguf_bf16_to_f32(h);
 		}
 		return 0;
-	case GGUF_TTYPE_Q8_0:
-		/* block: f16 d, int8 q[32]; x = d * q */
-		for (uint64_t b = 0; b < n / GGUF_Q8_0_BLOCK; b++) {
-			const uint8_t *blk = p + b * GGUF_Q8_0_BYTES;
-			uint16_t h;
-			memcpy(&h, blk, 2);
-			float d = gguf_f16_to_f32(h);
-			for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
-				dst[b * GGUF_Q8_0_BLOCK + j] = d * (float)(int8_t)blk[2 + j];
-		}
-		return 0;
 	default:
-		return -ENOTSUP;
+		if (!quant_supported(t->type))
+			return -ENOTSUP;
+		return quant_dequant_row(t->type, p, dst, (int64_t)n) < 0 ? -EBADMSG : 0;
 	}
 }
 

@@ -12,8 +12,8 @@
  * that names what (key, tensor, offset) is wrong.
  *
  * Tensor types: open accepts every type of ggml's numbering whose block
- * layout is known (Q4_K, Q6_K, ...), so inspect can list any model. Only
- * F32, F16, BF16 and Q8_0 can be loaded: a loader calls
+ * layout is known (IQ2_XXS, TQ1_0, ...), so inspect can list any model. Only
+ * F32, F16, BF16 and the quantized types of quant.h can be loaded: a loader calls
  * gguf_check_loadable() (or gguf_tensor_check_loadable() per tensor) to get
  * -ENOTSUP with a message naming the tensor and its type.
  *
@@ -51,8 +51,9 @@ enum gguf_vtype {
 	GGUF_VTYPE_FLOAT64 = 12,
 };
 
-/* tensor types (ggml_type numbering); only these four are loaded. Other
- * ggml types (Q4_K = 12, ...) are parsed and listed but not loadable. */
+/* tensor types (ggml_type numbering); quant.h names the quantized ones
+ * that are loaded. Other
+ * ggml types (IQ2_XXS = 16, ...) are parsed and listed but not loadable. */
 enum gguf_ttype {
 	GGUF_TTYPE_F32 = 0,
 	GGUF_TTYPE_F16 = 1,
@@ -135,9 +136,12 @@ int gguf_kv_str(const gguf_t *g, uint64_t kv, gguf_str_t *ret);
 /* Tensors. */
 const gguf_tensor_t *gguf_tensor(const gguf_t *g, uint64_t i);
 const gguf_tensor_t *gguf_find_tensor(const gguf_t *g, const char *name);	/* or NULL */
-/* Convert a tensor (F32, F16, BF16, Q8_0) to f32. dst holds n_elements.
- * -ENOTSUP for other types. */
+/* Convert a tensor (F32, F16, BF16 or a quantized type of quant.h) to f32,
+ * bit for bit as llama.cpp dequantizes it. dst holds n_elements. -ENOTSUP
+ * for other types. */
 int gguf_tensor_to_f32(const gguf_tensor_t *t, float *dst);
+/* The types a model can hold, for error messages. */
+#define GGUF_LOADABLE_TYPES "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS"
 /* Whether margin can load tensor t / every tensor of g: 0, or -ENOTSUP with
  * "tensor blk.0.attn_q.weight has type Q4_K; margin loads F32, F16, BF16, Q8_0". */
 int gguf_tensor_check_loadable(const gguf_tensor_t *t, char *err, size_t errlen);

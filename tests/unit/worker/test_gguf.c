@@ -588,7 +588,7 @@ static void test_writer_alignment_and_q4k(void)
 	CU_ASSERT_EQUAL(gguf_writer_set_u32(w, "general.alignment", 64), 0);
 	CU_ASSERT_EQUAL(gguf_writer_set_u32(w, "general.alignment", 64), -EEXIST);
 	CU_ASSERT_EQUAL(gguf_writer_set_str(w, "", "x"), -EINVAL);
-	uint8_t q4k[2 * 144] = { 0 };
+	uint8_t iq2[2 * 66] = { 0 };	/* IQ2_XXS: a type margin lists but cannot load */
 	float small[3] = { 1, 2, 3 };
 	uint64_t ne[2] = { 256, 2 }, ne3[1] = { 3 }, ne0[1] = { 0 };
 	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "tiny", GGUF_TTYPE_F32, 1, ne3, small, sizeof(small)), 0);
@@ -597,8 +597,8 @@ static void test_writer_alignment_and_q4k(void)
 	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "bad", GGUF_TTYPE_F32, 1, ne0, small, 0), -EINVAL);
 	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "bad", GGUF_TTYPE_F32, 5, ne3, small, 12), -EINVAL);
 	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "bad", GGUF_TTYPE_Q8_0, 1, ne3, small, 12), -EINVAL);
-	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "blk.0.attn_q.weight", 12, 2, ne, q4k, sizeof(q4k)), 0);
-	const char *path = tmp_path("q4k.gguf");
+	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "blk.0.attn_q.weight", 16, 2, ne, iq2, sizeof(iq2)), 0);
+	const char *path = tmp_path("iq2.gguf");
 	char err[512];
 	CU_ASSERT_EQUAL_FATAL(gguf_writer_write(w, path, err, sizeof(err)), 0);
 	gguf_writer_destroy(&w);
@@ -610,13 +610,14 @@ static void test_writer_alignment_and_q4k(void)
 	const gguf_tensor_t *t = gguf_find_tensor(g, "blk.0.attn_q.weight");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
 	CU_ASSERT_EQUAL(t->offset, 64);	/* "tiny" (12 bytes) padded to 64 */
-	CU_ASSERT_EQUAL(t->nbytes, 288);
-	CU_ASSERT_STRING_EQUAL(gguf_ttype_name(t->type), "Q4_K");
+	CU_ASSERT_EQUAL(t->nbytes, 132);
+	CU_ASSERT_STRING_EQUAL(gguf_ttype_name(t->type), "IQ2_XXS");
 	float out[512];
 	CU_ASSERT_EQUAL(gguf_tensor_to_f32(t, out), -ENOTSUP);
 	err[0] = '\0';
 	CU_ASSERT_EQUAL(gguf_check_loadable(g, err, sizeof(err)), -ENOTSUP);
-	CU_ASSERT_STRING_EQUAL(err, "tensor blk.0.attn_q.weight has type Q4_K; margin loads F32, F16, BF16, Q8_0");
+	CU_ASSERT_STRING_EQUAL(err, "tensor blk.0.attn_q.weight has type IQ2_XXS; margin loads "
+			       "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS");
 	gguf_close(&g);
 }
 
@@ -1064,16 +1065,16 @@ static void test_inspect(void)
 	memset(longs, 'x', 300);
 	longs[300] = '\0';
 	CU_ASSERT_EQUAL(gguf_writer_set_str(w, "general.description", longs), 0);
-	static uint8_t q6k[210];
+	static uint8_t iq2[66];	/* IQ2_XXS */
 	uint64_t ne[1] = { 256 };
-	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "blk.0.ffn_up.weight", 14, 1, ne, q6k, sizeof(q6k)), 0);
-	const char *path = tmp_path("q6k.gguf");
+	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "blk.0.ffn_up.weight", 16, 1, ne, iq2, sizeof(iq2)), 0);
+	const char *path = tmp_path("iq2.gguf");
 	char e2[512];
 	CU_ASSERT_EQUAL_FATAL(gguf_writer_write(w, path, e2, sizeof(e2)), 0);
 	gguf_writer_destroy(&w);
 	char *a3[] = { "inspect", (char *)path, NULL };
 	CU_ASSERT_EQUAL(run_inspect(2, a3, &out, &err), 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "Q6_K"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "IQ2_XXS"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "not loadable"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "... (300 bytes)"));
 	CU_ASSERT_PTR_NULL(strstr(out, longs));
