@@ -3,7 +3,7 @@
 #include "cu_main.h"
 
 #define SUITE(x) extern const cu_test_t x##_tests[] __attribute__((weak));
-SUITE(gguf) SUITE(tok) SUITE(chat) SUITE(ops) SUITE(model) SUITE(sampler)
+SUITE(gguf) SUITE(quant) SUITE(tok) SUITE(chat) SUITE(ops) SUITE(model) SUITE(sampler)
 SUITE(synth) SUITE(engine) SUITE(calib) SUITE(serve)
 #undef SUITE
 
@@ -11,6 +11,7 @@ int main(int argc, char **argv)
 {
 	cu_suite_t all[] = {
 		{ "gguf", gguf_tests, NULL, NULL },
+		{ "quant", quant_tests, NULL, NULL },
 		{ "tok", tok_tests, NULL, NULL },
 		{ "chat", chat_tests, NULL, NULL },
 		{ "ops", ops_tests, NULL, NULL },
