@@ -5,6 +5,8 @@
 #include "mg_err.h"
 
 #include "ops.h"
+#include "qmm.h"
+#include "quant.h"
 #include "synth.h"
 
 #include <errno.h>
@@ -32,7 +34,10 @@ struct model {
 	model_weights_t weights;	/* which matrices become Q8 */
 	int q_dim, kv_dim, qkv_dim;
 	tok_t *tok;		/* owned */
-	ops_w_t tok_embd;	/* owned: [vocab][dim] row-major f32 or Q8; data NULL when
+	/* owned: the file's mapping, kept open while matrices borrow their
+	 * quantized rows from it (OPS_W_QROWS); NULL otherwise */
+	gguf_t *g;
+	ops_w_t tok_embd;	/* owned: [vocab][dim] row-major f32, Q8 or quantized rows; unused when
 				   tied (rows come from output) */
 	ops_w_t output;		/* owned: [vocab][dim] */
 	float *output_norm;	/* owned: [dim] */
@@ -80,6 +85,7 @@ struct model_scratch {
 	float *hb;		/* owned: [T][2*ffn] gate | up; swiglu written over gate */
 	float *rope;		/* owned: [T][rope_dim] cos/sin pairs */
 	float *scores;		/* owned: [threads][group][n_ctx], group = n_heads / n_kv_heads */
+	void *qws;		/* owned: qmm_matmul's scratch (quantized activations) */
 	size_t scores_per_worker;
 	attn_block_t *blocks;	/* owned: [T] */
 	int *wanted;		/* owned: [T] */
@@ -292,26 +298,23 @@ static int load_rows_q8(src_t *s, const char *name, ops_w_t *w, int row0, int ro
 	return 0;
 }
 
-/* Rows of w from tensor name, kept in Q8_0 where both are. */
-static int load_into(src_t *s, const char *name, ops_w_t *w, int row0, int rows, char *err, size_t errlen)
-{
-	const gguf_tensor_t *t = s->g != NULL ? gguf_find_tensor(s->g, name) : NULL;
-	if (w->layout == OPS_W_PACKED_Q8 && t != NULL && t->type == GGUF_TTYPE_Q8_0)
-		return load_rows_q8(s, name, w, row0, rows, err, errlen);
-	return load_rows(s, name, w, row0, rows, err, errlen);
-}
 
 /* The layout of a matrix with n_in columns assembled from the tensors
- * blk.l.SUFFIX (l < 0: SUFFIX) of sfx[0..n): Q8 when asked for, or (auto)
- * when every source is a Q8_0 tensor, whose blocks are then kept as they
- * are; Q8 needs whole blocks per row and the packed kernel. */
+ * blk.l.SUFFIX (l < 0: SUFFIX) of sfx[0..n):
+ *   auto: when every source is a quantized tensor (quant.h), its rows are
+ *     kept as they are in the file and multiplied the way llama.cpp does
+ *     (OPS_W_QROWS, qmm.h); otherwise f32.
+ *   q8_0: Q8 panels (int8 with a half scale per 32), quantized at load
+ *     unless the file has Q8_0 blocks, multiplied by widening them exactly.
+ *   f32: everything widened.
+ * Q8 needs whole blocks per row and the packed kernel. */
 static enum ops_layout layout_for(const model_t *m, const src_t *s, int n_in, int l, const char *const *sfx,
 				  int n)
 {
-	if (m->layout != OPS_W_PACKED || n_in % 32 != 0 || m->weights == MODEL_WEIGHTS_F32)
+	if (m->weights == MODEL_WEIGHTS_F32)
 		return m->layout;
 	if (m->weights == MODEL_WEIGHTS_Q8)
-		return OPS_W_PACKED_Q8;
+		return m->layout == OPS_W_PACKED && n_in % 32 == 0 ? OPS_W_PACKED_Q8 : m->layout;
 	if (s->g == NULL)
 		return m->layout;
 	for (int i = 0; i < n; i++) {
@@ -321,21 +324,84 @@ static enum ops_layout layout_for(const model_t *m, const src_t *s, int n_in, in
 		else
 			snprintf(name, sizeof(name), "%s", sfx[i]);
 		const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
-		if (t == NULL || t->type != GGUF_TTYPE_Q8_0)
+		if (t == NULL || !quant_supported(t->type))
 			return m->layout;
 	}
-	return OPS_W_PACKED_Q8;
+	return OPS_W_QROWS;
+}
+
+/* Rows [row0, row0 + rows) of an OPS_W_QROWS matrix: tensor name's blocks
+ * where they lie in the mapping. Every block's scales are checked, so a
+ * hostile file fails here instead of giving NaN logits later. */
+static int load_qrows(src_t *s, const char *name, ops_w_t *w, int row0, int rows, char *err, size_t errlen)
+{
+	int rc = src_check(s, name, (uint64_t)w->n_in, (uint64_t)rows, false, err, errlen);
+	if (rc != 0)
+		return rc;
+	const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
+	if (w->n_seg >= OPS_W_MAX_SEG)
+		return mg_seterr(err, errlen, -EINVAL, "tensor %s: too many parts", name);
+	size_t rb = quant_row_bytes(t->type, w->n_in);
+	if (rb == 0 || rb * (size_t)rows != t->nbytes)
+		return mg_seterr(err, errlen, -EBADMSG, "tensor %s: %llu bytes are not %d rows of %s blocks",
+			      name, (unsigned long long)t->nbytes, rows, gguf_ttype_name(t->type));
+	for (int r = 0; r < rows; r++) {
+		int64_t bad;
+		if (quant_check_row(t->type, (const uint8_t *)t->data + (size_t)r * rb, w->n_in, &bad) < 0)
+			return mg_seterr(err, errlen, -EBADMSG, "tensor %s: row %d, block %lld has a scale that "
+				      "is not finite", name, r, (long long)bad);
+	}
+	w->seg[w->n_seg++] = (ops_qseg_t){ row0, rows, t->type, rb, t->data };
+	return 0;
+}
+
+/* Rows of w from tensor name: borrowed blocks for OPS_W_QROWS, Q8_0 blocks
+ * kept in Q8 panels where both are, else converted to f32. */
+static int load_into(src_t *s, const char *name, ops_w_t *w, int row0, int rows, char *err, size_t errlen)
+{
+	const gguf_tensor_t *t = s->g != NULL ? gguf_find_tensor(s->g, name) : NULL;
+	if (w->layout == OPS_W_QROWS)
+		return load_qrows(s, name, w, row0, rows, err, errlen);
+	if (w->layout == OPS_W_PACKED_Q8 && t != NULL && t->type == GGUF_TTYPE_Q8_0)
+		return load_rows_q8(s, name, w, row0, rows, err, errlen);
+	return load_rows(s, name, w, row0, rows, err, errlen);
+}
+
+/* Bytes of an OPS_W_QROWS matrix's blocks (known once its rows are loaded). */
+static uint64_t qrows_bytes(const ops_w_t *w)
+{
+	uint64_t b = 0;
+	for (int i = 0; i < w->n_seg; i++)
+		b += (uint64_t)w->seg[i].row_bytes * (uint64_t)w->seg[i].n_rows;
+	return b;
+}
+
+/* Counts a loaded matrix in the model's sizes (read every step, or only a
+ * row per token: the untied embedding table). */
+static void account(model_t *m, const ops_w_t *w, bool every_step)
+{
+	uint64_t b = w->layout == OPS_W_QROWS ? qrows_bytes(w) : ops_w_bytes(w->layout, w->n_out, w->n_in);
+	m->weight_bytes += b;
+	if (every_step) {
+		m->step_bytes += b;
+		m->step_bytes_f32 += ops_w_bytes(OPS_W_PACKED, w->n_out, w->n_in);
+	}
 }
 
 static int alloc_w(model_t *m, ops_w_t *w, enum ops_layout layout, int n_out, int n_in, const char *what,
 		   char *err, size_t errlen)
 {
+	(void)m;
+	if (layout == OPS_W_QROWS) {	/* the rows stay where they are */
+		*w = (ops_w_t){ .n_out = n_out, .n_in = n_in, .layout = layout };
+		if (n_in > 65536)	/* qmm's per-thread row buffer */
+			return mg_seterr(err, errlen, -ENOTSUP, "%s: rows of %d values are longer than "
+				      "the 65536 the quantized kernels take", what, n_in);
+		return 0;
+	}
 	int rc = ops_w_alloc(w, layout, n_out, n_in);
 	if (rc < 0)
 		return mg_seterr(err, errlen, rc, "%s [%d x %d]: cannot allocate", what, n_out, n_in);
-	m->weight_bytes += ops_w_bytes(layout, n_out, n_in);
-	m->step_bytes += ops_w_bytes(layout, n_out, n_in);
-	m->step_bytes_f32 += ops_w_bytes(OPS_W_PACKED, n_out, n_in);
 	return 0;
 }
 
@@ -375,14 +441,15 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 				    false, err, errlen)) < 0)
 			return rc;
 		enum ops_layout el = layout_for(m, s, d, -1, embd_src, 1);
-		if (el != OPS_W_PACKED_Q8)
+		if (el != OPS_W_PACKED_Q8 && el != OPS_W_QROWS)
 			el = OPS_W_ROWMAJOR;
-		if ((rc = ops_w_alloc(&m->tok_embd, el, c->vocab_size, d)) < 0)
-			return mg_seterr(err, errlen, rc, "token_embd.weight: cannot allocate");
-		m->weight_bytes += ops_w_bytes(el, c->vocab_size, d);
+		if ((rc = alloc_w(m, &m->tok_embd, el, c->vocab_size, d, "token_embd.weight", err, errlen)) < 0)
+			return rc;
 		if ((rc = load_into(s, "token_embd.weight", &m->tok_embd, 0, c->vocab_size, err, errlen)) < 0)
 			return rc;
+		account(m, &m->tok_embd, false);
 	}
+	account(m, &m->output, true);
 	if ((rc = load_vec(s, "output_norm.weight", (uint64_t)d, &m->output_norm, false, err, errlen)) < 0)
 		return rc;
 	m->weight_bytes += (size_t)d * sizeof(float);
@@ -440,6 +507,10 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 		    (rc = load_into(s, NAME("ffn_down.weight"), &L->w2, 0, d, err, errlen)) < 0)
 			return rc;
 #undef NAME
+		account(m, &L->wqkv, true);
+		account(m, &L->wo, true);
+		account(m, &L->w13, true);
+		account(m, &L->w2, true);
 	}
 	return 0;
 }
@@ -545,6 +616,20 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 	return check_config(c, err, errlen);
 }
 
+/* Whether any matrix keeps its rows in the file's mapping. */
+static bool model_borrows_rows(const model_t *m)
+{
+	if (m->output.layout == OPS_W_QROWS || m->tok_embd.layout == OPS_W_QROWS)
+		return true;
+	for (int l = 0; l < m->cfg.n_layers; l++) {
+		const layer_t *L = &m->layers[l];
+		if (L->wqkv.layout == OPS_W_QROWS || L->wo.layout == OPS_W_QROWS ||
+		    L->w13.layout == OPS_W_QROWS || L->w2.layout == OPS_W_QROWS)
+			return true;
+	}
+	return false;
+}
+
 static int model_alloc(const model_config_t *c, const model_opts_t *o, model_t **ret)
 {
 	model_t *m = calloc(1, sizeof(*m));
@@ -599,7 +684,10 @@ int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 		goto fail;
 	}
 	free(s.buf);
-	gguf_close(&g);
+	if (model_borrows_rows(m))
+		m->g = g;	/* the matrices' rows live in its mapping */
+	else
+		gguf_close(&g);
 	*ret = m;
 	return 0;
 fail:
@@ -686,6 +774,7 @@ void model_destroy(model_t **pm)
 	free(m->output_norm);
 	ops_w_free(&m->tok_embd);
 	tok_destroy(&m->tok);
+	gguf_close(&m->g);
 	free(m);
 	*pm = NULL;
 }
@@ -898,8 +987,15 @@ int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scrat
 	s->scores = alloc_floats((size_t)threads, s->scores_per_worker, &fail);
 	s->blocks = calloc(T, sizeof(*s->blocks));
 	s->wanted = calloc(T, sizeof(*s->wanted));
+	/* the quantized activations of the widest input each format can take */
+	int ks[3] = { c->dim, c->ffn_dim, m->q_dim };
+	size_t qb = 0;
+	for (int i = 0; i < 3; i++)
+		qb = qmm_ws_bytes(max_tokens, ks[i]) > qb ? qmm_ws_bytes(max_tokens, ks[i]) : qb;
+	qb = (qb + 63) / 64 * 64;
+	s->qws = aligned_alloc(64, qb);
 	int rc = -ENOMEM;
-	if (fail || s->blocks == NULL || s->wanted == NULL)
+	if (fail || s->blocks == NULL || s->wanted == NULL || s->qws == NULL)
 		goto fail;
 	if ((rc = ops_pool_new(threads, &s->pool)) < 0)
 		goto fail;
@@ -928,6 +1024,7 @@ void model_scratch_destroy(model_scratch_t **ps)
 	free(s->scores);
 	free(s->blocks);
 	free(s->wanted);
+	free(s->qws);
 	free(s);
 	*ps = NULL;
 }
@@ -960,6 +1057,7 @@ static ops_attn_t attn_view(const model_t *m, const attn_block_t *blk, int layer
 	case MODEL_KV_F16:
 		a.k16 = (const uint16_t *)k;
 		a.v16 = (const uint16_t *)v;
+		a.half_math = true;	/* llama.cpp's f16 cache arithmetic */
 		break;
 	case MODEL_KV_Q8:
 		a.k8 = k;
@@ -1028,7 +1126,7 @@ static void row_work(const rows_job_t *j, int i)
 	const layer_t *L = j->layer < c->n_layers ? &m->layers[j->layer] : NULL;
 	switch (j->phase) {
 	case PH_EMBED:
-		ops_w_get_row(m->tok_embd.data != NULL ? &m->tok_embd : &m->output, b->tokens[i], x);
+		ops_w_get_row(m->cfg.tied_output ? &m->output : &m->tok_embd, b->tokens[i], x);
 		ops_rope_table(s->rope + (size_t)i * c->rope_dim, b->pos[i], c->rope_dim, c->rope_base);
 		break;
 	case PH_ATTN_IN:
@@ -1107,6 +1205,16 @@ static void run_rows(const model_t *m, model_scratch_t *s, const model_batch_t *
 	ops_pool_run(s->pool, rows_task, &j, (b->n + j.per_task - 1) / j.per_task);
 }
 
+/* Y = X . W^T with the kernel of W's layout. */
+static void matmul(model_scratch_t *s, float *y, size_t ldy, const float *x, size_t ldx, const ops_w_t *w,
+		   int n)
+{
+	if (w->layout == OPS_W_QROWS)
+		qmm_matmul(s->pool, y, ldy, x, ldx, w, n, s->qws);
+	else
+		ops_matmul(s->pool, y, ldy, x, ldx, w, n);
+}
+
 int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 {
 	if (m == NULL || s == NULL || b == NULL || b->n <= 0 || b->n > s->max_tokens ||
@@ -1142,17 +1250,17 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 		const layer_t *L = &m->layers[l];
 		/* attention: xb = norm(x); qkv = xb . Wqkv^T (+ b), rope, into the cache */
 		run_rows(m, s, b, l, PH_ATTN_IN);
-		ops_matmul(s->pool, s->qkv, (size_t)qkvd, s->xb, (size_t)d, &L->wqkv, n);
+		matmul(s, s->qkv, (size_t)qkvd, s->xb, (size_t)d, &L->wqkv, n);
 		run_rows(m, s, b, l, PH_QKV);
 		attn_job_t aj = { m, s, l };
 		ops_pool_run_shares(s->pool, attn_task, &aj, n_blocks * c->n_kv_heads);
 		/* x += att . Wo^T; xb = norm(x) */
-		ops_matmul(s->pool, s->xb, (size_t)d, s->att, (size_t)q, &L->wo, n);
+		matmul(s, s->xb, (size_t)d, s->att, (size_t)q, &L->wo, n);
 		run_rows(m, s, b, l, PH_FFN_IN);
 		/* ffn: x += (silu(xb . Wg^T) * (xb . Wu^T)) . Wd^T (the add in the next phase) */
-		ops_matmul(s->pool, s->hb, 2 * (size_t)f, s->xb, (size_t)d, &L->w13, n);
+		matmul(s, s->hb, 2 * (size_t)f, s->xb, (size_t)d, &L->w13, n);
 		run_rows(m, s, b, l, PH_SWIGLU);
-		ops_matmul(s->pool, s->xb, (size_t)d, s->hb, 2 * (size_t)f, &L->w2, n);
+		matmul(s, s->xb, (size_t)d, s->hb, 2 * (size_t)f, &L->w2, n);
 	}
 	run_rows(m, s, b, c->n_layers, PH_OUT);
 
@@ -1160,7 +1268,7 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 	for (int w = 0; w < n_wanted; w++)
 		ops_rmsnorm(s->xb + (size_t)w * d, s->x + (size_t)s->wanted[w] * d, m->output_norm, d,
 			    c->norm_eps);
-	ops_matmul(s->pool, b->logits, (size_t)c->vocab_size, s->xb, (size_t)d, &m->output, n_wanted);
+	matmul(s, b->logits, (size_t)c->vocab_size, s->xb, (size_t)d, &m->output, n_wanted);
 
 	if (b->flops != NULL) {
 		for (int i = 0; i < n; i++)

@@ -3,6 +3,7 @@
  * reference kernels and a small persistent thread pool. See ops.h for the
  * contracts; docs/kernels.md for the measurements behind the choices. */
 #include "ops.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -349,6 +350,7 @@ size_t ops_w_bytes(enum ops_layout layout, int n_out, int n_in)
 	switch (layout) {
 	case OPS_W_PACKED: return packed_values(n_out, n_in) * sizeof(float);
 	case OPS_W_ROWMAJOR: return (size_t)n_out * (size_t)n_in * sizeof(float);
+	case OPS_W_QROWS: return 0;	/* depends on the types: see the segments */
 	default:	/* Q8: the int8 values, then a half scale per 32 of them */
 		if (n_in % 32 != 0)
 			return 0;
@@ -481,6 +483,18 @@ void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src)
 void ops_w_get_row(const ops_w_t *w, int r, float *dst)
 {
 	size_t K = (size_t)w->n_in;
+	if (w->layout == OPS_W_QROWS) {
+		for (int i = 0; i < w->n_seg; i++) {
+			const ops_qseg_t *sg = &w->seg[i];
+			if (r >= sg->row0 && r < sg->row0 + sg->n_rows) {
+				(void)quant_dequant_row(sg->type, sg->data + (size_t)(r - sg->row0) * sg->row_bytes,
+							dst, (int64_t)K);
+				return;
+			}
+		}
+		memset(dst, 0, K * sizeof(float));
+		return;
+	}
 	if (w->layout == OPS_W_PACKED_Q8) {
 		for (size_t k = 0; k < K; k++)
 			dst[k] = (float)w->q[q8_at(w, (size_t)r, k)] * f16_to(w->d[q8_scale_at(w, (size_t)r, k)]);
@@ -1386,6 +1400,17 @@ static float max_of(const float *x, int n)
  * its turn on a V block while it is in L1 (16 KiB at head_dim 64). */
 #define ATT_VBLOCK 64
 
+/* dst[i] = src[i] rounded to the nearest half (dst may be src). */
+static void round_half(float *dst, const float *src, int n)
+{
+	uint16_t h[256];
+	for (int i = 0; i < n; i += 256) {
+		int m = n - i < 256 ? n - i : 256;
+		ops_f16_from_f32(h, src + i, m);
+		ops_f16_to_f32(dst + i, h, m);
+	}
+}
+
 static inline int kv_type(const ops_attn_t *a)
 {
 	return a->k8 != NULL ? KV_Q8 : a->k16 != NULL ? KV_F16 : KV_F32;
@@ -1407,6 +1432,7 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 	const char *kc, *vc;
 	kv_bases(a, T, &kc, &vc);
 	float scale = 1.0f / sqrtf((float)hd);
+	_Alignas(64) float qbuf[ATT_HEADS * 512];
 	for (int t = 0; t < n_q; t++) {
 		int n_kv = pos0 + t + 1;
 		for (int g = g0; g < g1; g++) {
@@ -1417,6 +1443,11 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 				const float *qg = q + (size_t)t * ldq + (size_t)(g * group + h0) * hd;
 				float *og = out + (size_t)t * ldo + (size_t)(g * group + h0) * hd;
 				float sums[ATT_HEADS];
+				bool half = T == KV_F16 && a->half_math;
+				if (half) {	/* the query as ggml's f16 product sees it */
+					round_half(qbuf, qg, nh * hd);
+					qg = qbuf;
+				}
 				/* scores of all nh heads, K read once: a 16-row
 				 * block stays in L1 while every head uses it */
 				prefetch_rows(V, rb, row_bytes, 0, ATT_PF_ROWS, n_kv);
@@ -1439,6 +1470,15 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 					float *sc = scores + (size_t)hl * n_kv;
 					exp_sub(sc, max_of(sc, n_kv), n_kv);
 					sums[hl] = 0.0f;
+					if (half) {	/* probabilities, normalized, as halves */
+						double sum = 0.0;
+						for (int p2 = 0; p2 < n_kv; p2++)
+							sum += (double)sc[p2];
+						float inv = (float)(1.0 / sum);
+						for (int p2 = 0; p2 < n_kv; p2++)
+							sc[p2] *= inv;
+						round_half(sc, sc, n_kv);
+					}
 				}
 				/* out = sum_p e_p v_p, V read once; the sums of e_p
 				 * in position order on the way */
@@ -1448,7 +1488,7 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 						weighted(og + (size_t)hl * hd, &sums[hl], scores + (size_t)hl * n_kv + pb,
 							 V + (size_t)pb * rb, rb, nb, hd, n_kv, pb, pb == 0, hl == 0, T);
 				}
-				for (int hl = 0; hl < nh; hl++) {
+				for (int hl = 0; hl < nh && !half; hl++) {
 					float inv = 1.0f / sums[hl];
 					float *o = og + (size_t)hl * hd;
 					for (int d = 0; d < hd; d++)
@@ -1567,6 +1607,12 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			double *s = malloc((size_t)n_kv * sizeof(double));
 			if (s == NULL)
 				return;
+			bool half = T == KV_F16 && a->half_math;
+			float qr[512];
+			if (half) {
+				round_half(qr, qh, hd);
+				qh = qr;
+			}
 			for (int p = 0; p < n_kv; p++) {
 				double d = 0.0;
 				for (int i = 0; i < hd; i++)
@@ -1578,6 +1624,14 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 			for (int p = 0; p < n_kv; p++) {
 				s[p] = exp(s[p] - mx);
 				sum += s[p];
+			}
+			if (half) {	/* normalized probabilities as halves */
+				for (int p = 0; p < n_kv; p++) {
+					float pr = (float)(s[p] / sum);
+					round_half(&pr, &pr, 1);
+					s[p] = pr;
+				}
+				sum = 1.0;
 			}
 			for (int i = 0; i < hd; i++) {
 				double o = 0.0;

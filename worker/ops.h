@@ -84,7 +84,24 @@ enum ops_layout {
 	 * significant bits), so the product is, bit for bit, that of
 	 * OPS_W_PACKED holding the widened values. */
 	OPS_W_PACKED_Q8 = 2,
+	/* Rows of ggml quantized blocks (quant.h) as GGUF stores them, in up
+	 * to OPS_W_MAX_SEG segments of consecutive rows (a fused matrix
+	 * assembled from tensors of different types), usually borrowed from
+	 * the file's mapping. Multiplied by qmm.h's kernels (activations
+	 * quantized, integer block products: llama.cpp's arithmetic), not by
+	 * ops_matmul. */
+	OPS_W_QROWS = 3,
 };
+
+#define OPS_W_MAX_SEG 3
+
+/* A run of rows [row0, row0 + n_rows) of an OPS_W_QROWS matrix. */
+typedef struct ops_qseg {
+	int row0, n_rows;
+	uint32_t type;		/* ggml type (quant.h) */
+	size_t row_bytes;	/* bytes of one row of blocks */
+	const uint8_t *data;	/* borrowed: the mapping, or the matrix's data */
+} ops_qseg_t;
 
 typedef struct ops_w {
 	int n_out;		/* N */
@@ -94,6 +111,8 @@ typedef struct ops_w {
 				   allocation q and d point into) */
 	int8_t *q;		/* OPS_W_PACKED_Q8 only */
 	uint16_t *d;
+	int n_seg;		/* OPS_W_QROWS only */
+	ops_qseg_t seg[OPS_W_MAX_SEG];
 } ops_w_t;
 
 /* Bytes the data of an [N x K] matrix takes in a layout (0: not
@@ -110,7 +129,7 @@ void ops_w_set_rows(ops_w_t *w, int row0, int n_rows, const float *src);
  * such blocks (ops_q8_from_f32's rounding, 32 values a block). */
 void ops_w_set_rows_q8(ops_w_t *w, int row0, int n_rows, const uint8_t *blocks);
 /* Copies row r of W (K floats) to dst: an embedding lookup in a tied
- * output matrix. */
+ * output matrix (OPS_W_QROWS: the row dequantized exactly). */
 void ops_w_get_row(const ops_w_t *w, int r, float *dst);
 
 /* ---- large buffers ---- */
@@ -185,6 +204,14 @@ typedef struct ops_attn {
 	/* Non-NULL (and k16 NULL): the cache holds q8 rows here instead
 	 * (ops_q8_from_f32; the strides count bytes). Widened exactly too. */
 	const void *k8, *v8;
+	/* With k16: llama.cpp's f16 arithmetic instead of exact widening
+	 * into the f32 kernel: each query row is rounded to half before its
+	 * dot products with the keys, and the softmax probabilities are
+	 * normalized (sum in double, position order) and rounded to half
+	 * before they weight the values (ggml converts both operands of an
+	 * f16 cache's products to half). Per (token, head) a fixed order, so
+	 * batch-invariant too. head_dim <= 512. */
+	bool half_math;
 } ops_attn_t;
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
 		   int g0, int g1, float *out, size_t ldo, float *scores);

@@ -580,11 +580,13 @@ static void test_tensor_types(void)
 	unlink(path);
 }
 
-/* Q8_0 weights: a Q8_0 file keeps its blocks (weights = auto, the
- * default): the logits are those of the same file widened to f32, bit for
- * bit, from a quarter of the matrix bytes. weights = q8_0 quantizes an f32
- * file at load: close to f32's logits, not equal, and still the same
- * logits for a prompt in one step or token by token. */
+/* Q8_0 weights. weights = auto (the default) keeps a Q8_0 file's blocks
+ * and multiplies them llama.cpp's way (activations quantized to q8_0,
+ * integer block sums): close to the widened f32 logits, not equal, from a
+ * quarter of the matrix bytes, and the same logits for a prompt in one step
+ * or token by token (batch invariance). weights = q8_0 keeps them as Q8
+ * panels widened exactly: the f32 logits of the widened file, bit for bit.
+ * weights = q8_0 on an f32 file quantizes at load: close to f32's logits. */
 static void test_weights_q8(void)
 {
 	char path[512], err[256];
@@ -592,21 +594,35 @@ static void test_weights_q8(void)
 	CU_ASSERT_EQUAL_FATAL(write_variant_typed(path, NULL, NULL, NULL, GGUF_TTYPE_Q8_0), 0);
 	int32_t prompt[5] = { 1, 403, 407, 261, 378 }, ga[4], gb[4], gc[4];
 	float la[512], lb[512], lc[512];
-	model_opts_t wide = { .weights = MODEL_WEIGHTS_F32 }, keep = { .weights = MODEL_WEIGHTS_AUTO };
-	model_t *mw = NULL, *mq = NULL;
+	model_opts_t wide = { .weights = MODEL_WEIGHTS_F32 }, keep = { .weights = MODEL_WEIGHTS_AUTO },
+		     panels = { .weights = MODEL_WEIGHTS_Q8 };
+	model_t *mw = NULL, *mq = NULL, *mp = NULL;
 	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &wide, &mw, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &keep, &mq, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &panels, &mp, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(generate(mw, 1, prompt, 5, 5, 4, ga, la), 0);
-	CU_ASSERT_EQUAL_FATAL(generate(mq, 2, prompt, 5, 5, 4, gb, lb), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(mp, 2, prompt, 5, 5, 4, gb, lb), 0);
 	CU_ASSERT(memcmp(la, lb, sizeof(la)) == 0);
 	CU_ASSERT(memcmp(ga, gb, sizeof(ga)) == 0);
+	CU_ASSERT_EQUAL_FATAL(generate(mq, 2, prompt, 5, 5, 4, gb, lb), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(mq, 1, prompt, 5, 1, 4, gc, lc), 0);
+	CU_ASSERT(memcmp(lb, lc, sizeof(lb)) == 0);
+	CU_ASSERT(memcmp(gb, gc, sizeof(gb)) == 0);
+	double maxq = 0;
+	for (int v = 0; v < 512; v++)
+		maxq = fmax(maxq, fabs(la[v] - lb[v]));
+	fprintf(stderr, "[q8_0 activations: largest logit change %.4f] ", maxq);
+	CU_ASSERT(maxq > 0.0 && maxq < 0.3);
+	CU_ASSERT_EQUAL(ga[0], gb[0]);
 	/* stories260K: the 64-wide matrices are Q8 (ffn_down, 172 wide, is
 	 * not whole blocks and stays f32), about 1.06 / 4 of their bytes */
 	fprintf(stderr, "[weights: f32 %llu bytes, q8 %llu] ", (unsigned long long)model_weight_bytes(mw),
 		(unsigned long long)model_weight_bytes(mq));
 	CU_ASSERT(model_weight_bytes(mq) < model_weight_bytes(mw) * 6 / 10);
+	CU_ASSERT(model_weight_bytes(mp) < model_weight_bytes(mw) * 6 / 10);
 	model_destroy(&mw);
 	model_destroy(&mq);
+	model_destroy(&mp);
 	unlink(path);
 
 	model_opts_t q8 = { .weights = MODEL_WEIGHTS_Q8 };

@@ -197,10 +197,11 @@ static void check_roundtrip(const char *preset)
 	CU_ASSERT(maxd > 0.0);
 	CU_ASSERT(maxd < 0.01 * maxa + 1e-3);
 
-	/* Q8_0 matrices: kept as blocks (weights = auto) they give the logits
-	 * of widening them (weights = f32), bit for bit, from a quarter of the
-	 * bytes; close to the f32 model's */
-	model_t *q8 = NULL, *q8w = NULL;
+	/* Q8_0 matrices: kept as Q8 panels (weights = q8_0) they give the
+	 * logits of widening them (weights = f32), bit for bit, from a quarter
+	 * of the bytes; kept as blocks (weights = auto, llama.cpp's quantized
+	 * arithmetic) close to them; both close to the f32 model's */
+	model_t *q8 = NULL, *q8w = NULL, *q8a = NULL;
 	float *c = malloc(7 * (size_t)V * sizeof(float));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
 	CU_ASSERT_EQUAL_FATAL(synth_write_gguf(preset, 0, GGUF_TTYPE_Q8_0, path, err, sizeof(err)), 0);
@@ -208,13 +209,24 @@ static void check_roundtrip(const char *preset)
 	CU_ASSERT_EQUAL(gguf_find_tensor(g, "blk.0.attn_q.weight")->type, GGUF_TTYPE_Q8_0);
 	CU_ASSERT_EQUAL(gguf_find_tensor(g, "blk.0.attn_norm.weight")->type, GGUF_TTYPE_F32);
 	gguf_close(&g);
-	model_opts_t keep = { .weights = MODEL_WEIGHTS_AUTO }, wide = { .weights = MODEL_WEIGHTS_F32 };
+	model_opts_t keep = { .weights = MODEL_WEIGHTS_Q8 }, wide = { .weights = MODEL_WEIGHTS_F32 },
+		     deflt = { .weights = MODEL_WEIGHTS_AUTO };
 	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &keep, &q8, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &wide, &q8w, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(model_load_opts(path, &deflt, &q8a, err, sizeof(err)), 0);
 	run(q8, b);
 	run(q8w, c);
 	CU_ASSERT(memcmp(b, c, 7 * (size_t)V * sizeof(float)) == 0);
 	CU_ASSERT(model_weight_bytes(q8) < model_weight_bytes(q8w) / 2);
+	CU_ASSERT(model_weight_bytes(q8a) < model_weight_bytes(q8w) / 2);
+	run(q8a, c);
+	double maxqa = 0;
+	for (int v = 0; v < V; v++)
+		maxqa = fmax(maxqa, fabs(b[v] - c[v]));
+	CU_ASSERT(maxqa > 0.0);
+	if (maxqa >= 0.05 * maxa + 1e-3)
+		fprintf(stderr, "\n[q8_0 activations: %g of %g]\n", maxqa, maxa);
+	CU_ASSERT(maxqa < 0.05 * maxa + 1e-3);
 	maxd = 0;
 	for (int v = 0; v < V; v++)
 		maxd = fmax(maxd, fabs(a[v] - b[v]));
@@ -228,6 +240,7 @@ static void check_roundtrip(const char *preset)
 	model_destroy(&f16);
 	model_destroy(&q8);
 	model_destroy(&q8w);
+	model_destroy(&q8a);
 	unlink(path);
 }
 
