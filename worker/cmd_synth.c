@@ -29,7 +29,7 @@ static void list(void)
 {
 	for (size_t i = 0; i < synth_n_presets(); i++) {
 		const synth_preset_t *p = synth_preset_at(i);
-		printf("%-12s %6.1fM params  %s\n", p->name, (double)model_config_n_params(&p->cfg) / 1e6,
+		printf("%-17s %6.1fM params  %s\n", p->name, (double)model_config_n_params(&p->cfg) / 1e6,
 		       p->about);
 	}
 }

@@ -1,4 +1,4 @@
-/* model: LLaMA / Qwen2 weights (from GGUF or a synthetic preset), KV caches,
+/* model: LLaMA / Qwen2 / Qwen3 weights (from GGUF or a synthetic preset), KV caches,
  * scratch, and the batched forward pass. See model.h for the contract and
  * ops.h for the kernels and why they are batch-invariant. */
 #include "model.h"
@@ -26,6 +26,8 @@ typedef struct layer {
 	ops_w_t wo;		/* owned: [dim][q_dim] attn_output */
 	ops_w_t w13;		/* owned: [2*ffn][dim] = ffn_gate | ffn_up */
 	ops_w_t w2;		/* owned: [dim][ffn] ffn_down */
+	float *q_norm;		/* owned: [head_dim] attn_q_norm (qk_norm) or NULL */
+	float *k_norm;		/* owned: [head_dim] attn_k_norm (qk_norm) or NULL */
 } layer_t;
 
 struct model {
@@ -46,6 +48,9 @@ struct model {
 	/* the matrices read every step (all but an untied embedding table),
 	 * as stored and as they would be in f32 */
 	uint64_t step_bytes, step_bytes_f32;
+	float *rope_freqs;	/* owned: [rope_dim/2] rope_freqs.weight, or NULL */
+	float rope_freq_scale;	/* positions' factor in the rope angle: 1/rope.scaling.factor
+				   with linear scaling, else 1 */
 };
 
 struct model_kv {
@@ -111,14 +116,16 @@ uint64_t model_config_n_params_per_token(const model_config_t *c)
 {
 	uint64_t q, kv, d = (uint64_t)c->dim;
 	dims(c, &q, &kv);
-	uint64_t per_layer = layer_matmul_params(c) + 2 * d + (c->qkv_bias ? q + 2 * kv : 0);
+	uint64_t per_layer = layer_matmul_params(c) + 2 * d + (c->qkv_bias ? q + 2 * kv : 0) +
+			     (c->qk_norm ? 2 * (uint64_t)c->head_dim : 0);
 	return (uint64_t)c->n_layers * per_layer + d + d * (uint64_t)c->vocab_size;
 }
 
 uint64_t model_config_n_params(const model_config_t *c)
 {
 	uint64_t embd = (uint64_t)c->dim * (uint64_t)c->vocab_size;
-	return model_config_n_params_per_token(c) + (c->tied_output ? 0 : embd);
+	return model_config_n_params_per_token(c) + (c->tied_output ? 0 : embd) +
+	       (c->rope_freqs ? (uint64_t)c->rope_dim / 2 : 0);
 }
 
 /* Checks the hyper-parameters are sane and consistent; fills head_dim and
@@ -146,6 +153,16 @@ static int check_config(const model_config_t *c, char *err, size_t errlen)
 	if (!(c->norm_eps >= 0.0f) || !isfinite(c->norm_eps))
 		return mg_seterr(err, errlen, -EBADMSG, "layer_norm_rms_epsilon %g is not valid",
 			      (double)c->norm_eps);
+	if (c->rope_scaling == MODEL_ROPE_SCALING_LINEAR &&
+	    (!(c->rope_scaling_factor > 0.0f) || !isfinite(c->rope_scaling_factor)))
+		return mg_seterr(err, errlen, -EBADMSG, "rope.scaling.factor %g is not a positive number "
+			      "(linear RoPE scaling divides the positions by it)", (double)c->rope_scaling_factor);
+	if (c->rope_scaling == MODEL_ROPE_SCALING_LLAMA3 && !c->rope_freqs)
+		return mg_seterr(err, errlen, -EBADMSG, "rope.scaling.type is llama3 but the file has no "
+			      "rope_freqs.weight tensor (the Llama 3 frequency factors)");
+	if (c->sliding_window < 0)
+		return mg_seterr(err, errlen, -EBADMSG, "attention.sliding_window %d is negative",
+			      c->sliding_window);
 	return 0;
 }
 
@@ -169,6 +186,10 @@ int model_tensor_specs(const model_config_t *c, model_tensor_spec_t *ret, int ma
 		SPEC(2, d, q, "blk.%d.attn_q.weight", l);
 		SPEC(2, d, kv, "blk.%d.attn_k.weight", l);
 		SPEC(2, d, kv, "blk.%d.attn_v.weight", l);
+		if (c->qk_norm) {
+			SPEC(1, (uint64_t)c->head_dim, 1, "blk.%d.attn_q_norm.weight", l);
+			SPEC(1, (uint64_t)c->head_dim, 1, "blk.%d.attn_k_norm.weight", l);
+		}
 		if (c->qkv_bias) {
 			SPEC(1, q, 1, "blk.%d.attn_q.bias", l);
 			SPEC(1, kv, 1, "blk.%d.attn_k.bias", l);
@@ -183,6 +204,8 @@ int model_tensor_specs(const model_config_t *c, model_tensor_spec_t *ret, int ma
 	SPEC(1, d, 1, "output_norm.weight");
 	if (!c->tied_output)
 		SPEC(2, d, (uint64_t)c->vocab_size, "output.weight");
+	if (c->rope_freqs)
+		SPEC(1, (uint64_t)c->rope_dim / 2, 1, "rope_freqs.weight");
 #undef SPEC
 	return n;
 }
@@ -515,6 +538,38 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* The tensors that came with Llama 3 RoPE scaling and qwen3, loaded after
+ * load_weights has loaded the rest: rope_freqs.weight [rope_dim/2] and
+ * each layer's attn_q_norm / attn_k_norm [head_dim]. A rope factor divides
+ * an angle, so each must be a positive number. */
+static int load_extras(model_t *m, src_t *s, char *err, size_t errlen)
+{
+	const model_config_t *c = &m->cfg;
+	int rc;
+	if (c->rope_freqs) {
+		int n = c->rope_dim / 2;
+		if ((rc = load_vec(s, "rope_freqs.weight", (uint64_t)n, &m->rope_freqs, false, err, errlen)) < 0)
+			return rc;
+		for (int i = 0; i < n; i++)
+			if (!(m->rope_freqs[i] > 0.0f) || !isfinite(m->rope_freqs[i]))
+				return mg_seterr(err, errlen, -EBADMSG, "tensor rope_freqs.weight: element %d is %g, "
+					      "not a positive frequency factor", i, (double)m->rope_freqs[i]);
+		m->weight_bytes += (size_t)n * sizeof(float);
+	}
+	for (int l = 0; c->qk_norm && l < c->n_layers; l++) {
+		layer_t *L = &m->layers[l];
+		char name[64];
+		snprintf(name, sizeof(name), "blk.%d.attn_q_norm.weight", l);
+		if ((rc = load_vec(s, name, (uint64_t)c->head_dim, &L->q_norm, false, err, errlen)) < 0)
+			return rc;
+		snprintf(name, sizeof(name), "blk.%d.attn_k_norm.weight", l);
+		if ((rc = load_vec(s, name, (uint64_t)c->head_dim, &L->k_norm, false, err, errlen)) < 0)
+			return rc;
+		m->weight_bytes += 2 * (size_t)c->head_dim * sizeof(float);
+	}
+	return 0;
+}
+
 static void set_derived(model_t *m)
 {
 	m->q_dim = m->cfg.n_heads * m->cfg.head_dim;
@@ -557,26 +612,114 @@ static int get_f32_key(const gguf_t *g, const char *arch, const char *suffix, fl
 	return 0;
 }
 
-static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t errlen)
+/* The architectures: general.architecture and what it implies. */
+static const struct arch_info {
+	const char *name;
+	model_arch_t arch;
+	bool rope_neox, qkv_bias, qk_norm;
+	bool sliding_window;	/* reads {arch}.attention.sliding_window */
+	float norm_eps;		/* when attention.layer_norm_rms_epsilon is absent */
+} archs[] = {
+	/* Mistral files say "llama"; their window is the one key they add */
+	{ "llama", MODEL_ARCH_LLAMA, false, false, false, true, 1e-5f },
+	{ "qwen2", MODEL_ARCH_QWEN2, true, true, false, false, 1e-6f },
+	/* llama.cpp models/qwen3.cpp: no biases; q and k heads RMS-normed
+	 * after the projection, then RoPE'd */
+	{ "qwen3", MODEL_ARCH_QWEN3, true, false, true, false, 1e-6f },
+};
+#define N_ARCHS (sizeof(archs) / sizeof(archs[0]))
+
+/* general.architecture: fills arch, arch_name and what the arch implies. */
+static int read_arch(const gguf_t *g, model_config_t *c, char *err, size_t errlen)
 {
-	memset(c, 0, sizeof(*c));
 	gguf_str_t s;
 	int rc = gguf_get_str(g, "general.architecture", &s);
 	if (rc < 0)
 		return mg_seterr(err, errlen, -EBADMSG, "metadata key general.architecture is %s",
 			      rc == -ENOENT ? "missing" : "not a string");
-	if (s.len == 5 && memcmp(s.data, "llama", 5) == 0) {
-		c->arch = MODEL_ARCH_LLAMA;
-		c->rope_neox = false;
-	} else if (s.len == 5 && memcmp(s.data, "qwen2", 5) == 0) {
-		c->arch = MODEL_ARCH_QWEN2;
-		c->rope_neox = true;
-		c->qkv_bias = true;
-	} else {
-		return mg_seterr(err, errlen, -ENOTSUP, "architecture '%.*s' is not supported "
-			      "(margin runs llama and qwen2)", (int)(s.len > 64 ? 64 : s.len), s.data);
+	for (size_t i = 0; i < N_ARCHS; i++) {
+		const struct arch_info *a = &archs[i];
+		if (s.len != strlen(a->name) || memcmp(s.data, a->name, s.len) != 0)
+			continue;
+		c->arch = a->arch;
+		snprintf(c->arch_name, sizeof(c->arch_name), "%s", a->name);
+		c->rope_neox = a->rope_neox;
+		c->qkv_bias = a->qkv_bias;
+		c->qk_norm = a->qk_norm;
+		return 0;
 	}
-	memcpy(c->arch_name, s.data, s.len);
+	char list[64] = "";
+	size_t len = 0;
+	for (size_t i = 0; i < N_ARCHS && len < sizeof(list); i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i == 0 ? "" : ", ", archs[i].name);
+	return mg_seterr(err, errlen, -ENOTSUP, "general.architecture '%.*s' is not supported "
+		      "(margin runs %s; Mistral files are llama)", (int)(s.len > 64 ? 64 : s.len), s.data, list);
+}
+
+static const struct arch_info *arch_info(model_arch_t a)
+{
+	for (size_t i = 0; i < N_ARCHS; i++)
+		if (archs[i].arch == a)
+			return &archs[i];
+	return &archs[0];
+}
+
+/* RoPE scaling as llama.cpp reads it (llama-model.cpp, llama-context.cpp):
+ * the factor is rope.scaling.factor or the older rope.scale_linear; a
+ * missing type means "linear", "none" never scales; the factors of Llama
+ * 3.x are the rope_freqs.weight tensor, whatever the type. YaRN and the
+ * rest are refused: a model run with the wrong angles produces fluent
+ * nonsense, not an error. */
+static int read_rope_scaling(const gguf_t *g, model_config_t *c, char *err, size_t errlen)
+{
+	const char *arch = c->arch_name;
+	float factor = 0.0f;
+	int rc;
+	if ((rc = get_f32_key(g, arch, "rope.scaling.factor", 0.0f, &factor, err, errlen)) < 0 ||
+	    (factor == 0.0f && (rc = get_f32_key(g, arch, "rope.scale_linear", 0.0f, &factor, err, errlen)) < 0) ||
+	    (rc = get_u32_key(g, arch, "rope.scaling.original_context_length", false, 0, &c->rope_orig_ctx,
+			      err, errlen)) < 0)
+		return rc;
+	if (!(factor >= 0.0f) || !isfinite(factor))
+		return mg_seterr(err, errlen, -EBADMSG, "metadata key %s.rope.scaling.factor is %g, not a "
+			      "positive number", arch, (double)factor);
+	c->rope_scaling_factor = factor;
+	c->rope_freqs = gguf_find_tensor(g, "rope_freqs.weight") != NULL;
+	char key[96];
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", arch);
+	gguf_str_t t;
+	rc = gguf_get_str(g, key, &t);
+	if (rc == -ENOENT) {
+		/* what llama.cpp's converter writes: linear scaling as type and
+		 * factor, Llama 3's as the rope_freqs tensor alone */
+		c->rope_scaling = factor > 0.0f ? MODEL_ROPE_SCALING_LINEAR
+				  : c->rope_freqs ? MODEL_ROPE_SCALING_LLAMA3 : MODEL_ROPE_SCALING_NONE;
+		return 0;
+	}
+	if (rc < 0)
+		return mg_seterr(err, errlen, -EBADMSG, "metadata key %s is not a string", key);
+	static const struct { const char *name; model_rope_scaling_t v; } types[] = {
+		{ "none", MODEL_ROPE_SCALING_NONE },
+		{ "linear", MODEL_ROPE_SCALING_LINEAR },
+		{ "llama3", MODEL_ROPE_SCALING_LLAMA3 },
+	};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (t.len == strlen(types[i].name) && memcmp(t.data, types[i].name, t.len) == 0) {
+			c->rope_scaling = types[i].v;
+			return 0;
+		}
+	return mg_seterr(err, errlen, -ENOTSUP, "metadata key %s is '%.*s': margin runs RoPE scaling "
+		      "none, linear and llama3 (rope_freqs.weight), not yarn, longrope or others", key,
+		      (int)(t.len > 32 ? 32 : t.len), t.data);
+}
+
+static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	gguf_str_t s;
+	int rc = read_arch(g, c, err, errlen);
+	if (rc < 0)
+		return rc;
 	const char *arch = c->arch_name;
 	if (gguf_get_str(g, "general.name", &s) == 0) {
 		size_t n = s.len < sizeof(c->name) - 1 ? s.len : sizeof(c->name) - 1;
@@ -585,7 +728,7 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 	} else {
 		snprintf(c->name, sizeof(c->name), "%s", arch);
 	}
-	int key_len = 0, rope_dim = 0;
+	int key_len = 0, val_len = 0, rope_dim = 0;
 	if ((rc = get_u32_key(g, arch, "embedding_length", true, 0, &c->dim, err, errlen)) < 0 ||
 	    (rc = get_u32_key(g, arch, "block_count", true, 0, &c->n_layers, err, errlen)) < 0 ||
 	    (rc = get_u32_key(g, arch, "attention.head_count", true, 0, &c->n_heads, err, errlen)) < 0 ||
@@ -594,10 +737,18 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 	    (rc = get_u32_key(g, arch, "attention.head_count_kv", false, (uint32_t)c->n_heads,
 			      &c->n_kv_heads, err, errlen)) < 0 ||
 	    (rc = get_u32_key(g, arch, "attention.key_length", false, 0, &key_len, err, errlen)) < 0 ||
+	    (rc = get_u32_key(g, arch, "attention.value_length", false, 0, &val_len, err, errlen)) < 0 ||
 	    (rc = get_u32_key(g, arch, "rope.dimension_count", false, 0, &rope_dim, err, errlen)) < 0 ||
 	    (rc = get_f32_key(g, arch, "rope.freq_base", 10000.0f, &c->rope_base, err, errlen)) < 0 ||
 	    (rc = get_f32_key(g, arch, "attention.layer_norm_rms_epsilon",
-			      c->arch == MODEL_ARCH_QWEN2 ? 1e-6f : 1e-5f, &c->norm_eps, err, errlen)) < 0)
+			      arch_info(c->arch)->norm_eps, &c->norm_eps, err, errlen)) < 0 ||
+	    (rc = read_rope_scaling(g, c, err, errlen)) < 0)
+		return rc;
+	/* Mistral's window, in a llama file. (llama.cpp's llama graph ignores
+	 * this key; docs/models.md says where that matters.) */
+	if (arch_info(c->arch)->sliding_window &&
+	    (rc = get_u32_key(g, arch, "attention.sliding_window", false, 0, &c->sliding_window, err,
+			      errlen)) < 0)
 		return rc;
 	if (c->n_heads <= 0)
 		return mg_seterr(err, errlen, -EBADMSG, "%s.attention.head_count is 0", arch);
@@ -605,6 +756,9 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 	if (key_len == 0 && c->dim % c->n_heads != 0)
 		return mg_seterr(err, errlen, -EBADMSG, "%s.embedding_length %d is not a multiple of "
 			      "the head count %d", arch, c->dim, c->n_heads);
+	if (val_len > 0 && val_len != c->head_dim)
+		return mg_seterr(err, errlen, -ENOTSUP, "%s.attention.value_length %d differs from the key "
+			      "length %d (margin needs K and V heads of one size)", arch, val_len, c->head_dim);
 	c->rope_dim = rope_dim > 0 ? rope_dim : c->head_dim;
 	const gguf_tensor_t *te = gguf_find_tensor(g, "token_embd.weight");
 	if (te == NULL)
@@ -638,6 +792,9 @@ static int model_alloc(const model_config_t *c, const model_opts_t *o, model_t *
 	m->cfg = *c;
 	m->layout = o != NULL && o->blas ? OPS_W_ROWMAJOR : OPS_W_PACKED;
 	m->weights = o != NULL ? o->weights : MODEL_WEIGHTS_AUTO;
+	/* as llama.cpp: 1.0f / factor in float */
+	m->rope_freq_scale = c->rope_scaling == MODEL_ROPE_SCALING_LINEAR && c->rope_scaling_factor > 0.0f
+			     ? 1.0f / c->rope_scaling_factor : 1.0f;
 	set_derived(m);
 	*ret = m;
 	return 0;
@@ -670,7 +827,8 @@ int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 	}
 	s.g = g;
 	s.cfg = &m->cfg;
-	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0) {
+	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0 ||
+	    (rc = load_extras(m, &s, sub, sizeof(sub))) < 0) {
 		mg_seterr(err, errlen, rc, "%s: %s", path, sub);
 		goto fail;
 	}
@@ -729,7 +887,8 @@ int model_new_synth_opts(const char *preset, int n_layers_override, const model_
 		return mg_seterr(err, errlen, rc, "preset %s: out of memory", preset);
 	s.cfg = &m->cfg;
 	char sub[200];
-	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0) {
+	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0 ||
+	    (rc = load_extras(m, &s, sub, sizeof(sub))) < 0) {
 		mg_seterr(err, errlen, rc, "preset %s: %s", preset, sub);
 		goto fail;
 	}
@@ -767,9 +926,12 @@ void model_destroy(model_t **pm)
 			ops_w_free(&L->wo);
 			ops_w_free(&L->w13);
 			ops_w_free(&L->w2);
+			free(L->q_norm);
+			free(L->k_norm);
 		}
 		free(m->layers);
 	}
+	free(m->rope_freqs);
 	ops_w_free(&m->output);
 	free(m->output_norm);
 	ops_w_free(&m->tok_embd);
@@ -818,8 +980,10 @@ uint64_t model_token_flops(const model_t *m, int pos, bool with_logits)
 {
 	const model_config_t *c = &m->cfg;
 	uint64_t f = 2 * (uint64_t)c->n_layers * layer_matmul_params(c);
-	f += 4 * (uint64_t)c->n_layers * (uint64_t)c->n_heads * (uint64_t)c->head_dim *
-	     (uint64_t)(pos + 1);
+	uint64_t n_att = (uint64_t)pos + 1;
+	if (c->sliding_window > 0 && n_att > (uint64_t)c->sliding_window)
+		n_att = (uint64_t)c->sliding_window;
+	f += 4 * (uint64_t)c->n_layers * (uint64_t)c->n_heads * (uint64_t)c->head_dim * n_att;
 	if (with_logits)
 		f += 2 * (uint64_t)c->dim * (uint64_t)c->vocab_size;
 	return f;
@@ -1052,6 +1216,7 @@ static ops_attn_t attn_view(const model_t *m, const attn_block_t *blk, int layer
 		.head_dim = hd,
 		.head_stride = (size_t)kv->n_ctx * row,
 		.row_stride = row,
+		.window = m->cfg.sliding_window,
 	};
 	switch (kv->type) {
 	case MODEL_KV_F16:
@@ -1100,7 +1265,7 @@ static void attn_task(void *arg, int task, int next, int worker)
 enum row_phase {
 	PH_EMBED,	/* x = embedding; rope angles */
 	PH_ATTN_IN,	/* x += xb (previous layer's ffn output, not in layer 0); xb = norm(x) */
-	PH_QKV,		/* qkv += bias; rope on q and k; k and v into the cache */
+	PH_QKV,		/* qkv += bias; q/k head norms; rope on q and k; k and v into the cache */
 	PH_FFN_IN,	/* x += xb (attention output); xb = norm(x) */
 	PH_SWIGLU,	/* gate = silu(gate) * up */
 	PH_OUT,		/* x += xb (last layer's ffn output) */
@@ -1127,7 +1292,8 @@ static void row_work(const rows_job_t *j, int i)
 	switch (j->phase) {
 	case PH_EMBED:
 		ops_w_get_row(m->cfg.tied_output ? &m->output : &m->tok_embd, b->tokens[i], x);
-		ops_rope_table(s->rope + (size_t)i * c->rope_dim, b->pos[i], c->rope_dim, c->rope_base);
+		ops_rope_table(s->rope + (size_t)i * c->rope_dim, b->pos[i], c->rope_dim, c->rope_base,
+			       m->rope_freq_scale, m->rope_freqs);
 		break;
 	case PH_ATTN_IN:
 		if (j->layer > 0)
@@ -1139,6 +1305,16 @@ static void row_work(const rows_job_t *j, int i)
 		int q = m->q_dim, kvd = m->kv_dim;
 		if (L->bqkv != NULL)
 			ops_add(qkv, L->bqkv, m->qkv_dim);
+		if (L->q_norm != NULL) {
+			/* qwen3: every q and k head RMS-normed alone, after the
+			 * projection and before RoPE (llama.cpp models/qwen3.cpp) */
+			for (int h = 0; h < c->n_heads; h++)
+				ops_rmsnorm(qkv + h * c->head_dim, qkv + h * c->head_dim, L->q_norm, c->head_dim,
+					    c->norm_eps);
+			for (int h = 0; h < c->n_kv_heads; h++)
+				ops_rmsnorm(qkv + q + h * c->head_dim, qkv + q + h * c->head_dim, L->k_norm,
+					    c->head_dim, c->norm_eps);
+		}
 		const float *cs = s->rope + (size_t)i * c->rope_dim;
 		ops_rope(qkv, c->n_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);
 		ops_rope(qkv + q, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_neox, cs);

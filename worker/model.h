@@ -1,4 +1,4 @@
-/* model: a LLaMA / Qwen2 transformer in three parts, as in llama2.c:
+/* model: a LLaMA / Qwen2 / Qwen3 transformer in three parts, as in llama2.c:
  * hyper-parameters (model_config_t), weights (converted to f32 at load and
  * owned by the model, repacked for the kernel: see ops.h), and per-step
  * activations (model_scratch_t, owned by the caller). model_forward() is
@@ -24,20 +24,40 @@
 #include "gguf.h"
 #include "tok.h"
 
+/* The architectures model_load runs (general.architecture); any other is
+ * refused by name. Mistral files are "llama" (with a sliding window). */
 typedef enum model_arch {
 	MODEL_ARCH_LLAMA = 0,
 	MODEL_ARCH_QWEN2 = 1,
+	MODEL_ARCH_QWEN3 = 2,
 } model_arch_t;
 
+/* {arch}.rope.scaling.type: how the positions are scaled. YaRN, LongRoPE
+ * and anything else are refused at load. Independently of it, a
+ * rope_freqs.weight tensor divides each frequency by its factor (as in
+ * llama.cpp, whatever the type). */
+typedef enum model_rope_scaling {
+	MODEL_ROPE_SCALING_NONE = 0,	/* "none", or no type, no factor, no rope_freqs */
+	MODEL_ROPE_SCALING_LINEAR,	/* "linear", or no type with a factor (llama.cpp's
+					   default): positions times 1/factor */
+	MODEL_ROPE_SCALING_LLAMA3,	/* "llama3", or no type and no factor but a
+					   rope_freqs tensor (the converter's Llama 3.x
+					   files): the factors do it all, positions unscaled */
+} model_rope_scaling_t;
+
+/* Zero is the default of every field added after the first two
+ * architectures, so a designated initializer that leaves them out means
+ * "no such feature". */
 typedef struct model_config {
 	model_arch_t arch;
-	char arch_name[16];	/* "llama", "qwen2" */
+	char arch_name[16];	/* "llama", "qwen2", "qwen3" */
 	char name[64];		/* general.name or preset name */
 	int dim;		/* embedding_length */
 	int n_layers;		/* block_count */
 	int n_heads;		/* attention.head_count */
 	int n_kv_heads;		/* attention.head_count_kv */
-	int head_dim;		/* dim / n_heads */
+	int head_dim;		/* attention.key_length, else dim / n_heads (qwen3:
+				   n_heads * head_dim may differ from dim) */
 	int ffn_dim;		/* feed_forward_length */
 	int vocab_size;
 	int n_ctx;		/* context_length (training context) */
@@ -45,9 +65,25 @@ typedef struct model_config {
 	float rope_base;	/* rope.freq_base, 10000 if absent */
 	float norm_eps;		/* attention.layer_norm_rms_epsilon */
 	bool rope_neox;		/* false: rotate pairs (2i, 2i+1) (llama);
-				   true: rotate (i, i + rope_dim/2) (qwen2) */
+				   true: rotate (i, i + rope_dim/2) (qwen2, qwen3) */
 	bool qkv_bias;		/* qwen2: q/k/v projections carry biases */
 	bool tied_output;	/* output matrix is the token embedding */
+	/* RoPE scaling (ops_rope_table has the angle formula) */
+	model_rope_scaling_t rope_scaling;
+	float rope_scaling_factor;	/* rope.scaling.factor, 0 if absent; LINEAR
+					   scales positions by its inverse. A LLAMA3
+					   preset: the factor synth makes rope_freqs
+					   from (not written: files carry the tensor) */
+	int rope_orig_ctx;	/* rope.scaling.original_context_length, 0 if
+				   absent; a LLAMA3 preset: rope_freqs' original
+				   context (not written either) */
+	bool rope_freqs;	/* a rope_freqs.weight [rope_dim/2] divides
+				   frequency i by its element i (Llama 3.x) */
+	int sliding_window;	/* llama attention.sliding_window (Mistral): a
+				   token at p attends to max(0, p-W+1)..p; 0: all */
+	bool qk_norm;		/* qwen3: RMSNorm of each q and k head
+				   (attn_q_norm, attn_k_norm [head_dim]) after
+				   the projection, before RoPE */
 } model_config_t;
 
 typedef struct model model_t;
@@ -179,8 +215,9 @@ typedef struct model_batch {
 
 /* Run one step: writes each token's K and V into its cache at its
  * position, and logits for the wanted tokens. A token at position p attends
- * to positions 0..p of its cache, which earlier steps (or earlier tokens of
- * this step) must have filled. Returns the number of logits rows written, or
+ * to positions 0..p of its cache (max(0, p - W + 1)..p with a sliding
+ * window W), which earlier steps (or earlier tokens of this step) must have
+ * filled. Returns the number of logits rows written, or
  * -EINVAL (bad token id, position >= the kv's n_ctx, a cache of another
  * model, n > max_tokens); nothing is written then. */
 int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b);
@@ -189,11 +226,13 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b);
  * with or without the output head: the accounting formula.
  *
  *   matmuls   2 * n_layers * dim * (q_dim + 2*kv_dim + q_dim + 3*ffn_dim)
- *   attention 4 * n_layers * n_heads * head_dim * (pos + 1)
- *             (q.k and p.v over the pos + 1 cached positions)
+ *   attention 4 * n_layers * n_heads * head_dim * min(pos + 1, W)
+ *             (q.k and p.v over the pos + 1 cached positions, or the
+ *             sliding window's W)
  *   head      2 * dim * vocab_size, only with_logits
  *
- * q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim. Norms, rope,
+ * q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim. Norms (q/k
+ * norms too), rope,
  * softmax, biases and activations (O(dim) per token) are left out. */
 uint64_t model_token_flops(const model_t *m, int pos, bool with_logits);
 

@@ -957,11 +957,18 @@ void ops_rmsnorm(float *y, const float *x, const float *g, int dim, float eps)
 		y[i] = x[i] * s * g[i];
 }
 
-void ops_rope_table(float *cs, int pos, int rope_dim, float base)
+/* The angle of pair i at position pos (ops.h, ops_rope_table), in double. */
+static double rope_angle(int pos, int i, int rope_dim, float base, float freq_scale, const float *ff)
+{
+	double theta = pow((double)base, -2.0 * i / rope_dim);
+	double a = (double)pos * (double)freq_scale * theta;
+	return ff != NULL ? a / (double)ff[i] : a;
+}
+
+void ops_rope_table(float *cs, int pos, int rope_dim, float base, float freq_scale, const float *ff)
 {
 	for (int i = 0; i < rope_dim / 2; i++) {
-		double theta = pow((double)base, -2.0 * i / rope_dim);
-		double a = (double)pos * theta;
+		double a = rope_angle(pos, i, rope_dim, base, freq_scale, ff);
 		cs[2 * i] = (float)cos(a);
 		cs[2 * i + 1] = (float)sin(a);
 	}
@@ -1422,6 +1429,12 @@ static inline void kv_bases(const ops_attn_t *a, int T, const char **k, const ch
 	*v = T == KV_Q8 ? (const char *)a->v8 : T == KV_F16 ? (const char *)a->v16 : (const char *)a->v;
 }
 
+/* The first position the query at position p sees (ops_attn_t.window). */
+static inline int window_start(const ops_attn_t *a, int p)
+{
+	return a->window > 0 && p >= a->window ? p - a->window + 1 : 0;
+}
+
 static inline __attribute__((always_inline)) void
 attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, int g0, int g1,
 	  float *out, size_t ldo, float *scores, const int T)
@@ -1434,10 +1447,11 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 	float scale = 1.0f / sqrtf((float)hd);
 	_Alignas(64) float qbuf[ATT_HEADS * 512];
 	for (int t = 0; t < n_q; t++) {
-		int n_kv = pos0 + t + 1;
+		/* positions lo .. pos0 + t: K and V start at row lo */
+		int lo = window_start(a, pos0 + t), n_kv = pos0 + t + 1 - lo;
 		for (int g = g0; g < g1; g++) {
-			const char *K = kc + (size_t)g * a->head_stride * esz;
-			const char *V = vc + (size_t)g * a->head_stride * esz;
+			const char *K = kc + ((size_t)g * a->head_stride + (size_t)lo * a->row_stride) * esz;
+			const char *V = vc + ((size_t)g * a->head_stride + (size_t)lo * a->row_stride) * esz;
 			for (int h0 = 0; h0 < group; h0 += ATT_HEADS) {
 				int nh = group - h0 < ATT_HEADS ? group - h0 : ATT_HEADS;
 				const float *qg = q + (size_t)t * ldq + (size_t)(g * group + h0) * hd;
@@ -1553,13 +1567,17 @@ void ops_ref_rmsnorm(float *y, const float *x, const float *g, int dim, float ep
 		y[i] = (float)(x[i] * s * g[i]);
 }
 
-void ops_ref_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, int pos, float base)
+void ops_ref_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, int pos, float base,
+		  float freq_scale, const float *ff)
 {
 	int half = rope_dim / 2;
 	for (int h = 0; h < n_heads; h++) {
 		float *v = x + (size_t)h * head_dim;
 		for (int i = 0; i < half; i++) {
-			double a = pos * pow((double)base, -2.0 * i / rope_dim);
+			/* written out again, not rope_angle: an oracle of its own */
+			double a = pos * (double)freq_scale * pow((double)base, -2.0 * i / rope_dim);
+			if (ff != NULL)
+				a /= ff[i];
 			int ia = neox ? i : 2 * i;
 			int ib = neox ? i + half : 2 * i + 1;
 			double x0 = v[ia], x1 = v[ib];
@@ -1599,10 +1617,10 @@ void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0
 	const char *kc, *vc;
 	kv_bases(a, T, &kc, &vc);
 	for (int t = 0; t < n_q; t++) {
-		int n_kv = pos0 + t + 1;
+		int lo = window_start(a, pos0 + t), n_kv = pos0 + t + 1 - lo;
 		for (int h = g0 * group; h < g1 * group; h++) {
 			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
-			size_t hoff = (size_t)(h / group) * a->head_stride;
+			size_t hoff = (size_t)(h / group) * a->head_stride + (size_t)lo * a->row_stride;
 			double mx = -INFINITY, sum = 0.0;
 			double *s = malloc((size_t)n_kv * sizeof(double));
 			if (s == NULL)

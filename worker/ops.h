@@ -157,14 +157,21 @@ void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], one row of dim. y may be x. */
 void ops_rmsnorm(float *y, const float *x, const float *g, int dim, float eps);
 /* Rotary embedding of one token's heads in place: x[n_heads][head_dim],
- * the first rope_dim dims of each head rotated by angles pos * theta_i,
- * theta_i = base^(-2i / rope_dim). neox = false rotates (2i, 2i+1)
- * (llama "normal" mode), true rotates (i, i + rope_dim/2) (qwen2).
- * cs[rope_dim] = cos/sin pairs from ops_rope_table. */
+ * the first rope_dim dims of each head rotated by angles a_i (below).
+ * neox = false rotates (2i, 2i+1) (llama "normal" mode), true rotates
+ * (i, i + rope_dim/2) (qwen2, qwen3). cs[rope_dim] = cos/sin pairs from
+ * ops_rope_table. */
 void ops_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, const float *cs);
-/* cs[2i] = cos(pos * theta_i), cs[2i+1] = sin(...), i < rope_dim/2, computed
- * in double and rounded once. */
-void ops_rope_table(float *cs, int pos, int rope_dim, float base);
+/* cs[2i] = cos(a_i), cs[2i+1] = sin(a_i), i < rope_dim/2, with
+ *
+ *   a_i = pos * freq_scale * base^(-2i / rope_dim) / ff[i]
+ *
+ * computed in double and rounded once. This is ggml's rope_ext without
+ * YaRN (ext_factor 0, attn_factor 1): freq_scale is 1/rope.scaling.factor
+ * under linear scaling (else 1), ff the rope_freqs.weight factors of
+ * Llama 3.x (NULL: all 1). ggml accumulates theta in float; the double
+ * here is the exact value those float steps approximate. */
+void ops_rope_table(float *cs, int pos, int rope_dim, float base, float freq_scale, const float *ff);
 /* exp(x) as every fast kernel computes it (softmax, attention, swiglu):
  * a fixed polynomial scheme, about 1 ulp, inputs clamped to [-87, 88]. */
 float ops_expf(float x);
@@ -183,7 +190,8 @@ float ops_dot(const float *a, const float *b, int n);
  * h / (n_heads / n_kv_heads); per token the keys and the values of a kv
  * head are each streamed once for up to 16 heads of its group, a block
  * of rows staying in L1 while every head uses it). Query t (t < n_q) sits at position pos0 + t and attends to
- * cache rows 0..pos0+t (the cache already holds them, its own included).
+ * cache rows 0..pos0+t (the cache already holds them, its own included),
+ * or only the last a->window of them.
  *   q   [n_q][ldq], head h at q + h*head_dim
  *   k,v row p of kv head g at k + g*head_stride + p*row_stride
  *   out [n_q][ldo], head h at out + h*head_dim
@@ -191,7 +199,9 @@ float ops_dot(const float *a, const float *b, int n);
  * score = dot(q, k) * (1/sqrt(head_dim)) with the ops_dot order, softmax
  * in float (max subtracted, ops_expf, sum in position order), out = sum_p e_p v_p in
  * position order (one fma per element), divided by the sum. Per (token,
- * head) a fixed order: invariant to batching and threads. */
+ * head) a fixed order: invariant to batching and threads. With a->window
+ * the positions are those of the window (the sum and the blocks start at
+ * its first position). */
 typedef struct ops_attn {
 	int n_heads, n_kv_heads, head_dim;
 	const float *k, *v;	/* this layer's cache */
@@ -212,6 +222,12 @@ typedef struct ops_attn {
 	 * f16 cache's products to half). Per (token, head) a fixed order, so
 	 * batch-invariant too. head_dim <= 512. */
 	bool half_math;
+	/* Sliding-window attention: > 0, the query at position p attends to
+	 * positions max(0, p - window + 1) .. p only (window positions, its own
+	 * included): llama.cpp's LLAMA_SWA_TYPE_STANDARD, which masks key p0
+	 * when p - p0 >= n_swa. 0: all of 0 .. p. The window start depends on
+	 * p alone, so batching still changes nothing. */
+	int window;
 } ops_attn_t;
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
 		   int g0, int g1, float *out, size_t ldo, float *scores);
@@ -251,8 +267,10 @@ void ops_ref_matmul(float *y, const float *x, const float *w, int n, int n_out, 
  * from +0. Equal bit for bit to ops_matmul on OPS_W_PACKED. */
 void ops_ref_matmul_chain(float *y, const float *x, const float *w, int n, int n_out, int n_in);
 void ops_ref_rmsnorm(float *y, const float *x, const float *g, int dim, float eps);
-/* Angles recomputed from pos and base in double. */
-void ops_ref_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, int pos, float base);
+/* Angles recomputed in double from the ops_rope_table formula (ff may be
+ * NULL). */
+void ops_ref_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, int pos, float base,
+		  float freq_scale, const float *ff);
 void ops_ref_softmax(float *x, int n);
 void ops_ref_swiglu(float *h, const float *g, const float *u, int n);
 void ops_ref_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,

@@ -24,6 +24,25 @@
 	  .n_heads = heads, .n_kv_heads = kv, .head_dim = (dim_) / (heads), .ffn_dim = ffn, \
 	  .vocab_size = vocab, .n_ctx = ctx, .rope_dim = (dim_) / (heads), .rope_base = 1e6f, \
 	  .norm_eps = 1e-6f, .rope_neox = true, .qkv_bias = true, .tied_output = tied }
+/* Llama 3.x: rope_freqs made from factor and an original context of 8192 */
+#define LLAMA3(dim_, layers, heads, kv, ffn, vocab, ctx, factor, tied) \
+	{ .arch = MODEL_ARCH_LLAMA, .arch_name = "llama", .dim = dim_, .n_layers = layers, \
+	  .n_heads = heads, .n_kv_heads = kv, .head_dim = (dim_) / (heads), .ffn_dim = ffn, \
+	  .vocab_size = vocab, .n_ctx = ctx, .rope_dim = (dim_) / (heads), .rope_base = 500000.0f, \
+	  .norm_eps = 1e-5f, .tied_output = tied, .rope_scaling = MODEL_ROPE_SCALING_LLAMA3, \
+	  .rope_scaling_factor = factor, .rope_orig_ctx = 8192, .rope_freqs = true }
+/* Mistral: llama with a sliding window */
+#define MISTRAL(dim_, layers, heads, kv, ffn, vocab, ctx, base, window) \
+	{ .arch = MODEL_ARCH_LLAMA, .arch_name = "llama", .dim = dim_, .n_layers = layers, \
+	  .n_heads = heads, .n_kv_heads = kv, .head_dim = (dim_) / (heads), .ffn_dim = ffn, \
+	  .vocab_size = vocab, .n_ctx = ctx, .rope_dim = (dim_) / (heads), .rope_base = base, \
+	  .norm_eps = 1e-5f, .sliding_window = window }
+/* Qwen3: head_dim of its own (q_dim may differ from dim), q/k norms, no biases */
+#define QWEN3(dim_, layers, heads, kv, hd, ffn, vocab, ctx, tied) \
+	{ .arch = MODEL_ARCH_QWEN3, .arch_name = "qwen3", .dim = dim_, .n_layers = layers, \
+	  .n_heads = heads, .n_kv_heads = kv, .head_dim = hd, .ffn_dim = ffn, \
+	  .vocab_size = vocab, .n_ctx = ctx, .rope_dim = hd, .rope_base = 1e6f, \
+	  .norm_eps = 1e-6f, .rope_neox = true, .qk_norm = true, .tied_output = tied }
 
 static const synth_preset_t presets[] = {
 	{ "tiny", "test model: dim 64, 2 layers, GQA 4/2, vocab 512",
@@ -40,6 +59,23 @@ static const synth_preset_t presets[] = {
 	  LLAMA(4096, 32, 32, 8, 14336, 128256, 8192, 500000.0f) },
 	{ "qwen2-7b", "Qwen2-7B shape: dim 3584, 28 layers, GQA 28/4, ffn 18944, vocab 152064",
 	  QWEN2(3584, 28, 28, 4, 18944, 152064, 32768, false) },
+	{ "llama3-tiny", "test model: tiny with Llama 3.1 RoPE scaling (rope_freqs of factor 8), base 500000",
+	  LLAMA3(64, 2, 4, 2, 160, 512, 2048, 8.0f, false) },
+	{ "llama-linear-tiny", "test model: tiny with linear RoPE scaling, factor 4",
+	  { .arch = MODEL_ARCH_LLAMA, .arch_name = "llama", .dim = 64, .n_layers = 2, .n_heads = 4,
+	    .n_kv_heads = 2, .head_dim = 16, .ffn_dim = 160, .vocab_size = 512, .n_ctx = 1024,
+	    .rope_dim = 16, .rope_base = 10000.0f, .norm_eps = 1e-5f,
+	    .rope_scaling = MODEL_ROPE_SCALING_LINEAR, .rope_scaling_factor = 4.0f } },
+	{ "mistral-tiny", "test model: tiny with a sliding window of 8 positions (Mistral)",
+	  MISTRAL(64, 2, 4, 2, 160, 512, 256, 10000.0f, 8) },
+	{ "qwen3-tiny", "test model: qwen3 layout (q/k norms, head_dim 32 > dim/heads, tied), dim 64",
+	  QWEN3(64, 2, 4, 2, 32, 160, 512, 256, true) },
+	{ "qwen3-0.6b", "Qwen3-0.6B shape: dim 1024, 28 layers, GQA 16/8, head_dim 128, ffn 3072, tied",
+	  QWEN3(1024, 28, 16, 8, 128, 3072, 151936, 40960, true) },
+	{ "llama3.2-1b", "Llama-3.2-1B shape: dim 2048, 16 layers, GQA 32/8, ffn 8192, rope_freqs, tied",
+	  LLAMA3(2048, 16, 32, 8, 8192, 128256, 131072, 32.0f, true) },
+	{ "mistral-7b", "Mistral-7B-v0.1 shape: dim 4096, 32 layers, GQA 32/8, ffn 14336, window 4096",
+	  MISTRAL(4096, 32, 32, 8, 14336, 32000, 32768, 10000.0f, 4096) },
 };
 #define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
 
@@ -78,13 +114,18 @@ static uint64_t name_hash(const char *s)	/* FNV-1a */
 	return h;
 }
 
-/* How a tensor's elements are made: element i is u(key, i) * a, or 1 for
- * norm weights. */
+/* How a tensor's elements are made (synth.h): element i is u(key, i) * a;
+ * 1 for norm weights; 1 + u(key, i) * a for the q/k head norms; Llama 3's
+ * formula for rope_freqs. */
+enum gen_kind { GEN_UNIFORM, GEN_ONES, GEN_NEAR_ONE, GEN_LLAMA3_FREQS };
 typedef struct gen {
+	enum gen_kind kind;
 	uint64_t key;
 	float a;
-	bool ones;
 	uint64_t ne0, ne1;
+	/* GEN_LLAMA3_FREQS */
+	double base, factor, orig_ctx;
+	int rope_dim;
 } gen_t;
 
 static int gen_init(const model_config_t *cfg, const char *name, gen_t *g)
@@ -108,24 +149,56 @@ static int gen_init(const model_config_t *cfg, const char *name, gen_t *g)
 		return -EINVAL;
 	size_t len = strlen(name);
 	bool is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
-	g->ones = len > 12 && strcmp(name + len - 12, "_norm.weight") == 0;
+	bool head_norm = strstr(name, ".attn_q_norm.") != NULL || strstr(name, ".attn_k_norm.") != NULL;
+	g->kind = len > 12 && strcmp(name + len - 12, "_norm.weight") == 0 ? GEN_ONES : GEN_UNIFORM;
 	g->a = is_bias ? 0.1f : (float)sqrt(3.0 / (double)g->ne0);
+	if (head_norm) {
+		g->kind = GEN_NEAR_ONE;
+		g->a = 0.5f;
+	}
+	if (strcmp(name, "rope_freqs.weight") == 0) {
+		g->kind = GEN_LLAMA3_FREQS;
+		g->base = cfg->rope_base;
+		g->factor = cfg->rope_scaling_factor;
+		g->orig_ctx = cfg->rope_orig_ctx;
+		g->rope_dim = cfg->rope_dim;
+	}
 	g->key = mix64(SYNTH_SEED ^ name_hash(name));
 	return 0;
 }
 
+/* Factor i of Llama 3.x RoPE scaling as llama.cpp's converter makes
+ * rope_freqs.weight (convert_hf_to_gguf.py, LlamaModel, rope_type
+ * "llama3"), with low_freq_factor 1 and high_freq_factor 4 (those of every
+ * Llama 3.1 and 3.2 release): frequencies whose wavelength is under
+ * orig_ctx / 4 keep 1, over orig_ctx / 1 get factor, and in between a
+ * smooth mix. In double, rounded once (the converter works in float32
+ * torch, so a mixed factor may differ from its file in the last bit). */
+static float llama3_freq_factor(const gen_t *g, uint64_t i)
+{
+	const double low = 1.0, high = 4.0;
+	double freq = 1.0 / pow(g->base, (double)(2 * i) / g->rope_dim);
+	double wavelen = 2.0 * M_PI / freq;
+	if (wavelen < g->orig_ctx / high)
+		return 1.0f;
+	if (wavelen > g->orig_ctx / low)
+		return (float)g->factor;
+	double smooth = (g->orig_ctx / wavelen - low) / (high - low);
+	return (float)(1.0 / ((1.0 - smooth) / g->factor + smooth));
+}
+
 static void gen_elems(const gen_t *g, uint64_t e0, uint64_t n, float *dst)
 {
-	if (g->ones) {
+	if (g->kind == GEN_ONES || g->kind == GEN_LLAMA3_FREQS) {
 		for (uint64_t i = 0; i < n; i++)
-			dst[i] = 1.0f;
+			dst[i] = g->kind == GEN_ONES ? 1.0f : llama3_freq_factor(g, e0 + i);
 		return;
 	}
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t h = mix64(g->key + (e0 + i) * 0x9e3779b97f4a7c15ULL);
 		/* 24 random bits: exactly representable, uniform in [-1, 1) */
 		float u = (float)(int32_t)(h >> 40) * (1.0f / 8388608.0f) - 1.0f;
-		dst[i] = u * g->a;
+		dst[i] = g->kind == GEN_NEAR_ONE ? 1.0f + u * g->a : u * g->a;
 	}
 }
 
@@ -257,6 +330,20 @@ static int set_keys(gguf_writer_t *w, const synth_preset_t *p, const model_confi
 	    (rc = gguf_writer_set_f32(w, K("rope.freq_base"), c->rope_base)) < 0 ||
 	    (rc = gguf_writer_set_f32(w, K("attention.layer_norm_rms_epsilon"), c->norm_eps)) < 0 ||
 	    (rc = gguf_writer_set_u32(w, K("vocab_size"), (uint32_t)c->vocab_size)) < 0)
+		return rc;
+	/* the keys of the later features, written where a converter writes
+	 * them: head sizes of their own (Qwen3's head_dim), linear RoPE
+	 * scaling (Llama 3's is the rope_freqs tensor alone), Mistral's window */
+	if ((c->head_dim * c->n_heads != c->dim || c->arch == MODEL_ARCH_QWEN3) &&
+	    ((rc = gguf_writer_set_u32(w, K("attention.key_length"), (uint32_t)c->head_dim)) < 0 ||
+	     (rc = gguf_writer_set_u32(w, K("attention.value_length"), (uint32_t)c->head_dim)) < 0))
+		return rc;
+	if (c->rope_scaling == MODEL_ROPE_SCALING_LINEAR &&
+	    ((rc = gguf_writer_set_str(w, K("rope.scaling.type"), "linear")) < 0 ||
+	     (rc = gguf_writer_set_f32(w, K("rope.scaling.factor"), c->rope_scaling_factor)) < 0))
+		return rc;
+	if (c->sliding_window > 0 &&
+	    (rc = gguf_writer_set_u32(w, K("attention.sliding_window"), (uint32_t)c->sliding_window)) < 0)
 		return rc;
 #undef K
 	if ((rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama")) < 0 ||

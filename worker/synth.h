@@ -7,7 +7,11 @@
  * independently and in any order — a 7B model is never held twice. Values
  * are uniform in [-a, a) with a = sqrt(3 / fan_in) (variance 1/fan_in, as a
  * real initialization, so activations stay near unit scale), norm weights
- * are 1 and biases uniform in [-0.1, 0.1).
+ * are 1 and biases uniform in [-0.1, 0.1). Two exceptions: the per-head q/k
+ * norms of qwen3 are 1 + uniform[-0.5, 0.5) (so a test sees which weight
+ * scales which dimension), and rope_freqs.weight holds Llama 3's frequency
+ * factors computed from the preset's rope_scaling_factor and rope_orig_ctx
+ * as llama.cpp's converter does.
  *
  * The vocabulary is SentencePiece-style, built in memory: <unk>, <s>, </s>
  * (ids 0, 1, 2), the 256 byte tokens <0x00>..<0xFF> (ids 3..258), "▁"
@@ -32,7 +36,10 @@ typedef struct synth_preset {
 } synth_preset_t;
 
 /* Presets: "tiny", "tiny-qwen2", "llama-110m", "qwen2-0.5b", "llama2-7b", "llama3-8b",
- * "qwen2-7b". Static, borrowed. NULL if unknown. */
+ * "qwen2-7b", the test models of each later feature "llama3-tiny" (Llama 3
+ * rope_freqs), "llama-linear-tiny" (linear RoPE scaling), "mistral-tiny"
+ * (sliding window 8), "qwen3-tiny", and the shapes "qwen3-0.6b",
+ * "llama3.2-1b", "mistral-7b". Static, borrowed. NULL if unknown. */
 const synth_preset_t *synth_preset_find(const char *name);
 size_t synth_n_presets(void);
 const synth_preset_t *synth_preset_at(size_t i);

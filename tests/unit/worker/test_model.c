@@ -7,6 +7,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "ops.h"
+#include "synth.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -451,20 +452,37 @@ static void *convert(const float *x, uint64_t n, uint32_t type, uint64_t *ret_nb
 	return q;
 }
 
-/* Copy of stories260K with one tensor's shape or one key broken, or its
- * matrices (2-D tensors) stored as matrix_type. */
-static int write_variant_typed(const char *path, const char *drop_tensor, const char *shrink_tensor,
-			       const char *drop_key, uint32_t matrix_type)
+/* What write_edit changes in a copy of a GGUF file (NULL / 0: nothing). */
+typedef struct edit {
+	const char *drop_tensor;	/* left out */
+	const char *shrink_tensor;	/* a 2-D tensor one row short */
+	const char *drop_key;		/* left out */
+	uint32_t matrix_type;		/* 2-D tensors stored as this type (F32 = 0: as they are) */
+	const char *str_key, *str_val;	/* a string key set (replaced or added) */
+	const char *u32_key;		/* a u32 key set */
+	uint32_t u32_val;
+	const char *zero_tensor;	/* an F32 tensor whose first element becomes 0 */
+} edit_t;
+
+static int write_edit(const char *src, const char *path, const edit_t *e)
 {
 	gguf_t *g = NULL;
 	char err[256];
-	int rc = gguf_open(cu_shared_path("models/stories260K.gguf"), &g, err, sizeof(err));
+	int rc = gguf_open(src, &g, err, sizeof(err));
 	if (rc < 0)
 		return rc;
+	const char *drop_tensor = e->drop_tensor, *shrink_tensor = e->shrink_tensor;
+	uint32_t matrix_type = e->matrix_type;
 	gguf_writer_t *w = gguf_writer_new();
+	if (e->str_key != NULL)
+		gguf_writer_set_str(w, e->str_key, e->str_val);
+	if (e->u32_key != NULL)
+		gguf_writer_set_u32(w, e->u32_key, e->u32_val);
 	for (uint64_t i = 0; i < gguf_n_kv(g); i++) {
 		const char *key = gguf_kv_key(g, i);
-		if (drop_key != NULL && strcmp(key, drop_key) == 0)
+		if ((e->drop_key != NULL && strcmp(key, e->drop_key) == 0) ||
+		    (e->str_key != NULL && strcmp(key, e->str_key) == 0) ||
+		    (e->u32_key != NULL && strcmp(key, e->u32_key) == 0))
 			continue;
 		enum gguf_vtype t = gguf_kv_type(g, i);
 		if (t == GGUF_VTYPE_STRING) {
@@ -519,6 +537,12 @@ static int write_variant_typed(const char *path, const char *drop_tensor, const 
 			data = conv[i] = convert(t->data, t->n_elements, matrix_type, &nb);
 			type = matrix_type;
 		}
+		if (e->zero_tensor != NULL && strcmp(t->name, e->zero_tensor) == 0 && t->type == GGUF_TTYPE_F32) {
+			float *z = conv[i] = malloc(t->nbytes);
+			memcpy(z, t->data, t->nbytes);
+			z[0] = 0.0f;
+			data = z;
+		}
 		gguf_writer_add_tensor(w, t->name, type, t->n_dims, ne, data, nb);
 	}
 	rc = gguf_writer_write(w, path, err, sizeof(err));
@@ -527,6 +551,16 @@ static int write_variant_typed(const char *path, const char *drop_tensor, const 
 	gguf_writer_destroy(&w);
 	gguf_close(&g);
 	return rc;
+}
+
+/* Copy of stories260K with one tensor's shape or one key broken, or its
+ * matrices (2-D tensors) stored as matrix_type. */
+static int write_variant_typed(const char *path, const char *drop_tensor, const char *shrink_tensor,
+			       const char *drop_key, uint32_t matrix_type)
+{
+	edit_t e = { .drop_tensor = drop_tensor, .shrink_tensor = shrink_tensor, .drop_key = drop_key,
+		     .matrix_type = matrix_type };
+	return write_edit(cu_shared_path("models/stories260K.gguf"), path, &e);
 }
 
 static int write_variant(const char *path, const char *drop_tensor, const char *shrink_tensor,
@@ -680,6 +714,251 @@ static void test_load_errors(void)
 	expect_load_error("/nonexistent/x.gguf", -ENOENT, "/nonexistent/x.gguf");
 }
 
+/* ---- architectures: Llama 3 / linear RoPE scaling, Mistral's window, qwen3 ---- */
+
+/* Logits of every position of ids[0..n) (f32 cache) in steps of step
+ * tokens into out[n][vocab]. */
+static int seq_logits(const model_t *m, const int32_t *ids, int n, int step, int threads, float *out)
+{
+	int V = model_config(m)->vocab_size;
+	model_kv_t *kv = NULL;
+	model_scratch_t *s = NULL;
+	int32_t pos[64];
+	model_kv_t *kvs[64];
+	bool want[64];
+	int rc;
+	if (n > 64)
+		return -EINVAL;
+	if ((rc = model_kv_new(m, n, MODEL_KV_F32, &kv)) < 0 || (rc = model_scratch_new(m, step, threads, &s)) < 0)
+		goto done;
+	for (int i = 0; i < n; i++) {
+		pos[i] = i;
+		kvs[i] = kv;
+		want[i] = true;
+	}
+	for (int i = 0; i < n; i += step) {
+		int k = n - i < step ? n - i : step;
+		model_batch_t b = { .n = k, .tokens = ids + i, .pos = pos + i, .kv = kvs + i, .logits_wanted = want,
+				    .logits = out + (size_t)i * V };
+		if ((rc = model_forward(m, s, &b)) != k) {
+			rc = rc < 0 ? rc : -EPROTO;
+			goto done;
+		}
+	}
+	rc = 0;
+done:
+	model_kv_destroy(&kv);
+	model_scratch_destroy(&s);
+	return rc;
+}
+
+enum { SEQ = 16, SV = 512 };	/* the tiny presets' vocabulary */
+static const int32_t seq_ids[SEQ] = { 1, 300, 17, 455, 260, 261, 99, 380, 402, 3, 511, 290, 333, 270, 481, 305 };
+
+/* Loads path and gives its logits over seq_ids (one step). */
+static int file_logits(const char *path, float *out, model_t **keep)
+{
+	model_t *m = NULL;
+	char err[256];
+	int rc = model_load(path, &m, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "\n%s\n", err);
+		return rc;
+	}
+	rc = seq_logits(m, seq_ids, SEQ, SEQ, 2, out);
+	if (keep != NULL)
+		*keep = m;
+	else
+		model_destroy(&m);
+	return rc;
+}
+
+static int preset_logits(const char *preset, float *out)
+{
+	model_t *m = NULL;
+	char err[256];
+	int rc = model_new_synth(preset, 0, &m, err, sizeof(err));
+	if (rc == 0)
+		rc = seq_logits(m, seq_ids, SEQ, SEQ, 1, out);
+	model_destroy(&m);
+	return rc;
+}
+
+/* Whether positions [p0, p1) of two logit sets are the same bits. */
+static bool same_rows(const float *a, const float *b, int p0, int p1)
+{
+	return memcmp(a + (size_t)p0 * SV, b + (size_t)p0 * SV, (size_t)(p1 - p0) * SV * sizeof(float)) == 0;
+}
+
+/* What read_config takes from each feature's keys and tensors, as synth
+ * writes them (the keys llama.cpp's converter writes), and what a file's
+ * keys change: a scaling type "none" never scales (the linear file's
+ * logits become the unscaled model's, bit for bit), a factor without a
+ * type scales linearly (llama.cpp's default), a file without its window
+ * attends to everything. */
+static void test_arch_config(void)
+{
+	char src[512], path[512];
+	snprintf(src, sizeof(src), "%s/arch-src.gguf", cu_tmpdir());
+	snprintf(path, sizeof(path), "%s/arch.gguf", cu_tmpdir());
+	static float base[SEQ * SV], a[SEQ * SV], b[SEQ * SV];
+	char err[256];
+	model_t *m = NULL;
+	/* "tiny" has the same tensors (names, shapes: the same weights) as
+	 * llama-linear-tiny and mistral-tiny, without their features */
+	CU_ASSERT_EQUAL_FATAL(preset_logits("tiny", base), 0);
+
+	/* llama3-tiny: the factors come as the rope_freqs tensor alone */
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("llama3-tiny", 0, GGUF_TTYPE_F32, src, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(file_logits(src, a, &m), 0);
+	const model_config_t *c = model_config(m);
+	CU_ASSERT(c->rope_freqs && c->rope_scaling == MODEL_ROPE_SCALING_LLAMA3 && c->rope_scaling_factor == 0.0f);
+	CU_ASSERT(c->rope_base == 500000.0f && c->sliding_window == 0 && !c->qk_norm);
+	CU_ASSERT_EQUAL(model_n_params(m), model_config_n_params(c));
+	model_destroy(&m);
+	/* a factor of 0 in rope_freqs would divide by zero: refused by name */
+	edit_t zero = { .zero_tensor = "rope_freqs.weight" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &zero), 0);
+	expect_load_error(path, -EBADMSG, "rope_freqs.weight");
+	/* type llama3 needs the tensor */
+	edit_t no_freqs = { .drop_tensor = "rope_freqs.weight", .str_key = "llama.rope.scaling.type",
+			    .str_val = "llama3" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &no_freqs), 0);
+	expect_load_error(path, -EBADMSG, "rope_freqs.weight");
+
+	/* llama-linear-tiny: type linear, factor 4 */
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("llama-linear-tiny", 0, GGUF_TTYPE_F32, src, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(file_logits(src, a, &m), 0);
+	c = model_config(m);
+	CU_ASSERT(c->rope_scaling == MODEL_ROPE_SCALING_LINEAR && c->rope_scaling_factor == 4.0f);
+	CU_ASSERT(same_rows(a, base, 0, 1));	/* position 0 has no angle */
+	CU_ASSERT_FALSE(same_rows(a, base, 1, SEQ));
+	model_destroy(&m);
+	edit_t none = { .str_key = "llama.rope.scaling.type", .str_val = "none" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &none), 0);
+	CU_ASSERT_EQUAL_FATAL(file_logits(path, b, &m), 0);
+	CU_ASSERT_EQUAL(model_config(m)->rope_scaling, MODEL_ROPE_SCALING_NONE);
+	CU_ASSERT(same_rows(b, base, 0, SEQ));
+	model_destroy(&m);
+	edit_t untyped = { .drop_key = "llama.rope.scaling.type" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &untyped), 0);
+	CU_ASSERT_EQUAL_FATAL(file_logits(path, b, NULL), 0);
+	CU_ASSERT(same_rows(b, a, 0, SEQ));
+	/* YaRN and the rest: refused, naming the key and its value */
+	static const char *const refused[] = { "yarn", "longrope", "dynamic" };
+	for (int i = 0; i < 3; i++) {
+		edit_t e = { .str_key = "llama.rope.scaling.type", .str_val = refused[i] };
+		CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &e), 0);
+		expect_load_error(path, -ENOTSUP, "llama.rope.scaling.type");
+		expect_load_error(path, -ENOTSUP, refused[i]);
+	}
+	/* an architecture margin does not run: named, with the ones it does */
+	edit_t gemma = { .str_key = "general.architecture", .str_val = "gemma2" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &gemma), 0);
+	expect_load_error(path, -ENOTSUP, "'gemma2'");
+	expect_load_error(path, -ENOTSUP, "llama, qwen2, qwen3");
+
+	/* mistral-tiny: the window of 8 */
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("mistral-tiny", 0, GGUF_TTYPE_F32, src, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(file_logits(src, a, &m), 0);
+	c = model_config(m);
+	CU_ASSERT(c->arch == MODEL_ARCH_LLAMA && c->sliding_window == 8);
+	/* positions 0..7 see all there is; from 8 on the window cuts */
+	CU_ASSERT(same_rows(a, base, 0, 8));
+	for (int p = 8; p < SEQ; p++)
+		CU_ASSERT_FALSE(same_rows(a, base, p, p + 1));
+	/* attention FLOPs stop growing at the window */
+	CU_ASSERT_EQUAL(model_token_flops(m, 20, false), model_token_flops(m, 7, false));
+	CU_ASSERT(model_token_flops(m, 7, false) > model_token_flops(m, 6, false));
+	model_destroy(&m);
+	edit_t no_window = { .drop_key = "llama.attention.sliding_window" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &no_window), 0);
+	CU_ASSERT_EQUAL_FATAL(file_logits(path, b, NULL), 0);
+	CU_ASSERT(same_rows(b, base, 0, SEQ));
+
+	/* qwen3-tiny: its own head size, q/k norms, no biases */
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("qwen3-tiny", 0, GGUF_TTYPE_F32, src, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(file_logits(src, a, &m), 0);
+	c = model_config(m);
+	CU_ASSERT(c->arch == MODEL_ARCH_QWEN3 && strcmp(c->arch_name, "qwen3") == 0);
+	CU_ASSERT(c->head_dim == 32 && c->n_heads * c->head_dim == 2 * c->dim);
+	CU_ASSERT(c->qk_norm && !c->qkv_bias && c->rope_neox && c->tied_output);
+	CU_ASSERT(fabsf(c->norm_eps - 1e-6f) < 1e-12f);
+	model_destroy(&m);
+	edit_t no_qnorm = { .drop_tensor = "blk.1.attn_q_norm.weight" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &no_qnorm), 0);
+	expect_load_error(path, -EBADMSG, "blk.1.attn_q_norm.weight");
+	edit_t vlen = { .u32_key = "qwen3.attention.value_length", .u32_val = 16 };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &vlen), 0);
+	expect_load_error(path, -ENOTSUP, "qwen3.attention.value_length");
+	/* without key_length the head size would be dim / heads (16), which
+	 * value_length (32) contradicts */
+	edit_t no_klen = { .drop_key = "qwen3.attention.key_length" };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &no_klen), 0);
+	expect_load_error(path, -ENOTSUP, "value_length 32 differs from the key length 16");
+	/* both gone: heads of 16, narrower than the file's rope dims */
+	edit_t no_klen2 = { .drop_key = "qwen3.attention.key_length", .u32_key = "qwen3.attention.value_length",
+			    .u32_val = 16 };
+	CU_ASSERT_EQUAL_FATAL(write_edit(src, path, &no_klen2), 0);
+	expect_load_error(path, -EBADMSG, "rope.dimension_count 32 must be even and <= head dim 16");
+	unlink(src);
+	unlink(path);
+}
+
+/* The features keep batch invariance: three sequences of each feature's
+ * preset, advanced together in steps of mixed shapes on 2 threads, give
+ * every position the bits it gets alone, token by token. Mistral's
+ * sequences cross the window inside a step. */
+static void test_arch_batch_invariance(void)
+{
+	static const char *const presets[] = { "llama3-tiny", "llama-linear-tiny", "mistral-tiny", "qwen3-tiny" };
+	enum { NS = 3, LEN = 20 };
+	static float alone[NS][LEN][SV], out[NS * LEN][SV];
+	for (size_t pi = 0; pi < sizeof(presets) / sizeof(presets[0]); pi++) {
+		model_t *m = NULL;
+		char err[256];
+		CU_ASSERT_EQUAL_FATAL(model_new_synth(presets[pi], 0, &m, err, sizeof(err)), 0);
+		int32_t toks[NS][LEN];
+		for (int sq = 0; sq < NS; sq++) {
+			for (int i = 0; i < LEN; i++)
+				toks[sq][i] = (int32_t)(i == 0 ? 1 : 259 + (sq * 71 + i * 29) % 250);
+			CU_ASSERT_EQUAL_FATAL(seq_logits(m, toks[sq], LEN, 1, 1, alone[sq][0]), 0);
+		}
+		model_kv_t *kv[NS] = { 0 };
+		model_scratch_t *s = NULL;
+		for (int sq = 0; sq < NS; sq++)
+			CU_ASSERT_EQUAL_FATAL(model_kv_new(m, LEN, MODEL_KV_F32, &kv[sq]), 0);
+		CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, NS * LEN, 2, &s), 0);
+		static const int plan[][NS] = { { 5, 1, 9 }, { 6, 11, 1 }, { 1, 3, 4 }, { 8, 5, 6 } };
+		int done[NS] = { 0 };
+		for (size_t st = 0; st < sizeof(plan) / sizeof(plan[0]); st++) {
+			int32_t tk[NS * LEN], ps[NS * LEN];
+			model_kv_t *kvs[NS * LEN];
+			bool want[NS * LEN];
+			int who[NS * LEN], at[NS * LEN], n = 0;
+			for (int sq = 0; sq < NS; sq++)
+				for (int j = 0; j < plan[st][sq] && done[sq] < LEN; j++, n++) {
+					tk[n] = toks[sq][done[sq]];
+					ps[n] = done[sq];
+					kvs[n] = kv[sq];
+					want[n] = true;
+					who[n] = sq;
+					at[n] = done[sq]++;
+				}
+			model_batch_t b = { .n = n, .tokens = tk, .pos = ps, .kv = kvs, .logits_wanted = want,
+					    .logits = out[0] };
+			CU_ASSERT_EQUAL_FATAL(model_forward(m, s, &b), n);
+			for (int i = 0; i < n; i++)
+				CU_ASSERT(memcmp(out[i], alone[who[i]][at[i]], sizeof(out[i])) == 0);
+		}
+		for (int sq = 0; sq < NS; sq++) {
+			CU_ASSERT_EQUAL(done[sq], LEN);
+			model_kv_destroy(&kv[sq]);
+		}
+		model_scratch_destroy(&s);
+		model_destroy(&m);
+	}
+}
 
 static int run_cmd(char **argv, int argc, char **out)
 {
@@ -741,5 +1020,7 @@ const cu_test_t model_tests[] = {
 	{ "tensor_types", test_tensor_types },
 	{ "weights_q8", test_weights_q8 },
 	{ "load_errors", test_load_errors },
+	{ "arch_config", test_arch_config },
+	{ "arch_batch_invariance", test_arch_batch_invariance },
 	{ NULL, NULL },
 };

@@ -305,11 +305,11 @@ static void test_rope(void)
 				float *r = malloc((size_t)n_heads * hd * sizeof(float));
 				memcpy(r, x, (size_t)n_heads * hd * sizeof(float));
 				float cs[20];
-				ops_rope_table(cs, pos, rd, 10000.0f);
+				ops_rope_table(cs, pos, rd, 10000.0f, 1.0f, NULL);
 				float *orig = malloc((size_t)n_heads * hd * sizeof(float));
 				memcpy(orig, x, (size_t)n_heads * hd * sizeof(float));
 				ops_rope(x, n_heads, hd, rd, neox, cs);
-				ops_ref_rope(r, n_heads, hd, rd, neox, pos, 10000.0f);
+				ops_ref_rope(r, n_heads, hd, rd, neox, pos, 10000.0f, 1.0f, NULL);
 				CU_ASSERT(max_rel_err(x, r, (size_t)n_heads * hd) < 1e-5);
 				if (pos == 0)
 					CU_ASSERT(memcmp(x, orig, (size_t)n_heads * hd * sizeof(float)) == 0);
@@ -324,7 +324,7 @@ static void test_rope(void)
 	/* the pairing: a unit vector in dim 0 rotates into dim 1 (normal) or
 	 * dim rope_dim/2 (neox) */
 	float cs[8], v[8];
-	ops_rope_table(cs, 1, 8, 10000.0f);	/* theta_0 = 1 rad */
+	ops_rope_table(cs, 1, 8, 10000.0f, 1.0f, NULL);	/* theta_0 = 1 rad */
 	memset(v, 0, sizeof(v));
 	v[0] = 1.0f;
 	ops_rope(v, 1, 8, 8, false, cs);
@@ -333,6 +333,47 @@ static void test_rope(void)
 	v[0] = 1.0f;
 	ops_rope(v, 1, 8, 8, true, cs);
 	CU_ASSERT(fabs(v[0] - cos(1.0)) < 1e-6 && fabs(v[4] - sin(1.0)) < 1e-6 && v[1] == 0.0f);
+}
+
+/* RoPE scaling: linear (positions times freq_scale) and Llama 3's
+ * frequency factors (theta_i / ff[i]) give the angles of their formulas,
+ * as the double reference computes them; a table is that of the
+ * unscaled one at the scaled position where the scaling is exact. */
+static void test_rope_scaling(void)
+{
+	enum { RD = 16, HD = 20, NH = 2 };
+	const float ff[RD / 2] = { 1.0f, 1.0f, 1.5f, 2.6898f, 8.0f, 8.0f, 8.0f, 8.0f };
+	float cs[RD], ref_cs[RD];
+	/* linear, factor 4: position 40 rotates as 10 does unscaled */
+	ops_rope_table(cs, 40, RD, 10000.0f, 0.25f, NULL);
+	ops_rope_table(ref_cs, 10, RD, 10000.0f, 1.0f, NULL);
+	CU_ASSERT(memcmp(cs, ref_cs, sizeof(cs)) == 0);
+	/* the factors divide each angle: pair i against the formula */
+	int positions[] = { 0, 3, 777, 100000 };
+	for (size_t pi = 0; pi < 4; pi++) {
+		int pos = positions[pi];
+		ops_rope_table(cs, pos, RD, 500000.0f, 0.5f, ff);
+		for (int i = 0; i < RD / 2; i++) {
+			double a = pos * 0.5 * pow(500000.0, -2.0 * i / RD) / ff[i];
+			CU_ASSERT(cs[2 * i] == (float)cos(a));
+			CU_ASSERT(cs[2 * i + 1] == (float)sin(a));
+		}
+		for (int neox = 0; neox < 2; neox++) {
+			rng_state = 21 + (uint64_t)pi;
+			float *x = rand_vec((size_t)NH * HD, 1.0f), *r = malloc((size_t)NH * HD * sizeof(float));
+			CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+			memcpy(r, x, (size_t)NH * HD * sizeof(float));
+			ops_rope(x, NH, HD, RD, neox, cs);
+			ops_ref_rope(r, NH, HD, RD, neox, pos, 500000.0f, 0.5f, ff);
+			CU_ASSERT(max_rel_err(x, r, (size_t)NH * HD) < 1e-5);
+			/* and not what the unscaled rope gives (past position 0) */
+			ops_ref_rope(r, NH, HD, RD, neox, pos, 500000.0f, 1.0f, NULL);
+			if (pos > 0)
+				CU_ASSERT(max_rel_err(x, r, (size_t)NH * HD) > 1e-3);
+			free(x);
+			free(r);
+		}
+	}
 }
 
 static void test_expf(void)
@@ -381,7 +422,9 @@ static void test_softmax_swiglu(void)
 	free(u);
 }
 
-/* The definition in ops.h written out with ops_dot, expf and fmaf. */
+/* The definition in ops.h written out with ops_dot, expf and fmaf; a
+ * window keeps the positions p with (pos0 + t) - p < window, llama.cpp's
+ * is_masked_swa (standard) negated. */
 static void attention_by_definition(const ops_attn_t *a, const float *q, size_t ldq, int pos0,
 				    int n_q, float *out, size_t ldo)
 {
@@ -390,9 +433,12 @@ static void attention_by_definition(const ops_attn_t *a, const float *q, size_t 
 	float s[256];
 	for (int t = 0; t < n_q; t++)
 		for (int h = 0; h < a->n_heads; h++) {
-			int n = pos0 + t + 1;
-			const float *k = a->k + (size_t)(h / group) * a->head_stride;
-			const float *v = a->v + (size_t)(h / group) * a->head_stride;
+			int lo = 0;
+			while (a->window > 0 && (pos0 + t) - lo >= a->window)
+				lo++;
+			int n = pos0 + t + 1 - lo;
+			const float *k = a->k + (size_t)(h / group) * a->head_stride + (size_t)lo * a->row_stride;
+			const float *v = a->v + (size_t)(h / group) * a->head_stride + (size_t)lo * a->row_stride;
 			const float *qh = q + (size_t)t * ldq + (size_t)h * hd;
 			float mx = -INFINITY, sum = 0.0f;
 			for (int p = 0; p < n; p++) {
@@ -439,7 +485,7 @@ static void check_compact(const ops_attn_t *ac, const ops_attn_t *aw, const floa
 	free(one);
 }
 
-static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, int n_q)
+static void check_attention_w(int n_heads, int n_kv, int hd, int ctx, int pos0, int n_q, int window)
 {
 	/* cache layout [kv head][ctx][hd] with a padded row to test strides */
 	size_t rs = (size_t)hd + 4, hs = (size_t)ctx * rs;
@@ -452,7 +498,7 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	float *one = calloc(ldo, sizeof(float));
 	float *scores = malloc((size_t)(n_heads / n_kv) * (size_t)(pos0 + n_q) * sizeof(float));
 	ops_attn_t a = { .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd, .k = k, .v = v,
-			  .head_stride = hs, .row_stride = rs };
+			  .head_stride = hs, .row_stride = rs, .window = window };
 	ops_attention(&a, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
 	ops_ref_attention(&a, q, ldq, pos0, n_q, 0, n_kv, ref, ldo);
 	attention_by_definition(&a, q, ldq, pos0, n_q, def, ldo);
@@ -497,7 +543,7 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 			ops_q8_to_f32(vw + src, v8 + dst, hd);
 		}
 	ops_attn_t a8 = { .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd, .k8 = k8, .v8 = v8,
-			  .head_stride = rb * (size_t)ctx, .row_stride = rb };
+			  .head_stride = rb * (size_t)ctx, .row_stride = rb, .window = window };
 	check_compact(&a8, &aw, q, ldq, pos0, n_q, ldo, scores);
 	free(k8);
 	free(v8);
@@ -512,6 +558,61 @@ static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, in
 	free(ref);
 	free(def);
 	free(one);
+	free(scores);
+}
+
+static void check_attention(int n_heads, int n_kv, int hd, int ctx, int pos0, int n_q)
+{
+	check_attention_w(n_heads, n_kv, hd, ctx, pos0, n_q, 0);
+}
+
+/* A window of W: the query at p gives, bit for bit, full attention of the
+ * same query over the cache rows max(0, p-W+1)..p alone (a view starting
+ * there); rows before the window do not matter (changing them changes no
+ * bit), the newest W do; W past p is full attention. */
+static void check_window(int n_heads, int n_kv, int hd, int ctx, int p, int window)
+{
+	size_t rs = (size_t)hd, hs = (size_t)ctx * rs, ldq = (size_t)n_heads * hd, ldo = ldq;
+	float *k = rand_vec(hs * n_kv, 1.0f), *v = rand_vec(hs * n_kv, 1.0f);
+	float *q = rand_vec(ldq, 2.0f);
+	float *win = calloc(ldo, sizeof(float)), *view = calloc(ldo, sizeof(float));
+	float *full = calloc(ldo, sizeof(float)), *again = calloc(ldo, sizeof(float));
+	float *scores = malloc((size_t)(n_heads / n_kv) * (size_t)(p + 1) * sizeof(float));
+	CU_ASSERT_FATAL(win != NULL && view != NULL && full != NULL && again != NULL && scores != NULL);
+	ops_attn_t aw = { .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd, .k = k, .v = v,
+			  .head_stride = hs, .row_stride = rs, .window = window };
+	ops_attn_t af = aw;
+	af.window = 0;
+	int lo = p - window + 1 > 0 ? p - window + 1 : 0;
+	ops_attn_t av = af;
+	av.k = k + (size_t)lo * rs;
+	av.v = v + (size_t)lo * rs;
+	ops_attention(&aw, q, ldq, p, 1, 0, n_kv, win, ldo, scores);
+	ops_attention(&av, q, ldq, p - lo, 1, 0, n_kv, view, ldo, scores);
+	ops_attention(&af, q, ldq, p, 1, 0, n_kv, full, ldo, scores);
+	CU_ASSERT(memcmp(win, view, ldo * sizeof(float)) == 0);
+	CU_ASSERT_EQUAL(memcmp(win, full, ldo * sizeof(float)) == 0, lo == 0);
+	/* the row just before the window, changed: nothing moves; the first
+	 * row inside it: the output does */
+	for (int g = 0; lo > 0 && g < n_kv; g++)
+		for (int d = 0; d < hd; d++) {
+			k[(size_t)g * hs + (size_t)(lo - 1) * rs + (size_t)d] += 5.0f;
+			v[(size_t)g * hs + (size_t)(lo - 1) * rs + (size_t)d] += 5.0f;
+		}
+	ops_attention(&aw, q, ldq, p, 1, 0, n_kv, again, ldo, scores);
+	CU_ASSERT(memcmp(win, again, ldo * sizeof(float)) == 0);
+	for (int g = 0; g < n_kv; g++)
+		for (int d = 0; d < hd; d++)
+			v[(size_t)g * hs + (size_t)lo * rs + (size_t)d] += 5.0f;
+	ops_attention(&aw, q, ldq, p, 1, 0, n_kv, again, ldo, scores);
+	CU_ASSERT(memcmp(win, again, ldo * sizeof(float)) != 0);
+	free(k);
+	free(v);
+	free(q);
+	free(win);
+	free(view);
+	free(full);
+	free(again);
 	free(scores);
 }
 
@@ -644,6 +745,19 @@ static void test_attention(void)
 	check_attention(3, 3, 20, 160, 129, 1);
 	/* a group of 18 query heads, past the 16 that share one pass */
 	check_attention(18, 1, 64, 200, 150, 3);
+	/* sliding windows, against the definition, the double reference and
+	 * token by token, with every cache type: queries before the window
+	 * fills (full attention), crossing it, and well past it (the window
+	 * starting inside a 16-row block, and spanning V blocks of 64) */
+	check_attention_w(4, 2, 64, 40, 0, 20, 8);
+	check_attention_w(6, 2, 20, 60, 11, 30, 7);
+	check_attention_w(8, 2, 128, 200, 150, 9, 100);
+	check_attention_w(2, 1, 16, 40, 3, 33, 1);	/* a window of one: its own row */
+	check_window(4, 2, 64, 64, 5, 8);		/* not yet full */
+	check_window(4, 2, 64, 64, 7, 8);		/* exactly full: rows 0..7 */
+	check_window(4, 2, 64, 64, 8, 8);		/* rows 1..8 */
+	check_window(6, 3, 20, 200, 150, 37);
+	check_window(8, 1, 128, 300, 299, 90);
 }
 
 /* Resident 4 KiB pages of [p, p + bytes), by mincore. */
@@ -774,6 +888,7 @@ const cu_test_t ops_tests[] = {
 	{ "dot_order", test_dot_order },
 	{ "rmsnorm", test_rmsnorm },
 	{ "rope", test_rope },
+	{ "rope_scaling", test_rope_scaling },
 	{ "expf", test_expf },
 	{ "softmax_swiglu", test_softmax_swiglu },
 	{ "attention", test_attention },

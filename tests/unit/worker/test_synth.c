@@ -39,8 +39,25 @@ static void test_presets(void)
 	const synth_preset_t *q7 = synth_preset_find("qwen2-7b");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(q7);
 	CU_ASSERT_EQUAL((model_config_n_params(&q7->cfg) + 50000000) / 100000000, 76);	/* 7.62B */
+	/* Qwen3-0.6B: 596M (0.44B without the tied embedding); head_dim 128,
+	 * so q is 2048 wide for a dim of 1024 */
+	const synth_preset_t *q3 = synth_preset_find("qwen3-0.6b");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(q3);
+	CU_ASSERT(q3->cfg.qk_norm && !q3->cfg.qkv_bias && q3->cfg.rope_neox && q3->cfg.tied_output);
+	CU_ASSERT_EQUAL(q3->cfg.n_heads * q3->cfg.head_dim, 2048);
+	CU_ASSERT_EQUAL((model_config_n_params(&q3->cfg) + 500000) / 1000000, 596);
+	/* Llama-3.2-1B: 1.236B, tied, Llama 3 RoPE scaling of factor 32 */
+	const synth_preset_t *l32 = synth_preset_find("llama3.2-1b");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(l32);
+	CU_ASSERT(l32->cfg.rope_freqs && l32->cfg.tied_output);
+	CU_ASSERT_EQUAL((model_config_n_params(&l32->cfg) + 500000) / 1000000, 1236);
+	/* Mistral-7B-v0.1: 7.24B, a 4096-position window */
+	const synth_preset_t *m7 = synth_preset_find("mistral-7b");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m7);
+	CU_ASSERT_EQUAL(m7->cfg.sliding_window, 4096);
+	CU_ASSERT_EQUAL((model_config_n_params(&m7->cfg) + 5000000) / 10000000, 724);
 	CU_ASSERT_PTR_NULL(synth_preset_find("nope"));
-	CU_ASSERT(synth_n_presets() >= 6);
+	CU_ASSERT(synth_n_presets() >= 13);
 
 	/* a built model agrees with the formula */
 	model_t *m = NULL;
@@ -81,6 +98,59 @@ static void test_weights(void)
 	CU_ASSERT_EQUAL(synth_tensor_rows(c, "blk.2.attn_q.weight", 0, 1, part), -EINVAL);
 	CU_ASSERT_EQUAL(synth_tensor_rows(c, "blk.0.attn_q.weight", 60, 5, part), -EINVAL);
 	CU_ASSERT_EQUAL(synth_tensor_rows(c, "blk.0.attn_q.bias", 0, 1, part), -EINVAL);
+	CU_ASSERT_EQUAL(synth_tensor_rows(c, "rope_freqs.weight", 0, 1, part), -EINVAL);
+	CU_ASSERT_EQUAL(synth_tensor_rows(c, "blk.0.attn_q_norm.weight", 0, 1, part), -EINVAL);
+
+	/* qwen3's head norms are not all 1: in [0.5, 1.5), and differ */
+	const model_config_t *q3 = &synth_preset_find("qwen3-tiny")->cfg;
+	float qn[32], kn[32];
+	CU_ASSERT_EQUAL_FATAL(synth_tensor_rows(q3, "blk.1.attn_q_norm.weight", 0, 1, qn), 0);
+	CU_ASSERT_EQUAL_FATAL(synth_tensor_rows(q3, "blk.1.attn_k_norm.weight", 0, 1, kn), 0);
+	for (int i = 0; i < 32; i++)
+		CU_ASSERT(qn[i] >= 0.5f && qn[i] < 1.5f && kn[i] >= 0.5f && kn[i] < 1.5f);
+	CU_ASSERT(qn[0] != qn[1] && memcmp(qn, kn, sizeof(qn)) != 0);
+}
+
+/* Llama 3's frequency factors, written out from the converter's loop
+ * (convert_hf_to_gguf.py, LlamaModel): low_freq_factor 1, high 4. */
+static double llama3_factor(double base, int dim, int i, double factor, double old_ctx)
+{
+	double freq = 1.0 / pow(base, (double)(2 * i) / dim);
+	double wavelen = 2 * M_PI / freq, low_wl = old_ctx / 1.0, high_wl = old_ctx / 4.0;
+	if (wavelen < high_wl)
+		return 1.0;
+	if (wavelen > low_wl)
+		return factor;
+	double smooth = (old_ctx / wavelen - 1.0) / (4.0 - 1.0);
+	return 1.0 / ((1.0 - smooth) / factor + smooth);
+}
+
+/* rope_freqs of the Llama 3 presets: the converter's factors; for
+ * llama3-tiny (base 500000, 8 pairs) 1 for the four fastest frequencies,
+ * 8 for the three slowest and a mix (about 2.69) between. */
+static void test_rope_freqs(void)
+{
+	static const char *const names[] = { "llama3-tiny", "llama3.2-1b" };
+	for (int k = 0; k < 2; k++) {
+		const model_config_t *c = &synth_preset_find(names[k])->cfg;
+		int n = c->rope_dim / 2;
+		float ff[64];
+		CU_ASSERT_FATAL(n <= 64);
+		CU_ASSERT_EQUAL_FATAL(synth_tensor_rows(c, "rope_freqs.weight", 0, 1, ff), 0);
+		for (int i = 0; i < n; i++)
+			CU_ASSERT(ff[i] == (float)llama3_factor(c->rope_base, c->rope_dim, i,
+								c->rope_scaling_factor, c->rope_orig_ctx));
+		CU_ASSERT_EQUAL(ff[0], 1.0f);
+		CU_ASSERT_EQUAL(ff[n - 1], c->rope_scaling_factor);
+	}
+	const model_config_t *t = &synth_preset_find("llama3-tiny")->cfg;
+	float ff[8];
+	CU_ASSERT_EQUAL_FATAL(synth_tensor_rows(t, "rope_freqs.weight", 0, 1, ff), 0);
+	for (int i = 0; i < 4; i++)
+		CU_ASSERT_EQUAL(ff[i], 1.0f);
+	CU_ASSERT(fabs(ff[4] - 2.69) < 0.01);
+	for (int i = 5; i < 8; i++)
+		CU_ASSERT_EQUAL(ff[i], 8.0f);
 }
 
 static void test_vocab(void)
@@ -170,6 +240,14 @@ static void check_roundtrip(const char *preset)
 	CU_ASSERT_EQUAL(cf->qkv_bias, cm->qkv_bias);
 	CU_ASSERT_EQUAL(cf->rope_neox, cm->rope_neox);
 	CU_ASSERT(cf->rope_base == cm->rope_base);
+	CU_ASSERT_EQUAL(cf->head_dim, cm->head_dim);
+	CU_ASSERT_EQUAL(cf->qk_norm, cm->qk_norm);
+	CU_ASSERT_EQUAL(cf->sliding_window, cm->sliding_window);
+	CU_ASSERT_EQUAL(cf->rope_freqs, cm->rope_freqs);
+	CU_ASSERT_EQUAL(cf->rope_scaling, cm->rope_scaling);
+	/* a linear factor is in the file; Llama 3's is in rope_freqs' values */
+	if (cm->rope_scaling == MODEL_ROPE_SCALING_LINEAR)
+		CU_ASSERT(cf->rope_scaling_factor == cm->rope_scaling_factor);
 	CU_ASSERT_EQUAL(model_n_params(f32), model_n_params(mem));
 	CU_ASSERT_EQUAL(tok_n_vocab(model_tok(f32)), tok_n_vocab(model_tok(mem)));
 	run(f32, b);
@@ -254,11 +332,61 @@ static void test_gguf_roundtrip_qwen2(void)
 	check_roundtrip("tiny-qwen2");
 }
 
+/* The test models of the later features, through their own keys and
+ * tensors: rope_freqs, rope.scaling.type linear, attention.sliding_window
+ * (run() goes 11 positions, past the window of 8), qwen3's key_length
+ * and q/k norms. */
+static void test_gguf_roundtrip_features(void)
+{
+	check_roundtrip("llama3-tiny");
+	check_roundtrip("llama-linear-tiny");
+	check_roundtrip("mistral-tiny");
+	check_roundtrip("qwen3-tiny");
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/keys.gguf", cu_tmpdir());
+	gguf_t *g = NULL;
+	uint32_t u;
+	float f;
+	gguf_str_t s;
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("qwen3-tiny", 0, GGUF_TTYPE_F32, path, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(gguf_open(path, &g, err, sizeof(err)), 0);
+	CU_ASSERT(gguf_get_str(g, "general.architecture", &s) == 0 && s.len == 5 && memcmp(s.data, "qwen3", 5) == 0);
+	CU_ASSERT(gguf_get_u32(g, "qwen3.attention.key_length", &u) == 0 && u == 32);
+	CU_ASSERT(gguf_get_u32(g, "qwen3.attention.value_length", &u) == 0 && u == 32);
+	const gguf_tensor_t *t = gguf_find_tensor(g, "blk.1.attn_k_norm.weight");
+	CU_ASSERT(t != NULL && t->n_dims == 1 && t->ne[0] == 32);
+	t = gguf_find_tensor(g, "blk.0.attn_output.weight");	/* [dim x q_dim]: ne = {128, 64} */
+	CU_ASSERT(t != NULL && t->ne[0] == 128 && t->ne[1] == 64);
+	CU_ASSERT_PTR_NULL(gguf_find_tensor(g, "blk.0.attn_q.bias"));
+	gguf_close(&g);
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("llama-linear-tiny", 0, GGUF_TTYPE_F32, path, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(gguf_open(path, &g, err, sizeof(err)), 0);
+	CU_ASSERT(gguf_get_str(g, "llama.rope.scaling.type", &s) == 0 && s.len == 6 && memcmp(s.data, "linear", 6) == 0);
+	CU_ASSERT(gguf_get_f32(g, "llama.rope.scaling.factor", &f) == 0 && f == 4.0f);
+	gguf_close(&g);
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("mistral-tiny", 0, GGUF_TTYPE_F32, path, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(gguf_open(path, &g, err, sizeof(err)), 0);
+	CU_ASSERT(gguf_get_u32(g, "llama.attention.sliding_window", &u) == 0 && u == 8);
+	gguf_close(&g);
+	/* Llama 3: the tensor alone, as the converter writes it (a factor key
+	 * would make llama.cpp scale the positions too) */
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf("llama3-tiny", 0, GGUF_TTYPE_F32, path, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(gguf_open(path, &g, err, sizeof(err)), 0);
+	t = gguf_find_tensor(g, "rope_freqs.weight");
+	CU_ASSERT(t != NULL && t->type == GGUF_TTYPE_F32 && t->n_dims == 1 && t->ne[0] == 8);
+	CU_ASSERT_EQUAL(gguf_get_str(g, "llama.rope.scaling.type", &s), -ENOENT);
+	CU_ASSERT_EQUAL(gguf_get_f32(g, "llama.rope.scaling.factor", &f), -ENOENT);
+	gguf_close(&g);
+	unlink(path);
+}
+
 const cu_test_t synth_tests[] = {
 	{ "presets", test_presets },
 	{ "weights", test_weights },
 	{ "vocab", test_vocab },
 	{ "gguf_roundtrip_llama", test_gguf_roundtrip_llama },
 	{ "gguf_roundtrip_qwen2", test_gguf_roundtrip_qwen2 },
+	{ "rope_freqs", test_rope_freqs },
+	{ "gguf_roundtrip_features", test_gguf_roundtrip_features },
 	{ NULL, NULL },
 };
