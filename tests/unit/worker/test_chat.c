@@ -1,16 +1,21 @@
 /* chat: every template's text against llama.cpp's, detection from the
  * model families' real template texts, messages that hold a template's
  * own control markers staying text, and the fallback for models without a
- * template. */
+ * template (one warning per model). */
 #include "chat.h"
 #include "cu_main.h"
+#include "engine.h"
 #include "gguf.h"
+#include "mg_log.h"
+#include "model.h"
+#include "serve.h"
 #include "tok.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern const cu_test_t chat_tests[];
 
@@ -798,6 +803,89 @@ static void test_fallback(void)
 	tok_destroy(&t);
 }
 
+static size_t count_lines(const char *s, const char *needle)
+{
+	size_t c = 0;
+	for (const char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		c++;
+	return c;
+}
+
+/* stories260K carries no template: serving it logs one warning naming the
+ * model and the fallback, and its chat requests then run with the plain
+ * transcript (the engine logs nothing per request). */
+static void test_fallback_warning_once(void)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/log", cu_tmpdir());
+	FILE *f = fopen(path, "w+");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	int old_fd = mg_log_set_fd(fileno(f)), old_level = mg_log_level_current;
+	mg_log_set_level(MG_LOG_WARN);
+
+	serve_opts_t o;
+	serve_opts_init(&o);
+	o.scheduler = "tcp://127.0.0.1:1";	/* never started: nothing connects */
+	o.model_path = cu_shared_path("models/stories260K.gguf");
+	o.slots = 1;
+	o.threads = 1;
+	o.n_ctx = 64;
+	serve_t *s = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL(serve_new(&o, &s, err, sizeof(err)), 0);
+	serve_destroy(&s);
+
+	model_t *m = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_load(o.model_path, &m, err, sizeof(err)), 0);
+	engine_opts_t eo = { .slots = 2, .n_ctx = 64, .threads = 1 };
+	engine_t *e = NULL;
+	CU_ASSERT_EQUAL_FATAL(engine_new(m, &eo, &e, err, sizeof(err)), 0);
+	engine_msg_t chat[] = { { "user", "Hi" } };
+	for (uint64_t id = 0; id < 3; id++)
+		CU_ASSERT_EQUAL(engine_submit(e, &(engine_req_t){ .id = id, .messages = chat, .n_messages = 1,
+								  .max_tokens = 2 }), 0);
+	/* the prompt the fallback gives, read as the engine reads it */
+	chat_msg_t cm[] = { { "user", "Hi" } };
+	char *text = NULL;
+	tok_span_t *sp = NULL;
+	size_t nsp = 0;
+	int32_t *want = NULL;
+	size_t n_want = 0;
+	CU_ASSERT_EQUAL_FATAL(chat_format_spans("plain", cm, 1, true, &text, &sp, &nsp, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(text, "user: Hi\nassistant:");
+	CU_ASSERT_EQUAL_FATAL(tok_encode_plain(model_tok(m), text, strlen(text), true, sp, nsp, &want,
+					       &n_want), 0);
+	size_t done = 0;
+	for (int guard = 0; engine_pending(e) > 0 && guard < 1000; guard++) {
+		CU_ASSERT_FATAL(engine_step(e) >= 0);
+		for (engine_out_t *out; (out = engine_take(e)) != NULL; engine_out_free(&out), done++) {
+			CU_ASSERT_EQUAL(out->error, 0);
+			CU_ASSERT_EQUAL(out->n_ids, 2);
+			CU_ASSERT(out->n_prompt_ids == n_want &&
+				  memcmp(out->prompt_ids, want, n_want * sizeof(*want)) == 0);
+		}
+	}
+	CU_ASSERT_EQUAL(done, 3);
+	engine_destroy(&e);
+	model_destroy(&m);
+	free(text);
+	free(sp);
+	free(want);
+
+	mg_log_set_fd(old_fd);
+	mg_log_set_level(old_level);
+	fflush(f);
+	rewind(f);
+	char log[8192];
+	size_t n = fread(log, 1, sizeof(log) - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	unlink(path);
+	CU_ASSERT_EQUAL(count_lines(log, "chat template"), 1);
+	CU_ASSERT_EQUAL(count_lines(log, "level=warn"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "model=stories260K template=none fallback=plain"));
+}
+
 static void test_errors(void)
 {
 	char *s = NULL, err[256] = "";
@@ -845,6 +933,7 @@ const cu_test_t chat_tests[] = {
 	{ "chatml_qwen2", test_chatml_qwen2 },
 	{ "llama3", test_llama3 },
 	{ "fallback", test_fallback },
+	{ "fallback_warning_once", test_fallback_warning_once },
 	{ "errors", test_errors },
 	{ NULL, NULL },
 };
