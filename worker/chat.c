@@ -6,11 +6,11 @@
  * callers' text is appended in one place that records its span. */
 #include "chat.h"
 
+#include "mg_err.h"
+
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -457,19 +457,6 @@ chat_pick_t chat_pick(const tok_t *t)
 
 /* ---- formatting ------------------------------------------------------------ */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int chat_format(const char *template_or_name, const chat_msg_t *msgs, size_t n,
 		bool add_generation_prompt, char **ret, char *err, size_t errlen)
 {
@@ -481,43 +468,31 @@ int chat_format_spans(const char *template_or_name, const chat_msg_t *msgs, size
 		      bool add_generation_prompt, char **ret, tok_span_t **ret_spans, size_t *ret_n_spans,
 		      char *err, size_t errlen)
 {
-	if (template_or_name == NULL || *template_or_name == '\0') {
-		seterr(err, errlen, "model has no chat template");
-		return -ENOTSUP;
-	}
+	if (template_or_name == NULL || *template_or_name == '\0')
+		return mg_seterr(err, errlen, -ENOTSUP, "model has no chat template");
 	int t = lookup(template_or_name);
 	if (t < 0) {
 		const char *f = family(template_or_name);
-		if (f != NULL)
-			seterr(err, errlen, "chat template '%s' is not supported", f);
-		else
-			seterr(err, errlen, "chat template not recognised");
-		return -ENOTSUP;
+		return f != NULL ? mg_seterr(err, errlen, -ENOTSUP, "chat template '%s' is not supported", f)
+				 : mg_seterr(err, errlen, -ENOTSUP, "chat template not recognised");
 	}
-	if (ret == NULL || (msgs == NULL && n > 0)) {
-		seterr(err, errlen, "chat: no messages");
-		return -EINVAL;
-	}
-	if (n > SIZE_MAX / (2 * sizeof(tok_span_t)) - 1) {
-		seterr(err, errlen, "chat: %zu messages are too many", n);
-		return -EINVAL;
-	}
+	if (ret == NULL || (msgs == NULL && n > 0))
+		return mg_seterr(err, errlen, -EINVAL, "chat: no messages");
+	if (n > SIZE_MAX / (2 * sizeof(tok_span_t)) - 1)
+		return mg_seterr(err, errlen, -EINVAL, "chat: %zu messages are too many", n);
 	for (size_t i = 0; i < n; i++)
-		if (msgs[i].role == NULL || msgs[i].content == NULL) {
-			seterr(err, errlen, "chat message %zu has no %s", i,
-			       msgs[i].role == NULL ? "role" : "content");
-			return -EINVAL;
-		}
+		if (msgs[i].role == NULL || msgs[i].content == NULL)
+			return mg_seterr(err, errlen, -EINVAL, "chat message %zu has no %s", i,
+					 msgs[i].role == NULL ? "role" : "content");
 	struct out o = { 0 };
 	if (ret_spans != NULL && (o.spans = malloc((2 * n + 1) * sizeof(*o.spans))) == NULL)
 		o.rc = -ENOMEM;
 	put(&o, "", 0);
 	templates[t].format(&o, templates[t].arg, msgs, n, add_generation_prompt);
 	if (o.rc < 0) {
-		seterr(err, errlen, "chat: out of memory formatting %zu messages", n);
 		free(o.s);
 		free(o.spans);
-		return o.rc;
+		return mg_seterr(err, errlen, o.rc, "chat: out of memory formatting %zu messages", n);
 	}
 	*ret = o.s;
 	if (ret_spans != NULL) {
