@@ -68,6 +68,7 @@ typedef struct done {
 struct engine {
 	const model_t *m;	/* borrowed */
 	const tok_t *tok;	/* borrowed: owned by the model */
+	int chat_tmpl;		/* enum chat_template for messages (chat_pick) */
 	engine_opts_t o;
 	int n_vocab;
 	slot_t *slots;		/* owned: [o.slots] */
@@ -248,8 +249,8 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 		for (size_t i = 0; i < r->n_messages; i++)
 			cm[i] = (chat_msg_t){ r->messages[i].role, r->messages[i].content };
 		char cerr[192] = "";
-		int rc = chat_format_spans(tok_chat_template(e->tok), cm, r->n_messages, true, &text, &spans,
-					   &n_spans, cerr, sizeof(cerr));
+		int rc = chat_format_spans(chat_template_name(e->chat_tmpl), cm, r->n_messages, true, &text,
+					   &spans, &n_spans, cerr, sizeof(cerr));
 		free(cm);
 		if (rc < 0) {
 			snprintf(msg, msglen, "request %llu: %s", (unsigned long long)r->id, cerr);
@@ -367,6 +368,7 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 		goto nomem;
 	e->m = m;
 	e->tok = model_tok(m);
+	e->chat_tmpl = chat_pick(e->tok).tmpl;
 	e->o = o;
 	e->n_vocab = cfg->vocab_size;
 	/* BLAS and attention share the same cores in turn, never at once. */

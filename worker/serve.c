@@ -6,6 +6,7 @@
 #include "serve.h"
 #include "mg_cpu.h"
 
+#include "chat.h"
 #include "engine.h"
 #include "gguf.h"
 #include "mg_clock.h"
@@ -1668,6 +1669,12 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weights=%s weight_bytes=%llu threads=%d",
 		       s->model_name, ro->slots, ro->n_ctx, ro->kv_type, engine_kv_bytes(s->engine),
 		       model_weights_name(mo.weights), (unsigned long long)model_weight_bytes(s->model), ro->threads);
+		/* once per model, not per request: its chat requests still run */
+		chat_pick_t cp = chat_pick(model_tok(s->model));
+		if (cp.fallback && model_tok(s->model) != NULL)
+			mg_log(MG_LOG_WARN, COMP, "chat template not recognised, chat requests use a fallback "
+			       "model=%s template=%s fallback=%s", s->model_name, cp.found,
+			       chat_template_name(cp.tmpl));
 	}
 
 	if (pipe2(s->ctl, O_NONBLOCK | O_CLOEXEC) < 0) {
