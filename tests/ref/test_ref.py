@@ -18,7 +18,7 @@ own GGUF parser and computes them in float64. Asserted:
     lacked the feature, fails the first check.
 
 Programs come from $MARGIN_WORKER and $DUMP_LOGITS (meson sets them). Exit
-77 (skipped) when numpy is missing: install python3-numpy
+1 (failed) when numpy is missing: deploy/install-deps.sh installs python3-numpy
 (deploy/install-deps.sh does). Nothing is timed.
 """
 import json
@@ -57,8 +57,8 @@ def main(argv):
     try:
         import numpy as np
     except ImportError:
-        print("SKIP: numpy is not installed for %s (Debian: python3-numpy)" % sys.executable)
-        return 77
+        print("FAIL: numpy is not installed for %s (Debian: python3-numpy; deploy/install-deps.sh installs it)" % sys.executable)
+        return 1
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
     import np_forward
