@@ -1147,7 +1147,8 @@ int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scrat
 	s->att = alloc_floats(T, (size_t)m->q_dim, &fail);
 	s->hb = alloc_floats(T, 2 * (size_t)c->ffn_dim, &fail);
 	s->rope = alloc_floats(T, (size_t)c->rope_dim, &fail);
-	s->scores_per_worker = (size_t)(c->n_heads / c->n_kv_heads) * (size_t)c->n_ctx;
+	/* scores, and the lane accumulators of llama.cpp's f16 arithmetic */
+	s->scores_per_worker = (size_t)(c->n_heads / c->n_kv_heads) * (size_t)c->n_ctx + 64 * (size_t)c->head_dim;
 	s->scores = alloc_floats((size_t)threads, s->scores_per_worker, &fail);
 	s->blocks = calloc(T, sizeof(*s->blocks));
 	s->wanted = calloc(T, sizeof(*s->wanted));

@@ -882,57 +882,52 @@ static inline void axpy(float *y, float a, const float *x, int n)
  * fma steps, a degree-5 polynomial, then 2^n exactly. About 1 ulp; the
  * scalar and the 16-lane versions do the same operations in the same
  * order, so they give the same bits. */
-#define EXP_LO (-87.0f)
-#define EXP_HI 88.0f
-#define LOG2E 1.44269504088896341f
-#define LN2_HI 0.693359375f
-#define LN2_LO (-2.12194440e-4f)
-#define EXP_C5 1.9875691500e-4f
-#define EXP_C4 1.3981999507e-3f
-#define EXP_C3 8.3334519073e-3f
-#define EXP_C2 4.1665795894e-2f
-#define EXP_C1 1.6666665459e-1f
-#define EXP_C0 5.0000001201e-1f
+/* exp(x) with the arithmetic of ggml's vector expf (the scheme of Arm's
+ * optimized-routines: x = n ln2 + b by a shifter constant, a degree-5
+ * polynomial in b, then b scaled by 2^n), so that softmax and silu round as
+ * llama.cpp's do. n beyond +-192: 0 or inf. */
+#define GEXP_SHIFT 0x1.8p23f
+#define GEXP_LOG2E 0x1.715476p+0f
+#define GEXP_LN2_HI 0x1.62e4p-1f
+#define GEXP_LN2_LO 0x1.7f7d1cp-20f
+#define GEXP_C1 0x1.ffffecp-1f
+#define GEXP_C2 0x1.fffdb6p-2f
+#define GEXP_C3 0x1.555e66p-3f
+#define GEXP_C4 0x1.573e2ep-5f
+#define GEXP_C5 0x1.0e4020p-7f
 
 float ops_expf(float x)
 {
-	x = x < EXP_LO ? EXP_LO : x;
-	x = x > EXP_HI ? EXP_HI : x;
-	float t = x * LOG2E;
-	float n = rintf(t);
-	float r = fmaf(n, -LN2_HI, x);
-	r = fmaf(n, -LN2_LO, r);
-	float p = EXP_C5;
-	p = fmaf(p, r, EXP_C4);
-	p = fmaf(p, r, EXP_C3);
-	p = fmaf(p, r, EXP_C2);
-	p = fmaf(p, r, EXP_C1);
-	p = fmaf(p, r, EXP_C0);
-	float r2 = r * r;
-	float y = fmaf(p, r2, r);
-	y = y + 1.0f;
-	return ldexpf(y, (int)n);
+	float z = fmaf(x, GEXP_LOG2E, GEXP_SHIFT);
+	float n = z - GEXP_SHIFT;
+	float b = fmaf(-n, GEXP_LN2_LO, fmaf(-n, GEXP_LN2_HI, x));
+	float u = b * b;
+	float j = fmaf(fmaf(fmaf(GEXP_C5, b, GEXP_C4), u, fmaf(GEXP_C3, b, GEXP_C2)), u, fmaf(GEXP_C1, b, 1.0f));
+	if (fabsf(n) > 192.0f)
+		return n <= 0.0f ? 0.0f : INFINITY;
+	return ldexpf(j, (int)n);
 }
 
 #if OPS_AVX512
 static inline __m512 exp16(__m512 x)
 {
-	x = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
-	x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HI));
-	__m512 t = _mm512_mul_ps(x, _mm512_set1_ps(LOG2E));
-	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
-	r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
-	__m512 p = _mm512_set1_ps(EXP_C5);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C1));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C0));
-	__m512 r2 = _mm512_mul_ps(r, r);
-	__m512 y = _mm512_fmadd_ps(p, r2, r);
-	y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(y, n);
+	const __m512 r = _mm512_set1_ps(GEXP_SHIFT);
+	__m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(GEXP_LOG2E), r);
+	__m512 n = _mm512_sub_ps(z, r);
+	__m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(GEXP_LN2_LO),
+				    _mm512_fnmadd_ps(n, _mm512_set1_ps(GEXP_LN2_HI), x));
+	__mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+	__m512 u = _mm512_mul_ps(b, b);
+	__m512 j = _mm512_fmadd_ps(
+		_mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(GEXP_C5), b, _mm512_set1_ps(GEXP_C4)), u,
+				_mm512_fmadd_ps(_mm512_set1_ps(GEXP_C3), b, _mm512_set1_ps(GEXP_C2))),
+		u, _mm512_fmadd_ps(_mm512_set1_ps(GEXP_C1), b, _mm512_set1_ps(1.0f)));
+	__m512 res = _mm512_scalef_ps(j, n);
+	if (big == 0)
+		return res;
+	__m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+					  _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+	return _mm512_mask_blend_ps(big, res, alt);
 }
 #endif
 
@@ -951,26 +946,29 @@ static void exp_sub(float *x, float sub, int n)
 
 void ops_rmsnorm(float *y, const float *x, const float *g, int dim, float eps)
 {
-	float ss = ops_dot(x, x, dim);
-	float s = 1.0f / sqrtf(ss / (float)dim + eps);
+	/* ggml's order: squares rounded to float, summed in double */
+	double ss = 0.0;
+	for (int i = 0; i < dim; i++)
+		ss += (double)(x[i] * x[i]);
+	float mean = (float)(ss / (double)dim);
+	float s = 1.0f / sqrtf(mean + eps);
 	for (int i = 0; i < dim; i++)
 		y[i] = x[i] * s * g[i];
 }
 
-/* The angle of pair i at position pos (ops.h, ops_rope_table), in double. */
-static double rope_angle(int pos, int i, int rope_dim, float base, float freq_scale, const float *ff)
-{
-	double theta = pow((double)base, -2.0 * i / rope_dim);
-	double a = (double)pos * (double)freq_scale * theta;
-	return ff != NULL ? a / (double)ff[i] : a;
-}
-
 void ops_rope_table(float *cs, int pos, int rope_dim, float base, float freq_scale, const float *ff)
 {
+	/* ggml's recurrence in float: theta_i = pos * scale^i, scale =
+	 * base^(-2 / rope_dim), each step rounded; then / ff[i] and *
+	 * freq_scale; cosf and sinf of the result */
+	float theta_scale = powf(base, -2.0f / (float)rope_dim);
+	float theta = (float)pos;
 	for (int i = 0; i < rope_dim / 2; i++) {
-		double a = rope_angle(pos, i, rope_dim, base, freq_scale, ff);
-		cs[2 * i] = (float)cos(a);
-		cs[2 * i + 1] = (float)sin(a);
+		float t = ff != NULL ? theta / ff[i] : theta;
+		t = freq_scale * t;
+		cs[2 * i] = cosf(t);
+		cs[2 * i + 1] = sinf(t);
+		theta *= theta_scale;
 	}
 }
 
@@ -984,8 +982,10 @@ void ops_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, cons
 			int a = neox ? i : 2 * i;
 			int b = neox ? i + half : 2 * i + 1;
 			float x0 = v[a], x1 = v[b];
-			v[a] = x0 * c - x1 * s;
-			v[b] = x0 * s + x1 * c;
+			/* as ggml's compiled rotation rounds: one product, then
+			 * an fma */
+			v[a] = fmaf(x0, c, -(x1 * s));
+			v[b] = fmaf(x0, s, x1 * c);
 		}
 	}
 }
@@ -1017,9 +1017,15 @@ void ops_swiglu(float *h, const float *g, const float *u, int n)
 		_mm512_storeu_ps(h + i, _mm512_mul_ps(sv, _mm512_loadu_ps(u + i)));
 	}
 #endif
-	for (; i < n; i++) {
+	/* whole groups of 16 with ops_expf (ggml's vector expf), the tail
+	 * with libm's expf, as ggml's silu does */
+	for (; i < (n & ~15); i++) {
 		float v = g[i];
 		h[i] = v / (1.0f + ops_expf(0.0f - v)) * u[i];
+	}
+	for (; i < n; i++) {
+		float v = g[i];
+		h[i] = v / (1.0f + expf(0.0f - v)) * u[i];
 	}
 }
 
@@ -1435,6 +1441,154 @@ static inline int window_start(const ops_attn_t *a, int p)
 	return a->window > 0 && p >= a->window ? p - a->window + 1 : 0;
 }
 
+/* ---- llama.cpp's f16-cache attention (ops_attn_t.half_math) ----
+ *
+ * ggml multiplies an f16 cache by converting the other operand to half and
+ * calling its f16 dot product (ggml_vec_dot_f16), whose order is: per 64
+ * values, 4 x 16 float lanes accumulated by fma; the 4 accumulators summed
+ * as (0 + 2) + (1 + 3); the 16 lanes summed as (l + l+8), (l + l+4),
+ * (l + l+2), (l + l+1), into a double; then the remaining values' products
+ * added one by one in double; the result rounded to float. The scores use
+ * it over head_dim; the weighted sum over positions 0 .. n_pad-1, n_pad =
+ * the position count rounded up to 32 (llama.cpp's cache view), masked
+ * positions weighing 0. The softmax between them takes ops_expf per
+ * position and sums 16 positions at a time (lanes as above) into a double.
+ * Reproducing that order lets margin's tokens follow llama.cpp's: a
+ * rounding difference that moves a value across a half step changes the
+ * logits by much more than the difference itself. */
+
+static inline float reduce16(const float *v)
+{
+	float t3[8], t6[4];
+	for (int l = 0; l < 8; l++)
+		t3[l] = v[l] + v[l + 8];
+	for (int l = 0; l < 4; l++)
+		t6[l] = t3[l] + t3[l + 4];
+	return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+}
+
+/* ggml_vec_dot_f16 of a float row x (values that are halves) and a half
+ * row y, n values. */
+static float dot_half(const float *x, const uint16_t *y, int n)
+{
+	int np = n & ~63;
+	double sum = 0.0;
+	if (np > 0) {
+		float acc[64] = { 0 };
+#if OPS_AVX512
+		__m512 s[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+		for (int i = 0; i < np; i += 64)
+			for (int j = 0; j < 4; j++)
+				s[j] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16 * j),
+						       _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + i + 16 * j))),
+						       s[j]);
+		_mm512_storeu_ps(acc, _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3])));
+#else
+		float yf[64];
+		for (int i = 0; i < np; i += 64) {
+			ops_f16_to_f32(yf, y + i, 64);
+			for (int k = 0; k < 64; k++)
+				acc[k] = fmaf(x[i + k], yf[k], acc[k]);
+		}
+		for (int l = 0; l < 16; l++)
+			acc[l] = (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l]);
+#endif
+		sum = (double)reduce16(acc);
+	}
+	for (int i = np; i < n; i++) {
+		float yv;
+		ops_f16_to_f32(&yv, y + i, 1);
+		sum += (double)(x[i] * yv);
+	}
+	return (float)sum;
+}
+
+/* One query head of one token over positions lo .. hi of its kv head (K
+ * and V rows of head_dim halves, rs apart): out[hd]. e: hi + 1 floats of
+ * scratch, acc: 64 * hd floats. q is already rounded to half. */
+static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, size_t rs, int lo, int hi,
+			int hd, float scale, float *out, float *e, float *acc)
+{
+	float mx = -INFINITY;
+	for (int p = lo; p <= hi; p++) {
+		e[p] = dot_half(q, K + (size_t)p * rs, hd) * scale;
+		mx = e[p] > mx ? e[p] : mx;
+	}
+	double sum = 0.0;
+	for (int c0 = lo & ~15; c0 <= hi; c0 += 16) {
+		float ch[16];
+		for (int l = 0; l < 16; l++) {
+			int p = c0 + l;
+			ch[l] = p >= lo && p <= hi ? (e[p] = ops_expf(e[p] - mx)) : 0.0f;
+		}
+		sum += (double)reduce16(ch);
+	}
+	float inv = (float)(1.0 / sum);
+	for (int p = lo; p <= hi; p++)
+		e[p] *= inv;
+	round_half(e + lo, e + lo, hi - lo + 1);
+	/* sum over positions of e_p v_p: the first n_pad & ~63 positions in
+	 * 64 lane accumulators per output value, the rest in double */
+	int n_pad = (hi + 1 + 31) & ~31, np = n_pad & ~63;
+	int pv = hi < np - 1 ? hi : np - 1;
+	if (np > 0)
+		memset(acc, 0, (size_t)64 * (size_t)hd * sizeof(float));
+	for (int p = lo; p <= pv; p++) {
+		float *ap = acc + (size_t)(p % 64) * hd;
+		const uint16_t *vp = V + (size_t)p * rs;
+		int d = 0;
+#if OPS_AVX512
+		__m512 ev = _mm512_set1_ps(e[p]);
+		for (; d + 16 <= hd; d += 16)
+			_mm512_storeu_ps(ap + d, _mm512_fmadd_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256(
+							(const __m256i *)(vp + d))), _mm512_loadu_ps(ap + d)));
+#endif
+		for (; d < hd; d++) {
+			float vv;
+			ops_f16_to_f32(&vv, vp + d, 1);
+			ap[d] = fmaf(e[p], vv, ap[d]);
+		}
+	}
+	for (int d = 0; d < hd; d++) {
+		double r = 0.0;
+		if (np > 0) {
+			float l16[16];
+			for (int l = 0; l < 16; l++)
+				l16[l] = (acc[(size_t)l * hd + d] + acc[(size_t)(32 + l) * hd + d]) +
+					 (acc[(size_t)(16 + l) * hd + d] + acc[(size_t)(48 + l) * hd + d]);
+			r = (double)reduce16(l16);
+		}
+		for (int p = np > lo ? np : lo; p <= hi; p++) {
+			float vv;
+			ops_f16_to_f32(&vv, V + (size_t)p * rs + d, 1);
+			r += (double)(e[p] * vv);
+		}
+		out[d] = (float)r;
+	}
+}
+
+static void attention_half(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, int g0, int g1,
+			   float *out, size_t ldo, float *scores)
+{
+	int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+	float scale = 1.0f / sqrtf((float)hd);
+	/* scores holds (pos0 + n_q) floats per head of a group: use the first
+	 * head's share for e, the rest (>= 64 * hd when the cache is long
+	 * enough) for the accumulators */
+	float *e = scores, *acc = scores + (size_t)(pos0 + n_q);
+	_Alignas(64) float qh[512];
+	for (int t = 0; t < n_q; t++) {
+		int hi = pos0 + t, lo = window_start(a, hi);
+		for (int h = g0 * group; h < g1 * group; h++) {
+			const uint16_t *K = a->k16 + (size_t)(h / group) * a->head_stride;
+			const uint16_t *V = a->v16 + (size_t)(h / group) * a->head_stride;
+			round_half(qh, q + (size_t)t * ldq + (size_t)h * hd, hd);
+			attend_half(qh, K, V, a->row_stride, lo, hi, hd, scale,
+				    out + (size_t)t * ldo + (size_t)h * hd, e, acc);
+		}
+	}
+}
+
 static inline __attribute__((always_inline)) void
 attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, int g0, int g1,
 	  float *out, size_t ldo, float *scores, const int T)
@@ -1516,6 +1670,10 @@ attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q, in
 void ops_attention(const ops_attn_t *a, const float *q, size_t ldq, int pos0, int n_q,
 		   int g0, int g1, float *out, size_t ldo, float *scores)
 {
+	if (a->k16 != NULL && a->half_math) {
+		attention_half(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores);
+		return;
+	}
 	switch (kv_type(a)) {
 	case KV_Q8: attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, KV_Q8); break;
 	case KV_F16: attention(a, q, ldq, pos0, n_q, g0, g1, out, ldo, scores, KV_F16); break;

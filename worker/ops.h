@@ -154,26 +154,33 @@ void ops_big_free(void *p, size_t bytes, bool huge);
 /* Y[n][ldy] (first N columns written) = X[n][ldx] (first K columns) . W^T. */
 void ops_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 		const ops_w_t *w, int n);
-/* y[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], one row of dim. y may be x. */
+/* y[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], one row of dim. y may be x.
+ * ggml's order: the squares rounded to float and summed in double, the
+ * mean rounded to float, then (x[i] * s) * g[i]. */
 void ops_rmsnorm(float *y, const float *x, const float *g, int dim, float eps);
 /* Rotary embedding of one token's heads in place: x[n_heads][head_dim],
  * the first rope_dim dims of each head rotated by angles a_i (below).
  * neox = false rotates (2i, 2i+1) (llama "normal" mode), true rotates
  * (i, i + rope_dim/2) (qwen2, qwen3). cs[rope_dim] = cos/sin pairs from
- * ops_rope_table. */
+ * ops_rope_table. Each pair as ggml's compiled rotation rounds it:
+ * x0' = fma(x0, c, -(x1 s)), x1' = fma(x0, s, x1 c). */
 void ops_rope(float *x, int n_heads, int head_dim, int rope_dim, bool neox, const float *cs);
 /* cs[2i] = cos(a_i), cs[2i+1] = sin(a_i), i < rope_dim/2, with
  *
  *   a_i = pos * freq_scale * base^(-2i / rope_dim) / ff[i]
  *
- * computed in double and rounded once. This is ggml's rope_ext without
- * YaRN (ext_factor 0, attn_factor 1): freq_scale is 1/rope.scaling.factor
- * under linear scaling (else 1), ff the rope_freqs.weight factors of
- * Llama 3.x (NULL: all 1). ggml accumulates theta in float; the double
- * here is the exact value those float steps approximate. */
+ * computed as ggml's rope_ext without YaRN (ext_factor 0, attn_factor 1)
+ * computes it, in float: theta = pos, multiplied by powf(base, -2 /
+ * rope_dim) once per pair (each step rounded), a_i = freq_scale * (theta /
+ * ff[i]), then cosf and sinf. So the angles are llama.cpp's bit for bit,
+ * with its rounding error, which grows with pos (about pos * i * 6e-8
+ * radians). freq_scale is 1/rope.scaling.factor under linear scaling
+ * (else 1), ff the rope_freqs.weight factors of Llama 3.x (NULL: all 1). */
 void ops_rope_table(float *cs, int pos, int rope_dim, float base, float freq_scale, const float *ff);
 /* exp(x) as every fast kernel computes it (softmax, attention, swiglu):
- * a fixed polynomial scheme, about 1 ulp, inputs clamped to [-87, 88]. */
+ * the arithmetic of ggml's vector expf (a shifter-constant reduction and a
+ * degree-5 polynomial, about 2 ulp), so these round as llama.cpp's do; 0
+ * below about -104 and inf above about 88.7. */
 float ops_expf(float x);
 /* In place over n values: exp(x - max) / sum. */
 void ops_softmax(float *x, int n);
@@ -195,7 +202,8 @@ float ops_dot(const float *a, const float *b, int n);
  *   q   [n_q][ldq], head h at q + h*head_dim
  *   k,v row p of kv head g at k + g*head_stride + p*row_stride
  *   out [n_q][ldo], head h at out + h*head_dim
- *   scores: (n_heads / n_kv_heads) * (pos0 + n_q) floats of scratch
+ *   scores: (n_heads / n_kv_heads) * (pos0 + n_q) + 64 * head_dim floats of
+ *           scratch
  * score = dot(q, k) * (1/sqrt(head_dim)) with the ops_dot order, softmax
  * in float (max subtracted, ops_expf, sum in position order), out = sum_p e_p v_p in
  * position order (one fma per element), divided by the sum. Per (token,

@@ -376,52 +376,51 @@ static void unpack_row(uint32_t t, const uint8_t *row, int K, urow_t *u)
 		unpack_block(t, row + (size_t)b * (size_t)bb, u, b);
 }
 
-/* ---------------- integer sums ---------------- */
+/* ---------------- the float arithmetic ---------------- */
 
-/* sum_{j<16} w[j] * a[j] for each of n groups of 16, times sc[g], summed:
- * exact in int32 (|w| <= 127, |a| <= 127, |sc| <= 127, at most 16 groups
- * of a super-block: < 2^31). */
-static inline int32_t isum_groups(const int8_t *w, const int8_t *a, const int16_t *sc, int n_groups)
+/* How a type's block results are combined in f32: the order of ggml's x86
+ * (AVX2) kernels, which margin reproduces so that the float rounding
+ * follows llama.cpp's too (a rounding difference can move an activation
+ * across a quantization step and change the tokens; docs/kernels.md).
+ *   LANES: 8 accumulators; per block, lane k gets (float)(the integer sum
+ *     of the products at positions i with (i mod 32) / 4 == k, each times
+ *     its sub-block scale), times the block scale, by fma; at the end the
+ *     lanes are summed as (l + l+4), then (l + l+2), then (l + l+1).
+ *   BLOCK: one accumulator, fma(block scale, (float)(block sum)) (Q4_0:
+ *     ggml repacks it into 8-row panels whose kernel sums whole blocks).
+ *   Offsets and mins: Q4_1 / Q5_1 add m * s per block into a separate
+ *     scalar (fma), Q5_K dmin * (sum of its min products) per block into a
+ *     separate scalar, Q4_K into 4 lanes (pairs of sub-blocks) summed as
+ *     (l + l+2) then (l + l+1), Q2_K into the 8 lanes themselves before the
+ *     scales (pairs of 16-value groups); the separate sums are added to the
+ *     lanes' total at the end. */
+enum { F_LANES, F_BLOCK };
+
+static int float_mode(uint32_t t)
 {
-#if QMM_AVX512
-	if (n_groups == 16) {
-		__m512i acc = _mm512_setzero_si512();
-		for (int g = 0; g < 16; g += 2) {
-			__m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + 16 * g)));
-			__m512i av = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + 16 * g)));
-			__m512i p = _mm512_madd_epi16(wv, av);	/* 16 int32: 8 per group */
-			__m512i s = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(sc[g])),
-						       _mm256_set1_epi32(sc[g + 1]), 1);
-			acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p, s));
-		}
-		return _mm512_reduce_add_epi32(acc);
-	}
-	if (n_groups == 2) {
-		__m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)w));
-		__m512i av = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)a));
-		__m512i p = _mm512_madd_epi16(wv, av);
-		if (sc[0] == 1 && sc[1] == 1)
-			return _mm512_reduce_add_epi32(p);
-		__m512i s = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(sc[0])),
-					       _mm256_set1_epi32(sc[1]), 1);
-		return _mm512_reduce_add_epi32(_mm512_mullo_epi32(p, s));
-	}
-#endif
-	int32_t total = 0;
-	for (int g = 0; g < n_groups; g++) {
-		int32_t s = 0;
-		for (int j = 0; j < 16; j++)
-			s += (int32_t)w[16 * g + j] * (int32_t)a[16 * g + j];
-		total += s * sc[g];
-	}
-	return total;
+	return t == QUANT_Q4_0 ? F_BLOCK : F_LANES;
+}
+
+/* lane[k] += sum over positions i of the block, (i mod 32) / 4 == k, of
+ * sc(i) * w[i] * a[i]; n = 32 or 256 values, sc one per 16. */
+static inline void lane_sums(const int8_t *w, const int8_t *a, const int16_t *sc, int n, int32_t *lane)
+{
+	for (int i = 0; i < n; i++)
+		lane[(i % 32) / 4] += (int32_t)sc[i / 16] * (int32_t)w[i] * (int32_t)a[i];
+}
+
+static inline float hsum8(const float *l)
+{
+	float r0 = l[0] + l[4], r1 = l[1] + l[5], r2 = l[2] + l[6], r3 = l[3] + l[7];
+	return (r0 + r2) + (r1 + r3);
 }
 
 /* The dot product of an unpacked weight row with a quantized activation
- * row: the definition in qmm.h. */
-static float dot_row(int kind, const urow_t *u, const void *arow, int K)
+ * row: the definition in qmm.h, in the float order above. */
+static float dot_row(uint32_t t, const urow_t *u, const void *arow, int K)
 {
-	float acc = 0.0f, accm = 0.0f;
+	int kind = kind_of(t), fm = float_mode(t);
+	float acc[8] = { 0 }, acc1 = 0.0f, summs = 0.0f, accm[4] = { 0 };
 	if (kind == KIND_PLAIN || kind == KIND_OFFSET) {
 		for (int b = 0; b < K / 32; b++) {
 			const int8_t *aq;
@@ -430,29 +429,59 @@ static float dot_row(int kind, const urow_t *u, const void *arow, int K)
 				const a8_1_t *a = (const a8_1_t *)arow + b;
 				aq = a->qs;
 				ad = a->d;
-				accm = fmaf(u->dm[b], a->s, accm);
+				summs = fmaf(u->dm[b], a->s, summs);
 			} else {
 				const a8_0_t *a = (const a8_0_t *)arow + b;
 				aq = a->qs;
 				ad = a->d;
 			}
-			int32_t is = isum_groups(u->q + 32 * b, aq, u->sc + 2 * b, 2);
-			acc = fmaf(u->d[b] * ad, (float)is, acc);
+			int32_t lane[8] = { 0 };
+			lane_sums(u->q + 32 * b, aq, u->sc + 2 * b, 32, lane);
+			float dd = u->d[b] * ad;
+			if (fm == F_BLOCK) {
+				int32_t is = 0;
+				for (int k = 0; k < 8; k++)
+					is += lane[k];
+				acc1 = fmaf((float)is, dd, acc1);
+			} else {
+				for (int k = 0; k < 8; k++)
+					acc[k] = fmaf(dd, (float)lane[k], acc[k]);
+			}
 		}
-		return acc + accm;
+		return fm == F_BLOCK ? acc1 : hsum8(acc) + summs;
 	}
 	for (int b = 0; b < K / 256; b++) {
 		const a8_k_t *a = (const a8_k_t *)arow + b;
-		int32_t is = isum_groups(u->q + 256 * b, a->qs, u->sc + 16 * b, 16);
-		if (kind == KIND_KMIN) {
-			int32_t im = 0;
-			for (int g = 0; g < 16; g++)
-				im += (int32_t)u->mn[16 * b + g] * (int32_t)a->bsums[g];
-			accm = fmaf(-(a->d * u->dm[8 * b]), (float)im, accm);
+		const int16_t *mn = u->mn + 16 * b;
+		float d = a->d * u->d[8 * b], dmin = -(a->d * u->dm[8 * b]);
+		if (t == QUANT_Q2_K) {	/* mins of 16-value groups, pairs per lane, first */
+			for (int k = 0; k < 8; k++)
+				acc[k] = fmaf(dmin, (float)((int32_t)mn[2 * k] * a->bsums[2 * k] +
+							     (int32_t)mn[2 * k + 1] * a->bsums[2 * k + 1]), acc[k]);
+		} else if (t == QUANT_Q4_K) {	/* 32-value sub-blocks j, pairs per lane */
+			for (int m = 0; m < 4; m++) {
+				int32_t p = 0;
+				for (int j = 2 * m; j < 2 * m + 2; j++)
+					p += (int32_t)mn[2 * j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+				accm[m] = fmaf(dmin, (float)p, accm[m]);
+			}
+		} else if (t == QUANT_Q5_K) {
+			int32_t p = 0;
+			for (int j = 0; j < 8; j++)
+				p += (int32_t)mn[2 * j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+			summs = fmaf(dmin, (float)p, summs);
 		}
-		acc = fmaf(a->d * u->d[8 * b], (float)is, acc);
+		int32_t lane[8] = { 0 };
+		lane_sums(u->q + 256 * b, a->qs, u->sc + 16 * b, 256, lane);
+		for (int k = 0; k < 8; k++)
+			acc[k] = fmaf(d, (float)lane[k], acc[k]);
 	}
-	return acc + accm;
+	float r = hsum8(acc);
+	if (t == QUANT_Q4_K)
+		r += (accm[0] + accm[2]) + (accm[1] + accm[3]);
+	else if (t == QUANT_Q5_K)
+		r += summs;
+	return r;
 }
 
 /* Scratch for one unpacked row of up to K values. */
@@ -484,13 +513,13 @@ float qmm_dot(uint32_t wtype, const void *wrow, const void *arow, int K)
 	urow_t u;
 	urow_init(&u, mem, K);
 	unpack_row(wtype, wrow, K, &u);
-	float r = dot_row(kind_of(wtype), &u, arow, K);
+	float r = dot_row(wtype, &u, arow, K);
 	free(mem);
 	return r;
 }
 
-/* The definition, written out plainly: dequantize nothing, unpack nothing
- * shared; integer sums in scalar C. */
+/* The same definition with the integer sums in plain scalar C (no vector
+ * code), for the tests. */
 float qmm_dot_ref(uint32_t wtype, const void *wrow, const void *arow, int K)
 {
 	size_t nb = urow_bytes(K);
@@ -500,45 +529,65 @@ float qmm_dot_ref(uint32_t wtype, const void *wrow, const void *arow, int K)
 	urow_t u;
 	urow_init(&u, mem, K);
 	unpack_row(wtype, wrow, K, &u);
-	int kind = kind_of(wtype);
-	float acc = 0.0f, accm = 0.0f;
-	if (kind == KIND_PLAIN || kind == KIND_OFFSET) {
-		for (int b = 0; b < K / 32; b++) {
-			const int8_t *aq;
-			float ad;
-			if (kind == KIND_OFFSET) {
-				const a8_1_t *a = (const a8_1_t *)arow + b;
-				aq = a->qs;
-				ad = a->d;
-				accm = fmaf(u.dm[b], a->s, accm);
-			} else {
-				const a8_0_t *a = (const a8_0_t *)arow + b;
-				aq = a->qs;
-				ad = a->d;
-			}
-			int32_t is = 0;
-			for (int j = 0; j < 32; j++)
-				is += (int32_t)u.q[32 * b + j] * aq[j];
-			acc = fmaf(u.d[b] * ad, (float)is, acc);
-		}
-	} else {
-		for (int b = 0; b < K / 256; b++) {
+	/* the lanes, computed position by position */
+	int qk = quant_block_values(wtype), kind = kind_of(wtype);
+	float acc[8] = { 0 }, acc1 = 0.0f, summs = 0.0f, accm[4] = { 0 };
+	for (int b = 0; b < K / qk; b++) {
+		const int8_t *aq;
+		float dd, dmin = 0.0f;
+		const int16_t *bs = NULL;
+		if (kind == KIND_OFFSET) {
+			const a8_1_t *a = (const a8_1_t *)arow + b;
+			aq = a->qs;
+			dd = u.d[b] * a->d;
+			summs = fmaf(u.dm[b], a->s, summs);
+		} else if (kind == KIND_PLAIN) {
+			const a8_0_t *a = (const a8_0_t *)arow + b;
+			aq = a->qs;
+			dd = u.d[b] * a->d;
+		} else {
 			const a8_k_t *a = (const a8_k_t *)arow + b;
-			int32_t is = 0, im = 0;
-			for (int g = 0; g < 16; g++) {
-				int32_t s = 0;
-				for (int j = 0; j < 16; j++)
-					s += (int32_t)u.q[256 * b + 16 * g + j] * a->qs[16 * g + j];
-				is += s * u.sc[16 * b + g];
-				im += (int32_t)u.mn[16 * b + g] * a->bsums[g];
-			}
-			if (kind == KIND_KMIN)
-				accm = fmaf(-(a->d * u.dm[8 * b]), (float)im, accm);
-			acc = fmaf(a->d * u.d[8 * b], (float)is, acc);
+			aq = a->qs;
+			dd = a->d * u.d[8 * b];
+			dmin = -(a->d * u.dm[8 * b]);
+			bs = a->bsums;
 		}
+		const int16_t *mn = u.mn + (size_t)(qk / 16) * (size_t)b;
+		if (wtype == QUANT_Q2_K)
+			for (int k = 0; k < 8; k++)
+				acc[k] = fmaf(dmin, (float)(mn[2 * k] * bs[2 * k] + mn[2 * k + 1] * bs[2 * k + 1]), acc[k]);
+		if (wtype == QUANT_Q4_K)
+			for (int m = 0; m < 4; m++)
+				accm[m] = fmaf(dmin, (float)(mn[4 * m] * (bs[4 * m] + bs[4 * m + 1]) +
+							   mn[4 * m + 2] * (bs[4 * m + 2] + bs[4 * m + 3])), accm[m]);
+		if (wtype == QUANT_Q5_K) {
+			int32_t p = 0;
+			for (int j = 0; j < 8; j++)
+				p += mn[2 * j] * (bs[2 * j] + bs[2 * j + 1]);
+			summs = fmaf(dmin, (float)p, summs);
+		}
+		int32_t lane[8] = { 0 }, all = 0;
+		for (int i = 0; i < qk; i++) {
+			int32_t v = (int32_t)u.sc[(size_t)(qk / 16) * (size_t)b + (size_t)(i / 16)] *
+				    u.q[(size_t)qk * (size_t)b + (size_t)i] * aq[i];
+			lane[(i % 32) / 4] += v;
+			all += v;
+		}
+		if (wtype == QUANT_Q4_0)
+			acc1 = fmaf((float)all, dd, acc1);
+		else
+			for (int k = 0; k < 8; k++)
+				acc[k] = fmaf(dd, (float)lane[k], acc[k]);
 	}
 	free(mem);
-	return acc + accm;
+	if (wtype == QUANT_Q4_0)
+		return acc1;
+	float r = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+	if (wtype == QUANT_Q4_K)
+		r += (accm[0] + accm[2]) + (accm[1] + accm[3]);
+	else
+		r += summs;
+	return r;
 }
 
 /* ---------------- the matrix product ---------------- */
@@ -583,10 +632,10 @@ static void q_task(void *arg, int task, int worker)
 		for (int i = 1; i < w->n_seg && r >= w->seg[i].row0; i++)
 			sg = &w->seg[i];
 		unpack_row(sg->type, sg->data + (size_t)(r - sg->row0) * sg->row_bytes, K, &u);
-		int kind = kind_of(sg->type), a = qmm_act_for(sg->type);
+		int a = qmm_act_for(sg->type);
 		const char *ar = j->act[a];
 		for (int i = 0; i < j->n; i++)
-			j->y[(size_t)i * j->ldy + (size_t)r] = dot_row(kind, &u, ar + (size_t)i * j->act_stride[a], K);
+			j->y[(size_t)i * j->ldy + (size_t)r] = dot_row(sg->type, &u, ar + (size_t)i * j->act_stride[a], K);
 	}
 }
 

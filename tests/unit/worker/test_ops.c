@@ -348,15 +348,24 @@ static void test_rope_scaling(void)
 	ops_rope_table(cs, 40, RD, 10000.0f, 0.25f, NULL);
 	ops_rope_table(ref_cs, 10, RD, 10000.0f, 1.0f, NULL);
 	CU_ASSERT(memcmp(cs, ref_cs, sizeof(cs)) == 0);
-	/* the factors divide each angle: pair i against the formula */
+	/* the factors divide each angle: pair i against ggml's float
+	 * recurrence bit for bit, and against the formula in double within
+	 * the recurrence's rounding (it grows with the position) */
 	int positions[] = { 0, 3, 777, 100000 };
 	for (size_t pi = 0; pi < 4; pi++) {
 		int pos = positions[pi];
 		ops_rope_table(cs, pos, RD, 500000.0f, 0.5f, ff);
+		float theta = (float)pos, ts = powf(500000.0f, -2.0f / (float)RD);
 		for (int i = 0; i < RD / 2; i++) {
+			float t = 0.5f * (theta / ff[i]);
+			CU_ASSERT(cs[2 * i] == cosf(t));
+			CU_ASSERT(cs[2 * i + 1] == sinf(t));
+			theta *= ts;
 			double a = pos * 0.5 * pow(500000.0, -2.0 * i / RD) / ff[i];
-			CU_ASSERT(cs[2 * i] == (float)cos(a));
-			CU_ASSERT(cs[2 * i + 1] == (float)sin(a));
+			if (pos < 1000) {
+				CU_ASSERT(fabs(cs[2 * i] - cos(a)) < 1e-3);
+				CU_ASSERT(fabs(cs[2 * i + 1] - sin(a)) < 1e-3);
+			}
 		}
 		for (int neox = 0; neox < 2; neox++) {
 			rng_state = 21 + (uint64_t)pi;
@@ -365,7 +374,8 @@ static void test_rope_scaling(void)
 			memcpy(r, x, (size_t)NH * HD * sizeof(float));
 			ops_rope(x, NH, HD, RD, neox, cs);
 			ops_ref_rope(r, NH, HD, RD, neox, pos, 500000.0f, 0.5f, ff);
-			CU_ASSERT(max_rel_err(x, r, (size_t)NH * HD) < 1e-5);
+			/* the float recurrence's angle error: about pos * i * 6e-8 */
+			CU_ASSERT(max_rel_err(x, r, (size_t)NH * HD) < (pos < 1000 ? 2e-3 : 0.2));
 			/* and not what the unscaled rope gives (past position 0) */
 			ops_ref_rope(r, NH, HD, RD, neox, pos, 500000.0f, 1.0f, NULL);
 			if (pos > 0)
@@ -379,7 +389,7 @@ static void test_rope_scaling(void)
 static void test_expf(void)
 {
 	/* within 2 ulp-ish of the double exp over the range softmax and silu
-	 * use; clamped outside [-87, 88] */
+	 * use; 0 and inf far outside it, as ggml's vector expf */
 	double worst = 0;
 	for (int i = -870000; i <= 880000; i += 7) {
 		float x = (float)i * 1e-4f;
@@ -388,8 +398,9 @@ static void test_expf(void)
 	}
 	CU_ASSERT(worst < 3e-7);
 	CU_ASSERT_EQUAL(ops_expf(0.0f), 1.0f);
-	CU_ASSERT(ops_expf(-1000.0f) > 0.0f && ops_expf(-1000.0f) < 1e-37f);
-	CU_ASSERT(isfinite(ops_expf(1000.0f)));
+	CU_ASSERT(ops_expf(-87.0f) > 0.0f && ops_expf(-87.0f) < 1.7e-38f);
+	CU_ASSERT(ops_expf(-1000.0f) == 0.0f);
+	CU_ASSERT(isinf(ops_expf(1000.0f)));
 }
 
 static void test_softmax_swiglu(void)
@@ -409,9 +420,11 @@ static void test_softmax_swiglu(void)
 	ops_swiglu(x, g, u, n);
 	ops_ref_swiglu(r, g, u, n);
 	CU_ASSERT(max_rel_err(x, r, (size_t)n) < 1e-5);
-	/* every element as the definition says, vector lanes and tail alike */
+	/* every element as the definition says: whole groups of 16 with
+	 * ops_expf, the tail with libm's expf (as ggml's silu) */
 	for (int i = 0; i < n; i++) {
-		float want = g[i] / (1.0f + ops_expf(0.0f - g[i])) * u[i];
+		float e = i < (n & ~15) ? ops_expf(0.0f - g[i]) : expf(0.0f - g[i]);
+		float want = g[i] / (1.0f + e) * u[i];
 		CU_ASSERT(memcmp(&x[i], &want, sizeof(float)) == 0);
 	}
 	ops_swiglu(g, g, u, n);	/* in place */
