@@ -6,10 +6,12 @@
 #include "cu_main.h"
 
 #include "gguf.h"
+#include "ops.h"
 #include "quant.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,10 +144,204 @@ static void test_check_row(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* ---- quantization ---- */
+
+static uint64_t rng_state;
+
+static double urand(void)	/* xorshift64, [0, 1) */
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double gauss(void)
+{
+	double u = urand(), v = urand();
+	return sqrt(-2.0 * log(u > 1e-300 ? u : 1e-300)) * cos(2.0 * M_PI * v);
+}
+
+/* The error bound quant.h states for each type. */
+typedef struct qbound {
+	uint32_t type;
+	char of;		/* 'A': max |x|, 'R': max - min (+ 2^-10 |min|), 'P': R' over groups */
+	int group;		/* values per group for 'P' */
+	double frac;		/* bound = frac x A, R or R' */
+	double levels;		/* L: the subnormal-scale slack is L x 2^-24 */
+	double rms;		/* relative RMS error on N(0, 1) at most */
+} qbound_t;
+
+static const qbound_t qbounds[] = {
+	{ QUANT_Q8_0, 'A', 0, 1.0 / 254, 127, 0.0056 },
+	{ QUANT_Q4_0, 'A', 0, 1.0 / 8, 8, 0.089 },
+	{ QUANT_Q5_0, 'A', 0, 1.0 / 16, 16, 0.044 },
+	{ QUANT_IQ4_NL, 'A', 0, 14.0 / 127, 127, 0.082 },
+	{ QUANT_Q4_1, 'R', 0, 1.0 / 30, 16, 0.082 },
+	{ QUANT_Q5_1, 'R', 0, 1.0 / 62, 32, 0.040 },
+	{ QUANT_Q2_K, 'P', 16, 1.0 / 6 * 31 / 30, 60, 0.345 },
+	{ QUANT_Q3_K, 'A', 0, 1.0 / 4 + 1.0 / 64, 128, 0.161 },
+	{ QUANT_Q4_K, 'P', 32, 1.0 / 30 * 127 / 126, 1008, 0.082 },
+	{ QUANT_Q5_K, 'P', 32, 1.0 / 62 * 127 / 126, 2016, 0.040 },
+	{ QUANT_Q6_K, 'A', 0, 1.0 / 32 + 1.0 / 256, 4096, 0.019 },
+	{ QUANT_IQ4_XS, 'A', 0, 14.0 / 127 + 1.0 / 64, 4064, 0.083 },
+};
+#define N_QBOUNDS (sizeof(qbounds) / sizeof(qbounds[0]))
+
+/* The bound of quant.h for the block of qk values at x. */
+static double block_bound(const qbound_t *b, const float *x, int qk)
+{
+	double amax = 0, lo = x[0], hi = x[0], rp = 0;
+	for (int i = 0; i < qk; i++) {
+		amax = fmax(amax, fabs(x[i]));
+		lo = fmin(lo, x[i]);
+		hi = fmax(hi, x[i]);
+	}
+	for (int g = 0; b->of == 'P' && g < qk / b->group; g++) {
+		double glo = 0, ghi = x[g * b->group];
+		for (int i = 0; i < b->group; i++) {
+			glo = fmin(glo, x[g * b->group + i]);
+			ghi = fmax(ghi, x[g * b->group + i]);
+		}
+		rp = fmax(rp, ghi - glo);
+	}
+	double base = b->of == 'A' ? amax : b->of == 'R' ? hi - lo + fabs(lo) / 1024 : rp;
+	return b->frac * base * (1.0 + 1.0 / 512) + b->levels * 0x1p-24;
+}
+
+enum { QN = 256 * 64 };
+
+/* Fills x[QN] with data set k; returns its name, NULL past the last. */
+static const char *dataset(int k, float *x)
+{
+	rng_state = 0x9e3779b97f4a7c15ULL + (uint64_t)k;
+	switch (k) {
+	case 0: for (int i = 0; i < QN; i++) x[i] = (float)gauss(); return "N(0, 1)";
+	case 1: for (int i = 0; i < QN; i++) x[i] = (float)(0.02 * gauss()); return "N(0, 0.02)";
+	case 2: for (int i = 0; i < QN; i++) x[i] = (float)(1e-5 * gauss()); return "N(0, 1e-5) (subnormal scales)";
+	case 3: for (int i = 0; i < QN; i++) x[i] = (float)(2 * urand() - 1); return "uniform";
+	case 4: for (int i = 0; i < QN; i++) x[i] = (float)(gauss() * (i % 37 == 5 ? 50 : 1)); return "outliers";
+	case 5: for (int i = 0; i < QN; i++) x[i] = 0.0f; return "zeros";
+	case 6: for (int i = 0; i < QN; i++) x[i] = (float)((i / 32) % 2 ? -3.5 : 0.75 * (1 + i / 512)); return "constant blocks";
+	case 7: for (int i = 0; i < QN; i++) x[i] = (float)(0.5 + urand()); return "positive";
+	case 8: for (int i = 0; i < QN; i++) x[i] = (float)(200 * gauss()); return "N(0, 200)";
+	case 9: for (int i = 0; i < QN; i++) x[i] = i % 61 == 0 ? (float)gauss() : 0.0f; return "sparse";
+	case 10: for (int i = 0; i < QN; i++) x[i] = (float)(100 + gauss()); return "offset";
+	default: return NULL;
+	}
+}
+
+/* Every type: valid blocks with finite scales, the same bytes twice, and
+ * every value within the stated bound; RMS error on N(0, 1) as stated. */
+static void test_quantize_roundtrip(void)
+{
+	float *x = malloc(QN * sizeof(float)), *y = malloc(QN * sizeof(float));
+	uint8_t *q = malloc(QN * 2), *q2 = malloc(QN * 2);
+	CU_ASSERT_FATAL(x != NULL && y != NULL && q != NULL && q2 != NULL);
+	for (size_t t = 0; t < N_QBOUNDS; t++) {
+		const qbound_t *b = &qbounds[t];
+		int qk = quant_block_values(b->type);
+		const char *name;
+		double tightest = 0;
+		for (int k = 0; (name = dataset(k, x)) != NULL; k++) {
+			size_t nb = quant_row_bytes(b->type, QN);
+			memset(q, 0xa5, nb);
+			CU_ASSERT_EQUAL_FATAL(quant_quantize_row(b->type, x, q, QN), 0);
+			CU_ASSERT_EQUAL(quant_check_row(b->type, q, QN, NULL), 0);
+			CU_ASSERT_EQUAL(quant_quantize_row(b->type, x, q2, QN), 0);
+			CU_ASSERT(memcmp(q, q2, nb) == 0);
+			CU_ASSERT_EQUAL(quant_dequant_row(b->type, q, y, QN), 0);
+			int bad = 0;
+			double se = 0, ss = 0, worst = 0;
+			for (int blk = 0; blk < QN / qk; blk++) {
+				const float *xb = x + blk * qk, *yb = y + blk * qk;
+				double bound = block_bound(b, xb, qk);
+				for (int i = 0; i < qk; i++) {
+					double e = fabs((double)xb[i] - yb[i]);
+					worst = fmax(worst, e / bound);
+					bad += !(e <= bound);
+					se += e * e;
+					ss += (double)xb[i] * xb[i];
+				}
+			}
+			if (bad > 0)
+				fprintf(stderr, "\n%s on %s: %d values past the bound (worst %.3f x)\n",
+					gguf_ttype_name(b->type), name, bad, worst);
+			CU_ASSERT_EQUAL(bad, 0);
+			if (k == 0) {
+				if (!(sqrt(se / ss) <= b->rms))
+					fprintf(stderr, "\n%s: RMS error %.4f\n", gguf_ttype_name(b->type), sqrt(se / ss));
+				CU_ASSERT(sqrt(se / ss) <= b->rms);
+			}
+			tightest = fmax(tightest, worst);
+			if (k == 5)
+				for (int i = 0; i < QN; i++)
+					CU_ASSERT_EQUAL_FATAL(y[i], 0.0f);
+		}
+		/* the bound is the worst case, not slack: some value comes close
+		 * (within 1% for most types, 20% for Q6_K) */
+		CU_ASSERT(tightest > 0.8);
+	}
+	free(x);
+	free(y);
+	free(q);
+	free(q2);
+}
+
+/* Q8_0 is ops_q8_block's rounding bit for bit (the loader quantizes at load
+ * with it), ties included. */
+static void test_quantize_q8_matches_ops(void)
+{
+	float x[32];
+	uint8_t blk[34];
+	rng_state = 12345;
+	for (int r = 0; r < 20000; r++) {
+		double a = r % 3 == 0 ? 1e-6 : r % 3 == 1 ? 0.02 : 30.0;
+		for (int i = 0; i < 32; i++)
+			x[i] = (float)(a * gauss());
+		if (r % 5 == 0) {	/* exact halves of the step: ties */
+			float d = gguf_f16_to_f32(gguf_f32_to_f16(1.0f / 127));
+			for (int i = 0; i < 32; i++)
+				x[i] = (float)((int)(urand() * 250) - 125) * 0.5f * d;
+			x[7] = 1.0f;
+		}
+		int8_t q[32];
+		uint16_t d16;
+		ops_q8_block(x, 32, q, &d16);
+		CU_ASSERT_EQUAL_FATAL(quant_quantize_row(QUANT_Q8_0, x, blk, 32), 0);
+		CU_ASSERT_FATAL(memcmp(blk, &d16, 2) == 0);
+		CU_ASSERT_FATAL(memcmp(blk + 2, q, 32) == 0);
+	}
+}
+
+static void test_quantize_errors(void)
+{
+	float x[256] = { 0 };
+	uint8_t q[256];
+	CU_ASSERT_EQUAL(quant_quantize_row(16, x, q, 256), -EINVAL);	/* IQ2_XXS */
+	CU_ASSERT_EQUAL(quant_quantize_row(GGUF_TTYPE_F32, x, q, 256), -EINVAL);
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q4_K, x, q, 32), -EINVAL);
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q4_0, x, q, 33), -EINVAL);
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q4_0, x, q, 0), 0);
+	x[40] = NAN;
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q4_0, x, q, 64), -EINVAL);
+	x[40] = INFINITY;
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q6_K, x, q, 256), -EINVAL);
+	x[40] = 1e6f;		/* Q4_0 scale 1e6 / 8: past f16 */
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q4_0, x, q, 64), -ERANGE);
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q4_K, x, q, 256), 0);	/* 1e6 / 945 fits */
+	x[40] = 1e9f;
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q6_K, x, q, 256), -ERANGE);
+	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q8_0, x, q, 64), -ERANGE);
+}
+
 const cu_test_t quant_tests[] = {
 	{ "reference dequantization (210 tensors)", test_reference_dequant },
 	{ "block tables", test_block_tables },
 	{ "iq4 levels", test_iq4 },
 	{ "check_row", test_check_row },
+	{ "quantize: every type within its bound", test_quantize_roundtrip },
+	{ "quantize: Q8_0 is ops_q8_block", test_quantize_q8_matches_ops },
+	{ "quantize: errors", test_quantize_errors },
 	{ NULL, NULL },
 };
