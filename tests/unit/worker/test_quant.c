@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void hex(const unsigned char *h, char *out)
 {
@@ -335,6 +336,164 @@ static void test_quantize_errors(void)
 	CU_ASSERT_EQUAL(quant_quantize_row(QUANT_Q8_0, x, q, 64), -ERANGE);
 }
 
+/* ---- mixes ---- */
+
+static void test_mix_parse(void)
+{
+	static const struct {
+		const char *name;
+		uint32_t ftype, base;
+	} cases[] = {
+		{ "q4_0", 2, QUANT_Q4_0 }, { "Q4_1", 3, QUANT_Q4_1 }, { "q5_0", 8, QUANT_Q5_0 },
+		{ "q5_1", 9, QUANT_Q5_1 }, { "q8_0", 7, QUANT_Q8_0 }, { "Q2_K", 10, QUANT_Q2_K },
+		{ "q3_k", 12, QUANT_Q3_K }, { "Q3_K_M", 12, QUANT_Q3_K }, { "q3_k_s", 11, QUANT_Q3_K },
+		{ "q3_k_l", 13, QUANT_Q3_K }, { "q4_k", 15, QUANT_Q4_K }, { "Q4_K_M", 15, QUANT_Q4_K },
+		{ "q4_k_s", 14, QUANT_Q4_K }, { "q5_k", 17, QUANT_Q5_K }, { "q5_k_m", 17, QUANT_Q5_K },
+		{ "q5_k_s", 16, QUANT_Q5_K }, { "q6_k", 18, QUANT_Q6_K }, { "iq4_nl", 25, QUANT_IQ4_NL },
+		{ "IQ4_XS", 30, QUANT_IQ4_XS }, { "f32", 0, GGUF_TTYPE_F32 }, { "f16", 1, GGUF_TTYPE_F16 },
+		{ "bf16", 32, GGUF_TTYPE_BF16 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		quant_mix_t m, back;
+		CU_ASSERT_EQUAL_FATAL(quant_mix_parse(cases[i].name, &m), 0);
+		CU_ASSERT_EQUAL(m.ftype, cases[i].ftype);
+		CU_ASSERT_EQUAL(m.base, cases[i].base);
+		CU_ASSERT_EQUAL(m.n_gqa, 1);
+		CU_ASSERT_FALSE(m.tied_output);
+		CU_ASSERT_EQUAL(strcasecmp(m.name, cases[i].name) == 0 || strlen(m.name) > strlen(cases[i].name), 1);
+		CU_ASSERT_EQUAL(quant_mix_from_ftype(m.ftype, &back), 0);
+		CU_ASSERT_STRING_EQUAL(back.name, m.name);
+	}
+	quant_mix_t m;
+	CU_ASSERT_EQUAL(quant_mix_parse("q4_k_xl", &m), -EINVAL);
+	CU_ASSERT_EQUAL(quant_mix_parse("", &m), -EINVAL);
+	CU_ASSERT_EQUAL(quant_mix_parse(NULL, &m), -EINVAL);
+	CU_ASSERT_EQUAL(quant_mix_from_ftype(19, &m), -EINVAL);	/* IQ2_XXS */
+	size_t n = 0;
+	while (quant_mix_name(n) != NULL)
+		CU_ASSERT_EQUAL(quant_mix_parse(quant_mix_name(n++), &m), 0);
+	CU_ASSERT_EQUAL(n, 19);
+}
+
+/* Every tensor of a llama.cpp-quantized file has the type quant_mix_type
+ * gives for the file's mix; returns the number of tensors compared. */
+static int check_file_types(const char *rel)
+{
+	char err[256];
+	gguf_t *g = NULL;
+	CU_ASSERT_EQUAL_FATAL(gguf_open(cu_shared_path(rel), &g, err, sizeof(err)), 0);
+	uint32_t ftype = 0, heads = 0, kv = 0, layers = 0;
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "general.file_type", &ftype), 0);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "llama.attention.head_count", &heads), 0);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "llama.attention.head_count_kv", &kv), 0);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "llama.block_count", &layers), 0);
+	quant_mix_t mix;
+	CU_ASSERT_EQUAL_FATAL(quant_mix_from_ftype(ftype, &mix), 0);
+	mix.n_gqa = (int)(heads / kv);
+	mix.tied_output = gguf_find_tensor(g, "output.weight") == NULL;
+	int n = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const gguf_tensor_t *t = gguf_tensor(g, i);
+		uint32_t want = quant_mix_type(&mix, t->name, -1, (int)layers, (int64_t)t->ne[0]);
+		if (want != t->type)
+			fprintf(stderr, "\n%s: %s is %s, the %s mix says %s\n", rel, t->name,
+				gguf_ttype_name(t->type), mix.name, gguf_ttype_name(want));
+		CU_ASSERT_EQUAL(want, t->type);
+		n++;
+	}
+	gguf_close(&g);
+	return n;
+}
+
+/* The ten kquant files (rows of 256: llama.cpp's own choices, no
+ * fallback) and the three stories15M files (rows of 288: the fallbacks,
+ * a tied embedding, use_more_bits layers 2 and 5 of 6). */
+static void test_mix_real_files(void)
+{
+	static const char *const kq[] = { "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k",
+					  "q4_0", "q4_1", "q5_0", "q5_1", "q8_0" };
+	char rel[128];
+	int n = 0;
+	for (size_t i = 0; i < sizeof(kq) / sizeof(kq[0]); i++) {
+		snprintf(rel, sizeof(rel), "testdata/kquant/synth-kq-%s.gguf", kq[i]);
+		n += check_file_types(rel);
+	}
+	CU_ASSERT_EQUAL(n, 210);
+	n = check_file_types("models/stories15M-q4_k_m.gguf");
+	n += check_file_types("models/stories15M-q4_0.gguf");
+	n += check_file_types("models/stories15M-q8_0.gguf");
+	CU_ASSERT_EQUAL(n, 3 * 56);
+}
+
+/* Rules the files above do not reach: many layers, GQA, fallbacks. */
+static void test_mix_rules(void)
+{
+	quant_mix_t m;
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse("q4_k_m", &m), 0);
+	/* Llama-2-7B (32 layers): attn_v and ffn_down in Q6_K on use_more_bits layers */
+	int q6 = 0;
+	for (int l = 0; l < 32; l++) {
+		char name[64];
+		snprintf(name, sizeof(name), "blk.%d.attn_v.weight", l);
+		bool more = l < 4 || l >= 28 || (l - 4) % 3 == 2;
+		CU_ASSERT_EQUAL(quant_mix_type(&m, name, -1, 32, 4096), more ? QUANT_Q6_K : QUANT_Q4_K);
+		CU_ASSERT_EQUAL(quant_mix_type(&m, name, l, 32, 4096), more ? QUANT_Q6_K : QUANT_Q4_K);
+		snprintf(name, sizeof(name), "blk.%d.ffn_down.weight", l);
+		CU_ASSERT_EQUAL(quant_mix_type(&m, name, l, 32, 11008), more ? QUANT_Q6_K : QUANT_Q4_K);
+		q6 += more;
+	}
+	CU_ASSERT_EQUAL(q6, 16);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "output.weight", -1, 32, 4096), QUANT_Q6_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "token_embd.weight", -1, 32, 4096), QUANT_Q4_K);
+	m.tied_output = true;
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "token_embd.weight", -1, 32, 4096), QUANT_Q6_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.attn_qkv.weight", 0, 32, 4096), QUANT_Q5_K);
+	/* norms, biases: not quantized; rows not whole blocks fall back */
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.attn_norm.weight", 0, 32, 4096), GGUF_TTYPE_F32);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "output_norm.weight", -1, 32, 4096), GGUF_TTYPE_F32);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.attn_q.bias", 0, 32, 4096), GGUF_TTYPE_F32);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.5.attn_q.weight", 5, 32, 896), QUANT_Q5_0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.5.attn_q.weight", 5, 32, 100), GGUF_TTYPE_F16);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.ffn_down.weight", 0, 32, 4864), QUANT_Q6_K);	/* 19 x 256 */
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.ffn_down.weight", 0, 32, 4896), QUANT_Q8_0);	/* 153 x 32 */
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.ffn_down.weight", 0, 32, 4880), GGUF_TTYPE_F16);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "output.weight", -1, 32, 896), QUANT_Q8_0);	/* rows not whole Q4_K blocks */
+	/* Q2_K: attn_v by GQA, ffn_down and attn_output Q3_K, fallback to IQ4_NL */
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse("q2_k", &m), 0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.3.attn_v.weight", 3, 32, 4096), QUANT_Q3_K);
+	m.n_gqa = 4;
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.3.attn_v.weight", 3, 32, 4096), QUANT_Q4_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.3.attn_output.weight", 3, 32, 4096), QUANT_Q3_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.3.ffn_down.weight", 3, 32, 11008), QUANT_Q3_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.3.ffn_up.weight", 3, 32, 4096), QUANT_Q2_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.3.ffn_up.weight", 3, 32, 288), QUANT_IQ4_NL);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.3.attn_v.weight", 3, 32, 288), QUANT_Q5_0);
+	/* Q3_K_M: attn_v Q5_K in layers 0-1; ffn_down Q5_K below n/16 */
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse("q3_k_m", &m), 0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.1.attn_v.weight", 1, 32, 4096), QUANT_Q5_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.attn_v.weight", 2, 32, 4096), QUANT_Q4_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.1.ffn_down.weight", 1, 32, 11008), QUANT_Q5_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.ffn_down.weight", 2, 32, 11008), QUANT_Q4_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.attn_output.weight", 2, 32, 4096), QUANT_Q4_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.attn_q.weight", 2, 32, 4096), QUANT_Q3_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.attn_q.weight", 2, 32, 4000), QUANT_IQ4_NL);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.attn_q.weight", 2, 32, 4001), GGUF_TTYPE_F16);
+	/* Q5_K_M falls back to Q5_1; IQ4_XS to IQ4_NL; Q8_0 keeps the output */
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse("q5_k_m", &m), 0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.attn_q.weight", 2, 32, 288), QUANT_Q5_1);
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse("iq4_xs", &m), 0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.attn_q.weight", 2, 32, 288), QUANT_IQ4_NL);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.2.ffn_down.weight", 2, 32, 11008), QUANT_Q5_K);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.4.ffn_down.weight", 4, 32, 11008), QUANT_IQ4_XS);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "output.weight", -1, 32, 4096), QUANT_Q6_K);
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse("q8_0", &m), 0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "output.weight", -1, 32, 4096), QUANT_Q8_0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.9.attn_v.weight", 9, 32, 4096), QUANT_Q8_0);
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse("f16", &m), 0);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "output.weight", -1, 32, 4096), GGUF_TTYPE_F16);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.ffn_norm.weight", 0, 32, 4096), GGUF_TTYPE_F32);
+}
+
 const cu_test_t quant_tests[] = {
 	{ "reference dequantization (210 tensors)", test_reference_dequant },
 	{ "block tables", test_block_tables },
@@ -343,5 +502,8 @@ const cu_test_t quant_tests[] = {
 	{ "quantize: every type within its bound", test_quantize_roundtrip },
 	{ "quantize: Q8_0 is ops_q8_block", test_quantize_q8_matches_ops },
 	{ "quantize: errors", test_quantize_errors },
+	{ "mix: names", test_mix_parse },
+	{ "mix: the types of 13 llama.cpp-quantized files", test_mix_real_files },
+	{ "mix: rules", test_mix_rules },
 	{ NULL, NULL },
 };
