@@ -520,14 +520,21 @@ static void asym_codes(const float *x, int n, int nmax, float ds, float off, uin
 }
 
 /* Step 2, symmetric: group scales s[n] as integers sc[n] in [sclo, schi]
- * times the super-scale *ret_d; the largest |s| goes to sclo. */
+ * times the super-scale *ret_d. The largest |s| goes to sclo, unless a
+ * scale of the other sign would then need more than schi: the largest of
+ * that sign goes to schi then. So no integer scale is clamped. */
 static int super_sym(const float *s, int n, int sclo, int schi, uint16_t *ret_d, int *sc)
 {
-	float big = 0.0f;
+	float big = 0.0f, other = 0.0f;
 	for (int j = 0; j < n; j++)
 		if (fabsf(s[j]) > fabsf(big))
 			big = s[j];
-	uint16_t dh = half_up(big / (float)sclo);
+	for (int j = 0; j < n; j++)
+		if ((s[j] < 0.0f) != (big < 0.0f) && fabsf(s[j]) > other)
+			other = fabsf(s[j]);
+	float dm = fabsf(big) / (float)-sclo, dm_other = other / (float)schi;
+	dm = dm_other > dm ? dm_other : dm;
+	uint16_t dh = half_up(big > 0.0f ? -dm : dm);
 	if (!half_finite(dh))
 		return -ERANGE;
 	float d = gguf_f16_to_f32(dh);

@@ -97,8 +97,8 @@ int quant_check_row(uint32_t type, const void *src, int64_t n, int64_t *ret_bloc
  *
  *   Q8_0   A/254            Q4_0  A/8          Q5_0  A/16         IQ4_NL 0.111 A
  *   Q4_1   R/30             Q5_1  R/62
- *   Q2_K   0.173 R'         Q3_K  0.266 A      Q4_K  R'/29.7      Q5_K   R'/61.5
- *   Q6_K   0.036 A          IQ4_XS 0.126 A
+ *   Q2_K   0.173 R'         Q3_K  0.267 A      Q4_K  R'/29.7      Q5_K   R'/61.5
+ *   Q6_K   0.036 A          IQ4_XS 0.127 A
  *
  * A = max |x| of the block (legacy types) or super-block (K types); R =
  * max x - min x of the block; R' = the largest, over the super-block's
@@ -106,9 +106,9 @@ int quant_check_row(uint32_t type, const void *src, int64_t n, int64_t *ret_bloc
  * their range takes in 0). Half a step of the largest group, or, for the
  * symmetric types, one step on the side of the grid that has a level less
  * (Q4_0: -8..7; IQ4: -127..113, gap 14) plus what the integer group scales
- * lose (Q3_K 1/64, Q6_K 1/256, IQ4_XS 1/64 of A). Each bound is the
- * method's worst case (the tests reach 0.99 of it for most types, 0.95 for
- * Q2_K, Q3_K and IQ4_XS, 0.8 for Q6_K); times (1 + 2^-9)
+ * lose (Q3_K 1/62, Q6_K 1/254, IQ4_XS 1/62 of A). Each bound is the
+ * method's worst case (the tests reach 0.99 of it for most types, 0.94 to
+ * 0.97 for Q2_K, Q3_K and IQ4_XS, 0.7 for Q6_K); times (1 + 2^-9)
  * for the f16 rounding of the scales, plus L x 2^-24 where scales are f16
  * subnormals (tiny weights: A below about 1e-4 for Q6_K), L the type's
  * largest level x scale product (Q8_0 127, Q4_K 1008, Q6_K 4096). Relative
