@@ -509,6 +509,31 @@ static void test_gguf_mixes(void)
 	CU_ASSERT_EQUAL(synth_write_gguf("tiny", 0, QUANT_Q4_K, "/nonexistent/x.gguf", err, sizeof(err)), -EINVAL);
 }
 
+/* The type counts llama.cpp prints when it loads its own Llama-2-7B and
+ * Llama-3-8B Q4_K_M files (f32 65, q4_K 193, q6_K 33), from the presets'
+ * tensor lists, without writing 4 GB. */
+static void test_mix_7b_counts(void)
+{
+	static const char *const presets[] = { "llama2-7b", "llama3-8b" };
+	for (size_t p = 0; p < 2; p++) {
+		const model_config_t *c = &synth_preset_find(presets[p])->cfg;
+		quant_mix_t mix;
+		CU_ASSERT_EQUAL_FATAL(quant_mix_parse("q4_k_m", &mix), 0);
+		mix.n_gqa = c->n_heads / c->n_kv_heads;
+		int n = model_tensor_specs(c, NULL, 0), counts[64] = { 0 };
+		model_tensor_spec_t *specs = calloc((size_t)n, sizeof(*specs));
+		CU_ASSERT_FATAL(specs != NULL);
+		model_tensor_specs(c, specs, n);
+		for (int i = 0; i < n; i++)
+			counts[specs[i].n_dims == 1 ? 0 : quant_mix_type(&mix, specs[i].name, -1, c->n_layers,
+									 (int64_t)specs[i].ne[0]) & 63]++;
+		CU_ASSERT_EQUAL(counts[GGUF_TTYPE_F32], 65);
+		CU_ASSERT_EQUAL(counts[QUANT_Q4_K], 193);
+		CU_ASSERT_EQUAL(counts[QUANT_Q6_K], 33);
+		free(specs);
+	}
+}
+
 /* A quantized synthetic model loads and runs close to the f32 one, the
  * closer the more bits. 8 layers of random weights amplify the weights'
  * errors: the first logits move by about 4x the type's relative RMS error
@@ -568,6 +593,7 @@ const cu_test_t synth_tests[] = {
 	{ "rope_freqs", test_rope_freqs },
 	{ "gguf_roundtrip_features", test_gguf_roundtrip_features },
 	{ "gguf_mixes", test_gguf_mixes },
+	{ "mix_7b_counts", test_mix_7b_counts },
 	{ "gguf_mix_runs", test_gguf_mix_runs },
 	{ NULL, NULL },
 };
