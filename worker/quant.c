@@ -977,8 +977,8 @@ static bool use_more_bits(int layer, int n_layers)
 /* Whether llama-quantize quantizes a tensor of this name at all. */
 static bool quantizable(const char *name)
 {
-	static const char *const never[] = {	/* substrings it leaves alone */
-		"_norm.weight", "ffn_gate_inp.weight", "ssm_conv1d.weight", "time_mix_first.weight",
+	static const char *const never[] = {	/* substrings it leaves alone (or 1-D) */
+		"_norm.weight", "rope_freqs.weight", "ffn_gate_inp.weight", "ssm_conv1d.weight", "time_mix_first.weight",
 		"time_mix_w1.weight", "time_mix_w2.weight", "time_mix_decay_w1.weight",
 		"time_mix_decay_w2.weight", "time_mix_lerp_fused.weight", "attn_rel_b.weight",
 	};

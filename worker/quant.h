@@ -171,7 +171,8 @@ const char *quant_mix_name(size_t i);
  * not the 70B special case):
  *
  * - Left as the source, F32 here: names not ending in "weight", norms
- *   ("_norm.weight"), and the few other kinds llama-quantize never touches.
+ *   ("_norm.weight"), rope_freqs.weight (1-D), and the few other kinds
+ *   llama-quantize never touches.
  *   A llama-like model's 1-D tensors are all norms or biases, so the name
  *   decides (a writer keeps any 1-D tensor F32 anyway).
  * - f32, f16, bf16 mixes: every other tensor in that type.

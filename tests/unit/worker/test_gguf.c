@@ -1209,10 +1209,12 @@ static void test_inspect_memory(void)
 	free(out);
 	free(err);
 
-	/* the formula is the worker's: model_kv_bytes of the loaded model */
+	/* the worker's own figures: the loaded model's weight bytes and
+	 * model_kv_bytes */
 	model_t *m = NULL;
 	char e[256];
 	CU_ASSERT_EQUAL_FATAL(model_load(model, &m, e, sizeof(e)), 0);
+	CU_ASSERT_EQUAL(model_weight_bytes(m), weights);
 	for (int t = MODEL_KV_F32; t <= MODEL_KV_Q8; t++)
 		CU_ASSERT_EQUAL(model_config_kv_bytes(model_config(m), 100, (model_kv_type_t)t),
 				model_kv_bytes(m, 100, (model_kv_type_t)t));
@@ -1273,6 +1275,13 @@ static void test_inspect_memory_synth(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(t0, "type")), "F16");
 	CU_ASSERT_EQUAL(jint(t0, "memory"), 2 * jint(t0, "bytes"));
 	json_decref(j);
+	model_t *m = NULL;	/* what the loader holds */
+	CU_ASSERT_EQUAL_FATAL(model_load(f16, &m, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(model_weight_bytes(m), 4 * params);
+	model_destroy(&m);
+	CU_ASSERT_EQUAL_FATAL(model_load(q4, &m, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(model_weight_bytes(m), wq);
+	model_destroy(&m);
 
 	char *a2[] = { "--kv", "f32", (char *)q4 };
 	j = inspect_json(a2, 3);

@@ -453,6 +453,8 @@ static void test_mix_rules(void)
 	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.attn_norm.weight", 0, 32, 4096), GGUF_TTYPE_F32);
 	CU_ASSERT_EQUAL(quant_mix_type(&m, "output_norm.weight", -1, 32, 4096), GGUF_TTYPE_F32);
 	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.attn_q.bias", 0, 32, 4096), GGUF_TTYPE_F32);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "rope_freqs.weight", -1, 32, 64), GGUF_TTYPE_F32);
+	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.attn_k_norm.weight", 0, 32, 128), GGUF_TTYPE_F32);
 	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.5.attn_q.weight", 5, 32, 896), QUANT_Q5_0);
 	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.5.attn_q.weight", 5, 32, 100), GGUF_TTYPE_F16);
 	CU_ASSERT_EQUAL(quant_mix_type(&m, "blk.0.ffn_down.weight", 0, 32, 4864), QUANT_Q6_K);	/* 19 x 256 */

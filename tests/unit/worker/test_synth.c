@@ -485,6 +485,15 @@ static void test_gguf_mixes(void)
 		check_mix("tiny-k", quant_mix_name(i), counts);
 		check_mix("tiny-qwen2", quant_mix_name(i), counts);
 	}
+	/* the later layouts: rope_freqs (1-D, F32), qwen3's q/k norms and
+	 * attn_output of rows q_dim = 128 */
+	static const char *const more[] = { "q4_k_m", "q8_0", "iq4_nl", "q2_k" };
+	for (size_t i = 0; i < 4; i++) {
+		check_mix("llama3-tiny", more[i], counts);
+		CU_ASSERT_EQUAL(counts[GGUF_TTYPE_F32], 1 + 2 * 2 + 1);
+		check_mix("qwen3-tiny", more[i], counts);
+		CU_ASSERT_EQUAL(counts[GGUF_TTYPE_F32], 1 + 2 * 4);
+	}
 	/* what llama.cpp's Q4_K_M makes of tiny-k (8 layers): Q6_K for the
 	 * output and attn_v / ffn_down of use_more_bits layers 0, 3, 6, 7 */
 	check_mix("tiny-k", "q4_k_m", counts);
