@@ -387,9 +387,11 @@ int quant_check_row(uint32_t type, const void *src, int64_t n, int64_t *ret_bloc
  *    [min, max] is spread over the levels 0..nmax; the K types' offset is
  *    subtracted (x = d*sc*q - dmin*m), so their min is min(0, min x).
  * 2. K types: the group scales of a super-block are quantized to integers
- *    (6 bits; Q2_K 4 bits; Q6_K 8 bits) against one f16 super-scale, which
- *    is the largest group scale over the top integer, rounded up in
- *    magnitude so that no integer scale overflows.
+ *    (6 bits; Q2_K 4 bits; Q6_K 8 bits) against one f16 super-scale: the
+ *    largest group scale over the largest integer (for signed scales, the
+ *    largest of the other sign over the largest positive integer where
+ *    that is more), rounded up in magnitude, so no integer scale is
+ *    clamped.
  * 3. Each value gets the level nearest to it under the scale actually
  *    stored (the f16 scale times the integer scale, exact in f32), clamped
  *    to the grid. Rounding against the stored scale matters: with the small
@@ -609,6 +611,8 @@ static int q_q4_0(const float *x, uint8_t *b)
 {
 	uint8_t c[32];
 	int rc = q_sym32(&G_Q4, x, b, c);
+	if (rc < 0)
+		return rc;
 	pack_nibbles(c, b + 2);
 	return rc;
 }
@@ -617,6 +621,8 @@ static int q_iq4_nl(const float *x, uint8_t *b)
 {
 	uint8_t c[32];
 	int rc = q_sym32(&G_IQ4, x, b, c);
+	if (rc < 0)
+		return rc;
 	pack_nibbles(c, b + 2);
 	return rc;
 }
@@ -625,6 +631,8 @@ static int q_q5_0(const float *x, uint8_t *b)
 {
 	uint8_t c[32];
 	int rc = q_sym32(&G_Q5, x, b, c);
+	if (rc < 0)
+		return rc;
 	uint32_t qh = fifth_bits(c);
 	memcpy(b + 2, &qh, 4);
 	pack_nibbles(c, b + 6);
@@ -655,6 +663,8 @@ static int q_q4_1(const float *x, uint8_t *b)
 {
 	uint8_t c[32];
 	int rc = q_min32(x, 15, b, c);
+	if (rc < 0)
+		return rc;
 	pack_nibbles(c, b + 4);
 	return rc;
 }
@@ -663,6 +673,8 @@ static int q_q5_1(const float *x, uint8_t *b)
 {
 	uint8_t c[32];
 	int rc = q_min32(x, 31, b, c);
+	if (rc < 0)
+		return rc;
 	uint32_t qh = fifth_bits(c);
 	memcpy(b + 4, &qh, 4);
 	pack_nibbles(c, b + 8);
