@@ -1,12 +1,21 @@
-/* margin-worker inspect FILE.gguf [--json]: a GGUF file's metadata and
- * tensor table. Arrays are summarised (element type, count, first values),
+/* margin-worker inspect FILE.gguf [--slots N] [--ctx C] [--kv T] [--json]:
+ * a GGUF file's metadata and tensor table, and the memory a worker serving
+ * it holds. Arrays are summarised (element type, count, first values),
  * long strings are cut in the human form; --json gives every scalar in full
  * and the first values of each array. Lists every ggml tensor type, also
- * those margin cannot load (marked "not loadable"). */
+ * those margin cannot load (marked "not loadable").
+ *
+ * Memory: per tensor, what the loader keeps: quantized types (quant.h) as
+ * stored, F32 as is, F16 and BF16 widened to f32, 1-D tensors in f32; plus
+ * the KV caches of N slots of C positions (model_config_kv_bytes, the
+ * formula of model_kv_bytes). */
 #include "cmds.h"
 #include "gguf.h"
+#include "model.h"
+#include "quant.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -19,11 +28,68 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: margin-worker inspect FILE.gguf [--json]\n\n"
-		   "Print a GGUF file's metadata (arrays summarised) and its tensor table\n"
-		   "(name, type, shape, offset, bytes) with the total parameter count.\n\n"
-		   "  --json    one JSON object instead of text\n"
-		   "  --help    this text\n");
+	fprintf(f, "usage: margin-worker inspect FILE.gguf [--slots N] [--ctx C] [--kv f16|f32|q8_0] [--json]\n\n"
+		   "Print a GGUF file's metadata (arrays summarised), its tensor table (name,\n"
+		   "type, shape, offset, bytes, memory) with the total parameter count, and\n"
+		   "the memory a worker serving it holds: the weights (quantized tensors as\n"
+		   "stored, F32 as is, F16/BF16 widened to f32, 1-D tensors f32) and the KV\n"
+		   "caches of N slots of C positions.\n\n"
+		   "  --slots N  sequences served at once (default 1)\n"
+		   "  --ctx C    positions per slot (default: the model's context_length)\n"
+		   "  --kv T     KV cache type: f16 (default), f32, q8_0\n"
+		   "  --json     one JSON object instead of text\n"
+		   "  --help     this text\n");
+}
+
+/* What a worker holds for a file: the options and the sums. */
+typedef struct mem {
+	int slots, ctx;		/* ctx 0: the model's context_length */
+	model_kv_type_t kv;
+	bool runnable;		/* a model margin runs: the KV cache is known */
+	char why[256];		/* otherwise, the loader's reason */
+	model_config_t cfg;
+	uint64_t weights;	/* every loadable tensor as the loader keeps it */
+	uint64_t kv_slot;	/* one slot's K and V caches */
+	uint64_t total;		/* weights + slots x kv_slot */
+} mem_t;
+
+/* Bytes a worker holds for tensor t; 0 for a type it cannot load. */
+static uint64_t tensor_memory(const gguf_tensor_t *t)
+{
+	if (!gguf_ttype_loadable(t->type))
+		return 0;
+	if (t->n_dims > 1 && quant_supported(t->type))
+		return t->nbytes;
+	return t->n_elements * sizeof(float);
+}
+
+/* Fills m's sums; -EINVAL (with a message) for a --ctx past the model's. */
+static int mem_build(const gguf_t *g, mem_t *m)
+{
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++)
+		m->weights += tensor_memory(gguf_tensor(g, i));
+	m->total = m->weights;
+	char err[256];
+	if (model_config_read(g, &m->cfg, err, sizeof(err)) < 0) {
+		snprintf(m->why, sizeof(m->why), "%s", err);
+		return 0;
+	}
+	m->runnable = true;
+	if (m->ctx == 0)
+		m->ctx = m->cfg.n_ctx;
+	if (m->ctx > m->cfg.n_ctx) {
+		fprintf(stderr, "margin-worker inspect: --ctx %d is past the model's context of %d\n",
+			m->ctx, m->cfg.n_ctx);
+		return -EINVAL;
+	}
+	m->kv_slot = model_config_kv_bytes(&m->cfg, m->ctx, m->kv);
+	m->total += (uint64_t)m->slots * m->kv_slot;
+	return 0;
+}
+
+static double mib(uint64_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
 }
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
@@ -179,7 +245,28 @@ static void format_shape(const gguf_tensor_t *t, char *buf, size_t len)
 		o += (size_t)snprintf(buf + o, len - o, "%s%" PRIu64, d ? " x " : "", t->ne[d]);
 }
 
-static int print_text(const char *path, const gguf_t *g)
+/* The memory section of the text form. */
+static void print_memory(const mem_t *m)
+{
+	if (!m->runnable) {
+		printf("\nmemory of a worker serving it: KV cache unknown (%s)\n", m->why);
+		printf("  weights %14" PRIu64 " bytes %9.2f MiB  quantized tensors as stored, F32 as is,"
+		       " F16/BF16 widened to f32, 1-D f32\n", m->weights, mib(m->weights));
+		return;
+	}
+	const model_config_t *c = &m->cfg;
+	uint64_t kv = (uint64_t)m->slots * m->kv_slot;
+	printf("\nmemory of a worker serving it (%d slots x %d positions, KV cache %s):\n", m->slots, m->ctx,
+	       model_kv_type_name(m->kv));
+	printf("  weights %14" PRIu64 " bytes %9.2f MiB  quantized tensors as stored, F32 as is,"
+	       " F16/BF16 widened to f32, 1-D f32\n", m->weights, mib(m->weights));
+	printf("  kv      %14" PRIu64 " bytes %9.2f MiB  %d slots x %" PRIu64 " = %d layers x %d KV heads x"
+	       " %d positions x %" PRIu64 " B x 2 (K, V)\n", kv, mib(kv), m->slots, m->kv_slot, c->n_layers,
+	       c->n_kv_heads, m->ctx, m->kv_slot / (2 * (uint64_t)c->n_layers * (uint64_t)c->n_kv_heads * (uint64_t)m->ctx));
+	printf("  total   %14" PRIu64 " bytes %9.2f MiB\n", m->total, mib(m->total));
+}
+
+static int print_text(const char *path, const gguf_t *g, const mem_t *m)
 {
 	uint64_t n_kv = gguf_n_kv(g), n_t = gguf_n_tensors(g);
 	printf("%s: GGUF v%u, %zu bytes, %" PRIu64 " keys, %" PRIu64 " tensors, alignment %u, data at offset %zu\n",
@@ -239,14 +326,17 @@ static int print_text(const char *path, const gguf_t *g)
 		if (l > nw)
 			nw = l;
 	}
-	printf("  %-*s  %-7s  %-22s  %12s  %12s\n", (int)nw, "name", "type", "shape", "offset", "bytes");
+	printf("  %-*s  %-7s  %-22s  %12s  %12s  %12s\n", (int)nw, "name", "type", "shape", "offset", "bytes",
+	       "memory");
 	uint64_t params = 0, bytes = 0, not_loadable = 0;
 	for (uint64_t i = 0; i < n_t; i++) {
 		const gguf_tensor_t *t = gguf_tensor(g, i);
-		char shape[128];
+		char shape[128], held[24] = "-";
 		format_shape(t, shape, sizeof(shape));
-		printf("  %-*s  %-7s  %-22s  %12" PRIu64 "  %12" PRIu64 "%s\n", (int)nw, t->name,
-		       gguf_ttype_name(t->type), shape, t->offset, t->nbytes,
+		if (gguf_ttype_loadable(t->type))
+			snprintf(held, sizeof(held), "%" PRIu64, tensor_memory(t));
+		printf("  %-*s  %-7s  %-22s  %12" PRIu64 "  %12" PRIu64 "  %12s%s\n", (int)nw, t->name,
+		       gguf_ttype_name(t->type), shape, t->offset, t->nbytes, held,
 		       gguf_ttype_loadable(t->type) ? "" : "  (not loadable)");
 		params += t->n_elements;
 		bytes += t->nbytes;
@@ -255,12 +345,13 @@ static int print_text(const char *path, const gguf_t *g)
 	printf("\ntotal: %" PRIu64 " tensors, %" PRIu64 " parameters, %" PRIu64 " bytes of tensor data\n",
 	       n_t, params, bytes);
 	if (not_loadable > 0)
-		printf("note: %" PRIu64 " tensors have types margin cannot load (it loads F32, F16, BF16, Q8_0)\n",
-		       not_loadable);
+		printf("note: %" PRIu64 " tensors have types margin cannot load (it loads %s)\n",
+		       not_loadable, GGUF_LOADABLE_TYPES);
+	print_memory(m);
 	return 0;
 }
 
-static int print_json(const char *path, const gguf_t *g)
+static int print_json(const char *path, const gguf_t *g, const mem_t *m)
 {
 	int rc = -ENOMEM;
 	json_t *root = json_object(), *meta = json_array(), *tens = json_array();
@@ -328,6 +419,8 @@ static int print_json(const char *path, const gguf_t *g)
 		json_object_set_new(e, "offset", json_integer((json_int_t)t->offset));
 		json_object_set_new(e, "bytes", json_integer((json_int_t)t->nbytes));
 		json_object_set_new(e, "loadable", json_boolean(gguf_ttype_loadable(t->type)));
+		json_object_set_new(e, "memory", gguf_ttype_loadable(t->type)
+				    ? json_integer((json_int_t)tensor_memory(t)) : json_null());
 		params += t->n_elements;
 		bytes += t->nbytes;
 	}
@@ -337,6 +430,23 @@ static int print_json(const char *path, const gguf_t *g)
 	json_object_set_new(root, "n_tensors", json_integer((json_int_t)gguf_n_tensors(g)));
 	json_object_set_new(root, "n_params", json_integer((json_int_t)params));
 	json_object_set_new(root, "tensor_bytes", json_integer((json_int_t)bytes));
+	json_t *mj = json_object();
+	if (mj == NULL)
+		goto fail;
+	json_object_set_new(root, "memory", mj);
+	json_object_set_new(mj, "weights", json_integer((json_int_t)m->weights));
+	if (m->runnable) {
+		json_object_set_new(mj, "slots", json_integer(m->slots));
+		json_object_set_new(mj, "ctx", json_integer(m->ctx));
+		json_object_set_new(mj, "kv_type", json_string(model_kv_type_name(m->kv)));
+		json_object_set_new(mj, "kv_bytes_per_slot", json_integer((json_int_t)m->kv_slot));
+		json_object_set_new(mj, "kv_bytes", json_integer((json_int_t)((uint64_t)m->slots * m->kv_slot)));
+		json_object_set_new(mj, "total", json_integer((json_int_t)m->total));
+	} else {
+		json_object_set_new(mj, "kv_bytes", json_null());
+		json_object_set_new(mj, "total", json_null());
+		json_object_set_new(mj, "error", json_string(m->why));
+	}
 	if (json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER) < 0) {
 		rc = -EIO;
 		goto fail;
@@ -351,32 +461,77 @@ fail:
 	return rc;
 }
 
+/* A whole number in [lo, hi] from option name's argument; -1 if not. */
+static long parse_count(const char *name, const char *arg, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(arg, &end, 10);
+	if (errno != 0 || end == arg || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "margin-worker inspect: bad --%s '%s' (%ld..%ld)\n", name, arg, lo, hi);
+		return -1;
+	}
+	return v;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
-	const char *path = NULL;
+	static const struct option opts[] = {
+		{ "slots", required_argument, NULL, 's' },
+		{ "ctx", required_argument, NULL, 'c' },
+		{ "kv", required_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	bool as_json = false;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+	mem_t m = { .slots = 1, .ctx = 0 };
+	model_kv_type_parse(MODEL_KV_DEFAULT, &m.kv);
+	long v;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
 			usage(stdout);
 			return 0;
-		} else if (strcmp(argv[i], "--json") == 0) {
+		case 'j':
 			as_json = true;
-		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-			fprintf(stderr, "margin-worker inspect: unknown option '%s'\n", argv[i]);
+			break;
+		case 's':
+			if ((v = parse_count("slots", optarg, 1, 65536)) < 0)
+				return 2;
+			m.slots = (int)v;
+			break;
+		case 'c':
+			if ((v = parse_count("ctx", optarg, 1, 1 << 24)) < 0)
+				return 2;
+			m.ctx = (int)v;
+			break;
+		case 'k':
+			if (model_kv_type_parse(optarg, &m.kv) < 0) {
+				fprintf(stderr, "margin-worker inspect: bad --kv '%s' (f16, f32 or q8_0)\n", optarg);
+				return 2;
+			}
+			break;
+		default:
+			fprintf(stderr, "margin-worker inspect: unknown option or missing value: '%s'\n", argv[optind - 1]);
 			usage(stderr);
-			return 2;
-		} else if (path == NULL) {
-			path = argv[i];
-		} else {
-			fprintf(stderr, "margin-worker inspect: one file at a time ('%s' and '%s')\n", path, argv[i]);
 			return 2;
 		}
 	}
-	if (path == NULL) {
+	if (optind >= argc) {
 		fprintf(stderr, "margin-worker inspect: no file given\n");
 		usage(stderr);
 		return 2;
 	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "margin-worker inspect: one file at a time ('%s' and '%s')\n", argv[optind],
+			argv[optind + 1]);
+		return 2;
+	}
+	const char *path = argv[optind];
 	gguf_t *g = NULL;
 	char err[512];
 	int rc = gguf_open(path, &g, err, sizeof(err));
@@ -384,7 +539,11 @@ int cmd_inspect(int argc, char **argv)
 		fprintf(stderr, "margin-worker inspect: %s\n", err);
 		return 1;
 	}
-	rc = as_json ? print_json(path, g) : print_text(path, g);
+	if (mem_build(g, &m) < 0) {
+		gguf_close(&g);
+		return 2;
+	}
+	rc = as_json ? print_json(path, g, &m) : print_text(path, g, &m);
 	gguf_close(&g);
 	if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
 		rc = -EIO;

@@ -2,7 +2,7 @@
  * llama.cpp-style readers load (standard key and tensor names, an SPM
  * tokenizer in tokenizer.ggml.*). The same weights as --arch PRESET. */
 #include "cmds.h"
-#include "gguf.h"
+#include "quant.h"
 #include "synth.h"
 
 #include <errno.h>
@@ -14,14 +14,31 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: margin-worker synth --arch PRESET [--layers K] [--type f32|f16|q8_0] -o FILE.gguf\n"
+		"usage: margin-worker synth --arch PRESET [--layers K] [--type T] -o FILE.gguf\n"
 		"       margin-worker synth --list\n\n"
 		"Write the synthetic model PRESET (deterministic pseudo-random weights, the\n"
 		"same as --arch PRESET elsewhere) as a GGUF file.\n\n"
 		"  --arch PRESET   the preset (--list shows them)\n"
 		"  --layers K      only K transformer blocks\n"
-		"  --type T        f32 (default), f16 or q8_0 matrices; norms and biases stay f32\n"
-		"  -o FILE         output path (written to a temporary file, then renamed)\n"
+		"  --type T        f32 (default), f16, bf16, or a quantization mix as\n"
+		"                  llama-quantize names it: each tensor gets the type\n"
+		"                  llama.cpp gives it in that mix (q4_k_m: Q4_K, Q6_K for\n"
+		"                  the output and some attn_v/ffn_down, fallbacks for rows\n"
+		"                  that are not whole blocks); norms and biases stay f32.\n"
+		"                  Mixes:");
+	int col = 25;
+	for (size_t i = 0; quant_mix_name(i) != NULL; i++) {
+		int len = (int)strlen(quant_mix_name(i));
+		if (col + len + 2 > 78) {
+			fputs("\n                 ", f);
+			col = 17;
+		}
+		col += fprintf(f, " %s%s", quant_mix_name(i), quant_mix_name(i + 1) != NULL ? "," : "");
+	}
+	fprintf(f, "\n"
+		"  -o FILE         output path (written to a temporary file, then renamed);\n"
+		"                  the weights are made while the file is written, so a 7B\n"
+		"                  model needs a few MiB of memory\n"
 		"  --list          the presets and their shapes\n");
 }
 
@@ -47,7 +64,7 @@ int cmd_synth(int argc, char **argv)
 	};
 	const char *arch = NULL, *out = NULL;
 	long layers = 0;
-	uint32_t type = GGUF_TTYPE_F32;
+	const char *type = "f32";
 	optind = 1;
 	int c;
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -66,18 +83,18 @@ int cmd_synth(int argc, char **argv)
 			}
 			break;
 		}
-		case 'T':
-			if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "F32") == 0) {
-				type = GGUF_TTYPE_F32;
-			} else if (strcmp(optarg, "f16") == 0 || strcmp(optarg, "F16") == 0) {
-				type = GGUF_TTYPE_F16;
-			} else if (strcmp(optarg, "q8_0") == 0 || strcmp(optarg, "Q8_0") == 0) {
-				type = GGUF_TTYPE_Q8_0;
-			} else {
-				fprintf(stderr, "margin-worker synth: bad --type '%s' (f32, f16 or q8_0)\n", optarg);
+		case 'T': {
+			quant_mix_t m;
+			if (quant_mix_parse(optarg, &m) < 0) {
+				fprintf(stderr, "margin-worker synth: bad --type '%s' (one of:", optarg);
+				for (size_t i = 0; quant_mix_name(i) != NULL; i++)
+					fprintf(stderr, " %s", quant_mix_name(i));
+				fprintf(stderr, ")\n");
 				return 2;
 			}
+			type = m.name;
 			break;
+		}
 		default:
 			usage(stderr);
 			return 2;
@@ -99,7 +116,7 @@ int cmd_synth(int argc, char **argv)
 		return 2;
 	}
 	char err[512];
-	int rc = synth_write_gguf(arch, (int)layers, type, out, err, sizeof(err));
+	int rc = synth_write_gguf_mix(arch, (int)layers, type, out, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "margin-worker synth: %s\n", err);
 		return 1;

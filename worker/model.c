@@ -1455,3 +1455,26 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 	}
 	return n_wanted;
 }
+
+/* ---- sizing a model without loading it (inspect): an addition of the
+ * synth/inspect work, kept apart from the loader and forward ---- */
+
+int model_config_read(const gguf_t *g, model_config_t *ret, char *err, size_t errlen)
+{
+	model_config_t c;
+	int rc = read_config(g, &c, err, errlen);
+	if (rc < 0)
+		return rc;
+	*ret = c;
+	return 0;
+}
+
+size_t model_config_kv_bytes(const model_config_t *c, int n_ctx, model_kv_type_t type)
+{
+	if (n_ctx <= 0)
+		return 0;
+	size_t hd = (size_t)c->head_dim;
+	size_t row = type == MODEL_KV_F16 ? hd * sizeof(uint16_t)
+		     : type == MODEL_KV_Q8 ? ops_q8_row_bytes((int)hd) : hd * sizeof(float);
+	return 2 * (size_t)c->n_layers * (size_t)n_ctx * (size_t)c->n_kv_heads * row;
+}

@@ -236,4 +236,11 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b);
  * softmax, biases and activations (O(dim) per token) are left out. */
 uint64_t model_token_flops(const model_t *m, int pos, bool with_logits);
 
+/* Sizing a model without loading it (inspect). The configuration a GGUF
+ * file describes, as model_load reads it (-ENOTSUP for an architecture
+ * margin does not run, -EBADMSG, with err). */
+int model_config_read(const gguf_t *g, model_config_t *ret, char *err, size_t errlen);
+/* model_kv_bytes of a model of configuration c (equal to it: test_gguf). */
+size_t model_config_kv_bytes(const model_config_t *c, int n_ctx, model_kv_type_t type);
+
 #endif

@@ -4,7 +4,7 @@
 #include "mg_err.h"
 
 #include "gguf.h"
-#include "ops.h"
+#include "quant.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,6 +49,8 @@ static const synth_preset_t presets[] = {
 	  LLAMA(64, 2, 4, 2, 160, 512, 256, 10000.0f) },
 	{ "tiny-qwen2", "test model: qwen2 layout (qkv biases, neox rope, tied), dim 64, 2 layers",
 	  QWEN2(64, 2, 4, 2, 160, 512, 256, true) },
+	{ "tiny-k", "test model for K-quants (rows of 256): dim 256, 8 layers, GQA 4/1, ffn 512",
+	  LLAMA(256, 8, 4, 1, 512, 512, 256, 10000.0f) },
 	{ "llama-110m", "llama2.c 110M shape: dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000",
 	  LLAMA(768, 12, 12, 12, 2048, 32000, 1024, 10000.0f) },
 	{ "qwen2-0.5b", "Qwen2-0.5B shape: dim 896, 24 layers, GQA 14/2, ffn 4864, vocab 151936, tied",
@@ -310,7 +312,7 @@ int synth_tok_new(uint32_t n_tokens, tok_t **ret, char *err, size_t errlen)
 /* ---------------- GGUF ---------------- */
 
 static int set_keys(gguf_writer_t *w, const synth_preset_t *p, const model_config_t *c,
-		    uint32_t type, const synth_vocab_t *sv)
+		    const quant_mix_t *mix, const synth_vocab_t *sv)
 {
 	char key[96];
 	const char *a = c->arch_name;
@@ -318,8 +320,9 @@ static int set_keys(gguf_writer_t *w, const synth_preset_t *p, const model_confi
 #define K(suffix) (snprintf(key, sizeof(key), "%s.%s", a, suffix), key)
 	if ((rc = gguf_writer_set_str(w, "general.architecture", a)) < 0 ||
 	    (rc = gguf_writer_set_str(w, "general.name", p->name)) < 0 ||
-	    (rc = gguf_writer_set_u32(w, "general.file_type",
-				       type == GGUF_TTYPE_F16 ? 1 : type == GGUF_TTYPE_Q8_0 ? 7 : 0)) < 0 ||
+	    (rc = gguf_writer_set_u32(w, "general.file_type", mix->ftype)) < 0 ||
+	    (quant_supported(mix->base) &&
+	     (rc = gguf_writer_set_u32(w, "general.quantization_version", 2)) < 0) ||
 	    (rc = gguf_writer_set_u32(w, K("context_length"), (uint32_t)c->n_ctx)) < 0 ||
 	    (rc = gguf_writer_set_u32(w, K("embedding_length"), (uint32_t)c->dim)) < 0 ||
 	    (rc = gguf_writer_set_u32(w, K("block_count"), (uint32_t)c->n_layers)) < 0 ||
@@ -364,78 +367,116 @@ static int set_keys(gguf_writer_t *w, const synth_preset_t *p, const model_confi
 
 #define FILL_MAX (64u * 1024u)	/* the writer's largest piece */
 
-/* One tensor being written: elements generated in the file's type while
- * the writer asks for them. */
+/* One tensor being written: the blocks (elements for F32, F16, BF16) that
+ * cover each piece the writer asks for are generated and converted there
+ * and then; a block split between two pieces is made twice, the same. */
 typedef struct fill {
 	gen_t g;
 	uint32_t type;
-	float *f;		/* borrowed: shared scratch, FILL_MAX/2 + 2 floats */
-	uint8_t *bytes;		/* borrowed: shared scratch, (FILL_MAX/2 + 2) * 4 bytes */
+	uint64_t qk, bb;	/* values and bytes a block: 1 and 4 for F32 */
+	float *f;		/* borrowed: shared scratch for the largest piece */
+	uint8_t *bytes;		/* borrowed: shared scratch for the largest piece */
 } fill_t;
+
+/* Blocks that can cover a piece, and the scratch they need. */
+static uint64_t fill_blocks(uint64_t bb)
+{
+	return FILL_MAX / bb + 2;
+}
 
 static int fill_piece(void *ctx, void *dst, uint64_t offset, size_t len)
 {
 	fill_t *f = ctx;
-	if (f->type == GGUF_TTYPE_Q8_0) {	/* blocks of an f16 scale and 32 int8 */
-		uint64_t b0 = offset / GGUF_Q8_0_BYTES, b1 = (offset + len + GGUF_Q8_0_BYTES - 1) / GGUF_Q8_0_BYTES;
-		if ((b1 - b0) * GGUF_Q8_0_BLOCK > FILL_MAX + 64)
-			return -EINVAL;
-		gen_elems(&f->g, b0 * GGUF_Q8_0_BLOCK, (b1 - b0) * GGUF_Q8_0_BLOCK, f->f);
-		for (uint64_t b = 0; b < b1 - b0; b++) {
-			uint8_t *blk = f->bytes + b * GGUF_Q8_0_BYTES;
-			uint16_t d16;
-			ops_q8_block(f->f + b * GGUF_Q8_0_BLOCK, GGUF_Q8_0_BLOCK, (int8_t *)blk + 2, &d16);
-			memcpy(blk, &d16, sizeof(d16));
-		}
-		memcpy(dst, f->bytes + (offset - b0 * GGUF_Q8_0_BYTES), len);
-		return 0;
-	}
-	size_t esz = f->type == GGUF_TTYPE_F16 ? 2 : 4;
-	uint64_t e0 = offset / esz, e1 = (offset + len + esz - 1) / esz;
-	if (e1 - e0 > FILL_MAX / 2 + 2)
+	uint64_t b0 = offset / f->bb, b1 = (offset + len + f->bb - 1) / f->bb, n = (b1 - b0) * f->qk;
+	if (b1 - b0 > fill_blocks(f->bb))
 		return -EINVAL;
-	gen_elems(&f->g, e0, e1 - e0, f->f);
-	if (esz == 4) {
-		memcpy(f->bytes, f->f, (size_t)(e1 - e0) * 4);
-	} else {
-		for (uint64_t i = 0; i < e1 - e0; i++) {
-			uint16_t h = gguf_f32_to_f16(f->f[i]);
+	gen_elems(&f->g, b0 * f->qk, n, f->f);
+	if (f->type == GGUF_TTYPE_F32) {
+		memcpy(f->bytes, f->f, n * sizeof(float));
+	} else if (f->type == GGUF_TTYPE_F16 || f->type == GGUF_TTYPE_BF16) {
+		for (uint64_t i = 0; i < n; i++) {
+			uint16_t h = f->type == GGUF_TTYPE_F16 ? gguf_f32_to_f16(f->f[i]) : gguf_f32_to_bf16(f->f[i]);
 			memcpy(f->bytes + 2 * i, &h, 2);
 		}
+	} else {
+		int rc = quant_quantize_row(f->type, f->f, f->bytes, (int64_t)n);
+		if (rc < 0)
+			return rc;
 	}
-	memcpy(dst, f->bytes + (offset - e0 * esz), len);
+	memcpy(dst, f->bytes + (offset - b0 * f->bb), len);
 	return 0;
+}
+
+/* The type tensor t gets in mix: 1-D tensors stay F32. */
+static uint32_t tensor_type(const quant_mix_t *mix, const model_config_t *c,
+			    const model_tensor_spec_t *t)
+{
+	if (t->n_dims == 1)
+		return GGUF_TTYPE_F32;
+	return quant_mix_type(mix, t->name, -1, c->n_layers, (int64_t)t->ne[0]);
 }
 
 int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 		     const char *path, char *err, size_t errlen)
+{
+	const char *mix = type == GGUF_TTYPE_F32 ? "f32" : type == GGUF_TTYPE_F16 ? "f16"
+			  : type == GGUF_TTYPE_BF16 ? "bf16" : type == GGUF_TTYPE_Q8_0 ? "q8_0" : NULL;
+	if (mix == NULL)
+		return mg_seterr(err, errlen, -EINVAL, "synth_write_gguf writes F32, F16, BF16 or Q8_0; "
+				 "name a mix for the other types");
+	return synth_write_gguf_mix(preset, n_layers_override, mix, path, err, errlen);
+}
+
+int synth_write_gguf_mix(const char *preset, int n_layers_override, const char *mix_name,
+			 const char *path, char *err, size_t errlen)
 {
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	const synth_preset_t *p = synth_preset_find(preset);
 	if (p == NULL)
 		return mg_seterr(err, errlen, -EINVAL, "unknown preset '%s'", preset ? preset : "");
-	if (type != GGUF_TTYPE_F32 && type != GGUF_TTYPE_F16 && type != GGUF_TTYPE_Q8_0)
-		return mg_seterr(err, errlen, -EINVAL, "synthetic models are written as F32, F16 or Q8_0");
+	quant_mix_t mix;
+	if (quant_mix_parse(mix_name, &mix) < 0)
+		return mg_seterr(err, errlen, -EINVAL, "unknown type '%s'", mix_name ? mix_name : "");
 	model_config_t c = p->cfg;
 	if (n_layers_override > 0)
 		c.n_layers = n_layers_override;
+	mix.n_gqa = c.n_heads / c.n_kv_heads;
+	mix.tied_output = c.tied_output;
 	int n = model_tensor_specs(&c, NULL, 0);
 	model_tensor_spec_t *specs = calloc((size_t)n, sizeof(*specs));
 	fill_t *fills = calloc((size_t)n, sizeof(*fills));
-	float *fbuf = malloc((FILL_MAX + 64) * sizeof(float));
-	uint8_t *bbuf = malloc((FILL_MAX + 64) * 4);
 	gguf_writer_t *w = gguf_writer_new();
+	float *fbuf = NULL;
+	uint8_t *bbuf = NULL;
 	synth_vocab_t sv;
 	memset(&sv, 0, sizeof(sv));
 	int rc = -ENOMEM;
-	if (specs == NULL || fills == NULL || fbuf == NULL || bbuf == NULL || w == NULL) {
+	if (specs == NULL || fills == NULL || w == NULL) {
 		mg_seterr(err, errlen, rc, "%s: out of memory", path);
 		goto done;
 	}
 	model_tensor_specs(&c, specs, n);
+	/* each tensor's type, and the scratch its pieces need */
+	uint64_t max_f = 0, max_b = 0;
+	for (int i = 0; i < n; i++) {
+		fill_t *f = &fills[i];
+		f->type = tensor_type(&mix, &c, &specs[i]);
+		f->qk = quant_supported(f->type) ? (uint64_t)quant_block_values(f->type) : 1;
+		f->bb = quant_supported(f->type) ? (uint64_t)quant_block_bytes(f->type)
+			: f->type == GGUF_TTYPE_F32 ? 4 : 2;
+		uint64_t nb = fill_blocks(f->bb);
+		max_f = nb * f->qk > max_f ? nb * f->qk : max_f;
+		max_b = nb * f->bb > max_b ? nb * f->bb : max_b;
+	}
+	fbuf = malloc(max_f * sizeof(float));
+	bbuf = malloc(max_f * sizeof(float) > max_b ? max_f * sizeof(float) : max_b);
+	if (fbuf == NULL || bbuf == NULL) {
+		mg_seterr(err, errlen, rc, "%s: out of memory", path);
+		goto done;
+	}
 	if ((rc = synth_vocab_init(&sv, (uint32_t)c.vocab_size)) < 0 ||
-	    (rc = set_keys(w, p, &c, type, &sv)) < 0) {
+	    (rc = set_keys(w, p, &c, &mix, &sv)) < 0) {
 		mg_seterr(err, errlen, rc, "%s: cannot build the metadata", path);
 		goto done;
 	}
@@ -444,14 +485,9 @@ int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 	for (int i = 0; i < n; i++) {
 		const model_tensor_spec_t *t = &specs[i];
 		fill_t *f = &fills[i];
-		/* norms and biases stay F32, and so do rows that are not whole
-		 * Q8_0 blocks */
-		f->type = t->n_dims == 1 || (type == GGUF_TTYPE_Q8_0 && t->ne[0] % GGUF_Q8_0_BLOCK != 0)
-				  ? GGUF_TTYPE_F32 : type;
 		f->f = fbuf;
 		f->bytes = bbuf;
-		uint64_t nb = f->type == GGUF_TTYPE_Q8_0 ? t->ne[0] * t->ne[1] / GGUF_Q8_0_BLOCK * GGUF_Q8_0_BYTES
-			      : t->ne[0] * t->ne[1] * (f->type == GGUF_TTYPE_F16 ? 2 : 4);
+		uint64_t nb = gguf_ttype_nbytes(f->type, t->ne[0] * t->ne[1]);
 		if ((rc = gen_init(&c, t->name, &f->g)) < 0 ||
 		    (rc = gguf_writer_add_tensor_fill(w, t->name, f->type, t->n_dims, t->ne, nb,
 						      fill_piece, f)) < 0) {

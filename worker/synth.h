@@ -35,8 +35,8 @@ typedef struct synth_preset {
 	model_config_t cfg;
 } synth_preset_t;
 
-/* Presets: "tiny", "tiny-qwen2", "llama-110m", "qwen2-0.5b", "llama2-7b", "llama3-8b",
- * "qwen2-7b", the test models of each later feature "llama3-tiny" (Llama 3
+/* Presets: "tiny", "tiny-qwen2", "tiny-k" (rows of 256, for the K-quants),
+ * "llama-110m", "qwen2-0.5b", "llama2-7b", "llama3-8b", "qwen2-7b", the test models of each later feature "llama3-tiny" (Llama 3
  * rope_freqs), "llama-linear-tiny" (linear RoPE scaling), "mistral-tiny"
  * (sliding window 8), "qwen3-tiny", and the shapes "qwen3-0.6b",
  * "llama3.2-1b", "mistral-7b". Static, borrowed. NULL if unknown. */
@@ -65,9 +65,18 @@ void synth_vocab_done(synth_vocab_t *v);
 int synth_tok_new(uint32_t n_tokens, tok_t **ret, char *err, size_t errlen);
 
 /* Writes the preset (n_layers_override > 0: that many layers) as a GGUF v3
- * file with llama.cpp's key and tensor names, tensors in type (GGUF_TTYPE_F32
- * or GGUF_TTYPE_F16), generated one tensor at a time while the file is
- * written. */
+ * file with llama.cpp's key and tensor names, each tensor in the type the
+ * mix gives it (quant.h quant_mix_parse names: "f32", "f16", "q8_0",
+ * "q4_k_m", ...; quant_mix_type with the preset's GQA and tied output;
+ * 1-D tensors F32) and general.file_type set to the mix's llama_ftype, as
+ * llama-quantize would write the same weights. The weights are generated
+ * and quantized piece by piece while the file is written: memory stays
+ * under a few MiB whatever the preset. The file appears complete or not at
+ * all (gguf_writer_write). -EINVAL for an unknown preset or mix, with err. */
+int synth_write_gguf_mix(const char *preset, int n_layers_override, const char *mix,
+			 const char *path, char *err, size_t errlen);
+/* The same for type GGUF_TTYPE_F32, F16, BF16 or Q8_0 (the mix of that
+ * name); -EINVAL for other types. */
 int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 		     const char *path, char *err, size_t errlen);
 

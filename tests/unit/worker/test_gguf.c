@@ -4,6 +4,9 @@
 #include "cmds.h"
 #include "cu_main.h"
 #include "gguf.h"
+#include "model.h"
+#include "quant.h"
+#include "synth.h"
 
 #include <jansson.h>
 
@@ -1111,6 +1114,216 @@ static void test_inspect(void)
 	free(err);
 }
 
+/* Runs inspect --json with args; the parsed object, NULL on failure. */
+static json_t *inspect_json(char **args, int n)
+{
+	char *argv[12] = { "inspect", "--json" };
+	for (int i = 0; i < n; i++)
+		argv[2 + i] = args[i];
+	argv[2 + n] = NULL;
+	char *out = NULL, *err = NULL;
+	int rc = run_inspect(2 + n, argv, &out, &err);
+	CU_ASSERT_EQUAL(rc, 0);
+	json_error_t je;
+	json_t *j = rc == 0 ? json_loads(out, 0, &je) : NULL;
+	free(out);
+	free(err);
+	return j;
+}
+
+static int64_t jint(json_t *o, const char *k)
+{
+	return (int64_t)json_integer_value(json_object_get(o, k));
+}
+
+/* The loader's rule, from the file: quantized types as stored, F32 as is,
+ * F16/BF16 widened, 1-D f32. */
+static uint64_t expected_weights(const char *path, int *ret_quantized)
+{
+	gguf_t *g = NULL;
+	char err[256];
+	CU_ASSERT_EQUAL_FATAL(gguf_open(path, &g, err, sizeof(err)), 0);
+	uint64_t sum = 0;
+	int nq = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const gguf_tensor_t *t = gguf_tensor(g, i);
+		if (t->n_dims == 2 && quant_supported(t->type)) {
+			sum += t->nbytes;
+			nq++;
+		} else {
+			sum += 4 * t->n_elements;
+		}
+	}
+	gguf_close(&g);
+	*ret_quantized = nq;
+	return sum;
+}
+
+/* inspect's memory column and totals: on the Q4_K_M stories15M the
+ * weights are the quantized tensors' bytes plus the f32 norms, the KV
+ * cache is model_kv_bytes' formula for the slots; in text and JSON. */
+static void test_inspect_memory(void)
+{
+	char model[512];
+	snprintf(model, sizeof(model), "%s", cu_shared_path("models/stories15M-q4_k_m.gguf"));
+	int nq = 0;
+	uint64_t weights = expected_weights(model, &nq);
+	CU_ASSERT_EQUAL(nq, 43);
+	CU_ASSERT_EQUAL(weights, 13923072);	/* every tensor as stored: norms are F32 */
+
+	char *args[] = { "--slots", "4", "--ctx", "256", model };
+	json_t *j = inspect_json(args, 5);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	json_t *mem = json_object_get(j, "memory");
+	uint64_t kv_slot = 2 * 6 * 6 * 256 * 48 * 2;	/* K and V, layers, kv heads, ctx, head dim, f16 */
+	CU_ASSERT_EQUAL(jint(mem, "weights"), (int64_t)weights);
+	CU_ASSERT_EQUAL(jint(mem, "slots"), 4);
+	CU_ASSERT_EQUAL(jint(mem, "ctx"), 256);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(mem, "kv_type")), "f16");
+	CU_ASSERT_EQUAL(jint(mem, "kv_bytes_per_slot"), (int64_t)kv_slot);
+	CU_ASSERT_EQUAL(jint(mem, "kv_bytes"), (int64_t)(4 * kv_slot));
+	CU_ASSERT_EQUAL(jint(mem, "total"), (int64_t)(weights + 4 * kv_slot));
+	json_t *tens = json_object_get(j, "tensors");
+	int64_t sum = 0;
+	for (size_t i = 0; i < json_array_size(tens); i++) {
+		json_t *t = json_array_get(tens, i);
+		const char *type = json_string_value(json_object_get(t, "type"));
+		CU_ASSERT_EQUAL(jint(t, "memory"), jint(t, "bytes"));	/* nothing widened here */
+		CU_ASSERT(strcmp(type, "F32") != 0 || json_array_size(json_object_get(t, "shape")) == 1);
+		sum += jint(t, "memory");
+	}
+	CU_ASSERT_EQUAL(sum, (int64_t)weights);
+	json_decref(j);
+
+	/* the same in text: the memory column and the three totals */
+	char *out = NULL, *err = NULL;
+	char *a1[] = { "inspect", model, "--slots", "4", "--ctx", "256", NULL };
+	CU_ASSERT_EQUAL(run_inspect(6, a1, &out, &err), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "  memory\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "(4 slots x 256 positions, KV cache f16)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "weights       13923072 bytes"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "kv             7077888 bytes"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "4 slots x 1769472 = 6 layers x 6 KV heads x 256 positions x 96 B x 2"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "total         21000960 bytes"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "  token_embd.weight         Q8_0     288 x 32000"));
+	free(out);
+	free(err);
+
+	/* the worker's own figures: the loaded model's weight bytes and
+	 * model_kv_bytes */
+	model_t *m = NULL;
+	char e[256];
+	CU_ASSERT_EQUAL_FATAL(model_load(model, &m, e, sizeof(e)), 0);
+	CU_ASSERT_EQUAL(model_weight_bytes(m), weights);
+	for (int t = MODEL_KV_F32; t <= MODEL_KV_Q8; t++)
+		CU_ASSERT_EQUAL(model_config_kv_bytes(model_config(m), 100, (model_kv_type_t)t),
+				model_kv_bytes(m, 100, (model_kv_type_t)t));
+	model_destroy(&m);
+
+	/* defaults: one slot of the model's whole context */
+	char *a2[] = { model };
+	j = inspect_json(a2, 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	mem = json_object_get(j, "memory");
+	CU_ASSERT_EQUAL(jint(mem, "slots"), 1);
+	CU_ASSERT_EQUAL(jint(mem, "ctx"), 256);
+	CU_ASSERT_EQUAL(jint(mem, "total"), (int64_t)(weights + kv_slot));
+	json_decref(j);
+
+	/* bad options: exit 2 with the reason */
+	char *b1[] = { "inspect", model, "--ctx", "257", NULL };
+	CU_ASSERT_EQUAL(run_inspect(4, b1, &out, &err), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "context of 256"));
+	free(out);
+	free(err);
+	char *b2[] = { "inspect", model, "--slots", "0", NULL };
+	CU_ASSERT_EQUAL(run_inspect(4, b2, &out, &err), 2);
+	free(out);
+	free(err);
+	char *b3[] = { "inspect", model, "--kv", "q4_0", NULL };
+	CU_ASSERT_EQUAL(run_inspect(4, b3, &out, &err), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--kv"));
+	free(out);
+	free(err);
+}
+
+/* Synthesized files: F16 matrices count as f32 (the loader widens them),
+ * quantized ones as stored; a q8_0 KV cache row is head_dim bytes plus an
+ * f16 scale per 32. */
+static void test_inspect_memory_synth(void)
+{
+	char err[256];
+	const char *f16 = tmp_path("tiny-k-f16.gguf"), *q4 = tmp_path("tiny-k-q4_k_m.gguf");
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf_mix("tiny-k", 0, "f16", f16, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf_mix("tiny-k", 0, "q4_k_m", q4, err, sizeof(err)), 0);
+	const model_config_t *c = &synth_preset_find("tiny-k")->cfg;
+	uint64_t params = model_config_n_params(c);
+	int nq = 0;
+	uint64_t wq = expected_weights(q4, &nq);
+	CU_ASSERT_EQUAL(nq, 1 + 7 * 8 + 1);
+
+	char *a1[] = { "--kv", "q8_0", "--slots", "3", (char *)f16 };
+	json_t *j = inspect_json(a1, 5);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	json_t *mem = json_object_get(j, "memory");
+	uint64_t kv_slot = 2ull * 8 * 1 * 256 * (64 + 2 * 2);
+	CU_ASSERT_EQUAL(jint(mem, "weights"), (int64_t)(4 * params));
+	CU_ASSERT(jint(mem, "weights") > jint(j, "tensor_bytes"));
+	CU_ASSERT_EQUAL(jint(mem, "kv_bytes_per_slot"), (int64_t)kv_slot);
+	CU_ASSERT_EQUAL(jint(mem, "total"), (int64_t)(4 * params + 3 * kv_slot));
+	json_t *t0 = json_array_get(json_object_get(j, "tensors"), 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(t0, "type")), "F16");
+	CU_ASSERT_EQUAL(jint(t0, "memory"), 2 * jint(t0, "bytes"));
+	json_decref(j);
+	model_t *m = NULL;	/* what the loader holds */
+	CU_ASSERT_EQUAL_FATAL(model_load(f16, &m, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(model_weight_bytes(m), 4 * params);
+	model_destroy(&m);
+	CU_ASSERT_EQUAL_FATAL(model_load(q4, &m, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(model_weight_bytes(m), wq);
+	model_destroy(&m);
+
+	char *a2[] = { "--kv", "f32", (char *)q4 };
+	j = inspect_json(a2, 3);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	mem = json_object_get(j, "memory");
+	CU_ASSERT_EQUAL(jint(mem, "weights"), (int64_t)wq);
+	CU_ASSERT_EQUAL(jint(mem, "weights"), jint(j, "tensor_bytes"));
+	CU_ASSERT_EQUAL(jint(mem, "total"), (int64_t)(wq + 2ull * 8 * 256 * 64 * 4));
+	json_decref(j);
+	unlink(f16);
+	unlink(q4);
+
+	/* not a model margin runs (no architecture): the weights it can
+	 * load, the KV cache unknown */
+	gguf_writer_t *w = gguf_writer_new();
+	float v[64] = { 0 };
+	static uint8_t iq2[66];
+	uint64_t ne[2] = { 32, 2 }, ne2[1] = { 256 };
+	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "a.weight", GGUF_TTYPE_F32, 2, ne, v, sizeof(v)), 0);
+	CU_ASSERT_EQUAL(gguf_writer_add_tensor(w, "b.weight", 16, 1, ne2, iq2, sizeof(iq2)), 0);
+	const char *path = tmp_path("noarch.gguf");
+	CU_ASSERT_EQUAL_FATAL(gguf_writer_write(w, path, err, sizeof(err)), 0);
+	gguf_writer_destroy(&w);
+	char *a3[] = { (char *)path };
+	j = inspect_json(a3, 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	mem = json_object_get(j, "memory");
+	CU_ASSERT_EQUAL(jint(mem, "weights"), 256);
+	CU_ASSERT(json_is_null(json_object_get(mem, "total")));
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(mem, "error")), "general.architecture"));
+	CU_ASSERT(json_is_null(json_object_get(json_array_get(json_object_get(j, "tensors"), 1), "memory")));
+	json_decref(j);
+	char *out = NULL, *e2 = NULL;
+	char *a4[] = { "inspect", (char *)path, NULL };
+	CU_ASSERT_EQUAL(run_inspect(2, a4, &out, &e2), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "KV cache unknown"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "weights            256 bytes"));
+	free(out);
+	free(e2);
+	unlink(path);
+}
+
 const cu_test_t gguf_tests[] = {
 	{ "stories260k", test_stories260k },
 	{ "stories260k_matches_bin", test_stories260k_matches_bin },
@@ -1125,5 +1338,7 @@ const cu_test_t gguf_tests[] = {
 	{ "hostile_cases", test_hostile_cases },
 	{ "hostile_stories", test_hostile_stories },
 	{ "inspect", test_inspect },
+	{ "inspect_memory", test_inspect_memory },
+	{ "inspect_memory_synth", test_inspect_memory_synth },
 	{ NULL, NULL },
 };

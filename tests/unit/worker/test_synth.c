@@ -4,6 +4,7 @@
 #include "cu_main.h"
 #include "gguf.h"
 #include "model.h"
+#include "quant.h"
 #include "synth.h"
 #include "tok.h"
 
@@ -380,6 +381,218 @@ static void test_gguf_roundtrip_features(void)
 	unlink(path);
 }
 
+/* Error bound of each type relative to A = max |x| of the block or
+ * super-block: quant.h's bounds with R, R' <= 2A, and the subnormal slack. */
+static double bound_of_a(uint32_t type)
+{
+	switch (type) {
+	case QUANT_Q8_0: return 1.0 / 254;
+	case QUANT_Q4_0: return 1.0 / 8;
+	case QUANT_Q5_0: return 1.0 / 16;
+	case QUANT_IQ4_NL: return 14.0 / 127;
+	case QUANT_Q4_1: return 2.0 / 30 * 1.001;
+	case QUANT_Q5_1: return 2.0 / 62 * 1.001;
+	case QUANT_Q2_K: return 2 * 0.1723;
+	case QUANT_Q3_K: return 1.0 / 4 + 1.0 / 62;
+	case QUANT_Q4_K: return 2.0 / 29.7;
+	case QUANT_Q5_K: return 2.0 / 61.5;
+	case QUANT_Q6_K: return 1.0 / 32 + 1.0 / 254;
+	case QUANT_IQ4_XS: return 14.0 / 127 + 1.0 / 62;
+	case GGUF_TTYPE_F16: return 1.0 / 2048;	/* half an ulp, relative */
+	case GGUF_TTYPE_BF16: return 1.0 / 256;
+	default: return 0.0;			/* F32: exact */
+	}
+}
+
+/* A preset written in mix: general.file_type is the mix's llama_ftype,
+ * every tensor has the type quant_mix_type gives it (norms F32), its bytes
+ * are quant_quantize_row of the generated values (the streaming writer
+ * adds nothing), and it dequantizes to the f32 weights within its type's
+ * bound. Returns how many tensors had each type (counts[type]). */
+static void check_mix(const char *preset, const char *mix_name, int counts[64])
+{
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/%s-%s.gguf", cu_tmpdir(), preset, mix_name);
+	CU_ASSERT_EQUAL_FATAL(synth_write_gguf_mix(preset, 0, mix_name, path, err, sizeof(err)), 0);
+	const model_config_t *c = &synth_preset_find(preset)->cfg;
+	quant_mix_t mix;
+	CU_ASSERT_EQUAL_FATAL(quant_mix_parse(mix_name, &mix), 0);
+	mix.n_gqa = c->n_heads / c->n_kv_heads;
+	mix.tied_output = c->tied_output;
+	gguf_t *g = NULL;
+	CU_ASSERT_EQUAL_FATAL(gguf_open(path, &g, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(gguf_check_loadable(g, err, sizeof(err)), 0);
+	uint32_t ft = 99, qv = 0;
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "general.file_type", &ft), 0);
+	CU_ASSERT_EQUAL(ft, mix.ftype);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "general.quantization_version", &qv) == 0, quant_supported(mix.base));
+	int n = model_tensor_specs(c, NULL, 0);
+	model_tensor_spec_t *specs = calloc((size_t)n, sizeof(*specs));
+	CU_ASSERT_FATAL(specs != NULL);
+	model_tensor_specs(c, specs, n);
+	CU_ASSERT_EQUAL(gguf_n_tensors(g), (uint64_t)n);
+	memset(counts, 0, 64 * sizeof(int));
+	for (int i = 0; i < n; i++) {
+		const gguf_tensor_t *t = gguf_find_tensor(g, specs[i].name);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+		uint32_t want = specs[i].n_dims == 1 ? GGUF_TTYPE_F32
+			: quant_mix_type(&mix, t->name, -1, c->n_layers, (int64_t)t->ne[0]);
+		CU_ASSERT_EQUAL(t->type, want);
+		counts[t->type & 63]++;
+		uint64_t ne = t->n_elements, ne0 = t->ne[0];
+		float *x = malloc(ne * sizeof(float)), *y = malloc(ne * sizeof(float));
+		CU_ASSERT_FATAL(x != NULL && y != NULL);
+		CU_ASSERT_EQUAL_FATAL(synth_tensor_rows(c, t->name, 0, ne / ne0, x), 0);
+		CU_ASSERT_EQUAL_FATAL(gguf_tensor_to_f32(t, y), 0);
+		if (quant_supported(t->type)) {
+			void *q = malloc(t->nbytes);
+			CU_ASSERT_FATAL(q != NULL);
+			CU_ASSERT_EQUAL(quant_quantize_row(t->type, x, q, (int64_t)ne), 0);
+			CU_ASSERT(memcmp(q, t->data, t->nbytes) == 0);
+			free(q);
+		}
+		int qk = quant_supported(t->type) ? quant_block_values(t->type) : 1;
+		double frac = bound_of_a(t->type);
+		/* f16 subnormals; quant.h's slack for subnormal scales */
+		double slack = t->type == GGUF_TTYPE_F16 ? 0x1p-25 : 4096 * 0x1p-24;
+		int bad = 0;
+		for (uint64_t b = 0; b < ne / (uint64_t)qk; b++) {
+			double a = 0;
+			for (int k = 0; k < qk; k++)
+				a = fmax(a, fabs(x[b * qk + k]));
+			for (int k = 0; k < qk; k++)
+				bad += !(fabs((double)x[b * qk + k] - y[b * qk + k]) <= frac * a * (1 + 1.0 / 512) + slack);
+		}
+		if (bad > 0)
+			fprintf(stderr, "\n%s %s: %s (%s): %d values past the bound\n", preset, mix_name, t->name,
+				gguf_ttype_name(t->type), bad);
+		CU_ASSERT_EQUAL(bad, 0);
+		free(x);
+		free(y);
+	}
+	free(specs);
+	gguf_close(&g);
+	unlink(path);
+}
+
+/* Every mix, on a preset with rows of 256 (tiny-k: the K types themselves,
+ * GQA 4) and one with rows of 64 (tiny-qwen2: fallbacks, tied output,
+ * biases). */
+static void test_gguf_mixes(void)
+{
+	int counts[64];
+	for (size_t i = 0; quant_mix_name(i) != NULL; i++) {
+		check_mix("tiny-k", quant_mix_name(i), counts);
+		check_mix("tiny-qwen2", quant_mix_name(i), counts);
+	}
+	/* the later layouts: rope_freqs (1-D, F32), qwen3's q/k norms and
+	 * attn_output of rows q_dim = 128 */
+	static const char *const more[] = { "q4_k_m", "q8_0", "iq4_nl", "q2_k" };
+	for (size_t i = 0; i < 4; i++) {
+		check_mix("llama3-tiny", more[i], counts);
+		CU_ASSERT_EQUAL(counts[GGUF_TTYPE_F32], 1 + 2 * 2 + 1);
+		check_mix("qwen3-tiny", more[i], counts);
+		CU_ASSERT_EQUAL(counts[GGUF_TTYPE_F32], 1 + 2 * 4);
+	}
+	/* what llama.cpp's Q4_K_M makes of tiny-k (8 layers): Q6_K for the
+	 * output and attn_v / ffn_down of use_more_bits layers 0, 3, 6, 7 */
+	check_mix("tiny-k", "q4_k_m", counts);
+	CU_ASSERT_EQUAL(counts[QUANT_Q6_K], 1 + 4 + 4);
+	CU_ASSERT_EQUAL(counts[QUANT_Q4_K], 1 + 8 * 7 - 8);
+	CU_ASSERT_EQUAL(counts[GGUF_TTYPE_F32], 1 + 8 * 2);
+	/* Q2_K with GQA 4: attn_v Q4_K, ffn_down and attn_output Q3_K */
+	check_mix("tiny-k", "q2_k", counts);
+	CU_ASSERT_EQUAL(counts[QUANT_Q4_K], 8);
+	CU_ASSERT_EQUAL(counts[QUANT_Q3_K], 16);
+	CU_ASSERT_EQUAL(counts[QUANT_Q2_K], 1 + 8 * 4);
+	/* rows of 64: Q4_K falls back to Q5_0; the tied embedding is Q8_0 */
+	check_mix("tiny-qwen2", "q4_k_m", counts);
+	CU_ASSERT_EQUAL(counts[QUANT_Q4_K] + counts[QUANT_Q6_K], 0);
+	CU_ASSERT_EQUAL(counts[QUANT_Q8_0], 1 + 2);	/* embedding; attn_v, ffn_down of layer 1 (Q6_K) */
+	CU_ASSERT_EQUAL(counts[QUANT_Q5_0], 7 + 5);
+	CU_ASSERT(counts[GGUF_TTYPE_F32] == 1 + 2 * 2 + 2 * 3);	/* norms and q/k/v biases */
+
+	char err[256];
+	CU_ASSERT_EQUAL(synth_write_gguf_mix("tiny", 0, "q4_k_xl", "/nonexistent/x.gguf", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "q4_k_xl"));
+	CU_ASSERT_EQUAL(synth_write_gguf("tiny", 0, QUANT_Q4_K, "/nonexistent/x.gguf", err, sizeof(err)), -EINVAL);
+}
+
+/* The type counts llama.cpp prints when it loads its own Llama-2-7B and
+ * Llama-3-8B Q4_K_M files (f32 65, q4_K 193, q6_K 33), from the presets'
+ * tensor lists, without writing 4 GB. */
+static void test_mix_7b_counts(void)
+{
+	static const char *const presets[] = { "llama2-7b", "llama3-8b" };
+	for (size_t p = 0; p < 2; p++) {
+		const model_config_t *c = &synth_preset_find(presets[p])->cfg;
+		quant_mix_t mix;
+		CU_ASSERT_EQUAL_FATAL(quant_mix_parse("q4_k_m", &mix), 0);
+		mix.n_gqa = c->n_heads / c->n_kv_heads;
+		int n = model_tensor_specs(c, NULL, 0), counts[64] = { 0 };
+		model_tensor_spec_t *specs = calloc((size_t)n, sizeof(*specs));
+		CU_ASSERT_FATAL(specs != NULL);
+		model_tensor_specs(c, specs, n);
+		for (int i = 0; i < n; i++)
+			counts[specs[i].n_dims == 1 ? 0 : quant_mix_type(&mix, specs[i].name, -1, c->n_layers,
+									 (int64_t)specs[i].ne[0]) & 63]++;
+		CU_ASSERT_EQUAL(counts[GGUF_TTYPE_F32], 65);
+		CU_ASSERT_EQUAL(counts[QUANT_Q4_K], 193);
+		CU_ASSERT_EQUAL(counts[QUANT_Q6_K], 33);
+		free(specs);
+	}
+}
+
+/* A quantized synthetic model loads and runs close to the f32 one, the
+ * closer the more bits. 8 layers of random weights amplify the weights'
+ * errors: the first logits move by about 4x the type's relative RMS error
+ * (Q6_K 0.018 -> 0.075 of max |logit|, Q4_K_M 0.28); a wrong block layout
+ * would move them by the whole range. */
+static void test_gguf_mix_runs(void)
+{
+	static const struct {
+		const char *mix;
+		double tol;	/* max logit difference over max |logit| */
+	} cases[] = { { "q8_0", 0.04 }, { "q6_k", 0.12 }, { "q5_1", 0.35 }, { "q4_k_m", 0.45 },
+		      { "iq4_xs", 0.45 } };
+	double prev = 0;
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/tiny-k-run.gguf", cu_tmpdir());
+	model_t *mem = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_new_synth("tiny-k", 0, &mem, err, sizeof(err)), 0);
+	int V = model_config(mem)->vocab_size;
+	float *a = malloc(7 * (size_t)V * sizeof(float)), *b = malloc(7 * (size_t)V * sizeof(float));
+	CU_ASSERT_FATAL(a != NULL && b != NULL);
+	run(mem, a);
+	double maxa = 0;
+	for (int v = 0; v < V; v++)
+		maxa = fmax(maxa, fabs(a[v]));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		model_t *q = NULL;
+		CU_ASSERT_EQUAL_FATAL(synth_write_gguf_mix("tiny-k", 0, cases[i].mix, path, err, sizeof(err)), 0);
+		int rc = model_load(path, &q, err, sizeof(err));
+		if (rc < 0)
+			fprintf(stderr, "\n%s\n", err);
+		CU_ASSERT_EQUAL_FATAL(rc, 0);
+		run(q, b);
+		double maxd = 0;
+		for (int v = 0; v < V; v++)	/* the first step: the same prompt */
+			maxd = fmax(maxd, fabs(a[v] - b[v]));
+		if (!(maxd > 0 && maxd < cases[i].tol * maxa))
+			fprintf(stderr, "\n%s: logits differ by %.4f of %.4f\n", cases[i].mix, maxd, maxa);
+		CU_ASSERT(maxd > 0.0);
+		CU_ASSERT(maxd < cases[i].tol * maxa);
+		if (i <= 3)	/* fewer bits, larger differences */
+			CU_ASSERT(maxd > prev);
+		prev = maxd;
+		model_destroy(&q);
+	}
+	free(a);
+	free(b);
+	model_destroy(&mem);
+	unlink(path);
+}
+
 const cu_test_t synth_tests[] = {
 	{ "presets", test_presets },
 	{ "weights", test_weights },
@@ -388,5 +601,8 @@ const cu_test_t synth_tests[] = {
 	{ "gguf_roundtrip_qwen2", test_gguf_roundtrip_qwen2 },
 	{ "rope_freqs", test_rope_freqs },
 	{ "gguf_roundtrip_features", test_gguf_roundtrip_features },
+	{ "gguf_mixes", test_gguf_mixes },
+	{ "mix_7b_counts", test_mix_7b_counts },
+	{ "gguf_mix_runs", test_gguf_mix_runs },
 	{ NULL, NULL },
 };
