@@ -344,11 +344,14 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 		o.n_ctx = cfg->n_ctx > 0 && cfg->n_ctx < 2048 ? cfg->n_ctx : 2048;
 	if (o.prefill_chunk <= 0)
 		o.prefill_chunk = 128;
+	if (o.prefill_chunk < 2)	/* prompts are cut in chunks of 2+ (step) */
+		o.prefill_chunk = 2;
 	if (o.max_step_tokens <= 0)
 		o.max_step_tokens = o.slots + o.prefill_chunk;
-	/* every decoding slot must fit in a step, or one could starve */
-	if (o.max_step_tokens < o.slots)
-		o.max_step_tokens = o.slots;
+	/* every decoding slot must fit in a step, or one could starve, and a
+	 * prompt's chunk of 2 or 3 tokens beside the others */
+	if (o.max_step_tokens < o.slots + 2)
+		o.max_step_tokens = o.slots + 2;
 	if (o.threads <= 0)
 		o.threads = mg_cpu_count();
 	model_kv_type_t kvt;
@@ -635,6 +638,16 @@ int engine_step(engine_t *e)
 			take = left < (size_t)e->o.prefill_chunk ? (int)left : e->o.prefill_chunk;
 			if (take > budget)
 				take = budget;
+			/* A prompt of 2+ tokens never gets a chunk, or leaves a
+			 * remainder, of one token: llama.cpp's arithmetic for a
+			 * token alone differs from a prompt batch's (ops.h,
+			 * ops_attn_t.tiled), and the cut of a prompt into steps
+			 * depends on the other sequences, so a sequence's logits
+			 * must not depend on it. */
+			if (left >= 2 && (size_t)take + 1 == left)
+				take = take + 1 <= budget ? take + 1 : take - 1;
+			if (left >= 2 && take == 1)
+				take = 0;
 			if (take == 0)
 				continue;
 			budget -= take;

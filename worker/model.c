@@ -75,6 +75,7 @@ typedef struct attn_block {
 	int n;
 	int pos0;
 	model_kv_t *kv;
+	bool multi;		/* its sequence has 2+ tokens in this step */
 } attn_block_t;
 
 struct model_scratch {
@@ -1255,6 +1256,7 @@ static void attn_task(void *arg, int task, int next, int worker)
 	const attn_block_t *b = &s->blocks[task / n_kv];
 	int g = task % n_kv;
 	ops_attn_t a = attn_view(m, b, j->layer);
+	a.tiled = b->multi;
 	ops_attention(&a, s->qkv + (size_t)b->first * m->qkv_dim, (size_t)m->qkv_dim, b->pos0, b->n,
 		      g, g + 1, s->att + (size_t)b->first * m->q_dim, (size_t)m->q_dim,
 		      s->scores + (size_t)worker * s->scores_per_worker);
@@ -1418,8 +1420,15 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 		    blk->n < BLOCK_TOKENS) {
 			blk->n++;
 		} else {
-			s->blocks[n_blocks++] = (attn_block_t){ i, 1, b->pos[i], kv };
+			s->blocks[n_blocks++] = (attn_block_t){ i, 1, b->pos[i], kv, false };
 		}
+	}
+	/* a sequence with 2+ tokens in the step (its tokens are contiguous):
+	 * llama.cpp's prompt-batch arithmetic for its attention (ops.h tiled) */
+	for (int k = 0; k < n_blocks; k++) {
+		attn_block_t *blk = &s->blocks[k];
+		blk->multi = blk->n > 1 || (k > 0 && s->blocks[k - 1].kv == blk->kv) ||
+			     (k + 1 < n_blocks && s->blocks[k + 1].kv == blk->kv);
 	}
 
 	run_rows(m, s, b, 0, PH_EMBED);

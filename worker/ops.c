@@ -1453,6 +1453,8 @@ static inline int window_start(const ops_attn_t *a, int p)
  * the position count rounded up to 32 (llama.cpp's cache view), masked
  * positions weighing 0. The softmax between them takes ops_expf per
  * position and sums 16 positions at a time (lanes as above) into a double.
+ * For the tokens of a prompt batch of 2+ tokens llama.cpp takes another
+ * kernel for both products (ops_attn_t.tiled: dot_half16).
  * Reproducing that order lets margin's tokens follow llama.cpp's: a
  * rounding difference that moves a value across a half step changes the
  * logits by much more than the difference itself. */
@@ -1506,12 +1508,39 @@ static float dot_half(const float *x, const uint16_t *y, int n)
 /* One query head of one token over positions lo .. hi of its kv head (K
  * and V rows of head_dim halves, rs apart): out[hd]. e: hi + 1 floats of
  * scratch, acc: 64 * hd floats. q is already rounded to half. */
-static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, size_t rs, int lo, int hi,
-			int hd, float scale, float *out, float *e, float *acc)
+/* ggml's tiled GEMM (llamafile's tinyBLAS, which llama.cpp runs for a
+ * prompt batch of 2+ tokens) on an f16 product of n values: 16 float lanes,
+ * lane l taking values l, l+16, ... by fma, then the lanes summed as
+ * reduce16. */
+static float dot_half16(const float *x, const uint16_t *y, int n)
 {
+	float l16[16] = { 0 };
+#if OPS_AVX512
+	__m512 acc = _mm512_setzero_ps();
+	for (int i = 0; i < n; i += 16)
+		acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + i))),
+				      _mm512_loadu_ps(x + i), acc);
+	_mm512_storeu_ps(l16, acc);
+#else
+	float yf[16];
+	for (int i = 0; i < n; i += 16) {
+		ops_f16_to_f32(yf, y + i, 16);
+		for (int l = 0; l < 16; l++)
+			l16[l] = fmaf(yf[l], x[i + l], l16[l]);
+	}
+#endif
+	return reduce16(l16);
+}
+
+static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, size_t rs, int lo, int hi,
+			int hd, float scale, bool tiled, float *out, float *e, float *acc)
+{
+	/* the tiled order needs whole 16-value steps over head_dim (else
+	 * ggml falls back to its dot product) */
+	bool tiled_k = tiled && hd % 16 == 0, tiled_v = tiled && hd % 4 == 0;
 	float mx = -INFINITY;
 	for (int p = lo; p <= hi; p++) {
-		e[p] = dot_half(q, K + (size_t)p * rs, hd) * scale;
+		e[p] = (tiled_k ? dot_half16(q, K + (size_t)p * rs, hd) : dot_half(q, K + (size_t)p * rs, hd)) * scale;
 		mx = e[p] > mx ? e[p] : mx;
 	}
 	double sum = 0.0;
@@ -1527,6 +1556,32 @@ static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, si
 	for (int p = lo; p <= hi; p++)
 		e[p] *= inv;
 	round_half(e + lo, e + lo, hi - lo + 1);
+	if (tiled_v) {	/* 16 lanes over positions p % 16, per output value */
+		memset(acc, 0, (size_t)16 * (size_t)hd * sizeof(float));
+		for (int p = lo; p <= hi; p++) {
+			float *ap = acc + (size_t)(p % 16) * hd;
+			const uint16_t *vp = V + (size_t)p * rs;
+			int d = 0;
+#if OPS_AVX512
+			__m512 ev = _mm512_set1_ps(e[p]);
+			for (; d + 16 <= hd; d += 16)
+				_mm512_storeu_ps(ap + d, _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(
+								(const __m256i *)(vp + d))), ev, _mm512_loadu_ps(ap + d)));
+#endif
+			for (; d < hd; d++) {
+				float vv;
+				ops_f16_to_f32(&vv, vp + d, 1);
+				ap[d] = fmaf(vv, e[p], ap[d]);
+			}
+		}
+		for (int d = 0; d < hd; d++) {
+			float l16[16];
+			for (int l = 0; l < 16; l++)
+				l16[l] = acc[(size_t)l * hd + d];
+			out[d] = reduce16(l16);
+		}
+		return;
+	}
 	/* sum over positions of e_p v_p: the first n_pad & ~63 positions in
 	 * 64 lane accumulators per output value, the rest in double */
 	int n_pad = (hi + 1 + 31) & ~31, np = n_pad & ~63;
@@ -1583,7 +1638,7 @@ static void attention_half(const ops_attn_t *a, const float *q, size_t ldq, int 
 			const uint16_t *K = a->k16 + (size_t)(h / group) * a->head_stride;
 			const uint16_t *V = a->v16 + (size_t)(h / group) * a->head_stride;
 			round_half(qh, q + (size_t)t * ldq + (size_t)h * hd, hd);
-			attend_half(qh, K, V, a->row_stride, lo, hi, hd, scale,
+			attend_half(qh, K, V, a->row_stride, lo, hi, hd, scale, a->tiled,
 				    out + (size_t)t * ldo + (size_t)h * hd, e, acc);
 		}
 	}

@@ -230,6 +230,14 @@ typedef struct ops_attn {
 	 * f16 cache's products to half). Per (token, head) a fixed order, so
 	 * batch-invariant too. head_dim <= 512. */
 	bool half_math;
+	/* With half_math: the queries belong to a sequence that has 2+ tokens
+	 * in this step (a prompt batch). llama.cpp multiplies those with its
+	 * tiled GEMM instead of its dot product, whose order differs: 16 float
+	 * lanes (values l, l+16, ... by fma) summed at the end, for the scores
+	 * when head_dim is a multiple of 16 and for the weighted values when
+	 * it is a multiple of 4. Depends only on the sequence's own token
+	 * count in the step, not on other sequences. */
+	bool tiled;
 	/* Sliding-window attention: > 0, the query at position p attends to
 	 * positions max(0, p - window + 1) .. p only (window positions, its own
 	 * included): llama.cpp's LLAMA_SWA_TYPE_STANDARD, which masks key p0
