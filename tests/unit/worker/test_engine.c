@@ -665,6 +665,64 @@ static void test_prefill_order(void)
 	model_destroy(&m);
 }
 
+/* stories15M in the three llama.cpp-quantized files, served as a worker
+ * serves it: the 8 reference prompts together through 3 slots with prompts
+ * cut into chunks of 4 (so slots are reused, prompts span steps and share
+ * them with other sequences' decode tokens), twice each with different
+ * orders. Every request gets llama.cpp's 48 greedy tokens and text. */
+static void test_stories15m_mixed(void)
+{
+	static const char *const types[] = { "q8_0", "q4_0", "q4_k_m" };
+	for (size_t t = 0; t < 3; t++) {
+		char rel[128];
+		snprintf(rel, sizeof(rel), "testdata/stories15M_%s_greedy.json", types[t]);
+		json_error_t je;
+		json_t *root = json_load_file(cu_shared_path(rel), 0, &je);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+		json_t *cases = json_object_get(root, "cases");
+		size_t nc = json_array_size(cases);
+		CU_ASSERT_EQUAL_FATAL(nc, 8);
+		snprintf(rel, sizeof(rel), "models/stories15M-%s.gguf", types[t]);
+		model_t *m = NULL;
+		char err[256] = "";
+		CU_ASSERT_EQUAL_FATAL(model_load(cu_shared_path(rel), &m, err, sizeof(err)), 0);
+		engine_t *e = mk_engine(m, 3, 256, 4);
+		engine_req_t reqs[16];
+		engine_out_t *outs[16] = { 0 };
+		for (size_t i = 0; i < 2 * nc; i++) {
+			size_t c = i < nc ? i : 2 * nc - 1 - i;	/* then in reverse order */
+			json_t *cs = json_array_get(cases, c);
+			reqs[i] = (engine_req_t){ .id = i, .max_tokens = 48, .ignore_eos = true,
+						  .prompt = json_string_value(json_object_get(cs, "prompt")) };
+			CU_ASSERT_EQUAL_FATAL(engine_submit(e, &reqs[i]), 0);
+		}
+		run_all(e, outs, 2 * nc);
+		int same_all = 0;
+		for (size_t i = 0; i < 2 * nc; i++) {
+			size_t c = i < nc ? i : 2 * nc - 1 - i;
+			json_t *cs = json_array_get(cases, c);
+			engine_out_t *o = outs[i];
+			CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+			CU_ASSERT_EQUAL(o->error, 0);
+			json_t *want = json_object_get(cs, "output_tokens");
+			int same = o->n_ids == 48 && json_array_size(want) == 48;
+			for (size_t k = 0; same && k < 48; k++)
+				same = o->ids[k] == (int32_t)json_integer_value(json_array_get(want, k));
+			if (!same)
+				fprintf(stderr, "\nstories15M %s, case %s (request %zu): tokens differ from llama.cpp's\n",
+					types[t], json_string_value(json_object_get(cs, "id")), i);
+			CU_ASSERT(same);
+			CU_ASSERT_STRING_EQUAL(o->text, json_string_value(json_object_get(cs, "output_text")));
+			same_all += same;
+			engine_out_free(&outs[i]);
+		}
+		fprintf(stderr, "[stories15M %s mixed: %d of 16 requests equal llama.cpp's] ", types[t], same_all);
+		engine_destroy(&e);
+		model_destroy(&m);
+		json_decref(root);
+	}
+}
+
 const cu_test_t engine_tests[] = {
 	{ "split basic", test_split_basic },
 	{ "split huge values", test_split_huge },
@@ -679,5 +737,6 @@ const cu_test_t engine_tests[] = {
 	{ "eos", test_eos },
 	{ "slots and cancel", test_slots_and_cancel },
 	{ "prefill order", test_prefill_order },
+	{ "stories15M references, mixed batch", test_stories15m_mixed },
 	{ NULL, NULL },
 };

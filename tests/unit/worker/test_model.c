@@ -997,6 +997,80 @@ static int run_cmd(char **argv, int argc, char **out)
 /* `run --json` on the first reference prompt gives the reference's 48
  * tokens with the default f16 cache and with f32; --stats names the cache
  * type; a bad --kv is a usage error. */
+/* stories15M as llama.cpp quantized it (Q8_0, Q4_0, Q4_K_M: Q5_0, Q8_0,
+ * Q4_K and Q6_K tensors), through `run --json`: every reference case's
+ * prompt ids and 48 greedy tokens are llama.cpp's, and the first logits
+ * are its logits (to the 9 digits the file keeps, within 1e-4). */
+static void test_stories15m_reference(void)
+{
+	static const char *const types[] = { "q8_0", "q4_0", "q4_k_m" };
+	for (size_t t = 0; t < 3; t++) {
+		char ref[128], model[128];
+		snprintf(ref, sizeof(ref), "testdata/stories15M_%s_greedy.json", types[t]);
+		snprintf(model, sizeof(model), "%s", cu_shared_path(""));
+		snprintf(model + strlen(model), sizeof(model) - strlen(model), "models/stories15M-%s.gguf", types[t]);
+		json_error_t je;
+		json_t *root = json_load_file(cu_shared_path(ref), 0, &je);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+		json_t *cases = json_object_get(root, "cases");
+		CU_ASSERT_EQUAL_FATAL(json_array_size(cases), 8);
+		int same_all = 0;
+		for (size_t ci = 0; ci < json_array_size(cases); ci++) {
+			json_t *cs = json_array_get(cases, ci);
+			char *prompt = (char *)json_string_value(json_object_get(cs, "prompt"));
+			char *argv[] = { "run", "--model", model, "--prompt", prompt, "-n", "48", "--ignore-eos",
+					 "--threads", "2", "--json", NULL };
+			char *out = NULL;
+			CU_ASSERT_EQUAL_FATAL(run_cmd(argv, 11, &out), 0);
+			json_t *j = json_loads(out, 0, &je);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+			size_t np, nw, ng, nr;
+			int32_t *pids = json_ids(json_object_get(j, "prompt_ids"), &np);
+			int32_t *pwant = json_ids(json_object_get(cs, "prompt_tokens"), &nr);
+			int32_t *got = json_ids(json_object_get(j, "output_ids"), &ng);
+			int32_t *want = json_ids(json_object_get(cs, "output_tokens"), &nw);
+			CU_ASSERT(np == nr && memcmp(pids, pwant, np * sizeof(int32_t)) == 0);
+			int same = ng == nw && nw == 48 && memcmp(got, want, nw * sizeof(int32_t)) == 0;
+			if (!same)
+				fprintf(stderr, "\nstories15M %s, case %s: tokens differ from llama.cpp's\n", types[t],
+					json_string_value(json_object_get(cs, "id")));
+			CU_ASSERT(same);
+			same_all += same;
+			free(pids);
+			free(pwant);
+			free(got);
+			free(want);
+			json_decref(j);
+			free(out);
+		}
+		fprintf(stderr, "[stories15M %s: %d of 8 cases equal llama.cpp's] ", types[t], same_all);
+		/* the first logits, with the engine's own forward */
+		model_t *m = NULL;
+		char err[256];
+		CU_ASSERT_EQUAL_FATAL(model_load(model, &m, err, sizeof(err)), 0);
+		float *lg = malloc(32000 * sizeof(float));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(lg);
+		g_kv_type = MODEL_KV_F16;
+		for (size_t ci = 0; ci < json_array_size(cases); ci++) {
+			json_t *cs = json_array_get(cases, ci);
+			size_t np;
+			int32_t *prompt = json_ids(json_object_get(cs, "prompt_tokens"), &np);
+			int32_t g1[1];
+			CU_ASSERT_EQUAL_FATAL(generate(m, 2, prompt, (int)np, (int)np, 1, g1, lg), 0);
+			json_t *top = json_object_get(cs, "first_top5"), *tl = json_object_get(cs, "first_top5_logits");
+			for (size_t r = 0; r < 5; r++) {
+				int id = (int)json_integer_value(json_array_get(top, r));
+				CU_ASSERT(fabs(lg[id] - json_real_value(json_array_get(tl, r))) < 1e-4);
+			}
+			free(prompt);
+		}
+		g_kv_type = MODEL_KV_F32;
+		free(lg);
+		model_destroy(&m);
+		json_decref(root);
+	}
+}
+
 static void test_cmd_run_kv(void)
 {
 	json_error_t je;
@@ -1037,6 +1111,7 @@ static void test_cmd_run_kv(void)
 
 const cu_test_t model_tests[] = {
 	{ "cmd_run_kv", test_cmd_run_kv },
+	{ "stories15m_reference", test_stories15m_reference },
 	{ "config", test_config },
 	{ "reference_greedy", test_reference_greedy },
 	{ "reference_greedy_2_threads", test_reference_greedy_threads },
