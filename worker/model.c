@@ -33,7 +33,11 @@ typedef struct layer {
 struct model {
 	model_config_t cfg;
 	enum ops_layout layout;	/* of f32 matrices: packed, or row-major (BLAS) */
-	model_weights_t weights;	/* which matrices become Q8 */
+	model_weights_t weights;	/* which matrices become Q8 or a mix's types */
+	quant_mix_t mix;	/* weights >= MODEL_WEIGHTS_MIX: the mix */
+	void **qbufs;		/* owned: blocks quantized at load, [n_qbufs] */
+	bool borrowed;		/* some matrix's rows are in g's mapping */
+	int n_qbufs;
 	int q_dim, kv_dim, qkv_dim;
 	tok_t *tok;		/* owned */
 	/* owned: the file's mapping, kept open while matrices borrow their
@@ -217,6 +221,7 @@ int model_tensor_specs(const model_config_t *c, model_tensor_spec_t *ret, int ma
 typedef struct src {
 	const gguf_t *g;	/* borrowed, or NULL: synthetic */
 	const model_config_t *cfg;
+	model_t *m;		/* borrowed: the model being loaded */
 	float *buf;		/* owned: conversion buffer, CHUNK_ROWS x max K */
 } src_t;
 
@@ -323,6 +328,12 @@ static int load_rows_q8(src_t *s, const char *name, ops_w_t *w, int row0, int ro
 }
 
 
+/* The type tensor name (rows of n_in values) gets in the model's mix. */
+static uint32_t mix_type(const model_t *m, const char *name, int n_in)
+{
+	return quant_mix_type(&m->mix, name, -1, m->cfg.n_layers, n_in);
+}
+
 /* The layout of a matrix with n_in columns assembled from the tensors
  * blk.l.SUFFIX (l < 0: SUFFIX) of sfx[0..n):
  *   auto: when every source is a quantized tensor (quant.h), its rows are
@@ -339,6 +350,18 @@ static enum ops_layout layout_for(const model_t *m, const src_t *s, int n_in, in
 		return m->layout;
 	if (m->weights == MODEL_WEIGHTS_Q8)
 		return m->layout == OPS_W_PACKED && n_in % 32 == 0 ? OPS_W_PACKED_Q8 : m->layout;
+	if (m->weights >= MODEL_WEIGHTS_MIX) {
+		for (int i = 0; i < n; i++) {
+			char name[96];
+			if (l >= 0)
+				snprintf(name, sizeof(name), "blk.%d.%s", l, sfx[i]);
+			else
+				snprintf(name, sizeof(name), "%s", sfx[i]);
+			if (!quant_supported(mix_type(m, name, n_in)))
+				return m->layout;
+		}
+		return OPS_W_QROWS;
+	}
 	if (s->g == NULL)
 		return m->layout;
 	for (int i = 0; i < n; i++) {
@@ -376,6 +399,45 @@ static int load_qrows(src_t *s, const char *name, ops_w_t *w, int row0, int rows
 				      "is not finite", name, r, (long long)bad);
 	}
 	w->seg[w->n_seg++] = (ops_qseg_t){ row0, rows, t->type, rb, t->data };
+	s->m->borrowed = true;
+	return 0;
+}
+
+/* Rows [row0, row0 + rows) of an OPS_W_QROWS matrix from tensor name
+ * converted to f32 (a file's tensor of another type, or a preset's
+ * generated values) and quantized into the mix's type for it; the blocks
+ * are owned by the model. */
+static int load_qrows_quantized(src_t *s, const char *name, ops_w_t *w, int row0, int rows, char *err,
+				size_t errlen)
+{
+	int rc = src_check(s, name, (uint64_t)w->n_in, (uint64_t)rows, false, err, errlen);
+	if (rc != 0)
+		return rc;
+	model_t *m = s->m;
+	uint32_t type = mix_type(m, name, w->n_in);
+	size_t rb = quant_row_bytes(type, w->n_in);
+	if (rb == 0 || w->n_seg >= OPS_W_MAX_SEG)
+		return mg_seterr(err, errlen, -EINVAL, "tensor %s: cannot be %s", name, gguf_ttype_name(type));
+	void **nb = realloc(m->qbufs, (size_t)(m->n_qbufs + 1) * sizeof(*nb));
+	if (nb == NULL)
+		return mg_seterr(err, errlen, -ENOMEM, "tensor %s: out of memory", name);
+	m->qbufs = nb;
+	uint8_t *blocks = malloc(rb * (size_t)rows);
+	if (blocks == NULL)
+		return mg_seterr(err, errlen, -ENOMEM, "tensor %s: out of memory for %zu bytes", name,
+			      rb * (size_t)rows);
+	m->qbufs[m->n_qbufs++] = blocks;
+	for (int r = 0; r < rows; r += CHUNK_ROWS) {
+		int n = rows - r < CHUNK_ROWS ? rows - r : CHUNK_ROWS;
+		if ((rc = src_rows(s, name, (uint64_t)w->n_in, (uint64_t)r, (uint64_t)n, s->buf, err, errlen)) < 0)
+			return rc;
+		for (int i = 0; i < n; i++)
+			if ((rc = quant_quantize_row(type, s->buf + (size_t)i * (size_t)w->n_in,
+						     blocks + (size_t)(r + i) * rb, w->n_in)) < 0)
+				return mg_seterr(err, errlen, rc, "tensor %s: row %d cannot be quantized to %s",
+					      name, r + i, gguf_ttype_name(type));
+	}
+	w->seg[w->n_seg++] = (ops_qseg_t){ row0, rows, type, rb, blocks };
 	return 0;
 }
 
@@ -384,8 +446,12 @@ static int load_qrows(src_t *s, const char *name, ops_w_t *w, int row0, int rows
 static int load_into(src_t *s, const char *name, ops_w_t *w, int row0, int rows, char *err, size_t errlen)
 {
 	const gguf_tensor_t *t = s->g != NULL ? gguf_find_tensor(s->g, name) : NULL;
-	if (w->layout == OPS_W_QROWS)
+	if (w->layout == OPS_W_QROWS) {
+		if (s->m->weights >= MODEL_WEIGHTS_MIX &&
+		    (t == NULL || t->type != mix_type(s->m, name, w->n_in)))
+			return load_qrows_quantized(s, name, w, row0, rows, err, errlen);
 		return load_qrows(s, name, w, row0, rows, err, errlen);
+	}
 	if (w->layout == OPS_W_PACKED_Q8 && t != NULL && t->type == GGUF_TTYPE_Q8_0)
 		return load_rows_q8(s, name, w, row0, rows, err, errlen);
 	return load_rows(s, name, w, row0, rows, err, errlen);
@@ -449,6 +515,7 @@ static int load_weights(model_t *m, src_t *s, char *err, size_t errlen)
 		return rc;
 	if (s->g != NULL)
 		m->cfg.tied_output = rc == 1;
+	m->mix.tied_output = m->cfg.tied_output;
 	static const char *const embd_src[] = { "token_embd.weight" }, *const head[] = { "output.weight" };
 	if ((rc = alloc_w(m, &m->output, layout_for(m, s, d, -1, c->tied_output ? embd_src : head, 1),
 			  c->vocab_size, d, "output", err, errlen)) < 0)
@@ -771,20 +838,6 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 	return check_config(c, err, errlen);
 }
 
-/* Whether any matrix keeps its rows in the file's mapping. */
-static bool model_borrows_rows(const model_t *m)
-{
-	if (m->output.layout == OPS_W_QROWS || m->tok_embd.layout == OPS_W_QROWS)
-		return true;
-	for (int l = 0; l < m->cfg.n_layers; l++) {
-		const layer_t *L = &m->layers[l];
-		if (L->wqkv.layout == OPS_W_QROWS || L->wo.layout == OPS_W_QROWS ||
-		    L->w13.layout == OPS_W_QROWS || L->w2.layout == OPS_W_QROWS)
-			return true;
-	}
-	return false;
-}
-
 static int model_alloc(const model_config_t *c, const model_opts_t *o, model_t **ret)
 {
 	model_t *m = calloc(1, sizeof(*m));
@@ -828,6 +881,7 @@ int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 	}
 	s.g = g;
 	s.cfg = &m->cfg;
+	s.m = m;
 	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0 ||
 	    (rc = load_extras(m, &s, sub, sizeof(sub))) < 0) {
 		mg_seterr(err, errlen, rc, "%s: %s", path, sub);
@@ -843,7 +897,7 @@ int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 		goto fail;
 	}
 	free(s.buf);
-	if (model_borrows_rows(m))
+	if (m->borrowed)
 		m->g = g;	/* the matrices' rows live in its mapping */
 	else
 		gguf_close(&g);
@@ -887,6 +941,7 @@ int model_new_synth_opts(const char *preset, int n_layers_override, const model_
 	if ((rc = model_alloc(&c, o, &m)) < 0)
 		return mg_seterr(err, errlen, rc, "preset %s: out of memory", preset);
 	s.cfg = &m->cfg;
+	s.m = m;
 	char sub[200];
 	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0 ||
 	    (rc = load_extras(m, &s, sub, sizeof(sub))) < 0) {
@@ -938,6 +993,9 @@ void model_destroy(model_t **pm)
 	ops_w_free(&m->tok_embd);
 	tok_destroy(&m->tok);
 	gguf_close(&m->g);
+	for (int i = 0; i < m->n_qbufs; i++)
+		free(m->qbufs[i]);
+	free(m->qbufs);
 	free(m);
 	*pm = NULL;
 }
@@ -1001,12 +1059,23 @@ int model_weights_parse(const char *s, model_weights_t *ret)
 			*ret = (model_weights_t)i;
 			return 0;
 		}
+	quant_mix_t mix;
+	if (s == NULL || quant_mix_parse(s, &mix) < 0 || !quant_supported(mix.base) || mix.base == QUANT_Q8_0)
+		return -EINVAL;
+	for (size_t i = 0; quant_mix_name(i) != NULL; i++)
+		if (strcmp(quant_mix_name(i), mix.name) == 0) {
+			*ret = (model_weights_t)(MODEL_WEIGHTS_MIX + (int)i);
+			return 0;
+		}
 	return -EINVAL;
 }
 
 const char *model_weights_name(model_weights_t w)
 {
-	return (unsigned)w < 3 ? weights_names[w] : "?";
+	if ((unsigned)w < 3)
+		return weights_names[w];
+	const char *n = w >= MODEL_WEIGHTS_MIX ? quant_mix_name((size_t)(w - MODEL_WEIGHTS_MIX)) : NULL;
+	return n != NULL ? n : "?";
 }
 
 static const char *const kv_type_names[] = { "f32", "f16", "q8_0" };

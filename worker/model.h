@@ -104,8 +104,15 @@ typedef enum model_weights {
 	MODEL_WEIGHTS_AUTO,
 	MODEL_WEIGHTS_F32,
 	MODEL_WEIGHTS_Q8,
+	/* MODEL_WEIGHTS_MIX + i: every matrix quantized at load into the mix
+	 * quant_mix_name(i) (llama.cpp's per-tensor types, quant.h) unless
+	 * the file already holds it so, kept as blocks and multiplied the way
+	 * llama.cpp does (qmm.h). How a preset gets a Q4_K_M model, etc. */
+	MODEL_WEIGHTS_MIX = 16,
 } model_weights_t;
-/* "auto", "f32", "q8_0": -EINVAL for anything else. */
+/* "auto", "f32", "q8_0" (Q8 panels), or a quantized mix other than q8_0
+ * ("q4_0", "q4_k_m", "q6_k", ...: MODEL_WEIGHTS_MIX + i): -EINVAL for
+ * anything else. */
 int model_weights_parse(const char *s, model_weights_t *ret);
 const char *model_weights_name(model_weights_t w);
 

@@ -610,6 +610,95 @@ static void expect_load_error(const char *path, int want_rc, const char *needle)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
 }
 
+/* A copy of a shared file in the test's directory, patched at byte offset
+ * off with n bytes (n = 0: no patch) and cut to size (0: whole). */
+static int patched_copy(const char *src, const char *dst, size_t off, const void *bytes, size_t n, size_t size)
+{
+	FILE *in = fopen(src, "rb");
+	if (in == NULL)
+		return -1;
+	fseek(in, 0, SEEK_END);
+	size_t len = (size_t)ftell(in);
+	fseek(in, 0, SEEK_SET);
+	unsigned char *buf = malloc(len);
+	size_t got = buf != NULL ? fread(buf, 1, len, in) : 0;
+	fclose(in);
+	if (got != len) {
+		free(buf);
+		return -1;
+	}
+	if (n > 0 && off + n <= len)
+		memcpy(buf + off, bytes, n);
+	FILE *out = fopen(dst, "wb");
+	size_t w = out != NULL ? fwrite(buf, 1, size > 0 && size < len ? size : len, out) : 0;
+	if (out != NULL)
+		fclose(out);
+	free(buf);
+	return w > 0 ? 0 : -1;
+}
+
+/* Hostile quantized tensors in a real Q4_K_M file: a block scale that is
+ * NaN or inf (K-quant and legacy blocks), a tensor whose rows are not whole
+ * blocks, and data cut short are each refused at load with an error that
+ * names the tensor (and the row and block of a bad scale). */
+static void test_hostile_quant(void)
+{
+	const char *src = cu_shared_path("models/stories15M-q4_k_m.gguf");
+	char path[512], err[256];
+	snprintf(path, sizeof(path), "%s/hostile.gguf", cu_tmpdir());
+	gguf_t *g = NULL;
+	CU_ASSERT_EQUAL_FATAL(gguf_open(src, &g, err, sizeof(err)), 0);
+	const gguf_tensor_t *q4k = gguf_find_tensor(g, "blk.1.ffn_down.weight");	/* Q4_K */
+	const gguf_tensor_t *q6k = gguf_find_tensor(g, "blk.2.ffn_down.weight");	/* Q6_K */
+	const gguf_tensor_t *q50 = gguf_find_tensor(g, "blk.0.attn_q.weight");	/* Q5_0 */
+	CU_ASSERT_FATAL(q4k != NULL && q6k != NULL && q50 != NULL);
+	CU_ASSERT_STRING_EQUAL(gguf_ttype_name(q4k->type), "Q4_K");
+	CU_ASSERT_STRING_EQUAL(gguf_ttype_name(q6k->type), "Q6_K");
+	CU_ASSERT_STRING_EQUAL(gguf_ttype_name(q50->type), "Q5_0");
+	size_t base = gguf_data_offset(g);
+	size_t q4k_off = base + q4k->offset, q6k_off = base + q6k->offset, q50_off = base + q50->offset;
+	/* rows of 768 values: 3 Q4_K blocks of 144 bytes, 3 Q6_K of 210 */
+	uint16_t nan16 = 0x7e00, inf16 = 0x7c00;
+	/* Q4_K row 3, block 1: d (the block's first 2 bytes) NaN */
+	CU_ASSERT_EQUAL_FATAL(patched_copy(src, path, q4k_off + (3 * 3 + 1) * 144, &nan16, 2, 0), 0);
+	expect_load_error(path, -EBADMSG, "blk.1.ffn_down.weight: row 3, block 1");
+	/* Q4_K dmin (bytes 2..3) inf in row 0 block 0 */
+	CU_ASSERT_EQUAL_FATAL(patched_copy(src, path, q4k_off + 2, &inf16, 2, 0), 0);
+	expect_load_error(path, -EBADMSG, "blk.1.ffn_down.weight: row 0, block 0");
+	/* Q6_K: d is the last 2 bytes of a block; row 7, block 2 */
+	CU_ASSERT_EQUAL_FATAL(patched_copy(src, path, q6k_off + (7 * 3 + 2) * 210 + 208, &inf16, 2, 0), 0);
+	expect_load_error(path, -EBADMSG, "blk.2.ffn_down.weight: row 7, block 2");
+	/* a legacy Q5_0 block (row 1 of 288 values: 9 blocks of 22 bytes) */
+	CU_ASSERT_EQUAL_FATAL(patched_copy(src, path, q50_off + (1 * 9 + 4) * 22, &nan16, 2, 0), 0);
+	expect_load_error(path, -EBADMSG, "blk.0.attn_q.weight: row 1, block 4");
+	/* the data cut inside the last tensor */
+	CU_ASSERT_EQUAL_FATAL(patched_copy(src, path, 0, NULL, 0, gguf_file_size(g) - 1000), 0);
+	model_t *m = NULL;
+	CU_ASSERT(model_load(path, &m, err, sizeof(err)) == -EBADMSG);
+	CU_ASSERT_PTR_NULL(m);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "weight"));
+	gguf_close(&g);
+	/* a Q4_K tensor whose rows (ne0) are not whole 256-value blocks: the
+	 * header's ne0 of blk.1.ffn_down.weight (768) set to 700 */
+	FILE *f = fopen(src, "rb");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	static unsigned char head[800000];
+	size_t hn = fread(head, 1, sizeof(head), f);
+	fclose(f);
+	const char *name = "blk.1.ffn_down.weight";
+	unsigned char *hit = memmem(head, hn, name, strlen(name));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(hit);
+	size_t ne0_off = (size_t)(hit - head) + strlen(name) + 4;	/* after n_dims */
+	uint64_t ne0;
+	memcpy(&ne0, head + ne0_off, 8);
+	CU_ASSERT_EQUAL_FATAL(ne0, 768);
+	ne0 = 700;
+	CU_ASSERT_EQUAL_FATAL(patched_copy(src, path, ne0_off, &ne0, 8, 0), 0);
+	CU_ASSERT(model_load(path, &m, err, sizeof(err)) == -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, name));
+	unlink(path);
+}
+
 /* The same model stored as F16, BF16 and Q8_0 loads, and its first logits
  * stay close to the F32 ones, with the same greedy start. */
 static void test_tensor_types(void)
@@ -714,7 +803,14 @@ static void test_weights_q8(void)
 	model_weights_t wt;
 	CU_ASSERT_EQUAL(model_weights_parse("q8_0", &wt), 0);
 	CU_ASSERT_EQUAL(wt, MODEL_WEIGHTS_Q8);
-	CU_ASSERT_EQUAL(model_weights_parse("q4_0", &wt), -EINVAL);
+	/* mixes quantized at load: a name round-trips; q8_0 stays the panels */
+	CU_ASSERT_EQUAL(model_weights_parse("q4_k_m", &wt), 0);
+	CU_ASSERT(wt >= MODEL_WEIGHTS_MIX);
+	CU_ASSERT_STRING_EQUAL(model_weights_name(wt), "q4_k_m");
+	CU_ASSERT_EQUAL(model_weights_parse("q4_k", &wt), 0);	/* alias */
+	CU_ASSERT_STRING_EQUAL(model_weights_name(wt), "q4_k_m");
+	CU_ASSERT_EQUAL(model_weights_parse("q9_k", &wt), -EINVAL);
+	CU_ASSERT_EQUAL(model_weights_parse("f16", &wt), -EINVAL);
 }
 
 static void test_load_errors(void)
@@ -1112,6 +1208,7 @@ static void test_cmd_run_kv(void)
 const cu_test_t model_tests[] = {
 	{ "cmd_run_kv", test_cmd_run_kv },
 	{ "stories15m_reference", test_stories15m_reference },
+	{ "hostile_quant", test_hostile_quant },
 	{ "config", test_config },
 	{ "reference_greedy", test_reference_greedy },
 	{ "reference_greedy_2_threads", test_reference_greedy_threads },

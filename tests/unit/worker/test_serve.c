@@ -967,7 +967,7 @@ static void test_cmd_usage(void)
 	char *kvconf[] = { "serve", "--config", path, NULL };
 	CU_ASSERT_EQUAL(run_cmd(3, kvconf), 2);
 	char *wt[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
-		       "--weights", "q4_0", NULL };
+		       "--weights", "q9_k", NULL };
 	CU_ASSERT_EQUAL(run_cmd(8, wt), 2);
 	char *mixed[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
 			  "--curve-secret", "w.key", NULL };
