@@ -472,6 +472,135 @@ static void attention_by_definition(const ops_attn_t *a, const float *q, size_t 
 		}
 }
 
+/* llama.cpp's f16-cache arithmetic (ops.h half_math) written out plainly:
+ * ggml_vec_dot_f16's order (4 x 16 lanes per 64 values, (0+2)+(1+3), a
+ * 16-lane sum, the rest in double) or, tiled, 16 lanes over all values;
+ * softmax with ops_expf and 16-position sums in double; probabilities as
+ * halves; positions padded to 32 for the weighted sum. */
+static float lanes16(const float *v)
+{
+	float t3[8], t6[4];
+	for (int l = 0; l < 8; l++)
+		t3[l] = v[l] + v[l + 8];
+	for (int l = 0; l < 4; l++)
+		t6[l] = t3[l] + t3[l + 4];
+	return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+}
+
+static float half_of(float x)
+{
+	uint16_t h;
+	ops_f16_from_f32(&h, &x, 1);
+	ops_f16_to_f32(&x, &h, 1);
+	return x;
+}
+
+/* sum of x[i * sx] * y[i * sy], i < n, in ggml_vec_dot_f16's or the tiled
+ * order (x, y already halves) */
+static float dot_order(const float *x, size_t sx, const float *y, size_t sy, int n, bool tiled)
+{
+	if (tiled) {
+		float l[16] = { 0 };
+		for (int i = 0; i < n; i++)
+			l[i % 16] = fmaf(x[i * sx], y[i * sy], l[i % 16]);
+		return lanes16(l);
+	}
+	int np = n & ~63;
+	double sum = 0.0;
+	if (np > 0) {
+		float acc[64] = { 0 }, l[16];
+		for (int i = 0; i < np; i++)
+			acc[i % 64] = fmaf(x[i * sx], y[i * sy], acc[i % 64]);
+		for (int k = 0; k < 16; k++)
+			l[k] = (acc[k] + acc[32 + k]) + (acc[16 + k] + acc[48 + k]);
+		sum = lanes16(l);
+	}
+	for (int i = np; i < n; i++)
+		sum += (double)(x[i * sx] * y[i * sy]);
+	return (float)sum;
+}
+
+static void attention_half_by_definition(const ops_attn_t *a, const float *q, size_t ldq, int pos0,
+					 int n_q, float *out, size_t ldo, bool tiled)
+{
+	int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+	float scale = 1.0f / sqrtf((float)hd);
+	for (int t = 0; t < n_q; t++)
+		for (int h = 0; h < a->n_heads; h++) {
+			int hi = pos0 + t, lo = a->window > 0 && hi >= a->window ? hi - a->window + 1 : 0;
+			int n_pad = (hi + 1 + 31) / 32 * 32;
+			float *kk = calloc((size_t)n_pad * hd, sizeof(float)), *vv = calloc((size_t)n_pad * hd, sizeof(float));
+			float *e = calloc((size_t)n_pad, sizeof(float)), qh[512];
+			for (int i = 0; i < hd; i++)
+				qh[i] = half_of(q[(size_t)t * ldq + (size_t)h * hd + i]);
+			for (int p = 0; p <= hi; p++)
+				for (int i = 0; i < hd; i++) {
+					size_t at = (size_t)(h / group) * a->head_stride + (size_t)p * a->row_stride + i;
+					ops_f16_to_f32(&kk[(size_t)p * hd + i], &a->k16[at], 1);
+					ops_f16_to_f32(&vv[(size_t)p * hd + i], &a->v16[at], 1);
+				}
+			float mx = -INFINITY;
+			for (int p = lo; p <= hi; p++) {
+				e[p] = dot_order(qh, 1, kk + (size_t)p * hd, 1, hd, tiled && hd % 16 == 0) * scale;
+				mx = e[p] > mx ? e[p] : mx;
+			}
+			double sum = 0.0;
+			for (int c = 0; c < n_pad; c += 16) {
+				float l[16];
+				for (int k = 0; k < 16; k++) {
+					int p = c + k;
+					l[k] = p >= lo && p <= hi ? (e[p] = ops_expf(e[p] - mx)) : 0.0f;
+				}
+				sum += (double)lanes16(l);
+			}
+			for (int p = 0; p < n_pad; p++)
+				e[p] = p >= lo && p <= hi ? half_of(e[p] * (float)(1.0 / sum)) : 0.0f;
+			for (int d = 0; d < hd; d++)
+				out[(size_t)t * ldo + (size_t)h * hd + d] =
+					dot_order(e, 1, vv + d, (size_t)hd, n_pad, tiled && hd % 4 == 0);
+			free(kk);
+			free(vv);
+			free(e);
+		}
+}
+
+/* The f16 cache with llama.cpp's arithmetic: the kernel equals the
+ * definition above bit for bit, in both orders; the orders differ; the
+ * double reference (same roundings of q and probabilities) agrees; the
+ * last token alone gives the same bits. */
+static void check_half_math(const ops_attn_t *ah0, const float *q, size_t ldq, int pos0, int n_q, size_t ldo,
+			    float *scores)
+{
+	size_t n_out = (size_t)n_q * ldo;
+	float *out = calloc(n_out, sizeof(float)), *def = calloc(n_out, sizeof(float));
+	float *ref = calloc(n_out, sizeof(float)), *one = calloc(ldo, sizeof(float));
+	float *tiled = calloc(n_out, sizeof(float));
+	CU_ASSERT_FATAL(out != NULL && def != NULL && ref != NULL && one != NULL && tiled != NULL);
+	ops_attn_t ah = *ah0;
+	ah.half_math = true;
+	ops_attention(&ah, q, ldq, pos0, n_q, 0, ah.n_kv_heads, out, ldo, scores);
+	attention_half_by_definition(&ah, q, ldq, pos0, n_q, def, ldo, false);
+	CU_ASSERT(memcmp(out, def, n_out * sizeof(float)) == 0);
+	ops_ref_attention(&ah, q, ldq, pos0, n_q, 0, ah.n_kv_heads, ref, ldo);
+	CU_ASSERT(max_rel_err(out, ref, n_out) < 2e-3);
+	int t = n_q - 1;
+	for (int g = 0; g < ah.n_kv_heads; g++)
+		ops_attention(&ah, q + (size_t)t * ldq, ldq, pos0 + t, 1, g, g + 1, one, ldo, scores);
+	CU_ASSERT(memcmp(one, out + (size_t)t * ldo, ldo * sizeof(float)) == 0);
+	ah.tiled = true;
+	ops_attention(&ah, q, ldq, pos0, n_q, 0, ah.n_kv_heads, tiled, ldo, scores);
+	attention_half_by_definition(&ah, q, ldq, pos0, n_q, def, ldo, true);
+	CU_ASSERT(memcmp(tiled, def, n_out * sizeof(float)) == 0);
+	CU_ASSERT(max_rel_err(tiled, ref, n_out) < 2e-3);
+	if (ah.head_dim % 16 == 0 && pos0 + n_q > 64)	/* the orders really differ */
+		CU_ASSERT(memcmp(tiled, out, n_out * sizeof(float)) != 0);
+	free(out);
+	free(def);
+	free(ref);
+	free(one);
+	free(tiled);
+}
+
 /* Attention over a compact cache ac (f16 or q8) gives, bit for bit, the
  * definition's result over aw, the same cache widened to f32; the double
  * reference agrees; the last token alone, kv head by kv head, gives the
@@ -509,7 +638,7 @@ static void check_attention_w(int n_heads, int n_kv, int hd, int ctx, int pos0, 
 	float *ref = calloc((size_t)n_q * ldo, sizeof(float));
 	float *def = calloc((size_t)n_q * ldo, sizeof(float));
 	float *one = calloc(ldo, sizeof(float));
-	float *scores = malloc((size_t)(n_heads / n_kv) * (size_t)(pos0 + n_q) * sizeof(float));
+	float *scores = malloc(((size_t)(n_heads / n_kv) * (size_t)(pos0 + n_q) + 64 * (size_t)hd) * sizeof(float));
 	ops_attn_t a = { .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd, .k = k, .v = v,
 			  .head_stride = hs, .row_stride = rs, .window = window };
 	ops_attention(&a, q, ldq, pos0, n_q, 0, n_kv, out, ldo, scores);
@@ -543,6 +672,7 @@ static void check_attention_w(int n_heads, int n_kv, int hd, int ctx, int pos0, 
 	aw.k = kw;
 	aw.v = vw;
 	check_compact(&ah, &aw, q, ldq, pos0, n_q, ldo, scores);
+	check_half_math(&ah, q, ldq, pos0, n_q, ldo, scores);
 	/* a q8 cache ([kv head][ctx][row bytes], rows packed): the same */
 	size_t rb = ops_q8_row_bytes(hd);
 	char *k8 = malloc(rb * (size_t)ctx * (size_t)n_kv), *v8 = malloc(rb * (size_t)ctx * (size_t)n_kv);
