@@ -706,10 +706,12 @@ static void x0_finish(xb0_t *b, int sum)
 
 static void xk_finish(xbk_t *b)
 {
+	#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
 		__m512i q = _mm512_loadu_si512(b->qs + 64 * i);
 		_mm512_storeu_si512(b->qu + 64 * i, _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80)));
 	}
+	#pragma GCC unroll 16
 	for (int j = 0; j < 8; j++)
 		b->bs32[j] = (int16_t)(b->bsums[2 * j] + b->bsums[2 * j + 1]);
 	memset(b->pad, 0, sizeof(b->pad));
@@ -766,7 +768,7 @@ static void x_from_act(enum qmm_act a, const void *arow, void *dst, int K)
 		}
 		memcpy(b[i].qs, qs, 32);
 		int sum = 0;
-		for (int j = 0; j < 32; j++)
+				for (int j = 0; j < 32; j++)
 			sum += qs[j];
 		x0_finish(&b[i], sum);
 	}
@@ -816,6 +818,7 @@ typedef struct prows {
 static void prows_init(prows_t *pr, const uint8_t *row0, size_t row_bytes, int rows)
 {
 	int32_t off[PR];
+	#pragma GCC unroll 16
 	for (int r = 0; r < PR; r++) {
 		int rr = r < rows ? r : rows - 1;
 		off[r] = (int32_t)((size_t)rr * row_bytes);
@@ -843,13 +846,16 @@ INL __m512 half_of(__m512i v, int hi)
 INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 {
 	__m512i r[8], t[8], u[8];
+	#pragma GCC unroll 16
 	for (int i = 0; i < 8; i++)
 		r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pr->rp[i] + off))),
 					  _mm256_loadu_si256((const __m256i *)(pr->rp[i + 8] + off)), 1);
+	#pragma GCC unroll 16
 	for (int i = 0; i < 8; i += 2) {
 		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
 		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
 	}
+	#pragma GCC unroll 16
 	for (int i = 0; i < 8; i += 4) {
 		u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
 		u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
@@ -860,6 +866,7 @@ INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 	 * 4 rows; u[q + 4] the next 4 rows */
 	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
 	const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+	#pragma GCC unroll 16
 	for (int q = 0; q < 4; q++) {
 		o[q] = _mm512_permutex2var_epi64(u[q], lo, u[q + 4]);
 		o[q + 4] = _mm512_permutex2var_epi64(u[q], hi, u[q + 4]);
@@ -870,6 +877,7 @@ INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 INL void tr16x4(const prows_t *pr, size_t off, __m512i o[4])
 {
 	__m512i x[4];
+	#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
 		__m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(pr->rp[i] + off)));
 		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(pr->rp[i + 4] + off)), 1);
@@ -927,22 +935,26 @@ static void unpack_p0(uint32_t t, const prows_t *pr, int nb, uint8_t *dst)
 		_mm512_store_ps((float *)(pb + P0_M), off ? half_of(dm, 1) : _mm512_setzero_ps());
 		if (t == QUANT_Q8_0) {
 			tr16x8(pr, o + 2, w);
+			#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++)
 				w[p] = _mm512_xor_si512(w[p], _mm512_set1_epi8((char)0x80));
 		} else {
 			__m512i n[4];
 			tr16x4(pr, o + qs_at, n);
+			#pragma GCC unroll 16
 			for (int q = 0; q < 4; q++) {
 				w[q] = lo_nib(n[q]);
 				w[q + 4] = hi_nib(n[q]);
 			}
 			if (t == QUANT_Q5_0 || t == QUANT_Q5_1) {
 				__m512i qh = gather32(pr, o + (t == QUANT_Q5_0 ? 2 : 4));
+				#pragma GCC unroll 16
 				for (int p = 0; p < 8; p++)
 					w[p] = _mm512_or_si512(w[p], fifth_bits(qh, p));
 			}
 			/* quant + 128: Q4_0 nibble - 8, Q5_0 - 16, IQ4_NL its level */
 			__m512i tab = iq4_table(1);
+			#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++) {
 				if (t == QUANT_Q4_0)
 					w[p] = _mm512_add_epi8(w[p], _mm512_set1_epi8(120));
@@ -954,6 +966,7 @@ static void unpack_p0(uint32_t t, const prows_t *pr, int nb, uint8_t *dst)
 					w[p] = _mm512_or_si512(w[p], _mm512_set1_epi8((char)0x80));
 			}
 		}
+		#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++)
 			_mm512_store_si512(pb + 64 * p, w[p]);
 	}
@@ -984,9 +997,11 @@ INL __m512i byte_of(__m512i v, int j)
 static void k_corr(uint8_t *pb, bool dword_scales)
 {
 	__m512i acc[8];
+	#pragma GCC unroll 16
 	for (int p = 0; p < 8; p++)
 		acc[p] = _mm512_setzero_si512();
 	for (int c = 0; c < 8; c++)
+		#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * (8 * c + p));
 			if (dword_scales) {
@@ -999,6 +1014,7 @@ static void k_corr(uint8_t *pb, bool dword_scales)
 				acc[p] = _mm512_dpwssd_epi32(acc[p], s2, sc);
 			}
 		}
+	#pragma GCC unroll 16
 	for (int p = 0; p < 8; p++)
 		_mm512_store_si512(pb + PK_CORR + 64 * p,
 				   _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc[p], 7)));
@@ -1009,6 +1025,7 @@ static void unpack_k4_scales(const prows_t *pr, size_t o, uint8_t *pb)
 {
 	__m512i d0 = gather32(pr, o + 4), d1 = gather32(pr, o + 8), d2 = gather32(pr, o + 12);
 	__m512i mn[8];
+	#pragma GCC unroll 16
 	for (int j = 0; j < 8; j++) {
 		__m512i sc;
 		if (j < 4) {
@@ -1024,6 +1041,7 @@ static void unpack_k4_scales(const prows_t *pr, size_t o, uint8_t *pb)
 		_mm512_store_si512(pb + PK_SC + 64 * (2 * j), words2(sc));
 		_mm512_store_si512(pb + PK_SC + 64 * (2 * j + 1), words2(sc));
 	}
+	#pragma GCC unroll 16
 	for (int m = 0; m < 4; m++)
 		_mm512_store_si512(pb + PK_MN + 64 * m, wpair(mn[2 * m], mn[2 * m + 1]));
 }
@@ -1037,9 +1055,11 @@ static void unpack_q4k(bool five, const prows_t *pr, size_t o, uint8_t *pb)
 	__m512i qh[8];
 	if (five)
 		tr16x8(pr, o + 16, qh);
+	#pragma GCC unroll 16
 	for (int m = 0; m < 4; m++) {
 		__m512i q[8];
 		tr16x8(pr, o + (five ? 48 : 16) + 32 * (size_t)m, q);
+		#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i l = lo_nib(q[p]), h = hi_nib(q[p]);
 			if (five) {
@@ -1058,19 +1078,23 @@ static void unpack_q6k(const prows_t *pr, size_t o, uint8_t *pb)
 {
 	_mm512_store_ps((float *)(pb + PK_D), half_of(gather32(pr, o + 206), 1));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
+	#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
 		__m512i s = gather32(pr, o + 192 + 4 * (size_t)i);
+		#pragma GCC unroll 16
 		for (int j = 0; j < 4; j++) {
 			__m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(s, 24 - 8 * j), 24);
 			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(sc));
 		}
 	}
 	const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+	#pragma GCC unroll 16
 	for (int nh = 0; nh < 2; nh++) {
 		__m512i l0[8], l1[8], qh[8];
 		tr16x8(pr, o + 64 * (size_t)nh, l0);
 		tr16x8(pr, o + 64 * (size_t)nh + 32, l1);
 		tr16x8(pr, o + 128 + 32 * (size_t)nh, qh);
+		#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i v[4];
 			v[0] = _mm512_or_si512(_mm512_and_si512(l0[p], m4),
@@ -1079,6 +1103,7 @@ static void unpack_q6k(const prows_t *pr, size_t o, uint8_t *pb)
 					       _mm512_and_si512(_mm512_slli_epi16(qh[p], 2), m30));
 			v[2] = _mm512_or_si512(hi_nib(l0[p]), _mm512_and_si512(qh[p], m30));
 			v[3] = _mm512_or_si512(hi_nib(l1[p]), _mm512_and_si512(_mm512_srli_epi16(qh[p], 2), m30));
+			#pragma GCC unroll 16
 			for (int k = 0; k < 4; k++)
 				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
 						   _mm512_sub_epi8(v[k], _mm512_set1_epi8(32)));
@@ -1092,6 +1117,7 @@ static void unpack_q3k(const prows_t *pr, size_t o, uint8_t *pb)
 	_mm512_store_ps((float *)(pb + PK_D), half_of(gather32(pr, o + 106), 1));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
 	__m512i d0 = gather32(pr, o + 96), d1 = gather32(pr, o + 100), d2 = gather32(pr, o + 104);
+	#pragma GCC unroll 16
 	for (int g = 0; g < 16; g++) {
 		__m512i lo = g < 8 ? byte_of(g < 4 ? d0 : d1, g & 3) : _mm512_srli_epi32(byte_of(g < 12 ? d0 : d1, g & 3), 4);
 		lo = _mm512_and_si512(lo, _mm512_set1_epi32(15));
@@ -1101,11 +1127,14 @@ static void unpack_q3k(const prows_t *pr, size_t o, uint8_t *pb)
 	}
 	__m512i hm[8];
 	tr16x8(pr, o, hm);
+	#pragma GCC unroll 16
 	for (int nh = 0; nh < 2; nh++) {
 		__m512i q[8];
 		tr16x8(pr, o + 32 + 32 * (size_t)nh, q);
+		#pragma GCC unroll 16
 		for (int k = 0; k < 4; k++) {
 			int c = 4 * nh + k;
+			#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++) {
 				__m512i v = _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3));
 				__mmask64 h = _mm512_test_epi8_mask(hm[p], _mm512_set1_epi8((char)(1 << c)));
@@ -1123,20 +1152,26 @@ static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 	_mm512_store_ps((float *)(pb + PK_D), half_of(dm, 0));
 	_mm512_store_ps((float *)(pb + PK_DM), half_of(dm, 1));
 	__m512i mn[16];
+	#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
 		__m512i s = gather32(pr, o + 4 * (size_t)i);
+		#pragma GCC unroll 16
 		for (int j = 0; j < 4; j++) {
 			__m512i b = byte_of(s, j);
 			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(_mm512_and_si512(b, _mm512_set1_epi32(15))));
 			mn[4 * i + j] = _mm512_srli_epi32(b, 4);
 		}
 	}
+	#pragma GCC unroll 16
 	for (int k = 0; k < 8; k++)
 		_mm512_store_si512(pb + PK_MN + 64 * k, wpair(mn[2 * k], mn[2 * k + 1]));
+	#pragma GCC unroll 16
 	for (int nh = 0; nh < 2; nh++) {
 		__m512i q[8];
 		tr16x8(pr, o + 16 + 32 * (size_t)nh, q);
+		#pragma GCC unroll 16
 		for (int k = 0; k < 4; k++)
+			#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++)
 				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
 						   _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3)));
@@ -1149,6 +1184,7 @@ static void unpack_iq4xs(const prows_t *pr, size_t o, uint8_t *pb)
 	_mm512_store_ps((float *)(pb + PK_D), half_of(dh, 0));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
 	__m512i sh = _mm512_srli_epi32(dh, 16);
+	#pragma GCC unroll 16
 	for (int ib = 0; ib < 8; ib++) {
 		__m512i l = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * ib), _mm512_set1_epi32(15));
 		__m512i h = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * ib), _mm512_set1_epi32(3));
@@ -1156,10 +1192,13 @@ static void unpack_iq4xs(const prows_t *pr, size_t o, uint8_t *pb)
 		_mm512_store_si512(pb + PK_SC + 64 * ib, sc);
 	}
 	__m512i tab = iq4_table(0);
+	#pragma GCC unroll 16
 	for (int m = 0; m < 4; m++) {
 		__m512i q[8];
 		tr16x8(pr, o + 8 + 32 * (size_t)m, q);
+		#pragma GCC unroll 16
 		for (int h = 0; h < 2; h++)
+			#pragma GCC unroll 16
 			for (int qd = 0; qd < 4; qd++) {
 				__m512i v = q[4 * h + qd];
 				int c = 2 * m + h;
@@ -1220,24 +1259,30 @@ INL void k_lanes(const uint8_t *pan, int nb, const void *const *xv, float *const
 {
 	const xb0_t *x[2];
 	__m512 acc[2][8], sm[2];
+	#pragma GCC unroll 16
 	for (int a = 0; a < A; a++) {
 		x[a] = xv[a];
 		sm[a] = _mm512_setzero_ps();
+		#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++)
 			acc[a][p] = _mm512_setzero_ps();
 	}
 	for (int b = 0; b < nb; b++) {
 		const uint8_t *pb = pan + (size_t)b * PB0;
 		__m512 dw = _mm512_load_ps((const float *)(pb + P0_D)), dd[2];
+		#pragma GCC unroll 16
 		for (int a = 0; a < A; a++)
 			dd[a] = _mm512_mul_ps(dw, _mm512_set1_ps(x[a][b].d));
 		if (off) {
 			__m512 mw = _mm512_load_ps((const float *)(pb + P0_M));
+			#pragma GCC unroll 16
 			for (int a = 0; a < A; a++)
 				sm[a] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x[a][b].s), sm[a]);
 		}
+		#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * p);
+			#pragma GCC unroll 16
 			for (int a = 0; a < A; a++) {
 				__m512i t = _mm512_dpbusd_epi32(_mm512_set1_epi32(x[a][b].c[p]), w,
 								bcast32(x[a][b].qs + 4 * p));
@@ -1245,6 +1290,7 @@ INL void k_lanes(const uint8_t *pan, int nb, const void *const *xv, float *const
 			}
 		}
 	}
+	#pragma GCC unroll 16
 	for (int a = 0; a < A; a++)
 		_mm512_mask_storeu_ps(y[a], msk, _mm512_add_ps(lanes_sum(acc[a]), sm[a]));
 }
@@ -1254,6 +1300,7 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 {
 	const xb0_t *x[4];
 	__m512 acc[4];
+	#pragma GCC unroll 16
 	for (int a = 0; a < A; a++) {
 		x[a] = xv[a];
 		acc[a] = _mm512_setzero_ps();
@@ -1262,96 +1309,127 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 		const uint8_t *pb = pan + (size_t)b * PB0;
 		__m512 dw = _mm512_load_ps((const float *)(pb + P0_D));
 		__m512i t[4];
+		#pragma GCC unroll 16
 		for (int a = 0; a < A; a++)
 			t[a] = _mm512_set1_epi32(x[a][b].csum);
+		#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * p);
+			#pragma GCC unroll 16
 			for (int a = 0; a < A; a++)
 				t[a] = _mm512_dpbusd_epi32(t[a], w, bcast32(x[a][b].qs + 4 * p));
 		}
+		#pragma GCC unroll 16
 		for (int a = 0; a < A; a++) {
 			__m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(x[a][b].d));
 			acc[a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[a]), dd, acc[a]);
 		}
 	}
+	#pragma GCC unroll 16
 	for (int a = 0; a < A; a++)
 		_mm512_mask_storeu_ps(y[a], msk, acc[a]);
 }
 
-/* The K types (T a constant): the integer lane sums of a block with their
- * sub-block scales (vpmaddubsw pairs, then vpdpwssd by the scale words;
- * IQ4_XS, whose quants reach 127, vpdpbusd and a multiplication), then the
- * block's float work, mins first for Q2_K. */
+/* The integer sum of lane p of a K block (its 8 groups of 32) with the
+ * sub-block scales, for A activation rows: vpmaddubsw pairs, then vpdpwssd
+ * by the scale words (IQ4_XS, whose quants reach 127, vpdpbusd and a
+ * multiplication). Two chains (even and odd groups) halve the latency. */
+INL void k_lane(const uint8_t *pb, const xbk_t *const *xb, int p, __m512i *ia, const int A, const uint32_t T)
+{
+	const bool sgn = T == QUANT_Q3_K || T == QUANT_Q6_K || T == QUANT_IQ4_XS;
+	__m512i e[2], o[2];
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++) {
+		e[a] = sgn ? _mm512_load_si512(pb + PK_CORR + 64 * p) : _mm512_setzero_si512();
+		o[a] = _mm512_setzero_si512();
+	}
+#pragma GCC unroll 8
+	for (int c = 0; c < 8; c++) {
+		__m512i w = _mm512_load_si512(pb + 64 * (8 * c + p));
+		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (T == QUANT_IQ4_XS ? c : 2 * c + (p >= 4)));
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++) {
+			const uint8_t *q = sgn ? xb[a]->qu : (const uint8_t *)xb[a]->qs;
+			__m512i av = bcast32(q + 32 * c + 4 * p);
+			__m512i *acc = c % 2 == 0 ? &e[a] : &o[a];
+			if (T == QUANT_IQ4_XS) {
+				__m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), av, w);
+				*acc = _mm512_add_epi32(*acc, _mm512_mullo_epi32(t, sc));
+			} else {
+				__m512i m = sgn ? _mm512_maddubs_epi16(av, w) : _mm512_maddubs_epi16(w, av);
+				*acc = _mm512_dpwssd_epi32(*acc, m, sc);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++)
+		ia[a] = _mm512_add_epi32(e[a], o[a]);
+}
+
+/* The K types (T a constant): per block the integer lane sums (k_lane),
+ * then the block's float work, mins first for Q2_K. */
 INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y, __mmask16 msk, const int A,
 	      const uint32_t T)
 {
-	const bool sgn = T == QUANT_Q3_K || T == QUANT_Q6_K || T == QUANT_IQ4_XS;
 	const xbk_t *x[2];
 	__m512 fa[2][8], fm[2][4], fs[2];
+#pragma GCC unroll 4
 	for (int a = 0; a < A; a++) {
 		x[a] = xv[a];
 		fs[a] = _mm512_setzero_ps();
+#pragma GCC unroll 8
 		for (int k = 0; k < 8; k++)
 			fa[a][k] = _mm512_setzero_ps();
+#pragma GCC unroll 4
 		for (int m = 0; m < 4; m++)
 			fm[a][m] = _mm512_setzero_ps();
 	}
 	for (int b = 0; b < nb; b++) {
 		const uint8_t *pb = pan + (size_t)b * PBK;
-		__m512i ia[2][8];
-		for (int a = 0; a < A; a++)
-			for (int p = 0; p < 8; p++)
-				ia[a][p] = sgn ? _mm512_load_si512(pb + PK_CORR + 64 * p) : _mm512_setzero_si512();
-		for (int c = 0; c < 8; c++) {
-			__m512i s0, s1;
-			if (T == QUANT_IQ4_XS) {
-				s0 = s1 = _mm512_load_si512(pb + PK_SC + 64 * c);
-			} else {
-				s0 = _mm512_load_si512(pb + PK_SC + 64 * (2 * c));
-				s1 = _mm512_load_si512(pb + PK_SC + 64 * (2 * c + 1));
-			}
-			for (int p = 0; p < 8; p++) {
-				__m512i w = _mm512_load_si512(pb + 64 * (8 * c + p));
-				for (int a = 0; a < A; a++) {
-					const uint8_t *q = sgn ? x[a][b].qu : (const uint8_t *)x[a][b].qs;
-					__m512i av = bcast32(q + 32 * c + 4 * p);
-					if (T == QUANT_IQ4_XS) {
-						__m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), av, w);
-						ia[a][p] = _mm512_add_epi32(ia[a][p], _mm512_mullo_epi32(t, s0));
-					} else {
-						__m512i m = sgn ? _mm512_maddubs_epi16(av, w) : _mm512_maddubs_epi16(w, av);
-						ia[a][p] = _mm512_dpwssd_epi32(ia[a][p], m, p < 4 ? s0 : s1);
-					}
+		const xbk_t *xb[2];
+		__m512 d[2], dmin[2];
+		__m512 dw = _mm512_load_ps((const float *)(pb + PK_D)), dmw = _mm512_load_ps((const float *)(pb + PK_DM));
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++) {
+			xb[a] = x[a] + b;
+			__m512 ad = _mm512_set1_ps(xb[a]->d);
+			d[a] = _mm512_mul_ps(ad, dw);
+			dmin[a] = neg(_mm512_mul_ps(ad, dmw));
+		}
+#pragma GCC unroll 8
+		for (int p = 0; p < 8; p++) {
+			__m512i ia[2];
+			k_lane(pb, xb, p, ia, A, T);
+#pragma GCC unroll 4
+			for (int a = 0; a < A; a++) {
+				if (T == QUANT_Q2_K) {
+					__m512i t = _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * p),
+								      bcast32(&xb[a]->bsums[2 * p]));
+					fa[a][p] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fa[a][p]);
 				}
+				fa[a][p] = _mm512_fmadd_ps(d[a], _mm512_cvtepi32_ps(ia[a]), fa[a][p]);
 			}
 		}
-		__m512 dw = _mm512_load_ps((const float *)(pb + PK_D)), dmw = _mm512_load_ps((const float *)(pb + PK_DM));
+#pragma GCC unroll 4
 		for (int a = 0; a < A; a++) {
-			__m512 ad = _mm512_set1_ps(x[a][b].d), d = _mm512_mul_ps(ad, dw), dmin = neg(_mm512_mul_ps(ad, dmw));
-			const __m512i z = _mm512_setzero_si512();
-			if (T == QUANT_Q2_K) {
-				for (int k = 0; k < 8; k++) {
-					__m512i t = _mm512_dpwssd_epi32(z, _mm512_load_si512(pb + PK_MN + 64 * k),
-									bcast32(&x[a][b].bsums[2 * k]));
-					fa[a][k] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(t), fa[a][k]);
-				}
-			} else if (T == QUANT_Q4_K) {
+			if (T == QUANT_Q4_K) {
+#pragma GCC unroll 4
 				for (int m = 0; m < 4; m++) {
-					__m512i t = _mm512_dpwssd_epi32(z, _mm512_load_si512(pb + PK_MN + 64 * m),
-									bcast32(&x[a][b].bs32[2 * m]));
-					fm[a][m] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(t), fm[a][m]);
+					__m512i t = _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
+								      bcast32(&xb[a]->bs32[2 * m]));
+					fm[a][m] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fm[a][m]);
 				}
 			} else if (T == QUANT_Q5_K) {
-				__m512i t = z;
+				__m512i t = _mm512_setzero_si512();
+#pragma GCC unroll 4
 				for (int m = 0; m < 4; m++)
-					t = _mm512_dpwssd_epi32(t, _mm512_load_si512(pb + PK_MN + 64 * m),
-								bcast32(&x[a][b].bs32[2 * m]));
-				fs[a] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(t), fs[a]);
+					t = _mm512_add_epi32(t, _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
+										  bcast32(&xb[a]->bs32[2 * m])));
+				fs[a] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fs[a]);
 			}
-			for (int k = 0; k < 8; k++)
-				fa[a][k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(ia[a][k]), fa[a][k]);
 		}
 	}
+#pragma GCC unroll 4
 	for (int a = 0; a < A; a++) {
 		__m512 r = lanes_sum(fa[a]);
 		if (T == QUANT_Q4_K)
