@@ -991,6 +991,12 @@ INL __m512i byte_of(__m512i v, int j)
 	return _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xff));
 }
 
+/* Byte k of transposed dwords v (zero-extended in each dword). */
+INL __m512i tbyte(const __m512i *v, int k)
+{
+	return byte_of(v[k / 4], k % 4);
+}
+
 /* The start of each lane of a signed K block: -128 x the sum over the
  * lane's positions of scale x quant, so that the kernels' products of the
  * quants with (activation + 128) come out as those with the activations. */
@@ -1020,10 +1026,11 @@ static void k_corr(uint8_t *pb, bool dword_scales)
 				   _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc[p], 7)));
 }
 
-/* Q4_K / Q5_K scales and mins: 8 x 6 bits each in the 12 bytes at 4. */
-static void unpack_k4_scales(const prows_t *pr, size_t o, uint8_t *pb)
+/* Q4_K / Q5_K scales and mins: 8 x 6 bits each in the 12 bytes at 4
+ * (h: the block's first 16 bytes, transposed). */
+INL void unpack_k4_scales(const __m512i *h, uint8_t *pb)
 {
-	__m512i d0 = gather32(pr, o + 4), d1 = gather32(pr, o + 8), d2 = gather32(pr, o + 12);
+	__m512i d0 = h[1], d1 = h[2], d2 = h[3];
 	__m512i mn[8];
 	#pragma GCC unroll 16
 	for (int j = 0; j < 8; j++) {
@@ -1046,12 +1053,13 @@ static void unpack_k4_scales(const prows_t *pr, size_t o, uint8_t *pb)
 		_mm512_store_si512(pb + PK_MN + 64 * m, wpair(mn[2 * m], mn[2 * m + 1]));
 }
 
-static void unpack_q4k(bool five, const prows_t *pr, size_t o, uint8_t *pb)
+INL void unpack_q4k(const bool five, const prows_t *pr, size_t o, uint8_t *pb)
 {
-	__m512i dm = gather32(pr, o);
-	_mm512_store_ps((float *)(pb + PK_D), half_of(dm, 0));
-	_mm512_store_ps((float *)(pb + PK_DM), half_of(dm, 1));
-	unpack_k4_scales(pr, o, pb);
+	__m512i hd[4];
+	tr16x4(pr, o, hd);
+	_mm512_store_ps((float *)(pb + PK_D), half_of(hd[0], 0));
+	_mm512_store_ps((float *)(pb + PK_DM), half_of(hd[0], 1));
+	unpack_k4_scales(hd, pb);
 	__m512i qh[8];
 	if (five)
 		tr16x8(pr, o + 16, qh);
@@ -1076,16 +1084,16 @@ static void unpack_q4k(bool five, const prows_t *pr, size_t o, uint8_t *pb)
 
 static void unpack_q6k(const prows_t *pr, size_t o, uint8_t *pb)
 {
-	_mm512_store_ps((float *)(pb + PK_D), half_of(gather32(pr, o + 206), 1));
+	/* bytes 178..209: the scales from 192, d at 208 */
+	__m512i t[8];
+	tr16x8(pr, o + 178, t);
+	_mm512_store_ps((float *)(pb + PK_D), half_of(t[7], 1));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
 	#pragma GCC unroll 16
-	for (int i = 0; i < 4; i++) {
-		__m512i s = gather32(pr, o + 192 + 4 * (size_t)i);
-		#pragma GCC unroll 16
-		for (int j = 0; j < 4; j++) {
-			__m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(s, 24 - 8 * j), 24);
-			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(sc));
-		}
+	for (int g = 0; g < 16; g++) {
+		int k = 14 + g;
+		__m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(t[k / 4], 24 - 8 * (k % 4)), 24);
+		_mm512_store_si512(pb + PK_SC + 64 * g, words2(sc));
 	}
 	const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
 	#pragma GCC unroll 16
@@ -1114,14 +1122,17 @@ static void unpack_q6k(const prows_t *pr, size_t o, uint8_t *pb)
 
 static void unpack_q3k(const prows_t *pr, size_t o, uint8_t *pb)
 {
-	_mm512_store_ps((float *)(pb + PK_D), half_of(gather32(pr, o + 106), 1));
+	/* bytes 94..109: the scales p[12] from 96 (index 2), d at 108 */
+	__m512i t[4];
+	tr16x4(pr, o + 94, t);
+	_mm512_store_ps((float *)(pb + PK_D), half_of(t[3], 1));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
-	__m512i d0 = gather32(pr, o + 96), d1 = gather32(pr, o + 100), d2 = gather32(pr, o + 104);
 	#pragma GCC unroll 16
 	for (int g = 0; g < 16; g++) {
-		__m512i lo = g < 8 ? byte_of(g < 4 ? d0 : d1, g & 3) : _mm512_srli_epi32(byte_of(g < 12 ? d0 : d1, g & 3), 4);
+		__m512i lo = g < 8 ? tbyte(t, 2 + g) : _mm512_srli_epi32(tbyte(t, 2 + g - 8), 4);
 		lo = _mm512_and_si512(lo, _mm512_set1_epi32(15));
-		__m512i hi = _mm512_and_si512(_mm512_srli_epi32(byte_of(d2, g & 3), 2 * (g >> 2)), _mm512_set1_epi32(3));
+		__m512i hi = _mm512_and_si512(_mm512_srli_epi32(tbyte(t, 2 + 8 + (g & 3)), 2 * (g >> 2)),
+					      _mm512_set1_epi32(3));
 		__m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
 		_mm512_store_si512(pb + PK_SC + 64 * g, words2(sc));
 	}
@@ -1148,13 +1159,15 @@ static void unpack_q3k(const prows_t *pr, size_t o, uint8_t *pb)
 
 static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 {
-	__m512i dm = gather32(pr, o + 80);
-	_mm512_store_ps((float *)(pb + PK_D), half_of(dm, 0));
-	_mm512_store_ps((float *)(pb + PK_DM), half_of(dm, 1));
+	__m512i sc4[4], dm[4];
+	tr16x4(pr, o, sc4);
+	tr16x4(pr, o + 68, dm);	/* d, dmin at 80 */
+	_mm512_store_ps((float *)(pb + PK_D), half_of(dm[3], 0));
+	_mm512_store_ps((float *)(pb + PK_DM), half_of(dm[3], 1));
 	__m512i mn[16];
 	#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
-		__m512i s = gather32(pr, o + 4 * (size_t)i);
+		__m512i s = sc4[i];
 		#pragma GCC unroll 16
 		for (int j = 0; j < 4; j++) {
 			__m512i b = byte_of(s, j);
@@ -1180,7 +1193,9 @@ static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 
 static void unpack_iq4xs(const prows_t *pr, size_t o, uint8_t *pb)
 {
-	__m512i dh = gather32(pr, o), sl = gather32(pr, o + 4);
+	__m512i hd[4];
+	tr16x4(pr, o, hd);
+	__m512i dh = hd[0], sl = hd[1];
 	_mm512_store_ps((float *)(pb + PK_D), half_of(dh, 0));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
 	__m512i sh = _mm512_srli_epi32(dh, 16);
@@ -1685,7 +1700,24 @@ static void run_panel(const pjob_t *j, const ops_qseg_t *sg, int r0, const uint8
 	}
 }
 
-static void p_task(void *arg, int task, int worker)
+/* Starts loading the rows of task t's panels (a prefetch: it changes no
+ * result). A panel's rows are contiguous, but the unpacking walks them a
+ * block of every row at a time, which the hardware prefetchers do not
+ * follow; without it a batch of one waits on memory at every block. */
+static void prefetch_task(const pjob_t *j, int t)
+{
+	int p0 = t * j->per_task, p1 = p0 + j->per_task < j->n_panels ? p0 + j->per_task : j->n_panels;
+	for (int i = p0; i < p1; i++) {
+		int r0;
+		const ops_qseg_t *sg = panel_at(j->w, i, &r0);
+		int rows = sg->n_rows - r0 < PR ? sg->n_rows - r0 : PR;
+		const char *a = (const char *)(sg->data + (size_t)r0 * sg->row_bytes);
+		for (size_t o = 0; o < (size_t)rows * sg->row_bytes; o += 64)
+			_mm_prefetch(a + o, _MM_HINT_T0);
+	}
+}
+
+static void p_task(void *arg, int task, int next, int worker)
 {
 	const pjob_t *j = arg;
 	_Alignas(64) uint8_t stack[PANEL_STACK];
@@ -1693,6 +1725,8 @@ static void p_task(void *arg, int task, int worker)
 	int p0 = task * j->per_task, p1 = p0 + j->per_task < j->n_panels ? p0 + j->per_task : j->n_panels;
 	const ops_qseg_t *sg[64];
 	int r0[64];
+	if (next >= 0)
+		prefetch_task(j, next);
 	for (int i = p0; i < p1; i++) {
 		sg[i - p0] = panel_at(j->w, i, &r0[i - p0]);
 		unpack_panel(sg[i - p0]->type, sg[i - p0]->data + (size_t)r0[i - p0] * sg[i - p0]->row_bytes,
@@ -1749,7 +1783,7 @@ static bool matmul_panels(ops_pool_t *p, float *y, size_t ldy, const float *x, s
 		for (int i = 0; i < n; i++)
 			xk_quantize(x + (size_t)i * ldx, (xbk_t *)(base + (size_t)i * j.sk), K);
 	}
-	ops_pool_run(p, p_task, &j, (j.n_panels + j.per_task - 1) / j.per_task);
+	ops_pool_run_shares(p, p_task, &j, (j.n_panels + j.per_task - 1) / j.per_task);
 	free(j.heap);
 	return true;
 }
