@@ -921,13 +921,13 @@ INL __m512i iq4_table(int plus128)
 	return plus128 ? _mm512_xor_si512(t, _mm512_set1_epi8((char)0x80)) : t;
 }
 
-/* Legacy blocks [0, nb) of a panel of type t. */
-static void unpack_p0(uint32_t t, const prows_t *pr, int nb, uint8_t *dst)
+/* Legacy blocks [b0, b1) of a panel of type t. */
+static void unpack_p0(uint32_t t, const prows_t *pr, int b0, int b1, uint8_t *dst)
 {
 	size_t bb = (size_t)quant_block_bytes(t);
 	bool off = t == QUANT_Q4_1 || t == QUANT_Q5_1;
 	size_t qs_at = t == QUANT_Q4_1 ? 4 : t == QUANT_Q5_0 ? 6 : t == QUANT_Q5_1 ? 8 : 2;
-	for (int b = 0; b < nb; b++) {
+	for (int b = b0; b < b1; b++) {
 		size_t o = (size_t)b * bb;
 		uint8_t *pb = dst + (size_t)b * PB0;
 		__m512i w[8], dm = gather32(pr, o);
@@ -1224,19 +1224,40 @@ static void unpack_iq4xs(const prows_t *pr, size_t o, uint8_t *pb)
 	k_corr(pb, true);
 }
 
-/* Unpacks the panel of rows [row0, row0 + rows) (rows <= PR) of type t. */
-static void unpack_panel(uint32_t t, const uint8_t *row0, size_t row_bytes, int rows, int K, uint8_t *dst)
+/* Starts loading bytes [lo, hi) of pf (a prefetch: it changes no result). */
+static void prefetch_part(const uint8_t *pf, size_t lo, size_t hi)
+{
+	for (size_t o = lo / 64 * 64; o < hi; o += 64)
+		_mm_prefetch((const char *)pf + o, _MM_HINT_T0);
+}
+
+/* Unpacks the panel of rows [row0, row0 + rows) (rows <= PR) of type t,
+ * and meanwhile prefetches the pf_bytes at pf (the next panel's rows, or
+ * NULL), a part per block: the unpacking walks a block of every row at a
+ * time, which the hardware prefetchers do not follow, and a prefetch of a
+ * whole panel at once overruns the misses a core can have in flight. */
+static void unpack_panel(uint32_t t, const uint8_t *row0, size_t row_bytes, int rows, int K, uint8_t *dst,
+			 const uint8_t *pf, size_t pf_bytes)
 {
 	prows_t pr;
 	prows_init(&pr, row0, row_bytes, rows);
+	int nb = K / quant_block_values(t);
+	size_t bb = (size_t)quant_block_bytes(t);
 	if (quant_block_values(t) == 32) {
-		unpack_p0(t, &pr, K / 32, dst);
+		/* 8 blocks at a time */
+		for (int b = 0; b < nb; b += 8) {
+			int e = b + 8 < nb ? b + 8 : nb;
+			if (pf != NULL)
+				prefetch_part(pf, pf_bytes * (size_t)b / (size_t)nb, pf_bytes * (size_t)e / (size_t)nb);
+			unpack_p0(t, &pr, b, e, dst);
+		}
 		return;
 	}
-	size_t bb = (size_t)quant_block_bytes(t);
-	for (int b = 0; b < K / 256; b++) {
+	for (int b = 0; b < nb; b++) {
 		size_t o = (size_t)b * bb;
 		uint8_t *pb = dst + (size_t)b * PBK;
+		if (pf != NULL)
+			prefetch_part(pf, pf_bytes * (size_t)b / (size_t)nb, pf_bytes * (size_t)(b + 1) / (size_t)nb);
 		switch (t) {
 		case QUANT_Q2_K: unpack_q2k(&pr, o, pb); break;
 		case QUANT_Q3_K: unpack_q3k(&pr, o, pb); break;
@@ -1511,7 +1532,7 @@ static float dot_panel(uint32_t wtype, const void *wrow, const void *arow, int K
 	if (mem == NULL)
 		return NAN;
 	x_from_act((enum qmm_act)a, arow, mem + pb, K);
-	unpack_panel(wtype, wrow, 0, 1, K, mem);
+	unpack_panel(wtype, wrow, 0, 1, K, mem, NULL, 0);
 	float r[PR];
 	const void *x[1] = { mem + pb };
 	float *y[1] = { r };
@@ -1700,21 +1721,14 @@ static void run_panel(const pjob_t *j, const ops_qseg_t *sg, int r0, const uint8
 	}
 }
 
-/* Starts loading the rows of task t's panels (a prefetch: it changes no
- * result). A panel's rows are contiguous, but the unpacking walks them a
- * block of every row at a time, which the hardware prefetchers do not
- * follow; without it a batch of one waits on memory at every block. */
-static void prefetch_task(const pjob_t *j, int t)
+/* The rows of panel i of w: where they start and their bytes. */
+static const uint8_t *panel_rows(const ops_w_t *w, int i, size_t *ret_bytes)
 {
-	int p0 = t * j->per_task, p1 = p0 + j->per_task < j->n_panels ? p0 + j->per_task : j->n_panels;
-	for (int i = p0; i < p1; i++) {
-		int r0;
-		const ops_qseg_t *sg = panel_at(j->w, i, &r0);
-		int rows = sg->n_rows - r0 < PR ? sg->n_rows - r0 : PR;
-		const char *a = (const char *)(sg->data + (size_t)r0 * sg->row_bytes);
-		for (size_t o = 0; o < (size_t)rows * sg->row_bytes; o += 64)
-			_mm_prefetch(a + o, _MM_HINT_T0);
-	}
+	int r0;
+	const ops_qseg_t *sg = panel_at(w, i, &r0);
+	int rows = sg->n_rows - r0 < PR ? sg->n_rows - r0 : PR;
+	*ret_bytes = (size_t)rows * sg->row_bytes;
+	return sg->data + (size_t)r0 * sg->row_bytes;
 }
 
 static void p_task(void *arg, int task, int next, int worker)
@@ -1725,12 +1739,16 @@ static void p_task(void *arg, int task, int next, int worker)
 	int p0 = task * j->per_task, p1 = p0 + j->per_task < j->n_panels ? p0 + j->per_task : j->n_panels;
 	const ops_qseg_t *sg[64];
 	int r0[64];
-	if (next >= 0)
-		prefetch_task(j, next);
 	for (int i = p0; i < p1; i++) {
+		/* the panel after this one: this task's next, or the first of
+		 * the task this worker takes next */
+		int after = i + 1 < p1 ? i + 1 : next >= 0 ? next * j->per_task : -1;
+		size_t pf_bytes = 0;
+		const uint8_t *pf = after >= 0 ? panel_rows(j->w, after, &pf_bytes) : NULL;
 		sg[i - p0] = panel_at(j->w, i, &r0[i - p0]);
 		unpack_panel(sg[i - p0]->type, sg[i - p0]->data + (size_t)r0[i - p0] * sg[i - p0]->row_bytes,
-			     sg[i - p0]->row_bytes, sg[i - p0]->n_rows - r0[i - p0], j->K, buf + (size_t)(i - p0) * j->pbytes);
+			     sg[i - p0]->row_bytes, sg[i - p0]->n_rows - r0[i - p0], j->K, buf + (size_t)(i - p0) * j->pbytes,
+			     pf, pf_bytes);
 	}
 	for (int i0 = 0; i0 < j->n; i0 += ACT_CHUNK) {
 		int i1 = i0 + ACT_CHUNK < j->n ? i0 + ACT_CHUNK : j->n;
