@@ -1,16 +1,27 @@
 /* qmm: quantized-weight matrix products, llama.cpp's arithmetic (qmm.h).
  *
- * Structure. A weight row is first unpacked, block by block, into a common
+ * Two implementations of one definition, which give the same bits:
+ *
+ * Portable C. A weight row is unpacked, block by block, into a common
  * integer form (unpack_row): its quants as int8 (offsets such as Q4_0's -8
  * applied), an integer scale and an integer min per 16 values, and per
  * block the f32 scale(s). The product of that form with a quantized
  * activation row (dot_row) is the same for every weight type: integer sums
  * per 16 values, multiplied by the integer scales, summed per block, then
- * the block's f32 scaling. A row is unpacked once per step and reused by
- * every activation row of the step, so a batch pays the unpacking once.
+ * the block's f32 scaling. qmm_dot_ref is this code whatever the build.
  *
- * Only the integer inner sums have a vector version (AVX-512BW / VNNI);
- * integers are exact, so it gives the portable code's bits. */
+ * AVX-512 VNNI (the "panel" path, below the portable code). Sixteen weight
+ * rows are unpacked together into a panel whose vectors hold one dword per
+ * row: for every block and every group of 4 positions (the unit of the
+ * float lanes, see float_mode), the 4 quants of each of the 16 rows. One
+ * broadcast dword of an activation row times such a vector (vpdpbusd, or
+ * vpmaddubsw + vpdpwssd where integer sub-block scales multiply) gives the
+ * integer lane sums of 16 outputs at once, and the float work of a block
+ * (conversion, the fma into the 8 lane accumulators) is done for 16
+ * outputs per instruction. Integers are exact, and the float operations
+ * are the portable code's, in its order, one output per vector element, so
+ * the bits are the same (tested). A panel is unpacked once per call and
+ * reused by every activation row. */
 #include "qmm.h"
 
 #include "gguf.h"
@@ -21,22 +32,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+/* QMM_NO_SIMD builds the portable code alone (the tests build this file
+ * that way a second time and compare the two). */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && !defined(QMM_NO_SIMD)
 #include <immintrin.h>
-#define QMM_AVX512 1
+#define QMM_SIMD 1
 #else
-#define QMM_AVX512 0
+#define QMM_SIMD 0
 #endif
 
 const char *qmm_kernel_name(void)
 {
-#if QMM_AVX512 && defined(__AVX512VNNI__)
-	return "avx512-vnni";
-#elif QMM_AVX512
-	return "avx512";
-#else
-	return "generic";
-#endif
+	return QMM_SIMD ? "avx512-vnni" : "generic";
 }
 
 /* ---------------- activation formats ---------------- */
@@ -83,13 +90,76 @@ size_t qmm_act_row_bytes(enum qmm_act a, int K)
 	}
 }
 
+#if QMM_SIMD
+/* vcvtps2ph rounds to nearest even as gguf_f32_to_f16 does (subnormals,
+ * overflow to inf and NaN alike), and vcvtph2ps is exact. */
+static float f16_round(float x)
+{
+	return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* ggml's x86 quantize_row_q8_0 / q8_1 for one block of 32: scale 127 /
+ * amax, round half to even (vcvtps2dq under the default rounding, as
+ * lrintf). The maximum skips NaNs as the scalar comparison does. Returns
+ * the unrounded d; *ret_sum = sum of q. */
+static float quantize32(const float *x, int8_t *q, int *ret_sum)
+{
+	__m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+	__m512 m = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps());
+	m = _mm512_max_ps(_mm512_abs_ps(x1), m);
+	float amax = _mm512_reduce_max_ps(m);
+	float d = amax / 127.0f;
+	__m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+	__m128i q0 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, id)));
+	__m128i q1 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, id)));
+	_mm_storeu_si128((__m128i *)q, q0);
+	_mm_storeu_si128((__m128i *)(q + 16), q1);
+	*ret_sum = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(q0), _mm512_cvtepi8_epi32(q1)));
+	return d;
+}
+
+/* ggml's quantize_row_q8_K for one block of 256: the first value of the
+ * largest magnitude sets the scale -127 / max; q = min(127, round half
+ * even(scale * x)) (its nearest_int, which vcvtps2dq equals for |v| <
+ * 2^22). Returns d; 0 and all zero for a block of zeros. */
+static float quantize256(const float *x, int8_t *q, int16_t *bsums)
+{
+	__m512 m = _mm512_setzero_ps();
+	for (int i = 0; i < 16; i++)
+		m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * i)), m);
+	float amax = _mm512_reduce_max_ps(m);
+	if (amax == 0.0f) {
+		memset(q, 0, 256);
+		memset(bsums, 0, 16 * sizeof(int16_t));
+		return 0.0f;
+	}
+	float max = 0.0f;
+	for (int i = 0; i < 16; i++) {
+		__mmask16 k = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * i)), _mm512_set1_ps(amax),
+						 _CMP_EQ_OQ);
+		if (k != 0) {
+			max = x[16 * i + __builtin_ctz(k)];
+			break;
+		}
+	}
+	float iscale = -127.0f / max;
+	__m512 vs = _mm512_set1_ps(iscale);
+	for (int i = 0; i < 16; i++) {
+		__m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(x + 16 * i)));
+		__m128i b = _mm512_cvtepi32_epi8(_mm512_min_epi32(v, _mm512_set1_epi32(127)));
+		_mm_storeu_si128((__m128i *)(q + 16 * i), b);
+		bsums[i] = (int16_t)_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(b));
+	}
+	return 1.0f / iscale;
+}
+#else
 static float f16_round(float x)
 {
 	return gguf_f16_to_f32(gguf_f32_to_f16(x));
 }
 
 /* ggml's x86 quantize_row_q8_0 / q8_1: scale 127 / amax, round half to even. */
-static int quantize32(const float *x, int8_t *q, float *ret_d)
+static float quantize32(const float *x, int8_t *q, int *ret_sum)
 {
 	float amax = 0.0f;
 	for (int j = 0; j < 32; j++) {
@@ -103,8 +173,8 @@ static int quantize32(const float *x, int8_t *q, float *ret_d)
 		q[j] = (int8_t)lrintf(x[j] * id);
 		sum += q[j];
 	}
-	*ret_d = d;
-	return sum;
+	*ret_sum = sum;
+	return d;
 }
 
 /* ggml's nearest_int: round half to even through the float adder. */
@@ -116,52 +186,57 @@ static int nearest_int(float v)
 	return (i & 0x007fffff) - 0x00400000;
 }
 
+/* ggml's quantize_row_q8_K for one block of 256. */
+static float quantize256(const float *x, int8_t *q, int16_t *bsums)
+{
+	float amax = 0.0f, max = 0.0f;
+	for (int j = 0; j < 256; j++) {
+		float ax = fabsf(x[j]);
+		if (ax > amax) {
+			amax = ax;
+			max = x[j];
+		}
+	}
+	if (amax == 0.0f) {
+		memset(q, 0, 256);
+		memset(bsums, 0, 16 * sizeof(int16_t));
+		return 0.0f;
+	}
+	float iscale = -127.0f / max;
+	for (int j = 0; j < 256; j++) {
+		int v = nearest_int(iscale * x[j]);
+		q[j] = (int8_t)(v < 127 ? v : 127);
+	}
+	for (int g = 0; g < 16; g++) {
+		int s = 0;
+		for (int j = 0; j < 16; j++)
+			s += q[16 * g + j];
+		bsums[g] = (int16_t)s;
+	}
+	return 1.0f / iscale;
+}
+#endif
+
 void qmm_quantize(enum qmm_act a, const float *x, void *dst, int K)
 {
 	if (a == QMM_A8_0) {
 		a8_0_t *b = dst;
 		for (int i = 0; i < K / 32; i++) {
-			float d;
-			quantize32(x + 32 * i, b[i].qs, &d);
-			b[i].d = f16_round(d);
+			int sum;
+			b[i].d = f16_round(quantize32(x + 32 * i, b[i].qs, &sum));
 		}
 	} else if (a == QMM_A8_1) {
 		a8_1_t *b = dst;
 		for (int i = 0; i < K / 32; i++) {
-			float d;
-			int sum = quantize32(x + 32 * i, b[i].qs, &d);
+			int sum;
+			float d = quantize32(x + 32 * i, b[i].qs, &sum);
 			b[i].d = f16_round(d);
 			b[i].s = f16_round(d * (float)sum);
 		}
 	} else {
 		a8_k_t *b = dst;
-		for (int i = 0; i < K / 256; i++) {
-			const float *xb = x + 256 * i;
-			float amax = 0.0f, max = 0.0f;
-			for (int j = 0; j < 256; j++) {
-				float ax = fabsf(xb[j]);
-				if (ax > amax) {
-					amax = ax;
-					max = xb[j];
-				}
-			}
-			if (amax == 0.0f) {
-				memset(&b[i], 0, sizeof(b[i]));
-				continue;
-			}
-			float iscale = -127.0f / max;
-			for (int j = 0; j < 256; j++) {
-				int v = nearest_int(iscale * xb[j]);
-				b[i].qs[j] = (int8_t)(v < 127 ? v : 127);
-			}
-			for (int g = 0; g < 16; g++) {
-				int s = 0;
-				for (int j = 0; j < 16; j++)
-					s += b[i].qs[16 * g + j];
-				b[i].bsums[g] = (int16_t)s;
-			}
-			b[i].d = 1.0f / iscale;
-		}
+		for (int i = 0; i < K / 256; i++)
+			b[i].d = quantize256(x + 256 * i, b[i].qs, b[i].bsums);
 	}
 }
 
@@ -504,20 +579,6 @@ static void urow_init(urow_t *u, void *mem, int K)
 	u->q = (int8_t *)p;
 }
 
-float qmm_dot(uint32_t wtype, const void *wrow, const void *arow, int K)
-{
-	size_t nb = urow_bytes(K);
-	void *mem = malloc(nb);
-	if (mem == NULL)
-		return NAN;
-	urow_t u;
-	urow_init(&u, mem, K);
-	unpack_row(wtype, wrow, K, &u);
-	float r = dot_row(wtype, &u, arow, K);
-	free(mem);
-	return r;
-}
-
 /* The same definition with the integer sums in plain scalar C (no vector
  * code), for the tests. */
 float qmm_dot_ref(uint32_t wtype, const void *wrow, const void *arow, int K)
@@ -590,17 +651,950 @@ float qmm_dot_ref(uint32_t wtype, const void *wrow, const void *arow, int K)
 	return r;
 }
 
+/* ======================= the AVX-512 VNNI panel path ======================= */
+#if QMM_SIMD
+
+#define INL static inline __attribute__((always_inline))
+#define PR 16			/* weight rows per panel: one per dword of a vector */
+
+/* ---- activations, as the panel kernels read them ----
+ *
+ * The same quantized values as qmm_quantize's formats, with what the
+ * kernels add per block precomputed once per row. Panels hold legacy
+ * weights plus 128 (unsigned bytes for vpdpbusd), so a legacy block
+ * carries the -128 x sum of its activations that takes the offset back,
+ * per group of 4 (c) and in all (csum). K-quant panels multiply the
+ * activations' bytes plus 128 (qu) where the weights are signed, qs where
+ * they are not. */
+typedef struct xb0 {
+	int8_t qs[32];
+	int32_t c[8];		/* -128 * (qs[4p] + ... + qs[4p + 3]) */
+	float d;		/* f16-rounded (A8_0 and A8_1) */
+	float s;		/* A8_1's s */
+	int32_t csum;		/* sum of c */
+	int32_t pad;
+} xb0_t;
+
+typedef struct xbk {
+	int8_t qs[256];
+	uint8_t qu[256];	/* qs + 128 */
+	int16_t bsums[16];	/* per 16 values */
+	int16_t bs32[8];	/* per 32 values */
+	float d;
+	int32_t pad[3];
+} xbk_t;
+
+_Static_assert(sizeof(xb0_t) == 80 && sizeof(xbk_t) == 576, "activation block layouts");
+
+INL __m512i bcast32(const void *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return _mm512_set1_epi32(v);
+}
+
+/* The extra fields of a legacy block whose qs, d and s are set. */
+static void x0_finish(xb0_t *b, int sum)
+{
+	__m512i q = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b->qs));
+	__m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), q);
+	__m512i c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 7));
+	_mm256_storeu_si256((__m256i *)b->c, _mm512_castsi512_si256(c));
+	b->csum = -128 * sum;
+	b->pad = 0;
+}
+
+static void xk_finish(xbk_t *b)
+{
+	#pragma GCC unroll 16
+	for (int i = 0; i < 4; i++) {
+		__m512i q = _mm512_loadu_si512(b->qs + 64 * i);
+		_mm512_storeu_si512(b->qu + 64 * i, _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80)));
+	}
+	#pragma GCC unroll 16
+	for (int j = 0; j < 8; j++)
+		b->bs32[j] = (int16_t)(b->bsums[2 * j] + b->bsums[2 * j + 1]);
+	memset(b->pad, 0, sizeof(b->pad));
+}
+
+/* x[K] quantized into a row of kernel blocks: legacy (A8_0 and A8_1 at
+ * once) or K. */
+static void x0_quantize(const float *x, xb0_t *b, int K)
+{
+	for (int i = 0; i < K / 32; i++) {
+		int sum;
+		float d = quantize32(x + 32 * i, b[i].qs, &sum);
+		b[i].d = f16_round(d);
+		b[i].s = f16_round(d * (float)sum);
+		x0_finish(&b[i], sum);
+	}
+}
+
+static void xk_quantize(const float *x, xbk_t *b, int K)
+{
+	for (int i = 0; i < K / 256; i++) {
+		b[i].d = quantize256(x + 256 * i, b[i].qs, b[i].bsums);
+		xk_finish(&b[i]);
+	}
+}
+
+/* A row in qmm_quantize's format a, as kernel blocks (qmm_dot). */
+static void x_from_act(enum qmm_act a, const void *arow, void *dst, int K)
+{
+	if (a == QMM_A8_K) {
+		const a8_k_t *s = arow;
+		xbk_t *b = dst;
+		for (int i = 0; i < K / 256; i++) {
+			memcpy(b[i].qs, s[i].qs, 256);
+			memcpy(b[i].bsums, s[i].bsums, sizeof(b[i].bsums));
+			b[i].d = s[i].d;
+			xk_finish(&b[i]);
+		}
+		return;
+	}
+	xb0_t *b = dst;
+	for (int i = 0; i < K / 32; i++) {
+		const int8_t *qs;
+		if (a == QMM_A8_1) {
+			const a8_1_t *s = (const a8_1_t *)arow + i;
+			qs = s->qs;
+			b[i].d = s->d;
+			b[i].s = s->s;
+		} else {
+			const a8_0_t *s = (const a8_0_t *)arow + i;
+			qs = s->qs;
+			b[i].d = s->d;
+			b[i].s = 0.0f;
+		}
+		memcpy(b[i].qs, qs, 32);
+		int sum = 0;
+				for (int j = 0; j < 32; j++)
+			sum += qs[j];
+		x0_finish(&b[i], sum);
+	}
+}
+
+/* ---- panels ----
+ *
+ * A panel is PR consecutive rows of one type (the last rows of a segment
+ * may be fewer: the missing ones repeat its last row and are not stored).
+ * "w[p]" below is a vector whose dword r holds the 4 quants of row r at
+ * positions 4p .. 4p+3 of a 32-value group: lane p of the float order.
+ *
+ * Legacy block (32 values), PB0 bytes: w[8] as u8 = quant + 128 (so that
+ * vpdpbusd multiplies them by the signed activations; the activation
+ * side's c takes the 128 back), d[16] and m[16] (Q4_1 / Q5_1) in f32. */
+#define PB0 640
+#define P0_D 512
+#define P0_M 576
+/* K block (256 values), PBK bytes: w[8 c][8 p] for the 32-value groups c
+ * (signed bytes for Q3_K, Q6_K and IQ4_XS, which multiply the activations
+ * plus 128; unsigned for the others), the integer scale of each 16-value
+ * group g as words (s, s) per row (IQ4_XS: one dword per group of 32),
+ * corr[8] the int32 start of each lane (-128 x sum of scale x quant, for
+ * the signed types), d and dmin in f32, and the integer mins as word
+ * pairs: Q2_K (mn[2k], mn[2k+1]) per lane k, Q4_K / Q5_K (mn[2m],
+ * mn[2m+1]) of 32-value groups per pair m. */
+#define PBK 6272
+#define PK_SC 4096
+#define PK_CORR 5120
+#define PK_D 5632
+#define PK_DM 5696
+#define PK_MN 5760
+
+static size_t panel_bytes(int K)
+{
+	size_t l = (size_t)(K / 32) * PB0, k = (size_t)(K / 256) * PBK;
+	return l > k ? l : k;
+}
+
+/* The rows of a panel: rp[r] and, for gathers, the byte offsets gi[r]
+ * from rp[0]. */
+typedef struct prows {
+	const uint8_t *rp[PR];
+	__m512i gi;
+} prows_t;
+
+static void prows_init(prows_t *pr, const uint8_t *row0, size_t row_bytes, int rows)
+{
+	int32_t off[PR];
+	#pragma GCC unroll 16
+	for (int r = 0; r < PR; r++) {
+		int rr = r < rows ? r : rows - 1;
+		off[r] = (int32_t)((size_t)rr * row_bytes);
+		pr->rp[r] = row0 + (size_t)off[r];
+	}
+	pr->gi = _mm512_loadu_si512(off);
+}
+
+/* The dword at byte off of each row. */
+INL __m512i gather32(const prows_t *pr, size_t off)
+{
+	return _mm512_i32gather_epi32(pr->gi, (const void *)(pr->rp[0] + off), 1);
+}
+
+/* The f16 in the low (hi = 0) or high half of each dword, in f32. */
+INL __m512 half_of(__m512i v, int hi)
+{
+	if (hi)
+		v = _mm512_srli_epi32(v, 16);
+	return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
+
+/* 32 bytes at off of every row, transposed by dwords: o[p]'s dword r is
+ * dword p of row r. */
+INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
+{
+	__m512i r[8], t[8], u[8];
+	#pragma GCC unroll 16
+	for (int i = 0; i < 8; i++)
+		r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pr->rp[i] + off))),
+					  _mm256_loadu_si256((const __m256i *)(pr->rp[i + 8] + off)), 1);
+	#pragma GCC unroll 16
+	for (int i = 0; i < 8; i += 2) {
+		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	#pragma GCC unroll 16
+	for (int i = 0; i < 8; i += 4) {
+		u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+		u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+		u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+		u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+	}
+	/* u[q]: per 256-bit half, dwords q (low lane) and q + 4 (high lane) of
+	 * 4 rows; u[q + 4] the next 4 rows */
+	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+	const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+	#pragma GCC unroll 16
+	for (int q = 0; q < 4; q++) {
+		o[q] = _mm512_permutex2var_epi64(u[q], lo, u[q + 4]);
+		o[q + 4] = _mm512_permutex2var_epi64(u[q], hi, u[q + 4]);
+	}
+}
+
+/* The same for 16 bytes: o[q] for dwords q < 4. */
+INL void tr16x4(const prows_t *pr, size_t off, __m512i o[4])
+{
+	__m512i x[4];
+	#pragma GCC unroll 16
+	for (int i = 0; i < 4; i++) {
+		__m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(pr->rp[i] + off)));
+		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(pr->rp[i + 4] + off)), 1);
+		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(pr->rp[i + 8] + off)), 2);
+		x[i] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(pr->rp[i + 12] + off)), 3);
+	}
+	__m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]), t1 = _mm512_unpackhi_epi32(x[0], x[1]);
+	__m512i t2 = _mm512_unpacklo_epi32(x[2], x[3]), t3 = _mm512_unpackhi_epi32(x[2], x[3]);
+	o[0] = _mm512_unpacklo_epi64(t0, t2);
+	o[1] = _mm512_unpackhi_epi64(t0, t2);
+	o[2] = _mm512_unpacklo_epi64(t1, t3);
+	o[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+INL __m512i lo_nib(__m512i v)
+{
+	return _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
+}
+
+INL __m512i hi_nib(__m512i v)
+{
+	return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f));
+}
+
+/* 0x10 in byte i of dword r where bit 4p + i of qh's dword r is set: the
+ * fifth bits of Q5_0 / Q5_1 for lane p. */
+INL __m512i fifth_bits(__m512i qh, int p)
+{
+	const __m512i rep = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0x00000000);
+	__m512i b = _mm512_shuffle_epi8(_mm512_srl_epi32(qh, _mm_cvtsi32_si128(4 * p)), rep);
+	__mmask64 k = _mm512_test_epi8_mask(b, _mm512_set1_epi32(0x08040201));
+	return _mm512_maskz_mov_epi8(k, _mm512_set1_epi8(0x10));
+}
+
+INL __m512i iq4_table(int plus128)
+{
+	static const int8_t lv[16] = {
+		-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+	};
+	__m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lv));
+	return plus128 ? _mm512_xor_si512(t, _mm512_set1_epi8((char)0x80)) : t;
+}
+
+/* Legacy blocks [b0, b1) of a panel of type t. */
+static void unpack_p0(uint32_t t, const prows_t *pr, int b0, int b1, uint8_t *dst)
+{
+	size_t bb = (size_t)quant_block_bytes(t);
+	bool off = t == QUANT_Q4_1 || t == QUANT_Q5_1;
+	size_t qs_at = t == QUANT_Q4_1 ? 4 : t == QUANT_Q5_0 ? 6 : t == QUANT_Q5_1 ? 8 : 2;
+	for (int b = b0; b < b1; b++) {
+		size_t o = (size_t)b * bb;
+		uint8_t *pb = dst + (size_t)b * PB0;
+		__m512i w[8], dm = gather32(pr, o);
+		_mm512_store_ps((float *)(pb + P0_D), half_of(dm, 0));
+		_mm512_store_ps((float *)(pb + P0_M), off ? half_of(dm, 1) : _mm512_setzero_ps());
+		if (t == QUANT_Q8_0) {
+			tr16x8(pr, o + 2, w);
+			#pragma GCC unroll 16
+			for (int p = 0; p < 8; p++)
+				w[p] = _mm512_xor_si512(w[p], _mm512_set1_epi8((char)0x80));
+		} else {
+			__m512i n[4];
+			tr16x4(pr, o + qs_at, n);
+			#pragma GCC unroll 16
+			for (int q = 0; q < 4; q++) {
+				w[q] = lo_nib(n[q]);
+				w[q + 4] = hi_nib(n[q]);
+			}
+			if (t == QUANT_Q5_0 || t == QUANT_Q5_1) {
+				__m512i qh = gather32(pr, o + (t == QUANT_Q5_0 ? 2 : 4));
+				#pragma GCC unroll 16
+				for (int p = 0; p < 8; p++)
+					w[p] = _mm512_or_si512(w[p], fifth_bits(qh, p));
+			}
+			/* quant + 128: Q4_0 nibble - 8, Q5_0 - 16, IQ4_NL its level */
+			__m512i tab = iq4_table(1);
+			#pragma GCC unroll 16
+			for (int p = 0; p < 8; p++) {
+				if (t == QUANT_Q4_0)
+					w[p] = _mm512_add_epi8(w[p], _mm512_set1_epi8(120));
+				else if (t == QUANT_Q5_0)
+					w[p] = _mm512_add_epi8(w[p], _mm512_set1_epi8(112));
+				else if (t == QUANT_IQ4_NL)
+					w[p] = _mm512_shuffle_epi8(tab, w[p]);
+				else
+					w[p] = _mm512_or_si512(w[p], _mm512_set1_epi8((char)0x80));
+			}
+		}
+		#pragma GCC unroll 16
+		for (int p = 0; p < 8; p++)
+			_mm512_store_si512(pb + 64 * p, w[p]);
+	}
+}
+
+/* (s, s) as the words of each dword: a scale for vpdpwssd. */
+INL __m512i words2(__m512i s)
+{
+	__m512i l = _mm512_and_si512(s, _mm512_set1_epi32(0xffff));
+	return _mm512_or_si512(l, _mm512_slli_epi32(l, 16));
+}
+
+/* (a, b) as the low and high words of each dword. */
+INL __m512i wpair(__m512i a, __m512i b)
+{
+	return _mm512_or_si512(_mm512_and_si512(a, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(b, 16));
+}
+
+/* Byte j of each dword of v, zero-extended (j a constant). */
+INL __m512i byte_of(__m512i v, int j)
+{
+	return _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xff));
+}
+
+/* Byte k of transposed dwords v (zero-extended in each dword). */
+INL __m512i tbyte(const __m512i *v, int k)
+{
+	return byte_of(v[k / 4], k % 4);
+}
+
+/* The start of each lane of a signed K block: -128 x the sum over the
+ * lane's positions of scale x quant, so that the kernels' products of the
+ * quants with (activation + 128) come out as those with the activations. */
+static void k_corr(uint8_t *pb, bool dword_scales)
+{
+	__m512i acc[8];
+	#pragma GCC unroll 16
+	for (int p = 0; p < 8; p++)
+		acc[p] = _mm512_setzero_si512();
+	for (int c = 0; c < 8; c++)
+		#pragma GCC unroll 16
+		for (int p = 0; p < 8; p++) {
+			__m512i w = _mm512_load_si512(pb + 64 * (8 * c + p));
+			if (dword_scales) {
+				__m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), w);
+				__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * c);
+				acc[p] = _mm512_add_epi32(acc[p], _mm512_mullo_epi32(s4, sc));
+			} else {
+				__m512i s2 = _mm512_maddubs_epi16(_mm512_set1_epi8(1), w);
+				__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (2 * c + (p >= 4)));
+				acc[p] = _mm512_dpwssd_epi32(acc[p], s2, sc);
+			}
+		}
+	#pragma GCC unroll 16
+	for (int p = 0; p < 8; p++)
+		_mm512_store_si512(pb + PK_CORR + 64 * p,
+				   _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc[p], 7)));
+}
+
+/* Q4_K / Q5_K scales and mins: 8 x 6 bits each in the 12 bytes at 4
+ * (h: the block's first 16 bytes, transposed). */
+INL void unpack_k4_scales(const __m512i *h, uint8_t *pb)
+{
+	__m512i d0 = h[1], d1 = h[2], d2 = h[3];
+	__m512i mn[8];
+	#pragma GCC unroll 16
+	for (int j = 0; j < 8; j++) {
+		__m512i sc;
+		if (j < 4) {
+			sc = _mm512_and_si512(byte_of(d0, j), _mm512_set1_epi32(63));
+			mn[j] = _mm512_and_si512(byte_of(d1, j), _mm512_set1_epi32(63));
+		} else {
+			__m512i q8 = byte_of(d2, j - 4);
+			__m512i hs = _mm512_slli_epi32(_mm512_srli_epi32(byte_of(d0, j - 4), 6), 4);
+			__m512i hm = _mm512_slli_epi32(_mm512_srli_epi32(byte_of(d1, j - 4), 6), 4);
+			sc = _mm512_or_si512(_mm512_and_si512(q8, _mm512_set1_epi32(15)), hs);
+			mn[j] = _mm512_or_si512(_mm512_srli_epi32(q8, 4), hm);
+		}
+		_mm512_store_si512(pb + PK_SC + 64 * (2 * j), words2(sc));
+		_mm512_store_si512(pb + PK_SC + 64 * (2 * j + 1), words2(sc));
+	}
+	#pragma GCC unroll 16
+	for (int m = 0; m < 4; m++)
+		_mm512_store_si512(pb + PK_MN + 64 * m, wpair(mn[2 * m], mn[2 * m + 1]));
+}
+
+INL void unpack_q4k(const bool five, const prows_t *pr, size_t o, uint8_t *pb)
+{
+	__m512i hd[4];
+	tr16x4(pr, o, hd);
+	_mm512_store_ps((float *)(pb + PK_D), half_of(hd[0], 0));
+	_mm512_store_ps((float *)(pb + PK_DM), half_of(hd[0], 1));
+	unpack_k4_scales(hd, pb);
+	__m512i qh[8];
+	if (five)
+		tr16x8(pr, o + 16, qh);
+	#pragma GCC unroll 16
+	for (int m = 0; m < 4; m++) {
+		__m512i q[8];
+		tr16x8(pr, o + (five ? 48 : 16) + 32 * (size_t)m, q);
+		#pragma GCC unroll 16
+		for (int p = 0; p < 8; p++) {
+			__m512i l = lo_nib(q[p]), h = hi_nib(q[p]);
+			if (five) {
+				__mmask64 kl = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m))));
+				__mmask64 kh = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m + 1))));
+				l = _mm512_or_si512(l, _mm512_maskz_mov_epi8(kl, _mm512_set1_epi8(0x10)));
+				h = _mm512_or_si512(h, _mm512_maskz_mov_epi8(kh, _mm512_set1_epi8(0x10)));
+			}
+			_mm512_store_si512(pb + 64 * (8 * (2 * m) + p), l);
+			_mm512_store_si512(pb + 64 * (8 * (2 * m + 1) + p), h);
+		}
+	}
+}
+
+static void unpack_q6k(const prows_t *pr, size_t o, uint8_t *pb)
+{
+	/* bytes 178..209: the scales from 192, d at 208 */
+	__m512i t[8];
+	tr16x8(pr, o + 178, t);
+	_mm512_store_ps((float *)(pb + PK_D), half_of(t[7], 1));
+	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
+	#pragma GCC unroll 16
+	for (int g = 0; g < 16; g++) {
+		int k = 14 + g;
+		__m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(t[k / 4], 24 - 8 * (k % 4)), 24);
+		_mm512_store_si512(pb + PK_SC + 64 * g, words2(sc));
+	}
+	const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+	#pragma GCC unroll 16
+	for (int nh = 0; nh < 2; nh++) {
+		__m512i l0[8], l1[8], qh[8];
+		tr16x8(pr, o + 64 * (size_t)nh, l0);
+		tr16x8(pr, o + 64 * (size_t)nh + 32, l1);
+		tr16x8(pr, o + 128 + 32 * (size_t)nh, qh);
+		#pragma GCC unroll 16
+		for (int p = 0; p < 8; p++) {
+			__m512i v[4];
+			v[0] = _mm512_or_si512(_mm512_and_si512(l0[p], m4),
+					       _mm512_and_si512(_mm512_slli_epi16(qh[p], 4), m30));
+			v[1] = _mm512_or_si512(_mm512_and_si512(l1[p], m4),
+					       _mm512_and_si512(_mm512_slli_epi16(qh[p], 2), m30));
+			v[2] = _mm512_or_si512(hi_nib(l0[p]), _mm512_and_si512(qh[p], m30));
+			v[3] = _mm512_or_si512(hi_nib(l1[p]), _mm512_and_si512(_mm512_srli_epi16(qh[p], 2), m30));
+			#pragma GCC unroll 16
+			for (int k = 0; k < 4; k++)
+				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
+						   _mm512_sub_epi8(v[k], _mm512_set1_epi8(32)));
+		}
+	}
+	k_corr(pb, false);
+}
+
+static void unpack_q3k(const prows_t *pr, size_t o, uint8_t *pb)
+{
+	/* bytes 94..109: the scales p[12] from 96 (index 2), d at 108 */
+	__m512i t[4];
+	tr16x4(pr, o + 94, t);
+	_mm512_store_ps((float *)(pb + PK_D), half_of(t[3], 1));
+	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
+	#pragma GCC unroll 16
+	for (int g = 0; g < 16; g++) {
+		__m512i lo = g < 8 ? tbyte(t, 2 + g) : _mm512_srli_epi32(tbyte(t, 2 + g - 8), 4);
+		lo = _mm512_and_si512(lo, _mm512_set1_epi32(15));
+		__m512i hi = _mm512_and_si512(_mm512_srli_epi32(tbyte(t, 2 + 8 + (g & 3)), 2 * (g >> 2)),
+					      _mm512_set1_epi32(3));
+		__m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+		_mm512_store_si512(pb + PK_SC + 64 * g, words2(sc));
+	}
+	__m512i hm[8];
+	tr16x8(pr, o, hm);
+	#pragma GCC unroll 16
+	for (int nh = 0; nh < 2; nh++) {
+		__m512i q[8];
+		tr16x8(pr, o + 32 + 32 * (size_t)nh, q);
+		#pragma GCC unroll 16
+		for (int k = 0; k < 4; k++) {
+			int c = 4 * nh + k;
+			#pragma GCC unroll 16
+			for (int p = 0; p < 8; p++) {
+				__m512i v = _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3));
+				__mmask64 h = _mm512_test_epi8_mask(hm[p], _mm512_set1_epi8((char)(1 << c)));
+				v = _mm512_mask_sub_epi8(v, ~h, v, _mm512_set1_epi8(4));
+				_mm512_store_si512(pb + 64 * (8 * c + p), v);
+			}
+		}
+	}
+	k_corr(pb, false);
+}
+
+static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
+{
+	__m512i sc4[4], dm[4];
+	tr16x4(pr, o, sc4);
+	tr16x4(pr, o + 68, dm);	/* d, dmin at 80 */
+	_mm512_store_ps((float *)(pb + PK_D), half_of(dm[3], 0));
+	_mm512_store_ps((float *)(pb + PK_DM), half_of(dm[3], 1));
+	__m512i mn[16];
+	#pragma GCC unroll 16
+	for (int i = 0; i < 4; i++) {
+		__m512i s = sc4[i];
+		#pragma GCC unroll 16
+		for (int j = 0; j < 4; j++) {
+			__m512i b = byte_of(s, j);
+			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(_mm512_and_si512(b, _mm512_set1_epi32(15))));
+			mn[4 * i + j] = _mm512_srli_epi32(b, 4);
+		}
+	}
+	#pragma GCC unroll 16
+	for (int k = 0; k < 8; k++)
+		_mm512_store_si512(pb + PK_MN + 64 * k, wpair(mn[2 * k], mn[2 * k + 1]));
+	#pragma GCC unroll 16
+	for (int nh = 0; nh < 2; nh++) {
+		__m512i q[8];
+		tr16x8(pr, o + 16 + 32 * (size_t)nh, q);
+		#pragma GCC unroll 16
+		for (int k = 0; k < 4; k++)
+			#pragma GCC unroll 16
+			for (int p = 0; p < 8; p++)
+				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
+						   _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3)));
+	}
+}
+
+static void unpack_iq4xs(const prows_t *pr, size_t o, uint8_t *pb)
+{
+	__m512i hd[4];
+	tr16x4(pr, o, hd);
+	__m512i dh = hd[0], sl = hd[1];
+	_mm512_store_ps((float *)(pb + PK_D), half_of(dh, 0));
+	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
+	__m512i sh = _mm512_srli_epi32(dh, 16);
+	#pragma GCC unroll 16
+	for (int ib = 0; ib < 8; ib++) {
+		__m512i l = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * ib), _mm512_set1_epi32(15));
+		__m512i h = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * ib), _mm512_set1_epi32(3));
+		__m512i sc = _mm512_sub_epi32(_mm512_or_si512(l, _mm512_slli_epi32(h, 4)), _mm512_set1_epi32(32));
+		_mm512_store_si512(pb + PK_SC + 64 * ib, sc);
+	}
+	__m512i tab = iq4_table(0);
+	#pragma GCC unroll 16
+	for (int m = 0; m < 4; m++) {
+		__m512i q[8];
+		tr16x8(pr, o + 8 + 32 * (size_t)m, q);
+		#pragma GCC unroll 16
+		for (int h = 0; h < 2; h++)
+			#pragma GCC unroll 16
+			for (int qd = 0; qd < 4; qd++) {
+				__m512i v = q[4 * h + qd];
+				int c = 2 * m + h;
+				_mm512_store_si512(pb + 64 * (8 * c + qd), _mm512_shuffle_epi8(tab, lo_nib(v)));
+				_mm512_store_si512(pb + 64 * (8 * c + 4 + qd), _mm512_shuffle_epi8(tab, hi_nib(v)));
+			}
+	}
+	k_corr(pb, true);
+}
+
+/* Starts loading bytes [lo, hi) of pf (a prefetch: it changes no result). */
+static void prefetch_part(const uint8_t *pf, size_t lo, size_t hi)
+{
+	for (size_t o = lo / 64 * 64; o < hi; o += 64)
+		_mm_prefetch((const char *)pf + o, _MM_HINT_T0);
+}
+
+/* Unpacks the panel of rows [row0, row0 + rows) (rows <= PR) of type t,
+ * and meanwhile prefetches the pf_bytes at pf (the next panel's rows, or
+ * NULL), a part per block: the unpacking walks a block of every row at a
+ * time, which the hardware prefetchers do not follow, and a prefetch of a
+ * whole panel at once overruns the misses a core can have in flight. */
+static void unpack_panel(uint32_t t, const uint8_t *row0, size_t row_bytes, int rows, int K, uint8_t *dst,
+			 const uint8_t *pf, size_t pf_bytes)
+{
+	prows_t pr;
+	prows_init(&pr, row0, row_bytes, rows);
+	int nb = K / quant_block_values(t);
+	size_t bb = (size_t)quant_block_bytes(t);
+	if (quant_block_values(t) == 32) {
+		/* 8 blocks at a time */
+		for (int b = 0; b < nb; b += 8) {
+			int e = b + 8 < nb ? b + 8 : nb;
+			if (pf != NULL)
+				prefetch_part(pf, pf_bytes * (size_t)b / (size_t)nb, pf_bytes * (size_t)e / (size_t)nb);
+			unpack_p0(t, &pr, b, e, dst);
+		}
+		return;
+	}
+	for (int b = 0; b < nb; b++) {
+		size_t o = (size_t)b * bb;
+		uint8_t *pb = dst + (size_t)b * PBK;
+		if (pf != NULL)
+			prefetch_part(pf, pf_bytes * (size_t)b / (size_t)nb, pf_bytes * (size_t)(b + 1) / (size_t)nb);
+		switch (t) {
+		case QUANT_Q2_K: unpack_q2k(&pr, o, pb); break;
+		case QUANT_Q3_K: unpack_q3k(&pr, o, pb); break;
+		case QUANT_Q4_K: unpack_q4k(false, &pr, o, pb); break;
+		case QUANT_Q5_K: unpack_q4k(true, &pr, o, pb); break;
+		case QUANT_Q6_K: unpack_q6k(&pr, o, pb); break;
+		default: unpack_iq4xs(&pr, o, pb); break;
+		}
+	}
+}
+
+/* ---- kernels: one panel times A activation rows ----
+ *
+ * Each computes, for the 16 rows of the panel at once, exactly dot_row's
+ * float operations (same operands, same order), so every output has the
+ * portable code's bits. x[a]: the activation row's kernel blocks; y[a]:
+ * where its 16 outputs go (msk: the panel's real rows). */
+
+/* hsum8, with 16 outputs per vector. */
+INL __m512 lanes_sum(const __m512 l[8])
+{
+	__m512 r0 = _mm512_add_ps(l[0], l[4]), r1 = _mm512_add_ps(l[1], l[5]);
+	__m512 r2 = _mm512_add_ps(l[2], l[6]), r3 = _mm512_add_ps(l[3], l[7]);
+	return _mm512_add_ps(_mm512_add_ps(r0, r2), _mm512_add_ps(r1, r3));
+}
+
+INL __m512 neg(__m512 v)
+{
+	return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000)));
+}
+
+/* Legacy types in F_LANES (Q5_0, Q8_0, IQ4_NL; off: Q4_1, Q5_1). */
+INL void k_lanes(const uint8_t *pan, int nb, const void *const *xv, float *const *y, __mmask16 msk, const int A,
+		 const bool off)
+{
+	const xb0_t *x[2];
+	__m512 acc[2][8], sm[2];
+	#pragma GCC unroll 16
+	for (int a = 0; a < A; a++) {
+		x[a] = xv[a];
+		sm[a] = _mm512_setzero_ps();
+		#pragma GCC unroll 16
+		for (int p = 0; p < 8; p++)
+			acc[a][p] = _mm512_setzero_ps();
+	}
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *pb = pan + (size_t)b * PB0;
+		__m512 dw = _mm512_load_ps((const float *)(pb + P0_D)), dd[2];
+		#pragma GCC unroll 16
+		for (int a = 0; a < A; a++)
+			dd[a] = _mm512_mul_ps(dw, _mm512_set1_ps(x[a][b].d));
+		if (off) {
+			__m512 mw = _mm512_load_ps((const float *)(pb + P0_M));
+			#pragma GCC unroll 16
+			for (int a = 0; a < A; a++)
+				sm[a] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x[a][b].s), sm[a]);
+		}
+		#pragma GCC unroll 16
+		for (int p = 0; p < 8; p++) {
+			__m512i w = _mm512_load_si512(pb + 64 * p);
+			#pragma GCC unroll 16
+			for (int a = 0; a < A; a++) {
+				__m512i t = _mm512_dpbusd_epi32(_mm512_set1_epi32(x[a][b].c[p]), w,
+								bcast32(x[a][b].qs + 4 * p));
+				acc[a][p] = _mm512_fmadd_ps(dd[a], _mm512_cvtepi32_ps(t), acc[a][p]);
+			}
+		}
+	}
+	#pragma GCC unroll 16
+	for (int a = 0; a < A; a++)
+		_mm512_mask_storeu_ps(y[a], msk, _mm512_add_ps(lanes_sum(acc[a]), sm[a]));
+}
+
+/* Q4_0 in F_BLOCK: one accumulator over whole-block sums. */
+INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const *y, __mmask16 msk, const int A)
+{
+	const xb0_t *x[4];
+	__m512 acc[4];
+	#pragma GCC unroll 16
+	for (int a = 0; a < A; a++) {
+		x[a] = xv[a];
+		acc[a] = _mm512_setzero_ps();
+	}
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *pb = pan + (size_t)b * PB0;
+		__m512 dw = _mm512_load_ps((const float *)(pb + P0_D));
+		__m512i t[4];
+		#pragma GCC unroll 16
+		for (int a = 0; a < A; a++)
+			t[a] = _mm512_set1_epi32(x[a][b].csum);
+		#pragma GCC unroll 16
+		for (int p = 0; p < 8; p++) {
+			__m512i w = _mm512_load_si512(pb + 64 * p);
+			#pragma GCC unroll 16
+			for (int a = 0; a < A; a++)
+				t[a] = _mm512_dpbusd_epi32(t[a], w, bcast32(x[a][b].qs + 4 * p));
+		}
+		#pragma GCC unroll 16
+		for (int a = 0; a < A; a++) {
+			__m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(x[a][b].d));
+			acc[a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[a]), dd, acc[a]);
+		}
+	}
+	#pragma GCC unroll 16
+	for (int a = 0; a < A; a++)
+		_mm512_mask_storeu_ps(y[a], msk, acc[a]);
+}
+
+/* The integer sum of lane p of a K block (its 8 groups of 32) with the
+ * sub-block scales, for A activation rows: vpmaddubsw pairs, then vpdpwssd
+ * by the scale words (IQ4_XS, whose quants reach 127, vpdpbusd and a
+ * multiplication). Two chains (even and odd groups) halve the latency. */
+INL void k_lane(const uint8_t *pb, const xbk_t *const *xb, int p, __m512i *ia, const int A, const uint32_t T)
+{
+	const bool sgn = T == QUANT_Q3_K || T == QUANT_Q6_K || T == QUANT_IQ4_XS;
+	__m512i e[2], o[2];
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++) {
+		e[a] = sgn ? _mm512_load_si512(pb + PK_CORR + 64 * p) : _mm512_setzero_si512();
+		o[a] = _mm512_setzero_si512();
+	}
+#pragma GCC unroll 8
+	for (int c = 0; c < 8; c++) {
+		__m512i w = _mm512_load_si512(pb + 64 * (8 * c + p));
+		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (T == QUANT_IQ4_XS ? c : 2 * c + (p >= 4)));
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++) {
+			const uint8_t *q = sgn ? xb[a]->qu : (const uint8_t *)xb[a]->qs;
+			__m512i av = bcast32(q + 32 * c + 4 * p);
+			__m512i *acc = c % 2 == 0 ? &e[a] : &o[a];
+			if (T == QUANT_IQ4_XS) {
+				__m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), av, w);
+				*acc = _mm512_add_epi32(*acc, _mm512_mullo_epi32(t, sc));
+			} else {
+				__m512i m = sgn ? _mm512_maddubs_epi16(av, w) : _mm512_maddubs_epi16(w, av);
+				*acc = _mm512_dpwssd_epi32(*acc, m, sc);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++)
+		ia[a] = _mm512_add_epi32(e[a], o[a]);
+}
+
+/* The K types (T a constant): per block the integer lane sums (k_lane),
+ * then the block's float work, mins first for Q2_K. */
+INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y, __mmask16 msk, const int A,
+	      const uint32_t T)
+{
+	const xbk_t *x[2];
+	__m512 fa[2][8], fm[2][4], fs[2];
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++) {
+		x[a] = xv[a];
+		fs[a] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+		for (int k = 0; k < 8; k++)
+			fa[a][k] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+		for (int m = 0; m < 4; m++)
+			fm[a][m] = _mm512_setzero_ps();
+	}
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *pb = pan + (size_t)b * PBK;
+		const xbk_t *xb[2];
+		__m512 d[2], dmin[2];
+		__m512 dw = _mm512_load_ps((const float *)(pb + PK_D)), dmw = _mm512_load_ps((const float *)(pb + PK_DM));
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++) {
+			xb[a] = x[a] + b;
+			__m512 ad = _mm512_set1_ps(xb[a]->d);
+			d[a] = _mm512_mul_ps(ad, dw);
+			dmin[a] = neg(_mm512_mul_ps(ad, dmw));
+		}
+#pragma GCC unroll 8
+		for (int p = 0; p < 8; p++) {
+			__m512i ia[2];
+			k_lane(pb, xb, p, ia, A, T);
+#pragma GCC unroll 4
+			for (int a = 0; a < A; a++) {
+				if (T == QUANT_Q2_K) {
+					__m512i t = _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * p),
+								      bcast32(&xb[a]->bsums[2 * p]));
+					fa[a][p] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fa[a][p]);
+				}
+				fa[a][p] = _mm512_fmadd_ps(d[a], _mm512_cvtepi32_ps(ia[a]), fa[a][p]);
+			}
+		}
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++) {
+			if (T == QUANT_Q4_K) {
+#pragma GCC unroll 4
+				for (int m = 0; m < 4; m++) {
+					__m512i t = _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
+								      bcast32(&xb[a]->bs32[2 * m]));
+					fm[a][m] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fm[a][m]);
+				}
+			} else if (T == QUANT_Q5_K) {
+				__m512i t = _mm512_setzero_si512();
+#pragma GCC unroll 4
+				for (int m = 0; m < 4; m++)
+					t = _mm512_add_epi32(t, _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
+										  bcast32(&xb[a]->bs32[2 * m])));
+				fs[a] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fs[a]);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++) {
+		__m512 r = lanes_sum(fa[a]);
+		if (T == QUANT_Q4_K)
+			r = _mm512_add_ps(r, _mm512_add_ps(_mm512_add_ps(fm[a][0], fm[a][2]),
+							   _mm512_add_ps(fm[a][1], fm[a][3])));
+		else if (T == QUANT_Q5_K)
+			r = _mm512_add_ps(r, fs[a]);
+		_mm512_mask_storeu_ps(y[a], msk, r);
+	}
+}
+
+/* Activation rows a panel of type t takes at a time. */
+static int group_rows(uint32_t t)
+{
+	return t == QUANT_Q4_0 ? 4 : 2;
+}
+
+/* One panel (K values per row) times A <= group_rows(t) activation rows. */
+static void kern(uint32_t t, const uint8_t *pan, int K, const void *const *x, float *const *y, __mmask16 msk, int A)
+{
+#define KQ(T) do { if (A == 2) k_kq(pan, K / 256, x, y, msk, 2, T); else k_kq(pan, K / 256, x, y, msk, 1, T); } while (0)
+	switch (t) {
+	case QUANT_Q4_0:
+		if (A == 4)
+			k_block(pan, K / 32, x, y, msk, 4);
+		else if (A == 2)
+			k_block(pan, K / 32, x, y, msk, 2);
+		else if (A == 3)
+			k_block(pan, K / 32, x, y, msk, 3);
+		else
+			k_block(pan, K / 32, x, y, msk, 1);
+		break;
+	case QUANT_Q4_1: case QUANT_Q5_1:
+		if (A == 2)
+			k_lanes(pan, K / 32, x, y, msk, 2, true);
+		else
+			k_lanes(pan, K / 32, x, y, msk, 1, true);
+		break;
+	case QUANT_Q5_0: case QUANT_Q8_0: case QUANT_IQ4_NL:
+		if (A == 2)
+			k_lanes(pan, K / 32, x, y, msk, 2, false);
+		else
+			k_lanes(pan, K / 32, x, y, msk, 1, false);
+		break;
+	case QUANT_Q2_K: KQ(QUANT_Q2_K); break;
+	case QUANT_Q3_K: KQ(QUANT_Q3_K); break;
+	case QUANT_Q4_K: KQ(QUANT_Q4_K); break;
+	case QUANT_Q5_K: KQ(QUANT_Q5_K); break;
+	case QUANT_Q6_K: KQ(QUANT_Q6_K); break;
+	case QUANT_IQ4_XS: KQ(QUANT_IQ4_XS); break;
+	default: break;
+	}
+#undef KQ
+}
+
+/* qmm_dot on the panel path: a panel of one row, one activation row. */
+static float dot_panel(uint32_t wtype, const void *wrow, const void *arow, int K)
+{
+	int a = qmm_act_for(wtype);
+	bool kq = a == QMM_A8_K;
+	size_t pb = (panel_bytes(K) + 63) / 64 * 64;
+	size_t xb = kq ? (size_t)(K / 256) * sizeof(xbk_t) : (size_t)(K / 32) * sizeof(xb0_t);
+	uint8_t *mem = aligned_alloc(64, pb + (xb + 63) / 64 * 64);
+	if (mem == NULL)
+		return NAN;
+	x_from_act((enum qmm_act)a, arow, mem + pb, K);
+	unpack_panel(wtype, wrow, 0, 1, K, mem, NULL, 0);
+	float r[PR];
+	const void *x[1] = { mem + pb };
+	float *y[1] = { r };
+	kern(wtype, mem, K, x, y, 1, 1);
+	free(mem);
+	return r[0];
+}
+
+#endif /* QMM_SIMD */
+
+float qmm_dot(uint32_t wtype, const void *wrow, const void *arow, int K)
+{
+#if QMM_SIMD
+	return dot_panel(wtype, wrow, arow, K);
+#else
+	size_t nb = urow_bytes(K);
+	void *mem = malloc(nb);
+	if (mem == NULL)
+		return NAN;
+	urow_t u;
+	urow_init(&u, mem, K);
+	unpack_row(wtype, wrow, K, &u);
+	float r = dot_row(wtype, &u, arow, K);
+	free(mem);
+	return r;
+#endif
+}
+
 /* ---------------- the matrix product ---------------- */
 
 #define ROWS_PER_TASK 16
 
+/* Bytes of a quantized activation row in the portable path's formats,
+ * each rounded to 64. */
+static size_t act_row_bytes(enum qmm_act a, int K)
+{
+	return (qmm_act_row_bytes(a, K) + 63) / 64 * 64;
+}
+
+#if QMM_SIMD
+/* The panel path's rows: legacy kernel blocks (A8_0 and A8_1 alike) and K
+ * kernel blocks, each rounded to 64. */
+static size_t x0_row_bytes(int K)
+{
+	return K % 32 == 0 ? ((size_t)(K / 32) * sizeof(xb0_t) + 63) / 64 * 64 : 0;
+}
+
+static size_t xk_row_bytes(int K)
+{
+	return K % 256 == 0 ? ((size_t)(K / 256) * sizeof(xbk_t) + 63) / 64 * 64 : 0;
+}
+#endif
+
 size_t qmm_ws_bytes(int n, int K)
 {
 	size_t per = 0;
-	for (int a = 0; a < QMM_N_ACT; a++) {
-		size_t rb = qmm_act_row_bytes((enum qmm_act)a, K);
-		per += (rb + 63) / 64 * 64;
-	}
+	for (int a = 0; a < QMM_N_ACT; a++)
+		per += act_row_bytes((enum qmm_act)a, K);
+#if QMM_SIMD
+	size_t simd = x0_row_bytes(K) + xk_row_bytes(K);
+	per = simd > per ? simd : per;
+#endif
 	return (size_t)n * per + 64;
 }
 
@@ -614,8 +1608,8 @@ typedef struct qjob {
 	int n_tasks;
 } qjob_t;
 
-/* Rows [16 task, 16 task + 16) of W against every activation row. The
- * unpacked row lives on this thread's stack-sized heap buffer. */
+/* The portable path: rows [16 task, 16 task + 16) of W against every
+ * activation row, one row unpacked at a time on this thread's stack. */
 static void q_task(void *arg, int task, int worker)
 {
 	(void)worker;
@@ -639,11 +1633,9 @@ static void q_task(void *arg, int task, int worker)
 	}
 }
 
-void qmm_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
-		const ops_w_t *w, int n, void *ws)
+static void matmul_rows(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx, const ops_w_t *w, int n,
+			void *ws)
 {
-	if (n <= 0)
-		return;
 	int K = w->n_in;
 	qjob_t j = { .y = y, .ldy = ldy, .w = w, .n = n };
 	bool need[QMM_N_ACT] = { false };
@@ -651,7 +1643,7 @@ void qmm_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 		need[qmm_act_for(w->seg[i].type)] = true;
 	char *base = ws;
 	for (int a = 0; a < QMM_N_ACT; a++) {
-		size_t rb = (qmm_act_row_bytes((enum qmm_act)a, K) + 63) / 64 * 64;
+		size_t rb = act_row_bytes((enum qmm_act)a, K);
 		if (!need[a])
 			continue;
 		j.act[a] = base;
@@ -662,4 +1654,167 @@ void qmm_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 	}
 	j.n_tasks = (w->n_out + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
 	ops_pool_run(p, q_task, &j, j.n_tasks);
+}
+
+#if QMM_SIMD
+/* Panels kept on a task's stack up to this size (else one heap buffer per
+ * worker for the call). */
+#define PANEL_STACK (96 * 1024)
+/* Activation rows run against the panels of a task before the next ones,
+ * so that they stay in the cache while every panel uses them. */
+#define ACT_CHUNK 64
+
+typedef struct pjob {
+	float *y;
+	size_t ldy;
+	const ops_w_t *w;
+	int n, K;
+	const uint8_t *x0, *xk;	/* kernel rows, legacy and K */
+	size_t s0, sk;		/* their strides */
+	int n_panels;		/* over all segments */
+	int per_task;		/* panels a task unpacks */
+	size_t pbytes;		/* bytes of a panel, a multiple of 64 */
+	uint8_t *heap;		/* NULL: panels on the stack; else per worker */
+} pjob_t;
+
+/* Panel i of w: its segment and first row in it. */
+static const ops_qseg_t *panel_at(const ops_w_t *w, int i, int *ret_r0)
+{
+	for (int s = 0; s < w->n_seg; s++) {
+		int np = (w->seg[s].n_rows + PR - 1) / PR;
+		if (i < np) {
+			*ret_r0 = i * PR;
+			return &w->seg[s];
+		}
+		i -= np;
+	}
+	return NULL;
+}
+
+static int count_panels(const ops_w_t *w)
+{
+	int n = 0;
+	for (int s = 0; s < w->n_seg; s++)
+		n += (w->seg[s].n_rows + PR - 1) / PR;
+	return n;
+}
+
+/* Activation rows [i0, i1) against one unpacked panel. */
+static void run_panel(const pjob_t *j, const ops_qseg_t *sg, int r0, const uint8_t *pan, int i0, int i1)
+{
+	int rows = sg->n_rows - r0 < PR ? sg->n_rows - r0 : PR;
+	__mmask16 msk = (__mmask16)((1u << rows) - 1u);
+	size_t col0 = (size_t)(sg->row0 + r0);
+	bool kq = quant_block_values(sg->type) == 256;
+	const uint8_t *xb = kq ? j->xk : j->x0;
+	size_t xs = kq ? j->sk : j->s0;
+	int g = group_rows(sg->type);
+	for (int i = i0; i < i1; i += g) {
+		int A = i1 - i < g ? i1 - i : g;
+		const void *x[4];
+		float *y[4];
+		for (int a = 0; a < A; a++) {
+			x[a] = xb + (size_t)(i + a) * xs;
+			y[a] = j->y + (size_t)(i + a) * j->ldy + col0;
+		}
+		kern(sg->type, pan, j->K, x, y, msk, A);
+	}
+}
+
+/* The rows of panel i of w: where they start and their bytes. */
+static const uint8_t *panel_rows(const ops_w_t *w, int i, size_t *ret_bytes)
+{
+	int r0;
+	const ops_qseg_t *sg = panel_at(w, i, &r0);
+	int rows = sg->n_rows - r0 < PR ? sg->n_rows - r0 : PR;
+	*ret_bytes = (size_t)rows * sg->row_bytes;
+	return sg->data + (size_t)r0 * sg->row_bytes;
+}
+
+static void p_task(void *arg, int task, int next, int worker)
+{
+	const pjob_t *j = arg;
+	_Alignas(64) uint8_t stack[PANEL_STACK];
+	uint8_t *buf = j->heap != NULL ? j->heap + (size_t)worker * (size_t)j->per_task * j->pbytes : stack;
+	int p0 = task * j->per_task, p1 = p0 + j->per_task < j->n_panels ? p0 + j->per_task : j->n_panels;
+	const ops_qseg_t *sg[64];
+	int r0[64];
+	for (int i = p0; i < p1; i++) {
+		/* the panel after this one: this task's next, or the first of
+		 * the task this worker takes next */
+		int after = i + 1 < p1 ? i + 1 : next >= 0 ? next * j->per_task : -1;
+		size_t pf_bytes = 0;
+		const uint8_t *pf = after >= 0 ? panel_rows(j->w, after, &pf_bytes) : NULL;
+		sg[i - p0] = panel_at(j->w, i, &r0[i - p0]);
+		unpack_panel(sg[i - p0]->type, sg[i - p0]->data + (size_t)r0[i - p0] * sg[i - p0]->row_bytes,
+			     sg[i - p0]->row_bytes, sg[i - p0]->n_rows - r0[i - p0], j->K, buf + (size_t)(i - p0) * j->pbytes,
+			     pf, pf_bytes);
+	}
+	for (int i0 = 0; i0 < j->n; i0 += ACT_CHUNK) {
+		int i1 = i0 + ACT_CHUNK < j->n ? i0 + ACT_CHUNK : j->n;
+		for (int i = p0; i < p1; i++)
+			run_panel(j, sg[i - p0], r0[i - p0], buf + (size_t)(i - p0) * j->pbytes, i0, i1);
+	}
+}
+
+/* The panel path; false if it cannot get its memory (the caller then
+ * takes the portable one). */
+static bool matmul_panels(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx, const ops_w_t *w,
+			  int n, void *ws)
+{
+	int K = w->n_in, threads = ops_pool_threads(p);
+	pjob_t j = { .y = y, .ldy = ldy, .w = w, .n = n, .K = K };
+	j.pbytes = (panel_bytes(K) + 63) / 64 * 64;
+	j.n_panels = count_panels(w);
+	/* several panels a task when many activation rows share them (each
+	 * act chunk then serves them all), while leaving every thread a few
+	 * tasks */
+	j.per_task = 1;
+	if (n >= ACT_CHUNK && j.pbytes <= PANEL_STACK) {
+		int g = (int)(PANEL_STACK / j.pbytes), most = j.n_panels / (4 * threads);
+		g = g < most ? g : most;
+		j.per_task = g < 1 ? 1 : g > 64 ? 64 : g;
+	}
+	if (j.pbytes > PANEL_STACK) {
+		j.heap = aligned_alloc(64, (size_t)threads * j.pbytes);
+		if (j.heap == NULL)
+			return false;
+	}
+	bool need0 = false, needk = false;
+	for (int i = 0; i < w->n_seg; i++) {
+		if (quant_block_values(w->seg[i].type) == 256)
+			needk = true;
+		else
+			need0 = true;
+	}
+	uint8_t *base = ws;
+	if (need0) {
+		j.x0 = base;
+		j.s0 = x0_row_bytes(K);
+		for (int i = 0; i < n; i++)
+			x0_quantize(x + (size_t)i * ldx, (xb0_t *)(base + (size_t)i * j.s0), K);
+		base += (size_t)n * j.s0;
+	}
+	if (needk) {
+		j.xk = base;
+		j.sk = xk_row_bytes(K);
+		for (int i = 0; i < n; i++)
+			xk_quantize(x + (size_t)i * ldx, (xbk_t *)(base + (size_t)i * j.sk), K);
+	}
+	ops_pool_run_shares(p, p_task, &j, (j.n_panels + j.per_task - 1) / j.per_task);
+	free(j.heap);
+	return true;
+}
+#endif
+
+void qmm_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
+		const ops_w_t *w, int n, void *ws)
+{
+	if (n <= 0)
+		return;
+#if QMM_SIMD
+	if (matmul_panels(p, y, ldy, x, ldx, w, n, ws))
+		return;
+#endif
+	matmul_rows(p, y, ldy, x, ldx, w, n, ws);
 }

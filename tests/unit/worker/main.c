@@ -4,7 +4,7 @@
 
 #define SUITE(x) extern const cu_test_t x##_tests[] __attribute__((weak));
 SUITE(gguf) SUITE(quant) SUITE(tok) SUITE(chat) SUITE(ops) SUITE(model) SUITE(sampler)
-SUITE(synth) SUITE(engine) SUITE(calib) SUITE(serve)
+SUITE(synth) SUITE(engine) SUITE(calib) SUITE(serve) SUITE(qmm)
 #undef SUITE
 
 int main(int argc, char **argv)
@@ -21,6 +21,7 @@ int main(int argc, char **argv)
 		{ "engine", engine_tests, NULL, NULL },
 		{ "calib", calib_tests, NULL, NULL },
 		{ "serve", serve_tests, NULL, NULL },
+		{ "qmm", qmm_tests, NULL, NULL },
 	};
 	cu_suite_t suites[sizeof(all) / sizeof(all[0]) + 1];
 	int n = 0;
