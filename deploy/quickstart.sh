@@ -87,12 +87,10 @@ echo "   worker-3:           --arch llama-110m (synthetic weights, for sizing)"
 # A worker serves one model and advertises its name (a file's name without
 # .gguf, or the preset); margind sends each batch only to workers serving
 # the batch's "model". --slots: sequences each worker decodes together.
-# --weights f32 widens the file's Q8_0 matrices at load (16 MB on disk, 61
-# MB in memory): for a model this small, f32 sgemm is the faster path on a
-# CPU; without it (--weights auto) the worker multiplies the Q8_0 blocks as
-# they are in the file, as llama.cpp does (margin-worker bench compares the two).
+# The workers keep the file's Q8_0 blocks as they are (16 MB) and multiply
+# them as llama.cpp does, so the greedy story is llama.cpp's, token for token.
 for n in 1 2; do
-	OPENBLAS_NUM_THREADS=1 "$WORKER" serve --scheduler "$WORKERS_EP" --model "$MODEL" --weights f32 \
+	OPENBLAS_NUM_THREADS=1 "$WORKER" serve --scheduler "$WORKERS_EP" --model "$MODEL" \
 		--name "worker-$n" --threads 1 --slots 8 --hardware cpu-2vcpu --no-curve \
 		> "$RUN/worker-$n.log" 2>&1 &
 	PIDS="$! $PIDS"

@@ -115,15 +115,15 @@ for o in results:
     check("\ufffd" not in text, f"{cid}: a replacement character: {text!r}")
     check(body["usage"]["completion_tokens"] <= requests[cid]["max_tokens"], f"{cid}: over max_tokens")
 
-# The greedy "Once upon a time" begins as llama.cpp's greedy reference for
-# this file does (its first sentence: the worker's f32 weights and
-# llama.cpp's Q8_0 arithmetic may part later in the story).
+# The greedy "Once upon a time" begins with llama.cpp's whole greedy
+# reference for this file (48 tokens): the workers multiply the Q8_0 blocks
+# with llama.cpp's arithmetic.
 check(requests["story-01"]["prompt"] == "Once upon a time" and requests["story-01"]["temperature"] == 0,
       "story-01 is no longer the greedy 'Once upon a time'")
 first = ", there was a little girl named Lily."
 if ref:
     case = [c for c in json.load(open(ref, encoding="utf-8"))["cases"] if c["prompt"] == "Once upon a time"][0]
-    first = case["output_text"][:case["output_text"].index(".") + 1]
+    first = case["output_text"]
 check(texts.get("story-01", "").startswith(first), f"story-01 {texts.get('story-01')!r} does not begin {first!r}")
 
 # What the script prints: the stories with their model, a tokens/s figure,
