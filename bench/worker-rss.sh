@@ -1,7 +1,7 @@
 #!/bin/sh
 # Peak memory of a real worker: margind and one `margin-worker serve` of
 # the llama-110m preset with SLOTS slots of CTX positions, a KV cache of
-# type KV and matrices as WEIGHTS (auto = f32 for a preset, f32, q8_0),
+# type KV and matrices as WEIGHTS (auto = f32 for a preset, f32, q8_0-panels, or a mix: q8_0, q4_k_m, ...),
 # fed a batch of N completions whose prompt + completion fill nearly all of
 # a slot's context, so every slot's cache fills at once. It prints the
 # worker's peak RSS (VmHWM of /proc/PID/status) and what the requests

@@ -49,8 +49,8 @@ static const char usage_text[] =
 	"  --kv TYPE            KV cache type: f16 (default), q8_0 (0.53 of f16's\n"
 	"                       bytes, slightly less exact) or f32  (kv_type)\n"
 	"  --weights TYPE       matrices: auto (the file's quantized tensors stay as\n"
-	"                       they are, the rest f32), f32, q8_0, or a mix quantized\n"
-	"                       at load (q4_k_m, ...)                (weights)\n"
+	"                       they are, the rest f32), f32, q8_0-panels, or a mix\n"
+	"                       quantized at load (q8_0, q4_k_m, ...) (weights)\n"
 	"  --name NAME          worker name (default: host name)      (name)\n"
 	"  --hardware PROFILE   hardware profile for the meter        (hardware)\n"
 	"  --curve-secret FILE  this worker's secret key (NAME.key from marginctl keygen;\n"
@@ -153,7 +153,8 @@ static int opts_from_config(const mg_config_t *c, serve_opts_t *o)
 	o->weights = get_str(c, "weights");
 	model_weights_t wt;
 	if (o->weights != NULL && model_weights_parse(o->weights, &wt) < 0) {
-		fprintf(stderr, "margin-worker serve: [%s] weights = %s (from %s): not auto, f32 or q8_0\n", SECTION,
+		fprintf(stderr, "margin-worker serve: [%s] weights = %s (from %s): not auto, f32, q8_0-panels "
+			"or a quantized mix (q8_0, q4_k_m, ...)\n", SECTION,
 			o->weights, mg_config_origin(c, SECTION, "weights"));
 		return 2;
 	}

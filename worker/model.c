@@ -1050,7 +1050,7 @@ uint64_t model_token_flops(const model_t *m, int pos, bool with_logits)
 
 /* ---------------- KV cache and scratch ---------------- */
 
-static const char *const weights_names[] = { "auto", "f32", "q8_0" };
+static const char *const weights_names[] = { "auto", "f32", "q8_0-panels" };
 
 int model_weights_parse(const char *s, model_weights_t *ret)
 {
@@ -1060,7 +1060,7 @@ int model_weights_parse(const char *s, model_weights_t *ret)
 			return 0;
 		}
 	quant_mix_t mix;
-	if (s == NULL || quant_mix_parse(s, &mix) < 0 || !quant_supported(mix.base) || mix.base == QUANT_Q8_0)
+	if (s == NULL || quant_mix_parse(s, &mix) < 0 || !quant_supported(mix.base))
 		return -EINVAL;
 	for (size_t i = 0; quant_mix_name(i) != NULL; i++)
 		if (strcmp(quant_mix_name(i), mix.name) == 0) {

@@ -110,9 +110,9 @@ typedef enum model_weights {
 	 * llama.cpp does (qmm.h). How a preset gets a Q4_K_M model, etc. */
 	MODEL_WEIGHTS_MIX = 16,
 } model_weights_t;
-/* "auto", "f32", "q8_0" (Q8 panels), or a quantized mix other than q8_0
- * ("q4_0", "q4_k_m", "q6_k", ...: MODEL_WEIGHTS_MIX + i): -EINVAL for
- * anything else. */
+/* "auto", "f32", "q8_0-panels" (MODEL_WEIGHTS_Q8), or a quantized mix
+ * ("q8_0", "q4_0", "q4_k_m", "q6_k", ...: MODEL_WEIGHTS_MIX + i): -EINVAL
+ * for anything else. */
 int model_weights_parse(const char *s, model_weights_t *ret);
 const char *model_weights_name(model_weights_t w);
 

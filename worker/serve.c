@@ -1636,7 +1636,7 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		char merr[256] = "";
 		model_opts_t mo = { .weights = MODEL_WEIGHTS_AUTO };
 		if (o->weights != NULL && model_weights_parse(o->weights, &mo.weights) < 0) {
-			snprintf(err, errlen, "weights = %s: not auto, f32 or q8_0", o->weights);
+			snprintf(err, errlen, "weights = %s: not auto, f32, q8_0-panels or a quantized mix (q8_0, q4_k_m, ...)", o->weights);
 			rc = -EINVAL;
 			goto fail;
 		}

@@ -736,9 +736,9 @@ static void test_tensor_types(void)
  * and multiplies them llama.cpp's way (activations quantized to q8_0,
  * integer block sums): close to the widened f32 logits, not equal, from a
  * quarter of the matrix bytes, and the same logits for a prompt in one step
- * or token by token (batch invariance). weights = q8_0 keeps them as Q8
+ * or token by token (batch invariance). weights = q8_0-panels keeps them as Q8
  * panels widened exactly: the f32 logits of the widened file, bit for bit.
- * weights = q8_0 on an f32 file quantizes at load: close to f32's logits. */
+ * weights = q8_0-panels on an f32 file quantizes at load: close to f32's logits. */
 static void test_weights_q8(void)
 {
 	char path[512], err[256];
@@ -801,8 +801,10 @@ static void test_weights_q8(void)
 	CU_ASSERT_EQUAL(ga[0], gb[0]);
 	model_destroy(&m8);
 	model_weights_t wt;
-	CU_ASSERT_EQUAL(model_weights_parse("q8_0", &wt), 0);
+	CU_ASSERT_EQUAL(model_weights_parse("q8_0-panels", &wt), 0);
 	CU_ASSERT_EQUAL(wt, MODEL_WEIGHTS_Q8);
+	CU_ASSERT_EQUAL(model_weights_parse("q8_0", &wt), 0);	/* llama.cpp's Q8_0 */
+	CU_ASSERT(wt >= MODEL_WEIGHTS_MIX);
 	/* mixes quantized at load: a name round-trips; q8_0 stays the panels */
 	CU_ASSERT_EQUAL(model_weights_parse("q4_k_m", &wt), 0);
 	CU_ASSERT(wt >= MODEL_WEIGHTS_MIX);

@@ -276,7 +276,7 @@ static void check_roundtrip(const char *preset)
 	CU_ASSERT(maxd > 0.0);
 	CU_ASSERT(maxd < 0.01 * maxa + 1e-3);
 
-	/* Q8_0 matrices: kept as Q8 panels (weights = q8_0) they give the
+	/* Q8_0 matrices: kept as Q8 panels (weights = q8_0-panels) they give the
 	 * logits of widening them (weights = f32), bit for bit, from a quarter
 	 * of the bytes; kept as blocks (weights = auto, llama.cpp's quantized
 	 * arithmetic) close to them; both close to the f32 model's */
