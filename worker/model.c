@@ -846,6 +846,15 @@ static int model_alloc(const model_config_t *c, const model_opts_t *o, model_t *
 	m->cfg = *c;
 	m->layout = o != NULL && o->blas ? OPS_W_ROWMAJOR : OPS_W_PACKED;
 	m->weights = o != NULL ? o->weights : MODEL_WEIGHTS_AUTO;
+	if (m->weights >= MODEL_WEIGHTS_MIX) {
+		const char *name = quant_mix_name((size_t)(m->weights - MODEL_WEIGHTS_MIX));
+		if (name == NULL || quant_mix_parse(name, &m->mix) < 0) {
+			free(m);
+			return -EINVAL;
+		}
+		m->mix.n_gqa = c->n_kv_heads > 0 ? c->n_heads / c->n_kv_heads : 1;
+		m->mix.tied_output = c->tied_output;
+	}
 	/* as llama.cpp: 1.0f / factor in float */
 	m->rope_freq_scale = c->rope_scaling == MODEL_ROPE_SCALING_LINEAR && c->rope_scaling_factor > 0.0f
 			     ? 1.0f / c->rope_scaling_factor : 1.0f;

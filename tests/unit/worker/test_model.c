@@ -805,7 +805,31 @@ static void test_weights_q8(void)
 	CU_ASSERT_EQUAL(wt, MODEL_WEIGHTS_Q8);
 	CU_ASSERT_EQUAL(model_weights_parse("q8_0", &wt), 0);	/* llama.cpp's Q8_0 */
 	CU_ASSERT(wt >= MODEL_WEIGHTS_MIX);
-	/* mixes quantized at load: a name round-trips; q8_0 stays the panels */
+	/* a preset quantized at load into a mix: the blocks llama.cpp's rules
+	 * give (tiny's rows of 64 fall back to Q5_0, its output to Q8_0),
+	 * about a third of f32's bytes, logits close to f32's */
+	model_weights_t mix;
+	CU_ASSERT_EQUAL_FATAL(model_weights_parse("q4_k_m", &mix), 0);
+	model_opts_t mo = { .weights = mix };
+	model_t *mf = NULL, *mm = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_new_synth("tiny", 0, &mf, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(model_new_synth_opts("tiny", 0, &mo, &mm, err, sizeof(err)), 0);
+	fprintf(stderr, "[tiny: f32 %llu bytes, q4_k_m %llu] ", (unsigned long long)model_weight_bytes(mf),
+		(unsigned long long)model_weight_bytes(mm));
+	CU_ASSERT(model_weight_bytes(mm) * 3 < model_weight_bytes(mf));
+	int32_t tp[4] = { 1, 300, 301, 302 }, gf[2], gm[2];
+	float lf[512], lm[512];
+	CU_ASSERT_EQUAL_FATAL(generate(mf, 1, tp, 4, 4, 2, gf, lf), 0);
+	CU_ASSERT_EQUAL_FATAL(generate(mm, 2, tp, 4, 4, 2, gm, lm), 0);
+	double dm = 0, am = 0;
+	for (int v = 0; v < 512; v++) {
+		dm = fmax(dm, fabs(lf[v] - lm[v]));
+		am = fmax(am, fabs(lf[v]));
+	}
+	CU_ASSERT(dm > 0.0 && dm < 0.3 * am);
+	model_destroy(&mf);
+	model_destroy(&mm);
+	/* mix names round-trip; q8_0-panels is the exact-widening Q8 */
 	CU_ASSERT_EQUAL(model_weights_parse("q4_k_m", &wt), 0);
 	CU_ASSERT(wt >= MODEL_WEIGHTS_MIX);
 	CU_ASSERT_STRING_EQUAL(model_weights_name(wt), "q4_k_m");
