@@ -706,12 +706,12 @@ static void x0_finish(xb0_t *b, int sum)
 
 static void xk_finish(xbk_t *b)
 {
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
 		__m512i q = _mm512_loadu_si512(b->qs + 64 * i);
 		_mm512_storeu_si512(b->qu + 64 * i, _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80)));
 	}
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int j = 0; j < 8; j++)
 		b->bs32[j] = (int16_t)(b->bsums[2 * j] + b->bsums[2 * j + 1]);
 	memset(b->pad, 0, sizeof(b->pad));
@@ -808,29 +808,26 @@ static size_t panel_bytes(int K)
 	return l > k ? l : k;
 }
 
-/* The rows of a panel: rp[r] and, for gathers, the byte offsets gi[r]
- * from rp[0]. */
+/* The rows of a panel. */
 typedef struct prows {
 	const uint8_t *rp[PR];
-	__m512i gi;
 } prows_t;
 
 static void prows_init(prows_t *pr, const uint8_t *row0, size_t row_bytes, int rows)
 {
-	int32_t off[PR];
-	#pragma GCC unroll 16
-	for (int r = 0; r < PR; r++) {
-		int rr = r < rows ? r : rows - 1;
-		off[r] = (int32_t)((size_t)rr * row_bytes);
-		pr->rp[r] = row0 + (size_t)off[r];
-	}
-	pr->gi = _mm512_loadu_si512(off);
+	for (int r = 0; r < PR; r++)
+		pr->rp[r] = row0 + (size_t)(r < rows ? r : rows - 1) * row_bytes;
 }
 
-/* The dword at byte off of each row. */
-INL __m512i gather32(const prows_t *pr, size_t off)
+/* The dword at byte off of each row (scalar loads: cheaper here than
+ * vpgatherdd, which takes about 12 cycles). */
+INL __m512i load32(const prows_t *pr, size_t off)
 {
-	return _mm512_i32gather_epi32(pr->gi, (const void *)(pr->rp[0] + off), 1);
+	uint32_t v[PR];
+#pragma GCC unroll 16
+	for (int r = 0; r < PR; r++)
+		memcpy(&v[r], pr->rp[r] + off, 4);
+	return _mm512_loadu_si512(v);
 }
 
 /* The f16 in the low (hi = 0) or high half of each dword, in f32. */
@@ -846,16 +843,16 @@ INL __m512 half_of(__m512i v, int hi)
 INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 {
 	__m512i r[8], t[8], u[8];
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int i = 0; i < 8; i++)
 		r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pr->rp[i] + off))),
 					  _mm256_loadu_si256((const __m256i *)(pr->rp[i + 8] + off)), 1);
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int i = 0; i < 8; i += 2) {
 		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
 		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
 	}
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int i = 0; i < 8; i += 4) {
 		u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
 		u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
@@ -866,7 +863,7 @@ INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 	 * 4 rows; u[q + 4] the next 4 rows */
 	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
 	const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int q = 0; q < 4; q++) {
 		o[q] = _mm512_permutex2var_epi64(u[q], lo, u[q + 4]);
 		o[q + 4] = _mm512_permutex2var_epi64(u[q], hi, u[q + 4]);
@@ -877,7 +874,7 @@ INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 INL void tr16x4(const prows_t *pr, size_t off, __m512i o[4])
 {
 	__m512i x[4];
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
 		__m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(pr->rp[i] + off)));
 		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(pr->rp[i + 4] + off)), 1);
@@ -921,8 +918,8 @@ INL __m512i iq4_table(int plus128)
 	return plus128 ? _mm512_xor_si512(t, _mm512_set1_epi8((char)0x80)) : t;
 }
 
-/* Legacy blocks [b0, b1) of a panel of type t. */
-static void unpack_p0(uint32_t t, const prows_t *pr, int b0, int b1, uint8_t *dst)
+/* Legacy blocks [b0, b1) of a panel of type t (a constant). */
+INL void unpack_p0(const uint32_t t, const prows_t *pr, int b0, int b1, uint8_t *dst)
 {
 	size_t bb = (size_t)quant_block_bytes(t);
 	bool off = t == QUANT_Q4_1 || t == QUANT_Q5_1;
@@ -930,31 +927,31 @@ static void unpack_p0(uint32_t t, const prows_t *pr, int b0, int b1, uint8_t *ds
 	for (int b = b0; b < b1; b++) {
 		size_t o = (size_t)b * bb;
 		uint8_t *pb = dst + (size_t)b * PB0;
-		__m512i w[8], dm = gather32(pr, o);
+		__m512i w[8], dm = load32(pr, o);
 		_mm512_store_ps((float *)(pb + P0_D), half_of(dm, 0));
 		_mm512_store_ps((float *)(pb + P0_M), off ? half_of(dm, 1) : _mm512_setzero_ps());
 		if (t == QUANT_Q8_0) {
 			tr16x8(pr, o + 2, w);
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++)
 				w[p] = _mm512_xor_si512(w[p], _mm512_set1_epi8((char)0x80));
 		} else {
 			__m512i n[4];
 			tr16x4(pr, o + qs_at, n);
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int q = 0; q < 4; q++) {
 				w[q] = lo_nib(n[q]);
 				w[q + 4] = hi_nib(n[q]);
 			}
 			if (t == QUANT_Q5_0 || t == QUANT_Q5_1) {
-				__m512i qh = gather32(pr, o + (t == QUANT_Q5_0 ? 2 : 4));
-				#pragma GCC unroll 16
+				__m512i qh = load32(pr, o + (t == QUANT_Q5_0 ? 2 : 4));
+#pragma GCC unroll 16
 				for (int p = 0; p < 8; p++)
 					w[p] = _mm512_or_si512(w[p], fifth_bits(qh, p));
 			}
 			/* quant + 128: Q4_0 nibble - 8, Q5_0 - 16, IQ4_NL its level */
 			__m512i tab = iq4_table(1);
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++) {
 				if (t == QUANT_Q4_0)
 					w[p] = _mm512_add_epi8(w[p], _mm512_set1_epi8(120));
@@ -966,7 +963,7 @@ static void unpack_p0(uint32_t t, const prows_t *pr, int b0, int b1, uint8_t *ds
 					w[p] = _mm512_or_si512(w[p], _mm512_set1_epi8((char)0x80));
 			}
 		}
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++)
 			_mm512_store_si512(pb + 64 * p, w[p]);
 	}
@@ -1003,11 +1000,11 @@ INL __m512i tbyte(const __m512i *v, int k)
 static void k_corr(uint8_t *pb, bool dword_scales)
 {
 	__m512i acc[8];
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int p = 0; p < 8; p++)
 		acc[p] = _mm512_setzero_si512();
 	for (int c = 0; c < 8; c++)
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * (8 * c + p));
 			if (dword_scales) {
@@ -1020,7 +1017,7 @@ static void k_corr(uint8_t *pb, bool dword_scales)
 				acc[p] = _mm512_dpwssd_epi32(acc[p], s2, sc);
 			}
 		}
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int p = 0; p < 8; p++)
 		_mm512_store_si512(pb + PK_CORR + 64 * p,
 				   _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc[p], 7)));
@@ -1032,7 +1029,7 @@ INL void unpack_k4_scales(const __m512i *h, uint8_t *pb)
 {
 	__m512i d0 = h[1], d1 = h[2], d2 = h[3];
 	__m512i mn[8];
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int j = 0; j < 8; j++) {
 		__m512i sc;
 		if (j < 4) {
@@ -1048,7 +1045,7 @@ INL void unpack_k4_scales(const __m512i *h, uint8_t *pb)
 		_mm512_store_si512(pb + PK_SC + 64 * (2 * j), words2(sc));
 		_mm512_store_si512(pb + PK_SC + 64 * (2 * j + 1), words2(sc));
 	}
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int m = 0; m < 4; m++)
 		_mm512_store_si512(pb + PK_MN + 64 * m, wpair(mn[2 * m], mn[2 * m + 1]));
 }
@@ -1063,11 +1060,11 @@ INL void unpack_q4k(const bool five, const prows_t *pr, size_t o, uint8_t *pb)
 	__m512i qh[8];
 	if (five)
 		tr16x8(pr, o + 16, qh);
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int m = 0; m < 4; m++) {
 		__m512i q[8];
 		tr16x8(pr, o + (five ? 48 : 16) + 32 * (size_t)m, q);
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i l = lo_nib(q[p]), h = hi_nib(q[p]);
 			if (five) {
@@ -1089,20 +1086,20 @@ static void unpack_q6k(const prows_t *pr, size_t o, uint8_t *pb)
 	tr16x8(pr, o + 178, t);
 	_mm512_store_ps((float *)(pb + PK_D), half_of(t[7], 1));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int g = 0; g < 16; g++) {
 		int k = 14 + g;
 		__m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(t[k / 4], 24 - 8 * (k % 4)), 24);
 		_mm512_store_si512(pb + PK_SC + 64 * g, words2(sc));
 	}
 	const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int nh = 0; nh < 2; nh++) {
 		__m512i l0[8], l1[8], qh[8];
 		tr16x8(pr, o + 64 * (size_t)nh, l0);
 		tr16x8(pr, o + 64 * (size_t)nh + 32, l1);
 		tr16x8(pr, o + 128 + 32 * (size_t)nh, qh);
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i v[4];
 			v[0] = _mm512_or_si512(_mm512_and_si512(l0[p], m4),
@@ -1111,7 +1108,7 @@ static void unpack_q6k(const prows_t *pr, size_t o, uint8_t *pb)
 					       _mm512_and_si512(_mm512_slli_epi16(qh[p], 2), m30));
 			v[2] = _mm512_or_si512(hi_nib(l0[p]), _mm512_and_si512(qh[p], m30));
 			v[3] = _mm512_or_si512(hi_nib(l1[p]), _mm512_and_si512(_mm512_srli_epi16(qh[p], 2), m30));
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int k = 0; k < 4; k++)
 				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
 						   _mm512_sub_epi8(v[k], _mm512_set1_epi8(32)));
@@ -1127,7 +1124,7 @@ static void unpack_q3k(const prows_t *pr, size_t o, uint8_t *pb)
 	tr16x4(pr, o + 94, t);
 	_mm512_store_ps((float *)(pb + PK_D), half_of(t[3], 1));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int g = 0; g < 16; g++) {
 		__m512i lo = g < 8 ? tbyte(t, 2 + g) : _mm512_srli_epi32(tbyte(t, 2 + g - 8), 4);
 		lo = _mm512_and_si512(lo, _mm512_set1_epi32(15));
@@ -1138,14 +1135,14 @@ static void unpack_q3k(const prows_t *pr, size_t o, uint8_t *pb)
 	}
 	__m512i hm[8];
 	tr16x8(pr, o, hm);
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int nh = 0; nh < 2; nh++) {
 		__m512i q[8];
 		tr16x8(pr, o + 32 + 32 * (size_t)nh, q);
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int k = 0; k < 4; k++) {
 			int c = 4 * nh + k;
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++) {
 				__m512i v = _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3));
 				__mmask64 h = _mm512_test_epi8_mask(hm[p], _mm512_set1_epi8((char)(1 << c)));
@@ -1165,26 +1162,26 @@ static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 	_mm512_store_ps((float *)(pb + PK_D), half_of(dm[3], 0));
 	_mm512_store_ps((float *)(pb + PK_DM), half_of(dm[3], 1));
 	__m512i mn[16];
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++) {
 		__m512i s = sc4[i];
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int j = 0; j < 4; j++) {
 			__m512i b = byte_of(s, j);
 			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(_mm512_and_si512(b, _mm512_set1_epi32(15))));
 			mn[4 * i + j] = _mm512_srli_epi32(b, 4);
 		}
 	}
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int k = 0; k < 8; k++)
 		_mm512_store_si512(pb + PK_MN + 64 * k, wpair(mn[2 * k], mn[2 * k + 1]));
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int nh = 0; nh < 2; nh++) {
 		__m512i q[8];
 		tr16x8(pr, o + 16 + 32 * (size_t)nh, q);
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int k = 0; k < 4; k++)
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int p = 0; p < 8; p++)
 				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
 						   _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3)));
@@ -1199,7 +1196,7 @@ static void unpack_iq4xs(const prows_t *pr, size_t o, uint8_t *pb)
 	_mm512_store_ps((float *)(pb + PK_D), half_of(dh, 0));
 	_mm512_store_ps((float *)(pb + PK_DM), _mm512_setzero_ps());
 	__m512i sh = _mm512_srli_epi32(dh, 16);
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int ib = 0; ib < 8; ib++) {
 		__m512i l = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * ib), _mm512_set1_epi32(15));
 		__m512i h = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * ib), _mm512_set1_epi32(3));
@@ -1207,13 +1204,13 @@ static void unpack_iq4xs(const prows_t *pr, size_t o, uint8_t *pb)
 		_mm512_store_si512(pb + PK_SC + 64 * ib, sc);
 	}
 	__m512i tab = iq4_table(0);
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int m = 0; m < 4; m++) {
 		__m512i q[8];
 		tr16x8(pr, o + 8 + 32 * (size_t)m, q);
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int h = 0; h < 2; h++)
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int qd = 0; qd < 4; qd++) {
 				__m512i v = q[4 * h + qd];
 				int c = 2 * m + h;
@@ -1249,7 +1246,14 @@ static void unpack_panel(uint32_t t, const uint8_t *row0, size_t row_bytes, int 
 			int e = b + 8 < nb ? b + 8 : nb;
 			if (pf != NULL)
 				prefetch_part(pf, pf_bytes * (size_t)b / (size_t)nb, pf_bytes * (size_t)e / (size_t)nb);
-			unpack_p0(t, &pr, b, e, dst);
+			switch (t) {
+			case QUANT_Q4_0: unpack_p0(QUANT_Q4_0, &pr, b, e, dst); break;
+			case QUANT_Q4_1: unpack_p0(QUANT_Q4_1, &pr, b, e, dst); break;
+			case QUANT_Q5_0: unpack_p0(QUANT_Q5_0, &pr, b, e, dst); break;
+			case QUANT_Q5_1: unpack_p0(QUANT_Q5_1, &pr, b, e, dst); break;
+			case QUANT_Q8_0: unpack_p0(QUANT_Q8_0, &pr, b, e, dst); break;
+			default: unpack_p0(QUANT_IQ4_NL, &pr, b, e, dst); break;
+			}
 		}
 		return;
 	}
@@ -1295,30 +1299,30 @@ INL void k_lanes(const uint8_t *pan, int nb, const void *const *xv, float *const
 {
 	const xb0_t *x[2];
 	__m512 acc[2][8], sm[2];
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int a = 0; a < A; a++) {
 		x[a] = xv[a];
 		sm[a] = _mm512_setzero_ps();
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++)
 			acc[a][p] = _mm512_setzero_ps();
 	}
 	for (int b = 0; b < nb; b++) {
 		const uint8_t *pb = pan + (size_t)b * PB0;
 		__m512 dw = _mm512_load_ps((const float *)(pb + P0_D)), dd[2];
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int a = 0; a < A; a++)
 			dd[a] = _mm512_mul_ps(dw, _mm512_set1_ps(x[a][b].d));
 		if (off) {
 			__m512 mw = _mm512_load_ps((const float *)(pb + P0_M));
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int a = 0; a < A; a++)
 				sm[a] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x[a][b].s), sm[a]);
 		}
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * p);
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int a = 0; a < A; a++) {
 				__m512i t = _mm512_dpbusd_epi32(_mm512_set1_epi32(x[a][b].c[p]), w,
 								bcast32(x[a][b].qs + 4 * p));
@@ -1326,7 +1330,7 @@ INL void k_lanes(const uint8_t *pan, int nb, const void *const *xv, float *const
 			}
 		}
 	}
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int a = 0; a < A; a++)
 		_mm512_mask_storeu_ps(y[a], msk, _mm512_add_ps(lanes_sum(acc[a]), sm[a]));
 }
@@ -1336,7 +1340,7 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 {
 	const xb0_t *x[4];
 	__m512 acc[4];
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int a = 0; a < A; a++) {
 		x[a] = xv[a];
 		acc[a] = _mm512_setzero_ps();
@@ -1345,23 +1349,23 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 		const uint8_t *pb = pan + (size_t)b * PB0;
 		__m512 dw = _mm512_load_ps((const float *)(pb + P0_D));
 		__m512i t[4];
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int a = 0; a < A; a++)
 			t[a] = _mm512_set1_epi32(x[a][b].csum);
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * p);
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int a = 0; a < A; a++)
 				t[a] = _mm512_dpbusd_epi32(t[a], w, bcast32(x[a][b].qs + 4 * p));
 		}
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int a = 0; a < A; a++) {
 			__m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(x[a][b].d));
 			acc[a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[a]), dd, acc[a]);
 		}
 	}
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int a = 0; a < A; a++)
 		_mm512_mask_storeu_ps(y[a], msk, acc[a]);
 }
