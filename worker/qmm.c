@@ -1305,6 +1305,20 @@ static void unpack_panel(uint32_t t, const uint8_t *row0, size_t row_bytes, int 
  * portable code's bits. x[a]: the activation row's kernel blocks; y[a]:
  * where its 16 outputs go (msk: the panel's real rows). */
 
+/* 16 bytes at p in each 128-bit lane; dword k of them in every element
+ * is then one vpshufd, which does not take the multiply pipes (Zen 5 issues
+ * two vector loads a cycle, and vpdpwssd, vpmaddubsw, vpdpbusd and vfmadd
+ * share two pipes: a broadcast load per product made the loads the limit). */
+INL __m512i bcast128(const void *p)
+{
+	return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p));
+}
+
+INL __m512i dword_k(__m512i v, const int k)
+{
+	return _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)(k * 0x55));
+}
+
 /* hsum8, with 16 outputs per vector. */
 INL __m512 lanes_sum(const __m512 l[8])
 {
@@ -1344,13 +1358,19 @@ INL void k_lanes(const uint8_t *pan, int nb, const void *const *xv, float *const
 			for (int a = 0; a < A; a++)
 				sm[a] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x[a][b].s), sm[a]);
 		}
+		__m512i av[2][2];
+#pragma GCC unroll 16
+		for (int a = 0; a < A; a++) {
+			av[a][0] = bcast128(x[a][b].qs);
+			av[a][1] = bcast128(x[a][b].qs + 16);
+		}
 #pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * p);
 #pragma GCC unroll 16
 			for (int a = 0; a < A; a++) {
 				__m512i t = _mm512_dpbusd_epi32(_mm512_set1_epi32(x[a][b].c[p]), w,
-								bcast32(x[a][b].qs + 4 * p));
+								dword_k(av[a][p / 4], p % 4));
 				acc[a][p] = _mm512_fmadd_ps(dd[a], _mm512_cvtepi32_ps(t), acc[a][p]);
 			}
 		}
@@ -1377,12 +1397,18 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 #pragma GCC unroll 16
 		for (int a = 0; a < A; a++)
 			t[a] = _mm512_set1_epi32(x[a][b].csum);
+		__m512i av[4][2];
+#pragma GCC unroll 16
+		for (int a = 0; a < A; a++) {
+			av[a][0] = bcast128(x[a][b].qs);
+			av[a][1] = bcast128(x[a][b].qs + 16);
+		}
 #pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i w = _mm512_load_si512(pb + 64 * p);
 #pragma GCC unroll 16
 			for (int a = 0; a < A; a++)
-				t[a] = _mm512_dpbusd_epi32(t[a], w, bcast32(x[a][b].qs + 4 * p));
+				t[a] = _mm512_dpbusd_epi32(t[a], w, dword_k(av[a][p / 4], p % 4));
 		}
 #pragma GCC unroll 16
 		for (int a = 0; a < A; a++) {
@@ -1395,50 +1421,57 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 		_mm512_mask_storeu_ps(y[a], msk, acc[a]);
 }
 
-/* The integer sum of lane p of a K block (its 8 groups of 32) with the
- * sub-block scales, for A activation rows: vpmaddubsw pairs, then vpdpwssd
- * by the scale words (IQ4_XS, whose quants reach 127, vpdpbusd and a
- * multiplication). Two chains (even and odd groups) halve the latency. */
-INL void k_lane(const uint8_t *pb, const xbk_t *const *xb, int p, __m512i *ia, const int A, const uint32_t T)
+/* The integer sums of lanes 4h .. 4h+3 of a K block (its 8 groups of 32
+ * values) with the sub-block scales, for A activation rows: ia[p][a] for
+ * lane 4h + p. vpmaddubsw pairs, then vpdpwssd by the scale words (the 4
+ * lanes of a half share a 16-value group, so a scale vector); IQ4_XS,
+ * whose quants reach 127, vpdpbusd and a multiplication. */
+INL void k_half(const uint8_t *pb, const xbk_t *const *xb, const int h, __m512i ia[4][4], const int A,
+		const uint32_t T)
 {
 	const bool sgn = T == QUANT_Q3_K || T == QUANT_Q6_K || T == QUANT_IQ4_XS;
-	__m512i e[2], o[2];
 #pragma GCC unroll 4
-	for (int a = 0; a < A; a++) {
-		e[a] = sgn ? _mm512_load_si512(pb + PK_CORR + 64 * p) : _mm512_setzero_si512();
-		o[a] = _mm512_setzero_si512();
-	}
+	for (int p = 0; p < 4; p++)
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++)
+			ia[p][a] = sgn ? _mm512_load_si512(pb + PK_CORR + 64 * (4 * h + p)) : _mm512_setzero_si512();
+	/* unrolled: GCC copies and spills accumulators carried by a loop */
 #pragma GCC unroll 8
 	for (int c = 0; c < 8; c++) {
-		__m512i w = _mm512_load_si512(pb + 64 * (8 * c + p));
-		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (T == QUANT_IQ4_XS ? c : 2 * c + (p >= 4)));
+		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (T == QUANT_IQ4_XS ? c : 2 * c + h));
+		__m512i av[4];
 #pragma GCC unroll 4
-		for (int a = 0; a < A; a++) {
-			const uint8_t *q = sgn ? xb[a]->qu : (const uint8_t *)xb[a]->qs;
-			__m512i av = bcast32(q + 32 * c + 4 * p);
-			__m512i *acc = c % 2 == 0 ? &e[a] : &o[a];
-			if (T == QUANT_IQ4_XS) {
-				__m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), av, w);
-				*acc = _mm512_add_epi32(*acc, _mm512_mullo_epi32(t, sc));
-			} else {
-				__m512i m = sgn ? _mm512_maddubs_epi16(av, w) : _mm512_maddubs_epi16(w, av);
-				*acc = _mm512_dpwssd_epi32(*acc, m, sc);
+		for (int a = 0; a < A; a++)
+			av[a] = bcast128((sgn ? xb[a]->qu : (const uint8_t *)xb[a]->qs) + 32 * c + 16 * h);
+#pragma GCC unroll 4
+		for (int p = 0; p < 4; p++) {
+			__m512i w = _mm512_load_si512(pb + 64 * (8 * c + 4 * h + p));
+#pragma GCC unroll 4
+			for (int a = 0; a < A; a++) {
+				__m512i ab = dword_k(av[a], p);
+				if (T == QUANT_IQ4_XS) {
+					__m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ab, w);
+					ia[p][a] = _mm512_add_epi32(ia[p][a], _mm512_mullo_epi32(t, sc));
+				} else {
+					__m512i m = sgn ? _mm512_maddubs_epi16(ab, w) : _mm512_maddubs_epi16(w, ab);
+					ia[p][a] = _mm512_dpwssd_epi32(ia[p][a], m, sc);
+				}
 			}
 		}
 	}
-#pragma GCC unroll 4
-	for (int a = 0; a < A; a++)
-		ia[a] = _mm512_add_epi32(e[a], o[a]);
 }
 
-/* The K types (T a constant): per block the integer lane sums (k_lane),
- * then the block's float work, mins first for Q2_K. */
+/* The K types (T a constant). Each lane's float chain runs over the blocks
+ * in order, as dot_row's; the lanes being independent, lanes 0-3 go over
+ * all blocks, then lanes 4-7, then the mins (Q4_K, Q5_K), so that only the
+ * accumulators of one pass are live (Q2_K's mins go into the lanes, first
+ * in each block, as in dot_row). */
 INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y, __mmask16 msk, const int A,
 	      const uint32_t T)
 {
 	const xbk_t *x[2];
 	__m512 fa[2][8], fm[2][4], fs[2];
-#pragma GCC unroll 4
+#pragma GCC unroll 2
 	for (int a = 0; a < A; a++) {
 		x[a] = xv[a];
 		fs[a] = _mm512_setzero_ps();
@@ -1449,52 +1482,61 @@ INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y
 		for (int m = 0; m < 4; m++)
 			fm[a][m] = _mm512_setzero_ps();
 	}
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *pb = pan + (size_t)b * PBK;
-		const xbk_t *xb[2];
-		__m512 d[2], dmin[2];
-		__m512 dw = _mm512_load_ps((const float *)(pb + PK_D)), dmw = _mm512_load_ps((const float *)(pb + PK_DM));
-#pragma GCC unroll 4
-		for (int a = 0; a < A; a++) {
-			xb[a] = x[a] + b;
-			__m512 ad = _mm512_set1_ps(xb[a]->d);
-			d[a] = _mm512_mul_ps(ad, dw);
-			dmin[a] = neg(_mm512_mul_ps(ad, dmw));
-		}
-#pragma GCC unroll 8
-		for (int p = 0; p < 8; p++) {
-			__m512i ia[2];
-			k_lane(pb, xb, p, ia, A, T);
-#pragma GCC unroll 4
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++)
+		for (int b = 0; b < nb; b++) {
+			const uint8_t *pb = pan + (size_t)b * PBK;
+			const xbk_t *xb[2];
+			__m512 d[2], dmin[2];
+			__m512 dw = _mm512_load_ps((const float *)(pb + PK_D));
+#pragma GCC unroll 2
 			for (int a = 0; a < A; a++) {
-				if (T == QUANT_Q2_K) {
-					__m512i t = _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * p),
-								      bcast32(&xb[a]->bsums[2 * p]));
-					fa[a][p] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fa[a][p]);
-				}
-				fa[a][p] = _mm512_fmadd_ps(d[a], _mm512_cvtepi32_ps(ia[a]), fa[a][p]);
+				xb[a] = x[a] + b;
+				__m512 ad = _mm512_set1_ps(xb[a]->d);
+				d[a] = _mm512_mul_ps(ad, dw);
+				if (T == QUANT_Q2_K)
+					dmin[a] = neg(_mm512_mul_ps(ad, _mm512_load_ps((const float *)(pb + PK_DM))));
 			}
-		}
+			__m512i ia[4][4];
+			k_half(pb, xb, h, ia, A, T);
 #pragma GCC unroll 4
+			for (int p = 0; p < 4; p++)
+#pragma GCC unroll 2
+				for (int a = 0; a < A; a++) {
+					int k = 4 * h + p;
+					if (T == QUANT_Q2_K) {
+						__m512i t = _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * k),
+									      bcast32(&xb[a]->bsums[2 * k]));
+						fa[a][k] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fa[a][k]);
+					}
+					fa[a][k] = _mm512_fmadd_ps(d[a], _mm512_cvtepi32_ps(ia[p][a]), fa[a][k]);
+				}
+		}
+	for (int b = 0; (T == QUANT_Q4_K || T == QUANT_Q5_K) && b < nb; b++) {
+		const uint8_t *pb = pan + (size_t)b * PBK;
+		__m512 dmw = _mm512_load_ps((const float *)(pb + PK_DM));
+#pragma GCC unroll 2
 		for (int a = 0; a < A; a++) {
+			const xbk_t *xb = x[a] + b;
+			__m512 dmin = neg(_mm512_mul_ps(_mm512_set1_ps(xb->d), dmw));
 			if (T == QUANT_Q4_K) {
 #pragma GCC unroll 4
 				for (int m = 0; m < 4; m++) {
 					__m512i t = _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
-								      bcast32(&xb[a]->bs32[2 * m]));
-					fm[a][m] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fm[a][m]);
+								      bcast32(&xb->bs32[2 * m]));
+					fm[a][m] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(t), fm[a][m]);
 				}
-			} else if (T == QUANT_Q5_K) {
+			} else {
 				__m512i t = _mm512_setzero_si512();
 #pragma GCC unroll 4
 				for (int m = 0; m < 4; m++)
 					t = _mm512_add_epi32(t, _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
-										  bcast32(&xb[a]->bs32[2 * m])));
-				fs[a] = _mm512_fmadd_ps(dmin[a], _mm512_cvtepi32_ps(t), fs[a]);
+										  bcast32(&xb->bs32[2 * m])));
+				fs[a] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(t), fs[a]);
 			}
 		}
 	}
-#pragma GCC unroll 4
+#pragma GCC unroll 2
 	for (int a = 0; a < A; a++) {
 		__m512 r = lanes_sum(fa[a]);
 		if (T == QUANT_Q4_K)
