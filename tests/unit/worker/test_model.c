@@ -605,9 +605,11 @@ static void expect_load_error(const char *path, int want_rc, const char *needle)
 	int rc = model_load(path, &m, err, sizeof(err));
 	CU_ASSERT_EQUAL(rc, want_rc);
 	CU_ASSERT_PTR_NULL(m);
-	if (strstr(err, needle) == NULL)
+	CU_ASSERT_PTR_NOT_NULL_FATAL(needle);
+	const char *hit = strstr(err, needle);
+	if (hit == NULL)
 		fprintf(stderr, "\nerror text '%s' lacks '%s'\n", err, needle);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+	CU_ASSERT_PTR_NOT_NULL(hit);
 }
 
 /* A copy of a shared file in the test's directory, patched at byte offset
