@@ -350,28 +350,18 @@ static enum ops_layout layout_for(const model_t *m, const src_t *s, int n_in, in
 		return m->layout;
 	if (m->weights == MODEL_WEIGHTS_Q8)
 		return m->layout == OPS_W_PACKED && n_in % 32 == 0 ? OPS_W_PACKED_Q8 : m->layout;
-	if (m->weights >= MODEL_WEIGHTS_MIX) {
-		for (int i = 0; i < n; i++) {
-			char name[96];
-			if (l >= 0)
-				snprintf(name, sizeof(name), "blk.%d.%s", l, sfx[i]);
-			else
-				snprintf(name, sizeof(name), "%s", sfx[i]);
-			if (!quant_supported(mix_type(m, name, n_in)))
-				return m->layout;
-		}
-		return OPS_W_QROWS;
-	}
-	if (s->g == NULL)
+	if (m->weights < MODEL_WEIGHTS_MIX && s->g == NULL)
 		return m->layout;
+	/* every part quantized: in the mix, or (auto) in the file */
 	for (int i = 0; i < n; i++) {
 		char name[96];
 		if (l >= 0)
 			snprintf(name, sizeof(name), "blk.%d.%s", l, sfx[i]);
 		else
 			snprintf(name, sizeof(name), "%s", sfx[i]);
-		const gguf_tensor_t *t = gguf_find_tensor(s->g, name);
-		if (t == NULL || !quant_supported(t->type))
+		const gguf_tensor_t *t = s->g != NULL ? gguf_find_tensor(s->g, name) : NULL;
+		uint32_t type = m->weights >= MODEL_WEIGHTS_MIX ? mix_type(m, name, n_in) : t != NULL ? t->type : 0;
+		if (!quant_supported(type))
 			return m->layout;
 	}
 	return OPS_W_QROWS;
