@@ -721,7 +721,7 @@ INL __m512i bcast32(const void *p)
 /* The extra fields of a legacy block whose qs, d and s are set. */
 static void x0_finish(xb0_t *b, int sum)
 {
-	__m512i q = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b->qs));
+	__m512i q = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)b->qs));
 	__m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), q);
 	__m512i c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 7));
 	_mm256_storeu_si256((__m256i *)b->c, _mm512_castsi512_si256(c));
@@ -793,7 +793,7 @@ static void x_from_act(enum qmm_act a, const void *arow, void *dst, int K)
 		}
 		memcpy(b[i].qs, qs, 32);
 		int sum = 0;
-				for (int j = 0; j < 32; j++)
+		for (int j = 0; j < 32; j++)
 			sum += qs[j];
 		x0_finish(&b[i], sum);
 	}
@@ -870,8 +870,9 @@ INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 	__m512i r[8], t[8], u[8];
 #pragma GCC unroll 16
 	for (int i = 0; i < 8; i++)
-		r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pr->rp[i] + off))),
-					  _mm256_loadu_si256((const __m256i *)(pr->rp[i + 8] + off)), 1);
+		r[i] = _mm512_inserti64x4(
+			_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pr->rp[i] + off))),
+			_mm256_loadu_si256((const __m256i *)(pr->rp[i + 8] + off)), 1);
 #pragma GCC unroll 16
 	for (int i = 0; i < 8; i += 2) {
 		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
@@ -1193,7 +1194,8 @@ static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 #pragma GCC unroll 16
 		for (int j = 0; j < 4; j++) {
 			__m512i b = byte_of(s, j);
-			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(_mm512_and_si512(b, _mm512_set1_epi32(15))));
+			__m512i sc = _mm512_and_si512(b, _mm512_set1_epi32(15));
+			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(sc));
 			mn[4 * i + j] = _mm512_srli_epi32(b, 4);
 		}
 	}
@@ -1209,7 +1211,8 @@ static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 #pragma GCC unroll 16
 			for (int p = 0; p < 8; p++)
 				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
-						   _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3)));
+						   _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k),
+								    _mm512_set1_epi8(3)));
 	}
 }
 
@@ -1529,9 +1532,10 @@ INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y
 			} else {
 				__m512i t = _mm512_setzero_si512();
 #pragma GCC unroll 4
-				for (int m = 0; m < 4; m++)
-					t = _mm512_add_epi32(t, _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
-										  bcast32(&xb->bs32[2 * m])));
+				for (int m = 0; m < 4; m++) {
+					__m512i mn = _mm512_load_si512(pb + PK_MN + 64 * m);
+					t = _mm512_add_epi32(t, _mm512_madd_epi16(mn, bcast32(&xb->bs32[2 * m])));
+				}
 				fs[a] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(t), fs[a]);
 			}
 		}
@@ -1557,7 +1561,12 @@ static int group_rows(uint32_t t)
 /* One panel (K values per row) times A <= group_rows(t) activation rows. */
 static void kern(uint32_t t, const uint8_t *pan, int K, const void *const *x, float *const *y, __mmask16 msk, int A)
 {
-#define KQ(T) do { if (A == 2) k_kq(pan, K / 256, x, y, msk, 2, T); else k_kq(pan, K / 256, x, y, msk, 1, T); } while (0)
+#define KQ(T) do {								\
+		if (A == 2)							\
+			k_kq(pan, K / 256, x, y, msk, 2, T);			\
+		else								\
+			k_kq(pan, K / 256, x, y, msk, 1, T);			\
+	} while (0)
 	switch (t) {
 	case QUANT_Q4_0:
 		if (A == 4)
@@ -1808,23 +1817,22 @@ static void p_task(void *arg, int task, int next, int worker)
 	_Alignas(64) uint8_t stack[PANEL_STACK];
 	uint8_t *buf = j->heap != NULL ? j->heap + (size_t)worker * (size_t)j->per_task * j->pbytes : stack;
 	int p0 = task * j->per_task, p1 = p0 + j->per_task < j->n_panels ? p0 + j->per_task : j->n_panels;
-	const ops_qseg_t *sg[64];
+	const ops_qseg_t *sg[64];	/* panel p0 + k: segment, first row in it */
 	int r0[64];
-	for (int i = p0; i < p1; i++) {
+	for (int k = 0; k < p1 - p0; k++) {
 		/* the panel after this one: this task's next, or the first of
 		 * the task this worker takes next */
-		int after = i + 1 < p1 ? i + 1 : next >= 0 ? next * j->per_task : -1;
+		int after = p0 + k + 1 < p1 ? p0 + k + 1 : next >= 0 ? next * j->per_task : -1;
 		size_t pf_bytes = 0;
 		const uint8_t *pf = after >= 0 ? panel_rows(j->w, after, &pf_bytes) : NULL;
-		sg[i - p0] = panel_at(j->w, i, &r0[i - p0]);
-		unpack_panel(sg[i - p0]->type, sg[i - p0]->data + (size_t)r0[i - p0] * sg[i - p0]->row_bytes,
-			     sg[i - p0]->row_bytes, sg[i - p0]->n_rows - r0[i - p0], j->K, buf + (size_t)(i - p0) * j->pbytes,
-			     pf, pf_bytes);
+		const ops_qseg_t *s = sg[k] = panel_at(j->w, p0 + k, &r0[k]);
+		unpack_panel(s->type, s->data + (size_t)r0[k] * s->row_bytes, s->row_bytes, s->n_rows - r0[k], j->K,
+			     buf + (size_t)k * j->pbytes, pf, pf_bytes);
 	}
 	for (int i0 = 0; i0 < j->n; i0 += ACT_CHUNK) {
 		int i1 = i0 + ACT_CHUNK < j->n ? i0 + ACT_CHUNK : j->n;
-		for (int i = p0; i < p1; i++)
-			run_panel(j, sg[i - p0], r0[i - p0], buf + (size_t)(i - p0) * j->pbytes, i0, i1);
+		for (int k = 0; k < p1 - p0; k++)
+			run_panel(j, sg[k], r0[k], buf + (size_t)k * j->pbytes, i0, i1);
 	}
 }
 
