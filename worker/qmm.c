@@ -814,8 +814,11 @@ static void x_from_act(enum qmm_act a, const void *arow, void *dst, int K)
 #define P0_M 576
 /* K block (256 values), PBK bytes: w[8 c][8 p] for the 32-value groups c
  * (signed bytes for Q3_K, Q6_K and IQ4_XS, which multiply the activations
- * plus 128; unsigned for the others), the integer scale of each 16-value
- * group g as words (s, s) per row (IQ4_XS: one dword per group of 32),
+ * plus 128; unsigned for the others; Q4_K keeps its nibbles packed, groups
+ * 2m and 2m + 1 in w[m]: zmm stores, one a cycle, bound the unpacking, and
+ * the kernel splits them on pipes it leaves idle), the integer scale of
+ * each 16-value group g as words (s, s) per row (per32 types: one per
+ * group of 32, IQ4_XS's as dwords),
  * corr[8] the int32 start of each lane (-128 x sum of scale x quant, for
  * the signed types), d and dmin in f32, and the integer mins as word
  * pairs: Q2_K (mn[2k], mn[2k+1]) per lane k, Q4_K / Q5_K (mn[2m],
@@ -1068,8 +1071,7 @@ INL void unpack_k4_scales(const __m512i *h, uint8_t *pb)
 			sc = _mm512_or_si512(_mm512_and_si512(q8, _mm512_set1_epi32(15)), hs);
 			mn[j] = _mm512_or_si512(_mm512_srli_epi32(q8, 4), hm);
 		}
-		_mm512_store_si512(pb + PK_SC + 64 * (2 * j), words2(sc));
-		_mm512_store_si512(pb + PK_SC + 64 * (2 * j + 1), words2(sc));
+		_mm512_store_si512(pb + PK_SC + 64 * j, words2(sc));
 	}
 #pragma GCC unroll 16
 	for (int m = 0; m < 4; m++)
@@ -1090,15 +1092,19 @@ INL void unpack_q4k(const bool five, const prows_t *pr, size_t o, uint8_t *pb)
 	for (int m = 0; m < 4; m++) {
 		__m512i q[8];
 		tr16x8(pr, o + (five ? 48 : 16) + 32 * (size_t)m, q);
+		if (!five) {	/* kept packed: the kernel splits the nibbles */
+#pragma GCC unroll 8
+			for (int p = 0; p < 8; p++)
+				_mm512_store_si512(pb + 64 * (8 * m + p), q[p]);
+			continue;
+		}
 #pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i l = lo_nib(q[p]), h = hi_nib(q[p]);
-			if (five) {
-				__mmask64 kl = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m))));
-				__mmask64 kh = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m + 1))));
-				l = _mm512_or_si512(l, _mm512_maskz_mov_epi8(kl, _mm512_set1_epi8(0x10)));
-				h = _mm512_or_si512(h, _mm512_maskz_mov_epi8(kh, _mm512_set1_epi8(0x10)));
-			}
+			__mmask64 kl = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m))));
+			__mmask64 kh = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m + 1))));
+			l = _mm512_or_si512(l, _mm512_maskz_mov_epi8(kl, _mm512_set1_epi8(0x10)));
+			h = _mm512_or_si512(h, _mm512_maskz_mov_epi8(kh, _mm512_set1_epi8(0x10)));
 			_mm512_store_si512(pb + 64 * (8 * (2 * m) + p), l);
 			_mm512_store_si512(pb + 64 * (8 * (2 * m + 1) + p), h);
 		}
@@ -1424,6 +1430,13 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 		_mm512_mask_storeu_ps(y[a], msk, acc[a]);
 }
 
+/* K types whose sub-block scales go per 32 values (one scale vector per
+ * group of 32 in the panel; the others have one per 16). */
+static inline bool per32(uint32_t t)
+{
+	return t == QUANT_Q4_K || t == QUANT_Q5_K || t == QUANT_IQ4_XS;
+}
+
 /* The integer sums of lanes 4h .. 4h+3 of a K block (its 8 groups of 32
  * values) with the sub-block scales, for A activation rows: ia[p][a] for
  * lane 4h + p. vpmaddubsw pairs, then vpdpwssd by the scale words (the 4
@@ -1441,14 +1454,20 @@ INL void k_half(const uint8_t *pb, const xbk_t *const *xb, const int h, __m512i 
 	/* unrolled: GCC copies and spills accumulators carried by a loop */
 #pragma GCC unroll 8
 	for (int c = 0; c < 8; c++) {
-		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (T == QUANT_IQ4_XS ? c : 2 * c + h));
+		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (per32(T) ? c : 2 * c + h));
 		__m512i av[4];
 #pragma GCC unroll 4
 		for (int a = 0; a < A; a++)
 			av[a] = bcast128((sgn ? xb[a]->qu : (const uint8_t *)xb[a]->qs) + 32 * c + 16 * h);
 #pragma GCC unroll 4
 		for (int p = 0; p < 4; p++) {
-			__m512i w = _mm512_load_si512(pb + 64 * (8 * c + 4 * h + p));
+			__m512i w;
+			if (T == QUANT_Q4_K) {	/* nibbles of groups 2m, 2m + 1 */
+				w = _mm512_load_si512(pb + 64 * (8 * (c / 2) + 4 * h + p));
+				w = c % 2 == 0 ? lo_nib(w) : hi_nib(w);
+			} else {
+				w = _mm512_load_si512(pb + 64 * (8 * c + 4 * h + p));
+			}
 #pragma GCC unroll 4
 			for (int a = 0; a < A; a++) {
 				__m512i ab = dword_k(av[a], p);
