@@ -958,7 +958,8 @@ INL void unpack_p0(const uint32_t t, const prows_t *pr, int b0, int b1, uint8_t 
 		uint8_t *pb = dst + (size_t)b * PB0;
 		__m512i w[8], dm = load32(pr, o);
 		_mm512_store_ps((float *)(pb + P0_D), half_of(dm, 0));
-		_mm512_store_ps((float *)(pb + P0_M), off ? half_of(dm, 1) : _mm512_setzero_ps());
+		if (off)
+			_mm512_store_ps((float *)(pb + P0_M), half_of(dm, 1));
 		if (t == QUANT_Q8_0) {
 			tr16x8(pr, o + 2, w);
 #pragma GCC unroll 16
