@@ -1760,9 +1760,15 @@ static void matmul_rows(ops_pool_t *p, float *y, size_t ldy, const float *x, siz
 /* Panels kept on a task's stack up to this size (else one heap buffer per
  * worker for the call). */
 #define PANEL_STACK (96 * 1024)
-/* Activation rows run against the panels of a task before the next ones,
- * so that they stay in the cache while every panel uses them. */
-#define ACT_CHUNK 64
+/* With many activation rows a task unpacks several panels, up to about
+ * this many bytes (half of a Zen 5 core's L2), and runs the activation rows
+ * against all of them a chunk of ACT_BYTES at a time: each chunk is read
+ * once from memory or L3 for all the panels, instead of once per panel
+ * (with rows of 2048, one panel per task made a prefill of 4096 rows
+ * stream 19 MB per 16 outputs, slower than the f32 path). */
+#define PANEL_BUDGET (384 * 1024)
+#define ACT_BYTES (160 * 1024)
+#define MANY_ROWS 64		/* "many activation rows" */
 
 typedef struct pjob {
 	float *y;
@@ -1773,6 +1779,7 @@ typedef struct pjob {
 	size_t s0, sk;		/* their strides */
 	int n_panels;		/* over all segments */
 	int per_task;		/* panels a task unpacks */
+	int chunk;		/* activation rows run against them at a time */
 	size_t pbytes;		/* bytes of a panel, a multiple of 64 */
 	uint8_t *heap;		/* NULL: panels on the stack; else per worker */
 } pjob_t;
@@ -1849,8 +1856,8 @@ static void p_task(void *arg, int task, int next, int worker)
 		unpack_panel(s->type, s->data + (size_t)r0[k] * s->row_bytes, s->row_bytes, s->n_rows - r0[k], j->K,
 			     buf + (size_t)k * j->pbytes, pf, pf_bytes);
 	}
-	for (int i0 = 0; i0 < j->n; i0 += ACT_CHUNK) {
-		int i1 = i0 + ACT_CHUNK < j->n ? i0 + ACT_CHUNK : j->n;
+	for (int i0 = 0; i0 < j->n; i0 += j->chunk) {
+		int i1 = i0 + j->chunk < j->n ? i0 + j->chunk : j->n;
 		for (int k = 0; k < p1 - p0; k++)
 			run_panel(j, sg[k], r0[k], buf + (size_t)k * j->pbytes, i0, i1);
 	}
@@ -1889,17 +1896,20 @@ static bool matmul_panels(ops_pool_t *p, float *y, size_t ldy, const float *x, s
 	pjob_t j = { .y = y, .ldy = ldy, .w = w, .n = n, .K = K };
 	j.pbytes = (panel_bytes(K) + 63) / 64 * 64;
 	j.n_panels = count_panels(w);
-	/* several panels a task when many activation rows share them (each
-	 * act chunk then serves them all), while leaving every thread a few
-	 * tasks */
+	/* several panels a task when many activation rows share them, while
+	 * leaving every thread a few tasks */
 	j.per_task = 1;
-	if (n >= ACT_CHUNK && j.pbytes <= PANEL_STACK) {
-		int g = (int)(PANEL_STACK / j.pbytes), most = j.n_panels / (4 * threads);
+	j.chunk = n;
+	if (n >= MANY_ROWS) {
+		int g = (int)(PANEL_BUDGET / j.pbytes), most = j.n_panels / (3 * threads);
 		g = g < most ? g : most;
 		j.per_task = g < 1 ? 1 : g > 64 ? 64 : g;
+		size_t xb = x0_row_bytes(K) + xk_row_bytes(K);
+		j.chunk = (int)(ACT_BYTES / xb);
+		j.chunk = j.chunk < 8 ? 8 : j.chunk;
 	}
-	if (j.pbytes > PANEL_STACK) {
-		j.heap = aligned_alloc(64, (size_t)threads * j.pbytes);
+	if ((size_t)j.per_task * j.pbytes > PANEL_STACK) {
+		j.heap = aligned_alloc(64, (size_t)threads * (size_t)j.per_task * j.pbytes);
 		if (j.heap == NULL)
 			return false;
 	}

@@ -537,6 +537,55 @@ static void test_matmul_long_rows(void)
 	}
 }
 
+/* Rows of type t quantized here from Gaussian values (n rows of K). */
+static void make_rows(wsets_t *ws, uint32_t t, int K, int n, uint64_t seed)
+{
+	size_t rb = quant_row_bytes(t, K);
+	uint8_t *rows = malloc(rb * (size_t)n);
+	float *v = malloc((size_t)K * sizeof(float));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rows);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	uint64_t s = seed;
+	for (int r = 0; r < n; r++) {
+		for (int k = 0; k < K; k++)
+			v[k] = 0.02f * rng_gauss(&s);
+		CU_ASSERT_EQUAL_FATAL(quant_quantize_row(t, v, rows + (size_t)r * rb, K), 0);
+	}
+	wsets_add(ws, t, K, rows, n);
+	free(rows);
+	free(v);
+}
+
+/* Enough activation rows for tasks of several panels (straddling
+ * segments of three types) run against chunks of the rows, with rows long
+ * enough for panels on the heap. */
+static void test_matmul_many_rows(void)
+{
+	static const int Ks[] = { 512, 2048 };
+	for (size_t ki = 0; ki < sizeof(Ks) / sizeof(Ks[0]); ki++) {
+		int K = Ks[ki], n = 150;
+		wsets_t ws = { .n = 0 };
+		make_rows(&ws, QUANT_Q4_K, K, 100, 1);
+		make_rows(&ws, QUANT_Q8_0, K, 77, 2);
+		make_rows(&ws, QUANT_Q6_K, K, 50, 3);
+		ops_w_t w = { .n_out = 0, .n_in = K, .layout = OPS_W_QROWS };
+		for (int i = 0; i < 3; i++)
+			set_seg(&w, &ws.s[i], ws.s[i].n);
+		size_t ldx = (size_t)K;
+		float *x = make_acts(n, K, ldx, 31);
+		float *want = expected(&w, x, ldx, n);
+		ops_pool_t *p2 = NULL;
+		CU_ASSERT_EQUAL_FATAL(ops_pool_new(2, &p2), 0);
+		CU_ASSERT_EQUAL(check_matmul(p2, false, &w, x, ldx, n, want), 0);
+		CU_ASSERT_EQUAL(check_matmul(NULL, false, &w, x, ldx, n, want), 0);
+		CU_ASSERT_EQUAL(check_matmul(p2, false, &w, x, ldx, 70, want), 0);
+		ops_pool_destroy(&p2);
+		free(x);
+		free(want);
+		wsets_free(&ws);
+	}
+}
+
 /* ---- quantization of the activations ---- */
 
 static uint16_t f16_bits(float f)
@@ -755,6 +804,7 @@ const cu_test_t qmm_tests[] = {
 	{ "matmul == per-row dots, n = 1..40, threads", test_matmul_one_type },
 	{ "matmul over mixed segments, n = 100", test_matmul_mixed },
 	{ "matmul with long rows", test_matmul_long_rows },
+	{ "matmul with many activation rows", test_matmul_many_rows },
 	{ "quantize == definition (ties, zero blocks)", test_quantize },
 	{ "the float order is the defined one", test_float_order },
 	{ NULL, NULL },
