@@ -21,7 +21,20 @@
  * outputs per instruction. Integers are exact, and the float operations
  * are the portable code's, in its order, one output per vector element, so
  * the bits are the same (tested). A panel is unpacked once per call and
- * reused by every activation row. */
+ * reused by every activation row.
+ *
+ * What shaped it, on the Zen 5 it was tuned on (2 cores; bench-qmm):
+ * vpdpbusd, vpdpwssd, vpmaddubsw and vfmadd share two pipes, vcvtdq2ps and
+ * vpshufd run on others, two vector loads and one 64-byte store issue a
+ * cycle. So the kernels take activation dwords from 16-byte broadcasts by
+ * vpshufd rather than a broadcast load each; the unpacking stores as little
+ * as it can (Q4_K keeps its nibbles packed); a legacy lane costs 2
+ * multiply-pipe operations per 64 products (vpdpbusd, the fma dot_row's
+ * order needs per lane and block) and a K lane 2 (vpmaddubsw, vpdpwssd),
+ * against 4 fmas for the f32 path. With a batch of one the rows come from
+ * memory: each task prefetches the next panel a part per block. With many
+ * activation rows a task unpacks several panels and runs chunks of the rows
+ * against all of them. Figures in the commit history and bench-qmm. */
 #include "qmm.h"
 
 #include "gguf.h"
