@@ -21,7 +21,20 @@
  * outputs per instruction. Integers are exact, and the float operations
  * are the portable code's, in its order, one output per vector element, so
  * the bits are the same (tested). A panel is unpacked once per call and
- * reused by every activation row. */
+ * reused by every activation row.
+ *
+ * What shaped it, on the Zen 5 it was tuned on (2 cores; bench-qmm):
+ * vpdpbusd, vpdpwssd, vpmaddubsw and vfmadd share two pipes, vcvtdq2ps and
+ * vpshufd run on others, two vector loads and one 64-byte store issue a
+ * cycle. So the kernels take activation dwords from 16-byte broadcasts by
+ * vpshufd rather than a broadcast load each; the unpacking stores as little
+ * as it can (Q4_K keeps its nibbles packed); a legacy lane costs 2
+ * multiply-pipe operations per 64 products (vpdpbusd, the fma dot_row's
+ * order needs per lane and block) and a K lane 2 (vpmaddubsw, vpdpwssd),
+ * against 4 fmas for the f32 path. With a batch of one the rows come from
+ * memory: each task prefetches the next panel a part per block. With many
+ * activation rows a task unpacks several panels and runs chunks of the rows
+ * against all of them. Figures in the commit history and bench-qmm. */
 #include "qmm.h"
 
 #include "gguf.h"
@@ -721,7 +734,7 @@ INL __m512i bcast32(const void *p)
 /* The extra fields of a legacy block whose qs, d and s are set. */
 static void x0_finish(xb0_t *b, int sum)
 {
-	__m512i q = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b->qs));
+	__m512i q = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)b->qs));
 	__m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), q);
 	__m512i c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 7));
 	_mm256_storeu_si256((__m256i *)b->c, _mm512_castsi512_si256(c));
@@ -793,7 +806,7 @@ static void x_from_act(enum qmm_act a, const void *arow, void *dst, int K)
 		}
 		memcpy(b[i].qs, qs, 32);
 		int sum = 0;
-				for (int j = 0; j < 32; j++)
+		for (int j = 0; j < 32; j++)
 			sum += qs[j];
 		x0_finish(&b[i], sum);
 	}
@@ -814,8 +827,11 @@ static void x_from_act(enum qmm_act a, const void *arow, void *dst, int K)
 #define P0_M 576
 /* K block (256 values), PBK bytes: w[8 c][8 p] for the 32-value groups c
  * (signed bytes for Q3_K, Q6_K and IQ4_XS, which multiply the activations
- * plus 128; unsigned for the others), the integer scale of each 16-value
- * group g as words (s, s) per row (IQ4_XS: one dword per group of 32),
+ * plus 128; unsigned for the others; Q4_K keeps its nibbles packed, groups
+ * 2m and 2m + 1 in w[m]: zmm stores, one a cycle, bound the unpacking, and
+ * the kernel splits them on pipes it leaves idle), the integer scale of
+ * each 16-value group g as words (s, s) per row (per32 types: one per
+ * group of 32, IQ4_XS's as dwords),
  * corr[8] the int32 start of each lane (-128 x sum of scale x quant, for
  * the signed types), d and dmin in f32, and the integer mins as word
  * pairs: Q2_K (mn[2k], mn[2k+1]) per lane k, Q4_K / Q5_K (mn[2m],
@@ -870,8 +886,9 @@ INL void tr16x8(const prows_t *pr, size_t off, __m512i o[8])
 	__m512i r[8], t[8], u[8];
 #pragma GCC unroll 16
 	for (int i = 0; i < 8; i++)
-		r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pr->rp[i] + off))),
-					  _mm256_loadu_si256((const __m256i *)(pr->rp[i + 8] + off)), 1);
+		r[i] = _mm512_inserti64x4(
+			_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pr->rp[i] + off))),
+			_mm256_loadu_si256((const __m256i *)(pr->rp[i + 8] + off)), 1);
 #pragma GCC unroll 16
 	for (int i = 0; i < 8; i += 2) {
 		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
@@ -954,7 +971,8 @@ INL void unpack_p0(const uint32_t t, const prows_t *pr, int b0, int b1, uint8_t 
 		uint8_t *pb = dst + (size_t)b * PB0;
 		__m512i w[8], dm = load32(pr, o);
 		_mm512_store_ps((float *)(pb + P0_D), half_of(dm, 0));
-		_mm512_store_ps((float *)(pb + P0_M), off ? half_of(dm, 1) : _mm512_setzero_ps());
+		if (off)
+			_mm512_store_ps((float *)(pb + P0_M), half_of(dm, 1));
 		if (t == QUANT_Q8_0) {
 			tr16x8(pr, o + 2, w);
 #pragma GCC unroll 16
@@ -1067,8 +1085,7 @@ INL void unpack_k4_scales(const __m512i *h, uint8_t *pb)
 			sc = _mm512_or_si512(_mm512_and_si512(q8, _mm512_set1_epi32(15)), hs);
 			mn[j] = _mm512_or_si512(_mm512_srli_epi32(q8, 4), hm);
 		}
-		_mm512_store_si512(pb + PK_SC + 64 * (2 * j), words2(sc));
-		_mm512_store_si512(pb + PK_SC + 64 * (2 * j + 1), words2(sc));
+		_mm512_store_si512(pb + PK_SC + 64 * j, words2(sc));
 	}
 #pragma GCC unroll 16
 	for (int m = 0; m < 4; m++)
@@ -1089,15 +1106,19 @@ INL void unpack_q4k(const bool five, const prows_t *pr, size_t o, uint8_t *pb)
 	for (int m = 0; m < 4; m++) {
 		__m512i q[8];
 		tr16x8(pr, o + (five ? 48 : 16) + 32 * (size_t)m, q);
+		if (!five) {	/* kept packed: the kernel splits the nibbles */
+#pragma GCC unroll 8
+			for (int p = 0; p < 8; p++)
+				_mm512_store_si512(pb + 64 * (8 * m + p), q[p]);
+			continue;
+		}
 #pragma GCC unroll 16
 		for (int p = 0; p < 8; p++) {
 			__m512i l = lo_nib(q[p]), h = hi_nib(q[p]);
-			if (five) {
-				__mmask64 kl = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m))));
-				__mmask64 kh = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m + 1))));
-				l = _mm512_or_si512(l, _mm512_maskz_mov_epi8(kl, _mm512_set1_epi8(0x10)));
-				h = _mm512_or_si512(h, _mm512_maskz_mov_epi8(kh, _mm512_set1_epi8(0x10)));
-			}
+			__mmask64 kl = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m))));
+			__mmask64 kh = _mm512_test_epi8_mask(qh[p], _mm512_set1_epi8((char)(1 << (2 * m + 1))));
+			l = _mm512_or_si512(l, _mm512_maskz_mov_epi8(kl, _mm512_set1_epi8(0x10)));
+			h = _mm512_or_si512(h, _mm512_maskz_mov_epi8(kh, _mm512_set1_epi8(0x10)));
 			_mm512_store_si512(pb + 64 * (8 * (2 * m) + p), l);
 			_mm512_store_si512(pb + 64 * (8 * (2 * m + 1) + p), h);
 		}
@@ -1193,7 +1214,8 @@ static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 #pragma GCC unroll 16
 		for (int j = 0; j < 4; j++) {
 			__m512i b = byte_of(s, j);
-			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(_mm512_and_si512(b, _mm512_set1_epi32(15))));
+			__m512i sc = _mm512_and_si512(b, _mm512_set1_epi32(15));
+			_mm512_store_si512(pb + PK_SC + 64 * (4 * i + j), words2(sc));
 			mn[4 * i + j] = _mm512_srli_epi32(b, 4);
 		}
 	}
@@ -1209,7 +1231,8 @@ static void unpack_q2k(const prows_t *pr, size_t o, uint8_t *pb)
 #pragma GCC unroll 16
 			for (int p = 0; p < 8; p++)
 				_mm512_store_si512(pb + 64 * (8 * (4 * nh + k) + p),
-						   _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k), _mm512_set1_epi8(3)));
+						   _mm512_and_si512(_mm512_srli_epi16(q[p], 2 * k),
+								    _mm512_set1_epi8(3)));
 	}
 }
 
@@ -1421,6 +1444,13 @@ INL void k_block(const uint8_t *pan, int nb, const void *const *xv, float *const
 		_mm512_mask_storeu_ps(y[a], msk, acc[a]);
 }
 
+/* K types whose sub-block scales go per 32 values (one scale vector per
+ * group of 32 in the panel; the others have one per 16). */
+static inline bool per32(uint32_t t)
+{
+	return t == QUANT_Q4_K || t == QUANT_Q5_K || t == QUANT_IQ4_XS;
+}
+
 /* The integer sums of lanes 4h .. 4h+3 of a K block (its 8 groups of 32
  * values) with the sub-block scales, for A activation rows: ia[p][a] for
  * lane 4h + p. vpmaddubsw pairs, then vpdpwssd by the scale words (the 4
@@ -1438,14 +1468,20 @@ INL void k_half(const uint8_t *pb, const xbk_t *const *xb, const int h, __m512i 
 	/* unrolled: GCC copies and spills accumulators carried by a loop */
 #pragma GCC unroll 8
 	for (int c = 0; c < 8; c++) {
-		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (T == QUANT_IQ4_XS ? c : 2 * c + h));
+		__m512i sc = _mm512_load_si512(pb + PK_SC + 64 * (per32(T) ? c : 2 * c + h));
 		__m512i av[4];
 #pragma GCC unroll 4
 		for (int a = 0; a < A; a++)
 			av[a] = bcast128((sgn ? xb[a]->qu : (const uint8_t *)xb[a]->qs) + 32 * c + 16 * h);
 #pragma GCC unroll 4
 		for (int p = 0; p < 4; p++) {
-			__m512i w = _mm512_load_si512(pb + 64 * (8 * c + 4 * h + p));
+			__m512i w;
+			if (T == QUANT_Q4_K) {	/* nibbles of groups 2m, 2m + 1 */
+				w = _mm512_load_si512(pb + 64 * (8 * (c / 2) + 4 * h + p));
+				w = c % 2 == 0 ? lo_nib(w) : hi_nib(w);
+			} else {
+				w = _mm512_load_si512(pb + 64 * (8 * c + 4 * h + p));
+			}
 #pragma GCC unroll 4
 			for (int a = 0; a < A; a++) {
 				__m512i ab = dword_k(av[a], p);
@@ -1529,9 +1565,10 @@ INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y
 			} else {
 				__m512i t = _mm512_setzero_si512();
 #pragma GCC unroll 4
-				for (int m = 0; m < 4; m++)
-					t = _mm512_add_epi32(t, _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * m),
-										  bcast32(&xb->bs32[2 * m])));
+				for (int m = 0; m < 4; m++) {
+					__m512i mn = _mm512_load_si512(pb + PK_MN + 64 * m);
+					t = _mm512_add_epi32(t, _mm512_madd_epi16(mn, bcast32(&xb->bs32[2 * m])));
+				}
 				fs[a] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(t), fs[a]);
 			}
 		}
@@ -1557,7 +1594,12 @@ static int group_rows(uint32_t t)
 /* One panel (K values per row) times A <= group_rows(t) activation rows. */
 static void kern(uint32_t t, const uint8_t *pan, int K, const void *const *x, float *const *y, __mmask16 msk, int A)
 {
-#define KQ(T) do { if (A == 2) k_kq(pan, K / 256, x, y, msk, 2, T); else k_kq(pan, K / 256, x, y, msk, 1, T); } while (0)
+#define KQ(T) do {								\
+		if (A == 2)							\
+			k_kq(pan, K / 256, x, y, msk, 2, T);			\
+		else								\
+			k_kq(pan, K / 256, x, y, msk, 1, T);			\
+	} while (0)
 	switch (t) {
 	case QUANT_Q4_0:
 		if (A == 4)
@@ -1731,9 +1773,15 @@ static void matmul_rows(ops_pool_t *p, float *y, size_t ldy, const float *x, siz
 /* Panels kept on a task's stack up to this size (else one heap buffer per
  * worker for the call). */
 #define PANEL_STACK (96 * 1024)
-/* Activation rows run against the panels of a task before the next ones,
- * so that they stay in the cache while every panel uses them. */
-#define ACT_CHUNK 64
+/* With many activation rows a task unpacks several panels, up to about
+ * this many bytes (half of a Zen 5 core's L2), and runs the activation rows
+ * against all of them a chunk of ACT_BYTES at a time: each chunk is read
+ * once from memory or L3 for all the panels, instead of once per panel
+ * (with rows of 2048, one panel per task made a prefill of 4096 rows
+ * stream 19 MB per 16 outputs, slower than the f32 path). */
+#define PANEL_BUDGET (384 * 1024)
+#define ACT_BYTES (160 * 1024)
+#define MANY_ROWS 64		/* "many activation rows" */
 
 typedef struct pjob {
 	float *y;
@@ -1744,6 +1792,7 @@ typedef struct pjob {
 	size_t s0, sk;		/* their strides */
 	int n_panels;		/* over all segments */
 	int per_task;		/* panels a task unpacks */
+	int chunk;		/* activation rows run against them at a time */
 	size_t pbytes;		/* bytes of a panel, a multiple of 64 */
 	uint8_t *heap;		/* NULL: panels on the stack; else per worker */
 } pjob_t;
@@ -1808,23 +1857,22 @@ static void p_task(void *arg, int task, int next, int worker)
 	_Alignas(64) uint8_t stack[PANEL_STACK];
 	uint8_t *buf = j->heap != NULL ? j->heap + (size_t)worker * (size_t)j->per_task * j->pbytes : stack;
 	int p0 = task * j->per_task, p1 = p0 + j->per_task < j->n_panels ? p0 + j->per_task : j->n_panels;
-	const ops_qseg_t *sg[64];
+	const ops_qseg_t *sg[64];	/* panel p0 + k: segment, first row in it */
 	int r0[64];
-	for (int i = p0; i < p1; i++) {
+	for (int k = 0; k < p1 - p0; k++) {
 		/* the panel after this one: this task's next, or the first of
 		 * the task this worker takes next */
-		int after = i + 1 < p1 ? i + 1 : next >= 0 ? next * j->per_task : -1;
+		int after = p0 + k + 1 < p1 ? p0 + k + 1 : next >= 0 ? next * j->per_task : -1;
 		size_t pf_bytes = 0;
 		const uint8_t *pf = after >= 0 ? panel_rows(j->w, after, &pf_bytes) : NULL;
-		sg[i - p0] = panel_at(j->w, i, &r0[i - p0]);
-		unpack_panel(sg[i - p0]->type, sg[i - p0]->data + (size_t)r0[i - p0] * sg[i - p0]->row_bytes,
-			     sg[i - p0]->row_bytes, sg[i - p0]->n_rows - r0[i - p0], j->K, buf + (size_t)(i - p0) * j->pbytes,
-			     pf, pf_bytes);
+		const ops_qseg_t *s = sg[k] = panel_at(j->w, p0 + k, &r0[k]);
+		unpack_panel(s->type, s->data + (size_t)r0[k] * s->row_bytes, s->row_bytes, s->n_rows - r0[k], j->K,
+			     buf + (size_t)k * j->pbytes, pf, pf_bytes);
 	}
-	for (int i0 = 0; i0 < j->n; i0 += ACT_CHUNK) {
-		int i1 = i0 + ACT_CHUNK < j->n ? i0 + ACT_CHUNK : j->n;
-		for (int i = p0; i < p1; i++)
-			run_panel(j, sg[i - p0], r0[i - p0], buf + (size_t)(i - p0) * j->pbytes, i0, i1);
+	for (int i0 = 0; i0 < j->n; i0 += j->chunk) {
+		int i1 = i0 + j->chunk < j->n ? i0 + j->chunk : j->n;
+		for (int k = 0; k < p1 - p0; k++)
+			run_panel(j, sg[k], r0[k], buf + (size_t)k * j->pbytes, i0, i1);
 	}
 }
 
@@ -1861,17 +1909,20 @@ static bool matmul_panels(ops_pool_t *p, float *y, size_t ldy, const float *x, s
 	pjob_t j = { .y = y, .ldy = ldy, .w = w, .n = n, .K = K };
 	j.pbytes = (panel_bytes(K) + 63) / 64 * 64;
 	j.n_panels = count_panels(w);
-	/* several panels a task when many activation rows share them (each
-	 * act chunk then serves them all), while leaving every thread a few
-	 * tasks */
+	/* several panels a task when many activation rows share them, while
+	 * leaving every thread a few tasks */
 	j.per_task = 1;
-	if (n >= ACT_CHUNK && j.pbytes <= PANEL_STACK) {
-		int g = (int)(PANEL_STACK / j.pbytes), most = j.n_panels / (4 * threads);
+	j.chunk = n;
+	if (n >= MANY_ROWS) {
+		int g = (int)(PANEL_BUDGET / j.pbytes), most = j.n_panels / (3 * threads);
 		g = g < most ? g : most;
 		j.per_task = g < 1 ? 1 : g > 64 ? 64 : g;
+		size_t xb = x0_row_bytes(K) + xk_row_bytes(K);
+		j.chunk = (int)(ACT_BYTES / xb);
+		j.chunk = j.chunk < 8 ? 8 : j.chunk;
 	}
-	if (j.pbytes > PANEL_STACK) {
-		j.heap = aligned_alloc(64, (size_t)threads * j.pbytes);
+	if ((size_t)j.per_task * j.pbytes > PANEL_STACK) {
+		j.heap = aligned_alloc(64, (size_t)threads * (size_t)j.per_task * j.pbytes);
 		if (j.heap == NULL)
 			return false;
 	}

@@ -254,8 +254,9 @@ static void test_dot_bits(void)
 					float gen = qmm_generic_dot(w->type, row, q, w->K);
 					if (!same_bits(f, ref) || !same_bits(gen, ref)) {
 						if (bad++ < 5)
-							fprintf(stderr, "\n%s K=%d row %d kind %d: dot %.9g ref %.9g generic %.9g\n",
-								gguf_ttype_name(w->type), w->K, r, kind, f, ref, gen);
+							fprintf(stderr, "\n%s K=%d row %d kind %d: dot %.9g ref %.9g "
+								"generic %.9g\n", gguf_ttype_name(w->type), w->K, r,
+								kind, f, ref, gen);
 					}
 					bool offset = w->type == QUANT_Q4_1 || w->type == QUANT_Q5_1;
 					CU_ASSERT(isfinite(ref) || (kind == ACT_HUGE && offset));
@@ -329,7 +330,8 @@ static void test_dot_close_to_f64(void)
 					int sum = 0;
 					for (int i = 0; i < 32; i++)
 						sum += ab->qs[i];
-					double e = fabs(ab->s) * 0x1p-11 + 0x1p-25 + abs(sum) * (ab->d * 0x1p-11 + 0x1p-25);
+					double e = fabs(ab->s) * 0x1p-11 + 0x1p-25 +
+						   abs(sum) * (ab->d * 0x1p-11 + 0x1p-25);
 					tol += fabs((double)gguf_f16_to_f32(h)) * e;
 				}
 				if (!(fabs(got - d) <= tol))
@@ -372,7 +374,8 @@ static int check_matmul(ops_pool_t *pool, bool generic, const ops_w_t *w, const 
 			if (!same_bits(y[(size_t)i * ldy + (size_t)r], want[(size_t)i * (size_t)N + (size_t)r])) {
 				if (bad++ < 3)
 					fprintf(stderr, "\nmatmul n=%d row %d col %d: %.9g want %.9g\n", n, i, r,
-						y[(size_t)i * ldy + (size_t)r], want[(size_t)i * (size_t)N + (size_t)r]);
+						y[(size_t)i * ldy + (size_t)r],
+						want[(size_t)i * (size_t)N + (size_t)r]);
 			}
 		for (size_t r = (size_t)N; r < ldy; r++)
 			if (y[(size_t)i * ldy + r] != -12345.0f)
@@ -394,9 +397,11 @@ static float *expected(const ops_w_t *w, const float *x, size_t ldx, int n)
 		for (int s = 0; s < w->n_seg; s++)
 			q[s] = quantized(w->seg[s].type, x + (size_t)i * ldx, K);
 		for (int s = 0; s < w->n_seg; s++)
-			for (int r = 0; r < w->seg[s].n_rows; r++)
-				want[(size_t)i * (size_t)N + (size_t)(w->seg[s].row0 + r)] =
-					qmm_dot_ref(w->seg[s].type, w->seg[s].data + (size_t)r * w->seg[s].row_bytes, q[s], K);
+			for (int r = 0; r < w->seg[s].n_rows; r++) {
+				const ops_qseg_t *sg = &w->seg[s];
+				want[(size_t)i * (size_t)N + (size_t)(sg->row0 + r)] =
+					qmm_dot_ref(sg->type, sg->data + (size_t)r * sg->row_bytes, q[s], K);
+			}
 		for (int s = 0; s < w->n_seg; s++)
 			free(q[s]);
 	}
@@ -407,8 +412,11 @@ static float *make_acts(int n, int K, size_t ldx, uint64_t seed)
 {
 	float *x = malloc((size_t)n * ldx * sizeof(float));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(x);
-	for (int i = 0; i < n; i++)
-		make_act(x + (size_t)i * ldx, K, i % N_ACT_KINDS == ACT_ZERO ? ACT_GAUSS : i % N_ACT_KINDS, seed + (uint64_t)i);
+	/* every kind but zeros (the rows of a batch differ) */
+	for (int i = 0; i < n; i++) {
+		int kind = i % N_ACT_KINDS == ACT_ZERO ? ACT_GAUSS : i % N_ACT_KINDS;
+		make_act(x + (size_t)i * ldx, K, kind, seed + (uint64_t)i);
+	}
 	return x;
 }
 
@@ -525,6 +533,55 @@ static void test_matmul_long_rows(void)
 		check_all_n(&w, 3, 11);
 		free(rows);
 		free(v);
+		wsets_free(&ws);
+	}
+}
+
+/* Rows of type t quantized here from Gaussian values (n rows of K). */
+static void make_rows(wsets_t *ws, uint32_t t, int K, int n, uint64_t seed)
+{
+	size_t rb = quant_row_bytes(t, K);
+	uint8_t *rows = malloc(rb * (size_t)n);
+	float *v = malloc((size_t)K * sizeof(float));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rows);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	uint64_t s = seed;
+	for (int r = 0; r < n; r++) {
+		for (int k = 0; k < K; k++)
+			v[k] = 0.02f * rng_gauss(&s);
+		CU_ASSERT_EQUAL_FATAL(quant_quantize_row(t, v, rows + (size_t)r * rb, K), 0);
+	}
+	wsets_add(ws, t, K, rows, n);
+	free(rows);
+	free(v);
+}
+
+/* Enough activation rows for tasks of several panels (straddling
+ * segments of three types) run against chunks of the rows, with rows long
+ * enough for panels on the heap. */
+static void test_matmul_many_rows(void)
+{
+	static const int Ks[] = { 512, 2048 };
+	for (size_t ki = 0; ki < sizeof(Ks) / sizeof(Ks[0]); ki++) {
+		int K = Ks[ki], n = 150;
+		wsets_t ws = { .n = 0 };
+		make_rows(&ws, QUANT_Q4_K, K, 100, 1);
+		make_rows(&ws, QUANT_Q8_0, K, 77, 2);
+		make_rows(&ws, QUANT_Q6_K, K, 50, 3);
+		ops_w_t w = { .n_out = 0, .n_in = K, .layout = OPS_W_QROWS };
+		for (int i = 0; i < 3; i++)
+			set_seg(&w, &ws.s[i], ws.s[i].n);
+		size_t ldx = (size_t)K;
+		float *x = make_acts(n, K, ldx, 31);
+		float *want = expected(&w, x, ldx, n);
+		ops_pool_t *p2 = NULL;
+		CU_ASSERT_EQUAL_FATAL(ops_pool_new(2, &p2), 0);
+		CU_ASSERT_EQUAL(check_matmul(p2, false, &w, x, ldx, n, want), 0);
+		CU_ASSERT_EQUAL(check_matmul(NULL, false, &w, x, ldx, n, want), 0);
+		CU_ASSERT_EQUAL(check_matmul(p2, false, &w, x, ldx, 70, want), 0);
+		ops_pool_destroy(&p2);
+		free(x);
+		free(want);
 		wsets_free(&ws);
 	}
 }
@@ -747,6 +804,7 @@ const cu_test_t qmm_tests[] = {
 	{ "matmul == per-row dots, n = 1..40, threads", test_matmul_one_type },
 	{ "matmul over mixed segments, n = 100", test_matmul_mixed },
 	{ "matmul with long rows", test_matmul_long_rows },
+	{ "matmul with many activation rows", test_matmul_many_rows },
 	{ "quantize == definition (ties, zero blocks)", test_quantize },
 	{ "the float order is the defined one", test_float_order },
 	{ NULL, NULL },
