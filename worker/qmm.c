@@ -1658,6 +1658,8 @@ static float dot_panel(uint32_t wtype, const void *wrow, const void *arow, int K
 
 float qmm_dot(uint32_t wtype, const void *wrow, const void *arow, int K)
 {
+	if (qmm_act_for(wtype) < 0)
+		return NAN;
 #if QMM_SIMD
 	return dot_panel(wtype, wrow, arow, K);
 #else

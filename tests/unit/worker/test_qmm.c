@@ -204,6 +204,10 @@ static void test_kernel_name(void)
 	CU_ASSERT_EQUAL(qmm_act_row_bytes(QMM_A8_1, 64), 2 * sizeof(t_a8_1_t));
 	CU_ASSERT_EQUAL(qmm_act_row_bytes(QMM_A8_K, 512), 2 * sizeof(t_a8_k_t));
 	CU_ASSERT_EQUAL(qmm_act_row_bytes(QMM_A8_K, 288), 0);
+	/* a type qmm does not take: no result, no crash */
+	uint8_t row[64] = { 0 }, act[64] = { 0 };
+	CU_ASSERT(isnan(qmm_dot(0, row, act, 32)));
+	CU_ASSERT(isnan(qmm_generic_dot(1, row, act, 32)));
 }
 
 /* Every type's rows are found (the test sees them all). */
