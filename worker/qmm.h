@@ -71,7 +71,8 @@ size_t qmm_ws_bytes(int n, int K);
 void qmm_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 		const ops_w_t *w, int n, void *ws);
 
-/* Bits of the build's kernels: "avx512-vnni", "avx512" or "generic". */
+/* The build's kernels: "avx512-vnni" (AVX-512 F, BW and VNNI) or "generic"
+ * (the portable C, same bits). */
 const char *qmm_kernel_name(void);
 
 #endif
