@@ -140,6 +140,14 @@ typedef struct ledger_row {
 	 * were, or without a price table). Borrowed like the strings. */
 	const ledger_api_t *api;
 	size_t n_api;
+	/* The accounting window whose node cost the loaded cost shares
+	 * (docs/economics.md section 3): its start (unix ns, aligned to UTC)
+	 * and length. period_ns = 0: booked by the older rule (idle time
+	 * carried to the next Result). period_open: the window has not
+	 * closed, so cost_loaded_micros is provisional (the window's idle
+	 * time is known only when it ends). */
+	int64_t period_start_ns, period_ns;
+	bool period_open;
 } ledger_row_t;
 
 typedef struct ledger_rows {

@@ -48,6 +48,18 @@ enum report_group {
 	REPORT_BY_DAY,		/* UTC day of answered_at_ns, "YYYY-MM-DD" */
 };
 
+/* What a hardware what-if assumed, for every format to mark: the text
+ * title, JSON "what_if" ({"hardware","speed","speed_basis","speed_why",
+ * "prices"}; null when the report is as booked) and the CSV column
+ * "what_if" (empty when as booked). Strings borrowed. */
+typedef struct report_whatif {
+	const char *hardware;		/* profile the calls are repriced on; NULL = the booked one */
+	double speed;			/* target speed / booked hardware's speed: busy and idle
+					 * times are divided by it; 1 = same speed */
+	const char *speed_basis;	/* "measured", "estimate" or "given" */
+	const char *speed_why;		/* one line: what the ratio was computed from */
+} report_whatif_t;
+
 typedef struct report_opts {
 	const char *currency;		/* report currency; NULL = the first row's */
 	const pricetab_t *prices;	/* reference prices and exchange rates (borrowed; may be NULL
@@ -57,6 +69,7 @@ typedef struct report_opts {
 	const char *sale;		/* optional entry name: our sale price, for gross margin */
 	bool whatif_prices;		/* recompute every equivalent with prices (what-if) instead of
 					 * using the ones booked with the calls */
+	const report_whatif_t *whatif;	/* a hardware what-if's basis (NULL = none) */
 } report_opts_t;
 
 typedef struct report_row {
