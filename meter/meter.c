@@ -704,7 +704,7 @@ static const char *key_of(const char *s)
 	return c != NULL ? c + 1 : s;
 }
 
-char *meter_suggest(const char *name, const char *const *names, size_t n, char *buf, size_t len)
+char *meter_suggest(const char *name, const char *const *names, size_t n, bool list_all, char *buf, size_t len)
 {
 	size_t o = 0, n_close = 0, limit = strlen(name) / 3;
 	struct close close[5];
@@ -730,6 +730,10 @@ char *meter_suggest(const char *name, const char *const *names, size_t n, char *
 	for (size_t k = 0; k < n_close; k++)
 		app(buf, len, &o, "%s%s", k == 0 ? "did you mean " : k + 1 == n_close ? " or " : ", ",
 		    names[close[k].i]);
+	if (!list_all) {
+		app(buf, len, &o, "%s", n_close > 0 ? "?" : "");
+		return buf;
+	}
 	app(buf, len, &o, "%sknown: ", n_close > 0 ? "? " : "");
 	if (n == 0)
 		app(buf, len, &o, "(none)");
@@ -757,7 +761,7 @@ int meter_unknown_name(const char *kind, const char *name, const char *dir, bool
 	if (names == NULL)
 		snprintf(list, sizeof(list), "the directory cannot be read: %s", strerror(errno));
 	else
-		meter_suggest(name, (const char *const *)names, n, list, sizeof(list));
+		meter_suggest(name, (const char *const *)names, n, true, list, sizeof(list));
 	snprintf(err, errlen, "no %s \"%s\" in %s: %s", kind, name, dir, list);
 	meter_names_free(&names);
 	return -ENOENT;
@@ -778,7 +782,7 @@ int meter_find_entry(const pricetab_t *t, const char *name, const char *what, co
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		names[i] = pricetab_at(t, i)->name;
-	meter_suggest(name, names, n, list, sizeof(list));
+	meter_suggest(name, names, n, true, list, sizeof(list));
 	free(names);
 	snprintf(err, errlen, "no price entry \"%s\" in %s: %s", name, what, list);
 	return -ENOENT;
@@ -864,8 +868,9 @@ int meter_resolve_entry(const char *spec, const char *dir, pricetab_entry_t *ret
 			 n_hits, dir, hits);
 		r = -EEXIST;
 	} else if (r == 0 && n_hits == 0) {
-		meter_suggest(spec, (const char *const *)all, n_all, list, sizeof(list));
-		snprintf(err, errlen, "no price entry \"%s\" in the tables of %s: %s", spec, dir, list);
+		meter_suggest(spec, (const char *const *)all, n_all, false, list, sizeof(list));
+		snprintf(err, errlen, "no price entry \"%s\" in the %zu tables of %s (%zu entries)%s%s", spec, n_tables,
+			 dir, n_all, list[0] ? ": " : "", list);
 		r = -ENOENT;
 	}
 	if (r == -ENOMEM)

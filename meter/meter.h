@@ -131,11 +131,12 @@ char *meter_default_dir(const char *kind, char *buf, size_t len);
 char **meter_dir_names(const char *dir, bool json, size_t *ret_n);
 void meter_names_free(char ***names);
 
-/* "did you mean X? (known: A, B, C)" for name among names[0..n): the
+/* "did you mean X or Y? known: A, B, C" for name among names[0..n): the
  * close ones first (same name ignoring case, then edit distance at most
- * about a third of the name), then every name as far as buf holds
- * ("..." when cut). "(none)" when n is 0. Returns buf. */
-char *meter_suggest(const char *name, const char *const *names, size_t n, char *buf, size_t len);
+ * about a third of the name, or containing it; a candidate TABLE:ENTRY is
+ * compared by its ENTRY), then, with list_all, every name as far as buf
+ * holds ("..." when cut; "(none)" when n is 0). Returns buf. */
+char *meter_suggest(const char *name, const char *const *names, size_t n, bool list_all, char *buf, size_t len);
 
 /* The error for a name that is no data file of dir: "no KIND \"NAME\" in
  * DIR: did you mean ...? (known: ...)" (meter_suggest over
