@@ -111,6 +111,16 @@ const pricetab_fx_t *pricetab_find_fx(const pricetab_t *t, const char *currency)
 	return NULL;
 }
 
+size_t pricetab_fx_count(const pricetab_t *t)
+{
+	return t->n_fx;
+}
+
+const pricetab_fx_t *pricetab_fx_at(const pricetab_t *t, size_t i)
+{
+	return i < t->n_fx ? &t->fx[i] : NULL;
+}
+
 static int per_usd(const pricetab_t *t, const char *cur, meter_q_t *ret, char *err, size_t errlen)
 {
 	if (strcmp(cur, "USD") == 0) {

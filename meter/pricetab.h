@@ -114,6 +114,9 @@ const char *pricetab_name(const pricetab_t *t);
 int pricetab_set_fx(pricetab_t *t, const char *currency, meter_q_t per_usd, const char *source,
 		    const char *date);
 const pricetab_fx_t *pricetab_find_fx(const pricetab_t *t, const char *currency);
+/* The exchange rates in load order (borrowed, valid until t changes). */
+size_t pricetab_fx_count(const pricetab_t *t);
+const pricetab_fx_t *pricetab_fx_at(const pricetab_t *t, size_t i);
 /* amount_in_to = amount_in_from * factor. -ENOENT naming the missing rate. */
 int pricetab_fx_factor(const pricetab_t *t, const char *from, const char *to, meter_q_t *ret,
 		       char *err, size_t errlen);
