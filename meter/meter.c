@@ -524,13 +524,8 @@ int meter_load_prices(pricetab_t *t, const char *spec, const char *dir, const ch
 		n = snprintf(path, sizeof(path), "%s/%s", dir, spec);
 		if (n < (int)sizeof(path) && !is_file(path))
 			n = snprintf(path, sizeof(path), "%s/%s.conf", dir, spec);
-		if (n < (int)sizeof(path) && !is_file(path)) {
-			char name[256];
-			snprintf(name, sizeof(name), "%s", spec);
-			if (ends_with(name, ".conf") || ends_with(name, ".json"))
-				name[strlen(name) - 5] = '\0';
-			return meter_unknown_name("price table", name, dir, true, err, errlen);
-		}
+		if (n < (int)sizeof(path) && !is_file(path))
+			return meter_unknown_name("price table", spec, dir, true, err, errlen);
 	}
 	if (n < 0 || n >= (int)sizeof(path)) {
 		snprintf(err, errlen, "price table %.200s: its path is longer than %zu bytes", spec, sizeof(path) - 1);
@@ -757,11 +752,15 @@ int meter_unknown_name(const char *kind, const char *name, const char *dir, bool
 {
 	size_t n;
 	char **names = meter_dir_names(dir, json, &n);
-	char list[1536];
+	char list[1536], base[256];
+	/* NAME.conf is compared as NAME; the message says what was given. */
+	snprintf(base, sizeof(base), "%s", name);
+	if (ends_with(base, ".conf") || (json && ends_with(base, ".json")))
+		base[strlen(base) - 5] = '\0';
 	if (names == NULL)
 		snprintf(list, sizeof(list), "the directory cannot be read: %s", strerror(errno));
 	else
-		meter_suggest(name, (const char *const *)names, n, true, list, sizeof(list));
+		meter_suggest(base, (const char *const *)names, n, true, list, sizeof(list));
 	snprintf(err, errlen, "no %s \"%s\" in %s: %s", kind, name, dir, list);
 	meter_names_free(&names);
 	return -ENOENT;
