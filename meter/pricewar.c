@@ -160,7 +160,7 @@ char *pricewar_format(const pricewar_in_t *in, const pricewar_t *pw)
 	fprintf(f, "  utilization: %.1f%% [%s]\n", in->utilization * 100,
 		in->utilization_source ? in->utilization_source : "source not given");
 	if (in->has_cache_hit)
-		fprintf(f, "  cache-hit rate: %.1f%% of input tokens at the cached-input price, where the entry has one "
+		fprintf(f, "  cache-hit rate: %.2f%% of input tokens at the cached-input price, where the entry has one "
 			   "[%s]\n", meter_q_to_double(in->cache_hit) * 100,
 			in->cache_hit_source ? in->cache_hit_source : "source not given");
 	price_line(f, "price before", in->before, in->via_batch, pw->before_cached);
