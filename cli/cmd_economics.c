@@ -1,17 +1,19 @@
 /* marginctl economics: the price-war claim worked through, offline.
  *
+ *   marginctl economics check [--json]      (economics.md 6's price-war table)
  *   marginctl economics check [--hardware PROFILE|FILE]
  *       [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]
  *        | --from-ledger BATCH [--state-dir DIR] | --estimate --params N [--bytes-per-param B]
  *          [--batch N] [--fp16] [--eff-bench FILE.json]]
  *       --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...
- *       [--mix IN/OUT] [--utilization U] [--via-batch] [--json]
+ *       [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]
  *   marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]
  *       [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]
  *
  * A price P is "IN/OUT" or one number (CUR per 1M tokens), an entry of a
- * loaded --prices table, or TABLE:ENTRY (a table file or a name in the
- * prices directory, e.g. cn-2024-05-before:qwen-max). Every input is
+ * loaded --prices table, TABLE:ENTRY (a table file or a name in the
+ * prices directory, e.g. cn-2024-05-before:qwen-max), or a bare ENTRY
+ * that exactly one table of the prices directory holds. Every input is
  * printed with where it comes from (pricewar_format). Only --from-ledger
  * without --state-dir talks to a margind. */
 #include "cli.h"
@@ -19,6 +21,7 @@
 #include "chart.h"
 #include "meter.h"
 #include "pricewar.h"
+#include "pricewar_table.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -32,27 +35,33 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: marginctl economics check [--hardware PROFILE|FILE]\n"
+		"usage: marginctl economics check [--json]\n"
+		"       marginctl economics check [--hardware PROFILE|FILE]\n"
 		"           [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]\n"
 		"            | --from-ledger BATCH [--state-dir DIR] | --estimate --params N [--bytes-per-param B]\n"
 		"              [--batch N] [--fp16] [--eff-bench FILE.json]]\n"
 		"           --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...\n"
-		"           [--mix IN/OUT] [--utilization U] [--via-batch] [--json]\n"
+		"           [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]\n"
 		"       marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]\n"
 		"           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]\n"
 		"\n"
 		"check: is serving at a provider's price before and after a cut above or below cost on this\n"
 		"hardware? Prints the gross margin at each price, the cut that takes the margin to zero and\n"
-		"whether a 90%% cut makes it negative, with every input and its source.\n"
+		"whether a 90%% cut makes it negative, with every input and its source. Alone (or with\n"
+		"--json) it prints the price-war table of economics.md 6: every price point of the\n"
+		"cn-2024-05-before, cn-2024-05-after and cn-2024-late tables against its cost bases.\n"
 		"  --hardware P        a profile FILE or a name in %s (default cpu-2vcpu)\n"
 		"  --throughput TOK_S  output tokens/s per node at the call mix (a figure you give)\n"
 		"  --bench FILE.json   a `margin-worker bench --json` run (--batch N: that run; default the best)\n"
 		"  --from-ledger ID    the throughput, call mix and utilization a batch showed in margind's ledger\n"
 		"  --estimate          a roofline for --params N weights on the profile's peaks\n"
 		"  --price-before P, --price-after P   IN/OUT or P per 1M tokens in --currency, a price entry,\n"
-		"                      or TABLE:ENTRY (e.g. cn-2024-05-before:qwen-max)\n"
+		"                      TABLE:ENTRY (e.g. cn-2024-05-before:qwen-max), or an ENTRY that one\n"
+		"                      table holds (marginctl prices lists them)\n"
 		"  --mix IN/OUT        tokens per call (default 2048/2048, economics.md 6 basis A)\n"
 		"  --utilization U     0 < U <= 1 (default 0.5, economics.md 6; --from-ledger: measured)\n"
+		"  --cache-hit R       0 <= R <= 1: that share of the input tokens is paid at the entry's\n"
+		"                      cached-input price, where it has one (DeepSeek's day: 0.5625)\n"
 		"  --prices FILE       price tables and exchange rates (default: fx.conf from %s)\n"
 		"chart: cost per 1M output tokens against decode batch size from a bench, with the\n"
 		"reference models' output prices as lines.\n",
@@ -61,7 +70,8 @@ static void usage(FILE *f)
 
 typedef struct eopts {
 	const char *hardware, *throughput, *throughput_source, *bench, *from_ledger, *state_dir, *params,
-		*bytes_per_param, *batch, *eff_bench, *before, *after, *currency, *provider, *mix, *utilization, *out;
+		*bytes_per_param, *batch, *eff_bench, *before, *after, *currency, *provider, *mix, *utilization, *out,
+		*cache_hit;
 	bool estimate, fp16, via_batch, json;
 	const char *prices[MAX_FILES];
 	size_t n_prices;
@@ -72,7 +82,7 @@ typedef struct eopts {
 enum {
 	E_HARDWARE = 256, E_THROUGHPUT, E_THROUGHPUT_SOURCE, E_BENCH, E_FROM_LEDGER, E_STATE_DIR, E_ESTIMATE,
 	E_PARAMS, E_BPP, E_BATCH, E_FP16, E_EFF_BENCH, E_BEFORE, E_AFTER, E_CURRENCY, E_PROVIDER, E_PRICES, E_MIX,
-	E_UTIL, E_VIA_BATCH, E_JSON, E_REF, E_HELP,
+	E_UTIL, E_VIA_BATCH, E_JSON, E_REF, E_HELP, E_CACHE_HIT,
 };
 
 static const struct option long_opts[] = {
@@ -95,6 +105,7 @@ static const struct option long_opts[] = {
 	{ "prices", required_argument, NULL, E_PRICES },
 	{ "mix", required_argument, NULL, E_MIX },
 	{ "utilization", required_argument, NULL, E_UTIL },
+	{ "cache-hit", required_argument, NULL, E_CACHE_HIT },
 	{ "via-batch", no_argument, NULL, E_VIA_BATCH },
 	{ "json", no_argument, NULL, E_JSON },
 	{ "ref", required_argument, NULL, E_REF },
@@ -128,6 +139,7 @@ static int parse(int argc, char **argv, eopts_t *o)
 		case E_PROVIDER: o->provider = optarg; break;
 		case E_MIX: o->mix = optarg; break;
 		case E_UTIL: o->utilization = optarg; break;
+		case E_CACHE_HIT: o->cache_hit = optarg; break;
 		case E_VIA_BATCH: o->via_batch = true; break;
 		case E_JSON: o->json = true; break;
 		case 'o': o->out = optarg; break;
@@ -165,37 +177,39 @@ static bool parse_pos(const char *s, double *ret)
 	return true;
 }
 
-/* A price argument into *ret (see the header comment). */
+/* A price argument into *ret (see the header comment): an entry of the
+ * --prices tables, a typed price (it starts with a digit or '.'), else an
+ * entry of the prices directory, TABLE:ENTRY or a bare ENTRY that one
+ * table holds (said on stderr). */
 static int price_arg(const char *arg, const char *label, const eopts_t *o, const pricetab_t *t, const char *cur,
 		     pricetab_entry_t *ret, char *err, size_t errlen)
 {
-	char src[160];
-	const char *colon = strchr(arg, ':');
-	if (colon != NULL) {
-		char table[1024];
-		snprintf(table, sizeof(table), "%.*s", (int)(colon - arg), arg);
-		pricetab_t *tt = pricetab_new();
-		if (tt == NULL)
-			return -ENOMEM;
-		int r = cmd_cost_prices(tt, table, err, errlen);
-		const pricetab_entry_t *e = r == 0 ? pricetab_find(tt, colon + 1) : NULL;
-		if (r == 0 && e == NULL) {
-			snprintf(err, errlen, "no price \"%s\" in table %s", colon + 1, table);
-			r = -ENOENT;
-		}
-		if (e != NULL)
-			*ret = *e;
-		pricetab_destroy(&tt);
-		return r;
-	}
-	const pricetab_entry_t *e = pricetab_find(t, arg);
+	char src[160], table[256];
+	const pricetab_entry_t *e = strchr(arg, ':') == NULL ? pricetab_find(t, arg) : NULL;
 	if (e != NULL) {
 		*ret = *e;
 		return 0;
 	}
-	snprintf(src, sizeof(src), "--%s %s%s%s", label, arg, o->provider ? ", provider " : "",
-		 o->provider ? o->provider : "");
-	return meter_parse_price_entry(arg, label, o->provider, cur, src, ret, err, errlen);
+	if ((arg[0] >= '0' && arg[0] <= '9') || arg[0] == '.') {
+		snprintf(src, sizeof(src), "--%s %s%s%s", label, arg, o->provider ? ", provider " : "",
+			 o->provider ? o->provider : "");
+		return meter_parse_price_entry(arg, label, o->provider, cur, src, ret, err, errlen);
+	}
+	int r = meter_resolve_entry(arg, cmd_cost_prices_dir(), ret, table, sizeof(table), err, errlen);
+	if (r == 0 && strchr(arg, ':') == NULL)
+		fprintf(stderr, "marginctl economics check: --%s %s: the entry of table %s (%s)\n", label, arg, table,
+			ret->origin);
+	if (r == -ENOENT && strchr(arg, ':') == NULL) {
+		size_t n = strlen(err);
+		snprintf(err + n, errlen - n, " (`marginctl prices` lists them); or give a price P or IN/OUT in %s "
+			 "per 1M tokens", cur);
+	}
+	if (r < 0) {
+		char e2[2048];
+		snprintf(e2, sizeof(e2), "%s", err);
+		snprintf(err, errlen, "--%s %.100s: %.1800s", label, arg, e2);
+	}
+	return r;
 }
 
 /* --hardware (default cpu-2vcpu) into *hw and the --prices tables into t
@@ -223,6 +237,74 @@ static json_t *point_json(const pricewar_point_t *p)
 			 p->defined ? json_integer(p->markup_ppm) : json_null());
 }
 
+/* `economics check` alone: economics.md 6's table from the shipped
+ * profile and price tables. */
+static int check_table(const eopts_t *o)
+{
+	char err[2048];
+	int status = 1;
+	hwprof_t hw;
+	pricetab_t *fx = pricetab_new(), *tabs[8] = { NULL };
+	pricewar_table_src_t srcs[8];
+	pricewar_table_t *pt = NULL;
+	char *text = NULL;
+	const char *cur = o->currency ? o->currency : "USD";
+	size_t n = pricewar_table_n_default_srcs;
+	if (o->hardware || o->bench || o->from_ledger || o->estimate || o->throughput || o->mix || o->utilization ||
+	    o->n_prices || o->via_batch || o->cache_hit || o->provider || o->batch || o->params) {
+		fprintf(stderr, "marginctl economics check: without --throughput, --bench, --from-ledger or --estimate "
+				"and the two prices, it prints economics.md 6's price-war table on its own cost bases "
+				"and takes only --json and --currency\n");
+		return 2;
+	}
+	if (!meter_currency_valid(cur)) {
+		fprintf(stderr, "marginctl economics check: --currency %s: expected an ISO 4217 code\n", cur);
+		return 2;
+	}
+	if (fx == NULL || n > 8)
+		goto nomem;
+	if (cmd_cost_profile(PRICEWAR_TABLE_PROFILE, &hw, err, sizeof(err)) < 0 ||
+	    cmd_cost_prices(fx, "fx.conf", err, sizeof(err)) < 0) {
+		fprintf(stderr, "marginctl economics check: %s\n", err);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		srcs[i] = pricewar_table_default_srcs[i];
+		if ((tabs[i] = pricetab_new()) == NULL)
+			goto nomem;
+		if (cmd_cost_prices(tabs[i], srcs[i].name, err, sizeof(err)) < 0) {
+			fprintf(stderr, "marginctl economics check: price table %s: %s\n", srcs[i].name, err);
+			goto done;
+		}
+		srcs[i].prices = tabs[i];
+	}
+	if (pricewar_table_build(&hw, srcs, n, fx, cur, &pt, err, sizeof(err)) < 0) {
+		fprintf(stderr, "marginctl economics check: %s\n", err);
+		goto done;
+	}
+	if (o->json) {
+		json_t *j = pricewar_table_json(pt);
+		text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+		json_decref(j);
+	} else {
+		text = pricewar_table_format(pt);
+	}
+	if (text == NULL)
+		goto nomem;
+	printf("%s%s", text, o->json ? "\n" : "");
+	status = 0;
+	goto done;
+nomem:
+	fprintf(stderr, "marginctl economics: out of memory\n");
+done:
+	free(text);
+	pricewar_table_destroy(&pt);
+	for (size_t i = 0; i < 8; i++)
+		pricetab_destroy(&tabs[i]);
+	pricetab_destroy(&fx);
+	return status;
+}
+
 static int check(const eopts_t *o)
 {
 	char err[2048], mix_src[200], util_src[200];
@@ -239,6 +321,10 @@ static int check(const eopts_t *o)
 	if (t == NULL)
 		goto nomem;
 	int n_src = (o->throughput != NULL) + (o->bench != NULL) + (o->from_ledger != NULL) + o->estimate;
+	if (n_src == 0 && o->before == NULL && o->after == NULL) {
+		pricetab_destroy(&t);
+		return check_table(o);
+	}
 	if (n_src != 1) {
 		fprintf(stderr, "marginctl economics check: give one of --throughput, --bench, --from-ledger, --estimate\n");
 		status = 2;
@@ -373,6 +459,19 @@ static int check(const eopts_t *o)
 	pricewar_in_t in = { .hw = &hw, .thru = &th, .in_per_call = in_pc, .out_per_call = out_pc,
 			     .mix_source = mix_src, .utilization = util, .utilization_source = util_src, .prices = t,
 			     .before = &before, .after = &after, .via_batch = o->via_batch, .currency = cur };
+	char hit_src[96];
+	if (o->cache_hit != NULL) {
+		if (meter_q_parse(o->cache_hit, &in.cache_hit) < 0 || in.cache_hit.num < 0 ||
+		    meter_q_cmp(in.cache_hit, METER_Q(1, 1)) > 0) {
+			fprintf(stderr, "marginctl economics check: --cache-hit %s: expected a share 0 <= R <= 1 of the "
+					"input tokens (DeepSeek's day: 0.5625)\n", o->cache_hit);
+			status = 2;
+			goto done;
+		}
+		snprintf(hit_src, sizeof(hit_src), "--cache-hit %.60s", o->cache_hit);
+		in.has_cache_hit = true;
+		in.cache_hit_source = hit_src;
+	}
 	pricewar_t pw;
 	if ((r = pricewar_check(&in, &pw, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl economics check: %s\n", err);

@@ -22,6 +22,7 @@ cli_globals_t cli_globals;
 #pragma weak cmd_models
 #pragma weak cmd_cost
 #pragma weak cmd_economics
+#pragma weak cmd_prices
 
 static const struct {
 	const char *name;
@@ -37,7 +38,8 @@ static const struct {
 	{ "list", cmd_list, "batches, newest first" },
 	{ "models", cmd_models, "models served by the connected workers" },
 	{ "cost", cmd_cost, "what a batch's calls cost: ledger report, what-if, sale margin, break-even, chart" },
-	{ "economics", cmd_economics, "the price-war check (margin before/after a cut) and cost charts, offline" },
+	{ "economics", cmd_economics, "the price-war table and check (margin before/after a cut), cost charts, offline" },
+	{ "prices", cmd_prices, "the entries of the price tables: prices, cached and batch prices, sources, dates" },
 	{ "job", cmd_job, "submit, watch and read jobs through a local margind's control socket" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

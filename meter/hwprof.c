@@ -381,6 +381,8 @@ int hwprof_find(const char *dir, const char *name, hwprof_t *ret, char *err, siz
 	snprintf(path, sizeof(path), "%s/%s.conf", dir, name);
 	hwprof_t hw;
 	int r = hwprof_load(path, &hw, err, errlen);
+	if (r == -ENOENT)	/* a misspelt name: list the profiles there */
+		return meter_unknown_name("hardware profile", name, dir, false, err, errlen);
 	if (r < 0)
 		return r;
 	if (strcmp(hw.name, name) != 0) {

@@ -92,7 +92,8 @@ int hwprof_load_string(const char *name, const char *text, hwprof_t *ret, char *
 int hwprof_from_config(const mg_config_t *cfg, const char *section, hwprof_t *ret,
 		       char *err, size_t errlen);
 /* Loads DIR/NAME.conf (the name a worker announces in Hello). -EINVAL for a
- * name with '/' or starting with '.'. */
+ * name with '/' or starting with '.'; -ENOENT when there is no such file,
+ * with a message listing the profiles of dir (meter_unknown_name). */
 int hwprof_find(const char *dir, const char *name, hwprof_t *ret, char *err, size_t errlen);
 
 /* Recomputes the two rates from hw->f (after a caller changed a number,

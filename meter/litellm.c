@@ -206,6 +206,14 @@ static int parse_entry(struct pending *p, const char *name, const char *model, c
 	rbo = get_price(val, "output_cost_per_token_batches", name, model, &bout, err, errlen);
 	if (rbo < 0 && rbo != -ENOENT)
 		return rbo;
+	/* The cache-hit input price: LiteLLM's cache_read_input_token_cost,
+	 * or DeepSeek's older input_cost_per_token_cache_hit. */
+	int rc = get_price(val, "cache_read_input_token_cost", name, model, &e.cached_in_per_1m, err, errlen);
+	if (rc == -ENOENT)
+		rc = get_price(val, "input_cost_per_token_cache_hit", name, model, &e.cached_in_per_1m, err, errlen);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	e.has_cached = rc == 0;
 	const json_t *tiers = json_object_get(val, "tiered_pricing");
 	if (tiers != NULL && !json_is_null(tiers) && ri == -ENOENT) {
 		if ((r = parse_bands(tiers, name, model, &e, err, errlen)) < 0)
@@ -238,6 +246,10 @@ static int parse_entry(struct pending *p, const char *name, const char *model, c
 	snprintf(e.in_date, sizeof(e.in_date), "%s", date);
 	memcpy(e.out_source, e.in_source, sizeof(e.out_source));
 	memcpy(e.out_date, e.in_date, sizeof(e.out_date));
+	if (e.has_cached) {
+		snprintf(e.cached_source, sizeof(e.cached_source), "%.160s (cache read price)", e.in_source);
+		memcpy(e.cached_date, e.in_date, sizeof(e.cached_date));
+	}
 	if (rbi == 0 && rbo == 0) {
 		e.has_batch = true;
 		e.batch_in_per_1m = bin;

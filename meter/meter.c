@@ -6,7 +6,9 @@
 #include "pricetab.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -522,6 +524,8 @@ int meter_load_prices(pricetab_t *t, const char *spec, const char *dir, const ch
 		n = snprintf(path, sizeof(path), "%s/%s", dir, spec);
 		if (n < (int)sizeof(path) && !is_file(path))
 			n = snprintf(path, sizeof(path), "%s/%s.conf", dir, spec);
+		if (n < (int)sizeof(path) && !is_file(path))
+			return meter_unknown_name("price table", spec, dir, true, err, errlen);
 	}
 	if (n < 0 || n >= (int)sizeof(path)) {
 		snprintf(err, errlen, "price table %.200s: its path is longer than %zu bytes", spec, sizeof(path) - 1);
@@ -576,4 +580,303 @@ size_t meter_find_default_refs(const pricetab_t *t, const char **ret, size_t max
 		if (pricetab_find(t, meter_default_refs[i]) != NULL)
 			ret[n++] = meter_default_refs[i];
 	return n;
+}
+
+/* --- names: listing data files, suggesting the close ones -------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void meter_names_free(char ***names)
+{
+	if (names == NULL || *names == NULL)
+		return;
+	for (char **p = *names; *p != NULL; p++)
+		free(*p);
+	free(*names);
+	*names = NULL;
+}
+
+char **meter_dir_names(const char *dir, bool json, size_t *ret_n)
+{
+	*ret_n = 0;
+	DIR *d = dir != NULL && dir[0] != '\0' ? opendir(dir) : NULL;
+	if (d == NULL)
+		return NULL;
+	char **v = calloc(1, sizeof(*v));
+	size_t n = 0, cap = 1;
+	struct dirent *de;
+	while (v != NULL && (de = readdir(d)) != NULL) {
+		const char *nm = de->d_name;
+		size_t l = strlen(nm);
+		if (nm[0] == '.' || l <= 5 || !(ends_with(nm, ".conf") || (json && ends_with(nm, ".json"))))
+			continue;
+		if (n + 1 >= cap) {
+			char **nv = realloc(v, cap * 2 * sizeof(*nv));
+			if (nv == NULL)
+				goto nomem;
+			v = nv;
+			cap *= 2;
+		}
+		if ((v[n] = strndup(nm, l - 5)) == NULL)
+			goto nomem;
+		v[++n] = NULL;
+	}
+	closedir(d);
+	if (v == NULL)
+		return NULL;
+	qsort(v, n, sizeof(*v), cmp_str);
+	/* NAME.conf and NAME.json name one table. */
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && strcmp(v[k - 1], v[i]) == 0) {
+			free(v[i]);
+			continue;
+		}
+		v[k++] = v[i];
+	}
+	v[k] = NULL;
+	*ret_n = k;
+	return v;
+nomem:
+	closedir(d);
+	meter_names_free(&v);
+	return NULL;
+}
+
+/* Levenshtein distance ignoring ASCII case; names longer than 127 bytes
+ * count as far from everything. */
+static size_t distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[128], prev;
+	if (la > 127 || lb > 127)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+			size_t best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
+			prev = row[j];
+			row[j] = sub < best ? sub : best;
+		}
+	}
+	return row[lb];
+}
+
+static void app(char *buf, size_t len, size_t *o, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void app(char *buf, size_t len, size_t *o, const char *fmt, ...)
+{
+	if (*o >= len)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf + *o, len - *o, fmt, ap);
+	va_end(ap);
+	*o = n < 0 ? len : *o + (size_t)n;
+}
+
+struct close {
+	size_t d, i;
+};
+
+static int cmp_close(const void *pa, const void *pb)
+{
+	const struct close *a = pa, *b = pb;
+	if (a->d != b->d)
+		return a->d < b->d ? -1 : 1;
+	return a->i < b->i ? -1 : (a->i > b->i);
+}
+
+/* The part of a candidate compared with the name: ENTRY of TABLE:ENTRY. */
+static const char *key_of(const char *s)
+{
+	const char *c = strrchr(s, ':');
+	return c != NULL ? c + 1 : s;
+}
+
+char *meter_suggest(const char *name, const char *const *names, size_t n, bool list_all, char *buf, size_t len)
+{
+	size_t o = 0, n_close = 0, limit = strlen(name) / 3;
+	struct close close[5];
+	if (len == 0)
+		return buf;
+	buf[0] = '\0';
+	if (limit < 1)
+		limit = 1;
+	for (size_t i = 0; i < n; i++) {
+		size_t d = distance(name, key_of(names[i]));
+		if (d > limit && strcasestr(key_of(names[i]), name) == NULL)
+			continue;
+		struct close c = { d, i };
+		if (n_close < 5) {
+			close[n_close++] = c;
+		} else if (cmp_close(&c, &close[4]) < 0) {
+			close[4] = c;
+		} else {
+			continue;
+		}
+		qsort(close, n_close, sizeof(close[0]), cmp_close);
+	}
+	for (size_t k = 0; k < n_close; k++)
+		app(buf, len, &o, "%s%s", k == 0 ? "did you mean " : k + 1 == n_close ? " or " : ", ",
+		    names[close[k].i]);
+	if (!list_all) {
+		app(buf, len, &o, "%s", n_close > 0 ? "?" : "");
+		return buf;
+	}
+	app(buf, len, &o, "%sknown: ", n_close > 0 ? "? " : "");
+	if (n == 0)
+		app(buf, len, &o, "(none)");
+	for (size_t i = 0; i < n; i++) {
+		size_t before = o;
+		app(buf, len, &o, "%s%s", i ? ", " : "", names[i]);
+		if (o + 4 >= len && i + 1 < n) {
+			/* Cut at a whole name, with room for "...". */
+			o = before;
+			buf[o] = '\0';
+			app(buf, len, &o, ", ...");
+			break;
+		}
+	}
+	if (o >= len && len > 4)
+		snprintf(buf + len - 4, 4, "...");
+	return buf;
+}
+
+int meter_unknown_name(const char *kind, const char *name, const char *dir, bool json, char *err, size_t errlen)
+{
+	size_t n;
+	char **names = meter_dir_names(dir, json, &n);
+	char list[1536], base[256];
+	/* NAME.conf is compared as NAME; the message says what was given. */
+	snprintf(base, sizeof(base), "%s", name);
+	if (ends_with(base, ".conf") || (json && ends_with(base, ".json")))
+		base[strlen(base) - 5] = '\0';
+	if (names == NULL)
+		snprintf(list, sizeof(list), "the directory cannot be read: %s", strerror(errno));
+	else
+		meter_suggest(base, (const char *const *)names, n, true, list, sizeof(list));
+	snprintf(err, errlen, "no %s \"%s\" in %s: %s", kind, name, dir, list);
+	meter_names_free(&names);
+	return -ENOENT;
+}
+
+int meter_find_entry(const pricetab_t *t, const char *name, const char *what, const pricetab_entry_t **ret,
+		     char *err, size_t errlen)
+{
+	const pricetab_entry_t *e = pricetab_find(t, name);
+	if (e != NULL) {
+		*ret = e;
+		return 0;
+	}
+	size_t n = pricetab_count(t);
+	const char **names = calloc(n ? n : 1, sizeof(*names));
+	char list[1536];
+	if (names == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		names[i] = pricetab_at(t, i)->name;
+	meter_suggest(name, names, n, true, list, sizeof(list));
+	free(names);
+	snprintf(err, errlen, "no price entry \"%s\" in %s: %s", name, what, list);
+	return -ENOENT;
+}
+
+/* TABLE:ENTRY: the table alone, its entry looked up in it. */
+static int resolve_qualified(const char *spec, const char *colon, const char *dir, pricetab_entry_t *ret,
+			     char *ret_table, size_t tablelen, char *err, size_t errlen)
+{
+	char table[1024], what[1100];
+	const pricetab_entry_t *e;
+	snprintf(table, sizeof(table), "%.*s", (int)(colon - spec), spec);
+	pricetab_t *t = pricetab_new();
+	if (t == NULL)
+		return -ENOMEM;
+	int r = meter_load_prices(t, table, dir, NULL, err, errlen);
+	snprintf(what, sizeof(what), "table %s", table);
+	if (r == 0 && (r = meter_find_entry(t, colon + 1, what, &e, err, errlen)) == 0) {
+		*ret = *e;
+		snprintf(ret_table, tablelen, "%s", table);
+	}
+	pricetab_destroy(&t);
+	return r;
+}
+
+int meter_resolve_entry(const char *spec, const char *dir, pricetab_entry_t *ret, char *ret_table, size_t tablelen,
+			char *err, size_t errlen)
+{
+	const char *colon = strchr(spec, ':');
+	if (colon != NULL)
+		return resolve_qualified(spec, colon, dir, ret, ret_table, tablelen, err, errlen);
+	size_t n_tables, n_all = 0, n_hits = 0;
+	char **tables = meter_dir_names(dir, true, &n_tables);
+	char **all = NULL;	/* owned: "TABLE:ENTRY" of every entry */
+	char hits[1024] = "", list[1536];
+	int r = 0;
+	if (tables == NULL) {
+		snprintf(err, errlen, "price entry \"%s\": no price tables to look it up in (%s: %s)", spec,
+			 dir ? dir : "no prices directory", strerror(errno ? errno : ENOENT));
+		return -ENOENT;
+	}
+	for (size_t i = 0; i < n_tables && r == 0; i++) {
+		pricetab_t *t = pricetab_new();
+		if (t == NULL) {
+			r = -ENOMEM;
+			break;
+		}
+		if ((r = meter_load_prices(t, tables[i], dir, NULL, err, errlen)) == 0) {
+			const pricetab_entry_t *e = pricetab_find(t, spec);
+			if (e != NULL) {
+				if (n_hits++ == 0) {
+					*ret = *e;
+					snprintf(ret_table, tablelen, "%s", tables[i]);
+				}
+				size_t used = strlen(hits);
+				snprintf(hits + used, sizeof(hits) - used, "%s%s:%s", used ? ", " : "", tables[i], spec);
+			}
+			size_t m = pricetab_count(t);
+			char **nv = realloc(all, (n_all + m + 1) * sizeof(*nv));
+			if (nv == NULL)
+				r = -ENOMEM;
+			else
+				all = nv;
+			for (size_t k = 0; r == 0 && k < m; k++) {
+				size_t l = strlen(tables[i]) + strlen(pricetab_at(t, k)->name) + 2;
+				if ((all[n_all] = malloc(l)) == NULL) {
+					r = -ENOMEM;
+					break;
+				}
+				snprintf(all[n_all++], l, "%s:%s", tables[i], pricetab_at(t, k)->name);
+			}
+			if (all != NULL)
+				all[n_all] = NULL;
+		} else {
+			char e2[1024];
+			snprintf(e2, sizeof(e2), "%s", err);
+			snprintf(err, errlen, "looking up price entry \"%s\" in %s: %s", spec, dir, e2);
+		}
+		pricetab_destroy(&t);
+	}
+	if (r == 0 && n_hits > 1) {
+		snprintf(err, errlen, "price entry \"%s\" is in %zu tables of %s: give TABLE:ENTRY, one of %s", spec,
+			 n_hits, dir, hits);
+		r = -EEXIST;
+	} else if (r == 0 && n_hits == 0) {
+		meter_suggest(spec, (const char *const *)all, n_all, false, list, sizeof(list));
+		snprintf(err, errlen, "no price entry \"%s\" in the %zu tables of %s (%zu entries)%s%s", spec, n_tables,
+			 dir, n_all, list[0] ? ": " : "", list);
+		r = -ENOENT;
+	}
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	for (size_t i = 0; i < n_all; i++)
+		free(all[i]);
+	free(all);
+	meter_names_free(&tables);
+	return r;
 }

@@ -124,19 +124,40 @@ extern const char *const meter_default_refs[];
  * (meter/meson.build). Returns buf. */
 char *meter_default_dir(const char *kind, char *buf, size_t len);
 
+/* The names of the data files in dir: NAME for each NAME.conf (and, with
+ * json, NAME.json), sorted, NULL-terminated. Caller frees with
+ * meter_names_free. NULL with *ret_n = 0 for a directory that cannot be
+ * read; NULL on ENOMEM too. */
+char **meter_dir_names(const char *dir, bool json, size_t *ret_n);
+void meter_names_free(char ***names);
+
+/* "did you mean X or Y? known: A, B, C" for name among names[0..n): the
+ * close ones first (same name ignoring case, then edit distance at most
+ * about a third of the name, or containing it; a candidate TABLE:ENTRY is
+ * compared by its ENTRY), then, with list_all, every name as far as buf
+ * holds ("..." when cut; "(none)" when n is 0). Returns buf. */
+char *meter_suggest(const char *name, const char *const *names, size_t n, bool list_all, char *buf, size_t len);
+
+/* The error for a name that is no data file of dir: "no KIND \"NAME\" in
+ * DIR: did you mean ...? (known: ...)" (meter_suggest over
+ * meter_dir_names; json: .json files count too). Returns -ENOENT. */
+int meter_unknown_name(const char *kind, const char *name, const char *dir, bool json, char *err, size_t errlen);
+
 /* A hardware profile: spec is a file (hwprof_load), or NAME or NAME.conf
  * in dir (hwprof_find: DIR/NAME.conf, whose name must be NAME). -ENOENT
- * with a message when spec is a name and dir is NULL or ""; otherwise
- * hwprof_load's and hwprof_find's errors. *ret is written only on
- * success. */
+ * with a message when spec is a name and dir is NULL or "", or names no
+ * profile there (the message lists the profiles of dir, the close ones
+ * first); otherwise hwprof_load's and hwprof_find's errors. *ret is
+ * written only on success. */
 int meter_load_profile(const char *spec, const char *dir, struct hwprof *ret, char *err, size_t errlen);
 
 /* Adds one price table to t: spec is a file, or DIR/SPEC, else
  * DIR/SPEC.conf (dir NULL or "": spec is taken as a path). A path ending
  * in ".json" is read as LiteLLM's format (date: the date to record for
  * its prices, or NULL for the file's; litellm_load), anything else as INI
- * (pricetab_load). Their errors, -ENAMETOOLONG for a path that does not
- * fit. */
+ * (pricetab_load). -ENOENT for a name that is no table of dir (the message
+ * lists its tables, the close ones first); their errors, -ENAMETOOLONG for
+ * a path that does not fit. */
 int meter_load_prices(struct pricetab *t, const char *spec, const char *dir, const char *date, char *err,
 		      size_t errlen);
 
@@ -148,6 +169,21 @@ int meter_load_prices(struct pricetab *t, const char *spec, const char *dir, con
  * 4217 code. *ret is written only on success. */
 int meter_parse_price_entry(const char *text, const char *name, const char *provider, const char *currency,
 			    const char *source, struct pricetab_entry *ret, char *err, size_t errlen);
+
+/* The entry called name of t; -ENOENT with a message naming where (what:
+ * "table cn-2024-05-after") and the entries of t, the close ones first. */
+int meter_find_entry(const struct pricetab *t, const char *name, const char *what, const struct pricetab_entry **ret,
+		     char *err, size_t errlen);
+
+/* A price entry by name, across the price tables of dir: spec is
+ * TABLE:ENTRY (TABLE a file or a table of dir) or a bare ENTRY, looked up
+ * in every table of dir (meter_dir_names). The entry is copied to *ret and
+ * the table it came from (its name in dir, or the file) to ret_table.
+ * -ENOENT when no table holds it (the message names the close entries as
+ * TABLE:ENTRY), -EEXIST when several do (the message names every
+ * candidate as TABLE:ENTRY), the loaders' errors. */
+int meter_resolve_entry(const char *spec, const char *dir, struct pricetab_entry *ret, char *ret_table,
+			size_t tablelen, char *err, size_t errlen);
 
 /* The meter_default_refs that t holds an entry for, in order, at most max
  * of them, into ret (borrowed: static strings). Returns how many. */

@@ -111,6 +111,16 @@ const pricetab_fx_t *pricetab_find_fx(const pricetab_t *t, const char *currency)
 	return NULL;
 }
 
+size_t pricetab_fx_count(const pricetab_t *t)
+{
+	return t->n_fx;
+}
+
+const pricetab_fx_t *pricetab_fx_at(const pricetab_t *t, size_t i)
+{
+	return i < t->n_fx ? &t->fx[i] : NULL;
+}
+
 static int per_usd(const pricetab_t *t, const char *cur, meter_q_t *ret, char *err, size_t errlen)
 {
 	if (strcmp(cur, "USD") == 0) {
@@ -187,6 +197,24 @@ int pricetab_prices(const pricetab_entry_t *e, uint64_t prompt_tokens, bool via_
 	return 0;
 }
 
+int pricetab_cache_blend(const pricetab_entry_t *e, meter_q_t in, meter_q_t hit, meter_q_t *ret, bool *ret_applied)
+{
+	if (hit.num < 0 || meter_q_cmp(hit, METER_Q(1, 1)) > 0)
+		return -EINVAL;
+	if (!e->has_cached) {
+		*ret = in;
+		*ret_applied = false;
+		return 0;
+	}
+	meter_q_t miss, a, b;
+	int r;
+	if ((r = meter_q_sub(METER_Q(1, 1), hit, &miss)) < 0 || (r = meter_q_mul(hit, e->cached_in_per_1m, &a)) < 0 ||
+	    (r = meter_q_mul(miss, in, &b)) < 0 || (r = meter_q_add(a, b, ret)) < 0)
+		return r;
+	*ret_applied = true;
+	return 0;
+}
+
 size_t pricetab_warning_count(const pricetab_t *t)
 {
 	return t->n_warn;
@@ -242,7 +270,8 @@ static int collect(void *user, const char *section, const char *key, const char 
 }
 
 static const char *const price_numbers[] = {
-	"input_per_1m", "output_per_1m", "batch_discount", "batch_input_per_1m", "batch_output_per_1m", NULL,
+	"input_per_1m", "output_per_1m", "batch_discount", "batch_input_per_1m", "batch_output_per_1m",
+	"cached_input_per_1m", NULL,
 };
 static const char *const price_texts[] = { "model", "provider", "currency", "mode", "source", "date", "note", NULL };
 
@@ -366,6 +395,12 @@ static int parse_price(const mg_config_t *cfg, const char *sec, pricetab_entry_t
 	    (r = price_num(cfg, sec, "batch_output_per_1m", &p_bout, &e->batch_out_per_1m, bsrc2, sizeof(bsrc2),
 			   bdate2, sizeof(bdate2), err, errlen)) < 0)
 		return r;
+	if ((r = price_num(cfg, sec, "cached_input_per_1m", &e->has_cached, &e->cached_in_per_1m, e->cached_source,
+			   sizeof(e->cached_source), e->cached_date, sizeof(e->cached_date), err, errlen)) < 0)
+		return r;
+	if (e->has_cached && meter_q_cmp(e->cached_in_per_1m, e->in_per_1m) > 0)
+		return kerr(cfg, sec, "cached_input_per_1m", err, errlen,
+			    "above input_per_1m: a cache hit costs at most the list input price");
 	if (p_bin != p_bout)
 		return kerr(cfg, sec, p_bin ? "batch_output_per_1m" : "batch_input_per_1m", err, errlen,
 			    "missing: give both batch prices, or batch_discount");

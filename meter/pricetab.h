@@ -31,6 +31,10 @@
  * batch_output_per_1m, or the list price times (1 - batch_discount).
  * An entry with neither, or with batch_discount = 0 (a sourced "no batch
  * tier"), has no batch tier: batch calls pay the list price.
+ * cached_input_per_1m (optional, with its source and date like every
+ * number) is the price of a prompt token read from the provider's context
+ * cache (DeepSeek's "cache hit" price, LiteLLM's cache_read_input_token_cost);
+ * pricetab_cache_blend() applies it at a cache-hit rate.
  * LiteLLM's JSON format is read by litellm.h into the same table.
  *
  * Exchange rates: [fx] CUR_per_USD = rate (units of CUR per 1 USD); USD is
@@ -71,6 +75,9 @@ typedef struct pricetab_entry {
 	meter_q_t batch_discount;		/* fraction off, informative */
 	meter_q_t batch_in_per_1m, batch_out_per_1m;
 	char batch_source[PRICETAB_TEXT], batch_date[48];
+	bool has_cached;			/* a cache-hit input price is known */
+	meter_q_t cached_in_per_1m;		/* per 1M prompt tokens read from the cache */
+	char cached_source[PRICETAB_TEXT], cached_date[48];
 	size_t n_bands;		/* > 0: bands replace in/out by prompt size */
 	pricetab_band_t bands[PRICETAB_MAX_BANDS];
 	char note[PRICETAB_TEXT];
@@ -107,6 +114,9 @@ const char *pricetab_name(const pricetab_t *t);
 int pricetab_set_fx(pricetab_t *t, const char *currency, meter_q_t per_usd, const char *source,
 		    const char *date);
 const pricetab_fx_t *pricetab_find_fx(const pricetab_t *t, const char *currency);
+/* The exchange rates in load order (borrowed, valid until t changes). */
+size_t pricetab_fx_count(const pricetab_t *t);
+const pricetab_fx_t *pricetab_fx_at(const pricetab_t *t, size_t i);
 /* amount_in_to = amount_in_from * factor. -ENOENT naming the missing rate. */
 int pricetab_fx_factor(const pricetab_t *t, const char *from, const char *to, meter_q_t *ret,
 		       char *err, size_t errlen);
@@ -118,6 +128,13 @@ int pricetab_convert(const pricetab_t *t, int64_t micros, const char *from, cons
  * a call with this many prompt tokens, through the batch API or not. */
 int pricetab_prices(const pricetab_entry_t *e, uint64_t prompt_tokens, bool via_batch, meter_q_t *ret_in,
 		    meter_q_t *ret_out);
+
+/* The input price of a call of which a share hit (0 <= hit <= 1) of the
+ * prompt tokens hits the provider's cache: hit * cached + (1 - hit) * in,
+ * exact. in is the price pricetab_prices() gave. An entry without a cached
+ * price returns in unchanged and *ret_applied = false. -EINVAL for hit
+ * outside [0, 1], -ERANGE. */
+int pricetab_cache_blend(const pricetab_entry_t *e, meter_q_t in, meter_q_t hit, meter_q_t *ret, bool *ret_applied);
 
 /* Warnings found while loading (e.g. an output price below the input
  * price: LiteLLM's 10x typo trap). Borrowed. */

@@ -19,13 +19,19 @@ static void point(int64_t revenue, int64_t cost, pricewar_point_t *p)
 
 /* Revenue per hour (micros of cur, unrounded) at an entry's prices. */
 static int revenue(const pricewar_in_t *in, const pricewar_t *pw, const pricetab_entry_t *e, double *ret,
-		   char *err, size_t errlen)
+		   bool *ret_cached, char *err, size_t errlen)
 {
 	meter_q_t pin, pout, fx;
 	uint64_t prompt = in->in_per_call > 0 ? (uint64_t)llround(in->in_per_call) : 0;
 	if (pricetab_prices(e, prompt, in->via_batch, &pin, &pout) < 0) {
 		snprintf(err, errlen, "%s: no price band for a prompt of %llu tokens", e->name,
 			 (unsigned long long)prompt);
+		return -EINVAL;
+	}
+	*ret_cached = false;
+	if (in->has_cache_hit && pricetab_cache_blend(e, pin, in->cache_hit, &pin, ret_cached) < 0) {
+		snprintf(err, errlen, "price-war check: cache-hit rate %g is not in [0, 1] (or out of range for %s)",
+			 meter_q_to_double(in->cache_hit), e->name);
 		return -EINVAL;
 	}
 	int r = pricetab_fx_factor(in->prices, e->currency, pw->currency, &fx, err, errlen);
@@ -72,8 +78,8 @@ int pricewar_check(const pricewar_in_t *in, pricewar_t *ret, char *err, size_t e
 	pw.cost_per_1m_tokens_micros = llround((double)pw.cost_micros_per_hour / tok * 1e6);
 
 	double rev_b, rev_a;
-	if ((r = revenue(in, &pw, in->before, &rev_b, err, errlen)) < 0 ||
-	    (r = revenue(in, &pw, in->after, &rev_a, err, errlen)) < 0)
+	if ((r = revenue(in, &pw, in->before, &rev_b, &pw.before_cached, err, errlen)) < 0 ||
+	    (r = revenue(in, &pw, in->after, &rev_a, &pw.after_cached, err, errlen)) < 0)
 		return r;
 	if (!(rev_b < 9e18 && rev_a < 9e18)) {
 		snprintf(err, errlen, "price-war check: revenue out of range");
@@ -90,7 +96,7 @@ int pricewar_check(const pricewar_in_t *in, pricewar_t *ret, char *err, size_t e
 	return 0;
 }
 
-static void price_line(FILE *f, const char *label, const pricetab_entry_t *e, bool via_batch)
+static void price_line(FILE *f, const char *label, const pricetab_entry_t *e, bool via_batch, bool cached)
 {
 	char a[48], b[48];
 	fprintf(f, "  %s: %s (%s%s%s) %s in / %s out %s per 1M tokens [source: %s; date: %s]\n", label, e->name,
@@ -98,6 +104,11 @@ static void price_line(FILE *f, const char *label, const pricetab_entry_t *e, bo
 		meter_q_format(e->out_per_1m, b, sizeof(b)), e->currency, e->in_source, e->in_date);
 	if (strcmp(e->in_source, e->out_source) != 0 || strcmp(e->in_date, e->out_date) != 0)
 		fprintf(f, "    output price [source: %s; date: %s]\n", e->out_source, e->out_date);
+	if (e->has_cached)
+		fprintf(f, "    cached input: %s %s per 1M tokens%s [source: %s; date: %s]\n",
+			meter_q_format(e->cached_in_per_1m, a, sizeof(a)), e->currency,
+			cached ? " (applied at the cache-hit rate)" : " (not applied: no --cache-hit)", e->cached_source,
+			e->cached_date);
 	if (via_batch)
 		fprintf(f, "    batch: %s [source: %s; date: %s]\n",
 			e->has_batch ? meter_q_format(e->batch_discount, a, sizeof(a)) : "none", e->batch_source,
@@ -148,8 +159,12 @@ char *pricewar_format(const pricewar_in_t *in, const pricewar_t *pw)
 		in->mix_source ? in->mix_source : "source not given");
 	fprintf(f, "  utilization: %.1f%% [%s]\n", in->utilization * 100,
 		in->utilization_source ? in->utilization_source : "source not given");
-	price_line(f, "price before", in->before, in->via_batch);
-	price_line(f, "price after", in->after, in->via_batch);
+	if (in->has_cache_hit)
+		fprintf(f, "  cache-hit rate: %.2f%% of input tokens at the cached-input price, where the entry has one "
+			   "[%s]\n", meter_q_to_double(in->cache_hit) * 100,
+			in->cache_hit_source ? in->cache_hit_source : "source not given");
+	price_line(f, "price before", in->before, in->via_batch, pw->before_cached);
+	price_line(f, "price after", in->after, in->via_batch, pw->after_cached);
 	/* The exchange rates used: every non-USD currency involved, when more
 	 * than one currency is. */
 	const char *curs[4] = { hw->currency, in->before->currency, in->after->currency, pw->currency };

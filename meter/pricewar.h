@@ -6,7 +6,10 @@
  *   cost/h = U * rate_busy + (1 - U) * rate_idle.
  * Throughput (thru.h: given, bench or estimated) and the call mix give the
  * tokens served per hour at U; revenue per hour = in/h * p_in + out/h * p_out
- * at each price, converted with the price table's exchange rates.
+ * at each price, converted with the price table's exchange rates. With a
+ * cache-hit rate R, an entry that has a cached-input price is paid
+ *   p_in = R * p_cached + (1 - R) * p_in_list     (pricetab_cache_blend)
+ * for its input tokens; an entry without one keeps its list input price.
  *
  *   gross margin GM = (revenue - cost) / revenue
  *   the cut of the before price that takes GM to zero = GM_before
@@ -35,6 +38,9 @@ typedef struct pricewar_in {
 	const pricetab_t *prices;	/* exchange rates (and the entries' table) */
 	const pricetab_entry_t *before, *after;
 	bool via_batch;			/* use the entries' batch prices */
+	bool has_cache_hit;		/* apply cache_hit to entries with a cached price */
+	meter_q_t cache_hit;		/* 0..1: share of input tokens read from the cache */
+	const char *cache_hit_source;
 	const char *currency;		/* report currency; NULL = the profile's */
 } pricewar_in_t;
 
@@ -53,6 +59,7 @@ typedef struct pricewar {
 	pricewar_point_t before, after, at_90;	/* at_90: the before price cut by 90% */
 	double revenue_cut;		/* 1 - revenue_after / revenue_before (NaN if no revenue before) */
 	double zero_margin_cut;		/* = GM_before as a fraction (NaN if undefined) */
+	bool before_cached, after_cached;	/* the cache-hit price was applied */
 	bool after_negative;
 	bool negative_at_90;
 } pricewar_t;

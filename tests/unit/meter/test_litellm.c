@@ -121,7 +121,34 @@ static void test_exact(void)
 	CU_ASSERT(q.den >= 100000000000000000LL / 10);
 }
 
+/* Cache-read prices: cache_read_input_token_cost, or DeepSeek's older
+ * input_cost_per_token_cache_hit; none without either. */
+static void test_cached(void)
+{
+	const char *json = "{\"gpt-4o-mini\": {\"input_cost_per_token\": 1.5e-07, \"output_cost_per_token\": 6e-07,"
+			   " \"cache_read_input_token_cost\": 7.5e-08, \"litellm_provider\": \"openai\", \"mode\": \"chat\"},"
+			   " \"deepseek-chat\": {\"input_cost_per_token\": 1.4e-07, \"output_cost_per_token\": 2.8e-07,"
+			   " \"input_cost_per_token_cache_hit\": 1.4e-08, \"mode\": \"chat\"},"
+			   " \"plain\": {\"input_cost_per_token\": 1e-06, \"output_cost_per_token\": 2e-06}}";
+	pricetab_t *t = pricetab_new();
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(litellm_load_buffer(t, "p.json", json, strlen(json), "2024-11-22", NULL, err, sizeof(err)),
+			      0);
+	const pricetab_entry_t *a = pricetab_find(t, "gpt-4o-mini"), *b = pricetab_find(t, "deepseek-chat"),
+			       *c = pricetab_find(t, "plain");
+	CU_ASSERT_FATAL(a != NULL && b != NULL && c != NULL);
+	CU_ASSERT(a->has_cached && q_is(a->cached_in_per_1m, 3, 40));	/* 0.075 per 1M */
+	CU_ASSERT(b->has_cached && q_is(b->cached_in_per_1m, 7, 500));	/* 0.014 per 1M */
+	CU_ASSERT_STRING_EQUAL(b->cached_date, "2024-11-22");
+	CU_ASSERT_PTR_NOT_NULL(strstr(b->cached_source, "p.json"));
+	CU_ASSERT(!c->has_cached);
+	pricetab_destroy(&t);
+	expect_error("{\"m\": {\"input_cost_per_token\": 1e-06, \"output_cost_per_token\": 2e-06,"
+		     " \"cache_read_input_token_cost\": \"x\"}}", -EINVAL, "cache_read_input_token_cost", "got a string");
+}
+
 const cu_test_t litellm_tests[] = {
+	{ "cached", test_cached },
 	{ "sample", test_sample },
 	{ "bad_input", test_bad_input },
 	{ "exact", test_exact },

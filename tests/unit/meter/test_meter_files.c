@@ -211,7 +211,109 @@ static void test_defaults(void)
 	pricetab_destroy(&t);
 }
 
+/* A misspelt profile or table is an error that lists the known names,
+ * the close ones first: 8xH100 (wrong case) was once priced as the
+ * fallback profile with only a log line. */
+static void test_unknown_names(void)
+{
+	hwprof_t hw;
+	char err[2048] = "";
+	CU_ASSERT_EQUAL(meter_load_profile("8xH100", DEPLOY("hardware"), &hw, err, sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "no hardware profile \"8xH100\""));
+	CU_ASSERT(has(err, "did you mean 8xh100"));	/* same name ignoring case: first */
+	CU_ASSERT(has(err, "known: 8xa100, 8xascend910b, 8xh100, 8xh20, 8xh800-rental, cpu-2vcpu"));
+	/* What a worker announces goes through hwprof_find: the same list. */
+	CU_ASSERT_EQUAL(hwprof_find(DEPLOY("hardware"), "h100", &hw, err, sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "did you mean 8xh100?") && has(err, "cpu-2vcpu"));
+	CU_ASSERT_EQUAL(meter_load_profile("zzzzzz", DEPLOY("hardware"), &hw, err, sizeof(err)), -ENOENT);
+	CU_ASSERT(strstr(err, "did you mean") == NULL && has(err, "known: 8xa100"));
+
+	pricetab_t *t = pricetab_new();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	CU_ASSERT_EQUAL(meter_load_prices(t, "cn-2024-05-befor", DEPLOY("prices"), NULL, err, sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "no price table \"cn-2024-05-befor\"") && has(err, "did you mean cn-2024-05-before"));
+	CU_ASSERT(has(err, "closed-2024, cn-2024-05-after, cn-2024-05-before, cn-2024-late, deepseek-2025, fx"));
+	/* .json tables count, NAME and NAME.conf are one name. */
+	CU_ASSERT_EQUAL(meter_load_prices(t, "litellm-sample", METER_TEST_DATA, NULL, err, sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "did you mean litellm_sample?"));
+	size_t n;
+	char **names = meter_dir_names(DATA("tables"), true, &n);
+	CU_ASSERT_FATAL(names != NULL && n == 2);
+	CU_ASSERT(strcmp(names[0], "bad") == 0 && strcmp(names[1], "mytab") == 0 && names[2] == NULL);
+	meter_names_free(&names);
+	CU_ASSERT_PTR_NULL(names);
+	CU_ASSERT_PTR_NULL(meter_dir_names("/nonexistent", true, &n));
+	CU_ASSERT_EQUAL(n, 0);
+
+	/* An entry of a loaded table. */
+	CU_ASSERT_EQUAL(meter_load_prices(t, "cn-2024-05-after", DEPLOY("prices"), NULL, err, sizeof(err)), 0);
+	const pricetab_entry_t *e = NULL;
+	CU_ASSERT_EQUAL(meter_find_entry(t, "Qwen-Long", "table cn-2024-05-after", &e, err, sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "no price entry \"Qwen-Long\" in table cn-2024-05-after: did you mean qwen-long?"));
+	CU_ASSERT(has(err, "known: qwen-long, qwen-max"));
+	CU_ASSERT_EQUAL(meter_find_entry(t, "qwen-long", "x", &e, err, sizeof(err)), 0);
+	CU_ASSERT(e != NULL && strcmp(e->name, "qwen-long") == 0);
+	pricetab_destroy(&t);
+
+	/* meter_suggest alone: the list is cut at a whole name. */
+	const char *many[] = { "alpha", "beta", "gamma", "delta", "epsilon" };
+	char small[40];
+	meter_suggest("gama", many, 5, true, small, sizeof(small));
+	CU_ASSERT(has(small, "did you mean gamma?") && has(small, "..."));
+	CU_ASSERT(strlen(small) < sizeof(small));
+	meter_suggest("x", many, 0, true, err, sizeof(err));
+	CU_ASSERT(has(err, "known: (none)"));
+}
+
+/* A bare entry resolves across the tables of the prices directory and
+ * says which; one in several tables is an error naming TABLE:ENTRY. */
+static void test_resolve_entry(void)
+{
+	pricetab_entry_t e;
+	char table[128] = "", err[4096] = "";
+	CU_ASSERT_EQUAL(meter_resolve_entry("gpt-4o-mini", DEPLOY("prices"), &e, table, sizeof(table), err, sizeof(err)),
+			0);
+	CU_ASSERT_STRING_EQUAL(table, "closed-2024");
+	CU_ASSERT_STRING_EQUAL(e.name, "gpt-4o-mini");
+	CU_ASSERT(meter_q_cmp(e.in_per_1m, METER_Q(15, 100)) == 0);
+	CU_ASSERT_EQUAL(meter_resolve_entry("doubao-pro-32k", DEPLOY("prices"), &e, table, sizeof(table), err,
+					    sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(table, "cn-2024-05-after");
+
+	/* Ambiguous: every candidate, as TABLE:ENTRY. */
+	CU_ASSERT_EQUAL(meter_resolve_entry("qwen-max", DEPLOY("prices"), &e, table, sizeof(table), err, sizeof(err)),
+			-EEXIST);
+	CU_ASSERT(has(err, "give TABLE:ENTRY") && has(err, "cn-2024-05-after:qwen-max") &&
+		  has(err, "cn-2024-05-before:qwen-max") && has(err, "cn-2024-late:qwen-max"));
+	CU_ASSERT_EQUAL(meter_resolve_entry("qwen-long", DEPLOY("prices"), &e, table, sizeof(table), err, sizeof(err)),
+			-EEXIST);
+	CU_ASSERT(has(err, "cn-2024-05-after:qwen-long, cn-2024-05-before:qwen-long"));
+
+	/* TABLE:ENTRY picks one. */
+	CU_ASSERT_EQUAL(meter_resolve_entry("cn-2024-late:qwen-max", DEPLOY("prices"), &e, table, sizeof(table), err,
+					    sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(table, "cn-2024-late");
+	CU_ASSERT(meter_q_cmp(e.in_per_1m, METER_Q(20, 1)) == 0);
+
+	/* Unknown: the close ones as TABLE:ENTRY. */
+	CU_ASSERT_EQUAL(meter_resolve_entry("qwen-lng", DEPLOY("prices"), &e, table, sizeof(table), err, sizeof(err)),
+			-ENOENT);
+	CU_ASSERT(has(err, "no price entry \"qwen-lng\"") &&
+		  has(err, "did you mean cn-2024-05-after:qwen-long or cn-2024-05-before:qwen-long?"));
+	CU_ASSERT_EQUAL(meter_resolve_entry("cn-2024-05-after:qwen-lng", DEPLOY("prices"), &e, table, sizeof(table), err,
+					    sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "in table cn-2024-05-after: did you mean qwen-long?"));
+	CU_ASSERT_EQUAL(meter_resolve_entry("cn-2024-aftr:qwen-long", DEPLOY("prices"), &e, table, sizeof(table), err,
+					    sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "no price table \"cn-2024-aftr\""));
+	/* A broken table in the directory is named, not skipped. */
+	CU_ASSERT_EQUAL(meter_resolve_entry("plain", DATA("tables"), &e, table, sizeof(table), err, sizeof(err)), -EINVAL);
+	CU_ASSERT(has(err, "bad.conf"));
+}
+
 const cu_test_t meter_files_tests[] = {
+	{ "unknown_names", test_unknown_names },
+	{ "resolve_entry", test_resolve_entry },
 	{ "default_dir", test_default_dir },
 	{ "load_profile", test_load_profile },
 	{ "load_prices", test_load_prices },

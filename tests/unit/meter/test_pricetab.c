@@ -148,7 +148,65 @@ static void test_warning_and_no_batch(void)
 	pricetab_destroy(&t);
 }
 
+/* A cached-input price: read with its own source and date, shown as the
+ * entry has it, and blended at a cache-hit rate. The shipped tables carry
+ * the ones economics.md gives (DeepSeek's cache hit among them). */
+static void test_cached_input(void)
+{
+	pricetab_t *t = pricetab_new();
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(pricetab_load_string(t, "c.conf",
+		"[price.ds]\ncurrency = CNY\ninput_per_1m = 1\noutput_per_1m = 2\nsource = s\ndate = 2024-05\n"
+		"cached_input_per_1m = 0.1\ncached_input_per_1m_source = cache hit\ncached_input_per_1m_date = 2024-08\n"
+		"[price.plain]\ncurrency = CNY\ninput_per_1m = 1\noutput_per_1m = 2\nsource = s\ndate = d\n"
+		"[price.inherit]\ncurrency = CNY\ninput_per_1m = 1\noutput_per_1m = 2\ncached_input_per_1m = 0.5\n"
+		"source = s2\ndate = d2\n", err, sizeof(err)), 0);
+	const pricetab_entry_t *ds = pricetab_find(t, "ds"), *plain = pricetab_find(t, "plain"),
+			       *inh = pricetab_find(t, "inherit");
+	CU_ASSERT_FATAL(ds != NULL && plain != NULL && inh != NULL);
+	CU_ASSERT(ds->has_cached && q_is(ds->cached_in_per_1m, 1, 10));
+	CU_ASSERT_STRING_EQUAL(ds->cached_source, "cache hit");
+	CU_ASSERT_STRING_EQUAL(ds->cached_date, "2024-08");
+	CU_ASSERT(!plain->has_cached);
+	CU_ASSERT(inh->has_cached && strcmp(inh->cached_source, "s2") == 0 && strcmp(inh->cached_date, "d2") == 0);
+
+	/* in x (R x cached + (1 - R) x list), exact: 342/608 hits at 0.1, the
+	 * rest at 1 = 0.49375. No cached price: the list price, said. */
+	meter_q_t p;
+	bool applied = false;
+	CU_ASSERT_EQUAL(pricetab_cache_blend(ds, ds->in_per_1m, METER_Q(342, 608), &p, &applied), 0);
+	CU_ASSERT(applied && q_is(p, 49375, 100000));
+	CU_ASSERT_EQUAL(pricetab_cache_blend(plain, plain->in_per_1m, METER_Q(1, 2), &p, &applied), 0);
+	CU_ASSERT(!applied && q_is(p, 1, 1));
+	CU_ASSERT_EQUAL(pricetab_cache_blend(ds, ds->in_per_1m, METER_Q(3, 2), &p, &applied), -EINVAL);
+	CU_ASSERT_EQUAL(pricetab_cache_blend(ds, ds->in_per_1m, METER_Q(-1, 2), &p, &applied), -EINVAL);
+	pricetab_destroy(&t);
+
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\noutput_per_1m = 2\nsource = s\ndate = d\n"
+		     "cached_input_per_1m = 2\n", "cached_input_per_1m: above input_per_1m");
+	expect_error("[price.a]\ncurrency = USD\ninput_per_1m = 1\noutput_per_1m = 2\ncached_input_per_1m = 0.1\n"
+		     "input_per_1m_source = s\noutput_per_1m_source = s\ndate = d\n", "cached_input_per_1m: no source");
+
+	/* The shipped tables: DeepSeek's cache-hit price (economics.md 1c: 0.1
+	 * CNY from Aug 2024; 1a: 0.014 USD), GPT-4o mini's cached 0.075. */
+	const char *files[] = { DEPLOY("prices/cn-2024-late.conf"), DEPLOY("prices/closed-2024.conf"),
+				DEPLOY("prices/deepseek-2025.conf") };
+	t = load(files, 3);
+	const pricetab_entry_t *e = pricetab_find(t, "deepseek-chat");
+	CU_ASSERT(e != NULL && e->has_cached && q_is(e->cached_in_per_1m, 1, 10) && strcmp(e->currency, "CNY") == 0);
+	CU_ASSERT(e != NULL && strstr(e->cached_source, "economics.md 1c") != NULL);
+	e = pricetab_find(t, "deepseek-chat-usd");
+	CU_ASSERT(e != NULL && e->has_cached && q_is(e->cached_in_per_1m, 14, 1000));
+	e = pricetab_find(t, "gpt-4o-mini");
+	CU_ASSERT(e != NULL && e->has_cached && q_is(e->cached_in_per_1m, 75, 1000));
+	e = pricetab_find(t, "deepseek-r1");
+	CU_ASSERT(e != NULL && e->has_cached && q_is(e->cached_in_per_1m, 14, 100) && q_is(e->in_per_1m, 55, 100));
+	CU_ASSERT(pricetab_find(t, "gpt-4-turbo") != NULL && !pricetab_find(t, "gpt-4-turbo")->has_cached);
+	pricetab_destroy(&t);
+}
+
 const cu_test_t pricetab_tests[] = {
+	{ "cached_input", test_cached_input },
 	{ "shipped_tables", test_shipped_tables },
 	{ "fx", test_fx },
 	{ "errors", test_errors },

@@ -177,7 +177,60 @@ static void test_cut_logic(void)
 	teardown();
 }
 
+/* DeepSeek's published margin (economics.md 2e) with the cache-hit rate:
+ * R1 prices, 342B of 608B input tokens at the cache-hit price, 168B out,
+ * 226.75 nodes for a day: gross margin 84.5%, "cost profit margin 545%".
+ * Without the rate, the list input price overstates revenue; a price with
+ * no cached price is not changed by it. */
+static void test_cache_hit(void)
+{
+	setup();
+	pricetab_t *t = pricetab_new();
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/deepseek-2025.conf"), err, sizeof(err)), 0);
+	const pricetab_entry_t *r1 = pricetab_find(t, "deepseek-r1");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r1);
+	thru_t day = { .source = THRU_GIVEN, .out_tok_s = 168e9 / (226.75 * 86400) };
+	pricewar_in_t in = { .hw = &rental, .thru = &day, .in_per_call = 608, .out_per_call = 168, .utilization = 1,
+			     .prices = t, .before = r1, .after = r1, .currency = "USD", .has_cache_hit = true,
+			     .cache_hit = METER_Q(342, 608), .cache_hit_source = "DeepSeek day 6" };
+	pricewar_t pw;
+	CU_ASSERT_EQUAL_FATAL(pricewar_check(&in, &pw, err, sizeof(err)), 0);
+	CU_ASSERT(pw.before_cached && pw.after_cached);
+	CU_ASSERT(fabs(pw.before.gm_ppm / 1e4 - 84.5) <= 0.05);
+	CU_ASSERT(fabs(pw.before.markup_ppm / 1e4 - 545) <= 1);
+	/* 562,027 USD a day in the note (562,100 from the rounded counts). */
+	CU_ASSERT(llround(pw.before.revenue_micros_per_hour * 226.75 * 24 / 1e9) == 562);
+	char *text = pricewar_format(&in, &pw);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "cache-hit rate: 56.2"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "cached input: 0.14 USD per 1M tokens (applied"));
+	free(text);
+
+	in.has_cache_hit = false;
+	CU_ASSERT_EQUAL_FATAL(pricewar_check(&in, &pw, err, sizeof(err)), 0);
+	/* List price on every input token: 702,320 USD a day, GM 87.6%. */
+	CU_ASSERT(!pw.before_cached && fabs(pw.before.gm_ppm / 1e4 - 87.6) <= 0.05);
+
+	/* Qwen-Long has no cached price: the rate changes nothing. */
+	const pricetab_entry_t *ql = pricetab_find(after, "qwen-long");
+	pricewar_in_t q = { .hw = &rental, .thru = &day, .in_per_call = 608, .out_per_call = 168, .utilization = 1,
+			    .prices = after, .before = ql, .after = ql, .currency = "USD" };
+	pricewar_t p0, p1;
+	CU_ASSERT_EQUAL_FATAL(pricewar_check(&q, &p0, err, sizeof(err)), 0);
+	q.has_cache_hit = true;
+	q.cache_hit = METER_Q(1, 2);
+	CU_ASSERT_EQUAL_FATAL(pricewar_check(&q, &p1, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(p0.before.gm_ppm, p1.before.gm_ppm);
+	CU_ASSERT(!p1.before_cached);
+	q.cache_hit = METER_Q(3, 2);
+	CU_ASSERT_EQUAL(pricewar_check(&q, &p1, err, sizeof(err)), -EINVAL);
+	pricetab_destroy(&t);
+	teardown();
+}
+
 const cu_test_t pricewar_tests[] = {
+	{ "cache_hit", test_cache_hit },
 	{ "economics_table", test_economics_table },
 	{ "cut_logic", test_cut_logic },
 	{ NULL, NULL },
