@@ -30,5 +30,7 @@ int cmd_models(int argc, char **argv);
 /* cmd_cost.c, cmd_economics.c: the metering reports (docs/economics.md) */
 int cmd_cost(int argc, char **argv);
 int cmd_economics(int argc, char **argv);
+/* cmd_plan.c: capacity planning (docs/economics.md) */
+int cmd_plan(int argc, char **argv);
 
 #endif

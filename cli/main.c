@@ -22,6 +22,7 @@ cli_globals_t cli_globals;
 #pragma weak cmd_models
 #pragma weak cmd_cost
 #pragma weak cmd_economics
+#pragma weak cmd_plan
 
 static const struct {
 	const char *name;
@@ -38,6 +39,7 @@ static const struct {
 	{ "models", cmd_models, "models served by the connected workers" },
 	{ "cost", cmd_cost, "what a batch's calls cost: ledger report, what-if, sale margin, break-even, chart" },
 	{ "economics", cmd_economics, "the price-war check (margin before/after a cut) and cost charts, offline" },
+	{ "plan", cmd_plan, "capacity: nodes of each profile for a daily workload within a deadline, cost vs APIs" },
 	{ "job", cmd_job, "submit, watch and read jobs through a local margind's control socket" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -69,8 +69,13 @@ int plan_estimate(const shape_t *m, const hwprof_t *hw, uint64_t batch, double i
 	/* thru_estimate's roofline: compute 2 n batch / F, memory n bpp / BW.
 	 * With n = n_eff and bpp = (weights + KV) / n_eff the memory term is
 	 * the bytes a step really reads. */
-	const hwprof_num_t *p16 = &hw->f[HWPROF_PEAK_FLOPS_FP16];
+	const hwprof_num_t *p16 = &hw->f[HWPROF_PEAK_FLOPS_FP16], *p32 = &hw->f[HWPROF_PEAK_FLOPS_FP32];
 	bool fp16 = m->fp16_compute && p16->given && meter_q_to_double(p16->value) > 0;
+	if (!p16->given && !p32->given) {
+		snprintf(err, errlen, "%s: no peak_flops_fp16 or peak_flops_fp32 in %s: an estimate needs a peak and "
+			 "mem_bandwidth (or measure: margin-worker bench --json on that hardware)", hw->name, hw->origin);
+		return -EINVAL;
+	}
 	thru_t t;
 	int r = thru_estimate(hw, fp16, (uint64_t)llround(n_eff), (weights + kv) / n_eff, (uint32_t)batch, eff, &t,
 			      err, errlen);
