@@ -44,6 +44,12 @@ int plan_fit_check(const plan_fit_t *f, uint64_t batch, const char *where, char 
 	if (batch >= 1 && total <= (double)f->memory_bytes)
 		return 0;
 	char w[32], k[32], s[32], t[32], m[32];
+	if (f->kv_bytes_per_seq == 0) {	/* a bare parameter count: no shape, no KV */
+		snprintf(err, errlen, "batch %llu does not fit %s: weights %s > memory %s (the weights alone; the KV "
+			 "cache not even counted)", (unsigned long long)batch, where,
+			 gb((double)f->weight_bytes, w, sizeof(w)), gb((double)f->memory_bytes, m, sizeof(m)));
+		return -ENOSPC;
+	}
 	snprintf(err, errlen, "batch %llu does not fit %s: weights %s + KV cache %s (%llu x %s at %llu tokens, f16) "
 		 "= %s > memory %s%s", (unsigned long long)batch, where, gb((double)f->weight_bytes, w, sizeof(w)),
 		 gb(kv, k, sizeof(k)), (unsigned long long)batch, gb((double)f->kv_bytes_per_seq, s, sizeof(s)),
