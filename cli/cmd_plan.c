@@ -653,7 +653,7 @@ static void print_csv(const plan_ctx_t *x, FILE *f)
 			}
 			fprintf(f, ",\n");
 		} else {
-			for (size_t c = 0; c < 13 + 4 * x->in.n_refs; c++)
+			for (size_t c = 0; c < 14 + 4 * x->in.n_refs; c++)	/* 13 + 4 per ref empty, then error */
 				fputc(',', f);
 			/* the reason, quoted (it may hold commas) */
 			fputc('"', f);
