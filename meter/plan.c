@@ -34,7 +34,7 @@ int plan_fit_profile(const shape_t *m, const hwprof_t *hw, uint64_t in, uint64_t
 /* Decimal gigabytes, the unit memory is sold in ("80 GB"). */
 static char *gb(double bytes, char *buf, size_t len)
 {
-	snprintf(buf, len, "%.1f GB", bytes / 1e9);
+	snprintf(buf, len, bytes < 10e9 ? "%.3f GB" : "%.1f GB", bytes / 1e9);
 	return buf;
 }
 
