@@ -359,18 +359,31 @@ static int run_plan(plan_ctx_t *x)
 		return 1;
 	}
 	int status = 0;
+	bool have_currency = false;
 	if ((x->rows = calloc((size_t)n, sizeof(*x->rows))) == NULL)
 		status = 1;
 	for (int i = 0; status == 0 && i < n; i++) {
 		prow_t *p = &x->rows[x->n_rows];
-		if (names[i] == NULL || (r = cmd_cost_profile(names[i], &p->hw, err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl plan: --hardware %s: %s\n", names[i] ? names[i] : "?",
-				names[i] ? err : "out of memory");
-			status = 2;
+		if (names[i] == NULL) {
+			status = 1;
 			break;
 		}
+		if ((r = cmd_cost_profile(names[i], &p->hw, err, sizeof(err))) < 0) {
+			if (o->n_hardware > 0) {	/* named: a usage error */
+				fprintf(stderr, "marginctl plan: --hardware %s: %s\n", names[i], err);
+				status = 2;
+				break;
+			}
+			/* one broken file of the directory: a row saying so */
+			memset(&p->hw, 0, sizeof(p->hw));
+			snprintf(p->hw.name, sizeof(p->hw.name), "%s", names[i]);
+			snprintf(p->why, sizeof(p->why), "%.1000s", err);
+			x->n_rows++;
+			continue;
+		}
 		x->n_rows++;
-		if (x->n_rows == 1) {
+		if (!have_currency) {
+			have_currency = true;
 			x->in.currency = o->currency ? o->currency : p->hw.currency;
 			if (!meter_currency_valid(x->in.currency)) {
 				fprintf(stderr, "marginctl plan: --currency %s: expected an ISO 4217 code such as CNY\n",
@@ -387,6 +400,8 @@ static int run_plan(plan_ctx_t *x)
 		}
 		p->ok = plan_profile(&x->in, &p->hw, NULL, &p->row, p->why, sizeof(p->why)) == 0;
 	}
+	if (status == 0 && !have_currency)
+		x->in.currency = o->currency ? o->currency : "USD";	/* no profile loaded: rows say why */
 	for (int i = 0; i < n; i++)
 		free(names[i]);
 	return status;
@@ -431,7 +446,8 @@ static void print_inputs(const plan_ctx_t *x, FILE *f)
 	for (size_t i = 0; i < x->in.n_refs; i++)
 		curs[n++] = x->in.refs[i]->currency;
 	for (size_t i = 0; i < x->n_rows; i++)
-		curs[n++] = x->rows[i].hw.currency;
+		if (x->rows[i].hw.currency[0] != '\0')	/* a profile that did not load has none */
+			curs[n++] = x->rows[i].hw.currency;
 	for (size_t i = 0; i < n; i++) {
 		bool seen = strcmp(curs[i], "USD") == 0;
 		for (size_t k = 0; k < i; k++)
