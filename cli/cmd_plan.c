@@ -43,8 +43,17 @@ static void usage(FILE *f)
 		"  --mix IN/OUT        tokens per request (default 2048/512)\n"
 		"  --deadline D        a day's work is done within D: 24h (default), 8h, 90m\n"
 		"  --model M           a GGUF file (its shape is read) or a preset:");
-	for (size_t i = 0; shape_preset_name(i) != NULL; i++)
-		fprintf(f, "%s %s", i ? "," : "", shape_preset_name(i));
+	size_t col = 66;
+	for (size_t i = 0; shape_preset_name(i) != NULL; i++) {
+		const char *name = shape_preset_name(i);
+		if (col + strlen(name) > 98) {
+			fprintf(f, "%s\n                     ", i ? "," : "");
+			col = 21;
+		} else if (i > 0) {
+			fputc(',', f);
+		}
+		col += fprintf(f, " %s", name) + 1;
+	}
 	fprintf(f,
 		"\n"
 		"  --dtype T           a preset's weight type: f16 (default), bf16, f32, q8_0, q4_0\n"
