@@ -32,5 +32,7 @@ int cmd_cost(int argc, char **argv);
 int cmd_economics(int argc, char **argv);
 /* cmd_prices.c: the entries of the price tables */
 int cmd_prices(int argc, char **argv);
+/* cmd_plan.c: capacity planning (docs/economics.md) */
+int cmd_plan(int argc, char **argv);
 
 #endif

@@ -3,7 +3,8 @@
  *   marginctl economics check [--json]      (economics.md 6's price-war table)
  *   marginctl economics check [--hardware PROFILE|FILE]
  *       [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]
- *        | --from-ledger BATCH [--state-dir DIR] | --estimate --params N [--bytes-per-param B]
+ *        | --from-ledger BATCH [--state-dir DIR]
+ *        | --estimate (--model NAME|FILE.gguf | --params N [--bytes-per-param B])
  *          [--batch N] [--fp16] [--eff-bench FILE.json]]
  *       --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...
  *       [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]
@@ -20,6 +21,7 @@
 #include "cmd_cost.h"
 #include "chart.h"
 #include "meter.h"
+#include "plan.h"
 #include "pricewar.h"
 #include "pricewar_table.h"
 
@@ -38,7 +40,8 @@ static void usage(FILE *f)
 		"usage: marginctl economics check [--json]\n"
 		"       marginctl economics check [--hardware PROFILE|FILE]\n"
 		"           [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]\n"
-		"            | --from-ledger BATCH [--state-dir DIR] | --estimate --params N [--bytes-per-param B]\n"
+		"            | --from-ledger BATCH [--state-dir DIR]\n"
+		"            | --estimate (--model NAME|FILE.gguf | --params N [--bytes-per-param B])\n"
 		"              [--batch N] [--fp16] [--eff-bench FILE.json]]\n"
 		"           --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...\n"
 		"           [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]\n"
@@ -54,7 +57,10 @@ static void usage(FILE *f)
 		"  --throughput TOK_S  output tokens/s per node at the call mix (a figure you give)\n"
 		"  --bench FILE.json   a `margin-worker bench --json` run (--batch N: that run; default the best)\n"
 		"  --from-ledger ID    the throughput, call mix and utilization a batch showed in margind's ledger\n"
-		"  --estimate          a roofline for --params N weights on the profile's peaks\n"
+		"  --estimate          an upper bound: a roofline on the profile's peaks for --model (a preset\n"
+		"                      such as llama2-7b, f16, or a GGUF file) or --params N weights, at the\n"
+		"                      largest batch whose weights + KV cache fit memory_bytes (or --batch N,\n"
+		"                      refused when it does not fit); fp16 peak for 16-bit or quantized weights\n"
 		"  --price-before P, --price-after P   IN/OUT or P per 1M tokens in --currency, a price entry,\n"
 		"                      TABLE:ENTRY (e.g. cn-2024-05-before:qwen-max), or an ENTRY that one\n"
 		"                      table holds (marginctl prices lists them)\n"
@@ -71,7 +77,7 @@ static void usage(FILE *f)
 typedef struct eopts {
 	const char *hardware, *throughput, *throughput_source, *bench, *from_ledger, *state_dir, *params,
 		*bytes_per_param, *batch, *eff_bench, *before, *after, *currency, *provider, *mix, *utilization, *out,
-		*cache_hit;
+		*cache_hit, *model;
 	bool estimate, fp16, via_batch, json;
 	const char *prices[MAX_FILES];
 	size_t n_prices;
@@ -82,7 +88,7 @@ typedef struct eopts {
 enum {
 	E_HARDWARE = 256, E_THROUGHPUT, E_THROUGHPUT_SOURCE, E_BENCH, E_FROM_LEDGER, E_STATE_DIR, E_ESTIMATE,
 	E_PARAMS, E_BPP, E_BATCH, E_FP16, E_EFF_BENCH, E_BEFORE, E_AFTER, E_CURRENCY, E_PROVIDER, E_PRICES, E_MIX,
-	E_UTIL, E_VIA_BATCH, E_JSON, E_REF, E_HELP, E_CACHE_HIT,
+	E_UTIL, E_VIA_BATCH, E_JSON, E_REF, E_HELP, E_CACHE_HIT, E_MODEL,
 };
 
 static const struct option long_opts[] = {
@@ -110,6 +116,7 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, E_JSON },
 	{ "ref", required_argument, NULL, E_REF },
 	{ "help", no_argument, NULL, E_HELP },
+	{ "model", required_argument, NULL, E_MODEL },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -129,6 +136,7 @@ static int parse(int argc, char **argv, eopts_t *o)
 		case E_STATE_DIR: o->state_dir = optarg; break;
 		case E_ESTIMATE: o->estimate = true; break;
 		case E_PARAMS: o->params = optarg; break;
+		case E_MODEL: o->model = optarg; break;
 		case E_BPP: o->bytes_per_param = optarg; break;
 		case E_BATCH: o->batch = optarg; break;
 		case E_FP16: o->fp16 = true; break;
@@ -303,6 +311,106 @@ done:
 		pricetab_destroy(&tabs[i]);
 	pricetab_destroy(&fx);
 	return status;
+
+/* --estimate: the model (--model: a preset or GGUF shape; --params N of
+ * bpp bytes: weights only), the memory check (plan.h: weights + f16 KV at
+ * the --mix context against memory_bytes) and the batch (the largest that
+ * fits unless --batch), then the roofline, an upper bound. 0, or the exit
+ * status with the reason on stderr. */
+static int estimate(const eopts_t *o, const hwprof_t *hw, uint32_t batch, double bpp, const thru_eff_t *eff,
+		    thru_t *ret)
+{
+	static const char pre[] = "estimate (roofline x efficiency measured here), upper bound: ";
+	char err[2048], fit[256], where[96], rest[sizeof(ret->why)];
+	double params = 0, in = 2048, out = 2048;
+	shape_t m;
+	plan_fit_t f;
+	bool fp16;
+	int r;
+	if ((o->model != NULL) == (o->params != NULL)) {
+		fprintf(stderr, "marginctl economics check: --estimate needs --model NAME|FILE.gguf (weights and KV "
+			"cache) or --params N (weights only), one of them\n");
+		return 2;
+	}
+	if (o->mix != NULL && (sscanf(o->mix, "%lf/%lf", &in, &out) != 2 || !(in >= 0) || !(out >= 1))) {
+		fprintf(stderr, "marginctl economics check: --mix %s: expected IN/OUT tokens per call\n", o->mix);
+		return 2;
+	}
+	if (o->model != NULL) {
+		if ((r = shape_load(o->model, NULL, &m, err, sizeof(err))) < 0 || o->bytes_per_param != NULL) {
+			fprintf(stderr, "marginctl economics check: --model %s: %s\n", o->model,
+				r < 0 ? err : "--bytes-per-param is for --params (a model carries its weight type)");
+			return 2;
+		}
+	} else {
+		if (!parse_pos(o->params, &params)) {
+			fprintf(stderr, "marginctl economics check: --params %s: expected the model's weights\n", o->params);
+			return 2;
+		}
+		memset(&m, 0, sizeof(m));	/* no layers: no KV cache known */
+		m.n_params = m.n_params_per_token = (uint64_t)params;
+		m.weight_bytes = (uint64_t)(params * bpp);
+		m.fp16_compute = bpp <= 2;
+	}
+	snprintf(where, sizeof(where), "on %.60s", hw->name);
+	if (plan_fit_profile(&m, hw, (uint64_t)in, (uint64_t)out, &f, err, sizeof(err)) < 0) {
+		if (batch == 0) {
+			fprintf(stderr, "marginctl economics check: --estimate: %s; or give --batch N (memory unchecked)\n",
+				err);
+			return 2;
+		}
+		snprintf(fit, sizeof(fit), "batch %u given, memory NOT checked (%.60s has no memory_bytes)", batch,
+			 hw->name);
+	} else if (o->model == NULL && batch == 0) {
+		fprintf(stderr, "marginctl economics check: --estimate --params: the largest batch that fits needs the "
+			"KV cache size: give --model NAME|FILE.gguf (the shape) or --batch N\n");
+		return 2;
+	} else {
+		bool largest = batch == 0;
+		if (largest)
+			batch = f.max_batch > UINT32_MAX ? UINT32_MAX : (uint32_t)(f.max_batch ? f.max_batch : 1);
+		if (plan_fit_check(&f, batch, where, err, sizeof(err)) < 0) {
+			fprintf(stderr, "marginctl economics check: --estimate refused: %s\n", err);
+			return 1;
+		}
+		if (o->model != NULL)
+			snprintf(fit, sizeof(fit), "batch %u%s: %.1f GB weights + %u x %.3f GB KV at %llu tokens <= %.1f GB",
+				 batch, largest ? " (the largest that fits)" : " (--batch)", (double)f.weight_bytes / 1e9,
+				 batch, (double)f.kv_bytes_per_seq / 1e9, (unsigned long long)f.ctx,
+				 (double)f.memory_bytes / 1e9);
+		else
+			snprintf(fit, sizeof(fit), "batch %u (--batch): %.1f GB weights <= %.1f GB; KV cache NOT counted "
+				 "(--params: no shape, give --model)", batch, (double)f.weight_bytes / 1e9,
+				 (double)f.memory_bytes / 1e9);
+	}
+	if (o->model != NULL) {
+		r = plan_estimate(&m, hw, batch, in, out, eff, ret, &fp16, err, sizeof(err));
+	} else {
+		const hwprof_num_t *p16 = &hw->f[HWPROF_PEAK_FLOPS_FP16];
+		bool has16 = p16->given && meter_q_to_double(p16->value) > 0;
+		fp16 = o->fp16 || (m.fp16_compute && has16);
+		r = thru_estimate(hw, fp16, m.n_params, bpp, batch, eff, ret, err, sizeof(err));
+		if (r == 0) {
+			snprintf(rest, sizeof(rest), "%s", ret->why);
+			snprintf(ret->why, sizeof(ret->why), "%s%s peak (%s); %.400s", pre, fp16 ? "fp16" : "fp32",
+				 o->fp16 ? "--fp16" : fp16 ? "2-byte weights" : has16 ? "weights over 2 bytes" :
+				 "the profile has no peak_flops_fp16", rest);
+		}
+	}
+	if (r < 0) {
+		fprintf(stderr, "marginctl economics check: --estimate: %s\n", err);
+		return 1;
+	}
+	/* The fit goes right after "upper bound: ". */
+	size_t np = sizeof(pre) - 1;
+	snprintf(rest, sizeof(rest), "%s", strncmp(ret->why, pre, np) == 0 ? ret->why + np : ret->why);
+	int k = snprintf(ret->why, sizeof(ret->why), "%s%s; ", pre, fit);
+	if (k > 0 && (size_t)k < sizeof(ret->why) - 1) {	/* the rest, cut to what is left */
+		size_t n = strlen(rest), left = sizeof(ret->why) - 1 - (size_t)k;
+		memcpy(ret->why + k, rest, n < left ? n : left);
+		ret->why[(size_t)k + (n < left ? n : left)] = '\0';
+	}
+	return 0;
 }
 
 static int check(const eopts_t *o)
@@ -390,13 +498,8 @@ static int check(const eopts_t *o)
 		if (util <= 0)
 			util = 1e-6;
 	} else {
-		double params, bpp = 2;
+		double bpp = 2;
 		thru_eff_t eff;
-		if (!parse_pos(o->params, &params)) {
-			fprintf(stderr, "marginctl economics check: --estimate needs --params N (the model's weights)\n");
-			status = 2;
-			goto done;
-		}
 		if (o->bytes_per_param && !parse_pos(o->bytes_per_param, &bpp)) {
 			fprintf(stderr, "marginctl economics check: --bytes-per-param %s: expected a positive number\n",
 				o->bytes_per_param);
@@ -421,11 +524,9 @@ static int check(const eopts_t *o)
 		} else {
 			thru_eff_machine_md(&eff);
 		}
-		if ((r = thru_estimate(&hw, o->fp16, (uint64_t)params, bpp, batch ? batch : 1, &eff, &th, err,
-				       sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl economics check: --estimate: %s\n", err);
+		if ((status = estimate(o, &hw, batch, bpp, &eff, &th)) != 0)
 			goto done;
-		}
+		status = 1;
 	}
 	if (o->mix != NULL) {
 		char m[64], *slash;

@@ -23,6 +23,7 @@ cli_globals_t cli_globals;
 #pragma weak cmd_cost
 #pragma weak cmd_economics
 #pragma weak cmd_prices
+#pragma weak cmd_plan
 
 static const struct {
 	const char *name;
@@ -40,6 +41,7 @@ static const struct {
 	{ "cost", cmd_cost, "what a batch's calls cost: ledger report, what-if, sale margin, break-even, chart" },
 	{ "economics", cmd_economics, "the price-war table and check (margin before/after a cut), cost charts, offline" },
 	{ "prices", cmd_prices, "the entries of the price tables: prices, cached and batch prices, sources, dates" },
+	{ "plan", cmd_plan, "capacity: nodes of each profile for a daily workload within a deadline, cost vs APIs" },
 	{ "job", cmd_job, "submit, watch and read jobs through a local margind's control socket" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

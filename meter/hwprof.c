@@ -24,6 +24,7 @@ static const struct {
 	[HWPROF_PEAK_FLOPS_FP32] = { "peak_flops_fp32", "FLOP/s", NULL },
 	[HWPROF_PEAK_FLOPS_FP16] = { "peak_flops_fp16", "FLOP/s", NULL },
 	[HWPROF_MEM_BANDWIDTH] = { "mem_bandwidth", "bytes/s", NULL },
+	[HWPROF_MEMORY_BYTES] = { "memory_bytes", "bytes", NULL },
 };
 
 static const char *const text_keys[] = {

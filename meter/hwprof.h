@@ -53,6 +53,8 @@ enum hwprof_field {
 	HWPROF_PEAK_FLOPS_FP32,		/* node peak FLOP/s, fp32 (optional) */
 	HWPROF_PEAK_FLOPS_FP16,		/* node peak dense FLOP/s, fp16/bf16 (optional) */
 	HWPROF_MEM_BANDWIDTH,		/* node memory bandwidth, bytes/s (optional) */
+	HWPROF_MEMORY_BYTES,		/* accelerator memory of the node (GPU: HBM of all
+					   cards; CPU: RAM), bytes (optional; plan.h) */
 	HWPROF_N_FIELDS
 };
 

@@ -4,7 +4,7 @@
 
 #define SUITE(x) extern const cu_test_t x##_tests[] __attribute__((weak));
 SUITE(meter) SUITE(meter_files) SUITE(hwprof) SUITE(pricetab) SUITE(litellm) SUITE(cost) SUITE(ledger)
-SUITE(report) SUITE(chart) SUITE(thru) SUITE(pricewar) SUITE(pricewar_table)
+SUITE(report) SUITE(chart) SUITE(thru) SUITE(pricewar) SUITE(pricewar_table) SUITE(shape) SUITE(plan)
 #undef SUITE
 
 int main(int argc, char **argv)
@@ -22,6 +22,8 @@ int main(int argc, char **argv)
 		{ "thru", thru_tests, NULL, NULL },
 		{ "pricewar", pricewar_tests, NULL, NULL },
 		{ "pricewar_table", pricewar_table_tests, NULL, NULL },
+		{ "shape", shape_tests, NULL, NULL },
+		{ "plan", plan_tests, NULL, NULL },
 	};
 	cu_suite_t suites[sizeof(all) / sizeof(all[0]) + 1];
 	int n = 0;
