@@ -311,6 +311,7 @@ done:
 		pricetab_destroy(&tabs[i]);
 	pricetab_destroy(&fx);
 	return status;
+}
 
 /* --estimate: the model (--model: a preset or GGUF shape; --params N of
  * bpp bytes: weights only), the memory check (plan.h: weights + f16 KV at
