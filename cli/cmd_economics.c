@@ -19,6 +19,7 @@
 #include "chart.h"
 #include "meter.h"
 #include "pricewar.h"
+#include "speed.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -288,14 +289,17 @@ static int check(const eopts_t *o)
 		if ((bench = malloc(sizeof(*bench))) == NULL)
 			goto nomem;
 		if ((r = thru_bench_load(o->bench, bench, err, sizeof(err))) < 0 ||
-		    (r = thru_from_bench(bench, batch, &th, err, sizeof(err))) < 0) {
+		    (r = thru_from_bench(bench, batch, &th, err, sizeof(err))) < 0 ||
+		    (r = speed_bench_elsewhere(bench, &hw, batch, &th, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl economics check: --bench %s: %s\n", o->bench, err);
 			goto done;
 		}
 	} else if (o->from_ledger != NULL) {
 		if ((r = cmd_cost_fetch(o->state_dir, o->from_ledger, cur, &rows, err, sizeof(err))) < 0 ||
 		    (r = cmd_cost_measured(rows.v, rows.n, o->from_ledger, 1.0, &th, &in_pc, &out_pc, &util, err,
-					   sizeof(err))) < 0) {
+					   sizeof(err))) < 0 ||
+		    (o->hardware == NULL && (r = cmd_cost_profile(rows.v[0].hardware_profile, &hw, err, sizeof(err))) < 0) ||
+		    (r = speed_ledger_elsewhere(rows.v, rows.n, &hw, batch, &th, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl economics check: --from-ledger %s: %s\n", o->from_ledger, err);
 			goto done;
 		}
@@ -457,6 +461,7 @@ static int chart(const eopts_t *o)
 	if (o->n_refs == 0)
 		n_refs = meter_find_default_refs(t, refs, MAX_FILES);
 	if ((r = thru_bench_load(o->bench, b, err, sizeof(err))) < 0 ||
+	    (r = speed_chart_bench(b, &hw, err, sizeof(err))) < 0 ||
 	    (r = chart_cost_vs_batch(b, &hw, util, t, refs, n_refs, o->via_batch, o->currency ? o->currency : hw.currency,
 				     &svg, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl economics chart: %s\n", err);

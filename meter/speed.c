@@ -88,8 +88,8 @@ bool speed_bench_on(const thru_bench_t *b, const hwprof_t *hw, char *why, size_t
 	}
 	double g = b->sgemm_gflops * 1e9;
 	bool same = g <= peak * 1.05 && g >= peak / 10;
-	snprintf(why, whylen, "%.100s: sgemm %.1f GFLOP/s is %s %.60s's fp32 peak of %.4g GFLOP/s", b->origin,
-		 b->sgemm_gflops, same ? "within" : "not within a tenth of", hw->name, peak / 1e9);
+	snprintf(why, whylen, "%.100s: sgemm %.1f GFLOP/s %s %.60s (fp32 peak %.4g GFLOP/s)", b->origin,
+		 b->sgemm_gflops, same ? "fits" : "was not measured on", hw->name, peak / 1e9);
 	return same;
 }
 
@@ -250,6 +250,64 @@ int speed_whatif(const ledger_row_t *rows, size_t n, const hwprof_t *target, con
 	r = 0;
 out:
 	free(w);
+	return r;
+}
+
+int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t batch, thru_t *th, char *err,
+			  size_t errlen)
+{
+	char why[400];
+	if (speed_bench_on(b, hw, why, sizeof(why)))
+		return 0;
+	uint32_t at = batch;
+	double best = -1;
+	for (size_t i = 0; batch == 0 && i < b->n_runs; i++)
+		if (b->runs[i].decode_tok_s > best) {
+			best = b->runs[i].decode_tok_s;
+			at = b->runs[i].batch;	/* the run *th was taken from */
+		}
+	speed_shape_t shape;
+	thru_t t;
+	speed_shape_from_bench(b, &shape);
+	int r = speed_target_thru(hw, &shape, NULL, at, NULL, &t, err, errlen);
+	if (r < 0)
+		return r;
+	char tw[sizeof(t.why)];
+	snprintf(tw, sizeof(tw), "%s", t.why);
+	snprintf(t.why, sizeof(t.why), "%.300s [not the bench given: %.180s]", tw, why);
+	*th = t;
+	return 0;
+}
+
+int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *hw, uint32_t batch, thru_t *th,
+			   char *err, size_t errlen)
+{
+	bool other = false;
+	for (size_t i = 0; i < n; i++)
+		other |= strcmp(rows[i].hardware_profile, hw->name) != 0;
+	if (!other)
+		return 0;
+	speed_whatif_t *w = malloc(sizeof(*w));
+	int r = w ? speed_whatif(rows, n, hw, NULL, batch, NULL, w, err, errlen) : -ENOMEM;
+	if (r == 0) {
+		*th = w->target;
+		snprintf(th->why, sizeof(th->why), "%.300s [the ledger's calls ran on %.60s at %.4g s per call: %.6g x as "
+			 "fast on %.40s]", w->target.why, rows[0].hardware_profile, w->booked_s_per_call, w->ratio, hw->name);
+	}
+	free(w);
+	return r;
+}
+
+int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *err, size_t errlen)
+{
+	char why[400];
+	if (speed_bench_on(b, hw, why, sizeof(why)))
+		return 0;
+	thru_bench_t *t = malloc(sizeof(*t));
+	int r = t ? speed_target_bench(hw, b, NULL, t, err, errlen) : -ENOMEM;
+	if (r == 0)
+		*b = *t;
+	free(t);
 	return r;
 }
 

@@ -104,6 +104,21 @@ typedef struct speed_whatif {
 int speed_whatif(const ledger_row_t *rows, size_t n, const hwprof_t *target, const thru_bench_t *bench,
 		 uint32_t batch, const thru_eff_t *eff, speed_whatif_t *ret, char *err, size_t errlen);
 
+/* Throughput figures of one machine used for another, replaced by the
+ * other's (marginctl economics). Each leaves its input as it is when it
+ * was measured on hw, else replaces it with hw's for the same model:
+ *  - bench_elsewhere: *th was taken from bench b at decode batch `batch`
+ *    (0: its best run); becomes hw's at that batch (speed_target_thru);
+ *  - ledger_elsewhere: *th was measured from rows (thru source ledger);
+ *    becomes hw's at the rows' mix when they ran on another profile;
+ *  - chart_bench: *b becomes speed_target_bench's for hw.
+ * The new why says what was replaced and why. Their errors. */
+int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t batch, thru_t *th, char *err,
+			  size_t errlen);
+int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *hw, uint32_t batch, thru_t *th,
+			   char *err, size_t errlen);
+int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *err, size_t errlen);
+
 /* A speed typed in (--speed X): time_scale 1/X, basis "given". -EINVAL for
  * anything but a positive decimal. */
 int speed_given(const char *text, speed_whatif_t *ret, char *err, size_t errlen);
