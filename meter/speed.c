@@ -218,13 +218,32 @@ int speed_whatif(const ledger_row_t *rows, size_t n, const hwprof_t *target, con
 		r = -EINVAL;
 		goto out;
 	}
+	w->in_per_call = prompt / (double)n;
+	w->out_per_call = compl / (double)n;
+	w->booked_s_per_call = busy / 1e9 / (double)n;
+	bool same = bench == NULL;
+	for (size_t i = 0; same && i < n; i++)
+		same = strcmp(rows[i].hardware_profile, target->name) == 0;
+	if (same) {
+		/* The hardware the calls ran on: its speed is the ledger's. */
+		snprintf(w->shape.model, sizeof(w->shape.model), "%s", rows[0].model);
+		w->target = (thru_t){ .source = THRU_LEDGER, .out_tok_s = compl / (busy / 1e9) };
+		snprintf(w->target.why, sizeof(w->target.why), "measured by the ledger: %zu calls on %.60s", n,
+			 target->name);
+		w->target_s_per_call = w->booked_s_per_call;
+		w->time_scale = METER_Q(1, 1);
+		w->ratio = 1;
+		w->basis = "measured";
+		snprintf(w->why, sizeof(w->why), "the calls ran on %.60s: its speed is the ledger's (%.4g s of engine time "
+			 "per call)", target->name, w->booked_s_per_call);
+		*ret = *w;
+		r = 0;
+		goto out;
+	}
 	if ((r = speed_shape_from_rows(rows, n, &w->shape, err, errlen)) < 0)
 		goto out;
 	if ((r = speed_target_thru(target, &w->shape, bench, batch, eff, &w->target, err, errlen)) < 0)
 		goto out;
-	w->in_per_call = prompt / (double)n;
-	w->out_per_call = compl / (double)n;
-	w->booked_s_per_call = busy / 1e9 / (double)n;
 	if (w->target.phases)
 		w->target_s_per_call = w->in_per_call / w->target.prefill_tok_s + w->out_per_call / w->target.decode_tok_s;
 	else
