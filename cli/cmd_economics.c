@@ -300,7 +300,8 @@ static int check(const eopts_t *o)
 		if ((r = cmd_cost_fetch(o->state_dir, o->from_ledger, cur, &rows, err, sizeof(err))) < 0 ||
 		    (r = cmd_cost_measured(rows.v, rows.n, o->from_ledger, 1.0, &th, &in_pc, &out_pc, &util, err,
 					   sizeof(err))) < 0 ||
-		    (o->hardware == NULL && (r = cmd_cost_profile(rows.v[0].hardware_profile, &hw, err, sizeof(err))) < 0) ||
+		    (o->hardware == NULL && rows.v[0].hardware_profile[0] != '\0' &&
+		     (r = cmd_cost_profile(rows.v[0].hardware_profile, &hw, err, sizeof(err))) < 0) ||
 		    (r = speed_ledger_elsewhere(rows.v, rows.n, &hw, batch, &th, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl economics check: --from-ledger %s: %s\n", o->from_ledger, err);
 			goto done;

@@ -38,7 +38,7 @@ int speed_shape_from_rows(const ledger_row_t *rows, size_t n, speed_shape_t *ret
 	if (n > 0)
 		snprintf(ret->model, sizeof(ret->model), "%s", rows[0].model);
 	if (!(flops > 0 && tokens > 0)) {
-		snprintf(err, errlen, "no call of %.60s states its FLOPs and tokens: the model's shape is unknown", 
+		snprintf(err, errlen, "no call of %.60s states its FLOPs and tokens: the model's shape is unknown",
 			 n > 0 ? rows[0].model : "the batch");
 		return -EINVAL;
 	}
