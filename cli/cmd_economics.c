@@ -437,6 +437,8 @@ static int chart(const eopts_t *o)
 	const char *refs[MAX_FILES];
 	size_t n_refs = 0;
 	double util = 1;
+	char note[1024];
+	int moved = 0;
 	if (b == NULL || t == NULL) {
 		fprintf(stderr, "marginctl economics: out of memory\n");
 		goto done;
@@ -464,7 +466,7 @@ static int chart(const eopts_t *o)
 	if (o->n_refs == 0)
 		n_refs = meter_find_default_refs(t, refs, MAX_FILES);
 	if ((r = thru_bench_load(o->bench, b, err, sizeof(err))) < 0 ||
-	    (r = speed_chart_bench(b, &hw, err, sizeof(err))) < 0 ||
+	    (r = moved = speed_chart_bench(b, &hw, note, sizeof(note), err, sizeof(err))) < 0 ||
 	    (r = chart_cost_vs_batch(b, &hw, util, t, refs, n_refs, o->via_batch, o->currency ? o->currency : hw.currency,
 				     &svg, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl economics chart: %s\n", err);
@@ -475,6 +477,8 @@ static int chart(const eopts_t *o)
 		fprintf(stderr, "marginctl economics chart: -o %s: %s\n", o->out, strerror(errno));
 		goto done;
 	}
+	if (moved > 0)
+		fprintf(stderr, "marginctl economics chart: note: %s\n", note);
 	status = 0;
 done:
 	free(svg);

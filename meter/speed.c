@@ -88,8 +88,8 @@ bool speed_bench_on(const thru_bench_t *b, const hwprof_t *hw, char *why, size_t
 	}
 	double g = b->sgemm_gflops * 1e9;
 	bool same = g <= peak * 1.05 && g >= peak / 10;
-	snprintf(why, whylen, "%.100s: sgemm %.1f GFLOP/s %s %.60s (fp32 peak %.4g GFLOP/s)", b->origin,
-		 b->sgemm_gflops, same ? "fits" : "was not measured on", hw->name, peak / 1e9);
+	snprintf(why, whylen, "%.100s (sgemm %.1f GFLOP/s) %s %.60s (fp32 peak %.4g GFLOP/s)", b->origin,
+		 b->sgemm_gflops, same ? "was measured on" : "was not measured on", hw->name, peak / 1e9);
 	return same;
 }
 
@@ -317,15 +317,20 @@ int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *h
 	return r;
 }
 
-int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *err, size_t errlen)
+int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *note, size_t notelen, char *err, size_t errlen)
 {
 	char why[400];
 	if (speed_bench_on(b, hw, why, sizeof(why)))
 		return 0;
 	thru_bench_t *t = malloc(sizeof(*t));
 	int r = t ? speed_target_bench(hw, b, NULL, t, err, errlen) : -ENOMEM;
-	if (r == 0)
+	if (r == 0) {
+		snprintf(note, notelen, "%s: charted %.60s's own throughput for %.60s: %s%.160s", why, hw->name,
+			 b->model[0] ? b->model : "its model", t->source == THRU_ESTIMATED ? "an estimate from its "
+			 "profile's peaks" : "measured by ", t->source == THRU_ESTIMATED ? "" : t->origin);
 		*b = *t;
+		r = 1;
+	}
 	free(t);
 	return r;
 }

@@ -111,13 +111,14 @@ int speed_whatif(const ledger_row_t *rows, size_t n, const hwprof_t *target, con
  *    (0: its best run); becomes hw's at that batch (speed_target_thru);
  *  - ledger_elsewhere: *th was measured from rows (thru source ledger);
  *    becomes hw's at the rows' mix when they ran on another profile;
- *  - chart_bench: *b becomes speed_target_bench's for hw.
+ *  - chart_bench: *b becomes speed_target_bench's for hw; returns 1 then
+ *    (0: left), with a line for people in note.
  * The new why says what was replaced and why. Their errors. */
 int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t batch, thru_t *th, char *err,
 			  size_t errlen);
 int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *hw, uint32_t batch, thru_t *th,
 			   char *err, size_t errlen);
-int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *err, size_t errlen);
+int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *note, size_t notelen, char *err, size_t errlen);
 
 /* A speed typed in (--speed X): time_scale 1/X, basis "given". -EINVAL for
  * anything but a positive decimal. */

@@ -391,7 +391,8 @@ static void test_bench_elsewhere(void)
 	CU_ASSERT(!speed_bench_on(&e, &cpu, why, sizeof(why)));
 
 	e = b;
-	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &h100, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &h100, why, sizeof(why), err, sizeof(err)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "charted 8xh100's own throughput for llama2-7b: an estimate"));
 	CU_ASSERT_EQUAL(e.source, THRU_ESTIMATED);
 	CU_ASSERT_EQUAL_FATAL(e.n_runs, b.n_runs);
 	for (size_t i = 0; i < e.n_runs; i++) {
@@ -416,7 +417,7 @@ static void test_bench_elsewhere(void)
 	CU_ASSERT(c1 > 1000000 && c1 < 30000000);
 	/* The same machine's bench is left as it is, and says measured. */
 	e = b;
-	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &cpu, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &cpu, why, sizeof(why), err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(e.source, THRU_BENCH);
 	CU_ASSERT_DOUBLE_EQUAL(e.runs[0].decode_tok_s, b.runs[0].decode_tok_s, 0);
 	CU_ASSERT_EQUAL_FATAL(chart_cost_vs_batch(&e, &cpu, 1.0, p, refs, 1, true, "CNY", &svg, err, sizeof(err)), 0);
