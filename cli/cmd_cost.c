@@ -2,7 +2,8 @@
  *
  *   marginctl cost --batch ID [--group call|batch|model|worker|day] [--format text|csv|json] [-o FILE]
  *                  [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]
- *                  [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]]
+ *                  [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]
+ *                   [--eff-bench FILE.json]]
  *                  [--sale-price P|IN/OUT]
  *                  [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]
  *
@@ -322,7 +323,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: marginctl cost --batch ID [--group call|batch|model|worker|day] [--format text|csv|json]\n"
 		"                      [-o FILE] [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]\n"
-		"                      [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]]\n"
+		"                      [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]\n"
+		"                       [--eff-bench FILE.json]]\n"
 		"                      [--sale-price P|IN/OUT]\n"
 		"                      [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]\n"
 		"\n"
@@ -345,6 +347,8 @@ static void usage(FILE *f)
 		"  --bench FILE.json   what-if: `margin-worker bench --json` taken on that hardware\n"
 		"  --decode-batch N    what-if: the target's decode batch (default: the bench's best run,\n"
 		"                      else 32 for an estimate)\n"
+		"  --eff-bench FILE    what-if estimate: efficiency measured by this bench of the machine\n"
+		"                      the batch ran on (default: machine.md's factors)\n"
 		"  --sale-price P      our price per 1M tokens (P, or IN/OUT) in the report currency:\n"
 		"                      revenue and gross margin (price - loaded cost) / price\n"
 		"  --one-off AMOUNT    a one-off cost (e.g. 500000 for a deployment): days to recover it from\n"
@@ -357,7 +361,7 @@ static void usage(FILE *f)
 
 typedef struct opts {
 	const char *batch, *group, *format, *out, *state_dir, *currency, *hardware, *speed, *sale, *one_off,
-		*calls_per_day, *breakeven_ref, *chart, *bench, *decode_batch;
+		*calls_per_day, *breakeven_ref, *chart, *bench, *decode_batch, *eff_bench;
 	const char *prices[MAX_PRICE_FILES];
 	size_t n_prices;
 	const char *refs[MAX_REFS];
@@ -366,7 +370,7 @@ typedef struct opts {
 
 enum {
 	O_BATCH = 256, O_GROUP, O_FORMAT, O_STATE_DIR, O_PRICES, O_REF, O_CURRENCY, O_HARDWARE, O_SPEED, O_SALE,
-	O_ONE_OFF, O_CALLS, O_BE_REF, O_CHART, O_BENCH, O_DECODE_BATCH, O_HELP,
+	O_ONE_OFF, O_CALLS, O_BE_REF, O_CHART, O_BENCH, O_DECODE_BATCH, O_EFF_BENCH, O_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -386,6 +390,7 @@ static const struct option long_opts[] = {
 	{ "chart", required_argument, NULL, O_CHART },
 	{ "bench", required_argument, NULL, O_BENCH },
 	{ "decode-batch", required_argument, NULL, O_DECODE_BATCH },
+	{ "eff-bench", required_argument, NULL, O_EFF_BENCH },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -427,6 +432,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
 		case O_CHART: o->chart = optarg; break;
 		case O_BENCH: o->bench = optarg; break;
 		case O_DECODE_BATCH: o->decode_batch = optarg; break;
+		case O_EFF_BENCH: o->eff_bench = optarg; break;
 		case 'h':
 		case O_HELP: usage(stdout); return 1;
 		case ':': fprintf(stderr, "marginctl cost: %s needs a value\n", argv[optind - 1]); return 2;
@@ -447,12 +453,14 @@ static int parse_args(int argc, char **argv, opts_t *o)
 		fprintf(stderr, "marginctl cost: --format %s: expected text, csv or json\n", o->format);
 		return 2;
 	}
-	if ((o->speed || o->bench || o->decode_batch) && o->hardware == NULL) {
-		fprintf(stderr, "marginctl cost: --speed, --bench and --decode-batch go with --hardware (what-if)\n");
+	if ((o->speed || o->bench || o->decode_batch || o->eff_bench) && o->hardware == NULL) {
+		fprintf(stderr, "marginctl cost: --speed, --bench, --decode-batch and --eff-bench go with --hardware "
+			"(what-if)\n");
 		return 2;
 	}
-	if (o->speed != NULL && (o->bench || o->decode_batch)) {
-		fprintf(stderr, "marginctl cost: --speed X is the speed ratio itself: not with --bench or --decode-batch\n");
+	if (o->speed != NULL && (o->bench || o->decode_batch || o->eff_bench)) {
+		fprintf(stderr, "marginctl cost: --speed X is the speed ratio itself: not with --bench, --decode-batch or "
+			"--eff-bench\n");
 		return 2;
 	}
 	if ((o->calls_per_day || o->breakeven_ref) && o->one_off == NULL) {
@@ -504,6 +512,23 @@ static char *call_table(const report_t *rep, const char *title, const speed_what
 		return NULL;
 	}
 	return out;
+}
+
+/* The efficiency bench b of a machine shows, against its "hardware"
+ * profile, else the profile the batch ran on (booked). */
+static int eff_here(const char *path, const char *booked, thru_eff_t *ret, char *err, size_t errlen)
+{
+	thru_bench_t *b = malloc(sizeof(*b));
+	hwprof_t here;
+	int r = b ? thru_bench_load(path, b, err, errlen) : -ENOMEM;
+	if (r == 0)
+		r = cmd_cost_profile(b->hardware[0] ? b->hardware : booked, &here, err, errlen);
+	if (r == 0)
+		r = speed_eff_from_bench(b, &here, ret, err, errlen);
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	free(b);
+	return r;
 }
 
 /* Rates of the rows in the report currency: what-if profile, else one
@@ -614,8 +639,15 @@ int cmd_cost(int argc, char **argv)
 	if (have_hw) {
 		/* The target's speed against the booked one: given, else
 		 * measured or estimated for the batch's model (speed.h). */
-		if (o.speed == NULL && (r = speed_whatif(rows.v, rows.n, &hw, tbench, dbatch, NULL, &sw, err,
+		thru_eff_t eff;
+		if (o.eff_bench != NULL && (r = eff_here(o.eff_bench, rows.n ? rows.v[0].hardware_profile : "", &eff, err,
 							 sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: --eff-bench %s: %s\n", o.eff_bench, err);
+			status = 2;
+			goto done;
+		}
+		if (o.speed == NULL && (r = speed_whatif(rows.v, rows.n, &hw, tbench, dbatch, o.eff_bench ? &eff : NULL,
+							 &sw, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl cost: --hardware %s: the speed ratio: %s (or give --speed X)\n",
 				o.hardware, err);
 			goto done;

@@ -219,6 +219,33 @@ static int load_inputs(const eopts_t *o, const char *sub, hwprof_t *hw, pricetab
 	return 0;
 }
 
+/* --eff-bench FILE (a bench of this machine) as the efficiency of
+ * estimates for other hardware, measured against its "hardware" profile,
+ * else here_name's. *ret_use is NULL without --eff-bench (machine.md's
+ * factors). A negative errno with the reason in err. */
+static int eff_arg(const eopts_t *o, const char *here_name, thru_eff_t *eff, const thru_eff_t **ret_use, char *err,
+		   size_t errlen)
+{
+	char e2[1024];
+	hwprof_t here;
+	*ret_use = NULL;
+	if (o->eff_bench == NULL)
+		return 0;
+	thru_bench_t *b = malloc(sizeof(*b));
+	int r = b ? thru_bench_load(o->eff_bench, b, e2, sizeof(e2)) : -ENOMEM;
+	if (r == 0)
+		r = cmd_cost_profile(b->hardware[0] ? b->hardware : here_name, &here, e2, sizeof(e2));
+	if (r == 0)
+		r = speed_eff_from_bench(b, &here, eff, e2, sizeof(e2));
+	free(b);
+	if (r < 0) {
+		snprintf(err, errlen, "--eff-bench %s: %s", o->eff_bench, r == -ENOMEM ? "out of memory" : e2);
+		return r;
+	}
+	*ret_use = eff;
+	return 0;
+}
+
 static json_t *point_json(const pricewar_point_t *p)
 {
 	return json_pack("{s:I, s:o, s:o}", "revenue_micros_per_hour", (json_int_t)p->revenue_micros_per_hour,
@@ -290,19 +317,26 @@ static int check(const eopts_t *o)
 	} else if (o->bench != NULL) {
 		if ((bench = malloc(sizeof(*bench))) == NULL)
 			goto nomem;
-		if ((r = thru_bench_load(o->bench, bench, err, sizeof(err))) < 0 ||
+		thru_eff_t eff;
+		const thru_eff_t *use_eff;
+		if ((r = eff_arg(o, "cpu-2vcpu", &eff, &use_eff, err, sizeof(err))) < 0 ||
+		    (r = thru_bench_load(o->bench, bench, err, sizeof(err))) < 0 ||
 		    (r = thru_from_bench(bench, batch, &th, err, sizeof(err))) < 0 ||
-		    (r = speed_bench_elsewhere(bench, &hw, batch, &th, err, sizeof(err))) < 0) {
+		    (r = speed_bench_elsewhere(bench, &hw, batch, use_eff, &th, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl economics check: --bench %s: %s\n", o->bench, err);
 			goto done;
 		}
 	} else if (o->from_ledger != NULL) {
+		thru_eff_t eff;
+		const thru_eff_t *use_eff = NULL;
 		if ((r = cmd_cost_fetch(o->state_dir, o->from_ledger, cur, &rows, err, sizeof(err))) < 0 ||
 		    (r = cmd_cost_measured(rows.v, rows.n, o->from_ledger, 1.0, &th, &in_pc, &out_pc, &util, err,
 					   sizeof(err))) < 0 ||
 		    (o->hardware == NULL && rows.v[0].hardware_profile[0] != '\0' &&
 		     (r = cmd_cost_profile(rows.v[0].hardware_profile, &hw, err, sizeof(err))) < 0) ||
-		    (r = speed_ledger_elsewhere(rows.v, rows.n, &hw, batch, &th, err, sizeof(err))) < 0) {
+		    (r = eff_arg(o, rows.v[0].hardware_profile[0] ? rows.v[0].hardware_profile : "cpu-2vcpu", &eff,
+				 &use_eff, err, sizeof(err))) < 0 ||
+		    (r = speed_ledger_elsewhere(rows.v, rows.n, &hw, batch, use_eff, &th, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl economics check: --from-ledger %s: %s\n", o->from_ledger, err);
 			goto done;
 		}
@@ -439,6 +473,8 @@ static int chart(const eopts_t *o)
 	double util = 1;
 	char note[1024];
 	int moved = 0;
+	thru_eff_t eff;
+	const thru_eff_t *use_eff = NULL;
 	if (b == NULL || t == NULL) {
 		fprintf(stderr, "marginctl economics: out of memory\n");
 		goto done;
@@ -466,7 +502,8 @@ static int chart(const eopts_t *o)
 	if (o->n_refs == 0)
 		n_refs = meter_find_default_refs(t, refs, MAX_FILES);
 	if ((r = thru_bench_load(o->bench, b, err, sizeof(err))) < 0 ||
-	    (r = moved = speed_chart_bench(b, &hw, note, sizeof(note), err, sizeof(err))) < 0 ||
+	    (r = eff_arg(o, "cpu-2vcpu", &eff, &use_eff, err, sizeof(err))) < 0 ||
+	    (r = moved = speed_chart_bench(b, &hw, use_eff, note, sizeof(note), err, sizeof(err))) < 0 ||
 	    (r = chart_cost_vs_batch(b, &hw, util, t, refs, n_refs, o->via_batch, o->currency ? o->currency : hw.currency,
 				     &svg, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl economics chart: %s\n", err);

@@ -272,8 +272,8 @@ out:
 	return r;
 }
 
-int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t batch, thru_t *th, char *err,
-			  size_t errlen)
+int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t batch, const thru_eff_t *eff,
+			  thru_t *th, char *err, size_t errlen)
 {
 	char why[400];
 	if (speed_bench_on(b, hw, why, sizeof(why)))
@@ -288,7 +288,7 @@ int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t ba
 	speed_shape_t shape;
 	thru_t t;
 	speed_shape_from_bench(b, &shape);
-	int r = speed_target_thru(hw, &shape, NULL, at, NULL, &t, err, errlen);
+	int r = speed_target_thru(hw, &shape, NULL, at, eff, &t, err, errlen);
 	if (r < 0)
 		return r;
 	char tw[sizeof(t.why)];
@@ -298,8 +298,8 @@ int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t ba
 	return 0;
 }
 
-int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *hw, uint32_t batch, thru_t *th,
-			   char *err, size_t errlen)
+int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *hw, uint32_t batch,
+			   const thru_eff_t *eff, thru_t *th, char *err, size_t errlen)
 {
 	bool other = false;
 	for (size_t i = 0; i < n; i++)
@@ -307,7 +307,7 @@ int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *h
 	if (!other)
 		return 0;
 	speed_whatif_t *w = malloc(sizeof(*w));
-	int r = w ? speed_whatif(rows, n, hw, NULL, batch, NULL, w, err, errlen) : -ENOMEM;
+	int r = w ? speed_whatif(rows, n, hw, NULL, batch, eff, w, err, errlen) : -ENOMEM;
 	if (r == 0) {
 		*th = w->target;
 		snprintf(th->why, sizeof(th->why), "%.300s [the ledger's calls ran on %.60s at %.4g s per call: %.6g x as "
@@ -317,13 +317,14 @@ int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *h
 	return r;
 }
 
-int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *note, size_t notelen, char *err, size_t errlen)
+int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, const thru_eff_t *eff, char *note, size_t notelen,
+		      char *err, size_t errlen)
 {
 	char why[400];
 	if (speed_bench_on(b, hw, why, sizeof(why)))
 		return 0;
 	thru_bench_t *t = malloc(sizeof(*t));
-	int r = t ? speed_target_bench(hw, b, NULL, t, err, errlen) : -ENOMEM;
+	int r = t ? speed_target_bench(hw, b, eff, t, err, errlen) : -ENOMEM;
 	if (r == 0) {
 		snprintf(note, notelen, "%s: charted %.60s's own throughput for %.60s: %s%.160s", why, hw->name,
 			 b->model[0] ? b->model : "its model", t->source == THRU_ESTIMATED ? "an estimate from its "
@@ -333,6 +334,27 @@ int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *note, size_t no
 	}
 	free(t);
 	return r;
+}
+
+int speed_eff_from_bench(const thru_bench_t *b, const hwprof_t *here, thru_eff_t *ret, char *err, size_t errlen)
+{
+	const thru_run_t *small = NULL;
+	for (size_t i = 0; i < b->n_runs; i++)
+		if (small == NULL || b->runs[i].batch < small->batch)
+			small = &b->runs[i];
+	double w = (double)(b->params_per_token ? b->params_per_token : b->n_params), bpp = 4;
+	bool derived = small != NULL && small->bandwidth_pct > 0 && b->bandwidth_gbs > 0 && w > 0;
+	if (derived)	/* bandwidth_pct = decode_tok_s / B x weights x bytes / read bandwidth */
+		bpp = small->bandwidth_pct / 100 * b->bandwidth_gbs * 1e9 * small->batch / (small->decode_tok_s * w);
+	thru_eff_t e;
+	int r = thru_eff_from_bench(b, here, bpp, &e, err, errlen);
+	if (r < 0)
+		return r;
+	size_t l = strlen(e.why);
+	snprintf(e.why + l, sizeof(e.why) - l, "; %.2f B per weight%s", bpp, derived ? " (from its bandwidth_pct)" :
+		 " (f32 assumed)");
+	*ret = e;
+	return 0;
 }
 
 int speed_given(const char *text, speed_whatif_t *ret, char *err, size_t errlen)

@@ -114,11 +114,20 @@ int speed_whatif(const ledger_row_t *rows, size_t n, const hwprof_t *target, con
  *  - chart_bench: *b becomes speed_target_bench's for hw; returns 1 then
  *    (0: left), with a line for people in note.
  * The new why says what was replaced and why. Their errors. */
-int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t batch, thru_t *th, char *err,
-			  size_t errlen);
-int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *hw, uint32_t batch, thru_t *th,
-			   char *err, size_t errlen);
-int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, char *note, size_t notelen, char *err, size_t errlen);
+int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t batch, const thru_eff_t *eff,
+			  thru_t *th, char *err, size_t errlen);
+int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *hw, uint32_t batch,
+			   const thru_eff_t *eff, thru_t *th, char *err, size_t errlen);
+int speed_chart_bench(thru_bench_t *b, const hwprof_t *hw, const thru_eff_t *eff, char *note, size_t notelen,
+		      char *err, size_t errlen);
+
+/* Efficiency measured here: thru_eff_from_bench of b, a bench of this
+ * machine, against `here`, its profile. The bytes a weight took in the run
+ * come from the bench's own figures (bandwidth_pct of its smallest batch:
+ * weight bytes streamed / its read bandwidth), else 4 (f32, margin-worker's
+ * default matrices), said in ret->why. Its errors (a missing peak or
+ * figure). */
+int speed_eff_from_bench(const thru_bench_t *b, const hwprof_t *here, thru_eff_t *ret, char *err, size_t errlen);
 
 /* A speed typed in (--speed X): time_scale 1/X, basis "given". -EINVAL for
  * anything but a positive decimal. */

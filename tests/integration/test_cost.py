@@ -633,6 +633,9 @@ def sc_whatif():
     _, js1, ratio1, why1 = whatif(["--decode-batch", "1"], "estimate")
     check(abs(ratio1 / (booked_s / call_s(1)) - 1) < 1e-5 and "batch 1;" in why1, "--decode-batch 1: %s" % why1)
 
+    # The efficiency measured by this machine's bench instead of machine.md's.
+    _, _, _, why = whatif(["--eff-bench", cpu_bench], "estimate")
+    check("measured here (%s on cpu-2vcpu)" % cpu_bench in why, "--eff-bench: %s" % why)
     # Measured: a bench of 8xh100 given (test figures), its best run.
     hb = {"hardware": "8xh100", "model": {"name": "llama2-7b", "n_params": b["model"]["n_params"],
                                           "params_per_token": ppt},

@@ -234,6 +234,23 @@ static void test_whatif_7b_estimate(void)
 	double old = per_1m_out(rows, &h100, METER_Q(1, 1), out);
 	CU_ASSERT(old > 1000);
 
+	/* Efficiency measured here by this machine's bench: its bytes per
+	 * weight from its own bandwidth_pct (f32: 4), and the estimate
+	 * follows it. */
+	thru_eff_t here;
+	CU_ASSERT_EQUAL_FATAL(speed_eff_from_bench(&b, &cpu, &here, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(here.why, "4.00 B per weight (from its bandwidth_pct)"));
+	thru_eff_t want_eff;
+	CU_ASSERT_EQUAL_FATAL(thru_eff_from_bench(&b, &cpu, 4.0, &want_eff, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(here.flops, want_eff.flops, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(here.bandwidth, want_eff.bandwidth, 1e-3);
+	speed_whatif_t wh;
+	CU_ASSERT_EQUAL_FATAL(speed_whatif(rows, N7, &h100, NULL, 0, &here, &wh, err, sizeof(err)), 0);
+	thru_t th32;
+	CU_ASSERT_EQUAL_FATAL(thru_estimate(&h100, true, b.params_per_token, 2.0, 32, &here, &th32, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(wh.target_s_per_call, TOK7 / th32.prefill_tok_s + TOK7 / th32.decode_tok_s, 1e-12);
+	CU_ASSERT_PTR_NOT_NULL(strstr(wh.why, "measured here"));
+
 	/* On the hardware they ran on: the ledger's speed, ratio 1. */
 	CU_ASSERT_EQUAL_FATAL(speed_whatif(rows, N7, &cpu, NULL, 0, NULL, &w, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(meter_q_cmp(w.time_scale, METER_Q(1, 1)), 0);
@@ -391,7 +408,7 @@ static void test_bench_elsewhere(void)
 	CU_ASSERT(!speed_bench_on(&e, &cpu, why, sizeof(why)));
 
 	e = b;
-	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &h100, why, sizeof(why), err, sizeof(err)), 1);
+	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &h100, NULL, why, sizeof(why), err, sizeof(err)), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(why, "charted 8xh100's own throughput for llama2-7b: an estimate"));
 	CU_ASSERT_EQUAL(e.source, THRU_ESTIMATED);
 	CU_ASSERT_EQUAL_FATAL(e.n_runs, b.n_runs);
@@ -417,7 +434,7 @@ static void test_bench_elsewhere(void)
 	CU_ASSERT(c1 > 1000000 && c1 < 30000000);
 	/* The same machine's bench is left as it is, and says measured. */
 	e = b;
-	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &cpu, why, sizeof(why), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(speed_chart_bench(&e, &cpu, NULL, why, sizeof(why), err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(e.source, THRU_BENCH);
 	CU_ASSERT_DOUBLE_EQUAL(e.runs[0].decode_tok_s, b.runs[0].decode_tok_s, 0);
 	CU_ASSERT_EQUAL_FATAL(chart_cost_vs_batch(&e, &cpu, 1.0, p, refs, 1, true, "CNY", &svg, err, sizeof(err)), 0);
