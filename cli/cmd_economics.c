@@ -7,7 +7,7 @@
  *       --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...
  *       [--mix IN/OUT] [--utilization U] [--via-batch] [--json]
  *   marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]
- *       [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]
+ *       [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch] [--eff-bench FILE.json]
  *
  * A price P is "IN/OUT" or one number (CUR per 1M tokens), an entry of a
  * loaded --prices table, or TABLE:ENTRY (a table file or a name in the
@@ -40,7 +40,7 @@ static void usage(FILE *f)
 		"           --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...\n"
 		"           [--mix IN/OUT] [--utilization U] [--via-batch] [--json]\n"
 		"       marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]\n"
-		"           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]\n"
+		"           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch] [--eff-bench FILE.json]\n"
 		"\n"
 		"check: is serving at a provider's price before and after a cut above or below cost on this\n"
 		"hardware? Prints the gross margin at each price, the cut that takes the margin to zero and\n"
