@@ -2,13 +2,17 @@
  *
  *   marginctl cost --batch ID [--group call|batch|model|worker|day] [--format text|csv|json] [-o FILE]
  *                  [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]
- *                  [--hardware PROFILE|FILE [--speed X]] [--sale-price P|IN/OUT]
+ *                  [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]
+ *                   [--eff-bench FILE.json]]
+ *                  [--sale-price P|IN/OUT]
  *                  [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]
  *
  * The ledger rows come from the margind at --url (GET /v1/cost/ledger) or
  * straight from a state directory; the report is computed here with the
  * meter library (meter/report.h), so what-if (--hardware: the same calls
- * on other hardware, from their stored busy and idle time, no rerun;
+ * on other hardware, from their stored busy and idle time divided by the
+ * target's speed ratio (meter/speed.h: measured by a bench, else
+ * estimated), no rerun;
  * --prices: other closed-API price tables) needs nothing from the server.
  * Closed-API equivalents are the ones booked with the calls (what they cost
  * on that API when answered) unless --prices asks for a what-if; the
@@ -25,6 +29,7 @@
 #include "cost.h"
 #include "meter.h"
 #include "report.h"
+#include "speed.h"
 
 #if __has_include(<curl/curl.h>)
 #include "http_client.h"
@@ -300,7 +305,7 @@ int cmd_cost_measured(const ledger_row_t *rows, size_t n, const char *what, doub
 	busy *= time_scale;
 	idle *= time_scale;
 	memset(ret, 0, sizeof(*ret));
-	ret->source = THRU_BENCH;
+	ret->source = THRU_LEDGER;
 	ret->out_tok_s = compl / (busy / 1e9);
 	snprintf(ret->why, sizeof(ret->why),
 		 "measured by the ledger: %s, %zu calls, %.0f output tokens in %.3f s of engine time%s", what, n, compl,
@@ -318,7 +323,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: marginctl cost --batch ID [--group call|batch|model|worker|day] [--format text|csv|json]\n"
 		"                      [-o FILE] [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]\n"
-		"                      [--hardware PROFILE|FILE [--speed X]] [--sale-price P|IN/OUT]\n"
+		"                      [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]\n"
+		"                       [--eff-bench FILE.json]]\n"
+		"                      [--sale-price P|IN/OUT]\n"
 		"                      [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]\n"
 		"\n"
 		"  --batch ID          the batch (required unless --state-dir)\n"
@@ -333,8 +340,15 @@ static void usage(FILE *f)
 		"                      default: the ones the calls were booked with, else gpt-4o-mini, qwen-long)\n"
 		"  --currency CUR      report currency (default: the hardware profile's)\n"
 		"  --hardware P        what-if: price the same calls on this profile (a FILE, or a name in\n"
-		"                      %s) from their busy and idle time\n"
-		"  --speed X           what-if: that hardware runs X times as fast (default 1)\n"
+		"                      %s) from their busy and idle time, divided by\n"
+		"                      its speed ratio: measured (--bench, else a bench attached to the\n"
+		"                      profile for the model's shape), else estimated from its peaks\n"
+		"  --speed X           what-if: that hardware runs X times as fast (given, no estimate)\n"
+		"  --bench FILE.json   what-if: `margin-worker bench --json` taken on that hardware\n"
+		"  --decode-batch N    what-if: the target's decode batch (default: the bench's best run,\n"
+		"                      else 32 for an estimate)\n"
+		"  --eff-bench FILE    what-if estimate: efficiency measured by this bench of the machine\n"
+		"                      the batch ran on (default: machine.md's factors)\n"
 		"  --sale-price P      our price per 1M tokens (P, or IN/OUT) in the report currency:\n"
 		"                      revenue and gross margin (price - loaded cost) / price\n"
 		"  --one-off AMOUNT    a one-off cost (e.g. 500000 for a deployment): days to recover it from\n"
@@ -347,7 +361,7 @@ static void usage(FILE *f)
 
 typedef struct opts {
 	const char *batch, *group, *format, *out, *state_dir, *currency, *hardware, *speed, *sale, *one_off,
-		*calls_per_day, *breakeven_ref, *chart;
+		*calls_per_day, *breakeven_ref, *chart, *bench, *decode_batch, *eff_bench;
 	const char *prices[MAX_PRICE_FILES];
 	size_t n_prices;
 	const char *refs[MAX_REFS];
@@ -356,7 +370,7 @@ typedef struct opts {
 
 enum {
 	O_BATCH = 256, O_GROUP, O_FORMAT, O_STATE_DIR, O_PRICES, O_REF, O_CURRENCY, O_HARDWARE, O_SPEED, O_SALE,
-	O_ONE_OFF, O_CALLS, O_BE_REF, O_CHART, O_HELP,
+	O_ONE_OFF, O_CALLS, O_BE_REF, O_CHART, O_BENCH, O_DECODE_BATCH, O_EFF_BENCH, O_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -374,6 +388,9 @@ static const struct option long_opts[] = {
 	{ "calls-per-day", required_argument, NULL, O_CALLS },
 	{ "breakeven-ref", required_argument, NULL, O_BE_REF },
 	{ "chart", required_argument, NULL, O_CHART },
+	{ "bench", required_argument, NULL, O_BENCH },
+	{ "decode-batch", required_argument, NULL, O_DECODE_BATCH },
+	{ "eff-bench", required_argument, NULL, O_EFF_BENCH },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -413,6 +430,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
 		case O_CALLS: o->calls_per_day = optarg; break;
 		case O_BE_REF: o->breakeven_ref = optarg; break;
 		case O_CHART: o->chart = optarg; break;
+		case O_BENCH: o->bench = optarg; break;
+		case O_DECODE_BATCH: o->decode_batch = optarg; break;
+		case O_EFF_BENCH: o->eff_bench = optarg; break;
 		case 'h':
 		case O_HELP: usage(stdout); return 1;
 		case ':': fprintf(stderr, "marginctl cost: %s needs a value\n", argv[optind - 1]); return 2;
@@ -433,8 +453,14 @@ static int parse_args(int argc, char **argv, opts_t *o)
 		fprintf(stderr, "marginctl cost: --format %s: expected text, csv or json\n", o->format);
 		return 2;
 	}
-	if (o->speed != NULL && o->hardware == NULL) {
-		fprintf(stderr, "marginctl cost: --speed goes with --hardware (what-if)\n");
+	if ((o->speed || o->bench || o->decode_batch || o->eff_bench) && o->hardware == NULL) {
+		fprintf(stderr, "marginctl cost: --speed, --bench, --decode-batch and --eff-bench go with --hardware "
+			"(what-if)\n");
+		return 2;
+	}
+	if (o->speed != NULL && (o->bench || o->decode_batch || o->eff_bench)) {
+		fprintf(stderr, "marginctl cost: --speed X is the speed ratio itself: not with --bench, --decode-batch or "
+			"--eff-bench\n");
 		return 2;
 	}
 	if ((o->calls_per_day || o->breakeven_ref) && o->one_off == NULL) {
@@ -445,7 +471,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
 }
 
 /* The by-call table for people: every ledger figure of each call. */
-static char *call_table(const report_t *rep, const char *title)
+static char *call_table(const report_t *rep, const char *title, const speed_whatif_t *sw, const char *target)
 {
 	char *out = NULL, a[40], b[40], c[40];
 	size_t len = 0;
@@ -456,6 +482,9 @@ static char *call_table(const report_t *rep, const char *title)
 	fprintf(f, "%s: by call, %s, hardware %s%s%s\n", title, rep->currency, rep->hardware,
 		rep->prices_name[0] ? ", prices " : "", rep->prices_name);
 	fprintf(f, "(%s)\n", report_api_note(rep, note, sizeof(note)));
+	if (sw != NULL)
+		fprintf(f, "(what-if on %s: busy and idle times divided by the speed ratio %.6g (%s): %s)\n", target,
+			sw->ratio, sw->basis, sw->why);
 	fprintf(f, "%-20s %-16s %-12s %8s %8s %10s %12s %14s %14s", "custom_id", "model", "worker", "prompt", "output",
 		"busy_s", "flops", "marginal", "loaded");
 	for (size_t k = 0; k < rep->n_refs; k++)
@@ -483,6 +512,23 @@ static char *call_table(const report_t *rep, const char *title)
 		return NULL;
 	}
 	return out;
+}
+
+/* The efficiency bench b of a machine shows, against its "hardware"
+ * profile, else the profile the batch ran on (booked). */
+static int eff_here(const char *path, const char *booked, thru_eff_t *ret, char *err, size_t errlen)
+{
+	thru_bench_t *b = malloc(sizeof(*b));
+	hwprof_t here;
+	int r = b ? thru_bench_load(path, b, err, errlen) : -ENOMEM;
+	if (r == 0)
+		r = cmd_cost_profile(b->hardware[0] ? b->hardware : booked, &here, err, errlen);
+	if (r == 0)
+		r = speed_eff_from_bench(b, &here, ret, err, errlen);
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	free(b);
+	return r;
 }
 
 /* Rates of the rows in the report currency: what-if profile, else one
@@ -531,6 +577,9 @@ int cmd_cost(int argc, char **argv)
 	hwprof_t hw;
 	bool have_hw = false;
 	meter_q_t scale = METER_Q(1, 1);
+	speed_whatif_t sw = { 0 };
+	thru_bench_t *tbench = NULL;
+	uint32_t dbatch = 0;
 	FILE *out = stdout;
 	const char *refs[MAX_REFS];
 	size_t n_refs = 0;
@@ -557,13 +606,25 @@ int cmd_cost(int argc, char **argv)
 			goto done;
 		}
 		have_hw = true;
-		meter_q_t sp;
-		if (o.speed != NULL && (meter_q_parse(o.speed, &sp) < 0 || sp.num <= 0 ||
-					meter_q_div(METER_Q(1, 1), sp, &scale) < 0)) {
-			fprintf(stderr, "marginctl cost: --speed %s: expected a positive number\n", o.speed);
+		if (o.speed != NULL && speed_given(o.speed, &sw, err, sizeof(err)) < 0) {
+			fprintf(stderr, "marginctl cost: %s\n", err);
 			status = 2;
 			goto done;
 		}
+		if (o.bench != NULL && ((tbench = malloc(sizeof(*tbench))) == NULL ||
+					(r = thru_bench_load(o.bench, tbench, err, sizeof(err))) < 0)) {
+			fprintf(stderr, "marginctl cost: --bench %s: %s\n", o.bench, tbench ? err : "out of memory");
+			status = 2;
+			goto done;
+		}
+		char *end = NULL;
+		unsigned long db = o.decode_batch ? strtoul(o.decode_batch, &end, 10) : 0;
+		if (o.decode_batch != NULL && (end == o.decode_batch || *end != '\0' || db < 1 || db > 1000000)) {
+			fprintf(stderr, "marginctl cost: --decode-batch %s: expected a positive integer\n", o.decode_batch);
+			status = 2;
+			goto done;
+		}
+		dbatch = (uint32_t)db;
 	}
 	if (o.currency != NULL && !meter_currency_valid(o.currency)) {
 		fprintf(stderr, "marginctl cost: --currency %s: expected an ISO 4217 code such as CNY or USD\n", o.currency);
@@ -576,6 +637,22 @@ int cmd_cost(int argc, char **argv)
 	}
 	const ledger_row_t *use = rows.v;
 	if (have_hw) {
+		/* The target's speed against the booked one: given, else
+		 * measured or estimated for the batch's model (speed.h). */
+		thru_eff_t eff;
+		if (o.eff_bench != NULL && (r = eff_here(o.eff_bench, rows.n ? rows.v[0].hardware_profile : "", &eff, err,
+							 sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: --eff-bench %s: %s\n", o.eff_bench, err);
+			status = 2;
+			goto done;
+		}
+		if (o.speed == NULL && (r = speed_whatif(rows.v, rows.n, &hw, tbench, dbatch, o.eff_bench ? &eff : NULL,
+							 &sw, err, sizeof(err))) < 0) {
+			fprintf(stderr, "marginctl cost: --hardware %s: the speed ratio: %s (or give --speed X)\n",
+				o.hardware, err);
+			goto done;
+		}
+		scale = sw.time_scale;
 		if ((whatif = calloc(rows.n ? rows.n : 1, sizeof(*whatif))) == NULL ||
 		    (r = report_whatif(rows.v, rows.n, &hw, scale, whatif, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl cost: %s\n", whatif ? err : "out of memory");
@@ -619,8 +696,11 @@ int cmd_cost(int argc, char **argv)
 		status = 2;
 		goto done;
 	}
+	report_whatif_t rw = { .hardware = hw.name, .speed = sw.ratio, .speed_basis = sw.basis,
+			       .speed_why = sw.why };
 	report_opts_t ro = { .currency = cur, .prices = t, .refs = refs, .n_refs = n_refs,
-			     .sale = o.sale ? "sale" : NULL, .whatif_prices = whatif_prices };
+			     .sale = o.sale ? "sale" : NULL, .whatif_prices = whatif_prices,
+			     .whatif = have_hw ? &rw : NULL };
 	if ((r = report_new(use, rows.n, g, &ro, &rep, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl cost: %s\n", err);
 		goto done;
@@ -635,7 +715,7 @@ int cmd_cost(int argc, char **argv)
 	else if (strcmp(o.format, "csv") == 0)
 		r = report_format_csv(rep, &text);
 	else if (g == REPORT_BY_CALL)
-		r = (text = call_table(rep, title)) ? 0 : -ENOMEM;
+		r = (text = call_table(rep, title, have_hw ? &sw : NULL, hw.name)) ? 0 : -ENOMEM;
 	else
 		r = report_format_text(rep, &text);
 	if (r < 0)
@@ -774,7 +854,14 @@ int cmd_cost(int argc, char **argv)
 		hwprof_t chw;
 		const hwprof_t *ph = &hw;
 		double ts = meter_q_to_double(scale);
-		if ((r = cmd_cost_measured(rows.v, rows.n, title, ts, &th, &in_pc, &out_pc, &util, err, sizeof(err))) < 0 ||
+		if ((r = cmd_cost_measured(rows.v, rows.n, title, ts, &th, &in_pc, &out_pc, &util, err, sizeof(err))) == 0 &&
+		    have_hw) {
+			if (o.speed == NULL)
+				th = sw.target;	/* the target's own throughput, with its basis */
+			else
+				th.source = THRU_GIVEN;
+		}
+		if (r < 0 ||
 		    (!have_hw && (r = cmd_cost_profile(rows.v[0].hardware_profile, &chw, err, sizeof(err))) < 0)) {
 			fprintf(stderr, "marginctl cost: --chart: %s\n", err);
 			free(extra);
@@ -831,6 +918,7 @@ done:
 	free(svg);
 	report_destroy(&rep);
 	free(whatif);
+	free(tbench);
 	cmd_cost_rows_done(&rows);
 	pricetab_destroy(&t);
 	return status;

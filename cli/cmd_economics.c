@@ -9,7 +9,7 @@
  *       --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...
  *       [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]
  *   marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]
- *       [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]
+ *       [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch] [--eff-bench FILE.json]
  *
  * A price P is "IN/OUT" or one number (CUR per 1M tokens), an entry of a
  * loaded --prices table, TABLE:ENTRY (a table file or a name in the
@@ -24,6 +24,7 @@
 #include "plan.h"
 #include "pricewar.h"
 #include "pricewar_table.h"
+#include "speed.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -46,14 +47,16 @@ static void usage(FILE *f)
 		"           --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...\n"
 		"           [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]\n"
 		"       marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]\n"
-		"           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch]\n"
+		"           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch] [--eff-bench FILE.json]\n"
 		"\n"
 		"check: is serving at a provider's price before and after a cut above or below cost on this\n"
 		"hardware? Prints the gross margin at each price, the cut that takes the margin to zero and\n"
 		"whether a 90%% cut makes it negative, with every input and its source. Alone (or with\n"
 		"--json) it prints the price-war table of economics.md 6: every price point of the\n"
 		"cn-2024-05-before, cn-2024-05-after and cn-2024-late tables against its cost bases.\n"
-		"  --hardware P        a profile FILE or a name in %s (default cpu-2vcpu)\n"
+		"  --hardware P        a profile FILE or a name in %s (default cpu-2vcpu;\n"
+		"                      --from-ledger: the batch's); a bench or batch of another machine\n"
+		"                      gives way to P's own throughput (bench attached to P, else estimate)\n"
 		"  --throughput TOK_S  output tokens/s per node at the call mix (a figure you give)\n"
 		"  --bench FILE.json   a `margin-worker bench --json` run (--batch N: that run; default the best)\n"
 		"  --from-ledger ID    the throughput, call mix and utilization a batch showed in margind's ledger\n"
@@ -235,6 +238,33 @@ static int load_inputs(const eopts_t *o, const char *sub, hwprof_t *hw, pricetab
 			fprintf(stderr, "marginctl economics %s: --prices %s: %s\n", sub, o->prices[i], err);
 			return r;
 		}
+	return 0;
+}
+
+/* --eff-bench FILE (a bench of this machine) as the efficiency of
+ * estimates for other hardware, measured against its "hardware" profile,
+ * else here_name's. *ret_use is NULL without --eff-bench (machine.md's
+ * factors). A negative errno with the reason in err. */
+static int eff_arg(const eopts_t *o, const char *here_name, thru_eff_t *eff, const thru_eff_t **ret_use, char *err,
+		   size_t errlen)
+{
+	char e2[1024];
+	hwprof_t here;
+	*ret_use = NULL;
+	if (o->eff_bench == NULL)
+		return 0;
+	thru_bench_t *b = malloc(sizeof(*b));
+	int r = b ? thru_bench_load(o->eff_bench, b, e2, sizeof(e2)) : -ENOMEM;
+	if (r == 0)
+		r = cmd_cost_profile(b->hardware[0] ? b->hardware : here_name, &here, e2, sizeof(e2));
+	if (r == 0)
+		r = speed_eff_from_bench(b, &here, eff, e2, sizeof(e2));
+	free(b);
+	if (r < 0) {
+		snprintf(err, errlen, "--eff-bench %s: %s", o->eff_bench, r == -ENOMEM ? "out of memory" : e2);
+		return r;
+	}
+	*ret_use = eff;
 	return 0;
 }
 
@@ -482,15 +512,26 @@ static int check(const eopts_t *o)
 	} else if (o->bench != NULL) {
 		if ((bench = malloc(sizeof(*bench))) == NULL)
 			goto nomem;
-		if ((r = thru_bench_load(o->bench, bench, err, sizeof(err))) < 0 ||
-		    (r = thru_from_bench(bench, batch, &th, err, sizeof(err))) < 0) {
+		thru_eff_t eff;
+		const thru_eff_t *use_eff;
+		if ((r = eff_arg(o, "cpu-2vcpu", &eff, &use_eff, err, sizeof(err))) < 0 ||
+		    (r = thru_bench_load(o->bench, bench, err, sizeof(err))) < 0 ||
+		    (r = thru_from_bench(bench, batch, &th, err, sizeof(err))) < 0 ||
+		    (r = speed_bench_elsewhere(bench, &hw, batch, use_eff, &th, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl economics check: --bench %s: %s\n", o->bench, err);
 			goto done;
 		}
 	} else if (o->from_ledger != NULL) {
+		thru_eff_t eff;
+		const thru_eff_t *use_eff = NULL;
 		if ((r = cmd_cost_fetch(o->state_dir, o->from_ledger, cur, &rows, err, sizeof(err))) < 0 ||
 		    (r = cmd_cost_measured(rows.v, rows.n, o->from_ledger, 1.0, &th, &in_pc, &out_pc, &util, err,
-					   sizeof(err))) < 0) {
+					   sizeof(err))) < 0 ||
+		    (o->hardware == NULL && rows.v[0].hardware_profile[0] != '\0' &&
+		     (r = cmd_cost_profile(rows.v[0].hardware_profile, &hw, err, sizeof(err))) < 0) ||
+		    (r = eff_arg(o, rows.v[0].hardware_profile[0] ? rows.v[0].hardware_profile : "cpu-2vcpu", &eff,
+				 &use_eff, err, sizeof(err))) < 0 ||
+		    (r = speed_ledger_elsewhere(rows.v, rows.n, &hw, batch, use_eff, &th, err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl economics check: --from-ledger %s: %s\n", o->from_ledger, err);
 			goto done;
 		}
@@ -631,6 +672,10 @@ static int chart(const eopts_t *o)
 	const char *refs[MAX_FILES];
 	size_t n_refs = 0;
 	double util = 1;
+	char note[1024];
+	int moved = 0;
+	thru_eff_t eff;
+	const thru_eff_t *use_eff = NULL;
 	if (b == NULL || t == NULL) {
 		fprintf(stderr, "marginctl economics: out of memory\n");
 		goto done;
@@ -658,6 +703,8 @@ static int chart(const eopts_t *o)
 	if (o->n_refs == 0)
 		n_refs = meter_find_default_refs(t, refs, MAX_FILES);
 	if ((r = thru_bench_load(o->bench, b, err, sizeof(err))) < 0 ||
+	    (r = eff_arg(o, "cpu-2vcpu", &eff, &use_eff, err, sizeof(err))) < 0 ||
+	    (r = moved = speed_chart_bench(b, &hw, use_eff, note, sizeof(note), err, sizeof(err))) < 0 ||
 	    (r = chart_cost_vs_batch(b, &hw, util, t, refs, n_refs, o->via_batch, o->currency ? o->currency : hw.currency,
 				     &svg, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl economics chart: %s\n", err);
@@ -668,6 +715,8 @@ static int chart(const eopts_t *o)
 		fprintf(stderr, "marginctl economics chart: -o %s: %s\n", o->out, strerror(errno));
 		goto done;
 	}
+	if (moved > 0)
+		fprintf(stderr, "marginctl economics chart: note: %s\n", note);
 	status = 0;
 done:
 	free(svg);

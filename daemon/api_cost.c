@@ -4,6 +4,7 @@
 #include "cost.h"
 #include "ledger.h"
 #include "report.h"
+#include "speed.h"
 #include "thru.h"
 
 #include <errno.h>
@@ -310,7 +311,19 @@ void api_cost_chart(http_req_t *r)
 {
 	const booking_conf_t *c = st.conf;
 	const char *batch = http_query(r, "batch"), *hwq = http_query(r, "hardware");
+	const char *dbq = http_query(r, "decode_batch");
 	char err[1024];
+	uint32_t dbatch = 0;
+	if (dbq != NULL) {
+		char *end = NULL;
+		unsigned long v = strtoul(dbq, &end, 10);
+		if (end == dbq || *end != '\0' || v < 1 || v > 1000000) {
+			http_reply_error(r, 400, "invalid_request", "decode_batch",
+					 "decode_batch=%s: expected a positive integer (the target's decode batch)", dbq);
+			return;
+		}
+		dbatch = (uint32_t)v;
+	}
 	if (batch == NULL) {
 		http_reply_error(r, 400, "invalid_request", "batch", "batch=ID is required");
 		return;
@@ -343,16 +356,35 @@ void api_cost_chart(http_req_t *r)
 		rc = hwprof_find(c->hardware_dir, name, &hw, err, sizeof(err));
 	bool via_batch = rows->v[0].via_batch;
 	size_t n = rows->n;
-	ledger_rows_destroy(&rows);
 	if (rc < 0) {
+		ledger_rows_destroy(&rows);
 		http_reply_error(r, hwq ? 400 : 409, hwq ? "invalid_request" : "no_profile", "hardware", "%s", err);
 		return;
 	}
 	/* Throughput at the batch's own mix: output tokens per second of
-	 * engine time (prefill included), i.e. per node at 100% utilization. */
-	thru_t t = { .source = THRU_BENCH, .phases = false, .out_tok_s = (double)compl / ((double)busy / 1e9) };
+	 * engine time (prefill included), i.e. per node at 100% utilization;
+	 * on other hardware than the batch ran on, that hardware's own
+	 * (a bench attached to its profile, else an estimate: speed.h). */
+	thru_t t = { .source = THRU_LEDGER, .phases = false, .out_tok_s = (double)compl / ((double)busy / 1e9) };
 	snprintf(t.why, sizeof(t.why), "measured: batch %.80s, %zu calls, %llu output tokens in %.3f s of engine time",
 		 batch, n, (unsigned long long)compl, (double)busy / 1e9);
+	bool other = false;
+	for (size_t i = 0; i < n; i++)
+		other |= strcmp(rows->v[i].hardware_profile, hw.name) != 0;
+	if (other) {
+		speed_whatif_t *sw = malloc(sizeof(*sw));
+		rc = sw ? speed_whatif(rows->v, n, &hw, NULL, dbatch, NULL, sw, err, sizeof(err)) : -ENOMEM;
+		if (rc == 0)
+			t = sw->target;
+		free(sw);
+		if (rc < 0) {
+			ledger_rows_destroy(&rows);
+			http_reply_error(r, 409, "no_speed", "hardware", "the speed of %s for batch %s: %s", hw.name, batch,
+					 rc == -ENOMEM ? "out of memory" : err);
+			return;
+		}
+	}
+	ledger_rows_destroy(&rows);
 	const char *refs[BOOKING_MAX_REFS];
 	for (size_t i = 0; i < c->n_refs; i++)
 		refs[i] = c->refs[i];

@@ -282,7 +282,7 @@ int chart_cost_vs_batch(const thru_bench_t *b, const hwprof_t *hw, double u, con
 	snprintf(sub, sizeof(sub), "%.60s on %.40s (%.3f %s/h), utilization %.0f%%; prices %.120s",
 		 b->model[0] ? b->model : "model", hw->name, (double)rate / 1e6, currency, u * 100, pricetab_name(prices));
 	snprintf(ylab, sizeof(ylab), "%s per 1M output tokens", currency);
-	snprintf(slab, sizeof(slab), "%.40s (%.40s)", hw->name, b->origin[0] ? "bench" : "given");
+	snprintf(slab, sizeof(slab), "%.40s (%.40s)", hw->name, thru_basis_name((thru_source_t)b->source));
 	chart_series_t s = { slab, pts, b->n_runs };
 	chart_t c = { "Cost per 1M output tokens vs batch size", sub, "decode batch size (sequences per step)", ylab,
 		      true, &s, 1, lines, n_refs };
@@ -326,7 +326,9 @@ int chart_cost_vs_utilization(const thru_t *t, const hwprof_t *hw, double in_per
 	snprintf(sub, sizeof(sub), "%.40s (%.3f %s/h), %.0f in / %.0f out per call; %.100s; prices %.100s", hw->name,
 		 (double)rb / 1e6, currency, in_per_call, out_per_call, t->why, pricetab_name(prices));
 	snprintf(ylab, sizeof(ylab), "%s per 1M tokens (in + out)", currency);
-	chart_series_t s = { hw->name, pts, NP };
+	char slab[200];
+	snprintf(slab, sizeof(slab), "%.40s (%.40s)", hw->name, thru_basis_name(t->source));
+	chart_series_t s = { slab, pts, NP };
 	chart_t c = { "Cost per 1M tokens vs utilization", sub, "utilization (%)", ylab, false, &s, 1, lines, n_refs };
 	r = chart_svg(&c, ret_svg, err, errlen);
 fail:

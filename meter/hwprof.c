@@ -1,6 +1,7 @@
 /* hwprof: see hwprof.h. */
 #include "hwprof.h"
 #include "meter_priv.h"
+#include "thru.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ static const struct {
 };
 
 static const char *const text_keys[] = {
-	"name", "description", "currency", "pricing", "accelerator", "accelerators", NULL,
+	"name", "description", "currency", "pricing", "accelerator", "accelerators", "bench", NULL,
 };
 
 const char *hwprof_field_key(enum hwprof_field f)
@@ -150,6 +151,58 @@ static int read_num(const mg_config_t *cfg, const char *section, enum hwprof_fie
 	snprintf(n->source, sizeof(n->source), "%s", src);
 	snprintf(n->date, sizeof(n->date), "%s", date);
 	return 0;
+}
+
+/* bench = FILE[, FILE...]: each relative to the directory of the file the
+ * key came from, checked by reading it. */
+static int read_benches(const mg_config_t *cfg, const char *section, hwprof_t *hw, char *err, size_t errlen)
+{
+	const char *v = mg_config_get(cfg, section, "bench");
+	if (v == NULL)
+		return 0;
+	const char *origin = mg_config_origin(cfg, section, "bench");
+	char dir[512] = ".", list[1024], e2[512];
+	if (origin != NULL && strchr(origin, '/') != NULL)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(origin, '/') - origin), origin);
+	if (strlen(v) >= sizeof(list))
+		return fail_at(cfg, section, "bench", err, errlen, "%s", "list too long");
+	snprintf(list, sizeof(list), "%s", v);
+	thru_bench_t *b = malloc(sizeof(*b));
+	if (b == NULL)
+		return -ENOMEM;
+	int r = 0;
+	for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ' || *t == '\t')
+			t++;
+		size_t l = strlen(t);
+		while (l > 0 && (t[l - 1] == ' ' || t[l - 1] == '\t'))
+			t[--l] = '\0';
+		if (l == 0)
+			continue;
+		if (hw->n_bench == HWPROF_MAX_BENCH) {
+			char lim[16];
+			snprintf(lim, sizeof(lim), "%d", HWPROF_MAX_BENCH);
+			r = fail_at(cfg, section, "bench", err, errlen, "more than %s files", lim);
+			break;
+		}
+		char *path = hw->bench[hw->n_bench];
+		int n = t[0] == '/' ? snprintf(path, sizeof(hw->bench[0]), "%s", t) :
+				      snprintf(path, sizeof(hw->bench[0]), "%s/%s", dir, t);
+		if (n < 0 || (size_t)n >= sizeof(hw->bench[0])) {
+			r = fail_at(cfg, section, "bench", err, errlen, "\"%s\": path too long", t);
+			break;
+		}
+		if ((r = thru_bench_load(path, b, e2, sizeof(e2))) < 0) {
+			r = fail_at(cfg, section, "bench", err, errlen,
+				    "%s (a `margin-worker bench --json` output, relative to the profile's directory)", e2);
+			break;
+		}
+		hw->n_bench++;
+	}
+	free(b);
+	if (r == 0 && hw->n_bench == 0)
+		r = fail_at(cfg, section, "bench", err, errlen, "%s", "empty: name one or more bench files");
+	return r;
 }
 
 static void set_default(hwprof_num_t *n, meter_q_t v, const char *why)
@@ -282,6 +335,8 @@ int hwprof_from_config(const mg_config_t *cfg, const char *section, hwprof_t *re
 	for (int f = 0; f < HWPROF_N_FIELDS; f++)
 		if ((r = read_num(cfg, section, f, &hw->f[f], &present[f], err, errlen)) < 0)
 			goto fail;
+	if ((r = read_benches(cfg, section, hw, err, errlen)) < 0)
+		goto fail;
 
 	/* Required numbers and defaults. */
 	static const enum hwprof_field required[] = { HWPROF_PURCHASE_PRICE, HWPROF_POWER_WATTS_LOAD };
@@ -413,6 +468,8 @@ char *hwprof_describe(const hwprof_t *hw)
 		fprintf(f, "  %-20s = %s %s  [source: %s; date: %s]\n", fields[i].key,
 			meter_q_format(n->value, a, sizeof(a)), hwprof_field_unit(hw, i), n->source, n->date);
 	}
+	for (size_t i = 0; i < hw->n_bench; i++)
+		fprintf(f, "  bench                = %s  [throughput measured on this hardware]\n", hw->bench[i]);
 	fprintf(f, "  rate = (purchase_price - salvage_value) / (depreciation_years * hours_per_year)\n"
 		   "       + power_watts / 1000 * pue * electricity_per_kwh + fixed_per_hour\n");
 	fprintf(f, "       = %s + %s + %s %s/h busy (power at load)\n",

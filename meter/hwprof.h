@@ -29,6 +29,12 @@
  * A rented node (a cloud instance, a GPU-hour price) has purchase_price 0,
  * power 0 (included in the rent) and the rent as fixed_per_hour.
  *
+ * Throughput measured on the hardware: `bench = FILE.json[, FILE.json...]`,
+ * `margin-worker bench --json` outputs taken on it, one per model shape
+ * (paths relative to the profile's directory). Each must be readable and a
+ * valid bench output when the profile is loaded; speed.h picks the one of
+ * a model's shape.
+ *
  * A hwprof_t is a plain value (no heap): copy it freely. Any thread. */
 #ifndef HWPROF_H
 #define HWPROF_H
@@ -59,6 +65,7 @@ enum hwprof_field {
 };
 
 #define HWPROF_TEXT 200	/* inih's line limit on Debian is 200 characters */
+#define HWPROF_MAX_BENCH 8	/* bench files per profile */
 
 typedef struct hwprof_num {
 	meter_q_t value;
@@ -76,6 +83,8 @@ typedef struct hwprof {
 	uint32_t accelerators;		/* count per node (0 = not stated) */
 	char origin[256];		/* file it was read from */
 	hwprof_num_t f[HWPROF_N_FIELDS];
+	char bench[HWPROF_MAX_BENCH][512];	/* attached bench outputs (paths as resolved) */
+	size_t n_bench;
 
 	/* Computed by the loader (micros per hour). The components are exact
 	 * rationals in currency units per hour, kept for the description. */

@@ -14,6 +14,18 @@ const char *thru_source_name(thru_source_t s)
 	case THRU_GIVEN: return "given";
 	case THRU_BENCH: return "bench";
 	case THRU_ESTIMATED: return "estimated";
+	case THRU_LEDGER: return "ledger";
+	}
+	return "?";
+}
+
+const char *thru_basis_name(thru_source_t s)
+{
+	switch (s) {
+	case THRU_GIVEN: return "given";
+	case THRU_BENCH:
+	case THRU_LEDGER: return "measured";
+	case THRU_ESTIMATED: return "estimate";
 	}
 	return "?";
 }
@@ -51,9 +63,20 @@ int thru_bench_parse(const char *name, const char *text, size_t len, thru_bench_
 		goto fail;
 	}
 	snprintf(b->origin, sizeof(b->origin), "%s", name);
+	b->source = THRU_BENCH;
 	if (!json_is_object(root)) {
 		snprintf(err, errlen, "%s: expected a JSON object (margin-worker bench --json)", name);
 		goto fail;
+	}
+	const json_t *hwj = json_object_get(root, "hardware");
+	if (hwj != NULL && !json_is_null(hwj)) {
+		if (!json_is_string(hwj) || json_string_length(hwj) >= sizeof(b->hardware)) {
+			snprintf(err, errlen, "%s: hardware: expected a profile name (a string of at most %zu characters)",
+				 name, sizeof(b->hardware) - 1);
+			goto fail;
+		}
+		if (strcmp(json_string_value(hwj), "unknown") != 0)
+			snprintf(b->hardware, sizeof(b->hardware), "%s", json_string_value(hwj));
 	}
 	const json_t *m = json_object_get(root, "machine");
 	if (json_is_object(m)) {
@@ -175,7 +198,8 @@ int thru_from_bench(const thru_bench_t *b, uint32_t batch, thru_t *ret, char *er
 		snprintf(err, errlen, "%s: no run at batch %u", b->origin, batch);
 		return -ENOENT;
 	}
-	thru_t t = { .source = THRU_BENCH, .phases = true, .decode_tok_s = best->decode_tok_s };
+	thru_t t = { .source = b->source == THRU_ESTIMATED ? THRU_ESTIMATED : THRU_BENCH, .phases = true,
+		     .decode_tok_s = best->decode_tok_s };
 	/* Without a prefill figure, prefill is taken at the decode rate (an
 	 * upper bound on its cost: prefill is never slower per token). */
 	t.prefill_tok_s = best->prefill_tok_s > 0 ? best->prefill_tok_s : best->decode_tok_s;

@@ -3,13 +3,15 @@
  *
  *  - given: a number from a reference (e.g. TensorRT-LLM's table), typed in;
  *  - bench: a `margin-worker bench --json` output measured on the node,
- *    {"machine":{"sgemm_gflops","bandwidth_gbs","threads"},
+ *    {"hardware":PROFILE,"machine":{"sgemm_gflops","bandwidth_gbs","threads"},
  *     "model":{...,"n_params"},
  *     "runs":[{"batch","prefill_tok_s","decode_tok_s","gflops","roofline_pct",
  *              "bandwidth_pct","peak_rss_mb"}]};
  *  - estimated: a roofline for hardware that is not here, from the
  *    profile's peak FLOP/s and memory bandwidth times efficiency factors
- *    measured here (thru_eff_from_bench, or machine.md's figures).
+ *    measured here (thru_eff_from_bench, or machine.md's figures);
+ *  - ledger: measured from a batch's calls in margind's ledger (their
+ *    tokens over their engine time).
  *
  * Throughput is a measured float, so these figures are doubles; money stays
  * in integer micros (cost.h). Pure functions; any thread. */
@@ -32,6 +34,8 @@ typedef struct thru_run {
 } thru_run_t;
 
 typedef struct thru_bench {
+	char hardware[64];		/* the profile it was measured on ("hardware"), "" when absent
+					 * or "unknown" */
 	double sgemm_gflops, bandwidth_gbs;	/* machine section (0 when absent) */
 	uint32_t threads;
 	char model[96];			/* model.name or model.arch, "" when absent */
@@ -40,12 +44,15 @@ typedef struct thru_bench {
 	size_t n_runs;
 	thru_run_t runs[THRU_MAX_RUNS];
 	char origin[160];		/* file name */
+	int source;			/* thru_source_t: THRU_BENCH when read from a file, THRU_ESTIMATED
+					 * when made by speed_target_bench (0 = THRU_GIVEN) */
 } thru_bench_t;
 
 typedef enum thru_source {
 	THRU_GIVEN,
 	THRU_BENCH,
 	THRU_ESTIMATED,
+	THRU_LEDGER,
 } thru_source_t;
 
 /* A node's throughput at 100% utilization. Two shapes:
@@ -74,7 +81,10 @@ int thru_bench_load(const char *path, thru_bench_t *ret, char *err, size_t errle
  * as a phases throughput. -ENOENT when there is no such run. */
 int thru_from_bench(const thru_bench_t *b, uint32_t batch, thru_t *ret, char *err, size_t errlen);
 
-const char *thru_source_name(thru_source_t s);	/* "given", "bench", "estimated" */
+const char *thru_source_name(thru_source_t s);	/* "given", "bench", "estimated", "ledger" */
+/* The basis for people and what-ifs: "given", "measured" (bench, ledger)
+ * or "estimate". */
+const char *thru_basis_name(thru_source_t s);
 
 /* Tokens per hour of a call mix (in, out tokens per call) at utilization
  * u (0 < u <= 1). -EDOM for non-positive inputs. */

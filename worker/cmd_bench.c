@@ -73,6 +73,7 @@ typedef struct bench_args {
 	bool json;
 	const char *calib_path;
 	bool recalibrate;
+	const char *hardware;	/* the hardware profile of this machine, for the JSON; NULL = unknown */
 } bench_args_t;
 
 /* One repetition's figures of one model at one batch size. */
@@ -90,7 +91,7 @@ static void usage(FILE *f)
 		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET) [--layers K]\n"
 		"       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
 		"       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
-		"       [--calib FILE] [--recalibrate] [--json]\n\n"
+		"       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--json]\n\n"
 		"Measure prefill and decode throughput of the batched engine and compare them\n"
 		"with this machine's sgemm and memory-bandwidth ceilings (measured once and\n"
 		"cached, see --calib). Figures are medians over --reps repetitions.\n\n"
@@ -114,6 +115,9 @@ static void usage(FILE *f)
 		"  --prefill-chunk N prompt tokens per sequence per step (default min(prompt-len, 256))\n"
 		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
 		"  --recalibrate     measure the machine again even if the file exists\n"
+		"  --hardware NAME   the hardware profile of this machine, recorded in the JSON\n"
+		"                    (\"hardware\"; default \"unknown\") so that marginctl knows\n"
+		"                    which machine the figures belong to (docs/economics.md 6)\n"
 		"  --json            one JSON object (DESIGN.md \"Machine-readable outputs\")\n"
 		"  --help            this text\n");
 }
@@ -145,7 +149,7 @@ static int parse_batches(const char *s, bench_args_t *a)
 static int parse_args(int argc, char **argv, bench_args_t *a)
 {
 	enum { O_MODEL = 1, O_ARCH, O_LAYERS, O_BATCH, O_PLEN, O_GLEN, O_THREADS, O_SLOTS, O_REPS,
-	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_JSON, O_HELP };
+	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_JSON, O_HARDWARE, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "arch", required_argument, NULL, O_ARCH },
@@ -163,6 +167,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		{ "calib", required_argument, NULL, O_CALIB },
 		{ "recalibrate", no_argument, NULL, O_RECAL },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "hardware", required_argument, NULL, O_HARDWARE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -195,6 +200,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		case O_CALIB: a->calib_path = optarg; break;
 		case O_RECAL: a->recalibrate = true; break;
 		case O_JSON: a->json = true; break;
+		case O_HARDWARE: a->hardware = optarg; break;
 		case O_HELP: usage(stdout); return 1;
 		default:
 			fprintf(stderr, "margin-worker bench: unknown option or missing value: %s\n",
@@ -520,8 +526,9 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"prefill_roofline_pct", o->prefill_roofline_pct, "engine_overhead_pct", o->engine_pct,
 			"decode_spread_pct", o->spread_pct, "unreliable_reps", o->implausible));
 	}
-	json_t *root = json_pack("{s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
+	json_t *root = json_pack("{s:s, s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
 				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s}, s:o}",
+		"hardware", a->hardware ? a->hardware : "unknown",
 		"machine", "sgemm_gflops", cal->sgemm_gflops, "bandwidth_gbs", cal->bandwidth_gbs,
 			"threads", cal->threads, "calibrated_now", measured,
 		"model", "name", name, "arch", cfg->arch_name,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Integration scenarios of the metering service (issue 7).
 
-    test_cost.py SCENARIO      batch | offline
+    test_cost.py SCENARIO      batch | offline | whatif
 
 batch:   a real margind and two real margin-worker processes serving the tiny
          stories260K model, a batch through the HTTP API with marginctl, then
@@ -12,6 +12,11 @@ batch:   a real margind and two real margin-worker processes serving the tiny
          charts, gauges, break-even.
 offline: marginctl economics with no daemon (a dead --url): the price-war
          check reproduces /work/shared/reference/economics.md section 6.
+whatif:  a journal holding a 7B model's batch as this 2-vCPU node serves it
+         (the speeds of its llama2-7b bench), priced on 8xh100: every
+         what-if runs at the target's speed (estimated, measured by a bench
+         given or attached to the profile, or given), says so, and lands in
+         the estimate's range, not at thousands of CNY per 1M tokens.
 
 Binaries come from $MARGIND, $MARGIN_WORKER, $MARGINCTL; the source tree's
 deploy/ from $MARGIN_DEPLOY_DIR; models from $MARGIN_SHARED_DIR (meson sets
@@ -405,7 +410,10 @@ def sc_batch():
                 "purchase_price = 0\npurchase_price_source = test\npurchase_price_date = 2026\n"
                 "power_watts_load = 0\npower_watts_load_source = test\npower_watts_load_date = 2026\n"
                 "fixed_per_hour = 3.6\nfixed_per_hour_source = test\nfixed_per_hour_date = 2026\n")
-    wi = json.loads(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--format", "json"]).stdout)
+    # (flat states no peaks: its speed is given, the same as the batch's)
+    p = run(cli + ["cost", "--batch", batch, "--hardware", flat], ok=(1,))
+    check("peak_flops" in p.stderr and "--speed" in p.stderr, "a target of unknown speed: %s" % p.stderr)
+    wi = json.loads(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--speed", "1", "--format", "json"]).stdout)
     check(wi["hardware"] == "flat", "what-if hardware %s" % wi["hardware"])
     check(wi["total"]["cost_marginal_micros"] == half_up(busy_all, 10**6),
           "what-if marginal %d, busy %d ns at 1 micro/ms" % (wi["total"]["cost_marginal_micros"], busy_all))
@@ -433,6 +441,15 @@ def sc_batch():
     check(s.startswith("<svg") and "gpt-4o-mini" in s and "utilization" in s, "marginctl's chart")
     body, ctype = http(url + "/v1/cost/chart?batch=" + batch)
     check(ctype.startswith("image/svg+xml") and body.startswith(b"<svg"), "server chart: %s" % ctype)
+    check(b"cpu-2vcpu (measured)" in body, "server chart legend: %s" % re.findall(rb"cpu-2vcpu[^<]*", body))
+    # On other hardware: that hardware's throughput (an estimate here), said so.
+    body, _ = http(url + "/v1/cost/chart?batch=%s&hardware=8xh100" % batch)
+    check(b"8xh100 (estimate)" in body and b"(bench)" not in body and b"roofline on 8xh100" in body,
+          "server chart on 8xh100: %s" % re.findall(rb"8xh100[^<]*", body))
+    http(url + "/v1/cost/chart?batch=%s&hardware=8xh100&decode_batch=0" % batch, want=400)
+    # Its own hardware named: measured, as without.
+    body, _ = http(url + "/v1/cost/chart?batch=%s&hardware=cpu-2vcpu" % batch)
+    check(b"cpu-2vcpu (measured)" in body, "server chart on its own hardware")
 
     # Gauges: per model, since margind started (only this batch).
     body, _ = http(url + "/metrics")
@@ -509,8 +526,171 @@ def sc_offline():
     run(cli + ["cost", "--format", "xml", "--batch", "x"], ok=(2,))
 
 
+# --- whatif ----------------------------------------------------------------
+
+def profile_values(path):
+    vals = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"\s*(\w+)\s*=\s*(.*?)\s*$", line)
+            if m:
+                vals[m.group(1)] = m.group(2)
+    return vals
+
+
+def owned_rate(path):
+    """rate_busy of a profile in micros per hour, exactly (docs/economics.md 2)."""
+    v = profile_values(path)
+    F = lambda k, d="0": Fraction(v.get(k, d))
+    dep = F("purchase_price") - F("salvage_value")
+    per_h = dep / (F("depreciation_years", "1") * F("hours_per_year", "8760")) if dep else Fraction(0)
+    per_h += F("power_watts_load") / 1000 * F("pue", "1") * F("electricity_per_kwh") + F("fixed_per_hour")
+    return half_up((per_h * 10**6).numerator, (per_h * 10**6).denominator)
+
+
+def sc_whatif():
+    deploy = env("MARGIN_DEPLOY_DIR")
+    src = os.path.dirname(deploy)
+    state = os.path.join(T, "d")
+    # margind makes its journal, then stops: the batch is written into it.
+    p = spawn("margind", [env("MARGIND"), "--state-dir", state, "--http", "127.0.0.1:0", "--workers",
+                          "tcp://127.0.0.1:0", "--no-curve", "--set", "meter.hardware_dir=" + os.path.join(deploy, "hardware"),
+                          "--set", "meter.prices_dir=" + os.path.join(deploy, "prices")])
+    wait_until("margind up", lambda: os.path.exists(os.path.join(state, "http")), 20)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+
+    # llama2-7b served here at its bench's batch-1 speeds: 256 in / 256 out
+    # per call, 2 FLOPs per weight read per token, priced at cpu-2vcpu.
+    cpu_bench = os.path.join(src, "tests", "unit", "meter", "data", "bench_llama2_7b_cpu.json")
+    b = json.load(open(cpu_bench))
+    ppt, r0 = b["model"]["params_per_token"], b["runs"][0]
+    n, tin, tout = 8, 256, 256
+    busy = round((tin / r0["prefill_tok_s"] + tout / r0["decode_tok_s"]) * 1e9)
+    idle = 20 * 10**9
+    cpu_rate = profile_rate(os.path.join(deploy, "hardware", "cpu-2vcpu.conf"))
+    db = sqlite3.connect(os.path.join(state, "margin.db"))
+    cols = {r[1]: r for r in db.execute("PRAGMA table_info(ledger)")}
+    row = {"job": "batch_7b", "model": "llama2-7b", "worker": "w1", "worker_name": "w1",
+           "hardware_profile": "cpu-2vcpu", "shard": 1, "prompt_tokens": tin, "completion_tokens": tout,
+           "busy_ns": busy, "flops": 2 * ppt * (tin + tout), "queue_ns": 0, "first_token_ns": 0,
+           "idle_ns": idle, "currency": "CNY", "rate_busy_micros_per_hour": cpu_rate,
+           "rate_idle_micros_per_hour": cpu_rate, "via_batch": 1,
+           "cost_marginal_micros": cost(cpu_rate, busy), "cost_loaded_micros": cost(cpu_rate, busy) + cost(cpu_rate, idle)}
+    for name, c in cols.items():
+        check(not c[3] or c[4] is not None or c[5] or name in row or name in ("custom_id", "line_no", "answered_at_ns"),
+              "the journal's ledger has a column this test does not fill: %s" % name)
+    for i in range(n):
+        r = dict(row, custom_id="c%d" % i, line_no=i + 1, answered_at_ns=1765000000 * 10**9 + i)
+        db.execute("INSERT INTO ledger (%s) VALUES (%s)" % (",".join(r), ",".join("?" * len(r))), list(r.values()))
+    db.commit()
+    db.close()
+
+    cli = [env("MARGINCTL"), "--url", "http://127.0.0.1:9"]
+    cost_cli = cli + ["cost", "--state-dir", state, "--batch", "batch_7b"]
+    booked_s = busy / 1e9
+    # The estimate's oracle (docs/economics.md 6): 8xh100's fp16 peak and
+    # bandwidth x machine.md's efficiencies, 2 bytes per weight.
+    h100 = profile_values(os.path.join(deploy, "hardware", "8xh100.conf"))
+    f, bw = float(h100["peak_flops_fp16"]) * 208.9 / 234.8, float(h100["mem_bandwidth"]) * 0.68
+
+    def call_s(batch):
+        prefill = f / (2 * ppt)
+        decode = batch / max(2 * ppt * batch / f, ppt * 2 / bw)
+        return tin / prefill + tout / decode
+    h100_rate = owned_rate(os.path.join(deploy, "hardware", "8xh100.conf"))
+
+    def whatif(extra, basis, extra_env=None):
+        """The by-call text and the JSON of one what-if; the ratio it printed."""
+        txt = run(cost_cli + ["--hardware", "8xh100"] + extra, extra_env=extra_env).stdout
+        m = re.search(r"speed ratio (\S+) \((\w+)\): (.*)\)", txt)
+        check(m is not None, "the what-if does not print its speed: %s" % txt[:600])
+        check(m.group(2) == basis, "basis %s, wanted %s: %s" % (m.group(2), basis, m.group(3)))
+        js = json.loads(run(cost_cli + ["--hardware", "8xh100", "--format", "json"] + extra, extra_env=extra_env).stdout)
+        ratio = Fraction(Decimal(m.group(1)))
+        check(len(js["rows"]) == n, "what-if rows")
+        for r in js["rows"]:
+            check(r["busy_ns"] == half_up(busy * ratio.denominator, ratio.numerator),
+                  "%s: busy %d, wanted %d ns / %s" % (r["custom_id"], r["busy_ns"], busy, m.group(1)))
+        return txt, js, float(ratio), m.group(3)
+
+    # Estimated: at decode batch 32, 2 bytes per weight.
+    txt, js, ratio, why = whatif([], "estimate")
+    check(abs(ratio / (booked_s / call_s(32)) - 1) < 1e-5, "ratio %g, the estimate's %g" % (ratio, booked_s / call_s(32)))
+    for needle in ("llama2-7b", "cpu-2vcpu (ledger)", "8xh100 (estimate", "batch 32", "machine.md"):
+        check(needle in why, "the basis lacks %r: %s" % (needle, why))
+    marg = js["total"]["cost_marginal_micros"]
+    got = marg / (n * tout)                     # micros per output token = CNY per 1M
+    per_1m = lambda s: h100_rate * s / 3600 / tout
+    lo, hi = per_1m(call_s(1 << 20)), per_1m(call_s(1))
+    check(lo * 0.98 <= got <= hi * 1.02 and abs(got / per_1m(call_s(32)) - 1) < 0.02,
+          "8xh100 at the estimate: %.4f CNY per 1M output tokens, the estimate's range %.4f .. %.4f" % (got, lo, hi))
+    check(got < 20, "a 7B model on 8xh100 at %.2f CNY per 1M output tokens" % got)
+    idle_out = sum(r.get("idle_ns", 0) for r in json.loads(run(cost_cli + ["--hardware", "8xh100", "--group", "batch",
+                                                                          "--format", "json"]).stdout)["rows"])
+    check(abs(idle_out - n * idle / ratio) <= n, "idle %d ns, wanted %d / %g" % (idle_out, n * idle, ratio))
+    # --decode-batch: batch 1 is the slow end of the range.
+    _, js1, ratio1, why1 = whatif(["--decode-batch", "1"], "estimate")
+    check(abs(ratio1 / (booked_s / call_s(1)) - 1) < 1e-5 and "batch 1;" in why1, "--decode-batch 1: %s" % why1)
+
+    # The efficiency measured by this machine's bench instead of machine.md's.
+    _, _, _, why = whatif(["--eff-bench", cpu_bench], "estimate")
+    check("measured here (%s on cpu-2vcpu)" % cpu_bench in why, "--eff-bench: %s" % why)
+    # Measured: a bench of 8xh100 given (test figures), its best run.
+    hb = {"hardware": "8xh100", "model": {"name": "llama2-7b", "n_params": b["model"]["n_params"],
+                                          "params_per_token": ppt},
+          "runs": [{"batch": 16, "prefill_tok_s": 30000, "decode_tok_s": 9000},
+                   {"batch": 64, "prefill_tok_s": 40000, "decode_tok_s": 25000}]}
+    hb_path = os.path.join(T, "h100-llama2-7b.json")
+    json.dump(hb, open(hb_path, "w"))
+    _, js, ratio, why = whatif(["--bench", hb_path], "measured")
+    check(abs(ratio / (booked_s / (tin / 40000 + tout / 25000)) - 1) < 1e-5 and hb_path in why, "--bench: %s" % why)
+    # ... or attached to the profile (bench = FILE): preferred over the estimate.
+    hwdir = os.path.join(T, "hardware")
+    shutil.copytree(os.path.join(deploy, "hardware"), hwdir)
+    shutil.copy(hb_path, os.path.join(hwdir, "h100-llama2-7b.json"))
+    with open(os.path.join(hwdir, "8xh100.conf"), "a") as fh:
+        fh.write("bench = h100-llama2-7b.json\n")
+    _, _, ratio_a, why = whatif([], "measured", {"MARGIN_HARDWARE_DIR": hwdir})
+    check(abs(ratio_a - ratio) < 1e-9 * ratio and "h100-llama2-7b.json" in why, "attached bench: %s" % why)
+    # Given.
+    _, js, ratio, why = whatif(["--speed", "2"], "given")
+    check(ratio == 2 and js["rows"][0]["busy_ns"] == half_up(busy, 2), "--speed 2")
+    p = run(cost_cli + ["--hardware", "8xh100", "--speed", "2", "--bench", hb_path], ok=(2,))
+    check("--speed" in p.stderr, p.stderr)
+
+    # The price-war check from the ledger: this machine's throughput
+    # (labelled ledger), or 8xh100's at the batch's mix.
+    eco = cli + ["economics", "check", "--from-ledger", "batch_7b", "--state-dir", state, "--price-before", "20",
+                 "--price-after", "0.5/2", "--json"]
+    here = json.loads(run(eco).stdout)
+    check(here["hardware"] == "cpu-2vcpu" and here["inputs"]["throughput_source"] == "ledger" and
+          "throughput (ledger)" in here["report"], "from the ledger: %s" % here["inputs"])
+    there = json.loads(run(eco + ["--hardware", "8xh100"]).stdout)
+    check(there["hardware"] == "8xh100" and there["inputs"]["throughput_source"] == "estimated" and
+          "8xh100" in there["inputs"]["throughput"], "from the ledger on 8xh100: %s" % there["inputs"])
+    # blended over in + out at the measured utilization
+    u = here["inputs"]["utilization"]
+    want = h100_rate * call_s(32) / 3600 / (tin + tout) / u * 1e6
+    check(abs(there["cost_per_1m_tokens_micros"] / want - 1) < 0.01,
+          "check on 8xh100: %d micros per 1M tokens, the estimate %d" % (there["cost_per_1m_tokens_micros"], want))
+
+    # Charts of this machine's bench on 8xh100: the target's estimate.
+    svg = os.path.join(T, "c.svg")
+    run(cli + ["economics", "chart", "--bench", cpu_bench, "--hardware", "8xh100", "-o", svg])
+    s = open(svg).read()
+    check("8xh100 (estimate)" in s and "(bench)" not in s, "chart legend: %s" % re.findall(r"8xh100[^<]*", s))
+    ticks = [float(t) for t in re.findall(r">([0-9.e+]+)</text>", s)]
+    check(ticks and max(ticks) < 100, "chart of 7B on 8xh100 up to %s CNY per 1M" % max(ticks or [0]))
+    run(cli + ["economics", "chart", "--bench", cpu_bench, "--hardware", "cpu-2vcpu", "-o", svg])
+    check("cpu-2vcpu (measured)" in open(svg).read(), "chart of this machine's bench")
+    txt = run(cli + ["economics", "check", "--bench", cpu_bench, "--hardware", "8xh100", "--price-before", "20",
+                     "--price-after", "0.5/2"]).stdout
+    check("throughput (estimated)" in txt and "not the bench given" in txt, "check --bench on 8xh100: %s" % txt)
+
+
 def main():
-    scenarios = {"batch": sc_batch, "offline": sc_offline}
+    scenarios = {"batch": sc_batch, "offline": sc_offline, "whatif": sc_whatif}
     if SCENARIO not in scenarios:
         sys.stderr.write("usage: test_cost.py %s\n" % "|".join(scenarios))
         return 2

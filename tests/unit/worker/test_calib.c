@@ -109,9 +109,10 @@ static int run_bench(char **argv, int argc, char **out)
 }
 
 /* bench --json on the tiny preset with a saved calibration: the DESIGN.md
- * shape, the settings it ran with (the KV type among them), one run per
- * batch size with positive figures; the table names the KV type; a bad
- * --kv is a usage error. */
+ * shape, the hardware profile it was told ("unknown" when not), the
+ * settings it ran with (the KV type among them), one run per batch size
+ * with positive figures; the table names the KV type; a bad --kv is a
+ * usage error. */
 static void test_bench_json(void)
 {
 	char err[256] = "";
@@ -144,6 +145,16 @@ static void test_bench_json(void)
 		CU_ASSERT(json_real_value(json_object_get(r, "prefill_tok_s")) > 0);
 		CU_ASSERT(json_real_value(json_object_get(r, "peak_rss_mb")) > 0);
 	}
+	/* Which machine: unknown unless --hardware names its profile. */
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "hardware")), "unknown");
+	json_decref(j);
+	free(out);
+	char *argv_hw[] = { "bench", "--arch", "tiny", "--batch", "1", "--prompt-len", "4", "--gen-len", "2", "--reps",
+			    "1", "--threads", "1", "--calib", (char *)cal, "--hardware", "cpu-2vcpu", "--json", NULL };
+	CU_ASSERT_EQUAL_FATAL(run_bench(argv_hw, 18, &out), 0);
+	j = json_loads(out, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "hardware")), "cpu-2vcpu");
 	json_decref(j);
 	free(out);
 
