@@ -49,6 +49,25 @@ int cost_book_rates(int64_t rate_busy, int64_t rate_idle, uint64_t idle_ns, cost
 int cost_spread_period(int64_t rate_busy, int64_t rate_idle, uint64_t period_ns, const uint64_t *busy_ns,
 		       size_t n, int64_t *ret_loaded);
 
+/* Closes one worker's accounting window (docs/economics.md section 3):
+ *
+ *   idle_ns   = max(0, attended_ns - engine_ns)
+ *   node_cost = round((rate_busy * engine_ns + rate_idle * idle_ns) / 3.6e12)
+ *   loaded_i  = marginal_i + meter_allocate(node_cost - sum(marginal), busy_ns)_i
+ *   idle_i    = meter_allocate(idle_ns, busy_ns)_i
+ *
+ * engine_ns is the engine time of every output in the window, failed ones
+ * too; the n calls are the window's answered ones with their marginal
+ * costs as booked. With n > 0, sum(loaded_i) = node_cost exactly and
+ * loaded_i >= marginal_i. Marginal costs booked per window sum to
+ * round(rate_busy x their busy time) <= node_cost; should they exceed it
+ * (rows priced some other way), node_cost is their sum. n = 0: only the
+ * node cost (idle cost no call absorbs). ret_loaded and ret_idle may be
+ * NULL when n = 0. -ERANGE, -EINVAL (a negative rate), -ENOMEM. */
+int cost_close_window(int64_t rate_busy, int64_t rate_idle, uint64_t engine_ns, uint64_t attended_ns,
+		      const uint64_t *busy_ns, const int64_t *marginal, size_t n, int64_t *ret_loaded,
+		      uint64_t *ret_idle, int64_t *ret_node_cost, uint64_t *ret_idle_ns);
+
 /* Closed-API equivalent of one call: prompt * p_in + completion * p_out
  * with the entry's prices (batch prices when via_batch and the entry has a
  * batch tier; the tier band chosen by prompt size), converted to currency
