@@ -568,12 +568,12 @@ static int close_worker(booking_t *b, sqlite3 *db, const journal_worker_span_t *
 {
 	ledger_period_t last, p;
 	int64_t len = b->conf->period_ns, start;
-	int r = ledger_period_last(db, w->id, &last, err, errlen), n = 0;
+	int r = ledger_period_last_closed(db, w->id, &last, err, errlen), n = 0;
 	if (r < 0 && r != -ENOENT)
 		return r;
 	if (r == 0) {
 		len = last.period_ns;	/* a worker keeps the length it started with */
-		start = last.closed ? last.start_ns + last.period_ns : last.start_ns;
+		start = last.start_ns + last.period_ns;
 	} else {
 		start = ledger_window_start(w->joined_ns, len);
 	}

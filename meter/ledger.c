@@ -855,9 +855,9 @@ int ledger_period_find(sqlite3 *db, int64_t start_ns, int64_t period_ns, const c
 			  " AND period_ns = ?3", worker, start_ns, period_ns, ret, err, errlen);
 }
 
-int ledger_period_last(sqlite3 *db, const char *worker, ledger_period_t *ret, char *err, size_t errlen)
+int ledger_period_last_closed(sqlite3 *db, const char *worker, ledger_period_t *ret, char *err, size_t errlen)
 {
-	return period_one(db, "SELECT " PERIOD_COLS " FROM ledger_period WHERE worker = ?1"
+	return period_one(db, "SELECT " PERIOD_COLS " FROM ledger_period WHERE worker = ?1 AND closed = 1"
 			  " ORDER BY period_start_ns DESC LIMIT 1", worker, 0, 0, ret, err, errlen);
 }
 

@@ -216,9 +216,8 @@ typedef int (*ledger_job_delta_fn)(void *user, const char *job, int64_t loaded_d
 int ledger_period_close(sqlite3 *db, const ledger_period_t *p, uint64_t attended_ns, ledger_job_delta_fn on_job,
 			void *user, char *err, size_t errlen);
 
-/* The windows of a worker: the latest one's row (any state), -ENOENT when
- * the worker has none. */
-int ledger_period_last(sqlite3 *db, const char *worker, ledger_period_t *ret, char *err, size_t errlen);
+/* The latest closed window of a worker, -ENOENT when none has closed. */
+int ledger_period_last_closed(sqlite3 *db, const char *worker, ledger_period_t *ret, char *err, size_t errlen);
 /* Calls fn with each open window that ended by now_ns (start + period <=
  * now_ns), oldest first. The rows are copies: fn may close them. */
 int ledger_period_each_ended(sqlite3 *db, int64_t now_ns, int (*fn)(void *user, const ledger_period_t *p),
