@@ -637,8 +637,9 @@ static int close_windows(booking_t *b, sqlite3 *db, int64_t now, char *err, size
 }
 
 /* How often margind's loop closes windows when no window end comes
- * sooner: workers that leave get their last window closed within this. */
-#define TICK_MAX_NS (60 * 1000000000LL)
+ * sooner: workers that leave get their last window closed within this
+ * (a query of the attached workers and one per worker each time). */
+#define TICK_MAX_NS (10 * 1000000000LL)
 
 int booking_tick(void *user, sqlite3 *db, int64_t wall_ns, int64_t *ret_next_ns, char *err, size_t errlen)
 {

@@ -29,7 +29,7 @@
  *   - Loaded cost: provisional (= marginal, period_open = 1) until the
  *     window closes. A window closes when it has ended, or when its worker
  *     has left: at the next Result, on margind's timer (booking_tick via
- *     journal_tick, at least once a minute) and at startup (windows a
+ *     journal_tick, at least every 10 s) and at startup (windows a
  *     restart left open). Its node cost is round((rate_busy x engine +
  *     rate_idle x idle) / 3.6e12), engine = every output's engine time
  *     (failed ones too), idle = max(0, attended - engine), attended = the
@@ -147,7 +147,7 @@ int booking_attach(booking_t *b, sched_t *s, const char *state_dir, char *err, s
 int booking_book(void *user, struct sqlite3 *db, const journal_result_ctx_t *ctx, const journal_call_t *calls,
 		 size_t n, uint64_t unbooked_busy_ns, int64_t wall_ns, journal_usage_t *sum, char *err, size_t errlen);
 /* The timer hook (journal_tick_fn): closes the windows that can close by
- * wall_ns; *ret_next_ns: the end of the current window, or a minute from
+ * wall_ns; *ret_next_ns: the end of the current window, or 10 s from
  * now if sooner. */
 int booking_tick(void *user, struct sqlite3 *db, int64_t wall_ns, int64_t *ret_next_ns, char *err, size_t errlen);
 

@@ -782,7 +782,7 @@ static void test_through_sched(void)
 	int64_t end = ledger_window_start(f.now, LEDGER_HOUR_NS) + LEDGER_HOUR_NS, next = 0;
 	f.now = end;
 	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 1);
-	CU_ASSERT_EQUAL(next, end + 60 * MG_NS_PER_S);	/* a minute, for workers that leave */
+	CU_ASSERT_EQUAL(next, end + 10 * MG_NS_PER_S);	/* 10 s, for workers that leave */
 	fx_job(&f, "j", &jj);
 	sums_of(db, "job = 'j'", &s);
 	CU_ASSERT(s.load > s.marg);
