@@ -225,9 +225,10 @@ int booking_argv(int argc, char **argv, int *ret_argc, char ***ret_argv, bool *r
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
 		bool hw = strncmp(a, "--hardware", 10) == 0 && (a[10] == '\0' || a[10] == '=');
+		bool per = strncmp(a, "--period", 8) == 0 && (a[8] == '\0' || a[8] == '=');
 		bool pr = strncmp(a, "--prices", 8) == 0 && (a[8] == '\0' || a[8] == '=');
 		*ret_help |= strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-		if (!hw && !pr) {
+		if (!hw && !per && !pr) {
 			out[n++] = argv[i];
 			continue;
 		}
@@ -237,12 +238,12 @@ int booking_argv(int argc, char **argv, int *ret_argc, char ***ret_argv, bool *r
 		else if (i + 1 < argc)
 			v = argv[++i];
 		if (v == NULL || *v == '\0') {
-			snprintf(err, errlen, "option %s needs a value", hw ? "--hardware" : "--prices");
+			snprintf(err, errlen, "option %s needs a value", hw ? "--hardware" : per ? "--period" : "--prices");
 			r = -EINVAL;
 			goto fail;
 		}
-		if (hw) {
-			if (asprintf(&kv, "meter.hardware=%s", v) < 0)
+		if (hw || per) {
+			if (asprintf(&kv, "meter.%s=%s", hw ? "hardware" : "period", v) < 0)
 				goto nomem;
 			out[n++] = set;
 			out[n++] = owned[n_owned++] = kv;
@@ -302,6 +303,8 @@ void booking_usage(FILE *f)
 		"  --hardware PROFILE|FILE  price every worker with this hardware profile (default: the one\n"
 		"                        each worker announces, from [meter] hardware_dir; else cpu-2vcpu)\n"
 		"  --prices FILE         closed-API price table, INI or LiteLLM .json (repeatable)\n"
+		"  --period hour|day     accounting window: its idle time is shared by the calls in it\n"
+		"                        (default hour, aligned to UTC)\n"
 		"  --set meter.refs=A,B  reference models of cost reports; also meter.currency=CUR,\n"
 		"                        meter.sale_price=P|IN/OUT per 1M tokens (the gross margin gauge)\n");
 }

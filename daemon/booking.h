@@ -120,8 +120,9 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 void booking_conf_done(booking_conf_t *c);
 
 /* margind's flags for the meter, as `--set meter.KEY=VALUE` for opts.c:
- * --hardware PROFILE|FILE -> meter.hardware, --prices FILE (repeatable)
- * -> meter.prices (joined with commas). *ret_argv is a new NULL-terminated
+ * --hardware PROFILE|FILE -> meter.hardware, --period hour|day ->
+ * meter.period, --prices FILE (repeatable) -> meter.prices (joined with
+ * commas). *ret_argv is a new NULL-terminated
  * vector (free with booking_argv_free); the other arguments are borrowed.
  * *ret_help: --help or -h was given. -ENOMEM, -EINVAL (a flag without its
  * value, err says which). */

@@ -651,13 +651,15 @@ static void test_conf(void)
 	CU_ASSERT_STRING_EQUAL(c.currency, "USD");	/* the fallback profile's */
 	CU_ASSERT_EQUAL(c.n_refs, 0);			/* the default refs are not in table t */
 	CU_ASSERT_FALSE(c.has_sale);
+	CU_ASSERT_EQUAL(c.period_ns, LEDGER_HOUR_NS);
 	booking_conf_done(&c);
 
-	const char *good[] = { "refs=ref-b, ref-a,ref-b", "currency=CNY", "sale_price=0.8/2", NULL };
+	const char *good[] = { "refs=ref-b, ref-a,ref-b", "currency=CNY", "sale_price=0.8/2", "period=day", NULL };
 	CU_ASSERT_EQUAL_FATAL(load_conf(&c, dir, good, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(c.n_refs, 2);
 	CU_ASSERT_STRING_EQUAL(c.refs[0], "ref-b");
 	CU_ASSERT_STRING_EQUAL(c.refs[1], "ref-a");
+	CU_ASSERT_EQUAL(c.period_ns, LEDGER_DAY_NS);
 	CU_ASSERT(c.has_sale);
 	const pricetab_entry_t *e = pricetab_find(c.prices, BOOKING_SALE_ENTRY);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
@@ -677,6 +679,7 @@ static void test_conf(void)
 		{ "sale_price=1,5", "1,5", -EINVAL },
 		{ "sale_price=-1", "-1", -EINVAL },
 		{ "prices=missing.conf", "missing.conf", -ENOENT },
+		{ "period=week", "hour or day", -EINVAL },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *kv[] = { bad[i].kv, NULL };
@@ -694,11 +697,11 @@ static void test_conf(void)
 static void test_argv(void)
 {
 	char *argv[] = { "margind", "--state-dir", "/tmp/x", "--hardware", "8xh100", "--workers", "tcp://*:1",
-			 "--prices=a.conf", "--no-curve", "--prices", "b.json", NULL };
+			 "--prices=a.conf", "--no-curve", "--prices", "b.json", "--period=day", NULL };
 	int n = 0;
 	char **out = NULL, err[256];
 	bool help = true;
-	CU_ASSERT_EQUAL_FATAL(booking_argv(11, argv, &n, &out, &help, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_argv(12, argv, &n, &out, &help, err, sizeof(err)), 0);
 	CU_ASSERT_FALSE(help);
 	opts_t o;
 	int r = opts_parse(&o, n, out, err, sizeof(err));
@@ -707,6 +710,7 @@ static void test_argv(void)
 	CU_ASSERT_EQUAL_FATAL(r, 0);
 	CU_ASSERT_STRING_EQUAL(mg_config_get(o.cfg, "meter", "hardware"), "8xh100");
 	CU_ASSERT_STRING_EQUAL(mg_config_get(o.cfg, "meter", "prices"), "a.conf,b.json");
+	CU_ASSERT_STRING_EQUAL(mg_config_get(o.cfg, "meter", "period"), "day");
 	CU_ASSERT_STRING_EQUAL(o.state_dir, "/tmp/x");
 	opts_done(&o);
 	booking_argv_free(&out);
