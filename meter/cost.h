@@ -1,8 +1,8 @@
 /* cost: turning measured busy time and token counts into money.
  *
  * The engine already splits each step's wall time among the sequences in
- * it (integers that sum to the step); a call's busy_ns is its share. The
- * daemon books a shard's calls as one group with cost_book():
+ * it (integers that sum to the step); a call's busy_ns is its share. A
+ * group of calls priced together with cost_book():
  *
  *   marginal total  M = round(rate_busy * sum(busy_ns) / 3.6e12)
  *   loaded total    L = round((rate_busy * sum(busy_ns) + rate_idle * idle_ns) / 3.6e12)
@@ -12,11 +12,12 @@
  *
  * so sum(marginal_i) = node cost of the busy time and sum(loaded_i) = node
  * cost of busy + idle time, exactly, and loaded_i >= marginal_i. idle_ns is
- * the node's idle wall time charged to this group: the daemon passes the
- * time the worker sat idle since its previous booking, so that every
- * nanosecond a worker is attached is charged once (OpenCost's shareIdle,
- * economics.md 4). Storing idle_ns_i in the ledger lets a report recompute
- * both costs under another profile (what-if) from busy_ns and idle_ns alone.
+ * the node's idle wall time charged to this group (OpenCost's shareIdle,
+ * economics.md 4). margind charges a worker's idle time per accounting
+ * window to the calls of that window (cost_close_window below), so every
+ * nanosecond a worker is attached is charged once, to its own window.
+ * Storing idle_ns_i in the ledger lets a report recompute both costs under
+ * another profile (what-if) from busy_ns and idle_ns alone.
  *
  * Pure functions; any thread. */
 #ifndef COST_H

@@ -381,6 +381,57 @@ static void test_idle_hour(void)
 	booking_conf_done(&c);
 }
 
+
+/* [meter] period = day: a worker attached from 03:00, batches at 05:00 and
+ * 20:00 share the day's idle time; the window stays open (loaded =
+ * marginal) until midnight UTC, then the two sum to the node cost of the
+ * day's 21 attended hours. */
+static void test_day(void)
+{
+	char err[1024];
+	booking_conf_t c;
+	const char *day[] = { "period=day", NULL };
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), day, err, sizeof(err)), 0);
+	hwprof_t hw;
+	CU_ASSERT_EQUAL_FATAL(meter_load_profile("test-hw", c.hardware_dir, &hw, err, sizeof(err)), 0);
+	fx_t f;
+	fx_open(&f, NULL);
+	booking_t *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_attach(b, f.s, f.dir, err, sizeof(err)), 0);
+	const int64_t d0 = 20000 * LEDGER_DAY_NS;
+	f.now = d0 + 3 * LEDGER_HOUR_NS;
+	fx_hello(&f, "w1", "m", 1);
+	uint64_t busy[4] = { 40 * MG_NS_PER_S, 1, 0, 20 * MG_NS_PER_S };
+	f.now = d0 + 5 * LEDGER_HOUR_NS;
+	run_batch(&f, "morning", "m", "w1", 4, busy, NULL);
+	f.now = d0 + 20 * LEDGER_HOUR_NS;
+	run_batch(&f, "evening", "m", "w1", 4, busy, NULL);
+	int64_t next;
+	f.now = d0 + 23 * LEDGER_HOUR_NS;
+	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 0);
+	sqlite3 *db = open_journal_db(&f);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE period_open = 1 AND period_ns = 86400000000000"
+				   " AND cost_loaded_micros = cost_marginal_micros"), 8);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(DISTINCT period_start_ns) FROM ledger"), 1);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT min(period_start_ns) FROM ledger"), d0);
+	f.now = d0 + LEDGER_DAY_NS;
+	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 1);
+	uint64_t engine = 2 * (busy[0] + busy[1] + busy[2] + busy[3]), att = 21 * LEDGER_HOUR_NS;
+	int64_t node = (int64_t)(((unsigned __int128)hw.rate_busy_micros_per_hour * engine +
+				  (unsigned __int128)hw.rate_idle_micros_per_hour * (att - engine) + 1800000000000ULL) /
+				 3600000000000ULL);
+	int64_t morning = job_sql(db, "sum(cost_loaded_micros)", "morning");
+	int64_t evening = job_sql(db, "sum(cost_loaded_micros)", "evening");
+	CU_ASSERT_EQUAL(morning + evening, node);
+	CU_ASSERT(llabs(morning - evening) <= 4);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT attended_ns FROM ledger_period"), (int64_t)att);
+	sqlite3_close(db);
+	fx_close(&f);
+	booking_destroy(&b);
+	booking_conf_done(&c);
+}
+
 #define N_WORKERS 3
 
 /* What the test knows of a worker-window, independently of the meter. */
@@ -1027,6 +1078,7 @@ const cu_test_t booking_tests[] = {
 	{ "rollback", test_rollback },
 	{ "idle_hour", test_idle_hour },
 	{ "windows", test_windows },
+	{ "day", test_day },
 	{ "profiles", test_profiles },
 	{ "conf", test_conf },
 	{ "argv", test_argv },
