@@ -595,20 +595,27 @@ static int close_worker(booking_t *b, sqlite3 *db, const journal_worker_span_t *
 	return n;
 }
 
+/* What close_orphan needs. */
+typedef struct sweep {
+	booking_t *b;
+	sqlite3 *db;
+	char *err;
+	size_t errlen;
+} sweep_t;
+
+/* An open window that ended and that close_worker left: its worker was
+ * not among the attached ones looked at. */
 static int close_orphan(void *user, const ledger_period_t *p)
 {
-	void **a = user;
-	booking_t *b = a[0];
-	sqlite3 *db = a[1];
-	char *err = a[2];
-	size_t errlen = *(size_t *)a[3];
+	const sweep_t *x = user;
+	booking_t *b = x->b;
 	journal_worker_span_t w;
 	/* Not found among the attached workers (a worker id the journal does
 	 * not know): its engine time is all the attendance known. */
 	uint64_t att = p->engine_ns;
 	if (b->s != NULL && journal_worker_span(sched_journal(b->s), p->worker, &w) == 0)
 		att = attended_in(&w, p->start_ns, p->period_ns);
-	int r = ledger_period_close(db, p, att, on_job_delta, b, err, errlen);
+	int r = ledger_period_close(x->db, p, att, on_job_delta, b, x->err, x->errlen);
 	return r == -EALREADY ? 0 : r;
 }
 
@@ -630,8 +637,8 @@ static int close_windows(booking_t *b, sqlite3 *db, int64_t now, char *err, size
 		if (r < 0)
 			return r;
 	}
-	void *a[4] = { b, db, err, &errlen };
-	if ((r = ledger_period_each_ended(db, now, close_orphan, a, err, errlen)) < 0)
+	sweep_t x = { b, db, err, errlen };
+	if ((r = ledger_period_each_ended(db, now, close_orphan, &x, err, errlen)) < 0)
 		return r;
 	n += r;
 	b->since_ns = now - LEDGER_DAY_NS;
