@@ -3,9 +3,7 @@
 #include "cost.h"
 #include "ledger.h"
 #include "meter.h"
-#include "mg_clock.h"
 #include "mg_log.h"
-#include "registry.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -37,7 +35,8 @@ static size_t split_list(char *s, char **out, size_t max)
 }
 
 static const char *const meter_keys[] = {
-	"hardware", "hardware_dir", "prices", "prices_dir", "prices_date", "refs", "currency", "sale_price", NULL,
+	"hardware", "hardware_dir", "prices", "prices_dir", "prices_date", "refs", "currency", "sale_price", "period",
+	NULL,
 };
 
 struct key_check {
@@ -56,7 +55,7 @@ static int check_key(void *user, const char *section, const char *key, const cha
 		if (strcmp(key, meter_keys[i]) == 0)
 			return 0;
 	snprintf(k->err, k->errlen, "%s: [meter] %s: unknown key (hardware, hardware_dir, prices, prices_dir, "
-		 "prices_date, refs, currency, sale_price)", mg_config_origin(k->cfg, section, key), key);
+		 "prices_date, refs, currency, sale_price, period)", mg_config_origin(k->cfg, section, key), key);
 	k->r = -EINVAL;
 	return 1;
 }
@@ -161,6 +160,20 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 				goto nomem;
 	}
 
+	c->period_ns = LEDGER_HOUR_NS;
+	if ((v = get(cfg, "period")) != NULL) {
+		if (strcmp(v, "hour") == 0) {
+			c->period_ns = LEDGER_HOUR_NS;
+		} else if (strcmp(v, "day") == 0) {
+			c->period_ns = LEDGER_DAY_NS;
+		} else {
+			snprintf(err, errlen, "%s: [meter] period = %s: expected hour or day (the accounting window whose "
+				 "idle time the calls in it share)", mg_config_origin(cfg, "meter", "period"), v);
+			r = -EINVAL;
+			goto fail;
+		}
+	}
+
 	if ((v = get(cfg, "sale_price")) != NULL) {
 		pricetab_entry_t e;
 		char src[128];
@@ -212,9 +225,10 @@ int booking_argv(int argc, char **argv, int *ret_argc, char ***ret_argv, bool *r
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
 		bool hw = strncmp(a, "--hardware", 10) == 0 && (a[10] == '\0' || a[10] == '=');
+		bool per = strncmp(a, "--period", 8) == 0 && (a[8] == '\0' || a[8] == '=');
 		bool pr = strncmp(a, "--prices", 8) == 0 && (a[8] == '\0' || a[8] == '=');
 		*ret_help |= strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-		if (!hw && !pr) {
+		if (!hw && !per && !pr) {
 			out[n++] = argv[i];
 			continue;
 		}
@@ -224,12 +238,12 @@ int booking_argv(int argc, char **argv, int *ret_argc, char ***ret_argv, bool *r
 		else if (i + 1 < argc)
 			v = argv[++i];
 		if (v == NULL || *v == '\0') {
-			snprintf(err, errlen, "option %s needs a value", hw ? "--hardware" : "--prices");
+			snprintf(err, errlen, "option %s needs a value", hw ? "--hardware" : per ? "--period" : "--prices");
 			r = -EINVAL;
 			goto fail;
 		}
-		if (hw) {
-			if (asprintf(&kv, "meter.hardware=%s", v) < 0)
+		if (hw || per) {
+			if (asprintf(&kv, "meter.%s=%s", hw ? "hardware" : "period", v) < 0)
 				goto nomem;
 			out[n++] = set;
 			out[n++] = owned[n_owned++] = kv;
@@ -289,6 +303,8 @@ void booking_usage(FILE *f)
 		"  --hardware PROFILE|FILE  price every worker with this hardware profile (default: the one\n"
 		"                        each worker announces, from [meter] hardware_dir; else cpu-2vcpu)\n"
 		"  --prices FILE         closed-API price table, INI or LiteLLM .json (repeatable)\n"
+		"  --period hour|day     accounting window: its idle time is shared by the calls in it\n"
+		"                        (default hour, aligned to UTC)\n"
 		"  --set meter.refs=A,B  reference models of cost reports; also meter.currency=CUR,\n"
 		"                        meter.sale_price=P|IN/OUT per 1M tokens (the gross margin gauge)\n");
 }
@@ -325,29 +341,14 @@ struct booking {
 	size_t cap_api;
 	pricing_t *pricings;		/* owned */
 	size_t n_pricings, cap_pricings;
-	sched_t *s;			/* borrowed */
-	int64_t (*now)(void *user);
-	int64_t (*joined)(void *user, const char *worker);
-	void *now_user, *joined_user;
+	sched_t *s;			/* borrowed; NULL until booking_attach */
+	/* Accounting windows: the wall time from which a Result runs the
+	 * closing first (the end of the window the last closing ran in),
+	 * and the workers' leave time after which they are looked at (a day
+	 * before the last closing: a closing a Result rolled back is
+	 * repeated by the next). */
+	int64_t next_due_ns, since_ns;
 };
-
-static int64_t clock_now(void *user)
-{
-	return mg_clock_now_ns();
-}
-
-/* The monotonic time the worker registered (sched's clock is the core's
- * mg_clock_now_ns), or -1. */
-static int64_t registry_joined(void *user, const char *worker)
-{
-	booking_t *b = user;
-	if (b->s == NULL)
-		return -1;
-	for (const reg_worker_t *w = registry_first(sched_registry(b->s)); w != NULL; w = w->next)
-		if (strcmp(w->id, worker) == 0)
-			return w->joined_ns;
-	return -1;
-}
 
 int booking_new(const booking_conf_t *conf, booking_t **ret)
 {
@@ -357,9 +358,6 @@ int booking_new(const booking_conf_t *conf, booking_t **ret)
 	b->conf = conf;
 	for (size_t k = 0; k < conf->n_refs && k < BOOKING_MAX_REFS; k++)
 		b->ref_entry[k] = conf->prices ? pricetab_find(conf->prices, conf->refs[k]) : NULL;
-	b->now = clock_now;
-	b->joined = registry_joined;
-	b->joined_user = b;
 	*ret = b;
 	return 0;
 }
@@ -378,43 +376,17 @@ void booking_destroy(booking_t **p)
 	*p = NULL;
 }
 
-void booking_set_clock(booking_t *b, int64_t (*now)(void *user), int64_t (*joined)(void *user, const char *worker),
-		       void *user)
-{
-	b->now = now ? now : clock_now;
-	b->now_user = user;
-	b->joined = joined ? joined : registry_joined;
-	b->joined_user = joined ? user : b;
-}
-
 int booking_attach(booking_t *b, sched_t *s, const char *state_dir, char *err, size_t errlen)
 {
-	char path[BOOKING_PATH_MAX + 16], e2[512];
-	sqlite3 *db = NULL;
-	snprintf(path, sizeof(path), "%s/margin.db", state_dir);
-	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "%s: cannot open for the meter's columns: %s", path,
-			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-		sqlite3_close(db);
-		return -EIO;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	int r = ledger_upgrade(db, e2, sizeof(e2));
-	sqlite3_close(db);
-	if (r < 0) {
-		snprintf(err, errlen, "%s: %s", path, e2);
-		return r;
-	}
-	if (r > 0)
-		mg_log(MG_LOG_INFO, "meter", "ledger upgraded: added the meter's columns and closed-API equivalent "
-		       "tables count=%d db=%s", r, path);
+	/* journal_open made the ledger's tables current (ledger steps). */
 	b->s = s;
 	journal_set_book_fn(sched_journal(s), booking_book, b);
+	journal_set_tick_fn(sched_journal(s), booking_tick, b);
 	const booking_conf_t *c = b->conf;
-	mg_log(MG_LOG_INFO, "meter", "booking calls hardware=%s fallback=%s hardware_dir=%s prices=%s currency=%s sale_price=%s",
-	       c->has_forced ? c->forced.name : "announced", c->has_fallback ? c->fallback.name : "none",
-	       c->hardware_dir, pricetab_name(c->prices), c->currency, c->has_sale ? c->sale_text : "none");
+	mg_log(MG_LOG_INFO, "meter", "booking calls hardware=%s fallback=%s hardware_dir=%s prices=%s currency=%s "
+	       "sale_price=%s period=%s db=%s/margin.db", c->has_forced ? c->forced.name : "announced",
+	       c->has_fallback ? c->fallback.name : "none", c->hardware_dir, pricetab_name(c->prices), c->currency,
+	       c->has_sale ? c->sale_text : "none", c->period_ns == LEDGER_DAY_NS ? "day" : "hour", state_dir);
 	return 0;
 }
 
@@ -456,62 +428,6 @@ static const hwprof_t *profile_for(booking_t *b, const char *announced)
 	}
 	b->profs[b->n_profs++] = p;
 	return p->hw;
-}
-
-/* Carried sums, TEMP tables of the journal's connection: they roll back
- * with the Result and die with the process (worker ids are new after a
- * restart, so nothing needs to outlive it). */
-static const char tables_sql[] =
-	"CREATE TEMP TABLE IF NOT EXISTS booking_worker ("
-	" worker TEXT PRIMARY KEY, since_ns INTEGER NOT NULL,"
-	" busy_ns INTEGER NOT NULL, idle_ns INTEGER NOT NULL);"
-	"CREATE TEMP TABLE IF NOT EXISTS booking_pair ("
-	" job TEXT NOT NULL, worker TEXT NOT NULL,"
-	" busy_ns INTEGER NOT NULL, idle_ns INTEGER NOT NULL, PRIMARY KEY (job, worker));";
-
-static int sql_fail(sqlite3 *db, const char *what, char *err, size_t errlen)
-{
-	snprintf(err, errlen, "booking: %s: %s", what, sqlite3_errmsg(db));
-	int ec = sqlite3_errcode(db) & 0xff;
-	return ec == SQLITE_NOMEM ? -ENOMEM : ec == SQLITE_BUSY ? -EBUSY : ec == SQLITE_FULL ? -ENOSPC : -EIO;
-}
-
-/* Reads up to 3 integers of one row of sql (binding a, b); *found = false
- * when there is none. */
-static int read_row(sqlite3 *db, const char *sql, const char *a, const char *b, int64_t *v, int nv, bool *found,
-		    char *err, size_t errlen)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "prepare", err, errlen);
-	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
-	if (b != NULL)
-		sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	*found = rc == SQLITE_ROW;
-	for (int i = 0; *found && i < nv; i++)
-		v[i] = sqlite3_column_int64(st, i);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_fail(db, "select", err, errlen);
-	return 0;
-}
-
-static int write_row(sqlite3 *db, const char *sql, const char *a, const char *b, const int64_t *v, int nv,
-		     char *err, size_t errlen)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "prepare", err, errlen);
-	int k = 1;
-	sqlite3_bind_text(st, k++, a, -1, SQLITE_STATIC);
-	if (b != NULL)
-		sqlite3_bind_text(st, k++, b, -1, SQLITE_STATIC);
-	for (int i = 0; i < nv; i++)
-		sqlite3_bind_int64(st, k++, v[i]);
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sql_fail(db, "write", err, errlen);
 }
 
 /* rate x ns, rounded once; the difference of two of these is what a
@@ -614,75 +530,196 @@ nomem:
 	return -ENOMEM;
 }
 
+/* --- accounting windows ------------------------------------------------ */
+
+static int on_job_delta(void *user, const char *job, int64_t delta)
+{
+	booking_t *b = user;
+	return b->s ? journal_job_add_loaded(sched_journal(b->s), job, delta) : 0;
+}
+
+/* The window key, names and rates of worker `worker` priced by hw. */
+static void period_of(ledger_period_t *p, int64_t start, int64_t len, const char *worker, const char *name,
+		      const char *announced, const hwprof_t *hw)
+{
+	memset(p, 0, sizeof(*p));
+	p->start_ns = start;
+	p->period_ns = len;
+	snprintf(p->worker, sizeof(p->worker), "%s", worker);
+	snprintf(p->worker_name, sizeof(p->worker_name), "%s", name ? name : "");
+	snprintf(p->hardware_profile, sizeof(p->hardware_profile), "%s", hw ? hw->name : announced ? announced : "");
+	snprintf(p->currency, sizeof(p->currency), "%s", hw ? hw->currency : "");
+	p->rate_busy_micros_per_hour = hw ? hw->rate_busy_micros_per_hour : 0;
+	p->rate_idle_micros_per_hour = hw ? hw->rate_idle_micros_per_hour : 0;
+}
+
+/* The worker's attached time inside [start, start + len). */
+static uint64_t attended_in(const journal_worker_span_t *w, int64_t start, int64_t len)
+{
+	int64_t a = w->joined_ns > start ? w->joined_ns : start;
+	int64_t e = start + len;
+	if (w->left_ns > 0 && w->left_ns < e)
+		e = w->left_ns;
+	return e > a ? (uint64_t)(e - a) : 0;
+}
+
+/* Closes the windows of one worker that can close by now: those that have
+ * ended, and the one it left in (nothing more can be booked to it). A
+ * window it was attached in without a Result gets its row here. */
+static int close_worker(booking_t *b, sqlite3 *db, const journal_worker_span_t *w, int64_t now, char *err,
+			size_t errlen)
+{
+	ledger_period_t last, p;
+	int64_t len = b->conf->period_ns, start;
+	int r = ledger_period_last_closed(db, w->id, &last, err, errlen), n = 0;
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0) {
+		len = last.period_ns;	/* a worker keeps the length it started with */
+		start = last.start_ns + last.period_ns;
+	} else {
+		start = ledger_window_start(w->joined_ns, len);
+	}
+	const hwprof_t *hw = NULL;
+	for (; start < now && (w->left_ns == 0 || start < w->left_ns); start += len) {
+		if (start + len > now && w->left_ns == 0)
+			break;	/* still attached in it */
+		if (hw == NULL)
+			hw = profile_for(b, w->hardware_profile);
+		period_of(&p, start, len, w->id, w->name, w->hardware_profile, hw);
+		if ((r = ledger_period_close(db, &p, attended_in(w, start, len), on_job_delta, b, err, errlen)) < 0 &&
+		    r != -EALREADY)
+			return r;
+		n += r == 0;
+	}
+	return n;
+}
+
+/* What close_orphan needs. */
+typedef struct sweep {
+	booking_t *b;
+	sqlite3 *db;
+	char *err;
+	size_t errlen;
+} sweep_t;
+
+/* An open window that ended and that close_worker left: its worker was
+ * not among the attached ones looked at. */
+static int close_orphan(void *user, const ledger_period_t *p)
+{
+	const sweep_t *x = user;
+	booking_t *b = x->b;
+	journal_worker_span_t w;
+	/* Not found among the attached workers (a worker id the journal does
+	 * not know): its engine time is all the attendance known. */
+	uint64_t att = p->engine_ns;
+	if (b->s != NULL && journal_worker_span(sched_journal(b->s), p->worker, &w) == 0)
+		att = attended_in(&w, p->start_ns, p->period_ns);
+	int r = ledger_period_close(x->db, p, att, on_job_delta, b, x->err, x->errlen);
+	return r == -EALREADY ? 0 : r;
+}
+
+/* Closes every window that can close by now; returns how many closed. */
+static int close_windows(booking_t *b, sqlite3 *db, int64_t now, char *err, size_t errlen)
+{
+	int n = 0, r;
+	if (b->s != NULL) {
+		journal_worker_span_t *w = NULL;
+		size_t nw = 0;
+		if ((r = journal_workers_attached(sched_journal(b->s), b->since_ns, &w, &nw)) < 0) {
+			snprintf(err, errlen, "booking: the workers' attached times: %s", strerror(-r));
+			return r;
+		}
+		for (size_t i = 0; i < nw && r >= 0; i++)
+			if ((r = close_worker(b, db, &w[i], now, err, errlen)) > 0)
+				n += r;
+		free(w);
+		if (r < 0)
+			return r;
+	}
+	sweep_t x = { b, db, err, errlen };
+	if ((r = ledger_period_each_ended(db, now, close_orphan, &x, err, errlen)) < 0)
+		return r;
+	n += r;
+	b->since_ns = now - LEDGER_DAY_NS;
+	b->next_due_ns = ledger_window_start(now, b->conf->period_ns) + b->conf->period_ns;
+	return n;
+}
+
+/* How often margind's loop closes windows when no window end comes
+ * sooner: workers that leave get their last window closed within this
+ * (a query of the attached workers and one per worker each time). */
+#define TICK_MAX_NS (10 * 1000000000LL)
+
+int booking_tick(void *user, sqlite3 *db, int64_t wall_ns, int64_t *ret_next_ns, char *err, size_t errlen)
+{
+	booking_t *b = user;
+	int r = close_windows(b, db, wall_ns, err, errlen);
+	if (r > 0)
+		mg_log(MG_LOG_INFO, "meter", "accounting windows closed count=%d", r);
+	*ret_next_ns = b->next_due_ns < wall_ns + TICK_MAX_NS ? b->next_due_ns : wall_ns + TICK_MAX_NS;
+	return r;
+}
+
 int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const journal_call_t *calls, size_t n,
-		 uint64_t unbooked_busy_ns, journal_usage_t *sum, char *err, size_t errlen)
+		 uint64_t unbooked_busy_ns, int64_t wall_ns, journal_usage_t *sum, char *err, size_t errlen)
 {
 	booking_t *b = user;
 	const char *worker = ctx->worker, *job = ctx->job->name;
 	const hwprof_t *hw = profile_for(b, ctx->hardware_profile ? ctx->hardware_profile : "");
-	int64_t rate_busy = hw ? hw->rate_busy_micros_per_hour : 0, rate_idle = hw ? hw->rate_idle_micros_per_hour : 0;
+	int64_t rate_busy = hw ? hw->rate_busy_micros_per_hour : 0, len = b->conf->period_ns;
 	uint64_t *w = NULL, busy = 0;
-	int64_t *marg = NULL, *idle_cost = NULL, *idle = NULL;
+	int64_t *marg = NULL;
 	ledger_row_t *rows = NULL;
+	ledger_period_t p;
 	char e2[512];
 	int r;
 
-	char *msg = NULL;
-	if (sqlite3_exec(db, tables_sql, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, errlen, "booking: creating the temp tables: %s", msg ? msg : "?");
-		sqlite3_free(msg);
-		return -EIO;
-	}
-	int64_t now = b->now(b->now_user);
+	/* A window that ended since the last closing closes first. */
+	if (wall_ns >= b->next_due_ns && (r = close_windows(b, db, wall_ns, err, errlen)) < 0)
+		return r;
 	for (size_t i = 0; i < n; i++)
 		busy += calls[i].busy_ns;
 
-	/* Idle time of the worker not charged yet. */
-	int64_t ws[3] = { 0, 0, 0 };	/* since_ns, busy_ns, idle_ns */
-	bool found;
-	if ((r = read_row(db, "SELECT since_ns, busy_ns, idle_ns FROM temp.booking_worker WHERE worker = ?1", worker,
-			  NULL, ws, 3, &found, err, errlen)) < 0)
-		return r;
-	ws[1] += (int64_t)(busy + unbooked_busy_ns);
-	if (!found) {
-		int64_t j = b->joined(b->joined_user, worker);
-		/* Unknown: the first Result is charged no idle time. */
-		ws[0] = j >= 0 && j <= now ? j : now - ws[1];
+	/* The window the Result commits in (a later one when that has closed:
+	 * the wall clock stepped back). The window's calls' marginal costs sum
+	 * to round(rate_busy x their busy time): this Result adds the
+	 * difference of two such roundings. */
+	int64_t start = ledger_window_start(wall_ns, len);
+	for (int tries = 0;; tries++, start += len) {
+		r = ledger_period_find(db, start, len, worker, &p, e2, sizeof(e2));
+		if (r == -ENOENT) {
+			period_of(&p, start, len, worker, ctx->worker_name, ctx->hardware_profile, hw);
+			break;
+		}
+		if (r < 0) {
+			snprintf(err, errlen, "booking: %s", e2);
+			return r;
+		}
+		if (!p.closed)
+			break;
+		if (tries == 8) {
+			snprintf(err, errlen, "booking: worker %s: the windows after %lld have closed", worker,
+				 (long long)start);
+			return -EALREADY;
+		}
 	}
-	int64_t unexplained = now - ws[0] - ws[1];
-	uint64_t idle_g = 0;
-	if (n > 0 && unexplained > ws[2]) {
-		idle_g = (uint64_t)(unexplained - ws[2]);
-		ws[2] = unexplained;
-	}
-
-	/* The (batch, worker) carried sums: this group adds the difference of
-	 * two roundings, so the pair's calls always sum to one rounding. */
-	int64_t ps[2] = { 0, 0 };	/* busy_ns, idle_ns */
-	if ((r = read_row(db, "SELECT busy_ns, idle_ns FROM temp.booking_pair WHERE job = ?1 AND worker = ?2", job,
-			  worker, ps, 2, &found, err, errlen)) < 0)
-		return r;
-	int64_t m_total = 0, x_total = 0;
-	if ((r = cost_delta(rate_busy, (uint64_t)ps[0], busy, &m_total)) < 0 ||
-	    (r = cost_delta(rate_idle, (uint64_t)ps[1], idle_g, &x_total)) < 0) {
+	int64_t m_total = 0;
+	if ((r = cost_delta(rate_busy, p.busy_ns, busy, &m_total)) < 0) {
 		snprintf(err, errlen, "booking: batch %s worker %s: cost out of range", job, worker);
 		return r;
 	}
-	ps[0] += (int64_t)busy;
-	ps[1] += (int64_t)idle_g;
 
 	if (n > 0) {
 		r = -ENOMEM;
 		if ((w = malloc(n * sizeof(*w))) == NULL || (marg = malloc(n * sizeof(*marg))) == NULL ||
-		    (idle_cost = malloc(n * sizeof(*idle_cost))) == NULL || (idle = malloc(n * sizeof(*idle))) == NULL ||
 		    (rows = calloc(n, sizeof(*rows))) == NULL) {
 			snprintf(err, errlen, "booking: out of memory for %zu calls", n);
 			goto done;
 		}
 		for (size_t i = 0; i < n; i++)
 			w[i] = calls[i].busy_ns;
-		if ((r = meter_allocate(m_total, w, n, marg)) < 0 || (r = meter_allocate(x_total, w, n, idle_cost)) < 0 ||
-		    (r = meter_allocate((int64_t)idle_g, w, n, idle)) < 0) {
+		if ((r = meter_allocate(m_total, w, n, marg)) < 0) {
 			snprintf(err, errlen, "booking: batch %s worker %s: cannot split the cost: %s", job, worker,
 				 strerror(-r));
 			goto done;
@@ -690,6 +727,7 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 		bool via_batch = strncmp(job, "sync_", 5) != 0;
 		for (size_t i = 0; i < n; i++) {
 			const journal_call_t *c = &calls[i];
+			/* Loaded = marginal until the window closes. */
 			rows[i] = (ledger_row_t){
 				.job = c->job, .custom_id = c->custom_id, .line_no = c->line_no, .model = c->model,
 				.worker = c->worker, .worker_name = c->worker_name,
@@ -697,10 +735,10 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 				.prompt_tokens = c->prompt_tokens, .completion_tokens = c->completion_tokens,
 				.busy_ns = c->busy_ns, .flops = c->flops, .queue_ns = c->queue_ns,
 				.first_token_ns = c->first_token_ns, .cost_marginal_micros = marg[i],
-				.cost_loaded_micros = marg[i] + idle_cost[i], .answered_at_ns = c->answered_at_ns,
-				.idle_ns = (uint64_t)idle[i], .currency = hw ? hw->currency : "",
-				.rate_busy_micros_per_hour = rate_busy, .rate_idle_micros_per_hour = rate_idle,
-				.via_batch = via_batch,
+				.cost_loaded_micros = marg[i], .answered_at_ns = c->answered_at_ns,
+				.currency = hw ? hw->currency : "", .rate_busy_micros_per_hour = rate_busy,
+				.rate_idle_micros_per_hour = hw ? hw->rate_idle_micros_per_hour : 0, .via_batch = via_batch,
+				.period_start_ns = p.start_ns, .period_ns = p.period_ns, .period_open = true,
 			};
 		}
 		if ((r = quote_rows(b, rows, n, hw ? hw->currency : b->conf->currency, err, errlen)) < 0)
@@ -710,11 +748,17 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 			goto done;
 		}
 	}
-	if ((r = write_row(db, "INSERT OR REPLACE INTO temp.booking_worker VALUES (?1, ?2, ?3, ?4)", worker, NULL, ws, 3,
-			   err, errlen)) < 0 ||
-	    (r = write_row(db, "INSERT OR REPLACE INTO temp.booking_pair VALUES (?1, ?2, ?3, ?4)", job, worker, ps, 2,
-			   err, errlen)) < 0)
-		goto done;
+	if (n > 0 || busy + unbooked_busy_ns > 0) {
+		ledger_period_t add = p;
+		add.engine_ns = busy + unbooked_busy_ns;
+		add.busy_ns = busy;
+		add.calls = (int64_t)n;
+		add.marginal_micros = m_total;
+		if ((r = ledger_period_add(db, &add, e2, sizeof(e2))) < 0) {
+			snprintf(err, errlen, "booking: %s", e2);
+			goto done;
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		sum->calls++;
 		sum->prompt_tokens += calls[i].prompt_tokens;
@@ -722,14 +766,12 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 		sum->busy_ns += (int64_t)calls[i].busy_ns;
 		sum->flops += (int64_t)calls[i].flops;
 		sum->cost_marginal_micros += marg[i];
-		sum->cost_loaded_micros += marg[i] + idle_cost[i];
+		sum->cost_loaded_micros += marg[i];
 	}
 	r = 0;
 done:
 	free(w);
 	free(marg);
-	free(idle_cost);
-	free(idle);
 	free(rows);
 	return r;
 }

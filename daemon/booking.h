@@ -15,26 +15,32 @@
  * The ledger's hardware_profile column names the profile that priced the
  * row (the announced name when none did).
  *
- * How a Result's calls are priced (docs/economics.md "Booking"):
- *   - Marginal cost is carried per (batch, worker): after a Result, the
- *     batch's calls on that worker have cost exactly
- *     round(rate_busy x their busy time) in total — the shard's total is
- *     the difference of two such roundings, spread over its calls by busy
- *     time with the largest-remainder method (meter_allocate). A single
- *     Result's marginal costs are exactly cost_book()'s.
- *   - Idle time: per worker, the time since it joined minus the engine
- *     time it reported (all outputs, failed ones too) is idle; each Result
- *     is charged the part of that not charged yet, never less than 0. So
- *     every attached nanosecond is charged at most once, and exactly once
- *     when Results do not overlap; with overlapping shards the excess is
- *     bounded by the busy time in flight (the meter engineer's
- *     "period since the last booking minus this Result's busy" rule adds
- *     up every overlap instead). Idle cost is carried per (batch, worker)
- *     like the marginal cost: sum(loaded - marginal) = round(rate_idle x
- *     idle time charged), so sum(loaded) = cost of busy time + cost of idle
- *     time, each rounded once, and loaded >= marginal on every row.
- *   - The carried sums live in TEMP tables of the journal's connection,
- *     so a Result that rolls back rolls them back too.
+ * How a Result's calls are priced (docs/economics.md section 3, "How
+ * margind books"):
+ *   - Accounting windows: [meter] period (hour or day, default hour),
+ *     aligned to UTC. A call belongs to the window its Result commits in,
+ *     on its worker (ledger_period: one row per window and worker, in the
+ *     journal, written in the Result's transaction).
+ *   - Marginal cost is carried per (worker, window): after a Result, the
+ *     window's calls have cost exactly round(rate_busy x their busy time)
+ *     in total; the Result's part is the difference of two such roundings,
+ *     spread over its calls by busy time with the largest-remainder
+ *     method (meter_allocate).
+ *   - Loaded cost: provisional (= marginal, period_open = 1) until the
+ *     window closes. A window closes when it has ended, or when its worker
+ *     has left: at the next Result, on margind's timer (booking_tick via
+ *     journal_tick, at least every 10 s) and at startup (windows a
+ *     restart left open). Its node cost is round((rate_busy x engine +
+ *     rate_idle x idle) / 3.6e12), engine = every output's engine time
+ *     (failed ones too), idle = max(0, attended - engine), attended = the
+ *     worker's attached time (journal workers: join..leave) inside the
+ *     window; the part above the marginal costs is spread over the
+ *     window's calls by busy time (cost_close_window), so their loaded
+ *     costs sum to it exactly and loaded >= marginal. A window without
+ *     calls keeps its cost in its ledger_period row (idle no call
+ *     absorbed). The jobs' loaded totals rise by their calls' share in the
+ *     same transaction (journal_job_add_loaded). Idle time is never
+ *     charged to a later window's calls.
  *   - Closed-API equivalents: each call is priced on every [meter] refs
  *     model with the [meter] price tables (cost_api_quote: batch tier when
  *     via_batch, into the row's currency, one rounding) and the result,
@@ -55,6 +61,7 @@
 
 #include "hwprof.h"
 #include "journal.h"
+#include "ledger.h"
 #include "mg_config.h"
 #include "pricetab.h"
 #include "sched.h"
@@ -79,6 +86,8 @@
  *   currency = CUR                report currency (default the profile's)
  *   sale_price = P | IN/OUT       our sale price per 1M tokens in that currency,
  *                                 for gross margins (the metric and reports)
+ *   period = hour | day           the accounting window whose idle time its calls
+ *                                 share (default hour; UTC-aligned)
  *
  * A name without '/' that is not an existing file is looked up in the
  * directory (NAME, then NAME.conf): meter_load_profile, meter_load_prices
@@ -97,6 +106,7 @@ typedef struct booking_conf {
 	bool has_forced;
 	hwprof_t fallback;			/* cpu-2vcpu, when found */
 	bool has_fallback;
+	int64_t period_ns;			/* LEDGER_HOUR_NS or LEDGER_DAY_NS */
 } booking_conf_t;
 
 /* The price entry name under which a configured sale price is added. */
@@ -110,8 +120,9 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 void booking_conf_done(booking_conf_t *c);
 
 /* margind's flags for the meter, as `--set meter.KEY=VALUE` for opts.c:
- * --hardware PROFILE|FILE -> meter.hardware, --prices FILE (repeatable)
- * -> meter.prices (joined with commas). *ret_argv is a new NULL-terminated
+ * --hardware PROFILE|FILE -> meter.hardware, --period hour|day ->
+ * meter.period, --prices FILE (repeatable) -> meter.prices (joined with
+ * commas). *ret_argv is a new NULL-terminated
  * vector (free with booking_argv_free); the other arguments are borrowed.
  * *ret_help: --help or -h was given. -ENOMEM, -EINVAL (a flag without its
  * value, err says which). */
@@ -126,20 +137,19 @@ typedef struct booking booking_t;
 int booking_new(const booking_conf_t *conf, booking_t **ret);
 void booking_destroy(booking_t **b);
 
-/* Adds the meter's columns and the tables of booked equivalents to the
- * ledger of STATE_DIR/margin.db (ledger_upgrade, on a connection of its
- * own, before the core runs) and installs the hook on s's journal. s
- * borrowed. */
+/* Installs the booking and timer hooks on s's journal (journal_open has
+ * made the ledger's tables current). s borrowed; state_dir only named in
+ * the log. */
 int booking_attach(booking_t *b, sched_t *s, const char *state_dir, char *err, size_t errlen);
 
-/* Tests: the monotonic clock (default mg_clock_now_ns) and when a worker
- * joined, in the same clock (default: the registry's joined_ns; < 0 =
- * unknown, then its first Result is charged no idle time). */
-void booking_set_clock(booking_t *b, int64_t (*now)(void *user),
-		       int64_t (*joined)(void *user, const char *worker), void *user);
-
-/* The hook itself (journal_book_fn with user = the booking_t). */
+/* The Result hook itself (journal_book_fn with user = the booking_t).
+ * Without booking_attach (tests on a bare ledger) windows close only by
+ * booking_tick, with the engine time as the attended time. */
 int booking_book(void *user, struct sqlite3 *db, const journal_result_ctx_t *ctx, const journal_call_t *calls,
-		 size_t n, uint64_t unbooked_busy_ns, journal_usage_t *sum, char *err, size_t errlen);
+		 size_t n, uint64_t unbooked_busy_ns, int64_t wall_ns, journal_usage_t *sum, char *err, size_t errlen);
+/* The timer hook (journal_tick_fn): closes the windows that can close by
+ * wall_ns; *ret_next_ns: the end of the current window, or 10 s from
+ * now if sooner. */
+int booking_tick(void *user, struct sqlite3 *db, int64_t wall_ns, int64_t *ret_next_ns, char *err, size_t errlen);
 
 #endif

@@ -45,6 +45,7 @@ struct core {
 	char ctl_ipc[PATH_MAX];
 	bool draining, stop;
 	int64_t drain_deadline, next_tick, next_wd, wd_period, next_status;
+	int64_t next_meter;	/* monotonic: when the meter closes accounting windows next */
 	uint64_t answered_at_status;
 	int64_t status_at;
 	/* refused connections, by kind (protocol, auth, no detail), and closed
@@ -540,6 +541,24 @@ static void status(core_t *c, int64_t now)
 		      (long long)st.requests_in_flight, rate);
 }
 
+/* The meter's timer (journal_tick: the booking closes the accounting
+ * windows that have ended or whose worker left). It tells the wall time
+ * it wants to run again; a failure is logged and retried in a minute (the
+ * next Result retries too). */
+static void meter_tick(core_t *c, int64_t now)
+{
+	char err[512];
+	int64_t next_wall = INT64_MAX, delay = 60 * MG_NS_PER_S;
+	int r = journal_tick(c->j, &next_wall, err, sizeof(err));
+	if (r < 0)
+		mg_log(MG_LOG_ERROR, "core", "closing accounting windows failed (retried in a minute) err=\"%s\"", err);
+	else if (next_wall != INT64_MAX) {
+		int64_t d = next_wall - journal_wall_ns(c->j);
+		delay = d < 0 ? 0 : d < delay ? d : delay;
+	}
+	c->next_meter = now + delay;
+}
+
 int core_run(core_t *c)
 {
 	int64_t now = mg_clock_now_ns();
@@ -555,6 +574,7 @@ int core_run(core_t *c)
 	       c->auth ? "on" : "off", st.jobs_active);
 	notify_send("READY=1");
 	status(c, now);
+	meter_tick(c, now);	/* windows a restart left open, workers gone with it */
 
 	zmq_pollitem_t items[] = {
 		{ c->workers, 0, ZMQ_POLLIN, 0 },
@@ -570,6 +590,8 @@ int core_run(core_t *c)
 		int64_t next = c->next_tick;
 		if (c->next_status < next)
 			next = c->next_status;
+		if (c->next_meter < next)
+			next = c->next_meter;
 		if (c->wd_period > 0 && c->next_wd < next)
 			next = c->next_wd;
 		if (c->draining && c->drain_deadline < next)
@@ -608,6 +630,8 @@ int core_run(core_t *c)
 			status(c, now);
 			c->next_status = now + STATUS_PERIOD_NS;
 		}
+		if (now >= c->next_meter)
+			meter_tick(c, now);
 		if (c->draining) {
 			sched_get_stats(c->s, &st);
 			if (st.shards_in_flight == 0) {

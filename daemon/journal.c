@@ -1,5 +1,6 @@
 /* journal: see journal.h. */
 #include "journal.h"
+#include "ledger.h"
 #include "mg_clock.h"
 
 #include <errno.h>
@@ -13,8 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+/* The journal's schema steps (PRAGMA user_version): its own tables and,
+ * at the steps the ledger's module numbers, the ledger's (meter/ledger.h:
+ * that module creates, migrates and writes the ledger's tables). One
+ * counter for the whole file. */
+#define SCHEMA_VERSION 3
 
+/* Version 1: jobs, requests, shards, workers (and ledger step 1). */
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS jobs ("
 	" id INTEGER PRIMARY KEY,"
@@ -91,29 +97,30 @@ static const char schema_sql[] =
 	" key TEXT NOT NULL,"
 	" joined_at INTEGER NOT NULL,"
 	" left_at INTEGER NOT NULL DEFAULT 0,"
-	" left_reason TEXT);"
-	/* One row per answered call. The cost columns are written by the
-	 * meter's hook (journal_set_cost_fn) in the Result's transaction. */
-	"CREATE TABLE IF NOT EXISTS ledger ("
-	" id INTEGER PRIMARY KEY,"
-	" job TEXT NOT NULL,"
-	" custom_id TEXT NOT NULL,"
-	" line_no INTEGER NOT NULL,"
-	" model TEXT NOT NULL,"
-	" worker TEXT NOT NULL,"
-	" worker_name TEXT NOT NULL,"
-	" hardware_profile TEXT NOT NULL,"
-	" shard INTEGER NOT NULL,"
-	" prompt_tokens INTEGER NOT NULL,"
-	" completion_tokens INTEGER NOT NULL,"
-	" busy_ns INTEGER NOT NULL,"
-	" flops INTEGER NOT NULL,"
-	" queue_ns INTEGER NOT NULL,"
-	" first_token_ns INTEGER NOT NULL,"
-	" cost_marginal_micros INTEGER NOT NULL DEFAULT 0,"
-	" cost_loaded_micros INTEGER NOT NULL DEFAULT 0,"
-	" answered_at_ns INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job);";
+	" left_reason TEXT);";
+
+/* Version 3 (with ledger step 3): when a worker was attached, to the
+ * nanosecond, for the idle time of accounting windows. 0 in rows from
+ * before it: those workers' idle time was charged by the older rule. */
+static const char workers_ns_sql[] =
+	"ALTER TABLE workers ADD COLUMN joined_at_ns INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE workers ADD COLUMN left_at_ns INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX IF NOT EXISTS workers_attached ON workers(left_at_ns, joined_at_ns);";
+
+/* The steps: version k runs migrations[k - 1] (its SQL, then the ledger's
+ * step, when it names one). A journal of version v runs the steps after v
+ * in one transaction each. A journal of version 1 may have the ledger
+ * columns of step 2 already (margind then added them without counting):
+ * the ledger's steps accept any such shape. */
+static const struct migration {
+	const char *what;
+	const char *sql;	/* NULL: none */
+	int ledger_step;	/* 0: none */
+} migrations[SCHEMA_VERSION] = {
+	{ "jobs, requests, shards, workers and the ledger", schema_sql, 1 },
+	{ "the meter's ledger columns and booked closed-API equivalents", NULL, 2 },
+	{ "accounting windows (ledger_period) and workers' attached time in ns", workers_ns_sql, 3 },
+};
 
 #define JOB_COLS "id, name, endpoint, model, state, input_path, ingest_offset, ingest_line," \
 	" n_total, n_done, n_failed, n_cancelled, next_line, max_line, created_at," \
@@ -130,8 +137,8 @@ enum stmt {
 	ST_REQ_INSERT, ST_REQ_DELETE, ST_REQ_QUEUED, ST_REQ_FINISH, ST_REQ_BUMP, ST_REQ_ANSWER,
 	ST_REQ_LINES, ST_RESULTS_PAGE,
 	ST_SHARD_INSERT, ST_SHARD_UPDATE, ST_SHARD_STATS, ST_SHARDS_PENDING,
-	ST_WORKER_JOIN, ST_WORKER_LEAVE, ST_WORKERS_GONE,
-	ST_LEDGER_INSERT, ST_LEDGER_COUNT,
+	ST_WORKER_JOIN, ST_WORKER_LEAVE, ST_WORKERS_GONE, ST_WORKERS_ATTACHED, ST_WORKER_SPAN,
+	ST_JOB_USAGE_ADD, ST_LEDGER_COUNT,
 	N_STMT
 };
 
@@ -145,12 +152,16 @@ static const char *const stmt_sql[N_STMT] = {
 	[ST_JOB_INSERT] = "INSERT INTO jobs (name, endpoint, model, state, input_path, ingest_offset,"
 		" ingest_line, n_total, next_line, max_line, created_at, metadata, priority)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-	[ST_JOB_UPDATE] = "UPDATE jobs SET endpoint = ?24, model = ?2, state = ?3, ingest_offset = ?4, ingest_line = ?5,"
+	/* Not the usage sums: the journal adds to them (ST_JOB_USAGE_ADD) in
+	 * the transaction that books the calls or closes their window. */
+	[ST_JOB_UPDATE] = "UPDATE jobs SET endpoint = ?17, model = ?2, state = ?3, ingest_offset = ?4, ingest_line = ?5,"
 		" n_total = ?6, n_done = ?7, n_failed = ?8, n_cancelled = ?9, next_line = ?10,"
 		" max_line = ?11, in_progress_at = ?12, completed_at = ?13, failed_at = ?14,"
-		" cancelling_at = ?15, cancelled_at = ?16, u_calls = ?17, u_prompt_tokens = ?18,"
-		" u_completion_tokens = ?19, u_busy_ns = ?20, u_flops = ?21,"
-		" u_cost_marginal_micros = ?22, u_cost_loaded_micros = ?23 WHERE id = ?1",
+		" cancelling_at = ?15, cancelled_at = ?16 WHERE id = ?1",
+	[ST_JOB_USAGE_ADD] = "UPDATE jobs SET u_calls = u_calls + ?2, u_prompt_tokens = u_prompt_tokens + ?3,"
+		" u_completion_tokens = u_completion_tokens + ?4, u_busy_ns = u_busy_ns + ?5, u_flops = u_flops + ?6,"
+		" u_cost_marginal_micros = u_cost_marginal_micros + ?7,"
+		" u_cost_loaded_micros = u_cost_loaded_micros + ?8 WHERE name = ?1",
 	[ST_JOB_ERRORS] = "UPDATE jobs SET errors = ?2 WHERE id = ?1",
 	[ST_JOB_FIND] = "SELECT " JOB_COLS " FROM jobs WHERE name = ?1",
 	[ST_JOB_TEXTS] = "SELECT metadata, errors FROM jobs WHERE id = ?1",
@@ -184,13 +195,16 @@ static const char *const stmt_sql[N_STMT] = {
 	[ST_SHARDS_PENDING] = "SELECT " SHARD_COLS " FROM shards"
 		" WHERE job = ?1 AND state IN ('queued', 'inflight') ORDER BY id",
 	[ST_WORKER_JOIN] = "INSERT INTO workers (name, instance_id, hardware_profile, build, models,"
-		" slots, threads, key, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[ST_WORKER_LEAVE] = "UPDATE workers SET left_at = ?2, left_reason = ?3 WHERE id = ?1",
-	[ST_WORKERS_GONE] = "UPDATE workers SET left_at = ?1, left_reason = ?2 WHERE left_at = 0",
-	[ST_LEDGER_INSERT] = "INSERT INTO ledger (job, custom_id, line_no, model, worker, worker_name,"
-		" hardware_profile, shard, prompt_tokens, completion_tokens, busy_ns, flops, queue_ns,"
-		" first_token_ns, cost_marginal_micros, cost_loaded_micros, answered_at_ns)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+		" slots, threads, key, joined_at, joined_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 / 1000000000,"
+		" ?9)",
+	[ST_WORKER_LEAVE] = "UPDATE workers SET left_at = ?2 / 1000000000, left_at_ns = ?2, left_reason = ?3"
+		" WHERE id = ?1",
+	[ST_WORKERS_GONE] = "UPDATE workers SET left_at = ?1 / 1000000000, left_at_ns = ?1, left_reason = ?2"
+		" WHERE left_at = 0 AND left_at_ns = 0",
+	[ST_WORKERS_ATTACHED] = "SELECT id, name, hardware_profile, joined_at_ns, left_at_ns FROM workers"
+		" WHERE joined_at_ns > 0 AND (left_at_ns = 0 OR left_at_ns > ?1) ORDER BY id",
+	[ST_WORKER_SPAN] = "SELECT id, name, hardware_profile, joined_at_ns, left_at_ns FROM workers"
+		" WHERE id = ?1 AND joined_at_ns > 0",
 	[ST_LEDGER_COUNT] = "SELECT count(*) FROM ledger WHERE job = ?1",
 };
 
@@ -205,9 +219,19 @@ struct journal {
 	void *cost_user;	/* borrowed */
 	journal_book_fn book_fn;
 	void *book_user;	/* borrowed */
+	journal_tick_fn tick_fn;
+	void *tick_user;	/* borrowed */
+	int64_t (*wall)(void *user);	/* the wall clock (mg_clock_wall_ns) */
+	void *wall_user;	/* borrowed */
 	journal_call_t *calls;	/* owned: a Result's calls for book_fn */
 	size_t cap_calls;
 };
+
+static int64_t wall_default(void *user)
+{
+	(void)user;
+	return mg_clock_wall_ns();
+}
 
 static int64_t rid_of(int64_t job, int64_t line)
 {
@@ -302,6 +326,35 @@ static int exec_sql(journal_t *j, const char *sql, char *err, size_t errlen)
 	return 0;
 }
 
+/* The steps after version `from`, one transaction each. */
+static int migrate(journal_t *j, int from, char *err, size_t errlen)
+{
+	char e2[512];
+	int r = 0;
+	for (int v = from + 1; v <= SCHEMA_VERSION && r == 0; v++) {
+		const struct migration *m = &migrations[v - 1];
+		char sql[64];
+		if ((r = exec_sql(j, "BEGIN IMMEDIATE", e2, sizeof(e2))) < 0)
+			break;
+		if (m->sql != NULL)
+			r = exec_sql(j, m->sql, e2, sizeof(e2));
+		if (r == 0 && m->ledger_step > 0)
+			r = ledger_migrate_step(j->db, m->ledger_step, e2, sizeof(e2));
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+		if (r == 0)
+			r = exec_sql(j, sql, e2, sizeof(e2));
+		if (r == 0)
+			r = exec_sql(j, "COMMIT", e2, sizeof(e2));
+		if (r < 0) {
+			char *msg = NULL;
+			sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, &msg);
+			sqlite3_free(msg);
+			snprintf(err, errlen, "schema version %d (%s): %.400s", v, m->what, e2);
+		}
+	}
+	return r;
+}
+
 int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, size_t errlen)
 {
 	char path[PATH_MAX], e2[512];
@@ -313,6 +366,7 @@ int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, si
 	}
 	j->lock_fd = -1;
 	j->sync = sync;
+	j->wall = wall_default;
 	r = take_lock(state_dir, &j->lock_fd, err, errlen);
 	if (r < 0)
 		goto fail;
@@ -350,13 +404,8 @@ int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, si
 		r = -EPROTO;
 		goto fail;
 	}
-	r = exec_sql(j, "BEGIN", e2, sizeof(e2));
-	if (r == 0)
-		r = exec_sql(j, schema_sql, e2, sizeof(e2));
-	if (r == 0)
-		r = exec_sql(j, "PRAGMA user_version=1; COMMIT", e2, sizeof(e2));
-	if (r < 0) {
-		snprintf(err, errlen, "%s: creating the schema: %s", path, e2);
+	if ((r = migrate(j, version, e2, sizeof(e2))) < 0) {
+		snprintf(err, errlen, "%s: %s", path, e2);
 		goto fail;
 	}
 	for (int i = 0; i < N_STMT; i++) {
@@ -565,14 +614,7 @@ int journal_job_update(journal_t *j, const journal_job_t *job)
 	sqlite3_bind_int64(st, 14, job->failed_at);
 	sqlite3_bind_int64(st, 15, job->cancelling_at);
 	sqlite3_bind_int64(st, 16, job->cancelled_at);
-	sqlite3_bind_int64(st, 17, job->usage.calls);
-	sqlite3_bind_int64(st, 18, job->usage.prompt_tokens);
-	sqlite3_bind_int64(st, 19, job->usage.completion_tokens);
-	sqlite3_bind_int64(st, 20, job->usage.busy_ns);
-	sqlite3_bind_int64(st, 21, job->usage.flops);
-	sqlite3_bind_int64(st, 22, job->usage.cost_marginal_micros);
-	sqlite3_bind_int64(st, 23, job->usage.cost_loaded_micros);
-	bind_text(st, 24, job->endpoint);
+	bind_text(st, 17, job->endpoint);
 	return step_done(st);
 }
 
@@ -808,10 +850,33 @@ int journal_results_page(journal_t *j, int64_t job, int64_t after_line, int limi
 
 /* --- results and the ledger ------------------------------------------- */
 
-/* The one place a ledger row is written: the meter's hook prices it here,
- * inside the Result's transaction. */
+static int usage_add(journal_t *j, const char *job, const journal_usage_t *u)
+{
+	sqlite3_stmt *st = j->st[ST_JOB_USAGE_ADD];
+	bind_text(st, 1, job);
+	sqlite3_bind_int64(st, 2, u->calls);
+	sqlite3_bind_int64(st, 3, u->prompt_tokens);
+	sqlite3_bind_int64(st, 4, u->completion_tokens);
+	sqlite3_bind_int64(st, 5, u->busy_ns);
+	sqlite3_bind_int64(st, 6, u->flops);
+	sqlite3_bind_int64(st, 7, u->cost_marginal_micros);
+	sqlite3_bind_int64(st, 8, u->cost_loaded_micros);
+	return step_done(st);
+}
+
+int journal_job_add_loaded(journal_t *j, const char *job, int64_t delta_micros)
+{
+	journal_usage_t u;
+	memset(&u, 0, sizeof(u));
+	u.cost_loaded_micros = delta_micros;
+	return usage_add(j, job, &u);
+}
+
+/* A call booked without the booking hook: priced by the cost hook (or
+ * cost 0), written by the ledger's one INSERT path. Such rows belong to
+ * no accounting window (period_ns = 0). */
 static int ledger_book(journal_t *j, const journal_call_t *c, journal_usage_t *sum,
-		       bool *ret_hook_failed)
+		       bool *ret_hook_failed, char *err, size_t errlen)
 {
 	int64_t marginal = 0, loaded = 0;
 	if (j->cost_fn != NULL) {
@@ -821,25 +886,16 @@ static int ledger_book(journal_t *j, const journal_call_t *c, journal_usage_t *s
 			return r;
 		}
 	}
-	sqlite3_stmt *st = j->st[ST_LEDGER_INSERT];
-	bind_text(st, 1, c->job);
-	bind_text(st, 2, c->custom_id);
-	sqlite3_bind_int64(st, 3, c->line_no);
-	bind_text(st, 4, c->model);
-	bind_text(st, 5, c->worker);
-	bind_text(st, 6, c->worker_name);
-	bind_text(st, 7, c->hardware_profile);
-	sqlite3_bind_int64(st, 8, (int64_t)c->shard_id);
-	sqlite3_bind_int64(st, 9, c->prompt_tokens);
-	sqlite3_bind_int64(st, 10, c->completion_tokens);
-	sqlite3_bind_int64(st, 11, (int64_t)c->busy_ns);
-	sqlite3_bind_int64(st, 12, (int64_t)c->flops);
-	sqlite3_bind_int64(st, 13, (int64_t)c->queue_ns);
-	sqlite3_bind_int64(st, 14, (int64_t)c->first_token_ns);
-	sqlite3_bind_int64(st, 15, marginal);
-	sqlite3_bind_int64(st, 16, loaded);
-	sqlite3_bind_int64(st, 17, c->answered_at_ns);
-	int r = step_done(st);
+	ledger_row_t row = {
+		.job = c->job, .custom_id = c->custom_id, .line_no = c->line_no, .model = c->model,
+		.worker = c->worker, .worker_name = c->worker_name ? c->worker_name : "",
+		.hardware_profile = c->hardware_profile ? c->hardware_profile : "", .shard = (int64_t)c->shard_id,
+		.prompt_tokens = c->prompt_tokens, .completion_tokens = c->completion_tokens, .busy_ns = c->busy_ns,
+		.flops = c->flops, .queue_ns = c->queue_ns, .first_token_ns = c->first_token_ns,
+		.cost_marginal_micros = marginal, .cost_loaded_micros = loaded, .answered_at_ns = c->answered_at_ns,
+		.currency = "", .via_batch = true,
+	};
+	int r = ledger_insert(j->db, &row, 1, err, errlen);
 	if (r == 0) {
 		sum->calls++;
 		sum->prompt_tokens += c->prompt_tokens;
@@ -860,7 +916,7 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 	const journal_job_t *job = ctx->job;
 	journal_counts_t c;
 	memset(&c, 0, sizeof(c));
-	int64_t now = mg_clock_wall_ns();
+	int64_t now = j->wall(j->wall_user);
 	if ((int64_t)res->n_outputs != sh->n_requests) {
 		snprintf(err, errlen, "result has %zu outputs, the shard has %lld requests",
 			 res->n_outputs, (long long)sh->n_requests);
@@ -943,7 +999,8 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 			continue;
 		}
 		bool hook_failed = false;
-		r = ledger_book(j, &call, &c.usage, &hook_failed);
+		char e2[512];
+		r = ledger_book(j, &call, &c.usage, &hook_failed, e2, sizeof(e2));
 		if (r < 0 && hook_failed) {
 			snprintf(err, errlen, "output %zu (line %lld): the cost hook failed: %s", i,
 				 (long long)line, strerror(-r));
@@ -951,15 +1008,22 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 		}
 		if (r < 0) {
 			snprintf(err, errlen, "output %zu (line %lld): booking the ledger row: %s", i,
-				 (long long)line, sqlite3_errmsg(j->db));
+				 (long long)line, e2);
 			return r;
 		}
 	}
 	if (j->book_fn != NULL) {
-		int r = j->book_fn(j->book_user, j->db, ctx, j->calls, n_calls, unbooked_busy, &c.usage,
+		int r = j->book_fn(j->book_user, j->db, ctx, j->calls, n_calls, unbooked_busy, now, &c.usage,
 				   err, errlen);
 		if (r < 0)
 			return r;
+	}
+	if (c.usage.calls > 0) {
+		int r = usage_add(j, job->name, &c.usage);
+		if (r < 0) {
+			snprintf(err, errlen, "the job's usage: %s", sqlite3_errmsg(j->db));
+			return r;
+		}
 	}
 	ret->done += c.done;
 	ret->failed += c.failed;
@@ -1078,7 +1142,7 @@ int journal_worker_join(journal_t *j, const char *name, uint64_t instance_id,
 	sqlite3_bind_int64(st, 6, slots);
 	sqlite3_bind_int64(st, 7, threads);
 	bind_text(st, 8, key);
-	sqlite3_bind_int64(st, 9, mg_clock_wall_ns() / 1000000000LL);
+	sqlite3_bind_int64(st, 9, j->wall(j->wall_user));
 	int r = step_done(st);
 	if (r == 0)
 		*ret_id = sqlite3_last_insert_rowid(j->db);
@@ -1088,7 +1152,7 @@ int journal_worker_join(journal_t *j, const char *name, uint64_t instance_id,
 int journal_workers_gone(journal_t *j, const char *reason)
 {
 	sqlite3_stmt *st = j->st[ST_WORKERS_GONE];
-	sqlite3_bind_int64(st, 1, mg_clock_wall_ns() / 1000000000LL);
+	sqlite3_bind_int64(st, 1, j->wall(j->wall_user));
 	bind_text(st, 2, reason);
 	return step_done(st);
 }
@@ -1097,7 +1161,116 @@ int journal_worker_leave(journal_t *j, int64_t id, const char *reason)
 {
 	sqlite3_stmt *st = j->st[ST_WORKER_LEAVE];
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, mg_clock_wall_ns() / 1000000000LL);
+	sqlite3_bind_int64(st, 2, j->wall(j->wall_user));
 	bind_text(st, 3, reason);
 	return step_done(st);
+}
+
+static void read_span(sqlite3_stmt *st, journal_worker_span_t *w)
+{
+	memset(w, 0, sizeof(*w));
+	snprintf(w->id, sizeof(w->id), "w%lld", (long long)sqlite3_column_int64(st, 0));
+	copy_col(w->name, sizeof(w->name), st, 1);
+	copy_col(w->hardware_profile, sizeof(w->hardware_profile), st, 2);
+	w->joined_ns = sqlite3_column_int64(st, 3);
+	w->left_ns = sqlite3_column_int64(st, 4);
+}
+
+int journal_workers_attached(journal_t *j, int64_t since_ns, journal_worker_span_t **ret, size_t *ret_n)
+{
+	sqlite3_stmt *st = j->st[ST_WORKERS_ATTACHED];
+	journal_worker_span_t *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+	sqlite3_bind_int64(st, 1, since_ns);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			journal_worker_span_t *nv = realloc(v, nc * sizeof(*nv));
+			if (nv == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		read_span(st, &v[n++]);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_reset(st);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int journal_worker_span(journal_t *j, const char *id, journal_worker_span_t *ret)
+{
+	char *end = NULL;
+	if (id == NULL || id[0] != 'w')
+		return -ENOENT;
+	long long rowid = strtoll(id + 1, &end, 10);
+	if (end == id + 1 || *end != '\0')
+		return -ENOENT;
+	sqlite3_stmt *st = j->st[ST_WORKER_SPAN];
+	sqlite3_bind_int64(st, 1, rowid);
+	int rc = sqlite3_step(st), r = 0;
+	if (rc == SQLITE_ROW)
+		read_span(st, ret);
+	else
+		r = rc == SQLITE_DONE ? -ENOENT : sq_err(rc);
+	sqlite3_reset(st);
+	return r;
+}
+
+/* --- the clock and the meter's timer ----------------------------------- */
+
+void journal_set_clock(journal_t *j, int64_t (*wall)(void *user), void *user)
+{
+	j->wall = wall ? wall : wall_default;
+	j->wall_user = user;
+}
+
+int64_t journal_wall_ns(const journal_t *j)
+{
+	return j->wall(j->wall_user);
+}
+
+void journal_set_tick_fn(journal_t *j, journal_tick_fn fn, void *user)
+{
+	j->tick_fn = fn;
+	j->tick_user = user;
+}
+
+int journal_tick(journal_t *j, int64_t *ret_next_ns, char *err, size_t errlen)
+{
+	int64_t next = INT64_MAX;
+	int r = 0;
+	if (j->tick_fn != NULL) {
+		if (j->in_tx) {
+			snprintf(err, errlen, "journal_tick inside a transaction");
+			return -EBUSY;
+		}
+		if ((r = journal_begin(j)) < 0) {
+			snprintf(err, errlen, "%s", sqlite3_errmsg(j->db));
+			return r;
+		}
+		r = j->tick_fn(j->tick_user, j->db, j->wall(j->wall_user), &next, err, errlen);
+		if (r < 0) {
+			journal_rollback(j);
+			return r;
+		}
+		int n = r;
+		if ((r = journal_commit(j)) < 0) {
+			snprintf(err, errlen, "%s", sqlite3_errmsg(j->db));
+			return r;
+		}
+		r = n;
+	}
+	*ret_next_ns = next;
+	return r;
 }

@@ -1,8 +1,16 @@
 /* journal: the daemon's durable state in one SQLite file, STATE_DIR/margin.db.
  *
- * Tables: jobs, requests, shards, workers, ledger (schema in journal.c).
- * The core thread owns the one journal_t (the write connection); nothing
- * here is thread-safe. Every statement is prepared once at open.
+ * Tables: jobs, requests, shards, workers (schema in journal.c), and the
+ * ledger's tables, which meter/ledger.c owns: it creates and migrates them
+ * (the journal's `PRAGMA user_version` steps call its numbered steps, so
+ * the file has one version) and writes them (ledger_insert, also for the
+ * calls this module books without the booking hook). The core thread
+ * owns the one journal_t (the write connection); nothing here is
+ * thread-safe. Every statement is prepared once at open.
+ *
+ * Time: the wall clock (journal_set_clock; mg_clock_wall_ns by default)
+ * stamps answered calls and the workers' join and leave (unix ns), the
+ * bounds of their accounting windows.
  *
  * Transactions are composed by the caller: journal_begin(), a number of
  * writes, journal_commit() (or journal_rollback()). A shard's outputs, its
@@ -44,7 +52,12 @@ enum journal_sync {
 };
 
 /* Sums over a job's answered calls (the ledger rows), kept in the job's
- * row by every Result's transaction, so reading them is O(1). */
+ * row by every Result's transaction, so reading them is O(1). The journal
+ * adds to them in the transaction that books the calls and, for the loaded
+ * cost, in the one that closes their accounting window
+ * (journal_job_add_loaded): cost_loaded_micros is the sum of the calls'
+ * loaded costs as they stand, provisional (= marginal) for calls whose
+ * window is open. journal_job_update does not write them. */
 typedef struct journal_usage {
 	int64_t calls;			/* ledger rows */
 	int64_t prompt_tokens, completion_tokens;
@@ -122,14 +135,32 @@ typedef struct journal_result_ctx {
  * Result together and writes their ledger rows itself, on db (this
  * journal's connection, inside the Result's transaction), adding them to
  * *sum. unbooked_busy_ns: engine time of the Result's outputs that get no
- * ledger row (failed, cancelled). Called once per Result, also with n = 0.
- * A negative errno (err says why) rolls the Result back. When set, it
+ * ledger row (failed, cancelled). wall_ns: the journal's clock now (the
+ * calls' answered_at_ns). Called once per Result, also with n = 0. A
+ * negative errno (err says why) rolls the Result back. When set, it
  * replaces journal_cost_fn and the journal's own ledger insert. */
 struct sqlite3;
 typedef int (*journal_book_fn)(void *user, struct sqlite3 *db, const journal_result_ctx_t *ctx,
-			       const journal_call_t *calls, size_t n, uint64_t unbooked_busy_ns,
+			       const journal_call_t *calls, size_t n, uint64_t unbooked_busy_ns, int64_t wall_ns,
 			       journal_usage_t *sum, char *err, size_t errlen);
 void journal_set_book_fn(journal_t *j, journal_book_fn fn, void *user);
+
+/* The meter's timer hook (daemon/booking.c): closes the accounting windows
+ * that have ended by wall_ns, on db inside a transaction journal_tick
+ * opened. Returns how many it closed, or a negative errno (rolled back);
+ * *ret_next_ns: the wall time it wants to run again. */
+typedef int (*journal_tick_fn)(void *user, struct sqlite3 *db, int64_t wall_ns, int64_t *ret_next_ns,
+			       char *err, size_t errlen);
+void journal_set_tick_fn(journal_t *j, journal_tick_fn fn, void *user);
+/* Runs the tick hook in a transaction of its own (-EBUSY inside one).
+ * Returns what it returns; *ret_next_ns = INT64_MAX without a hook. Core
+ * thread: margind's loop calls it at startup and on a timer. */
+int journal_tick(journal_t *j, int64_t *ret_next_ns, char *err, size_t errlen);
+
+/* The wall clock for timestamps (unix ns); NULL restores
+ * mg_clock_wall_ns. Tests make hours pass with it. user borrowed. */
+void journal_set_clock(journal_t *j, int64_t (*wall)(void *user), void *user);
+int64_t journal_wall_ns(const journal_t *j);
 
 /* Opens (creating) STATE_DIR/margin.db. First takes an exclusive flock on
  * STATE_DIR/lock (creating STATE_DIR with mode 0700 if missing): -EBUSY
@@ -167,6 +198,9 @@ int journal_job_set_errors(journal_t *j, int64_t job, const char *errors_json);
 int journal_job_find(journal_t *j, const char *name, journal_job_t *ret);
 /* The usage sums of a job by name. -ENOENT when absent. */
 int journal_job_usage(journal_t *j, const char *name, journal_usage_t *ret);
+/* Adds delta to the job's loaded cost (its calls' accounting window
+ * closed). Inside the caller's transaction. */
+int journal_job_add_loaded(journal_t *j, const char *job, int64_t delta_micros);
 /* metadata and errors JSON texts of a job (malloc'ed, caller frees; NULL if none). */
 int journal_job_texts(journal_t *j, int64_t job, char **ret_metadata, char **ret_errors);
 /* Calls fn for jobs in states validating, in_progress, cancelling (by id). */
@@ -228,6 +262,23 @@ int journal_worker_join(journal_t *j, const char *name, uint64_t instance_id,
 int journal_worker_leave(journal_t *j, int64_t id, const char *reason);
 /* Marks every worker still listed as present as gone (at a restart). */
 int journal_workers_gone(journal_t *j, const char *reason);
+
+/* When a worker was attached, for accounting windows. id is the worker id
+ * the ledger and Welcome carry: "w" and its workers row id. */
+typedef struct journal_worker_span {
+	char id[24];
+	char name[128];
+	char hardware_profile[128];	/* as announced */
+	int64_t joined_ns;		/* unix ns */
+	int64_t left_ns;		/* unix ns; 0 = attached now */
+} journal_worker_span_t;
+/* The workers attached at some time after since_ns (still attached, or
+ * left after it), in join order, into *ret (malloc'ed, caller frees).
+ * Workers that joined before the journal kept nanoseconds (version 3) are
+ * left out: their idle time was charged by the older rule. */
+int journal_workers_attached(journal_t *j, int64_t since_ns, journal_worker_span_t **ret, size_t *ret_n);
+/* One worker by id: 0, or -ENOENT (also for one from before version 3). */
+int journal_worker_span(journal_t *j, const char *id, journal_worker_span_t *ret);
 
 /* One page of a job's requests in line order after after_line: calls fn
  * with each row. Returns the count. */

@@ -69,6 +69,46 @@ int cost_spread_period(int64_t rate_busy, int64_t rate_idle, uint64_t period_ns,
 	return meter_allocate(total, busy_ns, n, ret_loaded);
 }
 
+int cost_close_window(int64_t rate_busy, int64_t rate_idle, uint64_t engine_ns, uint64_t attended_ns,
+		      const uint64_t *busy_ns, const int64_t *marginal, size_t n, int64_t *ret_loaded,
+		      uint64_t *ret_idle, int64_t *ret_node_cost, uint64_t *ret_idle_ns)
+{
+	uint64_t idle = attended_ns > engine_ns ? attended_ns - engine_ns : 0;
+	int64_t node, marg = 0, *extra = NULL, *idle_part = NULL;
+	int r;
+	if (idle > INT64_MAX)
+		return -ERANGE;
+	if ((r = meter_cost_of_period(rate_busy, engine_ns, rate_idle, idle, &node)) < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (marginal[i] < 0 || __builtin_add_overflow(marg, marginal[i], &marg))
+			return -ERANGE;
+	}
+	if (node < marg)
+		node = marg;
+	if (n > 0) {
+		extra = malloc(n * sizeof(*extra));
+		idle_part = malloc(n * sizeof(*idle_part));
+		r = -ENOMEM;
+		if (extra == NULL || idle_part == NULL)
+			goto done;
+		if ((r = meter_allocate(node - marg, busy_ns, n, extra)) < 0 ||
+		    (r = meter_allocate((int64_t)idle, busy_ns, n, idle_part)) < 0)
+			goto done;
+		for (size_t i = 0; i < n; i++) {
+			ret_loaded[i] = marginal[i] + extra[i];
+			ret_idle[i] = (uint64_t)idle_part[i];
+		}
+	}
+	*ret_node_cost = node;
+	*ret_idle_ns = idle;
+	r = 0;
+done:
+	free(extra);
+	free(idle_part);
+	return r;
+}
+
 int cost_api_quote(const pricetab_t *t, const pricetab_entry_t *e, uint64_t prompt_tokens,
 		   uint64_t completion_tokens, bool via_batch, const char *currency, cost_api_quote_t *ret,
 		   char *err, size_t errlen)

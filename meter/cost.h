@@ -1,8 +1,8 @@
 /* cost: turning measured busy time and token counts into money.
  *
  * The engine already splits each step's wall time among the sequences in
- * it (integers that sum to the step); a call's busy_ns is its share. The
- * daemon books a shard's calls as one group with cost_book():
+ * it (integers that sum to the step); a call's busy_ns is its share. A
+ * group of calls priced together with cost_book():
  *
  *   marginal total  M = round(rate_busy * sum(busy_ns) / 3.6e12)
  *   loaded total    L = round((rate_busy * sum(busy_ns) + rate_idle * idle_ns) / 3.6e12)
@@ -12,11 +12,12 @@
  *
  * so sum(marginal_i) = node cost of the busy time and sum(loaded_i) = node
  * cost of busy + idle time, exactly, and loaded_i >= marginal_i. idle_ns is
- * the node's idle wall time charged to this group: the daemon passes the
- * time the worker sat idle since its previous booking, so that every
- * nanosecond a worker is attached is charged once (OpenCost's shareIdle,
- * economics.md 4). Storing idle_ns_i in the ledger lets a report recompute
- * both costs under another profile (what-if) from busy_ns and idle_ns alone.
+ * the node's idle wall time charged to this group (OpenCost's shareIdle,
+ * economics.md 4). margind charges a worker's idle time per accounting
+ * window to the calls of that window (cost_close_window below), so every
+ * nanosecond a worker is attached is charged once, to its own window.
+ * Storing idle_ns_i in the ledger lets a report recompute both costs under
+ * another profile (what-if) from busy_ns and idle_ns alone.
  *
  * Pure functions; any thread. */
 #ifndef COST_H
@@ -48,6 +49,25 @@ int cost_book_rates(int64_t rate_busy, int64_t rate_idle, uint64_t idle_ns, cost
  * exactly. -EINVAL when sum(busy) > period_ns. */
 int cost_spread_period(int64_t rate_busy, int64_t rate_idle, uint64_t period_ns, const uint64_t *busy_ns,
 		       size_t n, int64_t *ret_loaded);
+
+/* Closes one worker's accounting window (docs/economics.md section 3):
+ *
+ *   idle_ns   = max(0, attended_ns - engine_ns)
+ *   node_cost = round((rate_busy * engine_ns + rate_idle * idle_ns) / 3.6e12)
+ *   loaded_i  = marginal_i + meter_allocate(node_cost - sum(marginal), busy_ns)_i
+ *   idle_i    = meter_allocate(idle_ns, busy_ns)_i
+ *
+ * engine_ns is the engine time of every output in the window, failed ones
+ * too; the n calls are the window's answered ones with their marginal
+ * costs as booked. With n > 0, sum(loaded_i) = node_cost exactly and
+ * loaded_i >= marginal_i. Marginal costs booked per window sum to
+ * round(rate_busy x their busy time) <= node_cost; should they exceed it
+ * (rows priced some other way), node_cost is their sum. n = 0: only the
+ * node cost (idle cost no call absorbs). ret_loaded and ret_idle may be
+ * NULL when n = 0. -ERANGE, -EINVAL (a negative rate), -ENOMEM. */
+int cost_close_window(int64_t rate_busy, int64_t rate_idle, uint64_t engine_ns, uint64_t attended_ns,
+		      const uint64_t *busy_ns, const int64_t *marginal, size_t n, int64_t *ret_loaded,
+		      uint64_t *ret_idle, int64_t *ret_node_cost, uint64_t *ret_idle_ns);
 
 /* Closed-API equivalent of one call: prompt * p_in + completion * p_out
  * with the entry's prices (batch prices when via_batch and the entry has a

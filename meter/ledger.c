@@ -1,31 +1,116 @@
 /* ledger: see ledger.h. */
 #include "ledger.h"
+#include "cost.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The daemon's columns, then the meter's optional five with the SQL that
- * adds each and the expression that stands in for it when absent. */
+/* Step 1: the daemon's original table. Steps 2 and 3 add columns to it
+ * (opt_cols) and tables beside it. */
+static const char step1_sql[] =
+	"CREATE TABLE IF NOT EXISTS ledger (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  job TEXT NOT NULL,\n"
+	"  custom_id TEXT NOT NULL,\n"
+	"  line_no INTEGER NOT NULL,\n"
+	"  model TEXT NOT NULL,\n"
+	"  worker TEXT NOT NULL,\n"
+	"  worker_name TEXT NOT NULL,\n"
+	"  hardware_profile TEXT NOT NULL,\n"
+	"  shard INTEGER NOT NULL,\n"
+	"  prompt_tokens INTEGER NOT NULL,\n"
+	"  completion_tokens INTEGER NOT NULL,\n"
+	"  busy_ns INTEGER NOT NULL,\n"
+	"  flops INTEGER NOT NULL,\n"
+	"  queue_ns INTEGER NOT NULL,\n"
+	"  first_token_ns INTEGER NOT NULL,\n"
+	"  cost_marginal_micros INTEGER NOT NULL DEFAULT 0,\n"
+	"  cost_loaded_micros INTEGER NOT NULL DEFAULT 0,\n"
+	"  answered_at_ns INTEGER NOT NULL);\n"
+	"CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job);\n";
+
+/* Step 2's tables of booked equivalents. UNIQUE on every column of
+ * ledger_api_price: a pricing is stored once, whoever books it. */
+static const char step2_sql[] =
+	"CREATE TABLE IF NOT EXISTS ledger_api_price (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  ref_model TEXT NOT NULL,\n"
+	"  currency TEXT NOT NULL,\n"
+	"  price_currency TEXT NOT NULL,\n"
+	"  input_per_1m TEXT NOT NULL,\n"
+	"  output_per_1m TEXT NOT NULL,\n"
+	"  fx_rate TEXT NOT NULL,\n"
+	"  fx_source TEXT NOT NULL,\n"
+	"  price_table TEXT NOT NULL,\n"
+	"  price_source TEXT NOT NULL,\n"
+	"  price_date TEXT NOT NULL,\n"
+	"  UNIQUE (ref_model, currency, price_currency, input_per_1m, output_per_1m, fx_rate, fx_source,\n"
+	"          price_table, price_source, price_date));\n"
+	"CREATE TABLE IF NOT EXISTS ledger_api (\n"
+	"  ledger_id INTEGER NOT NULL,\n"
+	"  ref_model TEXT NOT NULL,\n"
+	"  micros INTEGER NOT NULL,\n"
+	"  price_id INTEGER NOT NULL,\n"
+	"  PRIMARY KEY (ledger_id, ref_model)) WITHOUT ROWID;\n"
+	"CREATE VIEW IF NOT EXISTS ledger_api_view AS\n"
+	"  SELECT a.ledger_id, a.ref_model, a.micros, p.currency, p.price_currency, p.input_per_1m,\n"
+	"         p.output_per_1m, p.fx_rate, p.fx_source, p.price_table, p.price_source, p.price_date\n"
+	"  FROM ledger_api a JOIN ledger_api_price p ON p.id = a.price_id;\n";
+
+/* Step 3: one row per (window, worker); the open calls of a window are
+ * found by the partial index when it closes. */
+static const char step3_sql[] =
+	"CREATE TABLE IF NOT EXISTS ledger_period (\n"
+	"  period_start_ns INTEGER NOT NULL,\n"
+	"  period_ns INTEGER NOT NULL,\n"
+	"  worker TEXT NOT NULL,\n"
+	"  worker_name TEXT NOT NULL,\n"
+	"  hardware_profile TEXT NOT NULL,\n"
+	"  currency TEXT NOT NULL,\n"
+	"  rate_busy_micros_per_hour INTEGER NOT NULL,\n"
+	"  rate_idle_micros_per_hour INTEGER NOT NULL,\n"
+	"  engine_ns INTEGER NOT NULL DEFAULT 0,\n"
+	"  busy_ns INTEGER NOT NULL DEFAULT 0,\n"
+	"  calls INTEGER NOT NULL DEFAULT 0,\n"
+	"  marginal_micros INTEGER NOT NULL DEFAULT 0,\n"
+	"  attended_ns INTEGER NOT NULL DEFAULT 0,\n"
+	"  idle_ns INTEGER NOT NULL DEFAULT 0,\n"
+	"  node_cost_micros INTEGER NOT NULL DEFAULT 0,\n"
+	"  closed INTEGER NOT NULL DEFAULT 0,\n"
+	"  PRIMARY KEY (period_start_ns, period_ns, worker));\n"
+	"CREATE INDEX IF NOT EXISTS ledger_period_worker ON ledger_period(worker, period_start_ns);\n"
+	"CREATE INDEX IF NOT EXISTS ledger_period_open ON ledger_period(closed, period_start_ns);\n"
+	"CREATE INDEX IF NOT EXISTS ledger_window ON ledger(worker, period_start_ns, period_ns) WHERE period_open = 1;\n";
+
+/* Step 1's columns, then the later steps' with the SQL that adds each and
+ * the expression that stands in for it when absent. */
 static const char *const base_cols[] = {
 	"id", "job", "custom_id", "line_no", "model", "worker", "worker_name", "hardware_profile", "shard",
 	"prompt_tokens", "completion_tokens", "busy_ns", "flops", "queue_ns", "first_token_ns",
 	"cost_marginal_micros", "cost_loaded_micros", "answered_at_ns", NULL,
 };
 
-enum { OPT_IDLE, OPT_CURRENCY, OPT_RATE_BUSY, OPT_RATE_IDLE, OPT_VIA_BATCH, N_OPT };
+enum {
+	OPT_IDLE, OPT_CURRENCY, OPT_RATE_BUSY, OPT_RATE_IDLE, OPT_VIA_BATCH, OPT_PERIOD_START, OPT_PERIOD_NS,
+	OPT_PERIOD_OPEN, N_OPT
+};
 
 static const struct {
+	int step;
 	const char *name;
 	const char *decl;	/* ALTER TABLE ledger ADD COLUMN <decl> */
 	const char *absent;	/* select expression when the column is absent */
 } opt_cols[N_OPT] = {
-	[OPT_IDLE] = { "idle_ns", "idle_ns INTEGER NOT NULL DEFAULT 0", "0" },
-	[OPT_CURRENCY] = { "currency", "currency TEXT NOT NULL DEFAULT ''", "''" },
-	[OPT_RATE_BUSY] = { "rate_busy_micros_per_hour", "rate_busy_micros_per_hour INTEGER NOT NULL DEFAULT 0", "0" },
-	[OPT_RATE_IDLE] = { "rate_idle_micros_per_hour", "rate_idle_micros_per_hour INTEGER NOT NULL DEFAULT 0", "0" },
-	[OPT_VIA_BATCH] = { "via_batch", "via_batch INTEGER NOT NULL DEFAULT 1", "1" },
+	[OPT_IDLE] = { 2, "idle_ns", "idle_ns INTEGER NOT NULL DEFAULT 0", "0" },
+	[OPT_CURRENCY] = { 2, "currency", "currency TEXT NOT NULL DEFAULT ''", "''" },
+	[OPT_RATE_BUSY] = { 2, "rate_busy_micros_per_hour", "rate_busy_micros_per_hour INTEGER NOT NULL DEFAULT 0", "0" },
+	[OPT_RATE_IDLE] = { 2, "rate_idle_micros_per_hour", "rate_idle_micros_per_hour INTEGER NOT NULL DEFAULT 0", "0" },
+	[OPT_VIA_BATCH] = { 2, "via_batch", "via_batch INTEGER NOT NULL DEFAULT 1", "1" },
+	[OPT_PERIOD_START] = { 3, "period_start_ns", "period_start_ns INTEGER NOT NULL DEFAULT 0", "0" },
+	[OPT_PERIOD_NS] = { 3, "period_ns", "period_ns INTEGER NOT NULL DEFAULT 0", "0" },
+	[OPT_PERIOD_OPEN] = { 3, "period_open", "period_open INTEGER NOT NULL DEFAULT 0", "0" },
 };
 
 static int sql_fail(sqlite3 *db, const char *what, char *err, size_t errlen)
@@ -39,13 +124,6 @@ static int sql_fail(sqlite3 *db, const char *what, char *err, size_t errlen)
 	if (ec == SQLITE_BUSY || ec == SQLITE_LOCKED)
 		return -EBUSY;
 	return -EIO;
-}
-
-int ledger_create(sqlite3 *db, char *err, size_t errlen)
-{
-	if (sqlite3_exec(db, LEDGER_SCHEMA_SQL, NULL, NULL, NULL) != SQLITE_OK)
-		return sql_fail(db, "create table", err, errlen);
-	return 0;
 }
 
 /* Which columns the table has: *n_cols = 0 when there is no table. */
@@ -88,13 +166,15 @@ static int has_object(sqlite3 *db, const char *type, const char *name, char *err
 	return rc == SQLITE_ROW;
 }
 
-/* The objects of LEDGER_API_SCHEMA_SQL. */
+/* The objects later steps create beside the table. */
 static const struct {
+	int step;
 	const char *type, *name;
-} api_objects[] = {
-	{ "table", "ledger_api_price" }, { "table", "ledger_api" }, { "view", "ledger_api_view" },
+} step_objects[] = {
+	{ 2, "table", "ledger_api_price" }, { 2, "table", "ledger_api" }, { 2, "view", "ledger_api_view" },
+	{ 3, "table", "ledger_period" },
 };
-#define N_API_OBJECTS (sizeof(api_objects) / sizeof(api_objects[0]))
+#define N_STEP_OBJECTS (sizeof(step_objects) / sizeof(step_objects[0]))
 
 int ledger_check_schema(sqlite3 *db, bool strict, char *err, size_t errlen)
 {
@@ -103,60 +183,117 @@ int ledger_check_schema(sqlite3 *db, bool strict, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	if (n == 0) {
-		snprintf(err, errlen, "ledger: no table named ledger (see LEDGER_SCHEMA_SQL in meter/ledger.h)");
+		snprintf(err, errlen, "ledger: no table named ledger (ledger_create() or margind's journal makes it)");
 		return -EPROTO;
 	}
 	for (int i = 0; base_cols[i]; i++)
 		if (!base[i]) {
-			snprintf(err, errlen, "ledger: column %s missing (see LEDGER_SCHEMA_SQL in meter/ledger.h)",
+			snprintf(err, errlen, "ledger: column %s missing (not a ledger of docs/economics.md section 8)",
 				 base_cols[i]);
 			return -EPROTO;
 		}
 	for (int i = 0; strict && i < N_OPT; i++)
 		if (!opt[i]) {
-			snprintf(err, errlen, "ledger: column %s missing (ledger_upgrade() adds it)", opt_cols[i].name);
+			snprintf(err, errlen, "ledger: column %s missing (schema step %d adds it)", opt_cols[i].name,
+				 opt_cols[i].step);
 			return -EPROTO;
 		}
-	for (size_t i = 0; strict && i < N_API_OBJECTS; i++) {
-		if ((r = has_object(db, api_objects[i].type, api_objects[i].name, err, errlen)) < 0)
+	for (size_t i = 0; strict && i < N_STEP_OBJECTS; i++) {
+		if ((r = has_object(db, step_objects[i].type, step_objects[i].name, err, errlen)) < 0)
 			return r;
 		if (r == 0) {
-			snprintf(err, errlen, "ledger: %s %s missing (ledger_upgrade() adds it)", api_objects[i].type,
-				 api_objects[i].name);
+			snprintf(err, errlen, "ledger: %s %s missing (schema step %d adds it)", step_objects[i].type,
+				 step_objects[i].name, step_objects[i].step);
 			return -EPROTO;
 		}
 	}
 	return 0;
 }
 
-int ledger_upgrade(sqlite3 *db, char *err, size_t errlen)
+static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	snprintf(err, errlen, "ledger: %s: %s", what, msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	int ec = sqlite3_errcode(db);
+	return ec == SQLITE_NOMEM ? -ENOMEM : ec == SQLITE_BUSY || ec == SQLITE_LOCKED ? -EBUSY :
+	       ec == SQLITE_FULL ? -ENOSPC : -EIO;
+}
+
+/* The columns of `step` that the table lacks (margind versions before
+ * numbered steps added them at startup, so any subset may be there). */
+static int add_columns(sqlite3 *db, int step, char *err, size_t errlen)
 {
 	bool base[sizeof(base_cols) / sizeof(base_cols[0])] = { false }, opt[N_OPT] = { false };
-	int n, added = 0, r = table_columns(db, base, opt, &n, err, errlen);
+	int n, r = table_columns(db, base, opt, &n, err, errlen);
 	if (r < 0)
 		return r;
 	if (n == 0) {
-		snprintf(err, errlen, "ledger: no table named ledger to upgrade");
+		snprintf(err, errlen, "ledger: schema step %d: no table named ledger (step 1 makes it)", step);
 		return -EPROTO;
 	}
 	for (int i = 0; i < N_OPT; i++) {
-		if (opt[i])
+		if (opt_cols[i].step != step || opt[i])
 			continue;
 		char sql[160];
 		snprintf(sql, sizeof(sql), "ALTER TABLE ledger ADD COLUMN %s", opt_cols[i].decl);
-		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-			return sql_fail(db, sql, err, errlen);
-		added++;
-	}
-	int missing = 0;
-	for (size_t i = 0; i < N_API_OBJECTS; i++) {
-		if ((r = has_object(db, api_objects[i].type, api_objects[i].name, err, errlen)) < 0)
+		if ((r = exec(db, sql, sql, err, errlen)) < 0)
 			return r;
-		missing += r == 0;
 	}
-	if (missing > 0 && sqlite3_exec(db, LEDGER_API_SCHEMA_SQL, NULL, NULL, NULL) != SQLITE_OK)
-		return sql_fail(db, "create the ledger_api tables", err, errlen);
-	return added + missing;
+	return 0;
+}
+
+int ledger_migrate_step(sqlite3 *db, int step, char *err, size_t errlen)
+{
+	int r;
+	switch (step) {
+	case 1:
+		return exec(db, step1_sql, "schema step 1 (the ledger table)", err, errlen);
+	case 2:
+		if ((r = add_columns(db, 2, err, errlen)) < 0)
+			return r;
+		return exec(db, step2_sql, "schema step 2 (booked closed-API equivalents)", err, errlen);
+	case 3:
+		if ((r = add_columns(db, 3, err, errlen)) < 0)
+			return r;
+		return exec(db, step3_sql, "schema step 3 (accounting windows)", err, errlen);
+	default:
+		snprintf(err, errlen, "ledger: no schema step %d (1 to %d)", step, LEDGER_STEPS);
+		return -EINVAL;
+	}
+}
+
+int ledger_create(sqlite3 *db, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int version = 0, r;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "user_version", err, errlen);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > LEDGER_STEPS) {
+		snprintf(err, errlen, "ledger: schema version %d is newer than this build's (%d)", version, LEDGER_STEPS);
+		return -EPROTO;
+	}
+	if (version == LEDGER_STEPS)
+		return 0;
+	if ((r = exec(db, "SAVEPOINT ledger_create", "savepoint", err, errlen)) < 0)
+		return r;
+	for (int k = version + 1; k <= LEDGER_STEPS && r == 0; k++)
+		r = ledger_migrate_step(db, k, err, errlen);
+	if (r == 0) {
+		char sql[64];
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", LEDGER_STEPS);
+		r = exec(db, sql, sql, err, errlen);
+	}
+	if (r < 0) {
+		sqlite3_exec(db, "ROLLBACK TO ledger_create; RELEASE ledger_create", NULL, NULL, NULL);
+		return r;
+	}
+	return exec(db, "RELEASE ledger_create", "release", err, errlen);
 }
 
 static int check_u63(uint64_t v, const char *what, const ledger_row_t *row, char *err, size_t errlen)
@@ -275,8 +412,8 @@ int ledger_insert(sqlite3 *db, const ledger_row_t *rows, size_t n, char *err, si
 		"INSERT INTO ledger (job, custom_id, line_no, model, worker, worker_name, hardware_profile, shard, "
 		"prompt_tokens, completion_tokens, busy_ns, flops, queue_ns, first_token_ns, cost_marginal_micros, "
 		"cost_loaded_micros, answered_at_ns, idle_ns, currency, rate_busy_micros_per_hour, "
-		"rate_idle_micros_per_hour, via_batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-		"?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
+		"rate_idle_micros_per_hour, via_batch, period_start_ns, period_ns, period_open) VALUES (?1, ?2, ?3, ?4,"
+		" ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
 	sqlite3_stmt *st = NULL;
 	api_ins_t api = { 0 };
 	int r = 0;
@@ -315,6 +452,9 @@ int ledger_insert(sqlite3 *db, const ledger_row_t *rows, size_t n, char *err, si
 		sqlite3_bind_int64(st, 20, w->rate_busy_micros_per_hour);
 		sqlite3_bind_int64(st, 21, w->rate_idle_micros_per_hour);
 		sqlite3_bind_int(st, 22, w->via_batch ? 1 : 0);
+		sqlite3_bind_int64(st, 23, w->period_start_ns);
+		sqlite3_bind_int64(st, 24, w->period_ns);
+		sqlite3_bind_int(st, 25, w->period_open ? 1 : 0);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			char what[160];
 			snprintf(what, sizeof(what), "insert job %.60s line %lld", w->job ? w->job : "?",
@@ -359,7 +499,7 @@ const ledger_api_t *ledger_row_find_api(const ledger_row_t *row, const char *ref
 enum {
 	C_ID, C_JOB, C_CUSTOM_ID, C_LINE, C_MODEL, C_WORKER, C_WORKER_NAME, C_HW, C_SHARD, C_PROMPT, C_COMPL,
 	C_BUSY, C_FLOPS, C_QUEUE, C_FIRST, C_MARG, C_LOADED, C_AT, C_IDLE, C_CURRENCY, C_RATE_BUSY, C_RATE_IDLE,
-	C_VIA_BATCH,
+	C_VIA_BATCH, C_PERIOD_START, C_PERIOD_NS, C_PERIOD_OPEN,
 };
 
 /* Copies the row's strings into one block; job points at its start. */
@@ -627,6 +767,9 @@ int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, ch
 		w->rate_busy_micros_per_hour = sqlite3_column_int64(st, C_RATE_BUSY);
 		w->rate_idle_micros_per_hour = sqlite3_column_int64(st, C_RATE_IDLE);
 		w->via_batch = sqlite3_column_int(st, C_VIA_BATCH) != 0;
+		w->period_start_ns = sqlite3_column_int64(st, C_PERIOD_START);
+		w->period_ns = sqlite3_column_int64(st, C_PERIOD_NS);
+		w->period_open = sqlite3_column_int(st, C_PERIOD_OPEN) != 0;
 	}
 	if (r != SQLITE_DONE) {
 		r = sql_fail(db, "select", err, errlen);
@@ -642,4 +785,344 @@ fail:
 	sqlite3_finalize(st);
 	ledger_rows_destroy(&rows);
 	return r;
+}
+
+/* --- accounting windows ------------------------------------------------ */
+
+int64_t ledger_window_start(int64_t t, int64_t period_ns)
+{
+	int64_t q = t / period_ns;
+	if (t % period_ns < 0)
+		q--;	/* floor, for times before 1970 */
+	return q * period_ns;
+}
+
+#define PERIOD_COLS "period_start_ns, period_ns, worker, worker_name, hardware_profile, currency," \
+	" rate_busy_micros_per_hour, rate_idle_micros_per_hour, engine_ns, busy_ns, calls, marginal_micros," \
+	" attended_ns, idle_ns, node_cost_micros, closed"
+
+static void read_period(sqlite3_stmt *st, ledger_period_t *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->start_ns = sqlite3_column_int64(st, 0);
+	p->period_ns = sqlite3_column_int64(st, 1);
+	const char *t;
+	snprintf(p->worker, sizeof(p->worker), "%s", (t = (const char *)sqlite3_column_text(st, 2)) ? t : "");
+	snprintf(p->worker_name, sizeof(p->worker_name), "%s", (t = (const char *)sqlite3_column_text(st, 3)) ? t : "");
+	snprintf(p->hardware_profile, sizeof(p->hardware_profile), "%s",
+		 (t = (const char *)sqlite3_column_text(st, 4)) ? t : "");
+	snprintf(p->currency, sizeof(p->currency), "%s", (t = (const char *)sqlite3_column_text(st, 5)) ? t : "");
+	p->rate_busy_micros_per_hour = sqlite3_column_int64(st, 6);
+	p->rate_idle_micros_per_hour = sqlite3_column_int64(st, 7);
+	p->engine_ns = col_u64(st, 8);
+	p->busy_ns = col_u64(st, 9);
+	p->calls = sqlite3_column_int64(st, 10);
+	p->marginal_micros = sqlite3_column_int64(st, 11);
+	p->attended_ns = col_u64(st, 12);
+	p->idle_ns = col_u64(st, 13);
+	p->node_cost_micros = sqlite3_column_int64(st, 14);
+	p->closed = sqlite3_column_int(st, 15) != 0;
+}
+
+/* One row of sql (binding the text a and, when it has them, the integers
+ * x, y) into *ret: 0, or -ENOENT. */
+static int period_one(sqlite3 *db, const char *sql, const char *a, int64_t x, int64_t y, ledger_period_t *ret,
+		      char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "prepare ledger_period", err, errlen);
+	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+	if (sqlite3_bind_parameter_count(st) >= 3) {
+		sqlite3_bind_int64(st, 2, x);
+		sqlite3_bind_int64(st, 3, y);
+	}
+	int rc = sqlite3_step(st), r = 0;
+	if (rc == SQLITE_ROW)
+		read_period(st, ret);
+	else if (rc == SQLITE_DONE)
+		r = -ENOENT;
+	else
+		r = sql_fail(db, "select ledger_period", err, errlen);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int ledger_period_find(sqlite3 *db, int64_t start_ns, int64_t period_ns, const char *worker,
+		       ledger_period_t *ret, char *err, size_t errlen)
+{
+	return period_one(db, "SELECT " PERIOD_COLS " FROM ledger_period WHERE worker = ?1 AND period_start_ns = ?2"
+			  " AND period_ns = ?3", worker, start_ns, period_ns, ret, err, errlen);
+}
+
+int ledger_period_last_closed(sqlite3 *db, const char *worker, ledger_period_t *ret, char *err, size_t errlen)
+{
+	return period_one(db, "SELECT " PERIOD_COLS " FROM ledger_period WHERE worker = ?1 AND closed = 1"
+			  " ORDER BY period_start_ns DESC LIMIT 1", worker, 0, 0, ret, err, errlen);
+}
+
+static int check_period(const ledger_period_t *p, char *err, size_t errlen)
+{
+	if (p->period_ns <= 0 || p->engine_ns > INT64_MAX || p->busy_ns > INT64_MAX || p->calls < 0 ||
+	    p->marginal_micros < 0 || p->attended_ns > INT64_MAX) {
+		snprintf(err, errlen, "ledger: window %lld+%lld of worker %s: a length of 0 or a sum out of range",
+			 (long long)p->start_ns, (long long)p->period_ns, p->worker);
+		return -ERANGE;
+	}
+	return 0;
+}
+
+int ledger_period_add(sqlite3 *db, const ledger_period_t *p, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	if ((r = check_period(p, err, errlen)) < 0)
+		return r;
+	if (sqlite3_prepare_v2(db, "INSERT INTO ledger_period (period_start_ns, period_ns, worker, worker_name,"
+			       " hardware_profile, currency, rate_busy_micros_per_hour, rate_idle_micros_per_hour,"
+			       " engine_ns, busy_ns, calls, marginal_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+			       " ?10, ?11, ?12) ON CONFLICT (period_start_ns, period_ns, worker) DO UPDATE SET"
+			       " engine_ns = engine_ns + excluded.engine_ns, busy_ns = busy_ns + excluded.busy_ns,"
+			       " calls = calls + excluded.calls, marginal_micros = marginal_micros + excluded.marginal_micros"
+			       " WHERE closed = 0", -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "prepare ledger_period insert", err, errlen);
+	sqlite3_bind_int64(st, 1, p->start_ns);
+	sqlite3_bind_int64(st, 2, p->period_ns);
+	sqlite3_bind_text(st, 3, p->worker, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, p->worker_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, p->hardware_profile, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, p->currency, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 7, p->rate_busy_micros_per_hour);
+	sqlite3_bind_int64(st, 8, p->rate_idle_micros_per_hour);
+	sqlite3_bind_int64(st, 9, (int64_t)p->engine_ns);
+	sqlite3_bind_int64(st, 10, (int64_t)p->busy_ns);
+	sqlite3_bind_int64(st, 11, p->calls);
+	sqlite3_bind_int64(st, 12, p->marginal_micros);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		r = sql_fail(db, "insert ledger_period", err, errlen);
+	else if (sqlite3_changes(db) == 0) {
+		snprintf(err, errlen, "ledger: window %lld+%lld of worker %s has closed", (long long)p->start_ns,
+			 (long long)p->period_ns, p->worker);
+		r = -EALREADY;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* The open calls of a window, read before any is updated. */
+typedef struct window_calls {
+	int64_t *id, *marg, *old;
+	uint64_t *busy;
+	char **job;		/* owned */
+	size_t n, cap;
+} window_calls_t;
+
+static void window_calls_done(window_calls_t *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		free(w->job[i]);
+	free(w->id);
+	free(w->marg);
+	free(w->old);
+	free(w->busy);
+	free(w->job);
+}
+
+static int window_calls_read(sqlite3 *db, const ledger_period_t *p, window_calls_t *w, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if (sqlite3_prepare_v2(db, "SELECT id, job, busy_ns, cost_marginal_micros, cost_loaded_micros FROM ledger"
+			       " WHERE worker = ?1 AND period_start_ns = ?2 AND period_ns = ?3 AND period_open = 1"
+			       " ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "prepare the window's calls", err, errlen);
+	sqlite3_bind_text(st, 1, p->worker, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, p->start_ns);
+	sqlite3_bind_int64(st, 3, p->period_ns);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (w->n == w->cap) {
+			size_t nc = w->cap ? 2 * w->cap : 64;
+			int64_t *a = realloc(w->id, nc * sizeof(*a));
+			if (a != NULL)
+				w->id = a;
+			int64_t *b = a ? realloc(w->marg, nc * sizeof(*b)) : NULL;
+			if (b != NULL)
+				w->marg = b;
+			int64_t *c = b ? realloc(w->old, nc * sizeof(*c)) : NULL;
+			if (c != NULL)
+				w->old = c;
+			uint64_t *d = c ? realloc(w->busy, nc * sizeof(*d)) : NULL;
+			if (d != NULL)
+				w->busy = d;
+			char **e = d ? realloc(w->job, nc * sizeof(*e)) : NULL;
+			if (e == NULL)
+				goto nomem;
+			w->job = e;
+			w->cap = nc;
+		}
+		const char *job = (const char *)sqlite3_column_text(st, 1);
+		if ((w->job[w->n] = strdup(job ? job : "")) == NULL)
+			goto nomem;
+		w->id[w->n] = sqlite3_column_int64(st, 0);
+		w->busy[w->n] = col_u64(st, 2);
+		w->marg[w->n] = sqlite3_column_int64(st, 3);
+		w->old[w->n] = sqlite3_column_int64(st, 4);
+		w->n++;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sql_fail(db, "select the window's calls", err, errlen);
+nomem:
+	sqlite3_finalize(st);
+	snprintf(err, errlen, "ledger: out of memory for the calls of a window");
+	return -ENOMEM;
+}
+
+/* Per job, how much its calls' loaded cost rose, to on_job. */
+static int job_deltas(const window_calls_t *w, const int64_t *loaded, ledger_job_delta_fn on_job, void *user)
+{
+	if (on_job == NULL)
+		return 0;
+	bool *done = calloc(w->n ? w->n : 1, sizeof(*done));
+	if (done == NULL)
+		return -ENOMEM;
+	int r = 0;
+	for (size_t i = 0; i < w->n && r >= 0; i++) {
+		if (done[i])
+			continue;
+		int64_t d = 0;
+		for (size_t k = i; k < w->n; k++)
+			if (!done[k] && strcmp(w->job[k], w->job[i]) == 0) {
+				d += loaded[k] - w->old[k];
+				done[k] = true;
+			}
+		if (d != 0)
+			r = on_job(user, w->job[i], d);
+	}
+	free(done);
+	return r < 0 ? r : 0;
+}
+
+int ledger_period_close(sqlite3 *db, const ledger_period_t *p, uint64_t attended_ns, ledger_job_delta_fn on_job,
+			void *user, char *err, size_t errlen)
+{
+	ledger_period_t cur;
+	window_calls_t w = { 0 };
+	int64_t *loaded = NULL, node;
+	uint64_t *idle = NULL, idle_ns;
+	sqlite3_stmt *st = NULL;
+	int r = ledger_period_find(db, p->start_ns, p->period_ns, p->worker, &cur, err, errlen);
+	if (r == -ENOENT) {
+		/* Attended, no Result in it: the row says what its idle cost. */
+		ledger_period_t z = *p;
+		z.engine_ns = z.busy_ns = 0;
+		z.calls = z.marginal_micros = 0;
+		if ((r = ledger_period_add(db, &z, err, errlen)) < 0)
+			return r;
+		r = ledger_period_find(db, p->start_ns, p->period_ns, p->worker, &cur, err, errlen);
+	}
+	if (r < 0)
+		return r;
+	if (cur.closed) {
+		snprintf(err, errlen, "ledger: window %lld+%lld of worker %s has closed", (long long)p->start_ns,
+			 (long long)p->period_ns, p->worker);
+		return -EALREADY;
+	}
+	if (attended_ns > INT64_MAX) {
+		snprintf(err, errlen, "ledger: window of worker %s: attended time out of range", p->worker);
+		return -ERANGE;
+	}
+	if ((r = window_calls_read(db, &cur, &w, err, errlen)) < 0)
+		goto done;
+	r = -ENOMEM;
+	if (w.n > 0 && ((loaded = malloc(w.n * sizeof(*loaded))) == NULL || (idle = malloc(w.n * sizeof(*idle))) == NULL)) {
+		snprintf(err, errlen, "ledger: out of memory for the calls of a window");
+		goto done;
+	}
+	if ((r = cost_close_window(cur.rate_busy_micros_per_hour, cur.rate_idle_micros_per_hour, cur.engine_ns,
+				   attended_ns, w.busy, w.marg, w.n, loaded, idle, &node, &idle_ns)) < 0) {
+		snprintf(err, errlen, "ledger: window %lld+%lld of worker %s: cannot spread its cost: %s",
+			 (long long)cur.start_ns, (long long)cur.period_ns, cur.worker, strerror(-r));
+		goto done;
+	}
+	if (sqlite3_prepare_v2(db, "UPDATE ledger SET cost_loaded_micros = ?2, idle_ns = ?3, period_open = 0"
+			       " WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) {
+		r = sql_fail(db, "prepare the window's calls update", err, errlen);
+		goto done;
+	}
+	for (size_t i = 0; i < w.n; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, w.id[i]);
+		sqlite3_bind_int64(st, 2, loaded[i]);
+		sqlite3_bind_int64(st, 3, (int64_t)idle[i]);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			r = sql_fail(db, "update a call of the window", err, errlen);
+			goto done;
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(db, "UPDATE ledger_period SET attended_ns = ?4, idle_ns = ?5, node_cost_micros = ?6,"
+			       " closed = 1 WHERE worker = ?1 AND period_start_ns = ?2 AND period_ns = ?3", -1, &st,
+			       NULL) != SQLITE_OK) {
+		r = sql_fail(db, "prepare ledger_period close", err, errlen);
+		goto done;
+	}
+	sqlite3_bind_text(st, 1, cur.worker, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, cur.start_ns);
+	sqlite3_bind_int64(st, 3, cur.period_ns);
+	sqlite3_bind_int64(st, 4, (int64_t)attended_ns);
+	sqlite3_bind_int64(st, 5, (int64_t)idle_ns);
+	sqlite3_bind_int64(st, 6, node);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		r = sql_fail(db, "close ledger_period", err, errlen);
+		goto done;
+	}
+	if ((r = job_deltas(&w, loaded, on_job, user)) < 0)
+		snprintf(err, errlen, "ledger: window of worker %s: the jobs' totals: %s", cur.worker, strerror(-r));
+done:
+	sqlite3_finalize(st);
+	window_calls_done(&w);
+	free(loaded);
+	free(idle);
+	return r;
+}
+
+int ledger_period_each_ended(sqlite3 *db, int64_t now_ns, int (*fn)(void *user, const ledger_period_t *p),
+			     void *user, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	ledger_period_t *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+	if (sqlite3_prepare_v2(db, "SELECT " PERIOD_COLS " FROM ledger_period WHERE closed = 0 AND"
+			       " period_start_ns + period_ns <= ?1 ORDER BY period_start_ns, worker", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return sql_fail(db, "prepare the ended windows", err, errlen);
+	sqlite3_bind_int64(st, 1, now_ns);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			ledger_period_t *nv = realloc(v, nc * sizeof(*nv));
+			if (nv == NULL) {
+				snprintf(err, errlen, "ledger: out of memory for the ended windows");
+				r = -ENOMEM;
+				goto done;
+			}
+			v = nv;
+			cap = nc;
+		}
+		read_period(st, &v[n++]);
+	}
+	if (rc != SQLITE_DONE) {
+		r = sql_fail(db, "select the ended windows", err, errlen);
+		goto done;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = fn(user, &v[i]);
+done:
+	sqlite3_finalize(st);
+	free(v);
+	return r < 0 ? r : (int)n;
 }

@@ -1,17 +1,39 @@
 /* ledger: the per-call cost ledger in margind's SQLite journal.
  *
- * One row per answered call, written by the daemon (daemon/journal.c) in
- * the same transaction as the shard's result. The meter reads it for
- * reports through a sqlite3 handle the caller owns; the cost arithmetic
- * itself never touches SQLite (cost.h, report.h).
+ * This module owns the ledger's tables: it creates them, migrates them
+ * (numbered steps, ledger_migrate_step; the journal's own `PRAGMA
+ * user_version` steps call them, see daemon/journal.c) and writes them
+ * (ledger_insert, the one INSERT path; ledger_period_* for accounting
+ * windows). The meter reads it for reports through a sqlite3 handle the
+ * caller owns; the cost arithmetic itself never touches SQLite (cost.h,
+ * report.h).
  *
- * Columns: the daemon's table (job ... answered_at_ns) plus five the meter
- * adds (idle_ns, currency, rate_busy_micros_per_hour,
- * rate_idle_micros_per_hour, via_batch), all with defaults so that
- * ledger_upgrade() can add them to an existing table with ALTER TABLE.
- * ledger_select() works on a table that lacks the five (older journals):
- * it reads them as their defaults (idle 0, via_batch 1, rates 0) and the
- * currency from the filter.
+ * Schema steps (LEDGER_STEPS; each step is idempotent against the shapes
+ * that older margind versions left, since those changed the table without
+ * counting):
+ *   1. the daemon's original table (job ... answered_at_ns);
+ *   2. the meter's five columns (idle_ns, currency, rate_busy_micros_per_hour,
+ *      rate_idle_micros_per_hour, via_batch) and the tables of booked
+ *      closed-API equivalents (ledger_api, ledger_api_price, the view);
+ *   3. accounting windows: the columns period_start_ns, period_ns,
+ *      period_open and the table ledger_period.
+ * ledger_select() works on a table of any step from 1 (older journals,
+ * read-only): it reads the missing columns as their defaults (idle 0,
+ * via_batch 1, rates 0, period 0) and the currency from the filter.
+ *
+ * Accounting windows (docs/economics.md section 3): a call's loaded cost
+ * shares the node cost of its worker's window (an hour or a day, aligned
+ * to UTC) in which its Result committed. ledger_period holds one row per
+ * (window, worker): the window's engine time, calls and marginal costs as
+ * Results add them (ledger_period_add, in the Result's transaction), then,
+ * once the window has ended, its attended and idle time and node cost
+ * (ledger_period_close). Until then the window's calls carry
+ * period_open = 1 and cost_loaded_micros = cost_marginal_micros
+ * (provisional); closing spreads the window's idle cost over them, so
+ * their loaded costs sum to the node cost exactly. A closed window without
+ * calls keeps its node cost in its ledger_period row: idle cost no call
+ * absorbed. Rows booked before step 3 (period_ns = 0) keep the costs they
+ * were booked with (idle carried to the next Result).
  *
  * Closed-API equivalents as booked: ledger_api holds one row per (call,
  * reference model) with the equivalent in micros, written with the call's
@@ -22,8 +44,7 @@
  * three integers and a short name, not the provenance text again. The view
  * ledger_api_view joins the two for people and SQL tools. Rows booked
  * before these tables existed have no equivalents (reports compute them
- * and say so). The exact schema is also in docs/economics.md and
- * /work/notes/ledger-schema.md. */
+ * and say so). The exact schema is in docs/economics.md section 8. */
 #ifndef LEDGER_H
 #define LEDGER_H
 
@@ -32,65 +53,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_SQL \
-	"CREATE TABLE IF NOT EXISTS ledger (\n" \
-	"  id INTEGER PRIMARY KEY,\n" \
-	"  job TEXT NOT NULL,                      -- batch name (the id clients see)\n" \
-	"  custom_id TEXT NOT NULL,\n" \
-	"  line_no INTEGER NOT NULL,\n" \
-	"  model TEXT NOT NULL,\n" \
-	"  worker TEXT NOT NULL,                   -- worker id\n" \
-	"  worker_name TEXT NOT NULL,\n" \
-	"  hardware_profile TEXT NOT NULL,         -- Hello.hardware_profile\n" \
-	"  shard INTEGER NOT NULL,\n" \
-	"  prompt_tokens INTEGER NOT NULL,\n" \
-	"  completion_tokens INTEGER NOT NULL,\n" \
-	"  busy_ns INTEGER NOT NULL,               -- Usage.busy_ns\n" \
-	"  flops INTEGER NOT NULL,\n" \
-	"  queue_ns INTEGER NOT NULL,\n" \
-	"  first_token_ns INTEGER NOT NULL,\n" \
-	"  cost_marginal_micros INTEGER NOT NULL DEFAULT 0,\n" \
-	"  cost_loaded_micros INTEGER NOT NULL DEFAULT 0,\n" \
-	"  answered_at_ns INTEGER NOT NULL,        -- unix ns (reports by UTC day)\n" \
-	"  idle_ns INTEGER NOT NULL DEFAULT 0,     -- idle node time charged (cost_call_t.idle_ns)\n" \
-	"  currency TEXT NOT NULL DEFAULT '',      -- of the cost columns (the profile's)\n" \
-	"  rate_busy_micros_per_hour INTEGER NOT NULL DEFAULT 0,\n" \
-	"  rate_idle_micros_per_hour INTEGER NOT NULL DEFAULT 0,\n" \
-	"  via_batch INTEGER NOT NULL DEFAULT 1    -- 0 for synchronous /v1/*completions\n" \
-	");\n" \
-	"CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job);\n" \
-	LEDGER_API_SCHEMA_SQL
-
-/* The stored closed-API equivalents (ledger_upgrade adds them to an older
- * journal). UNIQUE on every column of ledger_api_price: a pricing is
- * stored once, whoever books it. */
-#define LEDGER_API_SCHEMA_SQL \
-	"CREATE TABLE IF NOT EXISTS ledger_api_price (\n" \
-	"  id INTEGER PRIMARY KEY,\n" \
-	"  ref_model TEXT NOT NULL,        -- price entry name ([meter] refs)\n" \
-	"  currency TEXT NOT NULL,         -- of the equivalents: the ledger row's\n" \
-	"  price_currency TEXT NOT NULL,   -- of the two prices\n" \
-	"  input_per_1m TEXT NOT NULL,     -- exact, as applied: list, batch tier or band\n" \
-	"  output_per_1m TEXT NOT NULL,\n" \
-	"  fx_rate TEXT NOT NULL,          -- exact factor price_currency -> currency\n" \
-	"  fx_source TEXT NOT NULL,        -- the rates used and their sources ('' = none)\n" \
-	"  price_table TEXT NOT NULL,      -- the tables loaded, e.g. fx+closed-2024+cn-2024-05-after\n" \
-	"  price_source TEXT NOT NULL,     -- the entry's file:line and sources\n" \
-	"  price_date TEXT NOT NULL,       -- the date(s) of the prices that applied\n" \
-	"  UNIQUE (ref_model, currency, price_currency, input_per_1m, output_per_1m, fx_rate, fx_source,\n" \
-	"          price_table, price_source, price_date)\n" \
-	");\n" \
-	"CREATE TABLE IF NOT EXISTS ledger_api (\n" \
-	"  ledger_id INTEGER NOT NULL,     -- ledger.id\n" \
-	"  ref_model TEXT NOT NULL,\n" \
-	"  micros INTEGER NOT NULL,        -- the equivalent, micros of ledger_api_price.currency\n" \
-	"  price_id INTEGER NOT NULL,      -- ledger_api_price.id\n" \
-	"  PRIMARY KEY (ledger_id, ref_model)\n" \
-	") WITHOUT ROWID;\n" \
-	"CREATE VIEW IF NOT EXISTS ledger_api_view AS\n" \
-	"  SELECT a.ledger_id, a.ref_model, a.micros, p.currency, p.price_currency, p.input_per_1m,\n" \
-	"         p.output_per_1m, p.fx_rate, p.fx_source, p.price_table, p.price_source, p.price_date\n" \
-	"  FROM ledger_api a JOIN ledger_api_price p ON p.id = a.price_id;\n"
+/* Schema steps of the ledger's tables (see above). */
+#define LEDGER_STEPS 3
 
 /* What priced stored equivalents: one ledger_api_price row. Strings are
  * borrowed (from the caller when inserting, from the ledger_rows_t when
@@ -168,18 +132,20 @@ typedef struct ledger_filter {
 	const char *default_currency;	/* for rows without one (no column, or '') */
 } ledger_filter_t;
 
-/* Runs LEDGER_SCHEMA_SQL (idempotent). For tests and tools: the daemon
- * creates its table itself. */
+/* Runs schema step `step` (1..LEDGER_STEPS) on db, with no transaction
+ * of its own: the journal's migrations call it inside theirs. Each step
+ * brings any older shape of the tables to its own (a column another
+ * version added already is left as it is). -EINVAL for an unknown step;
+ * -EIO etc. with err naming the statement. */
+int ledger_migrate_step(sqlite3 *db, int step, char *err, size_t errlen);
+/* A database that holds the ledger alone (tests, tools): runs the steps
+ * after its `PRAGMA user_version` and sets it to LEDGER_STEPS, in one
+ * transaction. Idempotent. -EPROTO for a newer version. (margind's journal
+ * numbers its own versions and calls ledger_migrate_step; see
+ * daemon/journal.c.) */
 int ledger_create(sqlite3 *db, char *err, size_t errlen);
-/* Adds what the meter needs to the daemon's ledger table: the five
- * columns (ALTER TABLE ... ADD COLUMN with the defaults above) and the
- * tables of stored equivalents (LEDGER_API_SCHEMA_SQL; older rows simply
- * have none). Returns how many columns and tables were added (0: nothing
- * to do). Run it where the daemon opens its journal, outside a read. */
-int ledger_upgrade(sqlite3 *db, char *err, size_t errlen);
 /* -EPROTO naming the first missing column when the table does not match:
- * the daemon's columns always, the meter's five and the ledger_api tables
- * too when strict. */
+ * the columns of step 1 always, every later step's too when strict. */
 int ledger_check_schema(sqlite3 *db, bool strict, char *err, size_t errlen);
 /* Inserts rows with every column, and each row's stored equivalents
  * (api[n_api]: into ledger_api, their pricing into ledger_api_price once),
@@ -197,5 +163,64 @@ void ledger_rows_destroy(ledger_rows_t **r);
 /* The stored equivalent of row for reference model ref, or NULL (none
  * booked). Borrowed from the row. */
 const ledger_api_t *ledger_row_find_api(const ledger_row_t *row, const char *ref);
+
+/* --- accounting windows ------------------------------------------------ */
+
+#define LEDGER_HOUR_NS 3600000000000LL
+#define LEDGER_DAY_NS (24 * LEDGER_HOUR_NS)
+
+/* The start of the window of length period_ns (> 0, a divisor of a day)
+ * that holds t (unix ns): windows are aligned to UTC midnight. */
+int64_t ledger_window_start(int64_t t, int64_t period_ns);
+
+/* One ledger_period row: a worker's accounting window. */
+typedef struct ledger_period {
+	int64_t start_ns, period_ns;	/* the window [start, start + period) */
+	char worker[64];		/* worker id */
+	char worker_name[128];
+	char hardware_profile[128];	/* that priced it */
+	char currency[8];		/* of the costs ('' = none: cost 0) */
+	int64_t rate_busy_micros_per_hour, rate_idle_micros_per_hour;
+	/* Added by each Result committed in the window: */
+	uint64_t engine_ns;		/* engine time of every output, failed ones too */
+	uint64_t busy_ns;		/* of the answered calls (ledger rows) */
+	int64_t calls;
+	int64_t marginal_micros;	/* sum of the calls' marginal costs = round(rate_busy x busy_ns) */
+	/* Set when it closes: */
+	uint64_t attended_ns;		/* the worker's attached time inside the window */
+	uint64_t idle_ns;		/* max(0, attended - engine) */
+	int64_t node_cost_micros;	/* round((rate_busy x engine + rate_idle x idle) / 3.6e12) */
+	bool closed;
+} ledger_period_t;
+
+/* The row of (start, period, worker) into *ret: 0, or -ENOENT. */
+int ledger_period_find(sqlite3 *db, int64_t start_ns, int64_t period_ns, const char *worker,
+		       ledger_period_t *ret, char *err, size_t errlen);
+/* Adds a Result to its window: creates the row from p (key, names and
+ * rates; p's sums are what is added) or adds p's engine_ns, busy_ns, calls
+ * and marginal_micros to it. No transaction of its own (the Result's).
+ * -EALREADY when the window has closed (the caller books into a later
+ * one). */
+int ledger_period_add(sqlite3 *db, const ledger_period_t *p, char *err, size_t errlen);
+
+/* Closes the window (start, period, worker) with the worker's attended
+ * time in it: computes its idle time and node cost (cost_close_window),
+ * spreads the cost over the window's calls (their cost_loaded_micros and
+ * idle_ns; period_open = 0) and marks the row closed. A window that has no
+ * row yet (a worker attached with no Result in it) is created from p's
+ * names and rates first. on_job (may be NULL) gets, per job, how much its
+ * calls' loaded cost rose (> 0 only), for the job's totals; a negative
+ * return from it aborts with that error. No transaction of its own.
+ * -EALREADY when already closed. */
+typedef int (*ledger_job_delta_fn)(void *user, const char *job, int64_t loaded_delta_micros);
+int ledger_period_close(sqlite3 *db, const ledger_period_t *p, uint64_t attended_ns, ledger_job_delta_fn on_job,
+			void *user, char *err, size_t errlen);
+
+/* The latest closed window of a worker, -ENOENT when none has closed. */
+int ledger_period_last_closed(sqlite3 *db, const char *worker, ledger_period_t *ret, char *err, size_t errlen);
+/* Calls fn with each open window that ended by now_ns (start + period <=
+ * now_ns), oldest first. The rows are copies: fn may close them. */
+int ledger_period_each_ended(sqlite3 *db, int64_t now_ns, int (*fn)(void *user, const ledger_period_t *p),
+			     void *user, char *err, size_t errlen);
 
 #endif

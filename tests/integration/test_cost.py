@@ -198,9 +198,10 @@ def sc_batch():
                and os.path.exists(os.path.join(state, "endpoints")), 20)
     url = open(os.path.join(state, "http")).read().strip()
     wep = [l.split("=", 1)[1].strip() for l in open(os.path.join(state, "endpoints")) if l.startswith("workers=")][0]
+    workers = []
     for w in ("wA", "wB"):
-        spawn(w, [env("MARGIN_WORKER"), "serve", "--scheduler", wep, "--model", gguf, "--slots", "4", "--threads", "1",
-                  "--name", w, "--hardware", "cpu-2vcpu", "--no-curve"], {"OPENBLAS_NUM_THREADS": "1"})
+        workers.append(spawn(w, [env("MARGIN_WORKER"), "serve", "--scheduler", wep, "--model", gguf, "--slots", "4", "--threads", "1",
+                  "--name", w, "--hardware", "cpu-2vcpu", "--no-curve"], {"OPENBLAS_NUM_THREADS": "1"}))
 
     def ready():
         try:
@@ -222,8 +223,23 @@ def sc_batch():
     run(cli + ["wait", batch, "--timeout", "120"])
     out = os.path.join(T, "out.jsonl")
     run(cli + ["results", batch, "-o", out])
-    t_end = time.time_ns()
     note("batch %s done" % batch)
+    # The workers go (Bye): margind's timer closes their accounting windows
+    # (the hour they were in), which fixes the calls' loaded costs.
+    for p in workers:
+        p.send_signal(signal.SIGTERM)
+    for p in workers:
+        p.wait(timeout=30)
+    t_end = time.time_ns()
+    ldb = os.path.join(state, "margin.db")
+
+    def closed():
+        c = sqlite3.connect("file:%s?mode=ro" % ldb, uri=True)
+        try:
+            return c.execute("SELECT count(*) FROM ledger_period WHERE closed = 0").fetchone()[0] == 0
+        finally:
+            c.close()
+    wait_until("accounting windows closed", closed, 30)
 
     # The output file: what the user was told each call used.
     usage = {}
@@ -260,28 +276,43 @@ def sc_batch():
         check(tot["api_equivalent_micros"][ref] == sum(r["api_equivalent_micros"][ref] for r in rep["rows"]),
               "total %s is not the sum of the rows" % ref)
 
-    # The ledger itself, read-only: conservation per node to the micro.
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state, "margin.db"), uri=True)
+    # The ledger itself, read-only: conservation per accounting window to
+    # the micro. Per (worker, window): the calls' marginal costs sum to the
+    # node cost of their busy time, their loaded costs to the node cost of
+    # the window (busy + idle time, one rounding: this profile's busy and
+    # idle rates are the same), idle = attended - engine time, and the
+    # attended time fits in the test.
+    db = sqlite3.connect("file:%s?mode=ro" % ldb, uri=True)
     rate = profile_rate(os.path.join(deploy, "hardware", "cpu-2vcpu.conf"))
-    per_worker = db.execute("SELECT worker, count(*), sum(busy_ns), sum(idle_ns), sum(cost_marginal_micros),"
-                            " sum(cost_loaded_micros), min(rate_busy_micros_per_hour), max(rate_busy_micros_per_hour),"
-                            " min(rate_idle_micros_per_hour), min(currency), max(currency), min(hardware_profile),"
-                            " min(via_batch), min(cost_loaded_micros >= cost_marginal_micros)"
-                            " FROM ledger WHERE job = ? GROUP BY worker", (batch,)).fetchall()
-    check(len(per_worker) == 2, "the batch ran on %d workers, wanted both" % len(per_worker))
+    per_window = db.execute("SELECT worker, period_start_ns, count(*), sum(busy_ns), sum(idle_ns),"
+                            " sum(cost_marginal_micros), sum(cost_loaded_micros), min(rate_busy_micros_per_hour),"
+                            " max(rate_busy_micros_per_hour), min(rate_idle_micros_per_hour), min(currency), max(currency),"
+                            " min(hardware_profile), min(via_batch), min(cost_loaded_micros >= cost_marginal_micros),"
+                            " max(period_open), min(period_ns)"
+                            " FROM ledger WHERE job = ? GROUP BY worker, period_start_ns", (batch,)).fetchall()
+    check(len({r[0] for r in per_window}) == 2, "the batch ran on %d workers, wanted both" % len({r[0] for r in per_window}))
     node_busy_cost = node_total_cost = 0
-    for (w, cnt, busy, idle, marg, load, rb_lo, rb_hi, ri, cur_lo, cur_hi, hw, via, ge) in per_worker:
+    for (w, start, cnt, busy, idle, marg, load, rb_lo, rb_hi, ri, cur_lo, cur_hi, hw, via, ge, is_open,
+         plen) in per_window:
         check(rb_lo == rb_hi == rate and ri == rate, "worker %s rates %d..%d/%d, profile %d" % (w, rb_lo, rb_hi, ri, rate))
         check(cur_lo == cur_hi == "CNY" and hw == "cpu-2vcpu" and via == 1 and ge == 1,
               "worker %s: %s %s %s via_batch %d loaded>=marginal %d" % (w, cur_lo, cur_hi, hw, via, ge))
+        check(is_open == 0 and plen == 3600 * 10**9 and start % plen == 0,
+              "worker %s window %d+%d open %d" % (w, start, plen, is_open))
+        engine, attended, widle, node = db.execute(
+            "SELECT engine_ns, attended_ns, idle_ns, node_cost_micros FROM ledger_period WHERE worker = ? AND"
+            " period_start_ns = ? AND closed = 1", (w, start)).fetchone()
         check(busy > 0 and idle > 0, "worker %s busy %d idle %d" % (w, busy, idle))
+        check(engine == busy and idle == widle == max(0, attended - engine),
+              "worker %s: engine %d busy %d, idle %d/%d, attended %d" % (w, engine, busy, idle, widle, attended))
         check(marg == cost(rate, busy), "worker %s: marginal %d, node cost of %d ns busy is %d" % (w, marg, busy, cost(rate, busy)))
-        check(load - marg == cost(rate, idle), "worker %s: idle part %d, node cost of %d ns idle is %d" % (w, load - marg, idle, cost(rate, idle)))
-        check(busy + idle <= t_end - t_start, "worker %s charged %d ns, the test lasted %d" % (w, busy + idle, t_end - t_start))
+        check(load == node == cost(rate, busy + idle),
+              "worker %s: loaded %d, window %d, node cost of %d ns is %d" % (w, load, node, busy + idle, cost(rate, busy + idle)))
+        check(attended <= t_end - t_start, "worker %s attended %d ns, the test lasted %d" % (w, attended, t_end - t_start))
         node_busy_cost += cost(rate, busy)
-        node_total_cost += cost(rate, busy) + cost(rate, idle)
+        node_total_cost += cost(rate, busy + idle)
     check(tot["cost_marginal_micros"] == node_busy_cost, "batch marginal %d, nodes' busy cost %d" % (tot["cost_marginal_micros"], node_busy_cost))
-    check(tot["cost_loaded_micros"] == node_total_cost, "batch loaded %d, nodes' cost %d" % (tot["cost_loaded_micros"], node_total_cost))
+    check(tot["cost_loaded_micros"] == node_total_cost, "batch loaded %d, the windows' cost %d" % (tot["cost_loaded_micros"], node_total_cost))
     busy_all, idle_all = db.execute("SELECT sum(busy_ns), sum(idle_ns) FROM ledger WHERE job = ?", (batch,)).fetchone()
 
     # Closed-API equivalents as booked: one per (call, reference) in the

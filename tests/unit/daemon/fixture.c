@@ -42,6 +42,11 @@ static int capture(void *user, const uint8_t *ident, size_t len, const mg_msg_t 
 	return 0;
 }
 
+static int64_t fx_wall(void *user)
+{
+	return ((fx_t *)user)->now;
+}
+
 static void open_sched(fx_t *f)
 {
 	char err[512];
@@ -49,6 +54,9 @@ static void open_sched(fx_t *f)
 	if (r < 0)
 		fprintf(stderr, "journal_open: %s\n", err);
 	CU_ASSERT_EQUAL_FATAL(r, 0);
+	/* The fake clock is the journal's wall clock too (before sched_new
+	 * marks the workers of a previous run gone). */
+	journal_set_clock(f->j, fx_wall, f);
 	r = sched_new(f->j, &f->p, capture, f, f->now, &f->s, err, sizeof(err));
 	if (r < 0)
 		fprintf(stderr, "sched_new: %s\n", err);

@@ -22,7 +22,7 @@ typedef struct fx {
 	journal_t *j;
 	sched_t *s;
 	sched_params_t p;
-	int64_t now;		/* the fake clock, ns */
+	int64_t now;		/* the fake clock, ns: sched's and the journal's wall clock */
 	sent_t *sent;
 	size_t n_sent, cap_sent;
 	size_t read_pos;	/* fx_next() cursor */

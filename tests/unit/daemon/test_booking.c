@@ -1,7 +1,8 @@
 /* booking: [meter] settings, margind's meter flags, and the pricing of
- * Results — conservation per (batch, worker) against an independent
- * 128-bit oracle, the idle-time rule, rollback, profile fallbacks, and the
- * hook wired through the journal and sched. */
+ * Results — conservation per accounting window against an independent
+ * 128-bit oracle (several workers, random busy times, failed outputs, a
+ * batch after an idle hour, workers that leave, a restart), rollback,
+ * profile fallbacks, and the hooks wired through the journal and sched. */
 #include "booking.h"
 #include "cost.h"
 #include "cu_sql.h"
@@ -99,22 +100,10 @@ static int64_t oracle_cost(int64_t rate, uint64_t ns)
 	return (int64_t)(((unsigned __int128)rate * ns + d / 2) / d);
 }
 
-/* --- a ledger of our own and a fake clock ------------------------------- */
+/* --- a ledger of our own ------------------------------------------------ */
 
-typedef struct clk {
-	int64_t now;
-	int64_t joined[4];	/* per worker "w0".."w3"; < 0 unknown */
-} clk_t;
-
-static int64_t clk_now(void *user)
-{
-	return ((clk_t *)user)->now;
-}
-
-static int64_t clk_joined(void *user, const char *worker)
-{
-	return ((clk_t *)user)->joined[worker[1] - '0'];
-}
+/* The wall clock of Results booked on a bare ledger (no journal). */
+static int64_t wall_now;
 
 static sqlite3 *ledger_db(void)
 {
@@ -150,7 +139,7 @@ static int book(booking_t *b, sqlite3 *db, const char *job, int worker, const ch
 	journal_usage_t none;
 	memset(&none, 0, sizeof(none));
 	char err[512];
-	int r = booking_book(b, db, &ctx, calls, n, failed, sum ? sum : &none, err, sizeof(err));
+	int r = booking_book(b, db, &ctx, calls, n, failed, wall_now, sum ? sum : &none, err, sizeof(err));
 	if (r < 0)
 		fprintf(stderr, "booking_book: %s\n", err);
 	return r;
@@ -192,155 +181,47 @@ static uint64_t rnd(uint64_t *x)
 
 /* --- tests ------------------------------------------------------------- */
 
-/* Many Results of three batches on two workers, busy times random (zeros,
- * tiny, hours): per (batch, worker) the calls' marginal costs sum to the
- * node cost of their busy time, and loaded - marginal to the idle rate x
- * the idle time charged, to the micro; per worker the idle time charged
- * plus the engine time is exactly the time since it joined (Results never
- * overlap here). */
-static void test_conservation(void)
-{
-	char err[1024];
-	booking_conf_t c;
-	const char *dir = data_dir(true);
-	CU_ASSERT_EQUAL_FATAL(load_conf(&c, dir, NULL, err, sizeof(err)), 0);
-	booking_t *b = NULL;
-	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
-	clk_t k = { .now = 5000000000LL, .joined = { 1000000000LL, 3000000000LL, -1, -1 } };
-	booking_set_clock(b, clk_now, clk_joined, &k);
-	sqlite3 *db = ledger_db();
-	uint64_t x = 88172645463325252ULL, failed_busy[2] = { 0, 0 };
-	int64_t last[2] = { 0, 0 };
-	const char *jobs[3] = { "ja", "jb", "jc" };
-	for (int step = 0; step < 300; step++) {
-		uint64_t busy[64], total = 0;
-		size_t n = 1 + rnd(&x) % 20;
-		for (size_t i = 0; i < n; i++) {
-			uint64_t kind = rnd(&x) % 8;
-			busy[i] = kind == 0 ? 0 : kind == 1 ? rnd(&x) % 1000 : kind == 2 ? rnd(&x) % 7200000000000ULL :
-				  rnd(&x) % 3000000000ULL;
-			total += busy[i];
-		}
-		int w = (int)(rnd(&x) % 2);
-		uint64_t failed = rnd(&x) % 4 == 0 ? rnd(&x) % 1000000000ULL : 0;
-		failed_busy[w] += failed;
-		/* The clock moves on by at least the engine time: no overlap. */
-		k.now += (int64_t)(total + failed + rnd(&x) % 2000000000ULL);
-		CU_ASSERT_EQUAL_FATAL(book(b, db, jobs[rnd(&x) % 3], w, "test-hw", busy, n, failed, NULL), 0);
-		last[w] = k.now;
-	}
-	hwprof_t hw;
-	snprintf(err, sizeof(err), "%s/hw/test-hw.conf", dir);
-	CU_ASSERT_EQUAL_FATAL(hwprof_load(err, &hw, err, sizeof(err)), 0);
-	CU_ASSERT(hw.rate_busy_micros_per_hour != hw.rate_idle_micros_per_hour);
-	for (int w = 0; w < 2; w++) {
-		for (int j = 0; j < 3; j++) {
-			char where[128];
-			sums_t s;
-			snprintf(where, sizeof(where), "job = '%s' AND worker = 'w%d'", jobs[j], w);
-			sums_of(db, where, &s);
-			CU_ASSERT(s.n > 0);
-			CU_ASSERT_EQUAL(s.rate_busy, hw.rate_busy_micros_per_hour);
-			CU_ASSERT_EQUAL(s.rate_idle, hw.rate_idle_micros_per_hour);
-			CU_ASSERT_EQUAL(s.marg, oracle_cost(hw.rate_busy_micros_per_hour, (uint64_t)s.busy));
-			CU_ASSERT_EQUAL(s.load - s.marg, oracle_cost(hw.rate_idle_micros_per_hour, (uint64_t)s.idle));
-			CU_ASSERT(s.loaded_ge_marginal);
-		}
-		char where[64];
-		sums_t s;
-		snprintf(where, sizeof(where), "worker = 'w%d'", w);
-		sums_of(db, where, &s);
-		CU_ASSERT_EQUAL(s.busy + (int64_t)failed_busy[w] + s.idle, last[w] - k.joined[w]);
-	}
-	sqlite3_close(db);
-	booking_destroy(&b);
-	booking_conf_done(&c);
-}
+/* --- accounting windows -------------------------------------------------- */
 
-/* Overlapping Results (a worker holding two shards): a Result whose engine
- * time is more than the time since the previous one is charged no idle
- * time, and the idle charged in total is the unexplained time at the end,
- * not the sum of the positive gaps. */
-static void test_idle_overlap(void)
-{
-	char err[1024];
-	booking_conf_t c;
-	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), NULL, err, sizeof(err)), 0);
-	booking_t *b = NULL;
-	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
-	clk_t k = { .now = 0, .joined = { 0, -1, -1, -1 } };
-	booking_set_clock(b, clk_now, clk_joined, &k);
-	sqlite3 *db = ledger_db();
-	/* (time of the Result, its engine time): the 2nd overlaps the 1st. */
-	static const int64_t at[] = { 100000, 120000, 200000 }, busy_of[] = { 50000, 60000, 10000 };
-	int64_t idle[3], before = 0;
-	for (int i = 0; i < 3; i++) {
-		uint64_t bz = (uint64_t)busy_of[i];
-		k.now = at[i];
-		CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "test-hw", &bz, 1, 0, NULL), 0);
-		sums_t s;
-		sums_of(db, "1", &s);
-		idle[i] = s.idle - before;
-		before = s.idle;
-	}
-	CU_ASSERT_EQUAL(idle[0], at[0] - busy_of[0]);
-	CU_ASSERT_EQUAL(idle[1], 0);
-	sums_t s;
-	sums_of(db, "1", &s);
-	CU_ASSERT_EQUAL(s.idle, at[2] - (busy_of[0] + busy_of[1] + busy_of[2]));
-	/* The "gap minus this Result's busy" rule would have charged more. */
-	int64_t gaps = 0, prev = 0;
-	for (int i = 0; i < 3; i++) {
-		int64_t g = at[i] - prev - busy_of[i];
-		gaps += g > 0 ? g : 0;
-		prev = at[i];
-	}
-	CU_ASSERT(s.idle < gaps);
-	sqlite3_close(db);
-	booking_destroy(&b);
-	booking_conf_done(&c);
-}
-
-/* A Result booked inside a transaction that rolls back leaves no trace:
- * booking it again, and the next one, gives what a journal that never saw
- * the rollback gives. */
+/* A Result rolled back leaves no trace: booking it again, and the next
+ * one, gives what a ledger that never saw the rollback gives, windows
+ * included (they live in the journal's tables, in the Result's
+ * transaction). */
 static void test_rollback(void)
 {
 	char err[1024];
 	booking_conf_t c;
 	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), NULL, err, sizeof(err)), 0);
-	booking_t *b = NULL;
+	booking_t *b = NULL, *b2 = NULL;
 	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
-	clk_t k = { .now = 0, .joined = { 0, -1, -1, -1 } };
-	booking_set_clock(b, clk_now, clk_joined, &k);
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b2), 0);
 	sqlite3 *db = ledger_db(), *ref = ledger_db();
 	uint64_t a[3] = { 1234567, 7654321, 1 }, bb[2] = { 99999999, 3 };
-	k.now = 2000000000;
+	wall_now = 2000000000;
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-	CU_ASSERT_EQUAL(book(b, db, "j", 0, "test-hw", a, 3, 0, NULL), 0);
+	CU_ASSERT_EQUAL(book(b, db, "j", 0, "test-hw", a, 3, 5, NULL), 0);
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-	k.now = 3000000000;
-	CU_ASSERT_EQUAL(book(b, db, "j", 0, "test-hw", a, 3, 0, NULL), 0);
-	k.now = 4000000000;
-	CU_ASSERT_EQUAL(book(b, db, "j", 0, "test-hw", bb, 2, 0, NULL), 0);
-	/* The same on a journal without the rollback (a fresh booking: the
-	 * carried sums live on the connection). */
-	booking_t *b2 = NULL;
-	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b2), 0);
-	booking_set_clock(b2, clk_now, clk_joined, &k);
-	k.now = 3000000000;
-	CU_ASSERT_EQUAL(book(b2, ref, "j", 0, "test-hw", a, 3, 0, NULL), 0);
-	k.now = 4000000000;
-	CU_ASSERT_EQUAL(book(b2, ref, "j", 0, "test-hw", bb, 2, 0, NULL), 0);
+	for (int k = 0; k < 2; k++) {
+		booking_t *x = k ? b2 : b;
+		sqlite3 *d = k ? ref : db;
+		wall_now = 3000000000;
+		CU_ASSERT_EQUAL(book(x, d, "j", 0, "test-hw", a, 3, 0, NULL), 0);
+		wall_now = 4000000000;
+		CU_ASSERT_EQUAL(book(x, d, "j", 0, "test-hw", bb, 2, 0, NULL), 0);
+		int64_t next;
+		/* No journal: a window closes on the engine time alone. */
+		CU_ASSERT_EQUAL(booking_tick(x, d, 2 * LEDGER_HOUR_NS, &next, err, sizeof(err)), 1);
+	}
 	sums_t s1, s2;
 	sums_of(db, "1", &s1);
 	sums_of(ref, "1", &s2);
 	CU_ASSERT_EQUAL(s1.n, 5);
 	CU_ASSERT_EQUAL(s1.n, s2.n);
-	CU_ASSERT_EQUAL(s1.idle, s2.idle);
-	CU_ASSERT_EQUAL(s1.idle, 4000000000 - (int64_t)(a[0] + a[1] + a[2] + bb[0] + bb[1]));
 	CU_ASSERT_EQUAL(s1.marg, s2.marg);
 	CU_ASSERT_EQUAL(s1.load, s2.load);
+	CU_ASSERT_EQUAL(s1.load, s1.marg);	/* no idle time known */
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT engine_ns FROM ledger_period"), (int64_t)(a[0] + a[1] + a[2] + bb[0] + bb[1]));
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT calls FROM ledger_period"), 5);
 	sqlite3_close(db);
 	sqlite3_close(ref);
 	booking_destroy(&b);
@@ -348,6 +229,386 @@ static void test_rollback(void)
 	booking_conf_done(&c);
 }
 
+/* Answers an Assign with busy[i] engine time per output; failed[i]: the
+ * output is an error (engine time spent, no ledger row). */
+static void result_busy(fx_t *f, const char *ident, const Margin__V1__Assign *a, const uint64_t *busy,
+			const bool *failed)
+{
+	size_t n = a->n_requests;
+	Margin__V1__Output *outs = calloc(n, sizeof(*outs)), **ptrs = calloc(n, sizeof(*ptrs));
+	Margin__V1__Usage *us = calloc(n, sizeof(*us));
+	Margin__V1__Error e = MARGIN__V1__ERROR__INIT;
+	e.code = "worker_error";
+	e.message = "test";
+	CU_ASSERT_PTR_NOT_NULL_FATAL(outs);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ptrs);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(us);
+	for (size_t i = 0; i < n; i++) {
+		margin__v1__output__init(&outs[i]);
+		margin__v1__usage__init(&us[i]);
+		outs[i].line_no = a->requests[i]->line_no;
+		outs[i].custom_id = a->requests[i]->custom_id;
+		if (failed != NULL && failed[i]) {
+			outs[i].error = &e;
+		} else {
+			outs[i].text = "ok";
+			outs[i].finish_reason = "stop";
+			outs[i].prompt_tokens = 3;
+			outs[i].completion_tokens = 5;
+		}
+		us[i].busy_ns = busy[i];
+		outs[i].usage = &us[i];
+		ptrs[i] = &outs[i];
+	}
+	Margin__V1__Result r = MARGIN__V1__RESULT__INIT;
+	r.batch_id = a->batch_id;
+	r.shard_id = a->shard_id;
+	r.attempt = a->attempt;
+	r.n_outputs = n;
+	r.outputs = ptrs;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_RESULT;
+	m.result = &r;
+	uint8_t *buf;
+	size_t len;
+	CU_ASSERT_EQUAL_FATAL(mg_wire_pack(&m, MG_WIRE_MAX_FRAME, &buf, &len), 0);
+	fx_frame(f, ident, buf, len);
+	free(buf);
+	free(outs);
+	free(ptrs);
+	free(us);
+}
+
+/* A batch of n requests of model on worker ident, answered now with those
+ * engine times. */
+static void run_batch(fx_t *f, const char *name, const char *model, const char *ident, int n, const uint64_t *busy,
+		      const bool *failed)
+{
+	char job[80], who[64];
+	fx_submit(f, name, fx_lines(n, model, "r", 8), job);
+	fx_credit(f, ident, 1);
+	sched_dispatch(f->s, f->now);
+	const mg_msg_t *a = fx_next(f, MARGIN__V1__MSG__BODY_ASSIGN, who);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_STRING_EQUAL(who, ident);
+	CU_ASSERT_EQUAL_FATAL(a->assign->n_requests, (size_t)n);
+	result_busy(f, ident, a->assign, busy, failed);
+	journal_job_t jj;
+	fx_job(f, name, &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+}
+
+static sqlite3 *open_journal_db(const fx_t *f)
+{
+	char path[700];
+	sqlite3 *db = NULL;
+	snprintf(path, sizeof(path), "%s/margin.db", f->dir);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	return db;
+}
+
+static int64_t job_sql(sqlite3 *db, const char *what, const char *job)
+{
+	char q[256];
+	snprintf(q, sizeof(q), "SELECT coalesce(%s, 0) FROM ledger WHERE job = '%s'", what, job);
+	return cu_sql_int(db, q);
+}
+
+/* The reported case: a worker joins at 10:00 and sits idle; a 40-request
+ * batch arrives at 11:10 and the same batch again at 11:19. Both belong to
+ * the 11:00 window and share its idle time by busy time: they cost the
+ * same (to a micro a call, the largest-remainder split), the 10:00 hour's
+ * idle cost is not in either (its window keeps it, with no calls), and the
+ * two batches' loaded costs sum to the node cost of 11:00-12:00 exactly.
+ * (Charging all idle time to the next Result gave the first batch 70
+ * minutes of idle and the second 9.) */
+static void test_idle_hour(void)
+{
+	char err[1024];
+	booking_conf_t c;
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), NULL, err, sizeof(err)), 0);
+	sched_params_t sp;
+	sched_params_default(&sp);
+	sp.shard_max_requests = 40;
+	fx_t f;
+	fx_open(&f, &sp);
+	booking_t *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_attach(b, f.s, f.dir, err, sizeof(err)), 0);
+	const int64_t h10 = 490000 * LEDGER_HOUR_NS, min = 60 * MG_NS_PER_S;	/* 10:00 UTC of a day in 2025 */
+	f.now = h10;
+	fx_hello(&f, "w1", "m", 1);
+	uint64_t busy[40];
+	for (int i = 0; i < 40; i++)
+		busy[i] = 150 * MG_NS_PER_MS;	/* 6 s of engine time a batch */
+	f.now = h10 + 70 * min;
+	run_batch(&f, "first", "m", "w1", 40, busy, NULL);
+	f.now = h10 + 79 * min;
+	run_batch(&f, "second", "m", "w1", 40, busy, NULL);
+	int64_t next;
+	f.now = h10 + 2 * LEDGER_HOUR_NS + 1;
+	/* 10:00 closed at the first Result (it had ended); now 11:00. */
+	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 1);
+
+	hwprof_t hw;
+	CU_ASSERT_EQUAL_FATAL(meter_load_profile("test-hw", c.hardware_dir, &hw, err, sizeof(err)), 0);
+	int64_t rb = hw.rate_busy_micros_per_hour, ri = hw.rate_idle_micros_per_hour;
+	sqlite3 *db = open_journal_db(&f);
+	int64_t first = job_sql(db, "sum(cost_loaded_micros)", "first");
+	int64_t second = job_sql(db, "sum(cost_loaded_micros)", "second");
+	int64_t engine = 80 * 150 * MG_NS_PER_MS;
+	int64_t idle_hour = oracle_cost(ri, (uint64_t)LEDGER_HOUR_NS);
+	int64_t node_11 = (int64_t)(((unsigned __int128)rb * (uint64_t)engine +
+				     (unsigned __int128)ri * (uint64_t)(LEDGER_HOUR_NS - engine) + 1800000000000ULL) /
+				    3600000000000ULL);
+	fprintf(stderr, "\n    first %lld, second %lld micros; the 10:00 hour's idle %lld, 11:00's node cost %lld\n",
+		(long long)first, (long long)second, (long long)idle_hour, (long long)node_11);
+	CU_ASSERT(llabs(first - second) <= 40);
+	CU_ASSERT(first < idle_hour);
+	CU_ASSERT_EQUAL(first + second, node_11);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT node_cost_micros FROM ledger_period WHERE calls = 0 AND closed = 1"
+				   " AND attended_ns = 3600000000000"), idle_hour);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_period"), 2);
+	/* The jobs' totals follow their calls. */
+	journal_job_t jj;
+	fx_job(&f, "first", &jj);
+	CU_ASSERT_EQUAL(jj.usage.cost_loaded_micros, first);
+	fx_job(&f, "second", &jj);
+	CU_ASSERT_EQUAL(jj.usage.cost_loaded_micros, second);
+	sqlite3_close(db);
+	fx_close(&f);
+	booking_destroy(&b);
+	booking_conf_done(&c);
+}
+
+
+/* [meter] period = day: a worker attached from 03:00, batches at 05:00 and
+ * 20:00 share the day's idle time; the window stays open (loaded =
+ * marginal) until midnight UTC, then the two sum to the node cost of the
+ * day's 21 attended hours. */
+static void test_day(void)
+{
+	char err[1024];
+	booking_conf_t c;
+	const char *day[] = { "period=day", NULL };
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), day, err, sizeof(err)), 0);
+	hwprof_t hw;
+	CU_ASSERT_EQUAL_FATAL(meter_load_profile("test-hw", c.hardware_dir, &hw, err, sizeof(err)), 0);
+	fx_t f;
+	fx_open(&f, NULL);
+	booking_t *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_attach(b, f.s, f.dir, err, sizeof(err)), 0);
+	const int64_t d0 = 20000 * LEDGER_DAY_NS;
+	f.now = d0 + 3 * LEDGER_HOUR_NS;
+	fx_hello(&f, "w1", "m", 1);
+	uint64_t busy[4] = { 40 * MG_NS_PER_S, 1, 0, 20 * MG_NS_PER_S };
+	f.now = d0 + 5 * LEDGER_HOUR_NS;
+	run_batch(&f, "morning", "m", "w1", 4, busy, NULL);
+	f.now = d0 + 20 * LEDGER_HOUR_NS;
+	run_batch(&f, "evening", "m", "w1", 4, busy, NULL);
+	int64_t next;
+	f.now = d0 + 23 * LEDGER_HOUR_NS;
+	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 0);
+	sqlite3 *db = open_journal_db(&f);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE period_open = 1 AND period_ns = 86400000000000"
+				   " AND cost_loaded_micros = cost_marginal_micros"), 8);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(DISTINCT period_start_ns) FROM ledger"), 1);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT min(period_start_ns) FROM ledger"), d0);
+	f.now = d0 + LEDGER_DAY_NS;
+	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 1);
+	uint64_t engine = 2 * (busy[0] + busy[1] + busy[2] + busy[3]), att = 21 * LEDGER_HOUR_NS;
+	int64_t node = (int64_t)(((unsigned __int128)hw.rate_busy_micros_per_hour * engine +
+				  (unsigned __int128)hw.rate_idle_micros_per_hour * (att - engine) + 1800000000000ULL) /
+				 3600000000000ULL);
+	int64_t morning = job_sql(db, "sum(cost_loaded_micros)", "morning");
+	int64_t evening = job_sql(db, "sum(cost_loaded_micros)", "evening");
+	CU_ASSERT_EQUAL(morning + evening, node);
+	CU_ASSERT(llabs(morning - evening) <= 4);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT attended_ns FROM ledger_period"), (int64_t)att);
+	sqlite3_close(db);
+	fx_close(&f);
+	booking_destroy(&b);
+	booking_conf_done(&c);
+}
+
+#define N_WORKERS 3
+
+/* What the test knows of a worker-window, independently of the meter. */
+typedef struct win {
+	int64_t start;
+	uint64_t engine;
+	int64_t attended;
+} win_t;
+
+/* Three workers over about a day of hours: batches at random times with
+ * random busy times (zeros, tiny, minutes), failed outputs, a window with
+ * only failed outputs, a worker that leaves mid-hour (Bye) and one that
+ * joins after a restart of margind. Once every window has closed, for
+ * each (worker, window): the loaded costs of its calls sum to the node cost
+ * of the window exactly, computed here from the engine time the test
+ * sent and the attended time the test knows; loaded >= marginal; no call
+ * stays provisional; every attached nanosecond is in exactly one window;
+ * the jobs' totals equal their calls'. */
+static void test_windows(void)
+{
+	char err[1024];
+	booking_conf_t c;
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), NULL, err, sizeof(err)), 0);
+	hwprof_t hw;
+	CU_ASSERT_EQUAL_FATAL(meter_load_profile("test-hw", c.hardware_dir, &hw, err, sizeof(err)), 0);
+	fx_t f;
+	fx_open(&f, NULL);
+	booking_t *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_attach(b, f.s, f.dir, err, sizeof(err)), 0);
+	const int64_t t0 = 480000 * LEDGER_HOUR_NS + 17 * 60 * MG_NS_PER_S, min = 60 * MG_NS_PER_S;
+	const char *ids[N_WORKERS] = { "w1", "w2", "w3" }, *models[N_WORKERS] = { "m1", "m2", "m3" };
+	int64_t joined[N_WORKERS + 1], left[N_WORKERS + 1];
+	win_t wins[N_WORKERS + 1][40];
+	memset(wins, 0, sizeof(wins));
+	f.now = t0;
+	for (int w = 0; w < N_WORKERS; w++) {
+		fx_hello(&f, ids[w], models[w], (uint64_t)w + 1);
+		joined[w] = f.now;
+		left[w] = 0;
+		f.now += 7 * MG_NS_PER_S;
+	}
+	uint64_t x = 0x2545F4914F6CDD1DULL;
+	int batches = 0;
+	bool only_failed_done = false;
+	for (int step = 0; step < 120; step++) {
+		f.now += (int64_t)(rnd(&x) % (20 * (uint64_t)min));
+		int w = (int)(rnd(&x) % N_WORKERS);
+		if (w == 2 && left[2] != 0)
+			continue;
+		if (w == 2 && f.now - t0 > 10 * LEDGER_HOUR_NS) {
+			/* w3 says Bye mid-hour: its last window ends there. */
+			fx_bye(&f, ids[2]);
+			left[2] = f.now;
+			continue;
+		}
+		int n = 1 + (int)(rnd(&x) % 12);
+		uint64_t busy[12];
+		bool failed[12];
+		bool all_failed = !only_failed_done && w == 1 && f.now - t0 > 5 * LEDGER_HOUR_NS;
+		for (int i = 0; i < n; i++) {
+			uint64_t kind = rnd(&x) % 6;
+			busy[i] = kind == 0 ? 0 : kind == 1 ? rnd(&x) % 1000 : rnd(&x) % (3 * (uint64_t)min);
+			failed[i] = all_failed || rnd(&x) % 5 == 0;
+		}
+		if (all_failed) {
+			/* The only Result of its window: failed outputs alone. */
+			f.now = ledger_window_start(f.now, LEDGER_HOUR_NS) + LEDGER_HOUR_NS + 5 * min;
+			only_failed_done = true;
+		}
+		char name[32];
+		snprintf(name, sizeof(name), "b%d", batches++);
+		run_batch(&f, name, models[w], ids[w], n, busy, failed);
+		int k = (int)((ledger_window_start(f.now, LEDGER_HOUR_NS) - ledger_window_start(t0, LEDGER_HOUR_NS)) /
+			      LEDGER_HOUR_NS);
+		CU_ASSERT_FATAL(k < 40);
+		for (int i = 0; i < n; i++)
+			wins[w][k].engine += busy[i];
+		if (all_failed) {
+			/* Nothing else in that window on w2. */
+			f.now = ledger_window_start(f.now, LEDGER_HOUR_NS) + LEDGER_HOUR_NS + min;
+		}
+		if (step % 17 == 0) {
+			int64_t next;
+			CU_ASSERT(journal_tick(f.j, &next, err, sizeof(err)) >= 0);	/* margind's timer */
+		}
+	}
+	CU_ASSERT(only_failed_done);
+	CU_ASSERT(left[2] != 0);
+	/* margind restarts: every worker is gone; a new one joins and works. */
+	fx_reopen(&f);
+	booking_destroy(&b);
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_attach(b, f.s, f.dir, err, sizeof(err)), 0);
+	int64_t next;
+	CU_ASSERT(journal_tick(f.j, &next, err, sizeof(err)) >= 1);	/* core_run's first tick */
+	for (int w = 0; w < N_WORKERS; w++)
+		if (left[w] == 0)
+			left[w] = f.now;
+	f.now += 3 * min;
+	fx_hello(&f, "w4", "m1", 99);
+	joined[3] = f.now;
+	uint64_t busy4[3] = { 5 * MG_NS_PER_S, 0, 1 };
+	f.now += 2 * min;
+	run_batch(&f, "after", "m1", "w4", 3, busy4, NULL);
+	int k4 = (int)((ledger_window_start(f.now, LEDGER_HOUR_NS) - ledger_window_start(t0, LEDGER_HOUR_NS)) /
+		       LEDGER_HOUR_NS);
+	CU_ASSERT_FATAL(k4 < 40);
+	wins[3][k4].engine += busy4[0] + busy4[1] + busy4[2];
+	f.now += min;
+	fx_bye(&f, "w4");
+	left[3] = f.now;
+	f.now = ledger_window_start(f.now, LEDGER_HOUR_NS) + LEDGER_HOUR_NS;
+	CU_ASSERT(journal_tick(f.j, &next, err, sizeof(err)) >= 0);
+
+	/* The oracle. */
+	sqlite3 *db = open_journal_db(&f);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE period_open != 0 OR period_ns = 0"), 0);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE cost_loaded_micros < cost_marginal_micros"), 0);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_period WHERE closed = 0"), 0);
+	int64_t base = ledger_window_start(t0, LEDGER_HOUR_NS);
+	const char *wid[N_WORKERS + 1] = { "w1", "w2", "w3", "w4" };
+	int n_windows = 0, n_unabsorbed = 0;
+	for (int w = 0; w <= N_WORKERS; w++) {
+		int64_t attended_sum = 0;
+		for (int k = 0; k < 40; k++) {
+			int64_t s = base + k * LEDGER_HOUR_NS, e = s + LEDGER_HOUR_NS;
+			int64_t a = joined[w] > s ? joined[w] : s, z = left[w] < e ? left[w] : e;
+			int64_t att = z > a ? z - a : 0;
+			char q[400];
+			snprintf(q, sizeof(q), "SELECT count(*) FROM ledger_period WHERE worker = '%s' AND period_start_ns = %lld",
+				 wid[w], (long long)s);
+			if (att == 0) {
+				if (cu_sql_int(db, q) != 0)
+					fprintf(stderr, "worker %s window %d: a row, attended 0 (joined %lld left %lld)\n",
+						wid[w], k, (long long)(joined[w] - base), (long long)(left[w] - base));
+				CU_ASSERT_EQUAL(cu_sql_int(db, q), 0);
+				continue;
+			}
+			CU_ASSERT_EQUAL_FATAL(cu_sql_int(db, q), 1);
+			n_windows++;
+			attended_sum += att;
+			uint64_t eng = wins[w][k].engine, idle = (uint64_t)att > eng ? (uint64_t)att - eng : 0;
+			int64_t node = (int64_t)(((unsigned __int128)hw.rate_busy_micros_per_hour * eng +
+						  (unsigned __int128)hw.rate_idle_micros_per_hour * idle + 1800000000000ULL) /
+						 3600000000000ULL);
+			snprintf(q, sizeof(q), "SELECT node_cost_micros FROM ledger_period WHERE worker = '%s' AND"
+				 " period_start_ns = %lld AND attended_ns = %lld AND engine_ns = %llu", wid[w], (long long)s,
+				 (long long)att, (unsigned long long)eng);
+			CU_ASSERT_EQUAL(cu_sql_int(db, q), node);
+			snprintf(q, sizeof(q), "SELECT count(*), coalesce(sum(cost_loaded_micros), -1) FROM ledger WHERE"
+				 " worker = '%s' AND period_start_ns = %lld", wid[w], (long long)s);
+			int64_t calls = cu_sql_int(db, q);
+			snprintf(q, sizeof(q), "SELECT coalesce(sum(cost_loaded_micros), -1) FROM ledger WHERE"
+				 " worker = '%s' AND period_start_ns = %lld", wid[w], (long long)s);
+			if (calls > 0) {
+				CU_ASSERT_EQUAL(cu_sql_int(db, q), node);
+			} else {
+				n_unabsorbed++;
+			}
+		}
+		CU_ASSERT_EQUAL(attended_sum, left[w] - joined[w]);
+	}
+	CU_ASSERT(n_windows > 20);
+	CU_ASSERT(n_unabsorbed > 0);
+	/* The window with only failed outputs: node time, no calls. */
+	CU_ASSERT(cu_sql_int(db, "SELECT count(*) FROM ledger_period WHERE calls = 0 AND engine_ns > 0") >= 1);
+	/* Every job's totals are its calls'. */
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM jobs j WHERE u_cost_loaded_micros != (SELECT"
+				   " coalesce(sum(cost_loaded_micros), 0) FROM ledger l WHERE l.job = j.name) OR"
+				   " u_cost_marginal_micros != (SELECT coalesce(sum(cost_marginal_micros), 0) FROM ledger l"
+				   " WHERE l.job = j.name)"), 0);
+	sqlite3_close(db);
+	fx_close(&f);
+	booking_destroy(&b);
+	booking_conf_done(&c);
+}
 static void profile_of_row(sqlite3 *db, int64_t id, char *hw, size_t hwlen, char *cur, size_t curlen,
 			   int64_t *rate)
 {
@@ -441,13 +702,15 @@ static void test_conf(void)
 	CU_ASSERT_STRING_EQUAL(c.currency, "USD");	/* the fallback profile's */
 	CU_ASSERT_EQUAL(c.n_refs, 0);			/* the default refs are not in table t */
 	CU_ASSERT_FALSE(c.has_sale);
+	CU_ASSERT_EQUAL(c.period_ns, LEDGER_HOUR_NS);
 	booking_conf_done(&c);
 
-	const char *good[] = { "refs=ref-b, ref-a,ref-b", "currency=CNY", "sale_price=0.8/2", NULL };
+	const char *good[] = { "refs=ref-b, ref-a,ref-b", "currency=CNY", "sale_price=0.8/2", "period=day", NULL };
 	CU_ASSERT_EQUAL_FATAL(load_conf(&c, dir, good, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(c.n_refs, 2);
 	CU_ASSERT_STRING_EQUAL(c.refs[0], "ref-b");
 	CU_ASSERT_STRING_EQUAL(c.refs[1], "ref-a");
+	CU_ASSERT_EQUAL(c.period_ns, LEDGER_DAY_NS);
 	CU_ASSERT(c.has_sale);
 	const pricetab_entry_t *e = pricetab_find(c.prices, BOOKING_SALE_ENTRY);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
@@ -467,6 +730,7 @@ static void test_conf(void)
 		{ "sale_price=1,5", "1,5", -EINVAL },
 		{ "sale_price=-1", "-1", -EINVAL },
 		{ "prices=missing.conf", "missing.conf", -ENOENT },
+		{ "period=week", "hour or day", -EINVAL },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *kv[] = { bad[i].kv, NULL };
@@ -484,11 +748,11 @@ static void test_conf(void)
 static void test_argv(void)
 {
 	char *argv[] = { "margind", "--state-dir", "/tmp/x", "--hardware", "8xh100", "--workers", "tcp://*:1",
-			 "--prices=a.conf", "--no-curve", "--prices", "b.json", NULL };
+			 "--prices=a.conf", "--no-curve", "--prices", "b.json", "--period=day", NULL };
 	int n = 0;
 	char **out = NULL, err[256];
 	bool help = true;
-	CU_ASSERT_EQUAL_FATAL(booking_argv(11, argv, &n, &out, &help, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(booking_argv(12, argv, &n, &out, &help, err, sizeof(err)), 0);
 	CU_ASSERT_FALSE(help);
 	opts_t o;
 	int r = opts_parse(&o, n, out, err, sizeof(err));
@@ -497,6 +761,7 @@ static void test_argv(void)
 	CU_ASSERT_EQUAL_FATAL(r, 0);
 	CU_ASSERT_STRING_EQUAL(mg_config_get(o.cfg, "meter", "hardware"), "8xh100");
 	CU_ASSERT_STRING_EQUAL(mg_config_get(o.cfg, "meter", "prices"), "a.conf,b.json");
+	CU_ASSERT_STRING_EQUAL(mg_config_get(o.cfg, "meter", "period"), "day");
 	CU_ASSERT_STRING_EQUAL(o.state_dir, "/tmp/x");
 	opts_done(&o);
 	booking_argv_free(&out);
@@ -514,14 +779,10 @@ static void test_argv(void)
 
 /* Through the real path: Hello, Assign, Result into the journal. The
  * rows carry the profile, rates and currency, batch jobs are via_batch,
- * synchronous ones are not, the job's usage sums equal the ledger's, and
- * the idle time charged is the time since the worker said Hello minus its
- * engine time. */
-static int64_t fx_clock(void *user)
-{
-	return ((fx_t *)user)->now;
-}
-
+ * synchronous ones are not, the job's usage sums equal the ledger's (before
+ * the window closes, loaded = marginal; after, the window's share), and
+ * when the hour ends the idle time charged plus the engine time is the time
+ * from Hello to the end of the hour. */
 static void test_through_sched(void)
 {
 	char err[1024], job[80], sjob[80];
@@ -536,7 +797,6 @@ static void test_through_sched(void)
 	if (r < 0)
 		fprintf(stderr, "booking_attach: %s\n", err);
 	CU_ASSERT_EQUAL_FATAL(r, 0);
-	booking_set_clock(b, fx_clock, NULL, &f);
 	int64_t hello_at = f.now;
 	fx_hello(&f, "w1", "m", 1);	/* announces test-hw */
 	fx_credit(&f, "w1", 4);
@@ -561,18 +821,33 @@ static void test_through_sched(void)
 	sums_of(db, "job = 'j' AND currency = 'CNY' AND hardware_profile = 'test-hw' AND via_batch = 1", &s);
 	CU_ASSERT_EQUAL(s.n, 10);
 	CU_ASSERT_EQUAL(s.marg, jj.usage.cost_marginal_micros);
+	CU_ASSERT_EQUAL(s.load, s.marg);	/* the window is open */
 	CU_ASSERT_EQUAL(s.load, jj.usage.cost_loaded_micros);
 	CU_ASSERT_EQUAL(s.busy, jj.usage.busy_ns);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE period_open = 1 AND period_ns = 3600000000000"),
+			13);
 	hwprof_t hw;
 	CU_ASSERT_EQUAL_FATAL(meter_load_profile("test-hw", c.hardware_dir, &hw, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(s.rate_busy, hw.rate_busy_micros_per_hour);
 	CU_ASSERT_EQUAL(s.marg, oracle_cost(hw.rate_busy_micros_per_hour, (uint64_t)s.busy));
 	sums_of(db, "job = 'sync_1' AND via_batch = 0", &s);
 	CU_ASSERT_EQUAL(s.n, 3);
+
+	/* The hour ends: margind's timer closes the window. */
+	int64_t end = ledger_window_start(f.now, LEDGER_HOUR_NS) + LEDGER_HOUR_NS, next = 0;
+	f.now = end;
+	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 1);
+	CU_ASSERT_EQUAL(next, end + 10 * MG_NS_PER_S);	/* 10 s, for workers that leave */
+	fx_job(&f, "j", &jj);
+	sums_of(db, "job = 'j'", &s);
+	CU_ASSERT(s.load > s.marg);
+	CU_ASSERT_EQUAL(s.load, jj.usage.cost_loaded_micros);
+	CU_ASSERT_EQUAL(s.marg, jj.usage.cost_marginal_micros);
 	sums_of(db, "1", &all);
 	CU_ASSERT_EQUAL(all.n, 13);
-	CU_ASSERT_EQUAL(all.idle + all.busy, f.now - hello_at);
-	CU_ASSERT(all.load > all.marg);
+	CU_ASSERT_EQUAL(all.idle + all.busy, end - hello_at);
+	CU_ASSERT_EQUAL(all.load, cu_sql_int(db, "SELECT node_cost_micros FROM ledger_period WHERE closed = 1"));
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE period_open = 1"), 0);
 	/* The journal's own Result transaction carried the equivalents: one
 	 * per call and reference, the batch's at its batch tier. */
 	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api"), 13 * 2);
@@ -600,8 +875,7 @@ static void test_api_booked(void)
 	CU_ASSERT_EQUAL_FATAL(c.n_refs, 2);
 	booking_t *b = NULL;
 	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
-	clk_t k = { .now = 1000, .joined = { 0, 0, -1, -1 } };
-	booking_set_clock(b, clk_now, clk_joined, &k);
+	wall_now = 1000;
 	sqlite3 *db = ledger_db();
 	uint64_t busy[5] = { 10, 20, 30, 40, 50 };
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
@@ -643,7 +917,7 @@ static void test_api_booked(void)
 
 	/* Rolled back: a synchronous job's Result (a new pricing: no batch
 	 * call) and a batch one leave nothing behind. */
-	k.now += 1000;
+	wall_now += 1000;
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	CU_ASSERT_EQUAL_FATAL(book(b, db, "sync_1", 1, "test-hw", busy, 3, 0, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(book(b, db, "j", 0, "test-hw", busy, 2, 0, NULL), 0);
@@ -694,7 +968,7 @@ static void book_varied(booking_t *b, sqlite3 *db, const char *job, int n)
 	journal_usage_t sum;
 	memset(&sum, 0, sizeof(sum));
 	char err[512];
-	int r = booking_book(b, db, &ctx, calls, (size_t)n, 0, &sum, err, sizeof(err));
+	int r = booking_book(b, db, &ctx, calls, (size_t)n, 0, wall_now, &sum, err, sizeof(err));
 	if (r < 0)
 		fprintf(stderr, "booking_book: %s\n", err);
 	CU_ASSERT_EQUAL_FATAL(r, 0);
@@ -801,9 +1075,10 @@ static void test_price_change(void)
 const cu_test_t booking_tests[] = {
 	{ "api_booked", test_api_booked },
 	{ "price_change", test_price_change },
-	{ "conservation", test_conservation },
-	{ "idle_overlap", test_idle_overlap },
 	{ "rollback", test_rollback },
+	{ "idle_hour", test_idle_hour },
+	{ "windows", test_windows },
+	{ "day", test_day },
 	{ "profiles", test_profiles },
 	{ "conf", test_conf },
 	{ "argv", test_argv },

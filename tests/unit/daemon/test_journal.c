@@ -1,13 +1,24 @@
 /* journal: the state-directory lock, request and job rows, the checks a
  * Result must pass, pagination. */
+#include "cu_sql.h"
 #include "fixture.h"
 #include "journal.h"
+#include "ledger.h"
 #include "tests.h"
+
+#include <sqlite3.h>
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static int64_t fake_now = 1800000000LL * 1000000000LL;
+
+static int64_t fake_wall(void *user)
+{
+	return fake_now;
+}
 
 static void test_lock(void)
 {
@@ -190,9 +201,225 @@ static void test_pages(void)
 	journal_destroy(&j);
 }
 
+/* The journal as margind wrote it before the ledger's numbered steps
+ * (version 1): daemon/journal.c's schema of that time, the ledger table
+ * included. */
+static const char v1_schema[] =
+	"CREATE TABLE IF NOT EXISTS jobs ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE,"
+	" endpoint TEXT NOT NULL,"
+	" model TEXT NOT NULL DEFAULT '',"
+	" state TEXT NOT NULL,"
+	" input_path TEXT NOT NULL DEFAULT '',"
+	" ingest_offset INTEGER NOT NULL DEFAULT 0,"
+	" ingest_line INTEGER NOT NULL DEFAULT 0,"
+	" metadata TEXT,"
+	" errors TEXT,"
+	" n_total INTEGER NOT NULL DEFAULT 0,"
+	" n_done INTEGER NOT NULL DEFAULT 0,"
+	" n_failed INTEGER NOT NULL DEFAULT 0,"
+	" n_cancelled INTEGER NOT NULL DEFAULT 0,"
+	" next_line INTEGER NOT NULL DEFAULT 1,"
+	" max_line INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL,"
+	" in_progress_at INTEGER NOT NULL DEFAULT 0,"
+	" completed_at INTEGER NOT NULL DEFAULT 0,"
+	" failed_at INTEGER NOT NULL DEFAULT 0,"
+	" cancelling_at INTEGER NOT NULL DEFAULT 0,"
+	" cancelled_at INTEGER NOT NULL DEFAULT 0,"
+	" priority INTEGER NOT NULL DEFAULT 0,"
+	" u_calls INTEGER NOT NULL DEFAULT 0,"
+	" u_prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+	" u_completion_tokens INTEGER NOT NULL DEFAULT 0,"
+	" u_busy_ns INTEGER NOT NULL DEFAULT 0,"
+	" u_flops INTEGER NOT NULL DEFAULT 0,"
+	" u_cost_marginal_micros INTEGER NOT NULL DEFAULT 0,"
+	" u_cost_loaded_micros INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS requests ("
+	" rid INTEGER PRIMARY KEY,"
+	" job INTEGER NOT NULL,"
+	" line_no INTEGER NOT NULL,"
+	" custom_id TEXT NOT NULL,"
+	" body TEXT NOT NULL,"
+	" est_tokens INTEGER NOT NULL,"
+	" state TEXT NOT NULL DEFAULT 'queued',"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" output TEXT,"
+	" finish_reason TEXT,"
+	" prompt_tokens INTEGER,"
+	" completion_tokens INTEGER,"
+	" error_code TEXT,"
+	" error_message TEXT);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS requests_custom_id ON requests(job, custom_id);"
+	"CREATE TABLE IF NOT EXISTS shards ("
+	" id INTEGER PRIMARY KEY,"
+	" job INTEGER NOT NULL,"
+	" first_line INTEGER NOT NULL,"
+	" last_line INTEGER NOT NULL,"
+	" n_requests INTEGER NOT NULL,"
+	" state TEXT NOT NULL,"
+	" attempt INTEGER NOT NULL DEFAULT 0,"
+	" fails INTEGER NOT NULL DEFAULT 0,"
+	" worker TEXT NOT NULL DEFAULT '',"
+	" dispatched_at INTEGER NOT NULL DEFAULT 0,"
+	" steps INTEGER, wall_ns INTEGER, busy_ns INTEGER, flops INTEGER,"
+	" tokens INTEGER, max_batch INTEGER);"
+	"CREATE INDEX IF NOT EXISTS shards_job_state ON shards(job, state);"
+	"CREATE TABLE IF NOT EXISTS workers ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL,"
+	" instance_id INTEGER NOT NULL,"
+	" hardware_profile TEXT NOT NULL,"
+	" build TEXT NOT NULL,"
+	" models TEXT NOT NULL,"
+	" slots INTEGER NOT NULL,"
+	" threads INTEGER NOT NULL,"
+	" key TEXT NOT NULL,"
+	" joined_at INTEGER NOT NULL,"
+	" left_at INTEGER NOT NULL DEFAULT 0,"
+	" left_reason TEXT);"
+	"CREATE TABLE IF NOT EXISTS ledger ("
+	" id INTEGER PRIMARY KEY,"
+	" job TEXT NOT NULL,"
+	" custom_id TEXT NOT NULL,"
+	" line_no INTEGER NOT NULL,"
+	" model TEXT NOT NULL,"
+	" worker TEXT NOT NULL,"
+	" worker_name TEXT NOT NULL,"
+	" hardware_profile TEXT NOT NULL,"
+	" shard INTEGER NOT NULL,"
+	" prompt_tokens INTEGER NOT NULL,"
+	" completion_tokens INTEGER NOT NULL,"
+	" busy_ns INTEGER NOT NULL,"
+	" flops INTEGER NOT NULL,"
+	" queue_ns INTEGER NOT NULL,"
+	" first_token_ns INTEGER NOT NULL,"
+	" cost_marginal_micros INTEGER NOT NULL DEFAULT 0,"
+	" cost_loaded_micros INTEGER NOT NULL DEFAULT 0,"
+	" answered_at_ns INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job);";
+
+/* Rows of that time: a job with its usage, a worker that joined, one
+ * booked call; with_meter: the columns and tables an older margind's meter
+ * added at startup without counting. */
+static void write_v1(const char *dir, bool with_meter)
+{
+	char path[600];
+	sqlite3 *db = NULL;
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, "PRAGMA user_version=1;"
+		"INSERT INTO jobs (name, endpoint, state, created_at, u_calls, u_cost_marginal_micros, u_cost_loaded_micros)"
+		" VALUES ('old', '/v1/completions', 'completed', 5, 1, 100, 250);"
+		"INSERT INTO workers (name, instance_id, hardware_profile, build, models, slots, threads, key, joined_at)"
+		" VALUES ('wa', 1, 'cpu-2vcpu', 'b', '[]', 1, 1, '', 1700000000);"
+		"INSERT INTO ledger (job, custom_id, line_no, model, worker, worker_name, hardware_profile, shard,"
+		" prompt_tokens, completion_tokens, busy_ns, flops, queue_ns, first_token_ns, cost_marginal_micros,"
+		" cost_loaded_micros, answered_at_ns) VALUES ('old', 'c1', 1, 'm', 'w1', 'wa', 'cpu-2vcpu', 1, 3, 5,"
+		" 1000, 0, 0, 0, 100, 250, 1700000001000000000);", NULL, NULL, NULL), SQLITE_OK);
+	if (with_meter)
+		CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db,
+			"ALTER TABLE ledger ADD COLUMN idle_ns INTEGER NOT NULL DEFAULT 0;"
+			"ALTER TABLE ledger ADD COLUMN currency TEXT NOT NULL DEFAULT '';"
+			"ALTER TABLE ledger ADD COLUMN rate_busy_micros_per_hour INTEGER NOT NULL DEFAULT 0;"
+			"ALTER TABLE ledger ADD COLUMN rate_idle_micros_per_hour INTEGER NOT NULL DEFAULT 0;"
+			"ALTER TABLE ledger ADD COLUMN via_batch INTEGER NOT NULL DEFAULT 1;"
+			"UPDATE ledger SET currency = 'USD', idle_ns = 9;"
+			"CREATE TABLE ledger_api_price (id INTEGER PRIMARY KEY, ref_model TEXT NOT NULL, currency TEXT NOT NULL,"
+			" price_currency TEXT NOT NULL, input_per_1m TEXT NOT NULL, output_per_1m TEXT NOT NULL,"
+			" fx_rate TEXT NOT NULL, fx_source TEXT NOT NULL, price_table TEXT NOT NULL,"
+			" price_source TEXT NOT NULL, price_date TEXT NOT NULL, UNIQUE (ref_model, currency,"
+			" price_currency, input_per_1m, output_per_1m, fx_rate, fx_source, price_table, price_source,"
+			" price_date));"
+			"CREATE TABLE ledger_api (ledger_id INTEGER NOT NULL, ref_model TEXT NOT NULL, micros INTEGER"
+			" NOT NULL, price_id INTEGER NOT NULL, PRIMARY KEY (ledger_id, ref_model)) WITHOUT ROWID;",
+			NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* An older journal, with or without the meter's additions, opens at the
+ * current version: the ledger at its last step, the old call and the
+ * job's totals as they were booked (no window), the worker of that time
+ * not metered by window (its idle was charged the old way); a new worker
+ * and a new call go by the new rules. A fresh journal gets the same
+ * schema, and a journal from a newer margind is refused. */
+static void test_migrate(void)
+{
+	for (int shape = 0; shape < 3; shape++) {
+		char dir[512], err[512], path[600];
+		fx_newdir(dir, sizeof(dir));
+		if (shape < 2)
+			write_v1(dir, shape == 1);
+		journal_t *j = NULL;
+		int r = journal_open(dir, JOURNAL_SYNC_NORMAL, &j, err, sizeof(err));
+		if (r < 0)
+			fprintf(stderr, "shape %d: %s\n", shape, err);
+		CU_ASSERT_EQUAL_FATAL(r, 0);
+		snprintf(path, sizeof(path), "%s/margin.db", dir);
+		sqlite3 *db = NULL;
+		CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+		CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA user_version"), 3);
+		CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), 0);
+		if (shape < 2) {
+			CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE job = 'old' AND"
+						   " cost_marginal_micros = 100 AND cost_loaded_micros = 250 AND period_ns = 0"
+						   " AND period_open = 0"), 1);
+			CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT idle_ns FROM ledger"), shape == 1 ? 9 : 0);
+			journal_usage_t u;
+			CU_ASSERT_EQUAL(journal_job_usage(j, "old", &u), 0);
+			CU_ASSERT(u.calls == 1 && u.cost_marginal_micros == 100 && u.cost_loaded_micros == 250);
+			journal_worker_span_t *w = NULL;
+			size_t n = 9;
+			CU_ASSERT_EQUAL(journal_workers_attached(j, 0, &w, &n), 0);
+			CU_ASSERT_EQUAL(n, 0);
+			free(w);
+		}
+		/* A worker that joins now is metered by window, in ns. */
+		journal_set_clock(j, fake_wall, NULL);
+		int64_t id;
+		CU_ASSERT_EQUAL(journal_worker_join(j, "wb", 2, "cpu-2vcpu", "b", "[]", 1, 1, "", &id), 0);
+		journal_worker_span_t *w = NULL, one;
+		size_t n = 0;
+		CU_ASSERT_EQUAL(journal_workers_attached(j, 0, &w, &n), 0);
+		CU_ASSERT_EQUAL_FATAL(n, 1);
+		CU_ASSERT_EQUAL(w[0].joined_ns, fake_now);
+		CU_ASSERT_EQUAL(w[0].left_ns, 0);
+		CU_ASSERT_EQUAL(journal_worker_span(j, w[0].id, &one), 0);
+		CU_ASSERT_STRING_EQUAL(one.hardware_profile, "cpu-2vcpu");
+		free(w);
+		fake_now += 1000;
+		CU_ASSERT_EQUAL(journal_worker_leave(j, id, "test"), 0);
+		CU_ASSERT_EQUAL(journal_workers_attached(j, fake_now, &w, &n), 0);
+		CU_ASSERT_EQUAL(n, 0);	/* left before that */
+		free(w);
+		CU_ASSERT_EQUAL(journal_workers_attached(j, fake_now - 1, &w, &n), 0);
+		CU_ASSERT_EQUAL_FATAL(n, 1);
+		CU_ASSERT_EQUAL(w[0].left_ns, fake_now);
+		free(w);
+		sqlite3_close(db);
+		journal_destroy(&j);
+		/* Opened again: nothing to do. */
+		CU_ASSERT_EQUAL_FATAL(journal_open(dir, JOURNAL_SYNC_NORMAL, &j, err, sizeof(err)), 0);
+		journal_destroy(&j);
+	}
+	char dir[512], err[512], path[600];
+	fx_newdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	sqlite3 *db = NULL;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	journal_t *j = NULL;
+	CU_ASSERT_EQUAL(journal_open(dir, JOURNAL_SYNC_NORMAL, &j, err, sizeof(err)), -EPROTO);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "newer"));
+}
+
 const cu_test_t journal_tests[] = {
 	{ "lock", test_lock },
 	{ "result_checks", test_result_checks },
 	{ "pages", test_pages },
+	{ "migrate", test_migrate },
 	{ NULL, NULL },
 };

@@ -169,10 +169,47 @@ static void test_per_1m(void)
 	CU_ASSERT_EQUAL(cost_per_1m_tokens(16000000, 14800, 0.0, &v), -EDOM);
 }
 
+/* Closing a window, worked by hand at 1 micro per ms busy and 0.5 idle:
+ * 3 ms of engine time (1 ms of it a failed output) in 10 ms attended, two
+ * calls of 1 ms at 1 micro each: idle 7 ms, node cost round(3 + 3.5) = 7,
+ * the 5 above the marginal costs split 3/2 (ties to the lower index). */
+static void test_close_window(void)
+{
+	uint64_t busy[2] = { 1000000, 1000000 }, idle[2];
+	int64_t marg[2] = { 1, 1 }, loaded[2], node;
+	uint64_t idle_ns;
+	CU_ASSERT_EQUAL_FATAL(cost_close_window(3600000, 1800000, 3000000, 10000000, busy, marg, 2, loaded, idle, &node,
+						&idle_ns), 0);
+	CU_ASSERT_EQUAL(idle_ns, 7000000);
+	CU_ASSERT_EQUAL(node, 7);
+	CU_ASSERT(loaded[0] == 4 && loaded[1] == 3);
+	CU_ASSERT(idle[0] == 3500000 && idle[1] == 3500000);
+	/* More engine than attended time (overlapping shards): idle 0, never
+	 * negative. No calls: the node cost alone. */
+	CU_ASSERT_EQUAL_FATAL(cost_close_window(3600000, 1800000, 3000000, 1000000, NULL, NULL, 0, NULL, NULL, &node,
+						&idle_ns), 0);
+	CU_ASSERT(idle_ns == 0 && node == 3);
+	/* Calls of busy time 0 only: the idle cost is split evenly. */
+	uint64_t zero[3] = { 0, 0, 0 }, id3[3];
+	int64_t m3[3] = { 0, 0, 0 }, l3[3];
+	CU_ASSERT_EQUAL_FATAL(cost_close_window(0, 3600000, 0, 5000000, zero, m3, 3, l3, id3, &node, &idle_ns), 0);
+	CU_ASSERT(node == 5 && l3[0] == 2 && l3[1] == 2 && l3[2] == 1);
+	/* Marginal costs priced some other way above the formula: the node
+	 * cost is their sum, and no call goes below its marginal cost. */
+	int64_t big[2] = { 10, 20 };
+	CU_ASSERT_EQUAL_FATAL(cost_close_window(3600000, 0, 2000000, 2000000, busy, big, 2, loaded, idle, &node,
+						&idle_ns), 0);
+	CU_ASSERT(node == 30 && loaded[0] == 10 && loaded[1] == 20);
+	int64_t neg[1] = { -1 };
+	CU_ASSERT_EQUAL(cost_close_window(1, 1, 1, 1, busy, neg, 1, loaded, idle, &node, &idle_ns), -ERANGE);
+	CU_ASSERT_EQUAL(cost_close_window(-1, 1, 1, 1, NULL, NULL, 0, NULL, NULL, &node, &idle_ns), -EINVAL);
+}
+
 const cu_test_t cost_tests[] = {
 	{ "small_example", test_small_example },
 	{ "batch_conservation", test_batch_conservation },
 	{ "spread_period", test_spread_period },
+	{ "close_window", test_close_window },
 	{ "api_equivalent", test_api_equivalent },
 	{ "api_quote", test_api_quote },
 	{ "per_1m", test_per_1m },

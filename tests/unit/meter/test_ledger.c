@@ -3,6 +3,7 @@
 #include "tests.h"
 #include "cu_sql.h"
 #include "ledger.h"
+#include "meter.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -98,9 +99,11 @@ static void test_schema_mismatch(void)
 	sqlite3_close(db);
 }
 
-/* The daemon's table as daemon/journal.c creates it (without the meter's
- * five columns): readable at once with a default currency, and upgraded in
- * place by ledger_upgrade(). */
+/* The older shapes of the table, each with one row booked by the code of
+ * its time: the daemon's original table (no meter columns), the same after
+ * an older margind added the meter's five columns (no tables of booked
+ * equivalents yet), and after it added those tables too (all without a
+ * user_version: those margind versions did not count). */
 static const char *daemon_table =
 	"CREATE TABLE ledger (id INTEGER PRIMARY KEY, job TEXT NOT NULL, custom_id TEXT NOT NULL,"
 	" line_no INTEGER NOT NULL, model TEXT NOT NULL, worker TEXT NOT NULL, worker_name TEXT NOT NULL,"
@@ -109,55 +112,243 @@ static const char *daemon_table =
 	" queue_ns INTEGER NOT NULL, first_token_ns INTEGER NOT NULL,"
 	" cost_marginal_micros INTEGER NOT NULL DEFAULT 0, cost_loaded_micros INTEGER NOT NULL DEFAULT 0,"
 	" answered_at_ns INTEGER NOT NULL);"
+	"CREATE INDEX ledger_job ON ledger(job);"
 	"INSERT INTO ledger (job, custom_id, line_no, model, worker, worker_name, hardware_profile, shard,"
 	" prompt_tokens, completion_tokens, busy_ns, flops, queue_ns, first_token_ns, cost_marginal_micros,"
 	" cost_loaded_micros, answered_at_ns) VALUES ('batch_1', 'r1', 0, 'm', 'wid', 'w', '8xh100', 3, 11, 22,"
-	" 3600000000000, 0, 0, 0, 67493836, 67493836, 5)";
+	" 3600000000000, 0, 0, 0, 67493836, 67493836, 5);";
+static const char *meter_columns =
+	"ALTER TABLE ledger ADD COLUMN idle_ns INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE ledger ADD COLUMN currency TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE ledger ADD COLUMN rate_busy_micros_per_hour INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE ledger ADD COLUMN rate_idle_micros_per_hour INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE ledger ADD COLUMN via_batch INTEGER NOT NULL DEFAULT 1;"
+	"UPDATE ledger SET currency = 'USD', idle_ns = 77, cost_loaded_micros = 70000000;";
+static const char *api_tables =
+	"CREATE TABLE ledger_api_price (id INTEGER PRIMARY KEY, ref_model TEXT NOT NULL, currency TEXT NOT NULL,"
+	" price_currency TEXT NOT NULL, input_per_1m TEXT NOT NULL, output_per_1m TEXT NOT NULL, fx_rate TEXT NOT NULL,"
+	" fx_source TEXT NOT NULL, price_table TEXT NOT NULL, price_source TEXT NOT NULL, price_date TEXT NOT NULL,"
+	" UNIQUE (ref_model, currency, price_currency, input_per_1m, output_per_1m, fx_rate, fx_source,"
+	" price_table, price_source, price_date));"
+	"CREATE TABLE ledger_api (ledger_id INTEGER NOT NULL, ref_model TEXT NOT NULL, micros INTEGER NOT NULL,"
+	" price_id INTEGER NOT NULL, PRIMARY KEY (ledger_id, ref_model)) WITHOUT ROWID;"
+	"CREATE VIEW ledger_api_view AS SELECT a.ledger_id, a.ref_model, a.micros, p.currency, p.price_currency,"
+	" p.input_per_1m, p.output_per_1m, p.fx_rate, p.fx_source, p.price_table, p.price_source, p.price_date"
+	" FROM ledger_api a JOIN ledger_api_price p ON p.id = a.price_id;"
+	"INSERT INTO ledger_api_price VALUES (1, 'gpt-4o-mini', 'USD', 'USD', '0.15', '0.6', '1', '', 't', 's', 'd');"
+	"INSERT INTO ledger_api VALUES (1, 'gpt-4o-mini', 15, 1);";
 
-static void test_daemon_table(void)
+/* Each older shape: readable as it is (read-only tools), then migrated by
+ * ledger_create to the current schema with its row's costs, currency and
+ * equivalents as booked and no window (period_ns = 0); new rows carry
+ * their window; a second run changes nothing. */
+static void test_migrate(void)
+{
+	for (int shape = 0; shape < 3; shape++) {
+		sqlite3 *db = open_db();
+		char err[512] = "";
+		ledger_rows_t *out = NULL;
+		CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, daemon_table, NULL, NULL, NULL), SQLITE_OK);
+		if (shape >= 1)
+			CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, meter_columns, NULL, NULL, NULL), SQLITE_OK);
+		if (shape >= 2)
+			CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, api_tables, NULL, NULL, NULL), SQLITE_OK);
+		CU_ASSERT_EQUAL(ledger_check_schema(db, false, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), -EPROTO);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, shape == 0 ? "idle_ns" : "period_start_ns"));
+		if (shape == 0) {
+			/* No currency anywhere: an error that says what to pass. */
+			CU_ASSERT_EQUAL(ledger_select(db, NULL, &out, err, sizeof(err)), -EINVAL);
+			CU_ASSERT_PTR_NOT_NULL(strstr(err, "default_currency"));
+		}
+		ledger_filter_t f = { .default_currency = "CNY" };
+		CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL_FATAL(out->n, 1);
+		CU_ASSERT_EQUAL(out->v[0].period_ns, 0);
+		ledger_rows_destroy(&out);
+
+		CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA user_version"), 0);
+		int r = ledger_create(db, err, sizeof(err));
+		if (r < 0)
+			fprintf(stderr, "shape %d: %s\n", shape, err);
+		CU_ASSERT_EQUAL_FATAL(r, 0);
+		CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA user_version"), LEDGER_STEPS);
+		CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(ledger_create(db, err, sizeof(err)), 0);	/* idempotent */
+		CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL_FATAL(out->n, 1);
+		const ledger_row_t *o = &out->v[0];
+		CU_ASSERT_STRING_EQUAL(o->currency, shape == 0 ? "CNY" : "USD");	/* '' takes the default */
+		CU_ASSERT_EQUAL(o->cost_marginal_micros, 67493836);
+		CU_ASSERT_EQUAL(o->cost_loaded_micros, shape == 0 ? 67493836 : 70000000);
+		CU_ASSERT_EQUAL(o->idle_ns, shape == 0 ? 0 : 77);
+		CU_ASSERT(o->via_batch && o->shard == 3);
+		CU_ASSERT(o->period_ns == 0 && o->period_start_ns == 0 && !o->period_open);
+		CU_ASSERT_EQUAL(o->n_api, shape == 2 ? 1 : 0);	/* an old row: as booked */
+		ledger_rows_destroy(&out);
+		/* New rows of the migrated ledger keep their window and equivalents. */
+		ledger_api_price_t p = { .ref_model = "gpt-4o-mini", .currency = "CNY", .price_currency = "USD",
+					 .input_per_1m = "0.075", .output_per_1m = "0.3", .fx_rate = "7.2", .fx_source = "fx",
+					 .price_table = "fx+closed-2024", .price_source = "closed-2024.conf:40: LiteLLM",
+					 .price_date = "2024-07-25" };
+		ledger_api_t a = { &p, 1234 };
+		ledger_row_t w = row("batch_2", 1, "m", "w", 9);
+		w.api = &a;
+		w.n_api = 1;
+		w.period_start_ns = 7 * LEDGER_HOUR_NS;
+		w.period_ns = LEDGER_HOUR_NS;
+		w.period_open = true;
+		CU_ASSERT_EQUAL_FATAL(ledger_insert(db, &w, 1, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL_FATAL(out->n, 2);
+		CU_ASSERT_EQUAL_FATAL(out->v[1].n_api, 1);
+		CU_ASSERT_EQUAL(out->v[1].api[0].micros, 1234);
+		CU_ASSERT_EQUAL(out->v[1].period_start_ns, 7 * LEDGER_HOUR_NS);
+		CU_ASSERT_EQUAL(out->v[1].period_ns, LEDGER_HOUR_NS);
+		CU_ASSERT(out->v[1].period_open);
+		ledger_rows_destroy(&out);
+		sqlite3_close(db);
+	}
+	/* A ledger from a newer build is refused, not downgraded. */
+	sqlite3 *db = open_db();
+	char err[256];
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(ledger_create(db, err, sizeof(err)), -EPROTO);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "newer"));
+	CU_ASSERT_EQUAL(ledger_migrate_step(db, LEDGER_STEPS + 1, err, sizeof(err)), -EINVAL);
+	sqlite3_close(db);
+}
+
+/* The oracle: rate (micros/h) x ns / 3.6e12, rounded half up, 128 bits. */
+static int64_t oracle_cost(int64_t rate_busy, uint64_t busy, int64_t rate_idle, uint64_t idle)
+{
+	unsigned __int128 d = 3600000000000ULL;
+	return (int64_t)(((unsigned __int128)rate_busy * busy + (unsigned __int128)rate_idle * idle + d / 2) / d);
+}
+
+static uint64_t rnd(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+struct deltas {
+	int64_t sum;
+	int n;
+};
+
+static int on_delta(void *user, const char *job, int64_t d)
+{
+	struct deltas *x = user;
+	x->sum += d;
+	x->n++;
+	return 0;
+}
+
+/* Windows closed with random busy times (zeros, tiny, most of the hour)
+ * and attended times: the loaded costs of a window's calls sum to the
+ * node cost of the window exactly, computed here from engine and idle
+ * time; loaded >= marginal; the idle time spread sums to the window's;
+ * the jobs' totals rise by what the calls did. A window with node time and
+ * no calls keeps its cost in its row. A closed window takes nothing more. */
+static void test_windows(void)
 {
 	sqlite3 *db = open_db();
 	char err[512] = "";
-	ledger_rows_t *out = NULL;
-	CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, daemon_table, NULL, NULL, NULL), SQLITE_OK);
-	CU_ASSERT_EQUAL(ledger_check_schema(db, false, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), -EPROTO);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "idle_ns"));
-	/* No currency anywhere: an error that says what to pass. */
-	CU_ASSERT_EQUAL(ledger_select(db, NULL, &out, err, sizeof(err)), -EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "default_currency"));
-	ledger_filter_t f = { .default_currency = "CNY" };
-	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(out->n, 1);
-	CU_ASSERT_STRING_EQUAL(out->v[0].currency, "CNY");
-	CU_ASSERT(out->v[0].via_batch && out->v[0].idle_ns == 0 && out->v[0].cost_loaded_micros == 67493836);
-	CU_ASSERT_EQUAL(out->v[0].shard, 3);
-	ledger_rows_destroy(&out);
-	/* Five columns, the two tables of booked equivalents and their view. */
-	CU_ASSERT_EQUAL(ledger_upgrade(db, err, sizeof(err)), 8);
-	CU_ASSERT_EQUAL(ledger_upgrade(db, err, sizeof(err)), 0);	/* idempotent */
-	CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
-	CU_ASSERT_STRING_EQUAL(out->v[0].currency, "CNY");	/* '' takes the default */
-	CU_ASSERT_EQUAL(out->v[0].n_api, 0);			/* an old row: none booked */
-	CU_ASSERT_PTR_NULL(ledger_row_find_api(&out->v[0], "gpt-4o-mini"));
-	ledger_rows_destroy(&out);
-	/* New rows of the upgraded journal keep their equivalents. */
-	ledger_api_price_t p = { .ref_model = "gpt-4o-mini", .currency = "CNY", .price_currency = "USD",
-				 .input_per_1m = "0.075", .output_per_1m = "0.3", .fx_rate = "7.2", .fx_source = "fx",
-				 .price_table = "fx+closed-2024", .price_source = "closed-2024.conf:40: LiteLLM",
-				 .price_date = "2024-07-25" };
-	ledger_api_t a = { &p, 1234 };
-	ledger_row_t w = row("batch_2", 1, "m", "w", 9);
-	w.api = &a;
-	w.n_api = 1;
-	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, &w, 1, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(ledger_select(db, &f, &out, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(out->n, 2);
-	CU_ASSERT_EQUAL(out->v[0].n_api, 0);
-	CU_ASSERT_EQUAL_FATAL(out->v[1].n_api, 1);
-	CU_ASSERT_EQUAL(out->v[1].api[0].micros, 1234);
-	ledger_rows_destroy(&out);
+	CU_ASSERT_EQUAL_FATAL(ledger_create(db, err, sizeof(err)), 0);
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	const int64_t rb = 883200, ri = 231000;
+	for (int win = 0; win < 40; win++) {
+		ledger_period_t p = { .start_ns = win * LEDGER_HOUR_NS, .period_ns = LEDGER_HOUR_NS, .currency = "CNY",
+				      .rate_busy_micros_per_hour = rb, .rate_idle_micros_per_hour = ri };
+		snprintf(p.worker, sizeof(p.worker), "w%d", win % 3);
+		snprintf(p.hardware_profile, sizeof(p.hardware_profile), "hw");
+		int results = win % 7 == 6 ? 0 : 1 + (int)(rnd(&x) % 4);
+		uint64_t engine = 0;
+		for (int k = 0; k < results; k++) {
+			/* A Result: n calls booked at their marginal cost. */
+			size_t n = rnd(&x) % 5;	/* 0: only failed outputs */
+			ledger_row_t rows[5];
+			uint64_t busy = 0;
+			for (size_t i = 0; i < n; i++) {
+				rows[i] = row(i % 2 ? "ja" : "jb", (int64_t)(win * 100 + k * 10 + (int)i), "m", "w", 1);
+				rows[i].worker = p.worker;
+				uint64_t kind = rnd(&x) % 4;
+				rows[i].busy_ns = kind == 0 ? 0 : kind == 1 ? rnd(&x) % 1000 : rnd(&x) % 200000000000ULL;
+				busy += rows[i].busy_ns;
+				rows[i].period_start_ns = p.start_ns;
+				rows[i].period_ns = p.period_ns;
+				rows[i].period_open = true;
+			}
+			ledger_period_t before;
+			uint64_t b0 = ledger_period_find(db, p.start_ns, p.period_ns, p.worker, &before, err,
+							 sizeof(err)) == 0 ? before.busy_ns : 0;
+			int64_t m_total = oracle_cost(rb, b0 + busy, 0, 0) - oracle_cost(rb, b0, 0, 0);
+			uint64_t w8[5];
+			int64_t marg[5];
+			for (size_t i = 0; i < n; i++)
+				w8[i] = rows[i].busy_ns;
+			CU_ASSERT_EQUAL_FATAL(meter_allocate(m_total, w8, n, marg), 0);
+			for (size_t i = 0; i < n; i++)
+				rows[i].cost_marginal_micros = rows[i].cost_loaded_micros = marg[i];
+			CU_ASSERT_EQUAL_FATAL(ledger_insert(db, rows, n, err, sizeof(err)), 0);
+			ledger_period_t add = p;
+			add.busy_ns = busy;
+			add.engine_ns = busy + (rnd(&x) % 3 == 0 ? rnd(&x) % 100000000000ULL : 0);	/* failed */
+			add.calls = (int64_t)n;
+			add.marginal_micros = m_total;
+			engine += add.engine_ns;
+			CU_ASSERT_EQUAL_FATAL(ledger_period_add(db, &add, err, sizeof(err)), 0);
+		}
+		uint64_t attended = rnd(&x) % 2 ? LEDGER_HOUR_NS : rnd(&x) % LEDGER_HOUR_NS;
+		char where[160];
+		snprintf(where, sizeof(where), "FROM ledger WHERE worker = '%s' AND period_start_ns = %lld", p.worker,
+			 (long long)p.start_ns);
+		char q[300];
+		snprintf(q, sizeof(q), "SELECT coalesce(sum(cost_loaded_micros), 0) %s", where);
+		int64_t loaded_before = cu_sql_int(db, q);
+		struct deltas d = { 0, 0 };
+		int r = ledger_period_close(db, &p, attended, on_delta, &d, err, sizeof(err));
+		if (r < 0)
+			fprintf(stderr, "close: %s\n", err);
+		CU_ASSERT_EQUAL_FATAL(r, 0);
+		ledger_period_t c;
+		CU_ASSERT_EQUAL_FATAL(ledger_period_find(db, p.start_ns, p.period_ns, p.worker, &c, err, sizeof(err)), 0);
+		uint64_t idle = attended > engine ? attended - engine : 0;
+		CU_ASSERT(c.closed);
+		CU_ASSERT_EQUAL(c.engine_ns, engine);
+		CU_ASSERT_EQUAL(c.attended_ns, attended);
+		CU_ASSERT_EQUAL(c.idle_ns, idle);
+		CU_ASSERT_EQUAL(c.node_cost_micros, oracle_cost(rb, engine, ri, idle));
+		snprintf(q, sizeof(q), "SELECT count(*) %s", where);
+		int64_t calls = cu_sql_int(db, q);
+		CU_ASSERT_EQUAL(calls, c.calls);
+		snprintf(q, sizeof(q), "SELECT coalesce(sum(cost_loaded_micros), 0) %s", where);
+		int64_t loaded = cu_sql_int(db, q);
+		if (calls > 0) {
+			CU_ASSERT_EQUAL(loaded, c.node_cost_micros);
+			snprintf(q, sizeof(q), "SELECT sum(idle_ns) %s", where);
+			CU_ASSERT_EQUAL(cu_sql_int(db, q), (int64_t)idle);
+		} else {
+			CU_ASSERT_EQUAL(loaded, 0);	/* unabsorbed: the row keeps it */
+		}
+		CU_ASSERT_EQUAL(d.sum, loaded - loaded_before);
+		snprintf(q, sizeof(q), "SELECT count(*) %s AND (period_open != 0 OR cost_loaded_micros < cost_marginal_micros)",
+			 where);
+		CU_ASSERT_EQUAL(cu_sql_int(db, q), 0);
+		CU_ASSERT_EQUAL(ledger_period_close(db, &p, attended, NULL, NULL, err, sizeof(err)), -EALREADY);
+		ledger_period_t more = p;
+		more.engine_ns = more.busy_ns = 5;
+		CU_ASSERT_EQUAL(ledger_period_add(db, &more, err, sizeof(err)), -EALREADY);
+	}
+	/* Windows are aligned to UTC: 2026-12-07T17:26:46Z is in the hour from
+	 * 17:00 and the day from 00:00. */
+	int64_t t = 1796664406LL * 1000000000LL;
+	CU_ASSERT_EQUAL(ledger_window_start(t, LEDGER_HOUR_NS), 1796662800LL * 1000000000LL);
+	CU_ASSERT_EQUAL(ledger_window_start(t, LEDGER_DAY_NS), 1796601600LL * 1000000000LL);
+	CU_ASSERT_EQUAL(ledger_window_start(-1, LEDGER_HOUR_NS), -LEDGER_HOUR_NS);
 	sqlite3_close(db);
 }
 
@@ -240,7 +431,8 @@ static void test_api(void)
 }
 
 const cu_test_t ledger_tests[] = {
-	{ "daemon_table", test_daemon_table },
+	{ "migrate", test_migrate },
+	{ "windows", test_windows },
 	{ "roundtrip", test_roundtrip },
 	{ "api", test_api },
 	{ "schema_mismatch", test_schema_mismatch },
