@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define N_ROWS 11
 #define DAY1 1716249600000000000LL	/* 2024-05-21T00:00:00Z */
@@ -247,15 +248,16 @@ static void test_csv_and_text(void)
 	report_t *r = make(REPORT_BY_CALL, NULL);
 	char *text = NULL;
 	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
-	/* header + rows + total; column 9 is cost_loaded_micros. */
+	/* header + rows + total; column 10 is cost_loaded_micros. */
 	int lines = 0;
 	int64_t s = 0, total = -1;
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
 		char *p = line;
-		for (int c = 0; c < 8; c++)
+		for (int c = 0; c < 9; c++)
 			p = strchr(p, ',') + 1;
 		if (lines == 0) {
+			CU_ASSERT(strncmp(line, "custom_id,model,worker,currency,", 32) == 0);
 			CU_ASSERT(strncmp(p, "cost_loaded_micros,api_equivalent_micros:gpt-4o", 47) == 0);
 		} else if (strncmp(line, "total,", 6) == 0)
 			total = strtoll(p, NULL, 10);
@@ -268,7 +270,7 @@ static void test_csv_and_text(void)
 	report_destroy(&r);
 	r = make(REPORT_BY_WORKER, NULL);
 	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
-	CU_ASSERT(strncmp(text, "worker,calls,", 13) == 0);
+	CU_ASSERT(strncmp(text, "worker,currency,calls,", 22) == 0);
 	free(text);
 	CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "total"));
@@ -587,6 +589,354 @@ static void test_booked_from_sqlite(void)
 	done();
 }
 
+/* --- every derived figure of every format, against its definition --- */
+
+/* round(n / d), half away from zero, d > 0: the definition of every
+ * derived figure (docs/economics.md section 6), written out here so the
+ * check does not use the code it checks. */
+static int64_t half_away(__int128 n, __int128 d)
+{
+	__int128 q = (n < 0 ? -n : n) * 2 + d;
+	q /= 2 * d;
+	return (int64_t)(n < 0 ? -q : q);
+}
+
+/* A group's sums, from the ledger rows. */
+typedef struct want {
+	char key[96];
+	uint64_t calls, ptok, ctok, busy, idle;
+	int64_t marg, load, api[3], sale;
+} want_t;
+
+#define LONG_A "batch_6f1d2a7c9e0b4d3f8a5c1e7b2d9f4a60"
+#define LONG_B "batch_6f1d2a7c9e0b4d3f8a5c1e7b2d9f4a61"
+
+static void want_key(enum report_group g, const ledger_row_t *w, char *buf, size_t len)
+{
+	switch (g) {
+	case REPORT_BY_CALL: snprintf(buf, len, "%s", w->custom_id); break;
+	case REPORT_BY_BATCH: snprintf(buf, len, "%s", w->job); break;
+	case REPORT_BY_MODEL: snprintf(buf, len, "%s", w->model); break;
+	case REPORT_BY_WORKER: snprintf(buf, len, "%s", w->worker_name[0] ? w->worker_name : w->worker); break;
+	case REPORT_BY_DAY: {
+		time_t t = (time_t)(w->answered_at_ns / 1000000000LL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(buf, len, "%Y-%m-%d", &tm);
+		break;
+	}
+	}
+}
+
+/* The groups of g (plus the total, last); returns their count. */
+static size_t want_groups(enum report_group g, want_t *out)
+{
+	char err[256];
+	size_t n = 0;
+	memset(out, 0, (N_ROWS + 1) * sizeof(*out));
+	for (int i = 0; i < N_ROWS; i++) {
+		char key[96];
+		want_key(g, &rows[i], key, sizeof(key));
+		size_t j = 0;
+		while (g != REPORT_BY_CALL && j < n && strcmp(out[j].key, key) != 0)
+			j++;
+		if (g == REPORT_BY_CALL || j == n)
+			snprintf(out[j = n++].key, sizeof(out[0].key), "%s", key);
+		for (int t = 0; t < 2; t++) {
+			want_t *x = t ? &out[N_ROWS] : &out[j];
+			x->calls++;
+			x->ptok += rows[i].prompt_tokens;
+			x->ctok += rows[i].completion_tokens;
+			x->busy += rows[i].busy_ns;
+			x->idle += rows[i].idle_ns;
+			x->marg += rows[i].cost_marginal_micros;
+			x->load += rows[i].cost_loaded_micros;
+			for (int k = 0; k < 3; k++) {
+				int64_t v;
+				CU_ASSERT_EQUAL_FATAL(cost_api_equivalent(prices, pricetab_find(prices, refs[k]),
+									  rows[i].prompt_tokens, rows[i].completion_tokens,
+									  rows[i].via_batch, "CNY", &v, err, sizeof(err)), 0);
+				x->api[k] += v;
+				if (k == 2)
+					x->sale += v;	/* the sale price is qwen-long's */
+			}
+		}
+	}
+	snprintf(out[N_ROWS].key, sizeof(out[0].key), "total");
+	out[n] = out[N_ROWS];
+	return n + 1;
+}
+
+/* The derived figures of a group, by name; false when undefined. */
+static bool want_derived(const want_t *x, const char *name, int ref, int64_t *ret)
+{
+	__int128 tok = (__int128)x->ptok + x->ctok;
+	if (strcmp(name, "marginal_per_call_micros") == 0 || strcmp(name, "loaded_per_call_micros") == 0) {
+		*ret = half_away(name[0] == 'm' ? x->marg : x->load, x->calls);
+		return true;
+	}
+	if (strcmp(name, "marginal_per_1m_tokens_micros") == 0 || strcmp(name, "loaded_per_1m_tokens_micros") == 0 ||
+	    strcmp(name, "api_per_1m_tokens_micros") == 0) {
+		int64_t m = name[0] == 'm' ? x->marg : name[0] == 'l' ? x->load : x->api[ref];
+		if (tok == 0)
+			return false;
+		*ret = half_away((__int128)m * 1000000, tok);
+		return true;
+	}
+	if (strcmp(name, "utilization_ppm") == 0) {
+		if (x->busy + x->idle == 0)
+			return false;
+		*ret = half_away((__int128)x->busy * 1000000, (__int128)x->busy + x->idle);
+		return true;
+	}
+	if (strcmp(name, "gross_margin_ppm_at_api_price") == 0 || strcmp(name, "gross_margin_ppm") == 0) {
+		int64_t price = strcmp(name, "gross_margin_ppm") == 0 ? x->sale : x->api[ref];
+		if (price <= 0)
+			return false;
+		*ret = half_away(((__int128)price - x->load) * 1000000, price);
+		return true;
+	}
+	CU_FAIL("unknown derived figure");
+	return false;
+}
+
+static const char *const derived_names[] = { "marginal_per_call_micros", "loaded_per_call_micros",
+					     "marginal_per_1m_tokens_micros", "loaded_per_1m_tokens_micros",
+					     "utilization_ppm", "gross_margin_ppm" };
+
+/* Splits one CSV line (quotes honoured) into fields; returns the count. */
+static int csv_split(char *line, char **f, int max)
+{
+	int n = 0;
+	char *w = line;
+	while (n < max) {
+		f[n++] = w;
+		char *r = w;
+		bool q = *r == '"';
+		if (q)
+			r++;
+		for (;; r++) {
+			if (q && *r == '"' && r[1] == '"') {
+				*w++ = '"';
+				r++;
+			} else if (q && *r == '"') {
+				q = false;
+			} else if ((!q && *r == ',') || *r == '\0') {
+				break;
+			} else {
+				*w++ = *r;
+			}
+		}
+		bool end = *r == '\0';
+		*w = '\0';
+		if (end)
+			break;
+		w = r + 1;
+	}
+	return n;
+}
+
+static int col_of(char **head, int nh, const char *name)
+{
+	for (int c = 0; c < nh; c++)
+		if (strcmp(head[c], name) == 0)
+			return c;
+	return -1;
+}
+
+/* Parses "12.345678" (6 decimals) into micros; "-" = undefined. */
+static bool parse_micros(const char *s, int64_t *ret)
+{
+	long long a, b;
+	int n = 0;
+	bool neg = s[0] == '-';
+	if (sscanf(s + neg, "%lld.%6lld%n", &a, &b, &n) != 2 || strlen(s + neg) != (size_t)n || n < 8)
+		return false;
+	*ret = (neg ? -1 : 1) * (a * 1000000 + b);
+	return true;
+}
+
+/* "-12.34%" into hundredths of a percent. */
+static bool parse_pct(const char *s, int64_t *ret)
+{
+	long long a, b;
+	int n = 0;
+	bool neg = s[0] == '-';
+	if (sscanf(s + neg, "%lld.%2lld%%%n", &a, &b, &n) != 2 || strlen(s + neg) != (size_t)n)
+		return false;
+	*ret = (neg ? -1 : 1) * (a * 100 + b);
+	return true;
+}
+
+static void check_csv(enum report_group g, const char *text, const want_t *w, size_t nw)
+{
+	char *copy = strdup(text), *save = NULL, *head[64], *f[64];
+	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	char *line = strtok_r(copy, "\n", &save);
+	int nh = csv_split(line, head, 64);
+	CU_ASSERT_STRING_EQUAL(head[0], g == REPORT_BY_CALL ? "custom_id" : report_group_name(g));
+	int cur = col_of(head, nh, "currency");
+	CU_ASSERT(cur > 0);
+	size_t i = 0;
+	for (line = strtok_r(NULL, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save), i++) {
+		int n = csv_split(line, f, 64);
+		CU_ASSERT_EQUAL_FATAL(n, nh);
+		CU_ASSERT_FATAL(i < nw);
+		const want_t *x = &w[i];
+		CU_ASSERT_STRING_EQUAL(f[0], x->key);
+		CU_ASSERT(cur > 0 && strcmp(f[cur], "CNY") == 0);	/* on every row */
+		int cl = col_of(head, nh, "cost_loaded_micros"), cm = col_of(head, nh, "cost_marginal_micros");
+		CU_ASSERT_FATAL(cl > 0 && cm > 0);
+		CU_ASSERT_EQUAL(strtoll(f[cl], NULL, 10), x->load);
+		CU_ASSERT_EQUAL(strtoll(f[cm], NULL, 10), x->marg);
+		int checked = 0;
+		for (int c = 0; c < nh; c++) {
+			char name[128];
+			int ref = -1;
+			snprintf(name, sizeof(name), "%s", head[c]);
+			char *colon = strchr(name, ':');
+			if (colon != NULL) {
+				*colon = '\0';
+				for (int k = 0; k < 3; k++)
+					if (strcmp(colon + 1, refs[k]) == 0)
+						ref = k;
+				CU_ASSERT(ref >= 0);
+				if (strcmp(name, "api_equivalent_micros") == 0) {
+					CU_ASSERT_EQUAL(strtoll(f[c], NULL, 10), x->api[ref]);
+					continue;
+				}
+			}
+			bool derived = ref >= 0;
+			for (size_t d = 0; d < sizeof(derived_names) / sizeof(derived_names[0]); d++)
+				derived |= strcmp(name, derived_names[d]) == 0;
+			if (!derived)
+				continue;
+			int64_t v;
+			if (want_derived(x, name, ref, &v)) {
+				char *end;
+				long long got = strtoll(f[c], &end, 10);
+				CU_ASSERT(f[c][0] != '\0' && *end == '\0' && got == v);
+				if (got != v)
+					fprintf(stderr, "csv %s row %s column %s: %s, want %lld\n", report_group_name(g), x->key,
+						head[c], f[c], (long long)v);
+			} else {
+				CU_ASSERT_STRING_EQUAL(f[c], "");
+			}
+			checked++;
+		}
+		/* per call x2, per 1M x2, utilization, per ref x2, gross margin at the sale price */
+		CU_ASSERT_EQUAL(checked, g == REPORT_BY_CALL ? 0 : 5 + 3 * 2 + 1);
+	}
+	CU_ASSERT_EQUAL(i, nw);
+	free(copy);
+}
+
+static void check_json(enum report_group g, const char *text, const want_t *w, size_t nw)
+{
+	json_error_t je;
+	json_t *root = json_loads(text, 0, &je), *jr = json_object_get(root, "rows");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(jr) + 1, nw);
+	for (size_t i = 0; i < nw; i++) {
+		const want_t *x = &w[i];
+		json_t *o = i + 1 < nw ? json_array_get(jr, i) : json_object_get(root, "total");
+		if (i + 1 < nw)
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, g == REPORT_BY_CALL ? "custom_id" : "key")),
+					       x->key);
+		CU_ASSERT_EQUAL(jint(o, "cost_loaded_micros"), x->load);
+		CU_ASSERT_EQUAL(jint(o, "cost_marginal_micros"), x->marg);
+		for (int k = 0; k < 3; k++)
+			CU_ASSERT_EQUAL(jint(json_object_get(o, "api_equivalent_micros"), refs[k]), x->api[k]);
+		if (g == REPORT_BY_CALL)
+			continue;
+		int64_t v;
+		for (size_t d = 0; d < sizeof(derived_names) / sizeof(derived_names[0]); d++) {
+			json_t *j = json_object_get(o, derived_names[d]);
+			CU_ASSERT_PTR_NOT_NULL(j);
+			bool def = want_derived(x, derived_names[d], -1, &v);
+			CU_ASSERT(def ? json_is_integer(j) && json_integer_value(j) == v : json_is_null(j));
+		}
+		for (int k = 0; k < 3; k++) {
+			static const char *const per_ref[] = { "api_per_1m_tokens_micros", "gross_margin_ppm_at_api_price" };
+			for (int d = 0; d < 2; d++) {
+				json_t *j = json_object_get(json_object_get(o, per_ref[d]), refs[k]);
+				bool def = want_derived(x, per_ref[d], k, &v);
+				CU_ASSERT(def ? json_is_integer(j) && json_integer_value(j) == v : json_is_null(j));
+			}
+		}
+	}
+	json_decref(root);
+}
+
+/* Text: key, calls, tokens, busy_s, loaded_cost, loaded/1M, then per
+ * reference its /1M price and the gross margin at it. */
+static void check_text(enum report_group g, const char *text, const want_t *w, size_t nw)
+{
+	char *copy = strdup(text), *save = NULL;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	size_t i = 0;
+	bool table = false;
+	for (char *line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		char *tok[32], *s2 = NULL;
+		int n = 0;
+		if (line[0] == '(' || strncmp(line, "cost by", 7) == 0 || strncmp(line, "WHAT-IF", 7) == 0)
+			continue;
+		if (!table) {	/* the header */
+			CU_ASSERT(strncmp(line, report_group_name(g), strlen(report_group_name(g))) == 0);
+			table = true;
+			continue;
+		}
+		for (char *t = strtok_r(line, " ", &s2); t != NULL && n < 32; t = strtok_r(NULL, " ", &s2))
+			tok[n++] = t;
+		CU_ASSERT_EQUAL_FATAL(n, 6 + 2 * 3);
+		CU_ASSERT_FATAL(i < nw);
+		const want_t *x = &w[i++];
+		CU_ASSERT_STRING_EQUAL(tok[0], x->key);	/* whole, however long */
+		CU_ASSERT_EQUAL(strtoull(tok[1], NULL, 10), x->calls);
+		CU_ASSERT_EQUAL(strtoull(tok[2], NULL, 10), x->ptok + x->ctok);
+		int64_t v, got;
+		CU_ASSERT(parse_micros(tok[4], &got) && got == x->load);
+		bool def = want_derived(x, "loaded_per_1m_tokens_micros", -1, &v);
+		CU_ASSERT(def ? parse_micros(tok[5], &got) && got == v : strcmp(tok[5], "-") == 0);
+		for (int k = 0; k < 3; k++) {
+			def = want_derived(x, "api_per_1m_tokens_micros", k, &v);
+			CU_ASSERT(def ? parse_micros(tok[6 + 2 * k], &got) && got == v : strcmp(tok[6 + 2 * k], "-") == 0);
+			def = want_derived(x, "gross_margin_ppm_at_api_price", k, &v);
+			CU_ASSERT(def ? parse_pct(tok[7 + 2 * k], &got) && got == half_away(v, 100) :
+				  strcmp(tok[7 + 2 * k], "-inf") == 0);
+		}
+	}
+	CU_ASSERT_EQUAL(i, nw);
+	free(copy);
+}
+
+static void test_derived_every_format(void)
+{
+	fixture();
+	for (int i = 0; i < N_ROWS; i++)
+		rows[i].job = i < 6 ? LONG_A : LONG_B;	/* real batch ids are longer than 24 characters */
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3, .sale = "qwen-long" };
+	for (int g = REPORT_BY_CALL; g <= REPORT_BY_DAY; g++) {
+		want_t w[N_ROWS + 1];
+		size_t nw = want_groups((enum report_group)g, w);
+		report_t *r = NULL;
+		char err[256], *text = NULL;
+		CU_ASSERT_EQUAL_FATAL(report_new(rows, N_ROWS, (enum report_group)g, &o, &r, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
+		check_csv((enum report_group)g, text, w, nw);
+		free(text);
+		CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+		check_json((enum report_group)g, text, w, nw);
+		free(text);
+		CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
+		check_text((enum report_group)g, text, w, nw);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, "money in CNY"));
+		free(text);
+		report_destroy(&r);
+	}
+	done();
+}
+
 const cu_test_t report_tests[] = {
 	{ "booked", test_booked },
 	{ "booked_conversion", test_booked_conversion },
@@ -599,5 +949,6 @@ const cu_test_t report_tests[] = {
 	{ "csv_and_text", test_csv_and_text },
 	{ "whatif", test_whatif },
 	{ "breakeven", test_breakeven },
+	{ "derived_every_format", test_derived_every_format },
 	{ NULL, NULL },
 };
