@@ -622,8 +622,8 @@ char *report_window_note(const report_t *r, char *buf, size_t len)
 		return buf;
 	}
 	if (strcmp(rule, "carried") == 0)
-		o = (size_t)snprintf(buf, len, "loaded cost: each node's idle time charged to the next Result after it "
-				     "(calls booked before accounting windows)");
+		o = (size_t)snprintf(buf, len, "loaded cost: each node's idle time charged to the next Result after it, "
+				     "the rule of calls booked before accounting windows");
 	else if (strcmp(rule, "window") == 0)
 		o = (size_t)snprintf(buf, len, "loaded cost: each node's cost of each UTC %s spread over that %s's "
 				     "calls", unit, unit);

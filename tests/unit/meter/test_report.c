@@ -937,6 +937,213 @@ static void test_derived_every_format(void)
 	done();
 }
 
+/* --- what-if and accounting-window marking --- */
+
+/* The value of CSV column name on line (0 = header) of text, into buf. */
+static char *csv_cell(const char *text, int line, const char *name, char *buf, size_t len)
+{
+	char *copy = strdup(text), *save = NULL, *head[64], *f[64];
+	buf[0] = '\0';
+	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	char *l = strtok_r(copy, "\n", &save);
+	int nh = csv_split(l, head, 64), c = col_of(head, nh, name);
+	CU_ASSERT(c >= 0);
+	for (int i = 0; i < line && l != NULL; i++)
+		l = strtok_r(NULL, "\n", &save);
+	CU_ASSERT_PTR_NOT_NULL(l);
+	if (l != NULL && c >= 0 && csv_split(l, f, 64) == nh)
+		snprintf(buf, len, "%s", f[c]);
+	free(copy);
+	return buf;
+}
+
+typedef struct formats {
+	char *text, *csv;
+	json_t *json;
+} formats_t;
+
+static int all_formats(enum report_group g, const report_opts_t *o, formats_t *ret, char *err, size_t errlen)
+{
+	report_t *r = NULL;
+	char *js = NULL;
+	int rc = report_new(rows, N_ROWS, g, o, &r, err, errlen);
+	if (rc < 0)
+		return rc;
+	CU_ASSERT_EQUAL_FATAL(report_format_text(r, &ret->text), 0);
+	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &ret->csv), 0);
+	CU_ASSERT_EQUAL_FATAL(report_format_json(r, &js), 0);
+	json_error_t je;
+	ret->json = json_loads(js, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ret->json);
+	free(js);
+	report_destroy(&r);
+	return 0;
+}
+
+static void formats_done(formats_t *f)
+{
+	free(f->text);
+	free(f->csv);
+	json_decref(f->json);
+	memset(f, 0, sizeof(*f));
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "(not a string)";
+}
+
+/* Every format says when a report is a what-if, on which hardware, at
+ * what speed and on what basis, and with which prices; and says nothing
+ * of the kind when it is as booked. */
+static void test_whatif_marking(void)
+{
+	fixture();
+	char err[512], cell[512];
+	formats_t f;
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3 };
+	for (int g = REPORT_BY_CALL; g <= REPORT_BY_DAY; g += REPORT_BY_DAY) {	/* by call and by day */
+		CU_ASSERT_EQUAL_FATAL(all_formats((enum report_group)g, &o, &f, err, sizeof(err)), 0);
+		CU_ASSERT(strncmp(f.text, "cost by ", 8) == 0);
+		CU_ASSERT_PTR_NULL(strstr(f.text, "WHAT-IF"));
+		CU_ASSERT(json_is_null(json_object_get(f.json, "what_if")));
+		for (int line = 1; line <= (g == REPORT_BY_CALL ? N_ROWS + 1 : 3); line++)
+			CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, line, "what_if", cell, sizeof(cell)), "");
+		formats_done(&f);
+	}
+
+	/* Another machine, at an estimated speed. */
+	report_whatif_t wi = { .hardware = "8xh100", .speed = 3.2, .speed_basis = "estimate",
+			       .speed_why = "peak FLOP/s and bandwidth ratio x 0.4 measured efficiency" };
+	o.whatif = &wi;
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT(strncmp(f.text, "WHAT-IF: cost by batch", 22) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "repriced on 8xh100 at 3.2x the booked hardware's speed, estimate: "
+					      "peak FLOP/s and bandwidth ratio x 0.4 measured efficiency"));
+	json_t *w = json_object_get(f.json, "what_if");
+	CU_ASSERT_STRING_EQUAL(jstr(w, "hardware"), "8xh100");
+	CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(w, "speed")), 3.2, 1e-12);
+	CU_ASSERT_STRING_EQUAL(jstr(w, "speed_basis"), "estimate");
+	CU_ASSERT_STRING_EQUAL(jstr(w, "speed_why"), wi.speed_why);
+	CU_ASSERT(json_is_null(json_object_get(w, "prices")));	/* the equivalents as booked */
+	for (int line = 1; line <= 3; line++)
+		CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, line, "what_if", cell, sizeof(cell)),
+				       "hardware=8xh100 speed=3.2x (estimate)");
+	formats_done(&f);
+
+	/* And other prices too. */
+	o.whatif_prices = true;
+	char want[512];
+	snprintf(want, sizeof(want), "hardware=8xh100 speed=3.2x (estimate) prices=%s", pricetab_name(prices));
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_CALL, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT(strncmp(f.text, "WHAT-IF: cost by call", 21) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "what-if: closed-API equivalents recomputed"));
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_get(f.json, "what_if"), "prices"), pricetab_name(prices));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "what_if", cell, sizeof(cell)), want);
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, N_ROWS + 1, "what_if", cell, sizeof(cell)), want);	/* total */
+	formats_done(&f);
+
+	/* Prices alone: no hardware named. */
+	o.whatif = NULL;
+	snprintf(want, sizeof(want), "prices=%s", pricetab_name(prices));
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_MODEL, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT(strncmp(f.text, "WHAT-IF: cost by model", 22) == 0);
+	w = json_object_get(f.json, "what_if");
+	CU_ASSERT(json_is_null(json_object_get(w, "hardware")) && json_is_null(json_object_get(w, "speed")));
+	CU_ASSERT_STRING_EQUAL(jstr(w, "prices"), pricetab_name(prices));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 2, "what_if", cell, sizeof(cell)), want);
+	formats_done(&f);
+
+	/* The same hardware at a given speed: named after the rows' profile. */
+	report_whatif_t same = { .speed = 0.5, .speed_basis = "given" };
+	o = (report_opts_t){ .prices = prices, .refs = refs, .n_refs = 3, .whatif = &same };
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_DAY, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "what_if", cell, sizeof(cell)), "hardware=cpu-2vcpu speed=0.5x (given)");
+	CU_ASSERT(json_is_null(json_object_get(json_object_get(f.json, "what_if"), "speed_why")));
+	formats_done(&f);
+
+	same.speed = 0;
+	CU_ASSERT_EQUAL(all_formats(REPORT_BY_DAY, &o, &f, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "speed"));
+	done();
+}
+
+/* The loaded cost's accounting window, from hand-built ledger rows: JSON
+ * names its length and rule and counts the provisional calls, the text
+ * says it in words, the CSV per row. */
+static void test_loaded_window(void)
+{
+	fixture();
+	char err[512], cell[256];
+	formats_t f;
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3 };
+	const int64_t hour = 3600 * 1000000000LL;
+	for (int i = 0; i < N_ROWS; i++) {
+		rows[i].period_ns = hour;
+		rows[i].period_start_ns = rows[i].answered_at_ns / hour * hour;
+		rows[i].period_open = i >= 9;	/* batch_b's last two calls: the hour is still running */
+	}
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), 0);
+	json_t *w = json_object_get(f.json, "loaded_window");
+	CU_ASSERT_EQUAL(jint(w, "period_s"), 3600);
+	CU_ASSERT_STRING_EQUAL(jstr(w, "rule"), "window");
+	CU_ASSERT_EQUAL(jint(w, "open_calls"), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "(loaded cost: each node's cost of each UTC hour spread over that hour's "
+					      "calls; 2 calls in an open hour are provisional)\n"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=0");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 2, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=2");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 3, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=2");
+	formats_done(&f);
+
+	/* One open call, by day windows. */
+	for (int i = 0; i < N_ROWS; i++) {
+		rows[i].period_ns = 24 * hour;
+		rows[i].period_open = i == 10;
+	}
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_CALL, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(jint(json_object_get(f.json, "loaded_window"), "period_s"), 86400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "each UTC day spread over that day's calls; 1 call in an open day is "
+					      "provisional)"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 11, "loaded_window", cell, sizeof(cell)), "rule=window period=86400s open=1");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 10, "loaded_window", cell, sizeof(cell)), "rule=window period=86400s open=0");
+	formats_done(&f);
+
+	/* Booked before windows: the carried rule, said so. */
+	for (int i = 0; i < N_ROWS; i++)
+		rows[i].period_ns = 0, rows[i].period_open = false;
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_MODEL, &o, &f, err, sizeof(err)), 0);
+	w = json_object_get(f.json, "loaded_window");
+	CU_ASSERT(json_is_null(json_object_get(w, "period_s")));
+	CU_ASSERT_STRING_EQUAL(jstr(w, "rule"), "carried");
+	CU_ASSERT_EQUAL(jint(w, "open_calls"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "(loaded cost: each node's idle time charged to the next Result"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 3, "loaded_window", cell, sizeof(cell)), "rule=carried");
+	formats_done(&f);
+
+	/* batch_a carried, batch_b by hour: mixed in the total only. */
+	for (int i = 6; i < N_ROWS; i++)
+		rows[i].period_ns = hour;
+	rows[8].period_open = true;
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), 0);
+	w = json_object_get(f.json, "loaded_window");
+	CU_ASSERT(json_is_null(json_object_get(w, "period_s")));
+	CU_ASSERT_STRING_EQUAL(jstr(w, "rule"), "mixed");
+	CU_ASSERT_EQUAL(jint(w, "open_calls"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "loaded cost: mixed rules"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "1 call in an open window is provisional"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "loaded_window", cell, sizeof(cell)), "rule=carried");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 2, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=1");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 3, "loaded_window", cell, sizeof(cell)), "rule=mixed open=1");
+	formats_done(&f);
+
+	rows[4].period_ns = -1;
+	CU_ASSERT_EQUAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 4"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "accounting window"));
+	done();
+}
+
 const cu_test_t report_tests[] = {
 	{ "booked", test_booked },
 	{ "booked_conversion", test_booked_conversion },
@@ -950,5 +1157,7 @@ const cu_test_t report_tests[] = {
 	{ "whatif", test_whatif },
 	{ "breakeven", test_breakeven },
 	{ "derived_every_format", test_derived_every_format },
+	{ "whatif_marking", test_whatif_marking },
+	{ "loaded_window", test_loaded_window },
 	{ NULL, NULL },
 };
