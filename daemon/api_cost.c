@@ -319,11 +319,12 @@ void api_cost_chart(http_req_t *r)
 	ledger_rows_t *rows = NULL;
 	if (load_rows(r, &f, &rows) < 0)
 		return;
-	uint64_t prompt = 0, compl = 0, busy = 0;
+	uint64_t prompt = 0, compl = 0, busy = 0, idle = 0;
 	for (size_t i = 0; i < rows->n; i++) {
 		prompt += rows->v[i].prompt_tokens;
 		compl += rows->v[i].completion_tokens;
 		busy += rows->v[i].busy_ns;
+		idle += rows->v[i].idle_ns;
 	}
 	if (rows->n == 0 || busy == 0 || compl == 0) {
 		ledger_rows_destroy(&rows);
@@ -357,8 +358,11 @@ void api_cost_chart(http_req_t *r)
 	for (size_t i = 0; i < c->n_refs; i++)
 		refs[i] = c->refs[i];
 	char *svg = NULL;
-	rc = chart_cost_vs_utilization(&t, &hw, (double)prompt / (double)n, (double)compl / (double)n, c->prices, refs,
-				       c->n_refs, via_batch, c->currency, &svg, err, sizeof(err));
+	/* The batch's own utilization (engine time over the node time it was
+	 * charged), marked on the chart. */
+	double measured_u = busy + idle > 0 ? (double)busy / (double)(busy + idle) : 0;
+	rc = chart_cost_vs_utilization(&t, &hw, (double)prompt / (double)n, (double)compl / (double)n, measured_u,
+				       c->prices, refs, c->n_refs, via_batch, c->currency, &svg, err, sizeof(err));
 	if (rc < 0) {
 		http_reply_error(r, 500, "internal_error", NULL, "chart: %s", err);
 		return;
