@@ -114,7 +114,7 @@ static void usage(FILE *f)
 		"  --prefill-chunk N prompt tokens per sequence per step (default min(prompt-len, 256))\n"
 		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
 		"  --recalibrate     measure the machine again even if the file exists\n"
-		"  --json            one JSON object (DESIGN.md \"Machine-readable outputs\")\n"
+		"  --json            one JSON object (its keys: docs/bench.md, \"Method\")\n"
 		"  --help            this text\n");
 }
 
