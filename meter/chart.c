@@ -315,6 +315,11 @@ int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 		xmax = c->log2_x ? xmax * 2 : xmax + 1;
 	}
 	struct axis ax = { c->log2_x, xmin, xmax }, ay;
+	if (!ax.log) {	/* on the tick grid, so no mark sits on the y axis itself */
+		double st = nice_step(xmax - xmin);
+		ax.lo = floor(xmin / st) * st;
+		ax.hi = ceil(xmax / st) * st;
+	}
 	if (ymin > 0 && ymax / ymin > 20) {
 		ay = (struct axis){ true, pow(10, floor(log10(ymin))), pow(10, ceil(log10(ymax))) };
 	} else {
@@ -574,10 +579,12 @@ int chart_cost_vs_utilization(const thru_t *t, const hwprof_t *hw, double in_per
 			      bool via_batch, const char *currency, char **ret_svg, char *err, size_t errlen)
 {
 	enum { NP = 20 };
-	chart_point_t pts[NP];
+	chart_point_t pts[NP + 1];	/* 5% .. 100%, and the measured utilization */
+	size_t np = 0;
+	double measured_cost = 0;
 	chart_hline_t *lines = calloc(n_refs ? n_refs : 1, sizeof(*lines));
 	char (*labels)[160] = calloc(n_refs ? n_refs : 1, sizeof(*labels));
-	char sub[1200], ylab[64], yunit[48], vlab[64];
+	char sub[1200], ylab[64], yunit[48], vlab[128];
 	int64_t rb, ri;
 	int r = -ENOMEM;
 	if (lines == NULL || labels == NULL)
@@ -585,32 +592,46 @@ int chart_cost_vs_utilization(const thru_t *t, const hwprof_t *hw, double in_per
 	if ((r = pricetab_convert(prices, hw->rate_busy_micros_per_hour, hw->currency, currency, &rb, err, errlen)) < 0 ||
 	    (r = pricetab_convert(prices, hw->rate_idle_micros_per_hour, hw->currency, currency, &ri, err, errlen)) < 0)
 		goto fail;
-	for (int i = 0; i < NP; i++) {
-		double u = (i + 1) * 0.05, tin, tout;
+	if (!(measured_u >= 0 && measured_u <= 1)) {
+		snprintf(err, errlen, "chart: measured utilization %g: expected 0 (none) or 0 < U <= 1", measured_u);
+		r = -EINVAL;
+		goto fail;
+	}
+	/* The grid, with the measured utilization in its place: the curve
+	 * reaches the batch's own point even below 5%. */
+	double us[NP + 1];
+	size_t nu = 0;
+	for (int i = 1; i <= NP; i++) {
+		double g = i * 0.05;
+		if (measured_u > g - 0.05 + 1e-9 && measured_u < g - 1e-9)	/* between two grid points */
+			us[nu++] = measured_u;
+		us[nu++] = g;
+	}
+	for (size_t i = 0; i < nu; i++) {
+		double u = us[i], tin, tout;
 		if ((r = thru_tokens_per_hour(t, in_per_call, out_per_call, u, &tin, &tout)) < 0) {
 			snprintf(err, errlen, "chart: throughput or call mix is not positive");
 			goto fail;
 		}
 		/* The node is paid for the whole hour: busy u of it, idle the rest. */
 		double cost_h = u * (double)rb + (1 - u) * (double)ri;
-		pts[i] = (chart_point_t){ u * 100, cost_h / (tin + tout) };	/* micros per token = units per 1M */
+		pts[np++] = (chart_point_t){ u * 100, cost_h / (tin + tout) };	/* micros per token = units per 1M */
+		if (fabs(u - measured_u) <= 1e-9)
+			measured_cost = pts[np - 1].y;	/* on the grid or inserted */
 	}
 	if ((r = ref_lines(prices, refs, n_refs, via_batch, currency, in_per_call, out_per_call, lines, labels, err,
 			   errlen)) < 0)
 		goto fail;
-	if (!(measured_u >= 0 && measured_u <= 1)) {
-		snprintf(err, errlen, "chart: measured utilization %g: expected 0 (none) or 0 < U <= 1", measured_u);
-		r = -EINVAL;
-		goto fail;
-	}
 	snprintf(sub, sizeof(sub), "%s at %.3f %s/h busy, %.3f %s/h idle; %.0f in / %.0f out tokens per call; %s; prices %s",
 		 hw->name, (double)rb / 1e6, currency, (double)ri / 1e6, currency, in_per_call, out_per_call, t->why,
 		 pricetab_name(prices));
 	snprintf(ylab, sizeof(ylab), "%s per 1M tokens (in + out)", currency);
 	snprintf(yunit, sizeof(yunit), "%s/1M tokens", currency);
-	snprintf(vlab, sizeof(vlab), "measured U = %.3g%%", measured_u * 100);
+	char cb[32];
+	fmt_num(cb, sizeof(cb), measured_cost);
+	snprintf(vlab, sizeof(vlab), "measured U = %.3g%%: %s %s", measured_u * 100, cb, yunit);
 	chart_vline_t v = { vlab, measured_u * 100 };
-	chart_series_t s = { hw->name, pts, NP };
+	chart_series_t s = { hw->name, pts, np };
 	chart_t c = { "Cost per 1M tokens vs utilization", sub, "utilization U (% of the node's time busy)", ylab, false,
 		      &s, 1, lines, n_refs, &v, measured_u > 0 ? 1 : 0, "U", "%", yunit };
 	r = chart_svg(&c, ret_svg, err, errlen);

@@ -333,16 +333,23 @@ static void test_marks(void)
 	CU_ASSERT_EQUAL_FATAL(chart_cost_vs_utilization(&tp, &cpu, 512, 128, 0.37, t, refs, 3, true, "CNY", &svg, err,
 							sizeof(err)), 0);
 	check_layout(svg);
-	CU_ASSERT_PTR_NOT_NULL(strstr(svg, ">measured U = 37%</text>"));
-	/* x of the points at 5% and 100% give the axis; the line is at 37%. */
-	double x5, x100, y;
-	const char *c0 = strstr(svg, "<circle cx=\"");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(c0);
-	x5 = strtod(c0 + 12, NULL);
-	const char *cl = c0;
-	for (int i = 1; i < 20; i++)
-		cl = strstr(cl + 1, "<circle cx=\"");
-	x100 = strtod(cl + 12, NULL);
+	/* The label gives the cost there: the formula below at U = 37%. */
+	double tin0, tout0;
+	CU_ASSERT_EQUAL_FATAL(thru_tokens_per_hour(&tp, 512, 128, 0.37, &tin0, &tout0), 0);
+	char want_label[128];
+	snprintf(want_label, sizeof(want_label), ">measured U = 37%%: %.4g CNY/1M tokens</text>",
+		 (0.37 * (double)cpu.rate_busy_micros_per_hour + 0.63 * (double)cpu.rate_idle_micros_per_hour) /
+		 (tin0 + tout0));
+	CU_ASSERT_PTR_NOT_NULL(strstr(svg, want_label));
+	/* x of the data points at 5% and 100% give the axis (the 37% point is
+	 * one of them too); the line is at 37%. */
+	double x5 = 1e9, x100 = -1e9, y;
+	int points = 0;
+	for (const char *q = svg; (q = strstr(q, "<circle cx=\"")) != NULL; q++, points++) {
+		x5 = fmin(x5, strtod(q + 12, NULL));
+		x100 = fmax(x100, strtod(q + 12, NULL));
+	}
+	CU_ASSERT_EQUAL(points, 21);
 	const char *v = strstr(svg, "<line class=\"vline\" x1=\"");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
 	CU_ASSERT_DOUBLE_EQUAL(strtod(v + 24, NULL), x5 + (37.0 - 5) / 95 * (x100 - x5), 0.11);
@@ -395,6 +402,19 @@ static void test_marks(void)
 		CU_ASSERT(fabs(u_label - lo) < 0.01);
 	}
 	CU_ASSERT_EQUAL(found, 3);
+	free(svg);
+
+	/* A batch below the 5% grid: the curve reaches its point, and the
+	 * line stands clear of the y axis (the axis starts at 0). */
+	CU_ASSERT_EQUAL_FATAL(chart_cost_vs_utilization(&tp, &cpu, 512, 128, 0.0193, t, refs, 3, true, "CNY", &svg, err,
+							sizeof(err)), 0);
+	check_layout(svg);
+	const char *first = strstr(svg, "<circle cx=\""), *vl = strstr(svg, "<line class=\"vline\" x1=\"");
+	const char *axis = strstr(svg, "<path d=\"M");
+	CU_ASSERT_FATAL(first != NULL && vl != NULL && axis != NULL);
+	CU_ASSERT_DOUBLE_EQUAL(strtod(first + 12, NULL), strtod(vl + 24, NULL), 0.11);
+	CU_ASSERT(strtod(vl + 24, NULL) > strtod(axis + 10, NULL) + 5);
+	CU_ASSERT_PTR_NOT_NULL(strstr(svg, ">measured U = 1.93%: "));
 	free(svg);
 
 	/* A throughput too low to reach any price: none marked, and said. */
