@@ -273,6 +273,112 @@ static void line_info(const chart_t *c, size_t l, const crossing_t *cr, size_t n
 	info[1] = buf[1];
 }
 
+/* Grid, ticks, the axes and their labels (with their units: the
+ * callers' labels) of the plot area [px0, px1] x [py1, py0]. */
+static void draw_axes(FILE *f, const chart_t *c, const struct axis *ax, const struct axis *ay, double px0, double px1,
+		      double py0, double py1)
+{
+	char buf[64];
+	/* Grid and ticks. */
+	fprintf(f, "<g stroke=\"#dddddd\" stroke-width=\"1\">\n");
+	if (ay->log) {
+		for (double v = ay->lo; v <= ay->hi * 1.0001; v *= 10) {
+			double y = map(ay, v, py0, py1);
+			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", px0, y, px1, y);
+		}
+	} else {
+		double st = nice_step(ay->hi - ay->lo);
+		for (double v = ay->lo; v <= ay->hi + st * 1e-6; v += st) {
+			double y = map(ay, v, py0, py1);
+			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", px0, y, px1, y);
+		}
+	}
+	fprintf(f, "</g>\n<g text-anchor=\"end\">\n");
+	if (ay->log) {
+		for (double v = ay->lo; v <= ay->hi * 1.0001; v *= 10) {
+			fmt_num(buf, sizeof(buf), v);
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", px0 - 6, map(ay, v, py0, py1) + 4, buf);
+		}
+	} else {
+		double st = nice_step(ay->hi - ay->lo);
+		for (double v = ay->lo; v <= ay->hi + st * 1e-6; v += st) {
+			fmt_num(buf, sizeof(buf), fabs(v) < st * 1e-9 ? 0 : v);
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", px0 - 6, map(ay, v, py0, py1) + 4, buf);
+		}
+	}
+	fprintf(f, "</g>\n<g text-anchor=\"middle\">\n");
+	if (ax->log) {
+		for (double v = pow(2, ceil(log2(ax->lo))); v <= ax->hi * 1.0001; v *= 2) {
+			fmt_num(buf, sizeof(buf), v);
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", map(ax, v, px0, px1), py0 + 16, buf);
+		}
+	} else {
+		double st = nice_step(ax->hi - ax->lo);
+		for (double v = ceil(ax->lo / st) * st; v <= ax->hi + st * 1e-6; v += st) {
+			fmt_num(buf, sizeof(buf), fabs(v) < st * 1e-9 ? 0 : v);
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", map(ax, v, px0, px1), py0 + 16, buf);
+		}
+	}
+	fprintf(f, "</g>\n");
+	/* Axes and their labels (with their units: the callers' labels). */
+	fprintf(f, "<path d=\"M%.1f %.1f V%.1f H%.1f\" fill=\"none\" stroke=\"black\"/>\n", px0, py1, py0, px1);
+	fprintf(f, "<text class=\"x-label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", (px0 + px1) / 2, py0 + 42);
+	esc(f, c->x_label);
+	fprintf(f, "</text>\n<text class=\"y-label\" x=\"18\" y=\"%.1f\" text-anchor=\"middle\" "
+		   "transform=\"rotate(-90 18 %.1f)\">", (py0 + py1) / 2, (py0 + py1) / 2);
+	esc(f, c->y_label);
+	fprintf(f, "%s</text>\n", ay->log ? " (log scale)" : "");
+
+}
+
+/* The legend from y = top: each entry wrapped to the legend's width; a
+ * price line's value with its unit and its break-even under it. */
+static void draw_legend(FILE *f, const chart_t *c, const char *(*info)[2], double top)
+{
+	size_t n_leg = c->n_series + c->n_lines;
+	double ly = top;
+	for (size_t s = 0; s < n_leg; s++) {
+		bool line = s >= c->n_series;
+		const char *label = line ? c->lines[s - c->n_series].label : c->series[s].label;
+		fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
+			W - MR + 12, ly, W - MR + 36, ly, colors[s % N_COLORS], line ? " stroke-dasharray=\"6 4\"" : "");
+		double y = text_lines(f, label, W - MR + 42, ly + 4, 15, MR - 48, 12, " class=\"legend\"");
+		for (int k = 0; line && k < 2; k++)
+			if (info[s - c->n_series][k] != NULL)
+				y = text_lines(f, info[s - c->n_series][k], W - MR + 42, y - 2, 13, MR - 48, 11,
+					       " class=\"legend\" fill=\"#555555\"");
+		ly = y + 2;
+	}
+}
+
+/* The vertical lines, labelled at the top of the plot, and the break-even
+ * crossings: a ring on each, x there beside it. placed: room for every
+ * label. */
+static void draw_marks(FILE *f, const chart_t *c, const crossing_t *cr, size_t n_cr, const struct axis *ax,
+		       const struct axis *ay, struct box *placed, double px0, double px1, double py0, double py1)
+{
+	size_t n_placed = 0;
+	for (size_t v = 0; v < c->n_vlines; v++) {
+		double x = map(ax, c->vlines[v].x, px0, px1);
+		fprintf(f, "<line class=\"vline\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\" "
+			   "stroke-width=\"1.5\" stroke-dasharray=\"2 3\"/>\n", x, py1, x, py0);
+		place_label(f, c->vlines[v].label, x, py1 + 20, "#333333", "vline-label", placed, &n_placed, px0, px1,
+			    py0, py1);
+	}
+	for (size_t i = 0; i < n_cr; i++) {
+		const char *col = colors[(c->n_series + cr[i].l) % N_COLORS];
+		double yv = c->lines[cr[i].l].y;
+		double x = map(ax, cr[i].x, px0, px1), y = map(ay, ay->log && yv <= 0 ? ay->lo : yv, py0, py1);
+		char t[96];
+		crossing_text(c, cr[i].x, t, sizeof(t));
+		fprintf(f, "<circle class=\"break-even\" cx=\"%.1f\" cy=\"%.1f\" r=\"5.5\" fill=\"none\" stroke=\"%s\" "
+			   "stroke-width=\"2\"><title>break-even: ", x, y, col);
+		esc(f, t);
+		fprintf(f, "</title></circle>\n");
+		place_label(f, t, x, y, col, "break-even-label", placed, &n_placed, px0, px1, py0, py1);
+	}
+}
+
 int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 {
 	double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
@@ -339,7 +445,7 @@ int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 	char (*info_buf)[2][160] = calloc(c->n_lines + 1, sizeof(*info_buf));
 	const char *(*info)[2] = calloc(c->n_lines + 1, sizeof(*info));
 	char *out = NULL, buf[64];
-	size_t len = 0, n_placed = 0;
+	size_t len = 0;
 	FILE *f = NULL;
 	int r = -ENOMEM;
 	if (cr == NULL || placed == NULL || info_buf == NULL || info == NULL)
@@ -375,55 +481,7 @@ int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 		fprintf(f, "</text>\n");
 	}
 
-	/* Grid and ticks. */
-	fprintf(f, "<g stroke=\"#dddddd\" stroke-width=\"1\">\n");
-	if (ay.log) {
-		for (double v = ay.lo; v <= ay.hi * 1.0001; v *= 10) {
-			double y = map(&ay, v, py0, py1);
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", px0, y, px1, y);
-		}
-	} else {
-		double st = nice_step(ay.hi - ay.lo);
-		for (double v = ay.lo; v <= ay.hi + st * 1e-6; v += st) {
-			double y = map(&ay, v, py0, py1);
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", px0, y, px1, y);
-		}
-	}
-	fprintf(f, "</g>\n<g text-anchor=\"end\">\n");
-	if (ay.log) {
-		for (double v = ay.lo; v <= ay.hi * 1.0001; v *= 10) {
-			fmt_num(buf, sizeof(buf), v);
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", px0 - 6, map(&ay, v, py0, py1) + 4, buf);
-		}
-	} else {
-		double st = nice_step(ay.hi - ay.lo);
-		for (double v = ay.lo; v <= ay.hi + st * 1e-6; v += st) {
-			fmt_num(buf, sizeof(buf), fabs(v) < st * 1e-9 ? 0 : v);
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", px0 - 6, map(&ay, v, py0, py1) + 4, buf);
-		}
-	}
-	fprintf(f, "</g>\n<g text-anchor=\"middle\">\n");
-	if (ax.log) {
-		for (double v = pow(2, ceil(log2(ax.lo))); v <= ax.hi * 1.0001; v *= 2) {
-			fmt_num(buf, sizeof(buf), v);
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", map(&ax, v, px0, px1), py0 + 16, buf);
-		}
-	} else {
-		double st = nice_step(ax.hi - ax.lo);
-		for (double v = ceil(ax.lo / st) * st; v <= ax.hi + st * 1e-6; v += st) {
-			fmt_num(buf, sizeof(buf), fabs(v) < st * 1e-9 ? 0 : v);
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", map(&ax, v, px0, px1), py0 + 16, buf);
-		}
-	}
-	fprintf(f, "</g>\n");
-	/* Axes and their labels (with their units: the callers' labels). */
-	fprintf(f, "<path d=\"M%.1f %.1f V%.1f H%.1f\" fill=\"none\" stroke=\"black\"/>\n", px0, py1, py0, px1);
-	fprintf(f, "<text class=\"x-label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", (px0 + px1) / 2, py0 + 42);
-	esc(f, c->x_label);
-	fprintf(f, "</text>\n<text class=\"y-label\" x=\"18\" y=\"%.1f\" text-anchor=\"middle\" "
-		   "transform=\"rotate(-90 18 %.1f)\">", (py0 + py1) / 2, (py0 + py1) / 2);
-	esc(f, c->y_label);
-	fprintf(f, "%s</text>\n", ay.log ? " (log scale)" : "");
+	draw_axes(f, c, &ax, &ay, px0, px1, py0, py1);
 
 	/* Closed-API prices: dashed lines, labelled in the legend. */
 	for (size_t l = 0; l < c->n_lines; l++) {
@@ -450,42 +508,8 @@ int chart_svg(const chart_t *c, char **ret_svg, char *err, size_t errlen)
 				map(&ax, p.x, px0, px1), map(&ay, y, py0, py1), col, buf);
 		}
 	}
-	/* Vertical markers, labelled at the top of the plot. */
-	for (size_t v = 0; v < c->n_vlines; v++) {
-		double x = map(&ax, c->vlines[v].x, px0, px1);
-		fprintf(f, "<line class=\"vline\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\" "
-			   "stroke-width=\"1.5\" stroke-dasharray=\"2 3\"/>\n", x, py1, x, py0);
-		place_label(f, c->vlines[v].label, x, py1 + 20, "#333333", "vline-label", placed, &n_placed, px0, px1,
-			    py0, py1);
-	}
-	/* Break-even crossings: a ring on the crossing, x there beside it. */
-	for (size_t i = 0; i < n_cr; i++) {
-		const char *col = colors[(c->n_series + cr[i].l) % N_COLORS];
-		double yv = c->lines[cr[i].l].y;
-		double x = map(&ax, cr[i].x, px0, px1), y = map(&ay, ay.log && yv <= 0 ? ay.lo : yv, py0, py1);
-		char t[96];
-		crossing_text(c, cr[i].x, t, sizeof(t));
-		fprintf(f, "<circle class=\"break-even\" cx=\"%.1f\" cy=\"%.1f\" r=\"5.5\" fill=\"none\" stroke=\"%s\" "
-			   "stroke-width=\"2\"><title>break-even: ", x, y, col);
-		esc(f, t);
-		fprintf(f, "</title></circle>\n");
-		place_label(f, t, x, y, col, "break-even-label", placed, &n_placed, px0, px1, py0, py1);
-	}
-	/* Legend: each entry wrapped to the legend's width; a price line's
-	 * value with its unit and its break-even under it. */
-	double ly = mt + 8;
-	for (size_t s = 0; s < n_leg; s++) {
-		bool line = s >= c->n_series;
-		const char *label = line ? c->lines[s - c->n_series].label : c->series[s].label;
-		fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
-			W - MR + 12, ly, W - MR + 36, ly, colors[s % N_COLORS], line ? " stroke-dasharray=\"6 4\"" : "");
-		double y = text_lines(f, label, W - MR + 42, ly + 4, 15, MR - 48, 12, " class=\"legend\"");
-		for (int k = 0; line && k < 2; k++)
-			if (info[s - c->n_series][k] != NULL)
-				y = text_lines(f, info[s - c->n_series][k], W - MR + 42, y - 2, 13, MR - 48, 11,
-					       " class=\"legend\" fill=\"#555555\"");
-		ly = y + 6 - 4;
-	}
+	draw_marks(f, c, cr, n_cr, &ax, &ay, placed, px0, px1, py0, py1);
+	draw_legend(f, c, info, mt + 8);
 	fprintf(f, "</svg>\n");
 	r = 0;
 fail:
