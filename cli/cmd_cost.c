@@ -619,8 +619,12 @@ int cmd_cost(int argc, char **argv)
 		status = 2;
 		goto done;
 	}
+	/* What every format marks as the hardware what-if's basis. */
+	report_whatif_t wi = { .hardware = hw.name, .speed = 1 / meter_q_to_double(scale),
+			       .speed_basis = o.speed ? "given" : NULL, .speed_why = o.speed ? "--speed" : NULL };
 	report_opts_t ro = { .currency = cur, .prices = t, .refs = refs, .n_refs = n_refs,
-			     .sale = o.sale ? "sale" : NULL, .whatif_prices = whatif_prices };
+			     .sale = o.sale ? "sale" : NULL, .whatif_prices = whatif_prices,
+			     .whatif = have_hw ? &wi : NULL };
 	if ((r = report_new(use, rows.n, g, &ro, &rep, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl cost: %s\n", err);
 		goto done;

@@ -411,6 +411,7 @@ def sc_batch():
                 "fixed_per_hour = 3.6\nfixed_per_hour_source = test\nfixed_per_hour_date = 2026\n")
     wi = json.loads(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--format", "json"]).stdout)
     check(wi["hardware"] == "flat", "what-if hardware %s" % wi["hardware"])
+    check(wi["what_if"] is not None and wi["what_if"]["hardware"] == "flat", "what-if marked: %s" % wi["what_if"])
     check(wi["total"]["cost_marginal_micros"] == half_up(busy_all, 10**6),
           "what-if marginal %d, busy %d ns at 1 micro/ms" % (wi["total"]["cost_marginal_micros"], busy_all))
     check(wi["total"]["cost_loaded_micros"] == half_up(busy_all + idle_all, 10**6), "what-if loaded")
@@ -419,6 +420,12 @@ def sc_batch():
     halves = sum(half_up(b, 2) for (b,) in db.execute("SELECT busy_ns FROM ledger WHERE job = ?", (batch,)))
     db.close()
     check(wi2["total"]["cost_marginal_micros"] == half_up(halves, 10**6), "what-if at twice the speed")
+    check(wi2["what_if"]["speed"] == 2 and wi2["what_if"]["speed_basis"] == "given", "what-if speed %s" % wi2["what_if"])
+    wcsv = list(csv.reader(io.StringIO(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--speed", "2",
+                                                  "--group", "model", "--format", "csv"]).stdout)))
+    check(all(r[wcsv[0].index("what_if")] == "hardware=flat speed=2x (given)" for r in wcsv[1:]), "csv what_if")
+    wtxt = run(cli + ["cost", "--batch", batch, "--hardware", flat, "--group", "model"]).stdout
+    check(wtxt.startswith("WHAT-IF: cost by model") and "repriced on flat at 1x" in wtxt, "text what-if: %s" % wtxt[:200])
 
     # Gross margin at a sale price and break-even with a one-off cost.
     be = json.loads(run(cli + ["cost", "--batch", batch, "--one-off", "500000", "--format", "json"]).stdout)["breakeven"]
