@@ -477,6 +477,11 @@ def sc_batch():
     st = run(cli + ["status", batch]).stdout
     want = "cost:      %d.%06d CNY loaded" % divmod(tot["cost_loaded_micros"], 10**6)
     check(want in st, "status's cost (%s): %s" % (want, st))
+    ju = json.loads(run([env("MARGINCTL"), "job", "--state-dir", state, "status", batch]).stdout)["usage"]
+    check(ju.get("currency") == "CNY" and ju["cost_loaded_micros"] == tot["cost_loaded_micros"],
+          "job status usage: %s" % ju)
+    ju = json.loads(run([env("MARGINCTL"), "job", "--state-dir", state, "wait", batch]).stdout)["usage"]
+    check(ju.get("currency") == "CNY", "job wait usage: %s" % ju)
 
     # Every derived figure of every grouped report over HTTP, in JSON, CSV
     # and text, against its definition from the report's integer sums.
