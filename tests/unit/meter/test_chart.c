@@ -108,19 +108,29 @@ static void test_well_formed(void)
 	CU_ASSERT_EQUAL(chart_svg(&c3, &svg, err, sizeof(err)), -EINVAL);
 }
 
+/* The cpu-2vcpu profile and the shipped price tables (fx, closed-2024,
+ * cn-2024-05-after); the caller destroys the table. */
+static pricetab_t *fixture(hwprof_t *cpu)
+{
+	char err[512] = "";
+	pricetab_t *t = pricetab_new();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/cpu-2vcpu.conf"), cpu, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/fx.conf"), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/closed-2024.conf"), err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/cn-2024-05-after.conf"), err, sizeof(err)), 0);
+	return t;
+}
+
 static void test_cost_charts(void)
 {
 	hwprof_t cpu;
 	thru_bench_t b;
-	pricetab_t *t = pricetab_new();
 	char err[512] = "", *svg = NULL;
 	int circles;
 	const char *refs[] = { "gpt-4o-mini", "qwen-long", "deepseek-chat" };
-	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/cpu-2vcpu.conf"), &cpu, err, sizeof(err)), 0);
+	pricetab_t *t = fixture(&cpu);
 	CU_ASSERT_EQUAL_FATAL(thru_bench_load(DATA("bench_machine_md.json"), &b, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/fx.conf"), err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/closed-2024.conf"), err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/cn-2024-05-after.conf"), err, sizeof(err)), 0);
 	int r = chart_cost_vs_batch(&b, &cpu, 1.0, t, refs, 3, true, "CNY", &svg, err, sizeof(err));
 	if (r < 0)
 		fprintf(stderr, "%s\n", err);
@@ -321,13 +331,9 @@ static void test_no_cut_text(void)
 static void test_marks(void)
 {
 	hwprof_t cpu;
-	pricetab_t *t = pricetab_new();
 	char err[512] = "", *svg = NULL;
 	const char *refs[] = { "gpt-4o-mini", "qwen-long", "deepseek-chat" };
-	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/cpu-2vcpu.conf"), &cpu, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/fx.conf"), err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/closed-2024.conf"), err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/cn-2024-05-after.conf"), err, sizeof(err)), 0);
+	pricetab_t *t = fixture(&cpu);
 	thru_t tp = { .source = THRU_GIVEN, .out_tok_s = 150 };
 	snprintf(tp.why, sizeof(tp.why), "given: 150 output tokens/s");
 	CU_ASSERT_EQUAL_FATAL(chart_cost_vs_utilization(&tp, &cpu, 512, 128, 0.37, t, refs, 3, true, "CNY", &svg, err,
@@ -440,14 +446,10 @@ static void test_batch_marks(void)
 {
 	hwprof_t cpu;
 	thru_bench_t b;
-	pricetab_t *t = pricetab_new();
 	char err[512] = "", *svg = NULL;
 	const char *refs[] = { "gpt-4o-mini", "qwen-long", "deepseek-chat" };
-	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/cpu-2vcpu.conf"), &cpu, err, sizeof(err)), 0);
+	pricetab_t *t = fixture(&cpu);
 	CU_ASSERT_EQUAL_FATAL(thru_bench_load(DATA("bench_machine_md.json"), &b, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/fx.conf"), err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/closed-2024.conf"), err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(pricetab_load(t, DEPLOY("prices/cn-2024-05-after.conf"), err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(chart_cost_vs_batch(&b, &cpu, 1.0, t, refs, 3, true, "CNY", &svg, err, sizeof(err)), 0);
 	check_layout(svg);
 	static svg_text_t tx[400];
