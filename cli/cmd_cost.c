@@ -869,7 +869,7 @@ int cmd_cost(int argc, char **argv)
 		}
 		if (!have_hw)
 			ph = &chw;
-		if ((r = chart_cost_vs_utilization(&th, ph, in_pc, out_pc, t, refs, n_refs, rows.v[0].via_batch, cur, &svg,
+		if ((r = chart_cost_vs_utilization(&th, ph, in_pc, out_pc, util, t, refs, n_refs, rows.v[0].via_batch, cur, &svg,
 						   err, sizeof(err))) < 0) {
 			fprintf(stderr, "marginctl cost: --chart: %s\n", err);
 			free(extra);

@@ -109,17 +109,51 @@ static void sample(progress_t *p, json_t *b)
 	p->completed = ji(rc, "completed");
 	p->failed = ji(rc, "failed");
 	p->tokens = -1;
-	p->cost_micros = -1;
-	if (json_is_object(xu)) {
+	if (json_is_object(xu))
 		p->tokens = ji(xu, "completion_tokens");
-		if (ji(xu, "calls") > 0 && json_is_integer(json_object_get(xu, "cost_loaded_micros")) &&
-		    ji(xu, "cost_loaded_micros") > 0)
-			p->cost_micros = ji(xu, "cost_loaded_micros");
-		const char *cur = js(xu, "currency");
-		p->currency = cur[0] ? cur : NULL;
-	} else if (json_is_object(u)) {
+	else if (json_is_object(u))
 		p->tokens = ji(u, "output_tokens");
+}
+
+/* A batch's cost as the server's report gives it (GET /v1/cost?batch=ID
+ * &group=batch): the totals in the report currency, so calls priced on
+ * profiles of different currencies are converted, never added up as they
+ * are (the batch object's usage sums carry no currency). */
+typedef struct batch_cost {
+	int64_t loaded, marginal;	/* micros of currency */
+	int64_t calls;
+	char currency[4];
+} batch_cost_t;
+
+/* 0, or < 0 when the server gives no report (no meter; no call booked
+ * yet is calls = 0). */
+static int fetch_cost(http_client_t *c, const char *id, batch_cost_t *ret)
+{
+	char path[320], err[256];
+	long status = 0;
+	json_t *rep = NULL;
+	snprintf(path, sizeof(path), "/v1/cost?batch=%s&group=batch&format=json", id);
+	int r = http_client_json(c, "GET", path, NULL, &status, &rep, err, sizeof(err));
+	json_t *t = json_object_get(rep, "total");
+	const char *cur = js(rep, "currency");
+	if (r < 0 || status != 200 || !json_is_object(t) || strlen(cur) != 3) {
+		json_decref(rep);
+		return -ENOENT;
 	}
+	*ret = (batch_cost_t){ .loaded = ji(t, "cost_loaded_micros"), .marginal = ji(t, "cost_marginal_micros"),
+			       .calls = ji(t, "calls") };
+	snprintf(ret->currency, sizeof(ret->currency), "%s", cur);
+	json_decref(rep);
+	return 0;
+}
+
+/* "0.012345" */
+static char *micros_text(int64_t m, char *buf, size_t len)
+{
+	uint64_t a = m < 0 ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
+	snprintf(buf, len, "%s%llu.%06llu", m < 0 ? "-" : "", (unsigned long long)(a / 1000000),
+		 (unsigned long long)(a % 1000000));
+	return buf;
 }
 
 static void print_errors(json_t *b)
@@ -141,8 +175,10 @@ static int wait_batch(http_client_t *c, const char *id, double interval, double 
 	bool tty = isatty(STDERR_FILENO);
 	char path[256], line[512], last[512] = "";
 	snprintf(path, sizeof(path), "/v1/batches/%s", id);
-	progress_t p = { .id = id, .tok_per_s = -1, .eta_s = -1 };
-	double t0 = (double)mg_clock_now_ns() / 1e9, last_print = -1e9;
+	progress_t p = { .id = id, .tok_per_s = -1, .eta_s = -1, .cost_micros = -1 };
+	double t0 = (double)mg_clock_now_ns() / 1e9, last_print = -1e9, last_cost = -1e9;
+	int64_t cost_at = -1;		/* answered calls when the cost was read */
+	batch_cost_t bc = { 0 };
 	json_t *b = NULL;
 	if (tty)
 		fprintf(stderr, "%s\n", id);
@@ -155,6 +191,17 @@ static int wait_batch(http_client_t *c, const char *id, double interval, double 
 		sample(&p, b);
 		progress_update(&p, now);
 		bool done = terminal(p.status);
+		/* The cost so far, from the server's report: read again when calls
+		 * were answered, at most every 5 s, and at the end. */
+		int64_t answered = p.completed + p.failed;
+		if (answered != cost_at && (now - last_cost >= 5 || done)) {
+			if (fetch_cost(c, id, &bc) == 0 && bc.calls > 0) {
+				p.cost_micros = bc.loaded;
+				p.currency = bc.currency;
+			}
+			cost_at = answered;
+			last_cost = now;
+		}
 		if (tty) {
 			progress_format(&p, true, term_width(), line, sizeof(line));
 			fprintf(stderr, "\r%s\033[K", line);
@@ -189,6 +236,9 @@ static int wait_batch(http_client_t *c, const char *id, double interval, double 
 	       (long long)p.total, (long long)p.failed);
 	if (p.tokens >= 0)
 		printf(", %lld tokens generated", (long long)p.tokens);
+	char m[40];
+	if (p.cost_micros >= 0)
+		printf(", cost %s %s (loaded)", micros_text(p.cost_micros, m, sizeof(m)), p.currency);
 	printf(" (waited %.1f s)\n", el);
 	if (json_is_string(json_object_get(b, "output_file_id")))
 		printf("output: %s\n", js(b, "output_file_id"));
@@ -462,7 +512,7 @@ usage:
 
 /* --- status, cancel, list, results --------------------------------------- */
 
-static void print_batch(json_t *b)
+static void print_batch(http_client_t *c, json_t *b)
 {
 	json_t *rc = json_object_get(b, "request_counts");
 	printf("id:        %s\nstatus:    %s\nendpoint:  %s\n", js(b, "id"), js(b, "status"), js(b, "endpoint"));
@@ -474,9 +524,15 @@ static void print_batch(json_t *b)
 	if (json_is_object(u))
 		printf("tokens:    %lld prompt, %lld generated\n", ji(u, "input_tokens"), ji(u, "output_tokens"));
 	json_t *xu = json_object_get(json_object_get(b, "x_margin"), "usage");
-	if (json_is_object(xu) && ji(xu, "calls") > 0)
-		printf("busy:      %.3f s engine time, cost %lld.%06lld (loaded)\n", (double)ji(xu, "busy_ns") / 1e9,
-		       ji(xu, "cost_loaded_micros") / 1000000, ji(xu, "cost_loaded_micros") % 1000000);
+	batch_cost_t bc;
+	char l[40], mg[40];
+	if (json_is_object(xu) && ji(xu, "calls") > 0) {
+		printf("busy:      %.3f s engine time\n", (double)ji(xu, "busy_ns") / 1e9);
+		if (fetch_cost(c, js(b, "id"), &bc) == 0 && bc.calls > 0)
+			printf("cost:      %s %s loaded, %s %s marginal (%lld calls; marginctl cost --batch %s)\n",
+			       micros_text(bc.loaded, l, sizeof(l)), bc.currency, micros_text(bc.marginal, mg, sizeof(mg)),
+			       bc.currency, (long long)bc.calls, js(b, "id"));
+	}
 	printf("input:     %s\n", js(b, "input_file_id"));
 	if (json_is_string(json_object_get(b, "output_file_id")))
 		printf("output:    %s\n", js(b, "output_file_id"));
@@ -595,7 +651,7 @@ int cmd_status(int argc, char **argv)
 			if (json)
 				print_json(b);
 			else
-				print_batch(b);
+				print_batch(c, b);
 			rc = 0;
 		}
 		json_decref(b);

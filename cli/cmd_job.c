@@ -11,13 +11,16 @@
  *
  * The state directory comes from --state-dir, $MARGIN_STATE_DIR, or
  * /var/lib/margin. Replies are printed as one line of JSON; an error reply
- * goes to stderr with exit status 1. */
+ * goes to stderr with exit status 1. A job's "usage" (status, wait) gets
+ * the currency of its costs from the ledger in the state directory (not
+ * with --ctl: no state directory). */
 #include "cli.h"
 #include "mg_clock.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@ typedef struct client {
 	void *ctx;		/* owned */
 	void *sock;		/* owned: DEALER */
 	char endpoint[PATH_MAX + 8];
+	char state_dir[PATH_MAX];	/* "" with --ctl */
 	int timeout_ms;
 } client_t;
 
@@ -79,6 +83,7 @@ static int client_open(client_t *c, const char *state_dir, const char *ctl, int 
 			return -errno;
 		}
 		snprintf(c->endpoint, sizeof(c->endpoint), "ipc://%s", path);
+		snprintf(c->state_dir, sizeof(c->state_dir), "%s", state_dir);
 	}
 	c->ctx = zmq_ctx_new();
 	if (c->ctx == NULL)
@@ -155,6 +160,44 @@ static int print_reply(json_t *reply)
 	}
 	json_decref(reply);
 	return rc;
+}
+
+/* Adds "currency" to a job reply's "usage": its cost sums add up the
+ * costs of its calls as booked, each in the currency of the hardware
+ * profile that priced it (ledger.currency). One currency: its code. Calls
+ * in several: null, and "currencies" lists them (the sums then add
+ * different money; marginctl cost converts). No ledger to read (--ctl, or
+ * no call booked yet): nothing added. */
+static void add_currency(const client_t *c, json_t *reply)
+{
+	json_t *u = json_object_get(reply, "usage");
+	const char *job = json_string_value(json_object_get(reply, "id"));
+	if (!json_is_object(u) || job == NULL || c->state_dir[0] == '\0' ||
+	    json_integer_value(json_object_get(u, "calls")) <= 0)
+		return;
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/margin.db", c->state_dir);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	json_t *cur = json_array();
+	if (cur == NULL || sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT DISTINCT currency FROM ledger WHERE job = ?1 AND currency <> '' ORDER BY 1",
+			       -1, &q, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(db, 2000);
+	sqlite3_bind_text(q, 1, job, -1, SQLITE_STATIC);
+	while (sqlite3_step(q) == SQLITE_ROW)
+		json_array_append_new(cur, json_string((const char *)sqlite3_column_text(q, 0)));
+	if (json_array_size(cur) == 1) {
+		json_object_set(u, "currency", json_array_get(cur, 0));
+	} else if (json_array_size(cur) > 1) {
+		json_object_set_new(u, "currency", json_null());
+		json_object_set(u, "currencies", cur);
+	}
+out:
+	json_decref(cur);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
 }
 
 static json_t *cmd_req(const char *cmd, const char *id)
@@ -278,6 +321,7 @@ static int do_wait(client_t *c, const char *id, double max_s)
 		if (terminal(state)) {
 			if (tty)
 				fputc('\n', stderr);
+			add_currency(c, r);
 			char *t = json_dumps(r, JSON_COMPACT);
 			if (t)
 				puts(t);
@@ -423,7 +467,10 @@ int cmd_job(int argc, char **argv)
 			rc = print_reply(call(&c, req));
 		}
 	} else {
-		rc = print_reply(call(&c, cmd_req(sub, id)));
+		json_t *reply = call(&c, cmd_req(sub, id));
+		if (reply != NULL && strcmp(sub, "status") == 0 && json_object_get(reply, "error") == NULL)
+			add_currency(&c, reply);
+		rc = print_reply(reply);
 	}
 	client_close(&c);
 	return rc;

@@ -332,11 +332,12 @@ void api_cost_chart(http_req_t *r)
 	ledger_rows_t *rows = NULL;
 	if (load_rows(r, &f, &rows) < 0)
 		return;
-	uint64_t prompt = 0, compl = 0, busy = 0;
+	uint64_t prompt = 0, compl = 0, busy = 0, idle = 0;
 	for (size_t i = 0; i < rows->n; i++) {
 		prompt += rows->v[i].prompt_tokens;
 		compl += rows->v[i].completion_tokens;
 		busy += rows->v[i].busy_ns;
+		idle += rows->v[i].idle_ns;
 	}
 	if (rows->n == 0 || busy == 0 || compl == 0) {
 		ledger_rows_destroy(&rows);
@@ -389,8 +390,11 @@ void api_cost_chart(http_req_t *r)
 	for (size_t i = 0; i < c->n_refs; i++)
 		refs[i] = c->refs[i];
 	char *svg = NULL;
-	rc = chart_cost_vs_utilization(&t, &hw, (double)prompt / (double)n, (double)compl / (double)n, c->prices, refs,
-				       c->n_refs, via_batch, c->currency, &svg, err, sizeof(err));
+	/* The batch's own utilization (engine time over the node time it was
+	 * charged), marked on the chart. */
+	double measured_u = busy + idle > 0 ? (double)busy / (double)(busy + idle) : 0;
+	rc = chart_cost_vs_utilization(&t, &hw, (double)prompt / (double)n, (double)compl / (double)n, measured_u,
+				       c->prices, refs, c->n_refs, via_batch, c->currency, &svg, err, sizeof(err));
 	if (rc < 0) {
 		http_reply_error(r, 500, "internal_error", NULL, "chart: %s", err);
 		return;
@@ -421,8 +425,34 @@ static gauge_sum_t *gauge_find(const char *model, const char *currency)
 	return g;
 }
 
-/* Adds the rows booked since the last scrape. */
-static int gauge_scan(const char *state_dir)
+/* Adds the booked equivalents of ledger rows (from, to] to the counter
+ * margin_api_equivalent_micros_total{reference,currency}. A journal
+ * without the tables of booked equivalents has none to add. */
+static int api_scan(sqlite3 *db, int64_t from, int64_t to, metrics_t *m)
+{
+	sqlite3_stmt *q = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT p.ref_model, p.currency, a.micros FROM ledger_api a JOIN ledger_api_price p"
+			       " ON p.id = a.price_id WHERE a.ledger_id > ?1 AND a.ledger_id <= ?2", -1, &q,
+			       NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(q, 1, from);
+	sqlite3_bind_int64(q, 2, to);
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *ref = (const char *)sqlite3_column_text(q, 0), *cur = (const char *)sqlite3_column_text(q, 1);
+		int64_t v = sqlite3_column_int64(q, 2);
+		const char *lv[] = { ref ? ref : "", cur ? cur : "" };
+		if (v > 0)
+			metrics_counter_add(m, "margin_api_equivalent_micros_total", lv, (double)v);
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Adds the rows booked since the last scrape: to the gauges' sums, and
+ * their costs and booked equivalents to the counters (each in the
+ * currency it was booked in: no conversion, so a counter only grows). */
+static int gauge_scan(const char *state_dir, metrics_t *m)
 {
 	const booking_conf_t *c = st.conf;
 	const pricetab_entry_t *sale = c->has_sale ? pricetab_find(c->prices, BOOKING_SALE_ENTRY) : NULL;
@@ -438,14 +468,23 @@ static int gauge_scan(const char *state_dir)
 		sqlite3_close(db);
 		return -EIO;
 	}
+	int64_t from = st.last_id;
 	sqlite3_bind_int64(q, 1, st.last_id);
 	int rc;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		const char *model = (const char *)sqlite3_column_text(q, 1);
 		const char *cur = (const char *)sqlite3_column_text(q, 2);
 		uint64_t pt = (uint64_t)sqlite3_column_int64(q, 3), ct = (uint64_t)sqlite3_column_int64(q, 4);
+		int64_t cm = sqlite3_column_int64(q, 5), cl = sqlite3_column_int64(q, 6);
 		gauge_sum_t *g = gauge_find(model ? model : "", cur && *cur ? cur : c->currency);
 		st.last_id = sqlite3_column_int64(q, 0);
+		if (cur != NULL && *cur != '\0') {	/* a row priced by no profile has no cost */
+			const char *lm[] = { "marginal", cur }, *ll[] = { "loaded", cur };
+			if (cm > 0)
+				metrics_counter_add(m, "margin_cost_micros_total", lm, (double)cm);
+			if (cl > 0)
+				metrics_counter_add(m, "margin_cost_micros_total", ll, (double)cl);
+		}
 		if (g == NULL)
 			continue;
 		g->tokens += pt + ct;
@@ -457,6 +496,8 @@ static int gauge_scan(const char *state_dir)
 			g->sale += s;
 	}
 	sqlite3_finalize(q);
+	if (rc == SQLITE_DONE)
+		rc = api_scan(db, from, st.last_id, m) == 0 ? SQLITE_DONE : SQLITE_ERROR;
 	sqlite3_close(db);
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
@@ -468,7 +509,16 @@ int api_cost_update_metrics(const char *state_dir, metrics_t *m)
 		return 0;
 	char err[256];
 	mtx_lock(&st.lock);
-	int r = gauge_scan(state_dir);
+	/* The counters exist at 0 from the first scrape on, in the report
+	 * currency, so rate() has a start. */
+	const char *zm[] = { "marginal", c->currency }, *zl[] = { "loaded", c->currency };
+	metrics_counter_add(m, "margin_cost_micros_total", zm, 0);
+	metrics_counter_add(m, "margin_cost_micros_total", zl, 0);
+	for (size_t k = 0; k < c->n_refs; k++) {
+		const char *za[] = { c->refs[k], c->currency };
+		metrics_counter_add(m, "margin_api_equivalent_micros_total", za, 0);
+	}
+	int r = gauge_scan(state_dir, m);
 	/* One figure per model in the report currency: each currency's sums
 	 * converted once. */
 	for (size_t i = 0; i < st.n_sums; i++) {

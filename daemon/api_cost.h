@@ -52,8 +52,11 @@ void api_cost_chart(http_req_t *r);
 
 /* At each /metrics scrape: reads the ledger rows booked since the last
  * scrape and sets margin_cost_per_token{model_name,basis,currency} and,
- * with a sale price, margin_gross_margin_ratio{model_name}. Thread-safe.
- * Does nothing before api_cost_start(). */
+ * with a sale price, margin_gross_margin_ratio{model_name}; adds their
+ * costs to margin_cost_micros_total{kind,currency} and their booked
+ * equivalents to margin_api_equivalent_micros_total{reference,currency}
+ * (each in the currency it was booked in). Thread-safe. Does nothing
+ * before api_cost_start(). */
 int api_cost_update_metrics(const char *state_dir, metrics_t *m);
 
 #endif

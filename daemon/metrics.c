@@ -65,6 +65,15 @@ static const metrics_def_t margin_defs[] = {
 	  "Self-hosted cost per prompt+completion token (x 1e6 = per 1M tokens) of the calls booked since margind "
 	  "started, in units of the currency label; basis marginal = engine time, loaded = with idle time",
 	  METRICS_GAUGE, { "model_name", "basis", "currency", NULL }, NULL, 0 },
+	{ "margin_cost_micros_total",
+	  "Self-hosted cost of the calls booked since margind started, in micros (1e-6) of the currency label, "
+	  "each call in the currency its hardware profile priced it in; kind marginal = engine time, loaded = "
+	  "with its share of idle time; rate() gives the cost per second",
+	  METRICS_COUNTER, { "kind", "currency", NULL }, NULL, 0 },
+	{ "margin_api_equivalent_micros_total",
+	  "What the calls booked since margind started cost on each reference closed API (the equivalents "
+	  "booked with them), in micros (1e-6) of the currency label",
+	  METRICS_COUNTER, { "reference", "currency", NULL }, NULL, 0 },
 	{ "margin_gross_margin_ratio",
 	  "Gross margin (price - loaded cost) / price of the calls booked since margind started, at the "
 	  "[meter] sale_price", METRICS_GAUGE, { "model_name", NULL }, NULL, 0 },

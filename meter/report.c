@@ -55,6 +55,9 @@ void report_destroy(report_t **p)
 	free(r->prices_name);
 	free(r->sale);
 	free(r->api_computed);
+	free(r->whatif_hardware);
+	free(r->whatif_speed_basis);
+	free(r->whatif_speed_why);
 	free(r);
 	*p = NULL;
 }
@@ -146,10 +149,26 @@ static int add_i64(int64_t *acc, int64_t v)
 	return __builtin_add_overflow(*acc, v, acc) ? -ERANGE : 0;
 }
 
+/* acc (of acc_calls calls) += w (of w_calls calls); before the calls
+ * themselves are added. */
+static void window_add(report_window_t *acc, uint64_t acc_calls, const report_window_t *w, uint64_t w_calls)
+{
+	if (w_calls == 0)
+		return;
+	if (acc_calls == 0) {
+		*acc = *w;
+		return;
+	}
+	acc->mixed |= w->mixed || w->period_ns != acc->period_ns;
+	acc->open_calls += w->open_calls;
+}
+
 /* acc += one ledger row (with its converted costs and prices). */
 static int accumulate(report_row_t *acc, const ledger_row_t *row, int64_t marg, int64_t load, const int64_t *api,
 		      size_t n_refs, int64_t sale)
 {
+	report_window_t w = { .period_ns = row->period_ns, .open_calls = row->period_open ? 1 : 0 };
+	window_add(&acc->window, acc->calls, &w, 1);
 	int r = 0;
 	r |= add_u64(&acc->calls, 1);
 	r |= add_u64(&acc->prompt_tokens, row->prompt_tokens);
@@ -167,6 +186,7 @@ static int accumulate(report_row_t *acc, const ledger_row_t *row, int64_t marg, 
 
 static int accumulate_row(report_row_t *acc, const report_row_t *src, size_t n_refs)
 {
+	window_add(&acc->window, acc->calls, &src->window, src->calls);
 	int r = 0;
 	r |= add_u64(&acc->calls, src->calls);
 	r |= add_u64(&acc->prompt_tokens, src->prompt_tokens);
@@ -222,6 +242,24 @@ static int join_hardware(const ledger_row_t *rows, size_t n, char **ret)
 	return 0;
 }
 
+static int copy_whatif(report_t *rep, const report_whatif_t *w, char *err, size_t errlen)
+{
+	if (w == NULL)
+		return 0;
+	if (!isfinite(w->speed) || !(w->speed > 0)) {
+		snprintf(err, errlen, "report: what-if speed %g: expected a positive ratio (target / booked speed)",
+			 w->speed);
+		return -EINVAL;
+	}
+	rep->has_whatif = true;
+	rep->whatif_speed = w->speed;
+	if ((rep->whatif_hardware = strdup(w->hardware ? w->hardware : rep->hardware)) == NULL ||
+	    (rep->whatif_speed_basis = strdup(w->speed_basis ? w->speed_basis : "")) == NULL ||
+	    (rep->whatif_speed_why = strdup(w->speed_why ? w->speed_why : "")) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
 int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const report_opts_t *o, report_t **ret,
 	       char *err, size_t errlen)
 {
@@ -251,6 +289,8 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	if ((rep->prices_name = strdup(o->prices ? pricetab_name(o->prices) : "")) == NULL)
 		goto fail;
 	if ((r = join_hardware(rows, n, &rep->hardware)) < 0)
+		goto fail;
+	if ((r = copy_whatif(rep, o->whatif, err, errlen)) < 0)
 		goto fail;
 	r = -ENOMEM;
 
@@ -302,6 +342,13 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 		if (!meter_currency_valid(w->currency)) {
 			snprintf(err, errlen, "report: job %s line %lld: currency \"%s\" is not an ISO 4217 code",
 				 w->job, (long long)w->line_no, w->currency);
+			r = -EINVAL;
+			goto fail;
+		}
+		if (w->period_ns < 0) {
+			snprintf(err, errlen, "report: job %s line %lld: accounting window of %lld ns (expected 0, the "
+				 "carried rule, or a positive length)", w->job, (long long)w->line_no,
+				 (long long)w->period_ns);
 			r = -EINVAL;
 			goto fail;
 		}
@@ -520,11 +567,138 @@ int report_utilization_ppm(uint64_t busy_ns, uint64_t idle_ns, int64_t *ret)
 	return 0;
 }
 
+/* --- what-if and window notes --- */
+
+bool report_is_whatif(const report_t *r)
+{
+	return r->has_whatif || r->whatif_prices;
+}
+
+char *report_whatif_text(const report_t *r, char *buf, size_t len)
+{
+	size_t o = 0;
+	buf[0] = '\0';
+	if (r->has_whatif)
+		o += (size_t)snprintf(buf, len, "hardware=%s speed=%.3gx%s%s%s", r->whatif_hardware, r->whatif_speed,
+				      r->whatif_speed_basis[0] ? " (" : "", r->whatif_speed_basis,
+				      r->whatif_speed_basis[0] ? ")" : "");
+	if (r->whatif_prices && o < len)
+		snprintf(buf + o, len - o, "%sprices=%s", o ? " " : "", r->prices_name[0] ? r->prices_name : "(none)");
+	return buf;
+}
+
+const char *report_window_rule(const report_window_t *w, uint64_t calls)
+{
+	if (calls == 0)
+		return "none";
+	if (w->mixed)
+		return "mixed";
+	return w->period_ns == 0 ? "carried" : "window";
+}
+
+/* "hour", "day" or "900 s window": what a window of that length is called. */
+static const char *window_unit(int64_t period_ns, char *buf, size_t len)
+{
+	if (period_ns == METER_NS_PER_HOUR)
+		return "hour";
+	if (period_ns == METER_NS_PER_DAY)
+		return "day";
+	if (period_ns % 1000000000LL == 0)
+		snprintf(buf, len, "%lld s window", (long long)(period_ns / 1000000000LL));
+	else
+		snprintf(buf, len, "%lld ns window", (long long)period_ns);
+	return buf;
+}
+
+char *report_window_note(const report_t *r, char *buf, size_t len)
+{
+	const report_window_t *w = &r->total.window;
+	const char *rule = report_window_rule(w, r->total.calls);
+	char ub[48];
+	const char *unit = window_unit(w->period_ns, ub, sizeof(ub));
+	size_t o;
+	if (strcmp(rule, "none") == 0) {
+		snprintf(buf, len, "loaded cost: no calls");
+		return buf;
+	}
+	if (strcmp(rule, "carried") == 0)
+		o = (size_t)snprintf(buf, len, "loaded cost: each node's idle time charged to the next Result after it, "
+				     "the rule of calls booked before accounting windows");
+	else if (strcmp(rule, "window") == 0)
+		o = (size_t)snprintf(buf, len, "loaded cost: each node's cost of each UTC %s spread over that %s's "
+				     "calls", unit, unit);
+	else
+		o = (size_t)snprintf(buf, len, "loaded cost: mixed rules (accounting windows of different lengths, or "
+				     "idle time carried to the next Result for calls booked before windows)");
+	if (w->open_calls > 0 && o < len)
+		snprintf(buf + o, len - o, "; %llu call%s in an open %s %s provisional", (unsigned long long)w->open_calls,
+			 w->open_calls == 1 ? "" : "s", strcmp(rule, "window") == 0 ? unit : "window",
+			 w->open_calls == 1 ? "is" : "are");
+	return buf;
+}
+
+/* A row's window for its CSV column. */
+static char *window_csv(const report_row_t *row, char *buf, size_t len)
+{
+	const char *rule = report_window_rule(&row->window, row->calls);
+	if (strcmp(rule, "window") == 0)
+		snprintf(buf, len, "rule=window period=%llds open=%llu",
+			 (long long)(row->window.period_ns / 1000000000LL), (unsigned long long)row->window.open_calls);
+	else if (strcmp(rule, "mixed") == 0)
+		snprintf(buf, len, "rule=mixed open=%llu", (unsigned long long)row->window.open_calls);
+	else
+		snprintf(buf, len, "rule=%s", rule);
+	return buf;
+}
+
+/* --- derived figures, one definition for every format --- */
+
+/* A figure that may be undefined (a zero divisor): ok false. Each is a
+ * value computed before it is printed, so no format depends on the order
+ * in which a call's arguments are evaluated. */
+typedef struct opt {
+	bool ok;
+	int64_t v;
+} opt_t;
+
+static opt_t d_per_call(int64_t micros, uint64_t calls)
+{
+	opt_t o = { false, 0 };
+	o.ok = report_per_call(micros, calls, &o.v) == 0;
+	return o;
+}
+
+static opt_t d_per_1m(int64_t micros, uint64_t tokens)
+{
+	opt_t o = { false, 0 };
+	o.ok = report_per_1m_tokens(micros, tokens, &o.v) == 0;
+	return o;
+}
+
+static opt_t d_util(const report_row_t *row)
+{
+	opt_t o = { false, 0 };
+	o.ok = report_utilization_ppm(row->busy_ns, row->idle_ns, &o.v) == 0;
+	return o;
+}
+
+static opt_t d_margin(int64_t price, int64_t cost)
+{
+	opt_t o = { false, 0 };
+	o.ok = meter_gross_margin_ppm(price, cost, &o.v) == 0;
+	return o;
+}
+
+static uint64_t row_tokens(const report_row_t *row)
+{
+	return row->prompt_tokens + row->completion_tokens;
+}
+
 /* --- JSON --- */
 
-static json_t *jint_or_null(int rc, int64_t v)
+static json_t *jopt(opt_t o)
 {
-	return rc < 0 ? json_null() : json_integer(v);
+	return o.ok ? json_integer(o.v) : json_null();
 }
 
 static int set(json_t *o, const char *k, json_t *v)
@@ -535,7 +709,6 @@ static int set(json_t *o, const char *k, json_t *v)
 static json_t *row_json(const report_t *rep, const report_row_t *row, bool is_total)
 {
 	json_t *o = json_object(), *api = json_object();
-	int64_t v;
 	int r = 0;
 	if (o == NULL || api == NULL)
 		goto fail;
@@ -565,18 +738,12 @@ static json_t *row_json(const report_t *rep, const report_row_t *row, bool is_to
 	if (rep->has_sale)
 		r |= set(o, "sale_micros", json_integer(row->sale_micros));
 	if (rep->group != REPORT_BY_CALL) {
-		uint64_t tok = row->prompt_tokens + row->completion_tokens;
-		int rc;
-		rc = report_per_call(row->cost_marginal_micros, row->calls, &v);
-		r |= set(o, "marginal_per_call_micros", jint_or_null(rc, v));
-		rc = report_per_call(row->cost_loaded_micros, row->calls, &v);
-		r |= set(o, "loaded_per_call_micros", jint_or_null(rc, v));
-		rc = report_per_1m_tokens(row->cost_marginal_micros, tok, &v);
-		r |= set(o, "marginal_per_1m_tokens_micros", jint_or_null(rc, v));
-		rc = report_per_1m_tokens(row->cost_loaded_micros, tok, &v);
-		r |= set(o, "loaded_per_1m_tokens_micros", jint_or_null(rc, v));
-		rc = report_utilization_ppm(row->busy_ns, row->idle_ns, &v);
-		r |= set(o, "utilization_ppm", jint_or_null(rc, v));
+		uint64_t tok = row_tokens(row);
+		r |= set(o, "marginal_per_call_micros", jopt(d_per_call(row->cost_marginal_micros, row->calls)));
+		r |= set(o, "loaded_per_call_micros", jopt(d_per_call(row->cost_loaded_micros, row->calls)));
+		r |= set(o, "marginal_per_1m_tokens_micros", jopt(d_per_1m(row->cost_marginal_micros, tok)));
+		r |= set(o, "loaded_per_1m_tokens_micros", jopt(d_per_1m(row->cost_loaded_micros, tok)));
+		r |= set(o, "utilization_ppm", jopt(d_util(row)));
 		json_t *per = json_object(), *gm = json_object();
 		if (per == NULL || gm == NULL) {
 			json_decref(per);
@@ -584,17 +751,13 @@ static json_t *row_json(const report_t *rep, const report_row_t *row, bool is_to
 			goto fail;
 		}
 		for (size_t k = 0; k < rep->n_refs; k++) {
-			rc = report_per_1m_tokens(row->api_micros[k], tok, &v);
-			r |= set(per, rep->refs[k], jint_or_null(rc, v));
-			rc = meter_gross_margin_ppm(row->api_micros[k], row->cost_loaded_micros, &v);
-			r |= set(gm, rep->refs[k], jint_or_null(rc, v));
+			r |= set(per, rep->refs[k], jopt(d_per_1m(row->api_micros[k], tok)));
+			r |= set(gm, rep->refs[k], jopt(d_margin(row->api_micros[k], row->cost_loaded_micros)));
 		}
 		r |= set(o, "api_per_1m_tokens_micros", per);
 		r |= set(o, "gross_margin_ppm_at_api_price", gm);
-		if (rep->has_sale) {
-			rc = meter_gross_margin_ppm(row->sale_micros, row->cost_loaded_micros, &v);
-			r |= set(o, "gross_margin_ppm", jint_or_null(rc, v));
-		}
+		if (rep->has_sale)
+			r |= set(o, "gross_margin_ppm", jopt(d_margin(row->sale_micros, row->cost_loaded_micros)));
 	}
 	if (r != 0)
 		goto fail;
@@ -603,6 +766,51 @@ fail:
 	json_decref(api);
 	json_decref(o);
 	return NULL;
+}
+
+static json_t *whatif_json(const report_t *rep)
+{
+	if (!report_is_whatif(rep))
+		return json_null();
+	json_t *w = json_object();
+	int r = 0;
+	if (w == NULL)
+		return NULL;
+	bool hw = rep->has_whatif;
+	r |= set(w, "hardware", hw ? json_string(rep->whatif_hardware) : json_null());
+	r |= set(w, "speed", hw ? json_real(rep->whatif_speed) : json_null());
+	r |= set(w, "speed_basis", hw && rep->whatif_speed_basis[0] ? json_string(rep->whatif_speed_basis) : json_null());
+	r |= set(w, "speed_why", hw && rep->whatif_speed_why[0] ? json_string(rep->whatif_speed_why) : json_null());
+	r |= set(w, "prices", rep->whatif_prices ? json_string(rep->prices_name) : json_null());
+	if (r != 0) {
+		json_decref(w);
+		return NULL;
+	}
+	return w;
+}
+
+static json_t *window_json(const report_t *rep)
+{
+	const report_window_t *win = &rep->total.window;
+	const char *rule = report_window_rule(win, rep->total.calls);
+	json_t *w = json_object(), *period;
+	int r = 0;
+	if (w == NULL)
+		return NULL;
+	if (strcmp(rule, "window") != 0)
+		period = json_null();
+	else if (win->period_ns % 1000000000LL == 0)
+		period = json_integer(win->period_ns / 1000000000LL);
+	else
+		period = json_real((double)win->period_ns / 1e9);
+	r |= set(w, "period_s", period);
+	r |= set(w, "rule", json_string(rule));
+	r |= set(w, "open_calls", json_integer((json_int_t)win->open_calls));
+	if (r != 0) {
+		json_decref(w);
+		return NULL;
+	}
+	return w;
 }
 
 int report_format_json(const report_t *rep, char **ret_text)
@@ -615,6 +823,8 @@ int report_format_json(const report_t *rep, char **ret_text)
 	json_t *computed = json_object();
 	r |= set(root, "currency", json_string(rep->currency));
 	r |= set(root, "hardware", json_string(rep->hardware));
+	r |= set(root, "what_if", whatif_json(rep));
+	r |= set(root, "loaded_window", window_json(rep));
 	if (rep->group != REPORT_BY_CALL) {
 		r |= set(root, "group", json_string(report_group_name(rep->group)));
 		r |= set(root, "prices", json_string(rep->prices_name));
@@ -673,15 +883,27 @@ static void csv_field(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void csv_opt(FILE *f, int rc, int64_t v)
+/* ",v", or "," when the figure is undefined. */
+static void csv_opt(FILE *f, opt_t o)
 {
-	if (rc >= 0)
-		fprintf(f, ",%lld", (long long)v);
+	if (o.ok)
+		fprintf(f, ",%lld", (long long)o.v);
 	else
 		fputc(',', f);
 }
 
-static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool is_total)
+/* The last two columns of every row. */
+static void csv_tail(FILE *f, const report_row_t *row, const char *whatif)
+{
+	char w[96];
+	fputc(',', f);
+	csv_field(f, window_csv(row, w, sizeof(w)));
+	fputc(',', f);
+	csv_field(f, whatif);
+	fputc('\n', f);
+}
+
+static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool is_total, const char *whatif)
 {
 	if (rep->group == REPORT_BY_CALL) {
 		csv_field(f, is_total ? "total" : row->key);
@@ -689,7 +911,7 @@ static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool 
 		csv_field(f, is_total ? "" : row->model);
 		fputc(',', f);
 		csv_field(f, is_total ? "" : row->worker);
-		fprintf(f, ",%llu,%llu,%llu,%llu,%lld,%lld", (unsigned long long)row->prompt_tokens,
+		fprintf(f, ",%s,%llu,%llu,%llu,%llu,%lld,%lld", rep->currency, (unsigned long long)row->prompt_tokens,
 			(unsigned long long)row->completion_tokens, (unsigned long long)row->busy_ns,
 			(unsigned long long)row->flops, (long long)row->cost_marginal_micros,
 			(long long)row->cost_loaded_micros);
@@ -697,30 +919,30 @@ static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool 
 			fprintf(f, ",%lld", (long long)row->api_micros[k]);
 		if (rep->has_sale)
 			fprintf(f, ",%lld", (long long)row->sale_micros);
-		fputc('\n', f);
+		csv_tail(f, row, whatif);
 		return;
 	}
-	int64_t v;
-	uint64_t tok = row->prompt_tokens + row->completion_tokens;
+	uint64_t tok = row_tokens(row);
 	csv_field(f, is_total ? "total" : row->key);
-	fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%lld,%lld", (unsigned long long)row->calls,
+	fprintf(f, ",%s,%llu,%llu,%llu,%llu,%llu,%llu,%lld,%lld", rep->currency, (unsigned long long)row->calls,
 		(unsigned long long)row->prompt_tokens, (unsigned long long)row->completion_tokens,
 		(unsigned long long)row->busy_ns, (unsigned long long)row->idle_ns, (unsigned long long)row->flops,
 		(long long)row->cost_marginal_micros, (long long)row->cost_loaded_micros);
-	csv_opt(f, report_per_call(row->cost_loaded_micros, row->calls, &v), v);
-	csv_opt(f, report_per_1m_tokens(row->cost_marginal_micros, tok, &v), v);
-	csv_opt(f, report_per_1m_tokens(row->cost_loaded_micros, tok, &v), v);
-	csv_opt(f, report_utilization_ppm(row->busy_ns, row->idle_ns, &v), v);
+	csv_opt(f, d_per_call(row->cost_marginal_micros, row->calls));
+	csv_opt(f, d_per_call(row->cost_loaded_micros, row->calls));
+	csv_opt(f, d_per_1m(row->cost_marginal_micros, tok));
+	csv_opt(f, d_per_1m(row->cost_loaded_micros, tok));
+	csv_opt(f, d_util(row));
 	for (size_t k = 0; k < rep->n_refs; k++) {
 		fprintf(f, ",%lld", (long long)row->api_micros[k]);
-		csv_opt(f, report_per_1m_tokens(row->api_micros[k], tok, &v), v);
-		csv_opt(f, meter_gross_margin_ppm(row->api_micros[k], row->cost_loaded_micros, &v), v);
+		csv_opt(f, d_per_1m(row->api_micros[k], tok));
+		csv_opt(f, d_margin(row->api_micros[k], row->cost_loaded_micros));
 	}
 	if (rep->has_sale) {
 		fprintf(f, ",%lld", (long long)row->sale_micros);
-		csv_opt(f, meter_gross_margin_ppm(row->sale_micros, row->cost_loaded_micros, &v), v);
+		csv_opt(f, d_margin(row->sale_micros, row->cost_loaded_micros));
 	}
-	fputc('\n', f);
+	csv_tail(f, row, whatif);
 }
 
 /* open_memstream() updates *bufp at fclose(): read it only after. */
@@ -736,14 +958,15 @@ static int finish(FILE *f, char **bufp, char **ret_text)
 
 int report_format_csv(const report_t *rep, char **ret_text)
 {
-	char *buf = NULL, h[300];
+	char *buf = NULL, h[300], whatif[1024];
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	if (f == NULL)
 		return -ENOMEM;
+	report_whatif_text(rep, whatif, sizeof(whatif));
 	if (rep->group == REPORT_BY_CALL) {
-		fputs("custom_id,model,worker,prompt_tokens,completion_tokens,busy_ns,flops,cost_marginal_micros,"
-		      "cost_loaded_micros", f);
+		fputs("custom_id,model,worker,currency,prompt_tokens,completion_tokens,busy_ns,flops,"
+		      "cost_marginal_micros,cost_loaded_micros", f);
 		for (size_t k = 0; k < rep->n_refs; k++) {
 			snprintf(h, sizeof(h), "api_equivalent_micros:%s", rep->refs[k]);
 			fputc(',', f);
@@ -752,9 +975,10 @@ int report_format_csv(const report_t *rep, char **ret_text)
 		if (rep->has_sale)
 			fputs(",sale_micros", f);
 	} else {
-		fprintf(f, "%s,calls,prompt_tokens,completion_tokens,busy_ns,idle_ns,flops,cost_marginal_micros,"
-			   "cost_loaded_micros,loaded_per_call_micros,marginal_per_1m_tokens_micros,"
-			   "loaded_per_1m_tokens_micros,utilization_ppm", report_group_name(rep->group));
+		fprintf(f, "%s,currency,calls,prompt_tokens,completion_tokens,busy_ns,idle_ns,flops,cost_marginal_micros,"
+			   "cost_loaded_micros,marginal_per_call_micros,loaded_per_call_micros,"
+			   "marginal_per_1m_tokens_micros,loaded_per_1m_tokens_micros,utilization_ppm",
+			report_group_name(rep->group));
 		for (size_t k = 0; k < rep->n_refs; k++) {
 			static const char *const cols[] = { "api_equivalent_micros", "api_per_1m_tokens_micros",
 							    "gross_margin_ppm_at_api_price" };
@@ -767,30 +991,28 @@ int report_format_csv(const report_t *rep, char **ret_text)
 		if (rep->has_sale)
 			fputs(",sale_micros,gross_margin_ppm", f);
 	}
-	fputc('\n', f);
+	fputs(",loaded_window,what_if\n", f);
 	for (size_t i = 0; i < rep->n_rows; i++)
-		csv_row(f, rep, &rep->rows[i], false);
-	csv_row(f, rep, &rep->total, true);
+		csv_row(f, rep, &rep->rows[i], false, whatif);
+	csv_row(f, rep, &rep->total, true, whatif);
 	return finish(f, &buf, ret_text);
 }
 
 /* --- text --- */
 
-static void text_row(FILE *f, const report_t *rep, const report_row_t *row)
+static void text_row(FILE *f, const report_t *rep, const report_row_t *row, int kw)
 {
-	char a[40], b[40], c[40], d[40];
-	int64_t v;
-	uint64_t tok = row->prompt_tokens + row->completion_tokens;
-	fprintf(f, "%-24.24s %8llu %12llu %10.3f %16s", row->key, (unsigned long long)row->calls,
+	char a[40], b[40];
+	uint64_t tok = row_tokens(row);
+	opt_t per = d_per_1m(row->cost_loaded_micros, tok);
+	fprintf(f, "%-*s %8llu %12llu %10.3f %16s", kw, row->key, (unsigned long long)row->calls,
 		(unsigned long long)tok, (double)row->busy_ns / 1e9,
 		meter_format_micros(row->cost_loaded_micros, a, sizeof(a)));
-	fprintf(f, " %14s", report_per_1m_tokens(row->cost_loaded_micros, tok, &v) == 0 ?
-			       meter_format_micros(v, b, sizeof(b)) : "-");
+	fprintf(f, " %14s", per.ok ? meter_format_micros(per.v, b, sizeof(b)) : "-");
 	for (size_t k = 0; k < rep->n_refs; k++) {
-		int rc = report_per_1m_tokens(row->api_micros[k], tok, &v);
-		fprintf(f, " %14s", rc == 0 ? meter_format_micros(v, c, sizeof(c)) : "-");
-		rc = meter_gross_margin_ppm(row->api_micros[k], row->cost_loaded_micros, &v);
-		fprintf(f, " %9s", rc == 0 ? meter_format_ppm_pct(v, d, sizeof(d)) : "-inf");
+		opt_t api = d_per_1m(row->api_micros[k], tok), gm = d_margin(row->api_micros[k], row->cost_loaded_micros);
+		fprintf(f, " %14s", api.ok ? meter_format_micros(api.v, a, sizeof(a)) : "-");
+		fprintf(f, " %9s", gm.ok ? meter_format_ppm_pct(gm.v, b, sizeof(b)) : "-inf");
 	}
 	fputc('\n', f);
 }
@@ -803,19 +1025,34 @@ int report_format_text(const report_t *rep, char **ret_text)
 	if (f == NULL)
 		return -ENOMEM;
 	char note[1024];
-	fprintf(f, "cost by %s, %s, hardware %s%s%s\n", report_group_name(rep->group), rep->currency,
-		rep->hardware, rep->prices_name[0] ? ", prices " : "", rep->prices_name);
+	/* The key column fits the longest key: batch ids are not cut. */
+	int kw = (int)strlen(report_group_name(rep->group));
+	if (kw < 5)
+		kw = 5;	/* "total" */
+	for (size_t i = 0; i < rep->n_rows; i++)
+		if (strlen(rep->rows[i].key) > (size_t)kw)
+			kw = (int)strlen(rep->rows[i].key);
+	fprintf(f, "%scost by %s, %s, hardware %s%s%s\n", report_is_whatif(rep) ? "WHAT-IF: " : "",
+		report_group_name(rep->group), rep->currency, rep->hardware, rep->prices_name[0] ? ", prices " : "",
+		rep->prices_name);
+	if (rep->has_whatif)
+		fprintf(f, "(what-if: the calls repriced on %s at %.3gx the booked hardware's speed%s%s%s%s%s)\n",
+			rep->whatif_hardware, rep->whatif_speed, rep->whatif_speed_basis[0] ? ", " : "",
+			rep->whatif_speed_basis, rep->whatif_speed_why[0] ? ": " : "", rep->whatif_speed_why,
+			rep->whatif_speed == 1 ? "; busy and idle times as booked" :
+						 "; busy and idle times divided by it");
 	fprintf(f, "(%s)\n", report_api_note(rep, note, sizeof(note)));
-	fprintf(f, "%-24s %8s %12s %10s %16s %14s", report_group_name(rep->group), "calls", "tokens", "busy_s",
+	fprintf(f, "(%s)\n", report_window_note(rep, note, sizeof(note)));
+	fprintf(f, "%-*s %8s %12s %10s %16s %14s", kw, report_group_name(rep->group), "calls", "tokens", "busy_s",
 		"loaded_cost", "loaded/1M");
 	for (size_t k = 0; k < rep->n_refs; k++)
 		fprintf(f, " %14.14s %9s", rep->refs[k], "GM@ref");
 	fputc('\n', f);
 	for (size_t i = 0; i < rep->n_rows; i++)
-		text_row(f, rep, &rep->rows[i]);
-	text_row(f, rep, &rep->total);
-	fprintf(f, "(/1M: per million prompt+completion tokens; GM@ref: gross margin if sold at that API's price, "
-		   "(price - loaded cost) / price)\n");
+		text_row(f, rep, &rep->rows[i], kw);
+	text_row(f, rep, &rep->total, kw);
+	fprintf(f, "(money in %s; /1M: per million prompt+completion tokens; GM@ref: gross margin if sold at that "
+		   "API's price, (price - loaded cost) / price)\n", rep->currency);
 	return finish(f, &buf, ret_text);
 }
 

@@ -72,6 +72,15 @@ typedef struct report_opts {
 	const report_whatif_t *whatif;	/* a hardware what-if's basis (NULL = none) */
 } report_opts_t;
 
+/* The accounting window of a set of calls' loaded costs (ledger_row_t
+ * period_*): its length when all agree, the rule, and how many calls are
+ * in windows not closed yet (their loaded cost is provisional). */
+typedef struct report_window {
+	int64_t period_ns;		/* the first call's window length; 0 = carried rule */
+	bool mixed;			/* calls differ in length or rule */
+	uint64_t open_calls;		/* calls with period_open */
+} report_window_t;
+
 typedef struct report_row {
 	char *key;			/* owned: custom_id, batch id, model, worker or day */
 	char *model, *worker;		/* owned, REPORT_BY_CALL only (else NULL) */
@@ -79,6 +88,7 @@ typedef struct report_row {
 	int64_t cost_marginal_micros, cost_loaded_micros;
 	int64_t *api_micros;		/* owned: [n_refs] closed-API equivalents */
 	int64_t sale_micros;		/* revenue at the sale price (when has_sale) */
+	report_window_t window;		/* of the row's calls (the total's: the report's) */
 } report_row_t;
 
 typedef struct report {
@@ -96,6 +106,13 @@ typedef struct report {
 	bool whatif_prices;		/* every equivalent recomputed with prices_name's tables */
 	uint64_t *api_computed;		/* owned: [n_refs] calls whose equivalent was priced now, not as booked */
 	bool api_converted;		/* some booked equivalents were converted into the report currency */
+	/* The hardware what-if (opts.whatif), copied; has_whatif false = as booked. */
+	bool has_whatif;
+	char *whatif_hardware;		/* owned: the profile repriced on (the rows' hardware when
+					 * opts.whatif->hardware is NULL) */
+	double whatif_speed;		/* target / booked speed */
+	char *whatif_speed_basis;	/* owned: "measured", "estimate", "given" ("" when not said) */
+	char *whatif_speed_why;		/* owned ("" when not said) */
 } report_t;
 
 /* Builds a report. -ENOENT naming an unknown reference price (needed to
@@ -118,15 +135,38 @@ const char *report_api_basis(const report_t *r);
  * what was priced now and how many calls per reference. Returns buf. */
 char *report_api_note(const report_t *r, char *buf, size_t len);
 
+/* The rule of a window summary: "window" (every call shares the node cost
+ * of its own window, all of one length), "carried" (booked before windows:
+ * idle time carried to the next Result), "mixed", or "none" (no calls).
+ * Static string. */
+const char *report_window_rule(const report_window_t *w, uint64_t calls);
+/* One sentence for people naming the loaded-cost window of r, e.g. "loaded
+ * cost: each node's cost of each UTC hour spread over that hour's calls; 3
+ * calls in an open hour are provisional". Returns buf. */
+char *report_window_note(const report_t *r, char *buf, size_t len);
+/* Is r a what-if (hardware or prices), and the short text of the CSV
+ * column ("hardware=8xh100 speed=1.5x (estimate) prices=T"; "" as
+ * booked). Returns buf. */
+bool report_is_whatif(const report_t *r);
+char *report_whatif_text(const report_t *r, char *buf, size_t len);
+
 /* Text renderings; *ret_text is malloc'd, NUL-terminated, caller frees.
  * JSON by call: {"currency","hardware","api_basis","api_note",
  * "api_computed_calls":{REF:n},"rows":[{"custom_id","model","worker",
  * "prompt_tokens","completion_tokens","busy_ns","flops","cost_marginal_micros",
  * "cost_loaded_micros","api_equivalent_micros":{REF:..}}],"total":{same keys}}.
  * By group, rows carry "key", "calls", "idle_ns" and the derived figures
- * too. CSV: a header, the rows, then a "total" row (the basis is not in
- * it: callers print report_api_note beside it). Text: the note under the
- * title. */
+ * too. Top level also: "what_if" (null as booked, else {"hardware",
+ * "speed","speed_basis","speed_why","prices"}; prices: the table name when
+ * the equivalents were recomputed, else null; the hardware keys null in a
+ * prices-only what-if) and "loaded_window" ({"period_s": seconds or null,
+ * "rule": report_window_rule, "open_calls"}). CSV: a header, the rows,
+ * then a "total" row; every row carries "currency" after the key columns,
+ * and "loaded_window" (that row's window: "rule=window period=3600s
+ * open=3", "rule=carried", "rule=mixed open=1") and "what_if"
+ * (report_whatif_text) last (the api basis is not in it: callers print
+ * report_api_note beside it). Text: "WHAT-IF" in the title, the what-if's
+ * basis, the api note and the window note under it. */
 int report_format_json(const report_t *r, char **ret_text);
 int report_format_csv(const report_t *r, char **ret_text);
 /* An aligned table for people, with per-call and per-1M figures. */

@@ -118,7 +118,7 @@ static void usage(FILE *f)
 		"  --hardware NAME   the hardware profile of this machine, recorded in the JSON\n"
 		"                    (\"hardware\"; default \"unknown\") so that marginctl knows\n"
 		"                    which machine the figures belong to (docs/economics.md 6)\n"
-		"  --json            one JSON object (DESIGN.md \"Machine-readable outputs\")\n"
+		"  --json            one JSON object (its keys: docs/bench.md, \"Method\")\n"
 		"  --help            this text\n");
 }
 

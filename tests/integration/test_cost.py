@@ -220,7 +220,7 @@ def sc_batch():
                                          "max_tokens": 4 + i % 17, "temperature": 0}}) + "\n")
     cli = [env("MARGINCTL"), "--url", url]
     batch = run(cli + ["submit", inp]).stdout.split()[0]
-    run(cli + ["wait", batch, "--timeout", "120"])
+    waited = run(cli + ["wait", batch, "--timeout", "120"]).stdout
     out = os.path.join(T, "out.jsonl")
     run(cli + ["results", batch, "-o", out])
     note("batch %s done" % batch)
@@ -424,13 +424,17 @@ def sc_batch():
     check(cur_rep["api_basis"] == "what-if" and cur_rep["rows"] == rep["rows"], "server what-if with the booking tables")
     http(url + "/v1/cost?batch=%s&prices=yesterday" % batch, want=400)
 
-    # CSV: the total row is the sum of the rows, column by column.
+    # CSV: the total row is the sum of the rows, column by column; every
+    # row says its currency.
     table = list(csv.reader(io.StringIO(run(cost_cli + ["--format", "csv"]).stdout)))
     head, rows, total = table[0], table[1:-1], table[-1]
     check(len(rows) == n and total[0] == "total", "csv: %d rows, last %s" % (len(rows), total[0]))
+    text_cols = ("custom_id", "model", "worker", "currency", "loaded_window", "what_if")
     for i, col in enumerate(head):
-        if i >= 3:
+        if col not in text_cols:
             check(int(total[i]) == sum(int(r[i]) for r in rows), "csv total %s is not the sum" % col)
+    cur_col = head.index("currency")
+    check(all(r[cur_col] == "CNY" for r in table[1:]), "csv currency column")
     text = run(cost_cli).stdout
     check(all(cid in text for cid in usage) and "\ntotal" in text and "gross margin" in text, "text report incomplete")
 
@@ -446,6 +450,7 @@ def sc_batch():
     check("peak_flops" in p.stderr and "--speed" in p.stderr, "a target of unknown speed: %s" % p.stderr)
     wi = json.loads(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--speed", "1", "--format", "json"]).stdout)
     check(wi["hardware"] == "flat", "what-if hardware %s" % wi["hardware"])
+    check(wi["what_if"] is not None and wi["what_if"]["hardware"] == "flat", "what-if marked: %s" % wi["what_if"])
     check(wi["total"]["cost_marginal_micros"] == half_up(busy_all, 10**6),
           "what-if marginal %d, busy %d ns at 1 micro/ms" % (wi["total"]["cost_marginal_micros"], busy_all))
     check(wi["total"]["cost_loaded_micros"] == half_up(busy_all + idle_all, 10**6), "what-if loaded")
@@ -454,6 +459,12 @@ def sc_batch():
     halves = sum(half_up(b, 2) for (b,) in db.execute("SELECT busy_ns FROM ledger WHERE job = ?", (batch,)))
     db.close()
     check(wi2["total"]["cost_marginal_micros"] == half_up(halves, 10**6), "what-if at twice the speed")
+    check(wi2["what_if"]["speed"] == 2 and wi2["what_if"]["speed_basis"] == "given", "what-if speed %s" % wi2["what_if"])
+    wcsv = list(csv.reader(io.StringIO(run(cli + ["cost", "--batch", batch, "--hardware", flat, "--speed", "2",
+                                                  "--group", "model", "--format", "csv"]).stdout)))
+    check(all(r[wcsv[0].index("what_if")] == "hardware=flat speed=2x (given)" for r in wcsv[1:]), "csv what_if")
+    wtxt = run(cli + ["cost", "--batch", batch, "--hardware", flat, "--group", "model"]).stdout
+    check(wtxt.startswith("WHAT-IF: cost by model") and "repriced on flat at 1x" in wtxt, "text what-if: %s" % wtxt[:200])
 
     # Gross margin at a sale price and break-even with a one-off cost.
     be = json.loads(run(cli + ["cost", "--batch", batch, "--one-off", "500000", "--format", "json"]).stdout)["breakeven"]
@@ -498,6 +509,101 @@ def sc_batch():
     gm = gauge("margin_gross_margin_ratio", 'model_name="stories260K"')
     check(math.isclose(gm, (tot["sale_micros"] - tot["cost_loaded_micros"]) / tot["sale_micros"], rel_tol=1e-9),
           "gross margin gauge %g" % gm)
+
+    # The counters: every call booked since margind started, once.
+    check(gauge("margin_cost_micros_total", 'kind="loaded",currency="CNY"') == tot["cost_loaded_micros"],
+          "loaded cost counter")
+    check(gauge("margin_cost_micros_total", 'kind="marginal",currency="CNY"') == tot["cost_marginal_micros"],
+          "marginal cost counter")
+    for ref in refs:
+        check(gauge("margin_api_equivalent_micros_total", 'reference="%s",currency="CNY"' % ref) ==
+              tot["api_equivalent_micros"][ref], "%s equivalent counter" % ref)
+    check("# TYPE margin_cost_micros_total counter" in m, "the cost counter's type")
+
+    # status and wait name the cost's currency.
+    check(re.search(r", cost \d+\.\d{6} CNY \(loaded\)", waited), "wait's cost: %s" % waited)
+    st = run(cli + ["status", batch]).stdout
+    want = "cost:      %d.%06d CNY loaded" % divmod(tot["cost_loaded_micros"], 10**6)
+    check(want in st, "status's cost (%s): %s" % (want, st))
+    ju = json.loads(run([env("MARGINCTL"), "job", "--state-dir", state, "status", batch]).stdout)["usage"]
+    check(ju.get("currency") == "CNY" and ju["cost_loaded_micros"] == tot["cost_loaded_micros"],
+          "job status usage: %s" % ju)
+    ju = json.loads(run([env("MARGINCTL"), "job", "--state-dir", state, "wait", batch]).stdout)["usage"]
+    check(ju.get("currency") == "CNY", "job wait usage: %s" % ju)
+
+    # Every derived figure of every grouped report over HTTP, in JSON, CSV
+    # and text, against its definition from the report's integer sums.
+    def derived(r, name, ref=None):
+        tok = r["prompt_tokens"] + r["completion_tokens"]
+        if name in ("marginal_per_call_micros", "loaded_per_call_micros"):
+            m_ = r["cost_marginal_micros"] if name[0] == "m" else r["cost_loaded_micros"]
+            return half_up(m_, r["calls"]) if r["calls"] else None
+        if name.endswith("per_1m_tokens_micros"):
+            m_ = {"m": r["cost_marginal_micros"], "l": r["cost_loaded_micros"]}.get(name[0])
+            m_ = r["api_equivalent_micros"][ref] if m_ is None else m_
+            return half_up(m_ * 10**6, tok) if tok else None
+        if name == "utilization_ppm":
+            w = r["busy_ns"] + r["idle_ns"]
+            return half_up(r["busy_ns"] * 10**6, w) if w else None
+        price = r["sale_micros"] if name == "gross_margin_ppm" else r["api_equivalent_micros"][ref]
+        if price <= 0:
+            return None
+        d = (price - r["cost_loaded_micros"]) * 10**6
+        return half_up(d, price) if d >= 0 else -half_up(-d, price)
+    plain = ["marginal_per_call_micros", "loaded_per_call_micros", "marginal_per_1m_tokens_micros",
+             "loaded_per_1m_tokens_micros", "utilization_ppm", "gross_margin_ppm"]
+    per_ref = {"api_per_1m_tokens_micros": "api_per_1m_tokens_micros",
+               "gross_margin_ppm_at_api_price": "gross_margin_ppm_at_api_price"}
+
+    def money(x):
+        return "%s%d.%06d" % ("-" if x < 0 else "", abs(x) // 10**6, abs(x) % 10**6)
+
+    def pct(ppm):
+        c = half_up(abs(ppm), 100) * (1 if ppm >= 0 else -1)
+        return "%s%d.%02d%%" % ("-" if c < 0 else "", abs(c) // 100, abs(c) % 100)
+    for g in ("batch", "model", "worker", "day"):
+        q = url + "/v1/cost?batch=%s&group=%s&format=" % (batch, g)
+        rj = json.loads(http(q + "json")[0])
+        jrows = rj["rows"] + [dict(rj["total"], key="total")]
+        check(rj["what_if"] is None and "loaded_window" in rj, "by %s: what_if/loaded_window %s" % (g, rj.keys()))
+        for r in jrows:
+            for name in plain:
+                check(r[name] == derived(r, name), "json by %s %s %s: %s, want %s" % (g, r["key"], name, r[name],
+                                                                                     derived(r, name)))
+            for name in per_ref:
+                for ref in refs:
+                    check(r[name][ref] == derived(r, name, ref), "json by %s %s %s:%s" % (g, r["key"], name, ref))
+        body, ctype = http(q + "csv")
+        check(ctype.startswith("text/csv"), "csv content-type %s" % ctype)
+        table = list(csv.reader(io.StringIO(body.decode())))
+        head = table[0]
+        check(head[0] == g and len(table) == len(jrows) + 1, "csv by %s: %s, %d lines" % (g, head[:2], len(table)))
+        for line, r in zip(table[1:], jrows):
+            c = dict(zip(head, line))
+            check(c[g] == r["key"] and c["currency"] == "CNY" and c["what_if"] == "", "csv by %s row %s" % (g, line[:2]))
+            for name in plain:
+                want = derived(r, name)
+                check(c[name] == ("" if want is None else str(want)),
+                      "csv by %s %s %s: %s, want %s" % (g, r["key"], name, c[name], want))
+            for name in per_ref:
+                for ref in refs:
+                    want = derived(r, name, ref)
+                    check(c["%s:%s" % (name, ref)] == ("" if want is None else str(want)),
+                          "csv by %s %s %s:%s" % (g, r["key"], name, ref))
+        text = http(q + "text")[0].decode()
+        lines = [l.split() for l in text.splitlines() if l and not l.startswith(("(", "cost by", "WHAT-IF"))]
+        check(lines[0][0] == g and len(lines) == len(jrows) + 1, "text by %s: %s" % (g, lines[:1]))
+        for t, r in zip(lines[1:], jrows):
+            tok = r["prompt_tokens"] + r["completion_tokens"]
+            want = [r["key"], str(r["calls"]), str(tok), None, money(r["cost_loaded_micros"]),
+                    money(derived(r, "loaded_per_1m_tokens_micros"))]
+            for ref in refs:
+                want += [money(derived(r, "api_per_1m_tokens_micros", ref)),
+                         pct(derived(r, "gross_margin_ppm_at_api_price", ref))]
+            check(len(t) == len(want) and all(w is None or w == x for w, x in zip(want, t)),
+                  "text by %s: %s, want %s" % (g, t, want))
+    wi = json.loads(http(url + "/v1/cost?batch=%s&group=model&prices=current" % batch)[0])["what_if"]
+    check(wi is not None and wi["prices"] and wi["hardware"] is None, "what_if of prices=current: %s" % wi)
 
     # Grouped reports and errors.
     by_worker = json.loads(http(url + "/v1/cost?batch=%s&group=worker" % batch)[0])

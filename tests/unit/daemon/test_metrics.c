@@ -1,8 +1,13 @@
 /* metrics: the Prometheus text format 0.0.4 as a scraper reads it. */
+#include "api_cost.h"
 #include "cu_main.h"
+#include "fixture.h"
+#include "ledger.h"
 #include "metrics.h"
 
 #include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,11 +222,117 @@ static void test_on_result(void)
 	metrics_destroy(&m);
 }
 
+/* The value of one sample line "series value"; NAN when absent. */
+static double sample(const char *text, const char *series)
+{
+	size_t l = strlen(series);
+	for (const char *p = text; (p = strstr(p, series)) != NULL; p += l)
+		if ((p == text || p[-1] == '\n') && p[l] == ' ')
+			return strtod(p + l + 1, NULL);
+	return NAN;
+}
+
+/* Books rows [from, from + n) of a fixed pattern: cost i+1 micros marginal,
+ * 3(i+1) loaded, ref-a equivalent 10(i+1), ref-b 100(i+1) (row 2: none). */
+static void book_rows(sqlite3 *db, int from, int n, const char *currency)
+{
+	static const ledger_api_price_t pa = { .ref_model = "ref-a", .currency = "CNY", .price_currency = "USD",
+					       .input_per_1m = "1", .output_per_1m = "2", .fx_rate = "7.2",
+					       .fx_source = "t", .price_table = "t", .price_source = "t",
+					       .price_date = "2026" };
+	static const ledger_api_price_t pb = { .ref_model = "ref-b", .currency = "CNY", .price_currency = "CNY",
+					       .input_per_1m = "1", .output_per_1m = "2", .fx_rate = "1",
+					       .fx_source = "t", .price_table = "t", .price_source = "t",
+					       .price_date = "2026" };
+	ledger_row_t rows[8];
+	ledger_api_t api[8][2];
+	char ids[8][16], err[512];
+	CU_ASSERT_FATAL(n <= 8);
+	for (int k = 0; k < n; k++) {
+		int i = from + k;
+		snprintf(ids[k], sizeof(ids[k]), "c%d", i);
+		api[k][0] = (ledger_api_t){ &pa, 10 * (i + 1) };
+		api[k][1] = (ledger_api_t){ &pb, 100 * (i + 1) };
+		rows[k] = (ledger_row_t){ .job = "b1", .custom_id = ids[k], .line_no = i, .model = "m", .worker = "w",
+					  .worker_name = "w", .hardware_profile = "hw", .prompt_tokens = 10,
+					  .completion_tokens = 5, .busy_ns = 1000, .cost_marginal_micros = i + 1,
+					  .cost_loaded_micros = 3 * (i + 1), .answered_at_ns = 1, .currency = currency,
+					  .api = api[k], .n_api = i == 2 ? 0 : 2 };
+	}
+	int r = ledger_insert(db, rows, (size_t)n, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+}
+
+/* margin_cost_micros_total{kind,currency} and
+ * margin_api_equivalent_micros_total{reference,currency}: counters of the
+ * ledger rows booked since margind started, each row counted once
+ * however often Prometheus scrapes, never going down. */
+static void test_cost_counters(void)
+{
+	char dir[512], path[600], err[512];
+	fx_newdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	sqlite3 *db = NULL;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(ledger_create(db, err, sizeof(err)), 0);
+	book_rows(db, 0, 2, "CNY");	/* before margind started: not counted */
+
+	static booking_conf_t conf;	/* api_cost keeps a pointer */
+	memset(&conf, 0, sizeof(conf));
+	snprintf(conf.currency, sizeof(conf.currency), "CNY");
+	char ra[] = "ref-a", rb[] = "ref-b";
+	conf.refs[0] = ra;
+	conf.refs[1] = rb;
+	conf.n_refs = 2;
+	conf.prices = pricetab_new();
+	CU_ASSERT_EQUAL_FATAL(api_cost_start(&conf, dir, err, sizeof(err)), 0);
+	metrics_t *m = metrics_new();
+
+	/* Nothing booked yet: the series exist, at 0. */
+	CU_ASSERT_EQUAL(api_cost_update_metrics(dir, m), 0);
+	char *t = render(m);
+	check_grammar(t);
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE margin_cost_micros_total counter\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE margin_api_equivalent_micros_total counter\n"));
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"loaded\",currency=\"CNY\"}"), 0);
+	CU_ASSERT_EQUAL(sample(t, "margin_api_equivalent_micros_total{reference=\"ref-a\",currency=\"CNY\"}"), 0);
+	free(t);
+
+	/* Rows 2..4 (row 2 without booked equivalents). */
+	book_rows(db, 2, 3, "CNY");
+	CU_ASSERT_EQUAL(api_cost_update_metrics(dir, m), 0);
+	t = render(m);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"marginal\",currency=\"CNY\"}"), 3 + 4 + 5);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"loaded\",currency=\"CNY\"}"), 3 * (3 + 4 + 5));
+	CU_ASSERT_EQUAL(sample(t, "margin_api_equivalent_micros_total{reference=\"ref-a\",currency=\"CNY\"}"), 10 * (4 + 5));
+	CU_ASSERT_EQUAL(sample(t, "margin_api_equivalent_micros_total{reference=\"ref-b\",currency=\"CNY\"}"), 100 * (4 + 5));
+	free(t);
+
+	/* A scrape with nothing new changes nothing; new rows add, in the
+	 * currency they were booked in. */
+	CU_ASSERT_EQUAL(api_cost_update_metrics(dir, m), 0);
+	book_rows(db, 5, 2, "USD");
+	CU_ASSERT_EQUAL(api_cost_update_metrics(dir, m), 0);
+	t = render(m);
+	check_grammar(t);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"marginal\",currency=\"CNY\"}"), 3 + 4 + 5);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"loaded\",currency=\"USD\"}"), 3 * (6 + 7));
+	CU_ASSERT_EQUAL(sample(t, "margin_api_equivalent_micros_total{reference=\"ref-b\",currency=\"CNY\"}"),
+			100 * (4 + 5 + 6 + 7));
+	free(t);
+	metrics_destroy(&m);
+	sqlite3_close(db);
+	pricetab_destroy(&conf.prices);
+}
+
 const cu_test_t metrics_tests[] = {
 	{ "counters and gauges: escaping, order, values", test_counter_gauge_format },
 	{ "histograms: cumulative buckets, +Inf, sum, count", test_histogram },
 	{ "bad names, types and values are refused", test_misuse },
 	{ "scheduler gauges and reset", test_reset },
 	{ "a Result feeds margind's families", test_on_result },
+	{ "cost and API-equivalent counters from the ledger", test_cost_counters },
 	{ NULL, NULL },
 };

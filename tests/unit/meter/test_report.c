@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define N_ROWS 11
 #define DAY1 1716249600000000000LL	/* 2024-05-21T00:00:00Z */
@@ -247,15 +248,16 @@ static void test_csv_and_text(void)
 	report_t *r = make(REPORT_BY_CALL, NULL);
 	char *text = NULL;
 	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
-	/* header + rows + total; column 9 is cost_loaded_micros. */
+	/* header + rows + total; column 10 is cost_loaded_micros. */
 	int lines = 0;
 	int64_t s = 0, total = -1;
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
 		char *p = line;
-		for (int c = 0; c < 8; c++)
+		for (int c = 0; c < 9; c++)
 			p = strchr(p, ',') + 1;
 		if (lines == 0) {
+			CU_ASSERT(strncmp(line, "custom_id,model,worker,currency,", 32) == 0);
 			CU_ASSERT(strncmp(p, "cost_loaded_micros,api_equivalent_micros:gpt-4o", 47) == 0);
 		} else if (strncmp(line, "total,", 6) == 0)
 			total = strtoll(p, NULL, 10);
@@ -268,7 +270,7 @@ static void test_csv_and_text(void)
 	report_destroy(&r);
 	r = make(REPORT_BY_WORKER, NULL);
 	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
-	CU_ASSERT(strncmp(text, "worker,calls,", 13) == 0);
+	CU_ASSERT(strncmp(text, "worker,currency,calls,", 22) == 0);
 	free(text);
 	CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "total"));
@@ -587,6 +589,561 @@ static void test_booked_from_sqlite(void)
 	done();
 }
 
+/* --- every derived figure of every format, against its definition --- */
+
+/* round(n / d), half away from zero, d > 0: the definition of every
+ * derived figure (docs/economics.md section 6), written out here so the
+ * check does not use the code it checks. */
+static int64_t half_away(__int128 n, __int128 d)
+{
+	__int128 q = (n < 0 ? -n : n) * 2 + d;
+	q /= 2 * d;
+	return (int64_t)(n < 0 ? -q : q);
+}
+
+/* A group's sums, from the ledger rows. */
+typedef struct want {
+	char key[96];
+	uint64_t calls, ptok, ctok, busy, idle;
+	int64_t marg, load, api[3], sale;
+} want_t;
+
+#define LONG_A "batch_6f1d2a7c9e0b4d3f8a5c1e7b2d9f4a60"
+#define LONG_B "batch_6f1d2a7c9e0b4d3f8a5c1e7b2d9f4a61"
+
+static void want_key(enum report_group g, const ledger_row_t *w, char *buf, size_t len)
+{
+	switch (g) {
+	case REPORT_BY_CALL: snprintf(buf, len, "%s", w->custom_id); break;
+	case REPORT_BY_BATCH: snprintf(buf, len, "%s", w->job); break;
+	case REPORT_BY_MODEL: snprintf(buf, len, "%s", w->model); break;
+	case REPORT_BY_WORKER: snprintf(buf, len, "%s", w->worker_name[0] ? w->worker_name : w->worker); break;
+	case REPORT_BY_DAY: {
+		time_t t = (time_t)(w->answered_at_ns / 1000000000LL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(buf, len, "%Y-%m-%d", &tm);
+		break;
+	}
+	}
+}
+
+/* The groups of g (plus the total, last); returns their count. */
+static size_t want_groups(enum report_group g, want_t *out)
+{
+	char err[256];
+	size_t n = 0;
+	memset(out, 0, (N_ROWS + 1) * sizeof(*out));
+	for (int i = 0; i < N_ROWS; i++) {
+		char key[96];
+		want_key(g, &rows[i], key, sizeof(key));
+		size_t j = 0;
+		while (g != REPORT_BY_CALL && j < n && strcmp(out[j].key, key) != 0)
+			j++;
+		if (g == REPORT_BY_CALL || j == n)
+			snprintf(out[j = n++].key, sizeof(out[0].key), "%s", key);
+		for (int t = 0; t < 2; t++) {
+			want_t *x = t ? &out[N_ROWS] : &out[j];
+			x->calls++;
+			x->ptok += rows[i].prompt_tokens;
+			x->ctok += rows[i].completion_tokens;
+			x->busy += rows[i].busy_ns;
+			x->idle += rows[i].idle_ns;
+			x->marg += rows[i].cost_marginal_micros;
+			x->load += rows[i].cost_loaded_micros;
+			for (int k = 0; k < 3; k++) {
+				int64_t v;
+				CU_ASSERT_EQUAL_FATAL(cost_api_equivalent(prices, pricetab_find(prices, refs[k]),
+									  rows[i].prompt_tokens, rows[i].completion_tokens,
+									  rows[i].via_batch, "CNY", &v, err, sizeof(err)), 0);
+				x->api[k] += v;
+				if (k == 2)
+					x->sale += v;	/* the sale price is qwen-long's */
+			}
+		}
+	}
+	snprintf(out[N_ROWS].key, sizeof(out[0].key), "total");
+	out[n] = out[N_ROWS];
+	return n + 1;
+}
+
+/* The derived figures of a group, by name; false when undefined. */
+static bool want_derived(const want_t *x, const char *name, int ref, int64_t *ret)
+{
+	__int128 tok = (__int128)x->ptok + x->ctok;
+	if (strcmp(name, "marginal_per_call_micros") == 0 || strcmp(name, "loaded_per_call_micros") == 0) {
+		*ret = half_away(name[0] == 'm' ? x->marg : x->load, x->calls);
+		return true;
+	}
+	if (strcmp(name, "marginal_per_1m_tokens_micros") == 0 || strcmp(name, "loaded_per_1m_tokens_micros") == 0 ||
+	    strcmp(name, "api_per_1m_tokens_micros") == 0) {
+		int64_t m = name[0] == 'm' ? x->marg : name[0] == 'l' ? x->load : x->api[ref];
+		if (tok == 0)
+			return false;
+		*ret = half_away((__int128)m * 1000000, tok);
+		return true;
+	}
+	if (strcmp(name, "utilization_ppm") == 0) {
+		if (x->busy + x->idle == 0)
+			return false;
+		*ret = half_away((__int128)x->busy * 1000000, (__int128)x->busy + x->idle);
+		return true;
+	}
+	if (strcmp(name, "gross_margin_ppm_at_api_price") == 0 || strcmp(name, "gross_margin_ppm") == 0) {
+		int64_t price = strcmp(name, "gross_margin_ppm") == 0 ? x->sale : x->api[ref];
+		if (price <= 0)
+			return false;
+		*ret = half_away(((__int128)price - x->load) * 1000000, price);
+		return true;
+	}
+	CU_FAIL("unknown derived figure");
+	return false;
+}
+
+static const char *const derived_names[] = { "marginal_per_call_micros", "loaded_per_call_micros",
+					     "marginal_per_1m_tokens_micros", "loaded_per_1m_tokens_micros",
+					     "utilization_ppm", "gross_margin_ppm" };
+
+/* Splits one CSV line (quotes honoured) into fields; returns the count. */
+static int csv_split(char *line, char **f, int max)
+{
+	int n = 0;
+	char *w = line;
+	while (n < max) {
+		f[n++] = w;
+		char *r = w;
+		bool q = *r == '"';
+		if (q)
+			r++;
+		for (;; r++) {
+			if (q && *r == '"' && r[1] == '"') {
+				*w++ = '"';
+				r++;
+			} else if (q && *r == '"') {
+				q = false;
+			} else if ((!q && *r == ',') || *r == '\0') {
+				break;
+			} else {
+				*w++ = *r;
+			}
+		}
+		bool end = *r == '\0';
+		*w = '\0';
+		if (end)
+			break;
+		w = r + 1;
+	}
+	return n;
+}
+
+static int col_of(char **head, int nh, const char *name)
+{
+	for (int c = 0; c < nh; c++)
+		if (strcmp(head[c], name) == 0)
+			return c;
+	return -1;
+}
+
+/* Parses "12.345678" (6 decimals) into micros; "-" = undefined. */
+static bool parse_micros(const char *s, int64_t *ret)
+{
+	long long a, b;
+	int n = 0;
+	bool neg = s[0] == '-';
+	if (sscanf(s + neg, "%lld.%6lld%n", &a, &b, &n) != 2 || strlen(s + neg) != (size_t)n || n < 8)
+		return false;
+	*ret = (neg ? -1 : 1) * (a * 1000000 + b);
+	return true;
+}
+
+/* "-12.34%" into hundredths of a percent. */
+static bool parse_pct(const char *s, int64_t *ret)
+{
+	long long a, b;
+	int n = 0;
+	bool neg = s[0] == '-';
+	if (sscanf(s + neg, "%lld.%2lld%%%n", &a, &b, &n) != 2 || strlen(s + neg) != (size_t)n)
+		return false;
+	*ret = (neg ? -1 : 1) * (a * 100 + b);
+	return true;
+}
+
+static void check_csv(enum report_group g, const char *text, const want_t *w, size_t nw)
+{
+	char *copy = strdup(text), *save = NULL, *head[64], *f[64];
+	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	char *line = strtok_r(copy, "\n", &save);
+	int nh = csv_split(line, head, 64);
+	CU_ASSERT_STRING_EQUAL(head[0], g == REPORT_BY_CALL ? "custom_id" : report_group_name(g));
+	int cur = col_of(head, nh, "currency");
+	CU_ASSERT(cur > 0);
+	size_t i = 0;
+	for (line = strtok_r(NULL, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save), i++) {
+		int n = csv_split(line, f, 64);
+		CU_ASSERT_EQUAL_FATAL(n, nh);
+		CU_ASSERT_FATAL(i < nw);
+		const want_t *x = &w[i];
+		CU_ASSERT_STRING_EQUAL(f[0], x->key);
+		CU_ASSERT(cur > 0 && strcmp(f[cur], "CNY") == 0);	/* on every row */
+		int cl = col_of(head, nh, "cost_loaded_micros"), cm = col_of(head, nh, "cost_marginal_micros");
+		CU_ASSERT_FATAL(cl > 0 && cm > 0);
+		CU_ASSERT_EQUAL(strtoll(f[cl], NULL, 10), x->load);
+		CU_ASSERT_EQUAL(strtoll(f[cm], NULL, 10), x->marg);
+		int checked = 0;
+		for (int c = 0; c < nh; c++) {
+			char name[128];
+			int ref = -1;
+			snprintf(name, sizeof(name), "%s", head[c]);
+			char *colon = strchr(name, ':');
+			if (colon != NULL) {
+				*colon = '\0';
+				for (int k = 0; k < 3; k++)
+					if (strcmp(colon + 1, refs[k]) == 0)
+						ref = k;
+				CU_ASSERT(ref >= 0);
+				if (strcmp(name, "api_equivalent_micros") == 0) {
+					CU_ASSERT_EQUAL(strtoll(f[c], NULL, 10), x->api[ref]);
+					continue;
+				}
+			}
+			bool derived = ref >= 0;
+			for (size_t d = 0; d < sizeof(derived_names) / sizeof(derived_names[0]); d++)
+				derived |= strcmp(name, derived_names[d]) == 0;
+			if (!derived)
+				continue;
+			int64_t v;
+			if (want_derived(x, name, ref, &v)) {
+				char *end;
+				long long got = strtoll(f[c], &end, 10);
+				CU_ASSERT(f[c][0] != '\0' && *end == '\0' && got == v);
+				if (got != v)
+					fprintf(stderr, "csv %s row %s column %s: %s, want %lld\n", report_group_name(g), x->key,
+						head[c], f[c], (long long)v);
+			} else {
+				CU_ASSERT_STRING_EQUAL(f[c], "");
+			}
+			checked++;
+		}
+		/* per call x2, per 1M x2, utilization, per ref x2, gross margin at the sale price */
+		CU_ASSERT_EQUAL(checked, g == REPORT_BY_CALL ? 0 : 5 + 3 * 2 + 1);
+	}
+	CU_ASSERT_EQUAL(i, nw);
+	free(copy);
+}
+
+static void check_json(enum report_group g, const char *text, const want_t *w, size_t nw)
+{
+	json_error_t je;
+	json_t *root = json_loads(text, 0, &je), *jr = json_object_get(root, "rows");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(jr) + 1, nw);
+	for (size_t i = 0; i < nw; i++) {
+		const want_t *x = &w[i];
+		json_t *o = i + 1 < nw ? json_array_get(jr, i) : json_object_get(root, "total");
+		if (i + 1 < nw)
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, g == REPORT_BY_CALL ? "custom_id" : "key")),
+					       x->key);
+		CU_ASSERT_EQUAL(jint(o, "cost_loaded_micros"), x->load);
+		CU_ASSERT_EQUAL(jint(o, "cost_marginal_micros"), x->marg);
+		for (int k = 0; k < 3; k++)
+			CU_ASSERT_EQUAL(jint(json_object_get(o, "api_equivalent_micros"), refs[k]), x->api[k]);
+		if (g == REPORT_BY_CALL)
+			continue;
+		int64_t v;
+		for (size_t d = 0; d < sizeof(derived_names) / sizeof(derived_names[0]); d++) {
+			json_t *j = json_object_get(o, derived_names[d]);
+			CU_ASSERT_PTR_NOT_NULL(j);
+			bool def = want_derived(x, derived_names[d], -1, &v);
+			CU_ASSERT(def ? json_is_integer(j) && json_integer_value(j) == v : json_is_null(j));
+		}
+		for (int k = 0; k < 3; k++) {
+			static const char *const per_ref[] = { "api_per_1m_tokens_micros", "gross_margin_ppm_at_api_price" };
+			for (int d = 0; d < 2; d++) {
+				json_t *j = json_object_get(json_object_get(o, per_ref[d]), refs[k]);
+				bool def = want_derived(x, per_ref[d], k, &v);
+				CU_ASSERT(def ? json_is_integer(j) && json_integer_value(j) == v : json_is_null(j));
+			}
+		}
+	}
+	json_decref(root);
+}
+
+/* Text: key, calls, tokens, busy_s, loaded_cost, loaded/1M, then per
+ * reference its /1M price and the gross margin at it. */
+static void check_text(enum report_group g, const char *text, const want_t *w, size_t nw)
+{
+	char *copy = strdup(text), *save = NULL;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	size_t i = 0;
+	bool table = false;
+	for (char *line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		char *tok[32], *s2 = NULL;
+		int n = 0;
+		if (line[0] == '(' || strncmp(line, "cost by", 7) == 0 || strncmp(line, "WHAT-IF", 7) == 0)
+			continue;
+		if (!table) {	/* the header */
+			CU_ASSERT(strncmp(line, report_group_name(g), strlen(report_group_name(g))) == 0);
+			table = true;
+			continue;
+		}
+		for (char *t = strtok_r(line, " ", &s2); t != NULL && n < 32; t = strtok_r(NULL, " ", &s2))
+			tok[n++] = t;
+		CU_ASSERT_EQUAL_FATAL(n, 6 + 2 * 3);
+		CU_ASSERT_FATAL(i < nw);
+		const want_t *x = &w[i++];
+		CU_ASSERT_STRING_EQUAL(tok[0], x->key);	/* whole, however long */
+		CU_ASSERT_EQUAL(strtoull(tok[1], NULL, 10), x->calls);
+		CU_ASSERT_EQUAL(strtoull(tok[2], NULL, 10), x->ptok + x->ctok);
+		int64_t v, got;
+		CU_ASSERT(parse_micros(tok[4], &got) && got == x->load);
+		bool def = want_derived(x, "loaded_per_1m_tokens_micros", -1, &v);
+		CU_ASSERT(def ? parse_micros(tok[5], &got) && got == v : strcmp(tok[5], "-") == 0);
+		for (int k = 0; k < 3; k++) {
+			def = want_derived(x, "api_per_1m_tokens_micros", k, &v);
+			CU_ASSERT(def ? parse_micros(tok[6 + 2 * k], &got) && got == v : strcmp(tok[6 + 2 * k], "-") == 0);
+			def = want_derived(x, "gross_margin_ppm_at_api_price", k, &v);
+			CU_ASSERT(def ? parse_pct(tok[7 + 2 * k], &got) && got == half_away(v, 100) :
+				  strcmp(tok[7 + 2 * k], "-inf") == 0);
+		}
+	}
+	CU_ASSERT_EQUAL(i, nw);
+	free(copy);
+}
+
+static void test_derived_every_format(void)
+{
+	fixture();
+	for (int i = 0; i < N_ROWS; i++)
+		rows[i].job = i < 6 ? LONG_A : LONG_B;	/* real batch ids are longer than 24 characters */
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3, .sale = "qwen-long" };
+	for (int g = REPORT_BY_CALL; g <= REPORT_BY_DAY; g++) {
+		want_t w[N_ROWS + 1];
+		size_t nw = want_groups((enum report_group)g, w);
+		report_t *r = NULL;
+		char err[256], *text = NULL;
+		CU_ASSERT_EQUAL_FATAL(report_new(rows, N_ROWS, (enum report_group)g, &o, &r, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
+		check_csv((enum report_group)g, text, w, nw);
+		free(text);
+		CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+		check_json((enum report_group)g, text, w, nw);
+		free(text);
+		CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
+		check_text((enum report_group)g, text, w, nw);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, "money in CNY"));
+		free(text);
+		report_destroy(&r);
+	}
+	done();
+}
+
+/* --- what-if and accounting-window marking --- */
+
+/* The value of CSV column name on line (0 = header) of text, into buf. */
+static char *csv_cell(const char *text, int line, const char *name, char *buf, size_t len)
+{
+	char *copy = strdup(text), *save = NULL, *head[64], *f[64];
+	buf[0] = '\0';
+	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	char *l = strtok_r(copy, "\n", &save);
+	int nh = csv_split(l, head, 64), c = col_of(head, nh, name);
+	CU_ASSERT(c >= 0);
+	for (int i = 0; i < line && l != NULL; i++)
+		l = strtok_r(NULL, "\n", &save);
+	CU_ASSERT_PTR_NOT_NULL(l);
+	if (l != NULL && c >= 0 && csv_split(l, f, 64) == nh)
+		snprintf(buf, len, "%s", f[c]);
+	free(copy);
+	return buf;
+}
+
+typedef struct formats {
+	char *text, *csv;
+	json_t *json;
+} formats_t;
+
+static int all_formats(enum report_group g, const report_opts_t *o, formats_t *ret, char *err, size_t errlen)
+{
+	report_t *r = NULL;
+	char *js = NULL;
+	int rc = report_new(rows, N_ROWS, g, o, &r, err, errlen);
+	if (rc < 0)
+		return rc;
+	CU_ASSERT_EQUAL_FATAL(report_format_text(r, &ret->text), 0);
+	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &ret->csv), 0);
+	CU_ASSERT_EQUAL_FATAL(report_format_json(r, &js), 0);
+	json_error_t je;
+	ret->json = json_loads(js, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ret->json);
+	free(js);
+	report_destroy(&r);
+	return 0;
+}
+
+static void formats_done(formats_t *f)
+{
+	free(f->text);
+	free(f->csv);
+	json_decref(f->json);
+	memset(f, 0, sizeof(*f));
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "(not a string)";
+}
+
+/* Every format says when a report is a what-if, on which hardware, at
+ * what speed and on what basis, and with which prices; and says nothing
+ * of the kind when it is as booked. */
+static void test_whatif_marking(void)
+{
+	fixture();
+	char err[512], cell[512];
+	formats_t f;
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3 };
+	for (int g = REPORT_BY_CALL; g <= REPORT_BY_DAY; g += REPORT_BY_DAY) {	/* by call and by day */
+		CU_ASSERT_EQUAL_FATAL(all_formats((enum report_group)g, &o, &f, err, sizeof(err)), 0);
+		CU_ASSERT(strncmp(f.text, "cost by ", 8) == 0);
+		CU_ASSERT_PTR_NULL(strstr(f.text, "WHAT-IF"));
+		CU_ASSERT(json_is_null(json_object_get(f.json, "what_if")));
+		for (int line = 1; line <= (g == REPORT_BY_CALL ? N_ROWS + 1 : 3); line++)
+			CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, line, "what_if", cell, sizeof(cell)), "");
+		formats_done(&f);
+	}
+
+	/* Another machine, at an estimated speed. */
+	report_whatif_t wi = { .hardware = "8xh100", .speed = 3.2, .speed_basis = "estimate",
+			       .speed_why = "peak FLOP/s and bandwidth ratio x 0.4 measured efficiency" };
+	o.whatif = &wi;
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT(strncmp(f.text, "WHAT-IF: cost by batch", 22) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "repriced on 8xh100 at 3.2x the booked hardware's speed, estimate: "
+					      "peak FLOP/s and bandwidth ratio x 0.4 measured efficiency"));
+	json_t *w = json_object_get(f.json, "what_if");
+	CU_ASSERT_STRING_EQUAL(jstr(w, "hardware"), "8xh100");
+	CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(w, "speed")), 3.2, 1e-12);
+	CU_ASSERT_STRING_EQUAL(jstr(w, "speed_basis"), "estimate");
+	CU_ASSERT_STRING_EQUAL(jstr(w, "speed_why"), wi.speed_why);
+	CU_ASSERT(json_is_null(json_object_get(w, "prices")));	/* the equivalents as booked */
+	for (int line = 1; line <= 3; line++)
+		CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, line, "what_if", cell, sizeof(cell)),
+				       "hardware=8xh100 speed=3.2x (estimate)");
+	formats_done(&f);
+
+	/* And other prices too. */
+	o.whatif_prices = true;
+	char want[512];
+	snprintf(want, sizeof(want), "hardware=8xh100 speed=3.2x (estimate) prices=%s", pricetab_name(prices));
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_CALL, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT(strncmp(f.text, "WHAT-IF: cost by call", 21) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "what-if: closed-API equivalents recomputed"));
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_get(f.json, "what_if"), "prices"), pricetab_name(prices));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "what_if", cell, sizeof(cell)), want);
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, N_ROWS + 1, "what_if", cell, sizeof(cell)), want);	/* total */
+	formats_done(&f);
+
+	/* Prices alone: no hardware named. */
+	o.whatif = NULL;
+	snprintf(want, sizeof(want), "prices=%s", pricetab_name(prices));
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_MODEL, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT(strncmp(f.text, "WHAT-IF: cost by model", 22) == 0);
+	w = json_object_get(f.json, "what_if");
+	CU_ASSERT(json_is_null(json_object_get(w, "hardware")) && json_is_null(json_object_get(w, "speed")));
+	CU_ASSERT_STRING_EQUAL(jstr(w, "prices"), pricetab_name(prices));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 2, "what_if", cell, sizeof(cell)), want);
+	formats_done(&f);
+
+	/* The same hardware at a given speed: named after the rows' profile. */
+	report_whatif_t same = { .speed = 0.5, .speed_basis = "given" };
+	o = (report_opts_t){ .prices = prices, .refs = refs, .n_refs = 3, .whatif = &same };
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_DAY, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "what_if", cell, sizeof(cell)), "hardware=cpu-2vcpu speed=0.5x (given)");
+	CU_ASSERT(json_is_null(json_object_get(json_object_get(f.json, "what_if"), "speed_why")));
+	formats_done(&f);
+
+	same.speed = 0;
+	CU_ASSERT_EQUAL(all_formats(REPORT_BY_DAY, &o, &f, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "speed"));
+	done();
+}
+
+/* The loaded cost's accounting window, from hand-built ledger rows: JSON
+ * names its length and rule and counts the provisional calls, the text
+ * says it in words, the CSV per row. */
+static void test_loaded_window(void)
+{
+	fixture();
+	char err[512], cell[256];
+	formats_t f;
+	report_opts_t o = { .prices = prices, .refs = refs, .n_refs = 3 };
+	const int64_t hour = 3600 * 1000000000LL;
+	for (int i = 0; i < N_ROWS; i++) {
+		rows[i].period_ns = hour;
+		rows[i].period_start_ns = rows[i].answered_at_ns / hour * hour;
+		rows[i].period_open = i >= 9;	/* batch_b's last two calls: the hour is still running */
+	}
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), 0);
+	json_t *w = json_object_get(f.json, "loaded_window");
+	CU_ASSERT_EQUAL(jint(w, "period_s"), 3600);
+	CU_ASSERT_STRING_EQUAL(jstr(w, "rule"), "window");
+	CU_ASSERT_EQUAL(jint(w, "open_calls"), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "(loaded cost: each node's cost of each UTC hour spread over that hour's "
+					      "calls; 2 calls in an open hour are provisional)\n"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=0");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 2, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=2");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 3, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=2");
+	formats_done(&f);
+
+	/* One open call, by day windows. */
+	for (int i = 0; i < N_ROWS; i++) {
+		rows[i].period_ns = 24 * hour;
+		rows[i].period_open = i == 10;
+	}
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_CALL, &o, &f, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(jint(json_object_get(f.json, "loaded_window"), "period_s"), 86400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "each UTC day spread over that day's calls; 1 call in an open day is "
+					      "provisional)"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 11, "loaded_window", cell, sizeof(cell)), "rule=window period=86400s open=1");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 10, "loaded_window", cell, sizeof(cell)), "rule=window period=86400s open=0");
+	formats_done(&f);
+
+	/* Booked before windows: the carried rule, said so. */
+	for (int i = 0; i < N_ROWS; i++)
+		rows[i].period_ns = 0, rows[i].period_open = false;
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_MODEL, &o, &f, err, sizeof(err)), 0);
+	w = json_object_get(f.json, "loaded_window");
+	CU_ASSERT(json_is_null(json_object_get(w, "period_s")));
+	CU_ASSERT_STRING_EQUAL(jstr(w, "rule"), "carried");
+	CU_ASSERT_EQUAL(jint(w, "open_calls"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "(loaded cost: each node's idle time charged to the next Result"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 3, "loaded_window", cell, sizeof(cell)), "rule=carried");
+	formats_done(&f);
+
+	/* batch_a carried, batch_b by hour: mixed in the total only. */
+	for (int i = 6; i < N_ROWS; i++)
+		rows[i].period_ns = hour;
+	rows[8].period_open = true;
+	CU_ASSERT_EQUAL_FATAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), 0);
+	w = json_object_get(f.json, "loaded_window");
+	CU_ASSERT(json_is_null(json_object_get(w, "period_s")));
+	CU_ASSERT_STRING_EQUAL(jstr(w, "rule"), "mixed");
+	CU_ASSERT_EQUAL(jint(w, "open_calls"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "loaded cost: mixed rules"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(f.text, "1 call in an open window is provisional"));
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 1, "loaded_window", cell, sizeof(cell)), "rule=carried");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 2, "loaded_window", cell, sizeof(cell)), "rule=window period=3600s open=1");
+	CU_ASSERT_STRING_EQUAL(csv_cell(f.csv, 3, "loaded_window", cell, sizeof(cell)), "rule=mixed open=1");
+	formats_done(&f);
+
+	rows[4].period_ns = -1;
+	CU_ASSERT_EQUAL(all_formats(REPORT_BY_BATCH, &o, &f, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 4"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "accounting window"));
+	done();
+}
+
 const cu_test_t report_tests[] = {
 	{ "booked", test_booked },
 	{ "booked_conversion", test_booked_conversion },
@@ -599,5 +1156,8 @@ const cu_test_t report_tests[] = {
 	{ "csv_and_text", test_csv_and_text },
 	{ "whatif", test_whatif },
 	{ "breakeven", test_breakeven },
+	{ "derived_every_format", test_derived_every_format },
+	{ "whatif_marking", test_whatif_marking },
+	{ "loaded_window", test_loaded_window },
 	{ NULL, NULL },
 };

@@ -169,8 +169,37 @@ static void test_bench_json(void)
 	free(out);
 }
 
+/* bench --help sends the reader to documents that exist in the source
+ * tree (it once named a DESIGN.md the tree does not have). */
+static void test_bench_help_docs(void)
+{
+	char *argv[] = { "bench", "--help", NULL }, *out = NULL;
+	CU_ASSERT_EQUAL(run_bench(argv, 2, &out), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	int named = 0;
+	for (const char *p = out; (p = strstr(p, ".md")) != NULL; p += 3) {
+		const char *b = p;
+		while (b > out && (b[-1] == '/' || b[-1] == '_' || b[-1] == '-' || (b[-1] >= 'a' && b[-1] <= 'z') ||
+				   (b[-1] >= 'A' && b[-1] <= 'Z')))
+			b--;
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/%.*s.md", MARGIN_SOURCE_ROOT, (int)(p - b), b);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			fprintf(stderr, "bench --help names %.*s.md: not in the source tree\n", (int)(p - b), b);
+		CU_ASSERT_PTR_NOT_NULL(f);
+		if (f != NULL)
+			fclose(f);
+		named++;
+	}
+	CU_ASSERT(named > 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "docs/bench.md"));
+	free(out);
+}
+
 const cu_test_t calib_tests[] = {
 	{ "bench json", test_bench_json },
+	{ "bench help names documents that exist", test_bench_help_docs },
 	{ "save and load", test_save_load },
 	{ "bad files", test_bad_files },
 	{ "default path", test_default_path },
