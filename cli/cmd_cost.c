@@ -261,6 +261,9 @@ static int fetch_http(const char *batch, cmd_cost_rows_t *ret, char *err, size_t
 		w->rate_busy_micros_per_hour = I("rate_busy_micros_per_hour");
 		w->rate_idle_micros_per_hour = I("rate_idle_micros_per_hour");
 		w->via_batch = json_is_true(json_object_get(o2, "via_batch"));
+		w->period_start_ns = I("period_start_ns");
+		w->period_ns = I("period_ns");
+		w->period_open = json_is_true(json_object_get(o2, "period_open"));
 #undef S
 #undef I
 	}

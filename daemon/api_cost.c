@@ -253,7 +253,7 @@ static json_t *price_json(const ledger_api_price_t *p)
 static json_t *row_json(const ledger_row_t *w)
 {
 	return json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-			 " s:I, s:s, s:I, s:I, s:b, s:o?}",
+			 " s:I, s:s, s:I, s:I, s:b, s:I, s:I, s:b, s:o?}",
 			 "id", (json_int_t)w->id, "job", w->job, "custom_id", w->custom_id, "line_no",
 			 (json_int_t)w->line_no, "model", w->model, "worker", w->worker, "worker_name", w->worker_name,
 			 "hardware_profile", w->hardware_profile, "shard", (json_int_t)w->shard, "prompt_tokens",
@@ -264,7 +264,8 @@ static json_t *row_json(const ledger_row_t *w)
 			 "answered_at_ns", (json_int_t)w->answered_at_ns, "idle_ns", (json_int_t)w->idle_ns, "currency",
 			 w->currency, "rate_busy_micros_per_hour", (json_int_t)w->rate_busy_micros_per_hour,
 			 "rate_idle_micros_per_hour", (json_int_t)w->rate_idle_micros_per_hour, "via_batch",
-			 (int)w->via_batch, "api_equivalents", api_json(w));
+			 (int)w->via_batch, "period_start_ns", (json_int_t)w->period_start_ns, "period_ns",
+			 (json_int_t)w->period_ns, "period_open", (int)w->period_open, "api_equivalents", api_json(w));
 }
 
 void api_cost_ledger(http_req_t *r)
