@@ -32,7 +32,47 @@ static struct {
 	int64_t last_id;		/* highest ledger id counted */
 	gauge_sum_t *sums;		/* owned: n_sums */
 	size_t n_sums;
+	/* Accounting windows (ledger_period rowids): the highest seen, and
+	 * those seen open, whose idle cost the loaded counter adds when they
+	 * close. */
+	int64_t last_period;
+	int64_t *open_periods;		/* owned: n_open */
+	size_t n_open, cap_open;
 } st;
+
+static int open_period_push(int64_t rowid)
+{
+	if (st.n_open == st.cap_open) {
+		size_t cap = st.cap_open ? 2 * st.cap_open : 16;
+		int64_t *v = realloc(st.open_periods, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		st.open_periods = v;
+		st.cap_open = cap;
+	}
+	st.open_periods[st.n_open++] = rowid;
+	return 0;
+}
+
+/* The windows there at start: the highest rowid, and the open ones (their
+ * idle cost is counted when they close). A journal without the table has
+ * none. */
+static int period_baseline(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	st.n_open = 0;
+	st.last_period = 0;
+	if (sqlite3_prepare_v2(db, "SELECT rowid, closed FROM ledger_period ORDER BY rowid", -1, &q, NULL) != SQLITE_OK)
+		return 0;
+	int rc, r = 0;
+	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		st.last_period = sqlite3_column_int64(q, 0);
+		if (sqlite3_column_int(q, 1) == 0)
+			r = open_period_push(st.last_period);
+	}
+	sqlite3_finalize(q);
+	return r < 0 ? r : rc == SQLITE_DONE ? 0 : -EIO;
+}
 
 static int open_ro(const char *state_dir, sqlite3 **ret, char *err, size_t errlen)
 {
@@ -68,6 +108,11 @@ int api_cost_start(const booking_conf_t *conf, const char *state_dir, char *err,
 		} else {
 			st.last_id = sqlite3_column_int64(q, 0);
 			st.conf = conf;
+			if (period_baseline(db) < 0) {
+				snprintf(err, errlen, "%s/margin.db: reading the accounting windows: %s", state_dir,
+					 sqlite3_errmsg(db));
+				r = -EIO;
+			}
 		}
 	}
 	sqlite3_finalize(q);
@@ -450,6 +495,58 @@ static int api_scan(sqlite3 *db, int64_t from, int64_t to, metrics_t *m)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+/* The loaded-cost counter's second part: when an accounting window closes,
+ * its idle cost (node cost of the window less its calls' marginal cost,
+ * which the counter took as the calls were booked; all of it for a window
+ * without calls). Each window once: those seen open are looked at again,
+ * newer ones are read once by rowid. */
+static int period_scan(sqlite3 *db, metrics_t *m)
+{
+	sqlite3_stmt *one = NULL, *news = NULL;
+	int r = 0;
+	if (sqlite3_prepare_v2(db, "SELECT closed, currency, node_cost_micros - marginal_micros FROM ledger_period"
+			       " WHERE rowid = ?1", -1, &one, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT rowid, closed, currency, node_cost_micros - marginal_micros"
+			       " FROM ledger_period WHERE rowid > ?1 ORDER BY rowid", -1, &news, NULL) != SQLITE_OK) {
+		sqlite3_finalize(one);
+		return 0;	/* a journal without windows */
+	}
+	size_t kept = 0;
+	for (size_t i = 0; i < st.n_open; i++) {
+		sqlite3_bind_int64(one, 1, st.open_periods[i]);
+		bool closed = false;
+		if (sqlite3_step(one) == SQLITE_ROW && sqlite3_column_int(one, 0) != 0) {
+			const char *cur = (const char *)sqlite3_column_text(one, 1);
+			int64_t idle = sqlite3_column_int64(one, 2);
+			const char *ll[] = { "loaded", cur ? cur : "" };
+			if (cur != NULL && *cur != '\0' && idle > 0)
+				metrics_counter_add(m, "margin_cost_micros_total", ll, (double)idle);
+			closed = true;
+		}
+		sqlite3_reset(one);
+		if (!closed)
+			st.open_periods[kept++] = st.open_periods[i];
+	}
+	st.n_open = kept;
+	sqlite3_bind_int64(news, 1, st.last_period);
+	int rc;
+	while (r == 0 && (rc = sqlite3_step(news)) == SQLITE_ROW) {
+		st.last_period = sqlite3_column_int64(news, 0);
+		if (sqlite3_column_int(news, 1) == 0) {
+			r = open_period_push(st.last_period);
+			continue;
+		}
+		const char *cur = (const char *)sqlite3_column_text(news, 2);
+		int64_t idle = sqlite3_column_int64(news, 3);
+		const char *ll[] = { "loaded", cur ? cur : "" };
+		if (cur != NULL && *cur != '\0' && idle > 0)
+			metrics_counter_add(m, "margin_cost_micros_total", ll, (double)idle);
+	}
+	sqlite3_finalize(one);
+	sqlite3_finalize(news);
+	return r < 0 ? r : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 /* Adds the rows booked since the last scrape: to the gauges' sums, and
  * their costs and booked equivalents to the counters (each in the
  * currency it was booked in: no conversion, so a counter only grows). */
@@ -464,7 +561,7 @@ static int gauge_scan(const char *state_dir, metrics_t *m)
 	if (r < 0)
 		return r;
 	if (sqlite3_prepare_v2(db, "SELECT id, model, currency, prompt_tokens, completion_tokens, cost_marginal_micros,"
-			       " cost_loaded_micros, via_batch FROM ledger WHERE id > ?1 ORDER BY id", -1, &q,
+			       " cost_loaded_micros, via_batch, period_ns FROM ledger WHERE id > ?1 ORDER BY id", -1, &q,
 			       NULL) != SQLITE_OK) {
 		sqlite3_close(db);
 		return -EIO;
@@ -483,8 +580,12 @@ static int gauge_scan(const char *state_dir, metrics_t *m)
 			const char *lm[] = { "marginal", cur }, *ll[] = { "loaded", cur };
 			if (cm > 0)
 				metrics_counter_add(m, "margin_cost_micros_total", lm, (double)cm);
-			if (cl > 0)
-				metrics_counter_add(m, "margin_cost_micros_total", ll, (double)cl);
+			/* A row of an accounting window adds its marginal cost now
+			 * and the window its idle cost when it closes (period_scan);
+			 * a row of the older carried rule its loaded cost. */
+			int64_t add = sqlite3_column_int64(q, 8) != 0 ? cm : cl;
+			if (add > 0)
+				metrics_counter_add(m, "margin_cost_micros_total", ll, (double)add);
 		}
 		if (g == NULL)
 			continue;
@@ -498,7 +599,7 @@ static int gauge_scan(const char *state_dir, metrics_t *m)
 	}
 	sqlite3_finalize(q);
 	if (rc == SQLITE_DONE)
-		rc = api_scan(db, from, st.last_id, m) == 0 ? SQLITE_DONE : SQLITE_ERROR;
+		rc = api_scan(db, from, st.last_id, m) == 0 && period_scan(db, m) == 0 ? SQLITE_DONE : SQLITE_ERROR;
 	sqlite3_close(db);
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }

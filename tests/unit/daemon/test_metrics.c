@@ -322,6 +322,44 @@ static void test_cost_counters(void)
 	CU_ASSERT_EQUAL(sample(t, "margin_api_equivalent_micros_total{reference=\"ref-b\",currency=\"CNY\"}"),
 			100 * (4 + 5 + 6 + 7));
 	free(t);
+
+	/* Calls of an accounting window: the loaded counter takes their
+	 * marginal cost when they are booked and the window's idle cost when
+	 * it closes, once, however often it is scraped; a window with no
+	 * calls adds its whole node cost. 1 CNY an hour = 1 micro a 3.6 s. */
+	ledger_period_t p = { .start_ns = 0, .period_ns = LEDGER_HOUR_NS, .worker = "w", .worker_name = "w",
+			      .hardware_profile = "hw", .currency = "CNY", .rate_busy_micros_per_hour = 1000000,
+			      .rate_idle_micros_per_hour = 1000000, .engine_ns = 72000000000, .busy_ns = 72000000000,
+			      .calls = 2, .marginal_micros = 20000 };
+	ledger_row_t wr[2];
+	for (int i = 0; i < 2; i++)
+		wr[i] = (ledger_row_t){ .job = "b2", .custom_id = i ? "w1" : "w0", .line_no = i, .model = "m",
+					.worker = "w", .worker_name = "w", .hardware_profile = "hw", .prompt_tokens = 10,
+					.completion_tokens = 5, .busy_ns = 36000000000, .cost_marginal_micros = 10000,
+					.cost_loaded_micros = 10000, .answered_at_ns = 1, .currency = "CNY",
+					.rate_busy_micros_per_hour = 1000000, .rate_idle_micros_per_hour = 1000000,
+					.period_start_ns = 0, .period_ns = LEDGER_HOUR_NS, .period_open = true };
+	CU_ASSERT_EQUAL_FATAL(ledger_insert(db, wr, 2, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ledger_period_add(db, &p, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(api_cost_update_metrics(dir, m), 0);
+	t = render(m);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"marginal\",currency=\"CNY\"}"), 12 + 20000);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"loaded\",currency=\"CNY\"}"), 36 + 20000);
+	free(t);
+	/* The hour closes: the worker was attached all of it, so the window
+	 * costs 1 CNY, 980000 micros of it idle. */
+	CU_ASSERT_EQUAL_FATAL(ledger_period_close(db, &p, (uint64_t)LEDGER_HOUR_NS, NULL, NULL, err, sizeof(err)), 0);
+	ledger_period_t idle = p;	/* the next hour: attached, no call */
+	idle.start_ns = LEDGER_HOUR_NS;
+	CU_ASSERT_EQUAL_FATAL(ledger_period_close(db, &idle, (uint64_t)LEDGER_HOUR_NS, NULL, NULL, err, sizeof(err)), 0);
+	for (int k = 0; k < 2; k++)
+		CU_ASSERT_EQUAL(api_cost_update_metrics(dir, m), 0);
+	t = render(m);
+	check_grammar(t);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"marginal\",currency=\"CNY\"}"), 12 + 20000);
+	CU_ASSERT_EQUAL(sample(t, "margin_cost_micros_total{kind=\"loaded\",currency=\"CNY\"}"),
+			36 + 1000000 + 1000000);
+	free(t);
 	metrics_destroy(&m);
 	sqlite3_close(db);
 	pricetab_destroy(&conf.prices);
