@@ -226,7 +226,27 @@ int plan_capacity(const plan_in_t *in, const hwprof_t *hw, plan_row_t *row, char
 	return 0;
 }
 
-int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_t *speed, plan_row_t *ret, char *err,
+int plan_bench_speed(const thru_bench_t *b, uint64_t max_batch, thru_t *ret, uint64_t *ret_batch, char *err,
+		     size_t errlen)
+{
+	const thru_run_t *at = NULL, *least = NULL;
+	for (size_t i = 0; i < b->n_runs; i++) {
+		const thru_run_t *x = &b->runs[i];
+		if (x->batch <= max_batch && (at == NULL || x->batch > at->batch))
+			at = x;
+		if (least == NULL || x->batch < least->batch)
+			least = x;
+	}
+	if (at == NULL) {
+		snprintf(err, errlen, "%s has no run at a batch that fits (%llu sequences; its smallest is %u)", b->origin,
+			 (unsigned long long)max_batch, least ? least->batch : 0);
+		return -ENOENT;
+	}
+	*ret_batch = at->batch;
+	return thru_from_bench(b, at->batch, ret, err, errlen);
+}
+
+int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_bench_t *bench, plan_row_t *ret, char *err,
 		 size_t errlen)
 {
 	const plan_workload_t *w = in->work;
@@ -245,13 +265,25 @@ int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_t *speed, p
 		snprintf(where, sizeof(where), "on %s", hw->name);
 		return plan_fit_check(&row.fit, 1, where, err, errlen);
 	}
-	if (speed != NULL) {
-		row.speed = *speed;
+	char aside[400] = "";
+	if (bench != NULL && plan_bench_speed(bench, row.fit.max_batch, &row.speed, &row.batch, aside,
+					      sizeof(aside)) == 0) {
+		snprintf(row.basis, sizeof(row.basis), "measured (bench %.160s, batch %llu)", bench->origin,
+			 (unsigned long long)row.batch);
+		char tw[sizeof(row.speed.why)];
+		snprintf(tw, sizeof(tw), "%s", row.speed.why);
+		snprintf(row.speed.why, sizeof(row.speed.why), "measured: %.300s (the largest batch measured <= the %llu "
+			 "that fit)", tw, (unsigned long long)row.fit.max_batch);
 	} else {
-		uint64_t b = row.fit.max_batch < UINT32_MAX ? row.fit.max_batch : UINT32_MAX;
-		if ((r = plan_estimate(in->model, hw, b, w->in_per_req, w->out_per_req, in->eff, &row.speed, &row.fp16,
-				       err, errlen)) < 0)
+		row.batch = row.fit.max_batch < UINT32_MAX ? row.fit.max_batch : UINT32_MAX;
+		if ((r = plan_estimate(in->model, hw, row.batch, w->in_per_req, w->out_per_req, in->eff, &row.speed,
+				       &row.fp16, err, errlen)) < 0)
 			return r;
+		snprintf(row.basis, sizeof(row.basis), "%s", PLAN_BASIS_ESTIMATE);
+		if (aside[0] != '\0') {	/* a bench of the shape, every run too large */
+			size_t l = strlen(row.speed.why);
+			snprintf(row.speed.why + l, sizeof(row.speed.why) - l, " [bench set aside: %.200s]", aside);
+		}
 	}
 	if ((r = plan_capacity(in, hw, &row, err, errlen)) < 0)
 		return r;
