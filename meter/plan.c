@@ -58,6 +58,12 @@ int plan_fit_check(const plan_fit_t *f, uint64_t batch, const char *where, char 
 	return -ENOSPC;
 }
 
+bool plan_has_fp16_peak(const hwprof_t *hw)
+{
+	const hwprof_num_t *p16 = &hw->f[HWPROF_PEAK_FLOPS_FP16];
+	return p16->given && meter_q_to_double(p16->value) > 0;
+}
+
 int plan_estimate(const shape_t *m, const hwprof_t *hw, uint64_t batch, double in, double out,
 		  const thru_eff_t *eff, thru_t *ret, bool *ret_fp16, char *err, size_t errlen)
 {
@@ -76,7 +82,7 @@ int plan_estimate(const shape_t *m, const hwprof_t *hw, uint64_t batch, double i
 	 * With n = n_eff and bpp = (weights + KV) / n_eff the memory term is
 	 * the bytes a step really reads. */
 	const hwprof_num_t *p16 = &hw->f[HWPROF_PEAK_FLOPS_FP16], *p32 = &hw->f[HWPROF_PEAK_FLOPS_FP32];
-	bool fp16 = m->fp16_compute && p16->given && meter_q_to_double(p16->value) > 0;
+	bool fp16 = m->fp16_compute && plan_has_fp16_peak(hw);
 	if (!p16->given && !p32->given) {
 		snprintf(err, errlen, "%s: no peak_flops_fp16 or peak_flops_fp32 in %s: an estimate needs a peak and "
 			 "mem_bandwidth (or measure: margin-worker bench --json on that hardware)", hw->name, hw->origin);

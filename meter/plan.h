@@ -80,6 +80,9 @@ int plan_fit_profile(const shape_t *m, const hwprof_t *hw, uint64_t in, uint64_t
  * W + KV K (B x S at C tokens) = T > memory M" otherwise. */
 int plan_fit_check(const plan_fit_t *f, uint64_t batch, const char *where, char *err, size_t errlen);
 
+/* Does hw state an fp16 peak (accelerators serve 16-bit weights on it)? */
+bool plan_has_fp16_peak(const hwprof_t *hw);
+
 /* The roofline estimate at batch (see the header comment): thru_estimate
  * on the fp16 peak when the model's weights are 16-bit or quantized and hw
  * has one, else fp32; *ret_fp16 says which. ret->why names the basis. */

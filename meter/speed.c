@@ -116,16 +116,10 @@ int speed_attached_bench(const hwprof_t *hw, const speed_shape_t *shape, thru_be
 	return 0;
 }
 
-/* fp16 and 2 bytes per weight where the profile states an fp16 peak. */
-static bool use_fp16(const hwprof_t *hw)
-{
-	return hw->f[HWPROF_PEAK_FLOPS_FP16].given && hw->f[HWPROF_PEAK_FLOPS_FP16].value.num > 0;
-}
-
 int speed_model_shape(const speed_shape_t *s, const hwprof_t *hw, shape_t *ret, char *why, size_t whylen)
 {
 	char e[512];
-	if (s->model[0] == '\0' || shape_preset(s->model, use_fp16(hw) ? "f16" : "f32", ret, e, sizeof(e)) < 0) {
+	if (s->model[0] == '\0' || shape_preset(s->model, plan_has_fp16_peak(hw) ? "f16" : "f32", ret, e, sizeof(e)) < 0) {
 		snprintf(why, whylen, "%.60s is not a preset shape, so its KV cache cannot be sized (presets: "
 			 "marginctl plan --help)", s->model[0] ? s->model : "the model");
 		return 0;
@@ -209,7 +203,7 @@ static int estimate(const hwprof_t *hw, const speed_shape_t *shape, uint32_t bat
 	int r = check_memory(hw, shape, &batch, in, out, mem, err, errlen);
 	if (r < 0)
 		return r;
-	bool fp16 = use_fp16(hw);
+	bool fp16 = plan_has_fp16_peak(hw);	/* fp16 and 2 bytes per weight, else fp32 and 4 */
 	return thru_estimate(hw, fp16, w, fp16 ? 2.0 : 4.0, mem->batch, eff, ret, err, errlen);
 }
 
