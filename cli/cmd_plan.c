@@ -633,9 +633,12 @@ static void print_text(const plan_ctx_t *x, FILE *f)
 			strcmp(p->hw.currency, cur) != 0 ? ", converted from " : "",
 			strcmp(p->hw.currency, cur) != 0 ? p->hw.currency : "", p->hw.origin, r->busy_hours_per_node);
 	}
+	bool measured = false;
+	for (size_t i = 0; i < x->n_rows; i++)
+		measured |= x->rows[i].ok && x->rows[i].row.speed.source != THRU_ESTIMATED;
 	fprintf(f, "a month = 365/12 days. The estimates are upper bounds: the roofline at the largest batch that "
-		   "fits, activations not counted; measured rows are a bench's run at the largest batch measured that "
-		   "fits.\n");
+		   "fits, activations not counted.%s\n", measured ? " Measured rows: a bench's run at the largest batch "
+		   "it measured that fits." : "");
 }
 
 static json_t *num_or_null(double v)
