@@ -2,7 +2,8 @@
  *
  *   marginctl plan (--output-tokens N[/day] | --requests N[/day]) --model NAME|FILE.gguf
  *       [--mix IN/OUT] [--deadline D] [--dtype T] [--hardware P]... [--ref NAME]... [--prices FILE]...
- *       [--currency CUR] [--one-off AMOUNT] [--eff-bench FILE.json] [--format text|json|csv]
+ *       [--currency CUR] [--one-off AMOUNT] [--bench FILE.json]... [--eff-bench FILE.json]
+ *       [--format text|json|csv]
  *
  * For each hardware profile (default: every *.conf of the hardware
  * directory): the largest batch that fits memory, tokens/s there, nodes
@@ -10,13 +11,18 @@
  * cost per 1M input and output tokens (marginal and loaded), per day and
  * month, and against each reference API the ratio, the break-even volume
  * and the days to recover a one-off cost. The arithmetic is meter/plan.h's;
- * every input is printed with its source. A profile that cannot be planned
+ * every input is printed with its source. Tokens/s are measured where a
+ * bench of the model's shape was taken on the profile's hardware (attached
+ * to the profile, `bench = FILE.json`, or --bench FILE.json, which applies
+ * to the profile its "hardware" field names, else to the only --hardware),
+ * else estimated; the basis is printed. A profile that cannot be planned
  * (the model does not fit, a peak is missing) gets a line saying why; the
  * exit status is 1 only when no profile could be. */
 #include "cli.h"
 #include "cmd_cost.h"
 #include "meter.h"
 #include "plan.h"
+#include "speed.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,8 +40,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: marginctl plan (--output-tokens N[/day] | --requests N[/day]) --model NAME|FILE.gguf\n"
 		"           [--mix IN/OUT] [--deadline D] [--dtype T] [--hardware P]... [--ref NAME]...\n"
-		"           [--prices FILE]... [--currency CUR] [--one-off AMOUNT] [--eff-bench FILE.json]\n"
-		"           [--format text|json|csv]\n"
+		"           [--prices FILE]... [--currency CUR] [--one-off AMOUNT] [--bench FILE.json]...\n"
+		"           [--eff-bench FILE.json] [--format text|json|csv]\n"
 		"\n"
 		"How many nodes of each hardware profile serve a day's work within a deadline, at what cost\n"
 		"per 1M tokens, against closed APIs (docs/economics.md, \"Capacity planning\").\n"
@@ -62,6 +68,10 @@ static void usage(FILE *f)
 		"  --prices FILE       price tables and exchange rates (default: fx, closed-2024, cn-2024-05-after)\n"
 		"  --currency CUR      the plan's currency (default: the first profile's)\n"
 		"  --one-off AMOUNT    a one-off deployment cost in CUR: days to recover it from the saving\n"
+		"  --bench FILE        a `margin-worker bench --json` of the model taken on a profile's hardware\n"
+		"                      (its \"hardware\" field, else the only --hardware; repeat): tokens/s\n"
+		"                      measured at its largest batch that fits, not estimated. Benches\n"
+		"                      attached to a profile (bench = FILE) are used the same way\n"
 		"  --eff-bench FILE    efficiency from a `margin-worker bench --json` here (default: machine.md's)\n",
 		cmd_cost_hardware_dir());
 }
@@ -69,13 +79,13 @@ static void usage(FILE *f)
 typedef struct popts {
 	const char *output_tokens, *requests, *mix, *deadline, *model, *dtype, *currency, *one_off, *eff_bench,
 		*format;
-	const char *hardware[MAX_ARGS], *refs[MAX_ARGS], *prices[MAX_ARGS];
-	size_t n_hardware, n_refs, n_prices;
+	const char *hardware[MAX_ARGS], *refs[MAX_ARGS], *prices[MAX_ARGS], *benches[MAX_ARGS];
+	size_t n_hardware, n_refs, n_prices, n_benches;
 } popts_t;
 
 enum {
 	P_OUT = 256, P_REQ, P_MIX, P_DEADLINE, P_MODEL, P_DTYPE, P_HARDWARE, P_REF, P_PRICES, P_CURRENCY, P_ONE_OFF,
-	P_EFF_BENCH, P_FORMAT, P_HELP,
+	P_EFF_BENCH, P_BENCH, P_FORMAT, P_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -91,6 +101,7 @@ static const struct option long_opts[] = {
 	{ "currency", required_argument, NULL, P_CURRENCY },
 	{ "one-off", required_argument, NULL, P_ONE_OFF },
 	{ "eff-bench", required_argument, NULL, P_EFF_BENCH },
+	{ "bench", required_argument, NULL, P_BENCH },
 	{ "format", required_argument, NULL, P_FORMAT },
 	{ "help", no_argument, NULL, P_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -119,6 +130,7 @@ static int parse(int argc, char **argv, popts_t *o)
 		case P_HARDWARE: list = o->hardware; n = &o->n_hardware; break;
 		case P_REF: list = o->refs; n = &o->n_refs; break;
 		case P_PRICES: list = o->prices; n = &o->n_prices; break;
+		case P_BENCH: list = o->benches; n = &o->n_benches; break;
 		case 'h':
 		case P_HELP: usage(stdout); return 1;
 		case ':': fprintf(stderr, "marginctl plan: %s needs a value\n", argv[optind - 1]); return 2;
@@ -236,6 +248,8 @@ static int list_profiles(char **names, int max, char *err, size_t errlen)
 /* One profile's outcome: a row, or why there is none. */
 typedef struct prow {
 	hwprof_t hw;
+	thru_bench_t *bench;	/* a measured bench of the model on hw, or NULL */
+	bool own_bench;		/* bench is an attached one, loaded for this row */
 	bool ok;
 	plan_row_t row;
 	char why[1024];
@@ -251,6 +265,8 @@ typedef struct plan_ctx {
 	char out_src[160], mix_src[96], deadline_src[96];
 	prow_t *rows;
 	size_t n_rows;
+	thru_bench_t *benches[MAX_ARGS];	/* --bench, loaded */
+	bool bench_used[MAX_ARGS];
 } plan_ctx_t;
 
 /* Parses the workload, loads model, prices, refs; exit status on error. */
@@ -297,6 +313,31 @@ static int build(plan_ctx_t *x)
 	if ((r = shape_load(o->model, o->dtype, &x->model, err, sizeof(err))) < 0) {
 		fprintf(stderr, "marginctl plan: --model %s: %s\n", o->model, err);
 		return r == -ENOENT || r == -EINVAL ? 2 : 1;
+	}
+	speed_shape_t shape;
+	speed_shape_from_model(&x->model, &shape);
+	for (size_t i = 0; i < o->n_benches; i++) {
+		char sa[256], sb[256];
+		speed_shape_t bs;
+		if ((x->benches[i] = malloc(sizeof(*x->benches[i]))) == NULL)
+			return 1;
+		if (thru_bench_load(o->benches[i], x->benches[i], err, sizeof(err)) < 0) {
+			fprintf(stderr, "marginctl plan: --bench %s: %s\n", o->benches[i], err);
+			return 2;
+		}
+		speed_shape_from_bench(x->benches[i], &bs);
+		if (!speed_shape_match(&shape, x->benches[i])) {
+			fprintf(stderr, "marginctl plan: --bench %s: a bench of %s, not of the model planned, %s (the same "
+				"shape: n_params and params_per_token within 1%%)\n", o->benches[i],
+				speed_shape_describe(&bs, sa, sizeof(sa)), speed_shape_describe(&shape, sb, sizeof(sb)));
+			return 2;
+		}
+		if (x->benches[i]->hardware[0] == '\0' && o->n_hardware != 1) {
+			fprintf(stderr, "marginctl plan: --bench %s: it does not say which hardware it was measured on (no "
+				"\"hardware\" field): give the profile with a single --hardware, or add \"hardware\": "
+				"\"PROFILE\" to it\n", o->benches[i]);
+			return 2;
+		}
 	}
 	if (o->eff_bench != NULL) {
 		hwprof_t here;
@@ -353,6 +394,34 @@ static int build(plan_ctx_t *x)
 	return 0;
 }
 
+/* The bench p is planned with: a --bench for p's profile (by its
+ * "hardware", else the only --hardware), else one attached to the profile
+ * of the model's shape, else none (the estimate). A bench file's error. */
+static int pick_bench(plan_ctx_t *x, prow_t *p, char *err, size_t errlen)
+{
+	for (size_t k = 0; k < x->o->n_benches; k++) {
+		const char *on = x->benches[k]->hardware;
+		if (on[0] != '\0' ? strcmp(on, p->hw.name) != 0 : x->o->n_hardware != 1)
+			continue;
+		x->bench_used[k] = true;
+		if (p->bench == NULL)
+			p->bench = x->benches[k];
+	}
+	if (p->bench != NULL)
+		return 0;
+	speed_shape_t shape;
+	speed_shape_from_model(&x->model, &shape);
+	thru_bench_t *b = malloc(sizeof(*b));
+	int r = b ? speed_attached_bench(&p->hw, &shape, b, err, errlen) : -ENOMEM;
+	if (r > 0) {
+		p->bench = b;	/* owned: freed with the rows */
+		p->own_bench = true;
+		return 0;
+	}
+	free(b);
+	return r;
+}
+
 /* Loads the profiles and plans each. Exit status on a usage error. */
 static int run_plan(plan_ctx_t *x)
 {
@@ -407,8 +476,21 @@ static int run_plan(plan_ctx_t *x)
 				break;
 			}
 		}
-		p->ok = plan_profile(&x->in, &p->hw, NULL, &p->row, p->why, sizeof(p->why)) == 0;
+		if ((r = pick_bench(x, p, err, sizeof(err))) < 0) {
+			snprintf(p->why, sizeof(p->why), "%.1000s", err);
+			continue;
+		}
+		p->ok = plan_profile(&x->in, &p->hw, p->bench, &p->row, p->why, sizeof(p->why)) == 0;
 	}
+	for (size_t k = 0; status == 0 && k < o->n_benches; k++)
+		if (!x->bench_used[k]) {
+			fprintf(stderr, "marginctl plan: --bench %s: measured on %s, which is not planned here (profiles:",
+				o->benches[k], x->benches[k]->hardware);
+			for (size_t i = 0; i < x->n_rows; i++)
+				fprintf(stderr, " %s", x->rows[i].hw.name);
+			fprintf(stderr, ")\n");
+			status = 2;
+		}
 	if (status == 0 && !have_currency)
 		x->in.currency = o->currency ? o->currency : "USD";	/* no profile loaded: rows say why */
 	for (int i = 0; i < n; i++)
@@ -499,9 +581,9 @@ static void print_text(const plan_ctx_t *x, FILE *f)
 		snprintf(mg, sizeof(mg), "%.4f / %.4f", units(r->marginal_in_per_1m), units(r->marginal_out_per_1m));
 		snprintf(ld, sizeof(ld), "%.4f / %.4f", units(r->loaded_in_per_1m), units(r->loaded_out_per_1m));
 		fprintf(f, "%-16s %6llu %5.1f%% %8llu %10.0f %11.0f %-9s %21s %21s %12.2f %14.2f\n", r->profile,
-			(unsigned long long)r->nodes, r->utilization * 100, (unsigned long long)r->fit.max_batch,
+			(unsigned long long)r->nodes, r->utilization * 100, (unsigned long long)r->batch,
 			r->speed.decode_tok_s, r->speed.prefill_tok_s,
-			r->speed.source == THRU_ESTIMATED ? "estimate" : thru_source_name(r->speed.source), mg, ld,
+			r->speed.source == THRU_ESTIMATED ? "estimate" : thru_basis_name(r->speed.source), mg, ld,
 			units(r->cost_per_day_micros), units(r->cost_per_month_micros));
 	}
 	if (x->in.n_refs > 0) {
@@ -543,14 +625,20 @@ static void print_text(const plan_ctx_t *x, FILE *f)
 			(double)r->fit.weight_bytes / 1e9, (unsigned long long)r->fit.max_batch,
 			(double)r->fit.kv_bytes_per_seq / 1e9, (unsigned long long)r->fit.ctx);
 		fprintf(f, "    speed: %s\n", r->speed.why);
+		if (r->speed.source != THRU_ESTIMATED)
+			fprintf(f, "    basis: %s\n", r->basis);
 		fprintf(f, "    rate %s %s/h busy, %s idle (%s%s%s, from %s); each node busy %.2f h a day\n",
 			meter_format_micros(r->rate_busy_micros_per_hour, a, sizeof(a)), cur,
 			meter_format_micros(r->rate_idle_micros_per_hour, b, sizeof(b)), p->hw.pricing,
 			strcmp(p->hw.currency, cur) != 0 ? ", converted from " : "",
 			strcmp(p->hw.currency, cur) != 0 ? p->hw.currency : "", p->hw.origin, r->busy_hours_per_node);
 	}
+	bool measured = false;
+	for (size_t i = 0; i < x->n_rows; i++)
+		measured |= x->rows[i].ok && x->rows[i].row.speed.source != THRU_ESTIMATED;
 	fprintf(f, "a month = 365/12 days. The estimates are upper bounds: the roofline at the largest batch that "
-		   "fits, activations not counted.\n");
+		   "fits, activations not counted.%s\n", measured ? " Measured rows: a bench's run at the largest batch "
+		   "it measured that fits." : "");
 }
 
 static json_t *num_or_null(double v)
@@ -579,15 +667,15 @@ static json_t *row_json(const plan_ctx_t *x, const prow_t *p)
 						      micros(q->saving_per_day_micros), "days_to_recover",
 						      x->in.one_off_micros > 0 ? num_or_null(q->days_to_recover) : json_null()));
 	}
-	return json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s, s:f, s:f, s:s}, s:I, s:f, s:f,"
+	return json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s, s:I, s:f, s:f, s:s}, s:I, s:f, s:f,"
 			 " s:f, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 			 "profile", r->profile, "status", "ok", "accelerators", (json_int_t)r->accelerators,
 			 "memory", "memory_bytes", (json_int_t)r->fit.memory_bytes, "weight_bytes",
 			 (json_int_t)r->fit.weight_bytes, "context_tokens", (json_int_t)r->fit.ctx,
 			 "kv_bytes_per_seq", (json_int_t)r->fit.kv_bytes_per_seq, "max_batch", (json_int_t)r->fit.max_batch,
-			 "speed", "basis", r->speed.source == THRU_ESTIMATED ?
-			 "estimate (roofline x efficiency measured here), upper bound" : thru_source_name(r->speed.source),
-			 "peak", r->speed.source == THRU_ESTIMATED ? (r->fp16 ? "fp16" : "fp32") : "-",
+			 "speed", "basis", r->basis,
+			 "peak", r->speed.source == THRU_ESTIMATED ? (r->fp16 ? "fp16" : "fp32") : "-", "batch",
+			 (json_int_t)r->batch,
 			 "prefill_tok_s", r->speed.prefill_tok_s, "decode_tok_s", r->speed.decode_tok_s, "why", r->speed.why,
 			 "nodes", (json_int_t)r->nodes, "utilization", r->utilization, "busy_hours_per_node",
 			 r->busy_hours_per_node, "node_seconds_per_day", r->node_seconds_per_day,
@@ -639,10 +727,22 @@ static void csv_num(FILE *f, double v, const char *fmt)
 		fprintf(f, fmt, v);
 }
 
+/* A CSV field, quoted. */
+static void csv_quoted(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
 /* One line per profile; money in micros of the currency column. */
 static void print_csv(const plan_ctx_t *x, FILE *f)
 {
-	fprintf(f, "profile,currency,status,max_batch,basis,prefill_tok_s,decode_tok_s,nodes,utilization,"
+	fprintf(f, "profile,currency,status,max_batch,batch,basis,prefill_tok_s,decode_tok_s,nodes,utilization,"
 		   "busy_hours_per_node,marginal_in_per_1m_micros,marginal_out_per_1m_micros,loaded_in_per_1m_micros,"
 		   "loaded_out_per_1m_micros,cost_per_day_micros,cost_per_month_micros");
 	for (size_t k = 0; k < x->in.n_refs; k++) {
@@ -656,9 +756,11 @@ static void print_csv(const plan_ctx_t *x, FILE *f)
 		const plan_row_t *r = &p->row;
 		fprintf(f, "%s,%s,%s", p->hw.name, x->in.currency, p->ok ? "ok" : "not planned");
 		if (p->ok) {
-			fprintf(f, ",%llu,%s", (unsigned long long)r->fit.max_batch,
-				r->speed.source == THRU_ESTIMATED ? "estimate (upper bound)" :
-				thru_source_name(r->speed.source));
+			fprintf(f, ",%llu,%llu,", (unsigned long long)r->fit.max_batch, (unsigned long long)r->batch);
+			if (r->speed.source == THRU_ESTIMATED)
+				fputs("estimate (upper bound)", f);
+			else
+				csv_quoted(f, r->basis);
 			csv_num(f, r->speed.prefill_tok_s, "%.1f");
 			csv_num(f, r->speed.decode_tok_s, "%.1f");
 			fprintf(f, ",%llu", (unsigned long long)r->nodes);
@@ -678,16 +780,10 @@ static void print_csv(const plan_ctx_t *x, FILE *f)
 			}
 			fprintf(f, ",\n");
 		} else {
-			for (size_t c = 0; c < 14 + 4 * x->in.n_refs; c++)	/* 13 + 4 per ref empty, then error */
+			for (size_t c = 0; c < 15 + 4 * x->in.n_refs; c++)	/* 14 + 4 per ref empty, then error */
 				fputc(',', f);
-			/* the reason, quoted (it may hold commas) */
-			fputc('"', f);
-			for (const char *s = p->why; *s; s++) {
-				if (*s == '"')
-					fputc('"', f);
-				fputc(*s, f);
-			}
-			fprintf(f, "\"\n");
+			csv_quoted(f, p->why);	/* the reason (it may hold commas) */
+			fputc('\n', f);
 		}
 	}
 }
@@ -723,6 +819,11 @@ int cmd_plan(int argc, char **argv)
 			status = 1;
 		}
 	}
+	for (size_t i = 0; i < x.n_rows; i++)
+		if (x.rows[i].own_bench)
+			free(x.rows[i].bench);
+	for (size_t k = 0; k < o.n_benches; k++)
+		free(x.benches[k]);
 	free(x.rows);
 	pricetab_destroy(&x.prices);
 	return status;

@@ -58,6 +58,12 @@ int plan_fit_check(const plan_fit_t *f, uint64_t batch, const char *where, char 
 	return -ENOSPC;
 }
 
+bool plan_has_fp16_peak(const hwprof_t *hw)
+{
+	const hwprof_num_t *p16 = &hw->f[HWPROF_PEAK_FLOPS_FP16];
+	return p16->given && meter_q_to_double(p16->value) > 0;
+}
+
 int plan_estimate(const shape_t *m, const hwprof_t *hw, uint64_t batch, double in, double out,
 		  const thru_eff_t *eff, thru_t *ret, bool *ret_fp16, char *err, size_t errlen)
 {
@@ -76,7 +82,7 @@ int plan_estimate(const shape_t *m, const hwprof_t *hw, uint64_t batch, double i
 	 * With n = n_eff and bpp = (weights + KV) / n_eff the memory term is
 	 * the bytes a step really reads. */
 	const hwprof_num_t *p16 = &hw->f[HWPROF_PEAK_FLOPS_FP16], *p32 = &hw->f[HWPROF_PEAK_FLOPS_FP32];
-	bool fp16 = m->fp16_compute && p16->given && meter_q_to_double(p16->value) > 0;
+	bool fp16 = m->fp16_compute && plan_has_fp16_peak(hw);
 	if (!p16->given && !p32->given) {
 		snprintf(err, errlen, "%s: no peak_flops_fp16 or peak_flops_fp32 in %s: an estimate needs a peak and "
 			 "mem_bandwidth (or measure: margin-worker bench --json on that hardware)", hw->name, hw->origin);
@@ -226,7 +232,27 @@ int plan_capacity(const plan_in_t *in, const hwprof_t *hw, plan_row_t *row, char
 	return 0;
 }
 
-int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_t *speed, plan_row_t *ret, char *err,
+int plan_bench_speed(const thru_bench_t *b, uint64_t max_batch, thru_t *ret, uint64_t *ret_batch, char *err,
+		     size_t errlen)
+{
+	const thru_run_t *at = NULL, *least = NULL;
+	for (size_t i = 0; i < b->n_runs; i++) {
+		const thru_run_t *x = &b->runs[i];
+		if (x->batch <= max_batch && (at == NULL || x->batch > at->batch))
+			at = x;
+		if (least == NULL || x->batch < least->batch)
+			least = x;
+	}
+	if (at == NULL) {
+		snprintf(err, errlen, "%s has no run at a batch that fits (%llu sequences; its smallest is %u)", b->origin,
+			 (unsigned long long)max_batch, least ? least->batch : 0);
+		return -ENOENT;
+	}
+	*ret_batch = at->batch;
+	return thru_from_bench(b, at->batch, ret, err, errlen);
+}
+
+int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_bench_t *bench, plan_row_t *ret, char *err,
 		 size_t errlen)
 {
 	const plan_workload_t *w = in->work;
@@ -245,13 +271,25 @@ int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_t *speed, p
 		snprintf(where, sizeof(where), "on %s", hw->name);
 		return plan_fit_check(&row.fit, 1, where, err, errlen);
 	}
-	if (speed != NULL) {
-		row.speed = *speed;
+	char aside[400] = "";
+	if (bench != NULL && plan_bench_speed(bench, row.fit.max_batch, &row.speed, &row.batch, aside,
+					      sizeof(aside)) == 0) {
+		snprintf(row.basis, sizeof(row.basis), "measured (bench %.160s, batch %llu)", bench->origin,
+			 (unsigned long long)row.batch);
+		char tw[sizeof(row.speed.why)];
+		snprintf(tw, sizeof(tw), "%s", row.speed.why);
+		snprintf(row.speed.why, sizeof(row.speed.why), "measured: %.300s (the largest batch measured <= the %llu "
+			 "that fit)", tw, (unsigned long long)row.fit.max_batch);
 	} else {
-		uint64_t b = row.fit.max_batch < UINT32_MAX ? row.fit.max_batch : UINT32_MAX;
-		if ((r = plan_estimate(in->model, hw, b, w->in_per_req, w->out_per_req, in->eff, &row.speed, &row.fp16,
-				       err, errlen)) < 0)
+		row.batch = row.fit.max_batch < UINT32_MAX ? row.fit.max_batch : UINT32_MAX;
+		if ((r = plan_estimate(in->model, hw, row.batch, w->in_per_req, w->out_per_req, in->eff, &row.speed,
+				       &row.fp16, err, errlen)) < 0)
 			return r;
+		snprintf(row.basis, sizeof(row.basis), "%s", PLAN_BASIS_ESTIMATE);
+		if (aside[0] != '\0') {	/* a bench of the shape, every run too large */
+			size_t l = strlen(row.speed.why);
+			snprintf(row.speed.why + l, sizeof(row.speed.why) - l, " [bench set aside: %.200s]", aside);
+		}
 	}
 	if ((r = plan_capacity(in, hw, &row, err, errlen)) < 0)
 		return r;

@@ -10,13 +10,18 @@
  * Activations and the runtime's own memory are left out, so the batch is
  * an upper bound too.
  *
- * Speed at that batch: a bench attached to the profile when there is one
- * (measured), else thru_estimate's roofline with the efficiency measured
- * here, plus what the roofline leaves out at large batches: each decode
- * step reads the batch's KV cache (batch x KV at the mean context in +
- * out/2) besides the weights, and attention costs shape_attn_flops per
- * token. Named "estimate (roofline x efficiency measured here), upper
- * bound".
+ * Speed at that batch:
+ *  - measured: a bench of the model's shape taken on the profile's
+ *    hardware (attached to the profile, or given): its run at the largest
+ *    measured batch <= max batch (no interpolation: the batch planned is
+ *    that run's). Basis "measured (bench FILE, batch N)". A bench without
+ *    such a run (all its batches too large) is set aside, said in the why;
+ *  - else thru_estimate's roofline with the efficiency measured here at
+ *    max batch, plus what the roofline leaves out at large batches: each
+ *    decode step reads the batch's KV cache (batch x KV at the mean context
+ *    in + out/2) besides the weights, and attention costs shape_attn_flops
+ *    per token. Basis "estimate (roofline x efficiency measured here),
+ *    upper bound".
  *
  * Capacity (per day; R = requests a day = output tokens / out):
  *   node-seconds S = R x (in / prefill tok/s + out / decode tok/s)
@@ -75,6 +80,9 @@ int plan_fit_profile(const shape_t *m, const hwprof_t *hw, uint64_t in, uint64_t
  * W + KV K (B x S at C tokens) = T > memory M" otherwise. */
 int plan_fit_check(const plan_fit_t *f, uint64_t batch, const char *where, char *err, size_t errlen);
 
+/* Does hw state an fp16 peak (accelerators serve 16-bit weights on it)? */
+bool plan_has_fp16_peak(const hwprof_t *hw);
+
 /* The roofline estimate at batch (see the header comment): thru_estimate
  * on the fp16 peak when the model's weights are 16-bit or quantized and hw
  * has one, else fp32; *ret_fp16 says which. ret->why names the basis. */
@@ -103,7 +111,10 @@ typedef struct plan_row {
 	char profile[64];
 	uint64_t accelerators;
 	plan_fit_t fit;
-	thru_t speed;			/* at fit.max_batch */
+	uint64_t batch;			/* the decode batch speed is at: fit.max_batch for an estimate,
+					 * the bench run's (<= fit.max_batch) when measured */
+	thru_t speed;			/* at batch */
+	char basis[256];		/* PLAN_BASIS_ESTIMATE or "measured (bench FILE, batch N)" */
 	bool fp16;			/* the estimate used the fp16 peak */
 	double in_tokens_per_day, requests_per_day;
 	double node_seconds_per_day;	/* S */
@@ -132,12 +143,21 @@ typedef struct plan_in {
 /* Validates a workload: -EINVAL with the field named. */
 int plan_workload_check(const plan_workload_t *w, char *err, size_t errlen);
 
-/* One profile's row. speed: a measured throughput for the model on hw at
- * its batch (a bench), or NULL for the estimate at the largest batch that
- * fits. -ENOSPC when the model does not fit, -EINVAL for a profile without
- * memory_bytes or the peaks an estimate needs, -ENOENT for a missing
- * exchange rate; err says which. */
-int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_t *speed, plan_row_t *ret, char *err,
+#define PLAN_BASIS_ESTIMATE "estimate (roofline x efficiency measured here), upper bound"
+
+/* The run of bench b to plan with when max_batch sequences fit: the one
+ * at the largest batch <= max_batch, as a throughput (thru_from_bench);
+ * *ret_batch its batch. -ENOENT naming the smallest batch measured when
+ * every run is larger. */
+int plan_bench_speed(const thru_bench_t *b, uint64_t max_batch, thru_t *ret, uint64_t *ret_batch, char *err,
+		     size_t errlen);
+
+/* One profile's row. bench: a bench of the model's shape measured on hw
+ * (the caller matches it: speed_plan_bench), or NULL: the estimate at the
+ * largest batch that fits. -ENOSPC when the model does not fit, -EINVAL
+ * for a profile without memory_bytes or the peaks an estimate needs,
+ * -ENOENT for a missing exchange rate; err says which. */
+int plan_profile(const plan_in_t *in, const hwprof_t *hw, const thru_bench_t *bench, plan_row_t *ret, char *err,
 		 size_t errlen);
 
 /* Capacity of one profile from a throughput (no fit, no estimate): the

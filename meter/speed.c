@@ -93,14 +93,102 @@ bool speed_bench_on(const thru_bench_t *b, const hwprof_t *hw, char *why, size_t
 	return same;
 }
 
-/* fp16 and 2 bytes per weight where the profile states an fp16 peak. */
-static bool use_fp16(const hwprof_t *hw)
+void speed_shape_from_model(const shape_t *m, speed_shape_t *ret)
 {
-	return hw->f[HWPROF_PEAK_FLOPS_FP16].given && hw->f[HWPROF_PEAK_FLOPS_FP16].value.num > 0;
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->model, sizeof(ret->model), "%s", m->name);
+	ret->n_params = m->n_params;
+	ret->params_per_token = m->n_params_per_token;
 }
 
-static int estimate(const hwprof_t *hw, const speed_shape_t *shape, uint32_t batch, const thru_eff_t *eff,
-		    thru_t *ret, char *err, size_t errlen)
+int speed_attached_bench(const hwprof_t *hw, const speed_shape_t *shape, thru_bench_t *ret, char *err,
+			 size_t errlen)
+{
+	for (size_t i = 0; i < hw->n_bench; i++) {
+		char e2[512];
+		if (thru_bench_load(hw->bench[i], ret, e2, sizeof(e2)) < 0) {
+			snprintf(err, errlen, "%s: bench: %s", hw->origin, e2);
+			return -EINVAL;
+		}
+		if (speed_shape_match(shape, ret))
+			return 1;
+	}
+	return 0;
+}
+
+int speed_model_shape(const speed_shape_t *s, const hwprof_t *hw, shape_t *ret, char *why, size_t whylen)
+{
+	char e[512];
+	if (s->model[0] == '\0' || shape_preset(s->model, plan_has_fp16_peak(hw) ? "f16" : "f32", ret, e, sizeof(e)) < 0) {
+		snprintf(why, whylen, "%.60s is not a preset shape, so its KV cache cannot be sized (presets: "
+			 "marginctl plan --help)", s->model[0] ? s->model : "the model");
+		return 0;
+	}
+	if ((s->params_per_token > 0 && !within((double)s->params_per_token, (double)ret->n_params_per_token,
+						SPEED_SHAPE_TOLERANCE)) ||
+	    (s->n_params > 0 && !s->from_flops && !within((double)s->n_params, (double)ret->n_params,
+							  SPEED_SHAPE_TOLERANCE))) {
+		snprintf(why, whylen, "%.60s: the preset of that name has %.4g params per token, the model %.4g: "
+			 "not its shape", s->model, (double)ret->n_params_per_token,
+			 (double)(s->params_per_token ? s->params_per_token : s->n_params));
+		return 0;
+	}
+	return 1;
+}
+
+/* The memory check of an estimate at batch (0: the default, capped) and
+ * the call mix in + out (out <= 0: weights only). *batch becomes the
+ * batch to estimate at; mem->why says what was checked. */
+static int check_memory(const hwprof_t *hw, const speed_shape_t *shape, uint32_t *batch, double in, double out,
+			speed_mem_t *mem, char *err, size_t errlen)
+{
+	shape_t m;
+	char why[256], where[96], gw[32], gm[32];
+	uint32_t b = *batch ? *batch : SPEED_DEFAULT_BATCH;
+	const char *how = *batch ? "asked for" : "the default";
+	memset(mem, 0, sizeof(*mem));
+	mem->batch = b;
+	snprintf(where, sizeof(where), "on %.60s", hw->name);
+	if (!speed_model_shape(shape, hw, &m, why, sizeof(why))) {
+		snprintf(mem->why, sizeof(mem->why), "decode batch %u (%s), memory not checked: %s", b, how, why);
+		return 0;
+	}
+	plan_fit_t f;
+	int r = plan_fit_profile(&m, hw, out > 0 ? (uint64_t)llround(in) : 0, out > 0 ? (uint64_t)llround(out) : 1, &f,
+				 why, sizeof(why));
+	if (r < 0) {
+		snprintf(mem->why, sizeof(mem->why), "decode batch %u (%s), memory not checked: %s", b, how, why);
+		return 0;
+	}
+	if (f.max_batch == 0) {	/* the weights (and one sequence) do not fit */
+		plan_fit_check(&f, 1, where, err, errlen);
+		return -ENOSPC;
+	}
+	snprintf(gw, sizeof(gw), "%.1f GB", (double)f.weight_bytes / 1e9);
+	snprintf(gm, sizeof(gm), "%.1f GB", (double)f.memory_bytes / 1e9);
+	if (!(out > 0)) {
+		snprintf(mem->why, sizeof(mem->why), "decode batch %u (%s): %s weights (%s) fit memory %s; the KV cache "
+			 "not checked (no call mix)", b, how, gw, m.dtype, gm);
+		return 0;
+	}
+	if (*batch != 0 && (r = plan_fit_check(&f, b, where, err, errlen)) < 0)
+		return r;
+	if (*batch == 0 && b > f.max_batch) {
+		b = (uint32_t)f.max_batch;
+		how = "the largest that fits, below the default";
+	}
+	mem->checked = true;
+	mem->fit = f;
+	mem->batch = b;
+	*batch = b;
+	snprintf(mem->why, sizeof(mem->why), "decode batch %u (%s): %s of %s weights + %u x %.3f GB of KV at %llu tokens "
+		 "fit memory %s (at most %llu sequences)", b, how, gw, m.dtype, b, (double)f.kv_bytes_per_seq / 1e9,
+		 (unsigned long long)f.ctx, gm, (unsigned long long)f.max_batch);
+	return 0;
+}
+
+static int estimate(const hwprof_t *hw, const speed_shape_t *shape, uint32_t batch, double in, double out,
+		    const thru_eff_t *eff, thru_t *ret, speed_mem_t *mem, char *err, size_t errlen)
 {
 	thru_eff_t md;
 	if (eff == NULL) {
@@ -112,32 +200,33 @@ static int estimate(const hwprof_t *hw, const speed_shape_t *shape, uint32_t bat
 		snprintf(err, errlen, "%.60s: the model's size is unknown: no estimate", shape->model);
 		return -EINVAL;
 	}
-	bool fp16 = use_fp16(hw);
-	return thru_estimate(hw, fp16, w, fp16 ? 2.0 : 4.0, batch ? batch : SPEED_DEFAULT_BATCH, eff, ret, err,
-			     errlen);
+	int r = check_memory(hw, shape, &batch, in, out, mem, err, errlen);
+	if (r < 0)
+		return r;
+	bool fp16 = plan_has_fp16_peak(hw);	/* fp16 and 2 bytes per weight, else fp32 and 4 */
+	return thru_estimate(hw, fp16, w, fp16 ? 2.0 : 4.0, mem->batch, eff, ret, err, errlen);
 }
 
 int speed_target_thru(const hwprof_t *hw, const speed_shape_t *shape, const thru_bench_t *bench, uint32_t batch,
-		      const thru_eff_t *eff, thru_t *ret, char *err, size_t errlen)
+		      double in, double out, const thru_eff_t *eff, thru_t *ret, speed_mem_t *mem, char *err,
+		      size_t errlen)
 {
+	speed_mem_t m0;
+	if (mem == NULL)
+		mem = &m0;
+	memset(mem, 0, sizeof(*mem));
 	if (bench != NULL)
 		return thru_from_bench(bench, batch, ret, err, errlen);
 	thru_bench_t *b = malloc(sizeof(*b));
 	if (b == NULL)
 		return -ENOMEM;
-	int r = 1;
-	for (size_t i = 0; i < hw->n_bench && r > 0; i++) {
-		char e2[512];
-		if ((r = thru_bench_load(hw->bench[i], b, e2, sizeof(e2))) < 0) {
-			snprintf(err, errlen, "%s: bench: %s", hw->origin, e2);
-			break;
-		}
-		r = speed_shape_match(shape, b) ? thru_from_bench(b, batch, ret, err, errlen) : 1;
-	}
+	int r = speed_attached_bench(hw, shape, b, err, errlen);
+	if (r > 0)
+		r = thru_from_bench(b, batch, ret, err, errlen);
+	else if (r == 0)
+		r = estimate(hw, shape, batch, in, out, eff, ret, mem, err, errlen);
 	free(b);
-	if (r <= 0)
-		return r;
-	return estimate(hw, shape, batch, eff, ret, err, errlen);
+	return r;
 }
 
 int speed_target_bench(const hwprof_t *hw, const thru_bench_t *b, const thru_eff_t *eff, thru_bench_t *ret,
@@ -145,15 +234,9 @@ int speed_target_bench(const hwprof_t *hw, const thru_bench_t *b, const thru_eff
 {
 	speed_shape_t shape;
 	speed_shape_from_bench(b, &shape);
-	for (size_t i = 0; i < hw->n_bench; i++) {
-		char e2[512];
-		if (thru_bench_load(hw->bench[i], ret, e2, sizeof(e2)) < 0) {
-			snprintf(err, errlen, "%s: bench: %s", hw->origin, e2);
-			return -EINVAL;
-		}
-		if (speed_shape_match(&shape, ret))
-			return 0;
-	}
+	int r = speed_attached_bench(hw, &shape, ret, err, errlen);
+	if (r != 0)
+		return r < 0 ? r : 0;
 	thru_bench_t *e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return -ENOMEM;
@@ -163,10 +246,10 @@ int speed_target_bench(const hwprof_t *hw, const thru_bench_t *b, const thru_eff
 	e->params_per_token = b->params_per_token;
 	e->source = THRU_ESTIMATED;
 	snprintf(e->origin, sizeof(e->origin), "estimate for %.60s", hw->name);
-	int r = 0;
 	for (size_t i = 0; i < b->n_runs && r == 0; i++) {
 		thru_t t;
-		if ((r = estimate(hw, &shape, b->runs[i].batch, eff, &t, err, errlen)) < 0)
+		speed_mem_t mem;
+		if ((r = estimate(hw, &shape, b->runs[i].batch, 0, 0, eff, &t, &mem, err, errlen)) < 0)
 			break;
 		e->runs[i] = (thru_run_t){ .batch = b->runs[i].batch, .prefill_tok_s = t.prefill_tok_s,
 					   .decode_tok_s = t.decode_tok_s };
@@ -242,7 +325,8 @@ int speed_whatif(const ledger_row_t *rows, size_t n, const hwprof_t *target, con
 	}
 	if ((r = speed_shape_from_rows(rows, n, &w->shape, err, errlen)) < 0)
 		goto out;
-	if ((r = speed_target_thru(target, &w->shape, bench, batch, eff, &w->target, err, errlen)) < 0)
+	if ((r = speed_target_thru(target, &w->shape, bench, batch, w->in_per_call, w->out_per_call, eff, &w->target,
+				   &w->mem, err, errlen)) < 0)
 		goto out;
 	if (w->target.phases)
 		w->target_s_per_call = w->in_per_call / w->target.prefill_tok_s + w->out_per_call / w->target.decode_tok_s;
@@ -262,9 +346,10 @@ int speed_whatif(const ledger_row_t *rows, size_t n, const hwprof_t *target, con
 				 rows[i].hardware_profile : "?");
 	}
 	snprintf(w->why, sizeof(w->why), "%zu calls of %s, %.0f in / %.0f out tokens per call: %.4g s of "
-		 "engine time per call on %s (ledger) vs %.4g s on %s (%s: %.600s)", n,
+		 "engine time per call on %s (ledger) vs %.4g s on %s (%s: %.420s%s%.300s)", n,
 		 speed_shape_describe(&w->shape, shape, sizeof(shape)), w->in_per_call, w->out_per_call,
-		 w->booked_s_per_call, profs, w->target_s_per_call, target->name, w->basis, w->target.why);
+		 w->booked_s_per_call, profs, w->target_s_per_call, target->name, w->basis, w->target.why,
+		 w->mem.why[0] ? "; " : "", w->mem.why);
 	*ret = *w;
 	r = 0;
 out:
@@ -288,7 +373,7 @@ int speed_bench_elsewhere(const thru_bench_t *b, const hwprof_t *hw, uint32_t ba
 	speed_shape_t shape;
 	thru_t t;
 	speed_shape_from_bench(b, &shape);
-	int r = speed_target_thru(hw, &shape, NULL, at, eff, &t, err, errlen);
+	int r = speed_target_thru(hw, &shape, NULL, at, 0, 0, eff, &t, NULL, err, errlen);
 	if (r < 0)
 		return r;
 	char tw[sizeof(t.why)];
@@ -310,8 +395,9 @@ int speed_ledger_elsewhere(const ledger_row_t *rows, size_t n, const hwprof_t *h
 	int r = w ? speed_whatif(rows, n, hw, NULL, batch, eff, w, err, errlen) : -ENOMEM;
 	if (r == 0) {
 		*th = w->target;
-		snprintf(th->why, sizeof(th->why), "%.300s [the ledger's calls ran on %.60s at %.4g s per call: %.6g x as "
-			 "fast on %.40s]", w->target.why, rows[0].hardware_profile, w->booked_s_per_call, w->ratio, hw->name);
+		snprintf(th->why, sizeof(th->why), "%.200s%s%.100s [the ledger's calls ran on %.40s at %.4g s per call: "
+			 "%.6g x as fast on %.40s]", w->target.why, w->mem.why[0] ? "; " : "", w->mem.why,
+			 rows[0].hardware_profile, w->booked_s_per_call, w->ratio, hw->name);
 	}
 	free(w);
 	return r;

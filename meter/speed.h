@@ -30,6 +30,19 @@
  * SPEED_DEFAULT_BATCH. Attention, KV traffic and communication are left
  * out: an upper bound on speed.
  *
+ * Memory (speed_mem_t). An estimate checks the batch against the target's
+ * memory_bytes with plan.h's fit when the model's full shape can be had:
+ * the model's name is a preset (shape.h) whose parameters agree with the
+ * shape's within 1%, weights in f16 (fp16 peak) or f32. Then, at a call
+ * mix of in + out tokens (the what-if's batch mix), the default batch is
+ * capped at the largest that fits (weights + batch x KV at in + out
+ * tokens), a batch asked for must fit, and a model whose weights alone do
+ * not fit is an error (-ENOSPC, weights vs memory). Without a call mix
+ * (charts, a bench's figures) only the weights are checked. A shape that
+ * cannot be had (a name that is no preset; the ledger states only the
+ * model's name and FLOPs) or a profile without memory_bytes: the batch is
+ * kept and the basis says "memory not checked".
+ *
  * Pure functions (they read attached bench files); any thread. */
 #ifndef SPEED_H
 #define SPEED_H
@@ -40,6 +53,8 @@
 
 #include "hwprof.h"
 #include "ledger.h"
+#include "plan.h"
+#include "shape.h"
 #include "thru.h"
 
 #define SPEED_DEFAULT_BATCH 32		/* decode batch of an estimate when none is known */
@@ -52,8 +67,9 @@ typedef struct speed_shape {
 	bool from_flops;		/* params_per_token derived from the ledger's FLOPs */
 } speed_shape_t;
 
-/* The shape of a bench's model. */
+/* The shape of a bench's model; of a planned model (shape.h). */
 void speed_shape_from_bench(const thru_bench_t *b, speed_shape_t *ret);
+void speed_shape_from_model(const shape_t *m, speed_shape_t *ret);
 /* The shape of a batch's model from its ledger rows: the model name of the
  * rows (-EINVAL when they name several) and flops / (2 x tokens) over the
  * rows with FLOPs. -EINVAL when no row has both. */
@@ -68,19 +84,42 @@ char *speed_shape_describe(const speed_shape_t *s, char *buf, size_t len);
  * figure or no fp32 peak): true, saying so. */
 bool speed_bench_on(const thru_bench_t *b, const hwprof_t *hw, char *why, size_t whylen);
 
+/* The first bench attached to hw of shape: 1 with it in *ret, 0 when
+ * none is, or a bench file's error (naming the profile). */
+int speed_attached_bench(const hwprof_t *hw, const speed_shape_t *shape, thru_bench_t *ret, char *err,
+			 size_t errlen);
+
+/* The memory check of an estimate (see the header comment). */
+typedef struct speed_mem {
+	bool checked;			/* the KV cache was sized: fit holds */
+	plan_fit_t fit;
+	uint32_t batch;			/* the estimate's decode batch */
+	char why[512];			/* "decode batch 32 (...): fits ..." or "... memory not checked: ..." */
+} speed_mem_t;
+
+/* The full shape of s on hw, for the memory check: 1 with it in *ret, 0
+ * with the reason in why. */
+int speed_model_shape(const speed_shape_t *s, const hwprof_t *hw, shape_t *ret, char *why, size_t whylen);
+
 /* The target's throughput for shape at decode batch `batch` (0: the
- * bench's best run, or SPEED_DEFAULT_BATCH for an estimate): bench (the
- * target's, given) when not NULL, else the attached bench of the shape,
- * else an estimate with eff (NULL: machine.md's factors). ret->source is
- * THRU_BENCH or THRU_ESTIMATED; ret->why names the file or the roofline.
- * -ENOENT naming the batch when a bench has no run at it; the estimate's
- * -EINVAL naming a missing peak; a bench file's errors. */
+ * bench's best run, or SPEED_DEFAULT_BATCH capped by memory for an
+ * estimate): bench (the target's, given) when not NULL, else the attached
+ * bench of the shape, else an estimate with eff (NULL: machine.md's
+ * factors) checked against memory at in + out tokens per call (out <= 0:
+ * unknown, weights only). ret->source is THRU_BENCH or THRU_ESTIMATED;
+ * ret->why names the file or the roofline and the memory check; mem (may
+ * be NULL) gets the check (mem->why "" for a bench). -ENOENT naming the
+ * batch when a bench has no run at it; -ENOSPC when the model does not fit
+ * the target; the estimate's -EINVAL naming a missing peak; a bench file's
+ * errors. */
 int speed_target_thru(const hwprof_t *hw, const speed_shape_t *shape, const thru_bench_t *bench, uint32_t batch,
-		      const thru_eff_t *eff, thru_t *ret, char *err, size_t errlen);
+		      double in, double out, const thru_eff_t *eff, thru_t *ret, speed_mem_t *mem, char *err,
+		      size_t errlen);
 
 /* A bench for hw of b's model: the attached bench of b's shape, or one
  * estimated at each of b's batch sizes (source THRU_ESTIMATED; origin says
- * so). For charts of another machine than b's. */
+ * so; the weights checked against memory, -ENOSPC when they do not fit).
+ * For charts of another machine than b's. */
 int speed_target_bench(const hwprof_t *hw, const thru_bench_t *b, const thru_eff_t *eff, thru_bench_t *ret,
 		       char *err, size_t errlen);
 
@@ -88,8 +127,9 @@ int speed_target_bench(const hwprof_t *hw, const thru_bench_t *b, const thru_eff
  * target: the speed ratio (target / booked), its basis ("measured" or
  * "estimate", static) and one line saying what it was computed from, and
  * the target's throughput at the batch's mix (for charts and the price-war
- * check). bench, batch, eff as speed_target_thru. -EINVAL when the rows
- * have no engine time or no shape. */
+ * check). bench, batch, eff as speed_target_thru, at the rows' mix; why
+ * ends with the estimate's memory check. -EINVAL when the rows have no
+ * engine time or no shape; -ENOSPC when the model does not fit target. */
 typedef struct speed_whatif {
 	double ratio;			/* target speed / booked speed; busy and idle times divide by it */
 	meter_q_t time_scale;		/* 1 / ratio, exactly, with ratio rounded to 6 significant digits */
@@ -97,6 +137,7 @@ typedef struct speed_whatif {
 	char why[1024];
 	thru_t target;			/* the target's throughput */
 	speed_shape_t shape;
+	speed_mem_t mem;		/* an estimate's memory check */
 	double in_per_call, out_per_call;	/* the batch's mix */
 	double booked_s_per_call, target_s_per_call;
 } speed_whatif_t;

@@ -13,6 +13,10 @@ check of `marginctl economics check --estimate`, offline.
 - --estimate: a 70B f16 model at batch 256 on one 80 GB H100 is refused,
   naming weights + KV against memory; without --batch the batch is the
   largest that fits, and the output says "upper bound".
+- Measured speed: a real bench of llama2-7b taken on this machine, attached
+  to a copy of its profile (bench = FILE) or given with --bench, makes the
+  cpu-2vcpu row "measured" at the bench's largest batch that fits, and the
+  nodes and costs follow from the bench's figures.
 - Bad input: a clear error naming what and the known names.
 
 Binaries from $MARGINCTL and $MARGIN_WORKER, deploy/ from $MARGIN_DEPLOY_DIR
@@ -48,11 +52,12 @@ def env(name):
     return v
 
 
-def run(argv, ok=(0,)):
+def run(argv, ok=(0,), extra_env=None):
     e = dict(os.environ)
     e["MARGIN_HARDWARE_DIR"] = os.path.join(env("MARGIN_DEPLOY_DIR"), "hardware")
     e["MARGIN_PRICES_DIR"] = os.path.join(env("MARGIN_DEPLOY_DIR"), "prices")
     e["MARGIN_URL"] = "http://127.0.0.1:9"  # nothing here talks to a margind
+    e.update(extra_env or {})
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, timeout=120)
     if p.returncode not in ok:
         fail("%s: exit %d, wanted %s\nstdout: %s\nstderr: %s" % (" ".join(argv), p.returncode, ok,
@@ -219,6 +224,72 @@ def estimate(cli):
     check("--model" in p.stderr, p.stderr)
 
 
+def measured(cli):
+    src = os.path.dirname(os.path.abspath(env("MARGIN_DEPLOY_DIR")))
+    bench = os.path.join(src, "tests", "unit", "meter", "data", "bench_llama2_7b_cpu.json")
+    b = json.load(open(bench))
+    r8 = [r for r in b["runs"] if r["batch"] == 8][0]
+    hwdir = os.path.join(T, "hardware")
+    shutil.copytree(os.path.join(env("MARGIN_DEPLOY_DIR"), "hardware"), hwdir)
+    shutil.copy(bench, os.path.join(hwdir, "llama2-7b-cpu.json"))
+    with open(os.path.join(hwdir, "cpu-2vcpu.conf"), "a") as f:
+        f.write("\nbench = llama2-7b-cpu.json\n")
+    q = cli + ["plan", "--output-tokens", "50000000", "--mix", "2048/512", "--model", "llama2-7b", "--currency", "CNY"]
+    O = 50e6
+
+    def check_row(r, origin):
+        s, m = r["speed"], r["memory"]
+        # 9 sequences of 2560 tokens fit; the bench measured batches 1 and 8.
+        check(m["max_batch"] == 9 and s["batch"] == 8, "measured batch: %r %r" % (m, s))
+        check(s["basis"] == "measured (bench %s, batch 8)" % origin, "basis %r" % s["basis"])
+        check(s["decode_tok_s"] == r8["decode_tok_s"] and s["prefill_tok_s"] == r8["prefill_tok_s"],
+              "measured speed %r, the bench's batch 8: %r" % (s, r8))
+        sec = O / 512 * (2048 / r8["prefill_tok_s"] + 512 / r8["decode_tok_s"])
+        check(abs(r["node_seconds_per_day"] - sec) <= 1e-6 * sec and r["nodes"] == math.ceil(sec / 86400),
+              "nodes %d for %.0f node-seconds" % (r["nodes"], sec))
+        # A rental: busy and idle at the same rate, a day of each node.
+        rb = r["rate_busy_micros_per_hour"]
+        check(abs(r["cost_per_day_micros"] - r["nodes"] * 24 * rb) <= 1, "cost per day %r" % r["cost_per_day_micros"])
+        check(abs(r["marginal_out_per_1m_micros"] - rb / (3600 * r8["decode_tok_s"]) * 1e6) <= 1, "marginal")
+
+    # Attached to the profile.
+    hw_env = {"MARGIN_HARDWARE_DIR": hwdir}
+    j = json.loads(run(q + ["--format", "json"], extra_env=hw_env).stdout)
+    rows = {r["profile"]: r for r in j["profiles"]}
+    check_row(rows["cpu-2vcpu"], os.path.join(hwdir, "llama2-7b-cpu.json"))
+    check(rows["8xh100"]["speed"]["basis"] == "estimate (roofline x efficiency measured here), upper bound",
+          "8xh100 has no bench: %r" % rows["8xh100"]["speed"])
+    txt = run(q, extra_env=hw_env).stdout
+    line = [ln for ln in txt.splitlines() if ln.startswith("cpu-2vcpu ")][0]
+    check(line.split()[1] == str(rows["cpu-2vcpu"]["nodes"]) and line.split()[3] == "8" and "measured" in line,
+          "text row %r" % line)
+    for needle in ("decode %.1f tok/s" % r8["decode_tok_s"], "prefill %.1f tok/s" % r8["prefill_tok_s"],
+                   "basis: measured (bench %s, batch 8)" % os.path.join(hwdir, "llama2-7b-cpu.json")):
+        check(needle in txt, "text lacks %r:\n%s" % (needle, txt))
+    c = {r["profile"]: r for r in csv.DictReader(io.StringIO(run(q + ["--format", "csv"], extra_env=hw_env).stdout))}
+    check(c["cpu-2vcpu"]["basis"] == rows["cpu-2vcpu"]["speed"]["basis"] and c["cpu-2vcpu"]["batch"] == "8",
+          "csv %r" % c["cpu-2vcpu"])
+    # Given with --bench: no "hardware" field, so the only --hardware.
+    j = json.loads(run(q + ["--hardware", "cpu-2vcpu", "--bench", bench, "--format", "json"]).stdout)
+    check_row(j["profiles"][0], bench)
+    p = run(q + ["--bench", bench], ok=(2,))
+    check("\"hardware\" field" in p.stderr and "--hardware" in p.stderr, p.stderr)
+    # A bench that says its hardware applies to that profile among all.
+    hb = dict(b, hardware="cpu-2vcpu")
+    hb_path = os.path.join(T, "cpu-bench.json")
+    json.dump(hb, open(hb_path, "w"))
+    j = json.loads(run(q + ["--bench", hb_path, "--format", "json"]).stdout)
+    rows = {r["profile"]: r for r in j["profiles"]}
+    check_row(rows["cpu-2vcpu"], hb_path)
+    check(rows["8xa100"]["speed"]["basis"].startswith("estimate"), "8xa100 %r" % rows["8xa100"]["speed"])
+    p = run(q + ["--bench", hb_path, "--hardware", "8xh100"], ok=(2,))
+    check("measured on cpu-2vcpu, which is not planned here (profiles: 8xh100)" in p.stderr, p.stderr)
+    # A bench of another model is refused, naming both shapes.
+    p = run(cli + ["plan", "--output-tokens", "1M", "--model", "llama2-70b", "--hardware", "cpu-2vcpu",
+                   "--bench", bench], ok=(2,))
+    check("a bench of llama2-7b" in p.stderr and "llama2-70b" in p.stderr, p.stderr)
+
+
 def bad_input(cli):
     base = cli + ["plan", "--output-tokens", "50M", "--model", "llama2-7b"]
     for extra, needle in ((["--deadline", "48h"], "--deadline 48h"), (["--mix", "2048"], "--mix 2048"),
@@ -245,6 +316,7 @@ def main():
         txt = plan_question(cli)
         n = shapes(cli, env("MARGIN_WORKER"))
         estimate(cli)
+        measured(cli)
         bad_input(cli)
     finally:
         shutil.rmtree(T, ignore_errors=True)

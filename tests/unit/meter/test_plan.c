@@ -2,12 +2,15 @@
  * values computed by hand (in the comments), the estimate's peak choice,
  * and the 70B-on-one-H100 refusal. */
 #include "plan.h"
+#include "speed.h"
 #include "tests.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static hwprof_t profile(const char *text)
 {
@@ -261,10 +264,110 @@ static void test_profile(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "memory 80.0 GB"));
 }
 
+/* Copies src to dir/name, appending extra (a line) when not NULL. */
+static int copy_file(const char *src, const char *dir, const char *name, const char *extra, char *path, size_t len)
+{
+	char buf[4096];
+	size_t n;
+	snprintf(path, len, "%s/%s", dir, name);
+	FILE *in = fopen(src, "r"), *out = fopen(path, "w");
+	if (in == NULL || out == NULL)
+		return -1;
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		fwrite(buf, 1, n, out);
+	if (extra != NULL)
+		fprintf(out, "\n%s\n", extra);
+	fclose(in);
+	return fclose(out);
+}
+
+/* The 7B question on this machine's profile with the real bench of
+ * llama2-7b taken here attached (bench = FILE): tokens/s measured at the
+ * bench's largest batch that fits (8 of the 9 that fit), not estimated,
+ * and the nodes and costs follow from those figures. */
+static void test_profile_bench(void)
+{
+	char dir[] = "/tmp/test_plan_XXXXXX", conf[1024], bpath[1024], err[1024] = "";
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	CU_ASSERT_EQUAL_FATAL(copy_file(DATA("bench_llama2_7b_cpu.json"), dir, "llama2-7b.json", NULL, bpath,
+					sizeof(bpath)), 0);
+	CU_ASSERT_EQUAL_FATAL(copy_file(DEPLOY("hardware/cpu-2vcpu.conf"), dir, "cpu-2vcpu.conf",
+					"bench = llama2-7b.json", conf, sizeof(conf)), 0);
+	hwprof_t hw;
+	int r = hwprof_load(conf, &hw, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	shape_t m;
+	thru_eff_t eff;
+	thru_eff_machine_md(&eff);
+	CU_ASSERT_EQUAL_FATAL(shape_preset("llama2-7b", NULL, &m, err, sizeof(err)), 0);
+	speed_shape_t shape;
+	speed_shape_from_model(&m, &shape);
+	thru_bench_t *b = malloc(sizeof(*b));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_EQUAL_FATAL(speed_attached_bench(&hw, &shape, b, err, sizeof(err)), 1);
+
+	plan_workload_t w = { .out_tokens_per_day = 50e6, .in_per_req = 2048, .out_per_req = 512,
+			      .deadline_hours = 24 };
+	plan_in_t in = { .model = &m, .work = &w, .currency = "CNY", .eff = &eff };
+	plan_row_t row, est;
+	r = plan_profile(&in, &hw, b, &row, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	/* 9 sequences of 2560 tokens fit 24 GiB; the bench measured batches 1
+	 * and 8: batch 8's prefill 8.15124 and decode 7.57068 tok/s. */
+	CU_ASSERT_EQUAL(row.fit.max_batch, 9);
+	CU_ASSERT_EQUAL(row.batch, 8);
+	CU_ASSERT_EQUAL(row.speed.source, THRU_BENCH);
+	CU_ASSERT_DOUBLE_EQUAL(row.speed.decode_tok_s, 7.57068, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(row.speed.prefill_tok_s, 8.15124, 1e-9);
+	char want[1200];
+	snprintf(want, sizeof(want), "measured (bench %s, batch 8)", bpath);
+	CU_ASSERT_STRING_EQUAL(row.basis, want);
+	CU_ASSERT_PTR_NOT_NULL(strstr(row.speed.why, "the largest batch measured <= the 9 that fit"));
+	/* 97,656.25 requests x (2048 / 8.15124 + 512 / 7.57068) s = 31.14M
+	 * node-seconds: 361 nodes within a day, 0.8832 CNY/h busy and idle. */
+	double s = 50e6 / 512 * (2048 / 8.15124 + 512 / 7.57068);
+	CU_ASSERT_DOUBLE_EQUAL(row.node_seconds_per_day, s, 1e-6 * s);
+	CU_ASSERT_EQUAL(row.nodes, (uint64_t)ceil(s / 86400));
+	CU_ASSERT_EQUAL(row.nodes, 361);
+	CU_ASSERT_DOUBLE_EQUAL(row.marginal_out_per_1m, 883200 / (3600 * 7.57068) * 1e6, 1e-3);
+	CU_ASSERT_DOUBLE_EQUAL(row.cost_per_day_micros, 361 * 24 * 883200.0, 1e-3);
+
+	/* Without the bench: the estimate at the 9 that fit, named so. */
+	CU_ASSERT_EQUAL_FATAL(plan_profile(&in, &hw, NULL, &est, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(est.batch, 9);
+	CU_ASSERT_EQUAL(est.speed.source, THRU_ESTIMATED);
+	CU_ASSERT_STRING_EQUAL(est.basis, PLAN_BASIS_ESTIMATE);
+	CU_ASSERT(est.nodes != row.nodes);
+
+	/* A bench with every run above the batch that fits is set aside. */
+	thru_t t;
+	uint64_t at;
+	CU_ASSERT_EQUAL(plan_bench_speed(b, 7, &t, &at, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(at, 1);
+	CU_ASSERT_DOUBLE_EQUAL(t.decode_tok_s, b->runs[0].decode_tok_s, 0);
+	b->runs[0].batch = 16;
+	b->runs[1].batch = 32;
+	CU_ASSERT_EQUAL(plan_bench_speed(b, 9, &t, &at, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "its smallest is 16"));
+	CU_ASSERT_EQUAL_FATAL(plan_profile(&in, &hw, b, &row, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(row.speed.source, THRU_ESTIMATED);
+	CU_ASSERT_DOUBLE_EQUAL(row.speed.decode_tok_s, est.speed.decode_tok_s, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(row.speed.why, "bench set aside"));
+	free(b);
+	unlink(conf);
+	unlink(bpath);
+	rmdir(dir);
+}
+
 const cu_test_t plan_tests[] = {
 	{ "fit", test_fit },
 	{ "estimate", test_estimate },
 	{ "capacity", test_capacity },
 	{ "profile", test_profile },
+	{ "profile_bench", test_profile_bench },
 	{ NULL, NULL },
 };

@@ -443,6 +443,108 @@ static void test_bench_elsewhere(void)
 	pricetab_destroy(&p);
 }
 
+/* One H100 SXM (8xh100.conf's figures / 8) with memory_bytes `mem` ("":
+ * none stated). */
+static hwprof_t h100_mem(const char *name, const char *mem)
+{
+	char text[2048], err[512] = "";
+	hwprof_t hw;
+	snprintf(text, sizeof(text),
+		 "[hardware]\nname = %s\ncurrency = CNY\npricing = rental\naccelerators = 1\n"
+		 "purchase_price = 0\npurchase_price_source = t\npurchase_price_date = t\n"
+		 "power_watts_load = 0\npower_watts_load_source = t\npower_watts_load_date = t\n"
+		 "fixed_per_hour = 8.4\nfixed_per_hour_source = t\nfixed_per_hour_date = t\n"
+		 "peak_flops_fp32 = 66.9e12\npeak_flops_fp32_source = t\npeak_flops_fp32_date = t\n"
+		 "peak_flops_fp16 = 989.4e12\npeak_flops_fp16_source = t\npeak_flops_fp16_date = t\n"
+		 "mem_bandwidth = 3.35e12\nmem_bandwidth_source = t\nmem_bandwidth_date = t\n%s%s%s",
+		 name, mem[0] ? "memory_bytes = " : "", mem, mem[0] ? "\nmemory_bytes_source = t\nmemory_bytes_date = t\n" : "");
+	int r = hwprof_load_string(name, text, &hw, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	return hw;
+}
+
+/* The what-if estimate knows the target's memory: the default decode
+ * batch (32) is capped at the largest that fits the batch's mix, a batch
+ * asked for must fit, weights that do not fit are an error; a model whose
+ * shape cannot be had says "memory not checked". */
+static void test_whatif_memory(void)
+{
+	hwprof_t cpu, h100;
+	thru_bench_t b;
+	thru_eff_t md;
+	ledger_row_t rows[N7];
+	speed_whatif_t w;
+	char err[1024] = "";
+	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/cpu-2vcpu.conf"), &cpu, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(hwprof_load(DEPLOY("hardware/8xh100.conf"), &h100, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(thru_bench_load(DATA("bench_llama2_7b_cpu.json"), &b, err, sizeof(err)), 0);
+	rows_7b(rows, &cpu, &b);
+	thru_eff_machine_md(&md);
+
+	/* 16 GB: 13,477,363,712 B of f16 weights + 268,435,456 B of KV per
+	 * sequence of 256 + 256 tokens: 9 sequences fit, not 32. */
+	hwprof_t small = h100_mem("h100-16g", "16e9");
+	int r = speed_whatif(rows, N7, &small, NULL, 0, NULL, &w, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	CU_ASSERT(w.mem.checked);
+	CU_ASSERT_EQUAL(w.mem.fit.max_batch, 9);
+	CU_ASSERT_EQUAL(w.mem.fit.kv_bytes_per_seq, 268435456);
+	CU_ASSERT_EQUAL(w.mem.batch, 9);
+	thru_t t9;
+	CU_ASSERT_EQUAL_FATAL(thru_estimate(&small, true, b.params_per_token, 2.0, 9, &md, &t9, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(w.target_s_per_call, TOK7 / t9.prefill_tok_s + TOK7 / t9.decode_tok_s, 1e-12);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.why, "decode batch 9 (the largest that fits, below the default)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.why, "fit memory 16.0 GB"));
+	CU_ASSERT_PTR_NULL(strstr(w.why, "not checked"));
+	/* A batch asked for that does not fit: refused, weights + KV named. */
+	CU_ASSERT_EQUAL(speed_whatif(rows, N7, &small, NULL, 32, NULL, &w, err, sizeof(err)), -ENOSPC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "batch 32 does not fit on h100-16g"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "weights 13.5 GB + KV cache"));
+	CU_ASSERT_EQUAL(speed_whatif(rows, N7, &small, NULL, 9, NULL, &w, err, sizeof(err)), 0);
+	/* 10 GB: the weights alone do not fit. */
+	hwprof_t tiny = h100_mem("h100-10g", "10e9");
+	CU_ASSERT_EQUAL(speed_whatif(rows, N7, &tiny, NULL, 0, NULL, &w, err, sizeof(err)), -ENOSPC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "weights 13.5 GB"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "> memory 10.0 GB (the weights alone do not fit)"));
+	/* ... nor for a chart of its bench (no call mix: the weights). */
+	thru_bench_t *e = malloc(sizeof(*e));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_EQUAL(speed_target_bench(&tiny, &b, NULL, e, err, sizeof(err)), -ENOSPC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "the weights alone do not fit"));
+	CU_ASSERT_EQUAL(speed_target_bench(&small, &b, NULL, e, err, sizeof(err)), 0);
+	free(e);
+	/* 8 x 80 GB: the default 32 fits. */
+	CU_ASSERT_EQUAL_FATAL(speed_whatif(rows, N7, &h100, NULL, 0, NULL, &w, err, sizeof(err)), 0);
+	CU_ASSERT(w.mem.checked);
+	CU_ASSERT_EQUAL(w.mem.batch, 32);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.why, "decode batch 32 (the default)"));
+
+	/* No shape to size the KV cache: a name that is no preset, or a
+	 * preset's name on calls of another size; or no memory_bytes. The
+	 * default batch is kept and the basis says so. */
+	for (int i = 0; i < N7; i++)
+		rows[i].model = "my-7b";
+	CU_ASSERT_EQUAL_FATAL(speed_whatif(rows, N7, &tiny, NULL, 0, NULL, &w, err, sizeof(err)), 0);
+	CU_ASSERT(!w.mem.checked);
+	CU_ASSERT_EQUAL(w.mem.batch, 32);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.why, "memory not checked: my-7b is not a preset shape"));
+	for (int i = 0; i < N7; i++) {
+		rows[i].model = "llama2-7b";
+		rows[i].flops = rows[i].flops / 2;	/* a 3.3B model's FLOPs */
+	}
+	CU_ASSERT_EQUAL_FATAL(speed_whatif(rows, N7, &tiny, NULL, 0, NULL, &w, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.why, "memory not checked: llama2-7b: the preset of that name has"));
+	rows_7b(rows, &cpu, &b);
+	hwprof_t nomem = h100_mem("h100-nomem", "");
+	CU_ASSERT_EQUAL_FATAL(speed_whatif(rows, N7, &nomem, NULL, 0, NULL, &w, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(w.mem.batch, 32);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.why, "memory not checked: h100-nomem: no memory_bytes"));
+}
+
 const cu_test_t thru_tests[] = {
 	{ "real_bench_output", test_real_bench_output },
 	{ "bench", test_bench },
@@ -451,5 +553,6 @@ const cu_test_t thru_tests[] = {
 	{ "whatif_7b_estimate", test_whatif_7b_estimate },
 	{ "attached_bench", test_attached_bench },
 	{ "bench_elsewhere", test_bench_elsewhere },
+	{ "whatif_memory", test_whatif_memory },
 	{ NULL, NULL },
 };
