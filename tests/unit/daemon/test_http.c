@@ -29,6 +29,7 @@ typedef struct fake_core {
 	int submits;
 	char job_state[32];
 	json_t *sync_line;		/* the last api.submit_sync request line */
+	int health_delay_ms;		/* "health" answers this late */
 } fake_core_t;
 
 static fake_core_t core;
@@ -52,6 +53,10 @@ static int fake_ctl(void *user, json_t *req, json_t **ret)
 		reply = json_pack("{s:[{s:s, s:i, s:[{s:s, s:i}]}]}", "workers", "name", "w1", "slots", 4,
 				  "models", "name", "llama-110m", "n_ctx", 64);
 	} else if (strcmp(cmd, "health") == 0) {
+		struct timespec d = { c->health_delay_ms / 1000, (c->health_delay_ms % 1000) * 1000000L };
+		mtx_unlock(&c->lock);
+		nanosleep(&d, NULL);
+		mtx_lock(&c->lock);
 		reply = json_pack("{s:b, s:i, s:b}", "ok", 1, "workers", 1, "draining", 0);
 	} else if (strcmp(cmd, "submit") == 0) {
 		snprintf(c->last_input, sizeof(c->last_input), "%s",
@@ -718,6 +723,13 @@ static int create_main(void *p)
 	return 0;
 }
 
+static int readyz_main(void *p)
+{
+	create_arg_t *a = p;
+	request(a->port, "GET", "/readyz", NULL, NULL, 0, &a->r);
+	return 0;
+}
+
 /* Creating a batch while its file is being deleted: the create wins (200,
  * and the batch has the whole input) or the delete does (404), never 500. */
 static void test_create_delete_race(void)
@@ -769,6 +781,43 @@ static void test_create_delete_race(void)
 	http_destroy(&h);
 }
 
+/* A handler that takes longer than idle_timeout still answers (its
+ * connection is not idle, it waits for the server), and slow requests run
+ * side by side: /healthz answers meanwhile. */
+static void test_slow_handler(void)
+{
+	http_config_t c;
+	http_config_default(&c);
+	c.listen = "127.0.0.1:0";
+	c.state_dir = cu_tmpdir();
+	c.idle_timeout_s = 1;
+	c.threads = 1;
+	http_t *h = NULL;
+	char err[512];
+	CU_ASSERT_EQUAL_FATAL(http_new(&c, NULL, fake_ctl, &core, &h, err, sizeof(err)), 0);
+	uint16_t port = http_port(h);
+	core.health_delay_ms = 2500;
+	create_arg_t a[3];
+	thrd_t t[3];
+	for (int i = 0; i < 3; i++) {
+		a[i] = (create_arg_t){ port, NULL, { 0 } };
+		CU_ASSERT_FATAL(thrd_create(&t[i], readyz_main, &a[i]) == thrd_success);
+	}
+	struct timespec d = { 0, 300000000L };
+	nanosleep(&d, NULL);
+	resp_t r;
+	request(port, "GET", "/healthz", NULL, NULL, 0, &r);
+	CU_ASSERT_EQUAL(r.status, 200);
+	resp_free(&r);
+	for (int i = 0; i < 3; i++) {
+		thrd_join(t[i], NULL);
+		CU_ASSERT_EQUAL(a[i].r.status, 200);
+		resp_free(&a[i].r);
+	}
+	core.health_delay_ms = 0;
+	http_destroy(&h);
+}
+
 /* The connection keys of [http]: read, bounded, named when wrong. */
 static void test_config_connections(void)
 {
@@ -809,6 +858,7 @@ const cu_test_t http_tests[] = {
 	{ "framing: two lengths, length and chunked, unknown coding, NUL: 400 and closed", test_framing },
 	{ "multipart: no closing boundary, two files, filename not UTF-8: 400, nothing stored", test_multipart_refusals },
 	{ "batch create racing the file's delete: 200 or 404, never 500", test_create_delete_race },
+	{ "a handler slower than idle_timeout still answers; others run meanwhile", test_slow_handler },
 	{ "config: max_connections, max_connections_per_ip, idle_timeout, threads", test_config_connections },
 	{ NULL, NULL },
 };
