@@ -136,9 +136,10 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 	}
 	if (strcmp(key, "file") != 0)
 		return MHD_YES;		/* expires_after[...] and friends: not used */
-	/* A second file part starts again at offset 0: its bytes would be
-	 * appended to the first one's. */
-	if (up->have_file && (off < up->file_next_off || (off == 0 && up->file_next_off > 0)))
+	/* Each part's first call has offset 0 (an empty part gets just that
+	 * one call, of size 0); a second file part's bytes would be appended
+	 * to the first one's. */
+	if (up->have_file && (off == 0 || off < up->file_next_off))
 		return up_fail(up, 400, "invalid_request",
 			       "more than one \"file\" field: send one file per upload");
 	up->file_next_off = off + size;

@@ -673,6 +673,8 @@ static void test_multipart_refusals(void)
 		{ "closing boundary cut", REQ(PURPOSE FILEPART("in.jsonl") LINES "\r\n--XyZzyBoundary42"), "closing boundary" },
 		{ "two file parts", REQ(PURPOSE FILEPART("a.jsonl") LINES "\r\n" FILEPART("b.jsonl") LINES
 					"\r\n--XyZzyBoundary42--\r\n"), "more than one" },
+		{ "an empty file part, then another", REQ(PURPOSE FILEPART("a.jsonl") "\r\n" FILEPART("b.jsonl") LINES
+							  "\r\n--XyZzyBoundary42--\r\n"), "more than one" },
 		{ "filename in Latin-1", REQ(PURPOSE FILEPART("caf\xe9.jsonl") LINES "\r\n--XyZzyBoundary42--\r\n"), "UTF-8" },
 		{ "filename cut mid-character", REQ(PURPOSE FILEPART("in\xc3") LINES "\r\n--XyZzyBoundary42--\r\n"), "UTF-8" },
 	};
