@@ -893,7 +893,23 @@ void api_batches_create(http_req_t *r)
 				 strerror(errno));
 		goto out;
 	}
-	rc = validate(h, f.path, &ctx, rej, &v, err, sizeof(err));
+	/* The batch's own name for the input first: a DELETE of the file from
+	 * now on cannot pull it away (the bytes stay until the batch's copy
+	 * goes). A file deleted since the lookup is a file not found. */
+	if (link(f.path, in_path) < 0) {
+		validation_t all = { 0 };
+		rc = errno == ENOENT ? -ENOENT : copy_without(f.path, in_path, &all, err, sizeof(err));
+		if (rc == -ENOENT) {
+			http_reply_error(r, 404, "not_found", "input_file_id", "no file with id \"%s\" (it was deleted)",
+					 fid);
+			goto out;
+		}
+		if (rc < 0) {
+			http_reply_error(r, 500, "internal_error", NULL, "preparing the input of the batch: %s", err);
+			goto out;
+		}
+	}
+	rc = validate(h, in_path, &ctx, rej, &v, err, sizeof(err));
 	if (rc == 0 && (fflush(rej) != 0 || fsync(fileno(rej)) < 0))
 		rc = -errno, snprintf(err, sizeof(err), "writing %.300s: %s", rej_path, strerror(errno));
 	fclose(rej);
@@ -902,13 +918,17 @@ void api_batches_create(http_req_t *r)
 		http_reply_error(r, 500, "internal_error", NULL, "validating file %s: %s", fid, err);
 		goto out;
 	}
-	/* The job reads its own name for the input, so deleting the uploaded
-	 * file later cannot pull it away. */
-	if (v.n_bad == 0 || v.not_jsonl) {
-		if (link(f.path, in_path) < 0)
-			rc = copy_without(f.path, in_path, &v, err, sizeof(err));
-	} else {
-		rc = copy_without(f.path, in_path, &v, err, sizeof(err));
+	/* Refused lines are blanked in the job's copy (line numbers stay). */
+	if (v.n_bad > 0 && !v.not_jsonl) {
+		char tmp[4300];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", in_path);
+		rc = copy_without(in_path, tmp, &v, err, sizeof(err));
+		if (rc == 0 && rename(tmp, in_path) < 0) {
+			rc = -errno;
+			snprintf(err, sizeof(err), "renaming the copy: %s", strerror(errno));
+		}
+		if (rc < 0)
+			unlink(tmp);
 	}
 	if (rc < 0) {
 		http_reply_error(r, 500, "internal_error", NULL, "preparing the input of the batch: %s", err);

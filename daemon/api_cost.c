@@ -122,7 +122,15 @@ int api_cost_start(const booking_conf_t *conf, const char *state_dir, char *err,
 
 /* --- shared helpers ---------------------------------------------------- */
 
-/* "YYYY-MM-DD" -> unix ns of its 00:00 UTC. */
+/* The days a filter can name: times are int64 nanoseconds since 1970
+ * (the last whole day ends before 2262-04-11T23:47:16Z), and 0 means "no
+ * bound" to the ledger. */
+#define DAY_MIN "1970-01-01"
+#define DAY_MAX "2262-04-10"
+#define DAY_NS (86400LL * 1000000000LL)
+
+/* "YYYY-MM-DD" -> unix ns of its 00:00 UTC. -EINVAL when it does not
+ * parse, -ERANGE outside DAY_MIN..DAY_MAX. */
 static int parse_day(const char *s, int64_t *ret)
 {
 	struct tm tm;
@@ -130,8 +138,23 @@ static int parse_day(const char *s, int64_t *ret)
 	const char *e = strptime(s, "%Y-%m-%d", &tm);
 	if (e == NULL || *e != '\0')
 		return -EINVAL;
-	*ret = (int64_t)timegm(&tm) * 1000000000LL;
+	time_t t = timegm(&tm);
+	/* Whole days only, so the end of the last one (+ DAY_NS) fits too. */
+	if (t < 0 || t > INT64_MAX / 1000000000LL - 86400)
+		return -ERANGE;
+	*ret = (int64_t)t * 1000000000LL;
 	return 0;
+}
+
+static bool day_arg(http_req_t *r, const char *name, const char *s, int64_t *ret)
+{
+	int rc = parse_day(s, ret);
+	if (rc == -EINVAL)
+		http_reply_error(r, 400, "invalid_request", name, "%s=%s: expected a day, YYYY-MM-DD (UTC)", name, s);
+	else if (rc == -ERANGE)
+		http_reply_error(r, 400, "invalid_request", name, "%s=%s: out of range: expected a day from %s to %s",
+				 name, s, DAY_MIN, DAY_MAX);
+	return rc == 0;
 }
 
 /* Does the journal know the batch? 1 yes, 0 no, < 0 error. */
@@ -208,16 +231,12 @@ void api_cost_report(http_req_t *r)
 				 "(what-if: recomputed with margind's price tables)", prices_q);
 		return;
 	}
-	if (from != NULL && parse_day(from, &f.from_ns) < 0) {
-		http_reply_error(r, 400, "invalid_request", "from", "from=%s: expected a day, YYYY-MM-DD (UTC)", from);
+	if (from != NULL && !day_arg(r, "from", from, &f.from_ns))
 		return;
-	}
-	if (to != NULL && parse_day(to, &f.to_ns) < 0) {
-		http_reply_error(r, 400, "invalid_request", "to", "to=%s: expected a day, YYYY-MM-DD (UTC)", to);
+	if (to != NULL && !day_arg(r, "to", to, &f.to_ns))
 		return;
-	}
 	if (to != NULL)
-		f.to_ns += 86400LL * 1000000000LL;	/* the whole day */
+		f.to_ns += DAY_NS;	/* the whole day */
 	if (c == NULL) {
 		http_reply_error(r, 503, "meter_unavailable", NULL, "the metering service is not running");
 		return;

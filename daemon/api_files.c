@@ -38,6 +38,11 @@ typedef struct upload {
 	char purpose[64];
 	uint64_t bytes;
 	uint64_t line_no, line_len;	/* the line being received */
+	uint64_t file_next_off;		/* the file part's bytes so far */
+	char delim[80];			/* CRLF "--" boundary "--": the close delimiter */
+	size_t delim_len;
+	size_t delim_match;		/* its bytes matched so far across chunks */
+	bool closed;			/* the close delimiter was received */
 	int err_status;			/* an error found by the iterator */
 	char err_code[48];
 	char err_msg[512];
@@ -86,6 +91,32 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* The file's name as stored: valid UTF-8 (the File object is JSON), cut to
+ * the buffer on a character boundary. */
+static int set_filename(upload_t *up, const char *filename)
+{
+	if (filename == NULL || filename[0] == '\0') {
+		snprintf(up->filename, sizeof(up->filename), "upload.jsonl");
+		return 0;
+	}
+	json_t *s = json_string(filename);	/* NULL: not UTF-8 */
+	if (s == NULL) {
+		up_fail(up, 400, "invalid_request",
+			"filename: not valid UTF-8 (a name cut mid-character, or in another encoding)");
+		return -EINVAL;
+	}
+	json_decref(s);
+	size_t n = strlen(filename);
+	if (n >= sizeof(up->filename)) {
+		n = sizeof(up->filename) - 1;
+		while (n > 0 && ((unsigned char)filename[n] & 0xc0) == 0x80)
+			n--;	/* filename[n] would start the next character */
+	}
+	memcpy(up->filename, filename, n);
+	up->filename[n] = '\0';
+	return 0;
+}
+
 static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *key,
 				const char *filename, const char *content_type,
 				const char *transfer_encoding, const char *data, uint64_t off,
@@ -105,11 +136,17 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 	}
 	if (strcmp(key, "file") != 0)
 		return MHD_YES;		/* expires_after[...] and friends: not used */
+	/* Each part's first call has offset 0 (an empty part gets just that
+	 * one call, of size 0); a second file part's bytes would be appended
+	 * to the first one's. */
+	if (up->have_file && (off == 0 || off < up->file_next_off))
+		return up_fail(up, 400, "invalid_request",
+			       "more than one \"file\" field: send one file per upload");
+	up->file_next_off = off + size;
 	if (up->fd < 0) {
-		if (up->have_file)
-			return up_fail(up, 400, "invalid_request", "more than one \"file\" field");
 		up->have_file = true;
-		snprintf(up->filename, sizeof(up->filename), "%s", filename ? filename : "upload.jsonl");
+		if (set_filename(up, filename) < 0)
+			return MHD_NO;
 		char id[64];
 		http_random_id(".upload-", id, sizeof(id));
 		snprintf(up->tmp, sizeof(up->tmp), "%s/%s", r->h->files_dir, id);
@@ -152,6 +189,52 @@ static void reply_upload_error(http_req_t *r, upload_t *up)
 	http_reply_error(r, (unsigned)up->err_status, up->err_code, NULL, "%s", up->err_msg);
 }
 
+/* The boundary parameter of a multipart Content-Type (RFC 2046: 1 to 70
+ * characters, maybe quoted). */
+static int multipart_boundary(const char *ct, char *out, size_t outlen)
+{
+	const char *p = strcasestr(ct, "boundary=");
+	if (p == NULL)
+		return -EINVAL;
+	p += 9;
+	size_t n;
+	if (*p == '"') {
+		p++;
+		const char *q = strchr(p, '"');
+		if (q == NULL)
+			return -EINVAL;
+		n = (size_t)(q - p);
+	} else {
+		n = strcspn(p, "; \t");
+	}
+	if (n == 0 || n > 70 || n >= outlen)
+		return -EINVAL;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* Looks for the close delimiter in the raw body, across chunks. The body
+ * before it ends the last part; a body without it was cut short. */
+static void scan_close(upload_t *up, const char *data, size_t len)
+{
+	for (size_t i = 0; i < len && !up->closed; i++) {
+		for (;;) {
+			if (data[i] == up->delim[up->delim_match]) {
+				up->delim_match++;
+				break;
+			}
+			if (up->delim_match == 0)
+				break;
+			/* The delimiter starts with CR LF and has no other CR: a
+			 * mismatch restarts at this byte. */
+			up->delim_match = 0;
+		}
+		if (up->delim_match == up->delim_len)
+			up->closed = true;
+	}
+}
+
 int api_files_upload_begin(http_req_t *r)
 {
 	const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -168,6 +251,13 @@ int api_files_upload_begin(http_req_t *r)
 	up->fd = -1;
 	r->user = up;
 	r->cleanup = upload_cleanup;
+	char boundary[70];
+	if (multipart_boundary(ct, boundary, sizeof(boundary)) < 0) {
+		http_reply_error(r, 400, "invalid_request", NULL,
+				 "Content-Type: multipart/form-data needs a boundary of 1 to 70 characters");
+		return -EINVAL;
+	}
+	up->delim_len = (size_t)snprintf(up->delim, sizeof(up->delim), "\r\n--%s--", boundary);
 	up->pp = MHD_create_post_processor(r->conn, PP_BUFFER, on_field, r);
 	if (up->pp == NULL) {
 		http_reply_error(r, 400, "invalid_request", NULL,
@@ -180,6 +270,7 @@ int api_files_upload_begin(http_req_t *r)
 int api_files_upload_data(http_req_t *r, const char *data, size_t len)
 {
 	upload_t *up = r->user;
+	scan_close(up, data, len);
 	if (MHD_post_process(up->pp, data, len) != MHD_YES || up->err_status != 0) {
 		if (up->err_status == 0)
 			up_fail(up, 400, "invalid_request", "the multipart body is malformed");
@@ -242,6 +333,12 @@ void api_files_upload(http_req_t *r)
 		up_fail(up, 400, "invalid_request", "the multipart body is malformed");
 	if (up->err_status != 0) {
 		reply_upload_error(r, up);
+		return;
+	}
+	if (!up->closed) {
+		http_reply_error(r, 400, "invalid_request", "file",
+				 "the multipart body ends before its closing boundary (--%.*s--): the upload was cut short",
+				 (int)(up->delim_len - 6), up->delim + 4);
 		return;
 	}
 	if (!up->have_file) {

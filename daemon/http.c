@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,7 +36,10 @@ void http_config_default(http_config_t *c)
 	c->max_upload_bytes = 200ull << 20;	/* OpenAI's batch input limit */
 	c->max_line_bytes = 8ull << 20;		/* ingest.h INGEST_LINE_MAX */
 	c->max_body_bytes = 1ull << 20;
-	c->max_connections = 256;
+	c->max_connections = 4096;
+	c->max_connections_per_ip = 256;
+	c->idle_timeout_s = 10;
+	c->threads = 4;
 	c->ctl_timeout_ns = 30 * MG_NS_PER_S;
 	c->sync_timeout_ns = 600 * MG_NS_PER_S;
 	c->completion_window_s = 24 * 3600;
@@ -68,16 +72,34 @@ int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t
 	const char *l = mg_config_get(cfg, "http", "listen");
 	if (l != NULL && *l != '\0')
 		c->listen = l;
-	uint64_t conns = c->max_connections, dmt = c->default_max_tokens, cap = c->max_tokens_cap;
+	uint64_t conns = c->max_connections, per_ip = c->max_connections_per_ip, threads = c->threads;
+	uint64_t dmt = c->default_max_tokens, cap = c->max_tokens_cap;
 	int r;
 	if ((r = get_u64(cfg, "http", "max_upload_bytes", 1024, 1ull << 40, &c->max_upload_bytes, err, errlen)) < 0 ||
 	    (r = get_u64(cfg, "http", "max_line_bytes", 64, 1ull << 30, &c->max_line_bytes, err, errlen)) < 0 ||
 	    (r = get_u64(cfg, "http", "max_body_bytes", 1024, 1ull << 30, &c->max_body_bytes, err, errlen)) < 0 ||
 	    (r = get_u64(cfg, "http", "max_connections", 4, 65536, &conns, err, errlen)) < 0 ||
+	    (r = get_u64(cfg, "http", "max_connections_per_ip", 1, 65536, &per_ip, err, errlen)) < 0 ||
+	    (r = get_u64(cfg, "http", "threads", 1, 64, &threads, err, errlen)) < 0 ||
 	    (r = get_u64(cfg, "scheduler", "default_max_tokens", 1, 1u << 24, &dmt, err, errlen)) < 0 ||
 	    (r = get_u64(cfg, "scheduler", "max_tokens_cap", 1, 1u << 30, &cap, err, errlen)) < 0)
 		return r;
 	c->max_connections = (uint32_t)conns;
+	/* One address never takes every connection: a per-address limit
+	 * above the global one means no per-address limit. */
+	c->max_connections_per_ip = (uint32_t)(per_ip < conns ? per_ip : conns);
+	c->threads = (uint32_t)threads;
+	int64_t idle;
+	r = mg_config_get_duration(cfg, "http", "idle_timeout", MG_NS_PER_S, &idle, err, errlen);
+	if (r == 0 && (idle < MG_NS_PER_S || idle > 3600 * MG_NS_PER_S)) {
+		snprintf(err, errlen, "%s: [http] idle_timeout: expected 1s to 1h",
+			 mg_config_origin(cfg, "http", "idle_timeout"));
+		return -EINVAL;
+	}
+	if (r == 0)
+		c->idle_timeout_s = (uint32_t)(idle / MG_NS_PER_S);
+	else if (r != -ENOENT)
+		return r;
 	c->default_max_tokens = (uint32_t)dmt;
 	c->max_tokens_cap = (uint32_t)cap;
 	r = mg_config_get_duration(cfg, "http", "sync_timeout", MG_NS_PER_S, &c->sync_timeout_ns, err, errlen);
@@ -607,6 +629,7 @@ enum {
 	R_OPEN = 1,	/* no API key needed */
 	R_JSON = 2,	/* a JSON object body is required */
 	R_STREAM = 4,	/* the body is streamed to begin/data (uploads) */
+	R_INLINE = 8,	/* answered in the event loop: never waits */
 };
 
 typedef struct route {
@@ -619,7 +642,7 @@ typedef struct route {
 } route_t;
 
 static const route_t routes[] = {
-	{ "GET", "/healthz", R_OPEN, on_healthz, NULL, NULL },
+	{ "GET", "/healthz", R_OPEN | R_INLINE, on_healthz, NULL, NULL },
 	{ "GET", "/readyz", R_OPEN, on_readyz, NULL, NULL },
 	{ "GET", "/metrics", 0, on_metrics, NULL, NULL },
 	{ "POST", "/v1/files", R_STREAM, api_files_upload, api_files_upload_begin, api_files_upload_data },
@@ -705,6 +728,10 @@ static const char *method_label(const char *m)
 typedef struct conn_state {
 	http_req_t req;
 	const route_t *route;
+	bool started;			/* on_access has seen the request */
+	size_t raw_uri_len;		/* the request target as sent */
+	atomic_bool handled;		/* the handler thread is done: queue its reply */
+	bool suspended;			/* a handler thread has the request */
 } conn_state_t;
 
 static enum MHD_Result queue(http_req_t *r)
@@ -726,6 +753,47 @@ static enum MHD_Result queue(http_req_t *r)
 	return q;
 }
 
+/* --- handler threads ----------------------------------------------------- */
+
+static int handler_main(void *arg)
+{
+	conn_state_t *cs = arg;
+	http_t *h = cs->req.h;
+	cs->route->handle(&cs->req);
+	atomic_store(&cs->handled, true);
+	/* libmicrohttpd calls on_access again, which queues the reply. */
+	MHD_resume_connection(cs->req.conn);
+	mtx_lock(&h->busy_lock);
+	if (--h->busy == 0)
+		cnd_broadcast(&h->busy_idle);
+	mtx_unlock(&h->busy_lock);
+	return 0;
+}
+
+/* Suspends the connection and runs the route's handler in a thread of its
+ * own: the event loop goes on serving every other connection. */
+static int handle_in_thread(conn_state_t *cs)
+{
+	http_t *h = cs->req.h;
+	thrd_t t;
+	mtx_lock(&h->busy_lock);
+	h->busy++;
+	mtx_unlock(&h->busy_lock);
+	cs->suspended = true;
+	MHD_suspend_connection(cs->req.conn);
+	if (thrd_create(&t, handler_main, cs) != thrd_success) {
+		MHD_resume_connection(cs->req.conn);
+		cs->suspended = false;
+		mtx_lock(&h->busy_lock);
+		if (--h->busy == 0)
+			cnd_broadcast(&h->busy_idle);
+		mtx_unlock(&h->busy_lock);
+		return -EAGAIN;
+	}
+	thrd_detach(t);
+	return 0;
+}
+
 static uint64_t content_length(http_req_t *r, bool *known)
 {
 	const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -738,6 +806,101 @@ static uint64_t content_length(http_req_t *r, bool *known)
 		return 0;
 	*known = true;
 	return v;
+}
+
+/* --- framing ------------------------------------------------------------ */
+
+typedef struct framing {
+	unsigned n_cl, n_te, n_headers;
+	const char *te;
+	bool cl_bad;
+	bool nul;			/* a NUL seen in a header name or value */
+	bool moved;			/* a header not where its line is (folded) */
+	char nul_name[64];
+	size_t lines;			/* the header lines' bytes, LF endings */
+} framing_t;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				      size_t key_size, const char *value, size_t value_size)
+{
+	framing_t *f = cls;
+	(void)kind;
+	if (key == NULL)
+		return MHD_YES;
+	f->n_headers++;
+	if (strlen(key) != key_size || (value != NULL && strlen(value) != value_size)) {
+		if (!f->nul)
+			snprintf(f->nul_name, sizeof(f->nul_name), "%.*s", (int)strnlen(key, key_size), key);
+		f->nul = true;
+	}
+	/* libmicrohttpd keeps a header where its line was read: NAME, the
+	 * colon (now a NUL), blanks, VALUE. The line's length is then the
+	 * distance from NAME to VALUE plus VALUE's; a folded line is copied
+	 * elsewhere. */
+	uintptr_t k = (uintptr_t)key, v = (uintptr_t)value;
+	if (value == NULL || v <= k + key_size || v - k > 65536)
+		f->moved = true;
+	else
+		f->lines += (size_t)(v - k) + value_size + 1;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		f->n_cl++;
+		const char *p = value ? value : "";
+		f->cl_bad |= *p == '\0' || strspn(p, "0123456789") != strlen(p);
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		f->n_te++;
+		f->te = value ? value : "";
+	}
+	return MHD_YES;
+}
+
+/* Requests whose body the server would have to guess at, or whose headers
+ * are not what the checks after this one would read, are refused before
+ * routing: one Content-Length, or one Transfer-Encoding that is "chunked",
+ * never both, and no NUL byte in a header (a key cut short at a NUL would
+ * be checked as its prefix). libmicrohttpd 0.9.75 cuts a value at a NUL
+ * without a word, so the header's size as received is compared with the
+ * lines it gave: they differ by nothing (LF endings) or one CR a line
+ * (CRLF), and any other difference is bytes it did not pass on. False
+ * after queueing a 400. */
+static bool framing_ok(conn_state_t *cs, const char *version)
+{
+	http_req_t *r = &cs->req;
+	framing_t f = { 0 };
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, framing_header, &f);
+	const union MHD_ConnectionInfo *hi =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	if (hi != NULL && !f.nul && !f.moved) {
+		/* METHOD SP TARGET SP VERSION LF, the header lines, LF. */
+		size_t base = strlen(r->method) + 1 + cs->raw_uri_len + 1 + strlen(version) + 1 + f.lines + 1;
+		size_t crs = f.n_headers + 2;
+		f.nul = hi->header_size != base && hi->header_size != base + crs;
+	}
+	const char *why = NULL;
+	char msg[256];
+	if (f.moved) {
+		why = "a header line is folded (obs-fold)";
+	} else if (f.nul && f.nul_name[0] != '\0') {
+		snprintf(msg, sizeof(msg), "the header %s contains a NUL byte", f.nul_name);
+		why = msg;
+	} else if (f.nul) {
+		why = "a header contains a NUL byte, or the lines mix CRLF and LF endings";
+	} else if (f.n_cl > 1) {
+		why = "more than one Content-Length header";
+	} else if (f.cl_bad) {
+		why = "Content-Length is not a decimal number";
+	} else if (f.n_te > 1) {
+		why = "more than one Transfer-Encoding header";
+	} else if (f.n_te == 1 && strcasecmp(f.te, "chunked") != 0) {
+		snprintf(msg, sizeof(msg), "Transfer-Encoding \"%.100s\": only \"chunked\" is accepted", f.te);
+		why = msg;
+	} else if (f.n_te == 1 && f.n_cl == 1) {
+		why = "both Content-Length and Transfer-Encoding: send one";
+	}
+	if (why == NULL)
+		return true;
+	http_reply_error(r, 400, "invalid_request", NULL, "ambiguous request framing: %s", why);
+	http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	return false;
 }
 
 static void too_large(http_req_t *r, uint64_t limit, const char *what, const char *key)
@@ -753,16 +916,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 {
 	http_t *h = cls;
 	conn_state_t *cs = *con_cls;
-	if (cs == NULL) {
-		cs = calloc(1, sizeof(*cs));
-		if (cs == NULL)
-			return MHD_NO;
-		*con_cls = cs;
+	if (cs == NULL)
+		return MHD_NO;	/* on_uri could not allocate it */
+	if (!cs->started) {
+		cs->started = true;
 		http_req_t *r = &cs->req;
 		r->h = h;
 		r->conn = conn;
 		r->method = method;
 		r->path = url;
+		if (!framing_ok(cs, version))
+			return queue(r);
 		bool known;
 		cs->route = find_route(r, &known);
 		if (cs->route == NULL) {
@@ -830,6 +994,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	}
 	if (r->replied)
 		return MHD_YES;
+	if (cs->suspended) {
+		/* Resumed: the handler thread has replied. */
+		if (!atomic_load(&cs->handled))
+			return MHD_YES;
+		cs->suspended = false;
+		return queue(r);
+	}
 	if (r->resp == NULL && (cs->route->flags & R_JSON)) {
 		json_error_t je;
 		r->json = r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je) : NULL;
@@ -843,9 +1014,27 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		else if (!json_is_object(r->json))
 			http_reply_error(r, 400, "invalid_request", NULL, "the request body must be a JSON object");
 	}
+	if (r->resp == NULL && !(cs->route->flags & R_INLINE)) {
+		if (handle_in_thread(cs) == 0)
+			return MHD_YES;
+		http_reply_error(r, 503, "server_busy", NULL, "cannot start a thread for the request");
+		http_reply_header(r, "retry-after", "1");
+	}
 	if (r->resp == NULL)
 		cs->route->handle(r);
 	return queue(r);
+}
+
+/* The first sight of a request: its state, with the target's length as
+ * sent (framing_ok). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	(void)cls;
+	(void)conn;
+	conn_state_t *cs = calloc(1, sizeof(*cs));
+	if (cs != NULL)
+		cs->raw_uri_len = strlen(uri);
+	return cs;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -882,6 +1071,23 @@ static int mkdir_p(const char *dir)
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+/* Every connection is a descriptor: the soft limit (often 1024) goes up
+ * to the hard one, as far as the connection limit needs. */
+static void raise_fd_limit(uint32_t max_connections)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections + 256;	/* the journal, workers, files */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rlim_t old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		rl.rlim_cur = old;
+	if (rl.rlim_cur < want)
+		mg_log(MG_LOG_WARN, "http", "the descriptor limit is below [http] max_connections: connections past it are refused limit=%llu max_connections=%u",
+		       (unsigned long long)rl.rlim_cur, max_connections);
 }
 
 int http_new(const http_config_t *cfg, void *zctx, http_ctl_fn ctl, void *ctl_user, http_t **ret,
@@ -950,15 +1156,33 @@ int http_new(const http_config_t *cfg, void *zctx, http_ctl_fn ctl, void *ctl_us
 		snprintf(err, errlen, "--http %s: cannot resolve the host", cfg->listen);
 		goto fail;
 	}
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-			 MHD_USE_ERROR_LOG;
+	if (mtx_init(&h->busy_lock, mtx_plain) != thrd_success) {
+		snprintf(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (cnd_init(&h->busy_idle) != thrd_success) {
+		mtx_destroy(&h->busy_lock);
+		snprintf(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto fail;
+	}
+	h->busy_init = true;
+	raise_fd_limit(cfg->max_connections);
+	/* epoll, not select(): no FD_SETSIZE ceiling on descriptors, and no
+	 * thread per connection: an idle or slow connection costs a socket. */
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h,
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				  MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)900,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_connections_per_ip,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout_s,
+				  MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+				  MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 				  MHD_OPTION_END);
 	if (h->mhd == NULL) {
@@ -981,9 +1205,10 @@ int http_new(const http_config_t *cfg, void *zctx, http_ctl_fn ctl, void *ctl_us
 	if (n > 0 && (r = http_write_atomic(path, url, (size_t)n)) < 0)
 		mg_log(MG_LOG_WARN, "http", "cannot write the base URL file path=%s err=\"%s\"", path,
 		       strerror(-r));
-	mg_log(MG_LOG_INFO, "http", "listening addr=%s port=%u auth=%s max_upload_bytes=%llu",
+	mg_log(MG_LOG_INFO, "http", "listening addr=%s port=%u auth=%s max_upload_bytes=%llu max_connections=%u max_connections_per_ip=%u idle_timeout_s=%u threads=%u",
 	       cfg->listen, (unsigned)h->port, h->keys ? "api-keys" : "none",
-	       (unsigned long long)cfg->max_upload_bytes);
+	       (unsigned long long)cfg->max_upload_bytes, cfg->max_connections,
+	       cfg->max_connections_per_ip, cfg->idle_timeout_s, cfg->threads);
 	*ret = h;
 	return 0;
 fail:
@@ -997,8 +1222,20 @@ void http_destroy(http_t **ph)
 		return;
 	http_t *h = *ph;
 	atomic_store(&h->stopping, true);
+	if (h->busy_init) {
+		/* Handlers see stopping and end their waits; their connections
+		 * must be resumed before libmicrohttpd stops. */
+		mtx_lock(&h->busy_lock);
+		while (h->busy > 0)
+			cnd_wait(&h->busy_idle, &h->busy_lock);
+		mtx_unlock(&h->busy_lock);
+	}
 	if (h->mhd != NULL)
 		MHD_stop_daemon(h->mhd);
+	if (h->busy_init) {
+		cnd_destroy(&h->busy_idle);
+		mtx_destroy(&h->busy_lock);
+	}
 	api_batches_destroy(&h->batches);
 	metrics_destroy(&h->own_metrics);
 	free(h->listen);

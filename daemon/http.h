@@ -1,8 +1,12 @@
 /* http: margind's HTTP API on libmicrohttpd — the OpenAI Files, Batches,
  * Completions and Models endpoints, /metrics, /healthz and /readyz.
  *
- * Threads: libmicrohttpd runs one thread per connection (handlers may wait:
- * a synchronous completion waits for its answer) and one listening thread;
+ * Threads: libmicrohttpd's epoll loop runs in a small pool of threads
+ * ([http] threads) that read and write every connection; an idle or slow
+ * connection costs a socket and a few kilobytes, never a thread. A request
+ * whose body is complete runs its handler in a thread of its own while its
+ * connection is suspended (handlers may wait: a synchronous completion
+ * waits for its answer), so a slow handler never holds up the event loop;
  * http adds one finalizer thread that writes the output and error files of
  * finished batches. None of them touches the core's state: they talk to the
  * core thread through the control socket (inproc://margind-ctl, one JSON
@@ -44,7 +48,10 @@ typedef struct http_config {
 	uint64_t max_upload_bytes;	/* POST /v1/files body (default 200 MiB) */
 	uint64_t max_line_bytes;	/* one line of an uploaded JSONL file (default 8 MiB) */
 	uint64_t max_body_bytes;	/* JSON request bodies (default 1 MiB) */
-	uint32_t max_connections;	/* concurrent connections (default 256) */
+	uint32_t max_connections;	/* concurrent connections, all clients (default 4096) */
+	uint32_t max_connections_per_ip;	/* from one client address (default 256) */
+	uint32_t idle_timeout_s;	/* a connection silent this long is closed (default 10) */
+	uint32_t threads;		/* event-loop threads (default 4) */
 	int64_t ctl_timeout_ns;		/* one control call (default 30 s) */
 	int64_t sync_timeout_ns;	/* a synchronous completion (default 10 min) */
 	int64_t completion_window_s;	/* "24h" ([http] batch_expiry) */
@@ -58,7 +65,8 @@ typedef struct http_config {
 /* Defaults above; listen = HTTP_DEFAULT_LISTEN, strings NULL otherwise. */
 void http_config_default(http_config_t *c);
 /* Reads the [http] keys listen, max_upload_bytes, max_line_bytes,
- * max_body_bytes, max_connections, sync_timeout, batch_expiry and the scheduler's
+ * max_body_bytes, max_connections, max_connections_per_ip, idle_timeout,
+ * threads, sync_timeout, batch_expiry and the scheduler's
  * default_max_tokens and max_tokens_cap from cfg (absent keys keep their
  * value). -EINVAL with err naming the key. */
 int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t errlen);

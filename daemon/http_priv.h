@@ -2,9 +2,11 @@
  *
  * A handler gets an http_req_t (one per HTTP request, owned by http.c,
  * alive until the request completes) and answers with one http_reply_*()
- * call. Handlers run in libmicrohttpd's per-connection threads: they may
- * block (control calls, file I/O) but must not keep pointers into the
- * request after returning. */
+ * call. A handler runs in a thread of its own while libmicrohttpd keeps
+ * its connection suspended: it may block (control calls, file I/O, a
+ * synchronous completion's wait) but must not keep pointers into the
+ * request after returning. Streaming data callbacks (uploads) run in the
+ * event loop: they must not wait for anything but the disk. */
 #ifndef HTTP_PRIV_H
 #define HTTP_PRIV_H
 
@@ -34,6 +36,10 @@ struct http {
 	void *ctl_user;
 	struct MHD_Daemon *mhd;		/* owned */
 	atomic_bool stopping;		/* http_destroy began: waits end early */
+	mtx_t busy_lock;		/* guards busy */
+	cnd_t busy_idle;		/* signalled when busy drops to 0 */
+	unsigned busy;			/* handler threads running */
+	bool busy_init;
 	uint16_t port;
 	metrics_t *metrics;		/* cfg.metrics (borrowed) or own_metrics */
 	metrics_t *own_metrics;		/* owned, when cfg.metrics is NULL */

@@ -4,6 +4,7 @@
 # marginctl as users drive them.
 #
 #   test_http.sh SCENARIO     roundtrip | auth | limits | cancel | restart | expire | not_jsonl
+#                             | conns | dates
 #
 # Binaries come from $MARGIND, $MARGIN_WORKER, $MARGINCTL (meson sets
 # them). Every process started here is killed on exit, pass or fail; each
@@ -327,7 +328,122 @@ sc_not_jsonl() {
 	note ok
 }
 
+# Connections held open without a key: a per-address limit, an idle
+# timeout, and more descriptors than select() can watch.
+sc_conns() {
+	daemon_start d --set http.max_connections_per_ip=4 --set http.idle_timeout=1s
+	python3 - "$URL" "$KEY" <<'EOF' || fail "connection limits"
+import socket, sys
+host, port = sys.argv[1].split("//")[1].split(":")
+port, key = int(port), sys.argv[2]
+
+def conn(src):
+    s = socket.socket()
+    s.bind((src, 0))
+    s.settimeout(15)
+    s.connect((host, port))
+    return s
+
+def ask(s, path, close=False):
+    """One request: the status, or None when the server closed or reset instead."""
+    extra = "Connection: close\r\n" if close else ""
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n{extra}\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            b = s.recv(4096)
+            if not b:
+                return None
+            data += b
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    head, body = data.split(b"\r\n\r\n", 1)
+    n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+    while len(body) < n:
+        body += s.recv(4096)
+    return int(head.split()[1])
+
+held = [conn("127.0.0.1") for _ in range(4)]
+for s in held:
+    assert ask(s, "/healthz") == 200
+fifth = conn("127.0.0.1")
+st = ask(fifth, "/healthz")
+assert st is None, f"the 5th connection from 127.0.0.1 got {st}: max_connections_per_ip = 4 not enforced"
+other = conn("127.0.0.2")
+assert ask(other, "/healthz") == 200, "another address is refused"
+assert ask(other, "/v1/models", close=True) == 200, "an authorized request from another address failed"
+# Idle for more than idle_timeout = 1s: the server closes them.
+for s in held:
+    try:
+        assert s.recv(1) == b"", "data on an idle connection"
+    except socket.timeout:
+        raise AssertionError("an idle connection was still open after 15 s (idle_timeout = 1s)")
+    except ConnectionResetError:
+        pass
+assert ask(conn("127.0.0.1"), "/healthz", close=True) == 200, "127.0.0.1 refused after its connections closed"
+EOF
+	kill $DPID
+	wait $DPID 2>/dev/null || true
+	# Default limits: 1100 idle connections from 11 addresses (past the 1024
+	# descriptors select() can watch) and the server still answers.
+	daemon_start d2
+	python3 - "$URL" "$KEY" <<'EOF' || fail "1100 idle connections"
+import resource, socket, sys
+host, port = sys.argv[1].split("//")[1].split(":")
+port, key = int(port), sys.argv[2]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < 1200:
+    assert hard == resource.RLIM_INFINITY or hard >= 1200, f"this test needs 1200 descriptors, the hard limit is {hard}"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+held = []
+for i in range(1100):
+    s = socket.socket()
+    s.bind((f"127.0.0.{2 + i // 100}", 0))
+    s.connect((host, port))
+    held.append(s)
+for path in ("/healthz", "/v1/files"):
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except (ConnectionResetError, socket.timeout) as e:
+        raise AssertionError(f"{path} with 1100 idle connections: {e!r}")
+    assert data.startswith(b"HTTP/1.1 200"), f"{path} with 1100 idle connections: {data[:80]!r}"
+EOF
+	note ok
+}
+
+# /v1/cost day bounds: outside what the ledger's nanosecond times hold, a
+# 400 naming the range, not a silent overflow.
+sc_dates() {
+	daemon_start d
+	worker_start w1
+	wait_ready 1
+	make_input "$T/in.jsonl" 5
+	BID=$(timeout 60 "$MARGINCTL" submit "$T/in.jsonl" --wait 2> /dev/null | head -n 1) || fail "submit"
+	TODAY=$(date -u +%Y-%m-%d)
+	calls() { json "$T/body.json" 'd["total"]["calls"]'; }
+	i=0
+	until [ "$(api GET "/v1/cost?from=$TODAY&to=$TODAY")" = 200 ] && [ "$(calls)" = 5 ]; do
+		i=$((i + 1)); [ $i -lt 100 ] || fail "the ledger has $(calls) calls of 5: $(cat "$T/body.json")"
+		sleep 0.1
+	done
+	[ "$(api GET '/v1/cost?from=1970-01-01&to=2262-04-10')" = 200 ] && [ "$(calls)" = 5 ] ||
+		fail "the widest range: $(cat "$T/body.json")"
+	for q in to=9999-12-31 from=2262-04-12 to=2262-04-11 from=1969-12-31; do
+		[ "$(api GET "/v1/cost?$q")" = 400 ] || fail "$q: not 400: $(head -c 300 "$T/body.json")"
+		grep -q "out of range: expected a day from 1970-01-01 to 2262-04-10" "$T/body.json" ||
+			fail "$q: $(cat "$T/body.json")"
+	done
+	note "ok: $BID"
+}
+
 case $SCENARIO in
-roundtrip | auth | limits | cancel | restart | expire | not_jsonl) "sc_$SCENARIO" ;;
+roundtrip | auth | limits | cancel | restart | expire | not_jsonl | conns | dates) "sc_$SCENARIO" ;;
 *) fail "unknown scenario" ;;
 esac

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <threads.h>
 #include <unistd.h>
 
@@ -27,6 +29,7 @@ typedef struct fake_core {
 	int submits;
 	char job_state[32];
 	json_t *sync_line;		/* the last api.submit_sync request line */
+	int health_delay_ms;		/* "health" answers this late */
 } fake_core_t;
 
 static fake_core_t core;
@@ -50,6 +53,10 @@ static int fake_ctl(void *user, json_t *req, json_t **ret)
 		reply = json_pack("{s:[{s:s, s:i, s:[{s:s, s:i}]}]}", "workers", "name", "w1", "slots", 4,
 				  "models", "name", "llama-110m", "n_ctx", 64);
 	} else if (strcmp(cmd, "health") == 0) {
+		struct timespec d = { c->health_delay_ms / 1000, (c->health_delay_ms % 1000) * 1000000L };
+		mtx_unlock(&c->lock);
+		nanosleep(&d, NULL);
+		mtx_lock(&c->lock);
 		reply = json_pack("{s:b, s:i, s:b}", "ok", 1, "workers", 1, "draining", 0);
 	} else if (strcmp(cmd, "submit") == 0) {
 		snprintf(c->last_input, sizeof(c->last_input), "%s",
@@ -559,6 +566,290 @@ static void test_sync_completion(void)
 	core.sync_line = NULL;
 }
 
+/* --- hostile input ------------------------------------------------------ */
+
+/* Sends raw bytes, reads what comes back; *closed: the server closed the
+ * connection (as opposed to the 5 s guard running out). */
+static void raw_exchange(uint16_t port, const char *data, size_t len, resp_t *r, bool *closed)
+{
+	int fd = connect_to(port);
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	send_all(fd, data, len);
+	read_resp(fd, r);
+	char c;
+	ssize_t n = recv(fd, &c, 1, 0);
+	*closed = n == 0 || (n < 0 && errno == ECONNRESET);
+	close(fd);
+}
+
+/* A request whose length or key the server would read one way and a proxy
+ * another: 400, and the connection is closed (nothing after it is read as
+ * a request). */
+static void test_framing(void)
+{
+	apikeys_t *k = apikeys_new();
+	apikeys_add(k, "sk-a", 4);
+	http_t *h = start(cu_tmpdir(), k, 1 << 20, 1 << 16);
+	uint16_t port = http_port(h);
+	static const struct {
+		const char *name, *req;
+		size_t len;
+		const char *why;
+	} bad[] = {
+#define REQ(s) s, sizeof(s) - 1
+		{ "two Content-Length", REQ("POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-a\r\n"
+					    "Content-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 10\r\n\r\n"
+					    "{}GET /healthz HTTP/1.1\r\n\r\n"), "more than one Content-Length" },
+		{ "Content-Length and chunked", REQ("POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-a\r\n"
+						    "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+		  "both Content-Length and Transfer-Encoding" },
+		{ "unknown Transfer-Encoding", REQ("POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-a\r\n"
+						   "Transfer-Encoding: gzip\r\n\r\n{}"), "Transfer-Encoding \\\"gzip\\\"" },
+		{ "NUL in the key", REQ("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-a\0bc\r\n\r\n"),
+		  "NUL byte" },
+		{ "NUL, LF endings", REQ("GET /v1/models HTTP/1.1\nHost: x\nAuthorization: Bearer sk-a\0bc\n\n"), "NUL byte" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		resp_t r;
+		bool closed;
+		raw_exchange(port, bad[i].req, bad[i].len, &r, &closed);
+		if (r.status != 400 || !closed || strstr(r.body, bad[i].why) == NULL)
+			fprintf(stderr, "\n%s: status %d closed %d: %s\n", bad[i].name, r.status, closed, r.body);
+		CU_ASSERT_EQUAL(r.status, 400);
+		CU_ASSERT(closed);
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, bad[i].why));
+		resp_free(&r);
+	}
+	/* What clients send stays accepted: the key with LF endings and no
+	 * blank after the colon, a chunked body. */
+	static const char lf[] = "GET /v1/models HTTP/1.1\nHost:x\nAuthorization:Bearer sk-a\nConnection: close\n\n";
+	static const char chunked[] = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-a\r\n"
+				      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+				      "1f\r\n{\"model\":\"gpt-4o\",\"prompt\":\"x\"}\r\n0\r\n\r\n";
+	resp_t r;
+	bool closed;
+	raw_exchange(port, lf, sizeof(lf) - 1, &r, &closed);
+	CU_ASSERT_EQUAL(r.status, 200);
+	resp_free(&r);
+	raw_exchange(port, chunked, sizeof(chunked) - 1, &r, &closed);
+	CU_ASSERT_EQUAL(r.status, 404);	/* read whole: the model is not served */
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "model_not_found"));
+	resp_free(&r);
+	http_destroy(&h);
+	apikeys_destroy(&k);
+}
+
+/* A raw multipart body with the given parts and ending. */
+static void mp_post(uint16_t port, const char *body, size_t len, resp_t *r)
+{
+	request(port, "POST", "/v1/files", MP_HEADERS(""), body, len, r);
+}
+
+static int files_in_store(const http_t *h)
+{
+	char cmd[4400];
+	snprintf(cmd, sizeof(cmd), "exit $(ls -A %s/files | wc -l)", h->state_dir);
+	return WEXITSTATUS(system(cmd));
+}
+
+/* Multipart bodies that are not one whole file: 400, and nothing stored. */
+static void test_multipart_refusals(void)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/multipart", cu_tmpdir());
+	http_t *h = start(dir, NULL, 1 << 20, 1 << 16);
+	uint16_t port = http_port(h);
+#define PURPOSE "--XyZzyBoundary42\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+#define FILEPART(name) "--XyZzyBoundary42\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" name \
+		       "\"\r\nContent-Type: application/jsonl\r\n\r\n"
+#define LINES "{\"custom_id\":\"a\"}\n{\"custom_id\":\"b\"}\n"
+	static const struct {
+		const char *name, *body;
+		size_t len;
+		const char *why;
+	} bad[] = {
+		{ "no closing boundary", REQ(PURPOSE FILEPART("in.jsonl") LINES), "closing boundary" },
+		{ "closing boundary cut", REQ(PURPOSE FILEPART("in.jsonl") LINES "\r\n--XyZzyBoundary42"), "closing boundary" },
+		{ "two file parts", REQ(PURPOSE FILEPART("a.jsonl") LINES "\r\n" FILEPART("b.jsonl") LINES
+					"\r\n--XyZzyBoundary42--\r\n"), "more than one" },
+		{ "an empty file part, then another", REQ(PURPOSE FILEPART("a.jsonl") "\r\n" FILEPART("b.jsonl") LINES
+							  "\r\n--XyZzyBoundary42--\r\n"), "more than one" },
+		{ "filename in Latin-1", REQ(PURPOSE FILEPART("caf\xe9.jsonl") LINES "\r\n--XyZzyBoundary42--\r\n"), "UTF-8" },
+		{ "filename cut mid-character", REQ(PURPOSE FILEPART("in\xc3") LINES "\r\n--XyZzyBoundary42--\r\n"), "UTF-8" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		resp_t r;
+		mp_post(port, bad[i].body, bad[i].len, &r);
+		if (r.status != 400 || strstr(r.body, bad[i].why) == NULL)
+			fprintf(stderr, "\n%s: status %d: %s\n", bad[i].name, r.status, r.body);
+		CU_ASSERT_EQUAL(r.status, 400);
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, bad[i].why));
+		CU_ASSERT_EQUAL(files_in_store(h), 0);
+		resp_free(&r);
+	}
+	/* The same parts, whole, are stored: a long UTF-8 name is cut on a
+	 * character boundary. */
+	char name[700] = "";
+	for (int i = 0; i < 300; i++)
+		strcat(name, "\xc3\xa9");
+	char body[2048];
+	int n = snprintf(body, sizeof(body), PURPOSE FILEPART("%s") LINES "\r\n--XyZzyBoundary42--\r\n", name);
+	resp_t r;
+	mp_post(port, body, (size_t)n, &r);
+	CU_ASSERT_EQUAL(r.status, 200);
+	json_t *o = body_json(&r);
+	const char *fn = json_string_value(json_object_get(o, "filename"));
+	CU_ASSERT_PTR_NOT_NULL(fn);
+	CU_ASSERT_EQUAL(fn ? strlen(fn) : 0, 254);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(o, "bytes")), (json_int_t)strlen(LINES));
+	json_decref(o);
+	resp_free(&r);
+	CU_ASSERT_EQUAL(files_in_store(h), 2);
+	http_destroy(&h);
+}
+
+typedef struct create_arg {
+	uint16_t port;
+	const char *fid;
+	resp_t r;
+} create_arg_t;
+
+static int create_main(void *p)
+{
+	create_arg_t *a = p;
+	char body[512];
+	snprintf(body, sizeof(body), "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}",
+		 a->fid);
+	request(a->port, "POST", "/v1/batches", NULL, body, strlen(body), &a->r);
+	return 0;
+}
+
+static int readyz_main(void *p)
+{
+	create_arg_t *a = p;
+	request(a->port, "GET", "/readyz", NULL, NULL, 0, &a->r);
+	return 0;
+}
+
+/* Creating a batch while its file is being deleted: the create wins (200,
+ * and the batch has the whole input) or the delete does (404), never 500. */
+static void test_create_delete_race(void)
+{
+	http_t *h = start(cu_tmpdir(), NULL, 64 << 20, 1 << 16);
+	uint16_t port = http_port(h);
+	/* Enough lines that checking them takes a while. */
+	size_t n_lines = 20000, cap = n_lines * 128;
+	char *jsonl = malloc(cap);
+	size_t len = 0;
+	for (size_t i = 0; i < n_lines; i++)
+		len += (size_t)snprintf(jsonl + len, cap - len,
+					"{\"custom_id\":\"r%zu\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"llama-110m\",\"prompt\":\"x\"}}\n", i);
+	int outcomes[600] = { 0 };
+	for (int round = 0; round < 8; round++) {
+		char *fid = upload(port, jsonl);
+		create_arg_t a = { port, fid, { 0 } };
+		thrd_t t;
+		CU_ASSERT_FATAL(thrd_create(&t, create_main, &a) == thrd_success);
+		/* Staggered: early rounds delete before the lookup, later ones
+		 * while the lines are being checked. */
+		struct timespec ts = { 0, round * 4000000L };
+		nanosleep(&ts, NULL);
+		char path[256];
+		snprintf(path, sizeof(path), "/v1/files/%s", fid);
+		resp_t d;
+		request(port, "DELETE", path, NULL, NULL, 0, &d);
+		CU_ASSERT_EQUAL(d.status, 200);
+		resp_free(&d);
+		thrd_join(t, NULL);
+		if (a.r.status != 200 && a.r.status != 404)
+			fprintf(stderr, "\nround %d: create gave %d: %s\n", round, a.r.status, a.r.body);
+		CU_ASSERT(a.r.status == 200 || a.r.status == 404);
+		if (a.r.status >= 0 && a.r.status < 600)
+			outcomes[a.r.status]++;
+		if (a.r.status == 200) {
+			/* The job's input is all there, whatever the delete did. */
+			struct stat st;
+			CU_ASSERT_EQUAL(stat(core.last_input, &st), 0);
+			CU_ASSERT_EQUAL((size_t)st.st_size, len);
+		} else if (a.r.status == 404) {
+			CU_ASSERT_PTR_NOT_NULL(strstr(a.r.body, fid));
+		}
+		resp_free(&a.r);
+		free(fid);
+	}
+	CU_ASSERT_EQUAL(outcomes[500], 0);
+	free(jsonl);
+	http_destroy(&h);
+}
+
+/* A handler that takes longer than idle_timeout still answers (its
+ * connection is not idle, it waits for the server), and slow requests run
+ * side by side: /healthz answers meanwhile. */
+static void test_slow_handler(void)
+{
+	http_config_t c;
+	http_config_default(&c);
+	c.listen = "127.0.0.1:0";
+	c.state_dir = cu_tmpdir();
+	c.idle_timeout_s = 1;
+	c.threads = 1;
+	http_t *h = NULL;
+	char err[512];
+	CU_ASSERT_EQUAL_FATAL(http_new(&c, NULL, fake_ctl, &core, &h, err, sizeof(err)), 0);
+	uint16_t port = http_port(h);
+	core.health_delay_ms = 2500;
+	create_arg_t a[3];
+	thrd_t t[3];
+	for (int i = 0; i < 3; i++) {
+		a[i] = (create_arg_t){ port, NULL, { 0 } };
+		CU_ASSERT_FATAL(thrd_create(&t[i], readyz_main, &a[i]) == thrd_success);
+	}
+	struct timespec d = { 0, 300000000L };
+	nanosleep(&d, NULL);
+	resp_t r;
+	request(port, "GET", "/healthz", NULL, NULL, 0, &r);
+	CU_ASSERT_EQUAL(r.status, 200);
+	resp_free(&r);
+	for (int i = 0; i < 3; i++) {
+		thrd_join(t[i], NULL);
+		CU_ASSERT_EQUAL(a[i].r.status, 200);
+		resp_free(&a[i].r);
+	}
+	core.health_delay_ms = 0;
+	http_destroy(&h);
+}
+
+/* The connection keys of [http]: read, bounded, named when wrong. */
+static void test_config_connections(void)
+{
+	http_config_t c;
+	http_config_default(&c);
+	CU_ASSERT_EQUAL(c.max_connections, 4096);
+	CU_ASSERT(c.max_connections_per_ip < c.max_connections);
+	mg_config_t *cfg = mg_config_new();
+	char err[512];
+	mg_config_set(cfg, "http", "max_connections", "100");
+	mg_config_set(cfg, "http", "idle_timeout", "3s");
+	mg_config_set(cfg, "http", "threads", "2");
+	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(c.max_connections, 100);
+	CU_ASSERT_EQUAL(c.max_connections_per_ip, 100);	/* never above the global limit */
+	CU_ASSERT_EQUAL(c.idle_timeout_s, 3);
+	CU_ASSERT_EQUAL(c.threads, 2);
+	mg_config_set(cfg, "http", "max_connections_per_ip", "8");
+	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(c.max_connections_per_ip, 8);
+	mg_config_set(cfg, "http", "idle_timeout", "500ms");
+	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "[http] idle_timeout"));
+	mg_config_set(cfg, "http", "idle_timeout", "10s");
+	mg_config_set(cfg, "http", "max_connections_per_ip", "0");
+	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "[http] max_connections_per_ip = 0"));
+	mg_config_destroy(&cfg);
+}
+
 const cu_test_t http_tests[] = {
 	{ "auth: keys, open endpoints, 401/404/405, metrics", test_auth_and_routes },
 	{ "non-loopback needs API keys", test_loopback_rule },
@@ -566,5 +857,10 @@ const cu_test_t http_tests[] = {
 	{ "limits: 413 upload/body, 400 line length and shapes", test_upload_limits },
 	{ "batch create: per-line checks, blanked copy, rejects", test_batch_create },
 	{ "synchronous completions", test_sync_completion },
+	{ "framing: two lengths, length and chunked, unknown coding, NUL: 400 and closed", test_framing },
+	{ "multipart: no closing boundary, two files, filename not UTF-8: 400, nothing stored", test_multipart_refusals },
+	{ "batch create racing the file's delete: 200 or 404, never 500", test_create_delete_race },
+	{ "a handler slower than idle_timeout still answers; others run meanwhile", test_slow_handler },
+	{ "config: max_connections, max_connections_per_ip, idle_timeout, threads", test_config_connections },
 	{ NULL, NULL },
 };
