@@ -3,9 +3,14 @@
  *   ts=2026-11-28T21:40:00.123Z level=info comp=core msg="shard done" batch=b1 shard=3
  *
  * Call as mg_log(MG_LOG_INFO, "core", "shard done batch=%s shard=%d", ...):
- * the formatted text up to the first " key=" is the message (quoted and
- * escaped), the rest is appended as key=value pairs as written. Quote values
- * that may hold spaces yourself: err="%s". The level is checked before the
+ * the format up to its first " key=" is the message (quoted and escaped),
+ * the rest key=value pairs. The split is made on the format, not on the
+ * formatted text, and what an argument puts in a value cannot end it: a
+ * bare value (name=%s) that holds a space, '=', '"', '\' or a control
+ * character is quoted, with '"' and '\' escaped and control characters as
+ * \n, \r, \t or \xNN; inside literal quotes (err=\"%s\") the argument is
+ * escaped the same way. So a worker name "w1 level=error" logs as
+ * name="w1 level=error", one field. The level is checked before the
  * arguments are evaluated. Any thread may log; each line is one write(2). */
 #ifndef MG_LOG_H
 #define MG_LOG_H
@@ -43,8 +48,12 @@ int mg_log_set_fd(int fd);
 /* Reopen the log target: a path (append) or NULL for stderr. For SIGHUP. */
 int mg_log_reopen(const char *path);
 
-/* Formats one logfmt line (no trailing newline) into buf; used by the
- * writer and by tests. Returns the length that was written. */
+/* Formats one logfmt line (no trailing newline) into buf, as mg_log
+ * writes it; returns the length that was written. */
+int mg_log_formatv(char *buf, size_t len, long long wall_ns, int level, const char *comp,
+		   const char *fmt, va_list ap);
+/* The same for text already formatted: its first " key=" starts the
+ * key=value part, which is copied as written (newlines become spaces). */
 int mg_log_format_line(char *buf, size_t len, long long wall_ns, int level,
 		       const char *comp, const char *text);
 
