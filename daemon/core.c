@@ -52,25 +52,14 @@ struct core {
 	 * ones: the first is logged, then one line a minute with how many were
 	 * not (a misconfigured worker retries forever, a scanner faster; the
 	 * scheduler logs each worker that leaves by name) */
-	int64_t refused_logged_at[N_CONN_LOGS];
-	uint64_t refused_quiet[N_CONN_LOGS];
+	mg_log_throttle_t conn_log[N_CONN_LOGS];
 };
-
-#define REFUSED_LOG_INTERVAL_NS (60 * MG_NS_PER_S)
 
 /* Whether to log this refused connection; *quiet: how many were not
  * logged since the last line (to say so in this one). */
 static bool log_refused(core_t *c, enum conn_log kind, uint64_t *quiet)
 {
-	int64_t now = mg_clock_now_ns();
-	if (c->refused_logged_at[kind] != 0 && now - c->refused_logged_at[kind] < REFUSED_LOG_INTERVAL_NS) {
-		c->refused_quiet[kind]++;
-		return false;
-	}
-	c->refused_logged_at[kind] = now;
-	*quiet = c->refused_quiet[kind];
-	c->refused_quiet[kind] = 0;
-	return true;
+	return mg_log_throttle(&c->conn_log[kind], mg_clock_now_ns(), quiet);
 }
 
 static int send_worker(void *user, const uint8_t *ident, size_t len, const mg_msg_t *m)

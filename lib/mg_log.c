@@ -426,6 +426,19 @@ void mg_log_writev(int level, const char *comp, const char *fmt, va_list ap)
 	(void)w;
 }
 
+bool mg_log_throttle(mg_log_throttle_t *t, int64_t now, uint64_t *ret_quiet)
+{
+	if (t->started && now - t->logged_at < MG_LOG_THROTTLE_NS) {
+		t->quiet++;
+		return false;
+	}
+	t->started = true;
+	t->logged_at = now;
+	*ret_quiet = t->quiet;
+	t->quiet = 0;
+	return true;
+}
+
 void mg_log_write(int level, const char *comp, const char *fmt, ...)
 {
 	va_list ap;

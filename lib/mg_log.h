@@ -16,7 +16,9 @@
 #define MG_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum mg_log_level {
 	MG_LOG_ERROR = 0,
@@ -47,6 +49,22 @@ int mg_log_init_from_env(void);
 int mg_log_set_fd(int fd);
 /* Reopen the log target: a path (append) or NULL for stderr. For SIGHUP. */
 int mg_log_reopen(const char *path);
+
+/* Events that anyone can cause at will (a refused connection, a scanner's
+ * garbage) are logged the first time, then at most once per interval,
+ * each line saying how many were not logged since the one before
+ * (not_logged=N). One of these per kind of event; zero-initialize it. */
+typedef struct mg_log_throttle {
+	int64_t logged_at;	/* monotonic ns of the last line */
+	uint64_t quiet;		/* events not logged since then */
+	bool started;
+} mg_log_throttle_t;
+
+#define MG_LOG_THROTTLE_NS (60 * 1000000000LL)
+
+/* Whether to log this event at monotonic time now (one line per
+ * MG_LOG_THROTTLE_NS); when true, *ret_quiet is the count to report. */
+bool mg_log_throttle(mg_log_throttle_t *t, int64_t now, uint64_t *ret_quiet);
 
 /* Formats one logfmt line (no trailing newline) into buf, as mg_log
  * writes it; returns the length that was written. */

@@ -883,8 +883,61 @@ static void read_key(const char *path, char out[41])
 	snprintf(out, 41, "%s", line);
 }
 
+/* A scanner: n connections to ep, each with a new random CURVE key, 25 at a
+ * time. Returns how many the server refused (each client's monitor sees its
+ * handshake fail on authentication). */
+static int curve_scan(const char *ep, const char *server_pub, int n)
+{
+	enum { WAVE = 25 };
+	void *ctx = zmq_ctx_new();
+	int refused = 0;
+	for (int done = 0; done < n; done += WAVE) {
+		void *s[WAVE], *mon[WAVE];
+		int k = n - done < WAVE ? n - done : WAVE;
+		for (int i = 0; i < k; i++) {
+			char pub[41], sec[41], mep[64];
+			int linger = 0, rcvto = 5000;
+			CHECK(zmq_curve_keypair(pub, sec) == 0, "zmq_curve_keypair");
+			s[i] = zmq_socket(ctx, ZMQ_DEALER);
+			zmq_setsockopt(s[i], ZMQ_LINGER, &linger, sizeof(linger));
+			zmq_setsockopt(s[i], ZMQ_CURVE_SERVERKEY, server_pub, 40);
+			zmq_setsockopt(s[i], ZMQ_CURVE_PUBLICKEY, pub, 40);
+			zmq_setsockopt(s[i], ZMQ_CURVE_SECRETKEY, sec, 40);
+			snprintf(mep, sizeof(mep), "inproc://scan-%d", done + i);
+			CHECK(zmq_socket_monitor(s[i], mep, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+						 ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0, "monitor");
+			mon[i] = zmq_socket(ctx, ZMQ_PAIR);
+			zmq_setsockopt(mon[i], ZMQ_LINGER, &linger, sizeof(linger));
+			zmq_setsockopt(mon[i], ZMQ_RCVTIMEO, &rcvto, sizeof(rcvto));
+			CHECK(zmq_connect(mon[i], mep) == 0, "monitor connect");
+			CHECK(zmq_connect(s[i], ep) == 0, "connect %s", ep);
+		}
+		for (int i = 0; i < k; i++) {
+			zmq_msg_t ev;
+			zmq_msg_init(&ev);
+			if (zmq_msg_recv(&ev, mon[i], 0) >= 6) {
+				uint16_t event;
+				memcpy(&event, zmq_msg_data(&ev), 2);
+				refused += event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+				if (zmq_msg_more(&ev)) {
+					zmq_msg_close(&ev);
+					zmq_msg_init(&ev);
+					zmq_msg_recv(&ev, mon[i], 0);
+				}
+			}
+			zmq_msg_close(&ev);
+			zmq_socket_monitor(s[i], NULL, 0);
+			zmq_close(mon[i]);
+			zmq_close(s[i]);
+		}
+	}
+	zmq_ctx_term(ctx);
+	return refused;
+}
+
 /* CURVE: an allowed worker gets the work; a worker with an unknown key
- * and one with no key never do, and the refusals are logged (with the key). */
+ * and one with no key never do, and the refusals are logged (with the key):
+ * the first, then one line a minute, however many keys a scanner tries. */
 static int sc_curve(void)
 {
 	char keys[PATH_MAX], allow[PATH_MAX], wkeys[PATH_MAX];
@@ -956,6 +1009,18 @@ static int sc_curve(void)
 	}
 	CHECK(!log_has(bad->log, "shard done") && !log_has(plain->log, "shard done"),
 	      "a refused worker ran a shard");
+	char spub[41];
+	read_key(dpub, spub);
+	int64_t t0 = mg_clock_now_ns();
+	int refused = curve_scan(d.ep, spub, 200);
+	CHECK(refused == 200, "%d of 200 random keys were refused", refused);
+	/* The refusals are all answered: a good worker still joins at once. */
+	mg_clock_sleep_ns(300 * MG_NS_PER_MS);
+	int lines = log_count(d.log, "unknown CURVE key");
+	int minutes = (int)((mg_clock_now_ns() - t0) / (60 * MG_NS_PER_S));
+	CHECK(lines <= 2 + minutes, "200 refused keys wrote %d log lines (want the first, then one a minute)",
+	      lines);
+	note("200 random CURVE keys refused, %d log line(s) about unknown keys", lines);
 	return 0;
 }
 

@@ -118,10 +118,35 @@ static void test_values_escaped(void)
 			       "peer=10.0.0.1:5555\n");
 }
 
+/* The first event is logged, then one line a minute with the count of the
+ * ones in between. */
+static void test_throttle(void)
+{
+	mg_log_throttle_t t = { 0 };
+	uint64_t quiet = 99;
+	int64_t s = 1000000000LL, t0 = 5 * s;
+	CU_ASSERT_TRUE(mg_log_throttle(&t, t0, &quiet));
+	CU_ASSERT_EQUAL(quiet, 0);
+	int logged = 0;
+	for (int i = 1; i <= 2000; i++)		/* 2000 events in 7 s */
+		logged += mg_log_throttle(&t, t0 + i * 7 * s / 2000, &quiet);
+	CU_ASSERT_EQUAL(logged, 0);
+	CU_ASSERT_TRUE(mg_log_throttle(&t, t0 + 60 * s, &quiet));
+	CU_ASSERT_EQUAL(quiet, 2000);
+	CU_ASSERT_FALSE(mg_log_throttle(&t, t0 + 61 * s, &quiet));
+	CU_ASSERT_TRUE(mg_log_throttle(&t, t0 + 120 * s, &quiet));
+	CU_ASSERT_EQUAL(quiet, 1);
+	/* a clock that starts at 0 is no special case */
+	mg_log_throttle_t z = { 0 };
+	CU_ASSERT_TRUE(mg_log_throttle(&z, 0, &quiet));
+	CU_ASSERT_FALSE(mg_log_throttle(&z, 1, &quiet));
+}
+
 const cu_test_t log_tests[] = {
 	{ "logfmt line", test_format },
 	{ "level names and env", test_levels },
 	{ "below-level lines cost nothing", test_filtered },
 	{ "values from outside are quoted and escaped", test_values_escaped },
+	{ "throttled events: the first, then one a minute", test_throttle },
 	{ NULL, NULL },
 };
