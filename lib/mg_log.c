@@ -274,6 +274,16 @@ static size_t conv(const char **pf, va_list *ap, char *tmp, size_t tmplen)
 	return (size_t)r < tmplen ? (size_t)r : tmplen - 1;
 }
 
+/* Past the conversion at f ('%'): flags, width, precision, length, type.
+ * (A space flag, "% d", must not end a token.) */
+static const char *conv_end(const char *f)
+{
+	f++;
+	while (*f && strchr("-+ #0'*.0123456789hlzjtLq", *f))
+		f++;
+	return *f ? f + 1 : f;
+}
+
 /* Formats fmt[0..end) with every conversion as printf would. */
 static void render(struct out *o, const char *fmt, const char *end, va_list *ap, bool escape)
 {
@@ -314,10 +324,12 @@ static void render_kv(struct out *o, const char *fmt, va_list *ap)
 		while (*f && (quoted || *f != ' ')) {
 			if (*f == '"')
 				quoted = !quoted;
-			if (*f == '%')
+			if (*f == '%') {
 				has_conv = true;
-			/* a literal quote is never preceded by '%' in a format */
-			f += (*f == '%' && f[1] == '%') ? 2 : 1;
+				f = conv_end(f);
+			} else {
+				f++;
+			}
 		}
 		if (!has_conv) {
 			put(o, tok, (size_t)(f - tok));

@@ -112,6 +112,9 @@ static void test_values_escaped(void)
 		    3, "abcdef", 255u, -5LL, (size_t)7, 1.5, 50, 1LL, 9LL, 'z');
 	CU_ASSERT_STRING_EQUAL(l, "level=warn comp=sched msg=\"n\" id=abc hex=0xff big=-5 size=7 f=1.50 "
 			       "pct=50% lines=1-9 c=z\n");
+	/* A space flag does not split a value. */
+	l = capture("n a=% d b=%s", 5, "x");
+	CU_ASSERT_STRING_EQUAL(l, "level=warn comp=sched msg=\"n\" a=\" 5\" b=x\n");
 	/* Literal text in the format is kept as written. */
 	l = capture("refused reason=\"CURVE required\" peer=%s", "10.0.0.1:5555");
 	CU_ASSERT_STRING_EQUAL(l, "level=warn comp=sched msg=\"refused\" reason=\"CURVE required\" "
