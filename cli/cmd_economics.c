@@ -282,7 +282,7 @@ static int check_table(const eopts_t *o)
 	char err[2048];
 	int status = 1;
 	hwprof_t hw;
-	pricetab_t *fx = pricetab_new(), *tabs[8] = { NULL };
+	pricetab_t *fx = NULL, *tabs[8] = { NULL };
 	pricewar_table_src_t srcs[8];
 	pricewar_table_t *pt = NULL;
 	char *text = NULL;
@@ -299,7 +299,7 @@ static int check_table(const eopts_t *o)
 		fprintf(stderr, "marginctl economics check: --currency %s: expected an ISO 4217 code\n", cur);
 		return 2;
 	}
-	if (fx == NULL || n > 8)
+	if ((fx = pricetab_new()) == NULL || n > 8)
 		goto nomem;
 	if (cmd_cost_profile(PRICEWAR_TABLE_PROFILE, &hw, err, sizeof(err)) < 0 ||
 	    cmd_cost_prices(fx, "fx.conf", err, sizeof(err)) < 0) {

@@ -32,6 +32,7 @@
 #include "htab.h"
 #include "ingest.h"
 #include "mg_clock.h"
+#include "mg_hash.h"
 #include "mg_log.h"
 
 #include <dirent.h>
@@ -684,14 +685,11 @@ static int note_bad(validation_t *v, int64_t line)
 	return 0;
 }
 
+/* Keyed (mg_hash): an unkeyed hash would let a file bring two different
+ * custom_ids with one hash, the second refused as a duplicate. */
 static uint64_t hash_id(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	return h ^ (h >> 32);
+	return mg_hash(s, strlen(s));
 }
 
 static int write_reject(FILE *f, int64_t line, const char *cid, const char *msg)
@@ -718,6 +716,10 @@ static int validate(http_t *h, const char *path, batchfmt_ctx_t *ctx, FILE *rej,
 	htab_t *seen = htab_new();
 	int r = ingest_file_open(path, 0, 0, &in, err, errlen);
 	if (r < 0 || seen == NULL) {
+		if (r < 0) {
+			mg_log(MG_LOG_WARN, "http", "cannot read an uploaded file err=\"%s\"", err);
+			snprintf(err, errlen, "%s", strerror(-r));
+		}
 		if (seen == NULL)
 			snprintf(err, errlen, "out of memory");
 		htab_destroy(&seen);
@@ -733,7 +735,7 @@ static int validate(http_t *h, const char *path, batchfmt_ctx_t *ctx, FILE *rej,
 		if (r == 0)
 			break;
 		if (r < 0 && r != -EFBIG) {
-			snprintf(err, errlen, "reading %.300s: %s", path, strerror(-r));
+			snprintf(err, errlen, "reading the file: %s", strerror(-r));
 			goto out;
 		}
 		v->lines = line;
@@ -798,7 +800,7 @@ static int copy_without(const char *src, const char *dst, const validation_t *v,
 	int r = 0;
 	if (in == NULL || out == NULL) {
 		r = -errno;
-		snprintf(err, errlen, "copying %s: %s", src, strerror(errno));
+		snprintf(err, errlen, "copying the input: %s", strerror(errno));
 		goto out;
 	}
 	ssize_t n;
@@ -809,13 +811,13 @@ static int copy_without(const char *src, const char *dst, const validation_t *v,
 		bool drop = k < v->n_bad && v->bad[k] == line;
 		if (drop ? fputc('\n', out) == EOF : fwrite(buf, 1, (size_t)n, out) != (size_t)n) {
 			r = -EIO;
-			snprintf(err, errlen, "writing %s", dst);
+			snprintf(err, errlen, "writing the input copy");
 			goto out;
 		}
 	}
 	if (fflush(out) != 0 || fsync(fileno(out)) < 0) {
 		r = -errno;
-		snprintf(err, errlen, "writing %s: %s", dst, strerror(errno));
+		snprintf(err, errlen, "writing the input copy: %s", strerror(errno));
 	}
 out:
 	free(buf);
@@ -889,7 +891,7 @@ void api_batches_create(http_req_t *r)
 	FILE *rej = fopen(rej_path, "we");
 	int64_t t0 = mg_clock_now_ns();
 	if (rej == NULL || bm == NULL) {
-		http_reply_error(r, 500, "internal_error", NULL, "cannot create %s: %s", rej_path,
+		http_reply_error(r, 500, "internal_error", NULL, "cannot create the rejects file of batch %s: %s", id,
 				 strerror(errno));
 		goto out;
 	}
@@ -911,7 +913,7 @@ void api_batches_create(http_req_t *r)
 	}
 	rc = validate(h, in_path, &ctx, rej, &v, err, sizeof(err));
 	if (rc == 0 && (fflush(rej) != 0 || fsync(fileno(rej)) < 0))
-		rc = -errno, snprintf(err, sizeof(err), "writing %.300s: %s", rej_path, strerror(errno));
+		rc = -errno, snprintf(err, sizeof(err), "writing the rejects of batch %s: %s", id, strerror(errno));
 	fclose(rej);
 	rej = NULL;
 	if (rc < 0) {
@@ -944,7 +946,8 @@ void api_batches_create(http_req_t *r)
 			 "rejects", rej_path, "output_file_id", "error_file_id", "finalized_at", 0,
 			 "expired_at", 0);
 	if (side == NULL || (rc = sidecar_save(h, id, side)) < 0) {
-		http_reply_error(r, 500, "internal_error", NULL, "saving batch %s in %s", id, h->batches_dir);
+		http_reply_error(r, 500, "internal_error", NULL, "saving batch %s: %s", id,
+				 strerror(side == NULL ? ENOMEM : -rc));
 		goto out;
 	}
 	json_t *sub = json_pack("{s:s, s:s, s:s}", "id", id, "endpoint", ep, "input_path", in_path);

@@ -6,6 +6,7 @@
 #include "report.h"
 #include "speed.h"
 #include "thru.h"
+#include "mg_log.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -180,7 +181,8 @@ static int load_rows(http_req_t *r, const ledger_filter_t *f, ledger_rows_t **re
 		return -EAGAIN;
 	}
 	if (open_ro(r->h->state_dir, &db, err, sizeof(err)) < 0) {
-		http_reply_error(r, 500, "internal_error", NULL, "cannot read the journal: %s", err);
+		mg_log(MG_LOG_ERROR, "http", "cannot read the journal err=\"%s\"", err);
+		http_reply_error(r, 500, "internal_error", NULL, "cannot read the journal (margind's log says why)");
 		return -EIO;
 	}
 	int k = f->job ? batch_known(db, f->job) : 1;

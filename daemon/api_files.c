@@ -152,9 +152,10 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 		snprintf(up->tmp, sizeof(up->tmp), "%s/%s", r->h->files_dir, id);
 		up->fd = open(up->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (up->fd < 0) {
+			int e = errno;
+			mg_log(MG_LOG_ERROR, "http", "cannot store an upload path=%s err=\"%s\"", up->tmp, strerror(e));
 			up->tmp[0] = '\0';
-			return up_fail(up, 500, "internal_error", "cannot create a file in %s: %s",
-				       r->h->files_dir, strerror(errno));
+			return up_fail(up, 500, "internal_error", "cannot store the upload: %s", strerror(e));
 		}
 		up->line_no = 1;
 	}
@@ -364,8 +365,9 @@ void api_files_upload(http_req_t *r)
 	api_file_t f;
 	int rc = commit(r->h, up->tmp, NULL, up->filename, up->purpose, up->bytes, &f);
 	if (rc < 0) {
-		http_reply_error(r, 500, "internal_error", NULL, "storing the upload in %s: %s",
-				 r->h->files_dir, strerror(-rc));
+		mg_log(MG_LOG_ERROR, "http", "cannot store an upload dir=%s err=\"%s\"", r->h->files_dir,
+		       strerror(-rc));
+		http_reply_error(r, 500, "internal_error", NULL, "storing the upload: %s", strerror(-rc));
 		return;
 	}
 	up->committed = true;
@@ -484,8 +486,9 @@ void api_files_list(http_req_t *r)
 	}
 	DIR *d = opendir(r->h->files_dir);
 	if (d == NULL) {
-		http_reply_error(r, 500, "internal_error", NULL, "cannot read %s: %s", r->h->files_dir,
-				 strerror(errno));
+		int e = errno;
+		mg_log(MG_LOG_ERROR, "http", "cannot list the files dir=%s err=\"%s\"", r->h->files_dir, strerror(e));
+		http_reply_error(r, 500, "internal_error", NULL, "cannot list the files: %s", strerror(e));
 		return;
 	}
 	api_file_t *all = NULL;

@@ -1,5 +1,6 @@
 /* auth: see auth.h. */
 #include "auth.h"
+#include "mg_clock.h"
 #include "mg_log.h"
 
 #include <dirent.h>
@@ -21,6 +22,9 @@ struct auth {
 	char *dir;		/* owned */
 	struct key *keys;	/* owned */
 	size_t n;
+	/* Refusals are logged the first time, then once a minute with a count:
+	 * anyone who reaches the port can present a new key per connection. */
+	mg_log_throttle_t refused_mech, refused_key;
 };
 
 int auth_key_load(const char *path, char ret_z85[41], unsigned char ret_bin[32],
@@ -210,8 +214,10 @@ static void handle_one(auth_t *a)
 		text = "malformed ZAP request";
 	} else if (strcmp(mech, "CURVE") != 0) {
 		text = "only CURVE is accepted";
-		mg_log(MG_LOG_WARN, "auth", "refused a worker connection address=%s mechanism=%s reason=\"CURVE required\"",
-		       address, mech);
+		uint64_t quiet;
+		if (mg_log_throttle(&a->refused_mech, mg_clock_now_ns(), &quiet))
+			mg_log(MG_LOG_WARN, "auth", "refused a worker connection address=%s mechanism=%s reason=\"CURVE required\" not_logged=%llu",
+			       address, mech, (unsigned long long)quiet);
 	} else if (n < F_CRED + 1 || zmq_msg_size(&f[F_CRED]) != 32) {
 		status = "500";
 		text = "malformed CURVE credentials";
@@ -227,8 +233,10 @@ static void handle_one(auth_t *a)
 			       address, z85, k->name);
 		} else {
 			text = "unknown CURVE key";
-			mg_log(MG_LOG_WARN, "auth", "refused a worker connection: unknown CURVE key key=%s address=%s allow_dir=%s",
-			       z85, address, a->dir);
+			uint64_t quiet;
+			if (mg_log_throttle(&a->refused_key, mg_clock_now_ns(), &quiet))
+				mg_log(MG_LOG_WARN, "auth", "refused a worker connection: unknown CURVE key key=%s address=%s allow_dir=%s not_logged=%llu",
+				       z85, address, a->dir, (unsigned long long)quiet);
 		}
 	}
 	/* Reply: echo version and request id. */

@@ -7,7 +7,8 @@
  * files (Z85 text, as `marginctl keygen` writes them), and the key file's
  * name (without .pub) becomes the connection's ZAP user id, which margind
  * reads back as the "User-Id" property of the worker's messages.
- * Refusals are logged with the Z85 key and the peer address.
+ * Refusals are logged with the Z85 key and the peer address: the first,
+ * then one a minute with how many were not (mg_log_throttle).
  *
  * Why not czmq's zauth: checked here (czmq 4.2.1) — it does serve a raw
  * libzmq socket created in czmq's context (zsys_init() returns it), but it

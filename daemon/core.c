@@ -8,6 +8,7 @@
 #include "mg_log.h"
 #include "mg_wire.h"
 #include "notify.h"
+#include "registry.h"
 #include "sched.h"
 
 #include <arpa/inet.h>
@@ -28,7 +29,8 @@
 #define STATUS_PERIOD_NS (5 * MG_NS_PER_S)
 
 /* The kinds of connection events logged at most once a minute. */
-enum conn_log { CONN_REFUSED_PROTOCOL, CONN_REFUSED_AUTH, CONN_REFUSED_NO_DETAIL, CONN_CLOSED, N_CONN_LOGS };
+enum conn_log { CONN_REFUSED_PROTOCOL, CONN_REFUSED_AUTH, CONN_REFUSED_NO_DETAIL, CONN_CLOSED,
+	       CONN_REFUSED_HELLO, N_CONN_LOGS };
 
 struct core {
 	const opts_t *o;	/* borrowed */
@@ -52,25 +54,14 @@ struct core {
 	 * ones: the first is logged, then one line a minute with how many were
 	 * not (a misconfigured worker retries forever, a scanner faster; the
 	 * scheduler logs each worker that leaves by name) */
-	int64_t refused_logged_at[N_CONN_LOGS];
-	uint64_t refused_quiet[N_CONN_LOGS];
+	mg_log_throttle_t conn_log[N_CONN_LOGS];
 };
-
-#define REFUSED_LOG_INTERVAL_NS (60 * MG_NS_PER_S)
 
 /* Whether to log this refused connection; *quiet: how many were not
  * logged since the last line (to say so in this one). */
 static bool log_refused(core_t *c, enum conn_log kind, uint64_t *quiet)
 {
-	int64_t now = mg_clock_now_ns();
-	if (c->refused_logged_at[kind] != 0 && now - c->refused_logged_at[kind] < REFUSED_LOG_INTERVAL_NS) {
-		c->refused_quiet[kind]++;
-		return false;
-	}
-	c->refused_logged_at[kind] = now;
-	*quiet = c->refused_quiet[kind];
-	c->refused_quiet[kind] = 0;
-	return true;
+	return mg_log_throttle(&c->conn_log[kind], mg_clock_now_ns(), quiet);
 }
 
 static int send_worker(void *user, const uint8_t *ident, size_t len, const mg_msg_t *m)
@@ -110,10 +101,13 @@ static int bind_workers(core_t *c, char *err, size_t errlen)
 	c->workers = zmq_socket(c->zctx, ZMQ_ROUTER);
 	if (c->workers == NULL)
 		goto zfail;
-	/* Frames above max_frame are read, logged with the sender and
-	 * dropped; above twice that libzmq closes the connection instead of
-	 * buffering them (memory bound). */
-	int64_t maxmsg = (int64_t)o->max_frame * 2;
+	/* ZMQ_MAXMSGSIZE is one limit for the whole ROUTER socket, so it is
+	 * the largest message a worker sends: a Result, which the worker packs
+	 * to at most MG_WIRE_MAX_FRAME (max_frame's default and ceiling); a
+	 * larger frame makes libzmq close the connection before buffering it.
+	 * Peers that have not said Hello are held to far less, before
+	 * anything is decoded (admit()). */
+	int64_t maxmsg = (int64_t)o->max_frame;
 	if (set_int(c->workers, ZMQ_ROUTER_MANDATORY, 1) < 0 ||
 	    set_int(c->workers, ZMQ_ROUTER_HANDOVER, 1) < 0 ||
 	    set_int(c->workers, ZMQ_LINGER, 0) < 0 ||
@@ -290,6 +284,54 @@ void core_destroy(core_t **p)
 
 /* --- input ------------------------------------------------------------ */
 
+static void send_bye(core_t *c, const uint8_t *ident, size_t len, const char *reason)
+{
+	Margin__V1__Bye b = MARGIN__V1__BYE__INIT;
+	b.reason = (char *)reason;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_BYE;
+	m.bye = &b;
+	mg_wire_send_to(c->workers, ident, len, &m, ZMQ_DONTWAIT);
+}
+
+/* A frame from a peer that has not said Hello (anyone who reaches the port
+ * without CURVE; a worker that has not noticed a restart of margind). All
+ * it may send is its Hello or a worker's small messages, none larger than
+ * the largest Hello: a bigger frame is dropped without being decoded, and
+ * a Hello beyond the protocol's limits is refused. Both are answered with
+ * a Bye that says why (a worker waiting for Welcome ends with it; one that
+ * missed a restart says Hello at once). True: hand it to the scheduler. */
+static bool admit(core_t *c, const uint8_t *ident, size_t ident_len, const void *data, size_t len,
+		  int64_t now)
+{
+	char err[256];
+	if (len > MG_WIRE_MAX_HELLO_FRAME) {
+		snprintf(err, sizeof(err), "a frame of %zu bytes before Hello: at most %u bytes until a Hello is accepted",
+			 len, MG_WIRE_MAX_HELLO_FRAME);
+		sched_on_garbage(c->s, ident, ident_len, err, now);
+		send_bye(c, ident, ident_len, err);
+		return false;
+	}
+	mg_msg_t *m = NULL;
+	int r = mg_wire_unpack(data, len, MG_WIRE_MAX_HELLO_FRAME, &m, err, sizeof(err));
+	if (r == -ERANGE) {
+		uint64_t quiet;
+		char idbuf[80];
+		if (log_refused(c, CONN_REFUSED_HELLO, &quiet))
+			mg_log(MG_LOG_WARN, "core", "refused a worker peer=%s reason=\"%s\" not_logged=%llu",
+			       registry_ident_str(ident, ident_len, idbuf, sizeof(idbuf)), err,
+			       (unsigned long long)quiet);
+		send_bye(c, ident, ident_len, err);
+		return false;
+	}
+	if (r < 0) {
+		sched_on_garbage(c->s, ident, ident_len, err, now);
+		return false;
+	}
+	mg_wire_free(&m);	/* the scheduler decodes it again: a few KiB at most */
+	return true;
+}
+
 /* Everything read in one pass is one group commit (sched_group_begin):
  * one SQLite transaction for all the Results, not one each. */
 static int read_workers(core_t *c, int64_t now)
@@ -327,7 +369,8 @@ static int read_workers(core_t *c, int64_t now)
 			snprintf(what, sizeof(what), "a message of %d frames (the protocol sends one frame per message)",
 				 parts - 1);
 			sched_on_garbage(c->s, ident, ident_len, what, now);
-		} else {
+		} else if (registry_find(sched_registry(c->s), ident, ident_len) != NULL ||
+			   admit(c, ident, ident_len, zmq_msg_data(&data), zmq_msg_size(&data), now)) {
 			/* With CURVE, the ZAP handler named the connection's key. */
 			const char *key = c->auth ? zmq_msg_gets(&data, "User-Id") : NULL;
 			sched_on_frame(c->s, ident, ident_len, zmq_msg_data(&data), zmq_msg_size(&data),

@@ -1,6 +1,9 @@
 /* htab: see htab.h. Chaining with a power-of-two bucket array that doubles
- * when the load passes 1; FNV-1a over the key bytes. */
+ * when the load passes 1; keys hashed with mg_hash (SipHash under a
+ * per-process random key), because some keys come from outside: an
+ * unkeyed hash would let a batch file choose one bucket for all its ids. */
 #include "htab.h"
+#include "mg_hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -21,17 +24,7 @@ struct htab {
 
 static uint64_t hash_bytes(const void *key, size_t len)
 {
-	const unsigned char *p = key;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	/* FNV's low bits are weak for short integer keys: finish with a mix. */
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	return h;
+	return mg_hash(key, len);
 }
 
 htab_t *htab_new(void)
@@ -151,4 +144,17 @@ int htab_foreach(const htab_t *h, int (*fn)(void *user, const void *key, size_t 
 				return r;
 		}
 	return 0;
+}
+
+size_t htab_longest_chain(const htab_t *h)
+{
+	size_t most = 0;
+	for (size_t i = 0; i < h->nb; i++) {
+		size_t n = 0;
+		for (const struct node *p = h->b[i]; p != NULL; p = p->next)
+			n++;
+		if (n > most)
+			most = n;
+	}
+	return most;
 }

@@ -1,8 +1,11 @@
 /* htab: a chained hash table from byte-string keys to borrowed values.
  *
  * The core loop keeps its lookups here: workers by ZeroMQ routing id,
- * shards in flight by id (key = the 8 bytes of the uint64). The table
- * copies keys; values are borrowed (the caller owns them). One thread. */
+ * shards in flight by id (key = the 8 bytes of the uint64); the HTTP side
+ * checks the custom_ids of an upload with one. Keys may come from outside,
+ * so they are hashed with mg_hash (keyed per process): no input can pick
+ * its buckets. The table copies keys; values are borrowed (the caller owns
+ * them). One thread per table. */
 #ifndef HTAB_H
 #define HTAB_H
 
@@ -23,6 +26,8 @@ void *htab_find(const htab_t *h, const void *key, size_t len);
 /* Removes the entry; returns its value or NULL when absent. */
 void *htab_remove(htab_t *h, const void *key, size_t len);
 size_t htab_count(const htab_t *h);
+/* The most entries in one bucket (tests: how even the spread is). */
+size_t htab_longest_chain(const htab_t *h);
 
 /* Calls fn for every entry (order unspecified); fn must not modify the
  * table. Stops when fn returns non-zero and returns that value. */

@@ -2,8 +2,10 @@
 #include "mg_wire.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zmq.h>
 
 int mg_wire_pack(const mg_msg_t *m, size_t cap, uint8_t **ret_buf, size_t *ret_len)
@@ -23,6 +25,90 @@ int mg_wire_pack(const mg_msg_t *m, size_t cap, uint8_t **ret_buf, size_t *ret_l
 	}
 	*ret_buf = buf;
 	*ret_len = n;
+	return 0;
+}
+
+/* Well-formed UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF) without C0/C1 control characters or DEL; *ret_at is the byte
+ * offset of the first bad one. */
+static bool printable_utf8(const char *s, size_t len, size_t *ret_at)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len) {
+		unsigned c = p[i];
+		size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 4;
+		if (n == 0) {
+			if (c < 0x20 || c == 0x7f)
+				goto bad;
+			i++;
+			continue;
+		}
+		if (n == 4 || i + n >= len)
+			goto bad;
+		unsigned cp = c & (0x3fu >> n);
+		for (size_t k = 1; k <= n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				goto bad;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		static const unsigned min[4] = { 0, 0x80, 0x800, 0x10000 };
+		if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+			goto bad;
+		i += n + 1;
+	}
+	return true;
+bad:
+	*ret_at = i;
+	return false;
+}
+
+static int check_str(const char *what, const char *s, size_t min, size_t max, char *err, size_t errlen)
+{
+	size_t len = s ? strlen(s) : 0, at;
+	if (len < min || len > max) {
+		snprintf(err, errlen, "Hello: %s is %zu bytes long: expected %zu to %zu", what, len, min, max);
+		return -ERANGE;
+	}
+	if (len > 0 && !printable_utf8(s, len, &at)) {
+		snprintf(err, errlen, "Hello: %s: byte %zu is a control character or not UTF-8", what, at);
+		return -ERANGE;
+	}
+	return 0;
+}
+
+int mg_wire_check_hello(const Margin__V1__Hello *h, char *err, size_t errlen)
+{
+	int r;
+	if (h->n_models > MG_HELLO_MAX_MODELS) {
+		snprintf(err, errlen, "Hello: %zu models: at most %u", h->n_models, MG_HELLO_MAX_MODELS);
+		return -ERANGE;
+	}
+	if (h->slots < 1 || h->slots > MG_HELLO_MAX_SLOTS) {
+		snprintf(err, errlen, "Hello: slots = %u: expected 1 to %u", h->slots, MG_HELLO_MAX_SLOTS);
+		return -ERANGE;
+	}
+	if (h->threads > MG_HELLO_MAX_THREADS) {
+		snprintf(err, errlen, "Hello: threads = %u: expected 0 to %u", h->threads, MG_HELLO_MAX_THREADS);
+		return -ERANGE;
+	}
+	if ((r = check_str("worker_name", h->worker_name, 1, MG_HELLO_MAX_NAME, err, errlen)) < 0 ||
+	    (r = check_str("hardware_profile", h->hardware_profile, 0, MG_HELLO_MAX_NAME, err, errlen)) < 0 ||
+	    (r = check_str("build", h->build, 0, MG_HELLO_MAX_SHORT, err, errlen)) < 0)
+		return r;
+	for (size_t i = 0; i < h->n_models; i++) {
+		const Margin__V1__ModelInfo *m = h->models[i];
+		char what[48];
+		snprintf(what, sizeof(what), "models[%zu].name", i);
+		if ((r = check_str(what, m->name, 1, MG_HELLO_MAX_NAME, err, errlen)) < 0)
+			return r;
+		snprintf(what, sizeof(what), "models[%zu].arch", i);
+		if ((r = check_str(what, m->arch, 0, MG_HELLO_MAX_SHORT, err, errlen)) < 0)
+			return r;
+		snprintf(what, sizeof(what), "models[%zu].kv_type", i);
+		if ((r = check_str(what, m->kv_type, 0, MG_HELLO_MAX_SHORT, err, errlen)) < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -46,6 +132,12 @@ int mg_wire_unpack(const void *buf, size_t len, size_t cap, mg_msg_t **ret,
 		snprintf(err, errlen, "frame of %zu bytes decodes to a Msg with no body", len);
 		margin__v1__msg__free_unpacked(m, NULL);
 		return -EPROTO;
+	}
+	int r;
+	if (m->body_case == MARGIN__V1__MSG__BODY_HELLO &&
+	    (r = mg_wire_check_hello(m->hello, err, errlen)) < 0) {
+		margin__v1__msg__free_unpacked(m, NULL);
+		return r;
 	}
 	*ret = m;
 	return 0;

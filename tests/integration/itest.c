@@ -753,10 +753,11 @@ static int sc_daemon_kill(void)
 	return 0;
 }
 
-/* Raw frames on the worker endpoint: garbage, empty, multipart, oversized
- * (dropped and logged with the sender's identity), far oversized (the
- * connection is cut), a wrong protocol version (Bye). A real worker keeps
- * being served throughout. */
+/* Raw frames on the worker endpoint: garbage, empty, multipart, larger
+ * than a Hello from a peer that has not said one (dropped undecoded, logged
+ * with the sender's identity and answered with Bye), larger than max_frame
+ * (the connection is cut), a wrong protocol version (Bye). A real worker
+ * keeps being served throughout. */
 static int sc_garbage(void)
 {
 	daemon_t d;
@@ -782,9 +783,19 @@ static int sc_garbage(void)
 	zmq_send(s, "", 0, 0);
 	zmq_send(s, "part1", 5, ZMQ_SNDMORE);
 	zmq_send(s, "part2", 5, 0);
-	size_t big = 100 * 1024;	/* over max_frame, under the cut-off */
+	size_t big = 20 * 1024;	/* over the Hello limit, under max_frame */
 	char *buf = calloc(1, 400 * 1024);
 	zmq_send(s, buf, big, 0);
+	zmq_msg_t rm;
+	zmq_msg_init(&rm);
+	CHECK(zmq_msg_recv(&rm, s, 0) > 0, "no answer to a 20 KiB frame before Hello");
+	mg_msg_t *reply = NULL;
+	char err[256];
+	CHECK(mg_wire_unpack(zmq_msg_data(&rm), zmq_msg_size(&rm), MG_WIRE_MAX_FRAME, &reply, err, sizeof(err)) == 0,
+	      "the answer does not decode: %s", err);
+	CHECK(reply->body_case == MARGIN__V1__MSG__BODY_BYE && strstr(reply->bye->reason, "before Hello") != NULL,
+	      "the answer to a 20 KiB frame before Hello is not a Bye that says so (%s)", mg_wire_body_name(reply));
+	mg_wire_free(&reply);
 	/* A Hello of an unknown protocol version: answered with Bye. */
 	Margin__V1__ModelInfo mi = MARGIN__V1__MODEL_INFO__INIT, *mis[1] = { &mi };
 	mi.name = "tiny";
@@ -793,16 +804,13 @@ static int sc_garbage(void)
 	h.worker_name = "v99";
 	h.n_models = 1;
 	h.models = mis;
+	h.slots = 1;
 	h.instance_id = 1;
 	mg_msg_t hm = MARGIN__V1__MSG__INIT;
 	hm.body_case = MARGIN__V1__MSG__BODY_HELLO;
 	hm.hello = &h;
 	CHECK(mg_wire_send(s, &hm, 0) == 0, "sending a Hello");
-	zmq_msg_t rm;
-	zmq_msg_init(&rm);
 	CHECK(zmq_msg_recv(&rm, s, 0) > 0, "no answer to a Hello of version 99");
-	mg_msg_t *reply = NULL;
-	char err[256];
 	CHECK(mg_wire_unpack(zmq_msg_data(&rm), zmq_msg_size(&rm), MG_WIRE_MAX_FRAME, &reply, err, sizeof(err)) == 0,
 	      "the answer does not decode: %s", err);
 	zmq_msg_close(&rm);
@@ -820,7 +828,8 @@ static int sc_garbage(void)
 	CHECK(log_has_both(d.log, "dropped a frame", "peer=garbage-peer"),
 	      "garbage not logged with the peer identity");
 	CHECK(log_has_both(d.log, "a message of 2 frames", "garbage-peer"), "multipart not logged");
-	CHECK(log_has_both(d.log, "exceeds the 65536-byte cap", "garbage-peer"), "oversized frame not logged");
+	CHECK(log_has_both(d.log, "a frame of 20480 bytes before Hello", "garbage-peer"),
+	      "a frame over the Hello limit not logged");
 	CHECK(log_has_both(d.log, "empty frame", "garbage-peer"), "empty frame not logged");
 	CHECK(log_has_both(d.log, "refused a worker", "version 99"), "version refusal not logged");
 	int64_t end = mg_clock_now_ns() + 5 * MG_NS_PER_S;
@@ -864,6 +873,190 @@ static int sc_garbage(void)
 	return 0;
 }
 
+/* A raw peer on ep with routing id rid: sends m, returns the first answer
+ * (NULL after 3 s of silence). */
+static void *raw_peer(void *ctx, const char *ep, const char *rid)
+{
+	void *s = zmq_socket(ctx, ZMQ_DEALER);
+	int linger = 0, rcvto = 3000;
+	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(s, ZMQ_RCVTIMEO, &rcvto, sizeof(rcvto));
+	zmq_setsockopt(s, ZMQ_ROUTING_ID, rid, strlen(rid));
+	CHECK(zmq_connect(s, ep) == 0, "connect %s", ep);
+	return s;
+}
+
+static mg_msg_t *raw_answer(void *s)
+{
+	zmq_msg_t rm;
+	zmq_msg_init(&rm);
+	mg_msg_t *reply = NULL;
+	char err[256];
+	if (zmq_msg_recv(&rm, s, 0) >= 0)
+		CHECK(mg_wire_unpack(zmq_msg_data(&rm), zmq_msg_size(&rm), MG_WIRE_MAX_FRAME, &reply, err,
+				     sizeof(err)) == 0, "margind's answer does not decode: %s", err);
+	zmq_msg_close(&rm);
+	return reply;
+}
+
+static mg_msg_t *raw_hello(void *s, Margin__V1__Hello *h)
+{
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_HELLO;
+	m.hello = h;
+	/* mg_wire_send would refuse nothing: margind is what is tested */
+	CHECK(mg_wire_send(s, &m, 0) == 0, "sending a Hello");
+	return raw_answer(s);
+}
+
+static void check_bye(mg_msg_t **reply, const char *what, const char *want)
+{
+	CHECK(*reply != NULL, "%s: no answer", what);
+	CHECK((*reply)->body_case == MARGIN__V1__MSG__BODY_BYE, "%s: answered with %s, not Bye", what,
+	      mg_wire_body_name(*reply));
+	CHECK(strstr((*reply)->bye->reason, want) != NULL, "%s: Bye says \"%s\", not \"%s\"", what,
+	      (*reply)->bye->reason, want);
+	note("%s: Bye{\"%s\"}", what, (*reply)->bye->reason);
+	mg_wire_free(reply);
+}
+
+static long vm_kib(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, field, strlen(field)) == 0)
+			v = strtol(line + strlen(field) + 1, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* What a worker says in its Hello is bounded (docs/protocol.md, Limits):
+ * beyond the limits margind answers Bye naming the field and registers
+ * nothing; before a Hello is accepted, a frame larger than the largest
+ * Hello is dropped undecoded. A worker's name cannot add log fields. */
+static int sc_hello_limits(void)
+{
+	daemon_t d;
+	daemon_init(&d, "d");
+	daemon_start(&d, "tcp://127.0.0.1:*");
+	void *ctx = zmq_ctx_new();
+	Margin__V1__ModelInfo mi = MARGIN__V1__MODEL_INFO__INIT, *mis[1] = { &mi };
+	mi.name = "tiny";
+	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
+	h.proto_version = MG_PROTO_VERSION;
+	h.worker_name = "raw";
+	h.n_models = 1;
+	h.models = mis;
+	h.slots = 4294967295u;
+	h.instance_id = 7;
+	void *s1 = raw_peer(ctx, d.ep, "slots-peer");
+	mg_msg_t *reply = raw_hello(s1, &h);
+	check_bye(&reply, "slots=4294967295", "slots = 4294967295: expected 1 to 4096");
+	h.slots = 4;
+
+	/* 20,000 models: 100 KB, dropped before it is decoded */
+	enum { MANY = 20000 };
+	Margin__V1__ModelInfo *many = calloc(MANY, sizeof(*many));
+	Margin__V1__ModelInfo **pm = calloc(MANY, sizeof(*pm));
+	CHECK(many != NULL && pm != NULL, "out of memory");
+	for (int i = 0; i < MANY; i++) {
+		margin__v1__model_info__init(&many[i]);
+		many[i].name = "tiny";
+		pm[i] = &many[i];
+	}
+	h.models = pm;
+	h.n_models = MANY;
+	void *s2 = raw_peer(ctx, d.ep, "models-peer");
+	reply = raw_hello(s2, &h);
+	check_bye(&reply, "20000 models", "before Hello: at most 8192 bytes");
+	/* 17 models fit the frame limit: refused by the count */
+	h.n_models = 17;
+	reply = raw_hello(s2, &h);
+	check_bye(&reply, "17 models", "17 models: at most 16");
+	h.models = mis;
+	h.n_models = 1;
+	json_t *w = ctl(&d, json_pack("{s:s}", "cmd", "workers"));
+	CHECK(json_array_size(json_object_get(w, "workers")) == 0, "a refused Hello registered a worker");
+	json_decref(w);
+
+	/* A name and a Bye reason that try to add log fields are values. */
+	h.worker_name = "evil level=error admin=1";
+	void *s3 = raw_peer(ctx, d.ep, "evil-peer");
+	reply = raw_hello(s3, &h);
+	CHECK(reply != NULL && reply->body_case == MARGIN__V1__MSG__BODY_WELCOME,
+	      "a Hello within the limits was not welcomed");
+	mg_wire_free(&reply);
+	Margin__V1__Bye b = MARGIN__V1__BYE__INIT;
+	b.reason = "done\" injected=\"1\nts=2000-01-01T00:00:00Z level=error msg=\"forged";
+	mg_msg_t bm = MARGIN__V1__MSG__INIT;
+	bm.body_case = MARGIN__V1__MSG__BODY_BYE;
+	bm.bye = &b;
+	CHECK(mg_wire_send(s3, &bm, 0) == 0, "sending Bye");
+	int64_t end = mg_clock_now_ns() + 5 * MG_NS_PER_S;
+	while (!log_has(d.log, "worker said bye")) {
+		CHECK(mg_clock_now_ns() < end, "the Bye was not logged");
+		mg_clock_sleep_ns(20 * MG_NS_PER_MS);
+	}
+	CHECK(log_has(d.log, "name=\"evil level=error admin=1\""), "the worker's name is not one quoted value");
+	CHECK(log_has(d.log, "reason=\"worker said bye: done\\\" injected=\\\"1\\nts=2000-01-01T00:00:00Z level=error msg=\\\"forged\""),
+	      "the Bye reason is not escaped");
+	CHECK(!log_has(d.log, "msg=\"forged"), "a Bye reason forged a log line");
+	FILE *lf = fopen(d.log, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	while (lf != NULL && getline(&line, &cap, lf) > 0)
+		CHECK(strncmp(line, "ts=2000", 7) != 0, "a Bye reason started a log line: %s", line);
+	free(line);
+	if (lf != NULL)
+		fclose(lf);
+
+	/* A real worker whose name is over the limit ends with the reason. */
+	char longname[200];
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	proc_t *lw = worker_start(&d, longname, FAKE, NULL);
+	CHECK(wait_proc(lw, 15000) == 1, "a worker named with 199 bytes did not exit 1");
+	CHECK(log_has(lw->log, "worker_name is 199 bytes long: expected 1 to 127"),
+	      "the worker does not say why it was refused");
+
+	/* Junk before Hello: three frames of max_frame (64 MiB), never decoded. */
+	long hwm0 = vm_kib(d.p->pid, "VmHWM:");
+	char *junk = malloc(MG_WIRE_MAX_FRAME);
+	CHECK(junk != NULL, "out of memory");
+	memset(junk, 0x0a, MG_WIRE_MAX_FRAME);	/* field 1, length-delimited: "a Hello" */
+	void *s4 = raw_peer(ctx, d.ep, "junk-peer");
+	for (int i = 0; i < 3; i++)
+		CHECK(zmq_send(s4, junk, MG_WIRE_MAX_FRAME, 0) == (int)MG_WIRE_MAX_FRAME, "sending junk");
+	free(junk);
+	for (int i = 0; i < 3; i++) {
+		reply = raw_answer(s4);
+		check_bye(&reply, "a 64 MiB frame before Hello", "before Hello");
+	}
+	long hwm1 = vm_kib(d.p->pid, "VmHWM:");
+	note("margind peak memory (VmHWM): %ld MiB before, %ld MiB after three 64 MiB frames before Hello",
+	     hwm0 / 1024, hwm1 / 1024);
+	/* Still serving. */
+	worker_start(&d, "w1", FAKE, NULL);
+	wait_workers(&d, 1);
+	char input[PATH_MAX];
+	snprintf(input, sizeof(input), "%s/in.jsonl", tmp_root);
+	write_input(input, 50, "tiny", 8, false);
+	submit(&d, "job1", input);
+	wait_completed(&d, "job1", 60);
+	free(pm);
+	free(many);
+	zmq_close(s1);
+	zmq_close(s2);
+	zmq_close(s3);
+	zmq_close(s4);
+	zmq_ctx_term(ctx);
+	return 0;
+}
+
 static void keygen(const char *name, const char *dir)
 {
 	char cmd[PATH_MAX * 2];
@@ -883,8 +1076,61 @@ static void read_key(const char *path, char out[41])
 	snprintf(out, 41, "%s", line);
 }
 
+/* A scanner: n connections to ep, each with a new random CURVE key, 25 at a
+ * time. Returns how many the server refused (each client's monitor sees its
+ * handshake fail on authentication). */
+static int curve_scan(const char *ep, const char *server_pub, int n)
+{
+	enum { WAVE = 25 };
+	void *ctx = zmq_ctx_new();
+	int refused = 0;
+	for (int done = 0; done < n; done += WAVE) {
+		void *s[WAVE], *mon[WAVE];
+		int k = n - done < WAVE ? n - done : WAVE;
+		for (int i = 0; i < k; i++) {
+			char pub[41], sec[41], mep[64];
+			int linger = 0, rcvto = 5000;
+			CHECK(zmq_curve_keypair(pub, sec) == 0, "zmq_curve_keypair");
+			s[i] = zmq_socket(ctx, ZMQ_DEALER);
+			zmq_setsockopt(s[i], ZMQ_LINGER, &linger, sizeof(linger));
+			zmq_setsockopt(s[i], ZMQ_CURVE_SERVERKEY, server_pub, 40);
+			zmq_setsockopt(s[i], ZMQ_CURVE_PUBLICKEY, pub, 40);
+			zmq_setsockopt(s[i], ZMQ_CURVE_SECRETKEY, sec, 40);
+			snprintf(mep, sizeof(mep), "inproc://scan-%d", done + i);
+			CHECK(zmq_socket_monitor(s[i], mep, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+						 ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0, "monitor");
+			mon[i] = zmq_socket(ctx, ZMQ_PAIR);
+			zmq_setsockopt(mon[i], ZMQ_LINGER, &linger, sizeof(linger));
+			zmq_setsockopt(mon[i], ZMQ_RCVTIMEO, &rcvto, sizeof(rcvto));
+			CHECK(zmq_connect(mon[i], mep) == 0, "monitor connect");
+			CHECK(zmq_connect(s[i], ep) == 0, "connect %s", ep);
+		}
+		for (int i = 0; i < k; i++) {
+			zmq_msg_t ev;
+			zmq_msg_init(&ev);
+			if (zmq_msg_recv(&ev, mon[i], 0) >= 6) {
+				uint16_t event;
+				memcpy(&event, zmq_msg_data(&ev), 2);
+				refused += event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+				if (zmq_msg_more(&ev)) {
+					zmq_msg_close(&ev);
+					zmq_msg_init(&ev);
+					zmq_msg_recv(&ev, mon[i], 0);
+				}
+			}
+			zmq_msg_close(&ev);
+			zmq_socket_monitor(s[i], NULL, 0);
+			zmq_close(mon[i]);
+			zmq_close(s[i]);
+		}
+	}
+	zmq_ctx_term(ctx);
+	return refused;
+}
+
 /* CURVE: an allowed worker gets the work; a worker with an unknown key
- * and one with no key never do, and the refusals are logged (with the key). */
+ * and one with no key never do, and the refusals are logged (with the key):
+ * the first, then one line a minute, however many keys a scanner tries. */
 static int sc_curve(void)
 {
 	char keys[PATH_MAX], allow[PATH_MAX], wkeys[PATH_MAX];
@@ -956,6 +1202,18 @@ static int sc_curve(void)
 	}
 	CHECK(!log_has(bad->log, "shard done") && !log_has(plain->log, "shard done"),
 	      "a refused worker ran a shard");
+	char spub[41];
+	read_key(dpub, spub);
+	int64_t t0 = mg_clock_now_ns();
+	int refused = curve_scan(d.ep, spub, 200);
+	CHECK(refused == 200, "%d of 200 random keys were refused", refused);
+	/* The refusals are all answered: a good worker still joins at once. */
+	mg_clock_sleep_ns(300 * MG_NS_PER_MS);
+	int lines = log_count(d.log, "unknown CURVE key");
+	int minutes = (int)((mg_clock_now_ns() - t0) / (60 * MG_NS_PER_S));
+	CHECK(lines <= 2 + minutes, "200 refused keys wrote %d log lines (want the first, then one a minute)",
+	      lines);
+	note("200 random CURVE keys refused, %d log line(s) about unknown keys", lines);
 	return 0;
 }
 
@@ -1094,6 +1352,7 @@ static const struct {
 	{ "worker_stop", sc_worker_stop },
 	{ "daemon_kill", sc_daemon_kill },
 	{ "garbage", sc_garbage },
+	{ "hello_limits", sc_hello_limits },
 	{ "curve", sc_curve },
 	{ "lock", sc_lock },
 	{ "signals", sc_signals },

@@ -411,7 +411,8 @@ sc_units() {
 	W1=$!; PIDS="$PIDS $W1"
 	pub1=$(cat "$E/curve/worker-1.pub")
 	wait_log "$T/margind.log" 'refused a worker connection: unknown CURVE key'
-	grep -qF "key=$pub1 " "$T/margind.log" || fail "the refusal does not name worker-1's key"
+	# (quoted when the Z85 key holds a '=')
+	grep -qF -e "key=$pub1 " -e "key=\"$pub1\" " "$T/margind.log" || fail "the refusal does not name worker-1's key"
 	workers_json "$STATE"
 	[ "$(json "$T/workers.json" 'len(d["workers"])')" = 1 ] || fail "an unknown key got in"
 	cp "$E/curve/worker-1.pub" "$E/workers.d/"

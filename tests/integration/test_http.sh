@@ -4,7 +4,7 @@
 # marginctl as users drive them.
 #
 #   test_http.sh SCENARIO     roundtrip | auth | limits | cancel | restart | expire | not_jsonl
-#                             | conns | dates
+#                             | conns | dates | paths
 #
 # Binaries come from $MARGIND, $MARGIN_WORKER, $MARGINCTL (meson sets
 # them). Every process started here is killed on exit, pass or fail; each
@@ -443,7 +443,42 @@ sc_dates() {
 	note "ok: $BID"
 }
 
+# API errors name ids, never paths on the server: a file whose content is
+# gone, a files directory that cannot be read or written, a batches
+# directory that cannot be written (the log keeps the paths).
+sc_paths() {
+	daemon_start d
+	worker_start w1
+	wait_ready 1
+	make_input "$T/in.jsonl" 3
+	[ "$(api POST /v1/files -F purpose=batch -F "file=@$T/in.jsonl")" = 200 ] || fail "upload"
+	FID=$(json "$T/body.json" 'd["id"]')
+	no_path() {	# STEP: the reply is an error that does not show $T
+		json "$T/body.json" 'd["error"]["message"]' > "$T/msg.txt" || fail "$1: not an error: $(cat "$T/body.json")"
+		if grep -qF "$T" "$T/body.json"; then fail "$1: the reply shows a server path: $(cat "$T/body.json")"; fi
+		note "$1: $(cat "$T/msg.txt")"
+	}
+	mv "$T/d/files/$FID.jsonl" "$T/gone.jsonl"
+	api POST /v1/batches -H 'Content-Type: application/json' \
+		-d "{\"input_file_id\":\"$FID\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}" > "$T/code"
+	no_path "a batch of a file whose content is gone ($(cat "$T/code"))"
+	mv "$T/gone.jsonl" "$T/d/files/$FID.jsonl"
+	mv "$T/d/batches" "$T/batches.away"
+	api POST /v1/batches -H 'Content-Type: application/json' \
+		-d "{\"input_file_id\":\"$FID\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}" > "$T/code"
+	no_path "a batch with no batches directory ($(cat "$T/code"))"
+	grep -q "$FID" "$T/msg.txt" || grep -q "batch_" "$T/msg.txt" || fail "the error names no id: $(cat "$T/msg.txt")"
+	mv "$T/batches.away" "$T/d/batches"
+	mv "$T/d/files" "$T/files.away"
+	[ "$(api GET /v1/files)" = 500 ] || fail "listing a missing files directory: not 500"
+	no_path "listing the files with no files directory"
+	[ "$(api POST /v1/files -F purpose=batch -F "file=@$T/in.jsonl")" = 500 ] || fail "an upload with no files directory: not 500"
+	no_path "an upload with no files directory"
+	mv "$T/files.away" "$T/d/files"
+	note ok
+}
+
 case $SCENARIO in
-roundtrip | auth | limits | cancel | restart | expire | not_jsonl | conns | dates) "sc_$SCENARIO" ;;
+roundtrip | auth | limits | cancel | restart | expire | not_jsonl | conns | dates | paths) "sc_$SCENARIO" ;;
 *) fail "unknown scenario" ;;
 esac

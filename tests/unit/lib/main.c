@@ -5,6 +5,7 @@ static const cu_suite_t suites[] = {
 	{ "log", log_tests, NULL, NULL },
 	{ "config", config_tests, NULL, NULL },
 	{ "clock", clock_tests, NULL, NULL },
+	{ "hash", hash_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

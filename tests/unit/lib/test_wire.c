@@ -3,6 +3,7 @@
 #include "mg_wire.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,6 +283,145 @@ static void test_truncated_real_frames(void)
 	free(buf);
 }
 
+/* Packs m and unpacks it as margind does; returns mg_wire_unpack's code. */
+static int unpack_code(const mg_msg_t *m, char *err, size_t errlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	CU_ASSERT_EQUAL_FATAL(mg_wire_pack(m, MG_WIRE_MAX_FRAME, &buf, &len), 0);
+	mg_msg_t *out = NULL;
+	err[0] = '\0';
+	int r = mg_wire_unpack(buf, len, MG_WIRE_MAX_FRAME, &out, err, errlen);
+	free(buf);
+	mg_wire_free(&out);
+	return r;
+}
+
+static void fill(char *buf, size_t n, char c)
+{
+	memset(buf, c, n);
+	buf[n] = '\0';
+}
+
+/* The largest Hello the limits allow fits the frame limit before Hello. */
+static void test_hello_largest(void)
+{
+	static char name[MG_HELLO_MAX_NAME + 1], shortv[MG_HELLO_MAX_SHORT + 1];
+	fill(name, MG_HELLO_MAX_NAME, 'n');
+	fill(shortv, MG_HELLO_MAX_SHORT, 's');
+	Margin__V1__ModelInfo mi[MG_HELLO_MAX_MODELS], *mis[MG_HELLO_MAX_MODELS];
+	for (unsigned i = 0; i < MG_HELLO_MAX_MODELS; i++) {
+		margin__v1__model_info__init(&mi[i]);
+		mi[i].name = name;
+		mi[i].arch = shortv;
+		mi[i].kv_type = shortv;
+		mi[i].n_params = mi[i].kv_bytes = mi[i].weight_bytes = UINT64_MAX;
+		mi[i].n_ctx = mi[i].n_vocab = UINT32_MAX;
+		mis[i] = &mi[i];
+	}
+	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
+	h.proto_version = UINT32_MAX;
+	h.worker_name = name;
+	h.hardware_profile = name;
+	h.build = shortv;
+	h.n_models = MG_HELLO_MAX_MODELS;
+	h.models = mis;
+	h.slots = MG_HELLO_MAX_SLOTS;
+	h.threads = MG_HELLO_MAX_THREADS;
+	h.instance_id = UINT64_MAX;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_HELLO;
+	m.hello = &h;
+	char err[256];
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), 0);
+	size_t n = margin__v1__msg__get_packed_size(&m);
+	CU_ASSERT(n <= MG_WIRE_MAX_HELLO_FRAME);
+	CU_ASSERT(n > MG_WIRE_MAX_HELLO_FRAME / 2);	/* and the limit is not far above it */
+	if (n > MG_WIRE_MAX_HELLO_FRAME || n <= MG_WIRE_MAX_HELLO_FRAME / 2)
+		fprintf(stderr, "the largest Hello is %zu bytes\n", n);
+}
+
+/* A Hello beyond the limits is an error naming the field. */
+static void test_hello_limits(void)
+{
+	Margin__V1__ModelInfo mi = MARGIN__V1__MODEL_INFO__INIT, *mis[1] = { &mi };
+	mi.name = "llama-110m";
+	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
+	h.proto_version = MG_PROTO_VERSION;
+	h.worker_name = "w1";
+	h.n_models = 1;
+	h.models = mis;
+	h.slots = 8;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_HELLO;
+	m.hello = &h;
+	char err[256];
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), 0);
+
+	h.slots = 4294967295u;
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	CU_ASSERT_STRING_EQUAL(err, "Hello: slots = 4294967295: expected 1 to 4096");
+	h.slots = 0;
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	h.slots = 8;
+	h.threads = 4097;
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "threads = 4097"));
+	h.threads = 4;
+
+	/* 20,000 models */
+	enum { MANY = 20000 };
+	Margin__V1__ModelInfo *many = calloc(MANY, sizeof(*many));
+	Margin__V1__ModelInfo **pm = calloc(MANY, sizeof(*pm));
+	CU_ASSERT_FATAL(many != NULL && pm != NULL);
+	for (int i = 0; i < MANY; i++) {
+		margin__v1__model_info__init(&many[i]);
+		many[i].name = "m";
+		pm[i] = &many[i];
+	}
+	h.models = pm;
+	h.n_models = MANY;
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	CU_ASSERT_STRING_EQUAL(err, "Hello: 20000 models: at most 16");
+	h.n_models = MG_HELLO_MAX_MODELS + 1;
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	h.n_models = MG_HELLO_MAX_MODELS;
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), 0);
+	free(pm);
+	free(many);
+	h.models = mis;
+	h.n_models = 1;
+
+	/* names: length, control characters, UTF-8 */
+	char longname[MG_HELLO_MAX_NAME + 2];
+	fill(longname, MG_HELLO_MAX_NAME + 1, 'x');
+	h.worker_name = longname;
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	CU_ASSERT_STRING_EQUAL(err, "Hello: worker_name is 128 bytes long: expected 1 to 127");
+	longname[MG_HELLO_MAX_NAME] = '\0';
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), 0);
+	const char *bad[] = { "", "w1\nlevel=error", "w1\x1b[31m", "\xff", "caf\xc3", "\xc0\xaf", "\xed\xa0\x80",
+			      "w\xc2\x85" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		h.worker_name = (char *)bad[i];
+		CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "worker_name"));
+	}
+	h.worker_name = "café 7 ☃ 𝄞";
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), 0);
+	h.hardware_profile = "8xh100\t";
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	CU_ASSERT_STRING_EQUAL(err, "Hello: hardware_profile: byte 6 is a control character or not UTF-8");
+	h.hardware_profile = "";
+	mi.name = "";
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "models[0].name"));
+	mi.name = "tiny";
+	mi.arch = "llama\n";
+	CU_ASSERT_EQUAL(unpack_code(&m, err, sizeof(err)), -ERANGE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "models[0].arch"));
+}
+
 const cu_test_t wire_tests[] = {
 	{ "hello round trip", test_hello },
 	{ "credit, heartbeat, welcome, ack, cancel, bye round trip", test_small_messages },
@@ -289,5 +429,7 @@ const cu_test_t wire_tests[] = {
 	{ "message without body refused", test_no_body_refused },
 	{ "garbage frames are errors", test_garbage },
 	{ "truncated frames are errors", test_truncated_real_frames },
+	{ "the largest Hello fits the frame limit before Hello", test_hello_largest },
+	{ "a Hello beyond the limits names the field", test_hello_limits },
 	{ NULL, NULL },
 };
