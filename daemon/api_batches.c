@@ -883,7 +883,8 @@ void api_batches_create(http_req_t *r)
 	sidecar_path(h, id, ".input.jsonl", in_path, sizeof(in_path));
 	sidecar_path(h, id, ".rejects.jsonl", rej_path, sizeof(rej_path));
 	ingest_params_t ip = { id, h->cfg.default_max_tokens, h->cfg.max_tokens_cap };
-	batchfmt_ctx_t ctx = { .endpoint = ep, .models = bm, .n_models = bm ? n_models : 0, .ingest = &ip };
+	batchfmt_ctx_t ctx = { .endpoint = ep, .models = bm, .n_models = bm ? n_models : 0, .ingest = &ip,
+				.wait_for_model = true };
 	validation_t v = { 0 };
 	json_t *side = NULL, *job = NULL;
 	FILE *rej = fopen(rej_path, "we");

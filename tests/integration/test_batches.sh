@@ -1,0 +1,200 @@
+#!/bin/sh
+# Integration scenarios of the batch lifecycle: a real margind and fake
+# workers (margin-worker serve --fake) on 127.0.0.1, driven with curl and
+# marginctl as users drive them.
+#
+#   test_batches.sh SCENARIO
+#     no_worker         a batch created with no worker waits, then completes
+#     no_worker_expire  a batch that no worker ever serves expires
+#     restart_wait      a restart with a batch in progress and no worker yet
+#     fds               many more queued batches than margind's fd limit
+#     retention         failed/cancelled copies go at once; old batches age out
+#     orphans           files no journal row names are swept at start
+#     vacuum            the journal file shrinks after a big batch is retired
+#
+# Binaries come from $MARGIND, $MARGIN_WORKER, $MARGINCTL (meson sets
+# them). Every process started here is killed on exit, pass or fail; each
+# wait is bounded.
+set -eu
+
+SCENARIO=${1:?usage: test_batches.sh SCENARIO}
+: "${MARGIND:?run through meson test}" "${MARGIN_WORKER:?}" "${MARGINCTL:?}"
+
+NAME=batches
+. "$(dirname "$0")/lib.sh"
+
+KEY=sk-itest-$$
+printf '# test keys\n%s\n' "$KEY" > "$T/keys"
+chmod 600 "$T/keys"
+
+# daemon_start NAME [EXTRA FLAGS...]: margind on $T/NAME with the keys;
+# sets URL, WEP (worker endpoint) and DPID. $WORKERS_EP reuses an
+# endpoint; $NOFILE sets margind's file-descriptor limit.
+daemon_start() {
+	name=$1; shift
+	rm -f "$T/$name/http" "$T/$name/endpoints"
+	(
+		[ -z "${NOFILE:-}" ] || ulimit -n "$NOFILE"
+		exec "$MARGIND" --state-dir "$T/$name" --http 127.0.0.1:0 --workers "${WORKERS_EP:-tcp://127.0.0.1:0}" \
+			--no-curve --api-keys "$T/keys" --set scheduler.heartbeat=500ms "$@"
+	) >> "$T/$name.log" 2>&1 &
+	DPID=$!
+	PIDS="$PIDS $DPID"
+	i=0
+	until [ -s "$T/$name/http" ] && [ -s "$T/$name/endpoints" ]; do
+		i=$((i + 1)); [ $i -lt 300 ] || fail "margind did not come up"
+		kill -0 $DPID 2>/dev/null || fail "margind exited"
+		sleep 0.05
+	done
+	URL=$(cat "$T/$name/http")
+	WEP=$(sed -n 's/^workers=//p' "$T/$name/endpoints")
+	export MARGIN_URL="$URL" MARGIN_API_KEY="$KEY"
+}
+
+daemon_kill() {
+	kill -9 $DPID
+	wait $DPID 2>/dev/null || true
+}
+
+# worker_start NAME [EXTRA FLAGS...]: sets WPID.
+worker_start() {
+	name=$1; shift
+	OPENBLAS_NUM_THREADS=1 "$MARGIN_WORKER" serve --scheduler "$WEP" --name "$name" --threads 1 \
+		--arch llama-110m --fake --no-curve "$@" >> "$T/$name.log" 2>&1 &
+	WPID=$!
+	PIDS="$PIDS $WPID"
+}
+
+# api METHOD PATH [curl args...]: prints the HTTP status, body in $T/body.json.
+api() {
+	m=$1; p=$2; shift 2
+	curl -s -o "$T/body.json" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $KEY" "$@" "$URL$p"
+}
+
+# make_input OUT N [MODEL]: N completions on MODEL (llama-110m).
+make_input() {
+	python3 - "$1" "$2" "${3:-llama-110m}" <<'EOF'
+import json, sys
+out, n, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(out, "w") as f:
+    for i in range(n):
+        body = {"model": model, "prompt": f"Once upon a time {i}", "max_tokens": 6}
+        f.write(json.dumps({"custom_id": f"req-{i:04d}", "method": "POST", "url": "/v1/completions", "body": body}) + "\n")
+EOF
+}
+
+# create FILE_ID: POST /v1/batches; prints the batch id.
+create() {
+	[ "$(api POST /v1/batches -H 'content-type: application/json' \
+		-d "{\"input_file_id\":\"$1\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}")" = 200 ] ||
+		fail "create: $(cat "$T/body.json")"
+	json "$T/body.json" 'd["id"]'
+}
+
+upload() {
+	[ "$(api POST /v1/files -F purpose=batch -F "file=@$1")" = 200 ] || fail "upload: $(cat "$T/body.json")"
+	json "$T/body.json" 'd["id"]'
+}
+
+status() {
+	api GET "/v1/batches/$1" > /dev/null
+	json "$T/body.json" 'd["status"]'
+}
+
+# check_done BID N: completed, N answers with status 200, no error file.
+check_done() {
+	timeout 90 "$MARGINCTL" wait "$1" > "$T/wait.out" 2> "$T/wait.err" ||
+		fail "wait $1: $(cat "$T/wait.out" "$T/wait.err")"
+	[ "$(status "$1")" = completed ] || fail "status of $1: $(cat "$T/body.json")"
+	[ "$(json "$T/body.json" 'd["request_counts"]')" = "{'total': $2, 'completed': $2, 'failed': 0}" ] ||
+		fail "request_counts $(json "$T/body.json" 'd["request_counts"]')"
+	"$MARGINCTL" results "$1" -o "$T/out.jsonl" 2> /dev/null || fail "results"
+	python3 - "$T/out.jsonl" "$2" <<'EOF' || fail "output of $1"
+import json, sys
+seen = set()
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    assert o["response"]["status_code"] == 200 and o["error"] is None, o
+    seen.add(o["custom_id"])
+assert seen == {f"req-{i:04d}" for i in range(int(sys.argv[2]))}, len(seen)
+EOF
+}
+
+# waiting BID SECONDS: the batch stays in a normal waiting status (not
+# failed) for that long.
+waiting() {
+	end=$(( $(date +%s) + $2 ))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		s=$(status "$1")
+		case $s in validating | in_progress) ;; *) fail "batch $1 is $s while waiting for a worker: $(cat "$T/body.json")" ;; esac
+		sleep 0.5
+	done
+}
+
+sc_no_worker() {
+	daemon_start d
+	make_input "$T/in.jsonl" 12
+	FID=$(upload "$T/in.jsonl")
+	BID=$(create "$FID")
+	waiting "$BID" 6
+	[ "$(json "$T/body.json" 'd["errors"]')" = None ] || fail "errors while waiting: $(cat "$T/body.json")"
+	# /readyz says why nothing moves.
+	[ "$(curl -s -o "$T/ready.json" -w '%{http_code}' "$URL/readyz")" = 503 ] || fail "readyz with no worker"
+	worker_start w1
+	check_done "$BID" 12
+	note "ok: $BID waited 6 s for a worker, then completed"
+}
+
+sc_no_worker_expire() {
+	daemon_start d --set http.batch_expiry=3s --set scheduler.cancel_grace=1s
+	make_input "$T/in.jsonl" 5 qwen-nowhere
+	BID=$("$MARGINCTL" submit "$T/in.jsonl" 2> "$T/submit.err") || fail "submit: $(cat "$T/submit.err")"
+	# A worker for another model does not run it.
+	worker_start w1
+	if timeout 60 "$MARGINCTL" wait "$BID" > "$T/wait.out" 2> "$T/wait.err"; then fail "wait exited 0 for an expired batch"; fi
+	[ "$(status "$BID")" = expired ] || fail "status: $(cat "$T/body.json")"
+	cp "$T/body.json" "$T/batch.json"
+	[ "$(json "$T/batch.json" 'd["request_counts"]["total"], d["request_counts"]["completed"]')" = "5 0" ] ||
+		fail "request_counts $(json "$T/batch.json" 'd["request_counts"]')"
+	"$MARGINCTL" results "$BID" -o "$T/out.jsonl" --errors "$T/err.jsonl" 2> /dev/null || fail "results"
+	python3 - "$T/err.jsonl" <<'EOF' || fail "expired batch error file"
+import json, sys
+err = [json.loads(l) for l in open(sys.argv[1])]
+assert len(err) == 5, len(err)
+for o in err:
+    assert o["response"] is None and o["error"]["code"] == "batch_expired", o
+EOF
+	note "ok: $BID expired with its 5 lines in the error file"
+}
+
+sc_restart_wait() {
+	daemon_start d --set scheduler.shard_requests=2
+	worker_start w1 --fake-delay 100ms --slots 2
+	make_input "$T/in.jsonl" 30
+	BID=$("$MARGINCTL" submit "$T/in.jsonl" 2> /dev/null) || fail "submit"
+	i=0
+	until [ "$(api GET "/v1/batches/$BID")" = 200 ] && [ "$(json "$T/body.json" 'd["request_counts"]["completed"]')" -ge 4 ]; do
+		i=$((i + 1)); [ $i -lt 400 ] || fail "no progress"
+		sleep 0.05
+	done
+	# The daemon and its worker go; the daemon comes back alone.
+	kill -9 $WPID
+	daemon_kill
+	WORKERS_EP=$WEP
+	daemon_start d --set scheduler.shard_requests=2
+	# A second batch created while no worker is connected.
+	make_input "$T/in2.jsonl" 8
+	FID=$(upload "$T/in2.jsonl")
+	B2=$(create "$FID")
+	waiting "$BID" 5
+	waiting "$B2" 1
+	worker_start w2 --slots 2
+	check_done "$BID" 30
+	check_done "$B2" 8
+	note "ok: $BID and $B2 completed once a worker came after the restart"
+}
+
+case $SCENARIO in
+no_worker | no_worker_expire | restart_wait) "sc_$SCENARIO" ;;
+*) fail "unknown scenario" ;;
+esac
