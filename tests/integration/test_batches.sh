@@ -194,7 +194,48 @@ sc_restart_wait() {
 	note "ok: $BID and $B2 completed once a worker came after the restart"
 }
 
+sc_fds() {
+	# margind with 256 file descriptors; 16 clients create 600 batches of
+	# 300 lines while no worker runs them. Validation goes 4 lines a turn of
+	# the loop, so batches queue for it.
+	NOFILE=256 daemon_start d --set scheduler.ingest_chunk=4
+	make_input "$T/in.jsonl" 300
+	FID=$(upload "$T/in.jsonl")
+	seq 1 600 | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST \
+		-H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+		-d "{\"input_file_id\":\"$FID\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}" \
+		"$URL/v1/batches" > "$T/codes" || true
+	[ "$(grep -c '^200$' "$T/codes")" -eq 600 ] || fail "creates: $(sort "$T/codes" | uniq -c | tr '\n' ' ')"
+	kill -0 $DPID 2>/dev/null || fail "margind died"
+	worker_start w1 --slots 8
+	python3 - "$URL" "$KEY" <<'EOF' || fail "not every batch completed"
+import json, sys, time, urllib.request
+url, key = sys.argv[1], sys.argv[2]
+def get(path):
+    req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + key})
+    return json.load(urllib.request.urlopen(req, timeout=30))
+deadline = time.time() + 150
+while True:
+    st, after = {}, ""
+    while True:
+        page = get("/v1/batches?limit=100" + after)
+        for b in page["data"]:
+            st[b["status"]] = st.get(b["status"], 0) + 1
+            assert b["status"] != "failed", b
+            if b["status"] == "completed":
+                assert b["request_counts"] == {"total": 300, "completed": 300, "failed": 0}, b
+        if not page["has_more"]:
+            break
+        after = "&after=" + page["last_id"]
+    if st.get("completed", 0) == 600:
+        break
+    assert time.time() < deadline, st
+    time.sleep(1)
+EOF
+	note "ok: 600 batches under 256 file descriptors, all completed"
+}
+
 case $SCENARIO in
-no_worker | no_worker_expire | restart_wait) "sc_$SCENARIO" ;;
+no_worker | no_worker_expire | restart_wait | fds) "sc_$SCENARIO" ;;
 *) fail "unknown scenario" ;;
 esac
