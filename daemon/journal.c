@@ -383,8 +383,10 @@ static int incremental_vacuum_on(journal_t *j, const char *path, char *err, size
 	if (sql_int(j, "PRAGMA auto_vacuum") == 2)
 		return 0;
 	int r = exec_sql(j, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen);
-	if (r < 0 || sql_int(j, "SELECT count(*) FROM sqlite_master") == 0)
+	if (r < 0)
 		return r;
+	if (sql_int(j, "SELECT count(*) FROM sqlite_master") == 0)	/* new: a VACUUM of nothing */
+		return exec_sql(j, "VACUUM", err, errlen);
 	j->converted_from = file_bytes(path);
 	if ((r = exec_sql(j, "VACUUM", err, errlen)) < 0 ||
 	    (r = exec_sql(j, "PRAGMA wal_checkpoint(TRUNCATE)", err, errlen)) < 0)

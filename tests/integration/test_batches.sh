@@ -235,7 +235,134 @@ EOF
 	note "ok: 600 batches under 256 file descriptors, all completed"
 }
 
+# wait_status BID STATUS: bounded.
+wait_status() {
+	i=0
+	until [ "$(status "$1")" = "$2" ]; do
+		i=$((i + 1)); [ $i -lt 600 ] || fail "batch $1 never became $2: $(cat "$T/body.json")"
+		sleep 0.1
+	done
+}
+
+# journal_bytes DIR: margin.db and its WAL together.
+journal_bytes() {
+	cat "$1/margin.db" "$1/margin.db-wal" 2>/dev/null | wc -c
+}
+
+sc_retention() {
+	daemon_start d --set journal.retention=4s
+	worker_start w1
+	# A failed batch: nothing to download, so no private copy stays; the
+	# refused lines still show in errors.
+	printf '{"custom_id":"a","method":"GET","url":"/v1/completions","body":{"model":"llama-110m","prompt":"x"}}\n' > "$T/bad.jsonl"
+	FBAD=$(upload "$T/bad.jsonl")
+	BBAD=$(create "$FBAD")
+	wait_status "$BBAD" failed
+	[ "$(json "$T/body.json" '[e["line"] for e in d["errors"]["data"]]')" = "[None, 1]" ] ||
+		fail "errors of the failed batch: $(cat "$T/body.json")"
+	i=0
+	until [ "$(ls "$T/d/batches" | grep -c "^$BBAD")" -eq 1 ]; do
+		i=$((i + 1)); [ $i -lt 100 ] || fail "the failed batch keeps $(ls "$T/d/batches" | grep "^$BBAD" | tr '\n' ' ')"
+		sleep 0.1
+	done
+	[ -f "$T/d/batches/$BBAD.json" ] || fail "the failed batch lost its object"
+	[ "$(api DELETE "/v1/files/$FBAD")" = 200 ] || fail "delete the upload"
+	[ "$(ls "$T/d/files" | wc -l)" -eq 0 ] || fail "deleting the upload left $(ls "$T/d/files" | tr '\n' ' ')"
+	[ "$(api GET "/v1/batches/$BBAD")" = 200 ] || fail "GET of the failed batch"
+	[ "$(json "$T/body.json" 'd["errors"]["data"][1]["message"]')" = 'method: expected "POST"' ] ||
+		fail "errors after the copies went: $(cat "$T/body.json")"
+
+	# A completed batch: its output and rows are kept 4 s, then retired.
+	make_input "$T/in.jsonl" 6
+	FID=$(upload "$T/in.jsonl")
+	BID=$(create "$FID")
+	check_done "$BID" 6
+	OUT=$(json "$T/body.json" 'd["output_file_id"]')
+	[ "$(api GET "/v1/files/$OUT")" = 200 ] || fail "the output file is not there"
+	i=0
+	until [ "$(api GET "/v1/files/$OUT")" = 404 ]; do
+		i=$((i + 1)); [ $i -lt 200 ] || fail "the output file outlived the retention"
+		sleep 0.1
+	done
+	[ "$(api GET "/v1/batches/$BID")" = 200 ] || fail "GET of a retired batch: $(cat "$T/body.json")"
+	[ "$(json "$T/body.json" 'd["status"], d["request_counts"]["completed"], d["output_file_id"]')" = "completed 6 $OUT" ] ||
+		fail "the retired batch object: $(cat "$T/body.json")"
+	[ "$(ls "$T/d/batches" | sort | tr '\n' ' ')" = "$(printf '%s.json\n%s.json\n' "$BBAD" "$BID" | sort | tr '\n' ' ')" ] ||
+		fail "batches/ keeps $(ls "$T/d/batches" | tr '\n' ' ')"
+	# The user's upload is the user's.
+	[ "$(api GET "/v1/files/$FID")" = 200 ] || fail "retention deleted the upload"
+	python3 - "$T/d/margin.db" "$BID" <<'EOF' || fail "journal rows of the retired batch"
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+(jid,) = db.execute("SELECT id FROM jobs WHERE name = ?", (sys.argv[2],)).fetchone()
+assert db.execute("SELECT count(*) FROM requests WHERE job = ?", (jid,)).fetchone()[0] == 0
+assert db.execute("SELECT count(*) FROM shards WHERE job = ?", (jid,)).fetchone()[0] == 0
+EOF
+	grep -q 'msg="retention sweep" batches=' "$T/d.log" || fail "no log line of the sweep"
+	note "ok: failed batch without copies, $BID retired after 4 s"
+}
+
+sc_orphans() {
+	daemon_start d
+	worker_start w1
+	make_input "$T/in.jsonl" 4
+	FID=$(upload "$T/in.jsonl")
+	BID=$(create "$FID")
+	check_done "$BID" 4
+	OUT=$(json "$T/body.json" 'd["output_file_id"]')
+	daemon_kill
+	# What a crash between writing a file and journaling its batch leaves.
+	head -c 1000000 /dev/zero > "$T/d/batches/batch_ghost.input.jsonl"
+	echo '{"id":"batch_ghost"}' > "$T/d/batches/batch_ghost.json"
+	echo '{}' > "$T/d/batches/$BID.json.tmp"
+	head -c 500000 /dev/zero > "$T/d/files/file-ghost.jsonl"
+	printf '{"id":"file-ghost","object":"file","bytes":500000,"created_at":1,"filename":"batch_ghost_output.jsonl","purpose":"batch_output"}' \
+		> "$T/d/files/file-ghost.json"
+	WORKERS_EP=$WEP
+	daemon_start d
+	[ "$(ls "$T/d/batches" | tr '\n' ' ')" = "$BID.json " ] || fail "batches/ after the sweep: $(ls "$T/d/batches" | tr '\n' ' ')"
+	[ ! -e "$T/d/files/file-ghost.jsonl" ] && [ ! -e "$T/d/files/file-ghost.json" ] || fail "the ghost output file stays"
+	grep -q "removed a file no batch names.*batch_ghost.input.jsonl.* bytes=1000000" "$T/d.log" || fail "the sweep did not log the input it removed"
+	grep -q "file=file-ghost batch=batch_ghost bytes=500" "$T/d.log" || fail "the sweep did not log the output file"
+	[ "$(api GET "/v1/files/$OUT")" = 200 ] || fail "the sweep took a real output file"
+	[ "$(api GET "/v1/files/$FID")" = 200 ] || fail "the sweep took the upload"
+	[ "$(status "$BID")" = completed ] || fail "the batch after the sweep"
+	note "ok: orphans of a crash removed at start"
+}
+
+sc_vacuum() {
+	daemon_start d --set journal.retention=5s
+	worker_start w1 --fake-delay 1s --slots 1
+	# About 25 MB of requests in the journal.
+	python3 - "$T/big.jsonl" <<'EOF'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(5000):
+        body = {"model": "llama-110m", "prompt": f"{i} " + "once upon a time " * 280, "max_tokens": 4}
+        f.write(json.dumps({"custom_id": f"req-{i:04d}", "method": "POST", "url": "/v1/completions", "body": body}) + "\n")
+EOF
+	FID=$(upload "$T/big.jsonl")
+	BID=$(create "$FID")
+	wait_status "$BID" in_progress
+	[ "$(api POST "/v1/batches/$BID/cancel")" = 200 ] || fail "cancel"
+	wait_status "$BID" cancelled
+	OUT=$(json "$T/body.json" 'd["output_file_id"]') ERR=$(json "$T/body.json" 'd["error_file_id"]')
+	for f in "$FID" "$OUT" "$ERR"; do
+		[ "$f" = None ] || [ "$(api DELETE "/v1/files/$f")" = 200 ] || fail "delete $f"
+	done
+	FULL=$(journal_bytes "$T/d")
+	[ "$FULL" -gt 20000000 ] || fail "the journal holds only $FULL bytes: the test is too small"
+	i=0
+	until [ "$(journal_bytes "$T/d")" -lt $((FULL - 15000000)) ]; do
+		i=$((i + 1)); [ $i -lt 300 ] || fail "the journal still holds $(journal_bytes "$T/d") of $FULL bytes"
+		sleep 0.1
+	done
+	[ "$(du -sk "$T/d/files" "$T/d/batches" | awk '{s += $1} END {print s}')" -lt 100 ] ||
+		fail "files left: $(du -a "$T/d/files" "$T/d/batches")"
+	note "ok: journal $FULL -> $(journal_bytes "$T/d") bytes once the cancelled batch was retired"
+}
+
 case $SCENARIO in
-no_worker | no_worker_expire | restart_wait | fds) "sc_$SCENARIO" ;;
+no_worker | no_worker_expire | restart_wait | fds | retention | orphans | vacuum) "sc_$SCENARIO" ;;
 *) fail "unknown scenario" ;;
 esac
