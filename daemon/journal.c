@@ -809,6 +809,19 @@ static const char retire_sql[] =
 	"  OR EXISTS (SELECT 1 FROM shards WHERE shards.job = jobs.id))"
 	" ORDER BY id LIMIT ?2";
 
+/* One statement with the id as ?1, run to completion. */
+static int exec_id(journal_t *j, const char *sql, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return sq_err(rc);
+}
+
 int journal_jobs_retire(journal_t *j, int64_t before_s, int limit, journal_retire_fn fn, void *user)
 {
 	if (j->in_tx)
@@ -847,22 +860,10 @@ int journal_jobs_retire(journal_t *j, int64_t before_s, int limit, journal_retir
 		if ((r = journal_begin(j)) < 0)
 			break;
 		r = journal_requests_delete(j, list[i].id);
-		sqlite3_stmt *d = NULL;
-		if (r == 0 && (rc = sqlite3_prepare_v2(j->db, "DELETE FROM shards WHERE job = ?1; ", -1, &d, NULL)) != SQLITE_OK)
-			r = sq_err(rc);
-		if (r == 0) {
-			sqlite3_bind_int64(d, 1, list[i].id);
-			r = sq_err(sqlite3_step(d));
-		}
-		sqlite3_finalize(d);
-		d = NULL;
-		if (r == 0 && (rc = sqlite3_prepare_v2(j->db, "UPDATE jobs SET input_path = '' WHERE id = ?1", -1, &d, NULL)) != SQLITE_OK)
-			r = sq_err(rc);
-		if (r == 0) {
-			sqlite3_bind_int64(d, 1, list[i].id);
-			r = sq_err(sqlite3_step(d));
-		}
-		sqlite3_finalize(d);
+		if (r == 0)
+			r = exec_id(j, "DELETE FROM shards WHERE job = ?1", list[i].id);
+		if (r == 0)
+			r = exec_id(j, "UPDATE jobs SET input_path = '' WHERE id = ?1", list[i].id);
 		if (r == 0)
 			r = journal_commit(j);
 		else
