@@ -170,7 +170,9 @@ EOF
 sc_restart_wait() {
 	daemon_start d --set scheduler.shard_requests=2
 	worker_start w1 --fake-delay 100ms --slots 2
-	make_input "$T/in.jsonl" 30
+	# 400 requests at 100 ms a shard of 2 on 2 slots: ~10 s of work, so a
+	# loaded machine cannot finish before the kill.
+	make_input "$T/in.jsonl" 400
 	BID=$("$MARGINCTL" submit "$T/in.jsonl" 2> /dev/null) || fail "submit"
 	i=0
 	until [ "$(api GET "/v1/batches/$BID")" = 200 ] && [ "$(json "$T/body.json" 'd["request_counts"]["completed"]')" -ge 4 ]; do
@@ -180,6 +182,7 @@ sc_restart_wait() {
 	# The daemon and its worker go; the daemon comes back alone.
 	kill -9 $WPID
 	daemon_kill
+	[ "$(json "$T/body.json" 'd["request_counts"]["completed"]')" -lt 400 ] || fail "the batch finished before the kill"
 	WORKERS_EP=$WEP
 	daemon_start d --set scheduler.shard_requests=2
 	# A second batch created while no worker is connected.
@@ -189,7 +192,7 @@ sc_restart_wait() {
 	waiting "$BID" 5
 	waiting "$B2" 1
 	worker_start w2 --slots 2
-	check_done "$BID" 30
+	check_done "$BID" 400
 	check_done "$B2" 8
 	note "ok: $BID and $B2 completed once a worker came after the restart"
 }
