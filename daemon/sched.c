@@ -36,6 +36,7 @@ struct sched_job {
 	json_t *errors;			/* owned: validation errors ([{code,line,message}]) */
 	int64_t cancel_deadline;	/* monotonic; while cancelling */
 	bool warned_no_worker;
+	bool warned_open;		/* out of descriptors when its validation was due */
 };
 
 struct sched {
@@ -1415,11 +1416,23 @@ int sched_ingest(sched_t *s, int64_t now)
 	ingest_params_t ip = ingest_params(s, job->j.name);
 	bool eof = false;
 	char e2[400];
-	if (job->in == NULL &&
-	    ingest_file_open(job->j.input_path, job->j.ingest_offset, job->j.ingest_line, &job->in, e2,
-			     sizeof(e2)) < 0) {
-		add_error(job, 0, e2);
-		eof = true;
+	if (job->in == NULL) {
+		int r = ingest_file_open(job->j.input_path, job->j.ingest_offset, job->j.ingest_line,
+					 &job->in, e2, sizeof(e2));
+		if (r == -EMFILE || r == -ENFILE) {
+			/* Out of descriptors for now: not the batch's fault. The
+			 * loop comes back within a second. */
+			journal_rollback(s->j);
+			if (!job->warned_open)
+				mg_log(MG_LOG_WARN, "sched", "cannot open the input of a batch yet batch=%s err=\"%s\"",
+				       job->j.name, strerror(-r));
+			job->warned_open = true;
+			return 0;
+		}
+		if (r < 0) {
+			add_error(job, 0, e2);
+			eof = true;
+		}
 	}
 	for (uint32_t i = 0; job->in != NULL && i < s->p.ingest_chunk; i++) {
 		const char *text;

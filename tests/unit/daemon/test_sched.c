@@ -792,6 +792,18 @@ static void test_ingest_fds(void)
 	if (submitted < 300)
 		goto out;
 	CU_ASSERT(open_fds() <= before + 1);
+	/* No descriptor left when validation is due: the batch waits, it does
+	 * not fail. */
+	int lowest_free = dup(0);
+	CU_ASSERT_FATAL(lowest_free > 0);
+	close(lowest_free);
+	struct rlimit none = { (rlim_t)lowest_free, old.rlim_max };
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &none), 0);
+	CU_ASSERT_EQUAL(sched_ingest(f.s, f.now), 0);
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
+	journal_job_t first;
+	fx_job(&f, "q0", &first);
+	CU_ASSERT_STRING_EQUAL(first.state, "validating");
 	/* Half-way through the first file, a restart: it starts over, the
 	 * others wait their turn, still without descriptors. */
 	CU_ASSERT_EQUAL(sched_ingest(f.s, f.now), 1);
