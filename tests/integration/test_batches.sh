@@ -253,7 +253,7 @@ journal_bytes() {
 }
 
 sc_retention() {
-	daemon_start d --set journal.retention=4s
+	daemon_start d --set journal.retention=0
 	worker_start w1
 	# A failed batch: nothing to download, so no private copy stays; the
 	# refused lines still show in errors.
@@ -275,18 +275,19 @@ sc_retention() {
 	[ "$(json "$T/body.json" 'd["errors"]["data"][1]["message"]')" = 'method: expected "POST"' ] ||
 		fail "errors after the copies went: $(cat "$T/body.json")"
 
-	# A completed batch: its output and rows are kept 4 s, then retired.
+	# A completed batch: retention 0 keeps it; a restart with a retention
+	# of 1 s retires it at start.
 	make_input "$T/in.jsonl" 6
 	FID=$(upload "$T/in.jsonl")
 	BID=$(create "$FID")
 	check_done "$BID" 6
 	OUT=$(json "$T/body.json" 'd["output_file_id"]')
-	[ "$(api GET "/v1/files/$OUT")" = 200 ] || fail "the output file is not there"
-	i=0
-	until [ "$(api GET "/v1/files/$OUT")" = 404 ]; do
-		i=$((i + 1)); [ $i -lt 200 ] || fail "the output file outlived the retention"
-		sleep 0.1
-	done
+	sleep 2
+	[ "$(api GET "/v1/files/$OUT")" = 200 ] || fail "retention 0 did not keep the output file"
+	daemon_kill
+	WORKERS_EP=$WEP
+	daemon_start d --set journal.retention=1s
+	[ "$(api GET "/v1/files/$OUT")" = 404 ] || fail "the output file outlived the retention"
 	[ "$(api GET "/v1/batches/$BID")" = 200 ] || fail "GET of a retired batch: $(cat "$T/body.json")"
 	[ "$(json "$T/body.json" 'd["status"], d["request_counts"]["completed"], d["output_file_id"]')" = "completed 6 $OUT" ] ||
 		fail "the retired batch object: $(cat "$T/body.json")"
@@ -302,7 +303,17 @@ assert db.execute("SELECT count(*) FROM requests WHERE job = ?", (jid,)).fetchon
 assert db.execute("SELECT count(*) FROM shards WHERE job = ?", (jid,)).fetchone()[0] == 0
 EOF
 	grep -q 'msg="retention sweep" batches=' "$T/d.log" || fail "no log line of the sweep"
-	note "ok: failed batch without copies, $BID retired after 4 s"
+	# While margind runs, the periodic sweep retires the next one.
+	make_input "$T/in3.jsonl" 3
+	B3=$(create "$(upload "$T/in3.jsonl")")
+	wait_status "$B3" completed
+	OUT3=$(json "$T/body.json" 'd["output_file_id"]')
+	i=0
+	until [ "$(api GET "/v1/files/$OUT3")" = 404 ]; do
+		i=$((i + 1)); [ $i -lt 300 ] || fail "the periodic sweep did not retire $B3"
+		sleep 0.1
+	done
+	note "ok: failed batch without copies, $BID kept with retention 0, retired with 1 s, $B3 by the periodic sweep"
 }
 
 sc_orphans() {
@@ -334,7 +345,7 @@ sc_orphans() {
 }
 
 sc_vacuum() {
-	daemon_start d --set journal.retention=5s
+	daemon_start d --set journal.retention=0
 	worker_start w1 --fake-delay 1s --slots 1
 	# About 25 MB of requests in the journal.
 	python3 - "$T/big.jsonl" <<'EOF'
@@ -353,13 +364,15 @@ EOF
 	for f in "$FID" "$OUT" "$ERR"; do
 		[ "$f" = None ] || [ "$(api DELETE "/v1/files/$f")" = 200 ] || fail "delete $f"
 	done
+	sleep 1.5
+	daemon_kill
 	FULL=$(journal_bytes "$T/d")
 	[ "$FULL" -gt 20000000 ] || fail "the journal holds only $FULL bytes: the test is too small"
-	i=0
-	until [ "$(journal_bytes "$T/d")" -lt $((FULL - 15000000)) ]; do
-		i=$((i + 1)); [ $i -lt 300 ] || fail "the journal still holds $(journal_bytes "$T/d") of $FULL bytes"
-		sleep 0.1
-	done
+	# The batch ended more than 1 s ago: the sweep at start retires it.
+	WORKERS_EP=$WEP
+	daemon_start d --set journal.retention=1s
+	[ "$(journal_bytes "$T/d")" -lt $((FULL - 15000000)) ] ||
+		fail "the journal still holds $(journal_bytes "$T/d") of $FULL bytes"
 	[ "$(du -sk "$T/d/files" "$T/d/batches" | awk '{s += $1} END {print s}')" -lt 100 ] ||
 		fail "files left: $(du -a "$T/d/files" "$T/d/batches")"
 	note "ok: journal $FULL -> $(journal_bytes "$T/d") bytes once the cancelled batch was retired"
