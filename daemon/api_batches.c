@@ -6,7 +6,8 @@
  *
  *   {"id","input_file_id","endpoint","completion_window","created_at","expires_at",
  *    "invalid":N,"not_jsonl":bool,"input_path","rejects",
- *    "output_file_id","error_file_id","finalized_at","expired_at","usage"}
+ *    "output_file_id","error_file_id","finalized_at","expired_at","usage",
+ *    "rejects_shown" (a failed batch: the first refused lines, its copies gone)}
  *
  * Creating a batch checks every line first (batchfmt_check_line: the
  * scheduler's own rules plus endpoint, model served, one model per batch,
@@ -238,6 +239,21 @@ static void out_abort(out_file_t *o)
 	unlink(o->tmp);
 }
 
+/* The job's input copy is no longer needed once it is finished (only
+ * active jobs are recovered); the refusals are in the error file (or the
+ * sidecar) now. */
+static void drop_copies(json_t *side)
+{
+	const char *in = jstr(side, "input_path");
+	const char *rej = jstr(side, "rejects");
+	if (in != NULL)
+		unlink(in);
+	if (rej != NULL)
+		unlink(rej);
+}
+
+static void add_rejects(json_t *errors, json_t *side);
+
 /* Writes the output and error files of a finished job, merging the rows
  * the core answered with the lines refused at creation, in line order. */
 static int finalize(api_batches_t *b, const char *id, json_t *job, json_t *side, char *err,
@@ -247,8 +263,17 @@ static int finalize(api_batches_t *b, const char *id, json_t *job, json_t *side,
 	const char *state = jstr(job, "state");
 	int64_t t = now_s();
 	if (strcmp(state, "failed") == 0) {
+		/* Nothing runs and nothing can be downloaded: the errors shown
+		 * move into the sidecar, the private copies go. */
+		json_t *shown = json_array();
+		add_rejects(shown, side);
+		json_object_set_new(side, "rejects_shown", shown);
 		json_object_set_new(side, "finalized_at", json_integer(t));
-		return sidecar_save(h, id, side);
+		int r = sidecar_save(h, id, side);
+		if (r < 0)
+			return r;
+		drop_copies(side);
+		return 0;
 	}
 	out_file_t out = { 0 }, errf = { 0 };
 	reject_reader_t rr = { 0 };
@@ -363,13 +388,7 @@ static int finalize(api_batches_t *b, const char *id, json_t *job, json_t *side,
 		snprintf(err, errlen, "saving batch %s: %s", id, strerror(-r));
 		return r;
 	}
-	/* The job's input is no longer needed (only active jobs are
-	 * recovered); the refusals are in the error file now. */
-	const char *in = jstr(side, "input_path");
-	if (in != NULL)
-		unlink(in);
-	if (rej != NULL)
-		unlink(rej);
+	drop_copies(side);
 	mg_log(MG_LOG_INFO, "http", "batch finalized batch=%s state=%s output_lines=%llu error_lines=%llu",
 	       id, state, (unsigned long long)out.lines, (unsigned long long)errf.lines);
 	return 0;
@@ -554,6 +573,14 @@ static const char *status_of(const char *state, json_t *side)
 /* The first refused lines, as batch errors {code, message, param, line}. */
 static void add_rejects(json_t *errors, json_t *side)
 {
+	json_t *shown = json_object_get(side, "rejects_shown");
+	if (json_is_array(shown)) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(shown, i, e)
+			json_array_append(errors, e);
+		return;
+	}
 	const char *rej = jstr(side, "rejects");
 	reject_reader_t rr = { 0 };
 	if (rej == NULL || (rr.f = fopen(rej, "re")) == NULL)
@@ -885,7 +912,8 @@ void api_batches_create(http_req_t *r)
 	sidecar_path(h, id, ".input.jsonl", in_path, sizeof(in_path));
 	sidecar_path(h, id, ".rejects.jsonl", rej_path, sizeof(rej_path));
 	ingest_params_t ip = { id, h->cfg.default_max_tokens, h->cfg.max_tokens_cap };
-	batchfmt_ctx_t ctx = { .endpoint = ep, .models = bm, .n_models = bm ? n_models : 0, .ingest = &ip };
+	batchfmt_ctx_t ctx = { .endpoint = ep, .models = bm, .n_models = bm ? n_models : 0, .ingest = &ip,
+				.wait_for_model = true };
 	validation_t v = { 0 };
 	json_t *side = NULL, *job = NULL;
 	FILE *rej = fopen(rej_path, "we");

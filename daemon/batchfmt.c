@@ -356,7 +356,7 @@ int batchfmt_check_line(batchfmt_ctx_t *ctx, const char *text, size_t len, inges
 		goto out;
 	r = -EINVAL;
 	const batchfmt_model_t *m = find_model(ctx, l.model);
-	if (m == NULL) {
+	if (m == NULL && !ctx->wait_for_model) {
 		char served[512];
 		served_list(ctx, served, sizeof(served));
 		snprintf(err, errlen, "body.model: \"%.200s\" is not served by any connected worker (served: %s)",
@@ -368,7 +368,7 @@ int batchfmt_check_line(batchfmt_ctx_t *ctx, const char *text, size_t len, inges
 			 l.model, ctx->model);
 		goto out;
 	}
-	if (m->n_ctx > 0) {
+	if (m != NULL && m->n_ctx > 0) {
 		json_t *norm = json_loads(l.body, 0, NULL);
 		json_int_t mt = json_integer_value(json_object_get(norm, "max_tokens"));
 		json_decref(norm);

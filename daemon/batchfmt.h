@@ -144,13 +144,18 @@ typedef struct batchfmt_ctx {
 	const batchfmt_model_t *models;	/* served models (borrowed) */
 	size_t n_models;
 	const ingest_params_t *ingest;	/* defaults and caps of the daemon */
+	bool wait_for_model;		/* a batch: a model no connected worker serves is
+					 * accepted (its lines wait in the queue for a worker
+					 * or the completion window); a synchronous request
+					 * cannot wait, so there it is refused */
 	char model[256];		/* the batch's model: set by the first good line */
 } batchfmt_ctx_t;
 
 /* Checks one input line (len bytes, no newline) as sched will run it, and
  * beyond that: method POST, url equal to the batch's endpoint, the model
- * served by a connected worker and the same for every line of the batch,
- * max_tokens within the model's context. Does NOT check custom_id
+ * served by a connected worker (unless ctx->wait_for_model) and the same
+ * for every line of the batch, max_tokens within the model's context (when
+ * a connected worker says what it is). Does NOT check custom_id
  * uniqueness (the caller's set does). On success returns 0 and *ret holds
  * the parsed line (ingest_line_done). On a refused line returns -EINVAL,
  * err says what and where ("url: \"/v1/embeddings\" does not match ..."),

@@ -9,6 +9,7 @@
 #include "mg_wire.h"
 #include "notify.h"
 #include "registry.h"
+#include "retain.h"
 #include "sched.h"
 
 #include <arpa/inet.h>
@@ -48,6 +49,7 @@ struct core {
 	bool draining, stop;
 	int64_t drain_deadline, next_tick, next_wd, wd_period, next_status;
 	int64_t next_meter;	/* monotonic: when the meter closes accounting windows next */
+	int64_t next_retain;	/* monotonic: the next retention sweep (retain.h) */
 	uint64_t answered_at_status;
 	int64_t status_at;
 	/* refused connections, by kind (protocol, auth, no detail), and closed
@@ -197,6 +199,32 @@ static int bind_ctl(core_t *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* The retention sweep: at start, then every quarter of the retention
+ * (at least every second, at most every hour). */
+static void retain_tick(core_t *c, int64_t now)
+{
+	int64_t period = c->o->retention_s * MG_NS_PER_S / 4;
+	if (period < MG_NS_PER_S)
+		period = MG_NS_PER_S;
+	if (period > 3600 * MG_NS_PER_S)
+		period = 3600 * MG_NS_PER_S;
+	c->next_retain = now + period;
+	if (c->o->retention_s <= 0)
+		return;
+	retain_stats_t rs;
+	int r = retain_sweep(c->j, c->o->state_dir, c->o->retention_s, journal_wall_ns(c->j) / MG_NS_PER_S,
+			     &rs);
+	if (r == -EBUSY)
+		c->next_retain = now + MG_NS_PER_S;
+	else if (r < 0)
+		mg_log(MG_LOG_ERROR, "core", "retention sweep failed err=\"%s\" journal=\"%s\"", strerror(-r),
+		       journal_errmsg(c->j));
+	else if (rs.jobs > 0)
+		mg_log(MG_LOG_INFO, "core", "retention sweep batches=%lld files=%lld file_bytes=%lld journal_bytes_freed=%lld retention_s=%lld",
+		       (long long)rs.jobs, (long long)rs.files, (long long)rs.file_bytes,
+		       (long long)rs.journal_bytes, (long long)c->o->retention_s);
+}
+
 int core_new(void *zctx, const opts_t *o, core_t **ret, char *err, size_t errlen)
 {
 	core_t *c = calloc(1, sizeof(*c));
@@ -227,9 +255,24 @@ int core_new(void *zctx, const opts_t *o, core_t **ret, char *err, size_t errlen
 	}
 	if ((r = journal_open(o->state_dir, o->journal_sync, &c->j, err, errlen)) < 0)
 		goto fail;
+	int64_t from, to;
+	if (journal_converted(c->j, &from, &to))
+		mg_log(MG_LOG_INFO, "core", "journal switched to incremental vacuum (one VACUUM) state_dir=%s bytes_before=%lld bytes_after=%lld",
+		       o->state_dir, (long long)from, (long long)to);
 	int64_t now = mg_clock_now_ns();
 	if ((r = sched_new(c->j, &o->sched, send_worker, c, now, &c->s, err, errlen)) < 0)
 		goto fail;
+	/* Before the HTTP API writes there: what a crash left, then what
+	 * retention lets go. */
+	retain_stats_t rs;
+	if ((r = retain_orphans(c->j, o->state_dir, &rs)) < 0) {
+		snprintf(err, errlen, "sweeping %s for files no batch names: %s", o->state_dir, strerror(-r));
+		goto fail;
+	}
+	if (rs.files > 0)
+		mg_log(MG_LOG_WARN, "core", "start sweep removed files no batch names files=%lld bytes=%lld",
+		       (long long)rs.files, (long long)rs.file_bytes);
+	retain_tick(c, now);
 	if ((r = bind_ctl(c, err, errlen)) < 0)
 		goto fail;
 	if ((r = bind_workers(c, err, errlen)) < 0)
@@ -635,6 +678,8 @@ int core_run(core_t *c)
 			next = c->next_status;
 		if (c->next_meter < next)
 			next = c->next_meter;
+		if (c->next_retain < next)
+			next = c->next_retain;
 		if (c->wd_period > 0 && c->next_wd < next)
 			next = c->next_wd;
 		if (c->draining && c->drain_deadline < next)
@@ -675,6 +720,8 @@ int core_run(core_t *c)
 		}
 		if (now >= c->next_meter)
 			meter_tick(c, now);
+		if (now >= c->next_retain)
+			retain_tick(c, now);
 		if (c->draining) {
 			sched_get_stats(c->s, &st);
 			if (st.shards_in_flight == 0) {

@@ -225,6 +225,9 @@ struct journal {
 	void *wall_user;	/* borrowed */
 	journal_call_t *calls;	/* owned: a Result's calls for book_fn */
 	size_t cap_calls;
+	int64_t converted_from;	/* bytes of the file before journal_open switched it to
+				 * incremental vacuum (0: it did not) */
+	int64_t converted_to;
 };
 
 static int64_t wall_default(void *user)
@@ -355,6 +358,55 @@ static int migrate(journal_t *j, int from, char *err, size_t errlen)
 	return r;
 }
 
+static int64_t sql_int(journal_t *j, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+	if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int64_t file_bytes(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* auto_vacuum = INCREMENTAL, so that pages freed by deletions can be given
+ * back to the file system (journal_vacuum). SQLite takes the setting only
+ * before the first table exists or through a VACUUM: an older journal is
+ * rewritten once here (it needs as much free disk as the file). */
+static int incremental_vacuum_on(journal_t *j, const char *path, char *err, size_t errlen)
+{
+	if (sql_int(j, "PRAGMA auto_vacuum") == 2)
+		return 0;
+	int r = exec_sql(j, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen);
+	if (r < 0)
+		return r;
+	if (sql_int(j, "SELECT count(*) FROM sqlite_master") == 0)	/* new: a VACUUM of nothing */
+		return exec_sql(j, "VACUUM", err, errlen);
+	j->converted_from = file_bytes(path);
+	if ((r = exec_sql(j, "VACUUM", err, errlen)) < 0 ||
+	    (r = exec_sql(j, "PRAGMA wal_checkpoint(TRUNCATE)", err, errlen)) < 0)
+		return r;
+	j->converted_to = file_bytes(path);
+	if (sql_int(j, "PRAGMA auto_vacuum") != 2) {
+		snprintf(err, errlen, "auto_vacuum is still %lld after VACUUM",
+			 (long long)sql_int(j, "PRAGMA auto_vacuum"));
+		return -EIO;
+	}
+	return 0;
+}
+
+bool journal_converted(const journal_t *j, int64_t *ret_from, int64_t *ret_to)
+{
+	*ret_from = j->converted_from;
+	*ret_to = j->converted_to;
+	return j->converted_from > 0;
+}
+
 int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, size_t errlen)
 {
 	char path[PATH_MAX], e2[512];
@@ -402,6 +454,10 @@ int journal_open(const char *state_dir, int sync, journal_t **ret, char *err, si
 		snprintf(err, errlen, "%s: schema version %d is newer than this margind's (%d)",
 			 path, version, SCHEMA_VERSION);
 		r = -EPROTO;
+		goto fail;
+	}
+	if ((r = incremental_vacuum_on(j, path, e2, sizeof(e2))) < 0) {
+		snprintf(err, errlen, "%s: switching to incremental vacuum: %s", path, e2);
 		goto fail;
 	}
 	if ((r = migrate(j, version, e2, sizeof(e2))) < 0) {
@@ -738,6 +794,111 @@ int journal_requests_delete(journal_t *j, int64_t job)
 	sqlite3_bind_int64(st, 1, rid_of(job, 0));
 	sqlite3_bind_int64(st, 2, rid_of(job, JOURNAL_LINE_MAX));
 	return step_done(st);
+}
+
+/* --- retention -------------------------------------------------------- */
+
+/* Finished jobs that still hold something: request or shard rows, or an
+ * input path (cleared when retired). */
+static const char retire_sql[] =
+	"SELECT id, name, state FROM jobs"
+	" WHERE state IN ('completed', 'failed', 'cancelled')"
+	" AND max(completed_at, failed_at, cancelled_at) < ?1"
+	" AND (input_path != ''"
+	"  OR EXISTS (SELECT 1 FROM requests WHERE rid BETWEEN id * 4294967296 AND id * 4294967296 + 4294967295)"
+	"  OR EXISTS (SELECT 1 FROM shards WHERE shards.job = jobs.id))"
+	" ORDER BY id LIMIT ?2";
+
+/* One statement with the id as ?1, run to completion. */
+static int exec_id(journal_t *j, const char *sql, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return sq_err(rc);
+}
+
+int journal_jobs_retire(journal_t *j, int64_t before_s, int limit, journal_retire_fn fn, void *user)
+{
+	if (j->in_tx)
+		return -EBUSY;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(j->db, retire_sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sq_err(rc);
+	sqlite3_bind_int64(st, 1, before_s);
+	sqlite3_bind_int(st, 2, limit);
+	struct retiree {
+		int64_t id;
+		char name[JOURNAL_NAME_MAX], state[16];
+	} *list = calloc((size_t)(limit > 0 ? limit : 1), sizeof(*list));
+	int n = 0, r = 0;
+	while (list != NULL && n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		list[n].id = sqlite3_column_int64(st, 0);
+		snprintf(list[n].name, sizeof(list[n].name), "%s", (const char *)sqlite3_column_text(st, 1));
+		snprintf(list[n].state, sizeof(list[n].state), "%s", (const char *)sqlite3_column_text(st, 2));
+		n++;
+	}
+	if (list == NULL)
+		r = -ENOMEM;
+	else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_finalize(st);
+	int done = 0;
+	for (int i = 0; i < n && r == 0; i++) {
+		int k = fn(user, list[i].name, list[i].state);
+		if (k < 0) {
+			r = k;
+			break;
+		}
+		if (k > 0)
+			continue;	/* not yet */
+		if ((r = journal_begin(j)) < 0)
+			break;
+		r = journal_requests_delete(j, list[i].id);
+		if (r == 0)
+			r = exec_id(j, "DELETE FROM shards WHERE job = ?1", list[i].id);
+		if (r == 0)
+			r = exec_id(j, "UPDATE jobs SET input_path = '' WHERE id = ?1", list[i].id);
+		if (r == 0)
+			r = journal_commit(j);
+		else
+			journal_rollback(j);
+		if (r == 0)
+			done++;
+	}
+	free(list);
+	return r < 0 ? r : done;
+}
+
+int journal_vacuum(journal_t *j, int64_t *ret_freed_bytes)
+{
+	if (j->in_tx)
+		return -EBUSY;
+	int64_t page = sql_int(j, "PRAGMA page_size");
+	int64_t before = sql_int(j, "PRAGMA page_count");
+	char e2[256];
+	int r = exec_sql(j, "PRAGMA incremental_vacuum", e2, sizeof(e2));
+	/* In WAL mode the file is cut at the checkpoint. */
+	if (r == 0)
+		r = exec_sql(j, "PRAGMA wal_checkpoint(TRUNCATE)", e2, sizeof(e2));
+	int64_t after = sql_int(j, "PRAGMA page_count");
+	if (r == 0 && ret_freed_bytes != NULL)
+		*ret_freed_bytes = before > after ? (before - after) * page : 0;
+	return r;
+}
+
+int journal_job_exists(journal_t *j, const char *name)
+{
+	sqlite3_stmt *st = j->st[ST_JOB_FIND];
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sq_err(rc);
 }
 
 int journal_requests_queued(journal_t *j, int64_t job, int64_t first, int64_t last, int limit,

@@ -210,6 +210,28 @@ int journal_jobs_active(journal_t *j, int (*fn)(void *user, const journal_job_t 
 int journal_jobs_page(journal_t *j, int64_t before_id, int limit,
 		      int (*fn)(void *user, const journal_job_t *job), void *user);
 
+/* Retention. Finished jobs (completed, failed, cancelled) that ended
+ * before before_s (Unix seconds) and still hold rows or an input path,
+ * oldest first, at most limit: for each, fn(user, name, state) first
+ * (removing the job's files; returns 0 to go on, 1 to leave this job for a
+ * later sweep, < 0 to stop with that error), then in one transaction its
+ * request and shard rows are deleted and its input path cleared. The job
+ * row (name, state, counts, usage, timestamps) stays, and the ledger is
+ * not touched. Not inside a transaction (-EBUSY). Returns the number of
+ * jobs retired. Core thread. */
+typedef int (*journal_retire_fn)(void *user, const char *name, const char *state);
+int journal_jobs_retire(journal_t *j, int64_t before_s, int limit, journal_retire_fn fn, void *user);
+/* Gives the pages that deletions freed back to the file system
+ * (incremental vacuum, then a WAL checkpoint that cuts the file).
+ * *ret_freed_bytes (may be NULL): by how much the file shrank. Not inside
+ * a transaction (-EBUSY). */
+int journal_vacuum(journal_t *j, int64_t *ret_freed_bytes);
+/* True when journal_open switched an older journal to incremental vacuum
+ * (a VACUUM): the file's bytes before and after, for the caller's log. */
+bool journal_converted(const journal_t *j, int64_t *ret_from, int64_t *ret_to);
+/* 1 when a job of that name exists, 0 when not, < 0 on error. */
+int journal_job_exists(journal_t *j, const char *name);
+
 /* Requests. insert: -EEXIST on a duplicate custom_id within the job. */
 int journal_request_insert(journal_t *j, int64_t job, int64_t line_no, const char *custom_id,
 			   const char *body, int64_t est_tokens);

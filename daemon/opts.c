@@ -215,6 +215,18 @@ static int finish(opts_t *o, char *err, size_t errlen)
 			 (unsigned long long)o->max_frame, MG_WIRE_MAX_FRAME);
 		return -EINVAL;
 	}
+	/* [journal]: how long finished batches are kept (retain.h). */
+	int64_t retention_ns = OPTS_RETENTION_DEFAULT_S * MG_NS_PER_S;
+	r = mg_config_get_duration(cfg, "journal", "retention", MG_NS_PER_S, &retention_ns, err, errlen);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (retention_ns != 0 && retention_ns < MG_NS_PER_S) {
+		snprintf(err, errlen, "%s: [journal] retention: expected 0 (keep forever) or at least 1s, e.g. 30d",
+			 mg_config_origin(cfg, "journal", "retention"));
+		return -EINVAL;
+	}
+	o->retention_s = retention_ns / MG_NS_PER_S;
+
 	const char *sync = mg_config_get(cfg, "scheduler", "journal_sync");
 	o->journal_sync = JOURNAL_SYNC_NORMAL;
 	if (sync != NULL && strcmp(sync, "full") == 0)

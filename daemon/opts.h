@@ -16,6 +16,7 @@
  *   [http]      listen, api_keys
  *   [curve]     enabled = yes, secret, allow
  *   [log]       level = info, file (default: stderr)
+ *   [journal]   retention = 30d (finished batches, their files and rows; 0 = forever)
  *
  * A relative [curve] secret is looked up in $CREDENTIALS_DIRECTORY when set
  * (systemd LoadCredential=). */
@@ -28,6 +29,8 @@
 
 #include "mg_config.h"
 #include "sched.h"
+
+#define OPTS_RETENTION_DEFAULT_S (30 * 86400)
 
 typedef struct opts {
 	mg_config_t *cfg;		/* owned: the merged settings */
@@ -47,6 +50,8 @@ typedef struct opts {
 	int64_t drain_timeout_ns;
 	uint64_t max_frame;
 	int journal_sync;		/* enum journal_sync */
+	int64_t retention_s;		/* [journal] retention: finished batches are kept
+					 * this long (0: forever) */
 } opts_t;
 
 /* Returns 0 with *o filled, 1 when --help or --version was printed (exit

@@ -29,10 +29,14 @@ struct sched_job {
 	sched_shard_t *suspect_head, *suspect_tail;	/* owned: suspects, run in isolation */
 	int64_t n_retry;		/* in both queues */
 	int64_t inflight_requests, inflight_shards;
-	ingest_file_t *in;		/* owned: the input while validating */
+	ingest_file_t *in;		/* owned: the input while this job is the one being
+					 * validated (one at a time, oldest first); opened
+					 * when its turn comes, so queued batches hold no
+					 * file descriptor */
 	json_t *errors;			/* owned: validation errors ([{code,line,message}]) */
 	int64_t cancel_deadline;	/* monotonic; while cancelling */
 	bool warned_no_worker;
+	bool warned_open;		/* out of descriptors when its validation was due */
 };
 
 struct sched {
@@ -1324,7 +1328,11 @@ int sched_submit_file(sched_t *s, const char *name, const char *endpoint,
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	r = ingest_file_open(path, 0, 0, &job->in, err, errlen);
+	/* Refuse a missing or unreadable file now; the validation opens it
+	 * again when this batch's turn comes. */
+	ingest_file_t *probe = NULL;
+	r = ingest_file_open(path, 0, 0, &probe, err, errlen);
+	ingest_file_close(&probe);
 	if (r < 0)
 		goto fail;
 	if ((r = journal_begin_durable(s->j)) < 0) {
@@ -1390,11 +1398,16 @@ static void fail_validation(sched_t *s, sched_job_t *job)
 	free(txt);
 }
 
+static bool validating(const sched_job_t *job)
+{
+	return strcmp(job->j.state, "validating") == 0;
+}
+
 int sched_ingest(sched_t *s, int64_t now)
 {
 	sched_job_t *job = NULL;
 	for (size_t i = 0; i < s->n_jobs && job == NULL; i++)
-		if (s->jobs[i]->in != NULL)
+		if (validating(s->jobs[i]))
 			job = s->jobs[i];
 	if (job == NULL)
 		return 0;
@@ -1403,7 +1416,25 @@ int sched_ingest(sched_t *s, int64_t now)
 	ingest_params_t ip = ingest_params(s, job->j.name);
 	bool eof = false;
 	char e2[400];
-	for (uint32_t i = 0; i < s->p.ingest_chunk; i++) {
+	if (job->in == NULL) {
+		int r = ingest_file_open(job->j.input_path, job->j.ingest_offset, job->j.ingest_line,
+					 &job->in, e2, sizeof(e2));
+		if (r == -EMFILE || r == -ENFILE) {
+			/* Out of descriptors for now: not the batch's fault. The
+			 * loop comes back within a second. */
+			journal_rollback(s->j);
+			if (!job->warned_open)
+				mg_log(MG_LOG_WARN, "sched", "cannot open the input of a batch yet batch=%s err=\"%s\"",
+				       job->j.name, strerror(-r));
+			job->warned_open = true;
+			return 0;
+		}
+		if (r < 0) {
+			add_error(job, 0, e2);
+			eof = true;
+		}
+	}
+	for (uint32_t i = 0; job->in != NULL && i < s->p.ingest_chunk; i++) {
 		const char *text;
 		size_t len;
 		int64_t line = 0;
@@ -1441,8 +1472,10 @@ int sched_ingest(sched_t *s, int64_t now)
 			}
 		}
 	}
-	job->j.ingest_offset = ingest_file_offset(job->in);
-	job->j.ingest_line = ingest_file_line(job->in);
+	if (job->in != NULL) {
+		job->j.ingest_offset = ingest_file_offset(job->in);
+		job->j.ingest_line = ingest_file_line(job->in);
+	}
 	if (eof) {
 		ingest_file_close(&job->in);
 		if (job->errors == NULL && job->j.n_total == 0)
@@ -1464,7 +1497,7 @@ int sched_ingest(sched_t *s, int64_t now)
 		reap_jobs(s);
 	(void)now;
 	for (size_t i = 0; i < s->n_jobs; i++)
-		if (s->jobs[i]->in != NULL)
+		if (validating(s->jobs[i]))
 			return 1;
 	return 0;
 }
@@ -1595,11 +1628,6 @@ static int recover(sched_t *s, char *err, size_t errlen)
 			j->n_total = j->max_line = j->ingest_offset = j->ingest_line = 0;
 			j->model[0] = '\0';
 			j->next_line = 1;
-			char e2[512];
-			if (ingest_file_open(j->input_path, 0, 0, &job->in, e2, sizeof(e2)) < 0) {
-				add_error(job, 0, e2);
-				fail_validation(s, job);
-			}
 			job_save(s, job);
 		} else if (strcmp(j->state, "cancelling") == 0) {
 			sched_shard_t *sh;

@@ -147,7 +147,7 @@ import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 assert len(lines) == 6, len(lines)
 want = {31: "method", 32: "does not match the batch's endpoint", 33: "not valid JSON",
-        34: "is used by line 2", 35: "is not served", 36: "context"}
+        34: "is used by line 2", 35: "differs from the batch's model", 36: "context"}
 for o in lines:
     assert o["error"] is None and o["response"]["status_code"] == 400, o
     msg = o["response"]["body"]["error"]["message"]

@@ -15,6 +15,7 @@ static const cu_suite_t suites[] = {
 	{ "apikeys", apikeys_tests, NULL, NULL },
 	{ "http", http_tests, NULL, NULL },
 	{ "booking", booking_tests, NULL, NULL },
+	{ "retain", retain_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

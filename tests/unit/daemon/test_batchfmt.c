@@ -319,6 +319,20 @@ static void test_check_line(void)
 	batchfmt_ctx_t none = { .endpoint = BATCHFMT_EP_COMPLETIONS, .ingest = &ip };
 	CU_ASSERT_EQUAL(check(&none, good, err, sizeof(err), NULL), -EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no worker is connected"));
+	/* A batch waits for the workers of its model: no worker connected, or
+	 * none serving it, the line is accepted; one model per batch still holds. */
+	batchfmt_ctx_t wait = { .endpoint = BATCHFMT_EP_COMPLETIONS, .ingest = &ip, .wait_for_model = true };
+	CU_ASSERT_EQUAL(check(&wait, good, err, sizeof(err), NULL), 0);
+	CU_ASSERT_STRING_EQUAL(wait.model, "llama-110m");
+	err[0] = '\0';
+	CU_ASSERT_EQUAL(check(&wait, "{\"custom_id\":\"g\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"gpt-4o\",\"prompt\":\"x\"}}",
+			      err, sizeof(err), NULL), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "differs from the batch's model \"llama-110m\""));
+	batchfmt_ctx_t other = { .endpoint = BATCHFMT_EP_COMPLETIONS, .models = served, .n_models = 2,
+				 .ingest = &ip, .wait_for_model = true };
+	CU_ASSERT_EQUAL(check(&other, "{\"custom_id\":\"g\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"gpt-4o\",\"prompt\":\"x\",\"max_tokens\":100000}}",
+			      err, sizeof(err), NULL), 0);
+	CU_ASSERT_STRING_EQUAL(other.model, "gpt-4o");
 }
 
 static void test_is_json_object(void)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int64_t fake_now = 1800000000LL * 1000000000LL;
 
@@ -416,10 +417,161 @@ static void test_migrate(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "newer"));
 }
 
+static int64_t file_size(const char *dir)
+{
+	char path[600];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+struct retired {
+	char names[8][80];
+	int n;
+	const char *hold;	/* a job the callback leaves for later */
+};
+
+static int on_retire(void *user, const char *name, const char *state)
+{
+	struct retired *r = user;
+	if (r->hold != NULL && strcmp(name, r->hold) == 0)
+		return 1;
+	if (r->n < 8)
+		snprintf(r->names[r->n++], sizeof(r->names[0]), "%s", name);
+	return 0;
+}
+
+/* A big finished job that ended before the cutoff loses its request and
+ * shard rows (its row stays, its counts too), and the journal file gives
+ * the space back; a job that ended later, a running one and one the
+ * callback holds keep theirs. */
+static void test_retire_vacuum(void)
+{
+	char dir[512];
+	journal_t *j = open_j(dir, sizeof(dir));
+	char sql[160];
+	int64_t empty = file_size(dir);
+	/* 20 MB of request bodies. */
+	static char body[10001];
+	memset(body, 'x', sizeof(body) - 1);
+	body[0] = '"';
+	body[sizeof(body) - 2] = '"';
+	int64_t ids[4];
+	const char *names[4] = { "old", "recent", "running", "held" };
+	for (int k = 0; k < 4; k++) {
+		ids[k] = make_job(j, names[k], 2);
+		journal_job_t job;
+		CU_ASSERT_EQUAL_FATAL(journal_job_find(j, names[k], &job), 0);
+		if (k != 2) {
+			snprintf(job.state, sizeof(job.state), "%s", k == 3 ? "failed" : "cancelled");
+			job.cancelled_at = k == 1 ? 2000 : 1000;
+			job.failed_at = k == 3 ? 1000 : 0;
+		}
+		job.n_total = 2;
+		job.n_done = 1;
+		CU_ASSERT_EQUAL(journal_begin(j), 0);
+		CU_ASSERT_EQUAL(journal_job_update(j, &job), 0);
+		journal_shard_t sh = { .job = ids[k], .first_line = 1, .last_line = 2, .n_requests = 2 };
+		snprintf(sh.state, sizeof(sh.state), "done");
+		CU_ASSERT_EQUAL(journal_shard_insert(j, &sh), 0);
+		CU_ASSERT_EQUAL(journal_commit(j), 0);
+	}
+	CU_ASSERT_EQUAL_FATAL(journal_begin(j), 0);
+	for (int i = 3; i < 2003; i++) {
+		char cid[32];
+		snprintf(cid, sizeof(cid), "big%d", i);
+		CU_ASSERT_EQUAL(journal_request_insert(j, ids[0], i, cid, body, 10), 0);
+	}
+	CU_ASSERT_EQUAL_FATAL(journal_commit(j), 0);
+	CU_ASSERT_EQUAL(journal_vacuum(j, NULL), 0);	/* checkpoint: the rows are in the file */
+	int64_t full = file_size(dir);
+	CU_ASSERT(full > empty + 20000000);
+
+	struct retired r = { .hold = "held" };
+	CU_ASSERT_EQUAL(journal_jobs_retire(j, 1500, 100, on_retire, &r), 1);
+	CU_ASSERT_EQUAL_FATAL(r.n, 1);
+	CU_ASSERT_STRING_EQUAL(r.names[0], "old");
+	int64_t freed = 0;
+	CU_ASSERT_EQUAL(journal_vacuum(j, &freed), 0);
+	int64_t after = file_size(dir);
+	if (after >= full - 19000000)
+		fprintf(stderr, "\njournal: %lld bytes full, %lld after the retirement\n", (long long)full,
+			(long long)after);
+	CU_ASSERT(after < full - 19000000);
+	CU_ASSERT(freed >= 19000000);
+
+	sqlite3 *db = NULL;
+	char path[600];
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	for (int k = 0; k < 4; k++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM requests WHERE job = %lld", (long long)ids[k]);
+		CU_ASSERT_EQUAL(cu_sql_int(db, sql), k == 0 ? 0 : 2);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM shards WHERE job = %lld", (long long)ids[k]);
+		CU_ASSERT_EQUAL(cu_sql_int(db, sql), k == 0 ? 0 : 1);
+	}
+	sqlite3_close(db);
+	journal_job_t job;
+	CU_ASSERT_EQUAL(journal_job_find(j, "old", &job), 0);
+	CU_ASSERT_STRING_EQUAL(job.state, "cancelled");
+	CU_ASSERT_EQUAL(job.n_total, 2);
+	CU_ASSERT_EQUAL(job.n_done, 1);
+	/* Once retired, a job is not offered again; the held one is. */
+	r = (struct retired){ 0 };
+	CU_ASSERT_EQUAL(journal_jobs_retire(j, 1500, 100, on_retire, &r), 1);
+	CU_ASSERT_STRING_EQUAL(r.names[0], "held");
+	CU_ASSERT_EQUAL(journal_jobs_retire(j, 1500, 100, on_retire, &r), 0);
+	CU_ASSERT_EQUAL(journal_job_exists(j, "old"), 1);
+	CU_ASSERT_EQUAL(journal_job_exists(j, "nope"), 0);
+	CU_ASSERT_EQUAL(journal_begin(j), 0);
+	CU_ASSERT_EQUAL(journal_jobs_retire(j, 1500, 100, on_retire, &r), -EBUSY);
+	CU_ASSERT_EQUAL(journal_vacuum(j, NULL), -EBUSY);
+	journal_rollback(j);
+	journal_destroy(&j);
+}
+
+/* A journal made before incremental vacuum is switched once at open
+ * (VACUUM), keeps its rows, and is not rewritten again. */
+static void test_vacuum_switch(void)
+{
+	char dir[512], err[512], path[600];
+	fx_newdir(dir, sizeof(dir));
+	write_v1(dir, false);
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	sqlite3 *db = NULL;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA auto_vacuum"), 0);
+	sqlite3_close(db);
+	journal_t *j = NULL;
+	CU_ASSERT_EQUAL_FATAL(journal_open(dir, JOURNAL_SYNC_NORMAL, &j, err, sizeof(err)), 0);
+	int64_t from = 0, to = 0;
+	CU_ASSERT_TRUE(journal_converted(j, &from, &to));
+	CU_ASSERT(from > 0 && to > 0);
+	journal_job_t job;
+	CU_ASSERT_EQUAL(journal_job_find(j, "old", &job), 0);
+	journal_destroy(&j);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA auto_vacuum"), 2);
+	sqlite3_close(db);
+	CU_ASSERT_EQUAL_FATAL(journal_open(dir, JOURNAL_SYNC_NORMAL, &j, err, sizeof(err)), 0);
+	CU_ASSERT_FALSE(journal_converted(j, &from, &to));
+	journal_destroy(&j);
+	/* A new journal is created with it. */
+	j = open_j(dir, sizeof(dir));
+	CU_ASSERT_FALSE(journal_converted(j, &from, &to));
+	journal_destroy(&j);
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA auto_vacuum"), 2);
+	sqlite3_close(db);
+}
+
 const cu_test_t journal_tests[] = {
 	{ "lock", test_lock },
 	{ "result_checks", test_result_checks },
 	{ "pages", test_pages },
 	{ "migrate", test_migrate },
+	{ "retire_vacuum", test_retire_vacuum },
+	{ "vacuum_switch", test_vacuum_switch },
 	{ NULL, NULL },
 };

@@ -74,6 +74,40 @@ static void test_refusals(void)
 	}
 }
 
+/* [journal] retention: a duration, 30 days unless set, 0 = forever. */
+static void test_retention(void)
+{
+	static const struct {
+		const char *set;	/* NULL: not set */
+		int rc;
+		int64_t want_s;
+		const char *err;
+	} cases[] = {
+		{ NULL, 0, 30 * 86400, NULL },
+		{ "journal.retention=7d", 0, 7 * 86400, NULL },
+		{ "journal.retention=90min", 0, 5400, NULL },
+		{ "journal.retention=0", 0, 0, NULL },
+		{ "journal.retention=soon", -EINVAL, 0, "retention" },
+		{ "journal.retention=500ms", -EINVAL, 0, "[journal] retention: expected 0 (keep forever) or at least 1s" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *argv[] = { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--no-curve",
+				       "--set", cases[i].set };
+		opts_t o;
+		char err[512] = "";
+		int r = parse(&o, err, sizeof(err), cases[i].set ? 8 : 6, argv);
+		if (r != cases[i].rc)
+			fprintf(stderr, "case %zu: rc %d err \"%s\"\n", i, r, err);
+		CU_ASSERT_EQUAL(r, cases[i].rc);
+		if (r == 0) {
+			CU_ASSERT_EQUAL(o.retention_s, cases[i].want_s);
+		} else {
+			CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].err));
+		}
+		opts_done(&o);
+	}
+}
+
 static void test_curve_credentials(void)
 {
 	char dir[512], err[512], key[600];
@@ -97,6 +131,7 @@ static void test_curve_credentials(void)
 const cu_test_t opts_tests[] = {
 	{ "file_and_flags", test_file_and_flags },
 	{ "refusals", test_refusals },
+	{ "retention", test_retention },
 	{ "curve_credentials", test_curve_credentials },
 	{ NULL, NULL },
 };

@@ -5,10 +5,13 @@
 #include "ingest.h"
 #include "tests.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define ASSIGN MARGIN__V1__MSG__BODY_ASSIGN
 #define ACK MARGIN__V1__MSG__BODY_ACK
@@ -736,6 +739,111 @@ static void test_ingest_file(void)
 	fx_close(&f);
 }
 
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	if (d == NULL)
+		return -1;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Queued batches hold no file descriptor: the input is opened when its
+ * validation starts and closed when it ends. 300 queued batches under a
+ * limit of 64 descriptors are all accepted and all validated, also after
+ * a restart. */
+static void test_ingest_fds(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	p.ingest_chunk = 2;
+	fx_open(&f, &p);
+	char path[600], name[80], err[512];
+	struct rlimit old;
+	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_NOFILE, &old), 0);
+	struct rlimit low = { 64, old.rlim_max };
+	int before = open_fds();
+	CU_ASSERT_FATAL(before > 0 && before < 40);
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int submitted = 0;
+	for (int i = 0; i < 300; i++) {
+		snprintf(path, sizeof(path), "%s/in%d.jsonl", f.dir, i);
+		FILE *fp = fopen(path, "we");
+		if (fp == NULL) {
+			fprintf(stderr, "\nwriting input %d: %s\n", i, strerror(errno));
+			break;
+		}
+		for (int k = 0; k < 3; k++)
+			fprintf(fp, "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/completions\","
+				    "\"body\":{\"model\":\"m\",\"prompt\":\"p%d\"}}\n", k, i);
+		fclose(fp);
+		char jn[32];
+		snprintf(jn, sizeof(jn), "q%d", i);
+		if (sched_submit_file(f.s, jn, NULL, NULL, path, f.now, name, err, sizeof(err)) != 0) {
+			fprintf(stderr, "\nsubmit %d: %s\n", i, err);
+			break;
+		}
+		submitted++;
+	}
+	CU_ASSERT_EQUAL(submitted, 300);
+	if (submitted < 300)
+		goto out;
+	CU_ASSERT(open_fds() <= before + 1);
+	/* No descriptor left when validation is due: the batch waits, it does
+	 * not fail. */
+	int lowest_free = dup(0);
+	CU_ASSERT_FATAL(lowest_free > 0);
+	close(lowest_free);
+	struct rlimit none = { (rlim_t)lowest_free, old.rlim_max };
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &none), 0);
+	CU_ASSERT_EQUAL(sched_ingest(f.s, f.now), 0);
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
+	journal_job_t first;
+	fx_job(&f, "q0", &first);
+	CU_ASSERT_STRING_EQUAL(first.state, "validating");
+	/* Half-way through the first file, a restart: it starts over, the
+	 * others wait their turn, still without descriptors. */
+	CU_ASSERT_EQUAL(sched_ingest(f.s, f.now), 1);
+	fx_reopen(&f);
+	CU_ASSERT(open_fds() <= before + 1);
+	int max = 0;
+	while (sched_ingest(f.s, f.now) > 0) {
+		int n = open_fds();
+		if (n > max)
+			max = n;
+	}
+	CU_ASSERT(max <= before + 1);
+	for (int i = 0; i < 300; i++) {
+		char jn[32];
+		journal_job_t jj;
+		snprintf(jn, sizeof(jn), "q%d", i);
+		fx_job(&f, jn, &jj);
+		CU_ASSERT_STRING_EQUAL(jj.state, "in_progress");
+		CU_ASSERT_EQUAL(jj.n_total, 3);
+	}
+	/* A file that is gone when its turn comes fails that batch, naming it. */
+	snprintf(path, sizeof(path), "%s/gone.jsonl", f.dir);
+	write_file(path, "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":\"x\"}}\n");
+	CU_ASSERT_EQUAL_FATAL(sched_submit_file(f.s, "gone", NULL, NULL, path, f.now, name, err, sizeof(err)), 0);
+	unlink(path);
+	while (sched_ingest(f.s, f.now) > 0)
+		;
+	journal_job_t jj;
+	fx_job(&f, "gone", &jj);
+	CU_ASSERT_STRING_EQUAL(jj.state, "failed");
+	char *meta = NULL, *errs = NULL;
+	CU_ASSERT_EQUAL(journal_job_texts(f.j, jj.id, &meta, &errs), 0);
+	CU_ASSERT_PTR_NOT_NULL(errs != NULL ? strstr(errs, "gone.jsonl") : NULL);
+	free(meta);
+	free(errs);
+out:
+	CU_ASSERT_EQUAL(setrlimit(RLIMIT_NOFILE, &old), 0);
+	fx_close(&f);
+}
+
 static void test_inline_errors(void)
 {
 	fx_t f;
@@ -879,6 +987,7 @@ const cu_test_t sched_tests[] = {
 	{ "version_and_garbage", test_version_and_garbage },
 	{ "seeds", test_seeds },
 	{ "ingest_file", test_ingest_file },
+	{ "ingest_fds", test_ingest_fds },
 	{ "inline_errors", test_inline_errors },
 	{ NULL, NULL },
 };
