@@ -1331,10 +1331,16 @@ int sched_submit_file(sched_t *s, const char *name, const char *endpoint,
 	/* Refuse a missing or unreadable file now; the validation opens it
 	 * again when this batch's turn comes. */
 	ingest_file_t *probe = NULL;
-	r = ingest_file_open(path, 0, 0, &probe, err, errlen);
+	char e2[512];
+	r = ingest_file_open(path, 0, 0, &probe, e2, sizeof(e2));
 	ingest_file_close(&probe);
-	if (r < 0)
+	if (r < 0) {
+		/* The reply names the batch, the log the path (a server path
+		 * is none of a client's business). */
+		mg_log(MG_LOG_WARN, "sched", "cannot open the input of a new batch batch=%s err=\"%s\"", jname, e2);
+		snprintf(err, errlen, "cannot open the input file of batch %s: %s", jname, strerror(-r));
 		goto fail;
+	}
 	if ((r = journal_begin_durable(s->j)) < 0) {
 		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
 		goto fail;
@@ -1430,6 +1436,9 @@ int sched_ingest(sched_t *s, int64_t now)
 			return 0;
 		}
 		if (r < 0) {
+			mg_log(MG_LOG_WARN, "sched", "cannot open the input of a batch batch=%s err=\"%s\"", job->j.name,
+			       e2);
+			snprintf(e2, sizeof(e2), "cannot open the batch's input file: %s", strerror(-r));
 			add_error(job, 0, e2);
 			eof = true;
 		}
@@ -1449,7 +1458,9 @@ int sched_ingest(sched_t *s, int64_t now)
 			continue;
 		}
 		if (r < 0) {
-			snprintf(e2, sizeof(e2), "reading %.200s: %s", job->j.input_path, strerror(-r));
+			mg_log(MG_LOG_WARN, "sched", "cannot read the input of a batch batch=%s path=%s err=\"%s\"",
+			       job->j.name, job->j.input_path, strerror(-r));
+			snprintf(e2, sizeof(e2), "reading the batch's input file: %s", strerror(-r));
 			add_error(job, 0, e2);
 			eof = true;
 			break;
