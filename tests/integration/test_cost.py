@@ -104,15 +104,21 @@ def api_equivalent(tables, ref, prompt, completion, via_batch, currency):
     return math.floor(x + Fraction(1, 2))
 
 
-def profile_rate(path):
-    """The rate of a rental profile (purchase 0, power 0): fixed_per_hour in
-    micros, exactly, from the file's decimal text."""
+def profile_values(path):
+    """The key = value lines of a hardware profile, the values as written."""
     vals = {}
     with open(path) as f:
         for line in f:
-            m = re.match(r"\s*(\w+)\s*=\s*(\S+)\s*$", line)
+            m = re.match(r"\s*(\w+)\s*=\s*(.*?)\s*$", line)
             if m:
                 vals[m.group(1)] = m.group(2)
+    return vals
+
+
+def profile_rate(path):
+    """The rate of a rental profile (purchase 0, power 0): fixed_per_hour in
+    micros, exactly, from the file's decimal text."""
+    vals = profile_values(path)
     check(vals.get("purchase_price") == "0" and vals.get("power_watts_load") == "0",
           "%s is not a plain rental profile" % path)
     whole, _, frac = vals["fixed_per_hour"].partition(".")
@@ -593,16 +599,6 @@ def sc_offline():
 
 
 # --- whatif ----------------------------------------------------------------
-
-def profile_values(path):
-    vals = {}
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"\s*(\w+)\s*=\s*(.*?)\s*$", line)
-            if m:
-                vals[m.group(1)] = m.group(2)
-    return vals
-
 
 def owned_rate(path):
     """rate_busy of a profile in micros per hour, exactly (docs/economics.md 2)."""
