@@ -22,6 +22,7 @@
 #include "cmd_cost.h"
 #include "meter.h"
 #include "plan.h"
+#include "report.h"
 #include "speed.h"
 
 #include <dirent.h>
@@ -727,18 +728,6 @@ static void csv_num(FILE *f, double v, const char *fmt)
 		fprintf(f, fmt, v);
 }
 
-/* A CSV field, quoted. */
-static void csv_quoted(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"')
-			fputc('"', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 /* One line per profile; money in micros of the currency column. */
 static void print_csv(const plan_ctx_t *x, FILE *f)
 {
@@ -760,7 +749,7 @@ static void print_csv(const plan_ctx_t *x, FILE *f)
 			if (r->speed.source == THRU_ESTIMATED)
 				fputs("estimate (upper bound)", f);
 			else
-				csv_quoted(f, r->basis);
+				report_csv_field(f, r->basis, true);
 			csv_num(f, r->speed.prefill_tok_s, "%.1f");
 			csv_num(f, r->speed.decode_tok_s, "%.1f");
 			fprintf(f, ",%llu", (unsigned long long)r->nodes);
@@ -782,7 +771,7 @@ static void print_csv(const plan_ctx_t *x, FILE *f)
 		} else {
 			for (size_t c = 0; c < 15 + 4 * x->in.n_refs; c++)	/* 14 + 4 per ref empty, then error */
 				fputc(',', f);
-			csv_quoted(f, p->why);	/* the reason (it may hold commas) */
+			report_csv_field(f, p->why, true);	/* the reason (it may hold commas) */
 			fputc('\n', f);
 		}
 	}

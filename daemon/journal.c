@@ -264,6 +264,41 @@ static int step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : sq_err(rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
 }
 
+/* Every row of a prepared (bound) statement, each read by READ into an
+ * item of SIZE bytes of a new array (FIRST items, then doubling), then
+ * reset it. 0 with the array in *RET (NULL when there is no row) and its
+ * length in *RET_N, or < 0 (then nothing is allocated). */
+static int collect(sqlite3_stmt *st, size_t size, size_t first, void (*read)(sqlite3_stmt *st, void *item),
+		   void **ret, size_t *ret_n)
+{
+	char *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : first;
+			char *nv = realloc(v, nc * size);
+			if (nv == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		read(st, v + n++ * size);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sq_err(rc);
+	sqlite3_reset(st);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
 	if (s == NULL)
@@ -944,35 +979,22 @@ int journal_requests_bump_attempts(journal_t *j, int64_t job, int64_t first, int
 	return step_done(st);
 }
 
+static void read_line(sqlite3_stmt *st, void *item)
+{
+	*(int64_t *)item = sqlite3_column_int64(st, 0);
+}
+
 int journal_queued_lines(journal_t *j, int64_t job, int64_t first, int64_t last,
 			 int64_t **ret_lines)
 {
 	sqlite3_stmt *st = j->st[ST_REQ_LINES];
 	sqlite3_bind_int64(st, 1, rid_of(job, first));
 	sqlite3_bind_int64(st, 2, rid_of(job, last));
-	int64_t *v = NULL;
-	size_t n = 0, cap = 0;
-	int rc, r = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			int64_t *nv = realloc(v, nc * sizeof(*nv));
-			if (nv == NULL) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		v[n++] = sqlite3_column_int64(st, 0);
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = sq_err(rc);
-	sqlite3_reset(st);
-	if (r < 0) {
-		free(v);
+	void *v;
+	size_t n;
+	int r = collect(st, sizeof(int64_t), 64, read_line, &v, &n);
+	if (r < 0)
 		return r;
-	}
 	*ret_lines = v;
 	return (int)n;
 }
@@ -1337,36 +1359,20 @@ static void read_span(sqlite3_stmt *st, journal_worker_span_t *w)
 	w->left_ns = sqlite3_column_int64(st, 4);
 }
 
+static void read_span_item(sqlite3_stmt *st, void *item)
+{
+	read_span(st, item);
+}
+
 int journal_workers_attached(journal_t *j, int64_t since_ns, journal_worker_span_t **ret, size_t *ret_n)
 {
 	sqlite3_stmt *st = j->st[ST_WORKERS_ATTACHED];
-	journal_worker_span_t *v = NULL;
-	size_t n = 0, cap = 0;
-	int rc, r = 0;
 	sqlite3_bind_int64(st, 1, since_ns);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t nc = cap ? 2 * cap : 16;
-			journal_worker_span_t *nv = realloc(v, nc * sizeof(*nv));
-			if (nv == NULL) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		read_span(st, &v[n++]);
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = sq_err(rc);
-	sqlite3_reset(st);
-	if (r < 0) {
-		free(v);
-		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	void *v;
+	int r = collect(st, sizeof(journal_worker_span_t), 16, read_span_item, &v, ret_n);
+	if (r == 0)
+		*ret = v;
+	return r;
 }
 
 int journal_worker_span(journal_t *j, const char *id, journal_worker_span_t *ret)

@@ -103,10 +103,14 @@ static int unknown(journal_t *j, const char *batch)
 	return r < 0 ? r : !r;
 }
 
-static int sweep_batches(journal_t *j, sweep_t *w)
+/* Calls FN with each entry of STATE_DIR/SUB but . and .., its name and its
+ * path, until FN returns < 0. That, or 0 (also when SUB does not exist), or
+ * -errno when SUB cannot be read. */
+static int each_entry(journal_t *j, sweep_t *w, const char *sub,
+		      int (*fn)(journal_t *j, sweep_t *w, const char *name, const char *path))
 {
-	char dir[4200], path[4600], batch[JOURNAL_NAME_MAX];
-	snprintf(dir, sizeof(dir), "%s/batches", w->state_dir);
+	char dir[4200], path[4600];
+	snprintf(dir, sizeof(dir), "%s/%s", w->state_dir, sub);
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return errno == ENOENT ? 0 : -errno;
@@ -116,57 +120,58 @@ static int sweep_batches(journal_t *j, sweep_t *w)
 		if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		size_t n = strlen(e->d_name);
-		bool tmp = n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0;	/* a write cut short */
-		if (tmp || batch_of(e->d_name, batch, sizeof(batch)) < 0 || (r = unknown(j, batch)) > 0) {
-			int64_t before = w->st->file_bytes;
-			remove_file(w, path);
-			mg_log(MG_LOG_WARN, "retain", "removed a file no batch names (left by a crash) path=\"%s\" bytes=%lld",
-			       path, (long long)(w->st->file_bytes - before));
-			r = 0;
-		}
+		r = fn(j, w, e->d_name, path);
 	}
 	closedir(d);
 	return r;
 }
 
-/* Output and error files of batches the journal does not know. */
-static int sweep_files(journal_t *j, sweep_t *w)
+/* A file of batches/ that no batch of the journal names, or a write cut
+ * short. */
+static int sweep_batch(journal_t *j, sweep_t *w, const char *name, const char *path)
 {
-	char dir[4200], path[4600], batch[JOURNAL_NAME_MAX];
-	snprintf(dir, sizeof(dir), "%s/files", w->state_dir);
-	DIR *d = opendir(dir);
-	if (d == NULL)
-		return errno == ENOENT ? 0 : -errno;
-	struct dirent *e;
+	char batch[JOURNAL_NAME_MAX];
+	size_t n = strlen(name);
+	bool tmp = n > 4 && strcmp(name + n - 4, ".tmp") == 0;	/* a write cut short */
 	int r = 0;
-	while ((e = readdir(d)) != NULL && r >= 0) {
-		size_t n = strlen(e->d_name);
-		if (e->d_name[0] == '.' || n <= 5 || strcmp(e->d_name + n - 5, ".json") != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		json_t *meta = json_load_file(path, 0, NULL);
-		const char *purpose = json_string_value(json_object_get(meta, "purpose"));
-		const char *fname = json_string_value(json_object_get(meta, "filename"));
-		const char *us = fname ? strrchr(fname, '_') : NULL;
-		bool output = purpose != NULL && strcmp(purpose, "batch_output") == 0 && us != NULL &&
-			      (strcmp(us, "_output.jsonl") == 0 || strcmp(us, "_error.jsonl") == 0) &&
-			      (size_t)(us - fname) < sizeof(batch);
-		if (output) {
-			snprintf(batch, sizeof(batch), "%.*s", (int)(us - fname), fname);
-			if ((r = unknown(j, batch)) > 0) {
-				char id[256];
-				snprintf(id, sizeof(id), "%.*s", (int)(n - 5), e->d_name);
-				int64_t before = w->st->file_bytes;
-				remove_stored(w, id);
-				mg_log(MG_LOG_WARN, "retain", "removed an output file of a batch the journal does not know (left by a crash) file=%s batch=%s bytes=%lld",
-				       id, batch, (long long)(w->st->file_bytes - before));
-				r = 0;
-			}
-		}
-		json_decref(meta);
+	if (tmp || batch_of(name, batch, sizeof(batch)) < 0 || (r = unknown(j, batch)) > 0) {
+		int64_t before = w->st->file_bytes;
+		remove_file(w, path);
+		mg_log(MG_LOG_WARN, "retain", "removed a file no batch names (left by a crash) path=\"%s\" bytes=%lld",
+		       path, (long long)(w->st->file_bytes - before));
+		r = 0;
 	}
-	closedir(d);
+	return r;
+}
+
+/* An output or error file of files/ whose batch the journal does not know. */
+static int sweep_file(journal_t *j, sweep_t *w, const char *name, const char *path)
+{
+	char batch[JOURNAL_NAME_MAX];
+	size_t n = strlen(name);
+	if (name[0] == '.' || n <= 5 || strcmp(name + n - 5, ".json") != 0)
+		return 0;
+	int r = 0;
+	json_t *meta = json_load_file(path, 0, NULL);
+	const char *purpose = json_string_value(json_object_get(meta, "purpose"));
+	const char *fname = json_string_value(json_object_get(meta, "filename"));
+	const char *us = fname ? strrchr(fname, '_') : NULL;
+	bool output = purpose != NULL && strcmp(purpose, "batch_output") == 0 && us != NULL &&
+		      (strcmp(us, "_output.jsonl") == 0 || strcmp(us, "_error.jsonl") == 0) &&
+		      (size_t)(us - fname) < sizeof(batch);
+	if (output) {
+		snprintf(batch, sizeof(batch), "%.*s", (int)(us - fname), fname);
+		if ((r = unknown(j, batch)) > 0) {
+			char id[256];
+			snprintf(id, sizeof(id), "%.*s", (int)(n - 5), name);
+			int64_t before = w->st->file_bytes;
+			remove_stored(w, id);
+			mg_log(MG_LOG_WARN, "retain", "removed an output file of a batch the journal does not know (left by a crash) file=%s batch=%s bytes=%lld",
+			       id, batch, (long long)(w->st->file_bytes - before));
+			r = 0;
+		}
+	}
+	json_decref(meta);
 	return r;
 }
 
@@ -174,9 +179,9 @@ int retain_orphans(journal_t *j, const char *state_dir, retain_stats_t *ret)
 {
 	retain_stats_t st = { 0 };
 	sweep_t w = { state_dir, &st };
-	int r = sweep_batches(j, &w);
+	int r = each_entry(j, &w, "batches", sweep_batch);
 	if (r == 0)
-		r = sweep_files(j, &w);
+		r = each_entry(j, &w, "files", sweep_file);
 	if (r < 0)
 		return r;
 	*ret = st;

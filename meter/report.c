@@ -868,9 +868,9 @@ fail:
 
 /* --- CSV --- */
 
-static void csv_field(FILE *f, const char *s)
+void report_csv_field(FILE *f, const char *s, bool always)
 {
-	if (strpbrk(s, ",\"\r\n") == NULL) {
+	if (!always && strpbrk(s, ",\"\r\n") == NULL) {
 		fputs(s, f);
 		return;
 	}
@@ -897,20 +897,20 @@ static void csv_tail(FILE *f, const report_row_t *row, const char *whatif)
 {
 	char w[96];
 	fputc(',', f);
-	csv_field(f, window_csv(row, w, sizeof(w)));
+	report_csv_field(f, window_csv(row, w, sizeof(w)), false);
 	fputc(',', f);
-	csv_field(f, whatif);
+	report_csv_field(f, whatif, false);
 	fputc('\n', f);
 }
 
 static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool is_total, const char *whatif)
 {
 	if (rep->group == REPORT_BY_CALL) {
-		csv_field(f, is_total ? "total" : row->key);
+		report_csv_field(f, is_total ? "total" : row->key, false);
 		fputc(',', f);
-		csv_field(f, is_total ? "" : row->model);
+		report_csv_field(f, is_total ? "" : row->model, false);
 		fputc(',', f);
-		csv_field(f, is_total ? "" : row->worker);
+		report_csv_field(f, is_total ? "" : row->worker, false);
 		fprintf(f, ",%s,%llu,%llu,%llu,%llu,%lld,%lld", rep->currency, (unsigned long long)row->prompt_tokens,
 			(unsigned long long)row->completion_tokens, (unsigned long long)row->busy_ns,
 			(unsigned long long)row->flops, (long long)row->cost_marginal_micros,
@@ -923,7 +923,7 @@ static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool 
 		return;
 	}
 	uint64_t tok = row_tokens(row);
-	csv_field(f, is_total ? "total" : row->key);
+	report_csv_field(f, is_total ? "total" : row->key, false);
 	fprintf(f, ",%s,%llu,%llu,%llu,%llu,%llu,%llu,%lld,%lld", rep->currency, (unsigned long long)row->calls,
 		(unsigned long long)row->prompt_tokens, (unsigned long long)row->completion_tokens,
 		(unsigned long long)row->busy_ns, (unsigned long long)row->idle_ns, (unsigned long long)row->flops,
@@ -970,7 +970,7 @@ int report_format_csv(const report_t *rep, char **ret_text)
 		for (size_t k = 0; k < rep->n_refs; k++) {
 			snprintf(h, sizeof(h), "api_equivalent_micros:%s", rep->refs[k]);
 			fputc(',', f);
-			csv_field(f, h);
+			report_csv_field(f, h, false);
 		}
 		if (rep->has_sale)
 			fputs(",sale_micros", f);
@@ -985,7 +985,7 @@ int report_format_csv(const report_t *rep, char **ret_text)
 			for (int c = 0; c < 3; c++) {
 				snprintf(h, sizeof(h), "%s:%s", cols[c], rep->refs[k]);
 				fputc(',', f);
-				csv_field(f, h);
+				report_csv_field(f, h, false);
 			}
 		}
 		if (rep->has_sale)

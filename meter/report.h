@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "hwprof.h"
 #include "ledger.h"
@@ -171,6 +172,10 @@ int report_format_json(const report_t *r, char **ret_text);
 int report_format_csv(const report_t *r, char **ret_text);
 /* An aligned table for people, with per-call and per-1M figures. */
 int report_format_text(const report_t *r, char **ret_text);
+/* Writes S to F as one CSV field (RFC 4180): in double quotes, a quote
+ * doubled, when ALWAYS or when S holds a comma, a quote, CR or LF; else as
+ * it is. */
+void report_csv_field(FILE *f, const char *s, bool always);
 
 /* Derived figures of a row (or the total), micros rounded once.
  * -EDOM when the divisor is 0 (then *ret is untouched). */

@@ -23,78 +23,7 @@ SCENARIO=${1:?usage: test_batches.sh SCENARIO}
 NAME=batches
 . "$(dirname "$0")/lib.sh"
 
-KEY=sk-itest-$$
-printf '# test keys\n%s\n' "$KEY" > "$T/keys"
-chmod 600 "$T/keys"
-
-# daemon_start NAME [EXTRA FLAGS...]: margind on $T/NAME with the keys;
-# sets URL, WEP (worker endpoint) and DPID. $WORKERS_EP reuses an
-# endpoint; $NOFILE sets margind's file-descriptor limit.
-daemon_start() {
-	name=$1; shift
-	rm -f "$T/$name/http" "$T/$name/endpoints"
-	(
-		[ -z "${NOFILE:-}" ] || ulimit -n "$NOFILE"
-		exec "$MARGIND" --state-dir "$T/$name" --http 127.0.0.1:0 --workers "${WORKERS_EP:-tcp://127.0.0.1:0}" \
-			--no-curve --api-keys "$T/keys" --set scheduler.heartbeat=500ms "$@"
-	) >> "$T/$name.log" 2>&1 &
-	DPID=$!
-	PIDS="$PIDS $DPID"
-	i=0
-	until [ -s "$T/$name/http" ] && [ -s "$T/$name/endpoints" ]; do
-		i=$((i + 1)); [ $i -lt 300 ] || fail "margind did not come up"
-		kill -0 $DPID 2>/dev/null || fail "margind exited"
-		sleep 0.05
-	done
-	URL=$(cat "$T/$name/http")
-	WEP=$(sed -n 's/^workers=//p' "$T/$name/endpoints")
-	export MARGIN_URL="$URL" MARGIN_API_KEY="$KEY"
-}
-
-daemon_kill() {
-	kill -9 $DPID
-	wait $DPID 2>/dev/null || true
-}
-
-# worker_start NAME [EXTRA FLAGS...]: sets WPID.
-worker_start() {
-	name=$1; shift
-	OPENBLAS_NUM_THREADS=1 "$MARGIN_WORKER" serve --scheduler "$WEP" --name "$name" --threads 1 \
-		--arch llama-110m --fake --no-curve "$@" >> "$T/$name.log" 2>&1 &
-	WPID=$!
-	PIDS="$PIDS $WPID"
-}
-
-# api METHOD PATH [curl args...]: prints the HTTP status, body in $T/body.json.
-api() {
-	m=$1; p=$2; shift 2
-	curl -s -o "$T/body.json" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $KEY" "$@" "$URL$p"
-}
-
-# make_input OUT N [MODEL]: N completions on MODEL (llama-110m).
-make_input() {
-	python3 - "$1" "$2" "${3:-llama-110m}" <<'EOF'
-import json, sys
-out, n, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with open(out, "w") as f:
-    for i in range(n):
-        body = {"model": model, "prompt": f"Once upon a time {i}", "max_tokens": 6}
-        f.write(json.dumps({"custom_id": f"req-{i:04d}", "method": "POST", "url": "/v1/completions", "body": body}) + "\n")
-EOF
-}
-
-# create FILE_ID: POST /v1/batches; prints the batch id.
-create() {
-	[ "$(api POST /v1/batches -H 'content-type: application/json' \
-		-d "{\"input_file_id\":\"$1\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}")" = 200 ] ||
-		fail "create: $(cat "$T/body.json")"
-	json "$T/body.json" 'd["id"]'
-}
-
-upload() {
-	[ "$(api POST /v1/files -F purpose=batch -F "file=@$1")" = 200 ] || fail "upload: $(cat "$T/body.json")"
-	json "$T/body.json" 'd["id"]'
-}
+api_key
 
 status() {
 	api GET "/v1/batches/$1" > /dev/null

@@ -33,60 +33,15 @@ import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
 from fractions import Fraction
 
-SCENARIO = sys.argv[1] if len(sys.argv) > 1 else ""
-T = tempfile.mkdtemp(prefix="margin-cost-")
-PROCS = []
-
-
-def fail(msg):
-    sys.stderr.write("FAIL [%s]: %s\n" % (SCENARIO, msg))
-    for name in sorted(os.listdir(T)):
-        if name.endswith(".log"):
-            with open(os.path.join(T, name), errors="replace") as f:
-                lines = f.readlines()[-30:]
-            sys.stderr.write("---- %s ----\n%s" % (name, "".join(lines)))
-    raise SystemExit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def note(msg):
-    sys.stderr.write("test_cost[%s]: %s\n" % (SCENARIO, msg))
-
-
-def env(name):
-    v = os.environ.get(name, "")
-    check(v != "", "$%s is not set (run through meson test)" % name)
-    return v
-
-
-def spawn(name, argv, extra_env=None):
-    e = dict(os.environ)
-    e.update(extra_env or {})
-    log = open(os.path.join(T, name + ".log"), "ab")
-    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=e)
-    PROCS.append(p)
-    return p
-
-
-def run(argv, ok=(0,), extra_env=None):
-    e = dict(os.environ)
-    e.update(extra_env or {})
-    p = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=120)
-    check(p.returncode in ok, "%s exited %d (wanted %s): %s" % (" ".join(argv), p.returncode, ok, p.stderr))
-    return p
+import costlib
+from costlib import T, check, env, note, run, shared_dir, spawn, wait_until
 
 
 def http(url, want=200):
@@ -149,29 +104,21 @@ def api_equivalent(tables, ref, prompt, completion, via_batch, currency):
     return math.floor(x + Fraction(1, 2))
 
 
-def wait_until(what, cond, seconds=60):
-    end = time.monotonic() + seconds
-    while not cond():
-        check(time.monotonic() < end, "%s: not after %d s" % (what, seconds))
-        time.sleep(0.05)
-
-
-def shared_dir():
-    d = os.environ.get("MARGIN_SHARED_DIR", "")
-    if d:
-        return d
-    return os.path.join(os.path.dirname(env("MARGIN_DEPLOY_DIR")), "..", "shared")
+def profile_values(path):
+    """The key = value lines of a hardware profile, the values as written."""
+    vals = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"\s*(\w+)\s*=\s*(.*?)\s*$", line)
+            if m:
+                vals[m.group(1)] = m.group(2)
+    return vals
 
 
 def profile_rate(path):
     """The rate of a rental profile (purchase 0, power 0): fixed_per_hour in
     micros, exactly, from the file's decimal text."""
-    vals = {}
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"\s*(\w+)\s*=\s*(\S+)\s*$", line)
-            if m:
-                vals[m.group(1)] = m.group(2)
+    vals = profile_values(path)
     check(vals.get("purchase_price") == "0" and vals.get("power_watts_load") == "0",
           "%s is not a plain rental profile" % path)
     whole, _, frac = vals["fixed_per_hour"].partition(".")
@@ -188,28 +135,16 @@ def sc_batch():
     refs = ["gpt-4o-mini", "qwen-long", "doubao-pro-32k"]
     sale = "0.8/2"
     t_start = time.time_ns()
-    spawn("margind", [env("MARGIND"), "--state-dir", state, "--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:0",
-                      "--no-curve", "--set", "scheduler.heartbeat=500ms", "--set", "scheduler.shard_requests=6",
-                      "--set", "meter.hardware_dir=" + os.path.join(deploy, "hardware"),
-                      "--set", "meter.prices_dir=" + os.path.join(deploy, "prices"),
-                      "--prices", "fx.conf", "--prices", "closed-2024.conf", "--prices", "cn-2024-05-after.conf",
-                      "--set", "meter.refs=" + ",".join(refs), "--set", "meter.sale_price=" + sale])
-    wait_until("margind up", lambda: os.path.exists(os.path.join(state, "http"))
-               and os.path.exists(os.path.join(state, "endpoints")), 20)
-    url = open(os.path.join(state, "http")).read().strip()
-    wep = [l.split("=", 1)[1].strip() for l in open(os.path.join(state, "endpoints")) if l.startswith("workers=")][0]
+    url, wep = costlib.margind(state, ["--set", "scheduler.shard_requests=6",
+                                       "--prices", "fx.conf", "--prices", "closed-2024.conf",
+                                       "--prices", "cn-2024-05-after.conf",
+                                       "--set", "meter.refs=" + ",".join(refs), "--set", "meter.sale_price=" + sale])
     workers = []
     for w in ("wA", "wB"):
         workers.append(spawn(w, [env("MARGIN_WORKER"), "serve", "--scheduler", wep, "--model", gguf, "--slots", "4", "--threads", "1",
                   "--name", w, "--hardware", "cpu-2vcpu", "--no-curve"], {"OPENBLAS_NUM_THREADS": "1"}))
 
-    def ready():
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
-                return json.load(r).get("workers", 0) >= 2
-        except (urllib.error.URLError, OSError):
-            return False
-    wait_until("two workers", ready, 30)
+    costlib.wait_workers(url, 2)
 
     n = 40
     inp = os.path.join(T, "in.jsonl")
@@ -665,16 +600,6 @@ def sc_offline():
 
 # --- whatif ----------------------------------------------------------------
 
-def profile_values(path):
-    vals = {}
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"\s*(\w+)\s*=\s*(.*?)\s*$", line)
-            if m:
-                vals[m.group(1)] = m.group(2)
-    return vals
-
-
 def owned_rate(path):
     """rate_busy of a profile in micros per hour, exactly (docs/economics.md 2)."""
     v = profile_values(path)
@@ -827,22 +752,7 @@ def sc_whatif():
 
 
 def main():
-    scenarios = {"batch": sc_batch, "offline": sc_offline, "whatif": sc_whatif}
-    if SCENARIO not in scenarios:
-        sys.stderr.write("usage: test_cost.py %s\n" % "|".join(scenarios))
-        return 2
-    signal.signal(signal.SIGALRM, lambda *_: fail("scenario timed out"))
-    signal.alarm(170)
-    try:
-        scenarios[SCENARIO]()
-    finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if not os.environ.get("KEEP_TMP"):
-            shutil.rmtree(T, ignore_errors=True)
-    return 0
+    return costlib.main({"batch": sc_batch, "offline": sc_offline, "whatif": sc_whatif})
 
 
 if __name__ == "__main__":

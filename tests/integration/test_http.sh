@@ -17,37 +17,9 @@ SCENARIO=${1:?usage: test_http.sh SCENARIO}
 NAME=http
 . "$(dirname "$0")/lib.sh"
 
-KEY=sk-itest-$$
-printf '# test keys\n%s\n' "$KEY" > "$T/keys"
-chmod 600 "$T/keys"
-
-# daemon_start NAME [EXTRA FLAGS...]: margind on $T/NAME with the keys;
-# sets URL and WEP (worker endpoint). $WORKERS_EP reuses an endpoint.
-daemon_start() {
-	name=$1; shift
-	rm -f "$T/$name/http" "$T/$name/endpoints"
-	"$MARGIND" --state-dir "$T/$name" --http 127.0.0.1:0 --workers "${WORKERS_EP:-tcp://127.0.0.1:0}" \
-		--no-curve --api-keys "$T/keys" --set scheduler.heartbeat=500ms "$@" >> "$T/$name.log" 2>&1 &
-	DPID=$!
-	PIDS="$PIDS $DPID"
-	i=0
-	until [ -s "$T/$name/http" ] && [ -s "$T/$name/endpoints" ]; do
-		i=$((i + 1)); [ $i -lt 300 ] || fail "margind did not come up"
-		kill -0 $DPID 2>/dev/null || fail "margind exited"
-		sleep 0.05
-	done
-	URL=$(cat "$T/$name/http")
-	WEP=$(sed -n 's/^workers=//p' "$T/$name/endpoints")
-	export MARGIN_URL="$URL" MARGIN_API_KEY="$KEY"
-}
-
-# worker_start NAME [EXTRA FLAGS...]
-worker_start() {
-	name=$1; shift
-	OPENBLAS_NUM_THREADS=1 "$MARGIN_WORKER" serve --scheduler "$WEP" --name "$name" --threads 1 \
-		--arch llama-110m --fake --no-curve "$@" >> "$T/$name.log" 2>&1 &
-	PIDS="$PIDS $!"
-}
+api_key
+# Every third request of make_input carries a seed.
+SEED_EVERY=3
 
 # wait_ready N: /readyz says ready and N workers are connected.
 wait_ready() {
@@ -56,27 +28,6 @@ wait_ready() {
 		i=$((i + 1)); [ $i -lt 400 ] || fail "workers did not connect"
 		sleep 0.05
 	done
-}
-
-# api METHOD PATH [curl args...]: prints the HTTP status, body in $T/body.json.
-api() {
-	m=$1; p=$2; shift 2
-	curl -s -o "$T/body.json" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $KEY" "$@" "$URL$p"
-}
-
-# A batch input: N completions on llama-110m, plus the given extra lines.
-make_input() {
-	out=$1; n=$2
-	python3 - "$out" "$n" <<'EOF'
-import json, sys
-out, n = sys.argv[1], int(sys.argv[2])
-with open(out, "w") as f:
-    for i in range(n):
-        body = {"model": "llama-110m", "prompt": f"Once upon a time {i}", "max_tokens": 6}
-        if i % 3 == 0:
-            body["seed"] = 100 + i
-        f.write(json.dumps({"custom_id": f"req-{i:04d}", "method": "POST", "url": "/v1/completions", "body": body}) + "\n")
-EOF
 }
 
 # check_output OUT N: every req-0000..N-1 exactly once, status 200, usage
@@ -257,27 +208,21 @@ sc_restart() {
 	worker_start w1 --fake-delay 100ms --slots 2
 	wait_ready 1
 	make_input "$T/in.jsonl" 30
-	[ "$(api POST /v1/files -F purpose=batch -F "file=@$T/in.jsonl")" = 200 ] || fail "upload"
-	FID=$(json "$T/body.json" 'd["id"]')
+	FID=$(upload "$T/in.jsonl")
 	# Restart between the upload and the batch: the file survives.
 	WORKERS_EP=$WEP
-	kill -9 $DPID
-	wait $DPID 2>/dev/null || true
+	daemon_kill
 	daemon_start d --set scheduler.shard_requests=2
 	wait_ready 1
 	[ "$(api GET "/v1/files/$FID")" = 200 ] || fail "the upload is gone after a restart"
-	[ "$(api POST /v1/batches -H 'content-type: application/json' \
-		-d "{\"input_file_id\":\"$FID\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}")" = 200 ] ||
-		fail "create: $(cat "$T/body.json")"
-	BID=$(json "$T/body.json" 'd["id"]')
+	BID=$(create "$FID")
 	i=0
 	until [ "$(api GET "/v1/batches/$BID")" = 200 ] && [ "$(json "$T/body.json" 'd["request_counts"]["completed"]')" -ge 6 ]; do
 		i=$((i + 1)); [ $i -lt 400 ] || fail "no progress"
 		sleep 0.05
 	done
 	# And again in the middle of the batch.
-	kill -9 $DPID
-	wait $DPID 2>/dev/null || true
+	daemon_kill
 	note "killed margind with $(json "$T/body.json" 'd["request_counts"]["completed"]') of 30 done"
 	daemon_start d --set scheduler.shard_requests=2
 	timeout 90 "$MARGINCTL" wait "$BID" > "$T/wait.out" 2> "$T/wait.err" || fail "wait after the restart: $(cat "$T/wait.out" "$T/wait.err")"
@@ -451,8 +396,7 @@ sc_paths() {
 	worker_start w1
 	wait_ready 1
 	make_input "$T/in.jsonl" 3
-	[ "$(api POST /v1/files -F purpose=batch -F "file=@$T/in.jsonl")" = 200 ] || fail "upload"
-	FID=$(json "$T/body.json" 'd["id"]')
+	FID=$(upload "$T/in.jsonl")
 	no_path() {	# STEP: the reply is an error that does not show $T
 		json "$T/body.json" 'd["error"]["message"]' > "$T/msg.txt" || fail "$1: not an error: $(cat "$T/body.json")"
 		if grep -qF "$T" "$T/body.json"; then fail "$1: the reply shows a server path: $(cat "$T/body.json")"; fi

@@ -29,40 +29,16 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 
-T = tempfile.mkdtemp(prefix="margin-plan-")
-
-
-def fail(msg):
-    sys.stderr.write("FAIL [plan]: %s\n" % msg)
-    raise SystemExit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def env(name):
-    v = os.environ.get(name, "")
-    check(v != "", "$%s is not set (run through meson test)" % name)
-    return v
+import costlib
+from costlib import T, check, data_env, env
 
 
 def run(argv, ok=(0,), extra_env=None):
-    e = dict(os.environ)
-    e["MARGIN_HARDWARE_DIR"] = os.path.join(env("MARGIN_DEPLOY_DIR"), "hardware")
-    e["MARGIN_PRICES_DIR"] = os.path.join(env("MARGIN_DEPLOY_DIR"), "prices")
-    e["MARGIN_URL"] = "http://127.0.0.1:9"  # nothing here talks to a margind
-    e.update(extra_env or {})
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, timeout=120)
-    if p.returncode not in ok:
-        fail("%s: exit %d, wanted %s\nstdout: %s\nstderr: %s" % (" ".join(argv), p.returncode, ok,
-                                                              p.stdout[-3000:], p.stderr[-3000:]))
-    return p
+    """costlib.run with the source tree's profiles and price tables, and
+    no margind (nothing here talks to one)."""
+    return costlib.run(argv, ok, {**data_env(), "MARGIN_URL": "http://127.0.0.1:9", **(extra_env or {})})
 
 
 H100_1 = """[hardware]

@@ -25,55 +25,19 @@ process started is killed at the end; every wait is bounded.
 import configparser
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from fractions import Fraction
 
-SCENARIO = sys.argv[1] if len(sys.argv) > 1 else ""
-T = tempfile.mkdtemp(prefix="margin-prices-")
-PROCS = []
+import costlib
+from costlib import T, check, data_env, env, spawn
+
 PROFILES = ["8xa100", "8xascend910b", "8xh100", "8xh20", "8xh800-rental", "cpu-2vcpu"]
 
 
-def fail(msg):
-    sys.stderr.write("FAIL [%s]: %s\n" % (SCENARIO, msg))
-    for name in sorted(os.listdir(T)):
-        if name.endswith(".log"):
-            with open(os.path.join(T, name), errors="replace") as f:
-                sys.stderr.write("---- %s ----\n%s" % (name, "".join(f.readlines()[-30:])))
-    raise SystemExit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def env(name):
-    v = os.environ.get(name, "")
-    check(v != "", "$%s is not set (run through meson test)" % name)
-    return v
-
-
-def data_env():
-    deploy = env("MARGIN_DEPLOY_DIR")
-    return {"MARGIN_HARDWARE_DIR": os.path.join(deploy, "hardware"),
-            "MARGIN_PRICES_DIR": os.path.join(deploy, "prices")}
-
-
 def run(argv, ok=(0,)):
-    e = dict(os.environ)
-    e.update(data_env())
-    p = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=120)
-    check(p.returncode in ok, "%s exited %d (wanted %s): %s" % (" ".join(argv), p.returncode, ok, p.stderr))
-    return p
+    """costlib.run with the source tree's profiles and price tables."""
+    return costlib.run(argv, ok, data_env())
 
 
 def lists_profiles(text, close):
@@ -303,51 +267,25 @@ def sc_table():
 # --- worker ----------------------------------------------------------------
 
 def sc_worker():
-    deploy = env("MARGIN_DEPLOY_DIR")
-    shared = os.environ.get("MARGIN_SHARED_DIR") or os.path.join(os.path.dirname(deploy), "..", "shared")
-    gguf = os.path.join(shared, "models", "stories260K.gguf")
+    gguf = os.path.join(costlib.shared_dir(), "models", "stories260K.gguf")
     check(os.access(gguf, os.R_OK), "%s is not readable" % gguf)
-    state = os.path.join(T, "d")
-    log = open(os.path.join(T, "margind.log"), "ab")
-    e = dict(os.environ)
-    PROCS.append(subprocess.Popen([env("MARGIND"), "--state-dir", state, "--http", "127.0.0.1:0", "--workers",
-                                   "tcp://127.0.0.1:0", "--no-curve", "--set", "scheduler.heartbeat=500ms",
-                                   "--set", "meter.hardware_dir=" + os.path.join(deploy, "hardware"),
-                                   "--set", "meter.prices_dir=" + os.path.join(deploy, "prices")],
-                                  stdout=log, stderr=subprocess.STDOUT, env=e))
-    t0 = time.time()
-    while not (os.path.exists(os.path.join(state, "http")) and os.path.exists(os.path.join(state, "endpoints"))):
-        check(time.time() - t0 < 20, "margind did not come up")
-        time.sleep(0.1)
-    url = open(os.path.join(state, "http")).read().strip()
-    wep = [l.split("=", 1)[1].strip() for l in open(os.path.join(state, "endpoints")) if l.startswith("workers=")][0]
-    wlog = open(os.path.join(T, "worker.log"), "ab")
-    PROCS.append(subprocess.Popen([env("MARGIN_WORKER"), "serve", "--scheduler", wep, "--model", gguf, "--slots", "2",
-                                   "--threads", "1", "--name", "w", "--hardware", "8xH100", "--no-curve"],
-                                  stdout=wlog, stderr=subprocess.STDOUT, env=dict(e, OPENBLAS_NUM_THREADS="1")))
+    url, wep = costlib.margind(os.path.join(T, "d"), [])
+    spawn("worker", [env("MARGIN_WORKER"), "serve", "--scheduler", wep, "--model", gguf, "--slots", "2",
+                     "--threads", "1", "--name", "w", "--hardware", "8xH100", "--no-curve"],
+          {"OPENBLAS_NUM_THREADS": "1"})
     inp = os.path.join(T, "in.jsonl")
     with open(inp, "w") as f:
         for i in range(2):
             f.write(json.dumps({"custom_id": "r%d" % i, "method": "POST", "url": "/v1/completions",
                                 "body": {"model": "stories260K", "prompt": "Once", "max_tokens": 4}}) + "\n")
     cli = [env("MARGINCTL"), "--url", url]
-    t0 = time.time()
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
-                if json.load(r).get("workers", 0) >= 1:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
-        check(time.time() - t0 < 30, "the worker did not connect")
-        time.sleep(0.2)
+    costlib.wait_workers(url, 1)
     batch = run(cli + ["submit", inp]).stdout.split()[0]
     run(cli + ["wait", batch, "--timeout", "120"])
     rep = json.loads(run(cli + ["cost", "--batch", batch, "--format", "json"]).stdout)
     # The documented fallback prices it...
     check(rep["hardware"] == "cpu-2vcpu", "priced as %s" % rep["hardware"])
     # ...and margind says so at warn level, naming the close profile.
-    log.flush()
     text = open(os.path.join(T, "margind.log"), errors="replace").read()
     warn = [l for l in text.splitlines() if "level=warn" in l and "unknown hardware profile" in l]
     check(warn, "no warning about the unknown profile in margind's log")
@@ -356,22 +294,7 @@ def sc_worker():
 
 
 def main():
-    scenarios = {"names": sc_names, "prices": sc_prices, "table": sc_table, "worker": sc_worker}
-    if SCENARIO not in scenarios:
-        sys.stderr.write("usage: test_prices.py %s\n" % "|".join(scenarios))
-        return 2
-    signal.signal(signal.SIGALRM, lambda *_: fail("scenario timed out"))
-    signal.alarm(170)
-    try:
-        scenarios[SCENARIO]()
-    finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if not os.environ.get("KEEP_TMP"):
-            shutil.rmtree(T, ignore_errors=True)
-    return 0
+    return costlib.main({"names": sc_names, "prices": sc_prices, "table": sc_table, "worker": sc_worker})
 
 
 if __name__ == "__main__":
