@@ -20,7 +20,10 @@
  *                  each), labelled with the core type OpenBLAS chose
  *                  (blas_core, openblas_get_corename()).
  *   spread_pct     the largest (max - min) / median over the repetitions
- *                  of any of the four.
+ *                  of any of the four; with several threads, the FMA and
+ *                  int8 loops are also run on one thread, and how far the
+ *                  threads fall short of `threads` times that counts as a
+ *                  spread (a core held by another process).
  *
  * A calibration is kept in a JSON file (by default
  * $XDG_CACHE_HOME/margin/calib-<threads>.json, or ~/.cache/margin/...)
