@@ -609,7 +609,7 @@ static void print_over_notes(const result_t *o, const calib_t *c, bool measured,
 
 static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, const char *name,
 		      const model_config_t *cfg, double params_full, double ppt_full, int layers_run, int L,
-		      bool scaled, int ctx, const char *kv_type, double kv_bytes, const result_t *res)
+		      bool scaled, int ctx, const char *kv_type, double kv_bytes, bool ints, const result_t *res)
 {
 	json_t *runs = json_array();
 	for (int bi = 0; bi < a->n_batch && runs != NULL; bi++) {
@@ -622,7 +622,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"decode_spread_pct", o->spread_pct, "unreliable_reps", o->implausible));
 	}
 	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
-				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s}, s:o}",
+				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s, s:s}, s:o}",
 		"hardware", a->hardware ? a->hardware : "unknown",
 		"machine", machine_json(cal, measured),
 		"model", "name", name, "arch", cfg->arch_name,
@@ -632,6 +632,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 		"settings", "prompt_len", a->prompt_len, "gen_len", a->gen_len, "reps", a->reps,
 			"slots", a->slots, "prefill_chunk", a->prefill_chunk, "ctx", ctx, "kv_type", kv_type,
 			"kv_bytes", (json_int_t)llround(kv_bytes), "weights", model_weights_name(a->weights),
+			"roofline_peak", ints ? "int8_gops" : "fma_gflops",
 		"runs", runs);
 	if (root == NULL)
 		return -ENOMEM;
@@ -738,7 +739,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (a.json) {
 		if (print_json(&a, &cal, measured, name, &full, params_full, ppt_full, bm[0].layers, L, scaled,
-			       eo->n_ctx, eo->kv_type, kv_full, res) < 0) {
+			       eo->n_ctx, eo->kv_type, kv_full, integer_matrices(bm[0].m, a.weights), res) < 0) {
 			fprintf(stderr, "margin-worker bench: out of memory for the JSON output\n");
 			goto out;
 		}

@@ -435,6 +435,7 @@ static void test_bench_json(void)
 	CU_ASSERT(json_integer_value(json_object_get(json_object_get(j, "model"), "n_params")) > 0);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "kv_type")), "q8_0");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "weights")), "auto");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "roofline_peak")), "fma_gflops");
 	CU_ASSERT(json_integer_value(json_object_get(st, "kv_bytes")) > 0);
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(st, "prompt_len")), 4);
 	json_t *runs = json_object_get(j, "runs");
@@ -456,6 +457,16 @@ static void test_bench_json(void)
 	j = json_loads(out, 0, &je);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "hardware")), "cpu-2vcpu");
+	json_decref(j);
+	free(out);
+	/* quantized matrices: the rooflines are against the int8 peak */
+	char *argv_q[] = { "bench", "--arch", "tiny", "--batch", "1", "--prompt-len", "4", "--gen-len", "2", "--reps",
+			   "1", "--threads", "1", "--calib", (char *)cal, "--weights", "q8_0", "--json", NULL };
+	CU_ASSERT_EQUAL_FATAL(run_bench(argv_q, 18, &out), 0);
+	j = json_loads(out, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "settings"), "roofline_peak")),
+			       "int8_gops");
 	json_decref(j);
 	free(out);
 
