@@ -112,8 +112,9 @@ static float fma_loop(long iters, float seed)
 #endif
 
 /* The int8 products the quantized kernels use (qmm.c): u8 x s8 summed
- * into int32 lanes. The operands go through an empty asm each iteration
- * so the compiler cannot hoist the loop-invariant products. */
+ * into int32 lanes. An operand goes through an empty asm before each
+ * product, so that the compiler can neither hoist the loop-invariant
+ * products nor share one among the accumulators. */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define INT8_KIND "avx512 vnni vpdpbusd zmm"
 #define INT8_OPS_PER_ITER (ACC * 64 * 2)
@@ -140,10 +141,11 @@ static float int8_loop(long iters, float seed)
 	for (int k = 0; k < 8; k++)
 		s[k] = _mm512_set1_epi32(k);
 	for (long i = 0; i < iters; i++) {
-		__asm__("" : "+v"(a));
 #pragma GCC unroll 8
-		for (int k = 0; k < 8; k++)
+		for (int k = 0; k < 8; k++) {
+			__asm__("" : "+v"(a));	/* a product of its own for each k */
 			s[k] = _mm512_add_epi32(s[k], _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), one));
+		}
 	}
 	for (int k = 1; k < 8; k++)
 		s[0] = _mm512_add_epi32(s[0], s[k]);
@@ -158,10 +160,11 @@ static float int8_loop(long iters, float seed)
 	for (int k = 0; k < 8; k++)
 		s[k] = _mm256_set1_epi32(k);
 	for (long i = 0; i < iters; i++) {
-		__asm__("" : "+x"(a));
 #pragma GCC unroll 8
-		for (int k = 0; k < 8; k++)
+		for (int k = 0; k < 8; k++) {
+			__asm__("" : "+x"(a));	/* a product of its own for each k */
 			s[k] = _mm256_add_epi32(s[k], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), one));
+		}
 	}
 	int32_t v[8];
 	int64_t t = 0;
