@@ -14,7 +14,13 @@
  * One untimed repetition first (page faults of the KV cache and
  * activations), then --reps timed ones; the figures are their medians.
  *
- *   roofline_pct   tokens/s over sgemm GFLOP/s / (2 x params read per token)
+ *   roofline_pct   decode tokens/s over the compute ceiling / (2 x params
+ *                  read per token); the ceiling is the calibrated FMA peak
+ *                  for f32 matrices, the int8 dot-product peak for
+ *                  quantized ones (calib.h).
+ *   prefill_roofline_pct  prefill GFLOP/s (the FLOPs it really does: no
+ *                  classifier but for the last token, attention included)
+ *                  over the same ceiling.
  *   bandwidth_pct  weight bytes streamed per second (one pass per step:
  *                  decode tokens/s / B x params per token x the bytes a
  *                  parameter of the matrices takes, 4 in f32, about 1.06
@@ -32,7 +38,9 @@
  * or per step linearly in the layer count to L: every layer of a shape
  * costs the same, and what does not scale (embedding, output head,
  * sampling, engine) is in both measurements as it is. Parameter counts of
- * the whole model come from its configuration. */
+ * the whole model come from its configuration.
+ *
+ * --calibrate-only: the machine's ceilings alone (no model). */
 #include "cmds.h"
 
 #include "calib.h"
@@ -52,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #define MAX_B 16
 
@@ -73,6 +82,7 @@ typedef struct bench_args {
 	bool json;
 	const char *calib_path;
 	bool recalibrate;
+	bool calibrate_only;
 	const char *hardware;	/* the hardware profile of this machine, for the JSON; NULL = unknown */
 } bench_args_t;
 
@@ -88,13 +98,15 @@ typedef struct fig {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET) [--layers K]\n"
+		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET | --calibrate-only) [--layers K]\n"
 		"       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
 		"       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
 		"       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--json]\n\n"
 		"Measure prefill and decode throughput of the batched engine and compare them\n"
-		"with this machine's sgemm and memory-bandwidth ceilings (measured once and\n"
-		"cached, see --calib). Figures are medians over --reps repetitions.\n\n"
+		"with this machine's ceilings: the f32 FMA peak, the int8 dot-product peak and\n"
+		"the read bandwidth (measured once per CPU and thread count and cached, see\n"
+		"--calib; OpenBLAS sgemm is shown for reference). Figures are medians over\n"
+		"--reps repetitions.\n\n"
 		"  --model FILE      a GGUF model\n"
 		"  --arch PRESET     a synthetic model (llama-110m, qwen2-0.5b, llama2-7b, ...)\n"
 		"  --layers K        build only K layers of the preset (and 2K) and scale the\n"
@@ -115,6 +127,7 @@ static void usage(FILE *f)
 		"  --prefill-chunk N prompt tokens per sequence per step (default min(prompt-len, 256))\n"
 		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
 		"  --recalibrate     measure the machine again even if the file exists\n"
+		"  --calibrate-only  print the machine's ceilings (with --json: {\"machine\": ...})\n"
 		"  --hardware NAME   the hardware profile of this machine, recorded in the JSON\n"
 		"                    (\"hardware\"; default \"unknown\") so that marginctl knows\n"
 		"                    which machine the figures belong to (docs/economics.md 6)\n"
@@ -149,7 +162,7 @@ static int parse_batches(const char *s, bench_args_t *a)
 static int parse_args(int argc, char **argv, bench_args_t *a)
 {
 	enum { O_MODEL = 1, O_ARCH, O_LAYERS, O_BATCH, O_PLEN, O_GLEN, O_THREADS, O_SLOTS, O_REPS,
-	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_JSON, O_HARDWARE, O_HELP };
+	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_CALONLY, O_JSON, O_HARDWARE, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "arch", required_argument, NULL, O_ARCH },
@@ -166,6 +179,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		{ "weights", required_argument, NULL, O_WEIGHTS },
 		{ "calib", required_argument, NULL, O_CALIB },
 		{ "recalibrate", no_argument, NULL, O_RECAL },
+		{ "calibrate-only", no_argument, NULL, O_CALONLY },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "hardware", required_argument, NULL, O_HARDWARE },
 		{ "help", no_argument, NULL, O_HELP },
@@ -199,6 +213,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		}
 		case O_CALIB: a->calib_path = optarg; break;
 		case O_RECAL: a->recalibrate = true; break;
+		case O_CALONLY: a->calibrate_only = true; break;
 		case O_JSON: a->json = true; break;
 		case O_HARDWARE: a->hardware = optarg; break;
 		case O_HELP: usage(stdout); return 1;
@@ -216,6 +231,8 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		fprintf(stderr, "margin-worker bench: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
+	if (a->calibrate_only && a->model_path == NULL && a->arch == NULL)
+		return 0;
 	if ((a->model_path == NULL) == (a->arch == NULL)) {
 		fprintf(stderr, "margin-worker bench: give exactly one of --model FILE and --arch PRESET\n");
 		return -EINVAL;
@@ -435,6 +452,20 @@ static fig_t extrapolate_fig(const fig_t *f1, const fig_t *f2, int k1, int k2, i
 	};
 }
 
+/* The compute ceiling of a model's matrices, GFLOP/s (or GOP/s): the
+ * int8 dot-product peak when they are quantized blocks multiplied as
+ * integers, the f32 FMA peak when they are f32 or widened to it (f32,
+ * q8_0-panels). */
+static bool integer_matrices(const model_t *m, model_weights_t w)
+{
+	return model_matrix_bytes_ratio(m) < 0.99 && w != MODEL_WEIGHTS_Q8;
+}
+
+static double compute_peak(const calib_t *c, const model_t *m, model_weights_t w)
+{
+	return integer_matrices(m, w) ? c->int8_gops : c->fma_gflops;
+}
+
 typedef struct result {
 	int batch;
 	double prefill_tok_s, decode_tok_s, gflops, prefill_gflops;
@@ -461,7 +492,8 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 		goto out;
 	}
 	make_prompts(prompts, maxb * a->prompt_len, model_config(bm[0].m)->vocab_size, 42);
-	double roof_tok_s = cal->sgemm_gflops * 1e9 / (2.0 * ppt_full);
+	double peak = compute_peak(cal, bm[0].m, a->weights);
+	double roof_tok_s = peak * 1e9 / (2.0 * ppt_full);
 	double bw_steps_s = cal->bandwidth_gbs * 1e9 / (4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full);
 	for (int bi = 0; bi < a->n_batch; bi++) {
 		int B = a->batch[bi];
@@ -498,7 +530,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 		o->engine_pct = median(v[4], a->reps);
 		o->spread_pct = 100.0 * (hi - lo) / o->decode_tok_s;
 		o->roofline_pct = 100.0 * o->decode_tok_s / roof_tok_s;
-		o->prefill_roofline_pct = 100.0 * o->prefill_tok_s / roof_tok_s;
+		o->prefill_roofline_pct = 100.0 * o->prefill_gflops / peak;
 		o->bandwidth_pct = 100.0 * (o->decode_tok_s / B) / bw_steps_s;
 		o->peak_rss_mb = peak_rss_mb();
 	}
@@ -512,9 +544,72 @@ out:
 	return rc;
 }
 
+/* The "machine" object of --json: the calibration file's keys and how
+ * this run came by them. */
+static json_t *machine_json(const calib_t *c, bool measured)
+{
+	char when[40];
+	mg_clock_format_iso8601(when, sizeof(when), c->measured_at_ns);
+	return json_pack("{s:f, s:f, s:f, s:f, s:s, s:i, s:s, s:f, s:s, s:s, s:i, s:s, s:s, s:b, s:i, s:b}",
+			 "fma_gflops", c->fma_gflops, "int8_gops", c->int8_gops, "bandwidth_gbs", c->bandwidth_gbs,
+			 "sgemm_gflops", c->sgemm_gflops, "blas_core", c->blas_core, "threads", c->threads,
+			 "measured_at", when, "spread_pct", c->spread_pct, "cpu_model", c->cpu_model,
+			 "cpu_flags_key", c->cpu_flags_key, "reps", c->reps, "fma_kind", c->fma_kind,
+			 "int8_kind", c->int8_kind, "calibrated_now", measured, "tries", c->tries,
+			 "reliable", !c->unreliable);
+}
+
+/* The ceilings, when and how they were measured. */
+static void print_machine(const calib_t *c, bool measured, const char *path)
+{
+	char when[40];
+	mg_clock_format_iso8601(when, sizeof(when), c->measured_at_ns);
+	printf("machine: %s, %d threads\n", c->cpu_model, c->threads);
+	printf("  f32 FMA peak   %8.1f GFLOP/s  (%s, register-only loop)\n", c->fma_gflops, c->fma_kind);
+	printf("  int8 dot peak  %8.1f GOP/s    (%s, 2 ops per multiply-add)\n", c->int8_gops, c->int8_kind);
+	printf("  read bandwidth %8.1f GB/s     (512 MiB read-only sum)\n", c->bandwidth_gbs);
+	printf("  OpenBLAS sgemm %8.1f GFLOP/s  (reference only; OpenBLAS core %s)\n", c->sgemm_gflops, c->blas_core);
+	if (measured)
+		printf("  measured now at %s: medians of %d repetitions, largest spread %.1f%%, %d %s\n", when,
+		       c->reps, c->spread_pct, c->tries, c->tries == 1 ? "try" : "tries");
+	else
+		printf("  cached: measured at %s, medians of %d repetitions, largest spread %.1f%% (%s;\n"
+		       "  --recalibrate measures again)\n", when, c->reps, c->spread_pct, path ? path : "?");
+	if (measured)
+		printf("  spreads: FMA %.1f%%, int8 %.1f%%, bandwidth %.1f%%, sgemm %.1f%%\n", c->spreads_pct[0],
+		       c->spreads_pct[1], c->spreads_pct[2], c->spreads_pct[3]);
+	if (c->unreliable)
+		printf("  WARNING: the repetitions spread %.1f%% (above %.0f%%) in each of %d tries: the machine is busy,\n"
+		       "  these ceilings are unreliable and were not saved\n", c->spread_pct, CALIB_MAX_SPREAD_PCT,
+		       c->tries);
+}
+
+/* One line under a row for each of its percentages above 100%: why it can
+ * be. */
+static void print_over_notes(const result_t *o, const calib_t *c, bool measured, double step_bytes, bool ints)
+{
+	const char *busy = c->unreliable ? "the ceiling was measured on a busy machine (see the warning above)"
+				: measured ? "the machine was busier during calibration than during this row"
+				: "the cached ceiling was measured on a busier machine: --recalibrate";
+	const char *peak = ints ? "int8 dot-product" : "f32 FMA";
+	if (o->prefill_roofline_pct > 100.0)
+		printf("       ^ prefill %.0f%% of the %s peak: %s\n", o->prefill_roofline_pct, peak, busy);
+	if (o->roofline_pct > 100.0)
+		printf("       ^ decode %.0f%% of the %s roofline: %s\n", o->roofline_pct, peak, busy);
+	if (o->bandwidth_pct > 100.0) {
+		long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+		if (l3 > 0)
+			printf("       ^ bandwidth %.0f%%: part of the %.0f MB of weights read per step stays in the %.0f MB L3 "
+			       "cache, which reads faster than DRAM\n", o->bandwidth_pct, step_bytes / 1e6, (double)l3 / 1e6);
+		else
+			printf("       ^ bandwidth %.0f%%: weights stay in the caches between steps, or %s\n",
+			       o->bandwidth_pct, busy);
+	}
+}
+
 static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, const char *name,
 		      const model_config_t *cfg, double params_full, double ppt_full, int layers_run, int L,
-		      bool scaled, int ctx, const char *kv_type, double kv_bytes, const result_t *res)
+		      bool scaled, int ctx, const char *kv_type, double kv_bytes, bool ints, const result_t *res)
 {
 	json_t *runs = json_array();
 	for (int bi = 0; bi < a->n_batch && runs != NULL; bi++) {
@@ -526,11 +621,10 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"prefill_roofline_pct", o->prefill_roofline_pct, "engine_overhead_pct", o->engine_pct,
 			"decode_spread_pct", o->spread_pct, "unreliable_reps", o->implausible));
 	}
-	json_t *root = json_pack("{s:s, s:{s:f, s:f, s:i, s:b}, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
-				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s}, s:o}",
+	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
+				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s, s:s}, s:o}",
 		"hardware", a->hardware ? a->hardware : "unknown",
-		"machine", "sgemm_gflops", cal->sgemm_gflops, "bandwidth_gbs", cal->bandwidth_gbs,
-			"threads", cal->threads, "calibrated_now", measured,
+		"machine", machine_json(cal, measured),
 		"model", "name", name, "arch", cfg->arch_name,
 			"n_params", (json_int_t)llround(params_full),
 			"params_per_token", (json_int_t)llround(ppt_full),
@@ -538,6 +632,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 		"settings", "prompt_len", a->prompt_len, "gen_len", a->gen_len, "reps", a->reps,
 			"slots", a->slots, "prefill_chunk", a->prefill_chunk, "ctx", ctx, "kv_type", kv_type,
 			"kv_bytes", (json_int_t)llround(kv_bytes), "weights", model_weights_name(a->weights),
+			"roofline_peak", ints ? "int8_gops" : "fma_gflops",
 		"runs", runs);
 	if (root == NULL)
 		return -ENOMEM;
@@ -584,10 +679,34 @@ int cmd_bench(int argc, char **argv)
 	 * in this process's peak RSS. */
 	calib_t cal;
 	bool measured = false;
-	rc = calib_get(a.calib_path, a.threads, a.recalibrate, &cal, &measured, err, sizeof(err));
+	char def_path[PATH_MAX];
+	const char *cal_path = a.calib_path;
+	if (cal_path == NULL && calib_default_path(a.threads, def_path, sizeof(def_path)) == 0)
+		cal_path = def_path;
+	rc = calib_get(cal_path, a.threads, a.recalibrate, &cal, &measured, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "margin-worker bench: %s\n", err);
 		return 1;
+	}
+	if (cal.unreliable)
+		fprintf(stderr, "margin-worker bench: the calibration's repetitions spread %.1f%% (above %.0f%%) in "
+			"%d tries: the machine is busy; the ceilings are unreliable and were not saved\n",
+			cal.spread_pct, CALIB_MAX_SPREAD_PCT, cal.tries);
+	if (a.calibrate_only) {
+		if (!a.json) {
+			print_machine(&cal, measured, cal_path);
+			return 0;
+		}
+		json_t *j = json_pack("{s:o}", "machine", machine_json(&cal, measured));
+		char *s = j ? json_dumps(j, JSON_REAL_PRECISION(6)) : NULL;
+		json_decref(j);
+		if (s == NULL) {
+			fprintf(stderr, "margin-worker bench: out of memory for the JSON output\n");
+			return 1;
+		}
+		puts(s);
+		free(s);
+		return 0;
 	}
 
 	bench_model_t bm[2] = { 0 };
@@ -620,26 +739,26 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (a.json) {
 		if (print_json(&a, &cal, measured, name, &full, params_full, ppt_full, bm[0].layers, L, scaled,
-			       eo->n_ctx, eo->kv_type, kv_full, res) < 0) {
+			       eo->n_ctx, eo->kv_type, kv_full, integer_matrices(bm[0].m, a.weights), res) < 0) {
 			fprintf(stderr, "margin-worker bench: out of memory for the JSON output\n");
 			goto out;
 		}
 		status = 0;
 		goto out;
 	}
-	printf("machine: sgemm %.1f GFLOP/s, read bandwidth %.1f GB/s, %d threads (%s)\n", cal.sgemm_gflops,
-	       cal.bandwidth_gbs, cal.threads, measured ? "measured now" : "cached calibration");
+	print_machine(&cal, measured, cal_path);
 	printf("model: %s (%s), %.1fM parameters, %.1fM read per token, %d layers\n", name, full.arch_name,
 	       params_full / 1e6, ppt_full / 1e6, L);
 	if (scaled)
 		printf("       (scaled from %d of %d layers: measured with %d and %d layers back to back,\n"
 		       "        extrapolated linearly in the layer count)\n",
 		       bm[0].layers, L, bm[0].layers, bm[1].layers);
-	printf("ceilings: %.0f tok/s at the sgemm peak (2 x %.1fM FLOP per token); batch 1: %.1f tok/s at the read\n"
+	bool ints = integer_matrices(bm[0].m, a.weights);
+	double peak = compute_peak(&cal, bm[0].m, a.weights), step_bytes = 4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full;
+	printf("ceilings: %.0f tok/s at the %s peak (2 x %.1fM %s per token); batch 1: %.1f tok/s at the read\n"
 	       "          bandwidth (%.0f MB of weights per step)\n",
-	       cal.sgemm_gflops * 1e9 / (2.0 * ppt_full), ppt_full / 1e6,
-	       cal.bandwidth_gbs * 1e9 / (4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full),
-	       4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full / 1e6);
+	       peak * 1e9 / (2.0 * ppt_full), ints ? "int8 dot-product" : "f32 FMA", ppt_full / 1e6, ints ? "ops" : "FLOP",
+	       cal.bandwidth_gbs * 1e9 / step_bytes, step_bytes / 1e6);
 	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a.prompt_len, a.gen_len,
 	       a.prefill_chunk, a.threads, a.reps);
 	printf("KV cache: %d slots x %d positions of %s = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
@@ -651,6 +770,7 @@ int cmd_bench(int argc, char **argv)
 		printf("%6d %14.1f %8.1f%% %13.1f %6.0f%% %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f%s\n", o->batch,
 		       o->prefill_tok_s, o->prefill_roofline_pct, o->decode_tok_s, o->spread_pct, o->gflops,
 		       o->roofline_pct, o->bandwidth_pct, o->engine_pct, o->peak_rss_mb, o->implausible ? "  !" : "");
+		print_over_notes(o, &cal, measured, step_bytes, ints);
 	}
 	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
 	if (scaled)

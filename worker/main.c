@@ -1,10 +1,16 @@
 /* margin-worker: a worker node (serve) and offline tools over the same
  * model runtime. Subcommands are a table; each lives in cmd_<name>.c. */
+#include "calib.h"
 #include "cmds.h"
 #include "mg_log.h"
 
+#include <cblas.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Weak while the tree grows: a subcommand whose module is not built yet
  * is listed as unavailable instead of breaking the link. */
@@ -38,6 +44,48 @@ static void usage(FILE *f)
 	fprintf(f, "\nmargin-worker COMMAND --help for the options of each.\n");
 }
 
+/* OpenBLAS chooses its kernels when the library is loaded (a constructor
+ * reads OPENBLAS_CORETYPE, else cpuid), before main: an OpenBLAS older
+ * than the CPU falls back to a generic SSE core several times slower. For
+ * the commands that call it (bench calibrates with sgemm; --blas runs the
+ * model on it), restart this program once with the core type that matches
+ * the CPU (calib_blas_core_fix). MARGIN_OPENBLAS_RESTARTED marks the
+ * restarted process so that it never loops. */
+static void blas_core_check(int argc, char **argv)
+{
+	bool uses = strcmp(argv[1], "bench") == 0;
+	for (int i = 2; i < argc && !uses; i++)
+		uses = strcmp(argv[i], "--blas") == 0;
+	if (!uses)
+		return;
+	const char *core = openblas_get_corename(), *forced = getenv("OPENBLAS_CORETYPE");
+	bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2");
+	const char *fix = calib_blas_core_fix(core, avx512, avx2, forced, getenv("MARGIN_OPENBLAS_CORETYPE"));
+	if (fix == NULL)
+		return;
+	const char *cpu = avx512 ? "AVX-512" : "AVX2";
+	const char *what = calib_blas_core_is_generic(core) ? "a generic fallback" : "an older family's core";
+	if (getenv("MARGIN_OPENBLAS_RESTARTED") != NULL) {
+		mg_log(MG_LOG_WARN, "openblas", "core %s is still %s after a restart: this OpenBLAS "
+		       "lacks the %s kernels (built without DYNAMIC_ARCH?) OPENBLAS_CORETYPE=%s", core, what, cpu,
+		       forced ? forced : "");
+		return;
+	}
+	if (forced != NULL && forced[0] != '\0')
+		mg_log(MG_LOG_INFO, "openblas", "core %s is %s on an %s CPU: overriding the "
+		       "OPENBLAS_CORETYPE set in the environment (MARGIN_OPENBLAS_CORETYPE=keep keeps it) "
+		       "and restarting with the matching core OPENBLAS_CORETYPE=%s", core, what, cpu, fix);
+	else
+		mg_log(MG_LOG_INFO, "openblas", "core %s is %s on an %s CPU: restarting with the "
+		       "matching core OPENBLAS_CORETYPE=%s", core, what, cpu, fix);
+	if (setenv("OPENBLAS_CORETYPE", fix, 1) < 0 || setenv("MARGIN_OPENBLAS_RESTARTED", core, 1) < 0)
+		return;
+	fflush(NULL);
+	execv("/proc/self/exe", argv);
+	mg_log(MG_LOG_WARN, "openblas", "cannot restart, going on with the generic core core=%s err=\"%s\"", core,
+	       strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	if (mg_log_init_from_env() < 0)
@@ -54,6 +102,7 @@ int main(int argc, char **argv)
 		printf("margin-worker %s\n", MARGIN_VERSION);
 		return 0;
 	}
+	blas_core_check(argc, argv);
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		if (strcmp(argv[1], commands[i].name) == 0 && commands[i].fn != NULL)
 			return commands[i].fn(argc - 1, argv + 1);
