@@ -23,7 +23,8 @@ and when they were measured. --json prints one JSON object instead.
 bench's raw JSON there. With --llama-bench PATH (default
 /tmp/llama/build/bin/llama-batched-bench when it exists) llama.cpp runs
 the same files in the same rotation
-(llama-batched-bench -m FILE -npp PROMPT -ntg GEN -npl 1,32 -t THREADS)
+(llama-batched-bench -m FILE -npp PROMPT -ntg GEN -npl 1,32 -t THREADS,
+-c 32 x (PROMPT + GEN) so that 32 sequences fit)
 and its figures get a column of their own.
 
 Ceilings (tok/s). From the file's tensor table (GGUF header):
@@ -474,7 +475,8 @@ def main(argv=None):
                 f["runs"].append(bench_figures(doc, f"margin-worker bench ({t})"))
                 if llama:
                     lout = run([llama, "-m", f["path"], "-npp", str(args.prompt_len),
-                                "-ntg", str(args.gen_len), "-npl", "1,32", "-t", str(args.threads)],
+                                "-ntg", str(args.gen_len), "-npl", "1,32", "-t", str(args.threads),
+                                "-c", str(32 * (args.prompt_len + args.gen_len))],
                                f"llama-batched-bench ({t})")
                     if args.out:
                         with open(os.path.join(args.out, "runs", f"{t}-{rep + 1}.llama.txt"), "w") as fh:
