@@ -377,18 +377,20 @@ def render(res):
     lines.append("ceiling: prefill = compute / FLOPs per prompt token (classifier on the last "
                  "token only); decode at B = min(compute / (2 x weights), B x bandwidth / bytes); "
                  "spread = (max - min) / median over the repetitions")
-    for key, bound in sorted(over):
+    notes = {}
+    for key, bound in over:
         if bound == "read bandwidth":
             l3 = l3_size()
-            lines.append(f"over 100% ({key}): part of the weights stays in the caches between "
-                         f"steps{' (L3 ' + l3 + ')' if l3 else ''}, so less than a whole pass "
-                         f"comes from memory")
+            why = (f"part of the weights stays in the caches between steps"
+                   f"{' (L3 ' + l3 + ')' if l3 else ''}, so less than a whole pass comes from memory")
         elif "not the FMA peak" in bound:
-            lines.append(f"over 100% ({key}): the ceiling is OpenBLAS's sgemm, not the "
-                         f"machine's FMA peak")
+            why = "the ceiling is OpenBLAS's sgemm, not the machine's FMA peak"
         else:
-            lines.append(f"over 100% ({key}): the compute ceiling was measured too low "
-                         f"(a busy machine when calibrating?)")
+            why = "the compute ceiling was measured too low (a busy machine when calibrating?)"
+        notes.setdefault(why, set()).add(key)
+    order = ("prefill", "b1", "b32")
+    for why, keys in sorted(notes.items()):
+        lines.append(f"over 100% ({', '.join(k for k in order if k in keys)}): {why}")
     if res["llama_cpp"]:
         lines.append(f"llama.cpp: {res['llama_cpp']} -npp {res['prompt_len']} -ntg {res['gen_len']} "
                      f"-npl 1,32 -t {res['threads']} on the same files, in the same rotation")

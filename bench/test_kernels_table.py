@@ -145,5 +145,30 @@ class Parsing(unittest.TestCase):
         self.assertEqual(kt.llama_figures(LLAMA_OUT), {"prefill": 752.10, "b1": 50.00, "b32": 153.00})
 
 
+class Table(unittest.TestCase):
+    def test_medians_percentages_and_one_note_per_reason(self):
+        import argparse
+        args = argparse.Namespace(arch="llama-110m", threads=2, prompt_len=128, gen_len=64, reps=3)
+        cost = {"params_per_token": 109510656, "classifier_params": 24576000,
+                "bytes_per_token": 4 * 109510656, "bytes_by_type": {"F32": 4 * 109510656}}
+        qcost = dict(cost, bytes_per_token=109510656 * 34 / 32, bytes_by_type={"Q8_0": 1.0})
+        runs = [{"prefill": 700.0, "b1": 50.0, "b32": 600.0, "prefill_b32": 1.0},
+                {"prefill": 800.0, "b1": 52.0, "b32": 650.0, "prefill_b32": 1.0},
+                {"prefill": 750.0, "b1": 120.0, "b32": 300.0, "prefill_b32": 1.0}]
+        files = {"f32": {"path": "f32.gguf", "cost": cost, "runs": runs},
+                 "q8_0": {"path": "q8.gguf", "cost": qcost, "runs": runs}}
+        res = kt.build_result(args, OLD_BENCH["machine"], files, None, (1.0, 2.0))
+        f = res["files"][0]["figures"]
+        self.assertEqual(f["b1"]["tok_s"], 52.0)
+        self.assertAlmostEqual(f["b1"]["spread_pct"], 100.0 * 70 / 52)
+        roof = 95.9881e9 / (2 * 109510656)
+        self.assertAlmostEqual(f["b32"]["pct"], 100.0 * 600 / roof)
+        text = kt.render(res)
+        self.assertIn("| F32 (438.0 MB/token) | 750 (", text)
+        # b32 is over the sgemm ceiling for both files: one note, not two
+        self.assertEqual(text.count("the ceiling is OpenBLAS's sgemm"), 1)
+        self.assertIn("over 100% (prefill, b32): the ceiling is OpenBLAS's sgemm", text)
+
+
 if __name__ == "__main__":
     unittest.main()
