@@ -6,6 +6,7 @@ and Q4_K_M, beside the machine's calibrated ceilings.
         [--reps 3] [--threads 2] [--prompt-len 128] [--gen-len 64]
         [--dir DIR] [--out DIR] [--recalibrate] [--llama-bench PATH]
         [--worker PATH] [--json]
+    bench/kernels-table.py --from DIR/kernels-table.json
 
 Makes one GGUF file per type with `margin-worker synth --arch ARCH --type T`
 (into --dir, else a temporary directory removed at the end), then runs
@@ -416,7 +417,18 @@ def main(argv=None):
                          "'none' to skip)")
     ap.add_argument("--recalibrate", action="store_true", help="measure the machine again first")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--from", dest="from_json", metavar="FILE",
+                    help="print the table of a kernels-table.json written by --out; runs nothing")
     args = ap.parse_args(argv)
+
+    if args.from_json:
+        try:
+            with open(args.from_json) as fh:
+                res = json.load(fh)
+            sys.stdout.write(json.dumps(res) + "\n" if args.json else render(res))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TableError(f"--from {args.from_json}: not a kernels-table.json ({e!r})")
+        return 0
 
     if args.reps < 1 or args.threads < 1 or args.prompt_len < 1 or args.gen_len < 1:
         ap.error("--reps, --threads, --prompt-len and --gen-len must be at least 1")
