@@ -383,7 +383,8 @@ def render(res):
         if bound == "read bandwidth":
             l3 = l3_size()
             why = (f"part of the weights stays in the caches between steps"
-                   f"{' (L3 ' + l3 + ')' if l3 else ''}, so less than a whole pass comes from memory")
+                   f"{' (L3 ' + l3 + ')' if l3 else ''}, so less than a whole pass comes from "
+                   f"memory, or the read bandwidth was calibrated on a busy machine")
         elif "not the FMA peak" in bound:
             why = "the ceiling is OpenBLAS's sgemm, not the machine's FMA peak"
         else:
