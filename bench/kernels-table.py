@@ -327,8 +327,11 @@ def build_result(args, machine, files, llama_used, load):
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "load_before": load[0], "load_after": load[1],
             "llama_cpp": llama_used, "machine": machine,
-            "ceilings": {"f32": {"value": ceil["f32"][0], "label": ceil["f32"][1]},
-                         "quantized": {"value": ceil["int8"][0], "label": ceil["int8"][1]},
+            "ceilings": {"f32": {"value": ceil["f32"][0], "label": ceil["f32"][1],
+                                 "unit": ceil["f32"][2]},
+                         "quantized": {"value": ceil["int8"][0], "label": ceil["int8"][1],
+                                       "unit": ceil["int8"][2]},
+                         "sgemm_label": ceil["sgemm_label"],
                          "bandwidth_gbs": ceil["bandwidth_gbs"],
                          "sgemm_gflops": ceil["sgemm_gflops"],
                          "measured_at": calib_when(ceil, args.threads),
@@ -364,10 +367,12 @@ def render(res):
             cells.append(" / ".join(fmt_tok(lc[k]) for k in ("prefill", "b1", "b32")) if lc else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"ceilings ({res['threads']} threads): f32 compute {c['f32']['value']:.1f} GFLOP/s "
-                 f"({c['f32']['label']}); quantized compute {c['quantized']['value']:.1f} "
+    lines.append(f"ceilings ({res['threads']} threads): f32 compute {c['f32']['value']:.1f} "
+                 f"{c['f32'].get('unit', 'GFLOP/s')} ({c['f32']['label']}); quantized compute "
+                 f"{c['quantized']['value']:.1f} {c['quantized'].get('unit', 'GFLOP/s')} "
                  f"({c['quantized']['label']}); read bandwidth {c['bandwidth_gbs']:.1f} GB/s"
-                 + (f"; sgemm (OpenBLAS) {c['sgemm_gflops']:.1f} GFLOP/s" if c["sgemm_gflops"] else ""))
+                 + (f"; {c.get('sgemm_label', 'sgemm (OpenBLAS)')} {c['sgemm_gflops']:.1f} GFLOP/s"
+                    if c["sgemm_gflops"] else ""))
     lines.append(f"measured: {c['measured_at']}"
                  + (f", spread {c['spread_pct']:.0f}%" if c["spread_pct"] is not None else ""))
     for row in res["files"]:

@@ -169,6 +169,19 @@ class Table(unittest.TestCase):
         self.assertEqual(text.count("the ceiling is OpenBLAS's sgemm"), 1)
         self.assertIn("over 100% (prefill, b32): the ceiling is OpenBLAS's sgemm", text)
 
+    def test_new_keys_name_the_peaks_their_units_and_the_blas_core(self):
+        import argparse
+        args = argparse.Namespace(arch="llama-110m", threads=2, prompt_len=128, gen_len=64, reps=1)
+        cost = {"params_per_token": 1000, "classifier_params": 100, "bytes_per_token": 1062.5,
+                "bytes_by_type": {"Q8_0": 1062.5}}
+        files = {"q8_0": {"path": "q.gguf", "cost": cost,
+                          "runs": [{"prefill": 1.0, "b1": 1.0, "b32": 1.0, "prefill_b32": 1.0}]}}
+        text = kt.render(kt.build_result(args, NEW_MACHINE, files, None, (1.0, 1.0)))
+        self.assertIn("f32 compute 350.0 GFLOP/s (FMA peak); quantized compute 1400.0 GOP/s "
+                      "(int8 peak); read bandwidth 27.0 GB/s; sgemm (OpenBLAS, core SkylakeX) "
+                      "316.0 GFLOP/s", text)
+        self.assertIn("measured: 2026-12-07T19:00:00Z, spread 3%", text)
+
 
 if __name__ == "__main__":
     unittest.main()
