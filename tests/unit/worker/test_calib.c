@@ -228,7 +228,7 @@ static void test_bad_files(void)
 		err[0] = '\0';
 		CU_ASSERT_EQUAL(calib_load(q, &c, err, sizeof(err)), -EBADMSG);
 		if (strstr(err, breaks[i][0]) == NULL)
-			fprintf(stderr, "%s = %s: error '%s' does not name the key\n", breaks[i][0], breaks[i][1], err);
+			fprintf(stderr, "key %zu: error '%s' does not name the key\n", i, err);
 		CU_ASSERT_PTR_NOT_NULL(strstr(err, breaks[i][0]));
 	}
 	FILE *f = fopen(p, "w");
@@ -364,6 +364,8 @@ static void test_blas_core_restart(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
 	const char *core = json_string_value(json_object_get(json_object_get(j, "machine"), "blas_core"));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(core);
+	if (core == NULL)	/* not reached: the compiler does not know the FATAL assert returns */
+		return;
 	if (strcmp(core, want) != 0)
 		fprintf(stderr, "sgemm ran on OpenBLAS core %s, expected %s:\n%s\n", core, want, out);
 	CU_ASSERT_STRING_EQUAL(core, want);
