@@ -115,6 +115,20 @@ static float fma_loop(long iters, float seed)
  * into int32 lanes. An operand goes through an empty asm before each
  * product, so that the compiler can neither hoist the loop-invariant
  * products nor share one among the accumulators. */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+/* The lanes' sum, widened: the loops' int32 sums wrap (harmless in the
+ * vector lanes), and summing them as int would be signed overflow. */
+static float sum_lanes512(__m512i x)
+{
+	int32_t v[16];
+	int64_t t = 0;
+	_mm512_storeu_si512(v, x);
+	for (int j = 0; j < 16; j++)
+		t += v[j];
+	return (float)t;
+}
+#endif
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define INT8_KIND "avx512 vnni vpdpbusd zmm"
 #define INT8_OPS_PER_ITER (ACC * 64 * 2)
@@ -130,7 +144,7 @@ static float int8_loop(long iters, float seed)
 	}
 	for (int k = 1; k < ACC; k++)
 		s[0] = _mm512_add_epi32(s[0], s[k]);
-	return (float)_mm512_reduce_add_epi32(s[0]);
+	return sum_lanes512(s[0]);
 }
 #elif defined(__AVX512F__) && defined(__AVX512BW__)
 #define INT8_KIND "avx512bw vpmaddubsw+vpmaddwd zmm"
@@ -149,7 +163,7 @@ static float int8_loop(long iters, float seed)
 	}
 	for (int k = 1; k < 8; k++)
 		s[0] = _mm512_add_epi32(s[0], s[k]);
-	return (float)_mm512_reduce_add_epi32(s[0]);
+	return sum_lanes512(s[0]);
 }
 #elif defined(__AVX2__)
 #define INT8_KIND "avx2 vpmaddubsw+vpmaddwd ymm"
@@ -182,12 +196,12 @@ static float int8_loop(long iters, float seed)
 {
 	volatile int8_t va = 3;
 	int8_t a = va, b = (int8_t)(int)seed;
-	int32_t s[ACC];
+	uint32_t s[ACC];	/* wraps, as the vector lanes do */
 	for (int k = 0; k < ACC; k++)
-		s[k] = k;
+		s[k] = (uint32_t)k;
 	for (long i = 0; i < iters; i++)
 		for (int k = 0; k < ACC; k++)
-			s[k] += (int32_t)(uint8_t)a * b + (int32_t)i;
+			s[k] += (uint32_t)((int32_t)(uint8_t)a * b) + (uint32_t)i;
 	int64_t t = 0;
 	for (int k = 0; k < ACC; k++)
 		t += s[k];
