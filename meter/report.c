@@ -775,6 +775,11 @@ static bool api_none(const report_row_t *row, size_t k)
 	return row->calls > 0 && row->api_calls[k] == 0;
 }
 
+bool report_row_compared(const report_row_t *row, size_t k)
+{
+	return !api_none(row, k);
+}
+
 /* Reference k's equivalent, its price per 1M of the compared calls'
  * tokens, the gross margin at it over their loaded cost. */
 static opt_t d_api(const report_row_t *row, size_t k)

@@ -152,6 +152,10 @@ bool report_row_is_embedding(const ledger_row_t *row);
 size_t report_default_refs(const ledger_row_t *rows, size_t n, const char *const *chat, size_t n_chat,
 			   const char *const *embed, size_t n_embed, const char **ret, size_t max);
 
+/* Does row (of rep) have a figure for reference k: it has no calls, or
+ * some of them of k's kind. */
+bool report_row_compared(const report_row_t *row, size_t k);
+
 /* Where the closed-API equivalents come from: "booked" (all stored with
  * the calls), "what-if" (opts.whatif_prices), "computed" (none was
  * stored: all priced now), "booked+computed" (some of each), "none" (no
