@@ -274,7 +274,7 @@ def sc_batch():
         check(acur == cur == "CNY" and pcur == e["currency"], "%s %s: currencies %s %s %s" % (cid, ref, acur, cur, pcur))
         check(Fraction(pin) == wpin and Fraction(pout) == wpout, "%s %s: prices %s/%s" % (cid, ref, pin, pout))
         check(Fraction(fxr) == fx[cur] / fx[e["currency"]], "%s %s: fx_rate %s" % (cid, ref, fxr))
-        check(ptab == "fx+closed-2024+cn-2024-05-after+embeddings", "%s %s: price_table %s" % (cid, ref, ptab))
+        check(ptab == "fx+closed-2024+cn-2024-05-after", "%s %s: price_table %s" % (cid, ref, ptab))
         # The date and source of the prices that applied: NAME_date /
         # NAME_source, else the entry's; the batch tier's when it applied.
         def dated(key, what):
