@@ -493,8 +493,12 @@ static char *call_table(const report_t *rep, const char *title, const speed_what
 			sw->ratio, sw->basis, sw->why);
 	fprintf(f, "%-20s %-16s %-12s %8s %8s %10s %12s %14s %14s", "custom_id", "model", "worker", "prompt", "output",
 		"busy_s", "flops", "marginal", "loaded");
-	for (size_t k = 0; k < rep->n_refs; k++)
-		fprintf(f, " %14.14s", rep->refs[k]);
+	/* Each reference's column holds its whole name. */
+	int w[MAX_REFS];
+	for (size_t k = 0; k < rep->n_refs && k < MAX_REFS; k++)
+		w[k] = strlen(rep->refs[k]) > 14 ? (int)strlen(rep->refs[k]) : 14;
+	for (size_t k = 0; k < rep->n_refs && k < MAX_REFS; k++)
+		fprintf(f, " %*s", w[k], rep->refs[k]);
 	if (rep->has_sale)
 		fprintf(f, " %14s", "sale");
 	fputc('\n', f);
@@ -505,9 +509,9 @@ static char *call_table(const report_t *rep, const char *title, const speed_what
 			(unsigned long long)r->completion_tokens, (double)r->busy_ns / 1e9, (double)r->flops,
 			meter_format_micros(r->cost_marginal_micros, a, sizeof(a)),
 			meter_format_micros(r->cost_loaded_micros, b, sizeof(b)));
-		for (size_t k = 0; k < rep->n_refs; k++)	/* "-": a call of the other kind */
-			fprintf(f, " %14s", report_row_compared(r, k) ? meter_format_micros(r->api_micros[k], c, sizeof(c)) :
-									"-");
+		for (size_t k = 0; k < rep->n_refs && k < MAX_REFS; k++)	/* "-": a call of the other kind */
+			fprintf(f, " %*s", w[k], report_row_compared(r, k) ? meter_format_micros(r->api_micros[k], c, sizeof(c)) :
+									   "-");
 		if (rep->has_sale)
 			fprintf(f, " %14s", meter_format_micros(r->sale_micros, c, sizeof(c)));
 		fputc('\n', f);

@@ -616,7 +616,7 @@ int meter_check_ref_kind(const pricetab_t *t, const char *name, bool embedding, 
 			 e->mode, e->mode);
 	else
 		snprintf(err, errlen, "%s: %s is an embedding price (mode = embedding): it prices /v1/embeddings calls "
-			 "only; list it in the embedding references ([meter] embed_refs, --embed-ref)", what, name);
+			 "only; list it in [meter] embed_refs", what, name);
 	return -EINVAL;
 }
 

@@ -1122,6 +1122,14 @@ int report_format_csv(const report_t *rep, char **ret_text)
 
 /* --- text --- */
 
+/* A reference's column: its whole name (text-embedding-3-small and
+ * text-embedding-3-large must not both read "text-embedding"). */
+static int ref_width(const report_t *rep, size_t k)
+{
+	size_t l = strlen(rep->refs[k]);
+	return l > 14 ? (int)l : 14;
+}
+
 static void text_row(FILE *f, const report_t *rep, const report_row_t *row, int kw)
 {
 	char a[40], b[40];
@@ -1134,7 +1142,7 @@ static void text_row(FILE *f, const report_t *rep, const report_row_t *row, int 
 	for (size_t k = 0; k < rep->n_refs; k++) {
 		opt_t api = d_api_per_1m(row, k), gm = d_api_margin(row, k);
 		bool none = api_none(row, k);	/* no call of this reference's kind */
-		fprintf(f, " %14s", api.ok && !none ? meter_format_micros(api.v, a, sizeof(a)) : "-");
+		fprintf(f, " %*s", ref_width(rep, k), api.ok && !none ? meter_format_micros(api.v, a, sizeof(a)) : "-");
 		fprintf(f, " %9s", none ? "-" : gm.ok ? meter_format_ppm_pct(gm.v, b, sizeof(b)) : "-inf");
 	}
 	fputc('\n', f);
@@ -1169,7 +1177,7 @@ int report_format_text(const report_t *rep, char **ret_text)
 	fprintf(f, "%-*s %8s %12s %10s %16s %14s", kw, report_group_name(rep->group), "calls", "tokens", "busy_s",
 		"loaded_cost", "loaded/1M");
 	for (size_t k = 0; k < rep->n_refs; k++)
-		fprintf(f, " %14.14s %9s", rep->refs[k], "GM@ref");
+		fprintf(f, " %*s %9s", ref_width(rep, k), rep->refs[k], "GM@ref");
 	fputc('\n', f);
 	for (size_t i = 0; i < rep->n_rows; i++)
 		text_row(f, rep, &rep->rows[i], kw);
