@@ -518,17 +518,8 @@ static char *call_table(const report_t *rep, const char *title, const speed_what
 	}
 	fprintf(f, "(money in %s; marginal: the node's cost of the engine time; loaded: with its idle time; "
 		   "references: the same tokens at that API's price)\n", rep->currency);
-	bool emb = false;
-	for (size_t k = 0; k < rep->n_refs; k++)
-		emb |= rep->ref_embedding[k];
-	if (emb) {
-		fputs("(embedding calls (/v1/embeddings) are compared with the embedding prices", f);
-		for (size_t k = 0, m = 0; k < rep->n_refs; k++)
-			if (rep->ref_embedding[k])
-				fprintf(f, "%s%s", m++ ? ", " : " ", rep->refs[k]);
-		fputs(" only, on their input tokens, the other calls with the other references only; -: a call of "
-		      "the other kind)\n", f);
-	}
+	if (report_kinds_note(rep, note, sizeof(note))[0] != '\0')
+		fprintf(f, "(%s)\n", note);
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;

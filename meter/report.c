@@ -798,12 +798,18 @@ static opt_t d_api_margin(const report_row_t *row, size_t k)
 	return d_margin(row->api_micros[k], row->api_loaded[k]);
 }
 
-static bool any_embedding_ref(const report_t *rep)
+char *report_kinds_note(const report_t *rep, char *buf, size_t len)
 {
-	for (size_t k = 0; k < rep->n_refs; k++)
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t k = 0; k < rep->n_refs && o < len; k++)
 		if (rep->ref_embedding[k])
-			return true;
-	return false;
+			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "embedding calls (/v1/embeddings) are "
+					      "compared with the embedding prices ", rep->refs[k]);
+	if (o > 0 && o < len)
+		snprintf(buf + o, len - o, " only, on their input tokens, the other calls with the other references "
+			 "only; -: no call of that kind");
+	return buf;
 }
 
 /* --- JSON --- */
@@ -1184,14 +1190,8 @@ int report_format_text(const report_t *rep, char **ret_text)
 	text_row(f, rep, &rep->total, kw);
 	fprintf(f, "(money in %s; /1M: per million prompt+completion tokens; GM@ref: gross margin if sold at that "
 		   "API's price, (price - loaded cost) / price)\n", rep->currency);
-	if (any_embedding_ref(rep)) {
-		fputs("(embedding calls (/v1/embeddings) are compared with the embedding prices", f);
-		for (size_t k = 0, m = 0; k < rep->n_refs; k++)
-			if (rep->ref_embedding[k])
-				fprintf(f, "%s%s", m++ ? ", " : " ", rep->refs[k]);
-		fputs(" only, per million of their input tokens, and the other calls with the other references only; "
-		      "-: no call of that kind)\n", f);
-	}
+	if (report_kinds_note(rep, note, sizeof(note))[0] != '\0')
+		fprintf(f, "(%s)\n", note);
 	return finish(f, &buf, ret_text);
 }
 

@@ -152,6 +152,11 @@ bool report_row_is_embedding(const ledger_row_t *row);
 size_t report_default_refs(const ledger_row_t *rows, size_t n, const char *const *chat, size_t n_chat,
 			   const char *const *embed, size_t n_embed, const char **ret, size_t max);
 
+/* "embedding calls (/v1/embeddings) are compared with the embedding prices
+ * A, B only, ..." naming r's embedding references; "" when it has none.
+ * Returns buf. */
+char *report_kinds_note(const report_t *r, char *buf, size_t len);
+
 /* Does row (of rep) have a figure for reference k: it has no calls, or
  * some of them of k's kind. */
 bool report_row_compared(const report_row_t *row, size_t k);

@@ -160,6 +160,16 @@ static void test_reset(void)
 
 /* A committed Result feeds requests by outcome, tokens, TTFT and the
  * worker's step histograms; margind's names follow the conventions. */
+/* n empty outputs of lines 1..n, and the pointers a Result holds. */
+static void outputs_init(Margin__V1__Output *o, Margin__V1__Output **op, int n)
+{
+	for (int i = 0; i < n; i++) {
+		margin__v1__output__init(&o[i]);
+		op[i] = &o[i];
+		o[i].line_no = (uint64_t)i + 1;
+	}
+}
+
 static void test_on_result(void)
 {
 	metrics_t *m = metrics_new();
@@ -172,11 +182,7 @@ static void test_on_result(void)
 	e.message = "batch b was cancelled";
 	Margin__V1__Output o[3];
 	Margin__V1__Output *op[3];
-	for (int i = 0; i < 3; i++) {
-		margin__v1__output__init(&o[i]);
-		op[i] = &o[i];
-		o[i].line_no = (uint64_t)i + 1;
-	}
+	outputs_init(o, op, 3);
 	o[0].prompt_tokens = 5;
 	o[0].completion_tokens = 7;
 	o[0].usage = &u;
@@ -238,11 +244,7 @@ static void test_on_result(void)
 	fe.message = "input 2 has 9000 tokens";
 	Margin__V1__Output eo[3];
 	Margin__V1__Output *eop[3];
-	for (int i = 0; i < 3; i++) {
-		margin__v1__output__init(&eo[i]);
-		eop[i] = &eo[i];
-		eo[i].line_no = (uint64_t)i + 1;
-	}
+	outputs_init(eo, eop, 3);
 	eo[0].prompt_tokens = 12;
 	eo[0].n_embeddings = 3;
 	eo[0].embeddings = vp;

@@ -1303,7 +1303,9 @@ static void test_embedding_mixed(void)
 		free(text);
 		CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(text, "(embedding calls (/v1/embeddings) are compared with the embedding "
-						    "prices text-embedding-3-small, text-embedding-v3 only"));
+						    "prices text-embedding-3-small, text-embedding-v3 only, on their input "
+						    "tokens, the other calls with the other references only; -: no call of "
+						    "that kind)\n"));
 		if (g == REPORT_BY_BATCH) {
 			/* batch_e: "-" under both chat references (price and GM). */
 			char *l = strstr(text, "\nbatch_e ");
