@@ -338,9 +338,12 @@ static void usage(FILE *f)
 		"  --prices FILE       what-if: recompute the closed-API equivalents with this price table\n"
 		"                      (INI or LiteLLM .json; repeatable; a name is looked up in %s)\n"
 		"                      instead of the ones booked with the calls; the default tables (fx,\n"
-		"                      closed-2024, cn-2024-05-after) only price calls booked without them\n"
+		"                      closed-2024, cn-2024-05-after, embeddings) only price calls booked without them\n"
 		"  --ref NAME          a reference model (price entry) to compare with (repeatable;\n"
-		"                      default: the ones the calls were booked with, else gpt-4o-mini, qwen-long)\n"
+		"                      default: the ones the calls were booked with, else gpt-4o-mini, qwen-long;\n"
+		"                      embedding calls: text-embedding-3-small, text-embedding-3-large,\n"
+		"                      text-embedding-v3). Embedding calls are compared with embedding prices\n"
+		"                      (mode = embedding) only, other calls with the others only\n"
 		"  --currency CUR      report currency (default: the hardware profile's)\n"
 		"  --hardware P        what-if: price the same calls on this profile (a FILE, or a name in\n"
 		"                      %s) from their busy and idle time, divided by\n"
@@ -490,8 +493,12 @@ static char *call_table(const report_t *rep, const char *title, const speed_what
 			sw->ratio, sw->basis, sw->why);
 	fprintf(f, "%-20s %-16s %-12s %8s %8s %10s %12s %14s %14s", "custom_id", "model", "worker", "prompt", "output",
 		"busy_s", "flops", "marginal", "loaded");
-	for (size_t k = 0; k < rep->n_refs; k++)
-		fprintf(f, " %14.14s", rep->refs[k]);
+	/* Each reference's column holds its whole name. */
+	int w[MAX_REFS];
+	for (size_t k = 0; k < rep->n_refs && k < MAX_REFS; k++)
+		w[k] = strlen(rep->refs[k]) > 14 ? (int)strlen(rep->refs[k]) : 14;
+	for (size_t k = 0; k < rep->n_refs && k < MAX_REFS; k++)
+		fprintf(f, " %*s", w[k], rep->refs[k]);
 	if (rep->has_sale)
 		fprintf(f, " %14s", "sale");
 	fputc('\n', f);
@@ -502,14 +509,17 @@ static char *call_table(const report_t *rep, const char *title, const speed_what
 			(unsigned long long)r->completion_tokens, (double)r->busy_ns / 1e9, (double)r->flops,
 			meter_format_micros(r->cost_marginal_micros, a, sizeof(a)),
 			meter_format_micros(r->cost_loaded_micros, b, sizeof(b)));
-		for (size_t k = 0; k < rep->n_refs; k++)
-			fprintf(f, " %14s", meter_format_micros(r->api_micros[k], c, sizeof(c)));
+		for (size_t k = 0; k < rep->n_refs && k < MAX_REFS; k++)	/* "-": a call of the other kind */
+			fprintf(f, " %*s", w[k], report_row_compared(r, k) ? meter_format_micros(r->api_micros[k], c, sizeof(c)) :
+									   "-");
 		if (rep->has_sale)
 			fprintf(f, " %14s", meter_format_micros(r->sale_micros, c, sizeof(c)));
 		fputc('\n', f);
 	}
 	fprintf(f, "(money in %s; marginal: the node's cost of the engine time; loaded: with its idle time; "
 		   "references: the same tokens at that API's price)\n", rep->currency);
+	if (report_kinds_note(rep, note, sizeof(note))[0] != '\0')
+		fprintf(f, "(%s)\n", note);
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;
@@ -681,8 +691,22 @@ int cmd_cost(int argc, char **argv)
 					refs[n_refs++] = name;
 			}
 	}
-	if (n_refs == 0 && o.n_refs == 0)
-		n_refs = meter_find_default_refs(t, refs, MAX_REFS);
+	if (o.n_refs == 0) {
+		/* The default references of the kinds of calls selected: chat
+		 * prices for chat calls, embedding prices for embedding calls
+		 * (and those too when no embedding call has one booked). */
+		const char *dc[MAX_REFS], *de[MAX_REFS], *add[MAX_REFS];
+		size_t nc = meter_find_default_refs(t, dc, MAX_REFS), ne = meter_find_default_embed_refs(t, de, MAX_REFS);
+		bool emb_booked = false;
+		for (size_t i = 0; i < rows.n; i++)
+			emb_booked |= report_row_is_embedding(&rows.v[i]) && rows.v[i].n_api > 0;
+		if (n_refs == 0)
+			n_refs = report_default_refs(rows.v, rows.n, dc, nc, de, ne, refs, MAX_REFS);
+		else if (!emb_booked)
+			for (size_t i = 0, m = report_default_refs(rows.v, rows.n, NULL, 0, de, ne, add, MAX_REFS);
+			     i < m && n_refs < MAX_REFS; i++)
+				refs[n_refs++] = add[i];
+	}
 	if (o.sale != NULL) {
 		pricetab_entry_t e;
 		if ((r = meter_parse_price_entry(o.sale, "sale", NULL, cur, "--sale-price", &e, err, sizeof(err))) < 0) {

@@ -45,7 +45,7 @@ static void entry_text(FILE *f, const pricetab_entry_t *e)
 			 meter_q_format(e->batch_out_per_1m, bo, sizeof(bo)));
 	else
 		snprintf(batch, sizeof(batch), "none");
-	fprintf(f, "  %-26s %-3s %9s %9s %9s  %-15s %s%s%s%s\n", e->name, e->currency,
+	fprintf(f, "  %-26s %-3s %-9s %9s %9s %9s  %-15s %s%s%s%s\n", e->name, e->currency, e->mode,
 		e->n_bands ? "tiered" : meter_q_format(e->in_per_1m, a, sizeof(a)),
 		e->n_bands ? "tiered" : meter_q_format(e->out_per_1m, b, sizeof(b)),
 		e->has_cached ? meter_q_format(e->cached_in_per_1m, c, sizeof(c)) : "-", batch, e->model,
@@ -139,8 +139,8 @@ static int show(const char *spec, FILE *f, json_t *arr)
 			meter_q_format(x->per_usd, a, sizeof(a)), x->source, x->date);
 	}
 	if (n > 0)
-		fprintf(f, "  %-26s %-3s %9s %9s %9s  %-15s %s\n", "ENTRY", "CUR", "IN", "OUT", "CACHED", "BATCH IN / OUT",
-			"MODEL (PROVIDER)");
+		fprintf(f, "  %-26s %-3s %-9s %9s %9s %9s  %-15s %s\n", "ENTRY", "CUR", "MODE", "IN", "OUT", "CACHED",
+			"BATCH IN / OUT", "MODEL (PROVIDER)");
 	for (size_t i = 0; i < n; i++)
 		entry_text(f, pricetab_at(t, i));
 	for (size_t i = 0; i < pricetab_warning_count(t); i++)

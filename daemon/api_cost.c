@@ -209,7 +209,7 @@ void api_cost_report(http_req_t *r)
 	enum report_group g = batch ? REPORT_BY_CALL : REPORT_BY_BATCH;
 	ledger_filter_t f = { .job = batch, .model = http_query(r, "model"), .worker_name = http_query(r, "worker") };
 	char refbuf[1024], err[1024];
-	const char *refs[BOOKING_MAX_REFS];
+	const char *refs[2 * BOOKING_MAX_REFS];
 	size_t n_refs = 0;
 
 	if (group != NULL && report_group_parse(group, &g) < 0) {
@@ -250,13 +250,16 @@ void api_cost_report(http_req_t *r)
 		for (char *t = strtok_r(refbuf, ",", &save); t != NULL && n_refs < BOOKING_MAX_REFS;
 		     t = strtok_r(NULL, ",", &save))
 			refs[n_refs++] = t;
-	} else {
-		for (size_t i = 0; i < c->n_refs; i++)
-			refs[n_refs++] = c->refs[i];
 	}
 	ledger_rows_t *rows = NULL;
 	if (load_rows(r, &f, &rows) < 0)
 		return;
+	/* By default [meter] refs for chat calls, embed_refs for embedding
+	 * calls: the references of the kinds of calls selected. */
+	if (refs_q == NULL)
+		n_refs = report_default_refs(rows->v, rows->n, (const char *const *)c->refs, c->n_refs,
+					     (const char *const *)c->embed_refs, c->n_embed_refs, refs,
+					     2 * BOOKING_MAX_REFS);
 	report_opts_t o = { .currency = cur ? cur : c->currency, .prices = c->prices, .refs = refs, .n_refs = n_refs,
 			    .sale = c->has_sale ? BOOKING_SALE_ENTRY : NULL,
 			    .whatif_prices = prices_q != NULL && strcmp(prices_q, "current") == 0 };
@@ -637,8 +640,8 @@ int api_cost_update_metrics(const char *state_dir, metrics_t *m)
 	const char *zm[] = { "marginal", c->currency }, *zl[] = { "loaded", c->currency };
 	metrics_counter_add(m, "margin_cost_micros_total", zm, 0);
 	metrics_counter_add(m, "margin_cost_micros_total", zl, 0);
-	for (size_t k = 0; k < c->n_refs; k++) {
-		const char *za[] = { c->refs[k], c->currency };
+	for (size_t k = 0; k < c->n_refs + c->n_embed_refs; k++) {
+		const char *za[] = { k < c->n_refs ? c->refs[k] : c->embed_refs[k - c->n_refs], c->currency };
 		metrics_counter_add(m, "margin_api_equivalent_micros_total", za, 0);
 	}
 	int r = gauge_scan(state_dir, m);

@@ -35,8 +35,8 @@ static size_t split_list(char *s, char **out, size_t max)
 }
 
 static const char *const meter_keys[] = {
-	"hardware", "hardware_dir", "prices", "prices_dir", "prices_date", "refs", "currency", "sale_price", "period",
-	NULL,
+	"hardware", "hardware_dir", "prices", "prices_dir", "prices_date", "refs", "embed_refs", "currency",
+	"sale_price", "period", NULL,
 };
 
 struct key_check {
@@ -55,7 +55,8 @@ static int check_key(void *user, const char *section, const char *key, const cha
 		if (strcmp(key, meter_keys[i]) == 0)
 			return 0;
 	snprintf(k->err, k->errlen, "%s: [meter] %s: unknown key (hardware, hardware_dir, prices, prices_dir, "
-		 "prices_date, refs, currency, sale_price, period)", mg_config_origin(k->cfg, section, key), key);
+		 "prices_date, refs, embed_refs, currency, sale_price, period)", mg_config_origin(k->cfg, section, key),
+		 key);
 	k->r = -EINVAL;
 	return 1;
 }
@@ -64,6 +65,46 @@ static const char *get(const mg_config_t *cfg, const char *key)
 {
 	const char *v = mg_config_get(cfg, "meter", key);
 	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* [meter] refs (embedding false) or embed_refs (true): each an entry of
+ * the loaded tables of that kind (chat calls are never priced on an
+ * embedding price, nor embedding calls on a chat price), else the default
+ * ones the tables hold. */
+static int load_refs(booking_conf_t *c, const mg_config_t *cfg, bool embedding, char *err, size_t errlen)
+{
+	const char *key = embedding ? "embed_refs" : "refs", *v = get(cfg, key);
+	char **out = embedding ? c->embed_refs : c->refs, list[BOOKING_PATH_MAX], what[600], e2[1024];
+	size_t *n_out = embedding ? &c->n_embed_refs : &c->n_refs;
+	char *items[BOOKING_MAX_REFS];
+	const char *defaults[BOOKING_MAX_REFS];
+	size_t n;
+	if (v != NULL) {
+		snprintf(list, sizeof(list), "%s", v);
+		n = split_list(list, items, BOOKING_MAX_REFS);
+		snprintf(what, sizeof(what), "%s: [meter] %s", mg_config_origin(cfg, "meter", key), key);
+	} else {
+		n = embedding ? meter_find_default_embed_refs(c->prices, defaults, BOOKING_MAX_REFS) :
+				meter_find_default_refs(c->prices, defaults, BOOKING_MAX_REFS);
+		memcpy(items, defaults, n * sizeof(*items));	/* read only below */
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;	/* one booked equivalent per (call, reference) */
+		for (size_t k = 0; k < *n_out && !dup; k++)
+			dup = strcmp(out[k], items[i]) == 0;
+		if (dup)
+			continue;
+		int r;
+		if (v != NULL && (r = meter_check_ref_kind(c->prices, items[i], embedding, what, e2, sizeof(e2))) < 0) {
+			snprintf(err, errlen, "%s", e2);
+			return r;
+		}
+		if ((out[(*n_out)++] = strdup(items[i])) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size_t errlen)
@@ -134,31 +175,8 @@ int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size
 			 c->has_fallback ? c->fallback.currency : "USD");
 	}
 
-	if ((v = get(cfg, "refs")) != NULL) {
-		snprintf(list, sizeof(list), "%s", v);
-		size_t n = split_list(list, items, BOOKING_MAX_REFS);
-		for (size_t i = 0; i < n; i++) {
-			bool dup = false;	/* one booked equivalent per (call, reference) */
-			for (size_t k = 0; k < c->n_refs && !dup; k++)
-				dup = strcmp(c->refs[k], items[i]) == 0;
-			if (dup)
-				continue;
-			if (pricetab_find(c->prices, items[i]) == NULL) {
-				snprintf(err, errlen, "%s: [meter] refs: no price \"%s\" in the loaded tables (%s)",
-					 mg_config_origin(cfg, "meter", "refs"), items[i], pricetab_name(c->prices));
-				r = -ENOENT;
-				goto fail;
-			}
-			if ((c->refs[c->n_refs++] = strdup(items[i])) == NULL)
-				goto nomem;
-		}
-	} else {
-		const char *refs[BOOKING_MAX_REFS];
-		size_t n = meter_find_default_refs(c->prices, refs, BOOKING_MAX_REFS);
-		for (size_t i = 0; i < n; i++)
-			if ((c->refs[c->n_refs++] = strdup(refs[i])) == NULL)
-				goto nomem;
-	}
+	if ((r = load_refs(c, cfg, false, err, errlen)) < 0 || (r = load_refs(c, cfg, true, err, errlen)) < 0)
+		goto fail;
 
 	c->period_ns = LEDGER_HOUR_NS;
 	if ((v = get(cfg, "period")) != NULL) {
@@ -202,6 +220,8 @@ void booking_conf_done(booking_conf_t *c)
 		return;
 	for (size_t i = 0; i < c->n_refs; i++)
 		free(c->refs[i]);
+	for (size_t i = 0; i < c->n_embed_refs; i++)
+		free(c->embed_refs[i]);
 	pricetab_destroy(&c->prices);
 	memset(c, 0, sizeof(*c));
 }
@@ -305,7 +325,8 @@ void booking_usage(FILE *f)
 		"  --prices FILE         closed-API price table, INI or LiteLLM .json (repeatable)\n"
 		"  --period hour|day     accounting window: its idle time is shared by the calls in it\n"
 		"                        (default hour, aligned to UTC)\n"
-		"  --set meter.refs=A,B  reference models of cost reports; also meter.currency=CUR,\n"
+		"  --set meter.refs=A,B  reference models of cost reports (chat prices); meter.embed_refs=A,B\n"
+		"                        the embedding prices /v1/embeddings calls are compared with; also meter.currency=CUR,\n"
 		"                        meter.sale_price=P|IN/OUT per 1M tokens (the gross margin gauge)\n");
 }
 
@@ -320,7 +341,7 @@ typedef struct prof {
 /* One distinct pricing of a Result's equivalents: a reference model's
  * prices as they applied (tier, band) and the exchange factor. */
 typedef struct pricing {
-	size_t ref;			/* index in conf->refs */
+	size_t ref;			/* index in the references: conf->refs, then conf->embed_refs */
 	cost_api_quote_t q;		/* micros unused: the prices and fx */
 	cost_api_source_t src;		/* their text */
 	ledger_api_price_t p;		/* points into src, conf and the Result */
@@ -333,8 +354,10 @@ struct booking {
 	bool warned_full;
 	/* The reference models' entries (borrowed from conf->prices, which
 	 * does not change after booking_conf_load). */
-	const pricetab_entry_t *ref_entry[BOOKING_MAX_REFS];
-	bool ref_warned[BOOKING_MAX_REFS];
+	const pricetab_entry_t *ref_entry[2 * BOOKING_MAX_REFS];
+	const char *ref_name[2 * BOOKING_MAX_REFS];
+	bool ref_warned[2 * BOOKING_MAX_REFS];
+	size_t n_chat_refs, n_all_refs;	/* conf->refs are [0, n_chat_refs), embed_refs the rest */
 	/* Scratch of one Result's equivalents, kept for the next. */
 	ledger_api_t *api;		/* owned: [n calls x n refs] */
 	size_t *api_pricing;		/* owned: index in pricings of each */
@@ -357,7 +380,12 @@ int booking_new(const booking_conf_t *conf, booking_t **ret)
 		return -ENOMEM;
 	b->conf = conf;
 	for (size_t k = 0; k < conf->n_refs && k < BOOKING_MAX_REFS; k++)
-		b->ref_entry[k] = conf->prices ? pricetab_find(conf->prices, conf->refs[k]) : NULL;
+		b->ref_name[b->n_all_refs++] = conf->refs[k];
+	b->n_chat_refs = b->n_all_refs;
+	for (size_t k = 0; k < conf->n_embed_refs && k < BOOKING_MAX_REFS; k++)
+		b->ref_name[b->n_all_refs++] = conf->embed_refs[k];
+	for (size_t k = 0; k < b->n_all_refs; k++)
+		b->ref_entry[k] = conf->prices ? pricetab_find(conf->prices, b->ref_name[k]) : NULL;
 	*ret = b;
 	return 0;
 }
@@ -453,7 +481,9 @@ static int cost_delta(int64_t rate, uint64_t before, uint64_t add, int64_t *ret)
 static int quote_rows(booking_t *b, ledger_row_t *rows, size_t n, const char *currency, char *err, size_t errlen)
 {
 	const booking_conf_t *c = b->conf;
-	size_t n_refs = c->n_refs < BOOKING_MAX_REFS ? c->n_refs : BOOKING_MAX_REFS, n_api = 0;
+	/* At most the larger kind's references per call. */
+	size_t n_embed = b->n_all_refs - b->n_chat_refs, n_api = 0;
+	size_t n_refs = b->n_chat_refs > n_embed ? b->n_chat_refs : n_embed;
 	if (n_refs == 0 || n == 0)
 		return 0;
 	if (n * n_refs > b->cap_api) {
@@ -471,7 +501,11 @@ static int quote_rows(booking_t *b, ledger_row_t *rows, size_t n, const char *cu
 	for (size_t i = 0; i < n; i++) {
 		ledger_row_t *w = &rows[i];
 		size_t first = n_api;
-		for (size_t k = 0; k < n_refs; k++) {
+		/* An embedding call on the embedding references only, any other
+		 * call on the others only. */
+		bool embed = meter_endpoint_is_embedding(w->endpoint);
+		size_t k0 = embed ? b->n_chat_refs : 0, k1 = embed ? b->n_all_refs : b->n_chat_refs;
+		for (size_t k = k0; k < k1; k++) {
 			const pricetab_entry_t *e = b->ref_entry[k];
 			cost_api_quote_t q;
 			char e2[512];
@@ -480,7 +514,7 @@ static int quote_rows(booking_t *b, ledger_row_t *rows, size_t n, const char *cu
 				if (!b->ref_warned[k])
 					mg_log(MG_LOG_WARN, "meter", "closed-API equivalent not booked (reports price such "
 					       "calls when asked) batch=%s ref=%s currency=%s err=\"%s\"", w->job,
-					       c->refs[k], currency, e ? e2 : "no such price entry");
+					       b->ref_name[k], currency, e ? e2 : "no such price entry");
 				b->ref_warned[k] = true;
 				continue;
 			}
@@ -516,7 +550,7 @@ static int quote_rows(booking_t *b, ledger_row_t *rows, size_t n, const char *cu
 		pricing_t *pr = &b->pricings[j];
 		const pricetab_entry_t *e = b->ref_entry[pr->ref];
 		pr->p = (ledger_api_price_t){
-			.ref_model = c->refs[pr->ref], .currency = currency, .price_currency = e->currency,
+			.ref_model = b->ref_name[pr->ref], .currency = currency, .price_currency = e->currency,
 			.input_per_1m = pr->src.input_per_1m, .output_per_1m = pr->src.output_per_1m,
 			.fx_rate = pr->src.fx_rate, .fx_source = pr->src.fx_source, .price_table = pricetab_name(c->prices),
 			.price_source = pr->src.price_source, .price_date = pr->src.price_date,
@@ -739,6 +773,7 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 				.currency = hw ? hw->currency : "", .rate_busy_micros_per_hour = rate_busy,
 				.rate_idle_micros_per_hour = hw ? hw->rate_idle_micros_per_hour : 0, .via_batch = via_batch,
 				.period_start_ns = p.start_ns, .period_ns = p.period_ns, .period_open = true,
+				.endpoint = ctx->job->endpoint,
 			};
 		}
 		if ((r = quote_rows(b, rows, n, hw ? hw->currency : b->conf->currency, err, errlen)) < 0)

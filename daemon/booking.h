@@ -42,7 +42,8 @@
  *     same transaction (journal_job_add_loaded). Idle time is never
  *     charged to a later window's calls.
  *   - Closed-API equivalents: each call is priced on every [meter] refs
- *     model with the [meter] price tables (cost_api_quote: batch tier when
+ *     model (an embedding call, its job's endpoint /v1/embeddings: on
+ *     every [meter] embed_refs model instead) with the [meter] price tables (cost_api_quote: batch tier when
  *     via_batch, into the row's currency, one rounding) and the result,
  *     with what priced it, goes to ledger_api / ledger_api_price with the
  *     call's row — same transaction, so reports show what a call cost on
@@ -82,7 +83,12 @@
  *   prices_date = DATE            the snapshot date of a LiteLLM file
  *   refs = NAME[,NAME...]         reference models (price entries), booked with
  *                                 each call (ledger_api) and in reports
- *                                 (default gpt-4o-mini,qwen-long)
+ *                                 (default gpt-4o-mini,qwen-long); not
+ *                                 embedding prices
+ *   embed_refs = NAME[,NAME...]   the embedding prices (mode = embedding) that
+ *                                 /v1/embeddings calls are booked and reported
+ *                                 against instead (default text-embedding-3-small,
+ *                                 text-embedding-3-large,text-embedding-v3)
  *   currency = CUR                report currency (default the profile's)
  *   sale_price = P | IN/OUT       our sale price per 1M tokens in that currency,
  *                                 for gross margins (the metric and reports)
@@ -97,8 +103,10 @@ typedef struct booking_conf {
 	char hardware_dir[BOOKING_PATH_MAX];
 	char prices_dir[BOOKING_PATH_MAX];
 	char currency[4];			/* resolved: never "" after load */
-	char *refs[BOOKING_MAX_REFS];		/* owned */
+	char *refs[BOOKING_MAX_REFS];		/* owned: chat/completion prices */
 	size_t n_refs;
+	char *embed_refs[BOOKING_MAX_REFS];	/* owned: embedding prices */
+	size_t n_embed_refs;
 	pricetab_t *prices;			/* owned; holds the "sale" entry when has_sale */
 	bool has_sale;
 	char sale_text[64];			/* as configured */

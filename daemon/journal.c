@@ -18,7 +18,7 @@
  * at the steps the ledger's module numbers, the ledger's (meter/ledger.h:
  * that module creates, migrates and writes the ledger's tables). One
  * counter for the whole file. */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /* Version 1: jobs, requests, shards, workers (and ledger step 1). */
 static const char schema_sql[] =
@@ -120,6 +120,7 @@ static const struct migration {
 	{ "jobs, requests, shards, workers and the ledger", schema_sql, 1 },
 	{ "the meter's ledger columns and booked closed-API equivalents", NULL, 2 },
 	{ "accounting windows (ledger_period) and workers' attached time in ns", workers_ns_sql, 3 },
+	{ "the ledger's endpoint column (embedding calls)", NULL, 4 },
 };
 
 #define JOB_COLS "id, name, endpoint, model, state, input_path, ingest_offset, ingest_line," \

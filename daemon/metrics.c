@@ -35,6 +35,12 @@ static const metrics_def_t margin_defs[] = {
 	  { "model_name", NULL }, NULL, 0 },
 	{ "margin_generation_tokens_total", "Generated tokens of answered requests", METRICS_COUNTER,
 	  { "model_name", NULL }, NULL, 0 },
+	{ "margin_embeddings_total",
+	  "Embedding vectors returned, one per input of an answered /v1/embeddings request; rate() gives "
+	  "embeddings per second", METRICS_COUNTER, { "model_name", NULL }, NULL, 0 },
+	{ "margin_embedding_tokens_total",
+	  "Input tokens of answered /v1/embeddings requests (also counted in margin_prompt_tokens_total); "
+	  "rate() gives embedded tokens per second", METRICS_COUNTER, { "model_name", NULL }, NULL, 0 },
 	{ "margin_requests_waiting", "Requests of active batches not yet sent to a worker (queue depth)",
 	  METRICS_GAUGE, { NULL }, NULL, 0 },
 	{ "margin_requests_running", "Requests in shards at workers", METRICS_GAUGE, { NULL }, NULL, 0 },
@@ -547,7 +553,7 @@ int metrics_on_requests(metrics_t *m, const char *model, const char *status, uin
 int metrics_on_result(metrics_t *m, const char *model, const char *worker,
 		      const Margin__V1__Result *res)
 {
-	uint64_t done = 0, failed = 0, cancelled = 0, ptok = 0, gtok = 0;
+	uint64_t done = 0, failed = 0, cancelled = 0, ptok = 0, gtok = 0, emb = 0, etok = 0;
 	int r = 0;
 	const char *ml[] = { model };
 	const char *wl[] = { worker };
@@ -564,6 +570,10 @@ int metrics_on_result(metrics_t *m, const char *model, const char *worker,
 		done++;
 		ptok += o->prompt_tokens;
 		gtok += o->completion_tokens;
+		if (o->n_embeddings > 0) {	/* an embedding request: its vectors and input tokens */
+			emb += o->n_embeddings;
+			etok += o->prompt_tokens;
+		}
 		if (o->usage != NULL) {
 			double ttft = (double)(o->usage->queue_ns + o->usage->first_token_ns) / 1e9;
 			if (r == 0 && o->completion_tokens > 0)
@@ -586,6 +596,11 @@ int metrics_on_result(metrics_t *m, const char *model, const char *worker,
 		r = metrics_counter_add(m, "margin_prompt_tokens_total", ml, (double)ptok);
 	if (r == 0)
 		r = metrics_counter_add(m, "margin_generation_tokens_total", ml, (double)gtok);
+	/* Only models that embed get the embedding series. */
+	if (r == 0 && emb > 0)
+		r = metrics_counter_add(m, "margin_embeddings_total", ml, (double)emb);
+	if (r == 0 && emb > 0)
+		r = metrics_counter_add(m, "margin_embedding_tokens_total", ml, (double)etok);
 	if (r == 0)
 		r = metrics_counter_add(m, "margin_shards_committed_total", wl, 1);
 	const Margin__V1__StepStats *st = res->step_stats;

@@ -94,7 +94,7 @@ static const char *const base_cols[] = {
 
 enum {
 	OPT_IDLE, OPT_CURRENCY, OPT_RATE_BUSY, OPT_RATE_IDLE, OPT_VIA_BATCH, OPT_PERIOD_START, OPT_PERIOD_NS,
-	OPT_PERIOD_OPEN, N_OPT
+	OPT_PERIOD_OPEN, OPT_ENDPOINT, N_OPT
 };
 
 static const struct {
@@ -111,6 +111,7 @@ static const struct {
 	[OPT_PERIOD_START] = { 3, "period_start_ns", "period_start_ns INTEGER NOT NULL DEFAULT 0", "0" },
 	[OPT_PERIOD_NS] = { 3, "period_ns", "period_ns INTEGER NOT NULL DEFAULT 0", "0" },
 	[OPT_PERIOD_OPEN] = { 3, "period_open", "period_open INTEGER NOT NULL DEFAULT 0", "0" },
+	[OPT_ENDPOINT] = { 4, "endpoint", "endpoint TEXT NOT NULL DEFAULT ''", "''" },
 };
 
 static int sql_fail(sqlite3 *db, const char *what, char *err, size_t errlen)
@@ -259,6 +260,8 @@ int ledger_migrate_step(sqlite3 *db, int step, char *err, size_t errlen)
 		if ((r = add_columns(db, 3, err, errlen)) < 0)
 			return r;
 		return exec(db, step3_sql, "schema step 3 (accounting windows)", err, errlen);
+	case 4:
+		return add_columns(db, 4, err, errlen);
 	default:
 		snprintf(err, errlen, "ledger: no schema step %d (1 to %d)", step, LEDGER_STEPS);
 		return -EINVAL;
@@ -412,8 +415,9 @@ int ledger_insert(sqlite3 *db, const ledger_row_t *rows, size_t n, char *err, si
 		"INSERT INTO ledger (job, custom_id, line_no, model, worker, worker_name, hardware_profile, shard, "
 		"prompt_tokens, completion_tokens, busy_ns, flops, queue_ns, first_token_ns, cost_marginal_micros, "
 		"cost_loaded_micros, answered_at_ns, idle_ns, currency, rate_busy_micros_per_hour, "
-		"rate_idle_micros_per_hour, via_batch, period_start_ns, period_ns, period_open) VALUES (?1, ?2, ?3, ?4,"
-		" ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+		"rate_idle_micros_per_hour, via_batch, period_start_ns, period_ns, period_open, endpoint) VALUES (?1, ?2,"
+		" ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"
+		" ?25, ?26)";
 	sqlite3_stmt *st = NULL;
 	api_ins_t api = { 0 };
 	int r = 0;
@@ -455,6 +459,7 @@ int ledger_insert(sqlite3 *db, const ledger_row_t *rows, size_t n, char *err, si
 		sqlite3_bind_int64(st, 23, w->period_start_ns);
 		sqlite3_bind_int64(st, 24, w->period_ns);
 		sqlite3_bind_int(st, 25, w->period_open ? 1 : 0);
+		sqlite3_bind_text(st, 26, w->endpoint ? w->endpoint : "", -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			char what[160];
 			snprintf(what, sizeof(what), "insert job %.60s line %lld", w->job ? w->job : "?",
@@ -499,16 +504,17 @@ const ledger_api_t *ledger_row_find_api(const ledger_row_t *row, const char *ref
 enum {
 	C_ID, C_JOB, C_CUSTOM_ID, C_LINE, C_MODEL, C_WORKER, C_WORKER_NAME, C_HW, C_SHARD, C_PROMPT, C_COMPL,
 	C_BUSY, C_FLOPS, C_QUEUE, C_FIRST, C_MARG, C_LOADED, C_AT, C_IDLE, C_CURRENCY, C_RATE_BUSY, C_RATE_IDLE,
-	C_VIA_BATCH, C_PERIOD_START, C_PERIOD_NS, C_PERIOD_OPEN,
+	C_VIA_BATCH, C_PERIOD_START, C_PERIOD_NS, C_PERIOD_OPEN, C_ENDPOINT,
 };
 
 /* Copies the row's strings into one block; job points at its start. */
 static int copy_strings(sqlite3_stmt *st, ledger_row_t *row, const char *currency)
 {
-	static const int cols[7] = { C_JOB, C_CUSTOM_ID, C_MODEL, C_WORKER, C_WORKER_NAME, C_HW, C_CURRENCY };
-	const char *src[7];
-	size_t len[7], total = 0;
-	for (int i = 0; i < 7; i++) {
+	static const int cols[8] = { C_JOB, C_CUSTOM_ID, C_MODEL, C_WORKER, C_WORKER_NAME, C_HW, C_CURRENCY,
+				     C_ENDPOINT };
+	const char *src[8];
+	size_t len[8], total = 0;
+	for (int i = 0; i < 8; i++) {
 		src[i] = (const char *)sqlite3_column_text(st, cols[i]);
 		if (src[i] == NULL)
 			src[i] = "";
@@ -520,9 +526,9 @@ static int copy_strings(sqlite3_stmt *st, ledger_row_t *row, const char *currenc
 	char *blk = malloc(total), *p = blk;
 	if (blk == NULL)
 		return -ENOMEM;
-	const char **dst[7] = { &row->job, &row->custom_id, &row->model, &row->worker, &row->worker_name,
-				&row->hardware_profile, &row->currency };
-	for (int i = 0; i < 7; i++) {
+	const char **dst[8] = { &row->job, &row->custom_id, &row->model, &row->worker, &row->worker_name,
+				&row->hardware_profile, &row->currency, &row->endpoint };
+	for (int i = 0; i < 8; i++) {
 		memcpy(p, src[i], len[i] + 1);
 		*dst[i] = p;
 		p += len[i] + 1;

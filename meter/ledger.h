@@ -16,10 +16,14 @@
  *      rate_idle_micros_per_hour, via_batch) and the tables of booked
  *      closed-API equivalents (ledger_api, ledger_api_price, the view);
  *   3. accounting windows: the columns period_start_ns, period_ns,
- *      period_open and the table ledger_period.
+ *      period_open and the table ledger_period;
+ *   4. the column endpoint: the API endpoint of the call's job
+ *      ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"), so
+ *      that embedding calls are compared with embedding prices only.
  * ledger_select() works on a table of any step from 1 (older journals,
  * read-only): it reads the missing columns as their defaults (idle 0,
- * via_batch 1, rates 0, period 0) and the currency from the filter.
+ * via_batch 1, rates 0, period 0, endpoint '': a completion, the only
+ * kind of call there was) and the currency from the filter.
  *
  * Accounting windows (docs/economics.md section 3): a call's loaded cost
  * shares the node cost of its worker's window (an hour or a day, aligned
@@ -54,7 +58,7 @@
 #include <stdint.h>
 
 /* Schema steps of the ledger's tables (see above). */
-#define LEDGER_STEPS 3
+#define LEDGER_STEPS 4
 
 /* What priced stored equivalents: one ledger_api_price row. Strings are
  * borrowed (from the caller when inserting, from the ledger_rows_t when
@@ -112,6 +116,11 @@ typedef struct ledger_row {
 	 * time is known only when it ends). */
 	int64_t period_start_ns, period_ns;
 	bool period_open;
+	/* The API endpoint of the call's job (jobs.endpoint); "" or NULL in
+	 * rows booked before the column: completions. "/v1/embeddings"
+	 * (METER_ENDPOINT_EMBEDDINGS): an embedding call, compared with
+	 * embedding prices only. */
+	const char *endpoint;
 } ledger_row_t;
 
 typedef struct ledger_rows {

@@ -173,7 +173,7 @@ static int pend_warn(struct pending *p, const char *name, const char *model, con
 static bool token_mode(const char *mode)
 {
 	return mode == NULL || strcmp(mode, "chat") == 0 || strcmp(mode, "completion") == 0 ||
-	       strcmp(mode, "responses") == 0;
+	       strcmp(mode, "responses") == 0 || strcmp(mode, PRICETAB_MODE_EMBEDDING) == 0;
 }
 
 static int parse_entry(struct pending *p, const char *name, const char *model, const json_t *val,
@@ -224,6 +224,16 @@ static int parse_entry(struct pending *p, const char *name, const char *model, c
 		st->skipped++;
 		return 0;
 	}
+	/* An embedding price is an input price: no output price means 0. */
+	bool embed = mode != NULL && strcmp(mode, PRICETAB_MODE_EMBEDDING) == 0;
+	if (embed && ri == 0 && ro == -ENOENT) {
+		e.out_per_1m = METER_Q(0, 1);
+		ro = 0;
+	}
+	if (embed && rbi == 0 && rbo == -ENOENT) {
+		bout = METER_Q(0, 1);
+		rbo = 0;
+	}
 	if (ri == -ENOENT || ro == -ENOENT) {
 		st->skipped++;
 		return pend_warn(p, name, model, ri == -ENOENT ? "output_cost_per_token without input_cost_per_token: skipped"
@@ -265,7 +275,7 @@ static int parse_entry(struct pending *p, const char *name, const char *model, c
 				return r;
 		snprintf(e.batch_source, sizeof(e.batch_source), "no batch price in LiteLLM: batch calls pay list price");
 	}
-	if (meter_q_cmp(e.out_per_1m, e.in_per_1m) < 0) {
+	if (!embed && meter_q_cmp(e.out_per_1m, e.in_per_1m) < 0) {
 		snprintf(w, sizeof(w), "output price %s below input price %s USD per 1M tokens: check for a 10x typo",
 			 meter_q_format(e.out_per_1m, a, sizeof(a)), meter_q_format(e.in_per_1m, b, sizeof(b)));
 		if ((r = pend_warn(p, name, model, w)) < 0)

@@ -12,9 +12,11 @@
  * decimal that reads back to the same double (the literal in the file for
  * any literal of up to 15 significant digits), times 1e6 for per-1M prices.
  *
- * Loaded: entries whose mode is chat, completion or responses (or absent)
- * and that have token prices. Skipped (counted): other modes (embedding,
- * image_generation, ...) and entries priced per second, image or character.
+ * Loaded: entries whose mode is chat, completion, responses or embedding
+ * (or absent) and that have token prices (an embedding entry's output
+ * price is 0 when absent). Skipped (counted): other modes
+ * (image_generation, rerank, ...) and entries priced per second, image or
+ * character.
  * Errors (the table is left unchanged): a syntax error (file:line:column),
  * a top level that is not an object, an entry that is not an object, a
  * price field that is not a number or is negative — the message names the

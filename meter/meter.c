@@ -458,8 +458,11 @@ bool meter_currency_valid(const char *code)
 
 /* --- data files --- */
 
-const char *const meter_default_price_tables[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf", NULL };
+const char *const meter_default_price_tables[] = { "fx.conf", "closed-2024.conf", "cn-2024-05-after.conf",
+						   "embeddings.conf", NULL };
 const char *const meter_default_refs[] = { "gpt-4o-mini", "qwen-long", NULL };
+const char *const meter_default_embed_refs[] = { "text-embedding-3-small", "text-embedding-3-large",
+						 "text-embedding-v3", NULL };
 
 static bool is_dir(const char *p)
 {
@@ -573,13 +576,48 @@ bad:
 	return -EINVAL;
 }
 
-size_t meter_find_default_refs(const pricetab_t *t, const char **ret, size_t max)
+static size_t find_defaults(const char *const *names, const pricetab_t *t, const char **ret, size_t max)
 {
 	size_t n = 0;
-	for (size_t i = 0; meter_default_refs[i] != NULL && n < max; i++)
-		if (pricetab_find(t, meter_default_refs[i]) != NULL)
-			ret[n++] = meter_default_refs[i];
+	for (size_t i = 0; names[i] != NULL && n < max; i++)
+		if (pricetab_find(t, names[i]) != NULL)
+			ret[n++] = names[i];
 	return n;
+}
+
+size_t meter_find_default_refs(const pricetab_t *t, const char **ret, size_t max)
+{
+	return find_defaults(meter_default_refs, t, ret, max);
+}
+
+size_t meter_find_default_embed_refs(const pricetab_t *t, const char **ret, size_t max)
+{
+	return find_defaults(meter_default_embed_refs, t, ret, max);
+}
+
+bool meter_endpoint_is_embedding(const char *endpoint)
+{
+	return endpoint != NULL && strcmp(endpoint, METER_ENDPOINT_EMBEDDINGS) == 0;
+}
+
+int meter_check_ref_kind(const pricetab_t *t, const char *name, bool embedding, const char *what, char *err,
+			 size_t errlen)
+{
+	const pricetab_entry_t *e = pricetab_find(t, name);
+	if (e == NULL) {
+		snprintf(err, errlen, "%s: no price \"%s\" in the loaded tables (%s)", what, name, pricetab_name(t));
+		return -ENOENT;
+	}
+	if (pricetab_is_embedding(e) == embedding)
+		return 0;
+	if (embedding)
+		snprintf(err, errlen, "%s: %s is a %s price (mode = %s), not an embedding price: embedding calls are "
+			 "compared with mode = embedding entries only (such as text-embedding-3-small)", what, name,
+			 e->mode, e->mode);
+	else
+		snprintf(err, errlen, "%s: %s is an embedding price (mode = embedding): it prices /v1/embeddings calls "
+			 "only; list it in [meter] embed_refs", what, name);
+	return -EINVAL;
 }
 
 /* --- names: listing data files, suggesting the close ones -------------- */

@@ -115,6 +115,15 @@ struct pricetab_entry;
  * directory, and the reference models compared with. */
 extern const char *const meter_default_price_tables[];
 extern const char *const meter_default_refs[];
+/* The embedding reference models (mode = embedding entries) that
+ * /v1/embeddings calls are compared with by default. */
+extern const char *const meter_default_embed_refs[];
+
+/* The endpoint of embedding calls (the journal's jobs.endpoint, the
+ * ledger's endpoint column). Embedding calls are compared with embedding
+ * prices only, every other call with the other prices only. */
+#define METER_ENDPOINT_EMBEDDINGS "/v1/embeddings"
+bool meter_endpoint_is_embedding(const char *endpoint);
 
 /* The directory of a kind of data file ("hardware", "prices"):
  * DATADIR/margin/KIND when it exists (meson install), else this source
@@ -188,5 +197,13 @@ int meter_resolve_entry(const char *spec, const char *dir, struct pricetab_entry
 /* The meter_default_refs that t holds an entry for, in order, at most max
  * of them, into ret (borrowed: static strings). Returns how many. */
 size_t meter_find_default_refs(const struct pricetab *t, const char **ret, size_t max);
+/* The same for meter_default_embed_refs. */
+size_t meter_find_default_embed_refs(const struct pricetab *t, const char **ret, size_t max);
+/* 0 when t has an entry called name of the kind asked for (embedding:
+ * mode = embedding; else any other mode); -ENOENT (no such entry) or
+ * -EINVAL (the other kind) with a message starting with what (e.g.
+ * "[meter] refs") that names the entry, its mode and where it belongs. */
+int meter_check_ref_kind(const struct pricetab *t, const char *name, bool embedding, const char *what, char *err,
+			 size_t errlen);
 
 #endif

@@ -167,6 +167,20 @@ int pricetab_convert(const pricetab_t *t, int64_t micros, const char *from, cons
 	return r;
 }
 
+bool pricetab_mode_valid(const char *mode)
+{
+	static const char *const modes[] = { "chat", "completion", "responses", PRICETAB_MODE_EMBEDDING, NULL };
+	for (int i = 0; modes[i] != NULL; i++)
+		if (strcmp(mode, modes[i]) == 0)
+			return true;
+	return false;
+}
+
+bool pricetab_is_embedding(const pricetab_entry_t *e)
+{
+	return strcmp(e->mode, PRICETAB_MODE_EMBEDDING) == 0;
+}
+
 int pricetab_prices(const pricetab_entry_t *e, uint64_t prompt_tokens, bool via_batch, meter_q_t *ret_in,
 		    meter_q_t *ret_out)
 {
@@ -375,6 +389,10 @@ static int parse_price(const mg_config_t *cfg, const char *sec, pricetab_entry_t
 	snprintf(e->model, sizeof(e->model), "%s", (s = mg_config_get(cfg, sec, "model")) ? s : e->name);
 	snprintf(e->provider, sizeof(e->provider), "%s", (s = mg_config_get(cfg, sec, "provider")) ? s : "");
 	snprintf(e->mode, sizeof(e->mode), "%s", (s = mg_config_get(cfg, sec, "mode")) ? s : "chat");
+	if (!pricetab_mode_valid(e->mode))
+		return kerr(cfg, sec, "mode", err, errlen,
+			    "expected chat (the default), completion, responses or embedding");
+	bool embed = pricetab_is_embedding(e);
 	snprintf(e->note, sizeof(e->note), "%s", (s = mg_config_get(cfg, sec, "note")) ? s : "");
 	const char *o = mg_config_origin(cfg, sec, "currency");
 	snprintf(e->origin, sizeof(e->origin), "%s", o ? o : "");
@@ -386,8 +404,17 @@ static int parse_price(const mg_config_t *cfg, const char *sec, pricetab_entry_t
 		return r;
 	if (!p_in)
 		return kerr(cfg, sec, "input_per_1m", err, errlen, "missing (price per 1M input tokens)");
-	if (!p_out)
+	if (!p_out && !embed)
 		return kerr(cfg, sec, "output_per_1m", err, errlen, "missing (price per 1M output tokens)");
+	if (embed && p_out && e->out_per_1m.num != 0)
+		return kerr(cfg, sec, "output_per_1m", err, errlen,
+			    "an embedding price has no output price (leave it out or give 0: embeddings are "
+			    "billed on input tokens only)");
+	if (!p_out) {
+		e->out_per_1m = METER_Q(0, 1);
+		snprintf(e->out_source, sizeof(e->out_source), "embedding: billed on input tokens only");
+		snprintf(e->out_date, sizeof(e->out_date), "%s", e->in_date);
+	}
 	if ((r = price_num(cfg, sec, "batch_discount", &p_disc, &e->batch_discount, dsrc, sizeof(dsrc), ddate,
 			   sizeof(ddate), err, errlen)) < 0 ||
 	    (r = price_num(cfg, sec, "batch_input_per_1m", &p_bin, &e->batch_in_per_1m, e->batch_source,
@@ -401,6 +428,13 @@ static int parse_price(const mg_config_t *cfg, const char *sec, pricetab_entry_t
 	if (e->has_cached && meter_q_cmp(e->cached_in_per_1m, e->in_per_1m) > 0)
 		return kerr(cfg, sec, "cached_input_per_1m", err, errlen,
 			    "above input_per_1m: a cache hit costs at most the list input price");
+	if (embed && p_bout && e->batch_out_per_1m.num != 0)
+		return kerr(cfg, sec, "batch_output_per_1m", err, errlen,
+			    "an embedding price has no output price (leave it out or give 0)");
+	if (embed && p_bin && !p_bout) {
+		p_bout = true;	/* 0: embeddings have no output tokens */
+		e->batch_out_per_1m = METER_Q(0, 1);
+	}
 	if (p_bin != p_bout)
 		return kerr(cfg, sec, p_bin ? "batch_output_per_1m" : "batch_input_per_1m", err, errlen,
 			    "missing: give both batch prices, or batch_discount");
@@ -562,7 +596,7 @@ static int load_cfg(pricetab_t *t, const mg_config_t *cfg, const char *file, cha
 		if ((r = pricetab_add(t, &entries[i])) < 0)
 			goto fail;
 		const pricetab_entry_t *e = &entries[i];
-		if (meter_q_cmp(e->out_per_1m, e->in_per_1m) < 0) {
+		if (!pricetab_is_embedding(e) && meter_q_cmp(e->out_per_1m, e->in_per_1m) < 0) {
 			char w[400], a[48], b[48];
 			snprintf(w, sizeof(w), "%s: [price.%s]: output price %s below input price %s %s per 1M tokens: "
 				 "check for a typo", file, e->name, meter_q_format(e->out_per_1m, a, sizeof(a)),

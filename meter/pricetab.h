@@ -35,6 +35,8 @@
  * number) is the price of a prompt token read from the provider's context
  * cache (DeepSeek's "cache hit" price, LiteLLM's cache_read_input_token_cost);
  * pricetab_cache_blend() applies it at a cache-hit rate.
+ * mode = embedding marks an embedding price (see PRICETAB_MODE_EMBEDDING):
+ * input prices only, output_per_1m / batch_output_per_1m absent or 0.
  * LiteLLM's JSON format is read by litellm.h into the same table.
  *
  * Exchange rates: [fx] CUR_per_USD = rate (units of CUR per 1 USD); USD is
@@ -66,7 +68,7 @@ typedef struct pricetab_entry {
 	char name[128];		/* lookup key: NAME of [price.NAME], or LiteLLM's key */
 	char model[128];	/* display name */
 	char provider[48];
-	char mode[24];		/* "chat" (default) or LiteLLM's mode */
+	char mode[24];		/* "chat" (default), "completion", "responses" or "embedding" */
 	char currency[4];
 	meter_q_t in_per_1m, out_per_1m;	/* list price per 1M tokens */
 	char in_source[PRICETAB_TEXT], in_date[48];
@@ -123,6 +125,16 @@ int pricetab_fx_factor(const pricetab_t *t, const char *from, const char *to, me
 /* Converts micros, rounding once (half away from zero). */
 int pricetab_convert(const pricetab_t *t, int64_t micros, const char *from, const char *to, int64_t *ret,
 		     char *err, size_t errlen);
+
+/* The mode of an embedding price (LiteLLM's `mode`): the entry prices
+ * /v1/embeddings calls, on their input tokens only (its output prices are
+ * 0), and only those: margind compares embedding calls with embedding
+ * entries ([meter] embed_refs) and every other call with the others. */
+#define PRICETAB_MODE_EMBEDDING "embedding"
+
+/* mode is one a price file may give: chat, completion, responses, embedding. */
+bool pricetab_mode_valid(const char *mode);
+bool pricetab_is_embedding(const pricetab_entry_t *e);
 
 /* Per-token prices (micros per token = units per 1M tokens) that apply to
  * a call with this many prompt tokens, through the batch API or not. */

@@ -37,6 +37,9 @@ static void row_done(report_row_t *r)
 	free(r->model);
 	free(r->worker);
 	free(r->api_micros);
+	free(r->api_calls);
+	free(r->api_tokens);
+	free(r->api_loaded);
 }
 
 void report_destroy(report_t **p)
@@ -51,6 +54,7 @@ void report_destroy(report_t **p)
 	for (size_t i = 0; i < r->n_refs; i++)
 		free(r->refs[i]);
 	free(r->refs);
+	free(r->ref_embedding);
 	free(r->hardware);
 	free(r->prices_name);
 	free(r->sale);
@@ -163,9 +167,10 @@ static void window_add(report_window_t *acc, uint64_t acc_calls, const report_wi
 	acc->open_calls += w->open_calls;
 }
 
-/* acc += one ledger row (with its converted costs and prices). */
+/* acc += one ledger row (with its converted costs and prices; cmp[k]:
+ * the call is compared with reference k). */
 static int accumulate(report_row_t *acc, const ledger_row_t *row, int64_t marg, int64_t load, const int64_t *api,
-		      size_t n_refs, int64_t sale)
+		      const bool *cmp, size_t n_refs, int64_t sale)
 {
 	report_window_t w = { .period_ns = row->period_ns, .open_calls = row->period_open ? 1 : 0 };
 	window_add(&acc->window, acc->calls, &w, 1);
@@ -178,8 +183,15 @@ static int accumulate(report_row_t *acc, const ledger_row_t *row, int64_t marg, 
 	r |= add_u64(&acc->flops, row->flops);
 	r |= add_i64(&acc->cost_marginal_micros, marg);
 	r |= add_i64(&acc->cost_loaded_micros, load);
-	for (size_t k = 0; k < n_refs; k++)
+	for (size_t k = 0; k < n_refs; k++) {
+		if (!cmp[k])
+			continue;
 		r |= add_i64(&acc->api_micros[k], api[k]);
+		r |= add_u64(&acc->api_calls[k], 1);
+		r |= add_u64(&acc->api_tokens[k], row->prompt_tokens);
+		r |= add_u64(&acc->api_tokens[k], row->completion_tokens);
+		r |= add_i64(&acc->api_loaded[k], load);
+	}
 	r |= add_i64(&acc->sale_micros, sale);
 	return r ? -ERANGE : 0;
 }
@@ -196,8 +208,12 @@ static int accumulate_row(report_row_t *acc, const report_row_t *src, size_t n_r
 	r |= add_u64(&acc->flops, src->flops);
 	r |= add_i64(&acc->cost_marginal_micros, src->cost_marginal_micros);
 	r |= add_i64(&acc->cost_loaded_micros, src->cost_loaded_micros);
-	for (size_t k = 0; k < n_refs; k++)
+	for (size_t k = 0; k < n_refs; k++) {
 		r |= add_i64(&acc->api_micros[k], src->api_micros[k]);
+		r |= add_u64(&acc->api_calls[k], src->api_calls[k]);
+		r |= add_u64(&acc->api_tokens[k], src->api_tokens[k]);
+		r |= add_i64(&acc->api_loaded[k], src->api_loaded[k]);
+	}
 	r |= add_i64(&acc->sale_micros, src->sale_micros);
 	return r ? -ERANGE : 0;
 }
@@ -260,6 +276,52 @@ static int copy_whatif(report_t *rep, const report_whatif_t *w, char *err, size_
 	return 0;
 }
 
+bool report_row_is_embedding(const ledger_row_t *row)
+{
+	return meter_endpoint_is_embedding(row->endpoint);
+}
+
+size_t report_default_refs(const ledger_row_t *rows, size_t n, const char *const *chat, size_t n_chat,
+			   const char *const *embed, size_t n_embed, const char **ret, size_t max)
+{
+	bool any_chat = n == 0, any_embed = false;
+	for (size_t i = 0; i < n; i++) {
+		bool e = report_row_is_embedding(&rows[i]);
+		any_embed |= e;
+		any_chat |= !e;
+	}
+	size_t k = 0;
+	for (size_t i = 0; any_chat && i < n_chat && k < max; i++)
+		ret[k++] = chat[i];
+	for (size_t i = 0; any_embed && i < n_embed && k < max; i++)
+		ret[k++] = embed[i];
+	return k;
+}
+
+/* The row's per-reference columns, zeroed. */
+static int row_alloc(report_row_t *row, size_t n_refs)
+{
+	size_t n = n_refs ? n_refs : 1;
+	if ((row->api_micros = calloc(n, sizeof(int64_t))) == NULL ||
+	    (row->api_calls = calloc(n, sizeof(uint64_t))) == NULL ||
+	    (row->api_tokens = calloc(n, sizeof(uint64_t))) == NULL ||
+	    (row->api_loaded = calloc(n, sizeof(int64_t))) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+/* A reference's kind: its entry's mode when the table has it, else the
+ * kind of the calls it was booked with, else not embedding. */
+static bool ref_kind(const pricetab_entry_t *e, const char *ref, const ledger_row_t *rows, size_t n)
+{
+	if (e != NULL)
+		return pricetab_is_embedding(e);
+	for (size_t i = 0; i < n; i++)
+		if (ledger_row_find_api(&rows[i], ref) != NULL)
+			return report_row_is_embedding(&rows[i]);
+	return false;
+}
+
 int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const report_opts_t *o, report_t **ret,
 	       char *err, size_t errlen)
 {
@@ -268,6 +330,7 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	const pricetab_entry_t **refs = NULL, *sale = NULL;
 	int64_t *marg = NULL, *load = NULL, *src_m = NULL, *src_l = NULL, *api = NULL, *sales = NULL;
 	int64_t *col_src = NULL, *col_dst = NULL;
+	bool *cmp = NULL;
 	const char **row_cur = NULL, **api_cur = NULL;
 	struct keyed *keys = NULL;
 	char (*days)[16] = NULL;
@@ -298,7 +361,8 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	 * until then is not an error: every call may have it booked). */
 	rep->n_refs = o->n_refs;
 	rep->whatif_prices = o->whatif_prices;
-	if ((rep->api_computed = calloc(o->n_refs ? o->n_refs : 1, sizeof(*rep->api_computed))) == NULL)
+	if ((rep->api_computed = calloc(o->n_refs ? o->n_refs : 1, sizeof(*rep->api_computed))) == NULL ||
+	    (rep->ref_embedding = calloc(o->n_refs ? o->n_refs : 1, sizeof(*rep->ref_embedding))) == NULL)
 		goto fail;
 	if (o->n_refs > 0) {
 		if ((refs = calloc(o->n_refs, sizeof(*refs))) == NULL ||
@@ -306,6 +370,7 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 			goto fail;
 		for (size_t k = 0; k < o->n_refs; k++) {
 			refs[k] = o->prices ? pricetab_find(o->prices, o->refs[k]) : NULL;
+			rep->ref_embedding[k] = ref_kind(refs[k], o->refs[k], rows, n);
 			if ((rep->refs[k] = strdup(o->refs[k])) == NULL)
 				goto fail;
 		}
@@ -328,6 +393,7 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	if ((marg = malloc(nn * sizeof(*marg))) == NULL || (load = malloc(nn * sizeof(*load))) == NULL ||
 	    (src_m = malloc(nn * sizeof(*src_m))) == NULL || (src_l = malloc(nn * sizeof(*src_l))) == NULL ||
 	    (api = calloc(nn * nr, sizeof(*api))) == NULL || (api_cur = calloc(nn * nr, sizeof(*api_cur))) == NULL ||
+	    (cmp = calloc(nn * nr, sizeof(*cmp))) == NULL ||
 	    (row_cur = calloc(nn, sizeof(*row_cur))) == NULL || (col_src = calloc(nn, sizeof(*col_src))) == NULL ||
 	    (col_dst = calloc(nn, sizeof(*col_dst))) == NULL || (sales = calloc(nn, sizeof(*sales))) == NULL)
 		goto fail;
@@ -355,9 +421,17 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 		src_m[i] = w->cost_marginal_micros;
 		src_l[i] = w->cost_loaded_micros;
 		row_cur[i] = w->currency;
+		bool embed = report_row_is_embedding(w);
 		for (size_t k = 0; k < o->n_refs; k++) {
-			const ledger_api_t *b = o->whatif_prices ? NULL : ledger_row_find_api(w, o->refs[k]);
 			size_t x = i * o->n_refs + k;
+			/* Embedding calls against embedding prices only, the
+			 * others against the others only. */
+			cmp[x] = embed == rep->ref_embedding[k];
+			if (!cmp[x]) {
+				api_cur[x] = cur;
+				continue;
+			}
+			const ledger_api_t *b = o->whatif_prices ? NULL : ledger_row_find_api(w, o->refs[k]);
 			if (b != NULL) {
 				/* As booked, in the currency it was booked in. */
 				if (b->micros < 0 || !meter_currency_valid(b->price->currency)) {
@@ -445,8 +519,7 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 			while (b < n && strcmp(keys[b].key, keys[a].key) == 0)
 				b++;
 		report_row_t *row = &rep->rows[rep->n_rows++];
-		if ((row->key = strdup(keys[a].key)) == NULL ||
-		    (row->api_micros = calloc(o->n_refs ? o->n_refs : 1, sizeof(int64_t))) == NULL)
+		if ((row->key = strdup(keys[a].key)) == NULL || row_alloc(row, o->n_refs) < 0)
 			goto fail;
 		if (g == REPORT_BY_CALL &&
 		    ((row->model = strdup(rows[keys[a].i].model)) == NULL ||
@@ -454,8 +527,8 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 			goto fail;
 		for (size_t m = a; m < b; m++) {
 			size_t i = keys[m].i;
-			if ((r = accumulate(row, &rows[i], marg[i], load[i], &api[i * o->n_refs], o->n_refs,
-					    sales[i])) < 0) {
+			if ((r = accumulate(row, &rows[i], marg[i], load[i], &api[i * o->n_refs], &cmp[i * o->n_refs],
+					    o->n_refs, sales[i])) < 0) {
 				snprintf(err, errlen, "report: sums overflow in %s", row->key);
 				goto fail;
 			}
@@ -464,8 +537,7 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 		a = b;
 	}
 	/* The total is the sum of the rows, so it matches them exactly. */
-	if ((rep->total.key = strdup("total")) == NULL ||
-	    (rep->total.api_micros = calloc(o->n_refs ? o->n_refs : 1, sizeof(int64_t))) == NULL)
+	if ((rep->total.key = strdup("total")) == NULL || row_alloc(&rep->total, o->n_refs) < 0)
 		goto fail;
 	for (size_t i = 0; i < rep->n_rows; i++)
 		if ((r = accumulate_row(&rep->total, &rep->rows[i], o->n_refs)) < 0) {
@@ -483,6 +555,7 @@ fail:
 	free(src_l);
 	free(api);
 	free(api_cur);
+	free(cmp);
 	free(row_cur);
 	free(col_src);
 	free(col_dst);
@@ -501,12 +574,14 @@ const char *report_api_basis(const report_t *r)
 		return "none";
 	if (r->whatif_prices)
 		return "what-if";
-	uint64_t computed = 0;
-	for (size_t k = 0; k < r->n_refs; k++)
+	uint64_t computed = 0, compared = 0;
+	for (size_t k = 0; k < r->n_refs; k++) {
 		computed += r->api_computed[k];
+		compared += r->total.api_calls[k];
+	}
 	if (computed == 0)
 		return "booked";
-	return computed == r->total.calls * r->n_refs ? "computed" : "booked+computed";
+	return computed == compared ? "computed" : "booked+computed";
 }
 
 char *report_api_note(const report_t *r, char *buf, size_t len)
@@ -532,7 +607,7 @@ char *report_api_note(const report_t *r, char *buf, size_t len)
 			if (r->api_computed[k] > 0)
 				o += (size_t)snprintf(buf + o, len - o, " %s %llu of %llu", r->refs[k],
 						      (unsigned long long)r->api_computed[k],
-						      (unsigned long long)r->total.calls);
+						      (unsigned long long)r->total.api_calls[k]);
 	}
 	return buf;
 }
@@ -694,6 +769,49 @@ static uint64_t row_tokens(const report_row_t *row)
 	return row->prompt_tokens + row->completion_tokens;
 }
 
+/* The row has calls, none of them of reference k's kind: no figure. */
+static bool api_none(const report_row_t *row, size_t k)
+{
+	return row->calls > 0 && row->api_calls[k] == 0;
+}
+
+bool report_row_compared(const report_row_t *row, size_t k)
+{
+	return !api_none(row, k);
+}
+
+/* Reference k's equivalent, its price per 1M of the compared calls'
+ * tokens, the gross margin at it over their loaded cost. */
+static opt_t d_api(const report_row_t *row, size_t k)
+{
+	opt_t o = { !api_none(row, k), row->api_micros[k] };
+	return o;
+}
+
+static opt_t d_api_per_1m(const report_row_t *row, size_t k)
+{
+	return d_per_1m(row->api_micros[k], row->api_tokens[k]);
+}
+
+static opt_t d_api_margin(const report_row_t *row, size_t k)
+{
+	return d_margin(row->api_micros[k], row->api_loaded[k]);
+}
+
+char *report_kinds_note(const report_t *rep, char *buf, size_t len)
+{
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t k = 0; k < rep->n_refs && o < len; k++)
+		if (rep->ref_embedding[k])
+			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "embedding calls (/v1/embeddings) are "
+					      "compared with the embedding prices ", rep->refs[k]);
+	if (o > 0 && o < len)
+		snprintf(buf + o, len - o, " only, on their input tokens, the other calls with the other references "
+			 "only; -: no call of that kind");
+	return buf;
+}
+
 /* --- JSON --- */
 
 static json_t *jopt(opt_t o)
@@ -732,7 +850,7 @@ static json_t *row_json(const report_t *rep, const report_row_t *row, bool is_to
 	r |= set(o, "cost_marginal_micros", json_integer(row->cost_marginal_micros));
 	r |= set(o, "cost_loaded_micros", json_integer(row->cost_loaded_micros));
 	for (size_t k = 0; k < rep->n_refs; k++)
-		r |= set(api, rep->refs[k], json_integer(row->api_micros[k]));
+		r |= set(api, rep->refs[k], jopt(d_api(row, k)));
 	r |= set(o, "api_equivalent_micros", api);
 	api = NULL;
 	if (rep->has_sale)
@@ -744,18 +862,24 @@ static json_t *row_json(const report_t *rep, const report_row_t *row, bool is_to
 		r |= set(o, "marginal_per_1m_tokens_micros", jopt(d_per_1m(row->cost_marginal_micros, tok)));
 		r |= set(o, "loaded_per_1m_tokens_micros", jopt(d_per_1m(row->cost_loaded_micros, tok)));
 		r |= set(o, "utilization_ppm", jopt(d_util(row)));
-		json_t *per = json_object(), *gm = json_object();
-		if (per == NULL || gm == NULL) {
+		json_t *per = json_object(), *gm = json_object(), *cc = json_object(), *ct = json_object();
+		if (per == NULL || gm == NULL || cc == NULL || ct == NULL) {
 			json_decref(per);
 			json_decref(gm);
+			json_decref(cc);
+			json_decref(ct);
 			goto fail;
 		}
 		for (size_t k = 0; k < rep->n_refs; k++) {
-			r |= set(per, rep->refs[k], jopt(d_per_1m(row->api_micros[k], tok)));
-			r |= set(gm, rep->refs[k], jopt(d_margin(row->api_micros[k], row->cost_loaded_micros)));
+			r |= set(per, rep->refs[k], jopt(d_api_per_1m(row, k)));
+			r |= set(gm, rep->refs[k], jopt(d_api_margin(row, k)));
+			r |= set(cc, rep->refs[k], json_integer((json_int_t)row->api_calls[k]));
+			r |= set(ct, rep->refs[k], json_integer((json_int_t)row->api_tokens[k]));
 		}
 		r |= set(o, "api_per_1m_tokens_micros", per);
 		r |= set(o, "gross_margin_ppm_at_api_price", gm);
+		r |= set(o, "api_compared_calls", cc);
+		r |= set(o, "api_compared_tokens", ct);
 		if (rep->has_sale)
 			r |= set(o, "gross_margin_ppm", jopt(d_margin(row->sale_micros, row->cost_loaded_micros)));
 	}
@@ -831,9 +955,13 @@ int report_format_json(const report_t *rep, char **ret_text)
 	}
 	r |= set(root, "api_basis", json_string(report_api_basis(rep)));
 	r |= set(root, "api_note", json_string(report_api_note(rep, note, sizeof(note))));
-	for (size_t k = 0; computed != NULL && k < rep->n_refs; k++)
+	json_t *kinds = json_object();
+	for (size_t k = 0; computed != NULL && kinds != NULL && k < rep->n_refs; k++) {
 		r |= set(computed, rep->refs[k], json_integer((json_int_t)rep->api_computed[k]));
+		r |= set(kinds, rep->refs[k], json_string(rep->ref_embedding[k] ? "embedding" : "chat"));
+	}
 	r |= set(root, "api_computed_calls", computed);
+	r |= set(root, "api_ref_kinds", kinds);
 	for (size_t i = 0; i < rep->n_rows; i++) {
 		json_t *row = row_json(rep, &rep->rows[i], false);
 		if (row == NULL || json_array_append_new(rows, row) < 0)
@@ -916,7 +1044,7 @@ static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool 
 			(unsigned long long)row->flops, (long long)row->cost_marginal_micros,
 			(long long)row->cost_loaded_micros);
 		for (size_t k = 0; k < rep->n_refs; k++)
-			fprintf(f, ",%lld", (long long)row->api_micros[k]);
+			csv_opt(f, d_api(row, k));
 		if (rep->has_sale)
 			fprintf(f, ",%lld", (long long)row->sale_micros);
 		csv_tail(f, row, whatif);
@@ -934,9 +1062,9 @@ static void csv_row(FILE *f, const report_t *rep, const report_row_t *row, bool 
 	csv_opt(f, d_per_1m(row->cost_loaded_micros, tok));
 	csv_opt(f, d_util(row));
 	for (size_t k = 0; k < rep->n_refs; k++) {
-		fprintf(f, ",%lld", (long long)row->api_micros[k]);
-		csv_opt(f, d_per_1m(row->api_micros[k], tok));
-		csv_opt(f, d_margin(row->api_micros[k], row->cost_loaded_micros));
+		csv_opt(f, d_api(row, k));
+		csv_opt(f, d_api_per_1m(row, k));
+		csv_opt(f, d_api_margin(row, k));
 	}
 	if (rep->has_sale) {
 		fprintf(f, ",%lld", (long long)row->sale_micros);
@@ -1000,6 +1128,14 @@ int report_format_csv(const report_t *rep, char **ret_text)
 
 /* --- text --- */
 
+/* A reference's column: its whole name (text-embedding-3-small and
+ * text-embedding-3-large must not both read "text-embedding"). */
+static int ref_width(const report_t *rep, size_t k)
+{
+	size_t l = strlen(rep->refs[k]);
+	return l > 14 ? (int)l : 14;
+}
+
 static void text_row(FILE *f, const report_t *rep, const report_row_t *row, int kw)
 {
 	char a[40], b[40];
@@ -1010,9 +1146,10 @@ static void text_row(FILE *f, const report_t *rep, const report_row_t *row, int 
 		meter_format_micros(row->cost_loaded_micros, a, sizeof(a)));
 	fprintf(f, " %14s", per.ok ? meter_format_micros(per.v, b, sizeof(b)) : "-");
 	for (size_t k = 0; k < rep->n_refs; k++) {
-		opt_t api = d_per_1m(row->api_micros[k], tok), gm = d_margin(row->api_micros[k], row->cost_loaded_micros);
-		fprintf(f, " %14s", api.ok ? meter_format_micros(api.v, a, sizeof(a)) : "-");
-		fprintf(f, " %9s", gm.ok ? meter_format_ppm_pct(gm.v, b, sizeof(b)) : "-inf");
+		opt_t api = d_api_per_1m(row, k), gm = d_api_margin(row, k);
+		bool none = api_none(row, k);	/* no call of this reference's kind */
+		fprintf(f, " %*s", ref_width(rep, k), api.ok && !none ? meter_format_micros(api.v, a, sizeof(a)) : "-");
+		fprintf(f, " %9s", none ? "-" : gm.ok ? meter_format_ppm_pct(gm.v, b, sizeof(b)) : "-inf");
 	}
 	fputc('\n', f);
 }
@@ -1046,13 +1183,15 @@ int report_format_text(const report_t *rep, char **ret_text)
 	fprintf(f, "%-*s %8s %12s %10s %16s %14s", kw, report_group_name(rep->group), "calls", "tokens", "busy_s",
 		"loaded_cost", "loaded/1M");
 	for (size_t k = 0; k < rep->n_refs; k++)
-		fprintf(f, " %14.14s %9s", rep->refs[k], "GM@ref");
+		fprintf(f, " %*s %9s", ref_width(rep, k), rep->refs[k], "GM@ref");
 	fputc('\n', f);
 	for (size_t i = 0; i < rep->n_rows; i++)
 		text_row(f, rep, &rep->rows[i], kw);
 	text_row(f, rep, &rep->total, kw);
 	fprintf(f, "(money in %s; /1M: per million prompt+completion tokens; GM@ref: gross margin if sold at that "
 		   "API's price, (price - loaded cost) / price)\n", rep->currency);
+	if (report_kinds_note(rep, note, sizeof(note))[0] != '\0')
+		fprintf(f, "(%s)\n", note);
 	return finish(f, &buf, ret_text);
 }
 

@@ -11,6 +11,12 @@
  * to their original amounts (meter_allocate), so converted rows still sum to
  * the converted total.
  *
+ * Kinds of calls: an embedding call (ledger endpoint /v1/embeddings) is
+ * compared with the embedding references only (price entries of mode
+ * embedding), every other call with the other references only; a pair of
+ * the other kinds has no equivalent. A reference's kind is its entry's in
+ * opts.prices, else that of the calls it was booked with.
+ *
  * Closed-API equivalents: by default the ones stored with each call at
  * booking (ledger_row_t.api: what the call cost on that API when it was
  * answered, with the tables margind had then), so a later change of the
@@ -88,6 +94,13 @@ typedef struct report_row {
 	uint64_t calls, prompt_tokens, completion_tokens, busy_ns, idle_ns, flops;
 	int64_t cost_marginal_micros, cost_loaded_micros;
 	int64_t *api_micros;		/* owned: [n_refs] closed-API equivalents */
+	/* Per reference, the calls compared with it (embedding calls with the
+	 * embedding references, the others with the others), their prompt +
+	 * completion tokens and loaded cost: the bases of its per-1M price and
+	 * gross margin. A row with calls but none compared with a reference
+	 * has no figure for it (null, empty, "-"), not 0. */
+	uint64_t *api_calls, *api_tokens;	/* owned: [n_refs] */
+	int64_t *api_loaded;		/* owned: [n_refs] */
 	int64_t sale_micros;		/* revenue at the sale price (when has_sale) */
 	report_window_t window;		/* of the row's calls (the total's: the report's) */
 } report_row_t;
@@ -99,6 +112,8 @@ typedef struct report {
 	char *prices_name;		/* owned: the price table's name ("" without one) */
 	size_t n_refs;
 	char **refs;			/* owned: [n_refs] */
+	bool *ref_embedding;		/* owned: [n_refs] an embedding price (compared with
+					 * /v1/embeddings calls only) */
 	bool has_sale;
 	char *sale;			/* owned */
 	report_row_t *rows;		/* owned: [n_rows], sorted by key (by call: ledger order) */
@@ -126,6 +141,25 @@ void report_destroy(report_t **r);
 /* "call", "batch", "model", "worker", "day"; and back (-EINVAL). */
 const char *report_group_name(enum report_group g);
 int report_group_parse(const char *s, enum report_group *ret);
+
+/* Is the call of row an embedding call, and is a reference of that kind
+ * compared with it. */
+bool report_row_is_embedding(const ledger_row_t *row);
+/* The reference models a report over rows compares with by default: the
+ * chat ones when some row is not an embedding call (or there are no
+ * rows), then the embedding ones when some row is one; each list in its
+ * order, at most max in all. Returns how many (borrowed pointers). */
+size_t report_default_refs(const ledger_row_t *rows, size_t n, const char *const *chat, size_t n_chat,
+			   const char *const *embed, size_t n_embed, const char **ret, size_t max);
+
+/* "embedding calls (/v1/embeddings) are compared with the embedding prices
+ * A, B only, ..." naming r's embedding references; "" when it has none.
+ * Returns buf. */
+char *report_kinds_note(const report_t *r, char *buf, size_t len);
+
+/* Does row (of rep) have a figure for reference k: it has no calls, or
+ * some of them of k's kind. */
+bool report_row_compared(const report_row_t *row, size_t k);
 
 /* Where the closed-API equivalents come from: "booked" (all stored with
  * the calls), "what-if" (opts.whatif_prices), "computed" (none was

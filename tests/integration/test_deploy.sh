@@ -244,7 +244,7 @@ sc_conf() {
 	DPID=$!; PIDS="$PIDS $DPID"
 	daemon_wait "$T/state2" $DPID
 	wait_log "$T/margind-all.log" 'msg="margind ready"'
-	grep -q 'msg="booking calls" hardware=cpu-2vcpu .*prices=fx+closed-2024+cn-2024-05-after currency=CNY sale_price=0.5/2' \
+	grep -q 'msg="booking calls" hardware=cpu-2vcpu .*prices=fx+closed-2024+cn-2024-05-after+embeddings currency=CNY sale_price=0.5/2' \
 		"$T/margind-all.log" || fail "[meter] settings not in effect: $(grep 'booking calls' "$T/margind-all.log")"
 	[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")" = 401 ] || fail "api_keys not in effect"
 	CREDENTIALS_DIRECTORY=$T/creds "$MARGIN_WORKER" serve --config "$T/worker-all.conf" --scheduler "$WEP" \

@@ -128,6 +128,7 @@ def sc_prices():
             sec, e = c["price." + s], entries[s]
             n += 1
             check(e["currency"] == sec["currency"], "%s:%s currency" % (name, s))
+            check(e["mode"] == sec.get("mode", "chat"), "%s:%s mode %s" % (name, s, e["mode"]))
             for key, field in (("input_per_1m", "input_per_1m"), ("output_per_1m", "output_per_1m"),
                                ("cached_input_per_1m", "cached_input_per_1m")):
                 if key in sec:
@@ -155,8 +156,18 @@ def sc_prices():
     txt = run(ctl + ["prices", "cn-2024-late"]).stdout
     check(txt.startswith("cn-2024-late: 15 entries from "), txt[:200])
     line = [l for l in txt.splitlines() if l.strip().startswith("deepseek-chat ")]
-    check(line and line[0].split()[1:5] == ["CNY", "1", "2", "0.1"], "deepseek-chat line: %s" % line)
+    check(line and line[0].split()[1:6] == ["CNY", "chat", "1", "2", "0.1"], "deepseek-chat line: %s" % line)
     check("cached: economics.md 1c: cache hit 0.1 (Aug 2024)" in txt and "date: 2024-08" in txt, txt)
+    # The embedding prices: mode embedding, no output price, their batch price and sources.
+    txt = run(ctl + ["prices", "embeddings"]).stdout
+    check(txt.startswith("embeddings: 4 entries from "), txt[:200])
+    line = [l for l in txt.splitlines() if l.strip().startswith("text-embedding-3-small ")]
+    check(line and line[0].split()[1:8] == ["USD", "embedding", "0.02", "0", "-", "0.01", "/"],
+          "text-embedding-3-small line: %s" % line)
+    check("openai.com/index/new-embedding-models-and-api-updates" in txt and "date: 2024-01-25" in txt, txt)
+    line = [l for l in txt.splitlines() if l.strip().startswith("text-embedding-v3 ")]
+    check(line and line[0].split()[1:8] == ["CNY", "embedding", "0.5", "0", "-", "0.25", "/"],
+          "text-embedding-v3 line: %s" % line)
     txt = run(ctl + ["prices"]).stdout
     for name in want:
         check(("\n%s: " % name) in "\n" + txt, "table %s missing from `marginctl prices`" % name)

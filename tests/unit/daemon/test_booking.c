@@ -40,7 +40,11 @@ static const char test_prices[] =
 	"[price.ref-a]\nmodel = Ref A\nprovider = test\ncurrency = USD\ninput_per_1m = 0.15\n"
 	"output_per_1m = 0.6\nsource = test\ndate = 2026\n"
 	"[price.ref-b]\nmodel = Ref B\nprovider = test\ncurrency = CNY\ninput_per_1m = 0.5\n"
-	"output_per_1m = 2\nsource = test\ndate = 2026\n";
+	"output_per_1m = 2\nsource = test\ndate = 2026\n"
+	"[price.emb-a]\nmodel = Emb A\ncurrency = USD\nmode = embedding\ninput_per_1m = 0.02\n"
+	"batch_input_per_1m = 0.01\nsource = test\ndate = 2026\n"
+	"[price.emb-b]\nmodel = Emb B\ncurrency = CNY\nmode = embedding\ninput_per_1m = 0.5\n"
+	"batch_input_per_1m = 0.25\nsource = test\ndate = 2026\n";
 
 static void write_file(const char *path, const char *text)
 {
@@ -1072,7 +1076,128 @@ static void test_price_change(void)
 	booking_conf_done(&cur);
 }
 
+/* Books 3 calls of 1000 prompt tokens (0 completion) of job, whose
+ * endpoint is endpoint, on worker w0. */
+static void book_ep(booking_t *b, sqlite3 *db, const char *job, const char *endpoint)
+{
+	journal_job_t jb;
+	memset(&jb, 0, sizeof(jb));
+	snprintf(jb.name, sizeof(jb.name), "%s", job);
+	snprintf(jb.endpoint, sizeof(jb.endpoint), "%s", endpoint);
+	journal_shard_t sh = { .id = 1 };
+	journal_result_ctx_t ctx = { &jb, &sh, "w0", "w0", "test-hw" };
+	journal_call_t calls[3];
+	char cids[3][24];
+	for (int i = 0; i < 3; i++) {
+		snprintf(cids[i], sizeof(cids[i]), "%s-%d", job, i);
+		calls[i] = (journal_call_t){ .job = job, .custom_id = cids[i], .line_no = i + 1, .model = "m",
+					     .worker = "w0", .worker_name = "w0", .hardware_profile = "test-hw",
+					     .shard_id = 1, .prompt_tokens = 1000, .busy_ns = 1000000000ULL * (uint64_t)(i + 1),
+					     .answered_at_ns = 1 };
+	}
+	journal_usage_t sum;
+	memset(&sum, 0, sizeof(sum));
+	char err[512];
+	int r = booking_book(b, db, &ctx, calls, 3, 0, wall_now, &sum, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "booking_book: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	CU_ASSERT_EQUAL(sum.prompt_tokens, 3000);
+	CU_ASSERT(sum.cost_marginal_micros > 0);
+}
+
+/* An embedding call (its job's endpoint /v1/embeddings) is booked like any
+ * call (tokens, busy time, marginal cost) and its closed-API equivalents
+ * are on the embedding references only ([meter] embed_refs), batch tier
+ * for a batch, list price for the synchronous API, converted into the
+ * row's currency; a chat call's are on the chat references only. A chat
+ * price in embed_refs, or an embedding price in refs, is refused. */
+static void test_embedding(void)
+{
+	char err[1024];
+	booking_conf_t c;
+	const char *refs[] = { "refs=ref-a,ref-b", "embed_refs=emb-a, emb-b", NULL };
+	const char *dir = data_dir(true);
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, dir, refs, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(c.n_refs, 2);
+	CU_ASSERT_EQUAL_FATAL(c.n_embed_refs, 2);
+	booking_t *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b), 0);
+	wall_now = 1000;
+	sqlite3 *db = ledger_db();
+	book_ep(b, db, "batch_chat", "/v1/chat/completions");
+	book_ep(b, db, "batch_emb", "/v1/embeddings");
+	book_ep(b, db, "sync_emb", "/v1/embeddings");
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE endpoint = '/v1/embeddings'"), 6);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE endpoint = '/v1/chat/completions'"), 3);
+	/* Booked like any call: tokens, busy time, a marginal cost. */
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT sum(prompt_tokens) FROM ledger WHERE job = 'batch_emb'"), 3000);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT sum(busy_ns) FROM ledger WHERE job = 'batch_emb'"), 6000000000LL);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE cost_marginal_micros <= 0"), 0);
+	/* Two equivalents per call, each of the call's own kind. */
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+			     " WHERE l.endpoint = '/v1/embeddings' AND v.ref_model LIKE 'emb-%'"), 12);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api_view v JOIN ledger l ON l.id = v.ledger_id"
+			     " WHERE l.endpoint = '/v1/chat/completions' AND v.ref_model LIKE 'ref-%'"), 6);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_api"), 18);
+
+	ledger_rows_t *rows = NULL;
+	CU_ASSERT_EQUAL_FATAL(ledger_select(db, NULL, &rows, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(rows->n, 9);
+	for (size_t i = 0; i < rows->n; i++) {
+		const ledger_row_t *w = &rows->v[i];
+		bool emb = strcmp(w->endpoint, "/v1/embeddings") == 0;
+		CU_ASSERT_EQUAL(emb, i >= 3);
+		CU_ASSERT_EQUAL_FATAL(w->n_api, 2);
+		CU_ASSERT_PTR_NULL(ledger_row_find_api(w, emb ? "ref-a" : "emb-a"));
+		CU_ASSERT_PTR_NULL(ledger_row_find_api(w, emb ? "ref-b" : "emb-b"));
+		const ledger_api_t *a = ledger_row_find_api(w, emb ? "emb-a" : "ref-a");
+		const ledger_api_t *x = ledger_row_find_api(w, emb ? "emb-b" : "ref-b");
+		CU_ASSERT_FATAL(a != NULL && x != NULL);
+		bool batch = strcmp(w->job, "sync_emb") != 0;
+		CU_ASSERT_EQUAL(w->via_batch, batch);
+		if (emb) {
+			/* 1000 x 0.01 (batch) or 0.02 micro-USD x 7.2; 1000 x 0.25 or 0.5 micro-CNY. */
+			CU_ASSERT_EQUAL(a->micros, batch ? 72 : 144);
+			CU_ASSERT_EQUAL(x->micros, batch ? 250 : 500);
+			CU_ASSERT_STRING_EQUAL(a->price->input_per_1m, batch ? "0.01" : "0.02");
+			CU_ASSERT_STRING_EQUAL(a->price->output_per_1m, "0");
+			CU_ASSERT_STRING_EQUAL(a->price->fx_rate, "7.2");
+		} else {
+			CU_ASSERT_EQUAL(a->micros, 1080);	/* 1000 x 0.15 x 7.2 */
+			CU_ASSERT_EQUAL(x->micros, 500);
+		}
+	}
+	ledger_rows_destroy(&rows);
+	sqlite3_close(db);
+	booking_destroy(&b);
+	booking_conf_done(&c);
+
+	/* Each list holds its own kind only. */
+	static const struct {
+		const char *set, *want;
+		int r;
+	} bad[] = {
+		{ "refs=ref-a,emb-a", "[meter] refs: emb-a is an embedding price (mode = embedding)", -EINVAL },
+		{ "embed_refs=emb-a,ref-b", "[meter] embed_refs: ref-b is a chat price (mode = chat), not an embedding", -EINVAL },
+		{ "embed_refs=emb-z", "no price \"emb-z\"", -ENOENT },
+		{ "embed_ref=emb-a", "embed_refs", -EINVAL },	/* a typo: the known keys are named */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *set[] = { bad[i].set, NULL };
+		CU_ASSERT_EQUAL(load_conf(&c, dir, set, err, sizeof(err)), bad[i].r);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].want));
+		if (strstr(err, bad[i].want) == NULL)
+			fprintf(stderr, "got: %s\n", err);
+	}
+	/* Without embed_refs the defaults the tables hold: none in t.conf. */
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, dir, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(c.n_embed_refs, 0);
+	booking_conf_done(&c);
+}
+
 const cu_test_t booking_tests[] = {
+	{ "embedding", test_embedding },
 	{ "api_booked", test_api_booked },
 	{ "price_change", test_price_change },
 	{ "rollback", test_rollback },

@@ -361,7 +361,7 @@ static void test_migrate(void)
 		snprintf(path, sizeof(path), "%s/margin.db", dir);
 		sqlite3 *db = NULL;
 		CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-		CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA user_version"), 3);
+		CU_ASSERT_EQUAL(cu_sql_int(db, "PRAGMA user_version"), 4);
 		CU_ASSERT_EQUAL(ledger_check_schema(db, true, err, sizeof(err)), 0);
 		if (shape < 2) {
 			CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE job = 'old' AND"
@@ -410,7 +410,7 @@ static void test_migrate(void)
 	snprintf(path, sizeof(path), "%s/margin.db", dir);
 	sqlite3 *db = NULL;
 	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
-	CU_ASSERT_EQUAL(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	journal_t *j = NULL;
 	CU_ASSERT_EQUAL(journal_open(dir, JOURNAL_SYNC_NORMAL, &j, err, sizeof(err)), -EPROTO);

@@ -160,6 +160,16 @@ static void test_reset(void)
 
 /* A committed Result feeds requests by outcome, tokens, TTFT and the
  * worker's step histograms; margind's names follow the conventions. */
+/* n empty outputs of lines 1..n, and the pointers a Result holds. */
+static void outputs_init(Margin__V1__Output *o, Margin__V1__Output **op, int n)
+{
+	for (int i = 0; i < n; i++) {
+		margin__v1__output__init(&o[i]);
+		op[i] = &o[i];
+		o[i].line_no = (uint64_t)i + 1;
+	}
+}
+
 static void test_on_result(void)
 {
 	metrics_t *m = metrics_new();
@@ -172,11 +182,7 @@ static void test_on_result(void)
 	e.message = "batch b was cancelled";
 	Margin__V1__Output o[3];
 	Margin__V1__Output *op[3];
-	for (int i = 0; i < 3; i++) {
-		margin__v1__output__init(&o[i]);
-		op[i] = &o[i];
-		o[i].line_no = (uint64_t)i + 1;
-	}
+	outputs_init(o, op, 3);
 	o[0].prompt_tokens = 5;
 	o[0].completion_tokens = 7;
 	o[0].usage = &u;
@@ -218,6 +224,52 @@ static void test_on_result(void)
 		if (strcmp(type, "counter") == 0)
 			CU_ASSERT_STRING_EQUAL(name + strlen(name) - 6, "_total");
 	}
+	/* A model that does not embed has no embedding series. */
+	CU_ASSERT_PTR_NULL(strstr(t, "margin_embeddings_total{"));
+	CU_ASSERT_PTR_NULL(strstr(t, "margin_embedding_tokens_total{"));
+	free(t);
+
+	/* An embedding Result: two answered requests of 3 and 1 inputs (12
+	 * and 4 input tokens) and a failed one. Embeddings and their tokens
+	 * are counted per model, so that rate() gives embeddings/s and
+	 * tokens/s; the tokens are prompt tokens too. */
+	Margin__V1__Embedding v[4];
+	Margin__V1__Embedding *vp[4];
+	for (int i = 0; i < 4; i++) {
+		margin__v1__embedding__init(&v[i]);
+		vp[i] = &v[i];
+	}
+	Margin__V1__Error fe = MARGIN__V1__ERROR__INIT;
+	fe.code = "context_length_exceeded";
+	fe.message = "input 2 has 9000 tokens";
+	Margin__V1__Output eo[3];
+	Margin__V1__Output *eop[3];
+	outputs_init(eo, eop, 3);
+	eo[0].prompt_tokens = 12;
+	eo[0].n_embeddings = 3;
+	eo[0].embeddings = vp;
+	eo[0].usage = &u;
+	eo[1].prompt_tokens = 4;
+	eo[1].n_embeddings = 1;
+	eo[1].embeddings = vp + 3;
+	eo[1].usage = &u;
+	eo[2].error = &fe;
+	eo[2].n_embeddings = 0;
+	Margin__V1__Result er = MARGIN__V1__RESULT__INIT;
+	er.n_outputs = 3;
+	er.outputs = eop;
+	CU_ASSERT_EQUAL(metrics_on_result(m, "bge-small", "node-a", &er), 0);
+	CU_ASSERT_EQUAL(metrics_on_result(m, "bge-small", "node-a", &er), 0);
+	t = render(m);
+	check_grammar(t);
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE margin_embeddings_total counter\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "margin_embeddings_total{model_name=\"bge-small\"} 8\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE margin_embedding_tokens_total counter\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "margin_embedding_tokens_total{model_name=\"bge-small\"} 32\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "margin_prompt_tokens_total{model_name=\"bge-small\"} 32\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "margin_requests_total{model_name=\"bge-small\",status=\"completed\"} 4\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "margin_requests_total{model_name=\"bge-small\",status=\"failed\"} 2\n"));
+	CU_ASSERT_PTR_NULL(strstr(t, "margin_embeddings_total{model_name=\"llama-110m\"}"));
 	free(t);
 	metrics_destroy(&m);
 }

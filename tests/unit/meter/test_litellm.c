@@ -22,11 +22,24 @@ static void test_sample(void)
 	if (r < 0)
 		fprintf(stderr, "%s\n", err);
 	CU_ASSERT_EQUAL_FATAL(r, 0);
-	CU_ASSERT_EQUAL(st.loaded, 6);	/* sample_spec skipped; embedding and image entries skipped */
-	CU_ASSERT_EQUAL(st.skipped, 2);
-	CU_ASSERT_EQUAL(pricetab_count(t), 6);
+	CU_ASSERT_EQUAL(st.loaded, 7);	/* sample_spec skipped; the image entry skipped */
+	CU_ASSERT_EQUAL(st.skipped, 1);
+	CU_ASSERT_EQUAL(pricetab_count(t), 7);
 	CU_ASSERT_PTR_NULL(pricetab_find(t, "sample_spec"));
-	CU_ASSERT_PTR_NULL(pricetab_find(t, "text-embedding-3-small"));
+	CU_ASSERT_PTR_NULL(pricetab_find(t, "dall-e-3"));
+
+	/* An embedding entry is loaded as one (mode embedding): 2e-08 USD per
+	 * token is 0.02 per 1M, its batch price 0.01, no output price, and no
+	 * "output below input" typo warning for it. */
+	const pricetab_entry_t *emb = pricetab_find(t, "text-embedding-3-small");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(emb);
+	CU_ASSERT(pricetab_is_embedding(emb));
+	CU_ASSERT_STRING_EQUAL(emb->mode, "embedding");
+	CU_ASSERT(q_is(emb->in_per_1m, 1, 50) && q_is(emb->out_per_1m, 0, 1));
+	CU_ASSERT(emb->has_batch && q_is(emb->batch_in_per_1m, 1, 100) && q_is(emb->batch_out_per_1m, 0, 1));
+	CU_ASSERT(!pricetab_is_embedding(pricetab_find(t, "gpt-4o")));
+	for (size_t i = 0; i < pricetab_warning_count(t); i++)
+		CU_ASSERT_PTR_NULL(strstr(pricetab_warning_at(t, i), "text-embedding-3-small"));
 
 	/* 2.5e-06 USD per token is exactly 2.50 per 1M (economics.md 1a). */
 	const pricetab_entry_t *e = pricetab_find(t, "gpt-4o");

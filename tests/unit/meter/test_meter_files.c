@@ -200,6 +200,28 @@ static void test_defaults(void)
 	/* At most max, in order. */
 	CU_ASSERT_EQUAL(meter_find_default_refs(t, refs, 1), 1);
 	CU_ASSERT_STRING_EQUAL(refs[0], meter_default_refs[0]);
+	/* The default tables hold the default embedding references too, each
+	 * an embedding price, and no default chat reference is one. */
+	size_t n_emb = 0;
+	while (meter_default_embed_refs[n_emb] != NULL)
+		n_emb++;
+	CU_ASSERT_EQUAL(n_emb, 3);
+	CU_ASSERT_EQUAL(meter_find_default_embed_refs(t, refs, 8), n_emb);
+	for (size_t i = 0; i < n_emb; i++) {
+		CU_ASSERT_STRING_EQUAL(refs[i], meter_default_embed_refs[i]);
+		CU_ASSERT_EQUAL(meter_check_ref_kind(t, refs[i], true, "embed", err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(meter_check_ref_kind(t, refs[i], false, "[meter] refs", err, sizeof(err)), -EINVAL);
+		CU_ASSERT(has(err, "[meter] refs: ") && has(err, "is an embedding price (mode = embedding)") &&
+			  has(err, "embed_refs"));
+	}
+	for (size_t i = 0; i < n_refs; i++) {
+		CU_ASSERT_EQUAL(meter_check_ref_kind(t, meter_default_refs[i], false, "refs", err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(meter_check_ref_kind(t, meter_default_refs[i], true, "[meter] embed_refs", err,
+						     sizeof(err)), -EINVAL);
+		CU_ASSERT(has(err, "[meter] embed_refs: ") && has(err, "(mode = chat), not an embedding price"));
+	}
+	CU_ASSERT_EQUAL(meter_check_ref_kind(t, "text-embedding-9", true, "x", err, sizeof(err)), -ENOENT);
+	CU_ASSERT(has(err, "no price \"text-embedding-9\""));
 	pricetab_destroy(&t);
 
 	/* Only those present are picked. */
@@ -232,7 +254,7 @@ static void test_unknown_names(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
 	CU_ASSERT_EQUAL(meter_load_prices(t, "cn-2024-05-befor", DEPLOY("prices"), NULL, err, sizeof(err)), -ENOENT);
 	CU_ASSERT(has(err, "no price table \"cn-2024-05-befor\"") && has(err, "did you mean cn-2024-05-before"));
-	CU_ASSERT(has(err, "closed-2024, cn-2024-05-after, cn-2024-05-before, cn-2024-late, deepseek-2025, fx"));
+	CU_ASSERT(has(err, "closed-2024, cn-2024-05-after, cn-2024-05-before, cn-2024-late, deepseek-2025, embeddings, fx"));
 	/* .json tables count, NAME and NAME.conf are one name. */
 	CU_ASSERT_EQUAL(meter_load_prices(t, "litellm-sample", METER_TEST_DATA, NULL, err, sizeof(err)), -ENOENT);
 	CU_ASSERT(has(err, "did you mean litellm_sample?"));

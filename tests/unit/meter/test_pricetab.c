@@ -1,6 +1,7 @@
 /* pricetab: the shipped tables load with a source and date for every
  * number; batch prices; exchange rates; errors name file, section, key. */
 #include "tests.h"
+#include "cost.h"
 #include "pricetab.h"
 
 #include <errno.h>
@@ -205,7 +206,90 @@ static void test_cached_input(void)
 	pricetab_destroy(&t);
 }
 
+/* The shipped embedding prices: mode embedding, input prices only, each
+ * with its source and date; an embedding call of 1,000,000 tokens costs
+ * the list price, half through the Batch API, converted exactly. */
+static void test_embedding_prices(void)
+{
+	const char *files[] = { DEPLOY("prices/fx.conf"), DEPLOY("prices/embeddings.conf") };
+	pricetab_t *t = load(files, 2);
+	char err[512] = "";
+	CU_ASSERT_STRING_EQUAL(pricetab_name(t), "fx+embeddings");
+	CU_ASSERT_EQUAL(pricetab_count(t), 4);
+	for (size_t i = 0; i < pricetab_count(t); i++) {
+		const pricetab_entry_t *e = pricetab_at(t, i);
+		CU_ASSERT(pricetab_is_embedding(e));
+		CU_ASSERT_STRING_EQUAL(e->mode, "embedding");
+		CU_ASSERT(q_is(e->out_per_1m, 0, 1) && e->has_batch && q_is(e->batch_out_per_1m, 0, 1));
+		CU_ASSERT(strlen(e->in_source) > 20 && strlen(e->in_date) >= 7);
+		CU_ASSERT(strlen(e->batch_source) > 20 && strlen(e->batch_date) >= 7);
+		CU_ASSERT_PTR_NOT_NULL(strstr(e->out_source, "input tokens only"));
+	}
+	CU_ASSERT_EQUAL(pricetab_warning_count(t), 0);	/* output 0 < input is no typo here */
+	const pricetab_entry_t *s = pricetab_find(t, "text-embedding-3-small");
+	const pricetab_entry_t *l = pricetab_find(t, "text-embedding-3-large");
+	const pricetab_entry_t *v3 = pricetab_find(t, "text-embedding-v3");
+	CU_ASSERT_FATAL(s != NULL && l != NULL && v3 != NULL && pricetab_find(t, "text-embedding-v4") != NULL);
+	CU_ASSERT(q_is(s->in_per_1m, 2, 100) && q_is(s->batch_in_per_1m, 1, 100) && !strcmp(s->currency, "USD"));
+	CU_ASSERT(q_is(l->in_per_1m, 13, 100) && q_is(l->batch_in_per_1m, 65, 1000));
+	CU_ASSERT(q_is(v3->in_per_1m, 1, 2) && q_is(v3->batch_in_per_1m, 1, 4) && !strcmp(v3->currency, "CNY"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(s->in_source, "openai.com/index/new-embedding-models-and-api-updates"));
+	CU_ASSERT_STRING_EQUAL(s->in_date, "2024-01-25");
+	CU_ASSERT_PTR_NOT_NULL(strstr(s->batch_source, "TC-2025-01-13"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(v3->in_source, "help.aliyun.com/zh/model-studio/model-introduction-6"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(v3->batch_source, "Batch calls 0.00025"));
+
+	int64_t v;
+	/* 1,000,000 prompt tokens: 0.02 USD = 20,000 micro-USD; batch half. */
+	CU_ASSERT_EQUAL(cost_api_equivalent(t, s, 1000000, 0, false, "USD", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 20000);
+	CU_ASSERT_EQUAL(cost_api_equivalent(t, s, 1000000, 0, true, "USD", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 10000);
+	/* In CNY at 7.2: 0.144 and 0.072 CNY; 3-large batch 0.065 x 7.2. */
+	CU_ASSERT_EQUAL(cost_api_equivalent(t, s, 1000000, 0, false, "CNY", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 144000);
+	CU_ASSERT_EQUAL(cost_api_equivalent(t, l, 1000000, 0, true, "CNY", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 468000);
+	/* 333 tokens on text-embedding-v3, batch, in USD: 333 x 0.25 / 7.2
+	 * = 11.5625 micro-USD, rounded once: 12. */
+	CU_ASSERT_EQUAL(cost_api_equivalent(t, v3, 333, 0, true, "USD", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 12);
+	pricetab_destroy(&t);
+
+	/* Bad embedding entries are refused, naming the key. */
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "[price.e]\ncurrency = USD\nmode = embedding\ninput_per_1m = 0.02\noutput_per_1m = 0.01\n"
+		  "source = s\ndate = d\n", "[price.e] output_per_1m: an embedding price has no output price" },
+		{ "[price.e]\ncurrency = USD\nmode = embedding\ninput_per_1m = 0.02\nbatch_input_per_1m = 0.01\n"
+		  "batch_output_per_1m = 1\nsource = s\ndate = d\n", "[price.e] batch_output_per_1m: an embedding" },
+		{ "[price.e]\ncurrency = USD\nmode = embeddings\ninput_per_1m = 0.02\nsource = s\ndate = d\n",
+		  "[price.e] mode: expected chat (the default), completion, responses or embedding" },
+		{ "[price.e]\ncurrency = USD\ninput_per_1m = 0.02\nsource = s\ndate = d\n",
+		  "[price.e] output_per_1m: missing" },	/* a chat price still needs its output price */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		t = pricetab_new();
+		CU_ASSERT_EQUAL(pricetab_load_string(t, "e.conf", bad[i].text, err, sizeof(err)), -EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].want));
+		if (strstr(err, bad[i].want) == NULL)
+			fprintf(stderr, "got: %s\n", err);
+		CU_ASSERT_EQUAL(pricetab_count(t), 0);
+		pricetab_destroy(&t);
+	}
+	/* Output price 0 given explicitly is fine, and batch_discount applies. */
+	t = pricetab_new();
+	CU_ASSERT_EQUAL(pricetab_load_string(t, "e.conf", "[price.e]\ncurrency = USD\nmode = embedding\n"
+					     "input_per_1m = 0.1\noutput_per_1m = 0\nbatch_discount = 0.5\n"
+					     "source = s\ndate = d\n", err, sizeof(err)), 0);
+	const pricetab_entry_t *e = pricetab_find(t, "e");
+	CU_ASSERT(e != NULL && pricetab_is_embedding(e) && q_is(e->batch_in_per_1m, 1, 20));
+	pricetab_destroy(&t);
+}
+
 const cu_test_t pricetab_tests[] = {
+	{ "embedding_prices", test_embedding_prices },
 	{ "cached_input", test_cached_input },
 	{ "shipped_tables", test_shipped_tables },
 	{ "fx", test_fx },

@@ -1144,7 +1144,214 @@ static void test_loaded_window(void)
 	done();
 }
 
+/* A ledger mixing chat and embedding calls: each call is compared with
+ * the references of its own kind only (an embedding call is never priced
+ * at gpt-4o-mini, a chat call never at text-embedding-3-small), in every
+ * grouping and format, and the totals and derived figures reconcile with
+ * the calls of each kind. */
+#define N_EMB 5
+static void test_embedding_mixed(void)
+{
+	fixture();
+	char err[512] = "";
+	CU_ASSERT_EQUAL_FATAL(pricetab_load(prices, DEPLOY("prices/embeddings.conf"), err, sizeof(err)), 0);
+	ledger_row_t all[N_ROWS + N_EMB];
+	char eids[N_EMB][32];
+	memcpy(all, rows, sizeof(rows));
+	for (int i = 0; i < N_EMB; i++) {
+		ledger_row_t *w = &all[N_ROWS + i];
+		snprintf(eids[i], sizeof(eids[i]), "emb-%d", i);
+		*w = rows[i];
+		w->job = "batch_e";
+		w->custom_id = eids[i];
+		w->model = "bge-small";
+		w->endpoint = "/v1/embeddings";
+		w->prompt_tokens = 100 + 37 * (uint64_t)i;
+		w->completion_tokens = 0;
+		w->via_batch = i != 0;	/* one synchronous call: list price */
+	}
+	all[0].endpoint = "/v1/chat/completions";	/* explicit or empty: both chat */
+	const size_t n = N_ROWS + N_EMB;
+	static const char *const mixed[] = { "gpt-4o-mini", "qwen-long", "text-embedding-3-small", "text-embedding-v3" };
+	report_opts_t o = { .prices = prices, .refs = mixed, .n_refs = 4 };
+	const pricetab_entry_t *ent[4];
+	for (int k = 0; k < 4; k++)
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ent[k] = pricetab_find(prices, mixed[k]));
+
+	/* By call: the other kind's columns are null; each equivalent is the
+	 * entry's price of the call's tokens (batch tier when via_batch),
+	 * in CNY. */
+	report_t *r = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_new(all, n, REPORT_BY_CALL, &o, &r, err, sizeof(err)), 0);
+	CU_ASSERT(!r->ref_embedding[0] && !r->ref_embedding[1] && r->ref_embedding[2] && r->ref_embedding[3]);
+	int64_t want_api[4] = { 0 }, want_load[2] = { 0 };
+	uint64_t want_tok[2] = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		bool e = i >= N_ROWS;
+		want_load[e] += all[i].cost_loaded_micros;
+		want_tok[e] += all[i].prompt_tokens + all[i].completion_tokens;
+		for (int k = 0; k < 4; k++) {
+			bool cmp = (k >= 2) == e;
+			CU_ASSERT_EQUAL(r->rows[i].api_calls[k], cmp ? 1 : 0);
+			if (!cmp)
+				continue;
+			int64_t v;
+			CU_ASSERT_EQUAL_FATAL(cost_api_equivalent(prices, ent[k], all[i].prompt_tokens,
+								  all[i].completion_tokens, all[i].via_batch, "CNY", &v,
+								  err, sizeof(err)), 0);
+			CU_ASSERT_EQUAL(r->rows[i].api_micros[k], v);
+			want_api[k] += v;
+		}
+	}
+	/* text-embedding-3-small: 0.02 USD per 1M list, 0.01 batch, x 7.2. */
+	CU_ASSERT_EQUAL(r->rows[N_ROWS].api_micros[2], (int64_t)((100 * 144 + 500) / 1000));	/* 1.44 -> 1 */
+	CU_ASSERT_EQUAL(r->rows[N_ROWS + 4].api_micros[3], (248 + 2) / 4);	/* 248 x 0.25 = 62 */
+	for (int k = 0; k < 4; k++) {
+		CU_ASSERT_EQUAL(r->total.api_micros[k], want_api[k]);
+		CU_ASSERT_EQUAL(r->total.api_calls[k], k < 2 ? N_ROWS : N_EMB);
+		CU_ASSERT_EQUAL(r->api_computed[k], k < 2 ? N_ROWS : N_EMB);
+		CU_ASSERT(want_api[k] > 0);
+	}
+	CU_ASSERT_STRING_EQUAL(report_api_basis(r), "computed");
+	char note[1024];
+	CU_ASSERT_PTR_NOT_NULL(strstr(report_api_note(r, note, sizeof(note)), "text-embedding-3-small 5 of 5"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(note, "gpt-4o-mini 11 of 11"));
+	char *text = NULL;
+	CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+	json_error_t je;
+	json_t *root = json_loads(text, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	json_t *jr = json_object_get(root, "rows");
+	json_t *chat0 = json_object_get(json_array_get(jr, 0), "api_equivalent_micros");
+	json_t *emb0 = json_object_get(json_array_get(jr, N_ROWS), "api_equivalent_micros");
+	CU_ASSERT(json_is_integer(json_object_get(chat0, "gpt-4o-mini")));
+	CU_ASSERT(json_is_null(json_object_get(chat0, "text-embedding-3-small")));
+	CU_ASSERT(json_is_null(json_object_get(emb0, "gpt-4o-mini")));
+	CU_ASSERT(json_is_null(json_object_get(emb0, "qwen-long")));
+	CU_ASSERT(json_is_integer(json_object_get(emb0, "text-embedding-v3")));
+	CU_ASSERT_EQUAL(jint(json_object_get(json_object_get(root, "total"), "api_equivalent_micros"), "text-embedding-v3"),
+			want_api[3]);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(root, "api_ref_kinds"),
+								 "text-embedding-v3")), "embedding");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(root, "api_ref_kinds"),
+								 "qwen-long")), "chat");
+	json_decref(root);
+	free(text);
+	CU_ASSERT_EQUAL_FATAL(report_format_csv(r, &text), 0);
+	/* An embedding call's line: empty chat columns, then its two. */
+	char want[256];
+	snprintf(want, sizeof(want), "emb-3,bge-small,%s,CNY,", all[N_ROWS + 3].worker_name);
+	char *line = strstr(text, want);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(line);
+	snprintf(want, sizeof(want), ",%lld,%lld,,,%lld,%lld,", (long long)all[N_ROWS + 3].cost_marginal_micros,
+		 (long long)all[N_ROWS + 3].cost_loaded_micros, (long long)r->rows[N_ROWS + 3].api_micros[2],
+		 (long long)r->rows[N_ROWS + 3].api_micros[3]);
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, want));
+	free(text);
+	report_destroy(&r);
+
+	/* Every grouping: the rows sum to the total per reference, and the
+	 * derived figures of a reference use its kind's calls only. */
+	for (int g = REPORT_BY_BATCH; g <= REPORT_BY_DAY; g++) {
+		CU_ASSERT_EQUAL_FATAL(report_new(all, n, (enum report_group)g, &o, &r, err, sizeof(err)), 0);
+		for (int k = 0; k < 4; k++) {
+			int64_t sum = 0;
+			uint64_t calls = 0;
+			for (size_t i = 0; i < r->n_rows; i++) {
+				sum += r->rows[i].api_micros[k];
+				calls += r->rows[i].api_calls[k];
+			}
+			CU_ASSERT_EQUAL(sum, want_api[k]);
+			CU_ASSERT_EQUAL(r->total.api_micros[k], want_api[k]);
+			CU_ASSERT_EQUAL(calls, k < 2 ? N_ROWS : N_EMB);
+			bool e = k >= 2;
+			CU_ASSERT_EQUAL(r->total.api_tokens[k], want_tok[e]);
+			CU_ASSERT_EQUAL(r->total.api_loaded[k], want_load[e]);
+		}
+		CU_ASSERT_EQUAL(r->total.cost_loaded_micros, want_load[0] + want_load[1]);
+		CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+		root = json_loads(text, 0, &je);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+		json_t *t = json_object_get(root, "total");
+		int64_t v;
+		CU_ASSERT_EQUAL(report_per_1m_tokens(want_api[2], want_tok[1], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_per_1m_tokens_micros"), "text-embedding-3-small"), v);
+		CU_ASSERT_EQUAL(report_per_1m_tokens(want_api[0], want_tok[0], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_per_1m_tokens_micros"), "gpt-4o-mini"), v);
+		CU_ASSERT_EQUAL(meter_gross_margin_ppm(want_api[3], want_load[1], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "gross_margin_ppm_at_api_price"), "text-embedding-v3"), v);
+		CU_ASSERT_EQUAL(meter_gross_margin_ppm(want_api[1], want_load[0], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "gross_margin_ppm_at_api_price"), "qwen-long"), v);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_compared_calls"), "text-embedding-v3"), N_EMB);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_compared_tokens"), "gpt-4o-mini"), (int64_t)want_tok[0]);
+		if (g == REPORT_BY_BATCH) {
+			/* batch_a, batch_b, batch_e: the embedding batch has no
+			 * chat figures and the chat batches no embedding ones. */
+			json_t *ba = json_array_get(json_object_get(root, "rows"), 0);
+			json_t *be = json_array_get(json_object_get(root, "rows"), 2);
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(be, "key")), "batch_e");
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "api_equivalent_micros"), "gpt-4o-mini")));
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "api_per_1m_tokens_micros"), "qwen-long")));
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "gross_margin_ppm_at_api_price"),
+							      "gpt-4o-mini")));
+			CU_ASSERT(json_is_integer(json_object_get(json_object_get(be, "gross_margin_ppm_at_api_price"),
+								  "text-embedding-3-small")));
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(ba, "api_equivalent_micros"),
+							      "text-embedding-v3")));
+		}
+		json_decref(root);
+		free(text);
+		CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, "(embedding calls (/v1/embeddings) are compared with the embedding "
+						    "prices text-embedding-3-small, text-embedding-v3 only, on their input "
+						    "tokens, the other calls with the other references only; -: no call of "
+						    "that kind)\n"));
+		if (g == REPORT_BY_BATCH) {
+			/* batch_e: "-" under both chat references (price and GM). */
+			char *l = strstr(text, "\nbatch_e ");
+			CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+			char *tok[16], *sv = NULL, *copy = strndup(l + 1, strcspn(l + 1, "\n"));
+			int nt = 0;
+			for (char *x = strtok_r(copy, " ", &sv); x != NULL && nt < 16; x = strtok_r(NULL, " ", &sv))
+				tok[nt++] = x;
+			CU_ASSERT_EQUAL_FATAL(nt, 6 + 2 * 4);
+			for (int c = 6; c < 10; c++)
+				CU_ASSERT_STRING_EQUAL(tok[c], "-");
+			CU_ASSERT(strcmp(tok[10], "-") != 0 && strcmp(tok[12], "-") != 0);
+			free(copy);
+		}
+		free(text);
+		report_destroy(&r);
+	}
+
+	/* As booked: an embedding call's booked embedding equivalent is
+	 * used; a chat price booked on it (not something margind books) is
+	 * not compared. */
+	ledger_api_price_t pe = { .ref_model = "text-embedding-3-small", .currency = "CNY" };
+	ledger_api_price_t pc = { .ref_model = "gpt-4o-mini", .currency = "CNY" };
+	ledger_api_t bk[2] = { { &pc, 999999 }, { &pe, 7 } };
+	all[N_ROWS + 1].api = bk;
+	all[N_ROWS + 1].n_api = 2;
+	CU_ASSERT_EQUAL_FATAL(report_new(all, n, REPORT_BY_BATCH, &o, &r, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(r->total.api_micros[0], want_api[0]);
+	CU_ASSERT_EQUAL(r->api_computed[2], N_EMB - 1);
+	CU_ASSERT_STRING_EQUAL(report_api_basis(r), "booked+computed");
+	report_destroy(&r);
+
+	/* The default references follow the kinds of the calls selected. */
+	static const char *const chat_d[] = { "gpt-4o-mini", "qwen-long" }, *const emb_d[] = { "text-embedding-3-small" };
+	const char *got[8];
+	CU_ASSERT_EQUAL(report_default_refs(all, n, chat_d, 2, emb_d, 1, got, 8), 3);
+	CU_ASSERT_STRING_EQUAL(got[2], "text-embedding-3-small");
+	CU_ASSERT_EQUAL(report_default_refs(all + N_ROWS, N_EMB, chat_d, 2, emb_d, 1, got, 8), 1);
+	CU_ASSERT_STRING_EQUAL(got[0], "text-embedding-3-small");
+	CU_ASSERT_EQUAL(report_default_refs(all, N_ROWS, chat_d, 2, emb_d, 1, got, 8), 2);
+	CU_ASSERT_EQUAL(report_default_refs(all, 0, chat_d, 2, emb_d, 1, got, 8), 2);
+	done();
+}
+
 const cu_test_t report_tests[] = {
+	{ "embedding_mixed", test_embedding_mixed },
 	{ "booked", test_booked },
 	{ "booked_conversion", test_booked_conversion },
 	{ "booked_from_sqlite", test_booked_from_sqlite },
