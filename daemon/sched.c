@@ -113,7 +113,18 @@ static bool job_has_work(const sched_job_t *job)
 		job->j.next_line <= job->j.max_line);
 }
 
+/* w serves the job's model, and for an embeddings job embeds with it: a
+ * worker that does not (ModelInfo.embed_dims 0, e.g. one older than
+ * embeddings) never gets an embedding request. */
+static bool can_serve(const reg_worker_t *w, const sched_job_t *job)
+{
+	if (strcmp(job->j.endpoint, INGEST_EP_EMBEDDINGS) == 0)
+		return registry_embeds(w, job->j.model);
+	return registry_serves(w, job->j.model);
+}
+
 /* Work that w may take now: suspects only on an empty worker. */
+
 static bool job_has_work_for(const sched_job_t *job, const reg_worker_t *w)
 {
 	return strcmp(job->j.state, "in_progress") == 0 &&
@@ -599,7 +610,7 @@ static void on_hello(sched_t *s, const uint8_t *ident, size_t len, const Margin_
 	w->next_hb_ns = now + s->p.heartbeat_ns;
 	send_welcome(s, w);
 	for (size_t i = 0; i < s->n_jobs; i++)
-		if (registry_serves(w, s->jobs[i]->j.model))
+		if (can_serve(w, s->jobs[i]))
 			s->jobs[i]->warned_no_worker = false;
 	mg_log(MG_LOG_INFO, "sched", "%s worker=%s name=%s peer=%s model=%s slots=%u hardware=%s key=%s shards=%u",
 	       reconnect ? "worker reconnected" : "worker joined", w->id, w->name, peer,
@@ -954,7 +965,7 @@ static sched_job_t *next_job_for(sched_t *s, const reg_worker_t *w)
 			size_t i = (s->rr + k) % s->n_jobs;
 			sched_job_t *job = s->jobs[i];
 			if ((pass == 0 && job->j.priority <= 0) || !job_has_work_for(job, w) ||
-			    !registry_serves(w, job->j.model))
+			    !can_serve(w, job))
 				continue;
 			s->rr = i + 1;
 			return job;
@@ -1005,9 +1016,10 @@ static void check_idle_jobs(sched_t *s)
 			continue;
 		bool any = false;
 		for (reg_worker_t *w = registry_first(s->reg); w && !any; w = w->next)
-			any = registry_serves(w, job->j.model);
+			any = can_serve(w, job);
 		if (!any) {
-			mg_log(MG_LOG_WARN, "sched", "no worker serves the model of a waiting batch batch=%s model=%s",
+			mg_log(MG_LOG_WARN, "sched", "no worker %s the model of a waiting batch batch=%s model=%s",
+			       strcmp(job->j.endpoint, INGEST_EP_EMBEDDINGS) == 0 ? "embeds with" : "serves",
 			       job->j.name, job->j.model);
 			job->warned_no_worker = true;
 		}
@@ -1164,9 +1176,11 @@ static int make_name(const char *want, char *out, char *err, size_t errlen)
 
 static int check_endpoint(const char *ep, char *err, size_t errlen)
 {
-	if (ep == NULL || strcmp(ep, "/v1/chat/completions") == 0 || strcmp(ep, "/v1/completions") == 0)
+	if (ep == NULL || strcmp(ep, "/v1/chat/completions") == 0 || strcmp(ep, "/v1/completions") == 0 ||
+	    strcmp(ep, INGEST_EP_EMBEDDINGS) == 0)
 		return 0;
-	snprintf(err, errlen, "endpoint \"%s\": expected \"/v1/chat/completions\" or \"/v1/completions\"", ep);
+	snprintf(err, errlen, "endpoint \"%s\": expected \"/v1/chat/completions\", \"/v1/completions\" or \"%s\"",
+		 ep, INGEST_EP_EMBEDDINGS);
 	return -EINVAL;
 }
 
