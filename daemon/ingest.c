@@ -185,12 +185,12 @@ static json_t *embed_inputs(json_t *in, int64_t *n_tokens, char *err, size_t err
 		char where[48];
 		snprintf(where, sizeof(where), "body.input[%zu]", i);
 		if (strings && (!json_is_string(x) || json_string_length(x) == 0)) {
-			snprintf(err, errlen, "%s: expected a %sstring (body.input is an array of strings)", where,
+			snprintf(err, errlen, "%s: expected a %sstring (the inputs are strings)", where,
 				 json_is_string(x) ? "non-empty " : "");
 			goto fail;
 		}
 		if (!strings && !json_is_array(x)) {
-			snprintf(err, errlen, "%s: expected an array of token ids (body.input is an array of such arrays)",
+			snprintf(err, errlen, "%s: expected an array of token ids (the inputs are arrays of token ids)",
 				 where);
 			goto fail;
 		}
