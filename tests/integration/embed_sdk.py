@@ -1,15 +1,16 @@
 """POST /v1/embeddings as the official openai Python SDK sends it, and the
 answers checked as the SDK reads them.
 
-    embed_sdk.py URL KEY MODEL [--cut]
+    embed_sdk.py URL KEY MODEL [DIMS]
 
 client.embeddings.create(model=M, input=[...]) sends {"input", "model",
 "encoding_format": "base64"} (the SDK asks for base64 unless the caller
 sets encoding_format) with a bearer key, then decodes each embedding with
 numpy.frombuffer(base64.b64decode(e), dtype="float32"); with
 encoding_format="float" it reads the list as is. The two must be the same
-vectors, bit for bit. --cut: the model allows `dimensions` (its ModelInfo
-says embed_truncatable). Run with a python3 that has numpy."""
+vectors, bit for bit. GET /v1/models/MODEL says how long the vectors are
+(x_margin.embed_dims: DIMS when given) and whether `dimensions` may cut
+them (x_margin.embed_truncatable). Run with a python3 that has numpy."""
 import base64
 import json
 import sys
@@ -19,7 +20,6 @@ import urllib.request
 import numpy as np
 
 URL, KEY, MODEL = sys.argv[1], sys.argv[2], sys.argv[3]
-CUT = "--cut" in sys.argv[4:]
 
 
 def post(body):
@@ -77,11 +77,20 @@ def refused(body, status, start, param=None):
     assert d["error"]["type"] == ("not_found_error" if status == 404 else "invalid_request_error"), d
 
 
+req = urllib.request.Request(URL + "/v1/models/" + MODEL, headers={"Authorization": f"Bearer {KEY}"})
+with urllib.request.urlopen(req, timeout=30) as r:
+    info = json.loads(r.read())["x_margin"]
+assert info.get("embed_dims", 0) > 0, f"no connected worker embeds with {MODEL}: {info}"
+if len(sys.argv) > 4:
+    assert info["embed_dims"] == int(sys.argv[4]), info
+CUT = info["embed_truncatable"]
+
 texts = ["The quick brown fox", "jumps over the lazy dog", "a third, longer sentence about embeddings"]
 b64, usage = create(texts)
 flt, usage_f = create(texts, encoding_format="float")
 assert usage == usage_f, (usage, usage_f)
 dims = b64[0].size
+assert dims == info["embed_dims"], (dims, info)
 for a, b in zip(b64, flt):
     assert a.size == dims and a.tobytes() == b.tobytes(), "base64 and float answers differ"
 assert b64[0].tobytes() != b64[1].tobytes(), "different inputs, same vector"

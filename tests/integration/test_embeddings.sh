@@ -33,7 +33,7 @@ sc_sdk() {
 	daemon_start d
 	worker_start w1
 	wait_ready 1
-	"$PY" "$(dirname "$0")/embed_sdk.py" "$URL" "$KEY" llama-110m --cut > "$T/sdk.out" 2>&1 ||
+	"$PY" "$(dirname "$0")/embed_sdk.py" "$URL" "$KEY" llama-110m 16 > "$T/sdk.out" 2>&1 ||
 		{ cat "$T/sdk.out" >&2; fail "embed_sdk.py"; }
 	note "$(cat "$T/sdk.out")"
 }
