@@ -519,8 +519,11 @@ int ingest_req_fill(ingest_req_t *r, int64_t line_no, const char *custom_id, con
 	json_t *root = r->root;
 	r->pb.line_no = (uint64_t)line_no;
 	r->pb.custom_id = r->custom_id;
-	if (json_is_true(json_object_get(root, "embed")))
-		return fill_embed(r) < 0 ? (ingest_req_done(r), -EBADMSG) : 0;
+	if (json_is_true(json_object_get(root, "embed"))) {
+		if (fill_embed(r) < 0)
+			goto bad;
+		return 0;
+	}
 	r->pb.chat = json_is_true(json_object_get(root, "chat"));
 	r->pb.max_tokens = (uint32_t)json_integer_value(json_object_get(root, "max_tokens"));
 	r->pb.temperature = (float)json_number_value(json_object_get(root, "temperature"));

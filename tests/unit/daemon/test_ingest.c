@@ -243,6 +243,12 @@ static void test_embed_shapes(void)
 	CU_ASSERT_EQUAL(l.est_tokens, 5);
 	ingest_req_done(&r);
 	ingest_line_done(&l);
+
+	/* a stored embedding body that is not a normalized one: a corrupt journal */
+	CU_ASSERT_EQUAL(ingest_req_fill(&r, 1, "e", "{\"embed\":true,\"inputs\":[]}"), -EBADMSG);
+	CU_ASSERT_EQUAL(ingest_req_fill(&r, 1, "e", "{\"embed\":true,\"inputs\":[{\"text\":\"a\"},{\"x\":1}]}"),
+			-EBADMSG);
+	CU_ASSERT_EQUAL(ingest_req_fill(&r, 1, "e", "{\"embed\":true}"), -EBADMSG);
 }
 
 /* Every refusal names the field and, inside input, the index. */

@@ -182,6 +182,19 @@ static void test_priority_first(void)
 	fx_close(&f);
 }
 
+/* ident (just said Hello) gets credit 5; one dispatch sends it one
+ * Assign, which this returns. */
+static const mg_msg_t *one_assign_to(fx_t *f, const char *ident)
+{
+	fx_credit(f, ident, 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f->s, f->now), 1);
+	char who[64];
+	const mg_msg_t *m = fx_next(f, ASSIGN, who);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_STRING_EQUAL(who, ident);
+	return m;
+}
+
 static void test_model_routing(void)
 {
 	fx_t f;
@@ -193,12 +206,7 @@ static void test_model_routing(void)
 	fx_credit(&f, "w1", 5);
 	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
 	fx_hello(&f, "w2", "m2", 2);
-	fx_credit(&f, "w2", 5);
-	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
-	char who[64];
-	const mg_msg_t *m = fx_next(&f, ASSIGN, who);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-	CU_ASSERT_STRING_EQUAL(who, "w2");
+	const mg_msg_t *m = one_assign_to(&f, "w2");
 	CU_ASSERT_STRING_EQUAL(m->assign->model, "m2");
 	fx_close(&f);
 }
@@ -1013,13 +1021,7 @@ static void test_embed_routing(void)
 	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
 	CU_ASSERT_EQUAL(fx_count(&f, "w1", ASSIGN), 0);
 	fx_hello_embed(&f, "w2", "m", 2, 4);
-	fx_credit(&f, "w2", 5);
-	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
-	char who[64];
-	const mg_msg_t *m = fx_next(&f, ASSIGN, who);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-	CU_ASSERT_STRING_EQUAL(who, "w2");
-	const Margin__V1__Assign *a = m->assign;
+	const Margin__V1__Assign *a = one_assign_to(&f, "w2")->assign;
 	CU_ASSERT_EQUAL_FATAL(a->n_requests, 3);
 	const Margin__V1__Request *q = a->requests[0];
 	CU_ASSERT_TRUE(q->embed);
