@@ -805,7 +805,9 @@ struct fill {
 	ingest_req_t *reqs;
 	int n, cap;
 	uint64_t tokens;
-	bool cut;		/* a new shard: stop at the token budget */
+	uint64_t vec_bytes;	/* embeddings: the vectors' bytes so far */
+	uint32_t embed_dims;	/* the taking worker's, for requests without dimensions */
+	bool cut;		/* a new shard: stop at the token and vector budgets */
 };
 
 static int on_row(void *user, int64_t line, const char *cid, const char *body, int64_t est)
@@ -815,11 +817,18 @@ static int on_row(void *user, int64_t line, const char *cid, const char *body, i
 		return 1;
 	if (f->cut && f->n > 0 && f->tokens + (uint64_t)est > f->p->shard_max_tokens)
 		return 1;
-	int r = ingest_req_fill(&f->reqs[f->n], line, cid, body);
+	ingest_req_t *q = &f->reqs[f->n];
+	int r = ingest_req_fill(q, line, cid, body);
 	if (r < 0)
 		return r;
+	uint64_t vb = q->pb.n_inputs * (uint64_t)(q->pb.dimensions ? q->pb.dimensions : f->embed_dims) * 4;
+	if (f->cut && f->n > 0 && f->vec_bytes + vb > SCHED_EMBED_SHARD_BYTES) {
+		ingest_req_done(q);
+		return 1;
+	}
 	f->n++;
 	f->tokens += (uint64_t)est;
+	f->vec_bytes += vb;
 	return 0;
 }
 
@@ -844,7 +853,9 @@ static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t
 	} else if (sh->js.n_requests > cap) {
 		cap = (int)sh->js.n_requests;
 	}
-	struct fill f = { &s->p, calloc((size_t)cap, sizeof(ingest_req_t)), 0, cap, 0, fresh };
+	const reg_model_t *wm = registry_model(w, job->j.model);
+	struct fill f = { &s->p, calloc((size_t)cap, sizeof(ingest_req_t)), 0, cap, 0, 0,
+			  wm ? wm->embed_dims : 0, fresh };
 	Margin__V1__Request **ptrs = calloc((size_t)cap, sizeof(*ptrs));
 	int r = -ENOMEM;
 	if (f.reqs == NULL || ptrs == NULL)

@@ -1078,8 +1078,44 @@ static void test_embed_routing(void)
 	fx_close(&f);
 }
 
+/* Shards of embedding requests hold at most SCHED_EMBED_SHARD_BYTES of
+ * vectors as the taking worker embeds: 600 inputs of 4096 floats (9.8 MB)
+ * per request go one per shard; the same requests cut to 4 dimensions
+ * share one. */
+static void test_embed_shard_bytes(void)
+{
+	for (int cut = 0; cut < 2; cut++) {
+		fx_t f;
+		sched_params_t p = params(10);
+		fx_open(&f, &p);
+		json_t *lines = json_array();
+		for (int i = 0; i < 3; i++) {
+			json_t *in = json_array();
+			for (int k = 0; k < 600; k++)
+				json_array_append_new(in, json_string("x"));
+			char cid[16];
+			snprintf(cid, sizeof(cid), "e%d", i);
+			json_t *l = json_pack("{s:s, s:s, s:s, s:{s:s, s:o}}", "custom_id", cid, "method", "POST", "url",
+					      "/v1/embeddings", "body", "model", "m", "input", in);
+			if (cut)
+				json_object_set_new(json_object_get(l, "body"), "dimensions", json_integer(4));
+			json_array_append_new(lines, l);
+		}
+		char job[80];
+		fx_submit(&f, "emb", lines, job);
+		fx_hello_embed(&f, "w1", "m", 1, 4096);
+		fx_credit(&f, "w1", 5);
+		CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), cut ? 1 : 3);
+		const mg_msg_t *m = fx_next(&f, ASSIGN, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		CU_ASSERT_EQUAL(m->assign->n_requests, cut ? 3u : 1u);
+		fx_close(&f);
+	}
+}
+
 const cu_test_t sched_tests[] = {
 	{ "embed_routing", test_embed_routing },
+	{ "embed_shard_bytes", test_embed_shard_bytes },
 	{ "sharding_by_count", test_sharding_by_count },
 	{ "sharding_by_tokens", test_sharding_by_tokens },
 	{ "credit", test_credit },
