@@ -317,7 +317,8 @@ static void usage_submit(FILE *f)
 {
 	fprintf(f, "usage: marginctl submit FILE.jsonl [--wait] [--model M] [--endpoint EP] [--metadata K=V]...\n"
 		   "  uploads FILE (purpose batch), creates a batch and prints its id.\n"
-		   "  --endpoint EP   /v1/completions or /v1/chat/completions (default: the first line's url)\n"
+		   "  --endpoint EP   /v1/completions, /v1/chat/completions or /v1/embeddings\n"
+		   "                  (default: the first line's url)\n"
 		   "  --model M       run every line on model M (rewrites body.model before the upload)\n"
 		   "  --metadata K=V  batch metadata (up to 16 pairs)\n"
 		   "  --wait          then wait for it with a progress bar (exit 0 only when it completed)\n");

@@ -334,6 +334,7 @@ static int finalize(api_batches_t *b, const char *id, json_t *job, json_t *side,
 			x.custom_id = jstr(row, "custom_id");
 			x.state = jstr(row, "state");
 			x.text = jstr(row, "text");
+			x.encoding_format = jstr(row, "encoding_format");
 			x.finish_reason = jstr(row, "finish_reason");
 			x.prompt_tokens = jint(row, "prompt_tokens");
 			x.completion_tokens = jint(row, "completion_tokens");
@@ -868,9 +869,10 @@ void api_batches_create(http_req_t *r)
 		http_reply_error(r, 400, "invalid_request", "input_file_id", "input_file_id: expected the id of an uploaded file");
 		return;
 	}
-	if (ep == NULL || (strcmp(ep, BATCHFMT_EP_COMPLETIONS) != 0 && strcmp(ep, BATCHFMT_EP_CHAT) != 0)) {
+	if (ep == NULL || (strcmp(ep, BATCHFMT_EP_COMPLETIONS) != 0 && strcmp(ep, BATCHFMT_EP_CHAT) != 0 &&
+			   strcmp(ep, BATCHFMT_EP_EMBEDDINGS) != 0)) {
 		http_reply_error(r, 400, "invalid_request", "endpoint",
-				 "endpoint \"%s\": this server runs \"/v1/completions\" and \"/v1/chat/completions\"",
+				 "endpoint \"%s\": this server runs \"/v1/completions\", \"/v1/chat/completions\" and \"/v1/embeddings\"",
 				 ep ? ep : "(missing)");
 		return;
 	}
@@ -903,9 +905,7 @@ void api_batches_create(http_req_t *r)
 		http_reply_header(r, "retry-after", "1");
 		return;
 	}
-	batchfmt_model_t *bm = calloc(n_models ? n_models : 1, sizeof(*bm));
-	for (size_t i = 0; bm != NULL && i < n_models; i++)
-		bm[i] = (batchfmt_model_t){ models[i].name, models[i].n_ctx };
+	batchfmt_model_t *bm = http_models_check(models, n_models);
 
 	char id[64], in_path[4200], rej_path[4200];
 	http_random_id("batch_", id, sizeof(id));

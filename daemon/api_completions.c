@@ -1,5 +1,6 @@
 /* api_completions: synchronous POST /v1/completions and
- * /v1/chat/completions.
+ * /v1/chat/completions, and what every synchronous endpoint shares
+ * (api_sync_run: /v1/embeddings uses it too).
  *
  * A single request goes through the same scheduler as batch work: it is
  * checked like a batch line (batchfmt_check_line), submitted to the core
@@ -41,32 +42,30 @@ static bool terminal(const char *state)
 			 strcmp(state, "cancelled") == 0);
 }
 
-void api_completions_post(http_req_t *r)
+int api_sync_run(http_req_t *r, const char *ep, char *ret_model, size_t model_len,
+		 char *ret_name, size_t name_len, json_t **ret_row)
 {
 	http_t *h = r->h;
-	const char *ep = strncmp(r->path, BATCHFMT_EP_CHAT, strlen(BATCHFMT_EP_CHAT)) == 0 ?
-		BATCHFMT_EP_CHAT : BATCHFMT_EP_COMPLETIONS;
 	char err[1024], name[64];
 	http_model_t *models = NULL;
 	size_t n_models = 0;
 	json_t *job = NULL, *res = NULL;
+	int rc = -EINVAL;
 	if (json_is_true(json_object_get(r->json, "stream"))) {
 		http_reply_error(r, 400, "unsupported_parameter", "stream",
 				 "stream: streamed responses are not supported; send \"stream\": false");
-		return;
+		return -EINVAL;
 	}
 	if (http_models(h, &models, &n_models, err, sizeof(err)) < 0) {
 		http_reply_error(r, 503, "scheduler_unavailable", NULL, "%s", err);
 		http_reply_header(r, "retry-after", "1");
-		return;
+		return -EAGAIN;
 	}
 	http_random_id("sync_", name, sizeof(name));
 	json_t *line = json_pack("{s:s, s:s, s:s, s:O}", "custom_id", "request", "method", "POST", "url",
 				 ep, "body", r->json);
 	char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-	batchfmt_model_t *bm = calloc(n_models ? n_models : 1, sizeof(*bm));
-	for (size_t i = 0; bm != NULL && i < n_models; i++)
-		bm[i] = (batchfmt_model_t){ models[i].name, models[i].n_ctx };
+	batchfmt_model_t *bm = http_models_check(models, n_models);
 	ingest_params_t ip = { name, h->cfg.default_max_tokens, h->cfg.max_tokens_cap };
 	batchfmt_ctx_t ctx = { .endpoint = ep, .models = bm, .n_models = n_models, .ingest = &ip };
 	if (text == NULL || bm == NULL) {
@@ -74,17 +73,17 @@ void api_completions_post(http_req_t *r)
 		goto out;
 	}
 	ingest_line_t l;
-	int rc = batchfmt_check_line(&ctx, text, strlen(text), &l, NULL, err, sizeof(err));
-	if (rc < 0) {
+	if (batchfmt_check_line(&ctx, text, strlen(text), &l, NULL, err, sizeof(err)) < 0) {
 		bool model = strncmp(err, "body.model:", 11) == 0 && strstr(err, "not served") != NULL;
 		/* Messages name body fields as a batch line does; here the body is the request. */
 		const char *msg = strncmp(err, "body.", 5) == 0 ? err + 5 : err;
-		http_reply_error(r, model ? 404 : 400, model ? "model_not_found" : "invalid_request", NULL,
-				 "%s", msg);
+		char param[64];
+		snprintf(param, sizeof(param), "%.*s", (int)strcspn(msg, ":[ "), msg);
+		http_reply_error(r, model ? 404 : 400, model ? "model_not_found" : "invalid_request",
+				 msg != err ? param : NULL, "%s", msg);
 		goto out;
 	}
-	char model_name[256];
-	snprintf(model_name, sizeof(model_name), "%s", l.model);
+	snprintf(ret_model, model_len, "%s", l.model);
 	ingest_line_done(&l);
 
 	json_t *sub = json_pack("{s:s, s:s, s:[O]}", "id", name, "endpoint", ep, "requests", line);
@@ -129,18 +128,11 @@ void api_completions_post(http_req_t *r)
 				 no_template ? " (this model takes prompts: use /v1/completions)" : "");
 		goto out;
 	}
-	char cid[64];
-	batchfmt_line_id(name, 1, strcmp(ep, BATCHFMT_EP_CHAT) == 0 ? "chatcmpl-" : "cmpl-", cid, sizeof(cid));
-	batchfmt_completion_t c = {
-		ep, cid, model_name, mg_clock_wall_ns() / MG_NS_PER_S,
-		json_string_value(json_object_get(row, "text")),
-		json_string_value(json_object_get(row, "finish_reason")),
-		json_integer_value(json_object_get(row, "prompt_tokens")),
-		json_integer_value(json_object_get(row, "completion_tokens")),
-	};
-	mg_log(MG_LOG_DEBUG, "http", "completion answered job=%s model=%s ms=%lld", name, model_name,
-	       (long long)((mg_clock_now_ns() - start) / MG_NS_PER_MS));
-	http_reply_json(r, 200, batchfmt_completion_body(&c));
+	mg_log(MG_LOG_DEBUG, "http", "sync request answered job=%s endpoint=%s model=%s ms=%lld", name, ep,
+	       ret_model, (long long)((mg_clock_now_ns() - start) / MG_NS_PER_MS));
+	snprintf(ret_name, name_len, "%s", name);
+	*ret_row = json_incref(row);
+	rc = 0;
 out:
 	json_decref(job);
 	json_decref(res);
@@ -148,4 +140,25 @@ out:
 	free(text);
 	free(bm);
 	http_models_free(models, n_models);
+	return rc;
+}
+
+void api_completions_post(http_req_t *r)
+{
+	const char *ep = strncmp(r->path, BATCHFMT_EP_CHAT, strlen(BATCHFMT_EP_CHAT)) == 0 ?
+		BATCHFMT_EP_CHAT : BATCHFMT_EP_COMPLETIONS;
+	char model[256], name[64], cid[64];
+	json_t *row = NULL;
+	if (api_sync_run(r, ep, model, sizeof(model), name, sizeof(name), &row) < 0)
+		return;
+	batchfmt_line_id(name, 1, strcmp(ep, BATCHFMT_EP_CHAT) == 0 ? "chatcmpl-" : "cmpl-", cid, sizeof(cid));
+	batchfmt_completion_t c = {
+		ep, cid, model, mg_clock_wall_ns() / MG_NS_PER_S,
+		json_string_value(json_object_get(row, "text")),
+		json_string_value(json_object_get(row, "finish_reason")),
+		json_integer_value(json_object_get(row, "prompt_tokens")),
+		json_integer_value(json_object_get(row, "completion_tokens")),
+	};
+	http_reply_json(r, 200, batchfmt_completion_body(&c));
+	json_decref(row);
 }

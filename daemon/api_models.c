@@ -13,6 +13,12 @@ static json_t *model_json(const http_model_t *m)
 			      "created", 0, "owned_by", "margin", "x_margin", "workers", (int)m->workers);
 	if (o != NULL && m->n_ctx > 0)
 		json_object_set_new(json_object_get(o, "x_margin"), "n_ctx", json_integer(m->n_ctx));
+	/* What /v1/embeddings gives with it (absent: no connected worker embeds). */
+	if (o != NULL && m->embed_dims > 0) {
+		json_t *x = json_object_get(o, "x_margin");
+		json_object_set_new(x, "embed_dims", json_integer(m->embed_dims));
+		json_object_set_new(x, "embed_truncatable", json_boolean(m->embed_truncatable));
+	}
 	return o;
 }
 

@@ -2,6 +2,8 @@
 #include "batchfmt.h"
 
 #include <errno.h>
+#include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +77,79 @@ json_t *batchfmt_completion_body(const batchfmt_completion_t *c)
 			 (json_int_t)(c->prompt_tokens + c->completion_tokens));
 }
 
+/* --- embeddings -------------------------------------------------------- */
+
+double batchfmt_float_shortest(float f)
+{
+	char buf[32];
+	for (int p = 1; p < 9; p++) {
+		snprintf(buf, sizeof(buf), "%.*g", p, (double)f);
+		float g = strtof(buf, NULL);
+		if (memcmp(&g, &f, sizeof(f)) == 0)
+			return strtod(buf, NULL);
+	}
+	snprintf(buf, sizeof(buf), "%.9g", (double)f);
+	return strtod(buf, NULL);
+}
+
+char *batchfmt_dumps(const json_t *body)
+{
+	return json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+}
+
+/* One stored vector (base64 of len characters) -> a JSON array of floats. */
+static json_t *vector_floats(const char *b64, size_t len)
+{
+	size_t cap = len / 4 * 3 + 3, n = 0;
+	uint8_t *bytes = malloc(cap);
+	json_t *arr = json_array();
+	if (bytes == NULL || arr == NULL ||
+	    sodium_base642bin(bytes, cap, b64, len, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    n == 0 || n % 4 != 0)
+		goto fail;
+	for (size_t k = 0; k < n; k += 4) {
+		uint32_t u = (uint32_t)bytes[k] | (uint32_t)bytes[k + 1] << 8 |
+			     (uint32_t)bytes[k + 2] << 16 | (uint32_t)bytes[k + 3] << 24;
+		float f;
+		memcpy(&f, &u, sizeof(f));
+		if (!isfinite(f) || json_array_append_new(arr, json_real(batchfmt_float_shortest(f))) < 0)
+			goto fail;
+	}
+	free(bytes);
+	return arr;
+fail:
+	free(bytes);
+	json_decref(arr);
+	return NULL;
+}
+
+json_t *batchfmt_embeddings_body(const char *model, const char *vectors, const char *encoding,
+				 int64_t prompt_tokens)
+{
+	bool b64 = encoding != NULL && strcmp(encoding, "base64") == 0;
+	json_t *data = json_array();
+	if (data == NULL || vectors == NULL || vectors[0] == '\0')
+		goto fail;
+	const char *p = vectors;
+	for (size_t i = 0;; i++) {
+		size_t len = strcspn(p, ",");
+		json_t *e = b64 ? json_stringn(p, len) : vector_floats(p, len);
+		if (e == NULL || len == 0 ||
+		    json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
+							  (json_int_t)i, "embedding", e)) < 0)
+			goto fail;
+		if (p[len] == '\0')
+			break;
+		p += len + 1;
+	}
+	return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
+			 model ? model : "", "usage", "prompt_tokens", (json_int_t)prompt_tokens,
+			 "total_tokens", (json_int_t)prompt_tokens);
+fail:
+	json_decref(data);
+	return NULL;
+}
+
 /* --- output and error lines -------------------------------------------- */
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
@@ -106,7 +181,7 @@ static int dump_line(json_t *o, char **ret_line, size_t *ret_len)
 {
 	if (o == NULL)
 		return -ENOMEM;
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *s = batchfmt_dumps(o);
 	json_decref(o);
 	if (s == NULL)
 		return -ENOMEM;
@@ -135,10 +210,15 @@ int batchfmt_result_line(const batchfmt_result_t *r, char **ret_line, size_t *re
 
 	if (strcmp(state, "done") == 0) {
 		bool chat = r->endpoint && strcmp(r->endpoint, BATCHFMT_EP_CHAT) == 0;
-		batchfmt_line_id(r->batch_id, r->line_no, chat ? "chatcmpl-" : "cmpl-", cid, sizeof(cid));
-		batchfmt_completion_t c = { r->endpoint, cid, r->model, r->created, r->text,
-					    r->finish_reason, r->prompt_tokens, r->completion_tokens };
-		json_t *body = batchfmt_completion_body(&c);
+		json_t *body;
+		if (r->endpoint && strcmp(r->endpoint, BATCHFMT_EP_EMBEDDINGS) == 0) {
+			body = batchfmt_embeddings_body(r->model, r->text, r->encoding_format, r->prompt_tokens);
+		} else {
+			batchfmt_line_id(r->batch_id, r->line_no, chat ? "chatcmpl-" : "cmpl-", cid, sizeof(cid));
+			batchfmt_completion_t c = { r->endpoint, cid, r->model, r->created, r->text,
+						    r->finish_reason, r->prompt_tokens, r->completion_tokens };
+			body = batchfmt_completion_body(&c);
+		}
 		if (body == NULL)
 			return -ENOMEM;
 		o = json_pack("{s:s, s:o, s:{s:i, s:s, s:o}, s:n}", "id", id, "custom_id",
@@ -313,6 +393,51 @@ static void served_list(const batchfmt_ctx_t *ctx, char *buf, size_t len)
 		snprintf(buf, len, "none: no worker is connected");
 }
 
+/* The model's side of an embedding line (m: the served model or NULL). */
+static int check_embed(const batchfmt_ctx_t *ctx, const batchfmt_model_t *m, const ingest_line_t *l,
+		       char *err, size_t errlen)
+{
+	if (m == NULL || m->embed_dims == 0) {
+		if (m == NULL || ctx->wait_for_model)
+			return 0;	/* waits for a worker that embeds with it */
+		snprintf(err, errlen, "body.model: \"%.200s\" does not give embeddings (no connected worker embeds with it)",
+			 l->model);
+		return -EINVAL;
+	}
+	json_t *norm = json_loads(l->body, 0, NULL);
+	json_int_t dims = json_integer_value(json_object_get(norm, "dimensions"));
+	bool trunc = json_is_true(json_object_get(norm, "truncate"));
+	json_t *in = json_object_get(norm, "inputs");
+	int r = -EINVAL;
+	if (dims > 0 && !m->embed_truncatable) {
+		snprintf(err, errlen, "body.dimensions: model %s gives %u-dimension vectors and cannot be cut",
+			 l->model, m->embed_dims);
+		goto out;
+	}
+	if (dims > (json_int_t)m->embed_dims) {
+		snprintf(err, errlen, "body.dimensions: %lld is more than the %u dimensions of model %s's vectors",
+			 (long long)dims, m->embed_dims, l->model);
+		goto out;
+	}
+	size_t i;
+	json_t *x;
+	json_array_foreach(in, i, x) {
+		size_t n = json_array_size(json_object_get(x, "tokens"));
+		if (!trunc && m->n_ctx > 0 && n > m->n_ctx) {
+			char where[32] = "";
+			if (json_array_size(in) > 1)
+				snprintf(where, sizeof(where), "[%zu]", i);
+			snprintf(err, errlen, "body.input%s: %zu tokens is more than the context of model %s (%u tokens)",
+				 where, n, l->model, m->n_ctx);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	json_decref(norm);
+	return r;
+}
+
 int batchfmt_check_line(batchfmt_ctx_t *ctx, const char *text, size_t len, ingest_line_t *ret,
 			char **ret_custom_id, char *err, size_t errlen)
 {
@@ -368,7 +493,10 @@ int batchfmt_check_line(batchfmt_ctx_t *ctx, const char *text, size_t len, inges
 			 l.model, ctx->model);
 		goto out;
 	}
-	if (m != NULL && m->n_ctx > 0) {
+	if (strcmp(l.endpoint, BATCHFMT_EP_EMBEDDINGS) == 0) {
+		if (check_embed(ctx, m, &l, err, errlen) < 0)
+			goto out;
+	} else if (m != NULL && m->n_ctx > 0) {
 		json_t *norm = json_loads(l.body, 0, NULL);
 		json_int_t mt = json_integer_value(json_object_get(norm, "max_tokens"));
 		json_decref(norm);

@@ -26,6 +26,7 @@
 
 #define BATCHFMT_EP_COMPLETIONS "/v1/completions"
 #define BATCHFMT_EP_CHAT "/v1/chat/completions"
+#define BATCHFMT_EP_EMBEDDINGS INGEST_EP_EMBEDDINGS
 
 /* --- errors ------------------------------------------------------------ */
 
@@ -57,6 +58,26 @@ typedef struct batchfmt_completion {
  * New reference or NULL (out of memory). */
 json_t *batchfmt_completion_body(const batchfmt_completion_t *c);
 
+/* --- embeddings -------------------------------------------------------- */
+
+/* {"object":"list","data":[{"object":"embedding","index":i,"embedding":E}],
+ * "model","usage":{"prompt_tokens","total_tokens"}} from the stored
+ * vectors (journal.h: base64 of little-endian float32, one per input,
+ * joined by ','). E is the stored base64 text as is for encoding
+ * "base64", else the array of the floats, each the shortest decimal that
+ * reads back as the same float32 (serialize with JSON_REAL_PRECISION(9)
+ * or more: batchfmt_dumps). NULL for corrupt stored text or out of
+ * memory. New reference. */
+json_t *batchfmt_embeddings_body(const char *model, const char *vectors, const char *encoding,
+				 int64_t prompt_tokens);
+/* The shortest decimal of f that strtof() reads back as f (at most 9
+ * significant digits), as the double nearest to it, so that %.9g prints
+ * that decimal. f must be finite. */
+double batchfmt_float_shortest(float f);
+/* json_dumps of a response body: compact, keys in insertion order, reals
+ * with 9 significant digits (what a float32 needs). malloc'd or NULL. */
+char *batchfmt_dumps(const json_t *body);
+
 /* --- output and error lines -------------------------------------------- */
 
 /* One request of a batch as the journal (or the validation pass) left it. */
@@ -69,7 +90,8 @@ typedef struct batchfmt_result {
 	const char *custom_id;		/* NULL: the line had none (validation) */
 	const char *state;		/* journal: "done" "failed" "cancelled" "queued";
 					   "invalid" for a line refused by validation */
-	const char *text;		/* done */
+	const char *text;		/* done; embeddings: the stored vectors */
+	const char *encoding_format;	/* done embeddings: "float" (NULL) or "base64" */
 	const char *finish_reason;
 	int64_t prompt_tokens, completion_tokens;
 	const char *error_code;		/* failed, cancelled, invalid */
@@ -84,7 +106,8 @@ void batchfmt_line_id(const char *batch_id, int64_t line_no, const char *prefix,
 /* Formats the output or error line of r (compact JSON and '\n').
  * Returns 1 when it belongs in the output file (state "done"), 0 for the
  * error file, -ENOMEM. *ret_line malloc'd, caller frees.
- * - done:      response {status_code 200, request_id, body: completion}, error null
+ * - done:      response {status_code 200, request_id, body: completion or
+ *              the embeddings list}, error null
  * - invalid:   response {status_code 400, body: error body whose message
  *              starts with "line N: "}, error null
  * - failed:    response null, error {code, message}
@@ -137,6 +160,9 @@ int batchfmt_check_metadata(json_t *metadata, char *err, size_t errlen);
 typedef struct batchfmt_model {
 	const char *name;
 	uint32_t n_ctx;			/* 0: unknown (no check) */
+	uint32_t embed_dims;		/* the vectors' length; 0: no connected worker
+					   embeds with it */
+	bool embed_truncatable;		/* dimensions may ask for fewer */
 } batchfmt_model_t;
 
 typedef struct batchfmt_ctx {
@@ -155,7 +181,10 @@ typedef struct batchfmt_ctx {
  * beyond that: method POST, url equal to the batch's endpoint, the model
  * served by a connected worker (unless ctx->wait_for_model) and the same
  * for every line of the batch, max_tokens within the model's context (when
- * a connected worker says what it is). Does NOT check custom_id
+ * a connected worker says what it is). For /v1/embeddings: a connected
+ * worker embeds with the model (unless ctx->wait_for_model), dimensions
+ * only where every such worker allows cutting and at most its length, and
+ * token-id inputs within the context. Does NOT check custom_id
  * uniqueness (the caller's set does). On success returns 0 and *ret holds
  * the parsed line (ingest_line_done). On a refused line returns -EINVAL,
  * err says what and where ("url: \"/v1/embeddings\" does not match ..."),

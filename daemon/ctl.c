@@ -170,9 +170,10 @@ static int on_row(void *user, const journal_row_t *row)
 	json_t *e = row->error_code ?
 		json_pack("{s:s, s:s}", "code", row->error_code, "message",
 			  row->error_message ? row->error_message : "") : json_null();
-	json_t *o = json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o}",
+	json_t *o = json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:o}",
 		"line", (json_int_t)row->line_no, "custom_id", row->custom_id, "state", state,
 		"text", row->output, "finish_reason", row->finish_reason,
+		"encoding_format", row->encoding_format,
 		"prompt_tokens", (json_int_t)row->prompt_tokens,
 		"completion_tokens", (json_int_t)row->completion_tokens,
 		"attempts", (json_int_t)row->attempts, "error", e);
@@ -271,12 +272,15 @@ static json_t *cmd_workers(sched_t *s, json_t *req, int64_t now)
 	for (const reg_worker_t *w = registry_first(sched_registry(s)); w != NULL; w = w->next) {
 		json_t *models = json_array();
 		for (size_t i = 0; models && i < w->n_models; i++)
-			json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:i, s:i, s:s, s:I, s:I}",
+			json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:i, s:i, s:s, s:I, s:I, s:I, s:s, s:b}",
 				"name", w->models[i].name, "arch", w->models[i].arch,
 				"n_params", (json_int_t)w->models[i].n_params,
 				"n_ctx", (int)w->models[i].n_ctx, "n_vocab", (int)w->models[i].n_vocab,
 				"kv_type", w->models[i].kv_type, "kv_bytes", (json_int_t)w->models[i].kv_bytes,
-				"weight_bytes", (json_int_t)w->models[i].weight_bytes));
+				"weight_bytes", (json_int_t)w->models[i].weight_bytes,
+				"embed_dims", (json_int_t)w->models[i].embed_dims,
+				"pooling", w->models[i].pooling,
+				"embed_truncatable", w->models[i].embed_truncatable));
 		json_t *o = json_pack("{s:s, s:s, s:o, s:i, s:i, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I}",
 			"id", w->id, "name", w->name, "models", models ? models : json_array(),
 			"slots", (int)w->slots, "threads", (int)w->threads,

@@ -421,6 +421,8 @@ int http_models(http_t *h, http_model_t **ret, size_t *ret_n, char *err, size_t 
 			const char *name = json_is_string(mo) ? json_string_value(mo) :
 					   json_string_value(json_object_get(mo, "name"));
 			json_int_t ctx = json_integer_value(json_object_get(mo, "n_ctx"));
+			json_int_t dims = json_integer_value(json_object_get(mo, "embed_dims"));
+			bool cut = json_is_true(json_object_get(mo, "embed_truncatable"));
 			if (name == NULL)
 				continue;
 			size_t j = 0;
@@ -435,7 +437,7 @@ int http_models(http_t *h, http_model_t **ret, size_t *ret_n, char *err, size_t 
 					m = nm;
 					cap = nc;
 				}
-				m[n] = (http_model_t){ strdup(name), 0, 0 };
+				m[n] = (http_model_t){ strdup(name), 0, 0, 0, true };
 				if (m[n].name == NULL)
 					goto nomem;
 				n++;
@@ -444,6 +446,11 @@ int http_models(http_t *h, http_model_t **ret, size_t *ret_n, char *err, size_t 
 			/* Workers may differ in context: the smallest one bounds a request. */
 			if (ctx > 0 && (m[j].n_ctx == 0 || (uint32_t)ctx < m[j].n_ctx))
 				m[j].n_ctx = (uint32_t)ctx;
+			/* Only the workers that embed bound an embedding request. */
+			if (dims > 0 && (m[j].embed_dims == 0 || (uint32_t)dims < m[j].embed_dims))
+				m[j].embed_dims = (uint32_t)dims;
+			if (dims > 0 && !cut)
+				m[j].embed_truncatable = false;
 		}
 	}
 	json_decref(reply);
@@ -455,6 +462,15 @@ nomem:
 	http_models_free(m, n);
 	snprintf(err, errlen, "out of memory");
 	return -ENOMEM;
+}
+
+batchfmt_model_t *http_models_check(const http_model_t *m, size_t n)
+{
+	batchfmt_model_t *bm = calloc(n ? n : 1, sizeof(*bm));
+	for (size_t i = 0; bm != NULL && i < n; i++)
+		bm[i] = (batchfmt_model_t){ m[i].name, m[i].n_ctx, m[i].embed_dims,
+					    m[i].embed_dims > 0 && m[i].embed_truncatable };
+	return bm;
 }
 
 void http_models_free(http_model_t *m, size_t n)
@@ -656,6 +672,7 @@ static const route_t routes[] = {
 	{ "POST", "/v1/batches/{}/cancel", 0, api_batches_cancel, NULL, NULL },
 	{ "POST", "/v1/completions", R_JSON, api_completions_post, NULL, NULL },
 	{ "POST", "/v1/chat/completions", R_JSON, api_completions_post, NULL, NULL },
+	{ "POST", "/v1/embeddings", R_JSON, api_embeddings_post, NULL, NULL },
 	{ "GET", "/v1/models", 0, api_models_list, NULL, NULL },
 	{ "GET", "/v1/models/{}", 0, api_models_get, NULL, NULL },
 	{ "GET", "/v1/cost", 0, api_cost_report, NULL, NULL },

@@ -118,9 +118,15 @@ typedef struct http_model {
 	char *name;
 	uint32_t n_ctx;			/* 0 = unknown */
 	uint32_t workers;
+	uint32_t embed_dims;		/* smallest over the workers that embed with it;
+					   0: none does */
+	bool embed_truncatable;		/* every worker that embeds with it allows cutting */
 } http_model_t;
 int http_models(http_t *h, http_model_t **ret, size_t *ret_n, char *err, size_t errlen);
 void http_models_free(http_model_t *m, size_t n);
+/* The same as batchfmt_check_line's models: malloc'd array of n (names
+ * borrowed from m), NULL on out of memory. */
+struct batchfmt_model *http_models_check(const http_model_t *m, size_t n);
 
 /* --- endpoint modules -------------------------------------------------- */
 
@@ -160,6 +166,17 @@ void api_batches_cancel(http_req_t *r);
 
 /* api_completions.c */
 void api_completions_post(http_req_t *r);
+/* A synchronous request (the JSON body of r) to endpoint ep, run as a
+ * one-request inline job: checked like a batch line, submitted with
+ * priority, waited for. On success returns 0 with *ret_row the job's
+ * answered row (the core's "results" shape: text, prompt_tokens, ...;
+ * new reference), ret_model the body's model and ret_name the job's name;
+ * otherwise the error is replied and a negative errno returned. */
+int api_sync_run(http_req_t *r, const char *ep, char *ret_model, size_t model_len,
+		 char *ret_name, size_t name_len, json_t **ret_row);
+
+/* api_embeddings.c */
+void api_embeddings_post(http_req_t *r);
 
 /* api_models.c */
 void api_models_list(http_req_t *r);

@@ -104,6 +104,162 @@ static int get_int(json_t *body, const char *key, json_int_t lo, json_int_t hi, 
 	return 1;
 }
 
+/* --- embeddings -------------------------------------------------------- */
+
+/* One array of token ids as {"tokens":[...]}; where names it in errors
+ * ("body.input", "body.input[2]"). New reference or NULL with err set. */
+static json_t *token_input(json_t *arr, const char *where, int64_t *n_tokens, char *err,
+			   size_t errlen)
+{
+	if (json_array_size(arr) == 0) {
+		snprintf(err, errlen, "%s: expected a non-empty array of token ids", where);
+		return NULL;
+	}
+	size_t k;
+	json_t *t;
+	json_array_foreach(arr, k, t) {
+		if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX) {
+			snprintf(err, errlen, "%s[%zu]: expected a token id (an integer from 0 to %d)", where, k,
+				 INT32_MAX);
+			return NULL;
+		}
+	}
+	*n_tokens += (int64_t)json_array_size(arr);
+	json_t *o = json_pack("{s:O}", "tokens", arr);
+	if (o == NULL)
+		snprintf(err, errlen, "out of memory");
+	return o;
+}
+
+static json_t *text_input(json_t *s, int64_t *n_tokens, char *err, size_t errlen)
+{
+	/* ~4 bytes a token, and the BOS the model adds */
+	*n_tokens += (int64_t)json_string_length(s) / 4 + 1;
+	json_t *o = json_pack("{s:O}", "text", s);
+	if (o == NULL)
+		snprintf(err, errlen, "out of memory");
+	return o;
+}
+
+/* body.input in its four shapes (a string, strings, token ids, arrays of
+ * token ids) -> [{"text"}|{"tokens"}, ...]. The shape is set by the value
+ * (an array: by its first element); every element must have it. */
+static json_t *embed_inputs(json_t *in, int64_t *n_tokens, char *err, size_t errlen)
+{
+	json_t *out = json_array(), *e = NULL;
+	if (out == NULL)
+		goto nomem;
+	if (json_is_string(in)) {
+		if (json_string_length(in) == 0) {
+			snprintf(err, errlen, "body.input: expected a non-empty string");
+			goto fail;
+		}
+		if ((e = text_input(in, n_tokens, err, errlen)) == NULL || json_array_append_new(out, e) < 0)
+			goto fail;
+		return out;
+	}
+	if (!json_is_array(in) || json_array_size(in) == 0) {
+		snprintf(err, errlen, "body.input: expected a non-empty string, an array of strings, an array of token ids, or an array of such arrays");
+		goto fail;
+	}
+	json_t *first = json_array_get(in, 0);
+	if (json_is_integer(first)) {
+		if ((e = token_input(in, "body.input", n_tokens, err, errlen)) == NULL ||
+		    json_array_append_new(out, e) < 0)
+			goto fail;
+		return out;
+	}
+	if (json_array_size(in) > INGEST_EMBED_INPUTS_MAX) {
+		snprintf(err, errlen, "body.input: %zu inputs; at most %d per request", json_array_size(in),
+			 INGEST_EMBED_INPUTS_MAX);
+		goto fail;
+	}
+	bool strings = json_is_string(first);
+	if (!strings && !json_is_array(first)) {
+		snprintf(err, errlen, "body.input[0]: expected a string, a token id or an array of token ids");
+		goto fail;
+	}
+	size_t i;
+	json_t *x;
+	json_array_foreach(in, i, x) {
+		char where[48];
+		snprintf(where, sizeof(where), "body.input[%zu]", i);
+		if (strings && (!json_is_string(x) || json_string_length(x) == 0)) {
+			snprintf(err, errlen, "%s: expected a %sstring (the inputs are strings)", where,
+				 json_is_string(x) ? "non-empty " : "");
+			goto fail;
+		}
+		if (!strings && !json_is_array(x)) {
+			snprintf(err, errlen, "%s: expected an array of token ids (the inputs are arrays of token ids)",
+				 where);
+			goto fail;
+		}
+		e = strings ? text_input(x, n_tokens, err, errlen) : token_input(x, where, n_tokens, err, errlen);
+		if (e == NULL || json_array_append_new(out, e) < 0)
+			goto fail;
+	}
+	return out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	json_decref(out);
+	return NULL;
+}
+
+/* A /v1/embeddings line: body {model, input, encoding_format, dimensions,
+ * user (ignored), truncate (an extension)}. The model's limits (does it
+ * embed, dimensions it can be cut to, context) are batchfmt's checks. */
+static int parse_embed(const char *custom_id, json_t *body, ingest_line_t *ret, char *err,
+		       size_t errlen)
+{
+	ingest_line_t l = { .endpoint = INGEST_EP_EMBEDDINGS };
+	json_t *norm = NULL;
+	const char *model = json_string_value(json_object_get(body, "model"));
+	if (model == NULL || *model == '\0' || strlen(model) >= 256) {
+		snprintf(err, errlen, "body.model: expected a non-empty string");
+		return -EINVAL;
+	}
+	json_t *fmt = json_object_get(body, "encoding_format");
+	const char *enc = "float";
+	if (fmt != NULL && !json_is_null(fmt)) {
+		enc = json_string_value(fmt);
+		if (enc == NULL || (strcmp(enc, "float") != 0 && strcmp(enc, "base64") != 0)) {
+			snprintf(err, errlen, "body.encoding_format: expected \"float\" or \"base64\"");
+			return -EINVAL;
+		}
+	}
+	json_int_t dims = 0;
+	if (get_int(body, "dimensions", 1, INGEST_EMBED_DIMS_MAX, &dims, err, errlen) < 0)
+		return -EINVAL;
+	json_t *tr = json_object_get(body, "truncate");
+	if (tr != NULL && !json_is_null(tr) && !json_is_boolean(tr)) {
+		snprintf(err, errlen, "body.truncate: expected true or false");
+		return -EINVAL;
+	}
+	int64_t n_tokens = 0;
+	json_t *inputs = embed_inputs(json_object_get(body, "input"), &n_tokens, err, errlen);
+	if (inputs == NULL)
+		return -EINVAL;
+	norm = json_pack("{s:b, s:o, s:s, s:I, s:b}", "embed", 1, "inputs", inputs, "encoding_format",
+			 enc, "dimensions", dims, "truncate", json_is_true(tr));
+	if (norm == NULL)
+		goto nomem;
+	l.custom_id = strdup(custom_id);
+	l.model = strdup(model);
+	l.body = json_dumps(norm, JSON_COMPACT);
+	if (l.custom_id == NULL || l.model == NULL || l.body == NULL)
+		goto nomem;
+	l.est_tokens = n_tokens;
+	json_decref(norm);
+	*ret = l;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	json_decref(norm);
+	ingest_line_done(&l);
+	return -ENOMEM;
+}
+
 int ingest_line_parse_json(json_t *obj, const ingest_params_t *p, ingest_line_t *ret,
 			   char *err, size_t errlen)
 {
@@ -131,14 +287,22 @@ int ingest_line_parse_json(json_t *obj, const ingest_params_t *p, ingest_line_t 
 	}
 	const char *url = json_string_value(json_object_get(obj, "url"));
 	bool chat;
-	if (url != NULL && strcmp(url, "/v1/chat/completions") == 0) {
+	if (url != NULL && strcmp(url, INGEST_EP_EMBEDDINGS) == 0) {
+		json_t *body = json_object_get(obj, "body");
+		if (!json_is_object(body)) {
+			snprintf(err, errlen, "body: expected an object");
+			goto fail;
+		}
+		return parse_embed(json_string_value(cid), body, ret, err, errlen);
+	} else if (url != NULL && strcmp(url, "/v1/chat/completions") == 0) {
 		chat = true;
 		l.endpoint = "/v1/chat/completions";
 	} else if (url != NULL && strcmp(url, "/v1/completions") == 0) {
 		chat = false;
 		l.endpoint = "/v1/completions";
 	} else {
-		snprintf(err, errlen, "url: expected \"/v1/chat/completions\" or \"/v1/completions\"");
+		snprintf(err, errlen, "url: expected \"/v1/chat/completions\", \"/v1/completions\" or \"%s\"",
+			 INGEST_EP_EMBEDDINGS);
 		goto fail;
 	}
 	json_t *body = json_object_get(obj, "body");
@@ -298,7 +462,50 @@ void ingest_req_done(ingest_req_t *r)
 	free(r->msgs);
 	free(r->msgp);
 	free(r->stop);
+	free(r->inputs);
+	free(r->inputp);
+	free(r->tokens);
 	memset(r, 0, sizeof(*r));
+}
+
+/* The embedding fields of r->pb from a normalized body (r->root). */
+static int fill_embed(ingest_req_t *r)
+{
+	json_t *in = json_object_get(r->root, "inputs");
+	size_t n = json_array_size(in), n_tok = 0, i, k;
+	json_t *x, *t;
+	if (n == 0)
+		return -EBADMSG;
+	json_array_foreach(in, i, x)
+		n_tok += json_array_size(json_object_get(x, "tokens"));
+	r->inputs = calloc(n, sizeof(*r->inputs));
+	r->inputp = calloc(n, sizeof(*r->inputp));
+	r->tokens = calloc(n_tok ? n_tok : 1, sizeof(*r->tokens));
+	if (r->inputs == NULL || r->inputp == NULL || r->tokens == NULL)
+		return -ENOMEM;
+	size_t off = 0;
+	json_array_foreach(in, i, x) {
+		Margin__V1__EmbedInput *e = &r->inputs[i];
+		margin__v1__embed_input__init(e);
+		json_t *text = json_object_get(x, "text"), *toks = json_object_get(x, "tokens");
+		if (json_is_string(text)) {
+			e->text = (char *)json_string_value(text);
+		} else if (json_array_size(toks) > 0) {
+			e->tokens = r->tokens + off;
+			e->n_tokens = json_array_size(toks);
+			json_array_foreach(toks, k, t)
+				r->tokens[off++] = (int32_t)json_integer_value(t);
+		} else {
+			return -EBADMSG;
+		}
+		r->inputp[i] = e;
+	}
+	r->pb.embed = true;
+	r->pb.n_inputs = n;
+	r->pb.inputs = r->inputp;
+	r->pb.dimensions = (uint32_t)json_integer_value(json_object_get(r->root, "dimensions"));
+	r->pb.truncate = json_is_true(json_object_get(r->root, "truncate"));
+	return 0;
 }
 
 int ingest_req_fill(ingest_req_t *r, int64_t line_no, const char *custom_id, const char *body)
@@ -312,6 +519,11 @@ int ingest_req_fill(ingest_req_t *r, int64_t line_no, const char *custom_id, con
 	json_t *root = r->root;
 	r->pb.line_no = (uint64_t)line_no;
 	r->pb.custom_id = r->custom_id;
+	if (json_is_true(json_object_get(root, "embed"))) {
+		if (fill_embed(r) < 0)
+			goto bad;
+		return 0;
+	}
 	r->pb.chat = json_is_true(json_object_get(root, "chat"));
 	r->pb.max_tokens = (uint32_t)json_integer_value(json_object_get(root, "max_tokens"));
 	r->pb.temperature = (float)json_number_value(json_object_get(root, "temperature"));

@@ -11,7 +11,17 @@
  *    "max_tokens":N,"temperature":T,"top_p":P,"top_k":K,"seed":S,"stop":[...]}
  *
  * The seed is body.seed when given, else ingest_seed(job, custom_id), so a
- * re-dispatched request samples the same tokens. Pure functions: any thread. */
+ * re-dispatched request samples the same tokens.
+ *
+ * url "/v1/embeddings" with body {"model","input","encoding_format",
+ * "dimensions","user","truncate"} (input: a string, an array of strings,
+ * an array of token ids, or an array of such arrays) is stored as
+ *
+ *   {"embed":true,"inputs":[{"text":"..."} or {"tokens":[1,2,...]}, ...],
+ *    "encoding_format":"float"|"base64","dimensions":D (0: the model's),
+ *    "truncate":false}
+ *
+ * Pure functions: any thread. */
 #ifndef INGEST_H
 #define INGEST_H
 
@@ -24,6 +34,9 @@
 
 #define INGEST_CUSTOM_ID_MAX 512
 #define INGEST_LINE_MAX (8u * 1024u * 1024u)
+#define INGEST_EP_EMBEDDINGS "/v1/embeddings"
+#define INGEST_EMBED_INPUTS_MAX 2048	/* inputs per request, as OpenAI allows */
+#define INGEST_EMBED_DIMS_MAX 65536
 
 typedef struct ingest_params {
 	const char *job;		/* job name, for the seed */
@@ -36,8 +49,11 @@ typedef struct ingest_line {
 	char *custom_id;	/* owned */
 	char *model;		/* owned: body.model */
 	char *body;		/* owned: the normalized body (compact JSON) */
-	const char *endpoint;	/* static: "/v1/chat/completions" | "/v1/completions" */
-	int64_t est_tokens;	/* prompt bytes / 4 + max_tokens: for sharding */
+	const char *endpoint;	/* static: "/v1/chat/completions" | "/v1/completions" |
+				   "/v1/embeddings" */
+	int64_t est_tokens;	/* prompt bytes / 4 + max_tokens (embeddings: text
+				   bytes / 4 + 1 and token ids, over the inputs):
+				   for sharding */
 } ingest_line_t;
 
 /* Parses and validates one line (text of len bytes, no newline). On error
@@ -65,6 +81,9 @@ typedef struct ingest_req {
 	Margin__V1__ChatMessage *msgs;	/* owned: n_messages */
 	Margin__V1__ChatMessage **msgp;	/* owned: pointers into msgs */
 	char **stop;			/* owned array; strings borrowed from root */
+	Margin__V1__EmbedInput *inputs;	/* owned: n_inputs (embeddings) */
+	Margin__V1__EmbedInput **inputp;	/* owned: pointers into inputs */
+	int32_t *tokens;		/* owned: the token ids of every input, in order */
 } ingest_req_t;
 
 /* -EBADMSG if the stored body is not a normalized body (a corrupt journal). */

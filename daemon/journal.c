@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,7 +187,9 @@ static const char *const stmt_sql[N_STMT] = {
 	[ST_REQ_LINES] = "SELECT line_no FROM requests WHERE rid BETWEEN ?1 AND ?2"
 		" AND state = 'queued' ORDER BY rid",
 	[ST_RESULTS_PAGE] = "SELECT line_no, custom_id, state, output, finish_reason, prompt_tokens,"
-		" completion_tokens, attempts, error_code, error_message FROM requests"
+		" completion_tokens, attempts, error_code, error_message,"
+		" CASE WHEN output IS NOT NULL AND body LIKE '{\"embed\":true,%'"
+		" THEN json_extract(body, '$.encoding_format') END FROM requests"
 		" WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid LIMIT ?3",
 	[ST_SHARD_INSERT] = "INSERT INTO shards (job, first_line, last_line, n_requests, state, attempt,"
 		" fails, worker, dispatched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -1020,6 +1024,7 @@ int journal_results_page(journal_t *j, int64_t job, int64_t after_line, int limi
 			.attempts = sqlite3_column_int64(st, 7),
 			.error_code = (const char *)sqlite3_column_text(st, 8),
 			.error_message = (const char *)sqlite3_column_text(st, 9),
+			.encoding_format = (const char *)sqlite3_column_text(st, 10),
 		};
 		r = fn(user, &row);
 		if (r < 0)
@@ -1092,6 +1097,55 @@ static int ledger_book(journal_t *j, const journal_call_t *c, journal_usage_t *s
 	return r;
 }
 
+int journal_embeddings_format(const Margin__V1__Embedding *const *v, size_t n, char **ret)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < v[i]->n_values; k++)
+			if (!isfinite(v[i]->values[k]))
+				return -EDOM;
+		len += sodium_base64_ENCODED_LEN(v[i]->n_values * 4, sodium_base64_VARIANT_ORIGINAL);
+	}
+	char *out = malloc(len + 1);
+	uint8_t *bytes = NULL;
+	size_t cap = 0, off = 0;
+	if (out == NULL)
+		return -ENOMEM;
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		size_t nb = v[i]->n_values * 4;
+		if (nb > cap) {
+			uint8_t *nbuf = realloc(bytes, nb);
+			if (nbuf == NULL) {
+				free(bytes);
+				free(out);
+				return -ENOMEM;
+			}
+			bytes = nbuf;
+			cap = nb;
+		}
+		for (size_t k = 0; k < v[i]->n_values; k++) {
+			uint32_t u;
+			memcpy(&u, &v[i]->values[k], 4);
+			for (int b = 0; b < 4; b++)
+				bytes[4 * k + (size_t)b] = (uint8_t)(u >> (8 * b));
+		}
+		if (i > 0)
+			out[off++] = ',';
+		sodium_bin2base64(out + off, len + 1 - off, bytes, nb, sodium_base64_VARIANT_ORIGINAL);
+		off += strlen(out + off);
+	}
+	free(bytes);
+	*ret = out;
+	return 0;
+}
+
+static int format_embeddings(const Margin__V1__Output *o, char **ret)
+{
+	return journal_embeddings_format((const Margin__V1__Embedding *const *)o->embeddings,
+					 o->n_embeddings, ret);
+}
+
 int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 			 const Margin__V1__Result *res, journal_counts_t *ret,
 			 char *err, size_t errlen)
@@ -1132,12 +1186,26 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 			msg = o->error->message;
 			state = strcmp(code, "cancelled") == 0 ? "cancelled" : "failed";
 		}
+		char *vecs = NULL;
+		if (code == NULL && strcmp(job->endpoint, JOURNAL_EP_EMBEDDINGS) == 0) {
+			int e = o->n_embeddings > 0 ? format_embeddings(o, &vecs) : -ENODATA;
+			if (e == -ENOMEM) {
+				snprintf(err, errlen, "out of memory for the embeddings of line %lld", (long long)line);
+				return e;
+			}
+			if (e < 0) {
+				code = "worker_error";
+				msg = e == -ENODATA ? "the worker answered an embedding request without vectors" :
+					"the worker's embedding has a value that is not a finite number";
+				state = "failed";
+			}
+		}
 		sqlite3_stmt *st = j->st[ST_REQ_ANSWER];
 		sqlite3_bind_int64(st, 1, rid_of(job->id, line));
 		bind_text(st, 2, o->custom_id);
 		bind_text(st, 3, state);
 		if (code == NULL) {
-			sqlite3_bind_text(st, 4, o->text, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 4, vecs ? vecs : o->text, -1, SQLITE_STATIC);
 			bind_text(st, 5, o->finish_reason);
 		} else {
 			sqlite3_bind_null(st, 4);
@@ -1148,6 +1216,7 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 		bind_text(st, 8, code);
 		bind_text(st, 9, msg);
 		int r = step_done(st);
+		free(vecs);
 		if (r < 0) {
 			snprintf(err, errlen, "output %zu (line %lld): %s", i, (long long)line,
 				 sqlite3_errmsg(j->db));

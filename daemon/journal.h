@@ -263,6 +263,16 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 			 const Margin__V1__Result *res, journal_counts_t *ret,
 			 char *err, size_t errlen);
 
+/* Embeddings: an answered /v1/embeddings request's output column holds its
+ * vectors exactly, each as the standard base64 (with padding) of its
+ * little-endian float32 values, joined by ',' in input order, so every
+ * rendering of the output (float or base64) gives the same bytes.
+ * journal_embeddings_format writes that text for n vectors (*ret
+ * malloc'd, caller frees): 0, -EDOM for a value that is not finite (the
+ * request is then stored as failed), -ENOMEM. Any thread. */
+#define JOURNAL_EP_EMBEDDINGS "/v1/embeddings"
+int journal_embeddings_format(const Margin__V1__Embedding *const *v, size_t n, char **ret);
+
 /* Shards. insert sets s->id. */
 int journal_shard_insert(journal_t *j, journal_shard_t *s);
 /* Writes state, attempt, fails, worker, dispatched_at (by s->id). */
@@ -312,6 +322,8 @@ typedef struct journal_row {
 	const char *finish_reason;
 	int64_t prompt_tokens, completion_tokens, attempts;
 	const char *error_code, *error_message;
+	const char *encoding_format;	/* an answered embedding request: "float" or
+					   "base64" (its body's); else NULL */
 } journal_row_t;
 int journal_results_page(journal_t *j, int64_t job, int64_t after_line, int limit,
 			 int (*fn)(void *user, const journal_row_t *row), void *user);

@@ -32,6 +32,7 @@ static void free_models(reg_worker_t *w)
 		free(w->models[i].name);
 		free(w->models[i].arch);
 		free(w->models[i].kv_type);
+		free(w->models[i].pooling);
 	}
 	free(w->models);
 	w->models = NULL;
@@ -139,11 +140,15 @@ int registry_set_models(reg_worker_t *w, Margin__V1__ModelInfo *const *m, size_t
 		v[i].kv_type = strdup(m[i]->kv_type ? m[i]->kv_type : "");
 		v[i].kv_bytes = m[i]->kv_bytes;
 		v[i].weight_bytes = m[i]->weight_bytes;
-		if (v[i].name == NULL || v[i].arch == NULL || v[i].kv_type == NULL) {
+		v[i].embed_dims = m[i]->embed_dims;
+		v[i].pooling = strdup(m[i]->pooling ? m[i]->pooling : "");
+		v[i].embed_truncatable = m[i]->embed_truncatable;
+		if (v[i].name == NULL || v[i].arch == NULL || v[i].kv_type == NULL || v[i].pooling == NULL) {
 			for (size_t k = 0; k <= i; k++) {
 				free(v[k].name);
 				free(v[k].arch);
 				free(v[k].kv_type);
+				free(v[k].pooling);
 			}
 			free(v);
 			return -ENOMEM;
@@ -166,6 +171,12 @@ const reg_model_t *registry_model(const reg_worker_t *w, const char *name)
 bool registry_serves(const reg_worker_t *w, const char *model)
 {
 	return registry_model(w, model) != NULL;
+}
+
+bool registry_embeds(const reg_worker_t *w, const char *model)
+{
+	const reg_model_t *m = registry_model(w, model);
+	return m != NULL && m->embed_dims > 0;
 }
 
 reg_worker_t *registry_first(const registry_t *r)

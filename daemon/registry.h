@@ -29,6 +29,9 @@ typedef struct reg_model {
 	char *kv_type;			/* owned: "f16", ... or "" (not reported) */
 	uint64_t kv_bytes;		/* the slots' KV caches, reserved */
 	uint64_t weight_bytes;
+	uint32_t embed_dims;		/* 0: this worker gives no embeddings with it */
+	char *pooling;			/* owned: "mean", "cls", "last" or "" */
+	bool embed_truncatable;
 } reg_model_t;
 
 typedef struct reg_worker {
@@ -78,6 +81,8 @@ int registry_set_models(reg_worker_t *w, Margin__V1__ModelInfo *const *m, size_t
 /* The model of w called name, or NULL (borrowed). */
 const reg_model_t *registry_model(const reg_worker_t *w, const char *name);
 bool registry_serves(const reg_worker_t *w, const char *model);
+/* w serves model and embeds with it (ModelInfo.embed_dims > 0). */
+bool registry_embeds(const reg_worker_t *w, const char *model);
 
 reg_worker_t *registry_first(const registry_t *r);
 size_t registry_count(const registry_t *r);

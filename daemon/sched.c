@@ -113,7 +113,18 @@ static bool job_has_work(const sched_job_t *job)
 		job->j.next_line <= job->j.max_line);
 }
 
+/* w serves the job's model, and for an embeddings job embeds with it: a
+ * worker that does not (ModelInfo.embed_dims 0, e.g. one older than
+ * embeddings) never gets an embedding request. */
+static bool can_serve(const reg_worker_t *w, const sched_job_t *job)
+{
+	if (strcmp(job->j.endpoint, INGEST_EP_EMBEDDINGS) == 0)
+		return registry_embeds(w, job->j.model);
+	return registry_serves(w, job->j.model);
+}
+
 /* Work that w may take now: suspects only on an empty worker. */
+
 static bool job_has_work_for(const sched_job_t *job, const reg_worker_t *w)
 {
 	return strcmp(job->j.state, "in_progress") == 0 &&
@@ -599,7 +610,7 @@ static void on_hello(sched_t *s, const uint8_t *ident, size_t len, const Margin_
 	w->next_hb_ns = now + s->p.heartbeat_ns;
 	send_welcome(s, w);
 	for (size_t i = 0; i < s->n_jobs; i++)
-		if (registry_serves(w, s->jobs[i]->j.model))
+		if (can_serve(w, s->jobs[i]))
 			s->jobs[i]->warned_no_worker = false;
 	mg_log(MG_LOG_INFO, "sched", "%s worker=%s name=%s peer=%s model=%s slots=%u hardware=%s key=%s shards=%u",
 	       reconnect ? "worker reconnected" : "worker joined", w->id, w->name, peer,
@@ -794,7 +805,9 @@ struct fill {
 	ingest_req_t *reqs;
 	int n, cap;
 	uint64_t tokens;
-	bool cut;		/* a new shard: stop at the token budget */
+	uint64_t vec_bytes;	/* embeddings: the vectors' bytes so far */
+	uint32_t embed_dims;	/* the taking worker's, for requests without dimensions */
+	bool cut;		/* a new shard: stop at the token and vector budgets */
 };
 
 static int on_row(void *user, int64_t line, const char *cid, const char *body, int64_t est)
@@ -804,11 +817,18 @@ static int on_row(void *user, int64_t line, const char *cid, const char *body, i
 		return 1;
 	if (f->cut && f->n > 0 && f->tokens + (uint64_t)est > f->p->shard_max_tokens)
 		return 1;
-	int r = ingest_req_fill(&f->reqs[f->n], line, cid, body);
+	ingest_req_t *q = &f->reqs[f->n];
+	int r = ingest_req_fill(q, line, cid, body);
 	if (r < 0)
 		return r;
+	uint64_t vb = q->pb.n_inputs * (uint64_t)(q->pb.dimensions ? q->pb.dimensions : f->embed_dims) * 4;
+	if (f->cut && f->n > 0 && f->vec_bytes + vb > SCHED_EMBED_SHARD_BYTES) {
+		ingest_req_done(q);
+		return 1;
+	}
 	f->n++;
 	f->tokens += (uint64_t)est;
+	f->vec_bytes += vb;
 	return 0;
 }
 
@@ -833,7 +853,9 @@ static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t
 	} else if (sh->js.n_requests > cap) {
 		cap = (int)sh->js.n_requests;
 	}
-	struct fill f = { &s->p, calloc((size_t)cap, sizeof(ingest_req_t)), 0, cap, 0, fresh };
+	const reg_model_t *wm = registry_model(w, job->j.model);
+	struct fill f = { &s->p, calloc((size_t)cap, sizeof(ingest_req_t)), 0, cap, 0, 0,
+			  wm ? wm->embed_dims : 0, fresh };
 	Margin__V1__Request **ptrs = calloc((size_t)cap, sizeof(*ptrs));
 	int r = -ENOMEM;
 	if (f.reqs == NULL || ptrs == NULL)
@@ -954,7 +976,7 @@ static sched_job_t *next_job_for(sched_t *s, const reg_worker_t *w)
 			size_t i = (s->rr + k) % s->n_jobs;
 			sched_job_t *job = s->jobs[i];
 			if ((pass == 0 && job->j.priority <= 0) || !job_has_work_for(job, w) ||
-			    !registry_serves(w, job->j.model))
+			    !can_serve(w, job))
 				continue;
 			s->rr = i + 1;
 			return job;
@@ -1005,9 +1027,10 @@ static void check_idle_jobs(sched_t *s)
 			continue;
 		bool any = false;
 		for (reg_worker_t *w = registry_first(s->reg); w && !any; w = w->next)
-			any = registry_serves(w, job->j.model);
+			any = can_serve(w, job);
 		if (!any) {
-			mg_log(MG_LOG_WARN, "sched", "no worker serves the model of a waiting batch batch=%s model=%s",
+			mg_log(MG_LOG_WARN, "sched", "no worker %s the model of a waiting batch batch=%s model=%s",
+			       strcmp(job->j.endpoint, INGEST_EP_EMBEDDINGS) == 0 ? "embeds with" : "serves",
 			       job->j.name, job->j.model);
 			job->warned_no_worker = true;
 		}
@@ -1164,9 +1187,11 @@ static int make_name(const char *want, char *out, char *err, size_t errlen)
 
 static int check_endpoint(const char *ep, char *err, size_t errlen)
 {
-	if (ep == NULL || strcmp(ep, "/v1/chat/completions") == 0 || strcmp(ep, "/v1/completions") == 0)
+	if (ep == NULL || strcmp(ep, "/v1/chat/completions") == 0 || strcmp(ep, "/v1/completions") == 0 ||
+	    strcmp(ep, INGEST_EP_EMBEDDINGS) == 0)
 		return 0;
-	snprintf(err, errlen, "endpoint \"%s\": expected \"/v1/chat/completions\" or \"/v1/completions\"", ep);
+	snprintf(err, errlen, "endpoint \"%s\": expected \"/v1/chat/completions\", \"/v1/completions\" or \"%s\"",
+		 ep, INGEST_EP_EMBEDDINGS);
 	return -EINVAL;
 }
 

@@ -9,14 +9,18 @@
  * Policy:
  * - A shard is a run of consecutive queued requests of one job: at most
  *   shard_max_requests, and at most shard_max_tokens estimated tokens
- *   (prompt bytes / 4 + max_tokens, at least one request).
+ *   (prompt bytes / 4 + max_tokens, at least one request); a shard of
+ *   embedding requests also holds at most SCHED_EMBED_SHARD_BYTES of
+ *   vectors (inputs x dimensions x 4 bytes, as the worker that takes it
+ *   embeds), so its Result stays far under the wire's frame cap.
  * - Shards are cut on demand, when a worker has credit: the next requests
  *   are read from the journal then, so memory is bounded by the work in
  *   flight, never by a job's size.
  * - Fair share: dispatch goes round-robin over the jobs that have work, one
  *   shard at a time, so a small job behind a huge one starts at once.
  *   Priority jobs (SCHED_SUBMIT_PRIORITY: the synchronous API) go first.
- *   A job goes only to workers that serve its model, against their credit.
+ *   A job goes only to workers that serve its model, against their credit
+ *   (an embeddings job: that embed with it, ModelInfo.embed_dims > 0).
  * - A shard whose worker dies (liveness expired, Bye, restarted process,
  *   unreachable, malformed Result) is a failed attempt: requeued whole the
  *   first time; after SPLIT_AFTER (2) failures it is split into one shard
@@ -47,6 +51,7 @@
 #include "registry.h"
 
 #define SCHED_SPLIT_AFTER 2
+#define SCHED_EMBED_SHARD_BYTES (MG_WIRE_MAX_FRAME / 4)
 
 typedef struct sched sched_t;
 

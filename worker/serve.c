@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -67,6 +68,9 @@ struct serve {
 	char model_arch[16];
 	uint64_t n_params;
 	uint32_t n_ctx, n_vocab;
+	uint32_t embed_dims;	/* ModelInfo.embed_dims: 0 = no embeddings */
+	const char *pooling;	/* static; ModelInfo.pooling */
+	bool embed_truncatable;
 	const char *kv_type;	/* static; "" with fake */
 	uint64_t kv_bytes, weight_bytes;
 	int slots, threads;
@@ -229,6 +233,10 @@ typedef struct ereq {
 	bool done;
 	char *text;		/* owned, valid UTF-8 */
 	const char *finish;	/* static */
+	/* an embedding request: n_emb vectors of emb_dims values, in order */
+	bool embed;
+	float *emb;		/* owned: n_emb * emb_dims */
+	uint32_t n_emb, emb_dims;
 	bool failed;
 	char err_code[48];
 	char err_msg[256];
@@ -284,6 +292,7 @@ static void eshard_free(eshard_t *sh)
 	for (uint32_t i = 0; sh->reqs && i < sh->n; i++) {
 		free(sh->reqs[i].custom_id);
 		free(sh->reqs[i].text);
+		free(sh->reqs[i].emb);
 	}
 	free(sh->reqs);
 	free(sh->batch_id);
@@ -325,7 +334,12 @@ static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, s
 	Margin__V1__Output **pouts = calloc(n ? n : 1, sizeof(*pouts));
 	Margin__V1__Error *errs = calloc(n ? n : 1, sizeof(*errs));
 	Margin__V1__Usage *usage = calloc(n ? n : 1, sizeof(*usage));
-	if (!outs || !pouts || !errs || !usage)
+	size_t n_vec = 0, v = 0;
+	for (size_t i = 0; i < n; i++)
+		n_vec += sh->reqs[i].n_emb;
+	Margin__V1__Embedding *vecs = calloc(n_vec ? n_vec : 1, sizeof(*vecs));
+	Margin__V1__Embedding **pvecs = calloc(n_vec ? n_vec : 1, sizeof(*pvecs));
+	if (!outs || !pouts || !errs || !usage || !vecs || !pvecs)
 		goto fail;
 	Margin__V1__StepStats ss = MARGIN__V1__STEP_STATS__INIT;
 	ss.steps = sh->steps;
@@ -356,6 +370,14 @@ static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, s
 		} else {
 			o->text = r->text ? r->text : "";
 			o->finish_reason = (char *)(r->finish ? r->finish : "");
+			o->n_embeddings = r->n_emb;
+			o->embeddings = pvecs + v;
+			for (uint32_t k = 0; k < r->n_emb; k++, v++) {
+				margin__v1__embedding__init(&vecs[v]);
+				vecs[v].n_values = r->emb_dims;
+				vecs[v].values = r->emb + (size_t)k * r->emb_dims;
+				pvecs[v] = &vecs[v];
+			}
 		}
 		ss.busy_ns += r->busy_ns;
 		ss.flops += r->flops;
@@ -378,6 +400,8 @@ fail:
 	free(pouts);
 	free(errs);
 	free(usage);
+	free(vecs);
+	free(pvecs);
 	return rc;
 }
 
@@ -527,6 +551,12 @@ static void fake_answer(eshard_t *sh)
 		ereq_t *r = &sh->reqs[i];
 		if (r->done)
 			continue;
+		if (r->embed) {
+			/* fake_embed computed the vectors when the shard came */
+			r->queue_ns = (uint64_t)(mg_clock_now_ns() - sh->arrival_ns);
+			req_finish(sh, r);
+			continue;
+		}
 		uint64_t h = fnv1a64(r->custom_id, 0xcbf29ce484222325ULL) ^
 			(r->seed * 0x9e3779b97f4a7c15ULL);
 		char buf[128];
@@ -545,6 +575,62 @@ static void fake_answer(eshard_t *sh)
 		}
 		req_finish(sh, r);
 	}
+}
+
+/* --fake embeddings: FAKE_EMBED_DIMS values per input, a function of the
+ * input (text bytes or token ids) alone, cut to q->dimensions when set,
+ * then L2-normalized, as a real model's vectors are. An input longer than
+ * the context (text: bytes / 4 + 1 tokens) is refused unless q->truncate. */
+#define FAKE_EMBED_DIMS 16
+
+static void fake_embed(const serve_t *s, ereq_t *r, const Margin__V1__Request *q)
+{
+	uint32_t d = q->dimensions ? q->dimensions : FAKE_EMBED_DIMS;
+	r->embed = true;
+	if (q->n_inputs == 0) {
+		req_fail(r, "invalid_request", "an embedding request without inputs");
+		return;
+	}
+	if (d > FAKE_EMBED_DIMS) {
+		req_fail(r, "invalid_request", "dimensions: %u is more than the %u dimensions of model %s's vectors",
+			 d, FAKE_EMBED_DIMS, s->model_name);
+		return;
+	}
+	r->emb = calloc(q->n_inputs * (size_t)d, sizeof(float));
+	if (r->emb == NULL) {
+		req_fail(r, "out_of_memory", "worker out of memory for %zu vectors", q->n_inputs);
+		return;
+	}
+	for (size_t i = 0; i < q->n_inputs; i++) {
+		const Margin__V1__EmbedInput *in = q->inputs[i];
+		bool text = in->n_tokens == 0;
+		uint64_t n_tok = text ? strlen(in->text ? in->text : "") / 4 + 1 : in->n_tokens;
+		if (n_tok > s->n_ctx && !q->truncate) {
+			req_fail(r, "context_length_exceeded",
+				 "input %zu has %llu tokens, more than the context of model %s (%u tokens)", i,
+				 (unsigned long long)n_tok, s->model_name, s->n_ctx);
+			return;
+		}
+		r->prompt_tokens += (uint32_t)(n_tok < s->n_ctx ? n_tok : s->n_ctx);
+		uint64_t h = text ? fnv1a64(in->text ? in->text : "", 0xcbf29ce484222325ULL) : 0x84222325cbf29ce4ULL;
+		for (size_t k = 0; k < in->n_tokens; k++)
+			h = (h ^ (uint32_t)in->tokens[k]) * 0x100000001b3ULL;
+		float *vec = r->emb + i * d;
+		double norm = 0;
+		for (uint32_t k = 0; k < d; k++) {
+			uint64_t z = h + (k + 1) * 0x9e3779b97f4a7c15ULL;
+			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+			z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+			z ^= z >> 31;
+			vec[k] = (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+			norm += (double)vec[k] * vec[k];
+		}
+		norm = sqrt(norm);
+		for (uint32_t k = 0; k < d; k++)
+			vec[k] = (float)(vec[k] / norm);
+	}
+	r->n_emb = (uint32_t)q->n_inputs;
+	r->emb_dims = d;
 }
 
 /* Submits the requests of a new shard to the engine. */
@@ -626,6 +712,8 @@ static void eng_on_assign(eng_t *g, const zmq_msg_t *frame)
 		r->prompt_bytes = q->prompt ? strlen(q->prompt) : 0;
 		for (size_t k = 0; k < q->n_messages; k++)
 			r->prompt_bytes += q->messages[k]->content ? strlen(q->messages[k]->content) : 0;
+		if (q->embed && g->engine == NULL)
+			fake_embed(s, r, q);
 	}
 	/* link at the tail: arrival order is the order shards are served */
 	eshard_t **pp = &g->head;
@@ -884,6 +972,9 @@ static int io_send_hello(io_t *io)
 	mi.kv_type = (char *)(s->kv_type != NULL ? s->kv_type : "");
 	mi.kv_bytes = s->kv_bytes;
 	mi.weight_bytes = s->weight_bytes;
+	mi.embed_dims = s->embed_dims;
+	mi.pooling = (char *)(s->pooling != NULL ? s->pooling : "");
+	mi.embed_truncatable = s->embed_truncatable;
 	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
 	h.proto_version = MG_PROTO_VERSION;
 	h.worker_name = s->name;
@@ -1623,6 +1714,9 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		s->instance_id = 1;
 
 	if (o->fake) {
+		s->embed_dims = FAKE_EMBED_DIMS;
+		s->pooling = "mean";
+		s->embed_truncatable = true;
 		if (s->model_path) {
 			rc = fake_file_info(s, err, errlen);
 			if (rc < 0)

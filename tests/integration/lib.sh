@@ -104,10 +104,20 @@ upload() {
 	json "$T/body.json" 'd["id"]'
 }
 
-# create FILE_ID: POST /v1/batches; prints the batch id.
+# wait_ready N: /readyz says ready and N workers are connected.
+wait_ready() {
+	i=0
+	until curl -sf "$URL/readyz" -o "$T/ready.json" && [ "$(json "$T/ready.json" 'd["workers"]')" -ge "$1" ]; do
+		i=$((i + 1)); [ $i -lt 400 ] || fail "workers did not connect"
+		sleep 0.05
+	done
+}
+
+# create FILE_ID [ENDPOINT]: POST /v1/batches (default /v1/completions);
+# prints the batch id.
 create() {
 	[ "$(api POST /v1/batches -H 'content-type: application/json' \
-		-d "{\"input_file_id\":\"$1\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}")" = 200 ] ||
+		-d "{\"input_file_id\":\"$1\",\"endpoint\":\"${2:-/v1/completions}\",\"completion_window\":\"24h\"}")" = 200 ] ||
 		fail "create: $(cat "$T/body.json")"
 	json "$T/body.json" 'd["id"]'
 }

@@ -21,15 +21,6 @@ api_key
 # Every third request of make_input carries a seed.
 SEED_EVERY=3
 
-# wait_ready N: /readyz says ready and N workers are connected.
-wait_ready() {
-	i=0
-	until curl -sf "$URL/readyz" -o "$T/ready.json" && [ "$(json "$T/ready.json" 'd["workers"]')" -ge "$1" ]; do
-		i=$((i + 1)); [ $i -lt 400 ] || fail "workers did not connect"
-		sleep 0.05
-	done
-}
-
 # check_output OUT N: every req-0000..N-1 exactly once, status 200, usage
 # adds up, a finish_reason.
 check_output() {

@@ -101,7 +101,7 @@ void fx_reopen(fx_t *f)
 	open_sched(f);
 }
 
-static void feed(fx_t *f, const char *ident, const mg_msg_t *m)
+void fx_feed(fx_t *f, const char *ident, const mg_msg_t *m)
 {
 	uint8_t *buf;
 	size_t n;
@@ -115,9 +115,13 @@ void fx_frame(fx_t *f, const char *ident, const void *data, size_t len)
 	sched_on_frame(f->s, (const uint8_t *)ident, strlen(ident), data, len, MG_WIRE_MAX_FRAME, NULL, f->now);
 }
 
-void fx_hello_v(fx_t *f, const char *ident, const char *model, uint64_t instance, uint32_t version)
+static void hello(fx_t *f, const char *ident, const char *model, uint64_t instance, uint32_t version,
+		  uint32_t embed_dims)
 {
 	Margin__V1__ModelInfo mi = MARGIN__V1__MODEL_INFO__INIT, *mis[1] = { &mi };
+	mi.embed_dims = embed_dims;
+	mi.pooling = embed_dims ? "mean" : "";
+	mi.embed_truncatable = embed_dims > 0;
 	mi.name = (char *)model;
 	mi.arch = "llama";
 	mi.n_ctx = 512;
@@ -137,7 +141,17 @@ void fx_hello_v(fx_t *f, const char *ident, const char *model, uint64_t instance
 	mg_msg_t m = MARGIN__V1__MSG__INIT;
 	m.body_case = MARGIN__V1__MSG__BODY_HELLO;
 	m.hello = &h;
-	feed(f, ident, &m);
+	fx_feed(f, ident, &m);
+}
+
+void fx_hello_v(fx_t *f, const char *ident, const char *model, uint64_t instance, uint32_t version)
+{
+	hello(f, ident, model, instance, version, 0);
+}
+
+void fx_hello_embed(fx_t *f, const char *ident, const char *model, uint64_t instance, uint32_t embed_dims)
+{
+	hello(f, ident, model, instance, MG_PROTO_VERSION, embed_dims);
 }
 
 void fx_hello(fx_t *f, const char *ident, const char *model, uint64_t instance)
@@ -152,7 +166,7 @@ void fx_credit(fx_t *f, const char *ident, uint32_t n)
 	mg_msg_t m = MARGIN__V1__MSG__INIT;
 	m.body_case = MARGIN__V1__MSG__BODY_CREDIT;
 	m.credit = &c;
-	feed(f, ident, &m);
+	fx_feed(f, ident, &m);
 }
 
 void fx_heartbeat(fx_t *f, const char *ident)
@@ -161,7 +175,7 @@ void fx_heartbeat(fx_t *f, const char *ident)
 	mg_msg_t m = MARGIN__V1__MSG__INIT;
 	m.body_case = MARGIN__V1__MSG__BODY_HEARTBEAT;
 	m.heartbeat = &hb;
-	feed(f, ident, &m);
+	fx_feed(f, ident, &m);
 }
 
 void fx_bye(fx_t *f, const char *ident)
@@ -171,7 +185,7 @@ void fx_bye(fx_t *f, const char *ident)
 	mg_msg_t m = MARGIN__V1__MSG__INIT;
 	m.body_case = MARGIN__V1__MSG__BODY_BYE;
 	m.bye = &b;
-	feed(f, ident, &m);
+	fx_feed(f, ident, &m);
 }
 
 void fx_result_opts(fx_t *f, const char *ident, const Margin__V1__Assign *a, size_t drop,
@@ -207,7 +221,7 @@ void fx_result_opts(fx_t *f, const char *ident, const Margin__V1__Assign *a, siz
 	mg_msg_t m = MARGIN__V1__MSG__INIT;
 	m.body_case = MARGIN__V1__MSG__BODY_RESULT;
 	m.result = &r;
-	feed(f, ident, &m);
+	fx_feed(f, ident, &m);
 	free(outs);
 	free(ptrs);
 	free(us);

@@ -42,7 +42,11 @@ void fx_reopen(fx_t *f);
 /* Worker -> daemon frames (packed and fed through sched_on_frame). */
 void fx_hello(fx_t *f, const char *ident, const char *model, uint64_t instance);
 void fx_hello_v(fx_t *f, const char *ident, const char *model, uint64_t instance, uint32_t version);
+/* A worker whose ModelInfo embeds with model: embed_dims, "mean", cuttable. */
+void fx_hello_embed(fx_t *f, const char *ident, const char *model, uint64_t instance, uint32_t embed_dims);
 void fx_credit(fx_t *f, const char *ident, uint32_t n);
+/* Any message, packed and fed as from ident. */
+void fx_feed(fx_t *f, const char *ident, const mg_msg_t *m);
 void fx_heartbeat(fx_t *f, const char *ident);
 void fx_bye(fx_t *f, const char *ident);
 void fx_frame(fx_t *f, const char *ident, const void *data, size_t len);

@@ -2,7 +2,12 @@
 #include "cu_main.h"
 #include "batchfmt.h"
 
+#include "journal.h"
+
 #include <errno.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -247,7 +252,9 @@ static void test_error_body_and_metadata(void)
 	json_decref(many);
 }
 
-static const batchfmt_model_t served[] = { { "llama-110m", 512 }, { "qwen2-0.5b", 0 } };
+static const batchfmt_model_t served[] = {
+	{ "llama-110m", 512, 0, false }, { "qwen2-0.5b", 0, 0, false },
+};
 
 static int check(batchfmt_ctx_t *ctx, const char *line, char *err, size_t errlen, char **cid)
 {
@@ -335,6 +342,234 @@ static void test_check_line(void)
 	CU_ASSERT_STRING_EQUAL(other.model, "gpt-4o");
 }
 
+/* Embedding lines against the models: a sync request needs a worker that
+ * embeds; dimensions only where the model can be cut, and within its
+ * length; token inputs within the context unless truncate. */
+static void test_check_embed_line(void)
+{
+	static const batchfmt_model_t models[] = {
+		{ "emb", 64, 16, true }, { "fixed", 512, 288, false }, { "gen", 512, 0, false },
+	};
+	ingest_params_t ip = { "batch_t", 16, 1 << 20 };
+	char err[512], line[1024];
+	static const struct {
+		const char *model, *extra;
+		bool wait;
+		const char *want;	/* NULL: accepted */
+	} cases[] = {
+		{ "emb", "", false, NULL },
+		{ "emb", ",\"dimensions\":16", false, NULL },
+		{ "emb", ",\"dimensions\":4", false, NULL },
+		{ "emb", ",\"dimensions\":17", false, "body.dimensions: 17 is more than the 16 dimensions of model emb's vectors" },
+		{ "fixed", "", false, NULL },
+		{ "fixed", ",\"dimensions\":8", false, "body.dimensions: model fixed gives 288-dimension vectors and cannot be cut" },
+		{ "gen", "", false, "body.model: \"gen\" does not give embeddings (no connected worker embeds with it)" },
+		{ "gen", "", true, NULL },	/* a batch waits for a worker that embeds */
+		{ "absent", "", true, NULL },
+		{ "absent", "", false, "is not served by any connected worker" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		batchfmt_ctx_t ctx = { .endpoint = BATCHFMT_EP_EMBEDDINGS, .models = models, .n_models = 3,
+				       .ingest = &ip, .wait_for_model = cases[i].wait };
+		snprintf(line, sizeof(line), "{\"custom_id\":\"e\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+			 "\"body\":{\"model\":\"%s\",\"input\":[\"a\",\"b\"]%s}}", cases[i].model, cases[i].extra);
+		err[0] = '\0';
+		int rc = check(&ctx, line, err, sizeof(err), NULL);
+		if (cases[i].want == NULL) {
+			if (rc != 0)
+				fprintf(stderr, "\nembed case %zu: refused: %s\n", i, err);
+			CU_ASSERT_EQUAL(rc, 0);
+		} else {
+			CU_ASSERT_EQUAL(rc, -EINVAL);
+			if (strstr(err, cases[i].want) == NULL)
+				fprintf(stderr, "\nembed case %zu: got \"%s\", want \"%s\"\n", i, err, cases[i].want);
+			CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].want));
+		}
+	}
+	/* token ids over the context (64): refused, named by index; with truncate accepted */
+	json_t *toks = json_array();
+	for (int i = 0; i < 65; i++)
+		json_array_append_new(toks, json_integer(i));
+	json_t *o = json_pack("{s:s, s:s, s:s, s:{s:s, s:[[i], O]}}", "custom_id", "e", "method", "POST", "url",
+			      "/v1/embeddings", "body", "model", "emb", "input", 1, toks);
+	char *text = json_dumps(o, JSON_COMPACT);
+	batchfmt_ctx_t ctx = { .endpoint = BATCHFMT_EP_EMBEDDINGS, .models = models, .n_models = 3, .ingest = &ip };
+	CU_ASSERT_EQUAL(check(&ctx, text, err, sizeof(err), NULL), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "body.input[1]: 65 tokens is more than the context of model emb (64 tokens)");
+	free(text);
+	json_object_set_new(json_object_get(o, "body"), "truncate", json_true());
+	text = json_dumps(o, JSON_COMPACT);
+	CU_ASSERT_EQUAL(check(&ctx, text, err, sizeof(err), NULL), 0);
+	free(text);
+	json_decref(o);
+	json_decref(toks);
+	/* a completions batch refuses an embedding line by its url */
+	batchfmt_ctx_t comp = { .endpoint = BATCHFMT_EP_COMPLETIONS, .models = models, .n_models = 3, .ingest = &ip };
+	CU_ASSERT_EQUAL(check(&comp, "{\"custom_id\":\"e\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"emb\",\"input\":\"a\"}}",
+			      err, sizeof(err), NULL), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not match the batch's endpoint"));
+}
+
+/* The stored text of vectors, as journal_embeddings_format writes it. */
+static char *stored(const float *const *v, size_t n, size_t dims)
+{
+	Margin__V1__Embedding e[4], *pe[4];
+	for (size_t i = 0; i < n; i++) {
+		margin__v1__embedding__init(&e[i]);
+		e[i].n_values = dims;
+		e[i].values = (float *)v[i];
+		pe[i] = &e[i];
+	}
+	char *s = NULL;
+	CU_ASSERT_EQUAL_FATAL(journal_embeddings_format((const Margin__V1__Embedding *const *)pe, n, &s), 0);
+	return s;
+}
+
+static uint32_t bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+/* The embeddings list: float (each value reads back as the same float32
+ * bits) and base64 (little-endian float32, what the openai SDK decodes
+ * with numpy.frombuffer), index order, usage. */
+static void test_embeddings_body(void)
+{
+	const float a[3] = { 0.1f, -1.0f / 3.0f, 1.17549435e-38f };
+	const float b[3] = { 1.0f, 0.0f, -0.0f };
+	const float *v[2] = { a, b };
+	char *s = stored(v, 2, 3);
+	/* 0.1f = 0x3dcccccd: cd cc cc 3d */
+	CU_ASSERT_EQUAL(strncmp(s, "zczMPa", 6), 0);
+	CU_ASSERT_PTR_NOT_NULL(strchr(s, ','));
+
+	json_t *body = batchfmt_embeddings_body("emb", s, "float", 7);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	char *text = batchfmt_dumps(body);
+	json_decref(body);
+	body = json_loads(text, 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "object")), "list");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "model")), "emb");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(body, "usage"), "prompt_tokens")), 7);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(body, "usage"), "total_tokens")), 7);
+	json_t *data = json_object_get(body, "data");
+	CU_ASSERT_EQUAL_FATAL(json_array_size(data), 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *d = json_array_get(data, i);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "object")), "embedding");
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(d, "index")), (json_int_t)i);
+		json_t *e = json_object_get(d, "embedding");
+		CU_ASSERT_EQUAL_FATAL(json_array_size(e), 3);
+		for (size_t k = 0; k < 3; k++)
+			CU_ASSERT_EQUAL(bits((float)json_number_value(json_array_get(e, k))), bits(v[i][k]));
+	}
+	/* shortest: 0.1f prints as 0.1, not 0.100000001 */
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "[0.1,"));
+	json_decref(body);
+	free(text);
+
+	body = batchfmt_embeddings_body("emb", s, "base64", 7);
+	data = json_object_get(body, "data");
+	CU_ASSERT_EQUAL_FATAL(json_array_size(data), 2);
+	for (size_t i = 0; i < 2; i++) {
+		const char *b64 = json_string_value(json_object_get(json_array_get(data, i), "embedding"));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(b64);
+		unsigned char raw[12];
+		size_t n = 0;
+		CU_ASSERT_EQUAL(sodium_base642bin(raw, sizeof(raw), b64, strlen(b64), NULL, &n, NULL,
+						  sodium_base64_VARIANT_ORIGINAL), 0);
+		CU_ASSERT_EQUAL_FATAL(n, 12);
+		for (size_t k = 0; k < 3; k++) {
+			uint32_t u = raw[4 * k] | (uint32_t)raw[4 * k + 1] << 8 | (uint32_t)raw[4 * k + 2] << 16 |
+				     (uint32_t)raw[4 * k + 3] << 24;
+			CU_ASSERT_EQUAL(u, bits(v[i][k]));
+		}
+	}
+	json_decref(body);
+	/* corrupt stored text: no body rather than a wrong one */
+	CU_ASSERT_PTR_NULL(batchfmt_embeddings_body("emb", "not base64!", "float", 1));
+	CU_ASSERT_PTR_NULL(batchfmt_embeddings_body("emb", "AAAA", "float", 1));	/* 3 bytes */
+	CU_ASSERT_PTR_NULL(batchfmt_embeddings_body("emb", "", "float", 1));
+	free(s);
+
+	/* a value that is not finite is not stored */
+	const float nan1[1] = { NAN };
+	const float *vn[1] = { nan1 };
+	Margin__V1__Embedding en;
+	margin__v1__embedding__init(&en);
+	en.n_values = 1;
+	en.values = (float *)vn[0];
+	Margin__V1__Embedding *pen = &en;
+	char *sn = NULL;
+	CU_ASSERT_EQUAL(journal_embeddings_format((const Margin__V1__Embedding *const *)&pen, 1, &sn), -EDOM);
+	CU_ASSERT_PTR_NULL(sn);
+}
+
+/* Every float32 the shortest decimal prints reads back as itself. */
+static void test_float_shortest(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	int bad = 0;
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		uint32_t u = (uint32_t)x;
+		float f;
+		memcpy(&f, &u, 4);
+		if (!isfinite(f))
+			continue;
+		char buf[40];
+		snprintf(buf, sizeof(buf), "%.9g", batchfmt_float_shortest(f));
+		float g = strtof(buf, NULL);
+		if (bits(g) != u && bad++ < 5)
+			fprintf(stderr, "\n%08x printed %s reads %08x\n", u, buf, bits(g));
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* An embeddings batch's output line: the list body, the same bytes each
+ * time it is written. */
+static void test_embed_output_line(void)
+{
+	const float a[2] = { 0.6f, 0.8f };
+	const float *v[1] = { a };
+	char *s = stored(v, 1, 2);
+	batchfmt_result_t r = { .batch_id = "batch_e", .endpoint = BATCHFMT_EP_EMBEDDINGS, .model = "emb",
+				.created = 5, .line_no = 4, .custom_id = "c4", .state = "done", .text = s,
+				.prompt_tokens = 3 };
+	char *line = NULL, *again = NULL;
+	size_t len = 0, len2 = 0;
+	CU_ASSERT_EQUAL_FATAL(batchfmt_result_line(&r, &line, &len), 1);
+	CU_ASSERT_EQUAL_FATAL(batchfmt_result_line(&r, &again, &len2), 1);
+	CU_ASSERT_EQUAL(len, len2);
+	CU_ASSERT_EQUAL(memcmp(line, again, len), 0);
+	json_t *o = parse_line(line);
+	json_t *resp = json_object_get(o, "response");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(resp, "status_code")), 200);
+	CU_ASSERT_TRUE(json_is_null(json_object_get(o, "error")));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "custom_id")), "c4");
+	json_t *body = json_object_get(resp, "body");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "object")), "list");
+	json_t *e = json_object_get(json_array_get(json_object_get(body, "data"), 0), "embedding");
+	CU_ASSERT_EQUAL(json_array_size(e), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"embedding\":[0.6,0.8]"));
+	json_decref(o);
+	free(line);
+	r.encoding_format = "base64";
+	CU_ASSERT_EQUAL_FATAL(batchfmt_result_line(&r, &line, &len), 1);
+	o = parse_line(line);
+	body = json_object_get(json_object_get(o, "response"), "body");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(json_object_get(body, "data"), 0),
+								 "embedding")), s);
+	json_decref(o);
+	free(line);
+	free(again);
+	free(s);
+}
+
 static void test_is_json_object(void)
 {
 	CU_ASSERT_TRUE(batchfmt_is_json_object("{\"a\":1}", 7));
@@ -352,5 +587,9 @@ const cu_test_t batchfmt_tests[] = {
 	{ "error body and metadata limits", test_error_body_and_metadata },
 	{ "line checks: endpoint, method, custom_id, JSON, model, context", test_check_line },
 	{ "JSONL sniffing", test_is_json_object },
+	{ "embedding lines: model embeds, dimensions, context", test_check_embed_line },
+	{ "embeddings body: float bits round-trip, base64", test_embeddings_body },
+	{ "floats: the shortest decimal reads back as the same float32", test_float_shortest },
+	{ "embeddings output line: list body, same bytes", test_embed_output_line },
 	{ NULL, NULL },
 };

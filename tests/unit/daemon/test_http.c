@@ -505,7 +505,7 @@ static void test_batch_create(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(rt, "{\"line\":6,\"custom_id\":\"d\",\"message\":\"body.model: \\\"gpt-4o\\\" differs from the batch's model"));
 
 	/* Bad create parameters. */
-	snprintf(body, sizeof(body), "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/embeddings\",\"completion_window\":\"24h\"}", fid);
+	snprintf(body, sizeof(body), "{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/moderations\",\"completion_window\":\"24h\"}", fid);
 	request(port, "POST", "/v1/batches", NULL, body, strlen(body), &r);
 	CU_ASSERT_EQUAL(r.status, 400);
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"param\":\"endpoint\""));

@@ -81,7 +81,7 @@ static void test_bad_lines(void)
 		{ "{\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":\"x\"}}", "custom_id" },
 		{ "{\"custom_id\":\"\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":\"x\"}}", "custom_id" },
 		{ "{\"custom_id\":\"a\",\"method\":\"GET\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":\"x\"}}", "method" },
-		{ "{\"custom_id\":\"a\",\"url\":\"/v1/embeddings\",\"body\":{\"model\":\"m\",\"input\":\"x\"}}", "url" },
+		{ "{\"custom_id\":\"a\",\"url\":\"/v1/moderations\",\"body\":{\"model\":\"m\",\"input\":\"x\"}}", "url: expected" },
 		{ "{\"custom_id\":\"a\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":\"x\"}}", "body.model" },
 		{ "{\"custom_id\":\"a\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\"}}", "body.prompt" },
 		{ "{\"custom_id\":\"a\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\",\"messages\":[]}}", "body.messages" },
@@ -168,6 +168,165 @@ static void test_file_reader(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/f"));
 }
 
+/* /v1/embeddings: the four shapes of input, each normalized to inputs[]
+ * and sent as EmbedInput text or tokens. */
+static void embed_ok(const char *body, const char *want_inputs, size_t n_inputs, ingest_req_t *r,
+		     ingest_line_t *l)
+{
+	char line[4096], err[256];
+	snprintf(line, sizeof(line), "{\"custom_id\":\"e\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":%s}",
+		 body);
+	int rc = parse(line, l, err, sizeof(err));
+	if (rc != 0)
+		fprintf(stderr, "embed_ok: %s: %s\n", body, err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_STRING_EQUAL(l->endpoint, "/v1/embeddings");
+	CU_ASSERT_STRING_EQUAL(l->model, "m");
+	json_t *norm = json_loads(l->body, 0, NULL);
+	json_t *want = json_loads(want_inputs, 0, NULL);
+	CU_ASSERT_TRUE(json_equal(json_object_get(norm, "inputs"), want));
+	CU_ASSERT_TRUE(json_is_true(json_object_get(norm, "embed")));
+	json_decref(want);
+	json_decref(norm);
+	CU_ASSERT_EQUAL_FATAL(ingest_req_fill(r, 3, l->custom_id, l->body), 0);
+	CU_ASSERT_TRUE(r->pb.embed);
+	CU_ASSERT_EQUAL(r->pb.line_no, 3);
+	CU_ASSERT_TRUE(r->pb.prompt == NULL || r->pb.prompt[0] == '\0');
+	CU_ASSERT_EQUAL(r->pb.n_messages, 0);
+	CU_ASSERT_EQUAL_FATAL(r->pb.n_inputs, n_inputs);
+}
+
+static void test_embed_shapes(void)
+{
+	ingest_line_t l;
+	ingest_req_t r;
+	embed_ok("{\"model\":\"m\",\"input\":\"hello world\"}", "[{\"text\":\"hello world\"}]", 1, &r, &l);
+	CU_ASSERT_STRING_EQUAL(r.pb.inputs[0]->text, "hello world");
+	CU_ASSERT_EQUAL(r.pb.dimensions, 0);
+	CU_ASSERT_FALSE(r.pb.truncate);
+	CU_ASSERT_EQUAL(l.est_tokens, 11 / 4 + 1);
+	json_t *norm = json_loads(l.body, 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(norm, "encoding_format")), "float");
+	json_decref(norm);
+	ingest_req_done(&r);
+	ingest_line_done(&l);
+
+	embed_ok("{\"model\":\"m\",\"input\":[\"a\",\"bb\",\"ccc\"],\"encoding_format\":\"base64\",\"user\":\"u-1\","
+		 "\"dimensions\":8,\"truncate\":true}",
+		 "[{\"text\":\"a\"},{\"text\":\"bb\"},{\"text\":\"ccc\"}]", 3, &r, &l);
+	CU_ASSERT_STRING_EQUAL(r.pb.inputs[2]->text, "ccc");
+	CU_ASSERT_EQUAL(r.pb.dimensions, 8);
+	CU_ASSERT_TRUE(r.pb.truncate);
+	norm = json_loads(l.body, 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(norm, "encoding_format")), "base64");
+	CU_ASSERT_PTR_NULL(json_object_get(norm, "user"));
+	json_decref(norm);
+	ingest_req_done(&r);
+	ingest_line_done(&l);
+
+	/* one input of token ids */
+	embed_ok("{\"model\":\"m\",\"input\":[1,2,2147483647]}", "[{\"tokens\":[1,2,2147483647]}]", 1, &r, &l);
+	CU_ASSERT_EQUAL_FATAL(r.pb.inputs[0]->n_tokens, 3);
+	CU_ASSERT_EQUAL(r.pb.inputs[0]->tokens[2], 2147483647);
+	CU_ASSERT_TRUE(r.pb.inputs[0]->text == NULL || r.pb.inputs[0]->text[0] == '\0');
+	CU_ASSERT_EQUAL(l.est_tokens, 3);
+	ingest_req_done(&r);
+	ingest_line_done(&l);
+
+	/* several inputs of token ids */
+	embed_ok("{\"model\":\"m\",\"input\":[[5],[6,7,8],[0]],\"encoding_format\":null}",
+		 "[{\"tokens\":[5]},{\"tokens\":[6,7,8]},{\"tokens\":[0]}]", 3, &r, &l);
+	CU_ASSERT_EQUAL(r.pb.inputs[1]->n_tokens, 3);
+	CU_ASSERT_EQUAL(r.pb.inputs[1]->tokens[0], 6);
+	CU_ASSERT_EQUAL(r.pb.inputs[1]->tokens[2], 8);
+	CU_ASSERT_EQUAL(r.pb.inputs[2]->tokens[0], 0);
+	CU_ASSERT_EQUAL(l.est_tokens, 5);
+	ingest_req_done(&r);
+	ingest_line_done(&l);
+
+	/* a stored embedding body that is not a normalized one: a corrupt journal */
+	CU_ASSERT_EQUAL(ingest_req_fill(&r, 1, "e", "{\"embed\":true,\"inputs\":[]}"), -EBADMSG);
+	CU_ASSERT_EQUAL(ingest_req_fill(&r, 1, "e", "{\"embed\":true,\"inputs\":[{\"text\":\"a\"},{\"x\":1}]}"),
+			-EBADMSG);
+	CU_ASSERT_EQUAL(ingest_req_fill(&r, 1, "e", "{\"embed\":true}"), -EBADMSG);
+}
+
+/* Every refusal names the field and, inside input, the index. */
+static void test_embed_refusals(void)
+{
+	static const struct {
+		const char *body, *want;
+	} cases[] = {
+		{ "{\"input\":\"x\"}", "body.model: expected a non-empty string" },
+		{ "{\"model\":\"m\"}", "body.input: expected a non-empty string, an array of strings" },
+		{ "{\"model\":\"m\",\"input\":\"\"}", "body.input: expected a non-empty string" },
+		{ "{\"model\":\"m\",\"input\":[]}", "body.input: expected a non-empty string, an array" },
+		{ "{\"model\":\"m\",\"input\":{\"a\":1}}", "body.input: expected a non-empty string, an array" },
+		{ "{\"model\":\"m\",\"input\":7}", "body.input: expected a non-empty string, an array" },
+		{ "{\"model\":\"m\",\"input\":[\"a\",\"\"]}", "body.input[1]: expected a non-empty string" },
+		{ "{\"model\":\"m\",\"input\":[\"a\",\"b\",\"c\",3]}", "body.input[3]: expected a string" },
+		{ "{\"model\":\"m\",\"input\":[\"a\",[1]]}", "body.input[1]: expected a string" },
+		{ "{\"model\":\"m\",\"input\":[1,\"a\"]}", "body.input[1]: expected a token id" },
+		{ "{\"model\":\"m\",\"input\":[1,2.5]}", "body.input[1]: expected a token id" },
+		{ "{\"model\":\"m\",\"input\":[1,-1]}", "body.input[1]: expected a token id" },
+		{ "{\"model\":\"m\",\"input\":[1,2147483648]}", "body.input[1]: expected a token id" },
+		{ "{\"model\":\"m\",\"input\":[[1],[]]}", "body.input[1]: expected a non-empty array of token ids" },
+		{ "{\"model\":\"m\",\"input\":[[1],[2,true]]}", "body.input[1][1]: expected a token id" },
+		{ "{\"model\":\"m\",\"input\":[[1],\"a\"]}", "body.input[1]: expected an array of token ids" },
+		{ "{\"model\":\"m\",\"input\":[null]}", "body.input[0]: expected a string, a token id or an array" },
+		{ "{\"model\":\"m\",\"input\":\"a\",\"encoding_format\":\"hex\"}",
+		  "body.encoding_format: expected \"float\" or \"base64\"" },
+		{ "{\"model\":\"m\",\"input\":\"a\",\"encoding_format\":1}",
+		  "body.encoding_format: expected \"float\" or \"base64\"" },
+		{ "{\"model\":\"m\",\"input\":\"a\",\"dimensions\":0}", "body.dimensions: expected an integer from 1" },
+		{ "{\"model\":\"m\",\"input\":\"a\",\"dimensions\":-3}", "body.dimensions: expected an integer from 1" },
+		{ "{\"model\":\"m\",\"input\":\"a\",\"dimensions\":\"8\"}", "body.dimensions: expected an integer from 1" },
+		{ "{\"model\":\"m\",\"input\":\"a\",\"dimensions\":1.5}", "body.dimensions: expected an integer from 1" },
+		{ "{\"model\":\"m\",\"input\":\"a\",\"truncate\":\"yes\"}", "body.truncate: expected true or false" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char line[1024], err[256] = "";
+		ingest_line_t l = { 0 };
+		snprintf(line, sizeof(line), "{\"custom_id\":\"e\",\"url\":\"/v1/embeddings\",\"body\":%s}",
+			 cases[i].body);
+		CU_ASSERT_EQUAL(parse(line, &l, err, sizeof(err)), -EINVAL);
+		if (strncmp(err, cases[i].want, strlen(cases[i].want)) != 0) {
+			fprintf(stderr, "case %zu %s: got \"%s\", want \"%s...\"\n", i, cases[i].body, err,
+				cases[i].want);
+			CU_FAIL("embedding refusal message");
+		}
+		CU_ASSERT_PTR_NULL(l.body);
+	}
+}
+
+/* At most 2048 inputs, as OpenAI allows; a long token array is one input. */
+static void test_embed_input_limit(void)
+{
+	for (int n = INGEST_EMBED_INPUTS_MAX; n <= INGEST_EMBED_INPUTS_MAX + 1; n++) {
+		json_t *in = json_array(), *toks = json_array();
+		for (int i = 0; i < n; i++) {
+			json_array_append_new(in, json_string("x"));
+			json_array_append_new(toks, json_integer(i));
+		}
+		json_t *line = json_pack("{s:s, s:s, s:{s:s, s:o}}", "custom_id", "e", "url", "/v1/embeddings",
+					 "body", "model", "m", "input", in);
+		ingest_line_t l;
+		char err[256] = "";
+		int rc = ingest_line_parse_json(line, &P, &l, err, sizeof(err));
+		if (n == INGEST_EMBED_INPUTS_MAX) {
+			CU_ASSERT_EQUAL(rc, 0);
+			ingest_line_done(&l);
+		} else {
+			CU_ASSERT_EQUAL(rc, -EINVAL);
+			CU_ASSERT_STRING_EQUAL(err, "body.input: 2049 inputs; at most 2048 per request");
+		}
+		json_object_set_new(json_object_get(line, "body"), "input", toks);
+		CU_ASSERT_EQUAL(ingest_line_parse_json(line, &P, &l, err, sizeof(err)), 0);
+		ingest_line_done(&l);
+		json_decref(line);
+	}
+}
+
 const cu_test_t ingest_tests[] = {
 	{ "chat_line", test_chat_line },
 	{ "completion_defaults", test_completion_defaults },
@@ -175,5 +334,8 @@ const cu_test_t ingest_tests[] = {
 	{ "seed_hash", test_seed_hash },
 	{ "corrupt_body", test_corrupt_body },
 	{ "file_reader", test_file_reader },
+	{ "embed_shapes", test_embed_shapes },
+	{ "embed_refusals", test_embed_refusals },
+	{ "embed_input_limit", test_embed_input_limit },
 	{ NULL, NULL },
 };

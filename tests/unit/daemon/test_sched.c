@@ -182,6 +182,19 @@ static void test_priority_first(void)
 	fx_close(&f);
 }
 
+/* ident (just said Hello) gets credit 5; one dispatch sends it one
+ * Assign, which this returns. */
+static const mg_msg_t *one_assign_to(fx_t *f, const char *ident)
+{
+	fx_credit(f, ident, 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f->s, f->now), 1);
+	char who[64];
+	const mg_msg_t *m = fx_next(f, ASSIGN, who);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_STRING_EQUAL(who, ident);
+	return m;
+}
+
 static void test_model_routing(void)
 {
 	fx_t f;
@@ -193,12 +206,7 @@ static void test_model_routing(void)
 	fx_credit(&f, "w1", 5);
 	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
 	fx_hello(&f, "w2", "m2", 2);
-	fx_credit(&f, "w2", 5);
-	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 1);
-	char who[64];
-	const mg_msg_t *m = fx_next(&f, ASSIGN, who);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-	CU_ASSERT_STRING_EQUAL(who, "w2");
+	const mg_msg_t *m = one_assign_to(&f, "w2");
 	CU_ASSERT_STRING_EQUAL(m->assign->model, "m2");
 	fx_close(&f);
 }
@@ -862,7 +870,10 @@ static void test_inline_errors(void)
 	json_decref(lines);
 	lines = fx_lines(2, "m", "r", 16);
 	CU_ASSERT_EQUAL(sched_submit_inline(f.s, "bad id!", NULL, NULL, lines, f.now, name, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(sched_submit_inline(f.s, NULL, "/v1/moderations", NULL, lines, f.now, name, err, sizeof(err)), -EINVAL);
+	/* chat lines in an embeddings job */
 	CU_ASSERT_EQUAL(sched_submit_inline(f.s, NULL, "/v1/embeddings", NULL, lines, f.now, name, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "differs from the batch's endpoint \"/v1/embeddings\""));
 	CU_ASSERT_EQUAL(sched_submit_inline(f.s, NULL, NULL, NULL, lines, f.now, name, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(strncmp(name, "batch_", 6), 0);
 	CU_ASSERT_EQUAL(strlen(name), 6 + 24);
@@ -967,7 +978,144 @@ static void test_send_failures(void)
 	fx_close(&f);
 }
 
+struct embed_rows {
+	char out[2][256], enc[2][16], code[64];
+	int n;
+};
+
+static int collect_embed_row(void *user, const journal_row_t *row)
+{
+	struct embed_rows *rs = user;
+	if (rs->n < 2) {
+		snprintf(rs->out[rs->n], sizeof(rs->out[0]), "%s", row->output ? row->output : "");
+		snprintf(rs->enc[rs->n], sizeof(rs->enc[0]), "%s", row->encoding_format ? row->encoding_format : "");
+	} else {
+		snprintf(rs->code, sizeof(rs->code), "%s", row->error_code ? row->error_code : "");
+	}
+	rs->n++;
+	return 0;
+}
+
+/* An embeddings job goes only to a worker whose ModelInfo embeds with its
+ * model; the vectors it answers are stored exactly (the journal's base64
+ * of float32) with the body's encoding, and a worker that answers without
+ * vectors fails the request rather than storing an empty answer. */
+static void test_embed_routing(void)
+{
+	fx_t f;
+	sched_params_t p = params(10);
+	fx_open(&f, &p);
+	json_t *lines = json_array();
+	for (int i = 0; i < 3; i++) {
+		char cid[16];
+		snprintf(cid, sizeof(cid), "e%d", i);
+		json_array_append_new(lines, json_pack("{s:s, s:s, s:s, s:{s:s, s:[[i], [i, i]], s:s}}", "custom_id", cid,
+						       "method", "POST", "url", "/v1/embeddings", "body", "model", "m",
+						       "input", 7, 4, 5, "encoding_format",
+						       i == 1 ? "base64" : "float"));
+	}
+	char job[80];
+	fx_submit(&f, "emb", lines, job);
+	fx_hello(&f, "w1", "m", 1);		/* serves m, does not embed */
+	fx_credit(&f, "w1", 5);
+	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
+	CU_ASSERT_EQUAL(fx_count(&f, "w1", ASSIGN), 0);
+	fx_hello_embed(&f, "w2", "m", 2, 4);
+	const Margin__V1__Assign *a = one_assign_to(&f, "w2")->assign;
+	CU_ASSERT_EQUAL_FATAL(a->n_requests, 3);
+	const Margin__V1__Request *q = a->requests[0];
+	CU_ASSERT_TRUE(q->embed);
+	CU_ASSERT_EQUAL_FATAL(q->n_inputs, 2);
+	CU_ASSERT_EQUAL_FATAL(q->inputs[0]->n_tokens, 1);
+	CU_ASSERT_EQUAL(q->inputs[0]->tokens[0], 7);
+	CU_ASSERT_EQUAL_FATAL(q->inputs[1]->n_tokens, 2);
+	CU_ASSERT_EQUAL(q->inputs[1]->tokens[1], 5);
+
+	/* answer: two vectors each for lines 1 and 2, none for line 3 */
+	float vals[2][4] = { { 0.5f, -0.5f, 0.5f, -0.5f }, { 0.1f, 0.2f, 0.3f, 0.9273618f } };
+	Margin__V1__Embedding e[2], *pe[2] = { &e[0], &e[1] };
+	for (int k = 0; k < 2; k++) {
+		margin__v1__embedding__init(&e[k]);
+		e[k].n_values = 4;
+		e[k].values = vals[k];
+	}
+	Margin__V1__Output outs[3], *po[3];
+	for (size_t i = 0; i < 3; i++) {
+		margin__v1__output__init(&outs[i]);
+		outs[i].line_no = a->requests[i]->line_no;
+		outs[i].custom_id = a->requests[i]->custom_id;
+		outs[i].prompt_tokens = 4;
+		outs[i].n_embeddings = i < 2 ? 2 : 0;
+		outs[i].embeddings = pe;
+		po[i] = &outs[i];
+	}
+	Margin__V1__Result res = MARGIN__V1__RESULT__INIT;
+	res.batch_id = a->batch_id;
+	res.shard_id = a->shard_id;
+	res.attempt = a->attempt;
+	res.n_outputs = 3;
+	res.outputs = po;
+	mg_msg_t rm = MARGIN__V1__MSG__INIT;
+	rm.body_case = MARGIN__V1__MSG__BODY_RESULT;
+	rm.result = &res;
+	fx_feed(&f, "w2", &rm);
+
+	journal_job_t jj;
+	fx_job(&f, job, &jj);
+	CU_ASSERT_EQUAL(jj.n_done, 2);
+	CU_ASSERT_EQUAL(jj.n_failed, 1);
+	CU_ASSERT_STRING_EQUAL(jj.endpoint, "/v1/embeddings");
+	char *want = NULL;
+	CU_ASSERT_EQUAL_FATAL(journal_embeddings_format((const Margin__V1__Embedding *const *)pe, 2, &want), 0);
+	struct embed_rows rs = { .n = 0 };
+	CU_ASSERT_EQUAL(journal_results_page(f.j, jj.id, 0, 10, collect_embed_row, &rs), 3);
+	CU_ASSERT_STRING_EQUAL(rs.out[0], want);
+	CU_ASSERT_STRING_EQUAL(rs.out[1], want);
+	CU_ASSERT_STRING_EQUAL(rs.enc[0], "float");
+	CU_ASSERT_STRING_EQUAL(rs.enc[1], "base64");
+	CU_ASSERT_STRING_EQUAL(rs.code, "worker_error");
+	free(want);
+	fx_close(&f);
+}
+
+/* Shards of embedding requests hold at most SCHED_EMBED_SHARD_BYTES of
+ * vectors as the taking worker embeds: 600 inputs of 4096 floats (9.8 MB)
+ * per request go one per shard; the same requests cut to 4 dimensions
+ * share one. */
+static void test_embed_shard_bytes(void)
+{
+	for (int cut = 0; cut < 2; cut++) {
+		fx_t f;
+		sched_params_t p = params(10);
+		fx_open(&f, &p);
+		json_t *lines = json_array();
+		for (int i = 0; i < 3; i++) {
+			json_t *in = json_array();
+			for (int k = 0; k < 600; k++)
+				json_array_append_new(in, json_string("x"));
+			char cid[16];
+			snprintf(cid, sizeof(cid), "e%d", i);
+			json_t *l = json_pack("{s:s, s:s, s:s, s:{s:s, s:o}}", "custom_id", cid, "method", "POST", "url",
+					      "/v1/embeddings", "body", "model", "m", "input", in);
+			if (cut)
+				json_object_set_new(json_object_get(l, "body"), "dimensions", json_integer(4));
+			json_array_append_new(lines, l);
+		}
+		char job[80];
+		fx_submit(&f, "emb", lines, job);
+		fx_hello_embed(&f, "w1", "m", 1, 4096);
+		fx_credit(&f, "w1", 5);
+		CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), cut ? 1 : 3);
+		const mg_msg_t *m = fx_next(&f, ASSIGN, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		CU_ASSERT_EQUAL(m->assign->n_requests, cut ? 3u : 1u);
+		fx_close(&f);
+	}
+}
+
 const cu_test_t sched_tests[] = {
+	{ "embed_routing", test_embed_routing },
+	{ "embed_shard_bytes", test_embed_shard_bytes },
 	{ "sharding_by_count", test_sharding_by_count },
 	{ "sharding_by_tokens", test_sharding_by_tokens },
 	{ "credit", test_credit },
