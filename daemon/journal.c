@@ -1064,8 +1064,8 @@ int journal_job_add_loaded(journal_t *j, const char *job, int64_t delta_micros)
 /* A call booked without the booking hook: priced by the cost hook (or
  * cost 0), written by the ledger's one INSERT path. Such rows belong to
  * no accounting window (period_ns = 0). */
-static int ledger_book(journal_t *j, const journal_call_t *c, journal_usage_t *sum,
-		       bool *ret_hook_failed, char *err, size_t errlen)
+static int ledger_book(journal_t *j, const journal_call_t *c, const char *endpoint,
+		       journal_usage_t *sum, bool *ret_hook_failed, char *err, size_t errlen)
 {
 	int64_t marginal = 0, loaded = 0;
 	if (j->cost_fn != NULL) {
@@ -1082,7 +1082,7 @@ static int ledger_book(journal_t *j, const journal_call_t *c, journal_usage_t *s
 		.prompt_tokens = c->prompt_tokens, .completion_tokens = c->completion_tokens, .busy_ns = c->busy_ns,
 		.flops = c->flops, .queue_ns = c->queue_ns, .first_token_ns = c->first_token_ns,
 		.cost_marginal_micros = marginal, .cost_loaded_micros = loaded, .answered_at_ns = c->answered_at_ns,
-		.currency = "", .via_batch = true,
+		.currency = "", .via_batch = true, .endpoint = endpoint,
 	};
 	int r = ledger_insert(j->db, &row, 1, err, errlen);
 	if (r == 0) {
@@ -1253,7 +1253,7 @@ int journal_result_apply(journal_t *j, const journal_result_ctx_t *ctx,
 		}
 		bool hook_failed = false;
 		char e2[512];
-		r = ledger_book(j, &call, &c.usage, &hook_failed, e2, sizeof(e2));
+		r = ledger_book(j, &call, job->endpoint, &c.usage, &hook_failed, e2, sizeof(e2));
 		if (r < 0 && hook_failed) {
 			snprintf(err, errlen, "output %zu (line %lld): the cost hook failed: %s", i,
 				 (long long)line, strerror(-r));

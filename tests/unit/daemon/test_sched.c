@@ -1,12 +1,14 @@
 /* sched: sharding, fairness, credit, liveness, retries and poison requests,
  * duplicate and stale results, journal atomicity, recovery, cancel — all
  * with a fake clock and a capturing send. */
+#include "cu_sql.h"
 #include "fixture.h"
 #include "ingest.h"
 #include "tests.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1075,6 +1077,14 @@ static void test_embed_routing(void)
 	CU_ASSERT_STRING_EQUAL(rs.enc[1], "base64");
 	CU_ASSERT_STRING_EQUAL(rs.code, "worker_error");
 	free(want);
+	/* booked without the booking hook, the ledger rows still say what kind
+	 * of call they were (reports price them on embedding references) */
+	char path[600];
+	sqlite3 *db = NULL;
+	snprintf(path, sizeof(path), "%s/margin.db", f.dir);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE endpoint = '/v1/embeddings'"), 2);
+	sqlite3_close(db);
 	fx_close(&f);
 }
 
