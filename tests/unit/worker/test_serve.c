@@ -4,6 +4,7 @@
  * machine does not); nothing asserts on durations. */
 #include "cmds.h"
 #include "cu_main.h"
+#include "engine.h"
 #include "mg_clock.h"
 #include "mg_wire.h"
 #include "model.h"
@@ -921,6 +922,248 @@ static void test_engine_stories260K(void)
 	json_decref(ref);
 }
 
+/* The engine's vector of one input (ids), for comparison. */
+static engine_out_t *embed_ref(const model_t *m, const int32_t *ids, size_t n, const char *text, uint32_t dims)
+{
+	engine_opts_t eo = { .slots = 1, .n_ctx = 256, .threads = 2 };
+	engine_t *e = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL_FATAL(engine_new(m, &eo, &e, err, sizeof(err)), 0);
+	engine_req_t r = { .id = 0, .prompt_ids = ids, .n_prompt_ids = n, .prompt = text, .embed = true,
+			   .dimensions = dims };
+	CU_ASSERT_EQUAL_FATAL(engine_submit(e, &r), 0);
+	while (engine_pending(e) > 0)
+		CU_ASSERT_FATAL(engine_step(e) >= 0);
+	engine_out_t *o = engine_take(e);
+	engine_destroy(&e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT_EQUAL_FATAL(o->error, 0);
+	return o;
+}
+
+/* An embed request of a shard: inputs are texts, or token ids when
+ * ids[i] is not NULL. */
+typedef struct emb_req {
+	const char *text[3];
+	const int32_t *ids[3];
+	size_t n_ids[3];
+	size_t n_inputs;
+	uint32_t dimensions;
+	bool truncate;
+	bool generate;		/* a completion request instead */
+} emb_req_t;
+
+static void send_embed_assign(faked_t *d, const rx_t *to, const char *batch, uint64_t shard, const emb_req_t *er,
+			      size_t n)
+{
+	Margin__V1__Request *rq = calloc(n, sizeof(*rq));
+	Margin__V1__Request **prq = calloc(n, sizeof(*prq));
+	Margin__V1__EmbedInput *in = calloc(n * 3, sizeof(*in));
+	Margin__V1__EmbedInput **pin = calloc(n * 3, sizeof(*pin));
+	char (*ids)[32] = calloc(n, sizeof(*ids));
+	for (size_t i = 0; i < n; i++) {
+		margin__v1__request__init(&rq[i]);
+		snprintf(ids[i], sizeof(ids[i]), "%s-%zu", batch, i);
+		rq[i].line_no = 100 + i;
+		rq[i].custom_id = ids[i];
+		rq[i].seed = 1;
+		if (er[i].generate) {
+			rq[i].prompt = (char *)"Once upon a time";
+			rq[i].max_tokens = 8;
+		} else {
+			rq[i].embed = true;
+			rq[i].dimensions = er[i].dimensions;
+			rq[i].truncate = er[i].truncate;
+			rq[i].n_inputs = er[i].n_inputs;
+			rq[i].inputs = pin + 3 * i;
+			for (size_t k = 0; k < er[i].n_inputs; k++) {
+				Margin__V1__EmbedInput *x = &in[3 * i + k];
+				margin__v1__embed_input__init(x);
+				if (er[i].ids[k] != NULL) {
+					x->tokens = (int32_t *)er[i].ids[k];
+					x->n_tokens = er[i].n_ids[k];
+				} else {
+					x->text = (char *)er[i].text[k];
+				}
+				pin[3 * i + k] = x;
+			}
+		}
+		prq[i] = &rq[i];
+	}
+	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
+	a.batch_id = (char *)batch;
+	a.shard_id = shard;
+	a.attempt = 1;
+	a.model = (char *)"stories260K";
+	a.n_requests = n;
+	a.requests = prq;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
+	m.assign = &a;
+	faked_send(d, to, &m);
+	free(rq);
+	free(prq);
+	free(in);
+	free(pin);
+	free(ids);
+}
+
+static bool same_vec(const Margin__V1__Embedding *e, const engine_out_t *o)
+{
+	return e->n_values == o->n_embedding && memcmp(e->values, o->embedding, o->n_embedding * sizeof(float)) == 0;
+}
+
+/* A real model's worker: Hello says what it embeds (stories260K: 64
+ * values, mean by default, not truncatable); an Assign mixing embed and
+ * completion requests gets one vector per input, in order, equal to the
+ * engine's bits, prompt_tokens summed over the inputs, and per-request
+ * errors: dimensions on a model that is not truncatable, an input beyond
+ * the context (unless truncate), an empty input, an id outside the
+ * vocabulary. */
+static void test_engine_embed(void)
+{
+	model_t *m = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL_FATAL(model_load(cu_shared_path("models/stories260K.gguf"), &m, err, sizeof(err)), 0);
+	int dim = model_config(m)->dim;
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.fake = false;
+	o.arch = NULL;
+	o.model_path = cu_shared_path("models/stories260K.gguf");
+	o.n_ctx = 256;
+	o.slots = 3;
+	serve_t *s = start(&o);
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	const Margin__V1__ModelInfo *mi = h.m->hello->models[0];
+	CU_ASSERT_EQUAL(mi->embed_dims, (uint32_t)dim);
+	CU_ASSERT_STRING_EQUAL(mi->pooling, "mean");
+	CU_ASSERT(!mi->embed_truncatable);
+	send_welcome(&d, &h, 1000, 20);
+
+	const char *t0 = "Once upon a time, there was a little girl.", *t1 = "The cat sat.";
+	engine_out_t *r0 = embed_ref(m, NULL, 0, t0, 0), *r1 = embed_ref(m, NULL, 0, t1, 0);
+	int32_t long_ids[300];
+	for (int i = 0; i < 300; i++)
+		long_ids[i] = i == 0 ? 1 : 3 + (i * 37) % 500;
+	engine_out_t *rcut = embed_ref(m, long_ids, 256, NULL, 0);
+	static const int32_t bad_ids[] = { 1, 9999 };
+	emb_req_t er[] = {
+		/* 0: text, the same text's ids, another text */
+		{ .text = { t0, NULL, t1 }, .ids = { NULL, r0->prompt_ids, NULL }, .n_ids = { 0, r0->n_prompt_ids, 0 },
+		  .n_inputs = 3 },
+		{ .generate = true },
+		{ .text = { t0 }, .n_inputs = 1, .dimensions = 16 },
+		{ .text = { t1 }, .ids = { NULL, long_ids }, .n_ids = { 0, 300 }, .n_inputs = 2 },
+		{ .text = { t1 }, .ids = { NULL, long_ids }, .n_ids = { 0, 300 }, .n_inputs = 2, .truncate = true },
+		{ .text = { t1, "" }, .n_inputs = 2 },
+		{ .ids = { bad_ids }, .n_ids = { 2 }, .n_inputs = 1 },
+		{ .n_inputs = 0 },
+	};
+	enum { NR = sizeof(er) / sizeof(er[0]) };
+	send_embed_assign(&d, &h, "emb", 1, er, NR);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	const Margin__V1__Result *res = r.m->result;
+	CU_ASSERT_EQUAL_FATAL(res->n_outputs, NR);
+	const Margin__V1__Output *out[NR] = { 0 };
+	for (size_t i = 0; i < NR; i++)
+		out[res->outputs[i]->line_no - 100] = res->outputs[i];
+	for (size_t i = 0; i < NR; i++)
+		CU_ASSERT_PTR_NOT_NULL_FATAL(out[i]);
+
+	CU_ASSERT_PTR_NULL(out[0]->error);
+	CU_ASSERT_EQUAL_FATAL(out[0]->n_embeddings, 3);
+	CU_ASSERT(same_vec(out[0]->embeddings[0], r0));
+	CU_ASSERT(same_vec(out[0]->embeddings[1], r0));
+	CU_ASSERT(same_vec(out[0]->embeddings[2], r1));
+	CU_ASSERT_EQUAL(out[0]->prompt_tokens, 2 * r0->n_prompt_ids + r1->n_prompt_ids);
+	CU_ASSERT_EQUAL(out[0]->completion_tokens, 0);
+	CU_ASSERT_STRING_EQUAL(out[0]->text, "");
+	CU_ASSERT_STRING_EQUAL(out[0]->finish_reason, "");
+	CU_ASSERT(out[0]->usage->busy_ns > 0 && out[0]->usage->flops > 0);
+	CU_ASSERT_EQUAL(out[0]->usage->first_token_ns, 0);
+
+	CU_ASSERT_PTR_NULL(out[1]->error);
+	CU_ASSERT_EQUAL(out[1]->completion_tokens, 8);
+	CU_ASSERT_EQUAL(out[1]->n_embeddings, 0);
+	CU_ASSERT(strlen(out[1]->text) > 0);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[2]->error);
+	CU_ASSERT_STRING_EQUAL(out[2]->error->code, "invalid_request");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[2]->error->message, "embed_truncatable"));
+	CU_ASSERT_EQUAL(out[2]->n_embeddings, 0);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[3]->error);
+	CU_ASSERT_STRING_EQUAL(out[3]->error->code, "context_length_exceeded");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[3]->error->message, "input 1 has 300 tokens"));
+	CU_ASSERT_EQUAL(out[3]->n_embeddings, 0);
+
+	CU_ASSERT_PTR_NULL(out[4]->error);
+	CU_ASSERT_EQUAL_FATAL(out[4]->n_embeddings, 2);
+	CU_ASSERT(same_vec(out[4]->embeddings[0], r1));
+	CU_ASSERT(same_vec(out[4]->embeddings[1], rcut));
+	CU_ASSERT_EQUAL(out[4]->prompt_tokens, r1->n_prompt_ids + 256);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[5]->error);
+	CU_ASSERT_STRING_EQUAL(out[5]->error->code, "invalid_request");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[5]->error->message, "input 1 is empty"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[6]->error);
+	CU_ASSERT_STRING_EQUAL(out[6]->error->code, "invalid_request");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[6]->error->message, "input 0: token 1 is id 9999"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[7]->error);
+	CU_ASSERT_STRING_EQUAL(out[7]->error->code, "invalid_request");
+
+	/* the shard's step totals still equal its requests' shares */
+	uint64_t busy = 0;
+	for (size_t i = 0; i < NR; i++)
+		busy += out[i]->usage->busy_ns;
+	CU_ASSERT_EQUAL(res->step_stats->busy_ns, busy);
+	send_ack(&d, &h, 1, 1);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+
+	/* embed_truncatable = yes and pooling last: Hello says so, and
+	 * dimensions cut the vector (a new daemon: the old one's socket
+	 * holds the first worker's Bye) */
+	faked_close(&d);
+	faked_open(&d, NULL);
+	o.scheduler = d.endpoint;
+	o.embed_truncatable = true;
+	o.pooling = "last";
+	s = start(&o);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	mi = h.m->hello->models[0];
+	CU_ASSERT_STRING_EQUAL(mi->pooling, "last");
+	CU_ASSERT(mi->embed_truncatable);
+	send_welcome(&d, &h, 1000, 20);
+	emb_req_t cut = { .text = { t0 }, .n_inputs = 1, .dimensions = 16 };
+	send_embed_assign(&d, &h, "emb", 2, &cut, 1);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	const Margin__V1__Output *c = r.m->result->outputs[0];
+	CU_ASSERT_PTR_NULL_FATAL(c->error);
+	CU_ASSERT_EQUAL_FATAL(c->n_embeddings, 1);
+	CU_ASSERT_EQUAL_FATAL(c->embeddings[0]->n_values, 16);
+	double ss = 0.0;
+	for (int k = 0; k < 16; k++)
+		ss += (double)c->embeddings[0]->values[k] * c->embeddings[0]->values[k];
+	CU_ASSERT(ss > 1.0 - 2e-6 && ss < 1.0 + 2e-6);
+	send_ack(&d, &h, 2, 1);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+
+	engine_out_free(&r0);
+	engine_out_free(&r1);
+	engine_out_free(&rcut);
+	faked_close(&d);
+	model_destroy(&m);
+}
+
 static int run_cmd(int argc, char **argv)
 {
 	return cmd_serve(argc, argv);
@@ -1036,6 +1279,7 @@ const cu_test_t serve_tests[] = {
 	{ "curve", test_curve },
 	{ "bad_options", test_bad_options },
 	{ "engine_stories260K", test_engine_stories260K },
+	{ "engine_embed", test_engine_embed },
 	{ "cmd_usage", test_cmd_usage },
 	{ "cmd_config_and_sigterm", test_cmd_config_and_sigterm },
 	{ NULL, NULL },
