@@ -325,10 +325,11 @@ static void req_finish(eshard_t *sh, ereq_t *r)
 }
 
 /* Packs Msg{Result} of a finished shard into *ret_buf (owned by the
- * caller). strip_text: for a Result over the frame cap, every output
+ * caller). drop (NULL: none): for a Result over the frame cap, the
+ * outputs marked there (every one, or the largest: eng_complete)
  * becomes a "result_too_large" error without text, so the shard is still
  * answered (and re-dispatch will not help, which the daemon sees). */
-static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, size_t *ret_len)
+static int pack_result(const eshard_t *sh, const bool *drop, uint8_t **ret_buf, size_t *ret_len)
 {
 	int rc = -ENOMEM;
 	size_t n = sh->n;
@@ -339,7 +340,7 @@ static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, s
 	/* the vectors of the embed requests, all of them in two arrays */
 	size_t n_emb = 0;
 	for (size_t i = 0; i < n; i++)
-		if (sh->reqs[i].embed && !sh->reqs[i].failed && !strip_text)
+		if (sh->reqs[i].embed && !sh->reqs[i].failed && !(drop && drop[i]))
 			n_emb += sh->reqs[i].n_eids;
 	Margin__V1__Embedding *embs = calloc(n_emb ? n_emb : 1, sizeof(*embs));
 	Margin__V1__Embedding **pembs = calloc(n_emb ? n_emb : 1, sizeof(*pembs));
@@ -365,6 +366,7 @@ static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, s
 		usage[i].queue_ns = r->queue_ns;
 		usage[i].first_token_ns = r->first_token_ns;
 		o->usage = &usage[i];
+		bool strip_text = drop != NULL && drop[i];
 		if (r->failed || strip_text) {
 			errs[i].code = strip_text ? "result_too_large" : (char *)r->err_code;
 			errs[i].message = strip_text ? "the shard's outputs exceed the frame cap" :
@@ -434,6 +436,41 @@ static void eng_step_stats(const eng_t *g, eshard_t *sh)
 	}
 }
 
+/* The bytes output i takes in a Result, about (over, never under, by
+ * the few bytes of each field's tag and length). */
+static size_t output_bytes(const ereq_t *r)
+{
+	size_t b = 96 + strlen(r->custom_id ? r->custom_id : "") + strlen(r->err_msg);
+	if (r->failed)
+		return b;
+	if (r->embed)
+		return b + (size_t)r->n_eids * ((size_t)r->dims * sizeof(float) + 16);
+	return b + (r->text ? strlen(r->text) : 0);
+}
+
+/* Marks in drop[] the largest outputs until the others fit in 15/16 of
+ * the frame cap; returns how many. */
+static uint32_t result_drop_largest(const eshard_t *sh, bool *drop)
+{
+	size_t total = 256;
+	for (uint32_t i = 0; i < sh->n; i++)
+		total += output_bytes(&sh->reqs[i]);
+	uint32_t n = 0;
+	while (total > MG_WIRE_MAX_FRAME / 16 * 15 && n < sh->n) {
+		uint32_t big = 0;
+		size_t bb = 0;
+		for (uint32_t i = 0; i < sh->n; i++)
+			if (!drop[i] && output_bytes(&sh->reqs[i]) >= bb) {
+				bb = output_bytes(&sh->reqs[i]);
+				big = i;
+			}
+		drop[big] = true;
+		total -= bb - 96;
+		n++;
+	}
+	return n;
+}
+
 /* A shard is complete (a cancelled one too): its Result to the I/O thread. */
 static void eng_complete(eng_t *g, eshard_t *sh)
 {
@@ -441,12 +478,23 @@ static void eng_complete(eng_t *g, eshard_t *sh)
 	pipe_msg_t pm = { .attempt = sh->attempt, .shard_id = sh->shard_id, .n_requests = sh->n };
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int r = pack_result(sh, false, &buf, &len);
-	if (r == -EMSGSIZE) {
-		mg_log(MG_LOG_ERROR, COMP, "result exceeds the frame cap, sending errors batch=%s shard=%llu cap=%u",
-		       sh->batch_id, (unsigned long long)sh->shard_id, MG_WIRE_MAX_FRAME);
-		r = pack_result(sh, true, &buf, &len);
+	int r = pack_result(sh, NULL, &buf, &len);
+	bool *drop = NULL;
+	if (r == -EMSGSIZE && (drop = calloc(sh->n ? sh->n : 1, sizeof(*drop))) != NULL) {
+		/* the largest outputs (texts, vectors) fail first until the rest
+		 * fits; if the estimate was short, every one */
+		uint32_t n_drop = result_drop_largest(sh, drop);
+		mg_log(MG_LOG_ERROR, COMP, "result exceeds the frame cap, failing its largest outputs batch=%s "
+		       "shard=%llu cap=%u failed=%u of %u", sh->batch_id, (unsigned long long)sh->shard_id,
+		       MG_WIRE_MAX_FRAME, n_drop, sh->n);
+		r = pack_result(sh, drop, &buf, &len);
+		if (r == -EMSGSIZE) {
+			for (uint32_t i = 0; i < sh->n; i++)
+				drop[i] = true;
+			r = pack_result(sh, drop, &buf, &len);
+		}
 	}
+	free(drop);
 	if (r < 0) {
 		/* Out of memory: no Result (the daemon requeues the shard when
 		 * it gives up on it or on this worker); DROPPED frees the credit. */

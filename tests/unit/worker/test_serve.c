@@ -1164,6 +1164,95 @@ static void test_engine_embed(void)
 	model_destroy(&m);
 }
 
+/* A Result over the frame cap (64 MiB): the largest output (an embed
+ * request of 2^18 vectors of 64 values, 70 MB) fails with
+ * result_too_large, and the shard's other outputs still arrive whole. */
+static void test_embed_result_too_large(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	base_opts(&o, &d);
+	o.fake = false;
+	o.arch = NULL;
+	o.model_path = cu_shared_path("models/stories260K.gguf");
+	o.n_ctx = 16;
+	o.slots = 512;
+	serve_t *s = start(&o);
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(h.m->hello->models[0]->embed_dims, 64);
+	send_welcome(&d, &h, 1000, 200);
+	enum { BIG = 1 << 18 };
+	static const int32_t bos[1] = { 1 };
+	emb_req_t *er = calloc(3, sizeof(*er));
+	er[0].generate = true;
+	er[2] = (emb_req_t){ .text = { "The cat sat.", "Once" }, .n_inputs = 2 };
+	/* the big one: send_embed_assign takes up to 3 inputs, so it is built here */
+	Margin__V1__Request rq[3];
+	Margin__V1__Request *prq[3] = { &rq[0], &rq[1], &rq[2] };
+	Margin__V1__EmbedInput *in = calloc(BIG, sizeof(*in)), **pin = calloc(BIG, sizeof(*pin));
+	Margin__V1__EmbedInput in2[2], *pin2[2] = { &in2[0], &in2[1] };
+	char ids[3][16];
+	for (int i = 0; i < 3; i++) {
+		margin__v1__request__init(&rq[i]);
+		snprintf(ids[i], sizeof(ids[i]), "big-%d", i);
+		rq[i].line_no = 100 + (uint64_t)i;
+		rq[i].custom_id = ids[i];
+	}
+	rq[0].prompt = (char *)"Once upon a time";
+	rq[0].max_tokens = 4;
+	rq[1].embed = rq[2].embed = true;
+	for (int k = 0; k < BIG; k++) {
+		margin__v1__embed_input__init(&in[k]);
+		in[k].tokens = (int32_t *)bos;
+		in[k].n_tokens = 1;
+		pin[k] = &in[k];
+	}
+	rq[1].n_inputs = BIG;
+	rq[1].inputs = pin;
+	for (int k = 0; k < 2; k++) {
+		margin__v1__embed_input__init(&in2[k]);
+		in2[k].text = (char *)er[2].text[k];
+	}
+	rq[2].n_inputs = 2;
+	rq[2].inputs = pin2;
+	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
+	a.batch_id = (char *)"big";
+	a.shard_id = 1;
+	a.attempt = 1;
+	a.model = (char *)"stories260K";
+	a.n_requests = 3;
+	a.requests = prq;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
+	m.assign = &a;
+	faked_send(&d, &h, &m);
+	free(in);
+	free(pin);
+	free(er);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, 10 * GUARD_MS, &r), 0);
+	const Margin__V1__Result *res = r.m->result;
+	CU_ASSERT_EQUAL_FATAL(res->n_outputs, 3);
+	const Margin__V1__Output *out[3] = { 0 };
+	for (size_t i = 0; i < 3; i++)
+		out[res->outputs[i]->line_no - 100] = res->outputs[i];
+	CU_ASSERT_PTR_NULL(out[0]->error);
+	CU_ASSERT_EQUAL(out[0]->completion_tokens, 4);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[1]->error);
+	CU_ASSERT_STRING_EQUAL(out[1]->error->code, "result_too_large");
+	CU_ASSERT_EQUAL(out[1]->n_embeddings, 0);
+	CU_ASSERT_EQUAL(out[1]->prompt_tokens, BIG);	/* the work was done: it is billed */
+	CU_ASSERT_PTR_NULL(out[2]->error);
+	CU_ASSERT_EQUAL(out[2]->n_embeddings, 2);
+	send_ack(&d, &h, 1, 1);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
+}
+
 static int run_cmd(int argc, char **argv)
 {
 	return cmd_serve(argc, argv);
@@ -1280,6 +1369,7 @@ const cu_test_t serve_tests[] = {
 	{ "bad_options", test_bad_options },
 	{ "engine_stories260K", test_engine_stories260K },
 	{ "engine_embed", test_engine_embed },
+	{ "embed_result_too_large", test_embed_result_too_large },
 	{ "cmd_usage", test_cmd_usage },
 	{ "cmd_config_and_sigterm", test_cmd_config_and_sigterm },
 	{ NULL, NULL },
