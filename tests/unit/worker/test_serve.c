@@ -1310,6 +1310,19 @@ static void test_cmd_usage(void)
 	char *badkey[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--fake",
 			   "--curve-secret", "/nonexistent/w.key", "--curve-server", "/nonexistent/d.pub", NULL };
 	CU_ASSERT_EQUAL(run_cmd(10, badkey), 1);
+	/* embeddings: a pooling that is not one, in a flag or the file; a
+	 * truncatable that is not a boolean */
+	char *pool[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+			 "--pooling", "median", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, pool), 2);
+	f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "[worker]\nscheduler = tcp://127.0.0.1:1\narch = tiny\ncurve = no\npooling = rank\n");
+	fclose(f);
+	CU_ASSERT_EQUAL(run_cmd(3, kvconf), 2);
+	char *trunc[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+			  "--embed-truncatable", "maybe", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, trunc), 2);
 }
 
 /* The [worker] section of a config file, flags over it, and SIGTERM:
