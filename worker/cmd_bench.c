@@ -306,12 +306,14 @@ static void drain(engine_t *e)
 		engine_out_free(&o);
 }
 
-/* Submits B requests of prompt_len ids with max_tokens each. */
-static int submit_b(engine_t *e, const int32_t *prompts, int B, int prompt_len, uint32_t max_tokens)
+/* Submits B requests of prompt_len ids with max_tokens each (embed: B
+ * embed requests). */
+static int submit_b(engine_t *e, const int32_t *prompts, int B, int prompt_len, uint32_t max_tokens, bool embed)
 {
 	for (int i = 0; i < B; i++) {
 		engine_req_t r = { .id = (uint64_t)i, .prompt_ids = prompts + (size_t)i * (size_t)prompt_len,
-				   .n_prompt_ids = (size_t)prompt_len, .max_tokens = max_tokens, .ignore_eos = true };
+				   .n_prompt_ids = (size_t)prompt_len, .max_tokens = max_tokens, .ignore_eos = true,
+				   .embed = embed };
 		int rc = engine_submit(e, &r);
 		if (rc < 0)
 			return rc;
@@ -319,10 +321,13 @@ static int submit_b(engine_t *e, const int32_t *prompts, int B, int prompt_len, 
 	return 0;
 }
 
-static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, double *ret_s, double *ret_flops)
+/* B prompts of plen ids at once, prefilled and one token sampled each, or
+ * (embed) embedded. */
+static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, bool embed, double *ret_s,
+			double *ret_flops)
 {
 	engine_stats_reset(e);
-	int rc = submit_b(e, prompts, B, plen, 1);
+	int rc = submit_b(e, prompts, B, plen, 1, embed);
 	while (rc >= 0 && engine_pending(e) > 0)
 		rc = engine_step(e);
 	drain(e);
@@ -335,35 +340,12 @@ static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, do
 	return 0;
 }
 
-/* B embed requests of plen ids at once, until all are pooled. */
-static int embed_pass(engine_t *e, const int32_t *prompts, int B, int plen, double *ret_s)
-{
-	engine_stats_reset(e);
-	int rc = 0;
-	for (int i = 0; i < B && rc >= 0; i++) {
-		engine_req_t r = { .id = (uint64_t)i, .prompt_ids = prompts + (size_t)i * (size_t)plen,
-				   .n_prompt_ids = (size_t)plen, .embed = true };
-		rc = engine_submit(e, &r);
-	}
-	while (rc >= 0 && engine_pending(e) > 0)
-		rc = engine_step(e);
-	drain(e);
-	if (rc < 0)
-		return rc;
-	engine_stats_t st;
-	engine_get_stats(e, &st);
-	if (st.embeddings != (uint64_t)B)
-		return -EPROTO;
-	*ret_s = (double)st.wall_ns / 1e9;
-	return 0;
-}
-
 /* gen_len steps in which all B sequences decode. */
 static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int gen_len, uint32_t max_tokens,
 		       double *ret_s, double *ret_flops, double *ret_engine_s, int *ret_steps)
 {
 	engine_stats_reset(e);
-	int rc = submit_b(e, prompts, B, plen, max_tokens);
+	int rc = submit_b(e, prompts, B, plen, max_tokens, false);
 	engine_stats_t a, b;
 	uint64_t wall = 0, flops = 0, fwd = 0;
 	int steps = 0;
@@ -451,7 +433,7 @@ static int measure_once(bench_model_t *bm, const bench_args_t *a, int B, const i
 {
 	double s, f, eng = 0;
 	int steps = 0;
-	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, &s, &f);
+	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, false, &s, &f);
 	if (rc < 0)
 		return rc;
 	ret->prefill_s_per_tok = s / ((double)B * a->prompt_len);
@@ -463,7 +445,7 @@ static int measure_once(bench_model_t *bm, const bench_args_t *a, int B, const i
 	ret->decode_flops_per_step = f / steps;
 	ret->decode_engine_s_per_step = eng / steps;
 	if (a->embed) {
-		if ((rc = embed_pass(bm->e, prompts, B, a->prompt_len, &s)) < 0)
+		if ((rc = prefill_pass(bm->e, prompts, B, a->prompt_len, true, &s, &f)) < 0)
 			return rc;
 		ret->embed_s_per_input = s / B;
 	}

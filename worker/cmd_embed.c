@@ -51,17 +51,6 @@ static void usage(FILE *f)
 		"Exit status: 0, 1 when an input or the model failed, 2 bad usage.\n");
 }
 
-static int parse_long(const char *s, long lo, long hi, long *ret)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
 /* "1,2,3" -> ids. -EINVAL names nothing: the caller says which input. */
 static int parse_ids(const char *s, int32_t **ret, size_t *ret_n)
 {
@@ -191,32 +180,32 @@ int cmd_embed(int argc, char **argv)
 		switch (c) {
 		case O_MODEL: model_path = optarg; break;
 		case O_ARCH: arch = optarg; break;
-		case O_LAYERS: if (parse_long(optarg, 1, 4096, &layers) < 0) bad = "--layers 1..4096"; break;
+		case O_LAYERS: if (cmd_parse_long(optarg, 1, 4096, &layers) < 0) bad = "--layers 1..4096"; break;
 		case O_POOLING:
 			if (engine_pooling_parse(optarg) < 0)
 				bad = "--pooling mean, cls or last";
 			eo.pooling = optarg;
 			break;
-		case O_DIMS: if (parse_long(optarg, 1, 1 << 20, &dims) < 0) bad = "--dimensions 1.."; break;
+		case O_DIMS: if (cmd_parse_long(optarg, 1, 1 << 20, &dims) < 0) bad = "--dimensions 1.."; break;
 		case O_TRUNCATE: truncate = true; break;
 		case O_IDS: ids_in = true; break;
 		case O_SLOTS:
-			if (parse_long(optarg, 1, 4096, &v) < 0)
+			if (cmd_parse_long(optarg, 1, 4096, &v) < 0)
 				bad = "--slots 1..4096";
 			eo.slots = (int)v;
 			break;
 		case O_CTX:
-			if (parse_long(optarg, 1, 1 << 24, &v) < 0)
+			if (cmd_parse_long(optarg, 1, 1 << 24, &v) < 0)
 				bad = "--ctx 1..16777216";
 			eo.n_ctx = (int)v;
 			break;
 		case O_CHUNK:
-			if (parse_long(optarg, 2, 1 << 16, &v) < 0)
+			if (cmd_parse_long(optarg, 2, 1 << 16, &v) < 0)
 				bad = "--prefill-chunk 2..65536";
 			eo.prefill_chunk = (int)v;
 			break;
 		case O_THREADS:
-			if (parse_long(optarg, 1, 4096, &v) < 0)
+			if (cmd_parse_long(optarg, 1, 4096, &v) < 0)
 				bad = "--threads 1..4096";
 			eo.threads = (int)v;
 			break;

@@ -5,6 +5,7 @@
  * checked against model_forward's hidden states pooled here. */
 #include "cu_main.h"
 #include "engine.h"
+#include "engine_run.h"
 #include "model.h"
 
 #include <errno.h>
@@ -35,23 +36,6 @@ static engine_t *mk(const model_t *m, int slots, int n_ctx, int chunk, const cha
 		fprintf(stderr, "engine_new: %s\n", err);
 	CU_ASSERT_EQUAL_FATAL(rc, 0);
 	return e;
-}
-
-/* Steps until idle; outputs by id into outs[0..n). */
-static void run_all(engine_t *e, engine_out_t **outs, size_t n)
-{
-	for (int guard = 0; engine_pending(e) > 0 && guard < 100000; guard++) {
-		CU_ASSERT_FATAL(engine_step(e) >= 0);
-		for (engine_out_t *o; (o = engine_take(e)) != NULL;) {
-			CU_ASSERT_FATAL(o->id < n && outs[o->id] == NULL);
-			outs[o->id] = o;
-		}
-	}
-	for (engine_out_t *o; (o = engine_take(e)) != NULL;) {
-		CU_ASSERT_FATAL(o->id < n && outs[o->id] == NULL);
-		outs[o->id] = o;
-	}
-	CU_ASSERT_EQUAL(engine_pending(e), 0);
 }
 
 /* Deterministic ids: BOS, then a spread over the vocabulary. */

@@ -167,6 +167,23 @@ static void send_cancel(faked_t *d, const rx_t *to, const char *batch)
 	faked_send(d, to, &m);
 }
 
+/* Sends an Assign of the n requests prq. */
+static void send_requests(faked_t *d, const rx_t *to, const char *model, const char *batch, uint64_t shard,
+			  uint32_t attempt, Margin__V1__Request **prq, size_t n)
+{
+	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
+	a.batch_id = (char *)batch;
+	a.shard_id = shard;
+	a.attempt = attempt;
+	a.model = (char *)model;
+	a.n_requests = n;
+	a.requests = prq;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
+	m.assign = &a;
+	faked_send(d, to, &m);
+}
+
 /* Assign of n completion requests "<batch>-<i>", line_no 100 + i. */
 static void send_assign_ex(faked_t *d, const rx_t *to, const char *model, const char *batch,
 			   uint64_t shard, uint32_t attempt, int n, uint32_t max_tokens, uint64_t seed,
@@ -187,17 +204,7 @@ static void send_assign_ex(faked_t *d, const rx_t *to, const char *model, const 
 		rq[i].seed = seed;
 		prq[i] = &rq[i];
 	}
-	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
-	a.batch_id = (char *)batch;
-	a.shard_id = shard;
-	a.attempt = attempt;
-	a.model = (char *)model;
-	a.n_requests = (size_t)n;
-	a.requests = prq;
-	mg_msg_t m = MARGIN__V1__MSG__INIT;
-	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
-	m.assign = &a;
-	faked_send(d, to, &m);
+	send_requests(d, to, model, batch, shard, attempt, prq, (size_t)n);
 	free(rq);
 	free(prq);
 	free(ids);
@@ -260,6 +267,18 @@ static void base_opts(serve_opts_t *o, const faked_t *d)
 	o->reconnect_min_ns = 20 * MG_NS_PER_MS;
 	o->reconnect_max_ns = 80 * MG_NS_PER_MS;
 	o->grace_ns = 5 * MG_NS_PER_S;
+}
+
+/* A worker of stories260K from ../shared (slots 0: base_opts'). */
+static void real_opts(serve_opts_t *o, const faked_t *d, int n_ctx, int slots)
+{
+	base_opts(o, d);
+	o->fake = false;
+	o->arch = NULL;
+	o->model_path = cu_shared_path("models/stories260K.gguf");
+	o->n_ctx = n_ctx;
+	if (slots > 0)
+		o->slots = slots;
 }
 
 static serve_t *start(const serve_opts_t *o)
@@ -861,11 +880,7 @@ static void test_engine_stories260K(void)
 	faked_t d;
 	faked_open(&d, NULL);
 	serve_opts_t o;
-	base_opts(&o, &d);
-	o.fake = false;
-	o.arch = NULL;
-	o.model_path = cu_shared_path("models/stories260K.gguf");
-	o.n_ctx = 256;
+	real_opts(&o, &d, 256, 0);
 	serve_t *s = start(&o);
 	rx_t h;
 	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
@@ -990,17 +1005,7 @@ static void send_embed_assign(faked_t *d, const rx_t *to, const char *batch, uin
 		}
 		prq[i] = &rq[i];
 	}
-	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
-	a.batch_id = (char *)batch;
-	a.shard_id = shard;
-	a.attempt = 1;
-	a.model = (char *)"stories260K";
-	a.n_requests = n;
-	a.requests = prq;
-	mg_msg_t m = MARGIN__V1__MSG__INIT;
-	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
-	m.assign = &a;
-	faked_send(d, to, &m);
+	send_requests(d, to, "stories260K", batch, shard, 1, prq, n);
 	free(rq);
 	free(prq);
 	free(in);
@@ -1029,12 +1034,7 @@ static void test_engine_embed(void)
 	faked_t d;
 	faked_open(&d, NULL);
 	serve_opts_t o;
-	base_opts(&o, &d);
-	o.fake = false;
-	o.arch = NULL;
-	o.model_path = cu_shared_path("models/stories260K.gguf");
-	o.n_ctx = 256;
-	o.slots = 3;
+	real_opts(&o, &d, 256, 3);
 	serve_t *s = start(&o);
 	rx_t h;
 	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
@@ -1172,12 +1172,7 @@ static void test_embed_result_too_large(void)
 	faked_t d;
 	faked_open(&d, NULL);
 	serve_opts_t o;
-	base_opts(&o, &d);
-	o.fake = false;
-	o.arch = NULL;
-	o.model_path = cu_shared_path("models/stories260K.gguf");
-	o.n_ctx = 16;
-	o.slots = 512;
+	real_opts(&o, &d, 16, 512);
 	serve_t *s = start(&o);
 	rx_t h;
 	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
@@ -1217,17 +1212,7 @@ static void test_embed_result_too_large(void)
 	}
 	rq[2].n_inputs = 2;
 	rq[2].inputs = pin2;
-	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
-	a.batch_id = (char *)"big";
-	a.shard_id = 1;
-	a.attempt = 1;
-	a.model = (char *)"stories260K";
-	a.n_requests = 3;
-	a.requests = prq;
-	mg_msg_t m = MARGIN__V1__MSG__INIT;
-	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
-	m.assign = &a;
-	faked_send(&d, &h, &m);
+	send_requests(&d, &h, "stories260K", "big", 1, 1, prq, 3);
 	free(in);
 	free(pin);
 	free(er);
