@@ -509,8 +509,8 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 	e->piece_cap = 256;
 	e->piece = malloc(e->piece_cap);
 	if (e->slots == NULL || e->b_tok == NULL || e->b_pos == NULL || e->b_kv == NULL ||
-	    e->b_want == NULL || e->b_hid == NULL || e->hidden == NULL || e->b_flops == NULL || e->logits == NULL || e->w == NULL ||
-	    e->parts == NULL || e->in_step == NULL || e->order == NULL || e->piece == NULL)
+	    e->b_want == NULL || e->b_hid == NULL || e->hidden == NULL || e->b_flops == NULL ||
+	    e->logits == NULL || e->w == NULL || e->parts == NULL || e->in_step == NULL || e->order == NULL || e->piece == NULL)
 		goto nomem;
 	for (size_t i = 0; i < S; i++) {
 		slot_t *s = &e->slots[i];
