@@ -110,7 +110,8 @@ typedef struct engine_out {
 	size_t n_ids;
 	int32_t *prompt_ids;	/* owned: the ids fed to the model */
 	size_t n_prompt_ids;
-	const char *finish_reason;	/* static: "stop", "length", or NULL on error */
+	const char *finish_reason;	/* static: "stop", "length", or NULL on error
+					   (embed: "stop" once pooled) */
 	int error;		/* 0 or negative errno */
 	char error_code[48];	/* e.g. "context_length_exceeded" */
 	char error_msg[256];
