@@ -40,6 +40,13 @@
  * sampling, engine) is in both measurements as it is. Parameter counts of
  * the whole model come from its configuration.
  *
+ * --embed adds, per batch size and repetition, an embedding pass beside
+ * the prefill pass: B embed requests (engine.h) of the same prompt-len
+ * ids, submitted at once; embeddings/s = B / the summed wall time of its
+ * steps, tokens/s = B x prompt-len / the same. It is the prefill's work
+ * without the one sampled token and its output head, so the two tokens/s
+ * should be close; the best batch is the one with the most embeddings/s.
+ *
  * --calibrate-only: the machine's ceilings alone (no model). */
 #include "cmds.h"
 
@@ -83,6 +90,7 @@ typedef struct bench_args {
 	const char *calib_path;
 	bool recalibrate;
 	bool calibrate_only;
+	bool embed;		/* also measure embedding passes */
 	const char *hardware;	/* the hardware profile of this machine, for the JSON; NULL = unknown */
 } bench_args_t;
 
@@ -93,6 +101,7 @@ typedef struct fig {
 	double decode_flops_per_step;	/* engine FLOPs of one such step */
 	double prefill_flops_per_tok;
 	double decode_engine_s_per_step;	/* outside model_forward */
+	double embed_s_per_input;	/* --embed: wall seconds per embedded input */
 } fig_t;
 
 static void usage(FILE *f)
@@ -101,7 +110,7 @@ static void usage(FILE *f)
 		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET | --calibrate-only) [--layers K]\n"
 		"       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
 		"       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
-		"       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--json]\n\n"
+		"       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--embed] [--json]\n\n"
 		"Measure prefill and decode throughput of the batched engine and compare them\n"
 		"with this machine's ceilings: the f32 FMA peak, the int8 dot-product peak and\n"
 		"the read bandwidth (measured once per CPU and thread count and cached, see\n"
@@ -128,6 +137,8 @@ static void usage(FILE *f)
 		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
 		"  --recalibrate     measure the machine again even if the file exists\n"
 		"  --calibrate-only  print the machine's ceilings (with --json: {\"machine\": ...})\n"
+		"  --embed           also embed B inputs of prompt-len tokens at once per batch\n"
+		"                    size: embeddings/s and tokens/s beside prefill tokens/s\n"
 		"  --hardware NAME   the hardware profile of this machine, recorded in the JSON\n"
 		"                    (\"hardware\"; default \"unknown\") so that marginctl knows\n"
 		"                    which machine the figures belong to (docs/economics.md 6)\n"
@@ -162,7 +173,7 @@ static int parse_batches(const char *s, bench_args_t *a)
 static int parse_args(int argc, char **argv, bench_args_t *a)
 {
 	enum { O_MODEL = 1, O_ARCH, O_LAYERS, O_BATCH, O_PLEN, O_GLEN, O_THREADS, O_SLOTS, O_REPS,
-	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_CALONLY, O_JSON, O_HARDWARE, O_HELP };
+	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_CALONLY, O_JSON, O_HARDWARE, O_EMBED, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "arch", required_argument, NULL, O_ARCH },
@@ -182,6 +193,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		{ "calibrate-only", no_argument, NULL, O_CALONLY },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "hardware", required_argument, NULL, O_HARDWARE },
+		{ "embed", no_argument, NULL, O_EMBED },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -216,6 +228,7 @@ static int parse_args(int argc, char **argv, bench_args_t *a)
 		case O_CALONLY: a->calibrate_only = true; break;
 		case O_JSON: a->json = true; break;
 		case O_HARDWARE: a->hardware = optarg; break;
+		case O_EMBED: a->embed = true; break;
 		case O_HELP: usage(stdout); return 1;
 		default:
 			fprintf(stderr, "margin-worker bench: unknown option or missing value: %s\n",
@@ -293,12 +306,14 @@ static void drain(engine_t *e)
 		engine_out_free(&o);
 }
 
-/* Submits B requests of prompt_len ids with max_tokens each. */
-static int submit_b(engine_t *e, const int32_t *prompts, int B, int prompt_len, uint32_t max_tokens)
+/* Submits B requests of prompt_len ids with max_tokens each (embed: B
+ * embed requests). */
+static int submit_b(engine_t *e, const int32_t *prompts, int B, int prompt_len, uint32_t max_tokens, bool embed)
 {
 	for (int i = 0; i < B; i++) {
 		engine_req_t r = { .id = (uint64_t)i, .prompt_ids = prompts + (size_t)i * (size_t)prompt_len,
-				   .n_prompt_ids = (size_t)prompt_len, .max_tokens = max_tokens, .ignore_eos = true };
+				   .n_prompt_ids = (size_t)prompt_len, .max_tokens = max_tokens, .ignore_eos = true,
+				   .embed = embed };
 		int rc = engine_submit(e, &r);
 		if (rc < 0)
 			return rc;
@@ -306,10 +321,13 @@ static int submit_b(engine_t *e, const int32_t *prompts, int B, int prompt_len, 
 	return 0;
 }
 
-static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, double *ret_s, double *ret_flops)
+/* B prompts of plen ids at once, prefilled and one token sampled each, or
+ * (embed) embedded. */
+static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, bool embed, double *ret_s,
+			double *ret_flops)
 {
 	engine_stats_reset(e);
-	int rc = submit_b(e, prompts, B, plen, 1);
+	int rc = submit_b(e, prompts, B, plen, 1, embed);
 	while (rc >= 0 && engine_pending(e) > 0)
 		rc = engine_step(e);
 	drain(e);
@@ -327,7 +345,7 @@ static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int
 		       double *ret_s, double *ret_flops, double *ret_engine_s, int *ret_steps)
 {
 	engine_stats_reset(e);
-	int rc = submit_b(e, prompts, B, plen, max_tokens);
+	int rc = submit_b(e, prompts, B, plen, max_tokens, false);
 	engine_stats_t a, b;
 	uint64_t wall = 0, flops = 0, fwd = 0;
 	int steps = 0;
@@ -415,7 +433,7 @@ static int measure_once(bench_model_t *bm, const bench_args_t *a, int B, const i
 {
 	double s, f, eng = 0;
 	int steps = 0;
-	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, &s, &f);
+	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, false, &s, &f);
 	if (rc < 0)
 		return rc;
 	ret->prefill_s_per_tok = s / ((double)B * a->prompt_len);
@@ -426,6 +444,11 @@ static int measure_once(bench_model_t *bm, const bench_args_t *a, int B, const i
 	ret->decode_s_per_step = s / steps;
 	ret->decode_flops_per_step = f / steps;
 	ret->decode_engine_s_per_step = eng / steps;
+	if (a->embed) {
+		if ((rc = prefill_pass(bm->e, prompts, B, a->prompt_len, true, &s, &f)) < 0)
+			return rc;
+		ret->embed_s_per_input = s / B;
+	}
 	return 0;
 }
 
@@ -449,6 +472,7 @@ static fig_t extrapolate_fig(const fig_t *f1, const fig_t *f2, int k1, int k2, i
 		.decode_flops_per_step = extrapolate(f1->decode_flops_per_step, f2->decode_flops_per_step, k1, k2, L),
 		.prefill_flops_per_tok = extrapolate(f1->prefill_flops_per_tok, f2->prefill_flops_per_tok, k1, k2, L),
 		.decode_engine_s_per_step = extrapolate(f1->decode_engine_s_per_step, f2->decode_engine_s_per_step, k1, k2, L),
+		.embed_s_per_input = extrapolate(f1->embed_s_per_input, f2->embed_s_per_input, k1, k2, L),
 	};
 }
 
@@ -472,6 +496,7 @@ typedef struct result {
 	double roofline_pct, prefill_roofline_pct, bandwidth_pct, peak_rss_mb;
 	double engine_pct;	/* decode step time outside model_forward */
 	double spread_pct;	/* decode tok/s over the reps: (max - min) / median */
+	double embed_s;		/* --embed: embeddings/s */
 	int implausible;	/* scaled: reps where more layers were not slower */
 } result_t;
 
@@ -483,10 +508,11 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 {
 	int maxb = a->slots, rc = 0;
 	int32_t *prompts = malloc((size_t)maxb * (size_t)a->prompt_len * sizeof(*prompts));
-	double *v[5];
-	for (int i = 0; i < 5; i++)
+	double *v[6];
+	for (int i = 0; i < 6; i++)
 		v[i] = malloc((size_t)a->reps * sizeof(double));
-	if (prompts == NULL || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL || v[4] == NULL) {
+	if (prompts == NULL || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL || v[4] == NULL ||
+	    v[5] == NULL) {
 		snprintf(err, errlen, "bench: out of memory for %d prompts of %d tokens", maxb, a->prompt_len);
 		rc = -ENOMEM;
 		goto out;
@@ -515,6 +541,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 			v[2][r] = x.decode_flops_per_step / x.decode_s_per_step / 1e9;
 			v[3][r] = x.prefill_flops_per_tok / x.prefill_s_per_tok / 1e9;
 			v[4][r] = 100.0 * x.decode_engine_s_per_step / x.decode_s_per_step;
+			v[5][r] = a->embed ? 1.0 / x.embed_s_per_input : 0.0;
 		}
 		result_t *o = &res[bi];
 		o->batch = B;
@@ -528,6 +555,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 		o->gflops = median(v[2], a->reps);
 		o->prefill_gflops = median(v[3], a->reps);
 		o->engine_pct = median(v[4], a->reps);
+		o->embed_s = median(v[5], a->reps);
 		o->spread_pct = 100.0 * (hi - lo) / o->decode_tok_s;
 		o->roofline_pct = 100.0 * o->decode_tok_s / roof_tok_s;
 		o->prefill_roofline_pct = 100.0 * o->prefill_gflops / peak;
@@ -539,7 +567,7 @@ step_fail:
 	snprintf(err, errlen, "bench: an engine step failed: %s", strerror(-rc));
 out:
 	free(prompts);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		free(v[i]);
 	return rc;
 }
@@ -620,6 +648,11 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			"peak_rss_mb", o->peak_rss_mb, "prefill_gflops", o->prefill_gflops,
 			"prefill_roofline_pct", o->prefill_roofline_pct, "engine_overhead_pct", o->engine_pct,
 			"decode_spread_pct", o->spread_pct, "unreliable_reps", o->implausible));
+		json_t *run = json_array_get(runs, (size_t)bi);
+		if (a->embed && run != NULL) {
+			json_object_set_new(run, "embed_per_s", json_real(o->embed_s));
+			json_object_set_new(run, "embed_tok_s", json_real(o->embed_s * a->prompt_len));
+		}
 	}
 	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
 				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s, s:s}, s:o}",
@@ -724,6 +757,10 @@ int cmd_bench(int argc, char **argv)
 		full = *model_config(bm[0].m);
 		L = full.n_layers;
 	}
+	if (a.embed && engine_embed_dims(bm[0].e) == 0) {
+		fprintf(stderr, "margin-worker bench: --embed: %s\n", engine_embed_why(bm[0].e));
+		goto out;
+	}
 	bool scaled = n_models == 2;
 	/* KV is all per layer: the whole model's is exactly L/K times */
 	const engine_opts_t *eo = engine_opts(bm[0].e);
@@ -773,6 +810,24 @@ int cmd_bench(int argc, char **argv)
 		print_over_notes(o, &cal, measured, step_bytes, ints);
 	}
 	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
+	if (a.embed) {
+		printf("\nembeddings: B inputs of %d tokens at once, prefilled in the same steps and pooled\n"
+		       "(%s pooling, no output head), beside the prefill pass of the same B prompts\n",
+		       a.prompt_len, engine_opts(bm[0].e)->pooling);
+		printf("%6s %13s %13s %14s %7s\n", "batch", "embeddings/s", "embed tok/s", "prefill tok/s", "ratio");
+		int best = 0;
+		for (int bi = 0; bi < a.n_batch; bi++) {
+			const result_t *o = &res[bi];
+			double tok = o->embed_s * a.prompt_len;
+			printf("%6d %13.2f %13.1f %14.1f %6.2fx\n", o->batch, o->embed_s, tok, o->prefill_tok_s,
+			       tok / o->prefill_tok_s);
+			if (o->embed_s > res[best].embed_s)
+				best = bi;
+		}
+		printf("best batch %d: %.2f embeddings/s of %d tokens (%.1f tok/s; prefill %.1f tok/s at that batch)\n",
+		       res[best].batch, res[best].embed_s, a.prompt_len, res[best].embed_s * a.prompt_len,
+		       res[best].prefill_tok_s);
+	}
 	if (scaled)
 		printf("(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
 		       bm[0].layers, L, bm[0].layers, bm[1].layers);

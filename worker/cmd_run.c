@@ -48,7 +48,7 @@ static void usage(FILE *f)
 		"  --stats          print prefill/decode throughput on stderr\n");
 }
 
-static int parse_int(const char *s, long lo, long hi, long *ret)
+int cmd_parse_long(const char *s, long lo, long hi, long *ret)
 {
 	char *end;
 	errno = 0;
@@ -168,19 +168,19 @@ int cmd_run(int argc, char **argv)
 		case 's': stats = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'n':
-			if (parse_int(optarg, 0, 1 << 24, &n_gen) < 0)
+			if (cmd_parse_long(optarg, 0, 1 << 24, &n_gen) < 0)
 				goto bad_value;
 			break;
 		case 'L':
-			if (parse_int(optarg, 1, 1024, &layers) < 0)
+			if (cmd_parse_long(optarg, 1, 1024, &layers) < 0)
 				goto bad_value;
 			break;
 		case 't':
-			if (parse_int(optarg, 1, 1024, &threads) < 0)
+			if (cmd_parse_long(optarg, 1, 1024, &threads) < 0)
 				goto bad_value;
 			break;
 		case 'K':
-			if (parse_int(optarg, 0, 1 << 24, &top_k) < 0)
+			if (cmd_parse_long(optarg, 0, 1 << 24, &top_k) < 0)
 				goto bad_value;
 			break;
 		case 'S': {

@@ -4,6 +4,7 @@
  * --config; flags override it. SIGTERM/SIGINT: finish in-flight shards
  * within the grace period, Bye, exit 0; a second signal stops at once. */
 #include "cmds.h"
+#include "engine.h"
 #include "model.h"
 #include "serve.h"
 
@@ -29,6 +30,7 @@ static const char usage_text[] =
 	"usage: margin-worker serve [--config FILE] --scheduler tcp://HOST:PORT\n"
 	"           (--model FILE.gguf | --arch PRESET) [--slots N] [--threads N]\n"
 	"           [--ctx N] [--kv TYPE] [--weights TYPE]\n"
+	"           [--pooling P] [--embed-truncatable yes|no]\n"
 	"           [--name NAME] [--hardware PROFILE]\n"
 	"           [--curve-secret FILE --curve-server FILE.pub | --no-curve]\n"
 	"           [--fake] [--model-name NAME]\n"
@@ -51,6 +53,11 @@ static const char usage_text[] =
 	"  --weights TYPE       matrices: auto (the file's quantized tensors stay as\n"
 	"                       they are, the rest f32), f32, q8_0-panels, or a mix\n"
 	"                       quantized at load (q8_0, q4_k_m, ...) (weights)\n"
+	"  --pooling P          embeddings of a model whose GGUF names no pooling:\n"
+	"                       mean (default), cls or last; a model that names one\n"
+	"                       uses it (see docs/models.md)          (pooling)\n"
+	"  --embed-truncatable yes|no  embedding requests may ask for fewer\n"
+	"                       dimensions (default no)               (embed_truncatable)\n"
 	"  --name NAME          worker name (default: host name)      (name)\n"
 	"  --hardware PROFILE   hardware profile for the meter        (hardware)\n"
 	"  --curve-secret FILE  this worker's secret key (NAME.key from marginctl keygen;\n"
@@ -81,7 +88,8 @@ static void on_signal(int sig)
 
 enum {
 	OPT_CONFIG = 256, OPT_SCHEDULER, OPT_MODEL, OPT_ARCH, OPT_MODEL_NAME, OPT_SLOTS,
-	OPT_THREADS, OPT_CTX, OPT_KV, OPT_WEIGHTS, OPT_NAME, OPT_HARDWARE, OPT_CURVE_SECRET, OPT_CURVE_SERVER,
+	OPT_THREADS, OPT_CTX, OPT_KV, OPT_WEIGHTS, OPT_POOLING, OPT_EMBED_TRUNC, OPT_NAME, OPT_HARDWARE,
+	OPT_CURVE_SECRET, OPT_CURVE_SERVER,
 	OPT_NO_CURVE, OPT_FAKE, OPT_FAKE_DELAY, OPT_RESEND, OPT_GRACE, OPT_HELP,
 };
 
@@ -94,6 +102,7 @@ static const struct {
 	{ OPT_SCHEDULER, "scheduler" }, { OPT_MODEL, "model" }, { OPT_ARCH, "arch" },
 	{ OPT_MODEL_NAME, "model_name" }, { OPT_SLOTS, "slots" }, { OPT_THREADS, "threads" },
 	{ OPT_CTX, "ctx" }, { OPT_KV, "kv_type" }, { OPT_WEIGHTS, "weights" },
+	{ OPT_POOLING, "pooling" }, { OPT_EMBED_TRUNC, "embed_truncatable" },
 	{ OPT_NAME, "name" }, { OPT_HARDWARE, "hardware" },
 	{ OPT_CURVE_SECRET, "curve_secret" }, { OPT_CURVE_SERVER, "curve_server" },
 	{ OPT_FAKE_DELAY, "fake_delay" }, { OPT_RESEND, "resend_interval" },
@@ -158,6 +167,12 @@ static int opts_from_config(const mg_config_t *c, serve_opts_t *o)
 			o->weights, mg_config_origin(c, SECTION, "weights"));
 		return 2;
 	}
+	o->pooling = get_str(c, "pooling");
+	if (o->pooling != NULL && engine_pooling_parse(o->pooling) < 0) {
+		fprintf(stderr, "margin-worker serve: [%s] pooling = %s (from %s): not a pooling (mean, cls "
+			"or last)\n", SECTION, o->pooling, mg_config_origin(c, SECTION, "pooling"));
+		return 2;
+	}
 	model_kv_type_t kvt;
 	if (o->kv_type != NULL && model_kv_type_parse(o->kv_type, &kvt) < 0) {
 		fprintf(stderr, "margin-worker serve: [%s] kv_type = %s (from %s): not a KV cache type "
@@ -173,6 +188,11 @@ static int opts_from_config(const mg_config_t *c, serve_opts_t *o)
 	    get_dur(c, "shutdown_grace", &o->grace_ns) < 0 || get_dur(c, "fake_delay", &o->fake_delay_ns) < 0)
 		return 2;
 	int r = mg_config_get_bool(c, SECTION, "fake", &o->fake, err, sizeof(err));
+	if (r < 0 && r != -ENOENT) {
+		fprintf(stderr, "margin-worker serve: %s\n", err);
+		return 2;
+	}
+	r = mg_config_get_bool(c, SECTION, "embed_truncatable", &o->embed_truncatable, err, sizeof(err));
 	if (r < 0 && r != -ENOENT) {
 		fprintf(stderr, "margin-worker serve: %s\n", err);
 		return 2;
@@ -233,6 +253,8 @@ int cmd_serve(int argc, char **argv)
 		{ "ctx", required_argument, NULL, OPT_CTX },
 		{ "kv", required_argument, NULL, OPT_KV },
 		{ "weights", required_argument, NULL, OPT_WEIGHTS },
+		{ "pooling", required_argument, NULL, OPT_POOLING },
+		{ "embed-truncatable", required_argument, NULL, OPT_EMBED_TRUNC },
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "hardware", required_argument, NULL, OPT_HARDWARE },
 		{ "curve-secret", required_argument, NULL, OPT_CURVE_SECRET },

@@ -10,7 +10,8 @@
  * sampled token (logits wanted), in slot order; then the prefill budget
  * (max_step_tokens - decoders) is handed out to prefilling slots in the
  * order they were admitted, the next chunk of at most prefill_chunk prompt
- * tokens each (logits wanted only for the prompt's last token). Which slot
+ * tokens each (logits wanted only for the prompt's last token; an embed
+ * request wants none, only the hidden states its pooling reads). Which slot
  * a request lands in and who shares its step never changes its tokens: the
  * model's numerics are batch-invariant and each request samples from its
  * own generator. */
@@ -24,6 +25,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,9 @@ typedef struct req {
 	sampler_params_t sp;
 	sampler_stop_t stop;	/* owned: stop strings and the text so far */
 	int64_t submit_ns;
+	bool embed;		/* prefill only, pooled: no token is sampled */
+	bool truncated;		/* embed: cut to the context */
+	uint32_t dims;		/* embed: values kept before normalizing */
 } req_t;
 
 typedef struct slot {
@@ -55,6 +60,8 @@ typedef struct slot {
 	int64_t first_token_ns;
 	uint64_t admit_seq;	/* admission order: prefill budget goes oldest first */
 	const char *finish;	/* set when the request ends in this step */
+	double *acc;		/* owned: [dim] an embed request's pooled state so
+				   far (mean: the sum in position order) */
 	/* this step */
 	int b_first, b_n;	/* its tokens in the batch */
 	int row;		/* its logits row, -1 none */
@@ -77,7 +84,12 @@ struct engine {
 	int32_t *b_tok, *b_pos;
 	model_kv_t **b_kv;
 	bool *b_want;
+	bool *b_hid;		/* hidden state wanted (embed pooling) */
 	uint64_t *b_flops;
+	float *hidden;		/* owned: [max_step_tokens][dim] */
+	int dim;
+	int pooling;		/* embeddings: POOL_*, 0 = the model cannot embed */
+	char embed_why[192];	/* why it cannot */
 	float *logits;		/* owned: [slots][n_vocab], one row per sequence */
 	/* owned: per-step scratch, [slots] each */
 	uint64_t *w, *parts;
@@ -91,6 +103,44 @@ struct engine {
 	done_t *d_head, *d_tail;	/* owned: finished, not yet taken */
 	engine_stats_t st;
 };
+
+/* llama.cpp's pooling enum (llama.h), as GGUF {arch}.pooling_type has it */
+enum { POOL_NONE = 0, POOL_MEAN = 1, POOL_CLS = 2, POOL_LAST = 3, POOL_RANK = 4 };
+static const char *const pool_names[] = { "none", "mean", "cls", "last", "rank" };
+
+int engine_pooling_parse(const char *s)
+{
+	for (int p = POOL_MEAN; p <= POOL_LAST; p++)
+		if (s != NULL && strcmp(s, pool_names[p]) == 0)
+			return p;
+	return -EINVAL;
+}
+
+/* The pooling of model m with the option opt (NULL: none given): 0 and err
+ * set when the model cannot embed, -EINVAL and err when opt is not a
+ * pooling or contradicts the model's. */
+static int pooling_of(const model_config_t *c, const char *opt, char *err, size_t errlen)
+{
+	int want = 0;
+	if (opt != NULL && (want = engine_pooling_parse(opt)) < 0) {
+		snprintf(err, errlen, "engine: unknown pooling \"%s\" (mean, cls or last)", opt);
+		return -EINVAL;
+	}
+	int p = c->pooling_type;
+	if (p == POOL_NONE)
+		return want ? want : engine_pooling_parse(ENGINE_POOLING_DEFAULT);
+	if (p > POOL_LAST) {
+		snprintf(err, errlen, "the model's %s.pooling_type is %d (%s): margin embeds with mean, cls "
+			 "or last pooling", c->arch_name, p, p == POOL_RANK ? "rank, a reranker's score" : "unknown");
+		return 0;
+	}
+	if (want && want != p) {
+		snprintf(err, errlen, "engine: pooling %s contradicts the model's %s.pooling_type %d (%s); "
+			 "leave pooling unset for this model", opt, c->arch_name, p, pool_names[p]);
+		return -EINVAL;
+	}
+	return p;
+}
 
 /* --- accounting ----------------------------------------------------------- */
 
@@ -277,6 +327,55 @@ static int tokenize(engine_t *e, const engine_req_t *r, int32_t **ret, size_t *r
 	return rc;
 }
 
+/* Checks and queues an embed request: input r->input, its ids [n]. */
+static int submit_embed(engine_t *e, const engine_req_t *r, int32_t *ids, size_t n, req_t **ret)
+{
+	char msg[256];
+	const char *bad = "invalid_request";
+	unsigned in = r->input;
+	if (e->pooling == 0) {
+		snprintf(msg, sizeof(msg), "input %u: this model gives no embeddings: %s", in, e->embed_why);
+		return push_error(e, r->id, &ids, n, -ENOTSUP, bad, msg);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] < 0 || ids[i] >= e->n_vocab) {
+			snprintf(msg, sizeof(msg), "input %u: token %zu is id %d, outside the vocabulary of %d",
+				 in, i, (int)ids[i], e->n_vocab);
+			return push_error(e, r->id, &ids, n, -EINVAL, bad, msg);
+		}
+	}
+	if (n == 0) {
+		snprintf(msg, sizeof(msg), "input %u is empty (no tokens, and the model adds no BOS)", in);
+		return push_error(e, r->id, &ids, n, -EINVAL, bad, msg);
+	}
+	if (r->dimensions > (uint32_t)e->dim) {
+		snprintf(msg, sizeof(msg), "dimensions %u is more than the model's %d", r->dimensions, e->dim);
+		return push_error(e, r->id, &ids, n, -EINVAL, bad, msg);
+	}
+	bool cut = false;
+	if (n > (size_t)e->o.n_ctx) {
+		if (!r->truncate) {
+			snprintf(msg, sizeof(msg), "input %u has %zu tokens, more than the %d of a slot's "
+				 "context (ask for truncation to embed its start)", in, n, e->o.n_ctx);
+			return push_error(e, r->id, &ids, n, -E2BIG, "context_length_exceeded", msg);
+		}
+		n = (size_t)e->o.n_ctx;
+		cut = true;
+	}
+	req_t *q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		free(ids);
+		return -ENOMEM;
+	}
+	q->embed = true;
+	q->truncated = cut;
+	q->dims = r->dimensions ? r->dimensions : (uint32_t)e->dim;
+	q->prompt = ids;
+	q->n_prompt = n;
+	*ret = q;
+	return 0;
+}
+
 int engine_submit(engine_t *e, const engine_req_t *r)
 {
 	int32_t *ids = NULL;
@@ -286,7 +385,13 @@ int engine_submit(engine_t *e, const engine_req_t *r)
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc < 0)
-		return push_error(e, r->id, &ids, n, rc, "invalid_prompt", msg);
+		return push_error(e, r->id, &ids, n, rc, r->embed ? "invalid_request" : "invalid_prompt", msg);
+	req_t *q = NULL;
+	if (r->embed) {
+		if ((rc = submit_embed(e, r, ids, n, &q)) < 0 || q == NULL)
+			return rc;
+		goto queue;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (ids[i] < 0 || ids[i] >= e->n_vocab) {
 			snprintf(msg, sizeof(msg), "request %llu: prompt token %zu is id %d, outside the vocabulary of %d",
@@ -306,23 +411,24 @@ int engine_submit(engine_t *e, const engine_req_t *r)
 			 (unsigned long long)r->id, n, e->o.n_ctx);
 		return push_error(e, r->id, &ids, n, -E2BIG, "context_length_exceeded", msg);
 	}
-	req_t *q = calloc(1, sizeof(*q));
+	q = calloc(1, sizeof(*q));
 	if (q == NULL) {
 		free(ids);
 		return -ENOMEM;
 	}
-	q->id = r->id;
 	q->prompt = ids;
 	q->n_prompt = n;
 	uint32_t room = (uint32_t)((size_t)e->o.n_ctx - n);
 	q->max_gen = (r->max_tokens == 0 || r->max_tokens > room) ? room : r->max_tokens;
 	q->ignore_eos = r->ignore_eos;
 	q->sp = (sampler_params_t){ r->temperature, r->top_p, r->top_k, r->seed };
-	q->submit_ns = mg_clock_now_ns();
 	if (sampler_stop_init(&q->stop, r->stop, r->n_stop) < 0) {
 		req_free(&q);
 		return -ENOMEM;
 	}
+queue:
+	q->id = r->id;
+	q->submit_ns = mg_clock_now_ns();
 	if (e->q_tail != NULL)
 		e->q_tail->next = q;
 	else
@@ -374,6 +480,15 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 	e->chat_tmpl = chat_pick(e->tok).tmpl;
 	e->o = o;
 	e->n_vocab = cfg->vocab_size;
+	e->dim = cfg->dim;
+	int pool = pooling_of(cfg, o.pooling, e->embed_why, sizeof(e->embed_why));
+	if (pool < 0) {
+		snprintf(err, errlen, "%s", e->embed_why);
+		free(e);
+		return pool;
+	}
+	e->pooling = pool;
+	e->o.pooling = pool ? pool_names[pool] : "";
 	/* BLAS and attention share the same cores in turn, never at once. */
 	openblas_set_num_threads(o.threads);
 
@@ -383,6 +498,8 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 	e->b_pos = malloc(T * sizeof(*e->b_pos));
 	e->b_kv = malloc(T * sizeof(*e->b_kv));
 	e->b_want = malloc(T * sizeof(*e->b_want));
+	e->b_hid = malloc(T * sizeof(*e->b_hid));
+	e->hidden = malloc(T * (size_t)e->dim * sizeof(*e->hidden));
 	e->b_flops = malloc(T * sizeof(*e->b_flops));
 	e->logits = malloc(S * (size_t)e->n_vocab * sizeof(*e->logits));
 	e->w = malloc(S * sizeof(*e->w));
@@ -392,8 +509,8 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 	e->piece_cap = 256;
 	e->piece = malloc(e->piece_cap);
 	if (e->slots == NULL || e->b_tok == NULL || e->b_pos == NULL || e->b_kv == NULL ||
-	    e->b_want == NULL || e->b_flops == NULL || e->logits == NULL || e->w == NULL ||
-	    e->parts == NULL || e->in_step == NULL || e->order == NULL || e->piece == NULL)
+	    e->b_want == NULL || e->b_hid == NULL || e->hidden == NULL || e->b_flops == NULL ||
+	    e->logits == NULL || e->w == NULL || e->parts == NULL || e->in_step == NULL || e->order == NULL || e->piece == NULL)
 		goto nomem;
 	for (size_t i = 0; i < S; i++) {
 		slot_t *s = &e->slots[i];
@@ -406,7 +523,8 @@ int engine_new(const model_t *m, const engine_opts_t *opts, engine_t **ret, char
 		if (sampler_new(e->n_vocab, &s->smp) < 0)
 			goto nomem;
 		s->gen = malloc((size_t)o.n_ctx * sizeof(*s->gen));
-		if (s->gen == NULL)
+		s->acc = malloc((size_t)e->dim * sizeof(*s->acc));
+		if (s->gen == NULL || s->acc == NULL)
 			goto nomem;
 	}
 	int rc = model_scratch_new(m, o.max_step_tokens, o.threads, &e->scratch);
@@ -434,6 +552,7 @@ void engine_destroy(engine_t **pe)
 			model_kv_destroy(&s->kv);
 			sampler_destroy(&s->smp);
 			free(s->gen);
+			free(s->acc);
 			req_free(&s->req);
 		}
 		free(e->slots);
@@ -454,6 +573,8 @@ void engine_destroy(engine_t **pe)
 	free(e->b_pos);
 	free(e->b_kv);
 	free(e->b_want);
+	free(e->b_hid);
+	free(e->hidden);
 	free(e->b_flops);
 	free(e->logits);
 	free(e->w);
@@ -489,7 +610,36 @@ static void admit(engine_t *e)
 		s->first_token_ns = 0;
 		s->finish = NULL;
 		s->admit_seq = e->n_admitted++;
-		sampler_reset(s->smp, &q->sp);
+		if (q->embed)
+			memset(s->acc, 0, (size_t)e->dim * sizeof(*s->acc));
+		else
+			sampler_reset(s->smp, &q->sp);
+	}
+}
+
+/* An embedding from a slot's pooled state: mean divides by the count,
+ * then the first dims values are L2-normalized (in double, in index
+ * order) into ret. A zero vector stays zero. */
+static void pool_finish(const double *acc, int pooling, size_t n, uint32_t dims, float *ret)
+{
+	double div = pooling == POOL_MEAN ? (double)n : 1.0, ss = 0.0;
+	for (uint32_t k = 0; k < dims; k++)
+		ss += (acc[k] / div) * (acc[k] / div);
+	double norm = sqrt(ss);
+	for (uint32_t k = 0; k < dims; k++)
+		ret[k] = (float)(norm > 0.0 ? acc[k] / div / norm : 0.0);
+}
+
+/* Adds one hidden row at position pos of a request of n tokens to an
+ * embed slot's pooled state. */
+static void pool_row(double *acc, int pooling, int pos, size_t n, const float *row, int dim)
+{
+	if (pooling == POOL_MEAN) {
+		for (int k = 0; k < dim; k++)
+			acc[k] += (double)row[k];
+	} else if ((pooling == POOL_CLS && pos == 0) || (pooling == POOL_LAST && (size_t)pos + 1 == n)) {
+		for (int k = 0; k < dim; k++)
+			acc[k] = (double)row[k];
 	}
 }
 
@@ -530,6 +680,19 @@ static int finish_slot(engine_t *e, slot_t *s, int error, const char *code, cons
 		snprintf(o->error_code, sizeof(o->error_code), "%s", code);
 	if (msg != NULL)
 		snprintf(o->error_msg, sizeof(o->error_msg), "%s", msg);
+	if (q->embed && !error) {
+		o->embedding = malloc(q->dims * sizeof(*o->embedding));
+		if (o->embedding == NULL) {
+			free(o->ids);
+			free(o->text);
+			free(d);
+			return -ENOMEM;
+		}
+		o->n_embedding = q->dims;
+		pool_finish(s->acc, e->pooling, q->n_prompt, q->dims, o->embedding);
+		o->truncated = q->truncated;
+		e->st.embeddings++;
+	}
 	o->busy_ns = s->busy_ns;
 	o->flops = s->flops;
 	o->steps = s->steps;
@@ -620,7 +783,7 @@ int engine_step(engine_t *e)
 			e->order[j] = e->order[j - 1];
 		e->order[j] = i;
 	}
-	int budget = e->o.max_step_tokens - n_dec, n = 0, rows = 0, n_seq = 0;
+	int budget = e->o.max_step_tokens - n_dec, n = 0, rows = 0, n_seq = 0, n_hid = 0;
 	uint64_t prefill = 0, decode = 0;
 	for (int k = 0; k < n_ord; k++) {
 		int i = e->order[k];
@@ -658,11 +821,16 @@ int engine_step(engine_t *e)
 		s->b_first = n;
 		s->b_n = take;
 		for (int j = 0; j < take; j++) {
-			e->b_pos[n + j] = s->n_past + j;
+			int pos = s->n_past + j;
+			e->b_pos[n + j] = pos;
 			e->b_kv[n + j] = s->kv;
 			e->b_want[n + j] = false;
+			e->b_hid[n + j] = q->embed &&
+				(e->pooling == POOL_MEAN || (e->pooling == POOL_CLS && pos == 0) ||
+				 (e->pooling == POOL_LAST && (size_t)pos + 1 == q->n_prompt));
+			n_hid += e->b_hid[n + j];
 		}
-		if (want_last) {
+		if (want_last && !q->embed) {
 			e->b_want[n + take - 1] = true;
 			s->row = rows++;
 		}
@@ -675,6 +843,7 @@ int engine_step(engine_t *e)
 	model_batch_t b = {
 		.n = n, .tokens = e->b_tok, .pos = e->b_pos, .kv = e->b_kv,
 		.logits_wanted = e->b_want, .logits = e->logits, .flops = e->b_flops,
+		.hidden_wanted = n_hid > 0 ? e->b_hid : NULL, .hidden = e->hidden,
 	};
 	int64_t f0 = mg_clock_now_ns();
 	int rc = model_forward(e->m, e->scratch, &b);
@@ -684,13 +853,21 @@ int engine_step(engine_t *e)
 	if (rc != rows)
 		return -EPROTO;
 
+	const float *hrow = e->hidden;
 	for (int k = 0; k < n_seq; k++) {
 		slot_t *s = &e->slots[e->in_step[k]];
 		uint64_t f = 0;
-		for (int j = 0; j < s->b_n; j++)
+		for (int j = 0; j < s->b_n; j++) {
 			f += e->b_flops[s->b_first + j];
+			if (n_hid > 0 && e->b_hid[s->b_first + j]) {
+				pool_row(s->acc, e->pooling, s->n_past + j, s->req->n_prompt, hrow, e->dim);
+				hrow += e->dim;
+			}
+		}
 		e->w[k] = f;
 		s->n_past += s->b_n;
+		if (s->req->embed && (size_t)s->n_past >= s->req->n_prompt)
+			s->finish = "stop";	/* prefilled and pooled: finish_slot normalizes */
 		if (s->first_step_ns == 0)
 			s->first_step_ns = t0;
 		if (s->row >= 0) {
@@ -793,6 +970,7 @@ void engine_out_free(engine_out_t **po)
 	free(o->text);
 	free(o->ids);
 	free(o->prompt_ids);
+	free(o->embedding);
 	free(o);	/* o is the first member of its done_t */
 	*po = NULL;
 }
@@ -810,6 +988,16 @@ void engine_stats_reset(engine_t *e)
 size_t engine_kv_bytes(const engine_t *e)
 {
 	return (size_t)e->o.slots * model_kv_bytes(e->m, e->o.n_ctx, model_kv_type(e->slots[0].kv));
+}
+
+uint32_t engine_embed_dims(const engine_t *e)
+{
+	return e->pooling ? (uint32_t)e->dim : 0;
+}
+
+const char *engine_embed_why(const engine_t *e)
+{
+	return e->pooling ? "" : e->embed_why;
 }
 
 const engine_opts_t *engine_opts(const engine_t *e)

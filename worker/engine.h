@@ -12,6 +12,14 @@
  * model_forward(), one matrix product per weight matrix. A finished
  * sequence leaves at once; its slot is reused in the next step.
  *
+ * Embedding requests (engine_req_t.embed) are prefilled like any prompt,
+ * in chunks sharing the steps, and never sampled: the final hidden states
+ * of their tokens (after the output norm; the output head is skipped) are
+ * pooled as engine_opts_t.pooling says, cut to `dimensions` and
+ * L2-normalized into engine_out_t.embedding. Pooling adds the rows in
+ * position order into a double accumulator, so however the input was cut
+ * into steps, and whatever shared them, the vector has the same bits.
+ *
  * Greedy and sampled requests alike give the same tokens whatever shares
  * their steps: the forward pass is batch-invariant (model.h) and every
  * request draws from its own generator seeded with engine_req_t.seed as
@@ -50,7 +58,18 @@ typedef struct engine_opts {
 	const char *kv_type;	/* KV cache element type: "f32", "f16" or "q8_0"
 				   (default MODEL_KV_DEFAULT); engine_opts gives
 				   back a static string */
+	const char *pooling;	/* embeddings: "mean", "cls" or "last" for a model
+				   whose GGUF pooling_type is none or absent
+				   (default ENGINE_POOLING_DEFAULT); a model that
+				   names one uses it, and a different one here is
+				   refused. engine_opts gives back the pooling in
+				   effect (static), or "" when the model cannot
+				   embed (engine_embed_dims) */
 } engine_opts_t;
+
+/* The pooling of a model that names none: the mean of every position's
+ * state (docs/models.md says why). */
+#define ENGINE_POOLING_DEFAULT "mean"
 
 typedef struct engine_msg {
 	const char *role;	/* "system", "user", "assistant" */
@@ -72,6 +91,15 @@ typedef struct engine_req {
 	const char *const *stop;	/* stop strings */
 	size_t n_stop;
 	bool ignore_eos;	/* keep generating past EOS (reference tests, bench) */
+	/* embeddings: the prompt (text with BOS as the model adds it, or
+	 * prompt_ids as given) is one input, prefilled and pooled; max_tokens,
+	 * sampling and stops are ignored */
+	bool embed;
+	uint32_t dimensions;	/* 0 = the model's dim; else the first this many
+				   values, then normalized (1..dim) */
+	bool truncate;		/* an input longer than the slot's context is cut
+				   to it, keeping the start (else refused) */
+	uint32_t input;		/* the input's index in its request, for messages */
 } engine_req_t;
 
 typedef struct engine_out {
@@ -82,7 +110,8 @@ typedef struct engine_out {
 	size_t n_ids;
 	int32_t *prompt_ids;	/* owned: the ids fed to the model */
 	size_t n_prompt_ids;
-	const char *finish_reason;	/* static: "stop", "length", or NULL on error */
+	const char *finish_reason;	/* static: "stop", "length", or NULL on error
+					   (embed: "stop" once pooled) */
 	int error;		/* 0 or negative errno */
 	char error_code[48];	/* e.g. "context_length_exceeded" */
 	char error_msg[256];
@@ -91,6 +120,10 @@ typedef struct engine_out {
 	uint64_t queue_ns;	/* submit -> first step */
 	uint64_t first_token_ns;	/* first step -> first sampled token */
 	uint32_t steps;
+	float *embedding;	/* owned: embed requests, [n_embedding] values of
+				   L2 norm 1 (NULL otherwise and on error) */
+	uint32_t n_embedding;
+	bool truncated;		/* embed: the input was cut to the context */
 } engine_out_t;
 
 /* Totals since engine_new (or the last engine_stats_reset). */
@@ -102,6 +135,8 @@ typedef struct engine_stats {
 	uint64_t flops;
 	uint64_t prefill_tokens;
 	uint64_t decode_tokens;
+	uint64_t embeddings;	/* embed requests finished (their tokens are
+				   prefill_tokens) */
 	uint32_t max_batch;	/* most sequences in one step */
 } engine_stats_t;
 
@@ -126,6 +161,14 @@ void engine_out_free(engine_out_t **o);
 
 void engine_get_stats(const engine_t *e, engine_stats_t *ret);
 void engine_stats_reset(engine_t *e);
+/* The length of an embedding (the model's dim), or 0 when the model cannot
+ * embed (a GGUF pooling_type margin does not do, e.g. 4 rank); then
+ * engine_embed_why says why and embed requests are refused with it. */
+uint32_t engine_embed_dims(const engine_t *e);
+const char *engine_embed_why(const engine_t *e);
+/* "mean", "cls", "last": a pooling name; -EINVAL for anything else. */
+int engine_pooling_parse(const char *s);
+
 /* Bytes of KV cache held by the slots. */
 size_t engine_kv_bytes(const engine_t *e);
 /* The options in effect (defaults filled in). Borrowed. */

@@ -20,6 +20,7 @@
 #pragma weak cmd_inspect
 #pragma weak cmd_synth
 #pragma weak cmd_bench
+#pragma weak cmd_embed
 
 static const struct {
 	const char *name;
@@ -32,6 +33,7 @@ static const struct {
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensors" },
 	{ "synth", cmd_synth, "write a synthetic model preset as GGUF" },
 	{ "bench", cmd_bench, "measure prefill/decode throughput against this machine's limits" },
+	{ "embed", cmd_embed, "print the embeddings of texts (pooled, normalized)" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

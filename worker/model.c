@@ -802,6 +802,9 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err, size_t err
 			      arch_info(c->arch)->norm_eps, &c->norm_eps, err, errlen)) < 0 ||
 	    (rc = read_rope_scaling(g, c, err, errlen)) < 0)
 		return rc;
+	/* how an embedding is pooled (llama.cpp's enum; 0 when absent) */
+	if ((rc = get_u32_key(g, arch, "pooling_type", false, 0, &c->pooling_type, err, errlen)) < 0)
+		return rc;
 	/* Mistral's window, in a llama file. (llama.cpp's llama graph ignores
 	 * this key; docs/models.md says where that matters.) */
 	if (arch_info(c->arch)->sliding_window &&
@@ -1466,7 +1469,7 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 {
 	if (m == NULL || s == NULL || b == NULL || b->n <= 0 || b->n > s->max_tokens ||
 	    b->tokens == NULL || b->pos == NULL || b->kv == NULL || b->logits == NULL ||
-	    s->shape != shape_key(m))
+	    (b->hidden_wanted != NULL && b->hidden == NULL) || s->shape != shape_key(m))
 		return -EINVAL;	/* (a scratch made for a model of another shape) */
 	const model_config_t *c = &m->cfg;
 	int n = b->n, d = c->dim, f = c->ffn_dim;
@@ -1522,7 +1525,13 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 	for (int w = 0; w < n_wanted; w++)
 		ops_rmsnorm(s->xb + (size_t)w * d, s->x + (size_t)s->wanted[w] * d, m->output_norm, d,
 			    c->norm_eps);
-	matmul(s, b->logits, (size_t)c->vocab_size, s->xb, (size_t)d, &m->output, n_wanted);
+	if (n_wanted > 0)
+		matmul(s, b->logits, (size_t)c->vocab_size, s->xb, (size_t)d, &m->output, n_wanted);
+	/* hidden states of the wanted rows: the same norm, row by row */
+	for (int i = 0, h = 0; b->hidden_wanted != NULL && i < n; i++)
+		if (b->hidden_wanted[i])
+			ops_rmsnorm(b->hidden + (size_t)h++ * d, s->x + (size_t)i * d, m->output_norm, d,
+				    c->norm_eps);
 
 	if (b->flops != NULL) {
 		for (int i = 0; i < n; i++)

@@ -84,6 +84,11 @@ typedef struct model_config {
 	bool qk_norm;		/* qwen3: RMSNorm of each q and k head
 				   (attn_q_norm, attn_k_norm [head_dim]) after
 				   the projection, before RoPE */
+	int pooling_type;	/* {arch}.pooling_type as llama.cpp numbers it
+				   (0 none or absent, 1 mean, 2 cls, 3 last,
+				   4 rank; any other value kept as read): how an
+				   embedding is pooled from the final hidden
+				   states (engine.h says what is used) */
 } model_config_t;
 
 typedef struct model model_t;
@@ -218,10 +223,17 @@ typedef struct model_batch {
 	float *logits;		/* out: [n_wanted][vocab_size], in token order */
 	uint64_t *flops;	/* out, may be NULL: [n] FLOPs attributed to each
 				   token (matrix products + its attention) */
+	const bool *hidden_wanted;	/* [n], NULL = none: tokens whose final hidden
+					   state is wanted (embeddings) */
+	float *hidden;		/* out: [n_hidden][dim], in token order: the
+				   state after the output norm, what feeds the
+				   output head (llama.cpp's embeddings) */
 } model_batch_t;
 
 /* Run one step: writes each token's K and V into its cache at its
- * position, and logits for the wanted tokens. A token at position p attends
+ * position, logits for the wanted tokens and the normed hidden states of
+ * the hidden-wanted ones (a token may be both, or neither: a token wanting
+ * only its hidden state skips the output head). A token at position p attends
  * to positions 0..p of its cache (max(0, p - W + 1)..p with a sliding
  * window W), which earlier steps (or earlier tokens of this step) must have
  * filled. Returns the number of logits rows written, or

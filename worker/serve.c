@@ -68,11 +68,12 @@ struct serve {
 	char model_arch[16];
 	uint64_t n_params;
 	uint32_t n_ctx, n_vocab;
-	uint32_t embed_dims;	/* ModelInfo.embed_dims: 0 = no embeddings */
-	const char *pooling;	/* static; ModelInfo.pooling */
-	bool embed_truncatable;
 	const char *kv_type;	/* static; "" with fake */
 	uint64_t kv_bytes, weight_bytes;
+	/* embeddings (ModelInfo): 0 = this worker does not embed */
+	uint32_t embed_dims;
+	const char *pooling;	/* static; "" when not embedding */
+	bool embed_truncatable;
 	int slots, threads;
 	uint64_t instance_id;	/* random per serve_new: a restart, not a reconnect */
 
@@ -233,10 +234,6 @@ typedef struct ereq {
 	bool done;
 	char *text;		/* owned, valid UTF-8 */
 	const char *finish;	/* static */
-	/* an embedding request: n_emb vectors of emb_dims values, in order */
-	bool embed;
-	float *emb;		/* owned: n_emb * emb_dims */
-	uint32_t n_emb, emb_dims;
 	bool failed;
 	char err_code[48];
 	char err_msg[256];
@@ -246,14 +243,20 @@ typedef struct ereq {
 	 * in at least one): from its first step to when it was taken */
 	bool ran;
 	int64_t start_ns, end_ns;
+	/* engine requests: ids base_id + eid0 .. + n_eids - 1 (one per input
+	 * of an embed request, else one), n_eids_left not yet taken */
+	uint32_t eid0, n_eids, n_eids_left;
+	bool embed;
+	uint32_t dims;		/* embed: values per vector */
+	float *emb;		/* owned: embed, [n_eids][dims] in input order */
 } ereq_t;
 
 typedef struct eshard {
 	char *batch_id;		/* owned */
 	uint64_t shard_id;
 	uint32_t attempt;
-	uint64_t base_id;	/* engine ids base_id .. base_id + n - 1 */
-	uint32_t n, n_left;
+	uint64_t base_id;	/* engine ids base_id .. base_id + n_eids - 1 */
+	uint32_t n, n_left, n_eids;
 	ereq_t *reqs;		/* owned, [n] */
 	int64_t arrival_ns;	/* the engine thread got the Assign */
 	int64_t submit_ns;	/* its requests went into the engine */
@@ -323,10 +326,11 @@ static void req_finish(eshard_t *sh, ereq_t *r)
 }
 
 /* Packs Msg{Result} of a finished shard into *ret_buf (owned by the
- * caller). strip_text: for a Result over the frame cap, every output
+ * caller). drop (NULL: none): for a Result over the frame cap, the
+ * outputs marked there (every one, or the largest: eng_complete)
  * becomes a "result_too_large" error without text, so the shard is still
  * answered (and re-dispatch will not help, which the daemon sees). */
-static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, size_t *ret_len)
+static int pack_result(const eshard_t *sh, const bool *drop, uint8_t **ret_buf, size_t *ret_len)
 {
 	int rc = -ENOMEM;
 	size_t n = sh->n;
@@ -334,12 +338,15 @@ static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, s
 	Margin__V1__Output **pouts = calloc(n ? n : 1, sizeof(*pouts));
 	Margin__V1__Error *errs = calloc(n ? n : 1, sizeof(*errs));
 	Margin__V1__Usage *usage = calloc(n ? n : 1, sizeof(*usage));
-	size_t n_vec = 0, v = 0;
+	/* the vectors of the embed requests, all of them in two arrays */
+	size_t n_emb = 0;
 	for (size_t i = 0; i < n; i++)
-		n_vec += sh->reqs[i].n_emb;
-	Margin__V1__Embedding *vecs = calloc(n_vec ? n_vec : 1, sizeof(*vecs));
-	Margin__V1__Embedding **pvecs = calloc(n_vec ? n_vec : 1, sizeof(*pvecs));
-	if (!outs || !pouts || !errs || !usage || !vecs || !pvecs)
+		if (sh->reqs[i].embed && !sh->reqs[i].failed && !(drop && drop[i]))
+			n_emb += sh->reqs[i].n_eids;
+	Margin__V1__Embedding *embs = calloc(n_emb ? n_emb : 1, sizeof(*embs));
+	Margin__V1__Embedding **pembs = calloc(n_emb ? n_emb : 1, sizeof(*pembs));
+	size_t k_emb = 0;
+	if (!outs || !pouts || !errs || !usage || !embs || !pembs)
 		goto fail;
 	Margin__V1__StepStats ss = MARGIN__V1__STEP_STATS__INIT;
 	ss.steps = sh->steps;
@@ -360,6 +367,7 @@ static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, s
 		usage[i].queue_ns = r->queue_ns;
 		usage[i].first_token_ns = r->first_token_ns;
 		o->usage = &usage[i];
+		bool strip_text = drop != NULL && drop[i];
 		if (r->failed || strip_text) {
 			errs[i].code = strip_text ? "result_too_large" : (char *)r->err_code;
 			errs[i].message = strip_text ? "the shard's outputs exceed the frame cap" :
@@ -367,17 +375,19 @@ static int pack_result(const eshard_t *sh, bool strip_text, uint8_t **ret_buf, s
 			o->error = &errs[i];
 			o->text = "";
 			o->finish_reason = "";
+		} else if (r->embed) {
+			/* text and finish_reason empty; one vector per input */
+			o->n_embeddings = r->n_eids;
+			o->embeddings = pembs + k_emb;
+			for (uint32_t k = 0; k < r->n_eids; k++, k_emb++) {
+				margin__v1__embedding__init(&embs[k_emb]);
+				embs[k_emb].n_values = r->dims;
+				embs[k_emb].values = r->emb + (size_t)k * r->dims;
+				pembs[k_emb] = &embs[k_emb];
+			}
 		} else {
 			o->text = r->text ? r->text : "";
 			o->finish_reason = (char *)(r->finish ? r->finish : "");
-			o->n_embeddings = r->n_emb;
-			o->embeddings = pvecs + v;
-			for (uint32_t k = 0; k < r->n_emb; k++, v++) {
-				margin__v1__embedding__init(&vecs[v]);
-				vecs[v].n_values = r->emb_dims;
-				vecs[v].values = r->emb + (size_t)k * r->emb_dims;
-				pvecs[v] = &vecs[v];
-			}
 		}
 		ss.busy_ns += r->busy_ns;
 		ss.flops += r->flops;
@@ -400,8 +410,8 @@ fail:
 	free(pouts);
 	free(errs);
 	free(usage);
-	free(vecs);
-	free(pvecs);
+	free(embs);
+	free(pembs);
 	return rc;
 }
 
@@ -427,6 +437,41 @@ static void eng_step_stats(const eng_t *g, eshard_t *sh)
 	}
 }
 
+/* The bytes output i takes in a Result, about (over, never under, by
+ * the few bytes of each field's tag and length). */
+static size_t output_bytes(const ereq_t *r)
+{
+	size_t b = 96 + strlen(r->custom_id ? r->custom_id : "") + strlen(r->err_msg);
+	if (r->failed)
+		return b;
+	if (r->embed)
+		return b + (size_t)r->n_eids * ((size_t)r->dims * sizeof(float) + 16);
+	return b + (r->text ? strlen(r->text) : 0);
+}
+
+/* Marks in drop[] the largest outputs until the others fit in 15/16 of
+ * the frame cap; returns how many. */
+static uint32_t result_drop_largest(const eshard_t *sh, bool *drop)
+{
+	size_t total = 256;
+	for (uint32_t i = 0; i < sh->n; i++)
+		total += output_bytes(&sh->reqs[i]);
+	uint32_t n = 0;
+	while (total > MG_WIRE_MAX_FRAME / 16 * 15 && n < sh->n) {
+		uint32_t big = 0;
+		size_t bb = 0;
+		for (uint32_t i = 0; i < sh->n; i++)
+			if (!drop[i] && output_bytes(&sh->reqs[i]) >= bb) {
+				bb = output_bytes(&sh->reqs[i]);
+				big = i;
+			}
+		drop[big] = true;
+		total -= bb - 96;
+		n++;
+	}
+	return n;
+}
+
 /* A shard is complete (a cancelled one too): its Result to the I/O thread. */
 static void eng_complete(eng_t *g, eshard_t *sh)
 {
@@ -434,12 +479,23 @@ static void eng_complete(eng_t *g, eshard_t *sh)
 	pipe_msg_t pm = { .attempt = sh->attempt, .shard_id = sh->shard_id, .n_requests = sh->n };
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int r = pack_result(sh, false, &buf, &len);
-	if (r == -EMSGSIZE) {
-		mg_log(MG_LOG_ERROR, COMP, "result exceeds the frame cap, sending errors batch=%s shard=%llu cap=%u",
-		       sh->batch_id, (unsigned long long)sh->shard_id, MG_WIRE_MAX_FRAME);
-		r = pack_result(sh, true, &buf, &len);
+	int r = pack_result(sh, NULL, &buf, &len);
+	bool *drop = NULL;
+	if (r == -EMSGSIZE && (drop = calloc(sh->n ? sh->n : 1, sizeof(*drop))) != NULL) {
+		/* the largest outputs (texts, vectors) fail first until the rest
+		 * fits; if the estimate was short, every one */
+		uint32_t n_drop = result_drop_largest(sh, drop);
+		mg_log(MG_LOG_ERROR, COMP, "result exceeds the frame cap, failing its largest outputs batch=%s "
+		       "shard=%llu cap=%u failed=%u of %u", sh->batch_id, (unsigned long long)sh->shard_id,
+		       MG_WIRE_MAX_FRAME, n_drop, sh->n);
+		r = pack_result(sh, drop, &buf, &len);
+		if (r == -EMSGSIZE) {
+			for (uint32_t i = 0; i < sh->n; i++)
+				drop[i] = true;
+			r = pack_result(sh, drop, &buf, &len);
+		}
 	}
+	free(drop);
 	if (r < 0) {
 		/* Out of memory: no Result (the daemon requeues the shard when
 		 * it gives up on it or on this worker); DROPPED frees the credit. */
@@ -490,12 +546,78 @@ static void eng_flush(eng_t *g)
 	}
 }
 
-static eshard_t *eng_find_id(eng_t *g, uint64_t id)
+/* The shard and request of engine id `id` (NULL: none held). */
+static eshard_t *eng_find_id(eng_t *g, uint64_t id, ereq_t **ret)
 {
-	for (eshard_t *sh = g->head; sh; sh = sh->next)
-		if (id >= sh->base_id && id < sh->base_id + sh->n)
-			return sh;
+	for (eshard_t *sh = g->head; sh; sh = sh->next) {
+		if (id < sh->base_id || id >= sh->base_id + sh->n_eids)
+			continue;
+		/* the requests' eid ranges ascend: the last one starting at or
+		 * before id (requests without engine work have empty ranges) */
+		uint32_t off = (uint32_t)(id - sh->base_id), lo = 0, hi = sh->n;
+		while (hi - lo > 1) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (sh->reqs[mid].eid0 <= off)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		while (lo > 0 && sh->reqs[lo].n_eids == 0)
+			lo--;
+		ereq_t *r = &sh->reqs[lo];
+		if (off < r->eid0 || off >= r->eid0 + r->n_eids)
+			return NULL;
+		*ret = r;
+		return sh;
+	}
 	return NULL;
+}
+
+/* Cancels the engine requests of r: 0, or < 0 when the engine cannot (then
+ * r is not coming back through engine_take). */
+static int eng_cancel_req(eng_t *g, eshard_t *sh, const ereq_t *r)
+{
+	int rc = 0;
+	for (uint32_t k = 0; k < r->n_eids; k++) {
+		int c = engine_cancel(g->engine, sh->base_id + r->eid0 + k);
+		if (c < 0)
+			rc = c;
+	}
+	return r->n_eids > 0 ? rc : -ENOENT;
+}
+
+/* One input of an embed request came back: its vector, usage and timing
+ * added to r; r finishes with the last one. The first error fails r and
+ * cancels its other inputs (their usage still counts). */
+static void eng_take_embed(eng_t *g, eshard_t *sh, ereq_t *r, const engine_out_t *o)
+{
+	uint32_t k = (uint32_t)(o->id - sh->base_id) - r->eid0;
+	int64_t start = sh->submit_ns + (int64_t)o->queue_ns;
+	uint64_t queue = (uint64_t)(sh->submit_ns - sh->arrival_ns) + o->queue_ns;
+	if (r->n_eids_left == r->n_eids || queue < r->queue_ns)
+		r->queue_ns = queue;
+	if (o->steps > 0 && (!r->ran || start < r->start_ns))
+		r->start_ns = start;
+	r->ran |= o->steps > 0;
+	r->end_ns = mg_clock_now_ns();
+	r->prompt_tokens += (uint32_t)o->n_prompt_ids;
+	r->busy_ns += o->busy_ns;
+	r->flops += o->flops;
+	if (!r->failed) {
+		if (o->error == -ECANCELED && sh->cancelled)
+			req_fail(r, "cancelled", "batch %s was cancelled", sh->batch_id);
+		else if (o->error != 0)
+			req_fail(r, o->error_code[0] ? o->error_code : "engine_error", "%s",
+				 o->error_msg[0] ? o->error_msg : strerror(-o->error));
+		else if (o->n_embedding != r->dims)
+			req_fail(r, "engine_error", "input %u: %u values, not %u", k, o->n_embedding, r->dims);
+		else
+			memcpy(r->emb + (size_t)k * r->dims, o->embedding, r->dims * sizeof(float));
+		if (r->failed && r->n_eids_left > 1)
+			eng_cancel_req(g, sh, r);
+	}
+	if (--r->n_eids_left == 0)
+		req_finish(sh, r);
 }
 
 /* Collects every finished request from the engine. */
@@ -503,12 +625,17 @@ static void eng_take(eng_t *g)
 {
 	engine_out_t *o;
 	while (g->engine && (o = engine_take(g->engine)) != NULL) {
-		eshard_t *sh = eng_find_id(g, o->id);
-		if (sh == NULL || sh->reqs[o->id - sh->base_id].done) {
+		ereq_t *r = NULL;
+		eshard_t *sh = eng_find_id(g, o->id, &r);
+		if (sh == NULL || r->done) {
 			engine_out_free(&o);
 			continue;
 		}
-		ereq_t *r = &sh->reqs[o->id - sh->base_id];
+		if (r->embed) {
+			eng_take_embed(g, sh, r, o);
+			engine_out_free(&o);
+			continue;
+		}
 		r->prompt_tokens = (uint32_t)o->n_prompt_ids;
 		r->completion_tokens = (uint32_t)o->n_ids;
 		r->busy_ns = o->busy_ns;
@@ -629,8 +756,78 @@ static void fake_embed(const serve_t *s, ereq_t *r, const Margin__V1__Request *q
 		for (uint32_t k = 0; k < d; k++)
 			vec[k] = (float)(vec[k] / norm);
 	}
-	r->n_emb = (uint32_t)q->n_inputs;
-	r->emb_dims = d;
+	r->dims = d;
+}
+
+/* An embed request's problems that need no engine work (the daemon checks
+ * the same; a worker does not trust it to): no inputs, a model that does
+ * not embed, dimensions it does not allow, an empty input, token ids
+ * outside the vocabulary. r fails and finishes; false then. */
+static bool embed_check(eng_t *g, eshard_t *sh, ereq_t *r, const Margin__V1__Request *q)
+{
+	serve_t *s = g->s;
+	const char *bad = "invalid_request";
+	if (s->embed_dims == 0)
+		req_fail(r, bad, "worker %s: model \"%s\" gives no embeddings: %s", s->name, s->model_name,
+			 engine_embed_why(g->engine));
+	else if (q->n_inputs == 0)
+		req_fail(r, bad, "an embedding request needs at least one input");
+	else if (q->dimensions > s->embed_dims)
+		req_fail(r, bad, "dimensions %u is more than model \"%s\"'s %u", q->dimensions, s->model_name,
+			 s->embed_dims);
+	else if (q->dimensions != 0 && q->dimensions != s->embed_dims && !s->embed_truncatable)
+		req_fail(r, bad, "model \"%s\" does not take dimensions (its %u values are not meaningful "
+			 "cut: embed_truncatable = no)", s->model_name, s->embed_dims);
+	for (size_t k = 0; !r->failed && k < q->n_inputs; k++) {
+		const Margin__V1__EmbedInput *in = q->inputs[k];
+		if (in->n_tokens == 0 && (in->text == NULL || in->text[0] == '\0'))
+			req_fail(r, bad, "input %zu is empty", k);
+		for (size_t t = 0; !r->failed && t < in->n_tokens; t++)
+			if (in->tokens[t] < 0 || (uint32_t)in->tokens[t] >= s->n_vocab)
+				req_fail(r, bad, "input %zu: token %zu is id %d, outside the vocabulary of %u", k, t,
+					 (int)in->tokens[t], s->n_vocab);
+	}
+	if (r->failed) {
+		req_finish(sh, r);
+		return false;
+	}
+	return true;
+}
+
+/* Submits one engine request per input of an embed request. */
+static void eng_submit_embed(eng_t *g, eshard_t *sh, ereq_t *r, const Margin__V1__Request *q)
+{
+	r->emb = malloc((size_t)r->n_eids * r->dims * sizeof(float));
+	if (r->emb == NULL) {
+		req_fail(r, "out_of_memory", "worker out of memory for %u vectors of %u values", r->n_eids, r->dims);
+		req_finish(sh, r);
+		r->n_eids = 0;
+		return;
+	}
+	for (uint32_t k = 0; k < r->n_eids; k++) {
+		const Margin__V1__EmbedInput *in = q->inputs[k];
+		engine_req_t er = { .id = sh->base_id + r->eid0 + k, .embed = true, .dimensions = q->dimensions,
+				    .truncate = q->truncate, .input = k };
+		if (in->n_tokens > 0) {
+			er.prompt_ids = in->tokens;
+			er.n_prompt_ids = in->n_tokens;
+		} else {
+			er.prompt = in->text;
+		}
+		int rc = engine_submit(g->engine, &er);
+		if (rc < 0) {
+			/* the inputs already in stay (their usage counts) but
+			 * are cancelled; the rest never go in */
+			req_fail(r, "out_of_memory", "engine cannot take input %u: %s", k, strerror(-rc));
+			r->n_eids_left -= r->n_eids - k;
+			r->n_eids = k;
+			if (k == 0)
+				req_finish(sh, r);
+			else
+				eng_cancel_req(g, sh, r);
+			return;
+		}
+	}
 }
 
 /* Submits the requests of a new shard to the engine. */
@@ -640,9 +837,15 @@ static void eng_submit(eng_t *g, eshard_t *sh, const Margin__V1__Assign *a)
 	for (uint32_t i = 0; i < sh->n; i++) {
 		const Margin__V1__Request *q = a->requests[i];
 		ereq_t *r = &sh->reqs[i];
+		if (r->done)
+			continue;
+		if (r->embed) {
+			eng_submit_embed(g, sh, r, q);
+			continue;
+		}
 		engine_msg_t *msgs = NULL;
 		engine_req_t er = { 0 };
-		er.id = sh->base_id + i;
+		er.id = sh->base_id + r->eid0;
 		er.max_tokens = q->max_tokens;
 		er.temperature = q->temperature;
 		er.top_p = q->top_p;
@@ -699,10 +902,15 @@ static void eng_on_assign(eng_t *g, const zmq_msg_t *frame)
 	if (sh->batch_id == NULL || sh->reqs == NULL)
 		goto oom;
 	sh->base_id = g->next_id;
-	g->next_id += sh->n;
 	for (uint32_t i = 0; i < sh->n; i++) {
 		const Margin__V1__Request *q = a->requests[i];
 		ereq_t *r = &sh->reqs[i];
+		/* engine ids: one per input of an embed request, else one */
+		r->eid0 = sh->n_eids;
+		r->embed = q->embed;
+		r->n_eids = q->embed ? (uint32_t)q->n_inputs : 1;
+		r->n_eids_left = r->n_eids;
+		sh->n_eids += r->n_eids;
 		r->line_no = q->line_no;
 		r->custom_id = strdup(q->custom_id ? q->custom_id : "");
 		if (r->custom_id == NULL)
@@ -715,6 +923,7 @@ static void eng_on_assign(eng_t *g, const zmq_msg_t *frame)
 		if (q->embed && g->engine == NULL)
 			fake_embed(s, r, q);
 	}
+	g->next_id += sh->n_eids;
 	/* link at the tail: arrival order is the order shards are served */
 	eshard_t **pp = &g->head;
 	while (*pp)
@@ -729,6 +938,12 @@ static void eng_on_assign(eng_t *g, const zmq_msg_t *frame)
 			req_finish(sh, &sh->reqs[i]);
 		}
 	} else if (g->engine != NULL) {
+		for (uint32_t i = 0; i < sh->n; i++) {
+			ereq_t *r = &sh->reqs[i];
+			const Margin__V1__Request *q = a->requests[i];
+			if (r->embed && embed_check(g, sh, r, q))
+				r->dims = q->dimensions ? q->dimensions : s->embed_dims;
+		}
 		eng_submit(g, sh, a);
 	}
 	/* fake shards are answered in order by eng_main, after later
@@ -767,7 +982,7 @@ static void eng_on_cancel(eng_t *g, const zmq_msg_t *frame)
 				continue;
 			/* the engine hands cancelled requests back through
 			 * engine_take(); without one they end here */
-			if (g->engine == NULL || engine_cancel(g->engine, sh->base_id + i) < 0) {
+			if (g->engine == NULL || eng_cancel_req(g, sh, r) < 0) {
 				req_fail(r, "cancelled", "batch %s was cancelled", batch);
 				req_finish(sh, r);
 			}
@@ -845,7 +1060,7 @@ static void eng_work(eng_t *g)
 		mg_log(MG_LOG_ERROR, COMP, "engine step failed err=\"%s\"", strerror(-n));
 		for (eshard_t *sh = g->head; sh; sh = sh->next)
 			for (uint32_t i = 0; i < sh->n; i++)
-				if (!sh->reqs[i].done && engine_cancel(g->engine, sh->base_id + i) < 0) {
+				if (!sh->reqs[i].done && eng_cancel_req(g, sh, &sh->reqs[i]) < 0) {
 					req_fail(&sh->reqs[i], "engine_error", "engine step failed: %s",
 						 strerror(-n));
 					req_finish(sh, &sh->reqs[i]);
@@ -974,7 +1189,7 @@ static int io_send_hello(io_t *io)
 	mi.weight_bytes = s->weight_bytes;
 	mi.embed_dims = s->embed_dims;
 	mi.pooling = (char *)(s->pooling != NULL ? s->pooling : "");
-	mi.embed_truncatable = s->embed_truncatable;
+	mi.embed_truncatable = s->embed_dims > 0 && s->embed_truncatable;
 	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;
 	h.proto_version = MG_PROTO_VERSION;
 	h.worker_name = s->name;
@@ -1748,7 +1963,7 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		s->n_ctx = (uint32_t)c->n_ctx;
 		s->n_vocab = (uint32_t)c->vocab_size;
 		engine_opts_t eo = { .slots = s->slots, .n_ctx = o->n_ctx, .threads = s->threads,
-				     .kv_type = o->kv_type };
+				     .kv_type = o->kv_type, .pooling = o->pooling };
 		rc = engine_new(s->model, &eo, &s->engine, merr, sizeof(merr));
 		if (rc < 0) {
 			snprintf(err, errlen, "engine: %s", merr);
@@ -1760,6 +1975,15 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		s->kv_type = ro->kv_type;
 		s->kv_bytes = engine_kv_bytes(s->engine);
 		s->weight_bytes = model_weight_bytes(s->model);
+		s->embed_dims = engine_embed_dims(s->engine);
+		s->pooling = ro->pooling;
+		s->embed_truncatable = o->embed_truncatable;
+		if (s->embed_dims == 0)
+			mg_log(MG_LOG_WARN, COMP, "no embeddings from this model model=%s why=\"%s\"", s->model_name,
+			       engine_embed_why(s->engine));
+		else
+			mg_log(MG_LOG_INFO, COMP, "embeddings model=%s dims=%u pooling=%s truncatable=%s", s->model_name,
+			       s->embed_dims, s->pooling, s->embed_truncatable ? "yes" : "no");
 		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weights=%s weight_bytes=%llu threads=%d",
 		       s->model_name, ro->slots, ro->n_ctx, ro->kv_type, engine_kv_bytes(s->engine),
 		       model_weights_name(mo.weights), (unsigned long long)model_weight_bytes(s->model), ro->threads);

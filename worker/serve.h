@@ -43,6 +43,10 @@ typedef struct serve_opts {
 	int n_ctx;			/* KV cache per slot (0: the engine's default) */
 	const char *kv_type;		/* KV cache type (NULL: the engine's default) */
 	const char *weights;		/* "auto" (NULL), "f32", "q8_0": model_opts_t */
+	const char *pooling;		/* embeddings of a model whose GGUF names no
+					   pooling: "mean", "cls", "last" (NULL: the
+					   engine's default, ENGINE_POOLING_DEFAULT) */
+	bool embed_truncatable;		/* requests may ask for fewer dimensions */
 	const char *name;		/* worker name (NULL: the host name) */
 	const char *hardware;		/* hardware profile name (NULL: "") */
 	bool curve;			/* false: plain TCP */

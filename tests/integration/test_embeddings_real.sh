@@ -61,4 +61,23 @@ for i in range(3):
     s = np.array(sync[i]["embedding"], dtype="float32")
     assert b.tobytes() == s.tobytes(), i
 EOF
+# Booked: prompt tokens, no completion tokens, priced on the embedding
+# references only (never on a chat model), and counted in /metrics.
+"$MARGINCTL" cost --batch "$BID" --group batch --format json > "$T/cost.json" 2> "$T/cost.err" ||
+	{ cat "$T/cost.err" >&2; fail "marginctl cost"; }
+curl -sf -H "Authorization: Bearer $KEY" "$URL/metrics" > "$T/metrics.txt" || fail "GET /metrics"
+"$PY" - "$T/cost.json" "$T/out.jsonl" "$T/metrics.txt" <<'EOF' || fail "the embedding batch's booking"
+import json, re, sys
+cost = json.load(open(sys.argv[1]))
+outs = [json.loads(l) for l in open(sys.argv[2])]
+want_tokens = sum(o["response"]["body"]["usage"]["prompt_tokens"] for o in outs)
+t = cost["total"]
+assert t["calls"] == 3, t
+assert t["prompt_tokens"] == want_tokens and t["completion_tokens"] == 0, (t, want_tokens)
+text = json.dumps(cost)
+assert "text-embedding-3-small" in text, "not compared with text-embedding-3-small"
+assert "gpt-4o-mini" not in text, "an embedding batch compared with a chat model"
+m = re.search(r'^margin_embeddings_total\{model_name="stories15M-q8_0"\} (\d+)', open(sys.argv[3]).read(), re.M)
+assert m and int(m.group(1)) >= 6, m and m.group(0)  # 3 batch lines, 3 sync inputs and the SDK's
+EOF
 note "ok"

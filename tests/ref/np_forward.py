@@ -4,7 +4,7 @@
     np_forward.py MODEL.gguf --tokens 1,2,3 [--ablate FEATURE ...]
 
 prints {"logits": [[...] per position]} as JSON. It shares nothing with
-margin's C code: the GGUF file is parsed here (F32 and F16 tensors), and the
+margin's C code: the GGUF file is parsed here (F32, F16 and Q8_0 tensors), and the
 model is written from the published definitions (llama.cpp's graphs in
 src/models/{llama,qwen2,qwen3}.cpp, ggml's rope, HF's Llama / Qwen code):
 
@@ -76,12 +76,20 @@ class Gguf:
         self.tensors = {}
         for name, ne, ttype, offset in infos:
             count = int(np.prod(ne))
+            if ttype == 8:
+                # Q8_0 (ggml): blocks of 32 values along ne[0], each an f16
+                # scale d then 32 int8 q; the value is d * q
+                blk = np.dtype([("d", "<f2"), ("q", "i1", (32,))])
+                b = np.frombuffer(self.buf, dtype=blk, count=count // 32, offset=data + offset)
+                a = b["d"].astype(np.float64)[:, None] * b["q"].astype(np.float64)
+                self.tensors[name] = a.reshape(list(reversed(ne)))
+                continue
             if ttype == 0:
                 dt = np.dtype("<f4")
             elif ttype == 1:
                 dt = np.dtype("<f2")
             else:
-                raise ValueError("tensor %s: type %d (this reference reads F32 and F16)" % (name, ttype))
+                raise ValueError("tensor %s: type %d (this reference reads F32, F16 and Q8_0)" % (name, ttype))
             a = np.frombuffer(self.buf, dtype=dt, count=count, offset=data + offset)
             self.tensors[name] = a.astype(np.float64).reshape(list(reversed(ne)))
 
@@ -178,6 +186,12 @@ class Model:
         return y
 
     def forward(self, tokens, ablate=()):
+        """The logits of every position [T, vocab]."""
+        return self.hidden(tokens, ablate) @ self.out.T
+
+    def hidden(self, tokens, ablate=()):
+        """The final hidden states [T, dim]: after the output norm, what
+        feeds the output head (llama.cpp's embeddings, before pooling)."""
         t = self.t
         T = len(tokens)
         pos = np.arange(T)
@@ -218,7 +232,7 @@ class Model:
             gate = h @ t[b + "ffn_gate.weight"].T
             up = h @ t[b + "ffn_up.weight"].T
             x = x + (gate / (1.0 + np.exp(-gate)) * up) @ t[b + "ffn_down.weight"].T
-        return self.rmsnorm(x, t["output_norm.weight"]) @ self.out.T
+        return self.rmsnorm(x, t["output_norm.weight"])
 
 
 def main(argv):

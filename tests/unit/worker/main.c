@@ -4,7 +4,7 @@
 
 #define SUITE(x) extern const cu_test_t x##_tests[] __attribute__((weak));
 SUITE(gguf) SUITE(quant) SUITE(tok) SUITE(chat) SUITE(ops) SUITE(model) SUITE(sampler)
-SUITE(synth) SUITE(engine) SUITE(calib) SUITE(serve) SUITE(qmm)
+SUITE(synth) SUITE(engine) SUITE(calib) SUITE(serve) SUITE(qmm) SUITE(embed)
 #undef SUITE
 
 int main(int argc, char **argv)
@@ -22,6 +22,7 @@ int main(int argc, char **argv)
 		{ "calib", calib_tests, NULL, NULL },
 		{ "serve", serve_tests, NULL, NULL },
 		{ "qmm", qmm_tests, NULL, NULL },
+		{ "embed", embed_tests, NULL, NULL },
 	};
 	cu_suite_t suites[sizeof(all) / sizeof(all[0]) + 1];
 	int n = 0;

@@ -4,6 +4,7 @@
  * slot reuse behave as a caller sees them. */
 #include "cu_main.h"
 #include "engine.h"
+#include "engine_run.h"
 #include "sampler.h"
 
 #include <errno.h>
@@ -206,26 +207,6 @@ static engine_t *mk_engine_step(const model_t *m, int slots, int n_ctx, int chun
 static engine_t *mk_engine(const model_t *m, int slots, int n_ctx, int chunk)
 {
 	return mk_engine_step(m, slots, n_ctx, chunk, 0);
-}
-
-/* Steps until idle; outputs by request id into outs[] (ids 0..n-1). */
-static void run_all(engine_t *e, engine_out_t **outs, size_t n)
-{
-	int guard = 0;
-	while (engine_pending(e) > 0 && guard++ < 100000) {
-		int rc = engine_step(e);
-		CU_ASSERT_FATAL(rc >= 0);
-		for (engine_out_t *o; (o = engine_take(e)) != NULL;) {
-			CU_ASSERT_FATAL(o->id < n);
-			CU_ASSERT_PTR_NULL(outs[o->id]);
-			outs[o->id] = o;
-		}
-	}
-	for (engine_out_t *o; (o = engine_take(e)) != NULL;) {
-		CU_ASSERT_FATAL(o->id < n);
-		outs[o->id] = o;
-	}
-	CU_ASSERT_EQUAL(engine_pending(e), 0);
 }
 
 static engine_out_t *run_one(const model_t *m, const engine_req_t *r)

@@ -4,6 +4,7 @@
  * thread counts, and load errors that name what is wrong. */
 #include "cmds.h"
 #include "cu_main.h"
+#include "engine.h"
 #include "gguf.h"
 #include "model.h"
 #include "ops.h"
@@ -1233,6 +1234,118 @@ static void test_cmd_run_kv(void)
 	json_decref(root);
 }
 
+/* {arch}.pooling_type as llama.cpp numbers it: read into the config; the
+ * engine embeds with the file's mean/cls/last (and refuses a different
+ * pooling option, naming both), with the option or the default for 0
+ * (none), and not at all for rank or an unknown number: generation still
+ * runs, embed requests are refused saying why. */
+static void test_pooling_type(void)
+{
+	static const struct { uint32_t v; const char *opt, *want, *why; int rc; } cases[] = {
+		{ 0, NULL, "mean", NULL, 0 }, { 0, "last", "last", NULL, 0 },
+		{ 1, NULL, "mean", NULL, 0 }, { 2, NULL, "cls", NULL, 0 }, { 3, "last", "last", NULL, 0 },
+		{ 2, "mean", NULL, "contradicts the model's llama.pooling_type 2 (cls)", -EINVAL },
+		{ 4, NULL, "", "llama.pooling_type is 4 (rank", 0 },
+		{ 7, "mean", "", "llama.pooling_type is 7 (unknown)", 0 },
+	};
+	char path[512];
+	snprintf(path, sizeof(path), "%s/pooling.gguf", cu_tmpdir());
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		edit_t ed = { .u32_key = "llama.pooling_type", .u32_val = cases[i].v };
+		CU_ASSERT_EQUAL_FATAL(write_edit(cu_shared_path("models/stories260K.gguf"), path, &ed), 0);
+		model_t *m = NULL;
+		char err[256] = "";
+		CU_ASSERT_EQUAL_FATAL(model_load(path, &m, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(model_config(m)->pooling_type, (int)cases[i].v);
+		engine_opts_t o = { .slots = 1, .n_ctx = 64, .threads = 1, .pooling = cases[i].opt };
+		engine_t *e = NULL;
+		int rc = engine_new(m, &o, &e, err, sizeof(err));
+		CU_ASSERT_EQUAL(rc, cases[i].rc);
+		if (rc < 0) {
+			CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].why));
+			model_destroy(&m);
+			continue;
+		}
+		CU_ASSERT_STRING_EQUAL(engine_opts(e)->pooling, cases[i].want);
+		bool can = cases[i].want[0] != '\0';
+		CU_ASSERT_EQUAL(engine_embed_dims(e), can ? (uint32_t)model_config(m)->dim : 0u);
+		if (!can)
+			CU_ASSERT_PTR_NOT_NULL(strstr(engine_embed_why(e), cases[i].why));
+		CU_ASSERT_EQUAL(engine_submit(e, &(engine_req_t){ .id = 1, .prompt = "Once", .embed = true }), 0);
+		CU_ASSERT_EQUAL(engine_submit(e, &(engine_req_t){ .id = 2, .prompt = "Once", .max_tokens = 2 }), 0);
+		while (engine_pending(e) > 0)
+			CU_ASSERT_FATAL(engine_step(e) >= 0);
+		for (engine_out_t *out; (out = engine_take(e)) != NULL; engine_out_free(&out)) {
+			if (out->id == 2) {
+				CU_ASSERT_EQUAL(out->error, 0);
+				CU_ASSERT_EQUAL(out->n_ids, 2);
+			} else if (can) {
+				CU_ASSERT_EQUAL(out->error, 0);
+				CU_ASSERT_EQUAL(out->n_embedding, (uint32_t)model_config(m)->dim);
+			} else {
+				CU_ASSERT_STRING_EQUAL(out->error_code, "invalid_request");
+				CU_ASSERT_PTR_NOT_NULL(strstr(out->error_msg, "gives no embeddings"));
+			}
+		}
+		engine_destroy(&e);
+		model_destroy(&m);
+	}
+}
+
+/* Hidden states (model_batch_t.hidden_wanted): a token that wants only its
+ * hidden state gets no logits row and no output-head FLOPs; its state is
+ * the same bits whether the step computes logits for it or not, alone or
+ * beside another sequence. */
+static void test_hidden_states(void)
+{
+	model_t *m = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL_FATAL(model_load(cu_shared_path("models/stories260K.gguf"), &m, err, sizeof(err)), 0);
+	const model_config_t *c = model_config(m);
+	int d = c->dim;
+	enum { N = 6 };
+	const int32_t toks[2 * N] = { 1, 40, 41, 42, 43, 44, 1, 50, 51, 52, 53, 54 };
+	model_kv_t *kv[2] = { 0 };
+	model_scratch_t *s = NULL;
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 32, MODEL_KV_F32, &kv[0]), 0);
+	CU_ASSERT_EQUAL_FATAL(model_kv_new(m, 32, MODEL_KV_F32, &kv[1]), 0);
+	CU_ASSERT_EQUAL_FATAL(model_scratch_new(m, 2 * N, 2, &s), 0);
+	int32_t pos[2 * N];
+	model_kv_t *kvs[2 * N];
+	bool want[2 * N], hw[2 * N];
+	uint64_t flops[2 * N];
+	float *logits = malloc(2 * N * (size_t)c->vocab_size * sizeof(float));
+	float *h1 = malloc(2 * N * (size_t)d * sizeof(float)), *h2 = malloc(2 * N * (size_t)d * sizeof(float));
+	for (int i = 0; i < 2 * N; i++) {
+		pos[i] = i % N;
+		kvs[i] = kv[i / N];
+		want[i] = false;
+		hw[i] = i < N;
+	}
+	/* the first sequence alone, hidden states only */
+	model_batch_t b = { .n = N, .tokens = toks, .pos = pos, .kv = kvs, .logits_wanted = want, .logits = logits,
+			    .flops = flops, .hidden_wanted = hw, .hidden = h1 };
+	CU_ASSERT_EQUAL(model_forward(m, s, &b), 0);
+	for (int i = 0; i < N; i++)
+		CU_ASSERT_EQUAL(flops[i], model_token_flops(m, i, false));
+	/* both sequences, logits for every token too */
+	for (int i = 0; i < 2 * N; i++)
+		want[i] = true;
+	b = (model_batch_t){ .n = 2 * N, .tokens = toks, .pos = pos, .kv = kvs, .logits_wanted = want,
+			     .logits = logits, .flops = flops, .hidden_wanted = hw, .hidden = h2 };
+	CU_ASSERT_EQUAL(model_forward(m, s, &b), 2 * N);
+	CU_ASSERT(memcmp(h1, h2, N * (size_t)d * sizeof(float)) == 0);
+	/* a token that wants logits pays for the output head */
+	CU_ASSERT_EQUAL(flops[0], model_token_flops(m, 0, true));
+	free(logits);
+	free(h1);
+	free(h2);
+	model_scratch_destroy(&s);
+	model_kv_destroy(&kv[0]);
+	model_kv_destroy(&kv[1]);
+	model_destroy(&m);
+}
+
 const cu_test_t model_tests[] = {
 	{ "cmd_run_kv", test_cmd_run_kv },
 	{ "stories15m_reference", test_stories15m_reference },
@@ -1251,5 +1364,7 @@ const cu_test_t model_tests[] = {
 	{ "load_errors", test_load_errors },
 	{ "arch_config", test_arch_config },
 	{ "arch_batch_invariance", test_arch_batch_invariance },
+	{ "pooling_type", test_pooling_type },
+	{ "hidden_states", test_hidden_states },
 	{ NULL, NULL },
 };

@@ -4,6 +4,7 @@
  * machine does not); nothing asserts on durations. */
 #include "cmds.h"
 #include "cu_main.h"
+#include "engine.h"
 #include "mg_clock.h"
 #include "mg_wire.h"
 #include "model.h"
@@ -166,6 +167,23 @@ static void send_cancel(faked_t *d, const rx_t *to, const char *batch)
 	faked_send(d, to, &m);
 }
 
+/* Sends an Assign of the n requests prq. */
+static void send_requests(faked_t *d, const rx_t *to, const char *model, const char *batch, uint64_t shard,
+			  uint32_t attempt, Margin__V1__Request **prq, size_t n)
+{
+	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
+	a.batch_id = (char *)batch;
+	a.shard_id = shard;
+	a.attempt = attempt;
+	a.model = (char *)model;
+	a.n_requests = n;
+	a.requests = prq;
+	mg_msg_t m = MARGIN__V1__MSG__INIT;
+	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
+	m.assign = &a;
+	faked_send(d, to, &m);
+}
+
 /* Assign of n completion requests "<batch>-<i>", line_no 100 + i. */
 static void send_assign_ex(faked_t *d, const rx_t *to, const char *model, const char *batch,
 			   uint64_t shard, uint32_t attempt, int n, uint32_t max_tokens, uint64_t seed,
@@ -186,17 +204,7 @@ static void send_assign_ex(faked_t *d, const rx_t *to, const char *model, const 
 		rq[i].seed = seed;
 		prq[i] = &rq[i];
 	}
-	Margin__V1__Assign a = MARGIN__V1__ASSIGN__INIT;
-	a.batch_id = (char *)batch;
-	a.shard_id = shard;
-	a.attempt = attempt;
-	a.model = (char *)model;
-	a.n_requests = (size_t)n;
-	a.requests = prq;
-	mg_msg_t m = MARGIN__V1__MSG__INIT;
-	m.body_case = MARGIN__V1__MSG__BODY_ASSIGN;
-	m.assign = &a;
-	faked_send(d, to, &m);
+	send_requests(d, to, model, batch, shard, attempt, prq, (size_t)n);
 	free(rq);
 	free(prq);
 	free(ids);
@@ -259,6 +267,18 @@ static void base_opts(serve_opts_t *o, const faked_t *d)
 	o->reconnect_min_ns = 20 * MG_NS_PER_MS;
 	o->reconnect_max_ns = 80 * MG_NS_PER_MS;
 	o->grace_ns = 5 * MG_NS_PER_S;
+}
+
+/* A worker of stories260K from ../shared (slots 0: base_opts'). */
+static void real_opts(serve_opts_t *o, const faked_t *d, int n_ctx, int slots)
+{
+	base_opts(o, d);
+	o->fake = false;
+	o->arch = NULL;
+	o->model_path = cu_shared_path("models/stories260K.gguf");
+	o->n_ctx = n_ctx;
+	if (slots > 0)
+		o->slots = slots;
 }
 
 static serve_t *start(const serve_opts_t *o)
@@ -860,11 +880,7 @@ static void test_engine_stories260K(void)
 	faked_t d;
 	faked_open(&d, NULL);
 	serve_opts_t o;
-	base_opts(&o, &d);
-	o.fake = false;
-	o.arch = NULL;
-	o.model_path = cu_shared_path("models/stories260K.gguf");
-	o.n_ctx = 256;
+	real_opts(&o, &d, 256, 0);
 	serve_t *s = start(&o);
 	rx_t h;
 	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
@@ -919,6 +935,307 @@ static void test_engine_stories260K(void)
 	faked_close(&d);
 	model_destroy(&m);
 	json_decref(ref);
+}
+
+/* The engine's vector of one input (ids), for comparison. */
+static engine_out_t *embed_ref(const model_t *m, const int32_t *ids, size_t n, const char *text, uint32_t dims)
+{
+	engine_opts_t eo = { .slots = 1, .n_ctx = 256, .threads = 2 };
+	engine_t *e = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL_FATAL(engine_new(m, &eo, &e, err, sizeof(err)), 0);
+	engine_req_t r = { .id = 0, .prompt_ids = ids, .n_prompt_ids = n, .prompt = text, .embed = true,
+			   .dimensions = dims };
+	CU_ASSERT_EQUAL_FATAL(engine_submit(e, &r), 0);
+	while (engine_pending(e) > 0)
+		CU_ASSERT_FATAL(engine_step(e) >= 0);
+	engine_out_t *o = engine_take(e);
+	engine_destroy(&e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT_EQUAL_FATAL(o->error, 0);
+	return o;
+}
+
+/* An embed request of a shard: inputs are texts, or token ids when
+ * ids[i] is not NULL. */
+typedef struct emb_req {
+	const char *text[3];
+	const int32_t *ids[3];
+	size_t n_ids[3];
+	size_t n_inputs;
+	uint32_t dimensions;
+	bool truncate;
+	bool generate;		/* a completion request instead */
+} emb_req_t;
+
+static void send_embed_assign(faked_t *d, const rx_t *to, const char *batch, uint64_t shard, const emb_req_t *er,
+			      size_t n)
+{
+	Margin__V1__Request *rq = calloc(n, sizeof(*rq));
+	Margin__V1__Request **prq = calloc(n, sizeof(*prq));
+	Margin__V1__EmbedInput *in = calloc(n * 3, sizeof(*in));
+	Margin__V1__EmbedInput **pin = calloc(n * 3, sizeof(*pin));
+	char (*ids)[32] = calloc(n, sizeof(*ids));
+	for (size_t i = 0; i < n; i++) {
+		margin__v1__request__init(&rq[i]);
+		snprintf(ids[i], sizeof(ids[i]), "%s-%zu", batch, i);
+		rq[i].line_no = 100 + i;
+		rq[i].custom_id = ids[i];
+		rq[i].seed = 1;
+		if (er[i].generate) {
+			rq[i].prompt = (char *)"Once upon a time";
+			rq[i].max_tokens = 8;
+		} else {
+			rq[i].embed = true;
+			rq[i].dimensions = er[i].dimensions;
+			rq[i].truncate = er[i].truncate;
+			rq[i].n_inputs = er[i].n_inputs;
+			rq[i].inputs = pin + 3 * i;
+			for (size_t k = 0; k < er[i].n_inputs; k++) {
+				Margin__V1__EmbedInput *x = &in[3 * i + k];
+				margin__v1__embed_input__init(x);
+				if (er[i].ids[k] != NULL) {
+					x->tokens = (int32_t *)er[i].ids[k];
+					x->n_tokens = er[i].n_ids[k];
+				} else {
+					x->text = (char *)er[i].text[k];
+				}
+				pin[3 * i + k] = x;
+			}
+		}
+		prq[i] = &rq[i];
+	}
+	send_requests(d, to, "stories260K", batch, shard, 1, prq, n);
+	free(rq);
+	free(prq);
+	free(in);
+	free(pin);
+	free(ids);
+}
+
+static bool same_vec(const Margin__V1__Embedding *e, const engine_out_t *o)
+{
+	return e->n_values == o->n_embedding && memcmp(e->values, o->embedding, o->n_embedding * sizeof(float)) == 0;
+}
+
+/* A real model's worker: Hello says what it embeds (stories260K: 64
+ * values, mean by default, not truncatable); an Assign mixing embed and
+ * completion requests gets one vector per input, in order, equal to the
+ * engine's bits, prompt_tokens summed over the inputs, and per-request
+ * errors: dimensions on a model that is not truncatable, an input beyond
+ * the context (unless truncate), an empty input, an id outside the
+ * vocabulary. */
+static void test_engine_embed(void)
+{
+	model_t *m = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL_FATAL(model_load(cu_shared_path("models/stories260K.gguf"), &m, err, sizeof(err)), 0);
+	int dim = model_config(m)->dim;
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	real_opts(&o, &d, 256, 3);
+	serve_t *s = start(&o);
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	const Margin__V1__ModelInfo *mi = h.m->hello->models[0];
+	CU_ASSERT_EQUAL(mi->embed_dims, (uint32_t)dim);
+	CU_ASSERT_STRING_EQUAL(mi->pooling, "mean");
+	CU_ASSERT(!mi->embed_truncatable);
+	send_welcome(&d, &h, 1000, 20);
+
+	const char *t0 = "Once upon a time, there was a little girl.", *t1 = "The cat sat.";
+	engine_out_t *r0 = embed_ref(m, NULL, 0, t0, 0), *r1 = embed_ref(m, NULL, 0, t1, 0);
+	int32_t long_ids[300];
+	for (int i = 0; i < 300; i++)
+		long_ids[i] = i == 0 ? 1 : 3 + (i * 37) % 500;
+	engine_out_t *rcut = embed_ref(m, long_ids, 256, NULL, 0);
+	static const int32_t bad_ids[] = { 1, 9999 };
+	emb_req_t er[] = {
+		/* 0: text, the same text's ids, another text */
+		{ .text = { t0, NULL, t1 }, .ids = { NULL, r0->prompt_ids, NULL }, .n_ids = { 0, r0->n_prompt_ids, 0 },
+		  .n_inputs = 3 },
+		{ .generate = true },
+		{ .text = { t0 }, .n_inputs = 1, .dimensions = 16 },
+		{ .text = { t1 }, .ids = { NULL, long_ids }, .n_ids = { 0, 300 }, .n_inputs = 2 },
+		{ .text = { t1 }, .ids = { NULL, long_ids }, .n_ids = { 0, 300 }, .n_inputs = 2, .truncate = true },
+		{ .text = { t1, "" }, .n_inputs = 2 },
+		{ .ids = { bad_ids }, .n_ids = { 2 }, .n_inputs = 1 },
+		{ .n_inputs = 0 },
+	};
+	enum { NR = sizeof(er) / sizeof(er[0]) };
+	send_embed_assign(&d, &h, "emb", 1, er, NR);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	const Margin__V1__Result *res = r.m->result;
+	CU_ASSERT_EQUAL_FATAL(res->n_outputs, NR);
+	const Margin__V1__Output *out[NR] = { 0 };
+	for (size_t i = 0; i < NR; i++)
+		out[res->outputs[i]->line_no - 100] = res->outputs[i];
+	for (size_t i = 0; i < NR; i++)
+		CU_ASSERT_PTR_NOT_NULL_FATAL(out[i]);
+
+	CU_ASSERT_PTR_NULL(out[0]->error);
+	CU_ASSERT_EQUAL_FATAL(out[0]->n_embeddings, 3);
+	CU_ASSERT(same_vec(out[0]->embeddings[0], r0));
+	CU_ASSERT(same_vec(out[0]->embeddings[1], r0));
+	CU_ASSERT(same_vec(out[0]->embeddings[2], r1));
+	CU_ASSERT_EQUAL(out[0]->prompt_tokens, 2 * r0->n_prompt_ids + r1->n_prompt_ids);
+	CU_ASSERT_EQUAL(out[0]->completion_tokens, 0);
+	CU_ASSERT_STRING_EQUAL(out[0]->text, "");
+	CU_ASSERT_STRING_EQUAL(out[0]->finish_reason, "");
+	CU_ASSERT(out[0]->usage->busy_ns > 0 && out[0]->usage->flops > 0);
+	CU_ASSERT_EQUAL(out[0]->usage->first_token_ns, 0);
+
+	CU_ASSERT_PTR_NULL(out[1]->error);
+	CU_ASSERT_EQUAL(out[1]->completion_tokens, 8);
+	CU_ASSERT_EQUAL(out[1]->n_embeddings, 0);
+	CU_ASSERT(strlen(out[1]->text) > 0);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[2]->error);
+	CU_ASSERT_STRING_EQUAL(out[2]->error->code, "invalid_request");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[2]->error->message, "embed_truncatable"));
+	CU_ASSERT_EQUAL(out[2]->n_embeddings, 0);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[3]->error);
+	CU_ASSERT_STRING_EQUAL(out[3]->error->code, "context_length_exceeded");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[3]->error->message, "input 1 has 300 tokens"));
+	CU_ASSERT_EQUAL(out[3]->n_embeddings, 0);
+
+	CU_ASSERT_PTR_NULL(out[4]->error);
+	CU_ASSERT_EQUAL_FATAL(out[4]->n_embeddings, 2);
+	CU_ASSERT(same_vec(out[4]->embeddings[0], r1));
+	CU_ASSERT(same_vec(out[4]->embeddings[1], rcut));
+	CU_ASSERT_EQUAL(out[4]->prompt_tokens, r1->n_prompt_ids + 256);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[5]->error);
+	CU_ASSERT_STRING_EQUAL(out[5]->error->code, "invalid_request");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[5]->error->message, "input 1 is empty"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[6]->error);
+	CU_ASSERT_STRING_EQUAL(out[6]->error->code, "invalid_request");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[6]->error->message, "input 0: token 1 is id 9999"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[7]->error);
+	CU_ASSERT_STRING_EQUAL(out[7]->error->code, "invalid_request");
+
+	/* the shard's step totals still equal its requests' shares */
+	uint64_t busy = 0;
+	for (size_t i = 0; i < NR; i++)
+		busy += out[i]->usage->busy_ns;
+	CU_ASSERT_EQUAL(res->step_stats->busy_ns, busy);
+	send_ack(&d, &h, 1, 1);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+
+	/* embed_truncatable = yes and pooling last: Hello says so, and
+	 * dimensions cut the vector (a new daemon: the old one's socket
+	 * holds the first worker's Bye) */
+	faked_close(&d);
+	faked_open(&d, NULL);
+	o.scheduler = d.endpoint;
+	o.embed_truncatable = true;
+	o.pooling = "last";
+	s = start(&o);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	mi = h.m->hello->models[0];
+	CU_ASSERT_STRING_EQUAL(mi->pooling, "last");
+	CU_ASSERT(mi->embed_truncatable);
+	send_welcome(&d, &h, 1000, 20);
+	emb_req_t cut = { .text = { t0 }, .n_inputs = 1, .dimensions = 16 };
+	send_embed_assign(&d, &h, "emb", 2, &cut, 1);
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r), 0);
+	const Margin__V1__Output *c = r.m->result->outputs[0];
+	CU_ASSERT_PTR_NULL_FATAL(c->error);
+	CU_ASSERT_EQUAL_FATAL(c->n_embeddings, 1);
+	CU_ASSERT_EQUAL_FATAL(c->embeddings[0]->n_values, 16);
+	double ss = 0.0;
+	for (int k = 0; k < 16; k++)
+		ss += (double)c->embeddings[0]->values[k] * c->embeddings[0]->values[k];
+	CU_ASSERT(ss > 1.0 - 2e-6 && ss < 1.0 + 2e-6);
+	send_ack(&d, &h, 2, 1);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+
+	engine_out_free(&r0);
+	engine_out_free(&r1);
+	engine_out_free(&rcut);
+	faked_close(&d);
+	model_destroy(&m);
+}
+
+/* A Result over the frame cap (64 MiB): the largest output (an embed
+ * request of 2^18 vectors of 64 values, 70 MB) fails with
+ * result_too_large, and the shard's other outputs still arrive whole. */
+static void test_embed_result_too_large(void)
+{
+	faked_t d;
+	faked_open(&d, NULL);
+	serve_opts_t o;
+	real_opts(&o, &d, 16, 512);
+	serve_t *s = start(&o);
+	rx_t h;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(h.m->hello->models[0]->embed_dims, 64);
+	send_welcome(&d, &h, 1000, 200);
+	enum { BIG = 1 << 18 };
+	static const int32_t bos[1] = { 1 };
+	emb_req_t *er = calloc(3, sizeof(*er));
+	er[0].generate = true;
+	er[2] = (emb_req_t){ .text = { "The cat sat.", "Once" }, .n_inputs = 2 };
+	/* the big one: send_embed_assign takes up to 3 inputs, so it is built here */
+	Margin__V1__Request rq[3];
+	Margin__V1__Request *prq[3] = { &rq[0], &rq[1], &rq[2] };
+	Margin__V1__EmbedInput *in = calloc(BIG, sizeof(*in)), **pin = calloc(BIG, sizeof(*pin));
+	Margin__V1__EmbedInput in2[2], *pin2[2] = { &in2[0], &in2[1] };
+	char ids[3][16];
+	for (int i = 0; i < 3; i++) {
+		margin__v1__request__init(&rq[i]);
+		snprintf(ids[i], sizeof(ids[i]), "big-%d", i);
+		rq[i].line_no = 100 + (uint64_t)i;
+		rq[i].custom_id = ids[i];
+	}
+	rq[0].prompt = (char *)"Once upon a time";
+	rq[0].max_tokens = 4;
+	rq[1].embed = rq[2].embed = true;
+	for (int k = 0; k < BIG; k++) {
+		margin__v1__embed_input__init(&in[k]);
+		in[k].tokens = (int32_t *)bos;
+		in[k].n_tokens = 1;
+		pin[k] = &in[k];
+	}
+	rq[1].n_inputs = BIG;
+	rq[1].inputs = pin;
+	for (int k = 0; k < 2; k++) {
+		margin__v1__embed_input__init(&in2[k]);
+		in2[k].text = (char *)er[2].text[k];
+	}
+	rq[2].n_inputs = 2;
+	rq[2].inputs = pin2;
+	send_requests(&d, &h, "stories260K", "big", 1, 1, prq, 3);
+	free(in);
+	free(pin);
+	free(er);
+	rx_t r;
+	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, 10 * GUARD_MS, &r), 0);
+	const Margin__V1__Result *res = r.m->result;
+	CU_ASSERT_EQUAL_FATAL(res->n_outputs, 3);
+	const Margin__V1__Output *out[3] = { 0 };
+	for (size_t i = 0; i < 3; i++)
+		out[res->outputs[i]->line_no - 100] = res->outputs[i];
+	CU_ASSERT_PTR_NULL(out[0]->error);
+	CU_ASSERT_EQUAL(out[0]->completion_tokens, 4);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out[1]->error);
+	CU_ASSERT_STRING_EQUAL(out[1]->error->code, "result_too_large");
+	CU_ASSERT_EQUAL(out[1]->n_embeddings, 0);
+	CU_ASSERT_EQUAL(out[1]->prompt_tokens, BIG);	/* the work was done: it is billed */
+	CU_ASSERT_PTR_NULL(out[2]->error);
+	CU_ASSERT_EQUAL(out[2]->n_embeddings, 2);
+	send_ack(&d, &h, 1, 1);
+	rx_done(&r);
+	rx_done(&h);
+	serve_destroy(&s);
+	faked_close(&d);
 }
 
 static int run_cmd(int argc, char **argv)
@@ -978,6 +1295,19 @@ static void test_cmd_usage(void)
 	char *badkey[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--fake",
 			   "--curve-secret", "/nonexistent/w.key", "--curve-server", "/nonexistent/d.pub", NULL };
 	CU_ASSERT_EQUAL(run_cmd(10, badkey), 1);
+	/* embeddings: a pooling that is not one, in a flag or the file; a
+	 * truncatable that is not a boolean */
+	char *pool[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+			 "--pooling", "median", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, pool), 2);
+	f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "[worker]\nscheduler = tcp://127.0.0.1:1\narch = tiny\ncurve = no\npooling = rank\n");
+	fclose(f);
+	CU_ASSERT_EQUAL(run_cmd(3, kvconf), 2);
+	char *trunc[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+			  "--embed-truncatable", "maybe", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, trunc), 2);
 }
 
 /* The [worker] section of a config file, flags over it, and SIGTERM:
@@ -1036,6 +1366,8 @@ const cu_test_t serve_tests[] = {
 	{ "curve", test_curve },
 	{ "bad_options", test_bad_options },
 	{ "engine_stories260K", test_engine_stories260K },
+	{ "engine_embed", test_engine_embed },
+	{ "embed_result_too_large", test_embed_result_too_large },
 	{ "cmd_usage", test_cmd_usage },
 	{ "cmd_config_and_sigterm", test_cmd_config_and_sigterm },
 	{ NULL, NULL },
