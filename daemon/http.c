@@ -589,6 +589,7 @@ static void on_metrics(http_req_t *r)
 		s.workers = (uint64_t)json_integer_value(json_object_get(hr, "workers"));
 		s.shards_in_flight = (uint64_t)json_integer_value(json_object_get(hr, "shards_in_flight"));
 		s.requests_running = (uint64_t)json_integer_value(json_object_get(hr, "requests_in_flight"));
+		s.results_ignored = (uint64_t)json_integer_value(json_object_get(hr, "results_ignored"));
 	}
 	if (http_call_quiet(h, "workers", json_object(), &wr, err, sizeof(err)) == 0) {
 		size_t i;
