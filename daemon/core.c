@@ -11,6 +11,7 @@
 #include "registry.h"
 #include "retain.h"
 #include "sched.h"
+#include "storage.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -706,8 +707,12 @@ int core_run(core_t *c)
 			mg_log(MG_LOG_ERROR, "core", "stopping: the journal refused a commit");
 			return 1;
 		}
-		ingesting = !c->draining && sched_ingest(c->s, now) > 0;
-		sched_dispatch(c->s, now);
+		/* A full disk: nothing new is validated or dispatched; the
+		 * Results of what workers hold still commit (storage.h). */
+		bool full = storage_watch(c->o->state_dir, c->o->min_free, now);
+		ingesting = !c->draining && !full && sched_ingest(c->s, now) > 0;
+		if (!full)
+			sched_dispatch(c->s, now);
 		if (now >= c->next_tick)
 			c->next_tick = sched_tick(c->s, now);
 		if (c->wd_period > 0 && now >= c->next_wd) {

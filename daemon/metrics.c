@@ -61,6 +61,8 @@ static const metrics_def_t margin_defs[] = {
 	{ "margin_results_ignored_total",
 	  "Results acknowledged and dropped: duplicates, and late Results of a shard given to another worker",
 	  METRICS_COUNTER, { NULL }, NULL, 0 },
+	{ "margin_storage_full", "1 while the state directory's free space is below [journal] min_free (new work refused)",
+	  METRICS_GAUGE, { NULL }, NULL, 0 },
 	/* The metering service (api_cost.c sets them at each scrape from the
 	 * ledger rows booked since margind started): operational estimates,
 	 * the ledger is the auditable record. Money in currency units. */
@@ -640,6 +642,8 @@ int metrics_set_sched(metrics_t *m, const metrics_sched_t *s)
 		const char *lv[] = { b[i].status };
 		r = metrics_gauge_set(m, "margin_batches", lv, (double)b[i].n);
 	}
+	if (r == 0)
+		r = metrics_gauge_set(m, "margin_storage_full", NULL, s->storage_full ? 1 : 0);
 	if (r == 0)
 		r = metrics_counter_raise(m, "margin_results_ignored_total", NULL, (double)s->results_ignored);
 	return r;

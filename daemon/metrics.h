@@ -15,6 +15,7 @@
 #ifndef METRICS_H
 #define METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -98,6 +99,7 @@ typedef struct metrics_sched {
 	uint64_t shards_in_flight;
 	uint64_t batches_validating, batches_in_progress, batches_cancelling;
 	uint64_t results_ignored;	/* counter: duplicate or stale Results dropped */
+	bool storage_full;		/* new work refused for want of disk */
 } metrics_sched_t;
 int metrics_set_sched(metrics_t *m, const metrics_sched_t *s);
 
