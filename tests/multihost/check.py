@@ -2,13 +2,14 @@
 """The end-of-batch checks of the multi-host suite.
 
     check.py --batch BID --state DIR --out OUT.jsonl --ref REF.jsonl --n N
-             --cost COST.json --batch-json BATCH.json
+             --period P --cost COST.json --batch-json BATCH.json
 
 1. exactly once: OUT has one line per custom_id of the input, no more, no
    other ids, every one answered (status 200);
 2. byte-identical: each answer's choices (text, finish reason) and usage are
    the same bytes as in REF, the output of an undisturbed run of the same
-   input (custom ids matched on their number: REF may use another prefix);
+   bodies (the input's bodies repeat every PERIOD lines: req-N is compared
+   with REF's req-(N mod PERIOD));
 3. conservation: the journal's ledger has one row per answered call (no
    call booked twice, none missing), its tokens are the output file's, the
    batch object's usage (x_margin.usage, from the ledger) and the /v1/cost
@@ -29,7 +30,7 @@ def answer(o):
 
 
 def num(cid):
-    return cid.rsplit("-", 1)[1]
+    return int(cid.rsplit("-", 1)[1])
 
 
 def main():
@@ -37,6 +38,7 @@ def main():
     for a in ("--batch", "--state", "--out", "--ref", "--cost", "--batch-json"):
         ap.add_argument(a, required=True)
     ap.add_argument("--n", type=int, required=True)
+    ap.add_argument("--period", type=int, required=True)
     a = ap.parse_args()
     errs = []
 
@@ -60,9 +62,11 @@ def main():
     twice = [c for c, k in seen.items() if k > 1]
     check(not twice, "answered more than once: %s" % twice[:10])
     check(len(seen) == a.n, "%d custom_ids in the output, %d in the input" % (len(seen), a.n))
-    differ = [c for c, o in out.items() if ref.get(num(c)) != answer(o)]
+    check(len(ref) == min(a.n, a.period), "the reference has %d answers" % len(ref))
+    differ = [c for c, o in out.items() if ref.get(num(c) % a.period) != answer(o)]
     check(not differ, "%d answers differ from the undisturbed run, e.g. %s: %s vs %s" % (
-        len(differ), differ[:3], answer(out[differ[0]]) if differ else "", ref.get(num(differ[0])) if differ else ""))
+        len(differ), differ[:3], answer(out[differ[0]]) if differ else "",
+        ref.get(num(differ[0]) % a.period) if differ else ""))
 
     db = sqlite3.connect("file:%s/margin.db?mode=ro" % a.state, uri=True)
     (integrity,) = db.execute("PRAGMA integrity_check").fetchone()

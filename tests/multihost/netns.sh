@@ -8,7 +8,7 @@
 # Everything it made (namespaces, links, the mount of a full-disk test,
 # processes) goes on exit, pass or fail (trap on EXIT INT TERM).
 #
-# Faults: cut HOST / heal HOST (the switch's port of that host goes down:
+# Faults: link_cut HOST / link_heal HOST (the switch's port of that host goes down:
 # the host's TCP connections see silence, as on a pulled cable), slow HOST
 # RATE / fast HOST (tbf both ways), lossy HOST PCT / lossless HOST
 # (nftables drops PCT % of the packets the host receives).
@@ -110,8 +110,8 @@ net_up() {
 	done
 }
 
-cut() { ip -n "$NS_SW" link set "$(port_of "$1")" down; }
-heal() { ip -n "$NS_SW" link set "$(port_of "$1")" up; }
+link_cut() { ip -n "$NS_SW" link set "$(port_of "$1")" down; }
+link_heal() { ip -n "$NS_SW" link set "$(port_of "$1")" up; }
 # slow HOST RATE: both directions of HOST's link limited to RATE (tbf).
 slow() {
 	ip -n "$NS_SW" link set dev "$(port_of "$1")" up
@@ -240,18 +240,22 @@ workers_joined() {
 	done
 }
 
-# make_input OUT N [PREFIX]: N completions of stories15M, ids PREFIX-00000...;
-# greedy, every third one sampled with a seed (still deterministic).
+# make_input OUT N: N completions of stories15M, ids req-00000...; the
+# bodies repeat every $PERIOD lines (240): an undisturbed run of the first
+# PERIOD is the reference of any N. Greedy, every third one sampled with a
+# seed (still deterministic).
+PERIOD=240
 make_input() {
-	"$PY" - "$1" "$2" "${3:-req}" "$MODEL_NAME" "${MAX_TOKENS:-24}" <<'EOF'
+	"$PY" - "$1" "$2" "$PERIOD" "$MODEL_NAME" "${MAX_TOKENS:-24}" <<'EOF'
 import json, sys
-out, n, prefix, model, mt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+out, n, period, model, mt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 with open(out, "w") as f:
     for i in range(n):
-        body = {"model": model, "prompt": f"Once upon a time, {i % 97} little", "max_tokens": mt + i % 5, "temperature": 0}
-        if i % 3 == 0:
-            body.update(temperature=0.8, seed=1000 + i)
-        f.write(json.dumps({"custom_id": f"{prefix}-{i:05d}", "method": "POST", "url": "/v1/completions",
+        k = i % period
+        body = {"model": model, "prompt": f"Once upon a time, {k % 97} little", "max_tokens": mt + k % 5, "temperature": 0}
+        if k % 3 == 0:
+            body.update(temperature=0.8, seed=1000 + k)
+        f.write(json.dumps({"custom_id": f"req-{i:05d}", "method": "POST", "url": "/v1/completions",
                             "body": body}) + "\n")
 EOF
 }
@@ -298,10 +302,11 @@ results() {
 	in_d "$MARGINCTL" results "$1" -o "$2" 2> "$T/results.err" || fail "results $1: $(cat "$T/results.err")"
 }
 
-# check BID STATE OUT REF N: exactly once, byte-identical to REF,
+# check BID STATE OUT REF N: exactly once, byte-identical to REF (line i
+# against REF's line i % PERIOD),
 # conservation (tests/multihost/check.py).
 check() {
-	"$PY" "$HERE/check.py" --batch "$1" --state "$2" --out "$3" --ref "$4" --n "$5" \
+	"$PY" "$HERE/check.py" --batch "$1" --state "$2" --out "$3" --ref "$4" --n "$5" --period "$PERIOD" \
 		--cost "$T/cost.json" --batch-json "$T/batch.json" || fail "check of $1"
 }
 
@@ -311,4 +316,23 @@ cost_report() {
 	cp "$T/body.json" "$T/cost.json"
 	[ "$(api GET "/v1/batches/$1")" = 200 ] || fail "GET batch"
 	cp "$T/body.json" "$T/batch.json"
+}
+
+# reference: an undisturbed run of the first PERIOD bodies (or N, when
+# fewer) on the three workers: $T/ref.jsonl, checked like any run.
+reference() {
+	RN=$PERIOD
+	[ "$N" -ge "$PERIOD" ] || RN=$N
+	make_input "$T/ref-in.jsonl" "$RN"
+	daemon_start "$T/ref"
+	for h in w1 w2 w3; do worker_start "$h"; done
+	workers_joined 3
+	BID=$(submit "$T/ref-in.jsonl")
+	batch_wait "$BID" 300
+	results "$BID" "$T/ref.jsonl"
+	cost_report "$BID"
+	check "$BID" "$T/ref" "$T/ref.jsonl" "$T/ref.jsonl" "$RN" > "$T/check.out"
+	for h in w1 w2 w3; do worker_stop "$h"; done
+	daemon_stop
+	note "reference: $(cat "$T/check.out")"
 }

@@ -64,28 +64,18 @@ dlog() { sed -n "$LOG0,\$p" "$T/margind.log"; }
 # (duplicates, stale attempts).
 ignored() { metric margin_results_ignored_total; }
 
-sc_reference() {
-	run_start "$T/ref"
-	batch_wait "$BID" 240
-	T1=$(now_ms)
-	results "$BID" "$T/ref.jsonl"
-	cost_report "$BID"
-	check "$BID" "$T/ref" "$T/ref.jsonl" "$T/ref.jsonl" "$N" > "$T/check.out"
-	for h in w1 w2 w3; do worker_stop "$h"; done
-	daemon_stop
-	note "$(cat "$T/check.out")"
-}
+sc_reference() { reference; }
 
 sc_partition_worker() {
 	run_start "$T/$SC"
 	wait_progress "$BID" 4
 	conn0=$(grep -c 'msg="connected"' "$T/w1.log" || true)
-	cut w1
+	link_cut w1
 	tc0=$(now_ms)
 	# Longer than heartbeat x liveness (1 s): margind gives w1 up.
 	sleep 3
 	dlog | grep -q 'msg="worker lost" worker=.* name=w1 .*heartbeat timeout' || fail "margind did not give w1 up"
-	heal w1
+	link_heal w1
 	th=$(now_ms)
 	i=0
 	until [ "$(grep -c 'msg="connected"' "$T/w1.log" || true)" -gt "$conn0" ]; do
@@ -104,14 +94,14 @@ sc_partition_daemon() {
 	run_start "$T/$SC"
 	wait_progress "$BID" 8
 	before=$(progress "$BID")
-	cut d
+	link_cut d
 	tc0=$(now_ms)
 	# PART_S (5 s by default): five liveness timeouts, past every
 	# worker's reconnect back-off (1 s at most here).
 	sleep "${PART_S:-5}"
 	dlog | grep -c 'msg="worker lost".*heartbeat timeout' | grep -q '^3$' || fail "margind did not give every worker up"
 	mid=$(progress "$BID")
-	heal d
+	link_heal d
 	th=$(now_ms)
 	workers_joined 3
 	REJOIN=$(( $(now_ms) - th ))
