@@ -51,7 +51,7 @@ mh_cleanup() {
 	for m in $MOUNTS; do umount -l "$m" 2>/dev/null || true; done
 	for h in $HOSTS; do ip netns del "$(ns_of "$h")" 2>/dev/null || true; done
 	ip netns del "$NS_SW" 2>/dev/null || true
-	if [ $rc -ne 0 ]; then
+	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
 		for f in "$T"/*.log; do
 			[ -f "$f" ] || continue
 			echo "---- $f ----" >&2
