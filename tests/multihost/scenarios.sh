@@ -178,7 +178,7 @@ sc_disk_full() {
 silent() { cat "$T"/w?.log | grep -c 'reason="scheduler silent"' || true; }
 
 sc_sigstop_daemon() {
-	s0=$(silent)
+	sil0=$(silent)
 	run_start "$T/$SC"
 	wait_progress "$BID" 8
 	kill -STOP "$DPID"
@@ -191,7 +191,7 @@ sc_sigstop_daemon() {
 	wait_progress "$BID" $((p < N ? p + 1 : N))
 	RESUME=$(( $(now_ms) - tc1 ))
 	run_end "$T/$SC"
-	note "margind stopped $(( tc1 - ts )) ms; workers that gave it up: $(( $(silent) - s0 )); next answer $RESUME ms after SIGCONT"
+	note "margind stopped $(( tc1 - ts )) ms; workers that gave it up: $(( $(silent) - sil0 )); next answer $RESUME ms after SIGCONT"
 }
 
 sc_rolling_restart() {
