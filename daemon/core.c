@@ -254,6 +254,9 @@ int core_new(void *zctx, const opts_t *o, core_t **ret, char *err, size_t errlen
 		snprintf(err, errlen, "signalfd: %s", strerror(-r));
 		goto fail;
 	}
+	/* The disk reserve goes first: room for the journal to open on a
+	 * full disk (storage.h). */
+	storage_start(o->state_dir);
 	if ((r = journal_open(o->state_dir, o->journal_sync, &c->j, err, errlen)) < 0)
 		goto fail;
 	int64_t from, to;
@@ -701,6 +704,10 @@ int core_run(core_t *c)
 			read_monitor(c);
 		if (items[1].revents & ZMQ_POLLIN)
 			read_ctl(c, now);
+		/* Look at the disk before Results commit: a filesystem filled
+		 * since the last look gives the journal the reserve first. */
+		if ((items[0].revents & ZMQ_POLLIN))
+			storage_watch(c->o->state_dir, c->o->min_free, now, true);
 		if ((items[0].revents & ZMQ_POLLIN) && read_workers(c, now) < 0) {
 			/* Memory is ahead of the journal: stop, and let the restart
 			 * (systemd Restart=on-failure) resume from the journal. */
@@ -709,7 +716,7 @@ int core_run(core_t *c)
 		}
 		/* A full disk: nothing new is validated or dispatched; the
 		 * Results of what workers hold still commit (storage.h). */
-		bool full = storage_watch(c->o->state_dir, c->o->min_free, now);
+		bool full = storage_watch(c->o->state_dir, c->o->min_free, now, false);
 		ingesting = !c->draining && !full && sched_ingest(c->s, now) > 0;
 		if (!full)
 			sched_dispatch(c->s, now);

@@ -46,15 +46,20 @@ run_start() {
 
 # run_end STATE: waits for the batch, checks it, stops every process.
 run_end() {
-	batch_wait "$BID" 240
-	T1=$(now_ms)
-	results "$BID" "$T/out-$SC.jsonl"
-	cost_report "$BID"
-	check "$BID" "$1" "$T/out-$SC.jsonl" "$T/ref.jsonl" "$N" > "$T/check.out"
+	batch_end "$1"
 	IGN=$(ignored)
 	for h in w1 w2 w3; do worker_stop "$h"; done
 	daemon_stop
 	note "$(cat "$T/check.out")"
+}
+
+# batch_end STATE: waits for the batch $BID and checks it.
+batch_end() {
+	batch_wait "$BID" 240
+	T1=$(now_ms)
+	results "$BID" "$T/out-$SC-$BID.jsonl"
+	cost_report "$BID"
+	check "$BID" "$1" "$T/out-$SC-$BID.jsonl" "$T/ref.jsonl" "$N" > "$T/check.out"
 }
 
 # A line of the daemon's log since the scenario began.
@@ -170,8 +175,39 @@ sc_disk_full() {
 	RESUME=$(( $(now_ms) - tr ))
 	code=$(api POST /v1/files -F purpose=batch -F "file=@$T/in.jsonl")
 	[ "$code" = 200 ] || fail "an upload after space returned answered $code"
-	run_end "$T/$SC"
+	batch_end "$T/$SC"
+	note "$(cat "$T/check.out")"
 	note "disk full $(( tr - tf )) ms: uploads and creates 507, reads 200, $held of $N answered then; resumed $RESUME ms after space returned"
+
+	# 2. The last byte at once, under a running batch: faster than the
+	# watch looks, so a commit may fail and margind stop. Then margind
+	# starts again on the still full disk (a crash or a reboot there, or
+	# systemd's Restart=on-failure): 507 for new work, reads, and it
+	# resumes by itself.
+	LOG0=$(( $(wc -l < "$T/margind.log") + 1 ))
+	BID=$(submit "$T/in.jsonl")
+	wait_progress "$BID" 4
+	dd if=/dev/zero of="$T/$SC/fill" bs=1M status=none 2>/dev/null || true
+	sleep 1.5
+	if kill -0 "$DPID" 2>/dev/null; then
+		how="kept running (the reserve took the commits), then was killed"
+		daemon_kill
+	else
+		dlog | grep -q 'msg="stopping: the journal refused a commit"' || fail "margind stopped without saying why"
+		wait "$DPID" 2>/dev/null || true
+		how="stopped on a failed commit"
+	fi
+	daemon_start "$T/$SC" --set journal.min_free=16777216
+	wait_dlog 'msg="storage low: refusing new work' "no log line of the full disk (2)"
+	code=$(api POST /v1/files -F purpose=batch -F "file=@$T/in.jsonl")
+	[ "$code" = 507 ] || fail "an upload on a disk full to the last byte answered $code"
+	[ "$(api GET "/v1/batches/$BID")" = 200 ] || fail "GET of the batch on a disk full to the last byte"
+	rm -f "$T/$SC/fill"
+	tr=$(now_ms)
+	wait_dlog 'msg="storage back: accepting new work' "margind did not see the space come back (2)"
+	RESUME=$(( $(now_ms) - tr ))
+	run_end "$T/$SC"
+	note "filled to the last byte: margind $how; resumed $RESUME ms after space returned"
 }
 
 # silent: how many times the workers gave margind up, all their logs together.

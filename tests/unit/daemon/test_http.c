@@ -867,7 +867,7 @@ static void test_disk_full(void)
 	char *mp = multipart("batch", jsonl, strlen(jsonl), &len);
 	resp_t r;
 	int64_t now = mg_clock_now_ns();
-	CU_ASSERT_TRUE(storage_watch(dir, UINT64_MAX, now));
+	CU_ASSERT_TRUE(storage_watch(dir, UINT64_MAX, now, false));
 	CU_ASSERT_TRUE(storage_full());
 	request(port, "POST", "/v1/files", MP_HEADERS(""), mp, len, &r);
 	CU_ASSERT_EQUAL(r.status, 507);
@@ -887,13 +887,29 @@ static void test_disk_full(void)
 	CU_ASSERT_EQUAL(r.status, 200);
 	resp_free(&r);
 	/* The watch looks again 200 ms later at most. */
-	CU_ASSERT_TRUE(storage_watch(dir, 1, now + 1));
-	CU_ASSERT_FALSE(storage_watch(dir, 1, now + 1000000000LL));
+	CU_ASSERT_TRUE(storage_watch(dir, 1, now + 1, false));
+	CU_ASSERT_FALSE(storage_watch(dir, 1, now + 1000000000LL, false));
 	request(port, "POST", "/v1/files", MP_HEADERS(""), mp, len, &r);
 	CU_ASSERT_EQUAL(r.status, 200);
 	resp_free(&r);
 	free(mp);
 	http_destroy(&h);
+
+	/* The reserve: min_free / 4 set aside while there is room, deleted
+	 * the moment the disk is full, and at start. */
+	char rp[4200];
+	snprintf(rp, sizeof(rp), "%s/reserve", dir);
+	struct stat sb;
+	CU_ASSERT_FALSE(storage_watch(dir, 8 << 20, now + 2000000000LL, false));
+	CU_ASSERT_EQUAL_FATAL(stat(rp, &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_size, 2 << 20);
+	CU_ASSERT_TRUE(storage_watch(dir, UINT64_MAX, now + 2000000001LL, true));
+	CU_ASSERT_NOT_EQUAL(stat(rp, &sb), 0);
+	CU_ASSERT_FALSE(storage_watch(dir, 8 << 20, now + 3000000000LL, false));
+	CU_ASSERT_EQUAL(stat(rp, &sb), 0);
+	storage_start(dir);
+	CU_ASSERT_NOT_EQUAL(stat(rp, &sb), 0);
+	CU_ASSERT_FALSE(storage_watch(dir, 0, now + 4000000000LL, false));
 }
 
 const cu_test_t http_tests[] = {
