@@ -11,6 +11,7 @@
 #include "registry.h"
 #include "retain.h"
 #include "sched.h"
+#include "storage.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -253,6 +254,9 @@ int core_new(void *zctx, const opts_t *o, core_t **ret, char *err, size_t errlen
 		snprintf(err, errlen, "signalfd: %s", strerror(-r));
 		goto fail;
 	}
+	/* The disk reserve goes first: room for the journal to open on a
+	 * full disk (storage.h). */
+	storage_start(o->state_dir);
 	if ((r = journal_open(o->state_dir, o->journal_sync, &c->j, err, errlen)) < 0)
 		goto fail;
 	int64_t from, to;
@@ -700,14 +704,22 @@ int core_run(core_t *c)
 			read_monitor(c);
 		if (items[1].revents & ZMQ_POLLIN)
 			read_ctl(c, now);
+		/* Look at the disk before Results commit: a filesystem filled
+		 * since the last look gives the journal the reserve first. */
+		if ((items[0].revents & ZMQ_POLLIN))
+			storage_watch(c->o->state_dir, c->o->min_free, now, true);
 		if ((items[0].revents & ZMQ_POLLIN) && read_workers(c, now) < 0) {
 			/* Memory is ahead of the journal: stop, and let the restart
 			 * (systemd Restart=on-failure) resume from the journal. */
 			mg_log(MG_LOG_ERROR, "core", "stopping: the journal refused a commit");
 			return 1;
 		}
-		ingesting = !c->draining && sched_ingest(c->s, now) > 0;
-		sched_dispatch(c->s, now);
+		/* A full disk: nothing new is validated or dispatched; the
+		 * Results of what workers hold still commit (storage.h). */
+		bool full = storage_watch(c->o->state_dir, c->o->min_free, now, false);
+		ingesting = !c->draining && !full && sched_ingest(c->s, now) > 0;
+		if (!full)
+			sched_dispatch(c->s, now);
 		if (now >= c->next_tick)
 			c->next_tick = sched_tick(c->s, now);
 		if (c->wd_period > 0 && now >= c->next_wd) {

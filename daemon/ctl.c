@@ -1,6 +1,7 @@
 /* ctl: see ctl.h. */
 #include "ctl.h"
 #include "mg_clock.h"
+#include "storage.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -300,12 +301,14 @@ static json_t *cmd_health(sched_t *s, json_t *req, int64_t now)
 {
 	sched_stats_t st;
 	sched_get_stats(s, &st);
-	return json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:b}",
+	return json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b}",
 		"ok", 1, "version", MARGIN_VERSION, "workers", (json_int_t)st.workers,
 		"jobs_active", (json_int_t)st.jobs_active,
 		"shards_in_flight", (json_int_t)st.shards_in_flight,
 		"requests_in_flight", (json_int_t)st.requests_in_flight,
-		"requests_answered", (json_int_t)st.requests_answered, "draining", st.draining);
+		"requests_answered", (json_int_t)st.requests_answered,
+		"results_ignored", (json_int_t)st.results_ignored, "draining", st.draining,
+		"storage_full", storage_full());
 }
 
 static const struct {

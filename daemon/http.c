@@ -7,6 +7,7 @@
 #include "batchfmt.h"
 #include "mg_clock.h"
 #include "mg_log.h"
+#include "storage.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -605,6 +606,8 @@ static void on_metrics(http_req_t *r)
 		s.workers = (uint64_t)json_integer_value(json_object_get(hr, "workers"));
 		s.shards_in_flight = (uint64_t)json_integer_value(json_object_get(hr, "shards_in_flight"));
 		s.requests_running = (uint64_t)json_integer_value(json_object_get(hr, "requests_in_flight"));
+		s.results_ignored = (uint64_t)json_integer_value(json_object_get(hr, "results_ignored"));
+		s.storage_full = json_is_true(json_object_get(hr, "storage_full"));
 	}
 	if (http_call_quiet(h, "workers", json_object(), &wr, err, sizeof(err)) == 0) {
 		size_t i;
@@ -646,6 +649,7 @@ enum {
 	R_JSON = 2,	/* a JSON object body is required */
 	R_STREAM = 4,	/* the body is streamed to begin/data (uploads) */
 	R_INLINE = 8,	/* answered in the event loop: never waits */
+	R_WORK = 16,	/* new work: refused with 507 while the disk is full */
 };
 
 typedef struct route {
@@ -661,18 +665,18 @@ static const route_t routes[] = {
 	{ "GET", "/healthz", R_OPEN | R_INLINE, on_healthz, NULL, NULL },
 	{ "GET", "/readyz", R_OPEN, on_readyz, NULL, NULL },
 	{ "GET", "/metrics", 0, on_metrics, NULL, NULL },
-	{ "POST", "/v1/files", R_STREAM, api_files_upload, api_files_upload_begin, api_files_upload_data },
+	{ "POST", "/v1/files", R_STREAM | R_WORK, api_files_upload, api_files_upload_begin, api_files_upload_data },
 	{ "GET", "/v1/files", 0, api_files_list, NULL, NULL },
 	{ "GET", "/v1/files/{}", 0, api_files_get, NULL, NULL },
 	{ "DELETE", "/v1/files/{}", 0, api_files_delete, NULL, NULL },
 	{ "GET", "/v1/files/{}/content", 0, api_files_content, NULL, NULL },
-	{ "POST", "/v1/batches", R_JSON, api_batches_create, NULL, NULL },
+	{ "POST", "/v1/batches", R_JSON | R_WORK, api_batches_create, NULL, NULL },
 	{ "GET", "/v1/batches", 0, api_batches_list, NULL, NULL },
 	{ "GET", "/v1/batches/{}", 0, api_batches_get, NULL, NULL },
 	{ "POST", "/v1/batches/{}/cancel", 0, api_batches_cancel, NULL, NULL },
-	{ "POST", "/v1/completions", R_JSON, api_completions_post, NULL, NULL },
-	{ "POST", "/v1/chat/completions", R_JSON, api_completions_post, NULL, NULL },
-	{ "POST", "/v1/embeddings", R_JSON, api_embeddings_post, NULL, NULL },
+	{ "POST", "/v1/completions", R_JSON | R_WORK, api_completions_post, NULL, NULL },
+	{ "POST", "/v1/chat/completions", R_JSON | R_WORK, api_completions_post, NULL, NULL },
+	{ "POST", "/v1/embeddings", R_JSON | R_WORK, api_embeddings_post, NULL, NULL },
 	{ "GET", "/v1/models", 0, api_models_list, NULL, NULL },
 	{ "GET", "/v1/models/{}", 0, api_models_get, NULL, NULL },
 	{ "GET", "/v1/cost", 0, api_cost_report, NULL, NULL },
@@ -961,6 +965,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 					 has ? "Incorrect API key provided" :
 					       "You didn't provide an API key: send the header \"Authorization: Bearer KEY\"");
 			http_reply_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+			return queue(r);
+		}
+		if ((cs->route->flags & R_WORK) && storage_full()) {
+			http_reply_error(r, 507, "insufficient_storage", NULL,
+					 "the server's disk is full: new work is refused until space returns "
+					 "(reads and the batches already accepted go on)");
+			http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 			return queue(r);
 		}
 		bool cl_known;

@@ -64,6 +64,11 @@ static const metrics_def_t margin_defs[] = {
 	  METRICS_COUNTER, { "worker", NULL }, NULL, 0 },
 	{ "margin_shards_committed_total", "Shard results committed to the journal, per worker",
 	  METRICS_COUNTER, { "worker", NULL }, NULL, 0 },
+	{ "margin_results_ignored_total",
+	  "Results acknowledged and dropped: duplicates, and late Results of a shard given to another worker",
+	  METRICS_COUNTER, { NULL }, NULL, 0 },
+	{ "margin_storage_full", "1 while the state directory's free space is below [journal] min_free (new work refused)",
+	  METRICS_GAUGE, { NULL }, NULL, 0 },
 	/* The metering service (api_cost.c sets them at each scrape from the
 	 * ledger rows booked since margind started): operational estimates,
 	 * the ledger is the auditable record. Money in currency units. */
@@ -310,7 +315,10 @@ static int update(metrics_t *m, const char *name, enum metrics_type type, const 
 	}
 	switch (type) {
 	case METRICS_COUNTER:
-		c->value += v;
+		if (count == 0)
+			c->value += v;
+		else if (v > c->value)
+			c->value = v;	/* metrics_counter_raise: a total kept elsewhere */
 		break;
 	case METRICS_GAUGE:
 		c->value = v;
@@ -333,6 +341,11 @@ out:
 int metrics_counter_add(metrics_t *m, const char *name, const char *const *lv, double v)
 {
 	return update(m, name, METRICS_COUNTER, lv, v, 0);
+}
+
+int metrics_counter_raise(metrics_t *m, const char *name, const char *const *lv, double total)
+{
+	return update(m, name, METRICS_COUNTER, lv, total, 1);
 }
 
 int metrics_gauge_set(metrics_t *m, const char *name, const char *const *lv, double v)
@@ -644,5 +657,9 @@ int metrics_set_sched(metrics_t *m, const metrics_sched_t *s)
 		const char *lv[] = { b[i].status };
 		r = metrics_gauge_set(m, "margin_batches", lv, (double)b[i].n);
 	}
+	if (r == 0)
+		r = metrics_gauge_set(m, "margin_storage_full", NULL, s->storage_full ? 1 : 0);
+	if (r == 0)
+		r = metrics_counter_raise(m, "margin_results_ignored_total", NULL, (double)s->results_ignored);
 	return r;
 }

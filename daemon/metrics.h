@@ -15,6 +15,7 @@
 #ifndef METRICS_H
 #define METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,9 @@ int metrics_register(metrics_t *m, const metrics_def_t *def);
  * when it has none). -ENOENT: no such family; -EINVAL: wrong type, or a
  * negative counter increment; -ENOMEM. */
 int metrics_counter_add(metrics_t *m, const char *name, const char *const *label_values, double v);
+/* A counter whose total is kept elsewhere (the scheduler's): raised to
+ * total, never lowered. */
+int metrics_counter_raise(metrics_t *m, const char *name, const char *const *label_values, double total);
 int metrics_gauge_set(metrics_t *m, const char *name, const char *const *label_values, double v);
 /* Observes v count times (count > 0): a histogram of per-step times fed
  * from a shard's totals adds the mean step time once per step. */
@@ -94,6 +98,8 @@ typedef struct metrics_sched {
 	uint64_t requests_running;	/* in shards at workers */
 	uint64_t shards_in_flight;
 	uint64_t batches_validating, batches_in_progress, batches_cancelling;
+	uint64_t results_ignored;	/* counter: duplicate or stale Results dropped */
+	bool storage_full;		/* new work refused for want of disk */
 } metrics_sched_t;
 int metrics_set_sched(metrics_t *m, const metrics_sched_t *s);
 

@@ -226,6 +226,10 @@ static int finish(opts_t *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	o->retention_s = retention_ns / MG_NS_PER_S;
+	o->min_free = OPTS_MIN_FREE_DEFAULT;
+	r = mg_config_get_u64(cfg, "journal", "min_free", &o->min_free, err, errlen);
+	if (r < 0 && r != -ENOENT)
+		return r;
 
 	const char *sync = mg_config_get(cfg, "scheduler", "journal_sync");
 	o->journal_sync = JOURNAL_SYNC_NORMAL;

@@ -31,6 +31,9 @@
 #include "sched.h"
 
 #define OPTS_RETENTION_DEFAULT_S (30 * 86400)
+/* [journal] min_free: 64 MiB, room for the Results of the shards in flight
+ * and a WAL checkpoint once new work is refused. */
+#define OPTS_MIN_FREE_DEFAULT (64ull << 20)
 
 typedef struct opts {
 	mg_config_t *cfg;		/* owned: the merged settings */
@@ -52,6 +55,8 @@ typedef struct opts {
 	int journal_sync;		/* enum journal_sync */
 	int64_t retention_s;		/* [journal] retention: finished batches are kept
 					 * this long (0: forever) */
+	uint64_t min_free;		/* [journal] min_free: below it, no new work
+					 * (storage.h); 0: no watch */
 } opts_t;
 
 /* Returns 0 with *o filled, 1 when --help or --version was printed (exit

@@ -59,6 +59,7 @@ struct sched {
 	void *obs_user;			/* borrowed */
 	int64_t inflight_requests, inflight_shards;
 	uint64_t requests_answered, shards_committed;
+	uint64_t results_ignored;	/* Results Ack'd and dropped: duplicates, stale attempts */
 	int64_t next_check_ns;		/* periodic checks (workers for idle jobs) */
 	int64_t garbage_window_ns;	/* rate limit of "dropped frame" lines */
 	unsigned garbage_in_window, garbage_suppressed;
@@ -628,6 +629,7 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 	    strcmp(sh->job->j.name, res->batch_id) != 0) {
 		/* A duplicate, a stale attempt, a shard given to someone else or
 		 * finished: Ack so the worker stops re-sending, commit nothing. */
+		s->results_ignored++;
 		mg_log(MG_LOG_DEBUG, "sched", "ignored a result batch=%s shard=%llu attempt=%u worker=%s current_attempt=%u",
 		       res->batch_id, (unsigned long long)res->shard_id, res->attempt,
 		       w ? w->id : "unregistered", sh ? sh->js.attempt : 0);
@@ -1777,6 +1779,7 @@ void sched_get_stats(const sched_t *s, sched_stats_t *ret)
 	ret->requests_in_flight = s->inflight_requests;
 	ret->requests_answered = s->requests_answered;
 	ret->shards_committed = s->shards_committed;
+	ret->results_ignored = s->results_ignored;
 	ret->draining = s->draining;
 }
 

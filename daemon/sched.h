@@ -149,6 +149,7 @@ typedef struct sched_stats {
 	size_t workers, jobs_active;
 	int64_t shards_in_flight, requests_in_flight;
 	uint64_t requests_answered, shards_committed;	/* since start */
+	uint64_t results_ignored;	/* duplicate or stale Results Ack'd and dropped, since start */
 	bool draining;
 } sched_stats_t;
 void sched_get_stats(const sched_t *s, sched_stats_t *ret);

@@ -17,6 +17,7 @@ PKGS="
   libinih-dev
   libpcre2-dev
   python3 python3-yaml python3-numpy curl
+  iproute2 nftables
 "
 
 SUDO=

@@ -2,11 +2,14 @@
 """Summarise meson test logs: the CUnit run summaries of the unit suites,
 then one closing line 'LABEL: N passed, N failed[, N skipped]' that counts
 each CUnit test and each other meson test (integration scenario, fuzz
-replay) once.
+replay) once. An argument that is a file rather than a build directory is
+read as a test log of that shape itself (tests/multihost/ci.sh writes one:
+BUILD_DIR/multihost-testlog.json).
 
-    deploy/test-summary.py LABEL BUILD_DIR [BUILD_DIR ...]
+    deploy/test-summary.py LABEL BUILD_DIR|TESTLOG.json [...]
 """
 import json
+import os
 import sys
 
 
@@ -17,8 +20,9 @@ def main():
     label = sys.argv[1]
     passed = failed = skipped = 0
     for build in sys.argv[2:]:
+        path = build if os.path.isfile(build) else f"{build}/meson-logs/testlog.json"
         try:
-            with open(f"{build}/meson-logs/testlog.json", encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 lines = [json.loads(l) for l in f if l.strip()]
         except OSError as e:
             print(f"{label}: no test log in {build}: {e}", file=sys.stderr)
@@ -41,6 +45,7 @@ def main():
                 passed += 1
             elif res == "SKIP":
                 skipped += 1
+                print(f"-- {build}: {t.get('name')} SKIPPED")
             else:
                 failed += 1
     line = f"{label}: {passed} passed, {failed} failed"

@@ -455,7 +455,11 @@ sc_metrics() {
 	export MARGIN_URL="$URL" MARGIN_API_KEY="$KEY"
 	make_input "$T/a.jsonl" 6 llama-110m
 	make_input "$T/b.jsonl" 3 stories260K
-	for f in a b; do
+	# and embeddings, for the embedding counters
+	for i in 1 2; do
+		printf '{"custom_id":"e%s","method":"POST","url":"/v1/embeddings","body":{"model":"stories260K","input":["Once upon a time","a cat %s"]}}\n' $i $i
+	done > "$T/c.jsonl"
+	for f in a b c; do
 		timeout 120 "$MARGINCTL" submit "$T/$f.jsonl" --wait > "$T/$f.id" 2> "$T/$f.err" ||
 			fail "batch $f: $(cat "$T/$f.err")"
 	done

@@ -4,9 +4,12 @@
 #include "cu_main.h"
 #include "http.h"
 #include "http_priv.h"
+#include "mg_clock.h"
+#include "storage.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -851,6 +854,64 @@ static void test_config_connections(void)
 	mg_config_destroy(&cfg);
 }
 
+/* The state directory's disk below [journal] min_free: new work (uploads,
+ * batch creation, synchronous completions) answers 507
+ * insufficient_storage, reads still answer; space back, uploads work. */
+static void test_disk_full(void)
+{
+	const char *dir = cu_tmpdir();
+	http_t *h = start(dir, NULL, 1 << 20, 1 << 16);
+	uint16_t port = http_port(h);
+	const char *jsonl = "{\"custom_id\":\"a\"}\n";
+	size_t len;
+	char *mp = multipart("batch", jsonl, strlen(jsonl), &len);
+	resp_t r;
+	int64_t now = mg_clock_now_ns();
+	CU_ASSERT_TRUE(storage_watch(dir, UINT64_MAX, now, false));
+	CU_ASSERT_TRUE(storage_full());
+	request(port, "POST", "/v1/files", MP_HEADERS(""), mp, len, &r);
+	CU_ASSERT_EQUAL(r.status, 507);
+	json_t *o = body_json(&r);
+	CU_ASSERT_STRING_EQUAL(err_code(o), "insufficient_storage");
+	json_decref(o);
+	resp_free(&r);
+	const char *create = "{\"input_file_id\":\"file-x\",\"endpoint\":\"/v1/completions\",\"completion_window\":\"24h\"}";
+	request(port, "POST", "/v1/batches", "Content-Type: application/json\r\n", create, strlen(create), &r);
+	CU_ASSERT_EQUAL(r.status, 507);
+	resp_free(&r);
+	const char *sync = "{\"model\":\"m\",\"prompt\":\"x\"}";
+	request(port, "POST", "/v1/completions", "Content-Type: application/json\r\n", sync, strlen(sync), &r);
+	CU_ASSERT_EQUAL(r.status, 507);
+	resp_free(&r);
+	request(port, "GET", "/v1/files", NULL, NULL, 0, &r);
+	CU_ASSERT_EQUAL(r.status, 200);
+	resp_free(&r);
+	/* The watch looks again 200 ms later at most. */
+	CU_ASSERT_TRUE(storage_watch(dir, 1, now + 1, false));
+	CU_ASSERT_FALSE(storage_watch(dir, 1, now + 1000000000LL, false));
+	request(port, "POST", "/v1/files", MP_HEADERS(""), mp, len, &r);
+	CU_ASSERT_EQUAL(r.status, 200);
+	resp_free(&r);
+	free(mp);
+	http_destroy(&h);
+
+	/* The reserve: min_free / 4 set aside while there is room, deleted
+	 * the moment the disk is full, and at start. */
+	char rp[4200];
+	snprintf(rp, sizeof(rp), "%s/reserve", dir);
+	struct stat sb;
+	CU_ASSERT_FALSE(storage_watch(dir, 8 << 20, now + 2000000000LL, false));
+	CU_ASSERT_EQUAL_FATAL(stat(rp, &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_size, 2 << 20);
+	CU_ASSERT_TRUE(storage_watch(dir, UINT64_MAX, now + 2000000001LL, true));
+	CU_ASSERT_NOT_EQUAL(stat(rp, &sb), 0);
+	CU_ASSERT_FALSE(storage_watch(dir, 8 << 20, now + 3000000000LL, false));
+	CU_ASSERT_EQUAL(stat(rp, &sb), 0);
+	storage_start(dir);
+	CU_ASSERT_NOT_EQUAL(stat(rp, &sb), 0);
+	CU_ASSERT_FALSE(storage_watch(dir, 0, now + 4000000000LL, false));
+}
+
 const cu_test_t http_tests[] = {
 	{ "auth: keys, open endpoints, 401/404/405, metrics", test_auth_and_routes },
 	{ "non-loopback needs API keys", test_loopback_rule },
@@ -863,5 +924,6 @@ const cu_test_t http_tests[] = {
 	{ "batch create racing the file's delete: 200 or 404, never 500", test_create_delete_race },
 	{ "a handler slower than idle_timeout still answers; others run meanwhile", test_slow_handler },
 	{ "config: max_connections, max_connections_per_ip, idle_timeout, threads", test_config_connections },
+	{ "disk full: new work 507 insufficient_storage, reads 200, then back", test_disk_full },
 	{ NULL, NULL },
 };

@@ -281,6 +281,11 @@ static void test_duplicate_result(void)
 	fx_result(&f, "w1", a->assign);
 	fx_result(&f, "w1", a->assign);
 	CU_ASSERT_EQUAL(fx_count(&f, "w1", ACK), 3);
+	/* Counted for the operator (margin_results_ignored_total). */
+	sched_stats_t st;
+	sched_get_stats(f.s, &st);
+	CU_ASSERT_EQUAL(st.results_ignored, 2);
+	CU_ASSERT_EQUAL(st.shards_committed, 1);
 	journal_job_t jj;
 	fx_job(&f, "j", &jj);
 	CU_ASSERT_EQUAL(jj.n_done, 10);

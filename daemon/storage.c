@@ -1,0 +1,98 @@
+/* storage: the free-space watch of the state directory (storage.h). */
+#include "storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "mg_clock.h"
+#include "mg_log.h"
+
+#define STORAGE_PERIOD_NS (200 * MG_NS_PER_MS)
+
+static atomic_bool full;
+static int64_t next_look;
+static uint64_t reserve_bytes;	/* the reserve file's size on disk now */
+static bool reserve_failed;	/* the filesystem cannot fallocate: logged once */
+
+bool storage_full(void)
+{
+	return atomic_load(&full);
+}
+
+static void reserve_path(const char *state_dir, char *out, size_t len)
+{
+	snprintf(out, len, "%s/reserve", state_dir);
+}
+
+void storage_start(const char *state_dir)
+{
+	char p[4200];
+	reserve_path(state_dir, p, sizeof(p));
+	unlink(p);
+	reserve_bytes = 0;
+}
+
+static void reserve_drop(const char *state_dir)
+{
+	char p[4200];
+	reserve_path(state_dir, p, sizeof(p));
+	if (unlink(p) < 0 && errno != ENOENT)
+		mg_log(MG_LOG_WARN, "core", "cannot delete the disk reserve path=%s err=\"%s\"", p, strerror(errno));
+	reserve_bytes = 0;
+}
+
+static void reserve_make(const char *state_dir, uint64_t bytes)
+{
+	if (bytes == 0)
+		return;
+	char p[4200];
+	reserve_path(state_dir, p, sizeof(p));
+	int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int r = fd < 0 ? errno : fallocate(fd, 0, 0, (off_t)bytes) < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (r == 0) {
+		reserve_bytes = bytes;
+		return;
+	}
+	unlink(p);
+	if (!reserve_failed)
+		mg_log(MG_LOG_WARN, "core", "no disk reserve: margind cannot set space aside in the state directory path=%s bytes=%llu err=\"%s\"",
+		       p, (unsigned long long)bytes, strerror(r));
+	reserve_failed = true;
+}
+
+bool storage_watch(const char *state_dir, uint64_t min_free, int64_t now, bool force)
+{
+	if (min_free == 0 || (!force && now < next_look))
+		return atomic_load(&full);
+	next_look = now + STORAGE_PERIOD_NS;
+	struct statvfs st;
+	if (statvfs(state_dir, &st) < 0) {
+		mg_log(MG_LOG_WARN, "core", "cannot read the free space of the state directory state_dir=%s err=\"%s\"",
+		       state_dir, strerror(errno));
+		return atomic_load(&full);
+	}
+	/* The reserve is ours: it counts as free. */
+	uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize + reserve_bytes;
+	bool was = atomic_load(&full), now_full = avail < min_free;
+	if (now_full && reserve_bytes > 0)
+		reserve_drop(state_dir);
+	else if (!now_full && reserve_bytes == 0 && !reserve_failed)
+		reserve_make(state_dir, min_free / 4);
+	if (now_full == was)
+		return was;
+	atomic_store(&full, now_full);
+	if (now_full)
+		mg_log(MG_LOG_ERROR, "core", "storage low: refusing new work (HTTP 507) until space returns state_dir=%s free_bytes=%llu min_free=%llu",
+		       state_dir, (unsigned long long)avail, (unsigned long long)min_free);
+	else
+		mg_log(MG_LOG_INFO, "core", "storage back: accepting new work state_dir=%s free_bytes=%llu min_free=%llu",
+		       state_dir, (unsigned long long)avail, (unsigned long long)min_free);
+	return now_full;
+}
