@@ -855,7 +855,7 @@ static void test_config_connections(void)
 }
 
 /* The state directory's disk below [journal] min_free: new work (uploads,
- * batch creation, synchronous completions) answers 507
+ * batch creation, synchronous completions and embeddings) answers 507
  * insufficient_storage, reads still answer; space back, uploads work. */
 static void test_disk_full(void)
 {
@@ -881,6 +881,10 @@ static void test_disk_full(void)
 	resp_free(&r);
 	const char *sync = "{\"model\":\"m\",\"prompt\":\"x\"}";
 	request(port, "POST", "/v1/completions", "Content-Type: application/json\r\n", sync, strlen(sync), &r);
+	CU_ASSERT_EQUAL(r.status, 507);
+	resp_free(&r);
+	const char *emb = "{\"model\":\"m\",\"input\":\"x\"}";
+	request(port, "POST", "/v1/embeddings", "Content-Type: application/json\r\n", emb, strlen(emb), &r);
 	CU_ASSERT_EQUAL(r.status, 507);
 	resp_free(&r);
 	request(port, "GET", "/v1/files", NULL, NULL, 0, &r);
