@@ -28,6 +28,18 @@ linear scaling (a type key missing with a factor present means linear),
 tensor), rope_scale (freq_scale = 1), window (full attention), qk_norm (skip
 the q/k head norms).
 
+By default every product is float64 on the exactly widened weights: the
+model the file describes. Two options give instead the arithmetic that
+llama.cpp (and margin's default `weights = auto`, `kv = f16`) runs,
+written from its definition (ggml's quantize_row_q8_0 / vec_dot_q8_0_q8_0
+and its f16-cache attention; docs/kernels.md sections 6 and 8):
+
+  --acts q8_0   a Q8_0 matrix multiplies activations quantized per block of
+                32: d = f16(amax / 127), q = round-half-even(x * 127 / amax);
+                per block the exact integer sum of q_w * q_a times d_w * d_a
+  --kv f16      q, k and v rounded to halves after RoPE, the softmax
+                probabilities rounded to halves before they weight v
+
 Needs only Python 3 and numpy (Debian python3-numpy).
 """
 import json
@@ -74,6 +86,7 @@ class Gguf:
         align = self.kv.get("general.alignment", 32)
         data = (self.off + align - 1) // align * align
         self.tensors = {}
+        self.q8_0 = {}
         for name, ne, ttype, offset in infos:
             count = int(np.prod(ne))
             if ttype == 8:
@@ -83,6 +96,12 @@ class Gguf:
                 b = np.frombuffer(self.buf, dtype=blk, count=count // 32, offset=data + offset)
                 a = b["d"].astype(np.float64)[:, None] * b["q"].astype(np.float64)
                 self.tensors[name] = a.reshape(list(reversed(ne)))
+                if len(ne) == 2:
+                    # the blocks themselves too, for the integer products:
+                    # d [rows, blocks], q [rows, blocks, 32]
+                    nb = ne[0] // 32
+                    self.q8_0[name] = (b["d"].astype(np.float64).reshape(ne[1], nb),
+                                       b["q"].astype(np.float64).reshape(ne[1], nb, 32))
                 continue
             if ttype == 0:
                 dt = np.dtype("<f4")
@@ -121,6 +140,11 @@ class Gguf:
 
 # --------------------------------------------------------------- model --
 
+def _half(a):
+    """a rounded to the nearest half-precision value (ties to even)."""
+    return a.astype(np.float16).astype(np.float64)
+
+
 ARCHS = {  # arch -> (neox rope, default rms eps, q/k head norms)
     "llama": (False, 1e-5, False),
     "qwen2": (True, 1e-6, False),
@@ -133,6 +157,7 @@ class Model:
         g = Gguf(path)
         kv, t = g.kv, g.tensors
         self.t = t
+        self.q8_0 = g.q8_0
         arch = kv["general.architecture"]
         if arch not in ARCHS:
             raise ValueError("architecture %s" % arch)
@@ -164,6 +189,35 @@ class Model:
     def rmsnorm(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
 
+    def matmul(self, h, name, acts):
+        """h [T, K] times the matrix `name` transposed. acts "f64": the
+        weights widened, float64 products. acts "q8_0": the integer
+        arithmetic llama.cpp (and margin's default weights) use for a Q8_0
+        matrix, written from its definition (ggml's quantize_row_q8_0 and
+        vec_dot_q8_0_q8_0): each row of h is quantized per block of 32
+        values to d = f16(amax / 127), q = round-half-even(x * 127 / amax)
+        (q = 0 where amax = 0); a weight block and an activation block give
+        the exact integer sum of q_w * q_a, scaled by d_w * d_a and summed
+        over the blocks (here in float64: the f32 rounding of the scaling
+        is 2^-24 relative, far below what the tests resolve). Matrices not
+        stored as Q8_0 blocks are multiplied in float64 either way.
+        acts "q8_0-wrong-scale" is the same with 120 in place of 127 (a
+        coarser grid), for tests that show the definition matters."""
+        if acts == "f64" or name not in self.q8_0:
+            return h @ self.t[name].T
+        dw, qw = self.q8_0[name]                        # [N, nb], [N, nb, 32]
+        T, K = h.shape
+        nb = K // 32
+        x = h.reshape(T, nb, 32)
+        amax = np.abs(x).max(axis=2)                    # [T, nb]
+        top = 120.0 if acts == "q8_0-wrong-scale" else 127.0
+        da = _half(amax / top)
+        inv = np.divide(top, amax, out=np.zeros_like(amax), where=amax > 0)
+        qa = np.rint(x * inv[:, :, None])               # half to even
+        # integer sums per block, [nb, T, N]: below 2^20, exact in float64
+        isum = np.matmul(qa.transpose(1, 0, 2), qw.transpose(1, 2, 0))
+        return np.einsum("btn,bt,bn->tn", isum, da.T, dw.T)
+
     def rope(self, x, pos, ablate):
         """x [T, heads, hd], rotated in place of its first rope_dim dims."""
         d = self.rope_dim
@@ -185,13 +239,17 @@ class Model:
             y[:, :, 1:d:2] = a * s + b * c
         return y
 
-    def forward(self, tokens, ablate=()):
-        """The logits of every position [T, vocab]."""
-        return self.hidden(tokens, ablate) @ self.out.T
+    def forward(self, tokens, ablate=(), acts="f64", kv="f64"):
+        """The logits of every position [T, vocab] (the head in float64)."""
+        return self.hidden(tokens, ablate, acts, kv) @ self.out.T
 
-    def hidden(self, tokens, ablate=()):
+    def hidden(self, tokens, ablate=(), acts="f64", kv="f64"):
         """The final hidden states [T, dim]: after the output norm, what
-        feeds the output head (llama.cpp's embeddings, before pooling)."""
+        feeds the output head (llama.cpp's embeddings, before pooling).
+        acts: how the projections multiply (matmul). kv "f16": ggml's
+        arithmetic over an f16 cache, which converts both operands of its
+        products to half: q, k and v rounded to halves after RoPE, the
+        softmax probabilities rounded to halves before they weight v."""
         t = self.t
         T = len(tokens)
         pos = np.arange(T)
@@ -204,9 +262,9 @@ class Model:
         for l in range(self.n_layers):
             b = "blk.%d." % l
             h = self.rmsnorm(x, t[b + "attn_norm.weight"])
-            q = h @ t[b + "attn_q.weight"].T
-            k = h @ t[b + "attn_k.weight"].T
-            v = h @ t[b + "attn_v.weight"].T
+            q = self.matmul(h, b + "attn_q.weight", acts)
+            k = self.matmul(h, b + "attn_k.weight", acts)
+            v = self.matmul(h, b + "attn_v.weight", acts)
             if b + "attn_q.bias" in t:
                 q = q + t[b + "attn_q.bias"]
                 k = k + t[b + "attn_k.bias"]
@@ -219,6 +277,8 @@ class Model:
                 k = self.rmsnorm(k, t[b + "attn_k_norm.weight"])
             q = self.rope(q, pos, ablate)
             k = self.rope(k, pos, ablate)
+            if kv == "f16":
+                q, k, v = _half(q), _half(k), _half(v)
             att = np.empty((T, self.n_heads, self.hd))
             for hh in range(self.n_heads):
                 g = hh // group
@@ -226,12 +286,14 @@ class Model:
                 s = np.where(seen, s, -np.inf)
                 s = np.exp(s - s.max(axis=1, keepdims=True))
                 s = s / s.sum(axis=1, keepdims=True)
+                if kv == "f16":
+                    s = _half(s)
                 att[:, hh, :] = s @ v[:, g, :]
-            x = x + att.reshape(T, self.n_heads * self.hd) @ t[b + "attn_output.weight"].T
+            x = x + self.matmul(att.reshape(T, self.n_heads * self.hd), b + "attn_output.weight", acts)
             h = self.rmsnorm(x, t[b + "ffn_norm.weight"])
-            gate = h @ t[b + "ffn_gate.weight"].T
-            up = h @ t[b + "ffn_up.weight"].T
-            x = x + (gate / (1.0 + np.exp(-gate)) * up) @ t[b + "ffn_down.weight"].T
+            gate = self.matmul(h, b + "ffn_gate.weight", acts)
+            up = self.matmul(h, b + "ffn_up.weight", acts)
+            x = x + self.matmul(gate / (1.0 + np.exp(-gate)) * up, b + "ffn_down.weight", acts)
         return self.rmsnorm(x, t["output_norm.weight"])
 
 
@@ -242,9 +304,11 @@ def main(argv):
     ap.add_argument("--tokens", required=True, help="comma-separated token ids")
     ap.add_argument("--ablate", action="append", default=[],
                     choices=["rope_freqs", "rope_scale", "window", "qk_norm"])
+    ap.add_argument("--acts", default="f64", choices=["f64", "q8_0"])
+    ap.add_argument("--kv", default="f64", choices=["f64", "f16"])
     a = ap.parse_args(argv)
     m = Model(a.model)
-    logits = m.forward([int(x) for x in a.tokens.split(",")], set(a.ablate))
+    logits = m.forward([int(x) for x in a.tokens.split(",")], set(a.ablate), a.acts, a.kv)
     json.dump({"logits": logits.tolist()}, sys.stdout)
     sys.stdout.write("\n")
     return 0
