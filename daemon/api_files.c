@@ -216,10 +216,14 @@ static int multipart_boundary(const char *ct, char *out, size_t outlen)
 }
 
 /* Looks for the close delimiter in the raw body, across chunks. The body
- * before it ends the last part; a body without it was cut short. */
-static void scan_close(upload_t *up, const char *data, size_t len)
+ * before it ends the last part; a body without it was cut short. Returns
+ * how many bytes of data come before the end of the close delimiter: what
+ * follows it is the epilogue (RFC 2046 5.1.1: ignored; clients send a
+ * CR LF or more there, which libmicrohttpd's post processor refuses). */
+static size_t scan_close(upload_t *up, const char *data, size_t len)
 {
-	for (size_t i = 0; i < len && !up->closed; i++) {
+	size_t i = 0;
+	for (; i < len && !up->closed; i++) {
 		for (;;) {
 			if (data[i] == up->delim[up->delim_match]) {
 				up->delim_match++;
@@ -234,6 +238,7 @@ static void scan_close(upload_t *up, const char *data, size_t len)
 		if (up->delim_match == up->delim_len)
 			up->closed = true;
 	}
+	return i;
 }
 
 int api_files_upload_begin(http_req_t *r)
@@ -271,8 +276,11 @@ int api_files_upload_begin(http_req_t *r)
 int api_files_upload_data(http_req_t *r, const char *data, size_t len)
 {
 	upload_t *up = r->user;
-	scan_close(up, data, len);
-	if (MHD_post_process(up->pp, data, len) != MHD_YES || up->err_status != 0) {
+	bool was_closed = up->closed;
+	size_t body = scan_close(up, data, len);
+	if (was_closed)
+		return 0;	/* the epilogue */
+	if (MHD_post_process(up->pp, data, body) != MHD_YES || up->err_status != 0) {
 		if (up->err_status == 0)
 			up_fail(up, 400, "invalid_request", "the multipart body is malformed");
 		reply_upload_error(r, up);

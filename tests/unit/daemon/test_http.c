@@ -313,6 +313,39 @@ static void test_loopback_rule(void)
 	CU_ASSERT_PTR_NULL(h);
 }
 
+/* An epilogue after the close delimiter (RFC 2046: ignored) is accepted:
+ * the openai Node SDK ends its uploads with an extra CR LF. */
+static void test_upload_epilogue(void)
+{
+	const char *dir = cu_tmpdir();
+	http_t *h = start(dir, NULL, 1 << 20, 1 << 16);
+	uint16_t port = http_port(h);
+	const char *jsonl = "{\"custom_id\":\"a\"}\n";
+	static const char *const tails[] = { "\r\n", "an epilogue, ignored\r\n" };
+	for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		size_t len;
+		char *mp = multipart("batch", jsonl, strlen(jsonl), &len);
+		char *body = malloc(len + strlen(tails[i]));
+		memcpy(body, mp, len);
+		memcpy(body + len, tails[i], strlen(tails[i]));
+		resp_t r;
+		request(port, "POST", "/v1/files", MP_HEADERS(""), body, len + strlen(tails[i]), &r);
+		CU_ASSERT_EQUAL(r.status, 200);
+		json_t *f = body_json(&r);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(f, "bytes")), (json_int_t)strlen(jsonl));
+		char path[512];
+		snprintf(path, sizeof(path), "/v1/files/%s", json_string_value(json_object_get(f, "id")));
+		json_decref(f);
+		resp_free(&r);
+		request(port, "DELETE", path, NULL, NULL, 0, &r);	/* the next tests share the store */
+		CU_ASSERT_EQUAL(r.status, 200);
+		resp_free(&r);
+		free(body);
+		free(mp);
+	}
+	http_destroy(&h);
+}
+
 static void test_upload_and_download(void)
 {
 	const char *dir = cu_tmpdir();
@@ -920,6 +953,7 @@ const cu_test_t http_tests[] = {
 	{ "auth: keys, open endpoints, 401/404/405, metrics", test_auth_and_routes },
 	{ "non-loopback needs API keys", test_loopback_rule },
 	{ "upload, download, list, delete, restart", test_upload_and_download },
+	{ "upload with an epilogue after the close delimiter", test_upload_epilogue },
 	{ "limits: 413 upload/body, 400 line length and shapes", test_upload_limits },
 	{ "batch create: per-line checks, blanked copy, rejects", test_batch_create },
 	{ "synchronous completions", test_sync_completion },
