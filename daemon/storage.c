@@ -16,7 +16,19 @@
 
 static atomic_bool full;
 static int64_t next_look;
-static uint64_t reserve_bytes;	/* the reserve file's size on disk now */
+/* Two reserves, both counted as free (they are ours):
+ * - "reserve" (min_free / 4), deleted the moment the disk is full, so a
+ *   filesystem filled between two looks still has room for commits;
+ * - "reserve.start" (min_free / 8), kept while margind runs and deleted only
+ *   by storage_start: a writer that filled the disk to the last byte took
+ *   the first reserve too (margind stopped on a failed commit), and the
+ *   restart still has room to open the journal. */
+static struct reserve {
+	const char *name;
+	unsigned div;		/* its size: min_free / div */
+	uint64_t bytes;		/* the file's size on disk now */
+} reserves[] = { { "reserve", 4, 0 }, { "reserve.start", 8, 0 } };
+#define N_RESERVES (sizeof(reserves) / sizeof(reserves[0]))
 static bool reserve_failed;	/* the filesystem cannot fallocate: logged once */
 
 bool storage_full(void)
@@ -24,40 +36,38 @@ bool storage_full(void)
 	return atomic_load(&full);
 }
 
-static void reserve_path(const char *state_dir, char *out, size_t len)
+static void reserve_path(const char *state_dir, const struct reserve *rv, char *out, size_t len)
 {
-	snprintf(out, len, "%s/reserve", state_dir);
+	snprintf(out, len, "%s/%s", state_dir, rv->name);
+}
+
+static void reserve_drop(const char *state_dir, struct reserve *rv)
+{
+	char p[4200];
+	reserve_path(state_dir, rv, p, sizeof(p));
+	if (unlink(p) < 0 && errno != ENOENT)
+		mg_log(MG_LOG_WARN, "core", "cannot delete the disk reserve path=%s err=\"%s\"", p, strerror(errno));
+	rv->bytes = 0;
 }
 
 void storage_start(const char *state_dir)
 {
-	char p[4200];
-	reserve_path(state_dir, p, sizeof(p));
-	unlink(p);
-	reserve_bytes = 0;
+	for (size_t i = 0; i < N_RESERVES; i++)
+		reserve_drop(state_dir, &reserves[i]);
 }
 
-static void reserve_drop(const char *state_dir)
-{
-	char p[4200];
-	reserve_path(state_dir, p, sizeof(p));
-	if (unlink(p) < 0 && errno != ENOENT)
-		mg_log(MG_LOG_WARN, "core", "cannot delete the disk reserve path=%s err=\"%s\"", p, strerror(errno));
-	reserve_bytes = 0;
-}
-
-static void reserve_make(const char *state_dir, uint64_t bytes)
+static void reserve_make(const char *state_dir, struct reserve *rv, uint64_t bytes)
 {
 	if (bytes == 0)
 		return;
 	char p[4200];
-	reserve_path(state_dir, p, sizeof(p));
+	reserve_path(state_dir, rv, p, sizeof(p));
 	int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	int r = fd < 0 ? errno : fallocate(fd, 0, 0, (off_t)bytes) < 0 ? errno : 0;
 	if (fd >= 0)
 		close(fd);
 	if (r == 0) {
-		reserve_bytes = bytes;
+		rv->bytes = bytes;
 		return;
 	}
 	unlink(p);
@@ -78,13 +88,16 @@ bool storage_watch(const char *state_dir, uint64_t min_free, int64_t now, bool f
 		       state_dir, strerror(errno));
 		return atomic_load(&full);
 	}
-	/* The reserve is ours: it counts as free. */
-	uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize + reserve_bytes;
+	/* The reserves are ours: they count as free. */
+	uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize;
+	for (size_t i = 0; i < N_RESERVES; i++)
+		avail += reserves[i].bytes;
 	bool was = atomic_load(&full), now_full = avail < min_free;
-	if (now_full && reserve_bytes > 0)
-		reserve_drop(state_dir);
-	else if (!now_full && reserve_bytes == 0 && !reserve_failed)
-		reserve_make(state_dir, min_free / 4);
+	if (now_full && reserves[0].bytes > 0)
+		reserve_drop(state_dir, &reserves[0]);
+	for (size_t i = 0; !now_full && !reserve_failed && i < N_RESERVES; i++)
+		if (reserves[i].bytes == 0)
+			reserve_make(state_dir, &reserves[i], min_free / reserves[i].div);
 	if (now_full == was)
 		return was;
 	atomic_store(&full, now_full);

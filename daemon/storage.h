@@ -10,12 +10,14 @@
  * are still committed into the space that is left. When free space is back
  * above min_free, everything resumes. One log line at each change.
  *
- * A reserve: while there is room, STATE_DIR/reserve holds min_free / 4
- * bytes (fallocate), counted as free. Full, it is deleted at once, so a
- * filesystem another writer filled to the last byte between two looks
- * still has that much for the journal; and storage_start deletes it before
- * the journal opens, so margind restarted on a full disk starts (and
- * refuses new work until space returns). storage_full may be read from any
+ * Reserves: while there is room, STATE_DIR/reserve holds min_free / 4
+ * bytes and STATE_DIR/reserve.start min_free / 8 (fallocate), counted as
+ * free. Full, the first is deleted at once, so a filesystem another writer
+ * filled to the last byte between two looks still has that much for the
+ * journal; the second is kept and only storage_start deletes it, before
+ * the journal opens, so margind restarted on a disk filled to the last
+ * byte (the writer took the first reserve too) starts, and refuses new
+ * work until space returns. storage_full may be read from any
  * thread; the rest is the core thread's. */
 #ifndef STORAGE_H
 #define STORAGE_H
@@ -23,7 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* At start, before the journal opens: deletes the reserve. */
+/* At start, before the journal opens: deletes the reserves. */
 void storage_start(const char *state_dir);
 /* min_free 0 turns the watch off (never full, no reserve). Returns whether
  * the filesystem is full now. */

@@ -932,20 +932,26 @@ static void test_disk_full(void)
 	free(mp);
 	http_destroy(&h);
 
-	/* The reserve: min_free / 4 set aside while there is room, deleted
-	 * the moment the disk is full, and at start. */
-	char rp[4200];
+	/* The reserves: min_free / 4 set aside while there is room, deleted
+	 * the moment the disk is full, and at start; min_free / 8 kept while
+	 * full (the restart's room), deleted at start only. */
+	char rp[4200], sp[4200];
 	snprintf(rp, sizeof(rp), "%s/reserve", dir);
+	snprintf(sp, sizeof(sp), "%s/reserve.start", dir);
 	struct stat sb;
 	CU_ASSERT_FALSE(storage_watch(dir, 8 << 20, now + 2000000000LL, false));
 	CU_ASSERT_EQUAL_FATAL(stat(rp, &sb), 0);
 	CU_ASSERT_EQUAL(sb.st_size, 2 << 20);
+	CU_ASSERT_EQUAL_FATAL(stat(sp, &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_size, 1 << 20);
 	CU_ASSERT_TRUE(storage_watch(dir, UINT64_MAX, now + 2000000001LL, true));
 	CU_ASSERT_NOT_EQUAL(stat(rp, &sb), 0);
+	CU_ASSERT_EQUAL(stat(sp, &sb), 0);
 	CU_ASSERT_FALSE(storage_watch(dir, 8 << 20, now + 3000000000LL, false));
 	CU_ASSERT_EQUAL(stat(rp, &sb), 0);
 	storage_start(dir);
 	CU_ASSERT_NOT_EQUAL(stat(rp, &sb), 0);
+	CU_ASSERT_NOT_EQUAL(stat(sp, &sb), 0);
 	CU_ASSERT_FALSE(storage_watch(dir, 0, now + 4000000000LL, false));
 }
 
