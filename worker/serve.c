@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "gguf.h"
 #include "mg_clock.h"
+#include "mg_hash.h"
 #include "mg_log.h"
 #include "mg_wire.h"
 #include "model.h"
@@ -211,15 +212,6 @@ static char *utf8_clean(const char *text, size_t len)
 	}
 	out[o] = '\0';
 	return out;
-}
-
-static uint64_t fnv1a64(const char *s, uint64_t h)
-{
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
 }
 
 /* ---- the engine thread ------------------------------------------------ */
@@ -684,8 +676,8 @@ static void fake_answer(eshard_t *sh)
 			req_finish(sh, r);
 			continue;
 		}
-		uint64_t h = fnv1a64(r->custom_id, 0xcbf29ce484222325ULL) ^
-			(r->seed * 0x9e3779b97f4a7c15ULL);
+		uint64_t h = mg_fnv1a64(MG_FNV1A64_OFFSET, r->custom_id, strlen(r->custom_id)) ^
+			(r->seed * MG_SPLITMIX64_GAMMA);
 		char buf[128];
 		size_t o = 0;
 		for (int w = 0; w < 8; w++, h >>= 4)
@@ -739,16 +731,14 @@ static void fake_embed(const serve_t *s, ereq_t *r, const Margin__V1__Request *q
 			return;
 		}
 		r->prompt_tokens += (uint32_t)(n_tok < s->n_ctx ? n_tok : s->n_ctx);
-		uint64_t h = text ? fnv1a64(in->text ? in->text : "", 0xcbf29ce484222325ULL) : 0x84222325cbf29ce4ULL;
-		for (size_t k = 0; k < in->n_tokens; k++)
-			h = (h ^ (uint32_t)in->tokens[k]) * 0x100000001b3ULL;
+		const char *t = in->text ? in->text : "";
+		uint64_t h = text ? mg_fnv1a64(MG_FNV1A64_OFFSET, t, strlen(t)) : 0x84222325cbf29ce4ULL;
+		for (size_t k = 0; k < in->n_tokens; k++)	/* FNV-1a over whole ids, not bytes */
+			h = (h ^ (uint32_t)in->tokens[k]) * MG_FNV1A64_PRIME;
 		float *vec = r->emb + i * d;
 		double norm = 0;
 		for (uint32_t k = 0; k < d; k++) {
-			uint64_t z = h + (k + 1) * 0x9e3779b97f4a7c15ULL;
-			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-			z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-			z ^= z >> 31;
+			uint64_t z = mg_mix64(h + (k + 1) * MG_SPLITMIX64_GAMMA);
 			vec[k] = (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 			norm += (double)vec[k] * vec[k];
 		}

@@ -2,6 +2,7 @@
  * synthetic SentencePiece vocabulary and the GGUF writer of all that. */
 #include "synth.h"
 #include "mg_err.h"
+#include "mg_hash.h"
 
 #include "gguf.h"
 #include "quant.h"
@@ -101,21 +102,6 @@ const synth_preset_t *synth_preset_at(size_t i)
 
 /* ---------------- weights ---------------- */
 
-static uint64_t mix64(uint64_t z)	/* splitmix64 finalizer */
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t name_hash(const char *s)	/* FNV-1a */
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
-	return h;
-}
-
 /* How a tensor's elements are made (synth.h): element i is u(key, i) * a;
  * 1 for norm weights; 1 + u(key, i) * a for the q/k head norms; Llama 3's
  * formula for rope_freqs. */
@@ -165,7 +151,7 @@ static int gen_init(const model_config_t *cfg, const char *name, gen_t *g)
 		g->orig_ctx = cfg->rope_orig_ctx;
 		g->rope_dim = cfg->rope_dim;
 	}
-	g->key = mix64(SYNTH_SEED ^ name_hash(name));
+	g->key = mg_mix64(SYNTH_SEED ^ mg_fnv1a64(MG_FNV1A64_OFFSET, name, strlen(name)));
 	return 0;
 }
 
@@ -197,7 +183,7 @@ static void gen_elems(const gen_t *g, uint64_t e0, uint64_t n, float *dst)
 		return;
 	}
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t h = mix64(g->key + (e0 + i) * 0x9e3779b97f4a7c15ULL);
+		uint64_t h = mg_mix64(g->key + (e0 + i) * MG_SPLITMIX64_GAMMA);
 		/* 24 random bits: exactly representable, uniform in [-1, 1) */
 		float u = (float)(int32_t)(h >> 40) * (1.0f / 8388608.0f) - 1.0f;
 		dst[i] = g->kind == GEN_NEAR_ONE ? 1.0f + u * g->a : u * g->a;

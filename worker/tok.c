@@ -21,6 +21,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include "tok.h"
+#include "mg_hash.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -175,25 +176,19 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- hashing ---- */
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv(uint64_t h, const char *p, size_t n)
+/* The vocabulary and the merges come from the model file, which the user
+ * chooses: keyed SipHash (mg_hash), so a file cannot be built whose strings
+ * share one chain. Its output bits are all mixed; the low ones are the slot. */
+static uint32_t text_slot(const char *p, size_t n, uint32_t mask)
 {
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= FNV_PRIME;
-	}
-	return h;
+	return (uint32_t)mg_hash(p, n) & mask;
 }
 
-/* Final mix so that the low bits used as the slot index depend on all. */
-static uint32_t slot_of(uint64_t h, uint32_t mask)
+/* A merge (left, right): two keyed hashes, the right one remixed so that
+ * (a, b) and (b, a), or (a, a) and (b, b), do not meet by construction. */
+static uint32_t merge_slot(const char *l, size_t ln, const char *r, size_t rn, uint32_t mask)
 {
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 32;
-	return (uint32_t)h & mask;
+	return (uint32_t)(mg_hash(l, ln) ^ mg_mix64(mg_hash(r, rn))) & mask;
 }
 
 /* Table of at least 2n slots (load factor <= 1/2). */
@@ -214,7 +209,7 @@ static int table_new(uint32_t n, uint32_t **ret, uint32_t *ret_mask)
 
 static int32_t find_text(const tok_t *t, const char *p, size_t n)
 {
-	uint32_t i = slot_of(fnv(FNV_OFFSET, p, n), t->map_mask);
+	uint32_t i = text_slot(p, n, t->map_mask);
 	for (; t->map[i] != 0; i = (i + 1) & t->map_mask) {
 		uint32_t id = t->map[i] - 1;
 		if (t->text_len[id] == n && memcmp(t->text + t->text_off[id], p, n) == 0)
@@ -228,8 +223,7 @@ static int64_t find_merge(const tok_t *t, const char *l, size_t ln, const char *
 {
 	if (t->merge_map == NULL)
 		return -1;
-	uint64_t h = fnv(fnv(fnv(FNV_OFFSET, l, ln), " ", 1), r, rn);
-	for (uint32_t i = slot_of(h, t->merge_mask); t->merge_map[i] != 0;
+	for (uint32_t i = merge_slot(l, ln, r, rn, t->merge_mask); t->merge_map[i] != 0;
 	     i = (i + 1) & t->merge_mask) {
 		const struct merge *m = &t->merges[t->merge_map[i] - 1];
 		const char *s = t->merge_text + m->off;
@@ -417,7 +411,7 @@ static int build_tokens(tok_t *t, const struct src *s, char *err, size_t errlen)
 		t->type[i] = (ty >= TOK_TYPE_NORMAL && ty <= TOK_TYPE_BYTE) ? (uint8_t)ty
 			: TOK_TYPE_UNDEFINED;
 		/* a later token with the same text wins, as in llama.cpp */
-		uint32_t j = slot_of(fnv(FNV_OFFSET, t->text + t->text_off[i], len), t->map_mask);
+		uint32_t j = text_slot(t->text + t->text_off[i], len, t->map_mask);
 		for (; t->map[j] != 0; j = (j + 1) & t->map_mask) {
 			uint32_t id = t->map[j] - 1;
 			if (t->text_len[id] == len &&
@@ -456,8 +450,7 @@ static int build_merges(tok_t *t, const struct src *s, char *err, size_t errlen)
 		if (sp == NULL)
 			continue;	/* llama.cpp files it under ("", ""), never matched */
 		uint32_t ln = (uint32_t)(sp - m);
-		uint64_t h = fnv(FNV_OFFSET, m, len);
-		uint32_t j = slot_of(h, t->merge_mask);
+		uint32_t j = merge_slot(m, ln, sp + 1, len - ln - 1, t->merge_mask);
 		bool dup = false;
 		for (; t->merge_map[j] != 0; j = (j + 1) & t->merge_mask) {
 			const struct merge *o = &t->merges[t->merge_map[j] - 1];
