@@ -12,6 +12,7 @@
 #include "mg_clock.h"
 #include "mg_hash.h"
 #include "mg_log.h"
+#include "mg_utf8.h"
 #include "mg_wire.h"
 #include "model.h"
 #include "synth.h"
@@ -152,66 +153,6 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 	*arr = p;
 	*cap = n;
 	return 0;
-}
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t left)
-{
-	unsigned c = p[0];
-	size_t n;
-	unsigned min;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (left < n)
-		return 0;
-	unsigned cp = c & (0x7f >> n);
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/* A NUL-terminated copy of text[0..len) that is valid UTF-8 (a proto3
- * string must be): each invalid byte becomes U+FFFD, as decoders do with a
- * sequence cut by max_tokens in the middle of a character. NULs become
- * U+FFFD too, since protobuf-c sends strings up to the first NUL. */
-static char *utf8_clean(const char *text, size_t len)
-{
-	char *out = malloc(len * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	const unsigned char *p = (const unsigned char *)text;
-	size_t i = 0, o = 0;
-	while (i < len) {
-		size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
-		if (n == 0) {
-			memcpy(out + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		} else {
-			memcpy(out + o, p + i, n);
-			o += n;
-			i += n;
-		}
-	}
-	out[o] = '\0';
-	return out;
 }
 
 /* ---- the engine thread ------------------------------------------------ */
@@ -648,7 +589,7 @@ static void eng_take(eng_t *g)
 			else
 				req_fail(r, code, "engine: %s", strerror(-o->error));
 		} else {
-			r->text = utf8_clean(o->text ? o->text : "", o->text ? o->text_len : 0);
+			r->text = mg_utf8_clean(o->text ? o->text : "", o->text ? o->text_len : 0, NULL);
 			r->finish = o->finish_reason ? o->finish_reason : "stop";
 			if (r->text == NULL)
 				req_fail(r, "out_of_memory", "worker out of memory for the output text");

@@ -7,6 +7,7 @@ static const cu_suite_t suites[] = {
 	{ "clock", clock_tests, NULL, NULL },
 	{ "hash", hash_tests, NULL, NULL },
 	{ "split", split_tests, NULL, NULL },
+	{ "utf8", utf8_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 
