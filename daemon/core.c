@@ -5,6 +5,7 @@
 #include "htab.h"
 #include "journal.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
 #include "mg_log.h"
 #include "mg_wire.h"
 #include "notify.h"
@@ -78,11 +79,6 @@ static int set_int(void *sock, int opt, int v)
 	return zmq_setsockopt(sock, opt, &v, sizeof(v));
 }
 
-static int read_secret(const char *path, char z85[41], char *err, size_t errlen)
-{
-	return auth_key_load(path, z85, NULL, err, errlen);
-}
-
 static int write_endpoints(core_t *c)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
@@ -120,7 +116,7 @@ static int bind_workers(core_t *c, char *err, size_t errlen)
 		goto zfail;
 	if (o->curve) {
 		char z85[41], pub[41];
-		if ((r = read_secret(o->curve_secret, z85, err, errlen)) < 0)
+		if ((r = mg_curve_key_load(o->curve_secret, z85, NULL, err, errlen)) < 0)
 			return r;
 		if (zmq_curve_public(pub, z85) < 0) {
 			snprintf(err, errlen, "%s: not a CURVE secret key", o->curve_secret);

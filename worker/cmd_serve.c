@@ -10,6 +10,7 @@
 
 #include "margin_config.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
 #include "mg_config.h"
 #include "mg_log.h"
 
@@ -232,8 +233,8 @@ static int opts_from_config(const mg_config_t *c, serve_opts_t *o)
 		fprintf(stderr, "margin-worker serve: CURVE needs both --curve-secret FILE.key and --curve-server FILE.pub\n");
 		return 2;
 	}
-	if (serve_read_key(sec, o->curve_secret, err, sizeof(err)) < 0 ||
-	    serve_read_key(srv, o->curve_server, err, sizeof(err)) < 0) {
+	if (mg_curve_key_load(sec, o->curve_secret, NULL, err, sizeof(err)) < 0 ||
+	    mg_curve_key_load(srv, o->curve_server, NULL, err, sizeof(err)) < 0) {
 		fprintf(stderr, "margin-worker serve: %s\n", err);
 		return 1;
 	}

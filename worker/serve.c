@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "gguf.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
 #include "mg_hash.h"
 #include "mg_log.h"
 #include "mg_utf8.h"
@@ -1691,53 +1692,6 @@ void serve_opts_init(serve_opts_t *o)
 	o->queued_shards = 1;
 }
 
-static bool z85_key_ok(const char *k)
-{
-	uint8_t bin[32];
-	return k && strlen(k) == SERVE_KEY_LEN && zmq_z85_decode(bin, k) != NULL;
-}
-
-int serve_read_key(const char *path, char ret[SERVE_KEY_LEN + 1], char *err, size_t errlen)
-{
-	char alt[PATH_MAX];
-	FILE *f = fopen(path, "r");
-	const char *cred = getenv("CREDENTIALS_DIRECTORY");
-	if (f == NULL && errno == ENOENT && path[0] != '/' && cred && *cred) {
-		snprintf(alt, sizeof(alt), "%s/%s", cred, path);
-		f = fopen(alt, "r");
-	}
-	if (f == NULL) {
-		int e = errno;
-		snprintf(err, errlen, "cannot read CURVE key file %s: %s", path, strerror(e));
-		return -e;
-	}
-	/* the first line that is not blank or a comment holds the key */
-	char line[512];
-	int lineno = 0, rc = -EBADMSG;
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		lineno++;
-		char *p = line + strspn(line, " \t");
-		if (*p == '#')
-			continue;
-		p[strcspn(p, " \t\r\n")] = '\0';
-		if (*p == '\0')
-			continue;
-		found = true;
-		if (z85_key_ok(p)) {
-			memcpy(ret, p, SERVE_KEY_LEN + 1);
-			rc = 0;
-		} else {
-			snprintf(err, errlen, "%s:%d: not a CURVE key (expected 40 Z85 characters, got %zu)",
-				 path, lineno, strlen(p));
-		}
-	}
-	fclose(f);
-	if (!found)
-		snprintf(err, errlen, "%s: no CURVE key in the file (expected 40 Z85 characters)", path);
-	return rc;
-}
-
 /* The name margind routes on: see "Model name" in docs/protocol.md. */
 static void derive_model_name(serve_t *s)
 {
@@ -1824,7 +1778,7 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		snprintf(err, errlen, "bad serve options: slots 1..4096, positive intervals, reconnect max >= min");
 		return -EINVAL;
 	}
-	if (o->curve && (!z85_key_ok(o->curve_server) || !z85_key_ok(o->curve_secret))) {
+	if (o->curve && (!mg_curve_key_valid(o->curve_server) || !mg_curve_key_valid(o->curve_secret))) {
 		snprintf(err, errlen, "CURVE keys must be 40 Z85 characters");
 		return -EINVAL;
 	}

@@ -8,6 +8,7 @@ static const cu_suite_t suites[] = {
 	{ "hash", hash_tests, NULL, NULL },
 	{ "split", split_tests, NULL, NULL },
 	{ "utf8", utf8_tests, NULL, NULL },
+	{ "curve", curve_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 
