@@ -36,6 +36,7 @@
  * activation rows a task unpacks several panels and runs chunks of the rows
  * against all of them. Figures in the commit history and bench-qmm. */
 #include "qmm.h"
+#include "mg_f16.h"
 
 #include "gguf.h"
 #include "quant.h"
@@ -104,7 +105,7 @@ size_t qmm_act_row_bytes(enum qmm_act a, int K)
 }
 
 #if QMM_SIMD
-/* vcvtps2ph rounds to nearest even as gguf_f32_to_f16 does (subnormals,
+/* vcvtps2ph rounds to nearest even as mg_f32_to_f16 does (subnormals,
  * overflow to inf and NaN alike), and vcvtph2ps is exact. */
 static float f16_round(float x)
 {
@@ -193,7 +194,7 @@ static float quantize256(const float *x, int8_t *q, int16_t *bsums)
 #else
 static float f16_round(float x)
 {
-	return gguf_f16_to_f32(gguf_f32_to_f16(x));
+	return mg_f16_to_f32(mg_f32_to_f16(x));
 }
 
 /* ggml's x86 quantize_row_q8_0 / q8_1: scale 127 / amax, round half to even. */
@@ -312,7 +313,7 @@ static float half_at(const uint8_t *p)
 {
 	uint16_t h;
 	memcpy(&h, p, 2);
-	return gguf_f16_to_f32(h);
+	return mg_f16_to_f32(h);
 }
 
 /* Q4_K / Q5_K: 6-bit scale and min of sub-block j (of 8). */

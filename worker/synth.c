@@ -1,6 +1,7 @@
 /* synth: architecture presets, counter-based pseudo-random weights, the
  * synthetic SentencePiece vocabulary and the GGUF writer of all that. */
 #include "synth.h"
+#include "mg_f16.h"
 #include "mg_err.h"
 #include "mg_hash.h"
 
@@ -381,7 +382,7 @@ static int fill_piece(void *ctx, void *dst, uint64_t offset, size_t len)
 		memcpy(f->bytes, f->f, n * sizeof(float));
 	} else if (f->type == GGUF_TTYPE_F16 || f->type == GGUF_TTYPE_BF16) {
 		for (uint64_t i = 0; i < n; i++) {
-			uint16_t h = f->type == GGUF_TTYPE_F16 ? gguf_f32_to_f16(f->f[i]) : gguf_f32_to_bf16(f->f[i]);
+			uint16_t h = f->type == GGUF_TTYPE_F16 ? mg_f32_to_f16(f->f[i]) : gguf_f32_to_bf16(f->f[i]);
 			memcpy(f->bytes + 2 * i, &h, 2);
 		}
 	} else {

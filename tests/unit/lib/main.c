@@ -9,6 +9,7 @@ static const cu_suite_t suites[] = {
 	{ "split", split_tests, NULL, NULL },
 	{ "utf8", utf8_tests, NULL, NULL },
 	{ "curve", curve_tests, NULL, NULL },
+	{ "f16", f16_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -3,6 +3,7 @@
  * batch vs token by token, batch invariance across mixed batches and
  * thread counts, and load errors that name what is wrong. */
 #include "cmds.h"
+#include "mg_f16.h"
 #include "cu_main.h"
 #include "engine.h"
 #include "gguf.h"
@@ -460,7 +461,7 @@ static void *convert(const float *x, uint64_t n, uint32_t type, uint64_t *ret_nb
 	if (type == GGUF_TTYPE_F16 || type == GGUF_TTYPE_BF16) {
 		uint16_t *h = malloc(n * 2);
 		for (uint64_t i = 0; i < n; i++)
-			h[i] = type == GGUF_TTYPE_F16 ? gguf_f32_to_f16(x[i]) : gguf_f32_to_bf16(x[i]);
+			h[i] = type == GGUF_TTYPE_F16 ? mg_f32_to_f16(x[i]) : gguf_f32_to_bf16(x[i]);
 		*ret_nbytes = n * 2;
 		return h;
 	}
@@ -473,7 +474,7 @@ static void *convert(const float *x, uint64_t n, uint32_t type, uint64_t *ret_nb
 		for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
 			amax = fmaxf(amax, fabsf(v[j]));
 		float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-		uint16_t dh = gguf_f32_to_f16(d);
+		uint16_t dh = mg_f32_to_f16(d);
 		memcpy(q + b * GGUF_Q8_0_BYTES, &dh, 2);
 		for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
 			q[b * GGUF_Q8_0_BYTES + 2 + j] = (uint8_t)(int8_t)lrintf(v[j] * id);
