@@ -11,6 +11,7 @@
 #include "margin_config.h"
 #include "mg_clock.h"
 #include "mg_curve.h"
+#include "mg_notify.h"
 #include "mg_config.h"
 #include "mg_log.h"
 
@@ -20,10 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #define SECTION "worker"
 
@@ -387,9 +384,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	mg_log(MG_LOG_INFO, "serve", "serving scheduler=%s model=%s slots=%d fake=%s",
 	       o.scheduler, serve_model_name(s), o.slots, o.fake ? "yes" : "no");
-#if HAVE_SYSTEMD
-	sd_notifyf(0, "READY=1\nSTATUS=serving %s for %s", serve_model_name(s), o.scheduler);
-#endif
+	mg_notify_sendf("READY=1\nSTATUS=serving %s for %s", serve_model_name(s), o.scheduler);
 	r = serve_wait(s, err, sizeof(err));
 	serve_stats_t st;
 	serve_get_stats(s, &st);

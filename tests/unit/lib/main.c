@@ -10,6 +10,7 @@ static const cu_suite_t suites[] = {
 	{ "utf8", utf8_tests, NULL, NULL },
 	{ "curve", curve_tests, NULL, NULL },
 	{ "f16", f16_tests, NULL, NULL },
+	{ "notify", notify_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 
