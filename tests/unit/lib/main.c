@@ -11,6 +11,7 @@ static const cu_suite_t suites[] = {
 	{ "curve", curve_tests, NULL, NULL },
 	{ "f16", f16_tests, NULL, NULL },
 	{ "notify", notify_tests, NULL, NULL },
+	{ "jobstate", jobstate_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 
