@@ -60,4 +60,12 @@ static inline float mg_f16_to_f32(uint16_t h)
 	return f;
 }
 
+/* The f16 at p (any alignment; GGUF's little-endian order, the host's). */
+static inline float mg_f16_load(const void *p)
+{
+	uint16_t h;
+	memcpy(&h, p, sizeof(h));
+	return mg_f16_to_f32(h);
+}
+
 #endif

@@ -1051,11 +1051,8 @@ int gguf_tensor_to_f32(const gguf_tensor_t *t, float *dst)
 		memcpy(dst, p, (size_t)n * 4);
 		return 0;
 	case GGUF_TTYPE_F16:
-		for (uint64_t i = 0; i < n; i++) {
-			uint16_t h;
-			memcpy(&h, p + 2 * i, 2);
-			dst[i] = mg_f16_to_f32(h);
-		}
+		for (uint64_t i = 0; i < n; i++)
+			dst[i] = mg_f16_load(p + 2 * i);
 		return 0;
 	case GGUF_TTYPE_BF16:
 		for (uint64_t i = 0; i < n; i++) {

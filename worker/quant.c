@@ -16,13 +16,6 @@ static const int8_t iq4_levels[16] = {
 	-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
 
-static float half(const uint8_t *p)
-{
-	uint16_t h;
-	memcpy(&h, p, 2);
-	return mg_f16_to_f32(h);
-}
-
 bool quant_supported(uint32_t type)
 {
 	return quant_block_bytes(type) > 0;
@@ -73,7 +66,7 @@ size_t quant_row_bytes(uint32_t type, int64_t n)
 
 static void deq_q4_0(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	const uint8_t *qs = b + 2;
 	for (int j = 0; j < 16; j++) {
 		y[j] = d * (float)((qs[j] & 0xf) - 8);
@@ -83,7 +76,7 @@ static void deq_q4_0(const uint8_t *b, float *y)
 
 static void deq_q4_1(const uint8_t *b, float *y)
 {
-	float d = half(b), m = half(b + 2);
+	float d = mg_f16_load(b), m = mg_f16_load(b + 2);
 	const uint8_t *qs = b + 4;
 	for (int j = 0; j < 16; j++) {
 		float p0 = d * (float)(qs[j] & 0xf), p1 = d * (float)(qs[j] >> 4);
@@ -94,7 +87,7 @@ static void deq_q4_1(const uint8_t *b, float *y)
 
 static void deq_q5_0(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	uint32_t qh;
 	memcpy(&qh, b + 2, 4);
 	const uint8_t *qs = b + 6;
@@ -107,7 +100,7 @@ static void deq_q5_0(const uint8_t *b, float *y)
 
 static void deq_q5_1(const uint8_t *b, float *y)
 {
-	float d = half(b), m = half(b + 2);
+	float d = mg_f16_load(b), m = mg_f16_load(b + 2);
 	uint32_t qh;
 	memcpy(&qh, b + 4, 4);
 	const uint8_t *qs = b + 8;
@@ -121,14 +114,14 @@ static void deq_q5_1(const uint8_t *b, float *y)
 
 static void deq_q8_0(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	for (int j = 0; j < 32; j++)
 		y[j] = d * (float)(int8_t)b[2 + j];
 }
 
 static void deq_iq4_nl(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	const uint8_t *qs = b + 2;
 	for (int j = 0; j < 16; j++) {
 		y[j] = d * (float)iq4_levels[qs[j] & 0xf];
@@ -141,7 +134,7 @@ static void deq_iq4_nl(const uint8_t *b, float *y)
 static void deq_q2_k(const uint8_t *b, float *y)
 {
 	const uint8_t *sc = b, *q = b + 16;
-	float d = half(b + 80), dmin = half(b + 82);
+	float d = mg_f16_load(b + 80), dmin = mg_f16_load(b + 82);
 	int is = 0;
 	for (int n = 0; n < QUANT_QK_K; n += 128) {
 		for (int shift = 0; shift < 8; shift += 2) {
@@ -172,7 +165,7 @@ static void q3_k_scales(const uint8_t *p, int *ret)
 static void deq_q3_k(const uint8_t *b, float *y)
 {
 	const uint8_t *hm = b, *q = b + 32;
-	float d = half(b + 108);
+	float d = mg_f16_load(b + 108);
 	int sc[16];
 	q3_k_scales(b + 96, sc);
 	int is = 0;
@@ -206,7 +199,7 @@ static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn)
 
 static void deq_q4_k(const uint8_t *b, float *y)
 {
-	float d = half(b), dmin = half(b + 2);
+	float d = mg_f16_load(b), dmin = mg_f16_load(b + 2);
 	const uint8_t *scales = b + 4, *q = b + 16;
 	for (int j = 0; j < 8; j += 2) {
 		int s0, m0, s1, m1;
@@ -229,7 +222,7 @@ static void deq_q4_k(const uint8_t *b, float *y)
 
 static void deq_q5_k(const uint8_t *b, float *y)
 {
-	float d = half(b), dmin = half(b + 2);
+	float d = mg_f16_load(b), dmin = mg_f16_load(b + 2);
 	const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
 	uint8_t u1 = 1, u2 = 2;
 	for (int j = 0; j < 8; j += 2) {
@@ -257,7 +250,7 @@ static void deq_q6_k(const uint8_t *b, float *y)
 {
 	const uint8_t *ql = b, *qh = b + 128;
 	const int8_t *sc = (const int8_t *)(b + 192);
-	float d = half(b + 208);
+	float d = mg_f16_load(b + 208);
 	for (int n = 0; n < QUANT_QK_K; n += 128) {
 		for (int l = 0; l < 32; l++) {
 			int is = l / 16;
@@ -279,7 +272,7 @@ static void deq_q6_k(const uint8_t *b, float *y)
 
 static void deq_iq4_xs(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	uint16_t sh;
 	memcpy(&sh, b + 2, 2);
 	const uint8_t *sl = b + 4, *qs = b + 8;

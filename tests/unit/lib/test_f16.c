@@ -30,6 +30,8 @@ static void test_f16(void)
 	CU_ASSERT_EQUAL(mg_f16_to_f32(0x03ff), 1023 * 0x1p-24f);
 	CU_ASSERT_EQUAL(mg_f16_to_f32(0x0400), 0x1p-14f);
 	CU_ASSERT_EQUAL(mg_f16_to_f32(0x3c00), 1.0f);
+	const unsigned char bytes[3] = { 0xff, 0x00, 0x3c };	/* 1.0 at an odd address */
+	CU_ASSERT_EQUAL(mg_f16_load(bytes + 1), 1.0f);
 	CU_ASSERT_EQUAL(mg_f16_to_f32(0xc000), -2.0f);
 	CU_ASSERT_EQUAL(mg_f16_to_f32(0x7bff), 65504.0f);
 	CU_ASSERT(isinf(mg_f16_to_f32(0x7c00)) && mg_f16_to_f32(0x7c00) > 0);
