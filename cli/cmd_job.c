@@ -16,6 +16,7 @@
  * with --ctl: no state directory). */
 #include "cli.h"
 #include "mg_clock.h"
+#include "mg_jobstate.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -293,12 +294,6 @@ static int do_submit(client_t *c, int argc, char **argv)
 	return print_reply(call(c, req));
 }
 
-static bool terminal(const char *state)
-{
-	return state && (strcmp(state, "completed") == 0 || strcmp(state, "failed") == 0 ||
-			 strcmp(state, "cancelled") == 0);
-}
-
 static int do_wait(client_t *c, const char *id, double max_s)
 {
 	int64_t deadline = max_s > 0 ? mg_clock_now_ns() + (int64_t)(max_s * 1e9) : INT64_MAX;
@@ -318,7 +313,7 @@ static int do_wait(client_t *c, const char *id, double max_s)
 		long long failed = json_integer_value(json_object_get(cn, "failed"));
 		if (tty)
 			fprintf(stderr, "\r%s: %s %lld/%lld done, %lld failed   ", id, state, done, total, failed);
-		if (terminal(state)) {
+		if (mg_job_state_name_terminal(state)) {
 			if (tty)
 				fputc('\n', stderr);
 			add_currency(c, r);
@@ -326,7 +321,7 @@ static int do_wait(client_t *c, const char *id, double max_s)
 			if (t)
 				puts(t);
 			free(t);
-			int rc = strcmp(state, "completed") == 0 ? 0 : 1;
+			int rc = mg_job_state_parse(state) == MG_JOB_COMPLETED ? 0 : 1;
 			json_decref(r);
 			return rc;
 		}

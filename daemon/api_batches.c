@@ -31,6 +31,7 @@
 #include "http_priv.h"
 #include "batchfmt.h"
 #include "htab.h"
+#include "mg_jobstate.h"
 #include "ingest.h"
 #include "mg_clock.h"
 #include "mg_hash.h"
@@ -148,12 +149,6 @@ static void kick(api_batches_t *b, const char *id)
 	mtx_unlock(&b->lock);
 }
 
-static bool terminal(const char *state)
-{
-	return state && (strcmp(state, "completed") == 0 || strcmp(state, "failed") == 0 ||
-			 strcmp(state, "cancelled") == 0);
-}
-
 /* One reject record of <id>.rejects.jsonl: {"line","custom_id","message"}. */
 typedef struct reject_reader {
 	FILE *f;
@@ -262,7 +257,7 @@ static int finalize(api_batches_t *b, const char *id, json_t *job, json_t *side,
 	http_t *h = b->h;
 	const char *state = jstr(job, "state");
 	int64_t t = now_s();
-	if (strcmp(state, "failed") == 0) {
+	if (mg_job_state_parse(state) == MG_JOB_FAILED) {
 		/* Nothing runs and nothing can be downloaded: the errors shown
 		 * move into the sidecar, the private copies go. */
 		json_t *shown = json_array();
@@ -428,7 +423,7 @@ static bool tend(api_batches_t *b, const char *id)
 	const char *state = jstr(job, "state");
 	if (side == NULL || jint(side, "finalized_at") > 0) {
 		done = side != NULL;
-	} else if (terminal(state)) {
+	} else if (mg_job_state_name_terminal(state)) {
 		int64_t t0 = mg_clock_now_ns();
 		r = finalize(b, id, job, side, err, sizeof(err));
 		if (r < 0)
@@ -560,13 +555,16 @@ static const char *status_of(const char *state, json_t *side)
 	bool expired = side != NULL && jint(side, "expired_at") > 0;
 	if (state == NULL)
 		return "failed";
-	if (strcmp(state, "failed") == 0)
+	int st = mg_job_state_parse(state);
+	if (st < 0)
+		return state;
+	if (st == MG_JOB_FAILED)
 		return "failed";
-	if (expired && (terminal(state) || strcmp(state, "cancelling") == 0))
+	if (expired && (mg_job_state_terminal((mg_job_state_t)st) || st == MG_JOB_CANCELLING))
 		return fin ? "expired" : "finalizing";
-	if (strcmp(state, "completed") == 0)
+	if (st == MG_JOB_COMPLETED)
 		return fin ? "completed" : "finalizing";
-	if (strcmp(state, "cancelled") == 0)
+	if (st == MG_JOB_CANCELLED)
 		return fin ? "cancelled" : "cancelling";
 	return state;		/* validating, in_progress, cancelling */
 }
@@ -1018,7 +1016,7 @@ static json_t *object_for(http_t *h, json_t *job)
 {
 	const char *id = jstr(job, "id");
 	json_t *side = id ? sidecar_load(h, id) : NULL;
-	if (id != NULL && terminal(jstr(job, "state")) && (side == NULL || jint(side, "finalized_at") == 0))
+	if (id != NULL && mg_job_state_name_terminal(jstr(job, "state")) && (side == NULL || jint(side, "finalized_at") == 0))
 		kick(h->batches, id);
 	json_t *o = batch_object(h, job, side);
 	json_decref(side);

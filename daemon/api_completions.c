@@ -11,6 +11,7 @@
 #include "http_priv.h"
 #include "batchfmt.h"
 #include "mg_clock.h"
+#include "mg_jobstate.h"
 #include "mg_log.h"
 
 #include <errno.h>
@@ -34,12 +35,6 @@ static unsigned status_for(const char *code)
 	if (strcmp(code, "cancelled") == 0 || strcmp(code, "out_of_memory") == 0)
 		return 503;
 	return 500;
-}
-
-static bool terminal(const char *state)
-{
-	return state && (strcmp(state, "completed") == 0 || strcmp(state, "failed") == 0 ||
-			 strcmp(state, "cancelled") == 0);
 }
 
 int api_sync_run(http_req_t *r, const char *ep, char *ret_model, size_t model_len,
@@ -91,7 +86,7 @@ int api_sync_run(http_req_t *r, const char *ep, char *ret_model, size_t model_le
 		goto out;
 	int64_t start = mg_clock_now_ns(), wait = POLL_MIN_NS;
 	const char *state = json_string_value(json_object_get(job, "state"));
-	while (!terminal(state)) {
+	while (!mg_job_state_name_terminal(state)) {
 		if (atomic_load(&h->stopping)) {
 			http_reply_error(r, 503, "shutting_down", NULL, "the server is stopping");
 			goto out;

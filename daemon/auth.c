@@ -1,6 +1,7 @@
 /* auth: see auth.h. */
 #include "auth.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
 #include "mg_log.h"
 
 #include <dirent.h>
@@ -27,37 +28,6 @@ struct auth {
 	mg_log_throttle_t refused_mech, refused_key;
 };
 
-int auth_key_load(const char *path, char ret_z85[41], unsigned char ret_bin[32],
-		  char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "re");
-	if (f == NULL) {
-		int e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
-		return -e;
-	}
-	char buf[128];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *s = buf;
-	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-		s++;
-	size_t len = strlen(s);
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' || s[len - 1] == '\r'))
-		s[--len] = '\0';
-	unsigned char bin[32];
-	if (len != 40 || zmq_z85_decode(bin, s) == NULL) {
-		snprintf(err, errlen, "%s: expected a 40-character Z85 CURVE key (as marginctl keygen writes)",
-			 path);
-		return -EINVAL;
-	}
-	memcpy(ret_z85, s, 41);
-	if (ret_bin != NULL)
-		memcpy(ret_bin, bin, 32);
-	return 0;
-}
-
 static int load_dir(const char *dir, struct key **ret, size_t *ret_n, char *err, size_t errlen)
 {
 	DIR *d = opendir(dir);
@@ -77,7 +47,7 @@ static int load_dir(const char *dir, struct key **ret, size_t *ret_n, char *err,
 		char path[PATH_MAX], z85[41], e2[512];
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		struct key k;
-		if (auth_key_load(path, z85, k.bin, e2, sizeof(e2)) < 0) {
+		if (mg_curve_key_read(path, z85, k.bin, e2, sizeof(e2)) < 0) {
 			/* One bad file must not lock every worker out. */
 			mg_log(MG_LOG_WARN, "auth", "skipping a key file err=\"%s\"", e2);
 			continue;

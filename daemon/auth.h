@@ -42,10 +42,5 @@ void auth_handle(auth_t *a);
 int auth_reload(auth_t *a, char *err, size_t errlen);
 size_t auth_count(const auth_t *a);
 
-/* Reads a key file: 40 Z85 characters, surrounding whitespace ignored.
- * ret_z85 gets 41 bytes (NUL-terminated), ret_bin (may be NULL) the 32
- * decoded bytes. -EINVAL with err when the file is not a Z85 key. */
-int auth_key_load(const char *path, char ret_z85[41], unsigned char ret_bin[32],
-		  char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,6 @@
 /* batchfmt: see batchfmt.h. */
 #include "batchfmt.h"
+#include "mg_hash.h"
 
 #include <errno.h>
 #include <math.h>
@@ -152,27 +153,12 @@ fail:
 
 /* --- output and error lines -------------------------------------------- */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ s[i]) * 0x100000001b3ULL;
-	return h;
-}
-
-static uint64_t mix(uint64_t h)
-{
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
-}
-
 void batchfmt_line_id(const char *batch_id, int64_t line_no, const char *prefix, char *buf,
 		      size_t len)
 {
-	uint64_t h = fnv1a(0xcbf29ce484222325ULL, batch_id, strlen(batch_id) + 1);
-	h = fnv1a(h, &line_no, sizeof(line_no));
-	uint64_t a = mix(h), b = mix(h ^ 0x9e3779b97f4a7c15ULL);
+	uint64_t h = mg_fnv1a64(MG_FNV1A64_OFFSET, batch_id, strlen(batch_id) + 1);
+	h = mg_fnv1a64(h, &line_no, sizeof(line_no));
+	uint64_t a = mg_mix64(h), b = mg_mix64(h ^ MG_SPLITMIX64_GAMMA);
 	snprintf(buf, len, "%s%016llx%08llx", prefix, (unsigned long long)a,
 		 (unsigned long long)(b & 0xffffffffULL));
 }

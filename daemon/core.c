@@ -5,9 +5,10 @@
 #include "htab.h"
 #include "journal.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
 #include "mg_log.h"
+#include "mg_notify.h"
 #include "mg_wire.h"
-#include "notify.h"
 #include "registry.h"
 #include "retain.h"
 #include "sched.h"
@@ -78,11 +79,6 @@ static int set_int(void *sock, int opt, int v)
 	return zmq_setsockopt(sock, opt, &v, sizeof(v));
 }
 
-static int read_secret(const char *path, char z85[41], char *err, size_t errlen)
-{
-	return auth_key_load(path, z85, NULL, err, errlen);
-}
-
 static int write_endpoints(core_t *c)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
@@ -120,7 +116,7 @@ static int bind_workers(core_t *c, char *err, size_t errlen)
 		goto zfail;
 	if (o->curve) {
 		char z85[41], pub[41];
-		if ((r = read_secret(o->curve_secret, z85, err, errlen)) < 0)
+		if ((r = mg_curve_key_load(o->curve_secret, z85, NULL, err, errlen)) < 0)
 			return r;
 		if (zmq_curve_public(pub, z85) < 0) {
 			snprintf(err, errlen, "%s: not a CURVE secret key", o->curve_secret);
@@ -580,14 +576,14 @@ static void start_drain(core_t *c, int64_t now, const char *why)
 	c->draining = true;
 	c->drain_deadline = now + c->o->drain_timeout_ns;
 	sched_set_draining(c->s, true);
-	notify_send("STOPPING=1");
+	mg_notify_send("STOPPING=1");
 	mg_log(MG_LOG_INFO, "core", "draining: no new shards, waiting for the shards in flight signal=%s shards=%lld timeout_ms=%lld",
 	       why, (long long)st.shards_in_flight, (long long)(c->o->drain_timeout_ns / MG_NS_PER_MS));
 }
 
 static void reload(core_t *c)
 {
-	notify_send("RELOADING=1");
+	mg_notify_send("RELOADING=1");
 	int r = mg_log_reopen(c->o->log_file);
 	if (r < 0)
 		mg_log(MG_LOG_ERROR, "core", "cannot reopen the log file path=%s err=\"%s\"",
@@ -600,7 +596,7 @@ static void reload(core_t *c)
 			mg_log(MG_LOG_INFO, "core", "reloaded allowed_keys=%zu", auth_count(c->auth));
 	}
 	mg_log(MG_LOG_INFO, "core", "SIGHUP: log reopened");
-	notify_send("READY=1");
+	mg_notify_send("READY=1");
 }
 
 static void read_signals(core_t *c, int64_t now)
@@ -626,9 +622,9 @@ static void status(core_t *c, int64_t now)
 	double rate = dt > 0 ? (double)(st.requests_answered - c->answered_at_status) / dt : 0;
 	c->answered_at_status = st.requests_answered;
 	c->status_at = now;
-	notify_status("%s%zu batches active, %zu workers, %lld requests in flight, %.0f requests/s",
-		      st.draining ? "draining: " : "", st.jobs_active, st.workers,
-		      (long long)st.requests_in_flight, rate);
+	mg_notify_sendf("STATUS=%s%zu batches active, %zu workers, %lld requests in flight, %.0f requests/s",
+			st.draining ? "draining: " : "", st.jobs_active, st.workers,
+			(long long)st.requests_in_flight, rate);
 }
 
 /* The meter's timer (journal_tick: the booking closes the accounting
@@ -655,14 +651,14 @@ int core_run(core_t *c)
 	c->next_tick = now;
 	c->status_at = now;
 	c->next_status = now + STATUS_PERIOD_NS;
-	c->wd_period = notify_watchdog_ns() / 2;
+	c->wd_period = mg_notify_watchdog_ns() / 2;
 	c->next_wd = now;
 	sched_stats_t st;
 	sched_get_stats(c->s, &st);
 	mg_log(MG_LOG_INFO, "core", "margind ready version=%s state_dir=%s workers=%s ctl=%s curve=%s jobs_active=%zu",
 	       MARGIN_VERSION, c->o->state_dir, c->workers_ep, c->ctl_ipc[0] ? c->ctl_ipc : CTL_INPROC_ENDPOINT,
 	       c->auth ? "on" : "off", st.jobs_active);
-	notify_send("READY=1");
+	mg_notify_send("READY=1");
 	status(c, now);
 	meter_tick(c, now);	/* windows a restart left open, workers gone with it */
 
@@ -723,7 +719,7 @@ int core_run(core_t *c)
 		if (now >= c->next_tick)
 			c->next_tick = sched_tick(c->s, now);
 		if (c->wd_period > 0 && now >= c->next_wd) {
-			notify_send("WATCHDOG=1");
+			mg_notify_send("WATCHDOG=1");
 			c->next_wd = now + c->wd_period;
 		}
 		if (now >= c->next_status) {

@@ -59,7 +59,7 @@ static json_t *job_json(sched_t *s, const journal_job_t *j)
 			      " s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 			      " s:b, s:o, s:o}",
 		"id", j->name, "object", "batch", "endpoint", j->endpoint, "model", j->model,
-		"state", j->state, "input_path", j->input_path[0] ? j->input_path : NULL,
+		"state", mg_job_state_name(j->state), "input_path", j->input_path[0] ? j->input_path : NULL,
 		"created_at", ts(j->created_at), "in_progress_at", ts(j->in_progress_at),
 		"completed_at", ts(j->completed_at), "failed_at", ts(j->failed_at),
 		"cancelling_at", ts(j->cancelling_at), "cancelled_at", ts(j->cancelled_at),
@@ -201,7 +201,7 @@ static json_t *cmd_results(sched_t *s, json_t *req, int64_t now)
 		after = json_integer_value(a);
 	if (l)
 		limit = json_integer_value(l);
-	struct page p = { json_array(), strcmp(job.state, "cancelled") == 0, 0 };
+	struct page p = { json_array(), job.state == MG_JOB_CANCELLED, 0 };
 	if (p.arr == NULL)
 		return NULL;
 	int n = journal_results_page(sched_journal(s), job.id, after, (int)limit, on_row, &p);
@@ -210,7 +210,7 @@ static json_t *cmd_results(sched_t *s, json_t *req, int64_t now)
 		return error_reply("internal", "journal: %s", journal_errmsg(sched_journal(s)));
 	}
 	bool more = n == limit;
-	return json_pack("{s:s, s:s, s:o, s:b, s:o}", "id", job.name, "state", job.state,
+	return json_pack("{s:s, s:s, s:o, s:b, s:o}", "id", job.name, "state", mg_job_state_name(job.state),
 			 "results", p.arr, "has_more", more,
 			 "last_line", n > 0 ? json_integer(p.last) : json_null());
 }

@@ -39,7 +39,7 @@ static json_t *submit_sync(sched_t *s, json_t *req, int64_t now)
 	journal_job_t job;
 	if (journal_job_find(sched_journal(s), name, &job) < 0)
 		return error_reply("internal", journal_errmsg(sched_journal(s)));
-	return json_pack("{s:s, s:s}", "id", job.name, "state", job.state);
+	return json_pack("{s:s, s:s}", "id", job.name, "state", mg_job_state_name(job.state));
 }
 
 struct gauges {
@@ -53,13 +53,13 @@ static int on_active(void *user, const journal_job_t *j)
 	sched_job_live_t live;
 	sched_job_live(g->s, j->name, &live);
 	int64_t q = j->n_total - j->n_done - j->n_failed - j->n_cancelled - live.in_flight;
-	if (strcmp(j->state, "in_progress") == 0) {
+	if (j->state == MG_JOB_IN_PROGRESS) {
 		g->in_progress++;
 		if (q > 0)
 			g->queued += q;
-	} else if (strcmp(j->state, "validating") == 0) {
+	} else if (j->state == MG_JOB_VALIDATING) {
 		g->validating++;
-	} else if (strcmp(j->state, "cancelling") == 0) {
+	} else if (j->state == MG_JOB_CANCELLING) {
 		g->cancelling++;
 	}
 	return 0;

@@ -1,5 +1,6 @@
 /* ingest: see ingest.h. */
 #include "ingest.h"
+#include "mg_hash.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,16 +13,9 @@
 
 uint64_t ingest_seed(const char *job, const char *custom_id)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (const unsigned char *p = (const unsigned char *)job; *p; p++)
-		h = (h ^ *p) * 0x100000001b3ULL;
-	h = (h ^ 0) * 0x100000001b3ULL;
-	for (const unsigned char *p = (const unsigned char *)custom_id; *p; p++)
-		h = (h ^ *p) * 0x100000001b3ULL;
-	h += 0x9e3779b97f4a7c15ULL;
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
+	uint64_t h = mg_fnv1a64(MG_FNV1A64_OFFSET, job, strlen(job) + 1);	/* with its NUL */
+	h = mg_fnv1a64(h, custom_id, strlen(custom_id));
+	return mg_mix64(h + MG_SPLITMIX64_GAMMA);
 }
 
 void ingest_line_done(ingest_line_t *l)

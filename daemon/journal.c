@@ -643,7 +643,8 @@ static void read_job(sqlite3_stmt *st, journal_job_t *job)
 	copy_col(job->name, sizeof(job->name), st, 1);
 	copy_col(job->endpoint, sizeof(job->endpoint), st, 2);
 	copy_col(job->model, sizeof(job->model), st, 3);
-	copy_col(job->state, sizeof(job->state), st, 4);
+	int state = mg_job_state_parse((const char *)sqlite3_column_text(st, 4));
+	job->state = state >= 0 ? (mg_job_state_t)state : MG_JOB_N_STATES;
 	copy_col(job->input_path, sizeof(job->input_path), st, 5);
 	job->ingest_offset = sqlite3_column_int64(st, 6);
 	job->ingest_line = sqlite3_column_int64(st, 7);
@@ -675,7 +676,7 @@ int journal_job_create(journal_t *j, journal_job_t *job, const char *metadata_js
 	bind_text(st, 1, job->name);
 	bind_text(st, 2, job->endpoint);
 	bind_text(st, 3, job->model);
-	bind_text(st, 4, job->state);
+	bind_text(st, 4, mg_job_state_name(job->state));
 	bind_text(st, 5, job->input_path);
 	sqlite3_bind_int64(st, 6, job->ingest_offset);
 	sqlite3_bind_int64(st, 7, job->ingest_line);
@@ -696,7 +697,7 @@ int journal_job_update(journal_t *j, const journal_job_t *job)
 	sqlite3_stmt *st = j->st[ST_JOB_UPDATE];
 	sqlite3_bind_int64(st, 1, job->id);
 	bind_text(st, 2, job->model);
-	bind_text(st, 3, job->state);
+	bind_text(st, 3, mg_job_state_name(job->state));
 	sqlite3_bind_int64(st, 4, job->ingest_offset);
 	sqlite3_bind_int64(st, 5, job->ingest_line);
 	sqlite3_bind_int64(st, 6, job->n_total);

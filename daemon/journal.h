@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mg_jobstate.h"
 #include "mg_wire.h"
 
 typedef struct journal journal_t;
@@ -71,7 +72,7 @@ typedef struct journal_job {
 	char name[JOURNAL_NAME_MAX];	/* "batch_…", the id clients see */
 	char endpoint[32];		/* "/v1/chat/completions" | "/v1/completions" */
 	char model[JOURNAL_MODEL_MAX];	/* from the first line; "" until then */
-	char state[16];			/* validating in_progress cancelling completed failed cancelled */
+	mg_job_state_t state;		/* stored by name; MG_JOB_N_STATES if the text is none */
 	char input_path[JOURNAL_PATH_MAX];	/* "" for an inline job */
 	int64_t ingest_offset;		/* bytes of input_path consumed */
 	int64_t ingest_line;		/* physical lines consumed */

@@ -105,23 +105,6 @@ static int get_dur(const mg_config_t *cfg, const char *key, int64_t *v, char *er
 	return r == -ENOENT ? 0 : r;
 }
 
-static int resolve_secret(opts_t *o, const char *secret)
-{
-	const char *cred = getenv("CREDENTIALS_DIRECTORY");
-	if (secret[0] != '/' && cred != NULL && *cred != '\0') {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", cred, secret);
-		FILE *f = fopen(path, "r");
-		if (f != NULL) {
-			fclose(f);
-			snprintf(o->curve_secret, sizeof(o->curve_secret), "%s", path);
-			return 0;
-		}
-	}
-	snprintf(o->curve_secret, sizeof(o->curve_secret), "%s", secret);
-	return 0;
-}
-
 static int finish(opts_t *o, char *err, size_t errlen)
 {
 	mg_config_t *cfg = o->cfg;
@@ -176,7 +159,7 @@ static int finish(opts_t *o, char *err, size_t errlen)
 			snprintf(err, errlen, "CURVE needs --curve-secret FILE and --curve-allow DIR (or --no-curve for plain TCP)");
 			return -EINVAL;
 		}
-		resolve_secret(o, secret);
+		snprintf(o->curve_secret, sizeof(o->curve_secret), "%s", secret);	/* mg_curve_key_load finds it */
 	}
 
 	sched_params_t *p = &o->sched;

@@ -45,7 +45,7 @@ typedef struct opts {
 	const char *log_file;
 	int log_level;
 	bool curve;
-	char curve_secret[4096];	/* resolved path */
+	char curve_secret[4096];	/* as given: mg_curve_key_load finds it */
 	char state_dir_abs[4096];	/* state_dir made absolute: the HTTP side and
 					   the journal hand paths inside it to other threads */
 	const char *curve_allow;

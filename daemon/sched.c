@@ -88,16 +88,9 @@ static int64_t wall_s(void)
 	return mg_clock_wall_ns() / MG_NS_PER_S;
 }
 
-static void set_state(journal_job_t *j, const char *state)
-{
-	snprintf(j->state, sizeof(j->state), "%s", state);
-}
-
 static bool job_terminal(const sched_job_t *job)
 {
-	const char *st = job->j.state;
-	return strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
-	       strcmp(st, "cancelled") == 0;
+	return mg_job_state_terminal(job->j.state);
 }
 
 /* A shard that failed SPLIT_AFTER times (after the split: a single request
@@ -109,7 +102,7 @@ static bool suspect(const sched_shard_t *sh)
 
 static bool job_has_work(const sched_job_t *job)
 {
-	return strcmp(job->j.state, "in_progress") == 0 &&
+	return job->j.state == MG_JOB_IN_PROGRESS &&
 	       (job->retry_head != NULL || job->suspect_head != NULL ||
 		job->j.next_line <= job->j.max_line);
 }
@@ -128,7 +121,7 @@ static bool can_serve(const reg_worker_t *w, const sched_job_t *job)
 
 static bool job_has_work_for(const sched_job_t *job, const reg_worker_t *w)
 {
-	return strcmp(job->j.state, "in_progress") == 0 &&
+	return job->j.state == MG_JOB_IN_PROGRESS &&
 	       (job->retry_head != NULL || job->j.next_line <= job->j.max_line ||
 		(job->suspect_head != NULL && w->n_shards == 0));
 }
@@ -336,7 +329,7 @@ static void finish_cancel(sched_t *s, sched_job_t *job)
 	int64_t rest = j->n_total - j->n_done - j->n_failed - j->n_cancelled;
 	if (rest > 0)
 		j->n_cancelled += rest;
-	set_state(j, "cancelled");
+	j->state = MG_JOB_CANCELLED;
 	j->cancelled_at = wall_s();
 	job_save(s, job);
 	mg_log(MG_LOG_INFO, "sched", "batch cancelled batch=%s done=%lld failed=%lld cancelled=%lld",
@@ -347,13 +340,13 @@ static void finish_cancel(sched_t *s, sched_job_t *job)
 static void job_check_done(sched_t *s, sched_job_t *job)
 {
 	journal_job_t *j = &job->j;
-	if (strcmp(j->state, "cancelling") == 0 && job->inflight_shards == 0) {
+	if (j->state == MG_JOB_CANCELLING && job->inflight_shards == 0) {
 		finish_cancel(s, job);
 		return;
 	}
-	if (strcmp(j->state, "in_progress") == 0 &&
+	if (j->state == MG_JOB_IN_PROGRESS &&
 	    j->n_done + j->n_failed + j->n_cancelled >= j->n_total) {
-		set_state(j, "completed");
+		j->state = MG_JOB_COMPLETED;
 		j->completed_at = wall_s();
 		mg_log(MG_LOG_INFO, "sched", "batch completed batch=%s total=%lld done=%lld failed=%lld",
 		       j->name, (long long)j->n_total, (long long)j->n_done, (long long)j->n_failed);
@@ -421,7 +414,7 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason, bool
 {
 	sched_job_t *job = sh->job;
 	bool opened = tx_begin(s);
-	if (strcmp(job->j.state, "in_progress") != 0) {
+	if (job->j.state != MG_JOB_IN_PROGRESS) {
 		/* cancelling: nothing more to do for it. */
 		snprintf(sh->js.state, sizeof(sh->js.state), "cancelled");
 		shard_save(s, sh);
@@ -681,7 +674,7 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 			r = journal_shard_stats(s->j, sh->js.id, res->step_stats);
 		/* inflight_shards still counts sh: job_check_done sees 1 for a
 		 * cancelling job, so look at it after the shard is detached. */
-		if (r == 0 && strcmp(job->j.state, "in_progress") == 0)
+		if (r == 0 && job->j.state == MG_JOB_IN_PROGRESS)
 			job_check_done(s, job);
 		if (r == 0)
 			r = journal_job_update(s->j, &job->j);
@@ -719,7 +712,7 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 	       job->j.name, (long long)sh->js.id, sh->js.attempt, w->id, (long long)n,
 	       (long long)c.done, (long long)c.failed);
 	free(sh);
-	if (strcmp(job->j.state, "cancelling") == 0 && job->inflight_shards == 0) {
+	if (job->j.state == MG_JOB_CANCELLING && job->inflight_shards == 0) {
 		bool opened = tx_begin(s);
 		finish_cancel(s, job);
 		tx_end(s, opened);
@@ -1085,7 +1078,7 @@ int64_t sched_tick(sched_t *s, int64_t now)
 	}
 	for (size_t i = 0; i < s->n_jobs; i++) {
 		sched_job_t *job = s->jobs[i];
-		if (strcmp(job->j.state, "cancelling") != 0)
+		if (job->j.state != MG_JOB_CANCELLING)
 			continue;
 		if (now < job->cancel_deadline) {
 			if (job->cancel_deadline < next)
@@ -1288,7 +1281,7 @@ int sched_submit_inline2(sched_t *s, const char *name, const char *endpoint,
 		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
 		goto fail;
 	}
-	set_state(&job->j, "in_progress");
+	job->j.state = MG_JOB_IN_PROGRESS;
 	job->j.in_progress_at = job->j.created_at;
 	job->j.priority = (flags & SCHED_SUBMIT_PRIORITY) ? 1 : 0;
 	r = journal_job_create(s->j, &job->j, metadata);
@@ -1372,7 +1365,7 @@ int sched_submit_file(sched_t *s, const char *name, const char *endpoint,
 		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
 		goto fail;
 	}
-	set_state(&job->j, "validating");
+	job->j.state = MG_JOB_VALIDATING;
 	r = journal_job_create(s->j, &job->j, metadata);
 	if (r == 0)
 		r = journal_commit(s->j);
@@ -1421,7 +1414,7 @@ static void fail_validation(sched_t *s, sched_job_t *job)
 	journal_job_set_errors(s->j, j->id, txt);
 	j->n_total = 0;
 	j->max_line = 0;
-	set_state(j, "failed");
+	j->state = MG_JOB_FAILED;
 	j->failed_at = wall_s();
 	json_t *first = json_array_get(job->errors, 0);
 	mg_log(MG_LOG_WARN, "sched", "batch failed validation batch=%s errors=%zu first_line=%lld first=\"%s\"",
@@ -1433,7 +1426,7 @@ static void fail_validation(sched_t *s, sched_job_t *job)
 
 static bool validating(const sched_job_t *job)
 {
-	return strcmp(job->j.state, "validating") == 0;
+	return job->j.state == MG_JOB_VALIDATING;
 }
 
 int sched_ingest(sched_t *s, int64_t now)
@@ -1521,7 +1514,7 @@ int sched_ingest(sched_t *s, int64_t now)
 		if (job->errors != NULL) {
 			fail_validation(s, job);
 		} else {
-			set_state(&job->j, "in_progress");
+			job->j.state = MG_JOB_IN_PROGRESS;
 			job->j.in_progress_at = wall_s();
 			mg_log(MG_LOG_INFO, "sched", "batch validated batch=%s requests=%lld model=%s endpoint=%s",
 			       job->j.name, (long long)job->j.n_total, job->j.model, job->j.endpoint);
@@ -1550,11 +1543,11 @@ int sched_cancel(sched_t *s, const char *name, int64_t now)
 		return -EALREADY;
 	}
 	journal_job_t *j = &job->j;
-	if (strcmp(j->state, "cancelling") == 0)
+	if (j->state == MG_JOB_CANCELLING)
 		return 0;
 	bool opened = tx_begin(s);
 	j->cancelling_at = wall_s();
-	if (strcmp(j->state, "validating") == 0) {
+	if (j->state == MG_JOB_VALIDATING) {
 		ingest_file_close(&job->in);
 		finish_cancel(s, job);
 		tx_end(s, opened);
@@ -1573,7 +1566,7 @@ int sched_cancel(sched_t *s, const char *name, int64_t now)
 		reap_jobs(s);
 		return 0;
 	}
-	set_state(j, "cancelling");
+	j->state = MG_JOB_CANCELLING;
 	job->cancel_deadline = now + s->p.cancel_grace_ns;
 	job_save(s, job);
 	tx_end(s, opened);
@@ -1656,25 +1649,25 @@ static int recover(sched_t *s, char *err, size_t errlen)
 		 * recognized as stale. */
 		for (sched_shard_t *sh = job->retry_head; sh != NULL; sh = sh->next) {
 			snprintf(sh->js.state, sizeof(sh->js.state), "%s",
-				 strcmp(j->state, "in_progress") == 0 ? "queued" : "cancelled");
+				 j->state == MG_JOB_IN_PROGRESS ? "queued" : "cancelled");
 			sh->js.worker[0] = '\0';
 			shard_save(s, sh);
 		}
-		if (strcmp(j->state, "validating") == 0) {
+		if (j->state == MG_JOB_VALIDATING) {
 			/* Validation errors lived in memory: start the file over. */
 			journal_requests_delete(s->j, j->id);
 			j->n_total = j->max_line = j->ingest_offset = j->ingest_line = 0;
 			j->model[0] = '\0';
 			j->next_line = 1;
 			job_save(s, job);
-		} else if (strcmp(j->state, "cancelling") == 0) {
+		} else if (j->state == MG_JOB_CANCELLING) {
 			sched_shard_t *sh;
 			while ((sh = retry_pop(job)) != NULL)
 				free(sh);
 			finish_cancel(s, job);
 		}
 		mg_log(MG_LOG_INFO, "sched", "batch resumed batch=%s state=%s total=%lld done=%lld failed=%lld shards_requeued=%lld",
-		       j->name, j->state, (long long)j->n_total, (long long)j->n_done,
+		       j->name, mg_job_state_name(j->state), (long long)j->n_total, (long long)j->n_done,
 		       (long long)j->n_failed, (long long)rc.requeued);
 	}
 	if ((r = journal_commit(s->j)) < 0) {

@@ -1,5 +1,6 @@
 /* mg_wire: see mg_wire.h. */
 #include "mg_wire.h"
+#include "mg_utf8.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -28,34 +29,18 @@ int mg_wire_pack(const mg_msg_t *m, size_t cap, uint8_t **ret_buf, size_t *ret_l
 	return 0;
 }
 
-/* Well-formed UTF-8 (no overlong forms, surrogates or values past
- * U+10FFFF) without C0/C1 control characters or DEL; *ret_at is the byte
- * offset of the first bad one. */
+/* Well-formed UTF-8 (mg_utf8_seq) without C0/C1 control characters or DEL;
+ * *ret_at is the byte offset of the first bad one. */
 static bool printable_utf8(const char *s, size_t len, size_t *ret_at)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0;
 	while (i < len) {
-		unsigned c = p[i];
-		size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 4;
-		if (n == 0) {
-			if (c < 0x20 || c == 0x7f)
-				goto bad;
-			i++;
-			continue;
-		}
-		if (n == 4 || i + n >= len)
+		size_t n = mg_utf8_seq(p + i, len - i);
+		if (n == 0 || (n == 1 && (p[i] < 0x20 || p[i] == 0x7f)) ||
+		    (n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0))	/* U+0080..U+009F */
 			goto bad;
-		unsigned cp = c & (0x3fu >> n);
-		for (size_t k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				goto bad;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		static const unsigned min[4] = { 0, 0x80, 0x800, 0x10000 };
-		if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
-			goto bad;
-		i += n + 1;
+		i += n;
 	}
 	return true;
 bad:

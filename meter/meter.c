@@ -4,6 +4,7 @@
 #include "hwprof.h"
 #include "litellm.h"
 #include "pricetab.h"
+#include "mg_split.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -300,19 +301,6 @@ char *meter_q_format(meter_q_t q, char *buf, size_t len)
 
 /* --- allocation --- */
 
-struct rem {
-	unsigned __int128 r;
-	size_t i;
-};
-
-static int cmp_rem(const void *pa, const void *pb)
-{
-	const struct rem *a = pa, *b = pb;
-	if (a->r != b->r)
-		return a->r > b->r ? -1 : 1;	/* larger remainder first */
-	return a->i < b->i ? -1 : (a->i > b->i);	/* ties: lower index first */
-}
-
 int meter_allocate(int64_t total, const uint64_t *weights, size_t n, int64_t *ret_parts)
 {
 	if (total == INT64_MIN)
@@ -327,34 +315,9 @@ int meter_allocate(int64_t total, const uint64_t *weights, size_t n, int64_t *re
 			ret_parts[i] = -ret_parts[i];
 		return 0;
 	}
-	unsigned __int128 w_sum = 0;
-	for (size_t i = 0; i < n; i++)
-		w_sum += weights[i];	/* n * 2^64 cannot overflow 2^128 */
-	if (w_sum == 0) {
-		int64_t base = total / (int64_t)n, extra = total % (int64_t)n;
-		for (size_t i = 0; i < n; i++)
-			ret_parts[i] = base + ((int64_t)i < extra ? 1 : 0);
-		return 0;
-	}
-	struct rem *rems = malloc(n * sizeof(*rems));
-	if (rems == NULL)
-		return -ENOMEM;
-	unsigned __int128 given = 0;
-	for (size_t i = 0; i < n; i++) {
-		/* total < 2^63 and w < 2^64: the product fits in 127 bits. */
-		unsigned __int128 p = (unsigned __int128)(uint64_t)total * weights[i];
-		unsigned __int128 q = p / w_sum;
-		ret_parts[i] = (int64_t)q;	/* q <= total */
-		rems[i] = (struct rem){ p % w_sum, i };
-		given += q;
-	}
-	size_t left = (size_t)((unsigned __int128)(uint64_t)total - given);	/* < n */
-	if (left > 0) {
-		qsort(rems, n, sizeof(*rems), cmp_rem);
-		for (size_t k = 0; k < left; k++)
-			ret_parts[rems[k].i]++;
-	}
-	free(rems);
+	/* Each part is at most total <= INT64_MAX, so it reads back as the same
+	 * int64_t (a signed and an unsigned type may alias). */
+	mg_split_largest_remainder((uint64_t)total, weights, n, (uint64_t *)ret_parts);
 	return 0;
 }
 

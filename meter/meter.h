@@ -56,14 +56,12 @@ int meter_q_round(meter_q_t q, int64_t *ret);
  * Returns buf. */
 char *meter_q_format(meter_q_t q, char *buf, size_t len);
 
-/* Splits total among n parts in proportion to weights with the largest
- * remainder method: part i = floor(total * w_i / W) plus one for the
- * (total - sum of floors) parts with the largest remainders, ties to the
- * lower index. Products and sums use 128-bit integers, so any uint64_t
- * weights work. If every weight is 0 the split is even (the first
- * total % n parts get one more). A negative total is split as -(split of
+/* Splits a signed amount among n parts in proportion to weights with
+ * mg_split_largest_remainder (lib/mg_split.h: floors, then one more for the
+ * largest remainders, ties to the lower index, all-zero weights even, exact
+ * for any uint64_t weights). A negative total is split as -(split of
  * -total). The parts sum exactly to total. -EINVAL when n == 0 and
- * total != 0, -ERANGE for INT64_MIN, -ENOMEM. */
+ * total != 0, -ERANGE for INT64_MIN. */
 int meter_allocate(int64_t total, const uint64_t *weights, size_t n, int64_t *ret_parts);
 
 /* Cost of ns nanoseconds at rate micros per hour:

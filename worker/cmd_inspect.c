@@ -11,6 +11,7 @@
  * formula of model_kv_bytes). */
 #include "cmds.h"
 #include "gguf.h"
+#include "mg_utf8.h"
 #include "model.h"
 #include "quant.h"
 
@@ -92,39 +93,6 @@ static double mib(uint64_t b)
 	return (double)b / (1024.0 * 1024.0);
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
-static size_t utf8_len(const uint8_t *p, size_t n)
-{
-	uint8_t c = p[0];
-	if (c < 0x80)
-		return 1;
-	size_t len;
-	uint32_t cp;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
 /* Quoted, escaped, cut at max bytes (0 = no cut). */
 static void print_str(FILE *f, gguf_str_t s, size_t max)
 {
@@ -133,7 +101,7 @@ static void print_str(FILE *f, gguf_str_t s, size_t max)
 	fputc('"', f);
 	for (size_t i = 0; i < shown;) {
 		uint8_t c = p[i];
-		size_t l = utf8_len(p + i, n - i);
+		size_t l = mg_utf8_seq(p + i, n - i);
 		if (c == '"' || c == '\\') {
 			fprintf(f, "\\%c", c);
 		} else if (c == '\n') {
@@ -213,24 +181,10 @@ static json_t *json_str(gguf_str_t s)
 	json_t *j = json_stringn(s.data, (size_t)s.len);
 	if (j != NULL)
 		return j;
-	const uint8_t *p = (const uint8_t *)s.data;
-	size_t n = (size_t)s.len;
-	char *b = malloc(n * 3 + 1);
+	size_t o;
+	char *b = mg_utf8_clean(s.data, (size_t)s.len, &o);
 	if (b == NULL)
 		return NULL;
-	size_t o = 0;
-	for (size_t i = 0; i < n;) {
-		size_t l = utf8_len(p + i, n - i);
-		if (l == 0) {
-			memcpy(b + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		} else {
-			memcpy(b + o, p + i, l);
-			o += l;
-			i += l;
-		}
-	}
 	j = json_stringn(b, o);
 	free(b);
 	return j;

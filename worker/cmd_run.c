@@ -10,6 +10,7 @@
 #include "cmds.h"
 #include "mg_cpu.h"
 #include "mg_clock.h"
+#include "mg_utf8.h"
 #include "model.h"
 #include "sampler.h"
 #include "tok.h"
@@ -68,43 +69,6 @@ static int parse_float(const char *s, float lo, float hi, float *ret)
 		return -EINVAL;
 	*ret = v;
 	return 0;
-}
-
-/* Copy of s with invalid UTF-8 replaced by U+FFFD (JSON needs valid text). */
-static char *utf8_clean(const char *s, size_t n)
-{
-	char *out = malloc(n * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	size_t o = 0;
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t i = 0; i < n;) {
-		unsigned c = p[i];
-		size_t len = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3 :
-			     (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
-		bool ok = len > 0 && i + len <= n;
-		for (size_t k = 1; ok && k < len; k++)
-			ok = (p[i + k] & 0xc0) == 0x80;
-		if (ok && len == 3) {
-			unsigned cp = (c & 0x0f) << 12 | (p[i + 1] & 0x3f) << 6 | (p[i + 2] & 0x3f);
-			ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
-		} else if (ok && len == 4) {
-			unsigned cp = (c & 0x07) << 18 | (p[i + 1] & 0x3f) << 12 | (p[i + 2] & 0x3f) << 6 |
-				      (p[i + 3] & 0x3f);
-			ok = cp >= 0x10000 && cp <= 0x10ffff;
-		}
-		if (ok) {
-			memcpy(out + o, p + i, len);
-			o += len;
-			i += len;
-		} else {
-			memcpy(out + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		}
-	}
-	out[o] = '\0';
-	return out;
 }
 
 static json_t *ids_json(const int32_t *ids, size_t n)
@@ -314,7 +278,7 @@ int cmd_run(int argc, char **argv)
 
 	if (json) {
 		if ((rc = tok_decode(tok, out, n_out, false, &text, &text_len)) < 0 ||
-		    (clean = utf8_clean(text, text_len)) == NULL) {
+		    (clean = mg_utf8_clean(text, text_len, NULL)) == NULL) {
 			fprintf(stderr, "margin-worker run: cannot decode the output\n");
 			goto done;
 		}

@@ -10,6 +10,8 @@
 
 #include "margin_config.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
+#include "mg_notify.h"
 #include "mg_config.h"
 #include "mg_log.h"
 
@@ -19,10 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #define SECTION "worker"
 
@@ -232,8 +230,8 @@ static int opts_from_config(const mg_config_t *c, serve_opts_t *o)
 		fprintf(stderr, "margin-worker serve: CURVE needs both --curve-secret FILE.key and --curve-server FILE.pub\n");
 		return 2;
 	}
-	if (serve_read_key(sec, o->curve_secret, err, sizeof(err)) < 0 ||
-	    serve_read_key(srv, o->curve_server, err, sizeof(err)) < 0) {
+	if (mg_curve_key_load(sec, o->curve_secret, NULL, err, sizeof(err)) < 0 ||
+	    mg_curve_key_load(srv, o->curve_server, NULL, err, sizeof(err)) < 0) {
 		fprintf(stderr, "margin-worker serve: %s\n", err);
 		return 1;
 	}
@@ -386,9 +384,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	mg_log(MG_LOG_INFO, "serve", "serving scheduler=%s model=%s slots=%d fake=%s",
 	       o.scheduler, serve_model_name(s), o.slots, o.fake ? "yes" : "no");
-#if HAVE_SYSTEMD
-	sd_notifyf(0, "READY=1\nSTATUS=serving %s for %s", serve_model_name(s), o.scheduler);
-#endif
+	mg_notify_sendf("READY=1\nSTATUS=serving %s for %s", serve_model_name(s), o.scheduler);
 	r = serve_wait(s, err, sizeof(err));
 	serve_stats_t st;
 	serve_get_stats(s, &st);

@@ -174,9 +174,4 @@ size_t engine_kv_bytes(const engine_t *e);
 /* The options in effect (defaults filled in). Borrowed. */
 const engine_opts_t *engine_opts(const engine_t *e);
 
-/* Split total among n parts in proportion to weights, largest remainder,
- * ties to the lower index: the parts sum exactly to total. If every weight
- * is 0 the split is even. Exposed for the metering service and tests. */
-void engine_split(uint64_t total, const uint64_t *weights, size_t n, uint64_t *ret_parts);
-
 #endif

@@ -14,6 +14,7 @@
  * values read from the file is done against "bytes left" so that a count or
  * length cannot overflow or make us allocate more than the file could hold. */
 #include "gguf.h"
+#include "mg_f16.h"
 #include "quant.h"
 #include "mg_err.h"
 
@@ -160,48 +161,6 @@ static uint32_t f32_bits(float f)
 	uint32_t u;
 	memcpy(&u, &f, 4);
 	return u;
-}
-
-float gguf_f16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-	uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-	if (e == 0) {
-		/* zero or subnormal: m x 2^-24 is exact in f32 */
-		float v = (float)m * 0x1p-24f;
-		return bits_f32(f32_bits(v) | sign);
-	}
-	if (e == 31)	/* inf, or NaN with its payload (quiet bit maps to f32's) */
-		return bits_f32(sign | 0x7f800000u | (m << 13));
-	return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
-}
-
-uint16_t gguf_f32_to_f16(float f)
-{
-	uint32_t x = f32_bits(f);
-	uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-	x &= 0x7fffffffu;
-	if (x > 0x7f800000u)	/* NaN: keep the top payload bits, force quiet */
-		return (uint16_t)(sign | 0x7e00u | ((x >> 13) & 0x3ffu));
-	if (x >= 0x477ff000u)	/* >= 65520 rounds to inf (incl. inf) */
-		return (uint16_t)(sign | 0x7c00u);
-	if (x < 0x38800000u) {	/* below 2^-14: f16 subnormal or zero */
-		if (x <= 0x33000000u)	/* <= 2^-25: halfway to 2^-24 ties to 0 */
-			return sign;
-		uint32_t e = x >> 23, mant = (x & 0x7fffffu) | 0x800000u;
-		/* value = mant * 2^(e-150); in units of 2^-24: mant >> (126 - e) */
-		uint32_t shift = 126u - e;
-		uint32_t r = mant >> shift, rem = mant & ((1u << shift) - 1u);
-		uint32_t half = 1u << (shift - 1u);
-		if (rem > half || (rem == half && (r & 1u)))
-			r++;
-		return (uint16_t)(sign | r);
-	}
-	uint32_t h = ((x >> 23) - 112u) << 10 | ((x >> 13) & 0x3ffu);
-	uint32_t rem = x & 0x1fffu;
-	if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-		h++;	/* a carry into the exponent is the correct rounding */
-	return (uint16_t)(sign | h);
 }
 
 float gguf_bf16_to_f32(uint16_t h)
@@ -1092,11 +1051,8 @@ int gguf_tensor_to_f32(const gguf_tensor_t *t, float *dst)
 		memcpy(dst, p, (size_t)n * 4);
 		return 0;
 	case GGUF_TTYPE_F16:
-		for (uint64_t i = 0; i < n; i++) {
-			uint16_t h;
-			memcpy(&h, p + 2 * i, 2);
-			dst[i] = gguf_f16_to_f32(h);
-		}
+		for (uint64_t i = 0; i < n; i++)
+			dst[i] = mg_f16_load(p + 2 * i);
 		return 0;
 	case GGUF_TTYPE_BF16:
 		for (uint64_t i = 0; i < n; i++) {

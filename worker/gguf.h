@@ -158,9 +158,7 @@ uint64_t gguf_ttype_nbytes(uint32_t type, uint64_t n_elements);
 const char *gguf_vtype_name(enum gguf_vtype t);	/* "uint32", "string", ... or "unknown" */
 size_t gguf_vtype_size(enum gguf_vtype t);	/* bytes of a numeric/bool value; 0 for string, array, unknown */
 
-/* Half-precision helpers (also used by the synthetic models). */
-float gguf_f16_to_f32(uint16_t h);
-uint16_t gguf_f32_to_f16(float f);
+/* bfloat16 (half precision is lib/mg_f16.h). */
 float gguf_bf16_to_f32(uint16_t h);
 /* Round to nearest even; NaN stays NaN (quiet), overflow becomes inf. */
 uint16_t gguf_f32_to_bf16(float f);

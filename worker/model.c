@@ -3,6 +3,7 @@
  * ops.h for the kernels and why they are batch-invariant. */
 #include "model.h"
 #include "mg_err.h"
+#include "mg_hash.h"
 
 #include "ops.h"
 #include "qmm.h"
@@ -1178,12 +1179,9 @@ model_kv_type_t model_kv_type(const model_kv_t *kv)
 static uint64_t shape_key(const model_t *m)
 {
 	const model_config_t *c = &m->cfg;
-	uint64_t k = 0;
 	int v[] = { c->dim, m->qkv_dim, m->q_dim, c->ffn_dim, c->rope_dim,
 		    c->n_heads / c->n_kv_heads, c->n_ctx };
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-		k = (k ^ (uint64_t)v[i]) * 0x100000001b3ULL;
-	return k;
+	return mg_fnv1a64(MG_FNV1A64_OFFSET, v, sizeof(v));
 }
 
 static void *alloc_floats(size_t a, size_t b, bool *fail)

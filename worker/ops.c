@@ -3,6 +3,7 @@
  * reference kernels and a small persistent thread pool. See ops.h for the
  * contracts; docs/kernels.md for the measurements behind the choices. */
 #include "ops.h"
+#include "mg_f16.h"
 #include "quant.h"
 
 #include <cblas.h>
@@ -400,8 +401,6 @@ void ops_w_free(ops_w_t *w)
 	w->data = NULL;
 }
 
-static uint16_t f16_from(float f);
-static inline float f16_to(uint16_t h);
 
 /* One q8 block of n values: d = amax / 127 as a half, q = x / d rounded to
  * nearest even (0 for a zero or non-finite block scale, NaN as 0). */
@@ -411,8 +410,8 @@ void ops_q8_block(const float *x, int n, int8_t *q, uint16_t *d16)
 	for (int i = 0; i < n; i++)
 		if (fabsf(x[i]) > amax)
 			amax = fabsf(x[i]);
-	*d16 = f16_from(amax / 127.0f);
-	float dw = f16_to(*d16);
+	*d16 = mg_f32_to_f16(amax / 127.0f);
+	float dw = mg_f16_to_f32(*d16);
 	float id = dw > 0.0f && isfinite(dw) ? 1.0f / dw : 0.0f;
 	for (int i = 0; i < n; i++) {
 		float r = rintf(x[i] * id);
@@ -497,7 +496,7 @@ void ops_w_get_row(const ops_w_t *w, int r, float *dst)
 	}
 	if (w->layout == OPS_W_PACKED_Q8) {
 		for (size_t k = 0; k < K; k++)
-			dst[k] = (float)w->q[q8_at(w, (size_t)r, k)] * f16_to(w->d[q8_scale_at(w, (size_t)r, k)]);
+			dst[k] = (float)w->q[q8_at(w, (size_t)r, k)] * mg_f16_to_f32(w->d[q8_scale_at(w, (size_t)r, k)]);
 		return;
 	}
 	if (w->layout == OPS_W_ROWMAJOR) {
@@ -820,7 +819,7 @@ static void mm_panel_q8(const mm_job_t *j, int p)
 			for (int kk = k; kk < k + 32; kk++)
 				for (int c = 0; c < OPS_PANEL; c++)
 					wbuf[(size_t)kk * OPS_PANEL + c] =
-						(float)qp[(size_t)(k0 + kk) * OPS_PANEL + c] * f16_to(ds[c]);
+						(float)qp[(size_t)(k0 + kk) * OPS_PANEL + c] * mg_f16_to_f32(ds[c]);
 #endif
 		}
 		for (int i = 0; i < j->n; i += TILE_ROWS) {
@@ -1037,55 +1036,6 @@ void ops_add(float *y, const float *x, int n)
 
 /* ======================= half floats ======================= */
 
-/* f32 -> f16, rounding to nearest even (F. Giesen's float_to_half_fast3_rtne),
- * with the x86 rule for NaN (quieted, payload truncated) so that this and
- * vcvtps2ph agree on every input. */
-static uint16_t f16_from(float f)
-{
-	const uint32_t f32_inf = 255u << 23, f16_max = (127u + 16u) << 23;
-	const uint32_t denorm_magic = ((127u - 15u) + (23u - 10u) + 1u) << 23;
-	uint32_t x;
-	memcpy(&x, &f, sizeof(x));
-	uint32_t sign = x & 0x80000000u;
-	x ^= sign;
-	uint16_t o;
-	if (x >= f16_max) {		/* overflow, inf or NaN */
-		o = (uint16_t)(0x7c00u | (x > f32_inf ? 0x200u | ((x >> 13) & 0x3ffu) : 0u));
-	} else if (x < (113u << 23)) {	/* a subnormal half or zero: let the FPU round */
-		float fx, dm;
-		memcpy(&fx, &x, sizeof(fx));
-		memcpy(&dm, &denorm_magic, sizeof(dm));
-		fx += dm;
-		uint32_t r;
-		memcpy(&r, &fx, sizeof(r));
-		o = (uint16_t)(r - denorm_magic);
-	} else {
-		uint32_t odd = (x >> 13) & 1u;
-		x += ((uint32_t)(15 - 127) << 23) + 0xfffu + odd;
-		o = (uint16_t)(x >> 13);
-	}
-	return (uint16_t)(o | (sign >> 16));
-}
-
-/* f16 -> f32, exact (a signalling NaN comes back quiet). */
-static inline float f16_to(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-	uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
-	if (e == 0) {
-		float f = (float)m * 0x1p-24f;	/* zero or a subnormal half */
-		memcpy(&x, &f, sizeof(x));
-		x |= sign;
-	} else if (e == 31) {	/* inf, or NaN made quiet as vcvtph2ps does */
-		x = sign | 0x7f800000u | ((m != 0 ? m | 0x200u : 0u) << 13);
-	} else {
-		x = sign | ((e + 112u) << 23) | (m << 13);
-	}
-	float f;
-	memcpy(&f, &x, sizeof(f));
-	return f;
-}
-
 void ops_f16_from_f32(uint16_t *dst, const float *src, int n)
 {
 	int i = 0;
@@ -1096,7 +1046,7 @@ void ops_f16_from_f32(uint16_t *dst, const float *src, int n)
 						    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 #endif
 	for (; i < n; i++)
-		dst[i] = f16_from(src[i]);
+		dst[i] = mg_f32_to_f16(src[i]);
 }
 
 void ops_f16_to_f32(float *dst, const uint16_t *src, int n)
@@ -1107,7 +1057,7 @@ void ops_f16_to_f32(float *dst, const uint16_t *src, int n)
 		_mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
 #endif
 	for (; i < n; i++)
-		dst[i] = f16_to(src[i]);
+		dst[i] = mg_f16_to_f32(src[i]);
 }
 
 /* ======================= attention ======================= */
@@ -1181,9 +1131,9 @@ static inline __attribute__((always_inline)) __m512 kv_load_mask(const char *row
 static inline float kv_elem(const char *row, int d, int hd, int T)
 {
 	if (T == KV_F16)
-		return f16_to(((const uint16_t *)row)[d]);
+		return mg_f16_to_f32(((const uint16_t *)row)[d]);
 	if (T == KV_Q8)
-		return (float)(int8_t)row[d] * f16_to(q8_scale(row, d, hd));
+		return (float)(int8_t)row[d] * mg_f16_to_f32(q8_scale(row, d, hd));
 	return ((const float *)row)[d];
 }
 

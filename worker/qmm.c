@@ -36,6 +36,7 @@
  * activation rows a task unpacks several panels and runs chunks of the rows
  * against all of them. Figures in the commit history and bench-qmm. */
 #include "qmm.h"
+#include "mg_f16.h"
 
 #include "gguf.h"
 #include "quant.h"
@@ -104,7 +105,7 @@ size_t qmm_act_row_bytes(enum qmm_act a, int K)
 }
 
 #if QMM_SIMD
-/* vcvtps2ph rounds to nearest even as gguf_f32_to_f16 does (subnormals,
+/* vcvtps2ph rounds to nearest even as mg_f32_to_f16 does (subnormals,
  * overflow to inf and NaN alike), and vcvtph2ps is exact. */
 static float f16_round(float x)
 {
@@ -193,7 +194,7 @@ static float quantize256(const float *x, int8_t *q, int16_t *bsums)
 #else
 static float f16_round(float x)
 {
-	return gguf_f16_to_f32(gguf_f32_to_f16(x));
+	return mg_f16_to_f32(mg_f32_to_f16(x));
 }
 
 /* ggml's x86 quantize_row_q8_0 / q8_1: scale 127 / amax, round half to even. */
@@ -308,13 +309,6 @@ static const int8_t iq4_levels[16] = {
 	-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
 
-static float half_at(const uint8_t *p)
-{
-	uint16_t h;
-	memcpy(&h, p, 2);
-	return gguf_f16_to_f32(h);
-}
-
 /* Q4_K / Q5_K: 6-bit scale and min of sub-block j (of 8). */
 static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn)
 {
@@ -340,7 +334,7 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 		q = u->q + 32 * bi;
 		u->sc[2 * bi] = u->sc[2 * bi + 1] = 1;
 		u->mn[2 * bi] = u->mn[2 * bi + 1] = 0;
-		u->d[bi] = half_at(b);
+		u->d[bi] = mg_f16_load(b);
 		u->dm[bi] = 0.0f;
 		if (t == QUANT_Q8_0) {
 			memcpy(q, b + 2, 32);
@@ -354,7 +348,7 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 			off = 8;
 		} else if (t == QUANT_Q4_1) {
 			qs = b + 4;
-			u->dm[bi] = half_at(b + 2);
+			u->dm[bi] = mg_f16_load(b + 2);
 		} else if (t == QUANT_Q5_0) {
 			memcpy(&qh, b + 2, 4);
 			qs = b + 6;
@@ -362,7 +356,7 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 		} else if (t == QUANT_Q5_1) {
 			memcpy(&qh, b + 4, 4);
 			qs = b + 8;
-			u->dm[bi] = half_at(b + 2);
+			u->dm[bi] = mg_f16_load(b + 2);
 		} else {	/* IQ4_NL */
 			qs = b + 2;
 			for (int j = 0; j < 16; j++) {
@@ -389,8 +383,8 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 	switch (t) {
 	case QUANT_Q2_K: {
 		const uint8_t *scales = b, *qs = b + 16;
-		*d = half_at(b + 80);
-		*dm = half_at(b + 82);
+		*d = mg_f16_load(b + 80);
+		*dm = mg_f16_load(b + 82);
 		int g = 0;
 		for (int n = 0; n < 256; n += 128, qs += 32)
 			for (int shift = 0; shift < 8; shift += 2)
@@ -404,7 +398,7 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 	}
 	case QUANT_Q3_K: {
 		const uint8_t *hm = b, *qs = b + 32, *p = b + 96;
-		*d = half_at(b + 108);
+		*d = mg_f16_load(b + 108);
 		*dm = 0.0f;
 		int g = 0;
 		uint8_t m = 1;
@@ -424,8 +418,8 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 	case QUANT_Q4_K: case QUANT_Q5_K: {
 		bool five = t == QUANT_Q5_K;
 		const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
-		*d = half_at(b);
-		*dm = half_at(b + 2);
+		*d = mg_f16_load(b);
+		*dm = mg_f16_load(b + 2);
 		for (int j = 0; j < 8; j++) {
 			int s, mi;
 			k4_scale_min(j, scales, &s, &mi);
@@ -444,7 +438,7 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 	case QUANT_Q6_K: {
 		const uint8_t *ql = b, *qh = b + 128;
 		const int8_t *s8 = (const int8_t *)(b + 192);
-		*d = half_at(b + 208);
+		*d = mg_f16_load(b + 208);
 		*dm = 0.0f;
 		for (int g = 0; g < 16; g++) {
 			sc[g] = s8[g];
@@ -464,7 +458,7 @@ static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 		uint16_t sh;
 		memcpy(&sh, b + 2, 2);
 		const uint8_t *sl = b + 4, *qs = b + 8;
-		*d = half_at(b);
+		*d = mg_f16_load(b);
 		*dm = 0.0f;
 		for (int ib = 0; ib < 8; ib++) {
 			int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((sh >> (2 * ib)) & 3) << 4);

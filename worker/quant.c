@@ -1,6 +1,7 @@
 /* quant: dequantization of ggml's block formats. See quant.h for the
  * layouts and why every value is exact but for one rounded addition. */
 #include "quant.h"
+#include "mg_f16.h"
 
 #include "gguf.h"
 
@@ -14,13 +15,6 @@
 static const int8_t iq4_levels[16] = {
 	-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
-
-static float half(const uint8_t *p)
-{
-	uint16_t h;
-	memcpy(&h, p, 2);
-	return gguf_f16_to_f32(h);
-}
 
 bool quant_supported(uint32_t type)
 {
@@ -72,7 +66,7 @@ size_t quant_row_bytes(uint32_t type, int64_t n)
 
 static void deq_q4_0(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	const uint8_t *qs = b + 2;
 	for (int j = 0; j < 16; j++) {
 		y[j] = d * (float)((qs[j] & 0xf) - 8);
@@ -82,7 +76,7 @@ static void deq_q4_0(const uint8_t *b, float *y)
 
 static void deq_q4_1(const uint8_t *b, float *y)
 {
-	float d = half(b), m = half(b + 2);
+	float d = mg_f16_load(b), m = mg_f16_load(b + 2);
 	const uint8_t *qs = b + 4;
 	for (int j = 0; j < 16; j++) {
 		float p0 = d * (float)(qs[j] & 0xf), p1 = d * (float)(qs[j] >> 4);
@@ -93,7 +87,7 @@ static void deq_q4_1(const uint8_t *b, float *y)
 
 static void deq_q5_0(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	uint32_t qh;
 	memcpy(&qh, b + 2, 4);
 	const uint8_t *qs = b + 6;
@@ -106,7 +100,7 @@ static void deq_q5_0(const uint8_t *b, float *y)
 
 static void deq_q5_1(const uint8_t *b, float *y)
 {
-	float d = half(b), m = half(b + 2);
+	float d = mg_f16_load(b), m = mg_f16_load(b + 2);
 	uint32_t qh;
 	memcpy(&qh, b + 4, 4);
 	const uint8_t *qs = b + 8;
@@ -120,14 +114,14 @@ static void deq_q5_1(const uint8_t *b, float *y)
 
 static void deq_q8_0(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	for (int j = 0; j < 32; j++)
 		y[j] = d * (float)(int8_t)b[2 + j];
 }
 
 static void deq_iq4_nl(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	const uint8_t *qs = b + 2;
 	for (int j = 0; j < 16; j++) {
 		y[j] = d * (float)iq4_levels[qs[j] & 0xf];
@@ -140,7 +134,7 @@ static void deq_iq4_nl(const uint8_t *b, float *y)
 static void deq_q2_k(const uint8_t *b, float *y)
 {
 	const uint8_t *sc = b, *q = b + 16;
-	float d = half(b + 80), dmin = half(b + 82);
+	float d = mg_f16_load(b + 80), dmin = mg_f16_load(b + 82);
 	int is = 0;
 	for (int n = 0; n < QUANT_QK_K; n += 128) {
 		for (int shift = 0; shift < 8; shift += 2) {
@@ -171,7 +165,7 @@ static void q3_k_scales(const uint8_t *p, int *ret)
 static void deq_q3_k(const uint8_t *b, float *y)
 {
 	const uint8_t *hm = b, *q = b + 32;
-	float d = half(b + 108);
+	float d = mg_f16_load(b + 108);
 	int sc[16];
 	q3_k_scales(b + 96, sc);
 	int is = 0;
@@ -205,7 +199,7 @@ static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn)
 
 static void deq_q4_k(const uint8_t *b, float *y)
 {
-	float d = half(b), dmin = half(b + 2);
+	float d = mg_f16_load(b), dmin = mg_f16_load(b + 2);
 	const uint8_t *scales = b + 4, *q = b + 16;
 	for (int j = 0; j < 8; j += 2) {
 		int s0, m0, s1, m1;
@@ -228,7 +222,7 @@ static void deq_q4_k(const uint8_t *b, float *y)
 
 static void deq_q5_k(const uint8_t *b, float *y)
 {
-	float d = half(b), dmin = half(b + 2);
+	float d = mg_f16_load(b), dmin = mg_f16_load(b + 2);
 	const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
 	uint8_t u1 = 1, u2 = 2;
 	for (int j = 0; j < 8; j += 2) {
@@ -256,7 +250,7 @@ static void deq_q6_k(const uint8_t *b, float *y)
 {
 	const uint8_t *ql = b, *qh = b + 128;
 	const int8_t *sc = (const int8_t *)(b + 192);
-	float d = half(b + 208);
+	float d = mg_f16_load(b + 208);
 	for (int n = 0; n < QUANT_QK_K; n += 128) {
 		for (int l = 0; l < 32; l++) {
 			int is = l / 16;
@@ -278,7 +272,7 @@ static void deq_q6_k(const uint8_t *b, float *y)
 
 static void deq_iq4_xs(const uint8_t *b, float *y)
 {
-	float d = half(b);
+	float d = mg_f16_load(b);
 	uint16_t sh;
 	memcpy(&sh, b + 2, 2);
 	const uint8_t *sl = b + 4, *qs = b + 8;
@@ -408,8 +402,8 @@ int quant_check_row(uint32_t type, const void *src, int64_t n, int64_t *ret_bloc
 static uint16_t half_up(float v)
 {
 	float a = fabsf(v);
-	uint16_t h = gguf_f32_to_f16(a);
-	if (gguf_f16_to_f32(h) < a)
+	uint16_t h = mg_f32_to_f16(a);
+	if (mg_f16_to_f32(h) < a)
 		h++;	/* the next larger magnitude; past 65504 that is inf */
 	return (uint16_t)(h | (v < 0.0f ? 0x8000u : 0u));
 }
@@ -417,8 +411,8 @@ static uint16_t half_up(float v)
 /* The half nearest to v that is not above v (v finite). */
 static uint16_t half_down(float v)
 {
-	uint16_t h = gguf_f32_to_f16(v);
-	if (gguf_f16_to_f32(h) > v)
+	uint16_t h = mg_f32_to_f16(v);
+	if (mg_f16_to_f32(h) > v)
 		h = (h & 0x8000u) ? (uint16_t)(h + 1) : h == 0 ? 0x8001u : (uint16_t)(h - 1);
 	return h;
 }
@@ -539,7 +533,7 @@ static int super_sym(const float *s, int n, int sclo, int schi, uint16_t *ret_d,
 	uint16_t dh = half_up(big > 0.0f ? -dm : dm);
 	if (!half_finite(dh))
 		return -ERANGE;
-	float d = gguf_f16_to_f32(dh);
+	float d = mg_f16_to_f32(dh);
 	for (int j = 0; j < n; j++) {
 		float r = d != 0.0f ? rintf(s[j] / d) : 0.0f;
 		sc[j] = r > (float)schi ? schi : r < (float)sclo ? sclo : (int)r;
@@ -569,7 +563,7 @@ static int super_asym(const float *x, int n, int len, int nmax, int smax, uint16
 	uint16_t dh = half_up(smx / (float)smax), mh = half_up(omx / (float)smax);
 	if (!half_finite(dh) || !half_finite(mh))
 		return -ERANGE;
-	float d = gguf_f16_to_f32(dh), dm = gguf_f16_to_f32(mh);
+	float d = mg_f16_to_f32(dh), dm = mg_f16_to_f32(mh);
 	for (int j = 0; j < n; j++) {
 		float rs = d > 0.0f ? rintf(s[j] / d) : 0.0f, rm = dm > 0.0f ? rintf(o[j] / dm) : 0.0f;
 		sc[j] = rs > (float)smax ? smax : (int)rs;
@@ -589,7 +583,7 @@ static int q_sym32(const grid_t *g, const float *x, uint8_t *b, uint8_t *codes)
 	if (!half_finite(dh))
 		return -ERANGE;
 	put_half(b, dh);
-	sym_codes(g, x, 32, gguf_f16_to_f32(dh), codes);
+	sym_codes(g, x, 32, mg_f16_to_f32(dh), codes);
 	return 0;
 }
 
@@ -649,13 +643,13 @@ static int q_min32(const float *x, int nmax, uint8_t *b, uint8_t *codes)
 		hi = x[i] > hi ? x[i] : hi;
 	}
 	uint16_t mh = half_down(lo);
-	float m = gguf_f16_to_f32(mh);
+	float m = mg_f16_to_f32(mh);
 	uint16_t dh = half_up((hi - m) / (float)nmax);
 	if (!half_finite(mh) || !half_finite(dh))
 		return -ERANGE;
 	put_half(b, dh);
 	put_half(b + 2, mh);
-	asym_codes(x, 32, nmax, gguf_f16_to_f32(dh), -m, codes);
+	asym_codes(x, 32, nmax, mg_f16_to_f32(dh), -m, codes);
 	return 0;
 }
 
@@ -691,10 +685,10 @@ static int q_q8_0(const float *x, uint8_t *b)
 	float amax = 0.0f;
 	for (int i = 0; i < 32; i++)
 		amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-	uint16_t dh = gguf_f32_to_f16(amax / 127.0f);
+	uint16_t dh = mg_f32_to_f16(amax / 127.0f);
 	if (!half_finite(dh))
 		return -ERANGE;
-	float d = gguf_f16_to_f32(dh), id = d > 0.0f ? 1.0f / d : 0.0f;
+	float d = mg_f16_to_f32(dh), id = d > 0.0f ? 1.0f / d : 0.0f;
 	for (int i = 0; i < 32; i++) {
 		float r = rintf(x[i] * id);
 		b[2 + i] = (uint8_t)(int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
@@ -716,7 +710,7 @@ static int q_sym256(const grid_t *g, const float *x, int n, int len, int sclo, i
 	int rc = super_sym(s, n, sclo, schi, ret_d, sc);
 	if (rc < 0)
 		return rc;
-	float d = gguf_f16_to_f32(*ret_d);
+	float d = mg_f16_to_f32(*ret_d);
 	for (int j = 0; j < n; j++)
 		sym_codes(g, x + j * len, len, d * (float)sc[j], codes + j * len);
 	return 0;
@@ -728,7 +722,7 @@ static int q_asym256(const float *x, int n, int len, int nmax, int smax, uint16_
 	int rc = super_asym(x, n, len, nmax, smax, ret_d, ret_dmin, sc, mn);
 	if (rc < 0)
 		return rc;
-	float d = gguf_f16_to_f32(*ret_d), dm = gguf_f16_to_f32(*ret_dmin);
+	float d = mg_f16_to_f32(*ret_d), dm = mg_f16_to_f32(*ret_dmin);
 	for (int j = 0; j < n; j++)
 		asym_codes(x + j * len, len, nmax, d * (float)sc[j], dm * (float)mn[j], codes + j * len);
 	return 0;

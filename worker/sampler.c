@@ -3,6 +3,7 @@
  * sampler.h for the exact rules; they are part of the reproducibility
  * contract, so change them only with a note in the docs. */
 #include "sampler.h"
+#include "mg_hash.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,14 +11,6 @@
 #include <string.h>
 
 /* --- generator ---------------------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 static inline uint64_t rotl(uint64_t x, int k)
 {
@@ -28,7 +21,7 @@ void sampler_rng_seed(sampler_rng_t *r, uint64_t seed)
 {
 	uint64_t x = seed;
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&x);
+		r->s[i] = mg_splitmix64(&x);
 	/* splitmix64 is a bijection of its counter, so four successive outputs
 	 * cannot all be zero; keep the guard for the generator's invariant. */
 	if ((r->s[0] | r->s[1] | r->s[2] | r->s[3]) == 0)

@@ -10,7 +10,10 @@
 #include "engine.h"
 #include "gguf.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
+#include "mg_hash.h"
 #include "mg_log.h"
+#include "mg_utf8.h"
 #include "mg_wire.h"
 #include "model.h"
 #include "synth.h"
@@ -151,75 +154,6 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 	*arr = p;
 	*cap = n;
 	return 0;
-}
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t left)
-{
-	unsigned c = p[0];
-	size_t n;
-	unsigned min;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (left < n)
-		return 0;
-	unsigned cp = c & (0x7f >> n);
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/* A NUL-terminated copy of text[0..len) that is valid UTF-8 (a proto3
- * string must be): each invalid byte becomes U+FFFD, as decoders do with a
- * sequence cut by max_tokens in the middle of a character. NULs become
- * U+FFFD too, since protobuf-c sends strings up to the first NUL. */
-static char *utf8_clean(const char *text, size_t len)
-{
-	char *out = malloc(len * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	const unsigned char *p = (const unsigned char *)text;
-	size_t i = 0, o = 0;
-	while (i < len) {
-		size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
-		if (n == 0) {
-			memcpy(out + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		} else {
-			memcpy(out + o, p + i, n);
-			o += n;
-			i += n;
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
-static uint64_t fnv1a64(const char *s, uint64_t h)
-{
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
 }
 
 /* ---- the engine thread ------------------------------------------------ */
@@ -656,7 +590,7 @@ static void eng_take(eng_t *g)
 			else
 				req_fail(r, code, "engine: %s", strerror(-o->error));
 		} else {
-			r->text = utf8_clean(o->text ? o->text : "", o->text ? o->text_len : 0);
+			r->text = mg_utf8_clean(o->text ? o->text : "", o->text ? o->text_len : 0, NULL);
 			r->finish = o->finish_reason ? o->finish_reason : "stop";
 			if (r->text == NULL)
 				req_fail(r, "out_of_memory", "worker out of memory for the output text");
@@ -684,8 +618,8 @@ static void fake_answer(eshard_t *sh)
 			req_finish(sh, r);
 			continue;
 		}
-		uint64_t h = fnv1a64(r->custom_id, 0xcbf29ce484222325ULL) ^
-			(r->seed * 0x9e3779b97f4a7c15ULL);
+		uint64_t h = mg_fnv1a64(MG_FNV1A64_OFFSET, r->custom_id, strlen(r->custom_id)) ^
+			(r->seed * MG_SPLITMIX64_GAMMA);
 		char buf[128];
 		size_t o = 0;
 		for (int w = 0; w < 8; w++, h >>= 4)
@@ -739,16 +673,14 @@ static void fake_embed(const serve_t *s, ereq_t *r, const Margin__V1__Request *q
 			return;
 		}
 		r->prompt_tokens += (uint32_t)(n_tok < s->n_ctx ? n_tok : s->n_ctx);
-		uint64_t h = text ? fnv1a64(in->text ? in->text : "", 0xcbf29ce484222325ULL) : 0x84222325cbf29ce4ULL;
-		for (size_t k = 0; k < in->n_tokens; k++)
-			h = (h ^ (uint32_t)in->tokens[k]) * 0x100000001b3ULL;
+		const char *t = in->text ? in->text : "";
+		uint64_t h = text ? mg_fnv1a64(MG_FNV1A64_OFFSET, t, strlen(t)) : 0x84222325cbf29ce4ULL;
+		for (size_t k = 0; k < in->n_tokens; k++)	/* FNV-1a over whole ids, not bytes */
+			h = (h ^ (uint32_t)in->tokens[k]) * MG_FNV1A64_PRIME;
 		float *vec = r->emb + i * d;
 		double norm = 0;
 		for (uint32_t k = 0; k < d; k++) {
-			uint64_t z = h + (k + 1) * 0x9e3779b97f4a7c15ULL;
-			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-			z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-			z ^= z >> 31;
+			uint64_t z = mg_mix64(h + (k + 1) * MG_SPLITMIX64_GAMMA);
 			vec[k] = (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 			norm += (double)vec[k] * vec[k];
 		}
@@ -1760,53 +1692,6 @@ void serve_opts_init(serve_opts_t *o)
 	o->queued_shards = 1;
 }
 
-static bool z85_key_ok(const char *k)
-{
-	uint8_t bin[32];
-	return k && strlen(k) == SERVE_KEY_LEN && zmq_z85_decode(bin, k) != NULL;
-}
-
-int serve_read_key(const char *path, char ret[SERVE_KEY_LEN + 1], char *err, size_t errlen)
-{
-	char alt[PATH_MAX];
-	FILE *f = fopen(path, "r");
-	const char *cred = getenv("CREDENTIALS_DIRECTORY");
-	if (f == NULL && errno == ENOENT && path[0] != '/' && cred && *cred) {
-		snprintf(alt, sizeof(alt), "%s/%s", cred, path);
-		f = fopen(alt, "r");
-	}
-	if (f == NULL) {
-		int e = errno;
-		snprintf(err, errlen, "cannot read CURVE key file %s: %s", path, strerror(e));
-		return -e;
-	}
-	/* the first line that is not blank or a comment holds the key */
-	char line[512];
-	int lineno = 0, rc = -EBADMSG;
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		lineno++;
-		char *p = line + strspn(line, " \t");
-		if (*p == '#')
-			continue;
-		p[strcspn(p, " \t\r\n")] = '\0';
-		if (*p == '\0')
-			continue;
-		found = true;
-		if (z85_key_ok(p)) {
-			memcpy(ret, p, SERVE_KEY_LEN + 1);
-			rc = 0;
-		} else {
-			snprintf(err, errlen, "%s:%d: not a CURVE key (expected 40 Z85 characters, got %zu)",
-				 path, lineno, strlen(p));
-		}
-	}
-	fclose(f);
-	if (!found)
-		snprintf(err, errlen, "%s: no CURVE key in the file (expected 40 Z85 characters)", path);
-	return rc;
-}
-
 /* The name margind routes on: see "Model name" in docs/protocol.md. */
 static void derive_model_name(serve_t *s)
 {
@@ -1893,7 +1778,7 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		snprintf(err, errlen, "bad serve options: slots 1..4096, positive intervals, reconnect max >= min");
 		return -EINVAL;
 	}
-	if (o->curve && (!z85_key_ok(o->curve_server) || !z85_key_ok(o->curve_secret))) {
+	if (o->curve && (!mg_curve_key_valid(o->curve_server) || !mg_curve_key_valid(o->curve_secret))) {
 		snprintf(err, errlen, "CURVE keys must be 40 Z85 characters");
 		return -EINVAL;
 	}

@@ -118,12 +118,4 @@ const char *serve_model_name(const serve_t *s);
  * NULL-safe; sets *s = NULL. */
 void serve_destroy(serve_t **s);
 
-/* Reads a CURVE key file as "marginctl keygen" writes NAME.key and
- * NAME.pub: the 40-character Z85 key on the first line that is neither
- * blank nor a '#' comment; surrounding blanks are ignored. A relative path
- * that does not exist is also looked up in $CREDENTIALS_DIRECTORY (systemd
- * LoadCredential=). ret gets the key and a NUL. -ENOENT/-EACCES, -EBADMSG
- * when the line is not a valid key; err names the file and line. */
-int serve_read_key(const char *path, char ret[SERVE_KEY_LEN + 1], char *err, size_t errlen);
-
 #endif

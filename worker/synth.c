@@ -1,7 +1,9 @@
 /* synth: architecture presets, counter-based pseudo-random weights, the
  * synthetic SentencePiece vocabulary and the GGUF writer of all that. */
 #include "synth.h"
+#include "mg_f16.h"
 #include "mg_err.h"
+#include "mg_hash.h"
 
 #include "gguf.h"
 #include "quant.h"
@@ -101,21 +103,6 @@ const synth_preset_t *synth_preset_at(size_t i)
 
 /* ---------------- weights ---------------- */
 
-static uint64_t mix64(uint64_t z)	/* splitmix64 finalizer */
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t name_hash(const char *s)	/* FNV-1a */
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
-	return h;
-}
-
 /* How a tensor's elements are made (synth.h): element i is u(key, i) * a;
  * 1 for norm weights; 1 + u(key, i) * a for the q/k head norms; Llama 3's
  * formula for rope_freqs. */
@@ -165,7 +152,7 @@ static int gen_init(const model_config_t *cfg, const char *name, gen_t *g)
 		g->orig_ctx = cfg->rope_orig_ctx;
 		g->rope_dim = cfg->rope_dim;
 	}
-	g->key = mix64(SYNTH_SEED ^ name_hash(name));
+	g->key = mg_mix64(SYNTH_SEED ^ mg_fnv1a64(MG_FNV1A64_OFFSET, name, strlen(name)));
 	return 0;
 }
 
@@ -197,7 +184,7 @@ static void gen_elems(const gen_t *g, uint64_t e0, uint64_t n, float *dst)
 		return;
 	}
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t h = mix64(g->key + (e0 + i) * 0x9e3779b97f4a7c15ULL);
+		uint64_t h = mg_mix64(g->key + (e0 + i) * MG_SPLITMIX64_GAMMA);
 		/* 24 random bits: exactly representable, uniform in [-1, 1) */
 		float u = (float)(int32_t)(h >> 40) * (1.0f / 8388608.0f) - 1.0f;
 		dst[i] = g->kind == GEN_NEAR_ONE ? 1.0f + u * g->a : u * g->a;
@@ -395,7 +382,7 @@ static int fill_piece(void *ctx, void *dst, uint64_t offset, size_t len)
 		memcpy(f->bytes, f->f, n * sizeof(float));
 	} else if (f->type == GGUF_TTYPE_F16 || f->type == GGUF_TTYPE_BF16) {
 		for (uint64_t i = 0; i < n; i++) {
-			uint16_t h = f->type == GGUF_TTYPE_F16 ? gguf_f32_to_f16(f->f[i]) : gguf_f32_to_bf16(f->f[i]);
+			uint16_t h = f->type == GGUF_TTYPE_F16 ? mg_f32_to_f16(f->f[i]) : gguf_f32_to_bf16(f->f[i]);
 			memcpy(f->bytes + 2 * i, &h, 2);
 		}
 	} else {

@@ -21,11 +21,12 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include "tok.h"
+#include "mg_err.h"
+#include "mg_hash.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <pcre2.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,40 +161,21 @@ struct src {
 	size_t chat_template_len;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- hashing ---- */
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv(uint64_t h, const char *p, size_t n)
+/* The vocabulary and the merges come from the model file, which the user
+ * chooses: keyed SipHash (mg_hash), so a file cannot be built whose strings
+ * share one chain. Its output bits are all mixed; the low ones are the slot. */
+static uint32_t text_slot(const char *p, size_t n, uint32_t mask)
 {
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= FNV_PRIME;
-	}
-	return h;
+	return (uint32_t)mg_hash(p, n) & mask;
 }
 
-/* Final mix so that the low bits used as the slot index depend on all. */
-static uint32_t slot_of(uint64_t h, uint32_t mask)
+/* A merge (left, right): two keyed hashes, the right one remixed so that
+ * (a, b) and (b, a), or (a, a) and (b, b), do not meet by construction. */
+static uint32_t merge_slot(const char *l, size_t ln, const char *r, size_t rn, uint32_t mask)
 {
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 32;
-	return (uint32_t)h & mask;
+	return (uint32_t)(mg_hash(l, ln) ^ mg_mix64(mg_hash(r, rn))) & mask;
 }
 
 /* Table of at least 2n slots (load factor <= 1/2). */
@@ -214,7 +196,7 @@ static int table_new(uint32_t n, uint32_t **ret, uint32_t *ret_mask)
 
 static int32_t find_text(const tok_t *t, const char *p, size_t n)
 {
-	uint32_t i = slot_of(fnv(FNV_OFFSET, p, n), t->map_mask);
+	uint32_t i = text_slot(p, n, t->map_mask);
 	for (; t->map[i] != 0; i = (i + 1) & t->map_mask) {
 		uint32_t id = t->map[i] - 1;
 		if (t->text_len[id] == n && memcmp(t->text + t->text_off[id], p, n) == 0)
@@ -228,8 +210,7 @@ static int64_t find_merge(const tok_t *t, const char *l, size_t ln, const char *
 {
 	if (t->merge_map == NULL)
 		return -1;
-	uint64_t h = fnv(fnv(fnv(FNV_OFFSET, l, ln), " ", 1), r, rn);
-	for (uint32_t i = slot_of(h, t->merge_mask); t->merge_map[i] != 0;
+	for (uint32_t i = merge_slot(l, ln, r, rn, t->merge_mask); t->merge_map[i] != 0;
 	     i = (i + 1) & t->merge_mask) {
 		const struct merge *m = &t->merges[t->merge_map[i] - 1];
 		const char *s = t->merge_text + m->off;
@@ -384,9 +365,8 @@ static int build_tokens(tok_t *t, const struct src *s, char *err, size_t errlen)
 		total += s->tok_len[i] ? s->tok_len[i] + 1 : sizeof(empty);
 	}
 	if (total > UINT32_MAX) {
-		seterr(err, errlen, "tokenizer: token texts too large (%llu bytes)",
+		return mg_seterr(err, errlen, -E2BIG, "tokenizer: token texts too large (%llu bytes)",
 		       (unsigned long long)total);
-		return -E2BIG;
 	}
 	t->text = malloc(total ? total : 1);
 	t->text_off = malloc(n * sizeof(uint32_t));
@@ -417,7 +397,7 @@ static int build_tokens(tok_t *t, const struct src *s, char *err, size_t errlen)
 		t->type[i] = (ty >= TOK_TYPE_NORMAL && ty <= TOK_TYPE_BYTE) ? (uint8_t)ty
 			: TOK_TYPE_UNDEFINED;
 		/* a later token with the same text wins, as in llama.cpp */
-		uint32_t j = slot_of(fnv(FNV_OFFSET, t->text + t->text_off[i], len), t->map_mask);
+		uint32_t j = text_slot(t->text + t->text_off[i], len, t->map_mask);
 		for (; t->map[j] != 0; j = (j + 1) & t->map_mask) {
 			uint32_t id = t->map[j] - 1;
 			if (t->text_len[id] == len &&
@@ -435,9 +415,8 @@ static int build_merges(tok_t *t, const struct src *s, char *err, size_t errlen)
 	for (uint32_t i = 0; i < s->n_merges; i++)
 		total += s->merge_len[i];
 	if (total > UINT32_MAX) {
-		seterr(err, errlen, "tokenizer: merges too large (%llu bytes)",
+		return mg_seterr(err, errlen, -E2BIG, "tokenizer: merges too large (%llu bytes)",
 		       (unsigned long long)total);
-		return -E2BIG;
 	}
 	t->merge_text = malloc(total ? total : 1);
 	t->merges = malloc((s->n_merges ? s->n_merges : 1) * sizeof(struct merge));
@@ -456,8 +435,7 @@ static int build_merges(tok_t *t, const struct src *s, char *err, size_t errlen)
 		if (sp == NULL)
 			continue;	/* llama.cpp files it under ("", ""), never matched */
 		uint32_t ln = (uint32_t)(sp - m);
-		uint64_t h = fnv(FNV_OFFSET, m, len);
-		uint32_t j = slot_of(h, t->merge_mask);
+		uint32_t j = merge_slot(m, ln, sp + 1, len - ln - 1, t->merge_mask);
 		bool dup = false;
 		for (; t->merge_map[j] != 0; j = (j + 1) & t->merge_mask) {
 			const struct merge *o = &t->merges[t->merge_map[j] - 1];
@@ -622,9 +600,8 @@ static int build_regex(tok_t *t, char *err, size_t errlen)
 	if (t->re == NULL) {
 		PCRE2_UCHAR msg[160];
 		pcre2_get_error_message(ec, msg, sizeof(msg));
-		seterr(err, errlen, "tokenizer: pre-tokenizer '%s' regex does not compile at %zu: %s",
+		return mg_seterr(err, errlen, -EINVAL, "tokenizer: pre-tokenizer '%s' regex does not compile at %zu: %s",
 		       pre_types[t->pre].name, (size_t)eo, (const char *)msg);
-		return -EINVAL;
 	}
 	/* JIT is an optimisation only: without it pcre2_match interprets */
 	(void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);
@@ -636,8 +613,7 @@ static int build(const struct src *s, tok_t **ret, char *err, size_t errlen)
 	tok_t *t = NULL;
 	int rc;
 	if (s->n_tokens == 0 || s->n_tokens > INT32_MAX) {
-		seterr(err, errlen, "tokenizer: bad vocabulary size %u", s->n_tokens);
-		return -EINVAL;
+		return mg_seterr(err, errlen, -EINVAL, "tokenizer: bad vocabulary size %u", s->n_tokens);
 	}
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)
@@ -651,9 +627,8 @@ static int build(const struct src *s, tok_t **ret, char *err, size_t errlen)
 			if (strcmp(s->pre, pre_names[i].name) == 0)
 				break;
 		if (i == sizeof(pre_names) / sizeof(pre_names[0])) {
-			seterr(err, errlen, "tokenizer: pre-tokenizer '%s' (tokenizer.ggml.pre) is "
+			rc = mg_seterr(err, errlen, -ENOTSUP, "tokenizer: pre-tokenizer '%s' (tokenizer.ggml.pre) is "
 			       "not supported (gpt2, llama-bpe, qwen2 are)", s->pre);
-			rc = -ENOTSUP;
 			goto fail;
 		}
 		t->pre = pre_names[i].pre;
@@ -662,9 +637,8 @@ static int build(const struct src *s, tok_t **ret, char *err, size_t errlen)
 	static const char *const id_names[] = { "bos", "eos", "unknown", "padding", "eot", "eom" };
 	for (int i = 0; i < 6; i++)
 		if (ids[i] < -1 || ids[i] >= (int64_t)s->n_tokens) {
-			seterr(err, errlen, "tokenizer: %s token id %d outside the vocabulary of %u",
+			rc = mg_seterr(err, errlen, -EINVAL, "tokenizer: %s token id %d outside the vocabulary of %u",
 			       id_names[i], ids[i], s->n_tokens);
-			rc = -EINVAL;
 			goto fail;
 		}
 	t->bos = s->bos;
@@ -730,8 +704,8 @@ static int build(const struct src *s, tok_t **ret, char *err, size_t errlen)
 	return 0;
 fail:
 	if (rc == -ENOMEM)
-		seterr(err, errlen, "tokenizer: out of memory for a vocabulary of %u tokens",
-		       s->n_tokens);
+		mg_seterr(err, errlen, rc, "tokenizer: out of memory for a vocabulary of %u tokens",
+			  s->n_tokens);
 	tok_destroy(&t);
 	return rc;
 }
@@ -743,8 +717,7 @@ int tok_new(const tok_vocab_t *v, tok_t **ret, char *err, size_t errlen)
 	if (v == NULL || ret == NULL || v->tokens == NULL || v->n_tokens == 0 ||
 	    v->n_tokens > INT32_MAX || (v->n_merges > 0 && v->merges == NULL) ||
 	    (v->kind != TOK_KIND_SPM && v->kind != TOK_KIND_BPE)) {
-		seterr(err, errlen, "tokenizer: incomplete vocabulary (kind, tokens, merges)");
-		return -EINVAL;
+		return mg_seterr(err, errlen, -EINVAL, "tokenizer: incomplete vocabulary (kind, tokens, merges)");
 	}
 	s.kind = v->kind;
 	s.pre = v->pre;
@@ -771,9 +744,8 @@ int tok_new(const tok_vocab_t *v, tok_t **ret, char *err, size_t errlen)
 	for (uint32_t i = 0; i < v->n_tokens; i++) {
 		size_t len = v->tokens[i] ? strlen(v->tokens[i]) : 0;
 		if (v->tokens[i] == NULL || len > UINT32_MAX) {
-			seterr(err, errlen, "tokenizer: token %u is %s", i,
+			rc = mg_seterr(err, errlen, -EINVAL, "tokenizer: token %u is %s", i,
 			       v->tokens[i] ? "too long" : "NULL");
-			rc = -EINVAL;
 			goto fail;
 		}
 		s.tok[i] = v->tokens[i];
@@ -782,9 +754,8 @@ int tok_new(const tok_vocab_t *v, tok_t **ret, char *err, size_t errlen)
 	for (uint32_t i = 0; i < v->n_merges; i++) {
 		size_t len = v->merges[i] ? strlen(v->merges[i]) : 0;
 		if (v->merges[i] == NULL || len > UINT32_MAX) {
-			seterr(err, errlen, "tokenizer: merge %u is %s", i,
+			rc = mg_seterr(err, errlen, -EINVAL, "tokenizer: merge %u is %s", i,
 			       v->merges[i] ? "too long" : "NULL");
-			rc = -EINVAL;
 			goto fail;
 		}
 		s.merge[i] = v->merges[i];
@@ -794,7 +765,7 @@ int tok_new(const tok_vocab_t *v, tok_t **ret, char *err, size_t errlen)
 	goto out;
 fail:
 	if (rc == -ENOMEM)
-		seterr(err, errlen, "tokenizer: out of memory");
+		mg_seterr(err, errlen, rc, "tokenizer: out of memory");
 out:
 	free(s.tok);
 	free(s.tok_len);
@@ -817,8 +788,7 @@ static int gguf_strings(const gguf_t *g, const char *key, const char ***ret_p, u
 	if (rc == -ENOENT)
 		return rc;
 	if (rc < 0 || ty != GGUF_VTYPE_STRING || n > INT32_MAX) {
-		seterr(err, errlen, "GGUF key %s: expected an array of at most 2^31 strings", key);
-		return -EBADMSG;
+		return mg_seterr(err, errlen, -EBADMSG, "GGUF key %s: expected an array of at most 2^31 strings", key);
 	}
 	const char **p = malloc((n ? n : 1) * sizeof(char *));
 	uint32_t *len = malloc((n ? n : 1) * sizeof(uint32_t));
@@ -831,11 +801,10 @@ static int gguf_strings(const gguf_t *g, const char *key, const char ***ret_p, u
 		gguf_str_t s;
 		rc = gguf_get_arr_str(g, key, i, &s);
 		if (rc < 0 || s.len > UINT32_MAX) {
-			seterr(err, errlen, "GGUF key %s: element %llu unreadable", key,
-			       (unsigned long long)i);
 			free(p);
 			free(len);
-			return -EBADMSG;
+			return mg_seterr(err, errlen, -EBADMSG, "GGUF key %s: element %llu unreadable", key,
+					 (unsigned long long)i);
 		}
 		p[i] = s.data;
 		len[i] = (uint32_t)s.len;
@@ -859,10 +828,9 @@ static int gguf_numbers(const gguf_t *g, const char *key, enum gguf_vtype want, 
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0 || ty != want || cnt != n) {
-		seterr(err, errlen, "GGUF key %s: expected an array of %u %s, found %llu %s", key, n,
+		return mg_seterr(err, errlen, -EBADMSG, "GGUF key %s: expected an array of %u %s, found %llu %s", key, n,
 		       gguf_vtype_name(want), rc < 0 ? 0ULL : (unsigned long long)cnt,
 		       rc < 0 ? "(unreadable)" : gguf_vtype_name(ty));
-		return -EBADMSG;
 	}
 	void *p = malloc((size_t)n * 4 + 1);	/* both types are 4 bytes */
 	if (p == NULL)
@@ -884,8 +852,7 @@ static int gguf_token_id(const gguf_t *g, const char *key, uint32_t n, int32_t *
 		int32_t sv;
 		if (gguf_get_i32(g, key, &sv) == 0 && sv < 0)
 			return 0;	/* -1 stored signed: none */
-		seterr(err, errlen, "GGUF key %s: expected an unsigned integer token id", key);
-		return -EBADMSG;
+		return mg_seterr(err, errlen, -EBADMSG, "GGUF key %s: expected an unsigned integer token id", key);
 	}
 	if (v < n)
 		*id = (int32_t)v;
@@ -899,8 +866,7 @@ static int gguf_flag(const gguf_t *g, const char *key, int *flag, char *err, siz
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0) {
-		seterr(err, errlen, "GGUF key %s: expected a bool", key);
-		return -EBADMSG;
+		return mg_seterr(err, errlen, -EBADMSG, "GGUF key %s: expected a bool", key);
 	}
 	*flag = b;
 	return 0;
@@ -918,9 +884,8 @@ int tok_new_from_gguf(const gguf_t *g, tok_t **ret, char *err, size_t errlen)
 	s.add_bos = s.add_eos = s.add_space_prefix = -1;
 	rc = gguf_get_str(g, "tokenizer.ggml.model", &str);
 	if (rc < 0) {
-		seterr(err, errlen, "GGUF key tokenizer.ggml.model: %s",
+		return mg_seterr(err, errlen, -EBADMSG, "GGUF key tokenizer.ggml.model: %s",
 		       rc == -ENOENT ? "missing (the file has no tokenizer)" : "not a string");
-		return -EBADMSG;
 	}
 	model = strndup(str.data, str.len);
 	if (model == NULL)
@@ -930,9 +895,8 @@ int tok_new_from_gguf(const gguf_t *g, tok_t **ret, char *err, size_t errlen)
 	} else if (strcmp(model, "gpt2") == 0) {
 		s.kind = TOK_KIND_BPE;
 	} else {
-		seterr(err, errlen, "GGUF key tokenizer.ggml.model: '%s' is not supported "
+		rc = mg_seterr(err, errlen, -ENOTSUP, "GGUF key tokenizer.ggml.model: '%s' is not supported "
 		       "(llama, gpt2 are)", model);
-		rc = -ENOTSUP;
 		goto out;
 	}
 	rc = gguf_get_str(g, "tokenizer.ggml.pre", &str);
@@ -944,14 +908,12 @@ int tok_new_from_gguf(const gguf_t *g, tok_t **ret, char *err, size_t errlen)
 		}
 		s.pre = pre;
 	} else if (rc != -ENOENT) {
-		seterr(err, errlen, "GGUF key tokenizer.ggml.pre: not a string");
-		rc = -EBADMSG;
+		rc = mg_seterr(err, errlen, -EBADMSG, "GGUF key tokenizer.ggml.pre: not a string");
 		goto out;
 	}
 	rc = gguf_strings(g, "tokenizer.ggml.tokens", &s.tok, &s.tok_len, &s.n_tokens, err, errlen);
 	if (rc == -ENOENT || (rc == 0 && s.n_tokens == 0)) {
-		seterr(err, errlen, "GGUF key tokenizer.ggml.tokens: missing or empty");
-		rc = -EBADMSG;
+		rc = mg_seterr(err, errlen, -EBADMSG, "GGUF key tokenizer.ggml.tokens: missing or empty");
 	}
 	if (rc < 0)
 		goto out;
@@ -969,9 +931,8 @@ int tok_new_from_gguf(const gguf_t *g, tok_t **ret, char *err, size_t errlen)
 		rc = gguf_strings(g, "tokenizer.ggml.merges", &s.merge, &s.merge_len, &s.n_merges,
 				  err, errlen);
 		if (rc == -ENOENT) {
-			seterr(err, errlen, "GGUF key tokenizer.ggml.merges: missing (a gpt2 "
+			rc = mg_seterr(err, errlen, -EBADMSG, "GGUF key tokenizer.ggml.merges: missing (a gpt2 "
 			       "tokenizer needs its merges)");
-			rc = -EBADMSG;
 		}
 		if (rc < 0)
 			goto out;
@@ -1002,14 +963,13 @@ int tok_new_from_gguf(const gguf_t *g, tok_t **ret, char *err, size_t errlen)
 		s.chat_template = str.data;
 		s.chat_template_len = str.len;
 	} else if (rc != -ENOENT) {
-		seterr(err, errlen, "GGUF key tokenizer.chat_template: not a string");
-		rc = -EBADMSG;
+		rc = mg_seterr(err, errlen, -EBADMSG, "GGUF key tokenizer.chat_template: not a string");
 		goto out;
 	}
 	rc = build(&s, ret, err, errlen);
 out:
 	if (rc == -ENOMEM)
-		seterr(err, errlen, "tokenizer: out of memory reading the GGUF vocabulary");
+		mg_seterr(err, errlen, rc, "tokenizer: out of memory reading the GGUF vocabulary");
 	free(model);
 	free(pre);
 	free(scores);

@@ -110,6 +110,19 @@ static void test_output_line(void)
 	free(other);
 }
 
+/* Ids derived from (batch, line) are shown to users and must not change
+ * between versions: values computed before the hash moved to lib/. */
+static void test_line_id_golden(void)
+{
+	char id[64];
+	batchfmt_line_id("batch_1", 1, "batch_req_", id, sizeof(id));
+	CU_ASSERT_STRING_EQUAL(id, "batch_req_9ff7265b6d1502f424706236");
+	batchfmt_line_id("batch_abc", 123456789, "file-", id, sizeof(id));
+	CU_ASSERT_STRING_EQUAL(id, "file-41751a6b4e52c8a81bec8199");
+	batchfmt_line_id("batch_1", -1, "file-", id, sizeof(id));
+	CU_ASSERT_STRING_EQUAL(id, "file-d04ce7a3b970b4adea5eb14e");
+}
+
 static void test_error_lines(void)
 {
 	char *line = NULL;
@@ -581,6 +594,7 @@ static void test_is_json_object(void)
 const cu_test_t batchfmt_tests[] = {
 	{ "completion bodies: text and chat, usage, finish_reason", test_completion_bodies },
 	{ "output line: response 200 with the body, stable ids", test_output_line },
+	{ "line ids: golden values", test_line_id_golden },
 	{ "error lines: invalid (400 + line), failed, cancelled, expired", test_error_lines },
 	{ "Batch object: timestamps, counts, errors, usage", test_batch_object },
 	{ "File object and list pages", test_file_and_list },

@@ -299,7 +299,7 @@ static void run_batch(fx_t *f, const char *name, const char *model, const char *
 	result_busy(f, ident, a->assign, busy, failed);
 	journal_job_t jj;
 	fx_job(f, name, &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 }
 
 static sqlite3 *open_journal_db(const fx_t *f)
@@ -815,7 +815,7 @@ static void test_through_sched(void)
 	}
 	journal_job_t jj;
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 	sqlite3 *db = NULL;
 	char path[700];
 	snprintf(path, sizeof(path), "%s/margin.db", f.dir);

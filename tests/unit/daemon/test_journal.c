@@ -54,7 +54,7 @@ static int64_t make_job(journal_t *j, const char *name, int n)
 	snprintf(job.name, sizeof(job.name), "%s", name);
 	snprintf(job.endpoint, sizeof(job.endpoint), "/v1/completions");
 	snprintf(job.model, sizeof(job.model), "m");
-	snprintf(job.state, sizeof(job.state), "in_progress");
+	job.state = MG_JOB_IN_PROGRESS;
 	job.next_line = 1;
 	job.created_at = 1;
 	CU_ASSERT_EQUAL_FATAL(journal_begin_durable(j), 0);
@@ -463,7 +463,7 @@ static void test_retire_vacuum(void)
 		journal_job_t job;
 		CU_ASSERT_EQUAL_FATAL(journal_job_find(j, names[k], &job), 0);
 		if (k != 2) {
-			snprintf(job.state, sizeof(job.state), "%s", k == 3 ? "failed" : "cancelled");
+			job.state = k == 3 ? MG_JOB_FAILED : MG_JOB_CANCELLED;
 			job.cancelled_at = k == 1 ? 2000 : 1000;
 			job.failed_at = k == 3 ? 1000 : 0;
 		}
@@ -513,7 +513,7 @@ static void test_retire_vacuum(void)
 	sqlite3_close(db);
 	journal_job_t job;
 	CU_ASSERT_EQUAL(journal_job_find(j, "old", &job), 0);
-	CU_ASSERT_STRING_EQUAL(job.state, "cancelled");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(job.state), "cancelled");
 	CU_ASSERT_EQUAL(job.n_total, 2);
 	CU_ASSERT_EQUAL(job.n_done, 1);
 	/* Once retired, a job is not offered again; the held one is. */

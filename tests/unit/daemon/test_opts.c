@@ -1,6 +1,7 @@
 /* opts: the config file, flags over it, and the refusals. */
 #include "fixture.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
 #include "opts.h"
 #include "tests.h"
 
@@ -122,7 +123,12 @@ static void test_curve_credentials(void)
 	opts_t o;
 	CU_ASSERT_EQUAL_FATAL(parse(&o, err, sizeof(err), 9, argv), 0);
 	CU_ASSERT_TRUE(o.curve);
-	CU_ASSERT_STRING_EQUAL(o.curve_secret, key);
+	/* the relative name is found in the credentials when the key is read
+	 * (mg_curve_key_load): the empty file there is the one refused */
+	char z85[41];
+	CU_ASSERT_EQUAL(mg_curve_key_load(o.curve_secret, z85, NULL, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_EQUAL(strncmp(err, key, strlen(key)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no CURVE key"));
 	CU_ASSERT_STRING_EQUAL(o.curve_allow, "/k");
 	opts_done(&o);
 	unsetenv("CREDENTIALS_DIRECTORY");

@@ -42,7 +42,7 @@ static void make_batch(journal_t *j, const char *dir, const char *name, int64_t 
 	memset(&job, 0, sizeof(job));
 	snprintf(job.name, sizeof(job.name), "%s", name);
 	snprintf(job.endpoint, sizeof(job.endpoint), "/v1/completions");
-	snprintf(job.state, sizeof(job.state), "%s", ended ? "completed" : "in_progress");
+	job.state = ended ? MG_JOB_COMPLETED : MG_JOB_IN_PROGRESS;
 	snprintf(job.input_path, sizeof(job.input_path), "%s/batches/%s.input.jsonl", dir, name);
 	job.next_line = 1;
 	job.created_at = 1;
@@ -115,7 +115,7 @@ static void test_sweep(void)
 	CU_ASSERT_EQUAL(rows(dir, "old"), 0);
 	journal_job_t job;
 	CU_ASSERT_EQUAL(journal_job_find(j, "old", &job), 0);
-	CU_ASSERT_STRING_EQUAL(job.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(job.state), "completed");
 	const char *kept[] = { "unwritten", "recent", "running" };
 	for (int i = 0; i < 3; i++) {
 		char name[120];

@@ -260,7 +260,7 @@ static void test_liveness_expiry(void)
 	CU_ASSERT_EQUAL(count_state(&f, "j", "done"), 10);
 	journal_job_t jj;
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 10);
 	fx_close(&f);
 }
@@ -319,7 +319,7 @@ static void test_poison_request(void)
 	journal_job_t jj;
 	for (;;) {
 		fx_job(&f, "j", &jj);
-		if (strcmp(jj.state, "completed") == 0 || ++rounds > 100)
+		if (jj.state == MG_JOB_COMPLETED || ++rounds > 100)
 			break;
 		fx_credit(&f, "w", 16);
 		sched_dispatch(f.s, f.now);
@@ -338,7 +338,7 @@ static void test_poison_request(void)
 			}
 		}
 	}
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 	CU_ASSERT_EQUAL(jj.n_done, 7);
 	CU_ASSERT_EQUAL(jj.n_failed, 1);
 	CU_ASSERT_EQUAL(poison_dispatches, 3);
@@ -378,7 +378,7 @@ static void test_bye_is_not_a_failure(void)
 	fx_result(&f, "last", last->assign);
 	journal_job_t jj;
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 	CU_ASSERT_EQUAL(jj.n_done, 4);
 	fx_close(&f);
 }
@@ -454,7 +454,7 @@ static void test_result_atomic(void)
 	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 10);
 	fx_job(&f, "j", &jj);
 	CU_ASSERT_EQUAL(jj.n_done, 10);
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 	CU_ASSERT_EQUAL(jj.usage.calls, 10);
 	CU_ASSERT_EQUAL(jj.usage.prompt_tokens, 30);
 	CU_ASSERT_EQUAL(jj.usage.cost_marginal_micros, 10 * 1000);
@@ -496,7 +496,7 @@ static void test_recovery(void)
 	fx_reopen(&f);		/* kill -9 and restart */
 	journal_job_t jj;
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "in_progress");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "in_progress");
 	CU_ASSERT_EQUAL(jj.n_done, 20);
 	fx_hello(&f, "w2", "m", 2);
 	fx_credit(&f, "w2", 100);
@@ -522,7 +522,7 @@ static void test_recovery(void)
 	mg_wire_free(&stale);
 	free(stale_buf);
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 	CU_ASSERT_EQUAL(jj.n_done, 100);
 	CU_ASSERT_EQUAL(count_text_ok(&f, "j"), 100);
 	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 100);
@@ -543,14 +543,14 @@ static void test_cancel(void)
 	CU_ASSERT_EQUAL(fx_count(&f, "w1", MARGIN__V1__MSG__BODY_CANCEL), 1);
 	journal_job_t jj;
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "cancelling");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "cancelling");
 	fx_credit(&f, "w1", 10);
 	CU_ASSERT_EQUAL(sched_dispatch(f.s, f.now), 0);
 	const mg_msg_t *m;
 	while ((m = fx_next(&f, ASSIGN, NULL)) != NULL)
 		fx_result(&f, "w1", m->assign);
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "cancelled");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "cancelled");
 	CU_ASSERT_EQUAL(jj.n_done, 20);
 	CU_ASSERT_EQUAL(jj.n_cancelled, 80);
 	CU_ASSERT_EQUAL(sched_cancel(f.s, "j", f.now), -EALREADY);
@@ -578,7 +578,7 @@ static void test_cancel_grace(void)
 	}
 	journal_job_t jj;
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "cancelled");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "cancelled");
 	CU_ASSERT_EQUAL(jj.n_cancelled, 30);
 	fx_close(&f);
 }
@@ -706,7 +706,7 @@ static void test_ingest_file(void)
 	CU_ASSERT(steps >= 10);	/* in chunks of 100 lines */
 	journal_job_t jj;
 	fx_job(&f, "fj", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "in_progress");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "in_progress");
 	CU_ASSERT_EQUAL(jj.n_total, 1050);
 	CU_ASSERT_STRING_EQUAL(jj.endpoint, "/v1/completions");
 	CU_ASSERT_EQUAL(jj.max_line, 1052);	/* physical line numbers */
@@ -723,7 +723,7 @@ static void test_ingest_file(void)
 	while (sched_ingest(f.s, f.now) > 0)
 		;
 	fx_job(&f, "bad", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "failed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "failed");
 	CU_ASSERT_EQUAL(jj.n_total, 0);
 	char *meta = NULL, *errs = NULL;
 	CU_ASSERT_EQUAL(journal_job_texts(f.j, jj.id, &meta, &errs), 0);
@@ -741,7 +741,7 @@ static void test_ingest_file(void)
 	while (sched_ingest(f.s, f.now) > 0)
 		;
 	fx_job(&f, "csv", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "failed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "failed");
 	CU_ASSERT_EQUAL(journal_job_texts(f.j, jj.id, &meta, &errs), 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(errs);
 	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "\"line\":1"));
@@ -818,7 +818,7 @@ static void test_ingest_fds(void)
 	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
 	journal_job_t first;
 	fx_job(&f, "q0", &first);
-	CU_ASSERT_STRING_EQUAL(first.state, "validating");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(first.state), "validating");
 	/* Half-way through the first file, a restart: it starts over, the
 	 * others wait their turn, still without descriptors. */
 	CU_ASSERT_EQUAL(sched_ingest(f.s, f.now), 1);
@@ -836,7 +836,7 @@ static void test_ingest_fds(void)
 		journal_job_t jj;
 		snprintf(jn, sizeof(jn), "q%d", i);
 		fx_job(&f, jn, &jj);
-		CU_ASSERT_STRING_EQUAL(jj.state, "in_progress");
+		CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "in_progress");
 		CU_ASSERT_EQUAL(jj.n_total, 3);
 	}
 	/* A file that is gone when its turn comes fails that batch, saying
@@ -849,7 +849,7 @@ static void test_ingest_fds(void)
 		;
 	journal_job_t jj;
 	fx_job(&f, "gone", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "failed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "failed");
 	char *meta = NULL, *errs = NULL;
 	CU_ASSERT_EQUAL(journal_job_texts(f.j, jj.id, &meta, &errs), 0);
 	CU_ASSERT_PTR_NOT_NULL(errs != NULL ? strstr(errs, "cannot open the batch's input file: No such file") : NULL);
@@ -935,7 +935,7 @@ static void test_group_commit(void)
 	CU_ASSERT_EQUAL(again->assign->attempt, 2);
 	fx_result(&f, "w1", again->assign);
 	fx_job(&f, "j", &jj);
-	CU_ASSERT_STRING_EQUAL(jj.state, "completed");
+	CU_ASSERT_STRING_EQUAL(mg_job_state_name(jj.state), "completed");
 	CU_ASSERT_EQUAL(count_text_ok(&f, "j"), 50);
 	CU_ASSERT_EQUAL(journal_ledger_count(f.j, "j"), 50);
 	fx_close(&f);

@@ -1,4 +1,5 @@
-/* mg_hash: keyed, so strings built to collide under FNV do not collide. */
+/* mg_hash: keyed, so strings built to collide under FNV do not collide; the
+ * stable hashes give their published values. */
 #include "tests.h"
 #include "mg_hash.h"
 
@@ -96,7 +97,28 @@ static void test_keys(void)
 	CU_ASSERT_NOT_EQUAL(mg_hash("", 0), mg_hash("a", 1));
 }
 
+/* The stable hashes against their published vectors: FNV-1a 64 from the FNV
+ * reference (Noll's test suite), splitmix64 from Vigna's splitmix64.c with
+ * seed 0. These values derive seeds and ids users see: they never change. */
+static void test_stable(void)
+{
+	CU_ASSERT_EQUAL(mg_fnv1a64(MG_FNV1A64_OFFSET, "", 0), 0xcbf29ce484222325ULL);
+	CU_ASSERT_EQUAL(mg_fnv1a64(MG_FNV1A64_OFFSET, "a", 1), 0xaf63dc4c8601ec8cULL);
+	CU_ASSERT_EQUAL(mg_fnv1a64(MG_FNV1A64_OFFSET, "foobar", 6), 0x85944171f73967e8ULL);
+	/* Pieces chain as their concatenation. */
+	CU_ASSERT_EQUAL(mg_fnv1a64(mg_fnv1a64(MG_FNV1A64_OFFSET, "foo", 3), "bar", 3),
+			0x85944171f73967e8ULL);
+	uint64_t x = 0;
+	CU_ASSERT_EQUAL(mg_splitmix64(&x), 0xe220a8397b1dcdafULL);
+	CU_ASSERT_EQUAL(mg_splitmix64(&x), 0x6e789e6aa1b965f4ULL);
+	CU_ASSERT_EQUAL(mg_splitmix64(&x), 0x06c45d188009454fULL);
+	CU_ASSERT_EQUAL(x, 3 * MG_SPLITMIX64_GAMMA);
+	CU_ASSERT_EQUAL(mg_mix64(0), 0);
+	CU_ASSERT_EQUAL(mg_mix64(1), 0x5692161d100b05e5ULL);
+}
+
 const cu_test_t hash_tests[] = {
+	{ "stable: FNV-1a 64 and splitmix64 reference vectors", test_stable },
 	{ "keyed: two keys, two values; the reference vector", test_keys },
 	{ "FNV-colliding custom_ids do not collide", test_fnv_collisions },
 	{ NULL, NULL },

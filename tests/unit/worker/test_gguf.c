@@ -2,6 +2,7 @@
  * shared/models/README.md; the writer round-trips every value and tensor
  * type; hostile files built from a valid one are errors, never crashes. */
 #include "cmds.h"
+#include "mg_f16.h"
 #include "cu_main.h"
 #include "gguf.h"
 #include "model.h"
@@ -275,58 +276,6 @@ static void test_open_errors(void)
 
 /* ---- half precision ---- */
 
-static void test_f16(void)
-{
-	/* exact round trip of every non-NaN half */
-	for (uint32_t h = 0; h < 0x10000; h++) {
-		float f = gguf_f16_to_f32((uint16_t)h);
-		if (isnan(f)) {
-			CU_ASSERT((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0);
-			CU_ASSERT(isnan(gguf_f16_to_f32(gguf_f32_to_f16(f))));
-			continue;
-		}
-		if (gguf_f32_to_f16(f) != h) {
-			CU_FAIL("f16 round trip");
-			fprintf(stderr, "h=0x%04x f=%g back=0x%04x\n", h, f, gguf_f32_to_f16(f));
-			break;
-		}
-	}
-	CU_ASSERT_EQUAL(gguf_f16_to_f32(0x0001), 0x1p-24f);	/* smallest subnormal */
-	CU_ASSERT_EQUAL(gguf_f16_to_f32(0x03ff), 1023 * 0x1p-24f);
-	CU_ASSERT_EQUAL(gguf_f16_to_f32(0x0400), 0x1p-14f);
-	CU_ASSERT_EQUAL(gguf_f16_to_f32(0x3c00), 1.0f);
-	CU_ASSERT_EQUAL(gguf_f16_to_f32(0xc000), -2.0f);
-	CU_ASSERT_EQUAL(gguf_f16_to_f32(0x7bff), 65504.0f);
-	CU_ASSERT(isinf(gguf_f16_to_f32(0x7c00)) && gguf_f16_to_f32(0x7c00) > 0);
-	CU_ASSERT(isinf(gguf_f16_to_f32(0xfc00)) && gguf_f16_to_f32(0xfc00) < 0);
-	CU_ASSERT(signbit(gguf_f16_to_f32(0x8000)) && gguf_f16_to_f32(0x8000) == 0.0f);
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(-0.0f), 0x8000);
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(INFINITY), 0x7c00);
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(-INFINITY), 0xfc00);
-	CU_ASSERT(isnan(gguf_f16_to_f32(gguf_f32_to_f16(NAN))));
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(65519.0f), 0x7bff);
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(65520.0f), 0x7c00);	/* overflow rounds to inf */
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(1e30f), 0x7c00);
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(0x1p-25f), 0x0000);	/* tie to even (0) */
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(nextafterf(0x1p-25f, 1.0f)), 0x0001);
-	CU_ASSERT_EQUAL(gguf_f32_to_f16(1e-10f), 0x0000);
-
-	/* rounding: every midpoint between adjacent finite halves goes to the
-	 * even one, and a hair either side goes to the nearer one */
-	for (uint32_t h = 0; h < 0x7bff; h++) {
-		float lo = gguf_f16_to_f32((uint16_t)h), hi = gguf_f16_to_f32((uint16_t)(h + 1));
-		float mid = (float)(((double)lo + (double)hi) / 2);
-		uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
-		if (gguf_f32_to_f16(mid) != even || gguf_f32_to_f16(nextafterf(mid, 0.0f)) != h ||
-		    gguf_f32_to_f16(nextafterf(mid, INFINITY)) != h + 1 ||
-		    gguf_f32_to_f16(-mid) != (even | 0x8000)) {
-			CU_FAIL("f16 rounding");
-			fprintf(stderr, "h=0x%04x mid=%a -> 0x%04x\n", h, mid, gguf_f32_to_f16(mid));
-			break;
-		}
-	}
-}
-
 static void test_bf16(void)
 {
 	for (uint32_t h = 0; h < 0x10000; h++) {
@@ -415,7 +364,7 @@ static void test_writer_roundtrip(void)
 	uint16_t f16d[8];
 	float f16v[8] = { 1.0f, -0.5f, 65504.0f, 0x1p-24f, -0.0f, 0.333251953125f, 2048.0f, -1.0f };
 	for (int i = 0; i < 8; i++)
-		f16d[i] = gguf_f32_to_f16(f16v[i]);
+		f16d[i] = mg_f32_to_f16(f16v[i]);
 	uint64_t ne_f16[1] = { 8 };
 	uint16_t bf16d[8];
 	float bf16v[8] = { 1.0f, -2.0f, 3.140625f, 1e30f, -1e-30f, 0.0f, 256.0f, -0.0078125f };
@@ -425,7 +374,7 @@ static void test_writer_roundtrip(void)
 	/* Q8_0: 64 x 2 = 4 blocks; block b has scale 2^-b and q = j - 16 - b */
 	uint8_t q8[4 * GGUF_Q8_0_BYTES];
 	for (int b = 0; b < 4; b++) {
-		uint16_t d = gguf_f32_to_f16(ldexpf(1.0f, -b));
+		uint16_t d = mg_f32_to_f16(ldexpf(1.0f, -b));
 		memcpy(q8 + b * GGUF_Q8_0_BYTES, &d, 2);
 		for (int j = 0; j < 32; j++)
 			q8[b * GGUF_Q8_0_BYTES + 2 + j] = (uint8_t)(int8_t)(j - 16 - b);
@@ -791,7 +740,7 @@ static bld_t build(const knobs_t *k)
 	float a[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 	put(&m, a, sizeof(a));
 	uint8_t q[34];
-	uint16_t d = gguf_f32_to_f16(0.25f);
+	uint16_t d = mg_f32_to_f16(0.25f);
 	memcpy(q, &d, 2);
 	for (int j = 0; j < 32; j++)
 		q[2 + j] = (uint8_t)(j - 10);
@@ -1329,7 +1278,6 @@ const cu_test_t gguf_tests[] = {
 	{ "stories260k_matches_bin", test_stories260k_matches_bin },
 	{ "vocab_files", test_vocab_files },
 	{ "open_errors", test_open_errors },
-	{ "f16", test_f16 },
 	{ "bf16", test_bf16 },
 	{ "writer_roundtrip", test_writer_roundtrip },
 	{ "writer_alignment_and_q4k", test_writer_alignment_and_q4k },

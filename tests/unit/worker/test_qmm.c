@@ -19,6 +19,7 @@
  *   the same data the other order gives other bits (so a kernel that
  *   summed its lanes differently would fail here). */
 #include "cu_main.h"
+#include "mg_f16.h"
 
 #include "gguf.h"
 #include "ops.h"
@@ -336,7 +337,7 @@ static void test_dot_close_to_f64(void)
 						sum += ab->qs[i];
 					double e = fabs(ab->s) * 0x1p-11 + 0x1p-25 +
 						   abs(sum) * (ab->d * 0x1p-11 + 0x1p-25);
-					tol += fabs((double)gguf_f16_to_f32(h)) * e;
+					tol += fabs((double)mg_f16_to_f32(h)) * e;
 				}
 				if (!(fabs(got - d) <= tol))
 					fprintf(stderr, "\n%s K=%d row %d kind %d: %.9g vs f64 %.9g (tol %.3g)\n",
@@ -594,12 +595,12 @@ static void test_matmul_many_rows(void)
 
 static uint16_t f16_bits(float f)
 {
-	return gguf_f32_to_f16(f);
+	return mg_f32_to_f16(f);
 }
 
 static float f16r(float f)
 {
-	return gguf_f16_to_f32(f16_bits(f));
+	return mg_f16_to_f32(f16_bits(f));
 }
 
 /* qmm.h's definitions, written again. */
@@ -739,7 +740,7 @@ static float my_dot(uint32_t type, const uint8_t *row, const t_a8_0_t *a, int K,
 				 : (i < 16 ? (blk[2 + i] & 0xf) : (blk[2 + i - 16] >> 4)) - 8;
 			lane[(i % 32) / 4] += wq * a[b].qs[i];
 		}
-		float dd = gguf_f16_to_f32(h) * a[b].d;
+		float dd = mg_f16_to_f32(h) * a[b].d;
 		if (lanes) {
 			for (int k = 0; k < 8; k++)
 				acc[k] = fmaf(dd, (float)lane[k], acc[k]);

@@ -4,6 +4,7 @@
  * cross-checked against ggml's C code), and the block tables agree with the
  * GGUF type table. */
 #include "cu_main.h"
+#include "mg_f16.h"
 
 #include "gguf.h"
 #include "ops.h"
@@ -302,7 +303,7 @@ static void test_quantize_q8_matches_ops(void)
 		for (int i = 0; i < 32; i++)
 			x[i] = (float)(a * gauss());
 		if (r % 5 == 0) {	/* exact halves of the step: ties */
-			float d = gguf_f16_to_f32(gguf_f32_to_f16(1.0f / 127));
+			float d = mg_f16_to_f32(mg_f32_to_f16(1.0f / 127));
 			for (int i = 0; i < 32; i++)
 				x[i] = (float)((int)(urand() * 250) - 125) * 0.5f * d;
 			x[7] = 1.0f;

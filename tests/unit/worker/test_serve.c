@@ -6,6 +6,7 @@
 #include "cu_main.h"
 #include "engine.h"
 #include "mg_clock.h"
+#include "mg_curve.h"
 #include "mg_wire.h"
 #include "model.h"
 #include "serve.h"
@@ -789,19 +790,19 @@ static void test_curve(void)
 	fclose(f);
 
 	char k[41], err[256];
-	CU_ASSERT_EQUAL(serve_read_key(cpath, k, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(mg_curve_key_load(cpath, k, NULL, err, sizeof(err)), 0);
 	CU_ASSERT_STRING_EQUAL(k, srv_pub);
-	CU_ASSERT_EQUAL(serve_read_key(bad, k, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_EQUAL(mg_curve_key_load(bad, k, NULL, err, sizeof(err)), -EBADMSG);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad.key:2"));
-	CU_ASSERT_EQUAL(serve_read_key("/nonexistent/x.key", k, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_EQUAL(mg_curve_key_load("/nonexistent/x.key", k, NULL, err, sizeof(err)), -ENOENT);
 
 	faked_t d;
 	faked_open(&d, srv_sec);
 	serve_opts_t o;
 	base_opts(&o, &d);
 	o.curve = true;
-	CU_ASSERT_EQUAL_FATAL(serve_read_key(kpath, o.curve_secret, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL_FATAL(serve_read_key(ppath, o.curve_server, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(mg_curve_key_load(kpath, o.curve_secret, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(mg_curve_key_load(ppath, o.curve_server, NULL, err, sizeof(err)), 0);
 	serve_t *s = start(&o);
 	rx_t h;
 	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_HELLO, GUARD_MS, &h), 0);

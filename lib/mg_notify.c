@@ -1,5 +1,5 @@
-/* notify: see notify.h. */
-#include "notify.h"
+/* mg_notify: see mg_notify.h. */
+#include "mg_notify.h"
 #include "margin_config.h"
 
 #include <errno.h>
@@ -15,12 +15,12 @@
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 
-int notify_send(const char *state)
+int mg_notify_send(const char *state)
 {
 	return sd_notify(0, state);
 }
 
-int64_t notify_watchdog_ns(void)
+int64_t mg_notify_watchdog_ns(void)
 {
 	uint64_t usec = 0;
 	return sd_watchdog_enabled(0, &usec) > 0 ? (int64_t)usec * 1000 : 0;
@@ -30,7 +30,7 @@ int64_t notify_watchdog_ns(void)
 
 /* The protocol: one datagram to the AF_UNIX socket named by $NOTIFY_SOCKET
  * ('@' = abstract namespace). */
-int notify_send(const char *state)
+int mg_notify_send(const char *state)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
 	if (path == NULL || *path == '\0')
@@ -52,7 +52,7 @@ int notify_send(const char *state)
 	return r;
 }
 
-int64_t notify_watchdog_ns(void)
+int64_t mg_notify_watchdog_ns(void)
 {
 	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
 	if (usec == NULL)
@@ -65,13 +65,12 @@ int64_t notify_watchdog_ns(void)
 
 #endif
 
-int notify_status(const char *fmt, ...)
+int mg_notify_sendf(const char *fmt, ...)
 {
 	char buf[512];
-	int n = snprintf(buf, sizeof(buf), "STATUS=");
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	return notify_send(buf);
+	return mg_notify_send(buf);
 }
