@@ -6,6 +6,7 @@ static const cu_suite_t suites[] = {
 	{ "config", config_tests, NULL, NULL },
 	{ "clock", clock_tests, NULL, NULL },
 	{ "hash", hash_tests, NULL, NULL },
+	{ "settings", settings_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -1,5 +1,5 @@
 #ifndef TEST_LIB_H
 #define TEST_LIB_H
 #include "cu_main.h"
-extern const cu_test_t wire_tests[], log_tests[], config_tests[], clock_tests[], hash_tests[];
+extern const cu_test_t wire_tests[], log_tests[], config_tests[], clock_tests[], hash_tests[], settings_tests[];
 #endif
