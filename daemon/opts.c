@@ -51,6 +51,8 @@ static const mg_setting_t settings[] = {
 	  .help = "accounting window: its idle time is shared by the calls in it\n"
 		  "(default hour, aligned to UTC)" },
 	{ .section = "meter", .key = "hardware_dir", .help = "directory of hardware profiles" },
+	{ .section = "meter", .key = "prices_dir", .help = "where bare --prices names are found" },
+	{ .section = "meter", .key = "prices_date", .help = "the snapshot date recorded for a LiteLLM .json table" },
 	{ .section = "meter", .key = "refs", .help = "reference models of cost reports (chat prices), A,B" },
 	{ .section = "meter", .key = "embed_refs",
 	  .help = "the embedding prices /v1/embeddings calls are compared with, A,B" },
