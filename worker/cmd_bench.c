@@ -49,6 +49,7 @@
  *
  * --calibrate-only: the machine's ceilings alone (no model). */
 #include "cmds.h"
+#include "mg_settings.h"
 
 #include "calib.h"
 #include "engine.h"
@@ -146,15 +147,14 @@ static void usage(FILE *f)
 		"  --help            this text\n");
 }
 
+/* mg_settings_parse_int into an int field. */
 static int parse_int(const char *s, int lo, int hi, int *ret)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-		return -EINVAL;
-	*ret = (int)v;
-	return 0;
+	int64_t v;
+	int r = mg_settings_parse_int(s, lo, hi, &v);
+	if (r == 0)
+		*ret = (int)v;
+	return r;
 }
 
 static int parse_batches(const char *s, bench_args_t *a)

@@ -11,6 +11,7 @@
  * {"index":I,"error":{"code":..,"message":..}}). Exit 1 when an input
  * failed (the others are still printed). */
 #include "cmds.h"
+#include "mg_settings.h"
 #include "engine.h"
 #include "model.h"
 
@@ -169,7 +170,7 @@ int cmd_embed(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_path = NULL, *arch = NULL, *weights = NULL;
-	long layers = 0, dims = 0, v = 0;
+	int64_t layers = 0, dims = 0, v = 0;
 	bool truncate = false, ids_in = false, json = false;
 	engine_opts_t eo = { 0 };
 	optind = 0;
@@ -180,32 +181,32 @@ int cmd_embed(int argc, char **argv)
 		switch (c) {
 		case O_MODEL: model_path = optarg; break;
 		case O_ARCH: arch = optarg; break;
-		case O_LAYERS: if (cmd_parse_long(optarg, 1, 4096, &layers) < 0) bad = "--layers 1..4096"; break;
+		case O_LAYERS: if (mg_settings_parse_int(optarg, 1, 4096, &layers) < 0) bad = "--layers 1..4096"; break;
 		case O_POOLING:
 			if (engine_pooling_parse(optarg) < 0)
 				bad = "--pooling mean, cls or last";
 			eo.pooling = optarg;
 			break;
-		case O_DIMS: if (cmd_parse_long(optarg, 1, 1 << 20, &dims) < 0) bad = "--dimensions 1.."; break;
+		case O_DIMS: if (mg_settings_parse_int(optarg, 1, 1 << 20, &dims) < 0) bad = "--dimensions 1.."; break;
 		case O_TRUNCATE: truncate = true; break;
 		case O_IDS: ids_in = true; break;
 		case O_SLOTS:
-			if (cmd_parse_long(optarg, 1, 4096, &v) < 0)
+			if (mg_settings_parse_int(optarg, 1, 4096, &v) < 0)
 				bad = "--slots 1..4096";
 			eo.slots = (int)v;
 			break;
 		case O_CTX:
-			if (cmd_parse_long(optarg, 1, 1 << 24, &v) < 0)
+			if (mg_settings_parse_int(optarg, 1, 1 << 24, &v) < 0)
 				bad = "--ctx 1..16777216";
 			eo.n_ctx = (int)v;
 			break;
 		case O_CHUNK:
-			if (cmd_parse_long(optarg, 2, 1 << 16, &v) < 0)
+			if (mg_settings_parse_int(optarg, 2, 1 << 16, &v) < 0)
 				bad = "--prefill-chunk 2..65536";
 			eo.prefill_chunk = (int)v;
 			break;
 		case O_THREADS:
-			if (cmd_parse_long(optarg, 1, 4096, &v) < 0)
+			if (mg_settings_parse_int(optarg, 1, 4096, &v) < 0)
 				bad = "--threads 1..4096";
 			eo.threads = (int)v;
 			break;

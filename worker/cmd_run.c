@@ -8,6 +8,7 @@
  *   generated ids (an end-of-generation token that stopped it included),
  *   text the generated text only. */
 #include "cmds.h"
+#include "mg_settings.h"
 #include "mg_cpu.h"
 #include "mg_clock.h"
 #include "model.h"
@@ -16,6 +17,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -46,17 +48,6 @@ static void usage(FILE *f)
 		"  --blas           OpenBLAS kernels: faster on some shapes, NOT batch-invariant\n"
 		"  --json           print {\"prompt_ids\":[..],\"output_ids\":[..],\"text\":\"..\"}\n"
 		"  --stats          print prefill/decode throughput on stderr\n");
-}
-
-int cmd_parse_long(const char *s, long lo, long hi, long *ret)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-		return -EINVAL;
-	*ret = v;
-	return 0;
 }
 
 static int parse_float(const char *s, float lo, float hi, float *ret)
@@ -137,7 +128,7 @@ int cmd_run(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_path = NULL, *arch = NULL, *prompt = NULL;
-	long n_gen = 64, layers = 0, threads = mg_cpu_count(), top_k = 0;
+	int64_t n_gen = 64, layers = 0, threads = mg_cpu_count(), top_k = 0;
 	unsigned long long seed = 0;
 	float temp = 0.0f, top_p = 1.0f;
 	bool ignore_eos = false, json = false, stats = false;
@@ -168,19 +159,19 @@ int cmd_run(int argc, char **argv)
 		case 's': stats = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'n':
-			if (cmd_parse_long(optarg, 0, 1 << 24, &n_gen) < 0)
+			if (mg_settings_parse_int(optarg, 0, 1 << 24, &n_gen) < 0)
 				goto bad_value;
 			break;
 		case 'L':
-			if (cmd_parse_long(optarg, 1, 1024, &layers) < 0)
+			if (mg_settings_parse_int(optarg, 1, 1024, &layers) < 0)
 				goto bad_value;
 			break;
 		case 't':
-			if (cmd_parse_long(optarg, 1, 1024, &threads) < 0)
+			if (mg_settings_parse_int(optarg, 1, 1024, &threads) < 0)
 				goto bad_value;
 			break;
 		case 'K':
-			if (cmd_parse_long(optarg, 0, 1 << 24, &top_k) < 0)
+			if (mg_settings_parse_int(optarg, 0, 1 << 24, &top_k) < 0)
 				goto bad_value;
 			break;
 		case 'S': {
@@ -254,7 +245,7 @@ int cmd_run(int argc, char **argv)
 		goto done;
 	}
 	if (n_prompt + (size_t)n_gen > (size_t)cfg->n_ctx)
-		n_gen = cfg->n_ctx - (long)n_prompt;	/* generation ends where the context does */
+		n_gen = cfg->n_ctx - (int64_t)n_prompt;	/* generation ends where the context does */
 	int n_ctx = (int)n_prompt + (int)n_gen;
 	int chunk = n_prompt < PREFILL_CHUNK ? (int)n_prompt : PREFILL_CHUNK;
 	out = malloc(((size_t)n_gen + 1) * sizeof(int32_t));
@@ -290,7 +281,7 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	int64_t t1 = mg_clock_now_ns();
-	for (long g = 0; g < n_gen; g++) {
+	for (int64_t g = 0; g < n_gen; g++) {
 		int32_t id = sampler_sample(smp, logits);
 		out[n_out++] = id;
 		if (tok_is_eog(tok, id) && !ignore_eos)
@@ -338,7 +329,7 @@ int cmd_run(int argc, char **argv)
 		/* the last sampled token needs no forward */
 		size_t steps = n_out > 0 ? n_out - 1 : 0;
 		fprintf(stderr, "prompt %zu tokens in %.3f s (%.1f tok/s), %zu generated in %.3f s "
-			"(%.1f tok/s), threads %ld, kernels %s, kv %s\n", n_prompt, pre, (double)n_prompt / pre,
+			"(%.1f tok/s), threads %" PRId64 ", kernels %s, kv %s\n", n_prompt, pre, (double)n_prompt / pre,
 			n_out, dec, dec > 0 ? (double)steps / dec : 0.0, threads,
 			model_uses_blas(m) ? "openblas" : "packed", model_kv_type_name(kvt));
 	}
