@@ -678,6 +678,72 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 	return 0;
 }
 
+/* The report as text: the machine, the model, the ceilings, a row per
+ * batch size, the embeddings, the warnings. */
+static void print_text(const bench_args_t *a, const calib_t *cal, bool measured, const char *cal_path,
+		       const char *name, const model_config_t *full_cfg, int L, bool scaled, const bench_model_t *bm,
+		       const result_t *res)
+{
+	const model_config_t full = *full_cfg;
+	const engine_opts_t *eo = engine_opts(bm[0].e);
+	double kv_full = (double)engine_kv_bytes(bm[0].e) / bm[0].layers * L;
+	double params_full = (double)model_config_n_params(&full);
+	double ppt_full = (double)model_config_n_params_per_token(&full);
+	print_machine(cal, measured, cal_path);
+	printf("model: %s (%s), %.1fM parameters, %.1fM read per token, %d layers\n", name, full.arch_name,
+	       params_full / 1e6, ppt_full / 1e6, L);
+	if (scaled)
+		printf("       (scaled from %d of %d layers: measured with %d and %d layers back to back,\n"
+		       "        extrapolated linearly in the layer count)\n",
+		       bm[0].layers, L, bm[0].layers, bm[1].layers);
+	bool ints = integer_matrices(bm[0].m, a->weights);
+	double peak = compute_peak(cal, bm[0].m, a->weights), step_bytes = 4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full;
+	printf("ceilings: %.0f tok/s at the %s peak (2 x %.1fM %s per token); batch 1: %.1f tok/s at the read\n"
+	       "          bandwidth (%.0f MB of weights per step)\n",
+	       peak * 1e9 / (2.0 * ppt_full), ints ? "int8 dot-product" : "f32 FMA", ppt_full / 1e6, ints ? "ops" : "FLOP",
+	       cal->bandwidth_gbs * 1e9 / step_bytes, step_bytes / 1e6);
+	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a->prompt_len, a->gen_len,
+	       a->prefill_chunk, a->threads, a->reps);
+	printf("KV cache: %d slots x %d positions of %s = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
+	       a->slots, eo->n_ctx, eo->kv_type, kv_full / 1e6, scaled ? " for the whole model" : "");
+	printf("%6s %14s %9s %13s %7s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
+	       "spread", "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
+	for (int bi = 0; bi < a->n_batch; bi++) {
+		const result_t *o = &res[bi];
+		printf("%6d %14.1f %8.1f%% %13.1f %6.0f%% %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f%s\n", o->batch,
+		       o->prefill_tok_s, o->prefill_roofline_pct, o->decode_tok_s, o->spread_pct, o->gflops,
+		       o->roofline_pct, o->bandwidth_pct, o->engine_pct, o->peak_rss_mb, o->implausible ? "  !" : "");
+		print_over_notes(o, cal, measured, step_bytes, ints);
+	}
+	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
+	if (a->embed) {
+		printf("\nembeddings: B inputs of %d tokens at once, prefilled in the same steps and pooled\n"
+		       "(%s pooling, no output head), beside the prefill pass of the same B prompts\n",
+		       a->prompt_len, engine_opts(bm[0].e)->pooling);
+		printf("%6s %13s %13s %14s %7s\n", "batch", "embeddings/s", "embed tok/s", "prefill tok/s", "ratio");
+		int best = 0;
+		for (int bi = 0; bi < a->n_batch; bi++) {
+			const result_t *o = &res[bi];
+			double tok = o->embed_s * a->prompt_len;
+			printf("%6d %13.2f %13.1f %14.1f %6.2fx\n", o->batch, o->embed_s, tok, o->prefill_tok_s,
+			       tok / o->prefill_tok_s);
+			if (o->embed_s > res[best].embed_s)
+				best = bi;
+		}
+		printf("best batch %d: %.2f embeddings/s of %d tokens (%.1f tok/s; prefill %.1f tok/s at that batch)\n",
+		       res[best].batch, res[best].embed_s, a->prompt_len, res[best].embed_s * a->prompt_len,
+		       res[best].prefill_tok_s);
+	}
+	if (scaled)
+		printf("(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
+		       bm[0].layers, L, bm[0].layers, bm[1].layers);
+	for (int bi = 0; bi < a->n_batch; bi++)
+		if (res[bi].implausible > 0)
+			printf("! batch %d: in %d of %d repetitions the %d-layer model was not slower than the %d-layer one:\n"
+			       "  the machine was disturbed and the scaled figures of this row are not reliable\n",
+			       res[bi].batch, res[bi].implausible, a->reps, bm[1].layers, bm[0].layers);
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	bench_args_t a;
@@ -783,59 +849,7 @@ int cmd_bench(int argc, char **argv)
 		status = 0;
 		goto out;
 	}
-	print_machine(&cal, measured, cal_path);
-	printf("model: %s (%s), %.1fM parameters, %.1fM read per token, %d layers\n", name, full.arch_name,
-	       params_full / 1e6, ppt_full / 1e6, L);
-	if (scaled)
-		printf("       (scaled from %d of %d layers: measured with %d and %d layers back to back,\n"
-		       "        extrapolated linearly in the layer count)\n",
-		       bm[0].layers, L, bm[0].layers, bm[1].layers);
-	bool ints = integer_matrices(bm[0].m, a.weights);
-	double peak = compute_peak(&cal, bm[0].m, a.weights), step_bytes = 4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full;
-	printf("ceilings: %.0f tok/s at the %s peak (2 x %.1fM %s per token); batch 1: %.1f tok/s at the read\n"
-	       "          bandwidth (%.0f MB of weights per step)\n",
-	       peak * 1e9 / (2.0 * ppt_full), ints ? "int8 dot-product" : "f32 FMA", ppt_full / 1e6, ints ? "ops" : "FLOP",
-	       cal.bandwidth_gbs * 1e9 / step_bytes, step_bytes / 1e6);
-	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a.prompt_len, a.gen_len,
-	       a.prefill_chunk, a.threads, a.reps);
-	printf("KV cache: %d slots x %d positions of %s = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
-	       a.slots, eo->n_ctx, eo->kv_type, kv_full / 1e6, scaled ? " for the whole model" : "");
-	printf("%6s %14s %9s %13s %7s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
-	       "spread", "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
-	for (int bi = 0; bi < a.n_batch; bi++) {
-		const result_t *o = &res[bi];
-		printf("%6d %14.1f %8.1f%% %13.1f %6.0f%% %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f%s\n", o->batch,
-		       o->prefill_tok_s, o->prefill_roofline_pct, o->decode_tok_s, o->spread_pct, o->gflops,
-		       o->roofline_pct, o->bandwidth_pct, o->engine_pct, o->peak_rss_mb, o->implausible ? "  !" : "");
-		print_over_notes(o, &cal, measured, step_bytes, ints);
-	}
-	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
-	if (a.embed) {
-		printf("\nembeddings: B inputs of %d tokens at once, prefilled in the same steps and pooled\n"
-		       "(%s pooling, no output head), beside the prefill pass of the same B prompts\n",
-		       a.prompt_len, engine_opts(bm[0].e)->pooling);
-		printf("%6s %13s %13s %14s %7s\n", "batch", "embeddings/s", "embed tok/s", "prefill tok/s", "ratio");
-		int best = 0;
-		for (int bi = 0; bi < a.n_batch; bi++) {
-			const result_t *o = &res[bi];
-			double tok = o->embed_s * a.prompt_len;
-			printf("%6d %13.2f %13.1f %14.1f %6.2fx\n", o->batch, o->embed_s, tok, o->prefill_tok_s,
-			       tok / o->prefill_tok_s);
-			if (o->embed_s > res[best].embed_s)
-				best = bi;
-		}
-		printf("best batch %d: %.2f embeddings/s of %d tokens (%.1f tok/s; prefill %.1f tok/s at that batch)\n",
-		       res[best].batch, res[best].embed_s, a.prompt_len, res[best].embed_s * a.prompt_len,
-		       res[best].prefill_tok_s);
-	}
-	if (scaled)
-		printf("(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
-		       bm[0].layers, L, bm[0].layers, bm[1].layers);
-	for (int bi = 0; bi < a.n_batch; bi++)
-		if (res[bi].implausible > 0)
-			printf("! batch %d: in %d of %d repetitions the %d-layer model was not slower than the %d-layer one:\n"
-			       "  the machine was disturbed and the scaled figures of this row are not reliable\n",
-			       res[bi].batch, res[bi].implausible, a.reps, bm[1].layers, bm[0].layers);
+	print_text(&a, &cal, measured, cal_path, name, &full, L, scaled, bm, res);
 	status = 0;
 out:
 	for (int mi = 0; mi < 2; mi++)
