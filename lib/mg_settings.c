@@ -41,6 +41,22 @@ int mg_settings_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ret)
 	return 0;
 }
 
+/* ns as the largest unit that divides it: "1h", "90s", "250ms", "7ns". */
+static void format_duration(int64_t ns, char *buf, size_t len)
+{
+	static const struct {
+		int64_t ns;
+		const char *unit;
+	} units[] = {
+		{ 86400 * MG_NS_PER_S, "d" }, { 3600 * MG_NS_PER_S, "h" }, { 60 * MG_NS_PER_S, "min" },
+		{ MG_NS_PER_S, "s" }, { MG_NS_PER_MS, "ms" }, { 1000, "us" }, { 1, "ns" },
+	};
+	size_t u = 0;
+	while (ns != 0 && ns % units[u].ns != 0)
+		u++;
+	snprintf(buf, len, "%" PRId64 "%s", ns / units[u].ns, ns == 0 ? "" : units[u].unit);
+}
+
 /* Parses text as the row's type into *ret (int64_t for every numeric
  * type, the index for an enum, 0/1 for a bool). 0 or -EINVAL with what
  * was expected in want. */
@@ -87,10 +103,13 @@ static int parse_value(const mg_setting_t *s, const char *text, int64_t *ret, ch
 			return -EINVAL;
 		}
 		if (ranged && (ns < s->lo || ns > s->hi)) {
-			if (s->hi == INT64_MAX && s->lo % MG_NS_PER_MS == 0)
-				snprintf(want, wantlen, "at least %" PRId64 "ms", (int64_t)(s->lo / MG_NS_PER_MS));
+			char lo[32], hi[32];
+			format_duration(s->lo, lo, sizeof(lo));
+			format_duration(s->hi, hi, sizeof(hi));
+			if (s->hi == INT64_MAX)
+				snprintf(want, wantlen, "at least %s", lo);
 			else
-				snprintf(want, wantlen, "%" PRId64 "ns to %" PRId64 "ns", s->lo, s->hi);
+				snprintf(want, wantlen, "%s to %s", lo, hi);
 			return -EINVAL;
 		}
 		*ret = ns;
