@@ -6,9 +6,8 @@
 #include "mg_settings.h"
 #include "mg_wire.h"
 
-#include <stddef.h>
-
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
