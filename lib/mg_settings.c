@@ -147,8 +147,12 @@ int mg_settings_check(const mg_settings_spec_t *spec, const mg_config_t *cfg, co
 	int64_t x;
 	if (s == NULL || v == NULL || parse_value(s, v, &x, want, sizeof(want)) == 0)
 		return 0;
-	snprintf(err, errlen, "%s: [%s] %s = \"%s\": expected %s", mg_config_origin(cfg, section, key),
-		 section, key, v, want);
+	if (spec->no_config)
+		snprintf(err, errlen, "bad value '%s' for %s: expected %s", v, mg_config_origin(cfg, section, key),
+			 want);
+	else
+		snprintf(err, errlen, "%s: [%s] %s = \"%s\": expected %s", mg_config_origin(cfg, section, key),
+			 section, key, v, want);
 	return -EINVAL;
 }
 
@@ -187,7 +191,8 @@ static struct option *long_options(const mg_settings_spec_t *spec)
 			o[n++] = (struct option){ spec->settings[i].flag,
 						  spec->settings[i].set ? no_argument : required_argument,
 						  NULL, OPT_ROW + (int)i };
-	o[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
+	if (!spec->no_config)
+		o[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
 	if (spec->set_example != NULL)
 		o[n++] = (struct option){ "set", required_argument, NULL, OPT_SET };
 	o[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
@@ -363,7 +368,7 @@ int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, vo
 }
 
 /* "  --flag ARG   help" with the help's further lines aligned under it. */
-static void usage_row(const mg_setting_t *s, FILE *f)
+static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FILE *f)
 {
 	char head[128];
 	if (s->flag != NULL)
@@ -380,16 +385,19 @@ static void usage_row(const mg_setting_t *s, FILE *f)
 		if (*h == '\n' && *++h != '\0')
 			fprintf(f, "\n%24s", "");
 	}
-	if (s->key != NULL && s->flag != NULL)
-		fprintf(f, "%s(%s.%s", s->help ? " " : "", s->section, s->key);
-	else if (s->key != NULL && s->def != NULL)
-		fprintf(f, " (");
-	if (s->key != NULL && s->def != NULL && s->set == NULL)
-		fprintf(f, "%sdefault %s", s->flag ? ", " : "", *s->def ? s->def : "\"\"");
-	if (s->key != NULL && s->flag != NULL && s->set != NULL)
-		fprintf(f, " = %s", s->set);
-	if (s->key != NULL && (s->flag != NULL || s->def != NULL))
-		fprintf(f, ")");
+	/* the key and the default: "(w.slots, default 8)", "(w.curve = no)",
+	 * "(default 8)" for a key without a flag or a program without a file */
+	char note[256] = "";
+	bool keyed = s->key != NULL && s->flag != NULL && !spec->no_config;
+	if (keyed)
+		snprintf(note, sizeof(note), "%s.%s", s->section, s->key);
+	if (keyed && s->set != NULL)
+		snprintf(note + strlen(note), sizeof(note) - strlen(note), " = %s", s->set);
+	else if (s->key != NULL && s->def != NULL && s->set == NULL)
+		snprintf(note + strlen(note), sizeof(note) - strlen(note), "%sdefault %s", keyed ? ", " : "",
+			 *s->def ? s->def : "\"\"");
+	if (note[0] != '\0')
+		fprintf(f, "%s(%s)", s->help ? " " : "", note);
 	fputc('\n', f);
 }
 
@@ -398,13 +406,15 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 	fprintf(f, "usage: %s %s", spec->prog, spec->synopsis);
 	if (spec->intro != NULL)
 		fprintf(f, "\n%s", spec->intro);
-	fprintf(f, "\n  --config FILE         INI settings; the flags below override them\n");
+	fputc('\n', f);
+	if (!spec->no_config)
+		fprintf(f, "  --config FILE         INI settings; the flags below override them\n");
 	for (size_t i = 0; i < spec->n; i++) {
 		const mg_setting_t *s = &spec->settings[i];
 		if (s->type == MG_SETTING_HEADING)
 			fprintf(f, "\n%s\n", s->help);
 		else if (s->flag != NULL)
-			usage_row(s, f);
+			usage_row(spec, s, f);
 	}
 	if (spec->set_example != NULL)
 		fprintf(f, "  --set SECTION.KEY=VALUE  any config key, e.g. --set %s\n", spec->set_example);
@@ -418,7 +428,7 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 			fprintf(f, "\nconfig file only ([section] key%s):\n",
 				spec->set_example ? ", or --set section.key=VALUE" : "");
 		title = true;
-		usage_row(s, f);
+		usage_row(spec, s, f);
 	}
 	if (spec->epilog != NULL)
 		fprintf(f, "\n%s", spec->epilog);

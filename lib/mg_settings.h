@@ -66,6 +66,9 @@ typedef struct mg_settings_spec {
 	const char *epilog;		/* text after the flags (exit status...), or NULL */
 	const char *version;		/* non-NULL: --version prints "prog version" */
 	const char *set_example;	/* non-NULL: --set SECTION.KEY=VALUE, with this example */
+	bool no_config;			/* flags only (no --config, no file): the keys are
+					 * names in an mg_config_t the program fills from
+					 * the flags alone; errors and --help name the flag */
 	const mg_setting_t *settings;
 	size_t n;
 } mg_settings_spec_t;

@@ -190,7 +190,37 @@ static void test_parse_int(void)
 	}
 }
 
+/* A program without a file: no --config, errors and --help name the flag. */
+static void test_flags_only(void)
+{
+	mg_settings_spec_t bare = spec;
+	bare.no_config = true;
+	bare.set_example = NULL;
+	char *v[] = { "prog", "--slots", "0", NULL }, err[256] = "";
+	mg_config_t *cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse(&bare, cfg, 3, v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "bad value '0' for --slots: expected 1 to 64");
+	mg_config_destroy(&cfg);
+	char *c[] = { "prog", "--config", "x.conf", NULL };
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse(&bare, cfg, 3, c, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown option --config"));
+	mg_config_destroy(&cfg);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	mg_settings_usage(&bare, f);
+	fclose(f);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --slots N             sequences in flight (default 8)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --no-curve            plain TCP\n"));
+	CU_ASSERT_PTR_NULL(strstr(text, "  --config FILE"));
+	CU_ASSERT_PTR_NULL(strstr(text, "w.slots"));
+	free(text);
+}
+
 const cu_test_t settings_tests[] = {
+	{ "flags_only", test_flags_only },
 	{ "parse_int", test_parse_int },
 	{ "flags_win", test_flags_win },
 	{ "refusals", test_refusals },
