@@ -573,380 +573,431 @@ static json_t *num_or_null(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
-int cmd_cost(int argc, char **argv)
-{
+/* One `marginctl cost` call, phase by phase: load the inputs, the what-if,
+ * the references, the report, what is asked on top of it, the chart, the
+ * output. Each phase returns 0 or the exit status with the reason said. */
+typedef struct cost_run {
 	opts_t o;
-	int rc = parse_args(argc, argv, &o);
-	if (rc != 0)
-		return rc == 1 ? 0 : rc;
-	char err[2048];
-	int status = 1, r;
-	pricetab_t *t = pricetab_new();
-	cmd_cost_rows_t rows = { 0 };
-	ledger_row_t *whatif = NULL;
-	report_t *rep = NULL;
-	char *text = NULL, *svg = NULL;
-	json_t *root = NULL;
+	pricetab_t *t;			/* owned */
+	cmd_cost_rows_t rows;		/* owned */
+	ledger_row_t *whatif;		/* owned: the rows on the what-if hardware */
+	const ledger_row_t *use;	/* borrowed: rows.v or whatif */
+	report_t *rep;			/* owned */
 	hwprof_t hw;
-	bool have_hw = false;
-	meter_q_t scale = METER_Q(1, 1);
-	speed_whatif_t sw = { 0 };
-	thru_bench_t *tbench = NULL;
-	uint32_t dbatch = 0;
-	FILE *out = stdout;
-	const char *refs[MAX_REFS];
-	size_t n_refs = 0;
-	if (t == NULL) {
-		fprintf(stderr, "marginctl cost: out of memory\n");
-		return 1;
-	}
+	bool have_hw, whatif_prices;
+	meter_q_t scale;
+	speed_whatif_t sw;
+	thru_bench_t *tbench;		/* owned */
+	uint32_t dbatch;
+	const char *cur;		/* borrowed */
+	const char *refs[MAX_REFS];	/* borrowed */
+	size_t n_refs;
+	enum report_group g;
+	char title[300];
+	char err[2048];
+} cost_run_t;
 
-	/* Inputs: price tables, what-if hardware, the rows. */
-	for (size_t i = 0; i < o.n_prices; i++)
-		if ((r = cmd_cost_prices(t, o.prices[i], err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl cost: --prices %s: %s\n", o.prices[i], err);
-			status = 2;
-			goto done;
-		}
-	if (o.n_prices == 0)
+#define COST_FAIL(status, ...) (fprintf(stderr, "marginctl cost: " __VA_ARGS__), (status))
+
+/* Price tables, the what-if hardware and its speed inputs, the rows. */
+static int load_inputs(cost_run_t *c)
+{
+	const opts_t *o = &c->o;
+	char *err = c->err;
+	size_t errlen = sizeof(c->err);
+	for (size_t i = 0; i < o->n_prices; i++)
+		if (cmd_cost_prices(c->t, o->prices[i], err, errlen) < 0)
+			return COST_FAIL(2, "--prices %s: %s\n", o->prices[i], err);
+	if (o->n_prices == 0)
 		for (const char *const *p = meter_default_price_tables; *p != NULL; p++)
-			if (cmd_cost_prices(t, *p, err, sizeof(err)) < 0)
+			if (cmd_cost_prices(c->t, *p, err, errlen) < 0)
 				fprintf(stderr, "marginctl cost: warning: default price table not loaded: %s\n", err);
-	if (o.hardware != NULL) {
-		if ((r = cmd_cost_profile(o.hardware, &hw, err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl cost: --hardware %s: %s\n", o.hardware, err);
-			status = 2;
-			goto done;
-		}
-		have_hw = true;
-		if (o.speed != NULL && speed_given(o.speed, &sw, err, sizeof(err)) < 0) {
-			fprintf(stderr, "marginctl cost: %s\n", err);
-			status = 2;
-			goto done;
-		}
-		if (o.bench != NULL && ((tbench = malloc(sizeof(*tbench))) == NULL ||
-					(r = thru_bench_load(o.bench, tbench, err, sizeof(err))) < 0)) {
-			fprintf(stderr, "marginctl cost: --bench %s: %s\n", o.bench, tbench ? err : "out of memory");
-			status = 2;
-			goto done;
-		}
+	if (o->hardware != NULL) {
+		if (cmd_cost_profile(o->hardware, &c->hw, err, errlen) < 0)
+			return COST_FAIL(2, "--hardware %s: %s\n", o->hardware, err);
+		c->have_hw = true;
+		if (o->speed != NULL && speed_given(o->speed, &c->sw, err, errlen) < 0)
+			return COST_FAIL(2, "%s\n", err);
+		if (o->bench != NULL && ((c->tbench = malloc(sizeof(*c->tbench))) == NULL ||
+					 thru_bench_load(o->bench, c->tbench, err, errlen) < 0))
+			return COST_FAIL(2, "--bench %s: %s\n", o->bench, c->tbench ? err : "out of memory");
 		char *end = NULL;
-		unsigned long db = o.decode_batch ? strtoul(o.decode_batch, &end, 10) : 0;
-		if (o.decode_batch != NULL && (end == o.decode_batch || *end != '\0' || db < 1 || db > 1000000)) {
-			fprintf(stderr, "marginctl cost: --decode-batch %s: expected a positive integer\n", o.decode_batch);
-			status = 2;
-			goto done;
-		}
-		dbatch = (uint32_t)db;
+		unsigned long db = o->decode_batch ? strtoul(o->decode_batch, &end, 10) : 0;
+		if (o->decode_batch != NULL && (end == o->decode_batch || *end != '\0' || db < 1 || db > 1000000))
+			return COST_FAIL(2, "--decode-batch %s: expected a positive integer\n", o->decode_batch);
+		c->dbatch = (uint32_t)db;
 	}
-	if (o.currency != NULL && !meter_currency_valid(o.currency)) {
-		fprintf(stderr, "marginctl cost: --currency %s: expected an ISO 4217 code such as CNY or USD\n", o.currency);
-		status = 2;
-		goto done;
-	}
-	if ((r = cmd_cost_fetch(o.state_dir, o.batch, o.currency, &rows, err, sizeof(err))) < 0) {
-		fprintf(stderr, "marginctl cost: %s\n", err);
-		goto done;
-	}
-	const ledger_row_t *use = rows.v;
-	if (have_hw) {
-		/* The target's speed against the booked one: given, else
-		 * measured or estimated for the batch's model (speed.h). */
-		thru_eff_t eff;
-		if (o.eff_bench != NULL && (r = eff_here(o.eff_bench, rows.n ? rows.v[0].hardware_profile : "", &eff, err,
-							 sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl cost: --eff-bench %s: %s\n", o.eff_bench, err);
-			status = 2;
-			goto done;
-		}
-		if (o.speed == NULL && (r = speed_whatif(rows.v, rows.n, &hw, tbench, dbatch, o.eff_bench ? &eff : NULL,
-							 &sw, err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl cost: --hardware %s: the speed ratio: %s (or give --speed X)\n",
-				o.hardware, err);
-			goto done;
-		}
-		scale = sw.time_scale;
-		if ((whatif = calloc(rows.n ? rows.n : 1, sizeof(*whatif))) == NULL ||
-		    (r = report_whatif(rows.v, rows.n, &hw, scale, whatif, err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl cost: %s\n", whatif ? err : "out of memory");
-			goto done;
-		}
-		use = whatif;
-	}
-	const char *cur = o.currency ? o.currency : have_hw ? hw.currency : rows.n ? use[0].currency : rows.default_currency;
+	if (o->currency != NULL && !meter_currency_valid(o->currency))
+		return COST_FAIL(2, "--currency %s: expected an ISO 4217 code such as CNY or USD\n", o->currency);
+	if (cmd_cost_fetch(o->state_dir, o->batch, o->currency, &c->rows, err, errlen) < 0)
+		return COST_FAIL(1, "%s\n", err);
+	c->use = c->rows.v;
+	return 0;
+}
 
-	bool whatif_prices = o.n_prices > 0;
-	if (o.n_refs > 0) {
-		for (size_t i = 0; i < o.n_refs; i++)
-			refs[n_refs++] = o.refs[i];
-	} else if (!whatif_prices) {
-		/* The references the calls were booked with, in booking order. */
-		for (size_t i = 0; i < rows.n; i++)
-			for (size_t k = 0; k < rows.v[i].n_api; k++) {
-				const char *name = rows.v[i].api[k].price->ref_model;
+/* On --hardware: the target's speed against the booked one (given, else
+ * measured or estimated for the batch's model, speed.h) and the rows
+ * repriced on it. Then the currency of the report. */
+static int apply_whatif(cost_run_t *c)
+{
+	const opts_t *o = &c->o;
+	char *err = c->err;
+	size_t errlen = sizeof(c->err);
+	if (c->have_hw) {
+		thru_eff_t eff;
+		if (o->eff_bench != NULL &&
+		    eff_here(o->eff_bench, c->rows.n ? c->rows.v[0].hardware_profile : "", &eff, err, errlen) < 0)
+			return COST_FAIL(2, "--eff-bench %s: %s\n", o->eff_bench, err);
+		if (o->speed == NULL && speed_whatif(c->rows.v, c->rows.n, &c->hw, c->tbench, c->dbatch,
+						     o->eff_bench ? &eff : NULL, &c->sw, err, errlen) < 0)
+			return COST_FAIL(1, "--hardware %s: the speed ratio: %s (or give --speed X)\n", o->hardware, err);
+		c->scale = c->sw.time_scale;
+		if ((c->whatif = calloc(c->rows.n ? c->rows.n : 1, sizeof(*c->whatif))) == NULL ||
+		    report_whatif(c->rows.v, c->rows.n, &c->hw, c->scale, c->whatif, err, errlen) < 0)
+			return COST_FAIL(1, "%s\n", c->whatif ? err : "out of memory");
+		c->use = c->whatif;
+	}
+	c->cur = o->currency ? o->currency : c->have_hw ? c->hw.currency : c->rows.n ? c->use[0].currency
+										      : c->rows.default_currency;
+	return 0;
+}
+
+/* The reference models: --ref, else the ones the calls were booked with
+ * (in booking order) unless prices are a what-if; then the defaults of
+ * the kinds of calls selected. And the sale price as a price entry. */
+static int choose_refs(cost_run_t *c)
+{
+	const opts_t *o = &c->o;
+	const cmd_cost_rows_t *rows = &c->rows;
+	c->whatif_prices = o->n_prices > 0;
+	if (o->n_refs > 0) {
+		for (size_t i = 0; i < o->n_refs; i++)
+			c->refs[c->n_refs++] = o->refs[i];
+	} else if (!c->whatif_prices) {
+		for (size_t i = 0; i < rows->n; i++)
+			for (size_t k = 0; k < rows->v[i].n_api; k++) {
+				const char *name = rows->v[i].api[k].price->ref_model;
 				size_t m = 0;
-				while (m < n_refs && strcmp(refs[m], name) != 0)
+				while (m < c->n_refs && strcmp(c->refs[m], name) != 0)
 					m++;
-				if (m == n_refs && n_refs < MAX_REFS)
-					refs[n_refs++] = name;
+				if (m == c->n_refs && c->n_refs < MAX_REFS)
+					c->refs[c->n_refs++] = name;
 			}
 	}
-	if (o.n_refs == 0) {
-		/* The default references of the kinds of calls selected: chat
-		 * prices for chat calls, embedding prices for embedding calls
-		 * (and those too when no embedding call has one booked). */
+	if (o->n_refs == 0) {
+		/* chat prices for chat calls, embedding prices for embedding
+		 * calls (and those too when no embedding call has one booked) */
 		const char *dc[MAX_REFS], *de[MAX_REFS], *add[MAX_REFS];
-		size_t nc = meter_find_default_refs(t, dc, MAX_REFS), ne = meter_find_default_embed_refs(t, de, MAX_REFS);
+		size_t nc = meter_find_default_refs(c->t, dc, MAX_REFS);
+		size_t ne = meter_find_default_embed_refs(c->t, de, MAX_REFS);
 		bool emb_booked = false;
-		for (size_t i = 0; i < rows.n; i++)
-			emb_booked |= report_row_is_embedding(&rows.v[i]) && rows.v[i].n_api > 0;
-		if (n_refs == 0)
-			n_refs = report_default_refs(rows.v, rows.n, dc, nc, de, ne, refs, MAX_REFS);
+		for (size_t i = 0; i < rows->n; i++)
+			emb_booked |= report_row_is_embedding(&rows->v[i]) && rows->v[i].n_api > 0;
+		if (c->n_refs == 0)
+			c->n_refs = report_default_refs(rows->v, rows->n, dc, nc, de, ne, c->refs, MAX_REFS);
 		else if (!emb_booked)
-			for (size_t i = 0, m = report_default_refs(rows.v, rows.n, NULL, 0, de, ne, add, MAX_REFS);
-			     i < m && n_refs < MAX_REFS; i++)
-				refs[n_refs++] = add[i];
+			for (size_t i = 0, m = report_default_refs(rows->v, rows->n, NULL, 0, de, ne, add, MAX_REFS);
+			     i < m && c->n_refs < MAX_REFS; i++)
+				c->refs[c->n_refs++] = add[i];
 	}
-	if (o.sale != NULL) {
+	if (o->sale != NULL) {
 		pricetab_entry_t e;
-		if ((r = meter_parse_price_entry(o.sale, "sale", NULL, cur, "--sale-price", &e, err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl cost: --sale-price: %s\n", err);
-			status = 2;
-			goto done;
-		}
-		if (pricetab_add(t, &e) < 0)
-			goto nomem;
+		if (meter_parse_price_entry(o->sale, "sale", NULL, c->cur, "--sale-price", &e, c->err,
+					    sizeof(c->err)) < 0)
+			return COST_FAIL(2, "--sale-price: %s\n", c->err);
+		if (pricetab_add(c->t, &e) < 0)
+			return COST_FAIL(1, "out of memory\n");
 	}
-	enum report_group g = REPORT_BY_CALL;
-	if (o.group != NULL && report_group_parse(o.group, &g) < 0) {
-		fprintf(stderr, "marginctl cost: --group %s: expected call, batch, model, worker or day\n", o.group);
-		status = 2;
-		goto done;
-	}
-	report_whatif_t rw = { .hardware = hw.name, .speed = sw.ratio, .speed_basis = sw.basis,
-			       .speed_why = sw.why };
-	report_opts_t ro = { .currency = cur, .prices = t, .refs = refs, .n_refs = n_refs,
-			     .sale = o.sale ? "sale" : NULL, .whatif_prices = whatif_prices,
-			     .whatif = have_hw ? &rw : NULL };
-	if ((r = report_new(use, rows.n, g, &ro, &rep, err, sizeof(err))) < 0) {
-		fprintf(stderr, "marginctl cost: %s\n", err);
-		goto done;
-	}
+	return 0;
+}
 
-	/* The report, then what was asked on top of it. */
-	char title[300];
-	snprintf(title, sizeof(title), "batch %s%s%s%s%.120s", o.batch ? o.batch : "(all)", have_hw ? ", what-if on " : "",
-		 have_hw ? hw.name : "", whatif_prices ? ", what-if prices " : "", whatif_prices ? pricetab_name(t) : "");
-	if (strcmp(o.format, "json") == 0)
-		r = report_format_json(rep, &text);
-	else if (strcmp(o.format, "csv") == 0)
-		r = report_format_csv(rep, &text);
-	else if (g == REPORT_BY_CALL)
-		r = (text = call_table(rep, title, have_hw ? &sw : NULL, hw.name)) ? 0 : -ENOMEM;
+static int build_report(cost_run_t *c)
+{
+	const opts_t *o = &c->o;
+	c->g = REPORT_BY_CALL;
+	if (o->group != NULL && report_group_parse(o->group, &c->g) < 0)
+		return COST_FAIL(2, "--group %s: expected call, batch, model, worker or day\n", o->group);
+	report_whatif_t rw = { .hardware = c->hw.name, .speed = c->sw.ratio, .speed_basis = c->sw.basis,
+			       .speed_why = c->sw.why };
+	report_opts_t ro = { .currency = c->cur, .prices = c->t, .refs = c->refs, .n_refs = c->n_refs,
+			     .sale = o->sale ? "sale" : NULL, .whatif_prices = c->whatif_prices,
+			     .whatif = c->have_hw ? &rw : NULL };
+	if (report_new(c->use, c->rows.n, c->g, &ro, &c->rep, c->err, sizeof(c->err)) < 0)
+		return COST_FAIL(1, "%s\n", c->err);
+	snprintf(c->title, sizeof(c->title), "batch %s%s%s%s%.120s", o->batch ? o->batch : "(all)",
+		 c->have_hw ? ", what-if on " : "", c->have_hw ? c->hw.name : "",
+		 c->whatif_prices ? ", what-if prices " : "", c->whatif_prices ? pricetab_name(c->t) : "");
+	return 0;
+}
+
+/* The report in the asked format: *ret_text, or *ret_root (JSON with
+ * something to add). 0 or -ENOMEM. */
+static int format_report(cost_run_t *c, char **ret_text, json_t **ret_root)
+{
+	const opts_t *o = &c->o;
+	int r;
+	char *text = NULL;
+	if (strcmp(o->format, "json") == 0)
+		r = report_format_json(c->rep, &text);
+	else if (strcmp(o->format, "csv") == 0)
+		r = report_format_csv(c->rep, &text);
+	else if (c->g == REPORT_BY_CALL)
+		r = (text = call_table(c->rep, c->title, c->have_hw ? &c->sw : NULL, c->hw.name)) ? 0 : -ENOMEM;
 	else
-		r = report_format_text(rep, &text);
+		r = report_format_text(c->rep, &text);
 	if (r < 0)
-		goto nomem;
-	bool json = strcmp(o.format, "json") == 0;
-	if (json && (o.sale || o.one_off)) {
-		if ((root = json_loads(text, JSON_DECODE_ANY, NULL)) == NULL)
-			goto nomem;
+		return -ENOMEM;
+	if (strcmp(o->format, "json") == 0 && (o->sale || o->one_off)) {
+		json_t *root = json_loads(text, JSON_DECODE_ANY, NULL);
 		free(text);
-		text = NULL;
+		if (root == NULL)
+			return -ENOMEM;
+		*ret_root = root;
+		return 0;
 	}
-	FILE *side = json ? NULL : strcmp(o.format, "csv") == 0 ? stderr : NULL;
-	char *extra = NULL;
-	size_t extra_len = 0;
-	FILE *ex = open_memstream(&extra, &extra_len);
-	if (ex == NULL)
-		goto nomem;
-	char a[40], b[40], c[40];
-	if (side != NULL && strcmp(report_api_basis(rep), "booked") != 0 && strcmp(report_api_basis(rep), "none") != 0) {
-		char note[1024];
-		fprintf(ex, "%s\n", report_api_note(rep, note, sizeof(note)));
-	}
-	if (o.sale != NULL) {
-		int64_t gm = 0, gm_m = 0;
-		int d1 = meter_gross_margin_ppm(rep->total.sale_micros, rep->total.cost_loaded_micros, &gm);
-		int d2 = meter_gross_margin_ppm(rep->total.sale_micros, rep->total.cost_marginal_micros, &gm_m);
-		if (root != NULL) {
-			json_object_set_new(root, "sale", json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "price", o.sale,
-				"currency", cur, "revenue_micros", (json_int_t)rep->total.sale_micros,
-				"cost_loaded_micros", (json_int_t)rep->total.cost_loaded_micros, "cost_marginal_micros",
-				(json_int_t)rep->total.cost_marginal_micros, "gross_margin_ppm",
-				d1 == 0 ? json_integer(gm) : json_null(), "gross_margin_marginal_ppm",
-				d2 == 0 ? json_integer(gm_m) : json_null()));
-		} else {
-			fprintf(ex, "at the sale price %s %s per 1M tokens: revenue %s, loaded cost %s -> gross margin %s",
-				o.sale, cur, meter_format_micros(rep->total.sale_micros, a, sizeof(a)),
-				meter_format_micros(rep->total.cost_loaded_micros, b, sizeof(b)),
-				d1 == 0 ? meter_format_ppm_pct(gm, c, sizeof(c)) : "-infinity (no revenue)");
-			fprintf(ex, " (on the marginal cost %s)\n", d2 == 0 ? meter_format_ppm_pct(gm_m, c, sizeof(c)) : "-infinity");
-		}
-	}
-	if (o.one_off != NULL) {
-		report_breakeven_in_t bi = { 0 };
-		report_breakeven_t be;
-		const char *ref = o.breakeven_ref ? o.breakeven_ref : n_refs ? refs[0] : NULL;
-		size_t k = 0;
-		while (ref != NULL && k < n_refs && strcmp(refs[k], ref) != 0)
-			k++;
-		if (ref == NULL || k == n_refs) {
-			fprintf(stderr, "marginctl cost: --breakeven-ref %s: not one of the --ref models\n", ref ? ref : "(none)");
-			fclose(ex);
-			free(extra);
-			status = 2;
-			goto done;
-		}
-		if (cmd_cost_micros(o.one_off, &bi.one_off_micros) < 0) {
-			fprintf(stderr, "marginctl cost: --one-off %s: expected an amount of %s\n", o.one_off, cur);
-			fclose(ex);
-			free(extra);
-			status = 2;
-			goto done;
-		}
-		if (o.calls_per_day != NULL && !(sscanf(o.calls_per_day, "%lf", &bi.calls_per_day) == 1 &&
-						 bi.calls_per_day > 0)) {
-			fprintf(stderr, "marginctl cost: --calls-per-day %s: expected a positive number\n", o.calls_per_day);
-			fclose(ex);
-			free(extra);
-			status = 2;
-			goto done;
-		}
-		if (have_hw) {
-			r = pricetab_convert(t, hw.rate_busy_micros_per_hour, hw.currency, cur, &bi.rate_busy_micros_per_hour,
-					     err, sizeof(err));
-			if (r == 0)
-				r = pricetab_convert(t, hw.rate_idle_micros_per_hour, hw.currency, cur,
-						     &bi.rate_idle_micros_per_hour, err, sizeof(err));
-		} else {
-			r = breakeven_rates(use, rows.n, t, cur, &bi.rate_busy_micros_per_hour, &bi.rate_idle_micros_per_hour,
-					    err, sizeof(err));
-		}
-		bi.calls = rep->total.calls;
-		bi.busy_ns = rep->total.busy_ns;
-		bi.api_micros = rep->total.api_micros[k];
-		if (r == 0 && (r = report_breakeven(&bi, &be)) < 0)
-			snprintf(err, sizeof(err), "no calls with engine time in this batch: nothing to measure");
-		if (r < 0) {
-			fprintf(stderr, "marginctl cost: break-even: %s\n", err);
-			fclose(ex);
-			free(extra);
-			goto done;
-		}
-		if (root != NULL) {
-			json_object_set_new(root, "breakeven", json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:b, s:o, s:o, s:o}",
-				"reference", ref, "currency", cur, "one_off_micros", (json_int_t)bi.one_off_micros,
-				"rate_busy_micros_per_hour", (json_int_t)bi.rate_busy_micros_per_hour,
-				"rate_idle_micros_per_hour", (json_int_t)bi.rate_idle_micros_per_hour,
-				"busy_ns_per_call", num_or_null(be.busy_ns_per_call),
-				"api_per_call_micros", num_or_null(be.api_per_call_micros),
-				"extra_per_call_micros", num_or_null(be.extra_per_call_micros),
-				"capacity_calls_per_day", num_or_null(be.capacity_calls_per_day),
-				"fixed_per_day_micros", (json_int_t)be.fixed_per_day_micros,
-				"breakeven_calls_per_day", num_or_null(be.breakeven_calls_per_day),
-				"breakeven_utilization", num_or_null(be.breakeven_utilization),
-				"calls_per_day", num_or_null(be.calls_per_day), "reachable", be.reachable,
-				"saving_per_day_micros", num_or_null(be.saving_per_day_micros),
-				"days_to_recover", num_or_null(be.days_to_recover),
-				"note", json_string("per node: fixed = idle rate x 24 h; each call adds (busy - idle rate) x its busy time")));
-		} else {
-			fprintf(ex, "break-even against %s, one node at %s/%s %s per hour (busy/idle):\n", ref,
-				meter_format_micros(bi.rate_busy_micros_per_hour, a, sizeof(a)),
-				meter_format_micros(bi.rate_idle_micros_per_hour, b, sizeof(b)), cur);
-			fprintf(ex, "  measured: %llu calls, %.3f s of engine time per call, %s costs %.6f %s per call\n",
-				(unsigned long long)bi.calls, be.busy_ns_per_call / 1e9, ref, be.api_per_call_micros / 1e6, cur);
-			fprintf(ex, "  the node: %s %s per day whatever it does, %.6f %s more per call; at most %.0f calls per day\n",
-				meter_format_micros(be.fixed_per_day_micros, a, sizeof(a)), cur, be.extra_per_call_micros / 1e6,
-				cur, be.capacity_calls_per_day);
-			if (isfinite(be.breakeven_calls_per_day))
-				fprintf(ex, "  break-even: %.0f calls per day (%.1f%% of the node)%s\n", be.breakeven_calls_per_day,
-					be.breakeven_utilization * 100,
-					be.reachable ? "" : " - more than one node can serve: never on one node");
-			else
-				fprintf(ex, "  break-even: never (%s costs less per call than the node's extra power)\n", ref);
-			fprintf(ex, "  at %.0f calls per day: saving %.2f %s per day; the one-off %s %s: ", be.calls_per_day,
-				be.saving_per_day_micros / 1e6, cur, meter_format_micros(bi.one_off_micros, a, sizeof(a)), cur);
-			if (isfinite(be.days_to_recover))
-				fprintf(ex, "recovered in %.1f days\n", be.days_to_recover);
-			else
-				fprintf(ex, "never recovered (no saving)\n");
-		}
-	}
-	fclose(ex);
+	*ret_text = text;
+	return 0;
+}
 
-	if (o.chart != NULL) {
-		thru_t th;
-		double in_pc, out_pc, util;
-		hwprof_t chw;
-		const hwprof_t *ph = &hw;
-		double ts = meter_q_to_double(scale);
-		if ((r = cmd_cost_measured(rows.v, rows.n, title, ts, &th, &in_pc, &out_pc, &util, err, sizeof(err))) == 0 &&
-		    have_hw) {
-			if (o.speed == NULL)
-				th = sw.target;	/* the target's own throughput, with its basis */
-			else
-				th.source = THRU_GIVEN;
-		}
-		if (r < 0 ||
-		    (!have_hw && (r = cmd_cost_profile(rows.v[0].hardware_profile, &chw, err, sizeof(err))) < 0)) {
-			fprintf(stderr, "marginctl cost: --chart: %s\n", err);
-			free(extra);
-			goto done;
-		}
-		if (!have_hw)
-			ph = &chw;
-		if ((r = chart_cost_vs_utilization(&th, ph, in_pc, out_pc, util, t, refs, n_refs, rows.v[0].via_batch, cur, &svg,
-						   err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl cost: --chart: %s\n", err);
-			free(extra);
-			goto done;
-		}
-		FILE *cf = fopen(o.chart, "w");
-		if (cf == NULL || fputs(svg, cf) < 0 || fclose(cf) != 0) {
-			fprintf(stderr, "marginctl cost: --chart %s: cannot write: %s\n", o.chart, strerror(errno));
-			free(extra);
-			goto done;
-		}
-	}
-
-	if (o.out != NULL && (out = fopen(o.out, "w")) == NULL) {
-		fprintf(stderr, "marginctl cost: -o %s: %s\n", o.out, strerror(errno));
-		free(extra);
-		goto done;
-	}
+/* --sale-price: revenue and gross margin, into root or as a line. */
+static void add_sale(const cost_run_t *c, FILE *ex, json_t *root)
+{
+	const report_t *rep = c->rep;
+	char a[40], b[40], d[40];
+	int64_t gm = 0, gm_m = 0;
+	int d1 = meter_gross_margin_ppm(rep->total.sale_micros, rep->total.cost_loaded_micros, &gm);
+	int d2 = meter_gross_margin_ppm(rep->total.sale_micros, rep->total.cost_marginal_micros, &gm_m);
 	if (root != NULL) {
-		if ((text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL) {
-			free(extra);
-			goto nomem;
+		json_object_set_new(root, "sale", json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "price", c->o.sale,
+			"currency", c->cur, "revenue_micros", (json_int_t)rep->total.sale_micros,
+			"cost_loaded_micros", (json_int_t)rep->total.cost_loaded_micros, "cost_marginal_micros",
+			(json_int_t)rep->total.cost_marginal_micros, "gross_margin_ppm",
+			d1 == 0 ? json_integer(gm) : json_null(), "gross_margin_marginal_ppm",
+			d2 == 0 ? json_integer(gm_m) : json_null()));
+		return;
+	}
+	fprintf(ex, "at the sale price %s %s per 1M tokens: revenue %s, loaded cost %s -> gross margin %s",
+		c->o.sale, c->cur, meter_format_micros(rep->total.sale_micros, a, sizeof(a)),
+		meter_format_micros(rep->total.cost_loaded_micros, b, sizeof(b)),
+		d1 == 0 ? meter_format_ppm_pct(gm, d, sizeof(d)) : "-infinity (no revenue)");
+	fprintf(ex, " (on the marginal cost %s)\n", d2 == 0 ? meter_format_ppm_pct(gm_m, d, sizeof(d)) : "-infinity");
+}
+
+/* The break-even's inputs from the flags, the node's rates and the report:
+ * 0, or the exit status with the reason said. */
+static int breakeven_inputs(cost_run_t *c, report_breakeven_in_t *bi, const char **ret_ref)
+{
+	const opts_t *o = &c->o;
+	const char *ref = o->breakeven_ref ? o->breakeven_ref : c->n_refs ? c->refs[0] : NULL;
+	size_t k = 0;
+	int r;
+	while (ref != NULL && k < c->n_refs && strcmp(c->refs[k], ref) != 0)
+		k++;
+	if (ref == NULL || k == c->n_refs)
+		return COST_FAIL(2, "--breakeven-ref %s: not one of the --ref models\n", ref ? ref : "(none)");
+	if (cmd_cost_micros(o->one_off, &bi->one_off_micros) < 0)
+		return COST_FAIL(2, "--one-off %s: expected an amount of %s\n", o->one_off, c->cur);
+	if (o->calls_per_day != NULL && !(sscanf(o->calls_per_day, "%lf", &bi->calls_per_day) == 1 &&
+					  bi->calls_per_day > 0))
+		return COST_FAIL(2, "--calls-per-day %s: expected a positive number\n", o->calls_per_day);
+	if (c->have_hw) {
+		r = pricetab_convert(c->t, c->hw.rate_busy_micros_per_hour, c->hw.currency, c->cur,
+				     &bi->rate_busy_micros_per_hour, c->err, sizeof(c->err));
+		if (r == 0)
+			r = pricetab_convert(c->t, c->hw.rate_idle_micros_per_hour, c->hw.currency, c->cur,
+					     &bi->rate_idle_micros_per_hour, c->err, sizeof(c->err));
+	} else {
+		r = breakeven_rates(c->use, c->rows.n, c->t, c->cur, &bi->rate_busy_micros_per_hour,
+				    &bi->rate_idle_micros_per_hour, c->err, sizeof(c->err));
+	}
+	bi->calls = c->rep->total.calls;
+	bi->busy_ns = c->rep->total.busy_ns;
+	bi->api_micros = c->rep->total.api_micros[k];
+	if (r < 0)
+		return COST_FAIL(1, "break-even: %s\n", c->err);
+	*ret_ref = ref;
+	return 0;
+}
+
+static void print_breakeven(const cost_run_t *c, const char *ref, const report_breakeven_in_t *bi,
+			    const report_breakeven_t *be, FILE *ex)
+{
+	const char *cur = c->cur;
+	char a[40], b[40];
+	fprintf(ex, "break-even against %s, one node at %s/%s %s per hour (busy/idle):\n", ref,
+		meter_format_micros(bi->rate_busy_micros_per_hour, a, sizeof(a)),
+		meter_format_micros(bi->rate_idle_micros_per_hour, b, sizeof(b)), cur);
+	fprintf(ex, "  measured: %llu calls, %.3f s of engine time per call, %s costs %.6f %s per call\n",
+		(unsigned long long)bi->calls, be->busy_ns_per_call / 1e9, ref, be->api_per_call_micros / 1e6, cur);
+	fprintf(ex, "  the node: %s %s per day whatever it does, %.6f %s more per call; at most %.0f calls per day\n",
+		meter_format_micros(be->fixed_per_day_micros, a, sizeof(a)), cur, be->extra_per_call_micros / 1e6,
+		cur, be->capacity_calls_per_day);
+	if (isfinite(be->breakeven_calls_per_day))
+		fprintf(ex, "  break-even: %.0f calls per day (%.1f%% of the node)%s\n", be->breakeven_calls_per_day,
+			be->breakeven_utilization * 100,
+			be->reachable ? "" : " - more than one node can serve: never on one node");
+	else
+		fprintf(ex, "  break-even: never (%s costs less per call than the node's extra power)\n", ref);
+	fprintf(ex, "  at %.0f calls per day: saving %.2f %s per day; the one-off %s %s: ", be->calls_per_day,
+		be->saving_per_day_micros / 1e6, cur, meter_format_micros(bi->one_off_micros, a, sizeof(a)), cur);
+	if (isfinite(be->days_to_recover))
+		fprintf(ex, "recovered in %.1f days\n", be->days_to_recover);
+	else
+		fprintf(ex, "never recovered (no saving)\n");
+}
+
+/* --one-off: when the node pays for itself against the reference. */
+static int add_breakeven(cost_run_t *c, FILE *ex, json_t *root)
+{
+	report_breakeven_in_t bi = { 0 };
+	report_breakeven_t be;
+	const char *ref = NULL;
+	int st = breakeven_inputs(c, &bi, &ref);
+	if (st != 0)
+		return st;
+	if (report_breakeven(&bi, &be) < 0)
+		return COST_FAIL(1, "break-even: no calls with engine time in this batch: nothing to measure\n");
+	if (root == NULL) {
+		print_breakeven(c, ref, &bi, &be, ex);
+		return 0;
+	}
+	json_object_set_new(root, "breakeven", json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:b, s:o, s:o, s:o}",
+		"reference", ref, "currency", c->cur, "one_off_micros", (json_int_t)bi.one_off_micros,
+		"rate_busy_micros_per_hour", (json_int_t)bi.rate_busy_micros_per_hour,
+		"rate_idle_micros_per_hour", (json_int_t)bi.rate_idle_micros_per_hour,
+		"busy_ns_per_call", num_or_null(be.busy_ns_per_call),
+		"api_per_call_micros", num_or_null(be.api_per_call_micros),
+		"extra_per_call_micros", num_or_null(be.extra_per_call_micros),
+		"capacity_calls_per_day", num_or_null(be.capacity_calls_per_day),
+		"fixed_per_day_micros", (json_int_t)be.fixed_per_day_micros,
+		"breakeven_calls_per_day", num_or_null(be.breakeven_calls_per_day),
+		"breakeven_utilization", num_or_null(be.breakeven_utilization),
+		"calls_per_day", num_or_null(be.calls_per_day), "reachable", be.reachable,
+		"saving_per_day_micros", num_or_null(be.saving_per_day_micros),
+		"days_to_recover", num_or_null(be.days_to_recover),
+		"note", json_string("per node: fixed = idle rate x 24 h; each call adds (busy - idle rate) x its busy time")));
+	return 0;
+}
+
+/* What the report's notes, --sale-price and --one-off add: into root
+ * (JSON) or as text in *ret_extra (printed after the report, or on stderr
+ * beside CSV). */
+static int add_extras(cost_run_t *c, json_t *root, FILE *side, char **ret_extra, size_t *ret_len)
+{
+	FILE *ex = open_memstream(ret_extra, ret_len);
+	int st = 0;
+	if (ex == NULL)
+		return COST_FAIL(1, "out of memory\n");
+	const char *basis = report_api_basis(c->rep);
+	if (side != NULL && strcmp(basis, "booked") != 0 && strcmp(basis, "none") != 0) {
+		char note[1024];
+		fprintf(ex, "%s\n", report_api_note(c->rep, note, sizeof(note)));
+	}
+	if (c->o.sale != NULL)
+		add_sale(c, ex, root);
+	if (c->o.one_off != NULL)
+		st = add_breakeven(c, ex, root);
+	fclose(ex);
+	return st;
+}
+
+/* --chart FILE: cost against utilization, SVG. */
+static int write_chart(cost_run_t *c)
+{
+	const opts_t *o = &c->o;
+	thru_t th;
+	double in_pc, out_pc, util;
+	hwprof_t chw;
+	const hwprof_t *ph = &c->hw;
+	char *svg = NULL;
+	int r = cmd_cost_measured(c->rows.v, c->rows.n, c->title, meter_q_to_double(c->scale), &th, &in_pc, &out_pc,
+				  &util, c->err, sizeof(c->err));
+	if (r == 0 && c->have_hw) {
+		if (o->speed == NULL)
+			th = c->sw.target;	/* the target's own throughput, with its basis */
+		else
+			th.source = THRU_GIVEN;
+	}
+	if (r < 0 || (!c->have_hw && cmd_cost_profile(c->rows.v[0].hardware_profile, &chw, c->err, sizeof(c->err)) < 0))
+		return COST_FAIL(1, "--chart: %s\n", c->err);
+	if (!c->have_hw)
+		ph = &chw;
+	if (chart_cost_vs_utilization(&th, ph, in_pc, out_pc, util, c->t, c->refs, c->n_refs, c->rows.v[0].via_batch,
+				      c->cur, &svg, c->err, sizeof(c->err)) < 0)
+		return COST_FAIL(1, "--chart: %s\n", c->err);
+	FILE *cf = fopen(o->chart, "w");
+	int st = 0;
+	if (cf == NULL || fputs(svg, cf) < 0 || fclose(cf) != 0)
+		st = COST_FAIL(1, "--chart %s: cannot write: %s\n", o->chart, strerror(errno));
+	free(svg);
+	return st;
+}
+
+/* The report and its extras to -o FILE or stdout. */
+static int print_output(const cost_run_t *c, const char *text, json_t *root, FILE *side, const char *extra,
+			size_t extra_len)
+{
+	FILE *out = stdout;
+	char *dump = NULL;
+	if (c->o.out != NULL && (out = fopen(c->o.out, "w")) == NULL)
+		return COST_FAIL(1, "-o %s: %s\n", c->o.out, strerror(errno));
+	if (root != NULL) {
+		if ((dump = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL) {
+			if (out != stdout)
+				fclose(out);
+			return COST_FAIL(1, "out of memory\n");
 		}
-		fprintf(out, "%s\n", text);
+		fprintf(out, "%s\n", dump);
+		free(dump);
 	} else {
 		fputs(text, out);
 		if (extra_len > 0)
 			fprintf(side ? side : out, "%s%s", side ? "" : "\n", extra);
 	}
-	free(extra);
-	if (out != stdout && fclose(out) != 0) {
-		fprintf(stderr, "marginctl cost: -o %s: %s\n", o.out, strerror(errno));
-		out = stdout;
+	if (out != stdout && fclose(out) != 0)
+		return COST_FAIL(1, "-o %s: %s\n", c->o.out, strerror(errno));
+	return 0;
+}
+
+int cmd_cost(int argc, char **argv)
+{
+	cost_run_t *c = calloc(1, sizeof(*c));
+	char *text = NULL, *extra = NULL;
+	size_t extra_len = 0;
+	json_t *root = NULL;
+	int st;
+	if (c == NULL || (c->t = pricetab_new()) == NULL) {
+		free(c);
+		fprintf(stderr, "marginctl cost: out of memory\n");
+		return 1;
+	}
+	c->scale = METER_Q(1, 1);
+	if ((st = parse_args(argc, argv, &c->o)) != 0) {
+		st = st == 1 ? 0 : st;
 		goto done;
 	}
-	out = stdout;
-	status = 0;
-	goto done;
-nomem:
-	fprintf(stderr, "marginctl cost: out of memory\n");
+	if ((st = load_inputs(c)) != 0 || (st = apply_whatif(c)) != 0 || (st = choose_refs(c)) != 0 ||
+	    (st = build_report(c)) != 0)
+		goto done;
+	if (format_report(c, &text, &root) < 0) {
+		st = COST_FAIL(1, "out of memory\n");
+		goto done;
+	}
+	bool json = strcmp(c->o.format, "json") == 0;
+	FILE *side = json ? NULL : strcmp(c->o.format, "csv") == 0 ? stderr : NULL;
+	if ((st = add_extras(c, root, side, &extra, &extra_len)) != 0 ||
+	    (c->o.chart != NULL && (st = write_chart(c)) != 0))
+		goto done;
+	st = print_output(c, text, root, side, extra, extra_len);
 done:
-	if (out != stdout)
-		fclose(out);
+	free(extra);
 	json_decref(root);
 	free(text);
-	free(svg);
-	report_destroy(&rep);
-	free(whatif);
-	free(tbench);
-	cmd_cost_rows_done(&rows);
-	pricetab_destroy(&t);
-	return status;
+	report_destroy(&c->rep);
+	free(c->whatif);
+	free(c->tbench);
+	cmd_cost_rows_done(&c->rows);
+	pricetab_destroy(&c->t);
+	free(c);
+	return st;
 }

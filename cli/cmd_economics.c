@@ -444,221 +444,250 @@ static int estimate(const eopts_t *o, const hwprof_t *hw, uint32_t batch, double
 	return 0;
 }
 
-static int check(const eopts_t *o)
-{
-	char err[2048], mix_src[200], util_src[200];
-	int status = 1, r;
+/* One `economics check`, phase by phase: the inputs, the throughput with
+ * its source, the call mix and utilization, the two prices, the check, the
+ * output. Each phase returns 0 or the exit status with the reason said. */
+typedef struct check_run {
+	const eopts_t *o;
 	hwprof_t hw;
 	thru_t th;
-	thru_bench_t *bench = NULL;
-	cmd_cost_rows_t rows = { 0 };
-	pricetab_t *t = pricetab_new();
-	char *text = NULL;
-	double in_pc = 2048, out_pc = 2048, util = 0.5;
-	snprintf(mix_src, sizeof(mix_src), "default: economics.md 6 cost basis A (2048 in / 2048 out)");
-	snprintf(util_src, sizeof(util_src), "default: economics.md 6 assumption (U = 50%%)");
-	if (t == NULL)
-		goto nomem;
-	int n_src = (o->throughput != NULL) + (o->bench != NULL) + (o->from_ledger != NULL) + o->estimate;
-	if (n_src == 0 && o->before == NULL && o->after == NULL) {
-		pricetab_destroy(&t);
-		return check_table(o);
-	}
-	if (n_src != 1) {
-		fprintf(stderr, "marginctl economics check: give one of --throughput, --bench, --from-ledger, --estimate\n");
-		status = 2;
-		goto done;
-	}
-	if (o->before == NULL || o->after == NULL) {
-		fprintf(stderr, "marginctl economics check: --price-before and --price-after are required\n");
-		status = 2;
-		goto done;
-	}
-	if (load_inputs(o, "check", &hw, t) < 0) {
-		status = 2;
-		goto done;
-	}
-	if (o->n_prices == 0 && cmd_cost_prices(t, "fx.conf", err, sizeof(err)) < 0)
-		fprintf(stderr, "marginctl economics check: warning: no exchange rates loaded: %s\n", err);
-	const char *cur = o->currency ? o->currency : hw.currency;
-	if (!meter_currency_valid(cur)) {
-		fprintf(stderr, "marginctl economics check: --currency %s: expected an ISO 4217 code\n", cur);
-		status = 2;
-		goto done;
-	}
+	thru_bench_t *bench;		/* owned */
+	cmd_cost_rows_t rows;		/* owned */
+	pricetab_t *t;			/* owned */
+	const char *cur;		/* borrowed */
+	uint32_t batch;
+	double in_pc, out_pc, util;
+	char mix_src[200], util_src[200], hit_src[96];
+	char err[2048];
+} check_run_t;
 
-	/* Throughput, with its source. */
-	uint32_t batch = 0;
+#define CHECK_FAIL(status, ...) (fprintf(stderr, "marginctl economics check: " __VA_ARGS__), (status))
+#define CHECK_NOMEM() (fprintf(stderr, "marginctl economics: out of memory\n"), 1)
+
+static int check_inputs(check_run_t *c)
+{
+	const eopts_t *o = c->o;
+	int n_src = (o->throughput != NULL) + (o->bench != NULL) + (o->from_ledger != NULL) + o->estimate;
+	if (n_src != 1)
+		return CHECK_FAIL(2, "give one of --throughput, --bench, --from-ledger, --estimate\n");
+	if (o->before == NULL || o->after == NULL)
+		return CHECK_FAIL(2, "--price-before and --price-after are required\n");
+	if (load_inputs(o, "check", &c->hw, c->t) < 0)
+		return 2;
+	if (o->n_prices == 0 && cmd_cost_prices(c->t, "fx.conf", c->err, sizeof(c->err)) < 0)
+		fprintf(stderr, "marginctl economics check: warning: no exchange rates loaded: %s\n", c->err);
+	c->cur = o->currency ? o->currency : c->hw.currency;
+	if (!meter_currency_valid(c->cur))
+		return CHECK_FAIL(2, "--currency %s: expected an ISO 4217 code\n", c->cur);
 	if (o->batch != NULL) {
 		double b;
-		if (!parse_pos(o->batch, &b) || b != floor(b) || b > 1e6) {
-			fprintf(stderr, "marginctl economics check: --batch %s: expected a positive integer\n", o->batch);
-			status = 2;
-			goto done;
-		}
-		batch = (uint32_t)b;
+		if (!parse_pos(o->batch, &b) || b != floor(b) || b > 1e6)
+			return CHECK_FAIL(2, "--batch %s: expected a positive integer\n", o->batch);
+		c->batch = (uint32_t)b;
 	}
+	return 0;
+}
+
+/* --bench FILE: measured here, carried to the target. */
+static int throughput_bench(check_run_t *c)
+{
+	const eopts_t *o = c->o;
+	thru_eff_t eff;
+	const thru_eff_t *use_eff;
+	if ((c->bench = malloc(sizeof(*c->bench))) == NULL)
+		return CHECK_NOMEM();
+	if (eff_arg(o, "cpu-2vcpu", &eff, &use_eff, c->err, sizeof(c->err)) < 0 ||
+	    thru_bench_load(o->bench, c->bench, c->err, sizeof(c->err)) < 0 ||
+	    thru_from_bench(c->bench, c->batch, &c->th, c->err, sizeof(c->err)) < 0 ||
+	    speed_bench_elsewhere(c->bench, &c->hw, c->batch, use_eff, &c->th, c->err, sizeof(c->err)) < 0)
+		return CHECK_FAIL(1, "--bench %s: %s\n", o->bench, c->err);
+	return 0;
+}
+
+/* --from-ledger BATCH: the batch's own throughput, call mix and utilization. */
+static int throughput_ledger(check_run_t *c)
+{
+	const eopts_t *o = c->o;
+	thru_eff_t eff;
+	const thru_eff_t *use_eff = NULL;
+	char *err = c->err;
+	size_t errlen = sizeof(c->err);
+	if (cmd_cost_fetch(o->state_dir, o->from_ledger, c->cur, &c->rows, err, errlen) < 0 ||
+	    cmd_cost_measured(c->rows.v, c->rows.n, o->from_ledger, 1.0, &c->th, &c->in_pc, &c->out_pc, &c->util,
+			      err, errlen) < 0 ||
+	    (o->hardware == NULL && c->rows.v[0].hardware_profile[0] != '\0' &&
+	     cmd_cost_profile(c->rows.v[0].hardware_profile, &c->hw, err, errlen) < 0) ||
+	    eff_arg(o, c->rows.v[0].hardware_profile[0] ? c->rows.v[0].hardware_profile : "cpu-2vcpu", &eff,
+		    &use_eff, err, errlen) < 0 ||
+	    speed_ledger_elsewhere(c->rows.v, c->rows.n, &c->hw, c->batch, use_eff, &c->th, err, errlen) < 0)
+		return CHECK_FAIL(1, "--from-ledger %s: %s\n", o->from_ledger, err);
+	snprintf(c->mix_src, sizeof(c->mix_src), "measured: the mean call of batch %.100s", o->from_ledger);
+	snprintf(c->util_src, sizeof(c->util_src), "measured: busy / (busy + idle) of batch %.100s", o->from_ledger);
+	if (c->util <= 0)
+		c->util = 1e-6;
+	return 0;
+}
+
+/* --estimate: from the model's size and the hardware's bandwidth. */
+static int throughput_estimate(check_run_t *c)
+{
+	const eopts_t *o = c->o;
+	double bpp = 2;
+	thru_eff_t eff;
+	if (o->bytes_per_param && !parse_pos(o->bytes_per_param, &bpp))
+		return CHECK_FAIL(2, "--bytes-per-param %s: expected a positive number\n", o->bytes_per_param);
+	if (o->eff_bench != NULL) {
+		hwprof_t here;
+		thru_bench_t *eb = malloc(sizeof(*eb));
+		if (eb == NULL)
+			return CHECK_NOMEM();
+		int r = cmd_cost_profile("cpu-2vcpu", &here, c->err, sizeof(c->err));
+		if (r == 0)
+			r = thru_bench_load(o->eff_bench, eb, c->err, sizeof(c->err));
+		if (r == 0)
+			r = thru_eff_from_bench(eb, &here, bpp, &eff, c->err, sizeof(c->err));
+		free(eb);
+		if (r < 0)
+			return CHECK_FAIL(1, "--eff-bench %s: %s\n", o->eff_bench, c->err);
+	} else {
+		thru_eff_machine_md(&eff);
+	}
+	return estimate(o, &c->hw, c->batch, bpp, &eff, &c->th);
+}
+
+/* The throughput, with its source. */
+static int check_throughput(check_run_t *c)
+{
+	const eopts_t *o = c->o;
 	if (o->throughput != NULL) {
 		double v;
-		if (!parse_pos(o->throughput, &v)) {
-			fprintf(stderr, "marginctl economics check: --throughput %s: expected tokens per second\n",
-				o->throughput);
-			status = 2;
-			goto done;
-		}
-		th = (thru_t){ .source = THRU_GIVEN, .out_tok_s = v };
-		snprintf(th.why, sizeof(th.why), "--throughput %s%s%s", o->throughput,
-			 o->throughput_source ? ": " : " (no source given)", o->throughput_source ? o->throughput_source : "");
-	} else if (o->bench != NULL) {
-		if ((bench = malloc(sizeof(*bench))) == NULL)
-			goto nomem;
-		thru_eff_t eff;
-		const thru_eff_t *use_eff;
-		if ((r = eff_arg(o, "cpu-2vcpu", &eff, &use_eff, err, sizeof(err))) < 0 ||
-		    (r = thru_bench_load(o->bench, bench, err, sizeof(err))) < 0 ||
-		    (r = thru_from_bench(bench, batch, &th, err, sizeof(err))) < 0 ||
-		    (r = speed_bench_elsewhere(bench, &hw, batch, use_eff, &th, err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl economics check: --bench %s: %s\n", o->bench, err);
-			goto done;
-		}
-	} else if (o->from_ledger != NULL) {
-		thru_eff_t eff;
-		const thru_eff_t *use_eff = NULL;
-		if ((r = cmd_cost_fetch(o->state_dir, o->from_ledger, cur, &rows, err, sizeof(err))) < 0 ||
-		    (r = cmd_cost_measured(rows.v, rows.n, o->from_ledger, 1.0, &th, &in_pc, &out_pc, &util, err,
-					   sizeof(err))) < 0 ||
-		    (o->hardware == NULL && rows.v[0].hardware_profile[0] != '\0' &&
-		     (r = cmd_cost_profile(rows.v[0].hardware_profile, &hw, err, sizeof(err))) < 0) ||
-		    (r = eff_arg(o, rows.v[0].hardware_profile[0] ? rows.v[0].hardware_profile : "cpu-2vcpu", &eff,
-				 &use_eff, err, sizeof(err))) < 0 ||
-		    (r = speed_ledger_elsewhere(rows.v, rows.n, &hw, batch, use_eff, &th, err, sizeof(err))) < 0) {
-			fprintf(stderr, "marginctl economics check: --from-ledger %s: %s\n", o->from_ledger, err);
-			goto done;
-		}
-		snprintf(mix_src, sizeof(mix_src), "measured: the mean call of batch %.100s", o->from_ledger);
-		snprintf(util_src, sizeof(util_src), "measured: busy / (busy + idle) of batch %.100s", o->from_ledger);
-		if (util <= 0)
-			util = 1e-6;
-	} else {
-		double bpp = 2;
-		thru_eff_t eff;
-		if (o->bytes_per_param && !parse_pos(o->bytes_per_param, &bpp)) {
-			fprintf(stderr, "marginctl economics check: --bytes-per-param %s: expected a positive number\n",
-				o->bytes_per_param);
-			status = 2;
-			goto done;
-		}
-		if (o->eff_bench != NULL) {
-			hwprof_t here;
-			thru_bench_t *eb = malloc(sizeof(*eb));
-			if (eb == NULL)
-				goto nomem;
-			r = cmd_cost_profile("cpu-2vcpu", &here, err, sizeof(err));
-			if (r == 0)
-				r = thru_bench_load(o->eff_bench, eb, err, sizeof(err));
-			if (r == 0)
-				r = thru_eff_from_bench(eb, &here, bpp, &eff, err, sizeof(err));
-			free(eb);
-			if (r < 0) {
-				fprintf(stderr, "marginctl economics check: --eff-bench %s: %s\n", o->eff_bench, err);
-				goto done;
-			}
-		} else {
-			thru_eff_machine_md(&eff);
-		}
-		if ((status = estimate(o, &hw, batch, bpp, &eff, &th)) != 0)
-			goto done;
-		status = 1;
+		if (!parse_pos(o->throughput, &v))
+			return CHECK_FAIL(2, "--throughput %s: expected tokens per second\n", o->throughput);
+		c->th = (thru_t){ .source = THRU_GIVEN, .out_tok_s = v };
+		snprintf(c->th.why, sizeof(c->th.why), "--throughput %s%s%s", o->throughput,
+			 o->throughput_source ? ": " : " (no source given)",
+			 o->throughput_source ? o->throughput_source : "");
+		return 0;
 	}
+	if (o->bench != NULL)
+		return throughput_bench(c);
+	if (o->from_ledger != NULL)
+		return throughput_ledger(c);
+	return throughput_estimate(c);
+}
+
+/* --mix IN/OUT and --utilization U over the defaults or the ledger's. */
+static int check_mix(check_run_t *c)
+{
+	const eopts_t *o = c->o;
 	if (o->mix != NULL) {
 		char m[64], *slash;
 		snprintf(m, sizeof(m), "%s", o->mix);
 		slash = strchr(m, '/');
 		if (slash != NULL)
 			*slash++ = '\0';
-		if (slash == NULL || !parse_pos(m, &in_pc) || !parse_pos(slash, &out_pc)) {
-			fprintf(stderr, "marginctl economics check: --mix %s: expected IN/OUT tokens per call\n", o->mix);
-			status = 2;
-			goto done;
-		}
-		snprintf(mix_src, sizeof(mix_src), "--mix %s", o->mix);
+		if (slash == NULL || !parse_pos(m, &c->in_pc) || !parse_pos(slash, &c->out_pc))
+			return CHECK_FAIL(2, "--mix %s: expected IN/OUT tokens per call\n", o->mix);
+		snprintf(c->mix_src, sizeof(c->mix_src), "--mix %s", o->mix);
 	}
 	if (o->utilization != NULL) {
-		if (!parse_pos(o->utilization, &util) || util > 1) {
-			fprintf(stderr, "marginctl economics check: --utilization %s: expected 0 < U <= 1\n", o->utilization);
-			status = 2;
-			goto done;
-		}
-		snprintf(util_src, sizeof(util_src), "--utilization %s", o->utilization);
+		if (!parse_pos(o->utilization, &c->util) || c->util > 1)
+			return CHECK_FAIL(2, "--utilization %s: expected 0 < U <= 1\n", o->utilization);
+		snprintf(c->util_src, sizeof(c->util_src), "--utilization %s", o->utilization);
 	}
+	return 0;
+}
 
-	pricetab_entry_t before, after;
-	if ((r = price_arg(o->before, "price-before", o, t, cur, &before, err, sizeof(err))) < 0 ||
-	    (r = price_arg(o->after, "price-after", o, t, cur, &after, err, sizeof(err))) < 0) {
-		fprintf(stderr, "marginctl economics check: %s\n", err);
-		status = 2;
-		goto done;
-	}
-	pricewar_in_t in = { .hw = &hw, .thru = &th, .in_per_call = in_pc, .out_per_call = out_pc,
-			     .mix_source = mix_src, .utilization = util, .utilization_source = util_src, .prices = t,
-			     .before = &before, .after = &after, .via_batch = o->via_batch, .currency = cur };
-	char hit_src[96];
+/* The check's input: the two prices, and --cache-hit. */
+static int check_prices(check_run_t *c, pricetab_entry_t *before, pricetab_entry_t *after, pricewar_in_t *in)
+{
+	const eopts_t *o = c->o;
+	if (price_arg(o->before, "price-before", o, c->t, c->cur, before, c->err, sizeof(c->err)) < 0 ||
+	    price_arg(o->after, "price-after", o, c->t, c->cur, after, c->err, sizeof(c->err)) < 0)
+		return CHECK_FAIL(2, "%s\n", c->err);
+	*in = (pricewar_in_t){ .hw = &c->hw, .thru = &c->th, .in_per_call = c->in_pc, .out_per_call = c->out_pc,
+			       .mix_source = c->mix_src, .utilization = c->util, .utilization_source = c->util_src,
+			       .prices = c->t, .before = before, .after = after, .via_batch = o->via_batch,
+			       .currency = c->cur };
 	if (o->cache_hit != NULL) {
-		if (meter_q_parse(o->cache_hit, &in.cache_hit) < 0 || in.cache_hit.num < 0 ||
-		    meter_q_cmp(in.cache_hit, METER_Q(1, 1)) > 0) {
-			fprintf(stderr, "marginctl economics check: --cache-hit %s: expected a share 0 <= R <= 1 of the "
-					"input tokens (DeepSeek's day: 0.5625)\n", o->cache_hit);
-			status = 2;
-			goto done;
-		}
-		snprintf(hit_src, sizeof(hit_src), "--cache-hit %.60s", o->cache_hit);
-		in.has_cache_hit = true;
-		in.cache_hit_source = hit_src;
+		if (meter_q_parse(o->cache_hit, &in->cache_hit) < 0 || in->cache_hit.num < 0 ||
+		    meter_q_cmp(in->cache_hit, METER_Q(1, 1)) > 0)
+			return CHECK_FAIL(2, "--cache-hit %s: expected a share 0 <= R <= 1 of the "
+					     "input tokens (DeepSeek's day: 0.5625)\n", o->cache_hit);
+		snprintf(c->hit_src, sizeof(c->hit_src), "--cache-hit %.60s", o->cache_hit);
+		in->has_cache_hit = true;
+		in->cache_hit_source = c->hit_src;
 	}
+	return 0;
+}
+
+/* The report as text, or in a JSON object with the numbers. */
+static int check_print(const check_run_t *c, const pricewar_t *pw, const char *text)
+{
+	if (!c->o->json) {
+		fputs(text, stdout);
+		return 0;
+	}
+	const thru_t *th = &c->th;
+	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:{s:s, s:s, s:f, s:f, s:f, s:s, s:f, s:s},"
+			      " s:o, s:o, s:o, s:o, s:o, s:b, s:b, s:s}",
+			      "currency", pw->currency, "hardware", c->hw.name,
+			      "rate_busy_micros_per_hour", (json_int_t)c->hw.rate_busy_micros_per_hour,
+			      "cost_micros_per_hour", (json_int_t)pw->cost_micros_per_hour,
+			      "in_tokens_per_hour", pw->in_tokens_per_hour, "out_tokens_per_hour", pw->out_tokens_per_hour,
+			      "cost_per_1m_tokens_micros", (json_int_t)pw->cost_per_1m_tokens_micros,
+			      "inputs", "throughput_source", thru_source_name(th->source), "throughput", th->why,
+			      "in_per_call", c->in_pc, "out_per_call", c->out_pc, "utilization", c->util,
+			      "utilization_source", c->util_src, "out_tok_s", th->phases ? th->decode_tok_s : th->out_tok_s,
+			      "mix_source", c->mix_src,
+			      "before", point_json(&pw->before), "after", point_json(&pw->after),
+			      "at_90", point_json(&pw->at_90),
+			      "revenue_cut", isnan(pw->revenue_cut) ? json_null() : json_real(pw->revenue_cut),
+			      "zero_margin_cut", isnan(pw->zero_margin_cut) ? json_null() : json_real(pw->zero_margin_cut),
+			      "after_negative", pw->after_negative, "negative_at_90", pw->negative_at_90,
+			      "report", text);
+	char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(j);
+	if (s == NULL)
+		return CHECK_NOMEM();
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+static int check(const eopts_t *o)
+{
+	if ((o->throughput != NULL) + (o->bench != NULL) + (o->from_ledger != NULL) + o->estimate == 0 &&
+	    o->before == NULL && o->after == NULL)
+		return check_table(o);
+	check_run_t c = { .o = o, .in_pc = 2048, .out_pc = 2048, .util = 0.5 };
+	char *text = NULL;
+	int st;
+	snprintf(c.mix_src, sizeof(c.mix_src), "default: economics.md 6 cost basis A (2048 in / 2048 out)");
+	snprintf(c.util_src, sizeof(c.util_src), "default: economics.md 6 assumption (U = 50%%)");
+	if ((c.t = pricetab_new()) == NULL)
+		return CHECK_NOMEM();
+	pricetab_entry_t before, after;
+	pricewar_in_t in;
 	pricewar_t pw;
-	if ((r = pricewar_check(&in, &pw, err, sizeof(err))) < 0) {
-		fprintf(stderr, "marginctl economics check: %s\n", err);
+	if ((st = check_inputs(&c)) != 0 || (st = check_throughput(&c)) != 0 || (st = check_mix(&c)) != 0 ||
+	    (st = check_prices(&c, &before, &after, &in)) != 0)
+		goto done;
+	if (pricewar_check(&in, &pw, c.err, sizeof(c.err)) < 0) {
+		st = CHECK_FAIL(1, "%s\n", c.err);
 		goto done;
 	}
-	if ((text = pricewar_format(&in, &pw)) == NULL)
-		goto nomem;
-	if (o->json) {
-		json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:{s:s, s:s, s:f, s:f, s:f, s:s, s:f, s:s},"
-				      " s:o, s:o, s:o, s:o, s:o, s:b, s:b, s:s}",
-				      "currency", pw.currency, "hardware", hw.name,
-				      "rate_busy_micros_per_hour", (json_int_t)hw.rate_busy_micros_per_hour,
-				      "cost_micros_per_hour", (json_int_t)pw.cost_micros_per_hour,
-				      "in_tokens_per_hour", pw.in_tokens_per_hour, "out_tokens_per_hour", pw.out_tokens_per_hour,
-				      "cost_per_1m_tokens_micros", (json_int_t)pw.cost_per_1m_tokens_micros,
-				      "inputs", "throughput_source", thru_source_name(th.source), "throughput", th.why,
-				      "in_per_call", in_pc, "out_per_call", out_pc, "utilization", util,
-				      "utilization_source", util_src, "out_tok_s", th.phases ? th.decode_tok_s : th.out_tok_s,
-				      "mix_source", mix_src,
-				      "before", point_json(&pw.before), "after", point_json(&pw.after),
-				      "at_90", point_json(&pw.at_90),
-				      "revenue_cut", isnan(pw.revenue_cut) ? json_null() : json_real(pw.revenue_cut),
-				      "zero_margin_cut", isnan(pw.zero_margin_cut) ? json_null() : json_real(pw.zero_margin_cut),
-				      "after_negative", pw.after_negative, "negative_at_90", pw.negative_at_90,
-				      "report", text);
-		char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-		json_decref(j);
-		if (s == NULL)
-			goto nomem;
-		printf("%s\n", s);
-		free(s);
-	} else {
-		fputs(text, stdout);
+	if ((text = pricewar_format(&in, &pw)) == NULL) {
+		st = CHECK_NOMEM();
+		goto done;
 	}
-	status = 0;
-	goto done;
-nomem:
-	fprintf(stderr, "marginctl economics: out of memory\n");
+	st = check_print(&c, &pw, text);
 done:
 	free(text);
-	free(bench);
-	cmd_cost_rows_done(&rows);
-	pricetab_destroy(&t);
-	return status;
+	free(c.bench);
+	cmd_cost_rows_done(&c.rows);
+	pricetab_destroy(&c.t);
+	return st;
 }
 
 static int chart(const eopts_t *o)

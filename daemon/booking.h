@@ -127,18 +127,6 @@ typedef struct booking_conf {
 int booking_conf_load(booking_conf_t *c, const mg_config_t *cfg, char *err, size_t errlen);
 void booking_conf_done(booking_conf_t *c);
 
-/* margind's flags for the meter, as `--set meter.KEY=VALUE` for opts.c:
- * --hardware PROFILE|FILE -> meter.hardware, --period hour|day ->
- * meter.period, --prices FILE (repeatable) -> meter.prices (joined with
- * commas). *ret_argv is a new NULL-terminated
- * vector (free with booking_argv_free); the other arguments are borrowed.
- * *ret_help: --help or -h was given. -ENOMEM, -EINVAL (a flag without its
- * value, err says which). */
-int booking_argv(int argc, char **argv, int *ret_argc, char ***ret_argv, bool *ret_help, char *err, size_t errlen);
-void booking_argv_free(char ***argv);
-/* The lines margind --help adds for these flags. */
-void booking_usage(FILE *f);
-
 typedef struct booking booking_t;
 
 /* conf borrowed (must outlive the booking). -ENOMEM. */

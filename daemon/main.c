@@ -59,20 +59,8 @@ int main(int argc, char **argv)
 {
 	char err[1024];
 	opts_t o;
-	/* --hardware/--prices become [meter] keys (booking.h). */
-	char **args = NULL;
-	int nargs = 0;
-	bool help = false;
-	int r = booking_argv(argc, argv, &nargs, &args, &help, err, sizeof(err));
-	if (r < 0) {
-		fprintf(stderr, "margind: %s\n", err);
-		return r == -EINVAL ? 2 : 1;
-	}
-	r = opts_parse(&o, nargs, args, err, sizeof(err));
-	booking_argv_free(&args);
+	int r = opts_parse(&o, argc, argv, err, sizeof(err));
 	if (r == 1) {
-		if (help)
-			booking_usage(stdout);
 		opts_done(&o);
 		return 0;
 	}

@@ -3,120 +3,123 @@
 #include "journal.h"
 #include "mg_clock.h"
 #include "mg_log.h"
+#include "mg_settings.h"
+#include "mg_wire.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#define MS (MG_NS_PER_MS)
+#define S(field) MG_SETTING_AT(opts_t, field)
+
+static const char *const journal_syncs[] = { "normal", "full", NULL };
+
+/* margind's settings: every flag, every key of the file. Defaults equal
+ * sched_params_default()'s. */
+static const mg_setting_t settings[] = {
+	{ .flag = "state-dir", .section = "scheduler", .key = "state_dir", .arg = "DIR",
+	  .help = "journal (margin.db), lock and control socket (ctl.sock)", S(state_dir) },
+	{ .flag = "http", .section = "http", .key = "listen", .arg = "HOST:PORT",
+	  .help = "where the HTTP API listens", S(http) },
+	{ .flag = "workers", .section = "scheduler", .key = "workers", .arg = "ENDPOINT",
+	  .help = "ZeroMQ endpoint workers connect to, e.g. tcp://0.0.0.0:5555", S(workers) },
+	{ .flag = "api-keys", .section = "http", .key = "api_keys", .arg = "FILE",
+	  .help = "HTTP API keys, one per line", S(api_keys) },
+	{ .flag = "curve-secret", .section = "curve", .key = "secret", .arg = "FILE",
+	  .help = "the daemon's CURVE secret key (Z85, from marginctl keygen;\n"
+		  "a relative name is looked up in $CREDENTIALS_DIRECTORY)" },
+	{ .flag = "curve-allow", .section = "curve", .key = "allow", .arg = "DIR",
+	  .help = "directory of allowed worker public keys (*.pub)", S(curve_allow) },
+	{ .flag = "no-curve", .section = "curve", .key = "enabled", .type = MG_SETTING_BOOL, .def = "yes",
+	  .set = "no", .excludes = "curve-secret,curve-allow",
+	  .help = "plain TCP to workers (no encryption, no authentication)", S(curve) },
+	{ .flag = "log-level", .section = "log", .key = "level", .arg = "LEVEL",
+	  .help = "error, warn, info (default) or debug" },
+	{ .flag = "log-file", .section = "log", .key = "file", .arg = "FILE",
+	  .help = "append logs to FILE instead of stderr (reopened on SIGHUP)", S(log_file) },
+	MG_SETTING_TITLE("metering ([meter] keys, docs/economics.md):"),
+	{ .flag = "hardware", .section = "meter", .key = "hardware", .arg = "PROFILE|FILE",
+	  .help = "price every worker with this hardware profile (default: the one\n"
+		  "each worker announces, from [meter] hardware_dir; else cpu-2vcpu)" },
+	{ .flag = "prices", .section = "meter", .key = "prices", .arg = "FILE", .flags = MG_SETTING_REPEAT,
+	  .help = "closed-API price table, INI or LiteLLM .json (repeatable)" },
+	{ .flag = "period", .section = "meter", .key = "period", .arg = "hour|day",
+	  .help = "accounting window: its idle time is shared by the calls in it\n"
+		  "(default hour, aligned to UTC)" },
+	{ .section = "meter", .key = "hardware_dir", .help = "directory of hardware profiles" },
+	{ .section = "meter", .key = "prices_dir", .help = "where bare --prices names are found" },
+	{ .section = "meter", .key = "prices_date", .help = "the snapshot date recorded for a LiteLLM .json table" },
+	{ .section = "meter", .key = "refs", .help = "reference models of cost reports (chat prices), A,B" },
+	{ .section = "meter", .key = "embed_refs",
+	  .help = "the embedding prices /v1/embeddings calls are compared with, A,B" },
+	{ .section = "meter", .key = "currency", .help = "the currency of the price tables" },
+	{ .section = "meter", .key = "sale_price",
+	  .help = "P or IN/OUT per 1M tokens (the gross margin gauge)" },
+	{ .section = "scheduler", .key = "heartbeat", .type = MG_SETTING_DURATION, .def = "1s",
+	  .lo = MS, .hi = INT64_MAX, .help = "heartbeat period both ways", S(sched.heartbeat_ns) },
+	{ .section = "scheduler", .key = "liveness", .type = MG_SETTING_INT, .def = "3", .lo = 1, .hi = 1000,
+	  .help = "missed heartbeats before a worker is dead", S(sched.liveness) },
+	{ .section = "scheduler", .key = "shard_requests", .type = MG_SETTING_INT, .def = "64",
+	  .lo = 1, .hi = 100000, .help = "requests per shard", S(sched.shard_max_requests) },
+	{ .section = "scheduler", .key = "shard_tokens", .type = MG_SETTING_SIZE, .def = "65536",
+	  .help = "estimated tokens per shard (0: 1)", S(sched.shard_max_tokens) },
+	{ .section = "scheduler", .key = "max_attempts", .type = MG_SETTING_INT, .def = "3", .lo = 1, .hi = 1000,
+	  .help = "failed dispatches before a request fails", S(sched.max_attempts) },
+	{ .section = "scheduler", .key = "default_max_tokens", .type = MG_SETTING_INT, .def = "256",
+	  .lo = 1, .hi = 1 << 24, .help = "when a body has none", S(sched.default_max_tokens) },
+	{ .section = "scheduler", .key = "max_tokens_cap", .type = MG_SETTING_INT, .def = "1048576",
+	  .lo = 1, .hi = 1 << 30, .help = "larger max_tokens are refused", S(sched.max_tokens_cap) },
+	{ .section = "scheduler", .key = "cancel_grace", .type = MG_SETTING_DURATION, .def = "30s",
+	  .help = "how long a cancel waits for in-flight shards", S(sched.cancel_grace_ns) },
+	{ .section = "scheduler", .key = "shard_timeout", .type = MG_SETTING_DURATION, .def = "0",
+	  .help = "a shard in flight longer is requeued (0: never)", S(sched.shard_timeout_ns) },
+	{ .section = "scheduler", .key = "drain_timeout", .type = MG_SETTING_DURATION, .def = "30s",
+	  .help = "on SIGTERM, how long shards in flight may finish", S(drain_timeout_ns) },
+	{ .section = "scheduler", .key = "ingest_chunk", .type = MG_SETTING_INT, .def = "2048",
+	  .lo = 1, .hi = 1 << 20, .help = "input lines validated per loop iteration", S(sched.ingest_chunk) },
+	{ .section = "scheduler", .key = "inline_max", .type = MG_SETTING_INT, .def = "10000",
+	  .lo = 1, .hi = 1 << 20, .help = "requests in an inline submit", S(sched.inline_max) },
+	{ .section = "scheduler", .key = "max_credit", .type = MG_SETTING_INT, .def = "1024",
+	  .lo = 1, .hi = 1 << 20, .help = "cap on one worker's credit", S(sched.max_credit) },
+	{ .section = "scheduler", .key = "max_frame", .type = MG_SETTING_SIZE, .def = "67108864",
+	  .lo = 1024, .hi = MG_WIRE_MAX_FRAME, .help = "largest frame, bytes", S(max_frame) },
+	{ .section = "scheduler", .key = "journal_sync", .type = MG_SETTING_ENUM, .def = "normal",
+	  .names = journal_syncs, .help = "full: every commit reaches the disk", S(journal_sync) },
+	{ .section = "journal", .key = "retention", .type = MG_SETTING_DURATION, .def = "30d",
+	  .help = "finished batches, their files and rows are kept this long (0: forever)" },
+	{ .section = "journal", .key = "min_free", .type = MG_SETTING_SIZE, .def = "67108864",
+	  .help = "below this many free bytes, no new work (0: no watch)", S(min_free) },
+};
+
+static const mg_settings_spec_t spec = {
+	.prog = "margind",
+	.synopsis = "[--config FILE] --state-dir DIR --http HOST:PORT --workers tcp://HOST:PORT\n"
+		    "               [--api-keys FILE] [--curve-secret FILE --curve-allow DIR | --no-curve]\n",
+	.version = MARGIN_VERSION,
+	.set_example = "scheduler.heartbeat=500ms",
+	.settings = settings,
+	.n = sizeof(settings) / sizeof(settings[0]),
+};
+
 void opts_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: margind [--config FILE] --state-dir DIR --http HOST:PORT --workers tcp://HOST:PORT\n"
-		"               [--api-keys FILE] [--curve-secret FILE --curve-allow DIR | --no-curve]\n"
-		"\n"
-		"  --config FILE         INI settings; the flags below override them\n"
-		"  --state-dir DIR       journal (margin.db), lock and control socket (ctl.sock)\n"
-		"  --http HOST:PORT      where the HTTP API listens\n"
-		"  --workers ENDPOINT    ZeroMQ endpoint workers connect to, e.g. tcp://0.0.0.0:5555\n"
-		"  --api-keys FILE       HTTP API keys, one per line\n"
-		"  --curve-secret FILE   the daemon's CURVE secret key (Z85, from marginctl keygen)\n"
-		"  --curve-allow DIR     directory of allowed worker public keys (*.pub)\n"
-		"  --no-curve            plain TCP to workers (no encryption, no authentication)\n"
-		"  --log-level LEVEL     error, warn, info (default) or debug\n"
-		"  --log-file FILE       append logs to FILE instead of stderr (reopened on SIGHUP)\n"
-		"  --set SECTION.KEY=VALUE  any config key, e.g. --set scheduler.heartbeat=500ms\n"
-		"  --help, --version\n");
-}
-
-enum {
-	OPT_CONFIG = 256, OPT_STATE_DIR, OPT_HTTP, OPT_WORKERS, OPT_API_KEYS, OPT_CURVE_SECRET,
-	OPT_CURVE_ALLOW, OPT_NO_CURVE, OPT_LOG_LEVEL, OPT_LOG_FILE, OPT_SET, OPT_HELP, OPT_VERSION,
-};
-
-static const struct option long_opts[] = {
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-	{ "http", required_argument, NULL, OPT_HTTP },
-	{ "workers", required_argument, NULL, OPT_WORKERS },
-	{ "api-keys", required_argument, NULL, OPT_API_KEYS },
-	{ "curve-secret", required_argument, NULL, OPT_CURVE_SECRET },
-	{ "curve-allow", required_argument, NULL, OPT_CURVE_ALLOW },
-	{ "no-curve", no_argument, NULL, OPT_NO_CURVE },
-	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
-	{ "set", required_argument, NULL, OPT_SET },
-	{ "help", no_argument, NULL, OPT_HELP },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{ NULL, 0, NULL, 0 },
-};
-
-/* Flags that are plain config keys. */
-static const struct {
-	int opt;
-	const char *section, *key;
-} flag_keys[] = {
-	{ OPT_STATE_DIR, "scheduler", "state_dir" },
-	{ OPT_WORKERS, "scheduler", "workers" },
-	{ OPT_HTTP, "http", "listen" },
-	{ OPT_API_KEYS, "http", "api_keys" },
-	{ OPT_CURVE_SECRET, "curve", "secret" },
-	{ OPT_CURVE_ALLOW, "curve", "allow" },
-	{ OPT_LOG_LEVEL, "log", "level" },
-	{ OPT_LOG_FILE, "log", "file" },
-};
-
-static int set_kv(mg_config_t *cfg, const char *arg, char *err, size_t errlen)
-{
-	const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
-	if (dot == NULL || eq == NULL || dot > eq || dot == arg || eq == dot + 1) {
-		snprintf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
-		return -EINVAL;
-	}
-	char section[128], key[128];
-	snprintf(section, sizeof(section), "%.*s", (int)(dot - arg), arg);
-	snprintf(key, sizeof(key), "%.*s", (int)(eq - dot - 1), dot + 1);
-	return mg_config_set(cfg, section, key, eq + 1);
-}
-
-/* Typed getters that keep the default when the key is absent. */
-static int get_u32(const mg_config_t *cfg, const char *key, uint32_t lo, uint32_t hi,
-		   uint32_t *v, char *err, size_t errlen)
-{
-	uint64_t x;
-	int r = mg_config_get_u64(cfg, "scheduler", key, &x, err, errlen);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return r;
-	if (x < lo || x > hi) {
-		snprintf(err, errlen, "%s: [scheduler] %s = %llu: expected %u to %u",
-			 mg_config_origin(cfg, "scheduler", key), key, (unsigned long long)x, lo, hi);
-		return -EINVAL;
-	}
-	*v = (uint32_t)x;
-	return 0;
-}
-
-static int get_dur(const mg_config_t *cfg, const char *key, int64_t *v, char *err, size_t errlen)
-{
-	int r = mg_config_get_duration(cfg, "scheduler", key, MG_NS_PER_S, v, err, errlen);
-	return r == -ENOENT ? 0 : r;
+	mg_settings_usage(&spec, f);
 }
 
 static int finish(opts_t *o, char *err, size_t errlen)
 {
 	mg_config_t *cfg = o->cfg;
 	int r;
-	o->state_dir = mg_config_get(cfg, "scheduler", "state_dir");
-	o->workers = mg_config_get(cfg, "scheduler", "workers");
-	o->http = mg_config_get(cfg, "http", "listen");
-	o->api_keys = mg_config_get(cfg, "http", "api_keys");
-	o->log_file = mg_config_get(cfg, "log", "file");
+	sched_params_default(&o->sched);
+	if ((r = mg_settings_apply(&spec, cfg, o, err, errlen)) < 0)
+		return r;
+	if (o->sched.shard_max_tokens == 0)
+		o->sched.shard_max_tokens = 1;
 	if (o->log_file != NULL && *o->log_file == '\0')
 		o->log_file = NULL;
-	o->curve_allow = mg_config_get(cfg, "curve", "allow");
 	if (o->state_dir == NULL || *o->state_dir == '\0') {
 		snprintf(err, errlen, "missing --state-dir (or [scheduler] state_dir)");
 		return -EINVAL;
@@ -148,11 +151,6 @@ static int finish(opts_t *o, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
-	r = mg_config_get_bool(cfg, "curve", "enabled", &o->curve, err, errlen);
-	if (r == -ENOENT)
-		o->curve = true;
-	else if (r < 0)
-		return r;
 	const char *secret = mg_config_get(cfg, "curve", "secret");
 	if (o->curve) {
 		if (secret == NULL || *secret == '\0' || o->curve_allow == NULL || *o->curve_allow == '\0') {
@@ -160,43 +158,6 @@ static int finish(opts_t *o, char *err, size_t errlen)
 			return -EINVAL;
 		}
 		snprintf(o->curve_secret, sizeof(o->curve_secret), "%s", secret);	/* mg_curve_key_load finds it */
-	}
-
-	sched_params_t *p = &o->sched;
-	sched_params_default(p);
-	if ((r = get_dur(cfg, "heartbeat", &p->heartbeat_ns, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "liveness", 1, 1000, &p->liveness, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "shard_requests", 1, 100000, &p->shard_max_requests, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "max_attempts", 1, 1000, &p->max_attempts, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "default_max_tokens", 1, 1u << 24, &p->default_max_tokens, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "max_tokens_cap", 1, 1u << 30, &p->max_tokens_cap, err, errlen)) < 0 ||
-	    (r = get_dur(cfg, "cancel_grace", &p->cancel_grace_ns, err, errlen)) < 0 ||
-	    (r = get_dur(cfg, "shard_timeout", &p->shard_timeout_ns, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "ingest_chunk", 1, 1u << 20, &p->ingest_chunk, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "inline_max", 1, 1u << 20, &p->inline_max, err, errlen)) < 0 ||
-	    (r = get_u32(cfg, "max_credit", 1, 1u << 20, &p->max_credit, err, errlen)) < 0)
-		return r;
-	if (p->heartbeat_ns < MG_NS_PER_MS) {
-		snprintf(err, errlen, "[scheduler] heartbeat: expected at least 1ms");
-		return -EINVAL;
-	}
-	uint64_t tokens;
-	r = mg_config_get_u64(cfg, "scheduler", "shard_tokens", &tokens, err, errlen);
-	if (r == 0)
-		p->shard_max_tokens = tokens ? tokens : 1;
-	else if (r != -ENOENT)
-		return r;
-	o->drain_timeout_ns = 30 * MG_NS_PER_S;
-	if ((r = get_dur(cfg, "drain_timeout", &o->drain_timeout_ns, err, errlen)) < 0)
-		return r;
-	o->max_frame = MG_WIRE_MAX_FRAME;
-	r = mg_config_get_u64(cfg, "scheduler", "max_frame", &o->max_frame, err, errlen);
-	if (r < 0 && r != -ENOENT)
-		return r;
-	if (o->max_frame < 1024 || o->max_frame > MG_WIRE_MAX_FRAME) {
-		snprintf(err, errlen, "[scheduler] max_frame = %llu: expected 1024 to %u bytes",
-			 (unsigned long long)o->max_frame, MG_WIRE_MAX_FRAME);
-		return -EINVAL;
 	}
 	/* [journal]: how long finished batches are kept (retain.h). */
 	int64_t retention_ns = OPTS_RETENTION_DEFAULT_S * MG_NS_PER_S;
@@ -209,19 +170,6 @@ static int finish(opts_t *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	o->retention_s = retention_ns / MG_NS_PER_S;
-	o->min_free = OPTS_MIN_FREE_DEFAULT;
-	r = mg_config_get_u64(cfg, "journal", "min_free", &o->min_free, err, errlen);
-	if (r < 0 && r != -ENOENT)
-		return r;
-
-	const char *sync = mg_config_get(cfg, "scheduler", "journal_sync");
-	o->journal_sync = JOURNAL_SYNC_NORMAL;
-	if (sync != NULL && strcmp(sync, "full") == 0)
-		o->journal_sync = JOURNAL_SYNC_FULL;
-	else if (sync != NULL && strcmp(sync, "normal") != 0) {
-		snprintf(err, errlen, "[scheduler] journal_sync = %s: expected normal or full", sync);
-		return -EINVAL;
-	}
 	return 0;
 }
 
@@ -233,62 +181,9 @@ int opts_parse(opts_t *o, int argc, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	/* First pass: --help, --version and --config (the file goes first so
-	 * that every flag overrides it, wherever it stands). */
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			opts_usage(stdout);
-			return 1;
-		}
-		if (strcmp(argv[i], "--version") == 0) {
-			printf("margind %s\n", MARGIN_VERSION);
-			return 1;
-		}
-	}
-	int c, r;
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
-		if (c == OPT_CONFIG) {
-			r = mg_config_load(o->cfg, optarg, err, errlen);
-			if (r < 0)
-				return r == -EINVAL ? -EINVAL : r;
-		} else if (c == '?') {
-			snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
-			return -EINVAL;
-		} else if (c == ':') {
-			snprintf(err, errlen, "option %s needs a value", argv[optind - 1]);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind]);
-		return -EINVAL;
-	}
-	bool no_curve = false, curve_flag = false;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
-		r = 0;
-		if (c == OPT_CURVE_SECRET || c == OPT_CURVE_ALLOW)
-			curve_flag = true;
-		if (c == OPT_NO_CURVE) {
-			no_curve = true;
-			r = mg_config_set(o->cfg, "curve", "enabled", "no");
-		} else if (c == OPT_SET)
-			r = set_kv(o->cfg, optarg, err, errlen);
-		else
-			for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++)
-				if (flag_keys[i].opt == c)
-					r = mg_config_set(o->cfg, flag_keys[i].section, flag_keys[i].key, optarg);
-		if (r == -ENOMEM)
-			snprintf(err, errlen, "out of memory");
-		if (r < 0)
-			return r;
-	}
-	if (no_curve && curve_flag) {
-		snprintf(err, errlen, "--no-curve excludes --curve-secret and --curve-allow");
-		return -EINVAL;
-	}
+	int r = mg_settings_parse(&spec, o->cfg, argc, argv, err, errlen);
+	if (r != 0)
+		return r;
 	return finish(o, err, errlen);
 }
 

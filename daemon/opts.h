@@ -5,7 +5,9 @@
  *           [--log-level LEVEL] [--log-file FILE] [--set SECTION.KEY=VALUE]...
  *
  * The file is read first; every flag then overrides its key (a flag is the
- * same as `--set section.key=value`). Keys (section: key = default):
+ * same as `--set section.key=value`). One table in opts.c (mg_settings.h)
+ * holds every flag and key with its type, range, default and help; --help
+ * prints it. Keys (section: key = default):
  *
  *   [scheduler] state_dir, workers, heartbeat = 1s, liveness = 3,
  *               shard_requests = 64, shard_tokens = 65536, max_attempts = 3,
@@ -16,7 +18,10 @@
  *   [http]      listen, api_keys
  *   [curve]     enabled = yes, secret, allow
  *   [log]       level = info, file (default: stderr)
- *   [journal]   retention = 30d (finished batches, their files and rows; 0 = forever)
+ *   [journal]   retention = 30d (finished batches, their files and rows; 0 = forever),
+ *               min_free = 67108864 (bytes)
+ *   [meter]     hardware, hardware_dir, prices, period, refs, embed_refs, currency,
+ *               sale_price (booking.h)
  *
  * A relative [curve] secret is looked up in $CREDENTIALS_DIRECTORY when set
  * (systemd LoadCredential=). */

@@ -92,12 +92,42 @@ int mg_config_set(mg_config_t *cfg, const char *section, const char *key, const 
 	return put(cfg, section, key, value, "command line");
 }
 
+int mg_config_set_from(mg_config_t *cfg, const char *section, const char *key, const char *value,
+		       const char *origin)
+{
+	return put(cfg, section, key, value, origin);
+}
+
 struct load_ctx {
 	mg_config_t *cfg;
 	const char *name;
-	int line;
+	int line;		/* the line the parser is on: it reads one per call */
 	int rc;
+	FILE *f;		/* the source: a file ... */
+	const char *text;	/* ... or the rest of a string */
 };
+
+/* ini_parse_stream's reader: one line per call, counted, so that an
+ * entry's origin is "FILE:LINE" (inih passes no line to the handler). */
+static char *read_line(char *buf, int size, void *user)
+{
+	struct load_ctx *c = user;
+	char *r = NULL;
+	if (c->f != NULL) {
+		r = fgets(buf, size, c->f);
+	} else if (c->text != NULL && *c->text != '\0' && size > 1) {
+		size_t n = strcspn(c->text, "\n");
+		n += c->text[n] == '\n';
+		if (n > (size_t)size - 1)
+			n = (size_t)size - 1;
+		memcpy(buf, c->text, n);
+		buf[n] = '\0';
+		c->text += n;
+		r = buf;
+	}
+	c->line += r != NULL;
+	return r;
+}
 
 static int on_entry(void *user, const char *section, const char *key, const char *value
 #if INI_HANDLER_LINENO
@@ -109,12 +139,10 @@ static int on_entry(void *user, const char *section, const char *key, const char
 	char origin[512];
 #if INI_HANDLER_LINENO
 	c->line = lineno;
-#else
-	c->line++;
 #endif
 	if (key == NULL)	/* a section header alone (INI_CALL_HANDLER_ON_NEW_SECTION) */
 		return 1;
-	snprintf(origin, sizeof(origin), "%s", c->name);
+	snprintf(origin, sizeof(origin), "%s:%d", c->name, c->line);
 	int r = put(c->cfg, section, key, value ? value : "", origin);
 	if (r < 0) {
 		c->rc = r;
@@ -153,8 +181,8 @@ int mg_config_load(mg_config_t *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(e));
 		return -e;
 	}
-	struct load_ctx c = { cfg, path, 0, 0 };
-	int r = ini_parse_file(f, on_entry, &c);
+	struct load_ctx c = { .cfg = cfg, .name = path, .f = f };
+	int r = ini_parse_stream(read_line, &c, on_entry, &c);
 	fclose(f);
 	return finish_load(&c, r, err, errlen);
 }
@@ -162,8 +190,8 @@ int mg_config_load(mg_config_t *cfg, const char *path, char *err, size_t errlen)
 int mg_config_load_string(mg_config_t *cfg, const char *name, const char *text,
 			  char *err, size_t errlen)
 {
-	struct load_ctx c = { cfg, name, 0, 0 };
-	int r = ini_parse_string(text, on_entry, &c);
+	struct load_ctx c = { .cfg = cfg, .name = name, .text = text };
+	int r = ini_parse_stream(read_line, &c, on_entry, &c);
 	return finish_load(&c, r, err, errlen);
 }
 

@@ -26,6 +26,9 @@ int mg_config_load_string(mg_config_t *cfg, const char *name, const char *text,
 
 /* Set or replace a value (origin "command line"). -ENOMEM. */
 int mg_config_set(mg_config_t *cfg, const char *section, const char *key, const char *value);
+/* Same, with the origin messages give (e.g. the flag "--slots"). -ENOMEM. */
+int mg_config_set_from(mg_config_t *cfg, const char *section, const char *key, const char *value,
+		       const char *origin);
 
 /* Borrowed string or NULL. */
 const char *mg_config_get(const mg_config_t *cfg, const char *section, const char *key);

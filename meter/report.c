@@ -322,179 +322,205 @@ static bool ref_kind(const pricetab_entry_t *e, const char *ref, const ledger_ro
 	return false;
 }
 
-int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const report_opts_t *o, report_t **ret,
-	       char *err, size_t errlen)
-{
-	report_opts_t none = { 0 };
-	report_t *rep = calloc(1, sizeof(*rep));
-	const pricetab_entry_t **refs = NULL, *sale = NULL;
-	int64_t *marg = NULL, *load = NULL, *src_m = NULL, *src_l = NULL, *api = NULL, *sales = NULL;
-	int64_t *col_src = NULL, *col_dst = NULL;
-	bool *cmp = NULL;
-	const char **row_cur = NULL, **api_cur = NULL;
-	struct keyed *keys = NULL;
-	char (*days)[16] = NULL;
-	int r = -ENOMEM;
-	size_t nn = n ? n : 1;
+/* report_new's working columns, one entry per ledger row (api, api_cur
+ * and cmp: n_refs per row). All owned; cols_done frees them. */
+typedef struct cols {
+	const pricetab_entry_t **refs;	/* [n_refs] the table's entries, or NULL */
+	const pricetab_entry_t *sale;	/* borrowed from the table */
+	int64_t *marg, *load;		/* costs in the report's currency */
+	int64_t *src_m, *src_l;		/* costs as booked */
+	int64_t *api, *sales;		/* equivalents and revenue */
+	int64_t *col_src, *col_dst;	/* one column being converted */
+	bool *cmp;			/* the row is compared with the reference */
+	const char **row_cur, **api_cur;
+} cols_t;
 
-	if (o == NULL)
-		o = &none;
-	if (rep == NULL)
-		goto fail;
-	rep->group = g;
-	const char *cur = o->currency ? o->currency : (n > 0 ? rows[0].currency : "USD");
+static void cols_done(cols_t *c)
+{
+	free(c->refs);
+	free(c->marg);
+	free(c->load);
+	free(c->src_m);
+	free(c->src_l);
+	free(c->api);
+	free(c->api_cur);
+	free(c->cmp);
+	free(c->row_cur);
+	free(c->col_src);
+	free(c->col_dst);
+	free(c->sales);
+}
+
+/* The report's currency, names, hardware, what-if, references and sale
+ * price; the columns allocated. */
+static int report_head(report_t *rep, const ledger_row_t *rows, size_t n, const char *cur, const report_opts_t *o,
+		       cols_t *c, char *err, size_t errlen)
+{
+	size_t nn = n ? n : 1, nr = o->n_refs ? o->n_refs : 1;
+	int r;
 	if (!meter_currency_valid(cur)) {
 		snprintf(err, errlen, "report: currency \"%s\": expected an ISO 4217 code", cur);
-		r = -EINVAL;
-		goto fail;
+		return -EINVAL;
 	}
 	snprintf(rep->currency, sizeof(rep->currency), "%s", cur);
 	if ((rep->prices_name = strdup(o->prices ? pricetab_name(o->prices) : "")) == NULL)
-		goto fail;
-	if ((r = join_hardware(rows, n, &rep->hardware)) < 0)
-		goto fail;
-	if ((r = copy_whatif(rep, o->whatif, err, errlen)) < 0)
-		goto fail;
-	r = -ENOMEM;
-
+		return -ENOMEM;
+	if ((r = join_hardware(rows, n, &rep->hardware)) < 0 || (r = copy_whatif(rep, o->whatif, err, errlen)) < 0)
+		return r;
 	/* Reference prices: needed only for calls priced now (refs[k] NULL
 	 * until then is not an error: every call may have it booked). */
 	rep->n_refs = o->n_refs;
 	rep->whatif_prices = o->whatif_prices;
-	if ((rep->api_computed = calloc(o->n_refs ? o->n_refs : 1, sizeof(*rep->api_computed))) == NULL ||
-	    (rep->ref_embedding = calloc(o->n_refs ? o->n_refs : 1, sizeof(*rep->ref_embedding))) == NULL)
-		goto fail;
+	if ((rep->api_computed = calloc(nr, sizeof(*rep->api_computed))) == NULL ||
+	    (rep->ref_embedding = calloc(nr, sizeof(*rep->ref_embedding))) == NULL)
+		return -ENOMEM;
 	if (o->n_refs > 0) {
-		if ((refs = calloc(o->n_refs, sizeof(*refs))) == NULL ||
+		if ((c->refs = calloc(o->n_refs, sizeof(*c->refs))) == NULL ||
 		    (rep->refs = calloc(o->n_refs, sizeof(*rep->refs))) == NULL)
-			goto fail;
+			return -ENOMEM;
 		for (size_t k = 0; k < o->n_refs; k++) {
-			refs[k] = o->prices ? pricetab_find(o->prices, o->refs[k]) : NULL;
-			rep->ref_embedding[k] = ref_kind(refs[k], o->refs[k], rows, n);
+			c->refs[k] = o->prices ? pricetab_find(o->prices, o->refs[k]) : NULL;
+			rep->ref_embedding[k] = ref_kind(c->refs[k], o->refs[k], rows, n);
 			if ((rep->refs[k] = strdup(o->refs[k])) == NULL)
-				goto fail;
+				return -ENOMEM;
 		}
 	}
 	if (o->sale != NULL) {
-		sale = o->prices ? pricetab_find(o->prices, o->sale) : NULL;
-		if (sale == NULL) {
+		c->sale = o->prices ? pricetab_find(o->prices, o->sale) : NULL;
+		if (c->sale == NULL) {
 			snprintf(err, errlen, "report: no sale price \"%s\" in table %s", o->sale,
 				 o->prices ? pricetab_name(o->prices) : "(none)");
-			r = -ENOENT;
-			goto fail;
+			return -ENOENT;
 		}
 		rep->has_sale = true;
 		if ((rep->sale = strdup(o->sale)) == NULL)
-			goto fail;
+			return -ENOMEM;
 	}
+	if ((c->marg = malloc(nn * sizeof(*c->marg))) == NULL || (c->load = malloc(nn * sizeof(*c->load))) == NULL ||
+	    (c->src_m = malloc(nn * sizeof(*c->src_m))) == NULL || (c->src_l = malloc(nn * sizeof(*c->src_l))) == NULL ||
+	    (c->api = calloc(nn * nr, sizeof(*c->api))) == NULL ||
+	    (c->api_cur = calloc(nn * nr, sizeof(*c->api_cur))) == NULL ||
+	    (c->cmp = calloc(nn * nr, sizeof(*c->cmp))) == NULL ||
+	    (c->row_cur = calloc(nn, sizeof(*c->row_cur))) == NULL ||
+	    (c->col_src = calloc(nn, sizeof(*c->col_src))) == NULL ||
+	    (c->col_dst = calloc(nn, sizeof(*c->col_dst))) == NULL || (c->sales = calloc(nn, sizeof(*c->sales))) == NULL)
+		return -ENOMEM;
+	return 0;
+}
 
-	/* Per ledger row: converted costs, API equivalents, sale revenue. */
-	size_t nr = o->n_refs ? o->n_refs : 1;
-	if ((marg = malloc(nn * sizeof(*marg))) == NULL || (load = malloc(nn * sizeof(*load))) == NULL ||
-	    (src_m = malloc(nn * sizeof(*src_m))) == NULL || (src_l = malloc(nn * sizeof(*src_l))) == NULL ||
-	    (api = calloc(nn * nr, sizeof(*api))) == NULL || (api_cur = calloc(nn * nr, sizeof(*api_cur))) == NULL ||
-	    (cmp = calloc(nn * nr, sizeof(*cmp))) == NULL ||
-	    (row_cur = calloc(nn, sizeof(*row_cur))) == NULL || (col_src = calloc(nn, sizeof(*col_src))) == NULL ||
-	    (col_dst = calloc(nn, sizeof(*col_dst))) == NULL || (sales = calloc(nn, sizeof(*sales))) == NULL)
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		const ledger_row_t *w = &rows[i];
-		if (w->cost_marginal_micros < 0 || w->cost_loaded_micros < 0) {
-			snprintf(err, errlen, "report: job %s line %lld: negative cost", w->job,
-				 (long long)w->line_no);
-			r = -EINVAL;
-			goto fail;
-		}
-		if (!meter_currency_valid(w->currency)) {
-			snprintf(err, errlen, "report: job %s line %lld: currency \"%s\" is not an ISO 4217 code",
-				 w->job, (long long)w->line_no, w->currency);
-			r = -EINVAL;
-			goto fail;
-		}
-		if (w->period_ns < 0) {
-			snprintf(err, errlen, "report: job %s line %lld: accounting window of %lld ns (expected 0, the "
-				 "carried rule, or a positive length)", w->job, (long long)w->line_no,
-				 (long long)w->period_ns);
-			r = -EINVAL;
-			goto fail;
-		}
-		src_m[i] = w->cost_marginal_micros;
-		src_l[i] = w->cost_loaded_micros;
-		row_cur[i] = w->currency;
-		bool embed = report_row_is_embedding(w);
-		for (size_t k = 0; k < o->n_refs; k++) {
-			size_t x = i * o->n_refs + k;
-			/* Embedding calls against embedding prices only, the
-			 * others against the others only. */
-			cmp[x] = embed == rep->ref_embedding[k];
-			if (!cmp[x]) {
-				api_cur[x] = cur;
-				continue;
-			}
-			const ledger_api_t *b = o->whatif_prices ? NULL : ledger_row_find_api(w, o->refs[k]);
-			if (b != NULL) {
-				/* As booked, in the currency it was booked in. */
-				if (b->micros < 0 || !meter_currency_valid(b->price->currency)) {
-					snprintf(err, errlen, "report: job %s line %lld: booked %s equivalent %lld %s is "
-						 "not a price", w->job, (long long)w->line_no, o->refs[k],
-						 (long long)b->micros, b->price->currency);
-					r = -EINVAL;
-					goto fail;
-				}
-				api[x] = b->micros;
-				api_cur[x] = b->price->currency;
-				rep->api_converted |= strcmp(b->price->currency, cur) != 0;
-				continue;
-			}
-			if (refs[k] == NULL) {
-				snprintf(err, errlen, "report: no price \"%s\" in table %s%s", o->refs[k],
-					 o->prices ? pricetab_name(o->prices) : "(none)",
-					 o->whatif_prices ? "" : " (a call has no booked equivalent for it)");
-				r = -ENOENT;
-				goto fail;
-			}
-			if ((r = cost_api_equivalent(o->prices, refs[k], w->prompt_tokens, w->completion_tokens,
-						     w->via_batch, cur, &api[x], err, errlen)) < 0)
-				goto fail;
-			api_cur[x] = cur;
-			rep->api_computed[k]++;
-		}
-		if (sale != NULL &&
-		    (r = cost_api_equivalent(o->prices, sale, w->prompt_tokens, w->completion_tokens, w->via_batch,
-					     cur, &sales[i], err, errlen)) < 0)
-			goto fail;
+/* Ledger row i: its costs as booked, its API equivalents (booked, or
+ * priced now from the table) and its sale revenue. */
+static int price_row(report_t *rep, const ledger_row_t *w, size_t i, const report_opts_t *o, cols_t *c,
+		     char *err, size_t errlen)
+{
+	const char *cur = rep->currency;
+	int r;
+	if (w->cost_marginal_micros < 0 || w->cost_loaded_micros < 0) {
+		snprintf(err, errlen, "report: job %s line %lld: negative cost", w->job, (long long)w->line_no);
+		return -EINVAL;
 	}
+	if (!meter_currency_valid(w->currency)) {
+		snprintf(err, errlen, "report: job %s line %lld: currency \"%s\" is not an ISO 4217 code",
+			 w->job, (long long)w->line_no, w->currency);
+		return -EINVAL;
+	}
+	if (w->period_ns < 0) {
+		snprintf(err, errlen, "report: job %s line %lld: accounting window of %lld ns (expected 0, the "
+			 "carried rule, or a positive length)", w->job, (long long)w->line_no, (long long)w->period_ns);
+		return -EINVAL;
+	}
+	c->src_m[i] = w->cost_marginal_micros;
+	c->src_l[i] = w->cost_loaded_micros;
+	c->row_cur[i] = w->currency;
+	bool embed = report_row_is_embedding(w);
+	for (size_t k = 0; k < o->n_refs; k++) {
+		size_t x = i * o->n_refs + k;
+		/* Embedding calls against embedding prices only, the others
+		 * against the others only. */
+		c->cmp[x] = embed == rep->ref_embedding[k];
+		if (!c->cmp[x]) {
+			c->api_cur[x] = cur;
+			continue;
+		}
+		const ledger_api_t *b = o->whatif_prices ? NULL : ledger_row_find_api(w, o->refs[k]);
+		if (b != NULL) {
+			/* As booked, in the currency it was booked in. */
+			if (b->micros < 0 || !meter_currency_valid(b->price->currency)) {
+				snprintf(err, errlen, "report: job %s line %lld: booked %s equivalent %lld %s is "
+					 "not a price", w->job, (long long)w->line_no, o->refs[k],
+					 (long long)b->micros, b->price->currency);
+				return -EINVAL;
+			}
+			c->api[x] = b->micros;
+			c->api_cur[x] = b->price->currency;
+			rep->api_converted |= strcmp(b->price->currency, cur) != 0;
+			continue;
+		}
+		if (c->refs[k] == NULL) {
+			snprintf(err, errlen, "report: no price \"%s\" in table %s%s", o->refs[k],
+				 o->prices ? pricetab_name(o->prices) : "(none)",
+				 o->whatif_prices ? "" : " (a call has no booked equivalent for it)");
+			return -ENOENT;
+		}
+		if ((r = cost_api_equivalent(o->prices, c->refs[k], w->prompt_tokens, w->completion_tokens,
+					     w->via_batch, cur, &c->api[x], err, errlen)) < 0)
+			return r;
+		c->api_cur[x] = cur;
+		rep->api_computed[k]++;
+	}
+	if (c->sale != NULL &&
+	    (r = cost_api_equivalent(o->prices, c->sale, w->prompt_tokens, w->completion_tokens, w->via_batch,
+				     cur, &c->sales[i], err, errlen)) < 0)
+		return r;
+	return 0;
+}
+
+/* Every row priced, then the costs and the booked equivalents in another
+ * currency converted to the report's (those priced now are in it). */
+static int price_rows(report_t *rep, const ledger_row_t *rows, size_t n, const report_opts_t *o, cols_t *c,
+		      char *err, size_t errlen)
+{
+	const char *cur = rep->currency;
+	int r;
+	for (size_t i = 0; i < n; i++)
+		if ((r = price_row(rep, &rows[i], i, o, c, err, errlen)) < 0)
+			return r;
 	/* Without calls nothing above looked the references up: one that is
 	 * not in the table is still an error (a typo, as with calls). */
 	for (size_t k = 0; n == 0 && k < o->n_refs; k++)
-		if (refs[k] == NULL) {
+		if (c->refs[k] == NULL) {
 			snprintf(err, errlen, "report: no price \"%s\" in table %s", o->refs[k],
 				 o->prices ? pricetab_name(o->prices) : "(none)");
-			r = -ENOENT;
-			goto fail;
+			return -ENOENT;
 		}
-	if ((r = convert_column(row_cur, n, src_m, cur, o->prices, marg, err, errlen)) < 0 ||
-	    (r = convert_column(row_cur, n, src_l, cur, o->prices, load, err, errlen)) < 0)
-		goto fail;
-	/* Booked equivalents in another currency: converted per reference
-	 * like the costs (those priced now are in cur already). */
+	if ((r = convert_column(c->row_cur, n, c->src_m, cur, o->prices, c->marg, err, errlen)) < 0 ||
+	    (r = convert_column(c->row_cur, n, c->src_l, cur, o->prices, c->load, err, errlen)) < 0)
+		return r;
 	for (size_t k = 0; rep->api_converted && k < o->n_refs; k++) {
 		for (size_t i = 0; i < n; i++) {
-			col_src[i] = api[i * o->n_refs + k];
-			row_cur[i] = api_cur[i * o->n_refs + k];	/* reused: this column's currencies */
+			c->col_src[i] = c->api[i * o->n_refs + k];
+			c->row_cur[i] = c->api_cur[i * o->n_refs + k];	/* reused: this column's currencies */
 		}
-		if ((r = convert_column(row_cur, n, col_src, cur, o->prices, col_dst, err, errlen)) < 0)
-			goto fail;
+		if ((r = convert_column(c->row_cur, n, c->col_src, cur, o->prices, c->col_dst, err, errlen)) < 0)
+			return r;
 		for (size_t i = 0; i < n; i++)
-			api[i * o->n_refs + k] = col_dst[i];
+			c->api[i * o->n_refs + k] = c->col_dst[i];
 	}
-	r = -ENOMEM;
+	return 0;
+}
 
-	/* Group keys; by call keeps the ledger order. */
-	if ((keys = malloc(nn * sizeof(*keys))) == NULL)
-		goto fail;
-	if (g == REPORT_BY_DAY && (days = malloc(nn * sizeof(*days))) == NULL)
-		goto fail;
+/* The rows of the report: group keys (by call keeps the ledger order),
+ * each group's sums, and the total as the sum of the rows, so that it
+ * matches them exactly. */
+static int group_rows(report_t *rep, const ledger_row_t *rows, size_t n, enum report_group g, size_t n_refs,
+		      const cols_t *c, char *err, size_t errlen)
+{
+	size_t nn = n ? n : 1;
+	struct keyed *keys = malloc(nn * sizeof(*keys));
+	char (*days)[16] = NULL;
+	int r = -ENOMEM;
+	if (keys == NULL || (g == REPORT_BY_DAY && (days = malloc(nn * sizeof(*days))) == NULL))
+		goto out;
 	for (size_t i = 0; i < n; i++) {
 		const ledger_row_t *w = &rows[i];
 		keys[i].i = i;
@@ -512,56 +538,65 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 	if (g != REPORT_BY_CALL)
 		qsort(keys, n, sizeof(*keys), cmp_keyed);
 	if ((rep->rows = calloc(nn, sizeof(*rep->rows))) == NULL)
-		goto fail;
+		goto out;
 	for (size_t a = 0; a < n;) {
 		size_t b = a + 1;
 		if (g != REPORT_BY_CALL)
 			while (b < n && strcmp(keys[b].key, keys[a].key) == 0)
 				b++;
 		report_row_t *row = &rep->rows[rep->n_rows++];
-		if ((row->key = strdup(keys[a].key)) == NULL || row_alloc(row, o->n_refs) < 0)
-			goto fail;
+		if ((row->key = strdup(keys[a].key)) == NULL || row_alloc(row, n_refs) < 0)
+			goto out;
 		if (g == REPORT_BY_CALL &&
 		    ((row->model = strdup(rows[keys[a].i].model)) == NULL ||
 		     (row->worker = strdup(worker_label(&rows[keys[a].i]))) == NULL))
-			goto fail;
+			goto out;
 		for (size_t m = a; m < b; m++) {
 			size_t i = keys[m].i;
-			if ((r = accumulate(row, &rows[i], marg[i], load[i], &api[i * o->n_refs], &cmp[i * o->n_refs],
-					    o->n_refs, sales[i])) < 0) {
+			if ((r = accumulate(row, &rows[i], c->marg[i], c->load[i], &c->api[i * n_refs],
+					    &c->cmp[i * n_refs], n_refs, c->sales[i])) < 0) {
 				snprintf(err, errlen, "report: sums overflow in %s", row->key);
-				goto fail;
+				goto out;
 			}
 		}
 		r = -ENOMEM;
 		a = b;
 	}
-	/* The total is the sum of the rows, so it matches them exactly. */
-	if ((rep->total.key = strdup("total")) == NULL || row_alloc(&rep->total, o->n_refs) < 0)
-		goto fail;
+	if ((rep->total.key = strdup("total")) == NULL || row_alloc(&rep->total, n_refs) < 0)
+		goto out;
 	for (size_t i = 0; i < rep->n_rows; i++)
-		if ((r = accumulate_row(&rep->total, &rep->rows[i], o->n_refs)) < 0) {
+		if ((r = accumulate_row(&rep->total, &rep->rows[i], n_refs)) < 0) {
 			snprintf(err, errlen, "report: total overflows");
-			goto fail;
+			goto out;
 		}
-	*ret = rep;
-	rep = NULL;
 	r = 0;
-fail:
-	free(refs);
-	free(marg);
-	free(load);
-	free(src_m);
-	free(src_l);
-	free(api);
-	free(api_cur);
-	free(cmp);
-	free(row_cur);
-	free(col_src);
-	free(col_dst);
-	free(sales);
+out:
 	free(keys);
 	free(days);
+	return r;
+}
+
+int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const report_opts_t *o, report_t **ret,
+	       char *err, size_t errlen)
+{
+	report_opts_t none = { 0 };
+	report_t *rep = calloc(1, sizeof(*rep));
+	cols_t c = { 0 };
+	int r = -ENOMEM;
+	if (o == NULL)
+		o = &none;
+	if (rep == NULL)
+		goto fail;
+	rep->group = g;
+	const char *cur = o->currency ? o->currency : (n > 0 ? rows[0].currency : "USD");
+	if ((r = report_head(rep, rows, n, cur, o, &c, err, errlen)) < 0 ||
+	    (r = price_rows(rep, rows, n, o, &c, err, errlen)) < 0 ||
+	    (r = group_rows(rep, rows, n, g, o->n_refs, &c, err, errlen)) < 0)
+		goto fail;
+	*ret = rep;
+	rep = NULL;
+fail:
+	cols_done(&c);
 	report_destroy(&rep);
 	return r;
 }

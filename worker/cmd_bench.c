@@ -49,6 +49,7 @@
  *
  * --calibrate-only: the machine's ceilings alone (no model). */
 #include "cmds.h"
+#include "mg_settings.h"
 
 #include "calib.h"
 #include "engine.h"
@@ -104,57 +105,88 @@ typedef struct fig {
 	double embed_s_per_input;	/* --embed: wall seconds per embedded input */
 } fig_t;
 
+#define B(field) MG_SETTING_AT(bench_args_t, field)
+#define SEC "bench"
+
+/* bench's flags (no file: the keys name them in an mg_config_t). */
+static const mg_setting_t settings[] = {
+	{ .flag = "model", .section = SEC, .key = "model", .arg = "FILE", .help = "a GGUF model", B(model_path) },
+	{ .flag = "arch", .section = SEC, .key = "arch", .arg = "PRESET",
+	  .help = "a synthetic model (llama-110m, qwen2-0.5b, llama2-7b, ...)", B(arch) },
+	{ .flag = "layers", .section = SEC, .key = "layers", .type = MG_SETTING_INT, .lo = 1, .hi = 1000, .arg = "K",
+	  .help = "build only K layers of the preset (and 2K) and scale the\n"
+		  "per-token figures to the whole model", B(layers) },
+	{ .flag = "batch", .section = SEC, .key = "batch", .arg = "LIST", .def = "1,8,32",
+	  .help = "batch sizes, comma-separated" },
+	{ .flag = "prompt-len", .section = SEC, .key = "prompt_len", .type = MG_SETTING_INT, .lo = 1, .hi = 1 << 20,
+	  .def = "128", .arg = "N", .help = "prompt tokens per sequence", B(prompt_len) },
+	{ .flag = "gen-len", .section = SEC, .key = "gen_len", .type = MG_SETTING_INT, .lo = 1, .hi = 1 << 20,
+	  .def = "64", .arg = "N", .help = "decode steps timed per sequence", B(gen_len) },
+	{ .flag = "threads", .section = SEC, .key = "threads", .type = MG_SETTING_INT, .lo = 1, .hi = 256, .arg = "N",
+	  .help = "compute threads (default: the CPUs this process may run on)", B(threads) },
+	{ .flag = "slots", .section = SEC, .key = "slots", .type = MG_SETTING_INT, .lo = 1, .hi = 4096, .arg = "N",
+	  .help = "engine slots (default: the largest batch)", B(slots) },
+	{ .flag = "ctx", .section = SEC, .key = "ctx", .type = MG_SETTING_INT, .lo = 2, .hi = 1 << 24, .arg = "N",
+	  .help = "KV context per slot (default: what the run needs; its pages\n"
+		  "are touched only as far as the run fills them)", B(ctx) },
+	{ .flag = "kv", .section = SEC, .key = "kv", .arg = "TYPE",
+	  .help = "KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")", B(kv) },
+	{ .flag = "weights", .section = SEC, .key = "weights", .arg = "TYPE",
+	  .help = "matrices: auto (default: a file's quantized tensors stay as\n"
+		  "they are, the rest f32), f32, q8_0-panels (Q8 widened\n"
+		  "exactly), or a mix quantized at load: q8_0, q4_0, q4_1, q5_0,\n"
+		  "q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs, ..." },
+	{ .flag = "reps", .section = SEC, .key = "reps", .type = MG_SETTING_INT, .lo = 1, .hi = 1000, .def = "3",
+	  .arg = "R", .help = "repetitions per figure", B(reps) },
+	{ .flag = "prefill-chunk", .section = SEC, .key = "prefill_chunk", .type = MG_SETTING_INT, .lo = 1,
+	  .hi = 1 << 16, .arg = "N", .help = "prompt tokens per sequence per step (default min(prompt-len, 256))",
+	  B(prefill_chunk) },
+	{ .flag = "calib", .section = SEC, .key = "calib", .arg = "FILE",
+	  .help = "calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)", B(calib_path) },
+	{ .flag = "recalibrate", .section = SEC, .key = "recalibrate", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "measure the machine again even if the file exists", B(recalibrate) },
+	{ .flag = "calibrate-only", .section = SEC, .key = "calibrate_only", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "print the machine's ceilings (with --json: {\"machine\": ...})", B(calibrate_only) },
+	{ .flag = "embed", .section = SEC, .key = "embed", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "also embed B inputs of prompt-len tokens at once per batch\n"
+		  "size: embeddings/s and tokens/s beside prefill tokens/s", B(embed) },
+	{ .flag = "hardware", .section = SEC, .key = "hardware", .arg = "NAME",
+	  .help = "the hardware profile of this machine, recorded in the JSON\n"
+		  "(\"hardware\"; default \"unknown\") so that marginctl knows\n"
+		  "which machine the figures belong to (docs/economics.md 6)", B(hardware) },
+	{ .flag = "json", .section = SEC, .key = "json", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "one JSON object (its keys: docs/bench.md, \"Method\")", B(json) },
+};
+
+static const mg_settings_spec_t spec = {
+	.prog = "margin-worker bench",
+	.synopsis = "(--model FILE.gguf | --arch PRESET | --calibrate-only) [--layers K]\n"
+		    "       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
+		    "       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
+		    "       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--embed] [--json]\n",
+	.intro = "Measure prefill and decode throughput of the batched engine and compare them\n"
+		 "with this machine's ceilings: the f32 FMA peak, the int8 dot-product peak and\n"
+		 "the read bandwidth (measured once per CPU and thread count and cached, see\n"
+		 "--calib; OpenBLAS sgemm is shown for reference). Figures are medians over\n"
+		 "--reps repetitions.\n",
+	.no_config = true,
+	.settings = settings,
+	.n = sizeof(settings) / sizeof(settings[0]),
+};
+
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: margin-worker bench (--model FILE.gguf | --arch PRESET | --calibrate-only) [--layers K]\n"
-		"       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
-		"       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
-		"       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--embed] [--json]\n\n"
-		"Measure prefill and decode throughput of the batched engine and compare them\n"
-		"with this machine's ceilings: the f32 FMA peak, the int8 dot-product peak and\n"
-		"the read bandwidth (measured once per CPU and thread count and cached, see\n"
-		"--calib; OpenBLAS sgemm is shown for reference). Figures are medians over\n"
-		"--reps repetitions.\n\n"
-		"  --model FILE      a GGUF model\n"
-		"  --arch PRESET     a synthetic model (llama-110m, qwen2-0.5b, llama2-7b, ...)\n"
-		"  --layers K        build only K layers of the preset (and 2K) and scale the\n"
-		"                    per-token figures to the whole model\n"
-		"  --batch LIST      batch sizes, comma-separated (default 1,8,32)\n"
-		"  --prompt-len N    prompt tokens per sequence (default 128)\n"
-		"  --gen-len N       decode steps timed per sequence (default 64)\n"
-		"  --threads N       compute threads (default: the CPUs this process may run on)\n"
-		"  --slots N         engine slots (default: the largest batch)\n"
-		"  --ctx N           KV context per slot (default: what the run needs; its pages\n"
-		"                    are touched only as far as the run fills them)\n"
-		"  --kv TYPE         KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")\n"
-		"  --weights TYPE    matrices: auto (default: a file's quantized tensors stay as\n"
-		"                    they are, the rest f32), f32, q8_0-panels (Q8 widened\n"
-		"                    exactly), or a mix quantized at load: q8_0, q4_0, q4_1, q5_0,\n"
-		"                    q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs, ...\n"
-		"  --reps R          repetitions per figure (default 3)\n"
-		"  --prefill-chunk N prompt tokens per sequence per step (default min(prompt-len, 256))\n"
-		"  --calib FILE      calibration file (default $XDG_CACHE_HOME/margin/calib-<threads>.json)\n"
-		"  --recalibrate     measure the machine again even if the file exists\n"
-		"  --calibrate-only  print the machine's ceilings (with --json: {\"machine\": ...})\n"
-		"  --embed           also embed B inputs of prompt-len tokens at once per batch\n"
-		"                    size: embeddings/s and tokens/s beside prefill tokens/s\n"
-		"  --hardware NAME   the hardware profile of this machine, recorded in the JSON\n"
-		"                    (\"hardware\"; default \"unknown\") so that marginctl knows\n"
-		"                    which machine the figures belong to (docs/economics.md 6)\n"
-		"  --json            one JSON object (its keys: docs/bench.md, \"Method\")\n"
-		"  --help            this text\n");
+	mg_settings_usage(&spec, f);
 }
 
+/* mg_settings_parse_int into an int field. */
 static int parse_int(const char *s, int lo, int hi, int *ret)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-		return -EINVAL;
-	*ret = (int)v;
-	return 0;
+	int64_t v;
+	int r = mg_settings_parse_int(s, lo, hi, &v);
+	if (r == 0)
+		*ret = (int)v;
+	return r;
 }
 
 static int parse_batches(const char *s, bench_args_t *a)
@@ -170,78 +202,34 @@ static int parse_batches(const char *s, bench_args_t *a)
 	return a->n_batch > 0 ? 0 : -EINVAL;
 }
 
-static int parse_args(int argc, char **argv, bench_args_t *a)
+/* The flags into a (strings borrowed from argv and *cfg, which the caller
+ * destroys after a's last use). 0; 1 after --help; -EINVAL for bad usage,
+ * said. */
+static int parse_args(int argc, char **argv, mg_config_t *cfg, bench_args_t *a)
 {
-	enum { O_MODEL = 1, O_ARCH, O_LAYERS, O_BATCH, O_PLEN, O_GLEN, O_THREADS, O_SLOTS, O_REPS,
-	       O_CHUNK, O_CTX, O_KV, O_WEIGHTS, O_CALIB, O_RECAL, O_CALONLY, O_JSON, O_HARDWARE, O_EMBED, O_HELP };
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, O_MODEL },
-		{ "arch", required_argument, NULL, O_ARCH },
-		{ "layers", required_argument, NULL, O_LAYERS },
-		{ "batch", required_argument, NULL, O_BATCH },
-		{ "prompt-len", required_argument, NULL, O_PLEN },
-		{ "gen-len", required_argument, NULL, O_GLEN },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "slots", required_argument, NULL, O_SLOTS },
-		{ "reps", required_argument, NULL, O_REPS },
-		{ "prefill-chunk", required_argument, NULL, O_CHUNK },
-		{ "ctx", required_argument, NULL, O_CTX },
-		{ "kv", required_argument, NULL, O_KV },
-		{ "weights", required_argument, NULL, O_WEIGHTS },
-		{ "calib", required_argument, NULL, O_CALIB },
-		{ "recalibrate", no_argument, NULL, O_RECAL },
-		{ "calibrate-only", no_argument, NULL, O_CALONLY },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "hardware", required_argument, NULL, O_HARDWARE },
-		{ "embed", no_argument, NULL, O_EMBED },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
-	*a = (bench_args_t){ .batch = { 1, 8, 32 }, .n_batch = 3, .prompt_len = 128, .gen_len = 64, .reps = 3 };
-	a->threads = mg_cpu_count();
-	optind = 1;
-	opterr = 0;
-	int c;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		int rc = 0;
-		switch (c) {
-		case O_MODEL: a->model_path = optarg; break;
-		case O_ARCH: a->arch = optarg; break;
-		case O_LAYERS: rc = parse_int(optarg, 1, 1000, &a->layers); break;
-		case O_BATCH: rc = parse_batches(optarg, a); break;
-		case O_PLEN: rc = parse_int(optarg, 1, 1 << 20, &a->prompt_len); break;
-		case O_GLEN: rc = parse_int(optarg, 1, 1 << 20, &a->gen_len); break;
-		case O_THREADS: rc = parse_int(optarg, 1, 256, &a->threads); break;
-		case O_SLOTS: rc = parse_int(optarg, 1, 4096, &a->slots); break;
-		case O_REPS: rc = parse_int(optarg, 1, 1000, &a->reps); break;
-		case O_CHUNK: rc = parse_int(optarg, 1, 1 << 16, &a->prefill_chunk); break;
-		case O_CTX: rc = parse_int(optarg, 2, 1 << 24, &a->ctx); break;
-		case O_WEIGHTS: rc = model_weights_parse(optarg, &a->weights); break;
-		case O_KV: {
-			model_kv_type_t t;
-			a->kv = optarg;
-			rc = model_kv_type_parse(optarg, &t);
-			break;
-		}
-		case O_CALIB: a->calib_path = optarg; break;
-		case O_RECAL: a->recalibrate = true; break;
-		case O_CALONLY: a->calibrate_only = true; break;
-		case O_JSON: a->json = true; break;
-		case O_HARDWARE: a->hardware = optarg; break;
-		case O_EMBED: a->embed = true; break;
-		case O_HELP: usage(stdout); return 1;
-		default:
-			fprintf(stderr, "margin-worker bench: unknown option or missing value: %s\n",
-				argv[optind - 1]);
-			return -EINVAL;
-		}
-		if (rc < 0) {
-			fprintf(stderr, "margin-worker bench: bad value '%s' for %s\n", optarg, argv[optind - 2 >= 0 ? optind - 2 : 0]);
-			return -EINVAL;
-		}
+	char err[512];
+	*a = (bench_args_t){ .threads = mg_cpu_count() };
+	int rc = mg_settings_parse(&spec, cfg, argc, argv, err, sizeof(err));
+	if (rc == 0)
+		rc = mg_settings_apply(&spec, cfg, a, err, sizeof(err));
+	if (rc == 1)
+		return 1;
+	if (rc < 0) {
+		fprintf(stderr, "margin-worker bench: %s\n", err);
+		return -EINVAL;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "margin-worker bench: unexpected argument '%s'\n", argv[optind]);
+	const char *batch = mg_config_get(cfg, SEC, "batch"), *weights = mg_config_get(cfg, SEC, "weights");
+	model_kv_type_t t;
+	if ((batch != NULL && parse_batches(batch, a) < 0) || (batch == NULL && parse_batches("1,8,32", a) < 0)) {
+		fprintf(stderr, "margin-worker bench: bad value '%s' for --batch\n", batch);
+		return -EINVAL;
+	}
+	if (a->kv != NULL && model_kv_type_parse(a->kv, &t) < 0) {
+		fprintf(stderr, "margin-worker bench: bad value '%s' for --kv\n", a->kv);
+		return -EINVAL;
+	}
+	if (weights != NULL && model_weights_parse(weights, &a->weights) < 0) {
+		fprintf(stderr, "margin-worker bench: bad value '%s' for --weights\n", weights);
 		return -EINVAL;
 	}
 	if (a->calibrate_only && a->model_path == NULL && a->arch == NULL)
@@ -678,16 +666,77 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 	return 0;
 }
 
-int cmd_bench(int argc, char **argv)
+/* The report as text: the machine, the model, the ceilings, a row per
+ * batch size, the embeddings, the warnings. */
+static void print_text(const bench_args_t *a, const calib_t *cal, bool measured, const char *cal_path,
+		       const char *name, const model_config_t *full_cfg, int L, bool scaled, const bench_model_t *bm,
+		       const result_t *res)
 {
-	bench_args_t a;
-	int rc = parse_args(argc, argv, &a);
-	if (rc == 1)
-		return 0;
-	if (rc < 0) {
-		usage(stderr);
-		return 2;
+	const model_config_t full = *full_cfg;
+	const engine_opts_t *eo = engine_opts(bm[0].e);
+	double kv_full = (double)engine_kv_bytes(bm[0].e) / bm[0].layers * L;
+	double params_full = (double)model_config_n_params(&full);
+	double ppt_full = (double)model_config_n_params_per_token(&full);
+	print_machine(cal, measured, cal_path);
+	printf("model: %s (%s), %.1fM parameters, %.1fM read per token, %d layers\n", name, full.arch_name,
+	       params_full / 1e6, ppt_full / 1e6, L);
+	if (scaled)
+		printf("       (scaled from %d of %d layers: measured with %d and %d layers back to back,\n"
+		       "        extrapolated linearly in the layer count)\n",
+		       bm[0].layers, L, bm[0].layers, bm[1].layers);
+	bool ints = integer_matrices(bm[0].m, a->weights);
+	double peak = compute_peak(cal, bm[0].m, a->weights), step_bytes = 4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full;
+	printf("ceilings: %.0f tok/s at the %s peak (2 x %.1fM %s per token); batch 1: %.1f tok/s at the read\n"
+	       "          bandwidth (%.0f MB of weights per step)\n",
+	       peak * 1e9 / (2.0 * ppt_full), ints ? "int8 dot-product" : "f32 FMA", ppt_full / 1e6, ints ? "ops" : "FLOP",
+	       cal->bandwidth_gbs * 1e9 / step_bytes, step_bytes / 1e6);
+	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a->prompt_len, a->gen_len,
+	       a->prefill_chunk, a->threads, a->reps);
+	printf("KV cache: %d slots x %d positions of %s = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
+	       a->slots, eo->n_ctx, eo->kv_type, kv_full / 1e6, scaled ? " for the whole model" : "");
+	printf("%6s %14s %9s %13s %7s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
+	       "spread", "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
+	for (int bi = 0; bi < a->n_batch; bi++) {
+		const result_t *o = &res[bi];
+		printf("%6d %14.1f %8.1f%% %13.1f %6.0f%% %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f%s\n", o->batch,
+		       o->prefill_tok_s, o->prefill_roofline_pct, o->decode_tok_s, o->spread_pct, o->gflops,
+		       o->roofline_pct, o->bandwidth_pct, o->engine_pct, o->peak_rss_mb, o->implausible ? "  !" : "");
+		print_over_notes(o, cal, measured, step_bytes, ints);
 	}
+	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
+	if (a->embed) {
+		printf("\nembeddings: B inputs of %d tokens at once, prefilled in the same steps and pooled\n"
+		       "(%s pooling, no output head), beside the prefill pass of the same B prompts\n",
+		       a->prompt_len, engine_opts(bm[0].e)->pooling);
+		printf("%6s %13s %13s %14s %7s\n", "batch", "embeddings/s", "embed tok/s", "prefill tok/s", "ratio");
+		int best = 0;
+		for (int bi = 0; bi < a->n_batch; bi++) {
+			const result_t *o = &res[bi];
+			double tok = o->embed_s * a->prompt_len;
+			printf("%6d %13.2f %13.1f %14.1f %6.2fx\n", o->batch, o->embed_s, tok, o->prefill_tok_s,
+			       tok / o->prefill_tok_s);
+			if (o->embed_s > res[best].embed_s)
+				best = bi;
+		}
+		printf("best batch %d: %.2f embeddings/s of %d tokens (%.1f tok/s; prefill %.1f tok/s at that batch)\n",
+		       res[best].batch, res[best].embed_s, a->prompt_len, res[best].embed_s * a->prompt_len,
+		       res[best].prefill_tok_s);
+	}
+	if (scaled)
+		printf("(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
+		       bm[0].layers, L, bm[0].layers, bm[1].layers);
+	for (int bi = 0; bi < a->n_batch; bi++)
+		if (res[bi].implausible > 0)
+			printf("! batch %d: in %d of %d repetitions the %d-layer model was not slower than the %d-layer one:\n"
+			       "  the machine was disturbed and the scaled figures of this row are not reliable\n",
+			       res[bi].batch, res[bi].implausible, a->reps, bm[1].layers, bm[0].layers);
+}
+
+/* The measurements and the report; the exit status. */
+static int bench_run(const bench_args_t *args)
+{
+	bench_args_t a = *args;
+	int rc;
 	char err[512] = "";
 	int status = 1;
 
@@ -783,62 +832,24 @@ int cmd_bench(int argc, char **argv)
 		status = 0;
 		goto out;
 	}
-	print_machine(&cal, measured, cal_path);
-	printf("model: %s (%s), %.1fM parameters, %.1fM read per token, %d layers\n", name, full.arch_name,
-	       params_full / 1e6, ppt_full / 1e6, L);
-	if (scaled)
-		printf("       (scaled from %d of %d layers: measured with %d and %d layers back to back,\n"
-		       "        extrapolated linearly in the layer count)\n",
-		       bm[0].layers, L, bm[0].layers, bm[1].layers);
-	bool ints = integer_matrices(bm[0].m, a.weights);
-	double peak = compute_peak(&cal, bm[0].m, a.weights), step_bytes = 4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full;
-	printf("ceilings: %.0f tok/s at the %s peak (2 x %.1fM %s per token); batch 1: %.1f tok/s at the read\n"
-	       "          bandwidth (%.0f MB of weights per step)\n",
-	       peak * 1e9 / (2.0 * ppt_full), ints ? "int8 dot-product" : "f32 FMA", ppt_full / 1e6, ints ? "ops" : "FLOP",
-	       cal.bandwidth_gbs * 1e9 / step_bytes, step_bytes / 1e6);
-	printf("prompt %d, gen %d, prefill chunk %d, %d threads, medians of %d reps\n", a.prompt_len, a.gen_len,
-	       a.prefill_chunk, a.threads, a.reps);
-	printf("KV cache: %d slots x %d positions of %s = %.0f MB reserved%s (pages count in RSS once filled)\n\n",
-	       a.slots, eo->n_ctx, eo->kv_type, kv_full / 1e6, scaled ? " for the whole model" : "");
-	printf("%6s %14s %9s %13s %7s %9s %9s %10s %8s %12s\n", "batch", "prefill tok/s", "roofline", "decode tok/s",
-	       "spread", "GFLOP/s", "roofline", "bandwidth", "engine", "peak RSS MB");
-	for (int bi = 0; bi < a.n_batch; bi++) {
-		const result_t *o = &res[bi];
-		printf("%6d %14.1f %8.1f%% %13.1f %6.0f%% %9.1f %8.1f%% %9.1f%% %7.2f%% %12.0f%s\n", o->batch,
-		       o->prefill_tok_s, o->prefill_roofline_pct, o->decode_tok_s, o->spread_pct, o->gflops,
-		       o->roofline_pct, o->bandwidth_pct, o->engine_pct, o->peak_rss_mb, o->implausible ? "  !" : "");
-		print_over_notes(o, &cal, measured, step_bytes, ints);
-	}
-	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
-	if (a.embed) {
-		printf("\nembeddings: B inputs of %d tokens at once, prefilled in the same steps and pooled\n"
-		       "(%s pooling, no output head), beside the prefill pass of the same B prompts\n",
-		       a.prompt_len, engine_opts(bm[0].e)->pooling);
-		printf("%6s %13s %13s %14s %7s\n", "batch", "embeddings/s", "embed tok/s", "prefill tok/s", "ratio");
-		int best = 0;
-		for (int bi = 0; bi < a.n_batch; bi++) {
-			const result_t *o = &res[bi];
-			double tok = o->embed_s * a.prompt_len;
-			printf("%6d %13.2f %13.1f %14.1f %6.2fx\n", o->batch, o->embed_s, tok, o->prefill_tok_s,
-			       tok / o->prefill_tok_s);
-			if (o->embed_s > res[best].embed_s)
-				best = bi;
-		}
-		printf("best batch %d: %.2f embeddings/s of %d tokens (%.1f tok/s; prefill %.1f tok/s at that batch)\n",
-		       res[best].batch, res[best].embed_s, a.prompt_len, res[best].embed_s * a.prompt_len,
-		       res[best].prefill_tok_s);
-	}
-	if (scaled)
-		printf("(scaled from %d of %d layers; peak RSS is this process's, holding the %d- and %d-layer models)\n",
-		       bm[0].layers, L, bm[0].layers, bm[1].layers);
-	for (int bi = 0; bi < a.n_batch; bi++)
-		if (res[bi].implausible > 0)
-			printf("! batch %d: in %d of %d repetitions the %d-layer model was not slower than the %d-layer one:\n"
-			       "  the machine was disturbed and the scaled figures of this row are not reliable\n",
-			       res[bi].batch, res[bi].implausible, a.reps, bm[1].layers, bm[0].layers);
+	print_text(&a, &cal, measured, cal_path, name, &full, L, scaled, bm, res);
 	status = 0;
 out:
 	for (int mi = 0; mi < 2; mi++)
 		close_model(&bm[mi]);
+	return status;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	bench_args_t a;
+	mg_config_t *args = mg_config_new();
+	int rc = args ? parse_args(argc, argv, args, &a) : -ENOMEM;
+	if (rc == -ENOMEM)
+		fprintf(stderr, "margin-worker bench: out of memory\n");
+	if (rc == -EINVAL)
+		usage(stderr);
+	int status = rc == 0 ? bench_run(&a) : rc == 1 ? 0 : rc == -EINVAL ? 2 : 1;
+	mg_config_destroy(&args);
 	return status;
 }

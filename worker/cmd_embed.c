@@ -11,6 +11,7 @@
  * {"index":I,"error":{"code":..,"message":..}}). Exit 1 when an input
  * failed (the others are still printed). */
 #include "cmds.h"
+#include "mg_settings.h"
 #include "engine.h"
 #include "model.h"
 
@@ -146,7 +147,17 @@ static void print_out(const engine_out_t *o, size_t index, bool json)
 	printf("\n");
 }
 
-int cmd_embed(int argc, char **argv)
+typedef struct embed_args {
+	const char *model_path, *arch;	/* borrowed from argv */
+	int64_t layers, dims;
+	bool truncate, ids_in, json;
+	engine_opts_t eo;
+	model_opts_t mo;
+} embed_args_t;
+
+/* The flags into a (optind: the first input after). 0; 1 after --help
+ * (exit 0); 2 for bad usage, said. */
+static int parse_args(int argc, char **argv, embed_args_t *a)
 {
 	enum { O_MODEL = 256, O_ARCH, O_LAYERS, O_POOLING, O_DIMS, O_TRUNCATE, O_IDS, O_SLOTS, O_CTX,
 	       O_CHUNK, O_THREADS, O_KV, O_WEIGHTS, O_JSON, O_HELP };
@@ -168,51 +179,50 @@ int cmd_embed(int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *model_path = NULL, *arch = NULL, *weights = NULL;
-	long layers = 0, dims = 0, v = 0;
-	bool truncate = false, ids_in = false, json = false;
-	engine_opts_t eo = { 0 };
+	const char *weights = NULL;
+	int64_t v = 0;
+	*a = (embed_args_t){ .mo = { .weights = MODEL_WEIGHTS_AUTO } };
 	optind = 0;
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		const char *bad = NULL;
 		switch (c) {
-		case O_MODEL: model_path = optarg; break;
-		case O_ARCH: arch = optarg; break;
-		case O_LAYERS: if (cmd_parse_long(optarg, 1, 4096, &layers) < 0) bad = "--layers 1..4096"; break;
+		case O_MODEL: a->model_path = optarg; break;
+		case O_ARCH: a->arch = optarg; break;
+		case O_LAYERS: if (mg_settings_parse_int(optarg, 1, 4096, &a->layers) < 0) bad = "--layers 1..4096"; break;
 		case O_POOLING:
 			if (engine_pooling_parse(optarg) < 0)
 				bad = "--pooling mean, cls or last";
-			eo.pooling = optarg;
+			a->eo.pooling = optarg;
 			break;
-		case O_DIMS: if (cmd_parse_long(optarg, 1, 1 << 20, &dims) < 0) bad = "--dimensions 1.."; break;
-		case O_TRUNCATE: truncate = true; break;
-		case O_IDS: ids_in = true; break;
+		case O_DIMS: if (mg_settings_parse_int(optarg, 1, 1 << 20, &a->dims) < 0) bad = "--dimensions 1.."; break;
+		case O_TRUNCATE: a->truncate = true; break;
+		case O_IDS: a->ids_in = true; break;
 		case O_SLOTS:
-			if (cmd_parse_long(optarg, 1, 4096, &v) < 0)
+			if (mg_settings_parse_int(optarg, 1, 4096, &v) < 0)
 				bad = "--slots 1..4096";
-			eo.slots = (int)v;
+			a->eo.slots = (int)v;
 			break;
 		case O_CTX:
-			if (cmd_parse_long(optarg, 1, 1 << 24, &v) < 0)
+			if (mg_settings_parse_int(optarg, 1, 1 << 24, &v) < 0)
 				bad = "--ctx 1..16777216";
-			eo.n_ctx = (int)v;
+			a->eo.n_ctx = (int)v;
 			break;
 		case O_CHUNK:
-			if (cmd_parse_long(optarg, 2, 1 << 16, &v) < 0)
+			if (mg_settings_parse_int(optarg, 2, 1 << 16, &v) < 0)
 				bad = "--prefill-chunk 2..65536";
-			eo.prefill_chunk = (int)v;
+			a->eo.prefill_chunk = (int)v;
 			break;
 		case O_THREADS:
-			if (cmd_parse_long(optarg, 1, 4096, &v) < 0)
+			if (mg_settings_parse_int(optarg, 1, 4096, &v) < 0)
 				bad = "--threads 1..4096";
-			eo.threads = (int)v;
+			a->eo.threads = (int)v;
 			break;
-		case O_KV: eo.kv_type = optarg; break;
+		case O_KV: a->eo.kv_type = optarg; break;
 		case O_WEIGHTS: weights = optarg; break;
-		case O_JSON: json = true; break;
-		case O_HELP: usage(stdout); return 0;
+		case O_JSON: a->json = true; break;
+		case O_HELP: usage(stdout); return 1;
 		case ':':
 			fprintf(stderr, "margin-worker embed: %s needs a value\n", argv[optind - 1]);
 			return 2;
@@ -226,16 +236,72 @@ int cmd_embed(int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((model_path == NULL) == (arch == NULL)) {
+	if ((a->model_path == NULL) == (a->arch == NULL)) {
 		fprintf(stderr, "margin-worker embed: give exactly one of --model FILE.gguf and --arch PRESET\n");
 		return 2;
 	}
-	model_opts_t mo = { .weights = MODEL_WEIGHTS_AUTO };
-	if (weights != NULL && model_weights_parse(weights, &mo.weights) < 0) {
+	if (weights != NULL && model_weights_parse(weights, &a->mo.weights) < 0) {
 		fprintf(stderr, "margin-worker embed: --weights %s: not auto, f32, q8_0-panels or a quantized "
 			"mix (q8_0, q4_k_m, ...)\n", weights);
 		return 2;
 	}
+	return 0;
+}
+
+/* Every input submitted as an embed request (its index is its id). 0, or
+ * the exit status with the reason said. */
+static int submit_all(engine_t *e, const embed_args_t *a, char **inputs, size_t n_in)
+{
+	for (size_t i = 0; i < n_in; i++) {
+		engine_req_t r = { .id = i, .embed = true, .dimensions = (uint32_t)a->dims, .truncate = a->truncate,
+				   .input = (uint32_t)i };
+		int32_t *ids = NULL;
+		size_t n_ids = 0;
+		if (a->ids_in) {
+			if (parse_ids(inputs[i], &ids, &n_ids) < 0) {
+				fprintf(stderr, "margin-worker embed: input %zu: '%s' is not comma-separated token ids\n",
+					i, inputs[i]);
+				return 2;
+			}
+			r.prompt_ids = ids;
+			r.n_prompt_ids = n_ids;
+		} else {
+			r.prompt = inputs[i];
+		}
+		int rc = engine_submit(e, &r);
+		free(ids);
+		if (rc < 0) {
+			fprintf(stderr, "margin-worker embed: %s\n", strerror(-rc));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Steps until every input is done; outs[id] = its result. */
+static int run_all(engine_t *e, engine_out_t **outs)
+{
+	engine_out_t *o;
+	while (engine_pending(e) > 0) {
+		int rc = engine_step(e);
+		if (rc < 0) {
+			fprintf(stderr, "margin-worker embed: engine step failed: %s\n", strerror(-rc));
+			return 1;
+		}
+		while ((o = engine_take(e)) != NULL)
+			outs[o->id] = o;
+	}
+	while ((o = engine_take(e)) != NULL)
+		outs[o->id] = o;
+	return 0;
+}
+
+int cmd_embed(int argc, char **argv)
+{
+	embed_args_t a;
+	int status = parse_args(argc, argv, &a);
+	if (status != 0)
+		return status == 1 ? 0 : status;
 
 	char **inputs = argv + optind, **lines = NULL;
 	size_t n_in = (size_t)(argc - optind), n_lines = 0;
@@ -248,7 +314,7 @@ int cmd_embed(int argc, char **argv)
 		n_in = n_lines;
 	}
 
-	int status = 1;
+	status = 1;
 	char err[512] = "";
 	model_t *m = NULL;
 	engine_t *e = NULL;
@@ -257,13 +323,13 @@ int cmd_embed(int argc, char **argv)
 		fprintf(stderr, "margin-worker embed: out of memory\n");
 		goto out;
 	}
-	int rc = model_path ? model_load_opts(model_path, &mo, &m, err, sizeof(err))
-			    : model_new_synth_opts(arch, (int)layers, &mo, &m, err, sizeof(err));
+	int rc = a.model_path ? model_load_opts(a.model_path, &a.mo, &m, err, sizeof(err))
+			      : model_new_synth_opts(a.arch, (int)a.layers, &a.mo, &m, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "margin-worker embed: %s\n", err);
 		goto out;
 	}
-	if ((rc = engine_new(m, &eo, &e, err, sizeof(err))) < 0) {
+	if ((rc = engine_new(m, &a.eo, &e, err, sizeof(err))) < 0) {
 		fprintf(stderr, "margin-worker embed: %s\n", err);
 		status = rc == -EINVAL ? 2 : 1;
 		goto out;
@@ -272,45 +338,10 @@ int cmd_embed(int argc, char **argv)
 		fprintf(stderr, "margin-worker embed: %s\n", engine_embed_why(e));
 		goto out;
 	}
+	if ((status = submit_all(e, &a, inputs, n_in)) != 0 || (status = run_all(e, outs)) != 0)
+		goto out;
 	for (size_t i = 0; i < n_in; i++) {
-		engine_req_t r = { .id = i, .embed = true, .dimensions = (uint32_t)dims, .truncate = truncate,
-				   .input = (uint32_t)i };
-		int32_t *ids = NULL;
-		size_t n_ids = 0;
-		if (ids_in) {
-			if ((rc = parse_ids(inputs[i], &ids, &n_ids)) < 0) {
-				fprintf(stderr, "margin-worker embed: input %zu: '%s' is not comma-separated token ids\n",
-					i, inputs[i]);
-				status = 2;
-				goto out;
-			}
-			r.prompt_ids = ids;
-			r.n_prompt_ids = n_ids;
-		} else {
-			r.prompt = inputs[i];
-		}
-		rc = engine_submit(e, &r);
-		free(ids);
-		if (rc < 0) {
-			fprintf(stderr, "margin-worker embed: %s\n", strerror(-rc));
-			goto out;
-		}
-	}
-	while (engine_pending(e) > 0) {
-		if ((rc = engine_step(e)) < 0) {
-			fprintf(stderr, "margin-worker embed: engine step failed: %s\n", strerror(-rc));
-			goto out;
-		}
-		engine_out_t *o;
-		while ((o = engine_take(e)) != NULL)
-			outs[o->id] = o;
-	}
-	engine_out_t *o;
-	while ((o = engine_take(e)) != NULL)
-		outs[o->id] = o;
-	status = 0;
-	for (size_t i = 0; i < n_in; i++) {
-		print_out(outs[i], i, json);
+		print_out(outs[i], i, a.json);
 		if (outs[i]->error != 0)
 			status = 1;
 	}

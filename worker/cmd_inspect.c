@@ -10,6 +10,7 @@
  * the KV caches of N slots of C positions (model_config_kv_bytes, the
  * formula of model_kv_bytes). */
 #include "cmds.h"
+#include "mg_settings.h"
 #include "gguf.h"
 #include "mg_utf8.h"
 #include "model.h"
@@ -418,14 +419,12 @@ fail:
 /* A whole number in [lo, hi] from option name's argument; -1 if not. */
 static long parse_count(const char *name, const char *arg, long lo, long hi)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || v < lo || v > hi) {
+	int64_t v;
+	if (mg_settings_parse_int(arg, lo, hi, &v) < 0) {
 		fprintf(stderr, "margin-worker inspect: bad --%s '%s' (%ld..%ld)\n", name, arg, lo, hi);
 		return -1;
 	}
-	return v;
+	return (long)v;
 }
 
 int cmd_inspect(int argc, char **argv)

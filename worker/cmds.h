@@ -12,8 +12,4 @@ int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 
-/* A whole decimal number in lo..hi (no sign games, nothing after it):
- * 0, or -EINVAL. In cmd_run.c, for the subcommands' flags. */
-int cmd_parse_long(const char *s, long lo, long hi, long *ret);
-
 #endif

@@ -134,8 +134,8 @@ if prog == "margind":
         # opts.c: typed getters of the [scheduler] section; http.c: of any
         keys |= {("scheduler", k) for k in re.findall(r'\bget_(?:u32|dur)\(cfg, "(\w+)"', s)}
         keys |= set(re.findall(r'\bget_u64\(cfg, "(\w+)", "(\w+)"', s))
-        # flags that are config keys
-        keys |= set(re.findall(r'\{ OPT_\w+, "(\w+)", "(\w+)" \}', s))
+        # the rows of the settings table (opts.c)
+        keys |= set(re.findall(r'\.section = "(\w+)", \.key = "(\w+)"', s))
         m = re.search(r'meter_keys\[\] = \{([^}]*)\}', s)
         if m:
             keys |= {("meter", k) for k in re.findall(r'"(\w+)"', m.group(1))}
@@ -144,7 +144,7 @@ else:
     sec = re.search(r'#define SECTION "(\w+)"', s).group(1)
     keys |= {(sec, k) for k in re.findall(r'\bget_(?:int|dur|str)\(c, "(\w+)"', s)}
     keys |= {(sec, k) for k in re.findall(r'mg_config_get\w*\(c, SECTION, "(\w+)"', s)}
-    keys |= {(sec, k) for k in re.findall(r'\{ OPT_\w+, "(\w+)" \}', s)}
+    keys |= {(sec, k) for k in re.findall(r'\.section = SECTION, \.key = "(\w+)"', s)}
 for sec, k in sorted(keys):
     print(f"{sec}.{k}")
 EOF

@@ -6,6 +6,7 @@
 #include "tests.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -134,10 +135,59 @@ static void test_curve_credentials(void)
 	unsetenv("CREDENTIALS_DIRECTORY");
 }
 
+/* A bad value names where it came from: the file and its line, or the
+ * flag; --help lists every flag with its key and every file-only key. */
+static void test_where_and_help(void)
+{
+	char dir[512], path[600], err[512] = "";
+	fx_newdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/margind.conf", dir);
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "[scheduler]\nstate_dir = /s\n# the next one is wrong\nliveness = 0\n");
+	fclose(f);
+	const char *argv[] = { "margind", "--config", path, "--workers", "tcp://x:1", "--no-curve", NULL };
+	opts_t o;
+	char want[700];
+	snprintf(want, sizeof(want), "%s:4: [scheduler] liveness = \"0\": expected 1 to 1000", path);
+	CU_ASSERT_EQUAL(parse(&o, err, sizeof(err), 6, argv), -EINVAL);
+	if (strstr(err, want) == NULL)
+		fprintf(stderr, "err \"%s\", want \"%s\"\n", err, want);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+	opts_done(&o);
+	const char *flag[] = { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--no-curve",
+			       "--set", "scheduler.heartbeat=0", NULL };
+	CU_ASSERT_EQUAL(parse(&o, err, sizeof(err), 8, flag), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "command line: [scheduler] heartbeat = \"0\": expected at least 1ms"));
+	opts_done(&o);
+
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	opts_usage(m);
+	fclose(m);
+	static const char *const lines[] = {
+		"  --state-dir DIR       journal (margin.db), lock and control socket (ctl.sock) (scheduler.state_dir)\n",
+		"  --no-curve            plain TCP to workers (no encryption, no authentication) (curve.enabled = no)\n",
+		"  --prices FILE         closed-API price table, INI or LiteLLM .json (repeatable) (meter.prices)\n",
+		"  scheduler.liveness    missed heartbeats before a worker is dead (default 3)\n",
+		"  journal.min_free      ",
+		"  scheduler.max_frame   largest frame, bytes (default 67108864)\n",
+	};
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		if (strstr(text, lines[i]) == NULL)
+			fprintf(stderr, "margind --help lacks \"%s\"\n", lines[i]);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, lines[i]));
+	}
+	free(text);
+}
+
 const cu_test_t opts_tests[] = {
 	{ "file_and_flags", test_file_and_flags },
 	{ "refusals", test_refusals },
 	{ "retention", test_retention },
 	{ "curve_credentials", test_curve_credentials },
+	{ "where_and_help", test_where_and_help },
 	{ NULL, NULL },
 };

@@ -12,6 +12,7 @@ static const cu_suite_t suites[] = {
 	{ "f16", f16_tests, NULL, NULL },
 	{ "notify", notify_tests, NULL, NULL },
 	{ "jobstate", jobstate_tests, NULL, NULL },
+	{ "settings", settings_tests, NULL, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

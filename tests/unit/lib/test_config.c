@@ -62,8 +62,24 @@ static void test_errors(void)
 	mg_config_destroy(&c);
 }
 
+/* A value read from a file remembers the file and its line, so that an
+ * error about it can send the reader there. */
+static void test_origin_line(void)
+{
+	mg_config_t *c = mg_config_new();
+	char err[256] = "";
+	const char *text = "# comment\n[worker]\n\nslots = 4\n; more\nname = w1\n";
+	CU_ASSERT_EQUAL_FATAL(mg_config_load_string(c, "w.conf", text, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(mg_config_origin(c, "worker", "slots"), "w.conf:4");
+	CU_ASSERT_STRING_EQUAL(mg_config_origin(c, "worker", "name"), "w.conf:6");
+	CU_ASSERT_EQUAL(mg_config_set_from(c, "worker", "slots", "8", "--slots"), 0);
+	CU_ASSERT_STRING_EQUAL(mg_config_origin(c, "worker", "slots"), "--slots");
+	mg_config_destroy(&c);
+}
+
 const cu_test_t config_tests[] = {
 	{ "load, typed get, command-line override", test_load_and_override },
 	{ "errors name file, section and key", test_errors },
+	{ "origin is FILE:LINE", test_origin_line },
 	{ NULL, NULL },
 };

@@ -1272,7 +1272,11 @@ static void test_cmd_usage(void)
 	CU_ASSERT_EQUAL(run_cmd(4, noshed), 2);
 	char *slots[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
 			  "--slots", "0", NULL };
-	CU_ASSERT_EQUAL(run_cmd(8, slots), 2);
+	char *said = NULL;
+	CU_ASSERT_EQUAL(cu_run_captured(cmd_serve, 8, slots, &said, NULL), 2);
+	/* the refusal names the flag, the key and the range */
+	CU_ASSERT_PTR_NOT_NULL(said && strstr(said, "--slots: [worker] slots = \"0\": expected 1 to 4096"));
+	free(said);
 	char *kv[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
 		       "--kv", "q4", NULL };
 	CU_ASSERT_EQUAL(run_cmd(8, kv), 2);

@@ -1,0 +1,435 @@
+/* mg_settings: see mg_settings.h. */
+#include "mg_settings.h"
+#include "mg_clock.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_CONFIG = 1000, OPT_SET, OPT_HELP, OPT_VERSION, OPT_ROW = 2000 };
+
+static const mg_setting_t *find_key(const mg_settings_spec_t *spec, const char *section, const char *key)
+{
+	for (size_t i = 0; i < spec->n; i++) {
+		const mg_setting_t *s = &spec->settings[i];
+		if (s->key != NULL && strcmp(s->section, section) == 0 && strcmp(s->key, key) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+static const mg_setting_t *find_flag(const mg_settings_spec_t *spec, const char *flag, size_t len)
+{
+	for (size_t i = 0; i < spec->n; i++) {
+		const mg_setting_t *s = &spec->settings[i];
+		if (s->flag != NULL && strlen(s->flag) == len && strncmp(s->flag, flag, len) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+int mg_settings_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ret)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+/* ns as the largest unit that divides it: "1h", "90s", "250ms", "7ns". */
+static void format_duration(int64_t ns, char *buf, size_t len)
+{
+	static const struct {
+		int64_t ns;
+		const char *unit;
+	} units[] = {
+		{ 86400 * MG_NS_PER_S, "d" }, { 3600 * MG_NS_PER_S, "h" }, { 60 * MG_NS_PER_S, "min" },
+		{ MG_NS_PER_S, "s" }, { MG_NS_PER_MS, "ms" }, { 1000, "us" }, { 1, "ns" },
+	};
+	size_t u = 0;
+	while (ns != 0 && ns % units[u].ns != 0)
+		u++;
+	snprintf(buf, len, "%" PRId64 "%s", ns / units[u].ns, ns == 0 ? "" : units[u].unit);
+}
+
+/* Parses text as the row's type into *ret (int64_t for every numeric
+ * type, the index for an enum, 0/1 for a bool). 0 or -EINVAL with what
+ * was expected in want. */
+static int parse_value(const mg_setting_t *s, const char *text, int64_t *ret, char *want, size_t wantlen)
+{
+	bool ranged = s->hi > s->lo;
+	switch (s->type) {
+	case MG_SETTING_BOOL: {
+		static const char *yes[] = { "1", "yes", "true", "on" }, *no[] = { "0", "no", "false", "off" };
+		for (int i = 0; i < 4; i++)
+			if (strcasecmp(text, yes[i]) == 0 || strcasecmp(text, no[i]) == 0) {
+				*ret = strcasecmp(text, yes[i]) == 0;
+				return 0;
+			}
+		snprintf(want, wantlen, "yes or no");
+		return -EINVAL;
+	}
+	case MG_SETTING_INT:
+	case MG_SETTING_SIZE: {
+		/* a size or an unranged integer is never negative */
+		int64_t lo = ranged ? s->lo : 0, hi = ranged ? s->hi : INT64_MAX, v;
+		if (s->type == MG_SETTING_SIZE && lo < 0)
+			lo = 0;
+		if (mg_settings_parse_int(text, INT64_MIN, INT64_MAX, &v) < 0 || (v < 0 && lo >= 0)) {
+			if (ranged)
+				snprintf(want, wantlen, "an integer from %" PRId64 " to %" PRId64 "%s", s->lo, s->hi,
+					 s->type == MG_SETTING_SIZE ? " (bytes)" : "");
+			else
+				snprintf(want, wantlen, "a non-negative integer");
+			return -EINVAL;
+		}
+		if (v < lo || v > hi) {
+			snprintf(want, wantlen, "%" PRId64 " to %" PRId64 "%s", s->lo, s->hi,
+				 s->type == MG_SETTING_SIZE ? " bytes" : "");
+			return -EINVAL;
+		}
+		*ret = v;
+		return 0;
+	}
+	case MG_SETTING_DURATION: {
+		int64_t ns;
+		if (mg_clock_parse_duration(text, MG_NS_PER_S, &ns) < 0) {
+			snprintf(want, wantlen, "a duration such as 500ms, 30s, 10min");
+			return -EINVAL;
+		}
+		if (ranged && (ns < s->lo || ns > s->hi)) {
+			char lo[32], hi[32];
+			format_duration(s->lo, lo, sizeof(lo));
+			format_duration(s->hi, hi, sizeof(hi));
+			if (s->hi == INT64_MAX)
+				snprintf(want, wantlen, "at least %s", lo);
+			else
+				snprintf(want, wantlen, "%s to %s", lo, hi);
+			return -EINVAL;
+		}
+		*ret = ns;
+		return 0;
+	}
+	case MG_SETTING_ENUM: {
+		size_t used = 0;
+		for (int64_t i = 0; s->names[i] != NULL; i++) {
+			if (strcmp(text, s->names[i]) == 0) {
+				*ret = i;
+				return 0;
+			}
+			/* "a, b or c" */
+			const char *sep = i == 0 ? "" : s->names[i + 1] == NULL ? " or " : ", ";
+			int w = snprintf(want + used, wantlen - used, "%s%s", sep, s->names[i]);
+			if (w > 0 && used + (size_t)w < wantlen)
+				used += (size_t)w;
+		}
+		return -EINVAL;
+	}
+	case MG_SETTING_STRING:
+	case MG_SETTING_HEADING:
+		*ret = 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int mg_settings_check(const mg_settings_spec_t *spec, const mg_config_t *cfg, const char *section,
+		      const char *key, char *err, size_t errlen)
+{
+	const mg_setting_t *s = find_key(spec, section, key);
+	const char *v = mg_config_get(cfg, section, key);
+	char want[256];
+	int64_t x;
+	if (s == NULL || v == NULL || parse_value(s, v, &x, want, sizeof(want)) == 0)
+		return 0;
+	if (spec->no_config)
+		snprintf(err, errlen, "bad value '%s' for %s: expected %s", v, mg_config_origin(cfg, section, key),
+			 want);
+	else
+		snprintf(err, errlen, "%s: [%s] %s = \"%s\": expected %s", mg_config_origin(cfg, section, key),
+			 section, key, v, want);
+	return -EINVAL;
+}
+
+bool mg_settings_from_flag(const mg_settings_spec_t *spec, const mg_config_t *cfg,
+			   const char *section, const char *key)
+{
+	const mg_setting_t *s = find_key(spec, section, key);
+	const char *o = mg_config_origin(cfg, section, key);
+	return s != NULL && s->flag != NULL && o != NULL && o[0] == '-' && o[1] == '-' &&
+	       strcmp(o + 2, s->flag) == 0;
+}
+
+static int set_kv(mg_config_t *cfg, const char *arg, char *err, size_t errlen)
+{
+	const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
+	if (dot == NULL || eq == NULL || dot > eq || dot == arg || eq == dot + 1) {
+		snprintf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
+		return -EINVAL;
+	}
+	char section[128], key[128];
+	snprintf(section, sizeof(section), "%.*s", (int)(dot - arg), arg);
+	snprintf(key, sizeof(key), "%.*s", (int)(eq - dot - 1), dot + 1);
+	return mg_config_set(cfg, section, key, eq + 1);
+}
+
+/* The getopt_long table: the rows with a flag, then --config, --set,
+ * --help and --version. Owned by the caller (free). */
+static struct option *long_options(const mg_settings_spec_t *spec)
+{
+	struct option *o = calloc(spec->n + 5, sizeof(*o));
+	size_t n = 0;
+	if (o == NULL)
+		return NULL;
+	for (size_t i = 0; i < spec->n; i++)
+		if (spec->settings[i].flag != NULL)
+			o[n++] = (struct option){ spec->settings[i].flag,
+						  spec->settings[i].set ? no_argument : required_argument,
+						  NULL, OPT_ROW + (int)i };
+	if (!spec->no_config)
+		o[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
+	if (spec->set_example != NULL)
+		o[n++] = (struct option){ "set", required_argument, NULL, OPT_SET };
+	o[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
+	if (spec->version != NULL)
+		o[n++] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
+	return o;
+}
+
+/* Sets the row's key from its flag; a repeated REPEAT flag appends. */
+static int set_flag(const mg_setting_t *s, mg_config_t *cfg, const char *value, bool again)
+{
+	char origin[128];
+	snprintf(origin, sizeof(origin), "--%s", s->flag);
+	if (!again || !(s->flags & MG_SETTING_REPEAT))
+		return mg_config_set_from(cfg, s->section, s->key, value, origin);
+	const char *old = mg_config_get(cfg, s->section, s->key);
+	size_t lo = strlen(old), lv = strlen(value);
+	char *joined = malloc(lo + lv + 2);
+	if (joined == NULL)
+		return -ENOMEM;
+	memcpy(joined, old, lo);
+	joined[lo] = ',';
+	memcpy(joined + lo + 1, value, lv + 1);
+	int r = mg_config_set_from(cfg, s->section, s->key, joined, origin);
+	free(joined);
+	return r;
+}
+
+/* Two flags of a row's excludes list given together. */
+static int check_excludes(const mg_settings_spec_t *spec, const bool *given, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < spec->n; i++) {
+		const char *x = spec->settings[i].excludes;
+		while (given[i] && x != NULL && *x != '\0') {
+			size_t len = strcspn(x, ",");
+			const mg_setting_t *o = find_flag(spec, x, len);
+			if (o != NULL && given[o - spec->settings]) {
+				snprintf(err, errlen, "--%s excludes --%s", spec->settings[i].flag, o->flag);
+				return -EINVAL;
+			}
+			x += len + (x[len] == ',');
+		}
+	}
+	return 0;
+}
+
+/* The first pass: --help and --version anywhere win; then --config, so
+ * that every flag overrides the file wherever it stands. */
+static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, mg_config_t *cfg,
+		      int argc, char **argv, char *err, size_t errlen)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			mg_settings_usage(spec, stdout);
+			return 1;
+		}
+		if (spec->version != NULL && strcmp(argv[i], "--version") == 0) {
+			printf("%s %s\n", spec->prog, spec->version);
+			return 1;
+		}
+	}
+	int c, r;
+	opterr = 0;
+	optind = 0;	/* glibc: a full reset, a command may be parsed more than once */
+	while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		if (c == OPT_CONFIG) {
+			if ((r = mg_config_load(cfg, optarg, err, errlen)) < 0) {
+				if (r != -EINVAL)
+					snprintf(err, errlen, "cannot read config %s: %s", optarg, strerror(-r));
+				return r;
+			}
+		} else if (c == '?') {
+			snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+			return -EINVAL;
+		} else if (c == ':') {
+			snprintf(err, errlen, "option %s needs a value", argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+		      char *err, size_t errlen)
+{
+	struct option *lo = long_options(spec);
+	bool *given = calloc(spec->n + 1, sizeof(*given));
+	int c, r = -ENOMEM;
+	if (lo == NULL || given == NULL)
+		goto nomem;
+	if ((r = first_pass(spec, lo, cfg, argc, argv, err, errlen)) != 0)
+		goto out;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		r = 0;
+		if (c == OPT_SET)
+			r = set_kv(cfg, optarg, err, errlen);
+		else if (c >= OPT_ROW) {
+			const mg_setting_t *s = &spec->settings[c - OPT_ROW];
+			if (s->key != NULL)
+				r = set_flag(s, cfg, s->set ? s->set : optarg, given[c - OPT_ROW]);
+			given[c - OPT_ROW] = true;
+		}
+		if (r == -ENOMEM)
+			goto nomem;
+		if (r < 0)
+			goto out;
+	}
+	if ((r = check_excludes(spec, given, err, errlen)) < 0)
+		goto out;
+	for (size_t i = 0; i < spec->n; i++)
+		if (spec->settings[i].key != NULL &&
+		    (r = mg_settings_check(spec, cfg, spec->settings[i].section, spec->settings[i].key,
+					   err, errlen)) < 0)
+			goto out;
+	r = 0;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	r = -ENOMEM;
+out:
+	free(lo);
+	free(given);
+	return r;
+}
+
+static void store(const mg_setting_t *s, void *base, const char *text, int64_t x)
+{
+	char *p = (char *)base + s->off;
+	if (s->type == MG_SETTING_STRING) {
+		memcpy(p, &text, sizeof(text));
+	} else if (s->type == MG_SETTING_BOOL) {
+		bool b = x != 0;
+		memcpy(p, &b, sizeof(b));
+	} else if (s->size == sizeof(int32_t)) {
+		int32_t v = (int32_t)x;
+		memcpy(p, &v, sizeof(v));
+	} else if (s->size == sizeof(int64_t)) {
+		memcpy(p, &x, sizeof(x));
+	}
+}
+
+int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, void *base,
+		      char *err, size_t errlen)
+{
+	for (size_t i = 0; i < spec->n; i++) {
+		const mg_setting_t *s = &spec->settings[i];
+		if (s->key == NULL || s->size == 0)
+			continue;
+		const char *v = mg_config_get(cfg, s->section, s->key);
+		if (v == NULL && s->def == NULL)
+			continue;
+		char want[256];
+		int64_t x;
+		if (v == NULL)
+			v = s->def;
+		if (parse_value(s, v, &x, want, sizeof(want)) < 0) {
+			snprintf(err, errlen, "%s: [%s] %s = \"%s\": expected %s",
+				 mg_config_get(cfg, s->section, s->key) ? mg_config_origin(cfg, s->section, s->key)
+									: "default",
+				 s->section, s->key, v, want);
+			return -EINVAL;
+		}
+		store(s, base, v, x);
+	}
+	return 0;
+}
+
+/* "  --flag ARG   help" with the help's further lines aligned under it. */
+static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FILE *f)
+{
+	char head[128];
+	if (s->flag != NULL)
+		snprintf(head, sizeof(head), "  --%s%s%s", s->flag, s->arg ? " " : "", s->arg ? s->arg : "");
+	else
+		snprintf(head, sizeof(head), "  %s.%s", s->section, s->key);
+	fprintf(f, "%-24s", head);
+	if (strlen(head) >= 24)
+		fprintf(f, "\n%24s", "");
+	for (const char *h = s->help ? s->help : ""; *h != '\0';) {
+		size_t len = strcspn(h, "\n");
+		fprintf(f, "%.*s", (int)len, h);
+		h += len;
+		if (*h == '\n' && *++h != '\0')
+			fprintf(f, "\n%24s", "");
+	}
+	/* the key and the default: "(w.slots, default 8)", "(w.curve = no)",
+	 * "(default 8)" for a key without a flag or a program without a file */
+	char note[256] = "";
+	bool keyed = s->key != NULL && s->flag != NULL && !spec->no_config;
+	if (keyed)
+		snprintf(note, sizeof(note), "%s.%s", s->section, s->key);
+	if (keyed && s->set != NULL)
+		snprintf(note + strlen(note), sizeof(note) - strlen(note), " = %s", s->set);
+	else if (s->key != NULL && s->def != NULL && s->set == NULL)
+		snprintf(note + strlen(note), sizeof(note) - strlen(note), "%sdefault %s", keyed ? ", " : "",
+			 *s->def ? s->def : "\"\"");
+	if (note[0] != '\0')
+		fprintf(f, "%s(%s)", s->help ? " " : "", note);
+	fputc('\n', f);
+}
+
+void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
+{
+	fprintf(f, "usage: %s %s", spec->prog, spec->synopsis);
+	if (spec->intro != NULL)
+		fprintf(f, "\n%s", spec->intro);
+	fputc('\n', f);
+	if (!spec->no_config)
+		fprintf(f, "  --config FILE         INI settings; the flags below override them\n");
+	for (size_t i = 0; i < spec->n; i++) {
+		const mg_setting_t *s = &spec->settings[i];
+		if (s->type == MG_SETTING_HEADING)
+			fprintf(f, "\n%s\n", s->help);
+		else if (s->flag != NULL)
+			usage_row(spec, s, f);
+	}
+	if (spec->set_example != NULL)
+		fprintf(f, "  --set SECTION.KEY=VALUE  any config key, e.g. --set %s\n", spec->set_example);
+	fprintf(f, "  --help%s\n", spec->version ? ", --version" : "");
+	bool title = false;
+	for (size_t i = 0; i < spec->n; i++) {
+		const mg_setting_t *s = &spec->settings[i];
+		if (s->flag != NULL || s->key == NULL)
+			continue;
+		if (!title)
+			fprintf(f, "\nconfig file only ([section] key%s):\n",
+				spec->set_example ? ", or --set section.key=VALUE" : "");
+		title = true;
+		usage_row(spec, s, f);
+	}
+	if (spec->epilog != NULL)
+		fprintf(f, "\n%s", spec->epilog);
+}

@@ -1,0 +1,229 @@
+/* mg_settings: one table gives the flags, the file merge (flags win), the
+ * checks with errors naming the flag or FILE:LINE, and --help. */
+#include "tests.h"
+#include "mg_settings.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct conf {
+	const char *name;
+	int slots;
+	int64_t grace_ns;
+	uint64_t frame;
+	int kv;
+	bool curve;
+} conf_t;
+
+static const char *const kvs[] = { "f32", "f16", "q8_0", NULL };
+
+#define AT(field) MG_SETTING_AT(conf_t, field)
+static const mg_setting_t table[] = {
+	{ .flag = "name", .section = "w", .key = "name", .arg = "NAME", .help = "worker name", AT(name) },
+	{ .flag = "slots", .section = "w", .key = "slots", .type = MG_SETTING_INT, .lo = 1, .hi = 64,
+	  .def = "8", .arg = "N", .help = "sequences in flight", AT(slots) },
+	{ .flag = "grace", .section = "w", .key = "grace", .type = MG_SETTING_DURATION, .def = "30s",
+	  .lo = 1000000000LL, .hi = 3600 * 1000000000LL,
+	  .arg = "DUR", .help = "time to finish\nwhat is in flight", AT(grace_ns) },
+	{ .flag = "kv", .section = "w", .key = "kv_type", .type = MG_SETTING_ENUM, .names = kvs, .def = "f16",
+	  .arg = "TYPE", .help = "KV cache type", AT(kv) },
+	{ .flag = "no-curve", .section = "w", .key = "curve", .type = MG_SETTING_BOOL, .def = "yes",
+	  .set = "no", .excludes = "key", .help = "plain TCP", AT(curve) },
+	{ .flag = "key", .section = "w", .key = "key", .arg = "FILE", .help = "secret key" },
+	{ .flag = "prices", .section = "m", .key = "prices", .arg = "FILE", .flags = MG_SETTING_REPEAT,
+	  .help = "price tables (repeatable)" },
+	{ .section = "w", .key = "max_frame", .type = MG_SETTING_SIZE, .lo = 1024, .hi = 1 << 20,
+	  .def = "65536", .help = "largest frame", AT(frame) },
+};
+
+static const mg_settings_spec_t spec = {
+	.prog = "prog",
+	.synopsis = "[--config FILE] [--slots N]\n",
+	.set_example = "w.slots=4",
+	.settings = table,
+	.n = sizeof(table) / sizeof(table[0]),
+};
+
+static char path[512];
+
+static void write_conf(const char *text)
+{
+	snprintf(path, sizeof(path), "%s/settings.conf", cu_tmpdir());
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* argv from a NULL-terminated list; returns the count. */
+static int parse(mg_config_t **cfg, char *err, size_t errlen, const char *const *args)
+{
+	char *v[32];
+	int n = 0;
+	for (; args[n] != NULL && n < 31; n++)
+		v[n] = (char *)args[n];
+	v[n] = NULL;
+	*cfg = mg_config_new();
+	err[0] = '\0';
+	return mg_settings_parse(&spec, *cfg, n, v, err, errlen);
+}
+
+static void test_flags_win(void)
+{
+	write_conf("[w]\nname = from-file\nslots = 4\ngrace = 5s\n[m]\nprices = file.ini\n");
+	/* the flag before --config still wins; a repeated --prices joins */
+	const char *args[] = { "prog", "--slots", "16", "--config", path, "--prices", "a.ini",
+			       "--prices=b.json", "--set", "w.kv_type=q8_0", NULL };
+	mg_config_t *cfg;
+	char err[256];
+	CU_ASSERT_EQUAL_FATAL(parse(&cfg, err, sizeof(err), args), 0);
+	conf_t c = { .name = NULL };
+	CU_ASSERT_EQUAL_FATAL(mg_settings_apply(&spec, cfg, &c, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(c.name, "from-file");
+	CU_ASSERT_EQUAL(c.slots, 16);
+	CU_ASSERT_EQUAL(c.grace_ns, 5000000000LL);
+	CU_ASSERT_EQUAL(c.kv, 2);
+	CU_ASSERT_EQUAL(c.frame, 65536);	/* the default */
+	CU_ASSERT_TRUE(c.curve);
+	CU_ASSERT_STRING_EQUAL(mg_config_get(cfg, "m", "prices"), "a.ini,b.json");
+	CU_ASSERT_TRUE(mg_settings_from_flag(&spec, cfg, "w", "slots"));
+	CU_ASSERT_FALSE(mg_settings_from_flag(&spec, cfg, "w", "name"));
+	CU_ASSERT_FALSE(mg_settings_from_flag(&spec, cfg, "w", "kv_type"));	/* --set */
+	mg_config_destroy(&cfg);
+
+	const char *nc[] = { "prog", "--no-curve", NULL };
+	CU_ASSERT_EQUAL_FATAL(parse(&cfg, err, sizeof(err), nc), 0);
+	CU_ASSERT_EQUAL_FATAL(mg_settings_apply(&spec, cfg, &c, err, sizeof(err)), 0);
+	CU_ASSERT_FALSE(c.curve);
+	mg_config_destroy(&cfg);
+}
+
+/* Every refusal names what was wrong and where it came from. */
+static void test_refusals(void)
+{
+	write_conf("[w]\nname = x\n\nslots = 99\n");
+	static const struct {
+		const char *args[8];
+		int rc;
+		const char *want[3];
+	} cases[] = {
+		{ { "prog", "--slots", "0" }, -EINVAL, { "--slots: [w] slots = \"0\"", "expected 1 to 64" } },
+		{ { "prog", "--slots", "two" }, -EINVAL, { "--slots", "an integer from 1 to 64" } },
+		{ { "prog", "--config", path }, -EINVAL, { "settings.conf:4: [w] slots = \"99\"", "1 to 64" } },
+		{ { "prog", "--kv", "bf8" }, -EINVAL, { "--kv: [w] kv_type = \"bf8\"", "expected f32, f16 or q8_0" } },
+		{ { "prog", "--grace", "soon" }, -EINVAL, { "--grace", "a duration" } },
+		{ { "prog", "--grace", "90min" }, -EINVAL, { "--grace: [w] grace = \"90min\"", "expected 1s to 1h" } },
+		{ { "prog", "--set", "w.max_frame=12" }, -EINVAL, { "command line: [w] max_frame", "1024 to 1048576 bytes" } },
+		{ { "prog", "--set", "w.curve=maybe" }, -EINVAL, { "[w] curve", "yes or no" } },
+		{ { "prog", "--set", "nodot" }, -EINVAL, { "SECTION.KEY=VALUE" } },
+		{ { "prog", "--no-curve", "--key", "k" }, -EINVAL, { "--no-curve excludes --key" } },
+		{ { "prog", "--bogus" }, -EINVAL, { "unknown option --bogus" } },
+		{ { "prog", "--slots" }, -EINVAL, { "option --slots needs a value" } },
+		{ { "prog", "stray" }, -EINVAL, { "unexpected argument \"stray\"" } },
+		{ { "prog", "--config", "/nonexistent/x.conf" }, -ENOENT, { "/nonexistent/x.conf" } },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mg_config_t *cfg;
+		char err[512];
+		int r = parse(&cfg, err, sizeof(err), cases[i].args);
+		bool found = true;
+		for (int k = 0; k < 3 && cases[i].want[k] != NULL; k++)
+			found &= strstr(err, cases[i].want[k]) != NULL;
+		if (r != cases[i].rc || !found)
+			fprintf(stderr, "case %zu: rc %d err \"%s\"\n", i, r, err);
+		CU_ASSERT_EQUAL(r, cases[i].rc);
+		CU_ASSERT_TRUE(found);
+		mg_config_destroy(&cfg);
+	}
+}
+
+/* --help lists every flag with its key and default, and the file-only keys. */
+static void test_usage(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	mg_settings_usage(&spec, f);
+	fclose(f);
+	static const char *const want[] = {
+		"usage: prog [--config FILE] [--slots N]\n",
+		"  --slots N             sequences in flight (w.slots, default 8)\n",
+		"  --grace DUR           time to finish\n                        what is in flight (w.grace, default 30s)\n",
+		"  --no-curve            plain TCP (w.curve = no)\n",
+		"  --set SECTION.KEY=VALUE  any config key, e.g. --set w.slots=4\n",
+		"config file only ([section] key, or --set section.key=VALUE):\n  w.max_frame           largest frame (default 65536)\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (strstr(text, want[i]) == NULL)
+			fprintf(stderr, "usage lacks \"%s\":\n%s", want[i], text);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, want[i]));
+	}
+	free(text);
+	const char *help[] = { "prog", "--slots", "0", "--help", NULL };
+	mg_config_t *cfg;
+	char err[256];
+	CU_ASSERT_EQUAL(parse(&cfg, err, sizeof(err), help), 1);	/* --help wins over a bad value */
+	mg_config_destroy(&cfg);
+}
+
+/* The one integer parser behind the table and the commands' own flags. */
+static void test_parse_int(void)
+{
+	static const struct {
+		const char *s;
+		int64_t lo, hi;
+		int rc;
+		int64_t want;
+	} cases[] = {
+		{ "42", 1, 100, 0, 42 }, { "-3", -5, 5, 0, -3 }, { "0", 1, 100, -EINVAL, 0 },
+		{ "101", 1, 100, -EINVAL, 0 }, { "", 0, 9, -EINVAL, 0 }, { "4x", 0, 9, -EINVAL, 0 },
+		{ "99999999999999999999", 0, INT64_MAX, -EINVAL, 0 },
+		{ "9223372036854775807", 0, INT64_MAX, 0, INT64_MAX },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t v = -77;
+		CU_ASSERT_EQUAL(mg_settings_parse_int(cases[i].s, cases[i].lo, cases[i].hi, &v), cases[i].rc);
+		CU_ASSERT_EQUAL(v, cases[i].rc == 0 ? cases[i].want : -77);
+	}
+}
+
+/* A program without a file: no --config, errors and --help name the flag. */
+static void test_flags_only(void)
+{
+	mg_settings_spec_t bare = spec;
+	bare.no_config = true;
+	bare.set_example = NULL;
+	char *v[] = { "prog", "--slots", "0", NULL }, err[256] = "";
+	mg_config_t *cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse(&bare, cfg, 3, v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "bad value '0' for --slots: expected 1 to 64");
+	mg_config_destroy(&cfg);
+	char *c[] = { "prog", "--config", "x.conf", NULL };
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse(&bare, cfg, 3, c, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown option --config"));
+	mg_config_destroy(&cfg);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	mg_settings_usage(&bare, f);
+	fclose(f);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --slots N             sequences in flight (default 8)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --no-curve            plain TCP\n"));
+	CU_ASSERT_PTR_NULL(strstr(text, "  --config FILE"));
+	CU_ASSERT_PTR_NULL(strstr(text, "w.slots"));
+	free(text);
+}
+
+const cu_test_t settings_tests[] = {
+	{ "flags_only", test_flags_only },
+	{ "parse_int", test_parse_int },
+	{ "flags_win", test_flags_win },
+	{ "refusals", test_refusals },
+	{ "usage", test_usage },
+	{ NULL, NULL },
+};
