@@ -635,7 +635,7 @@ int report_per_1m_tokens(int64_t micros, uint64_t tokens, int64_t *ret)
 
 int report_utilization_ppm(uint64_t busy_ns, uint64_t idle_ns, int64_t *ret)
 {
-	unsigned __int128 wall = (unsigned __int128)busy_ns + idle_ns;
+	mg_u128 wall = (mg_u128)busy_ns + idle_ns;
 	if (wall == 0)
 		return -EDOM;
 	*ret = (int64_t)meter_div_round((meter_i128)busy_ns * METER_PPM, (meter_i128)wall);
@@ -1222,7 +1222,7 @@ int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_
 		size_t b = a + 1;
 		while (b < n && strcmp(keys[b].key, keys[a].key) == 0)
 			b++;
-		unsigned __int128 idle = 0;
+		mg_u128 idle = 0;
 		for (size_t m = a; m < b; m++) {
 			const ledger_row_t *w = &in[keys[m].i];
 			int64_t bs, is;

@@ -22,6 +22,7 @@
 #include "mg_cpu.h"
 #include "sampler.h"
 #include "tok.h"
+#include "mg_int128.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -144,7 +145,7 @@ static int pooling_of(const model_config_t *c, const char *opt, char *err, size_
 
 /* --- accounting ----------------------------------------------------------- */
 
-typedef unsigned __int128 u128;
+typedef mg_u128 u128;
 
 /* Remainder order of the largest-remainder method: bigger remainder
  * first, then lower index. key(i) = (total * w_i) mod W. */

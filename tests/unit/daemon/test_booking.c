@@ -12,6 +12,7 @@
 #include "meter.h"
 #include "opts.h"
 #include "tests.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -100,8 +101,8 @@ static int load_conf(booking_conf_t *c, const char *dir, const char *const *extr
  * never negative), in 128 bits. */
 static int64_t oracle_cost(int64_t rate, uint64_t ns)
 {
-	unsigned __int128 d = 3600000000000ULL;
-	return (int64_t)(((unsigned __int128)rate * ns + d / 2) / d);
+	mg_u128 d = 3600000000000ULL;
+	return (int64_t)(((mg_u128)rate * ns + d / 2) / d);
 }
 
 /* --- a ledger of our own ------------------------------------------------ */
@@ -362,8 +363,8 @@ static void test_idle_hour(void)
 	int64_t second = job_sql(db, "sum(cost_loaded_micros)", "second");
 	int64_t engine = 80 * 150 * MG_NS_PER_MS;
 	int64_t idle_hour = oracle_cost(ri, (uint64_t)LEDGER_HOUR_NS);
-	int64_t node_11 = (int64_t)(((unsigned __int128)rb * (uint64_t)engine +
-				     (unsigned __int128)ri * (uint64_t)(LEDGER_HOUR_NS - engine) + 1800000000000ULL) /
+	int64_t node_11 = (int64_t)(((mg_u128)rb * (uint64_t)engine +
+				     (mg_u128)ri * (uint64_t)(LEDGER_HOUR_NS - engine) + 1800000000000ULL) /
 				    3600000000000ULL);
 	fprintf(stderr, "\n    first %lld, second %lld micros; the 10:00 hour's idle %lld, 11:00's node cost %lld\n",
 		(long long)first, (long long)second, (long long)idle_hour, (long long)node_11);
@@ -422,8 +423,8 @@ static void test_day(void)
 	f.now = d0 + LEDGER_DAY_NS;
 	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 1);
 	uint64_t engine = 2 * (busy[0] + busy[1] + busy[2] + busy[3]), att = 21 * LEDGER_HOUR_NS;
-	int64_t node = (int64_t)(((unsigned __int128)hw.rate_busy_micros_per_hour * engine +
-				  (unsigned __int128)hw.rate_idle_micros_per_hour * (att - engine) + 1800000000000ULL) /
+	int64_t node = (int64_t)(((mg_u128)hw.rate_busy_micros_per_hour * engine +
+				  (mg_u128)hw.rate_idle_micros_per_hour * (att - engine) + 1800000000000ULL) /
 				 3600000000000ULL);
 	int64_t morning = job_sql(db, "sum(cost_loaded_micros)", "morning");
 	int64_t evening = job_sql(db, "sum(cost_loaded_micros)", "evening");
@@ -579,8 +580,8 @@ static void test_windows(void)
 			n_windows++;
 			attended_sum += att;
 			uint64_t eng = wins[w][k].engine, idle = (uint64_t)att > eng ? (uint64_t)att - eng : 0;
-			int64_t node = (int64_t)(((unsigned __int128)hw.rate_busy_micros_per_hour * eng +
-						  (unsigned __int128)hw.rate_idle_micros_per_hour * idle + 1800000000000ULL) /
+			int64_t node = (int64_t)(((mg_u128)hw.rate_busy_micros_per_hour * eng +
+						  (mg_u128)hw.rate_idle_micros_per_hour * idle + 1800000000000ULL) /
 						 3600000000000ULL);
 			snprintf(q, sizeof(q), "SELECT node_cost_micros FROM ledger_period WHERE worker = '%s' AND"
 				 " period_start_ns = %lld AND attended_ns = %lld AND engine_ns = %llu", wid[w], (long long)s,

@@ -4,6 +4,7 @@
 #include "tests.h"
 #include "cost.h"
 #include "report.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -594,9 +595,9 @@ static void test_booked_from_sqlite(void)
 /* round(n / d), half away from zero, d > 0: the definition of every
  * derived figure (docs/economics.md section 6), written out here so the
  * check does not use the code it checks. */
-static int64_t half_away(__int128 n, __int128 d)
+static int64_t half_away(mg_i128 n, mg_i128 d)
 {
-	__int128 q = (n < 0 ? -n : n) * 2 + d;
+	mg_i128 q = (n < 0 ? -n : n) * 2 + d;
 	q /= 2 * d;
 	return (int64_t)(n < 0 ? -q : q);
 }
@@ -670,7 +671,7 @@ static size_t want_groups(enum report_group g, want_t *out)
 /* The derived figures of a group, by name; false when undefined. */
 static bool want_derived(const want_t *x, const char *name, int ref, int64_t *ret)
 {
-	__int128 tok = (__int128)x->ptok + x->ctok;
+	mg_i128 tok = (mg_i128)x->ptok + x->ctok;
 	if (strcmp(name, "marginal_per_call_micros") == 0 || strcmp(name, "loaded_per_call_micros") == 0) {
 		*ret = half_away(name[0] == 'm' ? x->marg : x->load, x->calls);
 		return true;
@@ -680,20 +681,20 @@ static bool want_derived(const want_t *x, const char *name, int ref, int64_t *re
 		int64_t m = name[0] == 'm' ? x->marg : name[0] == 'l' ? x->load : x->api[ref];
 		if (tok == 0)
 			return false;
-		*ret = half_away((__int128)m * 1000000, tok);
+		*ret = half_away((mg_i128)m * 1000000, tok);
 		return true;
 	}
 	if (strcmp(name, "utilization_ppm") == 0) {
 		if (x->busy + x->idle == 0)
 			return false;
-		*ret = half_away((__int128)x->busy * 1000000, (__int128)x->busy + x->idle);
+		*ret = half_away((mg_i128)x->busy * 1000000, (mg_i128)x->busy + x->idle);
 		return true;
 	}
 	if (strcmp(name, "gross_margin_ppm_at_api_price") == 0 || strcmp(name, "gross_margin_ppm") == 0) {
 		int64_t price = strcmp(name, "gross_margin_ppm") == 0 ? x->sale : x->api[ref];
 		if (price <= 0)
 			return false;
-		*ret = half_away(((__int128)price - x->load) * 1000000, price);
+		*ret = half_away(((mg_i128)price - x->load) * 1000000, price);
 		return true;
 	}
 	CU_FAIL("unknown derived figure");

@@ -6,13 +6,14 @@
 #include "engine.h"
 #include "engine_run.h"
 #include "sampler.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef unsigned __int128 u128;
+typedef mg_u128 u128;
 
 /* --- engine_split ------------------------------------------------------- */
 
