@@ -51,7 +51,7 @@ void report_destroy(report_t **p)
 		row_done(&r->rows[i]);
 	free(r->rows);
 	row_done(&r->total);
-	for (size_t i = 0; i < r->n_refs; i++)
+	for (size_t i = 0; r->refs != NULL && i < r->n_refs; i++)	/* NULL: half-built */
 		free(r->refs[i]);
 	free(r->refs);
 	free(r->ref_embedding);
