@@ -563,6 +563,8 @@ fail:
 	free(keys);
 	free(days);
 	report_destroy(&rep);
+	if (r == -ENOMEM)	/* marginctl cost and GET /v1/cost print err */
+		snprintf(err, errlen, "report: out of memory for %zu calls", n);
 	return r;
 }
 
