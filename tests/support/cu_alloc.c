@@ -1,7 +1,9 @@
 /* The failing allocator: see cu_alloc.h. */
 #include "cu_alloc.h"
 
+#include <sqlite3.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 void *__real_malloc(size_t n);
@@ -78,4 +80,63 @@ char *__wrap_strndup(const char *s, size_t n)
 	memcpy(d, s, len);
 	d[len] = '\0';
 	return d;
+}
+
+/* SQLite's allocations (the journal's statements, pages, transactions)
+ * go through the same count: a failure surfaces as SQLITE_NOMEM, which the
+ * journal returns as -ENOMEM, mid-transaction. Each block carries its
+ * size in a 16-byte header (xSize). */
+#define HDR 16
+
+static void *sq_malloc(int n)
+{
+	char *p = __wrap_malloc((size_t)n + HDR);
+	if (p == NULL)
+		return NULL;
+	memcpy(p, &(size_t){ (size_t)n }, sizeof(size_t));
+	return p + HDR;
+}
+
+static void sq_free(void *p)
+{
+	if (p != NULL)
+		free((char *)p - HDR);
+}
+
+static int sq_size(void *p)
+{
+	size_t n;
+	memcpy(&n, (char *)p - HDR, sizeof(n));
+	return (int)n;
+}
+
+static void *sq_realloc(void *p, int n)
+{
+	char *q = __wrap_realloc((char *)p - HDR, (size_t)n + HDR);
+	if (q == NULL)
+		return NULL;
+	memcpy(q, &(size_t){ (size_t)n }, sizeof(size_t));
+	return q + HDR;
+}
+
+static int sq_roundup(int n)
+{
+	return (n + 7) & ~7;
+}
+
+static int sq_init(void *unused)
+{
+	return SQLITE_OK;
+}
+
+static void sq_shutdown(void *unused)
+{
+}
+
+/* Before main, so before SQLite initializes. */
+__attribute__((constructor)) static void route_sqlite(void)
+{
+	static const sqlite3_mem_methods m = { sq_malloc, sq_free, sq_realloc, sq_size, sq_roundup, sq_init,
+					       sq_shutdown, NULL };
+	sqlite3_config(SQLITE_CONFIG_MALLOC, &m);
 }

@@ -4,11 +4,11 @@
  *
  * The test executables link with -Wl,--wrap for malloc, calloc, realloc,
  * strdup and strndup (tests/meson.build): every call to them from margin's
- * own code (the area libraries linked in) goes through here. Allocations
- * inside shared libraries (libc's own, SQLite, Jansson) are not counted:
- * those are their libraries' to test; their failures margin sees surface
- * as the errors those libraries return. Not thread-safe: arm it only while
- * one thread allocates. */
+ * own code (the area libraries linked in) goes through here, and so does
+ * SQLite's (its allocator is set to these before main), so a journal
+ * transaction can fail mid-statement with SQLITE_NOMEM. Allocations inside
+ * libc and Jansson are not counted. Not thread-safe: arm it only while one
+ * thread allocates. */
 #ifndef CU_ALLOC_H
 #define CU_ALLOC_H
 
