@@ -75,6 +75,18 @@ static int64_t make_job(journal_t *j, const char *name, int n)
 	return make_job_for(j, name, n, "/v1/completions");
 }
 
+/* An in-flight shard of job id's lines first..last. */
+static void make_shard(journal_t *j, int64_t id, int64_t first, int64_t last, journal_shard_t *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->job = id;
+	ret->first_line = first;
+	ret->last_line = last;
+	ret->n_requests = last - first + 1;
+	snprintf(ret->state, sizeof(ret->state), "inflight");
+	CU_ASSERT_EQUAL_FATAL(journal_shard_insert(j, ret), 0);
+}
+
 static void test_result_checks(void)
 {
 	char dir[512], err[512];
@@ -84,13 +96,7 @@ static void test_result_checks(void)
 	CU_ASSERT_EQUAL_FATAL(journal_job_find(j, "jb", &job), 0);
 	CU_ASSERT_EQUAL(journal_job_find(j, "nope", &job), -ENOENT);
 	journal_shard_t sh;
-	memset(&sh, 0, sizeof(sh));
-	sh.job = id;
-	sh.first_line = 1;
-	sh.last_line = 2;
-	sh.n_requests = 2;
-	snprintf(sh.state, sizeof(sh.state), "inflight");
-	CU_ASSERT_EQUAL_FATAL(journal_shard_insert(j, &sh), 0);
+	make_shard(j, id, 1, 2, &sh);
 	CU_ASSERT(sh.id > 0);
 
 	Margin__V1__Output o1 = MARGIN__V1__OUTPUT__INIT, o2 = MARGIN__V1__OUTPUT__INIT;
@@ -165,13 +171,7 @@ static void test_result_apply_enomem(void)
 	journal_job_t job;
 	CU_ASSERT_EQUAL_FATAL(journal_job_find(j, "je", &job), 0);
 	journal_shard_t sh;
-	memset(&sh, 0, sizeof(sh));
-	sh.job = id;
-	sh.first_line = 1;
-	sh.last_line = 3;
-	sh.n_requests = 3;
-	snprintf(sh.state, sizeof(sh.state), "inflight");
-	CU_ASSERT_EQUAL_FATAL(journal_shard_insert(j, &sh), 0);
+	make_shard(j, id, 1, 3, &sh);
 
 	float vals[3][4] = { { 1, 2, 3, 4 }, { 0.5f, -1, 0, 2 }, { 3, 1, 4, 1 } };
 	Margin__V1__Embedding emb[3], *embs[3][1];
