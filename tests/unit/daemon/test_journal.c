@@ -48,43 +48,9 @@ static journal_t *open_j(char *dir, size_t len)
 	return j;
 }
 
-static int64_t make_job_for(journal_t *j, const char *name, int n, const char *endpoint)
-{
-	journal_job_t job;
-	memset(&job, 0, sizeof(job));
-	snprintf(job.name, sizeof(job.name), "%s", name);
-	snprintf(job.endpoint, sizeof(job.endpoint), "%s", endpoint);
-	snprintf(job.model, sizeof(job.model), "m");
-	snprintf(job.state, sizeof(job.state), "in_progress");
-	job.next_line = 1;
-	job.created_at = 1;
-	CU_ASSERT_EQUAL_FATAL(journal_begin_durable(j), 0);
-	CU_ASSERT_EQUAL_FATAL(journal_job_create(j, &job, "{\"k\":\"v\"}"), 0);
-	for (int i = 1; i <= n; i++) {
-		char cid[32];
-		snprintf(cid, sizeof(cid), "c%d", i);
-		CU_ASSERT_EQUAL(journal_request_insert(j, job.id, i, cid, "{}", 10), 0);
-	}
-	CU_ASSERT_EQUAL(journal_request_insert(j, job.id, n + 1, "c1", "{}", 10), -EEXIST);
-	CU_ASSERT_EQUAL_FATAL(journal_commit(j), 0);
-	return job.id;
-}
-
 static int64_t make_job(journal_t *j, const char *name, int n)
 {
-	return make_job_for(j, name, n, "/v1/completions");
-}
-
-/* An in-flight shard of job id's lines first..last. */
-static void make_shard(journal_t *j, int64_t id, int64_t first, int64_t last, journal_shard_t *ret)
-{
-	memset(ret, 0, sizeof(*ret));
-	ret->job = id;
-	ret->first_line = first;
-	ret->last_line = last;
-	ret->n_requests = last - first + 1;
-	snprintf(ret->state, sizeof(ret->state), "inflight");
-	CU_ASSERT_EQUAL_FATAL(journal_shard_insert(j, ret), 0);
+	return fx_job_new(j, name, n, "/v1/completions");
 }
 
 static void test_result_checks(void)
@@ -96,7 +62,7 @@ static void test_result_checks(void)
 	CU_ASSERT_EQUAL_FATAL(journal_job_find(j, "jb", &job), 0);
 	CU_ASSERT_EQUAL(journal_job_find(j, "nope", &job), -ENOENT);
 	journal_shard_t sh;
-	make_shard(j, id, 1, 2, &sh);
+	fx_shard_new(j, id, 1, 2, &sh);
 	CU_ASSERT(sh.id > 0);
 
 	Margin__V1__Output o1 = MARGIN__V1__OUTPUT__INIT, o2 = MARGIN__V1__OUTPUT__INIT;
@@ -167,11 +133,11 @@ static void test_result_apply_enomem(void)
 {
 	char dir[512], path[600], err[512];
 	journal_t *j = open_j(dir, sizeof(dir));
-	int64_t id = make_job_for(j, "je", 3, JOURNAL_EP_EMBEDDINGS);
+	int64_t id = fx_job_new(j, "je", 3, JOURNAL_EP_EMBEDDINGS);
 	journal_job_t job;
 	CU_ASSERT_EQUAL_FATAL(journal_job_find(j, "je", &job), 0);
 	journal_shard_t sh;
-	make_shard(j, id, 1, 3, &sh);
+	fx_shard_new(j, id, 1, 3, &sh);
 
 	float vals[3][4] = { { 1, 2, 3, 4 }, { 0.5f, -1, 0, 2 }, { 3, 1, 4, 1 } };
 	Margin__V1__Embedding emb[3], *embs[3][1];
