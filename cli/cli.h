@@ -3,9 +3,8 @@
  * Each command is `int cmd_<name>(int argc, char **argv)` (argv[0] is the
  * command name) returning the exit status: 0 success, 2 bad usage, 1 any
  * other failure with the reason on stderr. main.c holds the table; add a
- * command by writing cmd_<name>.c, declaring it here and adding one table
- * row (the symbol is weak there, so the table may list commands whose file
- * has not landed yet). */
+ * command by writing cmd_<name>.c, declaring it here, adding one table row
+ * and the file to cli/meson.build. */
 #ifndef CLI_H
 #define CLI_H
 

@@ -9,22 +9,6 @@
 
 cli_globals_t cli_globals;
 
-/* Weak while the tree grows: a command whose module is not built yet is
- * left out of the help instead of breaking the link. */
-#pragma weak cmd_keygen
-#pragma weak cmd_job
-#pragma weak cmd_submit
-#pragma weak cmd_status
-#pragma weak cmd_wait
-#pragma weak cmd_results
-#pragma weak cmd_cancel
-#pragma weak cmd_list
-#pragma weak cmd_models
-#pragma weak cmd_cost
-#pragma weak cmd_economics
-#pragma weak cmd_prices
-#pragma weak cmd_plan
-
 static const struct {
 	const char *name;
 	int (*fn)(int, char **);
@@ -50,8 +34,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: marginctl [--url http://HOST:PORT] [--api-key KEY] COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		if (commands[i].fn != NULL)
-			fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\nmarginctl COMMAND --help for the options of each.\n"
 		   "--url and --api-key default to $MARGIN_URL and $MARGIN_API_KEY.\n");
 }
@@ -91,7 +74,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	for (size_t k = 0; k < N_COMMANDS; k++)
-		if (strcmp(argv[i], commands[k].name) == 0 && commands[k].fn != NULL)
+		if (strcmp(argv[i], commands[k].name) == 0)
 			return commands[k].fn(argc - i, argv + i);
 	fprintf(stderr, "marginctl: unknown command '%s'\n", argv[i]);
 	usage(stderr);

@@ -107,6 +107,13 @@ static const char *jstr(json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
+/* o's string member key, or def when it is absent or not a string. */
+static const char *jstr_or(json_t *o, const char *key, const char *def)
+{
+	const char *s = jstr(o, key);
+	return s != NULL ? s : def;
+}
+
 /* --- the pending list and the finalizer -------------------------------- */
 
 static void pending_add(api_batches_t *b, const char *id)
@@ -416,7 +423,7 @@ static bool tend(api_batches_t *b, const char *id)
 	if (side == NULL) {
 		/* A job created through the control socket: give it a sidecar. */
 		side = json_pack("{s:s, s:s, s:s, s:I, s:I}", "id", id, "endpoint",
-				 jstr(job, "endpoint") ?: "", "completion_window", "24h", "created_at",
+				 jstr_or(job, "endpoint", ""), "completion_window", "24h", "created_at",
 				 (json_int_t)jint(job, "created_at"), "expires_at",
 				 (json_int_t)(jint(job, "created_at") + h->cfg.completion_window_s));
 	}
@@ -664,10 +671,10 @@ static json_t *batch_object(http_t *h, json_t *job, json_t *side)
 		size_t i;
 		json_t *e;
 		json_array_foreach(json_object_get(job, "errors"), i, e) {
-			json_t *line = json_object_get(e, "line");
-			json_array_append_new(errors, json_pack("{s:s, s:O, s:n, s:O}", "code",
-					jstr(e, "code") ?: "invalid_request", "message",
-					json_object_get(e, "message") ?: json_string(""), "param",
+			json_t *line = json_object_get(e, "line"), *msg = json_object_get(e, "message");
+			json_array_append_new(errors, json_pack("{s:s, s:o, s:n, s:O}", "code",
+					jstr_or(e, "code", "invalid_request"), "message",
+					msg != NULL ? json_incref(msg) : json_string(""), "param",
 					"line", line ? line : json_null()));
 		}
 		if (invalid > 0)
@@ -1038,7 +1045,7 @@ void api_batches_cancel(http_req_t *r)
 	if (http_call(r, "cancel", json_pack("{s:s}", "id", r->param[0]), &job) < 0)
 		return;
 	mg_log(MG_LOG_INFO, "http", "batch cancel requested batch=%s state=%s", r->param[0],
-	       jstr(job, "state") ?: "?");
+	       jstr_or(job, "state", "?"));
 	http_reply_json(r, 200, object_for(r->h, job));
 	json_decref(job);
 }

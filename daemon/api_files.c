@@ -412,10 +412,10 @@ int api_files_find(http_t *h, const char *id, api_file_t *ret)
 		return -EBADMSG;
 	}
 	snprintf(f.id, sizeof(f.id), "%s", id);
-	snprintf(f.filename, sizeof(f.filename), "%s",
-		 json_string_value(json_object_get(o, "filename")) ?: "");
-	snprintf(f.purpose, sizeof(f.purpose), "%s",
-		 json_string_value(json_object_get(o, "purpose")) ?: "batch");
+	const char *filename = json_string_value(json_object_get(o, "filename"));
+	const char *purpose = json_string_value(json_object_get(o, "purpose"));
+	snprintf(f.filename, sizeof(f.filename), "%s", filename != NULL ? filename : "");
+	snprintf(f.purpose, sizeof(f.purpose), "%s", purpose != NULL ? purpose : "batch");
 	f.bytes = json_integer_value(json_object_get(o, "bytes"));
 	f.created_at = json_integer_value(json_object_get(o, "created_at"));
 	snprintf(f.path, sizeof(f.path), "%s/%s.jsonl", h->files_dir, id);

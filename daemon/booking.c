@@ -314,30 +314,48 @@ int booking_attach(booking_t *b, sched_t *s, const char *state_dir, char *err, s
 	return 0;
 }
 
-/* The profile that prices a worker that announced `announced`; NULL when
- * there is none at all (cost 0). Warns once per name. */
-static const hwprof_t *profile_for(booking_t *b, const char *announced)
+/* The profile that prices a worker that announced `announced`, in *ret;
+ * NULL when there is none at all (cost 0). Warns once per name. -ENOMEM
+ * (err says so) when the profile could not be loaded for want of memory:
+ * nothing is remembered then, so the next Result tries again instead of
+ * pricing the worker as the fallback for good. */
+static int profile_for(booking_t *b, const char *announced, const hwprof_t **ret, char *err, size_t errlen)
 {
 	const booking_conf_t *c = b->conf;
-	if (c->has_forced)
-		return &c->forced;
+	if (c->has_forced) {
+		*ret = &c->forced;
+		return 0;
+	}
 	for (size_t i = 0; i < b->n_profs; i++)
-		if (strcmp(b->profs[i]->announced, announced) == 0)
-			return b->profs[i]->hw;
+		if (strcmp(b->profs[i]->announced, announced) == 0) {
+			*ret = b->profs[i]->hw;
+			return 0;
+		}
 	const hwprof_t *fallback = c->has_fallback ? &c->fallback : NULL;
-	prof_t *p = b->n_profs < MAX_PROFILES ? calloc(1, sizeof(*p)) : NULL;
-	if (p == NULL) {
+	if (b->n_profs == MAX_PROFILES) {
 		if (!b->warned_full)
 			mg_log(MG_LOG_WARN, "meter", "too many hardware profile names announced: pricing new ones as %s",
 			       fallback ? fallback->name : "cost 0");
 		b->warned_full = true;
-		return fallback;
+		*ret = fallback;
+		return 0;
 	}
-	char err[1024];
-	snprintf(p->announced, sizeof(p->announced), "%s", announced);
-	/* A name from the wire is only ever a name in the directory
-	 * (hwprof_find refuses '/' and leading dots), never a path. */
-	if (announced[0] != '\0' && hwprof_find(c->hardware_dir, announced, &p->own, err, sizeof(err)) == 0) {
+	prof_t *p = calloc(1, sizeof(*p));
+	char e2[1024];
+	int r = p == NULL ? -ENOMEM : 0;
+	snprintf(e2, sizeof(e2), "out of memory");
+	if (p != NULL) {
+		snprintf(p->announced, sizeof(p->announced), "%s", announced);
+		/* A name from the wire is only ever a name in the directory
+		 * (hwprof_find refuses '/' and leading dots), never a path. */
+		r = announced[0] != '\0' ? hwprof_find(c->hardware_dir, announced, &p->own, e2, sizeof(e2)) : -ENOENT;
+	}
+	if (r == -ENOMEM) {
+		snprintf(err, errlen, "booking: hardware profile \"%s\": %s", announced, e2);
+		free(p);
+		return r;
+	}
+	if (r == 0) {
 		p->hw = &p->own;
 		mg_log(MG_LOG_INFO, "meter", "hardware profile loaded profile=%s rate_busy_micros_per_hour=%lld "
 		       "rate_idle_micros_per_hour=%lld currency=%s file=%s", p->own.name,
@@ -346,12 +364,13 @@ static const hwprof_t *profile_for(booking_t *b, const char *announced)
 	} else {
 		p->hw = fallback;
 		if (announced[0] == '\0')
-			snprintf(err, sizeof(err), "the worker announced none (margin-worker serve --hardware NAME)");
+			snprintf(e2, sizeof(e2), "the worker announced none (margin-worker serve --hardware NAME)");
 		mg_log(MG_LOG_WARN, "meter", "unknown hardware profile announced=\"%s\" priced_as=%s err=\"%s\"",
-		       announced, fallback ? fallback->name : "nothing (cost 0, no currency)", err);
+		       announced, fallback ? fallback->name : "nothing (cost 0, no currency)", e2);
 	}
 	b->profs[b->n_profs++] = p;
-	return p->hw;
+	*ret = p->hw;
+	return 0;
 }
 
 /* rate x ns, rounded once; the difference of two of these is what a
@@ -514,8 +533,8 @@ static int close_worker(booking_t *b, sqlite3 *db, const journal_worker_span_t *
 	for (; start < now && (w->left_ns == 0 || start < w->left_ns); start += len) {
 		if (start + len > now && w->left_ns == 0)
 			break;	/* still attached in it */
-		if (hw == NULL)
-			hw = profile_for(b, w->hardware_profile);
+		if (hw == NULL && (r = profile_for(b, w->hardware_profile, &hw, err, errlen)) < 0)
+			return r;
 		period_of(&p, start, len, w->id, w->name, w->hardware_profile, hw);
 		if ((r = ledger_period_close(db, &p, attended_in(w, start, len), on_job_delta, b, err, errlen)) < 0 &&
 		    r != -EALREADY)
@@ -596,14 +615,16 @@ int booking_book(void *user, sqlite3 *db, const journal_result_ctx_t *ctx, const
 {
 	booking_t *b = user;
 	const char *worker = ctx->worker, *job = ctx->job->name;
-	const hwprof_t *hw = profile_for(b, ctx->hardware_profile ? ctx->hardware_profile : "");
+	const hwprof_t *hw = NULL;
+	int r = profile_for(b, ctx->hardware_profile ? ctx->hardware_profile : "", &hw, err, errlen);
+	if (r < 0)
+		return r;
 	int64_t rate_busy = hw ? hw->rate_busy_micros_per_hour : 0, len = b->conf->period_ns;
 	uint64_t *w = NULL, busy = 0;
 	int64_t *marg = NULL;
 	ledger_row_t *rows = NULL;
 	ledger_period_t p;
 	char e2[512];
-	int r;
 
 	/* A window that ended since the last closing closes first. */
 	if (wall_ns >= b->next_due_ns && (r = close_windows(b, db, wall_ns, err, errlen)) < 0)

@@ -1,11 +1,12 @@
 /* mg_split: see mg_split.h. */
 #include "mg_split.h"
+#include "mg_int128.h"
 
 #include <stdbool.h>
 
 /* total < 2^64 and w < 2^64: a product fits in 128 bits; W, a sum of n
  * weights, fits for any n below 2^64. */
-__extension__ typedef unsigned __int128 u128;
+typedef mg_u128 u128;
 
 /* Remainder order of the largest-remainder method: bigger remainder
  * first, then lower index. key(i) = (total * w_i) mod W. */

@@ -16,7 +16,7 @@ int cost_book_rates(int64_t rate_busy, int64_t rate_idle, uint64_t idle_ns, cost
 	int64_t *marg = malloc(n * sizeof(*marg)), *idle_cost = malloc(n * sizeof(*idle_cost));
 	int64_t *idle = malloc(n * sizeof(*idle));
 	int64_t m_total, l_total;
-	unsigned __int128 busy = 0;
+	mg_u128 busy = 0;
 	int r = -ENOMEM;
 	if (w == NULL || marg == NULL || idle_cost == NULL || idle == NULL)
 		goto fail;
@@ -57,7 +57,7 @@ int cost_book(const hwprof_t *hw, uint64_t idle_ns, cost_call_t *calls, size_t n
 int cost_spread_period(int64_t rate_busy, int64_t rate_idle, uint64_t period_ns, const uint64_t *busy_ns,
 		       size_t n, int64_t *ret_loaded)
 {
-	unsigned __int128 busy = 0;
+	mg_u128 busy = 0;
 	for (size_t i = 0; i < n; i++)
 		busy += busy_ns[i];
 	if (busy > period_ns)

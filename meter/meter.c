@@ -25,7 +25,7 @@
 #define MARGIN_SOURCE_DEPLOY ""
 #endif
 
-#define I128_MAX ((meter_i128)(((unsigned __int128)1 << 127) - 1))
+#define I128_MAX ((meter_i128)(((mg_u128)1 << 127) - 1))
 
 static meter_i128 gcd128(meter_i128 a, meter_i128 b)
 {
@@ -252,8 +252,8 @@ char *meter_q_format(meter_q_t q, char *buf, size_t len)
 {
 	meter_wq_t w = meter_wq_from(q);
 	bool neg = w.num < 0;
-	unsigned __int128 n = (unsigned __int128)(neg ? -w.num : w.num), d = (unsigned __int128)w.den;
-	unsigned __int128 ip = n / d, rem = n % d;
+	mg_u128 n = (mg_u128)(neg ? -w.num : w.num), d = (mg_u128)w.den;
+	mg_u128 ip = n / d, rem = n % d;
 	char digits[64];
 	int nd = 0;
 	bool exact = false;
@@ -338,13 +338,13 @@ int meter_cost_of_period(int64_t rate_busy, uint64_t busy_ns, int64_t rate_idle,
 		return -EINVAL;
 	/* Each product is < 2^63 * 2^64 = 2^127, the sum may not be: use
 	 * unsigned 128 bits with an explicit overflow check. */
-	unsigned __int128 a = (unsigned __int128)(uint64_t)rate_busy * busy_ns;
-	unsigned __int128 b = (unsigned __int128)(uint64_t)rate_idle * idle_ns;
-	unsigned __int128 s = a + b;
+	mg_u128 a = (mg_u128)(uint64_t)rate_busy * busy_ns;
+	mg_u128 b = (mg_u128)(uint64_t)rate_idle * idle_ns;
+	mg_u128 s = a + b;
 	if (s < a)
 		return -ERANGE;
-	const unsigned __int128 h = METER_NS_PER_HOUR;
-	unsigned __int128 q = s / h, r = s % h;
+	const mg_u128 h = METER_NS_PER_HOUR;
+	mg_u128 q = s / h, r = s % h;
 	if (r >= h - r)
 		q++;
 	if (q > INT64_MAX)

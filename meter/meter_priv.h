@@ -5,8 +5,9 @@
 #define METER_PRIV_H
 
 #include "meter.h"
+#include "mg_int128.h"
 
-typedef __int128 meter_i128;
+typedef mg_i128 meter_i128;
 
 /* den > 0, reduced. */
 typedef struct meter_wq {

@@ -51,7 +51,7 @@ void report_destroy(report_t **p)
 		row_done(&r->rows[i]);
 	free(r->rows);
 	row_done(&r->total);
-	for (size_t i = 0; i < r->n_refs; i++)
+	for (size_t i = 0; r->refs != NULL && i < r->n_refs; i++)	/* NULL: half-built */
 		free(r->refs[i]);
 	free(r->refs);
 	free(r->ref_embedding);
@@ -598,6 +598,8 @@ int report_new(const ledger_row_t *rows, size_t n, enum report_group g, const re
 fail:
 	cols_done(&c);
 	report_destroy(&rep);
+	if (r == -ENOMEM)	/* marginctl cost and GET /v1/cost print err */
+		snprintf(err, errlen, "report: out of memory for %zu calls", n);
 	return r;
 }
 
@@ -670,7 +672,7 @@ int report_per_1m_tokens(int64_t micros, uint64_t tokens, int64_t *ret)
 
 int report_utilization_ppm(uint64_t busy_ns, uint64_t idle_ns, int64_t *ret)
 {
-	unsigned __int128 wall = (unsigned __int128)busy_ns + idle_ns;
+	mg_u128 wall = (mg_u128)busy_ns + idle_ns;
 	if (wall == 0)
 		return -EDOM;
 	*ret = (int64_t)meter_div_round((meter_i128)busy_ns * METER_PPM, (meter_i128)wall);
@@ -1257,7 +1259,7 @@ int report_whatif(const ledger_row_t *in, size_t n, const hwprof_t *hw, meter_q_
 		size_t b = a + 1;
 		while (b < n && strcmp(keys[b].key, keys[a].key) == 0)
 			b++;
-		unsigned __int128 idle = 0;
+		mg_u128 idle = 0;
 		for (size_t m = a; m < b; m++) {
 			const ledger_row_t *w = &in[keys[m].i];
 			int64_t bs, is;

@@ -109,7 +109,9 @@ static void fmt_turns(struct out *o, const void *arg, const chat_msg_t *m, size_
 		lit(o, t->gen);
 }
 
-#define TURNS(p, m, e, g, ...) { .pre = p, .mid = m, .post = e, .gen = g, __VA_ARGS__ }
+/* TURNS(pre, mid, post, gen[, .field = value...]): the optional fields
+ * ride in __VA_ARGS__ with gen, which is never empty (ISO C). */
+#define TURNS(p, m, e, ...) { .pre = p, .mid = m, .post = e, .gen = __VA_ARGS__ }
 static const struct turns chatml = TURNS("<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>assistant\n");
 static const struct turns phi4 = TURNS("<|im_start|>", "<|im_sep|>", "<|im_end|>",
 				       "<|im_start|>assistant<|im_sep|>");

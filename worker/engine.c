@@ -23,6 +23,7 @@
 #include "mg_split.h"
 #include "sampler.h"
 #include "tok.h"
+#include "mg_int128.h"
 
 #include <cblas.h>
 #include <errno.h>

@@ -12,16 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Weak while the tree grows: a subcommand whose module is not built yet
- * is listed as unavailable instead of breaking the link. */
-#pragma weak cmd_serve
-#pragma weak cmd_run
-#pragma weak cmd_tokenize
-#pragma weak cmd_inspect
-#pragma weak cmd_synth
-#pragma weak cmd_bench
-#pragma weak cmd_embed
-
 static const struct {
 	const char *name;
 	int (*fn)(int, char **);
@@ -41,8 +31,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: margin-worker COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		if (commands[i].fn != NULL)
-			fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\nmargin-worker COMMAND --help for the options of each.\n");
 }
 
@@ -106,7 +95,7 @@ int main(int argc, char **argv)
 	}
 	blas_core_check(argc, argv);
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		if (strcmp(argv[1], commands[i].name) == 0 && commands[i].fn != NULL)
+		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "margin-worker: unknown command '%s'\n", argv[1]);
 	usage(stderr);

@@ -99,8 +99,15 @@ struct serve {
 	struct {
 		atomic_uint_fast64_t connects, welcomes, shards_taken, shards_done, results_sent, acks,
 			dropped_frames;
+		atomic_int_fast64_t timers_at;
 	} st;
 };
+
+/* The I/O thread's clock (serve_opts_t.clock). */
+static int64_t io_now(const serve_t *s)
+{
+	return s->o.clock != NULL ? s->o.clock(s->o.clock_ctx) : mg_clock_now_ns();
+}
 
 static int pipe_send(void *sock, const pipe_msg_t *pm, const void *body, size_t len, int flags)
 {
@@ -1103,7 +1110,7 @@ static int io_send(io_t *io, const mg_msg_t *m)
 		return -ENOTCONN;
 	int r = mg_wire_send(io->dealer, m, ZMQ_DONTWAIT);
 	if (r == 0)
-		io->last_out = mg_clock_now_ns();
+		io->last_out = io_now(io->s);
 	return r;
 }
 
@@ -1180,7 +1187,7 @@ static int io_connect(io_t *io)
 	}
 	if (zmq_connect(d, s->scheduler) < 0)
 		goto zfail;
-	int64_t now = mg_clock_now_ns();
+	int64_t now = io_now(s);
 	io->dealer = d;
 	io->st = IO_HELLO;
 	io->hello_pending = true;
@@ -1205,7 +1212,7 @@ static void io_disconnect(io_t *io, const char *why)
 		zmq_close(io->dealer);
 		io->dealer = NULL;
 	}
-	int64_t now = mg_clock_now_ns();
+	int64_t now = io_now(s);
 	io->st = IO_BACKOFF;
 	io->credit = 0;
 	io->backoff_until = now + io->backoff_ns;
@@ -1312,7 +1319,7 @@ static void io_on_assign(io_t *io, const void *data, size_t len, const Margin__V
 	}
 	unacked_t *u = io_find_unacked(io, a->shard_id, a->attempt, NULL);
 	if (u != NULL) {
-		io_send_result(io, u, mg_clock_now_ns());
+		io_send_result(io, u, io_now(s));
 		return;
 	}
 	if (io_find_held(io, a->shard_id, a->attempt, NULL) != NULL)
@@ -1340,7 +1347,7 @@ static void io_on_assign(io_t *io, const void *data, size_t len, const Margin__V
 static void io_on_welcome(io_t *io, const Margin__V1__Welcome *w)
 {
 	serve_t *s = io->s;
-	int64_t now = mg_clock_now_ns();
+	int64_t now = io_now(s);
 	if (w->heartbeat_ms > 0)
 		io->hb_ns = (int64_t)w->heartbeat_ms * MG_NS_PER_MS;
 	if (w->liveness > 0)
@@ -1372,7 +1379,7 @@ static void io_on_frame(io_t *io, zmq_msg_t *f)
 		       s->scheduler, err);
 		return;
 	}
-	io->last_in = mg_clock_now_ns();
+	io->last_in = io_now(s);
 	switch (m->body_case) {
 	case MARGIN__V1__MSG__BODY_WELCOME:
 		io_on_welcome(io, m->welcome);
@@ -1394,7 +1401,7 @@ static void io_on_frame(io_t *io, zmq_msg_t *f)
 			io_disconnect(io, "bye");
 			/* a Bye is an orderly goodbye: reconnect without the
 			 * doubled wait */
-			io->backoff_until = mg_clock_now_ns() + s->o.reconnect_min_ns;
+			io->backoff_until = io_now(s) + s->o.reconnect_min_ns;
 			io->backoff_ns = s->o.reconnect_min_ns;
 		}
 		break;
@@ -1499,7 +1506,7 @@ static void io_drain_pair(io_t *io)
 			*u = (unacked_t){ .shard_id = pm.shard_id, .attempt = pm.attempt,
 					  .buf = buf, .len = zmq_msg_size(&body) };
 			if (io->st == IO_READY)
-				io_send_result(io, u, mg_clock_now_ns());
+				io_send_result(io, u, io_now(io->s));
 			break;
 		}
 		default:
@@ -1523,7 +1530,7 @@ static void io_on_stop(io_t *io)
 		io->quit = true;
 	} else if (mode == SERVE_STOP_GRACEFUL && !io->stopping) {
 		io->stopping = true;
-		io->stop_deadline = mg_clock_now_ns() + s->o.grace_ns;
+		io->stop_deadline = io_now(s) + s->o.grace_ns;
 		mg_log(MG_LOG_INFO, COMP, "stopping, finishing in-flight shards held=%zu unacked=%zu grace_ms=%lld",
 		       io->n_held, io->n_un, (long long)(s->o.grace_ns / MG_NS_PER_MS));
 	}
@@ -1626,8 +1633,9 @@ static void *io_main(void *arg)
 
 	/* A stop requested before the thread started is already in the pipe. */
 	while (!io.quit) {
-		int64_t now = mg_clock_now_ns();
+		int64_t now = io_now(s);
 		io_timers(&io, now);
+		atomic_store(&s->st.timers_at, now);
 		if (io.quit)
 			break;
 		io_credit(&io);
@@ -1639,7 +1647,7 @@ static void *io_main(void *arg)
 		};
 		int n = io.dealer ? 3 : 2;
 		int64_t d = io_next_deadline(&io);
-		now = mg_clock_now_ns();
+		now = io_now(s);
 		long timeout_ms = d == INT64_MAX ? -1 :
 			d <= now ? 0 : (long)((d - now + MG_NS_PER_MS - 1) / MG_NS_PER_MS);
 		if (timeout_ms > INT_MAX)
@@ -1934,6 +1942,17 @@ int serve_start(serve_t *s)
 	return 0;
 }
 
+void serve_wake(serve_t *s)
+{
+	/* async-signal-safe: a byte in a non-blocking pipe; the I/O thread
+	 * drains it (io_on_stop: nothing more without a stop_mode) and loops */
+	int saved = errno;
+	if (s->ctl[1] >= 0 && write(s->ctl[1], "x", 1) < 0) {
+		/* full pipe: a wake-up is already pending */
+	}
+	errno = saved;
+}
+
 void serve_stop(serve_t *s, serve_stop_mode_t mode)
 {
 	if (s == NULL)
@@ -1941,12 +1960,7 @@ void serve_stop(serve_t *s, serve_stop_mode_t mode)
 	int cur = atomic_load(&s->stop_mode);
 	while ((int)mode > cur && !atomic_compare_exchange_weak(&s->stop_mode, &cur, (int)mode))
 		;
-	/* async-signal-safe: a byte in a non-blocking pipe */
-	int saved = errno;
-	if (s->ctl[1] >= 0 && write(s->ctl[1], "x", 1) < 0) {
-		/* full pipe: a wake-up is already pending */
-	}
-	errno = saved;
+	serve_wake(s);
 }
 
 int serve_wait(serve_t *s, char *err, size_t errlen)
@@ -1978,6 +1992,7 @@ void serve_get_stats(const serve_t *s, serve_stats_t *ret)
 	ret->results_sent = atomic_load(&w->st.results_sent);
 	ret->acks = atomic_load(&w->st.acks);
 	ret->dropped_frames = atomic_load(&w->st.dropped_frames);
+	ret->timers_at = atomic_load(&w->st.timers_at);
 }
 
 const char *serve_model_name(const serve_t *s)

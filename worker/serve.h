@@ -63,6 +63,12 @@ typedef struct serve_opts {
 	int64_t grace_ns;		/* graceful stop: time to finish in-flight
 					   shards and get their Acks (default 30 s) */
 	int queued_shards;		/* credit beyond filling the slots (default 1) */
+	/* The I/O thread's monotonic clock, behind every timer it keeps
+	 * (heartbeat, liveness, re-sends, back-off, the Hello and stop
+	 * deadlines); NULL: mg_clock_now_ns. Tests pass a fake one, move it,
+	 * then serve_wake() and wait for serve_stats_t.timers_at to reach it. */
+	int64_t (*clock)(void *clock_ctx);
+	void *clock_ctx;		/* borrowed: passed to clock */
 } serve_opts_t;
 
 typedef enum serve_stop_mode {
@@ -81,6 +87,8 @@ typedef struct serve_stats {
 	uint64_t results_sent;		/* Result frames sent, re-sends included */
 	uint64_t acks;
 	uint64_t dropped_frames;	/* undecodable or unexpected frames from margind */
+	int64_t timers_at;		/* the clock's reading at the I/O thread's last
+					   pass over its timers (0: none yet) */
 } serve_stats_t;
 
 /* Fills o with the defaults above (strings NULL, curve off). */
@@ -98,6 +106,10 @@ int serve_start(serve_t *s);
 /* Asks the threads to stop. Async-signal-safe and callable from any thread;
  * a later SERVE_STOP_NOW overrides a SERVE_STOP_GRACEFUL in progress. */
 void serve_stop(serve_t *s, serve_stop_mode_t mode);
+
+/* Makes the I/O thread read its clock and run its timers now (after a
+ * test moved a fake clock). Async-signal-safe, any thread. */
+void serve_wake(serve_t *s);
 
 /* Waits for both threads to end (after serve_stop, or by themselves when
  * margind refuses the Hello). Returns 0 after a requested stop, or

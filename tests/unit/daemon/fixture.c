@@ -16,6 +16,39 @@ const char *fx_newdir(char *buf, size_t len)
 	return buf;
 }
 
+int64_t fx_job_new(journal_t *j, const char *name, int n, const char *endpoint)
+{
+	journal_job_t job;
+	memset(&job, 0, sizeof(job));
+	snprintf(job.name, sizeof(job.name), "%s", name);
+	snprintf(job.endpoint, sizeof(job.endpoint), "%s", endpoint);
+	snprintf(job.model, sizeof(job.model), "m");
+	job.state = MG_JOB_IN_PROGRESS;
+	job.next_line = 1;
+	job.created_at = 1;
+	CU_ASSERT_EQUAL_FATAL(journal_begin_durable(j), 0);
+	CU_ASSERT_EQUAL_FATAL(journal_job_create(j, &job, "{\"k\":\"v\"}"), 0);
+	for (int i = 1; i <= n; i++) {
+		char cid[32];
+		snprintf(cid, sizeof(cid), "c%d", i);
+		CU_ASSERT_EQUAL(journal_request_insert(j, job.id, i, cid, "{}", 10), 0);
+	}
+	CU_ASSERT_EQUAL(journal_request_insert(j, job.id, n + 1, "c1", "{}", 10), -EEXIST);
+	CU_ASSERT_EQUAL_FATAL(journal_commit(j), 0);
+	return job.id;
+}
+
+void fx_shard_new(journal_t *j, int64_t id, int64_t first, int64_t last, journal_shard_t *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->job = id;
+	ret->first_line = first;
+	ret->last_line = last;
+	ret->n_requests = last - first + 1;
+	snprintf(ret->state, sizeof(ret->state), "inflight");
+	CU_ASSERT_EQUAL_FATAL(journal_shard_insert(j, ret), 0);
+}
+
 static int capture(void *user, const uint8_t *ident, size_t len, const mg_msg_t *m)
 {
 	fx_t *f = user;

@@ -32,6 +32,12 @@ typedef struct fx {
 
 /* A fresh directory under the test's temp dir. */
 const char *fx_newdir(char *buf, size_t len);
+/* A job `name` on `endpoint` (model "m", in progress) with requests
+ * c1..cn on lines 1..n, straight into journal j; returns its id. */
+int64_t fx_job_new(journal_t *j, const char *name, int n, const char *endpoint);
+/* An in-flight shard of job id's lines first..last, into j. */
+void fx_shard_new(journal_t *j, int64_t id, int64_t first, int64_t last, journal_shard_t *ret);
+
 /* Opens the journal and a sched with params p (NULL: defaults). */
 void fx_open(fx_t *f, const sched_params_t *p);
 /* Destroys sched then journal, as a crash would leave the files. */

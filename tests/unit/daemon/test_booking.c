@@ -5,6 +5,7 @@
  * profile fallbacks, and the hooks wired through the journal and sched. */
 #include "booking.h"
 #include "cost.h"
+#include "cu_alloc.h"
 #include "cu_sql.h"
 #include "fixture.h"
 #include "ledger.h"
@@ -12,6 +13,7 @@
 #include "meter.h"
 #include "opts.h"
 #include "tests.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -100,8 +102,8 @@ static int load_conf(booking_conf_t *c, const char *dir, const char *const *extr
  * never negative), in 128 bits. */
 static int64_t oracle_cost(int64_t rate, uint64_t ns)
 {
-	unsigned __int128 d = 3600000000000ULL;
-	return (int64_t)(((unsigned __int128)rate * ns + d / 2) / d);
+	mg_u128 d = 3600000000000ULL;
+	return (int64_t)(((mg_u128)rate * ns + d / 2) / d);
 }
 
 /* --- a ledger of our own ------------------------------------------------ */
@@ -362,8 +364,8 @@ static void test_idle_hour(void)
 	int64_t second = job_sql(db, "sum(cost_loaded_micros)", "second");
 	int64_t engine = 80 * 150 * MG_NS_PER_MS;
 	int64_t idle_hour = oracle_cost(ri, (uint64_t)LEDGER_HOUR_NS);
-	int64_t node_11 = (int64_t)(((unsigned __int128)rb * (uint64_t)engine +
-				     (unsigned __int128)ri * (uint64_t)(LEDGER_HOUR_NS - engine) + 1800000000000ULL) /
+	int64_t node_11 = (int64_t)(((mg_u128)rb * (uint64_t)engine +
+				     (mg_u128)ri * (uint64_t)(LEDGER_HOUR_NS - engine) + 1800000000000ULL) /
 				    3600000000000ULL);
 	fprintf(stderr, "\n    first %lld, second %lld micros; the 10:00 hour's idle %lld, 11:00's node cost %lld\n",
 		(long long)first, (long long)second, (long long)idle_hour, (long long)node_11);
@@ -422,8 +424,8 @@ static void test_day(void)
 	f.now = d0 + LEDGER_DAY_NS;
 	CU_ASSERT_EQUAL(journal_tick(f.j, &next, err, sizeof(err)), 1);
 	uint64_t engine = 2 * (busy[0] + busy[1] + busy[2] + busy[3]), att = 21 * LEDGER_HOUR_NS;
-	int64_t node = (int64_t)(((unsigned __int128)hw.rate_busy_micros_per_hour * engine +
-				  (unsigned __int128)hw.rate_idle_micros_per_hour * (att - engine) + 1800000000000ULL) /
+	int64_t node = (int64_t)(((mg_u128)hw.rate_busy_micros_per_hour * engine +
+				  (mg_u128)hw.rate_idle_micros_per_hour * (att - engine) + 1800000000000ULL) /
 				 3600000000000ULL);
 	int64_t morning = job_sql(db, "sum(cost_loaded_micros)", "morning");
 	int64_t evening = job_sql(db, "sum(cost_loaded_micros)", "evening");
@@ -579,8 +581,8 @@ static void test_windows(void)
 			n_windows++;
 			attended_sum += att;
 			uint64_t eng = wins[w][k].engine, idle = (uint64_t)att > eng ? (uint64_t)att - eng : 0;
-			int64_t node = (int64_t)(((unsigned __int128)hw.rate_busy_micros_per_hour * eng +
-						  (unsigned __int128)hw.rate_idle_micros_per_hour * idle + 1800000000000ULL) /
+			int64_t node = (int64_t)(((mg_u128)hw.rate_busy_micros_per_hour * eng +
+						  (mg_u128)hw.rate_idle_micros_per_hour * idle + 1800000000000ULL) /
 						 3600000000000ULL);
 			snprintf(q, sizeof(q), "SELECT node_cost_micros FROM ledger_period WHERE worker = '%s' AND"
 				 " period_start_ns = %lld AND attended_ns = %lld AND engine_ns = %llu", wid[w], (long long)s,
@@ -1187,7 +1189,119 @@ static void test_embedding(void)
 	booking_conf_done(&c);
 }
 
+static int64_t wall_of(void *user)
+{
+	return wall_now;
+}
+
+/* The ledger's rows and cost sums in db, as one line to compare. */
+static void ledger_sums(sqlite3 *db, char *buf, size_t len)
+{
+	snprintf(buf, len, "rows=%lld marginal=%lld loaded=%lld",
+		 (long long)cu_sql_int(db, "SELECT COUNT(*) FROM ledger"),
+		 (long long)cu_sql_int(db, "SELECT TOTAL(cost_marginal_micros) FROM ledger"),
+		 (long long)cu_sql_int(db, "SELECT TOTAL(cost_loaded_micros) FROM ledger"));
+}
+
+/* journal_result_apply through the booking hook with allocation n
+ * failing (margin's and SQLite's), for n = 1, 2, ... until it succeeds:
+ * each failure is -ENOMEM with a reason, and after the rollback no
+ * request is answered and no ledger row written; the ledger written at
+ * last equals that of a journal that never failed (nothing the booking
+ * keeps outside the transaction drifted). */
+static void test_result_enomem(void)
+{
+	char err[1024];
+	booking_conf_t c;
+	CU_ASSERT_EQUAL_FATAL(load_conf(&c, data_dir(true), NULL, err, sizeof(err)), 0);
+	journal_t *j[2] = { NULL, NULL };
+	booking_t *b[2] = { NULL, NULL };
+	sqlite3 *db[2] = { NULL, NULL };
+	journal_job_t job[2];
+	journal_shard_t sh[2];
+	wall_now = 490000 * LEDGER_HOUR_NS;
+	for (int k = 0; k < 2; k++) {
+		char dir[512], path[600];
+		fx_newdir(dir, sizeof(dir));
+		CU_ASSERT_EQUAL_FATAL(journal_open(dir, JOURNAL_SYNC_NORMAL, &j[k], err, sizeof(err)), 0);
+		journal_set_clock(j[k], wall_of, NULL);
+		CU_ASSERT_EQUAL_FATAL(booking_new(&c, &b[k]), 0);
+		journal_set_book_fn(j[k], booking_book, b[k]);
+		int64_t id = fx_job_new(j[k], "jb", 3, "/v1/completions");
+		CU_ASSERT_EQUAL_FATAL(journal_job_find(j[k], "jb", &job[k]), 0);
+		fx_shard_new(j[k], id, 1, 3, &sh[k]);
+		snprintf(path, sizeof(path), "%s/margin.db", dir);
+		CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db[k], SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	}
+	Margin__V1__Usage use[3];
+	Margin__V1__Output out[3], *outs[3];
+	char cids[3][8];
+	for (int i = 0; i < 3; i++) {
+		margin__v1__usage__init(&use[i]);
+		use[i].busy_ns = 1234567u * (uint64_t)(i + 1);
+		margin__v1__output__init(&out[i]);
+		snprintf(cids[i], sizeof(cids[i]), "c%d", i + 1);
+		out[i].line_no = (uint64_t)i + 1;
+		out[i].custom_id = cids[i];
+		out[i].text = "answer";
+		out[i].finish_reason = "stop";
+		out[i].prompt_tokens = 10;
+		out[i].completion_tokens = 3;
+		out[i].usage = &use[i];
+		outs[i] = &out[i];
+	}
+	Margin__V1__Result res = MARGIN__V1__RESULT__INIT;
+	res.outputs = outs;
+	res.n_outputs = 3;
+	journal_counts_t cnt;
+	memset(&cnt, 0, sizeof(cnt));
+	journal_result_ctx_t ref_ctx = { &job[1], &sh[1], "w1", "worker-a", "test-hw" };
+	CU_ASSERT_EQUAL_FATAL(journal_begin(j[1]), 0);
+	CU_ASSERT_EQUAL_FATAL(journal_result_apply(j[1], &ref_ctx, &res, &cnt, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(journal_commit(j[1]), 0);
+
+	journal_result_ctx_t ctx = { &job[0], &sh[0], "w1", "worker-a", "test-hw" };
+	unsigned long n = 1;
+	for (;; n++) {
+		memset(&cnt, 0, sizeof(cnt));
+		err[0] = '\0';
+		CU_ASSERT_EQUAL_FATAL(journal_begin(j[0]), 0);
+		cu_alloc_fail_at(n);
+		int rc = journal_result_apply(j[0], &ctx, &res, &cnt, err, sizeof(err));
+		bool failed = cu_alloc_reset();
+		if (!failed) {
+			CU_ASSERT_EQUAL(rc, 0);
+			CU_ASSERT_EQUAL(journal_commit(j[0]), 0);
+			CU_ASSERT_EQUAL(cnt.done, 3);
+			break;
+		}
+		journal_rollback(j[0]);
+		if (rc != -ENOMEM || err[0] == '\0') {
+			fprintf(stderr, "\n  allocation %lu failed: rc=%d err=\"%s\"\n", n, rc, err);
+			CU_FAIL("journal_result_apply did not fail cleanly with -ENOMEM");
+			break;
+		}
+		CU_ASSERT_EQUAL(cu_sql_int(db[0], "SELECT COUNT(*) FROM requests WHERE state = 'queued'"), 3);
+		CU_ASSERT_EQUAL(cu_sql_int(db[0], "SELECT COUNT(*) FROM ledger"), 0);
+	}
+	CU_ASSERT(n > 1);
+	char got[128], want[128];
+	ledger_sums(db[0], got, sizeof(got));
+	ledger_sums(db[1], want, sizeof(want));
+	if (strcmp(got, want) != 0)
+		fprintf(stderr, "\n  after the failures: %s\n  never failed:       %s\n", got, want);
+	CU_ASSERT_STRING_EQUAL(got, want);
+	CU_ASSERT_EQUAL(cu_sql_int(db[0], "SELECT COUNT(*) FROM ledger"), 3);
+	for (int k = 0; k < 2; k++) {
+		sqlite3_close(db[k]);
+		journal_destroy(&j[k]);
+		booking_destroy(&b[k]);
+	}
+	booking_conf_done(&c);
+}
+
 const cu_test_t booking_tests[] = {
+	{ "result_enomem", test_result_enomem },
 	{ "embedding", test_embedding },
 	{ "api_booked", test_api_booked },
 	{ "price_change", test_price_change },

@@ -1,5 +1,6 @@
 /* journal: the state-directory lock, request and job rows, the checks a
  * Result must pass, pagination. */
+#include "cu_alloc.h"
 #include "cu_sql.h"
 #include "fixture.h"
 #include "journal.h"
@@ -49,24 +50,7 @@ static journal_t *open_j(char *dir, size_t len)
 
 static int64_t make_job(journal_t *j, const char *name, int n)
 {
-	journal_job_t job;
-	memset(&job, 0, sizeof(job));
-	snprintf(job.name, sizeof(job.name), "%s", name);
-	snprintf(job.endpoint, sizeof(job.endpoint), "/v1/completions");
-	snprintf(job.model, sizeof(job.model), "m");
-	job.state = MG_JOB_IN_PROGRESS;
-	job.next_line = 1;
-	job.created_at = 1;
-	CU_ASSERT_EQUAL_FATAL(journal_begin_durable(j), 0);
-	CU_ASSERT_EQUAL_FATAL(journal_job_create(j, &job, "{\"k\":\"v\"}"), 0);
-	for (int i = 1; i <= n; i++) {
-		char cid[32];
-		snprintf(cid, sizeof(cid), "c%d", i);
-		CU_ASSERT_EQUAL(journal_request_insert(j, job.id, i, cid, "{}", 10), 0);
-	}
-	CU_ASSERT_EQUAL(journal_request_insert(j, job.id, n + 1, "c1", "{}", 10), -EEXIST);
-	CU_ASSERT_EQUAL_FATAL(journal_commit(j), 0);
-	return job.id;
+	return fx_job_new(j, name, n, "/v1/completions");
 }
 
 static void test_result_checks(void)
@@ -78,13 +62,7 @@ static void test_result_checks(void)
 	CU_ASSERT_EQUAL_FATAL(journal_job_find(j, "jb", &job), 0);
 	CU_ASSERT_EQUAL(journal_job_find(j, "nope", &job), -ENOENT);
 	journal_shard_t sh;
-	memset(&sh, 0, sizeof(sh));
-	sh.job = id;
-	sh.first_line = 1;
-	sh.last_line = 2;
-	sh.n_requests = 2;
-	snprintf(sh.state, sizeof(sh.state), "inflight");
-	CU_ASSERT_EQUAL_FATAL(journal_shard_insert(j, &sh), 0);
+	fx_shard_new(j, id, 1, 2, &sh);
 	CU_ASSERT(sh.id > 0);
 
 	Margin__V1__Output o1 = MARGIN__V1__OUTPUT__INIT, o2 = MARGIN__V1__OUTPUT__INIT;
@@ -142,6 +120,79 @@ static void test_result_checks(void)
 	CU_ASSERT_EQUAL(c.usage.calls, 1);
 	CU_ASSERT_EQUAL(c.usage.prompt_tokens, 4);
 	CU_ASSERT_EQUAL(journal_ledger_count(j, "jb"), 1);
+	journal_destroy(&j);
+}
+
+/* journal_result_apply of an embeddings Result with allocation n
+ * failing, for n = 1, 2, ... until it succeeds: each failure is -ENOMEM
+ * with a reason, and after the rollback the journal is as it was (every
+ * request queued, no output, no ledger row), so the same Result applies
+ * again; LeakSanitizer, in the sanitizer build, checks that nothing
+ * leaked. */
+static void test_result_apply_enomem(void)
+{
+	char dir[512], path[600], err[512];
+	journal_t *j = open_j(dir, sizeof(dir));
+	int64_t id = fx_job_new(j, "je", 3, JOURNAL_EP_EMBEDDINGS);
+	journal_job_t job;
+	CU_ASSERT_EQUAL_FATAL(journal_job_find(j, "je", &job), 0);
+	journal_shard_t sh;
+	fx_shard_new(j, id, 1, 3, &sh);
+
+	float vals[3][4] = { { 1, 2, 3, 4 }, { 0.5f, -1, 0, 2 }, { 3, 1, 4, 1 } };
+	Margin__V1__Embedding emb[3], *embs[3][1];
+	Margin__V1__Output out[3], *outs[3];
+	char cids[3][8];
+	for (int i = 0; i < 3; i++) {
+		margin__v1__embedding__init(&emb[i]);
+		emb[i].values = vals[i];
+		emb[i].n_values = 4;
+		embs[i][0] = &emb[i];
+		margin__v1__output__init(&out[i]);
+		snprintf(cids[i], sizeof(cids[i]), "c%d", i + 1);
+		out[i].line_no = (uint64_t)i + 1;
+		out[i].custom_id = cids[i];
+		out[i].embeddings = embs[i];
+		out[i].n_embeddings = 1;
+		out[i].prompt_tokens = 5;
+		outs[i] = &out[i];
+	}
+	Margin__V1__Result res = MARGIN__V1__RESULT__INIT;
+	res.outputs = outs;
+	res.n_outputs = 3;
+	journal_result_ctx_t ctx = { &job, &sh, "w1", "worker-a", "hw" };
+	snprintf(path, sizeof(path), "%s/margin.db", dir);
+	sqlite3 *db = NULL;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+
+	unsigned long n = 1;
+	for (;; n++) {
+		journal_counts_t c;
+		memset(&c, 0, sizeof(c));
+		err[0] = '\0';
+		CU_ASSERT_EQUAL_FATAL(journal_begin(j), 0);
+		cu_alloc_fail_at(n);
+		int rc = journal_result_apply(j, &ctx, &res, &c, err, sizeof(err));
+		bool failed = cu_alloc_reset();
+		if (!failed) {
+			CU_ASSERT_EQUAL(rc, 0);
+			CU_ASSERT_EQUAL(journal_commit(j), 0);
+			CU_ASSERT_EQUAL(c.done, 3);
+			break;
+		}
+		journal_rollback(j);
+		if (rc != -ENOMEM || err[0] == '\0') {
+			fprintf(stderr, "\n  allocation %lu failed: rc=%d err=\"%s\"\n", n, rc, err);
+			CU_FAIL("journal_result_apply did not fail cleanly with -ENOMEM");
+			break;
+		}
+		CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT COUNT(*) FROM requests WHERE state = 'queued' AND output IS NULL"), 3);
+		CU_ASSERT_EQUAL(journal_ledger_count(j, "je"), 0);
+	}
+	CU_ASSERT(n > 1);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT COUNT(*) FROM requests WHERE state = 'done' AND output IS NOT NULL"), 3);
+	CU_ASSERT_EQUAL(journal_ledger_count(j, "je"), 3);
+	sqlite3_close(db);
 	journal_destroy(&j);
 }
 
@@ -569,6 +620,7 @@ static void test_vacuum_switch(void)
 const cu_test_t journal_tests[] = {
 	{ "lock", test_lock },
 	{ "result_checks", test_result_checks },
+	{ "result_apply_enomem", test_result_apply_enomem },
 	{ "pages", test_pages },
 	{ "migrate", test_migrate },
 	{ "retire_vacuum", test_retire_vacuum },

@@ -67,6 +67,8 @@ static void test_f16(void)
 /* Against the compiler's own conversion (_Float16, IEEE round to nearest
  * even) on f32 bit patterns spread over every exponent, signs and NaNs
  * included: the same half, and NaN where it gives NaN. */
+__extension__ typedef _Float16 cc_half;
+
 static void test_f16_vs_compiler(void)
 {
 	size_t bad = 0;
@@ -74,7 +76,7 @@ static void test_f16_vs_compiler(void)
 		uint32_t x = (uint32_t)u;
 		float f;
 		memcpy(&f, &x, 4);
-		_Float16 c = (_Float16)f;
+		cc_half c = (cc_half)f;
 		uint16_t want;
 		memcpy(&want, &c, 2);
 		uint16_t got = mg_f32_to_f16(f);

@@ -6,11 +6,12 @@
 #include "tests.h"
 #include "mg_hash.h"
 #include "mg_split.h"
+#include "mg_int128.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-__extension__ typedef unsigned __int128 u128;
+typedef mg_u128 u128;
 
 /* Independent oracle: floors, then +1 to the d largest remainders by a
  * selection sort (ties to the lower index). Quadratic, fine for tests. */

@@ -3,6 +3,7 @@
 #include "tests.h"
 #include "cost.h"
 #include "hwprof.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static void test_batch_conservation(void)
 	cost_call_t *c = malloc(1000 * sizeof(*c));
 	for (int round = 0; round < 200; round++) {
 		size_t n = 1 + test_rand(&s) % 1000;
-		unsigned __int128 busy = 0;
+		mg_u128 busy = 0;
 		for (size_t i = 0; i < n; i++) {
 			/* Engine parts: mostly ms-scale, some zero (a call that failed
 			 * before its first step), some huge. */

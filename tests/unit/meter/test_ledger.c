@@ -4,6 +4,7 @@
 #include "cu_sql.h"
 #include "ledger.h"
 #include "meter.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -222,8 +223,8 @@ static void test_migrate(void)
 /* The oracle: rate (micros/h) x ns / 3.6e12, rounded half up, 128 bits. */
 static int64_t oracle_cost(int64_t rate_busy, uint64_t busy, int64_t rate_idle, uint64_t idle)
 {
-	unsigned __int128 d = 3600000000000ULL;
-	return (int64_t)(((unsigned __int128)rate_busy * busy + (unsigned __int128)rate_idle * idle + d / 2) / d);
+	mg_u128 d = 3600000000000ULL;
+	return (int64_t)(((mg_u128)rate_busy * busy + (mg_u128)rate_idle * idle + d / 2) / d);
 }
 
 static uint64_t rnd(uint64_t *x)

@@ -2,6 +2,7 @@
  * margins and break-even days. */
 #include "tests.h"
 #include "meter.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -125,7 +126,7 @@ static void test_allocate_random(void)
 		size_t n = 1 + test_rand(&s) % 300;
 		int64_t total = (int64_t)(test_rand(&s) >> (test_rand(&s) % 60));
 		int shift = (int)(test_rand(&s) % 64);
-		unsigned __int128 W = 0;
+		mg_u128 W = 0;
 		for (size_t i = 0; i < n; i++) {
 			w[i] = test_rand(&s) % 4 == 0 ? 0 : (uint64_t)(test_rand(&s) << 11 ^ test_rand(&s)) >> shift;
 			W += w[i];
@@ -136,8 +137,8 @@ static void test_allocate_random(void)
 			continue;
 		for (size_t i = 0; i < n; i++) {
 			/* Each part is the floor of its exact share or one more. */
-			unsigned __int128 fl = (unsigned __int128)(uint64_t)total * w[i] / W;
-			CU_ASSERT((unsigned __int128)p[i] == fl || (unsigned __int128)p[i] == fl + 1);
+			mg_u128 fl = (mg_u128)(uint64_t)total * w[i] / W;
+			CU_ASSERT((mg_u128)p[i] == fl || (mg_u128)p[i] == fl + 1);
 			if (w[i] == 0)
 				CU_ASSERT_EQUAL(p[i], 0);
 		}

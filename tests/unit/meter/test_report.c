@@ -2,8 +2,10 @@
  * grouping, every format, across a currency conversion); what-if
  * reproduces a ledger under its own profile; gross margin; break-even. */
 #include "tests.h"
+#include "cu_alloc.h"
 #include "cost.h"
 #include "report.h"
+#include "mg_int128.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -594,9 +596,9 @@ static void test_booked_from_sqlite(void)
 /* round(n / d), half away from zero, d > 0: the definition of every
  * derived figure (docs/economics.md section 6), written out here so the
  * check does not use the code it checks. */
-static int64_t half_away(__int128 n, __int128 d)
+static int64_t half_away(mg_i128 n, mg_i128 d)
 {
-	__int128 q = (n < 0 ? -n : n) * 2 + d;
+	mg_i128 q = (n < 0 ? -n : n) * 2 + d;
 	q /= 2 * d;
 	return (int64_t)(n < 0 ? -q : q);
 }
@@ -670,7 +672,7 @@ static size_t want_groups(enum report_group g, want_t *out)
 /* The derived figures of a group, by name; false when undefined. */
 static bool want_derived(const want_t *x, const char *name, int ref, int64_t *ret)
 {
-	__int128 tok = (__int128)x->ptok + x->ctok;
+	mg_i128 tok = (mg_i128)x->ptok + x->ctok;
 	if (strcmp(name, "marginal_per_call_micros") == 0 || strcmp(name, "loaded_per_call_micros") == 0) {
 		*ret = half_away(name[0] == 'm' ? x->marg : x->load, x->calls);
 		return true;
@@ -680,20 +682,20 @@ static bool want_derived(const want_t *x, const char *name, int ref, int64_t *re
 		int64_t m = name[0] == 'm' ? x->marg : name[0] == 'l' ? x->load : x->api[ref];
 		if (tok == 0)
 			return false;
-		*ret = half_away((__int128)m * 1000000, tok);
+		*ret = half_away((mg_i128)m * 1000000, tok);
 		return true;
 	}
 	if (strcmp(name, "utilization_ppm") == 0) {
 		if (x->busy + x->idle == 0)
 			return false;
-		*ret = half_away((__int128)x->busy * 1000000, (__int128)x->busy + x->idle);
+		*ret = half_away((mg_i128)x->busy * 1000000, (mg_i128)x->busy + x->idle);
 		return true;
 	}
 	if (strcmp(name, "gross_margin_ppm_at_api_price") == 0 || strcmp(name, "gross_margin_ppm") == 0) {
 		int64_t price = strcmp(name, "gross_margin_ppm") == 0 ? x->sale : x->api[ref];
 		if (price <= 0)
 			return false;
-		*ret = half_away(((__int128)price - x->load) * 1000000, price);
+		*ret = half_away(((mg_i128)price - x->load) * 1000000, price);
 		return true;
 	}
 	CU_FAIL("unknown derived figure");
@@ -1350,7 +1352,62 @@ static void test_embedding_mixed(void)
 	done();
 }
 
+/* report_new with allocation n failing, for n = 1, 2, ... until it
+ * succeeds, per grouping, with every option that allocates (references, a
+ * sale price, a currency conversion, a hardware what-if): each failure is
+ * -ENOMEM with a reason and *ret untouched (LeakSanitizer, in the
+ * sanitizer build, checks that nothing leaked); the report built at last
+ * is the one built without failures. */
+static void test_new_enomem(void)
+{
+	fixture();
+	report_whatif_t wi = { .hardware = "8xh100", .speed = 3.2, .speed_basis = "estimate", .speed_why = "ratio" };
+	report_opts_t o = { .currency = "CNY", .prices = prices, .refs = refs, .n_refs = 3, .sale = "qwen-long",
+			    .whatif = &wi };
+	static char mark;	/* *ret before the call: an address report_new never returns */
+	report_t *const sentinel = (report_t *)&mark;
+	for (int g = REPORT_BY_CALL; g <= REPORT_BY_DAY; g++) {
+		char err[512] = "", *want = NULL, *got = NULL;
+		report_t *r = NULL;
+		int rc0 = report_new(rows, N_ROWS, (enum report_group)g, &o, &r, err, sizeof(err));
+		if (rc0 < 0)
+			fprintf(stderr, "\n  report_new: %s\n", err);
+		CU_ASSERT_EQUAL_FATAL(rc0, 0);
+		CU_ASSERT_EQUAL_FATAL(report_format_json(r, &want), 0);
+		report_destroy(&r);
+		unsigned long n = 1;
+		for (;; n++) {
+			r = sentinel;
+			err[0] = '\0';
+			cu_alloc_fail_at(n);
+			int rc = report_new(rows, N_ROWS, (enum report_group)g, &o, &r, err, sizeof(err));
+			bool failed = cu_alloc_reset();
+			if (!failed) {
+				CU_ASSERT_EQUAL_FATAL(rc, 0);
+				CU_ASSERT_EQUAL_FATAL(report_format_json(r, &got), 0);
+				CU_ASSERT_STRING_EQUAL(got, want);
+				free(got);
+				report_destroy(&r);
+				break;
+			}
+			if (rc != -ENOMEM || r != sentinel || err[0] == '\0') {
+				fprintf(stderr, "\n  group %s, allocation %lu failed: rc=%d err=\"%s\" ret %s\n",
+					report_group_name((enum report_group)g), n, rc, err,
+					r == sentinel ? "untouched" : "written");
+				CU_FAIL("report_new did not fail cleanly with -ENOMEM");
+				if (rc == 0 && r != sentinel)
+					report_destroy(&r);
+				break;
+			}
+		}
+		CU_ASSERT(n > 1);
+		free(want);
+	}
+	done();
+}
+
 const cu_test_t report_tests[] = {
+	{ "new_enomem", test_new_enomem },
 	{ "embedding_mixed", test_embedding_mixed },
 	{ "booked", test_booked },
 	{ "booked_conversion", test_booked_conversion },

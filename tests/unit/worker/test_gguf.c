@@ -3,6 +3,7 @@
  * type; hostile files built from a valid one are errors, never crashes. */
 #include "cmds.h"
 #include "mg_f16.h"
+#include "cu_alloc.h"
 #include "cu_main.h"
 #include "gguf.h"
 #include "model.h"
@@ -1273,7 +1274,42 @@ static void test_inspect_memory_synth(void)
 	unlink(path);
 }
 
+/* gguf_open with allocation n failing, for n = 1, 2, ... until it
+ * succeeds: each failure is -ENOMEM with a reason and *ret untouched (the
+ * sanitizer build's LeakSanitizer checks that nothing leaked). */
+static void test_open_enomem(void)
+{
+	const char *path = cu_shared_path("models/stories260K.gguf");
+	static char mark;	/* *ret before the call: an address gguf_open never returns */
+	gguf_t *const sentinel = (gguf_t *)&mark;
+	unsigned long n = 1;
+	for (;; n++) {
+		gguf_t *g = sentinel;
+		char err[512] = "";
+		cu_alloc_fail_at(n);
+		int rc = gguf_open(path, &g, err, sizeof(err));
+		bool failed = cu_alloc_reset();
+		if (!failed) {
+			CU_ASSERT_EQUAL(rc, 0);
+			CU_ASSERT(g != sentinel && gguf_n_tensors(g) == 48);
+			if (g != sentinel)
+				gguf_close(&g);
+			break;
+		}
+		if (rc != -ENOMEM || g != sentinel || err[0] == '\0') {
+			fprintf(stderr, "\n  allocation %lu failed: rc=%d err=\"%s\" ret %s\n", n, rc, err,
+				g == sentinel ? "untouched" : "written");
+			CU_FAIL("gguf_open did not fail cleanly with -ENOMEM");
+			if (rc == 0 && g != sentinel)
+				gguf_close(&g);
+			break;
+		}
+	}
+	CU_ASSERT(n > 1);	/* it allocates, so some runs failed */
+}
+
 const cu_test_t gguf_tests[] = {
+	{ "open_enomem", test_open_enomem },
 	{ "stories260k", test_stories260k },
 	{ "stories260k_matches_bin", test_stories260k_matches_bin },
 	{ "vocab_files", test_vocab_files },

@@ -759,6 +759,9 @@ static void check_window(int n_heads, int n_kv, int hd, int ctx, int p, int wind
 	free(scores);
 }
 
+/* The compiler's half type (a GCC/Clang extension, the oracle below). */
+__extension__ typedef _Float16 cc_half;
+
 /* Halves: every one of the 65536 widens as the compiler's _Float16 does and
  * narrows back to itself (NaNs quieted); f32 values narrow as _Float16
  * rounds them (nearest even, subnormals, overflow), the 16-lane and the
@@ -774,7 +777,7 @@ static void test_f16(void)
 	ops_f16_from_f32(back, w, N);
 	int bad_widen = 0, bad_back = 0, bad_scalar = 0;
 	for (int i = 0; i < N; i++) {
-		_Float16 hf;
+		cc_half hf;
 		memcpy(&hf, &h[i], sizeof(hf));
 		float want = (float)hf, one;
 		ops_f16_to_f32(&one, &h[i], 1);
@@ -818,7 +821,7 @@ static void test_f16(void)
 			memcpy(&u, &x[i], sizeof(u));
 			want = (uint16_t)(((u >> 16) & 0x8000u) | 0x7e00u | ((u >> 13) & 0x3ffu));
 		} else {
-			_Float16 hf = (_Float16)x[i];
+			cc_half hf = (cc_half)x[i];
 			memcpy(&want, &hf, sizeof(want));
 		}
 		bad_vec += vec[i] != want;

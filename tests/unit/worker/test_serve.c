@@ -3,6 +3,7 @@
  * protocol. Waits are bounded by a generous guard (a hang fails, a slow
  * machine does not); nothing asserts on durations. */
 #include "cmds.h"
+#include "cu_clock.h"
 #include "cu_main.h"
 #include "engine.h"
 #include "mg_clock.h"
@@ -255,6 +256,23 @@ static void wait_acks(serve_t *s, uint64_t n)
 	CU_FAIL("acks not seen");
 }
 
+/* Moves the worker's fake clock by ns and waits (bounded by the guard)
+ * until its I/O thread has run its timers at the new reading: whatever
+ * they do at that time has happened when this returns. */
+static void advance(serve_t *s, cu_clock_t *clock, int64_t ns)
+{
+	int64_t want = cu_clock_advance(clock, ns);
+	serve_stats_t st;
+	for (int i = 0; i < GUARD_MS / 5; i++) {
+		serve_wake(s);
+		serve_get_stats(s, &st);
+		if (st.timers_at >= want)
+			return;
+		mg_clock_sleep_ns(5 * MG_NS_PER_MS);
+	}
+	CU_FAIL("the worker's timers did not run at the new time");
+}
+
 static void base_opts(serve_opts_t *o, const faked_t *d)
 {
 	serve_opts_init(o);
@@ -457,6 +475,9 @@ static void test_resend_until_ack(void)
 	faked_open(&d, NULL);
 	serve_opts_t o;
 	base_opts(&o, &d);
+	cu_clock_t clock = { .ns = 1000 * MG_NS_PER_S };
+	o.clock = cu_clock_read;
+	o.clock_ctx = &clock;
 	o.resend_ns = 50 * MG_NS_PER_MS;
 	serve_t *s = start(&o);
 	rx_t h;
@@ -465,17 +486,23 @@ static void test_resend_until_ack(void)
 	send_assign(&d, &h, "b1", 3, 2);
 	rx_t r1, r2;
 	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r1), 0);
-	/* no Ack: it comes again, byte for byte */
+	/* no Ack, but the interval has not passed: not yet sent again */
+	serve_stats_t st;
+	advance(s, &clock, o.resend_ns - 1);
+	serve_get_stats(s, &st);
+	CU_ASSERT_EQUAL(st.results_sent, 1);
+	/* the interval is over: it comes again, byte for byte */
+	advance(s, &clock, 1);
 	CU_ASSERT_EQUAL_FATAL(faked_expect(&d, MARGIN__V1__MSG__BODY_RESULT, GUARD_MS, &r2), 0);
 	CU_ASSERT_EQUAL_FATAL(r1.raw_len, r2.raw_len);
 	CU_ASSERT_EQUAL(memcmp(r1.raw, r2.raw, r1.raw_len), 0);
 	send_ack(&d, &h, 3, 1);
 	wait_acks(s, 1);
 	/* acknowledged: no more re-sends, though four intervals pass */
-	serve_stats_t st;
 	serve_get_stats(s, &st);
 	uint64_t sent = st.results_sent;
-	mg_clock_sleep_ns(200 * MG_NS_PER_MS);
+	CU_ASSERT_EQUAL(sent, 2);
+	advance(s, &clock, 4 * o.resend_ns);
 	serve_get_stats(s, &st);
 	CU_ASSERT_EQUAL(st.results_sent, sent);
 	rx_done(&r1);
