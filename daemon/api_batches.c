@@ -28,7 +28,7 @@
  * Threads: handlers run in HTTP threads; the finalizer is one more thread
  * and the only one that rewrites a sidecar. The lock guards the pending
  * list. */
-#include "http_priv.h"
+#include "api.h"
 #include "batchfmt.h"
 #include "htab.h"
 #include "mg_jobstate.h"

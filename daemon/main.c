@@ -1,6 +1,7 @@
 /* margind: the scheduler daemon. Parses settings, blocks the signals the
  * core loop reads from a signalfd, creates the ZeroMQ context every thread
  * of the daemon shares, and runs the core loop until drained. */
+#include "api.h"
 #include "api_cost.h"
 #include "apikeys.h"
 #include "booking.h"
@@ -33,6 +34,7 @@ static int start_http(const opts_t *o, void *zctx, core_t *core, metrics_t **ret
 	if (explicit_listen && strcmp(o->http, "none") == 0)
 		return 0;
 	hc.state_dir = o->state_dir;
+	hc.service = &api_service;
 	if (o->api_keys != NULL && *o->api_keys != '\0') {
 		if ((r = apikeys_load(o->api_keys, ret_keys, err, errlen)) < 0)
 			return r;

@@ -3,6 +3,7 @@
  * a fake core behind the control calls. */
 #include "cu_main.h"
 #include "http.h"
+#include "api.h"
 #include "http_priv.h"
 #include "mg_clock.h"
 #include "storage.h"
@@ -207,6 +208,7 @@ static http_t *start(const char *dir, apikeys_t *keys, uint64_t max_upload, uint
 {
 	http_config_t c;
 	http_config_default(&c);
+	c.service = &api_service;
 	c.listen = "127.0.0.1:0";
 	c.state_dir = dir;
 	c.keys = keys;
@@ -304,6 +306,7 @@ static void test_loopback_rule(void)
 	CU_ASSERT_EQUAL(http_listen_is_loopback("no-port"), -EINVAL);
 	http_config_t c;
 	http_config_default(&c);
+	c.service = &api_service;
 	c.listen = "0.0.0.0:0";
 	c.state_dir = cu_tmpdir();
 	http_t *h = NULL;
@@ -827,6 +830,7 @@ static void test_slow_handler(void)
 {
 	http_config_t c;
 	http_config_default(&c);
+	c.service = &api_service;
 	c.listen = "127.0.0.1:0";
 	c.state_dir = cu_tmpdir();
 	c.idle_timeout_s = 1;
@@ -862,6 +866,7 @@ static void test_config_connections(void)
 {
 	http_config_t c;
 	http_config_default(&c);
+	c.service = &api_service;
 	CU_ASSERT_EQUAL(c.max_connections, 4096);
 	CU_ASSERT(c.max_connections_per_ip < c.max_connections);
 	mg_config_t *cfg = mg_config_new();
