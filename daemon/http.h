@@ -30,7 +30,6 @@
 
 #include "apikeys.h"
 #include "metrics.h"
-#include "mg_config.h"
 
 #define HTTP_DEFAULT_LISTEN "127.0.0.1:8080"
 
@@ -64,18 +63,13 @@ typedef struct http_config {
 	metrics_t *metrics;		/* borrowed: shared with the core, which feeds it from
 					   committed Results; NULL: http keeps its own */
 	const http_service_t *service;	/* borrowed: the endpoints past /healthz, /readyz
-						   and /metrics (api.h: api_service); NULL: none */
+					   and /metrics (api.h: api_service); NULL: none */
 } http_config_t;
 
-/* Defaults above; listen = HTTP_DEFAULT_LISTEN, strings NULL otherwise. */
+/* Defaults above (the same as margind's settings table, opts.c, whose
+ * opts_http_config() fills the limits from [http]); listen =
+ * HTTP_DEFAULT_LISTEN, strings NULL otherwise. */
 void http_config_default(http_config_t *c);
-/* Reads the [http] keys listen, max_upload_bytes, max_line_bytes,
- * max_body_bytes, max_connections, max_connections_per_ip, idle_timeout,
- * threads, sync_timeout, batch_expiry and the scheduler's
- * default_max_tokens and max_tokens_cap from cfg (absent keys keep their
- * value). -EINVAL with err naming the key. */
-int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t errlen);
-
 /* True when HOST of "HOST:PORT" is a loopback address (127.0.0.0/8, ::1,
  * "localhost"). -EINVAL when listen does not parse. */
 int http_listen_is_loopback(const char *listen);

@@ -27,9 +27,8 @@ static int start_http(const opts_t *o, void *zctx, core_t *core, metrics_t **ret
 {
 	http_config_t hc;
 	http_config_default(&hc);
-	int r = http_config_read(&hc, o->cfg, err, errlen);
-	if (r < 0)
-		return r;
+	opts_http_config(o, &hc);
+	int r;
 	bool explicit_listen = o->http != NULL && *o->http != '\0';
 	if (explicit_listen && strcmp(o->http, "none") == 0)
 		return 0;
