@@ -137,6 +137,23 @@ static void test_curve_credentials(void)
 
 /* A bad value names where it came from: the file and its line, or the
  * flag; --help lists every flag with its key and every file-only key. */
+/* margind --help holds each of the n lines. */
+static void check_usage(const char *const *lines, size_t n)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	opts_usage(m);
+	fclose(m);
+	for (size_t i = 0; i < n; i++) {
+		if (strstr(text, lines[i]) == NULL)
+			fprintf(stderr, "margind --help lacks \"%s\"\n", lines[i]);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, lines[i]));
+	}
+	free(text);
+}
+
 static void test_where_and_help(void)
 {
 	char dir[512], path[600], err[512] = "";
@@ -161,12 +178,6 @@ static void test_where_and_help(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "command line: [scheduler] heartbeat = \"0\": expected at least 1ms"));
 	opts_done(&o);
 
-	char *text = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-	opts_usage(m);
-	fclose(m);
 	static const char *const lines[] = {
 		"  --state-dir DIR       journal (margin.db), lock and control socket (ctl.sock) (scheduler.state_dir)\n",
 		"  --no-curve            plain TCP to workers (no encryption, no authentication) (curve.enabled = no)\n",
@@ -175,12 +186,7 @@ static void test_where_and_help(void)
 		"  journal.min_free      ",
 		"  scheduler.max_frame   largest frame, bytes (default 67108864)\n",
 	};
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		if (strstr(text, lines[i]) == NULL)
-			fprintf(stderr, "margind --help lacks \"%s\"\n", lines[i]);
-		CU_ASSERT_PTR_NOT_NULL(strstr(text, lines[i]));
-	}
-	free(text);
+	check_usage(lines, sizeof(lines) / sizeof(lines[0]));
 }
 
 /* The [http] keys are rows of margind's table: read, bounded, named with
@@ -243,24 +249,13 @@ static void test_http_limits(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "[http] max_connections_per_ip = \"0\": expected 1 to 65536"));
 	opts_done(&o);
 
-	char *text = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-	opts_usage(m);
-	fclose(m);
 	static const char *const lines[] = {
 		"  http.max_connections  concurrent connections, all clients (default 4096)\n",
 		"  http.idle_timeout     a connection silent this long is closed (default 10s)\n",
 		"  http.batch_expiry     ",
 		"  http.max_upload_bytes",
 	};
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		if (strstr(text, lines[i]) == NULL)
-			fprintf(stderr, "margind --help lacks \"%s\"\n", lines[i]);
-		CU_ASSERT_PTR_NOT_NULL(strstr(text, lines[i]));
-	}
-	free(text);
+	check_usage(lines, sizeof(lines) / sizeof(lines[0]));
 }
 
 const cu_test_t opts_tests[] = {
