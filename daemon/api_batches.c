@@ -28,7 +28,7 @@
  * Threads: handlers run in HTTP threads; the finalizer is one more thread
  * and the only one that rewrites a sidecar. The lock guards the pending
  * list. */
-#include "http_priv.h"
+#include "api.h"
 #include "batchfmt.h"
 #include "htab.h"
 #include "mg_jobstate.h"
@@ -861,6 +861,105 @@ out:
 	return r;
 }
 
+/* The request's fields and its input file: 0 with *ret_f, or a negative
+ * errno after replying. */
+static int check_create(http_req_t *r, const char *fid, const char *ep, const char *win,
+			json_t *meta, api_file_t *ret_f)
+{
+	http_t *h = r->h;
+	char err[1024];
+	api_file_t f;
+	if (fid == NULL) {
+		http_reply_error(r, 400, "invalid_request", "input_file_id", "input_file_id: expected the id of an uploaded file");
+		return -EINVAL;
+	}
+	if (ep == NULL || (strcmp(ep, BATCHFMT_EP_COMPLETIONS) != 0 && strcmp(ep, BATCHFMT_EP_CHAT) != 0 &&
+			   strcmp(ep, BATCHFMT_EP_EMBEDDINGS) != 0)) {
+		http_reply_error(r, 400, "invalid_request", "endpoint",
+				 "endpoint \"%s\": this server runs \"/v1/completions\", \"/v1/chat/completions\" and \"/v1/embeddings\"",
+				 ep ? ep : "(missing)");
+		return -EINVAL;
+	}
+	if (win == NULL || strcmp(win, "24h") != 0) {
+		http_reply_error(r, 400, "invalid_request", "completion_window",
+				 "completion_window: expected \"24h\"");
+		return -EINVAL;
+	}
+	if (batchfmt_check_metadata(meta, err, sizeof(err)) < 0) {
+		http_reply_error(r, 400, "invalid_request", "metadata", "%s", err);
+		return -EINVAL;
+	}
+	int rc = api_files_find(h, fid, &f);
+	if (rc < 0) {
+		http_reply_error(r, rc == -ENOENT ? 404 : 500, "not_found", "input_file_id",
+				 rc == -ENOENT ? "no file with id \"%s\"" : "the metadata of file %s is damaged", fid);
+		return rc;
+	}
+	if (strcmp(f.purpose, "batch") != 0) {
+		http_reply_error(r, 400, "invalid_request", "input_file_id",
+				 "file %s has purpose \"%s\"; a batch reads a file uploaded with purpose \"batch\"",
+				 fid, f.purpose);
+		return -EINVAL;
+	}
+	*ret_f = f;
+	return 0;
+}
+
+/* The batch's input at in_path, checked line by line against the models
+ * (ctx, whose model it sets) with the refused lines written to rej
+ * (closed here: *prej = NULL) and counted in v, then blanked in the copy.
+ * 0, or a negative errno after replying. */
+static int prepare_input(http_req_t *r, const api_file_t *f, const char *fid, const char *id,
+			 const char *in_path, batchfmt_ctx_t *ctx, FILE **prej, validation_t *v)
+{
+	http_t *h = r->h;
+	char err[1024];
+	int rc;
+	FILE *rej = *prej;
+	/* The batch's own name for the input first: a DELETE of the file from
+	 * now on cannot pull it away (the bytes stay until the batch's copy
+	 * goes). A file deleted since the lookup is a file not found. */
+	if (link(f->path, in_path) < 0) {
+		validation_t all = { 0 };
+		rc = errno == ENOENT ? -ENOENT : copy_without(f->path, in_path, &all, err, sizeof(err));
+		if (rc == -ENOENT) {
+			http_reply_error(r, 404, "not_found", "input_file_id", "no file with id \"%s\" (it was deleted)",
+					 fid);
+			return rc;
+		}
+		if (rc < 0) {
+			http_reply_error(r, 500, "internal_error", NULL, "preparing the input of the batch: %s", err);
+			return rc;
+		}
+	}
+	rc = validate(h, in_path, ctx, rej, v, err, sizeof(err));
+	if (rc == 0 && (fflush(rej) != 0 || fsync(fileno(rej)) < 0))
+		rc = -errno, snprintf(err, sizeof(err), "writing the rejects of batch %s: %s", id, strerror(errno));
+	fclose(rej);
+	*prej = NULL;
+	if (rc < 0) {
+		http_reply_error(r, 500, "internal_error", NULL, "validating file %s: %s", fid, err);
+		return rc;
+	}
+	/* Refused lines are blanked in the job's copy (line numbers stay). */
+	if (v->n_bad > 0 && !v->not_jsonl) {
+		char tmp[4300];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", in_path);
+		rc = copy_without(in_path, tmp, v, err, sizeof(err));
+		if (rc == 0 && rename(tmp, in_path) < 0) {
+			rc = -errno;
+			snprintf(err, sizeof(err), "renaming the copy: %s", strerror(errno));
+		}
+		if (rc < 0)
+			unlink(tmp);
+	}
+	if (rc < 0) {
+		http_reply_error(r, 500, "internal_error", NULL, "preparing the input of the batch: %s", err);
+		return rc;
+	}
+	return 0;
+}
+
 void api_batches_create(http_req_t *r)
 {
 	http_t *h = r->h;
@@ -870,39 +969,10 @@ void api_batches_create(http_req_t *r)
 	const char *ep = jstr(req, "endpoint");
 	const char *win = jstr(req, "completion_window");
 	json_t *meta = json_object_get(req, "metadata");
-	if (fid == NULL) {
-		http_reply_error(r, 400, "invalid_request", "input_file_id", "input_file_id: expected the id of an uploaded file");
-		return;
-	}
-	if (ep == NULL || (strcmp(ep, BATCHFMT_EP_COMPLETIONS) != 0 && strcmp(ep, BATCHFMT_EP_CHAT) != 0 &&
-			   strcmp(ep, BATCHFMT_EP_EMBEDDINGS) != 0)) {
-		http_reply_error(r, 400, "invalid_request", "endpoint",
-				 "endpoint \"%s\": this server runs \"/v1/completions\", \"/v1/chat/completions\" and \"/v1/embeddings\"",
-				 ep ? ep : "(missing)");
-		return;
-	}
-	if (win == NULL || strcmp(win, "24h") != 0) {
-		http_reply_error(r, 400, "invalid_request", "completion_window",
-				 "completion_window: expected \"24h\"");
-		return;
-	}
-	if (batchfmt_check_metadata(meta, err, sizeof(err)) < 0) {
-		http_reply_error(r, 400, "invalid_request", "metadata", "%s", err);
-		return;
-	}
 	api_file_t f;
-	int rc = api_files_find(h, fid, &f);
-	if (rc < 0) {
-		http_reply_error(r, rc == -ENOENT ? 404 : 500, "not_found", "input_file_id",
-				 rc == -ENOENT ? "no file with id \"%s\"" : "the metadata of file %s is damaged", fid);
+	int rc = check_create(r, fid, ep, win, meta, &f);
+	if (rc < 0)
 		return;
-	}
-	if (strcmp(f.purpose, "batch") != 0) {
-		http_reply_error(r, 400, "invalid_request", "input_file_id",
-				 "file %s has purpose \"%s\"; a batch reads a file uploaded with purpose \"batch\"",
-				 fid, f.purpose);
-		return;
-	}
 	http_model_t *models = NULL;
 	size_t n_models = 0;
 	if (http_models(h, &models, &n_models, err, sizeof(err)) < 0) {
@@ -928,47 +998,8 @@ void api_batches_create(http_req_t *r)
 				 strerror(errno));
 		goto out;
 	}
-	/* The batch's own name for the input first: a DELETE of the file from
-	 * now on cannot pull it away (the bytes stay until the batch's copy
-	 * goes). A file deleted since the lookup is a file not found. */
-	if (link(f.path, in_path) < 0) {
-		validation_t all = { 0 };
-		rc = errno == ENOENT ? -ENOENT : copy_without(f.path, in_path, &all, err, sizeof(err));
-		if (rc == -ENOENT) {
-			http_reply_error(r, 404, "not_found", "input_file_id", "no file with id \"%s\" (it was deleted)",
-					 fid);
-			goto out;
-		}
-		if (rc < 0) {
-			http_reply_error(r, 500, "internal_error", NULL, "preparing the input of the batch: %s", err);
-			goto out;
-		}
-	}
-	rc = validate(h, in_path, &ctx, rej, &v, err, sizeof(err));
-	if (rc == 0 && (fflush(rej) != 0 || fsync(fileno(rej)) < 0))
-		rc = -errno, snprintf(err, sizeof(err), "writing the rejects of batch %s: %s", id, strerror(errno));
-	fclose(rej);
-	rej = NULL;
-	if (rc < 0) {
-		http_reply_error(r, 500, "internal_error", NULL, "validating file %s: %s", fid, err);
+	if ((rc = prepare_input(r, &f, fid, id, in_path, &ctx, &rej, &v)) < 0)
 		goto out;
-	}
-	/* Refused lines are blanked in the job's copy (line numbers stay). */
-	if (v.n_bad > 0 && !v.not_jsonl) {
-		char tmp[4300];
-		snprintf(tmp, sizeof(tmp), "%s.tmp", in_path);
-		rc = copy_without(in_path, tmp, &v, err, sizeof(err));
-		if (rc == 0 && rename(tmp, in_path) < 0) {
-			rc = -errno;
-			snprintf(err, sizeof(err), "renaming the copy: %s", strerror(errno));
-		}
-		if (rc < 0)
-			unlink(tmp);
-	}
-	if (rc < 0) {
-		http_reply_error(r, 500, "internal_error", NULL, "preparing the input of the batch: %s", err);
-		goto out;
-	}
 	int64_t created = now_s();
 	side = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:s, s:s, s:n, s:n, s:i, s:i}",
 			 "id", id, "input_file_id", fid, "endpoint", ep, "completion_window", win,

@@ -8,7 +8,7 @@
  * those) with SCHED_SUBMIT_PRIORITY, so it is dispatched before any batch
  * shard; this HTTP thread polls the job until it is answered, then
  * returns the completion body. */
-#include "http_priv.h"
+#include "api.h"
 #include "batchfmt.h"
 #include "mg_clock.h"
 #include "mg_jobstate.h"

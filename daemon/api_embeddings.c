@@ -6,7 +6,7 @@
  * dispatched only to a worker that embeds); the answer is the stored
  * vectors as the embeddings list, floats or base64 as encoding_format
  * asks. */
-#include "http_priv.h"
+#include "api.h"
 #include "batchfmt.h"
 
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  * bounded by the post processor's buffer whatever the size. The line-length
  * limit is checked on the fly, so an oversized line stops the upload early.
  * Data and metadata are fsync'd, and the directory too, before the reply. */
-#include "http_priv.h"
+#include "api.h"
 #include "batchfmt.h"
 #include "mg_clock.h"
 #include "mg_log.h"

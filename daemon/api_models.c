@@ -1,7 +1,7 @@
 /* api_models: GET /v1/models and /v1/models/{id} — the models the
  * connected workers serve now (a model is listed while at least one worker
  * that announced it is connected). */
-#include "http_priv.h"
+#include "api.h"
 #include "batchfmt.h"
 
 #include <stdio.h>

@@ -1,9 +1,8 @@
-/* http: see http.h. The server: routes, authentication, body limits, error
+/* http: see http.h. The server: routing, authentication, body limits, error
  * shapes, the control-socket client and the open endpoints (/healthz,
  * /readyz, /metrics). */
 #include "http.h"
 #include "http_priv.h"
-#include "api_cost.h"
 #include "batchfmt.h"
 #include "mg_clock.h"
 #include "mg_log.h"
@@ -47,81 +46,6 @@ void http_config_default(http_config_t *c)
 	c->default_max_tokens = 256;
 	c->max_tokens_cap = 1u << 20;
 	c->finalize_period_ns = MG_NS_PER_S;
-}
-
-static int get_u64(const mg_config_t *cfg, const char *sec, const char *key, uint64_t lo,
-		   uint64_t hi, uint64_t *v, char *err, size_t errlen)
-{
-	uint64_t x;
-	int r = mg_config_get_u64(cfg, sec, key, &x, err, errlen);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return r;
-	if (x < lo || x > hi) {
-		snprintf(err, errlen, "%s: [%s] %s = %llu: expected %llu to %llu",
-			 mg_config_origin(cfg, sec, key), sec, key, (unsigned long long)x,
-			 (unsigned long long)lo, (unsigned long long)hi);
-		return -EINVAL;
-	}
-	*v = x;
-	return 0;
-}
-
-int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t errlen)
-{
-	const char *l = mg_config_get(cfg, "http", "listen");
-	if (l != NULL && *l != '\0')
-		c->listen = l;
-	uint64_t conns = c->max_connections, per_ip = c->max_connections_per_ip, threads = c->threads;
-	uint64_t dmt = c->default_max_tokens, cap = c->max_tokens_cap;
-	int r;
-	if ((r = get_u64(cfg, "http", "max_upload_bytes", 1024, 1ull << 40, &c->max_upload_bytes, err, errlen)) < 0 ||
-	    (r = get_u64(cfg, "http", "max_line_bytes", 64, 1ull << 30, &c->max_line_bytes, err, errlen)) < 0 ||
-	    (r = get_u64(cfg, "http", "max_body_bytes", 1024, 1ull << 30, &c->max_body_bytes, err, errlen)) < 0 ||
-	    (r = get_u64(cfg, "http", "max_connections", 4, 65536, &conns, err, errlen)) < 0 ||
-	    (r = get_u64(cfg, "http", "max_connections_per_ip", 1, 65536, &per_ip, err, errlen)) < 0 ||
-	    (r = get_u64(cfg, "http", "threads", 1, 64, &threads, err, errlen)) < 0 ||
-	    (r = get_u64(cfg, "scheduler", "default_max_tokens", 1, 1u << 24, &dmt, err, errlen)) < 0 ||
-	    (r = get_u64(cfg, "scheduler", "max_tokens_cap", 1, 1u << 30, &cap, err, errlen)) < 0)
-		return r;
-	c->max_connections = (uint32_t)conns;
-	/* One address never takes every connection: a per-address limit
-	 * above the global one means no per-address limit. */
-	c->max_connections_per_ip = (uint32_t)(per_ip < conns ? per_ip : conns);
-	c->threads = (uint32_t)threads;
-	int64_t idle;
-	r = mg_config_get_duration(cfg, "http", "idle_timeout", MG_NS_PER_S, &idle, err, errlen);
-	if (r == 0 && (idle < MG_NS_PER_S || idle > 3600 * MG_NS_PER_S)) {
-		snprintf(err, errlen, "%s: [http] idle_timeout: expected 1s to 1h",
-			 mg_config_origin(cfg, "http", "idle_timeout"));
-		return -EINVAL;
-	}
-	if (r == 0)
-		c->idle_timeout_s = (uint32_t)(idle / MG_NS_PER_S);
-	else if (r != -ENOENT)
-		return r;
-	c->default_max_tokens = (uint32_t)dmt;
-	c->max_tokens_cap = (uint32_t)cap;
-	r = mg_config_get_duration(cfg, "http", "sync_timeout", MG_NS_PER_S, &c->sync_timeout_ns, err, errlen);
-	if (r < 0 && r != -ENOENT)
-		return r;
-	/* The "24h" completion window, shorter for tests and operators who
-	 * want unfinished work to end sooner. */
-	int64_t expiry;
-	r = mg_config_get_duration(cfg, "http", "batch_expiry", MG_NS_PER_S, &expiry, err, errlen);
-	if (r == 0 && expiry < MG_NS_PER_S) {
-		snprintf(err, errlen, "%s: [http] batch_expiry: expected at least 1s",
-			 mg_config_origin(cfg, "http", "batch_expiry"));
-		return -EINVAL;
-	}
-	if (r == 0)
-		c->completion_window_s = expiry / MG_NS_PER_S;
-	else if (r != -ENOENT)
-		return r;
-	if (c->max_line_bytes > c->max_upload_bytes)
-		c->max_line_bytes = c->max_upload_bytes;
-	return 0;
 }
 
 /* "HOST:PORT" / "[V6]:PORT" -> host (no brackets) and port. */
@@ -626,7 +550,8 @@ static void on_metrics(http_req_t *r)
 	json_decref(gr);
 	json_decref(wr);
 	metrics_set_sched(h->metrics, &s);
-	api_cost_update_metrics(h->state_dir, h->metrics);
+	if (h->cfg.service != NULL && h->cfg.service->scrape != NULL)
+		h->cfg.service->scrape(h);
 	char *text = NULL;
 	size_t len = 0;
 	if (metrics_format(h->metrics, &text, &len) < 0) {
@@ -644,44 +569,11 @@ static void on_metrics(http_req_t *r)
 
 /* --- routing ----------------------------------------------------------- */
 
-enum {
-	R_OPEN = 1,	/* no API key needed */
-	R_JSON = 2,	/* a JSON object body is required */
-	R_STREAM = 4,	/* the body is streamed to begin/data (uploads) */
-	R_INLINE = 8,	/* answered in the event loop: never waits */
-	R_WORK = 16,	/* new work: refused with 507 while the disk is full */
-};
-
-typedef struct route {
-	const char *method;
-	const char *pattern;		/* "{}" = one id segment */
-	unsigned flags;
-	http_handler_fn handle;
-	int (*begin)(http_req_t *r);
-	http_data_fn data;
-} route_t;
-
-static const route_t routes[] = {
-	{ "GET", "/healthz", R_OPEN | R_INLINE, on_healthz, NULL, NULL },
-	{ "GET", "/readyz", R_OPEN, on_readyz, NULL, NULL },
+/* The server's own endpoints; the rest come from cfg.service. */
+static const http_route_t own_routes[] = {
+	{ "GET", "/healthz", HTTP_ROUTE_OPEN | HTTP_ROUTE_INLINE, on_healthz, NULL, NULL },
+	{ "GET", "/readyz", HTTP_ROUTE_OPEN, on_readyz, NULL, NULL },
 	{ "GET", "/metrics", 0, on_metrics, NULL, NULL },
-	{ "POST", "/v1/files", R_STREAM | R_WORK, api_files_upload, api_files_upload_begin, api_files_upload_data },
-	{ "GET", "/v1/files", 0, api_files_list, NULL, NULL },
-	{ "GET", "/v1/files/{}", 0, api_files_get, NULL, NULL },
-	{ "DELETE", "/v1/files/{}", 0, api_files_delete, NULL, NULL },
-	{ "GET", "/v1/files/{}/content", 0, api_files_content, NULL, NULL },
-	{ "POST", "/v1/batches", R_JSON | R_WORK, api_batches_create, NULL, NULL },
-	{ "GET", "/v1/batches", 0, api_batches_list, NULL, NULL },
-	{ "GET", "/v1/batches/{}", 0, api_batches_get, NULL, NULL },
-	{ "POST", "/v1/batches/{}/cancel", 0, api_batches_cancel, NULL, NULL },
-	{ "POST", "/v1/completions", R_JSON | R_WORK, api_completions_post, NULL, NULL },
-	{ "POST", "/v1/chat/completions", R_JSON | R_WORK, api_completions_post, NULL, NULL },
-	{ "POST", "/v1/embeddings", R_JSON | R_WORK, api_embeddings_post, NULL, NULL },
-	{ "GET", "/v1/models", 0, api_models_list, NULL, NULL },
-	{ "GET", "/v1/models/{}", 0, api_models_get, NULL, NULL },
-	{ "GET", "/v1/cost", 0, api_cost_report, NULL, NULL },
-	{ "GET", "/v1/cost/ledger", 0, api_cost_ledger, NULL, NULL },
-	{ "GET", "/v1/cost/chart", 0, api_cost_chart, NULL, NULL },
 };
 
 /* An id segment: what file and batch ids are made of, so an id can never
@@ -724,17 +616,30 @@ static int match(const char *pattern, const char *path, http_req_t *r)
 	return *s == '\0' || (s[0] == '/' && s[1] == '\0');
 }
 
-static const route_t *find_route(http_req_t *r, bool *ret_path_known)
+/* The first of table's n routes whose pattern matches (params filled);
+ * *ret_path_known when one matches the path whatever its method. */
+static const http_route_t *find_in(const http_route_t *table, size_t n, http_req_t *r,
+				   bool *ret_path_known)
 {
-	*ret_path_known = false;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (!match(routes[i].pattern, r->path, r))
+	for (size_t i = 0; i < n; i++) {
+		if (!match(table[i].pattern, r->path, r))
 			continue;
 		*ret_path_known = true;
-		if (strcmp(routes[i].method, r->method) == 0)
-			return &routes[i];
+		if (strcmp(table[i].method, r->method) == 0)
+			return &table[i];
 	}
 	return NULL;
+}
+
+static const http_route_t *find_route(http_req_t *r, bool *ret_path_known)
+{
+	*ret_path_known = false;
+	const http_route_t *route = find_in(own_routes, sizeof(own_routes) / sizeof(own_routes[0]), r,
+					    ret_path_known);
+	const http_service_t *svc = r->h->cfg.service;
+	if (route == NULL && svc != NULL)
+		route = find_in(svc->routes, svc->n_routes, r, ret_path_known);
+	return route;
 }
 
 static const char *method_label(const char *m)
@@ -748,7 +653,7 @@ static const char *method_label(const char *m)
 
 typedef struct conn_state {
 	http_req_t req;
-	const route_t *route;
+	const http_route_t *route;
 	bool started;			/* on_access has seen the request */
 	size_t raw_uri_len;		/* the request target as sent */
 	atomic_bool handled;		/* the handler thread is done: queue its reply */
@@ -958,7 +863,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 				http_reply_error(r, 404, "not_found", NULL, "no endpoint %s %s", method, url);
 			return queue(r);
 		}
-		if (!(cs->route->flags & R_OPEN) && h->keys != NULL &&
+		if (!(cs->route->flags & HTTP_ROUTE_OPEN) && h->keys != NULL &&
 		    !apikeys_check_header(h->keys, http_header(r, MHD_HTTP_HEADER_AUTHORIZATION))) {
 			bool has = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION) != NULL;
 			http_reply_error(r, 401, "invalid_api_key", NULL,
@@ -967,7 +872,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 			http_reply_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 			return queue(r);
 		}
-		if ((cs->route->flags & R_WORK) && storage_full()) {
+		if ((cs->route->flags & HTTP_ROUTE_WORK) && storage_full()) {
 			http_reply_error(r, 507, "insufficient_storage", NULL,
 					 "the server's disk is full: new work is refused until space returns "
 					 "(reads and the batches already accepted go on)");
@@ -976,10 +881,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		}
 		bool cl_known;
 		uint64_t cl = content_length(r, &cl_known);
-		uint64_t limit = cs->route->flags & R_STREAM ? h->cfg.max_upload_bytes : h->cfg.max_body_bytes;
+		uint64_t limit = cs->route->flags & HTTP_ROUTE_STREAM ? h->cfg.max_upload_bytes : h->cfg.max_body_bytes;
 		if (cl_known && cl > limit) {
-			too_large(r, limit, cs->route->flags & R_STREAM ? "the upload" : "the request body",
-				  cs->route->flags & R_STREAM ? "max_upload_bytes" : "max_body_bytes");
+			too_large(r, limit, cs->route->flags & HTTP_ROUTE_STREAM ? "the upload" : "the request body",
+				  cs->route->flags & HTTP_ROUTE_STREAM ? "max_upload_bytes" : "max_body_bytes");
 			return queue(r);
 		}
 		if (cs->route->begin != NULL && cs->route->begin(r) < 0)
@@ -996,7 +901,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		if (r->replied || r->resp != NULL)
 			return MHD_YES;	/* an error is on its way: discard the rest */
 		r->received += n;
-		if (cs->route->flags & R_STREAM) {
+		if (cs->route->flags & HTTP_ROUTE_STREAM) {
 			if (r->received > h->cfg.max_upload_bytes) {
 				too_large(r, h->cfg.max_upload_bytes, "the upload", "max_upload_bytes");
 				return MHD_YES;
@@ -1029,7 +934,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		cs->suspended = false;
 		return queue(r);
 	}
-	if (r->resp == NULL && (cs->route->flags & R_JSON)) {
+	if (r->resp == NULL && (cs->route->flags & HTTP_ROUTE_JSON)) {
 		json_error_t je;
 		r->json = r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je) : NULL;
 		if (r->body_len == 0)
@@ -1042,7 +947,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		else if (!json_is_object(r->json))
 			http_reply_error(r, 400, "invalid_request", NULL, "the request body must be a JSON object");
 	}
-	if (r->resp == NULL && !(cs->route->flags & R_INLINE)) {
+	if (r->resp == NULL && !(cs->route->flags & HTTP_ROUTE_INLINE)) {
 		if (handle_in_thread(cs) == 0)
 			return MHD_YES;
 		http_reply_error(r, 503, "server_busy", NULL, "cannot start a thread for the request");
@@ -1177,9 +1082,11 @@ int http_new(const http_config_t *cfg, void *zctx, http_ctl_fn ctl, void *ctl_us
 			 strerror(-r));
 		goto fail;
 	}
-	api_files_sweep(h);
-	if ((r = api_batches_new(h, &h->batches, err, errlen)) < 0)
-		goto fail;
+	if (cfg->service != NULL && cfg->service->start != NULL) {
+		h->service_started = true;
+		if ((r = cfg->service->start(h, err, errlen)) < 0)
+			goto fail;
+	}
 	if ((r = resolve(cfg->listen, &ss, &sslen)) < 0) {
 		snprintf(err, errlen, "--http %s: cannot resolve the host", cfg->listen);
 		goto fail;
@@ -1264,7 +1171,8 @@ void http_destroy(http_t **ph)
 		cnd_destroy(&h->busy_idle);
 		mtx_destroy(&h->busy_lock);
 	}
-	api_batches_destroy(&h->batches);
+	if (h->service_started && h->cfg.service->stop != NULL)
+		h->cfg.service->stop(h);
 	metrics_destroy(&h->own_metrics);
 	free(h->listen);
 	free(h->state_dir);

@@ -13,9 +13,10 @@
  * request and one JSON reply per call, see ctl.h), and they own only the
  * files they write under STATE_DIR/files and STATE_DIR/batches.
  *
- * Routes, limits, authentication and error shapes are tables in http.c;
- * the endpoints live in api_files.c, api_batches.c, api_completions.c and
- * api_models.c. docs/api.md describes what clients see.
+ * Limits, authentication and error shapes are tables in http.c; the
+ * route table of the endpoints is api.c's (http_config_t.service), which
+ * live in api_files.c, api_batches.c, api_completions.c, api_embeddings.c,
+ * api_models.c and api_cost.c. docs/api.md describes what clients see.
  *
  * Lifetime: http_new() (binds, starts threads) -> ... -> http_destroy()
  * (stops them), from one controlling thread (margind's main). */
@@ -29,11 +30,12 @@
 
 #include "apikeys.h"
 #include "metrics.h"
-#include "mg_config.h"
 
 #define HTTP_DEFAULT_LISTEN "127.0.0.1:8080"
 
 typedef struct http http_t;
+/* The endpoints beyond the server's own (http_priv.h). */
+typedef struct http_service http_service_t;
 
 /* One control call: req borrowed, *ret_reply a new reference on success
  * (0) — the reply object, which may be an {"error":{"code","message"}}.
@@ -60,17 +62,14 @@ typedef struct http_config {
 	int64_t finalize_period_ns;	/* how often finished batches are looked for (1 s) */
 	metrics_t *metrics;		/* borrowed: shared with the core, which feeds it from
 					   committed Results; NULL: http keeps its own */
+	const http_service_t *service;	/* borrowed: the endpoints past /healthz, /readyz
+					   and /metrics (api.h: api_service); NULL: none */
 } http_config_t;
 
-/* Defaults above; listen = HTTP_DEFAULT_LISTEN, strings NULL otherwise. */
+/* Defaults above (the same as margind's settings table, opts.c, whose
+ * opts_http_config() fills the limits from [http]); listen =
+ * HTTP_DEFAULT_LISTEN, strings NULL otherwise. */
 void http_config_default(http_config_t *c);
-/* Reads the [http] keys listen, max_upload_bytes, max_line_bytes,
- * max_body_bytes, max_connections, max_connections_per_ip, idle_timeout,
- * threads, sync_timeout, batch_expiry and the scheduler's
- * default_max_tokens and max_tokens_cap from cfg (absent keys keep their
- * value). -EINVAL with err naming the key. */
-int http_config_read(http_config_t *c, const mg_config_t *cfg, char *err, size_t errlen);
-
 /* True when HOST of "HOST:PORT" is a loopback address (127.0.0.0/8, ::1,
  * "localhost"). -EINVAL when listen does not parse. */
 int http_listen_is_loopback(const char *listen);

@@ -43,7 +43,9 @@ struct http {
 	uint16_t port;
 	metrics_t *metrics;		/* cfg.metrics (borrowed) or own_metrics */
 	metrics_t *own_metrics;		/* owned, when cfg.metrics is NULL */
-	api_batches_t *batches;		/* owned: sidecars and the finalizer thread */
+	api_batches_t *batches;		/* owned by cfg.service (api.c): sidecars and the
+					   finalizer thread */
+	bool service_started;		/* cfg.service->start ran: stop runs */
 };
 
 typedef struct http_req http_req_t;
@@ -128,58 +130,40 @@ void http_models_free(http_model_t *m, size_t n);
  * borrowed from m), NULL on out of memory. */
 struct batchfmt_model *http_models_check(const http_model_t *m, size_t n);
 
-/* --- endpoint modules -------------------------------------------------- */
+/* --- routes ------------------------------------------------------------ */
 
-/* api_files.c */
-int api_files_upload_begin(http_req_t *r);
-int api_files_upload_data(http_req_t *r, const char *data, size_t len);
-void api_files_upload(http_req_t *r);
-void api_files_list(http_req_t *r);
-void api_files_get(http_req_t *r);
-void api_files_content(http_req_t *r);
-void api_files_delete(http_req_t *r);
-/* A file's metadata: 0, -ENOENT, -EBADMSG. Strings into the caller's
- * buffers (filename, purpose). path gets the data file. */
-typedef struct api_file {
-	char id[64];
-	char filename[256];
-	char purpose[32];
-	int64_t bytes, created_at;
-	char path[4096];
-} api_file_t;
-int api_files_find(http_t *h, const char *id, api_file_t *ret);
-/* Registers a file the daemon wrote (output/error): moves tmp_path to
- * the store under id (replacing a file of that id: finalizing a batch
- * twice after a crash gives the same ids) and writes its metadata. */
-int api_files_adopt(http_t *h, const char *tmp_path, const char *id, const char *filename,
-		    const char *purpose);
-/* Removes data files left without metadata by a crash. */
-void api_files_sweep(http_t *h);
+enum {
+	HTTP_ROUTE_OPEN = 1,	/* no API key needed */
+	HTTP_ROUTE_JSON = 2,	/* a JSON object body is required */
+	HTTP_ROUTE_STREAM = 4,	/* the body is streamed to begin/data (uploads) */
+	HTTP_ROUTE_INLINE = 8,	/* answered in the event loop: never waits */
+	HTTP_ROUTE_WORK = 16,	/* new work: refused with 507 while the disk is full */
+};
 
-/* api_batches.c */
-int api_batches_new(http_t *h, api_batches_t **ret, char *err, size_t errlen);
-void api_batches_destroy(api_batches_t **b);
-void api_batches_create(http_req_t *r);
-void api_batches_get(http_req_t *r);
-void api_batches_list(http_req_t *r);
-void api_batches_cancel(http_req_t *r);
+typedef struct http_route {
+	const char *method;
+	const char *pattern;		/* "{}" = one id segment */
+	unsigned flags;			/* HTTP_ROUTE_* */
+	http_handler_fn handle;
+	int (*begin)(http_req_t *r);	/* HTTP_ROUTE_STREAM: before the first chunk */
+	http_data_fn data;		/* HTTP_ROUTE_STREAM: each chunk */
+} http_route_t;
 
-/* api_completions.c */
-void api_completions_post(http_req_t *r);
-/* A synchronous request (the JSON body of r) to endpoint ep, run as a
- * one-request inline job: checked like a batch line, submitted with
- * priority, waited for. On success returns 0 with *ret_row the job's
- * answered row (the core's "results" shape: text, prompt_tokens, ...;
- * new reference), ret_model the body's model and ret_name the job's name;
- * otherwise the error is replied and a negative errno returned. */
-int api_sync_run(http_req_t *r, const char *ep, char *ret_model, size_t model_len,
-		 char *ret_name, size_t name_len, json_t **ret_row);
-
-/* api_embeddings.c */
-void api_embeddings_post(http_req_t *r);
-
-/* api_models.c */
-void api_models_list(http_req_t *r);
-void api_models_get(http_req_t *r);
+/* The endpoints a server answers besides its own /healthz, /readyz and
+ * /metrics (http_config_t.service; api.h's api_service is margind's). The
+ * server knows them only through this table, so it never includes the
+ * modules that implement them. */
+struct http_service {
+	const http_route_t *routes;	/* tried in order after the server's own */
+	size_t n_routes;
+	/* In http_new(), once STATE_DIR/{files,batches} exist: 0, or a
+	 * negative errno with err filled (http_new fails with it). */
+	int (*start)(http_t *h, char *err, size_t errlen);
+	/* In http_destroy() after the last handler ended, when start ran
+	 * (also when it failed: it must free what it half-built). */
+	void (*stop)(http_t *h);
+	/* At each /metrics scrape, before the set is rendered. */
+	void (*scrape)(http_t *h);
+};
 
 #endif

@@ -254,17 +254,15 @@ nomem:
 	return -ENOMEM;
 }
 
-int ingest_line_parse_json(json_t *obj, const ingest_params_t *p, ingest_line_t *ret,
-			   char *err, size_t errlen)
+/* The envelope of a batch line, {custom_id, method, url, body}: returns
+ * the body (borrowed from obj) with *ret_cid and *ret_url (borrowed), or
+ * NULL with err. */
+static json_t *envelope(json_t *obj, const char **ret_cid, const char **ret_url, char *err,
+			size_t errlen)
 {
-	ingest_line_t l = { 0 };
-	json_t *norm = NULL, *msgs = NULL, *stops = NULL;
-	int r = -EINVAL;
-	int64_t text_bytes = 0;
-
 	if (!json_is_object(obj)) {
 		snprintf(err, errlen, "expected a JSON object");
-		goto fail;
+		return NULL;
 	}
 	json_t *cid = json_object_get(obj, "custom_id");
 	if (!json_is_string(cid) || json_string_length(cid) == 0 ||
@@ -272,114 +270,97 @@ int ingest_line_parse_json(json_t *obj, const ingest_params_t *p, ingest_line_t 
 	    strlen(json_string_value(cid)) != json_string_length(cid)) {
 		snprintf(err, errlen, "custom_id: expected a non-empty string of at most %d bytes",
 			 INGEST_CUSTOM_ID_MAX);
-		goto fail;
+		return NULL;
 	}
 	json_t *method = json_object_get(obj, "method");
 	if (method != NULL && (!json_is_string(method) || strcmp(json_string_value(method), "POST") != 0)) {
 		snprintf(err, errlen, "method: expected \"POST\"");
-		goto fail;
+		return NULL;
 	}
 	const char *url = json_string_value(json_object_get(obj, "url"));
-	bool chat;
-	if (url != NULL && strcmp(url, INGEST_EP_EMBEDDINGS) == 0) {
-		json_t *body = json_object_get(obj, "body");
-		if (!json_is_object(body)) {
-			snprintf(err, errlen, "body: expected an object");
-			goto fail;
-		}
-		return parse_embed(json_string_value(cid), body, ret, err, errlen);
-	} else if (url != NULL && strcmp(url, "/v1/chat/completions") == 0) {
-		chat = true;
-		l.endpoint = "/v1/chat/completions";
-	} else if (url != NULL && strcmp(url, "/v1/completions") == 0) {
-		chat = false;
-		l.endpoint = "/v1/completions";
-	} else {
+	if (url == NULL || (strcmp(url, INGEST_EP_EMBEDDINGS) != 0 &&
+			    strcmp(url, "/v1/chat/completions") != 0 && strcmp(url, "/v1/completions") != 0)) {
 		snprintf(err, errlen, "url: expected \"/v1/chat/completions\", \"/v1/completions\" or \"%s\"",
 			 INGEST_EP_EMBEDDINGS);
-		goto fail;
+		return NULL;
 	}
 	json_t *body = json_object_get(obj, "body");
 	if (!json_is_object(body)) {
 		snprintf(err, errlen, "body: expected an object");
-		goto fail;
+		return NULL;
 	}
-	const char *model = json_string_value(json_object_get(body, "model"));
-	if (model == NULL || *model == '\0' || strlen(model) >= 256) {
-		snprintf(err, errlen, "body.model: expected a non-empty string");
-		goto fail;
-	}
-	json_t *stream = json_object_get(body, "stream");
-	if (json_is_true(stream)) {
-		snprintf(err, errlen, "body.stream: streaming is not available in a batch");
-		goto fail;
-	}
-	json_int_t n = 1;
-	if (get_int(body, "n", 1, 1, &n, err, errlen) < 0)
-		goto fail;
+	*ret_cid = json_string_value(cid);
+	*ret_url = url;
+	return body;
+}
 
-	norm = json_object();
-	if (norm == NULL)
-		goto nomem;
-	json_object_set_new(norm, "chat", json_boolean(chat));
-	if (chat) {
-		json_t *m = json_object_get(body, "messages");
-		if (!json_is_array(m) || json_array_size(m) == 0 || json_array_size(m) > MESSAGES_MAX) {
-			snprintf(err, errlen, "body.messages: expected a non-empty array of messages");
-			goto fail;
-		}
-		msgs = json_array();
-		if (msgs == NULL)
-			goto nomem;
-		size_t i;
-		json_t *msg;
-		json_array_foreach(m, i, msg) {
-			const char *role = json_string_value(json_object_get(msg, "role"));
-			if (role == NULL || *role == '\0') {
-				snprintf(err, errlen, "body.messages[%zu].role: expected a string", i);
-				goto fail;
-			}
-			json_t *text = message_text(json_object_get(msg, "content"), i, err, errlen);
-			if (text == NULL)
-				goto fail;
-			text_bytes += (int64_t)json_string_length(text) + 16;
-			json_t *o = json_pack("{s:s, s:o}", "role", role, "content", text);
-			if (o == NULL || json_array_append_new(msgs, o) < 0)
-				goto nomem;
-		}
-		json_object_set_new(norm, "messages", msgs);
-		msgs = NULL;
-	} else {
+/* The prompt into norm: "messages" (chat: [{role, content}], each content
+ * flattened to its text) or "prompt". *ret_bytes gets the text's length.
+ * 0, -EINVAL or -ENOMEM with err. */
+static int put_prompt(json_t *norm, json_t *body, bool chat, int64_t *ret_bytes, char *err,
+		      size_t errlen)
+{
+	if (!chat) {
 		json_t *pr = json_object_get(body, "prompt");
 		if (json_is_array(pr) && json_array_size(pr) == 1)
 			pr = json_array_get(pr, 0);
 		if (!json_is_string(pr)) {
 			snprintf(err, errlen, "body.prompt: expected a string");
+			return -EINVAL;
+		}
+		*ret_bytes = (int64_t)json_string_length(pr);
+		json_object_set(norm, "prompt", pr);
+		return 0;
+	}
+	json_t *m = json_object_get(body, "messages");
+	if (!json_is_array(m) || json_array_size(m) == 0 || json_array_size(m) > MESSAGES_MAX) {
+		snprintf(err, errlen, "body.messages: expected a non-empty array of messages");
+		return -EINVAL;
+	}
+	int r = -ENOMEM;
+	int64_t text_bytes = 0;
+	json_t *msgs = json_array();
+	if (msgs == NULL)
+		goto nomem;
+	size_t i;
+	json_t *msg;
+	json_array_foreach(m, i, msg) {
+		const char *role = json_string_value(json_object_get(msg, "role"));
+		if (role == NULL || *role == '\0') {
+			snprintf(err, errlen, "body.messages[%zu].role: expected a string", i);
+			r = -EINVAL;
 			goto fail;
 		}
-		text_bytes = (int64_t)json_string_length(pr);
-		json_object_set(norm, "prompt", pr);
+		json_t *text = message_text(json_object_get(msg, "content"), i, err, errlen);
+		if (text == NULL) {
+			r = -EINVAL;
+			goto fail;
+		}
+		text_bytes += (int64_t)json_string_length(text) + 16;
+		json_t *o = json_pack("{s:s, s:o}", "role", role, "content", text);
+		if (o == NULL || json_array_append_new(msgs, o) < 0)
+			goto nomem;
 	}
+	json_object_set_new(norm, "messages", msgs);
+	*ret_bytes = text_bytes;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	json_decref(msgs);
+	return r;
+}
 
-	json_int_t max_tokens = p->default_max_tokens;
-	int g = get_int(body, "max_completion_tokens", 1, p->max_tokens_cap, &max_tokens, err, errlen);
-	if (g < 0 || (g == 0 && get_int(body, "max_tokens", 1, p->max_tokens_cap, &max_tokens, err, errlen) < 0))
-		goto fail;
-	double temperature = 1.0, top_p = 1.0;
-	if (get_number(body, "temperature", 0, 2, &temperature, err, errlen) < 0 ||
-	    get_number(body, "top_p", 0, 1, &top_p, err, errlen) < 0)
-		goto fail;
-	json_int_t top_k = 0, seed = 0;
-	if (get_int(body, "top_k", 0, 1 << 20, &top_k, err, errlen) < 0)
-		goto fail;
-	g = get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, err, errlen);
-	if (g < 0)
-		goto fail;
-	uint64_t useed = g > 0 ? (uint64_t)seed : ingest_seed(p->job, json_string_value(cid));
-
-	stops = json_array();
-	if (stops == NULL)
-		goto nomem;
+/* The stop strings of body (a string, an array of them, or none) as a new
+ * array; NULL with err (-ENOMEM: *ret_nomem). */
+static json_t *stop_strings(json_t *body, bool *ret_nomem, char *err, size_t errlen)
+{
+	json_t *stops = json_array();
+	if (stops == NULL) {
+		*ret_nomem = true;
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	json_t *st = json_object_get(body, "stop");
 	if (json_is_string(st)) {
 		json_array_append(stops, st);
@@ -401,18 +382,95 @@ int ingest_line_parse_json(json_t *obj, const ingest_params_t *p, ingest_line_t 
 		snprintf(err, errlen, "body.stop: expected a string or an array of strings");
 		goto fail;
 	}
+	return stops;
+fail:
+	json_decref(stops);
+	return NULL;
+}
+
+/* The sampling settings into norm: max_tokens (max_completion_tokens
+ * first, the job's default when neither), temperature, top_p, top_k, seed
+ * (absent: ingest_seed of the job and custom_id) and stop. 0, -EINVAL or
+ * -ENOMEM with err; *ret_max_tokens on success. */
+static int put_sampling(json_t *norm, json_t *body, const ingest_params_t *p, const char *cid,
+			json_int_t *ret_max_tokens, char *err, size_t errlen)
+{
+	json_int_t max_tokens = p->default_max_tokens;
+	int g = get_int(body, "max_completion_tokens", 1, p->max_tokens_cap, &max_tokens, err, errlen);
+	if (g < 0 || (g == 0 && get_int(body, "max_tokens", 1, p->max_tokens_cap, &max_tokens, err, errlen) < 0))
+		return -EINVAL;
+	double temperature = 1.0, top_p = 1.0;
+	if (get_number(body, "temperature", 0, 2, &temperature, err, errlen) < 0 ||
+	    get_number(body, "top_p", 0, 1, &top_p, err, errlen) < 0)
+		return -EINVAL;
+	json_int_t top_k = 0, seed = 0;
+	if (get_int(body, "top_k", 0, 1 << 20, &top_k, err, errlen) < 0)
+		return -EINVAL;
+	g = get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, err, errlen);
+	if (g < 0)
+		return -EINVAL;
+	uint64_t useed = g > 0 ? (uint64_t)seed : ingest_seed(p->job, cid);
+	bool nomem = false;
+	json_t *stops = stop_strings(body, &nomem, err, errlen);
+	if (stops == NULL)
+		return nomem ? -ENOMEM : -EINVAL;
 	if (json_object_set_new(norm, "max_tokens", json_integer(max_tokens)) < 0 ||
 	    json_object_set_new(norm, "temperature", json_real(temperature)) < 0 ||
 	    json_object_set_new(norm, "top_p", json_real(top_p)) < 0 ||
 	    json_object_set_new(norm, "top_k", json_integer(top_k)) < 0 ||
-	    json_object_set_new(norm, "seed", json_integer((json_int_t)useed)) < 0 ||
-	    json_object_set_new(norm, "stop", stops) < 0) {
-		stops = NULL;
-		goto nomem;
+	    json_object_set_new(norm, "seed", json_integer((json_int_t)useed)) < 0) {
+		json_decref(stops);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
-	stops = NULL;
+	if (json_object_set_new(norm, "stop", stops) < 0) {	/* stops freed */
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	*ret_max_tokens = max_tokens;
+	return 0;
+}
 
-	l.custom_id = strdup(json_string_value(cid));
+int ingest_line_parse_json(json_t *obj, const ingest_params_t *p, ingest_line_t *ret,
+			   char *err, size_t errlen)
+{
+	ingest_line_t l = { 0 };
+	json_t *norm = NULL;
+	int r = -EINVAL;
+	int64_t text_bytes = 0;
+	json_int_t max_tokens = 0;
+	const char *cid, *url;
+
+	json_t *body = envelope(obj, &cid, &url, err, errlen);
+	if (body == NULL)
+		return -EINVAL;
+	if (strcmp(url, INGEST_EP_EMBEDDINGS) == 0)
+		return parse_embed(cid, body, ret, err, errlen);
+	bool chat = strcmp(url, "/v1/chat/completions") == 0;
+	l.endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+	const char *model = json_string_value(json_object_get(body, "model"));
+	if (model == NULL || *model == '\0' || strlen(model) >= 256) {
+		snprintf(err, errlen, "body.model: expected a non-empty string");
+		goto fail;
+	}
+	json_t *stream = json_object_get(body, "stream");
+	if (json_is_true(stream)) {
+		snprintf(err, errlen, "body.stream: streaming is not available in a batch");
+		goto fail;
+	}
+	json_int_t n = 1;
+	if (get_int(body, "n", 1, 1, &n, err, errlen) < 0)
+		goto fail;
+
+	norm = json_object();
+	if (norm == NULL)
+		goto nomem;
+	json_object_set_new(norm, "chat", json_boolean(chat));
+	if ((r = put_prompt(norm, body, chat, &text_bytes, err, errlen)) < 0 ||
+	    (r = put_sampling(norm, body, p, cid, &max_tokens, err, errlen)) < 0)
+		goto fail;
+
+	l.custom_id = strdup(cid);
 	l.model = strdup(model);
 	l.body = json_dumps(norm, JSON_COMPACT | JSON_REAL_PRECISION(9));
 	if (l.custom_id == NULL || l.model == NULL || l.body == NULL)
@@ -427,8 +485,6 @@ nomem:
 	r = -ENOMEM;
 fail:
 	json_decref(norm);
-	json_decref(msgs);
-	json_decref(stops);
 	ingest_line_done(&l);
 	return r;
 }

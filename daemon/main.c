@@ -1,6 +1,7 @@
 /* margind: the scheduler daemon. Parses settings, blocks the signals the
  * core loop reads from a signalfd, creates the ZeroMQ context every thread
  * of the daemon shares, and runs the core loop until drained. */
+#include "api.h"
 #include "api_cost.h"
 #include "apikeys.h"
 #include "booking.h"
@@ -26,13 +27,13 @@ static int start_http(const opts_t *o, void *zctx, core_t *core, metrics_t **ret
 {
 	http_config_t hc;
 	http_config_default(&hc);
-	int r = http_config_read(&hc, o->cfg, err, errlen);
-	if (r < 0)
-		return r;
+	opts_http_config(o, &hc);
+	int r;
 	bool explicit_listen = o->http != NULL && *o->http != '\0';
 	if (explicit_listen && strcmp(o->http, "none") == 0)
 		return 0;
 	hc.state_dir = o->state_dir;
+	hc.service = &api_service;
 	if (o->api_keys != NULL && *o->api_keys != '\0') {
 		if ((r = apikeys_load(o->api_keys, ret_keys, err, errlen)) < 0)
 			return r;

@@ -88,6 +88,28 @@ static const mg_setting_t settings[] = {
 	  .lo = 1024, .hi = MG_WIRE_MAX_FRAME, .help = "largest frame, bytes", S(max_frame) },
 	{ .section = "scheduler", .key = "journal_sync", .type = MG_SETTING_ENUM, .def = "normal",
 	  .names = journal_syncs, .help = "full: every commit reaches the disk", S(journal_sync) },
+	{ .section = "http", .key = "max_upload_bytes", .type = MG_SETTING_SIZE, .def = "209715200",
+	  .lo = 1024, .hi = 1ll << 40, .help = "POST /v1/files body", S(http_max_upload_bytes) },
+	{ .section = "http", .key = "max_line_bytes", .type = MG_SETTING_SIZE, .def = "8388608",
+	  .lo = 64, .hi = 1ll << 30, .help = "one line of an uploaded file (at most max_upload_bytes)",
+	  S(http_max_line_bytes) },
+	{ .section = "http", .key = "max_body_bytes", .type = MG_SETTING_SIZE, .def = "1048576",
+	  .lo = 1024, .hi = 1ll << 30, .help = "JSON request bodies", S(http_max_body_bytes) },
+	{ .section = "http", .key = "max_connections", .type = MG_SETTING_INT, .def = "4096",
+	  .lo = 4, .hi = 65536, .help = "concurrent connections, all clients", S(http_max_connections) },
+	{ .section = "http", .key = "max_connections_per_ip", .type = MG_SETTING_INT, .def = "256",
+	  .lo = 1, .hi = 65536, .help = "concurrent connections from one address (at most max_connections)",
+	  S(http_max_connections_per_ip) },
+	{ .section = "http", .key = "idle_timeout", .type = MG_SETTING_DURATION, .def = "10s",
+	  .lo = MG_NS_PER_S, .hi = 3600 * MG_NS_PER_S, .help = "a connection silent this long is closed",
+	  S(http_idle_timeout_ns) },
+	{ .section = "http", .key = "threads", .type = MG_SETTING_INT, .def = "4", .lo = 1, .hi = 64,
+	  .help = "event-loop threads", S(http_threads) },
+	{ .section = "http", .key = "sync_timeout", .type = MG_SETTING_DURATION, .def = "10min",
+	  .help = "synchronous completions and embeddings", S(http_sync_timeout_ns) },
+	{ .section = "http", .key = "batch_expiry", .type = MG_SETTING_DURATION, .def = "24h",
+	  .lo = MG_NS_PER_S, .hi = INT64_MAX, .help = "how long the \"24h\" completion window really is",
+	  S(http_batch_expiry_ns) },
 	{ .section = "journal", .key = "retention", .type = MG_SETTING_DURATION, .def = "30d",
 	  .help = "finished batches, their files and rows are kept this long (0: forever)" },
 	{ .section = "journal", .key = "min_free", .type = MG_SETTING_SIZE, .def = "67108864",
@@ -171,6 +193,29 @@ static int finish(opts_t *o, char *err, size_t errlen)
 	}
 	o->retention_s = retention_ns / MG_NS_PER_S;
 	return 0;
+}
+
+void opts_http_config(const opts_t *o, http_config_t *c)
+{
+	if (o->http != NULL && *o->http != '\0')
+		c->listen = o->http;
+	c->max_upload_bytes = o->http_max_upload_bytes;
+	/* A line is never longer than the file it is in. */
+	c->max_line_bytes = o->http_max_line_bytes < o->http_max_upload_bytes ? o->http_max_line_bytes
+									       : o->http_max_upload_bytes;
+	c->max_body_bytes = o->http_max_body_bytes;
+	c->max_connections = o->http_max_connections;
+	/* One address never takes every connection: a per-address limit
+	 * above the global one means no per-address limit. */
+	c->max_connections_per_ip = o->http_max_connections_per_ip < o->http_max_connections
+					    ? o->http_max_connections_per_ip
+					    : o->http_max_connections;
+	c->idle_timeout_s = (uint32_t)(o->http_idle_timeout_ns / MG_NS_PER_S);
+	c->threads = o->http_threads;
+	c->sync_timeout_ns = o->http_sync_timeout_ns;
+	c->completion_window_s = o->http_batch_expiry_ns / MG_NS_PER_S;
+	c->default_max_tokens = o->sched.default_max_tokens;
+	c->max_tokens_cap = o->sched.max_tokens_cap;
 }
 
 int opts_parse(opts_t *o, int argc, char **argv, char *err, size_t errlen)

@@ -15,7 +15,10 @@
  *               cancel_grace = 30s, shard_timeout = 0 (off), drain_timeout = 30s,
  *               ingest_chunk = 2048, inline_max = 10000, max_credit = 1024,
  *               max_frame = 67108864 (bytes), journal_sync = normal | full
- *   [http]      listen, api_keys
+ *   [http]      listen, api_keys, max_upload_bytes = 209715200, max_line_bytes = 8388608,
+ *               max_body_bytes = 1048576, max_connections = 4096,
+ *               max_connections_per_ip = 256, idle_timeout = 10s, threads = 4,
+ *               sync_timeout = 10min, batch_expiry = 24h (http.h)
  *   [curve]     enabled = yes, secret, allow
  *   [log]       level = info, file (default: stderr)
  *   [journal]   retention = 30d (finished batches, their files and rows; 0 = forever),
@@ -32,6 +35,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "http.h"
 #include "mg_config.h"
 #include "sched.h"
 
@@ -62,6 +66,10 @@ typedef struct opts {
 					 * this long (0: forever) */
 	uint64_t min_free;		/* [journal] min_free: below it, no new work
 					 * (storage.h); 0: no watch */
+	/* [http] limits, as the table checked them (opts_http_config) */
+	uint64_t http_max_upload_bytes, http_max_line_bytes, http_max_body_bytes;
+	uint32_t http_max_connections, http_max_connections_per_ip, http_threads;
+	int64_t http_idle_timeout_ns, http_sync_timeout_ns, http_batch_expiry_ns;
 } opts_t;
 
 /* Returns 0 with *o filled, 1 when --help or --version was printed (exit
@@ -69,6 +77,11 @@ typedef struct opts {
  * negative errno when the config file cannot be read (exit 1). */
 int opts_parse(opts_t *o, int argc, char **argv, char *err, size_t errlen);
 void opts_done(opts_t *o);
+/* The HTTP server's settings from o: [http] listen (when set) and limits,
+ * [scheduler] default_max_tokens and max_tokens_cap. The rest of *c
+ * (http_config_default, state_dir, keys, ...) is left as it is; strings
+ * are borrowed from o. */
+void opts_http_config(const opts_t *o, http_config_t *c);
 void opts_usage(FILE *f);
 
 #endif

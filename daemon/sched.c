@@ -1,5 +1,8 @@
-/* sched: see sched.h. */
+/* sched: see sched.h. The dispatch loop, workers, results, timers and
+ * cancellation; submission and validation are in sched_submit.c, recovery
+ * from the journal in sched_recover.c. */
 #include "sched.h"
+#include "sched_priv.h"
 #include "htab.h"
 #include "ingest.h"
 #include "mg_clock.h"
@@ -11,59 +14,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define ERRORS_MAX 100
-
-typedef struct sched_job sched_job_t;
-
-typedef struct sched_shard {
-	journal_shard_t js;
-	sched_job_t *job;		/* borrowed: the active job it belongs to */
-	reg_worker_t *worker;		/* borrowed: holder while in flight, else NULL */
-	int64_t sent_ns;		/* monotonic time of the last dispatch */
-	struct sched_shard *next, *prev;	/* in worker->shards or the job's retry queue */
-} sched_shard_t;
-
-struct sched_job {
-	journal_job_t j;		/* the persisted row, kept current */
-	sched_shard_t *retry_head, *retry_tail;	/* owned: shards queued for re-dispatch */
-	sched_shard_t *suspect_head, *suspect_tail;	/* owned: suspects, run in isolation */
-	int64_t n_retry;		/* in both queues */
-	int64_t inflight_requests, inflight_shards;
-	ingest_file_t *in;		/* owned: the input while this job is the one being
-					 * validated (one at a time, oldest first); opened
-					 * when its turn comes, so queued batches hold no
-					 * file descriptor */
-	json_t *errors;			/* owned: validation errors ([{code,line,message}]) */
-	int64_t cancel_deadline;	/* monotonic; while cancelling */
-	bool warned_no_worker;
-	bool warned_open;		/* out of descriptors when its validation was due */
-};
-
-struct sched {
-	journal_t *j;			/* borrowed */
-	sched_params_t p;
-	sched_send_fn send;
-	void *user;			/* borrowed: send's context */
-	registry_t *reg;		/* owned */
-	htab_t *inflight;		/* owned table of owned shards, by id */
-	sched_job_t **jobs;		/* owned: active jobs, oldest first */
-	size_t n_jobs, cap_jobs;
-	size_t rr;			/* round-robin cursor: the job after the last one served
-					   (may equal n_jobs: a job added since is next) */
-	size_t n_priority;		/* active jobs with priority > 0 */
-	bool draining;
-	bool group;			/* a group commit's transaction is open */
-	struct pending_ack *acks;	/* owned: Acks held until the group commits */
-	size_t n_acks, cap_acks;
-	sched_observer_t obs;
-	void *obs_user;			/* borrowed */
-	int64_t inflight_requests, inflight_shards;
-	uint64_t requests_answered, shards_committed;
-	uint64_t results_ignored;	/* Results Ack'd and dropped: duplicates, stale attempts */
-	int64_t next_check_ns;		/* periodic checks (workers for idle jobs) */
-	int64_t garbage_window_ns;	/* rate limit of "dropped frame" lines */
-	unsigned garbage_in_window, garbage_suppressed;
-};
 
 void sched_params_default(sched_params_t *p)
 {
@@ -83,7 +33,7 @@ void sched_params_default(sched_params_t *p)
 	};
 }
 
-static int64_t wall_s(void)
+int64_t sched_wall_s(void)
 {
 	return mg_clock_wall_ns() / MG_NS_PER_S;
 }
@@ -194,7 +144,7 @@ static sched_shard_t *queue_pop(sched_shard_t **head, sched_shard_t **tail)
 }
 
 /* Queue sh for re-dispatch: suspects into their own queue. */
-static void retry_push(sched_job_t *job, sched_shard_t *sh, bool front)
+void sched_retry_push(sched_job_t *job, sched_shard_t *sh, bool front)
 {
 	if (suspect(sh))
 		queue_push(&job->suspect_head, &job->suspect_tail, sh, front);
@@ -217,7 +167,7 @@ static sched_shard_t *retry_pop2(sched_job_t *job, bool isolated)
 }
 
 /* Any queued shard (teardown, cancel). */
-static sched_shard_t *retry_pop(sched_job_t *job)
+sched_shard_t *sched_retry_pop(sched_job_t *job)
 {
 	return retry_pop2(job, true);
 }
@@ -258,14 +208,14 @@ static void inflight_detach(sched_t *s, sched_shard_t *sh)
 	s->inflight_shards--;
 }
 
-static void shard_save(sched_t *s, const sched_shard_t *sh)
+void sched_shard_save(sched_t *s, const sched_shard_t *sh)
 {
 	if (journal_shard_update(s->j, &sh->js) < 0)
 		mg_log(MG_LOG_ERROR, "sched", "journal: shard update failed batch=%s shard=%lld err=\"%s\"",
 		       sh->job->j.name, (long long)sh->js.id, journal_errmsg(s->j));
 }
 
-static void job_save(sched_t *s, const sched_job_t *job)
+void sched_job_save(sched_t *s, const sched_job_t *job)
 {
 	if (journal_job_update(s->j, &job->j) < 0)
 		mg_log(MG_LOG_ERROR, "sched", "journal: job update failed batch=%s err=\"%s\"",
@@ -274,19 +224,19 @@ static void job_save(sched_t *s, const sched_job_t *job)
 
 /* --- job lifecycle ---------------------------------------------------- */
 
-static void job_free(sched_job_t *job)
+void sched_job_free(sched_job_t *job)
 {
 	if (job == NULL)
 		return;
 	sched_shard_t *sh;
-	while ((sh = retry_pop(job)) != NULL)
+	while ((sh = sched_retry_pop(job)) != NULL)
 		free(sh);
 	ingest_file_close(&job->in);
 	json_decref(job->errors);
 	free(job);
 }
 
-static int jobs_push(sched_t *s, sched_job_t *job)
+int sched_jobs_push(sched_t *s, sched_job_t *job)
 {
 	if (s->n_jobs == s->cap_jobs) {
 		size_t nc = s->cap_jobs ? s->cap_jobs * 2 : 16;
@@ -303,7 +253,7 @@ static int jobs_push(sched_t *s, sched_job_t *job)
 }
 
 /* Drop finished jobs with nothing in flight from the active list. */
-static void reap_jobs(sched_t *s)
+void sched_jobs_reap(sched_t *s)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < s->n_jobs; i++) {
@@ -313,7 +263,7 @@ static void reap_jobs(sched_t *s)
 				s->rr--;
 			if (job->j.priority > 0)
 				s->n_priority--;
-			job_free(job);
+			sched_job_free(job);
 			continue;
 		}
 		s->jobs[k++] = job;
@@ -323,15 +273,15 @@ static void reap_jobs(sched_t *s)
 		s->rr = 0;
 }
 
-static void finish_cancel(sched_t *s, sched_job_t *job)
+void sched_job_finish_cancel(sched_t *s, sched_job_t *job)
 {
 	journal_job_t *j = &job->j;
 	int64_t rest = j->n_total - j->n_done - j->n_failed - j->n_cancelled;
 	if (rest > 0)
 		j->n_cancelled += rest;
 	j->state = MG_JOB_CANCELLED;
-	j->cancelled_at = wall_s();
-	job_save(s, job);
+	j->cancelled_at = sched_wall_s();
+	sched_job_save(s, job);
 	mg_log(MG_LOG_INFO, "sched", "batch cancelled batch=%s done=%lld failed=%lld cancelled=%lld",
 	       j->name, (long long)j->n_done, (long long)j->n_failed, (long long)j->n_cancelled);
 }
@@ -341,13 +291,13 @@ static void job_check_done(sched_t *s, sched_job_t *job)
 {
 	journal_job_t *j = &job->j;
 	if (j->state == MG_JOB_CANCELLING && job->inflight_shards == 0) {
-		finish_cancel(s, job);
+		sched_job_finish_cancel(s, job);
 		return;
 	}
 	if (j->state == MG_JOB_IN_PROGRESS &&
 	    j->n_done + j->n_failed + j->n_cancelled >= j->n_total) {
 		j->state = MG_JOB_COMPLETED;
-		j->completed_at = wall_s();
+		j->completed_at = sched_wall_s();
 		mg_log(MG_LOG_INFO, "sched", "batch completed batch=%s total=%lld done=%lld failed=%lld",
 		       j->name, (long long)j->n_total, (long long)j->n_done, (long long)j->n_failed);
 	}
@@ -417,7 +367,7 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason, bool
 	if (job->j.state != MG_JOB_IN_PROGRESS) {
 		/* cancelling: nothing more to do for it. */
 		snprintf(sh->js.state, sizeof(sh->js.state), "cancelled");
-		shard_save(s, sh);
+		sched_shard_save(s, sh);
 		free(sh);
 		job_check_done(s, job);
 		tx_end(s, opened);
@@ -435,14 +385,14 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason, bool
 		int r = journal_request_finish(s->j, job->j.id, sh->js.first_line, "failed",
 					       "worker_failed", msg);
 		snprintf(sh->js.state, sizeof(sh->js.state), "failed");
-		shard_save(s, sh);
+		sched_shard_save(s, sh);
 		if (r == 0)
 			job->j.n_failed++;
 		mg_log(MG_LOG_WARN, "sched", "request failed for good batch=%s shard=%lld line=%lld attempts=%u reason=\"%s\"",
 		       job->j.name, (long long)sh->js.id, (long long)sh->js.first_line, sh->js.fails, reason);
 		free(sh);
 		job_check_done(s, job);
-		job_save(s, job);
+		sched_job_save(s, job);
 		tx_end(s, opened);
 		return;
 	}
@@ -451,7 +401,7 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason, bool
 		int n = journal_queued_lines(s->j, job->j.id, sh->js.first_line, sh->js.last_line, &lines);
 		if (n >= 0) {
 			snprintf(sh->js.state, sizeof(sh->js.state), "split");
-			shard_save(s, sh);
+			sched_shard_save(s, sh);
 			mg_log(MG_LOG_WARN, "sched", "shard split into single requests batch=%s shard=%lld lines=%lld-%lld fails=%u reason=\"%s\"",
 			       job->j.name, (long long)sh->js.id, (long long)sh->js.first_line,
 			       (long long)sh->js.last_line, sh->js.fails, reason);
@@ -469,7 +419,7 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason, bool
 					free(one);
 					break;
 				}
-				retry_push(job, one, false);
+				sched_retry_push(job, one, false);
 			}
 			free(lines);
 			free(sh);
@@ -478,10 +428,10 @@ static void shard_failed(sched_t *s, sched_shard_t *sh, const char *reason, bool
 		}
 	}
 	snprintf(sh->js.state, sizeof(sh->js.state), "queued");
-	shard_save(s, sh);
+	sched_shard_save(s, sh);
 	mg_log(MG_LOG_INFO, "sched", "shard requeued batch=%s shard=%lld attempt=%u fails=%u reason=\"%s\"",
 	       job->j.name, (long long)sh->js.id, sh->js.attempt, sh->js.fails, reason);
-	retry_push(job, sh, true);
+	sched_retry_push(job, sh, true);
 	tx_end(s, opened);
 }
 
@@ -714,7 +664,7 @@ static void on_result(sched_t *s, reg_worker_t *w, const uint8_t *ident, size_t 
 	free(sh);
 	if (job->j.state == MG_JOB_CANCELLING && job->inflight_shards == 0) {
 		bool opened = tx_begin(s);
-		finish_cancel(s, job);
+		sched_job_finish_cancel(s, job);
 		tx_end(s, opened);
 	}
 }
@@ -870,7 +820,7 @@ static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t
 			free(sh);
 		} else {
 			snprintf(sh->js.state, sizeof(sh->js.state), "done");
-			shard_save(s, sh);
+			sched_shard_save(s, sh);
 			free(sh);
 		}
 		r = 0;
@@ -916,8 +866,8 @@ static int dispatch_one(sched_t *s, reg_worker_t **pw, sched_job_t *job, int64_t
 		sh->js.attempt--;
 		sh->js.worker[0] = '\0';
 		snprintf(sh->js.state, sizeof(sh->js.state), "queued");
-		shard_save(s, sh);
-		retry_push(job, sh, true);
+		sched_shard_save(s, sh);
+		sched_retry_push(job, sh, true);
 		if (r == -EHOSTUNREACH) {
 			worker_lost(s, pw, "unreachable (disconnected)", true);
 		} else {
@@ -951,7 +901,7 @@ fail:
 	if (fresh)
 		free(sh);
 	else
-		retry_push(job, sh, true);
+		sched_retry_push(job, sh, true);
 out:
 	for (int i = 0; i < f.n; i++)
 		ingest_req_done(&f.reqs[i]);
@@ -1095,18 +1045,18 @@ int64_t sched_tick(sched_t *s, int64_t now)
 					continue;
 				inflight_detach(s, sh);
 				snprintf(sh->js.state, sizeof(sh->js.state), "cancelled");
-				shard_save(s, sh);
+				sched_shard_save(s, sh);
 				free(sh);
 			}
 		}
-		finish_cancel(s, job);
+		sched_job_finish_cancel(s, job);
 		tx_end(s, opened);
 	}
 	if (now >= s->next_check_ns) {
 		check_idle_jobs(s);
 		s->next_check_ns = now + 10 * MG_NS_PER_S;
 	}
-	reap_jobs(s);
+	sched_jobs_reap(s);
 	return next;
 }
 
@@ -1145,394 +1095,6 @@ void sched_set_draining(sched_t *s, bool on)
 	s->draining = on;
 }
 
-/* --- submission and validation ----------------------------------------- */
-
-static bool valid_name(const char *n)
-{
-	size_t len = strlen(n);
-	if (len == 0 || len >= 65)
-		return false;
-	for (const char *p = n; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '_' || *p == '-' || *p == '.'))
-			return false;
-	return true;
-}
-
-static int make_name(const char *want, char *out, char *err, size_t errlen)
-{
-	if (want != NULL) {
-		if (!valid_name(want)) {
-			snprintf(err, errlen, "id \"%s\": expected 1-64 characters of [A-Za-z0-9_.-]", want);
-			return -EINVAL;
-		}
-		snprintf(out, JOURNAL_NAME_MAX, "%s", want);
-		return 0;
-	}
-	uint8_t rnd[12];
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-		snprintf(err, errlen, "getrandom failed");
-		return -EIO;
-	}
-	int n = snprintf(out, JOURNAL_NAME_MAX, "batch_");
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		n += snprintf(out + n, JOURNAL_NAME_MAX - (size_t)n, "%02x", rnd[i]);
-	return 0;
-}
-
-static int check_endpoint(const char *ep, char *err, size_t errlen)
-{
-	if (ep == NULL || strcmp(ep, "/v1/chat/completions") == 0 || strcmp(ep, "/v1/completions") == 0 ||
-	    strcmp(ep, INGEST_EP_EMBEDDINGS) == 0)
-		return 0;
-	snprintf(err, errlen, "endpoint \"%s\": expected \"/v1/chat/completions\", \"/v1/completions\" or \"%s\"",
-		 ep, INGEST_EP_EMBEDDINGS);
-	return -EINVAL;
-}
-
-static sched_job_t *job_alloc(const char *name, const char *endpoint, const char *path)
-{
-	sched_job_t *job = calloc(1, sizeof(*job));
-	if (job == NULL)
-		return NULL;
-	snprintf(job->j.name, sizeof(job->j.name), "%s", name);
-	snprintf(job->j.endpoint, sizeof(job->j.endpoint), "%s", endpoint ? endpoint : "");
-	snprintf(job->j.input_path, sizeof(job->j.input_path), "%s", path ? path : "");
-	job->j.next_line = 1;
-	job->j.created_at = wall_s();
-	return job;
-}
-
-/* A validated line joins the job: one endpoint and one model per job. */
-static int accept_line(sched_t *s, sched_job_t *job, int64_t line_no, const ingest_line_t *l,
-		       char *err, size_t errlen)
-{
-	journal_job_t *j = &job->j;
-	if (j->endpoint[0] == '\0')
-		snprintf(j->endpoint, sizeof(j->endpoint), "%s", l->endpoint);
-	else if (strcmp(j->endpoint, l->endpoint) != 0) {
-		snprintf(err, errlen, "url \"%s\" differs from the batch's endpoint \"%s\"", l->endpoint,
-			 j->endpoint);
-		return -EINVAL;
-	}
-	if (j->model[0] == '\0')
-		snprintf(j->model, sizeof(j->model), "%s", l->model);
-	else if (strcmp(j->model, l->model) != 0) {
-		snprintf(err, errlen, "body.model \"%s\" differs from the batch's model \"%s\" (one model per batch)",
-			 l->model, j->model);
-		return -EINVAL;
-	}
-	int r = journal_request_insert(s->j, j->id, line_no, l->custom_id, l->body, l->est_tokens);
-	if (r == -EEXIST) {
-		snprintf(err, errlen, "custom_id \"%s\" is used by an earlier line", l->custom_id);
-		return -EINVAL;
-	}
-	if (r < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		return r;
-	}
-	j->n_total++;
-	j->max_line = line_no;
-	return 0;
-}
-
-static ingest_params_t ingest_params(const sched_t *s, const char *job)
-{
-	return (ingest_params_t){ job, s->p.default_max_tokens, s->p.max_tokens_cap };
-}
-
-int sched_submit_inline(sched_t *s, const char *name, const char *endpoint,
-			const char *metadata, json_t *lines, int64_t now, char *ret_name,
-			char *err, size_t errlen)
-{
-	return sched_submit_inline2(s, name, endpoint, metadata, lines, 0, now, ret_name, err, errlen);
-}
-
-int sched_submit_inline2(sched_t *s, const char *name, const char *endpoint,
-			 const char *metadata, json_t *lines, unsigned flags, int64_t now,
-			 char *ret_name, char *err, size_t errlen)
-{
-	char jname[JOURNAL_NAME_MAX], e2[400];
-	int r = make_name(name, jname, err, errlen);
-	if (r < 0)
-		return r;
-	if ((r = check_endpoint(endpoint, err, errlen)) < 0)
-		return r;
-	if (!json_is_array(lines) || json_array_size(lines) == 0) {
-		snprintf(err, errlen, "requests: expected a non-empty array of request objects");
-		return -EINVAL;
-	}
-	if (json_array_size(lines) > s->p.inline_max) {
-		snprintf(err, errlen, "requests: %zu requests; an inline submit takes at most %u (use input_path)",
-			 json_array_size(lines), s->p.inline_max);
-		return -E2BIG;
-	}
-	if (journal_in_tx(s->j)) {
-		snprintf(err, errlen, "internal: a transaction is open");
-		return -EBUSY;
-	}
-	sched_job_t *job = job_alloc(jname, endpoint, NULL);
-	if (job == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	ingest_params_t ip = ingest_params(s, jname);
-	if ((r = journal_begin_durable(s->j)) < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		goto fail;
-	}
-	job->j.state = MG_JOB_IN_PROGRESS;
-	job->j.in_progress_at = job->j.created_at;
-	job->j.priority = (flags & SCHED_SUBMIT_PRIORITY) ? 1 : 0;
-	r = journal_job_create(s->j, &job->j, metadata);
-	if (r == -EEXIST) {
-		snprintf(err, errlen, "a batch with id \"%s\" exists", jname);
-		goto fail_tx;
-	}
-	if (r < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		goto fail_tx;
-	}
-	size_t i;
-	json_t *obj;
-	json_array_foreach(lines, i, obj) {
-		ingest_line_t l = { 0 };
-		r = ingest_line_parse_json(obj, &ip, &l, e2, sizeof(e2));
-		if (r == 0) {
-			r = accept_line(s, job, (int64_t)i + 1, &l, e2, sizeof(e2));
-			ingest_line_done(&l);
-		}
-		if (r < 0) {
-			snprintf(err, errlen, "line %zu: %s", i + 1, e2);
-			goto fail_tx;
-		}
-	}
-	if ((r = journal_job_update(s->j, &job->j)) < 0 || (r = journal_commit(s->j)) < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		goto fail_tx;
-	}
-	if ((r = jobs_push(s, job)) < 0) {
-		/* Journaled: a restart picks it up. */
-		snprintf(err, errlen, "out of memory");
-		job_free(job);
-		return r;
-	}
-	snprintf(ret_name, JOURNAL_NAME_MAX, "%s", jname);
-	mg_log(MG_LOG_INFO, "sched", "batch accepted batch=%s requests=%lld model=%s endpoint=%s",
-	       jname, (long long)job->j.n_total, job->j.model, job->j.endpoint);
-	(void)now;
-	return 0;
-fail_tx:
-	journal_rollback(s->j);
-fail:
-	job_free(job);
-	return r < 0 ? r : -EIO;
-}
-
-int sched_submit_file(sched_t *s, const char *name, const char *endpoint,
-		      const char *metadata, const char *path, int64_t now, char *ret_name,
-		      char *err, size_t errlen)
-{
-	char jname[JOURNAL_NAME_MAX];
-	int r = make_name(name, jname, err, errlen);
-	if (r < 0)
-		return r;
-	if ((r = check_endpoint(endpoint, err, errlen)) < 0)
-		return r;
-	if (path == NULL || path[0] != '/' || strlen(path) >= JOURNAL_PATH_MAX) {
-		snprintf(err, errlen, "input_path: expected an absolute path");
-		return -EINVAL;
-	}
-	sched_job_t *job = job_alloc(jname, endpoint, path);
-	if (job == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	/* Refuse a missing or unreadable file now; the validation opens it
-	 * again when this batch's turn comes. */
-	ingest_file_t *probe = NULL;
-	char e2[512];
-	r = ingest_file_open(path, 0, 0, &probe, e2, sizeof(e2));
-	ingest_file_close(&probe);
-	if (r < 0) {
-		/* The reply names the batch, the log the path (a server path
-		 * is none of a client's business). */
-		mg_log(MG_LOG_WARN, "sched", "cannot open the input of a new batch batch=%s err=\"%s\"", jname, e2);
-		snprintf(err, errlen, "cannot open the input file of batch %s: %s", jname, strerror(-r));
-		goto fail;
-	}
-	if ((r = journal_begin_durable(s->j)) < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		goto fail;
-	}
-	job->j.state = MG_JOB_VALIDATING;
-	r = journal_job_create(s->j, &job->j, metadata);
-	if (r == 0)
-		r = journal_commit(s->j);
-	else
-		journal_rollback(s->j);
-	if (r == -EEXIST) {
-		snprintf(err, errlen, "a batch with id \"%s\" exists", jname);
-		goto fail;
-	}
-	if (r < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		goto fail;
-	}
-	if ((r = jobs_push(s, job)) < 0) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	snprintf(ret_name, JOURNAL_NAME_MAX, "%s", jname);
-	mg_log(MG_LOG_INFO, "sched", "batch accepted batch=%s input=\"%s\" state=validating", jname, path);
-	(void)now;
-	return 0;
-fail:
-	job_free(job);
-	return r;
-}
-
-static void add_error(sched_job_t *job, int64_t line, const char *msg)
-{
-	if (job->errors == NULL)
-		job->errors = json_array();
-	if (job->errors == NULL || json_array_size(job->errors) >= ERRORS_MAX)
-		return;
-	json_t *e = line > 0 ?
-		json_pack("{s:s, s:I, s:s}", "code", "invalid_request", "line", (json_int_t)line,
-			  "message", msg) :
-		json_pack("{s:s, s:n, s:s}", "code", "invalid_request", "line", "message", msg);
-	if (e != NULL)
-		json_array_append_new(job->errors, e);
-}
-
-static void fail_validation(sched_t *s, sched_job_t *job)
-{
-	journal_job_t *j = &job->j;
-	char *txt = job->errors ? json_dumps(job->errors, JSON_COMPACT) : NULL;
-	journal_requests_delete(s->j, j->id);
-	journal_job_set_errors(s->j, j->id, txt);
-	j->n_total = 0;
-	j->max_line = 0;
-	j->state = MG_JOB_FAILED;
-	j->failed_at = wall_s();
-	json_t *first = json_array_get(job->errors, 0);
-	mg_log(MG_LOG_WARN, "sched", "batch failed validation batch=%s errors=%zu first_line=%lld first=\"%s\"",
-	       j->name, json_array_size(job->errors),
-	       (long long)json_integer_value(json_object_get(first, "line")),
-	       json_string_value(json_object_get(first, "message")));
-	free(txt);
-}
-
-static bool validating(const sched_job_t *job)
-{
-	return job->j.state == MG_JOB_VALIDATING;
-}
-
-int sched_ingest(sched_t *s, int64_t now)
-{
-	sched_job_t *job = NULL;
-	for (size_t i = 0; i < s->n_jobs && job == NULL; i++)
-		if (validating(s->jobs[i]))
-			job = s->jobs[i];
-	if (job == NULL)
-		return 0;
-	if (journal_in_tx(s->j) || journal_begin(s->j) < 0)
-		return 1;
-	ingest_params_t ip = ingest_params(s, job->j.name);
-	bool eof = false;
-	char e2[400];
-	if (job->in == NULL) {
-		int r = ingest_file_open(job->j.input_path, job->j.ingest_offset, job->j.ingest_line,
-					 &job->in, e2, sizeof(e2));
-		if (r == -EMFILE || r == -ENFILE) {
-			/* Out of descriptors for now: not the batch's fault. The
-			 * loop comes back within a second. */
-			journal_rollback(s->j);
-			if (!job->warned_open)
-				mg_log(MG_LOG_WARN, "sched", "cannot open the input of a batch yet batch=%s err=\"%s\"",
-				       job->j.name, strerror(-r));
-			job->warned_open = true;
-			return 0;
-		}
-		if (r < 0) {
-			mg_log(MG_LOG_WARN, "sched", "cannot open the input of a batch batch=%s err=\"%s\"", job->j.name,
-			       e2);
-			snprintf(e2, sizeof(e2), "cannot open the batch's input file: %s", strerror(-r));
-			add_error(job, 0, e2);
-			eof = true;
-		}
-	}
-	for (uint32_t i = 0; job->in != NULL && i < s->p.ingest_chunk; i++) {
-		const char *text;
-		size_t len;
-		int64_t line = 0;
-		int r = ingest_file_next(job->in, &text, &len, &line);
-		if (r == 0) {
-			eof = true;
-			break;
-		}
-		if (r == -EFBIG) {
-			snprintf(e2, sizeof(e2), "the line is longer than %u bytes", INGEST_LINE_MAX);
-			add_error(job, line, e2);
-			continue;
-		}
-		if (r < 0) {
-			mg_log(MG_LOG_WARN, "sched", "cannot read the input of a batch batch=%s path=%s err=\"%s\"",
-			       job->j.name, job->j.input_path, strerror(-r));
-			snprintf(e2, sizeof(e2), "reading the batch's input file: %s", strerror(-r));
-			add_error(job, 0, e2);
-			eof = true;
-			break;
-		}
-		if (line > JOURNAL_LINE_MAX) {
-			add_error(job, line, "too many lines");
-			eof = true;
-			break;
-		}
-		ingest_line_t l = { 0 };
-		r = ingest_line_parse(text, len, &ip, &l, e2, sizeof(e2));
-		if (r == 0 && job->errors == NULL)
-			r = accept_line(s, job, line, &l, e2, sizeof(e2));
-		ingest_line_done(&l);
-		if (r < 0) {
-			add_error(job, line, e2);
-			if (json_array_size(job->errors) >= ERRORS_MAX) {
-				eof = true;
-				break;
-			}
-		}
-	}
-	if (job->in != NULL) {
-		job->j.ingest_offset = ingest_file_offset(job->in);
-		job->j.ingest_line = ingest_file_line(job->in);
-	}
-	if (eof) {
-		ingest_file_close(&job->in);
-		if (job->errors == NULL && job->j.n_total == 0)
-			add_error(job, 0, "the input file has no requests");
-		if (job->errors != NULL) {
-			fail_validation(s, job);
-		} else {
-			job->j.state = MG_JOB_IN_PROGRESS;
-			job->j.in_progress_at = wall_s();
-			mg_log(MG_LOG_INFO, "sched", "batch validated batch=%s requests=%lld model=%s endpoint=%s",
-			       job->j.name, (long long)job->j.n_total, job->j.model, job->j.endpoint);
-		}
-	}
-	job_save(s, job);
-	if (journal_commit(s->j) < 0)
-		mg_log(MG_LOG_ERROR, "sched", "journal: commit failed while validating batch=%s err=\"%s\"",
-		       job->j.name, journal_errmsg(s->j));
-	if (eof)
-		reap_jobs(s);
-	(void)now;
-	for (size_t i = 0; i < s->n_jobs; i++)
-		if (validating(s->jobs[i]))
-			return 1;
-	return 0;
-}
-
 int sched_cancel(sched_t *s, const char *name, int64_t now)
 {
 	sched_job_t *job = find_job(s, name);
@@ -1546,29 +1108,29 @@ int sched_cancel(sched_t *s, const char *name, int64_t now)
 	if (j->state == MG_JOB_CANCELLING)
 		return 0;
 	bool opened = tx_begin(s);
-	j->cancelling_at = wall_s();
+	j->cancelling_at = sched_wall_s();
 	if (j->state == MG_JOB_VALIDATING) {
 		ingest_file_close(&job->in);
-		finish_cancel(s, job);
+		sched_job_finish_cancel(s, job);
 		tx_end(s, opened);
-		reap_jobs(s);
+		sched_jobs_reap(s);
 		return 0;
 	}
 	sched_shard_t *sh;
-	while ((sh = retry_pop(job)) != NULL) {
+	while ((sh = sched_retry_pop(job)) != NULL) {
 		snprintf(sh->js.state, sizeof(sh->js.state), "cancelled");
-		shard_save(s, sh);
+		sched_shard_save(s, sh);
 		free(sh);
 	}
 	if (job->inflight_shards == 0) {
-		finish_cancel(s, job);
+		sched_job_finish_cancel(s, job);
 		tx_end(s, opened);
-		reap_jobs(s);
+		sched_jobs_reap(s);
 		return 0;
 	}
 	j->state = MG_JOB_CANCELLING;
 	job->cancel_deadline = now + s->p.cancel_grace_ns;
-	job_save(s, job);
+	sched_job_save(s, job);
 	tx_end(s, opened);
 	Margin__V1__Cancel c = MARGIN__V1__CANCEL__INIT;
 	c.batch_id = j->name;
@@ -1584,101 +1146,6 @@ int sched_cancel(sched_t *s, const char *name, int64_t now)
 	mg_log(MG_LOG_INFO, "sched", "batch cancelling batch=%s shards_in_flight=%lld", j->name,
 	       (long long)job->inflight_shards);
 	return 0;
-}
-
-/* --- recovery --------------------------------------------------------- */
-
-static int on_active_row(void *user, const journal_job_t *row)
-{
-	sched_t *s = user;
-	sched_job_t *job = calloc(1, sizeof(*job));
-	if (job == NULL)
-		return -ENOMEM;
-	job->j = *row;
-	if (jobs_push(s, job) < 0) {
-		free(job);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-struct recover_ctx {
-	sched_t *s;
-	sched_job_t *job;
-	int64_t requeued;
-};
-
-static int on_pending_shard(void *user, const journal_shard_t *row)
-{
-	struct recover_ctx *rc = user;
-	sched_shard_t *sh = calloc(1, sizeof(*sh));
-	if (sh == NULL)
-		return -ENOMEM;
-	sh->js = *row;
-	sh->job = rc->job;
-	retry_push(rc->job, sh, false);
-	rc->requeued++;
-	return 0;
-}
-
-static int recover(sched_t *s, char *err, size_t errlen)
-{
-	int r = journal_jobs_active(s->j, on_active_row, s);
-	if (r < 0) {
-		snprintf(err, errlen, "journal: reading the active batches: %s", journal_errmsg(s->j));
-		return r;
-	}
-	if ((r = journal_begin(s->j)) < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		return r;
-	}
-	/* The registry starts empty: workers say Hello again. */
-	journal_workers_gone(s->j, "margind restarted");
-	for (size_t i = 0; i < s->n_jobs; i++) {
-		sched_job_t *job = s->jobs[i];
-		journal_job_t *j = &job->j;
-		struct recover_ctx rc = { s, job, 0 };
-		r = journal_shards_pending(s->j, j->id, on_pending_shard, &rc);
-		if (r < 0) {
-			snprintf(err, errlen, "journal: reading the shards of batch %s: %s", j->name,
-				 journal_errmsg(s->j));
-			goto fail;
-		}
-		/* Shards that were at workers are queued again, their attempt kept:
-		 * the next dispatch is attempt+1, so a late Result of the old one is
-		 * recognized as stale. */
-		for (sched_shard_t *sh = job->retry_head; sh != NULL; sh = sh->next) {
-			snprintf(sh->js.state, sizeof(sh->js.state), "%s",
-				 j->state == MG_JOB_IN_PROGRESS ? "queued" : "cancelled");
-			sh->js.worker[0] = '\0';
-			shard_save(s, sh);
-		}
-		if (j->state == MG_JOB_VALIDATING) {
-			/* Validation errors lived in memory: start the file over. */
-			journal_requests_delete(s->j, j->id);
-			j->n_total = j->max_line = j->ingest_offset = j->ingest_line = 0;
-			j->model[0] = '\0';
-			j->next_line = 1;
-			job_save(s, job);
-		} else if (j->state == MG_JOB_CANCELLING) {
-			sched_shard_t *sh;
-			while ((sh = retry_pop(job)) != NULL)
-				free(sh);
-			finish_cancel(s, job);
-		}
-		mg_log(MG_LOG_INFO, "sched", "batch resumed batch=%s state=%s total=%lld done=%lld failed=%lld shards_requeued=%lld",
-		       j->name, mg_job_state_name(j->state), (long long)j->n_total, (long long)j->n_done,
-		       (long long)j->n_failed, (long long)rc.requeued);
-	}
-	if ((r = journal_commit(s->j)) < 0) {
-		snprintf(err, errlen, "journal: %s", journal_errmsg(s->j));
-		return r;
-	}
-	reap_jobs(s);
-	return 0;
-fail:
-	journal_rollback(s->j);
-	return r;
 }
 
 /* --- construction and queries ------------------------------------------ */
@@ -1711,7 +1178,7 @@ int sched_new(journal_t *j, const sched_params_t *p, sched_send_fn send, void *u
 		goto fail;
 	}
 	s->next_check_ns = now + 10 * MG_NS_PER_S;
-	if ((r = recover(s, err, errlen)) < 0)
+	if ((r = sched_recover(s, err, errlen)) < 0)
 		goto fail;
 	*ret = s;
 	return 0;
@@ -1736,7 +1203,7 @@ void sched_destroy(sched_t **p)
 		htab_destroy(&s->inflight);
 	}
 	for (size_t i = 0; i < s->n_jobs; i++)
-		job_free(s->jobs[i]);
+		sched_job_free(s->jobs[i]);
 	free(s->jobs);
 	free(s->acks);
 	registry_destroy(&s->reg);

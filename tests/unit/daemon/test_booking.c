@@ -447,6 +447,71 @@ typedef struct win {
 	int64_t attended;
 } win_t;
 
+/* test_windows' oracle, from what the test sent and knows: the worker-
+ * windows (attended from joined/left, engine time from wins) against the
+ * ledger margind wrote. */
+static void check_windows(fx_t *f, const hwprof_t *hw, int64_t t0, const int64_t *joined,
+			  const int64_t *left, win_t (*wins)[40])
+{
+	sqlite3 *db = open_journal_db(f);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE period_open != 0 OR period_ns = 0"), 0);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE cost_loaded_micros < cost_marginal_micros"), 0);
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_period WHERE closed = 0"), 0);
+	int64_t base = ledger_window_start(t0, LEDGER_HOUR_NS);
+	const char *wid[N_WORKERS + 1] = { "w1", "w2", "w3", "w4" };
+	int n_windows = 0, n_unabsorbed = 0;
+	for (int w = 0; w <= N_WORKERS; w++) {
+		int64_t attended_sum = 0;
+		for (int k = 0; k < 40; k++) {
+			int64_t s = base + k * LEDGER_HOUR_NS, e = s + LEDGER_HOUR_NS;
+			int64_t a = joined[w] > s ? joined[w] : s, z = left[w] < e ? left[w] : e;
+			int64_t att = z > a ? z - a : 0;
+			char q[400];
+			snprintf(q, sizeof(q), "SELECT count(*) FROM ledger_period WHERE worker = '%s' AND period_start_ns = %lld",
+				 wid[w], (long long)s);
+			if (att == 0) {
+				if (cu_sql_int(db, q) != 0)
+					fprintf(stderr, "worker %s window %d: a row, attended 0 (joined %lld left %lld)\n",
+						wid[w], k, (long long)(joined[w] - base), (long long)(left[w] - base));
+				CU_ASSERT_EQUAL(cu_sql_int(db, q), 0);
+				continue;
+			}
+			CU_ASSERT_EQUAL_FATAL(cu_sql_int(db, q), 1);
+			n_windows++;
+			attended_sum += att;
+			uint64_t eng = wins[w][k].engine, idle = (uint64_t)att > eng ? (uint64_t)att - eng : 0;
+			int64_t node = (int64_t)(((mg_u128)hw->rate_busy_micros_per_hour * eng +
+						  (mg_u128)hw->rate_idle_micros_per_hour * idle + 1800000000000ULL) /
+						 3600000000000ULL);
+			snprintf(q, sizeof(q), "SELECT node_cost_micros FROM ledger_period WHERE worker = '%s' AND"
+				 " period_start_ns = %lld AND attended_ns = %lld AND engine_ns = %llu", wid[w], (long long)s,
+				 (long long)att, (unsigned long long)eng);
+			CU_ASSERT_EQUAL(cu_sql_int(db, q), node);
+			snprintf(q, sizeof(q), "SELECT count(*), coalesce(sum(cost_loaded_micros), -1) FROM ledger WHERE"
+				 " worker = '%s' AND period_start_ns = %lld", wid[w], (long long)s);
+			int64_t calls = cu_sql_int(db, q);
+			snprintf(q, sizeof(q), "SELECT coalesce(sum(cost_loaded_micros), -1) FROM ledger WHERE"
+				 " worker = '%s' AND period_start_ns = %lld", wid[w], (long long)s);
+			if (calls > 0) {
+				CU_ASSERT_EQUAL(cu_sql_int(db, q), node);
+			} else {
+				n_unabsorbed++;
+			}
+		}
+		CU_ASSERT_EQUAL(attended_sum, left[w] - joined[w]);
+	}
+	CU_ASSERT(n_windows > 20);
+	CU_ASSERT(n_unabsorbed > 0);
+	/* The window with only failed outputs: node time, no calls. */
+	CU_ASSERT(cu_sql_int(db, "SELECT count(*) FROM ledger_period WHERE calls = 0 AND engine_ns > 0") >= 1);
+	/* Every job's totals are its calls'. */
+	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM jobs j WHERE u_cost_loaded_micros != (SELECT"
+				   " coalesce(sum(cost_loaded_micros), 0) FROM ledger l WHERE l.job = j.name) OR"
+				   " u_cost_marginal_micros != (SELECT coalesce(sum(cost_marginal_micros), 0) FROM ledger l"
+				   " WHERE l.job = j.name)"), 0);
+	sqlite3_close(db);
+}
+
 /* Three workers over about a day of hours: batches at random times with
  * random busy times (zeros, tiny, minutes), failed outputs, a window with
  * only failed outputs, a worker that leaves mid-hour (Bye) and one that
@@ -553,64 +618,7 @@ static void test_windows(void)
 	f.now = ledger_window_start(f.now, LEDGER_HOUR_NS) + LEDGER_HOUR_NS;
 	CU_ASSERT(journal_tick(f.j, &next, err, sizeof(err)) >= 0);
 
-	/* The oracle. */
-	sqlite3 *db = open_journal_db(&f);
-	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE period_open != 0 OR period_ns = 0"), 0);
-	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger WHERE cost_loaded_micros < cost_marginal_micros"), 0);
-	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM ledger_period WHERE closed = 0"), 0);
-	int64_t base = ledger_window_start(t0, LEDGER_HOUR_NS);
-	const char *wid[N_WORKERS + 1] = { "w1", "w2", "w3", "w4" };
-	int n_windows = 0, n_unabsorbed = 0;
-	for (int w = 0; w <= N_WORKERS; w++) {
-		int64_t attended_sum = 0;
-		for (int k = 0; k < 40; k++) {
-			int64_t s = base + k * LEDGER_HOUR_NS, e = s + LEDGER_HOUR_NS;
-			int64_t a = joined[w] > s ? joined[w] : s, z = left[w] < e ? left[w] : e;
-			int64_t att = z > a ? z - a : 0;
-			char q[400];
-			snprintf(q, sizeof(q), "SELECT count(*) FROM ledger_period WHERE worker = '%s' AND period_start_ns = %lld",
-				 wid[w], (long long)s);
-			if (att == 0) {
-				if (cu_sql_int(db, q) != 0)
-					fprintf(stderr, "worker %s window %d: a row, attended 0 (joined %lld left %lld)\n",
-						wid[w], k, (long long)(joined[w] - base), (long long)(left[w] - base));
-				CU_ASSERT_EQUAL(cu_sql_int(db, q), 0);
-				continue;
-			}
-			CU_ASSERT_EQUAL_FATAL(cu_sql_int(db, q), 1);
-			n_windows++;
-			attended_sum += att;
-			uint64_t eng = wins[w][k].engine, idle = (uint64_t)att > eng ? (uint64_t)att - eng : 0;
-			int64_t node = (int64_t)(((mg_u128)hw.rate_busy_micros_per_hour * eng +
-						  (mg_u128)hw.rate_idle_micros_per_hour * idle + 1800000000000ULL) /
-						 3600000000000ULL);
-			snprintf(q, sizeof(q), "SELECT node_cost_micros FROM ledger_period WHERE worker = '%s' AND"
-				 " period_start_ns = %lld AND attended_ns = %lld AND engine_ns = %llu", wid[w], (long long)s,
-				 (long long)att, (unsigned long long)eng);
-			CU_ASSERT_EQUAL(cu_sql_int(db, q), node);
-			snprintf(q, sizeof(q), "SELECT count(*), coalesce(sum(cost_loaded_micros), -1) FROM ledger WHERE"
-				 " worker = '%s' AND period_start_ns = %lld", wid[w], (long long)s);
-			int64_t calls = cu_sql_int(db, q);
-			snprintf(q, sizeof(q), "SELECT coalesce(sum(cost_loaded_micros), -1) FROM ledger WHERE"
-				 " worker = '%s' AND period_start_ns = %lld", wid[w], (long long)s);
-			if (calls > 0) {
-				CU_ASSERT_EQUAL(cu_sql_int(db, q), node);
-			} else {
-				n_unabsorbed++;
-			}
-		}
-		CU_ASSERT_EQUAL(attended_sum, left[w] - joined[w]);
-	}
-	CU_ASSERT(n_windows > 20);
-	CU_ASSERT(n_unabsorbed > 0);
-	/* The window with only failed outputs: node time, no calls. */
-	CU_ASSERT(cu_sql_int(db, "SELECT count(*) FROM ledger_period WHERE calls = 0 AND engine_ns > 0") >= 1);
-	/* Every job's totals are its calls'. */
-	CU_ASSERT_EQUAL(cu_sql_int(db, "SELECT count(*) FROM jobs j WHERE u_cost_loaded_micros != (SELECT"
-				   " coalesce(sum(cost_loaded_micros), 0) FROM ledger l WHERE l.job = j.name) OR"
-				   " u_cost_marginal_micros != (SELECT coalesce(sum(cost_marginal_micros), 0) FROM ledger l"
-				   " WHERE l.job = j.name)"), 0);
-	sqlite3_close(db);
+	check_windows(&f, &hw, t0, joined, left, wins);
 	fx_close(&f);
 	booking_destroy(&b);
 	booking_conf_done(&c);

@@ -3,6 +3,7 @@
  * a fake core behind the control calls. */
 #include "cu_main.h"
 #include "http.h"
+#include "api.h"
 #include "http_priv.h"
 #include "mg_clock.h"
 #include "storage.h"
@@ -207,6 +208,7 @@ static http_t *start(const char *dir, apikeys_t *keys, uint64_t max_upload, uint
 {
 	http_config_t c;
 	http_config_default(&c);
+	c.service = &api_service;
 	c.listen = "127.0.0.1:0";
 	c.state_dir = dir;
 	c.keys = keys;
@@ -304,6 +306,7 @@ static void test_loopback_rule(void)
 	CU_ASSERT_EQUAL(http_listen_is_loopback("no-port"), -EINVAL);
 	http_config_t c;
 	http_config_default(&c);
+	c.service = &api_service;
 	c.listen = "0.0.0.0:0";
 	c.state_dir = cu_tmpdir();
 	http_t *h = NULL;
@@ -827,6 +830,7 @@ static void test_slow_handler(void)
 {
 	http_config_t c;
 	http_config_default(&c);
+	c.service = &api_service;
 	c.listen = "127.0.0.1:0";
 	c.state_dir = cu_tmpdir();
 	c.idle_timeout_s = 1;
@@ -855,36 +859,6 @@ static void test_slow_handler(void)
 	}
 	core.health_delay_ms = 0;
 	http_destroy(&h);
-}
-
-/* The connection keys of [http]: read, bounded, named when wrong. */
-static void test_config_connections(void)
-{
-	http_config_t c;
-	http_config_default(&c);
-	CU_ASSERT_EQUAL(c.max_connections, 4096);
-	CU_ASSERT(c.max_connections_per_ip < c.max_connections);
-	mg_config_t *cfg = mg_config_new();
-	char err[512];
-	mg_config_set(cfg, "http", "max_connections", "100");
-	mg_config_set(cfg, "http", "idle_timeout", "3s");
-	mg_config_set(cfg, "http", "threads", "2");
-	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(c.max_connections, 100);
-	CU_ASSERT_EQUAL(c.max_connections_per_ip, 100);	/* never above the global limit */
-	CU_ASSERT_EQUAL(c.idle_timeout_s, 3);
-	CU_ASSERT_EQUAL(c.threads, 2);
-	mg_config_set(cfg, "http", "max_connections_per_ip", "8");
-	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(c.max_connections_per_ip, 8);
-	mg_config_set(cfg, "http", "idle_timeout", "500ms");
-	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), -EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "[http] idle_timeout"));
-	mg_config_set(cfg, "http", "idle_timeout", "10s");
-	mg_config_set(cfg, "http", "max_connections_per_ip", "0");
-	CU_ASSERT_EQUAL(http_config_read(&c, cfg, err, sizeof(err)), -EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "[http] max_connections_per_ip = 0"));
-	mg_config_destroy(&cfg);
 }
 
 /* The state directory's disk below [journal] min_free: new work (uploads,
@@ -967,7 +941,6 @@ const cu_test_t http_tests[] = {
 	{ "multipart: no closing boundary, two files, filename not UTF-8: 400, nothing stored", test_multipart_refusals },
 	{ "batch create racing the file's delete: 200 or 404, never 500", test_create_delete_race },
 	{ "a handler slower than idle_timeout still answers; others run meanwhile", test_slow_handler },
-	{ "config: max_connections, max_connections_per_ip, idle_timeout, threads", test_config_connections },
 	{ "disk full: new work 507 insufficient_storage, reads 200, then back", test_disk_full },
 	{ NULL, NULL },
 };

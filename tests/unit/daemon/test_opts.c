@@ -137,6 +137,23 @@ static void test_curve_credentials(void)
 
 /* A bad value names where it came from: the file and its line, or the
  * flag; --help lists every flag with its key and every file-only key. */
+/* margind --help holds each of the n lines. */
+static void check_usage(const char *const *lines, size_t n)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	opts_usage(m);
+	fclose(m);
+	for (size_t i = 0; i < n; i++) {
+		if (strstr(text, lines[i]) == NULL)
+			fprintf(stderr, "margind --help lacks \"%s\"\n", lines[i]);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, lines[i]));
+	}
+	free(text);
+}
+
 static void test_where_and_help(void)
 {
 	char dir[512], path[600], err[512] = "";
@@ -161,12 +178,6 @@ static void test_where_and_help(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "command line: [scheduler] heartbeat = \"0\": expected at least 1ms"));
 	opts_done(&o);
 
-	char *text = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-	opts_usage(m);
-	fclose(m);
 	static const char *const lines[] = {
 		"  --state-dir DIR       journal (margin.db), lock and control socket (ctl.sock) (scheduler.state_dir)\n",
 		"  --no-curve            plain TCP to workers (no encryption, no authentication) (curve.enabled = no)\n",
@@ -175,12 +186,76 @@ static void test_where_and_help(void)
 		"  journal.min_free      ",
 		"  scheduler.max_frame   largest frame, bytes (default 67108864)\n",
 	};
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		if (strstr(text, lines[i]) == NULL)
-			fprintf(stderr, "margind --help lacks \"%s\"\n", lines[i]);
-		CU_ASSERT_PTR_NOT_NULL(strstr(text, lines[i]));
-	}
-	free(text);
+	check_usage(lines, sizeof(lines) / sizeof(lines[0]));
+}
+
+/* The [http] keys are rows of margind's table: read, bounded, named with
+ * the FILE:LINE or flag they came from when wrong, listed by --help, and
+ * handed to the HTTP server with its two clamps. */
+static void test_http_limits(void)
+{
+	char dir[512], path[600], err[512] = "", want[700];
+	fx_newdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/margind.conf", dir);
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "[scheduler]\nstate_dir = /s\ndefault_max_tokens = 99\n[http]\nmax_connections = 100\n"
+		   "idle_timeout = 3s\nthreads = 2\nmax_upload_bytes = 4096\nbatch_expiry = 2s\n");
+	fclose(f);
+	const char *argv[] = { "margind", "--config", path, "--workers", "tcp://x:1", "--no-curve",
+			       "--http", "127.0.0.1:9", NULL };
+	opts_t o;
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, sizeof(err), 8, argv), 0);
+	http_config_t c;
+	http_config_default(&c);
+	CU_ASSERT_EQUAL(c.max_connections, 4096);
+	CU_ASSERT(c.max_connections_per_ip < c.max_connections);
+	opts_http_config(&o, &c);
+	CU_ASSERT_STRING_EQUAL(c.listen, "127.0.0.1:9");
+	CU_ASSERT_EQUAL(c.max_connections, 100);
+	CU_ASSERT_EQUAL(c.max_connections_per_ip, 100);	/* never above the global limit */
+	CU_ASSERT_EQUAL(c.idle_timeout_s, 3);
+	CU_ASSERT_EQUAL(c.threads, 2);
+	CU_ASSERT_EQUAL(c.max_upload_bytes, 4096);
+	CU_ASSERT_EQUAL(c.max_line_bytes, 4096);	/* never above the upload limit */
+	CU_ASSERT_EQUAL(c.max_body_bytes, 1u << 20);
+	CU_ASSERT_EQUAL(c.completion_window_s, 2);
+	CU_ASSERT_EQUAL(c.sync_timeout_ns, 600 * MG_NS_PER_S);
+	CU_ASSERT_EQUAL(c.default_max_tokens, 99);
+	CU_ASSERT_EQUAL(c.max_tokens_cap, 1u << 20);
+	opts_done(&o);
+
+	const char *per_ip[] = { "margind", "--config", path, "--workers", "tcp://x:1", "--no-curve",
+				 "--set", "http.max_connections_per_ip=8", NULL };
+	CU_ASSERT_EQUAL_FATAL(parse(&o, err, sizeof(err), 8, per_ip), 0);
+	opts_http_config(&o, &c);
+	CU_ASSERT_EQUAL(c.max_connections_per_ip, 8);
+	opts_done(&o);
+
+	f = fopen(path, "a");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "idle_timeout = 500ms\n");
+	fclose(f);
+	CU_ASSERT_EQUAL(parse(&o, err, sizeof(err), 6, argv), -EINVAL);
+	snprintf(want, sizeof(want), "%s:10: [http] idle_timeout = \"500ms\": expected 1s to 1h", path);
+	if (strstr(err, want) == NULL)
+		fprintf(stderr, "err \"%s\", want \"%s\"\n", err, want);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+	opts_done(&o);
+
+	const char *zero[] = { "margind", "--state-dir", "/s", "--workers", "tcp://x:1", "--no-curve",
+			       "--set", "http.max_connections_per_ip=0", NULL };
+	CU_ASSERT_EQUAL(parse(&o, err, sizeof(err), 8, zero), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "[http] max_connections_per_ip = \"0\": expected 1 to 65536"));
+	opts_done(&o);
+
+	static const char *const lines[] = {
+		"  http.max_connections  concurrent connections, all clients (default 4096)\n",
+		"  http.idle_timeout     a connection silent this long is closed (default 10s)\n",
+		"  http.batch_expiry     ",
+		"  http.max_upload_bytes",
+	};
+	check_usage(lines, sizeof(lines) / sizeof(lines[0]));
 }
 
 const cu_test_t opts_tests[] = {
@@ -189,5 +264,6 @@ const cu_test_t opts_tests[] = {
 	{ "retention", test_retention },
 	{ "curve_credentials", test_curve_credentials },
 	{ "where_and_help", test_where_and_help },
+	{ "http_limits", test_http_limits },
 	{ NULL, NULL },
 };
