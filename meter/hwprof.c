@@ -1,5 +1,6 @@
 /* hwprof: see hwprof.h. */
 #include "hwprof.h"
+#include "meter_names.h"
 #include "meter_priv.h"
 #include "thru.h"
 
