@@ -124,6 +124,11 @@ uint64_t gguf_ttype_nbytes(uint32_t type, uint64_t n_elements)
 	return blocks * ttypes[type].size;
 }
 
+_Static_assert((int)QUANT_F32 == (int)GGUF_TTYPE_F32 && (int)QUANT_F16 == (int)GGUF_TTYPE_F16 &&
+		(int)QUANT_BF16 == (int)GGUF_TTYPE_BF16,
+	       "quant.h's float types are ggml_type numbers");
+_Static_assert((int)QUANT_Q8_0 == (int)GGUF_TTYPE_Q8_0, "quant.h's types are ggml_type numbers");
+
 bool gguf_ttype_loadable(uint32_t type)
 {
 	return type == GGUF_TTYPE_F32 || type == GGUF_TTYPE_F16 ||
