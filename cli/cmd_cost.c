@@ -28,6 +28,7 @@
 #include "chart.h"
 #include "cost.h"
 #include "meter.h"
+#include "meter_catalog.h"
 #include "report.h"
 #include "speed.h"
 

@@ -21,6 +21,7 @@
 #include "cmd_cost.h"
 #include "chart.h"
 #include "meter.h"
+#include "meter_catalog.h"
 #include "plan.h"
 #include "pricewar.h"
 #include "pricewar_table.h"

@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "cmd_cost.h"
 #include "meter.h"
+#include "meter_catalog.h"
 #include "plan.h"
 #include "report.h"
 #include "speed.h"

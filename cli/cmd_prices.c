@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "cmd_cost.h"
 #include "meter.h"
+#include "meter_catalog.h"
 #include "pricetab.h"
 
 #include <errno.h>

@@ -3,6 +3,7 @@
 #include "cost.h"
 #include "ledger.h"
 #include "meter.h"
+#include "meter_catalog.h"
 #include "mg_log.h"
 
 #include <errno.h>

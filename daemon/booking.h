@@ -97,7 +97,7 @@
  *
  * A name without '/' that is not an existing file is looked up in the
  * directory (NAME, then NAME.conf): meter_load_profile, meter_load_prices
- * and meter_default_dir (meter.h), as marginctl does. */
+ * and meter_default_dir (meter_catalog.h), as marginctl does. */
 typedef struct booking_conf {
 	char hardware[BOOKING_PATH_MAX];	/* "" = each worker's own */
 	char hardware_dir[BOOKING_PATH_MAX];

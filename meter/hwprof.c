@@ -1,7 +1,8 @@
 /* hwprof: see hwprof.h. */
 #include "hwprof.h"
+#include "meter_names.h"
 #include "meter_priv.h"
-#include "thru.h"
+#include "thru_bench.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* report: see report.h. */
 #include "report.h"
 #include "cost.h"
+#include "meter_catalog.h"
 #include "meter_priv.h"
 
 #include <errno.h>

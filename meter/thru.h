@@ -23,37 +23,7 @@
 #include <stdint.h>
 
 #include "hwprof.h"
-
-#define THRU_MAX_RUNS 64
-
-typedef struct thru_run {
-	uint32_t batch;
-	double prefill_tok_s;	/* 0 when absent */
-	double decode_tok_s;
-	double gflops, roofline_pct, bandwidth_pct, peak_rss_mb;	/* 0 when absent */
-} thru_run_t;
-
-typedef struct thru_bench {
-	char hardware[64];		/* the profile it was measured on ("hardware"), "" when absent
-					 * or "unknown" */
-	double sgemm_gflops, bandwidth_gbs;	/* machine section (0 when absent) */
-	uint32_t threads;
-	char model[96];			/* model.name or model.arch, "" when absent */
-	uint64_t n_params;		/* 0 when absent */
-	uint64_t params_per_token;	/* weights read per decoded token (no embedding table); 0 when absent */
-	size_t n_runs;
-	thru_run_t runs[THRU_MAX_RUNS];
-	char origin[160];		/* file name */
-	int source;			/* thru_source_t: THRU_BENCH when read from a file, THRU_ESTIMATED
-					 * when made by speed_target_bench (0 = THRU_GIVEN) */
-} thru_bench_t;
-
-typedef enum thru_source {
-	THRU_GIVEN,
-	THRU_BENCH,
-	THRU_ESTIMATED,
-	THRU_LEDGER,
-} thru_source_t;
+#include "thru_bench.h"
 
 /* A node's throughput at 100% utilization. Two shapes:
  *  phases: prefill and decode rates, a call costs in/prefill + out/decode
@@ -74,9 +44,6 @@ typedef struct thru_eff {
 	char why[256];
 } thru_eff_t;
 
-/* -EBADMSG (syntax, with line:column) or -EINVAL naming the field. */
-int thru_bench_parse(const char *name, const char *text, size_t len, thru_bench_t *ret, char *err, size_t errlen);
-int thru_bench_load(const char *path, thru_bench_t *ret, char *err, size_t errlen);
 /* The run at `batch`, or with batch == 0 the run of highest decode_tok_s,
  * as a phases throughput. -ENOENT when there is no such run. */
 int thru_from_bench(const thru_bench_t *b, uint32_t batch, thru_t *ret, char *err, size_t errlen);

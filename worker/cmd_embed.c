@@ -14,6 +14,7 @@
 #include "mg_settings.h"
 #include "engine.h"
 #include "model.h"
+#include "synth.h"
 
 #include <errno.h>
 #include <getopt.h>

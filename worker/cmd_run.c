@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "mg_utf8.h"
 #include "model.h"
+#include "synth.h"
 #include "tok.h"
 
 #include <errno.h>

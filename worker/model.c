@@ -8,7 +8,6 @@
 #include "ops.h"
 #include "qmm.h"
 #include "quant.h"
-#include "synth.h"
 
 #include <errno.h>
 #include <math.h>
@@ -218,9 +217,10 @@ int model_tensor_specs(const model_config_t *c, model_tensor_spec_t *ret, int ma
 
 /* ---------------- tensor sources ---------------- */
 
-/* Where weights come from: a GGUF file or the synthetic generator. */
+/* Where weights come from: a GGUF file or a generator (synth.h's). */
 typedef struct src {
-	const gguf_t *g;	/* borrowed, or NULL: synthetic */
+	const gguf_t *g;	/* borrowed, or NULL: generated */
+	const model_gen_t *gen;	/* borrowed: the generator when g is NULL */
 	const model_config_t *cfg;
 	model_t *m;		/* borrowed: the model being loaded */
 	float *buf;		/* owned: conversion buffer, CHUNK_ROWS x max K */
@@ -260,7 +260,7 @@ static int src_rows(src_t *s, const char *name, uint64_t ne0, uint64_t row0, uin
 {
 	int rc;
 	if (s->g == NULL) {
-		rc = synth_tensor_rows(s->cfg, name, row0, n, dst);
+		rc = s->gen->rows(s->cfg, name, row0, n, dst);
 		if (rc < 0)
 			return mg_seterr(err, errlen, rc, "synthetic tensor %s: cannot generate", name);
 		return 0;
@@ -918,41 +918,27 @@ int model_load(const char *path, model_t **ret, char *err, size_t errlen)
 	return model_load_opts(path, NULL, ret, err, errlen);
 }
 
-int model_new_synth_opts(const char *preset, int n_layers_override, const model_opts_t *o,
-			 model_t **ret, char *err, size_t errlen)
+int model_new_generated(const char *label, const model_config_t *c, const model_opts_t *o,
+			const model_gen_t *gen, model_t **ret, char *err, size_t errlen)
 {
-	if (err != NULL && errlen > 0)
-		err[0] = '\0';
-	const synth_preset_t *p = preset != NULL ? synth_preset_find(preset) : NULL;
-	if (p == NULL || ret == NULL) {
-		size_t len = 0;
-		char list[256] = "";
-		for (size_t i = 0; i < synth_n_presets() && len < sizeof(list); i++)
-			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
-						synth_preset_at(i)->name);
-		return mg_seterr(err, errlen, -EINVAL, "unknown preset '%s' (presets: %s)",
-			      preset != NULL ? preset : "", list);
-	}
-	model_config_t c = p->cfg;
-	if (n_layers_override > 0)
-		c.n_layers = n_layers_override;
-	int rc = check_config(&c, err, errlen);
+	int rc = check_config(c, err, errlen);
 	if (rc < 0)
 		return rc;
 	model_t *m = NULL;
 	src_t s = { 0 };
-	if ((rc = model_alloc(&c, o, &m)) < 0)
-		return mg_seterr(err, errlen, rc, "preset %s: out of memory", preset);
+	if ((rc = model_alloc(c, o, &m)) < 0)
+		return mg_seterr(err, errlen, rc, "%s: out of memory", label);
+	s.gen = gen;
 	s.cfg = &m->cfg;
 	s.m = m;
 	char sub[200];
 	if ((rc = load_weights(m, &s, sub, sizeof(sub))) < 0 ||
 	    (rc = load_extras(m, &s, sub, sizeof(sub))) < 0) {
-		mg_seterr(err, errlen, rc, "preset %s: %s", preset, sub);
+		mg_seterr(err, errlen, rc, "%s: %s", label, sub);
 		goto fail;
 	}
-	if ((rc = synth_tok_new((uint32_t)c.vocab_size, &m->tok, sub, sizeof(sub))) < 0) {
-		mg_seterr(err, errlen, rc, "preset %s: tokenizer: %s", preset, sub);
+	if ((rc = gen->tok_new((uint32_t)c->vocab_size, &m->tok, sub, sizeof(sub))) < 0) {
+		mg_seterr(err, errlen, rc, "%s: tokenizer: %s", label, sub);
 		goto fail;
 	}
 	free(s.buf);
@@ -962,12 +948,6 @@ fail:
 	free(s.buf);
 	model_destroy(&m);
 	return rc;
-}
-
-int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
-		    char *err, size_t errlen)
-{
-	return model_new_synth_opts(preset, n_layers_override, NULL, ret, err, errlen);
 }
 
 void model_destroy(model_t **pm)

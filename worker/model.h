@@ -98,10 +98,6 @@ typedef struct model_scratch model_scratch_t;
 /* Load a GGUF model file (weights converted to f32 at load). *ret owned by
  * the caller. -EBADMSG/-ENOTSUP/-errno with err naming the key/tensor. */
 int model_load(const char *path, model_t **ret, char *err, size_t errlen);
-/* A synthetic model from an architecture preset (see synth.h). n_layers_override
- * > 0 builds only that many layers (benchmarks scale the rest). */
-int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
-		    char *err, size_t errlen);
 void model_destroy(model_t **m);
 
 /* Load options (NULL = defaults). */
@@ -140,8 +136,19 @@ typedef struct model_opts {
 } model_opts_t;
 int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 		    char *err, size_t errlen);
-int model_new_synth_opts(const char *preset, int n_layers_override, const model_opts_t *o,
-			 model_t **ret, char *err, size_t errlen);
+
+/* A generator of weights and a tokenizer (synth.h's): rows [row0, row0 +
+ * n_rows) of tensor name of cfg as f32 into dst[n_rows][ne0], and a
+ * tokenizer of n_tokens tokens (*ret owned by the caller). */
+typedef struct model_gen {
+	int (*rows)(const model_config_t *cfg, const char *name, uint64_t row0, uint64_t n_rows, float *dst);
+	int (*tok_new)(uint32_t n_tokens, tok_t **ret, char *err, size_t errlen);
+} model_gen_t;
+/* A model of configuration c whose weights and tokenizer come from gen
+ * instead of a file (model_new_synth). label names it in errors ("LABEL:
+ * out of memory"). *ret owned by the caller. */
+int model_new_generated(const char *label, const model_config_t *c, const model_opts_t *o,
+			const model_gen_t *gen, model_t **ret, char *err, size_t errlen);
 /* Whether the model runs the OpenBLAS (non-invariant) kernels. */
 bool model_uses_blas(const model_t *m);
 

@@ -321,158 +321,172 @@ static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn)
 	}
 }
 
+/* A 32-value block (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) into block bi
+ * of u. */
+static inline void unpack_legacy(uint32_t t, const uint8_t *b, urow_t *u, int bi)
+{
+	int8_t *q = u->q + 32 * bi;
+	u->sc[2 * bi] = u->sc[2 * bi + 1] = 1;
+	u->mn[2 * bi] = u->mn[2 * bi + 1] = 0;
+	u->d[bi] = mg_f16_load(b);
+	u->dm[bi] = 0.0f;
+	if (t == QUANT_Q8_0) {
+		memcpy(q, b + 2, 32);
+		return;
+	}
+	const uint8_t *qs;
+	uint32_t qh = 0;
+	int off = 0;
+	if (t == QUANT_Q4_0) {
+		qs = b + 2;
+		off = 8;
+	} else if (t == QUANT_Q4_1) {
+		qs = b + 4;
+		u->dm[bi] = mg_f16_load(b + 2);
+	} else if (t == QUANT_Q5_0) {
+		memcpy(&qh, b + 2, 4);
+		qs = b + 6;
+		off = 16;
+	} else if (t == QUANT_Q5_1) {
+		memcpy(&qh, b + 4, 4);
+		qs = b + 8;
+		u->dm[bi] = mg_f16_load(b + 2);
+	} else {	/* IQ4_NL */
+		qs = b + 2;
+		for (int j = 0; j < 16; j++) {
+			q[j] = iq4_levels[qs[j] & 0xf];
+			q[j + 16] = iq4_levels[qs[j] >> 4];
+		}
+		return;
+	}
+	for (int j = 0; j < 16; j++) {
+		int h0 = (int)((qh >> j) & 1u) << 4, h1 = (int)((qh >> (j + 16)) & 1u) << 4;
+		q[j] = (int8_t)(((qs[j] & 0xf) | h0) - off);
+		q[j + 16] = (int8_t)(((qs[j] >> 4) | h1) - off);
+	}
+}
+
+/* The 256-value super-blocks, one function per type: quants q[256], 16
+ * sub-block scales sc and mins mn, the super-block's d and dm. */
+static inline void unpack_q2_k(const uint8_t *b, int8_t *q, int16_t *sc, int16_t *mn, float *d, float *dm)
+{
+	const uint8_t *scales = b, *qs = b + 16;
+	*d = mg_f16_load(b + 80);
+	*dm = mg_f16_load(b + 82);
+	int g = 0;
+	for (int n = 0; n < 256; n += 128, qs += 32)
+		for (int shift = 0; shift < 8; shift += 2)
+			for (int h = 0; h < 2; h++, g++) {
+				sc[g] = scales[g] & 0xf;
+				mn[g] = scales[g] >> 4;
+				for (int l = 0; l < 16; l++)
+					q[16 * g + l] = (int8_t)((qs[16 * h + l] >> shift) & 3);
+			}
+}
+
+static inline void unpack_q3_k(const uint8_t *b, int8_t *q, int16_t *sc, int16_t *mn, float *d, float *dm)
+{
+	const uint8_t *hm = b, *qs = b + 32, *p = b + 96;
+	*d = mg_f16_load(b + 108);
+	*dm = 0.0f;
+	int g = 0;
+	uint8_t m = 1;
+	for (int n = 0; n < 256; n += 128, qs += 32)
+		for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1))
+			for (int h = 0; h < 2; h++, g++) {
+				int lo = g < 8 ? (p[g] & 0xf) : (p[g - 8] >> 4);
+				int hi = (p[8 + (g & 3)] >> (2 * (g >> 2))) & 3;
+				sc[g] = (int16_t)((lo | hi << 4) - 32);
+				mn[g] = 0;
+				for (int l = 16 * h; l < 16 * h + 16; l++)
+					q[16 * g + l - 16 * h] =
+						(int8_t)(((qs[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
+			}
+}
+
+static inline void unpack_q45_k(bool five, const uint8_t *b, int8_t *q, int16_t *sc, int16_t *mn, float *d,
+				float *dm)
+{
+	const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
+	*d = mg_f16_load(b);
+	*dm = mg_f16_load(b + 2);
+	for (int j = 0; j < 8; j++) {
+		int s, mi;
+		k4_scale_min(j, scales, &s, &mi);
+		sc[2 * j] = sc[2 * j + 1] = (int16_t)s;
+		mn[2 * j] = mn[2 * j + 1] = (int16_t)mi;
+		const uint8_t *src = qs + 32 * (j / 2);
+		for (int l = 0; l < 32; l++) {
+			int v = (j & 1) ? src[l] >> 4 : src[l] & 0xf;
+			if (five)
+				v += ((qh[l] >> j) & 1) << 4;
+			q[32 * j + l] = (int8_t)v;
+		}
+	}
+}
+
+static inline void unpack_q6_k(const uint8_t *b, int8_t *q, int16_t *sc, int16_t *mn, float *d, float *dm)
+{
+	const uint8_t *ql = b, *qh = b + 128;
+	const int8_t *s8 = (const int8_t *)(b + 192);
+	*d = mg_f16_load(b + 208);
+	*dm = 0.0f;
+	for (int g = 0; g < 16; g++) {
+		sc[g] = s8[g];
+		mn[g] = 0;
+	}
+	for (int nh = 0; nh < 2; nh++, ql += 64, qh += 32)
+		for (int l = 0; l < 32; l++) {
+			int8_t *o = q + 128 * nh;
+			o[l] = (int8_t)(((ql[l] & 0xf) | ((qh[l] >> 0) & 3) << 4) - 32);
+			o[l + 32] = (int8_t)(((ql[l + 32] & 0xf) | ((qh[l] >> 2) & 3) << 4) - 32);
+			o[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
+			o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
+		}
+}
+
+static inline void unpack_iq4_xs(const uint8_t *b, int8_t *q, int16_t *sc, int16_t *mn, float *d, float *dm)
+{
+	uint16_t sh;
+	memcpy(&sh, b + 2, 2);
+	const uint8_t *sl = b + 4, *qs = b + 8;
+	*d = mg_f16_load(b);
+	*dm = 0.0f;
+	for (int ib = 0; ib < 8; ib++) {
+		int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((sh >> (2 * ib)) & 3) << 4);
+		sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(ls - 32);
+		mn[2 * ib] = mn[2 * ib + 1] = 0;
+		for (int j = 0; j < 16; j++) {
+			q[32 * ib + j] = iq4_levels[qs[16 * ib + j] & 0xf];
+			q[32 * ib + 16 + j] = iq4_levels[qs[16 * ib + j] >> 4];
+		}
+	}
+}
+
 /* Unpacks block b (values [qk*b, qk*b + qk)) of type t into u. The value
  * order is the dequantized order (quant.c), so position i of q multiplies
  * activation i. */
 static void unpack_block(uint32_t t, const uint8_t *b, urow_t *u, int bi)
 {
-	int8_t *q;
-	int16_t *sc, *mn;
 	switch (t) {
 	case QUANT_Q4_0: case QUANT_Q4_1: case QUANT_Q5_0: case QUANT_Q5_1: case QUANT_Q8_0:
-	case QUANT_IQ4_NL: {
-		q = u->q + 32 * bi;
-		u->sc[2 * bi] = u->sc[2 * bi + 1] = 1;
-		u->mn[2 * bi] = u->mn[2 * bi + 1] = 0;
-		u->d[bi] = mg_f16_load(b);
-		u->dm[bi] = 0.0f;
-		if (t == QUANT_Q8_0) {
-			memcpy(q, b + 2, 32);
-			return;
-		}
-		const uint8_t *qs;
-		uint32_t qh = 0;
-		int off = 0;
-		if (t == QUANT_Q4_0) {
-			qs = b + 2;
-			off = 8;
-		} else if (t == QUANT_Q4_1) {
-			qs = b + 4;
-			u->dm[bi] = mg_f16_load(b + 2);
-		} else if (t == QUANT_Q5_0) {
-			memcpy(&qh, b + 2, 4);
-			qs = b + 6;
-			off = 16;
-		} else if (t == QUANT_Q5_1) {
-			memcpy(&qh, b + 4, 4);
-			qs = b + 8;
-			u->dm[bi] = mg_f16_load(b + 2);
-		} else {	/* IQ4_NL */
-			qs = b + 2;
-			for (int j = 0; j < 16; j++) {
-				q[j] = iq4_levels[qs[j] & 0xf];
-				q[j + 16] = iq4_levels[qs[j] >> 4];
-			}
-			return;
-		}
-		for (int j = 0; j < 16; j++) {
-			int h0 = (int)((qh >> j) & 1u) << 4, h1 = (int)((qh >> (j + 16)) & 1u) << 4;
-			q[j] = (int8_t)(((qs[j] & 0xf) | h0) - off);
-			q[j + 16] = (int8_t)(((qs[j] >> 4) | h1) - off);
-		}
+	case QUANT_IQ4_NL:
+		unpack_legacy(t, b, u, bi);
 		return;
-	}
 	default:
 		break;
 	}
 	/* 256-value super-blocks: 8 entries of d/dm per block (one used) */
-	q = u->q + 256 * bi;
-	sc = u->sc + 16 * bi;
-	mn = u->mn + 16 * bi;
+	int8_t *q = u->q + 256 * bi;
+	int16_t *sc = u->sc + 16 * bi, *mn = u->mn + 16 * bi;
 	float *d = &u->d[8 * bi], *dm = &u->dm[8 * bi];
 	switch (t) {
-	case QUANT_Q2_K: {
-		const uint8_t *scales = b, *qs = b + 16;
-		*d = mg_f16_load(b + 80);
-		*dm = mg_f16_load(b + 82);
-		int g = 0;
-		for (int n = 0; n < 256; n += 128, qs += 32)
-			for (int shift = 0; shift < 8; shift += 2)
-				for (int h = 0; h < 2; h++, g++) {
-					sc[g] = scales[g] & 0xf;
-					mn[g] = scales[g] >> 4;
-					for (int l = 0; l < 16; l++)
-						q[16 * g + l] = (int8_t)((qs[16 * h + l] >> shift) & 3);
-				}
-		return;
-	}
-	case QUANT_Q3_K: {
-		const uint8_t *hm = b, *qs = b + 32, *p = b + 96;
-		*d = mg_f16_load(b + 108);
-		*dm = 0.0f;
-		int g = 0;
-		uint8_t m = 1;
-		for (int n = 0; n < 256; n += 128, qs += 32)
-			for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1))
-				for (int h = 0; h < 2; h++, g++) {
-					int lo = g < 8 ? (p[g] & 0xf) : (p[g - 8] >> 4);
-					int hi = (p[8 + (g & 3)] >> (2 * (g >> 2))) & 3;
-					sc[g] = (int16_t)((lo | hi << 4) - 32);
-					mn[g] = 0;
-					for (int l = 16 * h; l < 16 * h + 16; l++)
-						q[16 * g + l - 16 * h] =
-							(int8_t)(((qs[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
-				}
-		return;
-	}
-	case QUANT_Q4_K: case QUANT_Q5_K: {
-		bool five = t == QUANT_Q5_K;
-		const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
-		*d = mg_f16_load(b);
-		*dm = mg_f16_load(b + 2);
-		for (int j = 0; j < 8; j++) {
-			int s, mi;
-			k4_scale_min(j, scales, &s, &mi);
-			sc[2 * j] = sc[2 * j + 1] = (int16_t)s;
-			mn[2 * j] = mn[2 * j + 1] = (int16_t)mi;
-			const uint8_t *src = qs + 32 * (j / 2);
-			for (int l = 0; l < 32; l++) {
-				int v = (j & 1) ? src[l] >> 4 : src[l] & 0xf;
-				if (five)
-					v += ((qh[l] >> j) & 1) << 4;
-				q[32 * j + l] = (int8_t)v;
-			}
-		}
-		return;
-	}
-	case QUANT_Q6_K: {
-		const uint8_t *ql = b, *qh = b + 128;
-		const int8_t *s8 = (const int8_t *)(b + 192);
-		*d = mg_f16_load(b + 208);
-		*dm = 0.0f;
-		for (int g = 0; g < 16; g++) {
-			sc[g] = s8[g];
-			mn[g] = 0;
-		}
-		for (int nh = 0; nh < 2; nh++, ql += 64, qh += 32)
-			for (int l = 0; l < 32; l++) {
-				int8_t *o = q + 128 * nh;
-				o[l] = (int8_t)(((ql[l] & 0xf) | ((qh[l] >> 0) & 3) << 4) - 32);
-				o[l + 32] = (int8_t)(((ql[l + 32] & 0xf) | ((qh[l] >> 2) & 3) << 4) - 32);
-				o[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
-				o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
-			}
-		return;
-	}
-	case QUANT_IQ4_XS: {
-		uint16_t sh;
-		memcpy(&sh, b + 2, 2);
-		const uint8_t *sl = b + 4, *qs = b + 8;
-		*d = mg_f16_load(b);
-		*dm = 0.0f;
-		for (int ib = 0; ib < 8; ib++) {
-			int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((sh >> (2 * ib)) & 3) << 4);
-			sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(ls - 32);
-			mn[2 * ib] = mn[2 * ib + 1] = 0;
-			for (int j = 0; j < 16; j++) {
-				q[32 * ib + j] = iq4_levels[qs[16 * ib + j] & 0xf];
-				q[32 * ib + 16 + j] = iq4_levels[qs[16 * ib + j] >> 4];
-			}
-		}
-		return;
-	}
-	default:
-		return;
+	case QUANT_Q2_K: unpack_q2_k(b, q, sc, mn, d, dm); return;
+	case QUANT_Q3_K: unpack_q3_k(b, q, sc, mn, d, dm); return;
+	case QUANT_Q4_K: case QUANT_Q5_K: unpack_q45_k(t == QUANT_Q5_K, b, q, sc, mn, d, dm); return;
+	case QUANT_Q6_K: unpack_q6_k(b, q, sc, mn, d, dm); return;
+	case QUANT_IQ4_XS: unpack_iq4_xs(b, q, sc, mn, d, dm); return;
+	default: return;
 	}
 }
 

@@ -3,8 +3,6 @@
 #include "quant.h"
 #include "mg_f16.h"
 
-#include "gguf.h"
-
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -912,9 +910,9 @@ static const struct mix_def {
 	const char *name, *alias;
 	uint32_t ftype, base;
 } mixes[] = {
-	{ "f32", NULL, QUANT_FTYPE_ALL_F32, GGUF_TTYPE_F32 },
-	{ "f16", NULL, QUANT_FTYPE_F16, GGUF_TTYPE_F16 },
-	{ "bf16", NULL, QUANT_FTYPE_BF16, GGUF_TTYPE_BF16 },
+	{ "f32", NULL, QUANT_FTYPE_ALL_F32, QUANT_F32 },
+	{ "f16", NULL, QUANT_FTYPE_F16, QUANT_F16 },
+	{ "bf16", NULL, QUANT_FTYPE_BF16, QUANT_BF16 },
 	{ "q4_0", NULL, QUANT_FTYPE_Q4_0, QUANT_Q4_0 },
 	{ "q4_1", NULL, QUANT_FTYPE_Q4_1, QUANT_Q4_1 },
 	{ "q5_0", NULL, QUANT_FTYPE_Q5_0, QUANT_Q5_0 },
@@ -1067,7 +1065,7 @@ uint32_t quant_mix_type(const quant_mix_t *mix, const char *tensor_name, int lay
 			int64_t row_len)
 {
 	if (!quantizable(tensor_name))
-		return GGUF_TTYPE_F32;
+		return QUANT_F32;
 	if (!quant_supported(mix->base))
 		return mix->base;	/* f32, f16, bf16 */
 	if (layer < 0 && sscanf(tensor_name, "blk.%d.", &layer) != 1)
@@ -1082,5 +1080,5 @@ uint32_t quant_mix_type(const quant_mix_t *mix, const char *tensor_name, int lay
 	case QUANT_Q6_K: t = QUANT_Q8_0; break;
 	default: break;
 	}
-	return row_len % quant_block_values(t) == 0 ? t : GGUF_TTYPE_F16;
+	return row_len % quant_block_values(t) == 0 ? t : QUANT_F16;
 }

@@ -56,6 +56,15 @@ enum quant_type {
 	QUANT_IQ4_XS = 23,
 };
 
+/* The unquantized ggml_type numbers a mix gives some tensors (the same as
+ * gguf.h's GGUF_TTYPE_F32, _F16 and _BF16; gguf.c checks). Not "supported"
+ * above: they are no block format. */
+enum quant_float_type {
+	QUANT_F32 = 0,
+	QUANT_F16 = 1,
+	QUANT_BF16 = 30,
+};
+
 #define QUANT_QK 32		/* values per legacy block */
 #define QUANT_QK_K 256		/* values per K-quant super-block */
 

@@ -492,3 +492,35 @@ done:
 	gguf_writer_destroy(&w);
 	return rc;
 }
+
+/* ---------------- models ---------------- */
+
+int model_new_synth_opts(const char *preset, int n_layers_override, const model_opts_t *o,
+			 model_t **ret, char *err, size_t errlen)
+{
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	const synth_preset_t *p = preset != NULL ? synth_preset_find(preset) : NULL;
+	if (p == NULL || ret == NULL) {
+		size_t len = 0;
+		char list[256] = "";
+		for (size_t i = 0; i < synth_n_presets() && len < sizeof(list); i++)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+						synth_preset_at(i)->name);
+		return mg_seterr(err, errlen, -EINVAL, "unknown preset '%s' (presets: %s)",
+			      preset != NULL ? preset : "", list);
+	}
+	model_config_t c = p->cfg;
+	if (n_layers_override > 0)
+		c.n_layers = n_layers_override;
+	static const model_gen_t gen = { synth_tensor_rows, synth_tok_new };
+	char label[64];
+	snprintf(label, sizeof(label), "preset %s", preset);
+	return model_new_generated(label, &c, o, &gen, ret, err, errlen);
+}
+
+int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
+		    char *err, size_t errlen)
+{
+	return model_new_synth_opts(preset, n_layers_override, NULL, ret, err, errlen);
+}

@@ -80,4 +80,13 @@ int synth_write_gguf_mix(const char *preset, int n_layers_override, const char *
 int synth_write_gguf(const char *preset, int n_layers_override, uint32_t type,
 		     const char *path, char *err, size_t errlen);
 
+/* A synthetic model from an architecture preset: model_new_generated with
+ * this generator. n_layers_override > 0 builds only that many layers
+ * (benchmarks scale the rest). -EINVAL naming the presets for an unknown
+ * one. *ret owned by the caller. */
+int model_new_synth(const char *preset, int n_layers_override, model_t **ret,
+		    char *err, size_t errlen);
+int model_new_synth_opts(const char *preset, int n_layers_override, const model_opts_t *o,
+			 model_t **ret, char *err, size_t errlen);
+
 #endif

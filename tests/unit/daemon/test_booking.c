@@ -11,6 +11,7 @@
 #include "ledger.h"
 #include "report.h"
 #include "meter.h"
+#include "meter_catalog.h"
 #include "opts.h"
 #include "tests.h"
 #include "mg_int128.h"

@@ -5,6 +5,7 @@
 #include "tests.h"
 #include "hwprof.h"
 #include "meter.h"
+#include "meter_catalog.h"
 #include "pricetab.h"
 
 #include <errno.h>

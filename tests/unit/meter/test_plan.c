@@ -1,6 +1,7 @@
 /* plan: memory fit, nodes, utilization and costs per 1M tokens against
  * values computed by hand (in the comments), the estimate's peak choice,
  * and the 70B-on-one-H100 refusal. */
+#include "meter_catalog.h"
 #include "plan.h"
 #include "speed.h"
 #include "tests.h"
