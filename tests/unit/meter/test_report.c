@@ -1146,12 +1146,98 @@ static void test_loaded_window(void)
 	done();
 }
 
+#define N_EMB 5
+
+/* Every grouping of the mixed ledger: the rows sum to the total per
+ * reference, and the derived figures of a reference use its kind's calls
+ * only (test_embedding_mixed). */
+static void check_mixed_groupings(const ledger_row_t *all, size_t n, const report_opts_t *o,
+				  const int64_t want_api[4], const int64_t want_load[2], const uint64_t want_tok[2])
+{
+	char err[512] = "";
+	report_t *r = NULL;
+	char *text = NULL;
+	json_t *root;
+	json_error_t je;
+	for (int g = REPORT_BY_BATCH; g <= REPORT_BY_DAY; g++) {
+		CU_ASSERT_EQUAL_FATAL(report_new(all, n, (enum report_group)g, o, &r, err, sizeof(err)), 0);
+		for (int k = 0; k < 4; k++) {
+			int64_t sum = 0;
+			uint64_t calls = 0;
+			for (size_t i = 0; i < r->n_rows; i++) {
+				sum += r->rows[i].api_micros[k];
+				calls += r->rows[i].api_calls[k];
+			}
+			CU_ASSERT_EQUAL(sum, want_api[k]);
+			CU_ASSERT_EQUAL(r->total.api_micros[k], want_api[k]);
+			CU_ASSERT_EQUAL(calls, k < 2 ? N_ROWS : N_EMB);
+			bool e = k >= 2;
+			CU_ASSERT_EQUAL(r->total.api_tokens[k], want_tok[e]);
+			CU_ASSERT_EQUAL(r->total.api_loaded[k], want_load[e]);
+		}
+		CU_ASSERT_EQUAL(r->total.cost_loaded_micros, want_load[0] + want_load[1]);
+		CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
+		root = json_loads(text, 0, &je);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+		json_t *t = json_object_get(root, "total");
+		int64_t v;
+		CU_ASSERT_EQUAL(report_per_1m_tokens(want_api[2], want_tok[1], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_per_1m_tokens_micros"), "text-embedding-3-small"), v);
+		CU_ASSERT_EQUAL(report_per_1m_tokens(want_api[0], want_tok[0], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_per_1m_tokens_micros"), "gpt-4o-mini"), v);
+		CU_ASSERT_EQUAL(meter_gross_margin_ppm(want_api[3], want_load[1], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "gross_margin_ppm_at_api_price"), "text-embedding-v3"), v);
+		CU_ASSERT_EQUAL(meter_gross_margin_ppm(want_api[1], want_load[0], &v), 0);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "gross_margin_ppm_at_api_price"), "qwen-long"), v);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_compared_calls"), "text-embedding-v3"), N_EMB);
+		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_compared_tokens"), "gpt-4o-mini"), (int64_t)want_tok[0]);
+		if (g == REPORT_BY_BATCH) {
+			/* batch_a, batch_b, batch_e: the embedding batch has no
+			 * chat figures and the chat batches no embedding ones. */
+			json_t *ba = json_array_get(json_object_get(root, "rows"), 0);
+			json_t *be = json_array_get(json_object_get(root, "rows"), 2);
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(be, "key")), "batch_e");
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "api_equivalent_micros"), "gpt-4o-mini")));
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "api_per_1m_tokens_micros"), "qwen-long")));
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "gross_margin_ppm_at_api_price"),
+							      "gpt-4o-mini")));
+			CU_ASSERT(json_is_integer(json_object_get(json_object_get(be, "gross_margin_ppm_at_api_price"),
+								  "text-embedding-3-small")));
+			CU_ASSERT(json_is_null(json_object_get(json_object_get(ba, "api_equivalent_micros"),
+							      "text-embedding-v3")));
+		}
+		json_decref(root);
+		free(text);
+		CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(text, "(embedding calls (/v1/embeddings) are compared with the embedding "
+						    "prices text-embedding-3-small, text-embedding-v3 only, on their input "
+						    "tokens, the other calls with the other references only; -: no call of "
+						    "that kind)\n"));
+		if (g == REPORT_BY_BATCH) {
+			/* batch_e: "-" under both chat references (price and GM). */
+			char *l = strstr(text, "\nbatch_e ");
+			CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+			char *tok[16], *sv = NULL, *copy = strndup(l + 1, strcspn(l + 1, "\n"));
+			int nt = 0;
+			for (char *x = strtok_r(copy, " ", &sv); x != NULL && nt < 16; x = strtok_r(NULL, " ", &sv))
+				tok[nt++] = x;
+			CU_ASSERT_EQUAL_FATAL(nt, 6 + 2 * 4);
+			for (int c = 6; c < 10; c++)
+				CU_ASSERT_STRING_EQUAL(tok[c], "-");
+			CU_ASSERT(strcmp(tok[10], "-") != 0 && strcmp(tok[12], "-") != 0);
+			free(copy);
+		}
+		free(text);
+		report_destroy(&r);
+	}
+
+}
+
 /* A ledger mixing chat and embedding calls: each call is compared with
  * the references of its own kind only (an embedding call is never priced
  * at gpt-4o-mini, a chat call never at text-embedding-3-small), in every
  * grouping and format, and the totals and derived figures reconcile with
  * the calls of each kind. */
-#define N_EMB 5
 static void test_embedding_mixed(void)
 {
 	fixture();
@@ -1252,79 +1338,7 @@ static void test_embedding_mixed(void)
 	free(text);
 	report_destroy(&r);
 
-	/* Every grouping: the rows sum to the total per reference, and the
-	 * derived figures of a reference use its kind's calls only. */
-	for (int g = REPORT_BY_BATCH; g <= REPORT_BY_DAY; g++) {
-		CU_ASSERT_EQUAL_FATAL(report_new(all, n, (enum report_group)g, &o, &r, err, sizeof(err)), 0);
-		for (int k = 0; k < 4; k++) {
-			int64_t sum = 0;
-			uint64_t calls = 0;
-			for (size_t i = 0; i < r->n_rows; i++) {
-				sum += r->rows[i].api_micros[k];
-				calls += r->rows[i].api_calls[k];
-			}
-			CU_ASSERT_EQUAL(sum, want_api[k]);
-			CU_ASSERT_EQUAL(r->total.api_micros[k], want_api[k]);
-			CU_ASSERT_EQUAL(calls, k < 2 ? N_ROWS : N_EMB);
-			bool e = k >= 2;
-			CU_ASSERT_EQUAL(r->total.api_tokens[k], want_tok[e]);
-			CU_ASSERT_EQUAL(r->total.api_loaded[k], want_load[e]);
-		}
-		CU_ASSERT_EQUAL(r->total.cost_loaded_micros, want_load[0] + want_load[1]);
-		CU_ASSERT_EQUAL_FATAL(report_format_json(r, &text), 0);
-		root = json_loads(text, 0, &je);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(root);
-		json_t *t = json_object_get(root, "total");
-		int64_t v;
-		CU_ASSERT_EQUAL(report_per_1m_tokens(want_api[2], want_tok[1], &v), 0);
-		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_per_1m_tokens_micros"), "text-embedding-3-small"), v);
-		CU_ASSERT_EQUAL(report_per_1m_tokens(want_api[0], want_tok[0], &v), 0);
-		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_per_1m_tokens_micros"), "gpt-4o-mini"), v);
-		CU_ASSERT_EQUAL(meter_gross_margin_ppm(want_api[3], want_load[1], &v), 0);
-		CU_ASSERT_EQUAL(jint(json_object_get(t, "gross_margin_ppm_at_api_price"), "text-embedding-v3"), v);
-		CU_ASSERT_EQUAL(meter_gross_margin_ppm(want_api[1], want_load[0], &v), 0);
-		CU_ASSERT_EQUAL(jint(json_object_get(t, "gross_margin_ppm_at_api_price"), "qwen-long"), v);
-		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_compared_calls"), "text-embedding-v3"), N_EMB);
-		CU_ASSERT_EQUAL(jint(json_object_get(t, "api_compared_tokens"), "gpt-4o-mini"), (int64_t)want_tok[0]);
-		if (g == REPORT_BY_BATCH) {
-			/* batch_a, batch_b, batch_e: the embedding batch has no
-			 * chat figures and the chat batches no embedding ones. */
-			json_t *ba = json_array_get(json_object_get(root, "rows"), 0);
-			json_t *be = json_array_get(json_object_get(root, "rows"), 2);
-			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(be, "key")), "batch_e");
-			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "api_equivalent_micros"), "gpt-4o-mini")));
-			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "api_per_1m_tokens_micros"), "qwen-long")));
-			CU_ASSERT(json_is_null(json_object_get(json_object_get(be, "gross_margin_ppm_at_api_price"),
-							      "gpt-4o-mini")));
-			CU_ASSERT(json_is_integer(json_object_get(json_object_get(be, "gross_margin_ppm_at_api_price"),
-								  "text-embedding-3-small")));
-			CU_ASSERT(json_is_null(json_object_get(json_object_get(ba, "api_equivalent_micros"),
-							      "text-embedding-v3")));
-		}
-		json_decref(root);
-		free(text);
-		CU_ASSERT_EQUAL_FATAL(report_format_text(r, &text), 0);
-		CU_ASSERT_PTR_NOT_NULL(strstr(text, "(embedding calls (/v1/embeddings) are compared with the embedding "
-						    "prices text-embedding-3-small, text-embedding-v3 only, on their input "
-						    "tokens, the other calls with the other references only; -: no call of "
-						    "that kind)\n"));
-		if (g == REPORT_BY_BATCH) {
-			/* batch_e: "-" under both chat references (price and GM). */
-			char *l = strstr(text, "\nbatch_e ");
-			CU_ASSERT_PTR_NOT_NULL_FATAL(l);
-			char *tok[16], *sv = NULL, *copy = strndup(l + 1, strcspn(l + 1, "\n"));
-			int nt = 0;
-			for (char *x = strtok_r(copy, " ", &sv); x != NULL && nt < 16; x = strtok_r(NULL, " ", &sv))
-				tok[nt++] = x;
-			CU_ASSERT_EQUAL_FATAL(nt, 6 + 2 * 4);
-			for (int c = 6; c < 10; c++)
-				CU_ASSERT_STRING_EQUAL(tok[c], "-");
-			CU_ASSERT(strcmp(tok[10], "-") != 0 && strcmp(tok[12], "-") != 0);
-			free(copy);
-		}
-		free(text);
-		report_destroy(&r);
-	}
+	check_mixed_groupings(all, n, &o, want_api, want_load, want_tok);
 
 	/* As booked: an embedding call's booked embedding equivalent is
 	 * used; a chat price booked on it (not something margind books) is

@@ -316,6 +316,106 @@ static const char *tmp_path(const char *name)
 	return p;
 }
 
+/* The scalars test_writer_roundtrip wrote, read back by every getter
+ * that may read them, and refused by those that may not. */
+static void check_roundtrip_scalars(gguf_t *g)
+{
+	uint32_t u32;
+	int32_t s32;
+	uint64_t u64;
+	int64_t s64;
+	float f;
+	double d;
+	bool b;
+	gguf_str_t s;
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u8", &u32), 0);
+	CU_ASSERT_EQUAL(u32, 200);
+	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.i8", &s32), 0);
+	CU_ASSERT_EQUAL(s32, -100);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.i8", &u32), -ERANGE);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u16", &u32), 0);
+	CU_ASSERT_EQUAL(u32, 60000);
+	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.i16", &s32), 0);
+	CU_ASSERT_EQUAL(s32, -30000);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u32", &u32), 0);
+	CU_ASSERT_EQUAL(u32, 4000000000u);
+	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.u32", &s32), -ERANGE);
+	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.i32", &s32), 0);
+	CU_ASSERT_EQUAL(s32, -2000000000);
+	CU_ASSERT_EQUAL(gguf_get_i64(g, "t.i32", &s64), 0);
+	CU_ASSERT_EQUAL(s64, -2000000000);
+	CU_ASSERT_EQUAL(gguf_get_f32(g, "t.f32", &f), 0);
+	CU_ASSERT_EQUAL(f, 0.15625f);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.f32", &u32), -EINVAL);
+	CU_ASSERT_EQUAL(gguf_get_bool(g, "t.bool", &b), 0);
+	CU_ASSERT_EQUAL(b, true);
+	CU_ASSERT_EQUAL(gguf_get_bool(g, "t.u8", &b), -EINVAL);
+	CU_ASSERT_EQUAL(gguf_get_str(g, "t.str", &s), 0);
+	CU_ASSERT(str_eq(s, "h\xc3\xa9llo \xe2\x96\x81world"));
+	CU_ASSERT_EQUAL(gguf_get_str(g, "t.empty", &s), 0);
+	CU_ASSERT_EQUAL(s.len, 0);
+	CU_ASSERT_EQUAL(gguf_get_u64(g, "t.u64", &u64), 0);
+	CU_ASSERT_EQUAL(u64, 18000000000000000000ULL);
+	CU_ASSERT_EQUAL(gguf_get_i64(g, "t.u64", &s64), -ERANGE);
+	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u64", &u32), -ERANGE);
+	CU_ASSERT_EQUAL(gguf_get_i64(g, "t.i64", &s64), 0);
+	CU_ASSERT_EQUAL(s64, -1234567890123LL);
+	CU_ASSERT_EQUAL(gguf_get_u64(g, "t.i64", &u64), -ERANGE);
+	CU_ASSERT_EQUAL(gguf_get_f64(g, "t.f64", &d), 0);
+	CU_ASSERT_EQUAL(d, -2.718281828459045);
+	CU_ASSERT_EQUAL(gguf_get_f32(g, "t.f64", &f), 0);
+	CU_ASSERT_EQUAL(f, (float)-2.718281828459045);
+}
+
+/* The tensors test_writer_roundtrip wrote: in order, aligned, bytes
+ * equal, converted exactly. */
+static void check_roundtrip_tensors(gguf_t *g, const float *f32d, size_t f32_bytes, const float *f16v)
+{
+	CU_ASSERT_EQUAL_FATAL(gguf_n_tensors(g), 4);
+	static const char *tn[] = { "t.f32", "t.f16", "t.bf16", "t.q8" };
+	for (uint64_t i = 0; i < 4; i++) {
+		const gguf_tensor_t *tt = gguf_tensor(g, i);
+		CU_ASSERT_STRING_EQUAL(tt->name, tn[i]);
+		CU_ASSERT_EQUAL(tt->offset % 32, 0);
+		CU_ASSERT_EQUAL(((const uint8_t *)tt->data - (const uint8_t *)gguf_tensor(g, 0)->data) % 32, 0);
+	}
+	const gguf_tensor_t *tf = gguf_find_tensor(g, "t.f32");
+	CU_ASSERT_EQUAL(tf->n_dims, 2);
+	CU_ASSERT_EQUAL(tf->ne[0], 3);
+	CU_ASSERT_EQUAL(tf->ne[1], 2);
+	CU_ASSERT_EQUAL(tf->n_elements, 6);
+	float out[128];
+	CU_ASSERT_EQUAL(gguf_tensor_to_f32(tf, out), 0);
+	CU_ASSERT_EQUAL(memcmp(out, f32d, f32_bytes), 0);
+	const gguf_tensor_t *th = gguf_find_tensor(g, "t.f16");
+	CU_ASSERT_EQUAL(th->type, GGUF_TTYPE_F16);
+	CU_ASSERT_EQUAL(th->nbytes, 16);
+	CU_ASSERT_EQUAL(gguf_tensor_to_f32(th, out), 0);
+	for (int i = 0; i < 8; i++)
+		CU_ASSERT_EQUAL(out[i], f16v[i]);
+	CU_ASSERT(signbit(out[4]));
+	const gguf_tensor_t *tb = gguf_find_tensor(g, "t.bf16");
+	CU_ASSERT_EQUAL(tb->n_dims, 3);
+	CU_ASSERT_EQUAL(tb->ne[2], 2);
+	CU_ASSERT_EQUAL(tb->ne[3], 1);
+	CU_ASSERT_EQUAL(gguf_tensor_to_f32(tb, out), 0);
+	CU_ASSERT_EQUAL(out[0], 1.0f);
+	CU_ASSERT_EQUAL(out[1], -2.0f);
+	CU_ASSERT_EQUAL(out[2], 3.140625f);
+	CU_ASSERT(fabsf(out[3] - 1e30f) <= 1e30f / 128);	/* 8-bit mantissa */
+	CU_ASSERT(fabsf(out[4] + 1e-30f) <= 1e-30f / 128);
+	CU_ASSERT_EQUAL(out[6], 256.0f);
+	CU_ASSERT_EQUAL(out[7], -0.0078125f);
+	const gguf_tensor_t *tq = gguf_find_tensor(g, "t.q8");
+	CU_ASSERT_EQUAL(tq->type, GGUF_TTYPE_Q8_0);
+	CU_ASSERT_EQUAL(tq->nbytes, 4 * 34);
+	CU_ASSERT_EQUAL(tq->n_elements, 128);
+	CU_ASSERT_EQUAL(gguf_tensor_to_f32(tq, out), 0);
+	for (int bk = 0; bk < 4; bk++)
+		for (int j = 0; j < 32; j++)
+			CU_ASSERT_EQUAL(out[bk * 32 + j], ldexpf((float)(j - 16 - bk), -bk));
+}
+
 static void test_writer_roundtrip(void)
 {
 	gguf_writer_t *w = gguf_writer_new();
@@ -414,52 +514,9 @@ static void test_writer_roundtrip(void)
 	CU_ASSERT_EQUAL(gguf_kv_type(g, 0), GGUF_VTYPE_UINT8);
 	CU_ASSERT_EQUAL(gguf_kv_type(g, 11), GGUF_VTYPE_FLOAT64);
 
-	uint32_t u32;
-	int32_t s32;
-	uint64_t u64;
-	int64_t s64;
-	float f;
-	double d;
-	bool b;
-	gguf_str_t s;
-	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u8", &u32), 0);
-	CU_ASSERT_EQUAL(u32, 200);
-	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.i8", &s32), 0);
-	CU_ASSERT_EQUAL(s32, -100);
-	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.i8", &u32), -ERANGE);
-	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u16", &u32), 0);
-	CU_ASSERT_EQUAL(u32, 60000);
-	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.i16", &s32), 0);
-	CU_ASSERT_EQUAL(s32, -30000);
-	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u32", &u32), 0);
-	CU_ASSERT_EQUAL(u32, 4000000000u);
-	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.u32", &s32), -ERANGE);
-	CU_ASSERT_EQUAL(gguf_get_i32(g, "t.i32", &s32), 0);
-	CU_ASSERT_EQUAL(s32, -2000000000);
-	CU_ASSERT_EQUAL(gguf_get_i64(g, "t.i32", &s64), 0);
-	CU_ASSERT_EQUAL(s64, -2000000000);
-	CU_ASSERT_EQUAL(gguf_get_f32(g, "t.f32", &f), 0);
-	CU_ASSERT_EQUAL(f, 0.15625f);
-	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.f32", &u32), -EINVAL);
-	CU_ASSERT_EQUAL(gguf_get_bool(g, "t.bool", &b), 0);
-	CU_ASSERT_EQUAL(b, true);
-	CU_ASSERT_EQUAL(gguf_get_bool(g, "t.u8", &b), -EINVAL);
-	CU_ASSERT_EQUAL(gguf_get_str(g, "t.str", &s), 0);
-	CU_ASSERT(str_eq(s, "h\xc3\xa9llo \xe2\x96\x81world"));
-	CU_ASSERT_EQUAL(gguf_get_str(g, "t.empty", &s), 0);
-	CU_ASSERT_EQUAL(s.len, 0);
-	CU_ASSERT_EQUAL(gguf_get_u64(g, "t.u64", &u64), 0);
-	CU_ASSERT_EQUAL(u64, 18000000000000000000ULL);
-	CU_ASSERT_EQUAL(gguf_get_i64(g, "t.u64", &s64), -ERANGE);
-	CU_ASSERT_EQUAL(gguf_get_u32(g, "t.u64", &u32), -ERANGE);
-	CU_ASSERT_EQUAL(gguf_get_i64(g, "t.i64", &s64), 0);
-	CU_ASSERT_EQUAL(s64, -1234567890123LL);
-	CU_ASSERT_EQUAL(gguf_get_u64(g, "t.i64", &u64), -ERANGE);
-	CU_ASSERT_EQUAL(gguf_get_f64(g, "t.f64", &d), 0);
-	CU_ASSERT_EQUAL(d, -2.718281828459045);
-	CU_ASSERT_EQUAL(gguf_get_f32(g, "t.f64", &f), 0);
-	CU_ASSERT_EQUAL(f, (float)-2.718281828459045);
+	check_roundtrip_scalars(g);
 
+	gguf_str_t s;
 	for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
 		snprintf(key, sizeof(key), "arr.%s", gguf_vtype_name(at[k]));
 		enum gguf_vtype t;
@@ -485,50 +542,7 @@ static void test_writer_roundtrip(void)
 		CU_ASSERT(str_eq(s, strs[i]));
 	}
 
-	/* tensors: in order, aligned, bytes equal, converted exactly */
-	CU_ASSERT_EQUAL_FATAL(gguf_n_tensors(g), 4);
-	static const char *tn[] = { "t.f32", "t.f16", "t.bf16", "t.q8" };
-	for (uint64_t i = 0; i < 4; i++) {
-		const gguf_tensor_t *tt = gguf_tensor(g, i);
-		CU_ASSERT_STRING_EQUAL(tt->name, tn[i]);
-		CU_ASSERT_EQUAL(tt->offset % 32, 0);
-		CU_ASSERT_EQUAL(((const uint8_t *)tt->data - (const uint8_t *)gguf_tensor(g, 0)->data) % 32, 0);
-	}
-	const gguf_tensor_t *tf = gguf_find_tensor(g, "t.f32");
-	CU_ASSERT_EQUAL(tf->n_dims, 2);
-	CU_ASSERT_EQUAL(tf->ne[0], 3);
-	CU_ASSERT_EQUAL(tf->ne[1], 2);
-	CU_ASSERT_EQUAL(tf->n_elements, 6);
-	float out[128];
-	CU_ASSERT_EQUAL(gguf_tensor_to_f32(tf, out), 0);
-	CU_ASSERT_EQUAL(memcmp(out, f32d, sizeof(f32d)), 0);
-	const gguf_tensor_t *th = gguf_find_tensor(g, "t.f16");
-	CU_ASSERT_EQUAL(th->type, GGUF_TTYPE_F16);
-	CU_ASSERT_EQUAL(th->nbytes, 16);
-	CU_ASSERT_EQUAL(gguf_tensor_to_f32(th, out), 0);
-	for (int i = 0; i < 8; i++)
-		CU_ASSERT_EQUAL(out[i], f16v[i]);
-	CU_ASSERT(signbit(out[4]));
-	const gguf_tensor_t *tb = gguf_find_tensor(g, "t.bf16");
-	CU_ASSERT_EQUAL(tb->n_dims, 3);
-	CU_ASSERT_EQUAL(tb->ne[2], 2);
-	CU_ASSERT_EQUAL(tb->ne[3], 1);
-	CU_ASSERT_EQUAL(gguf_tensor_to_f32(tb, out), 0);
-	CU_ASSERT_EQUAL(out[0], 1.0f);
-	CU_ASSERT_EQUAL(out[1], -2.0f);
-	CU_ASSERT_EQUAL(out[2], 3.140625f);
-	CU_ASSERT(fabsf(out[3] - 1e30f) <= 1e30f / 128);	/* 8-bit mantissa */
-	CU_ASSERT(fabsf(out[4] + 1e-30f) <= 1e-30f / 128);
-	CU_ASSERT_EQUAL(out[6], 256.0f);
-	CU_ASSERT_EQUAL(out[7], -0.0078125f);
-	const gguf_tensor_t *tq = gguf_find_tensor(g, "t.q8");
-	CU_ASSERT_EQUAL(tq->type, GGUF_TTYPE_Q8_0);
-	CU_ASSERT_EQUAL(tq->nbytes, 4 * 34);
-	CU_ASSERT_EQUAL(tq->n_elements, 128);
-	CU_ASSERT_EQUAL(gguf_tensor_to_f32(tq, out), 0);
-	for (int bk = 0; bk < 4; bk++)
-		for (int j = 0; j < 32; j++)
-			CU_ASSERT_EQUAL(out[bk * 32 + j], ldexpf((float)(j - 16 - bk), -bk));
+	check_roundtrip_tensors(g, f32d, sizeof(f32d), f16v);
 	CU_ASSERT_EQUAL(gguf_check_loadable(g, err, sizeof(err)), 0);
 	gguf_close(&g);
 }
