@@ -17,7 +17,7 @@
  * Raw: K DEALERs against one ROUTER that answers every message, window of
  * 256 messages in flight per DEALER, CURVE like the daemon: messages of one
  * request (~150 B) and of one 64-request shard (~10 KB). */
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>

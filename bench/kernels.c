@@ -10,7 +10,7 @@
  *   3. fused q|k|v and gate|up matrices against separate calls
  *
  * usage: bench-kernels [--threads N] [--reps R] [--quick] */
-#include "ops.h"
+#include "worker/ops.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -10,9 +10,9 @@
  * milliseconds. GMAC/s counts n x N x K multiply-adds. --cpu times with
  * the process's CPU clock instead of the wall clock: steadier on a shared
  * machine, meaningful with --threads 1 only (pool threads spin). */
-#include "ops.h"
-#include "qmm.h"
-#include "quant.h"
+#include "worker/ops.h"
+#include "worker/qmm.h"
+#include "worker/quant.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -25,12 +25,12 @@
  * and the total is the exact sum of the rows in every format. */
 #include "cli.h"
 #include "cmd_cost.h"
-#include "chart.h"
-#include "cost.h"
-#include "meter.h"
-#include "meter_catalog.h"
-#include "report.h"
-#include "speed.h"
+#include "meter/chart.h"
+#include "meter/cost.h"
+#include "meter/meter.h"
+#include "meter/meter_catalog.h"
+#include "meter/report.h"
+#include "meter/speed.h"
 
 #if __has_include(<curl/curl.h>)
 #include "http_client.h"

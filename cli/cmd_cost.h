@@ -14,10 +14,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "hwprof.h"
-#include "ledger.h"
-#include "pricetab.h"
-#include "thru.h"
+#include "meter/hwprof.h"
+#include "meter/ledger.h"
+#include "meter/pricetab.h"
+#include "meter/thru.h"
 
 /* The directories (borrowed: the environment's or a static buffer). */
 const char *cmd_cost_hardware_dir(void);

@@ -19,13 +19,13 @@
  * without --state-dir talks to a margind. */
 #include "cli.h"
 #include "cmd_cost.h"
-#include "chart.h"
-#include "meter.h"
-#include "meter_catalog.h"
-#include "plan.h"
-#include "pricewar.h"
-#include "pricewar_table.h"
-#include "speed.h"
+#include "meter/chart.h"
+#include "meter/meter.h"
+#include "meter/meter_catalog.h"
+#include "meter/plan.h"
+#include "meter/pricewar.h"
+#include "meter/pricewar_table.h"
+#include "meter/speed.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -16,7 +16,7 @@
  * stderr); `wait` and `submit --wait` exit 0 only when the batch completed. */
 #include "cli.h"
 #include "http_client.h"
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 #include "progress.h"
 
 #include <errno.h>

@@ -15,8 +15,8 @@
  * the currency of its costs from the ledger in the state directory (not
  * with --ctl: no state directory). */
 #include "cli.h"
-#include "mg_clock.h"
-#include "mg_jobstate.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_jobstate.h"
 
 #include <errno.h>
 #include <jansson.h>

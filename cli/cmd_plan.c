@@ -20,11 +20,11 @@
  * exit status is 1 only when no profile could be. */
 #include "cli.h"
 #include "cmd_cost.h"
-#include "meter.h"
-#include "meter_catalog.h"
-#include "plan.h"
-#include "report.h"
-#include "speed.h"
+#include "meter/meter.h"
+#include "meter/meter_catalog.h"
+#include "meter/plan.h"
+#include "meter/report.h"
+#include "meter/speed.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -10,9 +10,9 @@
  * per table its exchange rates. */
 #include "cli.h"
 #include "cmd_cost.h"
-#include "meter.h"
-#include "meter_catalog.h"
-#include "pricetab.h"
+#include "meter/meter.h"
+#include "meter/meter_catalog.h"
+#include "meter/pricetab.h"
 
 #include <errno.h>
 #include <getopt.h>

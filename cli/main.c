@@ -1,7 +1,7 @@
 /* marginctl: the command-line client. Commands are a table; each lives in
  * cmd_<name>.c (see cli.h). */
 #include "cli.h"
-#include "mg_log.h"
+#include "lib/mg_log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

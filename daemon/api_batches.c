@@ -31,11 +31,11 @@
 #include "api.h"
 #include "batchfmt.h"
 #include "htab.h"
-#include "mg_jobstate.h"
+#include "lib/mg_jobstate.h"
 #include "ingest.h"
-#include "mg_clock.h"
-#include "mg_hash.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_hash.h"
+#include "lib/mg_log.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -10,9 +10,9 @@
  * returns the completion body. */
 #include "api.h"
 #include "batchfmt.h"
-#include "mg_clock.h"
-#include "mg_jobstate.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_jobstate.h"
+#include "lib/mg_log.h"
 
 #include <errno.h>
 #include <stdio.h>

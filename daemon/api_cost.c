@@ -1,12 +1,12 @@
 /* api_cost: see api_cost.h. */
 #include "api_cost.h"
-#include "chart.h"
-#include "cost.h"
-#include "ledger.h"
-#include "report.h"
-#include "speed.h"
-#include "thru.h"
-#include "mg_log.h"
+#include "meter/chart.h"
+#include "meter/cost.h"
+#include "meter/ledger.h"
+#include "meter/report.h"
+#include "meter/speed.h"
+#include "meter/thru.h"
+#include "lib/mg_log.h"
 
 #include <errno.h>
 #include <sqlite3.h>

@@ -13,8 +13,8 @@
  * Data and metadata are fsync'd, and the directory too, before the reply. */
 #include "api.h"
 #include "batchfmt.h"
-#include "mg_clock.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_log.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 /* auth: see auth.h. */
 #include "auth.h"
-#include "mg_clock.h"
-#include "mg_curve.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_curve.h"
+#include "lib/mg_log.h"
 
 #include <dirent.h>
 #include <errno.h>

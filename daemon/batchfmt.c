@@ -1,6 +1,6 @@
 /* batchfmt: see batchfmt.h. */
 #include "batchfmt.h"
-#include "mg_hash.h"
+#include "lib/mg_hash.h"
 
 #include <errno.h>
 #include <math.h>

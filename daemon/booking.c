@@ -1,10 +1,10 @@
 /* booking: see booking.h. */
 #include "booking.h"
-#include "cost.h"
-#include "ledger.h"
-#include "meter.h"
-#include "meter_catalog.h"
-#include "mg_log.h"
+#include "meter/cost.h"
+#include "meter/ledger.h"
+#include "meter/meter.h"
+#include "meter/meter_catalog.h"
+#include "lib/mg_log.h"
 
 #include <errno.h>
 #include <sqlite3.h>

@@ -60,11 +60,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "hwprof.h"
+#include "meter/hwprof.h"
 #include "journal.h"
-#include "ledger.h"
-#include "mg_config.h"
-#include "pricetab.h"
+#include "meter/ledger.h"
+#include "lib/mg_config.h"
+#include "meter/pricetab.h"
 #include "sched.h"
 
 #define BOOKING_FALLBACK_PROFILE "cpu-2vcpu"

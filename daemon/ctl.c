@@ -1,6 +1,6 @@
 /* ctl: see ctl.h. */
 #include "ctl.h"
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 #include "storage.h"
 
 #include <errno.h>

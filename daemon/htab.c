@@ -3,7 +3,7 @@
  * per-process random key), because some keys come from outside: an
  * unkeyed hash would let a batch file choose one bucket for all its ids. */
 #include "htab.h"
-#include "mg_hash.h"
+#include "lib/mg_hash.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -4,8 +4,8 @@
 #include "http.h"
 #include "http_priv.h"
 #include "batchfmt.h"
-#include "mg_clock.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_log.h"
 #include "storage.h"
 
 #include <arpa/inet.h>

@@ -1,6 +1,6 @@
 /* ingest: see ingest.h. */
 #include "ingest.h"
-#include "mg_hash.h"
+#include "lib/mg_hash.h"
 
 #include <errno.h>
 #include <math.h>

@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mg_wire.h"
+#include "lib/mg_wire.h"
 
 #define INGEST_CUSTOM_ID_MAX 512
 #define INGEST_LINE_MAX (8u * 1024u * 1024u)

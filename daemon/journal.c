@@ -1,7 +1,7 @@
 /* journal: see journal.h. */
 #include "journal.h"
-#include "ledger.h"
-#include "mg_clock.h"
+#include "meter/ledger.h"
+#include "lib/mg_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>

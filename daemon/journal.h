@@ -37,8 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mg_jobstate.h"
-#include "mg_wire.h"
+#include "lib/mg_jobstate.h"
+#include "lib/mg_wire.h"
 
 typedef struct journal journal_t;
 

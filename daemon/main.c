@@ -9,7 +9,7 @@
 #include "ctl_api.h"
 #include "http.h"
 #include "metrics.h"
-#include "mg_log.h"
+#include "lib/mg_log.h"
 #include "opts.h"
 
 #include <errno.h>

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mg_wire.h"
+#include "lib/mg_wire.h"
 
 #define METRICS_MAX_LABELS 4
 #define METRICS_MAX_BUCKETS 24

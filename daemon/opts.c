@@ -1,10 +1,10 @@
 /* opts: see opts.h. */
 #include "opts.h"
 #include "journal.h"
-#include "mg_clock.h"
-#include "mg_log.h"
-#include "mg_settings.h"
-#include "mg_wire.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_log.h"
+#include "lib/mg_settings.h"
+#include "lib/mg_wire.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -36,7 +36,7 @@
 #include <stdio.h>
 
 #include "http.h"
-#include "mg_config.h"
+#include "lib/mg_config.h"
 #include "sched.h"
 
 #define OPTS_RETENTION_DEFAULT_S (30 * 86400)

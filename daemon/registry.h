@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mg_wire.h"
+#include "lib/mg_wire.h"
 
 #define REGISTRY_IDENT_MAX 256
 

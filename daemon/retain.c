@@ -1,6 +1,6 @@
 /* retain: see retain.h. */
 #include "retain.h"
-#include "mg_log.h"
+#include "lib/mg_log.h"
 
 #include <dirent.h>
 #include <errno.h>

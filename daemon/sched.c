@@ -5,8 +5,8 @@
 #include "sched_priv.h"
 #include "htab.h"
 #include "ingest.h"
-#include "mg_clock.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_log.h"
 
 #include <errno.h>
 #include <stdio.h>

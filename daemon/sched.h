@@ -47,7 +47,7 @@
 #include <stdint.h>
 
 #include "journal.h"
-#include "mg_wire.h"
+#include "lib/mg_wire.h"
 #include "registry.h"
 
 #define SCHED_SPLIT_AFTER 2

@@ -2,7 +2,7 @@
  * from the journal when the scheduler starts. See sched.h. */
 #include "sched.h"
 #include "sched_priv.h"
-#include "mg_log.h"
+#include "lib/mg_log.h"
 
 #include <errno.h>
 #include <stdio.h>

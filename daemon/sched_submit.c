@@ -2,8 +2,8 @@
  * ingest pass, and its errors. See sched.h. */
 #include "sched.h"
 #include "sched_priv.h"
-#include "mg_clock.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_log.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -9,8 +9,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "mg_clock.h"
-#include "mg_log.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_log.h"
 
 #define STORAGE_PERIOD_NS (200 * MG_NS_PER_MS)
 

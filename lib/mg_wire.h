@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "margin.pb-c.h"
+#include "proto/margin.pb-c.h"
 
 /* Bumped whenever the protocol changes incompatibly; Hello carries it. */
 #define MG_PROTO_VERSION 1u

@@ -44,7 +44,7 @@
 #include <stdint.h>
 
 #include "meter.h"
-#include "mg_config.h"
+#include "lib/mg_config.h"
 
 enum hwprof_field {
 	HWPROF_PURCHASE_PRICE,		/* currency units, whole node */

@@ -1,7 +1,7 @@
 /* meter: see meter.h. */
 #include "meter.h"
 #include "meter_priv.h"
-#include "mg_split.h"
+#include "lib/mg_split.h"
 
 #include <ctype.h>
 #include <dirent.h>

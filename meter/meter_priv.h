@@ -5,7 +5,7 @@
 #define METER_PRIV_H
 
 #include "meter.h"
-#include "mg_int128.h"
+#include "lib/mg_int128.h"
 
 typedef mg_i128 meter_i128;
 

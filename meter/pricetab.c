@@ -1,7 +1,7 @@
 /* pricetab: see pricetab.h. */
 #include "pricetab.h"
 #include "meter_priv.h"
-#include "mg_config.h"
+#include "lib/mg_config.h"
 
 #include <errno.h>
 #include <stdio.h>

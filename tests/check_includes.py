@@ -11,6 +11,12 @@ B's including A's, directly or through others. Every such loop in the
 tree is printed with the include lines that close it, and the exit status
 is 1 when there is one.
 
+Includes across areas are area-qualified: a file of one area (lib,
+daemon, worker, meter, cli; a unit test's area is the one it tests)
+names another area's header with its directory, `#include
+"meter/meter.h"`, so a reader sees where it lives. Each unqualified one
+is printed, and the exit status is 1.
+
     tests/check_includes.py [SOURCE_ROOT]
 """
 import os
@@ -54,6 +60,38 @@ def resolve(name, includer, by_path, by_base):
         return None
     cands = by_base.get(os.path.basename(name), [])
     return cands[0] if len(cands) == 1 else None
+
+
+AREAS = ('lib', 'daemon', 'worker', 'meter', 'cli')
+
+
+def area_of(path):
+    parts = path.split('/')
+    if parts[0] == 'tests' and len(parts) > 2 and parts[1] == 'unit':
+        return parts[2]
+    if parts[0] == 'tests' and len(parts) > 1:
+        return 'tests/' + parts[1]
+    return parts[0]
+
+
+def unqualified(root):
+    """(file, line, name, header) of every include naming another area's
+    header without its directory."""
+    out = []
+    by_base = {}
+    for p in sources(root):
+        by_base.setdefault(os.path.basename(p), []).append(p)
+    for p in sources(root):
+        with open(os.path.join(root, p), encoding='utf-8', errors='replace') as fh:
+            for n, line in enumerate(fh, 1):
+                m = INCLUDE.match(line)
+                if not m or '/' in m.group(1):
+                    continue
+                owners = [h for h in by_base.get(m.group(1), []) if area_of(h) in AREAS]
+                if len(owners) == 1 and area_of(owners[0]) != area_of(p) and \
+                        not os.path.exists(os.path.join(root, os.path.dirname(p), m.group(1))):
+                    out.append((p, n, m.group(1), owners[0]))
+    return out
 
 
 def graph(root):
@@ -135,11 +173,17 @@ def main():
                 if b in members:
                     for f, n, h in edges[a][b]:
                         print(f'  {f}:{n}: includes {h}')
+    bad = unqualified(root)
+    for f, n, name, h in bad:
+        print(f'{f}:{n}: #include "{name}" is {h}: name it "{h}" (another area)')
     if found:
         print(f'{len(found)} include circle(s): move what both sides need into one of them '
               'or a module of its own', file=sys.stderr)
+    if bad:
+        print(f'{len(bad)} include(s) across areas without the area', file=sys.stderr)
+    if found or bad:
         return 1
-    print(f'no include circles among {len(edges)} modules')
+    print(f'no include circles among {len(edges)} modules; includes across areas name their area')
     return 0
 
 

@@ -2,7 +2,7 @@
  * (calib.h). */
 #include "calib.h"
 
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 
 #include <cblas.h>
 #include <errno.h>

@@ -6,7 +6,7 @@
  * callers' text is appended in one place that records its span. */
 #include "chat.h"
 
-#include "mg_err.h"
+#include "lib/mg_err.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -49,12 +49,12 @@
  *
  * --calibrate-only: the machine's ceilings alone (no model). */
 #include "cmds.h"
-#include "mg_settings.h"
+#include "lib/mg_settings.h"
 
 #include "calib.h"
 #include "engine.h"
-#include "mg_clock.h"
-#include "mg_cpu.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_cpu.h"
 #include "model.h"
 #include "sampler.h"
 #include "synth.h"

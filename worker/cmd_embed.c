@@ -11,7 +11,7 @@
  * {"index":I,"error":{"code":..,"message":..}}). Exit 1 when an input
  * failed (the others are still printed). */
 #include "cmds.h"
-#include "mg_settings.h"
+#include "lib/mg_settings.h"
 #include "engine.h"
 #include "model.h"
 #include "synth.h"

@@ -10,9 +10,9 @@
  * the KV caches of N slots of C positions (model_config_kv_bytes, the
  * formula of model_kv_bytes). */
 #include "cmds.h"
-#include "mg_settings.h"
+#include "lib/mg_settings.h"
 #include "gguf.h"
-#include "mg_utf8.h"
+#include "lib/mg_utf8.h"
 #include "model.h"
 #include "quant.h"
 

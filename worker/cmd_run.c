@@ -9,11 +9,11 @@
  *   generated ids (an end-of-generation token that stopped it included),
  *   text the generated text only. */
 #include "cmds.h"
-#include "mg_settings.h"
-#include "mg_cpu.h"
-#include "mg_clock.h"
+#include "lib/mg_settings.h"
+#include "lib/mg_cpu.h"
+#include "lib/mg_clock.h"
 #include "engine.h"
-#include "mg_utf8.h"
+#include "lib/mg_utf8.h"
 #include "model.h"
 #include "synth.h"
 #include "tok.h"

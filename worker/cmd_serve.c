@@ -9,12 +9,12 @@
 #include "serve.h"
 
 #include "margin_config.h"
-#include "mg_clock.h"
-#include "mg_curve.h"
-#include "mg_notify.h"
-#include "mg_config.h"
-#include "mg_log.h"
-#include "mg_settings.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_curve.h"
+#include "lib/mg_notify.h"
+#include "lib/mg_config.h"
+#include "lib/mg_log.h"
+#include "lib/mg_settings.h"
 
 #include <errno.h>
 #include <signal.h>

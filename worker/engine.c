@@ -18,12 +18,12 @@
 #include "engine.h"
 
 #include "chat.h"
-#include "mg_clock.h"
-#include "mg_cpu.h"
-#include "mg_split.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_cpu.h"
+#include "lib/mg_split.h"
 #include "sampler.h"
 #include "tok.h"
-#include "mg_int128.h"
+#include "lib/mg_int128.h"
 
 #include <cblas.h>
 #include <errno.h>

@@ -16,9 +16,9 @@
  * length cannot overflow or make us allocate more than the file could hold. */
 #include "gguf.h"
 #include "gguf_priv.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 #include "quant.h"
-#include "mg_err.h"
+#include "lib/mg_err.h"
 
 #include <errno.h>
 #include <fcntl.h>

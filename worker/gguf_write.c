@@ -2,7 +2,7 @@
  * described in gguf.c). */
 #include "gguf.h"
 #include "gguf_priv.h"
-#include "mg_err.h"
+#include "lib/mg_err.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * model runtime. Subcommands are a table; each lives in cmd_<name>.c. */
 #include "calib.h"
 #include "cmds.h"
-#include "mg_log.h"
+#include "lib/mg_log.h"
 
 #include <cblas.h>
 #include <errno.h>

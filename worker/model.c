@@ -2,8 +2,8 @@
  * scratch, and the batched forward pass. See model.h for the contract and
  * ops.h for the kernels and why they are batch-invariant. */
 #include "model.h"
-#include "mg_err.h"
-#include "mg_hash.h"
+#include "lib/mg_err.h"
+#include "lib/mg_hash.h"
 
 #include "ops.h"
 #include "qmm.h"

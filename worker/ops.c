@@ -5,7 +5,7 @@
  * choices. */
 #include "ops.h"
 #include "ops_priv.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 #include "quant.h"
 
 #include <cblas.h>

@@ -5,7 +5,7 @@
 #define OPS_PRIV_H
 
 #include "ops.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 
 #include <stddef.h>
 #include <stdint.h>

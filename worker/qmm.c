@@ -36,7 +36,7 @@
  * activation rows a task unpacks several panels and runs chunks of the rows
  * against all of them. Figures in the commit history and bench-qmm. */
 #include "qmm.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 
 #include "gguf.h"
 #include "quant.h"

@@ -1,7 +1,7 @@
 /* quant: dequantization of ggml's block formats. See quant.h for the
  * layouts and why every value is exact but for one rounded addition. */
 #include "quant.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * sampler.h for the exact rules; they are part of the reproducibility
  * contract, so change them only with a note in the docs. */
 #include "sampler.h"
-#include "mg_hash.h"
+#include "lib/mg_hash.h"
 
 #include <errno.h>
 #include <math.h>

@@ -7,13 +7,13 @@
 #include "serve_priv.h"
 #include "engine.h"
 #include "gguf.h"
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 #include "model.h"
-#include "mg_cpu.h"
+#include "lib/mg_cpu.h"
 
 #include "chat.h"
-#include "mg_curve.h"
-#include "mg_log.h"
+#include "lib/mg_curve.h"
+#include "lib/mg_log.h"
 #include "synth.h"
 
 #include <assert.h>

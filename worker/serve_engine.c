@@ -1,13 +1,13 @@
 /* serve_engine: the engine thread of serve (see serve.h, serve_priv.h). */
 #include "serve_priv.h"
 #include "engine.h"
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 #include "model.h"
 
-#include "mg_hash.h"
-#include "mg_log.h"
-#include "mg_utf8.h"
-#include "mg_wire.h"
+#include "lib/mg_hash.h"
+#include "lib/mg_log.h"
+#include "lib/mg_utf8.h"
+#include "lib/mg_wire.h"
 
 #include <assert.h>
 #include <errno.h>

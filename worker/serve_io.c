@@ -1,8 +1,8 @@
 /* serve_io: the I/O thread of serve (see serve.h, serve_priv.h). */
 #include "serve_priv.h"
 
-#include "mg_log.h"
-#include "mg_wire.h"
+#include "lib/mg_log.h"
+#include "lib/mg_wire.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -7,7 +7,7 @@
 
 #include "serve.h"
 #include "engine.h"
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 #include "model.h"
 
 #include <assert.h>

@@ -1,9 +1,9 @@
 /* synth: architecture presets, counter-based pseudo-random weights, the
  * synthetic SentencePiece vocabulary and the GGUF writer of all that. */
 #include "synth.h"
-#include "mg_f16.h"
-#include "mg_err.h"
-#include "mg_hash.h"
+#include "lib/mg_f16.h"
+#include "lib/mg_err.h"
+#include "lib/mg_hash.h"
 
 #include "gguf.h"
 #include "quant.h"

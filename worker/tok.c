@@ -21,8 +21,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include "tok.h"
-#include "mg_err.h"
-#include "mg_hash.h"
+#include "lib/mg_err.h"
+#include "lib/mg_hash.h"
 
 #include <errno.h>
 #include <limits.h>

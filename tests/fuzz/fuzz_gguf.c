@@ -2,7 +2,7 @@
  * with a message or opened; an opened file can then be read through every
  * accessor without leaving the buffer (ASan watches). Built as a libFuzzer
  * target with clang, else linked with replay.c to rerun saved inputs. */
-#include "gguf.h"
+#include "worker/gguf.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -9,8 +9,8 @@
  * of the logs. Outputs are compared with an undisturbed run of the same job
  * id (the seeds hash the job id), never with hand-written text. */
 #include "cu_main.h"
-#include "mg_clock.h"
-#include "mg_wire.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_wire.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -13,7 +13,7 @@
  * Floats are printed with 9 significant digits, so they read back as the
  * same f32 bits. Exit 0, or 1 with the reason on stderr. A test program:
  * it links the worker library as the worker does and is not installed. */
-#include "model.h"
+#include "worker/model.h"
 
 #include <errno.h>
 #include <stdio.h>

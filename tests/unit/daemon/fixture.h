@@ -5,8 +5,8 @@
 
 #include "cu_main.h"
 #include "journal.h"
-#include "mg_clock.h"
-#include "mg_wire.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_wire.h"
 #include "sched.h"
 
 #include <stdbool.h>

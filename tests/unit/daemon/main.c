@@ -1,5 +1,5 @@
 /* CUnit suites of the daemon area, one per module. */
-#include "mg_log.h"
+#include "lib/mg_log.h"
 #include "tests.h"
 
 static const cu_suite_t suites[] = {

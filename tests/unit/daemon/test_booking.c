@@ -4,17 +4,17 @@
  * batch after an idle hour, workers that leave, a restart), rollback,
  * profile fallbacks, and the hooks wired through the journal and sched. */
 #include "booking.h"
-#include "cost.h"
+#include "meter/cost.h"
 #include "cu_alloc.h"
 #include "cu_sql.h"
 #include "fixture.h"
-#include "ledger.h"
-#include "report.h"
-#include "meter.h"
-#include "meter_catalog.h"
+#include "meter/ledger.h"
+#include "meter/report.h"
+#include "meter/meter.h"
+#include "meter/meter_catalog.h"
 #include "opts.h"
 #include "tests.h"
-#include "mg_int128.h"
+#include "lib/mg_int128.h"
 
 #include <errno.h>
 #include <sqlite3.h>

@@ -5,7 +5,7 @@
 #include "http.h"
 #include "api.h"
 #include "http_priv.h"
-#include "mg_clock.h"
+#include "lib/mg_clock.h"
 #include "storage.h"
 
 #include <arpa/inet.h>

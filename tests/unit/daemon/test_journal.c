@@ -4,7 +4,7 @@
 #include "cu_sql.h"
 #include "fixture.h"
 #include "journal.h"
-#include "ledger.h"
+#include "meter/ledger.h"
 #include "tests.h"
 
 #include <sqlite3.h>

@@ -2,7 +2,7 @@
 #include "api_cost.h"
 #include "cu_main.h"
 #include "fixture.h"
-#include "ledger.h"
+#include "meter/ledger.h"
 #include "metrics.h"
 
 #include <errno.h>

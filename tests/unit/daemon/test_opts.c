@@ -1,7 +1,7 @@
 /* opts: the config file, flags over it, and the refusals. */
 #include "fixture.h"
-#include "mg_clock.h"
-#include "mg_curve.h"
+#include "lib/mg_clock.h"
+#include "lib/mg_curve.h"
 #include "opts.h"
 #include "tests.h"
 

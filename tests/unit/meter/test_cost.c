@@ -3,7 +3,7 @@
 #include "tests.h"
 #include "cost.h"
 #include "hwprof.h"
-#include "mg_int128.h"
+#include "lib/mg_int128.h"
 
 #include <errno.h>
 #include <stdio.h>

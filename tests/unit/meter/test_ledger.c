@@ -4,7 +4,7 @@
 #include "cu_sql.h"
 #include "ledger.h"
 #include "meter.h"
-#include "mg_int128.h"
+#include "lib/mg_int128.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * margins and break-even days. */
 #include "tests.h"
 #include "meter.h"
-#include "mg_int128.h"
+#include "lib/mg_int128.h"
 
 #include <errno.h>
 #include <stdlib.h>

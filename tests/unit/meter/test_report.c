@@ -5,7 +5,7 @@
 #include "cu_alloc.h"
 #include "cost.h"
 #include "report.h"
-#include "mg_int128.h"
+#include "lib/mg_int128.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -6,7 +6,7 @@
 #include "cu_main.h"
 #include "engine.h"
 #include "gguf.h"
-#include "mg_log.h"
+#include "lib/mg_log.h"
 #include "model.h"
 #include "serve.h"
 #include "tok.h"

@@ -2,7 +2,7 @@
  * shared/models/README.md; the writer round-trips every value and tensor
  * type; hostile files built from a valid one are errors, never crashes. */
 #include "cmds.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 #include "cu_alloc.h"
 #include "cu_main.h"
 #include "gguf.h"

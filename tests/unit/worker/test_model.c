@@ -3,7 +3,7 @@
  * batch vs token by token, batch invariance across mixed batches and
  * thread counts, and load errors that name what is wrong. */
 #include "cmds.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 #include "cu_main.h"
 #include "engine.h"
 #include "gguf.h"
@@ -11,7 +11,7 @@
 #include "ops.h"
 #include "synth.h"
 #include "tok.h"
-#include "mg_utf8.h"
+#include "lib/mg_utf8.h"
 
 #include <errno.h>
 #include <jansson.h>

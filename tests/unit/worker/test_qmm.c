@@ -19,7 +19,7 @@
  *   the same data the other order gives other bits (so a kernel that
  *   summed its lanes differently would fail here). */
 #include "cu_main.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 
 #include "gguf.h"
 #include "ops.h"

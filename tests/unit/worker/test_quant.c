@@ -4,7 +4,7 @@
  * cross-checked against ggml's C code), and the block tables agree with the
  * GGUF type table. */
 #include "cu_main.h"
-#include "mg_f16.h"
+#include "lib/mg_f16.h"
 
 #include "gguf.h"
 #include "ops.h"
