@@ -596,6 +596,13 @@ def sc_offline():
                    "--price-after", "1"], ok=(2,))
     check("one of" in p.stderr, p.stderr)
     run(cli + ["cost", "--format", "xml", "--batch", "x"], ok=(2,))
+    p = run(cli + ["cost", "--batch", "x"] + ["--prices", "p.ini"] * 17, ok=(2,))
+    check("at most 16 --prices" in p.stderr, p.stderr)
+    p = run(cli + ["cost", "--batch"], ok=(2,))
+    check("--batch needs a value" in p.stderr, p.stderr)
+    # A repeated flag keeps each value whole: a comma belongs to the name.
+    p = run(cli + ["cost", "--batch", "x", "--prices", os.path.join(T, "no,such.ini")], ok=(2,))
+    check("--prices %s: " % os.path.join(T, "no,such.ini") in p.stderr, p.stderr)
 
 
 # --- whatif ----------------------------------------------------------------
