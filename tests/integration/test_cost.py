@@ -595,6 +595,10 @@ def sc_offline():
     p = run(cli + ["economics", "check", "--throughput", "10", "--bench", bench, "--price-before", "1",
                    "--price-after", "1"], ok=(2,))
     check("one of" in p.stderr, p.stderr)
+    p = run(cli + ["economics", "chart", "--bench", bench] + ["--ref", "gpt-4o-mini"] * 17, ok=(2,))
+    check("at most 16 --ref" in p.stderr, p.stderr)
+    p = run(cli + ["economics", "check", "--mix"], ok=(2,))
+    check("--mix needs a value" in p.stderr, p.stderr)
     run(cli + ["cost", "--format", "xml", "--batch", "x"], ok=(2,))
     p = run(cli + ["cost", "--batch", "x"] + ["--prices", "p.ini"] * 17, ok=(2,))
     check("at most 16 --prices" in p.stderr, p.stderr)
