@@ -375,11 +375,26 @@ static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, m
 			return -EINVAL;
 		}
 	}
-	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind]);
+	int operands = 0;
+	for (size_t i = 0; i < spec->n; i++)
+		operands += (spec->settings[i].flags & MG_SETTING_OPERAND) != 0;
+	if (argc - optind > operands) {
+		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind + operands]);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* The arguments left after the options, each into the next OPERAND row. */
+static int set_operands(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv)
+{
+	int k = optind, r = 0;
+	for (size_t i = 0; i < spec->n && k < argc && r == 0; i++) {
+		const mg_setting_t *s = &spec->settings[i];
+		if (s->flags & MG_SETTING_OPERAND)
+			r = mg_config_set_from(cfg, s->section, s->key, argv[k++], s->arg ? s->arg : s->key);
+	}
+	return r;
 }
 
 int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
@@ -410,6 +425,8 @@ int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc
 		if (r < 0)
 			goto out;
 	}
+	if ((r = set_operands(spec, cfg, argc, argv)) < 0)
+		goto nomem;
 	if ((r = check_excludes(spec, given, err, errlen)) < 0)
 		goto out;
 	for (size_t i = 0; i < spec->n; i++)
@@ -546,7 +563,7 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 	bool title = false;
 	for (size_t i = 0; i < spec->n; i++) {
 		const mg_setting_t *s = &spec->settings[i];
-		if (has_flag(s) || s->key == NULL)
+		if (has_flag(s) || s->key == NULL || (s->flags & MG_SETTING_OPERAND))
 			continue;
 		if (!title)
 			fprintf(f, "\nconfig file only ([section] key%s):\n",

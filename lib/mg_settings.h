@@ -43,6 +43,8 @@ typedef enum mg_setting_type {
 
 /* Row flags. */
 #define MG_SETTING_REPEAT 1u	/* the flag may repeat: its values join with ',' */
+#define MG_SETTING_OPERAND 2u	/* a row without flag: the next argument that is no
+				 * option ("submit FILE"), named by arg in errors */
 
 typedef struct mg_setting {
 	const char *flag;		/* long flag without "--"; NULL: no long flag */
@@ -56,7 +58,7 @@ typedef struct mg_setting {
 	const char *const *names;	/* ENUM: the names, NULL-terminated */
 	const char *set;		/* a flag without argument: the value it gives the key */
 	const char *excludes;		/* flags (comma-separated) this one refuses beside it */
-	unsigned flags;			/* MG_SETTING_REPEAT */
+	unsigned flags;			/* MG_SETTING_REPEAT, MG_SETTING_OPERAND */
 	const char *arg;		/* the argument in --help: FILE, N, DUR */
 	const char *help;		/* one or more lines */
 	const char *(*help_fill)(void);	/* non-NULL: help is a printf format whose

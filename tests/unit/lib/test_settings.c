@@ -223,7 +223,7 @@ static void test_flags_only(void)
  * long form; each --in value kept whole (a file name may hold a comma), a
  * value too many refused by name; help completed at run time. */
 typedef struct cli {
-	const char *out;
+	const char *file, *out;
 	int n;
 	const char *in[3];
 	size_t n_in;
@@ -237,6 +237,7 @@ static const char *run_dir(void)
 
 #define CLI(field) MG_SETTING_AT(cli_t, field)
 static const mg_setting_t cli_table[] = {
+	{ .section = "c", .key = "file", .arg = "FILE", .flags = MG_SETTING_OPERAND, .help = "the input", CLI(file) },
 	{ .flag = "out", .short_flag = 'o', .section = "c", .key = "out", .arg = "FILE", .help = "output", CLI(out) },
 	{ .short_flag = 'n', .section = "c", .key = "n", .type = MG_SETTING_INT, .lo = 0, .hi = 99, .def = "5",
 	  .arg = "N", .help = "how many", CLI(n) },
@@ -269,8 +270,9 @@ static void test_short_and_list(void)
 	char err[256] = "";
 	mg_config_t *cfg = NULL;
 	cli_t c;
-	char *ok[] = { "cli", "-o", "x.txt", "-n", "7", "--in", "a,b.ini", "--in", "c.json", "-q", NULL };
+	char *ok[] = { "cli", "-o", "x.txt", "-n", "7", "--in", "a,b.ini", "in.jsonl", "--in", "c.json", "-q", NULL };
 	CU_ASSERT_EQUAL_FATAL(cli_parse(ok, &c, err, sizeof(err), &cfg), 0);
+	CU_ASSERT_STRING_EQUAL(c.file, "in.jsonl");
 	CU_ASSERT_STRING_EQUAL(c.out, "x.txt");
 	CU_ASSERT_EQUAL(c.n, 7);
 	CU_ASSERT_TRUE(c.quiet);
@@ -282,21 +284,23 @@ static void test_short_and_list(void)
 	char *lng[] = { "cli", "--out", "y.txt", NULL };
 	CU_ASSERT_EQUAL_FATAL(cli_parse(lng, &c, err, sizeof(err), &cfg), 0);
 	CU_ASSERT_STRING_EQUAL(c.out, "y.txt");
+	CU_ASSERT_PTR_NULL(c.file);
 	CU_ASSERT_EQUAL(c.n, 5);
 	CU_ASSERT_EQUAL(c.n_in, 0);
 	mg_config_destroy(&cfg);
-	static const struct {
-		char *argv[12];
+	struct {
+		char *argv[12];	/* getopt_long permutes it */
 		const char *err;
 	} bad[] = {
 		{ { "cli", "--in", "1", "--in", "2", "--in", "3", "--in", "4" }, "at most 3 --in" },
 		{ { "cli", "-n", "100" }, "bad value '100' for -n: expected 0 to 99" },
 		{ { "cli", "-n" }, "option -n needs a value" },
 		{ { "cli", "-x" }, "unknown option -x" },
+		{ { "cli", "a.jsonl", "-q", "b.jsonl" }, "unexpected argument \"b.jsonl\"" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
-		CU_ASSERT_EQUAL(cli_parse((char **)bad[i].argv, &c, err, sizeof(err), &cfg), -EINVAL);
+		CU_ASSERT_EQUAL(cli_parse(bad[i].argv, &c, err, sizeof(err), &cfg), -EINVAL);
 		CU_ASSERT_STRING_EQUAL(err, bad[i].err);
 		mg_config_destroy(&cfg);
 	}
@@ -310,6 +314,7 @@ static void test_short_and_list(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  -n N                  how many (default 5)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --in FILE             inputs (repeatable; names in /run/dir)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  -q, --quiet           say less\n"));
+	CU_ASSERT_PTR_NULL(strstr(text, "the input"));	/* the synopsis names the operand */
 	free(text);
 }
 
