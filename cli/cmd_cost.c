@@ -401,21 +401,14 @@ static const mg_settings_spec_t spec = {
  * (exit 1) when out of memory; each said. */
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-	char err[512];
 	*o = (opts_t){ .cfg = mg_config_new() };
 	if (o->cfg == NULL) {
 		fprintf(stderr, "marginctl cost: out of memory\n");
 		return -ENOMEM;
 	}
-	int rc = mg_settings_parse(&spec, o->cfg, argc, argv, err, sizeof(err));
-	if (rc == 0)
-		rc = mg_settings_apply(&spec, o->cfg, o, err, sizeof(err));
-	if (rc == 1)
-		return 1;
-	if (rc < 0) {
-		fprintf(stderr, "marginctl cost: %s\n", err);
+	int rc = mg_settings_parse_into(&spec, o->cfg, argc, argv, o);
+	if (rc != 0)
 		return rc == -EINVAL ? 2 : rc;
-	}
 	if (o->batch == NULL && o->state_dir == NULL) {
 		fprintf(stderr, "marginctl cost: --batch ID is required (marginctl cost --help)\n");
 		return 2;

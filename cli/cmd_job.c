@@ -238,17 +238,10 @@ static const mg_settings_spec_t submit_spec = {
  * --help; 2 for bad usage and 1 when out of memory, said. */
 static int parse_submit(int argc, char **argv, mg_config_t *cfg, submit_opts_t *o)
 {
-	char err[512];
 	*o = (submit_opts_t){ 0 };
-	int rc = mg_settings_parse(&submit_spec, cfg, argc, argv, err, sizeof(err));
-	if (rc == 0)
-		rc = mg_settings_apply(&submit_spec, cfg, o, err, sizeof(err));
-	if (rc == 1)
-		return 1;
-	if (rc < 0) {
-		fprintf(stderr, "marginctl job submit: %s\n", err);
-		return rc == -EINVAL ? 2 : 1;
-	}
+	int rc = mg_settings_parse_into(&submit_spec, cfg, argc, argv, o);
+	if (rc != 0)
+		return rc == 1 ? 1 : rc == -EINVAL ? 2 : -1;
 	if (o->file == NULL) {
 		fprintf(stderr, "marginctl job submit: missing FILE\n");
 		return 2;

@@ -115,21 +115,14 @@ static const mg_settings_spec_t spec = {
  * said. */
 static int parse(int argc, char **argv, popts_t *o)
 {
-	char err[512];
 	*o = (popts_t){ .cfg = mg_config_new() };
 	if (o->cfg == NULL) {
 		fprintf(stderr, "marginctl plan: out of memory\n");
 		return 3;
 	}
-	int rc = mg_settings_parse(&spec, o->cfg, argc, argv, err, sizeof(err));
-	if (rc == 0)
-		rc = mg_settings_apply(&spec, o->cfg, o, err, sizeof(err));
-	if (rc == 1)
-		return 1;
-	if (rc < 0) {
-		fprintf(stderr, "marginctl plan: %s%s\n", err, strncmp(err, "unknown option", 14) == 0 ? " (see --help)" : "");
-		return rc == -EINVAL ? 2 : 3;
-	}
+	int rc = mg_settings_parse_into(&spec, o->cfg, argc, argv, o);
+	if (rc != 0)
+		return rc == 1 ? 1 : rc == -EINVAL ? 2 : 3;
 	return 0;
 }
 

@@ -495,6 +495,18 @@ int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, vo
 	return 0;
 }
 
+int mg_settings_parse_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, void *base)
+{
+	char err[512];
+	int r = mg_settings_parse(spec, cfg, argc, argv, err, sizeof(err));
+	if (r == 0)
+		r = mg_settings_apply(spec, cfg, base, err, sizeof(err));
+	if (r < 0)	/* an unknown option may be a typo: point at the list */
+		fprintf(stderr, "%s: %s%s\n", spec->prog, err,
+			strncmp(err, "unknown option", 14) == 0 ? " (see --help)" : "");
+	return r;
+}
+
 /* "  --flag ARG   help" with the help's further lines aligned under it. */
 static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FILE *f)
 {

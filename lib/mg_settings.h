@@ -102,6 +102,13 @@ int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc
 int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, void *base,
 		      char *err, size_t errlen);
 
+/* For a command's main: mg_settings_parse, then mg_settings_apply into
+ * base; a refusal is said on stderr as "prog: reason" (an unknown option
+ * adds "(see --help)"). 0; 1 after --help;
+ * -EINVAL for bad usage (exit 2); another negative errno (exit 1). Strings
+ * in base are borrowed from cfg. */
+int mg_settings_parse_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, void *base);
+
 /* Checks one value the table knows (0 when the key is not in the table). */
 int mg_settings_check(const mg_settings_spec_t *spec, const mg_config_t *cfg, const char *section,
 		      const char *key, char *err, size_t errlen);

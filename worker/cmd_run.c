@@ -138,23 +138,14 @@ static int parse_values(run_args_t *a)
  * destroys). 0; 1 after --help (exit 0); 2 for bad usage, said. */
 static int parse_args(int argc, char **argv, run_args_t *a)
 {
-	char err[512];
 	*a = (run_args_t){ .threads = mg_cpu_count(), .top_p = 1.0f, .cfg = mg_config_new() };
 	if (a->threads < 1)
 		a->threads = 1;
 	if (a->cfg == NULL || model_kv_type_parse(MODEL_KV_DEFAULT, &a->kvt) < 0)
 		return 2;
-	int rc = mg_settings_parse(&spec, a->cfg, argc, argv, err, sizeof(err));
-	if (rc == 0)
-		rc = mg_settings_apply(&spec, a->cfg, a, err, sizeof(err));
-	if (rc == 1)
-		return 1;
-	if (rc < 0) {
-		fprintf(stderr, "margin-worker run: %s\n", err);
-		if (strncmp(err, "unknown option", 14) == 0)
-			mg_settings_usage(&spec, stderr);
-		return 2;
-	}
+	int rc = mg_settings_parse_into(&spec, a->cfg, argc, argv, a);
+	if (rc != 0)
+		return rc == 1 ? 1 : 2;
 	if (parse_values(a) < 0)
 		return 2;
 	if ((a->model_path == NULL) == (a->arch == NULL) || a->prompt == NULL) {

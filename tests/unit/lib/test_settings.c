@@ -318,7 +318,41 @@ static void test_short_and_list(void)
 	free(text);
 }
 
+/* mg_settings_parse_into as a command's main calls it: the exit status
+ * its return maps to, the reason on stderr after the program's name. */
+static int cli_main(int argc, char **argv)
+{
+	mg_config_t *cfg = mg_config_new();
+	cli_t c;
+	int r = mg_settings_parse_into(&cli_spec, cfg, argc, argv, &c);
+	if (r == 0)
+		printf("n=%d in=%zu\n", c.n, c.n_in);
+	mg_config_destroy(&cfg);
+	return r == 0 || r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+}
+
+static void test_parse_into(void)
+{
+	char *ok[] = { "cli", "-n", "3", "--in", "x", NULL }, *typo[] = { "cli", "--quiett", NULL };
+	char *many[] = { "cli", "--in", "a", "--in", "b", "--in", "c", "--in", "d", NULL };
+	char *out = NULL, *err = NULL;
+	CU_ASSERT_EQUAL(cu_run_captured(cli_main, 5, ok, &out, &err), 0);
+	CU_ASSERT_STRING_EQUAL(out, "n=3 in=1\n");
+	CU_ASSERT_STRING_EQUAL(err, "");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(cu_run_captured(cli_main, 2, typo, &out, &err), 2);
+	CU_ASSERT_STRING_EQUAL(err, "cli: unknown option --quiett (see --help)\n");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(cu_run_captured(cli_main, 9, many, &out, &err), 2);
+	CU_ASSERT_STRING_EQUAL(err, "cli: at most 3 --in\n");
+	free(out);
+	free(err);
+}
+
 const cu_test_t settings_tests[] = {
+	{ "parse_into", test_parse_into },
 	{ "short_and_list", test_short_and_list },
 	{ "flags_only", test_flags_only },
 	{ "parse_int", test_parse_int },
