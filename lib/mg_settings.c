@@ -377,7 +377,8 @@ static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, m
 	}
 	int operands = 0;
 	for (size_t i = 0; i < spec->n; i++)
-		operands += (spec->settings[i].flags & MG_SETTING_OPERAND) != 0;
+		if (spec->settings[i].flags & MG_SETTING_OPERAND)
+			operands += spec->settings[i].type == MG_SETTING_LIST ? (int)list_max(&spec->settings[i]) : 1;
 	if (argc - optind > operands) {
 		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind + operands]);
 		return -EINVAL;
@@ -385,14 +386,21 @@ static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, m
 	return 0;
 }
 
-/* The arguments left after the options, each into the next OPERAND row. */
-static int set_operands(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv)
+/* The arguments left after the options, each into the next OPERAND row
+ * (a LIST row takes as many as it holds). */
+static int set_operands(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, char *err,
+			size_t errlen)
 {
 	int k = optind, r = 0;
 	for (size_t i = 0; i < spec->n && k < argc && r == 0; i++) {
 		const mg_setting_t *s = &spec->settings[i];
-		if (s->flags & MG_SETTING_OPERAND)
-			r = mg_config_set_from(cfg, s->section, s->key, argv[k++], s->arg ? s->arg : s->key);
+		const char *origin = s->arg ? s->arg : s->key;
+		if (!(s->flags & MG_SETTING_OPERAND))
+			continue;
+		if (s->type != MG_SETTING_LIST)
+			r = mg_config_set_from(cfg, s->section, s->key, argv[k++], origin);
+		for (size_t n = 0; s->type == MG_SETTING_LIST && n < list_max(s) && k < argc && r == 0; n++)
+			r = add_list(s, cfg, argv[k++], origin, err, errlen);
 	}
 	return r;
 }
@@ -425,8 +433,10 @@ int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc
 		if (r < 0)
 			goto out;
 	}
-	if ((r = set_operands(spec, cfg, argc, argv)) < 0)
+	if ((r = set_operands(spec, cfg, argc, argv, err, errlen)) == -ENOMEM)
 		goto nomem;
+	if (r < 0)
+		goto out;
 	if ((r = check_excludes(spec, given, err, errlen)) < 0)
 		goto out;
 	for (size_t i = 0; i < spec->n; i++)
@@ -518,7 +528,9 @@ static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FIL
 		else
 			flag_name(s, names, sizeof(names));
 		snprintf(head, sizeof(head), "  %s%s%s", names, s->arg ? " " : "", s->arg ? s->arg : "");
-	} else
+	} else if (s->flags & MG_SETTING_OPERAND)
+		snprintf(head, sizeof(head), "  %s%s", s->arg ? s->arg : s->key, s->type == MG_SETTING_LIST ? "..." : "");
+	else
 		snprintf(head, sizeof(head), "  %s.%s", s->section, s->key);
 	fprintf(f, "%-24s", head);
 	if (strlen(head) >= 24)
@@ -566,7 +578,7 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 		const mg_setting_t *s = &spec->settings[i];
 		if (s->type == MG_SETTING_HEADING)
 			fprintf(f, "\n%s\n", s->help);
-		else if (has_flag(s))
+		else if (has_flag(s) || ((s->flags & MG_SETTING_OPERAND) && s->help != NULL))
 			usage_row(spec, s, f);
 	}
 	if (spec->set_example != NULL)

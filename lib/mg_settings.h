@@ -44,7 +44,9 @@ typedef enum mg_setting_type {
 /* Row flags. */
 #define MG_SETTING_REPEAT 1u	/* the flag may repeat: its values join with ',' */
 #define MG_SETTING_OPERAND 2u	/* a row without flag: the next argument that is no
-				 * option ("submit FILE"), named by arg in errors */
+				 * option ("submit FILE"), named by arg in errors;
+				 * a LIST row takes as many as it holds ("TABLE...");
+				 * --help lists it when it has a help text */
 
 typedef struct mg_setting {
 	const char *flag;		/* long flag without "--"; NULL: no long flag */

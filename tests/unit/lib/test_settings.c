@@ -351,7 +351,50 @@ static void test_parse_into(void)
 	free(err);
 }
 
+/* A LIST operand: "prog [TABLE]... [--json]", the tables in order among
+ * the flags, one more than the row holds refused. */
+typedef struct tables {
+	const char *t[2];
+	size_t n;
+	bool json;
+} tables_t;
+
+static const mg_setting_t tables_table[] = {
+	{ .section = "t", .key = "table", .type = MG_SETTING_LIST, .arg = "TABLE", .flags = MG_SETTING_OPERAND,
+	  MG_SETTING_LIST_AT(tables_t, t, n) },
+	{ .flag = "json", .section = "t", .key = "json", .type = MG_SETTING_BOOL, .set = "yes", .help = "JSON",
+	  MG_SETTING_AT(tables_t, json) },
+};
+
+static void test_list_operand(void)
+{
+	static const mg_settings_spec_t ts = { .prog = "tables", .synopsis = "[TABLE]... [--json]\n", .no_config = true,
+					       .settings = tables_table, .n = 2 };
+	char *two[] = { "tables", "a,1.ini", "--json", "b.json", NULL }, *three[] = { "tables", "a", "b", "c", NULL };
+	char *none[] = { "tables", NULL }, err[256] = "";
+	tables_t t = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	CU_ASSERT_EQUAL_FATAL(mg_settings_parse(&ts, cfg, 4, two, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(mg_settings_apply(&ts, cfg, &t, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(t.n, 2);
+	CU_ASSERT_STRING_EQUAL(t.t[0], "a,1.ini");
+	CU_ASSERT_STRING_EQUAL(t.t[1], "b.json");
+	CU_ASSERT_TRUE(t.json);
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse(&ts, cfg, 4, three, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "unexpected argument \"c\"");
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	t = (tables_t){ .n = 9 };
+	CU_ASSERT_EQUAL(mg_settings_parse(&ts, cfg, 1, none, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(mg_settings_apply(&ts, cfg, &t, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(t.n, 0);
+	mg_config_destroy(&cfg);
+}
+
 const cu_test_t settings_tests[] = {
+	{ "list_operand", test_list_operand },
 	{ "parse_into", test_parse_into },
 	{ "short_and_list", test_short_and_list },
 	{ "flags_only", test_flags_only },
