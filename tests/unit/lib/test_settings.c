@@ -46,6 +46,19 @@ static const mg_settings_spec_t spec = {
 	.n = sizeof(table) / sizeof(table[0]),
 };
 
+/* mg_settings_usage's text (free). */
+static char *usage_text(const mg_settings_spec_t *sp)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (f == NULL)
+		return NULL;
+	mg_settings_usage(sp, f);
+	fclose(f);
+	return text;
+}
+
 static char path[512];
 
 static void write_conf(const char *text)
@@ -142,12 +155,8 @@ static void test_refusals(void)
 /* --help lists every flag with its key and default, and the file-only keys. */
 static void test_usage(void)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	mg_settings_usage(&spec, f);
-	fclose(f);
+	char *text = usage_text(&spec);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	static const char *const want[] = {
 		"usage: prog [--config FILE] [--slots N]\n",
 		"  --slots N             sequences in flight (w.slots, default 8)\n",
@@ -206,12 +215,8 @@ static void test_flags_only(void)
 	CU_ASSERT_EQUAL(mg_settings_parse(&bare, cfg, 3, c, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown option --config"));
 	mg_config_destroy(&cfg);
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	mg_settings_usage(&bare, f);
-	fclose(f);
+	char *text = usage_text(&bare);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --slots N             sequences in flight (default 8)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --no-curve            plain TCP\n"));
 	CU_ASSERT_PTR_NULL(strstr(text, "  --config FILE"));
@@ -304,12 +309,8 @@ static void test_short_and_list(void)
 		CU_ASSERT_STRING_EQUAL(err, bad[i].err);
 		mg_config_destroy(&cfg);
 	}
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	mg_settings_usage(&cli_spec, f);
-	fclose(f);
+	char *text = usage_text(&cli_spec);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  -o, --out FILE        output\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  -n N                  how many (default 5)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --in FILE             inputs (repeatable; names in /run/dir)\n"));
