@@ -29,6 +29,7 @@
 #include "meter/cost.h"
 #include "meter/meter.h"
 #include "meter/meter_catalog.h"
+#include "lib/mg_settings.h"
 #include "meter/report.h"
 #include "meter/speed.h"
 
@@ -40,7 +41,6 @@
 #endif
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -322,50 +322,6 @@ int cmd_cost_measured(const ledger_row_t *rows, size_t n, const char *what, doub
 
 /* --- the report -------------------------------------------------------- */
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: marginctl cost --batch ID [--group call|batch|model|worker|day] [--format text|csv|json]\n"
-		"                      [-o FILE] [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]\n"
-		"                      [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]\n"
-		"                       [--eff-bench FILE.json]]\n"
-		"                      [--sale-price P|IN/OUT]\n"
-		"                      [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]\n"
-		"\n"
-		"  --batch ID          the batch (required unless --state-dir)\n"
-		"  --group G           one row per call (default), batch, model, worker or UTC day\n"
-		"  --format F          text (default), csv or json; the total is the exact sum of the rows\n"
-		"  --state-dir DIR     read margind's journal there instead of asking --url\n"
-		"  --prices FILE       what-if: recompute the closed-API equivalents with this price table\n"
-		"                      (INI or LiteLLM .json; repeatable; a name is looked up in %s)\n"
-		"                      instead of the ones booked with the calls; the default tables (fx,\n"
-		"                      closed-2024, cn-2024-05-after, embeddings) only price calls booked without them\n"
-		"  --ref NAME          a reference model (price entry) to compare with (repeatable;\n"
-		"                      default: the ones the calls were booked with, else gpt-4o-mini, qwen-long;\n"
-		"                      embedding calls: text-embedding-3-small, text-embedding-3-large,\n"
-		"                      text-embedding-v3). Embedding calls are compared with embedding prices\n"
-		"                      (mode = embedding) only, other calls with the others only\n"
-		"  --currency CUR      report currency (default: the hardware profile's)\n"
-		"  --hardware P        what-if: price the same calls on this profile (a FILE, or a name in\n"
-		"                      %s) from their busy and idle time, divided by\n"
-		"                      its speed ratio: measured (--bench, else a bench attached to the\n"
-		"                      profile for the model's shape), else estimated from its peaks\n"
-		"  --speed X           what-if: that hardware runs X times as fast (given, no estimate)\n"
-		"  --bench FILE.json   what-if: `margin-worker bench --json` taken on that hardware\n"
-		"  --decode-batch N    what-if: the target's decode batch (default: the bench's best run,\n"
-		"                      else 32 for an estimate)\n"
-		"  --eff-bench FILE    what-if estimate: efficiency measured by this bench of the machine\n"
-		"                      the batch ran on (default: machine.md's factors)\n"
-		"  --sale-price P      our price per 1M tokens (P, or IN/OUT) in the report currency:\n"
-		"                      revenue and gross margin (price - loaded cost) / price\n"
-		"  --one-off AMOUNT    a one-off cost (e.g. 500000 for a deployment): days to recover it from\n"
-		"                      the saving against --breakeven-ref (default: the first --ref)\n"
-		"  --calls-per-day N   volume for that saving (default: one node's capacity)\n"
-		"  --chart FILE.svg    also write cost per 1M tokens against utilization at this batch's\n"
-		"                      measured throughput, with the reference prices as lines\n",
-		cmd_cost_prices_dir(), cmd_cost_hardware_dir());
-}
-
 typedef struct opts {
 	const char *batch, *group, *format, *out, *state_dir, *currency, *hardware, *speed, *sale, *one_off,
 		*calls_per_day, *breakeven_ref, *chart, *bench, *decode_batch, *eff_bench;
@@ -373,83 +329,86 @@ typedef struct opts {
 	size_t n_prices;
 	const char *refs[MAX_REFS];
 	size_t n_refs;
+	mg_config_t *cfg;	/* owned: the flags' values, which the fields above borrow */
 } opts_t;
 
-enum {
-	O_BATCH = 256, O_GROUP, O_FORMAT, O_STATE_DIR, O_PRICES, O_REF, O_CURRENCY, O_HARDWARE, O_SPEED, O_SALE,
-	O_ONE_OFF, O_CALLS, O_BE_REF, O_CHART, O_BENCH, O_DECODE_BATCH, O_EFF_BENCH, O_HELP,
+#define SEC "cost"
+#define O(field) MG_SETTING_AT(opts_t, field)
+#define S(f, k, a, field, h) { .flag = (f), .section = SEC, .key = (k), .arg = (a), .help = (h), O(field) }
+static const mg_setting_t settings[] = {
+	S("batch", "batch", "ID", batch, "the batch (required unless --state-dir)"),
+	S("group", "group", "G", group, "one row per call (default), batch, model, worker or UTC day"),
+	S("format", "format", "F", format, "text (default), csv or json; the total is the exact sum of the rows"),
+	{ .short_flag = 'o', .section = SEC, .key = "out", .arg = "FILE", .help = "write the report there (default stdout)",
+	  O(out) },
+	S("state-dir", "state_dir", "DIR", state_dir, "read margind's journal there instead of asking --url"),
+	{ .flag = "prices", .section = SEC, .key = "prices", .type = MG_SETTING_LIST, .arg = "FILE",
+	  .help = "what-if: recompute the closed-API equivalents with this price table\n"
+		  "(INI or LiteLLM .json; repeatable; a name is looked up in %s)\n"
+		  "instead of the ones booked with the calls; the default tables (fx,\n"
+		  "closed-2024, cn-2024-05-after, embeddings) only price calls booked without them",
+	  .help_fill = cmd_cost_prices_dir, MG_SETTING_LIST_AT(opts_t, prices, n_prices) },
+	{ .flag = "ref", .section = SEC, .key = "ref", .type = MG_SETTING_LIST, .arg = "NAME",
+	  .help = "a reference model (price entry) to compare with (repeatable;\n"
+		  "default: the ones the calls were booked with, else gpt-4o-mini, qwen-long;\n"
+		  "embedding calls: text-embedding-3-small, text-embedding-3-large,\n"
+		  "text-embedding-v3). Embedding calls are compared with embedding prices\n"
+		  "(mode = embedding) only, other calls with the others only",
+	  MG_SETTING_LIST_AT(opts_t, refs, n_refs) },
+	S("currency", "currency", "CUR", currency, "report currency (default: the hardware profile's)"),
+	{ .flag = "hardware", .section = SEC, .key = "hardware", .arg = "P",
+	  .help = "what-if: price the same calls on this profile (a FILE, or a name in\n"
+		  "%s) from their busy and idle time, divided by\n"
+		  "its speed ratio: measured (--bench, else a bench attached to the\n"
+		  "profile for the model's shape), else estimated from its peaks",
+	  .help_fill = cmd_cost_hardware_dir, O(hardware) },
+	S("speed", "speed", "X", speed, "what-if: that hardware runs X times as fast (given, no estimate)"),
+	S("bench", "bench", "FILE.json", bench, "what-if: `margin-worker bench --json` taken on that hardware"),
+	S("decode-batch", "decode_batch", "N", decode_batch,
+	  "what-if: the target's decode batch (default: the bench's best run,\nelse 32 for an estimate)"),
+	S("eff-bench", "eff_bench", "FILE", eff_bench,
+	  "what-if estimate: efficiency measured by this bench of the machine\n"
+	  "the batch ran on (default: machine.md's factors)"),
+	S("sale-price", "sale_price", "P", sale,
+	  "our price per 1M tokens (P, or IN/OUT) in the report currency:\n"
+	  "revenue and gross margin (price - loaded cost) / price"),
+	S("one-off", "one_off", "AMOUNT", one_off,
+	  "a one-off cost (e.g. 500000 for a deployment): days to recover it from\n"
+	  "the saving against --breakeven-ref (default: the first --ref)"),
+	S("calls-per-day", "calls_per_day", "N", calls_per_day, "volume for that saving (default: one node's capacity)"),
+	S("breakeven-ref", "breakeven_ref", "NAME", breakeven_ref, "the reference the saving is taken against"),
+	S("chart", "chart", "FILE.svg", chart,
+	  "also write cost per 1M tokens against utilization at this batch's\n"
+	  "measured throughput, with the reference prices as lines"),
+};
+#undef S
+
+static const mg_settings_spec_t spec = {
+	.prog = "marginctl cost",
+	.synopsis = "--batch ID [--group call|batch|model|worker|day] [--format text|csv|json]\n"
+		    "                      [-o FILE] [--state-dir DIR] [--prices FILE]... [--ref NAME]... [--currency CUR]\n"
+		    "                      [--hardware PROFILE|FILE [--speed X | --bench FILE.json] [--decode-batch N]\n"
+		    "                       [--eff-bench FILE.json]]\n"
+		    "                      [--sale-price P|IN/OUT]\n"
+		    "                      [--one-off AMOUNT [--calls-per-day N] [--breakeven-ref NAME]] [--chart FILE.svg]\n",
+	.no_config = true,
+	.settings = settings,
+	.n = sizeof(settings) / sizeof(settings[0]),
 };
 
-static const struct option long_opts[] = {
-	{ "batch", required_argument, NULL, O_BATCH },
-	{ "group", required_argument, NULL, O_GROUP },
-	{ "format", required_argument, NULL, O_FORMAT },
-	{ "state-dir", required_argument, NULL, O_STATE_DIR },
-	{ "prices", required_argument, NULL, O_PRICES },
-	{ "ref", required_argument, NULL, O_REF },
-	{ "currency", required_argument, NULL, O_CURRENCY },
-	{ "hardware", required_argument, NULL, O_HARDWARE },
-	{ "speed", required_argument, NULL, O_SPEED },
-	{ "sale-price", required_argument, NULL, O_SALE },
-	{ "one-off", required_argument, NULL, O_ONE_OFF },
-	{ "calls-per-day", required_argument, NULL, O_CALLS },
-	{ "breakeven-ref", required_argument, NULL, O_BE_REF },
-	{ "chart", required_argument, NULL, O_CHART },
-	{ "bench", required_argument, NULL, O_BENCH },
-	{ "decode-batch", required_argument, NULL, O_DECODE_BATCH },
-	{ "eff-bench", required_argument, NULL, O_EFF_BENCH },
-	{ "help", no_argument, NULL, O_HELP },
-	{ NULL, 0, NULL, 0 },
-};
-
+/* The flags into o (strings borrowed from o->cfg, which the caller
+ * destroys). 0; 1 after --help; 2 for bad usage; a negative errno
+ * (exit 1) when out of memory; each said. */
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-	memset(o, 0, sizeof(*o));
-	int c;
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":o:h", long_opts, NULL)) != -1) {
-		switch (c) {
-		case O_BATCH: o->batch = optarg; break;
-		case O_GROUP: o->group = optarg; break;
-		case O_FORMAT: o->format = optarg; break;
-		case 'o': o->out = optarg; break;
-		case O_STATE_DIR: o->state_dir = optarg; break;
-		case O_PRICES:
-			if (o->n_prices == MAX_PRICE_FILES) {
-				fprintf(stderr, "marginctl cost: at most %d --prices\n", MAX_PRICE_FILES);
-				return 2;
-			}
-			o->prices[o->n_prices++] = optarg;
-			break;
-		case O_REF:
-			if (o->n_refs == MAX_REFS) {
-				fprintf(stderr, "marginctl cost: at most %d --ref\n", MAX_REFS);
-				return 2;
-			}
-			o->refs[o->n_refs++] = optarg;
-			break;
-		case O_CURRENCY: o->currency = optarg; break;
-		case O_HARDWARE: o->hardware = optarg; break;
-		case O_SPEED: o->speed = optarg; break;
-		case O_SALE: o->sale = optarg; break;
-		case O_ONE_OFF: o->one_off = optarg; break;
-		case O_CALLS: o->calls_per_day = optarg; break;
-		case O_BE_REF: o->breakeven_ref = optarg; break;
-		case O_CHART: o->chart = optarg; break;
-		case O_BENCH: o->bench = optarg; break;
-		case O_DECODE_BATCH: o->decode_batch = optarg; break;
-		case O_EFF_BENCH: o->eff_bench = optarg; break;
-		case 'h':
-		case O_HELP: usage(stdout); return 1;
-		case ':': fprintf(stderr, "marginctl cost: %s needs a value\n", argv[optind - 1]); return 2;
-		default: fprintf(stderr, "marginctl cost: unknown option %s\n", argv[optind - 1]); return 2;
-		}
+	*o = (opts_t){ .cfg = mg_config_new() };
+	if (o->cfg == NULL) {
+		fprintf(stderr, "marginctl cost: out of memory\n");
+		return -ENOMEM;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "marginctl cost: unexpected argument \"%s\"\n", argv[optind]);
-		return 2;
-	}
+	int rc = mg_settings_parse_into(&spec, o->cfg, argc, argv, o);
+	if (rc != 0)
+		return rc == -EINVAL ? 2 : rc;
 	if (o->batch == NULL && o->state_dir == NULL) {
 		fprintf(stderr, "marginctl cost: --batch ID is required (marginctl cost --help)\n");
 		return 2;
@@ -974,7 +933,7 @@ int cmd_cost(int argc, char **argv)
 	}
 	c->scale = METER_Q(1, 1);
 	if ((st = parse_args(argc, argv, &c->o)) != 0) {
-		st = st == 1 ? 0 : st;
+		st = st == 1 ? 0 : st < 0 ? 1 : st;
 		goto done;
 	}
 	if ((st = load_inputs(c)) != 0 || (st = apply_whatif(c)) != 0 || (st = choose_refs(c)) != 0 ||
@@ -995,6 +954,7 @@ done:
 	json_decref(root);
 	free(text);
 	report_destroy(&c->rep);
+	mg_config_destroy(&c->o.cfg);
 	free(c->whatif);
 	free(c->tbench);
 	cmd_cost_rows_done(&c->rows);

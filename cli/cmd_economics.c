@@ -22,61 +22,19 @@
 #include "meter/chart.h"
 #include "meter/meter.h"
 #include "meter/meter_catalog.h"
+#include "lib/mg_settings.h"
 #include "meter/plan.h"
 #include "meter/pricewar.h"
 #include "meter/pricewar_table.h"
 #include "meter/speed.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_FILES 16
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: marginctl economics check [--json]\n"
-		"       marginctl economics check [--hardware PROFILE|FILE]\n"
-		"           [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]\n"
-		"            | --from-ledger BATCH [--state-dir DIR]\n"
-		"            | --estimate (--model NAME|FILE.gguf | --params N [--bytes-per-param B])\n"
-		"              [--batch N] [--fp16] [--eff-bench FILE.json]]\n"
-		"           --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...\n"
-		"           [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]\n"
-		"       marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]\n"
-		"           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch] [--eff-bench FILE.json]\n"
-		"\n"
-		"check: is serving at a provider's price before and after a cut above or below cost on this\n"
-		"hardware? Prints the gross margin at each price, the cut that takes the margin to zero and\n"
-		"whether a 90%% cut makes it negative, with every input and its source. Alone (or with\n"
-		"--json) it prints the price-war table of economics.md 6: every price point of the\n"
-		"cn-2024-05-before, cn-2024-05-after and cn-2024-late tables against its cost bases.\n"
-		"  --hardware P        a profile FILE or a name in %s (default cpu-2vcpu;\n"
-		"                      --from-ledger: the batch's); a bench or batch of another machine\n"
-		"                      gives way to P's own throughput (bench attached to P, else estimate)\n"
-		"  --throughput TOK_S  output tokens/s per node at the call mix (a figure you give)\n"
-		"  --bench FILE.json   a `margin-worker bench --json` run (--batch N: that run; default the best)\n"
-		"  --from-ledger ID    the throughput, call mix and utilization a batch showed in margind's ledger\n"
-		"  --estimate          an upper bound: a roofline on the profile's peaks for --model (a preset\n"
-		"                      such as llama2-7b, f16, or a GGUF file) or --params N weights, at the\n"
-		"                      largest batch whose weights + KV cache fit memory_bytes (or --batch N,\n"
-		"                      refused when it does not fit); fp16 peak for 16-bit or quantized weights\n"
-		"  --price-before P, --price-after P   IN/OUT or P per 1M tokens in --currency, a price entry,\n"
-		"                      TABLE:ENTRY (e.g. cn-2024-05-before:qwen-max), or an ENTRY that one\n"
-		"                      table holds (marginctl prices lists them)\n"
-		"  --mix IN/OUT        tokens per call (default 2048/2048, economics.md 6 basis A)\n"
-		"  --utilization U     0 < U <= 1 (default 0.5, economics.md 6; --from-ledger: measured)\n"
-		"  --cache-hit R       0 <= R <= 1: that share of the input tokens is paid at the entry's\n"
-		"                      cached-input price, where it has one (DeepSeek's day: 0.5625)\n"
-		"  --prices FILE       price tables and exchange rates (default: fx.conf from %s)\n"
-		"chart: cost per 1M output tokens against decode batch size from a bench, with the\n"
-		"reference models' output prices as lines.\n",
-		cmd_cost_hardware_dir(), cmd_cost_prices_dir());
-}
 
 typedef struct eopts {
 	const char *hardware, *throughput, *throughput_source, *bench, *from_ledger, *state_dir, *params,
@@ -87,95 +45,106 @@ typedef struct eopts {
 	size_t n_prices;
 	const char *refs[MAX_FILES];
 	size_t n_refs;
+	mg_config_t *cfg;	/* owned: the flags' values, which the fields above borrow */
 } eopts_t;
 
-enum {
-	E_HARDWARE = 256, E_THROUGHPUT, E_THROUGHPUT_SOURCE, E_BENCH, E_FROM_LEDGER, E_STATE_DIR, E_ESTIMATE,
-	E_PARAMS, E_BPP, E_BATCH, E_FP16, E_EFF_BENCH, E_BEFORE, E_AFTER, E_CURRENCY, E_PROVIDER, E_PRICES, E_MIX,
-	E_UTIL, E_VIA_BATCH, E_JSON, E_REF, E_HELP, E_CACHE_HIT, E_MODEL,
+#define SEC "economics"
+#define O(field) MG_SETTING_AT(eopts_t, field)
+#define S(f, k, a, field, h) { .flag = (f), .section = SEC, .key = (k), .arg = (a), .help = (h), O(field) }
+#define B(f, k, field, h) { .flag = (f), .section = SEC, .key = (k), .type = MG_SETTING_BOOL, .set = "yes", \
+			    .help = (h), O(field) }
+static const mg_setting_t settings[] = {
+	{ .flag = "hardware", .section = SEC, .key = "hardware", .arg = "P",
+	  .help = "a profile FILE or a name in %s (default cpu-2vcpu;\n"
+		  "--from-ledger: the batch's); a bench or batch of another machine\n"
+		  "gives way to P's own throughput (bench attached to P, else estimate)",
+	  .help_fill = cmd_cost_hardware_dir, O(hardware) },
+	S("throughput", "throughput", "TOK_S", throughput, "output tokens/s per node at the call mix (a figure you give)"),
+	S("throughput-source", "throughput_source", "TEXT", throughput_source, "where that figure comes from"),
+	S("bench", "bench", "FILE.json", bench,
+	  "a `margin-worker bench --json` run (--batch N: that run; default the best)"),
+	S("from-ledger", "from_ledger", "ID", from_ledger,
+	  "the throughput, call mix and utilization a batch showed in margind's ledger"),
+	S("state-dir", "state_dir", "DIR", state_dir, "read margind's journal there (--from-ledger)"),
+	B("estimate", "estimate", estimate,
+	  "an upper bound: a roofline on the profile's peaks for --model (a preset\n"
+	  "such as llama2-7b, f16, or a GGUF file) or --params N weights, at the\n"
+	  "largest batch whose weights + KV cache fit memory_bytes (or --batch N,\n"
+	  "refused when it does not fit); fp16 peak for 16-bit or quantized weights"),
+	S("model", "model", "M", model, "--estimate: a preset or a GGUF file"),
+	S("params", "params", "N", params, "--estimate: the number of weights"),
+	S("bytes-per-param", "bytes_per_param", "B", bytes_per_param, "--estimate: bytes per weight"),
+	S("batch", "batch", "N", batch, "the bench run, or the estimate's batch"),
+	B("fp16", "fp16", fp16, "--estimate: the fp16 peak"),
+	S("eff-bench", "eff_bench", "FILE.json", eff_bench,
+	  "efficiency from a `margin-worker bench --json` here (default: machine.md's)"),
+	S("price-before", "price_before", "P", before,
+	  "IN/OUT or P per 1M tokens in --currency, a price entry,\n"
+	  "TABLE:ENTRY (e.g. cn-2024-05-before:qwen-max), or an ENTRY that one\n"
+	  "table holds (marginctl prices lists them)"),
+	S("price-after", "price_after", "P", after, "the price after the cut, as --price-before"),
+	S("currency", "currency", "CUR", currency, "the currency of the figures"),
+	S("provider", "provider", "NAME", provider, "the provider named in the report"),
+	{ .flag = "prices", .section = SEC, .key = "prices", .type = MG_SETTING_LIST, .arg = "FILE",
+	  .help = "price tables and exchange rates (default: fx.conf from %s)", .help_fill = cmd_cost_prices_dir,
+	  MG_SETTING_LIST_AT(eopts_t, prices, n_prices) },
+	S("mix", "mix", "IN/OUT", mix, "tokens per call (default 2048/2048, economics.md 6 basis A)"),
+	S("utilization", "utilization", "U", utilization,
+	  "0 < U <= 1 (default 0.5, economics.md 6; --from-ledger: measured)"),
+	S("cache-hit", "cache_hit", "R", cache_hit,
+	  "0 <= R <= 1: that share of the input tokens is paid at the entry's\n"
+	  "cached-input price, where it has one (DeepSeek's day: 0.5625)"),
+	B("via-batch", "via_batch", via_batch, "the provider's batch prices"),
+	B("json", "json", json, "one JSON object"),
+	{ .flag = "ref", .section = SEC, .key = "ref", .type = MG_SETTING_LIST, .arg = "NAME",
+	  .help = "chart: a reference model drawn as a line (repeatable)", MG_SETTING_LIST_AT(eopts_t, refs, n_refs) },
+	{ .short_flag = 'o', .section = SEC, .key = "out", .arg = "FILE.svg", .help = "chart: the SVG written", O(out) },
+};
+#undef S
+#undef B
+
+static const mg_settings_spec_t spec = {
+	.prog = "marginctl economics",
+	.synopsis = "check [--json]\n"
+		    "       marginctl economics check [--hardware PROFILE|FILE]\n"
+		    "           [--throughput TOK_S [--throughput-source TEXT] | --bench FILE.json [--batch N]\n"
+		    "            | --from-ledger BATCH [--state-dir DIR]\n"
+		    "            | --estimate (--model NAME|FILE.gguf | --params N [--bytes-per-param B])\n"
+		    "              [--batch N] [--fp16] [--eff-bench FILE.json]]\n"
+		    "           --price-before P --price-after P [--currency CUR] [--provider NAME] [--prices FILE]...\n"
+		    "           [--mix IN/OUT] [--utilization U] [--cache-hit R] [--via-batch] [--json]\n"
+		    "       marginctl economics chart --bench FILE.json -o FILE.svg [--hardware P] [--utilization U]\n"
+		    "           [--ref NAME]... [--prices FILE]... [--currency CUR] [--via-batch] [--eff-bench FILE.json]\n",
+	.intro = "check: is serving at a provider's price before and after a cut above or below cost on this\n"
+		 "hardware? Prints the gross margin at each price, the cut that takes the margin to zero and\n"
+		 "whether a 90% cut makes it negative, with every input and its source. Alone (or with\n"
+		 "--json) it prints the price-war table of economics.md 6: every price point of the\n"
+		 "cn-2024-05-before, cn-2024-05-after and cn-2024-late tables against its cost bases.\n",
+	.epilog = "chart: cost per 1M output tokens against decode batch size from a bench, with the\n"
+		  "reference models' output prices as lines.\n",
+	.no_config = true,
+	.settings = settings,
+	.n = sizeof(settings) / sizeof(settings[0]),
 };
 
-static const struct option long_opts[] = {
-	{ "hardware", required_argument, NULL, E_HARDWARE },
-	{ "throughput", required_argument, NULL, E_THROUGHPUT },
-	{ "throughput-source", required_argument, NULL, E_THROUGHPUT_SOURCE },
-	{ "bench", required_argument, NULL, E_BENCH },
-	{ "from-ledger", required_argument, NULL, E_FROM_LEDGER },
-	{ "state-dir", required_argument, NULL, E_STATE_DIR },
-	{ "estimate", no_argument, NULL, E_ESTIMATE },
-	{ "params", required_argument, NULL, E_PARAMS },
-	{ "bytes-per-param", required_argument, NULL, E_BPP },
-	{ "batch", required_argument, NULL, E_BATCH },
-	{ "fp16", no_argument, NULL, E_FP16 },
-	{ "eff-bench", required_argument, NULL, E_EFF_BENCH },
-	{ "price-before", required_argument, NULL, E_BEFORE },
-	{ "price-after", required_argument, NULL, E_AFTER },
-	{ "currency", required_argument, NULL, E_CURRENCY },
-	{ "provider", required_argument, NULL, E_PROVIDER },
-	{ "prices", required_argument, NULL, E_PRICES },
-	{ "mix", required_argument, NULL, E_MIX },
-	{ "utilization", required_argument, NULL, E_UTIL },
-	{ "cache-hit", required_argument, NULL, E_CACHE_HIT },
-	{ "via-batch", no_argument, NULL, E_VIA_BATCH },
-	{ "json", no_argument, NULL, E_JSON },
-	{ "ref", required_argument, NULL, E_REF },
-	{ "help", no_argument, NULL, E_HELP },
-	{ "model", required_argument, NULL, E_MODEL },
-	{ NULL, 0, NULL, 0 },
-};
+static void usage(FILE *f)
+{
+	mg_settings_usage(&spec, f);
+}
 
+/* The flags into o (strings borrowed from o->cfg, which the caller
+ * destroys). 0; 1 after --help; 2 for bad usage, 3 out of memory; each
+ * said. */
 static int parse(int argc, char **argv, eopts_t *o)
 {
-	memset(o, 0, sizeof(*o));
-	int c;
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":o:h", long_opts, NULL)) != -1) {
-		switch (c) {
-		case E_HARDWARE: o->hardware = optarg; break;
-		case E_THROUGHPUT: o->throughput = optarg; break;
-		case E_THROUGHPUT_SOURCE: o->throughput_source = optarg; break;
-		case E_BENCH: o->bench = optarg; break;
-		case E_FROM_LEDGER: o->from_ledger = optarg; break;
-		case E_STATE_DIR: o->state_dir = optarg; break;
-		case E_ESTIMATE: o->estimate = true; break;
-		case E_PARAMS: o->params = optarg; break;
-		case E_MODEL: o->model = optarg; break;
-		case E_BPP: o->bytes_per_param = optarg; break;
-		case E_BATCH: o->batch = optarg; break;
-		case E_FP16: o->fp16 = true; break;
-		case E_EFF_BENCH: o->eff_bench = optarg; break;
-		case E_BEFORE: o->before = optarg; break;
-		case E_AFTER: o->after = optarg; break;
-		case E_CURRENCY: o->currency = optarg; break;
-		case E_PROVIDER: o->provider = optarg; break;
-		case E_MIX: o->mix = optarg; break;
-		case E_UTIL: o->utilization = optarg; break;
-		case E_CACHE_HIT: o->cache_hit = optarg; break;
-		case E_VIA_BATCH: o->via_batch = true; break;
-		case E_JSON: o->json = true; break;
-		case 'o': o->out = optarg; break;
-		case E_PRICES:
-		case E_REF:
-			if ((c == E_PRICES ? o->n_prices : o->n_refs) == MAX_FILES) {
-				fprintf(stderr, "marginctl economics: at most %d %s\n", MAX_FILES, argv[optind - 1]);
-				return 2;
-			}
-			if (c == E_PRICES)
-				o->prices[o->n_prices++] = optarg;
-			else
-				o->refs[o->n_refs++] = optarg;
-			break;
-		case 'h':
-		case E_HELP: usage(stdout); return 1;
-		case ':': fprintf(stderr, "marginctl economics: %s needs a value\n", argv[optind - 1]); return 2;
-		default: fprintf(stderr, "marginctl economics: unknown option %s\n", argv[optind - 1]); return 2;
-		}
+	*o = (eopts_t){ .cfg = mg_config_new() };
+	if (o->cfg == NULL) {
+		fprintf(stderr, "marginctl economics: out of memory\n");
+		return 3;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "marginctl economics: unexpected argument \"%s\"\n", argv[optind]);
-		return 2;
-	}
+	int rc = mg_settings_parse_into(&spec, o->cfg, argc, argv, o);
+	if (rc != 0)
+		return rc == 1 ? 1 : rc == -EINVAL ? 2 : 3;
 	return 0;
 }
 
@@ -764,11 +733,15 @@ int cmd_economics(int argc, char **argv)
 	eopts_t o;
 	int r = parse(argc - 1, argv + 1, &o);
 	if (r != 0)
-		return r == 1 ? 0 : r;
-	if (strcmp(argv[1], "check") == 0)
-		return check(&o);
-	if (strcmp(argv[1], "chart") == 0)
-		return chart(&o);
-	fprintf(stderr, "marginctl economics: unknown subcommand \"%s\" (check, chart)\n", argv[1]);
-	return 2;
+		r = r == 1 ? 0 : r == 3 ? 1 : r;
+	else if (strcmp(argv[1], "check") == 0)
+		r = check(&o);
+	else if (strcmp(argv[1], "chart") == 0)
+		r = chart(&o);
+	else {
+		fprintf(stderr, "marginctl economics: unknown subcommand \"%s\" (check, chart)\n", argv[1]);
+		r = 2;
+	}
+	mg_config_destroy(&o.cfg);
+	return r;
 }

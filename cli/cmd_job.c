@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "lib/mg_clock.h"
 #include "lib/mg_jobstate.h"
+#include "lib/mg_settings.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -206,30 +207,52 @@ static json_t *cmd_req(const char *cmd, const char *id)
 	return id ? json_pack("{s:s, s:s}", "cmd", cmd, "id", id) : json_pack("{s:s}", "cmd", cmd);
 }
 
-static int do_submit(client_t *c, int argc, char **argv)
+typedef struct submit_opts {
+	const char *file, *id, *endpoint, *meta;	/* borrowed from the config */
+	bool inl;
+} submit_opts_t;
+
+#define SUB(field) MG_SETTING_AT(submit_opts_t, field)
+static const mg_setting_t submit_settings[] = {
+	{ .section = "submit", .key = "file", .arg = "FILE", .flags = MG_SETTING_OPERAND, SUB(file) },
+	{ .flag = "id", .section = "submit", .key = "id", .arg = "ID", .help = "the batch's ID",
+	  SUB(id) },
+	{ .flag = "endpoint", .section = "submit", .key = "endpoint", .arg = "URL",
+	  .help = "the endpoint recorded with the batch", SUB(endpoint) },
+	{ .flag = "inline", .section = "submit", .key = "inline", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "send the lines in the request instead of FILE's path", SUB(inl) },
+	{ .flag = "metadata", .section = "submit", .key = "metadata", .arg = "JSON",
+	  .help = "a JSON object kept with the batch", SUB(meta) },
+};
+
+static const mg_settings_spec_t submit_spec = {
+	.prog = "marginctl job submit",
+	.synopsis = "FILE [--id ID] [--endpoint URL] [--inline] [--metadata JSON]\n",
+	.intro = "FILE is a JSONL batch input; margind reads it from its path.\n",
+	.no_config = true,
+	.settings = submit_settings,
+	.n = sizeof(submit_settings) / sizeof(submit_settings[0]),
+};
+
+/* The flags of submit into o (strings borrowed from cfg). 0; 1 after
+ * --help; 2 for bad usage and 1 when out of memory, said. */
+static int parse_submit(int argc, char **argv, mg_config_t *cfg, submit_opts_t *o)
 {
-	const char *file = NULL, *id = NULL, *endpoint = NULL, *meta = NULL;
-	bool inl = false;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--inline") == 0)
-			inl = true;
-		else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
-			id = argv[++i];
-		else if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc)
-			endpoint = argv[++i];
-		else if (strcmp(argv[i], "--metadata") == 0 && i + 1 < argc)
-			meta = argv[++i];
-		else if (argv[i][0] != '-' && file == NULL)
-			file = argv[i];
-		else {
-			fprintf(stderr, "marginctl job submit: unexpected %s\n", argv[i]);
-			return 2;
-		}
-	}
-	if (file == NULL) {
+	*o = (submit_opts_t){ 0 };
+	int rc = mg_settings_parse_into(&submit_spec, cfg, argc, argv, o);
+	if (rc != 0)
+		return rc == 1 ? 1 : rc == -EINVAL ? 2 : -1;
+	if (o->file == NULL) {
 		fprintf(stderr, "marginctl job submit: missing FILE\n");
 		return 2;
 	}
+	return 0;
+}
+
+static int do_submit(client_t *c, const submit_opts_t *so)
+{
+	const char *file = so->file, *id = so->id, *endpoint = so->endpoint, *meta = so->meta;
+	bool inl = so->inl;
 	json_t *req = json_pack("{s:s}", "cmd", "submit");
 	if (id)
 		json_object_set_new(req, "id", json_string(id));
@@ -425,12 +448,25 @@ int cmd_job(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	submit_opts_t so;
+	mg_config_t *scfg = NULL;
+	if (strcmp(sub, "submit") == 0) {
+		int r = (scfg = mg_config_new()) == NULL ? -1 : parse_submit(sargc, sargv, scfg, &so);
+		if (r != 0) {
+			if (r < 0)
+				fprintf(stderr, "marginctl job submit: out of memory\n");
+			mg_config_destroy(&scfg);
+			return r == 1 ? 0 : r < 0 ? 1 : r;
+		}
+	}
 	client_t c;
-	if (client_open(&c, state_dir, ctl, (int)(timeout_s * 1000)) < 0)
+	if (client_open(&c, state_dir, ctl, (int)(timeout_s * 1000)) < 0) {
+		mg_config_destroy(&scfg);
 		return 1;
+	}
 	int rc;
 	if (strcmp(sub, "submit") == 0) {
-		rc = do_submit(&c, sargc, sargv);
+		rc = do_submit(&c, &so);
 	} else if (strcmp(sub, "wait") == 0) {
 		double max_s = 0;
 		for (int k = 2; k + 1 < sargc; k++)
@@ -468,5 +504,6 @@ int cmd_job(int argc, char **argv)
 		rc = print_reply(reply);
 	}
 	client_close(&c);
+	mg_config_destroy(&scfg);
 	return rc;
 }

@@ -22,13 +22,13 @@
 #include "cmd_cost.h"
 #include "meter/meter.h"
 #include "meter/meter_catalog.h"
+#include "lib/mg_settings.h"
 #include "meter/plan.h"
 #include "meter/report.h"
 #include "meter/speed.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,45 +37,23 @@
 #define MAX_ARGS 16
 #define MAX_PROFILES 64
 
-static void usage(FILE *f)
+/* "a GGUF file ... or a preset: llama-110m, ..." with the presets the
+ * worker knows, broken into lines for --help. */
+static const char *model_help(void)
 {
-	fprintf(f,
-		"usage: marginctl plan (--output-tokens N[/day] | --requests N[/day]) --model NAME|FILE.gguf\n"
-		"           [--mix IN/OUT] [--deadline D] [--dtype T] [--hardware P]... [--ref NAME]...\n"
-		"           [--prices FILE]... [--currency CUR] [--one-off AMOUNT] [--bench FILE.json]...\n"
-		"           [--eff-bench FILE.json] [--format text|json|csv]\n"
-		"\n"
-		"How many nodes of each hardware profile serve a day's work within a deadline, at what cost\n"
-		"per 1M tokens, against closed APIs (docs/economics.md, \"Capacity planning\").\n"
-		"  --output-tokens N   output tokens a day (k, M, G suffixes: 50M); or --requests N a day\n"
-		"  --mix IN/OUT        tokens per request (default 2048/512)\n"
-		"  --deadline D        a day's work is done within D: 24h (default), 8h, 90m\n"
-		"  --model M           a GGUF file (its shape is read) or a preset:");
-	size_t col = 66;
-	for (size_t i = 0; shape_preset_name(i) != NULL; i++) {
+	static char buf[1024];
+	size_t used = 0, col = 44;
+	used += (size_t)snprintf(buf, sizeof(buf), "a GGUF file (its shape is read) or a preset:");
+	for (size_t i = 0; shape_preset_name(i) != NULL && used < sizeof(buf); i++) {
 		const char *name = shape_preset_name(i);
-		if (col + strlen(name) > 98) {
-			fprintf(f, "%s\n                     ", i ? "," : "");
-			col = 21;
-		} else if (i > 0) {
-			fputc(',', f);
-		}
-		col += fprintf(f, " %s", name) + 1;
+		bool wrap = col + strlen(name) > 76;
+		int w = snprintf(buf + used, sizeof(buf) - used, "%s%s%s", i ? "," : "", wrap ? "\n" : " ", name);
+		if (w < 0)
+			break;
+		used += (size_t)w;
+		col = wrap ? strlen(name) : col + strlen(name) + 2;
 	}
-	fprintf(f,
-		"\n"
-		"  --dtype T           a preset's weight type: f16 (default), bf16, f32, q8_0, q4_0\n"
-		"  --hardware P        a profile FILE or name in %s (repeat; default: all of them)\n"
-		"  --ref NAME          a reference API price entry (repeat; default gpt-4o-mini, qwen-long)\n"
-		"  --prices FILE       price tables and exchange rates (default: fx, closed-2024, cn-2024-05-after)\n"
-		"  --currency CUR      the plan's currency (default: the first profile's)\n"
-		"  --one-off AMOUNT    a one-off deployment cost in CUR: days to recover it from the saving\n"
-		"  --bench FILE        a `margin-worker bench --json` of the model taken on a profile's hardware\n"
-		"                      (its \"hardware\" field, else the only --hardware; repeat): tokens/s\n"
-		"                      measured at its largest batch that fits, not estimated. Benches\n"
-		"                      attached to a profile (bench = FILE) are used the same way\n"
-		"  --eff-bench FILE    efficiency from a `margin-worker bench --json` here (default: machine.md's)\n",
-		cmd_cost_hardware_dir());
+	return buf;
 }
 
 typedef struct popts {
@@ -83,73 +61,68 @@ typedef struct popts {
 		*format;
 	const char *hardware[MAX_ARGS], *refs[MAX_ARGS], *prices[MAX_ARGS], *benches[MAX_ARGS];
 	size_t n_hardware, n_refs, n_prices, n_benches;
+	mg_config_t *cfg;	/* owned: the flags' values, which the fields above borrow */
 } popts_t;
 
-enum {
-	P_OUT = 256, P_REQ, P_MIX, P_DEADLINE, P_MODEL, P_DTYPE, P_HARDWARE, P_REF, P_PRICES, P_CURRENCY, P_ONE_OFF,
-	P_EFF_BENCH, P_BENCH, P_FORMAT, P_HELP,
+#define SEC "plan"
+#define O(field) MG_SETTING_AT(popts_t, field)
+#define S(f, k, a, field, h) { .flag = (f), .section = SEC, .key = (k), .arg = (a), .help = (h), O(field) }
+#define L(f, a, field, count, h) { .flag = (f), .section = SEC, .key = (f), .type = MG_SETTING_LIST, .arg = (a), \
+				   .help = (h), MG_SETTING_LIST_AT(popts_t, field, count) }
+static const mg_setting_t settings[] = {
+	S("output-tokens", "output_tokens", "N", output_tokens,
+	  "output tokens a day (k, M, G suffixes: 50M); or --requests N a day"),
+	S("requests", "requests", "N", requests, "requests a day (k, M, G suffixes), each of --mix tokens"),
+	S("mix", "mix", "IN/OUT", mix, "tokens per request (default 2048/512)"),
+	S("deadline", "deadline", "D", deadline, "a day's work is done within D: 24h (default), 8h, 90m"),
+	{ .flag = "model", .section = SEC, .key = "model", .arg = "M", .help = "%s", .help_fill = model_help, O(model) },
+	S("dtype", "dtype", "T", dtype, "a preset's weight type: f16 (default), bf16, f32, q8_0, q4_0"),
+	{ .flag = "hardware", .section = SEC, .key = "hardware", .type = MG_SETTING_LIST, .arg = "P",
+	  .help = "a profile FILE or name in %s\n(repeat; default: all of them)", .help_fill = cmd_cost_hardware_dir,
+	  MG_SETTING_LIST_AT(popts_t, hardware, n_hardware) },
+	L("ref", "NAME", refs, n_refs, "a reference API price entry (repeat; default gpt-4o-mini, qwen-long)"),
+	L("prices", "FILE", prices, n_prices,
+	  "price tables and exchange rates (repeat; default: fx, closed-2024,\ncn-2024-05-after)"),
+	S("currency", "currency", "CUR", currency, "the plan's currency (default: the first profile's)"),
+	S("one-off", "one_off", "AMOUNT", one_off, "a one-off deployment cost in CUR: days to recover it from the saving"),
+	L("bench", "FILE", benches, n_benches,
+	  "a `margin-worker bench --json` of the model taken on a profile's hardware\n"
+	  "(its \"hardware\" field, else the only --hardware; repeat): tokens/s\n"
+	  "measured at its largest batch that fits, not estimated. Benches\n"
+	  "attached to a profile (bench = FILE) are used the same way"),
+	S("eff-bench", "eff_bench", "FILE", eff_bench,
+	  "efficiency from a `margin-worker bench --json` here (default: machine.md's)"),
+	S("format", "format", "F", format, "text (default), json or csv"),
+};
+#undef S
+#undef L
+
+static const mg_settings_spec_t spec = {
+	.prog = "marginctl plan",
+	.synopsis = "(--output-tokens N[/day] | --requests N[/day]) --model NAME|FILE.gguf\n"
+		    "           [--mix IN/OUT] [--deadline D] [--dtype T] [--hardware P]... [--ref NAME]...\n"
+		    "           [--prices FILE]... [--currency CUR] [--one-off AMOUNT] [--bench FILE.json]...\n"
+		    "           [--eff-bench FILE.json] [--format text|json|csv]\n",
+	.intro = "How many nodes of each hardware profile serve a day's work within a deadline, at what cost\n"
+		 "per 1M tokens, against closed APIs (docs/economics.md, \"Capacity planning\").\n",
+	.no_config = true,
+	.settings = settings,
+	.n = sizeof(settings) / sizeof(settings[0]),
 };
 
-static const struct option long_opts[] = {
-	{ "output-tokens", required_argument, NULL, P_OUT },
-	{ "requests", required_argument, NULL, P_REQ },
-	{ "mix", required_argument, NULL, P_MIX },
-	{ "deadline", required_argument, NULL, P_DEADLINE },
-	{ "model", required_argument, NULL, P_MODEL },
-	{ "dtype", required_argument, NULL, P_DTYPE },
-	{ "hardware", required_argument, NULL, P_HARDWARE },
-	{ "ref", required_argument, NULL, P_REF },
-	{ "prices", required_argument, NULL, P_PRICES },
-	{ "currency", required_argument, NULL, P_CURRENCY },
-	{ "one-off", required_argument, NULL, P_ONE_OFF },
-	{ "eff-bench", required_argument, NULL, P_EFF_BENCH },
-	{ "bench", required_argument, NULL, P_BENCH },
-	{ "format", required_argument, NULL, P_FORMAT },
-	{ "help", no_argument, NULL, P_HELP },
-	{ NULL, 0, NULL, 0 },
-};
-
+/* The flags into o (strings borrowed from o->cfg, which the caller
+ * destroys). 0; 1 after --help; 2 for bad usage, 3 out of memory; each
+ * said. */
 static int parse(int argc, char **argv, popts_t *o)
 {
-	memset(o, 0, sizeof(*o));
-	int c;
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
-		const char **list = NULL;
-		size_t *n = NULL;
-		switch (c) {
-		case P_OUT: o->output_tokens = optarg; break;
-		case P_REQ: o->requests = optarg; break;
-		case P_MIX: o->mix = optarg; break;
-		case P_DEADLINE: o->deadline = optarg; break;
-		case P_MODEL: o->model = optarg; break;
-		case P_DTYPE: o->dtype = optarg; break;
-		case P_CURRENCY: o->currency = optarg; break;
-		case P_ONE_OFF: o->one_off = optarg; break;
-		case P_EFF_BENCH: o->eff_bench = optarg; break;
-		case P_FORMAT: o->format = optarg; break;
-		case P_HARDWARE: list = o->hardware; n = &o->n_hardware; break;
-		case P_REF: list = o->refs; n = &o->n_refs; break;
-		case P_PRICES: list = o->prices; n = &o->n_prices; break;
-		case P_BENCH: list = o->benches; n = &o->n_benches; break;
-		case 'h':
-		case P_HELP: usage(stdout); return 1;
-		case ':': fprintf(stderr, "marginctl plan: %s needs a value\n", argv[optind - 1]); return 2;
-		default: fprintf(stderr, "marginctl plan: unknown option %s (see --help)\n", argv[optind - 1]); return 2;
-		}
-		if (list != NULL) {
-			if (*n == MAX_ARGS) {
-				fprintf(stderr, "marginctl plan: at most %d %s\n", MAX_ARGS, argv[optind - 1]);
-				return 2;
-			}
-			list[(*n)++] = optarg;
-		}
+	*o = (popts_t){ .cfg = mg_config_new() };
+	if (o->cfg == NULL) {
+		fprintf(stderr, "marginctl plan: out of memory\n");
+		return 3;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "marginctl plan: unexpected argument \"%s\"\n", argv[optind]);
-		return 2;
-	}
+	int rc = mg_settings_parse_into(&spec, o->cfg, argc, argv, o);
+	if (rc != 0)
+		return rc == 1 ? 1 : rc == -EINVAL ? 2 : 3;
 	return 0;
 }
 
@@ -778,12 +751,10 @@ static void print_csv(const plan_ctx_t *x, FILE *f)
 	}
 }
 
-int cmd_plan(int argc, char **argv)
+static int plan_main(popts_t *op)
 {
-	popts_t o;
-	int status = parse(argc, argv, &o);
-	if (status != 0)
-		return status == 1 ? 0 : status;
+	popts_t o = *op;
+	int status;
 	const char *fmt = o.format ? o.format : "text";
 	if (strcmp(fmt, "text") != 0 && strcmp(fmt, "json") != 0 && strcmp(fmt, "csv") != 0) {
 		fprintf(stderr, "marginctl plan: --format %s: expected text, json or csv\n", fmt);
@@ -816,5 +787,17 @@ int cmd_plan(int argc, char **argv)
 		free(x.benches[k]);
 	free(x.rows);
 	pricetab_destroy(&x.prices);
+	return status;
+}
+
+int cmd_plan(int argc, char **argv)
+{
+	popts_t o;
+	int status = parse(argc, argv, &o);
+	if (status == 0)
+		status = plan_main(&o);
+	else
+		status = status == 1 ? 0 : status == 3 ? 1 : status;
+	mg_config_destroy(&o.cfg);
 	return status;
 }

@@ -12,26 +12,42 @@
 #include "cmd_cost.h"
 #include "meter/meter.h"
 #include "meter/meter_catalog.h"
+#include "lib/mg_settings.h"
 #include "meter/pricetab.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: marginctl prices [TABLE]... [--json]\n"
-		"\n"
-		"The entries of closed-API price tables: currency, input / output / cached-input price\n"
-		"per 1M tokens (list and batch), each with its source and date, and the table's\n"
-		"exchange rates. TABLE is a file (INI or LiteLLM .json) or a name in %s\n"
-		"(set $MARGIN_PRICES_DIR); without TABLE, every table there. An entry is what\n"
-		"--price-before/--price-after, --ref and --sale-price take: ENTRY or TABLE:ENTRY.\n",
-		cmd_cost_prices_dir());
-}
+#define MAX_TABLES 256
+
+typedef struct prices_opts {
+	const char *tables[MAX_TABLES];	/* borrowed from the config */
+	size_t n_tables;
+	bool json;
+} prices_opts_t;
+
+static const mg_setting_t settings[] = {
+	{ .section = "prices", .key = "table", .type = MG_SETTING_LIST, .arg = "TABLE", .flags = MG_SETTING_OPERAND,
+	  .help = "a file (INI or LiteLLM .json) or a name in %s\n"
+		  "(set $MARGIN_PRICES_DIR); without TABLE, every table there",
+	  .help_fill = cmd_cost_prices_dir, MG_SETTING_LIST_AT(prices_opts_t, tables, n_tables) },
+	{ .flag = "json", .section = "prices", .key = "json", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "one JSON object: {\"prices_dir\", \"tables\": [...]}", MG_SETTING_AT(prices_opts_t, json) },
+};
+
+static const mg_settings_spec_t prices_spec = {
+	.prog = "marginctl prices",
+	.synopsis = "[TABLE]... [--json]\n",
+	.intro = "The entries of closed-API price tables: currency, input / output / cached-input price\n"
+		 "per 1M tokens (list and batch), each with its source and date, and the table's\n"
+		 "exchange rates. An entry is what --price-before/--price-after, --ref and --sale-price\n"
+		 "take: ENTRY or TABLE:ENTRY.\n",
+	.no_config = true,
+	.settings = settings,
+	.n = sizeof(settings) / sizeof(settings[0]),
+};
 
 static void num_src(FILE *f, const char *label, const char *source, const char *date)
 {
@@ -151,28 +167,15 @@ static int show(const char *spec, FILE *f, json_t *arr)
 	return 0;
 }
 
-int cmd_prices(int argc, char **argv)
+/* The tables named in o (or every one in the prices directory), shown. */
+static int prices_main(const prices_opts_t *o)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	bool json = false;
-	int c, status = 0;
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j': json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: fprintf(stderr, "marginctl prices: unknown option %s\n", argv[optind - 1]); return 2;
-		}
-	}
-	size_t n = 0;
+	bool json = o->json;
+	int status = 0;
+	size_t n = o->n_tables;
 	char **names = NULL;
-	const char *const *specs = (const char *const *)argv + optind;
-	if (optind == argc) {
+	const char *const *specs = o->tables;
+	if (n == 0) {
 		const char *dir = cmd_cost_prices_dir();
 		if ((names = meter_dir_names(dir, true, &n)) == NULL || n == 0) {
 			fprintf(stderr, "marginctl prices: no price tables in %s%s%s (set $MARGIN_PRICES_DIR)\n", dir,
@@ -181,8 +184,6 @@ int cmd_prices(int argc, char **argv)
 			return 1;
 		}
 		specs = (const char *const *)names;
-	} else {
-		n = (size_t)(argc - optind);
 	}
 	json_t *arr = json ? json_array() : NULL;
 	for (size_t i = 0; i < n && status == 0; i++) {
@@ -207,5 +208,18 @@ int cmd_prices(int argc, char **argv)
 	}
 	json_decref(arr);
 	meter_names_free(&names);
+	return status;
+}
+
+int cmd_prices(int argc, char **argv)
+{
+	mg_config_t *cfg = mg_config_new();
+	prices_opts_t *o = calloc(1, sizeof(*o));
+	int r = cfg == NULL || o == NULL ? -ENOMEM : mg_settings_parse_into(&prices_spec, cfg, argc, argv, o);
+	if (r == -ENOMEM && (cfg == NULL || o == NULL))
+		fprintf(stderr, "marginctl prices: out of memory\n");
+	int status = r == 0 ? prices_main(o) : r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+	free(o);
+	mg_config_destroy(&cfg);
 	return status;
 }

@@ -20,6 +20,41 @@ static const mg_setting_t *find_key(const mg_settings_spec_t *spec, const char *
 	return NULL;
 }
 
+static bool has_flag(const mg_setting_t *s)
+{
+	return s->flag != NULL || s->short_flag != 0;
+}
+
+/* "--flag", or "-n" for a row with only a short flag. */
+static void flag_name(const mg_setting_t *s, char *buf, size_t len)
+{
+	if (s->flag != NULL)
+		snprintf(buf, len, "--%s", s->flag);
+	else
+		snprintf(buf, len, "-%c", s->short_flag);
+}
+
+/* A LIST row's i-th value lives under "key", then "key#1", "key#2"... */
+static void list_key(const char *key, size_t i, char *buf, size_t len)
+{
+	if (i == 0)
+		snprintf(buf, len, "%s", key);
+	else
+		snprintf(buf, len, "%s#%zu", key, i);
+}
+
+const char *mg_settings_list_get(const mg_config_t *cfg, const char *section, const char *key, size_t i)
+{
+	char k[160];
+	list_key(key, i, k, sizeof(k));
+	return mg_config_get(cfg, section, k);
+}
+
+static size_t list_max(const mg_setting_t *s)
+{
+	return s->hi > 0 ? (size_t)s->hi : s->size / sizeof(const char *);
+}
+
 static const mg_setting_t *find_flag(const mg_settings_spec_t *spec, const char *flag, size_t len)
 {
 	for (size_t i = 0; i < spec->n; i++) {
@@ -131,6 +166,7 @@ static int parse_value(const mg_setting_t *s, const char *text, int64_t *ret, ch
 		return -EINVAL;
 	}
 	case MG_SETTING_STRING:
+	case MG_SETTING_LIST:
 	case MG_SETTING_HEADING:
 		*ret = 0;
 		return 0;
@@ -161,8 +197,10 @@ bool mg_settings_from_flag(const mg_settings_spec_t *spec, const mg_config_t *cf
 {
 	const mg_setting_t *s = find_key(spec, section, key);
 	const char *o = mg_config_origin(cfg, section, key);
-	return s != NULL && s->flag != NULL && o != NULL && o[0] == '-' && o[1] == '-' &&
-	       strcmp(o + 2, s->flag) == 0;
+	if (s == NULL || o == NULL || o[0] != '-')
+		return false;
+	return (s->flag != NULL && o[1] == '-' && strcmp(o + 2, s->flag) == 0) ||
+	       (s->short_flag != 0 && o[1] == s->short_flag && o[2] == '\0');
 }
 
 static int set_kv(mg_config_t *cfg, const char *arg, char *err, size_t errlen)
@@ -176,6 +214,37 @@ static int set_kv(mg_config_t *cfg, const char *arg, char *err, size_t errlen)
 	snprintf(section, sizeof(section), "%.*s", (int)(dot - arg), arg);
 	snprintf(key, sizeof(key), "%.*s", (int)(eq - dot - 1), dot + 1);
 	return mg_config_set(cfg, section, key, eq + 1);
+}
+
+/* The getopt short options: ':' (a missing value is reported as such),
+ * then each row's letter, with ':' when it takes a value. Owned by the
+ * caller (free). */
+static char *short_options(const mg_settings_spec_t *spec)
+{
+	char *o = malloc(2 * spec->n + 2);
+	size_t n = 0;
+	if (o == NULL)
+		return NULL;
+	o[n++] = ':';
+	for (size_t i = 0; i < spec->n; i++)
+		if (spec->settings[i].short_flag != 0) {
+			o[n++] = spec->settings[i].short_flag;
+			if (spec->settings[i].set == NULL)
+				o[n++] = ':';
+		}
+	o[n] = '\0';
+	return o;
+}
+
+/* The row of getopt_long's answer c: a long option's code or a letter. */
+static const mg_setting_t *row_of(const mg_settings_spec_t *spec, int c)
+{
+	if (c >= OPT_ROW && c < OPT_ROW + (int)spec->n)
+		return &spec->settings[c - OPT_ROW];
+	for (size_t i = 0; c > 0 && c < 256 && i < spec->n; i++)
+		if (spec->settings[i].short_flag == c)
+			return &spec->settings[i];
+	return NULL;
 }
 
 /* The getopt_long table: the rows with a flag, then --config, --set,
@@ -201,11 +270,34 @@ static struct option *long_options(const mg_settings_spec_t *spec)
 	return o;
 }
 
-/* Sets the row's key from its flag; a repeated REPEAT flag appends. */
-static int set_flag(const mg_setting_t *s, mg_config_t *cfg, const char *value, bool again)
+/* Appends value to a LIST row: -EINVAL past its maximum, said. */
+static int add_list(const mg_setting_t *s, mg_config_t *cfg, const char *value, const char *origin, char *err,
+		    size_t errlen)
+{
+	size_t n = 0, max = list_max(s);
+	while (mg_settings_list_get(cfg, s->section, s->key, n) != NULL)
+		n++;
+	if (n >= max) {
+		snprintf(err, errlen, "at most %zu %s", max, origin);
+		return -EINVAL;
+	}
+	char k[160];
+	list_key(s->key, n, k, sizeof(k));
+	return mg_config_set_from(cfg, s->section, k, value, origin);
+}
+
+/* Sets the row's key from its flag (spelled as origin); a repeated REPEAT
+ * flag appends with ',', a LIST flag adds a value. */
+static int set_flag(const mg_setting_t *s, mg_config_t *cfg, const char *value, bool again, bool as_short,
+		    char *err, size_t errlen)
 {
 	char origin[128];
-	snprintf(origin, sizeof(origin), "--%s", s->flag);
+	if (as_short)
+		snprintf(origin, sizeof(origin), "-%c", s->short_flag);
+	else
+		flag_name(s, origin, sizeof(origin));
+	if (s->type == MG_SETTING_LIST)
+		return add_list(s, cfg, value, origin, err, errlen);
 	if (!again || !(s->flags & MG_SETTING_REPEAT))
 		return mg_config_set_from(cfg, s->section, s->key, value, origin);
 	const char *old = mg_config_get(cfg, s->section, s->key);
@@ -230,7 +322,10 @@ static int check_excludes(const mg_settings_spec_t *spec, const bool *given, cha
 			size_t len = strcspn(x, ",");
 			const mg_setting_t *o = find_flag(spec, x, len);
 			if (o != NULL && given[o - spec->settings]) {
-				snprintf(err, errlen, "--%s excludes --%s", spec->settings[i].flag, o->flag);
+				char a[64], b[64];
+				flag_name(&spec->settings[i], a, sizeof(a));
+				flag_name(o, b, sizeof(b));
+				snprintf(err, errlen, "%s excludes %s", a, b);
 				return -EINVAL;
 			}
 			x += len + (x[len] == ',');
@@ -242,7 +337,7 @@ static int check_excludes(const mg_settings_spec_t *spec, const bool *given, cha
 /* The first pass: --help and --version anywhere win; then --config, so
  * that every flag overrides the file wherever it stands. */
 static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, mg_config_t *cfg,
-		      int argc, char **argv, char *err, size_t errlen)
+		      const char *so, int argc, char **argv, char *err, size_t errlen)
 {
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
@@ -259,7 +354,7 @@ static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, m
 	int c, r;
 	opterr = 0;
 	optind = 0;	/* glibc: a full reset, a command may be parsed more than once */
-	while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
 		if (c == OPT_CONFIG) {
 			if ((r = mg_config_load(cfg, optarg, err, errlen)) < 0) {
 				if (r != -EINVAL)
@@ -267,46 +362,81 @@ static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, m
 				return r;
 			}
 		} else if (c == '?') {
-			snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+			if (optopt > 0 && optopt < 256)
+				snprintf(err, errlen, "unknown option -%c", optopt);
+			else
+				snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
 			return -EINVAL;
 		} else if (c == ':') {
-			snprintf(err, errlen, "option %s needs a value", argv[optind - 1]);
+			if (optopt > 0 && optopt < 256)
+				snprintf(err, errlen, "option -%c needs a value", optopt);
+			else
+				snprintf(err, errlen, "option %s needs a value", argv[optind - 1]);
 			return -EINVAL;
 		}
 	}
-	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind]);
+	int operands = 0;
+	for (size_t i = 0; i < spec->n; i++)
+		if (spec->settings[i].flags & MG_SETTING_OPERAND)
+			operands += spec->settings[i].type == MG_SETTING_LIST ? (int)list_max(&spec->settings[i]) : 1;
+	if (argc - optind > operands) {
+		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind + operands]);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* The arguments left after the options, each into the next OPERAND row
+ * (a LIST row takes as many as it holds). */
+static int set_operands(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, char *err,
+			size_t errlen)
+{
+	int k = optind, r = 0;
+	for (size_t i = 0; i < spec->n && k < argc && r == 0; i++) {
+		const mg_setting_t *s = &spec->settings[i];
+		const char *origin = s->arg ? s->arg : s->key;
+		if (!(s->flags & MG_SETTING_OPERAND))
+			continue;
+		if (s->type != MG_SETTING_LIST)
+			r = mg_config_set_from(cfg, s->section, s->key, argv[k++], origin);
+		for (size_t n = 0; s->type == MG_SETTING_LIST && n < list_max(s) && k < argc && r == 0; n++)
+			r = add_list(s, cfg, argv[k++], origin, err, errlen);
+	}
+	return r;
 }
 
 int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
 		      char *err, size_t errlen)
 {
 	struct option *lo = long_options(spec);
+	char *so = short_options(spec);
 	bool *given = calloc(spec->n + 1, sizeof(*given));
 	int c, r = -ENOMEM;
-	if (lo == NULL || given == NULL)
+	if (lo == NULL || so == NULL || given == NULL)
 		goto nomem;
-	if ((r = first_pass(spec, lo, cfg, argc, argv, err, errlen)) != 0)
+	if ((r = first_pass(spec, lo, cfg, so, argc, argv, err, errlen)) != 0)
 		goto out;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
+		const mg_setting_t *s = row_of(spec, c);
 		r = 0;
 		if (c == OPT_SET)
 			r = set_kv(cfg, optarg, err, errlen);
-		else if (c >= OPT_ROW) {
-			const mg_setting_t *s = &spec->settings[c - OPT_ROW];
+		else if (s != NULL) {
+			size_t i = (size_t)(s - spec->settings);
 			if (s->key != NULL)
-				r = set_flag(s, cfg, s->set ? s->set : optarg, given[c - OPT_ROW]);
-			given[c - OPT_ROW] = true;
+				r = set_flag(s, cfg, s->set ? s->set : optarg, given[i], c < OPT_CONFIG, err, errlen);
+			given[i] = true;
 		}
 		if (r == -ENOMEM)
 			goto nomem;
 		if (r < 0)
 			goto out;
 	}
+	if ((r = set_operands(spec, cfg, argc, argv, err, errlen)) == -ENOMEM)
+		goto nomem;
+	if (r < 0)
+		goto out;
 	if ((r = check_excludes(spec, given, err, errlen)) < 0)
 		goto out;
 	for (size_t i = 0; i < spec->n; i++)
@@ -321,6 +451,7 @@ nomem:
 	r = -ENOMEM;
 out:
 	free(lo);
+	free(so);
 	free(given);
 	return r;
 }
@@ -348,6 +479,13 @@ int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, vo
 		const mg_setting_t *s = &spec->settings[i];
 		if (s->key == NULL || s->size == 0)
 			continue;
+		if (s->type == MG_SETTING_LIST) {
+			size_t n = 0, max = s->size / sizeof(const char *);
+			for (const char *v; n < max && (v = mg_settings_list_get(cfg, s->section, s->key, n)) != NULL; n++)
+				memcpy((char *)base + s->off + n * sizeof(v), &v, sizeof(v));
+			memcpy((char *)base + s->count_off, &n, sizeof(n));
+			continue;
+		}
 		const char *v = mg_config_get(cfg, s->section, s->key);
 		if (v == NULL && s->def == NULL)
 			continue;
@@ -367,18 +505,45 @@ int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, vo
 	return 0;
 }
 
+int mg_settings_parse_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, void *base)
+{
+	char err[512];
+	int r = mg_settings_parse(spec, cfg, argc, argv, err, sizeof(err));
+	if (r == 0)
+		r = mg_settings_apply(spec, cfg, base, err, sizeof(err));
+	if (r < 0)	/* an unknown option may be a typo: point at the list */
+		fprintf(stderr, "%s: %s%s\n", spec->prog, err,
+			strncmp(err, "unknown option", 14) == 0 ? " (see --help)" : "");
+	return r;
+}
+
 /* "  --flag ARG   help" with the help's further lines aligned under it. */
 static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FILE *f)
 {
-	char head[128];
-	if (s->flag != NULL)
-		snprintf(head, sizeof(head), "  --%s%s%s", s->flag, s->arg ? " " : "", s->arg ? s->arg : "");
+	char head[128], fill[1024];
+	if (has_flag(s)) {
+		char names[80];
+		if (s->flag != NULL && s->short_flag != 0)
+			snprintf(names, sizeof(names), "-%c, --%s", s->short_flag, s->flag);
+		else
+			flag_name(s, names, sizeof(names));
+		snprintf(head, sizeof(head), "  %s%s%s", names, s->arg ? " " : "", s->arg ? s->arg : "");
+	} else if (s->flags & MG_SETTING_OPERAND)
+		snprintf(head, sizeof(head), "  %s%s", s->arg ? s->arg : s->key, s->type == MG_SETTING_LIST ? "..." : "");
 	else
 		snprintf(head, sizeof(head), "  %s.%s", s->section, s->key);
 	fprintf(f, "%-24s", head);
 	if (strlen(head) >= 24)
 		fprintf(f, "\n%24s", "");
-	for (const char *h = s->help ? s->help : ""; *h != '\0';) {
+	const char *help = s->help ? s->help : "";
+	if (s->help_fill != NULL) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		snprintf(fill, sizeof(fill), help, s->help_fill());
+#pragma GCC diagnostic pop
+		help = fill;
+	}
+	for (const char *h = help; *h != '\0';) {
 		size_t len = strcspn(h, "\n");
 		fprintf(f, "%.*s", (int)len, h);
 		h += len;
@@ -388,7 +553,7 @@ static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FIL
 	/* the key and the default: "(w.slots, default 8)", "(w.curve = no)",
 	 * "(default 8)" for a key without a flag or a program without a file */
 	char note[256] = "";
-	bool keyed = s->key != NULL && s->flag != NULL && !spec->no_config;
+	bool keyed = s->key != NULL && has_flag(s) && !spec->no_config;
 	if (keyed)
 		snprintf(note, sizeof(note), "%s.%s", s->section, s->key);
 	if (keyed && s->set != NULL)
@@ -413,7 +578,7 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 		const mg_setting_t *s = &spec->settings[i];
 		if (s->type == MG_SETTING_HEADING)
 			fprintf(f, "\n%s\n", s->help);
-		else if (s->flag != NULL)
+		else if (has_flag(s) || ((s->flags & MG_SETTING_OPERAND) && s->help != NULL))
 			usage_row(spec, s, f);
 	}
 	if (spec->set_example != NULL)
@@ -422,7 +587,7 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 	bool title = false;
 	for (size_t i = 0; i < spec->n; i++) {
 		const mg_setting_t *s = &spec->settings[i];
-		if (s->flag != NULL || s->key == NULL)
+		if (has_flag(s) || s->key == NULL || (s->flags & MG_SETTING_OPERAND))
 			continue;
 		if (!title)
 			fprintf(f, "\nconfig file only ([section] key%s):\n",

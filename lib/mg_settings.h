@@ -34,14 +34,24 @@ typedef enum mg_setting_type {
 	MG_SETTING_DURATION,	/* int64_t ns, "500ms", "30s", "10min" (bare numbers: seconds), lo..hi ns */
 	MG_SETTING_SIZE,	/* uint64_t bytes, lo..hi */
 	MG_SETTING_ENUM,	/* int: the index of the value in names[] */
+	MG_SETTING_LIST,	/* a repeatable string flag: each value kept whole (a file
+				 * name may hold a comma), at most hi of them (hi 0: as many
+				 * as the array at off holds); apply() fills const char *[]
+				 * at off and its size_t count at count_off (MG_SETTING_LIST_AT) */
 	MG_SETTING_HEADING,	/* not a setting: a heading line in --help */
 } mg_setting_type_t;
 
 /* Row flags. */
 #define MG_SETTING_REPEAT 1u	/* the flag may repeat: its values join with ',' */
+#define MG_SETTING_OPERAND 2u	/* a row without flag: the next argument that is no
+				 * option ("submit FILE"), named by arg in errors;
+				 * a LIST row takes as many as it holds ("TABLE...");
+				 * --help lists it when it has a help text */
 
 typedef struct mg_setting {
-	const char *flag;		/* long flag without "--"; NULL: file only */
+	const char *flag;		/* long flag without "--"; NULL: no long flag */
+	char short_flag;		/* 'n' for -n, or 0; a row without flag nor
+					 * short_flag is a file-only key */
 	const char *section, *key;	/* the INI key; NULL: a flag that is no key */
 	mg_setting_type_t type;
 	const char *def;		/* the default as text (used when absent, shown in
@@ -50,13 +60,18 @@ typedef struct mg_setting {
 	const char *const *names;	/* ENUM: the names, NULL-terminated */
 	const char *set;		/* a flag without argument: the value it gives the key */
 	const char *excludes;		/* flags (comma-separated) this one refuses beside it */
-	unsigned flags;			/* MG_SETTING_REPEAT */
+	unsigned flags;			/* MG_SETTING_REPEAT, MG_SETTING_OPERAND */
 	const char *arg;		/* the argument in --help: FILE, N, DUR */
 	const char *help;		/* one or more lines */
+	const char *(*help_fill)(void);	/* non-NULL: help is a printf format whose
+					 * one %s this fills when --help runs (a
+					 * directory known at run time) */
 	size_t off, size;		/* where apply() stores the value; size 0: nowhere */
+	size_t count_off;		/* LIST: where apply() stores the count */
 } mg_setting_t;
 
 #define MG_SETTING_AT(type, field) .off = offsetof(type, field), .size = sizeof(((type *)0)->field)
+#define MG_SETTING_LIST_AT(type, array, count) MG_SETTING_AT(type, array), .count_off = offsetof(type, count)
 #define MG_SETTING_TITLE(text) { .type = MG_SETTING_HEADING, .help = (text) }
 
 typedef struct mg_settings_spec {
@@ -76,7 +91,8 @@ typedef struct mg_settings_spec {
 /* Parses argv (argv[0] is the program or command name) into cfg: --config
  * FILE is loaded first, then every flag in order. Returns 0; 1 when --help
  * (or --version) was printed to stdout; -EINVAL for bad usage (unknown
- * option, missing value, stray argument, excluded pair, a bad value) and
+ * option, missing value, stray argument, excluded pair, a bad value, a
+ * LIST flag given more often than it may: "at most 8 --prices") and
  * another negative errno when the file cannot be read, with the reason in
  * err. Every value the table knows is checked, wherever it came from. */
 int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
@@ -88,9 +104,20 @@ int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc
 int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, void *base,
 		      char *err, size_t errlen);
 
+/* For a command's main: mg_settings_parse, then mg_settings_apply into
+ * base; a refusal is said on stderr as "prog: reason" (an unknown option
+ * adds "(see --help)"). 0; 1 after --help;
+ * -EINVAL for bad usage (exit 2); another negative errno (exit 1). Strings
+ * in base are borrowed from cfg. */
+int mg_settings_parse_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, void *base);
+
 /* Checks one value the table knows (0 when the key is not in the table). */
 int mg_settings_check(const mg_settings_spec_t *spec, const mg_config_t *cfg, const char *section,
 		      const char *key, char *err, size_t errlen);
+
+/* The i-th value (from 0) of a LIST row's key, or NULL past the last one.
+ * Borrowed from cfg. */
+const char *mg_settings_list_get(const mg_config_t *cfg, const char *section, const char *key, size_t i);
 
 /* Whether the key's value came from its flag (not the file, not --set). */
 bool mg_settings_from_flag(const mg_settings_spec_t *spec, const mg_config_t *cfg,

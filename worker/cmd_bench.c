@@ -207,17 +207,10 @@ static int parse_batches(const char *s, bench_args_t *a)
  * said. */
 static int parse_args(int argc, char **argv, mg_config_t *cfg, bench_args_t *a)
 {
-	char err[512];
 	*a = (bench_args_t){ .threads = mg_cpu_count() };
-	int rc = mg_settings_parse(&spec, cfg, argc, argv, err, sizeof(err));
-	if (rc == 0)
-		rc = mg_settings_apply(&spec, cfg, a, err, sizeof(err));
-	if (rc == 1)
-		return 1;
-	if (rc < 0) {
-		fprintf(stderr, "margin-worker bench: %s\n", err);
-		return -EINVAL;
-	}
+	int rc = mg_settings_parse_into(&spec, cfg, argc, argv, a);
+	if (rc != 0)
+		return rc == 1 ? 1 : -EINVAL;
 	const char *batch = mg_config_get(cfg, SEC, "batch"), *weights = mg_config_get(cfg, SEC, "weights");
 	model_kv_type_t t;
 	if ((batch != NULL && parse_batches(batch, a) < 0) || (batch == NULL && parse_batches("1,8,32", a) < 0)) {

@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,28 +28,75 @@
 
 #define PREFILL_CHUNK 128
 
-static void usage(FILE *f)
+static json_t *ids_json(const int32_t *ids, size_t n)
 {
-	fprintf(f,
-		"usage: margin-worker run (--model FILE.gguf | --arch PRESET [--layers K]) --prompt TEXT\n"
-		"                         [-n N] [--temp T] [--top-p P] [--top-k K] [--seed S]\n"
-		"                         [--threads N] [--kv TYPE] [--weights TYPE] [--ignore-eos] [--blas]\n"
-		"                         [--json] [--stats]\n\n"
-		"Generate up to N tokens (default 64) after TEXT; greedy unless --temp > 0.\n\n"
-		"  --model FILE     a GGUF model (llama, qwen2)\n"
-		"  --arch PRESET    a synthetic model (tiny, llama-110m, qwen2-0.5b, ...)\n"
-		"  --layers K       build only K layers of the preset\n"
-		"  --temp T --top-p P --top-k K --seed S   sampling (seeded, reproducible)\n"
-		"  --threads N      compute threads (default: online cores)\n"
-		"  --kv TYPE        KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")\n"
-		"  --weights TYPE   matrices: auto (a file's quantized tensors stay as they are,\n"
-		"                   multiplied as llama.cpp does; the rest f32), f32, q8_0-panels\n"
-		"                   (Q8 widened exactly), or a mix quantized at load (q8_0, q4_k_m, ...)\n"
-		"  --ignore-eos     keep generating past end-of-generation tokens\n"
-		"  --blas           OpenBLAS kernels: faster on some shapes, NOT batch-invariant\n"
-		"  --json           print {\"prompt_ids\":[..],\"output_ids\":[..],\"text\":\"..\"}\n"
-		"  --stats          print prefill/decode throughput on stderr\n");
+	json_t *a = json_array();
+	for (size_t i = 0; a != NULL && i < n; i++)
+		json_array_append_new(a, json_integer(ids[i]));
+	return a;
 }
+
+typedef struct run_args {
+	const char *model_path, *arch, *prompt;	/* borrowed from cfg */
+	const char *temp_s, *top_p_s, *seed_s, *kv, *weights;	/* borrowed from cfg */
+	int64_t n_gen, layers, threads, top_k;
+	uint64_t seed;
+	float temp, top_p;
+	bool ignore_eos, json, stats;
+	model_opts_t mo;
+	model_kv_type_t kvt;
+	mg_config_t *cfg;	/* owned: the flags' values */
+} run_args_t;
+
+#define SEC "run"
+#define A(field) MG_SETTING_AT(run_args_t, field)
+static const mg_setting_t settings[] = {
+	{ .flag = "model", .section = SEC, .key = "model", .arg = "FILE", .help = "a GGUF model (llama, qwen2)",
+	  A(model_path) },
+	{ .flag = "arch", .section = SEC, .key = "arch", .arg = "PRESET",
+	  .help = "a synthetic model (tiny, llama-110m, qwen2-0.5b, ...)", A(arch) },
+	{ .flag = "layers", .section = SEC, .key = "layers", .type = MG_SETTING_INT, .lo = 1, .hi = 1024, .arg = "K",
+	  .help = "build only K layers of the preset", A(layers) },
+	{ .flag = "prompt", .section = SEC, .key = "prompt", .arg = "TEXT", .help = "the prompt", A(prompt) },
+	{ .short_flag = 'n', .section = SEC, .key = "n", .type = MG_SETTING_INT, .lo = 0, .hi = 1 << 24, .def = "64",
+	  .arg = "N", .help = "tokens to generate at most", A(n_gen) },
+	{ .flag = "temp", .section = SEC, .key = "temp", .arg = "T", .help = "sampling temperature, 0 to 100 (0: greedy)",
+	  A(temp_s) },
+	{ .flag = "top-p", .section = SEC, .key = "top_p", .arg = "P", .help = "nucleus sampling, 0 to 1 (default 1)",
+	  A(top_p_s) },
+	{ .flag = "top-k", .section = SEC, .key = "top_k", .type = MG_SETTING_INT, .lo = 0, .hi = 1 << 24, .arg = "K",
+	  .help = "sample among the K likeliest (0: all)", A(top_k) },
+	{ .flag = "seed", .section = SEC, .key = "seed", .arg = "S", .help = "the sampler's seed (reproducible)",
+	  A(seed_s) },
+	{ .flag = "threads", .section = SEC, .key = "threads", .type = MG_SETTING_INT, .lo = 1, .hi = 1024, .arg = "N",
+	  .help = "compute threads (default: online cores)", A(threads) },
+	{ .flag = "kv", .section = SEC, .key = "kv", .arg = "TYPE",
+	  .help = "KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")", A(kv) },
+	{ .flag = "weights", .section = SEC, .key = "weights", .arg = "TYPE",
+	  .help = "matrices: auto (a file's quantized tensors stay as they are,\n"
+		  "multiplied as llama.cpp does; the rest f32), f32, q8_0-panels\n"
+		  "(Q8 widened exactly), or a mix quantized at load (q8_0, q4_k_m, ...)", A(weights) },
+	{ .flag = "ignore-eos", .section = SEC, .key = "ignore_eos", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "keep generating past end-of-generation tokens", A(ignore_eos) },
+	{ .flag = "blas", .section = SEC, .key = "blas", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "OpenBLAS kernels: faster on some shapes, NOT batch-invariant", A(mo.blas) },
+	{ .flag = "json", .section = SEC, .key = "json", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "print {\"prompt_ids\":[..],\"output_ids\":[..],\"text\":\"..\"}", A(json) },
+	{ .flag = "stats", .section = SEC, .key = "stats", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "print prefill/decode throughput on stderr", A(stats) },
+};
+
+static const mg_settings_spec_t spec = {
+	.prog = "margin-worker run",
+	.synopsis = "(--model FILE.gguf | --arch PRESET [--layers K]) --prompt TEXT\n"
+		    "                         [-n N] [--temp T] [--top-p P] [--top-k K] [--seed S]\n"
+		    "                         [--threads N] [--kv TYPE] [--weights TYPE] [--ignore-eos] [--blas]\n"
+		    "                         [--json] [--stats]\n",
+	.intro = "Generate up to N tokens (default 64) after TEXT; greedy unless --temp > 0.\n",
+	.no_config = true,
+	.settings = settings,
+	.n = sizeof(settings) / sizeof(settings[0]),
+};
 
 static int parse_float(const char *s, float lo, float hi, float *ret)
 {
@@ -63,99 +109,48 @@ static int parse_float(const char *s, float lo, float hi, float *ret)
 	return 0;
 }
 
-static json_t *ids_json(const int32_t *ids, size_t n)
+/* The values that the table keeps as text: -EINVAL naming the flag. */
+static int parse_values(run_args_t *a)
 {
-	json_t *a = json_array();
-	for (size_t i = 0; a != NULL && i < n; i++)
-		json_array_append_new(a, json_integer(ids[i]));
-	return a;
+	const char *bad = NULL, *v = NULL;
+	char *end;
+	if (a->temp_s != NULL && parse_float(v = a->temp_s, 0.0f, 100.0f, &a->temp) < 0)
+		bad = "temp";
+	else if (a->top_p_s != NULL && parse_float(v = a->top_p_s, 0.0f, 1.0f, &a->top_p) < 0)
+		bad = "top-p";
+	else if (a->seed_s != NULL) {
+		errno = 0;
+		a->seed = strtoull(v = a->seed_s, &end, 10);
+		if (errno != 0 || end == a->seed_s || *end != '\0')
+			bad = "seed";
+	}
+	if (bad == NULL && a->kv != NULL && model_kv_type_parse(v = a->kv, &a->kvt) < 0)
+		bad = "kv";
+	else if (bad == NULL && a->weights != NULL && model_weights_parse(v = a->weights, &a->mo.weights) < 0)
+		bad = "weights";
+	if (bad == NULL)
+		return 0;
+	fprintf(stderr, "margin-worker run: bad value '%s' for --%s\n", v, bad);
+	return -EINVAL;
 }
 
-typedef struct run_args {
-	const char *model_path, *arch, *prompt;	/* borrowed from argv */
-	int64_t n_gen, layers, threads, top_k;
-	uint64_t seed;
-	float temp, top_p;
-	bool ignore_eos, json, stats;
-	model_opts_t mo;
-	model_kv_type_t kvt;
-} run_args_t;
-
-/* The flags into a. 0; 1 after --help (exit 0); 2 for bad usage, said. */
+/* The flags into a (strings borrowed from a->cfg, which the caller
+ * destroys). 0; 1 after --help (exit 0); 2 for bad usage, said. */
 static int parse_args(int argc, char **argv, run_args_t *a)
 {
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "arch", required_argument, NULL, 'a' },
-		{ "layers", required_argument, NULL, 'L' },
-		{ "prompt", required_argument, NULL, 'p' },
-		{ "temp", required_argument, NULL, 'T' },
-		{ "top-p", required_argument, NULL, 'P' },
-		{ "top-k", required_argument, NULL, 'K' },
-		{ "seed", required_argument, NULL, 'S' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "ignore-eos", no_argument, NULL, 'E' },
-		{ "blas", no_argument, NULL, 'B' },
-		{ "kv", required_argument, NULL, 'k' },
-		{ "weights", required_argument, NULL, 'W' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "stats", no_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	*a = (run_args_t){ .n_gen = 64, .threads = mg_cpu_count(), .top_p = 1.0f };
-	if (model_kv_type_parse(MODEL_KV_DEFAULT, &a->kvt) < 0)
-		return 2;
+	*a = (run_args_t){ .threads = mg_cpu_count(), .top_p = 1.0f, .cfg = mg_config_new() };
 	if (a->threads < 1)
 		a->threads = 1;
-	optind = 1;
-	int c, li = -1;
-	while ((c = getopt_long(argc, argv, "n:h", opts, &li)) != -1) {
-		int bad = 0;
-		switch (c) {
-		case 'm': a->model_path = optarg; break;
-		case 'a': a->arch = optarg; break;
-		case 'p': a->prompt = optarg; break;
-		case 'E': a->ignore_eos = true; break;
-		case 'B': a->mo.blas = true; break;
-		case 'k': bad = model_kv_type_parse(optarg, &a->kvt); break;
-		case 'W': bad = model_weights_parse(optarg, &a->mo.weights); break;
-		case 'j': a->json = true; break;
-		case 's': a->stats = true; break;
-		case 'h': usage(stdout); return 1;
-		case 'n': bad = mg_settings_parse_int(optarg, 0, 1 << 24, &a->n_gen); break;
-		case 'L': bad = mg_settings_parse_int(optarg, 1, 1024, &a->layers); break;
-		case 't': bad = mg_settings_parse_int(optarg, 1, 1024, &a->threads); break;
-		case 'K': bad = mg_settings_parse_int(optarg, 0, 1 << 24, &a->top_k); break;
-		case 'S': {
-			char *end;
-			errno = 0;
-			a->seed = strtoull(optarg, &end, 10);
-			bad = errno != 0 || end == optarg || *end != '\0' ? -EINVAL : 0;
-			break;
-		}
-		case 'T': bad = parse_float(optarg, 0.0f, 100.0f, &a->temp); break;
-		case 'P': bad = parse_float(optarg, 0.0f, 1.0f, &a->top_p); break;
-		default:
-			usage(stderr);
-			return 2;
-		}
-		if (bad < 0) {
-			if (c == 'n')
-				fprintf(stderr, "margin-worker run: bad value '%s' for -n\n", optarg);
-			else
-				fprintf(stderr, "margin-worker run: bad value '%s' for --%s\n", optarg,
-					li >= 0 ? opts[li].name : "?");
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "margin-worker run: unexpected argument '%s'\n", argv[optind]);
+	if (a->cfg == NULL || model_kv_type_parse(MODEL_KV_DEFAULT, &a->kvt) < 0)
 		return 2;
-	}
+	int rc = mg_settings_parse_into(&spec, a->cfg, argc, argv, a);
+	if (rc != 0)
+		return rc == 1 ? 1 : 2;
+	if (parse_values(a) < 0)
+		return 2;
 	if ((a->model_path == NULL) == (a->arch == NULL) || a->prompt == NULL) {
 		fprintf(stderr, "margin-worker run: give --prompt and one of --model or --arch\n");
-		usage(stderr);
+		mg_settings_usage(&spec, stderr);
 		return 2;
 	}
 	if (a->layers > 0 && a->arch == NULL) {
@@ -286,8 +281,10 @@ int cmd_run(int argc, char **argv)
 {
 	run_args_t a;
 	int status = parse_args(argc, argv, &a);
-	if (status != 0)
+	if (status != 0) {
+		mg_config_destroy(&a.cfg);
 		return status == 1 ? 0 : status;
+	}
 	status = 1;
 	model_t *m = NULL;
 	engine_out_t *o = NULL;
@@ -315,5 +312,6 @@ done:
 	engine_out_free(&o);
 	free(prompt_ids);
 	model_destroy(&m);
+	mg_config_destroy(&a.cfg);
 	return status;
 }

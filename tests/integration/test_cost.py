@@ -595,7 +595,18 @@ def sc_offline():
     p = run(cli + ["economics", "check", "--throughput", "10", "--bench", bench, "--price-before", "1",
                    "--price-after", "1"], ok=(2,))
     check("one of" in p.stderr, p.stderr)
+    p = run(cli + ["economics", "chart", "--bench", bench] + ["--ref", "gpt-4o-mini"] * 17, ok=(2,))
+    check("at most 16 --ref" in p.stderr, p.stderr)
+    p = run(cli + ["economics", "check", "--mix"], ok=(2,))
+    check("--mix needs a value" in p.stderr, p.stderr)
     run(cli + ["cost", "--format", "xml", "--batch", "x"], ok=(2,))
+    p = run(cli + ["cost", "--batch", "x"] + ["--prices", "p.ini"] * 17, ok=(2,))
+    check("at most 16 --prices" in p.stderr, p.stderr)
+    p = run(cli + ["cost", "--batch"], ok=(2,))
+    check("--batch needs a value" in p.stderr, p.stderr)
+    # A repeated flag keeps each value whole: a comma belongs to the name.
+    p = run(cli + ["cost", "--batch", "x", "--prices", os.path.join(T, "no,such.ini")], ok=(2,))
+    check("--prices %s: " % os.path.join(T, "no,such.ini") in p.stderr, p.stderr)
 
 
 # --- whatif ----------------------------------------------------------------

@@ -276,6 +276,10 @@ def bad_input(cli):
         check(needle in p.stderr, "%s: stderr lacks %r: %s" % (extra, needle, p.stderr))
     p = run(cli + ["plan", "--model", "llama2-7b"], ok=(2,))
     check("--output-tokens" in p.stderr, p.stderr)
+    p = run(base + ["--ref", "gpt-4o-mini"] * 17, ok=(2,))
+    check("at most 16 --ref" in p.stderr, p.stderr)
+    p = run(base + ["--mix"], ok=(2,))
+    check("--mix needs a value" in p.stderr, p.stderr)
     # --requests: the same plan as the output tokens they make.
     a = json.loads(run(base + ["--mix", "2048/512", "--hardware", "8xh100", "--format", "json"]).stdout)
     b = json.loads(run(cli + ["plan", "--requests", "97656.25", "--mix", "2048/512", "--model", "llama2-7b",

@@ -46,6 +46,19 @@ static const mg_settings_spec_t spec = {
 	.n = sizeof(table) / sizeof(table[0]),
 };
 
+/* mg_settings_usage's text (free). */
+static char *usage_text(const mg_settings_spec_t *sp)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (f == NULL)
+		return NULL;
+	mg_settings_usage(sp, f);
+	fclose(f);
+	return text;
+}
+
 static char path[512];
 
 static void write_conf(const char *text)
@@ -142,12 +155,8 @@ static void test_refusals(void)
 /* --help lists every flag with its key and default, and the file-only keys. */
 static void test_usage(void)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	mg_settings_usage(&spec, f);
-	fclose(f);
+	char *text = usage_text(&spec);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	static const char *const want[] = {
 		"usage: prog [--config FILE] [--slots N]\n",
 		"  --slots N             sequences in flight (w.slots, default 8)\n",
@@ -206,12 +215,8 @@ static void test_flags_only(void)
 	CU_ASSERT_EQUAL(mg_settings_parse(&bare, cfg, 3, c, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown option --config"));
 	mg_config_destroy(&cfg);
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	mg_settings_usage(&bare, f);
-	fclose(f);
+	char *text = usage_text(&bare);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --slots N             sequences in flight (default 8)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --no-curve            plain TCP\n"));
 	CU_ASSERT_PTR_NULL(strstr(text, "  --config FILE"));
@@ -219,7 +224,180 @@ static void test_flags_only(void)
 	free(text);
 }
 
+/* Short flags and a LIST row: "-o FILE" or "--out FILE", "-n N" without a
+ * long form; each --in value kept whole (a file name may hold a comma), a
+ * value too many refused by name; help completed at run time. */
+typedef struct cli {
+	const char *file, *out;
+	int n;
+	const char *in[3];
+	size_t n_in;
+	bool quiet;
+} cli_t;
+
+static const char *run_dir(void)
+{
+	return "/run/dir";
+}
+
+#define CLI(field) MG_SETTING_AT(cli_t, field)
+static const mg_setting_t cli_table[] = {
+	{ .section = "c", .key = "file", .arg = "FILE", .flags = MG_SETTING_OPERAND, .help = "the input", CLI(file) },
+	{ .flag = "out", .short_flag = 'o', .section = "c", .key = "out", .arg = "FILE", .help = "output", CLI(out) },
+	{ .short_flag = 'n', .section = "c", .key = "n", .type = MG_SETTING_INT, .lo = 0, .hi = 99, .def = "5",
+	  .arg = "N", .help = "how many", CLI(n) },
+	{ .flag = "in", .section = "c", .key = "in", .type = MG_SETTING_LIST, .arg = "FILE",
+	  .help = "inputs (repeatable; names in %s)", .help_fill = run_dir, MG_SETTING_LIST_AT(cli_t, in, n_in) },
+	{ .flag = "quiet", .short_flag = 'q', .section = "c", .key = "quiet", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "say less", CLI(quiet) },
+};
+
+static const mg_settings_spec_t cli_spec = {
+	.prog = "cli", .synopsis = "[-o FILE] [-n N] [--in FILE]...\n", .no_config = true,
+	.settings = cli_table, .n = sizeof(cli_table) / sizeof(cli_table[0]),
+};
+
+static int cli_parse(char **v, cli_t *c, char *err, size_t errlen, mg_config_t **ret_cfg)
+{
+	int argc = 0;
+	while (v[argc] != NULL)
+		argc++;
+	*ret_cfg = mg_config_new();
+	*c = (cli_t){ 0 };
+	int r = mg_settings_parse(&cli_spec, *ret_cfg, argc, v, err, errlen);
+	if (r == 0)
+		r = mg_settings_apply(&cli_spec, *ret_cfg, c, err, errlen);
+	return r;
+}
+
+static void test_short_and_list(void)
+{
+	char err[256] = "";
+	mg_config_t *cfg = NULL;
+	cli_t c;
+	char *ok[] = { "cli", "-o", "x.txt", "-n", "7", "--in", "a,b.ini", "in.jsonl", "--in", "c.json", "-q", NULL };
+	CU_ASSERT_EQUAL_FATAL(cli_parse(ok, &c, err, sizeof(err), &cfg), 0);
+	CU_ASSERT_STRING_EQUAL(c.file, "in.jsonl");
+	CU_ASSERT_STRING_EQUAL(c.out, "x.txt");
+	CU_ASSERT_EQUAL(c.n, 7);
+	CU_ASSERT_TRUE(c.quiet);
+	CU_ASSERT_EQUAL_FATAL(c.n_in, 2);
+	CU_ASSERT_STRING_EQUAL(c.in[0], "a,b.ini");
+	CU_ASSERT_STRING_EQUAL(c.in[1], "c.json");
+	CU_ASSERT_TRUE(mg_settings_from_flag(&cli_spec, cfg, "c", "n"));
+	mg_config_destroy(&cfg);
+	char *lng[] = { "cli", "--out", "y.txt", NULL };
+	CU_ASSERT_EQUAL_FATAL(cli_parse(lng, &c, err, sizeof(err), &cfg), 0);
+	CU_ASSERT_STRING_EQUAL(c.out, "y.txt");
+	CU_ASSERT_PTR_NULL(c.file);
+	CU_ASSERT_EQUAL(c.n, 5);
+	CU_ASSERT_EQUAL(c.n_in, 0);
+	mg_config_destroy(&cfg);
+	struct {
+		char *argv[12];	/* getopt_long permutes it */
+		const char *err;
+	} bad[] = {
+		{ { "cli", "--in", "1", "--in", "2", "--in", "3", "--in", "4" }, "at most 3 --in" },
+		{ { "cli", "-n", "100" }, "bad value '100' for -n: expected 0 to 99" },
+		{ { "cli", "-n" }, "option -n needs a value" },
+		{ { "cli", "-x" }, "unknown option -x" },
+		{ { "cli", "a.jsonl", "-q", "b.jsonl" }, "unexpected argument \"b.jsonl\"" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		CU_ASSERT_EQUAL(cli_parse(bad[i].argv, &c, err, sizeof(err), &cfg), -EINVAL);
+		CU_ASSERT_STRING_EQUAL(err, bad[i].err);
+		mg_config_destroy(&cfg);
+	}
+	char *text = usage_text(&cli_spec);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  -o, --out FILE        output\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  -n N                  how many (default 5)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --in FILE             inputs (repeatable; names in /run/dir)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  -q, --quiet           say less\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  FILE                  the input\n"));
+	free(text);
+}
+
+/* mg_settings_parse_into as a command's main calls it: the exit status
+ * its return maps to, the reason on stderr after the program's name. */
+static int cli_main(int argc, char **argv)
+{
+	mg_config_t *cfg = mg_config_new();
+	cli_t c;
+	int r = mg_settings_parse_into(&cli_spec, cfg, argc, argv, &c);
+	if (r == 0)
+		printf("n=%d in=%zu\n", c.n, c.n_in);
+	mg_config_destroy(&cfg);
+	return r == 0 || r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+}
+
+static void test_parse_into(void)
+{
+	char *ok[] = { "cli", "-n", "3", "--in", "x", NULL }, *typo[] = { "cli", "--quiett", NULL };
+	char *many[] = { "cli", "--in", "a", "--in", "b", "--in", "c", "--in", "d", NULL };
+	char *out = NULL, *err = NULL;
+	CU_ASSERT_EQUAL(cu_run_captured(cli_main, 5, ok, &out, &err), 0);
+	CU_ASSERT_STRING_EQUAL(out, "n=3 in=1\n");
+	CU_ASSERT_STRING_EQUAL(err, "");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(cu_run_captured(cli_main, 2, typo, &out, &err), 2);
+	CU_ASSERT_STRING_EQUAL(err, "cli: unknown option --quiett (see --help)\n");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(cu_run_captured(cli_main, 9, many, &out, &err), 2);
+	CU_ASSERT_STRING_EQUAL(err, "cli: at most 3 --in\n");
+	free(out);
+	free(err);
+}
+
+/* A LIST operand: "prog [TABLE]... [--json]", the tables in order among
+ * the flags, one more than the row holds refused. */
+typedef struct tables {
+	const char *t[2];
+	size_t n;
+	bool json;
+} tables_t;
+
+static const mg_setting_t tables_table[] = {
+	{ .section = "t", .key = "table", .type = MG_SETTING_LIST, .arg = "TABLE", .flags = MG_SETTING_OPERAND,
+	  MG_SETTING_LIST_AT(tables_t, t, n) },
+	{ .flag = "json", .section = "t", .key = "json", .type = MG_SETTING_BOOL, .set = "yes", .help = "JSON",
+	  MG_SETTING_AT(tables_t, json) },
+};
+
+static void test_list_operand(void)
+{
+	static const mg_settings_spec_t ts = { .prog = "tables", .synopsis = "[TABLE]... [--json]\n", .no_config = true,
+					       .settings = tables_table, .n = 2 };
+	char *two[] = { "tables", "a,1.ini", "--json", "b.json", NULL }, *three[] = { "tables", "a", "b", "c", NULL };
+	char *none[] = { "tables", NULL }, err[256] = "";
+	tables_t t = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	CU_ASSERT_EQUAL_FATAL(mg_settings_parse(&ts, cfg, 4, two, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(mg_settings_apply(&ts, cfg, &t, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(t.n, 2);
+	CU_ASSERT_STRING_EQUAL(t.t[0], "a,1.ini");
+	CU_ASSERT_STRING_EQUAL(t.t[1], "b.json");
+	CU_ASSERT_TRUE(t.json);
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse(&ts, cfg, 4, three, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "unexpected argument \"c\"");
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	t = (tables_t){ .n = 9 };
+	CU_ASSERT_EQUAL(mg_settings_parse(&ts, cfg, 1, none, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(mg_settings_apply(&ts, cfg, &t, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(t.n, 0);
+	mg_config_destroy(&cfg);
+}
+
 const cu_test_t settings_tests[] = {
+	{ "list_operand", test_list_operand },
+	{ "parse_into", test_parse_into },
+	{ "short_and_list", test_short_and_list },
 	{ "flags_only", test_flags_only },
 	{ "parse_int", test_parse_int },
 	{ "flags_win", test_flags_win },
