@@ -652,8 +652,8 @@ static int select_api(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t *rows
 	int64_t *owner = NULL;	/* ledger_id of each entry */
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t pid = sqlite3_column_int64(st, 2);
-		const ledger_api_price_t *p = bsearch(&pid, rows->prices, rows->n_prices, sizeof(*rows->prices),
-						      cmp_price_id);
+		const ledger_api_price_t *p = rows->n_prices == 0 ? NULL :
+			bsearch(&pid, rows->prices, rows->n_prices, sizeof(*rows->prices), cmp_price_id);
 		if (p == NULL) {
 			snprintf(err, errlen, "ledger: ledger_api of ledger row %lld names pricing %lld, which "
 				 "ledger_api_price does not have", (long long)sqlite3_column_int64(st, 0),
@@ -701,7 +701,7 @@ fail:
 	return r;
 }
 
-int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, char *err, size_t errlen)
+static int select_rows(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, char *err, size_t errlen)
 {
 	ledger_filter_t none = { 0 };
 	bool base[sizeof(base_cols) / sizeof(base_cols[0])] = { false }, opt[N_OPT] = { false };
@@ -790,6 +790,22 @@ int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, ch
 fail:
 	sqlite3_finalize(st);
 	ledger_rows_destroy(&rows);
+	return r;
+}
+
+/* The rows, their equivalents and their prices are read by several
+ * SELECTs: in one read transaction (unless the caller has one open), so
+ * they are one snapshot even while margind books calls on another
+ * connection (WAL): a call committed between two of them would otherwise
+ * show an equivalent whose pricing the first did not see. */
+int ledger_select(sqlite3 *db, const ledger_filter_t *f, ledger_rows_t **ret, char *err, size_t errlen)
+{
+	bool own = sqlite3_get_autocommit(db) != 0;
+	if (own && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return sql_fail(db, "begin the read", err, errlen);
+	int r = select_rows(db, f, ret, err, errlen);
+	if (own)
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);	/* a read: nothing to lose */
 	return r;
 }
 

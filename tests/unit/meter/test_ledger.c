@@ -431,11 +431,81 @@ static void test_api(void)
 	sqlite3_close(db);
 }
 
+/* Another connection books a call while ledger_select reads (margind's
+ * core thread and an HTTP thread answering /v1/cost): the rows, their
+ * equivalents and prices come from one snapshot, never a call's
+ * equivalent without its row or its pricing. */
+struct writer {
+	sqlite3 *db;
+	ledger_row_t *row;
+	int fired;
+};
+
+/* When the SELECT of the equivalents starts: after the rows and the
+ * prices were read, the moment a separate read would see more. */
+static int write_once(unsigned type, void *user, void *stmt, void *sql)
+{
+	struct writer *w = user;
+	(void)stmt;
+	if (type == SQLITE_TRACE_STMT && strstr((const char *)sql, "JOIN ledger_api a") != NULL &&
+	    w->fired++ == 0) {
+		char err[256];
+		CU_ASSERT_EQUAL(ledger_insert(w->db, w->row, 1, err, sizeof(err)), 0);
+	}
+	return 0;
+}
+
+static void test_select_snapshot(void)
+{
+	char path[600], err[512] = "";
+	snprintf(path, sizeof(path), "%s/snapshot.db", cu_tmpdir());
+	remove(path);
+	sqlite3 *wdb = NULL, *rdb = NULL;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &wdb), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_exec(wdb, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL_FATAL(ledger_create(wdb, err, sizeof(err)), 0);
+	ledger_api_price_t pq = { .ref_model = "qwen-long", .currency = "CNY", .price_currency = "CNY",
+				  .input_per_1m = "0.5", .output_per_1m = "2", .fx_rate = "1", .fx_source = "",
+				  .price_table = "cn", .price_source = "cn.conf:8", .price_date = "2024-05-21" };
+	ledger_api_price_t pg = { .ref_model = "gpt-4o-mini", .currency = "CNY", .price_currency = "USD",
+				  .input_per_1m = "0.075", .output_per_1m = "0.3", .fx_rate = "7.2",
+				  .fx_source = "USD -> CNY", .price_table = "closed", .price_source = "closed.conf:40",
+				  .price_date = "2024-07-25" };
+	ledger_api_t a0 = { &pq, 11 }, a1 = { &pg, 22 };
+	ledger_row_t first = row("b1", 0, "m", "w1", 100), second = row("b1", 1, "m", "w1", 200);
+	first.api = &a0;
+	first.n_api = 1;
+	second.api = &a1;
+	second.n_api = 1;
+	CU_ASSERT_EQUAL_FATAL(ledger_insert(wdb, &first, 1, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &rdb), SQLITE_OK);
+	struct writer w = { wdb, &second, 0 };
+	sqlite3_trace_v2(rdb, SQLITE_TRACE_STMT, write_once, &w);
+	ledger_rows_t *out = NULL;
+	int r = ledger_select(rdb, NULL, &out, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "\nledger_select: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	CU_ASSERT(w.fired > 0);
+	CU_ASSERT_EQUAL(out->n, 1);		/* the snapshot: before the second call */
+	CU_ASSERT_EQUAL(out->n_api, 1);
+	CU_ASSERT_EQUAL(out->n_prices, 1);
+	ledger_rows_destroy(&out);
+	sqlite3_trace_v2(rdb, 0, NULL, NULL);
+	CU_ASSERT_EQUAL_FATAL(ledger_select(rdb, NULL, &out, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(out->n, 2);		/* the next read sees it */
+	CU_ASSERT_EQUAL(out->n_api, 2);
+	ledger_rows_destroy(&out);
+	sqlite3_close(rdb);
+	sqlite3_close(wdb);
+}
+
 const cu_test_t ledger_tests[] = {
 	{ "migrate", test_migrate },
 	{ "windows", test_windows },
 	{ "roundtrip", test_roundtrip },
 	{ "api", test_api },
+	{ "select_snapshot", test_select_snapshot },
 	{ "schema_mismatch", test_schema_mismatch },
 	{ NULL, NULL },
 };
