@@ -98,6 +98,15 @@ typedef struct mg_settings_spec {
 int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
 		      char *err, size_t errlen);
 
+/* Head mode, for a command with subcommands ("job [--ctl E] SUBCOMMAND
+ * ..."), as getopt's "+": the options end at the first operand, and
+ * *ret_next receives its index (argc when there is none); the operands are
+ * left to the caller (the table's OPERAND rows are not filled). --help
+ * counts only before that operand, so "job submit --help" reaches submit.
+ * Returns as mg_settings_parse; *ret_next only on 0. */
+int mg_settings_parse_head(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+			   int *ret_next, char *err, size_t errlen);
+
 /* Stores every row's value (or its default when the key is absent) into
  * the struct at base, at the row's offset. 0, or -EINVAL with the reason
  * in err. Strings are borrowed from cfg. */
@@ -110,6 +119,11 @@ int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, vo
  * -EINVAL for bad usage (exit 2); another negative errno (exit 1). Strings
  * in base are borrowed from cfg. */
 int mg_settings_parse_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, void *base);
+
+/* mg_settings_parse_into in head mode when ret_next is non-NULL
+ * (mg_settings_parse_head); NULL: exactly mg_settings_parse_into. */
+int mg_settings_parse_head_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+				void *base, int *ret_next);
 
 /* Checks one value the table knows (0 when the key is not in the table). */
 int mg_settings_check(const mg_settings_spec_t *spec, const mg_config_t *cfg, const char *section,

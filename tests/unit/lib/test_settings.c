@@ -394,7 +394,48 @@ static void test_list_operand(void)
 	mg_config_destroy(&cfg);
 }
 
+/* Head mode: "cli [-n N] [-q] SUBCOMMAND ARGS...": the options stop at the
+ * first operand (the subcommand's own flags are left to it, however they
+ * look), --help after it belongs to the subcommand, and options before it
+ * are still checked. */
+static void test_head(void)
+{
+	char *ok[] = { "cli", "-n", "7", "--quiet", "wait", "-n", "x", "--max", "3", NULL };
+	char *bare[] = { "cli", "-q", NULL }, *sub_help[] = { "cli", "list", "--help", NULL };
+	char *bad[] = { "cli", "-n", "100", "list", NULL }, *typo[] = { "cli", "--max", "3", "list", NULL };
+	char err[256] = "";
+	int next = -1;
+	cli_t c = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	CU_ASSERT_EQUAL_FATAL(mg_settings_parse_head(&cli_spec, cfg, 9, ok, &next, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(next, 4);
+	CU_ASSERT_STRING_EQUAL(ok[next], "wait");
+	CU_ASSERT_STRING_EQUAL(ok[5], "-n");	/* the subcommand's argv is left as it was */
+	CU_ASSERT_EQUAL_FATAL(mg_settings_apply(&cli_spec, cfg, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(c.n, 7);
+	CU_ASSERT_TRUE(c.quiet);
+	CU_ASSERT_PTR_NULL(c.file);	/* operands are the caller's */
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 2, bare, &next, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(next, 2);
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 3, sub_help, &next, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(next, 1);
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 4, bad, &next, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "bad value '100' for -n: expected 0 to 99");
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 4, typo, &next, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "unknown option --max");
+	mg_config_destroy(&cfg);
+}
+
 const cu_test_t settings_tests[] = {
+	{ "head", test_head },
 	{ "list_operand", test_list_operand },
 	{ "parse_into", test_parse_into },
 	{ "short_and_list", test_short_and_list },
