@@ -11,11 +11,7 @@
 
 cli_globals_t cli_globals;
 
-static const struct {
-	const char *name;
-	int (*fn)(int, char **);
-	const char *help;
-} commands[] = {
+static const mg_settings_command_t commands[] = {
 	{ "keygen", cmd_keygen, "write a CURVE key pair: NAME.key (secret) and NAME.pub" },
 	{ "submit", cmd_submit, "upload a JSONL batch file and create a batch (--wait: follow it)" },
 	{ "status", cmd_status, "a batch's status and counts; without ID, the server's" },
@@ -48,17 +44,9 @@ static const mg_settings_spec_t main_spec = {
 	.no_config = true,
 	.settings = main_settings,
 	.n = sizeof(main_settings) / sizeof(main_settings[0]),
+	.commands = commands,
+	.n_commands = N_COMMANDS,
 };
-
-/* The commands after the flags in --help, from the table. */
-static void commands_text(char *buf, size_t len)
-{
-	size_t used = (size_t)snprintf(buf, len, "commands:\n");
-	for (size_t i = 0; i < N_COMMANDS && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "  %-8s %s\n", commands[i].name, commands[i].help);
-	if (used < len)
-		snprintf(buf + used, len - used, "\nmarginctl COMMAND --help for the options of each.\n");
-}
 
 int main(int argc, char **argv)
 {
@@ -68,27 +56,24 @@ int main(int argc, char **argv)
 	if (cli_globals.url == NULL || *cli_globals.url == '\0')
 		cli_globals.url = "http://127.0.0.1:8080";
 	cli_globals.api_key = getenv("MARGIN_API_KEY");
-	char text[4096];
-	commands_text(text, sizeof(text));
-	mg_settings_spec_t spec = main_spec;
-	spec.epilog = text;
+	const mg_settings_spec_t *spec = &main_spec;
 	mg_config_t *cfg = mg_config_new();
-	int i = argc, r = cfg == NULL ? -ENOMEM : mg_settings_parse_head_into(&spec, cfg, argc, argv, &cli_globals, &i);
+	int i = argc, r = cfg == NULL ? -ENOMEM : mg_settings_parse_head_into(spec, cfg, argc, argv, &cli_globals, &i);
 	if (cfg == NULL)
 		fprintf(stderr, "marginctl: out of memory\n");
 	if (r == 0 && i >= argc) {
-		mg_settings_usage(&spec, stderr);
+		mg_settings_usage(spec, stderr);
 		r = -EINVAL;
 	}
-	for (size_t k = 0; r == 0 && k < N_COMMANDS; k++)
-		if (strcmp(argv[i], commands[k].name) == 0) {
-			r = commands[k].fn(argc - i, argv + i);
-			mg_config_destroy(&cfg);	/* after: cli_globals borrows from it */
-			return r;
-		}
+	const mg_settings_command_t *cmd = r == 0 ? mg_settings_command_find(spec, argv[i]) : NULL;
+	if (cmd != NULL) {
+		r = cmd->fn(argc - i, argv + i);
+		mg_config_destroy(&cfg);	/* after: cli_globals borrows from it */
+		return r;
+	}
 	if (r == 0) {
 		fprintf(stderr, "marginctl: unknown command '%s'\n", argv[i]);
-		mg_settings_usage(&spec, stderr);
+		mg_settings_usage(spec, stderr);
 		r = -EINVAL;
 	}
 	mg_config_destroy(&cfg);

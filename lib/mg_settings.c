@@ -609,6 +609,29 @@ static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FIL
 	fputc('\n', f);
 }
 
+const mg_settings_command_t *mg_settings_command_find(const mg_settings_spec_t *spec, const char *name)
+{
+	for (size_t i = 0; i < spec->n_commands; i++)
+		if (strcmp(spec->commands[i].name, name) == 0)
+			return &spec->commands[i];
+	return NULL;
+}
+
+/* "commands:", each with its help in a column after the longest name. */
+static void commands_usage(const mg_settings_spec_t *spec, FILE *f)
+{
+	int w = 0;
+	for (size_t i = 0; i < spec->n_commands; i++)
+		if ((int)strlen(spec->commands[i].name) > w)
+			w = (int)strlen(spec->commands[i].name);
+	if (spec->n_commands > 0)
+		fprintf(f, "\ncommands:\n");
+	for (size_t i = 0; i < spec->n_commands; i++)
+		fprintf(f, "  %-*s %s\n", w, spec->commands[i].name, spec->commands[i].help);
+	if (spec->n_commands > 0)
+		fprintf(f, "\n%s COMMAND --help for the options of each.\n", spec->prog);
+}
+
 void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 {
 	fprintf(f, "usage: %s %s", spec->prog, spec->synopsis);
@@ -638,6 +661,7 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 		title = true;
 		usage_row(spec, s, f);
 	}
+	commands_usage(spec, f);
 	if (spec->epilog != NULL)
 		fprintf(f, "\n%s", spec->epilog);
 }

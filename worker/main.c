@@ -13,11 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const struct {
-	const char *name;
-	int (*fn)(int, char **);
-	const char *help;
-} commands[] = {
+static const mg_settings_command_t commands[] = {
 	{ "serve", cmd_serve, "connect to margind and run shards" },
 	{ "run", cmd_run, "generate text from a prompt" },
 	{ "tokenize", cmd_tokenize, "print the token ids of a text" },
@@ -34,17 +30,9 @@ static const mg_settings_spec_t main_spec = {
 	.synopsis = "COMMAND [OPTIONS]\n",
 	.version = MARGIN_VERSION,
 	.no_config = true,
+	.commands = commands,
+	.n_commands = N_COMMANDS,
 };
-
-/* The commands after the flags in --help, from the table. */
-static void commands_text(char *buf, size_t len)
-{
-	size_t used = (size_t)snprintf(buf, len, "commands:\n");
-	for (size_t i = 0; i < N_COMMANDS && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "  %-9s %s\n", commands[i].name, commands[i].help);
-	if (used < len)
-		snprintf(buf + used, len - used, "\nmargin-worker COMMAND --help for the options of each.\n");
-}
 
 /* OpenBLAS chooses its kernels when the library is loaded (a constructor
  * reads OPENBLAS_CORETYPE, else cpuid), before main: an OpenBLAS older
@@ -92,15 +80,12 @@ int main(int argc, char **argv)
 {
 	if (mg_log_init_from_env() < 0)
 		fprintf(stderr, "margin-worker: ignoring bad MARGIN_LOG_LEVEL\n");
-	char text[2048];
-	commands_text(text, sizeof(text));
-	mg_settings_spec_t spec = main_spec;
-	spec.epilog = text;
+	const mg_settings_spec_t *spec = &main_spec;
 	mg_config_t *cfg = mg_config_new();
-	int next = argc, r = cfg == NULL ? -ENOMEM : mg_settings_parse_head_into(&spec, cfg, argc, argv, NULL, &next);
+	int next = argc, r = cfg == NULL ? -ENOMEM : mg_settings_parse_head_into(spec, cfg, argc, argv, NULL, &next);
 	mg_config_destroy(&cfg);
 	if (r == 0 && next >= argc) {
-		mg_settings_usage(&spec, stderr);
+		mg_settings_usage(spec, stderr);
 		r = -EINVAL;
 	}
 	if (r != 0)
@@ -108,10 +93,10 @@ int main(int argc, char **argv)
 	argc -= next - 1;	/* argv[1] is the command from here on */
 	argv += next - 1;
 	blas_core_check(argc, argv);
-	for (size_t i = 0; i < N_COMMANDS; i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].fn(argc - 1, argv + 1);
+	const mg_settings_command_t *cmd = mg_settings_command_find(spec, argv[1]);
+	if (cmd != NULL)
+		return cmd->fn(argc - 1, argv + 1);
 	fprintf(stderr, "margin-worker: unknown command '%s'\n", argv[1]);
-	mg_settings_usage(&spec, stderr);
+	mg_settings_usage(spec, stderr);
 	return 2;
 }

@@ -434,7 +434,38 @@ static void test_head(void)
 	mg_config_destroy(&cfg);
 }
 
+static int cmd_one(int argc, char **argv)
+{
+	(void)argv;
+	return argc;
+}
+
+/* A program's commands: found by name, listed by --help after the flags,
+ * the helps in a column after the longest name. */
+static void test_commands(void)
+{
+	static const mg_settings_command_t cmds[] = {
+		{ "run", cmd_one, "run it" },
+		{ "economics", cmd_one, "the table" },
+	};
+	mg_settings_spec_t ps = cli_spec;
+	ps.commands = cmds;
+	ps.n_commands = 2;
+	CU_ASSERT_PTR_EQUAL(mg_settings_command_find(&ps, "economics"), &cmds[1]);
+	CU_ASSERT_PTR_NULL(mg_settings_command_find(&ps, "econ"));
+	CU_ASSERT_PTR_NULL(mg_settings_command_find(&cli_spec, "run"));
+	char *text = usage_text(&ps);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --help\n\ncommands:\n  run       run it\n  economics the table\n\n"
+					    "cli COMMAND --help for the options of each.\n"));
+	free(text);
+	text = usage_text(&cli_spec);
+	CU_ASSERT_PTR_NULL(strstr(text, "commands:"));
+	free(text);
+}
+
 const cu_test_t settings_tests[] = {
+	{ "commands", test_commands },
 	{ "head", test_head },
 	{ "list_operand", test_list_operand },
 	{ "parse_into", test_parse_into },
