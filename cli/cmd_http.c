@@ -17,10 +17,11 @@
 #include "cli.h"
 #include "http_client.h"
 #include "lib/mg_clock.h"
+#include "lib/mg_settings.h"
 #include "progress.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -254,85 +255,129 @@ static int wait_batch(http_client_t *c, const char *id, double interval, double 
 	return rc;
 }
 
-static void usage_wait(FILE *f)
-{
-	fprintf(f, "usage: marginctl wait ID [--interval SECONDS] [--timeout SECONDS]\n"
-		   "  polls the batch until it ends; on a terminal, a live progress bar on stderr\n"
-		   "  (done/total, failed, tokens/s, ETA, cost so far when the server books it).\n"
-		   "  Exit 0 only when the batch completed.\n");
-}
+/* The options of the HTTP commands: each command's table picks its rows. */
+typedef struct http_opts {
+	const char *id, *file, *out, *errs, *model, *endpoint;	/* borrowed from the config */
+	const char *meta[16];
+	size_t n_meta;
+	int64_t interval_ns, timeout_ns, limit;
+	bool json, wait;
+} http_opts_t;
 
-static const struct option wait_opts[] = {
-	{ "interval", required_argument, NULL, 'i' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
+#define HO(field) MG_SETTING_AT(http_opts_t, field)
+#define ROW_ID(flags_) { .section = "http", .key = "id", .arg = "ID", .flags = (flags_), HO(id) }
+#define ROW_JSON                                                                                          \
+	{ .flag = "json", .section = "http", .key = "json", .type = MG_SETTING_BOOL, .set = "yes",        \
+	  .help = "print the server's JSON", HO(json) }
+#define ROW_INTERVAL                                                                                      \
+	{ .flag = "interval", .section = "http", .key = "interval", .type = MG_SETTING_DURATION,          \
+	  .def = "500ms", .arg = "SECONDS", .help = "between polls (at least 50ms)", HO(interval_ns) }
+
+static const mg_setting_t wait_settings[] = {
+	ROW_ID(MG_SETTING_OPERAND),
+	ROW_INTERVAL,
+	{ .flag = "timeout", .section = "http", .key = "timeout", .type = MG_SETTING_DURATION, .def = "0",
+	  .arg = "SECONDS", .help = "give up after this long (0: never)", HO(timeout_ns) },
 };
 
-static int parse_seconds(const char *s, double *ret)
+static const mg_setting_t submit_settings[] = {
+	{ .section = "http", .key = "file", .arg = "FILE", .flags = MG_SETTING_OPERAND, HO(file) },
+	{ .flag = "endpoint", .section = "http", .key = "endpoint", .arg = "EP",
+	  .help = "/v1/completions, /v1/chat/completions or /v1/embeddings\n(default: the first line's url)",
+	  HO(endpoint) },
+	{ .flag = "model", .section = "http", .key = "model", .arg = "M",
+	  .help = "run every line on model M (rewrites body.model before the upload)", HO(model) },
+	{ .flag = "metadata", .section = "http", .key = "metadata", .type = MG_SETTING_LIST, .arg = "K=V",
+	  .help = "batch metadata (up to 16 pairs)", MG_SETTING_LIST_AT(http_opts_t, meta, n_meta) },
+	{ .flag = "wait", .section = "http", .key = "wait", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "then wait for it with a progress bar (exit 0 only when it completed)", HO(wait) },
+	ROW_INTERVAL,
+};
+
+static const mg_setting_t status_settings[] = { ROW_ID(MG_SETTING_OPERAND), ROW_JSON };
+static const mg_setting_t list_settings[] = {
+	{ .flag = "limit", .section = "http", .key = "limit", .type = MG_SETTING_INT, .lo = 1, .hi = 100,
+	  .def = "20", .arg = "N", .help = "at most N batches", HO(limit) },
+	ROW_JSON,
+};
+static const mg_setting_t results_settings[] = {
+	ROW_ID(MG_SETTING_OPERAND),
+	{ .flag = "output", .short_flag = 'o', .section = "http", .key = "output", .arg = "FILE",
+	  .help = "the output file (- for stdout)", HO(out) },
+	{ .flag = "errors", .section = "http", .key = "errors", .arg = "FILE",
+	  .help = "the error file (refused and failed requests, with their reasons)", HO(errs) },
+};
+static const mg_setting_t models_settings[] = { ROW_JSON };
+
+#define HTTP_SPEC(name, syn, intro_, table) \
+	{ .prog = "marginctl " name, .synopsis = syn, .intro = intro_, .no_config = true, .settings = table, \
+	  .n = sizeof(table) / sizeof(table[0]) }
+static const mg_settings_spec_t wait_spec =
+	HTTP_SPEC("wait", "ID [--interval SECONDS] [--timeout SECONDS]\n",
+		  "Polls the batch until it ends; on a terminal, a live progress bar on stderr\n"
+		  "(done/total, failed, tokens/s, ETA, cost so far when the server books it).\n"
+		  "Exit 0 only when the batch completed.\n", wait_settings);
+static const mg_settings_spec_t submit_spec =
+	HTTP_SPEC("submit", "FILE.jsonl [--wait] [--model M] [--endpoint EP] [--metadata K=V]...\n",
+		  "Uploads FILE (purpose batch), creates a batch and prints its id.\n", submit_settings);
+static const mg_settings_spec_t status_spec =
+	HTTP_SPEC("status", "[ID] [--json]\n",
+		  "A batch's status, counts, tokens, files and times;\n"
+		  "without ID: the server, its models and the active batches.\n", status_settings);
+static const mg_settings_spec_t cancel_spec = HTTP_SPEC("cancel", "ID [--json]\n", NULL, status_settings);
+static const mg_settings_spec_t list_spec =
+	HTTP_SPEC("list", "[--limit N] [--json]\n", "Batches, newest first.\n", list_settings);
+static const mg_settings_spec_t results_spec =
+	HTTP_SPEC("results", "ID -o FILE [--errors FILE]\n",
+		  "Downloads the batch's output file (- for stdout) and, with --errors,\n"
+		  "its error file (refused and failed requests, with their reasons).\n", results_settings);
+static const mg_settings_spec_t models_spec =
+	HTTP_SPEC("models", "[--json]\n", "The models the connected workers serve.\n", models_settings);
+
+/* The command's options into o (strings borrowed from *ret_cfg, which the
+ * caller destroys). 0; 1 after --help; 2 bad usage (said); -1 out of
+ * memory (said). */
+static int parse_http(const mg_settings_spec_t *spec, int argc, char **argv, mg_config_t **ret_cfg,
+		      http_opts_t *o)
 {
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || *end != '\0' || !(v >= 0)) {
-		fprintf(stderr, "marginctl: \"%s\": expected a number of seconds\n", s);
-		return -EINVAL;
+	*o = (http_opts_t){ 0 };
+	if ((*ret_cfg = mg_config_new()) == NULL) {
+		fprintf(stderr, "%s: out of memory\n", spec->prog);
+		return -1;
 	}
-	*ret = v;
-	return 0;
+	int r = mg_settings_parse_into(spec, *ret_cfg, argc, argv, o);
+	return r == 0 ? 0 : r == 1 ? 1 : r == -EINVAL ? 2 : -1;
+}
+
+/* parse_http's answer as an exit status: 1 after --help is 0. */
+static int parse_exit(int r)
+{
+	return r == 1 ? 0 : r < 0 ? 1 : r;
 }
 
 int cmd_wait(int argc, char **argv)
 {
-	double interval = 0.5, timeout = 0;
-	int c;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", wait_opts, NULL)) != -1) {
-		if (c == 'h') {
-			usage_wait(stdout);
-			return 0;
-		}
-		if ((c == 'i' && parse_seconds(optarg, &interval) < 0) ||
-		    (c == 't' && parse_seconds(optarg, &timeout) < 0) || c == '?') {
-			usage_wait(stderr);
-			return 2;
-		}
+	http_opts_t o;
+	mg_config_t *cfg = NULL;
+	int r = parse_http(&wait_spec, argc, argv, &cfg, &o);
+	if (r == 0 && o.id == NULL) {
+		mg_settings_usage(&wait_spec, stderr);
+		r = 2;
 	}
-	if (optind + 1 != argc) {
-		usage_wait(stderr);
-		return 2;
-	}
-	if (interval < 0.05)
-		interval = 0.05;
-	http_client_t *cl = connect_api();
-	if (cl == NULL)
-		return 1;
-	int rc = wait_batch(cl, argv[optind], interval, timeout);
+	http_client_t *cl = r == 0 ? connect_api() : NULL;
+	if (r == 0 && cl == NULL)
+		r = -1;
+	if (r == 0)
+		r = wait_batch(cl, o.id, fmax(0.05, (double)o.interval_ns / MG_NS_PER_S),
+			       (double)o.timeout_ns / MG_NS_PER_S);
+	else
+		r = parse_exit(r);
 	http_client_destroy(&cl);
-	return rc;
+	mg_config_destroy(&cfg);
+	return r;
 }
 
 /* --- submit ------------------------------------------------------------- */
-
-static void usage_submit(FILE *f)
-{
-	fprintf(f, "usage: marginctl submit FILE.jsonl [--wait] [--model M] [--endpoint EP] [--metadata K=V]...\n"
-		   "  uploads FILE (purpose batch), creates a batch and prints its id.\n"
-		   "  --endpoint EP   /v1/completions, /v1/chat/completions or /v1/embeddings\n"
-		   "                  (default: the first line's url)\n"
-		   "  --model M       run every line on model M (rewrites body.model before the upload)\n"
-		   "  --metadata K=V  batch metadata (up to 16 pairs)\n"
-		   "  --wait          then wait for it with a progress bar (exit 0 only when it completed)\n");
-}
-
-static const struct option submit_opts[] = {
-	{ "wait", no_argument, NULL, 'w' },
-	{ "model", required_argument, NULL, 'm' },
-	{ "endpoint", required_argument, NULL, 'e' },
-	{ "metadata", required_argument, NULL, 'M' },
-	{ "interval", required_argument, NULL, 'i' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
-};
 
 /* The url of the first request line ("" when there is none). */
 static int first_url(const char *path, char *buf, size_t len)
@@ -407,51 +452,35 @@ out:
 	return r;
 }
 
-int cmd_submit(int argc, char **argv)
+/* --metadata K=V pairs into a JSON object: 0, or 2 (said). */
+static int metadata(const http_opts_t *o, json_t *meta)
 {
-	bool wait = false;
-	const char *model = NULL, *endpoint = NULL;
-	double interval = 0.5;
-	json_t *meta = json_object();
-	int c, rc = 1;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", submit_opts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage_submit(stdout);
-			json_decref(meta);
-			return 0;
-		case 'w': wait = true; break;
-		case 'm': model = optarg; break;
-		case 'e': endpoint = optarg; break;
-		case 'i':
-			if (parse_seconds(optarg, &interval) < 0)
-				goto usage;
-			break;
-		case 'M': {
-			const char *eq = strchr(optarg, '=');
-			if (eq == NULL || eq == optarg) {
-				fprintf(stderr, "marginctl: --metadata %s: expected KEY=VALUE\n", optarg);
-				goto usage;
-			}
-			char key[128];
-			snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
-			json_object_set_new(meta, key, json_string(eq + 1));
-			break;
+	for (size_t i = 0; i < o->n_meta; i++) {
+		const char *eq = strchr(o->meta[i], '=');
+		if (eq == NULL || eq == o->meta[i]) {
+			fprintf(stderr, "marginctl: --metadata %s: expected KEY=VALUE\n", o->meta[i]);
+			mg_settings_usage(&submit_spec, stderr);
+			return 2;
 		}
-		default:
-			goto usage;
-		}
+		char key[128];
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - o->meta[i]), o->meta[i]);
+		json_object_set_new(meta, key, json_string(eq + 1));
 	}
-	if (optind + 1 != argc)
-		goto usage;
-	const char *file = argv[optind];
+	return 0;
+}
+
+/* Uploads o->file and creates its batch (then waits with --wait). */
+static int submit(const http_opts_t *o, json_t *meta)
+{
+	const char *file = o->file, *endpoint = o->endpoint, *model = o->model;
+	double interval = fmax(0.05, (double)o->interval_ns / MG_NS_PER_S);
+	bool wait = o->wait;
+	int rc = 1;
 	char ep[256];
 	if (endpoint == NULL) {
 		int r = first_url(file, ep, sizeof(ep));
 		if (r < 0) {
 			fprintf(stderr, "marginctl: %s: %s\n", file, strerror(-r));
-			json_decref(meta);
 			return 1;
 		}
 		if (ep[0] == '\0')
@@ -464,7 +493,6 @@ int cmd_submit(int argc, char **argv)
 		int r = rewrite_model(file, model, tmp, sizeof(tmp));
 		if (r < 0) {
 			fprintf(stderr, "marginctl: rewriting %s for --model: %s\n", file, strerror(-r));
-			json_decref(meta);
 			return 1;
 		}
 		upload = tmp;
@@ -502,14 +530,33 @@ out:
 		unlink(tmp);
 	json_decref(f);
 	json_decref(b);
-	json_decref(meta);
 	http_client_destroy(&cl);
 	return rc;
-usage:
-	usage_submit(stderr);
-	json_decref(meta);
-	return 2;
 }
+
+int cmd_submit(int argc, char **argv)
+{
+	http_opts_t o;
+	mg_config_t *cfg = NULL;
+	json_t *meta = json_object();
+	int r = parse_http(&submit_spec, argc, argv, &cfg, &o);
+	if (r == 0 && o.file == NULL) {
+		mg_settings_usage(&submit_spec, stderr);
+		r = 2;
+	}
+	if (r == 0)
+		r = meta == NULL ? -1 : metadata(&o, meta);
+	if (r != 0) {
+		json_decref(meta);
+		mg_config_destroy(&cfg);
+		return parse_exit(r);
+	}
+	int rc = submit(&o, meta);
+	json_decref(meta);
+	mg_config_destroy(&cfg);
+	return rc;
+}
+
 
 /* --- status, cancel, list, results --------------------------------------- */
 
@@ -558,28 +605,6 @@ static void print_batch(http_client_t *c, json_t *b)
 		json_array_foreach(json_object_get(json_object_get(b, "errors"), "data"), i, e)
 			printf("  line %lld: %s\n", ji(e, "line"), js(e, "message"));
 	}
-}
-
-/* The one ID argument: its index (>= 1), 0 when absent, -1 after --help
- * (printed), -2 on bad usage (printed). */
-static int one_id(int argc, char **argv, bool *json, const char *usage)
-{
-	*json = false;
-	int id = 0;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			*json = true;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("%s", usage);
-			return -1;
-		} else if (argv[i][0] == '-' || id > 0) {
-			fprintf(stderr, "%s", usage);
-			return -2;
-		} else {
-			id = i;
-		}
-	}
-	return id;
 }
 
 static int server_status(http_client_t *c, bool json)
@@ -632,21 +657,25 @@ static int server_status(http_client_t *c, bool json)
 
 int cmd_status(int argc, char **argv)
 {
-	bool json;
-	int id = one_id(argc, argv, &json, "usage: marginctl status [ID] [--json]\n"
-					   "  a batch's status, counts, tokens, files and times;\n"
-					   "  without ID: the server, its models and the active batches\n");
-	if (id < 0)
-		return id == -1 ? 0 : 2;
+	http_opts_t o;
+	mg_config_t *cfg = NULL;
+	int r = parse_http(&status_spec, argc, argv, &cfg, &o);
+	if (r != 0) {
+		mg_config_destroy(&cfg);
+		return parse_exit(r);
+	}
+	bool json = o.json;
 	http_client_t *c = connect_api();
-	if (c == NULL)
+	if (c == NULL) {
+		mg_config_destroy(&cfg);
 		return 1;
+	}
 	int rc = 1;
-	if (id == 0) {
+	if (o.id == NULL) {
 		rc = server_status(c, json);
 	} else {
 		char path[300];
-		snprintf(path, sizeof(path), "/v1/batches/%s", argv[id]);
+		snprintf(path, sizeof(path), "/v1/batches/%s", o.id);
 		json_t *b = api(c, "GET", path, NULL);
 		if (b != NULL) {
 			if (json)
@@ -658,23 +687,27 @@ int cmd_status(int argc, char **argv)
 		json_decref(b);
 	}
 	http_client_destroy(&c);
+	mg_config_destroy(&cfg);
 	return rc;
 }
 
 int cmd_cancel(int argc, char **argv)
 {
-	bool json;
-	const char *usage = "usage: marginctl cancel ID [--json]\n";
-	int id = one_id(argc, argv, &json, usage);
-	if (id == 0)
-		fprintf(stderr, "%s", usage);
-	if (id <= 0)
-		return id == -1 ? 0 : 2;
-	http_client_t *c = connect_api();
-	if (c == NULL)
-		return 1;
+	http_opts_t o;
+	mg_config_t *cfg = NULL;
+	int r = parse_http(&cancel_spec, argc, argv, &cfg, &o);
+	if (r == 0 && o.id == NULL) {
+		mg_settings_usage(&cancel_spec, stderr);
+		r = 2;
+	}
+	http_client_t *c = r == 0 ? connect_api() : NULL;
+	if (c == NULL) {
+		mg_config_destroy(&cfg);
+		return r == 0 ? 1 : parse_exit(r);
+	}
+	bool json = o.json;
 	char path[300];
-	snprintf(path, sizeof(path), "/v1/batches/%s/cancel", argv[id]);
+	snprintf(path, sizeof(path), "/v1/batches/%s/cancel", o.id);
 	json_t *b = api(c, "POST", path, NULL);
 	if (b != NULL) {
 		if (json)
@@ -685,29 +718,20 @@ int cmd_cancel(int argc, char **argv)
 	int rc = b ? 0 : 1;
 	json_decref(b);
 	http_client_destroy(&c);
+	mg_config_destroy(&cfg);
 	return rc;
 }
 
 int cmd_list(int argc, char **argv)
 {
-	bool json = false;
-	long limit = 20;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			json = true;
-		} else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) {
-			char *end;
-			limit = strtol(argv[++i], &end, 10);
-			if (*end != '\0' || limit < 1 || limit > 100) {
-				fprintf(stderr, "marginctl: --limit: expected 1 to 100\n");
-				return 2;
-			}
-		} else {
-			fprintf(argv[i][0] == '-' && strcmp(argv[i], "--help") == 0 ? stdout : stderr,
-				"usage: marginctl list [--limit N] [--json]\n  batches, newest first\n");
-			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
-		}
-	}
+	http_opts_t o;
+	mg_config_t *cfg = NULL;
+	int r = parse_http(&list_spec, argc, argv, &cfg, &o);
+	bool json = o.json;
+	long limit = (long)o.limit;
+	mg_config_destroy(&cfg);
+	if (r != 0)
+		return parse_exit(r);
 	http_client_t *c = connect_api();
 	if (c == NULL)
 		return 1;
@@ -765,28 +789,9 @@ static int download(http_client_t *c, const char *file_id, const char *dest)
 	return 0;
 }
 
-int cmd_results(int argc, char **argv)
+/* Downloads the batch's output to out and its errors to errs (either NULL). */
+static int fetch_results(const char *id, const char *out, const char *errs)
 {
-	const char *out = NULL, *errs = NULL, *id = NULL;
-	for (int i = 1; i < argc; i++) {
-		if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && i + 1 < argc)
-			out = argv[++i];
-		else if (strcmp(argv[i], "--errors") == 0 && i + 1 < argc)
-			errs = argv[++i];
-		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("usage: marginctl results ID -o FILE [--errors FILE]\n"
-			       "  downloads the batch's output file (- for stdout) and, with --errors,\n"
-			       "  its error file (refused and failed requests, with their reasons)\n");
-			return 0;
-		} else if (argv[i][0] != '-' && id == NULL)
-			id = argv[i];
-		else
-			id = NULL, i = argc;
-	}
-	if (id == NULL || (out == NULL && errs == NULL)) {
-		fprintf(stderr, "usage: marginctl results ID -o FILE [--errors FILE]\n");
-		return 2;
-	}
 	http_client_t *c = connect_api();
 	if (c == NULL)
 		return 1;
@@ -831,19 +836,33 @@ out:
 	return rc;
 }
 
+int cmd_results(int argc, char **argv)
+{
+	http_opts_t o;
+	mg_config_t *cfg = NULL;
+	int r = parse_http(&results_spec, argc, argv, &cfg, &o);
+	if (r == 0 && (o.id == NULL || (o.out == NULL && o.errs == NULL))) {
+		fprintf(stderr, "usage: marginctl results ID -o FILE [--errors FILE]\n");
+		r = 2;
+	}
+	if (r != 0) {
+		mg_config_destroy(&cfg);
+		return parse_exit(r);
+	}
+	int rc = fetch_results(o.id, o.out, o.errs);
+	mg_config_destroy(&cfg);
+	return rc;
+}
+
 int cmd_models(int argc, char **argv)
 {
-	bool json = false;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			json = true;
-		} else {
-			bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
-			fprintf(help ? stdout : stderr, "usage: marginctl models [--json]\n"
-							"  the models the connected workers serve\n");
-			return help ? 0 : 2;
-		}
-	}
+	http_opts_t o;
+	mg_config_t *cfg = NULL;
+	int r = parse_http(&models_spec, argc, argv, &cfg, &o);
+	bool json = o.json;
+	mg_config_destroy(&cfg);
+	if (r != 0)
+		return parse_exit(r);
 	http_client_t *c = connect_api();
 	if (c == NULL)
 		return 1;

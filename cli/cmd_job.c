@@ -1,10 +1,10 @@
 /* marginctl job: jobs through a margind's control socket on this host
  * (ipc://STATE_DIR/ctl.sock, JSON requests; see docs/control.md).
  *
- *   marginctl job [--state-dir DIR | --ctl ENDPOINT] [--timeout SECONDS] SUBCOMMAND ...
+ *   marginctl job [--state-dir DIR | --ctl ENDPOINT] [--timeout DUR] SUBCOMMAND ...
  *     submit FILE [--id ID] [--endpoint URL] [--inline] [--metadata JSON]
  *     status ID | cancel ID
- *     wait ID [--max SECONDS]        until completed/failed/cancelled (exit 0 only if completed)
+ *     wait ID [--max DUR]            until completed/failed/cancelled (exit 0 only if completed)
  *     results ID [--after LINE] [--limit N]   one JSON object per line, in line order
  *     list [--limit N] | workers | health
  *     raw JSON                       send a request as is, print the reply
@@ -39,22 +39,42 @@ typedef struct client {
 	int timeout_ms;
 } client_t;
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: marginctl job [--state-dir DIR | --ctl ENDPOINT] [--timeout SECONDS] SUBCOMMAND ...\n"
-		"  submit FILE [--id ID] [--endpoint URL] [--inline] [--metadata JSON]\n"
-		"                       FILE is a JSONL batch input; margind reads it from its path\n"
-		"                       (--inline sends the lines in the request instead)\n"
-		"  status ID            the job's state and counts\n"
-		"  wait ID [--max S]    poll until it ends; exit 0 only when it completed\n"
-		"  results ID [--after LINE] [--limit N]  outputs, one JSON object per line\n"
-		"  cancel ID\n"
-		"  list [--limit N]     newest first\n"
-		"  workers | health\n"
-		"  raw JSON             send a control request as is\n"
-		"The state directory defaults to $MARGIN_STATE_DIR or /var/lib/margin.\n");
-}
+/* The options before the subcommand. */
+typedef struct job_opts {
+	const char *state_dir, *ctl;	/* borrowed from the config */
+	int64_t timeout_ns;
+} job_opts_t;
+
+#define JOB(field) MG_SETTING_AT(job_opts_t, field)
+static const mg_setting_t job_settings[] = {
+	{ .flag = "state-dir", .section = "job", .key = "state_dir", .arg = "DIR", .excludes = "ctl",
+	  .help = "margind's state directory (ipc://DIR/ctl.sock)", JOB(state_dir) },
+	{ .flag = "ctl", .section = "job", .key = "ctl", .arg = "ENDPOINT",
+	  .help = "margind's control endpoint (default $MARGIN_CTL)", JOB(ctl) },
+	{ .flag = "timeout", .section = "job", .key = "timeout", .type = MG_SETTING_DURATION, .def = "30s",
+	  .lo = MG_NS_PER_MS, .hi = 86400 * MG_NS_PER_S, .arg = "DUR", .help = "how long to wait for a reply",
+	  JOB(timeout_ns) },
+};
+
+static const mg_settings_spec_t job_spec = {
+	.prog = "marginctl job",
+	.synopsis = "[--state-dir DIR | --ctl ENDPOINT] [--timeout DUR] SUBCOMMAND ...\n",
+	.epilog = "subcommands:\n"
+		  "  submit FILE [--id ID] [--endpoint URL] [--inline] [--metadata JSON]\n"
+		  "                       FILE is a JSONL batch input; margind reads it from its path\n"
+		  "                       (--inline sends the lines in the request instead)\n"
+		  "  status ID            the job's state and counts\n"
+		  "  wait ID [--max DUR]  poll until it ends; exit 0 only when it completed\n"
+		  "  results ID [--after LINE] [--limit N]  outputs, one JSON object per line\n"
+		  "  cancel ID\n"
+		  "  list [--limit N]     newest first\n"
+		  "  workers | health\n"
+		  "  raw JSON             send a control request as is\n"
+		  "The state directory defaults to $MARGIN_STATE_DIR or /var/lib/margin.\n",
+	.no_config = true,
+	.settings = job_settings,
+	.n = sizeof(job_settings) / sizeof(job_settings[0]),
+};
 
 static void client_close(client_t *c)
 {
@@ -395,102 +415,135 @@ static int do_results(client_t *c, const char *id, long long after, long long li
 	}
 }
 
-int cmd_job(int argc, char **argv)
+/* The options of status, cancel, wait, results, list, workers, health
+ * and raw: each subcommand's table picks its rows. */
+typedef struct sub_opts {
+	const char *id, *json;	/* borrowed from the config */
+	int64_t max_ns, after, limit;
+} sub_opts_t;
+
+#define SUBOPT(field) MG_SETTING_AT(sub_opts_t, field)
+#define ROW_ID { .section = "sub", .key = "id", .arg = "ID", .flags = MG_SETTING_OPERAND, SUBOPT(id) }
+#define ROW_LIMIT                                                                                   \
+	{ .flag = "limit", .section = "sub", .key = "limit", .type = MG_SETTING_INT, .lo = 0,        \
+	  .hi = INT32_MAX, .def = "0", .arg = "N", .help = "at most N (0: the server's default)", \
+	  SUBOPT(limit) }
+static const mg_setting_t id_settings[] = { ROW_ID };
+static const mg_setting_t none_settings[] = { MG_SETTING_TITLE("no options") };
+static const mg_setting_t wait_settings[] = {
+	ROW_ID,
+	{ .flag = "max", .section = "sub", .key = "max", .type = MG_SETTING_DURATION, .def = "0", .lo = 0,
+	  .hi = 365 * 86400 * MG_NS_PER_S, .arg = "DUR", .help = "give up after this long (0: never)",
+	  SUBOPT(max_ns) },
+};
+static const mg_setting_t results_settings[] = {
+	ROW_ID,
+	{ .flag = "after", .section = "sub", .key = "after", .type = MG_SETTING_INT, .lo = 0, .hi = INT64_MAX,
+	  .def = "0", .arg = "LINE", .help = "start after this input line", SUBOPT(after) },
+	ROW_LIMIT,
+};
+static const mg_setting_t list_settings[] = { ROW_LIMIT };
+static const mg_setting_t raw_settings[] = {
+	{ .section = "sub", .key = "json", .arg = "JSON", .flags = MG_SETTING_OPERAND, SUBOPT(json) },
+};
+
+#define SUBSPEC(name, syn, table) \
+	{ .prog = "marginctl job " name, .synopsis = syn, .no_config = true, .settings = table, \
+	  .n = sizeof(table) / sizeof(table[0]) }
+static const mg_settings_spec_t sub_specs[] = {
+	SUBSPEC("status", "ID\n", id_settings),
+	SUBSPEC("cancel", "ID\n", id_settings),
+	SUBSPEC("wait", "ID [--max DUR]\n", wait_settings),
+	SUBSPEC("results", "ID [--after LINE] [--limit N]\n", results_settings),
+	SUBSPEC("list", "[--limit N]\n", list_settings),
+	SUBSPEC("workers", "\n", none_settings),
+	SUBSPEC("health", "\n", none_settings),
+	SUBSPEC("raw", "JSON\n", raw_settings),
+};
+
+/* The subcommand's options into o (strings borrowed from cfg). 0; 1 after
+ * --help; 2 for bad usage (said). */
+static int parse_sub(const char *sub, int argc, char **argv, mg_config_t *cfg, sub_opts_t *o)
 {
-	const char *state_dir = NULL, *ctl = getenv("MARGIN_CTL");
-	double timeout_s = 30;
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		}
-		if (i + 1 >= argc) {
-			fprintf(stderr, "marginctl job: %s needs a value\n", argv[i]);
-			return 2;
-		}
-		if (strcmp(argv[i], "--state-dir") == 0) {
-			state_dir = argv[++i];
-			ctl = NULL;
-		} else if (strcmp(argv[i], "--ctl") == 0) {
-			ctl = argv[++i];
-		} else if (strcmp(argv[i], "--timeout") == 0) {
-			timeout_s = atof(argv[++i]);
-		} else {
-			fprintf(stderr, "marginctl job: unknown option %s\n", argv[i]);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (i >= argc) {
-		usage(stderr);
+	const mg_settings_spec_t *spec = NULL;
+	for (size_t k = 0; k < sizeof(sub_specs) / sizeof(sub_specs[0]); k++)
+		if (strcmp(sub_specs[k].prog + strlen("marginctl job "), sub) == 0)
+			spec = &sub_specs[k];
+	if (spec == NULL) {
+		fprintf(stderr, "marginctl job: unknown subcommand '%s'\n", sub);
+		mg_settings_usage(&job_spec, stderr);
 		return 2;
 	}
-	if (ctl != NULL && *ctl == '\0')
-		ctl = NULL;
-	const char *sub = argv[i];
-	int sargc = argc - i;
-	char **sargv = argv + i;
-	const char *id = sargc > 1 && sargv[1][0] != '-' ? sargv[1] : NULL;
-	bool needs_id = strcmp(sub, "status") == 0 || strcmp(sub, "cancel") == 0 ||
-			strcmp(sub, "wait") == 0 || strcmp(sub, "results") == 0;
-	if (needs_id && id == NULL) {
+	*o = (sub_opts_t){ 0 };
+	int r = mg_settings_parse_into(spec, cfg, argc, argv, o);
+	if (r != 0)
+		return r == 1 ? 1 : r == -EINVAL ? 2 : -1;
+	if (spec->settings[0].key != NULL && strcmp(spec->settings[0].key, "id") == 0 && o->id == NULL) {
 		fprintf(stderr, "marginctl job %s: missing the job ID\n", sub);
 		return 2;
 	}
-	static const char *const known[] = { "submit", "status", "cancel", "wait", "results", "list",
-					      "workers", "health", "raw" };
-	bool ok = false;
-	for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-		ok |= strcmp(sub, known[k]) == 0;
-	if (!ok) {
-		fprintf(stderr, "marginctl job: unknown subcommand '%s'\n", sub);
-		usage(stderr);
+	return 0;
+}
+
+/* Parses "job [OPTIONS] SUBCOMMAND [ARGS]" into jo, and the subcommand's
+ * options into so or to (submit). 0; 1 after --help; 2 bad usage; -1 out of
+ * memory. *ret_sub: the subcommand. */
+static int parse_job(int argc, char **argv, mg_config_t *cfg, job_opts_t *jo, sub_opts_t *so, submit_opts_t *to,
+		     const char **ret_sub)
+{
+	int next = argc;
+	*jo = (job_opts_t){ 0 };
+	int r = mg_settings_parse_head_into(&job_spec, cfg, argc, argv, jo, &next);
+	if (r != 0)
+		return r == 1 ? 1 : r == -EINVAL ? 2 : -1;
+	if (next >= argc) {
+		mg_settings_usage(&job_spec, stderr);
 		return 2;
 	}
+	*ret_sub = argv[next];
+	if (strcmp(argv[next], "submit") == 0)
+		return parse_submit(argc - next, argv + next, cfg, to);
+	return parse_sub(argv[next], argc - next, argv + next, cfg, so);
+}
+
+int cmd_job(int argc, char **argv)
+{
+	job_opts_t jo;
+	sub_opts_t o;
 	submit_opts_t so;
-	mg_config_t *scfg = NULL;
-	if (strcmp(sub, "submit") == 0) {
-		int r = (scfg = mg_config_new()) == NULL ? -1 : parse_submit(sargc, sargv, scfg, &so);
-		if (r != 0) {
-			if (r < 0)
-				fprintf(stderr, "marginctl job submit: out of memory\n");
-			mg_config_destroy(&scfg);
-			return r == 1 ? 0 : r < 0 ? 1 : r;
-		}
+	const char *sub = NULL;
+	mg_config_t *cfg = mg_config_new();
+	int r = cfg == NULL ? -1 : parse_job(argc, argv, cfg, &jo, &o, &so, &sub);
+	if (r != 0) {
+		if (r < 0)
+			fprintf(stderr, "marginctl job: out of memory\n");
+		mg_config_destroy(&cfg);
+		return r == 1 ? 0 : r < 0 ? 1 : r;
 	}
+	/* $MARGIN_CTL unless --state-dir or --ctl says otherwise */
+	const char *ctl = jo.ctl ? jo.ctl : jo.state_dir ? NULL : getenv("MARGIN_CTL");
+	if (ctl != NULL && *ctl == '\0')
+		ctl = NULL;
 	client_t c;
-	if (client_open(&c, state_dir, ctl, (int)(timeout_s * 1000)) < 0) {
-		mg_config_destroy(&scfg);
+	if (client_open(&c, jo.state_dir, ctl, (int)(jo.timeout_ns / MG_NS_PER_MS)) < 0) {
+		mg_config_destroy(&cfg);
 		return 1;
 	}
 	int rc;
 	if (strcmp(sub, "submit") == 0) {
 		rc = do_submit(&c, &so);
 	} else if (strcmp(sub, "wait") == 0) {
-		double max_s = 0;
-		for (int k = 2; k + 1 < sargc; k++)
-			if (strcmp(sargv[k], "--max") == 0)
-				max_s = atof(sargv[k + 1]);
-		rc = do_wait(&c, id, max_s);
+		rc = do_wait(&c, o.id, (double)o.max_ns / MG_NS_PER_S);
 	} else if (strcmp(sub, "results") == 0) {
-		long long after = 0, limit = 0;
-		for (int k = 2; k + 1 < sargc; k++) {
-			if (strcmp(sargv[k], "--after") == 0)
-				after = atoll(sargv[k + 1]);
-			else if (strcmp(sargv[k], "--limit") == 0)
-				limit = atoll(sargv[k + 1]);
-		}
-		rc = do_results(&c, id, after, limit);
+		rc = do_results(&c, o.id, o.after, o.limit);
 	} else if (strcmp(sub, "list") == 0) {
 		json_t *req = cmd_req("list", NULL);
-		for (int k = 1; k + 1 < sargc; k++)
-			if (strcmp(sargv[k], "--limit") == 0)
-				json_object_set_new(req, "limit", json_integer(atoll(sargv[k + 1])));
+		if (o.limit > 0)
+			json_object_set_new(req, "limit", json_integer(o.limit));
 		rc = print_reply(call(&c, req));
 	} else if (strcmp(sub, "raw") == 0) {
 		json_error_t je;
-		json_t *req = sargc > 1 ? json_loads(sargv[1], 0, &je) : NULL;
+		json_t *req = o.json ? json_loads(o.json, 0, &je) : NULL;
 		if (req == NULL) {
 			fprintf(stderr, "marginctl job raw: expected a JSON request\n");
 			rc = 2;
@@ -498,12 +551,12 @@ int cmd_job(int argc, char **argv)
 			rc = print_reply(call(&c, req));
 		}
 	} else {
-		json_t *reply = call(&c, cmd_req(sub, id));
+		json_t *reply = call(&c, cmd_req(sub, o.id));
 		if (reply != NULL && strcmp(sub, "status") == 0 && json_object_get(reply, "error") == NULL)
 			add_currency(&c, reply);
 		rc = print_reply(reply);
 	}
 	client_close(&c);
-	mg_config_destroy(&scfg);
+	mg_config_destroy(&cfg);
 	return rc;
 }

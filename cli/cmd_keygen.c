@@ -8,10 +8,10 @@
  * --curve-server (the daemon's). Existing files are never overwritten
  * unless --force. */
 #include "cli.h"
+#include "lib/mg_settings.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,11 +20,28 @@
 #include <unistd.h>
 #include <zmq.h>
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: marginctl keygen NAME -o DIR [--force]\n"
-		   "  writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub (Z85 text)\n");
-}
+typedef struct keygen_opts {
+	const char *name, *dir;	/* borrowed from the config */
+	bool force;
+} keygen_opts_t;
+
+#define KG(field) MG_SETTING_AT(keygen_opts_t, field)
+static const mg_setting_t keygen_settings[] = {
+	{ .section = "keygen", .key = "name", .arg = "NAME", .flags = MG_SETTING_OPERAND, KG(name) },
+	{ .flag = "out", .short_flag = 'o', .section = "keygen", .key = "out", .arg = "DIR",
+	  .help = "the directory for NAME.key and NAME.pub (created)", KG(dir) },
+	{ .flag = "force", .short_flag = 'f', .section = "keygen", .key = "force", .type = MG_SETTING_BOOL,
+	  .set = "yes", .help = "overwrite existing files", KG(force) },
+};
+
+static const mg_settings_spec_t keygen_spec = {
+	.prog = "marginctl keygen",
+	.synopsis = "NAME -o DIR [--force]\n",
+	.intro = "Writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub (Z85 text).\n",
+	.no_config = true,
+	.settings = keygen_settings,
+	.n = sizeof(keygen_settings) / sizeof(keygen_settings[0]),
+};
 
 static bool valid_name(const char *n)
 {
@@ -62,35 +79,9 @@ static int write_key(const char *path, const char *z85, mode_t mode, bool force)
 	return -e;
 }
 
-int cmd_keygen(int argc, char **argv)
+/* Writes the key pair: 0; 2 for a bad name, 1 when it cannot (said). */
+static int keygen(const char *name, const char *dir, bool force)
 {
-	static const struct option opts[] = {
-		{ "out", required_argument, NULL, 'o' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *dir = NULL;
-	bool force = false;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "o:fh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': dir = optarg; break;
-		case 'f': force = true; break;
-		case 'h': usage(stdout); return 0;
-		default:
-			fprintf(stderr, "marginctl keygen: bad option %s\n", argv[optind - 1]);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1 || dir == NULL) {
-		usage(stderr);
-		return 2;
-	}
-	const char *name = argv[optind];
 	if (!valid_name(name)) {
 		fprintf(stderr, "marginctl keygen: name \"%s\": expected letters, digits, _ - . @ (not starting with .)\n",
 			name);
@@ -128,4 +119,23 @@ int cmd_keygen(int argc, char **argv)
 	}
 	printf("%s\n", pub);
 	return 0;
+}
+
+int cmd_keygen(int argc, char **argv)
+{
+	keygen_opts_t o = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	int r = cfg == NULL ? -ENOMEM : mg_settings_parse_into(&keygen_spec, cfg, argc, argv, &o);
+	if (r == 0 && (o.name == NULL || o.dir == NULL)) {
+		mg_settings_usage(&keygen_spec, stderr);
+		r = -EINVAL;
+	}
+	if (cfg == NULL)
+		fprintf(stderr, "marginctl keygen: out of memory\n");
+	if (r == 0)
+		r = keygen(o.name, o.dir, o.force);
+	else
+		r = r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+	mg_config_destroy(&cfg);
+	return r;
 }

@@ -2,18 +2,16 @@
  * cmd_<name>.c (see cli.h). */
 #include "cli.h"
 #include "lib/mg_log.h"
+#include "lib/mg_settings.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 cli_globals_t cli_globals;
 
-static const struct {
-	const char *name;
-	int (*fn)(int, char **);
-	const char *help;
-} commands[] = {
+static const mg_settings_command_t commands[] = {
 	{ "keygen", cmd_keygen, "write a CURVE key pair: NAME.key (secret) and NAME.pub" },
 	{ "submit", cmd_submit, "upload a JSONL batch file and create a batch (--wait: follow it)" },
 	{ "status", cmd_status, "a batch's status and counts; without ID, the server's" },
@@ -30,14 +28,25 @@ static const struct {
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: marginctl [--url http://HOST:PORT] [--api-key KEY] COMMAND [OPTIONS]\n\ncommands:\n");
-	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "\nmarginctl COMMAND --help for the options of each.\n"
-		   "--url and --api-key default to $MARGIN_URL and $MARGIN_API_KEY.\n");
-}
+#define GLOBAL(field) MG_SETTING_AT(cli_globals_t, field)
+static const mg_setting_t main_settings[] = {
+	{ .flag = "url", .section = "marginctl", .key = "url", .arg = "URL",
+	  .help = "margind's HTTP API, http://HOST:PORT (default $MARGIN_URL or http://127.0.0.1:8080)",
+	  GLOBAL(url) },
+	{ .flag = "api-key", .section = "marginctl", .key = "api_key", .arg = "KEY",
+	  .help = "the API key (default $MARGIN_API_KEY)", GLOBAL(api_key) },
+};
+
+static const mg_settings_spec_t main_spec = {
+	.prog = "marginctl",
+	.synopsis = "[--url http://HOST:PORT] [--api-key KEY] COMMAND [OPTIONS]\n",
+	.version = MARGIN_VERSION,
+	.no_config = true,
+	.settings = main_settings,
+	.n = sizeof(main_settings) / sizeof(main_settings[0]),
+	.commands = commands,
+	.n_commands = N_COMMANDS,
+};
 
 int main(int argc, char **argv)
 {
@@ -47,36 +56,26 @@ int main(int argc, char **argv)
 	if (cli_globals.url == NULL || *cli_globals.url == '\0')
 		cli_globals.url = "http://127.0.0.1:8080";
 	cli_globals.api_key = getenv("MARGIN_API_KEY");
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		}
-		if (strcmp(argv[i], "--version") == 0) {
-			printf("marginctl %s\n", MARGIN_VERSION);
-			return 0;
-		}
-		if ((strcmp(argv[i], "--url") == 0 || strcmp(argv[i], "--api-key") == 0) && i + 1 < argc) {
-			if (argv[i][2] == 'u')
-				cli_globals.url = argv[i + 1];
-			else
-				cli_globals.api_key = argv[i + 1];
-			i++;
-			continue;
-		}
-		fprintf(stderr, "marginctl: unknown option %s\n", argv[i]);
-		usage(stderr);
-		return 2;
+	const mg_settings_spec_t *spec = &main_spec;
+	mg_config_t *cfg = mg_config_new();
+	int i = argc, r = cfg == NULL ? -ENOMEM : mg_settings_parse_head_into(spec, cfg, argc, argv, &cli_globals, &i);
+	if (cfg == NULL)
+		fprintf(stderr, "marginctl: out of memory\n");
+	if (r == 0 && i >= argc) {
+		mg_settings_usage(spec, stderr);
+		r = -EINVAL;
 	}
-	if (i >= argc) {
-		usage(stderr);
-		return 2;
+	const mg_settings_command_t *cmd = r == 0 ? mg_settings_command_find(spec, argv[i]) : NULL;
+	if (cmd != NULL) {
+		r = cmd->fn(argc - i, argv + i);
+		mg_config_destroy(&cfg);	/* after: cli_globals borrows from it */
+		return r;
 	}
-	for (size_t k = 0; k < N_COMMANDS; k++)
-		if (strcmp(argv[i], commands[k].name) == 0)
-			return commands[k].fn(argc - i, argv + i);
-	fprintf(stderr, "marginctl: unknown command '%s'\n", argv[i]);
-	usage(stderr);
-	return 2;
+	if (r == 0) {
+		fprintf(stderr, "marginctl: unknown command '%s'\n", argv[i]);
+		mg_settings_usage(spec, stderr);
+		r = -EINVAL;
+	}
+	mg_config_destroy(&cfg);
+	return r == 1 ? 0 : r == -EINVAL ? 2 : 1;
 }

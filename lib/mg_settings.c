@@ -219,12 +219,14 @@ static int set_kv(mg_config_t *cfg, const char *arg, char *err, size_t errlen)
 /* The getopt short options: ':' (a missing value is reported as such),
  * then each row's letter, with ':' when it takes a value. Owned by the
  * caller (free). */
-static char *short_options(const mg_settings_spec_t *spec)
+static char *short_options(const mg_settings_spec_t *spec, bool head)
 {
-	char *o = malloc(2 * spec->n + 2);
+	char *o = malloc(2 * spec->n + 3);
 	size_t n = 0;
 	if (o == NULL)
 		return NULL;
+	if (head)	/* getopt's '+': stop at the first operand */
+		o[n++] = '+';
 	o[n++] = ':';
 	for (size_t i = 0; i < spec->n; i++)
 		if (spec->settings[i].short_flag != 0) {
@@ -334,12 +336,24 @@ static int check_excludes(const mg_settings_spec_t *spec, const bool *given, cha
 	return 0;
 }
 
-/* The first pass: --help and --version anywhere win; then --config, so
- * that every flag overrides the file wherever it stands. */
-static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, mg_config_t *cfg,
-		      const char *so, int argc, char **argv, char *err, size_t errlen)
+/* Where the options end in head mode: the first operand (argc when none). */
+static int head_end(const struct option *lo, const char *so, int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
+	opterr = 0;
+	optind = 0;
+	while (getopt_long(argc, argv, so, lo, NULL) != -1)
+		;
+	return optind;
+}
+
+/* The first pass: --help and --version anywhere win (in head mode,
+ * anywhere before the first operand); then --config, so that every flag
+ * overrides the file wherever it stands. */
+static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, mg_config_t *cfg,
+		      const char *so, int argc, char **argv, bool head, char *err, size_t errlen)
+{
+	int end = head ? head_end(lo, so, argc, argv) : argc;
+	for (int i = 1; i < end; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			break;
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -376,6 +390,8 @@ static int first_pass(const mg_settings_spec_t *spec, const struct option *lo, m
 		}
 	}
 	int operands = 0;
+	if (head)
+		return 0;
 	for (size_t i = 0; i < spec->n; i++)
 		if (spec->settings[i].flags & MG_SETTING_OPERAND)
 			operands += spec->settings[i].type == MG_SETTING_LIST ? (int)list_max(&spec->settings[i]) : 1;
@@ -405,16 +421,19 @@ static int set_operands(const mg_settings_spec_t *spec, mg_config_t *cfg, int ar
 	return r;
 }
 
-int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
-		      char *err, size_t errlen)
+/* Parses argv; ret_next non-NULL: head mode, the options end at the first
+ * operand, whose index it receives. */
+static int parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, int *ret_next,
+		 char *err, size_t errlen)
 {
+	bool head = ret_next != NULL;
 	struct option *lo = long_options(spec);
-	char *so = short_options(spec);
+	char *so = short_options(spec, head);
 	bool *given = calloc(spec->n + 1, sizeof(*given));
 	int c, r = -ENOMEM;
 	if (lo == NULL || so == NULL || given == NULL)
 		goto nomem;
-	if ((r = first_pass(spec, lo, cfg, so, argc, argv, err, errlen)) != 0)
+	if ((r = first_pass(spec, lo, cfg, so, argc, argv, head, err, errlen)) != 0)
 		goto out;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
@@ -433,7 +452,9 @@ int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc
 		if (r < 0)
 			goto out;
 	}
-	if ((r = set_operands(spec, cfg, argc, argv, err, errlen)) == -ENOMEM)
+	if (head)
+		*ret_next = optind;
+	else if ((r = set_operands(spec, cfg, argc, argv, err, errlen)) == -ENOMEM)
 		goto nomem;
 	if (r < 0)
 		goto out;
@@ -453,6 +474,21 @@ out:
 	free(lo);
 	free(so);
 	free(given);
+	return r;
+}
+
+int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+		      char *err, size_t errlen)
+{
+	return parse(spec, cfg, argc, argv, NULL, err, errlen);
+}
+
+int mg_settings_parse_head(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+			   int *ret_next, char *err, size_t errlen)
+{
+	int next = argc, r = parse(spec, cfg, argc, argv, &next, err, errlen);
+	if (r == 0)
+		*ret_next = next;
 	return r;
 }
 
@@ -507,8 +543,15 @@ int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, vo
 
 int mg_settings_parse_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, void *base)
 {
+	return mg_settings_parse_head_into(spec, cfg, argc, argv, base, NULL);
+}
+
+int mg_settings_parse_head_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+				void *base, int *ret_next)
+{
 	char err[512];
-	int r = mg_settings_parse(spec, cfg, argc, argv, err, sizeof(err));
+	int r = ret_next ? mg_settings_parse_head(spec, cfg, argc, argv, ret_next, err, sizeof(err))
+			 : mg_settings_parse(spec, cfg, argc, argv, err, sizeof(err));
 	if (r == 0)
 		r = mg_settings_apply(spec, cfg, base, err, sizeof(err));
 	if (r < 0)	/* an unknown option may be a typo: point at the list */
@@ -566,6 +609,29 @@ static void usage_row(const mg_settings_spec_t *spec, const mg_setting_t *s, FIL
 	fputc('\n', f);
 }
 
+const mg_settings_command_t *mg_settings_command_find(const mg_settings_spec_t *spec, const char *name)
+{
+	for (size_t i = 0; i < spec->n_commands; i++)
+		if (strcmp(spec->commands[i].name, name) == 0)
+			return &spec->commands[i];
+	return NULL;
+}
+
+/* "commands:", each with its help in a column after the longest name. */
+static void commands_usage(const mg_settings_spec_t *spec, FILE *f)
+{
+	int w = 0;
+	for (size_t i = 0; i < spec->n_commands; i++)
+		if ((int)strlen(spec->commands[i].name) > w)
+			w = (int)strlen(spec->commands[i].name);
+	if (spec->n_commands > 0)
+		fprintf(f, "\ncommands:\n");
+	for (size_t i = 0; i < spec->n_commands; i++)
+		fprintf(f, "  %-*s %s\n", w, spec->commands[i].name, spec->commands[i].help);
+	if (spec->n_commands > 0)
+		fprintf(f, "\n%s COMMAND --help for the options of each.\n", spec->prog);
+}
+
 void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 {
 	fprintf(f, "usage: %s %s", spec->prog, spec->synopsis);
@@ -595,6 +661,7 @@ void mg_settings_usage(const mg_settings_spec_t *spec, FILE *f)
 		title = true;
 		usage_row(spec, s, f);
 	}
+	commands_usage(spec, f);
 	if (spec->epilog != NULL)
 		fprintf(f, "\n%s", spec->epilog);
 }

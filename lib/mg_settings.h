@@ -74,6 +74,14 @@ typedef struct mg_setting {
 #define MG_SETTING_LIST_AT(type, array, count) MG_SETTING_AT(type, array), .count_off = offsetof(type, count)
 #define MG_SETTING_TITLE(text) { .type = MG_SETTING_HEADING, .help = (text) }
 
+/* A program's commands ("marginctl submit", "margin-worker serve"): --help
+ * lists them after the flags, mg_settings_command_find looks one up. */
+typedef struct mg_settings_command {
+	const char *name;
+	int (*fn)(int argc, char **argv);	/* argv[0] is the command's name */
+	const char *help;			/* one line */
+} mg_settings_command_t;
+
 typedef struct mg_settings_spec {
 	const char *prog;		/* "margind", "margin-worker serve": starts --help */
 	const char *synopsis;		/* the usage lines after "usage: " */
@@ -86,6 +94,8 @@ typedef struct mg_settings_spec {
 					 * the flags alone; errors and --help name the flag */
 	const mg_setting_t *settings;
 	size_t n;
+	const mg_settings_command_t *commands;	/* NULL: none */
+	size_t n_commands;
 } mg_settings_spec_t;
 
 /* Parses argv (argv[0] is the program or command name) into cfg: --config
@@ -97,6 +107,15 @@ typedef struct mg_settings_spec {
  * err. Every value the table knows is checked, wherever it came from. */
 int mg_settings_parse(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
 		      char *err, size_t errlen);
+
+/* Head mode, for a command with subcommands ("job [--ctl E] SUBCOMMAND
+ * ..."), as getopt's "+": the options end at the first operand, and
+ * *ret_next receives its index (argc when there is none); the operands are
+ * left to the caller (the table's OPERAND rows are not filled). --help
+ * counts only before that operand, so "job submit --help" reaches submit.
+ * Returns as mg_settings_parse; *ret_next only on 0. */
+int mg_settings_parse_head(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+			   int *ret_next, char *err, size_t errlen);
 
 /* Stores every row's value (or its default when the key is absent) into
  * the struct at base, at the row's offset. 0, or -EINVAL with the reason
@@ -110,6 +129,11 @@ int mg_settings_apply(const mg_settings_spec_t *spec, const mg_config_t *cfg, vo
  * -EINVAL for bad usage (exit 2); another negative errno (exit 1). Strings
  * in base are borrowed from cfg. */
 int mg_settings_parse_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv, void *base);
+
+/* mg_settings_parse_into in head mode when ret_next is non-NULL
+ * (mg_settings_parse_head); NULL: exactly mg_settings_parse_into. */
+int mg_settings_parse_head_into(const mg_settings_spec_t *spec, mg_config_t *cfg, int argc, char **argv,
+				void *base, int *ret_next);
 
 /* Checks one value the table knows (0 when the key is not in the table). */
 int mg_settings_check(const mg_settings_spec_t *spec, const mg_config_t *cfg, const char *section,
@@ -126,6 +150,9 @@ bool mg_settings_from_flag(const mg_settings_spec_t *spec, const mg_config_t *cf
 /* A decimal integer in lo..hi, the whole string: 0, or -EINVAL (empty,
  * trailing characters, overflow, out of range). *ret only on success. */
 int mg_settings_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ret);
+
+/* The command called name, or NULL. */
+const mg_settings_command_t *mg_settings_command_find(const mg_settings_spec_t *spec, const char *name);
 
 /* --help: the synopsis, the flags with their keys and defaults, then the
  * keys that have no flag. */

@@ -17,41 +17,10 @@
 #include "synth.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: margin-worker embed (--model FILE.gguf | --arch PRESET [--layers K])\n"
-		"                           [--pooling P] [--dimensions N] [--truncate] [--ids]\n"
-		"                           [--slots N] [--ctx N] [--prefill-chunk N] [--threads N]\n"
-		"                           [--kv TYPE] [--weights TYPE] [--json] [INPUT ...]\n\n"
-		"Print the embedding of each INPUT (or of each line of stdin): the final\n"
-		"hidden states (after the output norm) pooled, cut to N values, L2-normalized.\n\n"
-		"  --model FILE       a GGUF model\n"
-		"  --arch PRESET      a synthetic model (tiny, llama-110m, ...)\n"
-		"  --layers K         build only K layers of the preset\n"
-		"  --pooling P        mean, cls or last, for a model whose GGUF pooling_type\n"
-		"                     is none or absent (default " ENGINE_POOLING_DEFAULT "); a model that\n"
-		"                     names one uses it\n"
-		"  --dimensions N     keep the first N values, then normalize (default: all)\n"
-		"  --truncate         cut an input longer than the context to its start\n"
-		"                     (default: refuse it, code context_length_exceeded)\n"
-		"  --ids              each INPUT is comma-separated token ids, not text\n"
-		"  --slots N          sequences in flight (default 8)\n"
-		"  --ctx N            context per slot in tokens (default: the model's, <= 2048)\n"
-		"  --prefill-chunk N  tokens of one input per step (default 128)\n"
-		"  --threads N        compute threads (default: the CPUs of this process)\n"
-		"  --kv TYPE          KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")\n"
-		"  --weights TYPE     matrices: auto, f32, q8_0-panels or a mix (q8_0, q4_k_m, ...)\n"
-		"  --json             one JSON object per input: index, tokens, truncated,\n"
-		"                     embedding (or error)\n\n"
-		"Exit status: 0, 1 when an input or the model failed, 2 bad usage.\n");
-}
 
 /* "1,2,3" -> ids. -EINVAL names nothing: the caller says which input. */
 static int parse_ids(const char *s, int32_t **ret, size_t *ret_n)
@@ -149,103 +118,88 @@ static void print_out(const engine_out_t *o, size_t index, bool json)
 }
 
 typedef struct embed_args {
-	const char *model_path, *arch;	/* borrowed from argv */
-	int64_t layers, dims;
+	const char *model_path, *arch, *weights, *pooling, *kv;	/* borrowed from the config */
+	int32_t layers, dims, slots, ctx, chunk, threads;
 	bool truncate, ids_in, json;
 	engine_opts_t eo;
 	model_opts_t mo;
 } embed_args_t;
 
-/* The flags into a (optind: the first input after). 0; 1 after --help
- * (exit 0); 2 for bad usage, said. */
-static int parse_args(int argc, char **argv, embed_args_t *a)
+#define EA(field) MG_SETTING_AT(embed_args_t, field)
+#define EMBED_INT(flag_, key_, lo_, hi_, field, help_)                                                       \
+	{ .flag = flag_, .section = "embed", .key = key_, .type = MG_SETTING_INT, .lo = lo_, .hi = hi_, \
+	  .arg = "N", .help = help_, EA(field) }
+static const char *const pooling_names[] = { "mean", "cls", "last", NULL };
+static const char *const kv_names[] = { "f32", "f16", "q8_0", NULL };
+static const mg_setting_t embed_settings[] = {
+	{ .flag = "model", .section = "embed", .key = "model", .arg = "FILE", .excludes = "arch",
+	  .help = "a GGUF model", EA(model_path) },
+	{ .flag = "arch", .section = "embed", .key = "arch", .arg = "PRESET",
+	  .help = "a synthetic model (tiny, llama-110m, ...)", EA(arch) },
+	EMBED_INT("layers", "layers", 1, 4096, layers, "build only K layers of the preset"),
+	{ .flag = "pooling", .section = "embed", .key = "pooling", .type = MG_SETTING_ENUM, .names = pooling_names,
+	  .arg = "P",
+	  .help = "mean, cls or last, for a model whose GGUF pooling_type\n"
+		  "is none or absent (default " ENGINE_POOLING_DEFAULT "); a model that\n"
+		  "names one uses it" },
+	EMBED_INT("dimensions", "dimensions", 1, 1 << 20, dims,
+		  "keep the first N values, then normalize (default: all)"),
+	{ .flag = "truncate", .section = "embed", .key = "truncate", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "cut an input longer than the context to its start\n"
+		  "(default: refuse it, code context_length_exceeded)",
+	  EA(truncate) },
+	{ .flag = "ids", .section = "embed", .key = "ids", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "each INPUT is comma-separated token ids, not text", EA(ids_in) },
+	EMBED_INT("slots", "slots", 1, 4096, slots, "sequences in flight (default 8)"),
+	EMBED_INT("ctx", "ctx", 1, 1 << 24, ctx, "context per slot in tokens (default: the model's, <= 2048)"),
+	EMBED_INT("prefill-chunk", "prefill_chunk", 2, 1 << 16, chunk, "tokens of one input per step (default 128)"),
+	EMBED_INT("threads", "threads", 1, 4096, threads, "compute threads (default: the CPUs of this process)"),
+	{ .flag = "kv", .section = "embed", .key = "kv", .type = MG_SETTING_ENUM, .names = kv_names, .arg = "TYPE",
+	  .help = "KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")" },
+	{ .flag = "weights", .section = "embed", .key = "weights", .arg = "TYPE",
+	  .help = "matrices: auto, f32, q8_0-panels or a mix (q8_0, q4_k_m, ...)", EA(weights) },
+	{ .flag = "json", .section = "embed", .key = "json", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "one JSON object per input: index, tokens, truncated,\nembedding (or error)", EA(json) },
+	{ .section = "embed", .key = "input", .type = MG_SETTING_LIST, .hi = 1024, .arg = "INPUT",
+	  .flags = MG_SETTING_OPERAND,
+	  .help = "the inputs (at most 1024; more: one per line on stdin)" },
+};
+
+static const mg_settings_spec_t embed_spec = {
+	.prog = "margin-worker embed",
+	.synopsis = "(--model FILE.gguf | --arch PRESET [--layers K])\n"
+		    "                           [--pooling P] [--dimensions N] [--truncate] [--ids]\n"
+		    "                           [--slots N] [--ctx N] [--prefill-chunk N] [--threads N]\n"
+		    "                           [--kv TYPE] [--weights TYPE] [--json] [INPUT ...]\n",
+	.intro = "Print the embedding of each INPUT (or of each line of stdin): the final\n"
+		 "hidden states (after the output norm) pooled, cut to N values, L2-normalized.\n",
+	.epilog = "Exit status: 0, 1 when an input or the model failed, 2 bad usage.\n",
+	.no_config = true,
+	.settings = embed_settings,
+	.n = sizeof(embed_settings) / sizeof(embed_settings[0]),
+};
+
+/* The flags into a, strings borrowed from cfg. 0; 1 after --help (exit 0);
+ * 2 for bad usage, said; -1 out of memory. */
+static int parse_args(int argc, char **argv, mg_config_t *cfg, embed_args_t *a)
 {
-	enum { O_MODEL = 256, O_ARCH, O_LAYERS, O_POOLING, O_DIMS, O_TRUNCATE, O_IDS, O_SLOTS, O_CTX,
-	       O_CHUNK, O_THREADS, O_KV, O_WEIGHTS, O_JSON, O_HELP };
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, O_MODEL },
-		{ "arch", required_argument, NULL, O_ARCH },
-		{ "layers", required_argument, NULL, O_LAYERS },
-		{ "pooling", required_argument, NULL, O_POOLING },
-		{ "dimensions", required_argument, NULL, O_DIMS },
-		{ "truncate", no_argument, NULL, O_TRUNCATE },
-		{ "ids", no_argument, NULL, O_IDS },
-		{ "slots", required_argument, NULL, O_SLOTS },
-		{ "ctx", required_argument, NULL, O_CTX },
-		{ "prefill-chunk", required_argument, NULL, O_CHUNK },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "kv", required_argument, NULL, O_KV },
-		{ "weights", required_argument, NULL, O_WEIGHTS },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *weights = NULL;
-	int64_t v = 0;
 	*a = (embed_args_t){ .mo = { .weights = MODEL_WEIGHTS_AUTO } };
-	optind = 0;
-	opterr = 0;
-	int c;
-	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-		const char *bad = NULL;
-		switch (c) {
-		case O_MODEL: a->model_path = optarg; break;
-		case O_ARCH: a->arch = optarg; break;
-		case O_LAYERS: if (mg_settings_parse_int(optarg, 1, 4096, &a->layers) < 0) bad = "--layers 1..4096"; break;
-		case O_POOLING:
-			if (engine_pooling_parse(optarg) < 0)
-				bad = "--pooling mean, cls or last";
-			a->eo.pooling = optarg;
-			break;
-		case O_DIMS: if (mg_settings_parse_int(optarg, 1, 1 << 20, &a->dims) < 0) bad = "--dimensions 1.."; break;
-		case O_TRUNCATE: a->truncate = true; break;
-		case O_IDS: a->ids_in = true; break;
-		case O_SLOTS:
-			if (mg_settings_parse_int(optarg, 1, 4096, &v) < 0)
-				bad = "--slots 1..4096";
-			a->eo.slots = (int)v;
-			break;
-		case O_CTX:
-			if (mg_settings_parse_int(optarg, 1, 1 << 24, &v) < 0)
-				bad = "--ctx 1..16777216";
-			a->eo.n_ctx = (int)v;
-			break;
-		case O_CHUNK:
-			if (mg_settings_parse_int(optarg, 2, 1 << 16, &v) < 0)
-				bad = "--prefill-chunk 2..65536";
-			a->eo.prefill_chunk = (int)v;
-			break;
-		case O_THREADS:
-			if (mg_settings_parse_int(optarg, 1, 4096, &v) < 0)
-				bad = "--threads 1..4096";
-			a->eo.threads = (int)v;
-			break;
-		case O_KV: a->eo.kv_type = optarg; break;
-		case O_WEIGHTS: weights = optarg; break;
-		case O_JSON: a->json = true; break;
-		case O_HELP: usage(stdout); return 1;
-		case ':':
-			fprintf(stderr, "margin-worker embed: %s needs a value\n", argv[optind - 1]);
-			return 2;
-		default:
-			fprintf(stderr, "margin-worker embed: unknown option '%s'\n", argv[optind - 1]);
-			usage(stderr);
-			return 2;
-		}
-		if (bad != NULL) {
-			fprintf(stderr, "margin-worker embed: bad value '%s': %s\n", optarg, bad);
-			return 2;
-		}
-	}
-	if ((a->model_path == NULL) == (a->arch == NULL)) {
+	int r = mg_settings_parse_into(&embed_spec, cfg, argc, argv, a);
+	if (r != 0)
+		return r == 1 ? 1 : r == -EINVAL ? 2 : -1;
+	if (a->model_path == NULL && a->arch == NULL) {
 		fprintf(stderr, "margin-worker embed: give exactly one of --model FILE.gguf and --arch PRESET\n");
 		return 2;
 	}
-	if (weights != NULL && model_weights_parse(weights, &a->mo.weights) < 0) {
+	if (a->weights != NULL && model_weights_parse(a->weights, &a->mo.weights) < 0) {
 		fprintf(stderr, "margin-worker embed: --weights %s: not auto, f32, q8_0-panels or a quantized "
-			"mix (q8_0, q4_k_m, ...)\n", weights);
+			"mix (q8_0, q4_k_m, ...)\n", a->weights);
 		return 2;
 	}
+	/* the ENUM rows are kept as text, as engine_opts_t takes them */
+	a->eo = (engine_opts_t){ .pooling = mg_config_get(cfg, "embed", "pooling"),
+				 .kv_type = mg_config_get(cfg, "embed", "kv"), .slots = a->slots, .n_ctx = a->ctx,
+				 .prefill_chunk = a->chunk, .threads = a->threads };
 	return 0;
 }
 
@@ -297,18 +251,38 @@ static int run_all(engine_t *e, engine_out_t **outs)
 	return 0;
 }
 
+/* The inputs from the command line into a new array (borrowed strings),
+ * or NULL when there are none or no memory (*ret_n 0). */
+static char **arg_inputs(const mg_config_t *cfg, size_t *ret_n)
+{
+	size_t n = 0;
+	while (mg_settings_list_get(cfg, "embed", "input", n) != NULL)
+		n++;
+	char **v = n ? malloc(n * sizeof(*v)) : NULL;
+	for (size_t i = 0; v != NULL && i < n; i++)
+		v[i] = (char *)mg_settings_list_get(cfg, "embed", "input", i);
+	*ret_n = v ? n : 0;
+	return v;
+}
+
 int cmd_embed(int argc, char **argv)
 {
 	embed_args_t a;
-	int status = parse_args(argc, argv, &a);
-	if (status != 0)
-		return status == 1 ? 0 : status;
+	mg_config_t *cfg = mg_config_new();
+	int status = cfg == NULL ? -1 : parse_args(argc, argv, cfg, &a);
+	if (status != 0) {
+		if (status < 0)
+			fprintf(stderr, "margin-worker embed: out of memory\n");
+		mg_config_destroy(&cfg);
+		return status == 1 ? 0 : status < 0 ? 1 : status;
+	}
 
-	char **inputs = argv + optind, **lines = NULL;
-	size_t n_in = (size_t)(argc - optind), n_lines = 0;
+	size_t n_in = 0, n_lines = 0;
+	char **args = arg_inputs(cfg, &n_in), **inputs = args, **lines = NULL;
 	if (n_in == 0) {
 		if (read_lines(stdin, &lines, &n_lines) < 0) {
 			fprintf(stderr, "margin-worker embed: out of memory reading stdin\n");
+			mg_config_destroy(&cfg);
 			return 1;
 		}
 		inputs = lines;
@@ -353,7 +327,9 @@ out:
 	for (size_t i = 0; i < n_lines; i++)
 		free(lines[i]);
 	free(lines);
+	free(args);
 	engine_destroy(&e);
 	model_destroy(&m);
+	mg_config_destroy(&cfg);
 	return status;
 }

@@ -17,7 +17,6 @@
 #include "quant.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -28,20 +27,38 @@
 #define ARR_HEAD 5	/* array elements shown in the human form */
 #define JSON_ARR_HEAD 8
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: margin-worker inspect FILE.gguf [--slots N] [--ctx C] [--kv f16|f32|q8_0] [--json]\n\n"
-		   "Print a GGUF file's metadata (arrays summarised), its tensor table (name,\n"
-		   "type, shape, offset, bytes, memory) with the total parameter count, and\n"
-		   "the memory a worker serving it holds: the weights (quantized tensors as\n"
-		   "stored, F32 as is, F16/BF16 widened to f32, 1-D tensors f32) and the KV\n"
-		   "caches of N slots of C positions.\n\n"
-		   "  --slots N  sequences served at once (default 1)\n"
-		   "  --ctx C    positions per slot (default: the model's context_length)\n"
-		   "  --kv T     KV cache type: f16 (default), f32, q8_0\n"
-		   "  --json     one JSON object instead of text\n"
-		   "  --help     this text\n");
-}
+typedef struct inspect_opts {
+	const char *path;	/* borrowed from the config */
+	int32_t slots, ctx;
+	bool json;
+} inspect_opts_t;
+
+#define IO(field) MG_SETTING_AT(inspect_opts_t, field)
+static const char *const kv_names[] = { "f16", "f32", "q8_0", NULL };
+static const mg_setting_t inspect_settings[] = {
+	{ .section = "inspect", .key = "file", .arg = "FILE.gguf", .flags = MG_SETTING_OPERAND, IO(path) },
+	{ .flag = "slots", .section = "inspect", .key = "slots", .type = MG_SETTING_INT, .lo = 1, .hi = 65536,
+	  .def = "1", .arg = "N", .help = "sequences served at once", IO(slots) },
+	{ .flag = "ctx", .section = "inspect", .key = "ctx", .type = MG_SETTING_INT, .lo = 1, .hi = 1 << 24,
+	  .arg = "C", .help = "positions per slot (default: the model's context_length)", IO(ctx) },
+	{ .flag = "kv", .section = "inspect", .key = "kv", .type = MG_SETTING_ENUM, .names = kv_names,
+	  .def = MODEL_KV_DEFAULT, .arg = "T", .help = "KV cache type: f16, f32 or q8_0" },
+	{ .flag = "json", .section = "inspect", .key = "json", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "one JSON object instead of text", IO(json) },
+};
+
+static const mg_settings_spec_t inspect_spec = {
+	.prog = "margin-worker inspect",
+	.synopsis = "FILE.gguf [--slots N] [--ctx C] [--kv f16|f32|q8_0] [--json]\n",
+	.intro = "Print a GGUF file's metadata (arrays summarised), its tensor table (name,\n"
+		 "type, shape, offset, bytes, memory) with the total parameter count, and\n"
+		 "the memory a worker serving it holds: the weights (quantized tensors as\n"
+		 "stored, F32 as is, F16/BF16 widened to f32, 1-D tensors f32) and the KV\n"
+		 "caches of N slots of C positions.\n",
+	.no_config = true,
+	.settings = inspect_settings,
+	.n = sizeof(inspect_settings) / sizeof(inspect_settings[0]),
+};
 
 /* What a worker holds for a file: the options and the sums. */
 typedef struct mem {
@@ -416,75 +433,10 @@ fail:
 	return rc;
 }
 
-/* A whole number in [lo, hi] from option name's argument; -1 if not. */
-static long parse_count(const char *name, const char *arg, long lo, long hi)
+/* Inspects path with m's options: 0; 1 when it cannot, 2 for options the
+ * file refuses (said). */
+static int inspect(const char *path, mem_t *m, bool as_json)
 {
-	int64_t v;
-	if (mg_settings_parse_int(arg, lo, hi, &v) < 0) {
-		fprintf(stderr, "margin-worker inspect: bad --%s '%s' (%ld..%ld)\n", name, arg, lo, hi);
-		return -1;
-	}
-	return (long)v;
-}
-
-int cmd_inspect(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "slots", required_argument, NULL, 's' },
-		{ "ctx", required_argument, NULL, 'c' },
-		{ "kv", required_argument, NULL, 'k' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	bool as_json = false;
-	mem_t m = { .slots = 1, .ctx = 0 };
-	model_kv_type_parse(MODEL_KV_DEFAULT, &m.kv);
-	long v;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'j':
-			as_json = true;
-			break;
-		case 's':
-			if ((v = parse_count("slots", optarg, 1, 65536)) < 0)
-				return 2;
-			m.slots = (int)v;
-			break;
-		case 'c':
-			if ((v = parse_count("ctx", optarg, 1, 1 << 24)) < 0)
-				return 2;
-			m.ctx = (int)v;
-			break;
-		case 'k':
-			if (model_kv_type_parse(optarg, &m.kv) < 0) {
-				fprintf(stderr, "margin-worker inspect: bad --kv '%s' (f16, f32 or q8_0)\n", optarg);
-				return 2;
-			}
-			break;
-		default:
-			fprintf(stderr, "margin-worker inspect: unknown option or missing value: '%s'\n", argv[optind - 1]);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind >= argc) {
-		fprintf(stderr, "margin-worker inspect: no file given\n");
-		usage(stderr);
-		return 2;
-	}
-	if (argc - optind > 1) {
-		fprintf(stderr, "margin-worker inspect: one file at a time ('%s' and '%s')\n", argv[optind],
-			argv[optind + 1]);
-		return 2;
-	}
-	const char *path = argv[optind];
 	gguf_t *g = NULL;
 	char err[512];
 	int rc = gguf_open(path, &g, err, sizeof(err));
@@ -492,11 +444,11 @@ int cmd_inspect(int argc, char **argv)
 		fprintf(stderr, "margin-worker inspect: %s\n", err);
 		return 1;
 	}
-	if (mem_build(g, &m) < 0) {
+	if (mem_build(g, m) < 0) {
 		gguf_close(&g);
 		return 2;
 	}
-	rc = as_json ? print_json(path, g, &m) : print_text(path, g, &m);
+	rc = as_json ? print_json(path, g, m) : print_text(path, g, m);
 	gguf_close(&g);
 	if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
 		rc = -EIO;
@@ -505,4 +457,27 @@ int cmd_inspect(int argc, char **argv)
 		return 1;
 	}
 	return 0;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	inspect_opts_t o = { 0 };
+	mem_t m = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	int r = cfg == NULL ? -ENOMEM : mg_settings_parse_into(&inspect_spec, cfg, argc, argv, &o);
+	if (cfg == NULL)
+		fprintf(stderr, "margin-worker inspect: out of memory\n");
+	if (r == 0 && o.path == NULL) {
+		fprintf(stderr, "margin-worker inspect: no file given\n");
+		mg_settings_usage(&inspect_spec, stderr);
+		r = -EINVAL;
+	}
+	const char *kv = cfg ? mg_config_get(cfg, "inspect", "kv") : NULL;
+	if (r == 0 && model_kv_type_parse(kv ? kv : MODEL_KV_DEFAULT, &m.kv) < 0)
+		r = -EINVAL;	/* the table's names are the parser's */
+	m.slots = o.slots;
+	m.ctx = o.ctx;
+	r = r == 0 ? inspect(o.path, &m, o.json) : r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+	mg_config_destroy(&cfg);
+	return r;
 }

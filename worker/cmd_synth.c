@@ -4,43 +4,74 @@
 #include "cmds.h"
 #include "quant.h"
 #include "synth.h"
+#include "lib/mg_settings.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f)
+/* The quantization mixes, "q4_0, q4_k_m, ...", wrapped for --help. */
+static const char *mix_names(void)
 {
-	fprintf(f,
-		"usage: margin-worker synth --arch PRESET [--layers K] [--type T] -o FILE.gguf\n"
-		"       margin-worker synth --list\n\n"
-		"Write the synthetic model PRESET (deterministic pseudo-random weights, the\n"
-		"same as --arch PRESET elsewhere) as a GGUF file.\n\n"
-		"  --arch PRESET   the preset (--list shows them)\n"
-		"  --layers K      only K transformer blocks\n"
-		"  --type T        f32 (default), f16, bf16, or a quantization mix as\n"
-		"                  llama-quantize names it: each tensor gets the type\n"
-		"                  llama.cpp gives it in that mix (q4_k_m: Q4_K, Q6_K for\n"
-		"                  the output and some attn_v/ffn_down, fallbacks for rows\n"
-		"                  that are not whole blocks); norms and biases stay f32.\n"
-		"                  Mixes:");
-	int col = 25;
-	for (size_t i = 0; quant_mix_name(i) != NULL; i++) {
+	static char buf[1024];
+	size_t used = 0;
+	int col = 30;	/* after "  --type T  ...Mixes:" */
+	for (size_t i = 0; quant_mix_name(i) != NULL && used < sizeof(buf); i++) {
 		int len = (int)strlen(quant_mix_name(i));
-		if (col + len + 2 > 78) {
-			fputs("\n                 ", f);
-			col = 17;
+		if (col + len + 2 > 78 && used + 1 < sizeof(buf)) {
+			buf[used++] = '\n';
+			col = 24;	/* --help indents the help's further lines */
 		}
-		col += fprintf(f, " %s%s", quant_mix_name(i), quant_mix_name(i + 1) != NULL ? "," : "");
+		int w = snprintf(buf + used, sizeof(buf) - used, "%s%s%s", used > 0 && buf[used - 1] == '\n' ? "" : " ",
+				 quant_mix_name(i),
+				 quant_mix_name(i + 1) != NULL ? "," : "");
+		used += w > 0 ? (size_t)w : 0;
+		col += w;
 	}
-	fprintf(f, "\n"
-		"  -o FILE         output path (written to a temporary file, then renamed);\n"
-		"                  the weights are made while the file is written, so a 7B\n"
-		"                  model needs a few MiB of memory\n"
-		"  --list          the presets and their shapes\n");
+	return buf;
 }
+
+typedef struct synth_opts {
+	const char *arch, *out, *type;	/* borrowed from the config */
+	int32_t layers;
+	bool list;
+} synth_opts_t;
+
+#define SO(field) MG_SETTING_AT(synth_opts_t, field)
+static const mg_setting_t synth_settings[] = {
+	{ .flag = "arch", .section = "synth", .key = "arch", .arg = "PRESET", .help = "the preset (--list shows them)",
+	  SO(arch) },
+	{ .flag = "layers", .section = "synth", .key = "layers", .type = MG_SETTING_INT, .lo = 1, .hi = 1024,
+	  .arg = "K", .help = "only K transformer blocks", SO(layers) },
+	{ .flag = "type", .section = "synth", .key = "type", .def = "f32", .arg = "T",
+	  .help = "f32, f16, bf16, or a quantization mix as\n"
+		  "llama-quantize names it: each tensor gets the type\n"
+		  "llama.cpp gives it in that mix (q4_k_m: Q4_K, Q6_K for\n"
+		  "the output and some attn_v/ffn_down, fallbacks for rows\n"
+		  "that are not whole blocks); norms and biases stay f32.\n"
+		  "Mixes:%s",
+	  .help_fill = mix_names, SO(type) },
+	{ .flag = "output", .short_flag = 'o', .section = "synth", .key = "output", .arg = "FILE",
+	  .help = "output path (written to a temporary file, then renamed);\n"
+		  "the weights are made while the file is written, so a 7B\n"
+		  "model needs a few MiB of memory",
+	  SO(out) },
+	{ .flag = "list", .section = "synth", .key = "list", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "the presets and their shapes", SO(list) },
+};
+
+static const mg_settings_spec_t synth_spec = {
+	.prog = "margin-worker synth",
+	.synopsis = "--arch PRESET [--layers K] [--type T] -o FILE.gguf\n"
+		    "       margin-worker synth --list\n",
+	.intro = "Write the synthetic model PRESET (deterministic pseudo-random weights, the\n"
+		 "same as --arch PRESET elsewhere) as a GGUF file.\n",
+	.no_config = true,
+	.settings = synth_settings,
+	.n = sizeof(synth_settings) / sizeof(synth_settings[0]),
+};
 
 static void list(void)
 {
@@ -51,64 +82,10 @@ static void list(void)
 	}
 }
 
-int cmd_synth(int argc, char **argv)
+/* Writes the preset arch as out: 0; 2 for an unknown preset, 1 when it
+ * cannot (said). */
+static int synth(const char *arch, int layers, const char *type, const char *out)
 {
-	static const struct option opts[] = {
-		{ "arch", required_argument, NULL, 'a' },
-		{ "layers", required_argument, NULL, 'L' },
-		{ "type", required_argument, NULL, 'T' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "list", no_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *arch = NULL, *out = NULL;
-	long layers = 0;
-	const char *type = "f32";
-	optind = 1;
-	int c;
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a': arch = optarg; break;
-		case 'o': out = optarg; break;
-		case 'l': list(); return 0;
-		case 'h': usage(stdout); return 0;
-		case 'L': {
-			char *end;
-			errno = 0;
-			layers = strtol(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' || layers < 1 || layers > 1024) {
-				fprintf(stderr, "margin-worker synth: bad --layers '%s' (1..1024)\n", optarg);
-				return 2;
-			}
-			break;
-		}
-		case 'T': {
-			quant_mix_t m;
-			if (quant_mix_parse(optarg, &m) < 0) {
-				fprintf(stderr, "margin-worker synth: bad --type '%s' (one of:", optarg);
-				for (size_t i = 0; quant_mix_name(i) != NULL; i++)
-					fprintf(stderr, " %s", quant_mix_name(i));
-				fprintf(stderr, ")\n");
-				return 2;
-			}
-			type = m.name;
-			break;
-		}
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "margin-worker synth: unexpected argument '%s'\n", argv[optind]);
-		return 2;
-	}
-	if (arch == NULL || out == NULL) {
-		fprintf(stderr, "margin-worker synth: give --arch PRESET and -o FILE.gguf\n");
-		usage(stderr);
-		return 2;
-	}
 	if (synth_preset_find(arch) == NULL) {
 		fprintf(stderr, "margin-worker synth: unknown preset '%s'; presets:\n", arch);
 		for (size_t i = 0; i < synth_n_presets(); i++)
@@ -116,10 +93,46 @@ int cmd_synth(int argc, char **argv)
 		return 2;
 	}
 	char err[512];
-	int rc = synth_write_gguf_mix(arch, (int)layers, type, out, err, sizeof(err));
+	int rc = synth_write_gguf_mix(arch, layers, type, out, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "margin-worker synth: %s\n", err);
 		return 1;
 	}
 	return 0;
+}
+
+/* The mix named by --type, or NULL (said). */
+static const char *mix_type(const char *type)
+{
+	quant_mix_t m;
+	if (quant_mix_parse(type, &m) == 0)
+		return m.name;
+	fprintf(stderr, "margin-worker synth: bad --type '%s' (one of:", type);
+	for (size_t i = 0; quant_mix_name(i) != NULL; i++)
+		fprintf(stderr, " %s", quant_mix_name(i));
+	fprintf(stderr, ")\n");
+	return NULL;
+}
+
+int cmd_synth(int argc, char **argv)
+{
+	synth_opts_t o = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	int r = cfg == NULL ? -ENOMEM : mg_settings_parse_into(&synth_spec, cfg, argc, argv, &o);
+	const char *type = NULL;
+	if (cfg == NULL)
+		fprintf(stderr, "margin-worker synth: out of memory\n");
+	if (r == 0 && o.list) {
+		list();
+		r = 1;
+	} else if (r == 0 && (type = mix_type(o.type)) == NULL) {
+		r = -EINVAL;
+	} else if (r == 0 && (o.arch == NULL || o.out == NULL)) {
+		fprintf(stderr, "margin-worker synth: give --arch PRESET and -o FILE.gguf\n");
+		mg_settings_usage(&synth_spec, stderr);
+		r = -EINVAL;
+	}
+	r = r == 0 ? synth(o.arch, (int)o.layers, type, o.out) : r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+	mg_config_destroy(&cfg);
+	return r;
 }

@@ -5,6 +5,7 @@
 #include "cmds.h"
 #include "gguf.h"
 #include "tok.h"
+#include "lib/mg_settings.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -12,20 +13,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: margin-worker tokenize --model FILE.gguf (--text TEXT | --file PATH) [--json]\n\n"
-		   "Print the token ids of a text: one per line with its piece, or with --json\n"
-		   "exactly {\"ids\":[...]}. By default no BOS/EOS is added and the text of\n"
-		   "special tokens (<|im_end|>, <s>, ...) is tokenized as plain text.\n\n"
-		   "  --model FILE     GGUF file whose tokenizer to use (only the vocabulary is read)\n"
-		   "  --text TEXT      the text\n"
-		   "  --file PATH      read the text from a file ('-' = stdin) instead\n"
-		   "  --json           print {\"ids\":[...]}\n"
-		   "  --add-special    add BOS/EOS as the model does for generation\n"
-		   "  --parse-special  turn special-token text into those tokens\n"
-		   "  --help           this text\n");
-}
+typedef struct tokenize_opts {
+	const char *model, *text, *file;	/* borrowed from the config */
+	bool json, add_special, parse_special;
+} tokenize_opts_t;
+
+#define TO(field) MG_SETTING_AT(tokenize_opts_t, field)
+static const mg_setting_t tokenize_settings[] = {
+	{ .flag = "model", .section = "tokenize", .key = "model", .arg = "FILE",
+	  .help = "GGUF file whose tokenizer to use (only the vocabulary is read)", TO(model) },
+	{ .flag = "text", .section = "tokenize", .key = "text", .arg = "TEXT", .excludes = "file",
+	  .help = "the text", TO(text) },
+	{ .flag = "file", .section = "tokenize", .key = "file", .arg = "PATH",
+	  .help = "read the text from a file ('-' = stdin) instead", TO(file) },
+	{ .flag = "json", .section = "tokenize", .key = "json", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "print {\"ids\":[...]}", TO(json) },
+	{ .flag = "add-special", .section = "tokenize", .key = "add_special", .type = MG_SETTING_BOOL,
+	  .set = "yes", .help = "add BOS/EOS as the model does for generation", TO(add_special) },
+	{ .flag = "parse-special", .section = "tokenize", .key = "parse_special", .type = MG_SETTING_BOOL,
+	  .set = "yes", .help = "turn special-token text into those tokens", TO(parse_special) },
+};
+
+static const mg_settings_spec_t tokenize_spec = {
+	.prog = "margin-worker tokenize",
+	.synopsis = "--model FILE.gguf (--text TEXT | --file PATH) [--json]\n",
+	.intro = "Print the token ids of a text: one per line with its piece, or with --json\n"
+		 "exactly {\"ids\":[...]}. By default no BOS/EOS is added and the text of\n"
+		 "special tokens (<|im_end|>, <s>, ...) is tokenized as plain text.\n",
+	.no_config = true,
+	.settings = tokenize_settings,
+	.n = sizeof(tokenize_settings) / sizeof(tokenize_settings[0]),
+};
 
 static char *read_all(const char *path, size_t *ret_len)
 {
@@ -90,38 +108,11 @@ static void print_piece(const char *s, size_t n)
 	putchar('\'');
 }
 
-int cmd_tokenize(int argc, char **argv)
+/* Prints the tokens of o's text (said on failure): 0 or 1. */
+static int tokenize(const tokenize_opts_t *o)
 {
-	const char *model = NULL, *text = NULL, *file = NULL;
-	bool json = false, add_special = false, parse_special = false;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else if (strcmp(a, "--json") == 0) {
-			json = true;
-		} else if (strcmp(a, "--add-special") == 0) {
-			add_special = true;
-		} else if (strcmp(a, "--parse-special") == 0) {
-			parse_special = true;
-		} else if ((strcmp(a, "--model") == 0 || strcmp(a, "--text") == 0 ||
-			    strcmp(a, "--file") == 0) && i + 1 < argc) {
-			const char **dst = a[2] == 'm' ? &model : a[2] == 't' ? &text : &file;
-			*dst = argv[++i];
-		} else {
-			fprintf(stderr, "margin-worker tokenize: %s '%s'\n",
-				a[0] == '-' ? "unknown option or missing value" : "unexpected argument", a);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (model == NULL || (text == NULL) == (file == NULL)) {
-		fprintf(stderr, "margin-worker tokenize: needs --model and one of --text, --file\n");
-		usage(stderr);
-		return 2;
-	}
-
+	const char *model = o->model, *text = o->text, *file = o->file;
+	bool json = o->json, add_special = o->add_special, parse_special = o->parse_special;
 	int status = 1;
 	gguf_t *g = NULL;
 	tok_t *t = NULL;
@@ -185,4 +176,21 @@ out:
 	free(owned);
 	tok_destroy(&t);
 	return status;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+	tokenize_opts_t o = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	int r = cfg == NULL ? -ENOMEM : mg_settings_parse_into(&tokenize_spec, cfg, argc, argv, &o);
+	if (cfg == NULL)
+		fprintf(stderr, "margin-worker tokenize: out of memory\n");
+	if (r == 0 && (o.model == NULL || (o.text == NULL) == (o.file == NULL))) {
+		fprintf(stderr, "margin-worker tokenize: needs --model and one of --text, --file\n");
+		mg_settings_usage(&tokenize_spec, stderr);
+		r = -EINVAL;
+	}
+	r = r == 0 ? tokenize(&o) : r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+	mg_config_destroy(&cfg);
+	return r;
 }

@@ -3,6 +3,7 @@
 #include "calib.h"
 #include "cmds.h"
 #include "lib/mg_log.h"
+#include "lib/mg_settings.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -12,11 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const struct {
-	const char *name;
-	int (*fn)(int, char **);
-	const char *help;
-} commands[] = {
+static const mg_settings_command_t commands[] = {
 	{ "serve", cmd_serve, "connect to margind and run shards" },
 	{ "run", cmd_run, "generate text from a prompt" },
 	{ "tokenize", cmd_tokenize, "print the token ids of a text" },
@@ -27,13 +24,15 @@ static const struct {
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: margin-worker COMMAND [OPTIONS]\n\ncommands:\n");
-	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "\nmargin-worker COMMAND --help for the options of each.\n");
-}
+/* No options of its own: --help and --version, then the command. */
+static const mg_settings_spec_t main_spec = {
+	.prog = "margin-worker",
+	.synopsis = "COMMAND [OPTIONS]\n",
+	.version = MARGIN_VERSION,
+	.no_config = true,
+	.commands = commands,
+	.n_commands = N_COMMANDS,
+};
 
 /* OpenBLAS chooses its kernels when the library is loaded (a constructor
  * reads OPENBLAS_CORETYPE, else cpuid), before main: an OpenBLAS older
@@ -81,23 +80,23 @@ int main(int argc, char **argv)
 {
 	if (mg_log_init_from_env() < 0)
 		fprintf(stderr, "margin-worker: ignoring bad MARGIN_LOG_LEVEL\n");
-	if (argc < 2) {
-		usage(stderr);
-		return 2;
+	const mg_settings_spec_t *spec = &main_spec;
+	mg_config_t *cfg = mg_config_new();
+	int next = argc, r = cfg == NULL ? -ENOMEM : mg_settings_parse_head_into(spec, cfg, argc, argv, NULL, &next);
+	mg_config_destroy(&cfg);
+	if (r == 0 && next >= argc) {
+		mg_settings_usage(spec, stderr);
+		r = -EINVAL;
 	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage(stdout);
-		return 0;
-	}
-	if (strcmp(argv[1], "--version") == 0) {
-		printf("margin-worker %s\n", MARGIN_VERSION);
-		return 0;
-	}
+	if (r != 0)
+		return r == 1 ? 0 : r == -EINVAL ? 2 : 1;
+	argc -= next - 1;	/* argv[1] is the command from here on */
+	argv += next - 1;
 	blas_core_check(argc, argv);
-	for (size_t i = 0; i < N_COMMANDS; i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].fn(argc - 1, argv + 1);
+	const mg_settings_command_t *cmd = mg_settings_command_find(spec, argv[1]);
+	if (cmd != NULL)
+		return cmd->fn(argc - 1, argv + 1);
 	fprintf(stderr, "margin-worker: unknown command '%s'\n", argv[1]);
-	usage(stderr);
+	mg_settings_usage(spec, stderr);
 	return 2;
 }

@@ -394,7 +394,79 @@ static void test_list_operand(void)
 	mg_config_destroy(&cfg);
 }
 
+/* Head mode: "cli [-n N] [-q] SUBCOMMAND ARGS...": the options stop at the
+ * first operand (the subcommand's own flags are left to it, however they
+ * look), --help after it belongs to the subcommand, and options before it
+ * are still checked. */
+static void test_head(void)
+{
+	char *ok[] = { "cli", "-n", "7", "--quiet", "wait", "-n", "x", "--max", "3", NULL };
+	char *bare[] = { "cli", "-q", NULL }, *sub_help[] = { "cli", "list", "--help", NULL };
+	char *bad[] = { "cli", "-n", "100", "list", NULL }, *typo[] = { "cli", "--max", "3", "list", NULL };
+	char err[256] = "";
+	int next = -1;
+	cli_t c = { 0 };
+	mg_config_t *cfg = mg_config_new();
+	CU_ASSERT_EQUAL_FATAL(mg_settings_parse_head(&cli_spec, cfg, 9, ok, &next, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(next, 4);
+	CU_ASSERT_STRING_EQUAL(ok[next], "wait");
+	CU_ASSERT_STRING_EQUAL(ok[5], "-n");	/* the subcommand's argv is left as it was */
+	CU_ASSERT_EQUAL_FATAL(mg_settings_apply(&cli_spec, cfg, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(c.n, 7);
+	CU_ASSERT_TRUE(c.quiet);
+	CU_ASSERT_PTR_NULL(c.file);	/* operands are the caller's */
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 2, bare, &next, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(next, 2);
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 3, sub_help, &next, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(next, 1);
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 4, bad, &next, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "bad value '100' for -n: expected 0 to 99");
+	mg_config_destroy(&cfg);
+	cfg = mg_config_new();
+	CU_ASSERT_EQUAL(mg_settings_parse_head(&cli_spec, cfg, 4, typo, &next, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "unknown option --max");
+	mg_config_destroy(&cfg);
+}
+
+static int cmd_one(int argc, char **argv)
+{
+	(void)argv;
+	return argc;
+}
+
+/* A program's commands: found by name, listed by --help after the flags,
+ * the helps in a column after the longest name. */
+static void test_commands(void)
+{
+	static const mg_settings_command_t cmds[] = {
+		{ "run", cmd_one, "run it" },
+		{ "economics", cmd_one, "the table" },
+	};
+	mg_settings_spec_t ps = cli_spec;
+	ps.commands = cmds;
+	ps.n_commands = 2;
+	CU_ASSERT_PTR_EQUAL(mg_settings_command_find(&ps, "economics"), &cmds[1]);
+	CU_ASSERT_PTR_NULL(mg_settings_command_find(&ps, "econ"));
+	CU_ASSERT_PTR_NULL(mg_settings_command_find(&cli_spec, "run"));
+	char *text = usage_text(&ps);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  --help\n\ncommands:\n  run       run it\n  economics the table\n\n"
+					    "cli COMMAND --help for the options of each.\n"));
+	free(text);
+	text = usage_text(&cli_spec);
+	CU_ASSERT_PTR_NULL(strstr(text, "commands:"));
+	free(text);
+}
+
 const cu_test_t settings_tests[] = {
+	{ "commands", test_commands },
+	{ "head", test_head },
 	{ "list_operand", test_list_operand },
 	{ "parse_into", test_parse_into },
 	{ "short_and_list", test_short_and_list },
