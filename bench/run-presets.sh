@@ -71,7 +71,7 @@ table="$out/bench.md"
 	done
 	if command -v jq >/dev/null 2>&1; then
 		f=$(ls "$out"/*.json | head -n 1)
-		jq -r '"\nmachine: sgemm \(.machine.sgemm_gflops*10|floor/10) GFLOP/s, read bandwidth \(.machine.bandwidth_gbs*10|floor/10) GB/s, \(.machine.threads) threads"' "$f"
+		jq -r '.machine as $m | "\nmachine (\($m.threads) threads, calibrated \($m.measured_at), spread \($m.spread_pct|floor)%): f32 FMA peak \($m.fma_gflops*10|floor/10) GFLOP/s (\($m.fma_kind)), int8 peak \($m.int8_gops*10|floor/10) GOP/s (\($m.int8_kind)), read bandwidth \($m.bandwidth_gbs*10|floor/10) GB/s; OpenBLAS sgemm \($m.sgemm_gflops*10|floor/10) GFLOP/s with its \($m.blas_core) core, for reference"' "$f"
 		echo "spread: (max - min) / median of decode tok/s over the repetitions (large: a disturbed machine);"
 		echo "!: scaled figures where more layers were not slower in some repetition (unreliable)"
 	fi

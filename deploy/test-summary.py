@@ -13,6 +13,29 @@ import os
 import sys
 
 
+def cunit_failures(out):
+    """The lines of CUnit's verbose output that name a failed test and its
+    failed assertions (file:line and the expression), so that a CI log says
+    which test failed, not only how many."""
+    lines = out.splitlines()
+    res = []
+    suite = ""
+    i = 0
+    while i < len(lines):
+        l = lines[i]
+        if l.startswith("Suite: "):
+            suite = l[len("Suite: "):].strip()
+        if "...FAILED" in l:
+            res.append(f"FAILED {suite}: {l.strip().replace('...FAILED', '').strip()}")
+            i += 1
+            while i < len(lines) and lines[i][:1] == " " and "Test:" not in lines[i]:
+                res.append("  " + lines[i].strip())
+                i += 1
+            continue
+        i += 1
+    return res
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__.strip(), file=sys.stderr)
@@ -35,6 +58,8 @@ def main():
                 tail = out[out.index("Run Summary"):].splitlines()[:4]
                 print(f"-- {build}: {t.get('name')} (CUnit)")
                 print("\n".join("   " + l for l in tail))
+                for l in cunit_failures(out):
+                    print("   " + l)
                 # count the CUnit tests themselves: "tests Total Ran Passed Failed Inactive"
                 row = [l.split() for l in tail if l.split()[:1] == ["tests"]]
                 if row and len(row[0]) >= 5 and res in ("OK", "FAIL"):
