@@ -91,6 +91,7 @@ typedef struct bench_args {
 	bool recalibrate;
 	bool calibrate_only;
 	bool embed;		/* also measure embedding passes */
+	bool profile;		/* time the forward pass's phases */
 	const char *hardware;	/* the hardware profile of this machine, for the JSON; NULL = unknown */
 } bench_args_t;
 
@@ -102,6 +103,8 @@ typedef struct fig {
 	double prefill_flops_per_tok;
 	double decode_engine_s_per_step;	/* outside model_forward */
 	double embed_s_per_input;	/* --embed: wall seconds per embedded input */
+	double decode_ph[MODEL_N_PHASES];	/* --profile: seconds per decode step by phase */
+	double prefill_ph[MODEL_N_PHASES];	/* --profile: seconds per prompt token by phase */
 } fig_t;
 
 #define B(field) MG_SETTING_AT(bench_args_t, field)
@@ -149,6 +152,10 @@ static const mg_setting_t settings[] = {
 	{ .flag = "embed", .section = SEC, .key = "embed", .type = MG_SETTING_BOOL, .set = "yes",
 	  .help = "also embed B inputs of prompt-len tokens at once per batch\n"
 		  "size: embeddings/s and tokens/s beside prefill tokens/s", B(embed) },
+	{ .flag = "profile", .section = SEC, .key = "profile", .type = MG_SETTING_BOOL, .set = "yes",
+	  .help = "also split the forward pass's time by phase: the matrix\n"
+		  "products by weight, attention, the row-wise work (ms per\n"
+		  "decode step, us per prompt token)", B(profile) },
 	{ .flag = "hardware", .section = SEC, .key = "hardware", .arg = "NAME",
 	  .help = "the hardware profile of this machine, recorded in the JSON\n"
 		  "(\"hardware\"; default \"unknown\") so that marginctl knows\n"
@@ -162,7 +169,8 @@ static const mg_settings_spec_t spec = {
 	.synopsis = "(--model FILE.gguf | --arch PRESET | --calibrate-only) [--layers K]\n"
 		    "       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
 		    "       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
-		    "       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--embed] [--json]\n",
+		    "       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--embed] [--profile]\n"
+		    "       [--json]\n",
 	.intro = "Measure prefill and decode throughput of the batched engine and compare them\n"
 		 "with this machine's ceilings: the f32 FMA peak, the int8 dot-product peak and\n"
 		 "the read bandwidth (measured once per CPU and thread count and cached, see\n"
@@ -304,7 +312,7 @@ static int submit_b(engine_t *e, const int32_t *prompts, int B, int prompt_len, 
 /* B prompts of plen ids at once, prefilled and one token sampled each, or
  * (embed) embedded. */
 static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, bool embed, double *ret_s,
-			double *ret_flops)
+			double *ret_flops, double ret_ph[MODEL_N_PHASES])
 {
 	engine_stats_reset(e);
 	int rc = submit_b(e, prompts, B, plen, 1, embed);
@@ -317,17 +325,20 @@ static int prefill_pass(engine_t *e, const int32_t *prompts, int B, int plen, bo
 	engine_get_stats(e, &st);
 	*ret_s = (double)st.wall_ns / 1e9;
 	*ret_flops = (double)st.flops;
+	for (int p = 0; p < MODEL_N_PHASES; p++)
+		ret_ph[p] = (double)st.phase_ns[p] / 1e9;
 	return 0;
 }
 
 /* gen_len steps in which all B sequences decode. */
 static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int gen_len, uint32_t max_tokens,
-		       double *ret_s, double *ret_flops, double *ret_engine_s, int *ret_steps)
+		       double *ret_s, double *ret_flops, double *ret_engine_s, double ret_ph[MODEL_N_PHASES],
+		       int *ret_steps)
 {
 	engine_stats_reset(e);
 	int rc = submit_b(e, prompts, B, plen, max_tokens, false);
 	engine_stats_t a, b;
-	uint64_t wall = 0, flops = 0, fwd = 0;
+	uint64_t wall = 0, flops = 0, fwd = 0, ph[MODEL_N_PHASES] = { 0 };
 	int steps = 0;
 	engine_get_stats(e, &a);
 	while (rc >= 0 && steps < gen_len && engine_pending(e) > 0) {
@@ -337,6 +348,8 @@ static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int
 			wall += b.wall_ns - a.wall_ns;
 			fwd += b.forward_ns - a.forward_ns;
 			flops += b.flops - a.flops;
+			for (int p = 0; p < MODEL_N_PHASES; p++)
+				ph[p] += b.phase_ns[p] - a.phase_ns[p];
 			steps++;
 		}
 		a = b;
@@ -352,6 +365,8 @@ static int decode_pass(engine_t *e, const int32_t *prompts, int B, int plen, int
 	*ret_s = (double)wall / 1e9;
 	*ret_flops = (double)flops;
 	*ret_engine_s = (double)(wall - fwd) / 1e9;
+	for (int p = 0; p < MODEL_N_PHASES; p++)
+		ret_ph[p] = (double)ph[p] / 1e9;
 	*ret_steps = steps;
 	return 0;
 }
@@ -399,7 +414,10 @@ static int open_model(bench_model_t *bm, const bench_args_t *a, int layers_overr
 	engine_opts_t o = { .slots = a->slots, .n_ctx = a->ctx > 0 ? a->ctx : need,
 			    .prefill_chunk = a->prefill_chunk, .max_step_tokens = a->slots + a->prefill_chunk,
 			    .threads = a->threads, .kv_type = a->kv };
-	return engine_new(bm->m, &o, &bm->e, err, errlen);
+	if ((rc = engine_new(bm->m, &o, &bm->e, err, errlen)) < 0)
+		return rc;
+	engine_profile(bm->e, a->profile);
+	return 0;
 }
 
 static void close_model(bench_model_t *bm)
@@ -411,21 +429,26 @@ static void close_model(bench_model_t *bm)
 /* One repetition of both passes at batch B. */
 static int measure_once(bench_model_t *bm, const bench_args_t *a, int B, const int32_t *prompts, fig_t *ret)
 {
-	double s, f, eng = 0;
+	double s, f, eng = 0, ph[MODEL_N_PHASES];
 	int steps = 0;
-	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, false, &s, &f);
+	int rc = prefill_pass(bm->e, prompts, B, a->prompt_len, false, &s, &f, ph);
 	if (rc < 0)
 		return rc;
 	ret->prefill_s_per_tok = s / ((double)B * a->prompt_len);
 	ret->prefill_flops_per_tok = f / ((double)B * a->prompt_len);
-	rc = decode_pass(bm->e, prompts, B, a->prompt_len, a->gen_len, decode_max_tokens(a), &s, &f, &eng, &steps);
+	for (int p = 0; p < MODEL_N_PHASES; p++)
+		ret->prefill_ph[p] = ph[p] / ((double)B * a->prompt_len);
+	rc = decode_pass(bm->e, prompts, B, a->prompt_len, a->gen_len, decode_max_tokens(a), &s, &f, &eng, ph,
+			 &steps);
 	if (rc < 0)
 		return rc;
 	ret->decode_s_per_step = s / steps;
 	ret->decode_flops_per_step = f / steps;
 	ret->decode_engine_s_per_step = eng / steps;
+	for (int p = 0; p < MODEL_N_PHASES; p++)
+		ret->decode_ph[p] = ph[p] / steps;
 	if (a->embed) {
-		if ((rc = prefill_pass(bm->e, prompts, B, a->prompt_len, true, &s, &f)) < 0)
+		if ((rc = prefill_pass(bm->e, prompts, B, a->prompt_len, true, &s, &f, ph)) < 0)
 			return rc;
 		ret->embed_s_per_input = s / B;
 	}
@@ -446,7 +469,7 @@ static double extrapolate(double x1, double x2, int k1, int k2, int L)
 
 static fig_t extrapolate_fig(const fig_t *f1, const fig_t *f2, int k1, int k2, int L)
 {
-	return (fig_t){
+	fig_t r = {
 		.prefill_s_per_tok = extrapolate(f1->prefill_s_per_tok, f2->prefill_s_per_tok, k1, k2, L),
 		.decode_s_per_step = extrapolate(f1->decode_s_per_step, f2->decode_s_per_step, k1, k2, L),
 		.decode_flops_per_step = extrapolate(f1->decode_flops_per_step, f2->decode_flops_per_step, k1, k2, L),
@@ -454,6 +477,11 @@ static fig_t extrapolate_fig(const fig_t *f1, const fig_t *f2, int k1, int k2, i
 		.decode_engine_s_per_step = extrapolate(f1->decode_engine_s_per_step, f2->decode_engine_s_per_step, k1, k2, L),
 		.embed_s_per_input = extrapolate(f1->embed_s_per_input, f2->embed_s_per_input, k1, k2, L),
 	};
+	for (int p = 0; p < MODEL_N_PHASES; p++) {
+		r.decode_ph[p] = extrapolate(f1->decode_ph[p], f2->decode_ph[p], k1, k2, L);
+		r.prefill_ph[p] = extrapolate(f1->prefill_ph[p], f2->prefill_ph[p], k1, k2, L);
+	}
+	return r;
 }
 
 /* The compute ceiling of a model's matrices, GFLOP/s (or GOP/s): the
@@ -478,7 +506,36 @@ typedef struct result {
 	double spread_pct;	/* decode tok/s over the reps: (max - min) / median */
 	double embed_s;		/* --embed: embeddings/s */
 	int implausible;	/* scaled: reps where more layers were not slower */
+	/* --profile, from the repetition with the median decode step: */
+	double decode_step_ms, decode_engine_ms;
+	double decode_ph_ms[MODEL_N_PHASES];	/* ms per decode step by phase */
+	double prefill_ph_us[MODEL_N_PHASES];	/* us per prompt token by phase */
+	double prefill_us;			/* us per prompt token in all */
 } result_t;
+
+/* --profile: the phase split of the repetition whose decode step took the
+ * median time (the lower middle one of an even count), so that its phases
+ * and the engine's share add up to that step. */
+static void median_profile(const fig_t *figs, int n, result_t *o)
+{
+	int best = 0;
+	for (int i = 0; i < n; i++) {
+		int below = 0;
+		for (int j = 0; j < n; j++)
+			below += figs[j].decode_s_per_step < figs[i].decode_s_per_step ||
+				 (figs[j].decode_s_per_step == figs[i].decode_s_per_step && j < i);
+		if (below == (n - 1) / 2)
+			best = i;
+	}
+	const fig_t *f = &figs[best];
+	o->decode_step_ms = 1e3 * f->decode_s_per_step;
+	o->decode_engine_ms = 1e3 * f->decode_engine_s_per_step;
+	o->prefill_us = 1e6 * f->prefill_s_per_tok;
+	for (int p = 0; p < MODEL_N_PHASES; p++) {
+		o->decode_ph_ms[p] = 1e3 * f->decode_ph[p];
+		o->prefill_ph_us[p] = 1e6 * f->prefill_ph[p];
+	}
+}
 
 /* Every batch size: reps repetitions, each measuring every model back to
  * back (in scaled mode the two layer counts see the same machine state),
@@ -489,10 +546,11 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 	int maxb = a->slots, rc = 0;
 	int32_t *prompts = malloc((size_t)maxb * (size_t)a->prompt_len * sizeof(*prompts));
 	double *v[6];
+	fig_t *figs = malloc((size_t)a->reps * sizeof(*figs));
 	for (int i = 0; i < 6; i++)
 		v[i] = malloc((size_t)a->reps * sizeof(double));
-	if (prompts == NULL || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL || v[4] == NULL ||
-	    v[5] == NULL) {
+	if (prompts == NULL || figs == NULL || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL ||
+	    v[4] == NULL || v[5] == NULL) {
 		snprintf(err, errlen, "bench: out of memory for %d prompts of %d tokens", maxb, a->prompt_len);
 		rc = -ENOMEM;
 		goto out;
@@ -522,6 +580,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 			v[3][r] = x.prefill_flops_per_tok / x.prefill_s_per_tok / 1e9;
 			v[4][r] = 100.0 * x.decode_engine_s_per_step / x.decode_s_per_step;
 			v[5][r] = a->embed ? 1.0 / x.embed_s_per_input : 0.0;
+			figs[r] = x;
 		}
 		result_t *o = &res[bi];
 		o->batch = B;
@@ -537,6 +596,7 @@ static int run_all(bench_model_t *bm, int n_models, int L, const bench_args_t *a
 		o->engine_pct = median(v[4], a->reps);
 		o->embed_s = median(v[5], a->reps);
 		o->spread_pct = 100.0 * (hi - lo) / o->decode_tok_s;
+		median_profile(figs, a->reps, o);
 		o->roofline_pct = 100.0 * o->decode_tok_s / roof_tok_s;
 		o->prefill_roofline_pct = 100.0 * o->prefill_gflops / peak;
 		o->bandwidth_pct = 100.0 * (o->decode_tok_s / B) / bw_steps_s;
@@ -547,6 +607,7 @@ step_fail:
 	snprintf(err, errlen, "bench: an engine step failed: %s", strerror(-rc));
 out:
 	free(prompts);
+	free(figs);
 	for (int i = 0; i < 6; i++)
 		free(v[i]);
 	return rc;
@@ -615,6 +676,21 @@ static void print_over_notes(const result_t *o, const calib_t *c, bool measured,
 	}
 }
 
+/* --profile's object of a run: {"decode_step_ms", "decode_ms": {phase:
+ * ms, ..., "engine": ms}, "prefill_us_per_token", "prefill_us": {phase:
+ * us, ...}}. */
+static json_t *profile_json(const result_t *o)
+{
+	json_t *d = json_object(), *p = json_object();
+	for (int i = 0; i < MODEL_N_PHASES; i++) {
+		json_object_set_new(d, model_phase_name(i), json_real(o->decode_ph_ms[i]));
+		json_object_set_new(p, model_phase_name(i), json_real(o->prefill_ph_us[i]));
+	}
+	json_object_set_new(d, "engine", json_real(o->decode_engine_ms));
+	return json_pack("{s:f, s:o, s:f, s:o}", "decode_step_ms", o->decode_step_ms, "decode_ms", d,
+			 "prefill_us_per_token", o->prefill_us, "prefill_us", p);
+}
+
 static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, const char *name,
 		      const model_config_t *cfg, double params_full, double ppt_full, int layers_run, int L,
 		      bool scaled, int ctx, const char *kv_type, double kv_bytes, bool ints, const result_t *res)
@@ -633,6 +709,8 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			json_object_set_new(run, "embed_per_s", json_real(o->embed_s));
 			json_object_set_new(run, "embed_tok_s", json_real(o->embed_s * a->prompt_len));
 		}
+		if (a->profile && run != NULL)
+			json_object_set_new(run, "profile", profile_json(o));
 	}
 	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
 				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s, s:s}, s:o}",
@@ -656,6 +734,38 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 	puts(s);
 	free(s);
 	return 0;
+}
+
+/* --profile's tables: a decode step and a prompt token split by phase. */
+static void print_profile(const bench_args_t *a, const result_t *res)
+{
+	printf("\nwhere the time goes (the repetition with the median decode step; phases timed\n"
+	       "around each call in model_forward, both threads' work inside them):\n");
+	printf("%-22s", "decode, ms per step");
+	for (int bi = 0; bi < a->n_batch; bi++)
+		printf("  %6s %-5d", "batch", res[bi].batch);
+	printf("\n");
+	for (int p = 0; p <= MODEL_N_PHASES + 1; p++) {
+		printf("  %-20s", p < MODEL_N_PHASES ? model_phase_name(p) : p == MODEL_N_PHASES ? "engine" : "step");
+		for (int bi = 0; bi < a->n_batch; bi++) {
+			const result_t *o = &res[bi];
+			double ms = p < MODEL_N_PHASES ? o->decode_ph_ms[p]
+				  : p == MODEL_N_PHASES ? o->decode_engine_ms : o->decode_step_ms;
+			printf("  %7.2f %3.0f%%", ms, o->decode_step_ms > 0 ? 100.0 * ms / o->decode_step_ms : 0.0);
+		}
+		printf("\n");
+	}
+	printf("%-22s", "prefill, us per token");
+	printf("\n");
+	for (int p = 0; p <= MODEL_N_PHASES; p++) {
+		printf("  %-20s", p < MODEL_N_PHASES ? model_phase_name(p) : "all (wall)");
+		for (int bi = 0; bi < a->n_batch; bi++) {
+			const result_t *o = &res[bi];
+			double us = p < MODEL_N_PHASES ? o->prefill_ph_us[p] : o->prefill_us;
+			printf("  %7.1f %3.0f%%", us, o->prefill_us > 0 ? 100.0 * us / o->prefill_us : 0.0);
+		}
+		printf("\n");
+	}
 }
 
 /* The report as text: the machine, the model, the ceilings, a row per
@@ -696,6 +806,8 @@ static void print_text(const bench_args_t *a, const calib_t *cal, bool measured,
 		print_over_notes(o, cal, measured, step_bytes, ints);
 	}
 	printf("\nspread: (max - min) / median of decode tok/s over the reps; a large one means a disturbed machine\n");
+	if (a->profile)
+		print_profile(a, res);
 	if (a->embed) {
 		printf("\nembeddings: B inputs of %d tokens at once, prefilled in the same steps and pooled\n"
 		       "(%s pooling, no output head), beside the prefill pass of the same B prompts\n",

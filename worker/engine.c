@@ -903,11 +903,18 @@ void engine_out_free(engine_out_t **po)
 void engine_get_stats(const engine_t *e, engine_stats_t *ret)
 {
 	*ret = e->st;
+	model_scratch_profile_get(e->scratch, ret->phase_ns);
 }
 
 void engine_stats_reset(engine_t *e)
 {
 	memset(&e->st, 0, sizeof(e->st));
+	model_scratch_profile_reset(e->scratch);
+}
+
+void engine_profile(engine_t *e, bool on)
+{
+	model_scratch_profile(e->scratch, on);
 }
 
 size_t engine_kv_bytes(const engine_t *e)

@@ -138,6 +138,8 @@ typedef struct engine_stats {
 	uint64_t embeddings;	/* embed requests finished (their tokens are
 				   prefill_tokens) */
 	uint32_t max_batch;	/* most sequences in one step */
+	uint64_t phase_ns[MODEL_N_PHASES];	/* forward_ns by phase, with
+						   engine_profile on (model.h) */
 } engine_stats_t;
 
 /* m is borrowed and must outlive the engine. */
@@ -161,6 +163,9 @@ void engine_out_free(engine_out_t **o);
 
 void engine_get_stats(const engine_t *e, engine_stats_t *ret);
 void engine_stats_reset(engine_t *e);
+/* Times the phases of each forward pass into engine_stats_t.phase_ns
+ * (model_scratch_profile); off by default. */
+void engine_profile(engine_t *e, bool on);
 /* The length of an embedding (the model's dim), or 0 when the model cannot
  * embed (a GGUF pooling_type margin does not do, e.g. 4 rank); then
  * engine_embed_why says why and embed requests are refused with it. */

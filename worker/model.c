@@ -2,6 +2,7 @@
  * scratch, and the batched forward pass. See model.h for the contract and
  * ops.h for the kernels and why they are batch-invariant. */
 #include "model.h"
+#include "lib/mg_clock.h"
 #include "lib/mg_err.h"
 #include "lib/mg_hash.h"
 
@@ -99,6 +100,9 @@ struct model_scratch {
 	size_t scores_per_worker;
 	attn_block_t *blocks;	/* owned: [T] */
 	int *wanted;		/* owned: [T] */
+	bool prof;		/* time the phases (model_scratch_profile) */
+	int64_t prof_t;		/* when the phase being timed began */
+	uint64_t prof_ns[MODEL_N_PHASES];
 };
 
 
@@ -1244,6 +1248,52 @@ void model_scratch_destroy(model_scratch_t **ps)
 	*ps = NULL;
 }
 
+/* ---------------- phase profile ---------------- */
+
+static const char *const phase_names[MODEL_N_PHASES] = {
+	"qkv", "attention", "attn_output", "gate_up", "ffn_down", "output_head", "row_wise",
+};
+
+const char *model_phase_name(int phase)
+{
+	return phase >= 0 && phase < MODEL_N_PHASES ? phase_names[phase] : NULL;
+}
+
+void model_scratch_profile(model_scratch_t *s, bool on)
+{
+	if (s != NULL)
+		s->prof = on;
+}
+
+void model_scratch_profile_get(const model_scratch_t *s, uint64_t ns[MODEL_N_PHASES])
+{
+	for (int i = 0; i < MODEL_N_PHASES; i++)
+		ns[i] = s != NULL ? s->prof_ns[i] : 0;
+}
+
+void model_scratch_profile_reset(model_scratch_t *s)
+{
+	if (s != NULL)
+		memset(s->prof_ns, 0, sizeof(s->prof_ns));
+}
+
+/* Starts the clock for the next phase. */
+static inline void prof_begin(model_scratch_t *s)
+{
+	if (s->prof)
+		s->prof_t = mg_clock_now_ns();
+}
+
+/* Books the time since prof_begin (or the last prof_end) to phase ph. */
+static inline void prof_end(model_scratch_t *s, enum model_phase ph)
+{
+	if (s->prof) {
+		int64_t t = mg_clock_now_ns();
+		s->prof_ns[ph] += (uint64_t)(t - s->prof_t);
+		s->prof_t = t;
+	}
+}
+
 /* ---------------- forward ---------------- */
 
 typedef struct attn_job {
@@ -1480,22 +1530,33 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 			     (k + 1 < n_blocks && s->blocks[k + 1].kv == blk->kv);
 	}
 
+	prof_begin(s);
 	run_rows(m, s, b, 0, PH_EMBED);
+	prof_end(s, MODEL_PH_ROWS);
 	for (int l = 0; l < c->n_layers; l++) {
 		const layer_t *L = &m->layers[l];
 		/* attention: xb = norm(x); qkv = xb . Wqkv^T (+ b), rope, into the cache */
 		run_rows(m, s, b, l, PH_ATTN_IN);
+		prof_end(s, MODEL_PH_ROWS);
 		matmul(s, s->qkv, (size_t)qkvd, s->xb, (size_t)d, &L->wqkv, n);
+		prof_end(s, MODEL_PH_QKV);
 		run_rows(m, s, b, l, PH_QKV);
+		prof_end(s, MODEL_PH_ROWS);
 		attn_job_t aj = { m, s, l };
 		ops_pool_run_shares(s->pool, attn_task, &aj, n_blocks * c->n_kv_heads);
+		prof_end(s, MODEL_PH_ATTN);
 		/* x += att . Wo^T; xb = norm(x) */
 		matmul(s, s->xb, (size_t)d, s->att, (size_t)q, &L->wo, n);
+		prof_end(s, MODEL_PH_WO);
 		run_rows(m, s, b, l, PH_FFN_IN);
+		prof_end(s, MODEL_PH_ROWS);
 		/* ffn: x += (silu(xb . Wg^T) * (xb . Wu^T)) . Wd^T (the add in the next phase) */
 		matmul(s, s->hb, 2 * (size_t)f, s->xb, (size_t)d, &L->w13, n);
+		prof_end(s, MODEL_PH_W13);
 		run_rows(m, s, b, l, PH_SWIGLU);
+		prof_end(s, MODEL_PH_ROWS);
 		matmul(s, s->xb, (size_t)d, s->hb, 2 * (size_t)f, &L->w2, n);
+		prof_end(s, MODEL_PH_W2);
 	}
 	run_rows(m, s, b, c->n_layers, PH_OUT);
 
@@ -1503,13 +1564,16 @@ int model_forward(const model_t *m, model_scratch_t *s, const model_batch_t *b)
 	for (int w = 0; w < n_wanted; w++)
 		ops_rmsnorm(s->xb + (size_t)w * d, s->x + (size_t)s->wanted[w] * d, m->output_norm, d,
 			    c->norm_eps);
+	prof_end(s, MODEL_PH_ROWS);
 	if (n_wanted > 0)
 		matmul(s, b->logits, (size_t)c->vocab_size, s->xb, (size_t)d, &m->output, n_wanted);
+	prof_end(s, MODEL_PH_HEAD);
 	/* hidden states of the wanted rows: the same norm, row by row */
 	for (int i = 0, h = 0; b->hidden_wanted != NULL && i < n; i++)
 		if (b->hidden_wanted[i])
 			ops_rmsnorm(b->hidden + (size_t)h++ * d, s->x + (size_t)i * d, m->output_norm, d,
 				    c->norm_eps);
+	prof_end(s, MODEL_PH_ROWS);
 
 	if (b->flops != NULL) {
 		for (int i = 0; i < n; i++)

@@ -220,6 +220,31 @@ model_kv_type_t model_kv_type(const model_kv_t *kv);
 int model_scratch_new(const model_t *m, int max_tokens, int threads, model_scratch_t **ret);
 void model_scratch_destroy(model_scratch_t **s);
 
+/* Where a forward pass spends its time, for `margin-worker bench
+ * --profile`: the matrix products by weight (q|k|v, attention output,
+ * gate|up, down, the output head), attention over the caches, and the
+ * row-wise work between them (embedding lookup, norms, RoPE, KV writes,
+ * SwiGLU, residual adds). With profiling on, model_forward adds the wall
+ * time of each phase (monotonic clock, both threads' work inside it) to
+ * the scratch's counters; off (the default), it reads no clock. */
+enum model_phase {
+	MODEL_PH_QKV = 0,
+	MODEL_PH_ATTN,
+	MODEL_PH_WO,
+	MODEL_PH_W13,
+	MODEL_PH_W2,
+	MODEL_PH_HEAD,
+	MODEL_PH_ROWS,
+	MODEL_N_PHASES,
+};
+/* "qkv", "attention", "attn_output", "gate_up", "ffn_down", "output_head",
+ * "row_wise"; NULL out of range. */
+const char *model_phase_name(int phase);
+void model_scratch_profile(model_scratch_t *s, bool on);
+/* The counters (ns since the last reset), and their reset. */
+void model_scratch_profile_get(const model_scratch_t *s, uint64_t ns[MODEL_N_PHASES]);
+void model_scratch_profile_reset(model_scratch_t *s);
+
 typedef struct model_batch {
 	int n;			/* tokens in this step, 1..max_tokens */
 	const int32_t *tokens;	/* [n] */

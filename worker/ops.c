@@ -1116,9 +1116,198 @@ static float dot_half16(const float *x, const uint16_t *y, int n)
 	return reduce16(l16);
 }
 
+#if OPS_AVX512
+/* reduce16 of 16 vectors at once: element i of the result is
+ * reduce16(v[i]), each sum taken with the same operands in the same order
+ * (lanes l + l+8, then + l+4, then (0 + 2) + (1 + 3)), by shuffles that pair
+ * whole 256-, 128-bit and 32-bit parts of two vectors. */
+static inline __m512 reduce16_x16(const __m512 v[16])
+{
+	__m512 z[8], w[4], s2[2];
+	for (int i = 0; i < 8; i++)	/* lanes 0-7: t3 of v[2i], 8-15: of v[2i+1] */
+		z[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+				     _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+	for (int i = 0; i < 4; i++)	/* 128-bit part u: t6 of v[4i+u] */
+		w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], 0x88),
+				     _mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], 0xDD));
+	for (int i = 0; i < 2; i++)	/* part u: t6[0]+t6[2], t6[1]+t6[3] of v[8i+u], v[8i+4+u] */
+		s2[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44),
+				      _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0xEE));
+	/* element 4u + j: the sum of v[4j + u]; back to element i for v[i] */
+	__m512 f = _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));
+	const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+	return _mm512_permutexvar_ps(idx, f);
+}
+
+/* The scores of 16 consecutive positions (K rows rs halves apart): dot_half
+ * (hd a multiple of 64) or, tiled, dot_half16 (hd a multiple of 16) of
+ * each, times scale, into e[0..16). */
+static void scores_half16(const float *q, const uint16_t *K, size_t rs, int hd, float scale, bool tiled, float *e)
+{
+	__m512 v[16];
+	for (int i = 0; i < 16; i++) {
+		const uint16_t *y = K + (size_t)i * rs;
+		if (tiled) {
+			__m512 acc = _mm512_setzero_ps();
+			for (int d = 0; d < hd; d += 16)
+				acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d))),
+						      _mm512_loadu_ps(q + d), acc);
+			v[i] = acc;
+			continue;
+		}
+		__m512 s[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+		for (int d = 0; d < hd; d += 64)
+			for (int j = 0; j < 4; j++)
+				s[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16 * j),
+						       _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d + 16 * j))),
+						       s[j]);
+		v[i] = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+	}
+	_mm512_storeu_ps(e, _mm512_mul_ps(reduce16_x16(v), _mm512_set1_ps(scale)));
+}
+
+/* Lane chains of the weighted sum over nd x 16 output values (nd <= 4):
+ * a[c] = fma of e_p and v_p[16c ..] over the positions first, first + L,
+ * ... <= hi, in order; each V row is read whole once per chain. */
+static inline void lane_chains(const float *e, const uint16_t *V, size_t rs, int first, int hi, int L, int nd,
+			       __m512 a[4])
+{
+	for (int c = 0; c < 4; c++)
+		a[c] = _mm512_setzero_ps();
+	for (int p = first; p <= hi; p += L) {
+		__m512 ev = _mm512_set1_ps(e[p]);
+		const uint16_t *vp = V + (size_t)p * rs;
+#pragma GCC unroll 4
+		for (int c = 0; c < 4; c++)
+			if (c < nd)
+				a[c] = _mm512_fmadd_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256(
+								     (const __m256i *)(vp + 16 * c))), a[c]);
+	}
+}
+
+/* The first position >= lo of lane k of L. */
+static inline int lane_first(int lo, int k, int L)
+{
+	return lo + ((k - lo) % L + L) % L;
+}
+
+/* attend_half's weighted sum, 64 output values at a time (hd a multiple
+ * of 16), every value by the same chains, lane sums and double tail. */
+static void weighted_half16(const float *e, const uint16_t *V, size_t rs, int lo, int hi, int hd, bool tiled,
+			    float *out)
+{
+	int n_pad = (hi + 1 + 31) & ~31, np = n_pad & ~63;
+	int pv = tiled ? hi : hi < np - 1 ? hi : np - 1;
+	_Alignas(64) float wl[16][64];	/* the 16 lane sums of each value */
+	for (int d0 = 0; d0 < hd; d0 += 64) {
+		const uint16_t *vd = V + d0;
+		int nd = (hd - d0 < 64 ? hd - d0 : 64) / 16;
+		for (int l = 0; l < 16; l++) {
+			__m512 a0[4], a1[4], a2[4], a3[4];
+			if (tiled) {
+				lane_chains(e, vd, rs, lane_first(lo, l, 16), hi, 16, nd, a0);
+				for (int c = 0; c < nd; c++)
+					_mm512_store_ps(wl[l] + 16 * c, a0[c]);
+				continue;
+			}
+			lane_chains(e, vd, rs, lane_first(lo, l, 64), pv, 64, nd, a0);
+			lane_chains(e, vd, rs, lane_first(lo, 16 + l, 64), pv, 64, nd, a1);
+			lane_chains(e, vd, rs, lane_first(lo, 32 + l, 64), pv, 64, nd, a2);
+			lane_chains(e, vd, rs, lane_first(lo, 48 + l, 64), pv, 64, nd, a3);
+			for (int c = 0; c < nd; c++)
+				_mm512_store_ps(wl[l] + 16 * c, _mm512_add_ps(_mm512_add_ps(a0[c], a2[c]),
+									      _mm512_add_ps(a1[c], a3[c])));
+		}
+		__m512d r[4][2];
+		for (int c = 0; c < nd; c++) {
+			__m512 t3[8], t6[4];
+			for (int l = 0; l < 8; l++)
+				t3[l] = _mm512_add_ps(_mm512_load_ps(wl[l] + 16 * c), _mm512_load_ps(wl[l + 8] + 16 * c));
+			for (int l = 0; l < 4; l++)
+				t6[l] = _mm512_add_ps(t3[l], t3[l + 4]);
+			__m512 s = _mm512_add_ps(_mm512_add_ps(t6[0], t6[2]), _mm512_add_ps(t6[1], t6[3]));
+			if (tiled) {
+				_mm512_storeu_ps(out + d0 + 16 * c, s);
+				continue;
+			}
+			/* in double (0 with no lane part), then the rest one by one */
+			r[c][0] = r[c][1] = _mm512_setzero_pd();
+			if (np > 0) {
+				r[c][0] = _mm512_cvtps_pd(_mm512_castps512_ps256(s));
+				r[c][1] = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+			}
+		}
+		if (tiled)
+			continue;
+		for (int p = np > lo ? np : lo; p <= hi; p++) {
+			__m512 ev = _mm512_set1_ps(e[p]);
+			const uint16_t *vp = vd + (size_t)p * rs;
+			for (int c = 0; c < nd; c++) {
+				__m512 pr = _mm512_mul_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vp + 16 * c))));
+				r[c][0] = _mm512_add_pd(r[c][0], _mm512_cvtps_pd(_mm512_castps512_ps256(pr)));
+				r[c][1] = _mm512_add_pd(r[c][1], _mm512_cvtps_pd(_mm256_castpd_ps(
+									_mm512_extractf64x4_pd(_mm512_castps_pd(pr), 1))));
+			}
+		}
+		for (int c = 0; c < nd; c++) {
+			_mm256_storeu_ps(out + d0 + 16 * c, _mm512_cvtpd_ps(r[c][0]));
+			_mm256_storeu_ps(out + d0 + 16 * c + 8, _mm512_cvtpd_ps(r[c][1]));
+		}
+	}
+}
+
+/* The softmax numerators e[lo..hi] = ops_expf(e - mx) (exp16 gives its
+ * bits), summed 16 positions at a time (from lo & ~15) as reduce16 into a
+ * double. */
+static double exp_sum_half(float *e, int lo, int hi, float mx)
+{
+	double sum = 0.0;
+	__m512 m = _mm512_set1_ps(mx);
+	for (int c0 = lo & ~15; c0 <= hi; c0 += 16) {
+		int a = lo > c0 ? lo - c0 : 0, b = hi - c0 < 15 ? hi - c0 : 15;
+		__mmask16 k = (__mmask16)(((1u << (b + 1)) - 1) & ~((1u << a) - 1));
+		__m512 x = _mm512_maskz_loadu_ps(k, e + c0);
+		x = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(x, m)));
+		_mm512_mask_storeu_ps(e + c0, k, x);
+		_Alignas(64) float ch[16];
+		_mm512_store_ps(ch, x);
+		sum += (double)reduce16(ch);
+	}
+	return sum;
+}
+#endif
+
 static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, size_t rs, int lo, int hi,
 			int hd, float scale, bool tiled, float *out, float *e, float *acc)
 {
+#if OPS_AVX512
+	/* the same operations, vectorized across positions and output values */
+	if (hd % 16 == 0 && (tiled || hd % 64 == 0)) {
+		int p = lo, n = hi + 1;
+		size_t rb = rs * sizeof(uint16_t), row = (size_t)hd * sizeof(uint16_t);
+		const char *Kc = (const char *)K, *Vc = (const char *)V;
+		prefetch_rows(Kc, rb, row, lo, lo + ATT_PF_ROWS, n);
+		for (; p + 16 <= n; p += 16) {	/* K ahead, and this block's V for the weighted sum */
+			prefetch_rows(Kc, rb, row, p + ATT_PF_ROWS, p + ATT_PF_ROWS + 16, n);
+			prefetch_rows(Vc, rb, row, p, p + 16, n);
+			scores_half16(q, K + (size_t)p * rs, rs, hd, scale, tiled, e + p);
+		}
+		prefetch_rows(Vc, rb, row, p, n, n);
+		for (; p <= hi; p++)
+			e[p] = (tiled ? dot_half16(q, K + (size_t)p * rs, hd) : dot_half(q, K + (size_t)p * rs, hd)) *
+			       scale;
+		float mx = max_of(e + lo, hi - lo + 1);
+		float inv = (float)(1.0 / exp_sum_half(e, lo, hi, mx));
+		int i = lo;
+		for (; i + 16 <= hi + 1; i += 16)
+			_mm512_storeu_ps(e + i, _mm512_mul_ps(_mm512_loadu_ps(e + i), _mm512_set1_ps(inv)));
+		for (; i <= hi; i++)
+			e[i] *= inv;
+		round_half(e + lo, e + lo, hi - lo + 1);
+		weighted_half16(e, V, rs, lo, hi, hd, tiled, out);
+		return;
+	}
+#endif
 	/* the tiled order needs whole 16-value steps over head_dim (else
 	 * ggml falls back to its dot product) */
 	bool tiled_k = tiled && hd % 16 == 0, tiled_v = tiled && hd % 4 == 0;
