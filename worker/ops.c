@@ -1117,72 +1117,82 @@ static float dot_half16(const float *x, const uint16_t *y, int n)
 }
 
 #if OPS_AVX512
-/* reduce16 of 16 vectors at once: element i of the result is
- * reduce16(v[i]), each sum taken with the same operands in the same order
- * (lanes l + l+8, then + l+4, then (0 + 2) + (1 + 3)), by shuffles that pair
- * whole 256-, 128-bit and 32-bit parts of two vectors. */
-static inline __m512 reduce16_x16(const __m512 v[16])
+/* One position's 16 lane sums before reduce16: dot_half's 4 accumulators
+ * over 64 values at a time summed (0 + 2) + (1 + 3), or (tiled)
+ * dot_half16's one accumulator over 16 at a time. hd: a multiple of 64. */
+static inline __attribute__((always_inline)) __m512 lanes_half(const float *q, const uint16_t *y, const int hd,
+								bool tiled)
 {
-	__m512 z[8], w[4], s2[2];
-	for (int i = 0; i < 8; i++)	/* lanes 0-7: t3 of v[2i], 8-15: of v[2i+1] */
-		z[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
-				     _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
-	for (int i = 0; i < 4; i++)	/* 128-bit part u: t6 of v[4i+u] */
-		w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], 0x88),
-				     _mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], 0xDD));
-	for (int i = 0; i < 2; i++)	/* part u: t6[0]+t6[2], t6[1]+t6[3] of v[8i+u], v[8i+4+u] */
-		s2[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44),
-				      _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0xEE));
-	/* element 4u + j: the sum of v[4j + u]; back to element i for v[i] */
-	__m512 f = _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));
-	const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-	return _mm512_permutexvar_ps(idx, f);
+	if (tiled) {
+		__m512 acc = _mm512_setzero_ps();
+		for (int d = 0; d < hd; d += 16)
+			acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d))),
+					      _mm512_loadu_ps(q + d), acc);
+		return acc;
+	}
+	__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	for (int d = 0; d < hd; d += 64) {
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d))), s0);
+		s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16),
+				     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d + 16))), s1);
+		s2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 32),
+				     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d + 32))), s2);
+		s3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 48),
+				     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d + 48))), s3);
+	}
+	return _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
 }
 
 /* The scores of 16 consecutive positions (K rows rs halves apart): dot_half
- * (hd a multiple of 64) or, tiled, dot_half16 (hd a multiple of 16) of
- * each, times scale, into e[0..16). */
-static void scores_half16(const float *q, const uint16_t *K, size_t rs, int hd, float scale, bool tiled, float *e)
+ * or, tiled, dot_half16 of each (hd a multiple of 64), times scale, into
+ * e[0..16). reduce16 of the 16 lane vectors at once, by shuffles that pair
+ * whole 256-, 128- and 32-bit parts of two vectors, each sum with the same
+ * operands in the same order as reduce16 (lanes l + l+8, then + l+4, then
+ * (0 + 2) + (1 + 3)); taken as the positions come, so that few vectors are
+ * live. */
+static inline __attribute__((always_inline)) void scores_half16(const float *q, const uint16_t *K, size_t rs,
+								 const int hd, float scale, bool tiled, float *e)
 {
-	__m512 v[16];
-	for (int i = 0; i < 16; i++) {
-		const uint16_t *y = K + (size_t)i * rs;
-		if (tiled) {
-			__m512 acc = _mm512_setzero_ps();
-			for (int d = 0; d < hd; d += 16)
-				acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d))),
-						      _mm512_loadu_ps(q + d), acc);
-			v[i] = acc;
-			continue;
+	__m512 w[4];
+	for (int i = 0; i < 4; i++) {
+		__m512 z[2];
+		for (int k = 0; k < 2; k++) {	/* lanes 0-7: t3 of position 4i+2k, 8-15: of 4i+2k+1 */
+			__m512 a = lanes_half(q, K + (size_t)(4 * i + 2 * k) * rs, hd, tiled);
+			__m512 b = lanes_half(q, K + (size_t)(4 * i + 2 * k + 1) * rs, hd, tiled);
+			z[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
 		}
-		__m512 s[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
-		for (int d = 0; d < hd; d += 64)
-			for (int j = 0; j < 4; j++)
-				s[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16 * j),
-						       _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + d + 16 * j))),
-						       s[j]);
-		v[i] = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+		/* 128-bit part u: t6 of position 4i+u */
+		w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88), _mm512_shuffle_f32x4(z[0], z[1], 0xDD));
 	}
-	_mm512_storeu_ps(e, _mm512_mul_ps(reduce16_x16(v), _mm512_set1_ps(scale)));
+	__m512 s2[2];
+	for (int i = 0; i < 2; i++)	/* part u: t6[0]+t6[2], t6[1]+t6[3] of positions 8i+u, 8i+4+u */
+		s2[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44),
+				      _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0xEE));
+	/* element 4u + j: the sum of position 4j + u; back to element i for i */
+	__m512 f = _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));
+	const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+	_mm512_storeu_ps(e, _mm512_mul_ps(_mm512_permutexvar_ps(idx, f), _mm512_set1_ps(scale)));
 }
 
 /* Lane chains of the weighted sum over nd x 16 output values (nd <= 4):
  * a[c] = fma of e_p and v_p[16c ..] over the positions first, first + L,
  * ... <= hi, in order; each V row is read whole once per chain. */
-static inline void lane_chains(const float *e, const uint16_t *V, size_t rs, int first, int hi, int L, int nd,
-			       __m512 a[4])
+static inline __attribute__((always_inline)) void lane_chains(const float *e, const uint16_t *V, size_t rs,
+								int first, int hi, int L, __m512 a[4])
 {
-	for (int c = 0; c < 4; c++)
-		a[c] = _mm512_setzero_ps();
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 	for (int p = first; p <= hi; p += L) {
 		__m512 ev = _mm512_set1_ps(e[p]);
-		const uint16_t *vp = V + (size_t)p * rs;
-#pragma GCC unroll 4
-		for (int c = 0; c < 4; c++)
-			if (c < nd)
-				a[c] = _mm512_fmadd_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256(
-								     (const __m256i *)(vp + 16 * c))), a[c]);
+		const __m256i *vp = (const __m256i *)(V + (size_t)p * rs);
+		a0 = _mm512_fmadd_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256(vp)), a0);
+		a1 = _mm512_fmadd_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256(vp + 1)), a1);
+		a2 = _mm512_fmadd_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256(vp + 2)), a2);
+		a3 = _mm512_fmadd_ps(ev, _mm512_cvtph_ps(_mm256_loadu_si256(vp + 3)), a3);
 	}
+	a[0] = a0;
+	a[1] = a1;
+	a[2] = a2;
+	a[3] = a3;
 }
 
 /* The first position >= lo of lane k of L. */
@@ -1192,7 +1202,7 @@ static inline int lane_first(int lo, int k, int L)
 }
 
 /* attend_half's weighted sum, 64 output values at a time (hd a multiple
- * of 16), every value by the same chains, lane sums and double tail. */
+ * of 64), every value by the same chains, lane sums and double tail. */
 static void weighted_half16(const float *e, const uint16_t *V, size_t rs, int lo, int hi, int hd, bool tiled,
 			    float *out)
 {
@@ -1201,19 +1211,19 @@ static void weighted_half16(const float *e, const uint16_t *V, size_t rs, int lo
 	_Alignas(64) float wl[16][64];	/* the 16 lane sums of each value */
 	for (int d0 = 0; d0 < hd; d0 += 64) {
 		const uint16_t *vd = V + d0;
-		int nd = (hd - d0 < 64 ? hd - d0 : 64) / 16;
+		const int nd = 4;
 		for (int l = 0; l < 16; l++) {
 			__m512 a0[4], a1[4], a2[4], a3[4];
 			if (tiled) {
-				lane_chains(e, vd, rs, lane_first(lo, l, 16), hi, 16, nd, a0);
+				lane_chains(e, vd, rs, lane_first(lo, l, 16), hi, 16, a0);
 				for (int c = 0; c < nd; c++)
 					_mm512_store_ps(wl[l] + 16 * c, a0[c]);
 				continue;
 			}
-			lane_chains(e, vd, rs, lane_first(lo, l, 64), pv, 64, nd, a0);
-			lane_chains(e, vd, rs, lane_first(lo, 16 + l, 64), pv, 64, nd, a1);
-			lane_chains(e, vd, rs, lane_first(lo, 32 + l, 64), pv, 64, nd, a2);
-			lane_chains(e, vd, rs, lane_first(lo, 48 + l, 64), pv, 64, nd, a3);
+			lane_chains(e, vd, rs, lane_first(lo, l, 64), pv, 64, a0);
+			lane_chains(e, vd, rs, lane_first(lo, 16 + l, 64), pv, 64, a1);
+			lane_chains(e, vd, rs, lane_first(lo, 32 + l, 64), pv, 64, a2);
+			lane_chains(e, vd, rs, lane_first(lo, 48 + l, 64), pv, 64, a3);
 			for (int c = 0; c < nd; c++)
 				_mm512_store_ps(wl[l] + 16 * c, _mm512_add_ps(_mm512_add_ps(a0[c], a2[c]),
 									      _mm512_add_ps(a1[c], a3[c])));
@@ -1282,7 +1292,7 @@ static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, si
 {
 #if OPS_AVX512
 	/* the same operations, vectorized across positions and output values */
-	if (hd % 16 == 0 && (tiled || hd % 64 == 0)) {
+	if (hd % 64 == 0) {
 		int p = lo, n = hi + 1;
 		size_t rb = rs * sizeof(uint16_t), row = (size_t)hd * sizeof(uint16_t);
 		const char *Kc = (const char *)K, *Vc = (const char *)V;
@@ -1290,7 +1300,12 @@ static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, si
 		for (; p + 16 <= n; p += 16) {	/* K ahead, and this block's V for the weighted sum */
 			prefetch_rows(Kc, rb, row, p + ATT_PF_ROWS, p + ATT_PF_ROWS + 16, n);
 			prefetch_rows(Vc, rb, row, p, p + 16, n);
-			scores_half16(q, K + (size_t)p * rs, rs, hd, scale, tiled, e + p);
+			if (hd == 64)	/* unrolled into registers */
+				scores_half16(q, K + (size_t)p * rs, rs, 64, scale, tiled, e + p);
+			else if (hd == 128)
+				scores_half16(q, K + (size_t)p * rs, rs, 128, scale, tiled, e + p);
+			else
+				scores_half16(q, K + (size_t)p * rs, rs, hd, scale, tiled, e + p);
 		}
 		prefetch_rows(Vc, rb, row, p, n, n);
 		for (; p <= hi; p++)
