@@ -201,7 +201,8 @@ def ceilings(machine):
     return {"f32": f32, "int8": int8, "bandwidth_gbs": float(machine["bandwidth_gbs"]),
             "sgemm_gflops": float(sgemm) if sgemm else None, "sgemm_label": sgemm_label,
             "measured_at": machine.get("measured_at"), "spread_pct": machine.get("spread_pct"),
-            "calibrated_now": machine.get("calibrated_now"), "threads": machine.get("threads")}
+            "calibrated_now": machine.get("calibrated_now"), "threads": machine.get("threads"),
+            "reliable": machine.get("reliable", True), "tries": machine.get("tries")}
 
 
 def file_ceilings(cost, ceil, quantized, prompt_len):
@@ -335,7 +336,8 @@ def build_result(args, machine, files, llama_used, load):
                          "bandwidth_gbs": ceil["bandwidth_gbs"],
                          "sgemm_gflops": ceil["sgemm_gflops"],
                          "measured_at": calib_when(ceil, args.threads),
-                         "spread_pct": ceil["spread_pct"]},
+                         "spread_pct": ceil["spread_pct"],
+                         "reliable": ceil["reliable"], "tries": ceil["tries"]},
             "files": rows}
 
 
@@ -374,7 +376,10 @@ def render(res):
                  + (f"; {c.get('sgemm_label', 'sgemm (OpenBLAS)')} {c['sgemm_gflops']:.1f} GFLOP/s"
                     if c["sgemm_gflops"] else ""))
     lines.append(f"measured: {c['measured_at']}"
-                 + (f", spread {c['spread_pct']:.0f}%" if c["spread_pct"] is not None else ""))
+                 + (f", spread {c['spread_pct']:.0f}%" if c["spread_pct"] is not None else "")
+                 + ("" if c.get("reliable", True) else
+                    f" (above 10% in each of {c.get('tries') or '?'} tries: the machine was busy while it was "
+                    "calibrated; these ceilings are unreliable and were not saved)"))
     for row in res["files"]:
         cost = row["cost"]
         mix = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(cost["bytes_by_type"].items()))
