@@ -404,6 +404,75 @@ static int run_bench(char **argv, int argc, char **out)
  * settings it ran with (the KV type among them), one run per batch size
  * with positive figures; the table names the KV type; a bad --kv is a
  * usage error. */
+/* bench --profile: every phase of model_forward is in each run's
+ * "profile", none negative, the matrix products and attention took time,
+ * and the phases with the engine's share add up to the decode step they
+ * split (the same repetition); the text has the two tables. Without the
+ * flag there is no "profile". */
+static void test_bench_profile(void)
+{
+	char err[256] = "";
+	calib_t c = here(1, 1.0);
+	const char *cal = tmp_path("bench-calib-prof.json");
+	CU_ASSERT_EQUAL_FATAL(calib_save(cal, &c, err, sizeof(err)), 0);
+	char *argv[] = { "bench", "--arch", "tiny", "--batch", "1,3", "--prompt-len", "8", "--gen-len", "4",
+			 "--reps", "3", "--threads", "2", "--calib", (char *)cal, "--profile", "--json", NULL };
+	char *out = NULL;
+	CU_ASSERT_EQUAL_FATAL(run_bench(argv, 17, &out), 0);
+	json_error_t je;
+	json_t *j = json_loads(out, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	json_t *runs = json_object_get(j, "runs");
+	CU_ASSERT_EQUAL_FATAL(json_array_size(runs), 2);
+	static const char *const phases[] = { "qkv", "attention", "attn_output", "gate_up", "ffn_down",
+					      "output_head", "row_wise" };
+	for (size_t i = 0; i < 2; i++) {
+		json_t *p = json_object_get(json_array_get(runs, i), "profile");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+		json_t *d = json_object_get(p, "decode_ms"), *pre = json_object_get(p, "prefill_us");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(pre);
+		double step = json_real_value(json_object_get(p, "decode_step_ms")), sum = 0, pre_sum = 0;
+		CU_ASSERT(step > 0);
+		for (size_t k = 0; k < sizeof(phases) / sizeof(phases[0]); k++) {
+			json_t *v = json_object_get(d, phases[k]), *pv = json_object_get(pre, phases[k]);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(pv);
+			CU_ASSERT(json_real_value(v) >= 0 && json_real_value(pv) >= 0);
+			sum += json_real_value(v);
+			pre_sum += json_real_value(pv);
+		}
+		CU_ASSERT(json_real_value(json_object_get(d, "attention")) > 0);
+		CU_ASSERT(json_real_value(json_object_get(d, "gate_up")) > 0);
+		CU_ASSERT(json_real_value(json_object_get(pre, "qkv")) > 0);
+		double eng = json_real_value(json_object_get(d, "engine"));
+		CU_ASSERT(eng >= 0);
+		/* the forward's phases and the engine's share are the step */
+		CU_ASSERT(sum + eng <= step * 1.0001 + 1e-6);
+		CU_ASSERT(sum + eng >= step * 0.9);
+		CU_ASSERT(pre_sum <= json_real_value(json_object_get(p, "prefill_us_per_token")) * 1.0001 + 1e-6);
+		CU_ASSERT(pre_sum > 0);
+	}
+	json_decref(j);
+	free(out);
+	argv[16] = NULL;	/* the text */
+	CU_ASSERT_EQUAL_FATAL(run_bench(argv, 16, &out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "where the time goes"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "decode, ms per step"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "prefill, us per token"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "  attention "));
+	free(out);
+	char *argv_off[] = { "bench", "--arch", "tiny", "--batch", "1", "--prompt-len", "4", "--gen-len", "2",
+			     "--reps", "1", "--threads", "1", "--calib", (char *)cal, "--json", NULL };
+	CU_ASSERT_EQUAL_FATAL(run_bench(argv_off, 16, &out), 0);
+	j = json_loads(out, 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_PTR_NULL(json_object_get(json_array_get(json_object_get(j, "runs"), 0), "profile"));
+	CU_ASSERT_PTR_NULL(strstr(out, "where the time goes"));
+	json_decref(j);
+	free(out);
+}
+
 static void test_bench_json(void)
 {
 	char err[256] = "";
@@ -548,6 +617,7 @@ static void test_bench_help_docs(void)
 
 const cu_test_t calib_tests[] = {
 	{ "bench json", test_bench_json },
+	{ "bench profile", test_bench_profile },
 	{ "bench help names documents that exist", test_bench_help_docs },
 	{ "save and load", test_save_load },
 	{ "cache key", test_cache_key },
