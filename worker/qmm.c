@@ -1967,12 +1967,110 @@ static bool matmul_panels(ops_pool_t *p, float *y, size_t ldy, const float *x, s
 }
 #endif
 
+#if QMM_SIMD
+/* ---- one activation row over Q8_0 rows: no panels ----
+ *
+ * A decode step of one sequence multiplies each weight row by one
+ * activation row: transposing 16 rows into a panel then costs more than
+ * the products it serves (unpack_panel was 64% of a batch-1 Q8_0 profile).
+ * Here each row is read straight from its blocks, 4 rows at a time, with
+ * dot_row's operations: lane k of a block = dword k of its products (one
+ * vpdpbusd of |w| and a * sign(w): w = -128 gives |w| = 128 unsigned, a is
+ * at most 127 in magnitude), acc_k = fma(dw * da, lane_k, acc_k) over the
+ * blocks in order, then hsum8 and + 0 (the offset term Q8_0 lacks), as
+ * k_lanes gives. */
+#define D1_ROWS 32		/* rows a task takes */
+
+typedef struct d1job {
+	float *y;
+	const ops_w_t *w;
+	const a8_0_t *xa;
+	int nb;			/* blocks per row */
+} d1job_t;
+
+/* hsum8 of the 8 lanes: (l + l+4), then (+ l+2), then (+ l+1). */
+INL float hsum8_ps(__m256 v)
+{
+	__m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	__m128 h = _mm_add_ps(r, _mm_movehl_ps(r, r));
+	return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+INL __m256 d1_block(const uint8_t *wb, const a8_0_t *a, __m256 acc)
+{
+	__m256i w = _mm256_loadu_si256((const __m256i *)(wb + 2));
+	__m256i q = _mm256_loadu_si256((const __m256i *)a->qs);
+	__m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w));
+	float dw = _cvtsh_ss(*(const uint16_t *)wb);
+	return _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), _mm256_cvtepi32_ps(s), acc);
+}
+
+static void d1_task(void *arg, int task, int next, int worker)
+{
+	(void)worker;
+	(void)next;
+	const d1job_t *j = arg;
+	const ops_w_t *w = j->w;
+	int r0 = task * D1_ROWS, r1 = r0 + D1_ROWS < w->n_out ? r0 + D1_ROWS : w->n_out;
+	for (int r = r0; r < r1;) {
+		const ops_qseg_t *sg = &w->seg[0];
+		for (int i = 1; i < w->n_seg && r >= w->seg[i].row0; i++)
+			sg = &w->seg[i];
+		const uint8_t *row = sg->data + (size_t)(r - sg->row0) * sg->row_bytes;
+		int seg_end = sg->row0 + sg->n_rows, nr = r1 - r < 4 ? r1 - r : 4;
+		if (nr > seg_end - r)
+			nr = seg_end - r;
+		if (nr == 4) {
+			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+			size_t rb = sg->row_bytes;
+			for (int b = 0; b < j->nb; b++) {
+				const uint8_t *wb = row + (size_t)b * 34;
+				if (b % 2 == 0)	/* the same blocks of the next 4 rows */
+					for (int k = 16; k < 20; k++)
+						_mm_prefetch((const char *)wb + (size_t)k * rb, _MM_HINT_T0);
+				a0 = d1_block(wb, j->xa + b, a0);
+				a1 = d1_block(wb + rb, j->xa + b, a1);
+				a2 = d1_block(wb + 2 * rb, j->xa + b, a2);
+				a3 = d1_block(wb + 3 * rb, j->xa + b, a3);
+			}
+			j->y[r] = hsum8_ps(a0) + 0.0f;
+			j->y[r + 1] = hsum8_ps(a1) + 0.0f;
+			j->y[r + 2] = hsum8_ps(a2) + 0.0f;
+			j->y[r + 3] = hsum8_ps(a3) + 0.0f;
+		} else {
+			for (int k = 0; k < nr; k++) {
+				__m256 a = _mm256_setzero_ps();
+				for (int b = 0; b < j->nb; b++)
+					a = d1_block(row + (size_t)k * sg->row_bytes + (size_t)b * 34, j->xa + b, a);
+				j->y[r + k] = hsum8_ps(a) + 0.0f;
+			}
+		}
+		r += nr;
+	}
+}
+
+/* Y[1][N] = x . W^T when every segment of w is Q8_0; false otherwise. */
+static bool matmul_q8_0_one(ops_pool_t *p, float *y, const float *x, const ops_w_t *w, void *ws)
+{
+	for (int i = 0; i < w->n_seg; i++)
+		if (w->seg[i].type != QUANT_Q8_0)
+			return false;
+	int K = w->n_in;
+	qmm_quantize(QMM_A8_0, x, ws, K);
+	d1job_t j = { .y = y, .w = w, .xa = ws, .nb = K / 32 };
+	ops_pool_run_shares(p, d1_task, &j, (w->n_out + D1_ROWS - 1) / D1_ROWS);
+	return true;
+}
+#endif
+
 void qmm_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx,
 		const ops_w_t *w, int n, void *ws)
 {
 	if (n <= 0)
 		return;
 #if QMM_SIMD
+	if (n == 1 && matmul_q8_0_one(p, y, x, w, ws))
+		return;
 	if (matmul_panels(p, y, ldy, x, ldx, w, n, ws))
 		return;
 #endif

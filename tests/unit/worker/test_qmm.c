@@ -495,6 +495,13 @@ static void test_matmul_mixed(void)
 	set_seg(&w, q6k, 19);
 	set_seg(&w, q80, 10);
 	check_all_n(&w, 24, 7);
+	/* Q8_0 segments only: one activation row takes the path without
+	 * panels, 4 rows at a time, across segment ends and a tail of 3 */
+	ops_w_t u = { .n_out = 0, .n_in = 256, .layout = OPS_W_QROWS };
+	set_seg(&u, q80, 7);
+	set_seg(&u, q80, 13);
+	set_seg(&u, q80, 39);
+	check_all_n(&u, 3, 8);
 	ops_w_t v = { .n_out = 0, .n_in = 256, .layout = OPS_W_QROWS };
 	set_seg(&v, q40, 33);
 	set_seg(&v, q51, 17);
