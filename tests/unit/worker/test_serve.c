@@ -368,7 +368,10 @@ static void test_credit_formula(void)
 	faked_open(&d, NULL);
 	serve_opts_t o;
 	base_opts(&o, &d);
-	o.fake_delay_ns = 400 * MG_NS_PER_MS;	/* the shard stays held meanwhile */
+	/* the shard stays held meanwhile: long enough that a loaded machine
+	 * (the sanitizer build beside the integration tests) cannot finish it
+	 * before the next message is sent */
+	o.fake_delay_ns = 1500 * MG_NS_PER_MS;
 	serve_t *s = start(&o);
 	rx_t h;
 	handshake(&d, &h, 1000, 20);
@@ -591,7 +594,7 @@ static void test_shard_survives_reconnect(void)
 	faked_open(&d, NULL);
 	serve_opts_t o;
 	base_opts(&o, &d);
-	o.fake_delay_ns = 1500 * MG_NS_PER_MS;
+	o.fake_delay_ns = 4000 * MG_NS_PER_MS;	/* outlasts the reconnect on a loaded machine */
 	serve_t *s = start(&o);
 	rx_t h1, h2;
 	handshake(&d, &h1, 1000, 20);
@@ -721,7 +724,7 @@ static void test_cancel(void)
 	faked_open(&d, NULL);
 	serve_opts_t o;
 	base_opts(&o, &d);
-	o.fake_delay_ns = 500 * MG_NS_PER_MS;
+	o.fake_delay_ns = 2000 * MG_NS_PER_MS;	/* the Cancel must reach B while A runs */
 	serve_t *s = start(&o);
 	rx_t h;
 	handshake(&d, &h, 1000, 20);
@@ -757,7 +760,7 @@ static void test_graceful_stop(void)
 	faked_open(&d, NULL);
 	serve_opts_t o;
 	base_opts(&o, &d);
-	o.fake_delay_ns = 300 * MG_NS_PER_MS;
+	o.fake_delay_ns = 1000 * MG_NS_PER_MS;
 	serve_t *s = start(&o);
 	rx_t h;
 	handshake(&d, &h, 1000, 20);
