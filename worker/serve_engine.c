@@ -308,10 +308,13 @@ static void eng_complete(eng_t *g, eshard_t *sh)
 		pipe_send(g->pair, &pm, NULL, 0, 0);
 		return;
 	}
+	/* counted before the Result leaves: once it is sent, the daemon's
+	 * Ack (and a reader of the stats who saw it) can come before this
+	 * thread runs again */
+	atomic_fetch_add(&g->s->st.shards_done, 1);
 	pm.kind = PIPE_RESULT;
 	pipe_send(g->pair, &pm, buf, len, 0);
 	free(buf);
-	atomic_fetch_add(&g->s->st.shards_done, 1);
 
 	uint64_t tokens = 0, busy = 0;
 	uint32_t failed = 0;
