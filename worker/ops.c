@@ -1154,8 +1154,10 @@ static inline __attribute__((always_inline)) void scores_half16(const float *q, 
 								 const int hd, float scale, bool tiled, float *e)
 {
 	__m512 w[4];
+#pragma GCC unroll 4
 	for (int i = 0; i < 4; i++) {
 		__m512 z[2];
+#pragma GCC unroll 2
 		for (int k = 0; k < 2; k++) {	/* lanes 0-7: t3 of position 4i+2k, 8-15: of 4i+2k+1 */
 			__m512 a = lanes_half(q, K + (size_t)(4 * i + 2 * k) * rs, hd, tiled);
 			__m512 b = lanes_half(q, K + (size_t)(4 * i + 2 * k + 1) * rs, hd, tiled);
@@ -1304,10 +1306,15 @@ static void attend_half(const float *q, const uint16_t *K, const uint16_t *V, si
 			prefetch_rows(Kc, rb, row, p + ATT_PF_ROWS, p + ATT_PF_ROWS + 16, n);
 			for (const char *c = Vc + (size_t)p * rb, *end = Vc + (size_t)(p + 16) * rb; c < end; c += 64)
 				_mm_prefetch(c, _MM_HINT_T1);
-			if (hd == 64)	/* unrolled into registers */
-				scores_half16(q, K + (size_t)p * rs, rs, 64, scale, tiled, e + p);
+			/* unrolled into registers for the common sizes */
+			if (hd == 64 && !tiled)
+				scores_half16(q, K + (size_t)p * rs, rs, 64, scale, false, e + p);
+			else if (hd == 64)
+				scores_half16(q, K + (size_t)p * rs, rs, 64, scale, true, e + p);
+			else if (hd == 128 && !tiled)
+				scores_half16(q, K + (size_t)p * rs, rs, 128, scale, false, e + p);
 			else if (hd == 128)
-				scores_half16(q, K + (size_t)p * rs, rs, 128, scale, tiled, e + p);
+				scores_half16(q, K + (size_t)p * rs, rs, 128, scale, true, e + p);
 			else
 				scores_half16(q, K + (size_t)p * rs, rs, hd, scale, tiled, e + p);
 		}

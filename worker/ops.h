@@ -112,6 +112,7 @@ typedef struct ops_w {
 	int8_t *q;		/* OPS_W_PACKED_Q8 only */
 	uint16_t *d;
 	int n_seg;		/* OPS_W_QROWS only */
+	int qorder;		/* OPS_W_QROWS: enum qmm_order (qmm.h), 0 llama.cpp's */
 	ops_qseg_t seg[OPS_W_MAX_SEG];
 } ops_w_t;
 

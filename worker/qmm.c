@@ -517,9 +517,15 @@ static void unpack_row(uint32_t t, const uint8_t *row, int K, urow_t *u)
  *     lanes' total at the end. */
 enum { F_LANES, F_BLOCK };
 
-static int float_mode(uint32_t t)
+/* QMM_BLOCKS sums every Q5_0, Q8_0 and IQ4_NL block whole too (qmm.h). */
+static bool blocks_sum(uint32_t t, enum qmm_order o)
 {
-	return t == QUANT_Q4_0 ? F_BLOCK : F_LANES;
+	return o == QMM_BLOCKS && (t == QUANT_Q5_0 || t == QUANT_Q8_0 || t == QUANT_IQ4_NL);
+}
+
+static int float_mode(uint32_t t, enum qmm_order o)
+{
+	return t == QUANT_Q4_0 || blocks_sum(t, o) ? F_BLOCK : F_LANES;
 }
 
 /* lane[k] += sum over positions i of the block, (i mod 32) / 4 == k, of
@@ -538,9 +544,9 @@ static inline float hsum8(const float *l)
 
 /* The dot product of an unpacked weight row with a quantized activation
  * row: the definition in qmm.h, in the float order above. */
-static float dot_row(uint32_t t, const urow_t *u, const void *arow, int K)
+static float dot_row(uint32_t t, enum qmm_order o, const urow_t *u, const void *arow, int K)
 {
-	int kind = kind_of(t), fm = float_mode(t);
+	int kind = kind_of(t), fm = float_mode(t, o);
 	float acc[8] = { 0 }, acc1 = 0.0f, summs = 0.0f, accm[4] = { 0 };
 	if (kind == KIND_PLAIN || kind == KIND_OFFSET) {
 		for (int b = 0; b < K / 32; b++) {
@@ -627,8 +633,9 @@ static void urow_init(urow_t *u, void *mem, int K)
 
 /* The same definition with the integer sums in plain scalar C (no vector
  * code), for the tests. */
-float qmm_dot_ref(uint32_t wtype, const void *wrow, const void *arow, int K)
+float qmm_dot_ref(uint32_t wtype, enum qmm_order o, const void *wrow, const void *arow, int K)
 {
+	bool whole = float_mode(wtype, o) == F_BLOCK;
 	size_t nb = urow_bytes(K);
 	void *mem = malloc(nb);
 	if (mem == NULL)
@@ -680,14 +687,14 @@ float qmm_dot_ref(uint32_t wtype, const void *wrow, const void *arow, int K)
 			lane[(i % 32) / 4] += v;
 			all += v;
 		}
-		if (wtype == QUANT_Q4_0)
+		if (whole)
 			acc1 = fmaf((float)all, dd, acc1);
 		else
 			for (int k = 0; k < 8; k++)
 				acc[k] = fmaf(dd, (float)lane[k], acc[k]);
 	}
 	free(mem);
-	if (wtype == QUANT_Q4_0)
+	if (whole)
 		return acc1;
 	float r = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 	if (wtype == QUANT_Q4_K)
@@ -1594,13 +1601,14 @@ INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y
 }
 
 /* Activation rows a panel of type t takes at a time. */
-static int group_rows(uint32_t t)
+static int group_rows(uint32_t t, enum qmm_order o)
 {
-	return t == QUANT_Q4_0 ? 4 : 2;
+	return float_mode(t, o) == F_BLOCK ? 4 : 2;
 }
 
 /* One panel (K values per row) times A <= group_rows(t) activation rows. */
-static void kern(uint32_t t, const uint8_t *pan, int K, const void *const *x, float *const *y, __mmask16 msk, int A)
+static void kern(uint32_t t, enum qmm_order o, const uint8_t *pan, int K, const void *const *x, float *const *y,
+		 __mmask16 msk, int A)
 {
 #define KQ(T) do {								\
 		if (A == 2)							\
@@ -1608,6 +1616,8 @@ static void kern(uint32_t t, const uint8_t *pan, int K, const void *const *x, fl
 		else								\
 			k_kq(pan, K / 256, x, y, msk, 1, T);			\
 	} while (0)
+	if (blocks_sum(t, o))	/* the same panels, Q4_0's kernel */
+		t = QUANT_Q4_0;
 	switch (t) {
 	case QUANT_Q4_0:
 		if (A == 4)
@@ -1643,7 +1653,7 @@ static void kern(uint32_t t, const uint8_t *pan, int K, const void *const *x, fl
 }
 
 /* qmm_dot on the panel path: a panel of one row, one activation row. */
-static float dot_panel(uint32_t wtype, const void *wrow, const void *arow, int K)
+static float dot_panel(uint32_t wtype, enum qmm_order o, const void *wrow, const void *arow, int K)
 {
 	int a = qmm_act_for(wtype);
 	bool kq = a == QMM_A8_K;
@@ -1657,19 +1667,19 @@ static float dot_panel(uint32_t wtype, const void *wrow, const void *arow, int K
 	float r[PR];
 	const void *x[1] = { mem + pb };
 	float *y[1] = { r };
-	kern(wtype, mem, K, x, y, 1, 1);
+	kern(wtype, o, mem, K, x, y, 1, 1);
 	free(mem);
 	return r[0];
 }
 
 #endif /* QMM_SIMD */
 
-float qmm_dot(uint32_t wtype, const void *wrow, const void *arow, int K)
+float qmm_dot(uint32_t wtype, enum qmm_order o, const void *wrow, const void *arow, int K)
 {
 	if (qmm_act_for(wtype) < 0)
 		return NAN;
 #if QMM_SIMD
-	return dot_panel(wtype, wrow, arow, K);
+	return dot_panel(wtype, o, wrow, arow, K);
 #else
 	size_t nb = urow_bytes(K);
 	void *mem = malloc(nb);
@@ -1678,7 +1688,7 @@ float qmm_dot(uint32_t wtype, const void *wrow, const void *arow, int K)
 	urow_t u;
 	urow_init(&u, mem, K);
 	unpack_row(wtype, wrow, K, &u);
-	float r = dot_row(wtype, &u, arow, K);
+	float r = dot_row(wtype, o, &u, arow, K);
 	free(mem);
 	return r;
 #endif
@@ -1752,7 +1762,8 @@ static void q_task(void *arg, int task, int worker)
 		int a = qmm_act_for(sg->type);
 		const char *ar = j->act[a];
 		for (int i = 0; i < j->n; i++)
-			j->y[(size_t)i * j->ldy + (size_t)r] = dot_row(sg->type, &u, ar + (size_t)i * j->act_stride[a], K);
+			j->y[(size_t)i * j->ldy + (size_t)r] = dot_row(sg->type, (enum qmm_order)w->qorder, &u,
+										   ar + (size_t)i * j->act_stride[a], K);
 	}
 }
 
@@ -1838,7 +1849,7 @@ static void run_panel(const pjob_t *j, const ops_qseg_t *sg, int r0, const uint8
 	bool kq = quant_block_values(sg->type) == 256;
 	const uint8_t *xb = kq ? j->xk : j->x0;
 	size_t xs = kq ? j->sk : j->s0;
-	int g = group_rows(sg->type);
+	int g = group_rows(sg->type, (enum qmm_order)j->w->qorder);
 	for (int i = i0; i < i1; i += g) {
 		int A = i1 - i < g ? i1 - i : g;
 		const void *x[4];
@@ -1847,7 +1858,7 @@ static void run_panel(const pjob_t *j, const ops_qseg_t *sg, int r0, const uint8
 			x[a] = xb + (size_t)(i + a) * xs;
 			y[a] = j->y + (size_t)(i + a) * j->ldy + col0;
 		}
-		kern(sg->type, pan, j->K, x, y, msk, A);
+		kern(sg->type, (enum qmm_order)j->w->qorder, pan, j->K, x, y, msk, A);
 	}
 }
 
@@ -2005,11 +2016,63 @@ INL __m256 d1_block(const uint8_t *wb, const a8_0_t *a, __m256 acc)
 	return _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), _mm256_cvtepi32_ps(s), acc);
 }
 
+/* QMM_BLOCKS: the int32 sums of the same block of 4 rows, rows 0-3 in
+ * dwords 0-3 (integer additions: any order gives the same sums). */
+INL __m128i d1_isum4(const uint8_t *wb, size_t rb, const a8_0_t *a)
+{
+	__m256i q = _mm256_loadu_si256((const __m256i *)a->qs), s[4];
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++) {
+		__m256i w = _mm256_loadu_si256((const __m256i *)(wb + (size_t)k * rb + 2));
+		s[k] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w));
+	}
+	__m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* QMM_BLOCKS, 4 rows rb apart: acc_r = fma(isum_r, dw_r * da, acc_r) over
+ * the blocks in order (k_block's and dot_row's F_BLOCK operations). */
+static void d1_rows4_blocks(const uint8_t *row, size_t rb, const a8_0_t *xa, int nb, float *y)
+{
+	__m128 acc = _mm_setzero_ps();
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *wb = row + (size_t)b * 34;
+		if (b % 2 == 0)
+			for (int k = 16; k < 20; k++)
+				_mm_prefetch((const char *)wb + (size_t)k * rb, _MM_HINT_T0);
+		__m128i dh = _mm_setr_epi16((short)*(const uint16_t *)wb, (short)*(const uint16_t *)(wb + rb),
+					    (short)*(const uint16_t *)(wb + 2 * rb),
+					    (short)*(const uint16_t *)(wb + 3 * rb), 0, 0, 0, 0);
+		__m128 dd = _mm_mul_ps(_mm_cvtph_ps(dh), _mm_set1_ps(xa[b].d));
+		acc = _mm_fmadd_ps(_mm_cvtepi32_ps(d1_isum4(wb, rb, xa + b)), dd, acc);
+	}
+	_mm_storeu_ps(y, acc);
+}
+
+/* QMM_BLOCKS, one row. (Not a scalar loop: GCC 12 vectorizes the int8 x
+ * int8 sum of a uint8_t pointer cast to int8_t into an unsigned vpdpbusd.) */
+static float d1_row_blocks(const uint8_t *row, const a8_0_t *xa, int nb)
+{
+	float acc = 0.0f;
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *wb = row + (size_t)b * 34;
+		__m256i w = _mm256_loadu_si256((const __m256i *)(wb + 2));
+		__m256i q = _mm256_loadu_si256((const __m256i *)xa[b].qs);
+		__m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w));
+		__m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+		h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+		h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+		acc = fmaf((float)_mm_cvtsi128_si32(h), _cvtsh_ss(*(const uint16_t *)wb) * xa[b].d, acc);
+	}
+	return acc;
+}
+
 static void d1_task(void *arg, int task, int next, int worker)
 {
 	(void)worker;
 	(void)next;
 	const d1job_t *j = arg;
+	bool blocks = j->w->qorder == QMM_BLOCKS;
 	const ops_w_t *w = j->w;
 	int r0 = task * D1_ROWS, r1 = r0 + D1_ROWS < w->n_out ? r0 + D1_ROWS : w->n_out;
 	for (int r = r0; r < r1;) {
@@ -2020,7 +2083,13 @@ static void d1_task(void *arg, int task, int next, int worker)
 		int seg_end = sg->row0 + sg->n_rows, nr = r1 - r < 4 ? r1 - r : 4;
 		if (nr > seg_end - r)
 			nr = seg_end - r;
-		if (nr == 4) {
+		if (blocks) {
+			if (nr == 4)
+				d1_rows4_blocks(row, sg->row_bytes, j->xa, j->nb, j->y + r);
+			else
+				for (int k = 0; k < nr; k++)
+					j->y[r + k] = d1_row_blocks(row + (size_t)k * sg->row_bytes, j->xa, j->nb);
+		} else if (nr == 4) {
 			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 			size_t rb = sg->row_bytes;
 			for (int b = 0; b < j->nb; b++) {

@@ -25,6 +25,17 @@
  *   legacy:  acc += (dw * da) * isum            (+ mw * sa for Q4_1/Q5_1)
  *   K-quant: acc += (da * dw) * isum - (da * dminw) * imin
  *
+ * That is llama.cpp's x86 order for K-quants, Q4_0 and the offset types.
+ * For Q5_0, Q8_0 and IQ4_NL its x86 kernels keep 8 float lanes instead, and
+ * so does margin by default (QMM_LLAMA): lane k of a block sums the products
+ * of positions 4k..4k+3 (mod 32) in int32, each lane accumulates
+ * fma((dw * da), lane, acc_k) over the blocks, and the 8 lanes are summed
+ * at the end ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)); that costs a
+ * conversion and an fma per 4 products. QMM_BLOCKS sums those blocks whole
+ * in int32 too (the order of llama.cpp's portable C and ARM kernels): a
+ * conversion and an fma per 32 products, other bits than llama.cpp's x86
+ * build, the same definition on every path and batch size.
+ *
  * Every output element is one such chain over its row, whatever the batch
  * size, tile or thread that computes it: batch-invariant by construction
  * (DESIGN.md "Determinism"). The portable C path and the AVX-512 path
@@ -55,12 +66,18 @@ size_t qmm_act_row_bytes(enum qmm_act a, int K);
 /* Quantizes x[K] into dst (qmm_act_row_bytes). */
 void qmm_quantize(enum qmm_act a, const float *x, void *dst, int K);
 
+/* The float order of Q5_0, Q8_0 and IQ4_NL blocks (above); an OPS_W_QROWS
+ * matrix's ops_w_t.qorder. */
+enum qmm_order {
+	QMM_LLAMA = 0,		/* llama.cpp's x86 lanes (the default) */
+	QMM_BLOCKS = 1,		/* whole-block sums */
+};
 /* The dot product of one weight row (K values of type wtype) with one
  * quantized activation row of the matching format, as defined above. */
-float qmm_dot(uint32_t wtype, const void *wrow, const void *arow, int K);
+float qmm_dot(uint32_t wtype, enum qmm_order o, const void *wrow, const void *arow, int K);
 /* The same, with the portable C code whatever the build (the tests compare
  * the two). */
-float qmm_dot_ref(uint32_t wtype, const void *wrow, const void *arow, int K);
+float qmm_dot_ref(uint32_t wtype, enum qmm_order o, const void *wrow, const void *arow, int K);
 
 /* Scratch bytes qmm_matmul needs for n rows of a matrix with K columns. */
 size_t qmm_ws_bytes(int n, int K);

@@ -17,7 +17,9 @@
  * - The float order is the defined one: an independent scalar version of
  *   the Q8_0 lanes and of Q4_0's whole-block sum matches qmm_dot, and on
  *   the same data the other order gives other bits (so a kernel that
- *   summed its lanes differently would fail here). */
+ *   summed its lanes differently would fail here); the same for Q8_0 in
+ *   QMM_BLOCKS, whole-block sums, on every path (panels, one row without
+ *   panels, portable). */
 #include "cu_main.h"
 #include "lib/mg_f16.h"
 
@@ -32,7 +34,7 @@
 #include <string.h>
 
 /* The same module compiled without vector code (tests/unit/worker/meson.build). */
-float qmm_generic_dot(uint32_t wtype, const void *wrow, const void *arow, int K);
+float qmm_generic_dot(uint32_t wtype, enum qmm_order o, const void *wrow, const void *arow, int K);
 void qmm_generic_quantize(enum qmm_act a, const float *x, void *dst, int K);
 size_t qmm_generic_ws_bytes(int n, int K);
 void qmm_generic_matmul(ops_pool_t *p, float *y, size_t ldy, const float *x, size_t ldx, const ops_w_t *w, int n,
@@ -207,8 +209,8 @@ static void test_kernel_name(void)
 	CU_ASSERT_EQUAL(qmm_act_row_bytes(QMM_A8_K, 288), 0);
 	/* a type qmm does not take: no result, no crash */
 	uint8_t row[64] = { 0 }, act[64] = { 0 };
-	CU_ASSERT(isnan(qmm_dot(0, row, act, 32)));
-	CU_ASSERT(isnan(qmm_generic_dot(1, row, act, 32)));
+	CU_ASSERT(isnan(qmm_dot(0, QMM_LLAMA, row, act, 32)));
+	CU_ASSERT(isnan(qmm_generic_dot(1, QMM_BLOCKS, row, act, 32)));
 }
 
 /* Every type's rows are found (the test sees them all). */
@@ -238,7 +240,8 @@ static void *quantized(uint32_t type, const float *x, int K)
 	return q;
 }
 
-/* qmm_dot == qmm_dot_ref == the portable build, every type, row and kind. */
+/* qmm_dot == qmm_dot_ref == the portable build, every type, row, kind and
+ * float order. */
 static void test_dot_bits(void)
 {
 	wsets_t ws;
@@ -252,16 +255,17 @@ static void test_dot_bits(void)
 			for (uint64_t seed = 1; seed <= 3; seed++) {
 				make_act(x, w->K, kind, seed);
 				void *q = quantized(w->type, x, w->K);
-				for (int r = 0; r < w->n; r += 5) {
-					const uint8_t *row = w->rows + (size_t)r * w->rb;
-					float f = qmm_dot(w->type, row, q, w->K);
-					float ref = qmm_dot_ref(w->type, row, q, w->K);
-					float gen = qmm_generic_dot(w->type, row, q, w->K);
+				for (int r = 0; r < 2 * w->n; r += 5) {
+					const uint8_t *row = w->rows + (size_t)(r % w->n) * w->rb;
+					enum qmm_order o = r < w->n ? QMM_LLAMA : QMM_BLOCKS;
+					float f = qmm_dot(w->type, o, row, q, w->K);
+					float ref = qmm_dot_ref(w->type, o, row, q, w->K);
+					float gen = qmm_generic_dot(w->type, o, row, q, w->K);
 					if (!same_bits(f, ref) || !same_bits(gen, ref)) {
 						if (bad++ < 5)
-							fprintf(stderr, "\n%s K=%d row %d kind %d: dot %.9g ref %.9g "
-								"generic %.9g\n", gguf_ttype_name(w->type), w->K, r,
-								kind, f, ref, gen);
+							fprintf(stderr, "\n%s K=%d row %d kind %d order %d: dot %.9g ref "
+								"%.9g generic %.9g\n", gguf_ttype_name(w->type), w->K,
+								r % w->n, kind, (int)o, f, ref, gen);
 					}
 					bool offset = w->type == QUANT_Q4_1 || w->type == QUANT_Q5_1;
 					CU_ASSERT(isfinite(ref) || (kind == ACT_HUGE && offset));
@@ -322,7 +326,7 @@ static void test_dot_close_to_f64(void)
 					d += (double)wf[i] * af[i];
 					mag += fabs((double)wf[i] * af[i]);
 				}
-				double got = qmm_dot(w->type, row, q, K);
+				double got = qmm_dot(w->type, (enum qmm_order)(r % 2), row, q, K);
 				/* f32 rounding; and Q4_1 / Q5_1 multiply m by s = f16(d x
 				 * sum q) with d before its own rounding to half: each
 				 * off from (stored d) x sum q by a half's rounding
@@ -405,7 +409,8 @@ static float *expected(const ops_w_t *w, const float *x, size_t ldx, int n)
 			for (int r = 0; r < w->seg[s].n_rows; r++) {
 				const ops_qseg_t *sg = &w->seg[s];
 				want[(size_t)i * (size_t)N + (size_t)(sg->row0 + r)] =
-					qmm_dot_ref(sg->type, sg->data + (size_t)r * sg->row_bytes, q[s], K);
+					qmm_dot_ref(sg->type, (enum qmm_order)w->qorder,
+						    sg->data + (size_t)r * sg->row_bytes, q[s], K);
 			}
 		for (int s = 0; s < w->n_seg; s++)
 			free(q[s]);
@@ -468,6 +473,11 @@ static void test_matmul_one_type(void)
 		ops_w_t w = { .n_out = 0, .n_in = ws.s[si].K, .layout = OPS_W_QROWS };
 		set_seg(&w, &ws.s[si], 40);
 		check_all_n(&w, 40, 1000 + (uint64_t)si);
+		uint32_t t = ws.s[si].type;
+		if (t == QUANT_Q8_0 || t == QUANT_Q5_0 || t == QUANT_IQ4_NL) {	/* whole blocks too */
+			w.qorder = QMM_BLOCKS;
+			check_all_n(&w, 40, 2000 + (uint64_t)si);
+		}
 	}
 	wsets_free(&ws);
 }
@@ -502,6 +512,10 @@ static void test_matmul_mixed(void)
 	set_seg(&u, q80, 13);
 	set_seg(&u, q80, 39);
 	check_all_n(&u, 3, 8);
+	u.qorder = QMM_BLOCKS;
+	check_all_n(&u, 3, 9);
+	w.qorder = QMM_BLOCKS;	/* the Q8_0 rows only change */
+	check_all_n(&w, 24, 10);
 	ops_w_t v = { .n_out = 0, .n_in = 256, .layout = OPS_W_QROWS };
 	set_seg(&v, q40, 33);
 	set_seg(&v, q51, 17);
@@ -730,11 +744,12 @@ static void test_quantize(void)
 /* Q8_0 and Q4_0 dots written from qmm.h / qmm.c's definition: per block
  * the integer sums of lane k (positions i with (i mod 32) / 4 == k), f32
  * fma into 8 lanes by (dw * da); lanes summed (l+l+4), (l+l+2), (l+l+1);
- * Q4_0 one accumulator over whole-block sums. wrong = true: the other
- * order (sequential lanes, or lanes for Q4_0). */
-static float my_dot(uint32_t type, const uint8_t *row, const t_a8_0_t *a, int K, bool wrong)
+ * Q4_0, and Q8_0 in QMM_BLOCKS, one accumulator over whole-block sums.
+ * wrong = true: another order (sequential lanes, or lanes for whole
+ * blocks). */
+static float my_dot(uint32_t type, enum qmm_order o, const uint8_t *row, const t_a8_0_t *a, int K, bool wrong)
 {
-	bool lanes = (type == QUANT_Q8_0) != wrong;
+	bool lanes = (type == QUANT_Q8_0 && o == QMM_LLAMA) != wrong;
 	float acc[8] = { 0 }, acc1 = 0.0f;
 	int bb = quant_block_bytes(type);
 	for (int b = 0; b < K / 32; b++) {
@@ -771,7 +786,8 @@ static float my_dot(uint32_t type, const uint8_t *row, const t_a8_0_t *a, int K,
 
 static void test_float_order(void)
 {
-	static const uint32_t types[] = { QUANT_Q8_0, QUANT_Q4_0 };
+	static const uint32_t types[] = { QUANT_Q8_0, QUANT_Q4_0, QUANT_Q8_0 };
+	static const enum qmm_order orders[] = { QMM_LLAMA, QMM_LLAMA, QMM_BLOCKS };
 	int K = 1024;
 	float *w = malloc((size_t)K * sizeof(float)), *x = malloc((size_t)K * sizeof(float));
 	uint8_t *row = malloc(quant_row_bytes(QUANT_Q8_0, K));
@@ -780,7 +796,7 @@ static void test_float_order(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(x);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(row);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
-	for (size_t ti = 0; ti < 2; ti++) {
+	for (size_t ti = 0; ti < 3; ti++) {
 		int differ = 0;
 		for (uint64_t seed = 1; seed <= 40; seed++) {
 			uint64_t s = seed;
@@ -792,9 +808,10 @@ static void test_float_order(void)
 			}
 			CU_ASSERT_EQUAL_FATAL(quant_quantize_row(types[ti], w, row, K), 0);
 			qmm_quantize(QMM_A8_0, x, a, K);
-			float got = qmm_dot(types[ti], row, a, K);
-			float gen = qmm_generic_dot(types[ti], row, a, K);
-			float def = my_dot(types[ti], row, a, K, false), other = my_dot(types[ti], row, a, K, true);
+			enum qmm_order o = orders[ti];
+			float got = qmm_dot(types[ti], o, row, a, K);
+			float gen = qmm_generic_dot(types[ti], o, row, a, K);
+			float def = my_dot(types[ti], o, row, a, K, false), other = my_dot(types[ti], o, row, a, K, true);
 			CU_ASSERT(same_bits(got, def));
 			CU_ASSERT(same_bits(gen, def));
 			differ += !same_bits(def, other);
