@@ -4,12 +4,13 @@
  * never passes or fails.
  *
  *   bench-qmm [--threads 1,2] [--batch 1,8,32,128] [--types q8_0,q4_0,q4_k,q6_k]
- *             [--shapes llama-110m|N:K,...] [--ms 300] [--cpu]
+ *             [--shapes llama-110m|N:K,...] [--ms 300] [--cpu] [--order llama|blocks]
  *
  * Each figure is the median of runs of one call, repeated for --ms
  * milliseconds. GMAC/s counts n x N x K multiply-adds. --cpu times with
  * the process's CPU clock instead of the wall clock: steadier on a shared
- * machine, meaningful with --threads 1 only (pool threads spin). */
+ * machine, meaningful with --threads 1 only (pool threads spin). --order
+ * blocks: Q5_0, Q8_0 and IQ4_NL blocks summed whole (qmm.h QMM_BLOCKS). */
 #include "worker/ops.h"
 #include "worker/qmm.h"
 #include "worker/quant.h"
@@ -131,6 +132,7 @@ int main(int argc, char **argv)
 	int shapes[16][2] = { { 2304, 768 }, { 768, 768 }, { 4096, 768 }, { 768, 2048 }, { 32000, 768 } };
 	int nsh = 5;
 	double ms = 300;
+	enum qmm_order order = QMM_LLAMA;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
 		if (strcmp(a, "--threads") == 0) {
@@ -138,6 +140,9 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--batch") == 0) {
 			nbt = parse_list(v, batch, 16);
+			i++;
+		} else if (strcmp(a, "--order") == 0 && (strcmp(v, "llama") == 0 || strcmp(v, "blocks") == 0)) {
+			order = strcmp(v, "blocks") == 0 ? QMM_BLOCKS : QMM_LLAMA;
 			i++;
 		} else if (strcmp(a, "--cpu") == 0) {
 			clock_id = CLOCK_PROCESS_CPUTIME_ID;
@@ -172,7 +177,7 @@ int main(int argc, char **argv)
 			i++;
 		} else {
 			fprintf(stderr, "usage: bench-qmm [--threads 1,2] [--batch 1,8,32,128] "
-				"[--types q8_0,q4_0,q4_k,q6_k] [--shapes llama-110m|N:K,...] [--ms 300] [--cpu]\n");
+				"[--types q8_0,q4_0,q4_k,q6_k] [--shapes llama-110m|N:K,...] [--ms 300] [--cpu] [--order llama|blocks]\n");
 			return strcmp(a, "--help") == 0 ? 0 : 2;
 		}
 	}
@@ -210,7 +215,7 @@ int main(int argc, char **argv)
 			for (int r = 0; r < N; r++)
 				if (quant_quantize_row(t, wf + (size_t)r * (size_t)K, q + (size_t)r * rb, K) < 0)
 					return 1;
-			ops_w_t w = { .n_out = N, .n_in = K, .layout = OPS_W_QROWS, .n_seg = 1 };
+			ops_w_t w = { .n_out = N, .n_in = K, .layout = OPS_W_QROWS, .n_seg = 1, .qorder = (int)order };
 			w.seg[0] = (ops_qseg_t){ 0, N, t, rb, q };
 			for (int hi = 0; hi < nt; hi++) {
 				ops_pool_t *p = NULL;

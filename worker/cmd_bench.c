@@ -86,6 +86,7 @@ typedef struct bench_args {
 	int ctx;		/* slot context; 0 = just what a run needs */
 	const char *kv;		/* KV cache type; NULL = the engine's default */
 	model_weights_t weights;
+	model_arith_t arith;
 	bool json;
 	const char *calib_path;
 	bool recalibrate;
@@ -138,6 +139,10 @@ static const mg_setting_t settings[] = {
 		  "they are, the rest f32), f32, q8_0-panels (Q8 widened\n"
 		  "exactly), or a mix quantized at load: q8_0, q4_0, q4_1, q5_0,\n"
 		  "q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs, ..." },
+	{ .flag = "arith", .section = SEC, .key = "arith", .arg = "ORDER",
+	  .help = "quantized kernels' float order: llama (default: llama.cpp's\n"
+		  "logits bit for bit) or fast (Q5_0, Q8_0 and IQ4_NL blocks\n"
+		  "summed whole: other bits, faster at batch 8+)" },
 	{ .flag = "reps", .section = SEC, .key = "reps", .type = MG_SETTING_INT, .lo = 1, .hi = 1000, .def = "3",
 	  .arg = "R", .help = "repetitions per figure", B(reps) },
 	{ .flag = "prefill-chunk", .section = SEC, .key = "prefill_chunk", .type = MG_SETTING_INT, .lo = 1,
@@ -168,7 +173,7 @@ static const mg_settings_spec_t spec = {
 	.prog = "margin-worker bench",
 	.synopsis = "(--model FILE.gguf | --arch PRESET | --calibrate-only) [--layers K]\n"
 		    "       [--batch 1,8,32] [--prompt-len 128] [--gen-len 64] [--threads N]\n"
-		    "       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--reps 3] [--prefill-chunk N]\n"
+		    "       [--slots N] [--ctx N] [--kv TYPE] [--weights TYPE] [--arith ORDER] [--reps 3] [--prefill-chunk N]\n"
 		    "       [--calib FILE] [--recalibrate] [--hardware PROFILE] [--embed] [--profile]\n"
 		    "       [--json]\n",
 	.intro = "Measure prefill and decode throughput of the batched engine and compare them\n"
@@ -230,6 +235,11 @@ static int parse_args(int argc, char **argv, mg_config_t *cfg, bench_args_t *a)
 	}
 	if (weights != NULL && model_weights_parse(weights, &a->weights) < 0) {
 		fprintf(stderr, "margin-worker bench: bad value '%s' for --weights\n", weights);
+		return -EINVAL;
+	}
+	const char *arith = mg_config_get(cfg, SEC, "arith");
+	if (arith != NULL && model_arith_parse(arith, &a->arith) < 0) {
+		fprintf(stderr, "margin-worker bench: bad value '%s' for --arith (llama or fast)\n", arith);
 		return -EINVAL;
 	}
 	if (a->calibrate_only && a->model_path == NULL && a->arch == NULL)
@@ -392,7 +402,7 @@ static uint32_t decode_max_tokens(const bench_args_t *a)
 static int open_model(bench_model_t *bm, const bench_args_t *a, int layers_override, char *err, size_t errlen)
 {
 	int rc;
-	model_opts_t mo = { .weights = a->weights };
+	model_opts_t mo = { .weights = a->weights, .arith = a->arith };
 	if (a->arch != NULL)
 		rc = model_new_synth_opts(a->arch, layers_override, &mo, &bm->m, err, errlen);
 	else
@@ -713,7 +723,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 			json_object_set_new(run, "profile", profile_json(o));
 	}
 	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:s, s:I, s:I, s:i, s:i, s:b}, "
-				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s, s:s}, s:o}",
+				 "s:{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I, s:s, s:s, s:s}, s:o}",
 		"hardware", a->hardware ? a->hardware : "unknown",
 		"machine", machine_json(cal, measured),
 		"model", "name", name, "arch", cfg->arch_name,
@@ -723,6 +733,7 @@ static int print_json(const bench_args_t *a, const calib_t *cal, bool measured, 
 		"settings", "prompt_len", a->prompt_len, "gen_len", a->gen_len, "reps", a->reps,
 			"slots", a->slots, "prefill_chunk", a->prefill_chunk, "ctx", ctx, "kv_type", kv_type,
 			"kv_bytes", (json_int_t)llround(kv_bytes), "weights", model_weights_name(a->weights),
+			"arith", model_arith_name(a->arith),
 			"roofline_peak", ints ? "int8_gops" : "fma_gflops",
 		"runs", runs);
 	if (root == NULL)
@@ -787,6 +798,8 @@ static void print_text(const bench_args_t *a, const calib_t *cal, bool measured,
 		       "        extrapolated linearly in the layer count)\n",
 		       bm[0].layers, L, bm[0].layers, bm[1].layers);
 	bool ints = integer_matrices(bm[0].m, a->weights);
+	if (ints && a->arith == MODEL_ARITH_FAST)
+		printf("arith: fast (Q5_0, Q8_0 and IQ4_NL blocks summed whole: not llama.cpp's bits)\n");
 	double peak = compute_peak(cal, bm[0].m, a->weights), step_bytes = 4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full;
 	printf("ceilings: %.0f tok/s at the %s peak (2 x %.1fM %s per token); batch 1: %.1f tok/s at the read\n"
 	       "          bandwidth (%.0f MB of weights per step)\n",

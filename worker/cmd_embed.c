@@ -118,7 +118,7 @@ static void print_out(const engine_out_t *o, size_t index, bool json)
 }
 
 typedef struct embed_args {
-	const char *model_path, *arch, *weights, *pooling, *kv;	/* borrowed from the config */
+	const char *model_path, *arch, *weights, *arith, *pooling, *kv;	/* borrowed from the config */
 	int32_t layers, dims, slots, ctx, chunk, threads;
 	bool truncate, ids_in, json;
 	engine_opts_t eo;
@@ -158,6 +158,8 @@ static const mg_setting_t embed_settings[] = {
 	  .help = "KV cache type: f32, f16 or q8_0 (default " MODEL_KV_DEFAULT ")" },
 	{ .flag = "weights", .section = "embed", .key = "weights", .arg = "TYPE",
 	  .help = "matrices: auto, f32, q8_0-panels or a mix (q8_0, q4_k_m, ...)", EA(weights) },
+	{ .flag = "arith", .section = "embed", .key = "arith", .arg = "ORDER",
+	  .help = "quantized kernels' float order: llama (default) or fast", EA(arith) },
 	{ .flag = "json", .section = "embed", .key = "json", .type = MG_SETTING_BOOL, .set = "yes",
 	  .help = "one JSON object per input: index, tokens, truncated,\nembedding (or error)", EA(json) },
 	{ .section = "embed", .key = "input", .type = MG_SETTING_LIST, .hi = 1024, .arg = "INPUT",
@@ -170,7 +172,8 @@ static const mg_settings_spec_t embed_spec = {
 	.synopsis = "(--model FILE.gguf | --arch PRESET [--layers K])\n"
 		    "                           [--pooling P] [--dimensions N] [--truncate] [--ids]\n"
 		    "                           [--slots N] [--ctx N] [--prefill-chunk N] [--threads N]\n"
-		    "                           [--kv TYPE] [--weights TYPE] [--json] [INPUT ...]\n",
+		    "                           [--kv TYPE] [--weights TYPE] [--arith ORDER] [--json]\n"
+		    "                           [INPUT ...]\n",
 	.intro = "Print the embedding of each INPUT (or of each line of stdin): the final\n"
 		 "hidden states (after the output norm) pooled, cut to N values, L2-normalized.\n",
 	.epilog = "Exit status: 0, 1 when an input or the model failed, 2 bad usage.\n",
@@ -194,6 +197,10 @@ static int parse_args(int argc, char **argv, mg_config_t *cfg, embed_args_t *a)
 	if (a->weights != NULL && model_weights_parse(a->weights, &a->mo.weights) < 0) {
 		fprintf(stderr, "margin-worker embed: --weights %s: not auto, f32, q8_0-panels or a quantized "
 			"mix (q8_0, q4_k_m, ...)\n", a->weights);
+		return 2;
+	}
+	if (a->arith != NULL && model_arith_parse(a->arith, &a->mo.arith) < 0) {
+		fprintf(stderr, "margin-worker embed: --arith %s: not llama or fast\n", a->arith);
 		return 2;
 	}
 	/* the ENUM rows are kept as text, as engine_opts_t takes them */

@@ -38,7 +38,7 @@ static json_t *ids_json(const int32_t *ids, size_t n)
 
 typedef struct run_args {
 	const char *model_path, *arch, *prompt;	/* borrowed from cfg */
-	const char *temp_s, *top_p_s, *seed_s, *kv, *weights;	/* borrowed from cfg */
+	const char *temp_s, *top_p_s, *seed_s, *kv, *weights, *arith;	/* borrowed from cfg */
 	int64_t n_gen, layers, threads, top_k;
 	uint64_t seed;
 	float temp, top_p;
@@ -76,6 +76,10 @@ static const mg_setting_t settings[] = {
 	  .help = "matrices: auto (a file's quantized tensors stay as they are,\n"
 		  "multiplied as llama.cpp does; the rest f32), f32, q8_0-panels\n"
 		  "(Q8 widened exactly), or a mix quantized at load (q8_0, q4_k_m, ...)", A(weights) },
+	{ .flag = "arith", .section = SEC, .key = "arith", .arg = "ORDER",
+	  .help = "quantized kernels' float order: llama (default: llama.cpp's\n"
+		  "logits bit for bit) or fast (Q5_0, Q8_0 and IQ4_NL blocks\n"
+		  "summed whole: other bits, faster at batch 8+)", A(arith) },
 	{ .flag = "ignore-eos", .section = SEC, .key = "ignore_eos", .type = MG_SETTING_BOOL, .set = "yes",
 	  .help = "keep generating past end-of-generation tokens", A(ignore_eos) },
 	{ .flag = "blas", .section = SEC, .key = "blas", .type = MG_SETTING_BOOL, .set = "yes",
@@ -90,7 +94,7 @@ static const mg_settings_spec_t spec = {
 	.prog = "margin-worker run",
 	.synopsis = "(--model FILE.gguf | --arch PRESET [--layers K]) --prompt TEXT\n"
 		    "                         [-n N] [--temp T] [--top-p P] [--top-k K] [--seed S]\n"
-		    "                         [--threads N] [--kv TYPE] [--weights TYPE] [--ignore-eos] [--blas]\n"
+		    "                         [--threads N] [--kv TYPE] [--weights TYPE] [--arith ORDER] [--ignore-eos] [--blas]\n"
 		    "                         [--json] [--stats]\n",
 	.intro = "Generate up to N tokens (default 64) after TEXT; greedy unless --temp > 0.\n",
 	.no_config = true,
@@ -128,6 +132,8 @@ static int parse_values(run_args_t *a)
 		bad = "kv";
 	else if (bad == NULL && a->weights != NULL && model_weights_parse(v = a->weights, &a->mo.weights) < 0)
 		bad = "weights";
+	else if (bad == NULL && a->arith != NULL && model_arith_parse(v = a->arith, &a->mo.arith) < 0)
+		bad = "arith";
 	if (bad == NULL)
 		return 0;
 	fprintf(stderr, "margin-worker run: bad value '%s' for --%s\n", v, bad);

@@ -53,6 +53,11 @@ static const mg_setting_t settings[] = {
 	  .help = "matrices: auto (the file's quantized tensors stay as\n"
 		  "they are, the rest f32), f32, q8_0-panels, or a mix\n"
 		  "quantized at load (q8_0, q4_k_m, ...)", S(weights) },
+	{ .flag = "arith", .section = SECTION, .key = "arith", .arg = "ORDER",
+	  .help = "quantized kernels' float order: llama (default: llama.cpp's\n"
+		  "logits bit for bit) or fast (Q5_0, Q8_0 and IQ4_NL blocks\n"
+		  "summed whole: other bits, faster at batch 8+); every worker\n"
+		  "of a model should use the same", S(arith) },
 	{ .flag = "pooling", .section = SECTION, .key = "pooling", .arg = "P",
 	  .help = "embeddings of a model whose GGUF names no pooling:\n"
 		  "mean (default), cls or last; a model that names one\n"
@@ -99,7 +104,7 @@ static const mg_settings_spec_t spec = {
 	.prog = "margin-worker serve",
 	.synopsis = "[--config FILE] --scheduler tcp://HOST:PORT\n"
 		    "           (--model FILE.gguf | --arch PRESET) [--slots N] [--threads N]\n"
-		    "           [--ctx N] [--kv TYPE] [--weights TYPE]\n"
+		    "           [--ctx N] [--kv TYPE] [--weights TYPE] [--arith ORDER]\n"
 		    "           [--pooling P] [--embed-truncatable yes|no]\n"
 		    "           [--name NAME] [--hardware PROFILE]\n"
 		    "           [--curve-secret FILE --curve-server FILE.pub | --no-curve]\n"
@@ -153,6 +158,13 @@ static int opts_from_config(const mg_config_t *c, serve_opts_t *o)
 		fprintf(stderr, "margin-worker serve: [%s] weights = %s (from %s): not auto, f32, q8_0-panels "
 			"or a quantized mix (q8_0, q4_k_m, ...)\n", SECTION,
 			o->weights, mg_config_origin(c, SECTION, "weights"));
+		return 2;
+	}
+	o->arith = get_str(c, "arith");
+	model_arith_t ar;
+	if (o->arith != NULL && model_arith_parse(o->arith, &ar) < 0) {
+		fprintf(stderr, "margin-worker serve: [%s] arith = %s (from %s): not llama or fast\n", SECTION,
+			o->arith, mg_config_origin(c, SECTION, "arith"));
 		return 2;
 	}
 	o->pooling = get_str(c, "pooling");

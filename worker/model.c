@@ -35,6 +35,7 @@ struct model {
 	model_config_t cfg;
 	enum ops_layout layout;	/* of f32 matrices: packed, or row-major (BLAS) */
 	model_weights_t weights;	/* which matrices become Q8 or a mix's types */
+	model_arith_t arith;		/* the OPS_W_QROWS matrices' float order */
 	quant_mix_t mix;	/* weights >= MODEL_WEIGHTS_MIX: the mix */
 	void **qbufs;		/* owned: blocks quantized at load, [n_qbufs] */
 	bool borrowed;		/* some matrix's rows are in g's mapping */
@@ -476,9 +477,9 @@ static void account(model_t *m, const ops_w_t *w, bool every_step)
 static int alloc_w(model_t *m, ops_w_t *w, enum ops_layout layout, int n_out, int n_in, const char *what,
 		   char *err, size_t errlen)
 {
-	(void)m;
 	if (layout == OPS_W_QROWS) {	/* the rows stay where they are */
-		*w = (ops_w_t){ .n_out = n_out, .n_in = n_in, .layout = layout };
+		*w = (ops_w_t){ .n_out = n_out, .n_in = n_in, .layout = layout,
+				.qorder = m->arith == MODEL_ARITH_FAST ? QMM_BLOCKS : QMM_LLAMA };
 		if (n_in > 65536)	/* qmm's per-thread row buffer */
 			return mg_seterr(err, errlen, -ENOTSUP, "%s: rows of %d values are longer than "
 				      "the 65536 the quantized kernels take", what, n_in);
@@ -844,6 +845,7 @@ static int model_alloc(const model_config_t *c, const model_opts_t *o, model_t *
 	m->cfg = *c;
 	m->layout = o != NULL && o->blas ? OPS_W_ROWMAJOR : OPS_W_PACKED;
 	m->weights = o != NULL ? o->weights : MODEL_WEIGHTS_AUTO;
+	m->arith = o != NULL ? o->arith : MODEL_ARITH_LLAMA;
 	if (m->weights >= MODEL_WEIGHTS_MIX) {
 		const char *name = quant_mix_name((size_t)(m->weights - MODEL_WEIGHTS_MIX));
 		if (name == NULL || quant_mix_parse(name, &m->mix) < 0) {
@@ -1063,6 +1065,23 @@ const char *model_weights_name(model_weights_t w)
 		return weights_names[w];
 	const char *n = w >= MODEL_WEIGHTS_MIX ? quant_mix_name((size_t)(w - MODEL_WEIGHTS_MIX)) : NULL;
 	return n != NULL ? n : "?";
+}
+
+static const char *const arith_names[] = { "llama", "fast" };
+
+int model_arith_parse(const char *s, model_arith_t *ret)
+{
+	for (int i = 0; i < 2; i++)
+		if (s != NULL && strcmp(s, arith_names[i]) == 0) {
+			*ret = (model_arith_t)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *model_arith_name(model_arith_t a)
+{
+	return (unsigned)a < 2 ? arith_names[a] : "?";
 }
 
 static const char *const kv_type_names[] = { "f32", "f16", "q8_0" };

@@ -117,6 +117,20 @@ typedef enum model_weights {
 int model_weights_parse(const char *s, model_weights_t *ret);
 const char *model_weights_name(model_weights_t w);
 
+/* The float order of the integer kernels' Q5_0, Q8_0 and IQ4_NL blocks
+ * (qmm.h enum qmm_order). LLAMA (default, "llama"): llama.cpp's x86 lanes,
+ * so the logits are llama.cpp's bit for bit. FAST ("fast"): every block
+ * summed whole in int32 before its scale, 1.2-1.5x the products at batch
+ * 32 (docs/kernels.md); other bits, as batch-invariant. Other types have one
+ * order. */
+typedef enum model_arith {
+	MODEL_ARITH_LLAMA = 0,
+	MODEL_ARITH_FAST = 1,
+} model_arith_t;
+/* "llama" or "fast"; -EINVAL otherwise. */
+int model_arith_parse(const char *s, model_arith_t *ret);
+const char *model_arith_name(model_arith_t a);
+
 typedef struct model_opts {
 	/* false (default): weights packed for the batch-invariant kernel
 	 * (ops.h). true: row-major weights and OpenBLAS sgemv/sgemm: NOT
@@ -133,6 +147,8 @@ typedef struct model_opts {
 	 * types (the values change). F32: everything widened. Unused with
 	 * blas. */
 	model_weights_t weights;
+	/* The quantized kernels' float order (above). */
+	model_arith_t arith;
 } model_opts_t;
 int model_load_opts(const char *path, const model_opts_t *o, model_t **ret,
 		    char *err, size_t errlen);

@@ -189,6 +189,11 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 			rc = -EINVAL;
 			goto fail;
 		}
+		if (o->arith != NULL && model_arith_parse(o->arith, &mo.arith) < 0) {
+			snprintf(err, errlen, "arith = %s: not llama or fast", o->arith);
+			rc = -EINVAL;
+			goto fail;
+		}
 		if (s->model_path)
 			rc = model_load_opts(s->model_path, &mo, &s->model, merr, sizeof(merr));
 		else
@@ -224,9 +229,10 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		else
 			mg_log(MG_LOG_INFO, COMP, "embeddings model=%s dims=%u pooling=%s truncatable=%s", s->model_name,
 			       s->embed_dims, s->pooling, s->embed_truncatable ? "yes" : "no");
-		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weights=%s weight_bytes=%llu threads=%d",
+		mg_log(MG_LOG_INFO, COMP, "engine ready model=%s slots=%d ctx=%d kv_type=%s kv_bytes=%zu weights=%s arith=%s weight_bytes=%llu threads=%d",
 		       s->model_name, ro->slots, ro->n_ctx, ro->kv_type, engine_kv_bytes(s->engine),
-		       model_weights_name(mo.weights), (unsigned long long)model_weight_bytes(s->model), ro->threads);
+		       model_weights_name(mo.weights), model_arith_name(mo.arith),
+		       (unsigned long long)model_weight_bytes(s->model), ro->threads);
 		/* once per model, not per request: its chat requests still run */
 		chat_pick_t cp = chat_pick(model_tok(s->model));
 		if (cp.fallback && model_tok(s->model) != NULL)

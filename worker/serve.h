@@ -43,6 +43,7 @@ typedef struct serve_opts {
 	int n_ctx;			/* KV cache per slot (0: the engine's default) */
 	const char *kv_type;		/* KV cache type (NULL: the engine's default) */
 	const char *weights;		/* "auto" (NULL), "f32", "q8_0": model_opts_t */
+	const char *arith;		/* "llama" (NULL) or "fast": model_opts_t */
 	const char *pooling;		/* embeddings of a model whose GGUF names no
 					   pooling: "mean", "cls", "last" (NULL: the
 					   engine's default, ENGINE_POOLING_DEFAULT) */

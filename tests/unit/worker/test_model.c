@@ -1404,10 +1404,84 @@ static void test_hidden_states(void)
 	model_destroy(&m);
 }
 
+/* --arith fast (QMM_BLOCKS) on stories15M Q8_0: the logits move (so the
+ * order took effect) by the rounding noise of activation quantization
+ * only (under 3% of the largest logit), the 8 reference continuations
+ * stay llama.cpp's 48 greedy tokens, and `run --arith` takes llama and
+ * fast and refuses anything else. */
+static void test_stories15m_arith_fast(void)
+{
+	const char *path = cu_shared_path("models/stories15M-q8_0.gguf");
+	char model[256];
+	snprintf(model, sizeof(model), "%s", path);
+	json_error_t je;
+	json_t *root = json_load_file(cu_shared_path("testdata/stories15M_q8_0_greedy.json"), 0, &je);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+	json_t *cases = json_object_get(root, "cases");
+	CU_ASSERT_EQUAL_FATAL(json_array_size(cases), 8);
+	model_opts_t lo = { .arith = MODEL_ARITH_LLAMA }, fo = { .arith = MODEL_ARITH_FAST };
+	model_t *ml = NULL, *mf = NULL;
+	char err[256] = "";
+	CU_ASSERT_EQUAL_FATAL(model_load_opts(model, &lo, &ml, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(model_load_opts(model, &fo, &mf, err, sizeof(err)), 0);
+	float *ll = malloc(32000 * sizeof(float)), *lf = malloc(32000 * sizeof(float));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ll);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(lf);
+	g_kv_type = MODEL_KV_F16;
+	int same_all = 0, moved = 0;
+	double worst = 0.0, top = 0.0;
+	for (size_t ci = 0; ci < json_array_size(cases); ci++) {
+		json_t *cs = json_array_get(cases, ci);
+		size_t np, nw;
+		int32_t *prompt = json_ids(json_object_get(cs, "prompt_tokens"), &np);
+		int32_t *want = json_ids(json_object_get(cs, "output_tokens"), &nw);
+		int32_t gl[48], gf[48];
+		CU_ASSERT_EQUAL_FATAL(generate(ml, 2, prompt, (int)np, (int)np, 1, gl, ll), 0);
+		CU_ASSERT_EQUAL_FATAL(generate(mf, 2, prompt, (int)np, 4, 48, gf, lf), 0);
+		for (int i = 0; i < 32000; i++) {
+			moved += memcmp(&ll[i], &lf[i], sizeof(float)) != 0;
+			double d = fabs((double)ll[i] - (double)lf[i]);
+			worst = d > worst ? d : worst;
+			top = fabs((double)ll[i]) > top ? fabs((double)ll[i]) : top;
+		}
+		int same = nw == 48 && memcmp(gf, want, sizeof(gf)) == 0;
+		if (!same)
+			fprintf(stderr, "\nstories15M q8_0 --arith fast, case %s: tokens differ from llama.cpp's\n",
+				json_string_value(json_object_get(cs, "id")));
+		same_all += same;
+		free(prompt);
+		free(want);
+	}
+	fprintf(stderr, "[fast: %d of 8 cases equal llama.cpp's; %d first logits moved, by at most %.2g of %.3g] ",
+		same_all, moved, worst, top);
+	CU_ASSERT_EQUAL(same_all, 8);
+	CU_ASSERT(moved > 1000);
+	/* a rounding that moves an activation across a quantization step
+	 * changes the logits by much more than itself: about 1% (qmm.h) */
+	CU_ASSERT(worst > 0.0 && worst < 0.03 * top);
+	/* the flag */
+	char *argv[] = { "run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--arith", "fast",
+			 "--json", NULL };
+	char *out = NULL;
+	CU_ASSERT_EQUAL(run_cmd(argv, 10, &out), 0);
+	CU_ASSERT_PTR_NOT_NULL(out != NULL ? strstr(out, "\"output_ids\"") : NULL);
+	free(out);
+	out = NULL;
+	argv[8] = "exact";
+	CU_ASSERT_NOT_EQUAL(run_cmd(argv, 10, &out), 0);
+	free(out);
+	free(ll);
+	free(lf);
+	model_destroy(&ml);
+	model_destroy(&mf);
+	json_decref(root);
+}
+
 const cu_test_t model_tests[] = {
 	{ "cmd_run_kv", test_cmd_run_kv },
 	{ "cmd_run_nul", test_cmd_run_nul },
 	{ "stories15m_reference", test_stories15m_reference },
+	{ "stories15m_arith_fast", test_stories15m_arith_fast },
 	{ "hostile_quant", test_hostile_quant },
 	{ "config", test_config },
 	{ "reference_greedy", test_reference_greedy },
