@@ -2,7 +2,7 @@
 """bench/kernels-table.py: margin's kernels on one model shape in F32, Q8_0
 and Q4_K_M, beside the machine's calibrated ceilings.
 
-    bench/kernels-table.py [--arch llama-110m] [--types f32,q8_0,q4_k_m]
+    bench/kernels-table.py [--arch llama-110m] [--types f32,q8_0,q4_k_m,q8_0:fast]
         [--reps 3] [--threads 2] [--prompt-len 128] [--gen-len 64]
         [--dir DIR] [--out DIR] [--recalibrate] [--llama-bench PATH]
         [--worker PATH] [--json]
@@ -27,6 +27,11 @@ the same files in the same rotation
 (llama-batched-bench -m FILE -npp PROMPT -ntg GEN -npl 1,32 -t THREADS,
 -c 32 x (PROMPT + GEN) so that 32 sequences fit)
 and its figures get a column of their own.
+
+A type written TYPE:fast (e.g. q8_0:fast) runs the TYPE file again with
+`margin-worker bench --arith fast` (qmm.h QMM_BLOCKS: Q5_0, Q8_0 and IQ4_NL
+blocks summed whole, not llama.cpp's bits), in the same rotation, as a row
+of its own; llama.cpp does not run it twice.
 
 Ceilings (tok/s). From the file's tensor table (GGUF header):
   P      = elements of the matrices one token goes through: every tensor of
@@ -303,11 +308,21 @@ def fmt_tok(x):
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
 
+def split_type(t):
+    """'q8_0:fast' -> ('q8_0', ['--arith', 'fast']); 'q8_0' -> ('q8_0', [])."""
+    base, sep, arith = t.partition(":")
+    if not sep:
+        return t, []
+    if arith not in ("fast", "llama") or not base:
+        raise TableError(f"--types {t}: TYPE or TYPE:fast")
+    return base, ["--arith", arith]
+
+
 def build_result(args, machine, files, llama_used, load):
     ceil = ceilings(machine)
     rows = []
     for t, info in files.items():
-        quantized = t not in FLOAT_TYPES
+        quantized = split_type(t)[0] not in FLOAT_TYPES
         fc = file_ceilings(info["cost"], ceil, quantized, args.prompt_len)
         row = {"type": t, "file": info["path"], "cost": info["cost"], "figures": {}}
         for key in ("prefill", "b1", "b32"):
@@ -457,6 +472,11 @@ def main(argv=None):
     types = [t.strip().lower() for t in args.types.split(",") if t.strip()]
     if not types:
         ap.error("--types: no type given")
+    for t in types:
+        try:
+            split_type(t)
+        except TableError as e:
+            ap.error(str(e))
 
     tmp = None
     try:
@@ -468,13 +488,14 @@ def main(argv=None):
             os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
         files = {}
         for t in types:
-            path = os.path.join(d, f"{args.arch}-{t}.gguf")
+            base, extra = split_type(t)
+            path = os.path.join(d, f"{args.arch}-{base}.gguf")
             if not os.path.exists(path):
-                print(f"kernels-table: synth --arch {args.arch} --type {t}", file=sys.stderr)
-                run([args.worker, "synth", "--arch", args.arch, "--type", t, "-o", path],
-                    f"margin-worker synth --type {t}")
+                print(f"kernels-table: synth --arch {args.arch} --type {base}", file=sys.stderr)
+                run([args.worker, "synth", "--arch", args.arch, "--type", base, "-o", path],
+                    f"margin-worker synth --type {base}")
             files[t] = {"path": path, "cost": model_cost(gguf_tensors(path), path),
-                        "runs": [], "llama": []}
+                        "runs": [], "llama": [], "extra": extra}
         load0 = loadavg()
         machine = None
         recal = ["--recalibrate"] if args.recalibrate else []
@@ -485,7 +506,7 @@ def main(argv=None):
                       file=sys.stderr)
                 cmd = [args.worker, "bench", "--model", f["path"], "--batch", "1,32",
                        "--prompt-len", str(args.prompt_len), "--gen-len", str(args.gen_len),
-                       "--threads", str(args.threads), "--reps", "1", "--json"] + recal
+                       "--threads", str(args.threads), "--reps", "1", "--json"] + f["extra"] + recal
                 recal = []
                 out = run(cmd, f"margin-worker bench ({t})")
                 try:
@@ -493,18 +514,19 @@ def main(argv=None):
                 except ValueError as e:
                     raise TableError(f"margin-worker bench ({t}): output is not JSON: {e}")
                 if args.out:
-                    with open(os.path.join(args.out, "runs", f"{t}-{rep + 1}.json"), "w") as fh:
+                    with open(os.path.join(args.out, "runs", f"{t.replace(':', '-')}-{rep + 1}.json"), "w") as fh:
                         fh.write(out)
                 if machine is None:
                     machine = doc.get("machine") or {}
                 f["runs"].append(bench_figures(doc, f"margin-worker bench ({t})"))
-                if llama:
+                if llama and not f["extra"]:
                     lout = run([llama, "-m", f["path"], "-npp", str(args.prompt_len),
                                 "-ntg", str(args.gen_len), "-npl", "1,32", "-t", str(args.threads),
                                 "-c", str(32 * (args.prompt_len + args.gen_len))],
                                f"llama-batched-bench ({t})")
                     if args.out:
-                        with open(os.path.join(args.out, "runs", f"{t}-{rep + 1}.llama.txt"), "w") as fh:
+                        with open(os.path.join(args.out, "runs", f"{t.replace(':', '-')}-{rep + 1}.llama.txt"),
+                                  "w") as fh:
                             fh.write(lout)
                     f["llama"].append(llama_figures(lout, f"llama-batched-bench ({t})"))
         res = build_result(args, machine, files, llama, (load0, loadavg()))

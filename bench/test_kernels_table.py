@@ -169,6 +169,24 @@ class Table(unittest.TestCase):
         self.assertEqual(text.count("the ceiling is OpenBLAS's sgemm"), 1)
         self.assertIn("over 100% (prefill, b32): the ceiling is OpenBLAS's sgemm", text)
 
+    def test_fast_variant_is_a_row_of_its_own_on_the_same_file(self):
+        self.assertEqual(kt.split_type("q8_0"), ("q8_0", []))
+        self.assertEqual(kt.split_type("q8_0:fast"), ("q8_0", ["--arith", "fast"]))
+        with self.assertRaises(kt.TableError):
+            kt.split_type("q8_0:quick")
+        import argparse
+        args = argparse.Namespace(arch="llama-110m", threads=2, prompt_len=128, gen_len=64, reps=1)
+        qcost = {"params_per_token": 1000, "classifier_params": 100, "bytes_per_token": 1062.5,
+                 "bytes_by_type": {"Q8_0": 1062.5}}
+        runs = [{"prefill": 2.0, "b1": 1.0, "b32": 2.0, "prefill_b32": 2.0}]
+        files = {"q8_0": {"path": "q8.gguf", "cost": qcost, "runs": runs},
+                 "q8_0:fast": {"path": "q8.gguf", "cost": qcost, "runs": runs}}
+        res = kt.build_result(args, NEW_MACHINE, files, None, (1.0, 1.0))
+        # both on the int8 peak (a quantized file), the variant labelled
+        self.assertEqual([r["figures"]["b32"]["bound"] for r in res["files"]],
+                         [res["files"][0]["figures"]["b32"]["bound"]] * 2)
+        self.assertIn("| Q8_0:FAST (", kt.render(res))
+
     def test_new_keys_name_the_peaks_their_units_and_the_blas_core(self):
         import argparse
         args = argparse.Namespace(arch="llama-110m", threads=2, prompt_len=128, gen_len=64, reps=1)
