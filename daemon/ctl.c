@@ -273,11 +273,12 @@ static json_t *cmd_workers(sched_t *s, json_t *req, int64_t now)
 	for (const reg_worker_t *w = registry_first(sched_registry(s)); w != NULL; w = w->next) {
 		json_t *models = json_array();
 		for (size_t i = 0; models && i < w->n_models; i++)
-			json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:i, s:i, s:s, s:I, s:I, s:I, s:s, s:b}",
+			json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:i, s:i, s:s, s:s, s:I, s:I, s:I, s:s, s:b}",
 				"name", w->models[i].name, "arch", w->models[i].arch,
 				"n_params", (json_int_t)w->models[i].n_params,
 				"n_ctx", (int)w->models[i].n_ctx, "n_vocab", (int)w->models[i].n_vocab,
-				"kv_type", w->models[i].kv_type, "kv_bytes", (json_int_t)w->models[i].kv_bytes,
+				"kv_type", w->models[i].kv_type, "arith", w->models[i].arith,
+				"kv_bytes", (json_int_t)w->models[i].kv_bytes,
 				"weight_bytes", (json_int_t)w->models[i].weight_bytes,
 				"embed_dims", (json_int_t)w->models[i].embed_dims,
 				"pooling", w->models[i].pooling,

@@ -32,6 +32,7 @@ static void free_models(reg_worker_t *w)
 		free(w->models[i].name);
 		free(w->models[i].arch);
 		free(w->models[i].kv_type);
+		free(w->models[i].arith);
 		free(w->models[i].pooling);
 	}
 	free(w->models);
@@ -138,16 +139,19 @@ int registry_set_models(reg_worker_t *w, Margin__V1__ModelInfo *const *m, size_t
 		v[i].n_ctx = m[i]->n_ctx;
 		v[i].n_vocab = m[i]->n_vocab;
 		v[i].kv_type = strdup(m[i]->kv_type ? m[i]->kv_type : "");
+		v[i].arith = strdup(m[i]->arith ? m[i]->arith : "");
 		v[i].kv_bytes = m[i]->kv_bytes;
 		v[i].weight_bytes = m[i]->weight_bytes;
 		v[i].embed_dims = m[i]->embed_dims;
 		v[i].pooling = strdup(m[i]->pooling ? m[i]->pooling : "");
 		v[i].embed_truncatable = m[i]->embed_truncatable;
-		if (v[i].name == NULL || v[i].arch == NULL || v[i].kv_type == NULL || v[i].pooling == NULL) {
+		if (v[i].name == NULL || v[i].arch == NULL || v[i].kv_type == NULL || v[i].arith == NULL ||
+		    v[i].pooling == NULL) {
 			for (size_t k = 0; k <= i; k++) {
 				free(v[k].name);
 				free(v[k].arch);
 				free(v[k].kv_type);
+				free(v[k].arith);
 				free(v[k].pooling);
 			}
 			free(v);

@@ -27,6 +27,7 @@ typedef struct reg_model {
 	uint32_t n_ctx;			/* tokens per engine slot: prompt + completion */
 	uint32_t n_vocab;
 	char *kv_type;			/* owned: "f16", ... or "" (not reported) */
+	char *arith;			/* owned: "llama", "fast" or "" (not reported) */
 	uint64_t kv_bytes;		/* the slots' KV caches, reserved */
 	uint64_t weight_bytes;
 	uint32_t embed_dims;		/* 0: this worker gives no embeddings with it */

@@ -469,11 +469,12 @@ static char *models_json(const Margin__V1__Hello *h)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; a && i < h->n_models; i++)
-		json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:i, s:s, s:I, s:I}",
+		json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:i, s:s, s:s, s:I, s:I}",
 			"name", h->models[i]->name, "arch", h->models[i]->arch,
 			"n_params", (json_int_t)h->models[i]->n_params,
 			"n_ctx", (int)h->models[i]->n_ctx,
 			"kv_type", h->models[i]->kv_type ? h->models[i]->kv_type : "",
+			"arith", h->models[i]->arith ? h->models[i]->arith : "",
 			"kv_bytes", (json_int_t)h->models[i]->kv_bytes,
 			"weight_bytes", (json_int_t)h->models[i]->weight_bytes));
 	char *t = a ? json_dumps(a, JSON_COMPACT) : NULL;

@@ -93,6 +93,9 @@ int mg_wire_check_hello(const Margin__V1__Hello *h, char *err, size_t errlen)
 		snprintf(what, sizeof(what), "models[%zu].kv_type", i);
 		if ((r = check_str(what, m->kv_type, 0, MG_HELLO_MAX_SHORT, err, errlen)) < 0)
 			return r;
+		snprintf(what, sizeof(what), "models[%zu].arith", i);
+		if ((r = check_str(what, m->arith, 0, MG_HELLO_MAX_SHORT, err, errlen)) < 0)
+			return r;
 	}
 	return 0;
 }

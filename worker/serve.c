@@ -218,6 +218,7 @@ int serve_new(const serve_opts_t *o, serve_t **ret, char *err, size_t errlen)
 		s->n_ctx = (uint32_t)engine_opts(s->engine)->n_ctx;
 		const engine_opts_t *ro = engine_opts(s->engine);
 		s->kv_type = ro->kv_type;
+		s->arith = model_arith_name(mo.arith);
 		s->kv_bytes = engine_kv_bytes(s->engine);
 		s->weight_bytes = model_weight_bytes(s->model);
 		s->embed_dims = engine_embed_dims(s->engine);

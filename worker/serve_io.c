@@ -85,6 +85,7 @@ static int io_send_hello(io_t *io)
 	mi.n_ctx = s->n_ctx;
 	mi.n_vocab = s->n_vocab;
 	mi.kv_type = (char *)(s->kv_type != NULL ? s->kv_type : "");
+	mi.arith = (char *)(s->arith != NULL ? s->arith : "");
 	mi.kv_bytes = s->kv_bytes;
 	mi.weight_bytes = s->weight_bytes;
 	mi.embed_dims = s->embed_dims;

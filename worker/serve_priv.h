@@ -60,6 +60,7 @@ struct serve {
 	uint64_t n_params;
 	uint32_t n_ctx, n_vocab;
 	const char *kv_type;	/* static; "" with fake */
+	const char *arith;	/* static ("llama", "fast"); "" with fake */
 	uint64_t kv_bytes, weight_bytes;
 	/* embeddings (ModelInfo): 0 = this worker does not embed */
 	uint32_t embed_dims;

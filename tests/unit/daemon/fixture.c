@@ -159,6 +159,7 @@ static void hello(fx_t *f, const char *ident, const char *model, uint64_t instan
 	mi.arch = "llama";
 	mi.n_ctx = 512;
 	mi.kv_type = "q8_0";
+	mi.arith = "fast";
 	mi.kv_bytes = 4096;
 	mi.weight_bytes = 8192;
 	Margin__V1__Hello h = MARGIN__V1__HELLO__INIT;

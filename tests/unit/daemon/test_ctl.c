@@ -105,6 +105,7 @@ static void test_submit_status_results(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m0, "name")), "m");
 	/* the worker's memory as its Hello reported it */
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m0, "kv_type")), "q8_0");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(m0, "arith")), "fast");
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m0, "kv_bytes")), 4096);
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m0, "weight_bytes")), 8192);
 	json_decref(r);

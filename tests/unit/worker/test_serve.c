@@ -341,6 +341,7 @@ static void test_hello_and_credit(void)
 	CU_ASSERT_EQUAL_FATAL(hm->n_models, 1);
 	CU_ASSERT_STRING_EQUAL(hm->models[0]->name, "tiny");
 	CU_ASSERT_STRING_EQUAL(hm->models[0]->kv_type, "");	/* --fake: no engine, no memory */
+	CU_ASSERT_STRING_EQUAL(hm->models[0]->arith, "");
 	CU_ASSERT_EQUAL(hm->models[0]->kv_bytes, 0);
 	CU_ASSERT_EQUAL(hm->slots, 4);
 	CU_ASSERT_EQUAL(hm->threads, 2);
@@ -923,6 +924,7 @@ static void test_engine_stories260K(void)
 	CU_ASSERT_EQUAL(mi->n_vocab, 512);
 	/* its memory: the default KV type, the slots' caches, the weights */
 	CU_ASSERT_STRING_EQUAL(mi->kv_type, MODEL_KV_DEFAULT);
+	CU_ASSERT_STRING_EQUAL(mi->arith, "llama");	/* the default order */
 	CU_ASSERT_EQUAL(mi->kv_bytes, (uint64_t)o.slots * model_kv_bytes(m, 256, MODEL_KV_F16));
 	CU_ASSERT_EQUAL(mi->weight_bytes, model_weight_bytes(m));
 	send_welcome(&d, &h, 1000, 20);
