@@ -29,8 +29,8 @@ the same files in the same rotation
 and its figures get a column of their own.
 
 A type written TYPE:fast (e.g. q8_0:fast) runs the TYPE file again with
-`margin-worker bench --arith fast` (qmm.h QMM_BLOCKS: Q5_0, Q8_0 and IQ4_NL
-blocks summed whole, not llama.cpp's bits), in the same rotation, as a row
+`margin-worker bench --arith fast` (qmm.h QMM_BLOCKS: Q5_0, Q8_0, IQ4_NL,
+Q4_K, Q5_K and Q6_K blocks summed whole, not llama.cpp's bits), in the same rotation, as a row
 of its own; llama.cpp does not run it twice.
 
 Ceilings (tok/s). From the file's tensor table (GGUF header):

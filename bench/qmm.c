@@ -10,7 +10,8 @@
  * milliseconds. GMAC/s counts n x N x K multiply-adds. --cpu times with
  * the process's CPU clock instead of the wall clock: steadier on a shared
  * machine, meaningful with --threads 1 only (pool threads spin). --order
- * blocks: Q5_0, Q8_0 and IQ4_NL blocks summed whole (qmm.h QMM_BLOCKS). */
+ * blocks: Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K and Q6_K blocks summed whole (qmm.h
+ * QMM_BLOCKS). */
 #include "worker/ops.h"
 #include "worker/qmm.h"
 #include "worker/quant.h"

@@ -141,8 +141,8 @@ static const mg_setting_t settings[] = {
 		  "q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs, ..." },
 	{ .flag = "arith", .section = SEC, .key = "arith", .arg = "ORDER",
 	  .help = "quantized kernels' float order: llama (default: llama.cpp's\n"
-		  "logits bit for bit) or fast (Q5_0, Q8_0 and IQ4_NL blocks\n"
-		  "summed whole: other bits, faster at batch 8+)" },
+		  "logits bit for bit) or fast (Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K,\n"
+		  "Q6_K blocks summed whole: other bits, faster at batch 8+)" },
 	{ .flag = "reps", .section = SEC, .key = "reps", .type = MG_SETTING_INT, .lo = 1, .hi = 1000, .def = "3",
 	  .arg = "R", .help = "repetitions per figure", B(reps) },
 	{ .flag = "prefill-chunk", .section = SEC, .key = "prefill_chunk", .type = MG_SETTING_INT, .lo = 1,
@@ -799,7 +799,7 @@ static void print_text(const bench_args_t *a, const calib_t *cal, bool measured,
 		       bm[0].layers, L, bm[0].layers, bm[1].layers);
 	bool ints = integer_matrices(bm[0].m, a->weights);
 	if (ints && a->arith == MODEL_ARITH_FAST)
-		printf("arith: fast (Q5_0, Q8_0 and IQ4_NL blocks summed whole: not llama.cpp's bits)\n");
+		printf("arith: fast (Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K and Q6_K blocks summed whole: not llama.cpp's bits)\n");
 	double peak = compute_peak(cal, bm[0].m, a->weights), step_bytes = 4.0 * model_matrix_bytes_ratio(bm[0].m) * ppt_full;
 	printf("ceilings: %.0f tok/s at the %s peak (2 x %.1fM %s per token); batch 1: %.1f tok/s at the read\n"
 	       "          bandwidth (%.0f MB of weights per step)\n",

@@ -78,8 +78,8 @@ static const mg_setting_t settings[] = {
 		  "(Q8 widened exactly), or a mix quantized at load (q8_0, q4_k_m, ...)", A(weights) },
 	{ .flag = "arith", .section = SEC, .key = "arith", .arg = "ORDER",
 	  .help = "quantized kernels' float order: llama (default: llama.cpp's\n"
-		  "logits bit for bit) or fast (Q5_0, Q8_0 and IQ4_NL blocks\n"
-		  "summed whole: other bits, faster at batch 8+)", A(arith) },
+		  "logits bit for bit) or fast (Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K,\n"
+		  "Q6_K blocks summed whole: other bits, faster at batch 8+)", A(arith) },
 	{ .flag = "ignore-eos", .section = SEC, .key = "ignore_eos", .type = MG_SETTING_BOOL, .set = "yes",
 	  .help = "keep generating past end-of-generation tokens", A(ignore_eos) },
 	{ .flag = "blas", .section = SEC, .key = "blas", .type = MG_SETTING_BOOL, .set = "yes",

@@ -55,8 +55,8 @@ static const mg_setting_t settings[] = {
 		  "quantized at load (q8_0, q4_k_m, ...)", S(weights) },
 	{ .flag = "arith", .section = SECTION, .key = "arith", .arg = "ORDER",
 	  .help = "quantized kernels' float order: llama (default: llama.cpp's\n"
-		  "logits bit for bit) or fast (Q5_0, Q8_0 and IQ4_NL blocks\n"
-		  "summed whole: other bits, faster at batch 8+); every worker\n"
+		  "logits bit for bit) or fast (Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K,\n"
+		  "Q6_K blocks summed whole: other bits, faster at batch 8+); every worker\n"
 		  "of a model should use the same", S(arith) },
 	{ .flag = "pooling", .section = SECTION, .key = "pooling", .arg = "P",
 	  .help = "embeddings of a model whose GGUF names no pooling:\n"

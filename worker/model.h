@@ -117,12 +117,11 @@ typedef enum model_weights {
 int model_weights_parse(const char *s, model_weights_t *ret);
 const char *model_weights_name(model_weights_t w);
 
-/* The float order of the integer kernels' Q5_0, Q8_0 and IQ4_NL blocks
- * (qmm.h enum qmm_order). LLAMA (default, "llama"): llama.cpp's x86 lanes,
- * so the logits are llama.cpp's bit for bit. FAST ("fast"): every block
- * summed whole in int32 before its scale, 1.2-1.5x the products at batch
- * 32 (docs/kernels.md); other bits, as batch-invariant. Other types have one
- * order. */
+/* The float order of the integer kernels (qmm.h enum qmm_order). LLAMA
+ * (default, "llama"): llama.cpp's x86 lanes, so the logits are llama.cpp's
+ * bit for bit. FAST ("fast"): every Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K and Q6_K
+ * block summed whole in int32 before its scale, 1.2-1.5x the products at
+ * batch 32 (docs/kernels.md section 12); other bits, as batch-invariant. */
 typedef enum model_arith {
 	MODEL_ARITH_LLAMA = 0,
 	MODEL_ARITH_FAST = 1,

@@ -517,10 +517,12 @@ static void unpack_row(uint32_t t, const uint8_t *row, int K, urow_t *u)
  *     lanes' total at the end. */
 enum { F_LANES, F_BLOCK };
 
-/* QMM_BLOCKS sums every Q5_0, Q8_0 and IQ4_NL block whole too (qmm.h). */
+/* QMM_BLOCKS sums every Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K and Q6_K block
+ * whole too (qmm.h). */
 static bool blocks_sum(uint32_t t, enum qmm_order o)
 {
-	return o == QMM_BLOCKS && (t == QUANT_Q5_0 || t == QUANT_Q8_0 || t == QUANT_IQ4_NL);
+	return o == QMM_BLOCKS && (t == QUANT_Q5_0 || t == QUANT_Q8_0 || t == QUANT_IQ4_NL || t == QUANT_Q4_K ||
+				   t == QUANT_Q5_K || t == QUANT_Q6_K);
 }
 
 static int float_mode(uint32_t t, enum qmm_order o)
@@ -581,7 +583,9 @@ static float dot_row(uint32_t t, enum qmm_order o, const urow_t *u, const void *
 		const a8_k_t *a = (const a8_k_t *)arow + b;
 		const int16_t *mn = u->mn + 16 * b;
 		float d = a->d * u->d[8 * b], dmin = -(a->d * u->dm[8 * b]);
-		if (t == QUANT_Q2_K) {	/* mins of 16-value groups, pairs per lane, first */
+		if (fm == F_BLOCK) {
+			/* the mins after the block's sums, below */
+		} else if (t == QUANT_Q2_K) {	/* mins of 16-value groups, pairs per lane, first */
 			for (int k = 0; k < 8; k++)
 				acc[k] = fmaf(dmin, (float)((int32_t)mn[2 * k] * a->bsums[2 * k] +
 							     (int32_t)mn[2 * k + 1] * a->bsums[2 * k + 1]), acc[k]);
@@ -600,9 +604,23 @@ static float dot_row(uint32_t t, enum qmm_order o, const urow_t *u, const void *
 		}
 		int32_t lane[8] = { 0 };
 		lane_sums(u->q + 256 * b, a->qs, u->sc + 16 * b, 256, lane);
+		if (fm == F_BLOCK) {	/* the block's sums whole, then its mins */
+			int32_t is = 0, im = 0;
+			for (int k = 0; k < 8; k++)
+				is += lane[k];
+			acc1 = fmaf(d, (float)is, acc1);
+			if (t == QUANT_Q4_K || t == QUANT_Q5_K) {
+				for (int j = 0; j < 8; j++)
+					im += (int32_t)mn[2 * j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+				acc1 = fmaf(dmin, (float)im, acc1);
+			}
+			continue;
+		}
 		for (int k = 0; k < 8; k++)
 			acc[k] = fmaf(d, (float)lane[k], acc[k]);
 	}
+	if (fm == F_BLOCK)
+		return acc1;
 	float r = hsum8(acc);
 	if (t == QUANT_Q4_K)
 		r += (accm[0] + accm[2]) + (accm[1] + accm[3]);
@@ -670,15 +688,16 @@ float qmm_dot_ref(uint32_t wtype, enum qmm_order o, const void *wrow, const void
 		if (wtype == QUANT_Q2_K)
 			for (int k = 0; k < 8; k++)
 				acc[k] = fmaf(dmin, (float)(mn[2 * k] * bs[2 * k] + mn[2 * k + 1] * bs[2 * k + 1]), acc[k]);
-		if (wtype == QUANT_Q4_K)
+		if (wtype == QUANT_Q4_K && !whole)
 			for (int m = 0; m < 4; m++)
 				accm[m] = fmaf(dmin, (float)(mn[4 * m] * (bs[4 * m] + bs[4 * m + 1]) +
 							   mn[4 * m + 2] * (bs[4 * m + 2] + bs[4 * m + 3])), accm[m]);
-		if (wtype == QUANT_Q5_K) {
-			int32_t p = 0;
+		int32_t imin = 0;
+		if (wtype == QUANT_Q5_K || (wtype == QUANT_Q4_K && whole)) {
 			for (int j = 0; j < 8; j++)
-				p += mn[2 * j] * (bs[2 * j] + bs[2 * j + 1]);
-			summs = fmaf(dmin, (float)p, summs);
+				imin += mn[2 * j] * (bs[2 * j] + bs[2 * j + 1]);
+			if (!whole)
+				summs = fmaf(dmin, (float)imin, summs);
 		}
 		int32_t lane[8] = { 0 }, all = 0;
 		for (int i = 0; i < qk; i++) {
@@ -687,9 +706,11 @@ float qmm_dot_ref(uint32_t wtype, enum qmm_order o, const void *wrow, const void
 			lane[(i % 32) / 4] += v;
 			all += v;
 		}
-		if (whole)
+		if (whole) {
 			acc1 = fmaf((float)all, dd, acc1);
-		else
+			if (wtype == QUANT_Q4_K || wtype == QUANT_Q5_K)	/* then the block's mins */
+				acc1 = fmaf(dmin, (float)imin, acc1);
+		} else
 			for (int k = 0; k < 8; k++)
 				acc[k] = fmaf(dd, (float)lane[k], acc[k]);
 	}
@@ -1600,6 +1621,100 @@ INL void k_kq(const uint8_t *pan, int nb, const void *const *xv, float *const *y
 	}
 }
 
+/* The low words of v's dwords, sign-extended: a scale stored as (s, s). */
+INL __m512i lo_words(__m512i v)
+{
+	return _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16);
+}
+
+/* Q4_K, Q5_K and Q6_K in QMM_BLOCKS (T a constant), on the same panels:
+ * per 32-value group (Q6_K: 16) the vpdpbusd of its 8 (4) lane vectors into
+ * one int32 per output, times the group's scale (vpmulld), summed over the
+ * block from the signed types' correction; then one fma by d per block and
+ * one by dmin for the mins, dot_row's F_BLOCK operations. */
+INL void k_kq_blocks(const uint8_t *pan, int nb, const void *const *xv, float *const *y, __mmask16 msk,
+		     const int A, const uint32_t T)
+{
+	const bool sgn = T == QUANT_Q6_K;
+	const xbk_t *x[4];
+	__m512 fa[4];
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++) {
+		x[a] = xv[a];
+		fa[a] = _mm512_setzero_ps();
+	}
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *pb = pan + (size_t)b * PBK;
+		__m512i is[4], c0 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+		for (int k = 0; k < 8 && sgn; k++)
+			c0 = _mm512_add_epi32(c0, _mm512_load_si512(pb + PK_CORR + 64 * k));
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++)
+			is[a] = c0;
+#pragma GCC unroll 8
+		for (int c = 0; c < 8; c++) {
+			__m512i av[4][2];
+#pragma GCC unroll 4
+			for (int a = 0; a < A; a++) {
+				const uint8_t *src = (sgn ? x[a][b].qu : (const uint8_t *)x[a][b].qs) + 32 * c;
+				av[a][0] = bcast128(src);
+				av[a][1] = bcast128(src + 16);
+			}
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++) {
+				/* Q6_K: a scale per half; the others: per group, the
+				 * halves summed before it */
+				if (!sgn && h == 1)
+					break;
+				__m512i t[4];
+#pragma GCC unroll 4
+				for (int a = 0; a < A; a++)
+					t[a] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+				for (int p = 0; p < 8; p++) {
+					if (sgn && p / 4 != h)
+						continue;
+					__m512i w;
+					if (T == QUANT_Q4_K) {
+						w = _mm512_load_si512(pb + 64 * (8 * (c / 2) + p));
+						w = c % 2 == 0 ? lo_nib(w) : hi_nib(w);
+					} else {
+						w = _mm512_load_si512(pb + 64 * (8 * c + p));
+					}
+#pragma GCC unroll 4
+					for (int a = 0; a < A; a++) {
+						__m512i ab = dword_k(av[a][p / 4], p % 4);
+						t[a] = sgn ? _mm512_dpbusd_epi32(t[a], ab, w) : _mm512_dpbusd_epi32(t[a], w, ab);
+					}
+				}
+				__m512i sc = lo_words(_mm512_load_si512(pb + PK_SC + 64 * (sgn ? 2 * c + h : c)));
+#pragma GCC unroll 4
+				for (int a = 0; a < A; a++)
+					is[a] = _mm512_add_epi32(is[a], _mm512_mullo_epi32(t[a], sc));
+			}
+		}
+		__m512 dw = _mm512_load_ps((const float *)(pb + PK_D));
+#pragma GCC unroll 4
+		for (int a = 0; a < A; a++) {
+			__m512 ad = _mm512_set1_ps(x[a][b].d);
+			fa[a] = _mm512_fmadd_ps(_mm512_mul_ps(ad, dw), _mm512_cvtepi32_ps(is[a]), fa[a]);
+			if (T == QUANT_Q4_K || T == QUANT_Q5_K) {
+				__m512 dmin = neg(_mm512_mul_ps(ad, _mm512_load_ps((const float *)(pb + PK_DM))));
+				__m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 4
+				for (int q = 0; q < 4; q++)
+					m = _mm512_add_epi32(m, _mm512_madd_epi16(_mm512_load_si512(pb + PK_MN + 64 * q),
+										  bcast32(&x[a][b].bs32[2 * q])));
+				fa[a] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(m), fa[a]);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int a = 0; a < A; a++)
+		_mm512_mask_storeu_ps(y[a], msk, fa[a]);
+}
+
 /* Activation rows a panel of type t takes at a time. */
 static int group_rows(uint32_t t, enum qmm_order o)
 {
@@ -1616,8 +1731,25 @@ static void kern(uint32_t t, enum qmm_order o, const uint8_t *pan, int K, const 
 		else								\
 			k_kq(pan, K / 256, x, y, msk, 1, T);			\
 	} while (0)
-	if (blocks_sum(t, o))	/* the same panels, Q4_0's kernel */
-		t = QUANT_Q4_0;
+#define KB(T) do {								\
+		if (A == 4)							\
+			k_kq_blocks(pan, K / 256, x, y, msk, 4, T);		\
+		else if (A == 3)						\
+			k_kq_blocks(pan, K / 256, x, y, msk, 3, T);		\
+		else if (A == 2)						\
+			k_kq_blocks(pan, K / 256, x, y, msk, 2, T);		\
+		else								\
+			k_kq_blocks(pan, K / 256, x, y, msk, 1, T);		\
+	} while (0)
+	if (blocks_sum(t, o)) {
+		switch (t) {	/* the same panels; the legacy types take Q4_0's kernel */
+		case QUANT_Q4_K: KB(QUANT_Q4_K); return;
+		case QUANT_Q5_K: KB(QUANT_Q5_K); return;
+		case QUANT_Q6_K: KB(QUANT_Q6_K); return;
+		default: t = QUANT_Q4_0; break;
+		}
+	}
+#undef KB
 	switch (t) {
 	case QUANT_Q4_0:
 		if (A == 4)

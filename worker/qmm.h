@@ -25,16 +25,23 @@
  *   legacy:  acc += (dw * da) * isum            (+ mw * sa for Q4_1/Q5_1)
  *   K-quant: acc += (da * dw) * isum - (da * dminw) * imin
  *
- * That is llama.cpp's x86 order for K-quants, Q4_0 and the offset types.
- * For Q5_0, Q8_0 and IQ4_NL its x86 kernels keep 8 float lanes instead, and
- * so does margin by default (QMM_LLAMA): lane k of a block sums the products
- * of positions 4k..4k+3 (mod 32) in int32, each lane accumulates
- * fma((dw * da), lane, acc_k) over the blocks, and the 8 lanes are summed
- * at the end ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)); that costs a
- * conversion and an fma per 4 products. QMM_BLOCKS sums those blocks whole
- * in int32 too (the order of llama.cpp's portable C and ARM kernels): a
- * conversion and an fma per 32 products, other bits than llama.cpp's x86
- * build, the same definition on every path and batch size.
+ * In that formula's terms, llama.cpp's x86 kernels (and margin by default,
+ * QMM_LLAMA) keep 8 float lanes for every type but Q4_0: lane k of a block
+ * sums the products of positions 4k..4k+3 (mod 32) in int32 (the K types
+ * with their sub-block scales), each lane accumulates fma(d, lane, acc_k)
+ * over the blocks, the mins go into accumulators of their own, and the 8
+ * lanes are summed at the end ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)).
+ * That costs a conversion and an fma per 4 products, and the K types a
+ * vpmaddubsw and a vpdpwssd per 64 (the scale applied per lane).
+ * QMM_BLOCKS takes the formula as written for Q5_0, Q8_0, IQ4_NL, Q4_K,
+ * Q5_K and Q6_K: acc = fma(d, isum, acc) per block, then (Q4_K, Q5_K)
+ * acc = fma(dmin, imin, acc) with dmin = -(da * dminw); one conversion and
+ * fma per block, and for the K types a vpdpbusd per 64 products and a
+ * vpmulld by the scale per 16 or 32 values (for the legacy types that is
+ * the order of llama.cpp's portable C and ARM kernels, for the K types
+ * margin's own). Other bits than llama.cpp's x86 build; the same definition
+ * on every path and batch size. Q2_K, Q3_K, IQ4_XS, Q4_0, Q4_1 and Q5_1
+ * have the one order.
  *
  * Every output element is one such chain over its row, whatever the batch
  * size, tile or thread that computes it: batch-invariant by construction
@@ -66,8 +73,7 @@ size_t qmm_act_row_bytes(enum qmm_act a, int K);
 /* Quantizes x[K] into dst (qmm_act_row_bytes). */
 void qmm_quantize(enum qmm_act a, const float *x, void *dst, int K);
 
-/* The float order of Q5_0, Q8_0 and IQ4_NL blocks (above); an OPS_W_QROWS
- * matrix's ops_w_t.qorder. */
+/* The float order (above); an OPS_W_QROWS matrix's ops_w_t.qorder. */
 enum qmm_order {
 	QMM_LLAMA = 0,		/* llama.cpp's x86 lanes (the default) */
 	QMM_BLOCKS = 1,		/* whole-block sums */

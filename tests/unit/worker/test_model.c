@@ -1404,18 +1404,19 @@ static void test_hidden_states(void)
 	model_destroy(&m);
 }
 
-/* --arith fast (QMM_BLOCKS) on stories15M Q8_0: the logits move (so the
- * order took effect) by the rounding noise of activation quantization
- * only (under 3% of the largest logit), the 8 reference continuations
- * stay llama.cpp's 48 greedy tokens, and `run --arith` takes llama and
- * fast and refuses anything else. */
-static void test_stories15m_arith_fast(void)
+/* One file of stories15M with --arith fast against llama.cpp's references:
+ * the first logits move (so the order took effect) by the rounding noise of
+ * activation quantization only (under 3% of the largest logit), and every
+ * case keeps llama.cpp's greedy tokens for at least `keep` tokens; the
+ * number that keep all 48 comes back. */
+static int arith_fast_file(const char *type, int keep)
 {
-	const char *path = cu_shared_path("models/stories15M-q8_0.gguf");
-	char model[256];
-	snprintf(model, sizeof(model), "%s", path);
+	char rel[96], model[256];
+	snprintf(rel, sizeof(rel), "models/stories15M-%s.gguf", type);
+	snprintf(model, sizeof(model), "%s", cu_shared_path(rel));
+	snprintf(rel, sizeof(rel), "testdata/stories15M_%s_greedy.json", type);
 	json_error_t je;
-	json_t *root = json_load_file(cu_shared_path("testdata/stories15M_q8_0_greedy.json"), 0, &je);
+	json_t *root = json_load_file(cu_shared_path(rel), 0, &je);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(root);
 	json_t *cases = json_object_get(root, "cases");
 	CU_ASSERT_EQUAL_FATAL(json_array_size(cases), 8);
@@ -1428,7 +1429,7 @@ static void test_stories15m_arith_fast(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ll);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lf);
 	g_kv_type = MODEL_KV_F16;
-	int same_all = 0, moved = 0;
+	int same_all = 0, moved = 0, shortest = 48;
 	double worst = 0.0, top = 0.0;
 	for (size_t ci = 0; ci < json_array_size(cases); ci++) {
 		json_t *cs = json_array_get(cases, ci);
@@ -1436,6 +1437,7 @@ static void test_stories15m_arith_fast(void)
 		int32_t *prompt = json_ids(json_object_get(cs, "prompt_tokens"), &np);
 		int32_t *want = json_ids(json_object_get(cs, "output_tokens"), &nw);
 		int32_t gl[48], gf[48];
+		CU_ASSERT_EQUAL_FATAL(nw, 48);
 		CU_ASSERT_EQUAL_FATAL(generate(ml, 2, prompt, (int)np, (int)np, 1, gl, ll), 0);
 		CU_ASSERT_EQUAL_FATAL(generate(mf, 2, prompt, (int)np, 4, 48, gf, lf), 0);
 		for (int i = 0; i < 32000; i++) {
@@ -1444,22 +1446,39 @@ static void test_stories15m_arith_fast(void)
 			worst = d > worst ? d : worst;
 			top = fabs((double)ll[i]) > top ? fabs((double)ll[i]) : top;
 		}
-		int same = nw == 48 && memcmp(gf, want, sizeof(gf)) == 0;
-		if (!same)
-			fprintf(stderr, "\nstories15M q8_0 --arith fast, case %s: tokens differ from llama.cpp's\n",
-				json_string_value(json_object_get(cs, "id")));
-		same_all += same;
+		int n = 0;
+		while (n < 48 && gf[n] == want[n])
+			n++;
+		shortest = n < shortest ? n : shortest;
+		same_all += n == 48;
 		free(prompt);
 		free(want);
 	}
-	fprintf(stderr, "[fast: %d of 8 cases equal llama.cpp's; %d first logits moved, by at most %.2g of %.3g] ",
-		same_all, moved, worst, top);
-	CU_ASSERT_EQUAL(same_all, 8);
+	fprintf(stderr, "[%s fast: %d of 8 cases equal llama.cpp's, every one for %d tokens; %d first logits "
+		"moved, by at most %.2g of %.3g] ", type, same_all, shortest, moved, worst, top);
+	CU_ASSERT(shortest >= keep);
 	CU_ASSERT(moved > 1000);
 	/* a rounding that moves an activation across a quantization step
 	 * changes the logits by much more than itself: about 1% (qmm.h) */
 	CU_ASSERT(worst > 0.0 && worst < 0.03 * top);
-	/* the flag */
+	free(ll);
+	free(lf);
+	model_destroy(&ml);
+	model_destroy(&mf);
+	json_decref(root);
+	return same_all;
+}
+
+/* --arith fast (QMM_BLOCKS): stories15M Q8_0 keeps all 8 reference
+ * continuations (48 tokens); Q4_K_M (Q4_K and Q6_K change order) keeps
+ * at least their first 24 tokens (5 of 8 all 48 when this was written);
+ * `run --arith` takes llama and fast and refuses anything else. */
+static void test_stories15m_arith_fast(void)
+{
+	CU_ASSERT_EQUAL(arith_fast_file("q8_0", 48), 8);
+	CU_ASSERT(arith_fast_file("q4_k_m", 24) >= 4);
+	char model[256];
+	snprintf(model, sizeof(model), "%s", cu_shared_path("models/stories15M-q8_0.gguf"));
 	char *argv[] = { "run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--arith", "fast",
 			 "--json", NULL };
 	char *out = NULL;
@@ -1470,11 +1489,6 @@ static void test_stories15m_arith_fast(void)
 	argv[8] = "exact";
 	CU_ASSERT_NOT_EQUAL(run_cmd(argv, 10, &out), 0);
 	free(out);
-	free(ll);
-	free(lf);
-	model_destroy(&ml);
-	model_destroy(&mf);
-	json_decref(root);
 }
 
 const cu_test_t model_tests[] = {

@@ -474,7 +474,8 @@ static void test_matmul_one_type(void)
 		set_seg(&w, &ws.s[si], 40);
 		check_all_n(&w, 40, 1000 + (uint64_t)si);
 		uint32_t t = ws.s[si].type;
-		if (t == QUANT_Q8_0 || t == QUANT_Q5_0 || t == QUANT_IQ4_NL) {	/* whole blocks too */
+		if (t == QUANT_Q8_0 || t == QUANT_Q5_0 || t == QUANT_IQ4_NL || t == QUANT_Q4_K || t == QUANT_Q5_K ||
+		    t == QUANT_Q6_K) {	/* whole blocks too */
 			w.qorder = QMM_BLOCKS;
 			check_all_n(&w, 40, 2000 + (uint64_t)si);
 		}
@@ -514,7 +515,7 @@ static void test_matmul_mixed(void)
 	check_all_n(&u, 3, 8);
 	u.qorder = QMM_BLOCKS;
 	check_all_n(&u, 3, 9);
-	w.qorder = QMM_BLOCKS;	/* the Q8_0 rows only change */
+	w.qorder = QMM_BLOCKS;	/* every segment's order changes */
 	check_all_n(&w, 24, 10);
 	ops_w_t v = { .n_out = 0, .n_in = 256, .layout = OPS_W_QROWS };
 	set_seg(&v, q40, 33);
@@ -529,6 +530,17 @@ static void test_matmul_mixed(void)
 	CU_ASSERT_EQUAL(check_matmul(p2, false, &v, x, ldx, n, want), 0);
 	CU_ASSERT_EQUAL(check_matmul(NULL, false, &v, x, ldx, n, want), 0);
 	CU_ASSERT_EQUAL(check_matmul(p2, true, &v, x, ldx, n, want), 0);
+	/* whole blocks: Q6_K's order changes, Q4_0's and Q5_1's do not */
+	v.qorder = QMM_BLOCKS;
+	float *want_b = expected(&v, x, ldx, n);
+	int changed = 0;
+	for (size_t i = 0; i < (size_t)n * (size_t)v.n_out; i++)
+		changed += !same_bits(want[i], want_b[i]);
+	CU_ASSERT(changed > 0);
+	CU_ASSERT_EQUAL(check_matmul(p2, false, &v, x, ldx, n, want_b), 0);
+	CU_ASSERT_EQUAL(check_matmul(NULL, false, &v, x, ldx, n, want_b), 0);
+	CU_ASSERT_EQUAL(check_matmul(p2, true, &v, x, ldx, n, want_b), 0);
+	free(want_b);
 	ops_pool_destroy(&p2);
 	free(x);
 	free(want);
