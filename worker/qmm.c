@@ -1628,10 +1628,12 @@ INL __m512i lo_words(__m512i v)
 }
 
 /* Q4_K, Q5_K and Q6_K in QMM_BLOCKS (T a constant), on the same panels:
- * per 32-value group (Q6_K: 16) the vpdpbusd of its 8 (4) lane vectors into
- * one int32 per output, times the group's scale (vpmulld), summed over the
- * block from the signed types' correction; then one fma by d per block and
- * one by dmin for the mins, dot_row's F_BLOCK operations. */
+ * a block's integer sum, then one fma by d per block and one by dmin for
+ * the mins, dot_row's F_BLOCK operations. Q4_K and Q5_K: per 32-value group
+ * the vpdpbusd of its 8 lane vectors into one int32 per output, times the
+ * group's scale (vpmulld). Q6_K, whose scales go per 16 values (twice the
+ * vpmulld, which made its output head slower than the lanes), sums k_half's
+ * lanes instead: the same integers. */
 INL void k_kq_blocks(const uint8_t *pan, int nb, const void *const *xv, float *const *y, __mmask16 msk,
 		     const int A, const uint32_t T)
 {
@@ -1645,54 +1647,51 @@ INL void k_kq_blocks(const uint8_t *pan, int nb, const void *const *xv, float *c
 	}
 	for (int b = 0; b < nb; b++) {
 		const uint8_t *pb = pan + (size_t)b * PBK;
-		__m512i is[4], c0 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-		for (int k = 0; k < 8 && sgn; k++)
-			c0 = _mm512_add_epi32(c0, _mm512_load_si512(pb + PK_CORR + 64 * k));
+		__m512i is[4];
 #pragma GCC unroll 4
 		for (int a = 0; a < A; a++)
-			is[a] = c0;
-#pragma GCC unroll 8
-		for (int c = 0; c < 8; c++) {
-			__m512i av[4][2];
+			is[a] = _mm512_setzero_si512();
+		if (sgn) {
+			const xbk_t *xb[4];
 #pragma GCC unroll 4
-			for (int a = 0; a < A; a++) {
-				const uint8_t *src = (sgn ? x[a][b].qu : (const uint8_t *)x[a][b].qs) + 32 * c;
-				av[a][0] = bcast128(src);
-				av[a][1] = bcast128(src + 16);
-			}
+			for (int a = 0; a < A; a++)
+				xb[a] = x[a] + b;
 #pragma GCC unroll 2
 			for (int h = 0; h < 2; h++) {
-				/* Q6_K: a scale per half; the others: per group, the
-				 * halves summed before it */
-				if (!sgn && h == 1)
-					break;
-				__m512i t[4];
+				__m512i ia[4][4];
+				k_half(pb, xb, h, ia, A, T);
 #pragma GCC unroll 4
 				for (int a = 0; a < A; a++)
-					t[a] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-				for (int p = 0; p < 8; p++) {
-					if (sgn && p / 4 != h)
-						continue;
-					__m512i w;
-					if (T == QUANT_Q4_K) {
-						w = _mm512_load_si512(pb + 64 * (8 * (c / 2) + p));
-						w = c % 2 == 0 ? lo_nib(w) : hi_nib(w);
-					} else {
-						w = _mm512_load_si512(pb + 64 * (8 * c + p));
-					}
-#pragma GCC unroll 4
-					for (int a = 0; a < A; a++) {
-						__m512i ab = dword_k(av[a][p / 4], p % 4);
-						t[a] = sgn ? _mm512_dpbusd_epi32(t[a], ab, w) : _mm512_dpbusd_epi32(t[a], w, ab);
-					}
-				}
-				__m512i sc = lo_words(_mm512_load_si512(pb + PK_SC + 64 * (sgn ? 2 * c + h : c)));
-#pragma GCC unroll 4
-				for (int a = 0; a < A; a++)
-					is[a] = _mm512_add_epi32(is[a], _mm512_mullo_epi32(t[a], sc));
+					is[a] = _mm512_add_epi32(is[a], _mm512_add_epi32(_mm512_add_epi32(ia[0][a], ia[1][a]),
+											 _mm512_add_epi32(ia[2][a], ia[3][a])));
 			}
+		}
+#pragma GCC unroll 8
+		for (int c = 0; c < 8 && !sgn; c++) {
+			__m512i av[4][2], t[4];
+#pragma GCC unroll 4
+			for (int a = 0; a < A; a++) {
+				av[a][0] = bcast128(x[a][b].qs + 32 * c);
+				av[a][1] = bcast128(x[a][b].qs + 32 * c + 16);
+				t[a] = _mm512_setzero_si512();
+			}
+#pragma GCC unroll 8
+			for (int p = 0; p < 8; p++) {
+				__m512i w;
+				if (T == QUANT_Q4_K) {	/* nibbles of groups 2m, 2m + 1 */
+					w = _mm512_load_si512(pb + 64 * (8 * (c / 2) + p));
+					w = c % 2 == 0 ? lo_nib(w) : hi_nib(w);
+				} else {
+					w = _mm512_load_si512(pb + 64 * (8 * c + p));
+				}
+#pragma GCC unroll 4
+				for (int a = 0; a < A; a++)
+					t[a] = _mm512_dpbusd_epi32(t[a], w, dword_k(av[a][p / 4], p % 4));
+			}
+			__m512i sc = lo_words(_mm512_load_si512(pb + PK_SC + 64 * c));
+#pragma GCC unroll 4
+			for (int a = 0; a < A; a++)
+				is[a] = _mm512_add_epi32(is[a], _mm512_mullo_epi32(t[a], sc));
 		}
 		__m512 dw = _mm512_load_ps((const float *)(pb + PK_D));
 #pragma GCC unroll 4
