@@ -1323,6 +1323,9 @@ static void test_cmd_usage(void)
 	char *wt[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
 		       "--weights", "q9_k", NULL };
 	CU_ASSERT_EQUAL(run_cmd(8, wt), 2);
+	char *ar[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
+		       "--arith", "exact", NULL };
+	CU_ASSERT_EQUAL(run_cmd(8, ar), 2);
 	char *mixed[] = { "serve", "--scheduler", "tcp://127.0.0.1:1", "--arch", "tiny", "--no-curve",
 			  "--curve-secret", "w.key", NULL };
 	CU_ASSERT_EQUAL(run_cmd(8, mixed), 2);
