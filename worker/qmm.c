@@ -2147,6 +2147,51 @@ INL __m256 d1_block(const uint8_t *wb, const a8_0_t *a, __m256 acc)
 	return _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), _mm256_cvtepi32_ps(s), acc);
 }
 
+/* The scales dw * da of the same block of 4 rows rb apart, as 4 floats. */
+INL __m128 d1_scales4(const uint8_t *wb, size_t rb, float da)
+{
+	__m128i dh = _mm_setr_epi16((short)*(const uint16_t *)wb, (short)*(const uint16_t *)(wb + rb),
+				    (short)*(const uint16_t *)(wb + 2 * rb), (short)*(const uint16_t *)(wb + 3 * rb), 0,
+				    0, 0, 0);
+	return _mm_mul_ps(_mm_cvtph_ps(dh), _mm_set1_ps(da));
+}
+
+/* The 8 lanes of one block of 2 rows (row0, row0 + rb) in the two halves
+ * of a vector: |w| times a * sign(w) by vpdpbusd (w = -128 gives |w| = 128
+ * unsigned; a is at most 127 in magnitude), d1_block's integers. */
+INL __m512i d1_lanes2(const uint8_t *wb, size_t rb, __m512i a2)
+{
+	__m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb + 2))),
+				       _mm256_loadu_si256((const __m256i *)(wb + rb + 2)), 1);
+	__m512i as = _mm512_mask_sub_epi8(a2, _mm512_movepi8_mask(w), _mm512_setzero_si512(), a2);
+	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), as);
+}
+
+/* QMM_LLAMA, 4 rows rb apart: d1_block's chains (acc_k = fma(dw * da,
+ * lane_k, acc_k) per row, over the blocks in order), two rows to a vector,
+ * and the 4 rows' scales converted together. */
+static void d1_rows4_lanes(const uint8_t *row, size_t rb, const a8_0_t *xa, int nb, float *y)
+{
+	const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	const __m512i i23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+	__m512 a01 = _mm512_setzero_ps(), a23 = a01;
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *wb = row + (size_t)b * 34;
+		if (b % 2 == 0)	/* the same blocks of the rows 16 ahead */
+			for (int k = 16; k < 20; k++)
+				_mm_prefetch((const char *)wb + (size_t)k * rb, _MM_HINT_T0);
+		__m512i a2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xa[b].qs));
+		__m512 dd = _mm512_castps128_ps512(d1_scales4(wb, rb, xa[b].d));
+		a01 = _mm512_fmadd_ps(_mm512_permutexvar_ps(i01, dd), _mm512_cvtepi32_ps(d1_lanes2(wb, rb, a2)), a01);
+		a23 = _mm512_fmadd_ps(_mm512_permutexvar_ps(i23, dd),
+				      _mm512_cvtepi32_ps(d1_lanes2(wb + 2 * rb, rb, a2)), a23);
+	}
+	y[0] = hsum8_ps(_mm512_castps512_ps256(a01)) + 0.0f;
+	y[1] = hsum8_ps(_mm512_extractf32x8_ps(a01, 1)) + 0.0f;
+	y[2] = hsum8_ps(_mm512_castps512_ps256(a23)) + 0.0f;
+	y[3] = hsum8_ps(_mm512_extractf32x8_ps(a23, 1)) + 0.0f;
+}
+
 /* QMM_BLOCKS: the int32 sums of the same block of 4 rows, rows 0-3 in
  * dwords 0-3 (integer additions: any order gives the same sums). */
 INL __m128i d1_isum4(const uint8_t *wb, size_t rb, const a8_0_t *a)
@@ -2171,11 +2216,7 @@ static void d1_rows4_blocks(const uint8_t *row, size_t rb, const a8_0_t *xa, int
 		if (b % 2 == 0)
 			for (int k = 16; k < 20; k++)
 				_mm_prefetch((const char *)wb + (size_t)k * rb, _MM_HINT_T0);
-		__m128i dh = _mm_setr_epi16((short)*(const uint16_t *)wb, (short)*(const uint16_t *)(wb + rb),
-					    (short)*(const uint16_t *)(wb + 2 * rb),
-					    (short)*(const uint16_t *)(wb + 3 * rb), 0, 0, 0, 0);
-		__m128 dd = _mm_mul_ps(_mm_cvtph_ps(dh), _mm_set1_ps(xa[b].d));
-		acc = _mm_fmadd_ps(_mm_cvtepi32_ps(d1_isum4(wb, rb, xa + b)), dd, acc);
+		acc = _mm_fmadd_ps(_mm_cvtepi32_ps(d1_isum4(wb, rb, xa + b)), d1_scales4(wb, rb, xa[b].d), acc);
 	}
 	_mm_storeu_ps(y, acc);
 }
@@ -2221,22 +2262,7 @@ static void d1_task(void *arg, int task, int next, int worker)
 				for (int k = 0; k < nr; k++)
 					j->y[r + k] = d1_row_blocks(row + (size_t)k * sg->row_bytes, j->xa, j->nb);
 		} else if (nr == 4) {
-			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-			size_t rb = sg->row_bytes;
-			for (int b = 0; b < j->nb; b++) {
-				const uint8_t *wb = row + (size_t)b * 34;
-				if (b % 2 == 0)	/* the same blocks of the next 4 rows */
-					for (int k = 16; k < 20; k++)
-						_mm_prefetch((const char *)wb + (size_t)k * rb, _MM_HINT_T0);
-				a0 = d1_block(wb, j->xa + b, a0);
-				a1 = d1_block(wb + rb, j->xa + b, a1);
-				a2 = d1_block(wb + 2 * rb, j->xa + b, a2);
-				a3 = d1_block(wb + 3 * rb, j->xa + b, a3);
-			}
-			j->y[r] = hsum8_ps(a0) + 0.0f;
-			j->y[r + 1] = hsum8_ps(a1) + 0.0f;
-			j->y[r + 2] = hsum8_ps(a2) + 0.0f;
-			j->y[r + 3] = hsum8_ps(a3) + 0.0f;
+			d1_rows4_lanes(row, sg->row_bytes, j->xa, j->nb, j->y + r);
 		} else {
 			for (int k = 0; k < nr; k++) {
 				__m256 a = _mm256_setzero_ps();
