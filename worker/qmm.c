@@ -2193,16 +2193,14 @@ static void d1_rows4_lanes(const uint8_t *row, size_t rb, const a8_0_t *xa, int 
 }
 
 /* QMM_BLOCKS: the int32 sums of the same block of 4 rows, rows 0-3 in
- * dwords 0-3 (integer additions: any order gives the same sums). */
+ * dwords 0-3 (integer additions: any order gives the same sums), from
+ * d1_lanes2's lanes, two rows to a vector. */
 INL __m128i d1_isum4(const uint8_t *wb, size_t rb, const a8_0_t *a)
 {
-	__m256i q = _mm256_loadu_si256((const __m256i *)a->qs), s[4];
-#pragma GCC unroll 4
-	for (int k = 0; k < 4; k++) {
-		__m256i w = _mm256_loadu_si256((const __m256i *)(wb + (size_t)k * rb + 2));
-		s[k] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w));
-	}
-	__m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+	__m512i a2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->qs));
+	__m512i s01 = d1_lanes2(wb, rb, a2), s23 = d1_lanes2(wb + 2 * rb, rb, a2);
+	__m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(_mm512_castsi512_si256(s01), _mm512_extracti64x4_epi64(s01, 1)),
+				      _mm256_hadd_epi32(_mm512_castsi512_si256(s23), _mm512_extracti64x4_epi64(s23, 1)));
 	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
